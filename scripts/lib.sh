@@ -1,0 +1,32 @@
+# Shared helpers for keel's scripts. Sourced, not run.
+
+# Debian packages that keel's quickstart and tests use. One list, so the two
+# README commands cannot drift apart.
+KEEL_PACKAGES=(
+  busybox-static      # base image for tests and the quickstart (offline)
+  docker-registry     # a real OCI registry on 127.0.0.1
+  skopeo podman runc uidmap fuse-overlayfs  # peers for interop tests and benchmarks
+  zstd                # zstd layers in interop tests
+  golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
+  etcd-server protobuf-compiler                  # etcd backend of keel-store
+  libseccomp-dev                                 # youki's libcontainer
+  python3-kubernetes                             # official Python client in API tests
+  hyperfine                                      # benchmarks
+)
+
+# Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.
+keel_ensure_packages() {
+  local missing=()
+  local p
+  for p in "${KEEL_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+# A target dir outside the clone: repeated CI runs on one machine share it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/keel-target}"
