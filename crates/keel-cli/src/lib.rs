@@ -11,6 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod image;
+mod output;
+mod progress;
+
 /// Top-level arguments.
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +40,36 @@ pub struct Cli {
 pub enum Command {
     /// Show version information.
     Version,
+    /// List images.
+    Images(image::ImagesArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Show details of images.
+    Inspect(image::InspectArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(image::TagArgs),
+    /// Remove images.
+    Rmi(image::RmiArgs),
+    /// Show the history of an image.
+    History(image::HistoryArgs),
+    /// Save images to a tar archive (docker-archive and OCI layout in one).
+    Save(image::SaveArgs),
+    /// Load images from a tar archive (docker-archive, OCI layout, oci-archive).
+    Load(image::LoadArgs),
+    /// Import a root filesystem (tarball or directory) as an image.
+    Import(image::ImportArgs),
+    /// Pull an image from a registry.
+    Pull(image::PullArgs),
+    /// Push an image to a registry.
+    Push(image::PushArgs),
+    /// Log in to a registry.
+    Login(image::LoginArgs),
+    /// Log out from a registry.
+    Logout(image::LogoutArgs),
+    /// Manage keel's data.
+    #[command(subcommand)]
+    System(image::SystemCommand),
 }
 
 /// Something the user can do about an error; attach with
@@ -90,6 +124,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("root: {}", cli.root.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Images(a) => image::images(&cli.root, a),
+        Command::Image(c) => image::image_command(&cli.root, c),
+        Command::Inspect(a) => image::inspect(&cli.root, a),
+        Command::Tag(a) => image::tag(&cli.root, a),
+        Command::Rmi(a) => image::rmi(&cli.root, a),
+        Command::History(a) => image::history(&cli.root, a),
+        Command::Save(a) => image::save(&cli.root, a),
+        Command::Load(a) => image::load(&cli.root, a),
+        Command::Import(a) => image::import(&cli.root, a),
+        Command::Pull(a) => image::pull(&cli.root, a),
+        Command::Push(a) => image::push(&cli.root, a),
+        Command::Login(a) => image::login(&cli.root, a),
+        Command::Logout(a) => image::logout(&cli.root, a),
+        Command::System(image::SystemCommand::Prune(a)) => image::system_prune(&cli.root, a),
     }
 }
 

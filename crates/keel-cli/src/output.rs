@@ -1,0 +1,155 @@
+//! Terminal output helpers: Docker-style tables, sizes, relative times, and
+//! `-o json|yaml` rendering.
+
+use std::io::IsTerminal;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// How a command prints objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Prints a serializable value as JSON or YAML.
+pub fn print_structured<T: Serialize>(v: &T, f: Format) -> anyhow::Result<()> {
+    match f {
+        Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(v)?),
+        Format::Yaml => print!("{}", serde_yaml_ng::to_string(v)?),
+    }
+    Ok(())
+}
+
+/// Renders rows as `docker`'s tabwriter does: columns padded to the widest cell plus three spaces.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < n {
+                out.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// Decimal sizes with three significant digits, as `docker images` prints them (`4.26MB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    // Go's %.3g: three significant digits, no trailing zeros.
+    let s = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", UNITS[i])
+}
+
+/// Docker's `HumanDuration`, used as "… ago".
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h) = (s / 60, s / 3600);
+    if s < 1 {
+        "Less than a second".into()
+    } else if s == 1 {
+        "1 second".into()
+    } else if s < 60 {
+        format!("{s} seconds")
+    } else if m == 1 {
+        "About a minute".into()
+    } else if m < 60 {
+        format!("{m} minutes")
+    } else if h == 1 {
+        "About an hour".into()
+    } else if h < 48 {
+        format!("{h} hours")
+    } else if h < 24 * 7 * 2 {
+        format!("{} days", h / 24)
+    } else if h < 24 * 30 * 2 {
+        format!("{} weeks", h / 24 / 7)
+    } else if h < 24 * 365 * 2 {
+        format!("{} months", h / 24 / 30)
+    } else {
+        format!("{} years", h / 24 / 365)
+    }
+}
+
+/// "2 weeks ago" for an RFC 3339 timestamp; "N/A" when unknown.
+pub fn ago(rfc3339: Option<&str>) -> String {
+    rfc3339
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map_or_else(
+            || "N/A".to_string(),
+            |t| {
+                let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds();
+                format!("{} ago", human_duration(secs))
+            },
+        )
+}
+
+/// Whether stderr is a terminal (progress bars) and colour is allowed.
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_261_234), "4.26MB");
+        assert_eq!(human_size(1_000), "1kB");
+        assert_eq!(human_size(12_345_678), "12.3MB");
+        assert_eq!(human_size(523_000_000), "523MB");
+    }
+
+    #[test]
+    fn durations_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(30), "30 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(3600 * 3), "3 hours");
+        assert_eq!(human_duration(3600 * 24 * 15), "2 weeks");
+    }
+
+    #[test]
+    fn table_pads_three_spaces() {
+        let t = table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A     BB\nxyz   1\n");
+    }
+}

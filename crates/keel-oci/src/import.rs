@@ -1,0 +1,205 @@
+//! `keel import`: a root filesystem (a tarball, plain or compressed, or a
+//! directory) becomes a one-layer image, like `docker import`, with optional
+//! `--change` instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE).
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::archive::{build_manifest, host_arch};
+use crate::digest::{Digest, HashingReader};
+use crate::error::{IoContext, OciError, Result};
+use crate::layer::{Compression, decompressed};
+use crate::reference::Reference;
+use crate::store::{ImageStore, NewImage};
+
+/// What an import made.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub id: Digest,
+    pub manifest: Digest,
+}
+
+/// Applies one Dockerfile-style `--change` to an image config's `config` object.
+pub fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()> {
+    let bad = |reason: &str| OciError::Malformed {
+        what: format!("change {change:?}"),
+        reason: reason.to_string(),
+    };
+    let (instr, rest) = change
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| bad("expected INSTRUCTION ARGS"))?;
+    let rest = rest.trim();
+    // Exec form is a JSON array; anything else is shell form, run by /bin/sh -c.
+    let command = || -> Value {
+        match serde_json::from_str::<Vec<String>>(rest) {
+            Ok(v) => json!(v),
+            Err(_) => json!(["/bin/sh", "-c", rest]),
+        }
+    };
+    match instr.to_ascii_uppercase().as_str() {
+        "CMD" => {
+            config.insert("Cmd".into(), command());
+        }
+        "ENTRYPOINT" => {
+            config.insert("Entrypoint".into(), command());
+        }
+        "WORKDIR" => {
+            config.insert("WorkingDir".into(), json!(rest));
+        }
+        "USER" => {
+            config.insert("User".into(), json!(rest));
+        }
+        "ENV" | "LABEL" => {
+            let (k, v) = rest
+                .split_once('=')
+                .or_else(|| rest.split_once(char::is_whitespace))
+                .ok_or_else(|| bad("expected KEY=VALUE"))?;
+            let v = v.trim().trim_matches('"');
+            if instr.eq_ignore_ascii_case("ENV") {
+                let env = config.entry("Env").or_insert_with(|| json!([]));
+                let list = env.as_array_mut().ok_or_else(|| bad("Env is not a list"))?;
+                list.retain(|e| e.as_str().is_none_or(|s| !s.starts_with(&format!("{k}="))));
+                list.push(json!(format!("{k}={v}")));
+            } else {
+                let labels = config.entry("Labels").or_insert_with(|| json!({}));
+                labels
+                    .as_object_mut()
+                    .ok_or_else(|| bad("Labels is not a map"))?
+                    .insert(k.to_string(), json!(v));
+            }
+        }
+        "EXPOSE" => {
+            let ports = config.entry("ExposedPorts").or_insert_with(|| json!({}));
+            let map = ports.as_object_mut().ok_or_else(|| bad("ExposedPorts is not a map"))?;
+            for p in rest.split_whitespace() {
+                let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                map.insert(p, json!({}));
+            }
+        }
+        other => return Err(bad(&format!("unsupported instruction {other}"))),
+    }
+    Ok(())
+}
+
+/// Imports a layer tarball (plain, gzip or zstd) from a reader.
+pub fn import_tar(
+    store: &ImageStore,
+    r: impl Read,
+    source: &str,
+    name: Option<&Reference>,
+    changes: &[String],
+) -> Result<Imported> {
+    let guard = store.write_guard()?;
+    let mut created = Vec::new();
+    let res = import_inner(store, r, source, name, changes, &mut created);
+    if res.is_err() {
+        drop(guard);
+        store.discard_new_blobs(&created)?;
+    }
+    res
+}
+
+fn import_inner(
+    store: &ImageStore,
+    r: impl Read,
+    source: &str,
+    name: Option<&Reference>,
+    changes: &[String],
+    created: &mut Vec<Digest>,
+) -> Result<Imported> {
+    let mut cfg = Map::new();
+    for c in changes {
+        apply_change(&mut cfg, c)?;
+    }
+    let put = store.blobs().put_reader(r, None)?;
+    if put.created {
+        created.push(put.digest.clone());
+    }
+    let layer = put.digest;
+    let path = store.blobs().path(&layer);
+    let mut magic = [0u8; 4];
+    let n = std::fs::File::open(&path)
+        .and_then(|mut f| f.read(&mut magic))
+        .io("read", &path)?;
+    let compression = Compression::detect(&magic[..n]);
+    // Check it is a readable tar while computing the diff_id, so a broken
+    // file fails here and not when a container starts.
+    let f = std::fs::File::open(&path).io("open", &path)?;
+    let mut h = HashingReader::new(
+        decompressed(f).map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?,
+    );
+    {
+        let mut ar = tar::Archive::new(&mut h);
+        let entries = ar
+            .entries()
+            .map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?;
+        for e in entries {
+            let mut e = e.map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?;
+            std::io::copy(&mut e, &mut std::io::sink())
+                .map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?;
+        }
+    }
+    std::io::copy(&mut h, &mut std::io::sink())
+        .map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?;
+    let (diff_id, _) = h.finish();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let config = json!({
+        "architecture": host_arch(),
+        "os": "linux",
+        "created": now,
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": now, "created_by": "keel import", "comment": format!("Imported from {source}")}],
+    });
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    let cput = store.blobs().put_bytes(&config_bytes)?;
+    if cput.created {
+        created.push(cput.digest.clone());
+    }
+    let manifest = build_manifest((&cput.digest, cput.size), &[(layer, put.size, compression)]);
+    let mds = store.commit_many(&[NewImage {
+        manifest,
+        tags: name.cloned().into_iter().collect(),
+        repo_digest: None,
+    }])?;
+    Ok(Imported {
+        id: cput.digest,
+        manifest: mds[0].clone(),
+    })
+}
+
+/// Imports a tarball file by path.
+pub fn import_file(
+    store: &ImageStore,
+    path: &Path,
+    name: Option<&Reference>,
+    changes: &[String],
+) -> Result<Imported> {
+    let f = std::fs::File::open(path).io("open", path)?;
+    import_tar(store, f, &path.display().to_string(), name, changes)
+}
+
+/// Imports a directory as a root filesystem (owners, modes, links, xattrs kept).
+pub fn import_dir(
+    store: &ImageStore,
+    dir: &Path,
+    name: Option<&Reference>,
+    changes: &[String],
+) -> Result<Imported> {
+    // The layer is written to a temp file first so the import goes through the
+    // same checked path as a tarball (diff_id, tar validity, atomic commit).
+    let tmp = tempfile::Builder::new()
+        .prefix("import-")
+        .tempfile_in(store.blobs().tmp_dir())
+        .io("create temp file in", store.blobs().tmp_dir())?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        crate::layer::diff_to_layer(dir, &mut w)?;
+        std::io::Write::flush(&mut w).io("write", tmp.path())?;
+    }
+    let f = std::fs::File::open(tmp.path()).io("open", tmp.path())?;
+    import_tar(store, f, &dir.display().to_string(), name, changes)
+}
