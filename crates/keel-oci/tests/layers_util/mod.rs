@@ -210,10 +210,12 @@ pub fn listing(root: &Path) -> Vec<String> {
                     fs::read_link(p).unwrap().display()
                 )
             } else if ft.is_file() {
-                format!(
-                    "{rel} file {:?}",
-                    String::from_utf8_lossy(&fs::read(p).unwrap())
-                )
+                let data = fs::read(p).unwrap();
+                if data.len() <= 64 {
+                    format!("{rel} file {:?}", String::from_utf8_lossy(&data))
+                } else {
+                    format!("{rel} file len={} {}", data.len(), sha256_digest(&data))
+                }
             } else if ft.is_char_device() {
                 format!(
                     "{rel} char {}:{}",
@@ -290,6 +292,30 @@ impl OverlayMount {
         let status = Command::new("mount")
             .args(["-t", "overlay", "overlay", "-o"])
             .arg(format!("ro,lowerdir={}", lowerdir.join(":")))
+            .arg(target)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mount -t overlay failed: {status}");
+        OverlayMount {
+            target: target.to_path_buf(),
+        }
+    }
+}
+
+impl OverlayMount {
+    /// A writable overlay: changes land in `upper`.
+    pub fn rw(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Self {
+        for d in [upper, work, target] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let status = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                upper.display(),
+                work.display()
+            ))
             .arg(target)
             .status()
             .expect("running mount");
