@@ -1,16 +1,20 @@
 //! keel's image store: a content-addressed blob store under the keel root
 //! ([`BlobStore`]), images and tags ([`ImageStore`], [`Image`]), Docker-style
 //! references ([`Reference`]), archive load/save ([`archive`]), import of root
-//! filesystems ([`import`]), the registry client ([`registry`]) and layer
-//! apply/diff into snapshots ([`layer`]).
+//! filesystems ([`import`]), the registry client ([`registry`]), layer
+//! apply/diff and the snapshot cache ([`layer`]), and the offline busybox base
+//! image ([`busybox`]).
 
 pub mod archive;
 pub mod blobs;
+pub mod busybox;
 pub mod digest;
 pub mod error;
 pub mod image;
+pub mod import;
 pub mod layer;
 pub mod reference;
+pub mod registry;
 pub mod store;
 
 pub use blobs::BlobStore;
@@ -19,5 +23,3 @@ pub use error::{OciError, Result};
 pub use image::Image;
 pub use reference::Reference;
 pub use store::{ImageStore, ImageSummary, PruneReport, RemoveEvent};
-pub mod registry;
-pub mod import;

@@ -1,0 +1,350 @@
+//! The snapshot cache: one unpacked directory per layer chain, usable as an
+//! overlayfs lowerdir and shared by every image with the same chain.
+//!
+//! Invariant: a directory named by a chain id is complete and verified. It is
+//! built under a temporary name in the same directory, synced, and renamed
+//! into place with `RENAME_NOREPLACE`, so neither a crash nor a concurrent
+//! keel process can expose a half-unpacked snapshot.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use super::{LayerError, WhiteoutMode, apply_layer, decompressed, hex, sha256_hex};
+
+/// Prefix of in-progress (being unpacked) and in-removal snapshot dirs.
+const TMP_PREFIX: &str = ".tmp-";
+const RM_PREFIX: &str = ".rm-";
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// One cached snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// `sha256:<hex>` chain id.
+    pub chain_id: String,
+    pub path: PathBuf,
+    /// Bytes on disk (allocated blocks, hardlinks counted once).
+    pub size: u64,
+}
+
+/// Snapshot cache rooted at one directory (`<keel root>/oci/snapshots`).
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    dir: PathBuf,
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Removes a temporary directory unless disarmed, so every error path (and
+/// a panic) cleans up after itself.
+struct TmpGuard(Option<PathBuf>);
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Bytes allocated below `path`, counting each inode once.
+fn disk_usage(path: &Path) -> io::Result<u64> {
+    fn walk(p: &Path, seen: &mut HashSet<(u64, u64)>) -> io::Result<u64> {
+        let md = fs::symlink_metadata(p)?;
+        if md.nlink() > 1 && !md.is_dir() && !seen.insert((md.dev(), md.ino())) {
+            return Ok(0);
+        }
+        let mut total = md.blocks() * 512;
+        if md.is_dir() {
+            for e in fs::read_dir(p)? {
+                total += walk(&e?.path(), seen)?;
+            }
+        }
+        Ok(total)
+    }
+    walk(path, &mut HashSet::new())
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    fs::File::open(path)?.sync_all()
+}
+
+impl Snapshots {
+    /// Opens (creating if needed) the cache directory, and removes leftovers
+    /// of keel processes that died while unpacking or removing.
+    pub fn new(dir: PathBuf) -> Result<Self, LayerError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| LayerError::CreateSnapshot {
+                path: dir.clone(),
+                source,
+            })?;
+        let s = Snapshots { dir };
+        s.clean_stale()?;
+        Ok(s)
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn clean_stale(&self) -> Result<(), LayerError> {
+        let list_err = |source| LayerError::ListSnapshots {
+            path: self.dir.clone(),
+            source,
+        };
+        for e in fs::read_dir(&self.dir).map_err(list_err)? {
+            let e = e.map_err(list_err)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Names are `.tmp-<pid>-<seq>-<hex>` / `.rm-<pid>-<seq>-<hex>`.
+            let Some(rest) = name
+                .strip_prefix(TMP_PREFIX)
+                .or_else(|| name.strip_prefix(RM_PREFIX))
+            else {
+                continue;
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !pid_alive(p)) {
+                let path = e.path();
+                fs::remove_dir_all(&path)
+                    .map_err(|source| LayerError::RemoveSnapshot { path, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Chain IDs per the OCI image spec: `chainid(L0) = diffid(L0)`,
+    /// `chainid(Ln) = sha256(chainid(Ln-1) + " " + diffid(Ln))`.
+    pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+        for d in diff_ids {
+            let next = match out.last() {
+                None => d.clone(),
+                Some(prev) => {
+                    let mut h = Sha256::new();
+                    h.update(prev.as_bytes());
+                    h.update(b" ");
+                    h.update(d.as_bytes());
+                    format!("sha256:{}", hex(&h.finalize()))
+                }
+            };
+            out.push(next);
+        }
+        out
+    }
+
+    /// Where the snapshot for `chain_id` lives (whether or not it exists).
+    pub fn path(&self, chain_id: &str) -> Result<PathBuf, LayerError> {
+        let h = sha256_hex(chain_id).ok_or_else(|| LayerError::InvalidDigest(chain_id.into()))?;
+        Ok(self.dir.join(h))
+    }
+
+    /// The snapshot dir for `chain_id` if it is cached.
+    pub fn get(&self, chain_id: &str) -> Result<Option<PathBuf>, LayerError> {
+        let p = self.path(chain_id)?;
+        Ok(p.is_dir().then_some(p))
+    }
+
+    /// Returns the snapshot dir for `chain_id`, unpacking it with
+    /// `open_layer()` (uncompressed or gzip/zstd tar) if absent. The
+    /// uncompressed stream must hash to `diff_id`. Unpacking happens in a
+    /// temporary dir renamed into place, so a crash or a concurrent process
+    /// never leaves or sees a half snapshot; if another process wins the
+    /// race, its (identical) snapshot is used and ours dropped.
+    pub fn ensure(
+        &self,
+        chain_id: &str,
+        diff_id: &str,
+        open_layer: impl FnOnce() -> io::Result<Box<dyn Read>>,
+    ) -> Result<PathBuf, LayerError> {
+        let final_path = self.path(chain_id)?;
+        let chain_hex = sha256_hex(chain_id).unwrap_or_default();
+        if sha256_hex(diff_id).is_none() {
+            return Err(LayerError::InvalidDigest(diff_id.into()));
+        }
+        if final_path.is_dir() {
+            return Ok(final_path);
+        }
+        let tmp = self.dir.join(format!(
+            "{TMP_PREFIX}{}-{}-{chain_hex}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let create_err = |source| LayerError::CreateSnapshot {
+            path: tmp.clone(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&tmp)
+            .map_err(create_err)?;
+        let mut guard = TmpGuard(Some(tmp.clone()));
+        // The umask must not decide the lowerdir root's mode.
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(create_err)?;
+
+        let open_err = |source| LayerError::OpenLayer {
+            chain_id: chain_id.to_owned(),
+            source,
+        };
+        let layer = decompressed(open_layer().map_err(open_err)?).map_err(LayerError::Read)?;
+        let mut reader = HashingReader {
+            inner: layer,
+            hasher: Sha256::new(),
+        };
+        apply_layer(&mut reader, &tmp, WhiteoutMode::Overlay)?;
+        let actual = format!("sha256:{}", hex(&reader.hasher.finalize()));
+        if actual != diff_id {
+            return Err(LayerError::DiffIdMismatch {
+                expected: diff_id.to_owned(),
+                actual,
+            });
+        }
+
+        let commit_err = |source| LayerError::CommitSnapshot {
+            path: final_path.clone(),
+            source,
+        };
+        // Content must be durable before the name says "complete".
+        let dirfd = fs::File::open(&tmp).map_err(commit_err)?;
+        rustix::fs::syncfs(&dirfd).map_err(|e| commit_err(e.into()))?;
+        drop(dirfd);
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &tmp,
+            rustix::fs::CWD,
+            &final_path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => guard.0 = None,
+            // Someone else committed the same chain first: theirs is as good.
+            Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => {
+                return Ok(final_path);
+            }
+            Err(e) => return Err(commit_err(e.into())),
+        }
+        sync_dir(&self.dir).map_err(commit_err)?;
+        Ok(final_path)
+    }
+
+    /// Unpacks a whole chain (bottom layer first) and returns its snapshot
+    /// dirs in the same order; overlayfs wants them reversed as `lowerdir`.
+    pub fn ensure_chain(
+        &self,
+        diff_ids: &[String],
+        mut open_layer: impl FnMut(usize) -> io::Result<Box<dyn Read>>,
+    ) -> Result<Vec<PathBuf>, LayerError> {
+        Self::chain_ids(diff_ids)
+            .iter()
+            .zip(diff_ids)
+            .enumerate()
+            .map(|(i, (chain, diff))| self.ensure(chain, diff, || open_layer(i)))
+            .collect()
+    }
+
+    /// All complete snapshots, sorted by chain id.
+    pub fn list(&self) -> Result<Vec<SnapshotInfo>, LayerError> {
+        let list_err = |source| LayerError::ListSnapshots {
+            path: self.dir.clone(),
+            source,
+        };
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(list_err)? {
+            let e = e.map_err(list_err)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let chain_id = format!("sha256:{name}");
+            if sha256_hex(&chain_id).is_none() {
+                continue;
+            }
+            let path = e.path();
+            let size = match disk_usage(&path) {
+                Ok(s) => s,
+                // Removed concurrently.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(list_err(e)),
+            };
+            out.push(SnapshotInfo {
+                chain_id,
+                path,
+                size,
+            });
+        }
+        out.sort_by(|a, b| a.chain_id.cmp(&b.chain_id));
+        Ok(out)
+    }
+
+    /// Removes one snapshot, returning the bytes freed. The dir is first
+    /// renamed away so the chain id never names a half-deleted tree.
+    pub fn remove(&self, chain_id: &str) -> Result<u64, LayerError> {
+        let path = self.path(chain_id)?;
+        let chain_hex = sha256_hex(chain_id).unwrap_or_default();
+        let doomed = self.dir.join(format!(
+            "{RM_PREFIX}{}-{}-{chain_hex}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        match fs::rename(&path, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(LayerError::NoSuchSnapshot(chain_id.to_owned()));
+            }
+            Err(source) => return Err(LayerError::RemoveSnapshot { path, source }),
+        }
+        let rm_err = |source| LayerError::RemoveSnapshot {
+            path: path.clone(),
+            source,
+        };
+        let size = disk_usage(&doomed).map_err(rm_err)?;
+        fs::remove_dir_all(&doomed).map_err(rm_err)?;
+        Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let a = format!("sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let ids = Snapshots::chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(ids[0], a);
+        let mut h = Sha256::new();
+        h.update(format!("{a} {b}").as_bytes());
+        assert_eq!(ids[1], format!("sha256:{}", hex(&h.finalize())));
+        assert!(Snapshots::chain_ids(&[]).is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_chain_ids() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Snapshots::new(t.path().join("snap")).unwrap();
+        for bad in ["../x", "sha256:../../etc", "sha256:ABC", "md5:00"] {
+            assert!(matches!(s.path(bad), Err(LayerError::InvalidDigest(_))));
+        }
+    }
+}
