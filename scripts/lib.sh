@@ -4,7 +4,7 @@
 # README commands cannot drift apart.
 KEEL_PACKAGES=(
   busybox-static      # base image for tests and the quickstart (offline)
-  docker-registry     # a real OCI registry on 127.0.0.1
+  docker-registry apache2-utils  # a real OCI registry on 127.0.0.1 (htpasswd for its basic auth)
   skopeo podman runc uidmap fuse-overlayfs  # peers for interop tests and benchmarks
   zstd                # zstd layers in interop tests
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl

@@ -192,6 +192,15 @@ pub enum ImageCommand {
     Push(PushArgs),
     /// Remove unused images.
     Prune(PruneArgs),
+    /// Import Debian's busybox-static as an image (the offline base image).
+    SeedBusybox(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Name for the image.
+    #[arg(default_value = "busybox:latest")]
+    pub name: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +259,14 @@ fn registry_options(root: &Path, a: &RegistryArgs) -> anyhow::Result<RegistryOpt
     })
 }
 
+/// One line of `keel images`: an image under one of its tags.
+struct Row {
+    repo: String,
+    tag: String,
+    digest: String,
+    s: keel_oci::ImageSummary,
+}
+
 pub fn images(root: &Path, a: ImagesArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let filter = match &a.repository {
@@ -258,40 +275,38 @@ pub fn images(root: &Path, a: ImagesArgs) -> anyhow::Result<ExitCode> {
     };
     let mut list = store.list().map_err(hinted)?;
     list.sort_by(|x, y| y.created.cmp(&x.created).then(x.id.cmp(&y.id)));
-    struct Row {
-        repo: String,
-        tag: String,
-        digest: String,
-        s: keel_oci::ImageSummary,
-    }
     let mut rows: Vec<Row> = Vec::new();
     for s in &list {
-        let digest = s
-            .repo_digests
-            .first()
-            .and_then(|d| d.rsplit_once('@').map(|x| x.1.to_string()))
-            .unwrap_or_else(|| "<none>".into());
+        // Docker shows the digest the row's repository knows the image by.
+        let digest_in = |name: Option<&str>| {
+            s.repo_digests
+                .iter()
+                .filter_map(|d| d.rsplit_once('@'))
+                .find(|(n, _)| name.is_none_or(|want| *n == want))
+                .map_or_else(|| "<none>".to_string(), |(_, d)| d.to_string())
+        };
         if s.tags.is_empty() {
+            let digest = digest_in(None);
             if filter.is_none() {
                 rows.push(Row {
                     repo: "<none>".into(),
                     tag: "<none>".into(),
-                    digest: digest.clone(),
+                    digest,
                     s: s.clone(),
                 });
             }
             continue;
         }
         for t in &s.tags {
-            if let Some(f) = &filter {
-                if f.name() != t.name() || f.tag().is_some_and(|ft| Some(ft) != t.tag()) {
+            if let Some(f) = &filter
+                && (f.name() != t.name() || f.tag().is_some_and(|ft| Some(ft) != t.tag())) {
                     continue;
                 }
-            }
+            let digest = digest_in(Some(&t.name()));
             rows.push(Row {
                 repo: t.familiar_name(),
                 tag: t.tag().unwrap_or("<none>").to_string(),
-                digest: digest.clone(),
+                digest,
                 s: s.clone(),
             });
         }
@@ -473,51 +488,45 @@ pub fn history(root: &Path, a: HistoryArgs) -> anyhow::Result<ExitCode> {
 
 pub fn save(root: &Path, a: SaveArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
-    match &a.output {
-        Some(path) => {
-            // Written beside the target and renamed: a failed save leaves no half file.
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".keel-save-")
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a file in {}", dir.display()))?;
-            {
-                let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-                keel_oci::archive::save(&store, &a.images, &mut w).map_err(hinted)?;
-                w.flush().context("writing the archive")?;
-            }
-            tmp.as_file().sync_all().context("writing the archive")?;
-            tmp.persist(path)
-                .map_err(|e| e.error)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        None => {
-            if std::io::stdout().is_terminal() {
-                return Err(anyhow::Error::new(Hint::new("use -o FILE or redirect stdout")))
-                    .context("refusing to write an archive to a terminal");
-            }
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    if let Some(path) = &a.output {
+        // Written beside the target and renamed: a failed save leaves no half file.
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".keel-save-")
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a file in {}", dir.display()))?;
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
             keel_oci::archive::save(&store, &a.images, &mut w).map_err(hinted)?;
             w.flush().context("writing the archive")?;
         }
+        tmp.as_file().sync_all().context("writing the archive")?;
+        tmp.persist(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("writing {}", path.display()))?;
+    } else {
+        if std::io::stdout().is_terminal() {
+            return Err(anyhow::Error::new(Hint::new("use -o FILE or redirect stdout")))
+                .context("refusing to write an archive to a terminal");
+        }
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        keel_oci::archive::save(&store, &a.images, &mut w).map_err(hinted)?;
+        w.flush().context("writing the archive")?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn load(root: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
-    let input: Box<dyn Read> = match &a.input {
-        Some(p) => Box::new(
-            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
-        ),
-        None => {
-            if std::io::stdin().is_terminal() {
-                return Err(anyhow::Error::new(Hint::new("use -i FILE or pipe an archive in")))
-                    .context("requested load from stdin, but stdin is a terminal");
-            }
-            Box::new(std::io::stdin())
+    let input: Box<dyn Read> = if let Some(p) = &a.input { Box::new(
+        std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+    ) } else {
+        if std::io::stdin().is_terminal() {
+            return Err(anyhow::Error::new(Hint::new("use -i FILE or pipe an archive in")))
+                .context("requested load from stdin, but stdin is a terminal");
         }
+        Box::new(std::io::stdin())
     };
     let what = a.input.as_ref().map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
     let loaded = keel_oci::archive::load(&store, input)
@@ -693,5 +702,36 @@ pub fn image_command(root: &Path, c: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Pull(a) => pull(root, a),
         ImageCommand::Push(a) => push(root, a),
         ImageCommand::Prune(a) => image_prune(root, a),
+        ImageCommand::SeedBusybox(a) => seed_busybox(root, a),
     }
+}
+
+pub fn seed_busybox(root: &Path, a: SeedArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(root)?;
+    let name = Reference::parse(&a.name).map_err(hinted)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix("busybox-")
+        .tempfile_in(store.blobs().tmp_dir())
+        .context("creating a temp file")?;
+    keel_oci::busybox::build_rootfs_tar(std::io::BufWriter::new(tmp.as_file_mut())).map_err(|e| {
+        let hint = e.hint();
+        let err = anyhow::Error::new(e);
+        match hint {
+            Some(h) => err.context(Hint::new(h)),
+            None => err,
+        }
+        .context("building the busybox root filesystem")
+    })?;
+    let f = std::fs::File::open(tmp.path()).context("reading the busybox layer")?;
+    // The same default command as the busybox image on Docker Hub.
+    let imported = keel_oci::import::import_tar(
+        &store,
+        f,
+        "busybox-static",
+        Some(&name),
+        &[r#"CMD ["sh"]"#.to_string()],
+    )
+    .map_err(hinted)?;
+    println!("{}", imported.id);
+    Ok(ExitCode::SUCCESS)
 }

@@ -53,6 +53,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Decimal sizes with three significant digits, as `docker images` prints them (`4.26MB`).
+#[allow(clippy::cast_precision_loss)] // for display only: three digits are shown
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut v = bytes as f64;

@@ -168,15 +168,14 @@ impl ArchiveFiles {
             Some(FileData::Blob(d)) => (d.clone(), store.blobs().size(d)?),
             None => return Err(missing(name)),
         };
-        if let Some(e) = expected {
-            if *e != d {
+        if let Some(e) = expected
+            && *e != d {
                 return Err(OciError::DigestMismatch {
                     what: format!("archive entry {name}"),
                     expected: e.to_string(),
                     actual: d.to_string(),
                 });
             }
-        }
         Ok((d, size))
     }
 }
@@ -230,7 +229,7 @@ fn diff_id_of(store: &ImageStore, d: &Digest) -> Result<Digest> {
     Ok(h.finish().0)
 }
 
-/// Checks that a layer blob's uncompressed content is the diff_id the config names.
+/// Checks that a layer blob's uncompressed content is the `diff_id` the config names.
 fn check_diff_id(
     store: &ImageStore,
     layer: &Digest,
@@ -271,11 +270,11 @@ pub fn build_manifest(config: (&Digest, u64), layers: &[(Digest, u64, Compressio
 /// `keel load`: reads an archive and adds its images. All images of the archive
 /// appear, or none (and no blob this load added stays behind).
 pub fn load(store: &ImageStore, r: impl Read + 'static) -> Result<Vec<LoadedImage>> {
-    let _guard = store.write_guard()?;
+    let guard = store.write_guard()?;
     let mut created = Vec::new();
     let res = load_inner(store, r, &mut created);
+    drop(guard);
     if res.is_err() {
-        drop(_guard);
         store.discard_new_blobs(&created)?;
     }
     res
@@ -329,18 +328,16 @@ fn load_inner(
                 let ld = digest_of(l)?;
                 let name = format!("blobs/sha256/{}", ld.hex());
                 files.store(store, &name, Some(&ld), created)?;
-                let c = layer_compression(&l.media_type().to_string()).unwrap_or(Compression::None);
+                let c = layer_compression(l.media_type().as_ref()).unwrap_or(Compression::None);
                 check_diff_id(store, &ld, c, did, &name)?;
             }
             let mut tags = Vec::new();
             for key in ["io.containerd.image.name", "org.opencontainers.image.ref.name"] {
-                if let Some(v) = desc_annotations.get(key) {
-                    if let Some(r) = ref_from_annotation(v) {
-                        if !tags.contains(&r) {
+                if let Some(v) = desc_annotations.get(key)
+                    && let Some(r) = ref_from_annotation(v)
+                        && !tags.contains(&r) {
                             tags.push(r);
                         }
-                    }
-                }
             }
             if let Some(entries) = &docker {
                 for e in entries {
@@ -516,18 +513,18 @@ fn tar_header(path: &str, size: u64) -> tar::Header {
 }
 
 fn append_bytes<W: Write>(b: &mut tar::Builder<W>, path: &str, data: &[u8]) -> io::Result<()> {
-    let mut h = tar_header(path, data.len() as u64);
-    b.append(&mut h, data)
+    let h = tar_header(path, data.len() as u64);
+    b.append(&h, data)
 }
 
 /// An image ready to be written: its layers uncompressed (docker-archive
-/// readers expect layer files whose digest is the diff_id).
+/// readers expect layer files whose digest is the `diff_id`).
 struct SaveImage {
     image: Image,
     names: Vec<Reference>,
     manifest_bytes: Vec<u8>,
     manifest_digest: Digest,
-    /// (diff_id, size, where the uncompressed bytes are)
+    /// (`diff_id`, size, where the uncompressed bytes are)
     layers: Vec<(Digest, u64, LayerSource)>,
 }
 
@@ -539,7 +536,7 @@ enum LayerSource {
 /// `keel save`: writes the images (with the names asked for) as one tar that
 /// `docker load` and `podman load` both read: an OCI image layout plus
 /// Docker's `manifest.json`, layers uncompressed.
-pub fn save(store: &ImageStore, names: &[String], w: impl Write) -> Result<()> {
+pub fn save(store: &ImageStore, names: &[String], out: impl Write) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("save-")
         .tempdir_in(store.blobs().tmp_dir())
@@ -561,7 +558,7 @@ pub fn save(store: &ImageStore, names: &[String], w: impl Write) -> Result<()> {
         let mut all_plain = true;
         for (l, did) in image.manifest.layers().iter().zip(image.diff_ids()?) {
             let ld = digest_of(l)?;
-            let c = layer_compression(&l.media_type().to_string()).unwrap_or(Compression::None);
+            let c = layer_compression(l.media_type().as_ref()).unwrap_or(Compression::None);
             if c == Compression::None {
                 layers.push((did, l.size(), LayerSource::Blob(ld)));
             } else {
@@ -603,15 +600,15 @@ pub fn save(store: &ImageStore, names: &[String], w: impl Write) -> Result<()> {
         });
     }
 
-    let mut b = tar::Builder::new(w);
-    b.mode(tar::HeaderMode::Deterministic);
+    let mut tb = tar::Builder::new(out);
+    tb.mode(tar::HeaderMode::Deterministic);
     let werr = |e: io::Error| OciError::Io {
         op: "write archive",
         path: PathBuf::from("-"),
         source: e,
     };
     let mut written: std::collections::HashSet<Digest> = std::collections::HashSet::new();
-    append_bytes(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(werr)?;
+    append_bytes(&mut tb, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(werr)?;
     let mut index_entries = Vec::new();
     let mut docker_manifest = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -621,13 +618,13 @@ pub fn save(store: &ImageStore, names: &[String], w: impl Write) -> Result<()> {
                 continue;
             }
             let path = format!("blobs/sha256/{}", did.hex());
-            let mut h = tar_header(&path, *size);
+            let h = tar_header(&path, *size);
             match src {
-                LayerSource::Blob(d) => b.append(&mut h, store.blobs().open(d)?).map_err(werr)?,
+                LayerSource::Blob(d) => tb.append(&h, store.blobs().open(d)?).map_err(werr)?,
                 LayerSource::Temp(p) => {
                     let mut f = std::fs::File::open(p).io("open", p)?;
                     f.rewind().io("read", p)?;
-                    b.append(&mut h, f).map_err(werr)?;
+                    tb.append(&h, f).map_err(werr)?;
                 }
             }
         }
@@ -636,7 +633,7 @@ pub fn save(store: &ImageStore, names: &[String], w: impl Write) -> Result<()> {
             (&s.manifest_digest, &s.manifest_bytes),
         ] {
             if written.insert(d.clone()) {
-                append_bytes(&mut b, &format!("blobs/sha256/{}", d.hex()), bytes).map_err(werr)?;
+                append_bytes(&mut tb, &format!("blobs/sha256/{}", d.hex()), bytes).map_err(werr)?;
             }
         }
         let desc = |ann: Option<serde_json::Value>| {
@@ -674,22 +671,22 @@ pub fn save(store: &ImageStore, names: &[String], w: impl Write) -> Result<()> {
         "mediaType": MT_OCI_INDEX,
         "manifests": index_entries,
     });
-    append_bytes(&mut b, "index.json", &serde_json::to_vec(&index).expect("json")).map_err(werr)?;
+    append_bytes(&mut tb, "index.json", &serde_json::to_vec(&index).expect("json")).map_err(werr)?;
     append_bytes(
-        &mut b,
+        &mut tb,
         "manifest.json",
         &serde_json::to_vec(&docker_manifest).expect("json"),
     )
     .map_err(werr)?;
     if !repositories.is_empty() {
         append_bytes(
-            &mut b,
+            &mut tb,
             "repositories",
             &serde_json::to_vec(&repositories).expect("json"),
         )
         .map_err(werr)?;
     }
-    b.into_inner().map_err(werr)?.flush().map_err(werr)?;
+    tb.into_inner().map_err(werr)?.flush().map_err(werr)?;
     Ok(())
 }
 

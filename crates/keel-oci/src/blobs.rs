@@ -97,15 +97,14 @@ impl BlobStore {
         size: u64,
         expected: Option<&Digest>,
     ) -> Result<PutResult> {
-        if let Some(exp) = expected {
-            if *exp != digest {
+        if let Some(exp) = expected
+            && *exp != digest {
                 return Err(OciError::DigestMismatch {
                     what: "blob".into(),
                     expected: exp.to_string(),
                     actual: digest.to_string(),
                 });
             }
-        }
         let dest = self.path(&digest);
         if dest.is_file() {
             return Ok(PutResult {
@@ -163,7 +162,7 @@ impl BlobStore {
     /// Removes a blob; returns the bytes freed (0 if it was already gone).
     pub fn remove(&self, d: &Digest) -> Result<u64> {
         let p = self.path(d);
-        let size = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        let size = fs::metadata(&p).map_or(0, |m| m.len());
         match fs::remove_file(&p) {
             Ok(()) => Ok(size),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
@@ -176,13 +175,14 @@ impl BlobStore {
         let mut freed = 0;
         for e in fs::read_dir(&self.tmp).io("list", &self.tmp)? {
             let e = e.io("list", &self.tmp)?;
-            freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+            freed += e.metadata().map_or(0, |m| m.len());
             let _ = fs::remove_file(e.path());
         }
         Ok(freed)
     }
 
-    pub(crate) fn tmp_dir(&self) -> &Path {
+    /// Scratch space on the same filesystem as the blobs (renames stay atomic).
+    pub fn tmp_dir(&self) -> &Path {
         &self.tmp
     }
 }

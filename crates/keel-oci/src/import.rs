@@ -104,7 +104,7 @@ pub fn import_tar(
 
 fn import_inner(
     store: &ImageStore,
-    r: impl Read,
+    reader: impl Read,
     source: &str,
     name: Option<&Reference>,
     changes: &[String],
@@ -114,7 +114,7 @@ fn import_inner(
     for c in changes {
         apply_change(&mut cfg, c)?;
     }
-    let put = store.blobs().put_reader(r, None)?;
+    let put = store.blobs().put_reader(reader, None)?;
     if put.created {
         created.push(put.digest.clone());
     }

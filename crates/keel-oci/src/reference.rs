@@ -75,11 +75,10 @@ fn valid_domain(d: &str) -> bool {
             None => (d, None),
         }
     };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) {
+    if let Some(p) = port
+        && (p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit())) {
             return false;
         }
-    }
     if d.starts_with('[') {
         return !host.is_empty() && host.bytes().all(|c| c.is_ascii_hexdigit() || c == b':');
     }
@@ -124,11 +123,10 @@ impl Reference {
             }
             None => (rest, None),
         };
-        if let Some(t) = tag {
-            if !valid_tag(t) {
+        if let Some(t) = tag
+            && !valid_tag(t) {
                 return Err(invalid(s, format!("invalid tag {t:?}")));
             }
-        }
         let (registry, repository) = match name.split_once('/') {
             Some((first, remainder))
                 if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
@@ -201,6 +199,7 @@ impl Reference {
     }
 
     /// The same repository with another tag (and no digest).
+    #[must_use]
     pub fn with_tag(&self, tag: &str) -> Reference {
         Reference {
             registry: self.registry.clone(),
@@ -211,6 +210,7 @@ impl Reference {
     }
 
     /// The same repository pinned to a digest (and no tag).
+    #[must_use]
     pub fn with_digest(&self, digest: Digest) -> Reference {
         Reference {
             registry: self.registry.clone(),

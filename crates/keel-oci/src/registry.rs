@@ -191,7 +191,7 @@ fn client_for(r: &Reference, opts: &RegistryOptions) -> Client {
             ClientProtocol::Https
         },
         connect_timeout: Some(std::time::Duration::from_secs(10)),
-        read_timeout: Some(std::time::Duration::from_secs(120)),
+        read_timeout: Some(std::time::Duration::from_mins(2)),
         user_agent: concat!("keel/", env!("CARGO_PKG_VERSION")),
         // We pick the platform ourselves so we can record the index digest.
         platform_resolver: None,
@@ -286,15 +286,14 @@ async fn pull_inner(
         .await
         .map_err(|e| registry_err(r, e))?;
     let repo_digest = Digest::of(&bytes);
-    if let Some(want) = r.digest() {
-        if *want != repo_digest {
+    if let Some(want) = r.digest()
+        && *want != repo_digest {
             return Err(OciError::DigestMismatch {
                 what: format!("manifest of {r}"),
                 expected: want.to_string(),
                 actual: repo_digest.to_string(),
             });
         }
-    }
     let mut manifest_bytes = bytes.to_vec();
     if manifest_kind(&manifest_bytes, None, "manifest")? == ManifestKind::Index {
         let index = parse_index(&manifest_bytes, "index")?;

@@ -223,6 +223,25 @@ impl ImageStore {
                     idx.tags.insert(t.to_string(), md.clone());
                 }
             }
+            // A manifest left without tags whose config is the one just committed is
+            // the same image (same ID) in another encoding, e.g. gzip vs plain
+            // layers; fold it in rather than show a dangling twin, as docker would.
+            for (md, config) in &prepared {
+                let tagged: BTreeSet<&Digest> = idx.tags.values().collect();
+                let twins: Vec<Digest> = idx
+                    .images
+                    .iter()
+                    .filter(|(m, e)| *m != md && e.config == *config && !tagged.contains(m))
+                    .map(|(m, _)| m.clone())
+                    .collect();
+                for t in twins {
+                    if let Some(e) = idx.images.remove(&t) {
+                        if let Some(keep) = idx.images.get_mut(md) {
+                            keep.repo_digests.extend(e.repo_digests);
+                        }
+                    }
+                }
+            }
             Ok(())
         })?;
         Ok(prepared.into_iter().map(|(m, _)| m).collect())
@@ -450,8 +469,8 @@ impl ImageStore {
         for md in idx.images.keys() {
             keep.insert(md.clone());
             // A manifest we cannot read still pins what we can tell of it.
-            if let Ok(bytes) = self.blobs.read(md) {
-                if let Ok(m) = parse_manifest(&bytes, "manifest") {
+            if let Ok(bytes) = self.blobs.read(md)
+                && let Ok(m) = parse_manifest(&bytes, "manifest") {
                     if let Ok(c) = digest_of(m.config()) {
                         keep.insert(c);
                     }
@@ -461,7 +480,6 @@ impl ImageStore {
                         }
                     }
                 }
-            }
         }
         let mut report = PruneReport::default();
         for d in self.blobs.list()? {

@@ -1,4 +1,4 @@
-//! diff_to_layer round trips: tree → tar → tree is the identity, the tar is
+//! `diff_to_layer` round trips: tree → tar → tree is the identity, the tar is
 //! byte-identical on every run, real GNU tar reads ours and we read GNU
 //! tar's, and an overlayfs upper dir turns into the right whiteouts.
 //! Needs root (owners, devices, trusted xattrs, mount).

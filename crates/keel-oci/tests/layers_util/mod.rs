@@ -107,8 +107,8 @@ impl TarBuilder {
     pub fn file(&mut self, name: &str, data: &[u8], mtime: u64) -> &mut Self {
         self.add(&E {
             name,
-            data,
             mtime,
+            data,
             ..E::default()
         })
     }

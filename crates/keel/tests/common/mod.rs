@@ -1,0 +1,287 @@
+//! Shared helpers for keel's CLI tests: a keel with a temporary root, a real
+//! registry (Debian's docker-registry) and podman with a throw-away store, all
+//! on 127.0.0.1 and cleaned up on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The keel binary under test with its own root.
+pub struct Keel {
+    pub root: tempfile::TempDir,
+}
+
+impl Keel {
+    pub fn new() -> Self {
+        Keel {
+            root: tempfile::Builder::new().prefix("keel-test-").tempdir().unwrap(),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
+        c.env("KEEL_ROOT", self.root.path())
+            .env("NO_COLOR", "1")
+            .env_remove("KEEL_INSECURE_REGISTRIES")
+            // Credentials never come from the host's docker config.
+            .env("DOCKER_CONFIG", self.root.path().join("no-docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "keel {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs, asserts a clean failure (non-zero, one `error:` line, optional
+    /// `hint:` line, nothing else) and returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "keel {args:?} should fail; stderr: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.is_empty()).collect();
+        let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "one error line expected: {err}");
+        let last = lines.last().unwrap();
+        assert!(
+            last.starts_with("error: ") || (last.starts_with("hint: ") && lines[lines.len() - 2].starts_with("error: ")),
+            "error (and hint) must be the last lines: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    }
+
+    /// Every file under the root with its size, to compare before/after a failure.
+    pub fn snapshot_store(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        walk(self.root.path(), self.root.path(), &mut out);
+        out.sort();
+        out
+    }
+
+    pub fn seed_busybox(&self) -> String {
+        self.ok(&["image", "seed-busybox"]).trim().to_string()
+    }
+
+    /// `keel images -o json`.
+    pub fn images_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["images", "-o", "json"])).unwrap()
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        // Lock files are created on first use and carry no data.
+        if p.extension().is_some_and(|x| x == "lock") {
+            continue;
+        }
+        if md.is_dir() {
+            walk(root, &p, out);
+        } else {
+            out.push((p.strip_prefix(root).unwrap().display().to_string(), md.len()));
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A real registry (Debian's docker-registry) on 127.0.0.1.
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Self {
+        Self::start_with_auth(None)
+    }
+
+    /// With `Some((user, password))`, the registry requires basic auth (htpasswd).
+    pub fn start_with_auth(auth: Option<(&str, &str)>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n",
+            dir.path().join("data").display()
+        );
+        if let Some((u, p)) = auth {
+            let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().expect("htpasswd (apache2-utils) is installed");
+            assert!(out.status.success());
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: keel-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .expect("docker-registry is installed");
+        wait_for_port(port);
+        Registry { port, child, _dir: dir }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Podman with a throw-away store and a test containers.conf (runc, cgroupfs,
+/// ulimits within this machine's hard limits).
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("keel-podman-").tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        Podman { dir }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("run"))
+            .args(["--storage-driver", "overlay"]);
+        c
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd().args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(
+            o.status.success(),
+            "podman {args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Overlay mounts of podman's store must go before the directory can.
+        let _ = self.cmd().args(["system", "reset", "-f"]).output();
+        let _ = Command::new("umount").arg("-R").arg(self.dir.path().join("root")).output();
+    }
+}
+
+/// A busybox root filesystem tarball (Debian's busybox-static) for peers to import.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let p = dir.join("busybox-rootfs.tar");
+    let f = std::fs::File::create(&p).unwrap();
+    keel_oci::busybox::build_rootfs_tar(std::io::BufWriter::new(f)).unwrap();
+    p
+}
+
+/// A TCP proxy to 127.0.0.1:`upstream` that cuts every connection once
+/// `limit` bytes in total went from clients to the server: a registry that
+/// fails in the middle of a push.
+pub struct CuttingProxy {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl CuttingProxy {
+    pub fn start(upstream: u16, limit: u64) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                        let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        let sent = sent.clone();
+                        std::thread::spawn(move || pump(client, server, Some((sent, limit))));
+                        std::thread::spawn(move || pump(s2, c2, None));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        CuttingProxy { port, stop }
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, budget: Option<(Arc<AtomicU64>, u64)>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some((sent, limit)) = &budget {
+            if sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > *limit {
+                break;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
