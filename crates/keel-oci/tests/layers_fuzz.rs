@@ -1,4 +1,4 @@
-//! apply_layer never panics: not on arbitrary bytes, not on mutated valid
+//! `apply_layer` never panics: not on arbitrary bytes, not on mutated valid
 //! tars (plain or behind a decompressor), and whatever it accepts stays
 //! inside the destination.
 
@@ -78,7 +78,10 @@ fn target() -> impl Strategy<Value = String> {
         4 => Just(".."),
         1 => Just("."),
     ];
-    (prop::bool::weighted(0.2), proptest::collection::vec(piece, 1..5))
+    (
+        prop::bool::weighted(0.2),
+        proptest::collection::vec(piece, 1..5),
+    )
         .prop_map(|(abs, p)| format!("{}{}", if abs { "/" } else { "" }, p.join("/")))
 }
 

@@ -1,4 +1,4 @@
-//! diff_to_layer round trips: tree → tar → tree is the identity, the tar is
+//! `diff_to_layer` round trips: tree → tar → tree is the identity, the tar is
 //! byte-identical on every run, real GNU tar reads ours and we read GNU
 //! tar's, and an overlayfs upper dir turns into the right whiteouts.
 //! Needs root (owners, devices, trusted xattrs, mount).
@@ -309,8 +309,18 @@ fn diff_of_a_real_overlay_upper_reproduces_the_merged_view() {
         .unwrap()
         .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
         .collect();
-    for want in [".wh.suid", ".wh.long", "d/", "d/.wh..wh..opq", "d/new", "added"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing in {names:?}");
+    for want in [
+        ".wh.suid",
+        ".wh.long",
+        "d/",
+        "d/.wh..wh..opq",
+        "d/new",
+        "added",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing in {names:?}"
+        );
     }
 
     // lower layer + upper diff, applied flat, equals what the container saw.

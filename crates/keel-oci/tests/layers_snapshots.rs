@@ -16,7 +16,8 @@ use layers_util::{TarBuilder, gzip, listing, sha256_digest, zstd};
 
 fn sample_layer() -> Vec<u8> {
     let mut t = TarBuilder::new();
-    t.dir("etc/", 10).file("etc/hosts", b"127.0.0.1 localhost\n", 11);
+    t.dir("etc/", 10)
+        .file("etc/hosts", b"127.0.0.1 localhost\n", 11);
     // Enough content that a cut in the middle lands inside file data.
     let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
     t.file("big", &big, 12).symlink("hosts", "etc/hosts", 13);
