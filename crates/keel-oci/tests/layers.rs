@@ -5,6 +5,7 @@
 
 mod layers_util;
 
+use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Cursor};
 use std::path::Path;
@@ -243,11 +244,11 @@ fn pretty_eq(got: &[String], want: &[String]) {
     if got != want {
         let mut msg = String::from("tree differs\n--- got\n");
         for l in got {
-            msg += &format!("{}{l}\n", if want.contains(l) { "  " } else { "! " });
+            let _ = writeln!(msg, "{}{l}", if want.contains(l) { "  " } else { "! " });
         }
         msg += "--- want\n";
         for l in want {
-            msg += &format!("{}{l}\n", if got.contains(l) { "  " } else { "! " });
+            let _ = writeln!(msg, "{}{l}", if got.contains(l) { "  " } else { "! " });
         }
         panic!("{msg}");
     }

@@ -16,7 +16,7 @@ use layers_util::{TarBuilder, outside_state};
 /// from dest land in directories the test watches.
 struct Sandbox {
     _t: tempfile::TempDir,
-    sandbox: PathBuf,
+    outer: PathBuf,
     dest: PathBuf,
 }
 
@@ -32,13 +32,13 @@ impl Sandbox {
         fs::write(sandbox.join("inner/sibling"), "sentinel").unwrap();
         Sandbox {
             _t: t,
-            sandbox,
+            outer: sandbox,
             dest,
         }
     }
 
     fn state(&self) -> Vec<String> {
-        outside_state(&self.sandbox, &self.dest)
+        outside_state(&self.outer, &self.dest)
     }
 }
 
@@ -62,7 +62,11 @@ fn refused(
             "{mode:?}: error {msg:?} does not name entry {entry:?}"
         );
         assert!(check(&err), "{mode:?}: unexpected error kind: {err:?}");
-        assert_eq!(sb.state(), before, "{mode:?}: something changed outside dest");
+        assert_eq!(
+            sb.state(),
+            before,
+            "{mode:?}: something changed outside dest"
+        );
     }
 }
 
@@ -71,9 +75,12 @@ fn dotdot_names_are_refused() {
     for name in ["../../etc/x", "a/../../x", "../sibling", "./../x", "/../x"] {
         let mut t = TarBuilder::new();
         t.file("ok", b"fine", 1).file(name, b"pwned", 1);
-        refused(&t.finish(), name, |_| {}, |e| {
-            matches!(e, LayerError::EscapesRoot { .. })
-        });
+        refused(
+            &t.finish(),
+            name,
+            |_| {},
+            |e| matches!(e, LayerError::EscapesRoot { .. }),
+        );
     }
 }
 
@@ -86,9 +93,12 @@ fn dotdot_whiteouts_and_dirs_are_refused() {
         } else {
             t.whiteout(name, 1);
         }
-        refused(&t.finish(), name, |_| {}, |e| {
-            matches!(e, LayerError::EscapesRoot { .. })
-        });
+        refused(
+            &t.finish(),
+            name,
+            |_| {},
+            |e| matches!(e, LayerError::EscapesRoot { .. }),
+        );
     }
 }
 
@@ -102,9 +112,12 @@ fn writes_through_a_symlink_to_root_are_refused() {
     t.symlink("evil", "/", 1)
         .file(&format!("evil/{host_victim}"), b"pwned", 1);
     let entry = format!("evil/{host_victim}");
-    refused(&t.finish(), &entry, |_| {}, |e| {
-        matches!(e, LayerError::SymlinkEscape { link, .. } if link == "evil")
-    });
+    refused(
+        &t.finish(),
+        &entry,
+        |_| {},
+        |e| matches!(e, LayerError::SymlinkEscape { link, .. } if link == "evil"),
+    );
     assert!(!Path::new("/").join(host_victim).exists());
 }
 
@@ -121,9 +134,12 @@ fn writes_through_relative_symlinks_climbing_out_are_refused() {
             t.dir("a/", 1);
         }
         t.symlink(link, target, 1).file(entry, b"pwned", 1);
-        refused(&t.finish(), entry, |_| {}, |e| {
-            matches!(e, LayerError::SymlinkEscape { link: l, .. } if l == link)
-        });
+        refused(
+            &t.finish(),
+            entry,
+            |_| {},
+            |e| matches!(e, LayerError::SymlinkEscape { link: l, .. } if l == link),
+        );
     }
 }
 
@@ -134,9 +150,12 @@ fn chained_symlinks_escaping_are_refused() {
     t.symlink("b", "../../..", 1)
         .symlink("a", "b", 1)
         .file("a/outside", b"pwned", 1);
-    refused(&t.finish(), "a/outside", |_| {}, |e| {
-        matches!(e, LayerError::SymlinkEscape { .. })
-    });
+    refused(
+        &t.finish(),
+        "a/outside",
+        |_| {},
+        |e| matches!(e, LayerError::SymlinkEscape { .. }),
+    );
 }
 
 #[test]
@@ -144,9 +163,12 @@ fn whiteout_through_a_symlink_pointing_outside_is_refused() {
     // Flat mode would delete the sentinel if the symlink were followed.
     let mut t = TarBuilder::new();
     t.symlink("up", "../..", 1).whiteout("up/.wh.outside", 1);
-    refused(&t.finish(), "up/.wh.outside", |_| {}, |e| {
-        matches!(e, LayerError::SymlinkEscape { .. })
-    });
+    refused(
+        &t.finish(),
+        "up/.wh.outside",
+        |_| {},
+        |e| matches!(e, LayerError::SymlinkEscape { .. }),
+    );
 }
 
 #[test]
@@ -158,7 +180,7 @@ fn writes_through_symlinks_already_in_dest_are_refused() {
     refused(
         &tar,
         "pre/x",
-        |sb| symlink(&sb.sandbox, sb.dest.join("pre")).unwrap(),
+        |sb| symlink(&sb.outer, sb.dest.join("pre")).unwrap(),
         |e| matches!(e, LayerError::SymlinkEscape { link, .. } if link == "pre"),
     );
     refused(
@@ -181,19 +203,26 @@ fn hardlinks_leaving_the_root_are_refused() {
             t.symlink("up", "../..", 1);
         }
         t.hardlink("hl", target, 1);
-        refused(&t.finish(), "hl", |_| {}, |e| {
-            matches!(e, LayerError::HardlinkEscape { .. })
-        });
+        refused(
+            &t.finish(),
+            "hl",
+            |_| {},
+            |e| matches!(e, LayerError::HardlinkEscape { .. }),
+        );
     }
     // Through an absolute symlink to the host root.
     let mut t = TarBuilder::new();
-    t.symlink("root", "/", 1).hardlink("hl", "root/etc/passwd", 1);
-    refused(&t.finish(), "hl", |_| {}, |e| {
-        matches!(e, LayerError::HardlinkEscape { .. })
-    });
+    t.symlink("root", "/", 1)
+        .hardlink("hl", "root/etc/passwd", 1);
+    refused(
+        &t.finish(),
+        "hl",
+        |_| {},
+        |e| matches!(e, LayerError::HardlinkEscape { .. }),
+    );
     // The sentinel keeps its single link (checked by outside_state's nlink too).
     let sb = Sandbox::new();
-    assert_eq!(fs::metadata(sb.sandbox.join("outside")).unwrap().nlink(), 1);
+    assert_eq!(fs::metadata(sb.outer.join("outside")).unwrap().nlink(), 1);
 }
 
 #[test]
@@ -223,7 +252,7 @@ fn final_symlink_component_is_replaced_not_followed() {
     for mode in [WhiteoutMode::Flat, WhiteoutMode::Overlay] {
         let sb = Sandbox::new();
         // dest/victim -> the sentinel outside; the layer writes `victim`.
-        symlink(sb.sandbox.join("outside"), sb.dest.join("victim")).unwrap();
+        symlink(sb.outer.join("outside"), sb.dest.join("victim")).unwrap();
         symlink("../../etc", sb.dest.join("victimdir")).unwrap();
         let before = sb.state();
         let mut t = TarBuilder::new();
@@ -234,8 +263,12 @@ fn final_symlink_component_is_replaced_not_followed() {
         let md = fs::symlink_metadata(sb.dest.join("victim")).unwrap();
         assert!(md.is_file(), "{mode:?}: symlink was not replaced");
         assert_eq!(fs::read(sb.dest.join("victim")).unwrap(), b"new content");
-        assert!(fs::symlink_metadata(sb.dest.join("victimdir")).unwrap().is_dir());
-        assert_eq!(fs::read(sb.sandbox.join("outside")).unwrap(), b"sentinel");
+        assert!(
+            fs::symlink_metadata(sb.dest.join("victimdir"))
+                .unwrap()
+                .is_dir()
+        );
+        assert_eq!(fs::read(sb.outer.join("outside")).unwrap(), b"sentinel");
         assert_eq!(sb.state(), before, "{mode:?}");
     }
 }

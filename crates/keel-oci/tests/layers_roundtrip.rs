@@ -309,8 +309,18 @@ fn diff_of_a_real_overlay_upper_reproduces_the_merged_view() {
         .unwrap()
         .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
         .collect();
-    for want in [".wh.suid", ".wh.long", "d/", "d/.wh..wh..opq", "d/new", "added"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing in {names:?}");
+    for want in [
+        ".wh.suid",
+        ".wh.long",
+        "d/",
+        "d/.wh..wh..opq",
+        "d/new",
+        "added",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing in {names:?}"
+        );
     }
 
     // lower layer + upper diff, applied flat, equals what the container saw.
@@ -319,4 +329,27 @@ fn diff_of_a_real_overlay_upper_reproduces_the_merged_view() {
     apply_layer(Cursor::new(diff(&lower)), &rebuilt, WhiteoutMode::Flat).unwrap();
     apply_layer(Cursor::new(&upper_tar), &rebuilt, WhiteoutMode::Flat).unwrap();
     assert_eq!(listing(&rebuilt), merged);
+}
+
+#[test]
+fn upper_dirs_with_redirects_or_metacopy_are_refused() {
+    for (entry, xattr, is_dir) in [
+        ("renamed", "trusted.overlay.redirect", true),
+        ("meta-only", "trusted.overlay.metacopy", false),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join(entry);
+        if is_dir {
+            fs::create_dir(&p).unwrap();
+        } else {
+            fs::write(&p, "").unwrap();
+        }
+        rustix::fs::lsetxattr(&p, xattr, b"/old", XattrFlags::empty()).unwrap();
+        let err = diff_to_layer(t.path(), Vec::new()).unwrap_err();
+        assert!(
+            matches!(&err, keel_oci::layer::LayerError::OverlayFeature { path, .. } if *path == p),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("metacopy=off"), "{err}");
+    }
 }

@@ -62,7 +62,8 @@ fn read_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
 }
 
 /// xattrs worth carrying in a layer, sorted by name.
-fn xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
+fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
+    let rerr = read_err(path);
     let mut out = BTreeMap::new();
     let mut names = vec![0u8; 1024];
     let len = loop {
@@ -70,17 +71,25 @@ fn xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
             Ok(n) => break n,
             Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
             Err(rustix::io::Errno::NOTSUP) => return Ok(out),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(rerr(e.into())),
         }
     };
     for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
-        if name.starts_with("trusted.overlay.")
-            || name.starts_with("user.overlay.")
-            || name == "security.selinux"
-        {
+        let overlay = name
+            .strip_prefix("trusted.overlay.")
+            .or_else(|| name.strip_prefix("user.overlay."));
+        if let Some(feature @ ("redirect" | "metacopy")) = overlay {
+            // A renamed dir or a metadata-only copy-up: its content lives in
+            // a lower layer, so diffing the upper dir alone would be wrong.
+            return Err(LayerError::OverlayFeature {
+                path: path.to_path_buf(),
+                feature: feature.to_owned(),
+            });
+        }
+        if overlay.is_some() || name == "security.selinux" {
             continue;
         }
         let mut value = vec![0u8; 256];
@@ -90,7 +99,7 @@ fn xattrs(path: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
                 Err(rustix::io::Errno::RANGE) => value.resize(value.len() * 4, 0),
                 // Removed between list and get.
                 Err(rustix::io::Errno::NODATA) => break None,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(read_err(path)(e.into())),
             }
         };
         if let Some(n) = n {
@@ -184,7 +193,7 @@ impl<W: Write> Differ<W> {
                 self.append(h, &wh, None, &BTreeMap::new(), io::empty())?;
                 continue;
             }
-            let xattrs = xattrs(&path).map_err(read_err(&path))?;
+            let xattrs = xattrs(&path)?;
             let perm = md.mode() & 0o7777;
             if ft.is_dir() {
                 name.push(b'/');

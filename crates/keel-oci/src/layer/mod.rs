@@ -89,6 +89,10 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{path} carries overlayfs {feature} state, which a layer cannot represent (mount the overlay with redirect_dir=off,metacopy=off)"
+    )]
+    OverlayFeature { path: PathBuf, feature: String },
     #[error("writing layer tar")]
     TarWrite(#[source] io::Error),
     #[error("invalid digest {0:?} (want sha256:<64 hex digits>)")]

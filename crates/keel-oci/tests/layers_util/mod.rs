@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -167,29 +168,30 @@ fn xattr_list(p: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+fn walk_listing(root: &Path, dir: &Path, out: &mut Vec<(String, fs::Metadata, PathBuf)>) {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    for n in names {
+        let p = dir.join(&n);
+        let md = fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        let is_dir = md.is_dir();
+        out.push((rel, md, p.clone()));
+        if is_dir {
+            walk_listing(root, &p, out);
+        }
+    }
+}
+
 /// A full listing of a tree (root excluded): one line per entry with path,
 /// type, mode, owner, mtime, content or target, device numbers, xattrs and
 /// hardlink identity (the first path sharing the inode).
 pub fn listing(root: &Path) -> Vec<String> {
     let mut entries: Vec<(String, fs::Metadata, PathBuf)> = Vec::new();
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, fs::Metadata, PathBuf)>) {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let p = dir.join(&n);
-            let md = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            let is_dir = md.is_dir();
-            out.push((rel, md, p.clone()));
-            if is_dir {
-                walk(root, &p, out);
-            }
-        }
-    }
-    walk(root, root, &mut entries);
+    walk_listing(root, root, &mut entries);
     let mut first_of_inode: HashMap<(u64, u64), String> = HashMap::new();
     for (rel, md, _) in &entries {
         if !md.is_dir() && md.nlink() > 1 {
@@ -205,10 +207,7 @@ pub fn listing(root: &Path) -> Vec<String> {
             let mut line = if ft.is_dir() {
                 format!("{rel}/ dir")
             } else if ft.is_symlink() {
-                format!(
-                    "{rel} symlink -> {}",
-                    fs::read_link(p).unwrap().display()
-                )
+                format!("{rel} symlink -> {}", fs::read_link(p).unwrap().display())
             } else if ft.is_file() {
                 let data = fs::read(p).unwrap();
                 if data.len() <= 64 {
@@ -234,49 +233,56 @@ pub fn listing(root: &Path) -> Vec<String> {
                 format!("{rel} other")
             };
             if !ft.is_symlink() {
-                line += &format!(" mode={:04o}", md.mode() & 0o7777);
+                let _ = write!(line, " mode={:04o}", md.mode() & 0o7777);
             }
-            line += &format!(" owner={}:{} mtime={}", md.uid(), md.gid(), md.mtime());
+            let _ = write!(
+                line,
+                " owner={}:{} mtime={}",
+                md.uid(),
+                md.gid(),
+                md.mtime()
+            );
             for (k, v) in xattr_list(p) {
-                line += &format!(" xattr:{k}={:?}", String::from_utf8_lossy(&v));
+                let _ = write!(line, " xattr:{k}={:?}", String::from_utf8_lossy(&v));
             }
             if let Some(first) = first_of_inode.get(&(md.dev(), md.ino())) {
-                line += &format!(" inode-of={first}");
+                let _ = write!(line, " inode-of={first}");
             }
             line
         })
         .collect()
 }
 
+fn walk_outside(dir: &Path, skip: &Path, out: &mut Vec<String>) {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for p in names {
+        if p == skip {
+            continue;
+        }
+        let md = fs::symlink_metadata(&p).unwrap();
+        out.push(format!(
+            "{} {:?} len={} nlink={} mtime={}",
+            p.display(),
+            md.file_type(),
+            md.len(),
+            md.nlink(),
+            md.mtime()
+        ));
+        if md.is_dir() {
+            walk_outside(&p, skip, out);
+        }
+    }
+}
+
 /// Every path (with type and size) under `dir`, skipping the subtree `skip`:
 /// taken before and after a hostile apply to show nothing changed outside.
 pub fn outside_state(dir: &Path, skip: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    fn walk(dir: &Path, skip: &Path, out: &mut Vec<String>) {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        for p in names {
-            if p == skip {
-                continue;
-            }
-            let md = fs::symlink_metadata(&p).unwrap();
-            out.push(format!(
-                "{} {:?} len={} nlink={} mtime={}",
-                p.display(),
-                md.file_type(),
-                md.len(),
-                md.nlink(),
-                md.mtime()
-            ));
-            if md.is_dir() {
-                walk(&p, skip, out);
-            }
-        }
-    }
-    walk(dir, skip, &mut out);
+    walk_outside(dir, skip, &mut out);
     out
 }
 
@@ -335,8 +341,11 @@ impl Drop for OverlayMount {
 pub fn sha256_digest(data: &[u8]) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(data);
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    let mut out = String::from("sha256:");
+    for b in d {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
