@@ -27,7 +27,7 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
 export CONTAINERS_CONF="$PODMAN_DIR/containers.conf"
-PODMAN="podman --root $PODMAN_DIR/root --runroot $PODMAN_DIR/run --storage-driver overlay"
+PODMAN="podman --root $PODMAN_DIR/root --runroot $PODMAN_DIR/run --tmpdir $PODMAN_DIR/tmp --storage-driver overlay"
 
 echo "generating a 20-layer, 500 MB docker-archive in $WORK ..." >&2
 python3 - "$WORK/image.tar" <<'PY'

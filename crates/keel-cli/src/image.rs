@@ -109,7 +109,11 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
     /// Use plain HTTP for this registry (HOST:PORT); loopback registries always are.
-    #[arg(long = "insecure-registry", env = "KEEL_INSECURE_REGISTRIES", value_delimiter = ',')]
+    #[arg(
+        long = "insecure-registry",
+        env = "KEEL_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
     pub insecure: Vec<String>,
     /// Credentials USER:PASSWORD (overrides `keel login`).
     #[arg(long)]
@@ -147,7 +151,11 @@ pub struct LoginArgs {
     /// Read the password from stdin.
     #[arg(long)]
     pub password_stdin: bool,
-    #[arg(long = "insecure-registry", env = "KEEL_INSECURE_REGISTRIES", value_delimiter = ',')]
+    #[arg(
+        long = "insecure-registry",
+        env = "KEEL_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
     pub insecure: Vec<String>,
     pub server: String,
 }
@@ -210,20 +218,35 @@ pub enum SystemCommand {
 }
 
 fn open_store(root: &Path) -> anyhow::Result<ImageStore> {
-    ImageStore::open(root).with_context(|| format!("opening the image store under {}", root.display()))
+    ImageStore::open(root)
+        .with_context(|| format!("opening the image store under {}", root.display()))
 }
 
 /// Adds a hint to library errors where the user can act.
 fn hinted(e: OciError) -> anyhow::Error {
     let hint = match &e {
-        OciError::ImageNotFound(_) => Some("`keel images` lists local images; `keel pull NAME` or `keel import` brings one in"),
+        OciError::ImageNotFound(_) => Some(
+            "`keel images` lists local images; `keel pull NAME` or `keel import` brings one in",
+        ),
         OciError::MultipleTags { .. } => Some("remove the tags one by one, or pass -f"),
-        OciError::CorruptArchive(_) => Some("the file is damaged or not an image archive; re-create it with `keel save` or `docker save`"),
-        OciError::InvalidReference { .. } => Some("names look like NAME[:TAG], [REGISTRY/]REPO[:TAG] or NAME@sha256:DIGEST, all lowercase"),
-        OciError::Registry { message, .. } if message.contains("error sending request") || message.contains("onnect") => {
-            Some("is the registry running and reachable? registries without TLS need --insecure-registry HOST:PORT (loopback ones use HTTP already)")
+        OciError::CorruptArchive(_) => Some(
+            "the file is damaged or not an image archive; re-create it with `keel save` or `docker save`",
+        ),
+        OciError::InvalidReference { .. } => Some(
+            "names look like NAME[:TAG], [REGISTRY/]REPO[:TAG] or NAME@sha256:DIGEST, all lowercase",
+        ),
+        OciError::Registry { message, .. }
+            if message.contains("error sending request") || message.contains("onnect") =>
+        {
+            Some(
+                "is the registry running and reachable? registries without TLS need --insecure-registry HOST:PORT (loopback ones use HTTP already)",
+            )
         }
-        OciError::Registry { message, .. } if message.contains("401") || message.contains("nauthorized") || message.contains("uthentication") => {
+        OciError::Registry { message, .. }
+            if message.contains("401")
+                || message.contains("nauthorized")
+                || message.contains("uthentication") =>
+        {
             Some("log in first: keel login REGISTRY")
         }
         OciError::AmbiguousImage { .. } => Some("use more digits of the ID, or the image name"),
@@ -245,9 +268,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn registry_options(root: &Path, a: &RegistryArgs) -> anyhow::Result<RegistryOptions> {
     let credentials = match &a.creds {
         Some(c) => {
-            let (u, p) = c
-                .split_once(':')
-                .context("--creds must be USER:PASSWORD")?;
+            let (u, p) = c.split_once(':').context("--creds must be USER:PASSWORD")?;
             Some((u.to_string(), p.to_string()))
         }
         None => None,
@@ -299,9 +320,10 @@ pub fn images(root: &Path, a: ImagesArgs) -> anyhow::Result<ExitCode> {
         }
         for t in &s.tags {
             if let Some(f) = &filter
-                && (f.name() != t.name() || f.tag().is_some_and(|ft| Some(ft) != t.tag())) {
-                    continue;
-                }
+                && (f.name() != t.name() || f.tag().is_some_and(|ft| Some(ft) != t.tag()))
+            {
+                continue;
+            }
             let digest = digest_in(Some(&t.name()));
             rows.push(Row {
                 repo: t.familiar_name(),
@@ -368,7 +390,9 @@ pub fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
     for name in &a.images {
         let img = store.resolve(name).map_err(hinted)?;
         let tags = store.tags_of(&img.manifest_digest).map_err(hinted)?;
-        let digests = store.repo_digests_of(&img.manifest_digest).map_err(hinted)?;
+        let digests = store
+            .repo_digests_of(&img.manifest_digest)
+            .map_err(hinted)?;
         let cfg = img.config_json();
         out.push(json!({
             "Id": img.id(),
@@ -418,20 +442,31 @@ pub fn rmi(root: &Path, a: RmiArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn history(root: &Path, a: HistoryArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let img = store.resolve(&a.image).map_err(hinted)?;
     let cfg = img.config_json();
-    let hist = cfg.get("history").and_then(|h| h.as_array()).cloned().unwrap_or_default();
+    let hist = cfg
+        .get("history")
+        .and_then(|h| h.as_array())
+        .cloned()
+        .unwrap_or_default();
     let layers = img.manifest.layers();
     // Pair each non-empty history entry with the next layer, as docker does.
     let mut li = 0;
     let mut rows = Vec::new();
     for h in &hist {
-        let empty = h.get("empty_layer").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let empty = h
+            .get("empty_layer")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
         let size = if empty {
             0
         } else {
@@ -457,7 +492,11 @@ pub fn history(root: &Path, a: HistoryArgs) -> anyhow::Result<ExitCode> {
         print_structured(&v, a.output)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let id = if a.no_trunc { img.id().to_string() } else { img.id().short().to_string() };
+    let id = if a.no_trunc {
+        img.id().to_string()
+    } else {
+        img.id().short().to_string()
+    };
     if a.quiet {
         for (i, _) in rows.iter().enumerate() {
             println!("{}", if i == 0 { id.as_str() } else { "<missing>" });
@@ -474,15 +513,33 @@ pub fn history(root: &Path, a: HistoryArgs) -> anyhow::Result<ExitCode> {
                 by = by.chars().take(44).collect::<String>() + "…";
             }
             vec![
-                if i == 0 { id.clone() } else { "<missing>".into() },
-                if a.human { ago(Some(&s("created"))) } else { s("created") },
+                if i == 0 {
+                    id.clone()
+                } else {
+                    "<missing>".into()
+                },
+                if a.human {
+                    ago(Some(&s("created")))
+                } else {
+                    s("created")
+                },
                 by,
-                if a.human { human_size(*size) } else { size.to_string() },
+                if a.human {
+                    human_size(*size)
+                } else {
+                    size.to_string()
+                },
                 s("comment"),
             ]
         })
         .collect();
-    print!("{}", table(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &cells));
+    print!(
+        "{}",
+        table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &cells
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -490,7 +547,10 @@ pub fn save(root: &Path, a: SaveArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     if let Some(path) = &a.output {
         // Written beside the target and renamed: a failed save leaves no half file.
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut tmp = tempfile::Builder::new()
             .prefix(".keel-save-")
             .tempfile_in(dir)
@@ -506,8 +566,10 @@ pub fn save(root: &Path, a: SaveArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     } else {
         if std::io::stdout().is_terminal() {
-            return Err(anyhow::Error::new(Hint::new("use -o FILE or redirect stdout")))
-                .context("refusing to write an archive to a terminal");
+            return Err(anyhow::Error::new(Hint::new(
+                "use -o FILE or redirect stdout",
+            )))
+            .context("refusing to write an archive to a terminal");
         }
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -519,16 +581,21 @@ pub fn save(root: &Path, a: SaveArgs) -> anyhow::Result<ExitCode> {
 
 pub fn load(root: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
-    let input: Box<dyn Read> = if let Some(p) = &a.input { Box::new(
-        std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
-    ) } else {
+    let input: Box<dyn Read> = if let Some(p) = &a.input {
+        Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
+    } else {
         if std::io::stdin().is_terminal() {
-            return Err(anyhow::Error::new(Hint::new("use -i FILE or pipe an archive in")))
-                .context("requested load from stdin, but stdin is a terminal");
+            return Err(anyhow::Error::new(Hint::new(
+                "use -i FILE or pipe an archive in",
+            )))
+            .context("requested load from stdin, but stdin is a terminal");
         }
         Box::new(std::io::stdin())
     };
-    let what = a.input.as_ref().map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
+    let what = a
+        .input
+        .as_ref()
+        .map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
     let loaded = keel_oci::archive::load(&store, input)
         .map_err(hinted)
         .with_context(|| format!("loading {what}"))?;
@@ -568,12 +635,16 @@ pub fn pull(root: &Path, a: PullArgs) -> anyhow::Result<ExitCode> {
     let r = Reference::parse(&a.image).map_err(hinted)?;
     let opts = registry_options(root, &a.registry)?;
     if !a.quiet {
-        if Reference::parse_named(&a.image).is_ok_and(|n| n.tag().is_none() && n.digest().is_none()) {
+        if Reference::parse_named(&a.image).is_ok_and(|n| n.tag().is_none() && n.digest().is_none())
+        {
             eprintln!("Using default tag: latest");
         }
         eprintln!(
             "{}: Pulling from {}",
-            r.tag().map_or_else(|| r.digest().map(ToString::to_string).unwrap_or_default(), str::to_string),
+            r.tag().map_or_else(
+                || r.digest().map(ToString::to_string).unwrap_or_default(),
+                str::to_string
+            ),
             r.familiar_name()
         );
     }
@@ -606,18 +677,28 @@ pub fn push(root: &Path, a: PushArgs) -> anyhow::Result<ExitCode> {
         .map_err(hinted)
         .with_context(|| format!("pushing {}", target.familiar()))?;
     let size = store.blobs().size(&md).unwrap_or(0);
-    println!("{}: digest: {md} size: {size}", target.tag().unwrap_or("latest"));
+    println!(
+        "{}: digest: {md} size: {size}",
+        target.tag().unwrap_or("latest")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn login(root: &Path, a: LoginArgs) -> anyhow::Result<ExitCode> {
-    let user = a.username.clone().context("a username is required (-u USER)")?;
+    let user = a
+        .username
+        .clone()
+        .context("a username is required (-u USER)")?;
     let password = if a.password_stdin {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the password from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the password from stdin")?;
         s.trim_end_matches(['\n', '\r']).to_string()
     } else {
-        a.password.clone().context("a password is required (-p or --password-stdin)")?
+        a.password
+            .clone()
+            .context("a password is required (-p or --password-stdin)")?
     };
     let opts = RegistryOptions {
         insecure: a.insecure.clone(),
@@ -647,8 +728,10 @@ fn confirm(force: bool, warning: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(anyhow::Error::new(Hint::new("pass -f to prune without a prompt")))
-            .context("refusing to prune without confirmation");
+        return Err(anyhow::Error::new(Hint::new(
+            "pass -f to prune without a prompt",
+        )))
+        .context("refusing to prune without confirmation");
     }
     eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
     let mut s = String::new();
@@ -686,7 +769,13 @@ pub fn system_prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
         a.force,
         "WARNING! This will remove:\n  - all dangling images\n  - unreferenced blobs and snapshots",
     )?;
-    image_prune(root, PruneArgs { all: a.all, force: true })
+    image_prune(
+        root,
+        PruneArgs {
+            all: a.all,
+            force: true,
+        },
+    )
 }
 
 pub fn image_command(root: &Path, c: ImageCommand) -> anyhow::Result<ExitCode> {
@@ -713,15 +802,17 @@ pub fn seed_busybox(root: &Path, a: SeedArgs) -> anyhow::Result<ExitCode> {
         .prefix("busybox-")
         .tempfile_in(store.blobs().tmp_dir())
         .context("creating a temp file")?;
-    keel_oci::busybox::build_rootfs_tar(std::io::BufWriter::new(tmp.as_file_mut())).map_err(|e| {
-        let hint = e.hint();
-        let err = anyhow::Error::new(e);
-        match hint {
-            Some(h) => err.context(Hint::new(h)),
-            None => err,
-        }
-        .context("building the busybox root filesystem")
-    })?;
+    keel_oci::busybox::build_rootfs_tar(std::io::BufWriter::new(tmp.as_file_mut())).map_err(
+        |e| {
+            let hint = e.hint();
+            let err = anyhow::Error::new(e);
+            match hint {
+                Some(h) => err.context(Hint::new(h)),
+                None => err,
+            }
+            .context("building the busybox root filesystem")
+        },
+    )?;
     let f = std::fs::File::open(tmp.path()).context("reading the busybox layer")?;
     // The same default command as the busybox image on Docker Hub.
     let imported = keel_oci::import::import_tar(

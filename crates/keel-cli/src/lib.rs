@@ -96,12 +96,9 @@ impl std::error::Error for Hint {}
 /// Turns an error chain into the user's one line (plus hint line).
 pub fn render_error(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut hint = None;
+    // anyhow finds a context value of a given type anywhere in its stack.
+    let hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
     for cause in err.chain() {
-        if let Some(h) = cause.downcast_ref::<Hint>() {
-            hint.get_or_insert_with(|| h.0.clone());
-            continue;
-        }
         let s = cause.to_string();
         // anyhow's chain repeats a source's text when a wrapper formats it in;
         // keep the line short by dropping parts already said.
@@ -141,8 +138,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A closed stdout (`keel images | head -1`) ends the process quietly, as it
+/// would for docker; everything else panics as usual. SIGPIPE itself stays
+/// ignored so that a registry dropping a connection is an error, not a kill.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 /// Entry point used by the `keel` binary.
 pub fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -83,28 +83,37 @@ impl ArchiveFiles {
             let kind = entry.header().entry_type();
             if kind.is_file() {
                 let size = entry.header().size().map_err(corrupt)?;
+                // A stream cut short ends an entry early without an error from
+                // the tar reader: compare what arrived with the header's size.
+                let truncated = |got: u64| {
+                    OciError::CorruptArchive(format!(
+                        "entry {name} ends after {got} of {size} bytes"
+                    ))
+                };
                 if size <= SMALL_FILE {
                     let mut buf = Vec::with_capacity(size as usize);
                     entry.read_to_end(&mut buf).map_err(corrupt)?;
+                    if buf.len() as u64 != size {
+                        return Err(truncated(buf.len() as u64));
+                    }
                     files.insert(name, FileData::Mem(buf));
                 } else {
                     let expected = blob_path_digest(&name);
-                    let put = store
-                        .blobs()
-                        .put_reader(&mut entry, expected.as_ref())
-                        .map_err(|e| match e {
-                            OciError::Io { source, .. } if is_archive_error(&source) => {
-                                corrupt(source)
-                            }
-                            OciError::DigestMismatch {
-                                expected, actual, ..
-                            } => OciError::DigestMismatch {
-                                what: format!("archive entry {name}"),
-                                expected,
-                                actual,
-                            },
-                            other => other,
-                        })?;
+                    let mut w = store.blobs().writer()?;
+                    let got = copy_large(&mut entry, &mut w).map_err(corrupt)?;
+                    if got != size {
+                        return Err(truncated(got));
+                    }
+                    let put = w.commit(expected.as_ref()).map_err(|e| match e {
+                        OciError::DigestMismatch {
+                            expected, actual, ..
+                        } => OciError::DigestMismatch {
+                            what: format!("archive entry {name}"),
+                            expected,
+                            actual,
+                        },
+                        other => other,
+                    })?;
                     if put.created {
                         created.push(put.digest.clone());
                     }
@@ -113,7 +122,10 @@ impl ArchiveFiles {
             } else if kind.is_symlink() || kind.is_hard_link() {
                 let target = entry.link_name().map_err(corrupt)?.unwrap_or_default();
                 let base = if kind.is_symlink() {
-                    Path::new(&name).parent().unwrap_or(Path::new("")).join(target)
+                    Path::new(&name)
+                        .parent()
+                        .unwrap_or(Path::new(""))
+                        .join(target)
                 } else {
                     target.into_owned()
                 };
@@ -169,27 +181,20 @@ impl ArchiveFiles {
             None => return Err(missing(name)),
         };
         if let Some(e) = expected
-            && *e != d {
-                return Err(OciError::DigestMismatch {
-                    what: format!("archive entry {name}"),
-                    expected: e.to_string(),
-                    actual: d.to_string(),
-                });
-            }
+            && *e != d
+        {
+            return Err(OciError::DigestMismatch {
+                what: format!("archive entry {name}"),
+                expected: e.to_string(),
+                actual: d.to_string(),
+            });
+        }
         Ok((d, size))
     }
 }
 
 fn missing(name: &str) -> OciError {
     OciError::CorruptArchive(format!("missing file {name}"))
-}
-
-fn is_archive_error(e: &io::Error) -> bool {
-    // Errors from reading the tar stream (as opposed to writing the blob).
-    matches!(
-        e.kind(),
-        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::Other
-    )
 }
 
 #[derive(Deserialize)]
@@ -225,7 +230,8 @@ fn diff_id_of(store: &ImageStore, d: &Digest) -> Result<Digest> {
     let path = store.blobs().path(d);
     let f = std::fs::File::open(&path).io("open", &path)?;
     let mut h = HashingReader::new(decompressed(f).io("decompress", &path)?);
-    io::copy(&mut h, &mut io::sink()).map_err(|e| OciError::CorruptArchive(format!("layer {d}: {e}")))?;
+    io::copy(&mut h, &mut io::sink())
+        .map_err(|e| OciError::CorruptArchive(format!("layer {d}: {e}")))?;
     Ok(h.finish().0)
 }
 
@@ -311,7 +317,12 @@ fn load_inner(
             let cd = digest_of(m.config())?;
             let cbytes = files.bytes(store, &format!("blobs/sha256/{}", cd.hex()))?;
             let config = parse_config(&cbytes, &format!("config {cd}"))?;
-            files.store(store, &format!("blobs/sha256/{}", cd.hex()), Some(&cd), created)?;
+            files.store(
+                store,
+                &format!("blobs/sha256/{}", cd.hex()),
+                Some(&cd),
+                created,
+            )?;
             let diff_ids: Vec<Digest> = config
                 .rootfs()
                 .diff_ids()
@@ -332,12 +343,16 @@ fn load_inner(
                 check_diff_id(store, &ld, c, did, &name)?;
             }
             let mut tags = Vec::new();
-            for key in ["io.containerd.image.name", "org.opencontainers.image.ref.name"] {
+            for key in [
+                "io.containerd.image.name",
+                "org.opencontainers.image.ref.name",
+            ] {
                 if let Some(v) = desc_annotations.get(key)
                     && let Some(r) = ref_from_annotation(v)
-                        && !tags.contains(&r) {
-                            tags.push(r);
-                        }
+                    && !tags.contains(&r)
+                {
+                    tags.push(r);
+                }
             }
             if let Some(entries) = &docker {
                 for e in entries {
@@ -405,7 +420,9 @@ fn load_inner(
         ));
     }
     if new_images.is_empty() {
-        return Err(OciError::CorruptArchive("the archive holds no image".into()));
+        return Err(OciError::CorruptArchive(
+            "the archive holds no image".into(),
+        ));
     }
     let mds = store.commit_many(&new_images)?;
     Ok(summaries
@@ -566,7 +583,8 @@ pub fn save(store: &ImageStore, names: &[String], out: impl Write) -> Result<()>
                 let p = tmp.path().join(did.hex());
                 let mut out = std::fs::File::create(&p).io("create", &p)?;
                 let mut h = HashingReader::new(
-                    decompressed(store.blobs().open(&ld)?).io("decompress", store.blobs().path(&ld))?,
+                    decompressed(store.blobs().open(&ld)?)
+                        .io("decompress", store.blobs().path(&ld))?,
                 );
                 copy_large(&mut h, &mut out).io("decompress", store.blobs().path(&ld))?;
                 let (actual, size) = h.finish();
@@ -657,7 +675,10 @@ pub fn save(store: &ImageStore, names: &[String], out: impl Write) -> Result<()>
             }))));
             repositories.entry(n.familiar_name()).or_default().insert(
                 n.tag().unwrap_or("latest").to_string(),
-                s.layers.last().map(|l| l.0.hex().to_string()).unwrap_or_default(),
+                s.layers
+                    .last()
+                    .map(|l| l.0.hex().to_string())
+                    .unwrap_or_default(),
             );
         }
         docker_manifest.push(json!({
@@ -671,7 +692,12 @@ pub fn save(store: &ImageStore, names: &[String], out: impl Write) -> Result<()>
         "mediaType": MT_OCI_INDEX,
         "manifests": index_entries,
     });
-    append_bytes(&mut tb, "index.json", &serde_json::to_vec(&index).expect("json")).map_err(werr)?;
+    append_bytes(
+        &mut tb,
+        "index.json",
+        &serde_json::to_vec(&index).expect("json"),
+    )
+    .map_err(werr)?;
     append_bytes(
         &mut tb,
         "manifest.json",

@@ -52,7 +52,9 @@ impl BlobStore {
         let p = self.path(d);
         match fs::metadata(&p) {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(OciError::BlobMissing(d.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(OciError::BlobMissing(d.to_string()))
+            }
             Err(e) => Err(e).io("stat", p),
         }
     }
@@ -98,13 +100,14 @@ impl BlobStore {
         expected: Option<&Digest>,
     ) -> Result<PutResult> {
         if let Some(exp) = expected
-            && *exp != digest {
-                return Err(OciError::DigestMismatch {
-                    what: "blob".into(),
-                    expected: exp.to_string(),
-                    actual: digest.to_string(),
-                });
-            }
+            && *exp != digest
+        {
+            return Err(OciError::DigestMismatch {
+                what: "blob".into(),
+                expected: exp.to_string(),
+                actual: digest.to_string(),
+            });
+        }
         let dest = self.path(&digest);
         if dest.is_file() {
             return Ok(PutResult {
@@ -135,7 +138,10 @@ impl BlobStore {
             }
             Err(e) => return Err(e).io("open", p),
         };
-        Ok(VerifyingReader::new(BufReader::with_capacity(COPY_BUF, f), d.clone()))
+        Ok(VerifyingReader::new(
+            BufReader::with_capacity(COPY_BUF, f),
+            d.clone(),
+        ))
     }
 
     /// Reads a (small) blob completely, verifying its digest.
@@ -232,9 +238,7 @@ pub(crate) fn copy_large(r: &mut impl Read, w: &mut impl Write) -> io::Result<u6
 
 /// fsync a directory so a rename in it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .io("fsync", dir)
+    File::open(dir).and_then(|f| f.sync_all()).io("fsync", dir)
 }
 
 #[cfg(test)]

@@ -10,7 +10,11 @@ pub enum OciError {
     #[error("invalid reference format {reference:?}: {reason}")]
     InvalidReference { reference: String, reason: String },
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    DigestMismatch { what: String, expected: String, actual: String },
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
     #[error("blob {0} is not in the store")]
     BlobMissing(String),
     #[error("no such image: {0}")]
@@ -23,7 +27,9 @@ pub enum OciError {
     UnsupportedMediaType { what: String, media_type: String },
     #[error("archive is truncated or corrupt: {0}")]
     CorruptArchive(String),
-    #[error("conflict: unable to delete {image} (must be forced): image is referenced in multiple repositories")]
+    #[error(
+        "conflict: unable to delete {image} (must be forced): image is referenced in multiple repositories"
+    )]
     MultipleTags { image: String },
     #[error("conflict: unable to remove {image}: image is in use by container {container}")]
     InUse { image: String, container: String },

@@ -35,9 +35,7 @@ pub fn layer_compression(media_type: &str) -> Option<Compression> {
         MT_OCI_LAYER_GZIP
         | MT_DOCKER_LAYER_GZIP
         | MT_DOCKER_FOREIGN
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => {
-            Some(Compression::Gzip)
-        }
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => Some(Compression::Gzip),
         MT_OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
             Some(Compression::Zstd)
         }
@@ -211,7 +209,11 @@ impl Image {
 
     /// Bytes of the layers and config as stored.
     pub fn size(&self) -> u64 {
-        self.manifest.layers().iter().map(Descriptor::size).sum::<u64>()
+        self.manifest
+            .layers()
+            .iter()
+            .map(Descriptor::size)
+            .sum::<u64>()
             + self.config_bytes.len() as u64
     }
 

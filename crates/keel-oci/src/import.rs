@@ -73,9 +73,15 @@ pub fn apply_change(config: &mut Map<String, Value>, change: &str) -> Result<()>
         }
         "EXPOSE" => {
             let ports = config.entry("ExposedPorts").or_insert_with(|| json!({}));
-            let map = ports.as_object_mut().ok_or_else(|| bad("ExposedPorts is not a map"))?;
+            let map = ports
+                .as_object_mut()
+                .ok_or_else(|| bad("ExposedPorts is not a map"))?;
             for p in rest.split_whitespace() {
-                let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                let p = if p.contains('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/tcp")
+                };
                 map.insert(p, json!({}));
             }
         }

@@ -76,9 +76,10 @@ fn valid_domain(d: &str) -> bool {
         }
     };
     if let Some(p) = port
-        && (p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit())) {
-            return false;
-        }
+        && (p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return false;
+    }
     if d.starts_with('[') {
         return !host.is_empty() && host.bytes().all(|c| c.is_ascii_hexdigit() || c == b':');
     }
@@ -124,9 +125,10 @@ impl Reference {
             None => (rest, None),
         };
         if let Some(t) = tag
-            && !valid_tag(t) {
-                return Err(invalid(s, format!("invalid tag {t:?}")));
-            }
+            && !valid_tag(t)
+        {
+            return Err(invalid(s, format!("invalid tag {t:?}")));
+        }
         let (registry, repository) = match name.split_once('/') {
             Some((first, remainder))
                 if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') =>
@@ -155,10 +157,16 @@ impl Reference {
             return Err(invalid(s, "repository name must be lowercase"));
         }
         if !repository.split('/').all(valid_component) {
-            return Err(invalid(s, "repository name must be lowercase alphanumerics separated by '.', '_', '__', '-' or '/'"));
+            return Err(invalid(
+                s,
+                "repository name must be lowercase alphanumerics separated by '.', '_', '__', '-' or '/'",
+            ));
         }
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
-            return Err(invalid(s, "repository name must not be more than 255 characters"));
+            return Err(invalid(
+                s,
+                "repository name must not be more than 255 characters",
+            ));
         }
         Ok(Reference {
             registry,
@@ -290,7 +298,10 @@ mod tests {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(norm("library/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(norm("index.docker.io/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            norm("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("user/app:v1"), "docker.io/user/app:v1");
         assert_eq!(norm("localhost/app"), "localhost/app:latest");
         assert_eq!(norm("localhost:5000/a/b:c"), "localhost:5000/a/b:c");
@@ -305,20 +316,37 @@ mod tests {
             norm(&format!("busybox:1@{d}")),
             format!("docker.io/library/busybox:1@{d}")
         );
-        assert_eq!(Reference::parse("busybox").unwrap().familiar(), "busybox:latest");
+        assert_eq!(
+            Reference::parse("busybox").unwrap().familiar(),
+            "busybox:latest"
+        );
         assert_eq!(
             Reference::parse("localhost:5000/x").unwrap().familiar(),
             "localhost:5000/x:latest"
         );
-        assert!(Reference::parse("127.0.0.1:5000/x").unwrap().is_local_registry());
+        assert!(
+            Reference::parse("127.0.0.1:5000/x")
+                .unwrap()
+                .is_local_registry()
+        );
         assert!(!Reference::parse("quay.io/x").unwrap().is_local_registry());
     }
 
     #[test]
     fn rejects_bad_references() {
         for bad in [
-            "", "Busybox", "busybox:", "busybox:-x", "a//b", "-a", "a-", "a@sha256:12",
-            "a:b:c", "UPPER/x", "a/b__c___d", "host:port:x/y",
+            "",
+            "Busybox",
+            "busybox:",
+            "busybox:-x",
+            "a//b",
+            "-a",
+            "a-",
+            "a@sha256:12",
+            "a:b:c",
+            "UPPER/x",
+            "a/b__c___d",
+            "host:port:x/y",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }

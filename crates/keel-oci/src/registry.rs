@@ -34,7 +34,10 @@ pub enum ProgressEvent {
     /// `bytes` more of it moved.
     Advance { digest: Digest, bytes: u64 },
     /// Done: `status` is Docker's word ("Pull complete", "Already exists", "Pushed", "Layer already exists").
-    Done { digest: Digest, status: &'static str },
+    Done {
+        digest: Digest,
+        status: &'static str,
+    },
 }
 
 /// Receives progress; the CLI draws bars or prints lines.
@@ -119,7 +122,9 @@ fn auth_key_matches(key: &str, registry: &str) -> bool {
 pub fn stored_credentials(root: Option<&Path>, registry: &str) -> Option<(String, String)> {
     for p in auth_file_candidates(root) {
         let Ok(b) = std::fs::read(&p) else { continue };
-        let Ok(f) = serde_json::from_slice::<AuthFile>(&b) else { continue };
+        let Ok(f) = serde_json::from_slice::<AuthFile>(&b) else {
+            continue;
+        };
         for (k, e) in &f.auths {
             if !auth_key_matches(k, registry) {
                 continue;
@@ -141,7 +146,8 @@ pub fn stored_credentials(root: Option<&Path>, registry: &str) -> Option<(String
 pub fn store_credentials(root: &Path, registry: &str, user: &str, password: &str) -> Result<()> {
     edit_auth_file(root, |f| {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        f.auths.insert(registry.to_string(), AuthEntry { auth: Some(token) });
+        f.auths
+            .insert(registry.to_string(), AuthEntry { auth: Some(token) });
         true
     })
     .map(|_| ())
@@ -232,7 +238,12 @@ fn oci_ref(r: &Reference) -> oci_client::Reference {
 }
 
 /// Checks credentials against a registry (`keel login`).
-pub async fn check_login(registry: &str, user: &str, password: &str, opts: &RegistryOptions) -> Result<()> {
+pub async fn check_login(
+    registry: &str,
+    user: &str,
+    password: &str,
+    opts: &RegistryOptions,
+) -> Result<()> {
     let r = Reference::parse(&format!("{registry}/keel-login-check"))?;
     let client = client_for(&r, opts);
     let auth = RegistryAuth::Basic(user.to_string(), password.to_string());
@@ -287,13 +298,14 @@ async fn pull_inner(
         .map_err(|e| registry_err(r, e))?;
     let repo_digest = Digest::of(&bytes);
     if let Some(want) = r.digest()
-        && *want != repo_digest {
-            return Err(OciError::DigestMismatch {
-                what: format!("manifest of {r}"),
-                expected: want.to_string(),
-                actual: repo_digest.to_string(),
-            });
-        }
+        && *want != repo_digest
+    {
+        return Err(OciError::DigestMismatch {
+            what: format!("manifest of {r}"),
+            expected: want.to_string(),
+            actual: repo_digest.to_string(),
+        });
+    }
     let mut manifest_bytes = bytes.to_vec();
     if manifest_kind(&manifest_bytes, None, "manifest")? == ManifestKind::Index {
         let index = parse_index(&manifest_bytes, "index")?;
@@ -302,9 +314,9 @@ async fn pull_inner(
             .manifests()
             .iter()
             .find(|d| {
-                d.platform()
-                    .as_ref()
-                    .is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == arch)
+                d.platform().as_ref().is_some_and(|p| {
+                    p.os().to_string() == "linux" && p.architecture().to_string() == arch
+                })
             })
             .ok_or_else(|| registry_err(r, format!("no manifest for linux/{arch} in the index")))?;
         let md = digest_of(d)?;
@@ -351,7 +363,8 @@ async fn pull_inner(
         let mut w = store.blobs().writer()?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| registry_err(r, e))?;
-            w.write_all(&chunk).io("write blob to", store.blobs().tmp_dir())?;
+            w.write_all(&chunk)
+                .io("write blob to", store.blobs().tmp_dir())?;
             progress.event(ProgressEvent::Advance {
                 digest: d.clone(),
                 bytes: chunk.len() as u64,
@@ -385,25 +398,30 @@ async fn pull_inner(
 fn blob_stream(
     store: &ImageStore,
     d: &Digest,
-) -> Result<impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static> {
+) -> Result<
+    impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static,
+> {
     let reader = store.blobs().open(d)?;
-    Ok(futures_util::stream::unfold(Some(reader), |state| async move {
-        let mut reader = state?;
-        let mut buf = vec![0u8; 4 << 20];
-        let mut n = 0;
-        while n < buf.len() {
-            match reader.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) => return Some((Err(e.into()), None)),
+    Ok(futures_util::stream::unfold(
+        Some(reader),
+        |state| async move {
+            let mut reader = state?;
+            let mut buf = vec![0u8; 4 << 20];
+            let mut n = 0;
+            while n < buf.len() {
+                match reader.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) => return Some((Err(e.into()), None)),
+                }
             }
-        }
-        if n == 0 {
-            return None;
-        }
-        buf.truncate(n);
-        Some((Ok(bytes::Bytes::from(buf)), Some(reader)))
-    }))
+            if n == 0 {
+                return None;
+            }
+            buf.truncate(n);
+            Some((Ok(bytes::Bytes::from(buf)), Some(reader)))
+        },
+    ))
 }
 
 /// `keel push SOURCE [TARGET]`: uploads the image's blobs, then its manifest.
@@ -458,7 +476,11 @@ pub async fn push(
     }
     let mt = serde_json::from_slice::<serde_json::Value>(&img.manifest_bytes)
         .ok()
-        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| MT_OCI_MANIFEST.to_string());
     let ct = mt
         .parse()

@@ -235,10 +235,10 @@ impl ImageStore {
                     .map(|(m, _)| m.clone())
                     .collect();
                 for t in twins {
-                    if let Some(e) = idx.images.remove(&t) {
-                        if let Some(keep) = idx.images.get_mut(md) {
-                            keep.repo_digests.extend(e.repo_digests);
-                        }
+                    if let Some(e) = idx.images.remove(&t)
+                        && let Some(keep) = idx.images.get_mut(md)
+                    {
+                        keep.repo_digests.extend(e.repo_digests);
                     }
                 }
             }
@@ -251,7 +251,8 @@ impl ImageStore {
     pub fn add_repo_digest(&self, manifest: &Digest, name: &Reference) -> Result<()> {
         self.update_index(|idx| {
             if let Some(e) = idx.images.get_mut(manifest) {
-                e.repo_digests.insert(name.with_digest(manifest.clone()).to_string());
+                e.repo_digests
+                    .insert(name.with_digest(manifest.clone()).to_string());
             }
             Ok(())
         })
@@ -470,16 +471,17 @@ impl ImageStore {
             keep.insert(md.clone());
             // A manifest we cannot read still pins what we can tell of it.
             if let Ok(bytes) = self.blobs.read(md)
-                && let Ok(m) = parse_manifest(&bytes, "manifest") {
-                    if let Ok(c) = digest_of(m.config()) {
-                        keep.insert(c);
-                    }
-                    for l in m.layers() {
-                        if let Ok(d) = digest_of(l) {
-                            keep.insert(d);
-                        }
+                && let Ok(m) = parse_manifest(&bytes, "manifest")
+            {
+                if let Ok(c) = digest_of(m.config()) {
+                    keep.insert(c);
+                }
+                for l in m.layers() {
+                    if let Ok(d) = digest_of(l) {
+                        keep.insert(d);
                     }
                 }
+            }
         }
         let mut report = PruneReport::default();
         for d in self.blobs.list()? {

@@ -3,6 +3,7 @@
 //! on 127.0.0.1 and cleaned up on drop.
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,10 @@ pub struct Keel {
 impl Keel {
     pub fn new() -> Self {
         Keel {
-            root: tempfile::Builder::new().prefix("keel-test-").tempdir().unwrap(),
+            root: tempfile::Builder::new()
+                .prefix("keel-test-")
+                .tempdir()
+                .unwrap(),
         }
     }
 
@@ -55,13 +59,17 @@ impl Keel {
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.run(args);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(!o.status.success(), "keel {args:?} should fail; stderr: {err}");
+        assert!(
+            !o.status.success(),
+            "keel {args:?} should fail; stderr: {err}"
+        );
         let lines: Vec<&str> = err.lines().filter(|l| !l.is_empty()).collect();
         let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error: ")).collect();
         assert_eq!(errors.len(), 1, "one error line expected: {err}");
         let last = lines.last().unwrap();
         assert!(
-            last.starts_with("error: ") || (last.starts_with("hint: ") && lines[lines.len() - 2].starts_with("error: ")),
+            last.starts_with("error: ")
+                || (last.starts_with("hint: ") && lines[lines.len() - 2].starts_with("error: ")),
             "error (and hint) must be the last lines: {err}"
         );
         assert!(!err.contains("panicked"), "{err}");
@@ -87,7 +95,9 @@ impl Keel {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         let md = std::fs::symlink_metadata(&p).unwrap();
@@ -98,19 +108,29 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
         if md.is_dir() {
             walk(root, &p, out);
         } else {
-            out.push((p.strip_prefix(root).unwrap().display().to_string(), md.len()));
+            out.push((
+                p.strip_prefix(root).unwrap().display().to_string(),
+                md.len(),
+            ));
         }
     }
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -136,14 +156,19 @@ impl Registry {
             dir.path().join("data").display()
         );
         if let Some((u, p)) = auth {
-            let out = Command::new("htpasswd").args(["-Bbn", u, p]).output().expect("htpasswd (apache2-utils) is installed");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .expect("htpasswd (apache2-utils) is installed");
             assert!(out.status.success());
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, out.stdout).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: keel-test\n    path: {}\n",
+            writeln!(
+                config,
+                "auth:\n  htpasswd:\n    realm: keel-test\n    path: {}",
                 file.display()
-            ));
+            )
+            .unwrap();
         }
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
@@ -155,7 +180,11 @@ impl Registry {
             .spawn()
             .expect("docker-registry is installed");
         wait_for_port(port);
-        Registry { port, child, _dir: dir }
+        Registry {
+            port,
+            child,
+            _dir: dir,
+        }
     }
 
     pub fn host(&self) -> String {
@@ -178,7 +207,10 @@ pub struct Podman {
 
 impl Podman {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("keel-podman-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("keel-podman-")
+            .tempdir()
+            .unwrap();
         std::fs::write(
             dir.path().join("containers.conf"),
             "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
@@ -194,6 +226,10 @@ impl Podman {
             .arg(self.dir.path().join("root"))
             .arg("--runroot")
             .arg(self.dir.path().join("run"))
+            // Podman's default tmpdir (exit codes, locks) is shared between
+            // instances; concurrent tests race on it without their own.
+            .arg("--tmpdir")
+            .arg(self.dir.path().join("tmp"))
             .args(["--storage-driver", "overlay"]);
         c
     }
@@ -213,7 +249,10 @@ impl Drop for Podman {
     fn drop(&mut self) {
         // Overlay mounts of podman's store must go before the directory can.
         let _ = self.cmd().args(["system", "reset", "-f"]).output();
-        let _ = Command::new("umount").arg("-R").arg(self.dir.path().join("root")).output();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.path().join("root"))
+            .output();
     }
 }
 
@@ -267,10 +306,10 @@ fn pump(mut from: TcpStream, mut to: TcpStream, budget: Option<(Arc<AtomicU64>, 
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some((sent, limit)) = &budget {
-            if sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > *limit {
-                break;
-            }
+        if let Some((sent, limit)) = &budget
+            && sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > *limit
+        {
+            break;
         }
         if to.write_all(&buf[..n]).is_err() {
             break;
