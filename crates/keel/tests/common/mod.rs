@@ -256,6 +256,21 @@ impl Drop for Podman {
     }
 }
 
+/// Unmounts everything mounted at or below `dir`, deepest first.
+pub fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").arg("-l").arg(&p).output();
+    }
+}
+
 /// A busybox root filesystem tarball (Debian's busybox-static) for peers to import.
 pub fn busybox_tar(dir: &Path) -> PathBuf {
     let p = dir.join("busybox-rootfs.tar");
