@@ -1,9 +1,51 @@
 #!/usr/bin/env bash
-# keel's quickstart on embedded defaults. Grows with each capability.
+# keel's quickstart on embedded defaults (state under /var/lib/keel, or
+# $KEEL_ROOT). It grows with each capability; today: make the offline busybox
+# base image, push it through a local registry, pull it back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 keel_ensure_packages
-cargo build --release --locked -p keel
+cargo build --release --locked -p keel >&2
 KEEL="$CARGO_TARGET_DIR/release/keel"
-"$KEEL" --version
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "keel version"
+"$KEEL" version
+
+step "import Debian's busybox-static as busybox:latest"
+"$KEEL" image seed-busybox busybox:latest
+"$KEEL" images busybox
+
+REG_DIR="$(mktemp -d /tmp/keel-quickstart-registry.XXXXXX)"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+cat > "$REG_DIR/config.yml" <<CONF
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $REG_DIR/data
+http:
+  addr: 127.0.0.1:$PORT
+log:
+  level: warn
+CONF
+docker-registry serve "$REG_DIR/config.yml" >"$REG_DIR/log" 2>&1 &
+REG_PID=$!
+trap 'kill $REG_PID 2>/dev/null; rm -rf "$REG_DIR"' EXIT
+for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+
+step "push it to a local registry (Debian's docker-registry on 127.0.0.1:$PORT)"
+"$KEEL" tag busybox "127.0.0.1:$PORT/quickstart/busybox:1"
+"$KEEL" push "127.0.0.1:$PORT/quickstart/busybox:1"
+
+step "remove it locally and pull it back"
+"$KEEL" rmi "127.0.0.1:$PORT/quickstart/busybox:1"
+"$KEEL" pull "127.0.0.1:$PORT/quickstart/busybox:1"
+"$KEEL" images --digests
+
+step "save it to an archive that docker and podman load"
+"$KEEL" save -o "$REG_DIR/busybox.tar" busybox
+ls -l "$REG_DIR/busybox.tar"
+"$KEEL" history busybox
+
+printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

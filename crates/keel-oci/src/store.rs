@@ -19,6 +19,7 @@ use crate::blobs::{BlobStore, sync_dir};
 use crate::digest::Digest;
 use crate::error::{IoContext, OciError, Result};
 use crate::image::{Image, digest_of, parse_config, parse_manifest};
+use crate::layer::{Snapshots, decompressed};
 use crate::reference::Reference;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -119,6 +120,25 @@ impl ImageStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The snapshot cache (`<root>/oci/snapshots`).
+    pub fn snapshots(&self) -> Result<Snapshots> {
+        Ok(Snapshots::new(self.dir.join("snapshots"))?)
+    }
+
+    /// Unpacks an image's layers into snapshots (reusing those already there)
+    /// and returns their directories, base layer first.
+    pub fn unpack(&self, image: &Image) -> Result<Vec<PathBuf>> {
+        let layers = image.layer_digests()?;
+        let diff_ids: Vec<String> = image.config.rootfs().diff_ids().clone();
+        let blobs = self.blobs.clone();
+        Ok(self.snapshots()?.ensure_chain(&diff_ids, |i| {
+            let r = blobs
+                .open(&layers[i])
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            decompressed(r)
+        })?)
     }
 
     /// Taken by any operation that writes blobs before naming them in the index.
@@ -484,6 +504,20 @@ impl ImageStore {
             }
         }
         let mut report = PruneReport::default();
+        // Snapshots live as long as some image's layer chain ends in them.
+        let mut chains: BTreeSet<String> = BTreeSet::new();
+        for md in idx.images.keys() {
+            if let Ok(img) = Image::load(&self.blobs, md) {
+                chains.extend(Snapshots::chain_ids(img.config.rootfs().diff_ids()));
+            }
+        }
+        let snapshots = self.snapshots()?;
+        for snap in snapshots.list()? {
+            if !chains.contains(&snap.chain_id) {
+                report.bytes_freed += snapshots.remove(&snap.chain_id)?;
+                report.snapshots_deleted += 1;
+            }
+        }
         for d in self.blobs.list()? {
             if !keep.contains(&d) {
                 report.bytes_freed += self.blobs.remove(&d)?;

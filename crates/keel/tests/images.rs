@@ -596,3 +596,21 @@ fn cli_output_snapshots() {
         insta::assert_snapshot!("bad_reference", keel.fails(&["tag", "busybox", "Bad:Name"]));
     });
 }
+
+#[test]
+fn registry_bearer_token_auth() {
+    let reg = common::TokenRegistry::start("alice", "s3cret");
+    let keel = Keel::new();
+    keel.seed_busybox();
+    let target = format!("{}/tokens/bb:1", reg.registry.host());
+    keel.ok(&["tag", "busybox", &target]);
+    // Without credentials the token server refuses, so the push does too.
+    let err = keel.fails(&["push", &target]);
+    assert!(err.contains("pushing"), "{err}");
+    keel.ok(&["login", "-u", "alice", "-p", "s3cret", &reg.registry.host()]);
+    keel.ok(&["push", &target]);
+    assert!(reg.tokens_issued.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let fresh = Keel::new();
+    fresh.ok(&["pull", "--creds", "alice:s3cret", &target]);
+    assert_eq!(image_id(&fresh, &target), image_id(&keel, &target));
+}

@@ -150,11 +150,7 @@ impl Registry {
     /// With `Some((user, password))`, the registry requires basic auth (htpasswd).
     pub fn start_with_auth(auth: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n",
-            dir.path().join("data").display()
-        );
+        let mut extra = String::new();
         if let Some((u, p)) = auth {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", u, p])
@@ -164,12 +160,22 @@ impl Registry {
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, out.stdout).unwrap();
             writeln!(
-                config,
+                extra,
                 "auth:\n  htpasswd:\n    realm: keel-test\n    path: {}",
                 file.display()
             )
             .unwrap();
         }
+        Self::start_with_config(&extra, dir)
+    }
+
+    /// Starts with extra YAML appended to the config; `dir` holds its data.
+    pub fn start_with_config(extra: &str, dir: tempfile::TempDir) -> Self {
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n{extra}",
+            dir.path().join("data").display()
+        );
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
         let child = Command::new("docker-registry")
@@ -335,6 +341,157 @@ fn pump(mut from: TcpStream, mut to: TcpStream, budget: Option<(Arc<AtomicU64>, 
 }
 
 impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A registry that requires bearer tokens (Docker's token auth), with a token
+/// server on 127.0.0.1 that hands out RS256 JWTs (signed by `openssl`) to
+/// clients presenting `user:password` over basic auth.
+pub struct TokenRegistry {
+    pub registry: Registry,
+    pub token_port: u16,
+    stop: Arc<AtomicBool>,
+    pub tokens_issued: Arc<AtomicU64>,
+}
+
+impl TokenRegistry {
+    pub fn start(user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        let cert = dir.path().join("cert.pem");
+        let st = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=keel-test-token",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let token_port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let issued = Arc::new(AtomicU64::new(0));
+        let expected_auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let (st2, issued2, key2) = (stop.clone(), issued.clone(), key.clone());
+        std::thread::spawn(move || {
+            while !st2.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&req).into_owned();
+                let authorized = req.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("authorization:")
+                        && l[14..].trim() == expected_auth
+                });
+                if !authorized {
+                    let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let access: Vec<serde_json::Value> = path
+                    .split(['?', '&'])
+                    .filter_map(|kv| kv.strip_prefix("scope="))
+                    .map(|s| s.replace("%3A", ":").replace("%2C", ",").replace("%2F", "/"))
+                    .filter_map(|s| {
+                        let mut p = s.splitn(3, ':');
+                        let (t, n, a) = (p.next()?, p.next()?, p.next()?);
+                        Some(serde_json::json!({"type": t, "name": n, "actions": a.split(',').collect::<Vec<_>>()}))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+                let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": "keel-test-issuer", "sub": "alice", "aud": "keel-test",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("t{now}"),
+                    "access": access,
+                });
+                let input = format!(
+                    "{}.{}",
+                    b64(header.to_string().as_bytes()),
+                    b64(claims.to_string().as_bytes())
+                );
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key2)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                sign.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(input.as_bytes())
+                    .unwrap();
+                let sig = sign.wait_with_output().unwrap().stdout;
+                let jwt = format!("{input}.{}", b64(&sig));
+                let body =
+                    serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 300})
+                        .to_string();
+                issued2.fetch_add(1, Ordering::SeqCst);
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+                );
+            }
+        });
+        let extra = format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: keel-test\n    issuer: keel-test-issuer\n    rootcertbundle: {}\n",
+            cert.display()
+        );
+        let registry = Registry::start_with_config(&extra, dir);
+        TokenRegistry {
+            registry,
+            token_port,
+            stop,
+            tokens_issued: issued,
+        }
+    }
+}
+
+impl Drop for TokenRegistry {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
