@@ -15,8 +15,8 @@ use crate::digest::{Digest, HashingReader};
 use crate::error::{IoContext, OciError, Result};
 use crate::image::{
     INDEX_TYPES, Image, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_LAYER, MT_OCI_MANIFEST, ManifestKind,
-    digest_of, layer_compression, layer_media_type, manifest_kind, parse_config, parse_index,
-    parse_manifest,
+    config_diff_ids, digest_of, layer_compression, layer_media_type, manifest_kind, parse_config,
+    parse_index, parse_manifest,
 };
 use crate::layer::{Compression, decompressed};
 use crate::reference::Reference;
@@ -323,12 +323,7 @@ fn load_inner(
                 Some(&cd),
                 created,
             )?;
-            let diff_ids: Vec<Digest> = config
-                .rootfs()
-                .diff_ids()
-                .iter()
-                .map(|s| Digest::parse(s))
-                .collect::<Result<_>>()?;
+            let diff_ids = config_diff_ids(&config)?;
             if diff_ids.len() != m.layers().len() {
                 return Err(OciError::Malformed {
                     what: format!("image {cd}"),
@@ -378,12 +373,7 @@ fn load_inner(
             let (cd, csize) = files.store(store, &e.config, None, created)?;
             let cbytes = store.blobs().read(&cd)?;
             let config = parse_config(&cbytes, &format!("config {}", e.config))?;
-            let diff_ids: Vec<Digest> = config
-                .rootfs()
-                .diff_ids()
-                .iter()
-                .map(|s| Digest::parse(s))
-                .collect::<Result<_>>()?;
+            let diff_ids = config_diff_ids(&config)?;
             if diff_ids.len() != e.layers.len() {
                 return Err(OciError::Malformed {
                     what: format!("image {}", e.config),

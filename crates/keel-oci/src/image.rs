@@ -135,6 +135,16 @@ pub fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfiguration> {
     })
 }
 
+/// A config's `rootfs.diff_ids` as digests.
+pub fn config_diff_ids(config: &ImageConfiguration) -> Result<Vec<Digest>> {
+    config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|s| Digest::parse(s))
+        .collect()
+}
+
 /// A stored image.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -192,12 +202,7 @@ impl Image {
 
     /// Uncompressed layer digests (config `rootfs.diff_ids`).
     pub fn diff_ids(&self) -> Result<Vec<Digest>> {
-        self.config
-            .rootfs()
-            .diff_ids()
-            .iter()
-            .map(|s| Digest::parse(s))
-            .collect()
+        config_diff_ids(&self.config)
     }
 
     /// Every blob the image needs: manifest, config and layers.

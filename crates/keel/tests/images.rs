@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-use common::{CuttingProxy, Keel, Podman, Registry, busybox_tar};
+use common::{CuttingProxy, Keel, Podman, Registry, busybox_tar, skopeo, skopeo_digest};
 
 fn read_tar(path: &Path) -> Vec<(String, Vec<u8>)> {
     let mut ar = tar::Archive::new(std::fs::File::open(path).unwrap());
@@ -142,21 +142,7 @@ fn push_pull_against_a_real_registry_and_skopeo() {
         .next()
         .unwrap()
         .to_string();
-    let inspect = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{target}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    assert_eq!(v["Digest"], pushed.as_str());
+    assert_eq!(skopeo_digest(&target), pushed);
 
     // skopeo copies another image (gzip layers, from a podman-style OCI archive) in; keel pulls it.
     let podman = Podman::new();
@@ -175,33 +161,18 @@ fn push_pull_against_a_real_registry_and_skopeo() {
         "localhost/other:1",
     ]);
     let other = format!("{}/other:1", reg.host());
-    let st = Command::new("skopeo")
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            &format!("oci-archive:{}", oci.display()),
-            &format!("docker://{other}"),
-        ])
-        .output()
-        .unwrap();
+    let st = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci-archive:{}", oci.display()),
+        &format!("docker://{other}"),
+    ]);
     assert!(
         st.status.success(),
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(
-        &Command::new("skopeo")
-            .args([
-                "inspect",
-                "--tls-verify=false",
-                &format!("docker://{other}"),
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let skopeo_digest = v["Digest"].as_str().unwrap().to_string();
+    let skopeo_digest = skopeo_digest(&other);
     let fresh = Keel::new();
     let out = fresh.ok(&["pull", &other]);
     assert_eq!(out.trim(), format!("{other}"));
@@ -396,14 +367,11 @@ fn push_to_a_registry_that_fails_mid_push_fails_cleanly() {
     );
     assert_eq!(keel.snapshot_store(), before);
     // Nothing was tagged in the registry.
-    let st = Command::new("skopeo")
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            &format!("docker://{}/cut:1", reg.host()),
-        ])
-        .output()
-        .unwrap();
+    let st = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/cut:1", reg.host()),
+    ]);
     assert!(!st.status.success());
     // Pull from a port where nothing listens: a hint about the registry.
     let closed = common::free_port();

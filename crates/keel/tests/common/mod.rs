@@ -496,3 +496,23 @@ impl Drop for TokenRegistry {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// Runs skopeo (always without TLS: test registries are plain HTTP on loopback).
+pub fn skopeo(args: &[&str]) -> Output {
+    Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo is installed")
+}
+
+/// The manifest digest a registry serves for `reference`, as skopeo sees it.
+pub fn skopeo_digest(reference: &str) -> String {
+    let o = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["Digest"].as_str().unwrap().to_string()
+}
