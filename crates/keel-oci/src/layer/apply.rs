@@ -45,14 +45,17 @@ pub fn apply_layer<R: Read>(
     dest: &Path,
     mode: WhiteoutMode,
 ) -> Result<ApplyStats, LayerError> {
-    let mut archive = tar::Archive::new(tar);
+    // Headers are read 512 bytes at a time: buffer them. Big reads of file
+    // data bypass the buffer.
+    let mut archive = tar::Archive::new(io::BufReader::with_capacity(64 * 1024, tar));
     let mut ap = Applier {
         root: dest,
         mode,
         stats: ApplyStats::default(),
         dir_times: Vec::new(),
         unpacked: HashSet::new(),
-        buf: vec![0; 128 * 1024],
+        buf: vec![0; 256 * 1024],
+        parent_cache: None,
     };
     for entry in archive.entries().map_err(LayerError::Read)? {
         let mut entry = entry.map_err(LayerError::Read)?;
@@ -74,6 +77,10 @@ struct Applier<'a> {
     /// Paths this layer created, kept by an opaque whiteout in Flat mode.
     unpacked: HashSet<PathBuf>,
     buf: Vec<u8>,
+    /// The last parent resolved without following a symlink: consecutive
+    /// entries mostly share it. Dropped whenever an entry changes a path at
+    /// or above it, or a whiteout removes anything.
+    parent_cache: Option<(Vec<OsString>, PathBuf)>,
 }
 
 /// Metadata of one entry, collected before its data is read.
@@ -108,6 +115,15 @@ fn pax_time(v: &[u8]) -> Option<Timespec> {
         tv_nsec = 0;
     }
     Some(Timespec { tv_sec, tv_nsec })
+}
+
+fn create_file(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 fn is_not_found(e: &io::Error) -> bool {
@@ -151,23 +167,34 @@ impl Applier<'_> {
         let parent = self.resolve_parent(parents, &name)?;
         let base_bytes = base.as_bytes();
         if let Some(victim) = base_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            self.parent_cache = None;
             return self.whiteout(&parent, base_bytes, victim, &meta, &name);
         }
         let path = parent.join(base);
+        if self
+            .parent_cache
+            .as_ref()
+            .is_some_and(|(_, cached)| cached.starts_with(&path))
+        {
+            self.parent_cache = None;
+        }
 
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                Self::clear(&path, false, &name)?;
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                    .open(&path)
-                    .map_err(|source| LayerError::Write {
-                        entry: name.clone(),
-                        source,
-                    })?;
+                let werr = |source| LayerError::Write {
+                    entry: name.clone(),
+                    source,
+                };
+                // Try the common case (nothing there) first; O_EXCL never
+                // follows a symlink, so an existing one is caught here too.
+                let mut f = match create_file(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        Self::clear(&path, false, &name)?;
+                        create_file(&path).map_err(werr)?
+                    }
+                    Err(e) => return Err(werr(e)),
+                };
                 loop {
                     let n = match entry.read(&mut self.buf) {
                         Ok(0) => break,
@@ -175,16 +202,11 @@ impl Applier<'_> {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(LayerError::Read(e)),
                     };
-                    f.write_all(&self.buf[..n])
-                        .map_err(|source| LayerError::Write {
-                            entry: name.clone(),
-                            source,
-                        })?;
+                    f.write_all(&self.buf[..n]).map_err(werr)?;
                     self.stats.bytes += n as u64;
                 }
-                drop(f);
-                Self::set_meta(&path, &meta, false, &name)?;
-                Self::set_times(&path, &meta, &name)?;
+                // Through the open fd: no more path lookups for this file.
+                Self::set_meta_fd(&f, &meta, &name)?;
             }
             EntryType::Directory => {
                 let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
@@ -369,11 +391,19 @@ impl Applier<'_> {
     }
 
     fn resolve_parent(&mut self, parents: &[OsString], name: &str) -> Result<PathBuf, LayerError> {
+        if let Some((comps, path)) = &self.parent_cache {
+            if comps == parents {
+                return Ok(path.clone());
+            }
+        }
         let unpacked = &mut self.unpacked;
-        safepath::resolve_dir(self.root, parents, true, &mut |p: &Path| {
+        let resolved = safepath::resolve_dir_traced(self.root, parents, true, &mut |p: &Path| {
             unpacked.insert(p.to_path_buf());
-        })
-        .map_err(|e| match e {
+        });
+        if let Ok((path, false)) = &resolved {
+            self.parent_cache = Some((parents.to_vec(), path.clone()));
+        }
+        resolved.map(|(p, _)| p).map_err(|e| match e {
             ResolveError::Escape { link } => LayerError::SymlinkEscape {
                 entry: name.to_owned(),
                 link,
@@ -496,6 +526,28 @@ impl Applier<'_> {
             }
         }
         Ok(())
+    }
+
+    /// [`Self::set_meta`] and times for a regular file, through its fd.
+    fn set_meta_fd(f: &fs::File, meta: &Meta, name: &str) -> Result<(), LayerError> {
+        let err = |e: rustix::io::Errno| LayerError::Metadata {
+            entry: name.to_owned(),
+            source: e.into(),
+        };
+        rustix::fs::fchown(
+            f,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+        )
+        .map_err(err)?;
+        rustix::fs::fchmod(f, Mode::from_raw_mode(meta.mode)).map_err(err)?;
+        for (xname, value) in &meta.xattrs {
+            match rustix::fs::fsetxattr(f, xname.as_os_str(), value, XattrFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::PERM) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        rustix::fs::futimens(f, &meta.times).map_err(err)
     }
 
     /// Owner, mode and xattrs, in that order: chown clears setuid bits and
