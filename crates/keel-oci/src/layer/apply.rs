@@ -391,10 +391,10 @@ impl Applier<'_> {
     }
 
     fn resolve_parent(&mut self, parents: &[OsString], name: &str) -> Result<PathBuf, LayerError> {
-        if let Some((comps, path)) = &self.parent_cache {
-            if comps == parents {
-                return Ok(path.clone());
-            }
+        if let Some((comps, path)) = &self.parent_cache
+            && comps == parents
+        {
+            return Ok(path.clone());
         }
         let unpacked = &mut self.unpacked;
         let resolved = safepath::resolve_dir_traced(self.root, parents, true, &mut |p: &Path| {
