@@ -338,3 +338,14 @@ fn replacing_a_directory_by_a_symlink_mid_layer_is_caught() {
     );
     assert!(!Path::new("/etc/keel-hostile-layer-test-y").exists());
 }
+
+#[test]
+fn old_style_directories_by_trailing_slash() {
+    let sb = Sandbox::new();
+    let mut t = TarBuilder::new();
+    // Type '0' with a trailing slash: a directory in pre-POSIX tars.
+    t.file("olddir/", b"", 1).file("olddir/f", b"f", 1);
+    apply_layer(Cursor::new(t.finish()), &sb.dest, WhiteoutMode::Flat).unwrap();
+    assert!(sb.dest.join("olddir").is_dir());
+    assert_eq!(fs::read(sb.dest.join("olddir/f")).unwrap(), b"f");
+}

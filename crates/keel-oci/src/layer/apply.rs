@@ -144,9 +144,13 @@ impl Applier<'_> {
         self.stats.entries += 1;
         let raw_name = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw_name).into_owned();
-        let kind = entry.header().entry_type();
+        let mut kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader) {
             return Ok(());
+        }
+        // Pre-POSIX tars mark directories only by a trailing slash.
+        if kind == EntryType::Regular && raw_name.ends_with(b"/") {
+            kind = EntryType::Directory;
         }
         let comps = safepath::clean(&raw_name).ok_or_else(|| LayerError::EscapesRoot {
             entry: name.clone(),
