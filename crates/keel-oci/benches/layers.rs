@@ -64,6 +64,8 @@ fn build_tree(root: &Path, total_mb: u64) {
 }
 
 fn time(f: impl FnOnce()) -> Duration {
+    // Start each side with no dirty pages of the other's making.
+    rustix::fs::sync();
     let t = Instant::now();
     f();
     t.elapsed()
@@ -100,35 +102,48 @@ fn main() {
     let (ours_tar, gnu_tar) = (w.join("ours.tar"), w.join("gnu.tar"));
 
     let (mut d_ours, mut d_gnu, mut a_ours, mut a_gnu) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..runs {
-        d_gnu.push(time(|| {
-            run(Command::new("tar")
-                .args(["--xattrs", "--numeric-owner", "--format=pax", "-cf"])
-                .arg(&gnu_tar)
-                .arg("-C")
-                .arg(&src)
-                .arg("."));
-        }));
-        d_ours.push(time(|| {
-            let f = BufWriter::with_capacity(1 << 20, fs::File::create(&ours_tar).unwrap());
-            diff_to_layer(&src, f).unwrap();
-        }));
-        let (x_ours, x_gnu) = (w.join("x-ours"), w.join("x-gnu"));
-        drop_dir(&x_gnu);
-        fs::create_dir(&x_gnu).unwrap();
-        a_gnu.push(time(|| {
-            run(Command::new("tar")
-                .args(["--xattrs", "--numeric-owner", "-xpf"])
-                .arg(&gnu_tar)
-                .arg("-C")
-                .arg(&x_gnu));
-        }));
-        drop_dir(&x_ours);
-        fs::create_dir(&x_ours).unwrap();
-        a_ours.push(time(|| {
-            let f = fs::File::open(&ours_tar).unwrap();
-            apply_layer(f, &x_ours, WhiteoutMode::Flat).unwrap();
-        }));
+    let (x_ours, x_gnu) = (w.join("x-ours"), w.join("x-gnu"));
+    for run_no in 0..runs {
+        // Alternate who goes first, so neither always pays for the other's
+        // writeback.
+        let gnu_first = run_no % 2 == 0;
+        for side in [gnu_first, !gnu_first] {
+            if side {
+                d_gnu.push(time(|| {
+                    run(Command::new("tar")
+                        .args(["--xattrs", "--numeric-owner", "--format=pax", "-cf"])
+                        .arg(&gnu_tar)
+                        .arg("-C")
+                        .arg(&src)
+                        .arg("."));
+                }));
+            } else {
+                d_ours.push(time(|| {
+                    let f = BufWriter::with_capacity(1 << 20, fs::File::create(&ours_tar).unwrap());
+                    diff_to_layer(&src, f).unwrap();
+                }));
+            }
+        }
+        for side in [gnu_first, !gnu_first] {
+            if side {
+                drop_dir(&x_gnu);
+                fs::create_dir(&x_gnu).unwrap();
+                a_gnu.push(time(|| {
+                    run(Command::new("tar")
+                        .args(["--xattrs", "--numeric-owner", "-xpf"])
+                        .arg(&gnu_tar)
+                        .arg("-C")
+                        .arg(&x_gnu));
+                }));
+            } else {
+                drop_dir(&x_ours);
+                fs::create_dir(&x_ours).unwrap();
+                a_ours.push(time(|| {
+                    let f = fs::File::open(&ours_tar).unwrap();
+                    apply_layer(f, &x_ours, WhiteoutMode::Flat).unwrap();
+                }));
+            }
+        }
         drop_dir(&x_ours);
         drop_dir(&x_gnu);
     }
