@@ -166,7 +166,8 @@ impl Snapshots {
     /// The snapshot dir for `chain_id` if it is cached.
     pub fn get(&self, chain_id: &str) -> Result<Option<PathBuf>, LayerError> {
         let p = self.path(chain_id)?;
-        Ok(p.is_dir().then_some(p))
+        let is_dir = fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+        Ok(is_dir.then_some(p))
     }
 
     /// Returns the snapshot dir for `chain_id`, unpacking it with
@@ -186,8 +187,24 @@ impl Snapshots {
         if sha256_hex(diff_id).is_none() {
             return Err(LayerError::InvalidDigest(diff_id.into()));
         }
-        if final_path.is_dir() {
-            return Ok(final_path);
+        match fs::symlink_metadata(&final_path) {
+            Ok(m) if m.is_dir() => return Ok(final_path),
+            Ok(_) => {
+                return Err(LayerError::CommitSnapshot {
+                    path: final_path,
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "exists and is not a directory",
+                    ),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(LayerError::CreateSnapshot {
+                    path: final_path,
+                    source,
+                });
+            }
         }
         let tmp = self.dir.join(format!(
             "{TMP_PREFIX}{}-{}-{chain_hex}",
