@@ -489,7 +489,10 @@ impl Applier<'_> {
                 });
             }
         }
-        self.unpacked.insert(path);
+        // Only Flat mode's opaque whiteouts need to know what is new.
+        if self.mode == WhiteoutMode::Flat {
+            self.unpacked.insert(path);
+        }
         Ok(())
     }
 
@@ -562,9 +565,11 @@ impl Applier<'_> {
         {
             return Ok(path.clone());
         }
-        let unpacked = &mut self.unpacked;
+        let (unpacked, flat) = (&mut self.unpacked, self.mode == WhiteoutMode::Flat);
         let resolved = safepath::resolve_dir_traced(self.root, parents, true, &mut |p: &Path| {
-            unpacked.insert(p.to_path_buf());
+            if flat {
+                unpacked.insert(p.to_path_buf());
+            }
         });
         if let Ok((path, false)) = &resolved {
             self.parent_cache = Some((parents.to_vec(), path.clone()));
