@@ -205,6 +205,44 @@ fn gnu_tar_reads_our_layers_and_we_read_gnu_tars() {
 }
 
 #[test]
+fn gnu_format_long_names_and_links_apply() {
+    // GNU tar's default format: long names and link targets as `././@LongLink`
+    // entries, sizes and ids in base-256 when large. It carries no xattrs.
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    build_tree(&src);
+    let strip_xattrs = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .map(|l| match l.find(" xattr:") {
+                Some(i) => {
+                    let rest = &l[i + 1..];
+                    let tail = rest.find(" inode-of=").map_or("", |j| &rest[j..]);
+                    format!("{}{tail}", &l[..i])
+                }
+                None => l,
+            })
+            .collect()
+    };
+    let out = Command::new("tar")
+        .args(["--format=gnu", "--numeric-owner", "-cf", "-", "-C"])
+        .arg(&src)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.windows(13).any(|w| w == b"././@LongLink"),
+        "no GNU long name entries in the archive"
+    );
+    let dst = t.path().join("dst");
+    fs::create_dir(&dst).unwrap();
+    apply_layer(Cursor::new(out.stdout), &dst, WhiteoutMode::Flat).unwrap();
+    assert_eq!(listing(&dst), strip_xattrs(listing(&src)));
+}
+
+#[test]
 fn overlay_upper_dir_whiteouts_become_wh_entries() {
     let t = tempfile::tempdir().unwrap();
     let upper = t.path().join("upper");
