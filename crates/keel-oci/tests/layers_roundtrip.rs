@@ -537,3 +537,17 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn sockets_are_skipped() {
+    let t = tempfile::tempdir().unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(t.path().join("sock")).unwrap();
+    fs::write(t.path().join("file"), "f").unwrap();
+    let tar = diff(t.path());
+    let names: Vec<String> = tar::Archive::new(Cursor::new(&tar))
+        .entries()
+        .unwrap()
+        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+        .collect();
+    assert_eq!(names, ["file"]);
+}
