@@ -288,3 +288,64 @@ fn symlinks_that_stay_inside_are_followed() {
     assert_eq!(fs::read(sb.dest.join("usr/lib/a.so")).unwrap(), b"a");
     assert_eq!(fs::read(sb.dest.join("usr/lib/b.so")).unwrap(), b"b");
 }
+
+#[test]
+fn replacing_a_directory_by_a_symlink_mid_layer_is_caught() {
+    // `a/b/x` makes `a/b` a known parent; then `a/b` is replaced by a
+    // symlink out, by an entry reached through another symlink (`l -> a`),
+    // and `a/b/y` must be resolved afresh and refused.
+    let mut t = TarBuilder::new();
+    t.dir("a/", 1)
+        .dir("a/b/", 1)
+        .symlink("l", "a", 1)
+        .file("a/b/x", b"x", 1)
+        .symlink("l/b", "../../..", 1)
+        .file("a/b/y", b"pwned", 1);
+    refused(
+        &t.finish(),
+        "a/b/y",
+        |_| {},
+        |e| matches!(e, LayerError::SymlinkEscape { link, .. } if link == "a/b"),
+    );
+    // Same through a symlinked path: `lib -> usr/lib`, then `usr/lib` is
+    // swapped for a symlink climbing out.
+    let mut t = TarBuilder::new();
+    t.dir("usr/", 1)
+        .dir("usr/lib/", 1)
+        .symlink("lib", "usr/lib", 1)
+        .file("lib/x", b"x", 1)
+        .symlink("usr/lib", "../../..", 1)
+        .file("lib/y", b"pwned", 1);
+    refused(
+        &t.finish(),
+        "lib/y",
+        |_| {},
+        |e| matches!(e, LayerError::SymlinkEscape { .. }),
+    );
+    // And a whiteout in between (Flat removes, Overlay mknods) followed by
+    // a symlink of the same name.
+    let mut t = TarBuilder::new();
+    t.dir("b/", 1)
+        .file("b/x", b"x", 1)
+        .whiteout(".wh.b", 1)
+        .symlink("b", "/", 1)
+        .file("b/etc/keel-hostile-layer-test-y", b"pwned", 1);
+    refused(
+        &t.finish(),
+        "b/etc/keel-hostile-layer-test-y",
+        |_| {},
+        |e| matches!(e, LayerError::SymlinkEscape { .. }),
+    );
+    assert!(!Path::new("/etc/keel-hostile-layer-test-y").exists());
+}
+
+#[test]
+fn old_style_directories_by_trailing_slash() {
+    let sb = Sandbox::new();
+    let mut t = TarBuilder::new();
+    // Type '0' with a trailing slash: a directory in pre-POSIX tars.
+    t.file("olddir/", b"", 1).file("olddir/f", b"f", 1);
+    apply_layer(Cursor::new(t.finish()), &sb.dest, WhiteoutMode::Flat).unwrap();
+    assert!(sb.dest.join("olddir").is_dir());
+    assert_eq!(fs::read(sb.dest.join("olddir/f")).unwrap(), b"f");
+}

@@ -205,6 +205,44 @@ fn gnu_tar_reads_our_layers_and_we_read_gnu_tars() {
 }
 
 #[test]
+fn gnu_format_long_names_and_links_apply() {
+    // GNU tar's default format: long names and link targets as `././@LongLink`
+    // entries, sizes and ids in base-256 when large. It carries no xattrs.
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    build_tree(&src);
+    let strip_xattrs = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .map(|l| match l.find(" xattr:") {
+                Some(i) => {
+                    let rest = &l[i + 1..];
+                    let tail = rest.find(" inode-of=").map_or("", |j| &rest[j..]);
+                    format!("{}{tail}", &l[..i])
+                }
+                None => l,
+            })
+            .collect()
+    };
+    let out = Command::new("tar")
+        .args(["--format=gnu", "--numeric-owner", "-cf", "-", "-C"])
+        .arg(&src)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.windows(13).any(|w| w == b"././@LongLink"),
+        "no GNU long name entries in the archive"
+    );
+    let dst = t.path().join("dst");
+    fs::create_dir(&dst).unwrap();
+    apply_layer(Cursor::new(out.stdout), &dst, WhiteoutMode::Flat).unwrap();
+    assert_eq!(listing(&dst), strip_xattrs(listing(&src)));
+}
+
+#[test]
 fn overlay_upper_dir_whiteouts_become_wh_entries() {
     let t = tempfile::tempdir().unwrap();
     let upper = t.path().join("upper");
@@ -352,4 +390,164 @@ fn upper_dirs_with_redirects_or_metacopy_are_refused() {
         );
         assert!(err.to_string().contains("metacopy=off"), "{err}");
     }
+}
+
+/// Regression: the tar crate splits PAX records at newlines, which lost
+/// binary xattr values (found by `random_trees_round_trip`).
+#[test]
+fn binary_xattr_values_with_newlines_round_trip() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let value = b"\x00\n\xff\n12 path=../../evil\n";
+    // A long name too, so the PAX header also carries `path`.
+    let name = "n".repeat(150);
+    fs::write(src.join(&name), "x").unwrap();
+    rustix::fs::lsetxattr(src.join(&name), "user.bin", value, XattrFlags::empty()).unwrap();
+    let dst = t.path().join("dst");
+    fs::create_dir(&dst).unwrap();
+    apply_layer(Cursor::new(diff(&src)), &dst, WhiteoutMode::Flat).unwrap();
+    let mut v = [0u8; 64];
+    let n = rustix::fs::lgetxattr(dst.join(&name), "user.bin", &mut v[..]).unwrap();
+    assert_eq!(&v[..n], value);
+    assert_eq!(listing(&dst), listing(&src));
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Kind {
+        Dir(u32),
+        File(Vec<u8>, u32, u32),
+        Symlink(String),
+        Hardlink(usize),
+        Fifo,
+        Xattr(usize, Vec<u8>),
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        let mode = |m: &'static [u32]| proptest::sample::select(m);
+        prop_oneof![
+            mode(&[0o755, 0o700, 0o1777, 0o2755]).prop_map(Kind::Dir),
+            (
+                proptest::collection::vec(any::<u8>(), 0..1500),
+                mode(&[0o644, 0o600, 0o4755, 0o444]),
+                proptest::sample::select(&[0u32, 1000, 65534][..]),
+            )
+                .prop_map(|(c, m, u)| Kind::File(c, m, u)),
+            proptest::sample::select(&["a", "../x", "/abs/target", "d/e/f"][..])
+                .prop_map(|t| Kind::Symlink(t.to_owned())),
+            any::<usize>().prop_map(Kind::Hardlink),
+            Just(Kind::Fifo),
+            (
+                any::<usize>(),
+                proptest::collection::vec(any::<u8>(), 0..40)
+            )
+                .prop_map(|(i, v)| Kind::Xattr(i, v)),
+        ]
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_owned()),
+            Just("b".to_owned()),
+            Just("c d".to_owned()),
+            Just("n".repeat(120)),
+            Just(".hidden".to_owned()),
+        ]
+    }
+
+    // Distinct mtimes, children before their directories.
+    fn stamp(p: &Path, n: &mut i64) {
+        let md = fs::symlink_metadata(p).unwrap();
+        if md.is_dir() {
+            let mut kids: Vec<_> = fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            kids.sort();
+            for k in kids {
+                stamp(&k, n);
+            }
+        }
+        *n += 7;
+        set_mtime(p, 1_400_000_000 + *n);
+    }
+
+    /// Builds a random tree; returns nothing, the tree is the value.
+    fn build(root: &Path, ops: &[(usize, String, Kind)]) {
+        let mut dirs = vec![root.to_path_buf()];
+        let mut files = Vec::new();
+        for (parent, name, kind) in ops {
+            let parent = dirs[parent % dirs.len()].clone();
+            let p = parent.join(name);
+            if fs::symlink_metadata(&p).is_ok() {
+                continue;
+            }
+            match kind {
+                Kind::Dir(mode) => {
+                    fs::create_dir(&p).unwrap();
+                    chmod(&p, *mode);
+                    dirs.push(p);
+                }
+                Kind::File(content, mode, uid) => {
+                    fs::write(&p, content).unwrap();
+                    chown(&p, *uid, *uid);
+                    chmod(&p, *mode);
+                    files.push(p);
+                }
+                Kind::Symlink(t) => symlink(t, &p).unwrap(),
+                Kind::Hardlink(i) => {
+                    if !files.is_empty() {
+                        fs::hard_link(&files[i % files.len()], &p).unwrap();
+                    }
+                }
+                Kind::Fifo => mknod(&p, FileType::Fifo, 0o640, 0, 0),
+                Kind::Xattr(i, v) => {
+                    if !files.is_empty() {
+                        let f = &files[i % files.len()];
+                        rustix::fs::lsetxattr(f, "user.k", v, XattrFlags::empty()).unwrap();
+                    }
+                }
+            }
+        }
+        let mut n = 0;
+        stamp(root, &mut n);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_trees_round_trip(
+            ops in proptest::collection::vec((any::<usize>(), name(), kind()), 1..40),
+        ) {
+            let t = tempfile::tempdir().unwrap();
+            let src = t.path().join("src");
+            fs::create_dir(&src).unwrap();
+            build(&src, &ops);
+            let tar = diff(&src);
+            let dst = t.path().join("dst");
+            fs::create_dir(&dst).unwrap();
+            apply_layer(Cursor::new(&tar), &dst, WhiteoutMode::Flat).unwrap();
+            prop_assert_eq!(listing(&dst), listing(&src));
+            prop_assert!(diff(&dst) == tar, "re-diff differs");
+        }
+    }
+}
+
+#[test]
+fn sockets_are_skipped() {
+    let t = tempfile::tempdir().unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(t.path().join("sock")).unwrap();
+    fs::write(t.path().join("file"), "f").unwrap();
+    let tar = diff(t.path());
+    let names: Vec<String> = tar::Archive::new(Cursor::new(&tar))
+        .entries()
+        .unwrap()
+        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+        .collect();
+    assert_eq!(names, ["file"]);
 }

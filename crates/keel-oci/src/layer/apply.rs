@@ -1,5 +1,7 @@
 //! Applying a layer tar to a directory.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -7,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use tar::EntryType;
@@ -45,18 +48,34 @@ pub fn apply_layer<R: Read>(
     dest: &Path,
     mode: WhiteoutMode,
 ) -> Result<ApplyStats, LayerError> {
-    let mut archive = tar::Archive::new(tar);
+    // Headers are read 512 bytes at a time: buffer them. Big reads of file
+    // data bypass the buffer.
+    let tap = Rc::new(RefCell::new(TapState::default()));
+    let mut archive = tar::Archive::new(Tap {
+        inner: io::BufReader::with_capacity(64 * 1024, tar),
+        state: Rc::clone(&tap),
+    });
     let mut ap = Applier {
         root: dest,
         mode,
         stats: ApplyStats::default(),
         dir_times: Vec::new(),
         unpacked: HashSet::new(),
-        buf: vec![0; 128 * 1024],
+        buf: vec![0; 256 * 1024],
+        parent_cache: None,
     };
-    for entry in archive.entries().map_err(LayerError::Read)? {
+    let mut entries = archive.entries().map_err(LayerError::Read)?;
+    loop {
+        tap.borrow_mut().start_capture();
+        let next = entries.next();
+        tap.borrow_mut().capturing = false;
+        let Some(entry) = next else { break };
         let mut entry = entry.map_err(LayerError::Read)?;
-        ap.entry(&mut entry)?;
+        let pax = tap.borrow().pax_before(entry.raw_header_position());
+        ap.entry(&mut entry, pax.as_deref())?;
+        // Consume what the entry did not (data of links, dirs...), so the
+        // next capture starts right after this entry's data.
+        io::copy(&mut entry, &mut io::sink()).map_err(LayerError::Read)?;
     }
     ap.finish()?;
     // The tar end marker may be followed by padding (and a compressed stream
@@ -74,6 +93,10 @@ struct Applier<'a> {
     /// Paths this layer created, kept by an opaque whiteout in Flat mode.
     unpacked: HashSet<PathBuf>,
     buf: Vec<u8>,
+    /// The last parent resolved without following a symlink: consecutive
+    /// entries mostly share it. Dropped whenever an entry changes a path at
+    /// or above it, or a whiteout removes anything.
+    parent_cache: Option<(Vec<OsString>, PathBuf)>,
 }
 
 /// Metadata of one entry, collected before its data is read.
@@ -110,6 +133,128 @@ fn pax_time(v: &[u8]) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
+/// Reading the raw PAX records ourselves: the tar crate splits PAX records
+/// at `\n` instead of using their length prefix, which breaks binary xattr
+/// values (`security.capability`, user data) that contain a newline. The
+/// tap records what the crate reads while it looks for the next entry (its
+/// extended headers and the entry's header); `pax_before` then walks those
+/// 512-byte blocks to the `x` header's data.
+#[derive(Default)]
+struct TapState {
+    /// Bytes consumed so far (an archive offset).
+    pos: u64,
+    capturing: bool,
+    /// Archive offset of `buf[0]`.
+    start: u64,
+    buf: Vec<u8>,
+    /// Captured more than `TAP_LIMIT`: fall back to the crate's parse.
+    overflow: bool,
+}
+
+/// Extended headers beyond this are left to the tar crate.
+const TAP_LIMIT: usize = 16 << 20;
+
+impl TapState {
+    fn start_capture(&mut self) {
+        self.buf.clear();
+        self.start = self.pos;
+        self.overflow = false;
+        self.capturing = true;
+    }
+
+    /// The raw data of the PAX `x` header preceding the entry whose header
+    /// is at archive offset `header_pos`, if there is one and the captured
+    /// blocks add up.
+    fn pax_before(&self, header_pos: u64) -> Option<Vec<u8>> {
+        if self.overflow {
+            return None;
+        }
+        let mut at = self.start.div_ceil(512) * 512;
+        let mut pax = None;
+        while at < header_pos {
+            let off = usize::try_from(at - self.start).ok()?;
+            let h = self.buf.get(off..off + 512)?;
+            let size = tar_number(&h[124..136])?;
+            if h[156] == b'x' {
+                let len = usize::try_from(size).ok()?;
+                pax = Some(self.buf.get(off + 512..off + 512 + len)?.to_vec());
+            }
+            at = at.checked_add(512)?.checked_add(size.div_ceil(512) * 512)?;
+        }
+        if at == header_pos { pax } else { None }
+    }
+}
+
+struct Tap<R> {
+    inner: R,
+    state: Rc<RefCell<TapState>>,
+}
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut s = self.state.borrow_mut();
+        s.pos += n as u64;
+        if s.capturing && !s.overflow {
+            if s.buf.len() + n > TAP_LIMIT {
+                s.overflow = true;
+                s.buf = Vec::new();
+            } else {
+                s.buf.extend_from_slice(&buf[..n]);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A tar numeric field: octal (space/NUL padded) or GNU base-256.
+fn tar_number(field: &[u8]) -> Option<u64> {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        let mut v: u64 = u64::from(field[0] & 0x7f);
+        for &b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(v);
+    }
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 8).ok()
+}
+
+/// PAX records (`"<len> <key>=<value>\n"`), using the length prefix so that
+/// values may hold any byte. `None` when malformed.
+fn parse_pax(mut data: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let sp = data.iter().position(|b| *b == b' ')?;
+        let len: usize = std::str::from_utf8(&data[..sp]).ok()?.parse().ok()?;
+        if len <= sp + 1 || len > data.len() {
+            return None;
+        }
+        let rec = data[sp + 1..len].strip_suffix(b"\n")?;
+        let eq = rec.iter().position(|b| *b == b'=')?;
+        out.push((rec[..eq].to_vec(), rec[eq + 1..].to_vec()));
+        data = &data[len..];
+    }
+    Some(out)
+}
+
+fn create_file(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
 fn is_not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
@@ -124,18 +269,53 @@ fn remove_any(path: &Path) -> io::Result<()> {
 }
 
 impl Applier<'_> {
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw_pax: Option<&[u8]>,
+    ) -> Result<(), LayerError> {
         self.stats.entries += 1;
-        let raw_name = entry.path_bytes().into_owned();
+        // Our own parse of the PAX records when we have them (see `Tap`);
+        // the tar crate's otherwise.
+        let pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = match raw_pax {
+            Some(raw) => Some(parse_pax(raw).ok_or_else(|| {
+                LayerError::Read(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed pax extended header",
+                ))
+            })?),
+            None => match entry.pax_extensions().map_err(LayerError::Read)? {
+                Some(exts) => Some(
+                    exts.map(|e| e.map(|e| (e.key_bytes().to_vec(), e.value_bytes().to_vec())))
+                        .collect::<io::Result<_>>()
+                        .map_err(LayerError::Read)?,
+                ),
+                None => None,
+            },
+        };
+        let pax = pax.unwrap_or_default();
+        let pax_value = |key: &[u8]| {
+            pax.iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let raw_name = pax_value(b"path").unwrap_or_else(|| entry.path_bytes().into_owned());
+        let link_name =
+            pax_value(b"linkpath").or_else(|| entry.link_name_bytes().map(Cow::into_owned));
         let name = String::from_utf8_lossy(&raw_name).into_owned();
-        let kind = entry.header().entry_type();
+        let mut kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader) {
             return Ok(());
+        }
+        // Pre-POSIX tars mark directories only by a trailing slash.
+        if kind == EntryType::Regular && raw_name.ends_with(b"/") {
+            kind = EntryType::Directory;
         }
         let comps = safepath::clean(&raw_name).ok_or_else(|| LayerError::EscapesRoot {
             entry: name.clone(),
         })?;
-        let meta = Self::meta(entry, &name)?;
+        let meta = Self::meta(entry, &pax, &name)?;
 
         let Some((base, parents)) = comps.split_last() else {
             // `./` or `/`: the root itself. Only its metadata can change.
@@ -151,23 +331,34 @@ impl Applier<'_> {
         let parent = self.resolve_parent(parents, &name)?;
         let base_bytes = base.as_bytes();
         if let Some(victim) = base_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            self.parent_cache = None;
             return self.whiteout(&parent, base_bytes, victim, &meta, &name);
         }
         let path = parent.join(base);
+        if self
+            .parent_cache
+            .as_ref()
+            .is_some_and(|(_, cached)| cached.starts_with(&path))
+        {
+            self.parent_cache = None;
+        }
 
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                Self::clear(&path, false, &name)?;
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                    .open(&path)
-                    .map_err(|source| LayerError::Write {
-                        entry: name.clone(),
-                        source,
-                    })?;
+                let werr = |source| LayerError::Write {
+                    entry: name.clone(),
+                    source,
+                };
+                // Try the common case (nothing there) first; O_EXCL never
+                // follows a symlink, so an existing one is caught here too.
+                let mut f = match create_file(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        Self::clear(&path, false, &name)?;
+                        create_file(&path).map_err(werr)?
+                    }
+                    Err(e) => return Err(werr(e)),
+                };
                 loop {
                     let n = match entry.read(&mut self.buf) {
                         Ok(0) => break,
@@ -175,16 +366,11 @@ impl Applier<'_> {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(LayerError::Read(e)),
                     };
-                    f.write_all(&self.buf[..n])
-                        .map_err(|source| LayerError::Write {
-                            entry: name.clone(),
-                            source,
-                        })?;
+                    f.write_all(&self.buf[..n]).map_err(werr)?;
                     self.stats.bytes += n as u64;
                 }
-                drop(f);
-                Self::set_meta(&path, &meta, false, &name)?;
-                Self::set_times(&path, &meta, &name)?;
+                // Through the open fd: no more path lookups for this file.
+                Self::set_meta_fd(&f, &meta, &name)?;
             }
             EntryType::Directory => {
                 let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
@@ -201,12 +387,11 @@ impl Applier<'_> {
                 self.dir_times.push((path.clone(), meta.times));
             }
             EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
+                let target = link_name
+                    .clone()
                     .ok_or_else(|| LayerError::MissingLinkName {
                         entry: name.clone(),
-                    })?
-                    .into_owned();
+                    })?;
                 Self::clear(&path, false, &name)?;
                 // The target is stored verbatim: a symlink pointing anywhere is
                 // harmless; only writing through it is checked (safepath).
@@ -220,12 +405,11 @@ impl Applier<'_> {
                 Self::set_times(&path, &meta, &name)?;
             }
             EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
+                let target = link_name
+                    .clone()
                     .ok_or_else(|| LayerError::MissingLinkName {
                         entry: name.clone(),
-                    })?
-                    .into_owned();
+                    })?;
                 let target_name = String::from_utf8_lossy(&target).into_owned();
                 let escape = || LayerError::HardlinkEscape {
                     entry: name.clone(),
@@ -305,18 +489,25 @@ impl Applier<'_> {
                 });
             }
         }
-        self.unpacked.insert(path);
+        // Only Flat mode's opaque whiteouts need to know what is new.
+        if self.mode == WhiteoutMode::Flat {
+            self.unpacked.insert(path);
+        }
         Ok(())
     }
 
-    fn meta<R: Read>(entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta, LayerError> {
+    fn meta<R: Read>(
+        entry: &tar::Entry<'_, R>,
+        pax: &[(Vec<u8>, Vec<u8>)],
+        name: &str,
+    ) -> Result<Meta, LayerError> {
         let h = entry.header();
         let bad = |source: io::Error| LayerError::Metadata {
             entry: name.to_owned(),
             source,
         };
-        let uid = h.uid().map_err(bad)?;
-        let gid = h.gid().map_err(bad)?;
+        let mut uid = h.uid().map_err(bad)?;
+        let mut gid = h.gid().map_err(bad)?;
         let mode = h.mode().map_err(bad)? & 0o7777;
         let secs = h.mtime().map_err(bad)?;
         let mut mtime = Timespec {
@@ -325,25 +516,25 @@ impl Applier<'_> {
         };
         let mut atime = None;
         let mut xattrs = Vec::new();
-        if let Some(exts) = entry.pax_extensions().map_err(LayerError::Read)? {
-            for ext in exts {
-                let ext = ext.map_err(LayerError::Read)?;
-                let key = ext.key_bytes();
-                if let Some(xname) = key.strip_prefix(b"SCHILY.xattr.") {
-                    // Overlay state of the layer's origin must not leak into ours.
-                    if xname.starts_with(b"trusted.overlay.") || xname.is_empty() {
-                        continue;
-                    }
-                    xattrs.push((
-                        OsStr::from_bytes(xname).to_owned(),
-                        ext.value_bytes().to_vec(),
-                    ));
-                } else if key == b"mtime" {
-                    if let Some(t) = pax_time(ext.value_bytes()) {
-                        mtime = t;
-                    }
-                } else if key == b"atime" {
-                    atime = pax_time(ext.value_bytes());
+        let num = |v: &[u8]| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+        };
+        for (key, value) in pax {
+            if let Some(xname) = key.strip_prefix(b"SCHILY.xattr.") {
+                // Overlay state of the layer's origin must not leak into ours.
+                if xname.starts_with(b"trusted.overlay.") || xname.is_empty() {
+                    continue;
+                }
+                xattrs.push((OsStr::from_bytes(xname).to_owned(), value.clone()));
+            } else {
+                match key.as_slice() {
+                    b"mtime" => mtime = pax_time(value).unwrap_or(mtime),
+                    b"atime" => atime = pax_time(value),
+                    b"uid" => uid = num(value).unwrap_or(uid),
+                    b"gid" => gid = num(value).unwrap_or(gid),
+                    _ => {}
                 }
             }
         }
@@ -369,11 +560,21 @@ impl Applier<'_> {
     }
 
     fn resolve_parent(&mut self, parents: &[OsString], name: &str) -> Result<PathBuf, LayerError> {
-        let unpacked = &mut self.unpacked;
-        safepath::resolve_dir(self.root, parents, true, &mut |p: &Path| {
-            unpacked.insert(p.to_path_buf());
-        })
-        .map_err(|e| match e {
+        if let Some((comps, path)) = &self.parent_cache
+            && comps == parents
+        {
+            return Ok(path.clone());
+        }
+        let (unpacked, flat) = (&mut self.unpacked, self.mode == WhiteoutMode::Flat);
+        let resolved = safepath::resolve_dir_traced(self.root, parents, true, &mut |p: &Path| {
+            if flat {
+                unpacked.insert(p.to_path_buf());
+            }
+        });
+        if let Ok((path, false)) = &resolved {
+            self.parent_cache = Some((parents.to_vec(), path.clone()));
+        }
+        resolved.map(|(p, _)| p).map_err(|e| match e {
             ResolveError::Escape { link } => LayerError::SymlinkEscape {
                 entry: name.to_owned(),
                 link,
@@ -498,6 +699,28 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// [`Self::set_meta`] and times for a regular file, through its fd.
+    fn set_meta_fd(f: &fs::File, meta: &Meta, name: &str) -> Result<(), LayerError> {
+        let err = |e: rustix::io::Errno| LayerError::Metadata {
+            entry: name.to_owned(),
+            source: e.into(),
+        };
+        rustix::fs::fchown(
+            f,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+        )
+        .map_err(err)?;
+        rustix::fs::fchmod(f, Mode::from_raw_mode(meta.mode)).map_err(err)?;
+        for (xname, value) in &meta.xattrs {
+            match rustix::fs::fsetxattr(f, xname.as_os_str(), value, XattrFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::PERM) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        rustix::fs::futimens(f, &meta.times).map_err(err)
+    }
+
     /// Owner, mode and xattrs, in that order: chown clears setuid bits and
     /// file capabilities, so those come after it.
     fn set_meta(path: &Path, meta: &Meta, symlink: bool, name: &str) -> Result<(), LayerError> {
@@ -555,7 +778,42 @@ impl Applier<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::pax_time;
+    use super::{parse_pax, pax_time, tar_number};
+
+    #[test]
+    fn parses_pax_records_by_length() {
+        // A binary value with a newline inside, as security.capability can be.
+        let value = b"a\nb\0c";
+        let rec = format!("{} SCHILY.xattr.user.k=", 3 + 20 + value.len() + 1);
+        let mut data = rec.into_bytes();
+        data.extend_from_slice(value);
+        data.push(b'\n');
+        data.extend_from_slice(b"12 path=a/b\n");
+        let recs = parse_pax(&data).unwrap();
+        assert_eq!(recs[0].0, b"SCHILY.xattr.user.k");
+        assert_eq!(recs[0].1, value);
+        assert_eq!(recs[1], (b"path".to_vec(), b"a/b".to_vec()));
+        for bad in [&b"x"[..], b"99 a=b\n", b"3 a=b\n", b"6 ab\n", b"7 a=bc"] {
+            assert!(
+                parse_pax(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(parse_pax(b""), Some(vec![]));
+    }
+
+    #[test]
+    fn parses_tar_numbers() {
+        assert_eq!(tar_number(b"00000001750\0"), Some(0o1750));
+        assert_eq!(tar_number(b"     1750 \0"), Some(0o1750));
+        assert_eq!(tar_number(b"\0\0\0\0"), Some(0));
+        assert_eq!(
+            tar_number(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+            Some(1 << 32)
+        );
+        assert_eq!(tar_number(&[0xff; 12]), None);
+    }
     use rustix::fs::Timespec;
 
     #[test]

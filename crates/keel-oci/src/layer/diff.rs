@@ -38,6 +38,7 @@ pub fn diff_to_layer<W: Write>(dir: &Path, out: W) -> Result<DiffStats, LayerErr
         builder: tar::Builder::new(out),
         links: HashMap::new(),
         stats: DiffStats::default(),
+        buf: vec![0; 256 * 1024],
     };
     d.walk(dir, b"")?;
     d.builder
@@ -52,6 +53,8 @@ struct Differ<W: Write> {
     /// (dev, ino) of multiply-linked files already written → their tar name.
     links: HashMap<(u64, u64), Vec<u8>>,
     stats: DiffStats,
+    /// Copy buffer: `Builder::append` copies 8 KiB at a time.
+    buf: Vec<u8>,
 }
 
 fn read_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
@@ -295,8 +298,25 @@ impl<W: Write> Differ<W> {
                 .map_err(LayerError::TarWrite)?;
         }
         h.set_cksum();
-        self.builder
-            .append(&h, data)
+        let size = h.size().map_err(LayerError::TarWrite)?;
+        let out = self.builder.get_mut();
+        out.write_all(h.as_bytes()).map_err(LayerError::TarWrite)?;
+        let mut data = data;
+        let mut copied = 0u64;
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LayerError::TarWrite(e)),
+            };
+            out.write_all(&self.buf[..n])
+                .map_err(LayerError::TarWrite)?;
+            copied += n as u64;
+        }
+        debug_assert_eq!(copied, size, "Exact guarantees the header's size");
+        let pad = (512 - copied % 512) % 512;
+        out.write_all(&[0u8; 512][..pad as usize])
             .map_err(LayerError::TarWrite)?;
         self.stats.entries += 1;
         Ok(())

@@ -135,12 +135,7 @@ pub enum LayerError {
 
 /// Lowercase hex of a byte slice (digests).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    hex::encode(bytes)
 }
 
 /// The 64 hex digits of a `sha256:` digest, or `None` when malformed.

@@ -63,6 +63,17 @@ pub(crate) fn resolve_dir(
     create: bool,
     on_create: &mut dyn FnMut(&Path),
 ) -> Result<PathBuf, ResolveError> {
+    resolve_dir_traced(root, comps, create, on_create).map(|(p, _)| p)
+}
+
+/// [`resolve_dir`], also telling whether any symlink was followed (callers
+/// only cache resolutions that did not depend on one).
+pub(crate) fn resolve_dir_traced(
+    root: &Path,
+    comps: &[OsString],
+    create: bool,
+    on_create: &mut dyn FnMut(&Path),
+) -> Result<(PathBuf, bool), ResolveError> {
     let mut real = root.to_path_buf();
     let mut depth = 0usize;
     let mut pending: VecDeque<OsString> = comps.iter().cloned().collect();
@@ -120,7 +131,7 @@ pub(crate) fn resolve_dir(
             Err(e) => return Err(ResolveError::Io(e)),
         }
     }
-    Ok(real)
+    Ok((real, hops > 0))
 }
 
 #[cfg(test)]

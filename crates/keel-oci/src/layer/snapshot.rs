@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use crate::digest::HashingReader;
+
 use super::{LayerError, WhiteoutMode, apply_layer, decompressed, hex, sha256_hex};
 
 /// Prefix of in-progress (being unpacked) and in-removal snapshot dirs.
@@ -37,19 +39,6 @@ pub struct SnapshotInfo {
 #[derive(Debug, Clone)]
 pub struct Snapshots {
     dir: PathBuf,
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// Removes a temporary directory unless disarmed, so every error path (and
@@ -166,7 +155,8 @@ impl Snapshots {
     /// The snapshot dir for `chain_id` if it is cached.
     pub fn get(&self, chain_id: &str) -> Result<Option<PathBuf>, LayerError> {
         let p = self.path(chain_id)?;
-        Ok(p.is_dir().then_some(p))
+        let is_dir = fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+        Ok(is_dir.then_some(p))
     }
 
     /// Returns the snapshot dir for `chain_id`, unpacking it with
@@ -186,8 +176,24 @@ impl Snapshots {
         if sha256_hex(diff_id).is_none() {
             return Err(LayerError::InvalidDigest(diff_id.into()));
         }
-        if final_path.is_dir() {
-            return Ok(final_path);
+        match fs::symlink_metadata(&final_path) {
+            Ok(m) if m.is_dir() => return Ok(final_path),
+            Ok(_) => {
+                return Err(LayerError::CommitSnapshot {
+                    path: final_path,
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "exists and is not a directory",
+                    ),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(LayerError::CreateSnapshot {
+                    path: final_path,
+                    source,
+                });
+            }
         }
         let tmp = self.dir.join(format!(
             "{TMP_PREFIX}{}-{}-{chain_hex}",
@@ -211,12 +217,12 @@ impl Snapshots {
             source,
         };
         let layer = decompressed(open_layer().map_err(open_err)?).map_err(LayerError::Read)?;
-        let mut reader = HashingReader {
-            inner: layer,
-            hasher: Sha256::new(),
-        };
+        let mut reader = HashingReader::new(layer);
         apply_layer(&mut reader, &tmp, WhiteoutMode::Overlay)?;
-        let actual = format!("sha256:{}", hex(&reader.hasher.finalize()));
+        // The diff id covers the whole stream, including padding after the
+        // tar's end marker that apply_layer need not read.
+        io::copy(&mut reader, &mut io::sink()).map_err(LayerError::Read)?;
+        let actual = reader.finish().0.to_string();
         if actual != diff_id {
             return Err(LayerError::DiffIdMismatch {
                 expected: diff_id.to_owned(),
