@@ -8,13 +8,18 @@ source scripts/lib.sh
 keel_ensure_packages
 cargo build --release --locked -p keel >&2
 KEEL="$CARGO_TARGET_DIR/release/keel"
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n==> %s\n' "$*"; }
+fi
 
 step "keel version"
 "$KEEL" version
 
 step "import Debian's busybox-static as busybox:latest"
 "$KEEL" image seed-busybox busybox:latest
+"$KEEL" image prune -f >/dev/null  # an earlier busybox:latest, now untagged
 "$KEEL" images busybox
 
 REG_DIR="$(mktemp -d /tmp/keel-quickstart-registry.XXXXXX)"
@@ -38,14 +43,16 @@ step "push it to a local registry (Debian's docker-registry on 127.0.0.1:$PORT)"
 "$KEEL" tag busybox "127.0.0.1:$PORT/quickstart/busybox:1"
 "$KEEL" push "127.0.0.1:$PORT/quickstart/busybox:1"
 
-step "remove it locally and pull it back"
-"$KEEL" rmi "127.0.0.1:$PORT/quickstart/busybox:1"
+step "remove it locally (blobs go too) and pull it back from the registry"
+"$KEEL" rmi "127.0.0.1:$PORT/quickstart/busybox:1" busybox:latest
 "$KEEL" pull "127.0.0.1:$PORT/quickstart/busybox:1"
+"$KEEL" tag "127.0.0.1:$PORT/quickstart/busybox:1" busybox:latest
 "$KEEL" images --digests
 
 step "save it to an archive that docker and podman load"
 "$KEEL" save -o "$REG_DIR/busybox.tar" busybox
 ls -l "$REG_DIR/busybox.tar"
 "$KEEL" history busybox
+"$KEEL" rmi "127.0.0.1:$PORT/quickstart/busybox:1" >/dev/null  # that registry is gone after this script
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

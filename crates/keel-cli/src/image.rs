@@ -561,6 +561,12 @@ pub fn save(root: &Path, a: SaveArgs) -> anyhow::Result<ExitCode> {
             w.flush().context("writing the archive")?;
         }
         tmp.as_file().sync_all().context("writing the archive")?;
+        // tempfile creates 0600; an archive is meant to be shared, like docker's.
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .context("writing the archive")?;
         tmp.persist(path)
             .map_err(|e| e.error)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -94,6 +94,14 @@ fn keel_save_loads_and_runs_in_podman() {
     keel.ok(&["tag", "busybox", "localhost/kbb:2"]);
     let archive = tmp.path().join("k.tar");
     keel.ok(&["save", "-o", archive.to_str().unwrap(), "localhost/kbb:2"]);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&archive).unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "a saved archive is readable by others, like docker's"
+    );
     let podman = Podman::new();
     let out = podman.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert!(out.contains("localhost/kbb:2"), "{out}");
