@@ -71,6 +71,8 @@ pub(crate) struct State<'t> {
     at: At<'t>,
     pub(crate) out: String,
     pub(crate) included: Rc<std::cell::RefCell<HashMap<String, usize>>>,
+    /// Dot is a range element, whose static Go type is interface{}.
+    range_dot: bool,
 }
 
 /// "no final value" marker (Go's `missingVal`).
@@ -94,6 +96,7 @@ impl<'t> State<'t> {
             at: At::None,
             out: String::new(),
             included,
+            range_dot: false,
         }
     }
 
@@ -107,19 +110,16 @@ impl<'t> State<'t> {
     }
 
     fn errorf(&self, msg: impl fmt::Display) -> Error {
-        let name = self.tree.name.replace('%', "%%");
+        let name = &self.tree.name;
         if matches!(self.at, At::None) {
             return Error::Exec(format!("template: {name}: {msg}"));
         }
         let loc = self.tree.location(self.at.pos());
-        let mut ctx = self.at.to_string();
-        if ctx.chars().count() > 20 {
-            ctx = format!("{}...", ctx.chars().take(20).collect::<String>());
-        }
+        let ctx = self.at.to_string();
         Error::Exec(format!(
             "template: {loc}: executing {} at <{}>: {msg}",
-            crate::gofmt::quote(&name),
-            ctx.replace('%', "%%")
+            crate::gofmt::quote(name),
+            ctx
         ))
     }
 
@@ -173,7 +173,10 @@ impl<'t> State<'t> {
             let val = self.eval_pipeline(dot, &c.pipe)?;
             if val.truth() {
                 if with {
-                    self.walk_list(&val, &c.list)
+                    let saved = std::mem::replace(&mut self.range_dot, false);
+                    let r = self.walk_list(&val, &c.list);
+                    self.range_dot = saved;
+                    r
                 } else {
                     self.walk_list(dot, &c.list)
                 }
@@ -205,7 +208,9 @@ impl<'t> State<'t> {
         if c.pipe.decl.len() > 1 {
             self.set_top_var(2, index);
         }
+        let saved = std::mem::replace(&mut self.range_dot, true);
         let r = self.walk_list(&elem, &c.list);
+        self.range_dot = saved;
         self.vars.truncate(mark);
         match r {
             Err(Flow::Continue) => Ok(()),
@@ -225,8 +230,11 @@ impl<'t> State<'t> {
             }
             Value::Map(m) if !m.borrow().is_empty() => {
                 // Go ranges over a sorted snapshot; the body may change the map.
-                let snapshot: Vec<(String, Value)> =
-                    m.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let snapshot: Vec<(String, Value)> = m
+                    .borrow()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 for (k, e) in snapshot {
                     self.range_iter(c, Value::string(k), e)?;
                 }
@@ -235,7 +243,10 @@ impl<'t> State<'t> {
             Value::List(_) | Value::Map(_) | Value::Invalid | Value::Nil => {}
             other => {
                 return Err(self
-                    .errorf(format!("range can't iterate over {}", crate::gofmt::sprint_value(other)))
+                    .errorf(format!(
+                        "range can't iterate over {}",
+                        crate::gofmt::sprint_value(other)
+                    ))
                     .into());
             }
         }
@@ -250,15 +261,25 @@ impl<'t> State<'t> {
         self.vars[l - n].1 = v;
     }
 
-    fn walk_template(&mut self, dot: &Value, name: &str, pipe: Option<&'t Pipe>) -> Result<(), Flow> {
+    fn walk_template(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        pipe: Option<&'t Pipe>,
+    ) -> Result<(), Flow> {
         let Some(tree) = self.set.trees.get(name) else {
             return Err(self
-                .errorf(format!("template {} not defined", crate::gofmt::quote(name)))
+                .errorf(format!(
+                    "template {} not defined",
+                    crate::gofmt::quote(name)
+                ))
                 .into());
         };
         if self.depth == MAX_EXEC_DEPTH {
             return Err(self
-                .errorf(format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})"))
+                .errorf(format!(
+                    "exceeded maximum template depth ({MAX_EXEC_DEPTH})"
+                ))
                 .into());
         }
         let newdot = match pipe {
@@ -269,7 +290,9 @@ impl<'t> State<'t> {
         let saved_tree = std::mem::replace(&mut self.tree, tree);
         let saved_vars = std::mem::replace(&mut self.vars, vec![("$", newdot.clone())]);
         self.depth += 1;
+        let saved_rd = std::mem::replace(&mut self.range_dot, false);
         let r = self.walk_list(&newdot, &tree.root);
+        self.range_dot = saved_rd;
         self.depth -= 1;
         self.vars = saved_vars;
         self.tree = saved_tree;
@@ -282,7 +305,11 @@ impl<'t> State<'t> {
         for cmd in &pipe.cmds {
             let v = self.eval_command(dot, cmd, value)?;
             // Go digs one level into interface{} values: a nil interface becomes invalid.
-            value = Final::Val(if matches!(v, Value::Nil) { Value::Invalid } else { v });
+            value = Final::Val(if matches!(v, Value::Nil) {
+                Value::Invalid
+            } else {
+                v
+            });
         }
         let value = match value {
             Final::Val(v) => v,
@@ -354,7 +381,10 @@ impl<'t> State<'t> {
             Arg::Nil { .. } => Err(self.errorf("nil is not a command")),
             Arg::Number { .. } => self.ideal_constant(first),
             Arg::Str { text, .. } => Ok(Value::str(text)),
-            _ => Err(self.errorf(format!("can't evaluate command {}", crate::gofmt::quote(&first.to_string())))),
+            _ => Err(self.errorf(format!(
+                "can't evaluate command {}",
+                crate::gofmt::quote(&first.to_string())
+            ))),
         }
     }
 
@@ -426,10 +456,29 @@ impl<'t> State<'t> {
         fin: Final,
     ) -> R<Value> {
         let n = ident.len();
-        for id in &ident[..n - 1] {
-            recv = self.eval_field(dot, id, node, &[], Final::Missing, &recv)?;
+        // The first receiver is dot or a variable (concrete unless it is a
+        // range element); later ones come out of maps (interface{}).
+        let first_iface = matches!(node, Arg::Field { .. }) && self.range_dot;
+        for (i, id) in ident[..n - 1].iter().enumerate() {
+            recv = self.eval_field(
+                dot,
+                id,
+                node,
+                &[],
+                Final::Missing,
+                &recv,
+                i > 0 || first_iface,
+            )?;
         }
-        self.eval_field(dot, &ident[n - 1], node, args, fin, &recv)
+        self.eval_field(
+            dot,
+            &ident[n - 1],
+            node,
+            args,
+            fin,
+            &recv,
+            n > 1 || first_iface,
+        )
     }
 
     fn eval_field(
@@ -440,6 +489,7 @@ impl<'t> State<'t> {
         args: &'t [Arg],
         fin: Final,
         recv: &Value,
+        iface: bool,
     ) -> R<Value> {
         match recv {
             Value::Invalid => {
@@ -474,7 +524,8 @@ impl<'t> State<'t> {
                 if let Some(arity) = o.method_arity(name) {
                     let o = o.clone();
                     let mut argv = Vec::new();
-                    let given = args.len().saturating_sub(1) + usize::from(matches!(fin, Final::Val(_)));
+                    let given =
+                        args.len().saturating_sub(1) + usize::from(matches!(fin, Final::Val(_)));
                     if given != arity {
                         return Err(self.errorf(format!(
                             "wrong number of args for {name}: want {arity} got {given}"
@@ -513,9 +564,14 @@ impl<'t> State<'t> {
                     ))),
                 }
             }
+            // Values reached through maps and lists have static type interface{}.
             other => Err(self.errorf(format!(
                 "can't evaluate field {name} in type {}",
-                other.type_name()
+                if iface {
+                    "interface {}".to_string()
+                } else {
+                    other.type_name()
+                }
             ))),
         }
     }
@@ -529,7 +585,10 @@ impl<'t> State<'t> {
         fin: Final,
     ) -> R<Value> {
         let Some(f) = self.set.funcs.get(name) else {
-            return Err(self.errorf(format!("{} is not a defined function", crate::gofmt::quote(name))));
+            return Err(self.errorf(format!(
+                "{} is not a defined function",
+                crate::gofmt::quote(name)
+            )));
         };
         let f: &'t FuncDef = f;
         self.eval_call(dot, f, err_at, name, args, fin)
@@ -573,7 +632,11 @@ impl<'t> State<'t> {
             return Ok(v);
         }
         let mut argv: Vec<Value> = Vec::with_capacity(num_in);
-        let fixed = if f.variadic.is_some() { nparams } else { args.len() };
+        let fixed = if f.variadic.is_some() {
+            nparams
+        } else {
+            args.len()
+        };
         let mut i = 0;
         while i < fixed && i < args.len() {
             argv.push(self.eval_arg(dot, f.params[i], &args[i])?);
@@ -587,7 +650,11 @@ impl<'t> State<'t> {
         }
         if let Final::Val(fv) = fin {
             let t = if let Some(vt) = f.variadic {
-                if num_in - 1 < nparams { f.params[num_in - 1] } else { vt }
+                if num_in - 1 < nparams {
+                    f.params[num_in - 1]
+                } else {
+                    vt
+                }
             } else {
                 f.params[nparams - 1]
             };
@@ -652,7 +719,14 @@ impl<'t> State<'t> {
                 };
             }
             Arg::Field { ident, .. } => {
-                let v = self.eval_field_chain(dot, dot.clone(), n, ident, std::slice::from_ref(n), Final::Missing)?;
+                let v = self.eval_field_chain(
+                    dot,
+                    dot.clone(),
+                    n,
+                    ident,
+                    std::slice::from_ref(n),
+                    Final::Missing,
+                )?;
                 return self.validate_type(v, t);
             }
             Arg::Variable { ident, .. } => {
@@ -698,12 +772,13 @@ impl<'t> State<'t> {
                 Arg::Bool { val, .. } => Ok(Value::Bool(*val)),
                 Arg::Number { .. } => self.ideal_constant(n),
                 Arg::Str { text, .. } => Ok(Value::str(text)),
-                _ => Err(self.errorf(format!("can't handle assignment of {n} to empty interface argument"))),
+                _ => Err(self.errorf(format!(
+                    "can't handle assignment of {n} to empty interface argument"
+                ))),
             },
-            Ty::List | Ty::Map => Err(self.errorf(format!(
-                "can't handle {n} for arg of type {}",
-                t.go_name()
-            ))),
+            Ty::List | Ty::Map => {
+                Err(self.errorf(format!("can't handle {n} for arg of type {}", t.go_name())))
+            }
         }
     }
 }

@@ -70,32 +70,96 @@ pub(crate) fn def(params: &[Ty], variadic: Option<Ty>, f: PlainFn) -> FuncDef {
 pub(crate) fn builtins() -> HashMap<&'static str, FuncDef> {
     use Ty::{Any, Str, Value as V};
     let mut m = HashMap::new();
-    m.insert("and", FuncDef { params: vec![V], variadic: Some(V), imp: Imp::AndOr(false) });
-    m.insert("or", FuncDef { params: vec![V], variadic: Some(V), imp: Imp::AndOr(true) });
+    m.insert(
+        "and",
+        FuncDef {
+            params: vec![V],
+            variadic: Some(V),
+            imp: Imp::AndOr(false),
+        },
+    );
+    m.insert(
+        "or",
+        FuncDef {
+            params: vec![V],
+            variadic: Some(V),
+            imp: Imp::AndOr(true),
+        },
+    );
     m.insert("not", def(&[V], None, |a| Ok(Value::Bool(!a[0].truth()))));
     m.insert("len", def(&[V], None, length));
     m.insert("index", def(&[V], Some(V), index));
     m.insert("slice", def(&[V], Some(V), slice));
-    m.insert("print", def(&[], Some(Any), |a| Ok(Value::string(gofmt::sprint(a)))));
-    m.insert("println", def(&[], Some(Any), |a| Ok(Value::string(gofmt::sprintln(a)))));
-    m.insert("printf", def(&[Str], Some(Any), |a| {
-        Ok(Value::string(gofmt::sprintf(a[0].as_str().unwrap_or(""), &a[1..])))
-    }));
-    m.insert("html", def(&[], Some(Any), |a| Ok(Value::string(html_escape(&eval_args(a))))));
-    m.insert("js", def(&[], Some(Any), |a| Ok(Value::string(js_escape(&eval_args(a))))));
-    m.insert("urlquery", def(&[], Some(Any), |a| Ok(Value::string(query_escape(&eval_args(a))))));
-    m.insert("eq", def(&[V], Some(V), |a| eq(&a[0], &a[1..]).map(Value::Bool)));
-    m.insert("ne", def(&[V, V], None, |a| eq(&a[0], &a[1..2]).map(|b| Value::Bool(!b))));
-    m.insert("lt", def(&[V, V], None, |a| lt(&a[0], &a[1]).map(Value::Bool)));
-    m.insert("le", def(&[V, V], None, |a| le(&a[0], &a[1]).map(Value::Bool)));
-    m.insert("gt", def(&[V, V], None, |a| le(&a[0], &a[1]).map(|b| Value::Bool(!b))));
-    m.insert("ge", def(&[V, V], None, |a| lt(&a[0], &a[1]).map(|b| Value::Bool(!b))));
-    m.insert("call", def(&[V], Some(V), |a| {
-        Err(match &a[0] {
-            Value::Invalid | Value::Nil => "call of nil".to_string(),
-            v => format!("non-function of type {}", v.type_name()),
-        })
-    }));
+    m.insert(
+        "print",
+        def(&[], Some(Any), |a| Ok(Value::string(gofmt::sprint(a)))),
+    );
+    m.insert(
+        "println",
+        def(&[], Some(Any), |a| Ok(Value::string(gofmt::sprintln(a)))),
+    );
+    m.insert(
+        "printf",
+        def(&[Str], Some(Any), |a| {
+            Ok(Value::string(gofmt::sprintf(
+                a[0].as_str().unwrap_or(""),
+                &a[1..],
+            )))
+        }),
+    );
+    m.insert(
+        "html",
+        def(&[], Some(Any), |a| {
+            Ok(Value::string(html_escape(&eval_args(a))))
+        }),
+    );
+    m.insert(
+        "js",
+        def(&[], Some(Any), |a| {
+            Ok(Value::string(js_escape(&eval_args(a))))
+        }),
+    );
+    m.insert(
+        "urlquery",
+        def(&[], Some(Any), |a| {
+            Ok(Value::string(query_escape(&eval_args(a))))
+        }),
+    );
+    m.insert(
+        "eq",
+        def(&[V], Some(V), |a| eq(&a[0], &a[1..]).map(Value::Bool)),
+    );
+    m.insert(
+        "ne",
+        def(&[V, V], None, |a| {
+            eq(&a[0], &a[1..2]).map(|b| Value::Bool(!b))
+        }),
+    );
+    m.insert(
+        "lt",
+        def(&[V, V], None, |a| lt(&a[0], &a[1]).map(Value::Bool)),
+    );
+    m.insert(
+        "le",
+        def(&[V, V], None, |a| le(&a[0], &a[1]).map(Value::Bool)),
+    );
+    m.insert(
+        "gt",
+        def(&[V, V], None, |a| le(&a[0], &a[1]).map(|b| Value::Bool(!b))),
+    );
+    m.insert(
+        "ge",
+        def(&[V, V], None, |a| lt(&a[0], &a[1]).map(|b| Value::Bool(!b))),
+    );
+    m.insert(
+        "call",
+        def(&[V], Some(V), |a| {
+            Err(match &a[0] {
+                Value::Invalid | Value::Nil => "call of nil".to_string(),
+                v => format!("non-function of type {}", v.type_name()),
+            })
+        }),
+    );
     m
 }
 
@@ -129,7 +193,12 @@ fn index_arg(i: &Value, cap: usize) -> Result<usize, String> {
     let x = match i {
         Value::Int(x) | Value::Int64(x) => *x,
         Value::Invalid | Value::Nil => return Err("cannot index slice/array with nil".into()),
-        v => return Err(format!("cannot index slice/array with type {}", v.type_name())),
+        v => {
+            return Err(format!(
+                "cannot index slice/array with type {}",
+                v.type_name()
+            ));
+        }
     };
     if x < 0 || x as usize > cap {
         return Err(format!("index out of range: {x}"));
@@ -166,7 +235,12 @@ fn index(a: &[Value]) -> Result<Value, String> {
                     Value::Invalid | Value::Nil => {
                         return Err("value is nil; should be of type string".into());
                     }
-                    v => return Err(format!("value has type {}; should be string", v.type_name())),
+                    v => {
+                        return Err(format!(
+                            "value has type {}; should be string",
+                            v.type_name()
+                        ));
+                    }
                 };
                 m.borrow().get(&*key).cloned().unwrap_or(Value::Nil)
             }
@@ -206,7 +280,9 @@ fn slice(a: &[Value]) -> Result<Value, String> {
         return Err(format!("invalid slice index: {} > {}", idx[1], idx[2]));
     }
     Ok(match item {
-        Value::Str(s) => Value::string(String::from_utf8_lossy(&s.as_bytes()[idx[0]..idx[1]]).into_owned()),
+        Value::Str(s) => {
+            Value::string(String::from_utf8_lossy(&s.as_bytes()[idx[0]..idx[1]]).into_owned())
+        }
         Value::List(l) => Value::list(l[idx[0]..idx[1]].to_vec()),
         _ => Value::Invalid,
     })
@@ -251,11 +327,13 @@ pub(crate) fn eq(a1: &Value, rest: &[Value]) -> Result<bool, String> {
                 (Value::List(_), Value::List(_)) | (Value::Map(_), Value::Map(_)) => {
                     return Err(format!(
                         "non-comparable type {}: {}",
-                        gofmt::sprint_value(a),
+                        gofmt::sprintf("%s", std::slice::from_ref(a)),
                         a.type_name()
                     ));
                 }
-                (Value::Object(x), Value::Object(y)) => std::ptr::addr_eq(std::rc::Rc::as_ptr(x), std::rc::Rc::as_ptr(y)),
+                (Value::Object(x), Value::Object(y)) => {
+                    std::ptr::addr_eq(std::rc::Rc::as_ptr(x), std::rc::Rc::as_ptr(y))
+                }
                 (x, y) => {
                     return Err(format!(
                         "non-comparable types {}: {}, {}: {}",
@@ -365,7 +443,9 @@ pub(crate) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             b => out.push_str(&format!("%{b:02X}")),
         }

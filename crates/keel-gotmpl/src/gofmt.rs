@@ -173,6 +173,11 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             // %+v only changes structs; plain values print as %v.
             spec.plus = false;
         }
+        if verb == 'v' && spec.sharp {
+            spec.sharp = false;
+            go_syntax(&mut out, arg);
+            continue;
+        }
         fmt_value(&mut out, arg, verb, &spec, 0);
     }
     if !reordered && argi < args.len() {
@@ -210,11 +215,14 @@ fn pad(out: &mut String, s: &str, spec: &Spec) {
     }
 }
 
-fn bad_verb(out: &mut String, v: &Value, verb: char) {
+fn bad_verb(out: &mut String, v: &Value, verb: char, spec: &Spec) {
     if v.is_nil_like() {
         let _ = write!(out, "%!{verb}(<nil>)");
     } else {
-        let _ = write!(out, "%!{verb}({}={})", v.type_name(), sprint_value(v));
+        // Go prints the operand with %v and the flags given for the bad verb.
+        let _ = write!(out, "%!{verb}({}=", v.type_name());
+        fmt_value(out, v, 'v', spec, 1);
+        out.push(')');
     }
 }
 
@@ -233,26 +241,22 @@ fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, depth: usize)
             if verb == 'v' {
                 pad(out, "<nil>", spec);
             } else {
-                bad_verb(out, v, verb);
+                bad_verb(out, v, verb, spec);
             }
         }
         Value::Bool(b) => match verb {
             'v' | 't' => pad(out, if *b { "true" } else { "false" }, spec),
-            _ => bad_verb(out, v, verb),
+            _ => bad_verb(out, v, verb, spec),
         },
         Value::Int(i) | Value::Int64(i) => fmt_int(out, *i, verb, spec, v),
         Value::Float(f) => match verb {
             'v' => fmt_float(out, *f, 'g', None, spec),
             'e' | 'E' | 'f' | 'F' => fmt_float(out, *f, verb, Some(spec.prec.unwrap_or(6)), spec),
             'g' | 'G' => fmt_float(out, *f, verb, spec.prec, spec),
-            _ => bad_verb(out, v, verb),
+            _ => bad_verb(out, v, verb, spec),
         },
         Value::Str(s) => fmt_str(out, s, verb, spec, v),
         Value::List(l) => {
-            if !matches!(verb, 'v' | 's' | 'q' | 'd' | 'x' | 'X' | 'o' | 'b' | 'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 't' | 'c' | 'U') {
-                bad_verb(out, v, verb);
-                return;
-            }
             out.push('[');
             for (i, e) in l.iter().enumerate() {
                 if i > 0 {
@@ -263,10 +267,6 @@ fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, depth: usize)
             out.push(']');
         }
         Value::Map(m) => {
-            if !matches!(verb, 'v' | 's' | 'q' | 'd' | 'x' | 'X' | 'o' | 'b' | 'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 't' | 'c' | 'U') {
-                bad_verb(out, v, verb);
-                return;
-            }
             out.push_str("map[");
             for (i, (k, e)) in m.borrow().iter().enumerate() {
                 if i > 0 {
@@ -281,19 +281,49 @@ fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, depth: usize)
         Value::Object(o) => match verb {
             'v' | 's' => pad(out, &o.display(), spec),
             'q' => pad(out, &quote(&o.display()), spec),
-            _ => bad_verb(out, v, verb),
+            _ => bad_verb(out, v, verb, spec),
         },
+    }
+}
+
+/// `%#v`: Go-syntax representation.
+fn go_syntax(out: &mut String, v: &Value) {
+    match v {
+        Value::Invalid | Value::Nil => out.push_str("<nil>"),
+        Value::Str(s) => out.push_str(&quote(s)),
+        Value::Float(f) => out.push_str(&format_float(*f, 'g', None)),
+        Value::List(l) => {
+            out.push_str("[]interface {}{");
+            for (i, e) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                go_syntax(out, e);
+            }
+            out.push('}');
+        }
+        Value::Map(m) => {
+            out.push_str("map[string]interface {}{");
+            for (i, (k, e)) in m.borrow().iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&quote(k));
+                out.push(':');
+                go_syntax(out, e);
+            }
+            out.push('}');
+        }
+        v => out.push_str(&sprint_value(v)),
     }
 }
 
 fn fmt_str(out: &mut String, s: &str, verb: char, spec: &Spec, v: &Value) {
     let s: &str = match spec.prec {
-        Some(p) if matches!(verb, 'v' | 's' | 'q' | 'x' | 'X') => {
-            match s.char_indices().nth(p) {
-                Some((idx, _)) => &s[..idx],
-                None => s,
-            }
-        }
+        Some(p) if matches!(verb, 'v' | 's' | 'q' | 'x' | 'X') => match s.char_indices().nth(p) {
+            Some((idx, _)) => &s[..idx],
+            None => s,
+        },
         _ => s,
     };
     match verb {
@@ -324,7 +354,7 @@ fn fmt_str(out: &mut String, s: &str, verb: char, spec: &Spec, v: &Value) {
             }
             pad(out, &h, spec);
         }
-        _ => bad_verb(out, v, verb),
+        _ => bad_verb(out, v, verb, spec),
     }
 }
 
@@ -358,7 +388,7 @@ fn fmt_int(out: &mut String, i: i64, verb: char, spec: &Spec, v: &Value) {
             return;
         }
         _ => {
-            bad_verb(out, v, verb);
+            bad_verb(out, v, verb, spec);
             return;
         }
     };
@@ -529,7 +559,11 @@ pub fn format_float(f: f64, fmtc: char, prec: Option<i64>) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let neg = f.is_sign_negative();
     let a = f.abs();
@@ -741,11 +775,20 @@ mod tests {
     #[test]
     fn printf_verbs() {
         let v = |x: i64| Value::Int(x);
-        assert_eq!(sprintf("%05d|%-4d|%+d|%x|%#o", &[v(42), v(7), v(3), v(255), v(8)]), "00042|7   |+3|ff|010");
+        assert_eq!(
+            sprintf("%05d|%-4d|%+d|%x|%#o", &[v(42), v(7), v(3), v(255), v(8)]),
+            "00042|7   |+3|ff|010"
+        );
         assert_eq!(sprintf("%d %s", &[v(1)]), "1 %!s(MISSING)");
-        assert_eq!(sprintf("%d", &[v(1), Value::str("a")]), "1%!(EXTRA string=a)");
+        assert_eq!(
+            sprintf("%d", &[v(1), Value::str("a")]),
+            "1%!(EXTRA string=a)"
+        );
         assert_eq!(sprintf("%s", &[v(1)]), "%!s(int=1)");
         assert_eq!(sprintf("%q", &[Value::str("a\"b\n")]), "\"a\\\"b\\n\"");
-        assert_eq!(sprintf("%6.2f|%v", &[Value::Float(3.14159), Value::Nil]), "  3.14|<nil>");
+        assert_eq!(
+            sprintf("%6.2f|%v", &[Value::Float(3.14159), Value::Nil]),
+            "  3.14|<nil>"
+        );
     }
 }

@@ -11,7 +11,8 @@ use crate::{MissingKey, yaml};
 /// Converts YAML text to a [`Value`]; integers stay `int64` (keel does not
 /// reproduce Helm's float64 conversion, so large integers print exactly).
 pub fn yaml_to_value(text: &str) -> Result<Value, String> {
-    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| format!("error converting YAML to JSON: yaml: {e}"))?;
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| format!("error converting YAML to JSON: yaml: {e}"))?;
     yaml_node(&v)
 }
 
@@ -83,7 +84,11 @@ fn to_toml(v: &Value) -> String {
         }
         for (k, v) in m {
             if let Value::Map(sub) = v {
-                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.push_str(&format!("\n[{name}]\n"));
                 table(out, &name, &sub.borrow());
             }
@@ -112,15 +117,25 @@ fn tpl(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {
         .map_err(|e| format!("cannot parse template {}: {e}", crate::gofmt::quote(&text)))?;
     let out = set
         .execute_with(&root, a[1].clone(), st.included.clone())
-        .map_err(|e| format!("error during tpl function execution for {}: {e}", crate::gofmt::quote(&text)))?;
+        .map_err(|e| {
+            format!(
+                "error during tpl function execution for {}: {e}",
+                crate::gofmt::quote(&text)
+            )
+        })?;
     Ok(Value::string(out.replace("<no value>", "")))
 }
 
 pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     use Ty::{Any, Str};
-    m.insert("toYaml", def(&[Any], None, |a| {
-        Ok(Value::string(yaml::marshal(&a[0]).trim_end_matches('\n').to_string()))
-    }));
+    m.insert(
+        "toYaml",
+        def(&[Any], None, |a| {
+            Ok(Value::string(
+                yaml::marshal(&a[0]).trim_end_matches('\n').to_string(),
+            ))
+        }),
+    );
     m.insert("fromYaml", def(&[Str], None, |a| {
         Ok(match yaml_to_value(s(&a[0])) {
             Ok(v @ Value::Map(_)) => v,
@@ -143,56 +158,124 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
             Err(e) => Value::list(vec![Value::string(e)]),
         })
     }));
-    m.insert("toJson", def(&[Any], None, |a| Ok(Value::string(yaml::to_json(&a[0], None, false).unwrap_or_default()))));
-    m.insert("mustToJson", def(&[Any], None, |a| {
-        yaml::to_json(&a[0], None, false).map(Value::string).ok_or_else(|| "json: unsupported value".to_string())
-    }));
-    m.insert("toPrettyJson", def(&[Any], None, |a| Ok(Value::string(yaml::to_json(&a[0], Some("  "), false).unwrap_or_default()))));
-    m.insert("mustToPrettyJson", def(&[Any], None, |a| {
-        yaml::to_json(&a[0], Some("  "), false).map(Value::string).ok_or_else(|| "json: unsupported value".to_string())
-    }));
-    m.insert("toRawJson", def(&[Any], None, |a| Ok(Value::string(yaml::to_json(&a[0], None, true).unwrap_or_default()))));
-    m.insert("mustToRawJson", def(&[Any], None, |a| {
-        yaml::to_json(&a[0], None, true).map(Value::string).ok_or_else(|| "json: unsupported value".to_string())
-    }));
-    m.insert("fromJson", def(&[Str], None, |a| {
-        Ok(match serde_json::from_str::<serde_json::Value>(s(&a[0])) {
-            Ok(v @ serde_json::Value::Object(_)) => Value::from_json(&v, false),
-            Ok(serde_json::Value::Null) => Value::map(BTreeMap::new()),
-            Ok(v) => err_map(format!(
-                "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                json_kind(&Value::from_json(&v, false))
-            )),
-            Err(e) => err_map(json_err(&e)),
-        })
-    }));
-    m.insert("fromJsonArray", def(&[Str], None, |a| {
-        Ok(match serde_json::from_str::<serde_json::Value>(s(&a[0])) {
-            Ok(v @ serde_json::Value::Array(_)) => Value::from_json(&v, false),
-            Ok(serde_json::Value::Null) => Value::list(Vec::new()),
-            Ok(v) => Value::list(vec![Value::string(format!(
-                "json: cannot unmarshal {} into Go value of type []interface {{}}",
-                json_kind(&Value::from_json(&v, false))
-            ))]),
-            Err(e) => Value::list(vec![Value::string(json_err(&e))]),
-        })
-    }));
-    m.insert("mustFromJson", def(&[Str], None, |a| {
-        serde_json::from_str::<serde_json::Value>(s(&a[0]))
-            .map(|v| Value::from_json(&v, false))
-            .map_err(|e| json_err(&e))
-    }));
-    m.insert("toToml", def(&[Any], None, |a| Ok(Value::string(to_toml(&a[0])))));
-    m.insert("required", def(&[Str, Any], None, |a| {
-        match &a[1] {
+    m.insert(
+        "toJson",
+        def(&[Any], None, |a| {
+            Ok(Value::string(
+                yaml::to_json(&a[0], None, false).unwrap_or_default(),
+            ))
+        }),
+    );
+    m.insert(
+        "mustToJson",
+        def(&[Any], None, |a| {
+            yaml::to_json(&a[0], None, false)
+                .map(Value::string)
+                .ok_or_else(|| "json: unsupported value".to_string())
+        }),
+    );
+    m.insert(
+        "toPrettyJson",
+        def(&[Any], None, |a| {
+            Ok(Value::string(
+                yaml::to_json(&a[0], Some("  "), false).unwrap_or_default(),
+            ))
+        }),
+    );
+    m.insert(
+        "mustToPrettyJson",
+        def(&[Any], None, |a| {
+            yaml::to_json(&a[0], Some("  "), false)
+                .map(Value::string)
+                .ok_or_else(|| "json: unsupported value".to_string())
+        }),
+    );
+    m.insert(
+        "toRawJson",
+        def(&[Any], None, |a| {
+            Ok(Value::string(
+                yaml::to_json(&a[0], None, true).unwrap_or_default(),
+            ))
+        }),
+    );
+    m.insert(
+        "mustToRawJson",
+        def(&[Any], None, |a| {
+            yaml::to_json(&a[0], None, true)
+                .map(Value::string)
+                .ok_or_else(|| "json: unsupported value".to_string())
+        }),
+    );
+    m.insert(
+        "fromJson",
+        def(&[Str], None, |a| {
+            Ok(match serde_json::from_str::<serde_json::Value>(s(&a[0])) {
+                Ok(v @ serde_json::Value::Object(_)) => Value::from_json(&v, false),
+                Ok(serde_json::Value::Null) => Value::map(BTreeMap::new()),
+                Ok(v) => err_map(format!(
+                    "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                    json_kind(&Value::from_json(&v, false))
+                )),
+                Err(e) => err_map(json_err(&e)),
+            })
+        }),
+    );
+    m.insert(
+        "fromJsonArray",
+        def(&[Str], None, |a| {
+            Ok(match serde_json::from_str::<serde_json::Value>(s(&a[0])) {
+                Ok(v @ serde_json::Value::Array(_)) => Value::from_json(&v, false),
+                Ok(serde_json::Value::Null) => Value::list(Vec::new()),
+                Ok(v) => Value::list(vec![Value::string(format!(
+                    "json: cannot unmarshal {} into Go value of type []interface {{}}",
+                    json_kind(&Value::from_json(&v, false))
+                ))]),
+                Err(e) => Value::list(vec![Value::string(json_err(&e))]),
+            })
+        }),
+    );
+    m.insert(
+        "mustFromJson",
+        def(&[Str], None, |a| {
+            serde_json::from_str::<serde_json::Value>(s(&a[0]))
+                .map(|v| Value::from_json(&v, false))
+                .map_err(|e| json_err(&e))
+        }),
+    );
+    m.insert(
+        "toToml",
+        def(&[Any], None, |a| Ok(Value::string(to_toml(&a[0])))),
+    );
+    m.insert(
+        "required",
+        def(&[Str, Any], None, |a| match &a[1] {
             Value::Nil | Value::Invalid => Err(s(&a[0]).to_string()),
             Value::Str(x) if x.is_empty() => Err(s(&a[0]).to_string()),
             v => Ok(v.clone()),
-        }
-    }));
-    m.insert("lookup", def(&[Str, Str, Str, Str], None, |_| Ok(Value::map(BTreeMap::new()))));
-    m.insert("include", FuncDef { params: vec![Str, Any], variadic: None, imp: Imp::State(include) });
-    m.insert("tpl", FuncDef { params: vec![Str, Any], variadic: None, imp: Imp::State(tpl) });
+        }),
+    );
+    m.insert(
+        "lookup",
+        def(&[Str, Str, Str, Str], None, |_| {
+            Ok(Value::map(BTreeMap::new()))
+        }),
+    );
+    m.insert(
+        "include",
+        FuncDef {
+            params: vec![Str, Any],
+            variadic: None,
+            imp: Imp::State(include),
+        },
+    );
+    m.insert(
+        "tpl",
+        FuncDef {
+            params: vec![Str, Any],
+            variadic: None,
+            imp: Imp::State(tpl),
+        },
+    );
     // Helm removes these from sprig's map: templates must not read the environment.
     m.remove("env");
     m.remove("expandenv");
@@ -213,5 +296,9 @@ fn json_err(e: &serde_json::Error) -> String {
     if e.is_eof() {
         return "unexpected end of JSON input".into();
     }
-    format!("invalid character at line {} column {}", e.line(), e.column())
+    format!(
+        "invalid character at line {} column {}",
+        e.line(),
+        e.column()
+    )
 }

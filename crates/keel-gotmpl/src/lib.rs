@@ -115,6 +115,24 @@ impl Templates {
         self.execute_with(name, data.clone(), Rc::default())
     }
 
+    /// Executes like [`Templates::execute`] but also returns the output
+    /// written before an error (Go leaves it in the writer).
+    pub fn execute_partial(&self, name: &str, data: &Value) -> (String, Option<Error>) {
+        let Some(tree) = self.trees.get(name) else {
+            return (
+                String::new(),
+                Some(Error::NoTemplate {
+                    name: name.into(),
+                    root: self.root_name.clone(),
+                }),
+            );
+        };
+        let tree = tree.clone();
+        let mut st = exec::State::new(self, &tree, data.clone(), Rc::default());
+        let r = st.run(data);
+        (std::mem::take(&mut st.out), r.err())
+    }
+
     pub(crate) fn execute_with(
         &self,
         name: &str,

@@ -367,10 +367,8 @@ impl<'a> Lexer<'a> {
                     }
                     c if c.is_ascii() && !c.is_ascii_control() => self.emit(It::Char),
                     c => {
-                        return self.errorf(format!(
-                            "unrecognized character in action: {}",
-                            go_u(c)
-                        ));
+                        return self
+                            .errorf(format!("unrecognized character in action: {}", go_u(c)));
                     }
                 }
                 Some(St::Inside)
@@ -443,7 +441,11 @@ impl<'a> Lexer<'a> {
                     It::Variable
                 };
                 if self.at_terminator() {
-                    self.emit(if typ == It::Variable { It::Variable } else { It::Dot });
+                    self.emit(if typ == It::Variable {
+                        It::Variable
+                    } else {
+                        It::Dot
+                    });
                     return Some(St::Inside);
                 }
                 let mut r;
@@ -598,16 +600,43 @@ pub struct Number {
 
 #[derive(Clone, Debug)]
 pub enum Arg {
-    Field { pos: usize, ident: Vec<String> },
-    Variable { pos: usize, ident: Vec<String> },
-    Identifier { pos: usize, name: String },
-    Dot { pos: usize },
-    Nil { pos: usize },
-    Bool { pos: usize, val: bool },
-    Number { pos: usize, num: Number },
-    Str { pos: usize, quoted: String, text: String },
+    Field {
+        pos: usize,
+        ident: Vec<String>,
+    },
+    Variable {
+        pos: usize,
+        ident: Vec<String>,
+    },
+    Identifier {
+        pos: usize,
+        name: String,
+    },
+    Dot {
+        pos: usize,
+    },
+    Nil {
+        pos: usize,
+    },
+    Bool {
+        pos: usize,
+        val: bool,
+    },
+    Number {
+        pos: usize,
+        num: Number,
+    },
+    Str {
+        pos: usize,
+        quoted: String,
+        text: String,
+    },
     Pipe(Box<Pipe>),
-    Chain { pos: usize, node: Box<Arg>, fields: Vec<String> },
+    Chain {
+        pos: usize,
+        node: Box<Arg>,
+        fields: Vec<String>,
+    },
 }
 
 impl Arg {
@@ -709,14 +738,28 @@ impl fmt::Display for Pipe {
 
 #[derive(Clone, Debug)]
 pub enum Node {
-    Text { pos: usize, text: String },
-    Action { pos: usize, pipe: Pipe },
+    Text {
+        pos: usize,
+        text: String,
+    },
+    Action {
+        pos: usize,
+        pipe: Pipe,
+    },
     If(Control),
     Range(Control),
     With(Control),
-    Template { pos: usize, name: String, pipe: Option<Pipe> },
-    Break { pos: usize },
-    Continue { pos: usize },
+    Template {
+        pos: usize,
+        name: String,
+        pipe: Option<Pipe>,
+    },
+    Break {
+        pos: usize,
+    },
+    Continue {
+        pos: usize,
+    },
     Comment,
 }
 
@@ -808,7 +851,9 @@ impl Tree {
 
 fn is_empty_tree(l: &[Node]) -> bool {
     l.iter().all(|n| match n {
-        Node::Text { text, .. } => text.trim_matches(|c: char| c.is_ascii_whitespace()).is_empty(),
+        Node::Text { text, .. } => text
+            .trim_matches(|c: char| c.is_ascii_whitespace())
+            .is_empty(),
         Node::Comment => true,
         _ => false,
     })
@@ -921,7 +966,10 @@ fn unquote_escape(
     if let Some(c) = simple {
         return Ok((c.to_string(), c as u32));
     }
-    let take = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, n: usize, radix: u32| -> Result<u32, String> {
+    let take = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+                n: usize,
+                radix: u32|
+     -> Result<u32, String> {
         let mut v = 0u32;
         for _ in 0..n {
             let c = chars.next().ok_or("invalid syntax")?;
@@ -933,7 +981,11 @@ fn unquote_escape(
         'x' => {
             let v = take(chars, 2, 16)?;
             // A \x byte; bytes >= 0x80 form invalid UTF-8 in Go, approximate with U+FFFD.
-            let c = if v < 0x80 { char::from(v as u8) } else { '\u{FFFD}' };
+            let c = if v < 0x80 {
+                char::from(v as u8)
+            } else {
+                '\u{FFFD}'
+            };
             Ok((c.to_string(), v))
         }
         'u' | 'U' => {
@@ -947,7 +999,11 @@ fn unquote_escape(
             if v > 255 {
                 return Err("invalid syntax".into());
             }
-            let c = if v < 0x80 { char::from(v as u8) } else { '\u{FFFD}' };
+            let c = if v < 0x80 {
+                char::from(v as u8)
+            } else {
+                '\u{FFFD}'
+            };
             Ok((c.to_string(), v))
         }
         _ => Err("invalid syntax".into()),
@@ -988,17 +1044,13 @@ fn parse_go_uint(text: &str) -> Option<u64> {
     } else {
         (10, lower.clone(), false)
     };
-    if digits.contains('_') {
-        // underscores only allowed with a base prefix, between digits
-        if !prefixed && radix == 10 {
-            return None;
-        }
-        if digits.starts_with('_') && radix == 8 && !lower.starts_with("0o") {
-            // "0_1" is valid octal in Go
-        }
-        if digits.ends_with('_') || digits.contains("__") {
-            return None;
-        }
+    // base 0 allows underscores between digits (and after a base prefix)
+    if digits.contains('_')
+        && (digits.ends_with('_')
+            || digits.contains("__")
+            || (!prefixed && digits.starts_with('_')))
+    {
+        return None;
     }
     let d: String = digits.chars().filter(|c| *c != '_').collect();
     if d.is_empty() {
@@ -1037,7 +1089,10 @@ fn new_number(text: &str, typ: It) -> Result<Number, String> {
         return Ok(n);
     }
     if typ == It::Complex || text.ends_with('i') {
-        return Err(format!("illegal number syntax: {}", crate::gofmt::quote(text)));
+        return Err(format!(
+            "illegal number syntax: {}",
+            crate::gofmt::quote(text)
+        ));
     }
     let u = if text.starts_with(['+', '-']) {
         None
@@ -1075,7 +1130,10 @@ fn new_number(text: &str, typ: It) -> Result<Number, String> {
         }
     }
     if !n.is_int && !n.is_uint && !n.is_float {
-        return Err(format!("illegal number syntax: {}", crate::gofmt::quote(text)));
+        return Err(format!(
+            "illegal number syntax: {}",
+            crate::gofmt::quote(text)
+        ));
     }
     Ok(n)
 }
@@ -1164,7 +1222,10 @@ impl Parser<'_> {
         if tok.typ == It::Error {
             let mut extra = String::new();
             if self.action_line != 0 && self.action_line != tok.line {
-                extra = format!(" in action started at {}:{}", self.parse_name, self.action_line);
+                extra = format!(
+                    " in action started at {}:{}",
+                    self.parse_name, self.action_line
+                );
                 if tok.val.ends_with(" action") {
                     extra = extra[" in action".len()..].to_string();
                 }
@@ -1274,7 +1335,11 @@ impl Parser<'_> {
         match tok.typ {
             It::Block => return self.block_control().map(Parsed::Node),
             It::Break | It::Continue => {
-                let ctx = if tok.typ == It::Break { "{{break}}" } else { "{{continue}}" };
+                let ctx = if tok.typ == It::Break {
+                    "{{break}}"
+                } else {
+                    "{{continue}}"
+                };
                 let t = self.next_non_space();
                 if t.typ != It::RightDelim {
                     return self.unexpected(&t, ctx);
@@ -1340,7 +1405,11 @@ impl Parser<'_> {
                 self.next();
                 let c = self.control(kind)?;
                 let _ = pos;
-                else_list = Some(vec![if kind == "if" { Node::If(c) } else { Node::With(c) }]);
+                else_list = Some(vec![if kind == "if" {
+                    Node::If(c)
+                } else {
+                    Node::With(c)
+                }]);
             } else {
                 if kw.is_some() {
                     // `{{else if}}` in range/with, or `{{else with}}` in if/range: as Go does,
@@ -1549,9 +1618,14 @@ impl Parser<'_> {
                     ident.extend(fields);
                     Ok(Some(Arg::Variable { pos, ident }))
                 }
-                Arg::Bool { .. } | Arg::Str { .. } | Arg::Number { .. } | Arg::Nil { .. } | Arg::Dot { .. } => {
-                    self.errorf(format!("unexpected . after term {}", crate::gofmt::quote(&node.to_string())))
-                }
+                Arg::Bool { .. }
+                | Arg::Str { .. }
+                | Arg::Number { .. }
+                | Arg::Nil { .. }
+                | Arg::Dot { .. } => self.errorf(format!(
+                    "unexpected . after term {}",
+                    crate::gofmt::quote(&node.to_string())
+                )),
                 other => Ok(Some(Arg::Chain {
                     pos,
                     node: Box::new(other),
@@ -1567,7 +1641,10 @@ impl Parser<'_> {
         let a = match tok.typ {
             It::Identifier => {
                 if !(self.has_func)(&tok.val) {
-                    return self.errorf(format!("function {} not defined", crate::gofmt::quote(&tok.val)));
+                    return self.errorf(format!(
+                        "function {} not defined",
+                        crate::gofmt::quote(&tok.val)
+                    ));
                 }
                 Arg::Identifier {
                     pos: tok.pos,
@@ -1579,7 +1656,10 @@ impl Parser<'_> {
             It::Variable => {
                 let ident: Vec<String> = tok.val.split('.').map(str::to_string).collect();
                 if !self.vars.iter().any(|v| *v == ident[0]) {
-                    return self.errorf(format!("undefined variable {}", crate::gofmt::quote(&ident[0])));
+                    return self.errorf(format!(
+                        "undefined variable {}",
+                        crate::gofmt::quote(&ident[0])
+                    ));
                 }
                 Arg::Variable {
                     pos: tok.pos,
@@ -1649,11 +1729,26 @@ mod tests {
     #[test]
     fn errors_like_go() {
         assert_eq!(p("{{.a").unwrap_err().0, "template: t:1: unclosed action");
-        assert_eq!(p("{{foo}}").unwrap_err().0, "template: t:1: function \"foo\" not defined");
-        assert_eq!(p("{{if .a}}").unwrap_err().0, "template: t:1: unexpected EOF");
-        assert_eq!(p("{{end}}").unwrap_err().0, "template: t:1: unexpected {{end}}");
-        assert_eq!(p("a\n{{$x}}").unwrap_err().0, "template: t:2: undefined variable \"$x\"");
-        assert_eq!(p("{{break}}").unwrap_err().0, "template: t:1: {{break}} outside {{range}}");
+        assert_eq!(
+            p("{{foo}}").unwrap_err().0,
+            "template: t:1: function \"foo\" not defined"
+        );
+        assert_eq!(
+            p("{{if .a}}").unwrap_err().0,
+            "template: t:1: unexpected EOF"
+        );
+        assert_eq!(
+            p("{{end}}").unwrap_err().0,
+            "template: t:1: unexpected {{end}}"
+        );
+        assert_eq!(
+            p("a\n{{$x}}").unwrap_err().0,
+            "template: t:2: undefined variable \"$x\""
+        );
+        assert_eq!(
+            p("{{break}}").unwrap_err().0,
+            "template: t:1: {{break}} outside {{range}}"
+        );
         assert!(p("{{define \"x\"}}a{{end}}{{template \"x\" .}}").is_ok());
     }
 }

@@ -151,7 +151,8 @@ pub(crate) fn deep_equal(a: &Value, b: &Value) -> bool {
         (Value::Map(x), Value::Map(y)) => {
             let (x, y) = (x.borrow(), y.borrow());
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w)))
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w)))
         }
         _ => false,
     }
@@ -173,8 +174,16 @@ fn b64enc(data: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if ch.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if ch.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if ch.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if ch.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -223,8 +232,18 @@ fn b64dec(s: &str) -> Result<Vec<u8>, String> {
         2 if pads == 2 => out.push((buf >> 4) as u8),
         3 if pads == 1 => out.extend_from_slice(&[(buf >> 10) as u8, (buf >> 2) as u8]),
         _ => {
-            let pos = if n == 1 || pads == 0 { i.saturating_sub(n % 4) + (n % 4).min(1) * 0 } else { i };
-            let pos = if n == 1 { i - 1 } else if pads == 0 { i } else { pos };
+            let pos = if n == 1 || pads == 0 {
+                i.saturating_sub(n % 4) + (n % 4).min(1) * 0
+            } else {
+                i
+            };
+            let pos = if n == 1 {
+                i - 1
+            } else if pads == 0 {
+                i
+            } else {
+                pos
+            };
             return Err(format!("illegal base64 data at input byte {pos}"));
         }
     }
@@ -258,7 +277,13 @@ fn b32enc(data: &[u8]) -> String {
 
 /// SHA-1, for `sha1sum` (small and self-contained).
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let mut msg = data.to_vec();
     let bitlen = (data.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -269,7 +294,12 @@ fn sha1(data: &[u8]) -> [u8; 20] {
     for chunk in msg.chunks(64) {
         let mut w = [0u32; 80];
         for i in 0..16 {
-            w[i] = u32::from_be_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]]);
+            w[i] = u32::from_be_bytes([
+                chunk[4 * i],
+                chunk[4 * i + 1],
+                chunk[4 * i + 2],
+                chunk[4 * i + 3],
+            ]);
         }
         for i in 16..80 {
             w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
@@ -282,7 +312,12 @@ fn sha1(data: &[u8]) -> [u8; 20] {
                 40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
                 _ => (b ^ c ^ d, 0xCA62_C1D6),
             };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
             e = d;
             d = c;
             c = b.rotate_left(30);
@@ -337,7 +372,9 @@ fn rand_u64() -> u64 {
 }
 
 fn rand_from(chars: &[u8], n: i64) -> String {
-    (0..n.max(0)).map(|_| chars[(rand_u64() % chars.len() as u64) as usize] as char).collect()
+    (0..n.max(0))
+        .map(|_| chars[(rand_u64() % chars.len() as u64) as usize] as char)
+        .collect()
 }
 
 fn uuidv4() -> String {
@@ -348,7 +385,14 @@ fn uuidv4() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Go's `path.Clean`.
@@ -413,7 +457,13 @@ fn path_ext(p: &str) -> String {
 }
 
 fn regex(re: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(re).map_err(|e| format!("error parsing regexp: {e}"))
+    // Go panics in MustCompile; the message differs in its details from RE2's.
+    regex::Regex::new(re).map_err(|_| {
+        format!(
+            "regexp: Compile({}): error parsing regexp",
+            crate::gofmt::quote(re)
+        )
+    })
 }
 
 /// Go regexp replacement template (`$1`, `${name}`) is the same syntax as Rust's.
@@ -467,13 +517,28 @@ fn parse_ver(v: &str) -> Result<Ver, String> {
         None => (t, String::new()),
     };
     let parts: Vec<&str> = t.split('.').collect();
-    if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.is_empty()
+        || parts.len() > 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err("Invalid Semantic Version".into());
     }
     let n = |i: usize| -> Result<u64, String> {
-        parts.get(i).map_or(Ok(0), |p| p.parse().map_err(|_| "Invalid Semantic Version".to_string()))
+        parts.get(i).map_or(Ok(0), |p| {
+            p.parse()
+                .map_err(|_| "Invalid Semantic Version".to_string())
+        })
     };
-    Ok(Ver { major: n(0)?, minor: n(1)?, patch: n(2)?, pre, meta, original: orig })
+    Ok(Ver {
+        major: n(0)?,
+        minor: n(1)?,
+        patch: n(2)?,
+        pre,
+        meta,
+        original: orig,
+    })
 }
 
 fn cmp_pre(a: &str, b: &str) -> std::cmp::Ordering {
@@ -506,7 +571,9 @@ fn cmp_pre(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 fn cmp_ver(a: &Ver, b: &Ver) -> std::cmp::Ordering {
-    (a.major, a.minor, a.patch).cmp(&(b.major, b.minor, b.patch)).then_with(|| cmp_pre(&a.pre, &b.pre))
+    (a.major, a.minor, a.patch)
+        .cmp(&(b.major, b.minor, b.patch))
+        .then_with(|| cmp_pre(&a.pre, &b.pre))
 }
 
 fn check_one(c: &str, v: &Ver) -> Result<bool, String> {
@@ -530,7 +597,8 @@ fn check_one(c: &str, v: &Ver) -> Result<bool, String> {
         .collect::<Vec<_>>()
         .join(".");
     let suffix = &rest_t[core.len()..];
-    let cv = parse_ver(&format!("{cleaned}{suffix}")).map_err(|_| format!("improper constraint: {c}"))?;
+    let cv = parse_ver(&format!("{cleaned}{suffix}"))
+        .map_err(|_| format!("improper constraint: {c}"))?;
     if cv.pre.is_empty() && !v.pre.is_empty() {
         return Ok(false);
     }
@@ -632,7 +700,9 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         m.insert(n, def(p, v, f));
     };
     // strings
-    add("trim", &[Str], None, |a| vstr(s(&a[0]).trim_matches(char::is_whitespace)));
+    add("trim", &[Str], None, |a| {
+        vstr(s(&a[0]).trim_matches(char::is_whitespace))
+    });
     add("upper", &[Str], None, |a| vstr(s(&a[0]).to_uppercase()));
     add("lower", &[Str], None, |a| vstr(s(&a[0]).to_lowercase()));
     add("title", &[Str], None, |a| vstr(title(s(&a[0]))));
@@ -642,18 +712,24 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         let l = x.len() as i64;
         if st < 0 {
             if en < 0 || en > l {
-                return Err(format!("runtime error: slice bounds out of range [:{en}] with length {l}"));
+                return Err(format!(
+                    "runtime error: slice bounds out of range [:{en}] with length {l}"
+                ));
             }
             return vstr(byte_slice(x, 0, en as usize));
         }
         if en < 0 || en > l {
             if st > l {
-                return Err(format!("runtime error: slice bounds out of range [{st}:{l}]"));
+                return Err(format!(
+                    "runtime error: slice bounds out of range [{st}:{l}]"
+                ));
             }
             return vstr(byte_slice(x, st as usize, l as usize));
         }
         if st > en {
-            return Err(format!("runtime error: slice bounds out of range [{st}:{en}]"));
+            return Err(format!(
+                "runtime error: slice bounds out of range [{st}:{en}]"
+            ));
         }
         vstr(byte_slice(x, st as usize, en as usize))
     });
@@ -664,47 +740,140 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         }
         vstr(s(&a[1]).repeat(n as usize))
     });
-    add("trimall", &[Str, Str], None, |a| vstr(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c))));
-    add("trimAll", &[Str, Str], None, |a| vstr(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c))));
-    add("trimSuffix", &[Str, Str], None, |a| vstr(s(&a[1]).strip_suffix(s(&a[0])).unwrap_or(s(&a[1]))));
-    add("trimPrefix", &[Str, Str], None, |a| vstr(s(&a[1]).strip_prefix(s(&a[0])).unwrap_or(s(&a[1]))));
-    add("nospace", &[Str], None, |a| vstr(s(&a[0]).chars().filter(|c| !c.is_whitespace()).collect::<String>()));
+    add("trimall", &[Str, Str], None, |a| {
+        vstr(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c)))
+    });
+    add("trimAll", &[Str, Str], None, |a| {
+        vstr(s(&a[1]).trim_matches(|c| s(&a[0]).contains(c)))
+    });
+    add("trimSuffix", &[Str, Str], None, |a| {
+        vstr(s(&a[1]).strip_suffix(s(&a[0])).unwrap_or(s(&a[1])))
+    });
+    add("trimPrefix", &[Str, Str], None, |a| {
+        vstr(s(&a[1]).strip_prefix(s(&a[0])).unwrap_or(s(&a[1])))
+    });
+    add("nospace", &[Str], None, |a| {
+        vstr(
+            s(&a[0])
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>(),
+        )
+    });
     add("initials", &[Str], None, |a| {
-        vstr(s(&a[0]).split_whitespace().filter_map(|w| w.chars().next()).collect::<String>())
+        vstr(
+            s(&a[0])
+                .split_whitespace()
+                .filter_map(|w| w.chars().next())
+                .collect::<String>(),
+        )
     });
     add("swapcase", &[Str], None, |a| {
-        vstr(s(&a[0]).chars().map(|c| if c.is_uppercase() { c.to_lowercase().collect::<String>() } else { c.to_uppercase().collect() }).collect::<String>())
+        vstr(
+            s(&a[0])
+                .chars()
+                .map(|c| {
+                    if c.is_uppercase() {
+                        c.to_lowercase().collect::<String>()
+                    } else {
+                        c.to_uppercase().collect()
+                    }
+                })
+                .collect::<String>(),
+        )
     });
-    add("snakecase", &[Str], None, |a| vstr(split_words(s(&a[0])).iter().map(|w| w.to_lowercase()).collect::<Vec<_>>().join("_")));
-    add("kebabcase", &[Str], None, |a| vstr(split_words(s(&a[0])).iter().map(|w| w.to_lowercase()).collect::<Vec<_>>().join("-")));
+    add("snakecase", &[Str], None, |a| {
+        vstr(
+            split_words(s(&a[0]))
+                .iter()
+                .map(|w| w.to_lowercase())
+                .collect::<Vec<_>>()
+                .join("_"),
+        )
+    });
+    add("kebabcase", &[Str], None, |a| {
+        vstr(
+            split_words(s(&a[0]))
+                .iter()
+                .map(|w| w.to_lowercase())
+                .collect::<Vec<_>>()
+                .join("-"),
+        )
+    });
     add("camelcase", &[Str], None, |a| {
-        vstr(s(&a[0]).split('_').filter(|w| !w.is_empty()).map(|w| {
-            let mut c = w.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
-        }).collect::<String>())
+        vstr(
+            s(&a[0])
+                .split('_')
+                .filter(|w| !w.is_empty())
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect::<String>(),
+        )
     });
-    add("contains", &[Str, Str], None, |a| Ok(Value::Bool(s(&a[1]).contains(s(&a[0])))));
-    add("hasPrefix", &[Str, Str], None, |a| Ok(Value::Bool(s(&a[1]).starts_with(s(&a[0])))));
-    add("hasSuffix", &[Str, Str], None, |a| Ok(Value::Bool(s(&a[1]).ends_with(s(&a[0])))));
+    add("contains", &[Str, Str], None, |a| {
+        Ok(Value::Bool(s(&a[1]).contains(s(&a[0]))))
+    });
+    add("hasPrefix", &[Str, Str], None, |a| {
+        Ok(Value::Bool(s(&a[1]).starts_with(s(&a[0]))))
+    });
+    add("hasSuffix", &[Str, Str], None, |a| {
+        Ok(Value::Bool(s(&a[1]).ends_with(s(&a[0]))))
+    });
     add("quote", &[], Some(Any), |a| {
-        vstr(a.iter().filter(|x| !x.is_nil_like()).map(|x| gofmt::quote(&strval(x))).collect::<Vec<_>>().join(" "))
+        vstr(
+            a.iter()
+                .filter(|x| !x.is_nil_like())
+                .map(|x| gofmt::quote(&strval(x)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
     });
     add("squote", &[], Some(Any), |a| {
-        vstr(a.iter().filter(|x| !x.is_nil_like()).map(|x| format!("'{}'", strval(x))).collect::<Vec<_>>().join(" "))
+        vstr(
+            a.iter()
+                .filter(|x| !x.is_nil_like())
+                .map(|x| format!("'{}'", strval(x)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
     });
     add("cat", &[], Some(Any), |a| {
-        vstr(a.iter().filter(|x| !x.is_nil_like()).map(gofmt::sprint_value).collect::<Vec<_>>().join(" "))
+        vstr(
+            a.iter()
+                .filter(|x| !x.is_nil_like())
+                .map(gofmt::sprint_value)
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
     });
     add("indent", &[Int, Str], None, |a| {
         let pad = " ".repeat(int(&a[0]).max(0) as usize);
-        vstr(format!("{pad}{}", s(&a[1]).replace('\n', &format!("\n{pad}"))))
+        vstr(format!(
+            "{pad}{}",
+            s(&a[1]).replace('\n', &format!("\n{pad}"))
+        ))
     });
     add("nindent", &[Int, Str], None, |a| {
         let pad = " ".repeat(int(&a[0]).max(0) as usize);
-        vstr(format!("\n{pad}{}", s(&a[1]).replace('\n', &format!("\n{pad}"))))
+        vstr(format!(
+            "\n{pad}{}",
+            s(&a[1]).replace('\n', &format!("\n{pad}"))
+        ))
     });
-    add("replace", &[Str, Str, Str], None, |a| vstr(go_replace(s(&a[2]), s(&a[0]), s(&a[1]))));
-    add("plural", &[Str, Str, Int], None, |a| Ok(if int(&a[2]) == 1 { a[0].clone() } else { a[1].clone() }));
+    add("replace", &[Str, Str, Str], None, |a| {
+        vstr(go_replace(s(&a[2]), s(&a[0]), s(&a[1])))
+    });
+    add("plural", &[Str, Str, Int], None, |a| {
+        Ok(if int(&a[2]) == 1 {
+            a[0].clone()
+        } else {
+            a[1].clone()
+        })
+    });
     add("trunc", &[Int, Str], None, |a| {
         let (c, x) = (int(&a[0]), s(&a[1]));
         let l = x.len() as i64;
@@ -723,21 +892,33 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         }
         vstr(format!("{}...", byte_slice(x, 0, (w - 3) as usize)))
     });
-    add("wrap", &[Int, Str], None, |a| vstr(wrap(s(&a[1]), int(&a[0]), "\n")));
-    add("wrapWith", &[Int, Str, Str], None, |a| vstr(wrap(s(&a[2]), int(&a[0]), s(&a[1]))));
-    add("sha1sum", &[Str], None, |a| vstr(hex(&sha1(s(&a[0]).as_bytes()))));
+    add("wrap", &[Int, Str], None, |a| {
+        vstr(wrap(s(&a[1]), int(&a[0]), "\n"))
+    });
+    add("wrapWith", &[Int, Str, Str], None, |a| {
+        vstr(wrap(s(&a[2]), int(&a[0]), s(&a[1])))
+    });
+    add("sha1sum", &[Str], None, |a| {
+        vstr(hex(&sha1(s(&a[0]).as_bytes())))
+    });
     add("sha256sum", &[Str], None, |a| {
         use sha2::Digest;
         vstr(hex(&sha2::Sha256::digest(s(&a[0]).as_bytes())))
     });
-    add("adler32sum", &[Str], None, |a| vstr(adler32(s(&a[0]).as_bytes()).to_string()));
+    add("adler32sum", &[Str], None, |a| {
+        vstr(adler32(s(&a[0]).as_bytes()).to_string())
+    });
     add("toString", &[Any], None, |a| vstr(strval(&a[0])));
-    add("atoi", &[Str], None, |a| Ok(Value::Int(s(&a[0]).parse::<i64>().unwrap_or(0))));
+    add("atoi", &[Str], None, |a| {
+        Ok(Value::Int(s(&a[0]).parse::<i64>().unwrap_or(0)))
+    });
     add("int64", &[Any], None, |a| Ok(Value::Int64(to_i64(&a[0]))));
     add("int", &[Any], None, |a| Ok(Value::Int(to_i64(&a[0]))));
     add("float64", &[Any], None, |a| Ok(Value::Float(to_f64(&a[0]))));
     add("toDecimal", &[Any], None, |a| {
-        Ok(Value::Int64(i64::from_str_radix(&gofmt::sprint_value(&a[0]), 8).unwrap_or(0)))
+        Ok(Value::Int64(
+            i64::from_str_radix(&gofmt::sprint_value(&a[0]), 8).unwrap_or(0),
+        ))
     });
     add("seq", &[], Some(Int), |a| {
         let p: Vec<i64> = a.iter().map(int).collect();
@@ -766,7 +947,9 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
             .collect();
         Ok(Value::map(m))
     });
-    add("splitList", &[Str, Str], None, |a| Ok(strs(go_split(s(&a[1]), s(&a[0]), -1))));
+    add("splitList", &[Str, Str], None, |a| {
+        Ok(strs(go_split(s(&a[1]), s(&a[0]), -1)))
+    });
     add("splitn", &[Str, Int, Str], None, |a| {
         let m: BTreeMap<String, Value> = go_split(s(&a[2]), s(&a[0]), int(&a[1]))
             .into_iter()
@@ -780,11 +963,21 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         let c = int(&a[0]);
         Ok(until_step(0, c, if c < 0 { -1 } else { 1 }))
     });
-    add("untilStep", &[Int, Int, Int], None, |a| Ok(until_step(int(&a[0]), int(&a[1]), int(&a[2]))));
+    add("untilStep", &[Int, Int, Int], None, |a| {
+        Ok(until_step(int(&a[0]), int(&a[1]), int(&a[2])))
+    });
     // math
-    add("add1", &[Any], None, |a| Ok(Value::Int64(to_i64(&a[0]).wrapping_add(1))));
-    add("add", &[], Some(Any), |a| Ok(Value::Int64(a.iter().map(to_i64).fold(0i64, i64::wrapping_add))));
-    add("sub", &[Any, Any], None, |a| Ok(Value::Int64(to_i64(&a[0]).wrapping_sub(to_i64(&a[1])))));
+    add("add1", &[Any], None, |a| {
+        Ok(Value::Int64(to_i64(&a[0]).wrapping_add(1)))
+    });
+    add("add", &[], Some(Any), |a| {
+        Ok(Value::Int64(
+            a.iter().map(to_i64).fold(0i64, i64::wrapping_add),
+        ))
+    });
+    add("sub", &[Any, Any], None, |a| {
+        Ok(Value::Int64(to_i64(&a[0]).wrapping_sub(to_i64(&a[1]))))
+    });
     add("div", &[Any, Any], None, |a| {
         let d = to_i64(&a[1]);
         if d == 0 {
@@ -799,25 +992,49 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         }
         Ok(Value::Int64(to_i64(&a[0]).wrapping_rem(d)))
     });
-    add("mul", &[Any], Some(Any), |a| Ok(Value::Int64(a.iter().map(to_i64).fold(1i64, i64::wrapping_mul))));
+    add("mul", &[Any], Some(Any), |a| {
+        Ok(Value::Int64(
+            a.iter().map(to_i64).fold(1i64, i64::wrapping_mul),
+        ))
+    });
     let maxf: crate::funcs::PlainFn = |a| Ok(Value::Int64(a.iter().map(to_i64).max().unwrap_or(0)));
     add("max", &[Any], Some(Any), maxf);
     add("biggest", &[Any], Some(Any), maxf);
-    add("min", &[Any], Some(Any), |a| Ok(Value::Int64(a.iter().map(to_i64).min().unwrap_or(0))));
-    add("maxf", &[Any], Some(Any), |a| Ok(Value::Float(a.iter().map(to_f64).fold(f64::NEG_INFINITY, f64::max))));
-    add("minf", &[Any], Some(Any), |a| Ok(Value::Float(a.iter().map(to_f64).fold(f64::INFINITY, f64::min))));
-    add("floor", &[Any], None, |a| Ok(Value::Float(to_f64(&a[0]).floor())));
-    add("ceil", &[Any], None, |a| Ok(Value::Float(to_f64(&a[0]).ceil())));
+    add("min", &[Any], Some(Any), |a| {
+        Ok(Value::Int64(a.iter().map(to_i64).min().unwrap_or(0)))
+    });
+    add("maxf", &[Any], Some(Any), |a| {
+        Ok(Value::Float(
+            a.iter().map(to_f64).fold(f64::NEG_INFINITY, f64::max),
+        ))
+    });
+    add("minf", &[Any], Some(Any), |a| {
+        Ok(Value::Float(
+            a.iter().map(to_f64).fold(f64::INFINITY, f64::min),
+        ))
+    });
+    add("floor", &[Any], None, |a| {
+        Ok(Value::Float(to_f64(&a[0]).floor()))
+    });
+    add("ceil", &[Any], None, |a| {
+        Ok(Value::Float(to_f64(&a[0]).ceil()))
+    });
     add("round", &[Any, Int], Some(Ty::Float), |a| {
         let round_on = a.get(2).map_or(0.5, to_f64);
         let val = to_f64(&a[0]);
         let pow = 10f64.powf(int(&a[1]) as f64);
         let digit = pow * val;
         let div = digit.fract();
-        let r = if div >= round_on { digit.ceil() } else { digit.floor() };
+        let r = if div >= round_on {
+            digit.ceil()
+        } else {
+            digit.floor()
+        };
         Ok(Value::Float(r / pow))
     });
-    add("join", &[Str, Any], None, |a| vstr(strslice(&a[1]).join(s(&a[0]))));
+    add("join", &[Str, Any], None, |a| {
+        vstr(strslice(&a[1]).join(s(&a[0])))
+    });
     add("sortAlpha", &[Any], None, |a| {
         let mut v = strslice(&a[0]);
         v.sort();
@@ -831,51 +1048,123 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         Ok(a[1].clone())
     });
     add("empty", &[Any], None, |a| Ok(Value::Bool(empty(&a[0]))));
-    add("coalesce", &[], Some(Any), |a| Ok(a.iter().find(|v| !empty(v)).cloned().unwrap_or(Value::Nil)));
-    add("all", &[], Some(Any), |a| Ok(Value::Bool(a.iter().all(|v| !empty(v)))));
-    add("any", &[], Some(Any), |a| Ok(Value::Bool(a.iter().any(|v| !empty(v)))));
-    add("compact", &[Any], None, |a| Ok(Value::list(list_items(&a[0], "compact")?.into_iter().filter(|v| !empty(v)).collect())));
-    add("mustCompact", &[Any], None, |a| Ok(Value::list(list_items(&a[0], "compact")?.into_iter().filter(|v| !empty(v)).collect())));
-    add("ternary", &[Any, Any, Bool], None, |a| Ok(if matches!(a[2], Value::Bool(true)) { a[0].clone() } else { a[1].clone() }));
+    add("coalesce", &[], Some(Any), |a| {
+        Ok(a.iter().find(|v| !empty(v)).cloned().unwrap_or(Value::Nil))
+    });
+    add("all", &[], Some(Any), |a| {
+        Ok(Value::Bool(a.iter().all(|v| !empty(v))))
+    });
+    add("any", &[], Some(Any), |a| {
+        Ok(Value::Bool(a.iter().any(|v| !empty(v))))
+    });
+    add("compact", &[Any], None, |a| {
+        Ok(Value::list(
+            list_items(&a[0], "compact")?
+                .into_iter()
+                .filter(|v| !empty(v))
+                .collect(),
+        ))
+    });
+    add("mustCompact", &[Any], None, |a| {
+        Ok(Value::list(
+            list_items(&a[0], "compact")?
+                .into_iter()
+                .filter(|v| !empty(v))
+                .collect(),
+        ))
+    });
+    add("ternary", &[Any, Any, Bool], None, |a| {
+        Ok(if matches!(a[2], Value::Bool(true)) {
+            a[0].clone()
+        } else {
+            a[1].clone()
+        })
+    });
     add("deepCopy", &[Any], None, |a| Ok(deep_copy(&a[0])));
     add("mustDeepCopy", &[Any], None, |a| Ok(deep_copy(&a[0])));
-    add("typeOf", &[Any], None, |a| vstr(if a[0].is_nil_like() { "<nil>".to_string() } else { a[0].type_name() }));
-    add("typeIs", &[Str, Any], None, |a| Ok(Value::Bool(s(&a[0]) == (if a[1].is_nil_like() { "<nil>".to_string() } else { a[1].type_name() }))));
+    add("typeOf", &[Any], None, |a| {
+        vstr(if a[0].is_nil_like() {
+            "<nil>".to_string()
+        } else {
+            a[0].type_name()
+        })
+    });
+    add("typeIs", &[Str, Any], None, |a| {
+        Ok(Value::Bool(
+            s(&a[0])
+                == (if a[1].is_nil_like() {
+                    "<nil>".to_string()
+                } else {
+                    a[1].type_name()
+                }),
+        ))
+    });
     add("typeIsLike", &[Str, Any], None, |a| {
         let t = a[1].type_name();
         Ok(Value::Bool(s(&a[0]) == t || s(&a[0]) == format!("*{t}")))
     });
-    add("kindOf", &[Any], None, |a| vstr(if a[0].is_nil_like() { "invalid" } else { a[0].kind_name() }));
-    add("kindIs", &[Str, Any], None, |a| Ok(Value::Bool(s(&a[0]) == (if a[1].is_nil_like() { "invalid" } else { a[1].kind_name() }))));
-    add("deepEqual", &[Any, Any], None, |a| Ok(Value::Bool(deep_equal(&a[0], &a[1]))));
+    add("kindOf", &[Any], None, |a| {
+        vstr(if a[0].is_nil_like() {
+            "invalid"
+        } else {
+            a[0].kind_name()
+        })
+    });
+    add("kindIs", &[Str, Any], None, |a| {
+        Ok(Value::Bool(
+            s(&a[0])
+                == (if a[1].is_nil_like() {
+                    "invalid"
+                } else {
+                    a[1].kind_name()
+                }),
+        ))
+    });
+    add("deepEqual", &[Any, Any], None, |a| {
+        Ok(Value::Bool(deep_equal(&a[0], &a[1])))
+    });
     // paths
     add("base", &[Str], None, |a| vstr(path_base(s(&a[0]))));
     add("dir", &[Str], None, |a| vstr(path_dir(s(&a[0]))));
     add("clean", &[Str], None, |a| vstr(path_clean(s(&a[0]))));
     add("ext", &[Str], None, |a| vstr(path_ext(s(&a[0]))));
-    add("isAbs", &[Str], None, |a| Ok(Value::Bool(s(&a[0]).starts_with('/'))));
+    add("isAbs", &[Str], None, |a| {
+        Ok(Value::Bool(s(&a[0]).starts_with('/')))
+    });
     // encodings
-    add("b64enc", &[Str], None, |a| vstr(b64enc(s(&a[0]).as_bytes())));
+    add("b64enc", &[Str], None, |a| {
+        vstr(b64enc(s(&a[0]).as_bytes()))
+    });
     add("b64dec", &[Str], None, |a| {
         vstr(match b64dec(s(&a[0])) {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(e) => e,
         })
     });
-    add("b32enc", &[Str], None, |a| vstr(b32enc(s(&a[0]).as_bytes())));
+    add("b32enc", &[Str], None, |a| {
+        vstr(b32enc(s(&a[0]).as_bytes()))
+    });
     // lists and dicts
     add("list", &[], Some(Any), |a| Ok(Value::list(a.to_vec())));
     add("tuple", &[], Some(Any), |a| Ok(Value::list(a.to_vec())));
     add("dict", &[], Some(Any), |a| {
         let mut m = BTreeMap::new();
         for pair in a.chunks(2) {
-            m.insert(strval(&pair[0]), pair.get(1).cloned().unwrap_or_else(|| Value::str("")));
+            m.insert(
+                strval(&pair[0]),
+                pair.get(1).cloned().unwrap_or_else(|| Value::str("")),
+            );
         }
         Ok(Value::map(m))
     });
     add("get", &[Map, Str], None, |a| {
-        let Value::Map(m) = &a[0] else { return vstr("") };
-        Ok(m.borrow().get(s(&a[1])).cloned().unwrap_or_else(|| Value::str("")))
+        let Value::Map(m) = &a[0] else {
+            return vstr("");
+        };
+        Ok(m.borrow()
+            .get(s(&a[1]))
+            .cloned()
+            .unwrap_or_else(|| Value::str("")))
     });
     add("set", &[Map, Str, Any], None, |a| {
         if let Value::Map(m) = &a[0] {
@@ -890,13 +1179,20 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         Ok(a[0].clone())
     });
     add("hasKey", &[Map, Str], None, |a| {
-        Ok(Value::Bool(matches!(&a[0], Value::Map(m) if m.borrow().contains_key(s(&a[1])))))
+        Ok(Value::Bool(
+            matches!(&a[0], Value::Map(m) if m.borrow().contains_key(s(&a[1]))),
+        ))
     });
     add("pluck", &[Str], Some(Map), |a| {
-        Ok(Value::list(a[1..].iter().filter_map(|d| match d {
-            Value::Map(m) => m.borrow().get(s(&a[0])).cloned(),
-            _ => None,
-        }).collect()))
+        Ok(Value::list(
+            a[1..]
+                .iter()
+                .filter_map(|d| match d {
+                    Value::Map(m) => m.borrow().get(s(&a[0])).cloned(),
+                    _ => None,
+                })
+                .collect(),
+        ))
     });
     add("keys", &[], Some(Map), |a| {
         let mut k = Vec::new();
@@ -908,17 +1204,33 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         Ok(strs(k))
     });
     add("pick", &[Map], Some(Str), |a| {
-        let Value::Map(m) = &a[0] else { return Ok(Value::map(BTreeMap::new())) };
+        let Value::Map(m) = &a[0] else {
+            return Ok(Value::map(BTreeMap::new()));
+        };
         let m = m.borrow();
-        Ok(Value::map(a[1..].iter().filter_map(|k| m.get(s(k)).map(|v| (s(k).to_string(), v.clone()))).collect()))
+        Ok(Value::map(
+            a[1..]
+                .iter()
+                .filter_map(|k| m.get(s(k)).map(|v| (s(k).to_string(), v.clone())))
+                .collect(),
+        ))
     });
     add("omit", &[Map], Some(Str), |a| {
-        let Value::Map(m) = &a[0] else { return Ok(Value::map(BTreeMap::new())) };
+        let Value::Map(m) = &a[0] else {
+            return Ok(Value::map(BTreeMap::new()));
+        };
         let m = m.borrow();
-        Ok(Value::map(m.iter().filter(|(k, _)| !a[1..].iter().any(|o| s(o) == k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()))
+        Ok(Value::map(
+            m.iter()
+                .filter(|(k, _)| !a[1..].iter().any(|o| s(o) == k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ))
     });
     add("values", &[Map], None, |a| {
-        let Value::Map(m) = &a[0] else { return Ok(Value::list(Vec::new())) };
+        let Value::Map(m) = &a[0] else {
+            return Ok(Value::list(Vec::new()));
+        };
         Ok(Value::list(m.borrow().values().cloned().collect()))
     });
     add("merge", &[Map], Some(Map), |a| {
@@ -961,10 +1273,20 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     };
     add("prepend", &[Any, Any], None, prepend);
     add("mustPrepend", &[Any, Any], None, prepend);
-    let first: crate::funcs::PlainFn = |a| Ok(list_items(&a[0], "find first")?.first().cloned().unwrap_or(Value::Nil));
+    let first: crate::funcs::PlainFn = |a| {
+        Ok(list_items(&a[0], "find first")?
+            .first()
+            .cloned()
+            .unwrap_or(Value::Nil))
+    };
     add("first", &[Any], None, first);
     add("mustFirst", &[Any], None, first);
-    let last: crate::funcs::PlainFn = |a| Ok(list_items(&a[0], "find last")?.last().cloned().unwrap_or(Value::Nil));
+    let last: crate::funcs::PlainFn = |a| {
+        Ok(list_items(&a[0], "find last")?
+            .last()
+            .cloned()
+            .unwrap_or(Value::Nil))
+    };
     add("last", &[Any], None, last);
     add("mustLast", &[Any], None, last);
     let rest: crate::funcs::PlainFn = |a| {
@@ -1005,7 +1327,11 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     add("mustUniq", &[Any], None, uniq);
     let without: crate::funcs::PlainFn = |a| {
         let l = list_items(&a[0], "find without")?;
-        Ok(Value::list(l.into_iter().filter(|v| !a[1..].iter().any(|o| deep_equal(o, v))).collect()))
+        Ok(Value::list(
+            l.into_iter()
+                .filter(|v| !a[1..].iter().any(|o| deep_equal(o, v)))
+                .collect(),
+        ))
     };
     add("without", &[Any], Some(Any), without);
     add("mustWithout", &[Any], Some(Any), without);
@@ -1024,7 +1350,9 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         let st = a.get(1).map_or(0, to_i64);
         let en = a.get(2).map_or(len, to_i64);
         if st < 0 || en > len || st > en {
-            return Err(format!("runtime error: slice bounds out of range [{st}:{en}]"));
+            return Err(format!(
+                "runtime error: slice bounds out of range [{st}:{en}]"
+            ));
         }
         Ok(Value::list(l[st as usize..en as usize].to_vec()))
     };
@@ -1045,13 +1373,19 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
             return Err("dig needs at least three arguments".into());
         }
         let Value::Map(m) = &a[a.len() - 1] else {
-            return Err(format!("interface conversion: interface {{}} is {}, not map[string]interface {{}}", a[a.len() - 1].type_name()));
+            return Err(format!(
+                "interface conversion: interface {{}} is {}, not map[string]interface {{}}",
+                a[a.len() - 1].type_name()
+            ));
         };
         let def = a[a.len() - 2].clone();
         let mut cur = Value::Map(m.clone());
         for k in &a[..a.len() - 2] {
             let Value::Map(mm) = &cur else {
-                return Err(format!("interface conversion: interface {{}} is {}, not map[string]interface {{}}", cur.type_name()));
+                return Err(format!(
+                    "interface conversion: interface {{}} is {}, not map[string]interface {{}}",
+                    cur.type_name()
+                ));
             };
             let next = mm.borrow().get(s(k)).cloned();
             match next {
@@ -1067,16 +1401,34 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         if size <= 0 {
             return Err("runtime error: integer divide by zero".into());
         }
-        Ok(Value::list(l.chunks(size as usize).map(|c| Value::list(c.to_vec())).collect()))
+        Ok(Value::list(
+            l.chunks(size as usize)
+                .map(|c| Value::list(c.to_vec()))
+                .collect(),
+        ))
     };
     add("chunk", &[Int, Any], None, chunk);
     add("mustChunk", &[Int, Any], None, chunk);
     // random and ids (not deterministic; excluded from differential tests)
     add("uuidv4", &[], None, |_| vstr(uuidv4()));
-    add("randAlphaNum", &[Int], None, |a| vstr(rand_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", int(&a[0]))));
-    add("randAlpha", &[Int], None, |a| vstr(rand_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", int(&a[0]))));
-    add("randNumeric", &[Int], None, |a| vstr(rand_from(b"0123456789", int(&a[0]))));
-    add("randAscii", &[Int], None, |a| vstr(rand_from(b"!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", int(&a[0]))));
+    add("randAlphaNum", &[Int], None, |a| {
+        vstr(rand_from(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            int(&a[0]),
+        ))
+    });
+    add("randAlpha", &[Int], None, |a| {
+        vstr(rand_from(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+            int(&a[0]),
+        ))
+    });
+    add("randNumeric", &[Int], None, |a| {
+        vstr(rand_from(b"0123456789", int(&a[0])))
+    });
+    add("randAscii", &[Int], None, |a| {
+        vstr(rand_from(b"!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", int(&a[0])))
+    });
     add("randInt", &[Int, Int], None, |a| {
         let (lo, hi) = (int(&a[0]), int(&a[1]));
         if hi <= lo {
@@ -1085,7 +1437,9 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         Ok(Value::Int(lo + (rand_u64() % (hi - lo) as u64) as i64))
     });
     // semver
-    add("semverCompare", &[Str, Str], None, |a| semver_compare(s(&a[0]), s(&a[1])).map(Value::Bool));
+    add("semverCompare", &[Str, Str], None, |a| {
+        semver_compare(s(&a[0]), s(&a[1])).map(Value::Bool)
+    });
     add("semver", &[Str], None, |a| {
         let v = parse_ver(s(&a[0]))?;
         let mut m = BTreeMap::new();
@@ -1099,25 +1453,53 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     });
     add("fail", &[Str], None, |a| Err(s(&a[0]).to_string()));
     // regex
-    let rmatch: crate::funcs::PlainFn = |a| Ok(Value::Bool(regex(s(&a[0]))?.is_match(s(&a[1]))));
-    add("regexMatch", &[Str, Str], None, rmatch);
-    add("mustRegexMatch", &[Str, Str], None, rmatch);
+    add("regexMatch", &[Str, Str], None, |a| {
+        Ok(Value::Bool(
+            regex(s(&a[0])).is_ok_and(|r| r.is_match(s(&a[1]))),
+        ))
+    });
+    add("mustRegexMatch", &[Str, Str], None, |a| {
+        Ok(Value::Bool(regex(s(&a[0]))?.is_match(s(&a[1]))))
+    });
     let rfindall: crate::funcs::PlainFn = |a| {
         let re = regex(s(&a[0]))?;
         let n = int(&a[2]);
         let it = re.find_iter(s(&a[1])).map(|m| m.as_str().to_string());
-        let v: Vec<String> = if n < 0 { it.collect() } else { it.take(n as usize).collect() };
+        let v: Vec<String> = if n < 0 {
+            it.collect()
+        } else {
+            it.take(n as usize).collect()
+        };
         Ok(strs(v))
     };
     add("regexFindAll", &[Str, Str, Int], None, rfindall);
     add("mustRegexFindAll", &[Str, Str, Int], None, rfindall);
-    let rfind: crate::funcs::PlainFn = |a| vstr(regex(s(&a[0]))?.find(s(&a[1])).map(|m| m.as_str().to_string()).unwrap_or_default());
+    let rfind: crate::funcs::PlainFn = |a| {
+        vstr(
+            regex(s(&a[0]))?
+                .find(s(&a[1]))
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
+        )
+    };
     add("regexFind", &[Str, Str], None, rfind);
     add("mustRegexFind", &[Str, Str], None, rfind);
-    let rrepl: crate::funcs::PlainFn = |a| vstr(regex(s(&a[0]))?.replace_all(s(&a[1]), s(&a[2])).into_owned());
+    let rrepl: crate::funcs::PlainFn = |a| {
+        vstr(
+            regex(s(&a[0]))?
+                .replace_all(s(&a[1]), s(&a[2]))
+                .into_owned(),
+        )
+    };
     add("regexReplaceAll", &[Str, Str, Str], None, rrepl);
     add("mustRegexReplaceAll", &[Str, Str, Str], None, rrepl);
-    let rrepll: crate::funcs::PlainFn = |a| vstr(regex(s(&a[0]))?.replace_all(s(&a[1]), regex::NoExpand(s(&a[2]))).into_owned());
+    let rrepll: crate::funcs::PlainFn = |a| {
+        vstr(
+            regex(s(&a[0]))?
+                .replace_all(s(&a[1]), regex::NoExpand(s(&a[2])))
+                .into_owned(),
+        )
+    };
     add("regexReplaceAllLiteral", &[Str, Str, Str], None, rrepll);
     add("mustRegexReplaceAllLiteral", &[Str, Str, Str], None, rrepll);
     let rsplit: crate::funcs::PlainFn = |a| {
@@ -1128,13 +1510,17 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         } else if n == 0 {
             Vec::new()
         } else {
-            re.splitn(s(&a[1]), n as usize).map(str::to_string).collect()
+            re.splitn(s(&a[1]), n as usize)
+                .map(str::to_string)
+                .collect()
         };
         Ok(strs(v))
     };
     add("regexSplit", &[Str, Str, Int], None, rsplit);
     add("mustRegexSplit", &[Str, Str, Int], None, rsplit);
-    add("regexQuoteMeta", &[Str], None, |a| vstr(regex::escape(s(&a[0]))));
+    add("regexQuoteMeta", &[Str], None, |a| {
+        vstr(regex::escape(s(&a[0])))
+    });
     let _ = List;
 }
 
@@ -1231,7 +1617,12 @@ fn wrap(x: &str, width: i64, sep: &str) -> String {
 pub(crate) fn deep_copy(v: &Value) -> Value {
     match v {
         Value::List(l) => Value::list(l.iter().map(deep_copy).collect()),
-        Value::Map(m) => Value::map(m.borrow().iter().map(|(k, v)| (k.clone(), deep_copy(v))).collect()),
+        Value::Map(m) => Value::map(
+            m.borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), deep_copy(v)))
+                .collect(),
+        ),
         v => v.clone(),
     }
 }
@@ -1245,13 +1636,21 @@ pub(crate) fn merge_into(dst: &Value, src: &Value, overwrite: bool) {
     if std::rc::Rc::ptr_eq(d, sm) {
         return;
     }
-    let src_entries: Vec<(String, Value)> = sm.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let src_entries: Vec<(String, Value)> = sm
+        .borrow()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (k, sv) in src_entries {
         let existing = d.borrow().get(&k).cloned();
         match existing {
-            Some(dv @ Value::Map(_)) if matches!(sv, Value::Map(_)) => merge_into(&dv, &sv, overwrite),
+            Some(dv @ Value::Map(_)) if matches!(sv, Value::Map(_)) => {
+                merge_into(&dv, &sv, overwrite)
+            }
             Some(dv) => {
-                if (overwrite && !empty(&sv)) || (!overwrite && empty(&dv) && !matches!(dv, Value::Map(_))) {
+                if (overwrite && !empty(&sv))
+                    || (!overwrite && empty(&dv) && !matches!(dv, Value::Map(_)))
+                {
                     d.borrow_mut().insert(k, sv);
                 }
             }

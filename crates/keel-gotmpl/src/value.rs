@@ -160,7 +160,10 @@ impl Value {
             Value::Str(s) => serde_json::Value::String(s.to_string()),
             Value::List(l) => serde_json::Value::Array(l.iter().map(Value::to_json).collect()),
             Value::Map(m) => serde_json::Value::Object(
-                m.borrow().iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+                m.borrow()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
             ),
             Value::Object(o) => serde_json::Value::String(o.display()),
         }

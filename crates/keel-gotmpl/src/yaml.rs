@@ -30,7 +30,8 @@ pub fn marshal(v: &Value) -> String {
         Node::Map(m) if !m.is_empty() => e.block_map(m, 0, false),
         Node::Seq(s) if !s.is_empty() => e.block_seq(s, 0, false),
         other => {
-            e.scalar_or_flow(other, 0, false);
+            // go-yaml indents a root scalar's continuation lines by best_indent
+            e.scalar_or_flow(other, 2, false);
             e.newline();
         }
     }
@@ -60,8 +61,11 @@ fn normalize(v: &Value) -> Node {
         Value::Str(s) => Node::Str(s.to_string()),
         Value::List(l) => Node::Seq(l.iter().map(normalize).collect()),
         Value::Map(m) => {
-            let mut entries: Vec<(String, Node)> =
-                m.borrow().iter().map(|(k, v)| (k.clone(), normalize(v))).collect();
+            let mut entries: Vec<(String, Node)> = m
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), normalize(v)))
+                .collect();
             entries.sort_by(|a, b| {
                 if key_less(&a.0, &b.0) {
                     std::cmp::Ordering::Less
@@ -112,12 +116,16 @@ pub fn key_less(a: &str, b: &str) -> bool {
         }
         let mut ai = i;
         while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.wrapping_mul(10).wrapping_add(i64::from(ar[ai] as u8 - b'0'));
+            an = an
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(ar[ai] as u8 - b'0'));
             ai += 1;
         }
         let mut bi = i;
         while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.wrapping_mul(10).wrapping_add(i64::from(br[bi] as u8 - b'0'));
+            bn = bn
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(br[bi] as u8 - b'0'));
             bi += 1;
         }
         if an != bn {
@@ -185,8 +193,8 @@ fn analyze(s: &str) -> Analysis {
         let followed_ws = i + 1 >= n || is_blank(chars[i + 1]) || is_break(chars[i + 1]);
         if i == 0 {
             match c {
-                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
-                | '@' | '`' => block_ind = true,
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => block_ind = true,
                 '?' | ':' | '-' => {
                     if followed_ws {
                         block_ind = true;
@@ -276,10 +284,10 @@ fn analyze(s: &str) -> Analysis {
 /// go-yaml v2's `resolve`: would this plain text read back as something other than a string?
 fn resolves_non_string(s: &str) -> bool {
     match s {
-        "" | "~" | "null" | "Null" | "NULL" | "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no"
-        | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on" | "On"
-        | "ON" | "off" | "Off" | "OFF" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF"
-        | "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN" | ".NAN" | "<<" => return true,
+        "" | "~" | "null" | "Null" | "NULL" | "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N"
+        | "no" | "No" | "NO" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE" | "on"
+        | "On" | "ON" | "off" | "Off" | "OFF" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf"
+        | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | ".nan" | ".NaN" | ".NAN" | "<<" => return true,
         _ => {}
     }
     let first = s.as_bytes()[0];
@@ -373,7 +381,11 @@ fn is_timestamp(s: &str) -> bool {
     }
     let date_end = s.find(['T', 't', ' ']).unwrap_or(s.len());
     let parts: Vec<&str> = s[..date_end].split('-').collect();
-    if parts.len() != 3 || parts[1..].iter().any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|c| c.is_ascii_digit())) {
+    if parts.len() != 3
+        || parts[1..]
+            .iter()
+            .any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
         return false;
     }
     date_end == s.len()
@@ -511,7 +523,11 @@ impl Emitter {
                 let s = if f.is_nan() {
                     ".nan".to_string()
                 } else if f.is_infinite() {
-                    if *f > 0.0 { ".inf".into() } else { "-.inf".into() }
+                    if *f > 0.0 {
+                        ".inf".into()
+                    } else {
+                        "-.inf".into()
+                    }
                 } else {
                     crate::gofmt::format_float(*f, 'g', None)
                 };
@@ -558,7 +574,11 @@ impl Emitter {
         for i in 0..chars.len() {
             let c = chars[i];
             if c == ' ' {
-                if allow_breaks && !spaces && self.column > BEST_WIDTH && chars.get(i + 1) != Some(&' ') {
+                if allow_breaks
+                    && !spaces
+                    && self.column > BEST_WIDTH
+                    && chars.get(i + 1) != Some(&' ')
+                {
                     self.indent_to(indent);
                 } else {
                     self.write(" ");
@@ -581,7 +601,13 @@ impl Emitter {
         for i in 0..n {
             let c = chars[i];
             if c == ' ' {
-                if allow_breaks && !spaces && self.column > BEST_WIDTH && i != 0 && i != n - 1 && chars.get(i + 1) != Some(&' ') {
+                if allow_breaks
+                    && !spaces
+                    && self.column > BEST_WIDTH
+                    && i != 0
+                    && i != n - 1
+                    && chars.get(i + 1) != Some(&' ')
+                {
                     self.indent_to(indent);
                 } else {
                     self.write(" ");
@@ -733,7 +759,13 @@ pub fn to_json(v: &Value, indent: Option<&str>, raw: bool) -> Option<String> {
     Some(out)
 }
 
-fn json_value(out: &mut String, v: &Value, indent: Option<&str>, depth: usize, raw: bool) -> Option<()> {
+fn json_value(
+    out: &mut String,
+    v: &Value,
+    indent: Option<&str>,
+    depth: usize,
+    raw: bool,
+) -> Option<()> {
     let nl = |out: &mut String, d: usize| {
         if let Some(ind) = indent {
             out.push('\n');
@@ -817,10 +849,16 @@ mod tests {
     #[test]
     fn emits_like_go_yaml() {
         let mut m = BTreeMap::new();
-        m.insert("b".to_string(), Value::list(vec![Value::Int64(1), Value::str("x: y")]));
+        m.insert(
+            "b".to_string(),
+            Value::list(vec![Value::Int64(1), Value::str("x: y")]),
+        );
         m.insert("a".to_string(), Value::str("true"));
         m.insert("c".to_string(), Value::str("line1\nline2"));
-        assert_eq!(marshal(&Value::map(m)), "a: \"true\"\nb:\n- 1\n- 'x: y'\nc: |-\n  line1\n  line2\n");
+        assert_eq!(
+            marshal(&Value::map(m)),
+            "a: \"true\"\nb:\n- 1\n- 'x: y'\nc: |-\n  line1\n  line2\n"
+        );
         assert!(key_less("a2", "a10"));
     }
 }
