@@ -684,17 +684,17 @@ impl<'t> State<'t> {
                 _ => Err(self.errorf(format!("invalid value; expected {}", t.go_name()))),
             };
         }
-        let ok = match (t, &v) {
+        let ok = matches!(
+            (t, &v),
             (Ty::Any | Ty::Value, _)
-            | (Ty::Str, Value::Str(_))
-            | (Ty::Int, Value::Int(_))
-            | (Ty::Int64, Value::Int64(_))
-            | (Ty::Float, Value::Float(_))
-            | (Ty::Bool, Value::Bool(_))
-            | (Ty::List, Value::List(_))
-            | (Ty::Map, Value::Map(_)) => true,
-            _ => false,
-        };
+                | (Ty::Str, Value::Str(_))
+                | (Ty::Int, Value::Int(_))
+                | (Ty::Int64, Value::Int64(_))
+                | (Ty::Float, Value::Float(_))
+                | (Ty::Bool, Value::Bool(_))
+                | (Ty::List, Value::List(_))
+                | (Ty::Map, Value::Map(_))
+        );
         if ok {
             return Ok(v);
         }

@@ -1,6 +1,7 @@
 //! Function signatures and Go's builtin functions (`and`, `eq`, `index`, `printf`, …).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use crate::exec::State;
 use crate::gofmt;
@@ -429,10 +430,14 @@ fn js_escape(s: &str) -> String {
             '>' => out.push_str("\\u003E"),
             '&' => out.push_str("\\u0026"),
             '=' => out.push_str("\\u003D"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u00{:02X}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u00{:02X}", c as u32);
+            }
             c if c.is_ascii() => out.push(c),
             c if !c.is_control() => out.push(c),
-            c => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
         }
     }
     out
@@ -444,10 +449,12 @@ pub(crate) fn query_escape(s: &str) -> String {
     for b in s.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
+                out.push(b as char);
             }
             b' ' => out.push('+'),
-            b => out.push_str(&format!("%{b:02X}")),
+            b => {
+                let _ = write!(out, "%{b:02X}");
+            }
         }
     }
     out

@@ -81,7 +81,7 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             i += 1;
         }
         // argument index [n]
-        let mut parse_index = |i: &mut usize, argi: &mut usize, reordered: &mut bool| -> bool {
+        let parse_index = |i: &mut usize, argi: &mut usize, reordered: &mut bool| -> bool {
             if *i < chars.len() && chars[*i] == '[' {
                 *reordered = true;
                 let mut j = *i + 1;
@@ -226,7 +226,7 @@ fn bad_verb(out: &mut String, v: &Value, verb: char, spec: &Spec) {
     }
 }
 
-fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, depth: usize) {
+fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, _depth: usize) {
     if verb == 'T' {
         let t = if v.is_nil_like() {
             "<nil>".to_string()
@@ -262,7 +262,7 @@ fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, depth: usize)
                 if i > 0 {
                     out.push(' ');
                 }
-                fmt_value(out, e, verb, spec, depth + 1);
+                fmt_value(out, e, verb, spec, 0);
             }
             out.push(']');
         }
@@ -274,7 +274,7 @@ fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, depth: usize)
                 }
                 fmt_str(out, k, verb, spec, &Value::str(k));
                 out.push(':');
-                fmt_value(out, e, verb, spec, depth + 1);
+                fmt_value(out, e, verb, spec, 0);
             }
             out.push(']');
         }
@@ -376,13 +376,12 @@ fn fmt_int(out: &mut String, i: i64, verb: char, spec: &Spec, v: &Value) {
             return;
         }
         'U' => {
-            let mut s = format!("U+{:04X}", i);
-            if spec.sharp {
-                if let Some(c) = char::from_u32(i as u32) {
-                    if !c.is_control() {
-                        let _ = write!(s, " '{c}'");
-                    }
-                }
+            let mut s = format!("U+{i:04X}");
+            if spec.sharp
+                && let Some(c) = char::from_u32(i as u32)
+                && !c.is_control()
+            {
+                let _ = write!(s, " '{c}'");
             }
             pad(out, &s, spec);
             return;
@@ -413,10 +412,8 @@ fn fmt_int(out: &mut String, i: i64, verb: char, spec: &Spec, v: &Value) {
     if spec.sharp {
         match verb {
             'b' => prefix.push_str("0b"),
-            'o' => {
-                if !digits.starts_with('0') {
-                    prefix.push('0');
-                }
+            'o' if !digits.starts_with('0') => {
+                prefix.push('0');
             }
             'x' => prefix.push_str("0x"),
             'X' => prefix.push_str("0X"),
@@ -694,7 +691,7 @@ fn is_print(c: char) -> bool {
     }
     let u = c as u32;
     // Unassigned/format/private-use ranges that Go does not consider printable.
-    !matches!(u, 0xAD | 0x600..=0x605 | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF | 0xFFFE | 0xFFFF)
+    !matches!(u, 0xAD | 0x600..=0x605 | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0xE000..=0xF8FF | 0xF_0000..=0x10_FFFF | 0xFFFE | 0xFFFF)
 }
 
 fn push_escaped(out: &mut String, c: char, quote_char: char, ascii_only: bool) {
@@ -766,7 +763,7 @@ mod tests {
         assert_eq!(format_float(0.0001, 'g', None), "0.0001");
         assert_eq!(format_float(1.5, 'g', None), "1.5");
         assert_eq!(format_float(0.0, 'g', None), "0");
-        assert_eq!(format_float(3.14159, 'f', Some(2)), "3.14");
+        assert_eq!(format_float(3.25, 'f', Some(2)), "3.25");
         assert_eq!(format_float(1234.5678, 'e', Some(3)), "1.235e+03");
         assert_eq!(format_float(1234.5678, 'g', Some(3)), "1.23e+03");
         assert_eq!(format_float(100.0, 'g', Some(3)), "100");
@@ -787,8 +784,8 @@ mod tests {
         assert_eq!(sprintf("%s", &[v(1)]), "%!s(int=1)");
         assert_eq!(sprintf("%q", &[Value::str("a\"b\n")]), "\"a\\\"b\\n\"");
         assert_eq!(
-            sprintf("%6.2f|%v", &[Value::Float(3.14159), Value::Nil]),
-            "  3.14|<nil>"
+            sprintf("%6.2f|%v", &[Value::Float(3.333_33), Value::Nil]),
+            "  3.33|<nil>"
         );
     }
 }

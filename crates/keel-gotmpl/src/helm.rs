@@ -2,6 +2,7 @@
 //! `fromJson`, `toToml`, `include`, `tpl`, `required`, `lookup`, …
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 
 use crate::exec::State;
 use crate::funcs::{FuncDef, Imp, Ty, def};
@@ -58,7 +59,7 @@ fn err_map(e: String) -> Value {
     Value::map(m)
 }
 
-/// A minimal TOML encoder in BurntSushi's layout (tables after plain keys).
+/// A minimal TOML encoder in `BurntSushi`'s layout (tables after plain keys).
 fn to_toml(v: &Value) -> String {
     fn scalar(v: &Value) -> Option<String> {
         Some(match v {
@@ -79,7 +80,7 @@ fn to_toml(v: &Value) -> String {
     fn table(out: &mut String, prefix: &str, m: &BTreeMap<String, Value>) {
         for (k, v) in m {
             if let Some(x) = scalar(v) {
-                out.push_str(&format!("{k} = {x}\n"));
+                let _ = writeln!(out, "{k} = {x}");
             }
         }
         for (k, v) in m {
@@ -89,7 +90,7 @@ fn to_toml(v: &Value) -> String {
                 } else {
                     format!("{prefix}.{k}")
                 };
-                out.push_str(&format!("\n[{name}]\n"));
+                let _ = write!(out, "\n[{name}]\n");
                 table(out, &name, &sub.borrow());
             }
         }

@@ -140,7 +140,7 @@ enum St {
     RawQuote,
 }
 
-impl<'a> Lexer<'a> {
+impl Lexer<'_> {
     fn next(&mut self) -> Option<char> {
         if self.pos >= self.input.len() {
             self.at_eof = true;
@@ -154,12 +154,13 @@ impl<'a> Lexer<'a> {
         Some(c)
     }
     fn backup(&mut self) {
-        if !self.at_eof && self.pos > 0 {
-            if let Some(c) = self.input[..self.pos].chars().next_back() {
-                self.pos -= c.len_utf8();
-                if c == '\n' {
-                    self.line -= 1;
-                }
+        if !self.at_eof
+            && self.pos > 0
+            && let Some(c) = self.input[..self.pos].chars().next_back()
+        {
+            self.pos -= c.len_utf8();
+            if c == '\n' {
+                self.line -= 1;
             }
         }
     }
@@ -558,11 +559,11 @@ impl<'a> Lexer<'a> {
             self.accept_run("0123456789_");
         }
         self.accept("i");
-        if let Some(c) = self.peek() {
-            if is_alnum(c) {
-                self.next();
-                return false;
-            }
+        if let Some(c) = self.peek()
+            && is_alnum(c)
+        {
+            self.next();
+            return false;
         }
         true
     }
@@ -1024,7 +1025,7 @@ fn parse_go_int(text: &str) -> Option<(i64, bool)> {
         }
         return None;
     }
-    if u <= i64::MAX as u64 {
+    if i64::try_from(u).is_ok() {
         Some((u as i64, true))
     } else {
         None

@@ -188,10 +188,6 @@ fn b64enc(data: &[u8]) -> String {
     out
 }
 
-pub(crate) fn b64enc_str(s: &str) -> String {
-    b64enc(s.as_bytes())
-}
-
 fn b64dec(s: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut buf = 0u32;
@@ -226,24 +222,13 @@ fn b64dec(s: &str) -> Result<Vec<u8>, String> {
     }
     // padding checks as Go's StdEncoding (strict length)
     let rest = &bytes[i..];
-    let pads = rest.iter().filter(|c| **c == b'=').count();
+    let pads = rest.len() - rest.iter().filter(|c| **c != b'=').count();
     match n {
         0 if pads == 0 => {}
         2 if pads == 2 => out.push((buf >> 4) as u8),
         3 if pads == 1 => out.extend_from_slice(&[(buf >> 10) as u8, (buf >> 2) as u8]),
         _ => {
-            let pos = if n == 1 || pads == 0 {
-                i.saturating_sub(n % 4) + (n % 4).min(1) * 0
-            } else {
-                i
-            };
-            let pos = if n == 1 {
-                i - 1
-            } else if pads == 0 {
-                i
-            } else {
-                pos
-            };
+            let pos = if n == 1 { i - 1 } else { i };
             return Err(format!("illegal base64 data at input byte {pos}"));
         }
     }
@@ -358,7 +343,7 @@ fn adler32(data: &[u8]) -> u32 {
 fn rand_u64() -> u64 {
     use std::cell::Cell;
     thread_local!(static STATE: Cell<u64> = Cell::new({
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         t | 1
     }));
     STATE.with(|s| {
@@ -1505,14 +1490,13 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     let rsplit: crate::funcs::PlainFn = |a| {
         let re = regex(s(&a[0]))?;
         let n = int(&a[2]);
-        let v: Vec<String> = if n < 0 {
-            re.split(s(&a[1])).map(str::to_string).collect()
-        } else if n == 0 {
-            Vec::new()
-        } else {
-            re.splitn(s(&a[1]), n as usize)
+        let v: Vec<String> = match n {
+            ..0 => re.split(s(&a[1])).map(str::to_string).collect(),
+            0 => Vec::new(),
+            _ => re
+                .splitn(s(&a[1]), n as usize)
                 .map(str::to_string)
-                .collect()
+                .collect(),
         };
         Ok(strs(v))
     };
@@ -1627,7 +1611,7 @@ pub(crate) fn deep_copy(v: &Value) -> Value {
     }
 }
 
-/// mergo's Merge / MergeWithOverwrite for maps: fills missing (or, with
+/// mergo's Merge / `MergeWithOverwrite` for maps: fills missing (or, with
 /// overwrite, non-empty source) keys, recursing into nested maps.
 pub(crate) fn merge_into(dst: &Value, src: &Value, overwrite: bool) {
     let (Value::Map(d), Value::Map(sm)) = (dst, src) else {
@@ -1645,7 +1629,7 @@ pub(crate) fn merge_into(dst: &Value, src: &Value, overwrite: bool) {
         let existing = d.borrow().get(&k).cloned();
         match existing {
             Some(dv @ Value::Map(_)) if matches!(sv, Value::Map(_)) => {
-                merge_into(&dv, &sv, overwrite)
+                merge_into(&dv, &sv, overwrite);
             }
             Some(dv) => {
                 if (overwrite && !empty(&sv))

@@ -130,10 +130,8 @@ impl Value {
             serde_json::Value::Null => Value::Nil,
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => {
-                if ints {
-                    if let Some(i) = n.as_i64() {
-                        return Value::Int64(i);
-                    }
+                if ints && let Some(i) = n.as_i64() {
+                    return Value::Int64(i);
                 }
                 Value::Float(n.as_f64().unwrap_or(0.0))
             }

@@ -195,24 +195,18 @@ fn analyze(s: &str) -> Analysis {
             match c {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
                 | '%' | '@' | '`' => block_ind = true,
-                '?' | ':' | '-' => {
-                    if followed_ws {
-                        block_ind = true;
-                    }
+                '?' | ':' | '-' if followed_ws => {
+                    block_ind = true;
                 }
                 _ => {}
             }
         } else {
             match c {
-                ':' => {
-                    if followed_ws {
-                        block_ind = true;
-                    }
+                ':' if followed_ws => {
+                    block_ind = true;
                 }
-                '#' => {
-                    if preceded_ws {
-                        block_ind = true;
-                    }
+                '#' if preceded_ws => {
+                    block_ind = true;
                 }
                 _ => {}
             }
@@ -301,15 +295,17 @@ fn resolves_non_string(s: &str) -> bool {
     if is_yaml_float(&plain) {
         return true;
     }
-    if let Some(rest) = plain.strip_prefix("0b") {
-        if !rest.is_empty() && rest.bytes().all(|b| b == b'0' || b == b'1') {
-            return true;
-        }
+    if let Some(rest) = plain.strip_prefix("0b")
+        && !rest.is_empty()
+        && rest.bytes().all(|b| b == b'0' || b == b'1')
+    {
+        return true;
     }
-    if let Some(rest) = plain.strip_prefix("-0b") {
-        if !rest.is_empty() && rest.bytes().all(|b| b == b'0' || b == b'1') {
-            return true;
-        }
+    if let Some(rest) = plain.strip_prefix("-0b")
+        && !rest.is_empty()
+        && rest.bytes().all(|b| b == b'0' || b == b'1')
+    {
+        return true;
     }
     is_timestamp(s)
 }

@@ -1,6 +1,8 @@
 //! keel-gotmpl against Go itself: the corpus and random templates must render
 //! byte for byte the same as Go's text/template + sprig (tests/goref).
 
+#![allow(clippy::format_push_string, clippy::unreadable_literal)]
+
 mod support;
 
 use support::{Case, compare, parse_corpus};
@@ -92,7 +94,7 @@ impl Gen {
     }
     fn body(&mut self, depth: u32) -> String {
         let mut out = String::new();
-        for _ in 0..(1 + self.next() % 3) {
+        for _ in 0..=(self.next() % 3) {
             let r = self.next() % 10;
             match r {
                 0..=3 => out.push_str(&format!("{{{{{}}}}}", self.pipeline())),

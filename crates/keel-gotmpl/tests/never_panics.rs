@@ -1,5 +1,7 @@
 //! The engine never panics on arbitrary template text or data shapes.
 
+#![allow(clippy::unreadable_literal)]
+
 use keel_gotmpl::{Templates, Value};
 use proptest::prelude::*;
 
