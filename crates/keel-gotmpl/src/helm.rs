@@ -102,6 +102,26 @@ fn to_toml(v: &Value) -> String {
     out
 }
 
+fn wrap(st: &State<'_>, msg: &str) -> String {
+    if st.set.helm_error_markers {
+        format!("{}{msg}{}", crate::ERR_START, crate::ERR_END)
+    } else {
+        msg.to_string()
+    }
+}
+
+fn required(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {
+    match &a[1] {
+        Value::Nil | Value::Invalid => Err(wrap(st, s(&a[0]))),
+        Value::Str(x) if x.is_empty() => Err(wrap(st, s(&a[0]))),
+        v => Ok(v.clone()),
+    }
+}
+
+fn fail(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {
+    Err(wrap(st, s(&a[0])))
+}
+
 fn include(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {
     st.include(s(&a[0]), a[1].clone()).map(Value::string)
 }

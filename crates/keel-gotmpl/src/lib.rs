@@ -34,7 +34,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use funcs::{FuncDef, Imp, Ty};
-pub use value::{Object, Value};
+pub use helm::yaml_to_value;
+pub use value::{MapRef, Object, Value};
 
 /// What a missing map key evaluates to (Go's `missingkey` option).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -68,7 +69,14 @@ pub struct Templates {
     pub missing_key: MissingKey,
     /// Name of the root template (used in Go's "no template" message and by `tpl`).
     pub root_name: String,
+    /// Helm wraps `required`/`fail` messages in markers so that it can report
+    /// them as `execution error at (file:line:col): message`.
+    pub helm_error_markers: bool,
 }
+
+/// Start and end markers of a `required`/`fail` message (Helm's warnWrap).
+pub const ERR_START: &str = "HELM_ERR_START";
+pub const ERR_END: &str = "HELM_ERR_END";
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,6 +101,7 @@ impl Templates {
             funcs: Rc::new(funcs::all()),
             missing_key: MissingKey::Invalid,
             root_name: "gotpl".into(),
+            helm_error_markers: false,
         }
     }
 
@@ -103,6 +112,7 @@ impl Templates {
             funcs: Rc::new(funcs::builtins()),
             missing_key: MissingKey::Invalid,
             root_name: "gotpl".into(),
+            helm_error_markers: false,
         }
     }
 

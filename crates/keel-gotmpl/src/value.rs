@@ -123,6 +123,11 @@ impl Value {
         }
     }
 
+    /// A deep copy (maps are shared references otherwise).
+    pub fn deep_copy(&self) -> Value {
+        crate::sprig::deep_copy(self)
+    }
+
     /// Converts decoded JSON. `ints` decodes integral numbers as `int64` (what
     /// keel does for YAML) instead of Go's `encoding/json` float64.
     pub fn from_json(v: &serde_json::Value, ints: bool) -> Value {
