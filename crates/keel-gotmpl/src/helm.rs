@@ -269,11 +269,19 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     );
     m.insert(
         "required",
-        def(&[Str, Any], None, |a| match &a[1] {
-            Value::Nil | Value::Invalid => Err(s(&a[0]).to_string()),
-            Value::Str(x) if x.is_empty() => Err(s(&a[0]).to_string()),
-            v => Ok(v.clone()),
-        }),
+        FuncDef {
+            params: vec![Str, Any],
+            variadic: None,
+            imp: Imp::State(required),
+        },
+    );
+    m.insert(
+        "fail",
+        FuncDef {
+            params: vec![Str],
+            variadic: None,
+            imp: Imp::State(fail),
+        },
     );
     m.insert(
         "lookup",
