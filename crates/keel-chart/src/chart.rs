@@ -75,7 +75,11 @@ pub struct Dependency {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    #[serde(default, rename = "import-values", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "import-values",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub import_values: Vec<serde_yaml_ng::Value>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub alias: String,
@@ -139,15 +143,26 @@ fn read_dir_files(root: &Path) -> Result<Vec<ChartFile>, ChartError> {
     let mut out = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
-        let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(&rel) };
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&rel)
+        };
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| ChartError::Read { path: dir.display().to_string(), source: e })?
+            .map_err(|e| ChartError::Read {
+                path: dir.display().to_string(),
+                source: e,
+            })?
             .filter_map(Result::ok)
             .collect();
         entries.sort_by_key(std::fs::DirEntry::file_name);
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
-            let relp = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let relp = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
             if ignore.ignored(&relp, is_dir) {
                 continue;
@@ -155,8 +170,10 @@ fn read_dir_files(root: &Path) -> Result<Vec<ChartFile>, ChartError> {
             if is_dir {
                 stack.push(relp);
             } else {
-                let data = std::fs::read(e.path())
-                    .map_err(|err| ChartError::Read { path: e.path().display().to_string(), source: err })?;
+                let data = std::fs::read(e.path()).map_err(|err| ChartError::Read {
+                    path: e.path().display().to_string(),
+                    source: err,
+                })?;
                 out.push(ChartFile { name: relp, data });
             }
         }
@@ -175,15 +192,26 @@ fn untar(data: &[u8]) -> Result<Vec<ChartFile>, String> {
         if !e.header().entry_type().is_file() {
             continue;
         }
-        let p = e.path().map_err(|e| e.to_string())?.to_string_lossy().replace('\\', "/");
+        let p = e
+            .path()
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .replace('\\', "/");
         if p.split('/').any(|s| s == "..") {
-            return Err(format!("chart illegally contains content outside the base directory: {p:?}"));
+            return Err(format!(
+                "chart illegally contains content outside the base directory: {p:?}"
+            ));
         }
         // strip the chart's top directory
-        let Some((_, rel)) = p.split_once('/') else { continue };
+        let Some((_, rel)) = p.split_once('/') else {
+            continue;
+        };
         let mut buf = Vec::new();
         e.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-        out.push(ChartFile { name: rel.to_string(), data: buf });
+        out.push(ChartFile {
+            name: rel.to_string(),
+            data: buf,
+        });
     }
     if out.is_empty() {
         return Err("no files in chart archive".into());
@@ -211,19 +239,26 @@ fn ignored_with_parents(ig: &Ignore, path: &str) -> bool {
 
 /// Builds a chart from its files (paths relative to the chart root).
 pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartError> {
-    let chart_yaml = files.iter().find(|f| f.name == "Chart.yaml").ok_or_else(|| ChartError::ChartYaml {
-        path: origin.to_string(),
-        msg: "Chart.yaml file is missing".into(),
-    })?;
-    let mut metadata: Metadata = serde_yaml_ng::from_slice(&chart_yaml.data).map_err(|e| ChartError::ChartYaml {
-        path: format!("{origin}/Chart.yaml"),
-        msg: e.to_string(),
-    })?;
+    let chart_yaml = files
+        .iter()
+        .find(|f| f.name == "Chart.yaml")
+        .ok_or_else(|| ChartError::ChartYaml {
+            path: origin.to_string(),
+            msg: "Chart.yaml file is missing".into(),
+        })?;
+    let mut metadata: Metadata =
+        serde_yaml_ng::from_slice(&chart_yaml.data).map_err(|e| ChartError::ChartYaml {
+            path: format!("{origin}/Chart.yaml"),
+            msg: e.to_string(),
+        })?;
     if metadata.api_version.is_empty() {
         // Helm treats a missing apiVersion as v1
         metadata.api_version = "v1".into();
     }
-    validate_metadata(&metadata).map_err(|msg| ChartError::ChartYaml { path: format!("{origin}/Chart.yaml"), msg })?;
+    validate_metadata(&metadata).map_err(|msg| ChartError::ChartYaml {
+        path: format!("{origin}/Chart.yaml"),
+        msg,
+    })?;
     let mut values = Value::map(BTreeMap::new());
     let mut schema = None;
     let mut templates = Vec::new();
@@ -241,15 +276,25 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
                 Ok(v @ Value::Map(_)) => v,
                 Ok(Value::Nil) => Value::map(BTreeMap::new()),
                 Ok(_) => {
-                    return Err(ChartError::Values { path: format!("{origin}/values.yaml"), msg: "values must be a map".into() });
+                    return Err(ChartError::Values {
+                        path: format!("{origin}/values.yaml"),
+                        msg: "values must be a map".into(),
+                    });
                 }
-                Err(e) => return Err(ChartError::Values { path: format!("{origin}/values.yaml"), msg: e }),
+                Err(e) => {
+                    return Err(ChartError::Values {
+                        path: format!("{origin}/values.yaml"),
+                        msg: e,
+                    });
+                }
             };
         } else if n == "values.schema.json" {
-            schema = Some(serde_json::from_slice(&f.data).map_err(|e| ChartError::Values {
-                path: format!("{origin}/values.schema.json"),
-                msg: e.to_string(),
-            })?);
+            schema = Some(
+                serde_json::from_slice(&f.data).map_err(|e| ChartError::Values {
+                    path: format!("{origin}/values.schema.json"),
+                    msg: e.to_string(),
+                })?,
+            );
         } else if n == "requirements.yaml" && metadata.api_version == "v1" {
             #[derive(Deserialize)]
             struct Req {
@@ -268,10 +313,15 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
             templates.push(f);
         } else if let Some(rest) = n.strip_prefix("charts/") {
             match rest.split_once('/') {
-                Some((sub, inner)) => sub_files.entry(sub.to_string()).or_default().push(ChartFile {
-                    name: inner.to_string(),
-                    data: f.data,
-                }),
+                Some((sub, inner)) => {
+                    sub_files
+                        .entry(sub.to_string())
+                        .or_default()
+                        .push(ChartFile {
+                            name: inner.to_string(),
+                            data: f.data,
+                        })
+                }
                 None if rest.ends_with(".tgz") || rest.ends_with(".tar.gz") => sub_archives.push(f),
                 None => other.push(f),
             }
@@ -287,7 +337,10 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
         dependencies.push(from_files(&format!("{origin}/charts/{sub}"), fs)?);
     }
     for a in sub_archives {
-        let fs = untar(&a.data).map_err(|m| ChartError::Archive { path: format!("{origin}/{}", a.name), msg: m })?;
+        let fs = untar(&a.data).map_err(|m| ChartError::Archive {
+            path: format!("{origin}/{}", a.name),
+            msg: m,
+        })?;
         dependencies.push(from_files(&format!("{origin}/{}", a.name), fs)?);
     }
     let full_path = metadata.name.clone();
@@ -321,16 +374,25 @@ fn validate_metadata(m: &Metadata) -> Result<(), String> {
         return Err("validation: chart.metadata.name is required".into());
     }
     if m.name.contains('/') || m.name.contains('\\') {
-        return Err(format!("validation: chart.metadata.name {:?} is invalid", m.name));
+        return Err(format!(
+            "validation: chart.metadata.name {:?} is invalid",
+            m.name
+        ));
     }
     if m.version.is_empty() {
         return Err("validation: chart.metadata.version is required".into());
     }
     if !is_semver(&m.version) {
-        return Err(format!("validation: chart.metadata.version {:?} is invalid", m.version));
+        return Err(format!(
+            "validation: chart.metadata.version {:?} is invalid",
+            m.version
+        ));
     }
     if m.api_version != "v1" && m.api_version != "v2" {
-        return Err(format!("validation: chart.metadata.apiVersion {:?} is invalid", m.api_version));
+        return Err(format!(
+            "validation: chart.metadata.apiVersion {:?} is invalid",
+            m.api_version
+        ));
     }
     if !m.chart_type.is_empty() && m.chart_type != "application" && m.chart_type != "library" {
         return Err("validation: chart.metadata.type must be application or library".into());
@@ -347,5 +409,9 @@ fn is_semver(v: &str) -> bool {
     let v = v.strip_prefix('v').unwrap_or(v);
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
-    !parts.is_empty() && parts.len() <= 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    !parts.is_empty()
+        && parts.len() <= 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -476,11 +476,16 @@ pub fn scaffold(name: &str) -> Vec<(&'static str, String)> {
 /// Writes a new chart directory `dir/name` (like `helm create`).
 pub fn create(dir: &Path, name: &str) -> Result<PathBuf, ChartError> {
     if name.is_empty() || name.contains(['/', '\\']) {
-        return Err(ChartError::Create(format!("chart name {name:?} is invalid")));
+        return Err(ChartError::Create(format!(
+            "chart name {name:?} is invalid"
+        )));
     }
     let root = dir.join(name);
     if root.exists() && !root.is_dir() {
-        return Err(ChartError::Create(format!("file {} already exists and is not a directory", root.display())));
+        return Err(ChartError::Create(format!(
+            "file {} already exists and is not a directory",
+            root.display()
+        )));
     }
     let io = |e: std::io::Error| ChartError::Create(e.to_string());
     std::fs::create_dir_all(root.join("charts")).map_err(io)?;

@@ -75,7 +75,10 @@ pub struct ValueOptions {
 pub fn user_values(opts: &ValueOptions) -> Result<Table, ChartError> {
     let mut base = Table::new();
     for f in &opts.files {
-        let text = std::fs::read_to_string(f).map_err(|e| ChartError::Read { path: f.display().to_string(), source: e })?;
+        let text = std::fs::read_to_string(f).map_err(|e| ChartError::Read {
+            path: f.display().to_string(),
+            source: e,
+        })?;
         let v = keel_gotmpl::yaml_to_value(&text).map_err(|e| ChartError::Values {
             path: f.display().to_string(),
             msg: format!("failed to parse {}: {e}", f.display()),
@@ -84,7 +87,10 @@ pub fn user_values(opts: &ValueOptions) -> Result<Table, ChartError> {
             keel_gotmpl::Value::Map(_) => values::table(&v),
             keel_gotmpl::Value::Nil => Table::new(),
             _ => {
-                return Err(ChartError::Values { path: f.display().to_string(), msg: "values file must be a map".into() });
+                return Err(ChartError::Values {
+                    path: f.display().to_string(),
+                    msg: "values file must be a map".into(),
+                });
             }
         };
         base = values::merge_maps(&base, &t);
@@ -121,12 +127,20 @@ pub fn lint(path: &Path, user: &Table) -> Vec<LintMessage> {
     let chart = match load(path) {
         Ok(c) => c,
         Err(e) => {
-            out.push(LintMessage { severity: "ERROR", path: "Chart.yaml".into(), text: e.to_string() });
+            out.push(LintMessage {
+                severity: "ERROR",
+                path: "Chart.yaml".into(),
+                text: e.to_string(),
+            });
             return out;
         }
     };
     if chart.metadata.icon.is_empty() {
-        out.push(LintMessage { severity: "INFO", path: "Chart.yaml".into(), text: "icon is recommended".into() });
+        out.push(LintMessage {
+            severity: "INFO",
+            path: "Chart.yaml".into(),
+            text: "icon is recommended".into(),
+        });
     }
     if chart.metadata.api_version == "v1" {
         out.push(LintMessage {
@@ -138,20 +152,30 @@ pub fn lint(path: &Path, user: &Table) -> Vec<LintMessage> {
     if chart.is_library() {
         return out;
     }
-    let opts = TemplateOptions { release_name: "release-name".into(), ..TemplateOptions::default() };
+    let opts = TemplateOptions {
+        release_name: "release-name".into(),
+        ..TemplateOptions::default()
+    };
     match render(&chart, user, &opts) {
         Ok(r) => {
             for m in r.manifests.iter().chain(r.hooks.iter()) {
                 if m.kind.is_empty() {
                     out.push(LintMessage {
                         severity: "ERROR",
-                        path: m.source.split_once('/').map_or(m.source.clone(), |(_, p)| p.to_string()),
+                        path: m
+                            .source
+                            .split_once('/')
+                            .map_or(m.source.clone(), |(_, p)| p.to_string()),
                         text: "object has no kind".into(),
                     });
                 }
             }
         }
-        Err(e) => out.push(LintMessage { severity: "ERROR", path: "templates/".into(), text: e.to_string() }),
+        Err(e) => out.push(LintMessage {
+            severity: "ERROR",
+            path: "templates/".into(),
+            text: e.to_string(),
+        }),
     }
     out
 }
@@ -160,12 +184,16 @@ pub fn lint(path: &Path, user: &Table) -> Vec<LintMessage> {
 pub fn package(path: &Path, dest: &Path) -> Result<PathBuf, ChartError> {
     let chart = load(path)?;
     if !path.is_dir() {
-        return Err(ChartError::Package(format!("{} is not a chart directory", path.display())));
+        return Err(ChartError::Package(format!(
+            "{} is not a chart directory",
+            path.display()
+        )));
     }
     let name = &chart.metadata.name;
     let out = dest.join(format!("{name}-{}.tgz", chart.metadata.version));
     let files = collect_files(path)?;
-    let f = std::fs::File::create(&out).map_err(|e| ChartError::Package(format!("create {}: {e}", out.display())))?;
+    let f = std::fs::File::create(&out)
+        .map_err(|e| ChartError::Package(format!("create {}: {e}", out.display())))?;
     let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
     let mut tb = tar::Builder::new(gz);
     for (rel, data) in files {
@@ -177,26 +205,44 @@ pub fn package(path: &Path, dest: &Path) -> Result<PathBuf, ChartError> {
         tb.append_data(&mut h, format!("{name}/{rel}"), data.as_slice())
             .map_err(|e| ChartError::Package(e.to_string()))?;
     }
-    let gz = tb.into_inner().map_err(|e| ChartError::Package(e.to_string()))?;
-    let f = gz.finish().map_err(|e| ChartError::Package(e.to_string()))?;
-    f.sync_all().map_err(|e| ChartError::Package(e.to_string()))?;
+    let gz = tb
+        .into_inner()
+        .map_err(|e| ChartError::Package(e.to_string()))?;
+    let f = gz
+        .finish()
+        .map_err(|e| ChartError::Package(e.to_string()))?;
+    f.sync_all()
+        .map_err(|e| ChartError::Package(e.to_string()))?;
     Ok(out)
 }
 
 fn collect_files(root: &Path) -> Result<Vec<(String, Vec<u8>)>, ChartError> {
-    let ignore = std::fs::read_to_string(root.join(".helmignore")).map(|t| glob::Ignore::parse(&t)).unwrap_or_default();
+    let ignore = std::fs::read_to_string(root.join(".helmignore"))
+        .map(|t| glob::Ignore::parse(&t))
+        .unwrap_or_default();
     let mut out = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
-        let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(&rel) };
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&rel)
+        };
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| ChartError::Read { path: dir.display().to_string(), source: e })?
+            .map_err(|e| ChartError::Read {
+                path: dir.display().to_string(),
+                source: e,
+            })?
             .filter_map(Result::ok)
             .collect();
         entries.sort_by_key(std::fs::DirEntry::file_name);
         for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
-            let relp = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let relp = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
             if ignore.ignored(&relp, is_dir) {
                 continue;
@@ -204,7 +250,10 @@ fn collect_files(root: &Path) -> Result<Vec<(String, Vec<u8>)>, ChartError> {
             if is_dir {
                 stack.push(relp);
             } else {
-                let data = std::fs::read(e.path()).map_err(|err| ChartError::Read { path: e.path().display().to_string(), source: err })?;
+                let data = std::fs::read(e.path()).map_err(|err| ChartError::Read {
+                    path: e.path().display().to_string(),
+                    source: err,
+                })?;
                 out.push((relp, data));
             }
         }

@@ -16,7 +16,10 @@ pub struct Files {
 impl Files {
     pub fn new(list: &[ChartFile]) -> Files {
         Files {
-            files: list.iter().map(|f| (f.name.clone(), f.data.clone())).collect(),
+            files: list
+                .iter()
+                .map(|f| (f.name.clone(), f.data.clone()))
+                .collect(),
         }
     }
 }
@@ -33,8 +36,16 @@ fn b64(data: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if ch.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if ch.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if ch.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if ch.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -42,7 +53,10 @@ fn b64(data: &[u8]) -> String {
 fn str_arg(args: &[Value], i: usize) -> Result<&str, String> {
     match args.get(i) {
         Some(Value::Str(s)) => Ok(s),
-        Some(v) => Err(format!("wrong type for value; expected string; got {}", v.type_name())),
+        Some(v) => Err(format!(
+            "wrong type for value; expected string; got {}",
+            v.type_name()
+        )),
         None => Err("missing argument".into()),
     }
 }
@@ -64,7 +78,12 @@ impl Object for Files {
     fn method(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
         Some(match name {
             "Get" => str_arg(args, 0).map(|p| {
-                Value::string(self.files.get(p).map(|d| String::from_utf8_lossy(d).into_owned()).unwrap_or_default())
+                Value::string(
+                    self.files
+                        .get(p)
+                        .map(|d| String::from_utf8_lossy(d).into_owned())
+                        .unwrap_or_default(),
+                )
             }),
             "GetBytes" => str_arg(args, 0).map(|p| {
                 Value::list(
@@ -97,29 +116,65 @@ impl Object for Files {
                 let m: BTreeMap<String, Value> = self
                     .files
                     .iter()
-                    .map(|(k, v)| (base(k).to_string(), Value::string(String::from_utf8_lossy(v).into_owned())))
+                    .map(|(k, v)| {
+                        (
+                            base(k).to_string(),
+                            Value::string(String::from_utf8_lossy(v).into_owned()),
+                        )
+                    })
                     .collect();
                 if m.is_empty() {
                     return Some(Ok(Value::str("")));
                 }
-                Ok(Value::string(keel_gotmpl::yaml::marshal(&Value::map(m)).trim_end_matches('\n').to_string()))
+                Ok(Value::string(
+                    keel_gotmpl::yaml::marshal(&Value::map(m))
+                        .trim_end_matches('\n')
+                        .to_string(),
+                ))
             }
             "AsSecrets" => {
-                let m: BTreeMap<String, Value> =
-                    self.files.iter().map(|(k, v)| (base(k).to_string(), Value::string(b64(v)))).collect();
+                let m: BTreeMap<String, Value> = self
+                    .files
+                    .iter()
+                    .map(|(k, v)| (base(k).to_string(), Value::string(b64(v))))
+                    .collect();
                 if m.is_empty() {
                     return Some(Ok(Value::str("")));
                 }
-                Ok(Value::string(keel_gotmpl::yaml::marshal(&Value::map(m)).trim_end_matches('\n').to_string()))
+                Ok(Value::string(
+                    keel_gotmpl::yaml::marshal(&Value::map(m))
+                        .trim_end_matches('\n')
+                        .to_string(),
+                ))
             }
             _ => return None,
         })
+    }
+    fn entries(&self) -> Option<Vec<(String, Value)>> {
+        Some(
+            self.files
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Value::list(v.iter().map(|b| Value::Int(i64::from(*b))).collect()),
+                    )
+                })
+                .collect(),
+        )
     }
     fn display(&self) -> String {
         let inner: Vec<String> = self
             .files
             .iter()
-            .map(|(k, v)| format!("{k}:{}", keel_gotmpl::gofmt::sprint_value(&Value::list(v.iter().map(|b| Value::Int(i64::from(*b))).collect()))))
+            .map(|(k, v)| {
+                format!(
+                    "{k}:{}",
+                    keel_gotmpl::gofmt::sprint_value(&Value::list(
+                        v.iter().map(|b| Value::Int(i64::from(*b))).collect()
+                    ))
+                )
+            })
             .collect();
         format!("map[{}]", inner.join(" "))
     }
@@ -196,7 +251,9 @@ impl Object for Capabilities {
     fn field(&self, name: &str) -> Option<Value> {
         match name {
             "KubeVersion" => Some(Value::Object(Rc::new(self.kube.clone()))),
-            "APIVersions" => Some(Value::Object(Rc::new(VersionSet(self.api_versions.clone())))),
+            "APIVersions" => Some(Value::Object(Rc::new(VersionSet(
+                self.api_versions.clone(),
+            )))),
             "HelmVersion" => {
                 let mut m = BTreeMap::new();
                 m.insert("Version".to_string(), Value::str(&self.helm_version));
@@ -215,7 +272,12 @@ impl Object for Capabilities {
         None
     }
     fn display(&self) -> String {
-        format!("&{{{} {} {}}}", self.kube.version, VersionSet(self.api_versions.clone()).display(), self.helm_version)
+        format!(
+            "&{{{} {} {}}}",
+            self.kube.version,
+            VersionSet(self.api_versions.clone()).display(),
+            self.helm_version
+        )
     }
 }
 

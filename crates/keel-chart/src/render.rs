@@ -124,7 +124,8 @@ fn parse_kube_version(v: &str) -> Result<KubeVersion, ChartError> {
 }
 
 fn release_name_ok(n: &str) -> bool {
-    let re = regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
+    let re =
+        regex::Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
     n.len() <= 53 && re.is_ok_and(|r| r.is_match(n))
 }
 
@@ -165,7 +166,12 @@ fn chart_object(c: &Chart, is_root: bool) -> Value {
     o.insert("Deprecated".into(), Value::Bool(m.deprecated));
     o.insert(
         "Annotations".into(),
-        Value::map(m.annotations.iter().map(|(k, v)| (k.clone(), s(v))).collect()),
+        Value::map(
+            m.annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), s(v)))
+                .collect(),
+        ),
     );
     o.insert("KubeVersion".into(), s(&m.kube_version));
     o.insert("Type".into(), s(&m.chart_type));
@@ -182,7 +188,10 @@ fn chart_object(c: &Chart, is_root: bool) -> Value {
                     mm.insert("Repository".to_string(), s(&d.repository));
                     mm.insert("Condition".to_string(), s(&d.condition));
                     mm.insert("Alias".to_string(), s(&d.alias));
-                    mm.insert("Enabled".to_string(), Value::Bool(d.enabled.unwrap_or(true)));
+                    mm.insert(
+                        "Enabled".to_string(),
+                        Value::Bool(d.enabled.unwrap_or(true)),
+                    );
                     Value::map(mm)
                 })
                 .collect(),
@@ -223,7 +232,10 @@ fn rec_all_tpls(
     }
     let mut next = BTreeMap::new();
     next.insert("Chart".to_string(), chart_object(c, is_root));
-    next.insert("Files".to_string(), Value::Object(Rc::new(Files::new(&c.files))));
+    next.insert(
+        "Files".to_string(),
+        Value::Object(Rc::new(Files::new(&c.files))),
+    );
     next.insert("Release".to_string(), release.clone());
     next.insert("Capabilities".to_string(), caps.clone());
     next.insert("Values".to_string(), values);
@@ -259,7 +271,11 @@ fn cleanup_parse_error(msg: &str) -> String {
     if tokens.len() == 1 {
         return format!("parse error: {msg}");
     }
-    format!("parse error at ({}): {}", tokens[1], tokens[tokens.len() - 1])
+    format!(
+        "parse error at ({}): {}",
+        tokens[1],
+        tokens[tokens.len() - 1]
+    )
 }
 
 fn cleanup_exec_error(filename: &str, msg: &str) -> String {
@@ -282,9 +298,16 @@ fn check_kube_version(c: &Chart, kube: &KubeVersion) -> Result<(), ChartError> {
         return Ok(());
     }
     let mut t = Templates::new();
-    let text = format!("{{{{ semverCompare {} {} }}}}", keel_gotmpl::gofmt::quote(constraint), keel_gotmpl::gofmt::quote(&kube.version));
-    t.parse("k", &text).map_err(|e| ChartError::KubeVersion(e.to_string()))?;
-    let ok = t.execute("k", &Value::Nil).map_err(|e| ChartError::KubeVersion(e.to_string()))?;
+    let text = format!(
+        "{{{{ semverCompare {} {} }}}}",
+        keel_gotmpl::gofmt::quote(constraint),
+        keel_gotmpl::gofmt::quote(&kube.version)
+    );
+    t.parse("k", &text)
+        .map_err(|e| ChartError::KubeVersion(e.to_string()))?;
+    let ok = t
+        .execute("k", &Value::Nil)
+        .map_err(|e| ChartError::KubeVersion(e.to_string()))?;
     if ok != "true" {
         return Err(ChartError::KubeVersion(format!(
             "chart requires kubeVersion: {constraint} which is incompatible with Kubernetes {}",
@@ -356,7 +379,8 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     set.missing_key = MissingKey::Zero;
     set.helm_error_markers = true;
     for k in &keys {
-        set.parse(k, &tpls[k].text).map_err(|e| ChartError::Parse(cleanup_parse_error(&e.to_string())))?;
+        set.parse(k, &tpls[k].text)
+            .map_err(|e| ChartError::Parse(cleanup_parse_error(&e.to_string())))?;
     }
     let mut rendered: BTreeMap<String, String> = BTreeMap::new();
     for k in &keys {
@@ -393,7 +417,10 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
 
 fn collect_crds(c: &Chart, out: &mut Vec<(String, String)>) {
     for f in &c.crds {
-        out.push((format!("{}/{}", c.full_path, f.name), String::from_utf8_lossy(&f.data).into_owned()));
+        out.push((
+            format!("{}/{}", c.full_path, f.name),
+            String::from_utf8_lossy(&f.data).into_owned(),
+        ));
     }
     for d in &c.dependencies {
         collect_crds(d, out);
@@ -453,7 +480,9 @@ fn sort_by_kind(v: &mut [Manifest]) {
 }
 
 /// Helm's `SortManifests`: (hooks, manifests), each in install order.
-fn sort_manifests(files: &BTreeMap<String, String>) -> Result<(Vec<Manifest>, Vec<Manifest>), ChartError> {
+fn sort_manifests(
+    files: &BTreeMap<String, String>,
+) -> Result<(Vec<Manifest>, Vec<Manifest>), ChartError> {
     let mut hooks = Vec::new();
     let mut generic = Vec::new();
     for (path, content) in files {
@@ -463,7 +492,11 @@ fn sort_manifests(files: &BTreeMap<String, String>) -> Result<(Vec<Manifest>, Ve
         }
         for doc in split_manifests(content) {
             let head: Head = serde_yaml_ng::from_str::<Option<Head>>(&doc)
-                .map_err(|e| ChartError::Manifest(format!("YAML parse error on {path}: error converting YAML to JSON: yaml: {e}")))?
+                .map_err(|e| {
+                    ChartError::Manifest(format!(
+                        "YAML parse error on {path}: error converting YAML to JSON: yaml: {e}"
+                    ))
+                })?
                 .unwrap_or_default();
             let meta = head.metadata.unwrap_or_default();
             let name = match meta.name {
@@ -485,7 +518,8 @@ fn sort_manifests(files: &BTreeMap<String, String>) -> Result<(Vec<Manifest>, Ve
             match hook {
                 None => generic.push(m),
                 Some(h) => {
-                    let events: Vec<String> = h.split(',').map(|e| e.trim().to_lowercase()).collect();
+                    let events: Vec<String> =
+                        h.split(',').map(|e| e.trim().to_lowercase()).collect();
                     if events.iter().any(|e| !HOOK_EVENTS.contains(&e.as_str())) {
                         // Helm logs and drops hooks of unknown types
                         continue;
@@ -528,14 +562,18 @@ pub fn template_text(r: &Rendered, opts: &TemplateOptions) -> Result<String, Cha
         let f = f.replace('\\', "/");
         let mut missing = true;
         for d in &docs {
-            let Some(c) = name_re.captures(d) else { continue };
+            let Some(c) = name_re.captures(d) else {
+                continue;
+            };
             if crate::glob::matches(&f, &c[1], false) {
                 picked.push(d.clone());
                 missing = false;
             }
         }
         if missing {
-            return Err(ChartError::ShowOnly(format!("could not find template {f} in chart")));
+            return Err(ChartError::ShowOnly(format!(
+                "could not find template {f} in chart"
+            )));
         }
     }
     let mut s = String::new();
@@ -551,10 +589,24 @@ mod tests {
 
     #[test]
     fn splits_like_helm() {
-        assert_eq!(split_manifests("a: 1\n---\nb: 2\n--- \n\n---\nc: 3"), vec!["a: 1", "b: 2", "c: 3"]);
-        let mut k = vec!["c/templates/a.yaml".to_string(), "c/charts/s/templates/z.yaml".to_string(), "c/templates/b.yaml".to_string()];
+        assert_eq!(
+            split_manifests("a: 1\n---\nb: 2\n---\n\n---\nc: 3"),
+            vec!["a: 1", "b: 2", "---\nc: 3"]
+        );
+        let mut k = vec![
+            "c/templates/a.yaml".to_string(),
+            "c/charts/s/templates/z.yaml".to_string(),
+            "c/templates/b.yaml".to_string(),
+        ];
         sort_templates(&mut k);
-        assert_eq!(k, vec!["c/charts/s/templates/z.yaml", "c/templates/b.yaml", "c/templates/a.yaml"]);
+        assert_eq!(
+            k,
+            vec![
+                "c/charts/s/templates/z.yaml",
+                "c/templates/b.yaml",
+                "c/templates/a.yaml"
+            ]
+        );
         assert_eq!(parse_kube_version("1.28").unwrap().version, "v1.28.0");
     }
 }

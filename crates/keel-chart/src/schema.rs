@@ -33,11 +33,19 @@ fn num(v: &J) -> String {
 }
 
 fn field(path: &str) -> String {
-    if path.is_empty() { "(root)".into() } else { path.to_string() }
+    if path.is_empty() {
+        "(root)".into()
+    } else {
+        path.to_string()
+    }
 }
 
 fn join(path: &str, k: &str) -> String {
-    if path.is_empty() { k.to_string() } else { format!("{path}.{k}") }
+    if path.is_empty() {
+        k.to_string()
+    } else {
+        format!("{path}.{k}")
+    }
 }
 
 /// Validates `v` against `schema`; returns the error lines (`field: message`).
@@ -76,17 +84,28 @@ fn check(root: &J, schema: &J, v: &J, path: &str, errs: &mut Vec<String>) {
         if !ok {
             let expected = match t {
                 J::String(t) => t.clone(),
-                J::Array(ts) => ts.iter().filter_map(J::as_str).collect::<Vec<_>>().join("/"),
+                J::Array(ts) => ts
+                    .iter()
+                    .filter_map(J::as_str)
+                    .collect::<Vec<_>>()
+                    .join("/"),
                 _ => String::new(),
             };
-            errs.push(format!("{f}: Invalid type. Expected: {expected}, given: {}", type_of(v)));
+            errs.push(format!(
+                "{f}: Invalid type. Expected: {expected}, given: {}",
+                type_of(v)
+            ));
             return;
         }
     }
     if let Some(J::Array(allowed)) = s.get("enum") {
         if !allowed.contains(v) {
             let list: Vec<String> = allowed.iter().map(J::to_string).collect();
-            errs.push(format!("{f}: {} must be one of the following: {}", f, list.join(", ")));
+            errs.push(format!(
+                "{f}: {} must be one of the following: {}",
+                f,
+                list.join(", ")
+            ));
         }
     }
     if let Some(c) = s.get("const") {
@@ -97,22 +116,34 @@ fn check(root: &J, schema: &J, v: &J, path: &str, errs: &mut Vec<String>) {
     if let Some(x) = v.as_f64() {
         if let Some(m) = s.get("minimum").and_then(J::as_f64) {
             if x < m {
-                errs.push(format!("{f}: Must be greater than or equal to {}", num(&s["minimum"])));
+                errs.push(format!(
+                    "{f}: Must be greater than or equal to {}",
+                    num(&s["minimum"])
+                ));
             }
         }
         if let Some(m) = s.get("maximum").and_then(J::as_f64) {
             if x > m {
-                errs.push(format!("{f}: Must be less than or equal to {}", num(&s["maximum"])));
+                errs.push(format!(
+                    "{f}: Must be less than or equal to {}",
+                    num(&s["maximum"])
+                ));
             }
         }
         if let Some(m) = s.get("exclusiveMinimum").and_then(J::as_f64) {
             if x <= m {
-                errs.push(format!("{f}: Must be greater than {}", num(&s["exclusiveMinimum"])));
+                errs.push(format!(
+                    "{f}: Must be greater than {}",
+                    num(&s["exclusiveMinimum"])
+                ));
             }
         }
         if let Some(m) = s.get("exclusiveMaximum").and_then(J::as_f64) {
             if x >= m {
-                errs.push(format!("{f}: Must be less than {}", num(&s["exclusiveMaximum"])));
+                errs.push(format!(
+                    "{f}: Must be less than {}",
+                    num(&s["exclusiveMaximum"])
+                ));
             }
         }
     }
@@ -120,12 +151,16 @@ fn check(root: &J, schema: &J, v: &J, path: &str, errs: &mut Vec<String>) {
         let n = st.chars().count() as u64;
         if let Some(m) = s.get("minLength").and_then(J::as_u64) {
             if n < m {
-                errs.push(format!("{f}: String length must be greater than or equal to {m}"));
+                errs.push(format!(
+                    "{f}: String length must be greater than or equal to {m}"
+                ));
             }
         }
         if let Some(m) = s.get("maxLength").and_then(J::as_u64) {
             if n > m {
-                errs.push(format!("{f}: String length must be less than or equal to {m}"));
+                errs.push(format!(
+                    "{f}: String length must be less than or equal to {m}"
+                ));
             }
         }
         if let Some(p) = s.get("pattern").and_then(J::as_str) {
@@ -181,7 +216,10 @@ fn check(root: &J, schema: &J, v: &J, path: &str, errs: &mut Vec<String>) {
                 }
             }
         }
-        let mut extra: Vec<&String> = obj.keys().filter(|k| props.is_none_or(|p| !p.contains_key(*k))).collect();
+        let mut extra: Vec<&String> = obj
+            .keys()
+            .filter(|k| props.is_none_or(|p| !p.contains_key(*k)))
+            .collect();
         extra.sort();
         match s.get("additionalProperties") {
             Some(J::Bool(false)) => {
@@ -211,7 +249,9 @@ fn check(root: &J, schema: &J, v: &J, path: &str, errs: &mut Vec<String>) {
     }
     if let Some(J::Array(one)) = s.get("oneOf") {
         if any_count(root, one, v) != 1 {
-            errs.push(format!("{f}: Must validate one and only one schema (oneOf)"));
+            errs.push(format!(
+                "{f}: Must validate one and only one schema (oneOf)"
+            ));
         }
     }
 }

@@ -258,14 +258,19 @@ fn process_enabled(c: &mut Chart, user: &Table, path: &str) -> Result<(), ChartE
         .filter(|r| r.enabled == Some(false))
         .map(|r| r.name.clone())
         .collect();
-    c.dependencies.retain(|d| !disabled.iter().any(|n| n == d.name()));
-    c.metadata.dependencies.retain(|r| !disabled.contains(&r.name));
+    c.dependencies
+        .retain(|d| !disabled.iter().any(|n| n == d.name()));
+    c.metadata
+        .dependencies
+        .retain(|r| !disabled.contains(&r.name));
     for d in &mut c.dependencies {
         let sub = format!("{path}{}.", d.name());
         process_enabled(d, &cvals, &sub)?;
     }
     let fp = if c.full_path.contains("/charts/") {
-        c.full_path.rsplit_once("/charts/").map(|(p, _)| p.to_string())
+        c.full_path
+            .rsplit_once("/charts/")
+            .map(|(p, _)| p.to_string())
     } else {
         None
     };
@@ -284,16 +289,6 @@ fn path_to_map(path: &str, data: Table) -> Table {
         cur = t;
     }
     cur
-}
-
-fn trim_nil(t: &Table) -> Table {
-    t.iter()
-        .filter(|(_, v)| !is_nil(v))
-        .map(|(k, v)| match as_table(v) {
-            Some(sub) => (k.clone(), Value::map(trim_nil(&sub))),
-            None => (k.clone(), v.clone()),
-        })
-        .collect()
 }
 
 fn process_imports(c: &mut Chart) -> Result<(), ChartError> {
@@ -330,7 +325,8 @@ fn process_imports(c: &mut Chart) -> Result<(), ChartError> {
     if !any {
         return Ok(());
     }
-    let mut merged = trim_nil(&cvals);
+    // Helm 3.14+ merges (keeping nulls, so that they still delete subchart defaults)
+    let mut merged = cvals;
     coalesce_tables(&mut merged, &b, true);
     c.values = Value::map(merged);
     Ok(())
@@ -400,7 +396,10 @@ fn parse_key(key: &str) -> Result<Vec<Seg>, ChartError> {
                 }
             }
             '.' => {
-                segs.push(Seg { name: std::mem::take(&mut name), idx: std::mem::take(&mut idx) });
+                segs.push(Seg {
+                    name: std::mem::take(&mut name),
+                    idx: std::mem::take(&mut idx),
+                });
             }
             '[' => {
                 let mut num = String::new();
@@ -410,12 +409,16 @@ fn parse_key(key: &str) -> Result<Vec<Seg>, ChartError> {
                     }
                     num.push(d);
                 }
-                let i: i64 = num.parse().map_err(|_| set_err(format!("failed to parse index: {num:?}")))?;
+                let i: i64 = num
+                    .parse()
+                    .map_err(|_| set_err(format!("failed to parse index: {num:?}")))?;
                 if i < 0 {
                     return Err(set_err(format!("negative {i} index not allowed")));
                 }
                 if i > 65536 {
-                    return Err(set_err(format!("index of {i} is greater than maximum supported index 65536")));
+                    return Err(set_err(format!(
+                        "index of {i} is greater than maximum supported index 65536"
+                    )));
                 }
                 idx.push(i as usize);
             }
@@ -523,7 +526,11 @@ pub fn parse_set(
     base: &mut Table,
     read_file: &dyn Fn(&str) -> Result<String, String>,
 ) -> Result<(), ChartError> {
-    let items = if kind == SetKind::Json { vec![arg.to_string()] } else { split_unescaped(arg, ',') };
+    let items = if kind == SetKind::Json {
+        vec![arg.to_string()]
+    } else {
+        split_unescaped(arg, ',')
+    };
     for item in items {
         if item.is_empty() {
             continue;
@@ -546,7 +553,12 @@ pub fn parse_set(
                     if inner.is_empty() {
                         Value::list(Vec::new())
                     } else {
-                        Value::list(split_unescaped(inner, ',').iter().map(|x| typed(&unescape(x), string)).collect())
+                        Value::list(
+                            split_unescaped(inner, ',')
+                                .iter()
+                                .map(|x| typed(&unescape(x), string))
+                                .collect(),
+                        )
                     }
                 } else {
                     typed(&unescape(&val), string)

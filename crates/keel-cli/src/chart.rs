@@ -122,7 +122,11 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                 _ => anyhow::bail!("expected RELEASE CHART"),
             };
             let chart = keel_chart::load(Path::new(&chart_path))
-                .map_err(|e| anyhow::Error::new(e).context(Hint::new("pass a chart directory or .tgz; `keel chart create NAME` makes one")))
+                .map_err(|e| {
+                    anyhow::Error::new(e).context(Hint::new(
+                        "pass a chart directory or .tgz; `keel chart create NAME` makes one",
+                    ))
+                })
                 .with_context(|| format!("load chart {chart_path}"))?;
             let user = keel_chart::user_values(&values.options()).context("read values")?;
             let opts = TemplateOptions {
@@ -145,7 +149,10 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                 .file_name()
                 .map(|s| s.to_string_lossy().into_owned())
                 .context("chart name is empty")?;
-            let parent = name.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let parent = name
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             let dir = keel_chart::create::create(parent, &chart_name)?;
             eprintln!("Creating {}", dir.display());
             Ok(ExitCode::SUCCESS)
@@ -173,8 +180,12 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
         }
         ChartCommand::Package { paths, destination } => {
             for p in &paths {
-                let out = keel_chart::package(p, &destination).with_context(|| format!("package {}", p.display()))?;
-                println!("Successfully packaged chart and saved it to: {}", out.display());
+                let out = keel_chart::package(p, &destination)
+                    .with_context(|| format!("package {}", p.display()))?;
+                println!(
+                    "Successfully packaged chart and saved it to: {}",
+                    out.display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -145,9 +145,15 @@ impl<'t> State<'t> {
                 }
                 Ok(())
             }
-            Node::If(c) => self.walk_if_with(false, dot, c),
-            Node::With(c) => self.walk_if_with(true, dot, c),
-            Node::Range(c) => self.walk_range(dot, c),
+            Node::If(c) => {
+                stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.walk_if_with(false, dot, c))
+            }
+            Node::With(c) => {
+                stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.walk_if_with(true, dot, c))
+            }
+            Node::Range(c) => {
+                stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.walk_range(dot, c))
+            }
             Node::Template { name, pipe, .. } => self.walk_template(dot, name, pipe.as_ref()),
             Node::Break { .. } => Err(Flow::Break),
             Node::Continue { .. } => Err(Flow::Continue),
@@ -240,6 +246,15 @@ impl<'t> State<'t> {
                 }
                 return Ok(());
             }
+            Value::Object(o) if o.entries().is_some() => {
+                let entries = o.entries().unwrap_or_default();
+                if !entries.is_empty() {
+                    for (k, e) in entries {
+                        self.range_iter(c, Value::string(k), e)?;
+                    }
+                    return Ok(());
+                }
+            }
             Value::List(_) | Value::Map(_) | Value::Invalid | Value::Nil => {}
             other => {
                 return Err(self
@@ -291,7 +306,9 @@ impl<'t> State<'t> {
         let saved_vars = std::mem::replace(&mut self.vars, vec![("$", newdot.clone())]);
         self.depth += 1;
         let saved_rd = std::mem::replace(&mut self.range_dot, false);
-        let r = self.walk_list(&newdot, &tree.root);
+        let r = stacker::maybe_grow(256 * 1024, 8 * 1024 * 1024, || {
+            self.walk_list(&newdot, &tree.root)
+        });
         self.range_dot = saved_rd;
         self.depth -= 1;
         self.vars = saved_vars;
@@ -366,7 +383,7 @@ impl<'t> State<'t> {
             }
             Arg::Pipe(p) => {
                 self.not_a_function(&cmd.args, &fin)?;
-                return self.eval_pipeline(dot, p);
+                return stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.eval_pipeline(dot, p));
             }
             Arg::Variable { ident, .. } => {
                 return self.eval_variable(dot, first, ident, &cmd.args, fin);
@@ -734,7 +751,7 @@ impl<'t> State<'t> {
                 return self.validate_type(v, t);
             }
             Arg::Pipe(p) => {
-                let v = self.eval_pipeline(dot, p)?;
+                let v = stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.eval_pipeline(dot, p))?;
                 return self.validate_type(v, t);
             }
             Arg::Identifier { name, .. } => {
@@ -798,7 +815,13 @@ impl State<'_> {
             }
             *c += 1;
         }
-        let r = self.set.execute_with(name, dot, self.included.clone());
+        // Deep include chains (Helm allows 1000 per name) need more stack than a
+        // thread has; grow it on demand instead of overflowing.
+        let included = self.included.clone();
+        let set = self.set;
+        let r = stacker::maybe_grow(256 * 1024, 8 * 1024 * 1024, || {
+            set.execute_with(name, dot, included)
+        });
         if let Some(c) = self.included.borrow_mut().get_mut(name) {
             *c -= 1;
         }

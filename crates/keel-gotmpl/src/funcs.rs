@@ -186,6 +186,9 @@ fn length(a: &[Value]) -> Result<Value, String> {
         Value::Str(s) => Ok(Value::Int(s.len() as i64)),
         Value::List(l) => Ok(Value::Int(l.len() as i64)),
         Value::Map(m) => Ok(Value::Int(m.borrow().len() as i64)),
+        Value::Object(o) if o.entries().is_some() => {
+            Ok(Value::Int(o.entries().map_or(0, |e| e.len()) as i64))
+        }
         v => Err(format!("len of type {}", v.type_name())),
     }
 }

@@ -136,14 +136,16 @@ fn tpl(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {
     let root = set.root_name.clone();
     set.parse(&root, &text)
         .map_err(|e| format!("cannot parse template {}: {e}", crate::gofmt::quote(&text)))?;
-    let out = set
-        .execute_with(&root, a[1].clone(), st.included.clone())
-        .map_err(|e| {
-            format!(
-                "error during tpl function execution for {}: {e}",
-                crate::gofmt::quote(&text)
-            )
-        })?;
+    let included = st.included.clone();
+    let out = stacker::maybe_grow(256 * 1024, 8 * 1024 * 1024, || {
+        set.execute_with(&root, a[1].clone(), included)
+    })
+    .map_err(|e| {
+        format!(
+            "error during tpl function execution for {}: {e}",
+            crate::gofmt::quote(&text)
+        )
+    })?;
     Ok(Value::string(out.replace("<no value>", "")))
 }
 

@@ -866,7 +866,11 @@ pub struct ParseError(pub String);
 
 type PResult<T> = Result<T, ParseError>;
 
+/// Deepest nesting of `( … )` the parser accepts.
+const MAX_PAREN_DEPTH: usize = 1000;
+
 struct Parser<'a> {
+    paren_depth: usize,
     items: Vec<Item>,
     idx: usize,
     token: [Item; 3],
@@ -899,6 +903,7 @@ pub fn parse(
 ) -> Result<Vec<Tree>, ParseError> {
     let items = lex(text, !has_func("break"), !has_func("continue"));
     let mut p = Parser {
+        paren_depth: 0,
         items,
         idx: 0,
         token: [blank_item(), blank_item(), blank_item()],
@@ -1380,7 +1385,7 @@ impl Parser<'_> {
 
     fn control(&mut self, ctx: &str) -> PResult<Control> {
         let nvars = self.vars.len();
-        let r = self.control_inner(ctx);
+        let r = stacker::maybe_grow(64 * 1024, 1024 * 1024, || self.control_inner(ctx));
         self.vars.truncate(nvars);
         r
     }
@@ -1680,7 +1685,19 @@ impl Parser<'_> {
                 Err(e) => return self.errorf(e),
             },
             It::LeftParen => {
-                let p = self.pipeline("parenthesized pipeline", It::RightParen)?;
+                // Go has no limit; deeper trees would overflow the stack when
+                // dropped, so keel stops at a depth no real template reaches.
+                if self.paren_depth >= MAX_PAREN_DEPTH {
+                    return self.errorf(format!(
+                        "parenthesized pipelines nested deeper than {MAX_PAREN_DEPTH}"
+                    ));
+                }
+                self.paren_depth += 1;
+                let p = stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
+                    self.pipeline("parenthesized pipeline", It::RightParen)
+                });
+                self.paren_depth -= 1;
+                let p = p?;
                 Arg::Pipe(Box::new(p))
             }
             It::Str | It::RawString => match unquote(&tok.val) {

@@ -18,6 +18,10 @@ pub trait Object: fmt::Debug {
     fn display(&self) -> String;
     /// Number of arguments the method takes (for Go's arity check), if it exists.
     fn method_arity(&self, name: &str) -> Option<usize>;
+    /// Key/value pairs in key order when the object is a Go map (`range`, `len`).
+    fn entries(&self) -> Option<Vec<(String, Value)>> {
+        None
+    }
 }
 
 /// A shared, mutable map (Go maps are references).

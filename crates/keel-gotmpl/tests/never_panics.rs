@@ -100,3 +100,25 @@ fn helm_functions() {
         .to_string();
     assert_eq!(e, "template: u:1: function \"nope\" not defined");
 }
+
+#[test]
+fn deep_nesting_does_not_overflow() {
+    let depth = 1000;
+    let text = format!("{{{{{}1{}}}}}", "(".repeat(depth), ")".repeat(depth));
+    let mut t = Templates::new();
+    t.parse("t", &text).unwrap();
+    assert_eq!(t.execute("t", &Value::Nil).unwrap(), "1");
+    let text = format!("{{{{{}}}}}", "(print ".repeat(900) + "2" + &")".repeat(900));
+    t.parse("u", &text).unwrap();
+    assert_eq!(t.execute("u", &Value::Nil).unwrap(), "2");
+    let text = format!("{{{{{}1{}}}}}", "(".repeat(1001), ")".repeat(1001));
+    let e = t.parse("v", &text).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "template: v:1: parenthesized pipelines nested deeper than 1000"
+    );
+    let n = 5000;
+    let text = "{{if 1}}{{range $i := list 1}}".repeat(n) + "x" + &"{{end}}{{end}}".repeat(n);
+    t.parse("w", &text).unwrap();
+    assert_eq!(t.execute("w", &Value::Nil).unwrap(), "x");
+}
