@@ -427,10 +427,47 @@ fn collect_crds(c: &Chart, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// Helm's `SplitManifests`.
+fn is_re_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+}
+
+/// Helm's `SplitManifests`: splits at matches of `(?:^|\s*\n)---\s*`
+/// (leftmost-first, as Go's regexp), trimming each document. Hand-written
+/// because a regex over every rendered file dominated `keel chart template`.
 pub fn split_manifests(big: &str) -> Vec<String> {
-    let re = regex::Regex::new(r"(?:^|\s*\n)---\s*").expect("static regex");
-    re.split(big.trim())
+    let s = big.trim();
+    let b = s.as_bytes();
+    let n = b.len();
+    let mut pieces: Vec<&str> = Vec::new();
+    let mut last = 0;
+    let mut pos = 0;
+    let skip_ws = |mut e: usize| {
+        while e < n && is_re_space(b[e]) {
+            e += 1;
+        }
+        e
+    };
+    if s.starts_with("---") {
+        pieces.push("");
+        last = skip_ws(3);
+        pos = last;
+    }
+    while pos < n {
+        let Some(off) = s[pos..].find("\n---") else {
+            break;
+        };
+        let j = pos + off;
+        let mut p = j;
+        while p > pos && is_re_space(b[p - 1]) {
+            p -= 1;
+        }
+        pieces.push(&s[last..p]);
+        last = skip_ws(j + 4);
+        pos = last;
+    }
+    pieces.push(&s[last.min(n)..]);
+    pieces
+        .into_iter()
         .filter(|d| !d.is_empty())
         .map(|d| d.trim().to_string())
         .collect()
@@ -556,16 +593,23 @@ pub fn template_text(r: &Rendered, opts: &TemplateOptions) -> Result<String, Cha
         return Ok(out);
     }
     let docs = split_manifests(&out);
-    let name_re = regex::Regex::new(r"# Source: [^/]+/(.+)").expect("static regex");
+    // Helm matches `# Source: [^/]+/(.+)`: the path after the chart name.
+    let source_of = |d: &str| -> Option<String> {
+        let i = d.find("# Source: ")?;
+        let rest = &d[i + "# Source: ".len()..];
+        let line = rest.lines().next().unwrap_or("");
+        let (chart, path) = line.split_once('/')?;
+        (!chart.is_empty() && !path.is_empty()).then(|| path.to_string())
+    };
     let mut picked = Vec::new();
     for f in &opts.show_only {
         let f = f.replace('\\', "/");
         let mut missing = true;
         for d in &docs {
-            let Some(c) = name_re.captures(d) else {
+            let Some(c) = source_of(d) else {
                 continue;
             };
-            if crate::glob::matches(&f, &c[1], false) {
+            if crate::glob::matches(&f, &c, false) {
                 picked.push(d.clone());
                 missing = false;
             }
@@ -593,6 +637,11 @@ mod tests {
             split_manifests("a: 1\n---\nb: 2\n---\n\n---\nc: 3"),
             vec!["a: 1", "b: 2", "---\nc: 3"]
         );
+        assert_eq!(
+            split_manifests("---\na: 1 \n \n---x\n---"),
+            vec!["a: 1", "x"]
+        );
+        assert_eq!(split_manifests("\n\na\n---"), vec!["a"]);
         let mut k = vec![
             "c/templates/a.yaml".to_string(),
             "c/charts/s/templates/z.yaml".to_string(),

@@ -123,9 +123,11 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             };
             let chart = keel_chart::load(Path::new(&chart_path))
                 .map_err(|e| {
-                    anyhow::Error::new(e).context(Hint::new(
+                    // The hint is the root so that render_error finds it by downcasting.
+                    anyhow::Error::new(Hint::new(
                         "pass a chart directory or .tgz; `keel chart create NAME` makes one",
                     ))
+                    .context(e.to_string())
                 })
                 .with_context(|| format!("load chart {chart_path}"))?;
             let user = keel_chart::user_values(&values.options()).context("read values")?;
