@@ -217,11 +217,10 @@ fn untar(data: &[u8]) -> Result<Vec<ChartFile>, String> {
         return Err("no files in chart archive".into());
     }
     // .helmignore applies to archives too
-    let ignore = out
-        .iter()
-        .find(|f| f.name == ".helmignore")
-        .map(|f| Ignore::parse(&String::from_utf8_lossy(&f.data)))
-        .unwrap_or_else(|| Ignore::parse(""));
+    let ignore = out.iter().find(|f| f.name == ".helmignore").map_or_else(
+        || Ignore::parse(""),
+        |f| Ignore::parse(&String::from_utf8_lossy(&f.data)),
+    );
     out.retain(|f| !ignored_with_parents(&ignore, &f.name));
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -270,7 +269,8 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
         let n = f.name.clone();
         if n == "Chart.yaml" {
             continue;
-        } else if n == "values.yaml" {
+        }
+        if n == "values.yaml" {
             let text = String::from_utf8_lossy(&f.data);
             values = match keel_gotmpl::yaml_to_value(&text) {
                 Ok(v @ Value::Map(_)) => v,
@@ -320,9 +320,11 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
                         .push(ChartFile {
                             name: inner.to_string(),
                             data: f.data,
-                        })
+                        });
                 }
-                None if rest.ends_with(".tgz") || rest.ends_with(".tar.gz") => sub_archives.push(f),
+                None if is_archive(rest) => {
+                    sub_archives.push(f);
+                }
                 None => other.push(f),
             }
         } else if n.starts_with("crds/") {
@@ -414,4 +416,13 @@ fn is_semver(v: &str) -> bool {
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_archive(name: &str) -> bool {
+    let p = Path::new(name);
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("tgz"))
+        || name
+            .to_ascii_lowercase()
+            .rsplit_once(".tar.")
+            .is_some_and(|(_, e)| e == "gz")
 }

@@ -139,7 +139,7 @@ tolerations: []
 affinity: {}
 "#;
 
-const HELMIGNORE: &str = r#"# Patterns to ignore when building packages.
+const HELMIGNORE: &str = r"# Patterns to ignore when building packages.
 # This supports shell glob matching, relative path matching, and
 # negation (prefixed with !). Only one pattern per line.
 .DS_Store
@@ -162,7 +162,7 @@ const HELMIGNORE: &str = r#"# Patterns to ignore when building packages.
 .idea/
 *.tmproj
 .vscode/
-"#;
+";
 
 const INGRESS: &str = r#"{{- if .Values.ingress.enabled -}}
 apiVersion: networking.k8s.io/v1

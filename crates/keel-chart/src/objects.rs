@@ -281,7 +281,7 @@ impl Object for Capabilities {
     }
 }
 
-/// The API versions a stock cluster serves (Helm's DefaultVersionSet).
+/// The API versions a stock cluster serves (Helm's `DefaultVersionSet`).
 pub fn default_api_versions() -> Vec<String> {
     [
         "v1",

@@ -3,6 +3,7 @@
 //! `helm template` prints.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use keel_gotmpl::{MissingKey, Templates, Value};
@@ -42,7 +43,7 @@ impl Default for TemplateOptions {
     }
 }
 
-/// Helm's InstallOrder of kinds.
+/// Helm's `InstallOrder` of kinds.
 pub const INSTALL_ORDER: &[&str] = &[
     "PriorityClass",
     "Namespace",
@@ -321,9 +322,9 @@ fn validate_schemas(c: &Chart, vals: &Value, out: &mut String) {
     if let Some(schema) = &c.schema {
         let errs = crate::schema::validate(schema, &vals.to_json());
         if !errs.is_empty() {
-            out.push_str(&format!("{}:\n", c.name()));
+            let _ = writeln!(out, "{}:", c.name());
             for e in errs {
-                out.push_str(&format!("- {e}\n"));
+                let _ = writeln!(out, "- {e}");
             }
         }
     }
@@ -434,6 +435,7 @@ fn is_re_space(b: u8) -> bool {
 /// Helm's `SplitManifests`: splits at matches of `(?:^|\s*\n)---\s*`
 /// (leftmost-first, as Go's regexp), trimming each document. Hand-written
 /// because a regex over every rendered file dominated `keel chart template`.
+#[allow(clippy::many_single_char_names)]
 pub fn split_manifests(big: &str) -> Vec<String> {
     let s = big.trim();
     let b = s.as_bytes();
@@ -576,18 +578,18 @@ pub fn template_text(r: &Rendered, opts: &TemplateOptions) -> Result<String, Cha
     let mut out = String::new();
     if opts.include_crds {
         for (src, content) in &r.crds {
-            out.push_str(&format!("---\n# Source: {src}\n{content}\n"));
+            let _ = write!(out, "---\n# Source: {src}\n{content}\n");
         }
     }
     for m in &r.manifests {
-        out.push_str(&format!("---\n# Source: {}\n{}\n", m.source, m.content));
+        let _ = write!(out, "---\n# Source: {}\n{}\n", m.source, m.content);
     }
     for h in &r.hooks {
         let is_test = h.hooks.iter().any(|e| e.starts_with("test"));
         if opts.skip_tests && is_test {
             continue;
         }
-        out.push_str(&format!("---\n# Source: {}\n{}\n", h.source, h.content));
+        let _ = write!(out, "---\n# Source: {}\n{}\n", h.source, h.content);
     }
     if opts.show_only.is_empty() {
         return Ok(out);
@@ -622,7 +624,7 @@ pub fn template_text(r: &Rendered, opts: &TemplateOptions) -> Result<String, Cha
     }
     let mut s = String::new();
     for p in picked {
-        s.push_str(&format!("---\n{p}\n"));
+        let _ = write!(s, "---\n{p}\n");
     }
     Ok(s)
 }

@@ -56,17 +56,17 @@ pub fn validate(schema: &J, v: &J) -> Vec<String> {
 }
 
 fn resolve<'a>(root: &'a J, s: &'a J) -> &'a J {
-    if let Some(r) = s.get("$ref").and_then(J::as_str) {
-        if let Some(p) = r.strip_prefix("#/") {
-            let mut cur = root;
-            for seg in p.split('/') {
-                match cur.get(seg) {
-                    Some(x) => cur = x,
-                    None => return s,
-                }
+    if let Some(r) = s.get("$ref").and_then(J::as_str)
+        && let Some(p) = r.strip_prefix("#/")
+    {
+        let mut cur = root;
+        for seg in p.split('/') {
+            match cur.get(seg) {
+                Some(x) => cur = x,
+                None => return s,
             }
-            return cur;
         }
+        return cur;
     }
     s
 }
@@ -98,89 +98,88 @@ fn check(root: &J, schema: &J, v: &J, path: &str, errs: &mut Vec<String>) {
             return;
         }
     }
-    if let Some(J::Array(allowed)) = s.get("enum") {
-        if !allowed.contains(v) {
-            let list: Vec<String> = allowed.iter().map(J::to_string).collect();
-            errs.push(format!(
-                "{f}: {} must be one of the following: {}",
-                f,
-                list.join(", ")
-            ));
-        }
+    if let Some(J::Array(allowed)) = s.get("enum")
+        && !allowed.contains(v)
+    {
+        let list: Vec<String> = allowed.iter().map(J::to_string).collect();
+        errs.push(format!(
+            "{f}: {} must be one of the following: {}",
+            f,
+            list.join(", ")
+        ));
     }
-    if let Some(c) = s.get("const") {
-        if c != v {
-            errs.push(format!("{f}: {f} does not match: {c}"));
-        }
+    if let Some(c) = s.get("const")
+        && c != v
+    {
+        errs.push(format!("{f}: {f} does not match: {c}"));
     }
     if let Some(x) = v.as_f64() {
-        if let Some(m) = s.get("minimum").and_then(J::as_f64) {
-            if x < m {
-                errs.push(format!(
-                    "{f}: Must be greater than or equal to {}",
-                    num(&s["minimum"])
-                ));
-            }
+        if let Some(m) = s.get("minimum").and_then(J::as_f64)
+            && x < m
+        {
+            errs.push(format!(
+                "{f}: Must be greater than or equal to {}",
+                num(&s["minimum"])
+            ));
         }
-        if let Some(m) = s.get("maximum").and_then(J::as_f64) {
-            if x > m {
-                errs.push(format!(
-                    "{f}: Must be less than or equal to {}",
-                    num(&s["maximum"])
-                ));
-            }
+        if let Some(m) = s.get("maximum").and_then(J::as_f64)
+            && x > m
+        {
+            errs.push(format!(
+                "{f}: Must be less than or equal to {}",
+                num(&s["maximum"])
+            ));
         }
-        if let Some(m) = s.get("exclusiveMinimum").and_then(J::as_f64) {
-            if x <= m {
-                errs.push(format!(
-                    "{f}: Must be greater than {}",
-                    num(&s["exclusiveMinimum"])
-                ));
-            }
+        if let Some(m) = s.get("exclusiveMinimum").and_then(J::as_f64)
+            && x <= m
+        {
+            errs.push(format!(
+                "{f}: Must be greater than {}",
+                num(&s["exclusiveMinimum"])
+            ));
         }
-        if let Some(m) = s.get("exclusiveMaximum").and_then(J::as_f64) {
-            if x >= m {
-                errs.push(format!(
-                    "{f}: Must be less than {}",
-                    num(&s["exclusiveMaximum"])
-                ));
-            }
+        if let Some(m) = s.get("exclusiveMaximum").and_then(J::as_f64)
+            && x >= m
+        {
+            errs.push(format!(
+                "{f}: Must be less than {}",
+                num(&s["exclusiveMaximum"])
+            ));
         }
     }
     if let J::String(st) = v {
         let n = st.chars().count() as u64;
-        if let Some(m) = s.get("minLength").and_then(J::as_u64) {
-            if n < m {
-                errs.push(format!(
-                    "{f}: String length must be greater than or equal to {m}"
-                ));
-            }
+        if let Some(m) = s.get("minLength").and_then(J::as_u64)
+            && n < m
+        {
+            errs.push(format!(
+                "{f}: String length must be greater than or equal to {m}"
+            ));
         }
-        if let Some(m) = s.get("maxLength").and_then(J::as_u64) {
-            if n > m {
-                errs.push(format!(
-                    "{f}: String length must be less than or equal to {m}"
-                ));
-            }
+        if let Some(m) = s.get("maxLength").and_then(J::as_u64)
+            && n > m
+        {
+            errs.push(format!(
+                "{f}: String length must be less than or equal to {m}"
+            ));
         }
-        if let Some(p) = s.get("pattern").and_then(J::as_str) {
-            if let Ok(re) = regex::Regex::new(p) {
-                if !re.is_match(st) {
-                    errs.push(format!("{f}: Does not match pattern '{p}'"));
-                }
-            }
+        if let Some(p) = s.get("pattern").and_then(J::as_str)
+            && let Ok(re) = regex::Regex::new(p)
+            && !re.is_match(st)
+        {
+            errs.push(format!("{f}: Does not match pattern '{p}'"));
         }
     }
     if let J::Array(items) = v {
-        if let Some(m) = s.get("minItems").and_then(J::as_u64) {
-            if (items.len() as u64) < m {
-                errs.push(format!("{f}: Array must have at least {m} items"));
-            }
+        if let Some(m) = s.get("minItems").and_then(J::as_u64)
+            && (items.len() as u64) < m
+        {
+            errs.push(format!("{f}: Array must have at least {m} items"));
         }
-        if let Some(m) = s.get("maxItems").and_then(J::as_u64) {
-            if (items.len() as u64) > m {
-                errs.push(format!("{f}: Array must have at most {m} items"));
-            }
+        if let Some(m) = s.get("maxItems").and_then(J::as_u64)
+            && (items.len() as u64) > m
+        {
+            errs.push(format!("{f}: Array must have at most {m} items"));
         }
         if s.get("uniqueItems") == Some(&J::Bool(true)) {
             'outer: for i in 0..items.len() {
@@ -242,17 +241,17 @@ fn check(root: &J, schema: &J, v: &J, path: &str, errs: &mut Vec<String>) {
             }
         }
     }
-    if let Some(J::Array(any)) = s.get("anyOf") {
-        if !any.iter().any(|sub| validate_sub(root, sub, v)) {
-            errs.push(format!("{f}: Must validate at least one schema (anyOf)"));
-        }
+    if let Some(J::Array(any)) = s.get("anyOf")
+        && !any.iter().any(|sub| validate_sub(root, sub, v))
+    {
+        errs.push(format!("{f}: Must validate at least one schema (anyOf)"));
     }
-    if let Some(J::Array(one)) = s.get("oneOf") {
-        if any_count(root, one, v) != 1 {
-            errs.push(format!(
-                "{f}: Must validate one and only one schema (oneOf)"
-            ));
-        }
+    if let Some(J::Array(one)) = s.get("oneOf")
+        && any_count(root, one, v) != 1
+    {
+        errs.push(format!(
+            "{f}: Must validate one and only one schema (oneOf)"
+        ));
     }
 }
 

@@ -113,13 +113,13 @@ fn coalesce_values(c: &Chart, v: &mut Table, merge: bool) {
             Some(uv) => {
                 if is_nil(uv) && !merge {
                     v.remove(&k);
-                } else if let Some(mut ut) = as_table(uv) {
-                    if let Some(dt) = as_table(&dv) {
-                        // subchart sections always merge (nulls are handled when the subchart coalesces)
-                        let child_merge = merge || c.dependencies.iter().any(|d| d.name() == k);
-                        coalesce_tables(&mut ut, &dt, child_merge);
-                        v.insert(k, Value::map(ut));
-                    }
+                } else if let Some(mut ut) = as_table(uv)
+                    && let Some(dt) = as_table(&dv)
+                {
+                    // subchart sections always merge (nulls are handled when the subchart coalesces)
+                    let child_merge = merge || c.dependencies.iter().any(|d| d.name() == k);
+                    coalesce_tables(&mut ut, &dt, child_merge);
+                    v.insert(k, Value::map(ut));
                 }
             }
             None => {
@@ -207,7 +207,7 @@ fn process_enabled(c: &mut Chart, user: &Table, path: &str) -> Result<(), ChartE
         if let Some(found) = existing.iter().find(|e| e.name() == req.name) {
             let mut copy = found.clone();
             if !req.alias.is_empty() {
-                copy.metadata.name = req.alias.clone();
+                copy.metadata.name.clone_from(&req.alias);
             }
             deps.push(copy);
         }
@@ -368,10 +368,11 @@ fn typed(v: &str, string: bool) -> Value {
     if v == "0" {
         return Value::Int64(0);
     }
-    if !v.is_empty() && !v.starts_with('0') {
-        if let Ok(i) = v.parse::<i64>() {
-            return Value::Int64(i);
-        }
+    if !v.is_empty()
+        && !v.starts_with('0')
+        && let Ok(i) = v.parse::<i64>()
+    {
+        return Value::Int64(i);
     }
     Value::str(v)
 }

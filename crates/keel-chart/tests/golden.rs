@@ -2,6 +2,8 @@
 //! files (reviewed by hand against Helm's documented behaviour). Run with
 //! `UPDATE_GOLDEN=1` to rewrite them after an intended change.
 
+#![allow(clippy::format_push_string)]
+
 use std::path::{Path, PathBuf};
 
 use keel_chart::{TemplateOptions, ValueOptions};

@@ -39,7 +39,7 @@ pub enum Command {
     /// Show version information.
     Version,
     /// Helm charts: template, create, lint, package.
-    Chart(chart::ChartArgs),
+    Chart(Box<chart::ChartArgs>),
 }
 
 /// Something the user can do about an error; attach with
@@ -94,7 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("root: {}", cli.root.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Chart(args) => chart::run(args),
+        Command::Chart(args) => chart::run(*args),
     }
 }
 

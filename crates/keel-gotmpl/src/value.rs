@@ -128,6 +128,7 @@ impl Value {
     }
 
     /// A deep copy (maps are shared references otherwise).
+    #[must_use]
     pub fn deep_copy(&self) -> Value {
         crate::sprig::deep_copy(self)
     }
