@@ -168,6 +168,7 @@ pub(crate) fn builtins() -> HashMap<&'static str, FuncDef> {
 pub(crate) fn all() -> HashMap<&'static str, FuncDef> {
     let mut m = builtins();
     crate::sprig::register(&mut m);
+    crate::dates::register(&mut m);
     crate::helm::register(&mut m);
     m
 }

@@ -21,6 +21,7 @@
     clippy::match_same_arms
 )]
 
+mod dates;
 mod exec;
 mod funcs;
 pub mod gofmt;

@@ -65,6 +65,8 @@ pub fn goref() -> PathBuf {
 /// Runs cases through Go, in one process.
 pub fn run_go(cases: &[Case], repeat: usize) -> Vec<(Outcome, u64)> {
     let mut child = Command::new(goref())
+        // sprig formats dates in Local; keel treats Local as UTC
+        .env("TZ", "UTC")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
