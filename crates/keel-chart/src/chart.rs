@@ -307,9 +307,8 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
             })?;
             metadata.dependencies = r.dependencies;
         } else if n == "requirements.lock" || n == "Chart.lock" {
-            other.push(f);
-        } else if let Some(rest) = n.strip_prefix("templates/") {
-            let _ = rest;
+            // lock files are chart metadata, not part of .Files (Helm keeps them in c.Lock)
+        } else if n.starts_with("templates/") {
             templates.push(f);
         } else if let Some(rest) = n.strip_prefix("charts/") {
             match rest.split_once('/') {

@@ -3,6 +3,7 @@
 //! formatting and parsing (`2006-01-02 15:04:05`).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::rc::Rc;
 
 use crate::funcs::{FuncDef, Ty, def};
@@ -192,23 +193,55 @@ pub fn format(t: Time, layout: &str) -> String {
             "Monday" => out.push_str(DAYS[p.wday]),
             "Mon" => out.push_str(&DAYS[p.wday][..3]),
             "MST" => out.push_str("UTC"),
-            "2006" => out.push_str(&format!("{:04}", p.year)),
-            "06" => out.push_str(&format!("{:02}", p.year.rem_euclid(100))),
-            "01" => out.push_str(&format!("{:02}", p.month)),
+            "2006" => {
+                let _ = write!(out, "{:04}", p.year);
+            }
+            "06" => {
+                let _ = write!(out, "{:02}", p.year.rem_euclid(100));
+            }
+            "01" => {
+                let _ = write!(out, "{:02}", p.month);
+            }
             "1" => out.push_str(&p.month.to_string()),
-            "02" => out.push_str(&format!("{:02}", p.day)),
-            "_2" => out.push_str(&format!("{:>2}", p.day)),
+            "02" => {
+                let _ = write!(out, "{:02}", p.day);
+            }
+            "_2" => {
+                let _ = write!(out, "{:>2}", p.day);
+            }
             "2" => out.push_str(&p.day.to_string()),
-            "002" => out.push_str(&format!("{:03}", p.yday)),
-            "15" => out.push_str(&format!("{:02}", p.hour)),
-            "03" => out.push_str(&format!(
-                "{:02}",
-                if p.hour % 12 == 0 { 12 } else { p.hour % 12 }
-            )),
-            "3" => out.push_str(&(if p.hour % 12 == 0 { 12 } else { p.hour % 12 }).to_string()),
-            "04" => out.push_str(&format!("{:02}", p.min)),
+            "002" => {
+                let _ = write!(out, "{:03}", p.yday);
+            }
+            "15" => {
+                let _ = write!(out, "{:02}", p.hour);
+            }
+            "03" => {
+                let _ = write!(
+                    out,
+                    "{:02}",
+                    if p.hour.is_multiple_of(12) {
+                        12
+                    } else {
+                        p.hour % 12
+                    }
+                );
+            }
+            "3" => out.push_str(
+                &(if p.hour.is_multiple_of(12) {
+                    12
+                } else {
+                    p.hour % 12
+                })
+                .to_string(),
+            ),
+            "04" => {
+                let _ = write!(out, "{:02}", p.min);
+            }
             "4" => out.push_str(&p.min.to_string()),
-            "05" => out.push_str(&format!("{:02}", p.sec)),
+            "05" => {
+                let _ = write!(out, "{:02}", p.sec);
+            }
             "5" => out.push_str(&p.sec.to_string()),
             "PM" => out.push_str(if p.hour >= 12 { "PM" } else { "AM" }),
             "pm" => out.push_str(if p.hour >= 12 { "pm" } else { "am" }),
@@ -306,13 +339,13 @@ pub fn parse(layout: &str, value: &str) -> Option<Time> {
                 sec = n as u32;
                 v = r;
                 // Go accepts fractional seconds after seconds even if the layout has none
-                if let Some(f) = v.strip_prefix('.') {
-                    if !rest_l[i + len..].starts_with(['.', ',']) {
-                        let n = f.bytes().take_while(u8::is_ascii_digit).count();
-                        if n > 0 {
-                            nanos = format!("{:0<9}", &f[..n.min(9)]).parse().ok()?;
-                            v = &f[n..];
-                        }
+                if let Some(f) = v.strip_prefix('.')
+                    && !rest_l[i + len..].starts_with(['.', ','])
+                {
+                    let n = f.bytes().take_while(u8::is_ascii_digit).count();
+                    if n > 0 {
+                        nanos = format!("{:0<9}", &f[..n.min(9)]).parse().ok()?;
+                        v = &f[n..];
                     }
                 }
             }
@@ -494,10 +527,14 @@ pub fn duration_string(d: i128) -> String {
         let m = (secs_total % 3600) / 60;
         let s_ns = u % 60_000_000_000;
         if h > 0 {
-            out.push_str(&format!("{h}h"));
+            {
+                let _ = write!(out, "{h}h");
+            };
         }
         if h > 0 || m > 0 {
-            out.push_str(&format!("{m}m"));
+            {
+                let _ = write!(out, "{m}m");
+            };
         }
         out.push_str(&frac(s_ns, 1_000_000_000));
         out.push('s');

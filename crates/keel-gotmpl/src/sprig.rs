@@ -1129,6 +1129,14 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     add("b32enc", &[Str], None, |a| {
         vstr(b32enc(s(&a[0]).as_bytes()))
     });
+    add("b32dec", &[Str], None, |a| {
+        vstr(match b32dec(s(&a[0])) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) => e,
+        })
+    });
+    add("urlParse", &[Str], None, |a| url_parse(s(&a[0])));
+    add("urlJoin", &[Map], None, url_join);
     // lists and dicts
     add("list", &[], Some(Any), |a| Ok(Value::list(a.to_vec())));
     add("tuple", &[], Some(Any), |a| Ok(Value::list(a.to_vec())));
@@ -1643,4 +1651,220 @@ pub(crate) fn merge_into(dst: &Value, src: &Value, overwrite: bool) {
             }
         }
     }
+}
+
+fn b32dec(s: &str) -> Result<Vec<u8>, String> {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let clean: Vec<u8> = s.bytes().filter(|b| *b != b'\n' && *b != b'\r').collect();
+    if !clean.len().is_multiple_of(8) {
+        return Err(format!(
+            "illegal base32 data at input byte {}",
+            clean.len() / 8 * 8
+        ));
+    }
+    let mut out = Vec::new();
+    for (ci, chunk) in clean.chunks(8).enumerate() {
+        let pads = chunk.iter().rev().take_while(|b| **b == b'=').count();
+        let mut n: u64 = 0;
+        for (i, b) in chunk.iter().enumerate() {
+            let v = if *b == b'=' {
+                if i < 8 - pads {
+                    return Err(format!("illegal base32 data at input byte {}", ci * 8 + i));
+                }
+                0
+            } else {
+                match T.iter().position(|t| t == b) {
+                    Some(p) => p as u64,
+                    None => {
+                        return Err(format!("illegal base32 data at input byte {}", ci * 8 + i));
+                    }
+                }
+            };
+            n = (n << 5) | v;
+        }
+        let bytes = n.to_be_bytes();
+        let keep = match pads {
+            0 => 5,
+            1 => 4,
+            3 => 3,
+            4 => 2,
+            6 => 1,
+            _ => {
+                return Err(format!(
+                    "illegal base32 data at input byte {}",
+                    ci * 8 + 8 - pads
+                ));
+            }
+        };
+        out.extend_from_slice(&bytes[3..3 + keep]);
+    }
+    Ok(out)
+}
+
+fn pct_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(v) = h else {
+                let bad: String = s[i..].chars().take(3).collect();
+                return Err(format!("invalid URL escape {}", crate::gofmt::quote(&bad)));
+            };
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `url.Parse` for the common shapes (<scheme://user@host/path?query#fragment>).
+fn url_parse(raw: &str) -> Res {
+    let err = |e: String| {
+        format!(
+            "unable to parse url: parse {}: {e}",
+            crate::gofmt::quote(raw)
+        )
+    };
+    let (rest, fragment) = match raw.split_once('#') {
+        Some((r, f)) => (r, pct_decode(f).map_err(err)?),
+        None => (raw, String::new()),
+    };
+    let mut scheme = String::new();
+    let mut rest = rest;
+    if let Some(i) = rest.find(':') {
+        let cand = &rest[..i];
+        if !cand.is_empty()
+            && cand.as_bytes()[0].is_ascii_alphabetic()
+            && cand
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
+        {
+            scheme = cand.to_ascii_lowercase();
+            rest = &rest[i + 1..];
+        } else if i == 0 {
+            return Err(err("missing protocol scheme".into()));
+        }
+    }
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, q.to_string()),
+        None => (rest, String::new()),
+    };
+    let (mut host, mut userinfo, mut opaque, mut path) =
+        (String::new(), String::new(), String::new(), String::new());
+    if !scheme.is_empty() && !rest.starts_with('/') {
+        opaque = rest.to_string();
+    } else if let Some(auth_rest) = rest.strip_prefix("//") {
+        let (auth, p) = match auth_rest.find('/') {
+            Some(i) => (&auth_rest[..i], &auth_rest[i..]),
+            None => (auth_rest, ""),
+        };
+        match auth.rsplit_once('@') {
+            Some((u, h)) => {
+                userinfo = u.to_string();
+                host = h.to_string();
+            }
+            None => host = auth.to_string(),
+        }
+        path = pct_decode(p).map_err(err)?;
+    } else {
+        path = pct_decode(rest).map_err(err)?;
+    }
+    let hostname = if let Some(h) = host.strip_prefix('[') {
+        h.split(']').next().unwrap_or("").to_string()
+    } else {
+        host.split(':').next().unwrap_or("").to_string()
+    };
+    let mut m = BTreeMap::new();
+    for (k, v) in [
+        ("scheme", scheme),
+        ("host", host),
+        ("hostname", hostname),
+        ("path", path),
+        ("query", query),
+        ("opaque", opaque),
+        ("fragment", fragment),
+        ("userinfo", userinfo),
+    ] {
+        m.insert(k.to_string(), Value::string(v));
+    }
+    Ok(Value::map(m))
+}
+
+fn url_escape_path(p: &str) -> String {
+    let mut out = String::new();
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/:@&=+$!*'(),;".contains(&b) {
+            out.push(b as char);
+        } else {
+            {
+                let _ = write!(out, "%{b:02X}");
+            };
+        }
+    }
+    out
+}
+
+fn url_join(a: &[Value]) -> Res {
+    let Value::Map(d) = &a[0] else {
+        return vstr("");
+    };
+    let d = d.borrow();
+    let get = |k: &str| -> Result<String, String> {
+        match d.get(k) {
+            None => Ok(String::new()),
+            Some(Value::Str(s)) => Ok(s.to_string()),
+            Some(v) => Err(format!(
+                "unable to parse {k} key, must be of type string, but {} found",
+                v.kind_name()
+            )),
+        }
+    };
+    let (scheme, host, path, query, opaque, fragment, user) = (
+        get("scheme")?,
+        get("host")?,
+        get("path")?,
+        get("query")?,
+        get("opaque")?,
+        get("fragment")?,
+        get("userinfo")?,
+    );
+    let mut out = String::new();
+    if !scheme.is_empty() {
+        out.push_str(&scheme);
+        out.push(':');
+    }
+    if opaque.is_empty() {
+        if !scheme.is_empty() || !host.is_empty() || !user.is_empty() {
+            if !host.is_empty() || !path.is_empty() || !user.is_empty() {
+                out.push_str("//");
+            }
+            if !user.is_empty() {
+                out.push_str(&user);
+                out.push('@');
+            }
+            out.push_str(&host);
+        }
+        if !path.is_empty() && !path.starts_with('/') && !host.is_empty() {
+            out.push('/');
+        }
+        out.push_str(&url_escape_path(&path));
+    } else {
+        out.push_str(&opaque);
+    }
+    if !query.is_empty() {
+        out.push('?');
+        out.push_str(&query);
+    }
+    if !fragment.is_empty() {
+        out.push('#');
+        out.push_str(&url_escape_path(&fragment));
+    }
+    vstr(out)
 }
