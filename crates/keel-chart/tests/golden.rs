@@ -267,3 +267,53 @@ fn template_errors_have_locations() {
         "---\n# Source: bad/templates/x.yaml\na: 1\nb: 12345678901\n"
     );
 }
+
+#[test]
+fn v1_requirements_yaml_and_subchart_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    // a subchart packaged as charts/sub-0.1.0.tgz
+    let sub = dir.path().join("src/sub");
+    std::fs::create_dir_all(sub.join("templates")).unwrap();
+    std::fs::write(
+        sub.join("Chart.yaml"),
+        "apiVersion: v1\nname: sub\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(sub.join("values.yaml"), "msg: from-sub\n").unwrap();
+    std::fs::write(sub.join("templates/cm.yaml"), "kind: ConfigMap\nmetadata:\n  name: {{ .Chart.Name }}-{{ .Values.msg }}-{{ .Values.global.env }}\n").unwrap();
+    let root = dir.path().join("v1app");
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    std::fs::create_dir_all(root.join("charts")).unwrap();
+    keel_chart::package(&sub, &root.join("charts")).unwrap();
+    std::fs::write(
+        root.join("Chart.yaml"),
+        "apiVersion: v1\nname: v1app\nversion: 1.0.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("requirements.yaml"),
+        "dependencies:\n  - name: sub\n    version: 0.1.0\n    condition: sub.enabled\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("values.yaml"),
+        "global:\n  env: dev\nsub:\n  enabled: true\n  msg: from-parent\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("templates/svc.yaml"),
+        "kind: Service\nmetadata:\n  name: {{ .Release.Name }}\n",
+    )
+    .unwrap();
+    let got = render(&root, &opts("r", "default"), &ValueOptions::default()).unwrap();
+    assert_eq!(
+        got,
+        "---\n# Source: v1app/charts/sub/templates/cm.yaml\nkind: ConfigMap\nmetadata:\n  name: sub-from-parent-dev\n---\n# Source: v1app/templates/svc.yaml\nkind: Service\nmetadata:\n  name: r\n"
+    );
+    let vals = ValueOptions {
+        set: vec!["sub.enabled=false".into()],
+        ..ValueOptions::default()
+    };
+    let got = render(&root, &opts("r", "default"), &vals).unwrap();
+    assert!(!got.contains("ConfigMap"), "{got}");
+}

@@ -998,6 +998,39 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
             a.iter().map(to_f64).fold(f64::INFINITY, f64::min),
         ))
     });
+    // shopspring/decimal arithmetic on the floats' shortest decimal forms
+    add("addf", &[], Some(Any), |a| {
+        Ok(Value::Float(dec_op(&Value::Float(0.0), a, DecOp::Add)))
+    });
+    add("add1f", &[Any], None, |a| {
+        Ok(Value::Float(dec_op(&a[0], &[Value::Int(1)], DecOp::Add)))
+    });
+    add("subf", &[Any], Some(Any), |a| {
+        Ok(Value::Float(dec_op(&a[0], &a[1..], DecOp::Sub)))
+    });
+    add("mulf", &[Any], Some(Any), |a| {
+        Ok(Value::Float(dec_op(&a[0], &a[1..], DecOp::Mul)))
+    });
+    add("divf", &[Any], Some(Any), |a| {
+        let r = dec_op(&a[0], &a[1..], DecOp::Div);
+        if r.is_nan() {
+            return Err("decimal division by 0".into());
+        }
+        Ok(Value::Float(r))
+    });
+    add("randBytes", &[Int], None, |a| {
+        let n = int(&a[0]).max(0) as usize;
+        let b: Vec<u8> = (0..n).map(|_| rand_u64() as u8).collect();
+        vstr(b64enc(&b))
+    });
+    add("shuffle", &[Str], None, |a| {
+        let mut c: Vec<char> = s(&a[0]).chars().collect();
+        for i in (1..c.len()).rev() {
+            let j = (rand_u64() % (i as u64 + 1)) as usize;
+            c.swap(i, j);
+        }
+        vstr(c.into_iter().collect::<String>())
+    });
     add("floor", &[Any], None, |a| {
         Ok(Value::Float(to_f64(&a[0]).floor()))
     });
@@ -1867,4 +1900,116 @@ fn url_join(a: &[Value]) -> Res {
         out.push_str(&url_escape_path(&fragment));
     }
     vstr(out)
+}
+
+#[derive(Clone, Copy)]
+enum DecOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// A decimal `m × 10^e` (shopspring/decimal's representation, bounded to i128).
+#[derive(Clone, Copy)]
+struct Dec {
+    m: i128,
+    e: i32,
+}
+
+fn dec_from_f64(f: f64) -> Option<Dec> {
+    if !f.is_finite() {
+        return None;
+    }
+    let s = format!("{f:e}");
+    let (mant, exp) = s.split_once('e')?;
+    let exp: i32 = exp.parse().ok()?;
+    let neg = mant.starts_with('-');
+    let mant = mant.trim_start_matches('-');
+    let (int_part, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    let digits = format!("{int_part}{frac}");
+    let m: i128 = digits.parse().ok()?;
+    Some(Dec {
+        m: if neg { -m } else { m },
+        e: exp - frac.len() as i32,
+    })
+}
+
+fn pow10(n: u32) -> Option<i128> {
+    10i128.checked_pow(n)
+}
+
+fn align(a: Dec, b: Dec) -> Option<(i128, i128, i32)> {
+    if a.e >= b.e {
+        Some((a.m.checked_mul(pow10((a.e - b.e) as u32)?)?, b.m, b.e))
+    } else {
+        Some((a.m, b.m.checked_mul(pow10((b.e - a.e) as u32)?)?, a.e))
+    }
+}
+
+fn dec_apply(a: Dec, b: Dec, op: DecOp) -> Option<Dec> {
+    match op {
+        DecOp::Add => align(a, b).and_then(|(x, y, e)| {
+            Some(Dec {
+                m: x.checked_add(y)?,
+                e,
+            })
+        }),
+        DecOp::Sub => align(a, b).and_then(|(x, y, e)| {
+            Some(Dec {
+                m: x.checked_sub(y)?,
+                e,
+            })
+        }),
+        DecOp::Mul => Some(Dec {
+            m: a.m.checked_mul(b.m)?,
+            e: a.e + b.e,
+        }),
+        DecOp::Div => {
+            if b.m == 0 {
+                return None;
+            }
+            // round half away from zero to 16 decimal places (DivisionPrecision)
+            let k = a.e - b.e + 16;
+            let (num, den) = if k >= 0 {
+                (a.m.checked_mul(pow10(k as u32)?)?, b.m)
+            } else {
+                (a.m, b.m.checked_mul(pow10((-k) as u32)?)?)
+            };
+            let q = num / den;
+            let r = num % den;
+            let q = if (r.unsigned_abs() * 2) >= den.unsigned_abs() {
+                if (num < 0) != (den < 0) { q - 1 } else { q + 1 }
+            } else {
+                q
+            };
+            Some(Dec { m: q, e: -16 })
+        }
+    }
+}
+
+/// sprig's execDecimalOp; NaN marks division by zero.
+fn dec_op(first: &Value, rest: &[Value], op: DecOp) -> f64 {
+    let mut acc = to_f64(first);
+    let mut dec = dec_from_f64(acc);
+    for x in rest {
+        let xf = to_f64(x);
+        if matches!(op, DecOp::Div) && xf == 0.0 {
+            return f64::NAN;
+        }
+        dec = match (dec, dec_from_f64(xf)) {
+            (Some(a), Some(b)) => dec_apply(a, b, op),
+            _ => None,
+        };
+        acc = match op {
+            DecOp::Add => acc + xf,
+            DecOp::Sub => acc - xf,
+            DecOp::Mul => acc * xf,
+            DecOp::Div => acc / xf,
+        };
+        if let Some(d) = dec {
+            acc = format!("{}e{}", d.m, d.e).parse().unwrap_or(acc);
+        }
+    }
+    acc
 }
