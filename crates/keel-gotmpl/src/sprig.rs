@@ -1979,7 +1979,7 @@ fn dec_apply(a: Dec, b: Dec, op: DecOp) -> Option<Dec> {
             let q = num / den;
             let r = num % den;
             let q = if (r.unsigned_abs() * 2) >= den.unsigned_abs() {
-                if (num < 0) != (den < 0) { q - 1 } else { q + 1 }
+                if (num < 0) == (den < 0) { q + 1 } else { q - 1 }
             } else {
                 q
             };
