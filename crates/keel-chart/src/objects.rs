@@ -281,32 +281,105 @@ impl Object for Capabilities {
     }
 }
 
-/// The API versions a stock cluster serves (Helm's `DefaultVersionSet`).
+/// The API versions a stock cluster serves, as group/version and
+/// group/version/Kind (Helm's DefaultVersionSet lists both forms).
 pub fn default_api_versions() -> Vec<String> {
-    [
-        "v1",
-        "admissionregistration.k8s.io/v1",
-        "apiextensions.k8s.io/v1",
-        "apiregistration.k8s.io/v1",
-        "apps/v1",
-        "authentication.k8s.io/v1",
-        "authorization.k8s.io/v1",
-        "autoscaling/v1",
-        "autoscaling/v2",
-        "batch/v1",
-        "certificates.k8s.io/v1",
-        "coordination.k8s.io/v1",
-        "discovery.k8s.io/v1",
-        "events.k8s.io/v1",
-        "flowcontrol.apiserver.k8s.io/v1",
-        "networking.k8s.io/v1",
-        "node.k8s.io/v1",
-        "policy/v1",
-        "rbac.authorization.k8s.io/v1",
-        "scheduling.k8s.io/v1",
-        "storage.k8s.io/v1",
-    ]
-    .iter()
-    .map(|s| (*s).to_string())
-    .collect()
+    const KINDS: &[(&str, &[&str])] = &[
+        (
+            "v1",
+            &[
+                "Binding",
+                "ComponentStatus",
+                "ConfigMap",
+                "Endpoints",
+                "Event",
+                "LimitRange",
+                "Namespace",
+                "Node",
+                "PersistentVolume",
+                "PersistentVolumeClaim",
+                "Pod",
+                "PodTemplate",
+                "ReplicationController",
+                "ResourceQuota",
+                "Secret",
+                "Service",
+                "ServiceAccount",
+            ],
+        ),
+        (
+            "admissionregistration.k8s.io/v1",
+            &[
+                "MutatingWebhookConfiguration",
+                "ValidatingAdmissionPolicy",
+                "ValidatingAdmissionPolicyBinding",
+                "ValidatingWebhookConfiguration",
+            ],
+        ),
+        ("apiextensions.k8s.io/v1", &["CustomResourceDefinition"]),
+        ("apiregistration.k8s.io/v1", &["APIService"]),
+        (
+            "apps/v1",
+            &[
+                "ControllerRevision",
+                "DaemonSet",
+                "Deployment",
+                "ReplicaSet",
+                "StatefulSet",
+            ],
+        ),
+        (
+            "authentication.k8s.io/v1",
+            &["SelfSubjectReview", "TokenReview"],
+        ),
+        (
+            "authorization.k8s.io/v1",
+            &[
+                "LocalSubjectAccessReview",
+                "SelfSubjectAccessReview",
+                "SelfSubjectRulesReview",
+                "SubjectAccessReview",
+            ],
+        ),
+        ("autoscaling/v1", &["HorizontalPodAutoscaler", "Scale"]),
+        ("autoscaling/v2", &["HorizontalPodAutoscaler"]),
+        ("batch/v1", &["CronJob", "Job"]),
+        ("certificates.k8s.io/v1", &["CertificateSigningRequest"]),
+        ("coordination.k8s.io/v1", &["Lease"]),
+        ("discovery.k8s.io/v1", &["EndpointSlice"]),
+        ("events.k8s.io/v1", &["Event"]),
+        (
+            "flowcontrol.apiserver.k8s.io/v1",
+            &["FlowSchema", "PriorityLevelConfiguration"],
+        ),
+        (
+            "networking.k8s.io/v1",
+            &["Ingress", "IngressClass", "NetworkPolicy"],
+        ),
+        ("node.k8s.io/v1", &["RuntimeClass"]),
+        ("policy/v1", &["Eviction", "PodDisruptionBudget"]),
+        (
+            "rbac.authorization.k8s.io/v1",
+            &["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"],
+        ),
+        ("scheduling.k8s.io/v1", &["PriorityClass"]),
+        (
+            "storage.k8s.io/v1",
+            &[
+                "CSIDriver",
+                "CSINode",
+                "CSIStorageCapacity",
+                "StorageClass",
+                "VolumeAttachment",
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (gv, kinds) in KINDS {
+        out.push((*gv).to_string());
+        for k in *kinds {
+            out.push(format!("{gv}/{k}"));
+        }
+    }
+    out
 }
