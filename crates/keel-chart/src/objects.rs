@@ -101,7 +101,10 @@ impl Object for Files {
                 if s.ends_with('\n') {
                     s.pop();
                 }
-                Value::list(s.split('\n').map(Value::str).collect())
+                Value::typed_list(
+                    s.split('\n').map(Value::str).collect(),
+                    keel_gotmpl::Elem::Str,
+                )
             }),
             "Glob" => str_arg(args, 0).map(|pat| {
                 let files = self

@@ -36,7 +36,7 @@ use std::rc::Rc;
 
 pub use funcs::{FuncDef, Imp, Ty};
 pub use helm::yaml_to_value;
-pub use value::{MapRef, Object, Value};
+pub use value::{Elem, List, MapRef, Object, Value};
 
 /// What a missing map key evaluates to (Go's `missingkey` option).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

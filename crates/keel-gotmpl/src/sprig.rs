@@ -91,7 +91,10 @@ fn vstr(x: impl Into<String>) -> Res {
     Ok(Value::string(x.into()))
 }
 fn strs(v: Vec<String>) -> Value {
-    Value::list(v.into_iter().map(Value::string).collect())
+    Value::typed_list(
+        v.into_iter().map(Value::string).collect(),
+        crate::value::Elem::Str,
+    )
 }
 
 /// Go `strings.Title`.
@@ -133,6 +136,10 @@ fn byte_slice(x: &str, a: usize, b: usize) -> String {
 fn list_items(v: &Value, what: &str) -> Result<Vec<Value>, String> {
     match v {
         Value::List(l) => Ok(l.to_vec()),
+        // reflect.TypeOf(nil).Kind() dereferences a nil pointer in Go
+        Value::Invalid | Value::Nil => {
+            Err("runtime error: invalid memory address or nil pointer dereference".into())
+        }
         v => Err(format!("Cannot {what} on type {}", v.kind_name())),
     }
 }
@@ -146,7 +153,9 @@ pub(crate) fn deep_equal(a: &Value, b: &Value) -> bool {
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::List(x), Value::List(y)) => {
-            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
+            x.elem == y.elem
+                && x.len() == y.len()
+                && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
         }
         (Value::Map(x), Value::Map(y)) => {
             let (x, y) = (x.borrow(), y.borrow());
@@ -1427,10 +1436,11 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         if size <= 0 {
             return Err("runtime error: integer divide by zero".into());
         }
-        Ok(Value::list(
+        Ok(Value::typed_list(
             l.chunks(size as usize)
                 .map(|c| Value::list(c.to_vec()))
                 .collect(),
+            crate::value::Elem::AnyList,
         ))
     };
     add("chunk", &[Int, Any], None, chunk);
@@ -1550,27 +1560,28 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
 }
 
 fn until_step(start: i64, stop: i64, step: i64) -> Value {
+    let ints = |v| Value::typed_list(v, crate::value::Elem::Int);
     let mut v = Vec::new();
     if stop < start {
         if step >= 0 {
-            return Value::list(v);
+            return ints(v);
         }
         let mut i = start;
         while i > stop {
             v.push(Value::Int(i));
             i += step;
         }
-        return Value::list(v);
+        return ints(v);
     }
     if step <= 0 {
-        return Value::list(v);
+        return ints(v);
     }
     let mut i = start;
     while i < stop {
         v.push(Value::Int(i));
         i += step;
     }
-    Value::list(v)
+    ints(v)
 }
 
 /// Go's `strings.Replace(s, old, new, -1)` (empty `old` inserts between runes).

@@ -24,6 +24,31 @@ pub trait Object: fmt::Debug {
     }
 }
 
+/// The element type of a slice (observable through `typeOf`, error messages
+/// and `deepEqual`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    Any,
+    Str,
+    Int,
+    /// `[][]interface{}` (sprig's `chunk`)
+    AnyList,
+}
+
+/// A slice value; dereferences to its items.
+#[derive(Clone, Debug)]
+pub struct List {
+    pub elem: Elem,
+    pub items: Vec<Value>,
+}
+
+impl std::ops::Deref for List {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.items
+    }
+}
+
 /// A shared, mutable map (Go maps are references).
 pub type MapRef = Rc<RefCell<BTreeMap<String, Value>>>;
 
@@ -41,8 +66,8 @@ pub enum Value {
     Int64(i64),
     Float(f64),
     Str(Rc<str>),
-    /// `[]interface{}`.
-    List(Rc<Vec<Value>>),
+    /// A slice: `[]interface{}`, or `[]string`/`[]int` as some sprig functions return.
+    List(Rc<List>),
     /// `map[string]interface{}`; Go prints and ranges maps in key order. Shared
     /// and mutable like a Go map (sprig's `set` and `merge` change it in place).
     Map(MapRef),
@@ -57,7 +82,14 @@ impl Value {
         Value::Str(Rc::from(s))
     }
     pub fn list(v: Vec<Value>) -> Value {
-        Value::List(Rc::new(v))
+        Value::List(Rc::new(List {
+            elem: Elem::Any,
+            items: v,
+        }))
+    }
+    /// A slice with a concrete element type (`[]string`, `[]int`).
+    pub fn typed_list(v: Vec<Value>, elem: Elem) -> Value {
+        Value::List(Rc::new(List { elem, items: v }))
     }
     pub fn map(m: BTreeMap<String, Value>) -> Value {
         Value::Map(Rc::new(RefCell::new(m)))
@@ -73,7 +105,12 @@ impl Value {
             Value::Int64(_) => "int64".into(),
             Value::Float(_) => "float64".into(),
             Value::Str(_) => "string".into(),
-            Value::List(_) => "[]interface {}".into(),
+            Value::List(l) => match l.elem {
+                Elem::Any => "[]interface {}".into(),
+                Elem::Str => "[]string".into(),
+                Elem::Int => "[]int".into(),
+                Elem::AnyList => "[][]interface {}".into(),
+            },
             Value::Map(_) => "map[string]interface {}".into(),
             Value::Object(o) => o.type_name(),
         }
