@@ -285,7 +285,7 @@ impl Object for Capabilities {
 }
 
 /// The API versions a stock cluster serves, as group/version and
-/// group/version/Kind (Helm's DefaultVersionSet lists both forms).
+/// group/version/Kind (Helm's `DefaultVersionSet` lists both forms).
 pub fn default_api_versions() -> Vec<String> {
     const KINDS: &[(&str, &[&str])] = &[
         (
