@@ -253,6 +253,26 @@ fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, _depth: usize
             'v' => fmt_float(out, *f, 'g', None, spec),
             'e' | 'E' | 'f' | 'F' => fmt_float(out, *f, verb, Some(spec.prec.unwrap_or(6)), spec),
             'g' | 'G' => fmt_float(out, *f, verb, spec.prec, spec),
+            'x' | 'X' | 'b' if !spec.sharp && spec.prec.is_none() && f.is_finite() => {
+                let s = if verb == 'b' {
+                    float_bin(*f)
+                } else {
+                    float_hex(*f, verb == 'X')
+                };
+                let s = if spec.plus && !s.starts_with('-') {
+                    format!("+{s}")
+                } else {
+                    s
+                };
+                pad(
+                    out,
+                    &s,
+                    &Spec {
+                        zero: false,
+                        ..spec.clone()
+                    },
+                );
+            }
             _ => bad_verb(out, v, verb, spec),
         },
         Value::Str(s) => fmt_str(out, s, verb, spec, v),
@@ -486,6 +506,71 @@ fn fmt_float(out: &mut String, f: f64, verb: char, prec: Option<usize>, spec: &S
         };
         pad(out, &s, &sp);
     }
+}
+
+/// `strconv.FormatFloat(f, 'x', -1, 64)`: shortest hexadecimal mantissa.
+fn float_hex(f: f64, upper: bool) -> String {
+    let bits = f.to_bits();
+    let neg = bits >> 63 == 1;
+    let exp_bits = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    let mut exp = exp_bits - 1023;
+    if exp_bits == 0 {
+        if mant == 0 {
+            exp = 0;
+        } else {
+            // subnormal: normalize
+            exp = -1022;
+            while mant & (1u64 << 52) == 0 {
+                mant <<= 1;
+                exp -= 1;
+            }
+            mant &= (1u64 << 52) - 1;
+        }
+    }
+    let lead = if exp_bits == 0 && bits & ((1u64 << 52) - 1) == 0 {
+        '0'
+    } else {
+        '1'
+    };
+    let mut digits = format!("{mant:013x}");
+    while digits.ends_with('0') {
+        digits.pop();
+    }
+    let mut s = String::new();
+    if neg {
+        s.push('-');
+    }
+    s.push_str("0x");
+    s.push(lead);
+    if !digits.is_empty() {
+        s.push('.');
+        s.push_str(&digits);
+    }
+    s.push('p');
+    s.push(if exp < 0 { '-' } else { '+' });
+    let _ = write!(s, "{:02}", exp.abs());
+    if upper { s.to_uppercase() } else { s }
+}
+
+/// `strconv.FormatFloat(f, 'b', -1, 64)`: mantissa and binary exponent.
+fn float_bin(f: f64) -> String {
+    let bits = f.to_bits();
+    let neg = bits >> 63 == 1;
+    let exp_bits = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    let exp = if exp_bits == 0 {
+        -1074
+    } else {
+        mant |= 1u64 << 52;
+        exp_bits - 1075
+    };
+    format!(
+        "{}{mant}p{}{}",
+        if neg { "-" } else { "" },
+        if exp < 0 { "-" } else { "+" },
+        exp.abs()
+    )
 }
 
 /// `%#g`-style forced decimal point and trailing zeros.
