@@ -1472,6 +1472,15 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         }
         Ok(Value::Int(lo + (rand_u64() % (hi - lo) as u64) as i64))
     });
+    // password hashes (random salt: not diff-tested; Go's x/crypto writes $2a$)
+    add("bcrypt", &[Str], None, |a| vstr(bcrypt_2a(s(&a[0]))));
+    add("htpasswd", &[Str, Str], None, |a| {
+        let user = s(&a[0]);
+        if user.contains(':') {
+            return vstr(format!("invalid username: {user}"));
+        }
+        vstr(format!("{user}:{}", bcrypt_2a(s(&a[1]))))
+    });
     // semver
     add("semverCompare", &[Str, Str], None, |a| {
         semver_compare(s(&a[0]), s(&a[1])).map(Value::Bool)
@@ -2023,4 +2032,25 @@ fn dec_op(first: &Value, rest: &[Value], op: DecOp) -> f64 {
         }
     }
     acc
+}
+
+/// `bcrypt.GenerateFromPassword(pw, bcrypt.DefaultCost)` in Go's `$2a$` form.
+fn bcrypt_2a(pw: &str) -> String {
+    bcrypt::hash_with_result(pw, 10).map_or_else(
+        |e| e.to_string(),
+        |h| h.format_for_version(bcrypt::Version::TwoA),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn htpasswd_verifies() {
+        let h = bcrypt_2a("s3cret");
+        assert!(h.starts_with("$2a$10$"), "{h}");
+        assert!(bcrypt::verify("s3cret", &h).unwrap());
+        assert!(!bcrypt::verify("other", &h).unwrap());
+    }
 }
