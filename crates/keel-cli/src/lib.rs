@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod chart;
 mod image;
 mod output;
 mod progress;
@@ -70,6 +71,8 @@ pub enum Command {
     /// Manage keel's data.
     #[command(subcommand)]
     System(image::SystemCommand),
+    /// Helm charts: template, create, lint, package.
+    Chart(Box<chart::ChartArgs>),
 }
 
 /// Something the user can do about an error; attach with
@@ -135,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(a) => image::login(&cli.root, a),
         Command::Logout(a) => image::logout(&cli.root, a),
         Command::System(image::SystemCommand::Prune(a)) => image::system_prune(&cli.root, a),
+        Command::Chart(args) => chart::run(*args),
     }
 }
 

@@ -1,0 +1,263 @@
+//! Helm charts: loading a [`Chart`] from a directory or `.tgz` (Chart.yaml v1/v2,
+//! values, values.schema.json, templates, crds, subcharts, .helmignore),
+//! Helm's values coalescing ([`values`]: globals, conditions, tags,
+//! import-values, `--set` syntax), rendering with `keel-gotmpl` and the
+//! built-in objects ([`render`]), and the `create`/`lint`/`package` helpers.
+//! Releases stored in a cluster come later; this crate does no network I/O.
+
+pub mod chart;
+pub mod create;
+mod glob;
+pub mod objects;
+pub mod render;
+mod schema;
+pub mod values;
+
+use std::path::{Path, PathBuf};
+
+pub use chart::{Chart, ChartFile, Metadata, load};
+pub use render::{Manifest, Rendered, TemplateOptions, render, template_text};
+pub use values::{SetKind, Table};
+
+/// Errors of chart operations; messages follow Helm's where users know them.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    #[error("read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    ChartYaml { path: String, msg: String },
+    #[error("{path}: {msg}")]
+    Values { path: String, msg: String },
+    #[error("{path}: {msg}")]
+    Archive { path: String, msg: String },
+    #[error("failed parsing --set data: {0}")]
+    SetValue(String),
+    #[error("{0}")]
+    Schema(String),
+    #[error("{0}")]
+    Parse(String),
+    #[error("{0}")]
+    Render(String),
+    #[error("{0}")]
+    Manifest(String),
+    #[error("{0}")]
+    KubeVersion(String),
+    #[error("{0} charts are not installable")]
+    NotInstallable(String),
+    #[error(
+        "invalid release name {0:?}: must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53"
+    )]
+    ReleaseName(String),
+    #[error("{0}")]
+    ShowOnly(String),
+    #[error("create chart: {0}")]
+    Create(String),
+    #[error("package chart: {0}")]
+    Package(String),
+}
+
+/// User-supplied values: `-f` files in order, then `--set-json`, `--set`,
+/// `--set-string`, `--set-file` (Helm's order).
+#[derive(Debug, Clone, Default)]
+pub struct ValueOptions {
+    pub files: Vec<PathBuf>,
+    pub json: Vec<String>,
+    pub set: Vec<String>,
+    pub string: Vec<String>,
+    pub file: Vec<String>,
+}
+
+/// Merges the user's values like Helm's `MergeValues`.
+pub fn user_values(opts: &ValueOptions) -> Result<Table, ChartError> {
+    let mut base = Table::new();
+    for f in &opts.files {
+        let text = std::fs::read_to_string(f).map_err(|e| ChartError::Read {
+            path: f.display().to_string(),
+            source: e,
+        })?;
+        let v = keel_gotmpl::yaml_to_value(&text).map_err(|e| ChartError::Values {
+            path: f.display().to_string(),
+            msg: format!("failed to parse {}: {e}", f.display()),
+        })?;
+        let t = match v {
+            keel_gotmpl::Value::Map(_) => values::table(&v),
+            keel_gotmpl::Value::Nil => Table::new(),
+            _ => {
+                return Err(ChartError::Values {
+                    path: f.display().to_string(),
+                    msg: "values file must be a map".into(),
+                });
+            }
+        };
+        base = values::merge_maps(&base, &t);
+    }
+    let no_file = |_: &str| -> Result<String, String> { Err("unexpected file".into()) };
+    for s in &opts.json {
+        values::parse_set(s, SetKind::Json, &mut base, &no_file)?;
+    }
+    for s in &opts.set {
+        values::parse_set(s, SetKind::Typed, &mut base, &no_file)?;
+    }
+    for s in &opts.string {
+        values::parse_set(s, SetKind::String, &mut base, &no_file)?;
+    }
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("open {p}: {e}"));
+    for s in &opts.file {
+        values::parse_set(s, SetKind::File, &mut base, &read)?;
+    }
+    Ok(base)
+}
+
+/// One finding of `lint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LintMessage {
+    /// `INFO`, `WARNING` or `ERROR`.
+    pub severity: &'static str,
+    pub path: String,
+    pub text: String,
+}
+
+/// Lints a chart like `helm lint`: metadata, values and a render with defaults.
+pub fn lint(path: &Path, user: &Table) -> Vec<LintMessage> {
+    let mut out = Vec::new();
+    let chart = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(LintMessage {
+                severity: "ERROR",
+                path: "Chart.yaml".into(),
+                text: e.to_string(),
+            });
+            return out;
+        }
+    };
+    if chart.metadata.icon.is_empty() {
+        out.push(LintMessage {
+            severity: "INFO",
+            path: "Chart.yaml".into(),
+            text: "icon is recommended".into(),
+        });
+    }
+    if chart.metadata.api_version == "v1" {
+        out.push(LintMessage {
+            severity: "WARNING",
+            path: "Chart.yaml".into(),
+            text: "apiVersion 'v1' is deprecated; use 'v2'".into(),
+        });
+    }
+    if chart.is_library() {
+        return out;
+    }
+    let opts = TemplateOptions {
+        release_name: "release-name".into(),
+        ..TemplateOptions::default()
+    };
+    match render(&chart, user, &opts) {
+        Ok(r) => {
+            for m in r.manifests.iter().chain(r.hooks.iter()) {
+                if m.kind.is_empty() {
+                    out.push(LintMessage {
+                        severity: "ERROR",
+                        path: m
+                            .source
+                            .split_once('/')
+                            .map_or(m.source.clone(), |(_, p)| p.to_string()),
+                        text: "object has no kind".into(),
+                    });
+                }
+            }
+        }
+        Err(e) => out.push(LintMessage {
+            severity: "ERROR",
+            path: "templates/".into(),
+            text: e.to_string(),
+        }),
+    }
+    out
+}
+
+/// Packages a chart directory into `dest/NAME-VERSION.tgz`.
+pub fn package(path: &Path, dest: &Path) -> Result<PathBuf, ChartError> {
+    let chart = load(path)?;
+    if !path.is_dir() {
+        return Err(ChartError::Package(format!(
+            "{} is not a chart directory",
+            path.display()
+        )));
+    }
+    let name = &chart.metadata.name;
+    let out = dest.join(format!("{name}-{}.tgz", chart.metadata.version));
+    let files = collect_files(path)?;
+    let f = std::fs::File::create(&out)
+        .map_err(|e| ChartError::Package(format!("create {}: {e}", out.display())))?;
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+    let mut tb = tar::Builder::new(gz);
+    for (rel, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        tb.append_data(&mut h, format!("{name}/{rel}"), data.as_slice())
+            .map_err(|e| ChartError::Package(e.to_string()))?;
+    }
+    let gz = tb
+        .into_inner()
+        .map_err(|e| ChartError::Package(e.to_string()))?;
+    let f = gz
+        .finish()
+        .map_err(|e| ChartError::Package(e.to_string()))?;
+    f.sync_all()
+        .map_err(|e| ChartError::Package(e.to_string()))?;
+    Ok(out)
+}
+
+fn collect_files(root: &Path) -> Result<Vec<(String, Vec<u8>)>, ChartError> {
+    let ignore = std::fs::read_to_string(root.join(".helmignore"))
+        .map(|t| glob::Ignore::parse(&t))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut stack = vec![String::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&rel)
+        };
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| ChartError::Read {
+                path: dir.display().to_string(),
+                source: e,
+            })?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let relp = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if ignore.ignored(&relp, is_dir) {
+                continue;
+            }
+            if is_dir {
+                stack.push(relp);
+            } else {
+                let data = std::fs::read(e.path()).map_err(|err| ChartError::Read {
+                    path: e.path().display().to_string(),
+                    source: err,
+                })?;
+                out.push((relp, data));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,195 @@
+//! `keel chart …`: Helm charts (template, create, lint, package).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use keel_chart::{TemplateOptions, ValueOptions};
+
+use crate::Hint;
+
+/// `keel chart` arguments.
+#[derive(Debug, Args)]
+pub struct ChartArgs {
+    #[command(subcommand)]
+    pub command: ChartCommand,
+}
+
+/// Values flags shared by template and lint (Helm's names).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ValuesFlags {
+    /// Values file (YAML); may repeat, later files win.
+    #[arg(short = 'f', long = "values")]
+    pub values: Vec<PathBuf>,
+    /// Set values: a.b[0].c=x,list={a,b}
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Set values as strings.
+    #[arg(long = "set-string")]
+    pub set_string: Vec<String>,
+    /// Set values from files: key=path.
+    #[arg(long = "set-file")]
+    pub set_file: Vec<String>,
+    /// Set JSON values: key=<json>.
+    #[arg(long = "set-json")]
+    pub set_json: Vec<String>,
+}
+
+impl ValuesFlags {
+    fn options(&self) -> ValueOptions {
+        ValueOptions {
+            files: self.values.clone(),
+            json: self.set_json.clone(),
+            set: self.set.clone(),
+            string: self.set_string.clone(),
+            file: self.set_file.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChartCommand {
+    /// Render chart templates locally and print the manifests (like `helm template`).
+    Template {
+        /// Release name, then chart (directory or .tgz); with one argument it is the chart.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        values: ValuesFlags,
+        /// Namespace for .Release.Namespace.
+        #[arg(short = 'n', long = "namespace", default_value = "default")]
+        namespace: String,
+        /// Only print manifests rendered from these templates (path or glob).
+        #[arg(short = 's', long = "show-only")]
+        show_only: Vec<String>,
+        /// Include CRDs from crds/ in the output.
+        #[arg(long = "include-crds")]
+        include_crds: bool,
+        /// Leave out test hooks.
+        #[arg(long = "skip-tests")]
+        skip_tests: bool,
+        /// Kubernetes version for .Capabilities (default v1.32.0).
+        #[arg(long = "kube-version")]
+        kube_version: Option<String>,
+        /// Extra API versions for .Capabilities.APIVersions.
+        #[arg(short = 'a', long = "api-versions")]
+        api_versions: Vec<String>,
+        /// Render as an upgrade (.Release.IsUpgrade).
+        #[arg(long = "is-upgrade")]
+        is_upgrade: bool,
+    },
+    /// Create a new chart with the files `helm create` makes.
+    Create {
+        /// Chart directory to create (its last component is the chart name).
+        name: PathBuf,
+    },
+    /// Check a chart for problems.
+    Lint {
+        /// Chart directories or archives.
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        values: ValuesFlags,
+    },
+    /// Package a chart directory into NAME-VERSION.tgz.
+    Package {
+        /// Chart directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Where to write the archive.
+        #[arg(short = 'd', long = "destination", default_value = ".")]
+        destination: PathBuf,
+    },
+}
+
+pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ChartCommand::Template {
+            args,
+            values,
+            namespace,
+            show_only,
+            include_crds,
+            skip_tests,
+            kube_version,
+            api_versions,
+            is_upgrade,
+        } => {
+            let (release, chart_path) = match args.as_slice() {
+                [c] => ("release-name".to_string(), c.clone()),
+                [r, c] => (r.clone(), c.clone()),
+                _ => anyhow::bail!("expected RELEASE CHART"),
+            };
+            let chart = keel_chart::load(Path::new(&chart_path))
+                .map_err(|e| {
+                    // The hint is the root so that render_error finds it by downcasting.
+                    anyhow::Error::new(Hint::new(
+                        "pass a chart directory or .tgz; `keel chart create NAME` makes one",
+                    ))
+                    .context(e.to_string())
+                })
+                .with_context(|| format!("load chart {chart_path}"))?;
+            let user = keel_chart::user_values(&values.options()).context("read values")?;
+            let opts = TemplateOptions {
+                release_name: release,
+                namespace,
+                kube_version,
+                api_versions,
+                include_crds,
+                skip_tests,
+                show_only,
+                is_upgrade,
+            };
+            let rendered = keel_chart::render(&chart, &user, &opts).context("render chart")?;
+            let text = keel_chart::template_text(&rendered, &opts).context("render chart")?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ChartCommand::Create { name } => {
+            let chart_name = name
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .context("chart name is empty")?;
+            let parent = name
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let dir = keel_chart::create::create(parent, &chart_name)?;
+            eprintln!("Creating {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ChartCommand::Lint { paths, values } => {
+            let user = keel_chart::user_values(&values.options()).context("read values")?;
+            let mut failed = 0;
+            for p in &paths {
+                println!("==> Linting {}", p.display());
+                let msgs = keel_chart::lint(p, &user);
+                for m in &msgs {
+                    println!("[{}] {}: {}", m.severity, m.path, m.text);
+                }
+                if msgs.iter().any(|m| m.severity == "ERROR") {
+                    failed += 1;
+                }
+                println!();
+            }
+            let summary = format!("{} chart(s) linted, {failed} chart(s) failed", paths.len());
+            if failed > 0 {
+                anyhow::bail!(summary);
+            }
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ChartCommand::Package { paths, destination } => {
+            for p in &paths {
+                let out = keel_chart::package(p, &destination)
+                    .with_context(|| format!("package {}", p.display()))?;
+                println!(
+                    "Successfully packaged chart and saved it to: {}",
+                    out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
