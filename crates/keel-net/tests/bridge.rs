@@ -1,0 +1,276 @@
+//! Real bridges, veths and iptables rules, as root, inside namespaces the tests
+//! create (`ip netns add`): one scratch namespace plays the host, others play
+//! containers. Traffic only goes to 127.0.0.1 and addresses inside them.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::time::Instant;
+
+use common::{NetNs, eventually, free_port, sh, wget};
+use keel_net::{AttachRequest, NetError, Networks, parse_port_spec};
+
+fn req(id: &str, name: &str, ns: &NetNs, network: &str) -> AttachRequest {
+    AttachRequest {
+        container_id: id.into(),
+        name: name.into(),
+        hostname: id[..6.min(id.len())].into(),
+        netns: ns.path(),
+        network: network.into(),
+        aliases: Vec::new(),
+        ports: Vec::new(),
+    }
+}
+
+fn www(dir: &std::path::Path, body: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("index.html"), body).unwrap();
+}
+
+/// What the host namespace shows of keel: links, iptables lines with keel tags.
+fn leftovers() -> (Vec<String>, Vec<String>) {
+    let links: Vec<String> = sh("ip", &["-o", "link", "show"])
+        .lines()
+        .filter(|l| l.contains("veth") || l.contains("keel"))
+        .map(String::from)
+        .collect();
+    let rules: Vec<String> = sh("iptables-save", &[])
+        .lines()
+        .filter(|l| l.contains("--comment"))
+        .map(String::from)
+        .collect();
+    (links, rules)
+}
+
+#[test]
+fn user_network_peers_names_ports_and_cleanup() {
+    let host = NetNs::new("host");
+    let c1 = NetNs::new("c1");
+    let c2 = NetNs::new("c2");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let site = tmp.path().join("site");
+    www(&site, "hello from c1\n");
+
+    host.run(|| {
+        let nets = Networks::open(&root).unwrap();
+        let info = nets.create("appnet", None).unwrap();
+        assert_eq!(info.subnet.as_deref(), Some("172.18.0.0/16"));
+        let bridge = info.bridge.clone().unwrap();
+        assert!(sh("ip", &["-o", "addr", "show", "dev", &bridge]).contains("172.18.0.1/16"));
+
+        let hp = free_port();
+        let mut r1 = req("c1aaaaaaaaaa", "web", &c1, "appnet");
+        r1.aliases = vec!["www".into()];
+        r1.ports = parse_port_spec(&format!("{hp}:8080")).unwrap();
+        let t = Instant::now();
+        let a1 = nets.attach(&r1).unwrap();
+        eprintln!("attach with a port took {:?}", t.elapsed());
+        assert_eq!(a1.ip.to_string(), "172.18.0.2");
+        assert_eq!(a1.ports[0].host_port, hp);
+        let mut r2 = req("c2bbbbbbbbbb", "client", &c2, "appnet");
+        r2.aliases = vec!["cl".into()];
+        let t = Instant::now();
+        let a2 = nets.attach(&r2).unwrap();
+        eprintln!("attach without ports took {:?}", t.elapsed());
+        assert_eq!(a2.ip.to_string(), "172.18.0.3");
+
+        // eth0 inside the container namespace, with address and default route.
+        let addr = c1.exec(&["ip", "-o", "addr", "show", "dev", "eth0"]);
+        assert!(addr.contains("172.18.0.2/16"), "{addr}");
+        assert!(c1.exec(&["ip", "route"]).contains("default via 172.18.0.1"));
+        assert!(c1.exec(&["ip", "link", "show", "eth0"]).contains(&a1.mac));
+
+        // Peers reach each other by IP: ping and HTTP.
+        c2.exec(&["busybox", "ping", "-c", "1", "-W", "3", "172.18.0.2"]);
+        let _httpd = c1.spawn(&[
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            site.to_str().unwrap(),
+        ]);
+        let got = eventually(|| wget(Some(&c2), "http://172.18.0.2:8080/"));
+        assert_eq!(got, "hello from c1\n");
+
+        // By name and alias through the hosts file keel-net keeps (bind-mounted
+        // over /etc/hosts in a private mount namespace, as the runtime will).
+        let hosts2 = std::fs::read_to_string(&a2.hosts_file).unwrap();
+        assert!(hosts2.contains("172.18.0.2\tweb www\n"), "{hosts2}");
+        let hosts1 = std::fs::read_to_string(&a1.hosts_file).unwrap();
+        assert!(hosts1.contains("172.18.0.3\tclient cl\n"), "{hosts1}");
+        for name in ["web", "www"] {
+            let script = format!(
+                "mount --bind {} /etc/hosts && timeout 5 busybox wget -qO- http://{name}:8080/",
+                a2.hosts_file.display()
+            );
+            assert_eq!(c2.exec(&["unshare", "-m", "sh", "-c", &script]), "hello from c1\n");
+        }
+        let resolv = std::fs::read_to_string(&a2.resolv_conf).unwrap();
+        assert!(resolv.starts_with("nameserver "), "{resolv}");
+        assert!(!resolv.contains("nameserver 127."), "{resolv}");
+
+        // The published port serves on 127.0.0.1 and on the host's own address (the gateway).
+        assert_eq!(
+            eventually(|| wget(None, &format!("http://127.0.0.1:{hp}/"))),
+            "hello from c1\n"
+        );
+        assert_eq!(
+            wget(None, &format!("http://172.18.0.1:{hp}/")).unwrap(),
+            "hello from c1\n"
+        );
+
+        // Port conflicts are refused before anything is created.
+        let c3 = NetNs::new("c3");
+        let links_before = leftovers();
+        let mut r3 = req("c3cccccccccc", "other", &c3, "appnet");
+        r3.ports = parse_port_spec(&format!("127.0.0.1:{hp}:80")).unwrap();
+        let e = nets.attach(&r3).unwrap_err();
+        assert!(matches!(e, NetError::PortTaken { .. }), "{e}");
+        assert!(e.to_string().contains("port is already allocated"), "{e}");
+        assert!(e.to_string().contains("container web"), "{e}");
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy_port = busy.local_addr().unwrap().port();
+        r3.ports = parse_port_spec(&format!("{busy_port}:80")).unwrap();
+        let e = nets.attach(&r3).unwrap_err();
+        assert!(e.to_string().contains("in use on the host"), "{e}");
+        assert_eq!(leftovers(), links_before);
+        assert!(nets.attachment("c3cccccccccc").unwrap().is_none());
+        assert_eq!(c3.exec(&["ip", "-o", "link"]).lines().count(), 1);
+
+        // Removing the network is refused while containers are attached.
+        let e = nets.remove("appnet").unwrap_err().to_string();
+        assert!(e.contains("has active endpoints"), "{e}");
+
+        // Detach updates the peer's hosts file in place (same inode: it is bind-mounted).
+        let ino = std::fs::metadata(&a1.hosts_file).unwrap().ino();
+        let t = Instant::now();
+        nets.detach("c2bbbbbbbbbb").unwrap();
+        eprintln!("detach without ports took {:?}", t.elapsed());
+        let hosts1 = std::fs::read_to_string(&a1.hosts_file).unwrap();
+        assert!(!hosts1.contains("client"), "{hosts1}");
+        assert_eq!(std::fs::metadata(&a1.hosts_file).unwrap().ino(), ino);
+        assert!(!a2.hosts_file.exists());
+        nets.detach("c2bbbbbbbbbb").unwrap(); // idempotent
+        let t = Instant::now();
+        nets.detach("c1aaaaaaaaaa").unwrap();
+        eprintln!("detach with a port took {:?}", t.elapsed());
+
+        let (links, rules) = leftovers();
+        assert!(links.iter().all(|l| !l.contains("veth")), "{links:?}");
+        assert!(rules.iter().all(|l| !l.contains("keel:")), "{rules:?}");
+        assert!(rules.iter().any(|l| l.contains("keel-net:")), "{rules:?}");
+        let state = std::fs::read_to_string(root.join("net/state.json")).unwrap();
+        assert!(!state.contains("c1aaaaaaaaaa") && !state.contains("172.18.0.2"), "{state}");
+        assert!(wget(None, &format!("http://127.0.0.1:{hp}/")).is_err());
+
+        nets.remove("appnet").unwrap();
+        let (links, rules) = leftovers();
+        assert!(links.is_empty(), "{links:?}");
+        assert!(rules.is_empty(), "{rules:?}");
+        assert!(matches!(nets.inspect("appnet"), Err(NetError::NotFound(_))));
+    });
+}
+
+#[test]
+fn default_bridge_on_demand_without_peer_names() {
+    let host = NetNs::new("host");
+    let c1 = NetNs::new("c1");
+    let c2 = NetNs::new("c2");
+    let tmp = tempfile::tempdir().unwrap();
+    host.run(|| {
+        let nets = Networks::open(tmp.path()).unwrap();
+        assert!(!sh("ip", &["-o", "link"]).contains("keel0"));
+        let a1 = nets.attach(&req("d1", "one", &c1, "bridge")).unwrap();
+        let a2 = nets.attach(&req("d2", "two", &c2, "bridge")).unwrap();
+        assert_eq!(a1.ip.to_string(), "172.17.0.2");
+        assert_eq!(a1.gateway.to_string(), "172.17.0.1");
+        assert!(sh("ip", &["-o", "addr", "show", "dev", "keel0"]).contains("172.17.0.1/16"));
+        c2.exec(&["busybox", "ping", "-c", "1", "-W", "3", &a1.ip.to_string()]);
+        c1.exec(&["busybox", "ping", "-c", "1", "-W", "3", "172.17.0.1"]);
+        // Docker's default bridge has no name resolution between containers.
+        let h = std::fs::read_to_string(&a2.hosts_file).unwrap();
+        assert!(h.contains("172.17.0.3\td2 two\n") && !h.contains("one"), "{h}");
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim(),
+            "1"
+        );
+        let nat = sh("iptables-save", &["-t", "nat"]);
+        assert!(
+            nat.lines()
+                .any(|l| l.contains("-s 172.17.0.0/16 ! -o keel0") && l.ends_with("-j MASQUERADE")),
+            "{nat}"
+        );
+        for e in ["host", "none"] {
+            let err = nets.attach(&req("d3", "x", &c1, e)).unwrap_err();
+            assert!(matches!(err, NetError::NotBridge(_)), "{err}");
+        }
+        assert!(nets.remove("bridge").unwrap_err().to_string().contains("pre-defined"));
+        nets.detach("d1").unwrap();
+        nets.detach("d2").unwrap();
+        let (links, rules) = leftovers();
+        assert!(links.iter().all(|l| !l.contains("veth")), "{links:?}");
+        assert!(rules.iter().all(|l| !l.contains("keel:")), "{rules:?}");
+    });
+}
+
+#[test]
+fn concurrent_attaches_get_distinct_addresses() {
+    const N: usize = 8;
+    let host = NetNs::new("host");
+    let cs: Vec<NetNs> = (0..N).map(|i| NetNs::new(&format!("p{i}"))).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    host.run(|| {
+        Networks::open(&root).unwrap().create("many", Some("10.88.0.0/24")).unwrap();
+    });
+    // Each thread enters the host namespace and opens its own Networks (its own
+    // lock file descriptor, so flock serializes them exactly like processes).
+    let ips: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = cs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let root = &root;
+                let host = &host;
+                s.spawn(move || {
+                    host.run(|| {
+                        let nets = Networks::open(root).unwrap();
+                        let mut r = req(&format!("conc{i}"), &format!("n{i}"), c, "many");
+                        r.ports = parse_port_spec("8080").unwrap();
+                        let a = nets.attach(&r).unwrap();
+                        assert_ne!(a.ports[0].host_port, 0);
+                        a.ip.to_string()
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: BTreeSet<&String> = ips.iter().collect();
+    assert_eq!(distinct.len(), N, "{ips:?}");
+    host.run(|| {
+        let nets = Networks::open(&root).unwrap();
+        let info = nets.inspect("many").unwrap();
+        assert_eq!(info.containers.len(), N);
+        let ports: BTreeSet<u16> = (0..N)
+            .map(|i| nets.attachment(&format!("conc{i}")).unwrap().unwrap().ports[0].host_port)
+            .collect();
+        assert_eq!(ports.len(), N);
+        // Every hosts file lists all seven peers.
+        let a0 = nets.attachment("conc0").unwrap().unwrap();
+        let h = std::fs::read_to_string(a0.hosts_file).unwrap();
+        assert_eq!(h.lines().filter(|l| l.starts_with("10.88.0.")).count(), N);
+        for i in 0..N {
+            nets.detach(&format!("conc{i}")).unwrap();
+        }
+        let (links, rules) = leftovers();
+        assert!(links.iter().all(|l| !l.contains("veth")), "{links:?}");
+        assert!(rules.iter().all(|l| !l.contains("keel:")), "{rules:?}");
+        assert_eq!(nets.prune().unwrap(), ["many"]);
+        assert!(leftovers().0.is_empty());
+    });
+}
