@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod image;
+mod network;
 mod output;
 mod progress;
 
@@ -70,6 +71,9 @@ pub enum Command {
     /// Manage keel's data.
     #[command(subcommand)]
     System(image::SystemCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 /// Something the user can do about an error; attach with
@@ -135,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(a) => image::login(&cli.root, a),
         Command::Logout(a) => image::logout(&cli.root, a),
         Command::System(image::SystemCommand::Prune(a)) => image::system_prune(&cli.root, a),
+        Command::Network(c) => network::network_command(&cli.root, c),
     }
 }
 

@@ -61,7 +61,10 @@ pub fn render_resolv_conf(host: &str) -> String {
         }
     }
     if servers.is_empty() {
-        servers = FALLBACK_NAMESERVERS.iter().map(ToString::to_string).collect();
+        servers = FALLBACK_NAMESERVERS
+            .iter()
+            .map(ToString::to_string)
+            .collect();
     }
     let mut out = String::new();
     for s in servers {
@@ -105,13 +108,21 @@ mod tests {
         };
         let h = render_hosts(&own, &[peer]);
         assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
-        assert!(h.ends_with("172.18.0.2\tweb w\n172.18.0.3\tdb database\n"), "{h}");
+        assert!(
+            h.ends_with("172.18.0.2\tweb w\n172.18.0.3\tdb database\n"),
+            "{h}"
+        );
     }
 
     #[test]
     fn resolv_conf_drops_loopback_servers() {
-        let r = render_resolv_conf("# c\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch example.org\noptions edns0\n");
-        assert_eq!(r, "nameserver 10.0.0.2\nsearch example.org\noptions edns0\n");
+        let r = render_resolv_conf(
+            "# c\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch example.org\noptions edns0\n",
+        );
+        assert_eq!(
+            r,
+            "nameserver 10.0.0.2\nsearch example.org\noptions edns0\n"
+        );
         let r = render_resolv_conf("nameserver 127.0.0.53\nnameserver ::1\n");
         assert_eq!(r, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     }

@@ -8,9 +8,6 @@ use ipnet::Ipv4Net;
 
 use crate::NetError;
 
-
-
-
 /// Candidate subnets in Docker's order: 172.17-31.0.0/16, then 192.168.0.0/16 in /20s.
 pub fn pool() -> impl Iterator<Item = Ipv4Net> {
     let a = (17u8..=31).map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).expect("valid"));

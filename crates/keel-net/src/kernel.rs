@@ -39,7 +39,12 @@ pub struct Rule {
 pub trait Kernel: Send + Sync {
     /// Creates bridge `name` with `gateway/prefix` and brings it up. Returns
     /// false when it existed already (nothing changed then).
-    fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<bool, NetError>;
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<bool, NetError>;
     /// Deletes a link; absent is fine.
     fn delete_link(&self, name: &str) -> Result<(), NetError>;
     /// Creates the veth pair, moves/renames the peer to `eth0` in the netns, sets address and default route.
@@ -100,7 +105,8 @@ fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String>
 /// thread enters it (setns affects only the calling thread) and the child `ip`
 /// inherits that thread's namespace; cheaper than spawning nsenter.
 fn ip_batch_in(netns: &Path, batch: String) -> Result<(), String> {
-    let ns = std::fs::File::open(netns).map_err(|e| format!("cannot open {}: {e}", netns.display()))?;
+    let ns =
+        std::fs::File::open(netns).map_err(|e| format!("cannot open {}: {e}", netns.display()))?;
     std::thread::scope(|s| {
         s.spawn(move || {
             rustix::thread::move_into_link_name_space(
@@ -115,16 +121,33 @@ fn ip_batch_in(netns: &Path, batch: String) -> Result<(), String> {
     })
 }
 
+/// Whether a link exists in the calling thread's network namespace: one
+/// SIOCGIFINDEX ioctl instead of spawning `ip` (sysfs would show the namespace
+/// it was mounted in, not necessarily ours).
+fn link_exists(name: &str) -> bool {
+    use rustix::net::{AddressFamily, SocketType, netdevice, socket};
+    socket(AddressFamily::INET, SocketType::DGRAM, None)
+        .and_then(|s| netdevice::name_to_index(&s, name))
+        .is_ok()
+}
+
 /// The `iptables-save` line form of a rule (without `-A chain`), as we write it.
 fn rule_line(op: &str, r: &Rule) -> String {
-    format!("{op} {} {} -m comment --comment {} ", r.chain, r.spec, r.tag)
-        .trim_end()
-        .to_string()
+    format!(
+        "{op} {} {} -m comment --comment {} ",
+        r.chain, r.spec, r.tag
+    )
+    .trim_end()
+    .to_string()
 }
 
 /// Chains keel owns and the jumps into them: (table, chain, jump rule in a built-in chain).
 const CHAINS: &[(&str, &str, &str)] = &[
-    ("nat", "KEEL", "PREROUTING -m addrtype --dst-type LOCAL -j KEEL"),
+    (
+        "nat",
+        "KEEL",
+        "PREROUTING -m addrtype --dst-type LOCAL -j KEEL",
+    ),
     ("nat", "KEEL", "OUTPUT -m addrtype --dst-type LOCAL -j KEEL"),
     ("nat", "KEEL-POSTROUTING", "POSTROUTING -j KEEL-POSTROUTING"),
     ("filter", "KEEL-FORWARD", "FORWARD -j KEEL-FORWARD"),
@@ -132,14 +155,20 @@ const CHAINS: &[(&str, &str, &str)] = &[
 
 /// Whether an `iptables-save` line carries exactly comment `tag`.
 fn has_tag(line: &str, tag: &str) -> bool {
-    line.contains(&format!("--comment \"{tag}\"")) || line.ends_with(&format!("--comment {tag}")) || line.contains(&format!("--comment {tag} "))
+    line.contains(&format!("--comment \"{tag}\""))
+        || line.ends_with(&format!("--comment {tag}"))
+        || line.contains(&format!("--comment {tag} "))
 }
 
 /// Builds an `iptables-restore --noflush` script from per-table lines.
 fn restore_script(lines: &[(&str, String)]) -> String {
     let mut out = String::new();
     for table in ["nat", "filter"] {
-        let ls: Vec<&String> = lines.iter().filter(|(t, _)| *t == table).map(|(_, l)| l).collect();
+        let ls: Vec<&String> = lines
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, l)| l)
+            .collect();
         if ls.is_empty() {
             continue;
         }
@@ -169,24 +198,33 @@ fn iptables_save() -> Result<String, NetError> {
 }
 
 impl Kernel for HostKernel {
-    fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<bool, NetError> {
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<bool, NetError> {
         let create_err = |e: String| NetError::CreateBridge {
             name: name.to_string(),
             reason: e,
         };
+        if link_exists(name) {
+            return Ok(false);
+        }
         match run("ip", &["link", "add", "name", name, "type", "bridge"], None) {
             Ok(_) => {}
             Err(e) if e.contains("File exists") => return Ok(false),
             Err(e) => return Err(create_err(e)),
         }
-        let batch = format!(
-            "addr add {gateway}/{prefix_len} dev {name}\nlink set dev {name} up\n"
-        );
+        let batch = format!("addr add {gateway}/{prefix_len} dev {name}\nlink set dev {name} up\n");
         run("ip", &["-batch", "-"], Some(&batch)).map_err(create_err)?;
         Ok(true)
     }
 
     fn delete_link(&self, name: &str) -> Result<(), NetError> {
+        if !link_exists(name) {
+            return Ok(());
+        }
         match run("ip", &["link", "del", "dev", name], None) {
             Ok(_) => Ok(()),
             Err(e) if e.contains("Cannot find device") || e.contains("does not exist") => Ok(()),
@@ -234,7 +272,13 @@ impl Kernel for HostKernel {
         let mut have_rules: Vec<(String, String)> = Vec::new();
         for line in saved.lines() {
             if let Some(t) = line.strip_prefix('*') {
-                table = if t == "nat" { "nat" } else if t == "filter" { "filter" } else { "" };
+                table = if t == "nat" {
+                    "nat"
+                } else if t == "filter" {
+                    "filter"
+                } else {
+                    ""
+                };
             } else if let Some(c) = line.strip_prefix(':') {
                 let name = c.split_whitespace().next().unwrap_or_default();
                 have_chains.push((table.to_string(), name.to_string()));
@@ -245,14 +289,20 @@ impl Kernel for HostKernel {
         let mut lines: Vec<(&str, String)> = Vec::new();
         for (t, chain, jump) in CHAINS {
             if !have_chains.iter().any(|(ht, hc)| ht == t && hc == chain)
-                && !lines.iter().any(|(lt, l)| lt == t && l == &format!("-N {chain}"))
+                && !lines
+                    .iter()
+                    .any(|(lt, l)| lt == t && l == &format!("-N {chain}"))
             {
                 lines.push((t, format!("-N {chain}")));
             }
             if !have_rules.iter().any(|(ht, hr)| ht == t && hr == jump) {
                 // Insert (not append) into FORWARD so an admin's DROP policy rules
                 // further down do not shadow keel's accepts.
-                let op = if jump.starts_with("FORWARD") { "-I" } else { "-A" };
+                let op = if jump.starts_with("FORWARD") {
+                    "-I"
+                } else {
+                    "-A"
+                };
                 lines.push((t, format!("{op} {jump}")));
             }
         }
@@ -260,7 +310,10 @@ impl Kernel for HostKernel {
     }
 
     fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
-        let lines: Vec<(&str, String)> = rules.iter().map(|r| (r.table, rule_line("-A", r))).collect();
+        let lines: Vec<(&str, String)> = rules
+            .iter()
+            .map(|r| (r.table, rule_line("-A", r)))
+            .collect();
         iptables_restore(&restore_script(&lines))
     }
 
@@ -270,7 +323,13 @@ impl Kernel for HostKernel {
         let mut lines: Vec<(&str, String)> = Vec::new();
         for line in saved.lines() {
             if let Some(t) = line.strip_prefix('*') {
-                table = if t == "nat" { "nat" } else if t == "filter" { "filter" } else { "" };
+                table = if t == "nat" {
+                    "nat"
+                } else if t == "filter" {
+                    "filter"
+                } else {
+                    ""
+                };
             } else if let Some(r) = line.strip_prefix("-A ")
                 && !table.is_empty()
                 && has_tag(line, tag)
@@ -308,13 +367,15 @@ impl Kernel for HostKernel {
     }
 
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
-        let out = run("ip", &["-4", "route", "show", "table", "all"], None).map_err(NetError::ListRoutes)?;
+        let out = run("ip", &["-4", "route", "show", "table", "all"], None)
+            .map_err(NetError::ListRoutes)?;
         Ok(out
             .lines()
             .filter_map(|l| {
                 let dst = l.split_whitespace().next()?;
                 // Skip `default`, broadcast/local entries and the like; only networks can collide.
-                if l.starts_with("broadcast") || l.starts_with("local") || l.starts_with("default") {
+                if l.starts_with("broadcast") || l.starts_with("local") || l.starts_with("default")
+                {
                     return None;
                 }
                 dst.parse::<Ipv4Net>()

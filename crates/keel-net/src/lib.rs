@@ -67,7 +67,7 @@ pub enum NetError {
     PoolExhausted,
     #[error("no free IP address left in network {0}")]
     AddressesExhausted(String),
-    #[error("error while removing network: network {name} id {id} has active endpoints")]
+    #[error("network {name} id {id} has active endpoints")]
     ActiveEndpoints { name: String, id: String },
     #[error("{0} is a pre-defined network and cannot be removed")]
     Predefined(String),
@@ -101,10 +101,7 @@ pub enum NetError {
     #[error("iptables: {0}")]
     Iptables(String),
     #[error("cannot set sysctl {key}: {source}")]
-    Sysctl {
-        key: String,
-        source: std::io::Error,
-    },
+    Sysctl { key: String, source: std::io::Error },
     #[error("cannot list the host's routes: {0}")]
     ListRoutes(String),
     #[error("cannot write {path}: {source}")]
@@ -224,7 +221,9 @@ impl State {
     }
 
     fn endpoints_of<'a>(&'a self, net_id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
-        self.endpoints.iter().filter(move |e| e.network_id == net_id)
+        self.endpoints
+            .iter()
+            .filter(move |e| e.network_id == net_id)
     }
 }
 
@@ -243,11 +242,13 @@ pub struct Networks {
 
 impl std::fmt::Debug for Networks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Networks").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Networks")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
-const STATE: &str = "state.json";
+const NETWORKS: &str = "networks.json";
 const DEFAULT_BRIDGE: &str = "keel0";
 
 fn valid_name(name: &str) -> bool {
@@ -295,7 +296,11 @@ fn network_rules(net: &NetRecord) -> Vec<Rule> {
         tag: tag.clone(),
     };
     vec![
-        r("nat", "KEEL-POSTROUTING", format!("-s {subnet} ! -o {br} -j MASQUERADE")),
+        r(
+            "nat",
+            "KEEL-POSTROUTING",
+            format!("-s {subnet} ! -o {br} -j MASQUERADE"),
+        ),
         // DNAT of 127.0.0.1 traffic keeps a loopback source, which the
         // container could not answer; masquerade it to the bridge address.
         r(
@@ -318,7 +323,10 @@ fn port_rules(ep: &Endpoint, bridge: &str) -> Vec<Rule> {
     let mut v = Vec::new();
     for p in &ep.ports {
         let proto = p.protocol.as_str();
-        let dst = p.host_ip.map(|ip| format!("-d {ip}/32 ")).unwrap_or_default();
+        let dst = p
+            .host_ip
+            .map(|ip| format!("-d {ip}/32 "))
+            .unwrap_or_default();
         v.push(Rule {
             table: "nat",
             chain: "KEEL",
@@ -381,28 +389,77 @@ impl Networks {
             .open(&lock_path)
             .map_err(lock_err)?;
         flock(&f, FlockOperation::LockExclusive).map_err(|e| lock_err(e.into()))?;
-        let path = self.dir.join(STATE);
-        let state = match std::fs::read(&path) {
+        let path = self.dir.join(NETWORKS);
+        let networks = match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| NetError::ParseState {
                 path: path.clone(),
                 source: e,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let st = self.initial_state()?;
-                self.save(&st)?;
-                st
+                let n = self.initial_networks()?;
+                self.save_json(&path, &n, true)?;
+                n
             }
             Err(e) => return Err(NetError::ReadState { path, source: e }),
+        };
+        let path = self.endpoints_path()?;
+        let endpoints = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| NetError::ParseState {
+                path: path.clone(),
+                source: e,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.forget_earlier_boots();
+                Vec::new()
+            }
+            Err(e) => return Err(NetError::ReadState { path, source: e }),
+        };
+        let state = State {
+            networks,
+            endpoints,
         };
         Ok(Locked { _lock: f, state })
     }
 
+    /// Endpoints describe kernel state (veths, rules), which a reboot wipes; so
+    /// they are kept per boot and written without fsync: after a crash the file
+    /// of the old boot is simply ignored.
+    fn endpoints_path(&self) -> Result<PathBuf, NetError> {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map_err(|e| {
+            NetError::ReadState {
+                path: "/proc/sys/kernel/random/boot_id".into(),
+                source: e,
+            }
+        })?;
+        Ok(self.dir.join(format!("endpoints-{}.json", boot.trim())))
+    }
+
+    /// Removes endpoint files and container files of earlier boots.
+    fn forget_earlier_boots(&self) {
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("endpoints-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("containers")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     /// Docker's three predefined networks; the default bridge's subnet avoids the host's routes.
-    fn initial_state(&self) -> Result<State, NetError> {
+    fn initial_networks(&self) -> Result<Vec<NetRecord>, NetError> {
         let routes = self.kernel.routes()?;
         let subnet = ipam::pick_subnet(&routes, false)?;
         let created = now();
-        let mk = |name: &str, driver: &str, subnet, bridge: Option<&str>| -> Result<NetRecord, NetError> {
+        let mk = |name: &str,
+                  driver: &str,
+                  subnet,
+                  bridge: Option<&str>|
+         -> Result<NetRecord, NetError> {
             Ok(NetRecord {
                 id: random_hex(32)?,
                 name: name.into(),
@@ -413,29 +470,40 @@ impl Networks {
                 predefined: true,
             })
         };
-        Ok(State {
-            networks: vec![
-                mk("bridge", "bridge", Some(subnet), Some(DEFAULT_BRIDGE))?,
-                mk("host", "host", None, None)?,
-                mk("none", "null", None, None)?,
-            ],
-            endpoints: Vec::new(),
-        })
+        Ok(vec![
+            mk("bridge", "bridge", Some(subnet), Some(DEFAULT_BRIDGE))?,
+            mk("host", "host", None, None)?,
+            mk("none", "null", None, None)?,
+        ])
     }
 
-    /// Atomic replace: temp file, fsync, rename, fsync directory.
-    fn save(&self, st: &State) -> Result<(), NetError> {
-        let path = self.dir.join(STATE);
+    /// Atomic replace: temp file, (fsync,) rename, (fsync directory).
+    fn save_json<T: Serialize>(&self, path: &Path, v: &T, durable: bool) -> Result<(), NetError> {
         let werr = |e: std::io::Error| NetError::WriteState {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source: e,
         };
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(werr)?;
-        serde_json::to_writer_pretty(&mut tmp, st).map_err(|e| werr(e.into()))?;
-        tmp.as_file().sync_all().map_err(werr)?;
-        tmp.persist(&path).map_err(|e| werr(e.error))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(werr)?;
+        serde_json::to_writer_pretty(&mut tmp, v).map_err(|e| werr(e.into()))?;
+        if durable {
+            tmp.as_file().sync_all().map_err(werr)?;
+        }
+        tmp.persist(path).map_err(|e| werr(e.error))?;
+        if durable {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(werr)?;
+        }
         Ok(())
+    }
+
+    /// Network definitions: durable, the user was told they exist.
+    fn save_networks(&self, st: &State) -> Result<(), NetError> {
+        self.save_json(&self.dir.join(NETWORKS), &st.networks, true)
+    }
+
+    fn save_endpoints(&self, st: &State) -> Result<(), NetError> {
+        self.save_json(&self.endpoints_path()?, &st.endpoints, false)
     }
 
     fn info(st: &State, n: &NetRecord) -> NetworkInfo {
@@ -514,7 +582,8 @@ impl Networks {
         let subnet = match subnet {
             Some(s) => {
                 let net = ipam::parse_subnet(s)?;
-                if let Some((other, os)) = keel_nets.iter().find(|(_, os)| ipam::overlaps(&net, os)) {
+                if let Some((other, os)) = keel_nets.iter().find(|(_, os)| ipam::overlaps(&net, os))
+                {
                     return Err(NetError::SubnetOverlap {
                         subnet: s.to_string(),
                         other: other.name.clone(),
@@ -541,7 +610,7 @@ impl Networks {
         };
         self.ensure_network_kernel(&rec)?;
         st.networks.push(rec.clone());
-        if let Err(e) = self.save(&l.state) {
+        if let Err(e) = self.save_networks(&l.state) {
             let _ = self.teardown_network_kernel(&rec);
             return Err(e);
         }
@@ -551,7 +620,11 @@ impl Networks {
     /// All networks, predefined first, then in creation order.
     pub fn list(&self) -> Result<Vec<NetworkInfo>, NetError> {
         let l = self.lock()?;
-        Ok(l.state.networks.iter().map(|n| Self::info(&l.state, n)).collect())
+        Ok(l.state
+            .networks
+            .iter()
+            .map(|n| Self::info(&l.state, n))
+            .collect())
     }
 
     /// One network by name, ID or unique ID prefix.
@@ -583,7 +656,7 @@ impl Networks {
         }
         self.teardown_network_kernel(&n)?;
         l.state.networks.retain(|x| x.id != n.id);
-        self.save(&l.state)
+        self.save_networks(&l.state)
     }
 
     /// Removes every user network without containers; returns their names.
@@ -609,7 +682,7 @@ impl Networks {
                 }
             }
         }
-        self.save(&l.state)?;
+        self.save_networks(&l.state)?;
         match first_err {
             Some(e) => Err(e),
             None => Ok(removed),
@@ -618,7 +691,11 @@ impl Networks {
 
     /// Resolves requested ports: conflicts with other containers' and the host's
     /// ports are refused; host port 0 becomes a free port.
-    fn resolve_ports(&self, st: &State, want: &[PortMapping]) -> Result<Vec<PortMapping>, NetError> {
+    fn resolve_ports(
+        &self,
+        st: &State,
+        want: &[PortMapping],
+    ) -> Result<Vec<PortMapping>, NetError> {
         let mut out: Vec<PortMapping> = Vec::new();
         for m in want {
             let ip4 = match m.host_ip {
@@ -727,7 +804,8 @@ impl Networks {
         // Everything that can be refused is checked before any effect.
         let ports = self.resolve_ports(&l.state, &req.ports)?;
         let used: BTreeSet<Ipv4Addr> = l.state.endpoints_of(&net.id).map(|e| e.ip).collect();
-        let ip = ipam::allocate(&subnet, &used).ok_or_else(|| NetError::AddressesExhausted(net.name.clone()))?;
+        let ip = ipam::allocate(&subnet, &used)
+            .ok_or_else(|| NetError::AddressesExhausted(net.name.clone()))?;
         let ep = Endpoint {
             container_id: id.clone(),
             endpoint_id: random_hex(32)?,
@@ -743,7 +821,7 @@ impl Networks {
         // The lease is recorded before the kernel work, so a crash in between
         // leaves something `detach` knows how to clean up.
         l.state.endpoints.push(ep.clone());
-        self.save(&l.state)?;
+        self.save_endpoints(&l.state)?;
         let res = self
             .attach_kernel(&net, &bridge, &subnet, &ep, &req.netns)
             .and_then(|()| self.refresh_hosts(&l.state, &net));
@@ -754,7 +832,7 @@ impl Networks {
             }
             let _ = std::fs::remove_dir_all(self.container_dir(id));
             l.state.endpoints.retain(|e| &e.container_id != id);
-            self.save(&l.state)?;
+            self.save_endpoints(&l.state)?;
             let _ = self.refresh_hosts(&l.state, &net);
             return Err(e);
         }
@@ -784,7 +862,10 @@ impl Networks {
             source: e,
         })?;
         let host_resolv = std::fs::read_to_string(&self.host_resolv_conf).unwrap_or_default();
-        hosts::write_in_place(&dir.join("resolv.conf"), &hosts::render_resolv_conf(&host_resolv))?;
+        hosts::write_in_place(
+            &dir.join("resolv.conf"),
+            &hosts::render_resolv_conf(&host_resolv),
+        )?;
         self.ensure_network_kernel(net)?;
         self.kernel.add_veth(&VethSpec {
             host_if: ep.host_if.clone(),
@@ -819,7 +900,7 @@ impl Networks {
             self.kernel.remove_rules(&tag_container(container_id))?;
         }
         l.state.endpoints.retain(|e| e.container_id != container_id);
-        self.save(&l.state)?;
+        self.save_endpoints(&l.state)?;
         let _ = std::fs::remove_dir_all(self.container_dir(container_id));
         if let Some(net) = l.state.networks.iter().find(|n| n.id == ep.network_id) {
             self.refresh_hosts(&l.state, net)?;
@@ -830,7 +911,12 @@ impl Networks {
     /// The current attachment of a container, if any (for `inspect` and `port`).
     pub fn attachment(&self, container_id: &str) -> Result<Option<Attachment>, NetError> {
         let l = self.lock()?;
-        let Some(ep) = l.state.endpoints.iter().find(|e| e.container_id == container_id) else {
+        let Some(ep) = l
+            .state
+            .endpoints
+            .iter()
+            .find(|e| e.container_id == container_id)
+        else {
             return Ok(None);
         };
         let Some(net) = l.state.networks.iter().find(|n| n.id == ep.network_id) else {
@@ -847,5 +933,297 @@ impl Networks {
             resolv_conf: self.container_dir(container_id).join("resolv.conf"),
             network: net.name.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A kernel that records what it is asked and fails where told to.
+    #[derive(Default)]
+    struct Fake {
+        calls: Mutex<Vec<String>>,
+        busy_ports: Vec<u16>,
+        free_ports: Mutex<Vec<u16>>,
+        routes: Vec<Ipv4Net>,
+        fail_veth: bool,
+        bridges: Mutex<BTreeSet<String>>,
+    }
+
+    struct Shared(Arc<Fake>);
+
+    impl Fake {
+        fn log(&self, s: String) {
+            self.calls.lock().unwrap().push(s);
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl Kernel for Shared {
+        fn ensure_bridge(&self, name: &str, gw: Ipv4Addr, p: u8) -> Result<bool, NetError> {
+            let new = self.0.bridges.lock().unwrap().insert(name.to_string());
+            if new {
+                self.0.log(format!("bridge {name} {gw}/{p}"));
+            }
+            Ok(new)
+        }
+        fn delete_link(&self, name: &str) -> Result<(), NetError> {
+            self.0.bridges.lock().unwrap().remove(name);
+            self.0.log(format!("del {name}"));
+            Ok(())
+        }
+        fn add_veth(&self, s: &VethSpec) -> Result<(), NetError> {
+            if self.0.fail_veth {
+                return Err(NetError::CreateVeth {
+                    name: s.host_if.clone(),
+                    reason: "injected".into(),
+                });
+            }
+            self.0.log(format!(
+                "veth {} {}/{} via {}",
+                s.bridge, s.ip, s.prefix_len, s.gateway
+            ));
+            Ok(())
+        }
+        fn ensure_chains(&self) -> Result<(), NetError> {
+            self.0.log("chains".into());
+            Ok(())
+        }
+        fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
+            for r in rules {
+                self.0
+                    .log(format!("+{} {} {} [{}]", r.table, r.chain, r.spec, r.tag));
+            }
+            Ok(())
+        }
+        fn remove_rules(&self, tag: &str) -> Result<(), NetError> {
+            self.0.log(format!("-rules [{tag}]"));
+            Ok(())
+        }
+        fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
+            self.0.log(format!("sysctl {key}={value}"));
+            Ok(())
+        }
+        fn port_in_use(&self, _ip: Option<Ipv4Addr>, port: u16, _p: Protocol) -> bool {
+            self.0.busy_ports.contains(&port)
+        }
+        fn free_port(&self, _ip: Option<Ipv4Addr>, _p: Protocol) -> Result<u16, NetError> {
+            Ok(self
+                .0
+                .free_ports
+                .lock()
+                .unwrap()
+                .pop()
+                .expect("test offers enough ports"))
+        }
+        fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
+            Ok(self.0.routes.clone())
+        }
+    }
+
+    fn setup(fake: Fake) -> (tempfile::TempDir, Arc<Fake>, Networks) {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Arc::new(fake);
+        let nets = Networks::with_kernel(dir.path(), Box::new(Shared(fake.clone())))
+            .unwrap()
+            .with_host_resolv_conf(dir.path().join("no-resolv.conf"));
+        (dir, fake, nets)
+    }
+
+    fn req(id: &str, net: &str, ports: &str) -> AttachRequest {
+        AttachRequest {
+            container_id: id.into(),
+            name: format!("n-{id}"),
+            hostname: id.into(),
+            netns: "/nonexistent".into(),
+            network: net.into(),
+            aliases: vec![format!("a-{id}")],
+            ports: if ports.is_empty() {
+                Vec::new()
+            } else {
+                parse_port_spec(ports).unwrap()
+            },
+        }
+    }
+
+    #[test]
+    fn default_bridge_avoids_host_routes_and_is_set_up_once() {
+        let (_d, fake, nets) = setup(Fake {
+            routes: vec!["172.17.0.0/24".parse().unwrap()],
+            ..Fake::default()
+        });
+        let a = nets.attach(&req("c1", "bridge", "")).unwrap();
+        assert_eq!(a.ip, Ipv4Addr::new(172, 18, 0, 2));
+        assert_eq!(a.gateway, Ipv4Addr::new(172, 18, 0, 1));
+        let b = nets.attach(&req("c2", "bridge", "")).unwrap();
+        assert_eq!(b.ip, Ipv4Addr::new(172, 18, 0, 3));
+        let calls = fake.calls();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("bridge keel0"))
+                .count(),
+            1,
+            "{calls:?}"
+        );
+        assert!(calls.contains(&"sysctl net.ipv4.ip_forward=1".to_string()));
+        assert!(calls.contains(&"sysctl net.ipv4.conf.keel0.route_localnet=1".to_string()));
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.contains("-s 172.18.0.0/16 ! -o keel0 -j MASQUERADE"))
+        );
+        // A user network then skips both the host's route and the default bridge.
+        let n = nets.create("u", None).unwrap();
+        assert_eq!(n.subnet.as_deref(), Some("172.19.0.0/16"));
+        // resolv.conf falls back to public resolvers when the host has none usable.
+        let r = std::fs::read_to_string(a.resolv_conf).unwrap();
+        assert_eq!(r, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+
+    #[test]
+    fn ports_conflicts_and_free_port_selection() {
+        let (_d, fake, nets) = setup(Fake {
+            busy_ports: vec![9000],
+            free_ports: Mutex::new(vec![40001, 40000, 8080]),
+            ..Fake::default()
+        });
+        nets.create("u", Some("10.5.0.0/24")).unwrap();
+        let a = nets.attach(&req("c1", "u", "8080:80")).unwrap();
+        assert_eq!(a.ports[0].host_port, 8080);
+        let rules: Vec<String> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.contains("[keel:c1]"))
+            .collect();
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(
+            rules[0],
+            "+nat KEEL -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.5.0.2:80 [keel:c1]"
+        );
+        assert!(
+            rules[1].starts_with("+filter KEEL-FORWARD -d 10.5.0.2/32 ! -i keel-"),
+            "{rules:?}"
+        );
+        // Same port, any address: taken by c1. Another address-specific mapping too.
+        for spec in ["8080:81", "127.0.0.1:8080:81"] {
+            let e = nets.attach(&req("c2", "u", spec)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "bind for {}:8080/tcp failed: port is already allocated (published by container n-c1)",
+                    if spec.starts_with("127") {
+                        "127.0.0.1"
+                    } else {
+                        "0.0.0.0"
+                    }
+                )
+            );
+        }
+        // UDP on the same number is a different port.
+        nets.attach(&req("c2", "u", "8080:81/udp")).unwrap();
+        let e = nets.attach(&req("c3", "u", "9000:80")).unwrap_err();
+        assert!(e.to_string().contains("in use on the host"), "{e}");
+        let e = nets.attach(&req("c3", "u", "[::1]:9001:80")).unwrap_err();
+        assert!(matches!(e, NetError::Ipv6Unsupported(_)));
+        // Refused attaches created nothing: no veth, no lease.
+        assert_eq!(
+            fake.calls()
+                .iter()
+                .filter(|c| c.starts_with("veth"))
+                .count(),
+            2
+        );
+        assert!(nets.attachment("c3").unwrap().is_none());
+        // Host port 0: the kernel's offer 8080 is already published, so the next one is taken.
+        let a = nets.attach(&req("c3", "u", "80")).unwrap();
+        assert_eq!(a.ports[0].host_port, 40000);
+        assert_eq!(a.ip, Ipv4Addr::new(10, 5, 0, 4));
+    }
+
+    #[test]
+    fn failed_kernel_step_leaves_no_lease() {
+        let (d, fake, nets) = setup(Fake {
+            fail_veth: true,
+            ..Fake::default()
+        });
+        nets.create("u", None).unwrap();
+        let e = nets.attach(&req("c1", "u", "8080:80")).unwrap_err();
+        assert!(e.to_string().contains("injected"), "{e}");
+        assert!(nets.attachment("c1").unwrap().is_none());
+        assert!(!d.path().join("net/containers/c1").exists());
+        assert!(nets.inspect("u").unwrap().containers.is_empty());
+        assert!(fake.calls().iter().any(|c| c.starts_with("del veth")));
+        nets.remove("u").unwrap();
+    }
+
+    #[test]
+    fn hosts_files_follow_peers_and_detach_is_idempotent() {
+        let (_d, fake, nets) = setup(Fake::default());
+        nets.create("u", Some("10.6.0.0/24")).unwrap();
+        let a1 = nets.attach(&req("c1", "u", "")).unwrap();
+        assert!(matches!(
+            nets.attach(&req("c1", "u", "")),
+            Err(NetError::AlreadyAttached(_))
+        ));
+        nets.attach(&req("c2", "u", "")).unwrap();
+        let h = std::fs::read_to_string(&a1.hosts_file).unwrap();
+        assert!(
+            h.ends_with("10.6.0.2\tc1 n-c1 a-c1\n10.6.0.3\tn-c2 a-c2\n"),
+            "{h}"
+        );
+        let e = nets.remove("u").unwrap_err().to_string();
+        assert!(
+            e.starts_with("network u id ") && e.ends_with(" has active endpoints"),
+            "{e}"
+        );
+        nets.detach("c2").unwrap();
+        nets.detach("c2").unwrap();
+        let h = std::fs::read_to_string(&a1.hosts_file).unwrap();
+        assert!(!h.contains("c2"), "{h}");
+        // No ports: detach does not touch iptables.
+        assert!(!fake.calls().iter().any(|c| c == "-rules [keel:c2]"));
+        // The freed address is handed out again.
+        assert_eq!(
+            nets.attach(&req("c3", "u", "")).unwrap().ip,
+            Ipv4Addr::new(10, 6, 0, 3)
+        );
+    }
+
+    #[test]
+    fn create_validates_and_persists() {
+        let (d, _fake, nets) = setup(Fake::default());
+        assert!(matches!(
+            nets.create("bridge", None),
+            Err(NetError::NameExists(_))
+        ));
+        assert!(matches!(
+            nets.create("-x", None),
+            Err(NetError::InvalidName(_))
+        ));
+        nets.create("a", Some("10.7.0.0/16")).unwrap();
+        let e = nets
+            .create("b", Some("10.7.3.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "subnet 10.7.3.0/24 overlaps with network a (10.7.0.0/16)"
+        );
+        assert!(matches!(nets.remove("host"), Err(NetError::Predefined(_))));
+        // A second handle (another process) sees the same state.
+        let again = Networks::with_kernel(d.path(), Box::new(HostKernel)).unwrap();
+        let names: Vec<String> = again.list().unwrap().into_iter().map(|n| n.name).collect();
+        assert_eq!(names, ["bridge", "host", "none", "a"]);
+        let id = again.inspect("a").unwrap().id;
+        assert_eq!(again.inspect(&id[..5]).unwrap().name, "a");
+        assert!(matches!(
+            nets.attach(&req("bad/id", "a", "")),
+            Err(NetError::InvalidContainerId(_))
+        ));
     }
 }

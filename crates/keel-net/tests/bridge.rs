@@ -107,7 +107,10 @@ fn user_network_peers_names_ports_and_cleanup() {
                 "mount --bind {} /etc/hosts && timeout 5 busybox wget -qO- http://{name}:8080/",
                 a2.hosts_file.display()
             );
-            assert_eq!(c2.exec(&["unshare", "-m", "sh", "-c", &script]), "hello from c1\n");
+            assert_eq!(
+                c2.exec(&["unshare", "-m", "sh", "-c", &script]),
+                "hello from c1\n"
+            );
         }
         let resolv = std::fs::read_to_string(&a2.resolv_conf).unwrap();
         assert!(resolv.starts_with("nameserver "), "{resolv}");
@@ -163,8 +166,16 @@ fn user_network_peers_names_ports_and_cleanup() {
         assert!(links.iter().all(|l| !l.contains("veth")), "{links:?}");
         assert!(rules.iter().all(|l| !l.contains("keel:")), "{rules:?}");
         assert!(rules.iter().any(|l| l.contains("keel-net:")), "{rules:?}");
-        let state = std::fs::read_to_string(root.join("net/state.json")).unwrap();
-        assert!(!state.contains("c1aaaaaaaaaa") && !state.contains("172.18.0.2"), "{state}");
+        let state = std::fs::read_dir(root.join("net"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect::<String>();
+        assert!(
+            !state.contains("c1aaaaaaaaaa") && !state.contains("172.18.0.2"),
+            "{state}"
+        );
         assert!(wget(None, &format!("http://127.0.0.1:{hp}/")).is_err());
 
         nets.remove("appnet").unwrap();
@@ -193,9 +204,14 @@ fn default_bridge_on_demand_without_peer_names() {
         c1.exec(&["busybox", "ping", "-c", "1", "-W", "3", "172.17.0.1"]);
         // Docker's default bridge has no name resolution between containers.
         let h = std::fs::read_to_string(&a2.hosts_file).unwrap();
-        assert!(h.contains("172.17.0.3\td2 two\n") && !h.contains("one"), "{h}");
+        assert!(
+            h.contains("172.17.0.3\td2 two\n") && !h.contains("one"),
+            "{h}"
+        );
         assert_eq!(
-            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim(),
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+                .unwrap()
+                .trim(),
             "1"
         );
         let nat = sh("iptables-save", &["-t", "nat"]);
@@ -208,7 +224,12 @@ fn default_bridge_on_demand_without_peer_names() {
             let err = nets.attach(&req("d3", "x", &c1, e)).unwrap_err();
             assert!(matches!(err, NetError::NotBridge(_)), "{err}");
         }
-        assert!(nets.remove("bridge").unwrap_err().to_string().contains("pre-defined"));
+        assert!(
+            nets.remove("bridge")
+                .unwrap_err()
+                .to_string()
+                .contains("pre-defined")
+        );
         nets.detach("d1").unwrap();
         nets.detach("d2").unwrap();
         let (links, rules) = leftovers();
@@ -225,7 +246,10 @@ fn concurrent_attaches_get_distinct_addresses() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     host.run(|| {
-        Networks::open(&root).unwrap().create("many", Some("10.88.0.0/24")).unwrap();
+        Networks::open(&root)
+            .unwrap()
+            .create("many", Some("10.88.0.0/24"))
+            .unwrap();
     });
     // Each thread enters the host namespace and opens its own Networks (its own
     // lock file descriptor, so flock serializes them exactly like processes).
