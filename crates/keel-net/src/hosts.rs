@@ -1,6 +1,7 @@
 //! The per-container `/etc/hosts` and `/etc/resolv.conf` files keel-net maintains.
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -29,7 +30,7 @@ pub fn render_hosts(own: &HostEntry, peers: &[HostEntry]) -> String {
         if names.is_empty() {
             continue;
         }
-        out.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
+        let _ = writeln!(out, "{}\t{}", e.ip, names.join(" "));
     }
     out
 }
@@ -68,7 +69,7 @@ pub fn render_resolv_conf(host: &str) -> String {
     }
     let mut out = String::new();
     for s in servers {
-        out.push_str(&format!("nameserver {s}\n"));
+        let _ = writeln!(out, "nameserver {s}");
     }
     for r in rest {
         out.push_str(&r);

@@ -15,17 +15,17 @@ pub fn pool() -> impl Iterator<Item = Ipv4Net> {
     a.chain(b)
 }
 
-/// The first pool subnet that overlaps neither a subnet in `taken` (other keel
-/// networks, the host's routes) nor starts below `skip_below` in pool order
-/// (user networks skip the default bridge's 172.17.0.0/16, as Docker does).
+/// The first pool subnet that overlaps no subnet in `taken` (other keel
+/// networks, the host's routes); `user` networks skip the default bridge's
+/// 172.17.0.0/16, as Docker does.
 pub fn pick_subnet(taken: &[Ipv4Net], user: bool) -> Result<Ipv4Net, NetError> {
     pool()
         .skip(usize::from(user))
-        .find(|c| !taken.iter().any(|t| overlaps(c, t)))
+        .find(|c| !taken.iter().any(|t| overlaps(*c, *t)))
         .ok_or(NetError::PoolExhausted)
 }
 
-pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+pub fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
@@ -51,12 +51,12 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net, NetError> {
 }
 
 /// The gateway (the bridge's address): the first host address.
-pub fn gateway(net: &Ipv4Net) -> Ipv4Addr {
+pub fn gateway(net: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()) + 1)
 }
 
 /// The lowest address in `net` that is neither network, broadcast, gateway nor in `used`.
-pub fn allocate(net: &Ipv4Net, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+pub fn allocate(net: Ipv4Net, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
     let first = u32::from(net.network()) + 2;
     let last = u32::from(net.broadcast()).checked_sub(1)?;
     (first..=last)
@@ -112,16 +112,16 @@ mod tests {
     #[test]
     fn allocation_lowest_free_and_exhaustion() {
         let net = n("10.1.0.0/29"); // hosts .1-.6; .1 is the gateway
-        assert_eq!(gateway(&net), Ipv4Addr::new(10, 1, 0, 1));
+        assert_eq!(gateway(net), Ipv4Addr::new(10, 1, 0, 1));
         let mut used = BTreeSet::new();
         let mut got = Vec::new();
-        while let Some(ip) = allocate(&net, &used) {
+        while let Some(ip) = allocate(net, &used) {
             used.insert(ip);
             got.push(ip.octets()[3]);
         }
         assert_eq!(got, [2, 3, 4, 5, 6]);
         used.remove(&Ipv4Addr::new(10, 1, 0, 4));
-        assert_eq!(allocate(&net, &used), Some(Ipv4Addr::new(10, 1, 0, 4)));
+        assert_eq!(allocate(net, &used), Some(Ipv4Addr::new(10, 1, 0, 4)));
     }
 
     #[test]

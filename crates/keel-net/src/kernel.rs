@@ -190,7 +190,7 @@ fn iptables_restore(script: &str) -> Result<(), NetError> {
     }
     run("iptables-restore", &["--noflush", "--wait"], Some(script))
         .map(|_| ())
-        .map_err(|e| NetError::Iptables(e))
+        .map_err(NetError::Iptables)
 }
 
 fn iptables_save() -> Result<String, NetError> {
@@ -380,7 +380,7 @@ impl Kernel for HostKernel {
                 }
                 dst.parse::<Ipv4Net>()
                     .ok()
-                    .or_else(|| dst.parse::<Ipv4Addr>().ok().map(|a| Ipv4Net::from(a)))
+                    .or_else(|| dst.parse::<Ipv4Addr>().ok().map(Ipv4Net::from))
             })
             .filter(|n| !n.network().is_loopback())
             .collect())

@@ -13,6 +13,7 @@ mod kernel;
 mod ports;
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
@@ -183,6 +184,7 @@ struct NetRecord {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[allow(clippy::struct_field_names)] // endpoint_id is Docker's name
 struct Endpoint {
     container_id: String,
     endpoint_id: String,
@@ -262,7 +264,10 @@ fn random_hex(bytes: usize) -> Result<String, NetError> {
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(NetError::Random)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(buf.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
 }
 
 fn now() -> String {
@@ -514,7 +519,7 @@ impl Networks {
             driver: n.driver.clone(),
             scope: "local".into(),
             subnet: n.subnet.map(|s| s.to_string()),
-            gateway: n.subnet.as_ref().map(ipam::gateway),
+            gateway: n.subnet.map(ipam::gateway),
             bridge: n.bridge.clone(),
             created: n.created.clone(),
             containers: st
@@ -537,7 +542,7 @@ impl Networks {
         };
         if !self
             .kernel
-            .ensure_bridge(br, ipam::gateway(subnet), subnet.prefix_len())?
+            .ensure_bridge(br, ipam::gateway(*subnet), subnet.prefix_len())?
         {
             return Ok(());
         }
@@ -579,24 +584,20 @@ impl Networks {
             .iter()
             .filter_map(|n| n.subnet.map(|s| (n, s)))
             .collect();
-        let subnet = match subnet {
-            Some(s) => {
-                let net = ipam::parse_subnet(s)?;
-                if let Some((other, os)) = keel_nets.iter().find(|(_, os)| ipam::overlaps(&net, os))
-                {
-                    return Err(NetError::SubnetOverlap {
-                        subnet: s.to_string(),
-                        other: other.name.clone(),
-                        other_subnet: os.to_string(),
-                    });
-                }
-                net
+        let subnet = if let Some(s) = subnet {
+            let net = ipam::parse_subnet(s)?;
+            if let Some((other, os)) = keel_nets.iter().find(|(_, os)| ipam::overlaps(net, *os)) {
+                return Err(NetError::SubnetOverlap {
+                    subnet: s.to_string(),
+                    other: other.name.clone(),
+                    other_subnet: os.to_string(),
+                });
             }
-            None => {
-                let mut taken: Vec<Ipv4Net> = keel_nets.iter().map(|(_, s)| *s).collect();
-                taken.extend(self.kernel.routes()?);
-                ipam::pick_subnet(&taken, true)?
-            }
+            net
+        } else {
+            let mut taken: Vec<Ipv4Net> = keel_nets.iter().map(|(_, s)| *s).collect();
+            taken.extend(self.kernel.routes()?);
+            ipam::pick_subnet(&taken, true)?
         };
         let id = random_hex(32)?;
         let rec = NetRecord {
@@ -804,7 +805,7 @@ impl Networks {
         // Everything that can be refused is checked before any effect.
         let ports = self.resolve_ports(&l.state, &req.ports)?;
         let used: BTreeSet<Ipv4Addr> = l.state.endpoints_of(&net.id).map(|e| e.ip).collect();
-        let ip = ipam::allocate(&subnet, &used)
+        let ip = ipam::allocate(subnet, &used)
             .ok_or_else(|| NetError::AddressesExhausted(net.name.clone()))?;
         let ep = Endpoint {
             container_id: id.clone(),
@@ -823,7 +824,7 @@ impl Networks {
         l.state.endpoints.push(ep.clone());
         self.save_endpoints(&l.state)?;
         let res = self
-            .attach_kernel(&net, &bridge, &subnet, &ep, &req.netns)
+            .attach_kernel(&net, &bridge, subnet, &ep, &req.netns)
             .and_then(|()| self.refresh_hosts(&l.state, &net));
         if let Err(e) = res {
             let _ = self.kernel.delete_link(&ep.host_if);
@@ -839,7 +840,7 @@ impl Networks {
         Ok(Attachment {
             ip,
             prefix_len: subnet.prefix_len(),
-            gateway: ipam::gateway(&subnet),
+            gateway: ipam::gateway(subnet),
             mac: ep.mac.clone(),
             ports: ep.ports.clone(),
             hosts_file: self.container_dir(id).join("hosts"),
@@ -852,7 +853,7 @@ impl Networks {
         &self,
         net: &NetRecord,
         bridge: &str,
-        subnet: &Ipv4Net,
+        subnet: Ipv4Net,
         ep: &Endpoint,
         netns: &Path,
     ) -> Result<(), NetError> {
@@ -926,7 +927,7 @@ impl Networks {
         Ok(Some(Attachment {
             ip: ep.ip,
             prefix_len: subnet.prefix_len(),
-            gateway: ipam::gateway(&subnet),
+            gateway: ipam::gateway(subnet),
             mac: ep.mac.clone(),
             ports: ep.ports.clone(),
             hosts_file: self.container_dir(container_id).join("hosts"),

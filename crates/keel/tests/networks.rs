@@ -114,20 +114,21 @@ impl Keel {
             .sh(&["ip", "-o", "link"])
             .lines()
             .filter(|l| l.contains("keel") || l.contains("veth"))
-            .map(|l| format!("{l}\n"))
+            .flat_map(|l| [l, "\n"])
             .collect();
         let rules: String = self
             .ns
             .sh(&["iptables-save"])
             .lines()
             .filter(|l| l.contains("--comment"))
-            .map(|l| format!("{l}\n"))
+            .flat_map(|l| [l, "\n"])
             .collect();
         links + &rules
     }
 }
 
 #[test]
+#[allow(clippy::many_single_char_names)] // short-lived JSON values and outputs
 fn network_commands() {
     let keel = Keel::new();
     let mut settings = insta::Settings::clone_current();

@@ -129,18 +129,14 @@ pub fn eventually(mut f: impl FnMut() -> Result<String, String>) -> String {
 
 /// `busybox wget -qO- url` (inside the current thread's namespace, or via `ns`), bounded by `timeout`.
 pub fn wget(ns: Option<&NetNs>, url: &str) -> Result<String, String> {
-    let mut cmd = match ns {
-        Some(n) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &n.name, "timeout", "5"]);
-            c
-        }
-        None => {
-            let mut c = Command::new("timeout");
-            c.arg("5");
-            c
-        }
-    };
+    let mut cmd = Command::new("ip");
+    if let Some(n) = ns {
+        cmd.args(["netns", "exec", &n.name, "timeout", "5"]);
+    } else {
+        // Stays in the calling thread's namespace.
+        cmd = Command::new("timeout");
+        cmd.arg("5");
+    }
     let out = cmd
         .args(["busybox", "wget", "-qO-", url])
         .stdin(Stdio::null())
