@@ -56,8 +56,14 @@ pub trait Kernel: Send + Sync {
     fn remove_rules(&self, tag: &str) -> Result<(), NetError>;
     /// Writes `/proc/sys/<key with . as />`.
     fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError>;
-    /// Whether binding `ip:port` fails because something holds it.
-    fn port_in_use(&self, ip: Option<Ipv4Addr>, port: u16, proto: Protocol) -> bool;
+    /// Whether binding `ip:port` fails because something holds it (`Ok(true)`);
+    /// other bind failures (say, `ip` is not an address of this host) are errors.
+    fn port_in_use(
+        &self,
+        ip: Option<Ipv4Addr>,
+        port: u16,
+        proto: Protocol,
+    ) -> Result<bool, NetError>;
     /// A port the kernel considers free right now.
     fn free_port(&self, ip: Option<Ipv4Addr>, proto: Protocol) -> Result<u16, NetError>;
     /// IPv4 routes of the host (to choose subnets that do not collide).
@@ -349,11 +355,24 @@ impl Kernel for HostKernel {
         })
     }
 
-    fn port_in_use(&self, ip: Option<Ipv4Addr>, port: u16, proto: Protocol) -> bool {
+    fn port_in_use(
+        &self,
+        ip: Option<Ipv4Addr>,
+        port: u16,
+        proto: Protocol,
+    ) -> Result<bool, NetError> {
         let addr = SocketAddr::new(IpAddr::V4(ip.unwrap_or(Ipv4Addr::UNSPECIFIED)), port);
-        match proto {
-            Protocol::Tcp => TcpListener::bind(addr).is_err(),
-            Protocol::Udp => UdpSocket::bind(addr).is_err(),
+        let res = match proto {
+            Protocol::Tcp => TcpListener::bind(addr).map(drop),
+            Protocol::Udp => UdpSocket::bind(addr).map(drop),
+        };
+        match res {
+            Ok(()) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(true),
+            Err(e) => Err(NetError::PublishAddress {
+                addr: addr.ip(),
+                source: e,
+            }),
         }
     }
 

@@ -89,6 +89,11 @@ pub enum NetError {
     },
     #[error("cannot publish on {0}: only IPv4 host addresses are supported")]
     Ipv6Unsupported(IpAddr),
+    #[error("cannot publish a port on {addr}: {source}")]
+    PublishAddress {
+        addr: IpAddr,
+        source: std::io::Error,
+    },
     #[error("cannot find a free host port: {0}")]
     NoFreePort(std::io::Error),
     #[error("cannot create bridge {name}: {reason}")]
@@ -736,7 +741,7 @@ impl Networks {
                     proto: m.protocol,
                     by,
                 });
-            } else if self.kernel.port_in_use(ip4, m.host_port, m.protocol) {
+            } else if self.kernel.port_in_use(ip4, m.host_port, m.protocol)? {
                 return Err(NetError::PortTaken {
                     addr,
                     port: m.host_port,
@@ -1009,8 +1014,13 @@ mod tests {
             self.0.log(format!("sysctl {key}={value}"));
             Ok(())
         }
-        fn port_in_use(&self, _ip: Option<Ipv4Addr>, port: u16, _p: Protocol) -> bool {
-            self.0.busy_ports.contains(&port)
+        fn port_in_use(
+            &self,
+            _ip: Option<Ipv4Addr>,
+            port: u16,
+            _p: Protocol,
+        ) -> Result<bool, NetError> {
+            Ok(self.0.busy_ports.contains(&port))
         }
         fn free_port(&self, _ip: Option<Ipv4Addr>, _p: Protocol) -> Result<u16, NetError> {
             Ok(self

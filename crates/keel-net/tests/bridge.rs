@@ -126,6 +126,58 @@ fn user_network_peers_names_ports_and_cleanup() {
             "hello from c1\n"
         );
 
+        // Another machine: a namespace linked to the host by a veth, with no
+        // route to the container subnet. It reaches the published port on the
+        // host's address (PREROUTING DNAT), and the container reaches it through
+        // outbound NAT (its replies could not come back otherwise).
+        let outside = NetNs::new("ext");
+        let ns_path = outside.path();
+        sh(
+            "ip",
+            &[
+                "link", "add", "kext0", "type", "veth", "peer", "name", "eth0", "netns",
+            ]
+            .into_iter()
+            .chain([ns_path.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        );
+        sh("ip", &["addr", "add", "10.99.0.1/24", "dev", "kext0"]);
+        sh("ip", &["link", "set", "kext0", "up"]);
+        outside.exec(&["ip", "addr", "add", "10.99.0.2/24", "dev", "eth0"]);
+        outside.exec(&["ip", "link", "set", "eth0", "up"]);
+        assert_eq!(
+            eventually(|| wget(Some(&outside), &format!("http://10.99.0.1:{hp}/"))),
+            "hello from c1\n"
+        );
+        // The host itself, to its own non-bridge address (OUTPUT DNAT).
+        assert_eq!(
+            wget(None, &format!("http://10.99.0.1:{hp}/")).unwrap(),
+            "hello from c1\n"
+        );
+        let ext_site = tmp.path().join("ext-site");
+        www(&ext_site, "hello from outside\n");
+        let _ext_httpd = outside.spawn(&[
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            ext_site.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            eventually(|| wget(Some(&c2), "http://10.99.0.2:8080/")),
+            "hello from outside\n"
+        );
+        // Publishing on an address the host does not have is refused up front.
+        let mut bad = req("c9cccccccccc", "bad", &c2, "appnet");
+        bad.ports = parse_port_spec("10.200.0.1:8081:80").unwrap();
+        let e = nets.attach(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot publish a port on 10.200.0.1: "),
+            "{e}"
+        );
+
         // Port conflicts are refused before anything is created.
         let c3 = NetNs::new("c3");
         let links_before = leftovers();
