@@ -54,6 +54,13 @@ pub trait Kernel: Send + Sync {
     fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError>;
     /// Removes every rule carrying `tag`; none present is fine.
     fn remove_rules(&self, tag: &str) -> Result<(), NetError>;
+    /// Removes exactly `rules` (as added); when some are gone already, falls
+    /// back to removing by their tags, so it stays idempotent.
+    fn delete_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
+        let mut tags: Vec<&str> = rules.iter().map(|r| r.tag.as_str()).collect();
+        tags.dedup();
+        tags.into_iter().try_for_each(|t| self.remove_rules(t))
+    }
     /// Writes `/proc/sys/<key with . as />`.
     fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError>;
     /// Whether binding `ip:port` fails because something holds it (`Ok(true)`);
@@ -321,6 +328,21 @@ impl Kernel for HostKernel {
             .map(|r| (r.table, rule_line("-A", r)))
             .collect();
         iptables_restore(&restore_script(&lines))
+    }
+
+    fn delete_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
+        // One iptables-restore of exact -D lines; the save-and-scan path only
+        // when that fails because a rule is missing.
+        let lines: Vec<(&str, String)> = rules
+            .iter()
+            .map(|r| (r.table, rule_line("-D", r)))
+            .collect();
+        if iptables_restore(&restore_script(&lines)).is_ok() {
+            return Ok(());
+        }
+        let mut tags: Vec<&str> = rules.iter().map(|r| r.tag.as_str()).collect();
+        tags.dedup();
+        tags.into_iter().try_for_each(|t| self.remove_rules(t))
     }
 
     fn remove_rules(&self, tag: &str) -> Result<(), NetError> {

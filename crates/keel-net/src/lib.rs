@@ -903,7 +903,16 @@ impl Networks {
         };
         self.kernel.delete_link(&ep.host_if)?;
         if !ep.ports.is_empty() {
-            self.kernel.remove_rules(&tag_container(container_id))?;
+            let bridge = l
+                .state
+                .networks
+                .iter()
+                .find(|n| n.id == ep.network_id)
+                .and_then(|n| n.bridge.clone());
+            match bridge {
+                Some(br) => self.kernel.delete_rules(&port_rules(&ep, &br))?,
+                None => self.kernel.remove_rules(&tag_container(container_id))?,
+            }
         }
         l.state.endpoints.retain(|e| e.container_id != container_id);
         self.save_endpoints(&l.state)?;
