@@ -251,12 +251,19 @@ impl Kernel for HostKernel {
     fn add_veth(&self, s: &VethSpec) -> Result<(), NetError> {
         // The peer is created directly inside the netns under its final name, so
         // it never needs renaming and never clashes with the host's eth0.
+        let ns = s.netns.display().to_string();
+        // ip's batch parser takes double-quoted words, so paths with spaces are fine.
+        if ns.contains(['"', '\n', '\\']) {
+            return Err(NetError::CreateVeth {
+                name: s.host_if.clone(),
+                reason: format!("unsupported character in namespace path {ns:?}"),
+            });
+        }
         let host = format!(
-            "link add {h} type veth peer name eth0 address {mac} netns {ns}\n\
+            "link add {h} type veth peer name eth0 address {mac} netns \"{ns}\"\n\
              link set dev {h} master {br} up\n",
             h = s.host_if,
             mac = s.mac,
-            ns = s.netns.display(),
             br = s.bridge,
         );
         run("ip", &["-batch", "-"], Some(&host)).map_err(|e| NetError::CreateVeth {

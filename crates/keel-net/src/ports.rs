@@ -32,7 +32,7 @@ impl fmt::Display for Protocol {
 }
 
 /// One published port. `host_port == 0` asks for a free port, picked at attach.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct PortMapping {
     pub host_ip: Option<IpAddr>,
     pub host_port: u16,

@@ -23,6 +23,15 @@ fn req(id: &str, name: &str, ns: &NetNs, network: &str) -> AttachRequest {
     }
 }
 
+/// Unmounts a bind mount on drop.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 fn www(dir: &std::path::Path, body: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("index.html"), body).unwrap();
@@ -250,7 +259,24 @@ fn default_bridge_on_demand_without_peer_names() {
     host.run(|| {
         let nets = Networks::open(tmp.path()).unwrap();
         assert!(!sh("ip", &["-o", "link"]).contains("keel0"));
-        let a1 = nets.attach(&req("d1", "one", &c1, "bridge")).unwrap();
+        // The runtime hands over a bind-mounted nsfs file under its root,
+        // which may contain spaces.
+        let nsdir = tmp.path().join("run netns");
+        std::fs::create_dir_all(&nsdir).unwrap();
+        let nsfile = nsdir.join("d1");
+        std::fs::write(&nsfile, "").unwrap();
+        sh(
+            "mount",
+            &[
+                "--bind",
+                c1.path().to_str().unwrap(),
+                nsfile.to_str().unwrap(),
+            ],
+        );
+        let _unmount = Unmount(nsfile.clone());
+        let mut r1 = req("d1", "one", &c1, "bridge");
+        r1.netns = nsfile.clone();
+        let a1 = nets.attach(&r1).unwrap();
         let a2 = nets.attach(&req("d2", "two", &c2, "bridge")).unwrap();
         assert_eq!(a1.ip.to_string(), "172.17.0.2");
         assert_eq!(a1.gateway.to_string(), "172.17.0.1");
@@ -407,4 +433,104 @@ fn repeated_attach_detach_leaves_nothing_and_is_timed() {
             median(&mut det_p)
         );
     });
+}
+
+/// Several keel processes attaching at once (each its own process, lock file
+/// descriptor and kernel calls) get distinct addresses and ports.
+#[test]
+fn concurrent_attaches_from_processes() {
+    const N: usize = 6;
+    let host = NetNs::new("host");
+    let cs: Vec<NetNs> = (0..N).map(|i| NetNs::new(&format!("q{i}"))).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    host.run(|| {
+        Networks::open(tmp.path())
+            .unwrap()
+            .create("procs", None)
+            .unwrap();
+    });
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = cs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &host.name])
+                .arg(&exe)
+                .args([
+                    "--exact",
+                    "attach_child_process",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env(
+                    "KEEL_NET_CHILD",
+                    format!("{}|{}|proc{i}", tmp.path().display(), c.path().display()),
+                )
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ips = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    for ch in children {
+        let out = ch.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("ATTACHED "))
+            .unwrap_or_else(|| panic!("no result in {stdout}"))
+            .to_string();
+        let (ip, port) = line.split_once(' ').unwrap();
+        ips.insert(ip.to_string());
+        ports.insert(port.to_string());
+    }
+    assert_eq!(ips.len(), N, "{ips:?}");
+    assert_eq!(ports.len(), N, "{ports:?}");
+    host.run(|| {
+        let nets = Networks::open(tmp.path()).unwrap();
+        assert_eq!(nets.inspect("procs").unwrap().containers.len(), N);
+        for i in 0..N {
+            nets.detach(&format!("proc{i}")).unwrap();
+        }
+        nets.remove("procs").unwrap();
+        let (links, rules) = leftovers();
+        assert!(links.is_empty(), "{links:?}");
+        assert!(rules.is_empty(), "{rules:?}");
+    });
+}
+
+/// The body of one process of `concurrent_attaches_from_processes`; runs only
+/// when that test starts it (inside the scratch host namespace).
+#[test]
+#[ignore = "started by concurrent_attaches_from_processes"]
+fn attach_child_process() {
+    let spec =
+        std::env::var("KEEL_NET_CHILD").expect("started by concurrent_attaches_from_processes");
+    let mut parts = spec.split('|');
+    let (root, ns, id) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let nets = Networks::open(std::path::Path::new(root)).unwrap();
+    let a = nets
+        .attach(&AttachRequest {
+            container_id: id.into(),
+            name: id.into(),
+            hostname: id.into(),
+            netns: ns.into(),
+            network: "procs".into(),
+            ports: parse_port_spec("80").unwrap(),
+            ..AttachRequest::default()
+        })
+        .unwrap();
+    println!("ATTACHED {} {}", a.ip, a.ports[0].host_port);
 }
