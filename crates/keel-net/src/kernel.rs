@@ -251,6 +251,9 @@ impl Kernel for HostKernel {
     fn add_veth(&self, s: &VethSpec) -> Result<(), NetError> {
         // The peer is created directly inside the netns under its final name, so
         // it never needs renaming and never clashes with the host's eth0.
+        // Hairpin: with br_netfilter, a container's own connection to its
+        // published port on a host address is DNAT-ed and bridged back out the
+        // port it came in by.
         let ns = s.netns.display().to_string();
         // ip's batch parser takes double-quoted words, so paths with spaces are fine.
         if ns.contains(['"', '\n', '\\']) {
@@ -261,7 +264,8 @@ impl Kernel for HostKernel {
         }
         let host = format!(
             "link add {h} type veth peer name eth0 address {mac} netns \"{ns}\"\n\
-             link set dev {h} master {br} up\n",
+             link set dev {h} master {br} up\n\
+             link set dev {h} type bridge_slave hairpin on\n",
             h = s.host_if,
             mac = s.mac,
             br = s.bridge,

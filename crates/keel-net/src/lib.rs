@@ -318,6 +318,14 @@ fn network_rules(net: &NetRecord) -> Vec<Rule> {
             "KEEL-POSTROUTING",
             format!("-s 127.0.0.0/8 -o {br} -m addrtype --src-type LOCAL -j MASQUERADE"),
         ),
+        // A container reaching a published port through a host address gets
+        // DNAT-ed back onto its own bridge; masquerade it so the reply returns
+        // through the host (where the DNAT is undone), not straight over L2.
+        r(
+            "nat",
+            "KEEL-POSTROUTING",
+            format!("-s {subnet} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE"),
+        ),
         r(
             "filter",
             "KEEL-FORWARD",

@@ -135,6 +135,16 @@ fn user_network_peers_names_ports_and_cleanup() {
             "hello from c1\n"
         );
 
+        // Containers reach published ports through the host's address too:
+        // a peer, and the publishing container itself (hairpin).
+        assert_eq!(
+            wget(Some(&c2), &format!("http://172.18.0.1:{hp}/")).unwrap(),
+            "hello from c1\n"
+        );
+        assert_eq!(
+            wget(Some(&c1), &format!("http://172.18.0.1:{hp}/")).unwrap(),
+            "hello from c1\n"
+        );
         // Another machine: a namespace linked to the host by a veth, with no
         // route to the container subnet. It reaches the published port on the
         // host's address (PREROUTING DNAT), and the container reaches it through
@@ -277,12 +287,32 @@ fn default_bridge_on_demand_without_peer_names() {
         let mut r1 = req("d1", "one", &c1, "bridge");
         r1.netns = nsfile.clone();
         let a1 = nets.attach(&r1).unwrap();
-        let a2 = nets.attach(&req("d2", "two", &c2, "bridge")).unwrap();
+        let mut r2 = req("d2", "two", &c2, "bridge");
+        r2.ports = parse_port_spec("127.0.0.1::5353/udp").unwrap();
+        let a2 = nets.attach(&r2).unwrap();
         assert_eq!(a1.ip.to_string(), "172.17.0.2");
         assert_eq!(a1.gateway.to_string(), "172.17.0.1");
         assert!(sh("ip", &["-o", "addr", "show", "dev", "keel0"]).contains("172.17.0.1/16"));
         c2.exec(&["busybox", "ping", "-c", "1", "-W", "3", &a1.ip.to_string()]);
         c1.exec(&["busybox", "ping", "-c", "1", "-W", "3", "172.17.0.1"]);
+        // A published UDP port: an echo server in the container answers
+        // datagrams sent to 127.0.0.1 on the host side.
+        let _echo = c2.spawn(&[
+            "python3",
+            "-c",
+            "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 5353))\nwhile True:\n d, a = s.recvfrom(100)\n s.sendto(b'got-' + d, a)",
+        ]);
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let target = format!("127.0.0.1:{}", a2.ports[0].host_port);
+        let reply = eventually(|| {
+            udp.send_to(b"ping", &target).map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 64];
+            let (n, _) = udp.recv_from(&mut buf).map_err(|e| e.to_string())?;
+            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        });
+        assert_eq!(reply, "got-ping");
         // Docker's default bridge has no name resolution between containers.
         let h = std::fs::read_to_string(&a2.hosts_file).unwrap();
         assert!(
