@@ -45,6 +45,14 @@ pub trait Kernel: Send + Sync {
         gateway: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<bool, NetError>;
+    /// Whether a network interface of that name exists.
+    fn link_exists(&self, name: &str) -> bool;
+    /// A host-wide lock (across keel roots) held while a subnet is chosen
+    /// against the host's routes and its bridge created, so two roots never
+    /// pick the same subnet. `None` where there is nothing to share.
+    fn lock_host(&self) -> Result<Option<std::fs::File>, NetError> {
+        Ok(None)
+    }
     /// Deletes a link; absent is fine.
     fn delete_link(&self, name: &str) -> Result<(), NetError>;
     /// Creates the veth pair, moves/renames the peer to `eth0` in the netns, sets address and default route.
@@ -144,6 +152,9 @@ fn link_exists(name: &str) -> bool {
         .is_ok()
 }
 
+/// Shared by every keel root on the host (tmpfs: nothing to keep across boots).
+const HOST_LOCK: &str = "/run/keel/net.lock";
+
 /// The `iptables-save` line form of a rule (without `-A chain`), as we write it.
 fn rule_line(op: &str, r: &Rule) -> String {
     format!(
@@ -232,6 +243,30 @@ impl Kernel for HostKernel {
         let batch = format!("addr add {gateway}/{prefix_len} dev {name}\nlink set dev {name} up\n");
         run("ip", &["-batch", "-"], Some(&batch)).map_err(create_err)?;
         Ok(true)
+    }
+
+    fn link_exists(&self, name: &str) -> bool {
+        link_exists(name)
+    }
+
+    fn lock_host(&self) -> Result<Option<std::fs::File>, NetError> {
+        let path = Path::new(HOST_LOCK);
+        let err = |e: std::io::Error| NetError::Lock {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(err)?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| err(e.into()))?;
+        Ok(Some(f))
     }
 
     fn delete_link(&self, name: &str) -> Result<(), NetError> {

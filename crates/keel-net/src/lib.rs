@@ -256,7 +256,9 @@ impl std::fmt::Debug for Networks {
 }
 
 const NETWORKS: &str = "networks.json";
+/// The default root's default bridge, like Docker's `docker0`.
 const DEFAULT_BRIDGE: &str = "keel0";
+const DEFAULT_ROOT: &str = "/var/lib/keel";
 
 fn valid_name(name: &str) -> bool {
     let mut b = name.bytes();
@@ -387,6 +389,24 @@ impl Networks {
         })
     }
 
+    /// `keel0` for the default root; other roots (tests, a second keel) get
+    /// `keel0-<hash of root>` so they never share a bridge (and its addresses).
+    fn default_bridge_name(&self) -> String {
+        let root = self.dir.parent().unwrap_or(&self.dir);
+        if root == Path::new(DEFAULT_ROOT) {
+            return DEFAULT_BRIDGE.to_string();
+        }
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let h = root
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        format!("{DEFAULT_BRIDGE}-{:08x}", h as u32)
+    }
+
     /// Where containers' resolv.conf is derived from (default `/etc/resolv.conf`).
     #[must_use]
     pub fn with_host_resolv_conf(mut self, path: PathBuf) -> Networks {
@@ -489,7 +509,12 @@ impl Networks {
             })
         };
         Ok(vec![
-            mk("bridge", "bridge", Some(subnet), Some(DEFAULT_BRIDGE))?,
+            mk(
+                "bridge",
+                "bridge",
+                Some(subnet),
+                Some(&self.default_bridge_name()),
+            )?,
             mk("host", "host", None, None)?,
             mk("none", "null", None, None)?,
         ])
@@ -574,6 +599,40 @@ impl Networks {
         res
     }
 
+    /// Makes sure the network's bridge is up before addresses are handed out.
+    /// When it has to be created and nothing is attached, the default bridge's
+    /// subnet is checked against the host's routes again (another keel root,
+    /// a VPN or docker0 may have taken it since the state was initialized)
+    /// and moved to a free one.
+    fn prepare_bridge(&self, st: &mut State, mut net: NetRecord) -> Result<NetRecord, NetError> {
+        let (Some(br), Some(subnet)) = (net.bridge.clone(), net.subnet) else {
+            return Ok(net);
+        };
+        if self.kernel.link_exists(&br) {
+            return Ok(net);
+        }
+        let _host = self.kernel.lock_host()?;
+        if net.predefined && st.endpoints_of(&net.id).next().is_none() {
+            let routes = self.kernel.routes()?;
+            if routes.iter().any(|r| ipam::overlaps(*r, subnet)) {
+                let mut taken = routes;
+                taken.extend(
+                    st.networks
+                        .iter()
+                        .filter(|n| n.id != net.id)
+                        .filter_map(|n| n.subnet),
+                );
+                net.subnet = Some(ipam::pick_subnet(&taken, false)?);
+                if let Some(rec) = st.networks.iter_mut().find(|n| n.id == net.id) {
+                    rec.subnet = net.subnet;
+                }
+                self.save_networks(st)?;
+            }
+        }
+        self.ensure_network_kernel(&net)?;
+        Ok(net)
+    }
+
     fn teardown_network_kernel(&self, net: &NetRecord) -> Result<(), NetError> {
         if let Some(br) = &net.bridge {
             self.kernel.delete_link(br)?;
@@ -597,6 +656,8 @@ impl Networks {
             .iter()
             .filter_map(|n| n.subnet.map(|s| (n, s)))
             .collect();
+        // Held until the bridge exists, so the routes read below stay true.
+        let _host = self.kernel.lock_host()?;
         let subnet = if let Some(s) = subnet {
             let net = ipam::parse_subnet(s)?;
             if let Some((other, os)) = keel_nets.iter().find(|(_, os)| ipam::overlaps(net, *os)) {
@@ -671,6 +732,19 @@ impl Networks {
         self.teardown_network_kernel(&n)?;
         l.state.networks.retain(|x| x.id != n.id);
         self.save_networks(&l.state)
+    }
+
+    /// Takes down the kernel side (bridge, NAT rules) of every network without
+    /// containers, keeping the networks themselves; the next attach brings it
+    /// back. For tests and for cleaning a root up before deleting it.
+    pub fn release_idle(&self) -> Result<(), NetError> {
+        let l = self.lock()?;
+        for n in &l.state.networks {
+            if l.state.endpoints_of(&n.id).next().is_none() {
+                self.teardown_network_kernel(n)?;
+            }
+        }
+        Ok(())
     }
 
     /// Removes every user network without containers; returns their names.
@@ -812,11 +886,15 @@ impl Networks {
             .find(&req.network)
             .ok_or_else(|| NetError::NotFound(req.network.clone()))?
             .clone();
+        if net.subnet.is_none() || net.bridge.is_none() {
+            return Err(NetError::NotBridge(net.name));
+        }
+        // Everything that can be refused is checked before any effect.
+        let ports = self.resolve_ports(&l.state, &req.ports)?;
+        let net = self.prepare_bridge(&mut l.state, net)?;
         let (Some(subnet), Some(bridge)) = (net.subnet, net.bridge.clone()) else {
             return Err(NetError::NotBridge(net.name));
         };
-        // Everything that can be refused is checked before any effect.
-        let ports = self.resolve_ports(&l.state, &req.ports)?;
         let used: BTreeSet<Ipv4Addr> = l.state.endpoints_of(&net.id).map(|e| e.ip).collect();
         let ip = ipam::allocate(subnet, &used)
             .ok_or_else(|| NetError::AddressesExhausted(net.name.clone()))?;
@@ -837,7 +915,7 @@ impl Networks {
         l.state.endpoints.push(ep.clone());
         self.save_endpoints(&l.state)?;
         let res = self
-            .attach_kernel(&net, &bridge, subnet, &ep, &req.netns)
+            .attach_kernel(&bridge, subnet, &ep, &req.netns)
             .and_then(|()| self.refresh_hosts(&l.state, &net));
         if let Err(e) = res {
             let _ = self.kernel.delete_link(&ep.host_if);
@@ -864,7 +942,6 @@ impl Networks {
 
     fn attach_kernel(
         &self,
-        net: &NetRecord,
         bridge: &str,
         subnet: Ipv4Net,
         ep: &Endpoint,
@@ -880,7 +957,6 @@ impl Networks {
             &dir.join("resolv.conf"),
             &hosts::render_resolv_conf(&host_resolv),
         )?;
-        self.ensure_network_kernel(net)?;
         self.kernel.add_veth(&VethSpec {
             host_if: ep.host_if.clone(),
             bridge: bridge.to_string(),
@@ -994,6 +1070,9 @@ mod tests {
             }
             Ok(new)
         }
+        fn link_exists(&self, name: &str) -> bool {
+            self.0.bridges.lock().unwrap().contains(name)
+        }
         fn delete_link(&self, name: &str) -> Result<(), NetError> {
             self.0.bridges.lock().unwrap().remove(name);
             self.0.log(format!("del {name}"));
@@ -1099,11 +1178,13 @@ mod tests {
             "{calls:?}"
         );
         assert!(calls.contains(&"sysctl net.ipv4.ip_forward=1".to_string()));
-        assert!(calls.contains(&"sysctl net.ipv4.conf.keel0.route_localnet=1".to_string()));
+        let br = nets.inspect("bridge").unwrap().bridge.unwrap();
+        assert!(br.starts_with("keel0-") && br.len() <= 15, "{br}");
+        assert!(calls.contains(&format!("sysctl net.ipv4.conf.{br}.route_localnet=1")));
         assert!(
             calls
                 .iter()
-                .any(|c| c.contains("-s 172.18.0.0/16 ! -o keel0 -j MASQUERADE"))
+                .any(|c| c.contains(&format!("-s 172.18.0.0/16 ! -o {br} -j MASQUERADE")))
         );
         // A user network then skips both the host's route and the default bridge.
         let n = nets.create("u", None).unwrap();

@@ -268,7 +268,9 @@ fn default_bridge_on_demand_without_peer_names() {
     let tmp = tempfile::tempdir().unwrap();
     host.run(|| {
         let nets = Networks::open(tmp.path()).unwrap();
-        assert!(!sh("ip", &["-o", "link"]).contains("keel0"));
+        let br = nets.inspect("bridge").unwrap().bridge.unwrap();
+        assert!(br.starts_with("keel0-"), "a test root never takes keel0: {br}");
+        assert!(!sh("ip", &["-o", "link"]).contains(&br));
         // The runtime hands over a bind-mounted nsfs file under its root,
         // which may contain spaces.
         let nsdir = tmp.path().join("run netns");
@@ -292,7 +294,7 @@ fn default_bridge_on_demand_without_peer_names() {
         let a2 = nets.attach(&r2).unwrap();
         assert_eq!(a1.ip.to_string(), "172.17.0.2");
         assert_eq!(a1.gateway.to_string(), "172.17.0.1");
-        assert!(sh("ip", &["-o", "addr", "show", "dev", "keel0"]).contains("172.17.0.1/16"));
+        assert!(sh("ip", &["-o", "addr", "show", "dev", &br]).contains("172.17.0.1/16"));
         c2.exec(&["busybox", "ping", "-c", "1", "-W", "3", &a1.ip.to_string()]);
         c1.exec(&["busybox", "ping", "-c", "1", "-W", "3", "172.17.0.1"]);
         // A published UDP port: an echo server in the container answers
@@ -328,7 +330,8 @@ fn default_bridge_on_demand_without_peer_names() {
         let nat = sh("iptables-save", &["-t", "nat"]);
         assert!(
             nat.lines()
-                .any(|l| l.contains("-s 172.17.0.0/16 ! -o keel0") && l.ends_with("-j MASQUERADE")),
+                .any(|l| l.contains(&format!("-s 172.17.0.0/16 ! -o {br} "))
+                    && l.ends_with("-j MASQUERADE")),
             "{nat}"
         );
         for e in ["host", "none"] {
@@ -346,6 +349,16 @@ fn default_bridge_on_demand_without_peer_names() {
         let (links, rules) = leftovers();
         assert!(links.iter().all(|l| !l.contains("veth")), "{links:?}");
         assert!(rules.iter().all(|l| !l.contains("keel:")), "{rules:?}");
+        // A root about to be deleted releases its bridge and rules.
+        nets.release_idle().unwrap();
+        assert_eq!(leftovers(), (vec![], vec![]));
+        // ... and the next attach brings them back.
+        let a = nets.attach(&req("d4", "four", &c1, "bridge")).unwrap();
+        assert_eq!(a.ip.to_string(), "172.17.0.2");
+        c1.exec(&["busybox", "ping", "-c", "1", "-W", "3", "172.17.0.1"]);
+        nets.detach("d4").unwrap();
+        nets.release_idle().unwrap();
+        assert_eq!(leftovers(), (vec![], vec![]));
     });
 }
 
@@ -563,4 +576,39 @@ fn attach_child_process() {
         })
         .unwrap();
     println!("ATTACHED {} {}", a.ip, a.ports[0].host_port);
+}
+
+/// Two keel roots on one host: each has its own default bridge, and the one
+/// that comes second moves its subnet off the first one's.
+#[test]
+fn two_roots_do_not_share_a_default_bridge() {
+    let host = NetNs::new("host");
+    let c1 = NetNs::new("r1");
+    let c2 = NetNs::new("r2");
+    let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    host.run(|| {
+        // Both initialize before either bridge exists: both pick 172.17.0.0/16.
+        let n1 = Networks::open(t1.path()).unwrap();
+        let n2 = Networks::open(t2.path()).unwrap();
+        assert_eq!(
+            n1.inspect("bridge").unwrap().subnet,
+            n2.inspect("bridge").unwrap().subnet
+        );
+        let a1 = n1.attach(&req("x1", "x1", &c1, "bridge")).unwrap();
+        let a2 = n2.attach(&req("x2", "x2", &c2, "bridge")).unwrap();
+        assert_eq!(a1.ip.to_string(), "172.17.0.2");
+        assert_eq!(a2.ip.to_string(), "172.18.0.2");
+        let (b1, b2) = (
+            n1.inspect("bridge").unwrap().bridge.unwrap(),
+            n2.inspect("bridge").unwrap().bridge.unwrap(),
+        );
+        assert_ne!(b1, b2);
+        assert_eq!(
+            n2.inspect("bridge").unwrap().subnet.as_deref(),
+            Some("172.18.0.0/16")
+        );
+        assert!(sh("ip", &["-o", "addr", "show", "dev", &b2]).contains("172.18.0.1/16"));
+        n1.detach("x1").unwrap();
+        n2.detach("x2").unwrap();
+    });
 }
