@@ -87,6 +87,15 @@ pub enum NetError {
         proto: Protocol,
         by: String,
     },
+    #[error(
+        "bind for {addr}:{first}-{last}/{proto} failed: every port of the range is already allocated"
+    )]
+    PortRangeTaken {
+        addr: String,
+        first: u16,
+        last: u16,
+        proto: Protocol,
+    },
     #[error("cannot publish on {0}: only IPv4 host addresses are supported")]
     Ipv6Unsupported(IpAddr),
     #[error("cannot publish a port on {addr}: {source}")]
@@ -816,6 +825,25 @@ impl Networks {
                         )));
                     }
                 }
+            } else if m.host_port_end > m.host_port {
+                let (first, last) = (m.host_port, m.host_port_end);
+                m.host_port_end = 0;
+                let mut found = false;
+                for p in first..=last {
+                    m.host_port = p;
+                    if owner(&m).is_none() && !self.kernel.port_in_use(ip4, p, m.protocol)? {
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    return Err(NetError::PortRangeTaken {
+                        addr,
+                        first,
+                        last,
+                        proto: m.protocol,
+                    });
+                }
             } else if let Some(by) = owner(&m) {
                 return Err(NetError::PortTaken {
                     addr,
@@ -1197,7 +1225,7 @@ mod tests {
     #[test]
     fn ports_conflicts_and_free_port_selection() {
         let (_d, fake, nets) = setup(Fake {
-            busy_ports: vec![9000],
+            busy_ports: vec![8999, 9000],
             free_ports: Mutex::new(vec![40001, 40000, 8080]),
             ..Fake::default()
         });
@@ -1248,6 +1276,16 @@ mod tests {
             2
         );
         assert!(nets.attachment("c3").unwrap().is_none());
+        // A host range: the first port neither published nor busy on the host.
+        let a = nets.attach(&req("r1", "u", "8079-9001:80")).unwrap();
+        assert_eq!(a.ports[0].host_port, 8079);
+        assert_eq!(a.ports[0].host_port_end, 0);
+        let a = nets.attach(&req("r2", "u", "8079-9001:80")).unwrap();
+        assert_eq!(a.ports[0].host_port, 8081, "8080 is published by c1");
+        let e = nets.attach(&req("r3", "u", "8999-9000:80")).unwrap_err();
+        assert!(matches!(e, NetError::PortRangeTaken { .. }), "{e}");
+        nets.detach("r1").unwrap();
+        nets.detach("r2").unwrap();
         // Host port 0: the kernel's offer 8080 is already published, so the next one is taken.
         let a = nets.attach(&req("c3", "u", "80")).unwrap();
         assert_eq!(a.ports[0].host_port, 40000);

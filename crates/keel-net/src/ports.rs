@@ -31,13 +31,22 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// One published port. `host_port == 0` asks for a free port, picked at attach.
+/// One published port. `host_port == 0` asks for a free port, picked at attach;
+/// `host_port_end > host_port` (Docker's `8000-8010:80`) asks for the first
+/// free port of that range. Resolved mappings always have `host_port_end == 0`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct PortMapping {
     pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: Protocol,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_port_end: u16,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(p: &u16) -> bool {
+    *p == 0
 }
 
 impl fmt::Display for PortMapping {
@@ -132,6 +141,15 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<PortMapping>, NetError> {
         vec![0; usize::from(n) + 1]
     } else {
         let (h0, h1) = parse_range(spec, host, "host")?;
+        if n == 0 && h1 > h0 {
+            return Ok(vec![PortMapping {
+                host_ip,
+                host_port: h0,
+                container_port: c0,
+                protocol,
+                host_port_end: h1,
+            }]);
+        }
         if h1 - h0 != n {
             return Err(err(
                 spec,
@@ -147,6 +165,7 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<PortMapping>, NetError> {
             host_port,
             container_port,
             protocol,
+            host_port_end: 0,
         })
         .collect())
 }
@@ -170,7 +189,8 @@ mod tests {
                 host_ip: None,
                 host_port: 0,
                 container_port: 80,
-                protocol: Protocol::Tcp
+                protocol: Protocol::Tcp,
+                host_port_end: 0,
             }
         );
         let m = one("8080:80");
@@ -190,6 +210,12 @@ mod tests {
         let v = parse_port_spec("8000-8002:80-82").unwrap();
         let pairs: Vec<_> = v.iter().map(|m| (m.host_port, m.container_port)).collect();
         assert_eq!(pairs, [(8000, 80), (8001, 81), (8002, 82)]);
+        // A host range for one container port: the first free one of the range.
+        let m = one("8000-8010:80");
+        assert_eq!(
+            (m.host_port, m.host_port_end, m.container_port),
+            (8000, 8010, 80)
+        );
         let v = parse_port_spec("80-81").unwrap();
         assert!(v.iter().all(|m| m.host_port == 0));
         assert_eq!(v.len(), 2);
@@ -203,7 +229,7 @@ mod tests {
             ("0", "out of range"),
             ("65536", "out of range"),
             ("80/sctp", "unsupported protocol"),
-            ("8000-8001:80", "same length"),
+            ("8000-8001:80-82", "same length"),
             ("90-80", "invalid container port range"),
             ("1.2.3:80:80", "invalid host address"),
             ("a:b:c:d", "too many colons"),
