@@ -6,6 +6,14 @@
 //! and DNAT for published ports). It also maintains each container's
 //! `/etc/hosts` (peers by name and alias on user networks) and `/etc/resolv.conf`.
 //! [`parse_port_spec`] parses Docker's `-p` syntax into [`PortMapping`]s.
+//!
+//! For the runtime: create the container's network namespace and bind-mount
+//! it to a file, call [`Networks::attach`], bind-mount the returned
+//! `hosts_file` and `resolv_conf` over `/etc/hosts` and `/etc/resolv.conf`
+//! (keel-net rewrites them in place when peers come and go), and call
+//! [`Networks::detach`] when the container stops (idempotent, any order with
+//! removing the namespace). `host` and `none` never reach keel-net. Tests
+//! with a temporary root call [`Networks::release_idle`] before deleting it.
 
 mod hosts;
 mod ipam;
