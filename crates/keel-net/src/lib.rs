@@ -993,7 +993,7 @@ impl Networks {
             &dir.join("resolv.conf"),
             &hosts::render_resolv_conf(&host_resolv),
         )?;
-        self.kernel.add_veth(&VethSpec {
+        let spec = VethSpec {
             host_if: ep.host_if.clone(),
             bridge: bridge.to_string(),
             netns: netns.to_path_buf(),
@@ -1001,11 +1001,24 @@ impl Networks {
             ip: ep.ip,
             prefix_len: subnet.prefix_len(),
             gateway: ipam::gateway(subnet),
-        })?;
-        if !ep.ports.is_empty() {
-            self.kernel.add_rules(&port_rules(ep, bridge))?;
+        };
+        if ep.ports.is_empty() {
+            return self.kernel.add_veth(&spec);
         }
-        Ok(())
+        // The veth and the port rules are independent; doing them side by side
+        // saves an iptables round trip. A failure of either is rolled back by
+        // the caller (both removals are idempotent).
+        let rules = port_rules(ep, bridge);
+        let (veth, rules) = std::thread::scope(|s| {
+            let r = s.spawn(|| self.kernel.add_rules(&rules));
+            let v = self.kernel.add_veth(&spec);
+            (
+                v,
+                r.join()
+                    .unwrap_or_else(|_| Err(NetError::Iptables("thread panicked".into()))),
+            )
+        });
+        veth.and(rules)
     }
 
     /// Undoes [`Networks::attach`]: veth, published-port rules, lease, files,
@@ -1021,18 +1034,30 @@ impl Networks {
         else {
             return Ok(());
         };
-        self.kernel.delete_link(&ep.host_if)?;
-        if !ep.ports.is_empty() {
+        if ep.ports.is_empty() {
+            self.kernel.delete_link(&ep.host_if)?;
+        } else {
             let bridge = l
                 .state
                 .networks
                 .iter()
                 .find(|n| n.id == ep.network_id)
                 .and_then(|n| n.bridge.clone());
-            match bridge {
-                Some(br) => self.kernel.delete_rules(&port_rules(&ep, &br))?,
-                None => self.kernel.remove_rules(&tag_container(container_id))?,
-            }
+            // Deleting a veth mostly waits for the kernel (RCU); remove the
+            // rules meanwhile.
+            let (link, rules) = std::thread::scope(|s| {
+                let r = s.spawn(|| match &bridge {
+                    Some(br) => self.kernel.delete_rules(&port_rules(&ep, br)),
+                    None => self.kernel.remove_rules(&tag_container(container_id)),
+                });
+                let d = self.kernel.delete_link(&ep.host_if);
+                (
+                    d,
+                    r.join()
+                        .unwrap_or_else(|_| Err(NetError::Iptables("thread panicked".into()))),
+                )
+            });
+            link.and(rules)?;
         }
         l.state.endpoints.retain(|e| e.container_id != container_id);
         self.save_endpoints(&l.state)?;

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
 use common::{NetNs, eventually, free_port, sh, wget};
-use keel_net::{AttachRequest, NetError, Networks, parse_port_spec};
+use keel_net::{AttachRequest, HostKernel, Kernel as _, NetError, Networks, parse_port_spec};
 
 fn req(id: &str, name: &str, ns: &NetNs, network: &str) -> AttachRequest {
     AttachRequest {
@@ -29,6 +29,72 @@ struct Unmount(std::path::PathBuf);
 impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The real kernel, timing each operation (to see where attach/detach time goes).
+#[derive(Default)]
+struct Timed(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, std::time::Duration>>>,
+);
+
+impl Timed {
+    fn time<T>(&self, op: &'static str, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        *self.0.lock().unwrap().entry(op).or_default() += t.elapsed();
+        r
+    }
+}
+
+impl keel_net::Kernel for Timed {
+    fn ensure_bridge(&self, n: &str, g: std::net::Ipv4Addr, p: u8) -> Result<bool, NetError> {
+        self.time("ensure_bridge", || HostKernel.ensure_bridge(n, g, p))
+    }
+    fn link_exists(&self, n: &str) -> bool {
+        self.time("link_exists", || HostKernel.link_exists(n))
+    }
+    fn lock_host(&self) -> Result<Option<std::fs::File>, NetError> {
+        HostKernel.lock_host()
+    }
+    fn delete_link(&self, n: &str) -> Result<(), NetError> {
+        self.time("delete_link", || HostKernel.delete_link(n))
+    }
+    fn add_veth(&self, s: &keel_net::VethSpec) -> Result<(), NetError> {
+        self.time("add_veth", || HostKernel.add_veth(s))
+    }
+    fn ensure_chains(&self) -> Result<(), NetError> {
+        self.time("ensure_chains", || HostKernel.ensure_chains())
+    }
+    fn add_rules(&self, r: &[keel_net::Rule]) -> Result<(), NetError> {
+        self.time("add_rules", || HostKernel.add_rules(r))
+    }
+    fn remove_rules(&self, t: &str) -> Result<(), NetError> {
+        self.time("remove_rules", || HostKernel.remove_rules(t))
+    }
+    fn delete_rules(&self, r: &[keel_net::Rule]) -> Result<(), NetError> {
+        self.time("delete_rules", || HostKernel.delete_rules(r))
+    }
+    fn sysctl(&self, k: &str, v: &str) -> Result<(), NetError> {
+        HostKernel.sysctl(k, v)
+    }
+    fn port_in_use(
+        &self,
+        ip: Option<std::net::Ipv4Addr>,
+        p: u16,
+        pr: keel_net::Protocol,
+    ) -> Result<bool, NetError> {
+        self.time("port_checks", || HostKernel.port_in_use(ip, p, pr))
+    }
+    fn free_port(
+        &self,
+        ip: Option<std::net::Ipv4Addr>,
+        pr: keel_net::Protocol,
+    ) -> Result<u16, NetError> {
+        self.time("port_checks", || HostKernel.free_port(ip, pr))
+    }
+    fn routes(&self) -> Result<Vec<ipnet::Ipv4Net>, NetError> {
+        self.time("routes", || HostKernel.routes())
     }
 }
 
@@ -432,7 +498,9 @@ fn repeated_attach_detach_leaves_nothing_and_is_timed() {
     let c = NetNs::new("rep");
     let tmp = tempfile::tempdir().unwrap();
     host.run(|| {
-        let nets = Networks::open(tmp.path()).unwrap();
+        let timed = Timed::default();
+        let totals = timed.0.clone();
+        let nets = Networks::with_kernel(tmp.path(), Box::new(timed)).unwrap();
         nets.create("rep", None).unwrap();
         // The first attach also sets up bridge and chains; not part of the timing.
         nets.attach(&req("warm", "warm", &c, "rep")).unwrap();
@@ -467,6 +535,8 @@ fn repeated_attach_detach_leaves_nothing_and_is_timed() {
             v.sort();
             v[v.len() / 2]
         };
+        let totals = totals.lock().unwrap();
+        eprintln!("kernel time over all cycles, by operation: {totals:?}");
         eprintln!(
             "median over {} cycles: attach {:?}, detach {:?}; with a published port: attach {:?}, detach {:?}",
             N / 2,
