@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
 use common::{NetNs, eventually, free_port, sh, wget};
-use keel_net::{AttachRequest, HostKernel, Kernel as _, NetError, Networks, parse_port_spec};
+use keel_net::{AttachRequest, HostKernel, NetError, Networks, parse_port_spec};
 
 fn req(id: &str, name: &str, ns: &NetNs, network: &str) -> AttachRequest {
     AttachRequest {
