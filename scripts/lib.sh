@@ -12,6 +12,8 @@ KEEL_PACKAGES=(
   libseccomp-dev                                 # youki's libcontainer
   python3-kubernetes                             # official Python client in API tests
   hyperfine                                      # benchmarks
+  iproute2 iptables                              # keel-net: bridges, veths, NAT (tests use ip netns)
+  python3                                        # keel-net tests: a UDP echo server
 )
 
 # Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 pub mod chart;
 mod image;
+mod network;
 mod output;
 mod progress;
 
@@ -73,6 +74,9 @@ pub enum Command {
     System(image::SystemCommand),
     /// Helm charts: template, create, lint, package.
     Chart(Box<chart::ChartArgs>),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 /// Something the user can do about an error; attach with
@@ -139,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => image::logout(&cli.root, a),
         Command::System(image::SystemCommand::Prune(a)) => image::system_prune(&cli.root, a),
         Command::Chart(args) => chart::run(*args),
+        Command::Network(c) => network::network_command(&cli.root, c),
     }
 }
 

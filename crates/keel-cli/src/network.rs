@@ -1,0 +1,412 @@
+//! `keel network create|ls|inspect|rm|prune`, Docker's flags and output.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use keel_net::{NetError, NetworkInfo, Networks};
+use serde::Serialize;
+
+use crate::Hint;
+use crate::output::{Format, print_structured, table};
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create(CreateArgs),
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more networks.
+    Inspect(InspectArgs),
+    /// Remove one or more networks.
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Remove all unused networks.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Driver to manage the network (only `bridge`).
+    #[arg(short = 'd', long, default_value = "bridge")]
+    pub driver: String,
+    /// Subnet in CIDR format, e.g. 172.30.0.0/16 (default: the next free one from Docker's pools).
+    #[arg(long)]
+    pub subnet: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only display network IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate the output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter output (`name=…`, `id=…`, `driver=…`).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub networks: Vec<String>,
+    /// Output format (JSON like docker's unless yaml is asked for).
+    #[arg(short, long, value_enum, default_value_t = Format::Json)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    #[arg(required = true)]
+    pub networks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+fn open(root: &Path) -> anyhow::Result<Networks> {
+    Networks::open(root).context("cannot open network state")
+}
+
+/// Adds the hint a user can act on for the errors that have one.
+fn with_hint(e: NetError, what: String) -> anyhow::Error {
+    let hint = match &e {
+        NetError::NotFound(_) => Some("run keel network ls to see the networks".to_string()),
+        NetError::ActiveEndpoints { name, .. } => Some(format!(
+            "stop and remove the containers on it first (keel network inspect {name})"
+        )),
+        NetError::SubnetOverlap { .. } | NetError::PoolExhausted => {
+            Some("pass a free --subnet, or remove unused networks with keel network prune".into())
+        }
+        _ => None,
+    };
+    match hint {
+        Some(h) => anyhow::Error::new(e).context(Hint::new(h)).context(what),
+        None => anyhow::Error::new(e).context(what),
+    }
+}
+
+pub fn network_command(root: &Path, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        NetworkCommand::Create(a) => create(root, a),
+        NetworkCommand::Ls(a) => ls(root, a),
+        NetworkCommand::Inspect(a) => inspect(root, a),
+        NetworkCommand::Rm(a) => rm(root, a),
+        NetworkCommand::Prune(a) => prune(root, a),
+    }
+}
+
+fn create(root: &Path, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    if a.driver != "bridge" {
+        return Err(
+            anyhow::Error::new(Hint::new("keel networks use --driver bridge"))
+                .context(format!("network driver {:?} is not supported", a.driver)),
+        );
+    }
+    let info = open(root)?
+        .create(&a.name, a.subnet.as_deref())
+        .map_err(|e| with_hint(e, format!("cannot create network {}", a.name)))?;
+    println!("{}", info.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn matches_filter(n: &NetworkInfo, filters: &[(String, String)]) -> bool {
+    // Docker: different keys must all match; values of one key are alternatives.
+    let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (k, v) in filters {
+        by_key.entry(k.as_str()).or_default().push(v.as_str());
+    }
+    by_key.iter().all(|(k, vs)| {
+        vs.iter().any(|v| match *k {
+            "name" => n.name.contains(v),
+            "id" => n.id.starts_with(v),
+            "driver" => n.driver == *v,
+            "scope" => n.scope == *v,
+            "type" => match *v {
+                "builtin" => ["bridge", "host", "none"].contains(&n.name.as_str()),
+                "custom" => !["bridge", "host", "none"].contains(&n.name.as_str()),
+                _ => false,
+            },
+            _ => false,
+        })
+    })
+}
+
+fn ls(root: &Path, a: LsArgs) -> anyhow::Result<ExitCode> {
+    let mut filters = Vec::new();
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .with_context(|| format!("bad filter {f:?}: expected KEY=VALUE"))?;
+        if !["name", "id", "driver", "scope", "type"].contains(&k) {
+            return Err(
+                anyhow::Error::new(Hint::new("filters: name, id, driver, scope, type"))
+                    .context(format!("invalid filter {k:?}")),
+            );
+        }
+        filters.push((k.to_string(), v.to_string()));
+    }
+    let mut nets = open(root)?.list().context("cannot list networks")?;
+    nets.retain(|n| matches_filter(n, &filters));
+    nets.sort_by(|x, y| x.name.cmp(&y.name));
+    let id = |n: &NetworkInfo| {
+        if a.no_trunc {
+            n.id.clone()
+        } else {
+            n.id[..12].to_string()
+        }
+    };
+    if a.quiet {
+        for n in &nets {
+            println!("{}", id(n));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.output != Format::Table {
+        let v: Vec<DockerNetwork> = nets.iter().map(DockerNetwork::from).collect();
+        print_structured(&v, a.output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|n| vec![id(n), n.name.clone(), n.driver.clone(), n.scope.clone()])
+        .collect();
+    print!(
+        "{}",
+        table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `docker network inspect`'s object, field for field.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerNetwork {
+    name: String,
+    id: String,
+    created: String,
+    scope: String,
+    driver: String,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    ipam: Ipam,
+    internal: bool,
+    attachable: bool,
+    ingress: bool,
+    config_from: ConfigFrom,
+    config_only: bool,
+    containers: BTreeMap<String, DockerEndpoint>,
+    options: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Ipam {
+    driver: String,
+    options: BTreeMap<String, String>,
+    config: Vec<IpamConfig>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct IpamConfig {
+    subnet: String,
+    gateway: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigFrom {
+    network: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEndpoint {
+    name: String,
+    #[serde(rename = "EndpointID")]
+    endpoint_id: String,
+    mac_address: String,
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    ipv6_address: String,
+}
+
+impl From<&NetworkInfo> for DockerNetwork {
+    fn from(n: &NetworkInfo) -> Self {
+        let mut options = BTreeMap::new();
+        if let Some(b) = &n.bridge {
+            options.insert("com.docker.network.bridge.name".into(), b.clone());
+        }
+        DockerNetwork {
+            name: n.name.clone(),
+            id: n.id.clone(),
+            created: n.created.clone(),
+            scope: n.scope.clone(),
+            driver: n.driver.clone(),
+            enable_ipv6: false,
+            ipam: Ipam {
+                driver: "default".into(),
+                options: BTreeMap::new(),
+                config: match (&n.subnet, n.gateway) {
+                    (Some(s), Some(g)) => vec![IpamConfig {
+                        subnet: s.clone(),
+                        gateway: g.to_string(),
+                    }],
+                    _ => Vec::new(),
+                },
+            },
+            internal: false,
+            attachable: false,
+            ingress: false,
+            config_from: ConfigFrom {
+                network: String::new(),
+            },
+            config_only: false,
+            containers: n
+                .containers
+                .iter()
+                .map(|e| {
+                    (
+                        e.container_id.clone(),
+                        DockerEndpoint {
+                            name: e.name.clone(),
+                            endpoint_id: e.endpoint_id.clone(),
+                            mac_address: e.mac.clone(),
+                            ipv4_address: e.ipv4.clone(),
+                            ipv6_address: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+            options,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let nets = open(root)?;
+    let mut found = Vec::new();
+    let mut err = None;
+    for name in &a.networks {
+        match nets.inspect(name) {
+            Ok(n) => found.push(DockerNetwork::from(&n)),
+            Err(e) => {
+                err.get_or_insert(with_hint(e, format!("cannot inspect network {name}")));
+            }
+        }
+    }
+    // Like docker: what was found is printed, a missing one still fails the command.
+    if !found.is_empty() || err.is_none() {
+        print_structured(&found, a.output)?;
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn rm(root: &Path, a: RmArgs) -> anyhow::Result<ExitCode> {
+    let nets = open(root)?;
+    let mut errors = Vec::new();
+    for name in &a.networks {
+        match nets.remove(name) {
+            Ok(()) => println!("{name}"),
+            Err(e) => errors.push(with_hint(e, format!("cannot remove network {name}"))),
+        }
+    }
+    // Every name is tried; all but the last failure are reported here, the last
+    // one as the command's error.
+    let last = errors.pop();
+    for e in errors {
+        eprintln!("{}", crate::render_error(&e));
+    }
+    match last {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
+    if !a.force {
+        eprint!(
+            "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] "
+        );
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let removed = open(root)?.prune().context("cannot prune networks")?;
+    if !removed.is_empty() {
+        println!("Deleted Networks:");
+        for n in removed {
+            println!("{n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, driver: &str) -> NetworkInfo {
+        NetworkInfo {
+            id: "0123456789abcdef".into(),
+            name: name.into(),
+            driver: driver.into(),
+            scope: "local".into(),
+            subnet: None,
+            gateway: None,
+            bridge: None,
+            created: String::new(),
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn filters_like_docker() {
+        let f = |s: &[(&str, &str)]| -> Vec<(String, String)> {
+            s.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        };
+        let n = net("appnet", "bridge");
+        assert!(matches_filter(
+            &n,
+            &f(&[("name", "app"), ("driver", "bridge")])
+        ));
+        assert!(matches_filter(&n, &f(&[("name", "x"), ("name", "pn")])));
+        assert!(!matches_filter(
+            &n,
+            &f(&[("name", "app"), ("driver", "host")])
+        ));
+        assert!(matches_filter(
+            &n,
+            &f(&[("type", "custom"), ("id", "0123")])
+        ));
+        assert!(!matches_filter(
+            &net("host", "host"),
+            &f(&[("type", "custom")])
+        ));
+    }
+}

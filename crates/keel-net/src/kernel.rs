@@ -1,0 +1,498 @@
+//! Every kernel effect keel-net has, behind [`Kernel`], and its real
+//! implementation [`HostKernel`] driving iproute2 (`ip -batch`) and
+//! `iptables-save`/`iptables-restore --noflush` (whichever backend, nft or legacy,
+//! the host's `iptables` alternative selects, so rules land where its admin looks).
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+
+use crate::NetError;
+use crate::ports::Protocol;
+
+/// One veth pair to create: `host_if` on the bridge, `eth0` in the netns.
+#[derive(Debug, Clone)]
+pub struct VethSpec {
+    pub host_if: String,
+    pub bridge: String,
+    pub netns: PathBuf,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// One iptables rule; `tag` goes into `-m comment` so removal can find it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub table: &'static str,
+    pub chain: &'static str,
+    pub spec: String,
+    pub tag: String,
+}
+
+/// Kernel operations keel-net needs. Implementations must be idempotent where noted.
+pub trait Kernel: Send + Sync {
+    /// Creates bridge `name` with `gateway/prefix` and brings it up. Returns
+    /// false when it existed already (nothing changed then).
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<bool, NetError>;
+    /// Whether a network interface of that name exists.
+    fn link_exists(&self, name: &str) -> bool;
+    /// A host-wide lock (across keel roots) held while a subnet is chosen
+    /// against the host's routes and its bridge created, so two roots never
+    /// pick the same subnet. `None` where there is nothing to share.
+    fn lock_host(&self) -> Result<Option<std::fs::File>, NetError> {
+        Ok(None)
+    }
+    /// Deletes a link; absent is fine.
+    fn delete_link(&self, name: &str) -> Result<(), NetError>;
+    /// Creates the veth pair, moves/renames the peer to `eth0` in the netns, sets address and default route.
+    fn add_veth(&self, spec: &VethSpec) -> Result<(), NetError>;
+    /// Creates keel's chains and the jumps into them, if missing.
+    fn ensure_chains(&self) -> Result<(), NetError>;
+    fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError>;
+    /// Removes every rule carrying `tag`; none present is fine.
+    fn remove_rules(&self, tag: &str) -> Result<(), NetError>;
+    /// Removes exactly `rules` (as added); when some are gone already, falls
+    /// back to removing by their tags, so it stays idempotent.
+    fn delete_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
+        let mut tags: Vec<&str> = rules.iter().map(|r| r.tag.as_str()).collect();
+        tags.dedup();
+        tags.into_iter().try_for_each(|t| self.remove_rules(t))
+    }
+    /// Writes `/proc/sys/<key with . as />`.
+    fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError>;
+    /// Whether binding `ip:port` fails because something holds it (`Ok(true)`);
+    /// other bind failures (say, `ip` is not an address of this host) are errors.
+    fn port_in_use(
+        &self,
+        ip: Option<Ipv4Addr>,
+        port: u16,
+        proto: Protocol,
+    ) -> Result<bool, NetError>;
+    /// A port the kernel considers free right now.
+    fn free_port(&self, ip: Option<Ipv4Addr>, proto: Protocol) -> Result<u16, NetError>;
+    /// IPv4 routes of the host (to choose subnets that do not collide).
+    fn routes(&self) -> Result<Vec<Ipv4Net>, NetError>;
+}
+
+/// The real kernel, through iproute2 and iptables in the caller's network namespace.
+#[derive(Debug, Default)]
+pub struct HostKernel;
+
+/// Runs `prog args` with `stdin`, returning stdout or the trimmed stderr.
+fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {prog}: {e}"))?;
+    if let Some(s) = stdin {
+        let mut w = child.stdin.take().expect("piped");
+        w.write_all(s.as_bytes())
+            .map_err(|e| format!("writing to {prog}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for {prog}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err.trim();
+        Err(if err.is_empty() {
+            format!("{prog} exited with {}", out.status)
+        } else {
+            err.replace('\n', "; ")
+        })
+    }
+}
+
+/// Runs `ip -batch -` inside the network namespace at `netns`. A short-lived
+/// thread enters it (setns affects only the calling thread) and the child `ip`
+/// inherits that thread's namespace; cheaper than spawning nsenter.
+fn ip_batch_in(netns: &Path, batch: String) -> Result<(), String> {
+    let ns =
+        std::fs::File::open(netns).map_err(|e| format!("cannot open {}: {e}", netns.display()))?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| format!("cannot enter {}: {e}", netns.display()))?;
+            run("ip", &["-batch", "-"], Some(&batch)).map(|_| ())
+        })
+        .join()
+        .unwrap_or_else(|_| Err("netns thread panicked".into()))
+    })
+}
+
+/// Whether a link exists in the calling thread's network namespace: one
+/// SIOCGIFINDEX ioctl instead of spawning `ip` (sysfs would show the namespace
+/// it was mounted in, not necessarily ours).
+fn link_exists(name: &str) -> bool {
+    use rustix::net::{AddressFamily, SocketType, netdevice, socket};
+    socket(AddressFamily::INET, SocketType::DGRAM, None)
+        .and_then(|s| netdevice::name_to_index(&s, name))
+        .is_ok()
+}
+
+/// Shared by every keel root on the host (tmpfs: nothing to keep across boots).
+const HOST_LOCK: &str = "/run/keel/net.lock";
+
+/// The `iptables-save` line form of a rule (without `-A chain`), as we write it.
+fn rule_line(op: &str, r: &Rule) -> String {
+    format!(
+        "{op} {} {} -m comment --comment {} ",
+        r.chain, r.spec, r.tag
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// Chains keel owns and the jumps into them: (table, chain, jump rule in a built-in chain).
+const CHAINS: &[(&str, &str, &str)] = &[
+    (
+        "nat",
+        "KEEL",
+        "PREROUTING -m addrtype --dst-type LOCAL -j KEEL",
+    ),
+    ("nat", "KEEL", "OUTPUT -m addrtype --dst-type LOCAL -j KEEL"),
+    ("nat", "KEEL-POSTROUTING", "POSTROUTING -j KEEL-POSTROUTING"),
+    ("filter", "KEEL-FORWARD", "FORWARD -j KEEL-FORWARD"),
+];
+
+/// Whether an `iptables-save` line carries exactly comment `tag`.
+fn has_tag(line: &str, tag: &str) -> bool {
+    line.contains(&format!("--comment \"{tag}\""))
+        || line.ends_with(&format!("--comment {tag}"))
+        || line.contains(&format!("--comment {tag} "))
+}
+
+/// Builds an `iptables-restore --noflush` script from per-table lines.
+fn restore_script(lines: &[(&str, String)]) -> String {
+    let mut out = String::new();
+    for table in ["nat", "filter"] {
+        let ls: Vec<&String> = lines
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, l)| l)
+            .collect();
+        if ls.is_empty() {
+            continue;
+        }
+        out.push('*');
+        out.push_str(table);
+        out.push('\n');
+        for l in ls {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
+
+fn iptables_restore(script: &str) -> Result<(), NetError> {
+    if script.is_empty() {
+        return Ok(());
+    }
+    run("iptables-restore", &["--noflush", "--wait"], Some(script))
+        .map(|_| ())
+        .map_err(NetError::Iptables)
+}
+
+fn iptables_save() -> Result<String, NetError> {
+    run("iptables-save", &[], None).map_err(NetError::Iptables)
+}
+
+impl Kernel for HostKernel {
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<bool, NetError> {
+        let create_err = |e: String| NetError::CreateBridge {
+            name: name.to_string(),
+            reason: e,
+        };
+        if link_exists(name) {
+            return Ok(false);
+        }
+        match run("ip", &["link", "add", "name", name, "type", "bridge"], None) {
+            Ok(_) => {}
+            Err(e) if e.contains("File exists") => return Ok(false),
+            Err(e) => return Err(create_err(e)),
+        }
+        let batch = format!("addr add {gateway}/{prefix_len} dev {name}\nlink set dev {name} up\n");
+        run("ip", &["-batch", "-"], Some(&batch)).map_err(create_err)?;
+        Ok(true)
+    }
+
+    fn link_exists(&self, name: &str) -> bool {
+        link_exists(name)
+    }
+
+    fn lock_host(&self) -> Result<Option<std::fs::File>, NetError> {
+        let path = Path::new(HOST_LOCK);
+        let err = |e: std::io::Error| NetError::Lock {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(err)?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| err(e.into()))?;
+        Ok(Some(f))
+    }
+
+    fn delete_link(&self, name: &str) -> Result<(), NetError> {
+        if !link_exists(name) {
+            return Ok(());
+        }
+        match run("ip", &["link", "del", "dev", name], None) {
+            Ok(_) => Ok(()),
+            Err(e) if e.contains("Cannot find device") || e.contains("does not exist") => Ok(()),
+            Err(e) => Err(NetError::DeleteLink {
+                name: name.to_string(),
+                reason: e,
+            }),
+        }
+    }
+
+    fn add_veth(&self, s: &VethSpec) -> Result<(), NetError> {
+        // The peer is created directly inside the netns under its final name, so
+        // it never needs renaming and never clashes with the host's eth0.
+        // Hairpin: with br_netfilter, a container's own connection to its
+        // published port on a host address is DNAT-ed and bridged back out the
+        // port it came in by.
+        let ns = s.netns.display().to_string();
+        // ip's batch parser takes double-quoted words, so paths with spaces are fine.
+        if ns.contains(['"', '\n', '\\']) {
+            return Err(NetError::CreateVeth {
+                name: s.host_if.clone(),
+                reason: format!("unsupported character in namespace path {ns:?}"),
+            });
+        }
+        let host = format!(
+            "link add {h} type veth peer name eth0 address {mac} netns \"{ns}\"\n\
+             link set dev {h} master {br} up\n\
+             link set dev {h} type bridge_slave hairpin on\n",
+            h = s.host_if,
+            mac = s.mac,
+            br = s.bridge,
+        );
+        run("ip", &["-batch", "-"], Some(&host)).map_err(|e| NetError::CreateVeth {
+            name: s.host_if.clone(),
+            reason: e,
+        })?;
+        let inside = format!(
+            "link set dev lo up\naddr add {ip}/{p} dev eth0\nlink set dev eth0 up\nroute add default via {gw} dev eth0\n",
+            ip = s.ip,
+            p = s.prefix_len,
+            gw = s.gateway,
+        );
+        ip_batch_in(&s.netns, inside).map_err(|e| {
+            let _ = self.delete_link(&s.host_if);
+            NetError::ConfigureNetns {
+                netns: s.netns.clone(),
+                reason: e,
+            }
+        })
+    }
+
+    fn ensure_chains(&self) -> Result<(), NetError> {
+        let saved = iptables_save()?;
+        let mut table = "";
+        let mut have_chains: Vec<(String, String)> = Vec::new();
+        let mut have_rules: Vec<(String, String)> = Vec::new();
+        for line in saved.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = if t == "nat" {
+                    "nat"
+                } else if t == "filter" {
+                    "filter"
+                } else {
+                    ""
+                };
+            } else if let Some(c) = line.strip_prefix(':') {
+                let name = c.split_whitespace().next().unwrap_or_default();
+                have_chains.push((table.to_string(), name.to_string()));
+            } else if let Some(r) = line.strip_prefix("-A ") {
+                have_rules.push((table.to_string(), r.to_string()));
+            }
+        }
+        let mut lines: Vec<(&str, String)> = Vec::new();
+        for (t, chain, jump) in CHAINS {
+            if !have_chains.iter().any(|(ht, hc)| ht == t && hc == chain)
+                && !lines
+                    .iter()
+                    .any(|(lt, l)| lt == t && l == &format!("-N {chain}"))
+            {
+                lines.push((t, format!("-N {chain}")));
+            }
+            if !have_rules.iter().any(|(ht, hr)| ht == t && hr == jump) {
+                // Insert (not append) into FORWARD so an admin's DROP policy rules
+                // further down do not shadow keel's accepts.
+                let op = if jump.starts_with("FORWARD") {
+                    "-I"
+                } else {
+                    "-A"
+                };
+                lines.push((t, format!("{op} {jump}")));
+            }
+        }
+        iptables_restore(&restore_script(&lines))
+    }
+
+    fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
+        let lines: Vec<(&str, String)> = rules
+            .iter()
+            .map(|r| (r.table, rule_line("-A", r)))
+            .collect();
+        iptables_restore(&restore_script(&lines))
+    }
+
+    fn delete_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
+        // One iptables-restore of exact -D lines; the save-and-scan path only
+        // when that fails because a rule is missing.
+        let lines: Vec<(&str, String)> = rules
+            .iter()
+            .map(|r| (r.table, rule_line("-D", r)))
+            .collect();
+        if iptables_restore(&restore_script(&lines)).is_ok() {
+            return Ok(());
+        }
+        let mut tags: Vec<&str> = rules.iter().map(|r| r.tag.as_str()).collect();
+        tags.dedup();
+        tags.into_iter().try_for_each(|t| self.remove_rules(t))
+    }
+
+    fn remove_rules(&self, tag: &str) -> Result<(), NetError> {
+        let saved = iptables_save()?;
+        let mut table = "";
+        let mut lines: Vec<(&str, String)> = Vec::new();
+        for line in saved.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = if t == "nat" {
+                    "nat"
+                } else if t == "filter" {
+                    "filter"
+                } else {
+                    ""
+                };
+            } else if let Some(r) = line.strip_prefix("-A ")
+                && !table.is_empty()
+                && has_tag(line, tag)
+            {
+                // iptables-save prints rules in a form -D accepts verbatim.
+                lines.push((table, format!("-D {r}")));
+            }
+        }
+        iptables_restore(&restore_script(&lines))
+    }
+
+    fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| NetError::Sysctl {
+            key: key.to_string(),
+            source: e,
+        })
+    }
+
+    fn port_in_use(
+        &self,
+        ip: Option<Ipv4Addr>,
+        port: u16,
+        proto: Protocol,
+    ) -> Result<bool, NetError> {
+        let addr = SocketAddr::new(IpAddr::V4(ip.unwrap_or(Ipv4Addr::UNSPECIFIED)), port);
+        let res = match proto {
+            Protocol::Tcp => TcpListener::bind(addr).map(drop),
+            Protocol::Udp => UdpSocket::bind(addr).map(drop),
+        };
+        match res {
+            Ok(()) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Ok(true),
+            Err(e) => Err(NetError::PublishAddress {
+                addr: addr.ip(),
+                source: e,
+            }),
+        }
+    }
+
+    fn free_port(&self, ip: Option<Ipv4Addr>, proto: Protocol) -> Result<u16, NetError> {
+        let addr = SocketAddr::new(IpAddr::V4(ip.unwrap_or(Ipv4Addr::UNSPECIFIED)), 0);
+        let port = match proto {
+            Protocol::Tcp => TcpListener::bind(addr).and_then(|l| l.local_addr()),
+            Protocol::Udp => UdpSocket::bind(addr).and_then(|l| l.local_addr()),
+        };
+        port.map(|a| a.port()).map_err(NetError::NoFreePort)
+    }
+
+    fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
+        let out = run("ip", &["-4", "route", "show", "table", "all"], None)
+            .map_err(NetError::ListRoutes)?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let dst = l.split_whitespace().next()?;
+                // Skip `default`, broadcast/local entries and the like; only networks can collide.
+                if l.starts_with("broadcast") || l.starts_with("local") || l.starts_with("default")
+                {
+                    return None;
+                }
+                dst.parse::<Ipv4Net>()
+                    .ok()
+                    .or_else(|| dst.parse::<Ipv4Addr>().ok().map(Ipv4Net::from))
+            })
+            .filter(|n| !n.network().is_loopback())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_matching_is_exact() {
+        let l = "-A KEEL -p tcp -m tcp --dport 80 -m comment --comment \"keel:abc\" -j DNAT --to-destination 1.2.3.4:80";
+        assert!(has_tag(l, "keel:abc"));
+        assert!(!has_tag(l, "keel:ab"));
+    }
+
+    #[test]
+    fn script_groups_by_table() {
+        let s = restore_script(&[
+            ("filter", "-A X".into()),
+            ("nat", "-A Y".into()),
+            ("nat", "-A Z".into()),
+        ]);
+        assert_eq!(s, "*nat\n-A Y\n-A Z\nCOMMIT\n*filter\n-A X\nCOMMIT\n");
+        assert_eq!(restore_script(&[]), "");
+    }
+}

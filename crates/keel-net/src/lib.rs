@@ -1,0 +1,1409 @@
+//! keel-net: container networking on one host. [`Networks`] keeps the networks
+//! (the predefined `bridge`, `host`, `none` and user-defined bridges), their IPAM
+//! leases and container endpoints in `<root>/net/state.json` under an exclusive
+//! `flock`, and drives the kernel through the [`Kernel`] trait ([`HostKernel`]:
+//! Linux bridge, one veth pair per container, iptables NAT for outbound traffic
+//! and DNAT for published ports). It also maintains each container's
+//! `/etc/hosts` (peers by name and alias on user networks) and `/etc/resolv.conf`.
+//! [`parse_port_spec`] parses Docker's `-p` syntax into [`PortMapping`]s.
+//!
+//! For the runtime: create the container's network namespace and bind-mount
+//! it to a file, call [`Networks::attach`], bind-mount the returned
+//! `hosts_file` and `resolv_conf` over `/etc/hosts` and `/etc/resolv.conf`
+//! (keel-net rewrites them in place when peers come and go), and call
+//! [`Networks::detach`] when the container stops (idempotent, any order with
+//! removing the namespace). `host` and `none` never reach keel-net. Tests
+//! with a temporary root call [`Networks::release_idle`] before deleting it.
+
+mod hosts;
+mod ipam;
+mod kernel;
+mod ports;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use rustix::fs::{FlockOperation, flock};
+use serde::{Deserialize, Serialize};
+
+pub use hosts::{render_hosts, render_resolv_conf};
+pub use kernel::{HostKernel, Kernel, Rule, VethSpec};
+pub use ports::{PortMapping, Protocol, parse_port_spec};
+
+/// Everything that can fail in keel-net, one variant per failed operation.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot lock network state {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read network state {path}: {source}")]
+    ReadState {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt network state {path}: {source}")]
+    ParseState {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write network state {path}: {source}")]
+    WriteState {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid network name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    #[error("network with name {0} already exists")]
+    NameExists(String),
+    #[error("network {0} not found")]
+    NotFound(String),
+    #[error("invalid subnet {subnet}: {reason}")]
+    InvalidSubnet { subnet: String, reason: String },
+    #[error("subnet {subnet} overlaps with network {other} ({other_subnet})")]
+    SubnetOverlap {
+        subnet: String,
+        other: String,
+        other_subnet: String,
+    },
+    #[error("no free subnet left in the default address pools; pass --subnet")]
+    PoolExhausted,
+    #[error("no free IP address left in network {0}")]
+    AddressesExhausted(String),
+    #[error("network {name} id {id} has active endpoints")]
+    ActiveEndpoints { name: String, id: String },
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    Predefined(String),
+    #[error("network {0} is not a bridge network; the runtime sets up host and none itself")]
+    NotBridge(String),
+    #[error("invalid container id {0:?}")]
+    InvalidContainerId(String),
+    #[error("container {0} is already attached to a network")]
+    AlreadyAttached(String),
+    #[error("invalid port specification {spec:?}: {reason}")]
+    PortSpec { spec: String, reason: String },
+    #[error("bind for {addr}:{port}/{proto} failed: port is already allocated ({by})")]
+    PortTaken {
+        addr: String,
+        port: u16,
+        proto: Protocol,
+        by: String,
+    },
+    #[error(
+        "bind for {addr}:{first}-{last}/{proto} failed: every port of the range is already allocated"
+    )]
+    PortRangeTaken {
+        addr: String,
+        first: u16,
+        last: u16,
+        proto: Protocol,
+    },
+    #[error("cannot publish on {0}: only IPv4 host addresses are supported")]
+    Ipv6Unsupported(IpAddr),
+    #[error("cannot publish a port on {addr}: {source}")]
+    PublishAddress {
+        addr: IpAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot find a free host port: {0}")]
+    NoFreePort(std::io::Error),
+    #[error("cannot create bridge {name}: {reason}")]
+    CreateBridge { name: String, reason: String },
+    #[error("cannot create veth {name}: {reason}")]
+    CreateVeth { name: String, reason: String },
+    #[error("cannot configure eth0 in network namespace {netns}: {reason}")]
+    ConfigureNetns { netns: PathBuf, reason: String },
+    #[error("cannot delete link {name}: {reason}")]
+    DeleteLink { name: String, reason: String },
+    #[error("iptables: {0}")]
+    Iptables(String),
+    #[error("cannot set sysctl {key}: {source}")]
+    Sysctl { key: String, source: std::io::Error },
+    #[error("cannot list the host's routes: {0}")]
+    ListRoutes(String),
+    #[error("cannot write {path}: {source}")]
+    WriteHostsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read random bytes: {0}")]
+    Random(std::io::Error),
+}
+
+/// What the runtime asks for when a container joins a bridge network.
+#[derive(Debug, Clone, Default)]
+pub struct AttachRequest {
+    pub container_id: String,
+    pub name: String,
+    pub hostname: String,
+    /// A bind-mounted nsfs file of the container's network namespace.
+    pub netns: PathBuf,
+    /// `bridge` (the default network) or a user network's name or ID.
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ports: Vec<PortMapping>,
+}
+
+/// The result of [`Networks::attach`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    /// The requested ports with host ports resolved.
+    pub ports: Vec<PortMapping>,
+    /// The container's /etc/hosts, kept up to date in place; bind-mount it.
+    pub hosts_file: PathBuf,
+    /// The container's /etc/resolv.conf; bind-mount it.
+    pub resolv_conf: PathBuf,
+    /// The network's name (useful for `inspect`).
+    pub network: String,
+}
+
+/// A container's endpoint as shown by `network inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointInfo {
+    pub container_id: String,
+    pub name: String,
+    pub endpoint_id: String,
+    pub mac: String,
+    pub ipv4: String,
+}
+
+/// A network as listed and inspected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    /// `bridge`, `host` or `null` (Docker's names).
+    pub driver: String,
+    pub scope: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<Ipv4Addr>,
+    /// The Linux bridge's name.
+    pub bridge: Option<String>,
+    /// RFC 3339.
+    pub created: String,
+    pub containers: Vec<EndpointInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NetRecord {
+    id: String,
+    name: String,
+    driver: String,
+    subnet: Option<Ipv4Net>,
+    bridge: Option<String>,
+    created: String,
+    predefined: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[allow(clippy::struct_field_names)] // endpoint_id is Docker's name
+struct Endpoint {
+    container_id: String,
+    endpoint_id: String,
+    name: String,
+    hostname: String,
+    aliases: Vec<String>,
+    network_id: String,
+    ip: Ipv4Addr,
+    mac: String,
+    host_if: String,
+    ports: Vec<PortMapping>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    networks: Vec<NetRecord>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl State {
+    fn find(&self, name: &str) -> Option<&NetRecord> {
+        self.networks
+            .iter()
+            .find(|n| n.name == name)
+            .or_else(|| self.networks.iter().find(|n| n.id == name))
+            .or_else(|| {
+                let mut hits = self
+                    .networks
+                    .iter()
+                    .filter(|n| name.len() >= 3 && n.id.starts_with(name));
+                match (hits.next(), hits.next()) {
+                    (Some(n), None) => Some(n),
+                    _ => None,
+                }
+            })
+    }
+
+    fn endpoints_of<'a>(&'a self, net_id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.endpoints
+            .iter()
+            .filter(move |e| e.network_id == net_id)
+    }
+}
+
+/// Held while working on the state: the exclusive flock lives as long as this.
+struct Locked {
+    _lock: File,
+    state: State,
+}
+
+/// Network state under `<root>/net` plus the kernel it drives.
+pub struct Networks {
+    dir: PathBuf,
+    kernel: Box<dyn Kernel>,
+    host_resolv_conf: PathBuf,
+}
+
+impl std::fmt::Debug for Networks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Networks")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+const NETWORKS: &str = "networks.json";
+/// The default root's default bridge, like Docker's `docker0`.
+const DEFAULT_BRIDGE: &str = "keel0";
+const DEFAULT_ROOT: &str = "/var/lib/keel";
+
+fn valid_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn random_hex(bytes: usize) -> Result<String, NetError> {
+    let mut buf = vec![0u8; bytes];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(NetError::Random)?;
+    Ok(buf.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+fn ports_clash(a: &PortMapping, b: &PortMapping) -> bool {
+    a.protocol == b.protocol
+        && a.host_port == b.host_port
+        && (a.host_ip.is_none() || b.host_ip.is_none() || a.host_ip == b.host_ip)
+}
+
+fn tag_container(id: &str) -> String {
+    format!("keel:{id}")
+}
+
+fn tag_network(id: &str) -> String {
+    format!("keel-net:{}", &id[..12.min(id.len())])
+}
+
+/// Rules every bridge network needs: outbound NAT, localhost-published ports, forwarding.
+fn network_rules(net: &NetRecord) -> Vec<Rule> {
+    let (Some(br), Some(subnet)) = (&net.bridge, &net.subnet) else {
+        return Vec::new();
+    };
+    let tag = tag_network(&net.id);
+    let r = |table, chain, spec: String| Rule {
+        table,
+        chain,
+        spec,
+        tag: tag.clone(),
+    };
+    vec![
+        r(
+            "nat",
+            "KEEL-POSTROUTING",
+            format!("-s {subnet} ! -o {br} -j MASQUERADE"),
+        ),
+        // DNAT of 127.0.0.1 traffic keeps a loopback source, which the
+        // container could not answer; masquerade it to the bridge address.
+        r(
+            "nat",
+            "KEEL-POSTROUTING",
+            format!("-s 127.0.0.0/8 -o {br} -m addrtype --src-type LOCAL -j MASQUERADE"),
+        ),
+        // A container reaching a published port through a host address gets
+        // DNAT-ed back onto its own bridge; masquerade it so the reply returns
+        // through the host (where the DNAT is undone), not straight over L2.
+        r(
+            "nat",
+            "KEEL-POSTROUTING",
+            format!("-s {subnet} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE"),
+        ),
+        r(
+            "filter",
+            "KEEL-FORWARD",
+            format!("-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        ),
+        r("filter", "KEEL-FORWARD", format!("-i {br} -j ACCEPT")),
+    ]
+}
+
+/// DNAT and forward-accept rules for one endpoint's published ports.
+fn port_rules(ep: &Endpoint, bridge: &str) -> Vec<Rule> {
+    let tag = tag_container(&ep.container_id);
+    let mut v = Vec::new();
+    for p in &ep.ports {
+        let proto = p.protocol.as_str();
+        let dst = p
+            .host_ip
+            .map(|ip| format!("-d {ip}/32 "))
+            .unwrap_or_default();
+        v.push(Rule {
+            table: "nat",
+            chain: "KEEL",
+            spec: format!(
+                "{dst}-p {proto} -m {proto} --dport {} -j DNAT --to-destination {}:{}",
+                p.host_port, ep.ip, p.container_port
+            ),
+            tag: tag.clone(),
+        });
+        v.push(Rule {
+            table: "filter",
+            chain: "KEEL-FORWARD",
+            spec: format!(
+                "-d {}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} --dport {} -j ACCEPT",
+                ep.ip, p.container_port
+            ),
+            tag: tag.clone(),
+        });
+    }
+    v
+}
+
+impl Networks {
+    /// Opens (creating on first use) the network state under `<root>/net`.
+    pub fn open(root: &Path) -> Result<Networks, NetError> {
+        Self::with_kernel(root, Box::new(HostKernel))
+    }
+
+    /// Like [`Networks::open`] with another kernel (tests use a fake one).
+    pub fn with_kernel(root: &Path, kernel: Box<dyn Kernel>) -> Result<Networks, NetError> {
+        let dir = root.join("net");
+        std::fs::create_dir_all(dir.join("containers")).map_err(|e| NetError::WriteState {
+            path: dir.clone(),
+            source: e,
+        })?;
+        Ok(Networks {
+            dir,
+            kernel,
+            host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        })
+    }
+
+    /// `keel0` for the default root; other roots (tests, a second keel) get
+    /// `keel0-<hash of root>` so they never share a bridge (and its addresses).
+    fn default_bridge_name(&self) -> String {
+        let root = self.dir.parent().unwrap_or(&self.dir);
+        if root == Path::new(DEFAULT_ROOT) {
+            return DEFAULT_BRIDGE.to_string();
+        }
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let h = root
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        format!("{DEFAULT_BRIDGE}-{:08x}", h as u32)
+    }
+
+    /// Where containers' resolv.conf is derived from (default `/etc/resolv.conf`).
+    #[must_use]
+    pub fn with_host_resolv_conf(mut self, path: PathBuf) -> Networks {
+        self.host_resolv_conf = path;
+        self
+    }
+
+    fn lock(&self) -> Result<Locked, NetError> {
+        let lock_path = self.dir.join("lock");
+        let lock_err = |e: std::io::Error| NetError::Lock {
+            path: lock_path.clone(),
+            source: e,
+        };
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(lock_err)?;
+        flock(&f, FlockOperation::LockExclusive).map_err(|e| lock_err(e.into()))?;
+        let path = self.dir.join(NETWORKS);
+        let networks = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| NetError::ParseState {
+                path: path.clone(),
+                source: e,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let n = self.initial_networks()?;
+                self.save_json(&path, &n, true)?;
+                n
+            }
+            Err(e) => return Err(NetError::ReadState { path, source: e }),
+        };
+        let path = self.endpoints_path()?;
+        let endpoints = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| NetError::ParseState {
+                path: path.clone(),
+                source: e,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.forget_earlier_boots();
+                Vec::new()
+            }
+            Err(e) => return Err(NetError::ReadState { path, source: e }),
+        };
+        let state = State {
+            networks,
+            endpoints,
+        };
+        Ok(Locked { _lock: f, state })
+    }
+
+    /// Endpoints describe kernel state (veths, rules), which a reboot wipes; so
+    /// they are kept per boot and written without fsync: after a crash the file
+    /// of the old boot is simply ignored.
+    fn endpoints_path(&self) -> Result<PathBuf, NetError> {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map_err(|e| {
+            NetError::ReadState {
+                path: "/proc/sys/kernel/random/boot_id".into(),
+                source: e,
+            }
+        })?;
+        Ok(self.dir.join(format!("endpoints-{}.json", boot.trim())))
+    }
+
+    /// Removes endpoint files and container files of earlier boots.
+    fn forget_earlier_boots(&self) {
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("endpoints-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("containers")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Docker's three predefined networks; the default bridge's subnet avoids the host's routes.
+    fn initial_networks(&self) -> Result<Vec<NetRecord>, NetError> {
+        let routes = self.kernel.routes()?;
+        let subnet = ipam::pick_subnet(&routes, false)?;
+        let created = now();
+        let mk = |name: &str,
+                  driver: &str,
+                  subnet,
+                  bridge: Option<&str>|
+         -> Result<NetRecord, NetError> {
+            Ok(NetRecord {
+                id: random_hex(32)?,
+                name: name.into(),
+                driver: driver.into(),
+                subnet,
+                bridge: bridge.map(Into::into),
+                created: created.clone(),
+                predefined: true,
+            })
+        };
+        Ok(vec![
+            mk(
+                "bridge",
+                "bridge",
+                Some(subnet),
+                Some(&self.default_bridge_name()),
+            )?,
+            mk("host", "host", None, None)?,
+            mk("none", "null", None, None)?,
+        ])
+    }
+
+    /// Atomic replace: temp file, (fsync,) rename, (fsync directory).
+    fn save_json<T: Serialize>(&self, path: &Path, v: &T, durable: bool) -> Result<(), NetError> {
+        let werr = |e: std::io::Error| NetError::WriteState {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(werr)?;
+        serde_json::to_writer_pretty(&mut tmp, v).map_err(|e| werr(e.into()))?;
+        if durable {
+            tmp.as_file().sync_all().map_err(werr)?;
+        }
+        tmp.persist(path).map_err(|e| werr(e.error))?;
+        if durable {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(werr)?;
+        }
+        Ok(())
+    }
+
+    /// Network definitions: durable, the user was told they exist.
+    fn save_networks(&self, st: &State) -> Result<(), NetError> {
+        self.save_json(&self.dir.join(NETWORKS), &st.networks, true)
+    }
+
+    fn save_endpoints(&self, st: &State) -> Result<(), NetError> {
+        self.save_json(&self.endpoints_path()?, &st.endpoints, false)
+    }
+
+    fn info(st: &State, n: &NetRecord) -> NetworkInfo {
+        let prefix = n.subnet.map_or(0, |s| s.prefix_len());
+        NetworkInfo {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            driver: n.driver.clone(),
+            scope: "local".into(),
+            subnet: n.subnet.map(|s| s.to_string()),
+            gateway: n.subnet.map(ipam::gateway),
+            bridge: n.bridge.clone(),
+            created: n.created.clone(),
+            containers: st
+                .endpoints_of(&n.id)
+                .map(|e| EndpointInfo {
+                    container_id: e.container_id.clone(),
+                    name: e.name.clone(),
+                    endpoint_id: e.endpoint_id.clone(),
+                    mac: e.mac.clone(),
+                    ipv4: format!("{}/{prefix}", e.ip),
+                })
+                .collect(),
+        }
+    }
+
+    /// Brings a bridge network's kernel side up if it is not (first use, or after a reboot).
+    fn ensure_network_kernel(&self, net: &NetRecord) -> Result<(), NetError> {
+        let (Some(br), Some(subnet)) = (&net.bridge, &net.subnet) else {
+            return Ok(());
+        };
+        if !self
+            .kernel
+            .ensure_bridge(br, ipam::gateway(*subnet), subnet.prefix_len())?
+        {
+            return Ok(());
+        }
+        let res = (|| {
+            self.kernel.sysctl("net.ipv4.ip_forward", "1")?;
+            self.kernel
+                .sysctl(&format!("net.ipv4.conf.{br}.route_localnet"), "1")?;
+            self.kernel.ensure_chains()?;
+            // Stale rules of an earlier incarnation of this network would double up.
+            self.kernel.remove_rules(&tag_network(&net.id))?;
+            self.kernel.add_rules(&network_rules(net))
+        })();
+        if res.is_err() {
+            let _ = self.kernel.delete_link(br);
+        }
+        res
+    }
+
+    /// Makes sure the network's bridge is up before addresses are handed out.
+    /// When it has to be created and nothing is attached, the default bridge's
+    /// subnet is checked against the host's routes again (another keel root,
+    /// a VPN or docker0 may have taken it since the state was initialized)
+    /// and moved to a free one.
+    fn prepare_bridge(&self, st: &mut State, mut net: NetRecord) -> Result<NetRecord, NetError> {
+        let (Some(br), Some(subnet)) = (net.bridge.clone(), net.subnet) else {
+            return Ok(net);
+        };
+        if self.kernel.link_exists(&br) {
+            return Ok(net);
+        }
+        let _host = self.kernel.lock_host()?;
+        if net.predefined && st.endpoints_of(&net.id).next().is_none() {
+            let routes = self.kernel.routes()?;
+            if routes.iter().any(|r| ipam::overlaps(*r, subnet)) {
+                let mut taken = routes;
+                taken.extend(
+                    st.networks
+                        .iter()
+                        .filter(|n| n.id != net.id)
+                        .filter_map(|n| n.subnet),
+                );
+                net.subnet = Some(ipam::pick_subnet(&taken, false)?);
+                if let Some(rec) = st.networks.iter_mut().find(|n| n.id == net.id) {
+                    rec.subnet = net.subnet;
+                }
+                self.save_networks(st)?;
+            }
+        }
+        self.ensure_network_kernel(&net)?;
+        Ok(net)
+    }
+
+    fn teardown_network_kernel(&self, net: &NetRecord) -> Result<(), NetError> {
+        if let Some(br) = &net.bridge {
+            self.kernel.delete_link(br)?;
+            self.kernel.remove_rules(&tag_network(&net.id))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a user-defined bridge network (and its Linux bridge) and returns it.
+    pub fn create(&self, name: &str, subnet: Option<&str>) -> Result<NetworkInfo, NetError> {
+        if !valid_name(name) {
+            return Err(NetError::InvalidName(name.to_string()));
+        }
+        let mut l = self.lock()?;
+        let st = &mut l.state;
+        if st.networks.iter().any(|n| n.name == name) {
+            return Err(NetError::NameExists(name.to_string()));
+        }
+        let keel_nets: Vec<(&NetRecord, Ipv4Net)> = st
+            .networks
+            .iter()
+            .filter_map(|n| n.subnet.map(|s| (n, s)))
+            .collect();
+        // Held until the bridge exists, so the routes read below stay true.
+        let _host = self.kernel.lock_host()?;
+        let subnet = if let Some(s) = subnet {
+            let net = ipam::parse_subnet(s)?;
+            if let Some((other, os)) = keel_nets.iter().find(|(_, os)| ipam::overlaps(net, *os)) {
+                return Err(NetError::SubnetOverlap {
+                    subnet: s.to_string(),
+                    other: other.name.clone(),
+                    other_subnet: os.to_string(),
+                });
+            }
+            net
+        } else {
+            let mut taken: Vec<Ipv4Net> = keel_nets.iter().map(|(_, s)| *s).collect();
+            taken.extend(self.kernel.routes()?);
+            ipam::pick_subnet(&taken, true)?
+        };
+        let id = random_hex(32)?;
+        let rec = NetRecord {
+            bridge: Some(format!("keel-{}", &id[..10])),
+            id,
+            name: name.to_string(),
+            driver: "bridge".into(),
+            subnet: Some(subnet),
+            created: now(),
+            predefined: false,
+        };
+        self.ensure_network_kernel(&rec)?;
+        st.networks.push(rec.clone());
+        if let Err(e) = self.save_networks(&l.state) {
+            let _ = self.teardown_network_kernel(&rec);
+            return Err(e);
+        }
+        Ok(Self::info(&l.state, &rec))
+    }
+
+    /// All networks, predefined first, then in creation order.
+    pub fn list(&self) -> Result<Vec<NetworkInfo>, NetError> {
+        let l = self.lock()?;
+        Ok(l.state
+            .networks
+            .iter()
+            .map(|n| Self::info(&l.state, n))
+            .collect())
+    }
+
+    /// One network by name, ID or unique ID prefix.
+    pub fn inspect(&self, name: &str) -> Result<NetworkInfo, NetError> {
+        let l = self.lock()?;
+        let n = l
+            .state
+            .find(name)
+            .ok_or_else(|| NetError::NotFound(name.to_string()))?;
+        Ok(Self::info(&l.state, n))
+    }
+
+    /// Removes a user network; refused for predefined networks and while containers are attached.
+    pub fn remove(&self, name: &str) -> Result<(), NetError> {
+        let mut l = self.lock()?;
+        let n = l
+            .state
+            .find(name)
+            .ok_or_else(|| NetError::NotFound(name.to_string()))?
+            .clone();
+        if n.predefined {
+            return Err(NetError::Predefined(n.name));
+        }
+        if l.state.endpoints_of(&n.id).next().is_some() {
+            return Err(NetError::ActiveEndpoints {
+                name: n.name,
+                id: n.id[..12].to_string(),
+            });
+        }
+        self.teardown_network_kernel(&n)?;
+        l.state.networks.retain(|x| x.id != n.id);
+        self.save_networks(&l.state)
+    }
+
+    /// Takes down the kernel side (bridge, NAT rules) of every network without
+    /// containers, keeping the networks themselves; the next attach brings it
+    /// back. For tests and for cleaning a root up before deleting it.
+    pub fn release_idle(&self) -> Result<(), NetError> {
+        let l = self.lock()?;
+        for n in &l.state.networks {
+            if l.state.endpoints_of(&n.id).next().is_none() {
+                self.teardown_network_kernel(n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every user network without containers; returns their names.
+    pub fn prune(&self) -> Result<Vec<String>, NetError> {
+        let mut l = self.lock()?;
+        let unused: Vec<NetRecord> = l
+            .state
+            .networks
+            .iter()
+            .filter(|n| !n.predefined && l.state.endpoints_of(&n.id).next().is_none())
+            .cloned()
+            .collect();
+        let mut removed = Vec::new();
+        let mut first_err = None;
+        for n in unused {
+            match self.teardown_network_kernel(&n) {
+                Ok(()) => {
+                    l.state.networks.retain(|x| x.id != n.id);
+                    removed.push(n.name);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        self.save_networks(&l.state)?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
+    }
+
+    /// Resolves requested ports: conflicts with other containers' and the host's
+    /// ports are refused; host port 0 becomes a free port.
+    fn resolve_ports(
+        &self,
+        st: &State,
+        want: &[PortMapping],
+    ) -> Result<Vec<PortMapping>, NetError> {
+        let mut out: Vec<PortMapping> = Vec::new();
+        for m in want {
+            let ip4 = match m.host_ip {
+                None => None,
+                Some(IpAddr::V4(ip)) => Some(ip),
+                Some(ip @ IpAddr::V6(_)) => return Err(NetError::Ipv6Unsupported(ip)),
+            };
+            let addr = ip4.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string();
+            let mut m = m.clone();
+            let owner = |m: &PortMapping| -> Option<String> {
+                if out.iter().any(|o| ports_clash(o, m)) {
+                    return Some("requested twice".into());
+                }
+                st.endpoints
+                    .iter()
+                    .find(|e| e.ports.iter().any(|o| ports_clash(o, m)))
+                    .map(|e| format!("published by container {}", e.name))
+            };
+            if m.host_port == 0 {
+                let mut tries = 0;
+                loop {
+                    m.host_port = self.kernel.free_port(ip4, m.protocol)?;
+                    if owner(&m).is_none() {
+                        break;
+                    }
+                    tries += 1;
+                    if tries > 50 {
+                        return Err(NetError::NoFreePort(std::io::Error::other(
+                            "every port offered is published already",
+                        )));
+                    }
+                }
+            } else if m.host_port_end > m.host_port {
+                let (first, last) = (m.host_port, m.host_port_end);
+                m.host_port_end = 0;
+                let mut found = false;
+                for p in first..=last {
+                    m.host_port = p;
+                    if owner(&m).is_none() && !self.kernel.port_in_use(ip4, p, m.protocol)? {
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    return Err(NetError::PortRangeTaken {
+                        addr,
+                        first,
+                        last,
+                        proto: m.protocol,
+                    });
+                }
+            } else if let Some(by) = owner(&m) {
+                return Err(NetError::PortTaken {
+                    addr,
+                    port: m.host_port,
+                    proto: m.protocol,
+                    by,
+                });
+            } else if self.kernel.port_in_use(ip4, m.host_port, m.protocol)? {
+                return Err(NetError::PortTaken {
+                    addr,
+                    port: m.host_port,
+                    proto: m.protocol,
+                    by: "in use on the host".into(),
+                });
+            }
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("containers").join(id)
+    }
+
+    /// Rewrites the hosts file of every container on `net_id` (peers see each
+    /// other only on user networks, as with Docker's default bridge).
+    fn refresh_hosts(&self, st: &State, net: &NetRecord) -> Result<(), NetError> {
+        let eps: Vec<&Endpoint> = st.endpoints_of(&net.id).collect();
+        for e in &eps {
+            let own = hosts::HostEntry {
+                ip: e.ip,
+                names: std::iter::once(e.hostname.clone())
+                    .chain(std::iter::once(e.name.clone()))
+                    .chain(e.aliases.iter().cloned())
+                    .collect(),
+            };
+            let peers: Vec<hosts::HostEntry> = if net.predefined {
+                Vec::new()
+            } else {
+                eps.iter()
+                    .filter(|p| p.container_id != e.container_id)
+                    .map(|p| hosts::HostEntry {
+                        ip: p.ip,
+                        names: std::iter::once(p.name.clone())
+                            .chain(p.aliases.iter().cloned())
+                            .collect(),
+                    })
+                    .collect()
+            };
+            let path = self.container_dir(&e.container_id).join("hosts");
+            hosts::write_in_place(&path, &hosts::render_hosts(&own, &peers))?;
+        }
+        Ok(())
+    }
+
+    /// Connects a container's network namespace to a bridge network; see [`AttachRequest`].
+    pub fn attach(&self, req: &AttachRequest) -> Result<Attachment, NetError> {
+        let id = &req.container_id;
+        if !valid_name(id) || id.len() > 128 {
+            return Err(NetError::InvalidContainerId(id.clone()));
+        }
+        let mut l = self.lock()?;
+        if l.state.endpoints.iter().any(|e| &e.container_id == id) {
+            return Err(NetError::AlreadyAttached(id.clone()));
+        }
+        let net = l
+            .state
+            .find(&req.network)
+            .ok_or_else(|| NetError::NotFound(req.network.clone()))?
+            .clone();
+        if net.subnet.is_none() || net.bridge.is_none() {
+            return Err(NetError::NotBridge(net.name));
+        }
+        // Everything that can be refused is checked before any effect.
+        let ports = self.resolve_ports(&l.state, &req.ports)?;
+        let net = self.prepare_bridge(&mut l.state, net)?;
+        let (Some(subnet), Some(bridge)) = (net.subnet, net.bridge.clone()) else {
+            return Err(NetError::NotBridge(net.name));
+        };
+        let used: BTreeSet<Ipv4Addr> = l.state.endpoints_of(&net.id).map(|e| e.ip).collect();
+        let ip = ipam::allocate(subnet, &used)
+            .ok_or_else(|| NetError::AddressesExhausted(net.name.clone()))?;
+        let ep = Endpoint {
+            container_id: id.clone(),
+            endpoint_id: random_hex(32)?,
+            name: req.name.clone(),
+            hostname: req.hostname.clone(),
+            aliases: req.aliases.clone(),
+            network_id: net.id.clone(),
+            ip,
+            mac: ipam::mac_for(ip),
+            host_if: format!("veth{}", &random_hex(6)?[..11]),
+            ports,
+        };
+        // The lease is recorded before the kernel work, so a crash in between
+        // leaves something `detach` knows how to clean up.
+        l.state.endpoints.push(ep.clone());
+        self.save_endpoints(&l.state)?;
+        let res = self
+            .attach_kernel(&bridge, subnet, &ep, &req.netns)
+            .and_then(|()| self.refresh_hosts(&l.state, &net));
+        if let Err(e) = res {
+            let _ = self.kernel.delete_link(&ep.host_if);
+            if !ep.ports.is_empty() {
+                let _ = self.kernel.remove_rules(&tag_container(id));
+            }
+            let _ = std::fs::remove_dir_all(self.container_dir(id));
+            l.state.endpoints.retain(|e| &e.container_id != id);
+            self.save_endpoints(&l.state)?;
+            let _ = self.refresh_hosts(&l.state, &net);
+            return Err(e);
+        }
+        Ok(Attachment {
+            ip,
+            prefix_len: subnet.prefix_len(),
+            gateway: ipam::gateway(subnet),
+            mac: ep.mac.clone(),
+            ports: ep.ports.clone(),
+            hosts_file: self.container_dir(id).join("hosts"),
+            resolv_conf: self.container_dir(id).join("resolv.conf"),
+            network: net.name.clone(),
+        })
+    }
+
+    fn attach_kernel(
+        &self,
+        bridge: &str,
+        subnet: Ipv4Net,
+        ep: &Endpoint,
+        netns: &Path,
+    ) -> Result<(), NetError> {
+        let dir = self.container_dir(&ep.container_id);
+        std::fs::create_dir_all(&dir).map_err(|e| NetError::WriteHostsFile {
+            path: dir.clone(),
+            source: e,
+        })?;
+        let host_resolv = std::fs::read_to_string(&self.host_resolv_conf).unwrap_or_default();
+        hosts::write_in_place(
+            &dir.join("resolv.conf"),
+            &hosts::render_resolv_conf(&host_resolv),
+        )?;
+        let spec = VethSpec {
+            host_if: ep.host_if.clone(),
+            bridge: bridge.to_string(),
+            netns: netns.to_path_buf(),
+            mac: ep.mac.clone(),
+            ip: ep.ip,
+            prefix_len: subnet.prefix_len(),
+            gateway: ipam::gateway(subnet),
+        };
+        if ep.ports.is_empty() {
+            return self.kernel.add_veth(&spec);
+        }
+        // The veth and the port rules are independent; doing them side by side
+        // saves an iptables round trip. A failure of either is rolled back by
+        // the caller (both removals are idempotent).
+        let rules = port_rules(ep, bridge);
+        let (veth, rules) = std::thread::scope(|s| {
+            let r = s.spawn(|| self.kernel.add_rules(&rules));
+            let v = self.kernel.add_veth(&spec);
+            (
+                v,
+                r.join()
+                    .unwrap_or_else(|_| Err(NetError::Iptables("thread panicked".into()))),
+            )
+        });
+        veth.and(rules)
+    }
+
+    /// Undoes [`Networks::attach`]: veth, published-port rules, lease, files,
+    /// and the container's line in its peers' hosts files. Idempotent.
+    pub fn detach(&self, container_id: &str) -> Result<(), NetError> {
+        let mut l = self.lock()?;
+        let Some(ep) = l
+            .state
+            .endpoints
+            .iter()
+            .find(|e| e.container_id == container_id)
+            .cloned()
+        else {
+            return Ok(());
+        };
+        if ep.ports.is_empty() {
+            self.kernel.delete_link(&ep.host_if)?;
+        } else {
+            let bridge = l
+                .state
+                .networks
+                .iter()
+                .find(|n| n.id == ep.network_id)
+                .and_then(|n| n.bridge.clone());
+            // Deleting a veth mostly waits for the kernel (RCU); remove the
+            // rules meanwhile.
+            let (link, rules) = std::thread::scope(|s| {
+                let r = s.spawn(|| match &bridge {
+                    Some(br) => self.kernel.delete_rules(&port_rules(&ep, br)),
+                    None => self.kernel.remove_rules(&tag_container(container_id)),
+                });
+                let d = self.kernel.delete_link(&ep.host_if);
+                (
+                    d,
+                    r.join()
+                        .unwrap_or_else(|_| Err(NetError::Iptables("thread panicked".into()))),
+                )
+            });
+            link.and(rules)?;
+        }
+        l.state.endpoints.retain(|e| e.container_id != container_id);
+        self.save_endpoints(&l.state)?;
+        let _ = std::fs::remove_dir_all(self.container_dir(container_id));
+        if let Some(net) = l.state.networks.iter().find(|n| n.id == ep.network_id) {
+            self.refresh_hosts(&l.state, net)?;
+        }
+        Ok(())
+    }
+
+    /// The current attachment of a container, if any (for `inspect` and `port`).
+    pub fn attachment(&self, container_id: &str) -> Result<Option<Attachment>, NetError> {
+        let l = self.lock()?;
+        let Some(ep) = l
+            .state
+            .endpoints
+            .iter()
+            .find(|e| e.container_id == container_id)
+        else {
+            return Ok(None);
+        };
+        let Some(net) = l.state.networks.iter().find(|n| n.id == ep.network_id) else {
+            return Ok(None);
+        };
+        let subnet = net.subnet.unwrap_or_default();
+        Ok(Some(Attachment {
+            ip: ep.ip,
+            prefix_len: subnet.prefix_len(),
+            gateway: ipam::gateway(subnet),
+            mac: ep.mac.clone(),
+            ports: ep.ports.clone(),
+            hosts_file: self.container_dir(container_id).join("hosts"),
+            resolv_conf: self.container_dir(container_id).join("resolv.conf"),
+            network: net.name.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A kernel that records what it is asked and fails where told to.
+    #[derive(Default)]
+    struct Fake {
+        calls: Mutex<Vec<String>>,
+        busy_ports: Vec<u16>,
+        free_ports: Mutex<Vec<u16>>,
+        routes: Vec<Ipv4Net>,
+        fail_veth: bool,
+        bridges: Mutex<BTreeSet<String>>,
+    }
+
+    struct Shared(Arc<Fake>);
+
+    impl Fake {
+        fn log(&self, s: String) {
+            self.calls.lock().unwrap().push(s);
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl Kernel for Shared {
+        fn ensure_bridge(&self, name: &str, gw: Ipv4Addr, p: u8) -> Result<bool, NetError> {
+            let new = self.0.bridges.lock().unwrap().insert(name.to_string());
+            if new {
+                self.0.log(format!("bridge {name} {gw}/{p}"));
+            }
+            Ok(new)
+        }
+        fn link_exists(&self, name: &str) -> bool {
+            self.0.bridges.lock().unwrap().contains(name)
+        }
+        fn delete_link(&self, name: &str) -> Result<(), NetError> {
+            self.0.bridges.lock().unwrap().remove(name);
+            self.0.log(format!("del {name}"));
+            Ok(())
+        }
+        fn add_veth(&self, s: &VethSpec) -> Result<(), NetError> {
+            if self.0.fail_veth {
+                return Err(NetError::CreateVeth {
+                    name: s.host_if.clone(),
+                    reason: "injected".into(),
+                });
+            }
+            self.0.log(format!(
+                "veth {} {}/{} via {}",
+                s.bridge, s.ip, s.prefix_len, s.gateway
+            ));
+            Ok(())
+        }
+        fn ensure_chains(&self) -> Result<(), NetError> {
+            self.0.log("chains".into());
+            Ok(())
+        }
+        fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
+            for r in rules {
+                self.0
+                    .log(format!("+{} {} {} [{}]", r.table, r.chain, r.spec, r.tag));
+            }
+            Ok(())
+        }
+        fn remove_rules(&self, tag: &str) -> Result<(), NetError> {
+            self.0.log(format!("-rules [{tag}]"));
+            Ok(())
+        }
+        fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
+            self.0.log(format!("sysctl {key}={value}"));
+            Ok(())
+        }
+        fn port_in_use(
+            &self,
+            _ip: Option<Ipv4Addr>,
+            port: u16,
+            _p: Protocol,
+        ) -> Result<bool, NetError> {
+            Ok(self.0.busy_ports.contains(&port))
+        }
+        fn free_port(&self, _ip: Option<Ipv4Addr>, _p: Protocol) -> Result<u16, NetError> {
+            Ok(self
+                .0
+                .free_ports
+                .lock()
+                .unwrap()
+                .pop()
+                .expect("test offers enough ports"))
+        }
+        fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
+            Ok(self.0.routes.clone())
+        }
+    }
+
+    fn setup(fake: Fake) -> (tempfile::TempDir, Arc<Fake>, Networks) {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Arc::new(fake);
+        let nets = Networks::with_kernel(dir.path(), Box::new(Shared(fake.clone())))
+            .unwrap()
+            .with_host_resolv_conf(dir.path().join("no-resolv.conf"));
+        (dir, fake, nets)
+    }
+
+    fn req(id: &str, net: &str, ports: &str) -> AttachRequest {
+        AttachRequest {
+            container_id: id.into(),
+            name: format!("n-{id}"),
+            hostname: id.into(),
+            netns: "/nonexistent".into(),
+            network: net.into(),
+            aliases: vec![format!("a-{id}")],
+            ports: if ports.is_empty() {
+                Vec::new()
+            } else {
+                parse_port_spec(ports).unwrap()
+            },
+        }
+    }
+
+    #[test]
+    fn default_bridge_avoids_host_routes_and_is_set_up_once() {
+        let (_d, fake, nets) = setup(Fake {
+            routes: vec!["172.17.0.0/24".parse().unwrap()],
+            ..Fake::default()
+        });
+        let a = nets.attach(&req("c1", "bridge", "")).unwrap();
+        assert_eq!(a.ip, Ipv4Addr::new(172, 18, 0, 2));
+        assert_eq!(a.gateway, Ipv4Addr::new(172, 18, 0, 1));
+        let b = nets.attach(&req("c2", "bridge", "")).unwrap();
+        assert_eq!(b.ip, Ipv4Addr::new(172, 18, 0, 3));
+        let calls = fake.calls();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("bridge keel0"))
+                .count(),
+            1,
+            "{calls:?}"
+        );
+        assert!(calls.contains(&"sysctl net.ipv4.ip_forward=1".to_string()));
+        let br = nets.inspect("bridge").unwrap().bridge.unwrap();
+        assert!(br.starts_with("keel0-") && br.len() <= 15, "{br}");
+        assert!(calls.contains(&format!("sysctl net.ipv4.conf.{br}.route_localnet=1")));
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.contains(&format!("-s 172.18.0.0/16 ! -o {br} -j MASQUERADE")))
+        );
+        // A user network then skips both the host's route and the default bridge.
+        let n = nets.create("u", None).unwrap();
+        assert_eq!(n.subnet.as_deref(), Some("172.19.0.0/16"));
+        // resolv.conf falls back to public resolvers when the host has none usable.
+        let r = std::fs::read_to_string(a.resolv_conf).unwrap();
+        assert_eq!(r, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+
+    #[test]
+    fn ports_conflicts_and_free_port_selection() {
+        let (_d, fake, nets) = setup(Fake {
+            busy_ports: vec![8999, 9000],
+            free_ports: Mutex::new(vec![40001, 40000, 8080]),
+            ..Fake::default()
+        });
+        nets.create("u", Some("10.5.0.0/24")).unwrap();
+        let a = nets.attach(&req("c1", "u", "8080:80")).unwrap();
+        assert_eq!(a.ports[0].host_port, 8080);
+        let rules: Vec<String> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.contains("[keel:c1]"))
+            .collect();
+        assert_eq!(rules.len(), 2, "{rules:?}");
+        assert_eq!(
+            rules[0],
+            "+nat KEEL -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.5.0.2:80 [keel:c1]"
+        );
+        assert!(
+            rules[1].starts_with("+filter KEEL-FORWARD -d 10.5.0.2/32 ! -i keel-"),
+            "{rules:?}"
+        );
+        // Same port, any address: taken by c1. Another address-specific mapping too.
+        for spec in ["8080:81", "127.0.0.1:8080:81"] {
+            let e = nets.attach(&req("c2", "u", spec)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "bind for {}:8080/tcp failed: port is already allocated (published by container n-c1)",
+                    if spec.starts_with("127") {
+                        "127.0.0.1"
+                    } else {
+                        "0.0.0.0"
+                    }
+                )
+            );
+        }
+        // UDP on the same number is a different port.
+        nets.attach(&req("c2", "u", "8080:81/udp")).unwrap();
+        let e = nets.attach(&req("c3", "u", "9000:80")).unwrap_err();
+        assert!(e.to_string().contains("in use on the host"), "{e}");
+        let e = nets.attach(&req("c3", "u", "[::1]:9001:80")).unwrap_err();
+        assert!(matches!(e, NetError::Ipv6Unsupported(_)));
+        // Refused attaches created nothing: no veth, no lease.
+        assert_eq!(
+            fake.calls()
+                .iter()
+                .filter(|c| c.starts_with("veth"))
+                .count(),
+            2
+        );
+        assert!(nets.attachment("c3").unwrap().is_none());
+        // A host range: the first port neither published nor busy on the host.
+        let a = nets.attach(&req("r1", "u", "8079-9001:80")).unwrap();
+        assert_eq!(a.ports[0].host_port, 8079);
+        assert_eq!(a.ports[0].host_port_end, 0);
+        let a = nets.attach(&req("r2", "u", "8079-9001:80")).unwrap();
+        assert_eq!(a.ports[0].host_port, 8081, "8080 is published by c1");
+        let e = nets.attach(&req("r3", "u", "8999-9000:80")).unwrap_err();
+        assert!(matches!(e, NetError::PortRangeTaken { .. }), "{e}");
+        nets.detach("r1").unwrap();
+        nets.detach("r2").unwrap();
+        // Host port 0: the kernel's offer 8080 is already published, so the next one is taken.
+        let a = nets.attach(&req("c3", "u", "80")).unwrap();
+        assert_eq!(a.ports[0].host_port, 40000);
+        assert_eq!(a.ip, Ipv4Addr::new(10, 5, 0, 4));
+    }
+
+    #[test]
+    fn failed_kernel_step_leaves_no_lease() {
+        let (d, fake, nets) = setup(Fake {
+            fail_veth: true,
+            ..Fake::default()
+        });
+        nets.create("u", None).unwrap();
+        let e = nets.attach(&req("c1", "u", "8080:80")).unwrap_err();
+        assert!(e.to_string().contains("injected"), "{e}");
+        assert!(nets.attachment("c1").unwrap().is_none());
+        assert!(!d.path().join("net/containers/c1").exists());
+        assert!(nets.inspect("u").unwrap().containers.is_empty());
+        assert!(fake.calls().iter().any(|c| c.starts_with("del veth")));
+        nets.remove("u").unwrap();
+    }
+
+    #[test]
+    fn hosts_files_follow_peers_and_detach_is_idempotent() {
+        let (_d, fake, nets) = setup(Fake::default());
+        nets.create("u", Some("10.6.0.0/24")).unwrap();
+        let a1 = nets.attach(&req("c1", "u", "")).unwrap();
+        assert!(matches!(
+            nets.attach(&req("c1", "u", "")),
+            Err(NetError::AlreadyAttached(_))
+        ));
+        nets.attach(&req("c2", "u", "")).unwrap();
+        let h = std::fs::read_to_string(&a1.hosts_file).unwrap();
+        assert!(
+            h.ends_with("10.6.0.2\tc1 n-c1 a-c1\n10.6.0.3\tn-c2 a-c2\n"),
+            "{h}"
+        );
+        let e = nets.remove("u").unwrap_err().to_string();
+        assert!(
+            e.starts_with("network u id ") && e.ends_with(" has active endpoints"),
+            "{e}"
+        );
+        nets.detach("c2").unwrap();
+        nets.detach("c2").unwrap();
+        let h = std::fs::read_to_string(&a1.hosts_file).unwrap();
+        assert!(!h.contains("c2"), "{h}");
+        // No ports: detach does not touch iptables.
+        assert!(!fake.calls().iter().any(|c| c == "-rules [keel:c2]"));
+        // The freed address is handed out again.
+        assert_eq!(
+            nets.attach(&req("c3", "u", "")).unwrap().ip,
+            Ipv4Addr::new(10, 6, 0, 3)
+        );
+    }
+
+    #[test]
+    fn create_validates_and_persists() {
+        let (d, _fake, nets) = setup(Fake::default());
+        assert!(matches!(
+            nets.create("bridge", None),
+            Err(NetError::NameExists(_))
+        ));
+        assert!(matches!(
+            nets.create("-x", None),
+            Err(NetError::InvalidName(_))
+        ));
+        nets.create("a", Some("10.7.0.0/16")).unwrap();
+        let e = nets
+            .create("b", Some("10.7.3.0/24"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "subnet 10.7.3.0/24 overlaps with network a (10.7.0.0/16)"
+        );
+        assert!(matches!(nets.remove("host"), Err(NetError::Predefined(_))));
+        // A second handle (another process) sees the same state.
+        let again = Networks::with_kernel(d.path(), Box::new(HostKernel)).unwrap();
+        let names: Vec<String> = again.list().unwrap().into_iter().map(|n| n.name).collect();
+        assert_eq!(names, ["bridge", "host", "none", "a"]);
+        let id = again.inspect("a").unwrap().id;
+        assert_eq!(again.inspect(&id[..5]).unwrap().name, "a");
+        assert!(matches!(
+            nets.attach(&req("bad/id", "a", "")),
+            Err(NetError::InvalidContainerId(_))
+        ));
+    }
+}
