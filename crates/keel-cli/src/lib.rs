@@ -11,6 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod server;
+
 /// Top-level arguments.
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Show version information.
     Version,
+    /// Run the Kubernetes-compatible API server.
+    Server(server::ServerArgs),
 }
 
 /// Something the user can do about an error; attach with
@@ -90,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("root: {}", cli.root.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Server(args) => server::run(&cli.root, args),
     }
 }
 
