@@ -202,15 +202,12 @@ async fn get_current(
 // ---------- request parsing ----------
 
 fn parse_body(ctx: &Ctx) -> Result<Value, Fail> {
-    if ctx.content_type.contains("protobuf") {
-        return Err(Fail::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {})",
-                ctx.content_type
-            ),
-        ));
+    if ctx
+        .content_type
+        .contains("application/vnd.kubernetes.protobuf")
+    {
+        return crate::proto::decode(&ctx.body)
+            .map_err(|e| Fail::bad_request(format!("error decoding protobuf: {e}")));
     }
     let yaml = ctx.content_type.contains("yaml");
     let v: Value = if yaml {

@@ -11,6 +11,7 @@ mod handlers;
 mod http;
 pub mod patch;
 pub mod pki;
+pub mod proto;
 pub mod resources;
 pub mod selectors;
 pub mod table;

@@ -153,13 +153,8 @@ pub fn unknown_fields(
                     Some(tv) => unknown_fields(v, tv, &p, prune, out),
                     None if v.is_null() => {}
                     None => {
-                        // Empty objects/lists may be dropped by the typed encoder.
-                        let empty = matches!(v, Value::Object(m) if m.is_empty())
-                            || matches!(v, Value::Array(a) if a.is_empty());
-                        if !empty {
-                            out.push(p);
-                            drop.push(k.clone());
-                        }
+                        out.push(p);
+                        drop.push(k.clone());
                     }
                 }
             }

@@ -51,14 +51,42 @@ fn never_sent(e: &etcd_client::Error) -> bool {
     e.to_string().contains("tcp connect error")
 }
 
-/// Re-evaluates a request while it fails with a connect error: the balanced
-/// channel moves on to a live member.
+/// Whether etcd failed in a way that goes away once the cluster has a leader
+/// again (member loss, election); the request may or may not have applied.
+fn transient(e: &etcd_client::Error) -> bool {
+    let m = e.to_string();
+    [
+        "leader changed",
+        "no leader",
+        "currently unavailable",
+        "timed out",
+        "Timeout expired",
+        "transport error",
+    ]
+    .iter()
+    .any(|t| m.contains(t))
+}
+
+/// Re-evaluates a request while it fails with a connect error (the balanced
+/// channel moves on to a live member) or, with `$ambiguous` given, with a
+/// transient cluster error, recording that an earlier attempt may have
+/// applied.
 macro_rules! retry {
     ($e:expr) => {{
+        // Reads: applying twice is harmless, so the flag is not consulted.
+        let mut ambiguous = false;
+        let r = retry!($e, ambiguous);
+        let _ = ambiguous;
+        r
+    }};
+    ($e:expr, $ambiguous:ident) => {{
         let mut attempt = 0u64;
         loop {
             match $e {
-                Err(e) if attempt < 40 && never_sent(&e) => {
+                Err(e) if attempt < 80 && (never_sent(&e) || transient(&e)) => {
+                    if !never_sent(&e) {
+                        $ambiguous = true;
+                    }
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(25 * attempt.min(8))).await;
                 }
@@ -201,9 +229,19 @@ impl Store for EtcdStore {
         let put = PutOptions::new().with_lease(lease);
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, Some(put))]);
-        let resp = retry!(self.client.clone().txn(txn.clone()).await).map_err(etcd("create"))?;
+            .and_then([TxnOp::put(key, value.clone(), Some(put))]);
+        let mut ambiguous = false;
+        let resp = retry!(self.client.clone().txn(txn.clone()).await, ambiguous)
+            .map_err(etcd("create"))?;
         if !resp.succeeded() {
+            // A retried create may have applied the first time: ours if the
+            // stored value is byte-for-byte what we wrote.
+            if ambiguous
+                && let Some(kv) = self.get(key).await?
+                && kv.value == value
+            {
+                return Ok(kv.mod_revision);
+            }
             return Err(StoreError::AlreadyExists(key.to_string()));
         }
         Ok(header_rev(resp.header()))
@@ -219,10 +257,18 @@ impl Store for EtcdStore {
         let put = PutOptions::new().with_lease(lease);
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(key, value, Some(put))])
+            .and_then([TxnOp::put(key, value.clone(), Some(put))])
             .or_else([TxnOp::get(key, None)]);
-        let resp = retry!(self.client.clone().txn(txn.clone()).await).map_err(etcd("update"))?;
+        let mut ambiguous = false;
+        let resp = retry!(self.client.clone().txn(txn.clone()).await, ambiguous)
+            .map_err(etcd("update"))?;
         if !resp.succeeded() {
+            if ambiguous
+                && let Some(kv) = self.get(key).await?
+                && kv.value == value
+            {
+                return Ok(kv.mod_revision);
+            }
             return Err(Self::failure(key, expected, &resp));
         }
         Ok(header_rev(resp.header()))
@@ -241,9 +287,26 @@ impl Store for EtcdStore {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let resp = retry!(self.client.clone().txn(txn.clone()).await).map_err(etcd("delete"))?;
+        let mut ambiguous = false;
+        let resp = retry!(self.client.clone().txn(txn.clone()).await, ambiguous)
+            .map_err(etcd("delete"))?;
         if !resp.succeeded() {
-            return Err(Self::failure(key, expected.unwrap_or(0), &resp));
+            let failure = Self::failure(key, expected.unwrap_or(0), &resp);
+            // Gone after an ambiguous retry: the first attempt deleted it.
+            if ambiguous && matches!(failure, StoreError::NotFound(_)) {
+                let rev = header_rev(resp.header());
+                return Ok((
+                    rev,
+                    KeyValue {
+                        key: key.to_string(),
+                        value: Vec::new(),
+                        create_revision: 0,
+                        mod_revision: expected.unwrap_or(0),
+                        lease: 0,
+                    },
+                ));
+            }
+            return Err(failure);
         }
         let rev = header_rev(resp.header());
         for op in resp.op_responses() {
