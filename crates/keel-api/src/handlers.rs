@@ -1149,6 +1149,14 @@ async fn orphan(state: &Arc<State>, ns: Option<&str>, uid: &str) {
             {
                 refs.retain(|o| o.get("uid").and_then(Value::as_str) != Some(uid));
             }
+            if cur
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+                && let Some(m) = cur.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                m.remove("ownerReferences");
+            }
             let Ok(bytes) = encode(state, r, &kv.key, &cur) else {
                 break;
             };

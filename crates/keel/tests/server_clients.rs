@@ -257,6 +257,44 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         "admin",
     );
     check(c, &b, 409, "AlreadyExists");
+    // Streaming lists: initial events, then a bookmark marking their end.
+    let (c, b) = raw(
+        &s,
+        "GET",
+        &format!(
+            "{cms}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
+        ),
+        json,
+        None,
+        "admin",
+    );
+    assert_eq!(c, 200);
+    let events: Vec<serde_json::Value> = b
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "ADDED" && e["object"]["metadata"]["name"] == "ok"),
+        "{b}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "BOOKMARK", "{b}");
+    assert_eq!(
+        last["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true",
+        "{b}"
+    );
+    let (c, b) = raw(
+        &s,
+        "GET",
+        &format!("{cms}?watch=true&sendInitialEvents=true"),
+        json,
+        None,
+        "admin",
+    );
+    check(c, &b, 422, "Invalid");
     // Health endpoints answer without a token.
     assert_eq!(raw(&s, "GET", "/readyz", json, None, "-").0, 200);
 }

@@ -506,6 +506,44 @@ fn kubectl_suite(s: &KeelServer, k: &Path) {
         ],
     );
 
+    // Orphan and foreground propagation.
+    let dep2 = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: suite\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - {{name: c, image: busybox}}\n"
+        )
+    };
+    let child = |name: &str, owner: &str, uid: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: suite\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: {owner}, uid: {uid}}}\n"
+        )
+    };
+    for (owner, cascade) in [("orph", "orphan"), ("fore", "foreground")] {
+        s.ok_in(k, &["create", "-f", "-"], Some(&dep2(owner)));
+        let ouid = jsonpath(s, k, &format!("deploy/{owner}"), "{.metadata.uid}");
+        s.ok_in(
+            k,
+            &["create", "-f", "-"],
+            Some(&child(&format!("{owner}-child"), owner, &ouid)),
+        );
+        s.ok(
+            k,
+            &[
+                "-n",
+                "suite",
+                "delete",
+                "deploy",
+                owner,
+                &format!("--cascade={cascade}"),
+            ],
+        );
+    }
+    assert_eq!(
+        jsonpath(s, k, "cm/orph-child", "{.metadata.ownerReferences}"),
+        ""
+    );
+    let err = s.fails(k, &["-n", "suite", "get", "cm", "fore-child"], None);
+    assert!(err.contains("NotFound"), "{err}");
+
     s.ok(k, &["-n", "suite", "delete", "deploy", "web"]);
     s.ok(
         k,

@@ -67,6 +67,14 @@ for ev in w.stream(core.list_namespaced_config_map, ns, resource_version=rv, tim
         w.stop()
 assert seen == [("ADDED", "w0"), ("ADDED", "w1"), ("ADDED", "w2"), ("DELETED", "w0")], seen
 
+# deletecollection with a label selector removes exactly the matching objects.
+for i in range(3):
+    core.create_namespaced_config_map(ns, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name=f"dc{i}", labels={"batch": "x" if i < 2 else "y"})))
+core.delete_collection_namespaced_config_map(ns, label_selector="batch=x")
+left = sorted(c.metadata.name for c in core.list_namespaced_config_map(ns, label_selector="batch").items)
+assert left == ["dc2"], left
+
 apps.delete_namespaced_deployment("d", ns)
 core.delete_namespaced_secret("s", ns)
 core.delete_namespace(ns)
