@@ -286,6 +286,24 @@ mod tests {
     }
 
     #[test]
+    fn parsers_never_panic_on_junk() {
+        // Deterministic pseudo-random strings over the selector alphabet.
+        let alphabet: Vec<char> = "ab=!,() in notin.-_/ \u{e9}\"x".chars().collect();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            let s: String = (0..len)
+                .map(|i| alphabet[((seed >> (i % 8 * 8)) as usize + i) % alphabet.len()])
+                .collect();
+            let _ = LabelSelector::parse(&s).map(|l| l.matches(None));
+            let _ = FieldSelector::parse(&s, "Pod").map(|f| f.matches(&json!({})));
+        }
+    }
+
+    #[test]
     fn selector_from_json() {
         let s = LabelSelector::from_json(
             &json!({"matchLabels": {"app": "a"}, "matchExpressions": [{"key": "t", "operator": "Exists"}]}),
