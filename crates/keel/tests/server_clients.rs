@@ -454,3 +454,59 @@ async fn acknowledged_creates_survive_kill_9() {
     );
     tokio::task::spawn_blocking(move || drop(s)).await.unwrap();
 }
+
+/// A watch from a compacted resourceVersion ends with a 410 Expired event, and
+/// a list continue token from before the compaction is refused with 410.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_compacted_revision_is_expired() {
+    let cluster = tokio::task::spawn_blocking(|| keel_store::testing::EtcdCluster::start(1))
+        .await
+        .unwrap();
+    let url = cluster.datastore_url();
+    let s = tokio::task::spawn_blocking(move || KeelServer::start(Some(url)))
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(s.kube_client().await, "default");
+    let mut c = ConfigMap::default();
+    c.metadata.name = Some("a".into());
+    let first = api.create(&PostParams::default(), &c).await.unwrap();
+    let old_rv = first.metadata.resource_version.unwrap();
+    for i in 0..3 {
+        let mut c = ConfigMap::default();
+        c.metadata.name = Some(format!("b{i}"));
+        api.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let page = api.list(&ListParams::default().limit(1)).await.unwrap();
+    let token = page.metadata.continue_.clone().expect("a continue token");
+    let mut c = ConfigMap::default();
+    c.metadata.name = Some("later".into());
+    api.create(&PostParams::default(), &c).await.unwrap();
+    let store = keel_store::EtcdStore::connect(&cluster.urls())
+        .await
+        .unwrap();
+    let now = keel_store::Store::current_revision(&store).await.unwrap();
+    keel_store::Store::compact(&store, now).await.unwrap();
+    let s = std::sync::Arc::new(s);
+    let s2 = s.clone();
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        raw(&s2, "GET", &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={old_rv}&timeoutSeconds=2"), "application/json", None, "admin")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    let ev: serde_json::Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(ev["type"], "ERROR", "{body}");
+    assert_eq!(ev["object"]["code"], 410, "{body}");
+    assert_eq!(ev["object"]["reason"], "Expired", "{body}");
+    let err = api
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => assert_eq!(s.code, 410),
+        e => panic!("expected 410, got {e}"),
+    }
+    tokio::task::spawn_blocking(move || drop((s, cluster)))
+        .await
+        .unwrap();
+}
