@@ -13,7 +13,8 @@ CREATES=${1:-10000}
 CLIENTS=${2:-16}
 WATCHERS=${3:-100}
 
-cargo build --release -q -p keel --bin keel --example bench_api
+# KEEL_BENCH_PREBUILT=1 reuses the last release build.
+[ -n "${KEEL_BENCH_PREBUILT:-}" ] || cargo build --release -q -p keel --bin keel --example bench_api
 KEEL="$CARGO_TARGET_DIR/release/keel"
 BENCH="$CARGO_TARGET_DIR/release/examples/bench_api"
 
@@ -38,6 +39,7 @@ etcd --name b --data-dir "$WORK/etcd" \
   --listen-peer-urls "http://127.0.0.1:$EP" --initial-advertise-peer-urls "http://127.0.0.1:$EP" \
   --initial-cluster "b=http://127.0.0.1:$EP" >"$WORK/etcd.log" 2>&1 &
 PIDS+=($!)
+disown
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$EC/health" 2>/dev/null | grep -q true && break; sleep 0.1; done
 
 run() { # name datastore-args...
@@ -46,6 +48,7 @@ run() { # name datastore-args...
   "$KEEL" --root "$WORK/$name" server --listen "127.0.0.1:$p" --write-kubeconfig "$WORK/$name.kc" "$@" >"$WORK/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
+  disown
   wait_file "$WORK/$name.kc"
   sleep 3
   local idle; idle=$(rss_kb "$pid")
