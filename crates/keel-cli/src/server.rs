@@ -71,11 +71,23 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
             datastore: args.datastore.clone(),
         })
         .await
-        .map_err(|e| match e {
-            keel_api::ApiError::Listen { .. } => anyhow::Error::new(e).context(Hint::new(
-                "another server may be running; pick a free port with --listen 127.0.0.1:PORT",
-            )),
-            e => anyhow::Error::new(e),
+        .map_err(|e| {
+            // The hint is the root error so render_error finds it; the
+            // message keeps the whole cause chain.
+            let hint = match &e {
+                keel_api::ApiError::Listen { .. } => Some(
+                    "another server may be running; pick a free port with --listen 127.0.0.1:PORT",
+                ),
+                keel_api::ApiError::Datastore { url, .. } if url.starts_with("etcd://") => {
+                    Some("check that etcd is running and reachable at the --datastore endpoints")
+                }
+                _ => None,
+            };
+            let msg = format!("{:#}", anyhow::Error::new(e));
+            match hint {
+                Some(h) => anyhow::Error::new(Hint::new(h)).context(msg),
+                None => anyhow::anyhow!(msg),
+            }
         })
         .context("start keel server")?;
         let addr = server.local_addr();

@@ -52,9 +52,7 @@ fn raw(
     (code.parse().unwrap(), body.to_string())
 }
 
-#[test]
-fn python_client_crud_and_watch() {
-    let s = KeelServer::start(None);
+fn python_client(s: &KeelServer) {
     let out = Command::new(PYTHON)
         .arg(script("client.py"))
         .env("KUBECONFIG", &s.kubeconfig)
@@ -68,6 +66,17 @@ fn python_client_crud_and_watch() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("python client ok"));
+}
+
+#[test]
+fn python_client_crud_and_watch() {
+    python_client(&KeelServer::start(None));
+}
+
+#[test]
+fn python_client_on_three_member_etcd() {
+    let cluster = keel_store::testing::EtcdCluster::start(3);
+    python_client(&KeelServer::start(Some(cluster.datastore_url())));
 }
 
 #[test]
@@ -320,9 +329,13 @@ async fn kube_rs_watcher_survives_server_restart() {
         .unwrap();
     let client = s.kube_client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let stream = kube::runtime::watcher(api.clone(), kube::runtime::watcher::Config::default());
+    // As users run it: with backoff between reconnect attempts.
+    let stream = kube::runtime::WatchStreamExt::default_backoff(kube::runtime::watcher(
+        api.clone(),
+        kube::runtime::watcher::Config::default(),
+    ));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let watcher = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
             if let Ok(
@@ -359,6 +372,8 @@ async fn kube_rs_watcher_survives_server_restart() {
     wait_for(&mut rx, "after")
         .await
         .expect("the watcher reconnects and sees the new object");
+    // Stop the watcher before its server goes away for good.
+    watcher.abort();
     tokio::task::spawn_blocking(move || s2.kill())
         .await
         .unwrap();
