@@ -8,7 +8,7 @@ KEEL_PACKAGES=(
   skopeo podman runc uidmap fuse-overlayfs  # peers for interop tests and benchmarks
   zstd                # zstd layers in interop tests
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
-  etcd-server protobuf-compiler                  # etcd backend of keel-store
+  etcd-server protobuf-compiler libprotobuf-dev  # etcd backend of keel-store (protoc + well-known .proto files)
   libseccomp-dev                                 # youki's libcontainer
   python3-kubernetes                             # official Python client in API tests
   hyperfine                                      # benchmarks

@@ -16,6 +16,7 @@ mod image;
 mod network;
 mod output;
 mod progress;
+pub mod server;
 
 /// Top-level arguments.
 #[derive(Debug, Parser)]
@@ -77,6 +78,8 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Run the Kubernetes-compatible API server.
+    Server(server::ServerArgs),
 }
 
 /// Something the user can do about an error; attach with
@@ -144,6 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(image::SystemCommand::Prune(a)) => image::system_prune(&cli.root, a),
         Command::Chart(args) => chart::run(*args),
         Command::Network(c) => network::network_command(&cli.root, c),
+        Command::Server(args) => server::run(&cli.root, args),
     }
 }
 
@@ -169,6 +173,10 @@ fn quiet_broken_pipe() {
 /// Entry point used by the `keel` binary.
 pub fn main() -> ExitCode {
     quiet_broken_pipe();
+    // Several TLS users (registry client, API server, etcd client) share one
+    // rustls; with more than one crypto backend compiled in, rustls needs the
+    // process default named. keel uses ring everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

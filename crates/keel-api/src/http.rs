@@ -1,0 +1,485 @@
+//! The HTTPS front: TLS accept loop, HTTP/1.1 connections, bearer-token
+//! authentication, URL routing to discovery documents and resource handlers,
+//! and Kubernetes `Status` error responses.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use serde_json::{Value, json};
+
+use crate::pki::{self, Paths, Role};
+use crate::resources::{self, Resource};
+use crate::{ApiError, Config, State, Tokens, discovery, handlers};
+
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body accepted (Kubernetes' own limit is 3 MiB).
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// A failed request, rendered as a Kubernetes `Status`.
+#[derive(Debug, Clone)]
+pub(crate) struct Fail {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl Fail {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Fail {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
+    }
+    pub fn not_found(r: &Resource, name: &str) -> Self {
+        let mut f = Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(r)),
+        );
+        f.details = Some(json!({"name": name, "group": r.group, "kind": r.plural}));
+        f
+    }
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            v["details"] = d.clone();
+        }
+        v
+    }
+}
+
+/// `deployments.apps` or `pods`: how Kubernetes names a resource in messages.
+pub(crate) fn qualified(r: &Resource) -> String {
+    if r.group.is_empty() {
+        r.plural.to_string()
+    } else {
+        format!("{}.{}", r.plural, r.group)
+    }
+}
+
+pub(crate) fn json_response(code: u16, v: &Value) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .expect("static response parts are valid")
+}
+
+pub(crate) fn fail_response(f: &Fail) -> Response<Body> {
+    json_response(f.code, &f.to_json())
+}
+
+fn text(code: u16, s: &str) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(s.to_string())).boxed())
+        .expect("static response parts are valid")
+}
+
+/// A running (bound) server.
+pub struct Server {
+    state: Arc<State>,
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    admin_token: String,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Prepares state (certificates, tokens, key, store, default namespaces)
+    /// and binds the listening socket.
+    pub async fn bind(cfg: Config) -> Result<Server, ApiError> {
+        let paths = Paths::new(&cfg.state_dir);
+        let mut sans = Vec::new();
+        if !cfg.listen.ip().is_unspecified() {
+            sans.push(cfg.listen.ip().to_string());
+        }
+        pki::ensure_certificates(&paths, &sans)?;
+        let admin_token = pki::ensure_admin_token(&paths)?;
+        let tls = pki::tls_config(&paths)?;
+        let secrets = keel_secrets::SecretBox::load_or_create(&paths.secrets_key())
+            .map_err(ApiError::SecretsKey)?;
+        let url = cfg
+            .datastore
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", paths.database().display()));
+        let store = keel_store::open(&url)
+            .await
+            .map_err(|source| ApiError::Datastore { url, source })?;
+        let state = Arc::new(State {
+            store,
+            secrets,
+            paths,
+            tokens: std::sync::Mutex::new(Tokens {
+                modified: None,
+                list: Vec::new(),
+            }),
+            next_ip: AtomicU32::new(0),
+        });
+        handlers::bootstrap(&state)
+            .await
+            .map_err(ApiError::Bootstrap)?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ApiError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        Ok(Server {
+            state,
+            listener,
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            admin_token,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// A kubeconfig for this server with the admin token (0.0.0.0 becomes
+    /// 127.0.0.1).
+    pub fn kubeconfig(&self) -> Result<String, ApiError> {
+        let mut addr = self.local_addr();
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        pki::kubeconfig(
+            &self.state.paths,
+            &format!("https://{addr}"),
+            &self.admin_token,
+        )
+    }
+
+    /// Accepts connections until the process ends.
+    pub async fn serve(self) -> Result<(), ApiError> {
+        handlers::start_background(&self.state);
+        loop {
+            let Ok((tcp, _peer)) = self.listener.accept().await else {
+                // Out of file descriptors and the like: back off, keep serving.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let tls = self.tls.clone();
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(tcp).await else {
+                    return;
+                };
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let svc = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(route(state, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    }
+}
+
+fn authenticate(state: &State, req: &Request<Incoming>) -> Option<Role> {
+    let header = req.headers().get("authorization")?.to_str().ok()?;
+    let token = header.strip_prefix("Bearer ")?.trim();
+    let mut tokens = state.tokens.lock().ok()?;
+    // Re-read the tokens file when it changed (`keel server token create`).
+    let modified = std::fs::metadata(state.paths.tokens())
+        .and_then(|m| m.modified())
+        .ok();
+    if modified != tokens.modified {
+        if let Ok(list) = pki::read_tokens(&state.paths) {
+            tokens.list = list;
+        }
+        tokens.modified = modified;
+    }
+    tokens
+        .list
+        .iter()
+        .find(|(t, _)| t.len() == token.len() && t == token)
+        .map(|(_, r)| *r)
+}
+
+/// Decoded query parameters.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        let mut out = Vec::new();
+        for part in q.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            out.push((percent_decode(k), percent_decode(v)));
+        }
+        Query(out)
+    }
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true" | "True" | "1"))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |ch: u8| (ch as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi * 16 + lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a resource URL addresses.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub resource: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, Fail> {
+    let not_found = || {
+        Fail::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
+    // namespaces/{ns}/{plural}[/{name}[/{sub}]] when {plural} is namespaced.
+    if rest.len() >= 3
+        && rest[0] == "namespaces"
+        && let Some(r) = resources::find(group, version, rest[2]).filter(|r| r.namespaced)
+    {
+        if rest.len() > 5 {
+            return Err(not_found());
+        }
+        return Ok(Target {
+            resource: r,
+            namespace: Some(rest[1].to_string()),
+            name: rest.get(3).map(|s| (*s).to_string()),
+            subresource: rest.get(4).map(|s| (*s).to_string()),
+        });
+    }
+    let Some(plural) = rest.first() else {
+        return Err(not_found());
+    };
+    let r = resources::find(group, version, plural).ok_or_else(not_found)?;
+    if rest.len() > 3 {
+        return Err(not_found());
+    }
+    Ok(Target {
+        resource: r,
+        namespace: None,
+        name: rest.get(1).map(|s| (*s).to_string()),
+        subresource: rest.get(2).map(|s| (*s).to_string()),
+    })
+}
+
+async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    // Health endpoints are public, as in Kubernetes.
+    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+        return match state.store.current_revision().await {
+            Ok(_) => text(200, "ok"),
+            Err(e) => text(500, &format!("[-]etcd failed: {e}")),
+        };
+    }
+    let Some(role) = authenticate(&state, &req) else {
+        return fail_response(&Fail::new(401, "Unauthorized", "Unauthorized"));
+    };
+    if role == Role::ReadOnly && !matches!(method, Method::GET | Method::HEAD) {
+        let f = Fail::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} {path} is forbidden: this token is read-only",
+                method.as_str().to_lowercase()
+            ),
+        );
+        return fail_response(&f);
+    }
+    let query = Query::parse(req.uri().query());
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let get = method == Method::GET;
+    let doc = |v: Option<Value>| match v {
+        Some(v) => json_response(200, &v),
+        None => fail_response(&Fail::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+    };
+    match segs.as_slice() {
+        ["version"] if get => return json_response(200, &discovery::version()),
+        ["api"] if get => return json_response(200, &discovery::api_versions()),
+        ["apis"] if get => return json_response(200, &discovery::api_groups()),
+        ["api", v] if get => return doc(discovery::resource_list("", v)),
+        ["apis", g] if get => return doc(discovery::api_group(g)),
+        ["apis", g, v] if get => return doc(discovery::resource_list(g, v)),
+        ["openapi", "v3"] if get => return json_response(200, &discovery::openapi_v3_root()),
+        ["openapi", "v3", rest @ ..] if get => {
+            return doc(discovery::openapi_v3_gv(&rest.join("/")));
+        }
+        _ => {}
+    }
+    let target = match segs.as_slice() {
+        ["api", v, rest @ ..] if !rest.is_empty() => parse_target("", v, rest),
+        ["apis", g, v, rest @ ..] if !rest.is_empty() => parse_target(g, v, rest),
+        _ => Err(Fail::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err(f) => return fail_response(&f),
+    };
+    let accept = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let body = if matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return fail_response(&Fail::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    format!("Request entity too large: limit is {MAX_BODY}"),
+                ));
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    let ctx = handlers::Ctx {
+        state,
+        target,
+        query,
+        accept,
+        content_type,
+        body,
+    };
+    match handlers::dispatch(ctx, &method).await {
+        Ok(resp) => resp,
+        Err(f) => fail_response(&f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&x"));
+        assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
+        assert!(q.flag("watch"));
+        assert_eq!(q.get("x"), Some(""));
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn targets() {
+        let t = parse_target("", "v1", &["namespaces", "a", "pods", "p", "status"]).unwrap();
+        assert_eq!(
+            (
+                t.resource.kind,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.subresource.as_deref()
+            ),
+            ("Pod", Some("a"), Some("p"), Some("status"))
+        );
+        let t = parse_target("", "v1", &["namespaces", "a"]).unwrap();
+        assert_eq!(
+            (t.resource.kind, t.name.as_deref()),
+            ("Namespace", Some("a"))
+        );
+        let t = parse_target("", "v1", &["namespaces", "a", "status"]).unwrap();
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+        let t = parse_target("apps", "v1", &["deployments"]).unwrap();
+        assert!(t.namespace.is_none() && t.name.is_none());
+        assert!(parse_target("", "v1", &["nope"]).is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! keel's Kubernetes-compatible API server on `keel-store`: HTTPS (rustls,
+//! certificates from [`pki`]), bearer-token authentication (admin and
+//! read-only), discovery and `OpenAPI` documents kubectl needs, and the REST
+//! verbs (get, list, watch, create, update, patch, delete, deletecollection,
+//! status and scale subresources) on the built-in kinds of [`resources`].
+//! Objects are JSON in the store; Secrets are sealed with `keel-secrets`.
+//! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
+
+pub mod discovery;
+mod handlers;
+mod http;
+pub mod patch;
+pub mod pki;
+pub mod proto;
+pub mod resources;
+pub mod selectors;
+pub mod table;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use http::Server;
+
+/// Everything starting or running the server can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("open datastore {url}")]
+    Datastore {
+        url: String,
+        #[source]
+        source: keel_store::StoreError,
+    },
+    #[error("bootstrap the datastore")]
+    Bootstrap(#[source] keel_store::StoreError),
+    #[error("read or write {path}")]
+    Files {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tls certificate: {0}")]
+    Certificate(String),
+    #[error("load the secrets encryption key")]
+    SecretsKey(#[source] keel_secrets::SecretsError),
+    #[error("listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory for certificates, tokens, the encryption key and the
+    /// embedded database (`<root>/server`).
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `etcd://…` or `sqlite://…`; `None` for `SQLite` under `state_dir`.
+    pub datastore: Option<String>,
+}
+
+/// The store and keys every request handler shares.
+pub(crate) struct State {
+    pub store: Arc<dyn keel_store::Store>,
+    pub secrets: keel_secrets::SecretBox,
+    pub paths: pki::Paths,
+    pub tokens: std::sync::Mutex<Tokens>,
+    pub next_ip: std::sync::atomic::AtomicU32,
+}
+
+pub(crate) struct Tokens {
+    pub modified: Option<std::time::SystemTime>,
+    pub list: Vec<(String, pki::Role)>,
+}

@@ -1,0 +1,284 @@
+//! The server's identity and credentials under its state directory: a CA and
+//! a serving certificate (generated on first start), bearer tokens (admin and
+//! read-only) and the kubeconfig that points kubectl at the server.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::ApiError;
+
+/// Files of one server's state directory.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(dir: &Path) -> Self {
+        Paths {
+            dir: dir.to_path_buf(),
+        }
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("tls/ca.crt")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("tls/ca.key")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("tls/server.crt")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.join("tls/server.key")
+    }
+    pub fn tokens(&self) -> PathBuf {
+        self.dir.join("tokens")
+    }
+    pub fn secrets_key(&self) -> PathBuf {
+        self.dir.join("secrets.key")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.dir.join("state.db")
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ApiError + '_ {
+    move |source| ApiError::Files {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `data` to `path` atomically (temp file, fsync, rename), mode `mode`.
+pub fn write_private(path: &Path, data: &[u8], mode: u32) -> Result<(), ApiError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(path))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(path))?;
+    f.write_all(data).map_err(io(path))?;
+    f.sync_all().map_err(io(path))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn cert_err(e: rcgen::Error) -> ApiError {
+    ApiError::Certificate(e.to_string())
+}
+
+/// Creates the CA and serving certificate unless they exist. The serving
+/// certificate names localhost, 127.0.0.1, `::1`, this host and `extra_sans`.
+pub fn ensure_certificates(paths: &Paths, extra_sans: &[String]) -> Result<(), ApiError> {
+    if paths.server_cert().exists() && paths.server_key().exists() && paths.ca_cert().exists() {
+        return Ok(());
+    }
+    let ca_key = KeyPair::generate().map_err(cert_err)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "keel-server-ca");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).map_err(cert_err)?;
+    let issuer = Issuer::new(ca, &ca_key);
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ];
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim().to_string();
+        if !h.is_empty() && !sans.contains(&h) {
+            sans.push(h);
+        }
+    }
+    for s in extra_sans {
+        if !sans.contains(s) {
+            sans.push(s.clone());
+        }
+    }
+    let mut sp = CertificateParams::new(sans).map_err(cert_err)?;
+    sp.distinguished_name
+        .push(DnType::CommonName, "keel-server");
+    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    sp.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let server_key = KeyPair::generate().map_err(cert_err)?;
+    let server_cert = sp.signed_by(&server_key, &issuer).map_err(cert_err)?;
+    write_private(&paths.ca_key(), ca_key.serialize_pem().as_bytes(), 0o600)?;
+    write_private(&paths.ca_cert(), ca_cert.pem().as_bytes(), 0o644)?;
+    write_private(
+        &paths.server_key(),
+        server_key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
+    // The chain carries the CA too, so clients that pin only the leaf work.
+    let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());
+    write_private(&paths.server_cert(), chain.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// rustls configuration serving the certificate under `paths`.
+pub fn tls_config(paths: &Paths) -> Result<rustls::ServerConfig, ApiError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(paths.server_cert())
+        .map_err(|e| ApiError::Certificate(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::Certificate(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(paths.server_key())
+        .map_err(|e| ApiError::Certificate(e.to_string()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ApiError::Certificate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ApiError::Certificate(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// What a bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    ReadOnly,
+}
+
+fn random_token() -> Result<String, ApiError> {
+    let mut b = [0u8; 24];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| ApiError::Certificate("no randomness".into()))?;
+    Ok(b.iter().fold(String::new(), |mut acc, x| {
+        let _ = std::fmt::Write::write_fmt(&mut acc, format_args!("{x:02x}"));
+        acc
+    }))
+}
+
+/// Tokens file: one `<token> <admin|read-only>` per line.
+pub fn read_tokens(paths: &Paths) -> Result<Vec<(String, Role)>, ApiError> {
+    let text = match std::fs::read_to_string(paths.tokens()) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(&paths.tokens())(e)),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (t, r) = l.trim().split_once(' ')?;
+            let role = match r.trim() {
+                "admin" => Role::Admin,
+                "read-only" => Role::ReadOnly,
+                _ => return None,
+            };
+            Some((t.to_string(), role))
+        })
+        .collect())
+}
+
+/// Adds a new token with `role`; returns it.
+pub fn create_token(paths: &Paths, role: Role) -> Result<String, ApiError> {
+    let mut tokens = read_tokens(paths)?;
+    let t = random_token()?;
+    tokens.push((t.clone(), role));
+    let mut text = String::new();
+    for (t, r) in &tokens {
+        let role = match r {
+            Role::Admin => "admin",
+            Role::ReadOnly => "read-only",
+        };
+        let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{t} {role}\n"));
+    }
+    write_private(&paths.tokens(), text.as_bytes(), 0o600)?;
+    Ok(t)
+}
+
+/// The admin token, created on first start.
+pub fn ensure_admin_token(paths: &Paths) -> Result<String, ApiError> {
+    if let Some((t, _)) = read_tokens(paths)?
+        .into_iter()
+        .find(|(_, r)| *r == Role::Admin)
+    {
+        return Ok(t);
+    }
+    create_token(paths, Role::Admin)
+}
+
+/// A kubeconfig for `server` (an https URL) authenticating with `token`.
+pub fn kubeconfig(paths: &Paths, server: &str, token: &str) -> Result<String, ApiError> {
+    let ca = std::fs::read(paths.ca_cert()).map_err(io(&paths.ca_cert()))?;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    Ok(format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: keel
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: keel-admin
+  user:
+    token: {token}
+contexts:
+- name: keel
+  context:
+    cluster: keel
+    user: keel-admin
+    namespace: default
+current-context: keel
+preferences: {{}}
+"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_and_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Paths::new(dir.path());
+        ensure_certificates(&p, &["10.1.2.3".into()]).unwrap();
+        let first = std::fs::read(p.server_cert()).unwrap();
+        ensure_certificates(&p, &[]).unwrap();
+        assert_eq!(
+            first,
+            std::fs::read(p.server_cert()).unwrap(),
+            "kept on restart"
+        );
+        tls_config(&p).unwrap();
+        let admin = ensure_admin_token(&p).unwrap();
+        assert_eq!(ensure_admin_token(&p).unwrap(), admin);
+        let ro = create_token(&p, Role::ReadOnly).unwrap();
+        let tokens = read_tokens(&p).unwrap();
+        assert!(tokens.contains(&(admin.clone(), Role::Admin)));
+        assert!(tokens.contains(&(ro, Role::ReadOnly)));
+        let kc = kubeconfig(&p, "https://127.0.0.1:6443", &admin).unwrap();
+        assert!(kc.contains("certificate-authority-data: "));
+    }
+}

@@ -1,0 +1,576 @@
+//! Server-side printing: `meta.k8s.io/v1` `Table` responses with the columns
+//! `kubectl get` shows for each built-in kind (priority 1 columns are `-o wide`).
+
+use serde_json::{Value, json};
+
+fn s(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |cur, seg| cur.get(seg))
+}
+
+fn n(v: &Value, path: &str) -> i64 {
+    at(v, path).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn or_none(x: String) -> String {
+    if x.is_empty() { "<none>".into() } else { x }
+}
+
+/// `kubectl`'s short duration format: 45s, 5m, 3h, 2d, 1y.
+pub fn human_age(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=599 => format!("{}m{}s", secs / 60, secs % 60).replace("m0s", "m"),
+        600..=10_799 => format!("{}m", secs / 60),
+        10_800..=172_799 => format!("{}h", secs / 3600),
+        172_800..=31_535_999 => format!("{}d", secs / 86_400),
+        _ => format!("{}y", secs / 31_536_000),
+    }
+}
+
+fn age(obj: &Value, field: &str) -> String {
+    let Some(ts) = at(obj, field).and_then(Value::as_str) else {
+        return "<unknown>".into();
+    };
+    match ts.parse::<jiff::Timestamp>() {
+        Ok(t) => human_age(jiff::Timestamp::now().as_second() - t.as_second()),
+        Err(_) => "<unknown>".into(),
+    }
+}
+
+fn join_list(v: Option<&Value>, f: impl Fn(&Value) -> String) -> String {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().map(f).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+fn selector_string(sel: Option<&Value>) -> String {
+    let Some(sel) = sel else { return String::new() };
+    let map = sel.get("matchLabels").unwrap_or(sel);
+    map.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| v.is_string())
+                .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn containers_images(obj: &Value) -> (String, String) {
+    let c = at(obj, "spec.template.spec.containers");
+    (
+        join_list(c, |c| s(c.get("name"))),
+        join_list(c, |c| s(c.get("image"))),
+    )
+}
+
+/// Column names (with priority) and the cell function of one kind.
+fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
+    // (name, type, priority)
+    match kind {
+        "Pod" => vec![
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            ("Age", "string", 0),
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+            ("Nominated Node", "string", 1),
+            ("Readiness Gates", "string", 1),
+        ],
+        "Deployment" => vec![
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Up-to-date", "string", 0),
+            ("Available", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        "ReplicaSet" => vec![
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        "StatefulSet" => vec![
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+        ],
+        "DaemonSet" => vec![
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            ("Node Selector", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Job" => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Completions", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Service" => vec![
+            ("Name", "string", 0),
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            ("Age", "string", 0),
+            ("Selector", "string", 1),
+        ],
+        "ConfigMap" => vec![
+            ("Name", "string", 0),
+            ("Data", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        "Secret" => vec![
+            ("Name", "string", 0),
+            ("Type", "string", 0),
+            ("Data", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        "Namespace" => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Node" => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            ("Age", "string", 0),
+            ("Version", "string", 0),
+            ("Internal-IP", "string", 1),
+        ],
+        "ServiceAccount" => vec![
+            ("Name", "string", 0),
+            ("Secrets", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        "Endpoints" => vec![
+            ("Name", "string", 0),
+            ("Endpoints", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Ingress" => vec![
+            ("Name", "string", 0),
+            ("Class", "string", 0),
+            ("Hosts", "string", 0),
+            ("Address", "string", 0),
+            ("Ports", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "HorizontalPodAutoscaler" => vec![
+            ("Name", "string", 0),
+            ("Reference", "string", 0),
+            ("MinPods", "string", 0),
+            ("MaxPods", "string", 0),
+            ("Replicas", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Lease" => vec![
+            ("Name", "string", 0),
+            ("Holder", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Event" => vec![
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Message", "string", 0),
+        ],
+        _ => vec![("Name", "string", 0), ("Age", "string", 0)],
+    }
+}
+
+fn cells(kind: &str, o: &Value) -> Vec<Value> {
+    let name = s(at(o, "metadata.name"));
+    let a = age(o, "metadata.creationTimestamp");
+    let replicas_ready = |spec: &str, ready: &str| format!("{}/{}", n(o, ready), n(o, spec));
+    match kind {
+        "Pod" => {
+            let statuses = at(o, "status.containerStatuses").and_then(Value::as_array);
+            let total = at(o, "spec.containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = statuses.map_or(0, |s| {
+                s.iter()
+                    .filter(|c| c.get("ready") == Some(&Value::Bool(true)))
+                    .count()
+            });
+            let restarts: i64 = statuses.map_or(0, |s| {
+                s.iter()
+                    .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+                    .sum()
+            });
+            let mut status = s(at(o, "status.reason"));
+            if status.is_empty() {
+                status = s(at(o, "status.phase"));
+            }
+            if status.is_empty() {
+                status = "Pending".into();
+            }
+            if at(o, "metadata.deletionTimestamp").is_some() {
+                status = "Terminating".into();
+            }
+            vec![
+                json!(name),
+                json!(format!("{ready}/{total}")),
+                json!(status),
+                json!(restarts.to_string()),
+                json!(a),
+                json!(or_none(s(at(o, "status.podIP")))),
+                json!(or_none(s(at(o, "spec.nodeName")))),
+                json!("<none>"),
+                json!("<none>"),
+            ]
+        }
+        "Deployment" => {
+            let (c, i) = containers_images(o);
+            vec![
+                json!(name),
+                json!(replicas_ready("spec.replicas", "status.readyReplicas")),
+                json!(n(o, "status.updatedReplicas")),
+                json!(n(o, "status.availableReplicas")),
+                json!(a),
+                json!(c),
+                json!(i),
+                json!(selector_string(at(o, "spec.selector"))),
+            ]
+        }
+        "ReplicaSet" => {
+            let (c, i) = containers_images(o);
+            vec![
+                json!(name),
+                json!(n(o, "spec.replicas")),
+                json!(n(o, "status.replicas")),
+                json!(n(o, "status.readyReplicas")),
+                json!(a),
+                json!(c),
+                json!(i),
+                json!(selector_string(at(o, "spec.selector"))),
+            ]
+        }
+        "StatefulSet" => {
+            let (c, i) = containers_images(o);
+            vec![
+                json!(name),
+                json!(replicas_ready("spec.replicas", "status.readyReplicas")),
+                json!(a),
+                json!(c),
+                json!(i),
+            ]
+        }
+        "DaemonSet" => vec![
+            json!(name),
+            json!(n(o, "status.desiredNumberScheduled")),
+            json!(n(o, "status.currentNumberScheduled")),
+            json!(n(o, "status.numberReady")),
+            json!(n(o, "status.updatedNumberScheduled")),
+            json!(n(o, "status.numberAvailable")),
+            json!(or_none(selector_string(at(
+                o,
+                "spec.template.spec.nodeSelector"
+            )))),
+            json!(a),
+        ],
+        "Job" => {
+            let succeeded = n(o, "status.succeeded");
+            let completions = at(o, "spec.completions")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let status = if succeeded >= completions {
+                "Complete"
+            } else {
+                "Running"
+            };
+            vec![
+                json!(name),
+                json!(status),
+                json!(format!("{succeeded}/{completions}")),
+                json!(a),
+            ]
+        }
+        "Service" => {
+            let ty = s(at(o, "spec.type"));
+            let ports = join_list(at(o, "spec.ports"), |p| {
+                let proto = s(p.get("protocol"));
+                let proto = if proto.is_empty() {
+                    "TCP".into()
+                } else {
+                    proto
+                };
+                match p.get("nodePort") {
+                    Some(np) => format!("{}:{}/{proto}", s(p.get("port")), s(Some(np))),
+                    None => format!("{}/{proto}", s(p.get("port"))),
+                }
+            });
+            let external = match ty.as_str() {
+                "LoadBalancer" => "<pending>".to_string(),
+                "ExternalName" => s(at(o, "spec.externalName")),
+                _ => or_none(join_list(at(o, "spec.externalIPs"), |v| s(Some(v)))),
+            };
+            vec![
+                json!(name),
+                json!(ty),
+                json!(or_none(s(at(o, "spec.clusterIP")))),
+                json!(external),
+                json!(or_none(ports)),
+                json!(a),
+                json!(or_none(selector_string(at(o, "spec.selector")))),
+            ]
+        }
+        "ConfigMap" => {
+            let data = at(o, "data")
+                .and_then(Value::as_object)
+                .map_or(0, serde_json::Map::len)
+                + at(o, "binaryData")
+                    .and_then(Value::as_object)
+                    .map_or(0, serde_json::Map::len);
+            vec![json!(name), json!(data), json!(a)]
+        }
+        "Secret" => {
+            let data = at(o, "data")
+                .and_then(Value::as_object)
+                .map_or(0, serde_json::Map::len);
+            vec![json!(name), json!(s(at(o, "type"))), json!(data), json!(a)]
+        }
+        "Namespace" => vec![json!(name), json!(s(at(o, "status.phase"))), json!(a)],
+        "Node" => {
+            let ready = at(o, "status.conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c.get("type") == Some(&json!("Ready"))))
+                .map(|c| s(c.get("status")));
+            let status = match ready.as_deref() {
+                Some("True") => "Ready",
+                _ => "NotReady",
+            };
+            let roles: Vec<String> = at(o, "metadata.labels")
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.keys()
+                        .filter_map(|k| {
+                            k.strip_prefix("node-role.kubernetes.io/").map(String::from)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ip = at(o, "status.addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| {
+                    a.iter()
+                        .find(|x| x.get("type") == Some(&json!("InternalIP")))
+                })
+                .map(|x| s(x.get("address")))
+                .unwrap_or_default();
+            vec![
+                json!(name),
+                json!(status),
+                json!(or_none(roles.join(","))),
+                json!(a),
+                json!(s(at(o, "status.nodeInfo.kubeletVersion"))),
+                json!(or_none(ip)),
+            ]
+        }
+        "ServiceAccount" => vec![
+            json!(name),
+            json!(
+                at(o, "secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            json!(a),
+        ],
+        "Endpoints" => {
+            let mut eps = Vec::new();
+            for sub in at(o, "subsets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for addr in sub
+                    .get("addresses")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    for p in sub
+                        .get("ports")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        eps.push(format!("{}:{}", s(addr.get("ip")), s(p.get("port"))));
+                    }
+                }
+            }
+            vec![json!(name), json!(or_none(eps.join(","))), json!(a)]
+        }
+        "Ingress" => {
+            let hosts = join_list(at(o, "spec.rules"), |r| s(r.get("host")));
+            vec![
+                json!(name),
+                json!(or_none(s(at(o, "spec.ingressClassName")))),
+                json!(if hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    hosts
+                }),
+                json!(""),
+                json!(if at(o, "spec.tls").is_some() {
+                    "80, 443"
+                } else {
+                    "80"
+                }),
+                json!(a),
+            ]
+        }
+        "HorizontalPodAutoscaler" => vec![
+            json!(name),
+            json!(format!(
+                "{}/{}",
+                s(at(o, "spec.scaleTargetRef.kind")),
+                s(at(o, "spec.scaleTargetRef.name"))
+            )),
+            json!(
+                s(at(o, "spec.minReplicas"))
+                    .chars()
+                    .next()
+                    .map_or("1".to_string(), |_| s(at(o, "spec.minReplicas")))
+            ),
+            json!(s(at(o, "spec.maxReplicas"))),
+            json!(n(o, "status.currentReplicas").to_string()),
+            json!(a),
+        ],
+        "Lease" => vec![
+            json!(name),
+            json!(s(at(o, "spec.holderIdentity"))),
+            json!(a),
+        ],
+        "Event" => {
+            let mut last = age(o, "lastTimestamp");
+            if last == "<unknown>" {
+                last = age(o, "eventTime");
+            }
+            vec![
+                json!(last),
+                json!(s(at(o, "type"))),
+                json!(s(at(o, "reason"))),
+                json!(format!(
+                    "{}/{}",
+                    s(at(o, "involvedObject.kind")).to_lowercase(),
+                    s(at(o, "involvedObject.name"))
+                )),
+                json!(s(at(o, "message"))),
+            ]
+        }
+        _ => vec![json!(name), json!(a)],
+    }
+}
+
+/// How much of each object a Table row carries (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    Metadata,
+    Object,
+}
+
+fn row(kind: &str, o: &Value, include: Include) -> Value {
+    let mut r = json!({ "cells": cells(kind, o) });
+    match include {
+        Include::None => {}
+        Include::Metadata => {
+            r["object"] = json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": o.get("metadata").cloned().unwrap_or(Value::Null),
+            });
+        }
+        Include::Object => r["object"] = o.clone(),
+    }
+    r
+}
+
+/// A Table of `objects` of `kind`.
+pub fn table(kind: &str, objects: &[Value], meta: Value, include: Include) -> Value {
+    let defs: Vec<Value> = columns(kind)
+        .into_iter()
+        .map(|(name, ty, prio)| {
+            json!({
+                "name": name,
+                "type": ty,
+                "format": if name == "Name" { "name" } else { "" },
+                "description": "",
+                "priority": prio,
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": defs,
+        "rows": objects.iter().map(|o| row(kind, o, include)).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_like_kubectl() {
+        assert_eq!(human_age(5), "5s");
+        assert_eq!(human_age(150), "2m30s");
+        assert_eq!(human_age(180), "3m");
+        assert_eq!(human_age(4000), "66m");
+        assert_eq!(human_age(7200 * 3), "6h");
+        assert_eq!(human_age(86_400 * 3), "3d");
+    }
+
+    #[test]
+    fn pod_and_service_rows() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}], "nodeName": "n1"}, "status": {"phase": "Running", "containerStatuses": [{"ready": true, "restartCount": 2}]}});
+        let t = table("Pod", &[pod], json!({}), Include::Metadata);
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[0], "p");
+        assert_eq!(cells[1], "1/1");
+        assert_eq!(cells[2], "Running");
+        assert_eq!(cells[3], "2");
+        assert_eq!(cells[6], "n1");
+        assert_eq!(
+            t["columnDefinitions"].as_array().unwrap().len(),
+            cells.as_array().unwrap().len()
+        );
+        let svc = json!({"metadata": {"name": "s"}, "spec": {"type": "ClusterIP", "clusterIP": "10.43.0.5", "ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": "a"}}});
+        let t = table("Service", &[svc], json!({}), Include::None);
+        assert_eq!(t["rows"][0]["cells"][4], "80/TCP");
+        assert_eq!(t["rows"][0]["cells"][6], "app=a");
+    }
+}

@@ -1,0 +1,107 @@
+//! `keel server`: the Kubernetes-compatible API server, and
+//! `keel server token create` for extra (read-only) tokens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::Hint;
+
+/// Arguments of `keel server`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerArgs {
+    /// Address and port to serve HTTPS on.
+    #[arg(long, default_value = "0.0.0.0:6443")]
+    pub listen: SocketAddr,
+    #[arg(
+        long,
+        value_name = "URL",
+        help = "Datastore: sqlite:///path or etcd://host:port,host:port (default: SQLite under <root>/server)"
+    )]
+    pub datastore: Option<String>,
+    /// Write a kubeconfig for this server (admin token) to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub write_kubeconfig: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Manage bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a new token and print it.
+    Create {
+        /// The token may only read (get, list, watch).
+        #[arg(long)]
+        read_only: bool,
+    },
+}
+
+pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let state_dir = root.join("server");
+    if let Some(ServerCommand::Token(TokenCommand::Create { read_only })) = args.command {
+        let paths = keel_api::pki::Paths::new(&state_dir);
+        let role = if read_only {
+            keel_api::pki::Role::ReadOnly
+        } else {
+            keel_api::pki::Role::Admin
+        };
+        let token = keel_api::pki::create_token(&paths, role).context("create token")?;
+        println!("{token}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async move {
+        let server = keel_api::Server::bind(keel_api::Config {
+            state_dir: state_dir.clone(),
+            listen: args.listen,
+            datastore: args.datastore.clone(),
+        })
+        .await
+        .map_err(|e| {
+            // The hint is the root error so render_error finds it; the
+            // message keeps the whole cause chain.
+            let hint = match &e {
+                keel_api::ApiError::Listen { .. } => Some(
+                    "another server may be running; pick a free port with --listen 127.0.0.1:PORT",
+                ),
+                keel_api::ApiError::Datastore { url, .. } if url.starts_with("etcd://") => {
+                    Some("check that etcd is running and reachable at the --datastore endpoints")
+                }
+                _ => None,
+            };
+            let msg = format!("{:#}", anyhow::Error::new(e));
+            match hint {
+                Some(h) => anyhow::Error::new(Hint::new(h)).context(msg),
+                None => anyhow::anyhow!(msg),
+            }
+        })
+        .context("start keel server")?;
+        let addr = server.local_addr();
+        if let Some(path) = &args.write_kubeconfig {
+            let kc = server.kubeconfig().context("build kubeconfig")?;
+            keel_api::pki::write_private(path, kc.as_bytes(), 0o600)
+                .with_context(|| format!("write kubeconfig {}", path.display()))?;
+        }
+        eprintln!(
+            "keel server listening on https://{addr} (state in {}, datastore {})",
+            state_dir.display(),
+            args.datastore.as_deref().unwrap_or("sqlite")
+        );
+        server.serve().await.context("serve")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,193 @@
+//! Harness for tests that drive the real `keel server` binary: a server on a
+//! random 127.0.0.1 port with a temporary root, its kubeconfig, and helpers
+//! to run kubectl (1.32 on PATH and 1.33) against it. Killed on drop.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    keel_store::testing::free_port()
+}
+
+/// The kubectl binaries under test: 1.32 (on PATH) and 1.33.
+pub fn kubectls() -> Vec<PathBuf> {
+    let on_path = which("kubectl").expect("kubectl on PATH");
+    let real = std::fs::canonicalize(&on_path).expect("resolve kubectl");
+    let k133 = real.parent().expect("kubectl dir").join("kubectl.1.33");
+    assert!(k133.exists(), "kubectl.1.33 next to {}", real.display());
+    vec![on_path, k133]
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+pub struct KeelServer {
+    child: Option<Child>,
+    pub root: tempfile::TempDir,
+    pub port: u16,
+    pub datastore: Option<String>,
+    pub kubeconfig: PathBuf,
+    /// HOME for kubectl, so its discovery cache is per test.
+    pub home: tempfile::TempDir,
+}
+
+impl KeelServer {
+    pub fn start(datastore: Option<String>) -> Self {
+        // Test-side clients (kube-rs) need rustls' process default named: the
+        // workspace compiles in more than one crypto backend.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let kubeconfig = root.path().join("kubeconfig");
+        let mut s = KeelServer {
+            child: None,
+            root,
+            port: free_port(),
+            datastore,
+            kubeconfig,
+            home,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keel"));
+        cmd.arg("--root")
+            .arg(self.root.path())
+            .arg("server")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--write-kubeconfig")
+            .arg(&self.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.root.path().join("server.log")).unwrap(),
+            ));
+        if let Some(d) = &self.datastore {
+            cmd.arg("--datastore").arg(d);
+        }
+        self.child = Some(cmd.spawn().expect("start keel server"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.kubeconfig.exists()
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("keel server exited with {st}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "keel server did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("server")
+    }
+
+    /// Runs kubectl `bin` with this server's kubeconfig.
+    pub fn kubectl_with(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.home.path())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl and asserts success; returns stdout.
+    pub fn ok(&self, bin: &Path, args: &[&str]) -> String {
+        self.ok_in(bin, args, None)
+    }
+
+    pub fn ok_in(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_with(bin, args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn fails(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_with(bin, args, stdin);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn admin_token(&self) -> String {
+        let kc = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        kc.lines()
+            .find_map(|l| l.trim().strip_prefix("token: "))
+            .unwrap()
+            .to_string()
+    }
+
+    /// A kube-rs client for this server.
+    pub async fn kube_client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    }
+}
+
+impl Drop for KeelServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
