@@ -3,8 +3,8 @@
 //! hidden `__monitor` that supervises one container.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -382,9 +382,9 @@ pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
         Some('t') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num
-        .parse()
-        .with_context(|| format!("invalid size {s:?}: expected a number with an optional k, m, g suffix"))?;
+    let n: f64 = num.parse().with_context(|| {
+        format!("invalid size {s:?}: expected a number with an optional k, m, g suffix")
+    })?;
     if n < 0.0 {
         bail!("invalid size {s:?}: must not be negative");
     }
@@ -406,7 +406,9 @@ pub fn parse_duration_ms(s: &str) -> anyhow::Result<u64> {
             continue;
         }
         let unit: String = std::iter::once(c)
-            .chain(std::iter::from_fn(|| chars.next_if(char::is_ascii_alphabetic)))
+            .chain(std::iter::from_fn(|| {
+                chars.next_if(char::is_ascii_alphabetic)
+            }))
             .collect();
         let n: f64 = num.parse().map_err(|_| bad())?;
         num.clear();
@@ -666,11 +668,53 @@ fn exe() -> anyhow::Result<PathBuf> {
 }
 
 /// Forwards the monitor's frames to our stdout/stderr until the exit frame.
-fn follow_frames(child: &mut std::process::Child) -> anyhow::Result<Option<i32>> {
+/// Like Docker's sig-proxy, INT, TERM, HUP, QUIT, USR1 and USR2 sent to us go
+/// to the container (`pid`) instead of ending keel.
+fn follow_frames(child: &mut std::process::Child, pid: i32) -> anyhow::Result<Option<i32>> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use rustix::event::{PollFd, PollFlags, poll};
     let mut out = child.stdout.take().context("monitor pipe")?;
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        mask.add(s);
+    }
+    // Blocked only now: the monitor and the container were spawned with the
+    // default mask, which they would otherwise inherit.
+    mask.thread_block().context("blocking signals")?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .context("signalfd")?;
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
     loop {
+        let (pipe_ready, sig_ready) = {
+            let mut fds = [
+                PollFd::new(&out, PollFlags::IN),
+                PollFd::new(&sfd, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e).context("poll"),
+            }
+            (!fds[0].revents().is_empty(), !fds[1].revents().is_empty())
+        };
+        if sig_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+                }
+            }
+        }
+        if !pipe_ready {
+            continue;
+        }
         match Frame::read(&mut out).context("reading from the container monitor")? {
             Some(Frame::Stdout(d)) => {
                 let _ = stdout.write_all(&d);
@@ -697,17 +741,20 @@ pub fn run(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let net = network_attacher(root);
     let mut child = engine::spawn_monitor(&exe()?, root, &cfg.id, a.flags.interactive && !a.detach)
         .map_err(hinted)?;
-    if let Err(e) = engine::await_start(&mut child) {
-        // Nothing half-created: a container that never started goes away again.
-        let _ = child.wait();
-        let _ = engine::remove(&containers, &cfg.id, true, true, net.as_ref());
-        return Err(hinted(e).context("starting the container"));
-    }
+    let pid = match engine::await_start(&mut child) {
+        Ok(pid) => pid,
+        Err(e) => {
+            // Nothing half-created: a container that never started goes away again.
+            let _ = child.wait();
+            let _ = engine::remove(&containers, &cfg.id, true, true, net.as_ref());
+            return Err(hinted(e).context("starting the container"));
+        }
+    };
     if a.detach {
         println!("{}", cfg.id);
         return Ok(ExitCode::SUCCESS);
     }
-    let code = follow_frames(&mut child)?;
+    let code = follow_frames(&mut child, pid)?;
     let _ = child.wait();
     let code = match code {
         Some(c) => c,
@@ -761,8 +808,8 @@ pub fn start(root: &Path, a: StartArgs) -> anyhow::Result<ExitCode> {
         };
         let id = resolve(&c, name)?;
         let mut child = engine::spawn_monitor(&exe()?, root, &id, false).map_err(hinted)?;
-        engine::await_start(&mut child).map_err(hinted)?;
-        let code = follow_frames(&mut child)?.unwrap_or(-1);
+        let pid = engine::await_start(&mut child).map_err(hinted)?;
+        let code = follow_frames(&mut child, pid)?.unwrap_or(-1);
         let _ = child.wait();
         return Ok(exit_code(code));
     }
@@ -949,7 +996,15 @@ pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
         print!(
             "{}",
             table(
-                &["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                &[
+                    "CONTAINER ID",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "PORTS",
+                    "NAMES"
+                ],
                 &rows
             )
         );
@@ -966,8 +1021,9 @@ fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(secs) = s.parse::<i64>() {
         return DateTime::from_timestamp(secs, 0).context("timestamp out of range");
     }
-    let ms = parse_duration_ms(s)
-        .with_context(|| format!("invalid --since {s:?}: expected RFC 3339, a unix time or 42s/5m"))?;
+    let ms = parse_duration_ms(s).with_context(|| {
+        format!("invalid --since {s:?}: expected RFC 3339, a unix time or 42s/5m")
+    })?;
     Ok(Utc::now() - chrono::Duration::milliseconds(ms as i64))
 }
 
@@ -1293,7 +1349,11 @@ pub fn port(root: &Path, a: PortArgs) -> anyhow::Result<ExitCode> {
             if p.container_port.to_string() != *n || p.protocol != *proto {
                 continue;
             }
-            println!("{}:{}", p.host_ip.as_deref().unwrap_or("0.0.0.0"), p.host_port);
+            println!(
+                "{}:{}",
+                p.host_ip.as_deref().unwrap_or("0.0.0.0"),
+                p.host_port
+            );
         } else {
             println!(
                 "{}/{} -> {}:{}",
@@ -1370,7 +1430,16 @@ pub fn stats_cmd(root: &Path, a: StatsArgs) -> anyhow::Result<ExitCode> {
             print!(
                 "{}",
                 table(
-                    &["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"],
+                    &[
+                        "CONTAINER ID",
+                        "NAME",
+                        "CPU %",
+                        "MEM USAGE / LIMIT",
+                        "MEM %",
+                        "NET I/O",
+                        "BLOCK I/O",
+                        "PIDS"
+                    ],
                     &rows
                 )
             );
@@ -1401,7 +1470,9 @@ pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
     let (to_container, ctr, cpath, host) = match (container_path(&a.src), container_path(&a.dest)) {
         (Some((ctr, p)), None) => (false, ctr, p, a.dest.clone()),
         (None, Some((ctr, p))) => (true, ctr, p, a.src.clone()),
-        _ => bail!("copying between containers is not supported; exactly one of SRC and DEST must be CONTAINER:PATH"),
+        _ => bail!(
+            "copying between containers is not supported; exactly one of SRC and DEST must be CONTAINER:PATH"
+        ),
     };
     let id = resolve(&c, ctr)?;
     let cfg = c.config(&id).map_err(hinted)?;
@@ -1419,8 +1490,12 @@ pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
         merged
     };
     let result = (|| -> anyhow::Result<()> {
-        let rootfd = rustix::fs::open(&root_dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .with_context(|| format!("opening the root of {ctr}"))?;
+        let rootfd = rustix::fs::open(
+            &root_dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("opening the root of {ctr}"))?;
         let rel = cpath.trim_start_matches('/');
         let (parent, base) = match rel.rsplit_once('/') {
             Some((p, b)) => (p, b),
@@ -1435,8 +1510,16 @@ pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
         )
         .with_context(|| format!("{ctr}:{cpath}: no such directory"))?;
         // The resolved parent, reachable for `cp` through our fd table.
-        let via = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), std::os::fd::AsRawFd::as_raw_fd(&pfd)));
-        let inside = if base.is_empty() { via.clone() } else { via.join(base) };
+        let via = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            std::os::fd::AsRawFd::as_raw_fd(&pfd)
+        ));
+        let inside = if base.is_empty() {
+            via.clone()
+        } else {
+            via.join(base)
+        };
         let (src, dst) = if to_container {
             (PathBuf::from(&host), inside)
         } else {
@@ -1551,4 +1634,63 @@ pub fn monitor(root: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let net = network_attacher(root);
     let code = keel_runtime::monitor::run(root, id, net.as_ref()).map_err(hinted)?;
     Ok(exit_code(code.max(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512").unwrap(), 512);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1m").is_err());
+        assert_eq!(parse_duration_ms("200ms").unwrap(), 200);
+        assert_eq!(parse_duration_ms("1m30s").unwrap(), 90_000);
+        assert!(parse_duration_ms("30").is_err());
+        assert!(parse_duration_ms("3x").is_err());
+    }
+
+    #[test]
+    fn volume_and_mount_specs() {
+        let v = parse_volume("data:/data:ro").unwrap();
+        assert_eq!(
+            (v.kind, v.source.as_str(), v.target.as_str(), v.read_only),
+            (MountKind::Volume, "data", "/data", true)
+        );
+        let a = parse_volume("/scratch").unwrap();
+        assert!(a.anonymous && a.source.len() == 64);
+        assert!(parse_volume("a:b:c:d").is_err());
+        assert!(parse_volume("data:relative").is_err());
+        assert!(parse_volume("data:/x:bogus").is_err());
+        assert!(parse_volume("bad name:/x").is_err());
+        let m = parse_mount("type=tmpfs,target=/t,tmpfs-size=1m").unwrap();
+        assert_eq!(m.kind, MountKind::Tmpfs);
+        assert_eq!(m.options, vec![format!("size={}", 1 << 20)]);
+        let b = parse_mount("type=bind,src=/tmp,dst=/h,readonly").unwrap();
+        assert!(b.read_only && b.source == "/tmp");
+        assert!(parse_mount("type=bind,target=/x").is_err());
+        assert!(parse_mount("type=nfs,target=/x").is_err());
+        assert!(parse_mount("source=x").is_err());
+        assert_eq!(
+            container_path("c1:/etc/passwd"),
+            Some(("c1", "/etc/passwd"))
+        );
+        assert_eq!(container_path("/tmp/a:b"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn flag_parsers_never_panic(s in ".{0,40}") {
+            let _ = parse_bytes(&s);
+            let _ = parse_duration_ms(&s);
+            let _ = parse_mount(&s);
+            let _ = parse_since(&s);
+            let _ = container_path(&s);
+        }
+    }
 }

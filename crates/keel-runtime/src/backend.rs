@@ -86,18 +86,16 @@ impl ExecHandle {
                         Err(e) => return Err(RuntimeError::Exec(format!("waiting: {e}"))),
                     }
                 }
-                ExecHandle::Child(c) => {
-                    if deadline.is_some() {
-                        c.try_wait()
-                    } else {
-                        c.wait().map(Some)
-                    }
-                    .map_err(|e| RuntimeError::Exec(format!("waiting: {e}")))?
-                    .map(|s| {
-                        use std::os::unix::process::ExitStatusExt;
-                        s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
-                    })
+                ExecHandle::Child(c) => if deadline.is_some() {
+                    c.try_wait()
+                } else {
+                    c.wait().map(Some)
                 }
+                .map_err(|e| RuntimeError::Exec(format!("waiting: {e}")))?
+                .map(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+                }),
             };
             if let Some(c) = done {
                 return Ok(Some(c));
@@ -217,11 +215,11 @@ impl OciRuntime for Libcontainer {
             return Ok(());
         }
         match Container::load(dir.clone()) {
-            Ok(mut c) => c
-                .delete(true)
-                .map_err(|e| RuntimeError::Delete(chain(&e))),
+            Ok(mut c) => c.delete(true).map_err(|e| RuntimeError::Delete(chain(&e))),
             // Unreadable state: nothing running can be found through it; drop it.
-            Err(_) => std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::Delete(e.to_string())),
+            Err(_) => {
+                std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::Delete(e.to_string()))
+            }
         }
     }
 

@@ -175,7 +175,10 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         cap_drop: o.cap_drop.clone(),
         restart: o.restart.clone(),
         healthcheck: o.healthcheck.clone(),
-        stop_signal: o.stop_signal.clone().unwrap_or_else(|| "SIGTERM".to_string()),
+        stop_signal: o
+            .stop_signal
+            .clone()
+            .unwrap_or_else(|| "SIGTERM".to_string()),
         stop_timeout: o.stop_timeout.unwrap_or(10),
         runtime,
         auto_remove: o.auto_remove,
@@ -258,9 +261,7 @@ pub fn effective_status(containers: &Containers, id: &str) -> Status {
         return Status::Exited;
     };
     match s.status {
-        Status::Running | Status::Restarting if !monitor_alive(s.monitor_pid, id) => {
-            Status::Exited
-        }
+        Status::Running | Status::Restarting if !monitor_alive(s.monitor_pid, id) => Status::Exited,
         st => st,
     }
 }
@@ -331,7 +332,9 @@ pub fn wait_monitor(id: &str, monitor_pid: i32, timeout: Option<Duration>) -> bo
         if left == Some(Duration::ZERO) {
             return false;
         }
-        let step = left.map_or(Duration::from_millis(200), |l| l.min(Duration::from_millis(200)));
+        let step = left.map_or(Duration::from_millis(200), |l| {
+            l.min(Duration::from_millis(200))
+        });
         if let Some(fd) = &fd {
             let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
             let ts = rustix::event::Timespec {
@@ -347,7 +350,12 @@ pub fn wait_monitor(id: &str, monitor_pid: i32, timeout: Option<Duration>) -> bo
 
 /// Sends `signal` to the container's init process; marks a user stop first so
 /// restart policies leave it alone.
-pub fn kill(containers: &Containers, id: &str, signal: nix::sys::signal::Signal, user_stop: bool) -> Result<()> {
+pub fn kill(
+    containers: &Containers,
+    id: &str,
+    signal: nix::sys::signal::Signal,
+    user_stop: bool,
+) -> Result<()> {
     let st = containers.update(id, |s| {
         if user_stop {
             s.user_stopped = true;
@@ -450,7 +458,12 @@ pub fn remove(
 }
 
 /// Starts a process in a running container with the caller's stdio.
-pub fn exec(containers: &Containers, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
+pub fn exec(
+    containers: &Containers,
+    id: &str,
+    spec: &ExecSpec,
+    stdio: Stdio,
+) -> Result<ExecHandle> {
     let cfg = containers.config(id)?;
     let st = containers.state(id)?;
     if st.status != Status::Running || !monitor_alive(st.monitor_pid, id) {

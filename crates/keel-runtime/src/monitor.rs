@@ -206,11 +206,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Runs the health probe once; returns (exit code, output).
-fn probe(
-    rt: &dyn OciRuntime,
-    id: &str,
-    hc: &crate::record::HealthConfig,
-) -> (i32, String) {
+fn probe(rt: &dyn OciRuntime, id: &str, hc: &crate::record::HealthConfig) -> (i32, String) {
     let args: Vec<String> = match hc.test.first().map(String::as_str) {
         Some("CMD-SHELL") => vec![
             "/bin/sh".to_string(),
@@ -260,7 +256,10 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
     // Reparented container processes (runc's init once runc exits) become our children.
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     let mut attached = Attached(Some(File::from(
-        std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| RuntimeError::Monitor(e.to_string()))?,
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| RuntimeError::Monitor(e.to_string()))?,
     )));
     // Nothing else may write into the frame pipe.
     if let Ok(null) = File::options().write(true).open("/dev/null") {
@@ -297,7 +296,10 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let stdin: OwnedFd = if cfg.interactive {
-            std::io::stdin().as_fd().try_clone_to_owned().map_err(|e| RuntimeError::Monitor(e.to_string()))?
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| RuntimeError::Monitor(e.to_string()))?
         } else {
             File::open("/dev/null")
                 .map_err(|e| RuntimeError::Monitor(e.to_string()))?
@@ -318,7 +320,11 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
                 let full = crate::error_chain(&e);
                 let _ = containers.update(id, |s| {
                     s.error.clone_from(&full);
-                    s.status = if first { Status::Created } else { Status::Exited };
+                    s.status = if first {
+                        Status::Created
+                    } else {
+                        Status::Exited
+                    };
                     s.monitor_pid = 0;
                     s.pid = 0;
                 });
@@ -347,7 +353,16 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
             attached.send(&Frame::Started(pid));
             first = false;
         }
-        code = supervise(&containers, &cfg, rt.as_ref(), pid, out_r, err_r, &mut log, &mut attached)?;
+        code = supervise(
+            &containers,
+            &cfg,
+            rt.as_ref(),
+            pid,
+            out_r,
+            err_r,
+            &mut log,
+            &mut attached,
+        )?;
         log.flush()?;
         let oom = stats::oom_kills(id) > 0;
         let _ = rt.delete(id);
@@ -470,7 +485,9 @@ fn supervise(
                 }
                 continue;
             }
-            let Some(f) = streams[w].as_mut() else { continue };
+            let Some(f) = streams[w].as_mut() else {
+                continue;
+            };
             match f.read(&mut buf) {
                 Ok(0) | Err(_) => streams[w] = None,
                 Ok(n) => {
@@ -491,8 +508,7 @@ fn supervise(
             let start = Utc::now();
             let (c, output) = probe(rt, &cfg.id, h);
             let end = Utc::now();
-            let in_start_period =
-                started.elapsed() < Duration::from_millis(h.start_period_ms);
+            let in_start_period = started.elapsed() < Duration::from_millis(h.start_period_ms);
             containers.update(&cfg.id, |s| {
                 let hs = s.health.get_or_insert_with(HealthState::default);
                 hs.log.push(HealthProbe {
@@ -516,5 +532,31 @@ fn supervise(
             })?;
             next_probe = Some(Instant::now() + Duration::from_millis(h.interval_ms.max(1)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = vec![
+            Frame::Started(42),
+            Frame::Stdout(b"out\n".to_vec()),
+            Frame::Stderr(Vec::new()),
+            Frame::Error("bad thing".to_string()),
+            Frame::Exit(137),
+        ];
+        let bytes: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        let mut r = &bytes[..];
+        let mut back = Vec::new();
+        while let Some(f) = Frame::read(&mut r).unwrap() {
+            back.push(f);
+        }
+        assert_eq!(back, frames);
+        // A torn frame is an error, not a panic.
+        assert!(Frame::read(&mut &bytes[..6]).is_err());
+        assert!(Frame::read(&mut &[9u8, 0, 0, 0, 0][..]).is_err());
     }
 }

@@ -105,19 +105,17 @@ pub fn create_netns(path: &Path) -> Result<()> {
         None::<&str>,
     )
     .map_err(|e| RuntimeError::Netns(e.into()))?;
-    // Docker's `none` still has a working loopback.
-    let st = std::process::Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .map_err(|source| RuntimeError::Spawn {
-            what: "ip link set lo up".to_string(),
-            source,
-        })?;
-    if !st.success() {
-        return Err(RuntimeError::Netns(std::io::Error::other(
-            "ip link set lo up failed",
-        )));
-    }
+    // Docker's `none` still has a working loopback. A fresh namespace's `lo`
+    // is always interface 1; netlink avoids spawning `ip` on every start.
+    use libcontainer::network::link::LinkClient;
+    use libcontainer::network::wrapper::create_network_client;
+    let lo_up = || -> std::result::Result<(), String> {
+        LinkClient::new(create_network_client())
+            .and_then(|mut l| l.set_up(1))
+            .map_err(|e| e.to_string())
+    };
+    lo_up()
+        .map_err(|e| RuntimeError::Netns(std::io::Error::other(format!("bringing lo up: {e}"))))?;
     Ok(())
 }
 

@@ -45,7 +45,9 @@ impl RestartPolicy {
                 _ => return Err(bad("expected no, on-failure[:N], always or unless-stopped")),
             },
             Some(("on-failure", n)) => RestartPolicy::OnFailure {
-                max: n.parse().map_err(|_| bad("the retry count must be a number"))?,
+                max: n
+                    .parse()
+                    .map_err(|_| bad("the retry count must be a number"))?,
             },
             Some(_) => return Err(bad("only on-failure takes a retry count")),
         })
@@ -412,11 +414,7 @@ impl Containers {
     }
 
     /// Changes the state under the container's lock and returns the new state.
-    pub fn update(
-        &self,
-        id: &str,
-        f: impl FnOnce(&mut ContainerState),
-    ) -> Result<ContainerState> {
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut ContainerState)) -> Result<ContainerState> {
         let _l = self.lock(id)?;
         let mut st = self.state(id)?;
         f(&mut st);
@@ -558,5 +556,20 @@ mod tests {
         assert!(PortSpec::parse("1:2:3:4").is_err());
         assert!(PortSpec::parse("80/sctp").is_err());
         assert!(PortSpec::parse("8080:0").is_err());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn option_parsers_never_panic(s in ".{0,40}") {
+            let _ = RestartPolicy::parse(&s);
+            let _ = PortSpec::parse(&s);
+            let _ = crate::ids::valid_name(&s);
+        }
     }
 }

@@ -69,12 +69,17 @@ pub fn mount_overlay(dir: &Path, lowerdirs: &[PathBuf]) -> Result<PathBuf> {
         path: merged.clone(),
         source: std::io::Error::other(e),
     })?;
-    mount("overlay", &merged, "overlay", MountFlags::empty(), Some(data.as_c_str())).map_err(|e| {
-        RuntimeError::Mount {
-            what: "the overlay root",
-            path: merged.clone(),
-            source: e.into(),
-        }
+    mount(
+        "overlay",
+        &merged,
+        "overlay",
+        MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| RuntimeError::Mount {
+        what: "the overlay root",
+        path: merged.clone(),
+        source: e.into(),
     })?;
     Ok(merged)
 }

@@ -31,14 +31,47 @@ pub const DEFAULT_CAPS: &[&str] = &[
 
 /// Every capability name the kernel knows (for `--cap-add ALL`).
 pub const ALL_CAPS: &[&str] = &[
-    "CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE", "CAP_BLOCK_SUSPEND", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER", "CAP_FSETID", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_KILL", "CAP_LEASE",
-    "CAP_LINUX_IMMUTABLE", "CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE", "CAP_MKNOD", "CAP_NET_ADMIN",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW", "CAP_PERFMON", "CAP_SETFCAP",
-    "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYSLOG", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
-    "CAP_SYS_CHROOT", "CAP_SYS_MODULE", "CAP_SYS_NICE", "CAP_SYS_PACCT", "CAP_SYS_PTRACE",
-    "CAP_SYS_RAWIO", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_WAKE_ALARM",
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_AUDIT_WRITE",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_PERFMON",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYSLOG",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_WAKE_ALARM",
 ];
 
 /// Docker's masked /proc and /sys paths.
@@ -125,8 +158,19 @@ pub struct SpecPaths {
 
 fn devices() -> Value {
     let mut v = vec![json!({"allow": false, "access": "rwm"})];
-    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
-        v.push(json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}));
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        v.push(
+            json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
+        );
     }
     v.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
     Value::Array(v)
@@ -196,7 +240,8 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
     if let Some(p) = cfg.pids_limit {
         resources["pids"] = json!({"limit": p});
     }
-    let seccomp = serde_json::to_value(seccomp::default_profile(&caps)?).expect("seccomp serializes");
+    let seccomp =
+        serde_json::to_value(seccomp::default_profile(&caps)?).expect("seccomp serializes");
     let mut args = vec![cfg.path.clone()];
     args.extend(cfg.args.iter().cloned());
     let mut user = json!({"uid": cfg.uid, "gid": cfg.gid});
@@ -279,7 +324,10 @@ mod tests {
         assert!(c.contains(&"CAP_KILL".to_string()));
         assert!(capabilities(&[], &["ALL".into()]).unwrap().is_empty());
         assert!(capabilities(&["bogus".into()], &[]).is_err());
-        assert_eq!(capabilities(&["ALL".into()], &[]).unwrap().len(), ALL_CAPS.len());
+        assert_eq!(
+            capabilities(&["ALL".into()], &[]).unwrap().len(),
+            ALL_CAPS.len()
+        );
     }
 
     #[test]
@@ -290,6 +338,9 @@ mod tests {
             "h",
             "/root",
         );
-        assert_eq!(e, vec!["PATH=/bin", "A=2", "B=3", "HOSTNAME=h", "HOME=/root"]);
+        assert_eq!(
+            e,
+            vec!["PATH=/bin", "A=2", "B=3", "HOSTNAME=h", "HOME=/root"]
+        );
     }
 }

@@ -105,7 +105,9 @@ pub fn resolve_in_image(spec: &str, lowerdirs: &[PathBuf]) -> Result<Identity> {
 
 /// Whether `path` exists in the image (any layer).
 pub fn image_has(lowerdirs: &[PathBuf], rel: &Path) -> bool {
-    lowerdirs.iter().any(|d| d.join(rel).symlink_metadata().is_ok())
+    lowerdirs
+        .iter()
+        .any(|d| d.join(rel).symlink_metadata().is_ok())
 }
 
 #[cfg(test)]

@@ -84,10 +84,11 @@ impl Volumes {
             return Err(RuntimeError::NoSuchVolume(name.to_string()));
         }
         let bytes = fs::read(&p).map_err(read_err(&p))?;
-        let mut v: Volume = serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Parse {
-            path: p.clone(),
-            source,
-        })?;
+        let mut v: Volume =
+            serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Parse {
+                path: p.clone(),
+                source,
+            })?;
         v.mountpoint = self.dir.join(name).join("_data");
         Ok(v)
     }

@@ -218,7 +218,21 @@ conformance!(libcontainer, runc);
 #[test]
 fn volumes_survive_rm_and_anonymous_ones_go_with_rm_v() {
     let e = Env::new();
-    e.k.ok(&args(RUN, &["--name", "w", "-v", "data:/data", "-v", "/scratch", "busybox", "sh", "-c", "echo kept > /data/f; echo gone > /scratch/f"]));
+    e.k.ok(&args(
+        RUN,
+        &[
+            "--name",
+            "w",
+            "-v",
+            "data:/data",
+            "-v",
+            "/scratch",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /data/f; echo gone > /scratch/f",
+        ],
+    ));
     let anon = e.inspect("w")["Mounts"]
         .as_array()
         .unwrap()
@@ -236,12 +250,27 @@ fn volumes_survive_rm_and_anonymous_ones_go_with_rm_v() {
     e.k.ok(&["rm", "-v", "w"]);
     let vols = e.k.ok(&["volume", "ls", "-q"]);
     assert!(vols.contains("data") && !vols.contains(&anon), "{vols}");
-    let (code, out, _) = e.run(&args(RUN, &["--rm", "-v", "data:/d:ro", "busybox", "sh", "-c", "cat /d/f; touch /d/x"]));
+    let (code, out, _) = e.run(&args(
+        RUN,
+        &[
+            "--rm",
+            "-v",
+            "data:/d:ro",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /d/f; touch /d/x",
+        ],
+    ));
     assert_eq!(out, "kept\n");
     assert_ne!(code, 0, "read-only volume");
     let v = e.json(&["volume", "inspect", "data"]);
     assert_eq!(v[0]["Name"], "data");
-    assert!(Path::new(v[0]["Mountpoint"].as_str().unwrap()).join("f").exists());
+    assert!(
+        Path::new(v[0]["Mountpoint"].as_str().unwrap())
+            .join("f")
+            .exists()
+    );
     e.k.ok(&["volume", "create", "--label", "a=b", "other"]);
     // Plain prune only takes anonymous volumes; -a takes every unused one.
     assert!(!e.k.ok(&["volume", "prune", "-f"]).contains("other"));
@@ -259,21 +288,51 @@ fn bind_mounts_tmpfs_and_mount_flag() {
     let (code, out, err) = e.run(&args(RUN, &["--rm", "-v", &format!("{h}:/h"), "--tmpfs", "/t:size=1m", "--mount", &format!("type=bind,source={h},target=/r,readonly"), "busybox", "sh", "-c", "cat /h/in; echo out > /h/out; grep ' /t ' /proc/mounts | cut -d' ' -f3; touch /r/x || echo ro"]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "from host\ntmpfs\nro\n");
-    assert_eq!(std::fs::read_to_string(host.path().join("out")).unwrap(), "out\n");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out")).unwrap(),
+        "out\n"
+    );
 }
 
 #[test]
 fn restart_on_failure_3_restarts_exactly_three_times() {
     let e = Env::new();
-    let (code, out, _) = e.run(&args(RUN, &["--name", "flaky", "--restart", "on-failure:3", "busybox", "sh", "-c", "echo try; exit 2"]));
+    let (code, out, _) = e.run(&args(
+        RUN,
+        &[
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:3",
+            "busybox",
+            "sh",
+            "-c",
+            "echo try; exit 2",
+        ],
+    ));
     assert_eq!(code, 2);
     assert_eq!(out, "try\ntry\ntry\ntry\n");
     let i = e.inspect("flaky");
     assert_eq!(i["RestartCount"], 3);
     assert_eq!(i["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
     // always + a user stop: the stop wins (unless-stopped remembers it too).
-    e.k.ok(&args(RUN, &["-d", "--name", "always", "--restart", "unless-stopped", "busybox", "sh", "-c", "sleep 0.2; exit 1"]));
-    e.wait_until("a restart", 10, || e.inspect("always")["RestartCount"].as_u64().unwrap() >= 1);
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "always",
+            "--restart",
+            "unless-stopped",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2; exit 1",
+        ],
+    ));
+    e.wait_until("a restart", 10, || {
+        e.inspect("always")["RestartCount"].as_u64().unwrap() >= 1
+    });
     e.k.ok(&["stop", "-t", "1", "always"]);
     let n = e.inspect("always")["RestartCount"].as_u64().unwrap();
     std::thread::sleep(Duration::from_millis(800));
@@ -284,30 +343,84 @@ fn restart_on_failure_3_restarts_exactly_three_times() {
 #[test]
 fn health_goes_starting_healthy_unhealthy() {
     let e = Env::new();
-    e.k.ok(&args(RUN, &["-d", "--name", "h", "--health-cmd", "test ! -f /tmp/broken", "--health-interval", "200ms", "--health-timeout", "2s", "--health-retries", "2", "busybox", "sleep", "60"]));
-    let health = || e.inspect("h")["State"]["Health"]["Status"].as_str().unwrap().to_string();
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "h",
+            "--health-cmd",
+            "test ! -f /tmp/broken",
+            "--health-interval",
+            "200ms",
+            "--health-timeout",
+            "2s",
+            "--health-retries",
+            "2",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+    ));
+    let health = || {
+        e.inspect("h")["State"]["Health"]["Status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     e.wait_until("healthy", 10, || health() == "healthy");
     assert!(e.k.ok(&["ps"]).contains("(healthy)"));
     e.k.ok(&["exec", "h", "touch", "/tmp/broken"]);
     e.wait_until("unhealthy", 10, || health() == "unhealthy");
-    assert!(e.inspect("h")["State"]["Health"]["FailingStreak"].as_u64().unwrap() >= 2);
+    assert!(
+        e.inspect("h")["State"]["Health"]["FailingStreak"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
 }
 
 #[test]
 fn logs_follow_tail_since_timestamps() {
     let e = Env::new();
-    e.k.ok(&args(RUN, &["-d", "--name", "talker", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done; echo err >&2"]));
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "talker",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done; echo err >&2",
+        ],
+    ));
     // -f started while the container runs follows it to the end.
     let o = e.k.cmd().args(["logs", "-f", "talker"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "line 1\nline 2\nline 3\nline 4\nline 5\n");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "line 1\nline 2\nline 3\nline 4\nline 5\n"
+    );
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
     assert_eq!(e.k.ok(&["logs", "--tail", "2", "talker"]), "line 5\n");
     let ts = e.k.ok(&["logs", "-t", "talker"]);
-    assert!(ts.lines().all(|l| l.contains('T') && l.contains("Z line")), "{ts}");
-    assert_eq!(e.k.ok(&["logs", "--since", "2099-01-01T00:00:00Z", "talker"]), "");
+    assert!(
+        ts.lines().all(|l| l.contains('T') && l.contains("Z line")),
+        "{ts}"
+    );
+    assert_eq!(
+        e.k.ok(&["logs", "--since", "2099-01-01T00:00:00Z", "talker"]),
+        ""
+    );
     // The log file is Docker's json-file format.
     let id = e.inspect("talker")["Id"].as_str().unwrap().to_string();
-    let raw = std::fs::read_to_string(e.root().join("containers").join(&id).join(format!("{id}-json.log"))).unwrap();
+    let raw = std::fs::read_to_string(
+        e.root()
+            .join("containers")
+            .join(&id)
+            .join(format!("{id}-json.log")),
+    )
+    .unwrap();
     let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
     assert_eq!(first["log"], "line 1\n");
     assert_eq!(first["stream"], "stdout");
@@ -319,7 +432,10 @@ fn eight_runs_at_once() {
     let children: Vec<_> = (0..8)
         .map(|i| {
             e.k.cmd()
-                .args(args(RUN, &["--rm", "busybox", "sh", "-c", &format!("echo run {i}")]))
+                .args(args(
+                    RUN,
+                    &["--rm", "busybox", "sh", "-c", &format!("echo run {i}")],
+                ))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -340,13 +456,35 @@ fn httpd_on_the_host_network_and_cleanup() {
     let port = free_port();
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("index.html"), "hello from keel\n").unwrap();
-    let id = e.k.ok(&["run", "-d", "--network", "host", "--name", "web", "-v", &format!("{}:/www:ro", www.path().display()), "busybox", "httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h", "/www"]).trim().to_string();
+    let id =
+        e.k.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "host",
+            "--name",
+            "web",
+            "-v",
+            &format!("{}:/www:ro", www.path().display()),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            &format!("127.0.0.1:{port}"),
+            "-h",
+            "/www",
+        ])
+        .trim()
+        .to_string();
     wait_for_port(port);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     std::io::Write::write_all(&mut s, b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
-    assert!(body.contains("200 OK") && body.contains("hello from keel"), "{body}");
+    assert!(
+        body.contains("200 OK") && body.contains("hello from keel"),
+        "{body}"
+    );
     // Stats come from the container's cgroups.
     let st = e.json(&["stats", "--no-stream", "-o", "json", "web"]);
     assert!(st[0]["MemUsageBytes"].as_u64().unwrap() > 0, "{st}");
@@ -360,14 +498,38 @@ fn httpd_on_the_host_network_and_cleanup() {
 #[test]
 fn ps_inspect_create_start_wait_cp_port_labels() {
     let e = Env::new();
-    let id = e.k.ok(&["create", "--network", "none", "--name", "c1", "--label", "tier=web", "--hostname", "box", "--entrypoint", "sh", "-p", "127.0.0.1:8080:80", "busybox", "-c", "cat /etc/hostname; cat /in.txt; exit 4"]).trim().to_string();
+    let id =
+        e.k.ok(&[
+            "create",
+            "--network",
+            "none",
+            "--name",
+            "c1",
+            "--label",
+            "tier=web",
+            "--hostname",
+            "box",
+            "--entrypoint",
+            "sh",
+            "-p",
+            "127.0.0.1:8080:80",
+            "busybox",
+            "-c",
+            "cat /etc/hostname; cat /in.txt; exit 4",
+        ])
+        .trim()
+        .to_string();
     let ps = e.k.ok(&["ps", "-a"]);
     assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
     assert!(ps.contains("Created") && ps.contains("c1"), "{ps}");
     assert_eq!(e.k.ok(&["ps", "-q"]), "", "not running");
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in.txt"), "copied in\n").unwrap();
-    e.k.ok(&["cp", &host.path().join("in.txt").display().to_string(), "c1:/in.txt"]);
+    e.k.ok(&[
+        "cp",
+        &host.path().join("in.txt").display().to_string(),
+        "c1:/in.txt",
+    ]);
     e.k.ok(&["start", "c1"]);
     assert_eq!(e.k.ok(&["wait", "c1"]), "4\n");
     assert_eq!(e.k.ok(&["logs", "c1"]), "box\ncopied in\n");
@@ -378,24 +540,61 @@ fn ps_inspect_create_start_wait_cp_port_labels() {
     let j = e.json(&["ps", "-a", "-o", "json", "--filter", "label=tier=web"]);
     assert_eq!(j.as_array().unwrap().len(), 1);
     assert_eq!(j[0]["Names"], "c1");
-    assert_eq!(e.json(&["ps", "-a", "-o", "json", "--filter", "name=zzz"]).as_array().unwrap().len(), 0);
-    assert_eq!(e.k.ok(&["ps", "-a", "-q", "--filter", "status=exited"]).trim(), &id[..12]);
+    assert_eq!(
+        e.json(&["ps", "-a", "-o", "json", "--filter", "name=zzz"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        e.k.ok(&["ps", "-a", "-q", "--filter", "status=exited"])
+            .trim(),
+        &id[..12]
+    );
     let i = e.inspect(&id[..8]);
     assert_eq!(i["Name"], "/c1");
     assert_eq!(i["Config"]["Labels"]["tier"], "web");
     assert_eq!(i["Config"]["Entrypoint"][0], "sh");
     assert_eq!(i["State"]["ExitCode"], 4);
     // Names are unique; images in use cannot be removed.
-    let err = e.k.fails(&["create", "--network", "none", "--name", "c1", "busybox"]);
+    let err =
+        e.k.fails(&["create", "--network", "none", "--name", "c1", "busybox"]);
     assert!(err.contains("already in use"), "{err}");
     let err = e.k.fails(&["rmi", "busybox"]);
-    assert!(err.contains("conflict: unable to remove repository reference") && err.contains(&id[..12]), "{err}");
+    assert!(
+        err.contains("conflict: unable to remove repository reference") && err.contains(&id[..12]),
+        "{err}"
+    );
     // env file and restart.
     let envf = host.path().join("env");
     std::fs::write(&envf, "# comment\nA=1\nB=two words\n").unwrap();
-    let (code, out, _) = e.run(&args(RUN, &["--rm", "--env-file", &envf.display().to_string(), "busybox", "sh", "-c", "echo $A $B"]));
+    let (code, out, _) = e.run(&args(
+        RUN,
+        &[
+            "--rm",
+            "--env-file",
+            &envf.display().to_string(),
+            "busybox",
+            "sh",
+            "-c",
+            "echo $A $B",
+        ],
+    ));
     assert_eq!((code, out.as_str()), (0, "1 two words\n"));
-    e.k.ok(&args(RUN, &["-d", "--name", "r", "--stop-signal", "KILL", "busybox", "sleep", "60"]));
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "r",
+            "--stop-signal",
+            "KILL",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+    ));
     let pid1 = e.inspect("r")["State"]["Pid"].as_i64().unwrap();
     e.k.ok(&["restart", "r"]);
     let i = e.inspect("r");
@@ -408,18 +607,31 @@ fn bad_input_is_one_line_and_leaves_nothing() {
     let e = Env::new();
     let before = e.k.snapshot_store();
     let err = e.k.fails(&args(RUN, &["nosuchimage", "true"]));
-    assert!(err.contains("no such image") && err.contains("hint: ") && err.contains("keel pull"), "{err}");
+    assert!(
+        err.contains("no such image") && err.contains("hint: ") && err.contains("keel pull"),
+        "{err}"
+    );
     let err = e.k.fails(&args(RUN, &["-v", "a:b:c:d", "busybox", "true"]));
     assert!(err.contains("invalid volume specification"), "{err}");
-    let err = e.k.fails(&args(RUN, &["--mount", "type=bind,source=/does/not/exist,target=/x", "busybox", "true"]));
+    let err = e.k.fails(&args(
+        RUN,
+        &[
+            "--mount",
+            "type=bind,source=/does/not/exist,target=/x",
+            "busybox",
+            "true",
+        ],
+    ));
     assert!(err.contains("does not exist"), "{err}");
     let err = e.k.fails(&args(RUN, &["--entrypoint", "", "busybox"]));
     assert!(err.contains("no command specified"), "{err}");
     let err = e.k.fails(&args(RUN, &["-u", "ghost", "busybox", "true"]));
     assert!(err.contains("unable to find user ghost"), "{err}");
-    let err = e.k.fails(&args(RUN, &["--cap-add", "BOGUS", "busybox", "true"]));
+    let err =
+        e.k.fails(&args(RUN, &["--cap-add", "BOGUS", "busybox", "true"]));
     assert!(err.contains("capability"), "{err}");
-    let err = e.k.fails(&args(RUN, &["--restart", "sometimes", "busybox", "true"]));
+    let err =
+        e.k.fails(&args(RUN, &["--restart", "sometimes", "busybox", "true"]));
     assert!(err.contains("restart policy"), "{err}");
     let err = e.k.fails(&args(RUN, &["busybox", "/no/such/binary"]));
     assert!(err.contains("starting the container"), "{err}");
@@ -436,5 +648,55 @@ fn bad_input_is_one_line_and_leaves_nothing() {
     let after = state(e.k.snapshot_store());
     let before = state(before);
     assert_eq!(before, after);
-    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&e.root().display().to_string()));
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&e.root().display().to_string())
+    );
+}
+
+#[test]
+fn run_forwards_signals_and_stdin() {
+    use std::io::{BufRead, BufReader, Write};
+    let e = Env::new();
+    let mut child =
+        e.k.cmd()
+            .args(args(
+                RUN,
+                &[
+                    "--rm",
+                    "busybox",
+                    "sh",
+                    "-c",
+                    "trap 'echo caught; exit 5' INT; echo ready; while true; do sleep 0.1; done",
+                ],
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "caught\n");
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    // -i hands our stdin to the container.
+    let mut child =
+        e.k.cmd()
+            .args(args(RUN, &["--rm", "-i", "busybox", "tr", "a-z", "A-Z"]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "SHOUT\n");
 }
