@@ -69,7 +69,7 @@ pub struct CreateFlags {
     /// Add a network-scoped alias for the container.
     #[arg(long)]
     pub network_alias: Vec<String>,
-    /// Bind mount a volume (NAME:/path, /host:/path[:ro], /path).
+    /// Bind mount a volume (`NAME:/path`, `/host:/path[:ro]`, `/path`).
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
     /// Attach a filesystem mount (type=bind|volume|tmpfs,source=…,target=…[,readonly]).
@@ -279,9 +279,9 @@ pub struct StatsArgs {
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// CONTAINER:SRC_PATH or a host path.
+    /// `CONTAINER:SRC_PATH` or a host path.
     pub src: String,
-    /// CONTAINER:DEST_PATH or a host path.
+    /// `CONTAINER:DEST_PATH` or a host path.
     pub dest: String,
 }
 
@@ -758,7 +758,7 @@ pub fn run(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = child.wait();
     let code = match code {
         Some(c) => c,
-        None => containers.state(&cfg.id).map(|s| s.exit_code).unwrap_or(-1),
+        None => containers.state(&cfg.id).map_or(-1, |s| s.exit_code),
     };
     Ok(exit_code(code))
 }
@@ -887,7 +887,7 @@ fn status_text(st: &ContainerState, status: Status) -> String {
         } else {
             &h.status
         };
-        s.push_str(&format!(" ({h})"));
+        s = format!("{s} ({h})");
     }
     s
 }
@@ -1075,11 +1075,11 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Follow from the end of what we printed: the current file size.
-    let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
     let mut pending = String::new();
     loop {
         let active = engine::is_active(&c, &id);
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
         if len < offset {
             // Rotated: the new file starts from scratch.
             offset = 0;
@@ -1186,7 +1186,7 @@ pub fn wait(root: &Path, a: ContainersArgs) -> anyhow::Result<ExitCode> {
             engine::wait_monitor(&id, st.monitor_pid, None);
         }
         // A --rm container is gone by now; its exit code went with it.
-        let code = c.state(&id).map(|s| s.exit_code).unwrap_or(0);
+        let code = c.state(&id).map_or(0, |s| s.exit_code);
         println!("{code}");
         last = ExitCode::SUCCESS;
     }
@@ -1371,6 +1371,7 @@ pub fn port(root: &Path, a: PortArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[allow(clippy::cast_precision_loss)] // percentages for display
 pub fn stats_cmd(root: &Path, a: StatsArgs) -> anyhow::Result<ExitCode> {
     let c = open(root)?;
     let ids: Vec<String> = if a.containers.is_empty() {
@@ -1411,7 +1412,7 @@ pub fn stats_cmd(root: &Path, a: StatsArgs) -> anyhow::Result<ExitCode> {
             };
             objs.push(json!({"ID": ids::short(id), "Name": name, "CPUPerc": format!("{cpu:.2}%"),
                 "MemUsage": format!("{} / {}", human_size(mem), human_size(lim)), "MemPerc": format!("{mem_pct:.2}%"),
-                "MemUsageBytes": mem, "MemLimitBytes": lim, "CPUNanos": cpu, "PIDs": pids}));
+                "MemUsageBytes": mem, "MemLimitBytes": lim, "CPUPercent": cpu, "PIDs": pids}));
             rows.push(vec![
                 ids::short(id).to_string(),
                 name,
@@ -1629,7 +1630,7 @@ pub fn check_image_unused(root: &Path, names: &[String], force: bool) -> anyhow:
     Ok(())
 }
 
-/// The hidden `__monitor` command (see keel_runtime::monitor).
+/// The hidden `__monitor` command (see `keel_runtime::monitor`).
 pub fn monitor(root: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let net = network_attacher(root);
     let code = keel_runtime::monitor::run(root, id, net.as_ref()).map_err(hinted)?;

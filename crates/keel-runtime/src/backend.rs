@@ -314,7 +314,7 @@ impl OciRuntime for Runc {
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .filter(|v| v["level"] == "error")
                 .filter_map(|v| v["msg"].as_str().map(str::to_string))
-                .last()
+                .next_back()
                 .unwrap_or_else(|| format!("runc exited with {st}"));
             let _ = self.delete(id);
             return Err(RuntimeError::Start(msg));

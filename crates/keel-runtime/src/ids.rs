@@ -8,11 +8,11 @@ pub fn new_id() -> String {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
         .expect("reading /dev/urandom");
-    let mut s = String::with_capacity(64);
-    for b in buf {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    buf.iter().fold(String::with_capacity(64), |mut s, b| {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// The 12-digit form shown in tables.

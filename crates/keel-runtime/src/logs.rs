@@ -39,7 +39,7 @@ impl LogWriter {
             .append(true)
             .open(path)
             .map_err(write_err(path))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let size = file.metadata().map_or(0, |m| m.len());
         Ok(LogWriter {
             path: path.to_path_buf(),
             file,

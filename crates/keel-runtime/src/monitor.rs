@@ -160,8 +160,8 @@ fn prepare(
             };
             let a = net.attach(&req).map_err(RuntimeError::Network)?;
             setup.attached_network = true;
-            paths.hosts = a.hosts_file.clone();
-            paths.resolv_conf = a.resolv_conf.clone();
+            paths.hosts.clone_from(&a.hosts_file);
+            paths.resolv_conf.clone_from(&a.resolv_conf);
             containers.update(&cfg.id, |s| {
                 s.network = Some(NetworkState {
                     ip: a.ip.to_string(),
@@ -216,13 +216,13 @@ fn probe(rt: &dyn OciRuntime, id: &str, hc: &crate::record::HealthConfig) -> (i3
         Some("CMD") => hc.test[1..].to_vec(),
         _ => hc.test.clone(),
     };
-    let Ok((r, w)) = pipe() else {
+    let Ok((rd, wr)) = pipe() else {
         return (-1, "pipe failed".to_string());
     };
-    let Ok(w2) = w.try_clone() else {
+    let Ok(wr2) = wr.try_clone() else {
         return (-1, "pipe failed".to_string());
     };
-    let Ok(stdio) = Stdio::null_in(w, w2) else {
+    let Ok(stdio) = Stdio::null_in(wr, wr2) else {
         return (-1, "/dev/null".to_string());
     };
     let spec = ExecSpec {
@@ -236,7 +236,7 @@ fn probe(rt: &dyn OciRuntime, id: &str, hc: &crate::record::HealthConfig) -> (i3
     let timeout = Duration::from_millis(hc.timeout_ms.max(1));
     let code = h.wait(Some(timeout));
     let mut out = Vec::new();
-    let mut f = File::from(r);
+    let mut f = File::from(rd);
     // The probe and its children are gone, so the pipe reaches EOF.
     let _ = (&mut f).take(4096).read_to_end(&mut out);
     match code {

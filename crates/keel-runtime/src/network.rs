@@ -107,12 +107,12 @@ pub fn create_netns(path: &Path) -> Result<()> {
     .map_err(|e| RuntimeError::Netns(e.into()))?;
     // Docker's `none` still has a working loopback. A fresh namespace's `lo`
     // is always interface 1; netlink avoids spawning `ip` on every start.
-    use libcontainer::network::link::LinkClient;
-    use libcontainer::network::wrapper::create_network_client;
     let lo_up = || -> std::result::Result<(), String> {
-        LinkClient::new(create_network_client())
-            .and_then(|mut l| l.set_up(1))
-            .map_err(|e| e.to_string())
+        libcontainer::network::link::LinkClient::new(
+            libcontainer::network::wrapper::create_network_client(),
+        )
+        .and_then(|mut l| l.set_up(1))
+        .map_err(|e| e.to_string())
     };
     lo_up()
         .map_err(|e| RuntimeError::Netns(std::io::Error::other(format!("bringing lo up: {e}"))))?;
@@ -155,8 +155,11 @@ pub fn write_etc_files(dir: &Path, mode: &Mode, hostname: &str) -> Result<()> {
         resolv
             .lines()
             .filter(|l| !(l.starts_with("nameserver 127.") || l.starts_with("nameserver ::1")))
-            .map(|l| format!("{l}\n"))
-            .collect()
+            .fold(String::new(), |mut acc, l| {
+                acc.push_str(l);
+                acc.push('\n');
+                acc
+            })
     };
     for (name, content) in [
         ("hosts", hosts),

@@ -363,7 +363,7 @@ const BY_CAPABILITY: &[(&str, &[&str])] = &[
     ("CAP_PERFMON", &["perf_event_open"]),
 ];
 
-/// The namespace flags of `clone` that need CAP_SYS_ADMIN (CLONE_NEWNS|UTS|IPC|USER|PID|NET|CGROUP).
+/// The namespace flags of `clone` that need `CAP_SYS_ADMIN` (`CLONE_NEWNS|UTS|IPC|USER|PID|NET|CGROUP`).
 const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 
 fn allow(names: Vec<String>) -> Result<LinuxSyscall> {

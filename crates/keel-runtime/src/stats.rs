@@ -19,7 +19,7 @@ fn read_u64(p: PathBuf) -> Option<u64> {
 /// One sample.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sample {
-    /// Memory in use without the page cache, like Docker (usage − inactive_file).
+    /// Memory in use without the page cache, like Docker (usage − `inactive_file`).
     pub memory_usage: u64,
     pub memory_limit: u64,
     /// Cumulative CPU time in nanoseconds.

@@ -118,6 +118,7 @@ mod tests {
     const GROUP: &str = "root:x:0:\nwww:x:33:\nstaff:x:50:www,other\nnogroup:x:65534:\n";
 
     #[test]
+    #[allow(clippy::many_single_char_names)]
     fn names_numbers_and_groups() {
         let r = resolve("", Some(PASSWD), Some(GROUP)).unwrap();
         assert_eq!((r.uid, r.gid, r.home.as_str()), (0, 0, "/root"));

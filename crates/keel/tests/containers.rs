@@ -47,6 +47,7 @@ impl Env {
         )
     }
 
+    #[allow(clippy::unused_self)] // reads better at call sites: e.wait_until(...)
     fn wait_until(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !f() {
@@ -76,8 +77,8 @@ impl Env {
             if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
                 assert!(
                     !String::from_utf8_lossy(&cmd).contains(id),
-                    "process {:?} of {id} is left",
-                    p.file_name()
+                    "process {} of {id} is left",
+                    p.file_name().display()
                 );
             }
         }
