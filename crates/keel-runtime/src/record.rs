@@ -323,10 +323,18 @@ fn lock(path: &Path) -> Result<Lock> {
 
 /// Writes a file whole: temp file, fsync, rename. Readers never see half a record.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replace(path, bytes, true)
+}
+
+/// Like [`write_atomic`]; `durable: false` skips the fsync, for state that a
+/// crash makes stale anyway (the processes it describes die with the host).
+pub(crate) fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = File::create(&tmp).map_err(write_err(&tmp))?;
     f.write_all(bytes).map_err(write_err(&tmp))?;
-    f.sync_all().map_err(write_err(&tmp))?;
+    if durable {
+        f.sync_all().map_err(write_err(&tmp))?;
+    }
     fs::rename(&tmp, path).map_err(write_err(path))
 }
 
@@ -424,7 +432,7 @@ impl Containers {
 
     pub fn write_state(&self, id: &str, st: &ContainerState) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(st).expect("state serializes");
-        write_atomic(&self.dir(id).join("state.json"), &bytes)
+        write_replace(&self.dir(id).join("state.json"), &bytes, false)
     }
 
     /// Finds a container by full ID, unique ID prefix or name.

@@ -284,7 +284,8 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
 /// Writes the spec as `<bundle>/config.json`.
 pub fn write(spec: &Spec, bundle: &Path) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(spec).expect("spec serializes");
-    crate::record::write_atomic(&bundle.join("config.json"), &bytes)
+    // Regenerated on every start: no need to make it durable.
+    crate::record::write_replace(&bundle.join("config.json"), &bytes, false)
 }
 
 /// Merges image env and user env (user wins per key) and adds Docker's
