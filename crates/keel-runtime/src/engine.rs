@@ -206,9 +206,15 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
     )?;
     let containers = Containers::open(root)?;
     containers.create(&mut cfg)?;
+    // The image's layers must outlive an `rmi -f` or prune while the container exists.
+    if let Err(e) = store.pin(&cfg.id, &image.manifest_digest) {
+        let _ = containers.remove_record(&cfg.id);
+        return Err(e.into());
+    }
     let volumes = Volumes::open(root)?;
     for m in cfg.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
         if let Err(e) = volumes.create(&m.source, BTreeMap::new(), m.anonymous) {
+            let _ = store.unpin(&cfg.id);
             let _ = containers.remove_record(&cfg.id);
             return Err(e);
         }
@@ -415,6 +421,7 @@ pub fn remove_stopped(
         crate::rootfs::unmount_if_mounted(&m)?;
     }
     containers.remove_record(id)?;
+    ImageStore::open(containers.root())?.unpin(id)?;
     if volumes {
         let vols = Volumes::open(containers.root())?;
         for m in cfg

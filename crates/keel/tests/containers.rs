@@ -701,3 +701,33 @@ fn run_forwards_signals_and_stdin() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "SHOUT\n");
 }
+
+#[test]
+fn a_container_keeps_its_image_layers_through_rmi_force_and_prune() {
+    let e = Env::new();
+    e.k.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "keeper",
+        "busybox",
+        "echo",
+        "still here",
+    ]);
+    e.k.ok(&["rmi", "-f", "busybox"]);
+    e.k.ok(&["image", "prune", "-a", "-f"]);
+    e.k.ok(&["system", "prune", "-a", "-f"]);
+    e.k.ok(&["start", "-a", "keeper"]);
+    assert_eq!(e.k.ok(&["logs", "keeper"]), "still here\n");
+    // Once the container is gone, so is the pin: the next prune frees the layers.
+    e.k.ok(&["rm", "keeper"]);
+    e.k.ok(&["system", "prune", "-a", "-f"]);
+    assert!(
+        !e.root()
+            .join("oci/snapshots")
+            .read_dir()
+            .unwrap()
+            .any(|d| !d.unwrap().file_name().to_string_lossy().starts_with('.'))
+    );
+}
