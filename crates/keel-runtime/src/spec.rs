@@ -345,3 +345,116 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod spec_tests {
+    use super::*;
+    use crate::record::{MountSpec, RestartPolicy};
+
+    fn config() -> ContainerConfig {
+        ContainerConfig {
+            id: "a".repeat(64),
+            name: "t".into(),
+            created: chrono::Utc::now(),
+            image: "busybox".into(),
+            image_id: String::new(),
+            image_manifest: String::new(),
+            lowerdirs: Vec::new(),
+            path: "sh".into(),
+            args: vec!["-c".into(), "true".into()],
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            env: vec!["PATH=/bin".into()],
+            working_dir: "/w".into(),
+            user: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            additional_gids: vec![7],
+            hostname: "h".into(),
+            labels: std::collections::BTreeMap::new(),
+            network: "none".into(),
+            network_aliases: Vec::new(),
+            ports: Vec::new(),
+            publish_all: false,
+            exposed_ports: Vec::new(),
+            mounts: vec![MountSpec {
+                kind: MountKind::Volume,
+                source: "data".into(),
+                target: "/data".into(),
+                read_only: true,
+                anonymous: false,
+                options: Vec::new(),
+            }],
+            memory: Some(32 << 20),
+            nano_cpus: Some(500_000_000),
+            pids_limit: Some(10),
+            read_only: true,
+            cap_add: Vec::new(),
+            cap_drop: vec!["NET_RAW".into()],
+            restart: RestartPolicy::No,
+            healthcheck: None,
+            stop_signal: "SIGTERM".into(),
+            stop_timeout: 10,
+            runtime: "libcontainer".into(),
+            auto_remove: false,
+            interactive: false,
+            tty: false,
+        }
+    }
+
+    #[test]
+    fn docker_defaults_and_limits_in_the_spec() {
+        let paths = SpecPaths {
+            rootfs: "/r".into(),
+            hosts: "/c/hosts".into(),
+            hostname: "/c/hostname".into(),
+            resolv_conf: "/c/resolv.conf".into(),
+            netns: Some("/run/netns/x".into()),
+            volumes: "/v".into(),
+        };
+        let v = serde_json::to_value(build(&config(), &paths).unwrap()).unwrap();
+        assert_eq!(v["process"]["args"], json!(["sh", "-c", "true"]));
+        assert_eq!(v["process"]["user"]["uid"], 65534);
+        assert_eq!(v["process"]["user"]["additionalGids"], json!([7]));
+        assert_eq!(v["process"]["cwd"], "/w");
+        assert_eq!(v["process"]["noNewPrivileges"], true);
+        let caps = v["process"]["capabilities"]["effective"]
+            .as_array()
+            .unwrap();
+        assert_eq!(caps.len(), DEFAULT_CAPS.len() - 1);
+        assert!(!caps.contains(&json!("CAP_NET_RAW")));
+        assert_eq!(v["root"]["readonly"], true);
+        assert_eq!(v["hostname"], "h");
+        assert_eq!(
+            v["linux"]["cgroupsPath"],
+            format!("/keel/{}", "a".repeat(64))
+        );
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], 32 << 20);
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], 10);
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(
+            v["linux"]["maskedPaths"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("/proc/kcore"))
+        );
+        assert!(
+            v["linux"]["readonlyPaths"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("/proc/sys"))
+        );
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "network", "path": "/run/netns/x"})));
+        let mounts = v["mounts"].as_array().unwrap();
+        let data = mounts.iter().find(|m| m["destination"] == "/data").unwrap();
+        assert_eq!(data["source"], "/v/data/_data");
+        assert!(data["options"].as_array().unwrap().contains(&json!("ro")));
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["destination"] == "/etc/hosts" && m["source"] == "/c/hosts")
+        );
+    }
+}
