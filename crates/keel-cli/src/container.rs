@@ -1485,7 +1485,8 @@ pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
     } else {
         let merged = c.rootfs(&id);
         if !keel_runtime::rootfs::is_mounted(&merged) {
-            keel_runtime::rootfs::mount_overlay(&c.dir(&id), &cfg.lowerdirs).map_err(hinted)?;
+            keel_runtime::rootfs::mount_overlay(&c.dir(&id), &cfg.lowerdirs, false)
+                .map_err(hinted)?;
             mounted_here = true;
         }
         merged

@@ -120,7 +120,7 @@ fn prepare(
     setup: &mut Setup,
 ) -> Result<()> {
     let dir = containers.dir(&cfg.id);
-    let merged = rootfs::mount_overlay(&dir, &cfg.lowerdirs)?;
+    let merged = rootfs::mount_overlay(&dir, &cfg.lowerdirs, cfg.auto_remove)?;
     let mode = Mode::parse(&cfg.network);
     crate::network::write_etc_files(&dir, &mode, &cfg.hostname)?;
     let mut paths = spec::SpecPaths {

@@ -43,7 +43,10 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Mounts the overlay at `<dir>/merged` unless it already is; returns the path.
-pub fn mount_overlay(dir: &Path, lowerdirs: &[PathBuf]) -> Result<PathBuf> {
+/// `volatile` (for `--rm` containers, whose changes nobody keeps, as podman
+/// does) skips overlayfs's syncs, which otherwise make the unmount wait for
+/// the upper directory's filesystem.
+pub fn mount_overlay(dir: &Path, lowerdirs: &[PathBuf], volatile: bool) -> Result<PathBuf> {
     let merged = dir.join("merged");
     let upper = dir.join("upper");
     let work = dir.join("work");
@@ -58,12 +61,15 @@ pub fn mount_overlay(dir: &Path, lowerdirs: &[PathBuf]) -> Result<PathBuf> {
         .rev()
         .map(|p| p.to_string_lossy().replace(':', "\\:"))
         .collect();
-    let data = format!(
+    let mut data = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
         upper.display(),
         work.display()
     );
+    if volatile {
+        data.push_str(",volatile");
+    }
     let data = std::ffi::CString::new(data).map_err(|e| RuntimeError::Mount {
         what: "the overlay root",
         path: merged.clone(),
