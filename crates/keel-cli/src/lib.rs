@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod chart;
+mod container;
 mod image;
 mod network;
 mod output;
@@ -80,6 +81,40 @@ pub enum Command {
     Network(network::NetworkCommand),
     /// Run the Kubernetes-compatible API server.
     Server(server::ServerArgs),
+    /// Create and run a new container from an image.
+    Run(container::RunArgs),
+    /// Create a new container.
+    Create(container::CreateFlags),
+    /// Start one or more stopped containers.
+    Start(container::StartArgs),
+    /// Stop one or more running containers.
+    Stop(container::StopArgs),
+    /// Kill one or more running containers.
+    Kill(container::KillArgs),
+    /// Restart one or more containers.
+    Restart(container::StopArgs),
+    /// Remove one or more containers.
+    Rm(container::RmArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Fetch the logs of a container.
+    Logs(container::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(container::ExecArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(container::ContainersArgs),
+    /// List port mappings of a container.
+    Port(container::PortArgs),
+    /// Display a live stream of container resource usage.
+    Stats(container::StatsArgs),
+    /// Copy files between a container and the host.
+    Cp(container::CpArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(container::VolumeCommand),
+    /// Supervises one container (started by keel itself).
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
 }
 
 /// Something the user can do about an error; attach with
@@ -132,10 +167,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Images(a) => image::images(&cli.root, a),
+        Command::Image(image::ImageCommand::Rm(a)) => {
+            container::check_image_unused(&cli.root, &a.images, a.force)?;
+            image::image_command(&cli.root, image::ImageCommand::Rm(a))
+        }
         Command::Image(c) => image::image_command(&cli.root, c),
-        Command::Inspect(a) => image::inspect(&cli.root, a),
+        Command::Inspect(a) => container::inspect_any(&cli.root, a),
         Command::Tag(a) => image::tag(&cli.root, a),
-        Command::Rmi(a) => image::rmi(&cli.root, a),
+        Command::Rmi(a) => {
+            container::check_image_unused(&cli.root, &a.images, a.force)?;
+            image::rmi(&cli.root, a)
+        }
         Command::History(a) => image::history(&cli.root, a),
         Command::Save(a) => image::save(&cli.root, a),
         Command::Load(a) => image::load(&cli.root, a),
@@ -148,6 +190,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chart(args) => chart::run(*args),
         Command::Network(c) => network::network_command(&cli.root, c),
         Command::Server(args) => server::run(&cli.root, args),
+        Command::Run(a) => container::run(&cli.root, a),
+        Command::Create(a) => container::create(&cli.root, a),
+        Command::Start(a) => container::start(&cli.root, a),
+        Command::Stop(a) => container::stop(&cli.root, a),
+        Command::Kill(a) => container::kill(&cli.root, a),
+        Command::Restart(a) => container::restart(&cli.root, a),
+        Command::Rm(a) => container::rm(&cli.root, a),
+        Command::Ps(a) => container::ps(&cli.root, a),
+        Command::Logs(a) => container::logs_cmd(&cli.root, a),
+        Command::Exec(a) => container::exec(&cli.root, a),
+        Command::Wait(a) => container::wait(&cli.root, a),
+        Command::Port(a) => container::port(&cli.root, a),
+        Command::Stats(a) => container::stats_cmd(&cli.root, a),
+        Command::Cp(a) => container::cp(&cli.root, a),
+        Command::Volume(c) => container::volume(&cli.root, c),
+        Command::Monitor { id } => container::monitor(&cli.root, &id),
     }
 }
 

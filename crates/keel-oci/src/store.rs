@@ -456,14 +456,45 @@ impl ImageStore {
         Ok(events)
     }
 
-    /// `keel image prune`: dangling images (no tag), or with `all` every image.
-    /// Then unreferenced blobs and temp files.
+    /// Pins a manifest for a user outside the index (a container, named
+    /// `name`): `<root>/oci/pins/<name>`. Pinned images survive `prune`, and
+    /// their blobs and snapshots survive garbage collection even once untagged.
+    pub fn pin(&self, name: &str, manifest: &Digest) -> Result<()> {
+        let dir = self.dir.join("pins");
+        fs::create_dir_all(&dir).io("create", &dir)?;
+        let p = dir.join(name);
+        fs::write(&p, manifest.as_str()).io("write", &p)
+    }
+
+    /// Drops a pin; a missing one is fine.
+    pub fn unpin(&self, name: &str) -> Result<()> {
+        let p = self.dir.join("pins").join(name);
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).io("remove", &p),
+            _ => Ok(()),
+        }
+    }
+
+    fn pinned(&self) -> BTreeSet<Digest> {
+        let Ok(rd) = fs::read_dir(self.dir.join("pins")) else {
+            return BTreeSet::new();
+        };
+        rd.filter_map(std::result::Result::ok)
+            .filter_map(|e| fs::read_to_string(e.path()).ok())
+            .filter_map(|s| Digest::parse(s.trim()).ok())
+            .collect()
+    }
+
+    /// `keel image prune`: dangling images (no tag), or with `all` every image,
+    /// except pinned ones. Then unreferenced blobs and temp files.
     pub fn prune(&self, all: bool) -> Result<PruneReport> {
+        let pinned = self.pinned();
         let deleted = self.update_index(|idx| {
             let tagged: BTreeSet<Digest> = idx.tags.values().cloned().collect();
             let doomed: Vec<Digest> = idx
                 .images
                 .keys()
+                .filter(|m| !pinned.contains(*m))
                 .filter(|m| all || !tagged.contains(*m))
                 .cloned()
                 .collect();
@@ -486,8 +517,10 @@ impl ImageStore {
     pub fn collect_garbage(&self) -> Result<PruneReport> {
         let _gc = lock_file(&self.dir.join("gc.lock"), FlockOperation::LockExclusive)?;
         let idx = self.read_index()?;
+        // Indexed and pinned manifests are the roots.
+        let roots: BTreeSet<Digest> = idx.images.keys().cloned().chain(self.pinned()).collect();
         let mut keep: BTreeSet<Digest> = BTreeSet::new();
-        for md in idx.images.keys() {
+        for md in &roots {
             keep.insert(md.clone());
             // A manifest we cannot read still pins what we can tell of it.
             if let Ok(bytes) = self.blobs.read(md)
@@ -506,7 +539,7 @@ impl ImageStore {
         let mut report = PruneReport::default();
         // Snapshots live as long as some image's layer chain ends in them.
         let mut chains: BTreeSet<String> = BTreeSet::new();
-        for md in idx.images.keys() {
+        for md in &roots {
             if let Ok(img) = Image::load(&self.blobs, md) {
                 chains.extend(Snapshots::chain_ids(img.config.rootfs().diff_ids()));
             }

@@ -1,0 +1,363 @@
+//! OCI runtime backends behind one trait: youki's `libcontainer` in process
+//! (the default; the caller must be single-threaded, see [`crate::monitor`]) and
+//! the external `runc` binary, both over the same bundle.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio as StdStdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::error::{Result, RuntimeError};
+
+/// The three standard streams handed to a container process.
+#[derive(Debug)]
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+impl Stdio {
+    /// stdin from /dev/null, output to the given fds.
+    pub fn null_in(stdout: OwnedFd, stderr: OwnedFd) -> std::io::Result<Self> {
+        Ok(Stdio {
+            stdin: std::fs::File::open("/dev/null")?.into(),
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// A process to run inside a running container.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    /// Added to (and overriding) the container's environment.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub additional_gids: Vec<u32>,
+}
+
+/// A started exec process.
+#[derive(Debug)]
+pub enum ExecHandle {
+    /// A direct child of the caller (libcontainer).
+    Pid(i32),
+    /// The `runc exec` process, whose exit status is the process's.
+    Child(Child),
+}
+
+fn status_code(ws: WaitStatus) -> Option<i32> {
+    match ws {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+impl ExecHandle {
+    pub fn pid(&self) -> i32 {
+        match self {
+            ExecHandle::Pid(p) => *p,
+            ExecHandle::Child(c) => c.id() as i32,
+        }
+    }
+
+    /// Waits for the exit code; `None` after `timeout` (the process is then killed).
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Option<i32>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let done = match self {
+                ExecHandle::Pid(p) => {
+                    let flags = if deadline.is_some() {
+                        Some(WaitPidFlag::WNOHANG)
+                    } else {
+                        None
+                    };
+                    match waitpid(Pid::from_raw(*p), flags) {
+                        Ok(ws) => status_code(ws),
+                        Err(nix::errno::Errno::EINTR) => None,
+                        Err(e) => return Err(RuntimeError::Exec(format!("waiting: {e}"))),
+                    }
+                }
+                ExecHandle::Child(c) => if deadline.is_some() {
+                    c.try_wait()
+                } else {
+                    c.wait().map(Some)
+                }
+                .map_err(|e| RuntimeError::Exec(format!("waiting: {e}")))?
+                .map(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+                }),
+            };
+            if let Some(c) = done {
+                return Ok(Some(c));
+            }
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    self.kill();
+                    let _ = self.wait(None);
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            ExecHandle::Pid(p) => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*p), nix::sys::signal::SIGKILL);
+            }
+            ExecHandle::Child(c) => {
+                let _ = c.kill();
+            }
+        }
+    }
+}
+
+/// An OCI runtime.
+pub trait OciRuntime {
+    fn name(&self) -> &'static str;
+    /// Creates and starts container `id` from `bundle`. The returned init pid is
+    /// a child of the caller (for runc: once runc exits, through the caller
+    /// being a child subreaper).
+    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32>;
+    /// Removes the runtime's state and cgroups of a stopped container; idempotent.
+    fn delete(&self, id: &str) -> Result<()>;
+    /// Starts a process in the running container.
+    fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle>;
+}
+
+/// Picks the backend by name (`libcontainer`, the default, or `runc`).
+pub fn by_name(name: &str, state_root: &Path) -> Result<Box<dyn OciRuntime>> {
+    match name {
+        "" | "libcontainer" | "youki" => Ok(Box::new(Libcontainer {
+            root: state_root.join("libcontainer"),
+        })),
+        "runc" => Ok(Box::new(Runc {
+            root: state_root.join("runc"),
+            binary: PathBuf::from("runc"),
+        })),
+        other => Err(RuntimeError::InvalidOption {
+            what: "runtime",
+            value: other.to_string(),
+            why: "expected libcontainer or runc".to_string(),
+        }),
+    }
+}
+
+/// Every runtime name `by_name` accepts.
+pub const RUNTIMES: &[&str] = &["libcontainer", "runc"];
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// youki's libcontainer, in process.
+#[derive(Debug)]
+pub struct Libcontainer {
+    pub root: PathBuf,
+}
+
+impl OciRuntime for Libcontainer {
+    fn name(&self) -> &'static str {
+        "libcontainer"
+    }
+
+    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
+        use libcontainer::container::builder::ContainerBuilder;
+        use libcontainer::syscall::syscall::SyscallType;
+        std::fs::create_dir_all(&self.root).map_err(|e| RuntimeError::Start(e.to_string()))?;
+        // A leftover state dir from a crashed run would make create fail.
+        let _ = self.delete(id);
+        let mut c = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(&self.root)
+            .map_err(|e| RuntimeError::Start(chain(&e)))?
+            .with_stdin(stdio.stdin)
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr)
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| RuntimeError::Start(chain(&e)))?;
+        if let Err(e) = c.start() {
+            let _ = c.delete(true);
+            return Err(RuntimeError::Start(chain(&e)));
+        }
+        c.pid()
+            .map(Pid::as_raw)
+            .ok_or_else(|| RuntimeError::Start("no init pid".to_string()))
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        use libcontainer::container::Container;
+        let dir = self.root.join(id);
+        if !dir.exists() {
+            return Ok(());
+        }
+        match Container::load(dir.clone()) {
+            Ok(mut c) => c.delete(true).map_err(|e| RuntimeError::Delete(chain(&e))),
+            // Unreadable state: nothing running can be found through it; drop it.
+            Err(_) => {
+                std::fs::remove_dir_all(&dir).map_err(|e| RuntimeError::Delete(e.to_string()))
+            }
+        }
+    }
+
+    fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
+        use libcontainer::container::builder::ContainerBuilder;
+        use libcontainer::syscall::syscall::SyscallType;
+        let env: HashMap<String, String> = spec
+            .env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), String::new()),
+            })
+            .collect();
+        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(&self.root)
+            .map_err(|e| RuntimeError::Exec(chain(&e)))?
+            .with_stdin(stdio.stdin)
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr)
+            .as_tenant()
+            .with_container_args(spec.args.clone())
+            .with_env(env)
+            .with_cwd(spec.cwd.as_ref().map(PathBuf::from))
+            .with_user(spec.uid)
+            .with_group(spec.gid)
+            .with_additional_gids(spec.additional_gids.clone())
+            .with_detach(true)
+            .build()
+            .map_err(|e| RuntimeError::Exec(chain(&e)))?;
+        Ok(ExecHandle::Pid(pid.as_raw()))
+    }
+}
+
+/// The external runc binary.
+#[derive(Debug)]
+pub struct Runc {
+    pub root: PathBuf,
+    pub binary: PathBuf,
+}
+
+impl Runc {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root);
+        c
+    }
+}
+
+fn run_quiet(mut c: Command, what: &str) -> std::result::Result<(), String> {
+    let out = c
+        .stdin(StdStdio::null())
+        .output()
+        .map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+impl OciRuntime for Runc {
+    fn name(&self) -> &'static str {
+        "runc"
+    }
+
+    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
+        let _ = self.delete(id);
+        let pid_file = bundle.join("runc.pid");
+        let log = bundle.join("runc.log");
+        let _ = std::fs::remove_file(&pid_file);
+        let _ = std::fs::remove_file(&log);
+        let mut c = self.cmd();
+        // runc's own errors go to --log; its stdio is the container's.
+        c.arg("--log").arg(&log).args(["--log-format", "json"]);
+        c.args(["run", "--detach", "--bundle"])
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(StdStdio::from(stdio.stdin))
+            .stdout(StdStdio::from(stdio.stdout))
+            .stderr(StdStdio::from(stdio.stderr));
+        let st = c.status().map_err(|source| RuntimeError::Spawn {
+            what: "runc".to_string(),
+            source,
+        })?;
+        if !st.success() {
+            let msg = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["level"] == "error")
+                .filter_map(|v| v["msg"].as_str().map(str::to_string))
+                .next_back()
+                .unwrap_or_else(|| format!("runc exited with {st}"));
+            let _ = self.delete(id);
+            return Err(RuntimeError::Start(msg));
+        }
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| RuntimeError::Start("runc wrote no pid file".to_string()))
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
+        let mut c = self.cmd();
+        c.args(["delete", "--force", id]);
+        run_quiet(c, "runc delete").map_err(RuntimeError::Delete)
+    }
+
+    fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
+        let mut c = self.cmd();
+        c.arg("exec");
+        for e in &spec.env {
+            c.arg("--env").arg(e);
+        }
+        if let Some(cwd) = &spec.cwd {
+            c.arg("--cwd").arg(cwd);
+        }
+        if let Some(uid) = spec.uid {
+            c.arg("--user")
+                .arg(format!("{uid}:{}", spec.gid.unwrap_or(0)));
+        }
+        for g in &spec.additional_gids {
+            c.arg("--additional-gids").arg(g.to_string());
+        }
+        c.arg(id).args(&spec.args);
+        c.stdin(StdStdio::from(stdio.stdin))
+            .stdout(StdStdio::from(stdio.stdout))
+            .stderr(StdStdio::from(stdio.stderr));
+        let child = c.spawn().map_err(|source| RuntimeError::Spawn {
+            what: "runc exec".to_string(),
+            source,
+        })?;
+        Ok(ExecHandle::Child(child))
+    }
+}

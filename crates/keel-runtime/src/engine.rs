@@ -1,0 +1,486 @@
+//! Container operations shared by the CLI (and later compose and the agent):
+//! create from an image, start (spawning the monitor), stop, kill, remove, exec.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio as StdStdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use keel_oci::ImageStore;
+
+use crate::backend::{self, ExecHandle, ExecSpec, Stdio};
+use crate::error::{Result, RuntimeError};
+use crate::monitor::Frame;
+use crate::network::{Mode, NetworkAttacher};
+use crate::record::{
+    ContainerConfig, Containers, HealthConfig, MountKind, MountSpec, PortSpec, RestartPolicy,
+    Status, monitor_alive,
+};
+use crate::volume::Volumes;
+use crate::{ids, spec, user};
+
+/// What `keel create`/`run` asks for (flags already parsed).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub image: String,
+    pub name: Option<String>,
+    /// Replaces the image's Cmd when non-empty.
+    pub command: Vec<String>,
+    /// `Some("")` clears the image's entrypoint.
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub network: String,
+    pub network_aliases: Vec<String>,
+    pub ports: Vec<PortSpec>,
+    pub publish_all: bool,
+    pub mounts: Vec<MountSpec>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub restart: RestartPolicy,
+    pub healthcheck: Option<HealthConfig>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u32>,
+    pub runtime: String,
+    pub auto_remove: bool,
+    pub interactive: bool,
+    pub tty: bool,
+}
+
+/// Parses Docker's signal names (`TERM`, `SIGTERM`, `15`).
+pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal> {
+    use std::str::FromStr;
+    let bad = || RuntimeError::InvalidOption {
+        what: "signal",
+        value: s.to_string(),
+        why: "not a signal name or number".to_string(),
+    };
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).map_err(|_| bad());
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    nix::sys::signal::Signal::from_str(&name).map_err(|_| bad())
+}
+
+/// Builds and records a new container; nothing is left behind on error.
+pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
+    let store = ImageStore::open(root)?;
+    let image = store.resolve(&o.image)?;
+    let lowerdirs = store.unpack(&image)?;
+    let icfg = image.config.config().clone().unwrap_or_default();
+    let image_ep: Vec<String> = icfg.entrypoint().clone().unwrap_or_default();
+    let image_cmd: Vec<String> = icfg.cmd().clone().unwrap_or_default();
+    let (entrypoint, cmd) = match &o.entrypoint {
+        Some(ep) if ep.is_empty() => (Vec::new(), o.command.clone()),
+        Some(ep) => (vec![ep.clone()], o.command.clone()),
+        None if !o.command.is_empty() => (image_ep, o.command.clone()),
+        None => (image_ep, image_cmd),
+    };
+    let mut full: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
+    if full.is_empty() {
+        return Err(RuntimeError::NoCommand);
+    }
+    let path = full.remove(0);
+    let user_spec = o
+        .user
+        .clone()
+        .or_else(|| icfg.user().clone())
+        .unwrap_or_default();
+    let ident = user::resolve_in_image(&user_spec, &lowerdirs)?;
+    let id = ids::new_id();
+    let mode = Mode::parse(&o.network);
+    let hostname = match (&o.hostname, &mode) {
+        (Some(h), _) => h.clone(),
+        (None, Mode::Host) => crate::network::host_hostname(),
+        (None, _) => ids::short(&id).to_string(),
+    };
+    let env = spec::merge_env(
+        &icfg.env().clone().unwrap_or_default(),
+        &o.env,
+        &hostname,
+        &ident.home,
+    );
+    let working_dir = o
+        .working_dir
+        .clone()
+        .or_else(|| icfg.working_dir().clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+    if !working_dir.starts_with('/') {
+        return Err(RuntimeError::InvalidOption {
+            what: "working directory",
+            value: working_dir,
+            why: "must be an absolute path".to_string(),
+        });
+    }
+    for m in &o.mounts {
+        validate_mount(m)?;
+    }
+    if let Some(s) = &o.stop_signal {
+        parse_signal(s)?;
+    }
+    let runtime = if o.runtime.is_empty() {
+        "libcontainer".to_string()
+    } else {
+        o.runtime.clone()
+    };
+    backend::by_name(&runtime, &root.join("run"))?;
+    let mut cfg = ContainerConfig {
+        id: id.clone(),
+        name: o.name.clone().unwrap_or_default(),
+        created: Utc::now(),
+        image: o.image.clone(),
+        image_id: image.id().to_string(),
+        image_manifest: image.manifest_digest.to_string(),
+        lowerdirs,
+        path,
+        args: full,
+        entrypoint,
+        cmd,
+        env,
+        working_dir,
+        user: user_spec,
+        uid: ident.uid,
+        gid: ident.gid,
+        additional_gids: ident.additional_gids,
+        hostname,
+        labels: o.labels.clone(),
+        network: if o.network.is_empty() {
+            "bridge".to_string()
+        } else {
+            o.network.clone()
+        },
+        network_aliases: o.network_aliases.clone(),
+        ports: o.ports.clone(),
+        publish_all: o.publish_all,
+        exposed_ports: icfg.exposed_ports().clone().unwrap_or_default(),
+        mounts: o.mounts.clone(),
+        memory: o.memory,
+        nano_cpus: o.nano_cpus,
+        pids_limit: o.pids_limit,
+        read_only: o.read_only,
+        cap_add: o.cap_add.clone(),
+        cap_drop: o.cap_drop.clone(),
+        restart: o.restart.clone(),
+        healthcheck: o.healthcheck.clone(),
+        stop_signal: o
+            .stop_signal
+            .clone()
+            .unwrap_or_else(|| "SIGTERM".to_string()),
+        stop_timeout: o.stop_timeout.unwrap_or(10),
+        runtime,
+        auto_remove: o.auto_remove,
+        interactive: o.interactive,
+        tty: o.tty,
+    };
+    // -P publishes every exposed port on a free host port.
+    if cfg.publish_all {
+        for p in &cfg.exposed_ports {
+            let mut parsed = PortSpec::parse(p)?;
+            cfg.ports.append(&mut parsed);
+        }
+    }
+    // A dry run of the spec catches bad capabilities and the like before anything exists.
+    spec::build(
+        &cfg,
+        &spec::SpecPaths {
+            rootfs: PathBuf::from("/"),
+            hosts: PathBuf::from("/"),
+            hostname: PathBuf::from("/"),
+            resolv_conf: PathBuf::from("/"),
+            netns: None,
+            volumes: PathBuf::from("/"),
+        },
+    )?;
+    let containers = Containers::open(root)?;
+    containers.create(&mut cfg)?;
+    // The image's layers must outlive an `rmi -f` or prune while the container exists.
+    if let Err(e) = store.pin(&cfg.id, &image.manifest_digest) {
+        let _ = containers.remove_record(&cfg.id);
+        return Err(e.into());
+    }
+    let volumes = Volumes::open(root)?;
+    for m in cfg.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+        if let Err(e) = volumes.create(&m.source, BTreeMap::new(), m.anonymous) {
+            let _ = store.unpin(&cfg.id);
+            let _ = containers.remove_record(&cfg.id);
+            return Err(e);
+        }
+    }
+    Ok(cfg)
+}
+
+fn validate_mount(m: &MountSpec) -> Result<()> {
+    let bad = |why: &str| RuntimeError::InvalidOption {
+        what: "mount",
+        value: format!("{}:{}", m.source, m.target),
+        why: why.to_string(),
+    };
+    if !m.target.starts_with('/') {
+        return Err(bad("the container path must be absolute"));
+    }
+    if m.target == "/" {
+        return Err(bad("cannot mount over /"));
+    }
+    match m.kind {
+        MountKind::Bind => {
+            if !m.source.starts_with('/') {
+                return Err(bad("the host path must be absolute"));
+            }
+            if !Path::new(&m.source).exists() {
+                return Err(bad("the host path does not exist"));
+            }
+        }
+        MountKind::Volume => {
+            if !ids::valid_name(&m.source) {
+                return Err(bad("invalid volume name"));
+            }
+        }
+        MountKind::Tmpfs => {}
+    }
+    Ok(())
+}
+
+/// Whether the container's monitor is alive.
+pub fn is_active(containers: &Containers, id: &str) -> bool {
+    containers
+        .state(id)
+        .is_ok_and(|s| monitor_alive(s.monitor_pid, id))
+}
+
+/// The status shown to users: a dead monitor means the container is not running,
+/// whatever the record last said.
+pub fn effective_status(containers: &Containers, id: &str) -> Status {
+    let Ok(s) = containers.state(id) else {
+        return Status::Exited;
+    };
+    match s.status {
+        Status::Running | Status::Restarting if !monitor_alive(s.monitor_pid, id) => Status::Exited,
+        st => st,
+    }
+}
+
+/// Spawns the monitor for `id`. `exe` is the keel binary; `stdin_inherit` hands
+/// the caller's stdin to the container (`-i`). The returned child's stdout
+/// carries [`Frame`]s.
+pub fn spawn_monitor(exe: &Path, root: &Path, id: &str, stdin_inherit: bool) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let containers = Containers::open(root)?;
+    let log = std::fs::File::create(containers.dir(id).join("monitor.log")).map_err(|source| {
+        RuntimeError::Spawn {
+            what: "the monitor log".to_string(),
+            source,
+        }
+    })?;
+    let mut c = Command::new(exe);
+    c.arg("--root")
+        .arg(root)
+        .arg("__monitor")
+        .arg(id)
+        .stdin(if stdin_inherit {
+            StdStdio::inherit()
+        } else {
+            StdStdio::null()
+        })
+        .stdout(StdStdio::piped())
+        .stderr(StdStdio::from(log))
+        // Ctrl-C at the terminal must not reach the monitor.
+        .process_group(0);
+    c.spawn().map_err(|source| RuntimeError::Spawn {
+        what: "the container monitor".to_string(),
+        source,
+    })
+}
+
+/// Waits for the monitor to report the start; returns the init pid.
+pub fn await_start(child: &mut Child) -> Result<i32> {
+    let out = child
+        .stdout
+        .as_mut()
+        .ok_or_else(|| RuntimeError::Monitor("no pipe".to_string()))?;
+    loop {
+        match Frame::read(out).map_err(|e| RuntimeError::Monitor(e.to_string()))? {
+            Some(Frame::Started(pid)) => return Ok(pid),
+            Some(Frame::Error(m)) => return Err(RuntimeError::Start(m)),
+            Some(_) => {}
+            None => {
+                return Err(RuntimeError::Monitor(
+                    "the monitor exited before starting the container".to_string(),
+                ));
+            }
+        }
+    }
+}
+
+/// Waits until the monitor of `id` (pid `monitor_pid`) is gone, up to `timeout`.
+pub fn wait_monitor(id: &str, monitor_pid: i32, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    // A pidfd wakes us the moment the monitor exits.
+    let fd = rustix::process::Pid::from_raw(monitor_pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    loop {
+        if !monitor_alive(monitor_pid, id) {
+            return true;
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return false;
+        }
+        let step = left.map_or(Duration::from_millis(200), |l| {
+            l.min(Duration::from_millis(200))
+        });
+        if let Some(fd) = &fd {
+            let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+            let ts = rustix::event::Timespec {
+                tv_sec: step.as_secs() as i64,
+                tv_nsec: i64::from(step.subsec_nanos()),
+            };
+            let _ = rustix::event::poll(&mut fds, Some(&ts));
+        } else {
+            std::thread::sleep(step.min(Duration::from_millis(10)));
+        }
+    }
+}
+
+/// Sends `signal` to the container's init process; marks a user stop first so
+/// restart policies leave it alone.
+pub fn kill(
+    containers: &Containers,
+    id: &str,
+    signal: nix::sys::signal::Signal,
+    user_stop: bool,
+) -> Result<()> {
+    let st = containers.update(id, |s| {
+        if user_stop {
+            s.user_stopped = true;
+        }
+    })?;
+    if st.pid <= 0 || !monitor_alive(st.monitor_pid, id) || st.status != Status::Running {
+        return Err(RuntimeError::NotRunning(id.to_string()));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal)
+        .map_err(|e| RuntimeError::Signal(e.into()))
+}
+
+/// `keel stop`: stop signal, then SIGKILL after `timeout`; waits for the monitor.
+pub fn stop(
+    containers: &Containers,
+    id: &str,
+    timeout: Option<u32>,
+    signal: Option<&str>,
+) -> Result<()> {
+    let cfg = containers.config(id)?;
+    let st = containers.update(id, |s| s.user_stopped = true)?;
+    if !monitor_alive(st.monitor_pid, id) {
+        return Ok(());
+    }
+    let sig = parse_signal(signal.unwrap_or(&cfg.stop_signal))?;
+    let t = Duration::from_secs(u64::from(timeout.unwrap_or(cfg.stop_timeout)));
+    if st.status == Status::Running && st.pid > 0 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig);
+    }
+    if !wait_monitor(id, st.monitor_pid, Some(t)) {
+        let st = containers.state(id)?;
+        if st.pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(st.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        wait_monitor(id, st.monitor_pid, None);
+    }
+    Ok(())
+}
+
+/// Removes a container whose monitor is gone: runtime state, mounts, network,
+/// (anonymous volumes with `volumes`), record.
+pub fn remove_stopped(
+    containers: &Containers,
+    id: &str,
+    volumes: bool,
+    net: &dyn NetworkAttacher,
+) -> Result<()> {
+    let cfg = containers.config(id)?;
+    containers.update(id, |s| s.status = Status::Removing)?;
+    let rt = backend::by_name(&cfg.runtime, &containers.root().join("run"))?;
+    rt.delete(id)?;
+    crate::monitor::teardown(containers, id, net, &cfg.network)?;
+    for m in crate::rootfs::mounts_under(&containers.dir(id)) {
+        crate::rootfs::unmount_if_mounted(&m)?;
+    }
+    containers.remove_record(id)?;
+    ImageStore::open(containers.root())?.unpin(id)?;
+    if volumes {
+        let vols = Volumes::open(containers.root())?;
+        for m in cfg
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Volume && m.anonymous)
+        {
+            let _ = vols.remove(containers, &m.source, false);
+        }
+    }
+    Ok(())
+}
+
+/// `keel rm`: refuses a running container unless `force` (then kills it).
+pub fn remove(
+    containers: &Containers,
+    id: &str,
+    force: bool,
+    volumes: bool,
+    net: &dyn NetworkAttacher,
+) -> Result<()> {
+    let st = containers.state(id)?;
+    if monitor_alive(st.monitor_pid, id) {
+        if !force {
+            return Err(RuntimeError::Running(ids::short(id).to_string()));
+        }
+        containers.update(id, |s| s.user_stopped = true)?;
+        if st.pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(st.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        wait_monitor(id, st.monitor_pid, Some(Duration::from_secs(30)));
+        // --rm containers remove themselves; nothing left to do then.
+        if !containers.dir(id).join("config.json").exists() {
+            return Ok(());
+        }
+    }
+    remove_stopped(containers, id, volumes, net)
+}
+
+/// Starts a process in a running container with the caller's stdio.
+pub fn exec(
+    containers: &Containers,
+    id: &str,
+    spec: &ExecSpec,
+    stdio: Stdio,
+) -> Result<ExecHandle> {
+    let cfg = containers.config(id)?;
+    let st = containers.state(id)?;
+    if st.status != Status::Running || !monitor_alive(st.monitor_pid, id) {
+        return Err(RuntimeError::NotRunning(id.to_string()));
+    }
+    let rt = backend::by_name(&cfg.runtime, &containers.root().join("run"))?;
+    rt.exec(id, spec, stdio)
+}
+
+/// Resolves an exec `-u` against the container's image.
+pub fn exec_identity(cfg: &ContainerConfig, user_spec: &str) -> Result<user::Identity> {
+    user::resolve_in_image(user_spec, &cfg.lowerdirs)
+}

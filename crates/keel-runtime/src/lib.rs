@@ -1,0 +1,32 @@
+//! keel's container runtime for one host. [`Containers`] keeps container
+//! records on disk under `<root>/containers/<id>/` (the user's [`ContainerConfig`],
+//! the live [`ContainerState`], JSON-lines logs, the OCI bundle); [`spec`] turns a
+//! config and its image into an OCI runtime spec with Docker's safe defaults;
+//! [`rootfs`] mounts the overlay root over the image's layer snapshots; a
+//! per-container [`monitor`] process (a re-exec of the keel binary) starts the
+//! container through an [`backend::OciRuntime`] (youki's `libcontainer` in
+//! process, or the external `runc`), streams logs, records exit status and OOM
+//! kills, applies restart policies and runs health checks. [`Volumes`] manages
+//! named volumes; [`network::NetworkAttacher`] is the seam to keel-net.
+
+pub mod backend;
+pub mod engine;
+mod error;
+pub mod ids;
+pub mod logs;
+pub mod monitor;
+pub mod network;
+pub mod record;
+pub mod rootfs;
+pub mod seccomp;
+pub mod spec;
+pub mod stats;
+pub mod user;
+pub mod volume;
+
+pub use error::{Result, RuntimeError, error_chain};
+pub use record::{
+    ContainerConfig, ContainerState, Containers, HealthConfig, HealthState, MountKind, MountSpec,
+    PortSpec, RestartPolicy, Status,
+};
+pub use volume::{Volume, Volumes};

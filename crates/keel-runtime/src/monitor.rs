@@ -1,0 +1,562 @@
+//! The per-container monitor: a re-exec of the keel binary (`keel __monitor <id>`)
+//! that owns one container's life. It is single-threaded on purpose, since
+//! libcontainer forks and must never run inside a multi-threaded process. It
+//! mounts the root, sets up the network, starts the container, streams its
+//! output into the JSON-lines log (and, framed, to an attached `keel run`),
+//! waits for the exit, records exit code and OOM kill, applies the restart
+//! policy with exponential backoff, runs health checks, and cleans up.
+//!
+//! Its stdout is a pipe to the `keel` command that started it, carrying
+//! [`Frame`]s; once that reader goes away the monitor carries on alone.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::process::{PidfdFlags, pidfd_open};
+
+use crate::backend::{self, ExecSpec, OciRuntime, Stdio};
+use crate::error::{Result, RuntimeError};
+use crate::logs::{DEFAULT_MAX_SIZE, LogWriter};
+use crate::network::{AttachRequest, Mode, NetworkAttacher, PortMapping};
+use crate::record::{
+    ContainerConfig, Containers, HealthProbe, HealthState, NetworkState, PortSpec, Status,
+};
+use crate::{rootfs, spec, stats};
+
+/// A message from the monitor to its `keel` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// The container runs; its init pid.
+    Started(i32),
+    /// Setting up or starting failed.
+    Error(String),
+    /// The container is done for good (after restarts and, for --rm, removal).
+    Exit(i32),
+}
+
+impl Frame {
+    fn encode(&self) -> Vec<u8> {
+        let (tag, body): (u8, Vec<u8>) = match self {
+            Frame::Stdout(d) => (1, d.clone()),
+            Frame::Stderr(d) => (2, d.clone()),
+            Frame::Started(p) => (3, p.to_string().into_bytes()),
+            Frame::Error(m) => (4, m.clone().into_bytes()),
+            Frame::Exit(c) => (5, c.to_string().into_bytes()),
+        };
+        let mut v = Vec::with_capacity(body.len() + 5);
+        v.push(tag);
+        v.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v.extend_from_slice(&body);
+        v
+    }
+
+    /// Reads one frame; `None` at EOF.
+    pub fn read(r: &mut impl Read) -> std::io::Result<Option<Frame>> {
+        let mut head = [0u8; 5];
+        match r.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body)?;
+        let text = || String::from_utf8_lossy(&body).into_owned();
+        let num = || text().parse::<i32>().unwrap_or(-1);
+        Ok(Some(match head[0] {
+            1 => Frame::Stdout(body),
+            2 => Frame::Stderr(body),
+            3 => Frame::Started(num()),
+            4 => Frame::Error(text()),
+            5 => Frame::Exit(num()),
+            t => {
+                return Err(std::io::Error::other(format!("bad monitor frame tag {t}")));
+            }
+        }))
+    }
+}
+
+/// The pipe to the attached `keel` command, if it is still listening.
+struct Attached(Option<File>);
+
+impl Attached {
+    fn send(&mut self, f: &Frame) {
+        if let Some(out) = &mut self.0
+            && out.write_all(&f.encode()).is_err()
+        {
+            // The command went away (`run -d` returns early): carry on alone.
+            self.0 = None;
+        }
+    }
+}
+
+fn exit_code_of(ws: nix::sys::wait::WaitStatus) -> Option<i32> {
+    match ws {
+        nix::sys::wait::WaitStatus::Exited(_, c) => Some(c),
+        nix::sys::wait::WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+/// Everything the monitor set up that must be undone.
+struct Setup {
+    netns: Option<std::path::PathBuf>,
+    attached_network: bool,
+}
+
+fn prepare(
+    containers: &Containers,
+    cfg: &ContainerConfig,
+    net: &dyn NetworkAttacher,
+    setup: &mut Setup,
+) -> Result<()> {
+    let dir = containers.dir(&cfg.id);
+    let merged = rootfs::mount_overlay(&dir, &cfg.lowerdirs, cfg.auto_remove)?;
+    let mode = Mode::parse(&cfg.network);
+    crate::network::write_etc_files(&dir, &mode, &cfg.hostname)?;
+    let mut paths = spec::SpecPaths {
+        rootfs: merged,
+        hosts: dir.join("hosts"),
+        hostname: dir.join("hostname"),
+        resolv_conf: dir.join("resolv.conf"),
+        netns: None,
+        volumes: containers.root().join("volumes"),
+    };
+    if mode != Mode::Host {
+        let ns = containers.netns_path(&cfg.id);
+        if !rootfs::is_mounted(&ns) {
+            crate::network::create_netns(&ns)?;
+        }
+        setup.netns = Some(ns.clone());
+        paths.netns = Some(ns.clone());
+        if let Mode::Network(name) = &mode {
+            let ports = cfg
+                .ports
+                .iter()
+                .map(|p| PortMapping {
+                    host_ip: p.host_ip.as_ref().and_then(|i| i.parse().ok()),
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    protocol: p.protocol.clone(),
+                })
+                .collect();
+            let req = AttachRequest {
+                container_id: cfg.id.clone(),
+                name: cfg.name.clone(),
+                hostname: cfg.hostname.clone(),
+                netns: ns,
+                network: name.clone(),
+                aliases: cfg.network_aliases.clone(),
+                ports,
+            };
+            let a = net.attach(&req).map_err(RuntimeError::Network)?;
+            setup.attached_network = true;
+            paths.hosts.clone_from(&a.hosts_file);
+            paths.resolv_conf.clone_from(&a.resolv_conf);
+            containers.update(&cfg.id, |s| {
+                s.network = Some(NetworkState {
+                    ip: a.ip.to_string(),
+                    prefix_len: a.prefix_len,
+                    gateway: a.gateway.to_string(),
+                    mac: a.mac.clone(),
+                    ports: a
+                        .ports
+                        .iter()
+                        .map(|p| PortSpec {
+                            host_ip: p.host_ip.map(|i| i.to_string()),
+                            host_port: p.host_port,
+                            container_port: p.container_port,
+                            protocol: p.protocol.clone(),
+                        })
+                        .collect(),
+                });
+            })?;
+        }
+    }
+    let s = spec::build(cfg, &paths)?;
+    spec::write(&s, &containers.bundle(&cfg.id))
+}
+
+/// Undoes `prepare`: network, namespace, root mount. Idempotent.
+pub fn teardown(
+    containers: &Containers,
+    id: &str,
+    net: &dyn NetworkAttacher,
+    network: &str,
+) -> Result<()> {
+    if matches!(Mode::parse(network), Mode::Network(_)) {
+        net.detach(id).map_err(RuntimeError::Network)?;
+    }
+    crate::network::remove_netns(&containers.netns_path(id))?;
+    rootfs::unmount_if_mounted(&containers.rootfs(id))
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| RuntimeError::Monitor(format!("pipe: {e}")))
+}
+
+/// Runs the health probe once; returns (exit code, output).
+fn probe(rt: &dyn OciRuntime, id: &str, hc: &crate::record::HealthConfig) -> (i32, String) {
+    let args: Vec<String> = match hc.test.first().map(String::as_str) {
+        Some("CMD-SHELL") => vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            hc.test[1..].join(" "),
+        ],
+        Some("CMD") => hc.test[1..].to_vec(),
+        _ => hc.test.clone(),
+    };
+    let Ok((rd, wr)) = pipe() else {
+        return (-1, "pipe failed".to_string());
+    };
+    let Ok(wr2) = wr.try_clone() else {
+        return (-1, "pipe failed".to_string());
+    };
+    let Ok(stdio) = Stdio::null_in(wr, wr2) else {
+        return (-1, "/dev/null".to_string());
+    };
+    let spec = ExecSpec {
+        args,
+        ..ExecSpec::default()
+    };
+    let mut h = match rt.exec(id, &spec, stdio) {
+        Ok(h) => h,
+        Err(e) => return (-1, e.to_string()),
+    };
+    let timeout = Duration::from_millis(hc.timeout_ms.max(1));
+    let code = h.wait(Some(timeout));
+    let mut out = Vec::new();
+    let mut f = File::from(rd);
+    // The probe and its children are gone, so the pipe reaches EOF.
+    let _ = (&mut f).take(4096).read_to_end(&mut out);
+    match code {
+        Ok(Some(c)) => (c, String::from_utf8_lossy(&out).into_owned()),
+        Ok(None) => (
+            -1,
+            format!("Health check exceeded timeout ({}ms)", hc.timeout_ms),
+        ),
+        Err(e) => (-1, e.to_string()),
+    }
+}
+
+/// Runs the container until it is done; returns the final exit code.
+pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
+    // Our own session: the terminal's signals and the starting command's exit do not reach us.
+    let _ = rustix::process::setsid();
+    // Reparented container processes (runc's init once runc exits) become our children.
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    let mut attached = Attached(Some(File::from(
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| RuntimeError::Monitor(e.to_string()))?,
+    )));
+    // Nothing else may write into the frame pipe.
+    if let Ok(null) = File::options().write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
+    let containers = Containers::open(root)?;
+    let cfg = containers.config(id)?;
+    let rt = backend::by_name(&cfg.runtime, &root.join("run"))?;
+    containers.update(id, |s| {
+        s.monitor_pid = rustix::process::getpid().as_raw_nonzero().get();
+        s.user_stopped = false;
+        s.error.clear();
+    })?;
+    let mut setup = Setup {
+        netns: None,
+        attached_network: false,
+    };
+    if let Err(e) = prepare(&containers, &cfg, net, &mut setup) {
+        let msg = e.to_string();
+        let full = crate::error_chain(&e);
+        let _ = containers.update(id, |s| {
+            s.error.clone_from(&full);
+            s.monitor_pid = 0;
+        });
+        let _ = teardown(&containers, id, net, &cfg.network);
+        attached.send(&Frame::Error(if full.is_empty() { msg } else { full }));
+        return Ok(-1);
+    }
+    let _ = setup.attached_network;
+    let mut log = LogWriter::open(&containers.log_path(id), DEFAULT_MAX_SIZE)?;
+    let mut first = true;
+    let mut code;
+    loop {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let stdin: OwnedFd = if cfg.interactive {
+            std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| RuntimeError::Monitor(e.to_string()))?
+        } else {
+            File::open("/dev/null")
+                .map_err(|e| RuntimeError::Monitor(e.to_string()))?
+                .into()
+        };
+        let started = rt.start(
+            id,
+            &containers.bundle(id),
+            Stdio {
+                stdin,
+                stdout: out_w,
+                stderr: err_w,
+            },
+        );
+        let pid = match started {
+            Ok(p) => p,
+            Err(e) => {
+                let full = crate::error_chain(&e);
+                let _ = containers.update(id, |s| {
+                    s.error.clone_from(&full);
+                    s.status = if first {
+                        Status::Created
+                    } else {
+                        Status::Exited
+                    };
+                    s.monitor_pid = 0;
+                    s.pid = 0;
+                });
+                let _ = rt.delete(id);
+                let _ = teardown(&containers, id, net, &cfg.network);
+                attached.send(&Frame::Error(full));
+                return Ok(-1);
+            }
+        };
+        let started_at = Utc::now();
+        containers.update(id, |s| {
+            s.status = Status::Running;
+            s.pid = pid;
+            s.started_at = Some(started_at);
+            s.finished_at = None;
+            s.exit_code = 0;
+            s.oom_killed = false;
+            if cfg.healthcheck.is_some() {
+                s.health = Some(HealthState {
+                    status: "starting".to_string(),
+                    ..HealthState::default()
+                });
+            }
+        })?;
+        if first {
+            attached.send(&Frame::Started(pid));
+            first = false;
+        }
+        code = supervise(
+            &containers,
+            &cfg,
+            rt.as_ref(),
+            pid,
+            out_r,
+            err_r,
+            &mut log,
+            &mut attached,
+        )?;
+        log.flush()?;
+        let oom = stats::oom_kills(id) > 0;
+        let _ = rt.delete(id);
+        let st = containers.update(id, |s| {
+            s.status = Status::Exited;
+            s.exit_code = code;
+            s.oom_killed = oom;
+            s.pid = 0;
+            s.finished_at = Some(Utc::now());
+        })?;
+        if !cfg
+            .restart
+            .should_restart(code, st.restart_count, st.user_stopped)
+        {
+            break;
+        }
+        // Exponential backoff from 100 ms, like Docker; a user stop ends the wait.
+        containers.update(id, |s| s.status = Status::Restarting)?;
+        let delay = Duration::from_millis(100u64 << st.restart_count.min(9));
+        let until = Instant::now() + delay;
+        let mut stopped = false;
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+            if containers.state(id).is_ok_and(|s| s.user_stopped) {
+                stopped = true;
+                break;
+            }
+        }
+        if stopped {
+            containers.update(id, |s| s.status = Status::Exited)?;
+            break;
+        }
+        containers.update(id, |s| s.restart_count += 1)?;
+    }
+    reap_orphans();
+    let _ = teardown(&containers, id, net, &cfg.network);
+    containers.update(id, |s| s.monitor_pid = 0)?;
+    if cfg.auto_remove {
+        let _ = crate::engine::remove_stopped(&containers, id, true, net);
+    }
+    attached.send(&Frame::Exit(code));
+    Ok(code)
+}
+
+fn reap_orphans() {
+    while let Ok(ws) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        if ws == nix::sys::wait::WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Streams output and runs health checks until the init process `pid` exits.
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    containers: &Containers,
+    cfg: &ContainerConfig,
+    rt: &dyn OciRuntime,
+    pid: i32,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    log: &mut LogWriter,
+    attached: &mut Attached,
+) -> Result<i32> {
+    let pidfd = pidfd_open(
+        rustix::process::Pid::from_raw(pid).ok_or_else(|| RuntimeError::Monitor("pid 0".into()))?,
+        PidfdFlags::empty(),
+    )
+    .map_err(|e| RuntimeError::Monitor(format!("pidfd_open: {e}")))?;
+    let mut streams: [Option<File>; 2] = [Some(File::from(out_r)), Some(File::from(err_r))];
+    let started = Instant::now();
+    let hc = cfg.healthcheck.clone();
+    let mut next_probe = hc
+        .as_ref()
+        .map(|h| started + Duration::from_millis(h.interval_ms));
+    let mut exited: Option<i32> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if exited.is_some() && streams.iter().all(Option::is_none) {
+            return Ok(exited.unwrap_or(-1));
+        }
+        let timeout = next_probe.map(|t| t.saturating_duration_since(Instant::now()));
+        let mut fds: Vec<PollFd> = Vec::with_capacity(3);
+        let mut which: Vec<usize> = Vec::new();
+        for (i, s) in streams.iter().enumerate() {
+            if let Some(f) = s {
+                fds.push(PollFd::new(f, PollFlags::IN));
+                which.push(i);
+            }
+        }
+        if exited.is_none() {
+            fds.push(PollFd::from_borrowed_fd(pidfd.as_fd(), PollFlags::IN));
+            which.push(2);
+        }
+        let ts = timeout.map(|d| rustix::event::Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        });
+        match poll(&mut fds, ts.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(RuntimeError::Monitor(format!("poll: {e}"))),
+        }
+        let ready: Vec<(usize, bool)> = fds
+            .iter()
+            .zip(&which)
+            .map(|(f, w)| (*w, !f.revents().is_empty()))
+            .collect();
+        drop(fds);
+        for (w, is_ready) in ready {
+            if !is_ready {
+                continue;
+            }
+            if w == 2 {
+                match waitpid(Pid::from_raw(pid), None) {
+                    Ok(ws) => exited = exit_code_of(ws).or(exited),
+                    Err(_) => exited = Some(exited.unwrap_or(-1)),
+                }
+                if exited.is_none() {
+                    exited = Some(-1);
+                }
+                continue;
+            }
+            let Some(f) = streams[w].as_mut() else {
+                continue;
+            };
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => streams[w] = None,
+                Ok(n) => {
+                    log.write(w, &buf[..n])?;
+                    let data = buf[..n].to_vec();
+                    attached.send(&if w == 0 {
+                        Frame::Stdout(data)
+                    } else {
+                        Frame::Stderr(data)
+                    });
+                }
+            }
+        }
+        if let (Some(h), Some(t)) = (&hc, next_probe)
+            && exited.is_none()
+            && Instant::now() >= t
+        {
+            let start = Utc::now();
+            let (c, output) = probe(rt, &cfg.id, h);
+            let end = Utc::now();
+            let in_start_period = started.elapsed() < Duration::from_millis(h.start_period_ms);
+            containers.update(&cfg.id, |s| {
+                let hs = s.health.get_or_insert_with(HealthState::default);
+                hs.log.push(HealthProbe {
+                    start,
+                    end,
+                    exit_code: c,
+                    output,
+                });
+                if hs.log.len() > 5 {
+                    hs.log.remove(0);
+                }
+                if c == 0 {
+                    hs.status = "healthy".to_string();
+                    hs.failing_streak = 0;
+                } else if !in_start_period {
+                    hs.failing_streak += 1;
+                    if hs.failing_streak >= h.retries.max(1) {
+                        hs.status = "unhealthy".to_string();
+                    }
+                }
+            })?;
+            next_probe = Some(Instant::now() + Duration::from_millis(h.interval_ms.max(1)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = vec![
+            Frame::Started(42),
+            Frame::Stdout(b"out\n".to_vec()),
+            Frame::Stderr(Vec::new()),
+            Frame::Error("bad thing".to_string()),
+            Frame::Exit(137),
+        ];
+        let bytes: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        let mut r = &bytes[..];
+        let mut back = Vec::new();
+        while let Some(f) = Frame::read(&mut r).unwrap() {
+            back.push(f);
+        }
+        assert_eq!(back, frames);
+        // A torn frame is an error, not a panic.
+        assert!(Frame::read(&mut &bytes[..6]).is_err());
+        assert!(Frame::read(&mut &[9u8, 0, 0, 0, 0][..]).is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! The seam to keel-net: the runtime creates a network namespace per container
+//! (a bind-mounted nsfs file under `<root>/run/netns/<id>`) and asks a
+//! [`NetworkAttacher`] to connect it. `none` (loopback only) and `host` (the
+//! host's stack, no namespace) are handled here.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, RuntimeError, write_err};
+
+/// A port to publish, as keel-net takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_ip: Option<IpAddr>,
+    /// 0: pick a free port.
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// What to connect.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    pub container_id: String,
+    pub name: String,
+    pub hostname: String,
+    pub netns: PathBuf,
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ports: Vec<PortMapping>,
+}
+
+/// What keel-net set up.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    pub ports: Vec<PortMapping>,
+    /// /etc/hosts keel-net maintains for this container; bind-mounted.
+    pub hosts_file: PathBuf,
+    pub resolv_conf: PathBuf,
+}
+
+/// Connects network namespaces to named networks (implemented by keel-net).
+pub trait NetworkAttacher {
+    fn attach(&self, req: &AttachRequest) -> std::result::Result<Attachment, String>;
+    /// Undoes `attach`; idempotent.
+    fn detach(&self, container_id: &str) -> std::result::Result<(), String>;
+}
+
+/// Used when no network driver is linked in: only `none` and `host` work.
+#[derive(Debug, Default)]
+pub struct NoNetworks;
+
+impl NetworkAttacher for NoNetworks {
+    fn attach(&self, req: &AttachRequest) -> std::result::Result<Attachment, String> {
+        Err(format!(
+            "{} not found: this keel has no network driver for it (use --network none or host)",
+            req.network
+        ))
+    }
+    fn detach(&self, _container_id: &str) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// How a container is networked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    None,
+    Host,
+    Network(String),
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Mode {
+        match s {
+            "none" => Mode::None,
+            "host" => Mode::Host,
+            "" | "default" => Mode::Network("bridge".to_string()),
+            n => Mode::Network(n.to_string()),
+        }
+    }
+}
+
+/// Creates a fresh network namespace with loopback up and pins it at `path`.
+/// Moves the calling process into it: only the single-threaded monitor calls this.
+pub fn create_netns(path: &Path) -> Result<()> {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    if let Some(d) = path.parent() {
+        fs::create_dir_all(d).map_err(write_err(d))?;
+    }
+    fs::File::create(path).map_err(write_err(path))?;
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| RuntimeError::Netns(e.into()))?;
+    mount(
+        Some("/proc/thread-self/ns/net"),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| RuntimeError::Netns(e.into()))?;
+    // Docker's `none` still has a working loopback. A fresh namespace's `lo`
+    // is always interface 1; netlink avoids spawning `ip` on every start.
+    let lo_up = || -> std::result::Result<(), String> {
+        libcontainer::network::link::LinkClient::new(
+            libcontainer::network::wrapper::create_network_client(),
+        )
+        .and_then(|mut l| l.set_up(1))
+        .map_err(|e| e.to_string())
+    };
+    lo_up()
+        .map_err(|e| RuntimeError::Netns(std::io::Error::other(format!("bringing lo up: {e}"))))?;
+    Ok(())
+}
+
+/// Unpins and removes a namespace file; missing is fine.
+pub fn remove_netns(path: &Path) -> Result<()> {
+    crate::rootfs::unmount_if_mounted(path)?;
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RuntimeError::Write {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// The host's name, for `--network host`.
+pub fn host_hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Writes /etc/hosts, /etc/hostname and /etc/resolv.conf for a container into `dir`.
+pub fn write_etc_files(dir: &Path, mode: &Mode, hostname: &str) -> Result<()> {
+    let hosts = match mode {
+        Mode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        _ => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
+        ),
+    };
+    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // A resolver on the host's loopback is unreachable from a namespace; Docker drops it.
+    let resolv: String = if matches!(mode, Mode::Host) {
+        resolv
+    } else {
+        resolv
+            .lines()
+            .filter(|l| !(l.starts_with("nameserver 127.") || l.starts_with("nameserver ::1")))
+            .fold(String::new(), |mut acc, l| {
+                acc.push_str(l);
+                acc.push('\n');
+                acc
+            })
+    };
+    for (name, content) in [
+        ("hosts", hosts),
+        ("hostname", format!("{hostname}\n")),
+        ("resolv.conf", resolv),
+    ] {
+        let p = dir.join(name);
+        fs::write(&p, content).map_err(write_err(&p))?;
+    }
+    Ok(())
+}

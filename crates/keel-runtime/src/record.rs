@@ -1,0 +1,583 @@
+//! Container records on disk: `<root>/containers/<id>/config.json` (what the user
+//! asked for, written once at create), `state.json` (what is happening, rewritten
+//! whole under the container's lock), logs and the OCI bundle.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rustix::fs::{FlockOperation, flock};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError, read_err, write_err};
+use crate::ids;
+
+/// Docker's restart policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Name", rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    OnFailure {
+        #[serde(rename = "MaximumRetryCount")]
+        max: u32,
+    },
+    Always,
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Parses `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |why: &str| RuntimeError::InvalidOption {
+            what: "restart policy",
+            value: s.to_string(),
+            why: why.to_string(),
+        };
+        Ok(match s.split_once(':') {
+            None | Some((_, "")) => match s.trim_end_matches(':') {
+                "" | "no" => RestartPolicy::No,
+                "on-failure" => RestartPolicy::OnFailure { max: 0 },
+                "always" => RestartPolicy::Always,
+                "unless-stopped" => RestartPolicy::UnlessStopped,
+                _ => return Err(bad("expected no, on-failure[:N], always or unless-stopped")),
+            },
+            Some(("on-failure", n)) => RestartPolicy::OnFailure {
+                max: n
+                    .parse()
+                    .map_err(|_| bad("the retry count must be a number"))?,
+            },
+            Some(_) => return Err(bad("only on-failure takes a retry count")),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::OnFailure { .. } => "on-failure",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
+
+    /// Whether a container that exited with `code` after `restarts` restarts
+    /// should start again. A user stop always wins.
+    pub fn should_restart(&self, code: i32, restarts: u32, user_stopped: bool) -> bool {
+        if user_stopped {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure { max } => code != 0 && (*max == 0 || restarts < *max),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+}
+
+/// A port to publish: `[IP:]HOST:CTR[/udp]`; host port 0 picks a free one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub host_ip: Option<String>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl PortSpec {
+    pub fn parse(s: &str) -> Result<Vec<Self>> {
+        let bad = |why: &str| RuntimeError::InvalidOption {
+            what: "port specification",
+            value: s.to_string(),
+            why: why.to_string(),
+        };
+        let (rest, protocol) = match s.rsplit_once('/') {
+            Some((r, p @ ("tcp" | "udp"))) => (r, p.to_string()),
+            Some(_) => return Err(bad("the protocol must be tcp or udp")),
+            None => (s, "tcp".to_string()),
+        };
+        let parts: Vec<&str> = if rest.starts_with('[') {
+            // [v6]:host:ctr
+            let end = rest.find(']').ok_or_else(|| bad("unclosed ["))?;
+            let mut v = vec![&rest[1..end]];
+            v.extend(rest[end + 1..].trim_start_matches(':').split(':'));
+            v
+        } else {
+            rest.split(':').collect()
+        };
+        let port = |p: &str| -> Result<u16> {
+            p.parse::<u16>()
+                .map_err(|_| bad(&format!("{p:?} is not a port number")))
+        };
+        let (ip, host, ctr) = match parts.as_slice() {
+            [c] => (None, 0, port(c)?),
+            [h, c] => (None, if h.is_empty() { 0 } else { port(h)? }, port(c)?),
+            [ip, h, c] => {
+                let ip: std::net::IpAddr = ip
+                    .parse()
+                    .map_err(|_| bad(&format!("{ip:?} is not an IP address")))?;
+                (
+                    Some(ip.to_string()),
+                    if h.is_empty() { 0 } else { port(h)? },
+                    port(c)?,
+                )
+            }
+            _ => return Err(bad("expected [IP:]HOST:CONTAINER[/PROTO]")),
+        };
+        if ctr == 0 {
+            return Err(bad("the container port must not be 0"));
+        }
+        Ok(vec![PortSpec {
+            host_ip: ip,
+            host_port: host,
+            container_port: ctr,
+            protocol,
+        }])
+    }
+}
+
+/// What a mount is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+/// One `-v`, `--mount` or `--tmpfs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    /// Host path (bind), volume name (volume), empty (tmpfs).
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    /// Anonymous volumes (`-v /data`) are removed by `rm -v`.
+    pub anonymous: bool,
+    /// tmpfs options (`size=64m,mode=1777`).
+    pub options: Vec<String>,
+}
+
+/// `--health-*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    /// `["CMD-SHELL", "..."]` or `["CMD", ...]`.
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+/// Everything `keel create`/`run` decided, fixed for the container's life.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub id: String,
+    pub name: String,
+    pub created: DateTime<Utc>,
+    /// The image as the user named it.
+    pub image: String,
+    /// Image ID (`sha256:` of its config).
+    pub image_id: String,
+    pub image_manifest: String,
+    /// The layer snapshot directories, base first.
+    pub lowerdirs: Vec<PathBuf>,
+    /// Process args: entrypoint + cmd, resolved.
+    pub path: String,
+    pub args: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub network: String,
+    pub network_aliases: Vec<String>,
+    pub ports: Vec<PortSpec>,
+    pub publish_all: bool,
+    pub exposed_ports: Vec<String>,
+    pub mounts: Vec<MountSpec>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub restart: RestartPolicy,
+    pub healthcheck: Option<HealthConfig>,
+    pub stop_signal: String,
+    pub stop_timeout: u32,
+    /// `libcontainer` or `runc`.
+    pub runtime: String,
+    pub auto_remove: bool,
+    pub interactive: bool,
+    pub tty: bool,
+}
+
+/// Docker's container states.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Restarting,
+    Exited,
+    Removing,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Exited => "exited",
+            Status::Removing => "removing",
+        }
+    }
+}
+
+/// Health as Docker reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthState {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    pub failing_streak: u32,
+    /// The last few probe results.
+    pub log: Vec<HealthProbe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthProbe {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub exit_code: i32,
+    pub output: String,
+}
+
+/// Network facts recorded when the container was connected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkState {
+    pub ip: String,
+    pub prefix_len: u8,
+    pub gateway: String,
+    pub mac: String,
+    /// Resolved port bindings.
+    pub ports: Vec<PortSpec>,
+}
+
+/// The live state, kept by the monitor (and stop/kill requests by the CLI).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub status: Status,
+    pub pid: i32,
+    pub monitor_pid: i32,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub error: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub restart_count: u32,
+    /// Set by `keel stop`/`kill` so restart policies leave the container alone.
+    pub user_stopped: bool,
+    pub health: Option<HealthState>,
+    pub network: Option<NetworkState>,
+}
+
+/// All containers under `<root>/containers`.
+#[derive(Debug, Clone)]
+pub struct Containers {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+/// An exclusive lock on one container's state (or the name table); unlocks on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+fn lock(path: &Path) -> Result<Lock> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| RuntimeError::Lock {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    flock(&f, FlockOperation::LockExclusive).map_err(|e| RuntimeError::Lock {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok(Lock { _file: f })
+}
+
+/// Writes a file whole: temp file, fsync, rename. Readers never see half a record.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replace(path, bytes, true)
+}
+
+/// Like [`write_atomic`]; `durable: false` skips the fsync, for state that a
+/// crash makes stale anyway (the processes it describes die with the host).
+pub(crate) fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(write_err(&tmp))?;
+    f.write_all(bytes).map_err(write_err(&tmp))?;
+    if durable {
+        f.sync_all().map_err(write_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(write_err(path))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).map_err(read_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl Containers {
+    pub fn open(root: &Path) -> Result<Self> {
+        let dir = root.join("containers");
+        fs::create_dir_all(&dir).map_err(write_err(&dir))?;
+        Ok(Containers {
+            root: root.to_path_buf(),
+            dir,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/containers/<id>`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.dir(id).join("bundle")
+    }
+
+    pub fn rootfs(&self, id: &str) -> PathBuf {
+        self.dir(id).join("merged")
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(format!("{id}-json.log"))
+    }
+
+    /// Where the runtime backends keep their own state.
+    pub fn runtime_root(&self, runtime: &str) -> PathBuf {
+        self.root.join("run").join(runtime)
+    }
+
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.root.join("run").join("netns").join(id)
+    }
+
+    /// Every container ID, oldest first.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(read_err(&self.dir))? {
+            let e = e.map_err(read_err(&self.dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.len() == 64 && e.path().join("config.json").exists() {
+                out.push(name);
+            }
+        }
+        let mut with_time: Vec<(DateTime<Utc>, String)> = out
+            .into_iter()
+            .filter_map(|id| self.config(&id).ok().map(|c| (c.created, id)))
+            .collect();
+        with_time.sort();
+        Ok(with_time.into_iter().map(|(_, id)| id).collect())
+    }
+
+    pub fn config(&self, id: &str) -> Result<ContainerConfig> {
+        read_json(&self.dir(id).join("config.json"))
+    }
+
+    pub fn state(&self, id: &str) -> Result<ContainerState> {
+        let p = self.dir(id).join("state.json");
+        if !p.exists() {
+            return Ok(ContainerState::default());
+        }
+        read_json(&p)
+    }
+
+    /// Locks the container's state for a read-modify-write.
+    pub fn lock(&self, id: &str) -> Result<Lock> {
+        lock(&self.dir(id).join("lock"))
+    }
+
+    /// Changes the state under the container's lock and returns the new state.
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut ContainerState)) -> Result<ContainerState> {
+        let _l = self.lock(id)?;
+        let mut st = self.state(id)?;
+        f(&mut st);
+        self.write_state(id, &st)?;
+        Ok(st)
+    }
+
+    pub fn write_state(&self, id: &str, st: &ContainerState) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(st).expect("state serializes");
+        write_replace(&self.dir(id).join("state.json"), &bytes, false)
+    }
+
+    /// Finds a container by full ID, unique ID prefix or name.
+    pub fn resolve(&self, s: &str) -> Result<String> {
+        let s = s.trim_start_matches('/');
+        if s.is_empty() {
+            return Err(RuntimeError::NotFound(s.to_string()));
+        }
+        let ids = self.ids()?;
+        if ids.iter().any(|i| i == s) {
+            return Ok(s.to_string());
+        }
+        for id in &ids {
+            if self.config(id).is_ok_and(|c| c.name == s) {
+                return Ok(id.clone());
+            }
+        }
+        let hits: Vec<&String> = ids.iter().filter(|i| i.starts_with(s)).collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(RuntimeError::NotFound(s.to_string())),
+        }
+    }
+
+    /// Reserves the record: checks the name is free and writes config.json, all
+    /// under the name-table lock so that two concurrent creates cannot share a name.
+    /// `cfg.name` empty means "generate one".
+    pub fn create(&self, cfg: &mut ContainerConfig) -> Result<()> {
+        let _l = lock(&self.dir.join(".names.lock"))?;
+        let taken: BTreeMap<String, String> = self
+            .ids()?
+            .into_iter()
+            .filter_map(|id| self.config(&id).ok().map(|c| (c.name, id)))
+            .collect();
+        if cfg.name.is_empty() {
+            let mut attempt = 0;
+            loop {
+                let n = ids::random_name(attempt);
+                if !taken.contains_key(&n) {
+                    cfg.name = n;
+                    break;
+                }
+                attempt += 1;
+            }
+        } else {
+            if !ids::valid_name(&cfg.name) {
+                return Err(RuntimeError::InvalidName(cfg.name.clone()));
+            }
+            if let Some(id) = taken.get(&cfg.name) {
+                return Err(RuntimeError::NameInUse {
+                    name: cfg.name.clone(),
+                    id: id.clone(),
+                });
+            }
+        }
+        let dir = self.dir(&cfg.id);
+        fs::create_dir_all(dir.join("bundle")).map_err(write_err(&dir))?;
+        let bytes = serde_json::to_vec_pretty(cfg).expect("config serializes");
+        write_atomic(&dir.join("config.json"), &bytes)?;
+        self.write_state(&cfg.id, &ContainerState::default())
+    }
+
+    /// Removes the record directory (the caller has already released mounts).
+    pub fn remove_record(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::Write {
+                path: dir,
+                source: e,
+            }),
+        }
+    }
+}
+
+/// Whether a process is still alive (and not a zombie).
+pub fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            // state is the field after the parenthesised command
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|st| st != "Z" && st != "X")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether the monitor of container `id` runs as `pid` (guards against pid reuse).
+pub fn monitor_alive(pid: i32, id: &str) -> bool {
+    pid_alive(pid)
+        && fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(RestartPolicy::parse("no").unwrap(), RestartPolicy::No);
+        assert_eq!(
+            RestartPolicy::parse("on-failure:3").unwrap(),
+            RestartPolicy::OnFailure { max: 3 }
+        );
+        assert!(RestartPolicy::parse("sometimes").is_err());
+        assert!(RestartPolicy::parse("always:3").is_err());
+        let p = RestartPolicy::OnFailure { max: 3 };
+        assert!(p.should_restart(1, 2, false));
+        assert!(!p.should_restart(1, 3, false));
+        assert!(!p.should_restart(0, 0, false));
+        assert!(!RestartPolicy::Always.should_restart(0, 9, true));
+        assert!(RestartPolicy::UnlessStopped.should_restart(0, 9, false));
+    }
+
+    #[test]
+    fn ports() {
+        let p = &PortSpec::parse("127.0.0.1:8080:80/udp").unwrap()[0];
+        assert_eq!(p.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!((p.host_port, p.container_port), (8080, 80));
+        assert_eq!(p.protocol, "udp");
+        assert_eq!(PortSpec::parse("80").unwrap()[0].host_port, 0);
+        assert!(PortSpec::parse("x:80").is_err());
+        assert!(PortSpec::parse("1:2:3:4").is_err());
+        assert!(PortSpec::parse("80/sctp").is_err());
+        assert!(PortSpec::parse("8080:0").is_err());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn option_parsers_never_panic(s in ".{0,40}") {
+            let _ = RestartPolicy::parse(&s);
+            let _ = PortSpec::parse(&s);
+            let _ = crate::ids::valid_name(&s);
+        }
+    }
+}

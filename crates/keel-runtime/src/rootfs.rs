@@ -1,0 +1,106 @@
+//! The container root: overlayfs with the image's layer snapshots as lower
+//! directories and one upper/work pair per container (kept until `rm`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{MountFlags, UnmountFlags, mount, unmount};
+
+use crate::error::{Result, RuntimeError, write_err};
+
+/// Whether something is mounted exactly at `path`.
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape(m) == want)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Every mount point at or below `dir` (deepest first), for cleanup checks.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v
+}
+
+/// Mounts the overlay at `<dir>/merged` unless it already is; returns the path.
+/// `volatile` (for `--rm` containers, whose changes nobody keeps, as podman
+/// does) skips overlayfs's syncs, which otherwise make the unmount wait for
+/// the upper directory's filesystem.
+pub fn mount_overlay(dir: &Path, lowerdirs: &[PathBuf], volatile: bool) -> Result<PathBuf> {
+    let merged = dir.join("merged");
+    let upper = dir.join("upper");
+    let work = dir.join("work");
+    for d in [&merged, &upper, &work] {
+        fs::create_dir_all(d).map_err(write_err(d))?;
+    }
+    if is_mounted(&merged) {
+        return Ok(merged);
+    }
+    let lower: Vec<String> = lowerdirs
+        .iter()
+        .rev()
+        .map(|p| p.to_string_lossy().replace(':', "\\:"))
+        .collect();
+    let mut data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if volatile {
+        data.push_str(",volatile");
+    }
+    let data = std::ffi::CString::new(data).map_err(|e| RuntimeError::Mount {
+        what: "the overlay root",
+        path: merged.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    mount(
+        "overlay",
+        &merged,
+        "overlay",
+        MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| RuntimeError::Mount {
+        what: "the overlay root",
+        path: merged.clone(),
+        source: e.into(),
+    })?;
+    Ok(merged)
+}
+
+/// Unmounts `path` if mounted (lazily, so a process still holding it cannot block rm).
+pub fn unmount_if_mounted(path: &Path) -> Result<()> {
+    if !is_mounted(path) {
+        return Ok(());
+    }
+    match unmount(path, UnmountFlags::DETACH) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOENT => Ok(()),
+        Err(e) => Err(RuntimeError::Unmount {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }),
+    }
+}

@@ -1,0 +1,733 @@
+//! Containers end to end: real containers as root from the busybox image,
+//! through the keel binary. One conformance suite runs against both OCI
+//! runtime backends (libcontainer in process, runc).
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Keel, free_port, unmount_under, wait_for_port};
+
+/// A keel root with busybox seeded; on drop, every container is force-removed
+/// and anything still mounted under the root is unmounted.
+struct Env {
+    k: Keel,
+}
+
+impl Env {
+    fn new() -> Self {
+        let k = Keel::new();
+        k.seed_busybox();
+        Env { k }
+    }
+
+    fn root(&self) -> &Path {
+        self.k.root.path()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.k.ok(args)).unwrap()
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        self.json(&["inspect", name])[0].clone()
+    }
+
+    /// Runs and returns (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let o = self.k.run(args);
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    #[allow(clippy::unused_self)] // reads better at call sites: e.wait_until(...)
+    fn wait_until(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Container IDs of this root.
+    fn all_ids(&self) -> Vec<String> {
+        self.k
+            .ok(&["ps", "-a", "-q", "--no-trunc"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Asserts that nothing of container `id` is left on the host.
+    fn assert_nothing_left(&self, id: &str) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!info.contains(id), "a mount of {id} is left:\n{info}");
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = ctrl.path().join("keel").join(id);
+            assert!(!p.exists(), "cgroup {} is left", p.display());
+        }
+        for p in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+                assert!(
+                    !String::from_utf8_lossy(&cmd).contains(id),
+                    "process {} of {id} is left",
+                    p.file_name().display()
+                );
+            }
+        }
+        assert!(!self.root().join("containers").join(id).exists());
+        assert!(!self.root().join("run/netns").join(id).exists());
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let ids = self.k.run(&["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.k.run(&["rm", "-f", "-v", id]);
+        }
+        unmount_under(self.k.root.path());
+    }
+}
+
+const RUN: &[&str] = &["run", "--network", "none"];
+
+fn args<'a>(base: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(rest).copied().collect()
+}
+
+macro_rules! conformance {
+    ($($backend:ident),*) => {$(
+        mod $backend {
+            use super::*;
+            const RT: &str = stringify!($backend);
+
+            fn run(e: &Env, rest: &[&str]) -> (i32, String, String) {
+                e.run(&args(&[RUN[0], RUN[1], RUN[2], "--rm", "--runtime", RT], rest))
+            }
+
+            #[test]
+            fn process_env_user_cwd_and_exit_code() {
+                let e = Env::new();
+                let (code, out, err) = run(&e, &["-e", "FOO=bar", "-w", "/tmp", "-u", "nobody", "busybox", "sh", "-c", "echo $FOO; pwd; id -u; id -g; echo oops >&2; exit 7"]);
+                assert_eq!(code, 7, "{err}");
+                assert_eq!(out, "bar\n/tmp\n65534\n65534\n");
+                assert_eq!(err, "oops\n");
+                let (code, out, _) = run(&e, &["busybox", "true"]);
+                assert_eq!((code, out.as_str()), (0, ""));
+            }
+
+            #[test]
+            fn safe_defaults_caps_nnp_seccomp_readonly() {
+                let e = Env::new();
+                let status = |extra: &[&str]| {
+                    let mut a = extra.to_vec();
+                    a.extend(["busybox", "cat", "/proc/self/status"]);
+                    let (code, out, err) = run(&e, &a);
+                    assert_eq!(code, 0, "{err}");
+                    out
+                };
+                let field = |s: &str, k: &str| s.lines().find(|l| l.starts_with(k)).unwrap().split_whitespace().nth(1).unwrap().to_string();
+                let s = status(&[]);
+                // Docker's default set: chown dac_override fowner fsetid kill setgid setuid
+                // setpcap net_bind_service net_raw sys_chroot mknod audit_write setfcap.
+                assert_eq!(field(&s, "CapEff:"), "00000000a80425fb");
+                assert_eq!(field(&s, "NoNewPrivs:"), "1");
+                assert_eq!(field(&s, "Seccomp:"), "2");
+                assert_eq!(field(&status(&["--cap-drop", "ALL"]), "CapEff:"), "0000000000000000");
+                let with_admin = u64::from_str_radix(&field(&status(&["--cap-add", "NET_ADMIN", "--cap-drop", "chown"]), "CapEff:"), 16).unwrap();
+                assert_eq!(with_admin & (1 << 12), 1 << 12, "NET_ADMIN present");
+                assert_eq!(with_admin & 1, 0, "CHOWN dropped");
+                // Without CAP_SYS_ADMIN, seccomp refuses unshare (EPERM).
+                let (code, _, _) = run(&e, &["busybox", "unshare", "-n", "true"]);
+                assert_ne!(code, 0);
+                let (code, _, err) = run(&e, &["--read-only", "busybox", "touch", "/x"]);
+                assert_ne!(code, 0);
+                assert!(err.contains("Read-only file system"), "{err}");
+                let (code, _, err) = run(&e, &["busybox", "cat", "/proc/kcore"]);
+                assert_ne!(code, 0, "masked: {err}");
+                let (code, _, _) = run(&e, &["busybox", "sh", "-c", "echo 1 > /proc/sys/kernel/ns_last_pid"]);
+                assert_ne!(code, 0, "/proc/sys is read-only");
+            }
+
+            #[test]
+            fn memory_limit_oom_kills_with_137() {
+                let e = Env::new();
+                let (code, _, _) = e.run(&args(RUN, &["--runtime", RT, "--name", "hog", "--memory", "32m", "busybox", "sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]));
+                assert_eq!(code, 137);
+                let i = e.inspect("hog");
+                assert_eq!(i["State"]["OOMKilled"], true);
+                assert_eq!(i["State"]["ExitCode"], 137);
+                assert_eq!(i["HostConfig"]["Memory"], 32 * 1024 * 1024);
+            }
+
+            #[test]
+            fn pids_limit_and_cpus() {
+                let e = Env::new();
+                let (code, _, err) = run(&e, &["--pids-limit", "4", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6; do sleep 2 & done; wait"]);
+                assert_ne!(code, 0);
+                assert!(err.contains("can't fork"), "{err}");
+                let (code, out, err) = run(&e, &["--cpus", "0.5", "busybox", "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"]);
+                assert_eq!(code, 0, "{err}");
+                assert_eq!(out.trim(), "50000");
+            }
+
+            #[test]
+            fn stop_kill_and_exec() {
+                let e = Env::new();
+                let id = e.k.ok(&args(RUN, &["-d", "--runtime", RT, "--name", "svc", "busybox", "sh", "-c", "trap 'echo got term; exit 0' TERM; echo ready; while true; do sleep 0.1; done"])).trim().to_string();
+                assert_eq!(id.len(), 64);
+                e.wait_until("ready", 10, || e.k.ok(&["logs", "svc"]).contains("ready"));
+                let (code, out, err) = e.run(&["exec", "-e", "X=1", "-w", "/etc", "svc", "sh", "-c", "echo $X $(pwd) $(id -u); exit 3"]);
+                assert_eq!((code, out.as_str()), (3, "1 /etc 0\n"), "{err}");
+                assert_eq!(e.k.ok(&["exec", "-u", "nobody", "svc", "id", "-un"]), "nobody\n");
+                e.k.ok(&["exec", "-d", "svc", "touch", "/tmp/from-exec"]);
+                e.wait_until("exec -d", 5, || e.run(&["exec", "svc", "test", "-f", "/tmp/from-exec"]).0 == 0);
+                // stop: the stop signal, caught by the trap.
+                e.k.ok(&["stop", "svc"]);
+                assert!(e.k.ok(&["logs", "svc"]).contains("got term"));
+                assert_eq!(e.inspect("svc")["State"]["ExitCode"], 0);
+                assert_eq!(e.inspect("svc")["State"]["Status"], "exited");
+                // start again, then SIGKILL.
+                e.k.ok(&["start", "svc"]);
+                assert_eq!(e.inspect("svc")["State"]["Running"], true);
+                e.k.ok(&["kill", "svc"]);
+                e.wait_until("kill", 10, || e.inspect("svc")["State"]["Running"] == false);
+                assert_eq!(e.inspect("svc")["State"]["ExitCode"], 137);
+                // stop -t 1 on a process ignoring TERM escalates to SIGKILL.
+                e.k.ok(&args(RUN, &["-d", "--runtime", RT, "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]));
+                let t = Instant::now();
+                e.k.ok(&["stop", "-t", "1", "stubborn"]);
+                assert!(t.elapsed() >= Duration::from_millis(900));
+                assert_eq!(e.inspect("stubborn")["State"]["ExitCode"], 137);
+                e.k.ok(&["rm", "svc", "stubborn"]);
+                e.assert_nothing_left(&id);
+            }
+        }
+    )*};
+}
+
+conformance!(libcontainer, runc);
+
+#[test]
+fn volumes_survive_rm_and_anonymous_ones_go_with_rm_v() {
+    let e = Env::new();
+    e.k.ok(&args(
+        RUN,
+        &[
+            "--name",
+            "w",
+            "-v",
+            "data:/data",
+            "-v",
+            "/scratch",
+            "busybox",
+            "sh",
+            "-c",
+            "echo kept > /data/f; echo gone > /scratch/f",
+        ],
+    ));
+    let anon = e.inspect("w")["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/scratch")
+        .unwrap()["Name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let vols = e.k.ok(&["volume", "ls", "-q"]);
+    assert!(vols.contains("data") && vols.contains(&anon), "{vols}");
+    // In use: volume rm refuses.
+    let err = e.k.fails(&["volume", "rm", "data"]);
+    assert!(err.contains("in use"), "{err}");
+    e.k.ok(&["rm", "-v", "w"]);
+    let vols = e.k.ok(&["volume", "ls", "-q"]);
+    assert!(vols.contains("data") && !vols.contains(&anon), "{vols}");
+    let (code, out, _) = e.run(&args(
+        RUN,
+        &[
+            "--rm",
+            "-v",
+            "data:/d:ro",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /d/f; touch /d/x",
+        ],
+    ));
+    assert_eq!(out, "kept\n");
+    assert_ne!(code, 0, "read-only volume");
+    let v = e.json(&["volume", "inspect", "data"]);
+    assert_eq!(v[0]["Name"], "data");
+    assert!(
+        Path::new(v[0]["Mountpoint"].as_str().unwrap())
+            .join("f")
+            .exists()
+    );
+    e.k.ok(&["volume", "create", "--label", "a=b", "other"]);
+    // Plain prune only takes anonymous volumes; -a takes every unused one.
+    assert!(!e.k.ok(&["volume", "prune", "-f"]).contains("other"));
+    e.k.ok(&["volume", "rm", "data"]);
+    assert!(e.k.ok(&["volume", "prune", "-a", "-f"]).contains("other"));
+    assert_eq!(e.k.ok(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn bind_mounts_tmpfs_and_mount_flag() {
+    let e = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in"), "from host\n").unwrap();
+    let h = host.path().display().to_string();
+    let (code, out, err) = e.run(&args(RUN, &["--rm", "-v", &format!("{h}:/h"), "--tmpfs", "/t:size=1m", "--mount", &format!("type=bind,source={h},target=/r,readonly"), "busybox", "sh", "-c", "cat /h/in; echo out > /h/out; grep ' /t ' /proc/mounts | cut -d' ' -f3; touch /r/x || echo ro"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "from host\ntmpfs\nro\n");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out")).unwrap(),
+        "out\n"
+    );
+}
+
+#[test]
+fn restart_on_failure_3_restarts_exactly_three_times() {
+    let e = Env::new();
+    let (code, out, _) = e.run(&args(
+        RUN,
+        &[
+            "--name",
+            "flaky",
+            "--restart",
+            "on-failure:3",
+            "busybox",
+            "sh",
+            "-c",
+            "echo try; exit 2",
+        ],
+    ));
+    assert_eq!(code, 2);
+    assert_eq!(out, "try\ntry\ntry\ntry\n");
+    let i = e.inspect("flaky");
+    assert_eq!(i["RestartCount"], 3);
+    assert_eq!(i["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    // always + a user stop: the stop wins (unless-stopped remembers it too).
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "always",
+            "--restart",
+            "unless-stopped",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2; exit 1",
+        ],
+    ));
+    e.wait_until("a restart", 10, || {
+        e.inspect("always")["RestartCount"].as_u64().unwrap() >= 1
+    });
+    e.k.ok(&["stop", "-t", "1", "always"]);
+    let n = e.inspect("always")["RestartCount"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(e.inspect("always")["RestartCount"].as_u64().unwrap(), n);
+    assert_eq!(e.inspect("always")["State"]["Running"], false);
+}
+
+#[test]
+fn health_goes_starting_healthy_unhealthy() {
+    let e = Env::new();
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "h",
+            "--health-cmd",
+            "test ! -f /tmp/broken",
+            "--health-interval",
+            "200ms",
+            "--health-timeout",
+            "2s",
+            "--health-retries",
+            "2",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+    ));
+    let health = || {
+        e.inspect("h")["State"]["Health"]["Status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    e.wait_until("healthy", 10, || health() == "healthy");
+    assert!(e.k.ok(&["ps"]).contains("(healthy)"));
+    e.k.ok(&["exec", "h", "touch", "/tmp/broken"]);
+    e.wait_until("unhealthy", 10, || health() == "unhealthy");
+    assert!(
+        e.inspect("h")["State"]["Health"]["FailingStreak"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+}
+
+#[test]
+fn logs_follow_tail_since_timestamps() {
+    let e = Env::new();
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "talker",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done; echo err >&2",
+        ],
+    ));
+    // -f started while the container runs follows it to the end.
+    let o = e.k.cmd().args(["logs", "-f", "talker"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "line 1\nline 2\nline 3\nline 4\nline 5\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    assert_eq!(e.k.ok(&["logs", "--tail", "2", "talker"]), "line 5\n");
+    let ts = e.k.ok(&["logs", "-t", "talker"]);
+    assert!(
+        ts.lines().all(|l| l.contains('T') && l.contains("Z line")),
+        "{ts}"
+    );
+    assert_eq!(
+        e.k.ok(&["logs", "--since", "2099-01-01T00:00:00Z", "talker"]),
+        ""
+    );
+    // The log file is Docker's json-file format.
+    let id = e.inspect("talker")["Id"].as_str().unwrap().to_string();
+    let raw = std::fs::read_to_string(
+        e.root()
+            .join("containers")
+            .join(&id)
+            .join(format!("{id}-json.log")),
+    )
+    .unwrap();
+    let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    assert_eq!(first["log"], "line 1\n");
+    assert_eq!(first["stream"], "stdout");
+}
+
+#[test]
+fn eight_runs_at_once() {
+    let e = Env::new();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            e.k.cmd()
+                .args(args(
+                    RUN,
+                    &["--rm", "busybox", "sh", "-c", &format!("echo run {i}")],
+                ))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), format!("run {i}\n"));
+    }
+    assert!(e.all_ids().is_empty());
+}
+
+#[test]
+fn httpd_on_the_host_network_and_cleanup() {
+    let e = Env::new();
+    let port = free_port();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("index.html"), "hello from keel\n").unwrap();
+    let id =
+        e.k.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "host",
+            "--name",
+            "web",
+            "-v",
+            &format!("{}:/www:ro", www.path().display()),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            &format!("127.0.0.1:{port}"),
+            "-h",
+            "/www",
+        ])
+        .trim()
+        .to_string();
+    wait_for_port(port);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(
+        body.contains("200 OK") && body.contains("hello from keel"),
+        "{body}"
+    );
+    // Stats come from the container's cgroups.
+    let st = e.json(&["stats", "--no-stream", "-o", "json", "web"]);
+    assert!(st[0]["MemUsageBytes"].as_u64().unwrap() > 0, "{st}");
+    assert!(st[0]["PIDs"].as_u64().unwrap() >= 1, "{st}");
+    let err = e.k.fails(&["rm", "web"]);
+    assert!(err.contains("running"), "{err}");
+    e.k.ok(&["rm", "-f", "web"]);
+    e.assert_nothing_left(&id);
+}
+
+#[test]
+fn ps_inspect_create_start_wait_cp_port_labels() {
+    let e = Env::new();
+    let id =
+        e.k.ok(&[
+            "create",
+            "--network",
+            "none",
+            "--name",
+            "c1",
+            "--label",
+            "tier=web",
+            "--hostname",
+            "box",
+            "--entrypoint",
+            "sh",
+            "-p",
+            "127.0.0.1:8080:80",
+            "busybox",
+            "-c",
+            "cat /etc/hostname; cat /in.txt; exit 4",
+        ])
+        .trim()
+        .to_string();
+    let ps = e.k.ok(&["ps", "-a"]);
+    assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(ps.contains("Created") && ps.contains("c1"), "{ps}");
+    assert_eq!(e.k.ok(&["ps", "-q"]), "", "not running");
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in.txt"), "copied in\n").unwrap();
+    e.k.ok(&[
+        "cp",
+        &host.path().join("in.txt").display().to_string(),
+        "c1:/in.txt",
+    ]);
+    e.k.ok(&["start", "c1"]);
+    assert_eq!(e.k.ok(&["wait", "c1"]), "4\n");
+    assert_eq!(e.k.ok(&["logs", "c1"]), "box\ncopied in\n");
+    let out = host.path().join("hostname-copy");
+    e.k.ok(&["cp", "c1:/etc/passwd", &out.display().to_string()]);
+    assert!(std::fs::read_to_string(&out).unwrap().contains("root:"));
+    assert_eq!(e.k.ok(&["port", "c1"]), "80/tcp -> 127.0.0.1:8080\n");
+    let j = e.json(&["ps", "-a", "-o", "json", "--filter", "label=tier=web"]);
+    assert_eq!(j.as_array().unwrap().len(), 1);
+    assert_eq!(j[0]["Names"], "c1");
+    assert_eq!(
+        e.json(&["ps", "-a", "-o", "json", "--filter", "name=zzz"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        e.k.ok(&["ps", "-a", "-q", "--filter", "status=exited"])
+            .trim(),
+        &id[..12]
+    );
+    let i = e.inspect(&id[..8]);
+    assert_eq!(i["Name"], "/c1");
+    assert_eq!(i["Config"]["Labels"]["tier"], "web");
+    assert_eq!(i["Config"]["Entrypoint"][0], "sh");
+    assert_eq!(i["State"]["ExitCode"], 4);
+    // Names are unique; images in use cannot be removed.
+    let err =
+        e.k.fails(&["create", "--network", "none", "--name", "c1", "busybox"]);
+    assert!(err.contains("already in use"), "{err}");
+    let err = e.k.fails(&["rmi", "busybox"]);
+    assert!(
+        err.contains("conflict: unable to remove repository reference") && err.contains(&id[..12]),
+        "{err}"
+    );
+    // env file and restart.
+    let envf = host.path().join("env");
+    std::fs::write(&envf, "# comment\nA=1\nB=two words\n").unwrap();
+    let (code, out, _) = e.run(&args(
+        RUN,
+        &[
+            "--rm",
+            "--env-file",
+            &envf.display().to_string(),
+            "busybox",
+            "sh",
+            "-c",
+            "echo $A $B",
+        ],
+    ));
+    assert_eq!((code, out.as_str()), (0, "1 two words\n"));
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "r",
+            "--stop-signal",
+            "KILL",
+            "busybox",
+            "sleep",
+            "60",
+        ],
+    ));
+    let pid1 = e.inspect("r")["State"]["Pid"].as_i64().unwrap();
+    e.k.ok(&["restart", "r"]);
+    let i = e.inspect("r");
+    assert_eq!(i["State"]["Running"], true);
+    assert_ne!(i["State"]["Pid"].as_i64().unwrap(), pid1);
+}
+
+#[test]
+fn bad_input_is_one_line_and_leaves_nothing() {
+    let e = Env::new();
+    let before = e.k.snapshot_store();
+    let err = e.k.fails(&args(RUN, &["nosuchimage", "true"]));
+    assert!(
+        err.contains("no such image") && err.contains("hint: ") && err.contains("keel pull"),
+        "{err}"
+    );
+    let err = e.k.fails(&args(RUN, &["-v", "a:b:c:d", "busybox", "true"]));
+    assert!(err.contains("invalid volume specification"), "{err}");
+    let err = e.k.fails(&args(
+        RUN,
+        &[
+            "--mount",
+            "type=bind,source=/does/not/exist,target=/x",
+            "busybox",
+            "true",
+        ],
+    ));
+    assert!(err.contains("does not exist"), "{err}");
+    let err = e.k.fails(&args(RUN, &["--entrypoint", "", "busybox"]));
+    assert!(err.contains("no command specified"), "{err}");
+    let err = e.k.fails(&args(RUN, &["-u", "ghost", "busybox", "true"]));
+    assert!(err.contains("unable to find user ghost"), "{err}");
+    let err =
+        e.k.fails(&args(RUN, &["--cap-add", "BOGUS", "busybox", "true"]));
+    assert!(err.contains("capability"), "{err}");
+    let err =
+        e.k.fails(&args(RUN, &["--restart", "sometimes", "busybox", "true"]));
+    assert!(err.contains("restart policy"), "{err}");
+    let err = e.k.fails(&args(RUN, &["busybox", "/no/such/binary"]));
+    assert!(err.contains("starting the container"), "{err}");
+    let err = e.k.fails(&["logs", "nope"]);
+    assert!(err.contains("no such container"), "{err}");
+    assert!(e.all_ids().is_empty());
+    // Nothing half-created: no container record, no mount, no volume. (The
+    // image's unpacked layer cache may appear: it is shared and reusable.)
+    let state = |v: Vec<(String, u64)>| -> Vec<(String, u64)> {
+        v.into_iter()
+            .filter(|(p, _)| !p.starts_with("run/") && !p.starts_with("oci/snapshots/"))
+            .collect()
+    };
+    let after = state(e.k.snapshot_store());
+    let before = state(before);
+    assert_eq!(before, after);
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&e.root().display().to_string())
+    );
+}
+
+#[test]
+fn run_forwards_signals_and_stdin() {
+    use std::io::{BufRead, BufReader, Write};
+    let e = Env::new();
+    let mut child =
+        e.k.cmd()
+            .args(args(
+                RUN,
+                &[
+                    "--rm",
+                    "busybox",
+                    "sh",
+                    "-c",
+                    "trap 'echo caught; exit 5' INT; echo ready; while true; do sleep 0.1; done",
+                ],
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "caught\n");
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    // -i hands our stdin to the container.
+    let mut child =
+        e.k.cmd()
+            .args(args(RUN, &["--rm", "-i", "busybox", "tr", "a-z", "A-Z"]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "SHOUT\n");
+}
+
+#[test]
+fn a_container_keeps_its_image_layers_through_rmi_force_and_prune() {
+    let e = Env::new();
+    e.k.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "keeper",
+        "busybox",
+        "echo",
+        "still here",
+    ]);
+    e.k.ok(&["rmi", "-f", "busybox"]);
+    e.k.ok(&["image", "prune", "-a", "-f"]);
+    e.k.ok(&["system", "prune", "-a", "-f"]);
+    e.k.ok(&["start", "-a", "keeper"]);
+    assert_eq!(e.k.ok(&["logs", "keeper"]), "still here\n");
+    // Once the container is gone, so is the pin: the next prune frees the layers.
+    e.k.ok(&["rm", "keeper"]);
+    e.k.ok(&["system", "prune", "-a", "-f"]);
+    assert!(
+        !e.root()
+            .join("oci/snapshots")
+            .read_dir()
+            .unwrap()
+            .any(|d| !d.unwrap().file_name().to_string_lossy().starts_with('.'))
+    );
+}

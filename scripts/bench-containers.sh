@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Benchmark: one container cycle (create, start, run `true`, wait, remove),
+# side by side in one run (hyperfine):
+#   keel run --rm --network none busybox true   (libcontainer in process, and --runtime runc)
+#   podman run --rm --network none busybox true (podman with runc, cgroupfs)
+#   runc run on an equivalent bundle            (the floor: no image, no bookkeeping)
+# and, when keel has a bridge network driver, the same with the default bridge.
+# Prints keel/podman and keel/runc ratios.
+# Usage: scripts/bench-containers.sh [RUNS]   (default 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+keel_ensure_packages
+RUNS="${1:-30}"
+cargo build --release --locked -p keel >&2
+KEEL="$CARGO_TARGET_DIR/release/keel"
+WORK="$(mktemp -d /var/tmp/keel-bench-containers.XXXXXX)"
+PODMAN_DIR="$WORK/podman"
+export KEEL_ROOT="$WORK/keel"
+cleanup() {
+  for id in $("$KEEL" ps -aq 2>/dev/null); do "$KEEL" rm -f "$id" >/dev/null 2>&1 || true; done
+  podman --root "$PODMAN_DIR/root" --runroot "$PODMAN_DIR/run" --tmpdir "$PODMAN_DIR/tmp" --storage-driver overlay system reset -f >/dev/null 2>&1 || true
+  umount -R "$PODMAN_DIR/root" >/dev/null 2>&1 || true
+  grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$PODMAN_DIR"
+cat > "$PODMAN_DIR/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+export CONTAINERS_CONF="$PODMAN_DIR/containers.conf"
+PODMAN="podman --root $PODMAN_DIR/root --runroot $PODMAN_DIR/run --tmpdir $PODMAN_DIR/tmp --storage-driver overlay"
+
+# The same busybox image for everyone.
+"$KEEL" image seed-busybox >/dev/null
+"$KEEL" save -o "$WORK/busybox.tar" busybox >/dev/null
+$PODMAN load -q -i "$WORK/busybox.tar" >/dev/null
+
+# A runc bundle: runc's default spec (its own namespaces, caps, rlimits) over
+# the unpacked busybox root, running `true`.
+mkdir -p "$WORK/bundle/rootfs"
+tar -C "$WORK/bundle/rootfs" -xf <(python3 - "$WORK/busybox.tar" <<'PY'
+import json, sys, tarfile
+t = tarfile.open(sys.argv[1])
+m = json.load(t.extractfile("manifest.json"))[0]
+sys.stdout.buffer.write(t.extractfile(m["Layers"][0]).read())
+PY
+)
+(cd "$WORK/bundle" && runc spec && python3 - <<'PY'
+import json
+s = json.load(open("config.json"))
+s["process"]["args"] = ["true"]
+s["process"]["terminal"] = False
+s["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
+json.dump(s, open("config.json", "w"))
+PY
+)
+RUNC="runc --root $WORK/runc-state run --bundle $WORK/bundle bench"
+
+# Sanity: each works once.
+"$KEEL" run --rm --network none busybox true
+"$KEEL" run --rm --network none --runtime runc busybox true
+$PODMAN run --rm --network none busybox true
+$RUNC
+
+hyperfine --runs "$RUNS" --warmup 3 -N --export-json "$WORK/none.json" \
+  -n "keel (libcontainer)" "$KEEL run --rm --network none busybox true" \
+  -n "keel --runtime runc" "$KEEL run --rm --network none --runtime runc busybox true" \
+  -n "podman (runc)" "$PODMAN run --rm --network none busybox true" \
+  -n "runc run" "$RUNC" >&2
+
+BRIDGE=""
+if "$KEEL" run --rm busybox true >/dev/null 2>&1; then
+  hyperfine --runs "$RUNS" --warmup 3 -N --export-json "$WORK/bridge.json" \
+    -n "keel bridge" "$KEEL run --rm busybox true" \
+    -n "podman bridge" "$PODMAN run --rm busybox true" >&2
+  BRIDGE="$WORK/bridge.json"
+else
+  echo "keel has no bridge network driver in this build: bridge comparison skipped" >&2
+fi
+
+python3 - "$WORK/none.json" "$BRIDGE" <<'PY'
+import json, sys
+r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
+pod, runc = r["podman (runc)"], r["runc run"]
+print("| `run --rm --network none busybox true` | median (ms) | vs podman | vs runc run |")
+print("|---|---|---|---|")
+for name, v in r.items():
+    print(f"| {name} | {v*1000:.1f} | {v/pod:.3f}x | {v/runc:.2f}x |")
+if sys.argv[2]:
+    b = {x["command"]: x["median"] for x in json.load(open(sys.argv[2]))["results"]}
+    print(f"| keel bridge | {b['keel bridge']*1000:.1f} | {b['keel bridge']/b['podman bridge']:.3f}x (vs podman bridge {b['podman bridge']*1000:.1f} ms) | |")
+PY
