@@ -48,7 +48,11 @@ impl Pattern {
                     if chars.get(i) == Some(&'/') {
                         i += 1;
                     }
-                    toks.push(if i >= chars.len() { Tok::AnyAll } else { Tok::AnyDirs });
+                    toks.push(if i >= chars.len() {
+                        Tok::AnyAll
+                    } else {
+                        Tok::AnyDirs
+                    });
                 }
                 '*' => toks.push(Tok::Star),
                 '?' => toks.push(Tok::One),
@@ -86,7 +90,8 @@ impl Pattern {
                             c
                         };
                         let mut hi = lo;
-                        if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|c| *c != ']') {
+                        if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|c| *c != ']')
+                        {
                             let mut h = chars[i + 1];
                             i += 2;
                             if h == '\\' {
@@ -239,19 +244,24 @@ impl Ignore {
             if exclusion {
                 p = p[1..].trim();
             }
-            let mut text = if p.is_empty() { String::new() } else { clean(p) };
+            let mut text = if p.is_empty() {
+                String::new()
+            } else {
+                clean(p)
+            };
             if text.len() > 1 && text.starts_with('/') {
                 text.remove(0);
             }
-            let compiled = Pattern::compile(&text, exclusion).map_err(|message| Error::IgnorePattern {
-                location: Location {
-                    file: file.to_string(),
-                    line: i + 1,
-                    col: line.find(|c: char| !c.is_whitespace()).unwrap_or(0) + 1,
-                },
-                pattern: line.trim().to_string(),
-                message,
-            })?;
+            let compiled =
+                Pattern::compile(&text, exclusion).map_err(|message| Error::IgnorePattern {
+                    location: Location {
+                        file: file.to_string(),
+                        line: i + 1,
+                        col: line.find(|c: char| !c.is_whitespace()).unwrap_or(0) + 1,
+                    },
+                    pattern: line.trim().to_string(),
+                    message,
+                })?;
             patterns.push(compiled);
         }
         Ok(Ignore { patterns })
@@ -296,7 +306,11 @@ impl Ignore {
     /// directory. Conservative: true means "maybe".
     pub fn may_reinclude_below(&self, dir: &str) -> bool {
         let dir = clean(dir.trim_start_matches('/'));
-        let prefix = if dir == "." { String::new() } else { format!("{dir}/") };
+        let prefix = if dir == "." {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         self.patterns
             .iter()
             .filter(|p| p.exclusion)
@@ -327,7 +341,10 @@ mod tests {
         assert!(i.matches("build/x/y", false), "parent dir match");
         assert!(i.matches("tmp", true));
         assert!(i.matches("node_modules/a/b.js", false));
-        assert!(!i.matches("src/node_modules", true), "patterns are anchored at the root");
+        assert!(
+            !i.matches("src/node_modules", true),
+            "patterns are anchored at the root"
+        );
     }
 
     #[test]
@@ -363,7 +380,10 @@ mod tests {
         assert!(i.matches("qa", false));
         assert!(!i.matches("q/", false));
         let e = Ignore::parse("ok\n  bad[\n", ".dockerignore").unwrap_err();
-        assert_eq!(e.to_string(), ".dockerignore:2:3: invalid pattern \"bad[\": missing closing ]");
+        assert_eq!(
+            e.to_string(),
+            ".dockerignore:2:3: invalid pattern \"bad[\": missing closing ]"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Typed instructions: each raw [`Node`] interpreted the way BuildKit's
+//! Typed instructions: each raw [`Node`] interpreted the way `BuildKit`'s
 //! `instructions.Parse` does (flags checked, mounts parsed, argument counts
 //! validated). Argument values stay unexpanded: variables are substituted by
 //! the builder with the stage's environment (see [`crate::shell`]).
@@ -22,7 +22,7 @@ pub enum Command {
 pub struct From {
     pub image: String,
     pub platform: Option<String>,
-    /// The stage name, lower-cased as BuildKit does.
+    /// The stage name, lower-cased as `BuildKit` does.
     pub name: Option<String>,
 }
 
@@ -238,7 +238,7 @@ struct Flags {
 }
 
 impl Flags {
-    /// BuildKit's `BFlags.Parse`: `--name=value`, `--name` for booleans.
+    /// `BuildKit`'s `BFlags.Parse`: `--name=value`, `--name` for booleans.
     fn parse(node: &Node, allowed: &[(&str, FlagKind)]) -> Result<Flags, Fail> {
         let mut out = Flags::default();
         for raw in &node.flags {
@@ -438,9 +438,16 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
                         !node.heredocs.is_empty()
                             && matches!(parser::parse_heredoc(w), Ok(Some(h)) if node.heredocs.iter().any(|d| d.name == h.name))
                     };
-                    (srcs.iter().filter(|w| !is_heredoc(w)).cloned().collect(), dest.clone())
+                    (
+                        srcs.iter().filter(|w| !is_heredoc(w)).cloned().collect(),
+                        dest.clone(),
+                    )
                 }
-                _ => return fail(format!("{name} requires at least two arguments, but only one was provided. Destination could not be determined")),
+                _ => {
+                    return fail(format!(
+                        "{name} requires at least two arguments, but only one was provided. Destination could not be determined"
+                    ));
+                }
             };
             if name == "ADD" {
                 let f = Flags::parse(
@@ -591,9 +598,7 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
                                 let d = parse_go_duration(&v)
                                     .map_err(|e| (format!("--{n}: {e}"), None))?;
                                 if !d.is_zero() && d < Duration::from_millis(1) {
-                                    return fail(format!(
-                                        "--{n} cannot be less than 1ms"
-                                    ));
+                                    return fail(format!("--{n} cannot be less than 1ms"));
                                 }
                                 Ok(Some(d))
                             }
@@ -602,7 +607,10 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
                     let retries = match f.string("retries") {
                         None => None,
                         Some(v) => Some(v.parse::<u32>().map_err(|_| {
-                            (format!("--retries must be a non-negative integer, not {v}"), None)
+                            (
+                                format!("--retries must be a non-negative integer, not {v}"),
+                                None,
+                            )
                         })?),
                     };
                     Instruction::Healthcheck(Healthcheck::Cmd {
@@ -614,7 +622,12 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
                         retries,
                     })
                 }
-                other => return fail(format!("Unknown type {}", parser::go_quote(other)) + " in HEALTHCHECK (try CMD)"),
+                other => {
+                    return fail(
+                        format!("Unknown type {}", parser::go_quote(other))
+                            + " in HEALTHCHECK (try CMD)",
+                    );
+                }
             }
         }
         "SHELL" => {
@@ -677,7 +690,9 @@ pub fn parse_mount(value: &str) -> Result<Mount, String> {
             Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.to_string())),
             None => (f.trim().to_ascii_lowercase(), None),
         };
-        let need = |v: Option<String>| v.ok_or_else(|| format!("invalid field '{f}' must be a key=value pair"));
+        let need = |v: Option<String>| {
+            v.ok_or_else(|| format!("invalid field '{f}' must be a key=value pair"))
+        };
         match k.as_str() {
             "type" => {}
             "target" | "dst" | "destination" => m.target = Some(need(v)?),
@@ -693,7 +708,12 @@ pub fn parse_mount(value: &str) -> Result<Mount, String> {
                     "shared" => Sharing::Shared,
                     "private" => Sharing::Private,
                     "locked" => Sharing::Locked,
-                    _ => return Err(format!("unsupported sharing value {}", parser::go_quote(&v))),
+                    _ => {
+                        return Err(format!(
+                            "unsupported sharing value {}",
+                            parser::go_quote(&v)
+                        ));
+                    }
                 };
             }
             "mode" => m.mode = Some(num(&k, &need(v)?, 8)?),
@@ -701,7 +721,8 @@ pub fn parse_mount(value: &str) -> Result<Mount, String> {
             "gid" => m.gid = Some(num(&k, &need(v)?, 10)?),
             "size" => {
                 let v = need(v)?;
-                m.size = Some(parse_size(&v).ok_or_else(|| format!("invalid value for size: {v}"))?);
+                m.size =
+                    Some(parse_size(&v).ok_or_else(|| format!("invalid value for size: {v}"))?);
             }
             "env" => m.env = Some(need(v)?),
             _ => return Err(format!("unexpected key '{k}' in '{f}'")),
@@ -712,7 +733,12 @@ pub fn parse_mount(value: &str) -> Result<Mount, String> {
         _ if m.target.is_none() => return Err("mount destination not set".to_string()),
         _ => {}
     }
-    if m.kind == MountType::Secret && m.target.is_none() && m.env.is_none() && m.id.is_none() && m.source.is_none() {
+    if m.kind == MountType::Secret
+        && m.target.is_none()
+        && m.env.is_none()
+        && m.id.is_none()
+        && m.source.is_none()
+    {
         return Err("secret mount needs an id, a source, a target or an env".to_string());
     }
     Ok(m)
@@ -779,13 +805,17 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = body;
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if n == 0 {
             return Err(bad());
         }
         let value: f64 = rest[..n].parse().map_err(|_| bad())?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..u] {
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,
@@ -818,7 +848,11 @@ mod tests {
 
     #[test]
     fn from_forms() {
-        let df = Dockerfile::parse("ARG V=1\nFROM --platform=$BUILDPLATFORM alpine:$V AS Build\n", "D").unwrap();
+        let df = Dockerfile::parse(
+            "ARG V=1\nFROM --platform=$BUILDPLATFORM alpine:$V AS Build\n",
+            "D",
+        )
+        .unwrap();
         assert_eq!(
             df.instructions[1].instruction,
             Instruction::From(From {
@@ -828,16 +862,27 @@ mod tests {
             })
         );
         assert_eq!(
-            Dockerfile::parse("FROM alpine AS\n", "D").unwrap_err().to_string(),
+            Dockerfile::parse("FROM alpine AS\n", "D")
+                .unwrap_err()
+                .to_string(),
             "D:1:1: FROM ... AS requires a stage name after AS"
         );
-        assert!(Dockerfile::parse("FROM a AS 1x\n", "D").unwrap_err().to_string().contains("invalid name for build stage"));
+        assert!(
+            Dockerfile::parse("FROM a AS 1x\n", "D")
+                .unwrap_err()
+                .to_string()
+                .contains("invalid name for build stage")
+        );
         assert!(Dockerfile::parse("FROM a b c d\n", "D").is_err());
     }
 
     #[test]
     fn run_mounts_network_security() {
-        let Instruction::Run(r) = one("RUN --mount=type=cache,target=/root/.cache,id=c,sharing=locked --mount=type=secret,id=tok,env=TOKEN,required --mount=type=bind,from=build,source=/out,target=/in,rw --mount=type=tmpfs,target=/t,size=64m --network=none --security=insecure make") else { panic!() };
+        let Instruction::Run(r) = one(
+            "RUN --mount=type=cache,target=/root/.cache,id=c,sharing=locked --mount=type=secret,id=tok,env=TOKEN,required --mount=type=bind,from=build,source=/out,target=/in,rw --mount=type=tmpfs,target=/t,size=64m --network=none --security=insecure make",
+        ) else {
+            panic!()
+        };
         assert_eq!(r.command, Command::Shell("make".into()));
         assert_eq!(r.mounts.len(), 4);
         assert_eq!(r.mounts[0].kind, MountType::Cache);
@@ -849,52 +894,88 @@ mod tests {
         assert_eq!(r.mounts[3].size, Some(64 << 20));
         assert_eq!(r.network.as_deref(), Some("none"));
         assert_eq!(r.security.as_deref(), Some("insecure"));
-        let Instruction::Run(r) = one("RUN [\"echo\", \"a b\"]") else { panic!() };
+        let Instruction::Run(r) = one("RUN [\"echo\", \"a b\"]") else {
+            panic!()
+        };
         assert_eq!(r.command, Command::Exec(vec!["echo".into(), "a b".into()]));
     }
 
     #[test]
     fn run_errors() {
-        assert_eq!(fail("RUN --mount=type=nfs,target=/x true"), "Dockerfile:2:1: unsupported mount type \"nfs\"");
-        assert_eq!(fail("RUN --bogus true"), "Dockerfile:2:5: unknown flag: bogus");
-        assert_eq!(fail("RUN --network true"), "Dockerfile:2:5: missing a value on flag: network");
+        assert_eq!(
+            fail("RUN --mount=type=nfs,target=/x true"),
+            "Dockerfile:2:1: unsupported mount type \"nfs\""
+        );
+        assert_eq!(
+            fail("RUN --bogus true"),
+            "Dockerfile:2:5: unknown flag: bogus"
+        );
+        assert_eq!(
+            fail("RUN --network true"),
+            "Dockerfile:2:5: missing a value on flag: network"
+        );
         assert!(fail("RUN --mount=type=cache true").contains("mount destination not set"));
         assert!(fail("RUN --network=bridge true").contains("unsupported network mode"));
     }
 
     #[test]
     fn copy_and_add_flags() {
-        let Instruction::Copy(c) = one("COPY --from=build --chown=1:2 --chmod=755 --link --parents --exclude=*.tmp --exclude=x a b /dst/") else { panic!() };
+        let Instruction::Copy(c) = one(
+            "COPY --from=build --chown=1:2 --chmod=755 --link --parents --exclude=*.tmp --exclude=x a b /dst/",
+        ) else {
+            panic!()
+        };
         assert_eq!(c.sources, ["a", "b"]);
         assert_eq!(c.dest, "/dst/");
         assert_eq!(c.from.as_deref(), Some("build"));
         assert!(c.link && c.parents);
         assert_eq!(c.exclude, ["*.tmp", "x"]);
-        let Instruction::Add(a) = one("ADD --checksum=sha256:abc --keep-git-dir=true --link=false --chown=u https://example.com/x.tgz /x") else { panic!() };
+        let Instruction::Add(a) = one(
+            "ADD --checksum=sha256:abc --keep-git-dir=true --link=false --chown=u https://example.com/x.tgz /x",
+        ) else {
+            panic!()
+        };
         assert_eq!(a.checksum.as_deref(), Some("sha256:abc"));
         assert!(a.keep_git_dir && !a.link);
         assert_eq!(a.sources, ["https://example.com/x.tgz"]);
         assert!(fail("COPY onlyone").contains("requires at least two arguments"));
         assert!(fail("COPY --from x /y").contains("missing a value on flag: from"));
         assert!(fail("ADD --link=maybe a b").contains("expecting boolean value"));
-        let Instruction::Copy(c) = one("COPY <<EOF /file\nhello\nEOF") else { panic!() };
+        let Instruction::Copy(c) = one("COPY <<EOF /file\nhello\nEOF") else {
+            panic!()
+        };
         assert!(c.sources.is_empty());
         assert_eq!(c.heredocs[0].content, "hello\n");
     }
 
     #[test]
     fn env_label_arg_forms() {
-        assert_eq!(one("ENV a b c"), Instruction::Env(vec![("a".into(), "b c".into())]));
+        assert_eq!(
+            one("ENV a b c"),
+            Instruction::Env(vec![("a".into(), "b c".into())])
+        );
         assert_eq!(
             one("ENV a=1 b=\"x y\""),
-            Instruction::Env(vec![("a".into(), "1".into()), ("b".into(), "\"x y\"".into())])
+            Instruction::Env(vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "\"x y\"".into())
+            ])
         );
-        assert_eq!(one("LABEL k=v"), Instruction::Label(vec![("k".into(), "v".into())]));
+        assert_eq!(
+            one("LABEL k=v"),
+            Instruction::Label(vec![("k".into(), "v".into())])
+        );
         assert_eq!(
             one("ARG a b=2"),
             Instruction::Arg(vec![
-                ArgDef { name: "a".into(), default: None },
-                ArgDef { name: "b".into(), default: Some("2".into()) }
+                ArgDef {
+                    name: "a".into(),
+                    default: None
+                },
+                ArgDef {
+                    name: "b".into(),
+                    default: Some("2".into())
+                }
             ])
         );
         assert!(fail("ENV a=1 b").contains("can't find = in \"b\""));
@@ -903,9 +984,14 @@ mod tests {
 
     #[test]
     fn healthcheck_forms() {
-        assert_eq!(one("HEALTHCHECK NONE"), Instruction::Healthcheck(Healthcheck::None));
         assert_eq!(
-            one("HEALTHCHECK --interval=1m30s --timeout=3s --start-period=1s --start-interval=500ms --retries=3 CMD curl -f http://localhost/"),
+            one("HEALTHCHECK NONE"),
+            Instruction::Healthcheck(Healthcheck::None)
+        );
+        assert_eq!(
+            one(
+                "HEALTHCHECK --interval=1m30s --timeout=3s --start-period=1s --start-interval=500ms --retries=3 CMD curl -f http://localhost/"
+            ),
             Instruction::Healthcheck(Healthcheck::Cmd {
                 command: Command::Shell("curl -f http://localhost/".into()),
                 interval: Some(Duration::from_secs(90)),
@@ -925,21 +1011,38 @@ mod tests {
     fn simple_instructions() {
         assert_eq!(one("USER a:b"), Instruction::User("a:b".into()));
         assert_eq!(one("WORKDIR /a b"), Instruction::Workdir("/a b".into()));
-        assert_eq!(one("STOPSIGNAL SIGKILL"), Instruction::StopSignal("SIGKILL".into()));
+        assert_eq!(
+            one("STOPSIGNAL SIGKILL"),
+            Instruction::StopSignal("SIGKILL".into())
+        );
         assert_eq!(one("MAINTAINER me"), Instruction::Maintainer("me".into()));
-        assert_eq!(one("EXPOSE 80/tcp 53/udp"), Instruction::Expose(vec!["80/tcp".into(), "53/udp".into()]));
-        assert_eq!(one("VOLUME [\"/a\", \"/b\"]"), Instruction::Volume(vec!["/a".into(), "/b".into()]));
-        assert_eq!(one("SHELL [\"/bin/bash\", \"-c\"]"), Instruction::Shell(vec!["/bin/bash".into(), "-c".into()]));
+        assert_eq!(
+            one("EXPOSE 80/tcp 53/udp"),
+            Instruction::Expose(vec!["80/tcp".into(), "53/udp".into()])
+        );
+        assert_eq!(
+            one("VOLUME [\"/a\", \"/b\"]"),
+            Instruction::Volume(vec!["/a".into(), "/b".into()])
+        );
+        assert_eq!(
+            one("SHELL [\"/bin/bash\", \"-c\"]"),
+            Instruction::Shell(vec!["/bin/bash".into(), "-c".into()])
+        );
         assert!(fail("SHELL /bin/bash").contains("JSON form"));
         assert_eq!(one("CMD []"), Instruction::Cmd(Command::Exec(vec![])));
-        assert_eq!(one("ENTRYPOINT echo hi"), Instruction::Entrypoint(Command::Shell("echo hi".into())));
+        assert_eq!(
+            one("ENTRYPOINT echo hi"),
+            Instruction::Entrypoint(Command::Shell("echo hi".into()))
+        );
         assert!(fail("VOLUME [\"\"]").contains("empty string"));
         assert!(fail("USER").contains("exactly one"));
     }
 
     #[test]
     fn onbuild() {
-        let Instruction::Onbuild { trigger, original } = one("ONBUILD RUN make") else { panic!() };
+        let Instruction::Onbuild { trigger, original } = one("ONBUILD RUN make") else {
+            panic!()
+        };
         assert_eq!(original, "RUN make");
         assert!(matches!(*trigger, Instruction::Run(_)));
         assert!(fail("ONBUILD FROM x").contains("isn't allowed as an ONBUILD trigger"));
@@ -954,8 +1057,14 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(parse_go_duration("1h2m3s").unwrap(), Duration::from_secs(3723));
-        assert_eq!(parse_go_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_go_duration("1h2m3s").unwrap(),
+            Duration::from_secs(3723)
+        );
+        assert_eq!(
+            parse_go_duration("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert!(parse_go_duration("5").is_err());
         assert!(parse_go_duration("-1s").is_err());
         assert!(parse_go_duration("").is_err());

@@ -1,10 +1,10 @@
 //! keel-dockerfile: a pure (no I/O) parser of Dockerfiles and `.dockerignore`
-//! files that reads them as BuildKit's Dockerfile frontend does. [`parse`]
-//! gives the raw [`Ast`] of [`Node`]s (BuildKit's parse tree, printable in its
+//! files that reads them as `BuildKit`'s Dockerfile frontend does. [`parse`]
+//! gives the raw [`Ast`] of [`Node`]s (`BuildKit`'s parse tree, printable in its
 //! S-expression form with [`Ast::dump`]); [`Dockerfile::parse`] interprets every
 //! node into a typed [`Instruction`] (flags, mounts, heredocs, healthchecks)
 //! with its [`Span`]; [`shell::expand`] and [`shell::expand_words`] do
-//! BuildKit's shell-word expansion; [`ignore::Ignore`] matches `.dockerignore`
+//! `BuildKit`'s shell-word expansion; [`ignore::Ignore`] matches `.dockerignore`
 //! patterns. Errors carry `file:line:col`.
 
 pub mod ignore;
@@ -14,8 +14,8 @@ pub mod shell;
 
 pub use ignore::Ignore;
 pub use instructions::{
-    Add, ArgDef, Command, Copy, Dockerfile, From, Healthcheck, Instruction, Mount, MountType,
-    Run, Spanned,
+    Add, ArgDef, Command, Copy, Dockerfile, From, Healthcheck, Instruction, Mount, MountType, Run,
+    Spanned,
 };
 pub use parser::{Args, Ast, Directives, Heredoc, Node, Span, parse};
 pub use shell::{EnvLookup, NoEnv, Options, expand, expand_words};

@@ -1,6 +1,6 @@
 //! The line-level Dockerfile parser: parser directives, continuation lines,
-//! comments, heredocs, and the per-instruction argument shapes of BuildKit's
-//! `frontend/dockerfile/parser` (the raw [`Node`] tree that BuildKit's
+//! comments, heredocs, and the per-instruction argument shapes of `BuildKit`'s
+//! `frontend/dockerfile/parser` (the raw [`Node`] tree that `BuildKit`'s
 //! `Dump` prints as S-expressions).
 
 use std::fmt::Write as _;
@@ -93,13 +93,13 @@ impl Heredoc {
 /// The arguments of a raw node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Args {
-    /// A flat list of values (BuildKit's `Next` chain).
+    /// A flat list of values (`BuildKit`'s `Next` chain).
     Words(Vec<String>),
     /// ONBUILD's wrapped instruction.
     Sub(Box<Node>),
 }
 
-/// One instruction as BuildKit's parser reads it, before its arguments are interpreted.
+/// One instruction as `BuildKit`'s parser reads it, before its arguments are interpreted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// The keyword as written (`run`, `RUN`, …).
@@ -133,7 +133,7 @@ impl Node {
         }
     }
 
-    /// BuildKit's S-expression form of this node, without the outer parentheses.
+    /// `BuildKit`'s S-expression form of this node, without the outer parentheses.
     pub fn dump(&self) -> String {
         let mut s = self.keyword.to_lowercase();
         if !self.flags.is_empty() {
@@ -165,7 +165,7 @@ pub struct Ast {
 }
 
 impl Ast {
-    /// BuildKit's `Dump` of the whole file: one `(…)` line per instruction.
+    /// `BuildKit`'s `Dump` of the whole file: one `(…)` line per instruction.
     pub fn dump(&self) -> String {
         let mut s = String::new();
         for n in &self.nodes {
@@ -284,9 +284,7 @@ fn directive_match(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix('#')?.trim_start();
     let name_len = rest
         .char_indices()
-        .find(|&(i, c)| {
-            !(c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
-        })
+        .find(|&(i, c)| !(c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())))
         .map_or(rest.len(), |(i, _)| i);
     if name_len == 0 {
         return None;
@@ -321,6 +319,13 @@ fn split_keyword(line: &str) -> (&str, &str) {
     }
 }
 
+#[derive(PartialEq)]
+enum Phase {
+    Spaces,
+    Word,
+    Quote,
+}
+
 /// Leading `--flag` words; returns (rest, flags). Mirrors `extractBuilderFlags`.
 fn extract_flags(line: &str) -> (String, Vec<String>) {
     let chars: Vec<(usize, char)> = line.char_indices().collect();
@@ -328,12 +333,6 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
     let mut word = String::new();
     let mut blank_ok = false;
     let mut quote = '\0';
-    #[derive(PartialEq)]
-    enum Phase {
-        Spaces,
-        Word,
-        Quote,
-    }
     let mut phase = Phase::Spaces;
     let mut i = 0;
     loop {
@@ -414,14 +413,8 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
     (String::new(), words)
 }
 
-/// Space-separated words keeping quotes and escapes (BuildKit's `parseWords`).
+/// Space-separated words keeping quotes and escapes (`BuildKit`'s `parseWords`).
 pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
-    #[derive(PartialEq)]
-    enum Phase {
-        Spaces,
-        Word,
-        Quote,
-    }
     let chars: Vec<char> = rest.chars().collect();
     let mut words = Vec::new();
     let mut phase = Phase::Spaces;
@@ -531,7 +524,8 @@ fn parse_json(rest: &str) -> JsonResult {
     }
 }
 
-const NOT_STRING_ARRAY: &str = "when using JSON array syntax, arrays must be comprised of strings only";
+const NOT_STRING_ARRAY: &str =
+    "when using JSON array syntax, arrays must be comprised of strings only";
 
 fn maybe_json(rest: &str) -> Result<(Vec<String>, bool), String> {
     if rest.is_empty() {
@@ -564,7 +558,11 @@ fn name_val(rest: &str, key: &str, escape: char) -> Result<Vec<String>, String> 
             return Err(format!("{key} must have two arguments"));
         };
         let value = rest[i..].trim_start_matches(is_ws);
-        return Ok(vec![rest[..i].to_string(), value.to_string(), String::new()]);
+        return Ok(vec![
+            rest[..i].to_string(),
+            value.to_string(),
+            String::new(),
+        ]);
     }
     let mut out = Vec::new();
     for w in words {
@@ -611,7 +609,11 @@ fn node_from_line(
         "EXPOSE" | "FROM" => (split_ws(&rest), false),
         "HEALTHCHECK" => health(&rest).map_err(e)?,
         "MAINTAINER" | "STOPSIGNAL" | "USER" | "WORKDIR" => {
-            let w = if rest.is_empty() { Vec::new() } else { vec![rest.clone()] };
+            let w = if rest.is_empty() {
+                Vec::new()
+            } else {
+                vec![rest.clone()]
+            };
             (w, false)
         }
         "ONBUILD" => {
@@ -637,8 +639,12 @@ fn node_from_line(
             }
         }
         _ => {
-            let hint = closest_instruction(&upper)
-                .map(|s| format!("did you mean {s}? known instructions: {}", INSTRUCTIONS.join(", ")));
+            let hint = closest_instruction(&upper).map(|s| {
+                format!(
+                    "did you mean {s}? known instructions: {}",
+                    INSTRUCTIONS.join(", ")
+                )
+            });
             return Err((format!("unknown instruction: {keyword}"), col, hint));
         }
     };
@@ -673,13 +679,15 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -697,7 +705,7 @@ fn can_contain_heredoc(node: &Node) -> bool {
     matches!(node.name().as_str(), "ADD" | "COPY" | "RUN") && !node.json
 }
 
-/// Heredoc delimiters on an instruction line (BuildKit's `heredocsFromLine`).
+/// Heredoc delimiters on an instruction line (`BuildKit`'s `heredocsFromLine`).
 fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
     let raw = Options {
         raw_quotes: true,
@@ -714,7 +722,7 @@ fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
     Ok(docs)
 }
 
-/// `^(\d*)<<(-?)([^<]*)$` plus the quoting check of BuildKit's `heredocFromMatch`.
+/// `^(\d*)<<(-?)([^<]*)$` plus the quoting check of `BuildKit`'s `heredocFromMatch`.
 pub(crate) fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     let digits = word.chars().take_while(char::is_ascii_digit).count();
     let Some(after) = word[digits..].strip_prefix("<<") else {
@@ -859,7 +867,12 @@ pub fn parse(src: &str, file: &str) -> Result<Ast, Error> {
         nodes.push(node);
     }
     if nodes.is_empty() {
-        return Err(err(current.max(1), 1, "file with no instructions".to_string(), None));
+        return Err(err(
+            current.max(1),
+            1,
+            "file with no instructions".to_string(),
+            None,
+        ));
     }
     Ok(Ast { directives, nodes })
 }
@@ -883,12 +896,25 @@ mod tests {
         assert_eq!(n.heredocs[0].name, "EOF");
         assert_eq!(n.heredocs[0].content, "echo hi\n");
         assert!(n.heredocs[0].expand);
-        assert_eq!(n.span, Span { start_line: 1, end_line: 3, col: 1 });
+        assert_eq!(
+            n.span,
+            Span {
+                start_line: 1,
+                end_line: 3,
+                col: 1
+            }
+        );
 
         let ast = parse("FROM a\nCOPY <<A <<B /dst/\na\nA\nb\nB\nRUN x\n", "D").unwrap();
         let c = &ast.nodes[1];
         assert_eq!(c.words(), ["<<A", "<<B", "/dst/"]);
-        assert_eq!(c.heredocs.iter().map(|h| h.content.as_str()).collect::<Vec<_>>(), ["a\n", "b\n"]);
+        assert_eq!(
+            c.heredocs
+                .iter()
+                .map(|h| h.content.as_str())
+                .collect::<Vec<_>>(),
+            ["a\n", "b\n"]
+        );
         assert_eq!(ast.nodes[2].span.start_line, 7);
     }
 
@@ -921,7 +947,11 @@ mod tests {
     fn unknown_instruction_with_hint() {
         let e = parse("FROM a\n\n   RNU echo\n", "x/Dockerfile").unwrap_err();
         assert_eq!(e.to_string(), "x/Dockerfile:3:4: unknown instruction: RNU");
-        assert!(e.hint().unwrap().starts_with("did you mean RUN?"), "{:?}", e.hint());
+        assert!(
+            e.hint().unwrap().starts_with("did you mean RUN?"),
+            "{:?}",
+            e.hint()
+        );
     }
 
     #[test]
@@ -934,12 +964,22 @@ mod tests {
 
     #[test]
     fn directives_only_at_top() {
-        let ast = parse("# syntax=docker/dockerfile:1\n# check=skip=all\n# escape=`\nFROM a\n# escape=\\\n", "D").unwrap();
+        let ast = parse(
+            "# syntax=docker/dockerfile:1\n# check=skip=all\n# escape=`\nFROM a\n# escape=\\\n",
+            "D",
+        )
+        .unwrap();
         assert_eq!(ast.directives.escape, '`');
-        assert_eq!(ast.directives.syntax.as_deref(), Some("docker/dockerfile:1"));
+        assert_eq!(
+            ast.directives.syntax.as_deref(),
+            Some("docker/dockerfile:1")
+        );
         assert_eq!(ast.directives.check.as_deref(), Some("skip=all"));
         let e = fail("# escape=`\n# escape=\\\nFROM a\n");
-        assert_eq!(e, "Dockerfile:2:1: only one escape parser directive can be used");
+        assert_eq!(
+            e,
+            "Dockerfile:2:1: only one escape parser directive can be used"
+        );
         assert!(fail("# escape=x\nFROM a").contains("invalid escape token"));
     }
 
@@ -948,12 +988,22 @@ mod tests {
         let ast = parse("# about a\nFROM a\nRUN a \\\n# inner\n  b\n", "D").unwrap();
         assert_eq!(ast.nodes[0].comments, ["about a"]);
         assert_eq!(ast.nodes[1].words(), ["a   b"]);
-        assert_eq!(ast.nodes[1].span, Span { start_line: 3, end_line: 5, col: 1 });
+        assert_eq!(
+            ast.nodes[1].span,
+            Span {
+                start_line: 3,
+                end_line: 5,
+                col: 1
+            }
+        );
     }
 
     #[test]
     fn env_without_value_fails_with_location() {
-        assert_eq!(fail("FROM a\nENV PATH\n"), "Dockerfile:2:1: ENV must have two arguments");
+        assert_eq!(
+            fail("FROM a\nENV PATH\n"),
+            "Dockerfile:2:1: ENV must have two arguments"
+        );
     }
 
     #[test]

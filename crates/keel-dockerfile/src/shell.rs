@@ -1,4 +1,4 @@
-//! Shell-word expansion as BuildKit's shell lexer (`frontend/dockerfile/shell`)
+//! Shell-word expansion as `BuildKit`'s shell lexer (`frontend/dockerfile/shell`)
 //! does it: `$v`, `${v}`, `${v:-x}`, `${v:+x}`, `${v-x}`, `${v+x}`,
 //! `${v:?err}`, `${v?err}`, single and double quotes, the escape token, and
 //! word splitting of unquoted expansion results.
@@ -13,7 +13,7 @@ pub trait EnvLookup {
     fn lookup(&self, name: &str) -> Option<String>;
 }
 
-impl EnvLookup for HashMap<String, String> {
+impl<S: std::hash::BuildHasher> EnvLookup for HashMap<String, String, S> {
     fn lookup(&self, name: &str) -> Option<String> {
         self.get(name).cloned()
     }
@@ -25,10 +25,13 @@ impl EnvLookup for BTreeMap<String, String> {
     }
 }
 
-/// `KEY=value` pairs; the last definition of a key wins, as in BuildKit's `EnvsFromSlice`.
+/// `KEY=value` pairs; the last definition of a key wins, as in `BuildKit`'s `EnvsFromSlice`.
 impl EnvLookup for [(String, String)] {
     fn lookup(&self, name: &str) -> Option<String> {
-        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -87,10 +90,10 @@ impl Options {
 
 /// Expands `word` into one string (quotes removed, variables substituted, no splitting).
 pub fn expand(word: &str, env: &dyn EnvLookup, options: &Options) -> Result<String, Error> {
-    process(word, env, options).map(|(w, _)| w)
+    process(word, env, *options).map(|(w, _)| w)
 }
 
-/// Expands `word` and splits it into words the way BuildKit does for
+/// Expands `word` and splits it into words the way `BuildKit` does for
 /// instructions that take several arguments (unquoted whitespace, including
 /// whitespace produced by unquoted `$` expansions, separates words).
 pub fn expand_words(
@@ -98,19 +101,19 @@ pub fn expand_words(
     env: &dyn EnvLookup,
     options: &Options,
 ) -> Result<Vec<String>, Error> {
-    process(word, env, options).map(|(_, ws)| ws)
+    process(word, env, *options).map(|(_, ws)| ws)
 }
 
 fn process(
     word: &str,
     env: &dyn EnvLookup,
-    options: &Options,
+    options: Options,
 ) -> Result<(String, Vec<String>), Error> {
     let mut sw = ShellWord {
         chars: word.chars().collect(),
         pos: 0,
         env,
-        opts: *options,
+        opts: options,
         depth: 0,
     };
     sw.process_stop_on(None).map_err(|message| Error::Expand {
@@ -120,17 +123,17 @@ fn process(
 }
 
 #[derive(Default)]
-struct Words {
-    word: String,
-    words: Vec<String>,
+struct Splitter {
+    current: String,
+    done: Vec<String>,
     in_word: bool,
 }
 
-impl Words {
+impl Splitter {
     fn add_char(&mut self, ch: char) {
         if ch.is_whitespace() && self.in_word {
-            if !self.word.is_empty() {
-                self.words.push(std::mem::take(&mut self.word));
+            if !self.current.is_empty() {
+                self.done.push(std::mem::take(&mut self.current));
                 self.in_word = false;
             }
         } else if !ch.is_whitespace() {
@@ -138,7 +141,7 @@ impl Words {
         }
     }
     fn add_raw_char(&mut self, ch: char) {
-        self.word.push(ch);
+        self.current.push(ch);
         self.in_word = true;
     }
     fn add_string(&mut self, s: &str) {
@@ -147,14 +150,14 @@ impl Words {
         }
     }
     fn add_raw_string(&mut self, s: &str) {
-        self.word.push_str(s);
+        self.current.push_str(s);
         self.in_word = true;
     }
     fn finish(mut self) -> Vec<String> {
-        if !self.word.is_empty() {
-            self.words.push(std::mem::take(&mut self.word));
+        if !self.current.is_empty() {
+            self.done.push(std::mem::take(&mut self.current));
         }
-        self.words
+        self.done
     }
 }
 
@@ -195,7 +198,7 @@ impl ShellWord<'_> {
 
     fn process_stop_on_inner(&mut self, stop: Option<char>) -> Res<(String, Vec<String>)> {
         let mut result = String::new();
-        let mut words = Words::default();
+        let mut words = Splitter::default();
         while let Some(ch) = self.peek() {
             if stop == Some(ch) {
                 self.next();
@@ -462,10 +465,7 @@ mod tests {
     use super::*;
 
     fn env() -> Vec<(String, String)> {
-        vec![
-            ("A".into(), "a b".into()),
-            ("E".into(), String::new()),
-        ]
+        vec![("A".into(), "a b".into()), ("E".into(), String::new())]
     }
 
     #[test]
@@ -511,7 +511,10 @@ mod tests {
             skip_unset_env: true,
             ..Options::default()
         };
-        assert_eq!(expand("$U ${U} ${U:-d} $A", &env(), &o).unwrap(), "$U ${U} ${U:-d} a b");
+        assert_eq!(
+            expand("$U ${U} ${U:-d} $A", &env(), &o).unwrap(),
+            "$U ${U} ${U:-d} a b"
+        );
     }
 
     #[test]
