@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod chart;
+mod dockerfile;
 mod image;
 mod network;
 mod output;
@@ -77,6 +78,9 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Dockerfile debugging: print the parse as `BuildKit` does.
+    #[command(subcommand, hide = true)]
+    Dockerfile(dockerfile::DockerfileCommand),
 }
 
 /// Something the user can do about an error; attach with
@@ -144,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(image::SystemCommand::Prune(a)) => image::system_prune(&cli.root, a),
         Command::Chart(args) => chart::run(*args),
         Command::Network(c) => network::network_command(&cli.root, c),
+        Command::Dockerfile(c) => dockerfile::run(c),
     }
 }
 

@@ -218,6 +218,71 @@ impl Dockerfile {
     }
 }
 
+/// One build stage: its FROM and the instructions up to the next FROM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage<'a> {
+    /// 0-based position among the stages (`COPY --from=0`).
+    pub index: usize,
+    pub from: &'a From,
+    pub from_span: Span,
+    pub instructions: &'a [Spanned],
+}
+
+impl Dockerfile {
+    /// The `ARG`s before the first `FROM` (usable in `FROM` lines).
+    pub fn meta_args(&self) -> Vec<&ArgDef> {
+        self.instructions
+            .iter()
+            .take_while(|i| !matches!(i.instruction, Instruction::From(_)))
+            .flat_map(|i| match &i.instruction {
+                Instruction::Arg(defs) => defs.iter().collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The build stages in file order.
+    pub fn stages(&self) -> Vec<Stage<'_>> {
+        let starts: Vec<usize> = self
+            .instructions
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| matches!(i.instruction, Instruction::From(_)))
+            .map(|(n, _)| n)
+            .collect();
+        starts
+            .iter()
+            .enumerate()
+            .filter_map(|(index, &start)| {
+                let end = starts
+                    .get(index + 1)
+                    .copied()
+                    .unwrap_or(self.instructions.len());
+                match &self.instructions[start].instruction {
+                    Instruction::From(from) => Some(Stage {
+                        index,
+                        from,
+                        from_span: self.instructions[start].span,
+                        instructions: &self.instructions[start + 1..end],
+                    }),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The stage named `name` (case-insensitive) or with that index.
+    pub fn stage(&self, name: &str) -> Option<Stage<'_>> {
+        let lower = name.to_ascii_lowercase();
+        let stages = self.stages();
+        let by_name = stages
+            .iter()
+            .position(|s| s.from.name.as_deref() == Some(lower.as_str()));
+        let pos = by_name.or_else(|| name.parse::<usize>().ok().filter(|i| *i < stages.len()))?;
+        stages.into_iter().nth(pos)
+    }
+}
+
 /// `(message, column on the first line if known)`.
 type Fail = (String, Option<usize>);
 
@@ -241,11 +306,14 @@ impl Flags {
     /// `BuildKit`'s `BFlags.Parse`: `--name=value`, `--name` for booleans.
     fn parse(node: &Node, allowed: &[(&str, FlagKind)]) -> Result<Flags, Fail> {
         let mut out = Flags::default();
+        // Flags appear in order on the line; search each after the previous one.
+        let line = node.original.trim_start();
+        let mut from = 0;
         for raw in &node.flags {
-            let col = node
-                .original
-                .find(raw.as_str())
-                .map(|i| node.span.col + node.original[..i].chars().count());
+            let col = line[from..].find(raw.as_str()).map(|i| {
+                from += i + raw.len();
+                node.span.col + line[..from - raw.len()].chars().count()
+            });
             let Some(arg) = raw.strip_prefix("--") else {
                 return Err((format!("arg should start with -- : {raw}"), col));
             };
@@ -401,8 +469,9 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
         }
         "CMD" => {
             no_flags()?;
+            // A bare `CMD` is an empty shell form, as in BuildKit.
             Instruction::Cmd(if words.is_empty() && !node.json {
-                Command::Exec(Vec::new())
+                Command::Shell(String::new())
             } else {
                 command(node, "CMD")?
             })
@@ -410,7 +479,7 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
         "ENTRYPOINT" => {
             no_flags()?;
             Instruction::Entrypoint(if words.is_empty() && !node.json {
-                Command::Exec(Vec::new())
+                Command::Shell(String::new())
             } else {
                 command(node, "ENTRYPOINT")?
             })
@@ -554,7 +623,10 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
                 return fail(format!("{sub_name} isn't allowed as an ONBUILD trigger"));
             }
             let mut sub = (**sub).clone();
-            sub.span = node.span;
+            sub.span = Span {
+                col: sub.span.col,
+                ..node.span
+            };
             Instruction::Onbuild {
                 trigger: Box::new(interpret(&sub)?),
                 original: node.rest.clone(),
@@ -576,7 +648,7 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
             };
             match kind.to_ascii_uppercase().as_str() {
                 "NONE" => {
-                    if words.len() > 1 || node.rest.trim().len() > 4 {
+                    if words.len() > 1 {
                         return fail("HEALTHCHECK NONE takes no arguments");
                     }
                     Instruction::Healthcheck(Healthcheck::None)
@@ -584,6 +656,9 @@ fn interpret(node: &Node) -> Result<Instruction, Fail> {
                 "CMD" => {
                     let rest = &words[1..];
                     let cmd = if node.json {
+                        if rest.is_empty() {
+                            return fail("Missing command after HEALTHCHECK CMD");
+                        }
                         Command::Exec(rest.to_vec())
                     } else {
                         match rest {
@@ -1005,6 +1080,8 @@ mod tests {
         assert!(fail("HEALTHCHECK --retries=-1 CMD x").contains("--retries"));
         assert!(fail("HEALTHCHECK CONNECT x").contains("Unknown type"));
         assert!(fail("HEALTHCHECK CMD").contains("Missing command"));
+        assert!(fail("HEALTHCHECK CMD []").contains("Missing command"));
+        assert!(fail("HEALTHCHECK NONE x").contains("takes no arguments"));
     }
 
     #[test]
@@ -1053,6 +1130,78 @@ mod tests {
     fn instruction_before_from() {
         let e = Dockerfile::parse("RUN x\nFROM a\n", "D").unwrap_err();
         assert!(e.to_string().starts_with("D:1:1: no build stage"), "{e}");
+    }
+
+    #[test]
+    fn errors_carry_file_line_col() {
+        let cases = [
+            (
+                "FROM a\nFROM b AS\n",
+                "df:2:1: FROM ... AS requires a stage name after AS",
+            ),
+            (
+                "FROM a\n  COPY --chmod 1 a b\n",
+                "df:2:8: missing a value on flag: chmod",
+            ),
+            ("FROM a\nCOPY --nope=1 a b\n", "df:2:6: unknown flag: nope"),
+            (
+                "FROM a\nRUN --mount=type=bind,bogus=1,target=/x y\n",
+                "df:2:1: unexpected key 'bogus' in 'bogus=1'",
+            ),
+            (
+                "FROM a\n\tCMD [\"a\", [\"b\"]]\n",
+                "df:2:2: when using JSON array syntax, arrays must be comprised of strings only",
+            ),
+            (
+                "FROM a\nRUN <<EOF\nx\n",
+                "df:2:1: unterminated heredoc \"EOF\"",
+            ),
+            ("FROM a\nRUNN x\n", "df:2:1: unknown instruction: RUNN"),
+            (
+                "FROM a\nENV a=b c\n",
+                "df:2:1: Syntax error - can't find = in \"c\". Must be of the form: name=value",
+            ),
+            (
+                "FROM a\nHEALTHCHECK --interval=1us CMD x\n",
+                "df:2:1: --interval cannot be less than 1ms",
+            ),
+            (
+                "FROM a\nCOPY --link --link a b\n",
+                "df:2:13: duplicate flag specified: link",
+            ),
+            ("FROM a\nONBUILD COPY --x a b\n", "df:2:14: unknown flag: x"),
+            (
+                "FROM a\nWORKDIR\n",
+                "df:2:1: WORKDIR requires exactly one argument",
+            ),
+            (
+                "FROM a\nRUN \\\n\n",
+                "df:2:1: RUN requires at least one argument",
+            ),
+        ];
+        for (src, want) in cases {
+            let got = Dockerfile::parse(src, "df").unwrap_err().to_string();
+            assert_eq!(got, want, "for {src:?}");
+        }
+    }
+
+    #[test]
+    fn stages_and_meta_args() {
+        let df = Dockerfile::parse(
+            "ARG BASE=alpine\nFROM $BASE AS Build\nRUN make\nFROM scratch\nCOPY --from=build /out /\n",
+            "D",
+        )
+        .unwrap();
+        assert_eq!(df.meta_args()[0].name, "BASE");
+        let stages = df.stages();
+        assert_eq!(stages.len(), 2);
+        assert_eq!(stages[0].from.name.as_deref(), Some("build"));
+        assert_eq!(stages[0].instructions.len(), 1);
+        assert_eq!(stages[1].instructions.len(), 1);
+        assert_eq!(stages[1].from_span.start_line, 4);
+        assert_eq!(df.stage("BUILD").unwrap().index, 0);
+        assert_eq!(df.stage("1").unwrap().from.image, "scratch");
+        assert!(df.stage("nope").is_none());
     }
 
     #[test]

@@ -624,7 +624,8 @@ fn node_from_line(
                     return Err(e("ONBUILD ONBUILD isn't allowed".to_string()));
                 }
                 let sub_col = col + line.trim_start().len() - rest.len();
-                let sub = node_from_line(&rest, escape, sub_col, depth + 1)?;
+                let mut sub = node_from_line(&rest, escape, sub_col, depth + 1)?;
+                sub.span.col = sub_col;
                 return Ok(Node {
                     keyword: keyword.to_string(),
                     flags,
@@ -825,6 +826,10 @@ pub fn parse(src: &str, file: &str) -> Result<Ast, Error> {
             end = e;
         }
 
+        if line.trim().is_empty() {
+            // Only escape tokens and blank continuation lines: nothing to parse.
+            continue;
+        }
         let mut node = node_from_line(&line, directives.escape, col, 0)
             .map_err(|(m, c, h)| err(start_line, c, m, h))?;
 
