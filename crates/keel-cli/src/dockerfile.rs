@@ -13,7 +13,7 @@ use crate::Hint;
 
 #[derive(Debug, Subcommand)]
 pub enum DockerfileCommand {
-    /// Parse a Dockerfile (`-` for stdin) and print BuildKit's S-expression form.
+    /// Parse a Dockerfile (`-` for stdin) and print `BuildKit`'s S-expression form.
     Parse(ParseArgs),
 }
 
