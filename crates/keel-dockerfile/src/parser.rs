@@ -1012,6 +1012,48 @@ mod tests {
     }
 
     #[test]
+    fn crlf_bom_and_backtick_escape() {
+        let ast = parse(
+            "\u{feff}# escape=`\r\nFROM a\r\nRUN echo `\r\n  c:\\dir\r\n",
+            "D",
+        )
+        .unwrap();
+        assert_eq!(ast.dump(), "(from \"a\")\n(run \"echo   c:\\\\dir\")\n");
+        assert_eq!(
+            ast.nodes[1].span,
+            Span {
+                start_line: 3,
+                end_line: 4,
+                col: 1
+            }
+        );
+    }
+
+    #[test]
+    fn lone_escape_lines_and_empty_continuations() {
+        let ast = parse("FROM a\nRUN a \\\n\n   \n  b\n\\\n", "D").unwrap();
+        assert_eq!(ast.dump(), "(from \"a\")\n(run \"a   b\")\n");
+        assert_eq!(ast.nodes[1].span.end_line, 5);
+    }
+
+    #[test]
+    fn raw_forms_of_every_instruction() {
+        let src = "ARG A B=1\nFROM --platform=linux/amd64 img AS s\nRUN --network=none [\"a\"]\nCMD c d\n\
+LABEL a=b c=\"d e\"\nEXPOSE 80 443/udp\nENV K V W\nADD --chown=1 a b\nCOPY [\"a b\", \"/c\"]\n\
+ENTRYPOINT [\"e\"]\nVOLUME /v /w\nUSER u\nWORKDIR /w\nONBUILD ADD . /\nSTOPSIGNAL 9\n\
+HEALTHCHECK --retries=2 CMD [\"h\"]\nSHELL [\"sh\", \"-c\"]\nMAINTAINER m n\n";
+        let ast = parse(src, "D").unwrap();
+        let want = "(arg \"A\" \"B=1\")\n(from [\"--platform=linux/amd64\"] \"img\" \"AS\" \"s\")\n\
+(run [\"--network=none\"] \"a\")\n(cmd \"c d\")\n(label \"a\" \"b\" \"=\" \"c\" \"\\\"d e\\\"\" \"=\")\n\
+(expose \"80\" \"443/udp\")\n(env \"K\" \"V W\" \"\")\n(add [\"--chown=1\"] \"a\" \"b\")\n(copy \"a b\" \"/c\")\n\
+(entrypoint \"e\")\n(volume \"/v\" \"/w\")\n(user \"u\")\n(workdir \"/w\")\n(onbuild (add \".\" \"/\"))\n\
+(stopsignal \"9\")\n(healthcheck [\"--retries=2\"] \"CMD\" \"h\")\n(shell \"sh\" \"-c\")\n(maintainer \"m n\")\n";
+        assert_eq!(ast.dump(), want);
+        assert!(ast.nodes[2].json);
+        assert!(!ast.nodes[3].json);
+    }
+
+    #[test]
     fn go_quote_matches_go() {
         assert_eq!(go_quote("a\u{0}\u{7f}\u{a0}♥"), "\"a\\x00\\x7f\\u00a0♥\"");
     }
