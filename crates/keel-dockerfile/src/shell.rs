@@ -1,6 +1,8 @@
 //! Shell-word expansion as `BuildKit`'s shell lexer (`frontend/dockerfile/shell`)
 //! does it: `$v`, `${v}`, `${v:-x}`, `${v:+x}`, `${v-x}`, `${v+x}`,
-//! `${v:?err}`, `${v?err}`, single and double quotes, the escape token, and
+//! `${v:?err}`, `${v?err}`, the pattern forms `${v#p}`, `${v##p}`, `${v%p}`,
+//! `${v%%p}`, `${v/p/r}`, `${v//p/r}` (`*` and `?` wildcards), single and
+//! double quotes, the escape token, and
 //! word splitting of unquoted expansion results.
 
 use std::collections::{BTreeMap, HashMap};
@@ -421,8 +423,98 @@ impl ShellWord<'_> {
                     _ => Err(format!("unsupported modifier ({m}) in substitution")),
                 }
             }
+            Some(c @ ('#' | '%')) => {
+                let longest = self.peek() == Some(c);
+                if longest {
+                    self.next();
+                }
+                let pattern = self.pattern_word(&['}'])?.0;
+                let value = self.get_env(&name);
+                if value.is_none() && self.opts.skip_unset_env {
+                    let op = if longest {
+                        format!("{c}{c}")
+                    } else {
+                        c.to_string()
+                    };
+                    return Ok(format!("${{{name}{op}{pattern}}}"));
+                }
+                let mut value: Vec<char> = value.unwrap_or_default().chars().collect();
+                let mut pat = glob_tokens(&pattern);
+                // A suffix match is a prefix match of both reversed.
+                if c == '%' {
+                    value.reverse();
+                    pat.reverse();
+                }
+                let ends = glob_ends(&pat, &value);
+                let cut = if longest {
+                    ends.iter().rposition(|e| *e)
+                } else {
+                    ends.iter().position(|e| *e)
+                };
+                let mut kept: Vec<char> = value[cut.unwrap_or(0)..].to_vec();
+                if c == '%' {
+                    kept.reverse();
+                }
+                Ok(kept.into_iter().collect())
+            }
+            Some('/') => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.next();
+                }
+                let (pattern, stop) = self.pattern_word(&['/', '}'])?;
+                let replacement = if stop == '/' {
+                    self.modifier_word()?
+                } else {
+                    String::new()
+                };
+                let value = self.get_env(&name);
+                if value.is_none() && self.opts.skip_unset_env {
+                    let op = if all { "//" } else { "/" };
+                    return Ok(format!("${{{name}{op}{pattern}/{replacement}}}"));
+                }
+                let value: Vec<char> = value.unwrap_or_default().chars().collect();
+                Ok(replace_glob(
+                    &value,
+                    &glob_tokens(&pattern),
+                    &replacement,
+                    all,
+                ))
+            }
             _ => Err("missing ':' in substitution".to_string()),
         }
+    }
+
+    /// A glob pattern word up to one of `stops`, escapes kept so that `\*`
+    /// stays a literal star; returns the word and the stop character.
+    fn pattern_word(&mut self, stops: &[char]) -> Res<(String, char)> {
+        let saved = self.opts.raw_escapes;
+        self.opts.raw_escapes = true;
+        let mut out = String::new();
+        let r = loop {
+            match self.peek() {
+                None => break Err("syntax error: missing '}'".to_string()),
+                Some(c) if stops.contains(&c) => {
+                    self.next();
+                    break Ok((std::mem::take(&mut out), c));
+                }
+                Some('$') => match self.dollar() {
+                    Ok(v) => out.push_str(&v),
+                    Err(e) => break Err(e),
+                },
+                Some(c) => {
+                    self.next();
+                    out.push(c);
+                    if c == self.opts.escape
+                        && let Some(n) = self.next()
+                    {
+                        out.push(n);
+                    }
+                }
+            }
+        };
+        self.opts.raw_escapes = saved;
+        r
     }
 
     /// The word of a `${name<op>word}` form, up to the closing brace.
@@ -458,6 +550,71 @@ impl ShellWord<'_> {
         }
         name
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Glob {
+    Lit(char),
+    One,
+    Any,
+}
+
+/// Shell pattern tokens: `*`, `?`, `\x` (literal x), everything else literal.
+fn glob_tokens(pattern: &str) -> Vec<Glob> {
+    let mut out = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '*' => Glob::Any,
+            '?' => Glob::One,
+            '\\' | '`' => match chars.next() {
+                Some(n) => Glob::Lit(n),
+                None => Glob::Lit(c),
+            },
+            c => Glob::Lit(c),
+        });
+    }
+    out
+}
+
+/// `ends[j]`: whether the pattern matches `s[..j]`, for every `j` in one pass.
+fn glob_ends(pat: &[Glob], s: &[char]) -> Vec<bool> {
+    let mut ok = vec![false; s.len() + 1];
+    ok[0] = true;
+    for p in pat {
+        let mut next = vec![false; s.len() + 1];
+        for j in 0..=s.len() {
+            next[j] = match p {
+                Glob::Any => ok[j] || (j > 0 && next[j - 1]),
+                Glob::One => j > 0 && ok[j - 1],
+                Glob::Lit(c) => j > 0 && ok[j - 1] && s[j - 1] == *c,
+            };
+        }
+        ok = next;
+    }
+    ok
+}
+
+/// `${v/p/r}` (first) and `${v//p/r}` (all): longest match at the leftmost position.
+fn replace_glob(value: &[char], pat: &[Glob], replacement: &str, all: bool) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    let mut replaced = false;
+    while i < value.len() {
+        if !pat.is_empty() && (all || !replaced) {
+            // Longest non-empty match starting at i.
+            let ends = glob_ends(pat, &value[i..]);
+            if let Some(len) = ends.iter().rposition(|e| *e).filter(|l| *l > 0) {
+                out.push_str(replacement);
+                i += len;
+                replaced = true;
+                continue;
+            }
+        }
+        out.push(value[i]);
+        i += 1;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -515,6 +672,24 @@ mod tests {
             expand("$U ${U} ${U:-d} $A", &env(), &o).unwrap(),
             "$U ${U} ${U:-d} a b"
         );
+    }
+
+    #[test]
+    fn pattern_substitutions() {
+        let env = vec![("V".to_string(), "v1.2.3-rc.tar.gz".to_string())];
+        let o = Options::default();
+        let x = |w: &str| expand(w, &env, &o).unwrap();
+        assert_eq!(x("${V#v}"), "1.2.3-rc.tar.gz");
+        assert_eq!(x("${V#*.}"), "2.3-rc.tar.gz");
+        assert_eq!(x("${V##*.}"), "gz");
+        assert_eq!(x("${V%.*}"), "v1.2.3-rc.tar");
+        assert_eq!(x("${V%%.*}"), "v1");
+        assert_eq!(x("${V/./_}"), "v1_2.3-rc.tar.gz");
+        assert_eq!(x("${V//./_}"), "v1_2_3-rc_tar_gz");
+        assert_eq!(x("${V/\\*/x}"), "v1.2.3-rc.tar.gz");
+        assert_eq!(x("${V/-rc}"), "v1.2.3.tar.gz");
+        assert_eq!(x("${U#x}"), "");
+        assert!(expand("${V#x", &env, &o).is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@ fn tricky() -> impl Strategy<Value = String> {
         Just("[\"a\", \"b\"]".to_string()),
         Just("${a:-${b}}".to_string()),
         Just("**/".to_string()),
-        "[ \\t\\\\`'\"$={}\\[\\]:?+*!#/<-]{1,4}",
+        "[ \\t\\\\`'\"$={}\\[\\]:?+*!#%/<-]{1,4}",
         "\\PC{0,6}",
     ];
     proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
