@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 pub mod chart;
 mod container;
+mod dockerfile;
 mod image;
 mod network;
 mod output;
@@ -115,6 +116,9 @@ pub enum Command {
     /// Supervises one container (started by keel itself).
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
+    /// Dockerfile debugging: print the parse as `BuildKit` does.
+    #[command(subcommand, hide = true)]
+    Dockerfile(dockerfile::DockerfileCommand),
 }
 
 /// Something the user can do about an error; attach with
@@ -206,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cp(a) => container::cp(&cli.root, a),
         Command::Volume(c) => container::volume(&cli.root, c),
         Command::Monitor { id } => container::monitor(&cli.root, &id),
+        Command::Dockerfile(c) => dockerfile::run(c),
     }
 }
 
