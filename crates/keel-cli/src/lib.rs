@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod chart;
+mod compose;
 mod image;
 mod network;
 mod output;
@@ -77,6 +78,8 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Multi-container applications from compose files.
+    Compose(Box<compose::ComposeArgs>),
 }
 
 /// Something the user can do about an error; attach with
@@ -144,6 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::System(image::SystemCommand::Prune(a)) => image::system_prune(&cli.root, a),
         Command::Chart(args) => chart::run(*args),
         Command::Network(c) => network::network_command(&cli.root, c),
+        Command::Compose(args) => compose::run(*args),
     }
 }
 

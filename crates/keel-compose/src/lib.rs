@@ -10,6 +10,7 @@
 //! reconciler consumes.
 
 pub mod dotenv;
+pub mod emit;
 pub mod interp;
 mod loader;
 pub mod merge;

@@ -43,6 +43,8 @@ pub struct Project {
     pub tree: Node,
     /// Services left out by profiles.
     pub disabled: Vec<String>,
+    /// Every profile named by any service (enabled or not), sorted.
+    pub all_profiles: Vec<String>,
     /// Things docker compose would warn about.
     pub warnings: Vec<String>,
 }
@@ -655,6 +657,17 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         return Err(Error::ProjectName { name });
     }
 
+    let all_profiles: Vec<String> = tree
+        .get("services")
+        .and_then(Node::as_map)
+        .map(|m| {
+            m.iter()
+                .flat_map(|e| str_list_of(e.value.get("profiles")))
+                .collect::<BTreeSet<String>>()
+                .into_iter()
+                .collect()
+        })
+        .unwrap_or_default();
     let disabled = apply_profiles(&mut tree, opts, &env)?;
     check(&tree)?;
     finalize(&mut tree, &name, &env, cwd)?;
@@ -665,6 +678,7 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         environment: env,
         tree,
         disabled,
+        all_profiles,
         warnings,
     })
 }
@@ -773,6 +787,9 @@ fn apply_profiles(
     for e in svc_node.as_map_mut().unwrap() {
         if let Some(d) = e.value.get_mut("depends_on").and_then(Node::as_map_mut) {
             d.retain(|x| !disabled.contains(&x.key));
+            if d.is_empty() {
+                e.value.remove("depends_on");
+            }
         }
     }
     Ok(disabled)
@@ -1135,7 +1152,6 @@ fn finalize(
         }
     }
     tree.set("name", Node::str(name, root_pos.clone()));
-    let ordered = reorder(std::mem::replace(tree, Node::null(root_pos)), normalize::PROJECT_ORDER);
-    *tree = ordered;
+    normalize::order(tree, normalize::Shape::Struct("project"));
     Ok(())
 }

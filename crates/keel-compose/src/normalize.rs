@@ -565,6 +565,44 @@ fn cast_int(m: &mut Node, key: &str) {
     }
 }
 
+fn cast_float(m: &mut Node, key: &str) {
+    if let Some(v) = m.get(key)
+        && let Some(t) = v.scalar_text()
+        && let Ok(f) = t.trim().parse::<f64>()
+    {
+        let pos = v.pos.clone();
+        m.set(key, Node::new(Kind::Scalar(Scalar::Float(f)), pos));
+    }
+}
+
+/// Docker's `RAMInBytes`: `512`, `64k`, `256M`, `1.5g` (binary units).
+pub fn parse_bytes(s: &str) -> Option<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1i64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        't' => (&t[..t.len() - 1], 1 << 40),
+        'p' => (&t[..t.len() - 1], 1 << 50),
+        _ => (t, 1),
+    };
+    let f: f64 = num.trim().parse().ok()?;
+    (f.is_finite() && f >= 0.0 && f * (mult as f64) < 9.2e18).then(|| (f * mult as f64) as i64)
+}
+
+/// Byte sizes print as a decimal string, as compose-go's `UnitBytes` does.
+fn cast_bytes(m: &mut Node, key: &str) -> Result<(), Problem> {
+    if let Some(v) = m.get(key)
+        && let Some(t) = v.scalar_text()
+    {
+        let b = parse_bytes(&t).ok_or_else(|| format!("invalid size {t:?}"))?;
+        let pos = v.pos.clone();
+        m.set(key, s_node(b.to_string(), &pos));
+    }
+    Ok(())
+}
+
 fn cast_duration(m: &mut Node, key: &str) {
     if let Some(v) = m.get(key)
         && let Some(t) = v.scalar_text()
@@ -712,11 +750,30 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
             "deploy" if v.as_map().is_some() => {
                 let mut d = v.clone();
                 cast_int(&mut d, "replicas");
+                if let Some(r) = d.get_mut("resources") {
+                    for k in ["limits", "reservations"] {
+                        if let Some(l) = r.get_mut(k) {
+                            cast_float(l, "cpus");
+                            cast_bytes(l, "memory").map_err(|m| (l.pos.clone(), m))?;
+                            cast_int(l, "pids");
+                        }
+                    }
+                }
                 if let Some(l) = d.get("labels") {
                     let nl = list_or_dict(l, '=');
                     d.set("labels", nl);
                 }
                 d
+            }
+            "mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" => {
+                let mut tmp = Node::map(vec![entry("x", v.clone())], v.pos.clone());
+                cast_bytes(&mut tmp, "x").map_err(|m| (v.pos.clone(), m))?;
+                tmp.remove("x").unwrap()
+            }
+            "cpus" => {
+                let mut tmp = Node::map(vec![entry("x", v.clone())], v.pos.clone());
+                cast_float(&mut tmp, "x");
+                tmp.remove("x").unwrap()
             }
             "scale" => {
                 let mut tmp = Node::map(vec![entry("x", v.clone())], v.pos.clone());
@@ -1089,5 +1146,156 @@ mod tests {
             vec!["sh", "-c", "echo \"hi\" $X", "a b", "c d"]
         );
         assert!(split_shell("echo 'x").is_err());
+    }
+}
+
+/// How a mapping of the output is ordered: compose-go struct field order for
+/// its struct types, sorted keys for Go maps (what go-yaml does).
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// A Go map: keys sorted, values of shape `Any`.
+    Any,
+    /// A Go map whose values have the given struct shape.
+    MapOf(&'static str),
+    /// A list whose items have the given struct shape.
+    ListOf(&'static str),
+    Struct(&'static str),
+}
+
+fn struct_def(name: &str) -> (&'static [&'static str], fn(&str) -> Shape) {
+    fn any(_: &str) -> Shape {
+        Shape::Any
+    }
+    match name {
+        "project" => (PROJECT_ORDER, |k| match k {
+            "services" => Shape::MapOf("service"),
+            "networks" => Shape::MapOf("network"),
+            "volumes" => Shape::MapOf("volume"),
+            "secrets" | "configs" => Shape::MapOf("secret"),
+            _ => Shape::Any,
+        }),
+        "service" => (SERVICE_ORDER, |k| match k {
+            "build" => Shape::Struct("build"),
+            "depends_on" => Shape::MapOf("dep"),
+            "deploy" => Shape::Struct("deploy"),
+            "healthcheck" => Shape::Struct("health"),
+            "logging" => Shape::Struct("logging"),
+            "networks" => Shape::MapOf("svcnet"),
+            "ports" => Shape::ListOf("port"),
+            "volumes" => Shape::ListOf("mount"),
+            "secrets" | "configs" => Shape::ListOf("ref"),
+            _ => Shape::Any,
+        }),
+        "build" => (BUILD_ORDER, any),
+        "dep" => (&["condition", "restart", "required"], any),
+        "deploy" => (
+            &[
+                "mode",
+                "replicas",
+                "labels",
+                "update_config",
+                "rollback_config",
+                "resources",
+                "restart_policy",
+                "placement",
+                "endpoint_mode",
+            ],
+            |k| match k {
+                "resources" => Shape::Struct("resources"),
+                "restart_policy" => Shape::Struct("restart_policy"),
+                _ => Shape::Any,
+            },
+        ),
+        "resources" => (&["limits", "reservations"], |_| Shape::Struct("resource")),
+        "resource" => (&["cpus", "memory", "pids", "devices", "generic_resources"], any),
+        "restart_policy" => (&["condition", "delay", "max_attempts", "window"], any),
+        "health" => (&HEALTH_ORDER, any),
+        "logging" => (&["driver", "options"], any),
+        "svcnet" => (
+            &[
+                "priority",
+                "gw_priority",
+                "aliases",
+                "ipv4_address",
+                "ipv6_address",
+                "link_local_ips",
+                "mac_address",
+                "driver_opts",
+            ],
+            any,
+        ),
+        "port" => (&PORT_ORDER, any),
+        "mount" => (&MOUNT_ORDER, |k| match k {
+            "bind" => Shape::Struct("bind"),
+            "volume" => Shape::Struct("volopts"),
+            "tmpfs" => Shape::Struct("tmpfs"),
+            _ => Shape::Any,
+        }),
+        "bind" => (&["propagation", "create_host_path", "recursive", "selinux"], any),
+        "volopts" => (&["labels", "nocopy", "subpath"], any),
+        "tmpfs" => (&["size", "mode"], any),
+        "ref" => (&["source", "target", "uid", "gid", "mode"], any),
+        "network" => (NETWORK_ORDER, |k| match k {
+            "ipam" => Shape::Struct("ipam"),
+            _ => Shape::Any,
+        }),
+        "ipam" => (&["driver", "config", "options"], any),
+        "volume" => (VOLUME_ORDER, any),
+        "secret" => (SECRET_ORDER, any),
+        _ => (&[], any),
+    }
+}
+
+/// Orders every mapping of `n` as docker compose prints it.
+pub fn order(n: &mut Node, shape: Shape) {
+    match shape {
+        Shape::Any => match &mut n.kind {
+            Kind::Map(m) => {
+                m.sort_by(|a, b| a.key.cmp(&b.key));
+                for e in m {
+                    order(&mut e.value, Shape::Any);
+                }
+            }
+            Kind::Seq(items) => {
+                for i in items {
+                    order(i, Shape::Any);
+                }
+            }
+            Kind::Scalar(_) => {}
+        },
+        Shape::MapOf(s) => {
+            if let Kind::Map(m) = &mut n.kind {
+                m.sort_by(|a, b| a.key.cmp(&b.key));
+                for e in m {
+                    let sh = if e.key.starts_with("x-") {
+                        Shape::Any
+                    } else {
+                        Shape::Struct(s)
+                    };
+                    order(&mut e.value, sh);
+                }
+            }
+        }
+        Shape::ListOf(s) => {
+            if let Kind::Seq(items) = &mut n.kind {
+                for i in items {
+                    order(i, Shape::Struct(s));
+                }
+            }
+        }
+        Shape::Struct(name) => {
+            let (fields, child) = struct_def(name);
+            if let Kind::Map(m) = &mut n.kind {
+                // Extensions (`x-…`) come last, sorted, as compose-go inlines them.
+                m.sort_by(|a, b| {
+                    let ka = fields.iter().position(|k| *k == a.key).unwrap_or(usize::MAX);
+                    let kb = fields.iter().position(|k| *k == b.key).unwrap_or(usize::MAX);
+                    ka.cmp(&kb).then_with(|| a.key.cmp(&b.key))
+                });
+                for e in m {
+                    order(&mut e.value, child(&e.key));
+                }
+            }
+        }
     }
 }

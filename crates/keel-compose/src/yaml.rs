@@ -188,6 +188,11 @@ fn resolve_plain(s: &str) -> Scalar {
         i64::from_str_radix(h, 16).ok()
     } else if let Some(o) = digits.strip_prefix("0o") {
         i64::from_str_radix(o, 8).ok()
+    } else if let Some(b) = digits.strip_prefix("0b") {
+        i64::from_str_radix(b, 2).ok()
+    } else if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // go-yaml (what compose uses) reads a leading 0 as octal: `mode: 0400`.
+        i64::from_str_radix(&digits[1..], 8).ok()
     } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         digits.parse::<i64>().ok()
     } else {
