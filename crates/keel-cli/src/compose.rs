@@ -17,19 +17,19 @@ use crate::Hint;
 pub struct ComposeArgs {
     /// Compose configuration files (default: compose.yaml, compose.yml,
     /// docker-compose.yaml or docker-compose.yml, plus the override file).
-    #[arg(short = 'f', long = "file", global = true)]
+    #[arg(short = 'f', long = "file")]
     pub files: Vec<PathBuf>,
     /// Project name.
-    #[arg(short = 'p', long = "project-name", global = true)]
+    #[arg(short = 'p', long = "project-name")]
     pub project_name: Option<String>,
     /// Profiles to enable.
-    #[arg(long = "profile", global = true)]
+    #[arg(long = "profile")]
     pub profiles: Vec<String>,
     /// Environment files to read instead of the project directory's .env.
-    #[arg(long = "env-file", global = true)]
+    #[arg(long = "env-file")]
     pub env_files: Vec<PathBuf>,
     /// Alternate working directory (default: the first file's directory).
-    #[arg(long = "project-directory", global = true)]
+    #[arg(long = "project-directory")]
     pub project_directory: Option<PathBuf>,
     #[command(subcommand)]
     pub command: ComposeCommand,
@@ -95,8 +95,9 @@ fn options(args: &ComposeArgs, services: &[String]) -> anyhow::Result<keel_compo
 fn load(args: &ComposeArgs, services: &[String]) -> anyhow::Result<keel_compose::Project> {
     let opts = options(args, services)?;
     let project = keel_compose::load(&opts).map_err(|e| match e {
-        keel_compose::Error::NoConfigFile { .. } => anyhow::Error::new(e)
-            .context(Hint::new("create compose.yaml or name a file with -f")),
+        keel_compose::Error::NoConfigFile { .. } => {
+            anyhow::Error::new(e).context(Hint::new("create compose.yaml or name a file with -f"))
+        }
         other => anyhow::Error::new(other),
     })?;
     for w in &project.warnings {
@@ -141,10 +142,16 @@ fn config(args: &ComposeArgs, c: &ConfigArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         match c.format {
-            Format::Yaml => out = keel_compose::emit::to_yaml(&project.to_value()),
+            Format::Yaml => {
+                out = keel_compose::emit::escape_dollars(&keel_compose::emit::to_yaml(
+                    &project.to_value(),
+                ));
+            }
             Format::Json => {
-                out = serde_json::to_string_pretty(&project.to_value())
-                    .context("cannot render the project as JSON")?;
+                out = keel_compose::emit::escape_dollars(
+                    &serde_json::to_string_pretty(&project.to_value())
+                        .context("cannot render the project as JSON")?,
+                );
                 out.push('\n');
             }
         }

@@ -122,7 +122,10 @@ fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("missing variable name".into());
     }
-    if key.chars().any(|c| c.is_whitespace() || c == '\'' || c == '"') {
+    if key
+        .chars()
+        .any(|c| c.is_whitespace() || c == '\'' || c == '"')
+    {
         return Err(format!("invalid variable name {key:?}"));
     }
     Ok(())
@@ -159,7 +162,6 @@ fn unescape(s: &str) -> String {
             Some('n') => out.push('\n'),
             Some('r') => out.push('\r'),
             Some('t') => out.push('\t'),
-            Some('\\') => out.push('\\'),
             Some('"') => out.push('"'),
             Some('$') => out.push_str("$$"),
             Some(o) => {

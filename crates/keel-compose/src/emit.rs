@@ -2,6 +2,8 @@
 //! two-space indentation): sequences indented under their key, strings
 //! quoted only where a plain scalar would read back as something else.
 
+use std::fmt::Write as _;
+
 use serde_yaml_ng::Value;
 
 /// `docker compose config` doubles every `$` of its output, so that the
@@ -111,8 +113,19 @@ fn resolves_non_string(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
     if matches!(
         lower.as_str(),
-        "~" | "null" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | ".inf"
-            | "-.inf" | "+.inf" | ".nan"
+        "~" | "null"
+            | "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "y"
+            | "n"
+            | ".inf"
+            | "-.inf"
+            | "+.inf"
+            | ".nan"
     ) {
         return true;
     }
@@ -120,10 +133,16 @@ fn resolves_non_string(s: &str) -> bool {
     if t.is_empty() {
         return false;
     }
-    if t.bytes().all(|b| b.is_ascii_digit() || b == '_' as u8) && t.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+    if t.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+        && t.bytes().next().is_some_and(|b| b.is_ascii_digit())
+    {
         return true;
     }
-    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0o")).or_else(|| t.strip_prefix("0b")) {
+    if let Some(h) = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0o"))
+        .or_else(|| t.strip_prefix("0b"))
+    {
         return !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit());
     }
     s.parse::<f64>().is_ok() && s.bytes().any(|b| b.is_ascii_digit())
@@ -178,7 +197,9 @@ fn scalar_str(s: &str, indent: usize) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
             c => out.push(c),
         }
     }

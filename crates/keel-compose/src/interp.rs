@@ -34,7 +34,11 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// Substitutes every variable in `s`; `lookup` returns `None` for unset.
-pub fn interpolate(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, InterpError> {
+#[allow(clippy::many_single_char_names)] // i/j/c/n/s index one scan; names would not help.
+pub fn interpolate(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, InterpError> {
     if !s.contains('$') {
         return Ok(s.to_string());
     }
@@ -103,7 +107,13 @@ fn braced(
 ) -> Result<String, InterpError> {
     let name_end = inner
         .char_indices()
-        .find(|&(k, c)| !(if k == 0 { is_name_start(c) } else { is_name_char(c) }))
+        .find(|&(k, c)| {
+            !(if k == 0 {
+                is_name_start(c)
+            } else {
+                is_name_char(c)
+            })
+        })
         .map_or(inner.len(), |(k, _)| k);
     let name = &inner[..name_end];
     if name.is_empty() {
@@ -119,7 +129,9 @@ fn braced(
         None => (false, rest),
     };
     let mut it = rest.chars();
-    let op = it.next().ok_or_else(|| InterpError::Invalid(whole.to_string()))?;
+    let op = it
+        .next()
+        .ok_or_else(|| InterpError::Invalid(whole.to_string()))?;
     let arg = it.as_str();
     // With a colon, an empty value counts as unset.
     let set = match &value {
@@ -174,7 +186,10 @@ mod tests {
     #[test]
     fn forms() {
         assert_eq!(i("${A}-$A-$$A-$").unwrap(), "a-a-$A-$");
-        assert_eq!(i("${U:-d}|${EMPTY:-d}|${EMPTY-d}|${U-d}").unwrap(), "d|d||d");
+        assert_eq!(
+            i("${U:-d}|${EMPTY:-d}|${EMPTY-d}|${U-d}").unwrap(),
+            "d|d||d"
+        );
         assert_eq!(i("${A:+x}|${EMPTY:+x}|${EMPTY+x}|${U+x}").unwrap(), "x||x|");
         assert_eq!(i("${U:-${N}}|${U:-${U2:-deep}}").unwrap(), "nested|deep");
         assert_eq!(i("$5 and ${A}b").unwrap(), "$5 and ab");

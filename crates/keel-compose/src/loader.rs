@@ -142,11 +142,7 @@ fn join(path: &str, key: &str) -> String {
 }
 
 /// Substitutes variables in every string value (keys stay as written).
-fn interpolate_tree(
-    n: &mut Node,
-    path: &str,
-    env: &BTreeMap<String, String>,
-) -> Result<(), Error> {
+fn interpolate_tree(n: &mut Node, path: &str, env: &BTreeMap<String, String>) -> Result<(), Error> {
     match &mut n.kind {
         Kind::Scalar(Scalar::Str(s)) => {
             let lookup = |k: &str| env.get(k).cloned();
@@ -203,7 +199,11 @@ fn load_file(
     interpolate_tree(&mut root, "", env)?;
     crate::schema::check(&root, &crate::schema::FILE, "").map_err(|v| Error::Invalid {
         pos: v.node_pos,
-        path: if v.path.is_empty() { "(root)".into() } else { v.path },
+        path: if v.path.is_empty() {
+            "(root)".into()
+        } else {
+            v.path
+        },
         message: v.message,
     })?;
     root.remove("version");
@@ -211,9 +211,8 @@ fn load_file(
     if let Some(services) = root.get_mut("services").and_then(Node::as_map_mut) {
         for e in services.iter_mut() {
             let tag = e.value.tag;
-            let mut c = normalize::canonical_service(&e.value, &ctx).map_err(|(pos, msg)| {
-                invalid(&pos, problem_path(&e.key, &e.value, &pos), msg)
-            })?;
+            let mut c = normalize::canonical_service(&e.value, &ctx)
+                .map_err(|(pos, msg)| invalid(&pos, problem_path(&e.key, &e.value, &pos), msg))?;
             c.tag = tag;
             e.value = c;
         }
@@ -319,7 +318,9 @@ fn resolve_extends(
     bases.insert(path.to_path_buf(), base.to_path_buf());
     for name in names {
         let mut chain = Vec::new();
-        let svc = resolved_service(path, &name, &mut cache, &mut bases, env, st, &mut chain, None)?;
+        let svc = resolved_service(
+            path, &name, &mut cache, &mut bases, env, st, &mut chain, None,
+        )?;
         if let Some(s) = root.get_mut("services") {
             s.set(&name, svc);
         }
@@ -328,6 +329,7 @@ fn resolve_extends(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::single_match_else)]
 fn resolved_service(
     file: &Path,
     name: &str,
@@ -383,10 +385,7 @@ fn resolved_service(
     };
     if !cache.contains_key(&target_file) {
         // Relative paths of another file resolve against that file's directory.
-        let dir = target_file
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .to_path_buf();
+        let dir = target_file.parent().unwrap_or(Path::new("/")).to_path_buf();
         let loaded = load_file(&target_file, &dir, env, st).map_err(|e| match e {
             Error::Read { path, source } => invalid(
                 &ext.pos,
@@ -413,10 +412,16 @@ fn resolved_service(
     let mut own = svc;
     own.remove("extends");
     merge(&mut merged, own, "");
-    merged.pos = root.get("services").and_then(|s| s.get(name)).unwrap().pos.clone();
+    merged.pos = root
+        .get("services")
+        .and_then(|s| s.get(name))
+        .unwrap()
+        .pos
+        .clone();
     Ok(merged)
 }
 
+#[allow(clippy::single_match_else)]
 fn process_include(
     root: &mut Node,
     path: &Path,
@@ -427,30 +432,36 @@ fn process_include(
         return Ok(());
     };
     let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-    for (i, inc) in includes.as_seq().cloned().unwrap_or_default().iter().enumerate() {
+    for (i, inc) in includes
+        .as_seq()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let ipath = format!("include[{i}]");
-        let (paths, pd, env_files): (Vec<String>, Option<String>, Vec<String>) =
-            match inc.as_str() {
-                Some(p) => (vec![p.to_string()], None, Vec::new()),
-                None => {
-                    let list = |k: &str| -> Vec<String> {
-                        match inc.get(k) {
-                            Some(n) => match n.as_seq() {
-                                Some(xs) => xs.iter().filter_map(Node::scalar_text).collect(),
-                                None => n.scalar_text().into_iter().collect(),
-                            },
-                            None => Vec::new(),
-                        }
-                    };
-                    (
-                        list("path"),
-                        inc.get("project_directory")
-                            .and_then(Node::as_str)
-                            .map(str::to_string),
-                        list("env_file"),
-                    )
-                }
-            };
+        let (paths, pd, env_files): (Vec<String>, Option<String>, Vec<String>) = match inc.as_str()
+        {
+            Some(p) => (vec![p.to_string()], None, Vec::new()),
+            None => {
+                let list = |k: &str| -> Vec<String> {
+                    match inc.get(k) {
+                        Some(n) => match n.as_seq() {
+                            Some(xs) => xs.iter().filter_map(Node::scalar_text).collect(),
+                            None => n.scalar_text().into_iter().collect(),
+                        },
+                        None => Vec::new(),
+                    }
+                };
+                (
+                    list("path"),
+                    inc.get("project_directory")
+                        .and_then(Node::as_str)
+                        .map(str::to_string),
+                    list("env_file"),
+                )
+            }
+        };
         let files: Vec<PathBuf> = paths
             .iter()
             .map(|p| PathBuf::from(abs_path(p, &dir, st.home.as_deref())))
@@ -641,7 +652,11 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
             return Err(Error::ProjectName { name: p.clone() });
         }
         p.clone()
-    } else if let Some(n) = tree.get("name").and_then(Node::as_str).filter(|s| !s.is_empty()) {
+    } else if let Some(n) = tree
+        .get("name")
+        .and_then(Node::as_str)
+        .filter(|s| !s.is_empty())
+    {
         if !valid_project_name(n) {
             return Err(Error::ProjectName { name: n.into() });
         }
@@ -724,7 +739,7 @@ fn apply_profiles(
         );
     }
     let Some(services) = tree.get("services").and_then(Node::as_map).cloned() else {
-        for s in &opts.services {
+        if let Some(s) = opts.services.first() {
             return Err(Error::NoSuchService { name: s.clone() });
         }
         return Ok(Vec::new());
@@ -776,13 +791,18 @@ fn apply_profiles(
                 return Err(invalid(
                     &pos,
                     format!("services.{}.depends_on.{d}", e.key),
-                    format!("service {d:?} is required but disabled (enable one of its profiles: {profiles})"),
+                    format!(
+                        "service {d:?} is required but disabled (enable one of its profiles: {profiles})"
+                    ),
                 ));
             }
         }
     }
     let svc_node = tree.get_mut("services").unwrap();
-    svc_node.as_map_mut().unwrap().retain(|e| enabled.contains(&e.key));
+    svc_node
+        .as_map_mut()
+        .unwrap()
+        .retain(|e| enabled.contains(&e.key));
     // Optional dependencies on disabled services are dropped.
     for e in svc_node.as_map_mut().unwrap() {
         if let Some(d) = e.value.get_mut("depends_on").and_then(Node::as_map_mut) {
@@ -796,9 +816,13 @@ fn apply_profiles(
 }
 
 /// Semantic checks docker compose makes on the merged model.
+#[allow(clippy::items_after_statements)] // `visit` sits next to its only caller.
 fn check(tree: &Node) -> Result<(), Error> {
     let empty = Vec::new();
-    let services = tree.get("services").and_then(Node::as_map).unwrap_or(&empty);
+    let services = tree
+        .get("services")
+        .and_then(Node::as_map)
+        .unwrap_or(&empty);
     let section = |k: &str| -> Vec<String> {
         tree.get(k)
             .and_then(Node::as_map)
@@ -920,8 +944,9 @@ fn check(tree: &Node) -> Result<(), Error> {
         }
         if let Some(cn) = s.get("container_name")
             && let Some(c) = cn.as_str()
+            && let Some(other) = container_names.insert(c.to_string(), e.key.clone())
         {
-            if let Some(other) = container_names.insert(c.to_string(), e.key.clone()) {
+            {
                 return Err(invalid(
                     &cn.pos,
                     format!("{p}.container_name"),
@@ -936,7 +961,10 @@ fn check(tree: &Node) -> Result<(), Error> {
         .map(|e| {
             (
                 e.key.clone(),
-                deps_of(&e.value).into_iter().map(|(d, _, p)| (d, p)).collect(),
+                deps_of(&e.value)
+                    .into_iter()
+                    .map(|(d, _, p)| (d, p))
+                    .collect(),
             )
         })
         .collect();
@@ -953,13 +981,21 @@ fn check(tree: &Node) -> Result<(), Error> {
                 let start = path.iter().position(|x| *x == n).unwrap_or(0);
                 let mut cyc: Vec<String> = path[start..].iter().map(|s| (*s).to_string()).collect();
                 cyc.push(n.to_string());
-                return Some((cyc, Pos { file: Arc::from(""), line: 0, col: 0 }, String::new()));
+                return Some((
+                    cyc,
+                    Pos {
+                        file: Arc::from(""),
+                        line: 0,
+                        col: 0,
+                    },
+                    String::new(),
+                ));
             }
             _ => {}
         }
         state.insert(n, 1);
         path.push(n);
-        for (d, pos) in g.get(n).map(Vec::as_slice).unwrap_or(&[]) {
+        for (d, pos) in g.get(n).map_or(&[][..], Vec::as_slice) {
             if let Some((cyc, p, at)) = visit(d, g, state, path) {
                 // The innermost edge closing the cycle names the position.
                 if at.is_empty() {
@@ -1005,7 +1041,13 @@ fn finalize(
             // env_file contents go under environment (explicit entries win).
             if let Some(files) = s.remove("env_file") {
                 let mut fromfiles: Vec<(String, String)> = Vec::new();
-                for (i, f) in files.as_seq().cloned().unwrap_or_default().iter().enumerate() {
+                for (i, f) in files
+                    .as_seq()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                {
                     let path = f.get("path").and_then(Node::as_str).unwrap_or_default();
                     let required = !matches!(
                         f.get("required").map(|r| &r.kind),
@@ -1072,7 +1114,10 @@ fn finalize(
                     }
                 }
             }
-            for (k, set) in [("secrets", &mut used_secrets), ("configs", &mut used_configs)] {
+            for (k, set) in [
+                ("secrets", &mut used_secrets),
+                ("configs", &mut used_configs),
+            ] {
                 for x in s.get(k).and_then(Node::as_seq).cloned().unwrap_or_default() {
                     if let Some(src) = x.get("source").and_then(Node::as_str) {
                         set.insert(src.to_string());
@@ -1087,7 +1132,10 @@ fn finalize(
                 }
                 s.set("build", reorder(b, normalize::BUILD_ORDER));
             }
-            let sorted = reorder(std::mem::replace(s, Node::null(root_pos.clone())), normalize::SERVICE_ORDER);
+            let sorted = reorder(
+                std::mem::replace(s, Node::null(root_pos.clone())),
+                normalize::SERVICE_ORDER,
+            );
             *s = sorted;
         }
     }
@@ -1124,13 +1172,19 @@ fn finalize(
                         if let Some(n) = x.get("name").cloned() {
                             v.set("name", n);
                         }
-                        v.set("external", Node::new(Kind::Scalar(Scalar::Bool(true)), pos.clone()));
+                        v.set(
+                            "external",
+                            Node::new(Kind::Scalar(Scalar::Bool(true)), pos.clone()),
+                        );
                         is_external = true;
                     }
                     Kind::Scalar(Scalar::Bool(b)) => is_external = *b,
                     Kind::Scalar(Scalar::Str(s)) => {
                         let b = crate::schema::parse_bool(s).unwrap_or(false);
-                        v.set("external", Node::new(Kind::Scalar(Scalar::Bool(b)), pos.clone()));
+                        v.set(
+                            "external",
+                            Node::new(Kind::Scalar(Scalar::Bool(b)), pos.clone()),
+                        );
                         is_external = b;
                     }
                     _ => {}

@@ -52,6 +52,7 @@ fn replaces(path: &str) -> bool {
 }
 
 /// Merges `over` into `base`; `path` is the key path inside a service.
+#[allow(clippy::single_match_else)]
 pub fn merge(base: &mut Node, over: Node, path: &str) {
     if over.tag == Some(Tag::Override) {
         *base = strip(over);
@@ -61,8 +62,14 @@ pub fn merge(base: &mut Node, over: Node, path: &str) {
         (Kind::Map(bm), Kind::Map(om)) => {
             // logging with another driver starts over.
             if path == "logging" {
-                let bd = bm.iter().find(|e| e.key == "driver").and_then(|e| e.value.scalar_text());
-                let od = om.iter().find(|e| e.key == "driver").and_then(|e| e.value.scalar_text());
+                let bd = bm
+                    .iter()
+                    .find(|e| e.key == "driver")
+                    .and_then(|e| e.value.scalar_text());
+                let od = om
+                    .iter()
+                    .find(|e| e.key == "driver")
+                    .and_then(|e| e.value.scalar_text());
                 if bd.is_some() && od.is_some() && bd != od {
                     bm.clear();
                 }
@@ -130,7 +137,10 @@ pub fn strip(mut n: Node) -> Node {
         Kind::Map(m) => {
             m.retain(|e| e.value.tag != Some(Tag::Reset));
             for e in m.iter_mut() {
-                e.value = strip(std::mem::replace(&mut e.value, Node::null(e.key_pos.clone())));
+                e.value = strip(std::mem::replace(
+                    &mut e.value,
+                    Node::null(e.key_pos.clone()),
+                ));
             }
         }
         Kind::Seq(items) => {
@@ -144,6 +154,7 @@ pub fn strip(mut n: Node) -> Node {
 }
 
 /// Merges two whole files.
+#[allow(clippy::single_match_else)]
 pub fn merge_files(base: &mut Node, over: Node) {
     let Kind::Map(om) = over.kind else { return };
     for e in om {
@@ -193,15 +204,25 @@ mod tests {
 
     #[test]
     fn rules() {
-        let mut b = p("command: [a, b]\nenvironment: {A: '1', B: '2'}\ncap_add: [X]\nvolumes: [{target: /d, source: a}]\n");
-        let o = p("command: [c]\nenvironment: {B: '3', A: !reset null}\ncap_add: [X, Y]\nvolumes: [{target: /d, source: b}]\n");
+        let mut b = p(
+            "command: [a, b]\nenvironment: {A: '1', B: '2'}\ncap_add: [X]\nvolumes: [{target: /d, source: a}]\n",
+        );
+        let o = p(
+            "command: [c]\nenvironment: {B: '3', A: !reset null}\ncap_add: [X, Y]\nvolumes: [{target: /d, source: b}]\n",
+        );
         merge(&mut b, o, "");
         assert_eq!(
             crate::normalize::to_value(&b),
-            crate::normalize::to_value(&p("command: [c]\nenvironment: {B: '3'}\ncap_add: [X, Y]\nvolumes: [{target: /d, source: b}]\n"))
+            crate::normalize::to_value(&p(
+                "command: [c]\nenvironment: {B: '3'}\ncap_add: [X, Y]\nvolumes: [{target: /d, source: b}]\n"
+            ))
         );
         let mut b = p("ports: [a, b]\nlabels: {a: '1'}\n");
-        merge(&mut b, p("ports: !reset []\nlabels: !override {b: '2'}\n"), "");
+        merge(
+            &mut b,
+            p("ports: !reset []\nlabels: !override {b: '2'}\n"),
+            "",
+        );
         assert_eq!(
             crate::normalize::to_value(&b),
             crate::normalize::to_value(&p("labels: {b: '2'}\n"))

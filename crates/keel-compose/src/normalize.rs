@@ -1,10 +1,11 @@
 //! Canonical forms, the way compose-go normalizes a service: short syntaxes
-//! turned into long ones (ports, volumes, depends_on, networks, secrets,
-//! configs, env_file, build), lists of `K=V` turned into mappings, relative
+//! turned into long ones (ports, volumes, `depends_on`, networks, secrets,
+//! configs, `env_file`, build), lists of `K=V` turned into mappings, relative
 //! paths made absolute, durations formatted like Go's `time.Duration`.
 //! `canonical_service` runs per file before merging, so that merge rules can
 //! key sequences by target; `to_output` renders the final project.
 
+use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
@@ -22,7 +23,7 @@ pub fn parse_duration(s: &str) -> Option<i128> {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| (secs * 1e9) as i128);
+        return (secs.is_finite() && secs >= 0.0).then_some((secs * 1e9) as i128);
     }
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
@@ -87,9 +88,9 @@ pub fn format_duration(ns: i128) -> String {
         let m = rem / 60_000_000_000;
         let s_ns = rem % 60_000_000_000;
         if h > 0 {
-            out.push_str(&format!("{h}h{m}m"));
+            let _ = write!(out, "{h}h{m}m");
         } else if m > 0 {
-            out.push_str(&format!("{m}m"));
+            let _ = write!(out, "{m}m");
         }
         out.push_str(&frac(s_ns, 1_000_000_000));
         out.push('s');
@@ -204,7 +205,9 @@ pub fn parse_port(spec: &str) -> Result<Vec<PortSpec>, Problem> {
 
 /// Expands `~` and makes `p` absolute against `base`, cleaning `.`/`..`.
 pub fn abs_path(p: &str, base: &Path, home: Option<&str>) -> String {
-    let pb = if let Some(rest) = p.strip_prefix("~/").or(if p == "~" { Some("") } else { None })
+    let pb = if let Some(rest) = p
+        .strip_prefix("~/")
+        .or(if p == "~" { Some("") } else { None })
         && let Some(h) = home
     {
         Path::new(h).join(rest)
@@ -366,7 +369,9 @@ fn ports(n: &Node) -> Result<Node, (Pos, Problem)> {
     Ok(node)
 }
 
-const PROPAGATION: [&str; 6] = ["shared", "rshared", "slave", "rslave", "private", "rprivate"];
+const PROPAGATION: [&str; 6] = [
+    "shared", "rshared", "slave", "rslave", "private", "rprivate",
+];
 
 /// A short volume spec `SRC:DST[:MODE]` or `DST` into long form.
 fn volume_short(spec: &str, pos: &Pos, ctx: &Ctx) -> Result<Node, Problem> {
@@ -382,7 +387,8 @@ fn volume_short(spec: &str, pos: &Pos, ctx: &Ctx) -> Result<Node, Problem> {
         return Err(bad());
     }
     let mut e = Vec::new();
-    let is_bind = src.is_some_and(|s| s.starts_with('.') || s.starts_with('/') || s.starts_with('~'));
+    let is_bind =
+        src.is_some_and(|s| s.starts_with('.') || s.starts_with('/') || s.starts_with('~'));
     e.push(entry(
         "type",
         s_node(if is_bind { "bind" } else { "volume" }, pos),
@@ -588,7 +594,10 @@ pub fn parse_bytes(s: &str) -> Option<i64> {
         _ => (t, 1),
     };
     let f: f64 = num.trim().parse().ok()?;
-    (f.is_finite() && f >= 0.0 && f * (mult as f64) < 9.2e18).then(|| (f * mult as f64) as i64)
+    // Sizes are far below 2^52 in practice; precision loss is harmless.
+    #[allow(clippy::cast_precision_loss)]
+    let bytes = f * mult as f64;
+    (f.is_finite() && f >= 0.0 && bytes < 9.2e18).then_some(bytes as i64)
 }
 
 /// Byte sizes print as a decimal string, as compose-go's `UnitBytes` does.
@@ -1070,7 +1079,9 @@ pub const SECRET_ORDER: &[&str] = &[
     "driver_opts",
     "template_driver",
 ];
-pub const PROJECT_ORDER: &[&str] = &["name", "services", "networks", "volumes", "secrets", "configs"];
+pub const PROJECT_ORDER: &[&str] = &[
+    "name", "services", "networks", "volumes", "secrets", "configs",
+];
 
 /// Reorders a mapping's keys by `order`; unknown keys (extensions) keep
 /// their relative order at the end.
@@ -1134,7 +1145,15 @@ mod tests {
         assert_eq!(p[0].published.as_deref(), Some("8000-8010"));
         let p = parse_port("[::1]:53:53/udp").unwrap();
         assert_eq!(p[0].host_ip.as_deref(), Some("::1"));
-        for bad in ["80:80:80:80", "abc", "70000", "80/foo", "1-3:1-2", "0", "x.y:80:80"] {
+        for bad in [
+            "80:80:80:80",
+            "abc",
+            "70000",
+            "80/foo",
+            "1-3:1-2",
+            "0",
+            "x.y:80:80",
+        ] {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
     }
@@ -1207,7 +1226,10 @@ fn struct_def(name: &str) -> (&'static [&'static str], fn(&str) -> Shape) {
             },
         ),
         "resources" => (&["limits", "reservations"], |_| Shape::Struct("resource")),
-        "resource" => (&["cpus", "memory", "pids", "devices", "generic_resources"], any),
+        "resource" => (
+            &["cpus", "memory", "pids", "devices", "generic_resources"],
+            any,
+        ),
         "restart_policy" => (&["condition", "delay", "max_attempts", "window"], any),
         "health" => (&HEALTH_ORDER, any),
         "logging" => (&["driver", "options"], any),
@@ -1231,7 +1253,10 @@ fn struct_def(name: &str) -> (&'static [&'static str], fn(&str) -> Shape) {
             "tmpfs" => Shape::Struct("tmpfs"),
             _ => Shape::Any,
         }),
-        "bind" => (&["propagation", "create_host_path", "recursive", "selinux"], any),
+        "bind" => (
+            &["propagation", "create_host_path", "recursive", "selinux"],
+            any,
+        ),
         "volopts" => (&["labels", "nocopy", "subpath"], any),
         "tmpfs" => (&["size", "mode"], any),
         "ref" => (&["source", "target", "uid", "gid", "mode"], any),
@@ -1288,8 +1313,14 @@ pub fn order(n: &mut Node, shape: Shape) {
             if let Kind::Map(m) = &mut n.kind {
                 // Extensions (`x-…`) come last, sorted, as compose-go inlines them.
                 m.sort_by(|a, b| {
-                    let ka = fields.iter().position(|k| *k == a.key).unwrap_or(usize::MAX);
-                    let kb = fields.iter().position(|k| *k == b.key).unwrap_or(usize::MAX);
+                    let ka = fields
+                        .iter()
+                        .position(|k| *k == a.key)
+                        .unwrap_or(usize::MAX);
+                    let kb = fields
+                        .iter()
+                        .position(|k| *k == b.key)
+                        .unwrap_or(usize::MAX);
                     ka.cmp(&kb).then_with(|| a.key.cmp(&b.key))
                 });
                 for e in m {

@@ -34,8 +34,8 @@ pub enum T {
 }
 
 use T::{
-    Any, Bool, Duration, Enum, Int, List, ListOrDict, Map, NullOr, Num, Obj, OneOf, Str,
-    StrOrList, StrOrNum,
+    Any, Bool, Duration, Enum, Int, List, ListOrDict, Map, NullOr, Num, Obj, OneOf, Str, StrOrList,
+    StrOrNum,
 };
 
 const STR_LIST: T = List(&Str);
@@ -125,7 +125,16 @@ static DEPLOY: T = Obj(
         ("labels", ListOrDict),
         ("rollback_config", Any),
         ("update_config", Any),
-        ("resources", Obj(&[("limits", T::Ref(&RESOURCE)), ("reservations", T::Ref(&RESOURCE))], &[])),
+        (
+            "resources",
+            Obj(
+                &[
+                    ("limits", T::Ref(&RESOURCE)),
+                    ("reservations", T::Ref(&RESOURCE)),
+                ],
+                &[],
+            ),
+        ),
         (
             "restart_policy",
             Obj(
@@ -190,7 +199,10 @@ static VOLUME_MOUNT: T = OneOf(&[
                     &[
                         ("propagation", Str),
                         ("create_host_path", Bool),
-                        ("recursive", Enum(&["enabled", "disabled", "writable", "readonly"])),
+                        (
+                            "recursive",
+                            Enum(&["enabled", "disabled", "writable", "readonly"]),
+                        ),
                         ("selinux", Enum(&["z", "Z"])),
                     ],
                     &[],
@@ -198,7 +210,10 @@ static VOLUME_MOUNT: T = OneOf(&[
             ),
             (
                 "volume",
-                Obj(&[("nocopy", Bool), ("subpath", Str), ("labels", ListOrDict)], &[]),
+                Obj(
+                    &[("nocopy", Bool), ("subpath", Str), ("labels", ListOrDict)],
+                    &[],
+                ),
             ),
             ("tmpfs", Obj(&[("size", StrOrNum), ("mode", StrOrNum)], &[])),
             ("image", Obj(&[("subpath", Str)], &[])),
@@ -285,7 +300,10 @@ pub static SERVICE: T = Obj(
         ("isolation", Str),
         ("labels", ListOrDict),
         ("links", STR_LIST),
-        ("logging", Obj(&[("driver", Str), ("options", Map(&Any))], &[])),
+        (
+            "logging",
+            Obj(&[("driver", Str), ("options", Map(&Any))], &[]),
+        ),
         ("mac_address", Str),
         ("mem_limit", StrOrNum),
         ("mem_reservation", StrOrNum),
@@ -516,13 +534,19 @@ pub fn check(n: &Node, t: &T, path: &str) -> Result<(), Violation> {
         },
         StrOrNum => match &n.kind {
             Kind::Scalar(Scalar::Str(_) | Scalar::Int(_) | Scalar::Float(_)) => Ok(()),
-            _ => Err(fail(format!("must be a string or number, not {}", n.type_name()))),
+            _ => Err(fail(format!(
+                "must be a string or number, not {}",
+                n.type_name()
+            ))),
         },
         Int => {
             if scalar_is_int(n) {
                 Ok(())
             } else {
-                Err(fail(format!("must be an integer, not {}", describe_value(n))))
+                Err(fail(format!(
+                    "must be an integer, not {}",
+                    describe_value(n)
+                )))
             }
         }
         Num => {
@@ -535,7 +559,10 @@ pub fn check(n: &Node, t: &T, path: &str) -> Result<(), Violation> {
         Bool => match &n.kind {
             Kind::Scalar(Scalar::Bool(_)) => Ok(()),
             Kind::Scalar(Scalar::Str(s)) if parse_bool(s).is_some() => Ok(()),
-            _ => Err(fail(format!("must be a boolean, not {}", describe_value(n)))),
+            _ => Err(fail(format!(
+                "must be a boolean, not {}",
+                describe_value(n)
+            ))),
         },
         Duration => match &n.kind {
             Kind::Scalar(Scalar::Int(_) | Scalar::Float(_)) => Ok(()),
@@ -601,7 +628,11 @@ pub fn check(n: &Node, t: &T, path: &str) -> Result<(), Violation> {
         }
         OneOf(alts) => match alts.iter().find(|a| a.shape_fits(n)) {
             Some(a) => check(n, a, path),
-            None => Err(fail(format!("must be {}, not {}", t.describe(), n.type_name()))),
+            None => Err(fail(format!(
+                "must be {}, not {}",
+                t.describe(),
+                n.type_name()
+            ))),
         },
         NullOr(inner) => {
             if n.is_null() {

@@ -190,7 +190,10 @@ fn resolve_plain(s: &str) -> Scalar {
         i64::from_str_radix(o, 8).ok()
     } else if let Some(b) = digits.strip_prefix("0b") {
         i64::from_str_radix(b, 2).ok()
-    } else if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()) {
+    } else if digits.len() > 1
+        && digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
         // go-yaml (what compose uses) reads a leading 0 as octal: `mode: 0400`.
         i64::from_str_radix(&digits[1..], 8).ok()
     } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -209,8 +212,7 @@ fn resolve_plain(s: &str) -> Scalar {
         _ => {}
     }
     let looks_float = s.bytes().any(|b| b.is_ascii_digit())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
         && (s.contains('.') || s.contains('e') || s.contains('E'));
     if looks_float && let Ok(f) = s.parse::<f64>() {
@@ -262,7 +264,7 @@ impl Builder<'_> {
                     line: e.marker().line(),
                     col: e.marker().col() + 1,
                 },
-                message: e.info().to_string(),
+                message: e.info(),
             }),
             None => Err(SyntaxError {
                 pos: Pos {
@@ -379,7 +381,9 @@ impl Builder<'_> {
                         let sources: Vec<&Node> = match &value.kind {
                             Kind::Map(_) => vec![&value],
                             Kind::Seq(items) => items.iter().collect(),
-                            _ => return Err(self.err(&vsp, "merge key value must be a mapping")),
+                            Kind::Scalar(_) => {
+                                return Err(self.err(&vsp, "merge key value must be a mapping"));
+                            }
                         };
                         for src in sources {
                             let Some(m) = src.as_map() else {
@@ -465,6 +469,7 @@ pub fn parse(src: &str, file: &Arc<str>) -> Result<Node, SyntaxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt::Write as _;
 
     fn p(s: &str) -> Node {
         parse(s, &Arc::from("t.yaml")).unwrap()
@@ -501,9 +506,10 @@ mod tests {
         let mut s = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let prev = i - 1;
-            s.push_str(&format!(
-                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
-            ));
+            let _ = writeln!(
+                s,
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]"
+            );
         }
         assert!(parse(&s, &Arc::from("t.yaml")).is_err());
     }
