@@ -610,6 +610,10 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         .iter()
         .map(|f| PathBuf::from(abs_path(&f.to_string_lossy(), cwd, None)))
         .collect();
+    if files.is_empty() {
+        // `COMPOSE_FILE=":"` names nothing.
+        return Err(Error::NoConfigFile { dir: cwd.clone() });
+    }
     let working_dir = match &opts.project_directory {
         Some(d) => PathBuf::from(abs_path(&d.to_string_lossy(), cwd, None)),
         None => files[0].parent().unwrap_or(Path::new("/")).to_path_buf(),

@@ -204,6 +204,15 @@ fn yaml_syntax_and_files() {
 }
 
 #[test]
+fn compose_file_naming_nothing() {
+    let e = err(
+        &[("compose.yaml", "services: {}\n")],
+        &[("COMPOSE_FILE", ":")],
+    );
+    assert!(e.starts_with("no configuration file provided"), "{e}");
+}
+
+#[test]
 fn project_names() {
     assert_eq!(
         err(&[("compose.yaml", "name: Bad Name\nservices: {}\n")], &[]),

@@ -43,6 +43,9 @@ fn options(dir: &Path) -> Options {
 
 fn render(dir: &Path) -> Result<String, keel_compose::Error> {
     let project = load(&options(dir))?;
+    // The typed view the reconciler uses must accept every normalized output.
+    let model = project.model()?;
+    assert_eq!(model.services.len(), project.service_names().len());
     let out = emit::escape_dollars(&emit::to_yaml(&project.to_value()));
     let d = dir.display().to_string();
     let parent = dir.parent().unwrap().display().to_string();
