@@ -802,6 +802,26 @@ fn apply_profiles(
             }
         }
     }
+    // Named services select the project: them and what they depend on, as
+    // `docker compose config SERVICE...` prints.
+    if !opts.services.is_empty() {
+        let mut selected: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<String> = opts.services.clone();
+        while let Some(s) = todo.pop() {
+            if !selected.insert(s.clone()) {
+                continue;
+            }
+            if let Some(e) = services.iter().find(|e| e.key == s) {
+                todo.extend(
+                    deps_of(&e.value)
+                        .into_iter()
+                        .map(|(d, _, _)| d)
+                        .filter(|d| enabled.contains(d)),
+                );
+            }
+        }
+        enabled = selected;
+    }
     let svc_node = tree.get_mut("services").unwrap();
     svc_node
         .as_map_mut()

@@ -99,7 +99,9 @@ fn config_profiles_and_named_services() {
     );
     assert_eq!(out, "api\ndebug\nweb\n");
     let (_, out, _) = keel(&dir, &["compose", "config", "--services", "admin"]);
-    assert_eq!(out, "admin\napi\ndb\nweb\n");
+    assert_eq!(out, "admin\ndb\n");
+    let (_, out, _) = keel(&dir, &["compose", "config", "--services", "web"]);
+    assert_eq!(out, "api\nweb\n");
 }
 
 #[test]
