@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 pub mod chart;
 mod container;
 mod dockerfile;
+mod compose;
 mod image;
 mod network;
 mod output;
@@ -119,6 +120,8 @@ pub enum Command {
     /// Dockerfile debugging: print the parse as `BuildKit` does.
     #[command(subcommand, hide = true)]
     Dockerfile(dockerfile::DockerfileCommand),
+    /// Multi-container applications from compose files.
+    Compose(Box<compose::ComposeArgs>),
 }
 
 /// Something the user can do about an error; attach with
@@ -211,6 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Volume(c) => container::volume(&cli.root, c),
         Command::Monitor { id } => container::monitor(&cli.root, &id),
         Command::Dockerfile(c) => dockerfile::run(c),
+        Command::Compose(args) => compose::run(*args),
     }
 }
 

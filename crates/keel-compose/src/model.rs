@@ -1,0 +1,164 @@
+//! The typed view of a normalized project, for the reconciler. Deserialized
+//! from [`crate::Project::to_value`], so every field is already in long form.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Model {
+    pub name: String,
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub networks: BTreeMap<String, Network>,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, Volume>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, FileObject>,
+    #[serde(default)]
+    pub configs: BTreeMap<String, FileObject>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Service {
+    pub profiles: Vec<String>,
+    pub build: Option<Build>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub command: Option<Vec<String>>,
+    pub configs: Vec<FileRef>,
+    pub container_name: Option<String>,
+    pub depends_on: BTreeMap<String, Dependency>,
+    pub deploy: Option<Deploy>,
+    pub dns: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub environment: BTreeMap<String, Option<String>>,
+    pub expose: Vec<String>,
+    pub extra_hosts: Vec<String>,
+    pub hostname: Option<String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub image: Option<String>,
+    pub init: Option<bool>,
+    pub labels: BTreeMap<String, Option<String>>,
+    pub network_mode: Option<String>,
+    pub networks: BTreeMap<String, Option<ServiceNetwork>>,
+    pub ports: Vec<Port>,
+    pub pull_policy: Option<String>,
+    pub read_only: bool,
+    pub restart: Option<String>,
+    pub scale: Option<i64>,
+    pub secrets: Vec<FileRef>,
+    pub stop_grace_period: Option<String>,
+    pub stop_signal: Option<String>,
+    pub tmpfs: Vec<String>,
+    pub user: Option<String>,
+    pub volumes: Vec<Mount>,
+    pub working_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Build {
+    pub context: String,
+    pub dockerfile: Option<String>,
+    pub dockerfile_inline: Option<String>,
+    pub args: BTreeMap<String, Option<String>>,
+    pub labels: BTreeMap<String, Option<String>>,
+    pub cache_from: Vec<String>,
+    pub target: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Dependency {
+    pub condition: String,
+    pub restart: bool,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Deploy {
+    pub replicas: Option<i64>,
+    pub resources: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Healthcheck {
+    pub test: Vec<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub retries: Option<u64>,
+    pub start_period: Option<String>,
+    pub start_interval: Option<String>,
+    pub disable: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServiceNetwork {
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Port {
+    pub mode: String,
+    pub host_ip: Option<String>,
+    pub target: u16,
+    pub published: Option<String>,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Mount {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: Option<String>,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FileRef {
+    pub source: String,
+    pub target: Option<String>,
+    pub uid: Option<String>,
+    pub gid: Option<String>,
+    pub mode: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Network {
+    pub name: String,
+    pub driver: Option<String>,
+    pub external: bool,
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Volume {
+    pub name: String,
+    pub driver: Option<String>,
+    pub external: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FileObject {
+    pub name: String,
+    pub file: Option<String>,
+    pub environment: Option<String>,
+    pub content: Option<String>,
+    pub external: bool,
+}

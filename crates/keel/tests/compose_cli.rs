@@ -1,0 +1,126 @@
+//! `keel compose config` through the real binary: output of a corpus project,
+//! the listing flags, and one-line errors with a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../keel-compose/tests/fixtures/config")
+        .join(name)
+}
+
+fn keel(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .current_dir(dir)
+        .env_clear()
+        .env("HOME", "/home/test")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn config_prints_the_normalized_model() {
+    let dir = fixture("override-reset");
+    let (code, out, err) = keel(&dir, &["compose", "config"]);
+    assert_eq!(code, 0, "{err}");
+    let expected = std::fs::read_to_string(dir.join("expected.yaml"))
+        .unwrap()
+        .replace("$DIR", &dir.canonicalize().unwrap().display().to_string());
+    // The fixture path may differ from the canonical one only through symlinks.
+    assert_eq!(
+        out.replace(
+            &dir.display().to_string(),
+            &dir.canonicalize().unwrap().display().to_string()
+        ),
+        expected
+    );
+
+    let (code, out, _) = keel(&dir, &["compose", "config", "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["services"]["web"]["ports"][2]["published"], "9090");
+
+    let (_, out, _) = keel(&dir, &["compose", "config", "--services"]);
+    assert_eq!(out, "db\nweb\n");
+    let (_, out, _) = keel(&dir, &["compose", "config", "--volumes"]);
+    assert_eq!(out, "cache\n");
+    let (_, out, _) = keel(&dir, &["compose", "config", "--images"]);
+    assert_eq!(out, "postgres:16\nnginx:1.27\n");
+    let (code, out, _) = keel(&dir, &["compose", "config", "-q"]);
+    assert_eq!((code, out.as_str()), (0, ""));
+}
+
+#[test]
+fn config_escapes_dollars_like_docker_compose() {
+    let dir = fixture("interpolation");
+    let (code, out, err) = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .current_dir(&dir)
+        .env_clear()
+        .envs([
+            ("SET", "value"),
+            ("EMPTY", ""),
+            ("TAG", "1.2"),
+            ("REPLICAS", "2"),
+            ("RO", "true"),
+        ])
+        .args(["compose", "config"])
+        .output()
+        .map(|o| {
+            (
+                o.status.code().unwrap(),
+                String::from_utf8(o.stdout).unwrap(),
+                String::from_utf8(o.stderr).unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        std::fs::read_to_string(dir.join("expected.yaml")).unwrap()
+    );
+}
+
+#[test]
+fn config_profiles_and_named_services() {
+    let dir = fixture("profiles");
+    let (_, out, _) = keel(&dir, &["compose", "config", "--profiles"]);
+    assert_eq!(out, "admin\ndb\ndebug\ndev\nmonitoring\n");
+    let (_, out, _) = keel(
+        &dir,
+        &["compose", "--profile", "debug", "config", "--services"],
+    );
+    assert_eq!(out, "api\ndebug\nweb\n");
+    let (_, out, _) = keel(&dir, &["compose", "config", "--services", "admin"]);
+    assert_eq!(out, "admin\ndb\n");
+    let (_, out, _) = keel(&dir, &["compose", "config", "--services", "web"]);
+    assert_eq!(out, "api\nweb\n");
+}
+
+#[test]
+fn bad_input_is_one_line_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: nginx\n    ports:\n      - \"8080:80\"\n      - \"80:80:80:80\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = keel(dir.path(), &["compose", "config"]);
+    assert_ne!(code, 0);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "error: compose.yaml:6:9: services.web.ports[1]: invalid port \"80:80:80:80\"\n"
+    );
+    let (code, _, err) = keel(dir.path(), &["compose", "-f", "other.yaml", "config"]);
+    assert_ne!(code, 0);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: cannot read other.yaml"), "{err}");
+}
