@@ -289,7 +289,7 @@ fn base_params(
         // Go stores IPv4-mapped IPv6 addresses as 4 bytes in certificates.
         let addr = match addr {
             std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, std::net::IpAddr::V4),
-            v4 => v4,
+            v4 @ std::net::IpAddr::V4(_) => v4,
         };
         ip_sans.push(SanType::IpAddress(addr));
     }
