@@ -710,4 +710,26 @@ mod tests {
             "runtime error: slice bounds out of range [:16] with capacity 3"
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Key, certificate and ciphertext parsing never panics on any bytes.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+                               text in "\\PC{0,80}") {
+            let _ = der_tlv(&bytes);
+            let _ = pkcs8_parts(&bytes);
+            let _ = pem_decode(&text);
+            for label in ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "DSA PRIVATE KEY", "X PRIVATE KEY", "CERTIFICATE"] {
+                let pem = pem_encode(label, &bytes);
+                let _ = parse_private_key_pem(&pem);
+                let _ = build_custom_cert(&b64enc(pem.as_bytes()), &b64enc(pem.as_bytes()));
+            }
+            let _ = parse_private_key_pem(&text);
+            let _ = build_custom_cert(&text, &text);
+            let _ = decrypt_aes("k", &b64enc(&bytes));
+            let _ = decrypt_aes(&text, &text);
+        }
+    }
 }
