@@ -48,6 +48,15 @@ impl Object for Certificate {
     fn method_arity(&self, _name: &str) -> Option<usize> {
         None
     }
+    fn kind(&self) -> &'static str {
+        "struct"
+    }
+    fn struct_fields(&self) -> Option<Vec<(String, Value)>> {
+        Some(vec![
+            ("Cert".into(), Value::str(&self.cert)),
+            ("Key".into(), Value::str(&self.key)),
+        ])
+    }
 }
 
 /// Go's name of sprig's certificate type (argument checks, `%T`).
