@@ -8,6 +8,7 @@ KEEL_PACKAGES=(
   skopeo podman runc uidmap fuse-overlayfs  # peers for interop tests and benchmarks
   zstd                # zstd layers in interop tests
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
+  openssl                                        # checks sprig certificates in keel-gotmpl tests
   etcd-server protobuf-compiler                  # etcd backend of keel-store
   libseccomp-dev                                 # youki's libcontainer
   python3-kubernetes                             # official Python client in API tests
