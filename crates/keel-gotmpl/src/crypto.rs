@@ -12,7 +12,33 @@ use std::rc::Rc;
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
+    EcdsaSigningAlgorithm, Ed25519KeyPair,
+};
+
+/// The curves Go's x509 reads EC keys for that rcgen can sign with.
+const EC_CURVES: [&EcdsaSigningAlgorithm; 2] = [
+    &ECDSA_P256_SHA256_ASN1_SIGNING,
+    &ECDSA_P384_SHA384_ASN1_SIGNING,
+];
+
+/// An EC key from SEC 1 or PKCS#8 DER, on the first curve that accepts it.
+fn ec_key(der: &[u8], pkcs8: bool) -> Result<EcdsaKeyPair, aws_lc_rs::error::KeyRejected> {
+    let mut last = None;
+    for alg in EC_CURVES {
+        let r = if pkcs8 {
+            EcdsaKeyPair::from_pkcs8(alg, der)
+        } else {
+            EcdsaKeyPair::from_private_key_der(alg, der)
+        };
+        match r {
+            Ok(k) => return Ok(k),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one curve"))
+}
 
 use crate::funcs::{FuncDef, Ty, def};
 use crate::gofmt;
@@ -214,10 +240,7 @@ fn parse_private_key_pem(text: &str) -> Result<PrivKey, String> {
         return if oid == OID_RSA {
             PrivKey::from_rsa(&RsaKeyPair::from_pkcs8(&der).map_err(|e| bad(&e))?)
         } else if oid == OID_EC {
-            PrivKey::from_ec(
-                &EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
-                    .map_err(|e| bad(&e))?,
-            )
+            PrivKey::from_ec(&ec_key(&der, true).map_err(|e| bad(&e))?)
         } else if oid == OID_ED25519 {
             PrivKey::from_ed25519(
                 &Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|e| bad(&e))?,
@@ -235,7 +258,7 @@ fn parse_private_key_pem(text: &str) -> Result<PrivKey, String> {
         "RSA" => RsaKeyPair::from_der(&der)
             .map_err(|e| format!("parsing RSA private key from PEM: {e}"))
             .and_then(|k| PrivKey::from_rsa(&k)),
-        "EC" => EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
+        "EC" => ec_key(&der, false)
             .map_err(|e| format!("parsing EC private key from PEM: {e}"))
             .and_then(|k| PrivKey::from_ec(&k)),
         // Go parses DSA keys but x509 cannot sign with them; neither can keel.
