@@ -711,7 +711,7 @@ impl<'t> State<'t> {
                 | (Ty::Bool, Value::Bool(_))
                 | (Ty::List, Value::List(_))
                 | (Ty::Map, Value::Map(_))
-        );
+        ) || matches!((t, &v), (Ty::Cert, Value::Object(o)) if o.type_name() == crate::crypto::CERT_TYPE);
         if ok {
             return Ok(v);
         }
@@ -781,6 +781,14 @@ impl<'t> State<'t> {
                 }),
                 _ => Err(self.errorf(format!("expected integer; found {n}"))),
             },
+            // Go's evalUnsignedInteger: SetUint truncates to the type's width.
+            Ty::Uint32 => match n {
+                Arg::Number { num, .. } if num.is_uint => {
+                    let u = num.text.parse::<u64>().unwrap_or(num.int as u64);
+                    Ok(Value::Int(i64::from(u as u32)))
+                }
+                _ => Err(self.errorf(format!("expected unsigned integer; found {n}"))),
+            },
             Ty::Str => match n {
                 Arg::Str { text, .. } => Ok(Value::str(text)),
                 _ => Err(self.errorf(format!("expected string; found {n}"))),
@@ -793,7 +801,7 @@ impl<'t> State<'t> {
                     "can't handle assignment of {n} to empty interface argument"
                 ))),
             },
-            Ty::List | Ty::Map => {
+            Ty::List | Ty::Map | Ty::Cert => {
                 Err(self.errorf(format!("can't handle {n} for arg of type {}", t.go_name())))
             }
         }

@@ -21,6 +21,10 @@ pub enum Ty {
     Bool,
     List,
     Map,
+    /// `uint32` (sprig's `derivePassword` counter): only constants convert.
+    Uint32,
+    /// sprig's `certificate` struct (an [`crate::Object`] of that type).
+    Cert,
 }
 
 impl Ty {
@@ -35,6 +39,8 @@ impl Ty {
             Ty::Bool => "bool",
             Ty::List => "[]interface {}",
             Ty::Map => "map[string]interface {}",
+            Ty::Uint32 => "uint32",
+            Ty::Cert => crate::crypto::CERT_TYPE,
         }
     }
 }
@@ -169,6 +175,7 @@ pub(crate) fn all() -> HashMap<&'static str, FuncDef> {
     let mut m = builtins();
     crate::sprig::register(&mut m);
     crate::dates::register(&mut m);
+    crate::crypto::register(&mut m);
     crate::helm::register(&mut m);
     m
 }

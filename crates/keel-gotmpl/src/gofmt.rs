@@ -42,6 +42,8 @@ pub fn sprintln(args: &[Value]) -> String {
 struct Spec {
     minus: bool,
     plus: bool,
+    /// `%+v`: struct field names (Go's plusV).
+    plus_v: bool,
     sharp: bool,
     space: bool,
     zero: bool,
@@ -172,6 +174,7 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
         if verb == 'v' && spec.plus {
             // %+v only changes structs; plain values print as %v.
             spec.plus = false;
+            spec.plus_v = true;
         }
         if verb == 'v' && spec.sharp {
             spec.sharp = false;
@@ -299,6 +302,18 @@ fn fmt_value(out: &mut String, v: &Value, verb: char, spec: &Spec, _depth: usize
             out.push(']');
         }
         Value::Object(o) => match verb {
+            'v' if spec.plus_v && o.struct_fields().is_some() => {
+                out.push('{');
+                for (i, (k, e)) in o.struct_fields().unwrap_or_default().iter().enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    out.push_str(k);
+                    out.push(':');
+                    fmt_value(out, e, verb, spec, 0);
+                }
+                out.push('}');
+            }
             'v' | 's' => pad(out, &o.display(), spec),
             'q' => pad(out, &quote(&o.display()), spec),
             _ => bad_verb(out, v, verb, spec),

@@ -21,6 +21,7 @@
     clippy::match_same_arms
 )]
 
+mod crypto;
 mod dates;
 mod exec;
 mod funcs;

@@ -175,7 +175,33 @@ fn strslice(v: &Value) -> Vec<String> {
     }
 }
 
-fn b64enc(data: &[u8]) -> String {
+/// goutils' `AbbreviateFull` on bytes, as Go slices strings; errors give "".
+fn abbreviate_full(x: &[u8], offset: i64, max: i64) -> Vec<u8> {
+    let l = x.len() as i64;
+    if x.is_empty() || max < 4 {
+        return Vec::new();
+    }
+    if l <= max {
+        return x.to_vec();
+    }
+    let mut offset = offset.min(l);
+    if l - offset < max - 3 {
+        offset = l - (max - 3);
+    }
+    let dots = |b: &[u8]| [b"...".as_slice(), b].concat();
+    if offset <= 4 {
+        return [&x[..(max - 3) as usize], b"..."].concat();
+    }
+    if max < 7 {
+        return Vec::new();
+    }
+    if offset + max - 3 < l {
+        return dots(&abbreviate_full(&x[offset as usize..], 0, max - 3));
+    }
+    dots(&x[(l - (max - 3)) as usize..])
+}
+
+pub(crate) fn b64enc(data: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for ch in data.chunks(3) {
@@ -197,7 +223,7 @@ fn b64enc(data: &[u8]) -> String {
     out
 }
 
-fn b64dec(s: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn b64dec(s: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut buf = 0u32;
     let mut n = 0;
@@ -1157,6 +1183,22 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     add("ext", &[Str], None, |a| vstr(path_ext(s(&a[0]))));
     add("isAbs", &[Str], None, |a| {
         Ok(Value::Bool(s(&a[0]).starts_with('/')))
+    });
+    // path/filepath on Linux: the same as package path.
+    add("osBase", &[Str], None, |a| vstr(path_base(s(&a[0]))));
+    add("osDir", &[Str], None, |a| vstr(path_dir(s(&a[0]))));
+    add("osClean", &[Str], None, |a| vstr(path_clean(s(&a[0]))));
+    add("osExt", &[Str], None, |a| vstr(path_ext(s(&a[0]))));
+    add("osIsAbs", &[Str], None, |a| {
+        Ok(Value::Bool(s(&a[0]).starts_with('/')))
+    });
+    add("hello", &[], None, |_| vstr("Hello!"));
+    add("abbrevboth", &[Int, Int, Str], None, |a| {
+        let (l, r, x) = (int(&a[0]), int(&a[1]), s(&a[2]));
+        if r < 4 || l > 0 && r < 7 {
+            return vstr(x);
+        }
+        vstr(String::from_utf8_lossy(&abbreviate_full(x.as_bytes(), l, r)).into_owned())
     });
     // encodings
     add("b64enc", &[Str], None, |a| {

@@ -22,6 +22,16 @@ pub trait Object: fmt::Debug {
     fn entries(&self) -> Option<Vec<(String, Value)>> {
         None
     }
+    /// Go's `reflect.Kind` name (`kindOf`); host objects are pointers unless
+    /// they are Go struct values.
+    fn kind(&self) -> &'static str {
+        "ptr"
+    }
+    /// The exported fields when the object is a Go struct value, for `%+v`,
+    /// `toJson` and `toYaml` (which marshal structs as objects).
+    fn struct_fields(&self) -> Option<Vec<(String, Value)>> {
+        None
+    }
 }
 
 /// The element type of a slice (observable through `typeOf`, error messages
@@ -128,7 +138,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(_) => "slice",
             Value::Map(_) => "map",
-            Value::Object(_) => "ptr",
+            Value::Object(o) => o.kind(),
         }
     }
 

@@ -77,7 +77,10 @@ fn normalize(v: &Value) -> Node {
             });
             Node::Map(entries)
         }
-        Value::Object(o) => Node::Str(o.display()),
+        Value::Object(o) => match o.struct_fields() {
+            Some(f) => normalize(&Value::map(f.into_iter().collect())),
+            None => Node::Str(o.display()),
+        },
     }
 }
 
@@ -832,7 +835,17 @@ fn json_value(
             nl(out, depth);
             out.push('}');
         }
-        Value::Object(o) => json_string(out, &o.display(), raw),
+        // Go marshals structs in field order; keel's structs declare theirs sorted.
+        Value::Object(o) => match o.struct_fields() {
+            Some(f) => json_value(
+                out,
+                &Value::map(f.into_iter().collect()),
+                indent,
+                depth,
+                raw,
+            )?,
+            None => json_string(out, &o.display(), raw),
+        },
     }
     Some(())
 }
