@@ -10,7 +10,6 @@ KEEL_PACKAGES=(
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
   etcd-server protobuf-compiler libprotobuf-dev  # etcd backend of keel-store (protoc + well-known .proto files)
   openssl                                        # checks sprig certificates in keel-gotmpl tests
-  etcd-server protobuf-compiler                  # etcd backend of keel-store
   libseccomp-dev                                 # youki's libcontainer
   python3-kubernetes                             # official Python client in API tests
   hyperfine                                      # benchmarks

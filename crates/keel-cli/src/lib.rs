@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod chart;
+mod compose;
 mod container;
 mod dockerfile;
-mod compose;
 mod image;
 mod network;
 mod output;
