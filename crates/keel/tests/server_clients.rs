@@ -391,12 +391,12 @@ async fn acknowledged_creates_survive_kill_9() {
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
-    // Bounded so the test stays short (4,000 attempted, killed after ~600);
-    // KEEL_KILL9_CREATES=10000 runs the full count.
+    // The count: 10,000 concurrent creates, killed after ~1,500
+    // (a few seconds); KEEL_KILL9_CREATES overrides it.
     let total: usize = std::env::var("KEEL_KILL9_CREATES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4000);
+        .unwrap_or(10_000);
     let kill_after = total * 3 / 20;
     for w in 0..16 {
         let api = api.clone();
