@@ -88,8 +88,24 @@ impl Mode {
 }
 
 /// Creates a fresh network namespace with loopback up and pins it at `path`.
-/// Moves the calling process into it: only the single-threaded monitor calls this.
+/// The calling thread enters it only while setting it up and then returns to
+/// the namespace it came from: network drivers attach the pinned namespace from
+/// the host's stack (bridges and host-side veths must not land inside it).
+/// Only the single-threaded monitor calls this.
 pub fn create_netns(path: &Path) -> Result<()> {
+    use nix::sched::{CloneFlags, setns};
+    let host = fs::File::open("/proc/thread-self/ns/net").map_err(|e| {
+        RuntimeError::Netns(std::io::Error::other(format!(
+            "opening the host network namespace: {e}"
+        )))
+    })?;
+    let res = enter_new_netns(path);
+    // Back to the host's stack whatever happened inside.
+    setns(&host, CloneFlags::CLONE_NEWNET).map_err(|e| RuntimeError::Netns(e.into()))?;
+    res
+}
+
+fn enter_new_netns(path: &Path) -> Result<()> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     if let Some(d) = path.parent() {

@@ -731,3 +731,135 @@ fn a_container_keeps_its_image_layers_through_rmi_force_and_prune() {
             .any(|d| !d.unwrap().file_name().to_string_lossy().starts_with('.'))
     );
 }
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn keel_links() -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("keel") || l.contains("veth"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Regression: the monitor used to stay inside the container's new network
+/// namespace, so keel-net built the bridge and host-side veth in there and
+/// nothing was reachable.
+#[test]
+fn bridge_networks_resolve_names_and_publish_ports() {
+    let e = Env::new();
+    let links_before = keel_links();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("index.html"), "hello over the bridge\n").unwrap();
+    let vol = format!("{}:/www:ro", www.path().display());
+    e.k.ok(&["network", "create", "appnet"]);
+    let port = free_port();
+    e.k.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "frontend",
+        "-v",
+        &vol,
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    wait_for_port(port);
+    // A published port serves HTTP on 127.0.0.1.
+    let body = http_get(port, "/index.html");
+    assert!(
+        body.contains("200 OK") && body.contains("hello over the bridge"),
+        "{body}"
+    );
+    // Containers on the network reach each other by name and by alias.
+    for host in ["web", "frontend"] {
+        let out = e.k.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "busybox",
+            "wget",
+            "-qO-",
+            &format!("http://{host}:8080/index.html"),
+        ]);
+        assert_eq!(out, "hello over the bridge\n", "{host}");
+    }
+    assert!(
+        e.k.ok(&["port", "web"])
+            .contains(&format!("127.0.0.1:{port}"))
+    );
+    // The same host port again: refused, nothing half-created.
+    let before = e.k.ok(&["ps", "-a", "-q"]);
+    let err = e.k.fails(&[
+        "run",
+        "-d",
+        "--name",
+        "web2",
+        "--network",
+        "appnet",
+        "-p",
+        &format!("127.0.0.1:{port}:8080"),
+        "busybox",
+        "sleep",
+        "30",
+    ]);
+    assert!(err.contains(&port.to_string()), "{err}");
+    assert_eq!(e.k.ok(&["ps", "-a", "-q"]), before);
+    // The default bridge publishes too.
+    let port2 = free_port();
+    e.k.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web3",
+        "-v",
+        &vol,
+        "-p",
+        &format!("{port2}:8080"),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
+    wait_for_port(port2);
+    assert!(http_get(port2, "/index.html").contains("hello over the bridge"));
+    // Removing everything leaves no veth, bridge or rule behind.
+    e.k.ok(&["rm", "-f", "web", "web3"]);
+    e.k.ok(&["network", "rm", "appnet"]);
+    keel_net::Networks::open(e.root())
+        .unwrap()
+        .release_idle()
+        .unwrap();
+    assert_eq!(keel_links(), links_before);
+    let rules = std::process::Command::new("iptables-save")
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains("keel:"), "container rules left: {rules}");
+}
