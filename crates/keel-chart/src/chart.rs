@@ -135,7 +135,8 @@ pub fn load(path: &Path) -> Result<Chart, ChartError> {
     from_files(&path.display().to_string(), files)
 }
 
-fn read_dir_files(root: &Path) -> Result<Vec<ChartFile>, ChartError> {
+/// Every file of a chart directory that `.helmignore` keeps, sorted by path.
+pub(crate) fn read_dir_files(root: &Path) -> Result<Vec<ChartFile>, ChartError> {
     let ignore = match std::fs::read_to_string(root.join(".helmignore")) {
         Ok(t) => Ignore::parse(&t),
         Err(_) => Ignore::parse(""),

@@ -191,12 +191,13 @@ pub fn package(path: &Path, dest: &Path) -> Result<PathBuf, ChartError> {
     }
     let name = &chart.metadata.name;
     let out = dest.join(format!("{name}-{}.tgz", chart.metadata.version));
-    let files = collect_files(path)?;
+    // The same .helmignore-aware walk that loading uses.
+    let files = chart::read_dir_files(path)?;
     let f = std::fs::File::create(&out)
         .map_err(|e| ChartError::Package(format!("create {}: {e}", out.display())))?;
     let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
     let mut tb = tar::Builder::new(gz);
-    for (rel, data) in files {
+    for chart::ChartFile { name: rel, data } in files {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -213,51 +214,5 @@ pub fn package(path: &Path, dest: &Path) -> Result<PathBuf, ChartError> {
         .map_err(|e| ChartError::Package(e.to_string()))?;
     f.sync_all()
         .map_err(|e| ChartError::Package(e.to_string()))?;
-    Ok(out)
-}
-
-fn collect_files(root: &Path) -> Result<Vec<(String, Vec<u8>)>, ChartError> {
-    let ignore = std::fs::read_to_string(root.join(".helmignore"))
-        .map(|t| glob::Ignore::parse(&t))
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = if rel.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(&rel)
-        };
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| ChartError::Read {
-                path: dir.display().to_string(),
-                source: e,
-            })?
-            .filter_map(Result::ok)
-            .collect();
-        entries.sort_by_key(std::fs::DirEntry::file_name);
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let relp = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-            if ignore.ignored(&relp, is_dir) {
-                continue;
-            }
-            if is_dir {
-                stack.push(relp);
-            } else {
-                let data = std::fs::read(e.path()).map_err(|err| ChartError::Read {
-                    path: e.path().display().to_string(),
-                    source: err,
-                })?;
-                out.push((relp, data));
-            }
-        }
-    }
-    out.sort();
     Ok(out)
 }
