@@ -19,23 +19,13 @@ PODMAN_DIR="$WORK/podman"
 export KEEL_ROOT="$WORK/keel"
 cleanup() {
   for id in $("$KEEL" ps -aq 2>/dev/null); do "$KEEL" rm -f "$id" >/dev/null 2>&1 || true; done
-  podman --root "$PODMAN_DIR/root" --runroot "$PODMAN_DIR/run" --tmpdir "$PODMAN_DIR/tmp" --storage-driver overlay system reset -f >/dev/null 2>&1 || true
+  [ -n "${PODMAN:-}" ] && $PODMAN system reset -f >/dev/null 2>&1 || true
   umount -R "$PODMAN_DIR/root" >/dev/null 2>&1 || true
   grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir -p "$PODMAN_DIR"
-cat > "$PODMAN_DIR/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-export CONTAINERS_CONF="$PODMAN_DIR/containers.conf"
-PODMAN="podman --root $PODMAN_DIR/root --runroot $PODMAN_DIR/run --tmpdir $PODMAN_DIR/tmp --storage-driver overlay"
+keel_podman_setup "$PODMAN_DIR"
 
 # The same busybox image for everyone.
 "$KEEL" image seed-busybox >/dev/null

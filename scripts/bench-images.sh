@@ -12,22 +12,12 @@ KEEL="$CARGO_TARGET_DIR/release/keel"
 WORK="$(mktemp -d /var/tmp/keel-bench-images.XXXXXX)"
 PODMAN_DIR="$WORK/podman"
 cleanup() {
-  podman --root "$PODMAN_DIR/root" --runroot "$PODMAN_DIR/run" --storage-driver overlay system reset -f >/dev/null 2>&1 || true
+  [ -n "${PODMAN:-}" ] && $PODMAN system reset -f >/dev/null 2>&1 || true
   umount -R "$PODMAN_DIR/root" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-mkdir -p "$PODMAN_DIR"
-cat > "$PODMAN_DIR/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-export CONTAINERS_CONF="$PODMAN_DIR/containers.conf"
-PODMAN="podman --root $PODMAN_DIR/root --runroot $PODMAN_DIR/run --tmpdir $PODMAN_DIR/tmp --storage-driver overlay"
+keel_podman_setup "$PODMAN_DIR"
 
 echo "generating a 20-layer, 500 MB docker-archive in $WORK ..." >&2
 python3 - "$WORK/image.tar" <<'PY'

@@ -33,3 +33,21 @@ keel_ensure_packages() {
 
 # A target dir outside the clone: repeated CI runs on one machine share it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/keel-target}"
+
+# Podman for side-by-side benchmarks, in its own throw-away store under DIR:
+# runc, cgroupfs, file events, ulimits within this machine's hard limits, and
+# its own --tmpdir (podman 4.3 races on a shared one). Sets $PODMAN.
+keel_podman_setup() {
+  local dir="$1"
+  mkdir -p "$dir"
+  cat > "$dir/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  export CONTAINERS_CONF="$dir/containers.conf"
+  PODMAN="podman --root $dir/root --runroot $dir/run --tmpdir $dir/tmp --storage-driver overlay"
+}
