@@ -28,28 +28,6 @@ fn base(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for ch in data.chunks(3) {
-        let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if ch.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if ch.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 fn str_arg(args: &[Value], i: usize) -> Result<&str, String> {
     match args.get(i) {
         Some(Value::Str(s)) => Ok(s),
@@ -139,7 +117,7 @@ impl Object for Files {
                 let m: BTreeMap<String, Value> = self
                     .files
                     .iter()
-                    .map(|(k, v)| (base(k).to_string(), Value::string(b64(v))))
+                    .map(|(k, v)| (base(k).to_string(), Value::string(keel_gotmpl::b64enc(v))))
                     .collect();
                 if m.is_empty() {
                     return Some(Ok(Value::str("")));

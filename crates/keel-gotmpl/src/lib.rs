@@ -37,6 +37,7 @@ use std::rc::Rc;
 
 pub use funcs::{FuncDef, Imp, Ty};
 pub use helm::yaml_to_value;
+pub use sprig::b64enc;
 pub use value::{Elem, List, MapRef, Object, Value};
 
 /// What a missing map key evaluates to (Go's `missingkey` option).
