@@ -578,10 +578,12 @@ impl Engine<'_> {
     fn cached(
         &self,
         st: &mut State,
-        stage: usize,
-        label: &str,
-        step: usize,
-        position: usize,
+        At {
+            stage,
+            label,
+            step,
+            position,
+        }: At<'_>,
         inputs: Inputs,
         created_by: &str,
         make: impl FnOnce(&mut State) -> Result<Option<LayerRef>>,
@@ -688,6 +690,12 @@ impl Engine<'_> {
         let nop = |s: &str| format!("/bin/sh -c #(nop) {s}");
         let mut used = BTreeMap::new();
         let span = ins.span;
+        let at = At {
+            stage,
+            label,
+            step,
+            position,
+        };
         match &ins.instruction {
             Instruction::From(_) => unreachable!("stages start at FROM"),
             Instruction::Arg(defs) => {
@@ -706,16 +714,7 @@ impl Engine<'_> {
                 }
                 let created_by = nop(&format!("ARG {}", names.join(" ")));
                 let inputs = Self::inputs(st, format!("ARG {}", names.join(" ")));
-                self.cached(
-                    st,
-                    stage,
-                    label,
-                    step,
-                    position,
-                    inputs,
-                    &created_by,
-                    |_| Ok(None),
-                )?;
+                self.cached(st, at, inputs, &created_by, |_| Ok(None))?;
             }
             Instruction::Run(run) => {
                 let (argv, display) = Self::run_argv(st, run)?;
@@ -747,24 +746,15 @@ impl Engine<'_> {
                     )
                 };
                 let created_by = format!("{prefix}{display}");
-                self.cached(
-                    st,
-                    stage,
-                    label,
-                    step,
-                    position,
-                    inputs,
-                    &created_by,
-                    |st| self.exec_run(st, run, argv, label, span),
-                )?;
+                self.cached(st, at, inputs, &created_by, |st| {
+                    self.exec_run(st, run, argv, label, span)
+                })?;
                 st.pending.clear();
             }
             Instruction::Copy(c) => {
                 self.copy_step(
                     st,
-                    stage,
-                    label,
-                    (step, position),
+                    at,
                     span,
                     &CopyArgs {
                         sources: &c.sources,
@@ -782,9 +772,7 @@ impl Engine<'_> {
             Instruction::Add(a) => {
                 self.copy_step(
                     st,
-                    stage,
-                    label,
-                    (step, position),
+                    at,
                     span,
                     &CopyArgs {
                         sources: &a.sources,
@@ -809,16 +797,7 @@ impl Engine<'_> {
                     serde_json::to_string(st.image.get("config").unwrap_or(&Value::Null))
                         .expect("json")
                 );
-                self.cached(
-                    st,
-                    stage,
-                    label,
-                    step,
-                    position,
-                    inputs,
-                    &created_by,
-                    |_| Ok(None),
-                )?;
+                self.cached(st, at, inputs, &created_by, |_| Ok(None))?;
             }
         }
         self.emit(Event::Done {
@@ -1432,15 +1411,7 @@ impl Engine<'_> {
     }
 
     #[allow(clippy::too_many_lines)]
-    fn copy_step(
-        &self,
-        st: &mut State,
-        stage: usize,
-        label: &str,
-        (step, position): (usize, usize),
-        span: Span,
-        c: &CopyArgs<'_>,
-    ) -> Result<()> {
+    fn copy_step(&self, st: &mut State, at: At<'_>, span: Span, c: &CopyArgs<'_>) -> Result<()> {
         let kw = if c.add { "ADD" } else { "COPY" };
         let mut used = BTreeMap::new();
         let dest_raw = self.expand(st, c.dest, &mut used)?;
@@ -1661,90 +1632,73 @@ impl Engine<'_> {
         inputs.sources = hashes;
         let add = c.add;
         let parents = c.parents;
-        self.cached(
-            st,
-            stage,
-            label,
-            step,
-            position,
-            inputs,
-            &created_by,
-            |st| {
-                let tmp = self.tmp_dir()?;
-                let pending = st.pending.clone();
-                let layer_dir = tmp.path().join("upper");
-                self.with_root(tmp.path(), &st.layers, |root| {
-                    Self::make_pending(root, &pending)?;
-                    let owner = match &chown {
-                        Some(spec) => {
-                            let passwd = fs::read_to_string(
-                                fsops::resolve(root, "/etc/passwd", true)
-                                    .map_err(io_err("read", "/etc/passwd"))?,
-                            )
-                            .ok();
-                            let group = fs::read_to_string(
-                                fsops::resolve(root, "/etc/group", true)
-                                    .map_err(io_err("read", "/etc/group"))?,
-                            )
-                            .ok();
-                            let id = keel_runtime::user::resolve(
-                                spec,
-                                passwd.as_deref(),
-                                group.as_deref(),
-                            )
-                            .map_err(|e| {
-                                self.step_err(span, format!("--chown={spec}: {e}"), None)
-                            })?;
-                            Some((id.uid, id.gid))
-                        }
-                        None => None,
-                    };
-                    let o = Overrides { owner, mode: chmod };
-                    let dest_exists_dir =
-                        fsops::resolve(root, &dest, true).is_ok_and(|p| p.is_dir());
-                    for (sel, entries, _) in &entries_by_sel {
-                        let name = Path::new(&sel.rel)
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        let target = if sel.is_dir {
-                            if parents && sel.rel != "." {
-                                format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
-                            } else {
-                                dest.clone()
-                            }
-                        } else if parents {
+        self.cached(st, at, inputs, &created_by, |st| {
+            let tmp = self.tmp_dir()?;
+            let pending = st.pending.clone();
+            let layer_dir = tmp.path().join("upper");
+            self.with_root(tmp.path(), &st.layers, |root| {
+                Self::make_pending(root, &pending)?;
+                let owner = match &chown {
+                    Some(spec) => {
+                        let passwd = fs::read_to_string(
+                            fsops::resolve(root, "/etc/passwd", true)
+                                .map_err(io_err("read", "/etc/passwd"))?,
+                        )
+                        .ok();
+                        let group = fs::read_to_string(
+                            fsops::resolve(root, "/etc/group", true)
+                                .map_err(io_err("read", "/etc/group"))?,
+                        )
+                        .ok();
+                        let id =
+                            keel_runtime::user::resolve(spec, passwd.as_deref(), group.as_deref())
+                                .map_err(|e| {
+                                    self.step_err(span, format!("--chown={spec}: {e}"), None)
+                                })?;
+                        Some((id.uid, id.gid))
+                    }
+                    None => None,
+                };
+                let o = Overrides { owner, mode: chmod };
+                let dest_exists_dir = fsops::resolve(root, &dest, true).is_ok_and(|p| p.is_dir());
+                for (sel, entries, _) in &entries_by_sel {
+                    let name = Path::new(&sel.rel)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let target = if sel.is_dir {
+                        if parents && sel.rel != "." {
                             format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
-                        } else if dest_is_dir || dest_exists_dir {
-                            format!("{}/{name}", dest.trim_end_matches('/'))
                         } else {
                             dest.clone()
-                        };
-                        if add && !sel.is_dir && is_archive(&sel.real) {
-                            let dir = fsops::mkdir_all(root, &dest, 0o755, 0, 0)
-                                .map_err(io_err("create", &dest))?;
-                            let f = fs::File::open(&sel.real).map_err(io_err("open", &sel.real))?;
-                            let r = keel_oci::layer::decompressed(f)
-                                .map_err(io_err("read", &sel.real))?;
-                            keel_oci::layer::apply_layer(
-                                r,
-                                &dir,
-                                keel_oci::layer::WhiteoutMode::Flat,
-                            )
+                        }
+                    } else if parents {
+                        format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
+                    } else if dest_is_dir || dest_exists_dir {
+                        format!("{}/{name}", dest.trim_end_matches('/'))
+                    } else {
+                        dest.clone()
+                    };
+                    if add && !sel.is_dir && is_archive(&sel.real) {
+                        let dir = fsops::mkdir_all(root, &dest, 0o755, 0, 0)
+                            .map_err(io_err("create", &dest))?;
+                        let f = fs::File::open(&sel.real).map_err(io_err("open", &sel.real))?;
+                        let r =
+                            keel_oci::layer::decompressed(f).map_err(io_err("read", &sel.real))?;
+                        keel_oci::layer::apply_layer(r, &dir, keel_oci::layer::WhiteoutMode::Flat)
                             .map_err(|e| {
                                 self.step_err(span, format!("ADD {}: {e}", sel.rel), None)
                             })?;
-                            continue;
-                        }
-                        crate::context::copy_into(root, entries, &target, o).map_err(|e| {
-                            self.step_err(span, format!("{kw} {} to {target}: {e}", sel.rel), None)
-                        })?;
+                        continue;
                     }
-                    Ok(())
-                })?;
-                self.layer_from(&layer_dir)
-            },
-        )?;
+                    crate::context::copy_into(root, entries, &target, o).map_err(|e| {
+                        self.step_err(span, format!("{kw} {} to {target}: {e}", sel.rel), None)
+                    })?;
+                }
+                Ok(())
+            })?;
+            self.layer_from(&layer_dir)
+        })?;
         drop(src_unmount);
         st.pending.clear();
         Ok(())
@@ -1802,6 +1756,15 @@ impl Engine<'_> {
             layers: st.layers.clone(),
         })
     }
+}
+
+/// Where a step is: for progress, and its position for `--explain-cache`.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    stage: usize,
+    label: &'a str,
+    step: usize,
+    position: usize,
 }
 
 struct CopyArgs<'a> {
