@@ -19,6 +19,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Result, io_err};
 
+/// Changes whenever a step would make a different result from the same
+/// inputs (a fix in how COPY or RUN work), so old entries stop matching.
+const KEY_VERSION: &str = "keel-build 2\n";
+
 /// A layer as the build keeps it: an uncompressed tar blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRef {
@@ -48,7 +52,10 @@ impl Inputs {
     /// The cache key: sha256 of the canonical JSON of the inputs.
     pub fn key(&self) -> String {
         let bytes = serde_json::to_vec(self).expect("inputs serialize");
-        hex::encode(Sha256::digest(&bytes))
+        let mut h = Sha256::new();
+        h.update(KEY_VERSION.as_bytes());
+        h.update(&bytes);
+        hex::encode(h.finalize())
     }
 }
 

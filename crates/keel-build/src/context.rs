@@ -331,7 +331,14 @@ pub fn copy_into(
     o: Overrides,
 ) -> std::io::Result<()> {
     let (uid, gid) = o.owner.unwrap_or((0, 0));
+    let mut dirs = Vec::new();
     for (rel, real, md) in entries {
+        if rel.is_empty() && md.is_dir() {
+            // A directory source copies its contents; the destination directory
+            // keeps its own metadata, or is made 0755 (as buildah does).
+            fsops::mkdir_all(root, dest, 0o755, uid, gid)?;
+            continue;
+        }
         let target = if rel.is_empty() {
             dest.to_string()
         } else {
@@ -352,6 +359,13 @@ pub fn copy_into(
             dst
         };
         fsops::copy_entry(real, md, &dst, o)?;
+        if md.is_dir() {
+            dirs.push((dst, md));
+        }
+    }
+    // Directory times last: writing their entries changed them.
+    for (dst, md) in dirs.iter().rev() {
+        fsops::set_mtime(dst, md)?;
     }
     Ok(())
 }

@@ -38,8 +38,10 @@ struct State {
     key: String,
     /// ARGs in scope with their values.
     args: BTreeMap<String, String>,
-    /// Directories WORKDIR/VOLUME need, created in the next layer.
-    pending: Vec<String>,
+    /// Directories WORKDIR/VOLUME need, created in the next layer (as
+    /// buildah does): `true` marks the working directory, which only the last
+    /// WORKDIR creates, owned by the USER in effect then.
+    pending: Vec<(String, bool)>,
     cmd_set: bool,
 }
 
@@ -858,7 +860,7 @@ impl Engine<'_> {
                 for p in ports {
                     for w in self.expand_words(st, p, used)? {
                         let w = if w.contains('/') {
-                            w.to_ascii_lowercase()
+                            w
                         } else {
                             format!("{w}/tcp")
                         };
@@ -895,7 +897,8 @@ impl Engine<'_> {
                     dir
                 };
                 st.cfg().insert("WorkingDir".into(), json!(dir));
-                st.pending.push(dir);
+                st.pending.retain(|(_, workdir)| !workdir);
+                st.pending.push((dir, true));
             }
             Instruction::User(u) => {
                 let u = self.expand(st, u, used)?;
@@ -922,7 +925,7 @@ impl Engine<'_> {
                     map[v.as_str()] = json!({});
                 }
                 st.pending
-                    .extend(list.into_iter().map(|v| abs_path("/", &v)));
+                    .extend(list.into_iter().map(|v| (abs_path("/", &v), false)));
             }
             Instruction::StopSignal(s) => {
                 let s = self.expand(st, s, used)?;
@@ -1102,9 +1105,15 @@ impl Engine<'_> {
         }))
     }
 
-    fn make_pending(root: &Path, pending: &[String]) -> Result<()> {
-        for p in pending {
-            fsops::mkdir_all(root, p, 0o755, 0, 0).map_err(io_err("create", p))?;
+    fn make_pending(root: &Path, pending: &[(String, bool)], user: &str) -> Result<()> {
+        for (p, workdir) in pending {
+            let (uid, gid) = if *workdir && !user.is_empty() {
+                let (uid, gid) = resolve_owner(root, user)?;
+                (uid, gid)
+            } else {
+                (0, 0)
+            };
+            fsops::mkdir_all(root, p, 0o755, uid, gid).map_err(io_err("create", p))?;
         }
         Ok(())
     }
@@ -1122,8 +1131,9 @@ impl Engine<'_> {
             _ => {
                 let tmp = self.tmp_dir()?;
                 let pending = st.pending.clone();
+                let user = st.user();
                 self.with_root(tmp.path(), &st.layers, |root| {
-                    Self::make_pending(root, &pending)
+                    Self::make_pending(root, &pending, &user)
                 })?;
                 let layer = self.layer_from(&tmp.path().join("upper"))?;
                 let e = Entry {
@@ -1171,8 +1181,9 @@ impl Engine<'_> {
             None
         } else {
             let pending = st.pending.clone();
+            let user = st.user();
             self.with_root(tmp.path(), &st.layers, |root| {
-                Self::make_pending(root, &pending)
+                Self::make_pending(root, &pending, &user)
             })?;
             Some(tmp.path().join("upper"))
         };
@@ -1635,30 +1646,17 @@ impl Engine<'_> {
         self.cached(st, at, inputs, &created_by, |st| {
             let tmp = self.tmp_dir()?;
             let pending = st.pending.clone();
+            let user = st.user();
             let layer_dir = tmp.path().join("upper");
             self.with_root(tmp.path(), &st.layers, |root| {
-                Self::make_pending(root, &pending)?;
-                let owner = match &chown {
-                    Some(spec) => {
-                        let passwd = fs::read_to_string(
-                            fsops::resolve(root, "/etc/passwd", true)
-                                .map_err(io_err("read", "/etc/passwd"))?,
-                        )
-                        .ok();
-                        let group = fs::read_to_string(
-                            fsops::resolve(root, "/etc/group", true)
-                                .map_err(io_err("read", "/etc/group"))?,
-                        )
-                        .ok();
-                        let id =
-                            keel_runtime::user::resolve(spec, passwd.as_deref(), group.as_deref())
-                                .map_err(|e| {
-                                    self.step_err(span, format!("--chown={spec}: {e}"), None)
-                                })?;
-                        Some((id.uid, id.gid))
-                    }
-                    None => None,
-                };
+                Self::make_pending(root, &pending, &user)?;
+                let owner =
+                    match &chown {
+                        Some(spec) => Some(resolve_owner(root, spec).map_err(|e| {
+                            self.step_err(span, format!("--chown={spec}: {e}"), None)
+                        })?),
+                        None => None,
+                    };
                 let o = Overrides { owner, mode: chmod };
                 let dest_exists_dir = fsops::resolve(root, &dest, true).is_ok_and(|p| p.is_dir());
                 for (sel, entries, _) in &entries_by_sel {
@@ -1777,6 +1775,21 @@ struct CopyArgs<'a> {
     exclude: &'a [String],
     heredocs: &'a [keel_dockerfile::Heredoc],
     add: bool,
+}
+
+/// `user[:group]` to numeric ids with the root's /etc/passwd and /etc/group.
+fn resolve_owner(root: &Path, spec: &str) -> Result<(u32, u32)> {
+    let read = |f: &str| {
+        fsops::resolve(root, f, true)
+            .ok()
+            .and_then(|p| fs::read_to_string(p).ok())
+    };
+    let id = keel_runtime::user::resolve(
+        spec,
+        read("/etc/passwd").as_deref(),
+        read("/etc/group").as_deref(),
+    )?;
+    Ok((id.uid, id.gid))
 }
 
 /// Unmounts on drop (also on error and unwinding).
