@@ -151,6 +151,8 @@ struct Engine<'a> {
     done: Mutex<HashMap<usize, StageResult>>,
     done_cv: Condvar,
     used_args: Mutex<BTreeSet<String>>,
+    /// The stage whose image the build produces.
+    target: usize,
     position_base: String,
     started: Instant,
 }
@@ -265,6 +267,7 @@ pub fn build(
         done: Mutex::new(HashMap::new()),
         done_cv: Condvar::new(),
         used_args: Mutex::new(BTreeSet::new()),
+        target,
         position_base: format!("{ctx_name}\n{}", opts.dockerfile_name),
         started: Instant::now(),
     };
@@ -488,7 +491,9 @@ impl Engine<'_> {
             self.check_cancel()?;
             self.step(&mut st, i, &label, (n + 2, total), n, ins)?;
         }
-        if !st.pending.is_empty() {
+        // As buildah: directories wait for the next layer, also in stages
+        // built FROM this one; only the image the build produces gets them now.
+        if !st.pending.is_empty() && i == self.target {
             self.flush_pending(&mut st, i)?;
         }
         Ok(st)
