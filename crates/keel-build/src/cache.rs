@@ -105,6 +105,13 @@ pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
+/// The stat to record for a layer blob this process just wrote (and so
+/// knows to match its digest): saves re-hashing it on the next hit.
+pub fn fresh_stat(blobs: &BlobStore, layer: &LayerRef) -> Option<(u64, u64, i64, i64)> {
+    let d = Digest::parse(&layer.digest).ok()?;
+    fs::metadata(blobs.path(&d)).ok().map(|m| blob_stat(&m))
+}
+
 impl Cache {
     pub fn open(build_dir: &Path) -> Result<Self> {
         let dir = build_dir.join("cache");

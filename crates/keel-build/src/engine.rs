@@ -582,6 +582,23 @@ impl Engine<'_> {
     /// Runs one step through the cache: a hit reuses the stored result, a miss
     /// runs `make` and stores what it made.
     #[allow(clippy::too_many_arguments)]
+    /// Takes the step from the cache if it is there (and checks out).
+    fn hit(&self, st: &mut State, label: &str, step: usize, key: &str) -> bool {
+        if self.opts.no_cache {
+            return false;
+        }
+        let Some(entry) = self.cache.get(key, self.store.blobs()) else {
+            return false;
+        };
+        self.emit(Event::Cached {
+            stage: label.to_string(),
+            step,
+        });
+        st.push(entry.layer, entry.history);
+        st.key = key.to_string();
+        true
+    }
+
     fn cached(
         &self,
         st: &mut State,
@@ -596,15 +613,7 @@ impl Engine<'_> {
         make: impl FnOnce(&mut State) -> Result<Option<LayerRef>>,
     ) -> Result<()> {
         let key = inputs.key();
-        if !self.opts.no_cache
-            && let Some(entry) = self.cache.get(&key, self.store.blobs())
-        {
-            self.emit(Event::Cached {
-                stage: label.to_string(),
-                step,
-            });
-            st.push(entry.layer, entry.history);
-            st.key = key;
+        if self.hit(st, label, step, &key) {
             return Ok(());
         }
         let pos = self.position(stage, position);
@@ -628,7 +637,9 @@ impl Engine<'_> {
             layer: layer.clone(),
             history: history.clone(),
             inputs,
-            verified: None,
+            verified: layer
+                .as_ref()
+                .and_then(|l| cache::fresh_stat(self.store.blobs(), l)),
         };
         self.cache.put(&key, &entry)?;
         self.cache.remember_position(&pos, &entry.inputs);
@@ -1450,6 +1461,18 @@ impl Engine<'_> {
             }
             None => None,
         };
+        let instruction = serde_json::to_string(&json!({
+            "op": kw,
+            "sources": sources,
+            "dest": dest,
+            "chown": chown,
+            "chmod": chmod,
+            "parents": c.parents,
+            "exclude": c.exclude,
+            "pending": st.pending,
+            "workdir": st.workdir(),
+        }))
+        .expect("json");
         // The source root: another stage or image, or the context.
         let tmp_src = self.tmp_dir()?;
         let (from_layers, from_id) = match c.from {
@@ -1459,6 +1482,17 @@ impl Engine<'_> {
             }
             None => (None, String::new()),
         };
+        let from_hashes = || BTreeMap::from([(format!("--from={from_id}"), sources.join(" "))]);
+        // Another stage's content is named by its key: a hit needs no mount.
+        if c.from.is_some() && c.heredocs.is_empty() {
+            let mut inputs = Self::inputs(st, instruction.clone());
+            inputs.args.clone_from(&used);
+            inputs.sources = from_hashes();
+            if self.hit(st, at.label, at.step, &inputs.key()) {
+                st.pending.clear();
+                return Ok(());
+            }
+        }
         let mut src_unmount = None;
         let src_dir: PathBuf = match &from_layers {
             Some(layers) => {
@@ -1580,7 +1614,7 @@ impl Engine<'_> {
             entries_by_sel.push((sel.clone(), entries, is_heredoc));
         }
         if c.from.is_some() {
-            hashes.insert(format!("--from={from_id}"), sources.join(" "));
+            hashes.extend(from_hashes());
         }
         // URLs are fetched now: their content is part of the key.
         let url_dir = self.tmp_dir()?;
@@ -1629,21 +1663,7 @@ impl Engine<'_> {
             "file"
         };
         let created_by = format!("/bin/sh -c #(nop) {kw} {kind}:{src_hash} in {dest_raw} ");
-        let mut inputs = Self::inputs(
-            st,
-            serde_json::to_string(&json!({
-                "op": kw,
-                "sources": sources,
-                "dest": dest,
-                "chown": chown,
-                "chmod": chmod,
-                "parents": c.parents,
-                "exclude": c.exclude,
-                "pending": st.pending,
-                "workdir": st.workdir(),
-            }))
-            .expect("json"),
-        );
+        let mut inputs = Self::inputs(st, instruction);
         inputs.args = used;
         inputs.sources = hashes;
         let add = c.add;
