@@ -593,3 +593,68 @@ fn keel_history(e: &Env, image: &str) -> serde_json::Value {
     .unwrap();
     cfg["history"].clone()
 }
+
+#[test]
+fn onbuild_stdin_dockerfile_and_archive_output() {
+    let e = Env::new();
+    // ONBUILD triggers are stored, then run in the build that uses the image.
+    e.write(
+        "Dockerfile",
+        "FROM busybox\nONBUILD RUN echo triggered > /onbuild\nCMD [\"cat\", \"/onbuild\"]\n",
+    );
+    e.build(&["-t", "base:1"]);
+    assert_eq!(
+        e.inspect("base:1")["Config"]["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /onbuild"])
+    );
+    // A Dockerfile on stdin, no context.
+    let mut child =
+        e.k.cmd()
+            .args(["build", "-q", "-t", "child:1", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"FROM base:1\n").unwrap();
+    drop(child.stdin.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(e.k.ok(&["run", "--rm", "child:1"]), "triggered\n");
+    assert!(e.inspect("child:1")["Config"]["OnBuild"].is_null());
+    // COPY needs a context: a clear error when there is none.
+    let mut child =
+        e.k.cmd()
+            .args(["build", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"FROM busybox\nCOPY a /a\n").unwrap();
+    drop(child.stdin.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Dockerfile:2:1: COPY a: there is no build context"),
+        "{err}"
+    );
+    // --output type=docker writes an archive that podman loads.
+    e.write("Dockerfile", "FROM busybox\nRUN echo archived > /x\n");
+    let tar = e.ctx().join("out.tar");
+    let o = format!("type=docker,dest={}", tar.display());
+    e.build(&["-t", "localhost/arch:1", "-o", &o]);
+    let p = Podman::new();
+    p.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "localhost/arch:1",
+        "cat",
+        "/x",
+    ]);
+    assert_eq!(out, "archived\n");
+}
