@@ -129,7 +129,7 @@ fn build_runs_with_keel_and_config_matches() {
         cached(&progress).is_empty(),
         "first build is cold:\n{progress}"
     );
-    let out = e.k.ok(&["run", "--rm", "app:1"]);
+    let out = e.k.ok(&["run", "--rm", "--network", "none", "app:1"]);
     assert_eq!(out, "package main\na1\nv=1\n");
     let cfg = e.inspect("app:1");
     let config = &cfg["Config"];
@@ -178,7 +178,10 @@ fn cache_follows_sources_args_and_ignores_mtime() {
     let (_, p) = e.build(&["--build-arg", "VERSION=2", "--explain-cache", "-t", "app:2"]);
     assert_eq!(rebuilt(&p, "0", 8), vec![5, 6, 7, 8], "{p}");
     assert!(p.contains("build arg VERSION changed 1 -> 2"), "{p}");
-    assert_eq!(e.k.ok(&["run", "--rm", "app:2"]), "package main\na1\nv=2\n");
+    assert_eq!(
+        e.k.ok(&["run", "--rm", "--network", "none", "app:2"]),
+        "package main\na1\nv=2\n"
+    );
     // One source file: from the COPY that reads it.
     e.write("app/main.go", "package main // 2\n");
     let (_, p) = e.build(&["--explain-cache", "-t", "app:3"]);
@@ -186,7 +189,7 @@ fn cache_follows_sources_args_and_ignores_mtime() {
     assert!(p.contains("source app/main.go changed"), "{p}");
     assert!(p.contains("parent changed"), "{p}");
     assert_eq!(
-        e.k.ok(&["run", "--rm", "app:3"]),
+        e.k.ok(&["run", "--rm", "--network", "none", "app:3"]),
         "package main // 2\na1\nv=1\n"
     );
     e.write("a.txt", "a2\n");
@@ -239,7 +242,10 @@ fn corrupt_or_missing_cache_blobs_are_not_reused() {
         cached(&p).len() < 7,
         "damaged entries must not be hits:\n{p}"
     );
-    assert_eq!(e.k.ok(&["run", "--rm", "app:1"]), "package main\na1\nv=1\n");
+    assert_eq!(
+        e.k.ok(&["run", "--rm", "--network", "none", "app:1"]),
+        "package main\na1\nv=1\n"
+    );
     // And the rebuilt entries are good again.
     let (_, p) = e.build(&["-t", "app:1"]);
     assert_eq!(rebuilt(&p, "0", 8), Vec::<usize>::new(), "{p}");
@@ -293,14 +299,35 @@ CMD [\"cat\", \"/a\", \"/b\"]
         a0 < b1 && b0 < a1,
         "independent stages must overlap: a {a0}-{a1}, b {b0}-{b1}\n{p}"
     );
-    assert_eq!(e.k.ok(&["run", "--rm", "ms:1"]), "a\nb\n");
-    e.k.ok(&["run", "--rm", "ms:1", "/opt/busybox", "true"]);
+    assert_eq!(
+        e.k.ok(&["run", "--rm", "--network", "none", "ms:1"]),
+        "a\nb\n"
+    );
+    e.k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "ms:1",
+        "/opt/busybox",
+        "true",
+    ]);
     // --target b: only b (and nothing after it).
     let (_, p) = e.build(&["--target", "b", "-t", "ms:b"]);
     assert!(!p.contains("[a ") && !p.contains("[final"), "{p}");
-    let o = e.k.run(&["run", "--rm", "ms:b", "cat", "/b"]);
+    let o =
+        e.k.run(&["run", "--rm", "--network", "none", "ms:b", "cat", "/b"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "b\n");
-    let o = e.k.run(&["run", "--rm", "ms:b", "test", "-e", "/a"]);
+    let o = e.k.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "ms:b",
+        "test",
+        "-e",
+        "/a",
+    ]);
     assert_eq!(o.status.code(), Some(1));
 }
 
@@ -317,7 +344,15 @@ fn image_runs_with_podman_after_save() {
     e.k.ok(&["save", "-o", tar.to_str().unwrap(), "localhost/built:1"]);
     let p = Podman::new();
     p.ok(&["load", "-i", tar.to_str().unwrap()]);
-    let out = p.ok(&["run", "--rm", "--network", "none", "localhost/built:1"]);
+    let out = p.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--network",
+        "none",
+        "localhost/built:1",
+    ]);
     assert_eq!(out, "hi\nhello\n/srv\n");
 }
 
@@ -620,7 +655,10 @@ fn onbuild_stdin_dockerfile_and_archive_output() {
     drop(child.stdin.take());
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(e.k.ok(&["run", "--rm", "child:1"]), "triggered\n");
+    assert_eq!(
+        e.k.ok(&["run", "--rm", "--network", "none", "child:1"]),
+        "triggered\n"
+    );
     assert!(e.inspect("child:1")["Config"]["OnBuild"].is_null());
     // COPY needs a context: a clear error when there is none.
     let mut child =
