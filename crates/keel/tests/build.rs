@@ -344,15 +344,7 @@ fn image_runs_with_podman_after_save() {
     e.k.ok(&["save", "-o", tar.to_str().unwrap(), "localhost/built:1"]);
     let p = Podman::new();
     p.ok(&["load", "-i", tar.to_str().unwrap()]);
-    let out = p.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--network",
-        "none",
-        "localhost/built:1",
-    ]);
+    let out = p.ok(&["run", "--rm", "--network", "none", "localhost/built:1"]);
     assert_eq!(out, "hi\nhello\n/srv\n");
 }
 
