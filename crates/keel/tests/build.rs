@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -77,6 +78,11 @@ impl Drop for Env {
     fn drop(&mut self) {
         unmount_under(self.k.root.path());
     }
+}
+
+/// A file of an exported root filesystem.
+fn read(out: &Path, rel: &str) -> String {
+    std::fs::read_to_string(out.join(rel)).unwrap()
 }
 
 /// Steps (`stage`, `step`) that plain progress reports as CACHED.
@@ -401,26 +407,11 @@ RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cp /mnt/a.txt /bound
     let out = e.ctx().join("out");
     let o = format!("type=local,dest={}", out.display());
     e.build(&["--secret", &sec, "-o", &o]);
-    assert_eq!(
-        std::fs::read_to_string(out.join("count")).unwrap().trim(),
-        "1"
-    );
-    assert_eq!(
-        std::fs::read_to_string(out.join("secret-copy")).unwrap(),
-        "s3cret\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(out.join("greeting")).unwrap(),
-        "hello \n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(out.join("hd")).unwrap(),
-        "from heredoc\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(out.join("bound")).unwrap(),
-        "bound\n"
-    );
+    assert_eq!(read(&out, "count").trim(), "1");
+    assert_eq!(read(&out, "secret-copy"), "s3cret\n");
+    assert_eq!(read(&out, "greeting"), "hello \n");
+    assert_eq!(read(&out, "hd"), "from heredoc\n");
+    assert_eq!(read(&out, "bound"), "bound\n");
     assert!(
         !out.join("run/secrets/tok").exists(),
         "secret leaked into the image"
@@ -428,10 +419,7 @@ RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cp /mnt/a.txt /bound
     // The cache mount survives builds, even --no-cache ones.
     std::fs::remove_dir_all(&out).unwrap();
     e.build(&["--no-cache", "--secret", &sec, "-o", &o]);
-    assert_eq!(
-        std::fs::read_to_string(out.join("count")).unwrap().trim(),
-        "2"
-    );
+    assert_eq!(read(&out, "count").trim(), "2");
     // builder prune empties the cache.
     let pr = e.k.ok(&["builder", "prune", "-a"]);
     assert!(pr.contains("Total reclaimed space"), "{pr}");
@@ -687,4 +675,93 @@ fn onbuild_stdin_dockerfile_and_archive_output() {
         "/x",
     ]);
     assert_eq!(out, "archived\n");
+}
+
+/// Serves `body` for every request on 127.0.0.1 until dropped.
+struct HttpFile {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpFile {
+    fn start(body: &'static [u8]) -> Self {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        let mut buf = [0u8; 4096];
+                        let _ = c.read(&mut buf);
+                        let _ = write!(
+                            c,
+                            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = c.write_all(body);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        HttpFile { port, stop }
+    }
+}
+
+impl Drop for HttpFile {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn add_archives_urls_and_copy_flags() {
+    let e = Env::new();
+    let http = HttpFile::start(b"downloaded\n");
+    // A gzip'd tar in the context: ADD unpacks it.
+    let src = e.ctx().join("tree");
+    std::fs::create_dir_all(src.join("inner")).unwrap();
+    std::fs::write(src.join("inner/file"), "from tar\n").unwrap();
+    let st = std::process::Command::new("tar")
+        .args(["-czf", "archive.tar.gz", "-C"])
+        .arg(&src)
+        .arg("inner")
+        .current_dir(e.ctx())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    e.write("src/a.go", "a\n");
+    e.write("src/skip.tmp", "tmp\n");
+    e.write("src/sub/b.go", "b\n");
+    e.write(
+        "Dockerfile",
+        &format!(
+            "FROM busybox
+ADD archive.tar.gz /unpacked/
+ADD http://127.0.0.1:{}/dl.txt /web/
+COPY --chown=65534:65534 --exclude=*.tmp src/ /copied/
+COPY --parents src/sub/b.go /parents/
+COPY src/*.go /glob/
+",
+            http.port
+        ),
+    );
+    let out = e.ctx().join("rootfs");
+    let o = format!("type=local,dest={}", out.display());
+    e.build(&["-o", &o]);
+    assert_eq!(read(&out, "unpacked/inner/file"), "from tar\n");
+    assert_eq!(read(&out, "web/dl.txt"), "downloaded\n");
+    let md = std::fs::metadata(out.join("web/dl.txt")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    let md = std::fs::metadata(out.join("copied/sub/b.go")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (65534, 65534));
+    assert!(out.join("copied/a.go").exists());
+    assert!(!out.join("copied/skip.tmp").exists(), "--exclude ignored");
+    assert!(out.join("parents/src/sub/b.go").exists());
+    assert!(out.join("glob/a.go").exists() && !out.join("glob/skip.tmp").exists());
 }
