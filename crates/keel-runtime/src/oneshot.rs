@@ -70,7 +70,17 @@ pub fn start(
     seed_upper: impl FnOnce(&Path) -> std::io::Result<()>,
 ) -> Result<Running> {
     let containers = Containers::open(root)?;
-    let ident = user::resolve_in_image(&o.user, &o.lowerdirs)?;
+    // No USER means root, also in an image without /etc/passwd (FROM scratch).
+    let ident = if o.user.is_empty() {
+        user::Identity {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+            home: "/root".to_string(),
+        }
+    } else {
+        user::resolve_in_image(&o.user, &o.lowerdirs)?
+    };
     let id = ids::new_id();
     let hostname = if o.hostname.is_empty() {
         ids::short(&id).to_string()
