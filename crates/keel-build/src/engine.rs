@@ -218,7 +218,21 @@ pub fn build(
             .join("hashes")
             .join(format!("{}.json", sha(&ctx_name))),
     );
-    let mut meta = BTreeMap::new();
+    // BuildKit's automatic platform ARGs (this host is the only platform).
+    let arch = keel_oci::archive::host_arch();
+    let mut meta: BTreeMap<String, String> = [
+        ("BUILDPLATFORM", format!("linux/{arch}")),
+        ("TARGETPLATFORM", format!("linux/{arch}")),
+        ("BUILDOS", "linux".to_string()),
+        ("TARGETOS", "linux".to_string()),
+        ("BUILDARCH", arch.to_string()),
+        ("TARGETARCH", arch.to_string()),
+        ("BUILDVARIANT", String::new()),
+        ("TARGETVARIANT", String::new()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     for a in df.meta_args() {
         let v = match opts.build_args.get(&a.name) {
             Some(v) => Some(v.clone()),
@@ -453,7 +467,7 @@ impl Engine<'_> {
         if let Some(p) = &stage.from.platform {
             let p = self.expand_meta(p)?;
             let host = format!("linux/{}", keel_oci::archive::host_arch());
-            if !p.is_empty() && !p.starts_with(&host) && p != "$BUILDPLATFORM" {
+            if !p.is_empty() && !p.starts_with(&host) {
                 return Err(self.step_err(
                     stage.from_span,
                     format!("platform {p} is not supported (this host builds {host})"),

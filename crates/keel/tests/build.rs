@@ -284,7 +284,7 @@ fn multi_stage_targets_skips_and_overlaps() {
     let e = Env::new();
     e.write(
         "Dockerfile",
-        "FROM busybox AS a
+        "FROM --platform=$BUILDPLATFORM busybox AS a
 RUN sleep 1 && echo a > /a
 FROM busybox AS b
 RUN sleep 1 && echo b > /b
@@ -294,6 +294,8 @@ FROM busybox AS final
 COPY --from=a /a /a
 COPY --from=1 /b /b
 COPY --from=busybox /bin/busybox /opt/busybox
+ARG TARGETARCH
+RUN echo $TARGETARCH > /arch
 CMD [\"cat\", \"/a\", \"/b\"]
 ",
     );
@@ -318,6 +320,10 @@ CMD [\"cat\", \"/a\", \"/b\"]
         "/opt/busybox",
         "true",
     ]);
+    // BuildKit's automatic platform ARGs.
+    let arch =
+        e.k.ok(&["run", "--rm", "--network", "none", "ms:1", "cat", "/arch"]);
+    assert!(matches!(arch.trim(), "amd64" | "arm64"), "{arch}");
     // --target b: only b (and nothing after it).
     let (_, p) = e.build(&["--target", "b", "-t", "ms:b"]);
     assert!(!p.contains("[a ") && !p.contains("[final"), "{p}");
