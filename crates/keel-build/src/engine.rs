@@ -1027,20 +1027,28 @@ impl Engine<'_> {
     }
 
     /// The argv of a RUN and its history text.
+    /// The heredoc of `RUN <<EOF` (the command is nothing but the heredoc).
+    fn script_heredoc(run: &keel_dockerfile::Run) -> Option<&keel_dockerfile::Heredoc> {
+        let Command::Shell(s) = &run.command else {
+            return None;
+        };
+        let h = run.heredocs.first().filter(|_| run.heredocs.len() == 1)?;
+        (s.trim()
+            .trim_start_matches("<<")
+            .trim_start_matches('-')
+            .trim_matches(['"', '\''])
+            == h.name)
+            .then_some(h)
+    }
+
     fn run_argv(st: &State, run: &keel_dockerfile::Run) -> Result<(Vec<String>, String)> {
         match &run.command {
             Command::Exec(v) => Ok((v.clone(), v.join(" "))),
             Command::Shell(s) => {
                 let mut argv = st.shell();
-                let script = if run.heredocs.len() == 1
-                    && s.trim()
-                        .trim_start_matches("<<")
-                        .trim_start_matches('-')
-                        .trim_matches(['"', '\''])
-                        == run.heredocs[0].name
-                {
+                let script = if let Some(h) = Self::script_heredoc(run) {
                     // `RUN <<EOF`: the heredoc is the script.
-                    run.heredocs[0].text()
+                    h.text()
                 } else {
                     let mut full = s.clone();
                     for h in &run.heredocs {
@@ -1345,6 +1353,25 @@ impl Engine<'_> {
             Some("none") => "none",
             _ => "host",
         };
+        // A heredoc script with its own `#!` runs as a file, as BuildKit does.
+        let script_dir = self.tmp_dir()?;
+        let mut argv = argv;
+        if let Some(h) = Self::script_heredoc(run).filter(|h| h.text().starts_with("#!")) {
+            let path = script_dir.path().join("script");
+            fs::write(&path, h.text()).map_err(io_err("write", &path))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod", &path))?;
+            let target = format!("/dev/pipes/{}", h.name);
+            mounts.push(MountSpec {
+                kind: MountKind::Bind,
+                source: path.display().to_string(),
+                target: target.clone(),
+                read_only: true,
+                anonymous: false,
+                options: Vec::new(),
+            });
+            argv = vec![target];
+        }
         let shot = OneShot {
             lowerdirs,
             args: argv,

@@ -401,6 +401,10 @@ EOF
 RUN <<EOF
 echo from heredoc > /hd
 EOF
+RUN <<EOF
+#!/usr/bin/awk -f
+BEGIN { print \"from awk\" > \"/awk.txt\" }
+EOF
 RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cp /mnt/a.txt /bound
 ",
     );
@@ -417,6 +421,8 @@ RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cp /mnt/a.txt /bound
     assert_eq!(read(&out, "secret-copy"), "s3cret\n");
     assert_eq!(read(&out, "greeting"), "hello \n");
     assert_eq!(read(&out, "hd"), "from heredoc\n");
+    assert_eq!(read(&out, "awk.txt"), "from awk\n");
+    assert!(!out.join("dev/pipes").exists());
     assert_eq!(read(&out, "bound"), "bound\n");
     assert!(
         !out.join("run/secrets/tok").exists(),
