@@ -1290,12 +1290,32 @@ impl Engine<'_> {
                             None,
                         ));
                     }
+                    // `rw`: writes land in a throwaway copy, never in the source.
+                    let real = if m.readonly {
+                        real
+                    } else {
+                        let view = self.tmp_dir()?;
+                        let writable = if real.is_dir() {
+                            let merged = keel_runtime::rootfs::mount_overlay(
+                                view.path(),
+                                std::slice::from_ref(&real),
+                                true,
+                            )?;
+                            unmounts.push(Unmount(merged.clone()));
+                            merged
+                        } else {
+                            let copy = view.path().join("file");
+                            fs::copy(&real, &copy).map_err(io_err("copy", &real))?;
+                            copy
+                        };
+                        views.push(view);
+                        writable
+                    };
                     MountSpec {
                         kind: MountKind::Bind,
                         source: real.display().to_string(),
                         target,
-                        // Writes would reach the context: always read-only.
-                        read_only: true,
+                        read_only: m.readonly,
                         anonymous: false,
                         options: Vec::new(),
                     }

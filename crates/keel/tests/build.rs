@@ -406,6 +406,7 @@ RUN <<EOF
 BEGIN { print \"from awk\" > \"/awk.txt\" }
 EOF
 RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cp /mnt/a.txt /bound
+RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/a.txt && cat /ctx/a.txt > /scribbled
 ",
     );
     e.write("a.txt", "bound\n");
@@ -424,6 +425,12 @@ RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cp /mnt/a.txt /bound
     assert_eq!(read(&out, "awk.txt"), "from awk\n");
     assert!(!out.join("dev/pipes").exists());
     assert_eq!(read(&out, "bound"), "bound\n");
+    // A rw bind mount takes writes without changing the context.
+    assert_eq!(read(&out, "scribbled"), "scribble\n");
+    assert_eq!(
+        std::fs::read_to_string(e.ctx().join("a.txt")).unwrap(),
+        "bound\n"
+    );
     assert!(
         !out.join("run/secrets/tok").exists(),
         "secret leaked into the image"
