@@ -142,7 +142,9 @@ pub trait OciRuntime {
     /// Creates and starts container `id` from `bundle`. The returned init pid is
     /// a child of the caller (for runc: once runc exits, through the caller
     /// being a child subreaper).
-    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32>;
+    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
+        self.launch(id, bundle, stdio, None).map(|(pid, _)| pid)
+    }
     /// [`OciRuntime::start`] for a bundle with `process.terminal`: returns the
     /// init pid and the pty master, sized before the process runs.
     fn start_console(
@@ -151,7 +153,22 @@ pub trait OciRuntime {
         bundle: &Path,
         console: &ConsoleSocket,
         size: Option<WinSize>,
-    ) -> Result<(i32, OwnedFd)>;
+    ) -> Result<(i32, OwnedFd)> {
+        let null = null_stdio().map_err(|e| RuntimeError::Start(e.to_string()))?;
+        let (pid, master) = self.launch(id, bundle, null, Some((console, size)))?;
+        Ok((
+            pid,
+            master.ok_or_else(|| RuntimeError::Tty("no terminal".into()))?,
+        ))
+    }
+    /// Both starts: with a console, the master is returned too.
+    fn launch(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        console: Option<(&ConsoleSocket, Option<WinSize>)>,
+    ) -> Result<(i32, Option<OwnedFd>)>;
     /// Removes the runtime's state and cgroups of a stopped container; idempotent.
     fn delete(&self, id: &str) -> Result<()>;
     /// Starts a process in the running container.
@@ -204,23 +221,14 @@ impl OciRuntime for Libcontainer {
         "libcontainer"
     }
 
-    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
-        self.start_with(id, bundle, stdio, None).map(|(pid, _)| pid)
-    }
-
-    fn start_console(
+    fn launch(
         &self,
         id: &str,
         bundle: &Path,
-        console: &ConsoleSocket,
-        size: Option<WinSize>,
-    ) -> Result<(i32, OwnedFd)> {
-        let null = null_stdio().map_err(|e| RuntimeError::Start(e.to_string()))?;
-        let (pid, master) = self.start_with(id, bundle, null, Some((console, size)))?;
-        Ok((
-            pid,
-            master.ok_or_else(|| RuntimeError::Tty("no terminal".into()))?,
-        ))
+        stdio: Stdio,
+        console: Option<(&ConsoleSocket, Option<WinSize>)>,
+    ) -> Result<(i32, Option<OwnedFd>)> {
+        self.start_with(id, bundle, stdio, console)
     }
 
     fn delete(&self, id: &str) -> Result<()> {
@@ -388,14 +396,7 @@ fn exec_process(base: &serde_json::Value, spec: &ExecSpec) -> serde_json::Value 
     let mut p = base.clone();
     p["terminal"] = true.into();
     p["args"] = serde_json::json!(spec.args);
-    let mut env: Vec<String> = p["env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut env = crate::spec::json_strings(&p["env"]);
     for kv in &spec.env {
         let k = kv.split('=').next().unwrap_or("");
         env.retain(|x| x.split('=').next() != Some(k));
@@ -471,23 +472,14 @@ impl OciRuntime for Runc {
         "runc"
     }
 
-    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
-        self.start_with(id, bundle, stdio, None).map(|(pid, _)| pid)
-    }
-
-    fn start_console(
+    fn launch(
         &self,
         id: &str,
         bundle: &Path,
-        console: &ConsoleSocket,
-        size: Option<WinSize>,
-    ) -> Result<(i32, OwnedFd)> {
-        let null = null_stdio().map_err(|e| RuntimeError::Start(e.to_string()))?;
-        let (pid, master) = self.start_with(id, bundle, null, Some((console, size)))?;
-        Ok((
-            pid,
-            master.ok_or_else(|| RuntimeError::Tty("no terminal".into()))?,
-        ))
+        stdio: Stdio,
+        console: Option<(&ConsoleSocket, Option<WinSize>)>,
+    ) -> Result<(i32, Option<OwnedFd>)> {
+        self.start_with(id, bundle, stdio, console)
     }
 
     fn delete(&self, id: &str) -> Result<()> {

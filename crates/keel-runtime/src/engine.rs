@@ -90,14 +90,7 @@ pub fn merge_healthcheck(
 ) -> Option<HealthConfig> {
     let img = &image_config["config"]["Healthcheck"];
     let ms = |k: &str| img[k].as_u64().map_or(0, |ns| ns / 1_000_000);
-    let image_test: Vec<String> = img["Test"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let image_test = spec::json_strings(&img["Test"]);
     let pick = |u: u64, i: u64, d: u64| {
         if u != 0 {
             u

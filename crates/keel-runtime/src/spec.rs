@@ -313,6 +313,17 @@ pub fn merge_env(image: &[String], user: &[String], hostname: &str, home: &str) 
     out
 }
 
+/// The strings of a JSON array (nothing for anything else).
+pub(crate) fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
