@@ -914,16 +914,29 @@ fn http_get(port: u16, path: &str) -> String {
     body
 }
 
-fn keel_links() -> Vec<String> {
+/// Names of the host's links that are, or are attached to, one of `bridges`
+/// (other tests and tools add and remove their own links meanwhile).
+fn links_of(bridges: &[String]) -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["-o", "link"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains("keel") || l.contains("veth"))
-        .map(str::to_string)
+        .filter_map(|l| {
+            let name = l.split(": ").nth(1)?.split('@').next()?.to_string();
+            let master = l.split(" master ").nth(1).and_then(|m| m.split(' ').next());
+            (bridges.contains(&name) || master.is_some_and(|m| bridges.iter().any(|b| b == m)))
+                .then_some(name)
+        })
         .collect()
+}
+
+fn bridge_of(e: &Env, network: &str) -> String {
+    e.json(&["network", "inspect", network])[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Regression: the monitor used to stay inside the container's new network
@@ -932,7 +945,6 @@ fn keel_links() -> Vec<String> {
 #[test]
 fn bridge_networks_resolve_names_and_publish_ports() {
     let e = Env::new();
-    let links_before = keel_links();
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("index.html"), "hello over the bridge\n").unwrap();
     let vol = format!("{}:/www:ro", www.path().display());
@@ -1045,11 +1057,21 @@ fn bridge_networks_resolve_names_and_publish_ports() {
     wait_for_port(port2);
     assert!(http_get(port2, "/index.html").contains("hello over the bridge"));
     // Removing everything leaves no veth, bridge or rule behind.
+    let bridges = vec![bridge_of(&e, "appnet"), bridge_of(&e, "bridge")];
+    let links = links_of(&bridges);
+    assert_eq!(links.len(), 4, "two bridges, two veths: {links:?}");
     e.k.ok(&["rm", "-f", "web", "web3"]);
     e.k.ok(&["network", "rm", "appnet"]);
     // prune gives back the idle default bridge.
     e.k.ok(&["network", "prune", "-f"]);
-    assert_eq!(keel_links(), links_before);
+    let all = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&all.stdout);
+    for l in &links {
+        assert!(!all.contains(&format!(": {l}")), "{l} is left:\n{all}");
+    }
     let rules = std::process::Command::new("iptables-save")
         .output()
         .unwrap();
