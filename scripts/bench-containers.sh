@@ -19,6 +19,8 @@ PODMAN_DIR="$WORK/podman"
 export KEEL_ROOT="$WORK/keel"
 cleanup() {
   for id in $("$KEEL" ps -aq 2>/dev/null); do "$KEEL" rm -f "$id" >/dev/null 2>&1 || true; done
+  # Gives back the default bridge and its iptables rules.
+  "$KEEL" network prune -f >/dev/null 2>&1 || true
   [ -n "${PODMAN:-}" ] && $PODMAN system reset -f >/dev/null 2>&1 || true
   umount -R "$PODMAN_DIR/root" >/dev/null 2>&1 || true
   grep -o " $WORK[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l >/dev/null 2>&1 || true

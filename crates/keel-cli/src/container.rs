@@ -16,6 +16,7 @@ use keel_runtime::backend::{ExecSpec, Stdio};
 use keel_runtime::engine::{self, CreateOptions};
 use keel_runtime::monitor::Frame;
 use keel_runtime::network::{NetworkAttacher, NoNetworks};
+use keel_runtime::tty::{ConsoleSocket, RawMode, WinSize};
 use keel_runtime::{
     ContainerConfig, ContainerState, Containers, HealthConfig, MountKind, MountSpec, PortSpec,
     RestartPolicy, RuntimeError, Status, Volumes, ids, logs, stats,
@@ -654,24 +655,28 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
     for p in &f.publish {
         ports.extend(PortSpec::parse(p).map_err(hinted)?);
     }
-    let healthcheck = match (&f.health_cmd, f.no_healthcheck) {
-        (Some(cmd), false) => Some(HealthConfig {
-            test: vec!["CMD-SHELL".to_string(), cmd.clone()],
-            interval_ms: f
-                .health_interval
-                .as_deref()
-                .map_or(Ok(30_000), parse_duration_ms)?,
-            timeout_ms: f
-                .health_timeout
-                .as_deref()
-                .map_or(Ok(30_000), parse_duration_ms)?,
-            retries: f.health_retries.unwrap_or(3),
-            start_period_ms: f
-                .health_start_period
-                .as_deref()
-                .map_or(Ok(0), parse_duration_ms)?,
-        }),
-        _ => None,
+    // Zero fields and an empty test inherit the image's HEALTHCHECK (engine::merge_healthcheck).
+    let healthcheck = if f.no_healthcheck {
+        Some(HealthConfig {
+            test: vec!["NONE".to_string()],
+            interval_ms: 0,
+            timeout_ms: 0,
+            retries: 0,
+            start_period_ms: 0,
+        })
+    } else {
+        let ms = |v: &Option<String>| v.as_deref().map_or(Ok(0), parse_duration_ms);
+        Some(HealthConfig {
+            test: f
+                .health_cmd
+                .as_ref()
+                .map(|c| vec!["CMD-SHELL".to_string(), c.clone()])
+                .unwrap_or_default(),
+            interval_ms: ms(&f.health_interval)?,
+            timeout_ms: ms(&f.health_timeout)?,
+            retries: f.health_retries.unwrap_or(0),
+            start_period_ms: ms(&f.health_start_period)?,
+        })
     };
     let cpus = match f.cpus {
         Some(c) if c <= 0.0 => bail!("invalid --cpus {c}: must be positive"),
@@ -804,26 +809,111 @@ fn exit_code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c.clamp(0, 255)).unwrap_or(1))
 }
 
+/// Docker's exit status for `run` when keel itself fails.
+const EXIT_KEEL_FAILED: u8 = 125;
+/// The command exists but cannot be invoked.
+const EXIT_CANNOT_INVOKE: u8 = 126;
+/// The command was not found.
+const EXIT_NOT_FOUND: u8 = 127;
+
+/// A usage error of `keel run` exits 125 as with docker (clap's 2 otherwise).
+pub fn usage_exit_code(e: &clap::Error) -> Option<u8> {
+    if !e.use_stderr() {
+        return None;
+    }
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--root" {
+            args.next();
+        } else if !a.starts_with('-') {
+            return (a == "run").then_some(EXIT_KEEL_FAILED);
+        }
+    }
+    None
+}
+
+/// Marks a start failure with the exit status Docker gives it.
+#[derive(Debug)]
+struct RunExit(u8);
+
+impl std::fmt::Display for RunExit {
+    fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+impl std::error::Error for RunExit {}
+
+/// 127 for a command that is not there, 126 for one that cannot be run,
+/// matched on the runtime's message the way dockerd does.
+fn start_failure_exit(msg: &str) -> u8 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("not found in $path")
+        || m.contains("executable file not found")
+        || m.contains("no such file or directory")
+    {
+        EXIT_NOT_FOUND
+    } else if m.contains("permission denied") || m.contains("does not have correct permissions") {
+        EXIT_CANNOT_INVOKE
+    } else {
+        EXIT_KEEL_FAILED
+    }
+}
+
+/// `keel run`: the container's exit status, or Docker's 125/126/127 when it
+/// could not run.
 pub fn run(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
+    match run_container(root, a) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("{}", crate::render_error(&e));
+            Ok(ExitCode::from(
+                e.downcast_ref::<RunExit>()
+                    .map_or(EXIT_KEEL_FAILED, |r| r.0),
+            ))
+        }
+    }
+}
+
+fn run_container(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = do_create(root, &a.flags)?;
     let containers = open(root)?;
     let net = network_attacher(root);
-    let mut child = engine::spawn_monitor(&exe()?, root, &cfg.id, a.flags.interactive && !a.detach)
-        .map_err(hinted)?;
+    let attach_tty = a.flags.tty && !a.detach;
+    let size = if attach_tty {
+        WinSize::of(std::io::stdout()).or_else(|| WinSize::of(std::io::stdin()))
+    } else {
+        None
+    };
+    let mut child = engine::spawn_monitor_sized(
+        &exe()?,
+        root,
+        &cfg.id,
+        a.flags.interactive && !a.detach,
+        size,
+    )
+    .map_err(hinted)?;
     let pid = match engine::await_start(&mut child) {
         Ok(pid) => pid,
         Err(e) => {
             // Nothing half-created: a container that never started goes away again.
             let _ = child.wait();
             let _ = engine::remove(&containers, &cfg.id, true, true, net.as_ref());
-            return Err(hinted(e).context("starting the container"));
+            let code = RunExit(start_failure_exit(&keel_runtime::error_chain(&e)));
+            return Err(hinted(e).context(code).context("starting the container"));
         }
     };
     if a.detach {
         println!("{}", cfg.id);
         return Ok(ExitCode::SUCCESS);
     }
-    let code = follow_frames(&mut child, pid)?;
+    // -it on a terminal: keys, Ctrl-C included, go to the container as typed.
+    let raw = (attach_tty && a.flags.interactive)
+        .then(|| RawMode::enable(std::io::stdin()))
+        .flatten();
+    let code = follow_frames(&mut child, pid);
+    drop(raw);
+    let code = code?;
     let _ = child.wait();
     let code = match code {
         Some(c) => c,
@@ -1215,7 +1305,11 @@ pub fn exec(root: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
         uid: Some(uid),
         gid: Some(gid),
         additional_gids: gids,
+        console_socket: None,
     };
+    if a.tty {
+        return exec_tty(root, &c, &id, spec, &a);
+    }
     let stdio = if a.detach {
         let null = || -> anyhow::Result<std::os::fd::OwnedFd> {
             Ok(std::fs::OpenOptions::new()
@@ -1238,6 +1332,53 @@ pub fn exec(root: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
     if a.detach {
         return Ok(ExitCode::SUCCESS);
     }
+    let code = h.wait(None).map_err(hinted)?.unwrap_or(-1);
+    Ok(exit_code(code))
+}
+
+/// `exec -t`: the process gets a pty made in the container; we relay it.
+fn exec_tty(
+    root: &Path,
+    c: &Containers,
+    id: &str,
+    mut spec: ExecSpec,
+    a: &ExecArgs,
+) -> anyhow::Result<ExitCode> {
+    let console = ConsoleSocket::bind(&root.join("run")).map_err(hinted)?;
+    spec.console_socket = Some(console.path().to_path_buf());
+    let null = std::fs::File::open("/dev/null")?;
+    let stdio = Stdio {
+        stdin: null.try_clone()?.into(),
+        stdout: null.try_clone()?.into(),
+        stderr: null.into(),
+    };
+    let mut h = engine::exec(c, id, &spec, stdio)
+        .map_err(hinted)
+        .context("exec")?;
+    let master = console.receive().map_err(hinted).context("exec")?;
+    if let Some(w) = WinSize::of(std::io::stdout()).or_else(|| WinSize::of(std::io::stdin())) {
+        w.apply(&master).map_err(hinted)?;
+    }
+    if a.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let done = h.pidfd().map_err(hinted)?;
+    let input = if a.interactive {
+        Some(std::io::stdin().as_fd().try_clone_to_owned()?)
+    } else {
+        None
+    };
+    let raw = input
+        .as_ref()
+        .and_then(|_| RawMode::enable(std::io::stdin()));
+    let relayed = keel_runtime::tty::relay(
+        &master,
+        input.as_ref(),
+        &mut std::io::stdout().lock(),
+        Some(&done),
+    );
+    drop(raw);
+    relayed.map_err(hinted)?;
     let code = h.wait(None).map_err(hinted)?.unwrap_or(-1);
     Ok(exit_code(code))
 }
@@ -1465,15 +1606,20 @@ pub fn stats_cmd(root: &Path, a: StatsArgs) -> anyhow::Result<ExitCode> {
         for (id, s0) in ids.iter().zip(first) {
             let name = c.config(id).map(|x| x.name).unwrap_or_default();
             let s1 = stats::sample(id);
-            let (cpu, mem, lim, pids) = match (s0, s1) {
+            let (cpu, s1) = match (s0, s1) {
                 (Some(a0), Some(a1)) => (
                     a1.cpu_ns.saturating_sub(a0.cpu_ns) as f64 / wall * 100.0,
-                    a1.memory_usage,
-                    a1.memory_limit,
-                    a1.pids,
+                    a1,
                 ),
-                _ => (0.0, 0, 0, 0),
+                _ => (0.0, stats::Sample::default()),
             };
+            let (mem, lim, pids) = (s1.memory_usage, s1.memory_limit, s1.pids);
+            let net_io = format!("{} / {}", human_size(s1.net_rx), human_size(s1.net_tx));
+            let block_io = format!(
+                "{} / {}",
+                human_size(s1.block_read),
+                human_size(s1.block_write)
+            );
             let mem_pct = if lim > 0 {
                 mem as f64 / lim as f64 * 100.0
             } else {
@@ -1481,15 +1627,17 @@ pub fn stats_cmd(root: &Path, a: StatsArgs) -> anyhow::Result<ExitCode> {
             };
             objs.push(json!({"ID": ids::short(id), "Name": name, "CPUPerc": format!("{cpu:.2}%"),
                 "MemUsage": format!("{} / {}", human_size(mem), human_size(lim)), "MemPerc": format!("{mem_pct:.2}%"),
-                "MemUsageBytes": mem, "MemLimitBytes": lim, "CPUPercent": cpu, "PIDs": pids}));
+                "MemUsageBytes": mem, "MemLimitBytes": lim, "CPUPercent": cpu, "PIDs": pids,
+                "NetIO": net_io, "BlockIO": block_io, "NetRxBytes": s1.net_rx, "NetTxBytes": s1.net_tx,
+                "BlockReadBytes": s1.block_read, "BlockWriteBytes": s1.block_write}));
             rows.push(vec![
                 ids::short(id).to_string(),
                 name,
                 format!("{cpu:.2}%"),
                 format!("{} / {}", human_size(mem), human_size(lim)),
                 format!("{mem_pct:.2}%"),
-                "--".to_string(),
-                "--".to_string(),
+                net_io,
+                block_io,
                 pids.to_string(),
             ]);
         }
@@ -1531,11 +1679,9 @@ fn container_path(s: &str) -> Option<(&str, &str)> {
     Some((c, p))
 }
 
-/// Copies with `cp -a` semantics between the host and a container's root,
-/// resolving the container path inside the container's root so that symlinks
-/// in the container cannot point the copy at host files.
+/// Copies between the host and a container's root with `docker cp`'s rules;
+/// `keel_runtime::copy` keeps every container path inside the container.
 pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
     let c = open(root)?;
     let (to_container, ctr, cpath, host) = match (container_path(&a.src), container_path(&a.dest)) {
         (Some((ctr, p)), None) => (false, ctr, p, a.dest.clone()),
@@ -1561,55 +1707,15 @@ pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
         merged
     };
     let result = (|| -> anyhow::Result<()> {
-        let rootfd = rustix::fs::open(
-            &root_dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("opening the root of {ctr}"))?;
-        let rel = cpath.trim_start_matches('/');
-        let (parent, base) = match rel.rsplit_once('/') {
-            Some((p, b)) => (p, b),
-            None => ("", rel),
-        };
-        let pfd = openat2(
-            &rootfd,
-            if parent.is_empty() { "." } else { parent },
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT,
-        )
-        .with_context(|| format!("{ctr}:{cpath}: no such directory"))?;
-        // The resolved parent, reachable for `cp` through our fd table.
-        let via = PathBuf::from(format!(
-            "/proc/{}/fd/{}",
-            std::process::id(),
-            std::os::fd::AsRawFd::as_raw_fd(&pfd)
-        ));
-        let inside = if base.is_empty() {
-            via.clone()
+        use keel_runtime::copy::{Tree, copy};
+        let inside = Tree::container(&root_dir).map_err(hinted)?;
+        let host_tree = Tree::host().map_err(hinted)?;
+        let r = if to_container {
+            copy(&host_tree, &host, &inside, cpath)
         } else {
-            via.join(base)
+            copy(&inside, cpath, &host_tree, &host)
         };
-        let (src, dst) = if to_container {
-            (PathBuf::from(&host), inside)
-        } else {
-            if !inside.exists() && std::fs::symlink_metadata(&inside).is_err() {
-                bail!("{ctr}:{cpath}: no such file or directory");
-            }
-            (inside, PathBuf::from(&host))
-        };
-        let out = std::process::Command::new("cp")
-            .arg("-a")
-            .arg("--no-target-directory")
-            .arg(&src)
-            .arg(&dst)
-            .output()
-            .context("running cp")?;
-        if !out.status.success() {
-            bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        Ok(())
+        r.map_err(hinted)
     })();
     if mounted_here {
         let _ = keel_runtime::rootfs::unmount_if_mounted(&c.rootfs(&id));

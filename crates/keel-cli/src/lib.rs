@@ -252,7 +252,14 @@ pub fn main() -> ExitCode {
     // rustls; with more than one crypto backend compiled in, rustls needs the
     // process default named. keel uses ring everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let code = u8::try_from(e.exit_code()).unwrap_or(2);
+            return ExitCode::from(container::usage_exit_code(&e).unwrap_or(code));
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

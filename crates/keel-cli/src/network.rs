@@ -357,7 +357,12 @@ fn prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let removed = open(root)?.prune().context("cannot prune networks")?;
+    let nets = open(root)?;
+    let removed = nets.prune().context("cannot prune networks")?;
+    // The predefined networks stay, but an idle default bridge gives back its
+    // Linux bridge and iptables rules; the next container brings them back.
+    nets.release_idle()
+        .context("cannot release idle network bridges")?;
     if !removed.is_empty() {
         println!("Deleted Networks:");
         for n in removed {

@@ -12,6 +12,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::error::{Result, RuntimeError};
+use crate::tty::{ConsoleSocket, WinSize};
 
 /// The three standard streams handed to a container process.
 #[derive(Debug)]
@@ -42,6 +43,10 @@ pub struct ExecSpec {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub additional_gids: Vec<u32>,
+    /// Run on a new pty whose master is sent to this console socket
+    /// (see [`crate::tty`]); the stdio passed along is then unused. The
+    /// caller becomes a child subreaper so it can wait for the process.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// A started exec process.
@@ -67,6 +72,14 @@ impl ExecHandle {
             ExecHandle::Pid(p) => *p,
             ExecHandle::Child(c) => c.id() as i32,
         }
+    }
+
+    /// A descriptor that polls readable once the process has exited.
+    pub fn pidfd(&self) -> Result<OwnedFd> {
+        let pid = rustix::process::Pid::from_raw(self.pid())
+            .ok_or_else(|| RuntimeError::Exec("no exec pid".to_string()))?;
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .map_err(|e| RuntimeError::Exec(format!("pidfd_open: {e}")))
     }
 
     /// Waits for the exit code; `None` after `timeout` (the process is then killed).
@@ -129,7 +142,33 @@ pub trait OciRuntime {
     /// Creates and starts container `id` from `bundle`. The returned init pid is
     /// a child of the caller (for runc: once runc exits, through the caller
     /// being a child subreaper).
-    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32>;
+    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
+        self.launch(id, bundle, stdio, None).map(|(pid, _)| pid)
+    }
+    /// [`OciRuntime::start`] for a bundle with `process.terminal`: returns the
+    /// init pid and the pty master, sized before the process runs.
+    fn start_console(
+        &self,
+        id: &str,
+        bundle: &Path,
+        console: &ConsoleSocket,
+        size: Option<WinSize>,
+    ) -> Result<(i32, OwnedFd)> {
+        let null = null_stdio().map_err(|e| RuntimeError::Start(e.to_string()))?;
+        let (pid, master) = self.launch(id, bundle, null, Some((console, size)))?;
+        Ok((
+            pid,
+            master.ok_or_else(|| RuntimeError::Tty("no terminal".into()))?,
+        ))
+    }
+    /// Both starts: with a console, the master is returned too.
+    fn launch(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        console: Option<(&ConsoleSocket, Option<WinSize>)>,
+    ) -> Result<(i32, Option<OwnedFd>)>;
     /// Removes the runtime's state and cgroups of a stopped container; idempotent.
     fn delete(&self, id: &str) -> Result<()>;
     /// Starts a process in the running container.
@@ -182,7 +221,58 @@ impl OciRuntime for Libcontainer {
         "libcontainer"
     }
 
-    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
+    fn launch(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        console: Option<(&ConsoleSocket, Option<WinSize>)>,
+    ) -> Result<(i32, Option<OwnedFd>)> {
+        self.start_with(id, bundle, stdio, console)
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        self.delete_state(id)
+    }
+
+    fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
+        self.exec_with(id, spec, stdio)
+    }
+}
+
+/// The master the runtime sent, with the client's window size applied.
+fn sized_master(cs: &ConsoleSocket, size: Option<WinSize>) -> Result<OwnedFd> {
+    let m = cs.receive()?;
+    if let Some(w) = size {
+        w.apply(&m)?;
+    }
+    Ok(m)
+}
+
+/// /dev/null for all three streams.
+fn null_stdio() -> std::io::Result<Stdio> {
+    let null = || -> std::io::Result<OwnedFd> {
+        Ok(std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?
+            .into())
+    };
+    Ok(Stdio {
+        stdin: null()?,
+        stdout: null()?,
+        stderr: null()?,
+    })
+}
+
+impl Libcontainer {
+    fn start_with(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        console: Option<(&ConsoleSocket, Option<WinSize>)>,
+    ) -> Result<(i32, Option<OwnedFd>)> {
         use libcontainer::container::builder::ContainerBuilder;
         use libcontainer::syscall::syscall::SyscallType;
         std::fs::create_dir_all(&self.root).map_err(|e| RuntimeError::Start(e.to_string()))?;
@@ -191,6 +281,7 @@ impl OciRuntime for Libcontainer {
         let mut c = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .map_err(|e| RuntimeError::Start(chain(&e)))?
+            .with_console_socket(console.map(|(cs, _)| cs.path()))
             .with_stdin(stdio.stdin)
             .with_stdout(stdio.stdout)
             .with_stderr(stdio.stderr)
@@ -199,16 +290,26 @@ impl OciRuntime for Libcontainer {
             .with_detach(true)
             .build()
             .map_err(|e| RuntimeError::Start(chain(&e)))?;
+        // Created, not started: the terminal is sized before the process runs.
+        let master = match console.map(|(cs, size)| sized_master(cs, size)).transpose() {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = c.delete(true);
+                return Err(e);
+            }
+        };
         if let Err(e) = c.start() {
             let _ = c.delete(true);
             return Err(RuntimeError::Start(chain(&e)));
         }
-        c.pid()
+        let pid = c
+            .pid()
             .map(Pid::as_raw)
-            .ok_or_else(|| RuntimeError::Start("no init pid".to_string()))
+            .ok_or_else(|| RuntimeError::Start("no init pid".to_string()))?;
+        Ok((pid, master))
     }
 
-    fn delete(&self, id: &str) -> Result<()> {
+    fn delete_state(&self, id: &str) -> Result<()> {
         use libcontainer::container::Container;
         let dir = self.root.join(id);
         if !dir.exists() {
@@ -223,9 +324,12 @@ impl OciRuntime for Libcontainer {
         }
     }
 
-    fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
+    fn exec_with(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
         use libcontainer::container::builder::ContainerBuilder;
         use libcontainer::syscall::syscall::SyscallType;
+        if let Some(console) = &spec.console_socket {
+            return self.exec_console(id, spec, console);
+        }
         let env: HashMap<String, String> = spec
             .env
             .iter()
@@ -252,6 +356,88 @@ impl OciRuntime for Libcontainer {
             .map_err(|e| RuntimeError::Exec(chain(&e)))?;
         Ok(ExecHandle::Pid(pid.as_raw()))
     }
+
+    /// An exec on a pty: libcontainer takes `terminal` only from a full
+    /// process description, so one is derived from the container's own.
+    fn exec_console(&self, id: &str, spec: &ExecSpec, console: &Path) -> Result<ExecHandle> {
+        use libcontainer::container::Container;
+        use libcontainer::container::builder::ContainerBuilder;
+        use libcontainer::syscall::syscall::SyscallType;
+        let e = |m: String| RuntimeError::Exec(m);
+        let c = Container::load(self.root.join(id)).map_err(|x| e(chain(&x)))?;
+        let config = c.bundle().join("config.json");
+        let text = std::fs::read(&config).map_err(|x| e(format!("{}: {x}", config.display())))?;
+        let full: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|x| e(format!("{}: {x}", config.display())))?;
+        let process = exec_process(&full["process"], spec);
+        let file = tempfile_in(&self.root.join(id), &process).map_err(|x| e(x.to_string()))?;
+        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+        let null = null_stdio().map_err(|x| e(x.to_string()))?;
+        let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_root_path(&self.root)
+            .map_err(|x| e(chain(&x)))?
+            .with_console_socket(Some(console))
+            .with_stdin(null.stdin)
+            .with_stdout(null.stdout)
+            .with_stderr(null.stderr)
+            .as_tenant()
+            .with_process(Some(file.path()))
+            .with_detach(true)
+            .build()
+            .map_err(|x| e(chain(&x)))?;
+        Ok(ExecHandle::Pid(pid.as_raw()))
+    }
+}
+
+/// The container's process description turned into an exec's: its
+/// capabilities, rlimits and no-new-privileges, the exec's command, merged
+/// environment, directory and user, on a terminal.
+fn exec_process(base: &serde_json::Value, spec: &ExecSpec) -> serde_json::Value {
+    let mut p = base.clone();
+    p["terminal"] = true.into();
+    p["args"] = serde_json::json!(spec.args);
+    let mut env = crate::spec::json_strings(&p["env"]);
+    for kv in &spec.env {
+        let k = kv.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(k));
+        env.push(kv.clone());
+    }
+    p["env"] = serde_json::json!(env);
+    if let Some(cwd) = &spec.cwd {
+        p["cwd"] = cwd.clone().into();
+    }
+    if let Some(uid) = spec.uid {
+        p["user"] = serde_json::json!({"uid": uid, "gid": spec.gid.unwrap_or(0)});
+        if !spec.additional_gids.is_empty() {
+            p["user"]["additionalGids"] = serde_json::json!(spec.additional_gids);
+        }
+    }
+    p
+}
+
+/// A JSON file removed when the handle drops.
+struct TempJson(PathBuf);
+
+impl TempJson {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempJson {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tempfile_in(dir: &Path, v: &serde_json::Value) -> std::io::Result<TempJson> {
+    let p = dir.join(format!(
+        "exec-{}-{}.json",
+        std::process::id(),
+        crate::ids::new_id().get(..12).unwrap_or("0")
+    ));
+    std::fs::write(&p, serde_json::to_vec(v).map_err(std::io::Error::other)?)?;
+    Ok(TempJson(p))
 }
 
 /// The external runc binary.
@@ -286,7 +472,38 @@ impl OciRuntime for Runc {
         "runc"
     }
 
-    fn start(&self, id: &str, bundle: &Path, stdio: Stdio) -> Result<i32> {
+    fn launch(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        console: Option<(&ConsoleSocket, Option<WinSize>)>,
+    ) -> Result<(i32, Option<OwnedFd>)> {
+        self.start_with(id, bundle, stdio, console)
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
+        let mut c = self.cmd();
+        c.args(["delete", "--force", id]);
+        run_quiet(c, "runc delete").map_err(RuntimeError::Delete)
+    }
+
+    fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
+        self.exec_with(id, spec, stdio)
+    }
+}
+
+impl Runc {
+    fn start_with(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: Stdio,
+        console: Option<(&ConsoleSocket, Option<WinSize>)>,
+    ) -> Result<(i32, Option<OwnedFd>)> {
         let _ = self.delete(id);
         let pid_file = bundle.join("runc.pid");
         let log = bundle.join("runc.log");
@@ -295,7 +512,13 @@ impl OciRuntime for Runc {
         let mut c = self.cmd();
         // runc's own errors go to --log; its stdio is the container's.
         c.arg("--log").arg(&log).args(["--log-format", "json"]);
-        c.args(["run", "--detach", "--bundle"])
+        // With a terminal: create, size the terminal, then start.
+        if let Some((cs, _)) = console {
+            c.args(["create", "--console-socket"]).arg(cs.path());
+        } else {
+            c.args(["run", "--detach"]);
+        }
+        c.arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
             .arg(&pid_file)
@@ -319,24 +542,42 @@ impl OciRuntime for Runc {
             let _ = self.delete(id);
             return Err(RuntimeError::Start(msg));
         }
-        std::fs::read_to_string(&pid_file)
+        let pid = std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| RuntimeError::Start("runc wrote no pid file".to_string()))
-    }
-
-    fn delete(&self, id: &str) -> Result<()> {
-        if !self.root.join(id).exists() {
-            return Ok(());
+            .ok_or_else(|| RuntimeError::Start("runc wrote no pid file".to_string()))?;
+        let Some((cs, size)) = console else {
+            return Ok((pid, None));
+        };
+        let started = sized_master(cs, size).and_then(|m| {
+            let mut c = self.cmd();
+            c.args(["start", id]);
+            run_quiet(c, "runc start").map_err(RuntimeError::Start)?;
+            Ok(m)
+        });
+        match started {
+            Ok(m) => Ok((pid, Some(m))),
+            Err(e) => {
+                let _ = self.delete(id);
+                Err(e)
+            }
         }
-        let mut c = self.cmd();
-        c.args(["delete", "--force", id]);
-        run_quiet(c, "runc delete").map_err(RuntimeError::Delete)
     }
 
-    fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
+    fn exec_with(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
         let mut c = self.cmd();
         c.arg("exec");
+        // runc takes a console socket only when it detaches; the process is
+        // then reparented to us (a subreaper) and found through its pid file.
+        let pid_file = spec.console_socket.as_ref().map(|sock| {
+            let pf = sock.with_extension("pid");
+            let _ = std::fs::remove_file(&pf);
+            c.args(["--detach", "--tty", "--console-socket"])
+                .arg(sock)
+                .arg("--pid-file")
+                .arg(&pf);
+            pf
+        });
         for e in &spec.env {
             c.arg("--env").arg(e);
         }
@@ -354,6 +595,26 @@ impl OciRuntime for Runc {
         c.stdin(StdStdio::from(stdio.stdin))
             .stdout(StdStdio::from(stdio.stdout))
             .stderr(StdStdio::from(stdio.stderr));
+        if let Some(pf) = pid_file {
+            let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+            let out = c
+                .stdin(StdStdio::null())
+                .output()
+                .map_err(|source| RuntimeError::Spawn {
+                    what: "runc exec".to_string(),
+                    source,
+                })?;
+            let pid = std::fs::read_to_string(&pf)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            let _ = std::fs::remove_file(&pf);
+            return match (out.status.success(), pid) {
+                (true, Some(p)) => Ok(ExecHandle::Pid(p)),
+                _ => Err(RuntimeError::Exec(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                )),
+            };
+        }
         let child = c.spawn().map_err(|source| RuntimeError::Spawn {
             what: "runc exec".to_string(),
             source,

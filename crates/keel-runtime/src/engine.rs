@@ -46,6 +46,9 @@ pub struct CreateOptions {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub restart: RestartPolicy,
+    /// Merged over the image's `Healthcheck` the way Docker does: an empty
+    /// `test` or a zero field inherits the image's value, `["NONE"]` disables
+    /// the check; `None` takes the image's as is.
     pub healthcheck: Option<HealthConfig>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
@@ -73,6 +76,63 @@ pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal> {
         format!("SIG{up}")
     };
     nix::sys::signal::Signal::from_str(&name).map_err(|_| bad())
+}
+
+/// Docker's defaults for a health check field left at zero.
+const HEALTH_DEFAULT_MS: u64 = 30_000;
+const HEALTH_DEFAULT_RETRIES: u32 = 3;
+
+/// The effective health check: the user's fields over the image's
+/// `config.Healthcheck` (Go durations in nanoseconds), defaults for the rest.
+pub fn merge_healthcheck(
+    user: Option<&HealthConfig>,
+    image_config: &serde_json::Value,
+) -> Option<HealthConfig> {
+    let img = &image_config["config"]["Healthcheck"];
+    let ms = |k: &str| img[k].as_u64().map_or(0, |ns| ns / 1_000_000);
+    let image_test = spec::json_strings(&img["Test"]);
+    let pick = |u: u64, i: u64, d: u64| {
+        if u != 0 {
+            u
+        } else if i != 0 {
+            i
+        } else {
+            d
+        }
+    };
+    let u = user.cloned().unwrap_or(HealthConfig {
+        test: Vec::new(),
+        interval_ms: 0,
+        timeout_ms: 0,
+        retries: 0,
+        start_period_ms: 0,
+    });
+    let test = if u.test.is_empty() {
+        image_test
+    } else {
+        u.test
+    };
+    // Docker: no test, or NONE, means no health check.
+    if test.is_empty() || test[0] == "NONE" {
+        return None;
+    }
+    let retries = img["Retries"]
+        .as_u64()
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(0);
+    Some(HealthConfig {
+        test,
+        interval_ms: pick(u.interval_ms, ms("Interval"), HEALTH_DEFAULT_MS),
+        timeout_ms: pick(u.timeout_ms, ms("Timeout"), HEALTH_DEFAULT_MS),
+        retries: if u.retries != 0 {
+            u.retries
+        } else if retries != 0 {
+            retries
+        } else {
+            HEALTH_DEFAULT_RETRIES
+        },
+        start_period_ms: pick(u.start_period_ms, ms("StartPeriod"), 0),
+    })
 }
 
 /// Builds and records a new container; nothing is left behind on error.
@@ -174,7 +234,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         cap_add: o.cap_add.clone(),
         cap_drop: o.cap_drop.clone(),
         restart: o.restart.clone(),
-        healthcheck: o.healthcheck.clone(),
+        healthcheck: merge_healthcheck(o.healthcheck.as_ref(), &image.config_json()),
         stop_signal: o
             .stop_signal
             .clone()
@@ -276,6 +336,17 @@ pub fn effective_status(containers: &Containers, id: &str) -> Status {
 /// the caller's stdin to the container (`-i`). The returned child's stdout
 /// carries [`Frame`]s.
 pub fn spawn_monitor(exe: &Path, root: &Path, id: &str, stdin_inherit: bool) -> Result<Child> {
+    spawn_monitor_sized(exe, root, id, stdin_inherit, None)
+}
+
+/// [`spawn_monitor`] for a `-t` container, with the client's window size.
+pub fn spawn_monitor_sized(
+    exe: &Path,
+    root: &Path,
+    id: &str,
+    stdin_inherit: bool,
+    size: Option<crate::tty::WinSize>,
+) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let containers = Containers::open(root)?;
     let log = std::fs::File::create(containers.dir(id).join("monitor.log")).map_err(|source| {
@@ -298,6 +369,9 @@ pub fn spawn_monitor(exe: &Path, root: &Path, id: &str, stdin_inherit: bool) -> 
         .stderr(StdStdio::from(log))
         // Ctrl-C at the terminal must not reach the monitor.
         .process_group(0);
+    if let Some(w) = size {
+        c.env(crate::monitor::TTY_SIZE_ENV, w.to_string());
+    }
     c.spawn().map_err(|source| RuntimeError::Spawn {
         what: "the container monitor".to_string(),
         source,
@@ -483,4 +557,53 @@ pub fn exec(
 /// Resolves an exec `-u` against the container's image.
 pub fn exec_identity(cfg: &ContainerConfig, user_spec: &str) -> Result<user::Identity> {
     user::resolve_in_image(user_spec, &cfg.lowerdirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hc(test: &[&str], interval_ms: u64, retries: u32) -> HealthConfig {
+        HealthConfig {
+            test: test.iter().map(|s| (*s).to_string()).collect(),
+            interval_ms,
+            timeout_ms: 0,
+            retries,
+            start_period_ms: 0,
+        }
+    }
+
+    #[test]
+    fn health_check_merges_user_fields_over_the_image() {
+        let image = serde_json::json!({"config": {"Healthcheck": {
+            "Test": ["CMD", "true"], "Interval": 2_000_000_000u64, "Timeout": 500_000_000u64,
+            "Retries": 5, "StartPeriod": 1_000_000_000u64}}});
+        let h = merge_healthcheck(None, &image).unwrap();
+        assert_eq!(h.test, ["CMD", "true"]);
+        assert_eq!(
+            (h.interval_ms, h.timeout_ms, h.retries, h.start_period_ms),
+            (2000, 500, 5, 1000)
+        );
+        let h = merge_healthcheck(Some(&hc(&[], 100, 0)), &image).unwrap();
+        assert_eq!(
+            (h.test[1].as_str(), h.interval_ms, h.retries),
+            ("true", 100, 5)
+        );
+        let h = merge_healthcheck(Some(&hc(&["CMD-SHELL", "x"], 0, 1)), &image).unwrap();
+        assert_eq!(
+            (h.test[1].as_str(), h.interval_ms, h.retries),
+            ("x", 2000, 1)
+        );
+        assert!(merge_healthcheck(Some(&hc(&["NONE"], 0, 0)), &image).is_none());
+        // No image check: only a user command makes one, with Docker's defaults.
+        let plain = serde_json::json!({"config": {}});
+        assert!(merge_healthcheck(Some(&hc(&[], 100, 0)), &plain).is_none());
+        let h = merge_healthcheck(Some(&hc(&["CMD-SHELL", "x"], 0, 0)), &plain).unwrap();
+        assert_eq!(
+            (h.interval_ms, h.timeout_ms, h.retries),
+            (30_000, 30_000, 3)
+        );
+        let none = serde_json::json!({"config": {"Healthcheck": {"Test": ["NONE"]}}});
+        assert!(merge_healthcheck(None, &none).is_none());
+    }
 }

@@ -90,6 +90,16 @@ pub enum RuntimeError {
     VolumeInUse { name: String, id: String },
     #[error("volume {0} already exists")]
     VolumeExists(String),
+    #[error("copying {what}")]
+    Copy {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot copy a directory over the non-directory {0}")]
+    CopyDirOverFile(String),
+    #[error("terminal: {0}")]
+    Tty(String),
     #[error("monitor: {0}")]
     Monitor(String),
 }

@@ -6,11 +6,13 @@
 //! per-container [`monitor`] process (a re-exec of the keel binary) starts the
 //! container through an [`backend::OciRuntime`] (youki's `libcontainer` in
 //! process, or the external `runc`), streams logs, records exit status and OOM
-//! kills, applies restart policies and runs health checks. [`Volumes`] manages
+//! kills, applies restart policies and runs health checks. [`copy`] is `keel cp`,
+//! confined to the container's root. [`Volumes`] manages
 //! named volumes; [`network::NetworkAttacher`] is the seam to keel-net;
 //! [`oneshot`] runs one command on prepared layers and waits (build steps).
 
 pub mod backend;
+pub mod copy;
 pub mod engine;
 mod error;
 pub mod ids;
@@ -23,6 +25,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 pub mod stats;
+pub mod tty;
 pub mod user;
 pub mod volume;
 

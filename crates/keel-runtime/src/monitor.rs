@@ -292,9 +292,16 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
     let mut log = LogWriter::open(&containers.log_path(id), DEFAULT_MAX_SIZE)?;
     let mut first = true;
     let mut code;
+    // With -t the runtime makes the pty and sends us its master.
+    let console = if cfg.tty {
+        Some(crate::tty::ConsoleSocket::bind(&root.join("run"))?)
+    } else {
+        None
+    };
+    let win = std::env::var(TTY_SIZE_ENV)
+        .ok()
+        .and_then(|s| crate::tty::WinSize::parse(&s));
     loop {
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
         let stdin: OwnedFd = if cfg.interactive {
             std::io::stdin()
                 .as_fd()
@@ -305,15 +312,38 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
                 .map_err(|e| RuntimeError::Monitor(e.to_string()))?
                 .into()
         };
-        let started = rt.start(
-            id,
-            &containers.bundle(id),
-            Stdio {
-                stdin,
-                stdout: out_w,
-                stderr: err_w,
-            },
-        );
+        let mut streams = Streams {
+            out: None,
+            err: None,
+            input: None,
+        };
+        let started = if let Some(cs) = &console {
+            rt.start_console(id, &containers.bundle(id), cs, win)
+                .and_then(|(pid, master)| {
+                    let to_master = master
+                        .try_clone()
+                        .map_err(|e| RuntimeError::Tty(e.to_string()))?;
+                    streams.out = Some(master);
+                    if cfg.interactive {
+                        streams.input = Some((stdin, to_master));
+                    }
+                    Ok(pid)
+                })
+        } else {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            streams.out = Some(out_r);
+            streams.err = Some(err_r);
+            rt.start(
+                id,
+                &containers.bundle(id),
+                Stdio {
+                    stdin,
+                    stdout: out_w,
+                    stderr: err_w,
+                },
+            )
+        };
         let pid = match started {
             Ok(p) => p,
             Err(e) => {
@@ -358,8 +388,7 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
             &cfg,
             rt.as_ref(),
             pid,
-            out_r,
-            err_r,
+            streams,
             &mut log,
             &mut attached,
         )?;
@@ -415,15 +444,25 @@ fn reap_orphans() {
     }
 }
 
+/// Environment variable carrying the client's window size (`ROWSxCOLS`) to
+/// the monitor of a `-t` container.
+pub const TTY_SIZE_ENV: &str = "KEEL_TTY_SIZE";
+
+/// The container's output streams (a pty master is one stream, stdout) and,
+/// for `-it`, the monitor's stdin to copy into the master.
+struct Streams {
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    input: Option<(OwnedFd, OwnedFd)>,
+}
+
 /// Streams output and runs health checks until the init process `pid` exits.
-#[allow(clippy::too_many_arguments)]
 fn supervise(
     containers: &Containers,
     cfg: &ContainerConfig,
     rt: &dyn OciRuntime,
     pid: i32,
-    out_r: OwnedFd,
-    err_r: OwnedFd,
+    io: Streams,
     log: &mut LogWriter,
     attached: &mut Attached,
 ) -> Result<i32> {
@@ -432,7 +471,8 @@ fn supervise(
         PidfdFlags::empty(),
     )
     .map_err(|e| RuntimeError::Monitor(format!("pidfd_open: {e}")))?;
-    let mut streams: [Option<File>; 2] = [Some(File::from(out_r)), Some(File::from(err_r))];
+    let mut streams: [Option<File>; 2] = [io.out.map(File::from), io.err.map(File::from)];
+    let mut input: Option<(File, File)> = io.input.map(|(i, m)| (File::from(i), File::from(m)));
     let started = Instant::now();
     let hc = cfg.healthcheck.clone();
     let mut next_probe = hc
@@ -456,6 +496,10 @@ fn supervise(
         if exited.is_none() {
             fds.push(PollFd::from_borrowed_fd(pidfd.as_fd(), PollFlags::IN));
             which.push(2);
+            if let Some((i, _)) = &input {
+                fds.push(PollFd::new(i, PollFlags::IN));
+                which.push(3);
+            }
         }
         let ts = timeout.map(|d| rustix::event::Timespec {
             tv_sec: d.as_secs() as i64,
@@ -473,6 +517,15 @@ fn supervise(
         drop(fds);
         for (w, is_ready) in ready {
             if !is_ready {
+                continue;
+            }
+            if w == 3 {
+                if let Some((i, m)) = input.as_mut() {
+                    match i.read(&mut buf) {
+                        Ok(n) if n > 0 && m.write_all(&buf[..n]).is_ok() => {}
+                        _ => input = None,
+                    }
+                }
                 continue;
             }
             if w == 2 {

@@ -255,7 +255,7 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
     let spec = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": cfg.tty,
             "user": user,
             "args": args,
             "env": cfg.env,
@@ -311,6 +311,17 @@ pub fn merge_env(image: &[String], user: &[String], hostname: &str, home: &str) 
         out.push(format!("HOME={}", if home.is_empty() { "/" } else { home }));
     }
     out
+}
+
+/// The strings of a JSON array (nothing for anything else).
+pub(crate) fn json_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

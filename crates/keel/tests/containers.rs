@@ -125,6 +125,84 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn exit_codes_like_docker() {
+                let e = Env::new();
+                let (code, _, err) = run(&e, &["busybox", "no-such-command"]);
+                assert_eq!(code, 127, "{err}");
+                assert!(err.starts_with("error: ") && err.lines().count() <= 2, "{err}");
+                let (code, _, err) = run(&e, &["busybox", "/no/such/binary"]);
+                assert_eq!(code, 127, "{err}");
+                let (code, _, err) = run(&e, &["busybox", "/etc/passwd"]);
+                assert_eq!(code, 126, "{err}");
+                let (code, _, err) = run(&e, &["busybox", "/etc"]);
+                assert_eq!(code, 126, "{err}");
+                let (code, _, err) = run(&e, &["no-such-image", "true"]);
+                assert_eq!(code, 125, "{err}");
+                let (code, _, err) = run(&e, &["--no-such-flag", "busybox", "true"]);
+                assert_eq!(code, 125, "{err}");
+                let (code, _, _) = run(&e, &["busybox", "sh", "-c", "exit 3"]);
+                assert_eq!(code, 3);
+                assert!(e.all_ids().is_empty());
+            }
+
+            #[test]
+            fn tty_for_run_and_exec() {
+                use std::io::Write;
+                let e = Env::new();
+                let is_pts = |out: &str| {
+                    let t = out.trim_end();
+                    t.strip_prefix("/dev/pts/").is_some_and(|n| n.parse::<u32>().is_ok())
+                };
+                // No terminal here: the container still gets a pty (as with docker).
+                let (code, out, err) = run(&e, &["-t", "busybox", "tty"]);
+                assert_eq!(code, 0, "{err}");
+                assert!(is_pts(&out), "{out:?}");
+                assert!(out.ends_with("\r\n"), "a terminal's line ending: {out:?}");
+                let (code, out, _) = run(&e, &["busybox", "tty"]);
+                assert_eq!((code, out.as_str()), (1, "not a tty\n"));
+                // -it relays stdin into the terminal.
+                let feed = |a: Vec<&str>| {
+                    let mut child = e.k.cmd().args(a).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+                    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+                    let o = child.wait_with_output().unwrap();
+                    (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+                };
+                let (code, out, err) = feed(args(RUN, &["--rm", "--runtime", RT, "-i", "-t", "busybox", "sh", "-c", "read x; echo got $x; tty"]));
+                assert_eq!(code, Some(0), "{err}");
+                assert!(out.contains("got hello\r\n/dev/pts/"), "{out:?}");
+                e.k.ok(&args(RUN, &["-d", "--runtime", RT, "--name", "t", "busybox", "sleep", "60"]));
+                let (code, out, err) = e.run(&["exec", "-t", "t", "tty"]);
+                assert_eq!(code, 0, "{err}");
+                assert!(is_pts(&out), "{out:?}");
+                let (code, out, _) = e.run(&["exec", "t", "tty"]);
+                assert_eq!((code, out.as_str()), (1, "not a tty\n"));
+                let (code, out, err) = e.run(&["exec", "-t", "-u", "nobody", "-w", "/tmp", "t", "sh", "-c", "id -u; pwd; exit 4"]);
+                assert_eq!(code, 4, "{err}");
+                assert_eq!(out, "65534\r\n/tmp\r\n");
+                let (code, out, err) = feed(vec!["exec", "-i", "-t", "t", "sh", "-c", "read x; echo got $x"]);
+                assert_eq!(code, Some(0), "{err}");
+                assert!(out.contains("got hello"), "{out:?}");
+                // On a terminal (script(1) makes one), its size reaches the
+                // container: set before `run`'s process starts; for exec, as
+                // with docker, just after (hence the pause).
+                let keel = env!("CARGO_BIN_EXE_keel");
+                for cmd in [
+                    format!("stty rows 33 cols 77; {keel} run --rm --network none --runtime {RT} -t busybox stty size"),
+                    format!("stty rows 33 cols 77; {keel} exec -t t sh -c 'sleep 0.5; stty size'"),
+                ] {
+                    let o = std::process::Command::new("script")
+                        .args(["-qec", &cmd, "/dev/null"])
+                        .env("KEEL_ROOT", e.root())
+                        .stdin(Stdio::null())
+                        .output()
+                        .unwrap();
+                    let out = String::from_utf8_lossy(&o.stdout);
+                    assert!(o.status.success(), "{cmd}: {out} {}", String::from_utf8_lossy(&o.stderr));
+                    assert!(out.contains("33 77"), "{cmd}: {out:?}");
+                }
+            }
+
+            #[test]
             fn safe_defaults_caps_nnp_seccomp_readonly() {
                 let e = Env::new();
                 let status = |extra: &[&str]| {
@@ -378,6 +456,101 @@ fn health_goes_starting_healthy_unhealthy() {
             .as_u64()
             .unwrap()
             >= 2
+    );
+}
+
+/// Tags `busybox` again as `hc` with a `config.Healthcheck`, as `docker build`
+/// writes it for a HEALTHCHECK instruction.
+fn tag_busybox_with_healthcheck(e: &Env, healthcheck: &serde_json::Value) {
+    let store = keel_oci::ImageStore::open(e.root()).unwrap();
+    let img = store.resolve("busybox").unwrap();
+    let mut config = img.config_json();
+    config["config"]["Healthcheck"] = healthcheck.clone();
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let put = store.blobs().put_bytes(&config_bytes).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&img.manifest_bytes).unwrap();
+    manifest["config"]["digest"] = put.digest.to_string().into();
+    manifest["config"]["size"] = config_bytes.len().into();
+    store
+        .commit(
+            &serde_json::to_vec(&manifest).unwrap(),
+            &["hc".parse().unwrap()],
+            None,
+        )
+        .unwrap();
+}
+
+#[test]
+fn image_healthcheck_is_used_overridden_and_disabled() {
+    let e = Env::new();
+    tag_busybox_with_healthcheck(
+        &e,
+        &serde_json::json!({"Test": ["CMD-SHELL", "test ! -f /tmp/broken"],
+            "Interval": 200_000_000u64, "Timeout": 2_000_000_000u64, "Retries": 2}),
+    );
+    let health = |n: &str| e.inspect(n)["State"]["Health"]["Status"].clone();
+    e.k.ok(&args(RUN, &["-d", "--name", "img", "hc", "sleep", "60"]));
+    let hc = &e.inspect("img")["Config"]["Healthcheck"];
+    assert_eq!(hc["Test"][1], "test ! -f /tmp/broken");
+    assert_eq!(hc["Interval"], 200_000_000u64);
+    assert_eq!(hc["Retries"], 2);
+    e.wait_until("healthy", 10, || health("img") == "healthy");
+    e.k.ok(&["exec", "img", "touch", "/tmp/broken"]);
+    e.wait_until("unhealthy", 10, || health("img") == "unhealthy");
+    // A flag overrides one field and keeps the image's others.
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "ovr",
+            "--health-retries",
+            "7",
+            "hc",
+            "sleep",
+            "60",
+        ],
+    ));
+    let hc = &e.inspect("ovr")["Config"]["Healthcheck"];
+    assert_eq!(
+        (hc["Retries"].as_u64(), hc["Interval"].as_u64()),
+        (Some(7), Some(200_000_000))
+    );
+    // --health-cmd replaces the test.
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "cmd",
+            "--health-cmd",
+            "exit 1",
+            "hc",
+            "sleep",
+            "60",
+        ],
+    ));
+    e.wait_until("unhealthy", 10, || health("cmd") == "unhealthy");
+    // --no-healthcheck: none at all.
+    e.k.ok(&args(
+        RUN,
+        &[
+            "-d",
+            "--name",
+            "off",
+            "--no-healthcheck",
+            "hc",
+            "sleep",
+            "60",
+        ],
+    ));
+    let i = e.inspect("off");
+    assert!(i["Config"]["Healthcheck"].is_null(), "{i}");
+    assert!(i["State"]["Health"].is_null(), "{i}");
+    assert!(
+        !e.k.ok(&["ps"])
+            .lines()
+            .any(|l| l.contains("off") && l.contains("health"))
     );
 }
 
@@ -741,16 +914,29 @@ fn http_get(port: u16, path: &str) -> String {
     body
 }
 
-fn keel_links() -> Vec<String> {
+/// Names of the host's links that are, or are attached to, one of `bridges`
+/// (other tests and tools add and remove their own links meanwhile).
+fn links_of(bridges: &[String]) -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["-o", "link"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains("keel") || l.contains("veth"))
-        .map(str::to_string)
+        .filter_map(|l| {
+            let name = l.split(": ").nth(1)?.split('@').next()?.to_string();
+            let master = l.split(" master ").nth(1).and_then(|m| m.split(' ').next());
+            (bridges.contains(&name) || master.is_some_and(|m| bridges.iter().any(|b| b == m)))
+                .then_some(name)
+        })
         .collect()
+}
+
+fn bridge_of(e: &Env, network: &str) -> String {
+    e.json(&["network", "inspect", network])[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Regression: the monitor used to stay inside the container's new network
@@ -759,7 +945,6 @@ fn keel_links() -> Vec<String> {
 #[test]
 fn bridge_networks_resolve_names_and_publish_ports() {
     let e = Env::new();
-    let links_before = keel_links();
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("index.html"), "hello over the bridge\n").unwrap();
     let vol = format!("{}:/www:ro", www.path().display());
@@ -793,6 +978,28 @@ fn bridge_networks_resolve_names_and_publish_ports() {
         body.contains("200 OK") && body.contains("hello over the bridge"),
         "{body}"
     );
+    // stats: network bytes from the container's namespace, block bytes
+    // from its blkio cgroup (a direct read bypasses the page cache). Recent
+    // kernels count v1 blkio bytes only on a device with a throttle rule (as
+    // docker's --device-read-bps makes), so the test sets a limit nobody hits.
+    enable_blkio_accounting(e.inspect("web")["Id"].as_str().unwrap(), e.root());
+    e.k.ok(&[
+        "exec",
+        "web",
+        "dd",
+        "if=/bin/busybox",
+        "of=/dev/null",
+        "bs=64k",
+        "iflag=direct",
+    ]);
+    let st = e.json(&["stats", "--no-stream", "-o", "json", "web"]);
+    assert!(st[0]["NetRxBytes"].as_u64().unwrap() > 0, "{st}");
+    assert!(st[0]["NetTxBytes"].as_u64().unwrap() > 0, "{st}");
+    assert!(st[0]["BlockReadBytes"].as_u64().unwrap() > 0, "{st}");
+    let table = e.k.ok(&["stats", "--no-stream", "web"]);
+    let row = table.lines().nth(1).unwrap();
+    assert!(!row.contains("--"), "{table}");
+    assert!(row.matches(" / ").count() >= 3, "{table}");
     // Containers on the network reach each other by name and by alias.
     for host in ["web", "frontend"] {
         let out = e.k.ok(&[
@@ -850,16 +1057,164 @@ fn bridge_networks_resolve_names_and_publish_ports() {
     wait_for_port(port2);
     assert!(http_get(port2, "/index.html").contains("hello over the bridge"));
     // Removing everything leaves no veth, bridge or rule behind.
+    let bridges = vec![bridge_of(&e, "appnet"), bridge_of(&e, "bridge")];
+    let links = links_of(&bridges);
+    assert_eq!(links.len(), 4, "two bridges, two veths: {links:?}");
     e.k.ok(&["rm", "-f", "web", "web3"]);
     e.k.ok(&["network", "rm", "appnet"]);
-    keel_net::Networks::open(e.root())
-        .unwrap()
-        .release_idle()
+    // prune gives back the idle default bridge.
+    e.k.ok(&["network", "prune", "-f"]);
+    let all = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
         .unwrap();
-    assert_eq!(keel_links(), links_before);
+    let all = String::from_utf8_lossy(&all.stdout);
+    for l in &links {
+        assert!(!all.contains(&format!(": {l}")), "{l} is left:\n{all}");
+    }
     let rules = std::process::Command::new("iptables-save")
         .output()
         .unwrap();
     let rules = String::from_utf8_lossy(&rules.stdout);
     assert!(!rules.contains("keel:"), "container rules left: {rules}");
+}
+
+/// Puts a no-op read limit on the disk holding `on` into the container's
+/// blkio cgroup, which makes the kernel count its bytes.
+fn enable_blkio_accounting(id: &str, on: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(on).unwrap().dev();
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    // A partition's limit goes on its disk.
+    let sys = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).unwrap();
+    let disk = if sys.join("partition").exists() {
+        std::fs::read_to_string(sys.parent().unwrap().join("dev")).unwrap()
+    } else {
+        format!("{major}:{minor}")
+    };
+    std::fs::write(
+        format!("/sys/fs/cgroup/blkio/keel/{id}/blkio.throttle.read_bps_device"),
+        format!("{} 1099511627776", disk.trim()),
+    )
+    .unwrap();
+}
+
+/// `keel cp` against a container that plants symlinks to host paths: an
+/// absolute link, a `../..` relative one, a link as the last component and
+/// links inside a copied tree. Nothing outside the container is read or
+/// written, whether the container runs (`/proc/PID/root`) or is stopped
+/// (its overlay mounted by cp).
+#[test]
+fn cp_never_follows_container_symlinks_out_of_the_root() {
+    let e = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    let outside = host.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret"), "host secret\n").unwrap();
+    let o = outside.display().to_string();
+    let plant = format!(
+        "mkdir -p /tree/sub /etc/deep && echo inside > /etc/secret && \
+         ln -s {o} /abs && ln -s ../../../../../../../..{o} /rel && \
+         ln -s {o}/secret /final && ln -s {o}/secret /tree/sub/leak && \
+         ln -s ../../../../../.. /tree/up && ln -s /etc/secret /inside && \
+         echo planted && sleep 600"
+    );
+    e.k.ok(&args(
+        RUN,
+        &["-d", "--name", "evil", "busybox", "sh", "-c", &plant],
+    ));
+    e.wait_until("planted", 10, || {
+        e.k.ok(&["logs", "evil"]).contains("planted")
+    });
+    let payload = host.path().join("payload");
+    std::fs::write(&payload, "payload\n").unwrap();
+    let p = payload.display().to_string();
+    let listing = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|x| x.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let untouched = || {
+        assert_eq!(
+            std::fs::read_to_string(outside.join("secret")).unwrap(),
+            "host secret\n"
+        );
+        assert_eq!(listing(&outside), ["secret"]);
+    };
+    for round in ["running", "stopped"] {
+        // host -> container through each kind of link: refused (the target
+        // does not exist inside) or written inside, never outside.
+        for dst in [
+            "evil:/abs/secret".to_string(),
+            "evil:/rel/secret".to_string(),
+            "evil:/final".to_string(),
+            format!("evil:/tree/up{o}/secret"),
+            "evil:/tree/sub/leak".to_string(),
+        ] {
+            let _ = e.run(&["cp", &p, &dst]);
+            untouched();
+        }
+        // Links that stay inside resolve inside, as in a chroot.
+        e.k.ok(&["cp", &p, "evil:/inside"]);
+        e.k.ok(&["cp", &p, "evil:/tree/up/etc/deep/"]);
+        // A tree whose names meet the container's links replaces the links.
+        let tree = host.path().join(format!("tree-{round}"));
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("sub/leak"), "replaced\n").unwrap();
+        e.k.ok(&["cp", &format!("{}/.", tree.display()), "evil:/tree"]);
+        untouched();
+        // container -> host: the final link comes out as a link, links inside
+        // a tree stay links, intermediate links resolve inside.
+        let out = host.path().join(format!("out-{round}"));
+        std::fs::create_dir(&out).unwrap();
+        let od = out.display().to_string();
+        e.k.ok(&["cp", "evil:/final", &format!("{od}/final")]);
+        assert_eq!(
+            std::fs::read_link(out.join("final")).unwrap(),
+            outside.join("secret")
+        );
+        e.k.ok(&["cp", "evil:/tree/up/etc/secret", &format!("{od}/s")]);
+        assert_eq!(std::fs::read_to_string(out.join("s")).unwrap(), "payload\n");
+        e.k.ok(&["cp", "evil:/etc/deep/payload", &format!("{od}/deep")]);
+        assert_eq!(
+            std::fs::read_to_string(out.join("deep")).unwrap(),
+            "payload\n"
+        );
+        let err = e.k.fails(&["cp", "evil:/abs/secret", &format!("{od}/x")]);
+        assert!(err.contains("No such file"), "{err}");
+        let err = e.k.fails(&["cp", "evil:/rel/secret", &format!("{od}/x")]);
+        assert!(err.contains("No such file"), "{err}");
+        e.k.ok(&["cp", "evil:/tree", &format!("{od}/tree")]);
+        assert!(
+            std::fs::symlink_metadata(out.join("tree/up"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("tree/sub/leak")).unwrap(),
+            "replaced\n"
+        );
+        assert!(!out.join("x").exists());
+        untouched();
+        if round == "running" {
+            e.k.ok(&[
+                "exec",
+                "evil",
+                "sh",
+                "-c",
+                "rm /tree/sub/leak; ln -s /x/y /tree/sub/leak; echo inside > /etc/secret",
+            ]);
+            e.k.ok(&["kill", "evil"]);
+            e.wait_until("stopped", 10, || {
+                e.inspect("evil")["State"]["Running"] == false
+            });
+        }
+    }
 }

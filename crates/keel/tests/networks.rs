@@ -214,7 +214,7 @@ fn network_commands() {
     let c = NetNs::new("c1");
     let nets_root = keel.root.path().to_path_buf();
     let ns_file = std::fs::File::open(keel.ns.path()).unwrap();
-    let attach = |detach: bool| {
+    let attach_to = |network: &str, detach: bool| {
         std::thread::scope(|s| {
             s.spawn(|| {
                 rustix::thread::move_into_link_name_space(
@@ -231,7 +231,7 @@ fn network_commands() {
                         name: "web".into(),
                         hostname: "web".into(),
                         netns: c.path(),
-                        network: "appnet".into(),
+                        network: network.into(),
                         ..AttachRequest::default()
                     })
                     .unwrap();
@@ -241,6 +241,7 @@ fn network_commands() {
             .unwrap();
         });
     };
+    let attach = |detach: bool| attach_to("appnet", detach);
     attach(false);
     let v: serde_json::Value =
         serde_json::from_str(&keel.ok(&["network", "inspect", "appnet"])).unwrap();
@@ -266,4 +267,14 @@ fn network_commands() {
     assert_eq!(keel.ok(&["network", "rm", "appnet"]), "appnet\n");
     assert_eq!(keel.leftovers(), "");
     insta::assert_snapshot!("ls_end", keel.ok(&["network", "ls"]));
+    // The default bridge stays up while idle; prune gives back its Linux
+    // bridge and tagged iptables rules.
+    attach_to("bridge", false);
+    attach_to("bridge", true);
+    let idle = keel.leftovers();
+    assert!(idle.contains("keel"), "{idle}");
+    assert!(idle.contains("--comment"), "{idle}");
+    assert_eq!(keel.ok(&["network", "prune", "-f"]), "");
+    assert_eq!(keel.leftovers(), "");
+    assert_eq!(keel.ok(&["network", "ls", "-q"]).lines().count(), 3);
 }
