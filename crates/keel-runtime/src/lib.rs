@@ -23,6 +23,7 @@ pub mod oneshot;
 pub mod record;
 pub mod rootfs;
 pub mod seccomp;
+mod sigreset;
 pub mod spec;
 pub mod stats;
 pub mod tty;

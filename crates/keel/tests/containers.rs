@@ -146,6 +146,24 @@ macro_rules! conformance {
             }
 
             #[test]
+            fn signals_start_at_their_defaults() {
+                // keel (a Rust program) ignores SIGPIPE; nothing ignored or
+                // blocked may leak into the container's process.
+                let e = Env::new();
+                let (code, out, err) = run(&e, &["busybox", "grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"]);
+                assert_eq!(code, 0, "{err}");
+                // The standard signals 1-31 (the low 31 bits). glibc reserves
+                // 32 and 33 and will not reset them; a harness that ignores
+                // them passes that to runc's containers too.
+                let bits = |name: &str| {
+                    let line = out.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{out}"));
+                    u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+                };
+                assert_eq!(bits("SigIgn:") & 0x7fff_ffff, 0, "{out}");
+                assert_eq!(bits("SigBlk:") & 0x7fff_ffff, 0, "{out}");
+            }
+
+            #[test]
             fn tty_for_run_and_exec() {
                 use std::io::Write;
                 let e = Env::new();
