@@ -406,6 +406,12 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let user_agent = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let content_type = req
         .headers()
         .get("content-type")
@@ -438,6 +444,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         query,
         accept,
         content_type,
+        user_agent,
         body,
     };
     match handlers::dispatch(ctx, &method).await {
