@@ -988,14 +988,83 @@ async fn apply(ctx: &Ctx, name: &str) -> Result<Response<Body>, Fail> {
         }
     }
     let (obj, _) = update(ctx, name, None, None, |cur| {
-        let mut entries = managed::parse_entries(meta(cur, "managedFields"));
-        let mut live = managed::apply(cur, &clean, &mut entries, me.clone(), force, scope)
-            .map_err(|c| apply_conflict(&c))?;
-        set_managed(&mut live, &entries);
+        let entries = managed::parse_entries(meta(cur, "managedFields"));
+        let mut out = entries.clone();
+        let mut result = managed::apply(cur, &clean, &mut out, me.clone(), force, scope);
+        if let Err(conflicts) = &result
+            && manager == KUBECTL
+        {
+            // kubectl moving an object from client-side to server-side
+            // apply may take the fields its last-applied annotation lists.
+            let allowed = last_applied_fields(cur);
+            let rest: Vec<managed::Conflict> = conflicts
+                .iter()
+                .filter(|c| !allowed.contains(&c.path))
+                .cloned()
+                .collect();
+            result = if rest.is_empty() {
+                out = entries.clone();
+                managed::apply(cur, &clean, &mut out, me.clone(), true, scope)
+            } else {
+                Err(rest)
+            };
+        }
+        let mut live = result.map_err(|c| apply_conflict(&c))?;
+        set_managed(&mut live, &out);
+        if manager == KUBECTL {
+            sync_last_applied(&mut live, &applied);
+        }
         Ok(live)
     })
     .await?;
     Ok(respond(ctx, 200, &obj))
+}
+
+/// kubectl's own field manager, which Kubernetes lets upgrade objects from
+/// client-side apply.
+const KUBECTL: &str = "kubectl";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Fields both in the object and in its last client-side applied
+/// configuration.
+fn last_applied_fields(live: &Value) -> managed::FieldSet {
+    let Some(last) = meta(live, "annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+    else {
+        return managed::FieldSet::new();
+    };
+    let live_fields = managed::config_fields(live);
+    managed::config_fields(&last)
+        .intersection(&live_fields)
+        .cloned()
+        .collect()
+}
+
+/// Keeps an existing last-applied annotation in step with what kubectl
+/// applies server-side, so a later client-side apply diffs correctly.
+fn sync_last_applied(live: &mut Value, applied: &Value) {
+    if meta(live, "annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .is_none()
+    {
+        return;
+    }
+    let mut last = applied.clone();
+    if let Some(a) = last
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+        if a.is_empty()
+            && let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            m.remove("annotations");
+        }
+    }
+    let text = serde_json::to_string(&last).unwrap_or_default();
+    live["metadata"]["annotations"][LAST_APPLIED] = json!(format!("{text}\n"));
 }
 
 /// The 409 of an apply that would change fields other managers own, worded

@@ -680,7 +680,10 @@ fn ssa_conflicts(s: &KeelServer, k: &Path, ns: &str) {
         s.kubectl_with(k, &args, Some(doc))
     };
     let managed = || -> serde_json::Value {
-        let out = s.ok(k, &["-n", ns, "get", "deploy", "web", "-o", "json"]);
+        let out = s.ok(
+            k,
+            &["-n", ns, "get", "deploy", "web", "-o", "json", "--show-managed-fields"],
+        );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["metadata"]["managedFields"].clone()
     };
@@ -748,6 +751,17 @@ fn ssa_conflicts(s: &KeelServer, k: &Path, ns: &str) {
     let out = apply("bob", &dep(2, "nginx:1.25", "app: web"), &[]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(jsonpath_in(s, k, ns, "{.metadata.labels}"), r#"{"app":"web"}"#);
+    // The classic: kubectl scale, then kubectl's own server-side apply of
+    // another replica count.
+    s.ok(k, &["-n", ns, "scale", "deploy", "web", "--replicas=6"]);
+    let out = s.kubectl_with(k, &["apply", "--server-side", "-f", "-"], Some(&dep(2, "nginx:1.25", "app: web")));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl"#)
+            && err.contains(r#" with subresource "scale" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
 }
 
 fn jsonpath_in(s: &KeelServer, k: &Path, ns: &str, path: &str) -> String {
