@@ -49,14 +49,12 @@ pub(crate) struct Track {
 /// The field manager of a request: `fieldManager`, else the client's name
 /// from its User-Agent, as Kubernetes does.
 fn manager_name(ctx: &Ctx) -> String {
-    match ctx.query.get("fieldManager").filter(|m| !m.is_empty()) {
-        Some(m) => m.to_string(),
-        None => {
-            let ua = ctx.user_agent.split('/').next().unwrap_or_default();
-            let ua: String = ua.chars().take(128).collect();
-            if ua.is_empty() { "unknown".into() } else { ua }
-        }
+    if let Some(m) = ctx.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
     }
+    let ua = ctx.user_agent.split('/').next().unwrap_or_default();
+    let ua: String = ua.chars().take(128).collect();
+    if ua.is_empty() { "unknown".into() } else { ua }
 }
 
 /// Which fields a write through `sub` may own.
@@ -348,11 +346,11 @@ fn check_object(ctx: &Ctx, obj: &mut Value) -> Result<(), Fail> {
     let typed = validate::check_quantities(obj)
         .and_then(|()| validate::typed_roundtrip(r.kind, obj))
         .map_err(|e| {
-        Fail::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {e}",
-            r.kind, r.version, r.kind
-        ))
-    })?;
+            Fail::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                r.kind, r.version, r.kind
+            ))
+        })?;
     let mut unknown = Vec::new();
     let strict = ctx.query.get("fieldValidation") == Some("Strict");
     validate::unknown_fields(obj, &typed, "", !strict, &mut unknown);
@@ -690,6 +688,7 @@ async fn update(
 }
 
 /// Applies the bookkeeping rules of an update and writes it with CAS.
+#[allow(clippy::too_many_arguments)]
 async fn write_update(
     state: &State,
     r: &Resource,
@@ -1003,7 +1002,7 @@ async fn apply(ctx: &Ctx, name: &str) -> Result<Response<Body>, Fail> {
                 .cloned()
                 .collect();
             result = if rest.is_empty() {
-                out = entries.clone();
+                out.clone_from(&entries);
                 managed::apply(cur, &clean, &mut out, me.clone(), true, scope)
             } else {
                 Err(rest)

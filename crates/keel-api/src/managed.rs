@@ -10,6 +10,7 @@
 //! (a keyed list item), `v:"x"` (a set item).
 
 use std::collections::BTreeSet;
+use std::fmt::Write;
 
 use serde_json::{Map, Value, json};
 
@@ -37,15 +38,18 @@ fn list_keys(parent: &str, field: &str) -> Option<&'static [(&'static str, Optio
         ("spec", "ports") => &[("port", None), ("protocol", Some("TCP"))],
         (
             _,
-            "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-            | "imagePullSecrets" | "resourceClaims",
+            "containers"
+            | "initContainers"
+            | "ephemeralContainers"
+            | "env"
+            | "volumes"
+            | "imagePullSecrets"
+            | "resourceClaims",
         ) => NAME,
         (_, "volumeMounts") => &[("mountPath", None)],
         (_, "volumeDevices") => &[("devicePath", None)],
         (_, "hostAliases") => &[("ip", None)],
-        (_, "topologySpreadConstraints") => {
-            &[("topologyKey", None), ("whenUnsatisfiable", None)]
-        }
+        (_, "topologySpreadConstraints") => &[("topologyKey", None), ("whenUnsatisfiable", None)],
         (_, "ownerReferences") => &[("uid", None)],
         (_, "conditions") => &[("type", None)],
         (_, "readinessGates") => &[("conditionType", None)],
@@ -173,7 +177,10 @@ pub fn compare(old: &Value, new: &Value) -> Comparison {
 
 fn compare_maps(old: &Value, new: &Value, field: &str, path: &mut Path, c: &mut Comparison) {
     let empty = Map::new();
-    let (o, n) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
     let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
     for k in keys {
         path.push(format!("f:{k}"));
@@ -225,16 +232,25 @@ fn compare_values(
 /// Paths a request may own in `scope` (system fields are nobody's).
 pub fn in_scope(p: &Path, scope: Scope) -> bool {
     let first = p.first().map_or("", String::as_str);
-    if matches!(first, "f:apiVersion" | "f:kind") || p.len() == 1 && matches!(first, "f:metadata" | "f:spec" | "f:status") {
+    if matches!(first, "f:apiVersion" | "f:kind")
+        || p.len() == 1 && matches!(first, "f:metadata" | "f:spec" | "f:status")
+    {
         return false;
     }
     if first == "f:metadata"
         && matches!(
             p.get(1).map(String::as_str),
             Some(
-                "f:name" | "f:namespace" | "f:uid" | "f:resourceVersion" | "f:generation"
-                    | "f:creationTimestamp" | "f:managedFields" | "f:selfLink"
-                    | "f:deletionTimestamp" | "f:deletionGracePeriodSeconds"
+                "f:name"
+                    | "f:namespace"
+                    | "f:uid"
+                    | "f:resourceVersion"
+                    | "f:generation"
+                    | "f:creationTimestamp"
+                    | "f:managedFields"
+                    | "f:selfLink"
+                    | "f:deletionTimestamp"
+                    | "f:deletionGracePeriodSeconds"
             )
         )
     {
@@ -275,7 +291,6 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
 
 /// The set a `FieldsV1` JSON describes.
 pub fn from_fields_v1(v: &Value) -> FieldSet {
-    let mut out = FieldSet::new();
     fn walk(v: &Value, path: &mut Path, out: &mut FieldSet) {
         let Some(m) = v.as_object() else { return };
         if m.is_empty() && !path.is_empty() {
@@ -291,6 +306,7 @@ pub fn from_fields_v1(v: &Value) -> FieldSet {
             }
         }
     }
+    let mut out = FieldSet::new();
     walk(v, &mut Vec::new(), &mut out);
     out
 }
@@ -306,9 +322,9 @@ pub fn display(p: &Path) -> String {
         } else if let Some(k) = tok.strip_prefix("k:") {
             let fields: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
             let parts: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            s.push_str(&format!("[{}]", parts.join(",")));
+            let _ = write!(s, "[{}]", parts.join(","));
         } else if let Some(v) = tok.strip_prefix("v:") {
-            s.push_str(&format!("[={v}]"));
+            let _ = write!(s, "[={v}]");
         }
     }
     s
@@ -339,17 +355,22 @@ impl Entry {
     pub fn describe(&self) -> String {
         let mut s = format!("{:?}", self.manager);
         if !self.subresource.is_empty() {
-            s.push_str(&format!(" with subresource {:?}", self.subresource));
+            let _ = write!(s, " with subresource {:?}", self.subresource);
         }
         if self.operation == "Update" {
-            s.push_str(&format!(" using {}", self.api_version));
+            let _ = write!(s, " using {}", self.api_version);
         }
         s
     }
 }
 
 pub fn parse_entries(managed: Option<&Value>) -> Vec<Entry> {
-    let s = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |e: &Value, k: &str| {
+        e.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     managed
         .and_then(Value::as_array)
         .into_iter()
@@ -395,18 +416,26 @@ pub fn track_update(entries: &mut Vec<Entry>, old: &Value, new: &Value, me: Entr
     let changed: FieldSet = scoped(c.added.union(&c.modified).cloned().collect(), scope);
     let removed = scoped(c.removed, scope);
     for e in entries.iter_mut().filter(|e| !e.same_manager(&me)) {
-        e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+        e.fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     let mine = match entries.iter().position(|e| e.same_manager(&me)) {
         Some(i) => entries.remove(i),
-        None => Entry { fields: FieldSet::new(), ..me.clone() },
+        None => Entry {
+            fields: FieldSet::new(),
+            ..me.clone()
+        },
     };
     let mut fields: FieldSet = mine.fields.difference(&removed).cloned().collect();
     fields.extend(changed);
-    let time = if fields == mine.fields { mine.time } else { me.time };
+    let time = if fields == mine.fields {
+        mine.time
+    } else {
+        me.time
+    };
     entries.retain(|e| !e.fields.is_empty());
     if !fields.is_empty() {
-        entries.push(Entry { fields, time, ..me });
+        entries.push(Entry { time, fields, ..me });
     }
 }
 
@@ -434,7 +463,10 @@ pub fn apply(
         .iter()
         .position(|e| e.same_manager(&me))
         .map(|i| entries.remove(i));
-    let others: FieldSet = entries.iter().flat_map(|e| e.fields.iter().cloned()).collect();
+    let others: FieldSet = entries
+        .iter()
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
     if let Some(last) = &last {
         let owned: FieldSet = others.union(&set).cloned().collect();
         let dropped: Vec<&Path> = last
@@ -462,7 +494,8 @@ pub fn apply(
         return Err(conflicts);
     }
     for e in entries.iter_mut() {
-        e.fields.retain(|p| !changed.contains(p) && !removed.contains(p));
+        e.fields
+            .retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     entries.retain(|e| !e.fields.is_empty());
     let time = match &last {
@@ -470,7 +503,11 @@ pub fn apply(
         _ => me.time.clone(),
     };
     if !set.is_empty() {
-        entries.push(Entry { fields: set, time, ..me });
+        entries.push(Entry {
+            fields: set,
+            time,
+            ..me
+        });
     }
     Ok(merged)
 }
@@ -492,9 +529,11 @@ pub fn merge(target: &mut Value, config: &Value, field: &str) {
             Value::Array(items) if is_associative(field, k) && tv.is_array() => {
                 let list = tv.as_array_mut().expect("checked");
                 for (tok, it) in items_with_tokens(items, field, k) {
-                    let pos = list
-                        .iter()
-                        .position(|x| items_with_tokens(std::slice::from_ref(x), field, k).first().is_some_and(|(t, _)| *t == tok));
+                    let pos = list.iter().position(|x| {
+                        items_with_tokens(std::slice::from_ref(x), field, k)
+                            .first()
+                            .is_some_and(|(t, _)| *t == tok)
+                    });
                     match pos {
                         Some(i) => merge(&mut list[i], it, k),
                         None => list.push(it.clone()),
@@ -509,29 +548,33 @@ pub fn merge(target: &mut Value, config: &Value, field: &str) {
 /// Removes the value at `p` from `v`, then parents it leaves empty that no
 /// one in `owned` owns.
 fn remove_path(v: &mut Value, p: &[String], owned: &FieldSet) {
-    fn go(v: &mut Value, p: &[String], prefix: &mut Path, owned: &FieldSet) {
-        let Some((tok, rest)) = p.split_first() else {
+    fn go(node: &mut Value, path: &[String], prefix: &mut Path, owned: &FieldSet) {
+        let Some((tok, rest)) = path.split_first() else {
             return;
         };
         if let Some(name) = tok.strip_prefix("f:") {
-            let Some(m) = v.as_object_mut() else { return };
+            let Some(map) = node.as_object_mut() else {
+                return;
+            };
             if rest.is_empty() {
-                m.remove(name);
+                map.remove(name);
                 return;
             }
-            let Some(c) = m.get_mut(name) else { return };
+            let Some(child) = map.get_mut(name) else {
+                return;
+            };
             prefix.push(tok.clone());
-            go(c, rest, prefix, owned);
-            let emptied = match &*c {
+            go(child, rest, prefix, owned);
+            let emptied = match &*child {
                 Value::Object(x) => x.is_empty(),
                 Value::Array(x) => x.is_empty(),
                 _ => false,
             };
             if emptied && !owned.contains(prefix) {
-                m.remove(name);
+                map.remove(name);
             }
             prefix.pop();
-        } else if let Value::Array(items) = v {
+        } else if let Value::Array(items) = node {
             let field = prefix
                 .last()
                 .and_then(|t| t.strip_prefix("f:"))
@@ -592,64 +635,171 @@ mod tests {
     fn fields_v1_round_trip_and_display() {
         let set = config_fields(&deployment(1, "i"));
         let v1 = to_fields_v1(&set);
-        assert_eq!(v1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["."], json!({}));
         assert_eq!(
-            v1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]["."],
+            v1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["."],
+            json!({})
+        );
+        assert_eq!(
+            v1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]
+                ["."],
             json!({})
         );
         assert_eq!(from_fields_v1(&v1), set);
-        let p: Path = vec!["f:spec".into(), "f:containers".into(), "k:{\"name\":\"c\"}".into(), "f:image".into()];
+        let p: Path = vec![
+            "f:spec".into(),
+            "f:containers".into(),
+            "k:{\"name\":\"c\"}".into(),
+            "f:image".into(),
+        ];
         assert_eq!(display(&p), ".spec.containers[name=\"c\"].image");
-        assert_eq!(display(&vec!["f:metadata".into(), "f:finalizers".into(), "v:\"x\"".into()]), ".metadata.finalizers[=\"x\"]");
+        assert_eq!(
+            display(&vec![
+                "f:metadata".into(),
+                "f:finalizers".into(),
+                "v:\"x\"".into()
+            ]),
+            ".metadata.finalizers[=\"x\"]"
+        );
     }
 
     #[test]
     fn apply_conflicts_unless_same_value_or_forced() {
         let mut entries = Vec::new();
-        let live = apply(&json!({}), &deployment(1, "i"), &mut entries, entry("a", "Apply"), false, Scope::Whole).unwrap();
+        let live = apply(
+            &json!({}),
+            &deployment(1, "i"),
+            &mut entries,
+            entry("a", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap();
         // Same values co-own.
-        let live = apply(&live, &deployment(1, "i"), &mut entries, entry("b", "Apply"), false, Scope::Whole).unwrap();
+        let live = apply(
+            &live,
+            &deployment(1, "i"),
+            &mut entries,
+            entry("b", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap();
         assert_eq!(entries.len(), 2);
         // A different value conflicts, one conflict per field.
-        let err = apply(&live, &deployment(2, "j"), &mut entries.clone(), entry("b", "Apply"), false, Scope::Whole).unwrap_err();
+        let err = apply(
+            &live,
+            &deployment(2, "j"),
+            &mut entries.clone(),
+            entry("b", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap_err();
         let paths: Vec<String> = err.iter().map(|c| display(&c.path)).collect();
-        assert_eq!(paths, [".spec.replicas", ".spec.template.spec.containers[name=\"c\"].image"]);
+        assert_eq!(
+            paths,
+            [
+                ".spec.replicas",
+                ".spec.template.spec.containers[name=\"c\"].image"
+            ]
+        );
         assert_eq!(err[0].manager, "\"a\"");
         // Forced: b takes the fields, a keeps the rest.
-        let live = apply(&live, &deployment(2, "j"), &mut entries, entry("b", "Apply"), true, Scope::Whole).unwrap();
+        let live = apply(
+            &live,
+            &deployment(2, "j"),
+            &mut entries,
+            entry("b", "Apply"),
+            true,
+            Scope::Whole,
+        )
+        .unwrap();
         assert_eq!(live["spec"]["replicas"], 2);
         let a = entries.iter().find(|e| e.manager == "a").unwrap();
         assert!(!a.fields.iter().any(|p| display(p) == ".spec.replicas"));
-        assert!(a.fields.iter().any(|p| display(p) == ".metadata.labels.app"));
+        assert!(
+            a.fields
+                .iter()
+                .any(|p| display(p) == ".metadata.labels.app")
+        );
     }
 
     #[test]
     fn updates_take_ownership_and_dropped_fields_are_released() {
         let mut entries = Vec::new();
         let cfg = deployment(1, "i");
-        let live = apply(&json!({}), &cfg, &mut entries, entry("a", "Apply"), false, Scope::Whole).unwrap();
+        let live = apply(
+            &json!({}),
+            &cfg,
+            &mut entries,
+            entry("a", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap();
         let mut scaled = live.clone();
         scaled["spec"]["replicas"] = json!(5);
         let mut scaler = entry("kubectl", "Update");
         scaler.subresource = "scale".into();
         track_update(&mut entries, &live, &scaled, scaler, Scope::Whole);
-        let err = apply(&scaled, &deployment(3, "i"), &mut entries.clone(), entry("a", "Apply"), false, Scope::Whole).unwrap_err();
-        assert_eq!(err[0].manager, "\"kubectl\" with subresource \"scale\" using apps/v1");
+        let err = apply(
+            &scaled,
+            &deployment(3, "i"),
+            &mut entries.clone(),
+            entry("a", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err[0].manager,
+            "\"kubectl\" with subresource \"scale\" using apps/v1"
+        );
         // a stops applying labels: removed, as no one else owns them; a
         // label someone else set stays.
         let mut other = scaled.clone();
         other["metadata"]["labels"]["team"] = json!("x");
-        track_update(&mut entries, &scaled, &other, entry("kubectl-label", "Update"), Scope::Whole);
+        track_update(
+            &mut entries,
+            &scaled,
+            &other,
+            entry("kubectl-label", "Update"),
+            Scope::Whole,
+        );
         let mut cfg2 = cfg.clone();
         cfg2["metadata"].as_object_mut().unwrap().remove("labels");
         cfg2["spec"].as_object_mut().unwrap().remove("replicas");
-        let out = apply(&other, &cfg2, &mut entries, entry("a", "Apply"), false, Scope::Whole).unwrap();
+        let out = apply(
+            &other,
+            &cfg2,
+            &mut entries,
+            entry("a", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap();
         assert_eq!(out["metadata"]["labels"], json!({"team": "x"}));
         assert_eq!(out["spec"]["replicas"], 5, "owned by the scaler");
         // Dropping the whole label map of a sole owner removes it.
         let mut entries = Vec::new();
-        let live = apply(&json!({}), &cfg, &mut entries, entry("a", "Apply"), false, Scope::Whole).unwrap();
-        let out = apply(&live, &cfg2, &mut entries, entry("a", "Apply"), false, Scope::Whole).unwrap();
+        let live = apply(
+            &json!({}),
+            &cfg,
+            &mut entries,
+            entry("a", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap();
+        let out = apply(
+            &live,
+            &cfg2,
+            &mut entries,
+            entry("a", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap();
         assert!(out["metadata"].get("labels").is_none(), "{out}");
         assert!(out["spec"].get("replicas").is_none(), "{out}");
     }
@@ -657,7 +807,13 @@ mod tests {
     #[test]
     fn created_objects_are_owned_item_by_item() {
         let mut entries = Vec::new();
-        track_update(&mut entries, &json!({}), &deployment(1, "i"), entry("creator", "Update"), Scope::Whole);
+        track_update(
+            &mut entries,
+            &json!({}),
+            &deployment(1, "i"),
+            entry("creator", "Update"),
+            Scope::Whole,
+        );
         let v1 = to_fields_v1(&entries[0].fields);
         let c = &v1["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"];
         assert_eq!(c["."], json!({}));
@@ -666,7 +822,15 @@ mod tests {
         assert!(v1.get("f:apiVersion").is_none() && v1["f:metadata"].get("f:name").is_none());
         // The creator's image conflicts with an applier's other image.
         let live = deployment(1, "i");
-        let err = apply(&live, &deployment(1, "j"), &mut entries, entry("a", "Apply"), false, Scope::Whole).unwrap_err();
+        let err = apply(
+            &live,
+            &deployment(1, "j"),
+            &mut entries,
+            entry("a", "Apply"),
+            false,
+            Scope::Whole,
+        )
+        .unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].manager, "\"creator\" using apps/v1");
     }
@@ -678,7 +842,13 @@ mod tests {
         let mut new = live.clone();
         new["status"]["replicas"] = json!(1);
         new["spec"]["replicas"] = json!(2);
-        track_update(&mut entries, &live, &new, entry("ctrl", "Update"), Scope::StatusOnly);
+        track_update(
+            &mut entries,
+            &live,
+            &new,
+            entry("ctrl", "Update"),
+            Scope::StatusOnly,
+        );
         let fields: Vec<String> = entries[0].fields.iter().map(display).collect();
         assert_eq!(fields, [".status.replicas"]);
     }

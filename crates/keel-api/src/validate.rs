@@ -357,7 +357,8 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
 const QUALIFIED_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 const PORT_MSG: &str = "must be between 1 and 65535, inclusive";
-const QUANTITY_MSG: &str = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+const QUANTITY_MSG: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 const ANNOTATIONS_LIMIT: usize = 256 * 1024;
 
 fn max_len(n: usize) -> String {
@@ -511,7 +512,9 @@ fn check_port(field: &str, v: Option<&Value>, required: bool, out: &mut Vec<Caus
     match v.and_then(Value::as_i64) {
         None | Some(0) if required => out.push(Cause::required(field)),
         None | Some(0) => {}
-        Some(n) if !(1..=65535).contains(&n) => out.push(Cause::invalid(field, &json!(n), PORT_MSG)),
+        Some(n) if !(1..=65535).contains(&n) => {
+            out.push(Cause::invalid(field, &json!(n), PORT_MSG));
+        }
         Some(_) => {}
     }
 }
@@ -561,22 +564,24 @@ pub fn parse_quantity(s: &str) -> Result<f64, &'static str> {
             let exp = suffix
                 .strip_prefix(['e', 'E'])
                 .and_then(|e| e.parse::<i32>().ok());
-            match exp {
-                Some(e) => 10f64.powi(e),
-                None => {
-                    let shape = suffix.trim_start_matches(|c: char| "eEinumkKMGTP".contains(c));
-                    let shape = shape.strip_prefix(['+', '-']).unwrap_or(shape);
-                    return Err(if shape.bytes().all(|b| b.is_ascii_digit()) {
-                        "unable to parse quantity's suffix"
-                    } else {
-                        QUANTITY_MSG
-                    });
-                }
-            }
+            let Some(e) = exp else {
+                let shape = suffix.trim_start_matches(|c: char| "eEinumkKMGTP".contains(c));
+                let shape = shape.strip_prefix(['+', '-']).unwrap_or(shape);
+                return Err(if shape.bytes().all(|b| b.is_ascii_digit()) {
+                    "unable to parse quantity's suffix"
+                } else {
+                    QUANTITY_MSG
+                });
+            };
+            10f64.powi(e)
         }
     };
     let v: f64 = num.parse().map_err(|_| QUANTITY_MSG)?;
-    Ok(if s.starts_with('-') { -v * mult } else { v * mult })
+    Ok(if s.starts_with('-') {
+        -v * mult
+    } else {
+        v * mult
+    })
 }
 
 /// Every resource quantity in an object parses (a decoding error otherwise,
@@ -585,8 +590,10 @@ pub fn check_quantities(v: &Value) -> Result<(), String> {
     match v {
         Value::Object(m) => {
             for (k, child) in m {
-                if matches!(k.as_str(), "limits" | "requests" | "capacity" | "allocatable" | "hard")
-                    && let Value::Object(q) = child
+                if matches!(
+                    k.as_str(),
+                    "limits" | "requests" | "capacity" | "allocatable" | "hard"
+                ) && let Value::Object(q) = child
                 {
                     for qv in q.values() {
                         if let Some(s) = qv.as_str() {
@@ -612,7 +619,9 @@ fn validate_resources(field: &str, res: Option<&Value>, out: &mut Vec<Cause>) {
             .flatten()
             .filter_map(|(k, v)| {
                 let s = v.as_str()?;
-                parse_quantity(s).ok().map(|q| (k.clone(), q, s.to_string()))
+                parse_quantity(s)
+                    .ok()
+                    .map(|q| (k.clone(), q, s.to_string()))
             })
             .collect()
     };
@@ -643,7 +652,12 @@ fn validate_resources(field: &str, res: Option<&Value>, out: &mut Vec<Cause>) {
 }
 
 fn validate_env(field: &str, env: Option<&Value>, out: &mut Vec<Cause>) {
-    for (i, e) in env.and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, e) in env
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let f = format!("{field}[{i}]");
         match e.get("name").and_then(Value::as_str) {
             None | Some("") => out.push(Cause::required(&format!("{f}.name"))),
@@ -658,7 +672,9 @@ fn validate_env(field: &str, env: Option<&Value>, out: &mut Vec<Cause>) {
             Some(_) => {}
         }
         if e.get("valueFrom").is_some()
-            && e.get("value").and_then(Value::as_str).is_some_and(|v| !v.is_empty())
+            && e.get("value")
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty())
         {
             out.push(Cause::invalid(
                 &format!("{f}.valueFrom"),
@@ -671,9 +687,18 @@ fn validate_env(field: &str, env: Option<&Value>, out: &mut Vec<Cause>) {
 
 fn validate_container_ports(field: &str, ports: Option<&Value>, out: &mut Vec<Cause>) {
     let mut names = Vec::new();
-    for (i, p) in ports.and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, p) in ports
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let f = format!("{field}[{i}]");
-        if let Some(n) = p.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        if let Some(n) = p
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             let errs = port_name_errors(n);
             if !errs.is_empty() {
                 for m in errs {
@@ -685,9 +710,19 @@ fn validate_container_ports(field: &str, ports: Option<&Value>, out: &mut Vec<Ca
                 names.push(n);
             }
         }
-        check_port(&format!("{f}.containerPort"), p.get("containerPort"), true, out);
+        check_port(
+            &format!("{f}.containerPort"),
+            p.get("containerPort"),
+            true,
+            out,
+        );
         check_port(&format!("{f}.hostPort"), p.get("hostPort"), false, out);
-        one_of(&format!("{f}.protocol"), p.get("protocol"), &["SCTP", "TCP", "UDP"], out);
+        one_of(
+            &format!("{f}.protocol"),
+            p.get("protocol"),
+            &["SCTP", "TCP", "UDP"],
+            out,
+        );
     }
 }
 
@@ -708,7 +743,11 @@ fn validate_containers(
         let f = format!("{field}[{i}]");
         match c.get("name").and_then(Value::as_str) {
             None | Some("") => out.push(Cause::required(&format!("{f}.name"))),
-            Some(n) if n.len() > 63 => out.push(Cause::invalid(&format!("{f}.name"), &json!(n), &max_len(63))),
+            Some(n) if n.len() > 63 => out.push(Cause::invalid(
+                &format!("{f}.name"),
+                &json!(n),
+                &max_len(63),
+            )),
             Some(n) if !is_dns_label(n) => {
                 out.push(Cause::invalid(&format!("{f}.name"), &json!(n), LABEL_MSG));
             }
@@ -721,7 +760,12 @@ fn validate_containers(
         {
             out.push(Cause::required(&format!("{f}.image")));
         }
-        one_of(&format!("{f}.imagePullPolicy"), c.get("imagePullPolicy"), &["Always", "IfNotPresent", "Never"], out);
+        one_of(
+            &format!("{f}.imagePullPolicy"),
+            c.get("imagePullPolicy"),
+            &["Always", "IfNotPresent", "Never"],
+            out,
+        );
         one_of(
             &format!("{f}.terminationMessagePolicy"),
             c.get("terminationMessagePolicy"),
@@ -731,7 +775,13 @@ fn validate_containers(
         validate_container_ports(&format!("{f}.ports"), c.get("ports"), out);
         validate_env(&format!("{f}.env"), c.get("env"), out);
         validate_resources(&format!("{f}.resources"), c.get("resources"), out);
-        for (j, m) in c.get("volumeMounts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (j, m) in c
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let mf = format!("{f}.volumeMounts[{j}]");
             match m.get("name").and_then(Value::as_str) {
                 None | Some("") => out.push(Cause::required(&format!("{mf}.name"))),
@@ -742,7 +792,10 @@ fn validate_containers(
                 }),
                 Some(_) => {}
             }
-            if m.get("mountPath").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if m.get("mountPath")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 out.push(Cause::required(&format!("{mf}.mountPath")));
             }
         }
@@ -752,7 +805,13 @@ fn validate_containers(
 fn validate_pod_spec(field: &str, spec: Option<&Value>, out: &mut Vec<Cause>) {
     let spec = spec.unwrap_or(&Value::Null);
     let mut volumes = Vec::new();
-    for (i, v) in spec.get("volumes").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, v) in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let f = format!("{field}.volumes[{i}].name");
         match v.get("name").and_then(Value::as_str) {
             None | Some("") => out.push(Cause::required(&f)),
@@ -778,14 +837,21 @@ fn validate_pod_spec(field: &str, spec: Option<&Value>, out: &mut Vec<Cause>) {
         &mut seen,
         out,
     );
-    one_of(&format!("{field}.restartPolicy"), spec.get("restartPolicy"), &["Always", "OnFailure", "Never"], out);
+    one_of(
+        &format!("{field}.restartPolicy"),
+        spec.get("restartPolicy"),
+        &["Always", "OnFailure", "Never"],
+        out,
+    );
     one_of(
         &format!("{field}.dnsPolicy"),
         spec.get("dnsPolicy"),
         &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
         out,
     );
-    if let Some(n) = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64)
+    if let Some(n) = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
         && n < 0
     {
         out.push(Cause::invalid(
@@ -844,7 +910,11 @@ fn int_or_percent(field: &str, v: Option<&Value>, out: &mut Vec<Cause>) -> Optio
         Value::Number(n) => {
             let n = n.as_i64().unwrap_or(-1);
             if n < 0 {
-                out.push(Cause::invalid(field, &json!(n), "must be greater than or equal to 0"));
+                out.push(Cause::invalid(
+                    field,
+                    &json!(n),
+                    "must be greater than or equal to 0",
+                ));
             }
             Some(n)
         }
@@ -854,7 +924,11 @@ fn int_or_percent(field: &str, v: Option<&Value>, out: &mut Vec<Cause>) -> Optio
                 return None;
             };
             if p > 100 {
-                out.push(Cause::invalid(field, &json!(s), "must not be greater than 100%"));
+                out.push(Cause::invalid(
+                    field,
+                    &json!(s),
+                    "must not be greater than 100%",
+                ));
             }
             Some(p)
         }
@@ -863,11 +937,20 @@ fn int_or_percent(field: &str, v: Option<&Value>, out: &mut Vec<Cause>) -> Optio
 }
 
 fn validate_deployment(obj: &Value, out: &mut Vec<Cause>) {
-    for p in ["/spec/revisionHistoryLimit", "/spec/minReadySeconds", "/spec/progressDeadlineSeconds"] {
+    for p in [
+        "/spec/revisionHistoryLimit",
+        "/spec/minReadySeconds",
+        "/spec/progressDeadlineSeconds",
+    ] {
         non_negative(obj, p, out);
     }
-    let min_ready = obj.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
-    if let Some(pd) = obj.pointer("/spec/progressDeadlineSeconds").and_then(Value::as_i64)
+    let min_ready = obj
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if let Some(pd) = obj
+        .pointer("/spec/progressDeadlineSeconds")
+        .and_then(Value::as_i64)
         && pd >= 0
         && pd <= min_ready
     {
@@ -878,7 +961,10 @@ fn validate_deployment(obj: &Value, out: &mut Vec<Cause>) {
         ));
     }
     let strategy = obj.pointer("/spec/strategy").unwrap_or(&Value::Null);
-    let ty = strategy.get("type").and_then(Value::as_str).unwrap_or("RollingUpdate");
+    let ty = strategy
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("RollingUpdate");
     match ty {
         "Recreate" if strategy.get("rollingUpdate").is_some() => out.push(Cause::forbidden(
             "spec.strategy.rollingUpdate",
@@ -886,7 +972,11 @@ fn validate_deployment(obj: &Value, out: &mut Vec<Cause>) {
         )),
         "RollingUpdate" => {
             let ru = strategy.get("rollingUpdate").unwrap_or(&Value::Null);
-            let surge = int_or_percent("spec.strategy.rollingUpdate.maxSurge", ru.get("maxSurge"), out);
+            let surge = int_or_percent(
+                "spec.strategy.rollingUpdate.maxSurge",
+                ru.get("maxSurge"),
+                out,
+            );
             let unavailable = int_or_percent(
                 "spec.strategy.rollingUpdate.maxUnavailable",
                 ru.get("maxUnavailable"),
@@ -901,22 +991,40 @@ fn validate_deployment(obj: &Value, out: &mut Vec<Cause>) {
             }
         }
         "Recreate" => {}
-        other => out.push(not_supported("spec.strategy.type", other, &["Recreate", "RollingUpdate"])),
+        other => out.push(not_supported(
+            "spec.strategy.type",
+            other,
+            &["Recreate", "RollingUpdate"],
+        )),
     }
 }
 
 fn validate_service(obj: &Value, out: &mut Vec<Cause>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
-    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
     let ports = spec.get("ports").and_then(Value::as_array);
     let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
-    if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
-        out.push(not_supported("spec.type", ty, &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]));
+    if !matches!(
+        ty,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
+        out.push(not_supported(
+            "spec.type",
+            ty,
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
     }
     if ty == "ExternalName" {
         match spec.get("externalName").and_then(Value::as_str) {
             None | Some("") => out.push(Cause::required("spec.externalName")),
-            Some(n) if !is_dns_subdomain(n) => out.push(Cause::invalid("spec.externalName", &json!(n), SUBDOMAIN_MSG)),
+            Some(n) if !is_dns_subdomain(n) => out.push(Cause::invalid(
+                "spec.externalName",
+                &json!(n),
+                SUBDOMAIN_MSG,
+            )),
             Some(_) => {}
         }
     } else if !headless && ports.is_none_or(Vec::is_empty) {
@@ -927,10 +1035,16 @@ fn validate_service(obj: &Value, out: &mut Vec<Cause>) {
     let mut keys = Vec::new();
     for (i, p) in ports.into_iter().flatten().enumerate() {
         let f = format!("spec.ports[{i}]");
-        match p.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        match p
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             None if several => out.push(Cause::required(&format!("{f}.name"))),
             None => {}
-            Some(n) if !is_dns_label(n) => out.push(Cause::invalid(&format!("{f}.name"), &json!(n), LABEL_MSG)),
+            Some(n) if !is_dns_label(n) => {
+                out.push(Cause::invalid(&format!("{f}.name"), &json!(n), LABEL_MSG));
+            }
             Some(n) if names.contains(&n) => out.push(duplicate(&format!("{f}.name"), n)),
             Some(n) => names.push(n),
         }
@@ -939,12 +1053,21 @@ fn validate_service(obj: &Value, out: &mut Vec<Cause>) {
             out.push(Cause::invalid(&format!("{f}.port"), &json!(port), PORT_MSG));
         }
         let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-        one_of(&format!("{f}.protocol"), p.get("protocol"), &["SCTP", "TCP", "UDP"], out);
+        one_of(
+            &format!("{f}.protocol"),
+            p.get("protocol"),
+            &["SCTP", "TCP", "UDP"],
+            out,
+        );
         match p.get("targetPort") {
             Some(Value::Number(n)) => {
                 let n = n.as_i64().unwrap_or(0);
                 if !(1..=65535).contains(&n) {
-                    out.push(Cause::invalid(&format!("{f}.targetPort"), &json!(n), PORT_MSG));
+                    out.push(Cause::invalid(
+                        &format!("{f}.targetPort"),
+                        &json!(n),
+                        PORT_MSG,
+                    ));
                 }
             }
             Some(Value::String(s)) => {
@@ -964,7 +1087,12 @@ fn validate_service(obj: &Value, out: &mut Vec<Cause>) {
         keys.push((port, protocol));
     }
     validate_labels("spec.selector", spec.get("selector"), out);
-    one_of("spec.sessionAffinity", spec.get("sessionAffinity"), &["ClientIP", "None"], out);
+    one_of(
+        "spec.sessionAffinity",
+        spec.get("sessionAffinity"),
+        &["ClientIP", "None"],
+        out,
+    );
 }
 
 /// Validation of a whole object (create or update).
@@ -987,11 +1115,23 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
                 validate_deployment(obj, &mut out);
             }
             if kind == "StatefulSet" {
-                one_of("spec.podManagementPolicy", obj.pointer("/spec/podManagementPolicy"), &["OrderedReady", "Parallel"], &mut out);
+                one_of(
+                    "spec.podManagementPolicy",
+                    obj.pointer("/spec/podManagementPolicy"),
+                    &["OrderedReady", "Parallel"],
+                    &mut out,
+                );
             }
-            match obj.pointer("/spec/template/spec/restartPolicy").and_then(Value::as_str) {
+            match obj
+                .pointer("/spec/template/spec/restartPolicy")
+                .and_then(Value::as_str)
+            {
                 Some("Always") | None => {}
-                Some(other) => out.push(not_supported("spec.template.spec.restartPolicy", other, &["Always"])),
+                Some(other) => out.push(not_supported(
+                    "spec.template.spec.restartPolicy",
+                    other,
+                    &["Always"],
+                )),
             }
         }
         "Job" => {
@@ -1000,10 +1140,20 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
                 obj.pointer("/spec/template/spec"),
                 &mut out,
             );
-            for p in ["/spec/parallelism", "/spec/completions", "/spec/backoffLimit", "/spec/activeDeadlineSeconds"] {
+            for p in [
+                "/spec/parallelism",
+                "/spec/completions",
+                "/spec/backoffLimit",
+                "/spec/activeDeadlineSeconds",
+            ] {
                 non_negative(obj, p, &mut out);
             }
-            one_of("spec.completionMode", obj.pointer("/spec/completionMode"), &["Indexed", "NonIndexed"], &mut out);
+            one_of(
+                "spec.completionMode",
+                obj.pointer("/spec/completionMode"),
+                &["Indexed", "NonIndexed"],
+                &mut out,
+            );
             match obj
                 .pointer("/spec/template/spec/restartPolicy")
                 .and_then(Value::as_str)
@@ -1014,7 +1164,11 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
                     field: "spec.template.spec.restartPolicy".into(),
                     message: "Required value: valid values: \"OnFailure\", \"Never\"".into(),
                 }),
-                Some(other) => out.push(not_supported("spec.template.spec.restartPolicy", other, &["OnFailure", "Never"])),
+                Some(other) => out.push(not_supported(
+                    "spec.template.spec.restartPolicy",
+                    other,
+                    &["OnFailure", "Never"],
+                )),
             }
         }
         "Service" => validate_service(obj, &mut out),
@@ -1194,12 +1348,16 @@ mod tests {
         let pod = json!({"containers": [{"name": "c", "image": "nginx:1.25", "ports": [{"containerPort": 80, "name": "http"}]}]});
         let mut v = match kind {
             "Pod" => json!({"metadata": {"name": "p"}, "spec": pod}),
-            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => json!({"metadata": {"name": "d"}, "spec": {
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+                json!({"metadata": {"name": "d"}, "spec": {
                 "selector": {"matchLabels": {"app": "a"}},
-                "template": {"metadata": {"labels": {"app": "a"}}, "spec": pod}}}),
+                "template": {"metadata": {"labels": {"app": "a"}}, "spec": pod}}})
+            }
             "Job" => json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {
                 "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}),
-            "Service" => json!({"metadata": {"name": "s"}, "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}),
+            "Service" => {
+                json!({"metadata": {"name": "s"}, "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}})
+            }
             _ => json!({"metadata": {"name": "x"}}),
         };
         apply_defaults(kind, &mut v, &mut || "10.43.0.1".into());
@@ -1253,9 +1411,15 @@ mod tests {
         ];
         for (kind, pointer, value, field, message) in cases {
             let mut obj = object(kind);
-            assert!(validate(kind, &obj).is_empty(), "{kind} base: {:?}", validate(kind, &obj));
+            assert!(
+                validate(kind, &obj).is_empty(),
+                "{kind} base: {:?}",
+                validate(kind, &obj)
+            );
             let (parent, last) = pointer.rsplit_once('/').unwrap();
-            let target = obj.pointer_mut(parent).unwrap_or_else(|| panic!("{pointer}"));
+            let target = obj
+                .pointer_mut(parent)
+                .unwrap_or_else(|| panic!("{pointer}"));
             match target {
                 Value::Array(a) => a[last.parse::<usize>().unwrap()] = value,
                 t => {
@@ -1264,7 +1428,9 @@ mod tests {
             }
             let causes = validate(kind, &obj);
             assert!(
-                causes.iter().any(|c| c.field == field && c.message == message),
+                causes
+                    .iter()
+                    .any(|c| c.field == field && c.message == message),
                 "{kind} {pointer}: want {field}: {message}\ngot {causes:#?}"
             );
         }
@@ -1272,48 +1438,91 @@ mod tests {
 
     #[test]
     fn defaults_fill_pod_templates_and_workloads() {
-        let d = object("Deployment");
-        assert_eq!(d["spec"]["replicas"], 1);
-        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
-        assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
-        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
-        let t = &d["spec"]["template"]["spec"];
-        assert_eq!(t["restartPolicy"], "Always");
-        assert_eq!(t["dnsPolicy"], "ClusterFirst");
-        assert_eq!(t["terminationGracePeriodSeconds"], 30);
-        assert_eq!(t["schedulerName"], "default-scheduler");
-        assert_eq!(t["securityContext"], json!({}));
-        let c = &t["containers"][0];
-        assert_eq!(c["imagePullPolicy"], "IfNotPresent");
-        assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
-        assert_eq!(c["terminationMessagePolicy"], "File");
-        assert_eq!(c["ports"][0]["protocol"], "TCP");
-        for (image, policy) in [("nginx", "Always"), ("nginx:latest", "Always"), ("reg:5000/nginx", "Always"), ("reg:5000/nginx:1", "IfNotPresent"), ("nginx@sha256:ab", "IfNotPresent")] {
+        let dep = object("Deployment");
+        assert_eq!(dep["spec"]["replicas"], 1);
+        assert_eq!(
+            dep["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        assert_eq!(dep["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(dep["spec"]["progressDeadlineSeconds"], 600);
+        let tmpl = &dep["spec"]["template"]["spec"];
+        assert_eq!(tmpl["restartPolicy"], "Always");
+        assert_eq!(tmpl["dnsPolicy"], "ClusterFirst");
+        assert_eq!(tmpl["terminationGracePeriodSeconds"], 30);
+        assert_eq!(tmpl["schedulerName"], "default-scheduler");
+        assert_eq!(tmpl["securityContext"], json!({}));
+        let ctr = &tmpl["containers"][0];
+        assert_eq!(ctr["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(ctr["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(ctr["terminationMessagePolicy"], "File");
+        assert_eq!(ctr["ports"][0]["protocol"], "TCP");
+        for (image, policy) in [
+            ("nginx", "Always"),
+            ("nginx:latest", "Always"),
+            ("reg:5000/nginx", "Always"),
+            ("reg:5000/nginx:1", "IfNotPresent"),
+            ("nginx@sha256:ab", "IfNotPresent"),
+        ] {
             let mut p = json!({"spec": {"containers": [{"name": "c", "image": image}]}});
             apply_defaults("Pod", &mut p, &mut String::new);
-            assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], policy, "{image}");
+            assert_eq!(
+                p["spec"]["containers"][0]["imagePullPolicy"], policy,
+                "{image}"
+            );
         }
-        let j = object("Job");
-        assert_eq!((j["spec"]["backoffLimit"].as_i64(), j["spec"]["completions"].as_i64(), j["spec"]["parallelism"].as_i64()), (Some(6), Some(1), Some(1)));
-        assert_eq!(j["spec"]["completionMode"], "NonIndexed");
+        let job = object("Job");
+        assert_eq!(
+            (
+                job["spec"]["backoffLimit"].as_i64(),
+                job["spec"]["completions"].as_i64(),
+                job["spec"]["parallelism"].as_i64()
+            ),
+            (Some(6), Some(1), Some(1))
+        );
+        assert_eq!(job["spec"]["completionMode"], "NonIndexed");
         let s = object("Service");
-        assert_eq!((s["spec"]["type"].as_str(), s["spec"]["sessionAffinity"].as_str()), (Some("ClusterIP"), Some("None")));
-        assert_eq!(s["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+        assert_eq!(
+            (
+                s["spec"]["type"].as_str(),
+                s["spec"]["sessionAffinity"].as_str()
+            ),
+            (Some("ClusterIP"), Some("None"))
+        );
+        assert_eq!(
+            s["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
         for kind in ["ReplicaSet", "StatefulSet", "DaemonSet"] {
-            assert_eq!(object(kind)["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst", "{kind}");
+            assert_eq!(
+                object(kind)["spec"]["template"]["spec"]["dnsPolicy"],
+                "ClusterFirst",
+                "{kind}"
+            );
         }
     }
 
     #[test]
     fn quantities_parse_like_kubernetes() {
-        for (q, v) in [("1", 1.0), ("100m", 0.1), ("64Mi", 67_108_864.0), ("1.5Gi", 1_610_612_736.0), ("2e3", 2000.0), ("+1k", 1000.0), ("-1", -1.0)] {
+        for (q, v) in [
+            ("1", 1.0),
+            ("100m", 0.1),
+            ("64Mi", 67_108_864.0),
+            ("1.5Gi", 1_610_612_736.0),
+            ("2e3", 2000.0),
+            ("+1k", 1000.0),
+            ("-1", -1.0),
+        ] {
             assert!((parse_quantity(q).unwrap() - v).abs() < 1e-6, "{q}");
         }
         for q in ["", "abc", "1..2", "1Qi", "Mi", "1 Gi", "1e+"] {
             assert!(parse_quantity(q).is_err(), "{q}");
         }
         assert_eq!(parse_quantity("1Qi").unwrap_err(), QUANTITY_MSG);
-        assert_eq!(parse_quantity("1kk").unwrap_err(), "unable to parse quantity's suffix");
+        assert_eq!(
+            parse_quantity("1kk").unwrap_err(),
+            "unable to parse quantity's suffix"
+        );
         let bad = json!({"spec": {"containers": [{"resources": {"limits": {"memory": "lots"}}}]}});
         assert_eq!(check_quantities(&bad).unwrap_err(), QUANTITY_MSG);
     }

@@ -92,6 +92,7 @@ fn bad_input_on_three_member_etcd() {
 }
 
 /// Every bad request gets a Kubernetes Status and leaves the store as it was.
+#[allow(clippy::many_single_char_names)]
 fn bad_input(s: &KeelServer) {
     let cms = "/api/v1/namespaces/default/configmaps";
     let json = "application/json";
@@ -255,27 +256,57 @@ fn bad_input(s: &KeelServer) {
     check(c, &b, 415, "UnsupportedMediaType");
     // Validation of built-in fields: 422 with one cause per field.
     let pod = |spec: &str| {
-        format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p","labels":{{"app":"x"}}}},"spec":{spec}}}"#)
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p","labels":{{"app":"x"}}}},"spec":{spec}}}"#
+        )
     };
     let pods = "/api/v1/namespaces/default/pods";
     for (spec, field, message) in [
-        (r#"{"containers":[{"name":"c"}]}"#, "spec.containers[0].image", "Required value"),
-        (r#"{"containers":[{"name":"c","image":"i","ports":[{"containerPort":70000}]}]}"#, "spec.containers[0].ports[0].containerPort", "Invalid value: 70000: must be between 1 and 65535, inclusive"),
-        (r#"{"containers":[{"name":"c","image":"i"},{"name":"c","image":"j"}]}"#, "spec.containers[1].name", "Duplicate value: \"c\""),
-        (r#"{"containers":[{"name":"c","image":"i","env":[{"name":"A=B"}]}]}"#, "spec.containers[0].env[0].name", "Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='"),
+        (
+            r#"{"containers":[{"name":"c"}]}"#,
+            "spec.containers[0].image",
+            "Required value",
+        ),
+        (
+            r#"{"containers":[{"name":"c","image":"i","ports":[{"containerPort":70000}]}]}"#,
+            "spec.containers[0].ports[0].containerPort",
+            "Invalid value: 70000: must be between 1 and 65535, inclusive",
+        ),
+        (
+            r#"{"containers":[{"name":"c","image":"i"},{"name":"c","image":"j"}]}"#,
+            "spec.containers[1].name",
+            "Duplicate value: \"c\"",
+        ),
+        (
+            r#"{"containers":[{"name":"c","image":"i","env":[{"name":"A=B"}]}]}"#,
+            "spec.containers[0].env[0].name",
+            "Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='",
+        ),
     ] {
         let (c, b) = raw(s, "POST", pods, json, Some(pod(spec).as_bytes()), "admin");
         let v = check(c, &b, 422, "Invalid");
         let causes = v["details"]["causes"].as_array().unwrap();
         assert!(
-            causes.iter().any(|c| c["field"] == field && c["message"] == message),
+            causes
+                .iter()
+                .any(|c| c["field"] == field && c["message"] == message),
             "{b}"
         );
-        assert!(v["message"].as_str().unwrap().starts_with("Pod \"p\" is invalid: "), "{b}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Pod \"p\" is invalid: "),
+            "{b}"
+        );
     }
     let (c, b) = raw(s, "POST", pods, json, Some(pod(r#"{"containers":[{"name":"c","image":"i","resources":{"limits":{"memory":"lots"}}}]}"#).as_bytes()), "admin");
     let v = check(c, &b, 400, "BadRequest");
-    assert_eq!(v["message"], "Pod in version \"v1\" cannot be handled as a Pod: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'", "{b}");
+    assert_eq!(
+        v["message"],
+        "Pod in version \"v1\" cannot be handled as a Pod: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        "{b}"
+    );
     let (c, b) = raw(s, "POST", cms, json, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"l","labels":{"app":"a b"}}}"#), "admin");
     let v = check(c, &b, 422, "Invalid");
     assert_eq!(v["details"]["causes"][0]["field"], "metadata.labels", "{b}");
@@ -285,25 +316,61 @@ fn bad_input(s: &KeelServer) {
     // FieldManagerConflict cause per field and changes nothing; force wins.
     let ok = format!("{cms}/owned");
     let apply = |manager: &str, value: &str, force: bool| {
-        let body = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"owned"}},"data":{{"k":"{value}","{manager}":"x"}}}}"#);
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"owned"}},"data":{{"k":"{value}","{manager}":"x"}}}}"#
+        );
         let q = if force { "&force=true" } else { "" };
-        raw(s, "PATCH", &format!("{ok}?fieldManager={manager}{q}"), "application/apply-patch+yaml", Some(body.as_bytes()), "admin")
+        raw(
+            s,
+            "PATCH",
+            &format!("{ok}?fieldManager={manager}{q}"),
+            "application/apply-patch+yaml",
+            Some(body.as_bytes()),
+            "admin",
+        )
     };
     assert_eq!(apply("alice", "v", false).0, 201);
     let (c, b) = apply("bob", "w", false);
     let v = check(c, &b, 409, "Conflict");
-    assert_eq!(v["message"], "Apply failed with 1 conflict: conflict with \"alice\": .data.k", "{b}");
-    assert_eq!(v["details"]["causes"], serde_json::json!([{"reason": "FieldManagerConflict", "message": "conflict with \"alice\"", "field": ".data.k"}]), "{b}");
+    assert_eq!(
+        v["message"], "Apply failed with 1 conflict: conflict with \"alice\": .data.k",
+        "{b}"
+    );
+    assert_eq!(
+        v["details"]["causes"],
+        serde_json::json!([{"reason": "FieldManagerConflict", "message": "conflict with \"alice\"", "field": ".data.k"}]),
+        "{b}"
+    );
     let get_ok = || raw(s, "GET", &ok, json, None, "admin").1;
     let unchanged = get_ok();
-    assert!(unchanged.contains(r#""k":"v""#) && !unchanged.contains("bob"), "{unchanged}");
+    assert!(
+        unchanged.contains(r#""k":"v""#) && !unchanged.contains("bob"),
+        "{unchanged}"
+    );
     // A non-apply update takes ownership (operation Update, its manager).
-    let (c, b) = raw(s, "PATCH", &format!("{ok}?fieldManager=editor"), "application/merge-patch+json", Some(br#"{"data":{"k":"edited"}}"#), "admin");
+    let (c, b) = raw(
+        s,
+        "PATCH",
+        &format!("{ok}?fieldManager=editor"),
+        "application/merge-patch+json",
+        Some(br#"{"data":{"k":"edited"}}"#),
+        "admin",
+    );
     assert_eq!(c, 200, "{b}");
     let (c, b) = apply("alice", "v", false);
     let v = check(c, &b, 409, "Conflict");
-    assert_eq!(v["message"], "Apply failed with 1 conflict: conflict with \"editor\" using v1: .data.k", "{b}");
-    let (c, b) = raw(s, "PATCH", &format!("{ok}?fieldManager=x&force=true"), "application/merge-patch+json", Some(b"{}"), "admin");
+    assert_eq!(
+        v["message"], "Apply failed with 1 conflict: conflict with \"editor\" using v1: .data.k",
+        "{b}"
+    );
+    let (c, b) = raw(
+        s,
+        "PATCH",
+        &format!("{ok}?fieldManager=x&force=true"),
+        "application/merge-patch+json",
+        Some(b"{}"),
+        "admin",
+    );
     check(c, &b, 422, "Invalid");
     let (c, b) = apply("bob", "w", true);
     assert_eq!(c, 200, "{b}");

@@ -682,7 +682,16 @@ fn ssa_conflicts(s: &KeelServer, k: &Path, ns: &str) {
     let managed = || -> serde_json::Value {
         let out = s.ok(
             k,
-            &["-n", ns, "get", "deploy", "web", "-o", "json", "--show-managed-fields"],
+            &[
+                "-n",
+                ns,
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
         );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["metadata"]["managedFields"].clone()
@@ -731,17 +740,24 @@ fn ssa_conflicts(s: &KeelServer, k: &Path, ns: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Apply failed with 2 conflicts"), "{err}");
     assert!(
-        err.contains(r#"with subresource "scale" using apps/v1:"#) && err.contains("- .spec.replicas"),
+        err.contains(r#"with subresource "scale" using apps/v1:"#)
+            && err.contains("- .spec.replicas"),
         "{err}"
     );
     assert!(
-        err.contains("conflicts with \"alice\":\n- .spec.template.spec.containers[name=\"c\"].image"),
+        err.contains(
+            "conflicts with \"alice\":\n- .spec.template.spec.containers[name=\"c\"].image"
+        ),
         "{err}"
     );
     assert_eq!(jsonpath_in(s, k, ns, "{.spec.replicas}"), "5");
     // Fields a manager stops applying are released; removed from the
     // object only when no one else owns them.
-    let out = apply("alice", &dep(2, "nginx:1.25", "app: web"), &["--force-conflicts"]);
+    let out = apply(
+        "alice",
+        &dep(2, "nginx:1.25", "app: web"),
+        &["--force-conflicts"],
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         jsonpath_in(s, k, ns, "{.metadata.labels}"),
@@ -750,11 +766,18 @@ fn ssa_conflicts(s: &KeelServer, k: &Path, ns: &str) {
     );
     let out = apply("bob", &dep(2, "nginx:1.25", "app: web"), &[]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(jsonpath_in(s, k, ns, "{.metadata.labels}"), r#"{"app":"web"}"#);
+    assert_eq!(
+        jsonpath_in(s, k, ns, "{.metadata.labels}"),
+        r#"{"app":"web"}"#
+    );
     // The classic: kubectl scale, then kubectl's own server-side apply of
     // another replica count.
     s.ok(k, &["-n", ns, "scale", "deploy", "web", "--replicas=6"]);
-    let out = s.kubectl_with(k, &["apply", "--server-side", "-f", "-"], Some(&dep(2, "nginx:1.25", "app: web")));
+    let out = s.kubectl_with(
+        k,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&dep(2, "nginx:1.25", "app: web")),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
