@@ -272,12 +272,15 @@ fn scoped(s: FieldSet, scope: Scope) -> FieldSet {
 /// The `FieldsV1` JSON of a set.
 pub fn to_fields_v1(set: &FieldSet) -> Value {
     let mut root = Map::new();
-    for p in set {
+    let mut paths = set.iter().peekable();
+    while let Some(p) = paths.next() {
+        // Sorted: a path's descendants come right after it.
+        let has_children = paths.peek().is_some_and(|q| q.starts_with(p));
         let mut node = &mut root;
         for (i, tok) in p.iter().enumerate() {
             let e = node.entry(tok.clone()).or_insert_with(|| json!({}));
             let m = e.as_object_mut().expect("nodes are objects");
-            if i + 1 == p.len() && !set.iter().any(|q| q.len() > p.len() && q.starts_with(p)) {
+            if i + 1 == p.len() && !has_children {
                 break;
             }
             if i + 1 == p.len() {
