@@ -1643,7 +1643,6 @@ async fn watch(ctx: Ctx) -> Result<Response<Body>, Fail> {
     let resp = Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .header("transfer-encoding", "chunked")
         .body(BodyExt::boxed(body))
         .map_err(Fail::internal)?;
     let mut store_watch = match state.store.watch(&prefix, start).await {

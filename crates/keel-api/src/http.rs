@@ -211,15 +211,26 @@ impl Server {
                 let Ok(stream) = tls.accept(tcp).await else {
                     return;
                 };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(route(state, req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
+                // HTTP/2 when the client offered it in ALPN (kubectl and
+                // client-go do), HTTP/1.1 otherwise.
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
                     .serve_connection(io, svc)
                     .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(io, svc)
+                        .await;
+                }
             });
         }
     }

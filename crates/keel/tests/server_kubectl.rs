@@ -809,3 +809,62 @@ fn server_side_apply_conflicts_between_managers() {
         ssa_conflicts(&s, k, &format!("ssa-{i}"));
     }
 }
+
+/// kubectl and client-go offer h2 in ALPN, so with HTTP/2 on they talk
+/// HTTP/2 to keel server (the kubectl suites above run over it); a client
+/// that offers only HTTP/1.1 still gets it.
+#[test]
+fn http2_is_negotiated_and_http1_still_served() {
+    let s = KeelServer::start(None);
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let url = format!(
+        "https://127.0.0.1:{}/api/v1/namespaces/default/configmaps",
+        s.port
+    );
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                flag,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+            ])
+            .args(["-H", &auth, &url])
+            .output()
+            .expect("run curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{version} 200")
+        );
+    }
+    // A watch streams over HTTP/2 too.
+    let mut watch = Command::new("curl")
+        .args(["-skN", "--http2", "--max-time", "20", "-H", &auth])
+        .arg(format!("{url}?watch=true&resourceVersion=0"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    let k = &kubectls()[0];
+    s.ok_in(
+        k,
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: over-h2\n"),
+    );
+    let mut line = String::new();
+    let mut reader = BufReader::new(watch.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !line.contains("over-h2") && Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        line.contains("\"ADDED\"") && line.contains("over-h2"),
+        "{line}"
+    );
+}
