@@ -7,6 +7,7 @@ KEEL_PACKAGES=(
   docker-registry apache2-utils  # a real OCI registry on 127.0.0.1 (htpasswd for its basic auth)
   skopeo podman runc uidmap fuse-overlayfs  # peers for interop tests and benchmarks
   zstd                # zstd layers in interop tests
+  curl                # an HTTP/2 client for keel server's ALPN test
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
   etcd-server protobuf-compiler libprotobuf-dev  # etcd backend of keel-store (protoc + well-known .proto files)
   openssl                                        # checks sprig certificates in keel-gotmpl tests

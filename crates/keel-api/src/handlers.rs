@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::State;
 use crate::http::{Body, Fail, Query, Target, json_response, qualified};
+use crate::managed::{self, Scope};
 use crate::patch;
 use crate::resources::{RESOURCES, Resource};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -34,7 +35,72 @@ pub(crate) struct Ctx {
     pub query: Query,
     pub accept: String,
     pub content_type: String,
+    pub user_agent: String,
     pub body: Bytes,
+}
+
+/// Who a non-apply write is recorded for in `managedFields`.
+pub(crate) struct Track {
+    pub manager: String,
+    pub subresource: String,
+    pub scope: Scope,
+}
+
+/// The field manager of a request: `fieldManager`, else the client's name
+/// from its User-Agent, as Kubernetes does.
+fn manager_name(ctx: &Ctx) -> String {
+    if let Some(m) = ctx.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.to_string();
+    }
+    let ua = ctx.user_agent.split('/').next().unwrap_or_default();
+    let ua: String = ua.chars().take(128).collect();
+    if ua.is_empty() { "unknown".into() } else { ua }
+}
+
+/// Which fields a write through `sub` may own.
+fn scope_for(r: &Resource, sub: Option<&str>) -> Scope {
+    match sub {
+        Some("status") => Scope::StatusOnly,
+        None | Some("scale") if r.status && r.kind != "Node" => Scope::MainWithoutStatus,
+        _ => Scope::Whole,
+    }
+}
+
+fn track(ctx: &Ctx, sub: Option<&str>) -> Track {
+    Track {
+        manager: manager_name(ctx),
+        subresource: sub.unwrap_or_default().to_string(),
+        scope: scope_for(ctx.target.resource, sub),
+    }
+}
+
+fn manager_entry(r: &Resource, manager: &str, operation: &str, sub: &str) -> managed::Entry {
+    managed::Entry {
+        manager: manager.to_string(),
+        operation: operation.to_string(),
+        api_version: r.api_version(),
+        time: now(),
+        subresource: sub.to_string(),
+        fields: managed::FieldSet::new(),
+    }
+}
+
+/// Records a non-apply write from `old` to `new` in `new`'s managedFields.
+fn record_update(r: &Resource, t: &Track, old: &Value, new: &mut Value) {
+    let mut entries = managed::parse_entries(meta(new, "managedFields"));
+    let me = manager_entry(r, &t.manager, "Update", &t.subresource);
+    managed::track_update(&mut entries, old, new, me, t.scope);
+    set_managed(new, &entries);
+}
+
+fn set_managed(obj: &mut Value, entries: &[managed::Entry]) {
+    if entries.is_empty() {
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+    } else {
+        set_meta(obj, "managedFields", managed::entries_json(entries));
+    }
 }
 
 fn now() -> String {
@@ -277,12 +343,14 @@ fn check_object(ctx: &Ctx, obj: &mut Value) -> Result<(), Fail> {
         m.remove("namespace");
     }
     validate::normalize_quantities(obj);
-    let typed = validate::typed_roundtrip(r.kind, obj).map_err(|e| {
-        Fail::bad_request(format!(
-            "{} in version \"{}\" cannot be handled as a {}: {e}",
-            r.kind, r.version, r.kind
-        ))
-    })?;
+    let typed = validate::check_quantities(obj)
+        .and_then(|()| validate::typed_roundtrip(r.kind, obj))
+        .map_err(|e| {
+            Fail::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                r.kind, r.version, r.kind
+            ))
+        })?;
     let mut unknown = Vec::new();
     let strict = ctx.query.get("fieldValidation") == Some("Strict");
     validate::unknown_fields(obj, &typed, "", !strict, &mut unknown);
@@ -353,7 +421,8 @@ pub(crate) async fn dispatch(ctx: Ctx, method: &Method) -> Result<Response<Body>
         (&Method::POST, None) => {
             let mut obj = parse_body(&ctx)?;
             check_object(&ctx, &mut obj)?;
-            let obj = create(&ctx.state, t.resource, obj, dry_run(&ctx.query)).await?;
+            let tr = track(&ctx, None);
+            let obj = create(&ctx.state, t.resource, obj, dry_run(&ctx.query), Some(&tr)).await?;
             Ok(respond(&ctx, 201, &obj))
         }
         (&Method::PUT, Some(name)) => {
@@ -369,9 +438,14 @@ pub(crate) async fn dispatch(ctx: Ctx, method: &Method) -> Result<Response<Body>
                 )));
             }
             let expected = meta_str(&obj, "resourceVersion");
-            let (obj, _) = update(&ctx, name, Some(expected).filter(|s| !s.is_empty()), |_| {
-                Ok(obj.clone())
-            })
+            let tr = track(&ctx, t.subresource.as_deref());
+            let (obj, _) = update(
+                &ctx,
+                name,
+                Some(expected).filter(|s| !s.is_empty()),
+                Some(&tr),
+                |_| Ok(obj.clone()),
+            )
             .await?;
             Ok(respond(&ctx, 200, &obj))
         }
@@ -462,6 +536,7 @@ pub(crate) async fn create(
     r: &Resource,
     mut obj: Value,
     dry: bool,
+    track: Option<&Track>,
 ) -> Result<Value, Fail> {
     let mut name = meta_str(&obj, "name");
     if name.is_empty() {
@@ -531,6 +606,9 @@ pub(crate) async fn create(
     if r.kind == "Secret" {
         merge_string_data(&mut obj);
     }
+    if let Some(t) = track {
+        record_update(r, t, &json!({}), &mut obj);
+    }
     let causes = validate::validate(r.kind, &obj);
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
@@ -573,6 +651,7 @@ async fn update(
     ctx: &Ctx,
     name: &str,
     expected: Option<String>,
+    track: Option<&Track>,
     f: impl Fn(&Value) -> Result<Value, Fail>,
 ) -> Result<(Value, bool), Fail> {
     let t = &ctx.target;
@@ -593,6 +672,7 @@ async fn update(
             &cur,
             desired,
             dry_run(&ctx.query),
+            track,
         )
         .await
         {
@@ -608,6 +688,7 @@ async fn update(
 }
 
 /// Applies the bookkeeping rules of an update and writes it with CAS.
+#[allow(clippy::too_many_arguments)]
 async fn write_update(
     state: &State,
     r: &Resource,
@@ -616,6 +697,7 @@ async fn write_update(
     cur: &Value,
     mut new: Value,
     dry: bool,
+    track: Option<&Track>,
 ) -> Result<Value, Fail> {
     let name = meta_str(cur, "name");
     let mut merged = match sub {
@@ -659,10 +741,33 @@ async fn write_update(
                     }
                 }
             }
-            if meta(&new, "managedFields").is_none()
-                && let Some(mf) = meta(cur, "managedFields")
+            // Allocated addresses stay when an update leaves them out (an
+            // apply that never set them does), as Kubernetes keeps them.
+            if r.kind == "Service" {
+                for f in ["clusterIP", "clusterIPs"] {
+                    let p = format!("/spec/{f}");
+                    if new.pointer(&p).is_none()
+                        && let Some(v) = cur.pointer(&p)
+                        && new.get("spec").is_none_or(Value::is_object)
+                    {
+                        new["spec"][f] = v.clone();
+                    }
+                }
+            }
+            // Clients that do not know managedFields keep the current ones;
+            // `[{}]` resets them, anything else replaces them.
+            if meta(&new, "managedFields")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
             {
-                set_meta(&mut new, "managedFields", mf.clone());
+                match meta(cur, "managedFields") {
+                    Some(mf) => set_meta(&mut new, "managedFields", mf.clone()),
+                    None => {
+                        if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                            m.remove("managedFields");
+                        }
+                    }
+                }
             }
             new
         }
@@ -670,6 +775,9 @@ async fn write_update(
     validate::apply_defaults(r.kind, &mut merged, &mut || next_cluster_ip(state));
     if r.kind == "Secret" {
         merge_string_data(&mut merged);
+    }
+    if let Some(t) = track {
+        record_update(r, t, cur, &mut merged);
     }
     // Generation counts changes of everything but metadata and status.
     if r.has_spec {
@@ -782,6 +890,17 @@ async fn patch_request(ctx: &Ctx, name: &str) -> Result<Response<Body>, Fail> {
         }
         Ok(v)
     };
+    if ctx.query.get("force").is_some() {
+        return Err(invalid(
+            r,
+            name,
+            &[Cause {
+                reason: "FieldValueForbidden",
+                field: "force".into(),
+                message: "Forbidden: may not be specified for non-apply patch".into(),
+            }],
+        ));
+    }
     if ctx.target.subresource.as_deref() == Some("scale") {
         return scale_write(ctx, name, |scale| apply_patch(scale)).await;
     }
@@ -789,21 +908,27 @@ async fn patch_request(ctx: &Ctx, name: &str) -> Result<Response<Body>, Fail> {
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .map(String::from);
-    let (obj, _) = update(ctx, name, pinned, |cur| {
+    let tr = track(ctx, ctx.target.subresource.as_deref());
+    let (obj, _) = update(ctx, name, pinned, Some(&tr), |cur| {
         let mut v = apply_patch(cur)?;
+        // A patch that sets resourceVersion (kubectl's managedFields
+        // migration does) makes it a precondition.
+        if meta_str(&v, "resourceVersion") != meta_str(cur, "resourceVersion") {
+            return Err(conflict(r, name));
+        }
         let fake = Ctx {
             state: ctx.state.clone(),
             target: ctx.target.clone(),
             query: ctx.query.clone(),
             accept: String::new(),
             content_type: String::new(),
+            user_agent: String::new(),
             body: Bytes::new(),
         };
         check_object(&fake, &mut v)?;
         Ok(v)
     })
     .await?;
-    let _ = r;
     Ok(respond(ctx, 200, &obj))
 }
 
@@ -828,6 +953,9 @@ async fn apply(ctx: &Ctx, name: &str) -> Result<Response<Body>, Fail> {
             meta_str(&applied, "name")
         )));
     }
+    let t = &ctx.target;
+    let sub = t.subresource.as_deref();
+    let scope = scope_for(r, sub);
     let mut clean = applied.clone();
     if let Some(m) = clean.get_mut("metadata").and_then(Value::as_object_mut) {
         for f in [
@@ -840,53 +968,141 @@ async fn apply(ctx: &Ctx, name: &str) -> Result<Response<Body>, Fail> {
             m.remove(f);
         }
     }
-    let fields = patch::fieldset(&clean, "");
-    let entry = |fields: &Value| {
-        json!({
-            "manager": manager,
-            "operation": "Apply",
-            "apiVersion": r.api_version(),
-            "time": now(),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": fields,
-        })
-    };
-    let t = &ctx.target;
+    if scope == Scope::MainWithoutStatus
+        && let Some(m) = clean.as_object_mut()
+    {
+        m.remove("status");
+    }
+    let force = ctx.query.flag("force");
+    let me = manager_entry(r, &manager, "Apply", sub.unwrap_or_default());
     if state_get(ctx, name).await?.is_none() {
-        let mut obj = clean.clone();
-        set_meta(&mut obj, "managedFields", json!([entry(&fields)]));
-        match create(&ctx.state, r, obj, dry_run(&ctx.query)).await {
+        let mut entries = Vec::new();
+        let mut obj = managed::apply(&json!({}), &clean, &mut entries, me.clone(), true, scope)
+            .map_err(|c| apply_conflict(&c))?;
+        set_managed(&mut obj, &entries);
+        match create(&ctx.state, r, obj, dry_run(&ctx.query), None).await {
             Ok(o) => return Ok(respond(ctx, 201, &o)),
             Err(f) if f.reason == "AlreadyExists" => {}
             Err(f) => return Err(f),
         }
     }
-    let sub = t.subresource.clone();
-    let (obj, _) = update(ctx, name, None, |cur| {
-        let mut live = cur.clone();
-        let mut managed: Vec<Value> = meta(cur, "managedFields")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let old = managed.iter().position(|m| {
-            m.get("manager").and_then(Value::as_str) == Some(manager.as_str())
-                && m.get("operation").and_then(Value::as_str) == Some("Apply")
-        });
-        if let Some(i) = old {
-            let old_fields = managed[i].get("fieldsV1").cloned().unwrap_or(json!({}));
-            patch::remove_dropped(&mut live, &old_fields, &fields);
-            managed.remove(i);
+    let (obj, _) = update(ctx, name, None, None, |cur| {
+        let entries = managed::parse_entries(meta(cur, "managedFields"));
+        let mut out = entries.clone();
+        let mut result = managed::apply(cur, &clean, &mut out, me.clone(), force, scope);
+        if let Err(conflicts) = &result
+            && manager == KUBECTL
+        {
+            // kubectl moving an object from client-side to server-side
+            // apply may take the fields its last-applied annotation lists.
+            let allowed = last_applied_fields(cur);
+            let rest: Vec<managed::Conflict> = conflicts
+                .iter()
+                .filter(|c| !allowed.contains(&c.path))
+                .cloned()
+                .collect();
+            result = if rest.is_empty() {
+                out.clone_from(&entries);
+                managed::apply(cur, &clean, &mut out, me.clone(), true, scope)
+            } else {
+                Err(rest)
+            };
         }
-        patch::strategic_merge(&mut live, &clean).map_err(Fail::bad_request)?;
-        managed.push(entry(&fields));
-        set_meta(&mut live, "managedFields", json!(managed));
-        if sub.as_deref() == Some("status") {
-            return Ok(live);
+        let mut live = result.map_err(|c| apply_conflict(&c))?;
+        set_managed(&mut live, &out);
+        if manager == KUBECTL {
+            sync_last_applied(&mut live, &applied);
         }
         Ok(live)
     })
     .await?;
     Ok(respond(ctx, 200, &obj))
+}
+
+/// kubectl's own field manager, which Kubernetes lets upgrade objects from
+/// client-side apply.
+const KUBECTL: &str = "kubectl";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Fields both in the object and in its last client-side applied
+/// configuration.
+fn last_applied_fields(live: &Value) -> managed::FieldSet {
+    let Some(last) = meta(live, "annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+    else {
+        return managed::FieldSet::new();
+    };
+    let live_fields = managed::config_fields(live);
+    managed::config_fields(&last)
+        .intersection(&live_fields)
+        .cloned()
+        .collect()
+}
+
+/// Keeps an existing last-applied annotation in step with what kubectl
+/// applies server-side, so a later client-side apply diffs correctly.
+fn sync_last_applied(live: &mut Value, applied: &Value) {
+    if meta(live, "annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .is_none()
+    {
+        return;
+    }
+    let mut last = applied.clone();
+    if let Some(a) = last
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+        if a.is_empty()
+            && let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            m.remove("annotations");
+        }
+    }
+    let text = serde_json::to_string(&last).unwrap_or_default();
+    live["metadata"]["annotations"][LAST_APPLIED] = json!(format!("{text}\n"));
+}
+
+/// The 409 of an apply that would change fields other managers own, worded
+/// as Kubernetes words it (kubectl prints it with its own advice).
+fn apply_conflict(conflicts: &[managed::Conflict]) -> Fail {
+    let message = if let [c] = conflicts {
+        format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            c.manager,
+            managed::display(&c.path)
+        )
+    } else {
+        let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+        managers.sort_unstable();
+        managers.dedup();
+        let mut lines = Vec::new();
+        for m in managers {
+            lines.push(format!("conflicts with {m}:"));
+            for c in conflicts.iter().filter(|c| c.manager == m) {
+                lines.push(format!("- {}", managed::display(&c.path)));
+            }
+        }
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            lines.join("\n")
+        )
+    };
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| {
+            json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with {}", c.manager),
+                "field": managed::display(&c.path),
+            })
+        })
+        .collect();
+    Fail::new(409, "Conflict", message).with_details(json!({ "causes": causes }))
 }
 
 async fn state_get(ctx: &Ctx, name: &str) -> Result<Option<KeyValue>, Fail> {
@@ -946,9 +1162,11 @@ async fn scale_write(
         query: ctx.query.clone(),
         accept: String::new(),
         content_type: String::new(),
+        user_agent: ctx.user_agent.clone(),
         body: Bytes::new(),
     };
-    let (obj, _) = update(&main, name, None, |cur| {
+    let tr = track(ctx, Some("scale"));
+    let (obj, _) = update(&main, name, None, Some(&tr), |cur| {
         let scale = f(&scale_view(r, cur))?;
         let replicas = scale
             .pointer("/spec/replicas")
@@ -1425,7 +1643,6 @@ async fn watch(ctx: Ctx) -> Result<Response<Body>, Fail> {
     let resp = Response::builder()
         .status(200)
         .header("content-type", "application/json")
-        .header("transfer-encoding", "chunked")
         .body(BodyExt::boxed(body))
         .map_err(Fail::internal)?;
     let mut store_watch = match state.store.watch(&prefix, start).await {
@@ -1521,7 +1738,7 @@ pub(crate) async fn bootstrap(state: &Arc<State>) -> Result<(), StoreError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if state.store.get(&r.key(None, ns)).await?.is_none() {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
-            match create(state, r, obj, false).await {
+            match create(state, r, obj, false, None).await {
                 Ok(_) => {}
                 Err(f) if f.reason == "AlreadyExists" => {}
                 Err(f) => {

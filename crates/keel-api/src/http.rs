@@ -211,15 +211,26 @@ impl Server {
                 let Ok(stream) = tls.accept(tcp).await else {
                     return;
                 };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(route(state, req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
+                // HTTP/2 when the client offered it in ALPN (kubectl and
+                // client-go do), HTTP/1.1 otherwise.
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
                     .serve_connection(io, svc)
                     .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(io, svc)
+                        .await;
+                }
             });
         }
     }
@@ -406,6 +417,12 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let user_agent = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let content_type = req
         .headers()
         .get("content-type")
@@ -438,6 +455,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         query,
         accept,
         content_type,
+        user_agent,
         body,
     };
     match handlers::dispatch(ctx, &method).await {

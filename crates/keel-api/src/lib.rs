@@ -9,6 +9,7 @@
 pub mod discovery;
 mod handlers;
 mod http;
+pub mod managed;
 pub mod patch;
 pub mod pki;
 pub mod proto;

@@ -1,6 +1,6 @@
 //! Patches: JSON merge patch (RFC 7386), JSON patch (RFC 6902), strategic
-//! merge patch with the merge keys of the built-in types, and a server-side
-//! apply that tracks each manager's fields (`managedFields`, `FieldsV1`).
+//! merge patch with the merge keys of the built-in types. Server-side apply
+//! lives in [`crate::managed`].
 
 use serde_json::{Map, Value};
 
@@ -187,81 +187,6 @@ fn merge_list(cur: &mut Value, items: &[Value], parent: &str, field: &str) -> Re
     }
 }
 
-/// The `FieldsV1` set of the fields an applied configuration sets.
-pub fn fieldset(v: &Value, parent: &str) -> Value {
-    let mut out = Map::new();
-    if let Value::Object(m) = v {
-        for (k, child) in m {
-            let entry = match child {
-                Value::Object(_) => fieldset(child, k),
-                Value::Array(items) => match merge_key(parent, k) {
-                    Some(key) => {
-                        let mut lm = Map::new();
-                        for it in items {
-                            if let Some(kv) = it.get(key) {
-                                let mut inner = fieldset(it, k);
-                                if let Value::Object(im) = &mut inner {
-                                    im.insert(".".into(), Value::Object(Map::new()));
-                                }
-                                lm.insert(format!("k:{}", serde_json::json!({ key: kv })), inner);
-                            }
-                        }
-                        Value::Object(lm)
-                    }
-                    None => Value::Object(Map::new()),
-                },
-                _ => Value::Object(Map::new()),
-            };
-            out.insert(format!("f:{k}"), entry);
-        }
-    }
-    Value::Object(out)
-}
-
-/// Removes from `live` the fields in `old` but not in `new` (fields a manager
-/// stopped applying), following keyed list items.
-pub fn remove_dropped(live: &mut Value, old: &Value, new: &Value) {
-    let (Some(old), Value::Object(lm)) = (old.as_object(), live) else {
-        return;
-    };
-    for (fk, oc) in old {
-        let Some(name) = fk.strip_prefix("f:") else {
-            continue;
-        };
-        match new.get(fk) {
-            None => {
-                lm.remove(name);
-            }
-            Some(nc) => {
-                let Some(child) = lm.get_mut(name) else {
-                    continue;
-                };
-                if let Value::Array(items) = child {
-                    for (ik, ioc) in oc.as_object().into_iter().flatten() {
-                        let Some(sel) = ik.strip_prefix("k:") else {
-                            continue;
-                        };
-                        let Ok(Value::Object(sel)) = serde_json::from_str::<Value>(sel) else {
-                            continue;
-                        };
-                        let matches = |it: &Value| sel.iter().all(|(k, v)| it.get(k) == Some(v));
-                        match nc.get(ik) {
-                            None => items.retain(|it| !matches(it)),
-                            Some(inc) => {
-                                for it in items.iter_mut().filter(|it| matches(it)) {
-                                    remove_dropped(it, ioc, inc);
-                                }
-                            }
-                        }
-                    }
-                } else {
-                    remove_dropped(child, oc, nc);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,25 +250,5 @@ mod tests {
     fn service_and_container_ports_use_their_keys() {
         assert_eq!(merge_key("spec", "ports"), Some("port"));
         assert_eq!(merge_key("containers", "ports"), Some("containerPort"));
-    }
-
-    #[test]
-    fn apply_drops_fields_no_longer_applied() {
-        let old_cfg = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"containers": [{"name": "c", "image": "i", "args": ["x"]}]}});
-        let new_cfg = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"containers": [{"name": "c", "image": "j"}]}});
-        let mut live = old_cfg.clone();
-        live["metadata"]["labels"]["other"] = json!("kept");
-        remove_dropped(&mut live, &fieldset(&old_cfg, ""), &fieldset(&new_cfg, ""));
-        strategic_merge(&mut live, &new_cfg).unwrap();
-        assert_eq!(
-            live,
-            json!({"metadata": {"labels": {"a": "1", "other": "kept"}}, "spec": {"containers": [{"name": "c", "image": "j"}]}})
-        );
-        let fs = fieldset(&new_cfg, "");
-        assert!(
-            fs["f:spec"]["f:containers"]
-                .get("k:{\"name\":\"c\"}")
-                .is_some()
-        );
     }
 }

@@ -156,7 +156,7 @@ pub fn tls_config(paths: &Paths) -> Result<rustls::ServerConfig, ApiError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| ApiError::Certificate(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
 

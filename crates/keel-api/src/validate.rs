@@ -79,22 +79,6 @@ pub fn validate_name(kind: &str, name: &str) -> Option<Cause> {
     (!ok).then(|| Cause::invalid("metadata.name", &json!(name), msg))
 }
 
-fn valid_label_value(v: &str) -> bool {
-    v.len() <= 63
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && v.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
-        && v.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
-}
-
-fn valid_qualified_name(k: &str) -> bool {
-    let (prefix, name) = match k.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && valid_label_value(name)
-}
-
 fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
     let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
     serde_json::to_value(&t).map_err(|e| e.to_string())
@@ -237,10 +221,10 @@ fn default_containers(list: Option<&mut Value>) {
     }
 }
 
-fn default_pod_spec(spec: &mut Map<String, Value>, in_job: bool) {
-    if !in_job {
-        default(spec, "restartPolicy", json!("Always"));
-    }
+/// Pod templates of Jobs get `Always` too, which Job validation then
+/// refuses: the error users of Kubernetes know.
+fn default_pod_spec(spec: &mut Map<String, Value>) {
+    default(spec, "restartPolicy", json!("Always"));
     default(spec, "dnsPolicy", json!("ClusterFirst"));
     default(spec, "schedulerName", json!("default-scheduler"));
     default(spec, "terminationGracePeriodSeconds", json!(30));
@@ -261,7 +245,7 @@ fn template_spec(obj: &mut Value) -> Option<&mut Map<String, Value>> {
 pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> String) {
     match kind {
         "Pod" => {
-            default_pod_spec(obj_mut(obj, "spec"), false);
+            default_pod_spec(obj_mut(obj, "spec"));
             let status = obj_mut(obj, "status");
             default(status, "phase", json!("Pending"));
             default(status, "qosClass", json!("BestEffort"));
@@ -277,13 +261,13 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
                 json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
             );
             if let Some(s) = template_spec(obj) {
-                default_pod_spec(s, false);
+                default_pod_spec(s);
             }
         }
         "ReplicaSet" => {
             default(obj_mut(obj, "spec"), "replicas", json!(1));
             if let Some(s) = template_spec(obj) {
-                default_pod_spec(s, false);
+                default_pod_spec(s);
             }
         }
         "StatefulSet" => {
@@ -297,7 +281,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
                 json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
             );
             if let Some(s) = template_spec(obj) {
-                default_pod_spec(s, false);
+                default_pod_spec(s);
             }
         }
         "DaemonSet" => {
@@ -309,7 +293,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
                 json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
             );
             if let Some(s) = template_spec(obj) {
-                default_pod_spec(s, false);
+                default_pod_spec(s);
             }
         }
         "Job" => {
@@ -320,7 +304,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
             default(spec, "completionMode", json!("NonIndexed"));
             default(spec, "suspend", json!(false));
             if let Some(s) = template_spec(obj) {
-                default_pod_spec(s, true);
+                default_pod_spec(s);
             }
         }
         "Service" => {
@@ -370,26 +354,405 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
     }
 }
 
-fn validate_containers(field: &str, list: Option<&Value>, required: bool, out: &mut Vec<Cause>) {
+const QUALIFIED_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+const PORT_MSG: &str = "must be between 1 and 65535, inclusive";
+const QUANTITY_MSG: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+
+fn max_len(n: usize) -> String {
+    format!("must be no more than {n} characters")
+}
+
+fn qualified_chars(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+/// apimachinery's `IsQualifiedName`: the messages for one label or
+/// annotation key.
+pub fn qualified_name_errors(k: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let parts: Vec<&str> = k.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                errs.push("prefix part must be non-empty".to_string());
+            } else if prefix.len() > 253 {
+                errs.push(format!("prefix part {}", max_len(253)));
+            } else if !is_dns_subdomain(prefix) {
+                errs.push(format!("prefix part {SUBDOMAIN_MSG}"));
+            }
+            name
+        }
+        _ => {
+            return vec![format!(
+                "a qualified name {QUALIFIED_MSG} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            )];
+        }
+    };
+    if name.is_empty() {
+        errs.push("name part must be non-empty".into());
+    } else if name.len() > 63 {
+        errs.push(format!("name part {}", max_len(63)));
+    }
+    if !qualified_chars(name) {
+        errs.push(format!("name part {QUALIFIED_MSG}"));
+    }
+    errs
+}
+
+/// apimachinery's `IsValidLabelValue`.
+pub fn label_value_errors(v: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if v.len() > 63 {
+        errs.push(max_len(63));
+    }
+    if !v.is_empty() && !qualified_chars(v) {
+        errs.push(LABEL_VALUE_MSG.into());
+    }
+    errs
+}
+
+fn validate_labels(field: &str, labels: Option<&Value>, out: &mut Vec<Cause>) {
+    for (k, v) in labels.and_then(Value::as_object).into_iter().flatten() {
+        for msg in qualified_name_errors(k) {
+            out.push(Cause::invalid(field, &json!(k), &msg));
+        }
+        match v.as_str() {
+            Some(s) => {
+                for msg in label_value_errors(s) {
+                    out.push(Cause::invalid(field, v, &msg));
+                }
+            }
+            None => out.push(Cause::invalid(field, v, LABEL_VALUE_MSG)),
+        }
+    }
+}
+
+fn validate_annotations(annotations: Option<&Value>, out: &mut Vec<Cause>) {
+    let Some(m) = annotations.and_then(Value::as_object) else {
+        return;
+    };
+    let mut total = 0;
+    for (k, v) in m {
+        for msg in qualified_name_errors(&k.to_lowercase()) {
+            out.push(Cause::invalid("metadata.annotations", &json!(k), &msg));
+        }
+        total += k.len() + v.as_str().map_or(0, str::len);
+    }
+    if total > ANNOTATIONS_LIMIT {
+        out.push(Cause {
+            reason: "FieldValueTooLong",
+            field: "metadata.annotations".into(),
+            message: format!("Too long: may not be more than {ANNOTATIONS_LIMIT} bytes"),
+        });
+    }
+}
+
+fn not_supported(field: &str, v: &str, supported: &[&str]) -> Cause {
+    let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+    Cause {
+        reason: "FieldValueNotSupported",
+        field: field.into(),
+        message: format!(
+            "Unsupported value: {v:?}: supported values: {}",
+            list.join(", ")
+        ),
+    }
+}
+
+fn duplicate(field: &str, v: &str) -> Cause {
+    Cause {
+        reason: "FieldValueDuplicate",
+        field: field.into(),
+        message: format!("Duplicate value: {v:?}"),
+    }
+}
+
+fn one_of(field: &str, v: Option<&Value>, supported: &[&str], out: &mut Vec<Cause>) {
+    if let Some(s) = v.and_then(Value::as_str)
+        && !supported.contains(&s)
+    {
+        out.push(not_supported(field, s, supported));
+    }
+}
+
+/// `IsValidPortName` (an IANA service name).
+pub fn port_name_errors(p: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if p.len() > 15 {
+        errs.push(max_len(15));
+    }
+    if !p
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || p.is_empty()
+    {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+    }
+    if !p.bytes().any(|b| b.is_ascii_lowercase()) {
+        errs.push("must contain at least one letter (a-z)".into());
+    }
+    if p.contains("--") {
+        errs.push("must not contain consecutive hyphens".into());
+    }
+    if p.starts_with('-') || p.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".into());
+    }
+    errs
+}
+
+fn check_port(field: &str, v: Option<&Value>, required: bool, out: &mut Vec<Cause>) {
+    match v.and_then(Value::as_i64) {
+        None | Some(0) if required => out.push(Cause::required(field)),
+        None | Some(0) => {}
+        Some(n) if !(1..=65535).contains(&n) => {
+            out.push(Cause::invalid(field, &json!(n), PORT_MSG));
+        }
+        Some(_) => {}
+    }
+}
+
+fn non_negative(obj: &Value, pointer: &str, out: &mut Vec<Cause>) {
+    if let Some(n) = obj.pointer(pointer).and_then(Value::as_i64)
+        && n < 0
+    {
+        out.push(Cause::invalid(
+            &pointer.trim_start_matches('/').replace('/', "."),
+            &json!(n),
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// A resource quantity's value, or why it does not parse (the message
+/// Kubernetes decodes with).
+pub fn parse_quantity(s: &str) -> Result<f64, &'static str> {
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let num_len = body
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b'.')
+        .count();
+    let (num, suffix) = body.split_at(num_len);
+    if num.is_empty() || !num.bytes().any(|b| b.is_ascii_digit()) || num.matches('.').count() > 1 {
+        return Err(QUANTITY_MSG);
+    }
+    let mult = match suffix {
+        "" => 1.0,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        _ => {
+            let exp = suffix
+                .strip_prefix(['e', 'E'])
+                .and_then(|e| e.parse::<i32>().ok());
+            let Some(e) = exp else {
+                let shape = suffix.trim_start_matches(|c: char| "eEinumkKMGTP".contains(c));
+                let shape = shape.strip_prefix(['+', '-']).unwrap_or(shape);
+                return Err(if shape.bytes().all(|b| b.is_ascii_digit()) {
+                    "unable to parse quantity's suffix"
+                } else {
+                    QUANTITY_MSG
+                });
+            };
+            10f64.powi(e)
+        }
+    };
+    let v: f64 = num.parse().map_err(|_| QUANTITY_MSG)?;
+    Ok(if s.starts_with('-') {
+        -v * mult
+    } else {
+        v * mult
+    })
+}
+
+/// Every resource quantity in an object parses (a decoding error otherwise,
+/// as in Kubernetes).
+pub fn check_quantities(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                if matches!(
+                    k.as_str(),
+                    "limits" | "requests" | "capacity" | "allocatable" | "hard"
+                ) && let Value::Object(q) = child
+                {
+                    for qv in q.values() {
+                        if let Some(s) = qv.as_str() {
+                            parse_quantity(s).map_err(String::from)?;
+                        }
+                    }
+                }
+                check_quantities(child)?;
+            }
+            Ok(())
+        }
+        Value::Array(a) => a.iter().try_for_each(check_quantities),
+        _ => Ok(()),
+    }
+}
+
+fn validate_resources(field: &str, res: Option<&Value>, out: &mut Vec<Cause>) {
+    let Some(res) = res else { return };
+    let quantities = |kind: &str| -> Vec<(String, f64, String)> {
+        res.get(kind)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                let s = v.as_str()?;
+                parse_quantity(s)
+                    .ok()
+                    .map(|q| (k.clone(), q, s.to_string()))
+            })
+            .collect()
+    };
+    let limits = quantities("limits");
+    let requests = quantities("requests");
+    for (kind, list) in [("limits", &limits), ("requests", &requests)] {
+        for (name, q, s) in list {
+            if *q < 0.0 {
+                out.push(Cause::invalid(
+                    &format!("{field}.{kind}[{name}]"),
+                    &json!(s),
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+    }
+    for (name, q, s) in &requests {
+        if let Some((_, l, ls)) = limits.iter().find(|(n, _, _)| n == name)
+            && q > l
+        {
+            out.push(Cause::invalid(
+                &format!("{field}.requests"),
+                &json!(s),
+                &format!("must be less than or equal to {name} limit of {ls}"),
+            ));
+        }
+    }
+}
+
+fn validate_env(field: &str, env: Option<&Value>, out: &mut Vec<Cause>) {
+    for (i, e) in env
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = format!("{field}[{i}]");
+        match e.get("name").and_then(Value::as_str) {
+            None | Some("") => out.push(Cause::required(&format!("{f}.name"))),
+            // Kubernetes 1.33 relaxed the rule to printable ASCII but '='.
+            Some(n) if !n.bytes().all(|b| (32..=126).contains(&b) && b != b'=') => {
+                out.push(Cause::invalid(
+                    &format!("{f}.name"),
+                    &json!(n),
+                    "a valid environment variable name must consist only of printable ASCII characters other than '='",
+                ));
+            }
+            Some(_) => {}
+        }
+        if e.get("valueFrom").is_some()
+            && e.get("value")
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty())
+        {
+            out.push(Cause::invalid(
+                &format!("{f}.valueFrom"),
+                &json!(""),
+                "may not be specified when `value` is not empty",
+            ));
+        }
+    }
+}
+
+fn validate_container_ports(field: &str, ports: Option<&Value>, out: &mut Vec<Cause>) {
+    let mut names = Vec::new();
+    for (i, p) in ports
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = format!("{field}[{i}]");
+        if let Some(n) = p
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            let errs = port_name_errors(n);
+            if !errs.is_empty() {
+                for m in errs {
+                    out.push(Cause::invalid(&format!("{f}.name"), &json!(n), &m));
+                }
+            } else if names.contains(&n) {
+                out.push(duplicate(&format!("{f}.name"), n));
+            } else {
+                names.push(n);
+            }
+        }
+        check_port(
+            &format!("{f}.containerPort"),
+            p.get("containerPort"),
+            true,
+            out,
+        );
+        check_port(&format!("{f}.hostPort"), p.get("hostPort"), false, out);
+        one_of(
+            &format!("{f}.protocol"),
+            p.get("protocol"),
+            &["SCTP", "TCP", "UDP"],
+            out,
+        );
+    }
+}
+
+fn validate_containers(
+    field: &str,
+    list: Option<&Value>,
+    required: bool,
+    volumes: &[&str],
+    seen: &mut Vec<String>,
+    out: &mut Vec<Cause>,
+) {
     let items = list.and_then(Value::as_array);
     if required && items.is_none_or(Vec::is_empty) {
         out.push(Cause::required(field));
         return;
     }
-    let mut seen = Vec::new();
     for (i, c) in items.into_iter().flatten().enumerate() {
         let f = format!("{field}[{i}]");
         match c.get("name").and_then(Value::as_str) {
             None | Some("") => out.push(Cause::required(&format!("{f}.name"))),
+            Some(n) if n.len() > 63 => out.push(Cause::invalid(
+                &format!("{f}.name"),
+                &json!(n),
+                &max_len(63),
+            )),
             Some(n) if !is_dns_label(n) => {
                 out.push(Cause::invalid(&format!("{f}.name"), &json!(n), LABEL_MSG));
             }
-            Some(n) if seen.contains(&n) => out.push(Cause {
-                reason: "FieldValueDuplicate",
-                field: format!("{f}.name"),
-                message: format!("Duplicate value: {n:?}"),
-            }),
-            Some(n) => seen.push(n),
+            Some(n) if seen.iter().any(|s| s == n) => out.push(duplicate(&format!("{f}.name"), n)),
+            Some(n) => seen.push(n.to_string()),
         }
         if c.get("image")
             .and_then(Value::as_str)
@@ -397,92 +760,378 @@ fn validate_containers(field: &str, list: Option<&Value>, required: bool, out: &
         {
             out.push(Cause::required(&format!("{f}.image")));
         }
+        one_of(
+            &format!("{f}.imagePullPolicy"),
+            c.get("imagePullPolicy"),
+            &["Always", "IfNotPresent", "Never"],
+            out,
+        );
+        one_of(
+            &format!("{f}.terminationMessagePolicy"),
+            c.get("terminationMessagePolicy"),
+            &["FallbackToLogsOnError", "File"],
+            out,
+        );
+        validate_container_ports(&format!("{f}.ports"), c.get("ports"), out);
+        validate_env(&format!("{f}.env"), c.get("env"), out);
+        validate_resources(&format!("{f}.resources"), c.get("resources"), out);
+        for (j, m) in c
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mf = format!("{f}.volumeMounts[{j}]");
+            match m.get("name").and_then(Value::as_str) {
+                None | Some("") => out.push(Cause::required(&format!("{mf}.name"))),
+                Some(n) if !volumes.contains(&n) => out.push(Cause {
+                    reason: "FieldValueNotFound",
+                    field: format!("{mf}.name"),
+                    message: format!("Not found: {n:?}"),
+                }),
+                Some(_) => {}
+            }
+            if m.get("mountPath")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                out.push(Cause::required(&format!("{mf}.mountPath")));
+            }
+        }
     }
 }
 
 fn validate_pod_spec(field: &str, spec: Option<&Value>, out: &mut Vec<Cause>) {
     let spec = spec.unwrap_or(&Value::Null);
+    let mut volumes = Vec::new();
+    for (i, v) in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = format!("{field}.volumes[{i}].name");
+        match v.get("name").and_then(Value::as_str) {
+            None | Some("") => out.push(Cause::required(&f)),
+            Some(n) if !is_dns_label(n) => out.push(Cause::invalid(&f, &json!(n), LABEL_MSG)),
+            Some(n) if volumes.contains(&n) => out.push(duplicate(&f, n)),
+            Some(n) => volumes.push(n),
+        }
+    }
+    let mut seen = Vec::new();
     validate_containers(
         &format!("{field}.containers"),
         spec.get("containers"),
         true,
+        &volumes,
+        &mut seen,
         out,
     );
     validate_containers(
         &format!("{field}.initContainers"),
         spec.get("initContainers"),
         false,
+        &volumes,
+        &mut seen,
         out,
     );
-    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str)
-        && !matches!(rp, "Always" | "OnFailure" | "Never")
+    one_of(
+        &format!("{field}.restartPolicy"),
+        spec.get("restartPolicy"),
+        &["Always", "OnFailure", "Never"],
+        out,
+    );
+    one_of(
+        &format!("{field}.dnsPolicy"),
+        spec.get("dnsPolicy"),
+        &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        out,
+    );
+    if let Some(n) = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        && n < 0
     {
-        out.push(Cause {
-            reason: "FieldValueNotSupported",
-            field: format!("{field}.restartPolicy"),
-            message: format!(
-                "Unsupported value: {rp:?}: supported values: \"Always\", \"OnFailure\", \"Never\""
-            ),
-        });
+        out.push(Cause::invalid(
+            &format!("{field}.terminationGracePeriodSeconds"),
+            &json!(n),
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
-fn validate_selector_matches(obj: &Value, out: &mut Vec<Cause>) {
+/// How Go's `%#v` prints a `map[string]string` (Kubernetes shows template
+/// labels that way).
+fn go_map(v: Option<&Value>) -> String {
+    let Some(m) = v.and_then(Value::as_object) else {
+        return "map[string]string(nil)".into();
+    };
+    let mut parts: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
+        .collect();
+    parts.sort();
+    format!("map[string]string{{{}}}", parts.join(", "))
+}
+
+fn validate_selector_matches(kind: &str, obj: &Value, out: &mut Vec<Cause>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     let Some(sel) = spec.get("selector") else {
         out.push(Cause::required("spec.selector"));
         return;
     };
+    validate_labels("spec.selector.matchLabels", sel.get("matchLabels"), out);
     let labels = spec.pointer("/template/metadata/labels");
+    validate_labels("spec.template.metadata.labels", labels, out);
     let s = crate::selectors::LabelSelector::from_json(sel);
     if sel.get("matchLabels").is_none() && sel.get("matchExpressions").is_none() {
         out.push(Cause::invalid(
             "spec.selector",
             sel,
-            "empty selector is invalid for deployment",
+            &format!("empty selector is invalid for {}", kind.to_lowercase()),
         ));
     } else if !s.matches(labels) {
+        out.push(Cause {
+            reason: "FieldValueInvalid",
+            field: "spec.template.metadata.labels".into(),
+            message: format!(
+                "Invalid value: {}: `selector` does not match template `labels`",
+                go_map(labels)
+            ),
+        });
+    }
+}
+
+/// `maxSurge`/`maxUnavailable`: an integer ≥ 0 or a percentage ≤ 100%.
+fn int_or_percent(field: &str, v: Option<&Value>, out: &mut Vec<Cause>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => {
+            let n = n.as_i64().unwrap_or(-1);
+            if n < 0 {
+                out.push(Cause::invalid(
+                    field,
+                    &json!(n),
+                    "must be greater than or equal to 0",
+                ));
+            }
+            Some(n)
+        }
+        Value::String(s) => {
+            let Some(p) = s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) else {
+                out.push(Cause::invalid(field, &json!(s), "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"));
+                return None;
+            };
+            if p > 100 {
+                out.push(Cause::invalid(
+                    field,
+                    &json!(s),
+                    "must not be greater than 100%",
+                ));
+            }
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+fn validate_deployment(obj: &Value, out: &mut Vec<Cause>) {
+    for p in [
+        "/spec/revisionHistoryLimit",
+        "/spec/minReadySeconds",
+        "/spec/progressDeadlineSeconds",
+    ] {
+        non_negative(obj, p, out);
+    }
+    let min_ready = obj
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if let Some(pd) = obj
+        .pointer("/spec/progressDeadlineSeconds")
+        .and_then(Value::as_i64)
+        && pd >= 0
+        && pd <= min_ready
+    {
         out.push(Cause::invalid(
-            "spec.template.metadata.labels",
-            labels.unwrap_or(&Value::Null),
-            "`selector` does not match template `labels`",
+            "spec.progressDeadlineSeconds",
+            &json!(pd),
+            "must be greater than minReadySeconds",
         ));
     }
+    let strategy = obj.pointer("/spec/strategy").unwrap_or(&Value::Null);
+    let ty = strategy
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("RollingUpdate");
+    match ty {
+        "Recreate" if strategy.get("rollingUpdate").is_some() => out.push(Cause::forbidden(
+            "spec.strategy.rollingUpdate",
+            "may not be specified when strategy `type` is 'Recreate'",
+        )),
+        "RollingUpdate" => {
+            let ru = strategy.get("rollingUpdate").unwrap_or(&Value::Null);
+            let surge = int_or_percent(
+                "spec.strategy.rollingUpdate.maxSurge",
+                ru.get("maxSurge"),
+                out,
+            );
+            let unavailable = int_or_percent(
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                ru.get("maxUnavailable"),
+                out,
+            );
+            if surge == Some(0) && unavailable == Some(0) {
+                out.push(Cause::invalid(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    ru.get("maxUnavailable").unwrap_or(&Value::Null),
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+        }
+        "Recreate" => {}
+        other => out.push(not_supported(
+            "spec.strategy.type",
+            other,
+            &["Recreate", "RollingUpdate"],
+        )),
+    }
+}
+
+fn validate_service(obj: &Value, out: &mut Vec<Cause>) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    let ports = spec.get("ports").and_then(Value::as_array);
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+    if !matches!(
+        ty,
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
+    ) {
+        out.push(not_supported(
+            "spec.type",
+            ty,
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
+    }
+    if ty == "ExternalName" {
+        match spec.get("externalName").and_then(Value::as_str) {
+            None | Some("") => out.push(Cause::required("spec.externalName")),
+            Some(n) if !is_dns_subdomain(n) => out.push(Cause::invalid(
+                "spec.externalName",
+                &json!(n),
+                SUBDOMAIN_MSG,
+            )),
+            Some(_) => {}
+        }
+    } else if !headless && ports.is_none_or(Vec::is_empty) {
+        out.push(Cause::required("spec.ports"));
+    }
+    let several = ports.is_some_and(|p| p.len() > 1);
+    let mut names = Vec::new();
+    let mut keys = Vec::new();
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        let f = format!("spec.ports[{i}]");
+        match p
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            None if several => out.push(Cause::required(&format!("{f}.name"))),
+            None => {}
+            Some(n) if !is_dns_label(n) => {
+                out.push(Cause::invalid(&format!("{f}.name"), &json!(n), LABEL_MSG));
+            }
+            Some(n) if names.contains(&n) => out.push(duplicate(&format!("{f}.name"), n)),
+            Some(n) => names.push(n),
+        }
+        let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            out.push(Cause::invalid(&format!("{f}.port"), &json!(port), PORT_MSG));
+        }
+        let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+        one_of(
+            &format!("{f}.protocol"),
+            p.get("protocol"),
+            &["SCTP", "TCP", "UDP"],
+            out,
+        );
+        match p.get("targetPort") {
+            Some(Value::Number(n)) => {
+                let n = n.as_i64().unwrap_or(0);
+                if !(1..=65535).contains(&n) {
+                    out.push(Cause::invalid(
+                        &format!("{f}.targetPort"),
+                        &json!(n),
+                        PORT_MSG,
+                    ));
+                }
+            }
+            Some(Value::String(s)) => {
+                for m in port_name_errors(s) {
+                    out.push(Cause::invalid(&format!("{f}.targetPort"), &json!(s), &m));
+                }
+            }
+            _ => {}
+        }
+        if keys.contains(&(port, protocol)) {
+            out.push(Cause {
+                reason: "FieldValueDuplicate",
+                field: f.clone(),
+                message: format!("Duplicate value: core.ServicePort{{Name:\"\", Protocol:{protocol:?}, AppProtocol:(*string)(nil), Port:{port}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}"),
+            });
+        }
+        keys.push((port, protocol));
+    }
+    validate_labels("spec.selector", spec.get("selector"), out);
+    one_of(
+        "spec.sessionAffinity",
+        spec.get("sessionAffinity"),
+        &["ClientIP", "None"],
+        out,
+    );
 }
 
 /// Validation of a whole object (create or update).
 pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let meta = obj.get("metadata").unwrap_or(&Value::Null);
-    for (field, check_values) in [("labels", true), ("annotations", false)] {
-        if let Some(m) = meta.get(field).and_then(Value::as_object) {
-            for (k, v) in m {
-                if !valid_qualified_name(k) {
-                    out.push(Cause::invalid(&format!("metadata.{field}"), &json!(k), "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
-                }
-                if check_values && !v.as_str().is_some_and(valid_label_value) {
-                    out.push(Cause::invalid("metadata.labels", v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
-                }
-            }
-        }
-    }
+    validate_labels("metadata.labels", meta.get("labels"), &mut out);
+    validate_annotations(meta.get("annotations"), &mut out);
     match kind {
         "Pod" => validate_pod_spec("spec", obj.get("spec"), &mut out),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
-            validate_selector_matches(obj, &mut out);
+            validate_selector_matches(kind, obj, &mut out);
             validate_pod_spec(
                 "spec.template.spec",
                 obj.pointer("/spec/template/spec"),
                 &mut out,
             );
-            if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64)
-                && r < 0
+            non_negative(obj, "/spec/replicas", &mut out);
+            if kind == "Deployment" {
+                validate_deployment(obj, &mut out);
+            }
+            if kind == "StatefulSet" {
+                one_of(
+                    "spec.podManagementPolicy",
+                    obj.pointer("/spec/podManagementPolicy"),
+                    &["OrderedReady", "Parallel"],
+                    &mut out,
+                );
+            }
+            match obj
+                .pointer("/spec/template/spec/restartPolicy")
+                .and_then(Value::as_str)
             {
-                out.push(Cause::invalid(
-                    "spec.replicas",
-                    &json!(r),
-                    "must be greater than or equal to 0",
-                ));
+                Some("Always") | None => {}
+                Some(other) => out.push(not_supported(
+                    "spec.template.spec.restartPolicy",
+                    other,
+                    &["Always"],
+                )),
             }
         }
         "Job" => {
@@ -491,52 +1140,38 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
                 obj.pointer("/spec/template/spec"),
                 &mut out,
             );
+            for p in [
+                "/spec/parallelism",
+                "/spec/completions",
+                "/spec/backoffLimit",
+                "/spec/activeDeadlineSeconds",
+            ] {
+                non_negative(obj, p, &mut out);
+            }
+            one_of(
+                "spec.completionMode",
+                obj.pointer("/spec/completionMode"),
+                &["Indexed", "NonIndexed"],
+                &mut out,
+            );
             match obj
                 .pointer("/spec/template/spec/restartPolicy")
                 .and_then(Value::as_str)
             {
                 Some("OnFailure" | "Never") => {}
-                other => out.push(Cause {
+                None => out.push(Cause {
                     reason: "FieldValueRequired",
                     field: "spec.template.spec.restartPolicy".into(),
-                    message: format!(
-                        "Required value: valid values: \"OnFailure\", \"Never\" (got {other:?})"
-                    ),
+                    message: "Required value: valid values: \"OnFailure\", \"Never\"".into(),
                 }),
+                Some(other) => out.push(not_supported(
+                    "spec.template.spec.restartPolicy",
+                    other,
+                    &["OnFailure", "Never"],
+                )),
             }
         }
-        "Service" => {
-            let spec = obj.get("spec").unwrap_or(&Value::Null);
-            let ty = spec
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("ClusterIP");
-            let ports = spec.get("ports").and_then(Value::as_array);
-            let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
-            if ty != "ExternalName" && !headless && ports.is_none_or(Vec::is_empty) {
-                out.push(Cause::required("spec.ports"));
-            }
-            for (i, p) in ports.into_iter().flatten().enumerate() {
-                let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-                if !(1..=65535).contains(&port) {
-                    out.push(Cause::invalid(
-                        &format!("spec.ports[{i}].port"),
-                        &json!(port),
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
-            }
-            if !matches!(
-                ty,
-                "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName"
-            ) {
-                out.push(Cause {
-                    reason: "FieldValueNotSupported",
-                    field: "spec.type".into(),
-                    message: format!("Unsupported value: {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""),
-                });
-            }
-        }
+        "Service" => validate_service(obj, &mut out),
         "ConfigMap" | "Secret" => {
             for field in ["data", "binaryData", "stringData"] {
                 for k in obj
@@ -551,7 +1186,7 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
                         && k.bytes()
                             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
                     if !ok {
-                        out.push(Cause::invalid(&format!("{field}[{k}]"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"));
+                        out.push(Cause::invalid(&format!("{field}[{k}]"), &json!(k), "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
                     }
                 }
             }
@@ -706,5 +1341,189 @@ mod tests {
             q["spec"]["containers"][0]["resources"]["limits"]["cpu"],
             "1"
         );
+    }
+
+    /// A valid object of `kind`, then `edit` applied to it.
+    fn object(kind: &str) -> Value {
+        let pod = json!({"containers": [{"name": "c", "image": "nginx:1.25", "ports": [{"containerPort": 80, "name": "http"}]}]});
+        let mut v = match kind {
+            "Pod" => json!({"metadata": {"name": "p"}, "spec": pod}),
+            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+                json!({"metadata": {"name": "d"}, "spec": {
+                "selector": {"matchLabels": {"app": "a"}},
+                "template": {"metadata": {"labels": {"app": "a"}}, "spec": pod}}})
+            }
+            "Job" => json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}),
+            "Service" => {
+                json!({"metadata": {"name": "s"}, "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}})
+            }
+            _ => json!({"metadata": {"name": "x"}}),
+        };
+        apply_defaults(kind, &mut v, &mut || "10.43.0.1".into());
+        v
+    }
+
+    #[test]
+    fn validation_messages_match_kubernetes() {
+        let long = "a".repeat(64);
+        // (kind, JSON pointer, value to set, field, message) — messages as
+        // apimachinery words them.
+        let cases: Vec<(&str, &str, Value, &str, String)> = vec![
+            ("Pod", "/spec/containers/0/image", json!(""), "spec.containers[0].image", "Required value".into()),
+            ("Pod", "/spec/containers", json!([]), "spec.containers", "Required value".into()),
+            ("Pod", "/spec/containers/0/name", json!("Web_1"), "spec.containers[0].name", format!("Invalid value: \"Web_1\": {LABEL_MSG}")),
+            ("Pod", "/spec/containers/0/ports/0/containerPort", json!(70000), "spec.containers[0].ports[0].containerPort", "Invalid value: 70000: must be between 1 and 65535, inclusive".into()),
+            ("Pod", "/spec/containers/0/ports/0/containerPort", json!(0), "spec.containers[0].ports[0].containerPort", "Required value".into()),
+            ("Pod", "/spec/containers/0/ports/0/name", json!("http-web-server-1"), "spec.containers[0].ports[0].name", "Invalid value: \"http-web-server-1\": must be no more than 15 characters".into()),
+            ("Pod", "/spec/containers/0/ports/0/name", json!("80"), "spec.containers[0].ports[0].name", "Invalid value: \"80\": must contain at least one letter (a-z)".into()),
+            ("Pod", "/spec/containers/0/ports/0/protocol", json!("XTP"), "spec.containers[0].ports[0].protocol", "Unsupported value: \"XTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"".into()),
+            ("Pod", "/spec/containers/0/env", json!([{"name": "A=B", "value": "1"}]), "spec.containers[0].env[0].name", "Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='".into()),
+            ("Pod", "/spec/containers/0/env", json!([{"value": "1"}]), "spec.containers[0].env[0].name", "Required value".into()),
+            ("Pod", "/spec/containers/0/resources", json!({"limits": {"cpu": "-1"}}), "spec.containers[0].resources.limits[cpu]", "Invalid value: \"-1\": must be greater than or equal to 0".into()),
+            ("Pod", "/spec/containers/0/resources", json!({"limits": {"cpu": "1"}, "requests": {"cpu": "2"}}), "spec.containers[0].resources.requests", "Invalid value: \"2\": must be less than or equal to cpu limit of 1".into()),
+            ("Pod", "/spec/containers/0/volumeMounts", json!([{"name": "data", "mountPath": "/d"}]), "spec.containers[0].volumeMounts[0].name", "Not found: \"data\"".into()),
+            ("Pod", "/spec/containers/0/imagePullPolicy", json!("Sometimes"), "spec.containers[0].imagePullPolicy", "Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\"".into()),
+            ("Pod", "/spec/restartPolicy", json!("Sometimes"), "spec.restartPolicy", "Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"".into()),
+            ("Pod", "/metadata/labels", json!({"app": long}), "metadata.labels", format!("Invalid value: \"{long}\": must be no more than 63 characters")),
+            ("Pod", "/metadata/labels", json!({"app": "a b"}), "metadata.labels", format!("Invalid value: \"a b\": {LABEL_VALUE_MSG}")),
+            ("Pod", "/metadata/labels", json!({"bad key": "v"}), "metadata.labels", format!("Invalid value: \"bad key\": name part {QUALIFIED_MSG}")),
+            ("Pod", "/metadata/labels", json!({"Example.com/app": "v"}), "metadata.labels", format!("Invalid value: \"Example.com/app\": prefix part {SUBDOMAIN_MSG}")),
+            ("Pod", "/metadata/annotations", json!({"a/b/c": "v"}), "metadata.annotations", format!("Invalid value: \"a/b/c\": a qualified name {QUALIFIED_MSG} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')")),
+            ("Pod", "/metadata/annotations", json!({"big": "x".repeat(300_000)}), "metadata.annotations", "Too long: may not be more than 262144 bytes".into()),
+            ("Deployment", "/spec/replicas", json!(-1), "spec.replicas", "Invalid value: -1: must be greater than or equal to 0".into()),
+            ("Deployment", "/spec/template/metadata/labels", json!({"app": "b"}), "spec.template.metadata.labels", "Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`".into()),
+            ("Deployment", "/spec/strategy/rollingUpdate", json!({"maxSurge": 0, "maxUnavailable": 0}), "spec.strategy.rollingUpdate.maxUnavailable", "Invalid value: 0: may not be 0 when `maxSurge` is 0".into()),
+            ("Deployment", "/spec/strategy/rollingUpdate/maxSurge", json!("120%"), "spec.strategy.rollingUpdate.maxSurge", "Invalid value: \"120%\": must not be greater than 100%".into()),
+            ("Deployment", "/spec/strategy/type", json!("BlueGreen"), "spec.strategy.type", "Unsupported value: \"BlueGreen\": supported values: \"Recreate\", \"RollingUpdate\"".into()),
+            ("Deployment", "/spec/progressDeadlineSeconds", json!(0), "spec.progressDeadlineSeconds", "Invalid value: 0: must be greater than minReadySeconds".into()),
+            ("Deployment", "/spec/template/spec/restartPolicy", json!("Never"), "spec.template.spec.restartPolicy", "Unsupported value: \"Never\": supported values: \"Always\"".into()),
+            ("StatefulSet", "/spec/template/spec/containers/0/image", json!(""), "spec.template.spec.containers[0].image", "Required value".into()),
+            ("DaemonSet", "/spec/selector", json!({}), "spec.selector", "Invalid value: {}: empty selector is invalid for daemonset".into()),
+            ("Job", "/spec/template/spec/restartPolicy", json!("Always"), "spec.template.spec.restartPolicy", "Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"".into()),
+            ("Job", "/spec/backoffLimit", json!(-2), "spec.backoffLimit", "Invalid value: -2: must be greater than or equal to 0".into()),
+            ("Service", "/spec/ports/0/port", json!(0), "spec.ports[0].port", "Invalid value: 0: must be between 1 and 65535, inclusive".into()),
+            ("Service", "/spec/ports", json!([{"port": 80, "name": "a"}, {"port": 81}]), "spec.ports[1].name", "Required value".into()),
+            ("Service", "/spec/ports", json!([{"port": 80, "name": "a"}, {"port": 81, "name": "a"}]), "spec.ports[1].name", "Duplicate value: \"a\"".into()),
+            ("Service", "/spec/ports/0/targetPort", json!(0), "spec.ports[0].targetPort", "Invalid value: 0: must be between 1 and 65535, inclusive".into()),
+            ("Service", "/spec/selector", json!({"app": "a b"}), "spec.selector", format!("Invalid value: \"a b\": {LABEL_VALUE_MSG}")),
+            ("Service", "/spec/sessionAffinity", json!("Sticky"), "spec.sessionAffinity", "Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"".into()),
+        ];
+        for (kind, pointer, value, field, message) in cases {
+            let mut obj = object(kind);
+            assert!(
+                validate(kind, &obj).is_empty(),
+                "{kind} base: {:?}",
+                validate(kind, &obj)
+            );
+            let (parent, last) = pointer.rsplit_once('/').unwrap();
+            let target = obj
+                .pointer_mut(parent)
+                .unwrap_or_else(|| panic!("{pointer}"));
+            match target {
+                Value::Array(a) => a[last.parse::<usize>().unwrap()] = value,
+                t => {
+                    t[last] = value;
+                }
+            }
+            let causes = validate(kind, &obj);
+            assert!(
+                causes
+                    .iter()
+                    .any(|c| c.field == field && c.message == message),
+                "{kind} {pointer}: want {field}: {message}\ngot {causes:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_fill_pod_templates_and_workloads() {
+        let dep = object("Deployment");
+        assert_eq!(dep["spec"]["replicas"], 1);
+        assert_eq!(
+            dep["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        assert_eq!(dep["spec"]["revisionHistoryLimit"], 10);
+        assert_eq!(dep["spec"]["progressDeadlineSeconds"], 600);
+        let tmpl = &dep["spec"]["template"]["spec"];
+        assert_eq!(tmpl["restartPolicy"], "Always");
+        assert_eq!(tmpl["dnsPolicy"], "ClusterFirst");
+        assert_eq!(tmpl["terminationGracePeriodSeconds"], 30);
+        assert_eq!(tmpl["schedulerName"], "default-scheduler");
+        assert_eq!(tmpl["securityContext"], json!({}));
+        let ctr = &tmpl["containers"][0];
+        assert_eq!(ctr["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(ctr["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(ctr["terminationMessagePolicy"], "File");
+        assert_eq!(ctr["ports"][0]["protocol"], "TCP");
+        for (image, policy) in [
+            ("nginx", "Always"),
+            ("nginx:latest", "Always"),
+            ("reg:5000/nginx", "Always"),
+            ("reg:5000/nginx:1", "IfNotPresent"),
+            ("nginx@sha256:ab", "IfNotPresent"),
+        ] {
+            let mut p = json!({"spec": {"containers": [{"name": "c", "image": image}]}});
+            apply_defaults("Pod", &mut p, &mut String::new);
+            assert_eq!(
+                p["spec"]["containers"][0]["imagePullPolicy"], policy,
+                "{image}"
+            );
+        }
+        let job = object("Job");
+        assert_eq!(
+            (
+                job["spec"]["backoffLimit"].as_i64(),
+                job["spec"]["completions"].as_i64(),
+                job["spec"]["parallelism"].as_i64()
+            ),
+            (Some(6), Some(1), Some(1))
+        );
+        assert_eq!(job["spec"]["completionMode"], "NonIndexed");
+        let s = object("Service");
+        assert_eq!(
+            (
+                s["spec"]["type"].as_str(),
+                s["spec"]["sessionAffinity"].as_str()
+            ),
+            (Some("ClusterIP"), Some("None"))
+        );
+        assert_eq!(
+            s["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
+        for kind in ["ReplicaSet", "StatefulSet", "DaemonSet"] {
+            assert_eq!(
+                object(kind)["spec"]["template"]["spec"]["dnsPolicy"],
+                "ClusterFirst",
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantities_parse_like_kubernetes() {
+        for (q, v) in [
+            ("1", 1.0),
+            ("100m", 0.1),
+            ("64Mi", 67_108_864.0),
+            ("1.5Gi", 1_610_612_736.0),
+            ("2e3", 2000.0),
+            ("+1k", 1000.0),
+            ("-1", -1.0),
+        ] {
+            assert!((parse_quantity(q).unwrap() - v).abs() < 1e-6, "{q}");
+        }
+        for q in ["", "abc", "1..2", "1Qi", "Mi", "1 Gi", "1e+"] {
+            assert!(parse_quantity(q).is_err(), "{q}");
+        }
+        assert_eq!(parse_quantity("1Qi").unwrap_err(), QUANTITY_MSG);
+        assert_eq!(
+            parse_quantity("1kk").unwrap_err(),
+            "unable to parse quantity's suffix"
+        );
+        let bad = json!({"spec": {"containers": [{"resources": {"limits": {"memory": "lots"}}}]}});
+        assert_eq!(check_quantities(&bad).unwrap_err(), QUANTITY_MSG);
     }
 }

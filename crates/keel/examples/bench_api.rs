@@ -32,6 +32,8 @@ fn cm(name: &str) -> ConfigMap {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // The workspace compiles in more than one rustls crypto backend: name one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().collect();
     assert!(
         args.len() == 5,

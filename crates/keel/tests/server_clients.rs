@@ -82,15 +82,26 @@ fn python_client_on_three_member_etcd() {
 
 #[test]
 fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
-    let s = KeelServer::start(None);
+    bad_input(&KeelServer::start(None));
+}
+
+#[test]
+fn bad_input_on_three_member_etcd() {
+    let cluster = keel_store::testing::EtcdCluster::start(3);
+    bad_input(&KeelServer::start(Some(cluster.datastore_url())));
+}
+
+/// Every bad request gets a Kubernetes Status and leaves the store as it was.
+#[allow(clippy::many_single_char_names)]
+fn bad_input(s: &KeelServer) {
     let cms = "/api/v1/namespaces/default/configmaps";
     let json = "application/json";
-    let (code, _) = raw(&s, "POST", cms, json, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok","labels":{"a":"b"}},"data":{"k":"v"}}"#), "admin");
+    let (code, _) = raw(s, "POST", cms, json, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok","labels":{"a":"b"}},"data":{"k":"v"}}"#), "admin");
     assert_eq!(code, 201);
     let list = |s: &KeelServer| raw(s, "GET", cms, json, None, "admin").1;
-    let (c, _) = raw(&s, "POST", cms, json, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"frozen"},"immutable":true,"data":{"k":"v"}}"#), "admin");
+    let (c, _) = raw(s, "POST", cms, json, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"frozen"},"immutable":true,"data":{"k":"v"}}"#), "admin");
     assert_eq!(c, 201);
-    let before = list(&s);
+    let before = list(s);
 
     let check = |code: u16, body: &str, want_code: u16, want_reason: &str| {
         assert_eq!(code, want_code, "{body}");
@@ -102,10 +113,10 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         v
     };
     // No token, wrong token.
-    let (c, b) = raw(&s, "GET", cms, json, None, "-");
+    let (c, b) = raw(s, "GET", cms, json, None, "-");
     check(c, &b, 401, "Unauthorized");
     let (c, b) = raw(
-        &s,
+        s,
         "POST",
         cms,
         json,
@@ -115,7 +126,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     check(c, &b, 401, "Unauthorized");
     // Malformed JSON and YAML.
     let (c, b) = raw(
-        &s,
+        s,
         "POST",
         cms,
         json,
@@ -124,7 +135,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     );
     check(c, &b, 400, "BadRequest");
     let (c, b) = raw(
-        &s,
+        s,
         "POST",
         cms,
         "application/yaml",
@@ -133,7 +144,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     );
     check(c, &b, 400, "BadRequest");
     let (c, b) = raw(
-        &s,
+        s,
         "PATCH",
         &format!("{cms}/ok?fieldManager=t"),
         "application/apply-patch+yaml",
@@ -143,7 +154,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     check(c, &b, 400, "BadRequest");
     // Wrong kind for the URL; wrong field type.
     let (c, b) = raw(
-        &s,
+        s,
         "POST",
         cms,
         json,
@@ -159,7 +170,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         "{b}"
     );
     let (c, b) = raw(
-        &s,
+        s,
         "POST",
         cms,
         json,
@@ -169,7 +180,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     check(c, &b, 400, "BadRequest");
     // Unknown field with strict validation.
     let (c, b) = raw(
-        &s,
+        s,
         "POST",
         &format!("{cms}?fieldValidation=Strict"),
         json,
@@ -188,12 +199,12 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     for name in ["Bad_Name", "-lead", "a..b", &"x".repeat(254)] {
         let body =
             format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}}}}"#);
-        let (c, b) = raw(&s, "POST", cms, json, Some(body.as_bytes()), "admin");
+        let (c, b) = raw(s, "POST", cms, json, Some(body.as_bytes()), "admin");
         let v = check(c, &b, 422, "Invalid");
         assert_eq!(v["details"]["causes"][0]["field"], "metadata.name", "{b}");
     }
     let (c, b) = raw(
-        &s,
+        s,
         "POST",
         "/api/v1/namespaces",
         json,
@@ -206,11 +217,11 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
         "x".repeat(1_600_000)
     );
-    let (c, b) = raw(&s, "POST", cms, json, Some(big.as_bytes()), "admin");
+    let (c, b) = raw(s, "POST", cms, json, Some(big.as_bytes()), "admin");
     check(c, &b, 413, "RequestEntityTooLarge");
     // Immutable fields: a ConfigMap marked immutable, a Deployment's selector.
     let (c, b) = raw(
-        &s,
+        s,
         "PATCH",
         &format!("{cms}/frozen"),
         "application/merge-patch+json",
@@ -220,13 +231,13 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     let v = check(c, &b, 422, "Invalid");
     assert!(v["message"].as_str().unwrap().contains("immutable"), "{b}");
     // Optimistic concurrency: a stale resourceVersion is a 409 Conflict.
-    let (c, b) = raw(&s, "PUT", &format!("{cms}/ok"), json, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok","resourceVersion":"1"},"data":{"k":"stale"}}"#), "admin");
+    let (c, b) = raw(s, "PUT", &format!("{cms}/ok"), json, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"ok","resourceVersion":"1"},"data":{"k":"stale"}}"#), "admin");
     check(c, &b, 409, "Conflict");
     // Not found, unknown resource, unsupported patch type.
-    let (c, b) = raw(&s, "GET", &format!("{cms}/nope"), json, None, "admin");
+    let (c, b) = raw(s, "GET", &format!("{cms}/nope"), json, None, "admin");
     check(c, &b, 404, "NotFound");
     let (c, b) = raw(
-        &s,
+        s,
         "GET",
         "/api/v1/namespaces/default/widgets",
         json,
@@ -235,7 +246,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     );
     check(c, &b, 404, "NotFound");
     let (c, b) = raw(
-        &s,
+        s,
         "PATCH",
         &format!("{cms}/ok"),
         "text/plain",
@@ -243,11 +254,138 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         "admin",
     );
     check(c, &b, 415, "UnsupportedMediaType");
+    // Validation of built-in fields: 422 with one cause per field.
+    let pod = |spec: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"p","labels":{{"app":"x"}}}},"spec":{spec}}}"#
+        )
+    };
+    let pods = "/api/v1/namespaces/default/pods";
+    for (spec, field, message) in [
+        (
+            r#"{"containers":[{"name":"c"}]}"#,
+            "spec.containers[0].image",
+            "Required value",
+        ),
+        (
+            r#"{"containers":[{"name":"c","image":"i","ports":[{"containerPort":70000}]}]}"#,
+            "spec.containers[0].ports[0].containerPort",
+            "Invalid value: 70000: must be between 1 and 65535, inclusive",
+        ),
+        (
+            r#"{"containers":[{"name":"c","image":"i"},{"name":"c","image":"j"}]}"#,
+            "spec.containers[1].name",
+            "Duplicate value: \"c\"",
+        ),
+        (
+            r#"{"containers":[{"name":"c","image":"i","env":[{"name":"A=B"}]}]}"#,
+            "spec.containers[0].env[0].name",
+            "Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='",
+        ),
+    ] {
+        let (c, b) = raw(s, "POST", pods, json, Some(pod(spec).as_bytes()), "admin");
+        let v = check(c, &b, 422, "Invalid");
+        let causes = v["details"]["causes"].as_array().unwrap();
+        assert!(
+            causes
+                .iter()
+                .any(|c| c["field"] == field && c["message"] == message),
+            "{b}"
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Pod \"p\" is invalid: "),
+            "{b}"
+        );
+    }
+    let (c, b) = raw(s, "POST", pods, json, Some(pod(r#"{"containers":[{"name":"c","image":"i","resources":{"limits":{"memory":"lots"}}}]}"#).as_bytes()), "admin");
+    let v = check(c, &b, 400, "BadRequest");
+    assert_eq!(
+        v["message"],
+        "Pod in version \"v1\" cannot be handled as a Pod: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        "{b}"
+    );
+    let (c, b) = raw(s, "POST", cms, json, Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"l","labels":{"app":"a b"}}}"#), "admin");
+    let v = check(c, &b, 422, "Invalid");
+    assert_eq!(v["details"]["causes"][0]["field"], "metadata.labels", "{b}");
     // After all of that, the store is exactly as before (same list revision).
-    assert_eq!(list(&s), before);
+    assert_eq!(list(s), before);
+    // Server-side apply: a conflicting apply is a 409 with one
+    // FieldManagerConflict cause per field and changes nothing; force wins.
+    let ok = format!("{cms}/owned");
+    let apply = |manager: &str, value: &str, force: bool| {
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"owned"}},"data":{{"k":"{value}","{manager}":"x"}}}}"#
+        );
+        let q = if force { "&force=true" } else { "" };
+        raw(
+            s,
+            "PATCH",
+            &format!("{ok}?fieldManager={manager}{q}"),
+            "application/apply-patch+yaml",
+            Some(body.as_bytes()),
+            "admin",
+        )
+    };
+    assert_eq!(apply("alice", "v", false).0, 201);
+    let (c, b) = apply("bob", "w", false);
+    let v = check(c, &b, 409, "Conflict");
+    assert_eq!(
+        v["message"], "Apply failed with 1 conflict: conflict with \"alice\": .data.k",
+        "{b}"
+    );
+    assert_eq!(
+        v["details"]["causes"],
+        serde_json::json!([{"reason": "FieldManagerConflict", "message": "conflict with \"alice\"", "field": ".data.k"}]),
+        "{b}"
+    );
+    let get_ok = || raw(s, "GET", &ok, json, None, "admin").1;
+    let unchanged = get_ok();
+    assert!(
+        unchanged.contains(r#""k":"v""#) && !unchanged.contains("bob"),
+        "{unchanged}"
+    );
+    // A non-apply update takes ownership (operation Update, its manager).
+    let (c, b) = raw(
+        s,
+        "PATCH",
+        &format!("{ok}?fieldManager=editor"),
+        "application/merge-patch+json",
+        Some(br#"{"data":{"k":"edited"}}"#),
+        "admin",
+    );
+    assert_eq!(c, 200, "{b}");
+    let (c, b) = apply("alice", "v", false);
+    let v = check(c, &b, 409, "Conflict");
+    assert_eq!(
+        v["message"], "Apply failed with 1 conflict: conflict with \"editor\" using v1: .data.k",
+        "{b}"
+    );
+    let (c, b) = raw(
+        s,
+        "PATCH",
+        &format!("{ok}?fieldManager=x&force=true"),
+        "application/merge-patch+json",
+        Some(b"{}"),
+        "admin",
+    );
+    check(c, &b, 422, "Invalid");
+    let (c, b) = apply("bob", "w", true);
+    assert_eq!(c, 200, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["data"]["k"], "w");
+    let mf = v["metadata"]["managedFields"].as_array().unwrap();
+    let owner_of_k: Vec<&str> = mf
+        .iter()
+        .filter(|e| e["fieldsV1"]["f:data"].get("f:k").is_some())
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owner_of_k, ["bob"], "{b}");
     let dep = br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"app":"a"}},"template":{"metadata":{"labels":{"app":"a"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
     let (c, _) = raw(
-        &s,
+        s,
         "POST",
         "/apis/apps/v1/namespaces/default/deployments",
         json,
@@ -255,11 +393,11 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         "admin",
     );
     assert_eq!(c, 201);
-    let (c, b) = raw(&s, "PATCH", "/apis/apps/v1/namespaces/default/deployments/d", "application/merge-patch+json", Some(br#"{"spec":{"selector":{"matchLabels":{"app":"b"}},"template":{"metadata":{"labels":{"app":"b"}}}}}"#), "admin");
+    let (c, b) = raw(s, "PATCH", "/apis/apps/v1/namespaces/default/deployments/d", "application/merge-patch+json", Some(br#"{"spec":{"selector":{"matchLabels":{"app":"b"}},"template":{"metadata":{"labels":{"app":"b"}}}}}"#), "admin");
     let v = check(c, &b, 422, "Invalid");
     assert_eq!(v["details"]["causes"][0]["field"], "spec.selector", "{b}");
     let (c, b) = raw(
-        &s,
+        s,
         "POST",
         "/apis/apps/v1/namespaces/default/deployments",
         json,
@@ -269,7 +407,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     check(c, &b, 409, "AlreadyExists");
     // Streaming lists: initial events, then a bookmark marking their end.
     let (c, b) = raw(
-        &s,
+        s,
         "GET",
         &format!(
             "{cms}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
@@ -297,7 +435,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
         "{b}"
     );
     let (c, b) = raw(
-        &s,
+        s,
         "GET",
         &format!("{cms}?watch=true&sendInitialEvents=true"),
         json,
@@ -306,7 +444,7 @@ fn bad_input_gets_kubernetes_errors_and_changes_nothing() {
     );
     check(c, &b, 422, "Invalid");
     // Health endpoints answer without a token.
-    assert_eq!(raw(&s, "GET", "/readyz", json, None, "-").0, 200);
+    assert_eq!(raw(s, "GET", "/readyz", json, None, "-").0, 200);
 }
 
 async fn wait_for(

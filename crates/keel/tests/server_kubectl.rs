@@ -658,3 +658,213 @@ fn secrets_are_encrypted_at_rest() {
     }
     assert!(scanned > 0);
 }
+
+/// Server-side apply conflicts between field managers, as kubectl shows them.
+fn ssa_conflicts(s: &KeelServer, k: &Path, ns: &str) {
+    s.ok(k, &["create", "namespace", ns]);
+    let dep = |replicas: u32, image: &str, labels: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: {ns}\n  labels: {{{labels}}}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: c\n        image: {image}\n"
+        )
+    };
+    let apply = |manager: &str, doc: &str, extra: &[&str]| {
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            manager,
+            "-f",
+            "-",
+        ];
+        args.extend_from_slice(extra);
+        s.kubectl_with(k, &args, Some(doc))
+    };
+    let managed = || -> serde_json::Value {
+        let out = s.ok(
+            k,
+            &[
+                "-n",
+                ns,
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["metadata"]["managedFields"].clone()
+    };
+    let owns = |manager: &str, pointer: &str| {
+        managed()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["manager"] == manager)
+            .any(|e| e["fieldsV1"].pointer(pointer).is_some())
+    };
+    let base = dep(2, "nginx:1.25", "app: web, team: a");
+    let out = apply("alice", &base, &[]);
+    assert!(out.status.success(), "{out:?}");
+    // A different value for a field alice owns: one conflict, kubectl's text.
+    let out = apply("bob", &dep(3, "nginx:1.25", "app: web, team: a"), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "alice": .spec.replicas"#),
+        "{err}"
+    );
+    assert!(err.contains("--force-conflicts"), "{err}");
+    assert_eq!(jsonpath_in(s, k, ns, "{.spec.replicas}"), "2");
+    // The same value co-owns.
+    let out = apply("bob", &base, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(owns("alice", "/f:spec/f:replicas") && owns("bob", "/f:spec/f:replicas"));
+    // Forced: bob takes replicas from alice.
+    let out = apply(
+        "bob",
+        &dep(4, "nginx:1.25", "app: web, team: a"),
+        &["--force-conflicts"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(jsonpath_in(s, k, ns, "{.spec.replicas}"), "4");
+    assert!(!owns("alice", "/f:spec/f:replicas") && owns("bob", "/f:spec/f:replicas"));
+    assert!(owns("alice", "/f:metadata/f:labels/f:team"));
+    // kubectl scale is an update through the scale subresource: it takes
+    // replicas, and the next apply with another value conflicts with it.
+    s.ok(k, &["-n", ns, "scale", "deploy", "web", "--replicas=5"]);
+    assert!(!owns("bob", "/f:spec/f:replicas"));
+    let out = apply("bob", &dep(4, "nginx:1.27", "app: web, team: a"), &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Apply failed with 2 conflicts"), "{err}");
+    assert!(
+        err.contains(r#"with subresource "scale" using apps/v1:"#)
+            && err.contains("- .spec.replicas"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "conflicts with \"alice\":\n- .spec.template.spec.containers[name=\"c\"].image"
+        ),
+        "{err}"
+    );
+    assert_eq!(jsonpath_in(s, k, ns, "{.spec.replicas}"), "5");
+    // Fields a manager stops applying are released; removed from the
+    // object only when no one else owns them.
+    let out = apply(
+        "alice",
+        &dep(2, "nginx:1.25", "app: web"),
+        &["--force-conflicts"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        jsonpath_in(s, k, ns, "{.metadata.labels}"),
+        r#"{"app":"web","team":"a"}"#,
+        "bob still applies team"
+    );
+    let out = apply("bob", &dep(2, "nginx:1.25", "app: web"), &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        jsonpath_in(s, k, ns, "{.metadata.labels}"),
+        r#"{"app":"web"}"#
+    );
+    // The classic: kubectl scale, then kubectl's own server-side apply of
+    // another replica count.
+    s.ok(k, &["-n", ns, "scale", "deploy", "web", "--replicas=6"]);
+    let out = s.kubectl_with(
+        k,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&dep(2, "nginx:1.25", "app: web")),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl"#)
+            && err.contains(r#" with subresource "scale" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+}
+
+fn jsonpath_in(s: &KeelServer, k: &Path, ns: &str, path: &str) -> String {
+    s.ok(
+        k,
+        &[
+            "-n",
+            ns,
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            &format!("jsonpath={path}"),
+        ],
+    )
+}
+
+#[test]
+fn server_side_apply_conflicts_between_managers() {
+    let s = KeelServer::start(None);
+    for (i, k) in kubectls().iter().enumerate() {
+        ssa_conflicts(&s, k, &format!("ssa-{i}"));
+    }
+}
+
+/// kubectl and client-go offer h2 in ALPN, so with HTTP/2 on they talk
+/// HTTP/2 to keel server (the kubectl suites above run over it); a client
+/// that offers only HTTP/1.1 still gets it.
+#[test]
+fn http2_is_negotiated_and_http1_still_served() {
+    let s = KeelServer::start(None);
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let url = format!(
+        "https://127.0.0.1:{}/api/v1/namespaces/default/configmaps",
+        s.port
+    );
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                flag,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+            ])
+            .args(["-H", &auth, &url])
+            .output()
+            .expect("run curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{version} 200")
+        );
+    }
+    // A watch streams over HTTP/2 too.
+    let mut watch = Command::new("curl")
+        .args(["-skN", "--http2", "--max-time", "20", "-H", &auth])
+        .arg(format!("{url}?watch=true&resourceVersion=0"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    let k = &kubectls()[0];
+    s.ok_in(
+        k,
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: over-h2\n"),
+    );
+    let mut line = String::new();
+    let mut reader = BufReader::new(watch.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !line.contains("over-h2") && Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(
+        line.contains("\"ADDED\"") && line.contains("over-h2"),
+        "{line}"
+    );
+}
