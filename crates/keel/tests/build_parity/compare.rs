@@ -147,6 +147,22 @@ impl Description {
         out
     }
 
+    /// Without the empty `/etc/hostname` and `/run` that buildah's RUN
+    /// leaves behind as mount points (a Dockerfile did not ask for them;
+    /// `BuildKit` leaves none). Kept when a step put something there.
+    pub fn without_buildah_run_mountpoints(mut self) -> Description {
+        if self.entries.get("fs /etc/hostname").map(String::as_str) == Some("file 0755 0:0 \"\"") {
+            self.entries.remove("fs /etc/hostname");
+        }
+        let run_has_children = self.entries.keys().any(|k| k.starts_with("fs /run/"));
+        if !run_has_children
+            && self.entries.get("fs /run").map(String::as_str) == Some("dir 0755 0:0")
+        {
+            self.entries.remove("fs /run");
+        }
+        self
+    }
+
     /// One line per entry: `key value`.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -295,7 +311,7 @@ fn normalize(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Compact JSON with sorted object keys (serde_json's map is sorted).
+/// Compact JSON with sorted object keys (`serde_json` maps are sorted).
 fn render_json(v: &serde_json::Value) -> String {
     serde_json::to_string(v).unwrap()
 }
