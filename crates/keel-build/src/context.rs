@@ -87,8 +87,7 @@ impl SourceRoot<'_> {
                 .map_err(|e| SelectError::Io(source.to_string(), e))?
         };
         // The context's own symlinks are followed only inside it.
-        let real = if self.is_context && fs::symlink_metadata(&real).is_ok_and(|m| m.is_symlink())
-        {
+        let real = if self.is_context && fs::symlink_metadata(&real).is_ok_and(|m| m.is_symlink()) {
             fsops::resolve(self.dir, &rel, true)
                 .map_err(|e| SelectError::Io(source.to_string(), e))?
         } else {
@@ -317,12 +316,7 @@ pub fn hash_entries(
         };
         out.insert(
             name,
-            format!(
-                "{what} {:o} {}:{}",
-                md.mode() & 0o7777,
-                md.uid(),
-                md.gid()
-            ),
+            format!("{what} {:o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid()),
         );
     }
     Ok(out)

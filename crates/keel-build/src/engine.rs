@@ -208,13 +208,21 @@ pub fn build(
         .map(|c| fs::canonicalize(c).unwrap_or_else(|_| c.clone()))
         .map(|c| c.display().to_string())
         .unwrap_or_default();
-    let memo = HashMemo::load(build_dir.join("hashes").join(format!("{}.json", sha(&ctx_name))));
+    let memo = HashMemo::load(
+        build_dir
+            .join("hashes")
+            .join(format!("{}.json", sha(&ctx_name))),
+    );
     let mut meta = BTreeMap::new();
     for a in df.meta_args() {
         let v = match opts.build_args.get(&a.name) {
             Some(v) => Some(v.clone()),
             None => match &a.default {
-                Some(d) => Some(shell::expand(d, &meta, &Options::with_escape(df.directives.escape))?),
+                Some(d) => Some(shell::expand(
+                    d,
+                    &meta,
+                    &Options::with_escape(df.directives.escape),
+                )?),
                 None => None,
             },
         };
@@ -628,7 +636,12 @@ impl Engine<'_> {
     }
 
     /// Expands a word with the stage's ARGs and ENV, noting which ARGs it used.
-    fn expand(&self, st: &State, word: &str, used: &mut BTreeMap<String, String>) -> Result<String> {
+    fn expand(
+        &self,
+        st: &State,
+        word: &str,
+        used: &mut BTreeMap<String, String>,
+    ) -> Result<String> {
         let env = st.lookup_env();
         self.note_args(st, word, used);
         Ok(shell::expand(word, &env, &self.escape())?)
@@ -686,18 +699,22 @@ impl Engine<'_> {
                             None => self.meta.get(&d.name).cloned(),
                         },
                     };
-                    self.used_args
-                        .lock()
-                        .expect("lock")
-                        .insert(d.name.clone());
+                    self.used_args.lock().expect("lock").insert(d.name.clone());
                     st.args.insert(d.name.clone(), v.unwrap_or_default());
                     names.push(d.name.clone());
                 }
                 let created_by = nop(&format!("ARG {}", names.join(" ")));
                 let inputs = self.inputs(st, format!("ARG {}", names.join(" ")));
-                self.cached(st, stage, label, step, position, inputs, &created_by, |_| {
-                    Ok(None)
-                })?;
+                self.cached(
+                    st,
+                    stage,
+                    label,
+                    step,
+                    position,
+                    inputs,
+                    &created_by,
+                    |_| Ok(None),
+                )?;
             }
             Instruction::Run(run) => {
                 let (argv, display) = self.run_argv(st, run)?;
@@ -729,9 +746,16 @@ impl Engine<'_> {
                     )
                 };
                 let created_by = format!("{prefix}{display}");
-                self.cached(st, stage, label, step, position, inputs, &created_by, |st| {
-                    self.exec_run(st, run, argv, label, span)
-                })?;
+                self.cached(
+                    st,
+                    stage,
+                    label,
+                    step,
+                    position,
+                    inputs,
+                    &created_by,
+                    |st| self.exec_run(st, run, argv, label, span),
+                )?;
                 st.pending.clear();
             }
             Instruction::Copy(c) => {
@@ -784,9 +808,16 @@ impl Engine<'_> {
                     serde_json::to_string(st.image.get("config").unwrap_or(&Value::Null))
                         .expect("json")
                 );
-                self.cached(st, stage, label, step, position, inputs, &created_by, |_| {
-                    Ok(None)
-                })?;
+                self.cached(
+                    st,
+                    stage,
+                    label,
+                    step,
+                    position,
+                    inputs,
+                    &created_by,
+                    |_| Ok(None),
+                )?;
             }
         }
         self.emit(Event::Done {
@@ -895,7 +926,11 @@ impl Engine<'_> {
                 for v in vols {
                     let v = self.expand(st, v, used)?;
                     if v.trim().is_empty() {
-                        return Err(self.step_err(span, "VOLUME specified can not be an empty string", None));
+                        return Err(self.step_err(
+                            span,
+                            "VOLUME specified can not be an empty string",
+                            None,
+                        ));
                     }
                     list.push(v);
                 }
@@ -906,13 +941,13 @@ impl Engine<'_> {
                 for v in &list {
                     map[v.as_str()] = json!({});
                 }
-                st.pending.extend(list.into_iter().map(|v| abs_path("/", &v)));
+                st.pending
+                    .extend(list.into_iter().map(|v| abs_path("/", &v)));
             }
             Instruction::StopSignal(s) => {
                 let s = self.expand(st, s, used)?;
-                keel_runtime::engine::parse_signal(&s).map_err(|_| {
-                    self.step_err(span, format!("invalid STOPSIGNAL {s:?}"), None)
-                })?;
+                keel_runtime::engine::parse_signal(&s)
+                    .map_err(|_| self.step_err(span, format!("invalid STOPSIGNAL {s:?}"), None))?;
                 st.cfg().insert("StopSignal".into(), json!(s));
             }
             Instruction::Healthcheck(h) => {
@@ -985,7 +1020,10 @@ impl Engine<'_> {
             Command::Shell(s) => {
                 let mut argv = st.shell();
                 let script = if run.heredocs.len() == 1
-                    && s.trim().trim_start_matches("<<").trim_start_matches('-').trim_matches(['"', '\''])
+                    && s.trim()
+                        .trim_start_matches("<<")
+                        .trim_start_matches('-')
+                        .trim_matches(['"', '\''])
                         == run.heredocs[0].name
                 {
                     // `RUN <<EOF`: the heredoc is the script.
@@ -1104,7 +1142,9 @@ impl Engine<'_> {
             _ => {
                 let tmp = self.tmp_dir()?;
                 let pending = st.pending.clone();
-                self.with_root(tmp.path(), &st.layers, |root| Self::make_pending(root, &pending))?;
+                self.with_root(tmp.path(), &st.layers, |root| {
+                    Self::make_pending(root, &pending)
+                })?;
                 let layer = self.layer_from(&tmp.path().join("upper"))?;
                 let e = Entry {
                     layer,
@@ -1151,7 +1191,9 @@ impl Engine<'_> {
             None
         } else {
             let pending = st.pending.clone();
-            self.with_root(tmp.path(), &st.layers, |root| Self::make_pending(root, &pending))?;
+            self.with_root(tmp.path(), &st.layers, |root| {
+                Self::make_pending(root, &pending)
+            })?;
             Some(tmp.path().join("upper"))
         };
         let lowerdirs = self.lowerdirs(&st.layers)?;
@@ -1166,9 +1208,8 @@ impl Engine<'_> {
                 .clone()
                 .map(|t| abs_path(&workdir, &t))
                 .or_else(|| {
-                    (m.kind == MountType::Secret).then(|| {
-                        format!("/run/secrets/{}", m.id.clone().unwrap_or_default())
-                    })
+                    (m.kind == MountType::Secret)
+                        .then(|| format!("/run/secrets/{}", m.id.clone().unwrap_or_default()))
                 })
                 .ok_or_else(|| self.step_err(span, "mount needs a target", None))?;
             stubs.push(target.clone());
@@ -1237,7 +1278,10 @@ impl Engine<'_> {
                     target,
                     read_only: false,
                     anonymous: false,
-                    options: m.size.map(|s| vec![format!("size={s}")]).unwrap_or_default(),
+                    options: m
+                        .size
+                        .map(|s| vec![format!("size={s}")])
+                        .unwrap_or_default(),
                 },
                 MountType::Secret => {
                     let id = m.id.clone().unwrap_or_else(|| {
@@ -1410,7 +1454,11 @@ impl Engine<'_> {
             Some(m) => {
                 let m = self.expand(st, m, &mut used)?;
                 Some(u32::from_str_radix(&m, 8).map_err(|_| {
-                    self.step_err(span, format!("invalid --chmod {m:?}: want an octal mode"), None)
+                    self.step_err(
+                        span,
+                        format!("invalid --chmod {m:?}: want an octal mode"),
+                        None,
+                    )
                 })?)
             }
             None => None,
@@ -1472,7 +1520,14 @@ impl Engine<'_> {
                 Err(SelectError::Missing(p)) => {
                     return Err(self.step_err(
                         span,
-                        format!("{kw} source {p:?} not found in the {}", if c.from.is_some() { "source stage" } else { "build context" }),
+                        format!(
+                            "{kw} source {p:?} not found in the {}",
+                            if c.from.is_some() {
+                                "source stage"
+                            } else {
+                                "build context"
+                            }
+                        ),
                         Some(if c.from.is_some() {
                             "check the path in the stage it is copied from"
                         } else {
@@ -1530,8 +1585,9 @@ impl Engine<'_> {
                 .entries(sel, c.exclude)
                 .map_err(|e| self.step_err(span, format!("{kw} reading {}: {e}", sel.rel), None))?;
             if c.from.is_none() || is_heredoc {
-                let h = crate::context::hash_entries(&entries, sel, &self.memo)
-                    .map_err(|e| self.step_err(span, format!("{kw} hashing {}: {e}", sel.rel), None))?;
+                let h = crate::context::hash_entries(&entries, sel, &self.memo).map_err(|e| {
+                    self.step_err(span, format!("{kw} hashing {}: {e}", sel.rel), None)
+                })?;
                 let prefix = if is_heredoc { "<<" } else { "" };
                 hashes.extend(h.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
             }
@@ -1557,10 +1613,14 @@ impl Engine<'_> {
             let md = fs::metadata(&p).map_err(io_err("stat", &p))?;
             hashes.insert(
                 u.clone(),
-                format!("file:{}", self.memo.file_hash(&p, &md).map_err(io_err("read", &p))?),
+                format!(
+                    "file:{}",
+                    self.memo.file_hash(&p, &md).map_err(io_err("read", &p))?
+                ),
             );
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).map_err(io_err("chmod", &p))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
+                .map_err(io_err("chmod", &p))?;
             let sel = crate::context::Selected {
                 rel: name,
                 real: p,
@@ -1603,67 +1663,102 @@ impl Engine<'_> {
         inputs.sources = hashes;
         let add = c.add;
         let parents = c.parents;
-        self.cached(st, stage, label, step, position, inputs, &created_by, |st| {
-            let tmp = self.tmp_dir()?;
-            let pending = st.pending.clone();
-            let layer_dir = tmp.path().join("upper");
-            self.with_root(tmp.path(), &st.layers, |root| {
-                Self::make_pending(root, &pending)?;
-                let owner = match &chown {
-                    Some(spec) => {
-                        let passwd = fs::read_to_string(fsops::resolve(root, "/etc/passwd", true).map_err(io_err("read", "/etc/passwd"))?).ok();
-                        let group = fs::read_to_string(fsops::resolve(root, "/etc/group", true).map_err(io_err("read", "/etc/group"))?).ok();
-                        let id = keel_runtime::user::resolve(spec, passwd.as_deref(), group.as_deref())
-                            .map_err(|e| self.step_err(span, format!("--chown={spec}: {e}"), None))?;
-                        Some((id.uid, id.gid))
-                    }
-                    None => None,
-                };
-                let o = Overrides { owner, mode: chmod };
-                let dest_exists_dir = fsops::resolve(root, &dest, true)
-                    .map(|p| p.is_dir())
-                    .unwrap_or(false);
-                for (sel, entries, _) in &entries_by_sel {
-                    let name = Path::new(&sel.rel)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let target = if sel.is_dir {
-                        if parents && sel.rel != "." {
+        self.cached(
+            st,
+            stage,
+            label,
+            step,
+            position,
+            inputs,
+            &created_by,
+            |st| {
+                let tmp = self.tmp_dir()?;
+                let pending = st.pending.clone();
+                let layer_dir = tmp.path().join("upper");
+                self.with_root(tmp.path(), &st.layers, |root| {
+                    Self::make_pending(root, &pending)?;
+                    let owner = match &chown {
+                        Some(spec) => {
+                            let passwd = fs::read_to_string(
+                                fsops::resolve(root, "/etc/passwd", true)
+                                    .map_err(io_err("read", "/etc/passwd"))?,
+                            )
+                            .ok();
+                            let group = fs::read_to_string(
+                                fsops::resolve(root, "/etc/group", true)
+                                    .map_err(io_err("read", "/etc/group"))?,
+                            )
+                            .ok();
+                            let id = keel_runtime::user::resolve(
+                                spec,
+                                passwd.as_deref(),
+                                group.as_deref(),
+                            )
+                            .map_err(|e| {
+                                self.step_err(span, format!("--chown={spec}: {e}"), None)
+                            })?;
+                            Some((id.uid, id.gid))
+                        }
+                        None => None,
+                    };
+                    let o = Overrides { owner, mode: chmod };
+                    let dest_exists_dir = fsops::resolve(root, &dest, true)
+                        .map(|p| p.is_dir())
+                        .unwrap_or(false);
+                    for (sel, entries, _) in &entries_by_sel {
+                        let name = Path::new(&sel.rel)
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let target = if sel.is_dir {
+                            if parents && sel.rel != "." {
+                                format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
+                            } else {
+                                dest.clone()
+                            }
+                        } else if parents {
                             format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
+                        } else if dest_is_dir || dest_exists_dir {
+                            format!("{}/{name}", dest.trim_end_matches('/'))
                         } else {
                             dest.clone()
+                        };
+                        if add && !sel.is_dir && is_archive(&sel.real) {
+                            let dir = fsops::mkdir_all(root, &dest, 0o755, 0, 0)
+                                .map_err(io_err("create", &dest))?;
+                            let f = fs::File::open(&sel.real).map_err(io_err("open", &sel.real))?;
+                            let r = keel_oci::layer::decompressed(f)
+                                .map_err(io_err("read", &sel.real))?;
+                            keel_oci::layer::apply_layer(
+                                r,
+                                &dir,
+                                keel_oci::layer::WhiteoutMode::Flat,
+                            )
+                            .map_err(|e| {
+                                self.step_err(span, format!("ADD {}: {e}", sel.rel), None)
+                            })?;
+                            continue;
                         }
-                    } else if parents {
-                        format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
-                    } else if dest_is_dir || dest_exists_dir {
-                        format!("{}/{name}", dest.trim_end_matches('/'))
-                    } else {
-                        dest.clone()
-                    };
-                    if add && !sel.is_dir && is_archive(&sel.real) {
-                        let dir = fsops::mkdir_all(root, &dest, 0o755, 0, 0)
-                            .map_err(io_err("create", &dest))?;
-                        let f = fs::File::open(&sel.real).map_err(io_err("open", &sel.real))?;
-                        let r = keel_oci::layer::decompressed(f).map_err(io_err("read", &sel.real))?;
-                        keel_oci::layer::apply_layer(r, &dir, keel_oci::layer::WhiteoutMode::Flat)
-                            .map_err(|e| self.step_err(span, format!("ADD {}: {e}", sel.rel), None))?;
-                        continue;
+                        crate::context::copy_into(root, entries, &target, o).map_err(|e| {
+                            self.step_err(span, format!("{kw} {} to {target}: {e}", sel.rel), None)
+                        })?;
                     }
-                    crate::context::copy_into(root, entries, &target, o).map_err(|e| {
-                        self.step_err(span, format!("{kw} {} to {target}: {e}", sel.rel), None)
-                    })?;
-                }
-                Ok(())
-            })?;
-            self.layer_from(&layer_dir)
-        })?;
+                    Ok(())
+                })?;
+                self.layer_from(&layer_dir)
+            },
+        )?;
         drop(src_unmount);
         st.pending.clear();
         Ok(())
     }
 
-    fn expand_heredoc(&self, st: &State, text: &str, used: &mut BTreeMap<String, String>) -> Result<String> {
+    fn expand_heredoc(
+        &self,
+        st: &State,
+        text: &str,
+        used: &mut BTreeMap<String, String>,
+    ) -> Result<String> {
         let env = st.lookup_env();
         self.note_args(st, text, used);
         let opts = Options {
@@ -1766,7 +1861,8 @@ fn fetch(url: &str, dest: &Path) -> std::result::Result<(), String> {
     } else {
         format!("{hostport}:80")
     };
-    let mut s = std::net::TcpStream::connect(&addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let mut s =
+        std::net::TcpStream::connect(&addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     write!(

@@ -187,7 +187,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc", r.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../real", r.join("rel")).unwrap();
         std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
-        assert_eq!(resolve(r, "/abs/passwd", true).unwrap(), r.join("etc/passwd"));
+        assert_eq!(
+            resolve(r, "/abs/passwd", true).unwrap(),
+            r.join("etc/passwd")
+        );
         assert_eq!(resolve(r, "rel/x", true).unwrap(), r.join("real/x"));
         assert_eq!(resolve(r, "/../../x", true).unwrap(), r.join("x"));
         assert_eq!(resolve(r, "abs", false).unwrap(), r.join("abs"));

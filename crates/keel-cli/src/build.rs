@@ -113,10 +113,10 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.platform {
         let host = format!("linux/{}", keel_oci::archive::host_arch());
         if !p.starts_with(&host) {
-            return Err(anyhow::Error::new(Hint::new(format!(
-                "this host builds {host} images"
-            )))
-            .context(format!("platform {p} is not supported")));
+            return Err(
+                anyhow::Error::new(Hint::new(format!("this host builds {host} images")))
+                    .context(format!("platform {p} is not supported")),
+            );
         }
     }
     let mut tags = Vec::new();

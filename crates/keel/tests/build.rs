@@ -125,23 +125,25 @@ fn build_runs_with_keel_and_config_matches() {
     let e = cache_env();
     let (id, progress) = e.build(&["-t", "app:1"]);
     assert!(id.starts_with("sha256:"), "{id}");
-    assert!(cached(&progress).is_empty(), "first build is cold:\n{progress}");
+    assert!(
+        cached(&progress).is_empty(),
+        "first build is cold:\n{progress}"
+    );
     let out = e.k.ok(&["run", "--rm", "app:1"]);
     assert_eq!(out, "package main\na1\nv=1\n");
     let cfg = e.inspect("app:1");
     let config = &cfg["Config"];
-    assert_eq!(
-        config["Cmd"],
-        serde_json::json!(["cat", "/out"]),
-        "{cfg:#}"
-    );
+    assert_eq!(config["Cmd"], serde_json::json!(["cat", "/out"]), "{cfg:#}");
     // busybox has no Env: the default PATH is added, as buildah does.
     assert_eq!(
         config["Env"][0],
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     );
     let hist = e.k.ok(&["history", "--no-trunc", "app:1"]);
-    assert!(hist.contains("|1 VERSION=1 /bin/sh -c echo \"v=$VERSION\" > /v"), "{hist}");
+    assert!(
+        hist.contains("|1 VERSION=1 /bin/sh -c echo \"v=$VERSION\" > /v"),
+        "{hist}"
+    );
     assert!(hist.contains("#(nop) ARG VERSION"), "{hist}");
 }
 
@@ -176,10 +178,7 @@ fn cache_follows_sources_args_and_ignores_mtime() {
     let (_, p) = e.build(&["--build-arg", "VERSION=2", "--explain-cache", "-t", "app:2"]);
     assert_eq!(rebuilt(&p, "0", 8), vec![5, 6, 7, 8], "{p}");
     assert!(p.contains("build arg VERSION changed 1 -> 2"), "{p}");
-    assert_eq!(
-        e.k.ok(&["run", "--rm", "app:2"]),
-        "package main\na1\nv=2\n"
-    );
+    assert_eq!(e.k.ok(&["run", "--rm", "app:2"]), "package main\na1\nv=2\n");
     // One source file: from the COPY that reads it.
     e.write("app/main.go", "package main // 2\n");
     let (_, p) = e.build(&["--explain-cache", "-t", "app:3"]);
@@ -236,7 +235,10 @@ fn corrupt_or_missing_cache_blobs_are_not_reused() {
         }
     }
     let (_, p) = e.build(&["-t", "app:1"]);
-    assert!(cached(&p).len() < 7, "damaged entries must not be hits:\n{p}");
+    assert!(
+        cached(&p).len() < 7,
+        "damaged entries must not be hits:\n{p}"
+    );
     assert_eq!(e.k.ok(&["run", "--rm", "app:1"]), "package main\na1\nv=1\n");
     // And the rebuilt entries are good again.
     let (_, p) = e.build(&["-t", "app:1"]);
@@ -374,16 +376,37 @@ RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cp /mnt/a.txt /bound
     let out = e.ctx().join("out");
     let o = format!("type=local,dest={}", out.display());
     e.build(&["--secret", &sec, "-o", &o]);
-    assert_eq!(std::fs::read_to_string(out.join("count")).unwrap().trim(), "1");
-    assert_eq!(std::fs::read_to_string(out.join("secret-copy")).unwrap(), "s3cret\n");
-    assert_eq!(std::fs::read_to_string(out.join("greeting")).unwrap(), "hello \n");
-    assert_eq!(std::fs::read_to_string(out.join("hd")).unwrap(), "from heredoc\n");
-    assert_eq!(std::fs::read_to_string(out.join("bound")).unwrap(), "bound\n");
-    assert!(!out.join("run/secrets/tok").exists(), "secret leaked into the image");
+    assert_eq!(
+        std::fs::read_to_string(out.join("count")).unwrap().trim(),
+        "1"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("secret-copy")).unwrap(),
+        "s3cret\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("greeting")).unwrap(),
+        "hello \n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("hd")).unwrap(),
+        "from heredoc\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("bound")).unwrap(),
+        "bound\n"
+    );
+    assert!(
+        !out.join("run/secrets/tok").exists(),
+        "secret leaked into the image"
+    );
     // The cache mount survives builds, even --no-cache ones.
     std::fs::remove_dir_all(&out).unwrap();
     e.build(&["--no-cache", "--secret", &sec, "-o", &o]);
-    assert_eq!(std::fs::read_to_string(out.join("count")).unwrap().trim(), "2");
+    assert_eq!(
+        std::fs::read_to_string(out.join("count")).unwrap().trim(),
+        "2"
+    );
     // builder prune empties the cache.
     let pr = e.k.ok(&["builder", "prune", "-a"]);
     assert!(pr.contains("Total reclaimed space"), "{pr}");
@@ -394,17 +417,19 @@ RUN --mount=type=bind,source=a.txt,target=/mnt/a.txt cp /mnt/a.txt /bound
 #[test]
 fn sigint_stops_the_build_cleanly() {
     let e = Env::new();
-    e.write("Dockerfile", "FROM busybox\nRUN echo one > /one\nRUN echo started && sleep 60\n");
+    e.write(
+        "Dockerfile",
+        "FROM busybox\nRUN echo one > /one\nRUN echo started && sleep 60\n",
+    );
     let ctx = e.ctx().display().to_string();
-    let mut child = e
-        .k
-        .cmd()
-        .args(["build", "--progress", "plain", "-t", "int:1", &ctx])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        e.k.cmd()
+            .args(["build", "--progress", "plain", "-t", "int:1", &ctx])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -429,7 +454,10 @@ fn sigint_stops_the_build_cleanly() {
     .unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success());
-    assert!(t0.elapsed() < Duration::from_secs(20), "the build did not stop");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "the build did not stop"
+    );
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(
         rest.iter().any(|l| l.contains("error: build interrupted")),
@@ -450,7 +478,10 @@ fn sigint_stops_the_build_cleanly() {
         .collect();
     assert!(left.is_empty(), "build containers left: {left:?}");
     // The cache stays valid: the first RUN is reused, the build works.
-    e.write("Dockerfile", "FROM busybox\nRUN echo one > /one\nRUN echo done\n");
+    e.write(
+        "Dockerfile",
+        "FROM busybox\nRUN echo one > /one\nRUN echo done\n",
+    );
     let (_, p) = e.build(&["-t", "int:1"]);
     assert!(cached(&p).contains(&("0".to_string(), 2)), "{p}");
 }
