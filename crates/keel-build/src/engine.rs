@@ -1201,7 +1201,17 @@ impl Engine<'_> {
         let mut mounts = Vec::new();
         let mut views: Vec<tempfile::TempDir> = Vec::new();
         let mut unmounts: Vec<Unmount> = Vec::new();
-        let mut stubs = Vec::new();
+        // The runtime bind-mounts these, creating empty mount points when the
+        // image has none; BuildKit's layers never contain those.
+        let mut stubs: Vec<String> = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+            .into_iter()
+            .filter(|f| {
+                !lowerdirs
+                    .iter()
+                    .any(|l| fs::symlink_metadata(l.join(&f[1..])).is_ok())
+            })
+            .map(str::to_string)
+            .collect();
         for m in &run.mounts {
             let target = m
                 .target
