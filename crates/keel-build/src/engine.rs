@@ -855,8 +855,15 @@ impl Engine<'_> {
                 }
                 let mut env = st.env_list();
                 for (k, v) in expanded {
-                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                    env.push(format!("{k}={v}"));
+                    // A variable set again keeps its place (docker, buildah).
+                    let var = format!("{k}={v}");
+                    match env
+                        .iter_mut()
+                        .find(|e| e.split('=').next() == Some(k.as_str()))
+                    {
+                        Some(e) => *e = var,
+                        None => env.push(var),
+                    }
                 }
                 st.cfg().insert("Env".into(), json!(env));
             }
