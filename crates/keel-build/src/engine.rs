@@ -485,9 +485,8 @@ impl Engine<'_> {
             self.check_cancel()?;
             self.step(&mut st, i, &label, (n + 2, total), n, ins)?;
         }
-        if !st.pending.is_empty() {
-            self.flush_pending(&mut st, i)?;
-        }
+        // WORKDIR/VOLUME directories no later RUN or COPY created stay
+        // uncreated, as in buildah (a stage built on this one inherits them).
         Ok(st)
     }
 
@@ -1133,51 +1132,6 @@ impl Engine<'_> {
         for p in pending {
             fsops::mkdir_all(root, p, 0o755, 0, 0).map_err(io_err("create", p))?;
         }
-        Ok(())
-    }
-
-    /// WORKDIR/VOLUME directories not followed by any layer step.
-    fn flush_pending(&self, st: &mut State, stage: usize) -> Result<()> {
-        let inputs = Inputs {
-            parent: st.key.clone(),
-            instruction: format!("mkdir {:?}", st.pending),
-            ..Inputs::default()
-        };
-        let key = inputs.key();
-        let entry = match self.cache.get(&key, self.store.blobs()) {
-            Some(e) if !self.opts.no_cache => e,
-            _ => {
-                let tmp = self.tmp_dir()?;
-                let pending = st.pending.clone();
-                self.with_root(tmp.path(), &st.layers, |root| {
-                    Self::make_pending(root, &pending)
-                })?;
-                let layer = self.layer_from(&tmp.path().join("upper"))?;
-                let e = Entry {
-                    layer,
-                    history: Value::Null,
-                    inputs,
-                    verified: None,
-                };
-                self.cache.put(&key, &e)?;
-                e
-            }
-        };
-        let _ = stage;
-        if let Some(l) = entry.layer {
-            st.layers.push(l);
-            // The last step's history entry now has a layer.
-            if let Some(h) = st
-                .image
-                .get_mut("history")
-                .and_then(Value::as_array_mut)
-                .and_then(|a| a.last_mut())
-            {
-                h.as_object_mut().map(|o| o.remove("empty_layer"));
-            }
-        }
-        st.key = key;
-        st.pending.clear();
         Ok(())
     }
 
