@@ -702,7 +702,11 @@ impl Engine<'_> {
                     st.args.insert(d.name.clone(), v.unwrap_or_default());
                     names.push(d.name.clone());
                 }
-                let created_by = nop(&format!("ARG {}", names.join(" ")));
+                // buildah lists every ARG the stage declared so far, sorted.
+                let created_by = nop(&format!(
+                    "ARG {}",
+                    st.args.keys().cloned().collect::<Vec<_>>().join(" ")
+                ));
                 let inputs = self.inputs(st, format!("ARG {}", names.join(" ")));
                 self.cached(
                     st,
@@ -1022,7 +1026,14 @@ impl Engine<'_> {
     /// The argv of a RUN and its history text.
     fn run_argv(&self, st: &State, run: &keel_dockerfile::Run) -> Result<(Vec<String>, String)> {
         match &run.command {
-            Command::Exec(v) => Ok((v.clone(), v.join(" "))),
+            // History as buildah writes it: `/bin/sh -c` and the JSON form.
+            Command::Exec(v) => {
+                let json: Vec<String> = v
+                    .iter()
+                    .map(|a| serde_json::to_string(a).expect("json"))
+                    .collect();
+                Ok((v.clone(), format!("/bin/sh -c [{}]", json.join(", "))))
+            }
             Command::Shell(s) => {
                 let mut argv = st.shell();
                 let script = if run.heredocs.len() == 1
@@ -1044,7 +1055,8 @@ impl Engine<'_> {
                     full
                 };
                 argv.push(script.clone());
-                let display = format!("{} {}", st.shell().join(" "), script);
+                // buildah writes `/bin/sh -c` whatever SHELL says.
+                let display = format!("/bin/sh -c {script}");
                 Ok((argv, display))
             }
         }
