@@ -1478,6 +1478,8 @@ impl Engine<'_> {
             is_context: c.from.is_none(),
         };
         let mut selected = Vec::new();
+        // --parents: the part of a source before its last `/./` is not kept.
+        let mut pivots: BTreeMap<PathBuf, String> = BTreeMap::new();
         let mut urls = Vec::new();
         for s in &sources {
             if c.add && (s.starts_with("http://") || s.starts_with("https://")) {
@@ -1492,7 +1494,15 @@ impl Engine<'_> {
                 ));
             }
             match root.select(s) {
-                Ok(v) => selected.extend(v),
+                Ok(v) => {
+                    if let Some((pivot, _)) = s.rsplit_once("/./") {
+                        let pivot = keel_dockerfile::ignore::clean(pivot.trim_start_matches('/'));
+                        for sel in &v {
+                            pivots.insert(sel.real.clone(), pivot.clone());
+                        }
+                    }
+                    selected.extend(v);
+                }
                 Err(SelectError::Outside(p)) => {
                     return Err(self.step_err(
                         span,
@@ -1689,18 +1699,23 @@ impl Engine<'_> {
                         .map(|p| p.is_dir())
                         .unwrap_or(false);
                     for (sel, entries, _) in &entries_by_sel {
+                        let kept = pivots
+                            .get(&sel.real)
+                            .filter(|p| *p != ".")
+                            .and_then(|p| sel.rel.strip_prefix(&format!("{p}/")))
+                            .unwrap_or(&sel.rel);
                         let name = Path::new(&sel.rel)
                             .file_name()
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_default();
                         let target = if sel.is_dir {
-                            if parents && sel.rel != "." {
-                                format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
+                            if parents && kept != "." {
+                                format!("{}/{kept}", dest.trim_end_matches('/'))
                             } else {
                                 dest.clone()
                             }
                         } else if parents {
-                            format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
+                            format!("{}/{kept}", dest.trim_end_matches('/'))
                         } else if dest_is_dir || dest_exists_dir {
                             format!("{}/{name}", dest.trim_end_matches('/'))
                         } else {
