@@ -25,6 +25,8 @@ use crate::error::{BuildError, Result, io_err};
 use crate::fsops::{self, Overrides};
 use crate::{BuildOptions, Built, Event};
 
+/// Where a `RUN <<EOF` script with a shebang is mounted (as in BuildKit).
+const PIPES: &str = "/dev/pipes/";
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The state of a stage between steps.
@@ -725,6 +727,7 @@ impl Engine<'_> {
                     st,
                     serde_json::to_string(&json!({
                         "run": argv,
+                        "heredocs": run.heredocs.iter().map(keel_dockerfile::Heredoc::text).collect::<Vec<_>>(),
                         "mounts": format!("{:?}", run.mounts),
                         "network": run.network,
                         "user": st.user(),
@@ -1044,7 +1047,14 @@ impl Engine<'_> {
                         == run.heredocs[0].name
                 {
                     // `RUN <<EOF`: the heredoc is the script.
-                    run.heredocs[0].text()
+                    let text = run.heredocs[0].text();
+                    if text.starts_with("#!") {
+                        // With a shebang it is a file run by its interpreter,
+                        // as BuildKit does (mounted by exec_run).
+                        let path = format!("{PIPES}{}", run.heredocs[0].name);
+                        return Ok((vec![path], format!("/bin/sh -c {text}")));
+                    }
+                    text
                 } else {
                     let mut full = s.clone();
                     for h in &run.heredocs {
@@ -1297,6 +1307,25 @@ impl Engine<'_> {
                 }
             };
             mounts.push(spec);
+        }
+        let script_dir = self.tmp_dir()?;
+        if let [path] = argv.as_slice()
+            && let Some(name) = path.strip_prefix(PIPES)
+            && let Some(h) = run.heredocs.first()
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let p = script_dir.path().join(name);
+            fs::write(&p, h.text()).map_err(io_err("write", &p))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod", &p))?;
+            mounts.push(MountSpec {
+                kind: MountKind::Bind,
+                source: p.display().to_string(),
+                target: path.clone(),
+                read_only: true,
+                anonymous: false,
+                options: Vec::new(),
+            });
         }
         let mut env = st.env_list();
         for (k, v) in &st.args {
