@@ -283,7 +283,7 @@ RUN exit 1
 FROM busybox AS final
 COPY --from=a /a /a
 COPY --from=1 /b /b
-COPY --from=busybox /bin/busybox /bb
+COPY --from=busybox /bin/busybox /opt/busybox
 CMD [\"cat\", \"/a\", \"/b\"]
 ",
     );
@@ -296,7 +296,7 @@ CMD [\"cat\", \"/a\", \"/b\"]
         "independent stages must overlap: a {a0}-{a1}, b {b0}-{b1}\n{p}"
     );
     assert_eq!(e.k.ok(&["run", "--rm", "ms:1"]), "a\nb\n");
-    e.k.ok(&["run", "--rm", "ms:1", "/bb", "true"]);
+    e.k.ok(&["run", "--rm", "ms:1", "/opt/busybox", "true"]);
     // --target b: only b (and nothing after it).
     let (_, p) = e.build(&["--target", "b", "-t", "ms:b"]);
     assert!(!p.contains("[a ") && !p.contains("[final"), "{p}");
