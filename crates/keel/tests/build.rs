@@ -458,7 +458,11 @@ fn sigint_stops_the_build_cleanly() {
         t0.elapsed() < Duration::from_secs(20),
         "the build did not stop"
     );
-    let rest: Vec<String> = rx.try_iter().collect();
+    // The reader thread may still be draining stderr: wait for its end.
+    let mut rest: Vec<String> = Vec::new();
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(10)) {
+        rest.push(l);
+    }
     assert!(
         rest.iter().any(|l| l.contains("error: build interrupted")),
         "{rest:?}"
