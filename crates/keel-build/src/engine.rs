@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,7 +26,7 @@ use crate::error::{BuildError, Result, io_err};
 use crate::fsops::{self, Overrides};
 use crate::{BuildOptions, Built, Event};
 
-/// Where a `RUN <<EOF` script with a shebang is mounted (as in BuildKit).
+/// Where a `RUN <<EOF` script with a shebang is mounted (as `BuildKit` does).
 const PIPES: &str = "/dev/pipes/";
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -628,7 +629,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn inputs(&self, st: &State, instruction: String) -> Inputs {
+    fn inputs(st: &State, instruction: String) -> Inputs {
         Inputs {
             parent: st.key.clone(),
             instruction,
@@ -644,7 +645,7 @@ impl Engine<'_> {
         used: &mut BTreeMap<String, String>,
     ) -> Result<String> {
         let env = st.lookup_env();
-        self.note_args(st, word, used);
+        Self::note_args(st, word, used);
         Ok(shell::expand(word, &env, &self.escape())?)
     }
 
@@ -655,11 +656,11 @@ impl Engine<'_> {
         used: &mut BTreeMap<String, String>,
     ) -> Result<Vec<String>> {
         let env = st.lookup_env();
-        self.note_args(st, word, used);
+        Self::note_args(st, word, used);
         Ok(shell::expand_words(word, &env, &self.escape())?)
     }
 
-    fn note_args(&self, st: &State, word: &str, used: &mut BTreeMap<String, String>) {
+    fn note_args(st: &State, word: &str, used: &mut BTreeMap<String, String>) {
         for (k, v) in &st.args {
             if word.contains(&format!("${k}")) || word.contains(&format!("${{{k}")) {
                 used.insert(k.clone(), v.clone());
@@ -709,7 +710,7 @@ impl Engine<'_> {
                     "ARG {}",
                     st.args.keys().cloned().collect::<Vec<_>>().join(" ")
                 ));
-                let inputs = self.inputs(st, format!("ARG {}", names.join(" ")));
+                let inputs = Self::inputs(st, format!("ARG {}", names.join(" ")));
                 self.cached(
                     st,
                     stage,
@@ -722,8 +723,8 @@ impl Engine<'_> {
                 )?;
             }
             Instruction::Run(run) => {
-                let (argv, display) = self.run_argv(st, run)?;
-                let mut inputs = self.inputs(
+                let (argv, display) = Self::run_argv(st, run)?;
+                let mut inputs = Self::inputs(
                     st,
                     serde_json::to_string(&json!({
                         "run": argv,
@@ -807,7 +808,7 @@ impl Engine<'_> {
             other => {
                 self.metadata(st, other, &mut used, span)?;
                 let created_by = nop(&text);
-                let mut inputs = self.inputs(st, text.clone());
+                let mut inputs = Self::inputs(st, text.clone());
                 inputs.args = used;
                 inputs.instruction = format!(
                     "{text}\n{}",
@@ -1027,7 +1028,7 @@ impl Engine<'_> {
     }
 
     /// The argv of a RUN and its history text.
-    fn run_argv(&self, st: &State, run: &keel_dockerfile::Run) -> Result<(Vec<String>, String)> {
+    fn run_argv(st: &State, run: &keel_dockerfile::Run) -> Result<(Vec<String>, String)> {
         match &run.command {
             // History as buildah writes it: `/bin/sh -c` and the JSON form.
             Command::Exec(v) => {
@@ -1212,7 +1213,6 @@ impl Engine<'_> {
                     let dir = self.build_dir.join("mounts").join(sha(&id));
                     if !dir.exists() {
                         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-                        use std::os::unix::fs::PermissionsExt;
                         fs::set_permissions(
                             &dir,
                             fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
@@ -1313,7 +1313,6 @@ impl Engine<'_> {
             && let Some(name) = path.strip_prefix(PIPES)
             && let Some(h) = run.heredocs.first()
         {
-            use std::os::unix::fs::PermissionsExt;
             let p = script_dir.path().join(name);
             fs::write(&p, h.text()).map_err(io_err("write", &p))?;
             fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
@@ -1358,7 +1357,7 @@ impl Engine<'_> {
         .map_err(|source| BuildError::RunStart {
             location: location.clone(),
             command: command.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let mut last: Vec<String> = Vec::new();
         let mut partial = [Vec::new(), Vec::new()];
@@ -1382,7 +1381,7 @@ impl Engine<'_> {
             .map_err(|source| BuildError::RunStart {
                 location: location.clone(),
                 command: command.clone(),
-                source,
+                source: Box::new(source),
             })?;
         for buf in partial {
             if !buf.is_empty() {
@@ -1573,7 +1572,6 @@ impl Engine<'_> {
             };
             let p = heredoc_dir.path().join(&h.name);
             fs::write(&p, text.as_bytes()).map_err(io_err("write", &p))?;
-            use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
                 .map_err(io_err("chmod", &p))?;
             heredoc_sel.push(crate::context::Selected {
@@ -1616,7 +1614,7 @@ impl Engine<'_> {
             entries_by_sel.push((sel.clone(), entries, is_heredoc));
         }
         if c.from.is_some() {
-            hashes.insert(format!("--from={}", from_id), sources.join(" "));
+            hashes.insert(format!("--from={from_id}"), sources.join(" "));
         }
         // URLs are fetched now: their content is part of the key.
         let url_dir = self.tmp_dir()?;
@@ -1640,7 +1638,6 @@ impl Engine<'_> {
                     self.memo.file_hash(&p, &md).map_err(io_err("read", &p))?
                 ),
             );
-            use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
                 .map_err(io_err("chmod", &p))?;
             let sel = crate::context::Selected {
@@ -1666,7 +1663,7 @@ impl Engine<'_> {
             "file"
         };
         let created_by = format!("/bin/sh -c #(nop) {kw} {kind}:{src_hash} in {dest_raw} ");
-        let mut inputs = self.inputs(
+        let mut inputs = Self::inputs(
             st,
             serde_json::to_string(&json!({
                 "op": kw,
@@ -1724,9 +1721,8 @@ impl Engine<'_> {
                         None => None,
                     };
                     let o = Overrides { owner, mode: chmod };
-                    let dest_exists_dir = fsops::resolve(root, &dest, true)
-                        .map(|p| p.is_dir())
-                        .unwrap_or(false);
+                    let dest_exists_dir =
+                        fsops::resolve(root, &dest, true).is_ok_and(|p| p.is_dir());
                     for (sel, entries, _) in &entries_by_sel {
                         let kept = pivots
                             .get(&sel.real)
@@ -1787,7 +1783,7 @@ impl Engine<'_> {
         used: &mut BTreeMap<String, String>,
     ) -> Result<String> {
         let env = st.lookup_env();
-        self.note_args(st, text, used);
+        Self::note_args(st, text, used);
         let opts = Options {
             skip_process_quotes: true,
             ..self.escape()
@@ -1890,7 +1886,7 @@ fn fetch(url: &str, dest: &Path) -> std::result::Result<(), String> {
     };
     let mut s =
         std::net::TcpStream::connect(&addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+    s.set_read_timeout(Some(std::time::Duration::from_mins(1)))
         .map_err(|e| e.to_string())?;
     write!(
         s,

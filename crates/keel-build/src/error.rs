@@ -30,7 +30,7 @@ pub enum BuildError {
         location: Location,
         command: String,
         #[source]
-        source: keel_runtime::RuntimeError,
+        source: Box<keel_runtime::RuntimeError>,
     },
     #[error("target stage {0:?} not found in the Dockerfile")]
     UnknownTarget(String),
@@ -45,7 +45,7 @@ pub enum BuildError {
     #[error("layer")]
     Layer(#[from] keel_oci::layer::LayerError),
     #[error("container runtime")]
-    Runtime(#[from] keel_runtime::RuntimeError),
+    Runtime(#[source] Box<keel_runtime::RuntimeError>),
     #[error("{what} {path}")]
     Io {
         what: &'static str,
@@ -55,6 +55,12 @@ pub enum BuildError {
     },
     #[error("invalid option {0}")]
     Option(String),
+}
+
+impl From<keel_runtime::RuntimeError> for BuildError {
+    fn from(e: keel_runtime::RuntimeError) -> Self {
+        BuildError::Runtime(Box::new(e))
+    }
 }
 
 fn last_lines(lines: &[String]) -> String {

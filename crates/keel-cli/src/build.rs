@@ -29,7 +29,7 @@ pub struct BuildArgs {
     pub target: Option<String>,
     /// Build-time variable `KEY=VALUE` (`KEY` alone takes it from the environment).
     #[arg(long = "build-arg")]
-    pub build_args: Vec<String>,
+    pub build_arg: Vec<String>,
     /// Do not use the build cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -124,7 +124,7 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
         tags.push(Reference::parse(t).with_context(|| format!("invalid tag {t:?}"))?);
     }
     let mut build_args = BTreeMap::new();
-    for b in &a.build_args {
+    for b in &a.build_arg {
         match b.split_once('=') {
             Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
             None => match std::env::var(b) {
@@ -182,21 +182,20 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
             Some(f) => (Some(PathBuf::from(f)), f.to_string()),
             None => (Some(ctx.join("Dockerfile")), "Dockerfile".to_string()),
         };
-        let text = match path {
-            Some(p) => std::fs::read_to_string(&p)
+        let text = if let Some(p) = path {
+            std::fs::read_to_string(&p)
                 .map_err(|e| {
                     anyhow::Error::new(e).context(Hint::new(
                         "pass the Dockerfile with -f, or put one in the context directory",
                     ))
                 })
-                .with_context(|| format!("reading {}", p.display()))?,
-            None => {
-                let mut s = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut s)
-                    .context("reading the Dockerfile from stdin")?;
-                s
-            }
+                .with_context(|| format!("reading {}", p.display()))?
+        } else {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the Dockerfile from stdin")?;
+            s
         };
         (Some(ctx), text, name)
     };
@@ -274,14 +273,15 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
     let built = keel_build::build(&opts, &cancel, &progress).map_err(build_error)?;
     let store = ImageStore::open(root).context("opening the image store")?;
     let id = built.config_digest.to_string();
-    match out_type {
-        "local" => {
+    if out_type == "local" {
+        {
             let dest = dest.unwrap_or_default();
             keel_build::export_local(&store, &built, &dest)
                 .map_err(build_error)
                 .with_context(|| format!("writing the root filesystem to {}", dest.display()))?;
         }
-        _ => {
+    } else {
+        {
             // Tags are set here, once, after every step succeeded.
             let manifest = keel_build::commit(&store, &built, &tags).map_err(build_error)?;
             if let Some(dest) = dest.filter(|_| out_type != "image") {

@@ -205,11 +205,7 @@ impl Running {
                 Some(Frame::Error(m)) => return Err(RuntimeError::Start(m)),
                 Some(Frame::Started(_)) => {}
                 None => {
-                    break self
-                        .containers
-                        .state(&self.id)
-                        .map(|s| s.exit_code)
-                        .unwrap_or(-1);
+                    break self.containers.state(&self.id).map_or(-1, |s| s.exit_code);
                 }
             }
         };

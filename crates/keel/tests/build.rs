@@ -160,7 +160,7 @@ fn cache_follows_sources_args_and_ignores_mtime() {
         .write(true)
         .open(e.ctx().join("app/main.go"))
         .unwrap();
-    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
+    f.set_modified(std::time::SystemTime::now() + Duration::from_hours(1))
         .unwrap();
     drop(f);
     let (id3, p) = e.build(&[]);
@@ -259,13 +259,11 @@ fn step_times(progress: &str, stage: &str, step: usize) -> (f64, f64) {
     let start = progress
         .lines()
         .find(|l| l.contains(&format!("] [{stage} {step}/")))
-        .map(time)
-        .unwrap_or_else(|| panic!("no start of {stage} {step}:\n{progress}"));
+        .map_or_else(|| panic!("no start of {stage} {step}:\n{progress}"), time);
     let end = progress
         .lines()
         .find(|l| l.contains(&format!("] [{stage} {step}] DONE")))
-        .map(time)
-        .unwrap_or_else(|| panic!("no end of {stage} {step}:\n{progress}"));
+        .map_or_else(|| panic!("no end of {stage} {step}:\n{progress}"), time);
     (start, end)
 }
 
@@ -437,7 +435,7 @@ fn sigint_stops_the_build_cleanly() {
             let _ = tx.send(l);
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         let l = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
