@@ -18,6 +18,9 @@ KEEL="$CARGO_TARGET_DIR/release/keel"
 WORK="$(mktemp -d /var/tmp/keel-bench-build.XXXXXX)"
 PODMAN_DIR="$WORK/podman"
 cleanup() {
+  local rc=$?
+  # A failed build shows why (the timed runs discard their output).
+  [ "$rc" -ne 0 ] && [ -s "$WORK/build.log" ] && tail -20 "$WORK/build.log" >&2
   [ -n "${PODMAN:-}" ] && $PODMAN system reset -f >/dev/null 2>&1 || true
   umount -R "$PODMAN_DIR/root" >/dev/null 2>&1 || true
   # keel's RUN containers are gone when builds end; nothing is mounted here.
@@ -72,19 +75,19 @@ PB="$PODMAN build --format docker --pull=never --network=none -t localhost/bench
 
 # (a) Nothing changed since the last build (warmups fill the caches).
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/a.json" \
-  -n "keel no-change" "$KB >/dev/null 2>&1" \
-  -n "podman no-change" "$PB >/dev/null 2>&1" >&2
+  -n "keel no-change" "$KB >/dev/null 2>>$WORK/build.log" \
+  -n "podman no-change" "$PB >/dev/null 2>>$WORK/build.log" >&2
 
 # (c) One source file changed before each run.
 touch_one="python3 -c 'import os,sys; open(sys.argv[1],\"ab\").write(os.urandom(64))' $CTX/src/pkg07/f0007.dat"
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/c.json" \
-  -n "keel one-file" --prepare "$touch_one" "$KB >/dev/null 2>&1" \
-  -n "podman one-file" --prepare "$touch_one" "$PB >/dev/null 2>&1" >&2
+  -n "keel one-file" --prepare "$touch_one" "$KB >/dev/null 2>>$WORK/build.log" \
+  -n "podman one-file" --prepare "$touch_one" "$PB >/dev/null 2>>$WORK/build.log" >&2
 
 # (b) Cold: empty stores and caches, only the busybox base present.
 hyperfine --runs "$COLD_RUNS" --export-json "$WORK/b.json" \
-  -n "keel cold" --prepare "rm -rf $KEEL_ROOT && $KEEL load -i $WORK/busybox.tar >/dev/null && sync" "$KB >/dev/null 2>&1" \
-  -n "podman cold" --prepare "$PODMAN system reset -f >/dev/null 2>&1; $PODMAN load -q -i $WORK/busybox.tar >/dev/null && sync" "$PB >/dev/null 2>&1" >&2
+  -n "keel cold" --prepare "rm -rf $KEEL_ROOT && $KEEL load -i $WORK/busybox.tar >/dev/null && sync" "$KB >/dev/null 2>>$WORK/build.log" \
+  -n "podman cold" --prepare "$PODMAN system reset -f >/dev/null 2>&1; $PODMAN load -q -i $WORK/busybox.tar >/dev/null && sync" "$PB >/dev/null 2>>$WORK/build.log" >&2
 
 python3 - "$WORK/a.json" "$WORK/b.json" "$WORK/c.json" <<'PY'
 import json, sys
