@@ -358,6 +358,13 @@ pub fn copy_into(
         } else {
             dst
         };
+        // --chmod applies to what is copied, not to the destination
+        // directory a directory source's contents go into (as buildah does).
+        let o = if rel.is_empty() && md.is_dir() {
+            Overrides { mode: None, ..o }
+        } else {
+            o
+        };
         fsops::copy_entry(real, md, &dst, o)?;
         if md.is_dir() {
             dirs.push((dst, md));

@@ -151,8 +151,6 @@ struct Engine<'a> {
     done: Mutex<HashMap<usize, StageResult>>,
     done_cv: Condvar,
     used_args: Mutex<BTreeSet<String>>,
-    /// The stage whose image the build produces.
-    target: usize,
     position_base: String,
     started: Instant,
 }
@@ -281,7 +279,6 @@ pub fn build(
         done: Mutex::new(HashMap::new()),
         done_cv: Condvar::new(),
         used_args: Mutex::new(BTreeSet::new()),
-        target,
         position_base: format!("{ctx_name}\n{}", opts.dockerfile_name),
         started: Instant::now(),
     };
@@ -505,11 +502,8 @@ impl Engine<'_> {
             self.check_cancel()?;
             self.step(&mut st, i, &label, (n + 2, total), n, ins)?;
         }
-        // As buildah: directories wait for the next layer, also in stages
-        // built FROM this one; only the image the build produces gets them now.
-        if !st.pending.is_empty() && i == self.target {
-            self.flush_pending(&mut st, i)?;
-        }
+        // WORKDIR/VOLUME directories no later RUN or COPY created stay
+        // uncreated, as in buildah (a stage built on this one inherits them).
         Ok(st)
     }
 
@@ -744,7 +738,11 @@ impl Engine<'_> {
                     st.args.insert(d.name.clone(), v.unwrap_or_default());
                     names.push(d.name.clone());
                 }
-                let created_by = nop(&format!("ARG {}", names.join(" ")));
+                // buildah lists every ARG the stage declared so far, sorted.
+                let created_by = nop(&format!(
+                    "ARG {}",
+                    st.args.keys().cloned().collect::<Vec<_>>().join(" ")
+                ));
                 let inputs = Self::inputs(st, format!("ARG {}", names.join(" ")));
                 self.cached(st, at, inputs, &created_by, |_| Ok(None))?;
             }
@@ -754,6 +752,7 @@ impl Engine<'_> {
                     st,
                     serde_json::to_string(&json!({
                         "run": argv,
+                        "heredocs": run.heredocs.iter().map(keel_dockerfile::Heredoc::text).collect::<Vec<_>>(),
                         "mounts": format!("{:?}", run.mounts),
                         "network": run.network,
                         "user": st.user(),
@@ -867,8 +866,15 @@ impl Engine<'_> {
                 }
                 let mut env = st.env_list();
                 for (k, v) in expanded {
-                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                    env.push(format!("{k}={v}"));
+                    // A variable set again keeps its place (docker, buildah).
+                    let var = format!("{k}={v}");
+                    match env
+                        .iter_mut()
+                        .find(|e| e.split('=').next() == Some(k.as_str()))
+                    {
+                        Some(e) => *e = var,
+                        None => env.push(var),
+                    }
                 }
                 st.cfg().insert("Env".into(), json!(env));
             }
@@ -1043,7 +1049,14 @@ impl Engine<'_> {
 
     fn run_argv(st: &State, run: &keel_dockerfile::Run) -> Result<(Vec<String>, String)> {
         match &run.command {
-            Command::Exec(v) => Ok((v.clone(), v.join(" "))),
+            // History as buildah writes it: `/bin/sh -c` and the JSON form.
+            Command::Exec(v) => {
+                let json: Vec<String> = v
+                    .iter()
+                    .map(|a| serde_json::to_string(a).expect("json"))
+                    .collect();
+                Ok((v.clone(), format!("/bin/sh -c [{}]", json.join(", "))))
+            }
             Command::Shell(s) => {
                 let mut argv = st.shell();
                 let script = if let Some(h) = Self::script_heredoc(run) {
@@ -1059,7 +1072,8 @@ impl Engine<'_> {
                     full
                 };
                 argv.push(script.clone());
-                let display = format!("{} {}", st.shell().join(" "), script);
+                // buildah writes `/bin/sh -c` whatever SHELL says.
+                let display = format!("/bin/sh -c {script}");
                 Ok((argv, display))
             }
         }
@@ -1156,52 +1170,6 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// WORKDIR/VOLUME directories not followed by any layer step.
-    fn flush_pending(&self, st: &mut State, stage: usize) -> Result<()> {
-        let inputs = Inputs {
-            parent: st.key.clone(),
-            instruction: format!("mkdir {:?}", st.pending),
-            ..Inputs::default()
-        };
-        let key = inputs.key();
-        let entry = match self.cache.get(&key, self.store.blobs()) {
-            Some(e) if !self.opts.no_cache => e,
-            _ => {
-                let tmp = self.tmp_dir()?;
-                let pending = st.pending.clone();
-                let user = st.user();
-                self.with_root(tmp.path(), &st.layers, |root| {
-                    Self::make_pending(root, &pending, &user)
-                })?;
-                let layer = self.layer_from(&tmp.path().join("upper"))?;
-                let e = Entry {
-                    layer,
-                    history: Value::Null,
-                    inputs,
-                    verified: None,
-                };
-                self.cache.put(&key, &e)?;
-                e
-            }
-        };
-        let _ = stage;
-        if let Some(l) = entry.layer {
-            st.layers.push(l);
-            // The last step's history entry now has a layer.
-            if let Some(h) = st
-                .image
-                .get_mut("history")
-                .and_then(Value::as_array_mut)
-                .and_then(|a| a.last_mut())
-            {
-                h.as_object_mut().map(|o| o.remove("empty_layer"));
-            }
-        }
-        st.key = key;
-        st.pending.clear();
-        Ok(())
-    }
-
     #[allow(clippy::too_many_lines)]
     fn exec_run(
         &self,
@@ -1230,7 +1198,17 @@ impl Engine<'_> {
         let mut mounts = Vec::new();
         let mut views: Vec<tempfile::TempDir> = Vec::new();
         let mut unmounts: Vec<Unmount> = Vec::new();
-        let mut stubs = Vec::new();
+        // The runtime bind-mounts these, creating empty mount points when the
+        // image has none; BuildKit's layers never contain those.
+        let mut stubs: Vec<String> = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+            .into_iter()
+            .filter(|f| {
+                !lowerdirs
+                    .iter()
+                    .any(|l| fs::symlink_metadata(l.join(&f[1..])).is_ok())
+            })
+            .map(str::to_string)
+            .collect();
         for m in &run.mounts {
             let target = m
                 .target
@@ -1577,6 +1555,8 @@ impl Engine<'_> {
             is_context: c.from.is_none(),
         };
         let mut selected = Vec::new();
+        // --parents: the part of a source before its last `/./` is not kept.
+        let mut pivots: BTreeMap<PathBuf, String> = BTreeMap::new();
         let mut urls = Vec::new();
         for s in &sources {
             if c.add && (s.starts_with("http://") || s.starts_with("https://")) {
@@ -1591,7 +1571,15 @@ impl Engine<'_> {
                 ));
             }
             match root.select(s) {
-                Ok(v) => selected.extend(v),
+                Ok(v) => {
+                    if let Some((pivot, _)) = s.rsplit_once("/./") {
+                        let pivot = keel_dockerfile::ignore::clean(pivot.trim_start_matches('/'));
+                        for sel in &v {
+                            pivots.insert(sel.real.clone(), pivot.clone());
+                        }
+                    }
+                    selected.extend(v);
+                }
                 Err(SelectError::Outside(p)) => {
                     return Err(self.step_err(
                         span,
@@ -1746,18 +1734,24 @@ impl Engine<'_> {
                 let o = Overrides { owner, mode: chmod };
                 let dest_exists_dir = fsops::resolve(root, &dest, true).is_ok_and(|p| p.is_dir());
                 for (sel, entries, _) in &entries_by_sel {
+                    // --parents keeps the path below the `./` pivot only.
+                    let kept = pivots
+                        .get(&sel.real)
+                        .filter(|p| *p != ".")
+                        .and_then(|p| sel.rel.strip_prefix(&format!("{p}/")))
+                        .unwrap_or(&sel.rel);
                     let name = Path::new(&sel.rel)
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
                     let target = if sel.is_dir {
-                        if parents && sel.rel != "." {
-                            format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
+                        if parents && kept != "." {
+                            format!("{}/{kept}", dest.trim_end_matches('/'))
                         } else {
                             dest.clone()
                         }
                     } else if parents {
-                        format!("{}/{}", dest.trim_end_matches('/'), sel.rel)
+                        format!("{}/{kept}", dest.trim_end_matches('/'))
                     } else if dest_is_dir || dest_exists_dir {
                         format!("{}/{name}", dest.trim_end_matches('/'))
                     } else {

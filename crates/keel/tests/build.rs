@@ -490,8 +490,8 @@ fn sigint_stops_the_build_cleanly() {
         t0.elapsed() < Duration::from_secs(20),
         "the build did not stop"
     );
-    // The reader ends at EOF: everything the build printed after the signal.
-    let mut rest = Vec::new();
+    // The reader thread may still be draining stderr: wait for its end.
+    let mut rest: Vec<String> = Vec::new();
     while let Ok(l) = rx.recv_timeout(Duration::from_secs(10)) {
         rest.push(l);
     }
