@@ -1193,10 +1193,14 @@ impl Reconciler<'_> {
             cs.sort_by_key(|c| std::cmp::Reverse(c.number));
             doomed.extend(cs);
         }
-        // One-off containers of services no longer in the model go with the project.
+        // Containers of services disabled by profiles, and one-off containers
+        // of services no longer in the model, go with the project.
         doomed.extend(
             all.iter()
-                .filter(|c| c.oneoff && !self.project.model.services.contains_key(&c.service))
+                .filter(|c| {
+                    !self.project.model.services.contains_key(&c.service)
+                        && (c.oneoff || self.project.disabled.contains(&c.service))
+                })
                 .cloned(),
         );
         if o.remove_orphans {
