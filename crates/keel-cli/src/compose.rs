@@ -327,7 +327,10 @@ fn options(args: &ComposeArgs, services: &[String]) -> anyhow::Result<keel_compo
     })
 }
 
-pub(crate) fn load(args: &ComposeArgs, services: &[String]) -> anyhow::Result<keel_compose::Project> {
+pub(crate) fn load(
+    args: &ComposeArgs,
+    services: &[String],
+) -> anyhow::Result<keel_compose::Project> {
     let opts = options(args, services)?;
     let project = keel_compose::load(&opts).map_err(|e| match e {
         keel_compose::Error::NoConfigFile { .. } => {

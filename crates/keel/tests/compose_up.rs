@@ -17,6 +17,10 @@ use common::{Keel, free_port, unmount_under, wait_for_port};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// One project at a time: each needs a bridge subnet from the host's pools,
+/// which other suites on this machine share.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// One corpus project copied to a temporary directory, a keel root with
 /// busybox, and a unique project name. On drop: `down -v`, then a check that
 /// no container, network, bridge, veth, iptables rule, volume or mount of
@@ -27,6 +31,7 @@ struct Project {
     name: String,
     vars: Vec<(String, String)>,
     bridges: std::cell::RefCell<Vec<String>>,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -49,6 +54,9 @@ fn corpus(name: &str) -> PathBuf {
 
 impl Project {
     fn new(corpus_name: &str) -> Self {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let k = Keel::new();
         k.seed_busybox();
         let dir = tempfile::Builder::new()
@@ -68,6 +76,7 @@ impl Project {
             name,
             vars: Vec::new(),
             bridges: std::cell::RefCell::new(Vec::new()),
+            _turn: turn,
         }
     }
 
@@ -113,7 +122,10 @@ impl Project {
     fn fails(&self, args: &[&str]) -> String {
         let o = self.compose(args);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(!o.status.success(), "keel compose {args:?} succeeded: {err}");
+        assert!(
+            !o.status.success(),
+            "keel compose {args:?} succeeded: {err}"
+        );
         let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
         assert_eq!(errors.len(), 1, "{err}");
         errors[0].to_string()
@@ -138,6 +150,11 @@ impl Project {
                 )
             })
             .collect()
+    }
+
+    /// A variable of a service's container, as its processes see it.
+    fn env(&self, service: &str, var: &str) -> String {
+        self.exec(service, &["sh", "-c", &format!("echo \"${var}\"")])
     }
 
     fn exec(&self, service: &str, cmd: &[&str]) -> String {
@@ -196,7 +213,10 @@ impl Project {
             .unwrap();
         let rules = String::from_utf8_lossy(&rules.stdout);
         for b in self.bridges.borrow().iter() {
-            assert!(!links.contains(b.as_str()), "bridge or veth of {b} left: {links}");
+            assert!(
+                !links.contains(b.as_str()),
+                "bridge or veth of {b} left: {links}"
+            );
             assert!(!rules.contains(b.as_str()), "iptables rules of {b} left");
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -280,7 +300,12 @@ fn web_and_db_with_healthcheck_recreate_only_what_changed() {
         64
     );
     assert_eq!(web["State"], "running");
-    assert!(web["Ports"].as_str().unwrap().contains(&format!("127.0.0.1:{port}->8080/tcp")));
+    assert!(
+        web["Ports"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{port}->8080/tcp"))
+    );
     let table = p.ok(&["ps"]);
     assert!(table.starts_with("NAME "), "{table}");
     assert_eq!(p.ok(&["ps", "-q"]).lines().count(), 2);
@@ -290,7 +315,10 @@ fn web_and_db_with_healthcheck_recreate_only_what_changed() {
     let out = p.compose(&["up", "-d"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    assert!(!err.contains("Created") && !err.contains("Recreate") && !err.contains("Started"), "{err}");
+    assert!(
+        !err.contains("Created") && !err.contains("Recreate") && !err.contains("Started"),
+        "{err}"
+    );
     assert_eq!(p.ids(), ids);
 
     // web's environment changes: web recreated, db untouched.
@@ -319,7 +347,10 @@ fn web_and_db_with_healthcheck_recreate_only_what_changed() {
 
     // Logs: prefixed per container, padded to the longest name.
     let logs = p.ok(&["logs", "db"]);
-    assert!(logs.lines().any(|l| l == format!("{db_name} | db ready")), "{logs}");
+    assert!(
+        logs.lines().any(|l| l == format!("{db_name} | db ready")),
+        "{logs}"
+    );
     let logs = p.ok(&["logs", "--no-log-prefix", "web", "--tail", "1"]);
     assert_eq!(logs, "web up\n");
     let all = p.ok(&["logs"]);
@@ -342,26 +373,39 @@ fn web_and_db_with_healthcheck_recreate_only_what_changed() {
     // down keeps the named volume; up reuses it.
     p.ok(&["down", "-t", "1"]);
     assert_eq!(p.k.ok(&["ps", "-a", "-q"]), "");
-    assert_eq!(p.k.ok(&["volume", "ls", "-q"]), format!("{}_dbdata\n", p.name));
+    assert_eq!(
+        p.k.ok(&["volume", "ls", "-q"]),
+        format!("{}_dbdata\n", p.name)
+    );
 }
 
 #[test]
 fn migration_must_complete_before_the_app_starts() {
-    let p = Project::new("migration");
-    p.ok(&["up", "-d"]);
-    let app = format!("{}-app-1", p.name);
-    p.wait_until("the app's output", 20, || {
-        p.ok(&["logs", "app"]).contains("schema-v1")
-    });
-    let ps = p.ps();
-    let migrate = ps.iter().find(|c| c["Service"] == "migrate").unwrap();
-    assert_eq!((migrate["State"].as_str(), migrate["ExitCode"].as_i64()), (Some("exited"), Some(0)));
-    assert!(ps.iter().any(|c| c["Name"] == app.as_str() && c["State"] == "running"));
-
+    {
+        let p = Project::new("migration");
+        p.ok(&["up", "-d"]);
+        let app = format!("{}-app-1", p.name);
+        p.wait_until("the app's output", 20, || {
+            p.ok(&["logs", "app"]).contains("schema-v1")
+        });
+        let ps = p.ps();
+        let migrate = ps.iter().find(|c| c["Service"] == "migrate").unwrap();
+        assert_eq!(
+            (migrate["State"].as_str(), migrate["ExitCode"].as_i64()),
+            (Some("exited"), Some(0))
+        );
+        assert!(
+            ps.iter()
+                .any(|c| c["Name"] == app.as_str() && c["State"] == "running")
+        );
+    }
     // A failing migration stops `up`, naming it; the app is never created.
     let bad = Project::new("migration").var("MIGRATE_EXIT", "3");
     let line = bad.fails(&["up", "-d"]);
-    assert!(line.contains("service migrate") && line.contains("exit 3"), "{line}");
+    assert!(
+        line.contains("service migrate") && line.contains("exit 3"),
+        "{line}"
+    );
     let names: Vec<String> = bad.ids().into_keys().collect();
     assert_eq!(names, [format!("{}-migrate-1", bad.name)]);
     let hint = String::from_utf8_lossy(&bad.compose(&["up", "-d"]).stderr).into_owned();
@@ -374,12 +418,25 @@ fn secrets_and_configs_are_files_in_the_container() {
         .var("API_TOKEN", "tok-123")
         .var("APP_MODE", "staging");
     p.ok(&["up", "-d"]);
-    assert_eq!(p.exec("app", &["cat", "/run/secrets/db_password"]), "s3cret-pw\n");
+    assert_eq!(
+        p.exec("app", &["cat", "/run/secrets/db_password"]),
+        "s3cret-pw\n"
+    );
     assert_eq!(p.exec("app", &["cat", "/run/secrets/token"]), "tok-123");
-    assert_eq!(p.exec("app", &["cat", "/etc/app/app.conf"]), "mode=staging\n");
+    assert_eq!(
+        p.exec("app", &["cat", "/etc/app/app.conf"]),
+        "mode=staging\n"
+    );
     assert_eq!(p.exec("app", &["cat", "/motd"]), "welcome aboard\n");
     // Read-only.
-    let o = p.compose(&["exec", "-T", "app", "sh", "-c", "echo x > /run/secrets/db_password"]);
+    let o = p.compose(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "echo x > /run/secrets/db_password",
+    ]);
     assert!(!o.status.success());
 }
 
@@ -388,11 +445,17 @@ fn profiles_enable_services_on_request() {
     let p = Project::new("profiles");
     p.ok(&["up", "-d"]);
     let ids = p.ids();
-    assert_eq!(ids.keys().cloned().collect::<Vec<_>>(), [format!("{}-app-1", p.name)]);
+    assert_eq!(
+        ids.keys().cloned().collect::<Vec<_>>(),
+        [format!("{}-app-1", p.name)]
+    );
     p.ok(&["--profile", "debug", "up", "-d"]);
     let with_debug = p.ids();
     assert_eq!(with_debug.len(), 2);
-    assert_eq!(with_debug[&format!("{}-app-1", p.name)], ids[&format!("{}-app-1", p.name)]);
+    assert_eq!(
+        with_debug[&format!("{}-app-1", p.name)],
+        ids[&format!("{}-app-1", p.name)]
+    );
     // Without the profile, debug is neither started nor an orphan.
     let o = p.compose(&["up", "-d"]);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("orphan"));
@@ -407,13 +470,13 @@ fn profiles_enable_services_on_request() {
 fn override_file_is_merged_and_explicit_files_replace_discovery() {
     let p = Project::new("override");
     p.ok(&["up", "-d"]);
-    assert_eq!(p.exec("app", &["printenv", "MODE"]), "dev\n");
-    assert_eq!(p.exec("app", &["printenv", "KEEP"]), "kept\n");
+    assert_eq!(p.env("app", "MODE"), "dev\n");
+    assert_eq!(p.env("app", "KEEP"), "kept\n");
     assert_eq!(p.ps()[0]["Labels"]["tier"], "dev");
     let before = p.ids();
     // Only the base file: a different configuration, so app is recreated.
     p.ok(&["-f", "compose.yaml", "up", "-d"]);
-    assert_eq!(p.exec("app", &["printenv", "MODE"]), "base\n");
+    assert_eq!(p.env("app", "MODE"), "base\n");
     assert_ne!(p.ids(), before);
 }
 
@@ -421,8 +484,8 @@ fn override_file_is_merged_and_explicit_files_replace_discovery() {
 fn extends_takes_the_base_service_from_another_file() {
     let p = Project::new("extends");
     p.ok(&["up", "-d"]);
-    assert_eq!(p.exec("api", &["printenv", "ROLE"]), "api\n");
-    assert_eq!(p.exec("api", &["printenv", "SHARED"]), "from-base\n");
+    assert_eq!(p.env("api", "ROLE"), "api\n");
+    assert_eq!(p.env("api", "SHARED"), "from-base\n");
 }
 
 #[test]
@@ -498,10 +561,10 @@ fn restart_policy_env_file_container_name_and_run() {
     });
     let ps = p.ps();
     assert_eq!(ps[0]["Name"], "flaky-one");
-    assert_eq!(p.exec("flaky", &["printenv", "FROM_FILE"]), "yes\n");
-    assert_eq!(p.exec("flaky", &["printenv", "QUOTED"]), "a b\n");
+    assert_eq!(p.env("flaky", "FROM_FILE"), "yes\n");
+    assert_eq!(p.env("flaky", "QUOTED"), "a b\n");
     // run: a one-off container with the service's configuration.
-    let out = p.ok(&["run", "--rm", "flaky", "printenv FROM_FILE"]);
+    let out = p.ok(&["run", "--rm", "flaky", "echo $FROM_FILE"]);
     assert_eq!(out, "yes\n");
     let o = p.compose(&["run", "--rm", "flaky", "exit 4"]);
     assert_eq!(o.status.code(), Some(4));
@@ -524,7 +587,10 @@ fn orphans_are_reported_and_removed_on_request() {
     p.set("UNUSED", "1");
     let o = p.compose(&["up", "-d"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(err.contains(&format!("Found orphan containers ([{}-debug-1])", p.name)), "{err}");
+    assert!(
+        err.contains(&format!("Found orphan containers ([{}-debug-1])", p.name)),
+        "{err}"
+    );
     assert_eq!(p.ids().len(), 2);
     p.ok(&["up", "-d", "--remove-orphans"]);
     assert_eq!(p.ids().len(), 1);
@@ -540,7 +606,10 @@ fn external_network_must_exist() {
     )
     .unwrap();
     let err = p.fails(&["up", "-d"]);
-    assert_eq!(err, format!("error: network {ext} declared as external, but could not be found"));
+    assert_eq!(
+        err,
+        format!("error: network {ext} declared as external, but could not be found")
+    );
     assert_eq!(p.k.ok(&["ps", "-a", "-q"]), "");
     p.k.ok(&["network", "create", &ext]);
     p.ok(&["up", "-d"]);
@@ -555,10 +624,22 @@ fn bad_input_is_one_line_with_file_and_path_and_starts_nothing() {
     let p = Project::new("bad");
     let cases: &[(&str, &[&str])] = &[
         ("cycle.yaml", &["cycle.yaml:", "dependency cycle detected"]),
-        ("unknown-service.yaml", &["unknown-service.yaml:", "services.a.depends_on", "ghost"]),
-        ("required-var.yaml", &["required-var.yaml:", "TOKEN is required"]),
-        ("invalid-port.yaml", &["invalid-port.yaml:6:", "services.a.ports[1]"]),
-        ("schema.yaml", &["schema.yaml:6:", "services.a.healthcheck.retries"]),
+        (
+            "unknown-service.yaml",
+            &["unknown-service.yaml:", "services.a.depends_on", "ghost"],
+        ),
+        (
+            "required-var.yaml",
+            &["required-var.yaml:", "TOKEN is required"],
+        ),
+        (
+            "invalid-port.yaml",
+            &["invalid-port.yaml:6:", "services.a.ports[1]"],
+        ),
+        (
+            "schema.yaml",
+            &["schema.yaml:6:", "services.a.healthcheck.retries"],
+        ),
     ];
     for (file, needles) in cases {
         let line = p.fails(&["-f", file, "up", "-d"]);

@@ -79,14 +79,8 @@ impl KeelEngine {
     }
 
     fn info(&self, id: &str) -> Result<Container, String> {
-        let cfg = self
-            .containers
-            .config(id)
-            .map_err(|e| line(&hinted(e)))?;
-        let st = self
-            .containers
-            .state(id)
-            .map_err(|e| line(&hinted(e)))?;
+        let cfg = self.containers.config(id).map_err(|e| line(&hinted(e)))?;
+        let st = self.containers.state(id).map_err(|e| line(&hinted(e)))?;
         let status = engine::effective_status(&self.containers, id);
         let running = status == keel_runtime::Status::Running;
         let health = st
@@ -294,7 +288,9 @@ impl Engine for KeelEngine {
 
     fn create_network(&self, name: &str) -> Result<(), String> {
         let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
-        nets.create(name, None).map(|_| ()).map_err(|e| e.to_string())
+        nets.create(name, None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn remove_network(&self, name: &str) -> Result<(), String> {

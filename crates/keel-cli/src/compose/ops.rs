@@ -18,7 +18,10 @@ use keel_runtime::{engine as rt, logs};
 use serde_json::json;
 
 use super::engine::KeelEngine;
-use super::{ComposeArgs, DownArgs, ExecArgs, LogsArgs, LsArgs, PsArgs, Rmi, RunArgs, ServicesArgs, StopArgs, UpArgs};
+use super::{
+    ComposeArgs, DownArgs, ExecArgs, LogsArgs, LsArgs, PsArgs, Rmi, RunArgs, ServicesArgs,
+    StopArgs, UpArgs,
+};
 use crate::Hint;
 use crate::output::{Format, print_structured, table};
 
@@ -37,9 +40,9 @@ fn print_event(e: Event) {
 
 fn reconcile_error(e: ReconcileError) -> anyhow::Error {
     let hint = match &e {
-        ReconcileError::Dependency { dependency, .. } => {
-            Some(format!("`keel compose logs {dependency}` shows what it printed"))
-        }
+        ReconcileError::Dependency { dependency, .. } => Some(format!(
+            "`keel compose logs {dependency}` shows what it printed"
+        )),
         ReconcileError::ExternalNetwork { name } => {
             Some(format!("create it with `keel network create {name}`"))
         }
@@ -139,7 +142,11 @@ pub fn down(root: &Path, args: &ComposeArgs, a: &DownArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn selected(e: &KeelEngine, p: &ProjectSpec, services: &[String]) -> anyhow::Result<Vec<Container>> {
+fn selected(
+    e: &KeelEngine,
+    p: &ProjectSpec,
+    services: &[String],
+) -> anyhow::Result<Vec<Container>> {
     for s in services {
         if !p.model.services.contains_key(s) {
             return Err(reconcile_error(ReconcileError::NoSuchService(s.clone())));
@@ -184,7 +191,15 @@ pub fn ps(root: &Path, args: &ComposeArgs, a: &PsArgs) -> anyhow::Result<ExitCod
             "Health": st.health.as_ref().map(|h| h.status.clone()).unwrap_or_default(),
             "ExitCode": st.exit_code, "Ports": ports, "Labels": cfg.labels,
         }));
-        rows.push(vec![c.name.clone(), cfg.image.clone(), cmd, c.service.clone(), created, st_text, ports]);
+        rows.push(vec![
+            c.name.clone(),
+            cfg.image.clone(),
+            cmd,
+            c.service.clone(),
+            created,
+            st_text,
+            ports,
+        ]);
     }
     if a.quiet {
         return Ok(ExitCode::SUCCESS);
@@ -199,7 +214,9 @@ pub fn ps(root: &Path, args: &ComposeArgs, a: &PsArgs) -> anyhow::Result<ExitCod
         Format::Table => print!(
             "{}",
             table(
-                &["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"],
+                &[
+                    "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"
+                ],
                 &rows
             )
         ),
@@ -400,11 +417,19 @@ pub fn pull(root: &Path, args: &ComposeArgs, a: &ServicesArgs) -> anyhow::Result
         if !a.services.is_empty() && !a.services.contains(&s) {
             continue;
         }
-        print_event(Event::Progress { kind: "Image", name: image.clone(), status: "Pulling" });
+        print_event(Event::Progress {
+            kind: "Image",
+            name: image.clone(),
+            status: "Pulling",
+        });
         e.pull(&image)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("pulling {image} for service {s}"))?;
-        print_event(Event::Progress { kind: "Image", name: image, status: "Pulled" });
+        print_event(Event::Progress {
+            kind: "Image",
+            name: image,
+            status: "Pulled",
+        });
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -422,11 +447,19 @@ pub fn push(root: &Path, args: &ComposeArgs, a: &ServicesArgs) -> anyhow::Result
         if svc.build.is_none() {
             continue;
         }
-        print_event(Event::Progress { kind: "Image", name: image.clone(), status: "Pushing" });
+        print_event(Event::Progress {
+            kind: "Image",
+            name: image.clone(),
+            status: "Pushing",
+        });
         e.keel(&["push".into(), image.clone()], "push")
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("pushing {image} for service {s}"))?;
-        print_event(Event::Progress { kind: "Image", name: image, status: "Pushed" });
+        print_event(Event::Progress {
+            kind: "Image",
+            name: image,
+            status: "Pushed",
+        });
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -442,8 +475,11 @@ pub fn exec(root: &Path, args: &ComposeArgs, a: &ExecArgs) -> anyhow::Result<Exi
         .into_iter()
         .find(|c| !c.oneoff && c.number == a.index && c.running())
         .ok_or_else(|| {
-            anyhow::Error::new(Hint::new(format!("start it with `keel compose up -d {}`", a.service)))
-                .context(format!("service {:?} is not running", a.service))
+            anyhow::Error::new(Hint::new(format!(
+                "start it with `keel compose up -d {}`",
+                a.service
+            )))
+            .context(format!("service {:?} is not running", a.service))
         })?;
     let mut cmd = Command::new(std::env::current_exe().context("locating the keel binary")?);
     cmd.arg("--root").arg(root).arg("exec");
@@ -504,7 +540,11 @@ pub fn run(root: &Path, args: &ComposeArgs, a: &RunArgs) -> anyhow::Result<ExitC
         cs.command = Some(a.command.clone());
     }
     if let Some(ep) = &a.entrypoint {
-        cs.entrypoint = Some(if ep.is_empty() { Vec::new() } else { vec![ep.clone()] });
+        cs.entrypoint = Some(if ep.is_empty() {
+            Vec::new()
+        } else {
+            vec![ep.clone()]
+        });
     }
     cs.env.extend(a.env.iter().cloned());
     if let Some(u) = &a.user {
@@ -582,7 +622,11 @@ pub fn ls(root: &Path, a: &LsArgs) -> anyhow::Result<ExitCode> {
         let entry = projects.entry(name).or_default();
         *entry.0.entry(c.status.clone()).or_default() += 1;
         if entry.1.is_empty() {
-            entry.1 = c.labels.get(LABEL_CONFIG_FILES).cloned().unwrap_or_default();
+            entry.1 = c
+                .labels
+                .get(LABEL_CONFIG_FILES)
+                .cloned()
+                .unwrap_or_default();
         }
     }
     let mut rows = Vec::new();
