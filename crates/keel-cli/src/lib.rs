@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
 pub mod chart;
 mod compose;
 mod container;
@@ -122,6 +123,11 @@ pub enum Command {
     Dockerfile(dockerfile::DockerfileCommand),
     /// Multi-container applications from compose files.
     Compose(Box<compose::ComposeArgs>),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
 }
 
 /// Something the user can do about an error; attach with
@@ -215,6 +221,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Monitor { id } => container::monitor(&cli.root, &id),
         Command::Dockerfile(c) => dockerfile::run(c),
         Command::Compose(args) => compose::run(&cli.root, *args),
+        Command::Build(a) => build::build(&cli.root, a),
+        Command::Builder(c) => build::builder(&cli.root, c),
     }
 }
 

@@ -7,7 +7,8 @@
 //! container through an [`backend::OciRuntime`] (youki's `libcontainer` in
 //! process, or the external `runc`), streams logs, records exit status and OOM
 //! kills, applies restart policies and runs health checks. [`Volumes`] manages
-//! named volumes; [`network::NetworkAttacher`] is the seam to keel-net.
+//! named volumes; [`network::NetworkAttacher`] is the seam to keel-net;
+//! [`oneshot`] runs one command on prepared layers and waits (build steps).
 
 pub mod backend;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod logs;
 pub mod monitor;
 pub mod network;
+pub mod oneshot;
 pub mod record;
 pub mod rootfs;
 pub mod seccomp;

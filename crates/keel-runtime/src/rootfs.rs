@@ -61,8 +61,10 @@ pub fn mount_overlay(dir: &Path, lowerdirs: &[PathBuf], volatile: bool) -> Resul
         .rev()
         .map(|p| p.to_string_lossy().replace(':', "\\:"))
         .collect();
+    // redirect_dir and metacopy off: the upper dir must be a faithful diff
+    // (keel commit and keel build turn it into a layer), as with Docker's overlay2.
     let mut data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
         lower.join(":"),
         upper.display(),
         work.display()
