@@ -650,3 +650,40 @@ fn bad_input_is_one_line_with_file_and_path_and_starts_nothing() {
         assert!(!p.k.ok(&["network", "ls"]).contains(&p.name), "{file}");
     }
 }
+
+#[test]
+fn multi_stage_build_targets_and_up_build_recreates_only_the_changed_image() {
+    let port = free_port();
+    let mut p = Project::new("multi-stage").var("WEB_PORT", &port.to_string());
+    let out = p.compose(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let web_image = format!("{}-web", p.name);
+    assert!(err.contains(&format!("Image {web_image}  Built")), "{err}");
+    wait_for_port(port);
+    assert_eq!(body(port, "/stage.txt"), "final there\n");
+    let tester = format!("{}-tester-1", p.name);
+    p.wait_until("the tester's output", 20, || {
+        p.ok(&["logs", "tester"]).contains("test")
+    });
+    assert_eq!(p.ok(&["logs", "--no-log-prefix", "tester"]), "test\n");
+    let ids = p.ids();
+    // Unchanged: up --build rebuilds from the cache and recreates nothing.
+    p.ok(&["up", "-d", "--build"]);
+    assert_eq!(p.ids(), ids);
+    // A build argument of web changes: only web's image and container change.
+    p.set("GREETING", "friend");
+    p.ok(&["up", "-d", "--build"]);
+    let after = p.ids();
+    let web = format!("{}-web-1", p.name);
+    assert_ne!(after[&web], ids[&web]);
+    assert_eq!(after[&tester], ids[&tester]);
+    p.wait_until("the rebuilt web", 20, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && body(port, "/stage.txt") == "final friend\n"
+    });
+    // down --rmi local removes the built images.
+    p.ok(&["down", "--rmi", "local", "-t", "0"]);
+    let images = p.k.ok(&["images"]);
+    assert!(!images.contains(&web_image), "{images}");
+}

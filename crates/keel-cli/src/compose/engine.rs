@@ -267,12 +267,6 @@ impl Engine for KeelEngine {
             };
             args.extend(["--build-arg".into(), arg]);
         }
-        for (k, v) in &b.labels {
-            args.extend([
-                "--label".into(),
-                format!("{k}={}", v.as_deref().unwrap_or_default()),
-            ]);
-        }
         args.push(b.context.clone());
         self.keel(&args, "build")
     }
