@@ -7,13 +7,18 @@
 # Each `up -d` starts from a downed project; each `down` from an upped one.
 # Prints keel/podman-compose ratios.
 # Usage: scripts/bench-compose.sh [RUNS]   (default 10)
+#        KEEL_BIN=path/to/keel scripts/bench-compose.sh   (skip the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 keel_ensure_packages
 RUNS="${1:-10}"
-cargo build --release --locked -p keel >&2
-KEEL="$CARGO_TARGET_DIR/release/keel"
+if [ -n "${KEEL_BIN:-}" ]; then
+  KEEL="$KEEL_BIN"
+else
+  cargo build --release --locked -p keel >&2
+  KEEL="$CARGO_TARGET_DIR/release/keel"
+fi
 WORK="$(mktemp -d /var/tmp/keel-bench-compose.XXXXXX)"
 PODMAN_DIR="$WORK/podman"
 export KEEL_ROOT="$WORK/keel"
@@ -28,7 +33,13 @@ cleanup() {
 }
 trap cleanup EXIT
 keel_podman_setup "$PODMAN_DIR"
-PC="podman-compose --podman-args=${PODMAN#podman }"
+# podman-compose with podman's throw-away store (a wrapper: the arguments have spaces).
+cat > "$WORK/podman-compose" <<SH
+#!/bin/sh
+exec podman-compose --podman-args="${PODMAN#podman }" "\$@"
+SH
+chmod +x "$WORK/podman-compose"
+PC="$WORK/podman-compose"
 
 mkdir -p "$WORK/project"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -73,19 +84,32 @@ K="$KEEL compose -p $PROJECT"
 P="$PC -p $PROJECT"
 # Sanity: each brings the project up (serving on the port) and down.
 $K up -d >/dev/null 2>&1
-curl -fsS "http://127.0.0.1:$PORT/" -o /dev/null 2>/dev/null || python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/')" 2>/dev/null || true
+python3 - "$PORT" <<'PY'
+import sys, time, urllib.error, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=2)
+        break
+    except urllib.error.HTTPError:
+        break  # an HTTP answer (404 for /) is what we wait for
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("keel compose: the web service does not answer on its published port")
+PY
 [ "$("$KEEL" ps -q | wc -l)" = 5 ] || { echo "keel compose up did not start 5 containers" >&2; exit 1; }
 $K down >/dev/null 2>&1
-$P up -d >/dev/null 2>&1
+$P up -d >"$WORK/pc-up.log" 2>&1 || { cat "$WORK/pc-up.log" >&2; exit 1; }
 [ "$($PODMAN ps -q | wc -l)" = 5 ] || { echo "podman-compose up did not start 5 containers" >&2; exit 1; }
 $P down >/dev/null 2>&1
 
+# Only one project is up at a time: each prepare downs the other tool's.
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/up.json" \
-  --prepare "$K down >/dev/null 2>&1" -n "keel compose up -d" "$K up -d" \
-  --prepare "$P down >/dev/null 2>&1" -n "podman-compose up -d" "$P up -d" >&2
+  --prepare "$P down >/dev/null 2>&1; $K down >/dev/null 2>&1" -n "keel compose up -d" "$K up -d" \
+  --prepare "$K down >/dev/null 2>&1; $P down >/dev/null 2>&1" -n "podman-compose up -d" "$P up -d" >&2
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/down.json" \
-  --prepare "$K up -d >/dev/null 2>&1" -n "keel compose down" "$K down" \
-  --prepare "$P up -d >/dev/null 2>&1" -n "podman-compose down" "$P down" >&2
+  --prepare "$P down >/dev/null 2>&1; $K up -d >/dev/null 2>&1" -n "keel compose down" "$K down" \
+  --prepare "$K down >/dev/null 2>&1; $P up -d >/dev/null 2>&1" -n "podman-compose down" "$P down" >&2
 
 python3 - "$WORK/up.json" "$WORK/down.json" <<'PY'
 import json, sys

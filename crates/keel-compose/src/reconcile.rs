@@ -674,7 +674,7 @@ impl Default for UpOptions {
             build: BuildPolicy::Missing,
             remove_orphans: false,
             wait: false,
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_mins(2),
             stop_timeout: None,
             start: true,
         }

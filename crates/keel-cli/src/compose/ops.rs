@@ -579,7 +579,7 @@ pub fn run(root: &Path, args: &ComposeArgs, a: &RunArgs) -> anyhow::Result<ExitC
 pub fn start(root: &Path, args: &ComposeArgs, a: &ServicesArgs) -> anyhow::Result<ExitCode> {
     let p = spec(args, &a.services)?;
     let e = KeelEngine::open(root)?;
-    with_reconciler(&p, &e, |r| r.start(&a.services, Duration::from_secs(120)))?;
+    with_reconciler(&p, &e, |r| r.start(&a.services, Duration::from_mins(2)))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -606,7 +606,7 @@ pub fn stop(
                 a.services.clone()
             };
             for s in p.order(&all)?.into_iter().filter(|s| all.contains(s)) {
-                r.start(std::slice::from_ref(&s), Duration::from_secs(120))?;
+                r.start(std::slice::from_ref(&s), Duration::from_mins(2))?;
             }
         }
         Ok(())
