@@ -193,6 +193,15 @@ pub trait Engine {
     fn create(&self, spec: &ContainerSpec) -> std::result::Result<String, String>;
     fn start(&self, id: &str) -> std::result::Result<(), String>;
     fn stop(&self, id: &str, timeout: Option<u32>) -> std::result::Result<(), String>;
+    /// Stops several containers; engines that can wait for them side by side
+    /// override this (the default stops one after the other).
+    fn stop_many(
+        &self,
+        ids: &[String],
+        timeout: Option<u32>,
+    ) -> Vec<std::result::Result<(), String>> {
+        ids.iter().map(|id| self.stop(id, timeout)).collect()
+    }
     /// Removes a stopped container (`volumes`: its anonymous volumes too).
     fn remove(&self, id: &str, volumes: bool) -> std::result::Result<(), String>;
     fn sleep(&self, d: Duration);
@@ -1208,8 +1217,20 @@ impl Reconciler<'_> {
         } else {
             self.report_orphans(&orphans);
         }
+        // Stopping mostly waits for processes to exit: all at once.
+        let running: Vec<&Container> = doomed.iter().filter(|c| c.running()).collect();
+        for c in &running {
+            self.emit(progress("Container", &c.name, "Stopping"));
+        }
+        let ids: Vec<String> = running.iter().map(|c| c.id.clone()).collect();
+        for (c, r) in running.iter().zip(self.engine.stop_many(&ids, o.timeout)) {
+            r.map_err(engine_err(format!("stopping {}", c.name)))?;
+            self.emit(progress("Container", &c.name, "Stopped"));
+        }
         for c in &doomed {
-            self.remove_container(c, o.timeout, o.volumes)?;
+            let mut c = c.clone();
+            c.status = "exited".into();
+            self.remove_container(&c, o.timeout, o.volumes)?;
         }
         let mut nets: Vec<String> = self
             .project

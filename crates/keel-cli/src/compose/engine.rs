@@ -348,6 +348,27 @@ impl Engine for KeelEngine {
         engine::stop(&self.containers, id, timeout, None).map_err(|e| line(&hinted(e)))
     }
 
+    fn stop_many(&self, ids: &[String], timeout: Option<u32>) -> Vec<Result<(), String>> {
+        let containers = &self.containers;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    s.spawn(move || {
+                        engine::stop(containers, id, timeout, None).map_err(|e| line(&hinted(e)))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("stopping thread panicked".to_string()))
+                })
+                .collect()
+        })
+    }
+
     fn remove(&self, id: &str, volumes: bool) -> Result<(), String> {
         engine::remove(&self.containers, id, true, volumes, self.net.as_ref())
             .map_err(|e| line(&hinted(e)))

@@ -561,11 +561,11 @@ fn down_removes_dependents_first_and_keeps_volumes_unless_asked() {
         e.take(),
         [
             "stop p-web-1",
+            "stop p-db-1",
+            "stop p-cache-1",
             "rm p-web-1",
             "rm p-migrate-1",
-            "stop p-db-1",
             "rm p-db-1",
-            "stop p-cache-1",
             "rm p-cache-1",
             "network rm p_default",
         ]
