@@ -179,6 +179,7 @@ impl Project {
         }
     }
 
+    #[allow(clippy::unused_self)] // reads better at call sites: p.wait_until(...)
     fn wait_until(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !f() {
@@ -686,4 +687,21 @@ fn multi_stage_build_targets_and_up_build_recreates_only_the_changed_image() {
     p.ok(&["down", "--rmi", "local", "-t", "0"]);
     let images = p.k.ok(&["images"]);
     assert!(!images.contains(&web_image), "{images}");
+}
+
+#[test]
+fn up_without_detach_streams_prefixed_logs_until_the_containers_exit() {
+    let p = Project::new("profiles");
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        "services:\n  one:\n    image: busybox\n    command: [sh, -c, 'echo first; sleep 1; echo done']\n  two:\n    image: busybox\n    command: [sh, -c, 'echo second']\n",
+    )
+    .unwrap();
+    let out = p.ok(&["up"]);
+    for (svc, line) in [("one", "first"), ("one", "done"), ("two", "second")] {
+        let want = format!("{}-{svc}-1 | {line}", p.name);
+        assert!(out.lines().any(|l| l == want), "{want:?} not in {out}");
+    }
+    // No colour codes without a terminal.
+    assert!(!out.contains('\x1b'), "{out}");
 }
