@@ -6,6 +6,7 @@ KEEL_PACKAGES=(
   busybox-static      # base image for tests and the quickstart (offline)
   docker-registry apache2-utils  # a real OCI registry on 127.0.0.1 (htpasswd for its basic auth)
   skopeo podman runc uidmap fuse-overlayfs  # peers for interop tests and benchmarks
+  podman-compose      # peer of keel compose in scripts/bench-compose.sh
   zstd                # zstd layers in interop tests
   curl                # an HTTP/2 client for keel server's ALPN test
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl

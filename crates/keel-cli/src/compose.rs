@@ -1,10 +1,14 @@
-//! `keel compose …`: the project options shared by every compose command and
-//! `keel compose config` (the normalized model, like `docker compose config`).
-//! Containers are not started here yet; the reconciler comes with keel-runtime.
+//! `keel compose …`: the project options shared by every compose command,
+//! `keel compose config` (the normalized model, like `docker compose config`),
+//! and the commands that run the project through keel-compose's reconciler
+//! ([`ops`]) on keel's runtime ([`engine`]).
+
+mod engine;
+mod ops;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -39,6 +43,224 @@ pub struct ComposeArgs {
 pub enum ComposeCommand {
     /// Parse, resolve and render the compose file in canonical format.
     Config(ConfigArgs),
+    /// Create and start containers.
+    Up(UpArgs),
+    /// Stop and remove containers, networks (and with -v volumes).
+    Down(DownArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// View output from containers.
+    Logs(LogsArgs),
+    /// Build or rebuild services.
+    Build(ServicesArgs),
+    /// Pull service images.
+    Pull(ServicesArgs),
+    /// Push service images.
+    Push(ServicesArgs),
+    /// Execute a command in a running container.
+    Exec(ExecArgs),
+    /// Run a one-off command on a service.
+    Run(RunArgs),
+    /// Start services.
+    Start(ServicesArgs),
+    /// Stop services.
+    Stop(StopArgs),
+    /// Restart services.
+    Restart(StopArgs),
+    /// List running compose projects.
+    Ls(LsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Detached mode: run containers in the background.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Build images before starting containers.
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Don't build an image, even if it's missing.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Recreate containers even if their configuration and image haven't changed.
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// If containers already exist, don't recreate them.
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Remove containers for services not defined in the compose file.
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Wait for services to be running|healthy. Implies detached mode.
+    #[arg(long)]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for a dependency or for --wait.
+    #[arg(long, default_value_t = 120)]
+    pub wait_timeout: u64,
+    /// Scale SERVICE to NUM instances (SERVICE=NUM).
+    #[arg(long, value_parser = parse_scale)]
+    pub scale: Vec<(String, u32)>,
+    /// Shutdown timeout in seconds when containers are recreated or stopped.
+    #[arg(short = 't', long)]
+    pub timeout: Option<u32>,
+    pub services: Vec<String>,
+}
+
+fn parse_scale(s: &str) -> Result<(String, u32), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid scale {s:?}: expected SERVICE=NUM"))?;
+    let n = v
+        .parse()
+        .map_err(|_| format!("invalid scale {s:?}: {v:?} is not a number"))?;
+    Ok((k.to_string(), n))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Rmi {
+    Local,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Remove named volumes declared in the volumes section and anonymous volumes.
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    /// Remove images used by services: local (built ones) or all.
+    #[arg(long, value_enum)]
+    pub rmi: Option<Rmi>,
+    /// Remove containers for services not defined in the compose file.
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Shutdown timeout in seconds.
+    #[arg(short = 't', long)]
+    pub timeout: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all stopped containers too.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only display IDs.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "format", value_enum, default_value_t)]
+    pub output: crate::output::Format,
+    /// Display services.
+    #[arg(long)]
+    pub services: bool,
+    pub service: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow log output.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs for each container.
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Don't print the prefix.
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Produce monochrome output.
+    #[arg(long)]
+    pub no_color: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Shutdown timeout in seconds.
+    #[arg(short = 't', long)]
+    pub timeout: Option<u32>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Detached mode: run the command in the background.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Disable pseudo-TTY allocation.
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Set environment variables.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Run the command as this user.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Index of the container if the service has several replicas.
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container after it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container ID.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Set environment variables.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Override the entrypoint of the image.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Publish the service's ports.
+    #[arg(long)]
+    pub service_ports: bool,
+    /// Disable pseudo-TTY allocation (accepted for compatibility).
+    #[arg(short = 'T', long = "no-TTY")]
+    pub no_tty: bool,
+    /// Run as this user.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Show all stopped projects too.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only display project names.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "format", value_enum, default_value_t)]
+    pub output: crate::output::Format,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -71,9 +293,22 @@ pub struct ConfigArgs {
     pub service: Vec<String>,
 }
 
-pub fn run(args: ComposeArgs) -> anyhow::Result<ExitCode> {
-    match args.command {
-        ComposeCommand::Config(ref c) => config(&args, c),
+pub fn run(root: &Path, args: ComposeArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        ComposeCommand::Config(c) => config(&args, c),
+        ComposeCommand::Up(a) => ops::up(root, &args, a),
+        ComposeCommand::Down(a) => ops::down(root, &args, a),
+        ComposeCommand::Ps(a) => ops::ps(root, &args, a),
+        ComposeCommand::Logs(a) => ops::logs(root, &args, a),
+        ComposeCommand::Build(a) => ops::build(root, &args, a),
+        ComposeCommand::Pull(a) => ops::pull(root, &args, a),
+        ComposeCommand::Push(a) => ops::push(root, &args, a),
+        ComposeCommand::Exec(a) => ops::exec(root, &args, a),
+        ComposeCommand::Run(a) => ops::run(root, &args, a),
+        ComposeCommand::Start(a) => ops::start(root, &args, a),
+        ComposeCommand::Stop(a) => ops::stop(root, &args, a, false),
+        ComposeCommand::Restart(a) => ops::stop(root, &args, a, true),
+        ComposeCommand::Ls(a) => ops::ls(root, a),
     }
 }
 
@@ -92,7 +327,10 @@ fn options(args: &ComposeArgs, services: &[String]) -> anyhow::Result<keel_compo
     })
 }
 
-fn load(args: &ComposeArgs, services: &[String]) -> anyhow::Result<keel_compose::Project> {
+pub(crate) fn load(
+    args: &ComposeArgs,
+    services: &[String],
+) -> anyhow::Result<keel_compose::Project> {
     let opts = options(args, services)?;
     let project = keel_compose::load(&opts).map_err(|e| match e {
         keel_compose::Error::NoConfigFile { .. } => {

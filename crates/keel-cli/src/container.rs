@@ -28,7 +28,7 @@ use crate::output::{Format, human_duration, human_size, print_structured, table}
 
 /// The network driver the runtime calls: keel-net's bridges. If its state
 /// cannot be opened, only `none` and `host` work and the error says why.
-fn network_attacher(root: &Path) -> Box<dyn NetworkAttacher> {
+pub(crate) fn network_attacher(root: &Path) -> Box<dyn NetworkAttacher> {
     match keel_net::Networks::open(root) {
         Ok(n) => Box::new(NetAttacher(n)),
         Err(e) => {
@@ -412,12 +412,12 @@ pub struct VolumePruneArgs {
     pub force: bool,
 }
 
-fn open(root: &Path) -> anyhow::Result<Containers> {
+pub(crate) fn open(root: &Path) -> anyhow::Result<Containers> {
     Containers::open(root).with_context(|| format!("opening containers under {}", root.display()))
 }
 
 /// Adds hints to runtime errors the user can act on.
-fn hinted(e: RuntimeError) -> anyhow::Error {
+pub(crate) fn hinted(e: RuntimeError) -> anyhow::Error {
     let hint = match &e {
         RuntimeError::Image(keel_oci::OciError::ImageNotFound(_)) => Some(
             "`keel images` lists local images; `keel pull NAME`, `keel import` or `keel image seed-busybox` brings one in",
@@ -948,7 +948,7 @@ fn each(
     })
 }
 
-fn start_one(root: &Path, c: &Containers, id: &str) -> anyhow::Result<()> {
+pub(crate) fn start_one(root: &Path, c: &Containers, id: &str) -> anyhow::Result<()> {
     if engine::is_active(c, id) {
         return Ok(());
     }
@@ -1016,7 +1016,7 @@ pub fn rm(root: &Path, a: RmArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn status_text(st: &ContainerState, status: Status) -> String {
+pub(crate) fn status_text(st: &ContainerState, status: Status) -> String {
     let now = Utc::now();
     let since = |t: Option<DateTime<Utc>>| {
         t.map_or_else(String::new, |t| human_duration((now - t).num_seconds()))
@@ -1051,7 +1051,7 @@ fn status_text(st: &ContainerState, status: Status) -> String {
     s
 }
 
-fn ports_text(cfg: &ContainerConfig, st: &ContainerState) -> String {
+pub(crate) fn ports_text(cfg: &ContainerConfig, st: &ContainerState) -> String {
     let ports = st
         .network
         .as_ref()
@@ -1071,7 +1071,7 @@ fn ports_text(cfg: &ContainerConfig, st: &ContainerState) -> String {
         .join(", ")
 }
 
-fn command_text(cfg: &ContainerConfig) -> String {
+pub(crate) fn command_text(cfg: &ContainerConfig) -> String {
     std::iter::once(cfg.path.as_str())
         .chain(cfg.args.iter().map(String::as_str))
         .collect::<Vec<_>>()

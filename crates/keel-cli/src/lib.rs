@@ -220,7 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Volume(c) => container::volume(&cli.root, c),
         Command::Monitor { id } => container::monitor(&cli.root, &id),
         Command::Dockerfile(c) => dockerfile::run(c),
-        Command::Compose(args) => compose::run(*args),
+        Command::Compose(args) => compose::run(&cli.root, *args),
         Command::Build(a) => build::build(&cli.root, a),
         Command::Builder(c) => build::builder(&cli.root, c),
     }

@@ -16,6 +16,7 @@ mod loader;
 pub mod merge;
 pub mod model;
 pub mod normalize;
+pub mod reconcile;
 pub mod schema;
 pub mod yaml;
 

@@ -1,0 +1,380 @@
+//! The compose reconciler's [`Engine`] on keel's own runtime: containers from
+//! keel-runtime, networks from keel-net, volumes and images from the root.
+//! Pulls, pushes and builds run the keel binary itself (`keel pull/push/build`)
+//! so they share those commands' behaviour and cache.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use keel_compose::model::Build;
+use keel_compose::reconcile::{
+    self, Container, ContainerSpec, Engine, Health, LABEL_HASH, LABEL_NUMBER, LABEL_ONEOFF,
+    LABEL_PROJECT, LABEL_SERVICE,
+};
+use keel_runtime::engine::{self, CreateOptions};
+use keel_runtime::network::NetworkAttacher;
+use keel_runtime::{
+    Containers, HealthConfig, MountKind, MountSpec, PortSpec, RestartPolicy, Volumes, ids,
+};
+
+use crate::container::{hinted, network_attacher, start_one};
+
+/// An error chain as one line, without the `error: ` prefix or hint.
+pub fn line(e: &anyhow::Error) -> String {
+    let r = crate::render_error(e);
+    r.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+pub struct KeelEngine {
+    root: PathBuf,
+    containers: Containers,
+    net: Box<dyn NetworkAttacher>,
+    exe: PathBuf,
+}
+
+impl KeelEngine {
+    pub fn open(root: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        Ok(KeelEngine {
+            root: root.to_path_buf(),
+            containers: crate::container::open(root)?,
+            net: network_attacher(root),
+            exe: std::env::current_exe().context("locating the keel binary")?,
+        })
+    }
+
+    pub fn store(&self) -> &Containers {
+        &self.containers
+    }
+
+    /// `keel --root ROOT args…` with our output, failing with keel's own error line.
+    pub fn keel(&self, args: &[String], what: &str) -> Result<(), String> {
+        let out = Command::new(&self.exe)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::io::stderr()))
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("running keel {what}: {e}"))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            eprint!("{err}");
+            return Ok(());
+        }
+        Err(err
+            .lines()
+            .find_map(|l| l.strip_prefix("error: "))
+            .map_or_else(
+                || format!("keel {what} failed ({})", out.status),
+                str::to_string,
+            ))
+    }
+
+    fn info(&self, id: &str) -> Result<Container, String> {
+        let cfg = self.containers.config(id).map_err(|e| line(&hinted(e)))?;
+        let st = self.containers.state(id).map_err(|e| line(&hinted(e)))?;
+        let status = engine::effective_status(&self.containers, id);
+        let running = status == keel_runtime::Status::Running;
+        let health = st
+            .health
+            .as_ref()
+            .filter(|_| running)
+            .map(|h| match h.status.as_str() {
+                "healthy" => Health::Healthy,
+                "unhealthy" => Health::Unhealthy,
+                _ => Health::Starting,
+            });
+        let label = |k: &str| cfg.labels.get(k).cloned().unwrap_or_default();
+        Ok(Container {
+            id: cfg.id.clone(),
+            name: cfg.name.clone(),
+            service: label(LABEL_SERVICE),
+            number: label(LABEL_NUMBER).parse().unwrap_or(0),
+            oneoff: label(LABEL_ONEOFF) == "True",
+            config_hash: label(LABEL_HASH),
+            image: cfg.image.clone(),
+            image_id: cfg.image_id.clone(),
+            status: status.as_str().to_string(),
+            exit_code: st.exit_code,
+            health,
+            labels: cfg.labels.clone(),
+        })
+    }
+
+    /// Every container of every project.
+    pub fn all_project_containers(&self) -> Result<Vec<Container>, String> {
+        let mut out = Vec::new();
+        for id in self.containers.ids().map_err(|e| e.to_string())? {
+            let Ok(cfg) = self.containers.config(&id) else {
+                continue;
+            };
+            if cfg.labels.contains_key(LABEL_PROJECT)
+                && let Ok(c) = self.info(&id)
+            {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn project_dir(&self, project: &str) -> PathBuf {
+        self.root.join("compose").join(project)
+    }
+}
+
+/// The runtime's create options for a compose container.
+pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
+    let mut command = spec.command.clone().unwrap_or_default();
+    // keel-runtime takes one entrypoint word; the rest of a compose entrypoint
+    // goes in front of the command, which is what the process sees either way.
+    let entrypoint = match &spec.entrypoint {
+        None => None,
+        Some(ep) if ep.is_empty() => Some(String::new()),
+        Some(ep) => {
+            let mut rest = ep[1..].to_vec();
+            rest.append(&mut command);
+            command = rest;
+            Some(ep[0].clone())
+        }
+    };
+    let mut mounts = Vec::new();
+    for m in &spec.mounts {
+        let (kind, source, anonymous) = match m.kind {
+            reconcile::MountKind::Bind => {
+                if m.create_host_path && !Path::new(&m.source).exists() {
+                    std::fs::create_dir_all(&m.source)
+                        .map_err(|e| format!("creating bind source {}: {e}", m.source))?;
+                }
+                (MountKind::Bind, m.source.clone(), false)
+            }
+            reconcile::MountKind::Volume if m.source.is_empty() => {
+                (MountKind::Volume, ids::new_id(), true)
+            }
+            reconcile::MountKind::Volume => (MountKind::Volume, m.source.clone(), false),
+            reconcile::MountKind::Tmpfs => (MountKind::Tmpfs, String::new(), false),
+        };
+        mounts.push(MountSpec {
+            kind,
+            source,
+            target: m.target.clone(),
+            read_only: m.read_only,
+            anonymous,
+            options: Vec::new(),
+        });
+    }
+    Ok(CreateOptions {
+        image: spec.image.clone(),
+        name: Some(spec.name.clone()),
+        command,
+        entrypoint,
+        env: spec.env.clone(),
+        working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        hostname: spec.hostname.clone(),
+        labels: spec.labels.clone(),
+        network: spec.network.clone(),
+        network_aliases: spec.aliases.clone(),
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| PortSpec {
+                host_ip: p.host_ip.clone(),
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: p.protocol.clone(),
+            })
+            .collect(),
+        mounts,
+        read_only: spec.read_only,
+        cap_add: spec.cap_add.clone(),
+        cap_drop: spec.cap_drop.clone(),
+        restart: RestartPolicy::parse(&spec.restart).map_err(|e| e.to_string())?,
+        healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
+            test: h.test.clone(),
+            interval_ms: h.interval_ms,
+            timeout_ms: h.timeout_ms,
+            retries: h.retries,
+            start_period_ms: h.start_period_ms,
+        }),
+        stop_signal: spec.stop_signal.clone(),
+        stop_timeout: spec.stop_timeout,
+        interactive: spec.interactive,
+        tty: spec.tty,
+        ..CreateOptions::default()
+    })
+}
+
+fn is_not_found(e: &keel_oci::OciError) -> bool {
+    matches!(e, keel_oci::OciError::ImageNotFound(_))
+}
+
+impl Engine for KeelEngine {
+    fn containers(&self, project: &str) -> Result<Vec<Container>, String> {
+        Ok(self
+            .all_project_containers()?
+            .into_iter()
+            .filter(|c| c.labels.get(LABEL_PROJECT).is_some_and(|p| p == project))
+            .collect())
+    }
+
+    fn container(&self, id: &str) -> Result<Container, String> {
+        self.info(id)
+    }
+
+    fn image_id(&self, image: &str) -> Result<Option<String>, String> {
+        let store = keel_oci::ImageStore::open(&self.root).map_err(|e| e.to_string())?;
+        match store.resolve(image) {
+            Ok(i) => Ok(Some(i.id().to_string())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn pull(&self, image: &str) -> Result<(), String> {
+        self.keel(&["pull".into(), image.into()], "pull")
+    }
+
+    fn build(&self, image: &str, b: &Build) -> Result<(), String> {
+        let mut args: Vec<String> = vec!["build".into(), "-t".into(), image.into()];
+        for t in &b.tags {
+            args.extend(["-t".into(), t.clone()]);
+        }
+        let inline;
+        if let Some(text) = &b.dockerfile_inline {
+            inline = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+            std::fs::write(inline.path(), text).map_err(|e| e.to_string())?;
+            args.extend(["-f".into(), inline.path().display().to_string()]);
+        } else if let Some(f) = &b.dockerfile {
+            let p = Path::new(&b.context).join(f);
+            args.extend(["-f".into(), p.display().to_string()]);
+        }
+        if let Some(t) = &b.target {
+            args.extend(["--target".into(), t.clone()]);
+        }
+        for (k, v) in &b.args {
+            let arg = match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.clone(),
+            };
+            args.extend(["--build-arg".into(), arg]);
+        }
+        args.push(b.context.clone());
+        self.keel(&args, "build")
+    }
+
+    fn network_exists(&self, name: &str) -> Result<bool, String> {
+        let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
+        match nets.inspect(name) {
+            Ok(_) => Ok(true),
+            Err(keel_net::NetError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn create_network(&self, name: &str) -> Result<(), String> {
+        let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
+        nets.create(name, None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove_network(&self, name: &str) -> Result<(), String> {
+        let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
+        nets.remove(name).map_err(|e| e.to_string())
+    }
+
+    fn volume_exists(&self, name: &str) -> Result<bool, String> {
+        let v = Volumes::open(&self.root).map_err(|e| e.to_string())?;
+        Ok(v.list()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|x| x.name == name))
+    }
+
+    fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
+        let v = Volumes::open(&self.root).map_err(|e| e.to_string())?;
+        v.create(name, labels.clone(), false)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove_volume(&self, name: &str) -> Result<(), String> {
+        let v = Volumes::open(&self.root).map_err(|e| e.to_string())?;
+        v.remove(&self.containers, name, false)
+            .map_err(|e| e.to_string())
+    }
+
+    fn write_project_file(
+        &self,
+        project: &str,
+        name: &str,
+        content: &[u8],
+    ) -> Result<PathBuf, String> {
+        let dir = self.project_dir(project);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let p = dir.join(name);
+        std::fs::write(&p, content).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(p)
+    }
+
+    fn remove_project_files(&self, project: &str) -> Result<(), String> {
+        match std::fs::remove_dir_all(self.project_dir(project)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    fn create(&self, spec: &ContainerSpec) -> Result<String, String> {
+        let o = create_options(spec)?;
+        engine::create(&self.root, &o)
+            .map(|c| c.id)
+            .map_err(|e| line(&hinted(e)))
+    }
+
+    fn start(&self, id: &str) -> Result<(), String> {
+        start_one(&self.root, &self.containers, id).map_err(|e| line(&e))
+    }
+
+    fn stop(&self, id: &str, timeout: Option<u32>) -> Result<(), String> {
+        engine::stop(&self.containers, id, timeout, None).map_err(|e| line(&hinted(e)))
+    }
+
+    fn stop_many(&self, ids: &[String], timeout: Option<u32>) -> Vec<Result<(), String>> {
+        let containers = &self.containers;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    s.spawn(move || {
+                        engine::stop(containers, id, timeout, None).map_err(|e| line(&hinted(e)))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("stopping thread panicked".to_string()))
+                })
+                .collect()
+        })
+    }
+
+    fn remove(&self, id: &str, volumes: bool) -> Result<(), String> {
+        engine::remove(&self.containers, id, true, volumes, self.net.as_ref())
+            .map_err(|e| line(&hinted(e)))
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}

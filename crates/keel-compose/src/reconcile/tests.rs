@@ -1,0 +1,672 @@
+//! The planning logic against a fake engine that records every effect.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+
+/// Containers in memory; `exits` makes a service's containers exit with a
+/// code as soon as they start, `unhealthy` makes them fail their healthcheck.
+#[derive(Default)]
+struct Fake {
+    containers: RefCell<BTreeMap<String, Container>>,
+    networks: RefCell<BTreeSet<String>>,
+    volumes: RefCell<BTreeSet<String>>,
+    images: RefCell<BTreeMap<String, String>>,
+    effects: RefCell<Vec<String>>,
+    next: RefCell<u32>,
+    exits: BTreeMap<String, i32>,
+    unhealthy: BTreeSet<String>,
+    has_health: RefCell<BTreeSet<String>>,
+}
+
+impl Fake {
+    fn log(&self, s: String) {
+        self.effects.borrow_mut().push(s);
+    }
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.effects.borrow_mut())
+    }
+    fn ids(&self) -> BTreeMap<String, String> {
+        self.containers
+            .borrow()
+            .values()
+            .map(|c| (c.name.clone(), c.id.clone()))
+            .collect()
+    }
+}
+
+impl Engine for Fake {
+    fn containers(&self, project: &str) -> std::result::Result<Vec<Container>, String> {
+        Ok(self
+            .containers
+            .borrow()
+            .values()
+            .filter(|c| c.labels.get(LABEL_PROJECT).map(String::as_str) == Some(project))
+            .cloned()
+            .collect())
+    }
+    fn container(&self, id: &str) -> std::result::Result<Container, String> {
+        self.containers
+            .borrow()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| format!("no such container {id}"))
+    }
+    fn image_id(&self, image: &str) -> std::result::Result<Option<String>, String> {
+        Ok(self.images.borrow().get(image).cloned())
+    }
+    fn pull(&self, image: &str) -> std::result::Result<(), String> {
+        self.log(format!("pull {image}"));
+        self.images
+            .borrow_mut()
+            .insert(image.into(), format!("id-{image}"));
+        Ok(())
+    }
+    fn build(&self, image: &str, b: &Build) -> std::result::Result<(), String> {
+        self.log(format!("build {image} {}", b.context));
+        let n = self.images.borrow().len();
+        self.images
+            .borrow_mut()
+            .insert(image.into(), format!("built-{image}-{n}"));
+        Ok(())
+    }
+    fn network_exists(&self, name: &str) -> std::result::Result<bool, String> {
+        Ok(self.networks.borrow().contains(name))
+    }
+    fn create_network(&self, name: &str) -> std::result::Result<(), String> {
+        self.log(format!("network create {name}"));
+        self.networks.borrow_mut().insert(name.into());
+        Ok(())
+    }
+    fn remove_network(&self, name: &str) -> std::result::Result<(), String> {
+        self.log(format!("network rm {name}"));
+        self.networks.borrow_mut().remove(name);
+        Ok(())
+    }
+    fn volume_exists(&self, name: &str) -> std::result::Result<bool, String> {
+        Ok(self.volumes.borrow().contains(name))
+    }
+    fn create_volume(
+        &self,
+        name: &str,
+        _labels: &BTreeMap<String, String>,
+    ) -> std::result::Result<(), String> {
+        self.log(format!("volume create {name}"));
+        self.volumes.borrow_mut().insert(name.into());
+        Ok(())
+    }
+    fn remove_volume(&self, name: &str) -> std::result::Result<(), String> {
+        self.log(format!("volume rm {name}"));
+        self.volumes.borrow_mut().remove(name);
+        Ok(())
+    }
+    fn write_project_file(
+        &self,
+        project: &str,
+        name: &str,
+        content: &[u8],
+    ) -> std::result::Result<PathBuf, String> {
+        self.log(format!(
+            "file {project}/{name} {}",
+            String::from_utf8_lossy(content)
+        ));
+        Ok(PathBuf::from(format!("/files/{project}/{name}")))
+    }
+    fn remove_project_files(&self, _project: &str) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    fn create(&self, spec: &ContainerSpec) -> std::result::Result<String, String> {
+        if self
+            .containers
+            .borrow()
+            .values()
+            .any(|c| c.name == spec.name)
+        {
+            return Err(format!("name {} in use", spec.name));
+        }
+        let mut n = self.next.borrow_mut();
+        *n += 1;
+        let id = format!("c{n}");
+        self.log(format!("create {}", spec.name));
+        if spec.healthcheck.is_some() {
+            self.has_health.borrow_mut().insert(id.clone());
+        }
+        let image_id = self
+            .images
+            .borrow()
+            .get(&spec.image)
+            .cloned()
+            .unwrap_or_default();
+        self.containers.borrow_mut().insert(
+            id.clone(),
+            Container {
+                id: id.clone(),
+                name: spec.name.clone(),
+                service: spec.service.clone(),
+                number: spec.labels[LABEL_NUMBER].parse().unwrap(),
+                oneoff: spec.labels[LABEL_ONEOFF] == "True",
+                config_hash: spec.labels[LABEL_HASH].clone(),
+                image: spec.image.clone(),
+                image_id,
+                status: "created".into(),
+                exit_code: 0,
+                health: None,
+                labels: spec.labels.clone(),
+            },
+        );
+        Ok(id)
+    }
+    fn start(&self, id: &str) -> std::result::Result<(), String> {
+        let mut cs = self.containers.borrow_mut();
+        let c = cs.get_mut(id).ok_or("no such container")?;
+        self.log(format!("start {}", c.name));
+        if let Some(code) = self.exits.get(&c.service) {
+            c.status = "exited".into();
+            c.exit_code = *code;
+        } else {
+            c.status = "running".into();
+            if self.has_health.borrow().contains(id) {
+                c.health = Some(if self.unhealthy.contains(&c.service) {
+                    Health::Unhealthy
+                } else {
+                    Health::Healthy
+                });
+            }
+        }
+        Ok(())
+    }
+    fn stop(&self, id: &str, _timeout: Option<u32>) -> std::result::Result<(), String> {
+        let mut cs = self.containers.borrow_mut();
+        let c = cs.get_mut(id).ok_or("no such container")?;
+        self.log(format!("stop {}", c.name));
+        c.status = "exited".into();
+        c.health = None;
+        Ok(())
+    }
+    fn remove(&self, id: &str, _volumes: bool) -> std::result::Result<(), String> {
+        let c = self
+            .containers
+            .borrow_mut()
+            .remove(id)
+            .ok_or("no such container")?;
+        self.log(format!("rm {}", c.name));
+        Ok(())
+    }
+    fn sleep(&self, _d: Duration) {}
+}
+
+fn project(yaml: &str) -> ProjectSpec {
+    project_with(yaml, &[])
+}
+
+fn project_with(yaml: &str, profiles: &[&str]) -> ProjectSpec {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), yaml).unwrap();
+    let p = crate::load(&crate::Options {
+        project_name: Some("p".into()),
+        cwd: dir.path().to_path_buf(),
+        profiles: profiles.iter().map(|s| (*s).to_string()).collect(),
+        env: BTreeMap::from([("SECRET".to_string(), "s3cret".to_string())]),
+        ..Default::default()
+    })
+    .unwrap();
+    ProjectSpec::from_project(&p).unwrap()
+}
+
+fn up(p: &ProjectSpec, e: &Fake, o: &UpOptions) -> (Result<()>, Vec<Event>) {
+    let mut events = Vec::new();
+    let r = Reconciler {
+        project: p,
+        engine: e,
+        events: &mut |ev| events.push(ev),
+    }
+    .up(o);
+    (r, events)
+}
+
+fn down(p: &ProjectSpec, e: &Fake, o: &DownOptions) -> Vec<Event> {
+    let mut events = Vec::new();
+    Reconciler {
+        project: p,
+        engine: e,
+        events: &mut |ev| events.push(ev),
+    }
+    .down(o)
+    .unwrap();
+    events
+}
+
+const STACK: &str = r"
+services:
+  web:
+    image: web
+    ports: ['8080:80']
+    depends_on:
+      db: {condition: service_healthy, restart: true}
+      migrate: {condition: service_completed_successfully}
+  migrate:
+    image: tool
+    depends_on: [db]
+  db:
+    image: db
+    volumes: [data:/var/lib/db]
+    healthcheck: {test: [CMD, check], interval: 1s}
+  cache:
+    image: cache
+volumes:
+  data: {}
+";
+
+fn fake() -> Fake {
+    Fake {
+        exits: BTreeMap::from([("migrate".to_string(), 0)]),
+        ..Fake::default()
+    }
+}
+
+#[test]
+fn first_up_creates_everything_in_dependency_order() {
+    let p = project(STACK);
+    let e = fake();
+    let (r, _) = up(&p, &e, &UpOptions::default());
+    r.unwrap();
+    assert_eq!(
+        e.take(),
+        [
+            "pull cache",
+            "pull db",
+            "pull tool",
+            "pull web",
+            "network create p_default",
+            "volume create p_data",
+            "create p-cache-1",
+            "start p-cache-1",
+            "create p-db-1",
+            "start p-db-1",
+            "create p-migrate-1",
+            "start p-migrate-1",
+            "create p-web-1",
+            "start p-web-1",
+        ]
+    );
+    let web = e
+        .containers
+        .borrow()
+        .values()
+        .find(|c| c.name == "p-web-1")
+        .cloned()
+        .unwrap();
+    assert_eq!(web.labels[LABEL_PROJECT], "p");
+    assert_eq!(web.labels[LABEL_SERVICE], "web");
+    assert_eq!(web.labels[LABEL_HASH].len(), 64);
+}
+
+#[test]
+fn second_up_changes_nothing() {
+    let p = project(STACK);
+    let e = fake();
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+    e.take();
+    let before = e.ids();
+    let (r, events) = up(&p, &e, &UpOptions::default());
+    r.unwrap();
+    // The exited one-shot is started again (docker compose does too); nothing
+    // is created or removed.
+    assert_eq!(e.take(), ["start p-migrate-1"]);
+    assert_eq!(e.ids(), before);
+    assert!(events.contains(&progress("Container", "p-web-1", "Running")));
+}
+
+#[test]
+fn changed_service_is_recreated_and_restart_dependents_restarted() {
+    let e = fake();
+    up(&project(STACK), &e, &UpOptions::default()).0.unwrap();
+    let before = e.ids();
+    e.take();
+    let changed = STACK.replace(
+        "healthcheck: {test: [CMD, check], interval: 1s}",
+        "healthcheck: {test: [CMD, check], interval: 2s}",
+    );
+    up(&project(&changed), &e, &UpOptions::default()).0.unwrap();
+    let effects = e.take();
+    assert!(effects.contains(&"rm p-db-1".to_string()), "{effects:?}");
+    assert!(effects.contains(&"create p-db-1".to_string()));
+    // web depends on db with restart: true: restarted in place, same container.
+    assert!(effects.contains(&"stop p-web-1".to_string()));
+    assert!(effects.contains(&"start p-web-1".to_string()));
+    assert!(
+        !effects
+            .iter()
+            .any(|x| x == "create p-web-1" || x.contains("cache"))
+    );
+    let after = e.ids();
+    assert_ne!(before["p-db-1"], after["p-db-1"]);
+    assert_eq!(before["p-web-1"], after["p-web-1"]);
+    assert_eq!(before["p-cache-1"], after["p-cache-1"]);
+}
+
+#[test]
+fn rebuilt_image_recreates_and_no_recreate_keeps() {
+    let yaml = "services:\n  app:\n    build: .\n";
+    let p = project(yaml);
+    let e = Fake::default();
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+    assert_eq!(
+        e.take()[0],
+        format!("build p-app {}", p.working_dir.display())
+    );
+    let before = e.ids();
+    let o = UpOptions {
+        build: BuildPolicy::Always,
+        no_recreate: true,
+        ..Default::default()
+    };
+    up(&p, &e, &o).0.unwrap();
+    assert_eq!(e.ids(), before);
+    let o = UpOptions {
+        build: BuildPolicy::Always,
+        ..Default::default()
+    };
+    up(&p, &e, &o).0.unwrap();
+    assert_ne!(e.ids(), before);
+    // --force-recreate recreates even an unchanged project.
+    let before = e.ids();
+    let o = UpOptions {
+        force_recreate: true,
+        ..Default::default()
+    };
+    up(&p, &e, &o).0.unwrap();
+    assert_ne!(e.ids(), before);
+}
+
+#[test]
+fn scale_up_and_down_keeps_the_low_numbers() {
+    let p = project("services:\n  w:\n    image: w\n    deploy: {replicas: 3}\n");
+    let e = Fake::default();
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+    let three = e.ids();
+    assert_eq!(three.len(), 3);
+    let o = UpOptions {
+        scale: BTreeMap::from([("w".to_string(), 1)]),
+        ..Default::default()
+    };
+    e.take();
+    up(&p, &e, &o).0.unwrap();
+    assert_eq!(
+        e.take(),
+        ["stop p-w-3", "rm p-w-3", "stop p-w-2", "rm p-w-2"]
+    );
+    assert_eq!(e.ids()["p-w-1"], three["p-w-1"]);
+    let o = UpOptions {
+        scale: BTreeMap::from([("w".to_string(), 2)]),
+        ..Default::default()
+    };
+    up(&p, &e, &o).0.unwrap();
+    assert_eq!(e.take(), ["create p-w-2", "start p-w-2"]);
+    let bad = UpOptions {
+        scale: BTreeMap::from([("nope".to_string(), 2)]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        up(&p, &e, &bad).0,
+        Err(ReconcileError::NoSuchService(s)) if s == "nope"
+    ));
+}
+
+#[test]
+fn orphans_are_reported_then_removed_on_request() {
+    let e = Fake::default();
+    up(
+        &project("services:\n  a:\n    image: a\n  b:\n    image: b\n"),
+        &e,
+        &UpOptions::default(),
+    )
+    .0
+    .unwrap();
+    let p = project("services:\n  a:\n    image: a\n");
+    e.take();
+    let (r, events) = up(&p, &e, &UpOptions::default());
+    r.unwrap();
+    assert!(e.take().is_empty());
+    assert!(
+        events
+            .iter()
+            .any(|ev| matches!(ev, Event::Warning(w) if w.contains("orphan containers ([p-b-1])")))
+    );
+    let o = UpOptions {
+        remove_orphans: true,
+        ..Default::default()
+    };
+    up(&p, &e, &o).0.unwrap();
+    assert_eq!(e.take(), ["stop p-b-1", "rm p-b-1"]);
+}
+
+#[test]
+fn profiles_disabled_services_are_not_orphans() {
+    let yaml = "services:\n  a:\n    image: a\n  dbg:\n    image: d\n    profiles: [debug]\n";
+    let e = Fake::default();
+    up(&project_with(yaml, &["debug"]), &e, &UpOptions::default())
+        .0
+        .unwrap();
+    assert_eq!(e.ids().len(), 2);
+    let (r, events) = up(&project(yaml), &e, &UpOptions::default());
+    r.unwrap();
+    assert!(!events.iter().any(|ev| matches!(ev, Event::Warning(_))));
+}
+
+#[test]
+fn failing_migration_stops_up_naming_it() {
+    let p = project(STACK);
+    let e = Fake {
+        exits: BTreeMap::from([("migrate".to_string(), 3)]),
+        ..Fake::default()
+    };
+    let (r, _) = up(&p, &e, &UpOptions::default());
+    let err = r.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "dependency failed to start: service migrate (needed by web): container p-migrate-1 didn't complete successfully: exit 3"
+    );
+    assert!(!e.ids().contains_key("p-web-1"));
+}
+
+#[test]
+fn unhealthy_dependency_stops_up() {
+    let p = project(STACK);
+    let e = Fake {
+        exits: BTreeMap::from([("migrate".to_string(), 0)]),
+        unhealthy: BTreeSet::from(["db".to_string()]),
+        ..Fake::default()
+    };
+    let err = up(&p, &e, &UpOptions::default()).0.unwrap_err().to_string();
+    assert!(
+        err.contains("service db (needed by migrate)")
+            || err.contains("service db (needed by web)"),
+        "{err}"
+    );
+    assert!(err.contains("p-db-1 is unhealthy"), "{err}");
+    assert!(!e.ids().contains_key("p-web-1"));
+}
+
+#[test]
+fn healthy_condition_needs_a_healthcheck() {
+    let p = project(
+        "services:\n  a:\n    image: a\n    depends_on: {b: {condition: service_healthy}}\n  b:\n    image: b\n",
+    );
+    let err = up(&p, &Fake::default(), &UpOptions::default())
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("service b (needed by a): it has no healthcheck configured"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dependency_timeout_names_the_dependency() {
+    let p = project(
+        "services:\n  a:\n    image: a\n    depends_on: {b: {condition: service_completed_successfully}}\n  b:\n    image: b\n",
+    );
+    let o = UpOptions {
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let err = up(&p, &Fake::default(), &o).0.unwrap_err().to_string();
+    assert!(
+        err.contains("service b (needed by a): timed out after 1s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn external_network_and_volume_must_exist() {
+    let p = project(
+        "services:\n  a:\n    image: a\n    networks: [outside]\nnetworks:\n  outside: {external: true, name: corp}\n",
+    );
+    let e = Fake::default();
+    let err = up(&p, &e, &UpOptions::default()).0.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "network corp declared as external, but could not be found"
+    );
+    assert!(e.ids().is_empty());
+    e.networks.borrow_mut().insert("corp".into());
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+    assert!(!e.take().iter().any(|x| x.starts_with("network")));
+
+    let p = project(
+        "services:\n  a:\n    image: a\n    volumes: [v:/v]\nvolumes:\n  v: {external: true}\n",
+    );
+    let err = up(&p, &Fake::default(), &UpOptions::default())
+        .0
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "volume v declared as external, but could not be found"
+    );
+}
+
+#[test]
+fn down_removes_dependents_first_and_keeps_volumes_unless_asked() {
+    let p = project(STACK);
+    let e = fake();
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+    e.take();
+    down(&p, &e, &DownOptions::default());
+    assert_eq!(
+        e.take(),
+        [
+            "stop p-web-1",
+            "stop p-db-1",
+            "stop p-cache-1",
+            "rm p-web-1",
+            "rm p-migrate-1",
+            "rm p-db-1",
+            "rm p-cache-1",
+            "network rm p_default",
+        ]
+    );
+    assert!(e.volumes.borrow().contains("p_data"));
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+    e.take();
+    down(
+        &p,
+        &e,
+        &DownOptions {
+            volumes: true,
+            ..Default::default()
+        },
+    );
+    assert!(e.take().contains(&"volume rm p_data".to_string()));
+    assert!(e.volumes.borrow().is_empty() && e.networks.borrow().is_empty());
+}
+
+#[test]
+fn secrets_and_configs_become_read_only_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "services:\n  a:\n    image: a\n    secrets: [pw, {{source: env, target: token}}]\n    configs: [{{source: conf, target: /etc/app.conf}}]\nsecrets:\n  pw: {{file: {}/pw.txt}}\n  env: {{environment: SECRET}}\nconfigs:\n  conf: {{content: 'debug=1'}}\n",
+        dir.path().display()
+    );
+    let p = project(&yaml);
+    let e = Fake::default();
+    let spec = p.container_spec(&e, "a", 1, None).unwrap();
+    let binds: Vec<(&str, &str, bool)> = spec
+        .mounts
+        .iter()
+        .map(|m| (m.source.as_str(), m.target.as_str(), m.read_only))
+        .collect();
+    let pw = format!("{}/pw.txt", dir.path().display());
+    assert_eq!(
+        binds,
+        [
+            (pw.as_str(), "/run/secrets/pw", true),
+            ("/files/p/secret-env", "/run/secrets/token", true),
+            ("/files/p/config-conf", "/etc/app.conf", true),
+        ]
+    );
+    assert_eq!(
+        e.take(),
+        ["file p/secret-env s3cret", "file p/config-conf debug=1"]
+    );
+}
+
+#[test]
+fn container_spec_maps_the_service() {
+    let p = project(
+        "services:\n  a:\n    image: a\n    entrypoint: [sh, -c]\n    command: echo hi\n    environment: {X: '1', UNSET: null}\n    networks: {back: {aliases: [alpha]}}\n    ports: ['127.0.0.1:8000-8001:80/udp']\n    stop_grace_period: 1m30s\n    restart: on-failure:2\n    healthcheck: {test: curl x, interval: 500ms, retries: 7}\nnetworks:\n  back: {}\n",
+    );
+    let s = p.container_spec(&Fake::default(), "a", 2, None).unwrap();
+    assert_eq!(s.name, "p-a-2");
+    assert_eq!(s.entrypoint, Some(vec!["sh".to_string(), "-c".to_string()]));
+    assert_eq!(s.command, Some(vec!["echo".to_string(), "hi".to_string()]));
+    assert_eq!(s.env, ["X=1"]);
+    assert_eq!(s.network, "p_back");
+    assert_eq!(s.aliases, ["a", "alpha"]);
+    assert_eq!(
+        s.ports,
+        [PortReq {
+            host_ip: Some("127.0.0.1".into()),
+            host_port: 8000,
+            container_port: 80,
+            protocol: "udp".into()
+        }]
+    );
+    assert_eq!(s.stop_timeout, Some(90));
+    assert_eq!(s.restart, "on-failure:2");
+    let h = s.healthcheck.unwrap();
+    assert_eq!(
+        (h.interval_ms, h.retries, h.test[0].as_str()),
+        (500, 7, "CMD-SHELL")
+    );
+    let run = p
+        .container_spec(&Fake::default(), "a", 0, Some("abc"))
+        .unwrap();
+    assert_eq!(run.name, "p-a-run-abc");
+    assert_eq!(run.labels[LABEL_ONEOFF], "True");
+}
+
+#[test]
+fn config_hash_ignores_scale_only() {
+    let a = project("services:\n  w:\n    image: w\n    deploy: {replicas: 1}\n");
+    let b = project("services:\n  w:\n    image: w\n    deploy: {replicas: 4}\n");
+    let c = project("services:\n  w:\n    image: w2\n    deploy: {replicas: 1}\n");
+    assert_eq!(a.hashes["w"], b.hashes["w"]);
+    assert_ne!(a.hashes["w"], c.hashes["w"]);
+}
+
+#[test]
+fn durations_parse_like_go() {
+    assert_eq!(parse_duration_ms("1m30s"), Some(90_000));
+    assert_eq!(parse_duration_ms("500ms"), Some(500));
+    assert_eq!(parse_duration_ms("1.5s"), Some(1500));
+    assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+    assert_eq!(parse_duration_ms("10"), Some(10_000));
+    assert_eq!(parse_duration_ms("x"), None);
+    assert_eq!(parse_duration_ms(""), None);
+    assert_eq!(parse_duration_ms("5 parsecs"), None);
+}

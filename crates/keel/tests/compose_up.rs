@@ -1,0 +1,707 @@
+//! `keel compose up/down/ps/logs/exec/run/...` end to end: real containers as
+//! root from busybox, a corpus of projects under
+//! tests/data/compose-projects, each brought up, checked over HTTP
+//! (127.0.0.1 published ports) and exec, changed and re-upped, and taken
+//! down with nothing left behind.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Keel, free_port, unmount_under, wait_for_port};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One project at a time: each needs a bridge subnet from the host's pools,
+/// which other suites on this machine share.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// One corpus project copied to a temporary directory, a keel root with
+/// busybox, and a unique project name. On drop: `down -v`, then a check that
+/// no container, network, bridge, veth, iptables rule, volume or mount of
+/// the project is left.
+struct Project {
+    k: Keel,
+    dir: tempfile::TempDir,
+    name: String,
+    vars: Vec<(String, String)>,
+    bridges: std::cell::RefCell<Vec<String>>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/compose-projects")
+        .join(name)
+}
+
+impl Project {
+    fn new(corpus_name: &str) -> Self {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let k = Keel::new();
+        k.seed_busybox();
+        let dir = tempfile::Builder::new()
+            .prefix("keel-compose-")
+            .tempdir()
+            .unwrap();
+        copy_dir(&corpus(corpus_name), dir.path());
+        let name = format!(
+            "kc{}{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst),
+            corpus_name
+        );
+        Project {
+            k,
+            dir,
+            name,
+            vars: Vec::new(),
+            bridges: std::cell::RefCell::new(Vec::new()),
+            _turn: turn,
+        }
+    }
+
+    fn var(mut self, k: &str, v: &str) -> Self {
+        self.set(k, v);
+        self
+    }
+
+    fn set(&mut self, k: &str, v: &str) {
+        self.vars.retain(|(x, _)| x != k);
+        self.vars.push((k.to_string(), v.to_string()));
+    }
+
+    fn compose(&self, args: &[&str]) -> Output {
+        let mut c = self.k.cmd();
+        c.current_dir(self.dir.path())
+            .arg("compose")
+            .args(["-p", &self.name])
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        self.note_bridges();
+        o
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.compose(args);
+        assert!(
+            o.status.success(),
+            "keel compose {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs, asserts failure with exactly one `error:` line (plus an optional
+    /// hint), returns that line.
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.compose(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            !o.status.success(),
+            "keel compose {args:?} succeeded: {err}"
+        );
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        errors[0].to_string()
+    }
+
+    /// `ps -a` as JSON objects.
+    fn ps(&self) -> Vec<serde_json::Value> {
+        self.ok(&["ps", "-a", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Container name → ID.
+    fn ids(&self) -> std::collections::BTreeMap<String, String> {
+        self.ps()
+            .iter()
+            .map(|c| {
+                (
+                    c["Name"].as_str().unwrap().to_string(),
+                    c["ID"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// A variable of a service's container, as its processes see it.
+    fn env(&self, service: &str, var: &str) -> String {
+        self.exec(service, &["sh", "-c", &format!("echo \"${var}\"")])
+    }
+
+    fn exec(&self, service: &str, cmd: &[&str]) -> String {
+        let mut a = vec!["exec", "-T", service];
+        a.extend(cmd);
+        self.ok(&a)
+    }
+
+    /// Remembers the Linux bridges of this project's networks for the cleanup check.
+    fn note_bridges(&self) {
+        let Ok(nets) = keel_net::Networks::open(self.k.root.path()).and_then(|n| n.list()) else {
+            return;
+        };
+        let mut bs = self.bridges.borrow_mut();
+        for n in nets {
+            if n.name.starts_with(&self.name)
+                && let Some(b) = n.bridge
+                && !bs.contains(&b)
+            {
+                bs.push(b);
+            }
+        }
+    }
+
+    #[allow(clippy::unused_self)] // reads better at call sites: p.wait_until(...)
+    fn wait_until(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `down -v` and the check that nothing is left.
+    fn down_and_check(&self) {
+        let o = self.compose(&["down", "-v", "--remove-orphans", "-t", "1"]);
+        assert!(
+            o.status.success(),
+            "down: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(self.k.ok(&["ps", "-a", "-q"]), "", "containers left");
+        let nets = self.k.ok(&["network", "ls"]);
+        assert!(!nets.contains(&self.name), "networks left: {nets}");
+        assert_eq!(self.k.ok(&["volume", "ls", "-q"]), "", "volumes left");
+        keel_net::Networks::open(self.k.root.path())
+            .unwrap()
+            .release_idle()
+            .unwrap();
+        let links = std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap();
+        let links = String::from_utf8_lossy(&links.stdout);
+        let rules = std::process::Command::new("iptables-save")
+            .output()
+            .unwrap();
+        let rules = String::from_utf8_lossy(&rules.stdout);
+        for b in self.bridges.borrow().iter() {
+            assert!(
+                !links.contains(b.as_str()),
+                "bridge or veth of {b} left: {links}"
+            );
+            assert!(!rules.contains(b.as_str()), "iptables rules of {b} left");
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(&self.k.root.path().display().to_string()),
+            "mounts left under the root"
+        );
+        assert!(
+            !self.k.root.path().join("compose").join(&self.name).exists(),
+            "secret files left"
+        );
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.compose(&["down", "-v", "--remove-orphans", "-t", "0"]);
+            let ids = self.k.run(&["ps", "-a", "-q"]);
+            for id in String::from_utf8_lossy(&ids.stdout).lines() {
+                let _ = self.k.run(&["rm", "-f", "-v", id]);
+            }
+            if let Ok(n) = keel_net::Networks::open(self.k.root.path()) {
+                for net in n.list().unwrap_or_default() {
+                    let _ = n.remove(&net.name);
+                }
+                let _ = n.release_idle();
+            }
+        } else {
+            self.down_and_check();
+        }
+        unmount_under(self.k.root.path());
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+fn body(port: u16, path: &str) -> String {
+    let r = http_get(port, path);
+    r.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(r)
+}
+
+#[test]
+fn web_and_db_with_healthcheck_recreate_only_what_changed() {
+    let port = free_port();
+    let mut p = Project::new("web-db").var("WEB_PORT", &port.to_string());
+    let out = p.compose(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    // db became healthy before web started.
+    let healthy = err.find(&format!("{}-db-1  Healthy", p.name)).unwrap();
+    let web_created = err.find(&format!("{}-web-1  Created", p.name)).unwrap();
+    assert!(healthy < web_created, "{err}");
+    wait_for_port(port);
+    assert_eq!(body(port, "/index.html"), "hello from web\n");
+    // web fetched db's data through the project network, by service name.
+    assert_eq!(body(port, "/db.txt"), "rows=3\n");
+    assert_eq!(
+        p.exec("web", &["wget", "-qO-", "http://db:8080/data.txt"]),
+        "rows=3\n"
+    );
+    let ps = p.ps();
+    assert_eq!(ps.len(), 2);
+    let web = ps.iter().find(|c| c["Service"] == "web").unwrap();
+    assert_eq!(web["Labels"]["com.docker.compose.project"], p.name.as_str());
+    assert_eq!(web["Labels"]["com.docker.compose.container-number"], "1");
+    assert_eq!(
+        web["Labels"]["com.docker.compose.config-hash"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert_eq!(web["State"], "running");
+    assert!(
+        web["Ports"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{port}->8080/tcp"))
+    );
+    let table = p.ok(&["ps"]);
+    assert!(table.starts_with("NAME "), "{table}");
+    assert_eq!(p.ok(&["ps", "-q"]).lines().count(), 2);
+
+    // Unchanged: nothing recreated or restarted.
+    let ids = p.ids();
+    let out = p.compose(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("Created") && !err.contains("Recreate") && !err.contains("Started"),
+        "{err}"
+    );
+    assert_eq!(p.ids(), ids);
+
+    // web's environment changes: web recreated, db untouched.
+    p.set("GREETING", "howdy");
+    p.ok(&["up", "-d"]);
+    let after = p.ids();
+    let web_name = format!("{}-web-1", p.name);
+    let db_name = format!("{}-db-1", p.name);
+    assert_ne!(after[&web_name], ids[&web_name]);
+    assert_eq!(after[&db_name], ids[&db_name]);
+    p.wait_until("the new web", 20, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && body(port, "/index.html") == "howdy from web\n"
+    });
+
+    // db changes: db recreated; web (restart: true) restarted in place and
+    // fetched the new data.
+    p.set("ROWS", "5");
+    p.ok(&["up", "-d"]);
+    let again = p.ids();
+    assert_ne!(again[&db_name], after[&db_name]);
+    assert_eq!(again[&web_name], after[&web_name]);
+    p.wait_until("web to refetch", 20, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && body(port, "/db.txt") == "rows=5\n"
+    });
+
+    // Logs: prefixed per container, padded to the longest name.
+    let logs = p.ok(&["logs", "db"]);
+    assert!(
+        logs.lines().any(|l| l == format!("{db_name} | db ready")),
+        "{logs}"
+    );
+    let logs = p.ok(&["logs", "--no-log-prefix", "web", "--tail", "1"]);
+    assert_eq!(logs, "web up\n");
+    let all = p.ok(&["logs"]);
+    assert!(all.contains(&format!("{web_name} | web up")), "{all}");
+    assert!(all.contains(&format!("{db_name}  | db ready")), "{all}");
+
+    // stop / start / restart keep the containers.
+    p.ok(&["stop"]);
+    assert!(p.ps().iter().all(|c| c["State"] == "exited"));
+    p.ok(&["start"]);
+    assert!(p.ps().iter().all(|c| c["State"] == "running"));
+    p.ok(&["restart", "web"]);
+    assert_eq!(p.ids(), again);
+    wait_for_port(port);
+
+    // ls lists the running project.
+    let ls = p.k.ok(&["compose", "ls"]);
+    assert!(ls.contains(&p.name) && ls.contains("running(2)"), "{ls}");
+
+    // down keeps the named volume; up reuses it.
+    p.ok(&["down", "-t", "1"]);
+    assert_eq!(p.k.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(
+        p.k.ok(&["volume", "ls", "-q"]),
+        format!("{}_dbdata\n", p.name)
+    );
+}
+
+#[test]
+fn migration_must_complete_before_the_app_starts() {
+    {
+        let p = Project::new("migration");
+        p.ok(&["up", "-d"]);
+        let app = format!("{}-app-1", p.name);
+        p.wait_until("the app's output", 20, || {
+            p.ok(&["logs", "app"]).contains("schema-v1")
+        });
+        let ps = p.ps();
+        let migrate = ps.iter().find(|c| c["Service"] == "migrate").unwrap();
+        assert_eq!(
+            (migrate["State"].as_str(), migrate["ExitCode"].as_i64()),
+            (Some("exited"), Some(0))
+        );
+        assert!(
+            ps.iter()
+                .any(|c| c["Name"] == app.as_str() && c["State"] == "running")
+        );
+    }
+    // A failing migration stops `up`, naming it; the app is never created.
+    let bad = Project::new("migration").var("MIGRATE_EXIT", "3");
+    let line = bad.fails(&["up", "-d"]);
+    assert!(
+        line.contains("service migrate") && line.contains("exit 3"),
+        "{line}"
+    );
+    let names: Vec<String> = bad.ids().into_keys().collect();
+    assert_eq!(names, [format!("{}-migrate-1", bad.name)]);
+    let hint = String::from_utf8_lossy(&bad.compose(&["up", "-d"]).stderr).into_owned();
+    assert!(hint.contains("hint: `keel compose logs migrate`"), "{hint}");
+}
+
+#[test]
+fn secrets_and_configs_are_files_in_the_container() {
+    let p = Project::new("secrets-configs")
+        .var("API_TOKEN", "tok-123")
+        .var("APP_MODE", "staging");
+    p.ok(&["up", "-d"]);
+    assert_eq!(
+        p.exec("app", &["cat", "/run/secrets/db_password"]),
+        "s3cret-pw\n"
+    );
+    assert_eq!(p.exec("app", &["cat", "/run/secrets/token"]), "tok-123");
+    assert_eq!(
+        p.exec("app", &["cat", "/etc/app/app.conf"]),
+        "mode=staging\n"
+    );
+    assert_eq!(p.exec("app", &["cat", "/motd"]), "welcome aboard\n");
+    // Read-only.
+    let o = p.compose(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "echo x > /run/secrets/db_password",
+    ]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn profiles_enable_services_on_request() {
+    let p = Project::new("profiles");
+    p.ok(&["up", "-d"]);
+    let ids = p.ids();
+    assert_eq!(
+        ids.keys().cloned().collect::<Vec<_>>(),
+        [format!("{}-app-1", p.name)]
+    );
+    p.ok(&["--profile", "debug", "up", "-d"]);
+    let with_debug = p.ids();
+    assert_eq!(with_debug.len(), 2);
+    assert_eq!(
+        with_debug[&format!("{}-app-1", p.name)],
+        ids[&format!("{}-app-1", p.name)]
+    );
+    // Without the profile, debug is neither started nor an orphan.
+    let o = p.compose(&["up", "-d"]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("orphan"));
+    assert_eq!(p.ids(), with_debug);
+    // A service named on the command line is enabled whatever its profiles.
+    p.ok(&["--profile", "debug", "down", "-t", "0"]);
+    p.ok(&["up", "-d", "debug"]);
+    assert_eq!(p.ids().len(), 1);
+}
+
+#[test]
+fn override_file_is_merged_and_explicit_files_replace_discovery() {
+    let p = Project::new("override");
+    p.ok(&["up", "-d"]);
+    assert_eq!(p.env("app", "MODE"), "dev\n");
+    assert_eq!(p.env("app", "KEEP"), "kept\n");
+    assert_eq!(p.ps()[0]["Labels"]["tier"], "dev");
+    let before = p.ids();
+    // Only the base file: a different configuration, so app is recreated.
+    p.ok(&["-f", "compose.yaml", "up", "-d"]);
+    assert_eq!(p.env("app", "MODE"), "base\n");
+    assert_ne!(p.ids(), before);
+}
+
+#[test]
+fn extends_takes_the_base_service_from_another_file() {
+    let p = Project::new("extends");
+    p.ok(&["up", "-d"]);
+    assert_eq!(p.env("api", "ROLE"), "api\n");
+    assert_eq!(p.env("api", "SHARED"), "from-base\n");
+}
+
+#[test]
+fn scaled_service_scales_up_and_down_by_number() {
+    let p = Project::new("scaled");
+    p.ok(&["up", "-d"]);
+    let ids = p.ids();
+    let w = |n: u32| format!("{}-worker-{n}", p.name);
+    assert_eq!(ids.len(), 4);
+    assert!(ids.contains_key(&w(3)));
+    // Each replica is its own container.
+    let h2 = p.ok(&["exec", "-T", "--index", "2", "worker", "cat", "/tmp/me"]);
+    let h3 = p.ok(&["exec", "-T", "--index", "3", "worker", "cat", "/tmp/me"]);
+    assert_ne!(h2, h3);
+    p.ok(&["up", "-d", "--scale", "worker=1"]);
+    let one = p.ids();
+    assert_eq!(one.len(), 2);
+    assert_eq!(one[&w(1)], ids[&w(1)]);
+    p.ok(&["up", "-d", "--scale", "worker=2"]);
+    let two = p.ids();
+    assert_eq!(two[&w(1)], ids[&w(1)]);
+    assert!(two.contains_key(&w(2)) && !two.contains_key(&w(3)));
+    let single = format!("{}-single-1", p.name);
+    assert_eq!(two[&single], ids[&single]);
+    let err = p.fails(&["up", "-d", "--scale", "nope=2"]);
+    assert!(err.contains("no such service: nope"), "{err}");
+}
+
+#[test]
+fn named_volumes_outlive_down_until_down_v() {
+    let p = Project::new("named-volumes");
+    p.ok(&["up", "-d"]);
+    let vol = format!("{}_store", p.name);
+    let vols = p.k.ok(&["volume", "ls", "-q"]);
+    // The named one and the anonymous one.
+    assert_eq!(vols.lines().count(), 2, "{vols}");
+    assert!(vols.contains(&vol));
+    p.ok(&["down", "-t", "0"]);
+    // Without -v both stay (the anonymous one dangling, as with docker compose).
+    assert_eq!(p.k.ok(&["volume", "ls", "-q"]).lines().count(), 2);
+    p.k.ok(&["volume", "prune", "-f"]);
+    assert_eq!(p.k.ok(&["volume", "ls", "-q"]), format!("{vol}\n"));
+    p.ok(&["up", "-d"]);
+    assert_eq!(p.exec("writer", &["cat", "/data/log"]), "run\nrun\n");
+    let inspect = p.k.ok(&["volume", "inspect", &vol]);
+    assert!(inspect.contains("com.docker.compose.project"), "{inspect}");
+}
+
+#[test]
+fn declared_network_resolves_aliases() {
+    let p = Project::new("networks-aliases");
+    p.ok(&["up", "-d"]);
+    for host in ["api", "api.internal"] {
+        let got = p.exec(
+            "client",
+            &["wget", "-qO-", &format!("http://{host}:8080/index.html")],
+        );
+        assert_eq!(got, "api says hi\n", "{host}");
+    }
+    let nets = p.k.ok(&["network", "ls"]);
+    assert!(nets.contains(&format!("{}_back", p.name)), "{nets}");
+    assert!(!nets.contains(&format!("{}_default", p.name)), "{nets}");
+}
+
+#[test]
+fn restart_policy_env_file_container_name_and_run() {
+    let p = Project::new("restart-envfile");
+    p.ok(&["up", "-d"]);
+    p.wait_until("the third start", 30, || {
+        std::fs::read_to_string(p.dir.path().join("state/count"))
+            .is_ok_and(|s| s.lines().count() >= 3)
+            && p.ps().first().is_some_and(|c| c["State"] == "running")
+    });
+    let ps = p.ps();
+    assert_eq!(ps[0]["Name"], "flaky-one");
+    assert_eq!(p.env("flaky", "FROM_FILE"), "yes\n");
+    assert_eq!(p.env("flaky", "QUOTED"), "a b\n");
+    // run: a one-off container with the service's configuration.
+    let out = p.ok(&["run", "--rm", "flaky", "echo $FROM_FILE"]);
+    assert_eq!(out, "yes\n");
+    let o = p.compose(&["run", "--rm", "flaky", "exit 4"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(p.ids().len(), 1, "one-off containers were removed");
+    // exec propagates the exit code.
+    let o = p.compose(&["exec", "-T", "flaky", "sh", "-c", "exit 6"]);
+    assert_eq!(o.status.code(), Some(6));
+}
+
+#[test]
+fn orphans_are_reported_and_removed_on_request() {
+    let mut p = Project::new("profiles");
+    p.ok(&["--profile", "debug", "up", "-d"]);
+    // The project loses its debug service altogether.
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        "services:\n  app:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [\"sleep\", \"3600\"]\n",
+    )
+    .unwrap();
+    p.set("UNUSED", "1");
+    let o = p.compose(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains(&format!("Found orphan containers ([{}-debug-1])", p.name)),
+        "{err}"
+    );
+    assert_eq!(p.ids().len(), 2);
+    p.ok(&["up", "-d", "--remove-orphans"]);
+    assert_eq!(p.ids().len(), 1);
+}
+
+#[test]
+fn external_network_must_exist() {
+    let p = Project::new("profiles");
+    let ext = format!("{}-ext", p.name);
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        format!("services:\n  app:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n    networks: [outside]\nnetworks:\n  outside:\n    external: true\n    name: {ext}\n"),
+    )
+    .unwrap();
+    let err = p.fails(&["up", "-d"]);
+    assert_eq!(
+        err,
+        format!("error: network {ext} declared as external, but could not be found")
+    );
+    assert_eq!(p.k.ok(&["ps", "-a", "-q"]), "");
+    p.k.ok(&["network", "create", &ext]);
+    p.ok(&["up", "-d"]);
+    p.ok(&["down", "-t", "0"]);
+    // down never removes an external network.
+    assert!(p.k.ok(&["network", "ls"]).contains(&ext));
+    p.k.ok(&["network", "rm", &ext]);
+}
+
+#[test]
+fn bad_input_is_one_line_with_file_and_path_and_starts_nothing() {
+    let p = Project::new("bad");
+    let cases: &[(&str, &[&str])] = &[
+        ("cycle.yaml", &["cycle.yaml:", "dependency cycle detected"]),
+        (
+            "unknown-service.yaml",
+            &["unknown-service.yaml:", "services.a.depends_on", "ghost"],
+        ),
+        (
+            "required-var.yaml",
+            &["required-var.yaml:", "TOKEN is required"],
+        ),
+        (
+            "invalid-port.yaml",
+            &["invalid-port.yaml:6:", "services.a.ports[1]"],
+        ),
+        (
+            "schema.yaml",
+            &["schema.yaml:6:", "services.a.healthcheck.retries"],
+        ),
+    ];
+    for (file, needles) in cases {
+        let line = p.fails(&["-f", file, "up", "-d"]);
+        for n in *needles {
+            assert!(line.contains(n), "{file}: {n:?} not in {line}");
+        }
+        assert_eq!(p.k.ok(&["ps", "-a", "-q"]), "", "{file}: something started");
+        assert!(!p.k.ok(&["network", "ls"]).contains(&p.name), "{file}");
+    }
+}
+
+#[test]
+fn multi_stage_build_targets_and_up_build_recreates_only_the_changed_image() {
+    let port = free_port();
+    let mut p = Project::new("multi-stage").var("WEB_PORT", &port.to_string());
+    let out = p.compose(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let web_image = format!("{}-web", p.name);
+    assert!(err.contains(&format!("Image {web_image}  Built")), "{err}");
+    wait_for_port(port);
+    assert_eq!(body(port, "/stage.txt"), "final there\n");
+    let tester = format!("{}-tester-1", p.name);
+    p.wait_until("the tester's output", 20, || {
+        p.ok(&["logs", "tester"]).contains("test")
+    });
+    assert_eq!(p.ok(&["logs", "--no-log-prefix", "tester"]), "test\n");
+    let ids = p.ids();
+    // Unchanged: up --build rebuilds from the cache and recreates nothing.
+    p.ok(&["up", "-d", "--build"]);
+    assert_eq!(p.ids(), ids);
+    // A build argument of web changes: only web's image and container change.
+    p.set("GREETING", "friend");
+    p.ok(&["up", "-d", "--build"]);
+    let after = p.ids();
+    let web = format!("{}-web-1", p.name);
+    assert_ne!(after[&web], ids[&web]);
+    assert_eq!(after[&tester], ids[&tester]);
+    p.wait_until("the rebuilt web", 20, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && body(port, "/stage.txt") == "final friend\n"
+    });
+    // down --rmi local removes the built images.
+    p.ok(&["down", "--rmi", "local", "-t", "0"]);
+    let images = p.k.ok(&["images"]);
+    assert!(!images.contains(&web_image), "{images}");
+}
+
+#[test]
+fn up_without_detach_streams_prefixed_logs_until_the_containers_exit() {
+    let p = Project::new("profiles");
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        "services:\n  one:\n    image: busybox\n    command: [sh, -c, 'echo first; sleep 1; echo done']\n  two:\n    image: busybox\n    command: [sh, -c, 'echo second']\n",
+    )
+    .unwrap();
+    let out = p.ok(&["up"]);
+    for (svc, line) in [("one", "first"), ("one", "done"), ("two", "second")] {
+        let want = format!("{}-{svc}-1 | {line}", p.name);
+        assert!(out.lines().any(|l| l == want), "{want:?} not in {out}");
+    }
+    // No colour codes without a terminal.
+    assert!(!out.contains('\x1b'), "{out}");
+}
