@@ -43,6 +43,13 @@ struct State {
     /// WORKDIR creates, owned by the USER in effect then.
     pending: Vec<(String, bool)>,
     cmd_set: bool,
+    /// PATH in Env is the default added at FROM, not one the user set.
+    default_path: bool,
+    /// A stage FROM an earlier stage whose PATH was only the default: buildah
+    /// leaves it out of Env (RUN and `$PATH` still see it) and puts it back
+    /// at the front at the end of the stage, so an `ENV PATH=…` there lands
+    /// after the inherited variables.
+    hidden_path: bool,
 }
 
 impl State {
@@ -69,10 +76,19 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// The environment RUN and `$VAR` see: Env plus a hidden default PATH.
+    fn run_env(&self) -> Vec<String> {
+        let mut env = self.env_list();
+        if self.hidden_path && !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
+        env
+    }
+
     /// What `$VAR` sees: ARGs, overridden by ENV.
     fn lookup_env(&self) -> BTreeMap<String, String> {
         let mut m = self.args.clone();
-        for e in self.env_list() {
+        for e in self.run_env() {
             if let Some((k, v)) = e.split_once('=') {
                 m.insert(k.to_string(), v.to_string());
             }
@@ -504,7 +520,22 @@ impl Engine<'_> {
         }
         // WORKDIR/VOLUME directories no later RUN or COPY created stay
         // uncreated, as in buildah (a stage built on this one inherits them).
+        if st.hidden_path {
+            Self::default_path(&mut st);
+        }
         Ok(st)
+    }
+
+    /// Puts the default PATH at the front of an Env without one.
+    fn default_path(st: &mut State) {
+        let env = st.env_list();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            let mut v = vec![DEFAULT_PATH.to_string()];
+            v.extend(env);
+            st.cfg().insert("Env".into(), json!(v));
+            st.default_path = true;
+        }
+        st.hidden_path = false;
     }
 
     fn base_state(&self, base: &str, i: usize, span: Span) -> Result<State> {
@@ -522,12 +553,24 @@ impl Engine<'_> {
                 args: BTreeMap::new(),
                 pending: Vec::new(),
                 cmd_set: false,
+                default_path: false,
+                hidden_path: false,
             }
         } else if let Some(d) = self.stage_ref(base, i, false) {
             let parent = self.wait_stage(d)?;
             let mut s = (*parent).clone();
             s.args.clear();
             s.cmd_set = false;
+            if s.default_path {
+                let env: Vec<String> = s
+                    .env_list()
+                    .into_iter()
+                    .filter(|e| !e.starts_with("PATH="))
+                    .collect();
+                s.cfg().insert("Env".into(), json!(env));
+                s.default_path = false;
+                s.hidden_path = true;
+            }
             s
         } else {
             let img = match self.store.resolve(base) {
@@ -571,14 +614,13 @@ impl Engine<'_> {
                 args: BTreeMap::new(),
                 pending: Vec::new(),
                 cmd_set: false,
+                default_path: false,
+                hidden_path: false,
             }
         };
         // As buildah does: an image without PATH gets the default one.
-        let env = st.env_list();
-        if !env.iter().any(|e| e.starts_with("PATH=")) {
-            let mut v = vec![DEFAULT_PATH.to_string()];
-            v.extend(env);
-            st.cfg().insert("Env".into(), json!(v));
+        if !st.hidden_path {
+            Self::default_path(&mut st);
         }
         Ok(st)
     }
@@ -866,6 +908,10 @@ impl Engine<'_> {
                 }
                 let mut env = st.env_list();
                 for (k, v) in expanded {
+                    if k == "PATH" {
+                        st.default_path = false;
+                        st.hidden_path = false;
+                    }
                     // A variable set again keeps its place (docker, buildah).
                     let var = format!("{k}={v}");
                     match env
@@ -1341,7 +1387,7 @@ impl Engine<'_> {
             };
             mounts.push(spec);
         }
-        let mut env = st.env_list();
+        let mut env = st.run_env();
         for (k, v) in &st.args {
             if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
                 env.push(format!("{k}={v}"));
