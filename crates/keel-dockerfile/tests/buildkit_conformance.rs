@@ -7,13 +7,23 @@ use std::path::PathBuf;
 use keel_dockerfile::{Options, expand, expand_words, parse};
 
 fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/buildkit-dockerfile"
-    ));
+    // `KEEL_CONFORMANCE` names the conformance folder; otherwise the nearest
+    // ancestor of the repo holding shared/conformance (a clone beside
+    // shared/, or a git worktree a level deeper).
+    let sub = "buildkit-dockerfile";
+    let dir = std::env::var_os("KEEL_CONFORMANCE").map_or_else(
+        || {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared/conformance").join(sub))
+                .find(|d| d.is_dir())
+                .unwrap_or_else(|| PathBuf::from("../shared/conformance").join(sub))
+        },
+        |c| PathBuf::from(c).join(sub),
+    );
     assert!(
         dir.is_dir(),
-        "conformance data missing at {} (the repo must sit beside shared/)",
+        "conformance data missing at {} (the repo must sit beside shared/, or set KEEL_CONFORMANCE)",
         dir.display()
     );
     dir
