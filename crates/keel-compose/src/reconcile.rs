@@ -606,39 +606,9 @@ pub fn config_hash(service: &serde_yaml_ng::Value) -> String {
 
 /// Go-style durations as compose writes them: `1m30s`, `500ms`, `2h`, `10`.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(n.saturating_mul(1000));
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "ns" => 1e-6,
-            "us" | "µs" => 1e-3,
-            "ms" => 1.0,
-            "s" => 1e3,
-            "m" => 60e3,
-            "h" => 3600e3,
-            _ => return None,
-        };
-        total += n * factor;
-        rest = &rest[unit_end..];
-    }
-    // Durations are small and non-negative; the cast cannot lose anything that matters.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    Some(total.round() as u64)
+    // The loader's Go-duration parser, in whole milliseconds (rounded).
+    let ns = crate::normalize::parse_duration(s).filter(|ns| *ns >= 0)?;
+    Some(u64::try_from((ns + 500_000) / 1_000_000).unwrap_or(u64::MAX))
 }
 
 /// When images are built.
