@@ -17,6 +17,8 @@ KEEL_PACKAGES=(
   hyperfine                                      # benchmarks
   iproute2 iptables                              # keel-net: bridges, veths, NAT (tests use ip netns)
   python3                                        # keel-net tests: a UDP echo server
+  tini                                           # docker-init for `keel run --init` / compose `init: true` (tini-static)
+  bsdutils                                       # script(1): compose logs colours through a pty in tests
 )
 
 # Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.

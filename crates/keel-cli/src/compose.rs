@@ -54,9 +54,9 @@ pub enum ComposeCommand {
     /// Build or rebuild services.
     Build(ServicesArgs),
     /// Pull service images.
-    Pull(ServicesArgs),
+    Pull(PullArgs),
     /// Push service images.
-    Push(ServicesArgs),
+    Push(PushArgs),
     /// Execute a command in a running container.
     Exec(ExecArgs),
     /// Run a one-off command on a service.
@@ -82,6 +82,9 @@ pub struct UpArgs {
     /// Don't build an image, even if it's missing.
     #[arg(long)]
     pub no_build: bool,
+    /// Pull image before running ("always"|"missing"|"never"|"build").
+    #[arg(long, value_parser = ["always", "missing", "never", "build"])]
+    pub pull: Option<String>,
     /// Recreate containers even if their configuration and image haven't changed.
     #[arg(long, conflicts_with = "no_recreate")]
     pub force_recreate: bool,
@@ -103,6 +106,15 @@ pub struct UpArgs {
     /// Shutdown timeout in seconds when containers are recreated or stopped.
     #[arg(short = 't', long)]
     pub timeout: Option<u32>,
+    /// Produce monochrome output.
+    #[arg(long)]
+    pub no_color: bool,
+    /// Don't print prefix in logs.
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Show timestamps.
+    #[arg(long)]
+    pub timestamps: bool,
     pub services: Vec<String>,
 }
 
@@ -176,6 +188,37 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Pull what it can and ignores images with pull failures.
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Ignore images that can be built.
+    #[arg(long)]
+    pub ignore_buildable: bool,
+    /// Also pull services declared as dependencies.
+    #[arg(long)]
+    pub include_deps: bool,
+    /// Pull without printing progress information.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Push what it can and ignores images with push failures.
+    #[arg(long)]
+    pub ignore_push_failures: bool,
+    /// Also push images of services declared as dependencies.
+    #[arg(long)]
+    pub include_deps: bool,
+    /// Push without printing progress information.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ServicesArgs {
     pub services: Vec<String>,
 }
@@ -236,9 +279,20 @@ pub struct RunArgs {
     /// Publish the service's ports.
     #[arg(long)]
     pub service_ports: bool,
-    /// Disable pseudo-TTY allocation (accepted for compatibility).
+    /// Disable pseudo-TTY allocation (default: a TTY when stdin is a terminal).
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
+    /// Keep STDIN open even if not attached (default true; `-i=false` closes it).
+    #[arg(
+        short = 'i',
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub interactive: bool,
     /// Run as this user.
     #[arg(short = 'u', long)]
     pub user: Option<String>,

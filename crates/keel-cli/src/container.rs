@@ -157,6 +157,22 @@ pub struct CreateFlags {
     /// Tune container pids limit (-1 for unlimited).
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap.
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Size of /dev/shm (e.g. 128m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// Ulimit options (NAME=SOFT[:HARD]).
+    #[arg(long, value_parser = keel_runtime::record::Ulimit::parse)]
+    pub ulimit: Vec<keel_runtime::record::Ulimit>,
+    /// Sysctl options (NAME=VALUE).
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Run an init (docker-init, i.e. tini) inside the container that
+    /// forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
     /// Mount the container's root filesystem as read only.
     #[arg(long)]
     pub read_only: bool,
@@ -224,6 +240,9 @@ pub struct StartArgs {
     /// Attach STDOUT/STDERR and wait for the exit.
     #[arg(short = 'a', long)]
     pub attach: bool,
+    /// Attach the container's STDIN.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -712,6 +731,16 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         auto_remove: f.rm,
         interactive: f.interactive,
         tty: f.tty,
+        extra: keel_runtime::record::ExtraConfig {
+            memory_swap: match f.memory_swap.as_deref() {
+                Some("-1") => Some(-1),
+                other => other.map(parse_bytes).transpose()?,
+            },
+            shm_size: f.shm_size.as_deref().map(parse_bytes).transpose()?,
+            ulimits: f.ulimit.clone(),
+            sysctls: f.sysctl.iter().map(|l| kv(l)).collect(),
+            init: f.init,
+        },
     })
 }
 
@@ -948,6 +977,38 @@ fn each(
     })
 }
 
+/// Starts a created container with its output (and with `interactive` its
+/// input) attached, and waits for its exit code; a container created with a
+/// TTY gets this terminal's size and raw keys.
+pub(crate) fn start_attached(
+    root: &Path,
+    c: &Containers,
+    id: &str,
+    interactive: bool,
+) -> anyhow::Result<ExitCode> {
+    let tty = c.config(id).map_err(hinted)?.tty;
+    let size = if tty {
+        WinSize::of(std::io::stdout()).or_else(|| WinSize::of(std::io::stdin()))
+    } else {
+        None
+    };
+    let mut child =
+        engine::spawn_monitor_sized(&exe()?, root, id, interactive, size).map_err(hinted)?;
+    let pid = engine::await_start(&mut child).map_err(hinted)?;
+    let raw = (tty && interactive)
+        .then(|| RawMode::enable(std::io::stdin()))
+        .flatten();
+    let code = follow_frames(&mut child, pid);
+    drop(raw);
+    let code = code?;
+    let _ = child.wait();
+    let code = match code {
+        Some(code) => code,
+        None => c.state(id).map_or(-1, |s| s.exit_code),
+    };
+    Ok(exit_code(code))
+}
+
 pub(crate) fn start_one(root: &Path, c: &Containers, id: &str) -> anyhow::Result<()> {
     if engine::is_active(c, id) {
         return Ok(());
@@ -966,11 +1027,7 @@ pub fn start(root: &Path, a: StartArgs) -> anyhow::Result<ExitCode> {
             bail!("you cannot start and attach multiple containers at once");
         };
         let id = resolve(&c, name)?;
-        let mut child = engine::spawn_monitor(&exe()?, root, &id, false).map_err(hinted)?;
-        let pid = engine::await_start(&mut child).map_err(hinted)?;
-        let code = follow_frames(&mut child, pid)?.unwrap_or(-1);
-        let _ = child.wait();
-        return Ok(exit_code(code));
+        return start_attached(root, &c, &id, a.interactive);
     }
     each(&a.containers, |n| {
         let id = resolve(&c, n)?;
@@ -1487,6 +1544,11 @@ fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
             "Memory": cfg.memory.unwrap_or(0),
             "NanoCpus": cfg.nano_cpus.unwrap_or(0),
             "PidsLimit": cfg.pids_limit,
+            "MemorySwap": cfg.extra.memory_swap.or(cfg.memory.map(|m| m * 2)).unwrap_or(0),
+            "ShmSize": cfg.extra.shm_size.unwrap_or(64 << 20),
+            "Ulimits": cfg.extra.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
+            "Sysctls": cfg.extra.sysctls,
+            "Init": cfg.extra.init,
             "PortBindings": ports.clone(),
             "PublishAllPorts": cfg.publish_all,
         },

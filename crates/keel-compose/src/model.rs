@@ -30,6 +30,7 @@ pub struct Service {
     pub command: Option<Vec<String>>,
     pub configs: Vec<FileRef>,
     pub container_name: Option<String>,
+    pub cpus: Option<serde_yaml_ng::Value>,
     pub depends_on: BTreeMap<String, Dependency>,
     pub deploy: Option<Deploy>,
     pub dns: Vec<String>,
@@ -42,17 +43,24 @@ pub struct Service {
     pub image: Option<String>,
     pub init: Option<bool>,
     pub labels: BTreeMap<String, Option<String>>,
+    pub mem_limit: Option<serde_yaml_ng::Value>,
+    pub memswap_limit: Option<serde_yaml_ng::Value>,
     pub network_mode: Option<String>,
     pub networks: BTreeMap<String, Option<ServiceNetwork>>,
+    pub pids_limit: Option<serde_yaml_ng::Value>,
     pub ports: Vec<Port>,
     pub pull_policy: Option<String>,
     pub read_only: bool,
     pub restart: Option<String>,
     pub scale: Option<i64>,
     pub secrets: Vec<FileRef>,
+    pub shm_size: Option<serde_yaml_ng::Value>,
     pub stop_grace_period: Option<String>,
     pub stop_signal: Option<String>,
+    pub sysctls: BTreeMap<String, Option<serde_yaml_ng::Value>>,
     pub tmpfs: Vec<String>,
+    /// `nofile: 1024` or `nofile: {soft: 1024, hard: 2048}`.
+    pub ulimits: BTreeMap<String, serde_yaml_ng::Value>,
     pub user: Option<String>,
     pub volumes: Vec<Mount>,
     pub working_dir: Option<String>,
@@ -124,6 +132,8 @@ pub struct Mount {
     pub source: Option<String>,
     pub target: String,
     pub read_only: bool,
+    /// `type: tmpfs` options (`size`, `mode`).
+    pub tmpfs: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

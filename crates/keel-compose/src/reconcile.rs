@@ -26,6 +26,10 @@ pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 pub const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 pub const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 pub const LABEL_VOLUME: &str = "com.docker.compose.volume";
+pub const LABEL_NETWORK: &str = "com.docker.compose.network";
+/// `dep:condition:restart,…` as docker compose writes it: lets commands
+/// that only know the project name (`down -p NAME`) keep the start order.
+pub const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
 
 /// What failed while reconciling; one variant per failed operation.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +52,16 @@ pub enum ReconcileError {
         dependency: String,
         reason: String,
     },
-    #[error("container {container} did not become ready: {reason}")]
-    Wait { container: String, reason: String },
+    /// `up --wait`: a service failed to become ready.
+    #[error("service {service} is not ready: {reason}")]
+    Wait { service: String, reason: String },
+    /// `up --wait`: the deadline passed first (docker compose's words, then who).
+    #[error("application not healthy after {secs}s: service {service}: {reason}")]
+    WaitTimeout {
+        secs: u64,
+        service: String,
+        reason: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, ReconcileError>;
@@ -108,6 +120,8 @@ pub struct MountReq {
     pub read_only: bool,
     /// Create a missing bind source directory (compose's default for short syntax).
     pub create_host_path: bool,
+    /// tmpfs options (`size=65536k`, `mode=1777`).
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +172,168 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<u32>,
     pub interactive: bool,
     pub tty: bool,
+    pub resources: Resources,
+    /// `init: true`: docker-init as PID 1.
+    pub init: bool,
+}
+
+/// Resource limits of a container, from the service-level keys and
+/// `deploy.resources.limits` (which wins, as in docker compose).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// Memory plus swap in bytes, -1 unlimited.
+    pub memory_swap: Option<i64>,
+    /// CPUs in billionths.
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    /// /dev/shm in bytes.
+    pub shm_size: Option<i64>,
+    /// `(name, soft, hard)`.
+    pub ulimits: Vec<(String, i64, i64)>,
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// Service keys keel cannot apply: `up` warns instead of ignoring them silently.
+pub const UNSUPPORTED_KEYS: &[&str] = &[
+    "blkio_config",
+    "cgroup",
+    "cgroup_parent",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpuset",
+    "credential_spec",
+    "device_cgroup_rules",
+    "devices",
+    "domainname",
+    "gpus",
+    "group_add",
+    "ipc",
+    "isolation",
+    "mem_reservation",
+    "mem_swappiness",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "runtime",
+    "security_opt",
+    "storage_opt",
+    "userns_mode",
+    "uts",
+    "volumes_from",
+];
+
+/// An integer from a normalized value: a number, digits, or a byte size (`64m`).
+fn int_of(v: &serde_yaml_ng::Value) -> Option<i64> {
+    match v {
+        serde_yaml_ng::Value::Number(n) => n.as_i64(),
+        serde_yaml_ng::Value::String(s) => s
+            .trim()
+            .parse()
+            .ok()
+            .or_else(|| crate::normalize::parse_bytes(s)),
+        _ => None,
+    }
+}
+
+fn float_of(v: &serde_yaml_ng::Value) -> Option<f64> {
+    match v {
+        serde_yaml_ng::Value::Number(n) => n.as_f64(),
+        serde_yaml_ng::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text_of(v: &serde_yaml_ng::Value) -> String {
+    match v {
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        serde_yaml_ng::Value::Number(n) => n.to_string(),
+        serde_yaml_ng::Value::Bool(b) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+impl Resources {
+    /// The limits a service asks for; `invalid` explains a value that is no number.
+    fn of(svc: &Service) -> std::result::Result<Self, String> {
+        let bad = |key: &str, v: &serde_yaml_ng::Value| format!("invalid {key} {:?}", text_of(v));
+        let int = |key: &str,
+                   v: &Option<serde_yaml_ng::Value>|
+         -> std::result::Result<Option<i64>, String> {
+            v.as_ref()
+                .map(|v| int_of(v).ok_or_else(|| bad(key, v)))
+                .transpose()
+        };
+        let cpus = |key: &str,
+                    v: Option<&serde_yaml_ng::Value>|
+         -> std::result::Result<Option<i64>, String> {
+            v.map(|v| {
+                float_of(v)
+                    .filter(|c| *c >= 0.0)
+                    .map(|c| (c * 1e9).round() as i64)
+                    .ok_or_else(|| bad(key, v))
+            })
+            .transpose()
+        };
+        let mut r = Resources {
+            memory: int("mem_limit", &svc.mem_limit)?,
+            memory_swap: int("memswap_limit", &svc.memswap_limit)?,
+            nano_cpus: cpus("cpus", svc.cpus.as_ref())?,
+            pids_limit: int("pids_limit", &svc.pids_limit)?,
+            shm_size: int("shm_size", &svc.shm_size)?,
+            ulimits: Vec::new(),
+            sysctls: svc
+                .sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_ref().map(text_of).unwrap_or_default()))
+                .collect(),
+        };
+        let limits = svc
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.get("limits"));
+        if let Some(l) = limits {
+            if let Some(m) = int("deploy.resources.limits.memory", &l.get("memory").cloned())? {
+                r.memory = Some(m);
+            }
+            if let Some(c) = cpus("deploy.resources.limits.cpus", l.get("cpus"))? {
+                r.nano_cpus = Some(c);
+            }
+            if let Some(p) = int("deploy.resources.limits.pids", &l.get("pids").cloned())? {
+                r.pids_limit = Some(p);
+            }
+        }
+        // 0 and -1 mean "no limit" to docker.
+        r.pids_limit = r.pids_limit.filter(|p| *p > 0);
+        r.nano_cpus = r.nano_cpus.filter(|c| *c > 0);
+        for (name, v) in &svc.ulimits {
+            let (soft, hard) = match v {
+                serde_yaml_ng::Value::Mapping(_) => {
+                    let get = |k: &str| v.get(k).and_then(int_of);
+                    match (get("soft"), get("hard")) {
+                        (Some(s), Some(h)) => (s, h),
+                        _ => return Err(format!("ulimits.{name} needs soft and hard")),
+                    }
+                }
+                other => {
+                    let n = int_of(other).ok_or_else(|| bad(&format!("ulimits.{name}"), other))?;
+                    (n, n)
+                }
+            };
+            r.ulimits.push((name.clone(), soft, hard));
+        }
+        Ok(r)
+    }
 }
 
 /// The effects the reconciler needs; errors are one-line descriptions.
@@ -170,7 +346,11 @@ pub trait Engine {
     fn pull(&self, image: &str) -> std::result::Result<(), String>;
     fn build(&self, image: &str, build: &Build) -> std::result::Result<(), String>;
     fn network_exists(&self, name: &str) -> std::result::Result<bool, String>;
-    fn create_network(&self, name: &str) -> std::result::Result<(), String>;
+    fn create_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> std::result::Result<(), String>;
     fn remove_network(&self, name: &str) -> std::result::Result<(), String>;
     fn volume_exists(&self, name: &str) -> std::result::Result<bool, String>;
     fn create_volume(
@@ -240,6 +420,9 @@ pub struct ProjectSpec {
     pub environment: BTreeMap<String, String>,
     /// Services left out by profiles: not orphans.
     pub disabled: Vec<String>,
+    /// The keys each service sets (normalized), for warnings about the
+    /// ones the typed model does not carry.
+    pub raw_keys: BTreeMap<String, Vec<String>>,
 }
 
 impl ProjectSpec {
@@ -247,10 +430,19 @@ impl ProjectSpec {
         let model = p.model()?;
         let value = p.to_value();
         let mut hashes = BTreeMap::new();
+        let mut raw_keys = BTreeMap::new();
         if let Some(serde_yaml_ng::Value::Mapping(services)) = value.get("services") {
             for (k, v) in services {
                 if let Some(name) = k.as_str() {
                     hashes.insert(name.to_string(), config_hash(v));
+                    if let serde_yaml_ng::Value::Mapping(m) = v {
+                        raw_keys.insert(
+                            name.to_string(),
+                            m.keys()
+                                .filter_map(|k| k.as_str().map(str::to_string))
+                                .collect(),
+                        );
+                    }
                 }
             }
         }
@@ -261,7 +453,107 @@ impl ProjectSpec {
             config_files: p.files.clone(),
             environment: p.environment.clone(),
             disabled: p.disabled.clone(),
+            raw_keys,
         })
+    }
+
+    /// A project known only by its name and what carries its labels, for the
+    /// commands docker compose runs without a compose file (`down -p NAME`,
+    /// `ps`, `logs`, `stop`, …). `networks` and `volumes` are the project's
+    /// `(key, full name)` pairs; services, their start order and images come
+    /// from the containers' labels.
+    pub fn from_labels(
+        name: &str,
+        containers: &[Container],
+        networks: &[(String, String)],
+        volumes: &[(String, String)],
+    ) -> Self {
+        let mut model = Model {
+            name: name.to_string(),
+            services: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            configs: BTreeMap::new(),
+        };
+        let mut hashes = BTreeMap::new();
+        let (mut working_dir, mut config_files) = (PathBuf::new(), Vec::new());
+        for c in containers
+            .iter()
+            .filter(|c| !c.oneoff && !c.service.is_empty())
+        {
+            let svc = model.services.entry(c.service.clone()).or_default();
+            // An image named like compose's default was built by the project.
+            if c.image == format!("{name}-{}", c.service) {
+                svc.build = Some(Build::default());
+            } else {
+                svc.image = Some(c.image.clone());
+            }
+            for d in c
+                .labels
+                .get(LABEL_DEPENDS_ON)
+                .into_iter()
+                .flat_map(|l| l.split(','))
+            {
+                let mut parts = d.splitn(3, ':');
+                let Some(dep) = parts.next().filter(|x| !x.is_empty()) else {
+                    continue;
+                };
+                let condition = parts.next().unwrap_or("service_started").to_string();
+                let restart = parts.next() == Some("true");
+                svc.depends_on.insert(
+                    dep.to_string(),
+                    crate::model::Dependency {
+                        condition,
+                        restart,
+                        required: true,
+                    },
+                );
+            }
+            hashes.insert(c.service.clone(), c.config_hash.clone());
+            if let Some(w) = c.labels.get(LABEL_WORKING_DIR) {
+                working_dir = PathBuf::from(w);
+            }
+            if let Some(f) = c.labels.get(LABEL_CONFIG_FILES) {
+                config_files = f
+                    .split(',')
+                    .filter(|f| !f.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+            }
+        }
+        // Dependencies whose containers are gone cannot be waited for.
+        let known: BTreeSet<String> = model.services.keys().cloned().collect();
+        for svc in model.services.values_mut() {
+            svc.depends_on.retain(|d, _| known.contains(d));
+        }
+        for (key, full) in networks {
+            model.networks.insert(
+                key.clone(),
+                crate::model::Network {
+                    name: full.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+        for (key, full) in volumes {
+            model.volumes.insert(
+                key.clone(),
+                crate::model::Volume {
+                    name: full.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+        ProjectSpec {
+            model,
+            hashes,
+            working_dir,
+            config_files,
+            environment: BTreeMap::new(),
+            disabled: Vec::new(),
+            raw_keys: BTreeMap::new(),
+        }
     }
 
     fn service(&self, name: &str) -> Result<&Service> {
@@ -345,6 +637,14 @@ impl ProjectSpec {
         if let Some(svc) = self.model.services.get(service) {
             for (k, v) in &svc.labels {
                 l.insert(k.clone(), v.clone().unwrap_or_default());
+            }
+            if !svc.depends_on.is_empty() {
+                let deps: Vec<String> = svc
+                    .depends_on
+                    .iter()
+                    .map(|(d, c)| format!("{d}:{}:{}", c.condition, c.restart))
+                    .collect();
+                l.insert(LABEL_DEPENDS_ON.into(), deps.join(","));
             }
         }
         l.insert(LABEL_PROJECT.into(), self.model.name.clone());
@@ -453,21 +753,38 @@ impl ProjectSpec {
                     return Err(invalid(format!("volume type {other:?} is not supported")));
                 }
             };
+            let mut options = Vec::new();
+            if let Some(t) = &m.tmpfs {
+                if let Some(size) = t.get("size").and_then(int_of) {
+                    options.push(format!("size={size}"));
+                }
+                if let Some(mode) = t.get("mode") {
+                    // YAML reads 1777 as a decimal number; the kernel wants the digits.
+                    options.push(format!("mode={}", text_of(mode)));
+                }
+            }
             mounts.push(MountReq {
                 kind,
                 source,
                 target: m.target.clone(),
                 read_only: m.read_only,
                 create_host_path: true,
+                options,
             });
         }
         for t in &svc.tmpfs {
+            let (target, opts) = t.split_once(':').unwrap_or((t, ""));
             mounts.push(MountReq {
                 kind: MountKind::Tmpfs,
                 source: String::new(),
-                target: t.split(':').next().unwrap_or(t).to_string(),
+                target: target.to_string(),
                 read_only: false,
                 create_host_path: false,
+                options: opts
+                    .split(',')
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             });
         }
         for (refs, objects, is_secret) in [
@@ -512,6 +829,7 @@ impl ProjectSpec {
                     target,
                     read_only: true,
                     create_host_path: false,
+                    options: Vec::new(),
                 });
             }
         }
@@ -578,7 +896,33 @@ impl ProjectSpec {
             stop_timeout,
             interactive: false,
             tty: false,
+            resources: Resources::of(svc).map_err(invalid)?,
+            init: svc.init.unwrap_or(false),
         })
+    }
+
+    /// The keys of `service` that keel cannot apply.
+    pub fn unsupported_keys(&self, service: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .raw_keys
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter(|k| UNSUPPORTED_KEYS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let reservations = self
+            .model
+            .services
+            .get(service)
+            .and_then(|s| s.deploy.as_ref())
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.get("reservations"))
+            .is_some();
+        if reservations {
+            out.push("deploy.resources.reservations".into());
+        }
+        out
     }
 }
 
@@ -632,6 +976,8 @@ pub struct UpOptions {
     pub force_recreate: bool,
     pub no_recreate: bool,
     pub build: BuildPolicy,
+    /// `up --pull`: overrides every service's `pull_policy`.
+    pub pull: Option<String>,
     pub remove_orphans: bool,
     /// Wait for every container to be running/healthy at the end.
     pub wait: bool,
@@ -651,6 +997,7 @@ impl Default for UpOptions {
             force_recreate: false,
             no_recreate: false,
             build: BuildPolicy::Missing,
+            pull: None,
             remove_orphans: false,
             wait: false,
             timeout: Duration::from_mins(2),
@@ -733,8 +1080,8 @@ impl Reconciler<'_> {
     }
 
     /// Networks the given services join (full names) that compose manages.
-    fn networks_for(&self, services: &[String]) -> Result<Vec<(String, bool)>> {
-        let mut out: Vec<(String, bool)> = Vec::new();
+    fn networks_for(&self, services: &[String]) -> Result<Vec<(String, String, bool)>> {
+        let mut out: Vec<(String, String, bool)> = Vec::new();
         for s in services {
             let svc = self.project.service(s)?;
             if svc.network_mode.is_some() {
@@ -750,8 +1097,8 @@ impl Reconciler<'_> {
                 || (format!("{}_{key}", self.project.model.name), false),
                 |n| (n.name.clone(), n.external),
             );
-            if !out.iter().any(|(n, _)| *n == name) {
-                out.push((name, external));
+            if !out.iter().any(|(_, n, _)| *n == name) {
+                out.push((key.to_string(), name, external));
             }
         }
         Ok(out)
@@ -769,7 +1116,7 @@ impl Reconciler<'_> {
                 )));
             }
         }
-        for (name, external) in self.networks_for(services)? {
+        for (key, name, external) in self.networks_for(services)? {
             let exists = self
                 .engine
                 .network_exists(&name)
@@ -781,8 +1128,12 @@ impl Reconciler<'_> {
                 return Err(ReconcileError::ExternalNetwork { name });
             }
             self.emit(progress("Network", &name, "Creating"));
+            let labels = BTreeMap::from([
+                (LABEL_PROJECT.to_string(), self.project.model.name.clone()),
+                (LABEL_NETWORK.to_string(), key),
+            ]);
             self.engine
-                .create_network(&name)
+                .create_network(&name, &labels)
                 .map_err(engine_err(format!("creating network {name}")))?;
             self.emit(progress("Network", &name, "Created"));
         }
@@ -829,50 +1180,79 @@ impl Reconciler<'_> {
         Ok(())
     }
 
-    /// Builds or pulls what the services need, per `policy` and `pull_policy`.
-    pub fn ensure_images(&mut self, services: &[String], policy: BuildPolicy) -> Result<()> {
+    /// Pulls and builds what the services need, the way docker compose does:
+    /// a service with an `image` is pulled per its `pull_policy` (or `pull`,
+    /// `up --pull`'s override; default `missing`), a failed pull of a service
+    /// that can be built is built instead; a `build` runs when the image is
+    /// missing, with `pull_policy: build`, and always under `BuildPolicy::Always`.
+    pub fn ensure_images(
+        &mut self,
+        services: &[String],
+        policy: BuildPolicy,
+        pull: Option<&str>,
+    ) -> Result<()> {
         let mut done = BTreeSet::new();
         for s in services {
-            let svc = self.project.service(s)?;
+            let svc = self.project.service(s)?.clone();
             let image = self.project.image_of(s);
             if !done.insert(image.clone()) {
                 continue;
             }
-            let present = self
+            let mut present = self
                 .engine
                 .image_id(&image)
                 .map_err(engine_err(format!("inspecting image {image}")))?
                 .is_some();
-            let pull_policy = svc.pull_policy.as_deref().unwrap_or("missing");
-            if let Some(b) = &svc.build {
-                let build = match policy {
-                    BuildPolicy::Always => true,
-                    BuildPolicy::Never => false,
-                    BuildPolicy::Missing => !present || pull_policy == "build",
+            let build = svc.build.as_ref().filter(|_| policy != BuildPolicy::Never);
+            let pull_policy = if policy == BuildPolicy::Always && build.is_some() {
+                "build"
+            } else {
+                pull.or(svc.pull_policy.as_deref()).unwrap_or("missing")
+            };
+            if svc.image.is_some() {
+                // `daily`, `weekly` and `every_*` pull when missing too: keel
+                // keeps no pull dates.
+                let want = match pull_policy {
+                    "always" => true,
+                    "never" | "build" => false,
+                    _ => !present,
                 };
-                if build {
+                if want {
+                    self.emit(progress("Image", &image, "Pulling"));
+                    match self.engine.pull(&image) {
+                        Ok(()) => {
+                            self.emit(progress("Image", &image, "Pulled"));
+                            present = true;
+                        }
+                        Err(e) if build.is_some() => self.emit(Event::Warning(format!(
+                            "pulling {image} for service {s} failed, building it instead: {e}"
+                        ))),
+                        Err(e) => {
+                            return Err(engine_err(format!("pulling image for service {s}"))(e));
+                        }
+                    }
+                }
+            }
+            if let Some(b) = build {
+                if !present || pull_policy == "build" {
                     self.emit(progress("Image", &image, "Building"));
                     self.engine
                         .build(&image, b)
                         .map_err(engine_err(format!("building service {s}")))?;
                     self.emit(progress("Image", &image, "Built"));
-                    continue;
                 }
-                if present {
-                    continue;
-                }
-            }
-            let pull = match pull_policy {
-                "always" => true,
-                "never" => false,
-                _ => !present,
-            };
-            if pull {
-                self.emit(progress("Image", &image, "Pulling"));
-                self.engine
-                    .pull(&image)
-                    .map_err(engine_err(format!("pulling image for service {s}")))?;
-                self.emit(progress("Image", &image, "Pulled"));
+            } else if !present {
+                let why = if svc.build.is_some() {
+                    "--no-build forbids building it".to_string()
+                } else if svc.image.is_none() {
+                    "the service has neither image nor build".to_string()
+                } else {
+                    format!("pull_policy is {pull_policy}")
+                };
+                return Err(ReconcileError::Invalid {
+                    service: s.clone(),
+                    message: format!("no such image {image}: it is not present locally and {why}"),
+                });
             }
         }
         Ok(())
@@ -1005,7 +1385,16 @@ impl Reconciler<'_> {
         } else {
             self.report_orphans(&orphans);
         }
-        self.ensure_images(&order, o.build)?;
+        for s in &order {
+            let keys = self.project.unsupported_keys(s);
+            if !keys.is_empty() {
+                self.emit(Event::Warning(format!(
+                    "service {s}: keel cannot apply {}; ignored",
+                    keys.join(", ")
+                )));
+            }
+        }
+        self.ensure_images(&order, o.build, o.pull.as_deref())?;
         self.ensure_networks(&order)?;
         self.ensure_volumes(&order)?;
         let mut changed: BTreeSet<String> = BTreeSet::new();
@@ -1106,6 +1495,9 @@ impl Reconciler<'_> {
         Ok(())
     }
 
+    /// `up --wait`, by docker compose's rules: a service some other service
+    /// depends on with `service_completed_successfully` must exit 0; every
+    /// other one must be running, and healthy if it has a healthcheck.
     fn wait_all(&mut self, services: &[String], timeout: Duration) -> Result<()> {
         let set: BTreeSet<&String> = services.iter().collect();
         let targets: Vec<Container> = self
@@ -1114,50 +1506,64 @@ impl Reconciler<'_> {
             .filter(|c| !c.oneoff && set.contains(&c.service))
             .collect();
         let step = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
         for c in targets {
-            let mut waited = Duration::ZERO;
+            let one_shot = self.project.model.services.values().any(|s| {
+                s.depends_on.iter().any(|(d, dep)| {
+                    *d == c.service && dep.condition == "service_completed_successfully"
+                })
+            });
+            let fail = |reason: String| ReconcileError::Wait {
+                service: c.service.clone(),
+                reason,
+            };
             loop {
                 let cur = self
                     .engine
                     .container(&c.id)
                     .map_err(engine_err(format!("inspecting {}", c.name)))?;
-                let fail = |reason: String| ReconcileError::Wait {
-                    container: c.name.clone(),
-                    reason,
+                let ready = match (cur.status.as_str(), cur.health) {
+                    ("exited", _) if one_shot && cur.exit_code == 0 => Some("Exited"),
+                    ("exited", _) if one_shot => {
+                        return Err(fail(format!(
+                            "container {} didn't complete successfully: exit {}",
+                            c.name, cur.exit_code
+                        )));
+                    }
+                    ("exited", _) => {
+                        return Err(fail(format!(
+                            "container {} exited ({})",
+                            c.name, cur.exit_code
+                        )));
+                    }
+                    (_, Some(Health::Unhealthy)) => {
+                        return Err(fail(format!("container {} is unhealthy", c.name)));
+                    }
+                    _ if one_shot => None,
+                    (_, Some(Health::Healthy)) if cur.running() => Some("Healthy"),
+                    (_, None) if cur.running() => Some("Running"),
+                    _ => None,
                 };
-                match (cur.status.as_str(), cur.health) {
-                    (_, Some(Health::Unhealthy)) => return Err(fail("unhealthy".into())),
-                    ("running", Some(Health::Healthy) | None) => break,
-                    ("exited", _) if cur.exit_code == 0 => break,
-                    ("exited", _) => return Err(fail(format!("exited ({})", cur.exit_code))),
-                    _ => {}
+                if let Some(st) = ready {
+                    self.emit(progress("Container", &c.name, st));
+                    break;
                 }
                 if waited >= timeout {
-                    return Err(fail(format!("timed out after {}s", timeout.as_secs())));
+                    let state = match cur.health {
+                        Some(Health::Starting) => "still starting".to_string(),
+                        _ => cur.status.clone(),
+                    };
+                    return Err(ReconcileError::WaitTimeout {
+                        secs: timeout.as_secs(),
+                        service: c.service.clone(),
+                        reason: format!("container {} is {state}", c.name),
+                    });
                 }
                 self.engine.sleep(step);
                 waited += step;
             }
-            self.emit(progress(
-                "Container",
-                &c.name,
-                if c.health.is_some() || self.has_healthcheck(&c.service) {
-                    "Healthy"
-                } else {
-                    "Running"
-                },
-            ));
         }
         Ok(())
-    }
-
-    fn has_healthcheck(&self, service: &str) -> bool {
-        self.project
-            .model
-            .services
-            .get(service)
-            .and_then(|s| s.healthcheck.as_ref())
-            .is_some_and(|h| !h.disable)
     }
 
     /// `down`: stops and removes the project's containers (dependents first),

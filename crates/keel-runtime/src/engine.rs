@@ -56,6 +56,7 @@ pub struct CreateOptions {
     pub auto_remove: bool,
     pub interactive: bool,
     pub tty: bool,
+    pub extra: crate::record::ExtraConfig,
 }
 
 /// Parses Docker's signal names (`TERM`, `SIGTERM`, `15`).
@@ -191,6 +192,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
     if let Some(s) = &o.stop_signal {
         parse_signal(s)?;
     }
+    validate_extra(o)?;
     let runtime = if o.runtime.is_empty() {
         "libcontainer".to_string()
     } else {
@@ -244,6 +246,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         auto_remove: o.auto_remove,
         interactive: o.interactive,
         tty: o.tty,
+        extra: o.extra.clone(),
     };
     // -P publishes every exposed port on a free host port.
     if cfg.publish_all {
@@ -280,6 +283,38 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         }
     }
     Ok(cfg)
+}
+
+/// Docker's checks on `--ulimit` and `--memory-swap`.
+fn validate_extra(o: &CreateOptions) -> Result<()> {
+    for u in &o.extra.ulimits {
+        let bad = |why: &str| RuntimeError::InvalidOption {
+            what: "ulimit",
+            value: format!("{}={}:{}", u.name, u.soft, u.hard),
+            why: why.to_string(),
+        };
+        if !spec::ULIMIT_NAMES.contains(&u.name.as_str()) {
+            return Err(bad("unknown limit name"));
+        }
+        if u.hard != -1 && (u.soft == -1 || u.soft > u.hard) {
+            return Err(bad("the soft limit is above the hard limit"));
+        }
+    }
+    if let Some(swap) = o.extra.memory_swap {
+        let bad = |why: &str| RuntimeError::InvalidOption {
+            what: "memory-swap",
+            value: swap.to_string(),
+            why: why.to_string(),
+        };
+        match o.memory {
+            None => return Err(bad("a memory limit must be set too")),
+            Some(m) if swap != -1 && swap < m => {
+                return Err(bad("must be at least the memory limit"));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn validate_mount(m: &MountSpec) -> Result<()> {

@@ -140,6 +140,7 @@ pub fn start(
         auto_remove: false,
         interactive: false,
         tty: false,
+        extra: crate::record::ExtraConfig::default(),
     };
     containers.create(&mut cfg)?;
     let mut running = Running {

@@ -171,6 +171,52 @@ pub struct HealthConfig {
     pub start_period_ms: u64,
 }
 
+/// One `--ulimit NAME=SOFT[:HARD]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// `nofile`, `nproc`, `core`, … (lowercase, without `RLIMIT_`).
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl Ulimit {
+    /// Docker's `NAME=SOFT[:HARD]` (HARD defaults to SOFT; -1 is unlimited).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let (name, limits) = s
+            .split_once('=')
+            .ok_or_else(|| format!("invalid ulimit {s:?}: expected NAME=SOFT[:HARD]"))?;
+        let num = |x: &str| {
+            x.parse::<i64>()
+                .map_err(|_| format!("invalid ulimit {s:?}: {x:?} is not a number"))
+        };
+        let (soft, hard) = match limits.split_once(':') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(limits)?, num(limits)?),
+        };
+        Ok(Ulimit {
+            name: name.to_ascii_lowercase(),
+            soft,
+            hard,
+        })
+    }
+}
+
+/// Less common settings, kept together so that records written before they
+/// existed still load (all default to "as Docker does without them").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExtraConfig {
+    /// `--memory-swap`: memory plus swap in bytes, -1 unlimited.
+    pub memory_swap: Option<i64>,
+    /// `--shm-size` in bytes (Docker's default is 64 MiB).
+    pub shm_size: Option<i64>,
+    pub ulimits: Vec<Ulimit>,
+    pub sysctls: BTreeMap<String, String>,
+    /// `--init`: docker-init (tini) runs as PID 1 and the command under it.
+    pub init: bool,
+}
+
 /// Everything `keel create`/`run` decided, fixed for the container's life.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -218,6 +264,8 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     pub interactive: bool,
     pub tty: bool,
+    #[serde(default)]
+    pub extra: ExtraConfig,
 }
 
 /// Docker's container states.
@@ -537,6 +585,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ulimits_parse_like_docker() {
+        let u = |name: &str, soft, hard| Ulimit {
+            name: name.into(),
+            soft,
+            hard,
+        };
+        assert_eq!(
+            Ulimit::parse("nofile=1024").unwrap(),
+            u("nofile", 1024, 1024)
+        );
+        assert_eq!(Ulimit::parse("NPROC=10:-1").unwrap(), u("nproc", 10, -1));
+        for bad in ["nofile", "nofile=x", "nofile=1:y", "=1:2:3"] {
+            assert!(Ulimit::parse(bad).is_err(), "{bad}");
+        }
+        let old: ContainerConfig = {
+            // A record from before `extra` existed still loads.
+            let mut v = serde_json::to_value(crate::spec::tests_config()).unwrap();
+            v.as_object_mut().unwrap().remove("extra");
+            serde_json::from_value(v).unwrap()
+        };
+        assert_eq!(old.extra, ExtraConfig::default());
+    }
+
+    #[test]
     fn restart_policies() {
         assert_eq!(RestartPolicy::parse("no").unwrap(), RestartPolicy::No);
         assert_eq!(
@@ -578,6 +650,7 @@ mod proptests {
             let _ = RestartPolicy::parse(&s);
             let _ = PortSpec::parse(&s);
             let _ = crate::ids::valid_name(&s);
+            let _ = Ulimit::parse(&s);
         }
     }
 }

@@ -142,6 +142,53 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>> {
     Ok(caps)
 }
 
+/// Where `--init` puts docker-init in the container, as Docker does.
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// Static tini builds that work in any image (Debian's tini package ships
+/// `tini-static`; Docker installs it as `docker-init`).
+const INIT_CANDIDATES: &[&str] = &[
+    "/usr/bin/tini-static",
+    "/usr/bin/docker-init",
+    "/usr/libexec/docker/docker-init",
+];
+
+/// The host's static tini for `--init`.
+pub fn init_binary() -> Result<&'static str> {
+    INIT_CANDIDATES
+        .iter()
+        .copied()
+        .find(|p| Path::new(p).is_file())
+        .ok_or_else(|| RuntimeError::InvalidOption {
+            what: "init",
+            value: "docker-init".to_string(),
+            why: format!(
+                "no static tini found (looked for {}); install Debian's tini package",
+                INIT_CANDIDATES.join(", ")
+            ),
+        })
+}
+
+/// Rlimit names the kernel knows, as `--ulimit` takes them.
+pub const ULIMIT_NAMES: &[&str] = &[
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
 /// Host paths the spec refers to.
 #[derive(Debug, Clone)]
 pub struct SpecPaths {
@@ -186,8 +233,12 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", cfg.extra.shm_size.map_or_else(|| "size=65536k".to_string(), |b| format!("size={b}"))]}),
     ];
+    if cfg.extra.init {
+        let tini = init_binary()?;
+        mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": tini, "options": ["rbind", "rprivate", "ro"]}));
+    }
     for (dst, src) in [
         ("/etc/resolv.conf", &paths.resolv_conf),
         ("/etc/hostname", &paths.hostname),
@@ -231,7 +282,8 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
     let mut resources = json!({ "devices": devices() });
     if let Some(m) = cfg.memory {
         // Docker sets swap to twice the memory; the limit on memory+swap keeps an OOM an OOM.
-        resources["memory"] = json!({"limit": m, "swap": m.saturating_mul(2)});
+        let swap = cfg.extra.memory_swap.unwrap_or(m.saturating_mul(2));
+        resources["memory"] = json!({"limit": m, "swap": swap});
     }
     if let Some(n) = cfg.nano_cpus {
         let period: i64 = 100_000;
@@ -242,7 +294,12 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
     }
     let seccomp =
         serde_json::to_value(seccomp::default_profile(&caps)?).expect("seccomp serializes");
-    let mut args = vec![cfg.path.clone()];
+    let mut args = Vec::new();
+    if cfg.extra.init {
+        // Docker's `--init`: tini reaps zombies and forwards signals to the command.
+        args.extend([INIT_PATH.to_string(), "--".to_string()]);
+    }
+    args.push(cfg.path.clone());
     args.extend(cfg.args.iter().cloned());
     let mut user = json!({"uid": cfg.uid, "gid": cfg.gid});
     if !cfg.additional_gids.is_empty() {
@@ -252,6 +309,14 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .maximum
         .map_or(1_048_576, |m| m.min(1_048_576));
+    let mut rlimits = vec![json!({"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile})];
+    for u in &cfg.extra.ulimits {
+        let kind = format!("RLIMIT_{}", u.name.to_ascii_uppercase());
+        rlimits.retain(|r| r["type"] != kind.as_str());
+        // -1 is Docker's "unlimited".
+        let v = |n: i64| u64::try_from(n).unwrap_or(u64::MAX);
+        rlimits.push(json!({"type": kind, "hard": v(u.hard), "soft": v(u.soft)}));
+    }
     let spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -263,7 +328,7 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "rlimits": rlimits,
             "noNewPrivileges": true,
         },
         "root": {"path": paths.rootfs, "readonly": cfg.read_only},
@@ -276,6 +341,7 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
             "seccomp": seccomp,
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
+            "sysctl": cfg.extra.sysctls,
         },
     });
     Ok(serde_json::from_value(spec).map_err(oci_spec::OciSpecError::SerDe)?)
@@ -357,12 +423,18 @@ mod tests {
     }
 }
 
+/// A container configuration for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn tests_config() -> ContainerConfig {
+    spec_tests::config()
+}
+
 #[cfg(test)]
 mod spec_tests {
     use super::*;
     use crate::record::{MountSpec, RestartPolicy};
 
-    fn config() -> ContainerConfig {
+    pub(super) fn config() -> ContainerConfig {
         ContainerConfig {
             id: "a".repeat(64),
             name: "t".into(),
@@ -410,7 +482,70 @@ mod spec_tests {
             auto_remove: false,
             interactive: false,
             tty: false,
+            extra: crate::record::ExtraConfig::default(),
         }
+    }
+
+    #[test]
+    fn extras_in_the_spec() {
+        let mut cfg = config();
+        cfg.extra = crate::record::ExtraConfig {
+            memory_swap: Some(48 << 20),
+            shm_size: Some(1 << 20),
+            ulimits: vec![
+                crate::record::Ulimit {
+                    name: "nofile".into(),
+                    soft: 10,
+                    hard: 20,
+                },
+                crate::record::Ulimit {
+                    name: "core".into(),
+                    soft: -1,
+                    hard: -1,
+                },
+            ],
+            sysctls: [("net.core.somaxconn".to_string(), "7".to_string())].into(),
+            init: true,
+        };
+        let paths = SpecPaths {
+            rootfs: "/r".into(),
+            hosts: "/c/hosts".into(),
+            hostname: "/c/hostname".into(),
+            resolv_conf: "/c/resolv.conf".into(),
+            netns: None,
+            volumes: "/v".into(),
+        };
+        let v = serde_json::to_value(build(&cfg, &paths).unwrap()).unwrap();
+        assert_eq!(
+            v["process"]["args"],
+            json!([INIT_PATH, "--", "sh", "-c", "true"])
+        );
+        let init = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == INIT_PATH)
+            .unwrap();
+        assert_eq!(init["source"], init_binary().unwrap());
+        assert!(init["options"].as_array().unwrap().contains(&json!("ro")));
+        let shm = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/dev/shm")
+            .unwrap();
+        assert!(
+            shm["options"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("size=1048576"))
+        );
+        assert_eq!(v["linux"]["resources"]["memory"]["swap"], 48 << 20);
+        assert_eq!(v["linux"]["sysctl"]["net.core.somaxconn"], "7");
+        let rl = v["process"]["rlimits"].as_array().unwrap();
+        assert_eq!(rl.len(), 2, "{rl:?}");
+        assert!(rl.contains(&json!({"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20})));
+        assert!(rl.contains(&json!({"type": "RLIMIT_CORE", "soft": u64::MAX, "hard": u64::MAX})));
     }
 
     #[test]

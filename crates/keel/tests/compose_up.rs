@@ -346,17 +346,15 @@ fn web_and_db_with_healthcheck_recreate_only_what_changed() {
         TcpStream::connect(("127.0.0.1", port)).is_ok() && body(port, "/db.txt") == "rows=5\n"
     });
 
-    // Logs: prefixed per container, padded to the longest name.
+    // Logs: prefixed per container (docker compose's name without the
+    // project), padded to the longest name.
     let logs = p.ok(&["logs", "db"]);
-    assert!(
-        logs.lines().any(|l| l == format!("{db_name} | db ready")),
-        "{logs}"
-    );
+    assert!(logs.lines().any(|l| l == "db-1 | db ready"), "{logs}");
     let logs = p.ok(&["logs", "--no-log-prefix", "web", "--tail", "1"]);
     assert_eq!(logs, "web up\n");
-    let all = p.ok(&["logs"]);
-    assert!(all.contains(&format!("{web_name} | web up")), "{all}");
-    assert!(all.contains(&format!("{db_name}  | db ready")), "{all}");
+    let all = p.ok(&["logs", "web", "db"]);
+    assert!(all.contains("web-1 | web up"), "{all}");
+    assert!(all.contains("db-1  | db ready"), "{all}");
 
     // stop / start / restart keep the containers.
     p.ok(&["stop"]);
@@ -698,10 +696,462 @@ fn up_without_detach_streams_prefixed_logs_until_the_containers_exit() {
     )
     .unwrap();
     let out = p.ok(&["up"]);
-    for (svc, line) in [("one", "first"), ("one", "done"), ("two", "second")] {
-        let want = format!("{}-{svc}-1 | {line}", p.name);
+    for want in [
+        "Attaching to one-1, two-1",
+        "one-1 | first",
+        "one-1 | done",
+        "two-1 | second",
+        "two-1 exited with code 0",
+        "one-1 exited with code 0",
+    ] {
         assert!(out.lines().any(|l| l == want), "{want:?} not in {out}");
     }
     // No colour codes without a terminal.
     assert!(!out.contains('\x1b'), "{out}");
+}
+
+#[test]
+fn project_name_alone_is_enough_for_ps_logs_stop_and_down() {
+    let p = Project::new("migration");
+    p.ok(&["up", "-d"]);
+    p.wait_until("the app's output", 20, || {
+        p.ok(&["logs", "app"]).contains("schema-v1")
+    });
+    let net = format!("{}_default", p.name);
+    let vol = format!("{}_data", p.name);
+    assert!(p.k.ok(&["network", "ls"]).contains(&net));
+    // Somewhere without any compose file, like `docker compose -p NAME down`.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let by_name = |args: &[&str]| {
+        let o =
+            p.k.cmd()
+                .current_dir(elsewhere.path())
+                .args(["compose", "-p", &p.name])
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let (ps, _) = by_name(&["ps", "-a", "--format", "json"]);
+    let services: Vec<String> = ps
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["Service"].to_string())
+        .collect();
+    assert_eq!(services, ["\"app\"", "\"migrate\""], "{ps}");
+    let (logs, _) = by_name(&["logs", "--no-log-prefix", "app"]);
+    assert_eq!(logs, "schema-v1\n");
+    let (_, err) = by_name(&["stop", "-t", "0"]);
+    assert!(err.contains(&format!("{}-app-1  Stopped", p.name)), "{err}");
+    let (_, err) = by_name(&["down", "-v"]);
+    // The app (which depends on migrate, as its labels say) goes first.
+    let app = err.find(&format!("{}-app-1  Removed", p.name)).unwrap();
+    let migrate = err.find(&format!("{}-migrate-1  Removed", p.name)).unwrap();
+    assert!(app < migrate, "{err}");
+    assert!(err.contains(&format!("Network {net}  Removed")), "{err}");
+    assert!(err.contains(&format!("Volume {vol}  Removed")), "{err}");
+    assert_eq!(p.k.ok(&["ps", "-a", "-q"]), "");
+    assert!(!p.k.ok(&["network", "ls"]).contains(&net));
+    assert_eq!(p.k.ok(&["volume", "ls", "-q"]), "");
+    // Nothing of it is left to find: docker compose's warning.
+    let (_, err) = by_name(&["down"]);
+    assert!(err.contains("No resource found to remove"), "{err}");
+    // Without -p there is nothing to go by.
+    let o =
+        p.k.cmd()
+            .current_dir(elsewhere.path())
+            .args(["compose", "down"])
+            .output()
+            .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no configuration file provided"));
+}
+
+/// Runs `keel compose -p NAME ARGS` on a pseudo-terminal (script(1)), where
+/// colours are allowed; returns what the terminal showed.
+fn on_a_terminal(p: &Project, args: &str) -> String {
+    let cmd = format!(
+        "{} compose -p {} {args}",
+        env!("CARGO_BIN_EXE_keel"),
+        p.name
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .current_dir(p.dir.path())
+        .env("KEEL_ROOT", p.k.root.path())
+        .env("DOCKER_CONFIG", p.k.root.path().join("no-docker-config"))
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) (bsdutils) is installed");
+    let out = String::from_utf8_lossy(&o.stdout).replace("\r\n", "\n");
+    assert!(o.status.success(), "{cmd}: {out}");
+    out
+}
+
+fn write_compose(p: &Project, yaml: &str) {
+    std::fs::write(p.dir.path().join("compose.yaml"), yaml).unwrap();
+}
+
+#[test]
+fn logs_are_prefixed_and_coloured_like_docker_compose_on_a_terminal_only() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        "services:\n  one:\n    image: busybox\n    command: [sh, -c, 'echo a1; sleep 0.3; echo a2']\n  two:\n    image: busybox\n    container_name: second\n    command: [sh, -c, 'sleep 0.1; echo b1']\n",
+    );
+    // Attached up on a terminal: docker compose's colours per container,
+    // "Attaching to", and the exits.
+    let up = on_a_terminal(&p, "up");
+    assert!(up.contains("Attaching to one-1, second"), "{up}");
+    assert!(up.contains("\x1b[36mone-1  | \x1b[0ma1\n"), "{up:?}");
+    assert!(up.contains("\x1b[33msecond | \x1b[0mb1\n"), "{up:?}");
+    assert!(
+        up.contains("\x1b[36mone-1 exited with code 0\x1b[0m"),
+        "{up:?}"
+    );
+    // Through a pipe: the same lines without colours.
+    let plain = p.ok(&["logs"]);
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    let lines: Vec<&str> = plain.lines().collect();
+    for want in ["one-1  | a1", "one-1  | a2", "second | b1"] {
+        assert!(lines.contains(&want), "{want:?} not in {plain}");
+    }
+    let tty = on_a_terminal(&p, "logs one");
+    assert_eq!(
+        tty,
+        "\x1b[36mone-1 | \x1b[0ma1\n\x1b[36mone-1 | \x1b[0ma2\n"
+    );
+    assert_eq!(
+        on_a_terminal(&p, "logs --no-color one"),
+        "one-1 | a1\none-1 | a2\n"
+    );
+    assert_eq!(on_a_terminal(&p, "logs --no-log-prefix two"), "b1\n");
+    assert_eq!(p.ok(&["logs", "-t", "two"]).split(' ').count(), 4);
+    // Six services: the palette goes on with the intense colours.
+    let mut yaml = String::from("services:\n");
+    for i in 1..=6 {
+        yaml.push_str(&format!(
+            "  s{i}:\n    image: busybox\n    command: [echo, x{i}]\n"
+        ));
+    }
+    write_compose(&p, &yaml);
+    p.ok(&["up", "-d", "--remove-orphans"]);
+    p.wait_until("six outputs", 20, || p.ok(&["logs"]).lines().count() == 6);
+    let six = on_a_terminal(&p, "logs");
+    for (i, c) in ["36", "33", "32", "35", "34", "36;1"].iter().enumerate() {
+        let want = format!("\x1b[{c}ms{}-1 | \x1b[0mx{}\n", i + 1, i + 1);
+        assert!(six.contains(&want), "{want:?} not in {six:?}");
+    }
+}
+
+#[test]
+fn up_wait_waits_for_health_and_names_the_service_that_is_not() {
+    let p = Project::new("profiles");
+    let yaml = |test: &str, interval: &str| {
+        format!(
+            "services:\n  api:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sh, -c, 'sleep 1; touch /tmp/ok; exec sleep 3600']\n    healthcheck: {{test: {test}, interval: {interval}, retries: 3}}\n  migrate:\n    image: busybox\n    command: ['true']\n  app:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n    depends_on:\n      migrate: {{condition: service_completed_successfully}}\n"
+        )
+    };
+    write_compose(&p, &yaml("[CMD, test, -f, /tmp/ok]", "200ms"));
+    let o = p.compose(&["up", "--wait"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    // --wait implies -d: up returned, and api was healthy when it did.
+    assert!(err.contains(&format!("{}-api-1  Healthy", p.name)), "{err}");
+    assert!(
+        err.contains(&format!("{}-migrate-1  Exited", p.name)),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{}-app-1  Running", p.name)), "{err}");
+    let ps = p.ps();
+    let api = ps.iter().find(|c| c["Service"] == "api").unwrap();
+    assert_eq!(api["Health"], "healthy");
+
+    // A check that fails: up --wait fails naming the service.
+    write_compose(&p, &yaml("[CMD, 'false']", "200ms"));
+    let line = p.fails(&["up", "--wait", "--wait-timeout", "30"]);
+    assert_eq!(
+        line,
+        format!(
+            "error: service api is not ready: container {}-api-1 is unhealthy",
+            p.name
+        )
+    );
+    // A check that never gets to run: the timeout names it.
+    write_compose(&p, &yaml("[CMD, 'true']", "1h"));
+    let line = p.fails(&["up", "--wait", "--wait-timeout", "2"]);
+    assert_eq!(
+        line,
+        format!(
+            "error: application not healthy after 2s: service api: container {}-api-1 is still starting",
+            p.name
+        )
+    );
+}
+
+#[test]
+fn push_and_pull_through_a_real_registry_with_pull_policies() {
+    let reg = common::Registry::start();
+    let mut p = Project::new("profiles");
+    let image = format!("localhost:{}/{}/app:1", reg.port, p.name);
+    let extra_tag = format!("localhost:{}/{}/app:extra", reg.port, p.name);
+    let absent = format!("localhost:{}/{}/absent:1", reg.port, p.name);
+    std::fs::write(p.dir.path().join("msg"), "from the registry\n").unwrap();
+    write_compose(
+        &p,
+        &format!(
+            "services:\n  app:\n    image: {image}\n    pull_policy: ${{POLICY:-missing}}\n    build:\n      context: .\n      tags: [{extra_tag}]\n      dockerfile_inline: |\n        FROM busybox\n        COPY msg /msg\n    stop_signal: SIGKILL\n    command: [sh, -c, 'cat /msg; exec sleep 3600']\n  ghost:\n    image: {absent}\n    profiles: [never]\n"
+        ),
+    );
+    p.ok(&["build"]);
+    let err = String::from_utf8_lossy(&p.compose(&["push"]).stderr).into_owned();
+    assert!(err.contains(&format!("Image {image}  Pushed")), "{err}");
+    assert!(err.contains(&format!("Image {extra_tag}  Pushed")), "{err}");
+    assert_eq!(
+        common::skopeo_digest(&image),
+        common::skopeo_digest(&extra_tag)
+    );
+    p.k.ok(&["inspect", &image]);
+    p.ok(&["down", "--rmi", "all"]);
+    assert!(!p.k.run(&["inspect", &image]).status.success());
+
+    // pull brings it back; up --no-build runs it without building.
+    let err = String::from_utf8_lossy(&p.compose(&["pull"]).stderr).into_owned();
+    assert!(err.contains(&format!("Image {image}  Pulled")), "{err}");
+    let o = p.compose(&["up", "-d", "--no-build"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("Built") && !err.contains("Pulling"), "{err}");
+    p.wait_until("the pulled image's output", 20, || {
+        p.ok(&["logs", "app"]).contains("from the registry")
+    });
+
+    // A failed pull stops `pull` naming the service, unless ignored.
+    let line = p.fails(&["pull", "ghost"]);
+    assert!(
+        line.contains(&format!("pulling {absent} for service ghost")),
+        "{line}"
+    );
+    let o = p.compose(&["pull", "--ignore-pull-failures", "ghost"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // pull_policy: missing (present: nothing), always (pulls), never and
+    // build (no pull; build builds).
+    for (policy, pulls, builds) in [
+        ("missing", false, false),
+        ("always", true, false),
+        ("never", false, false),
+        ("build", false, true),
+    ] {
+        p.set("POLICY", policy);
+        let o = p.compose(&["up", "-d"]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{policy}: {err}");
+        assert_eq!(err.contains("Pulled"), pulls, "{policy}: {err}");
+        assert_eq!(err.contains("Built"), builds, "{policy}: {err}");
+    }
+    // up --pull overrides the policy.
+    let err =
+        String::from_utf8_lossy(&p.compose(&["up", "-d", "--pull", "always"]).stderr).into_owned();
+    assert!(err.contains("Pulled"), "{err}");
+    // never with the image gone: a clear error, nothing pulled.
+    p.set("POLICY", "never");
+    p.ok(&["down", "--rmi", "all"]);
+    let line = p.fails(&["up", "-d", "--no-build"]);
+    assert!(
+        line.contains(&format!(
+            "no such image {image}: it is not present locally and --no-build forbids building it"
+        )),
+        "{line}"
+    );
+    p.set("POLICY", "missing");
+    // missing with the image gone: pulled, not built.
+    let err = String::from_utf8_lossy(&p.compose(&["up", "-d"]).stderr).into_owned();
+    assert!(err.contains("Pulled") && !err.contains("Built"), "{err}");
+}
+
+#[test]
+fn resource_keys_are_applied_to_the_container() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        r"services:
+  app:
+    image: busybox
+    stop_signal: SIGKILL
+    command: [sleep, '3600']
+    mem_limit: 64m
+    memswap_limit: 96m
+    cpus: 0.5
+    pids_limit: 50
+    shm_size: 32m
+    ulimits:
+      nofile: {soft: 1000, hard: 2000}
+      nproc: 300
+    cap_add: [NET_ADMIN]
+    cap_drop: [CHOWN]
+    read_only: true
+    tmpfs: ['/scratch:size=8m']
+    user: '1000:1000'
+    working_dir: /tmp
+    sysctls:
+      net.core.somaxconn: 1000
+    cpu_shares: 512
+    deploy:
+      resources:
+        limits: {pids: 40}
+        reservations: {memory: 10m}
+",
+    );
+    let o = p.compose(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    // What keel cannot apply is said, in one line.
+    assert!(
+        err.contains(
+            "WARN[0000] service app: keel cannot apply cpu_shares, deploy.resources.reservations; ignored"
+        ),
+        "{err}"
+    );
+    let sh = |cmd: &str| p.exec("app", &["sh", "-c", cmd]);
+    assert_eq!(
+        sh("cat /sys/fs/cgroup/memory/memory.limit_in_bytes"),
+        "67108864\n"
+    );
+    // deploy.resources.limits wins over pids_limit, as in docker compose.
+    assert_eq!(sh("cat /sys/fs/cgroup/pids/pids.max"), "40\n");
+    assert_eq!(sh("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"), "50000\n");
+    assert_eq!(sh("ulimit -n; ulimit -Hn; ulimit -u"), "1000\n2000\n300\n");
+    assert_eq!(sh("df -k /dev/shm | tail -1 | awk '{print $2}'"), "32768\n");
+    assert_eq!(sh("df -k /scratch | tail -1 | awk '{print $2}'"), "8192\n");
+    assert_eq!(sh("id -u; id -g; pwd"), "1000\n1000\n/tmp\n");
+    assert_eq!(sh("cat /proc/sys/net/core/somaxconn"), "1000\n");
+    let o = p.compose(&["exec", "-T", "app", "touch", "/not-here"]);
+    assert!(!o.status.success(), "the root filesystem is read-only");
+    sh("touch /scratch/ok");
+    let bnd = sh("grep CapBnd /proc/self/status | cut -f2");
+    let bnd = u64::from_str_radix(bnd.trim(), 16).unwrap();
+    assert_eq!(bnd & (1 << 12), 1 << 12, "NET_ADMIN added: {bnd:x}");
+    assert_eq!(bnd & 1, 0, "CHOWN dropped: {bnd:x}");
+    // keel inspect shows the same limits.
+    let id = p.ids().into_values().next().unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&p.k.ok(&["inspect", &id])).unwrap();
+    let hc = &inspect[0]["HostConfig"];
+    assert_eq!(hc["Memory"], 64 << 20);
+    assert_eq!(hc["MemorySwap"], 96 << 20);
+    assert_eq!(hc["ShmSize"], 32 << 20);
+    assert_eq!(hc["NanoCpus"], 500_000_000);
+}
+
+#[test]
+fn init_runs_docker_init_as_pid_1_which_reaps_and_forwards() {
+    let p = Project::new("profiles");
+    // A grandchild orphaned by its parent is re-parented to PID 1; only an
+    // init reaps it.
+    let zombie = "(sleep 0.2 &); sleep 1.5; grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l";
+    write_compose(
+        &p,
+        "services:\n  with:\n    image: busybox\n    init: true\n    command: [sh, -c, 'trap \"echo got-term; exit 0\" TERM; while :; do sleep 0.1; done']\n  without:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n",
+    );
+    p.ok(&["up", "-d"]);
+    assert_eq!(
+        p.exec("with", &["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"]),
+        "/sbin/docker-init -- sh -c trap \"echo got-term; exit 0\" TERM; while :; do sleep 0.1; done "
+    );
+    assert_eq!(p.exec("with", &["sh", "-c", zombie]), "0\n");
+    // The control: without init the orphan stays a zombie.
+    assert_eq!(p.exec("without", &["sh", "-c", zombie]), "1\n");
+    // docker-init forwards the stop signal to the command.
+    let start = Instant::now();
+    p.ok(&["stop", "-t", "20", "with"]);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(p.ok(&["logs", "with"]).contains("got-term"));
+    let ps = p.ps();
+    let with = ps.iter().find(|c| c["Service"] == "with").unwrap();
+    assert_eq!(
+        (with["State"].as_str(), with["ExitCode"].as_i64()),
+        (Some("exited"), Some(0))
+    );
+    // keel run --init too.
+    let out = p.k.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline",
+    ]);
+    assert_eq!(
+        out,
+        "/sbin/docker-init -- sh -c tr '\\0' ' ' < /proc/1/cmdline "
+    );
+}
+
+#[test]
+fn run_takes_stdin_entrypoint_env_and_no_deps() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        "services:\n  dep:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n  app:\n    image: busybox\n    command: [echo, default]\n    depends_on: [dep]\n",
+    );
+    let run = |args: &[&str], input: &str| {
+        let mut c = p.k.cmd();
+        c.current_dir(p.dir.path())
+            .args(["compose", "-p", &p.name, "run"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // --no-deps: dep is not started.
+    assert_eq!(run(&["--rm", "--no-deps", "app"], ""), "default\n");
+    assert!(p.ids().is_empty(), "{:?}", p.ids());
+    // stdin reaches the command by default, and with -T.
+    assert_eq!(run(&["--rm", "app", "cat"], "hello\n"), "hello\n");
+    assert_eq!(p.ps().len(), 1, "dep started, the one-off removed");
+    assert_eq!(run(&["--rm", "-T", "app", "cat"], "again\n"), "again\n");
+    // -i=false: stdin is not attached.
+    assert_eq!(run(&["--rm", "-i=false", "app", "cat"], "lost\n"), "");
+    assert_eq!(
+        run(
+            &[
+                "--rm",
+                "-e",
+                "X=1",
+                "--entrypoint",
+                "sh -c",
+                "app",
+                "echo $X $0"
+            ],
+            ""
+        ),
+        "1 sh\n"
+    );
+    // On a terminal the command gets a TTY, unless -T.
+    assert!(on_a_terminal(&p, "run --rm app tty").contains("/dev/pts/"));
+    assert!(on_a_terminal(&p, "run --rm -T app tty").contains("not a tty"));
+    // Without --rm the one-off container stays (and `down` removes it).
+    run(&["app", "true"], "");
+    assert_eq!(p.ps().len(), 2);
 }

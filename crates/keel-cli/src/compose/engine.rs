@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use keel_compose::model::Build;
 use keel_compose::reconcile::{
-    self, Container, ContainerSpec, Engine, Health, LABEL_HASH, LABEL_NUMBER, LABEL_ONEOFF,
-    LABEL_PROJECT, LABEL_SERVICE,
+    self, Container, ContainerSpec, Engine, Health, LABEL_HASH, LABEL_NETWORK, LABEL_NUMBER,
+    LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, LABEL_VOLUME,
 };
 use keel_runtime::engine::{self, CreateOptions};
 use keel_runtime::network::NetworkAttacher;
@@ -129,6 +129,71 @@ impl KeelEngine {
     fn project_dir(&self, project: &str) -> PathBuf {
         self.root.join("compose").join(project)
     }
+
+    /// Where the labels of compose's networks live: keel-net networks carry
+    /// none, and `down -p NAME` must find a project's networks without its file.
+    fn network_labels_dir(&self) -> PathBuf {
+        self.root.join("compose-networks")
+    }
+
+    /// `(key, name)` of the networks labelled with `project` that still exist.
+    pub fn project_networks(&self, project: &str) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(self.network_labels_dir()) else {
+            return Ok(out);
+        };
+        for e in rd.flatten() {
+            let Some(name) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let Ok(labels) = std::fs::read(e.path())
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<BTreeMap<String, String>>(&b)
+                        .map_err(|e| e.to_string())
+                })
+            else {
+                continue;
+            };
+            if labels.get(LABEL_PROJECT).is_some_and(|p| p == project)
+                && self.network_exists(&name)?
+            {
+                let key = labels
+                    .get(LABEL_NETWORK)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone());
+                out.push((key, name));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// `(key, name)` of the volumes labelled with `project`.
+    pub fn project_volumes(&self, project: &str) -> Result<Vec<(String, String)>, String> {
+        let v = Volumes::open(&self.root).map_err(|e| e.to_string())?;
+        let mut out: Vec<(String, String)> = v
+            .list()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|x| x.labels.get(LABEL_PROJECT).is_some_and(|p| p == project))
+            .map(|x| {
+                let key = x
+                    .labels
+                    .get(LABEL_VOLUME)
+                    .cloned()
+                    .unwrap_or_else(|| x.name.clone());
+                (key, x.name)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
 }
 
 /// The runtime's create options for a compose container.
@@ -168,7 +233,7 @@ pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
             target: m.target.clone(),
             read_only: m.read_only,
             anonymous,
-            options: Vec::new(),
+            options: m.options.clone(),
         });
     }
     Ok(CreateOptions {
@@ -209,6 +274,25 @@ pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
         stop_timeout: spec.stop_timeout,
         interactive: spec.interactive,
         tty: spec.tty,
+        memory: spec.resources.memory,
+        nano_cpus: spec.resources.nano_cpus,
+        pids_limit: spec.resources.pids_limit,
+        extra: keel_runtime::record::ExtraConfig {
+            memory_swap: spec.resources.memory_swap,
+            shm_size: spec.resources.shm_size,
+            ulimits: spec
+                .resources
+                .ulimits
+                .iter()
+                .map(|(name, soft, hard)| keel_runtime::record::Ulimit {
+                    name: name.clone(),
+                    soft: *soft,
+                    hard: *hard,
+                })
+                .collect(),
+            sysctls: spec.resources.sysctls.clone(),
+            init: spec.init,
+        },
         ..CreateOptions::default()
     })
 }
@@ -280,16 +364,25 @@ impl Engine for KeelEngine {
         }
     }
 
-    fn create_network(&self, name: &str) -> Result<(), String> {
+    fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
         let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
         nets.create(name, None)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let dir = self.network_labels_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let p = dir.join(format!("{name}.json"));
+        let json = serde_json::to_vec(labels).map_err(|e| e.to_string())?;
+        std::fs::write(&p, json).map_err(|e| format!("{}: {e}", p.display()))
     }
 
     fn remove_network(&self, name: &str) -> Result<(), String> {
         let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
-        nets.remove(name).map_err(|e| e.to_string())
+        nets.remove(name).map_err(|e| e.to_string())?;
+        match std::fs::remove_file(self.network_labels_dir().join(format!("{name}.json"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        }
     }
 
     fn volume_exists(&self, name: &str) -> Result<bool, String> {

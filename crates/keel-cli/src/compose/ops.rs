@@ -19,8 +19,8 @@ use serde_json::json;
 
 use super::engine::KeelEngine;
 use super::{
-    ComposeArgs, DownArgs, ExecArgs, LogsArgs, LsArgs, PsArgs, Rmi, RunArgs, ServicesArgs,
-    StopArgs, UpArgs,
+    ComposeArgs, DownArgs, ExecArgs, LogsArgs, LsArgs, PsArgs, PullArgs, PushArgs, Rmi, RunArgs,
+    ServicesArgs, StopArgs, UpArgs,
 };
 use crate::Hint;
 use crate::output::{Format, print_structured, table};
@@ -28,6 +28,42 @@ use crate::output::{Format, print_structured, table};
 fn spec(args: &ComposeArgs, services: &[String]) -> anyhow::Result<ProjectSpec> {
     let project = super::load(args, services)?;
     Ok(ProjectSpec::from_project(&project)?)
+}
+
+/// The project from its files or, when there are none and `-p` names it,
+/// from what carries its labels: docker compose runs `down`, `ps`, `logs`,
+/// `stop`, `start` and `restart` on a project name alone.
+fn spec_or_labels(
+    args: &ComposeArgs,
+    services: &[String],
+    e: &KeelEngine,
+) -> anyhow::Result<ProjectSpec> {
+    let err = match super::load(args, services) {
+        Ok(p) => return Ok(ProjectSpec::from_project(&p)?),
+        Err(err) => err,
+    };
+    let no_file = err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<keel_compose::Error>(),
+            Some(keel_compose::Error::NoConfigFile { .. })
+        )
+    });
+    let Some(name) = args
+        .project_name
+        .as_deref()
+        .filter(|_| no_file && args.files.is_empty())
+    else {
+        return Err(err);
+    };
+    let containers = e.containers(name).map_err(anyhow::Error::msg)?;
+    let networks = e.project_networks(name).map_err(anyhow::Error::msg)?;
+    let volumes = e.project_volumes(name).map_err(anyhow::Error::msg)?;
+    Ok(ProjectSpec::from_labels(
+        name,
+        &containers,
+        &networks,
+        &volumes,
+    ))
 }
 
 /// Prints reconciler events on stderr the way docker compose does without a terminal.
@@ -90,6 +126,7 @@ pub fn up(root: &Path, args: &ComposeArgs, a: &UpArgs) -> anyhow::Result<ExitCod
         } else {
             BuildPolicy::Missing
         },
+        pull: a.pull.clone(),
         remove_orphans: a.remove_orphans,
         wait: a.wait,
         timeout: Duration::from_secs(a.wait_timeout),
@@ -109,8 +146,14 @@ pub fn up(root: &Path, args: &ComposeArgs, a: &UpArgs) -> anyhow::Result<ExitCod
         .filter(|c| !c.oneoff && order.contains(&c.service))
         .collect();
     let signals = Signals::new()?;
-    let mut sources = sources(&e, &containers, false, None);
-    let interrupted = follow(&e, &mut sources, false, || signals.pending())?;
+    let style = LogStyle {
+        prefix: !a.no_log_prefix,
+        colour: a.no_color.then_some(false),
+    };
+    let mut sources = sources(&e, &p.model.name, &containers, style);
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    println!("Attaching to {}", names.join(", "));
+    let interrupted = follow(&e, &mut sources, a.timestamps, true, || signals.pending())?;
     if interrupted {
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
         with_reconciler(&p, &e, |r| r.stop(&a.services, a.timeout))?;
@@ -120,8 +163,19 @@ pub fn up(root: &Path, args: &ComposeArgs, a: &UpArgs) -> anyhow::Result<ExitCod
 }
 
 pub fn down(root: &Path, args: &ComposeArgs, a: &DownArgs) -> anyhow::Result<ExitCode> {
-    let p = spec(args, &[])?;
     let e = KeelEngine::open(root)?;
+    let p = spec_or_labels(args, &[], &e)?;
+    if p.model.services.is_empty()
+        && p.model.networks.is_empty()
+        && e.containers(&p.model.name)
+            .map_err(anyhow::Error::msg)?
+            .is_empty()
+    {
+        print_event(Event::Warning(format!(
+            "No resource found to remove for project {:?}.",
+            p.model.name
+        )));
+    }
     let o = DownOptions {
         volumes: a.volumes,
         remove_orphans: a.remove_orphans,
@@ -160,8 +214,8 @@ fn selected(
 }
 
 pub fn ps(root: &Path, args: &ComposeArgs, a: &PsArgs) -> anyhow::Result<ExitCode> {
-    let p = spec(args, &a.service)?;
     let e = KeelEngine::open(root)?;
+    let p = spec_or_labels(args, &a.service, &e)?;
     let mut rows = Vec::new();
     let mut objs = Vec::new();
     let mut services = Vec::new();
@@ -231,46 +285,81 @@ pub fn ps(root: &Path, args: &ComposeArgs, a: &PsArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// docker compose's palette, one colour per container in turn.
-const COLOURS: [&str; 10] = ["36", "33", "32", "35", "34", "96", "93", "92", "95", "94"];
+/// docker compose's rainbow (cmd/formatter/colors.go): cyan, yellow, green,
+/// magenta, blue, then the same five intense; one per container in turn.
+const COLOURS: [&str; 10] = [
+    "36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1",
+];
 
 /// One container's log being printed.
 struct Source {
     id: String,
+    /// What docker compose calls the container in logs: `web-1`, or its
+    /// `container_name`.
+    name: String,
     prefix: String,
     colour: Option<&'static str>,
     path: PathBuf,
     offset: u64,
     pending: String,
+    /// Whether its exit was announced (attached `up` only).
+    exited: bool,
 }
 
-fn sources(e: &KeelEngine, cs: &[Container], no_prefix: bool, colour: Option<bool>) -> Vec<Source> {
-    let colour = colour.unwrap_or_else(|| {
+/// How log prefixes look.
+#[derive(Debug, Clone, Copy)]
+struct LogStyle {
+    prefix: bool,
+    /// `None`: colours when stdout is a terminal and `NO_COLOR` is unset.
+    colour: Option<bool>,
+}
+
+/// `PROJECT-SERVICE-N` without the project, as docker compose names
+/// containers in logs; a `container_name` stays as it is.
+fn log_name(project: &str, c: &Container) -> String {
+    let default = format!("{project}-{}-{}", c.service, c.number);
+    if c.name == default {
+        c.name[project.len() + 1..].to_string()
+    } else {
+        c.name.clone()
+    }
+}
+
+fn sources(e: &KeelEngine, project: &str, cs: &[Container], style: LogStyle) -> Vec<Source> {
+    let colour = style.colour.unwrap_or_else(|| {
         std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
     });
-    let width = cs.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let names: Vec<String> = cs.iter().map(|c| log_name(project, c)).collect();
+    let width = names.iter().map(String::len).max().unwrap_or(0);
     cs.iter()
+        .zip(names)
         .enumerate()
-        .map(|(i, c)| Source {
+        .map(|(i, (c, name))| Source {
             id: c.id.clone(),
-            prefix: if no_prefix {
-                String::new()
+            prefix: if style.prefix {
+                format!("{name:width$} | ")
             } else {
-                format!("{:width$} | ", c.name)
+                String::new()
             },
+            name,
             colour: colour.then_some(COLOURS[i % COLOURS.len()]),
             path: e.store().log_path(&c.id),
             offset: 0,
             pending: String::new(),
+            exited: false,
         })
         .collect()
 }
 
+fn paint(colour: Option<&str>, s: &str) -> String {
+    match colour {
+        Some(c) if !s.is_empty() => format!("\x1b[{c}m{s}\x1b[0m"),
+        _ => s.to_string(),
+    }
+}
+
 fn print_entry(s: &Source, e: &logs::Entry, timestamps: bool) {
-    let prefix = match s.colour {
-        Some(c) => format!("\x1b[{c}m{}\x1b[0m", s.prefix),
-        None => s.prefix.clone(),
-    };
+    let prefix = paint(s.colour, &s.prefix);
     let ts = if timestamps {
         format!(
             "{} ",
@@ -286,11 +375,13 @@ fn print_entry(s: &Source, e: &logs::Entry, timestamps: bool) {
 }
 
 /// Prints what is new in every source until no container is running any
-/// more (or `stop` says so: then returns true).
+/// more (or `stop` says so: then returns true). `announce` prints docker
+/// compose's `web-1 exited with code N` as containers stop (attached `up`).
 fn follow(
     e: &KeelEngine,
     sources: &mut [Source],
     timestamps: bool,
+    announce: bool,
     mut stop: impl FnMut() -> bool,
 ) -> anyhow::Result<bool> {
     loop {
@@ -323,7 +414,25 @@ fn follow(
             return Ok(true);
         }
         if !any {
-            if !sources.iter().any(|s| rt::is_active(e.store(), &s.id)) {
+            let mut active = false;
+            for s in sources.iter_mut() {
+                let running = rt::is_active(e.store(), &s.id);
+                active |= running;
+                if !announce || running == !s.exited {
+                    s.exited = !running;
+                    continue;
+                }
+                s.exited = true;
+                let code = e.store().state(&s.id).map_or(0, |st| st.exit_code);
+                let mut o = std::io::stdout().lock();
+                let _ = writeln!(
+                    o,
+                    "{}",
+                    paint(s.colour, &format!("{} exited with code {code}", s.name))
+                );
+                let _ = o.flush();
+            }
+            if !active {
                 return Ok(false);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -354,8 +463,8 @@ impl Signals {
 }
 
 pub fn logs(root: &Path, args: &ComposeArgs, a: &LogsArgs) -> anyhow::Result<ExitCode> {
-    let p = spec(args, &a.services)?;
     let e = KeelEngine::open(root)?;
+    let p = spec_or_labels(args, &a.services, &e)?;
     let cs: Vec<Container> = selected(&e, &p, &a.services)?
         .into_iter()
         .filter(|c| !c.oneoff)
@@ -369,7 +478,11 @@ pub fn logs(root: &Path, args: &ComposeArgs, a: &LogsArgs) -> anyhow::Result<Exi
                 .with_context(|| format!("invalid --tail {:?}", a.tail))?,
         )
     };
-    let mut srcs = sources(&e, &cs, a.no_log_prefix, a.no_color.then_some(false));
+    let style = LogStyle {
+        prefix: !a.no_log_prefix,
+        colour: a.no_color.then_some(false),
+    };
+    let mut srcs = sources(&e, &p.model.name, &cs, style);
     // What is there already, each container's last `tail` lines, in time order.
     let mut backlog: Vec<(usize, logs::Entry)> = Vec::new();
     for (i, s) in srcs.iter_mut().enumerate() {
@@ -387,7 +500,7 @@ pub fn logs(root: &Path, args: &ComposeArgs, a: &LogsArgs) -> anyhow::Result<Exi
     }
     if a.follow {
         let signals = Signals::new()?;
-        follow(&e, &mut srcs, a.timestamps, || signals.pending())?;
+        follow(&e, &mut srcs, a.timestamps, false, || signals.pending())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -401,65 +514,126 @@ pub fn build(root: &Path, args: &ComposeArgs, a: &ServicesArgs) -> anyhow::Resul
         .into_iter()
         .filter(|s| p.model.services[s].build.is_some())
         .collect();
-    with_reconciler(&p, &e, |r| r.ensure_images(&services, BuildPolicy::Always))?;
+    with_reconciler(&p, &e, |r| {
+        r.ensure_images(&services, BuildPolicy::Always, None)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pull(root: &Path, args: &ComposeArgs, a: &ServicesArgs) -> anyhow::Result<ExitCode> {
+/// The services a command acts on: those named (all when none are), with
+/// `include_deps` their dependencies too, in start order.
+fn targets(
+    p: &ProjectSpec,
+    services: &[String],
+    include_deps: bool,
+) -> anyhow::Result<Vec<String>> {
+    Ok(p.order(services)
+        .map_err(reconcile_error)?
+        .into_iter()
+        .filter(|s| include_deps || services.is_empty() || services.contains(s))
+        .collect())
+}
+
+/// `pull`, by docker compose's rules: services without an `image` and those
+/// whose `pull_policy` is `never` or `build` are skipped, `missing` ones
+/// already present too; a failed pull of a service that can be built only
+/// warns, other failures stop unless `--ignore-pull-failures`.
+pub fn pull(root: &Path, args: &ComposeArgs, a: &PullArgs) -> anyhow::Result<ExitCode> {
     let p = spec(args, &a.services)?;
     let e = KeelEngine::open(root)?;
-    for s in p.order(&a.services).map_err(reconcile_error)? {
+    let event = |image: &str, status: &'static str| {
+        if !a.quiet {
+            print_event(Event::Progress {
+                kind: "Image",
+                name: image.to_string(),
+                status,
+            });
+        }
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut must_build = Vec::new();
+    for s in targets(&p, &a.services, a.include_deps)? {
         let svc = &p.model.services[&s];
-        // Like docker compose: services that are built have nothing to pull.
-        let Some(image) = svc.image.clone().filter(|_| svc.build.is_none()) else {
+        let Some(image) = svc.image.clone() else {
             continue;
         };
-        if !a.services.is_empty() && !a.services.contains(&s) {
+        let skip = match svc.pull_policy.as_deref() {
+            Some("never" | "build") => true,
+            Some("missing" | "if_not_present") => {
+                e.image_id(&image).map_err(anyhow::Error::msg)?.is_some()
+            }
+            _ => svc.build.is_some() && a.ignore_buildable,
+        };
+        if skip {
+            event(&image, "Skipped");
             continue;
         }
-        print_event(Event::Progress {
-            kind: "Image",
-            name: image.clone(),
-            status: "Pulling",
-        });
-        e.pull(&image)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("pulling {image} for service {s}"))?;
-        print_event(Event::Progress {
-            kind: "Image",
-            name: image,
-            status: "Pulled",
-        });
+        if !seen.insert(image.clone()) {
+            continue;
+        }
+        event(&image, "Pulling");
+        match e.pull(&image) {
+            Ok(()) => event(&image, "Pulled"),
+            Err(err) if svc.build.is_some() || a.ignore_pull_failures => {
+                event(&image, "Error");
+                print_event(Event::Warning(format!(
+                    "pulling {image} for service {s}: {err}"
+                )));
+                if svc.build.is_some() {
+                    must_build.push(s.clone());
+                }
+            }
+            Err(err) => {
+                return Err(anyhow::Error::msg(err))
+                    .with_context(|| format!("pulling {image} for service {s}"));
+            }
+        }
+    }
+    if !must_build.is_empty() {
+        print_event(Event::Warning(format!(
+            "Some service image(s) must be built from source by running: keel compose build {}",
+            must_build.join(" ")
+        )));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn push(root: &Path, args: &ComposeArgs, a: &ServicesArgs) -> anyhow::Result<ExitCode> {
+/// `push`: the image (and `build.tags`) of every service that is built and
+/// names its image.
+pub fn push(root: &Path, args: &ComposeArgs, a: &PushArgs) -> anyhow::Result<ExitCode> {
     let p = spec(args, &a.services)?;
     let e = KeelEngine::open(root)?;
-    for (s, svc) in &p.model.services {
-        if !a.services.is_empty() && !a.services.contains(s) {
-            continue;
-        }
-        let Some(image) = svc.image.clone() else {
+    for s in targets(&p, &a.services, a.include_deps)? {
+        let svc = &p.model.services[&s];
+        let (Some(image), Some(b)) = (svc.image.clone(), svc.build.as_ref()) else {
             continue;
         };
-        if svc.build.is_none() {
-            continue;
+        for tag in std::iter::once(image).chain(b.tags.iter().cloned()) {
+            if !a.quiet {
+                print_event(Event::Progress {
+                    kind: "Image",
+                    name: tag.clone(),
+                    status: "Pushing",
+                });
+            }
+            match e.keel(&["push".into(), tag.clone()], "push") {
+                Ok(()) if a.quiet => {}
+                Ok(()) => print_event(Event::Progress {
+                    kind: "Image",
+                    name: tag,
+                    status: "Pushed",
+                }),
+                Err(err) if a.ignore_push_failures => {
+                    print_event(Event::Warning(format!(
+                        "pushing {tag} for service {s}: {err}"
+                    )));
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::msg(err))
+                        .with_context(|| format!("pushing {tag} for service {s}"));
+                }
+            }
         }
-        print_event(Event::Progress {
-            kind: "Image",
-            name: image.clone(),
-            status: "Pushing",
-        });
-        e.keel(&["push".into(), image.clone()], "push")
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("pushing {image} for service {s}"))?;
-        print_event(Event::Progress {
-            kind: "Image",
-            name: image,
-            status: "Pushed",
-        });
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -527,7 +701,7 @@ pub fn run(root: &Path, args: &ComposeArgs, a: &RunArgs) -> anyhow::Result<ExitC
                 ..UpOptions::default()
             })?;
         }
-        r.ensure_images(std::slice::from_ref(&a.service), BuildPolicy::Missing)
+        r.ensure_images(std::slice::from_ref(&a.service), BuildPolicy::Missing, None)
     })?;
     let suffix = keel_runtime::ids::short(&keel_runtime::ids::new_id()).to_string();
     let mut cs = p
@@ -540,11 +714,11 @@ pub fn run(root: &Path, args: &ComposeArgs, a: &RunArgs) -> anyhow::Result<ExitC
         cs.command = Some(a.command.clone());
     }
     if let Some(ep) = &a.entrypoint {
-        cs.entrypoint = Some(if ep.is_empty() {
-            Vec::new()
-        } else {
-            vec![ep.clone()]
-        });
+        // docker compose splits it into words like a shell would.
+        cs.entrypoint =
+            Some(shlex::split(ep).ok_or_else(|| {
+                anyhow::anyhow!("invalid --entrypoint {ep:?}: unbalanced quotes")
+            })?);
     }
     cs.env.extend(a.env.iter().cloned());
     if let Some(u) = &a.user {
@@ -557,28 +731,26 @@ pub fn run(root: &Path, args: &ComposeArgs, a: &RunArgs) -> anyhow::Result<ExitC
         cs.ports.clear();
     }
     cs.restart = "no".into();
+    // Like docker compose run: stdin attached unless -i=false, a TTY when
+    // stdin is a terminal unless -T.
+    cs.interactive = a.interactive && !a.detach;
+    cs.tty = !a.no_tty && !a.detach && std::io::stdin().is_terminal();
     let id = e.create(&cs).map_err(anyhow::Error::msg)?;
-    let exe = std::env::current_exe().context("locating the keel binary")?;
     if a.detach {
         e.start(&id).map_err(anyhow::Error::msg)?;
         println!("{}", cs.name);
         return Ok(ExitCode::SUCCESS);
     }
-    let st = Command::new(exe)
-        .arg("--root")
-        .arg(root)
-        .args(["start", "-a", &id])
-        .status()
-        .context("running keel start")?;
+    let code = crate::container::start_attached(root, e.store(), &id, cs.interactive);
     if a.rm {
         e.remove(&id, true).map_err(anyhow::Error::msg)?;
     }
-    Ok(exit_status(st))
+    code
 }
 
 pub fn start(root: &Path, args: &ComposeArgs, a: &ServicesArgs) -> anyhow::Result<ExitCode> {
-    let p = spec(args, &a.services)?;
     let e = KeelEngine::open(root)?;
+    let p = spec_or_labels(args, &a.services, &e)?;
     with_reconciler(&p, &e, |r| r.start(&a.services, Duration::from_mins(2)))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -589,8 +761,8 @@ pub fn stop(
     a: &StopArgs,
     restart: bool,
 ) -> anyhow::Result<ExitCode> {
-    let p = spec(args, &a.services)?;
     let e = KeelEngine::open(root)?;
+    let p = spec_or_labels(args, &a.services, &e)?;
     for s in &a.services {
         if !p.model.services.contains_key(s) {
             return Err(reconcile_error(ReconcileError::NoSuchService(s.clone())));

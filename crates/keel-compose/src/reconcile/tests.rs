@@ -13,12 +13,17 @@ use super::*;
 struct Fake {
     containers: RefCell<BTreeMap<String, Container>>,
     networks: RefCell<BTreeSet<String>>,
+    network_labels: RefCell<BTreeMap<String, BTreeMap<String, String>>>,
     volumes: RefCell<BTreeSet<String>>,
     images: RefCell<BTreeMap<String, String>>,
     effects: RefCell<Vec<String>>,
     next: RefCell<u32>,
     exits: BTreeMap<String, i32>,
     unhealthy: BTreeSet<String>,
+    /// Services whose healthcheck never finishes starting.
+    starting: BTreeSet<String>,
+    /// Images whose pull fails.
+    unpullable: BTreeSet<String>,
     has_health: RefCell<BTreeSet<String>>,
 }
 
@@ -60,6 +65,9 @@ impl Engine for Fake {
     }
     fn pull(&self, image: &str) -> std::result::Result<(), String> {
         self.log(format!("pull {image}"));
+        if self.unpullable.contains(image) {
+            return Err("manifest unknown".into());
+        }
         self.images
             .borrow_mut()
             .insert(image.into(), format!("id-{image}"));
@@ -76,8 +84,15 @@ impl Engine for Fake {
     fn network_exists(&self, name: &str) -> std::result::Result<bool, String> {
         Ok(self.networks.borrow().contains(name))
     }
-    fn create_network(&self, name: &str) -> std::result::Result<(), String> {
+    fn create_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> std::result::Result<(), String> {
         self.log(format!("network create {name}"));
+        self.network_labels
+            .borrow_mut()
+            .insert(name.into(), labels.clone());
         self.networks.borrow_mut().insert(name.into());
         Ok(())
     }
@@ -171,6 +186,8 @@ impl Engine for Fake {
             if self.has_health.borrow().contains(id) {
                 c.health = Some(if self.unhealthy.contains(&c.service) {
                     Health::Unhealthy
+                } else if self.starting.contains(&c.service) {
+                    Health::Starting
                 } else {
                     Health::Healthy
                 });
@@ -585,6 +602,130 @@ fn down_removes_dependents_first_and_keeps_volumes_unless_asked() {
     assert!(e.volumes.borrow().is_empty() && e.networks.borrow().is_empty());
 }
 
+fn wait() -> UpOptions {
+    UpOptions {
+        wait: true,
+        timeout: Duration::from_secs(3),
+        ..UpOptions::default()
+    }
+}
+
+#[test]
+fn wait_accepts_a_completed_one_shot_that_others_wait_for() {
+    let e = fake();
+    let (r, events) = up(&project(STACK), &e, &wait());
+    r.unwrap();
+    assert!(events.contains(&progress("Container", "p-migrate-1", "Exited")));
+    assert!(events.contains(&progress("Container", "p-db-1", "Healthy")));
+    assert!(events.contains(&progress("Container", "p-cache-1", "Running")));
+}
+
+#[test]
+fn wait_refuses_an_exited_service_nobody_waits_for() {
+    let e = Fake {
+        exits: BTreeMap::from([("tool".to_string(), 0)]),
+        ..Fake::default()
+    };
+    let p = project("services:\n  tool: {image: tool}\n  web: {image: web}\n");
+    let err = up(&p, &e, &wait()).0.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "service tool is not ready: container p-tool-1 exited (0)"
+    );
+    // Without --wait the same project is fine.
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+}
+
+#[test]
+fn wait_names_the_unhealthy_or_failed_service() {
+    let yaml = "services:\n  api:\n    image: api\n    healthcheck: {test: [CMD, check]}\n  job: {image: job}\n  app:\n    image: app\n    depends_on:\n      job: {condition: service_completed_successfully}\n";
+    let e = Fake {
+        unhealthy: BTreeSet::from(["api".to_string()]),
+        exits: BTreeMap::from([("job".to_string(), 0)]),
+        ..Fake::default()
+    };
+    let err = up(&project(yaml), &e, &wait()).0.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "service api is not ready: container p-api-1 is unhealthy"
+    );
+    let e = Fake {
+        starting: BTreeSet::from(["api".to_string()]),
+        exits: BTreeMap::from([("job".to_string(), 0)]),
+        ..Fake::default()
+    };
+    let err = up(&project(yaml), &e, &wait()).0.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "application not healthy after 3s: service api: container p-api-1 is still starting"
+    );
+    // A one-shot others wait for must have exited 0 (here app itself fails).
+    let e = Fake {
+        exits: BTreeMap::from([("job".to_string(), 0), ("app".to_string(), 2)]),
+        ..Fake::default()
+    };
+    let err = up(&project(yaml), &e, &wait()).0.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "service app is not ready: container p-app-1 exited (2)"
+    );
+}
+
+#[test]
+fn down_by_project_name_alone_finds_everything_by_labels() {
+    let p = project(STACK);
+    let e = fake();
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+    e.take();
+    let web = e.containers("p").unwrap();
+    let web = web.iter().find(|c| c.service == "web").unwrap();
+    assert_eq!(
+        web.labels[LABEL_DEPENDS_ON],
+        "db:service_healthy:true,migrate:service_completed_successfully:false"
+    );
+    let nets: Vec<(String, String)> = e
+        .network_labels
+        .borrow()
+        .iter()
+        .map(|(n, l)| {
+            assert_eq!(l[LABEL_PROJECT], "p");
+            (l[LABEL_NETWORK].clone(), n.clone())
+        })
+        .collect();
+    assert_eq!(nets, [("default".to_string(), "p_default".to_string())]);
+    let q = ProjectSpec::from_labels(
+        "p",
+        &e.containers("p").unwrap(),
+        &nets,
+        &[("data".into(), "p_data".into())],
+    );
+    assert_eq!(q.order(&[]).unwrap(), p.order(&[]).unwrap());
+    assert_eq!(q.image_of("db"), "db");
+    down(
+        &q,
+        &e,
+        &DownOptions {
+            volumes: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        e.take(),
+        [
+            "stop p-web-1",
+            "stop p-db-1",
+            "stop p-cache-1",
+            "rm p-web-1",
+            "rm p-migrate-1",
+            "rm p-db-1",
+            "rm p-cache-1",
+            "network rm p_default",
+            "volume rm p_data",
+        ]
+    );
+    assert!(e.containers.borrow().is_empty());
+}
+
 #[test]
 fn secrets_and_configs_become_read_only_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -648,6 +789,157 @@ fn container_spec_maps_the_service() {
         .unwrap();
     assert_eq!(run.name, "p-a-run-abc");
     assert_eq!(run.labels[LABEL_ONEOFF], "True");
+}
+
+#[test]
+fn container_spec_carries_resources_init_and_tmpfs_options() {
+    let p = project(
+        r"
+services:
+  app:
+    image: app
+    init: true
+    mem_limit: 64m
+    memswap_limit: 1g
+    cpus: 1.5
+    pids_limit: 20
+    shm_size: 32m
+    ulimits:
+      nofile: {soft: 100, hard: 200}
+      nproc: 50
+    sysctls: [net.core.somaxconn=1000]
+    tmpfs: ['/run:size=1m,mode=1777']
+    volumes:
+      - {type: tmpfs, target: /cache, tmpfs: {size: 2m}}
+    cpuset: '0'
+    privileged: true
+    deploy:
+      resources:
+        limits: {memory: 32m, pids: 10}
+  plain:
+    image: plain
+",
+    );
+    let spec = p.container_spec(&fake(), "app", 1, None).unwrap();
+    assert!(spec.init);
+    assert_eq!(
+        spec.resources,
+        Resources {
+            memory: Some(32 << 20),
+            memory_swap: Some(1 << 30),
+            nano_cpus: Some(1_500_000_000),
+            pids_limit: Some(10),
+            shm_size: Some(32 << 20),
+            ulimits: vec![("nofile".into(), 100, 200), ("nproc".into(), 50, 50)],
+            sysctls: [("net.core.somaxconn".to_string(), "1000".to_string())].into(),
+        }
+    );
+    let opts: Vec<(&str, &[String])> = spec
+        .mounts
+        .iter()
+        .filter(|m| m.kind == MountKind::Tmpfs)
+        .map(|m| (m.target.as_str(), m.options.as_slice()))
+        .collect();
+    assert_eq!(
+        opts,
+        [
+            ("/cache", &["size=2097152".to_string()][..]),
+            (
+                "/run",
+                &["size=1m".to_string(), "mode=1777".to_string()][..]
+            ),
+        ]
+    );
+    assert_eq!(p.unsupported_keys("app"), ["cpuset", "privileged"]);
+    let plain = p.container_spec(&fake(), "plain", 1, None).unwrap();
+    assert_eq!(plain.resources, Resources::default());
+    assert!(!plain.init);
+    assert!(p.unsupported_keys("plain").is_empty());
+    let (r, events) = up(&p, &fake(), &UpOptions::default());
+    r.unwrap();
+    assert!(events.contains(&Event::Warning(
+        "service app: keel cannot apply cpuset, privileged; ignored".into()
+    )));
+}
+
+#[test]
+fn pull_policies_decide_between_pull_and_build() {
+    let yaml = |policy: &str| {
+        format!(
+            "services:\n  app:\n    image: reg/app\n    build: .\n    pull_policy: {policy}\n  db:\n    image: reg/db\n    pull_policy: {policy}\n"
+        )
+    };
+    let effects = |e: &Fake| -> Vec<String> {
+        e.take()
+            .into_iter()
+            .filter(|x| x.starts_with("pull") || x.starts_with("build"))
+            .map(|x| x.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    // missing: pulled when absent; a failed pull of a buildable image builds it.
+    let e = Fake {
+        unpullable: BTreeSet::from(["reg/app".to_string()]),
+        ..Fake::default()
+    };
+    let (r, events) = up(&project(&yaml("missing")), &e, &UpOptions::default());
+    r.unwrap();
+    assert_eq!(
+        effects(&e),
+        ["pull reg/app", "build reg/app", "pull reg/db"]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|ev| matches!(ev, Event::Warning(w) if w.contains("building it instead")))
+    );
+    // Present: nothing with missing; always pulls again; build builds.
+    up(&project(&yaml("missing")), &e, &UpOptions::default())
+        .0
+        .unwrap();
+    assert_eq!(effects(&e), Vec::<String>::new());
+    let e2 = Fake::default();
+    up(&project(&yaml("always")), &e2, &UpOptions::default())
+        .0
+        .unwrap();
+    up(&project(&yaml("always")), &e2, &UpOptions::default())
+        .0
+        .unwrap();
+    assert_eq!(
+        effects(&e2),
+        ["pull reg/app", "pull reg/db", "pull reg/app", "pull reg/db"]
+    );
+    up(&project(&yaml("build")), &e2, &UpOptions::default())
+        .0
+        .unwrap();
+    assert_eq!(effects(&e2), ["build reg/app"]);
+    // up --pull overrides the policy; --build means build, not pull.
+    let o = UpOptions {
+        pull: Some("always".into()),
+        build: BuildPolicy::Always,
+        ..Default::default()
+    };
+    up(&project(&yaml("never")), &e2, &o).0.unwrap();
+    assert_eq!(effects(&e2), ["build reg/app", "pull reg/db"]);
+    // never: an absent image is an error naming the service, nothing pulled.
+    let e3 = Fake::default();
+    let err = up(&project(&yaml("never")), &e3, &UpOptions::default())
+        .0
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "service db: no such image reg/db: it is not present locally and pull_policy is never"
+    );
+    // A failed pull without a build stops up.
+    let e4 = Fake {
+        unpullable: BTreeSet::from(["reg/db".to_string()]),
+        ..Fake::default()
+    };
+    let err = up(&project(&yaml("missing")), &e4, &UpOptions::default())
+        .0
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "pulling image for service db: manifest unknown");
 }
 
 #[test]
