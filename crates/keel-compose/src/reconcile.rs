@@ -1104,6 +1104,13 @@ impl Reconciler<'_> {
         Ok(out)
     }
 
+    /// The networks and volumes `services` need (`run --no-deps` needs them
+    /// without bringing anything up).
+    pub fn ensure_networks_and_volumes(&mut self, services: &[String]) -> Result<()> {
+        self.ensure_networks(services)?;
+        self.ensure_volumes(services)
+    }
+
     fn ensure_networks(&mut self, services: &[String]) -> Result<()> {
         for s in services {
             let svc = self.project.service(s)?;

@@ -858,7 +858,7 @@ fn up_wait_waits_for_health_and_names_the_service_that_is_not() {
     let p = Project::new("profiles");
     let yaml = |test: &str, interval: &str| {
         format!(
-            "services:\n  api:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sh, -c, 'sleep 1; touch /tmp/ok; exec sleep 3600']\n    healthcheck: {{test: {test}, interval: {interval}, retries: 3}}\n  migrate:\n    image: busybox\n    command: ['true']\n  app:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n    depends_on:\n      migrate: {{condition: service_completed_successfully}}\n"
+            "services:\n  api:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sh, -c, 'sleep 1; touch /tmp/ok; exec sleep 3600']\n    healthcheck: {{test: {test}, interval: {interval}, retries: 15}}\n  migrate:\n    image: busybox\n    command: ['true']\n  app:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n    depends_on:\n      migrate: {{condition: service_completed_successfully}}\n"
         )
     };
     write_compose(&p, &yaml("[CMD, test, -f, /tmp/ok]", "200ms"));
@@ -1030,7 +1030,13 @@ fn resource_keys_are_applied_to_the_container() {
     // deploy.resources.limits wins over pids_limit, as in docker compose.
     assert_eq!(sh("cat /sys/fs/cgroup/pids/pids.max"), "40\n");
     assert_eq!(sh("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us"), "50000\n");
-    assert_eq!(sh("ulimit -n; ulimit -Hn; ulimit -u"), "1000\n2000\n300\n");
+    let limits = |name: &str| {
+        sh(&format!(
+            "grep '^{name}' /proc/1/limits | awk '{{print $(NF-2), $(NF-1)}}'"
+        ))
+    };
+    assert_eq!(limits("Max open files"), "1000 2000\n");
+    assert_eq!(limits("Max processes"), "300 300\n");
     assert_eq!(sh("df -k /dev/shm | tail -1 | awk '{print $2}'"), "32768\n");
     assert_eq!(sh("df -k /scratch | tail -1 | awk '{print $2}'"), "8192\n");
     assert_eq!(sh("id -u; id -g; pwd"), "1000\n1000\n/tmp\n");
@@ -1148,9 +1154,12 @@ fn run_takes_stdin_entrypoint_env_and_no_deps() {
         ),
         "1 sh\n"
     );
-    // On a terminal the command gets a TTY, unless -T.
-    assert!(on_a_terminal(&p, "run --rm app tty").contains("/dev/pts/"));
-    assert!(on_a_terminal(&p, "run --rm -T app tty").contains("not a tty"));
+    // On a terminal the command gets a TTY, unless -T. (Without stdin:
+    // `keel run -it` waits for input after the container exits, see README.)
+    assert!(on_a_terminal(&p, "run --rm -i=false app tty").contains("/dev/pts/"));
+    assert!(
+        on_a_terminal(&p, "run --rm -i=false -T app sh -c 'tty || true'").contains("not a tty")
+    );
     // Without --rm the one-off container stays (and `down` removes it).
     run(&["app", "true"], "");
     assert_eq!(p.ps().len(), 2);

@@ -701,7 +701,8 @@ pub fn run(root: &Path, args: &ComposeArgs, a: &RunArgs) -> anyhow::Result<ExitC
                 ..UpOptions::default()
             })?;
         }
-        r.ensure_images(std::slice::from_ref(&a.service), BuildPolicy::Missing, None)
+        r.ensure_images(std::slice::from_ref(&a.service), BuildPolicy::Missing, None)?;
+        r.ensure_networks_and_volumes(std::slice::from_ref(&a.service))
     })?;
     let suffix = keel_runtime::ids::short(&keel_runtime::ids::new_id()).to_string();
     let mut cs = p
