@@ -837,12 +837,9 @@ fn logs_are_prefixed_and_coloured_like_docker_compose_on_a_terminal_only() {
     assert_eq!(on_a_terminal(&p, "logs --no-log-prefix two"), "b1\n");
     assert_eq!(p.ok(&["logs", "-t", "two"]).split(' ').count(), 4);
     // Six services: the palette goes on with the intense colours.
-    let mut yaml = String::from("services:\n");
-    for i in 1..=6 {
-        yaml.push_str(&format!(
-            "  s{i}:\n    image: busybox\n    command: [echo, x{i}]\n"
-        ));
-    }
+    let yaml: String = std::iter::once("services:\n".to_string())
+        .chain((1..=6).map(|i| format!("  s{i}:\n    image: busybox\n    command: [echo, x{i}]\n")))
+        .collect();
     write_compose(&p, &yaml);
     p.ok(&["up", "-d", "--remove-orphans"]);
     p.wait_until("six outputs", 20, || p.ok(&["logs"]).lines().count() == 6);

@@ -418,7 +418,7 @@ fn follow(
             for s in sources.iter_mut() {
                 let running = rt::is_active(e.store(), &s.id);
                 active |= running;
-                if !announce || running == !s.exited {
+                if !announce || running != s.exited {
                     s.exited = !running;
                     continue;
                 }
