@@ -1083,7 +1083,7 @@ impl Networks {
             return Err(NetError::NotBridge(net.name));
         };
         let ip = Self::pick_ip(&l.state, &net, subnet, req.ip)?;
-        let ifname = (0..)
+        let ifname = (0..4096u32)
             .map(|i| format!("eth{i}"))
             .find(|n| !l.state.endpoints_of_container(id).any(|e| &e.ifname == n))
             .unwrap_or_else(eth0);
