@@ -82,6 +82,9 @@ impl NetworkAttacher for NetAttacher {
                 network: req.network.clone(),
                 aliases: req.aliases.clone(),
                 ports: req.ports.iter().map(to_net_port).collect(),
+                ip: req.ip,
+                extra_hosts: req.extra_hosts.clone(),
+                dns: req.dns.clone(),
             })
             .map_err(|e| e.to_string())?;
         Ok(keel_runtime::network::Attachment {
@@ -92,11 +95,22 @@ impl NetworkAttacher for NetAttacher {
             ports: a.ports.iter().map(from_net_port).collect(),
             hosts_file: a.hosts_file,
             resolv_conf: a.resolv_conf,
+            network: a.network,
+            network_id: a.network_id,
+            endpoint_id: a.endpoint_id,
+            ifname: a.ifname,
+            aliases: a.aliases,
         })
     }
 
     fn detach(&self, container_id: &str) -> std::result::Result<(), String> {
         self.0.detach(container_id).map_err(|e| e.to_string())
+    }
+
+    fn detach_network(&self, container_id: &str, network: &str) -> std::result::Result<(), String> {
+        self.0
+            .detach_network(container_id, network)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -133,12 +147,28 @@ pub struct CreateFlags {
     /// Publish all exposed ports to random ports.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
-    /// Connect to a network: bridge, host, none or a network's name.
-    #[arg(long, alias = "net", default_value = "bridge")]
-    pub network: String,
-    /// Add a network-scoped alias for the container.
+    /// Connect to a network: bridge, host, none, container:NAME or a
+    /// network's name; repeat to join several (the first is the primary).
+    #[arg(long, alias = "net")]
+    pub network: Vec<String>,
+    /// Add a network-scoped alias for the container (on its first network).
     #[arg(long)]
     pub network_alias: Vec<String>,
+    /// IPv4 address on the first network (e.g. 172.30.100.104).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Add a custom host-to-IP mapping (host:ip, or host:host-gateway).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long, alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Bind mount a volume (`NAME:/path`, `/host:/path[:ro]`, `/path`).
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
@@ -693,8 +723,28 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         user: f.user.clone(),
         hostname: f.hostname.clone(),
         labels: f.label.iter().map(|l| kv(l)).collect::<BTreeMap<_, _>>(),
-        network: f.network.clone(),
+        network: f
+            .network
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "bridge".to_string()),
         network_aliases: f.network_alias.clone(),
+        networking: keel_runtime::NetworkConfig {
+            ip: f.ip.clone(),
+            extra_networks: f
+                .network
+                .iter()
+                .skip(1)
+                .map(|n| keel_runtime::EndpointConfig {
+                    network: n.clone(),
+                    ..keel_runtime::EndpointConfig::default()
+                })
+                .collect(),
+            extra_hosts: f.add_host.clone(),
+            dns: f.dns.clone(),
+            dns_search: f.dns_search.clone(),
+            dns_options: f.dns_option.clone(),
+        },
         ports,
         publish_all: f.publish_all,
         mounts,
@@ -1091,7 +1141,9 @@ fn matches_filter(cfg: &ContainerConfig, status: Status, f: &str) -> anyhow::Res
             Some((lk, lv)) => cfg.labels.get(lk).is_some_and(|x| x == lv),
             None => cfg.labels.contains_key(v),
         },
-        "network" => cfg.network == v,
+        "network" => {
+            cfg.network == v || cfg.networking.extra_networks.iter().any(|e| e.network == v)
+        }
         _ => bail!("invalid filter {k:?}"),
     })
 }
@@ -1135,7 +1187,7 @@ pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
         objs.push(json!({
             "ID": shown_id, "Image": cfg.image, "Command": cmd, "CreatedAt": cfg.created.to_rfc3339(),
             "RunningFor": created, "State": status.as_str(), "Status": st_text, "Ports": ports,
-            "Names": cfg.name, "Labels": cfg.labels, "Networks": cfg.network,
+            "Names": cfg.name, "Labels": cfg.labels, "Networks": std::iter::once(cfg.network.clone()).chain(cfg.networking.extra_networks.iter().map(|e| e.network.clone())).collect::<Vec<_>>().join(","),
         }));
         rows.push(vec![
             shown_id,
@@ -1506,9 +1558,56 @@ fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
             "Ports": ports,
             "IPAddress": net.ip, "IPPrefixLen": net.prefix_len, "Gateway": net.gateway, "MacAddress": net.mac,
             "SandboxKey": if cfg.network == "host" { String::new() } else { c.netns_path(id).display().to_string() },
-            "Networks": {cfg.network.clone(): {"Aliases": cfg.network_aliases, "IPAddress": net.ip, "Gateway": net.gateway, "MacAddress": net.mac}},
+            "Networks": inspect_networks(&cfg, &st),
         },
     }))
+}
+
+/// `NetworkSettings.Networks` like Docker's: every network of the
+/// container, with addresses while it is connected.
+fn inspect_networks(cfg: &ContainerConfig, st: &ContainerState) -> Value {
+    let mut out = serde_json::Map::new();
+    if !matches!(
+        keel_runtime::network::Mode::parse(&cfg.network),
+        keel_runtime::network::Mode::Network(_) | keel_runtime::network::Mode::None
+    ) {
+        let mode = cfg.network.split(':').next().unwrap_or_default();
+        out.insert(
+            mode.to_string(),
+            json!({"Aliases": Value::Null, "IPAddress": "", "Gateway": "", "MacAddress": ""}),
+        );
+        return Value::Object(out);
+    }
+    let wanted = std::iter::once((&cfg.network, &cfg.network_aliases, &cfg.networking.ip)).chain(
+        cfg.networking
+            .extra_networks
+            .iter()
+            .map(|e| (&e.network, &e.aliases, &e.ip)),
+    );
+    for (name, aliases, ip) in wanted {
+        let live = st.endpoints.iter().find(|e| &e.network == name);
+        out.insert(
+            name.clone(),
+            json!({
+                "IPAMConfig": ip.as_ref().map(|ip| json!({"IPv4Address": ip})),
+                "Aliases": aliases,
+                "NetworkID": live.map(|e| e.network_id.clone()).unwrap_or_default(),
+                "EndpointID": live.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+                "Gateway": live.map(|e| e.gateway.clone()).unwrap_or_default(),
+                "IPAddress": live.map(|e| e.ip.clone()).unwrap_or_default(),
+                "IPPrefixLen": live.map_or(0, |e| e.prefix_len),
+                "MacAddress": live.map(|e| e.mac.clone()).unwrap_or_default(),
+                "InterfaceName": live.map(|e| e.ifname.clone()).unwrap_or_default(),
+            }),
+        );
+    }
+    // Connected live but not (or no longer) in the config, say mid-disconnect.
+    for e in &st.endpoints {
+        if !out.contains_key(&e.network) {
+            out.insert(e.network.clone(), json!({"Aliases": e.aliases, "NetworkID": e.network_id, "EndpointID": e.endpoint_id, "Gateway": e.gateway, "IPAddress": e.ip, "IPPrefixLen": e.prefix_len, "MacAddress": e.mac, "InterfaceName": e.ifname}));
+        }
+    }
+    Value::Object(out)
 }
 
 /// `keel inspect`: containers by name or ID first, then images.

@@ -405,6 +405,20 @@ fn network_rules(net: &NetRecord) -> Vec<Rule> {
             "KEEL-FORWARD",
             format!("-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
         ),
+        // Networks are isolated from each other, as Docker's are: traffic
+        // from this bridge to another keel bridge is dropped unless it was
+        // DNAT-ed to a published port. Containers on both networks talk over
+        // their own interfaces on each bridge instead.
+        r(
+            "filter",
+            "KEEL-FORWARD",
+            format!("-i {br} -o {br} -j ACCEPT"),
+        ),
+        r(
+            "filter",
+            "KEEL-FORWARD",
+            format!("-i {br} -o keel+ -m conntrack ! --ctstate DNAT -j DROP"),
+        ),
         r("filter", "KEEL-FORWARD", format!("-i {br} -j ACCEPT")),
     ]
 }

@@ -140,6 +140,7 @@ pub fn start(
         auto_remove: false,
         interactive: false,
         tty: false,
+        networking: crate::record::NetworkConfig::default(),
     };
     containers.create(&mut cfg)?;
     let mut running = Running {

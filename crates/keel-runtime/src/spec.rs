@@ -410,6 +410,7 @@ mod spec_tests {
             auto_remove: false,
             interactive: false,
             tty: false,
+            networking: crate::record::NetworkConfig::default(),
         }
     }
 

@@ -76,8 +76,11 @@ impl Engine for Fake {
     fn network_exists(&self, name: &str) -> std::result::Result<bool, String> {
         Ok(self.networks.borrow().contains(name))
     }
-    fn create_network(&self, name: &str) -> std::result::Result<(), String> {
-        self.log(format!("network create {name}"));
+    fn create_network(&self, name: &str, subnet: Option<&str>) -> std::result::Result<(), String> {
+        self.log(match subnet {
+            Some(s) => format!("network create {name} {s}"),
+            None => format!("network create {name}"),
+        });
         self.networks.borrow_mut().insert(name.into());
         Ok(())
     }
