@@ -721,18 +721,25 @@ fn services_on_several_networks_see_only_their_peers() {
         .var("BACKEND_SUBNET", &subnet)
         .var("APP_IP", &app_ip);
     p.ok(&["up", "-d"]);
-    let get = |from: &str, url: &str| p.compose(&["exec", "-T", from, "wget", "-qO-", url]);
+    let get =
+        |p: &Project, from: &str, url: &str| p.compose(&["exec", "-T", from, "wget", "-qO-", url]);
     let body = |o: Output| {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };
     // The proxy is on both networks and reaches both sides by name and alias.
-    assert_eq!(body(get("proxy", "http://app:8080/index.html")), "app\n");
     assert_eq!(
-        body(get("proxy", "http://app.internal:8080/index.html")),
+        body(get(&p, "proxy", "http://app:8080/index.html")),
         "app\n"
     );
-    assert_eq!(body(get("proxy", "http://web:8080/index.html")), "web\n");
+    assert_eq!(
+        body(get(&p, "proxy", "http://app.internal:8080/index.html")),
+        "app\n"
+    );
+    assert_eq!(
+        body(get(&p, "proxy", "http://web:8080/index.html")),
+        "web\n"
+    );
     // web is only on frontend: app neither resolves nor answers there.
     // (No name lookup of app from web: a miss in /etc/hosts would ask the DNS server.)
     let url = format!("http://{app_ip}:8080/index.html");
@@ -771,7 +778,7 @@ fn services_on_several_networks_see_only_their_peers() {
     );
     // The sidecar lives in web's network namespace.
     assert_eq!(
-        body(get("sidecar", "http://127.0.0.1:8080/index.html")),
+        body(get(&p, "sidecar", "http://127.0.0.1:8080/index.html")),
         "web\n"
     );
     // A change to the proxy's dns options recreates the proxy only.
@@ -801,7 +808,7 @@ fn services_on_several_networks_see_only_their_peers() {
         assert_eq!(after[name] != *id, recreated, "{name}");
     }
     assert_eq!(
-        body(get("sidecar", "http://127.0.0.1:8080/index.html")),
+        body(get(&p, "sidecar", "http://127.0.0.1:8080/index.html")),
         "web\n"
     );
 }
