@@ -402,10 +402,7 @@ impl ProjectSpec {
 
     /// A service's networks in docker compose's order: higher `priority`
     /// first, then by name; `default` when it names none.
-    fn service_networks<'a>(
-        &self,
-        svc: &'a Service,
-    ) -> Vec<(&'a str, Option<&'a crate::model::ServiceNetwork>)> {
+    fn service_networks(svc: &Service) -> Vec<(&str, Option<&crate::model::ServiceNetwork>)> {
         if svc.networks.is_empty() {
             return vec![("default", None)];
         }
@@ -459,8 +456,7 @@ impl ProjectSpec {
                 )));
             }
             None => {
-                let mut reqs: Vec<NetworkReq> = self
-                    .service_networks(svc)
+                let mut reqs: Vec<NetworkReq> = Self::service_networks(svc)
                     .into_iter()
                     .map(|(key, cfg)| {
                         let mut aliases = vec![service.to_string()];
@@ -812,7 +808,7 @@ impl Reconciler<'_> {
             if svc.network_mode.is_some() {
                 continue;
             }
-            for (key, _) in self.project.service_networks(svc) {
+            for (key, _) in ProjectSpec::service_networks(svc) {
                 let name = self.project.network_name(key);
                 let def = self.project.model.networks.get(key);
                 let external = def.is_some_and(|n| n.external);
