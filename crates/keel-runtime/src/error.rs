@@ -58,7 +58,8 @@ pub enum RuntimeError {
     },
     #[error("creating the network namespace")]
     Netns(#[source] std::io::Error),
-    #[error("network {0}")]
+    /// keel-net's message, which names the network itself.
+    #[error("{0}")]
     Network(String),
     #[error("{0}")]
     Start(String),

@@ -127,13 +127,7 @@ pub fn dns_config(n: &crate::record::NetworkConfig) -> keel_net::DnsConfig {
 pub fn extra_hosts(n: &crate::record::NetworkConfig) -> Result<Vec<keel_net::ExtraHost>> {
     n.extra_hosts
         .iter()
-        .map(|h| {
-            keel_net::parse_extra_host(h).map_err(|e| RuntimeError::InvalidOption {
-                what: "--add-host",
-                value: h.clone(),
-                why: e.to_string(),
-            })
-        })
+        .map(|h| keel_net::parse_extra_host(h).map_err(|e| RuntimeError::Network(e.to_string())))
         .collect()
 }
 
