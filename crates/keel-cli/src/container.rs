@@ -147,8 +147,9 @@ pub struct CreateFlags {
     /// Publish all exposed ports to random ports.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
-    /// Connect to a network: bridge, host, none, container:NAME or a
-    /// network's name; repeat to join several (the first is the primary).
+    /// Connect to a network: bridge, host, none, container:NAME, a network's
+    /// name, or name=NET[,alias=A][,ip=IP]; repeat to join several (the
+    /// first is the primary).
     #[arg(long, alias = "net")]
     pub network: Vec<String>,
     /// Add a network-scoped alias for the container (on its first network).
@@ -708,6 +709,23 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
             start_period_ms: ms(&f.health_start_period)?,
         })
     };
+    let mut networks = f
+        .network
+        .iter()
+        .map(|n| parse_network_flag(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut primary = if networks.is_empty() {
+        keel_runtime::EndpointConfig {
+            network: "bridge".to_string(),
+            ..keel_runtime::EndpointConfig::default()
+        }
+    } else {
+        networks.remove(0)
+    };
+    primary.aliases.extend(f.network_alias.iter().cloned());
+    if f.ip.is_some() {
+        primary.ip.clone_from(&f.ip);
+    }
     let cpus = match f.cpus {
         Some(c) if c <= 0.0 => bail!("invalid --cpus {c}: must be positive"),
         Some(c) => Some((c * 1e9) as i64),
@@ -723,23 +741,11 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         user: f.user.clone(),
         hostname: f.hostname.clone(),
         labels: f.label.iter().map(|l| kv(l)).collect::<BTreeMap<_, _>>(),
-        network: f
-            .network
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "bridge".to_string()),
-        network_aliases: f.network_alias.clone(),
+        network: primary.network,
+        network_aliases: primary.aliases,
         networking: keel_runtime::NetworkConfig {
-            ip: f.ip.clone(),
-            extra_networks: f
-                .network
-                .iter()
-                .skip(1)
-                .map(|n| keel_runtime::EndpointConfig {
-                    network: n.clone(),
-                    ..keel_runtime::EndpointConfig::default()
-                })
-                .collect(),
+            ip: primary.ip,
+            extra_networks: networks,
             extra_hosts: f.add_host.clone(),
             dns: f.dns.clone(),
             dns_search: f.dns_search.clone(),
@@ -763,6 +769,29 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         interactive: f.interactive,
         tty: f.tty,
     })
+}
+
+/// `--network NAME` or Docker's long form `name=NAME[,alias=A]...[,ip=IP]`.
+fn parse_network_flag(s: &str) -> anyhow::Result<keel_runtime::EndpointConfig> {
+    let mut ep = keel_runtime::EndpointConfig::default();
+    if !s.starts_with("name=") {
+        ep.network = s.to_string();
+        return Ok(ep);
+    }
+    for field in s.split(',') {
+        match kv(field) {
+            (k, v) if k == "name" => ep.network = v,
+            (k, v) if k == "alias" => ep.aliases.push(v),
+            (k, v) if k == "ip" => ep.ip = Some(v),
+            (k, _) => bail!(
+                "invalid --network {s:?}: unknown field {k:?} (keel takes name, alias and ip)"
+            ),
+        }
+    }
+    if ep.network.is_empty() {
+        bail!("invalid --network {s:?}: name is required");
+    }
+    Ok(ep)
 }
 
 /// `KEY` alone takes the value from keel's own environment, like Docker.

@@ -370,7 +370,25 @@ fn connect_and_disconnect_created_containers() {
         keel.fails(&a);
     }
     assert_eq!(keel.ok(&["ps", "-a", "-q"]), before);
-    keel.ok(&["rm", "c", "hostc"]);
+    // Docker's long --network form, several networks with their own options.
+    keel.ok(&[
+        "create",
+        "--name",
+        "d",
+        "--network",
+        "one",
+        "--network",
+        "name=two,alias=x,alias=y,ip=10.78.0.20",
+        "busybox",
+        "true",
+    ]);
+    let n = networks("d");
+    assert_eq!(n["two"]["Aliases"], serde_json::json!(["x", "y"]), "{n}");
+    assert_eq!(n["two"]["IPAMConfig"]["IPv4Address"], "10.78.0.20", "{n}");
+    assert!(n.get("one").is_some(), "{n}");
+    let e = keel.fails(&["create", "--network", "name=two,mtu=1", "busybox", "true"]);
+    assert!(e.contains("unknown field \"mtu\""), "{e}");
+    keel.ok(&["rm", "c", "d", "hostc"]);
     keel.ok(&["network", "rm", "one", "two"]);
     assert_eq!(keel.leftovers(), "");
 }
