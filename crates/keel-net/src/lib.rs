@@ -3,8 +3,11 @@
 //! leases and container endpoints in `<root>/net/state.json` under an exclusive
 //! `flock`, and drives the kernel through the [`Kernel`] trait ([`HostKernel`]:
 //! Linux bridge, one veth pair per container, iptables NAT for outbound traffic
-//! and DNAT for published ports). It also maintains each container's
-//! `/etc/hosts` (peers by name and alias on user networks) and `/etc/resolv.conf`.
+//! and DNAT for published ports, isolation between networks). A container may
+//! be attached to several networks (`eth0` with the default route and the
+//! published ports, then `eth1`, …). It also maintains each container's
+//! `/etc/hosts` (peers by name and alias on every user network it is on,
+//! `--add-host` entries) and `/etc/resolv.conf` (with `--dns*` settings).
 //! [`parse_port_spec`] parses Docker's `-p` syntax into [`PortMapping`]s.
 //!
 //! For the runtime: create the container's network namespace and bind-mount
