@@ -14,7 +14,10 @@ struct NetNs(String);
 
 impl NetNs {
     fn new(tag: &str) -> NetNs {
-        let name = format!("kc{}-{tag}", std::process::id());
+        // Tests of this file run side by side: one namespace each.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("kc{}-{tag}{n}", std::process::id());
         let st = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
