@@ -82,6 +82,9 @@ impl NetworkAttacher for NetAttacher {
                 network: req.network.clone(),
                 aliases: req.aliases.clone(),
                 ports: req.ports.iter().map(to_net_port).collect(),
+                ip: req.ip,
+                extra_hosts: req.extra_hosts.clone(),
+                dns: req.dns.clone(),
             })
             .map_err(|e| e.to_string())?;
         Ok(keel_runtime::network::Attachment {
@@ -92,11 +95,22 @@ impl NetworkAttacher for NetAttacher {
             ports: a.ports.iter().map(from_net_port).collect(),
             hosts_file: a.hosts_file,
             resolv_conf: a.resolv_conf,
+            network: a.network,
+            network_id: a.network_id,
+            endpoint_id: a.endpoint_id,
+            ifname: a.ifname,
+            aliases: a.aliases,
         })
     }
 
     fn detach(&self, container_id: &str) -> std::result::Result<(), String> {
         self.0.detach(container_id).map_err(|e| e.to_string())
+    }
+
+    fn detach_network(&self, container_id: &str, network: &str) -> std::result::Result<(), String> {
+        self.0
+            .detach_network(container_id, network)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -133,12 +147,29 @@ pub struct CreateFlags {
     /// Publish all exposed ports to random ports.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
-    /// Connect to a network: bridge, host, none or a network's name.
-    #[arg(long, alias = "net", default_value = "bridge")]
-    pub network: String,
-    /// Add a network-scoped alias for the container.
+    /// Connect to a network: bridge, host, none, container:NAME, a network's
+    /// name, or name=NET[,alias=A][,ip=IP]; repeat to join several (the
+    /// first is the primary).
+    #[arg(long, alias = "net")]
+    pub network: Vec<String>,
+    /// Add a network-scoped alias for the container (on its first network).
     #[arg(long)]
     pub network_alias: Vec<String>,
+    /// IPv4 address on the first network (e.g. 172.30.100.104).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Add a custom host-to-IP mapping (host:ip, or host:host-gateway).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long, alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Bind mount a volume (`NAME:/path`, `/host:/path[:ro]`, `/path`).
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
@@ -697,6 +728,23 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
             start_period_ms: ms(&f.health_start_period)?,
         })
     };
+    let mut networks = f
+        .network
+        .iter()
+        .map(|n| parse_network_flag(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut primary = if networks.is_empty() {
+        keel_runtime::EndpointConfig {
+            network: "bridge".to_string(),
+            ..keel_runtime::EndpointConfig::default()
+        }
+    } else {
+        networks.remove(0)
+    };
+    primary.aliases.extend(f.network_alias.iter().cloned());
+    if f.ip.is_some() {
+        primary.ip.clone_from(&f.ip);
+    }
     let cpus = match f.cpus {
         Some(c) if c <= 0.0 => bail!("invalid --cpus {c}: must be positive"),
         Some(c) => Some((c * 1e9) as i64),
@@ -712,8 +760,16 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         user: f.user.clone(),
         hostname: f.hostname.clone(),
         labels: f.label.iter().map(|l| kv(l)).collect::<BTreeMap<_, _>>(),
-        network: f.network.clone(),
-        network_aliases: f.network_alias.clone(),
+        network: primary.network,
+        network_aliases: primary.aliases,
+        networking: keel_runtime::NetworkConfig {
+            ip: primary.ip,
+            extra_networks: networks,
+            extra_hosts: f.add_host.clone(),
+            dns: f.dns.clone(),
+            dns_search: f.dns_search.clone(),
+            dns_options: f.dns_option.clone(),
+        },
         ports,
         publish_all: f.publish_all,
         mounts,
@@ -742,6 +798,29 @@ fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
             init: f.init,
         },
     })
+}
+
+/// `--network NAME` or Docker's long form `name=NAME[,alias=A]...[,ip=IP]`.
+fn parse_network_flag(s: &str) -> anyhow::Result<keel_runtime::EndpointConfig> {
+    let mut ep = keel_runtime::EndpointConfig::default();
+    if !s.starts_with("name=") {
+        ep.network = s.to_string();
+        return Ok(ep);
+    }
+    for field in s.split(',') {
+        match kv(field) {
+            (k, v) if k == "name" => ep.network = v,
+            (k, v) if k == "alias" => ep.aliases.push(v),
+            (k, v) if k == "ip" => ep.ip = Some(v),
+            (k, _) => bail!(
+                "invalid --network {s:?}: unknown field {k:?} (keel takes name, alias and ip)"
+            ),
+        }
+    }
+    if ep.network.is_empty() {
+        bail!("invalid --network {s:?}: name is required");
+    }
+    Ok(ep)
 }
 
 /// `KEY` alone takes the value from keel's own environment, like Docker.
@@ -1148,7 +1227,9 @@ fn matches_filter(cfg: &ContainerConfig, status: Status, f: &str) -> anyhow::Res
             Some((lk, lv)) => cfg.labels.get(lk).is_some_and(|x| x == lv),
             None => cfg.labels.contains_key(v),
         },
-        "network" => cfg.network == v,
+        "network" => {
+            cfg.network == v || cfg.networking.extra_networks.iter().any(|e| e.network == v)
+        }
         _ => bail!("invalid filter {k:?}"),
     })
 }
@@ -1192,7 +1273,7 @@ pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
         objs.push(json!({
             "ID": shown_id, "Image": cfg.image, "Command": cmd, "CreatedAt": cfg.created.to_rfc3339(),
             "RunningFor": created, "State": status.as_str(), "Status": st_text, "Ports": ports,
-            "Names": cfg.name, "Labels": cfg.labels, "Networks": cfg.network,
+            "Names": cfg.name, "Labels": cfg.labels, "Networks": std::iter::once(cfg.network.clone()).chain(cfg.networking.extra_networks.iter().map(|e| e.network.clone())).collect::<Vec<_>>().join(","),
         }));
         rows.push(vec![
             shown_id,
@@ -1568,9 +1649,56 @@ fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
             "Ports": ports,
             "IPAddress": net.ip, "IPPrefixLen": net.prefix_len, "Gateway": net.gateway, "MacAddress": net.mac,
             "SandboxKey": if cfg.network == "host" { String::new() } else { c.netns_path(id).display().to_string() },
-            "Networks": {cfg.network.clone(): {"Aliases": cfg.network_aliases, "IPAddress": net.ip, "Gateway": net.gateway, "MacAddress": net.mac}},
+            "Networks": inspect_networks(&cfg, &st),
         },
     }))
+}
+
+/// `NetworkSettings.Networks` like Docker's: every network of the
+/// container, with addresses while it is connected.
+fn inspect_networks(cfg: &ContainerConfig, st: &ContainerState) -> Value {
+    let mut out = serde_json::Map::new();
+    if !matches!(
+        keel_runtime::network::Mode::parse(&cfg.network),
+        keel_runtime::network::Mode::Network(_) | keel_runtime::network::Mode::None
+    ) {
+        let mode = cfg.network.split(':').next().unwrap_or_default();
+        out.insert(
+            mode.to_string(),
+            json!({"Aliases": Value::Null, "IPAddress": "", "Gateway": "", "MacAddress": ""}),
+        );
+        return Value::Object(out);
+    }
+    let wanted = std::iter::once((&cfg.network, &cfg.network_aliases, &cfg.networking.ip)).chain(
+        cfg.networking
+            .extra_networks
+            .iter()
+            .map(|e| (&e.network, &e.aliases, &e.ip)),
+    );
+    for (name, aliases, ip) in wanted {
+        let live = st.endpoints.iter().find(|e| &e.network == name);
+        out.insert(
+            name.clone(),
+            json!({
+                "IPAMConfig": ip.as_ref().map(|ip| json!({"IPv4Address": ip})),
+                "Aliases": aliases,
+                "NetworkID": live.map(|e| e.network_id.clone()).unwrap_or_default(),
+                "EndpointID": live.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+                "Gateway": live.map(|e| e.gateway.clone()).unwrap_or_default(),
+                "IPAddress": live.map(|e| e.ip.clone()).unwrap_or_default(),
+                "IPPrefixLen": live.map_or(0, |e| e.prefix_len),
+                "MacAddress": live.map(|e| e.mac.clone()).unwrap_or_default(),
+                "InterfaceName": live.map(|e| e.ifname.clone()).unwrap_or_default(),
+            }),
+        );
+    }
+    // Connected live but not (or no longer) in the config, say mid-disconnect.
+    for e in &st.endpoints {
+        if !out.contains_key(&e.network) {
+            out.insert(e.network.clone(), json!({"Aliases": e.aliases, "NetworkID": e.network_id, "EndpointID": e.endpoint_id, "Gateway": e.gateway, "IPAddress": e.ip, "IPPrefixLen": e.prefix_len, "MacAddress": e.mac, "InterfaceName": e.ifname}));
+        }
+    }
+    Value::Object(out)
 }
 
 /// `keel inspect`: containers by name or ID first, then images.

@@ -27,6 +27,31 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove all unused networks.
     Prune(PruneArgs),
+    /// Connect a container to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Add a network-scoped alias for the container.
+    #[arg(long)]
+    pub alias: Vec<String>,
+    /// IPv4 address (on networks created with --subnet).
+    #[arg(long)]
+    pub ip: Option<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network (even when the container is gone).
+    #[arg(short, long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
 }
 
 #[derive(Debug, Args)]
@@ -107,7 +132,66 @@ pub fn network_command(root: &Path, cmd: NetworkCommand) -> anyhow::Result<ExitC
         NetworkCommand::Inspect(a) => inspect(root, a),
         NetworkCommand::Rm(a) => rm(root, a),
         NetworkCommand::Prune(a) => prune(root, a),
+        NetworkCommand::Connect(a) => connect(root, &a),
+        NetworkCommand::Disconnect(a) => disconnect(root, &a),
     }
+}
+
+fn connect(root: &Path, a: &ConnectArgs) -> anyhow::Result<ExitCode> {
+    let what = || format!("cannot connect {} to network {}", a.container, a.network);
+    let info = open(root)?
+        .inspect(&a.network)
+        .map_err(|e| with_hint(e, what()))?;
+    if matches!(info.driver.as_str(), "host" | "null") {
+        return Err(anyhow::Error::new(keel_runtime::RuntimeError::SharedNetns).context(what()));
+    }
+    let c = crate::container::open(root)?;
+    let id = c
+        .resolve(&a.container)
+        .map_err(|e| crate::container::hinted(e).context(what()))?;
+    let net = crate::container::network_attacher(root);
+    let ep = keel_runtime::EndpointConfig {
+        network: info.name.clone(),
+        aliases: a.alias.clone(),
+        ip: a.ip.clone(),
+    };
+    keel_runtime::engine::connect(&c, &id, net.as_ref(), &ep)
+        .map_err(|e| crate::container::hinted(e).context(what()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn disconnect(root: &Path, a: &DisconnectArgs) -> anyhow::Result<ExitCode> {
+    let what = || {
+        format!(
+            "cannot disconnect {} from network {}",
+            a.container, a.network
+        )
+    };
+    let nets = open(root)?;
+    let info = nets.inspect(&a.network).map_err(|e| with_hint(e, what()))?;
+    let c = crate::container::open(root)?;
+    let id = match c.resolve(&a.container) {
+        Ok(id) => id,
+        // -f cleans up an endpoint whose container is gone.
+        Err(e) => {
+            let stale = info
+                .containers
+                .iter()
+                .find(|ep| ep.name == a.container || ep.container_id.starts_with(&a.container));
+            return match (a.force, stale) {
+                (true, Some(ep)) => {
+                    nets.detach_network(&ep.container_id, &info.name)
+                        .with_context(what)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => Err(crate::container::hinted(e).context(what())),
+            };
+        }
+    };
+    let net = crate::container::network_attacher(root);
+    keel_runtime::engine::disconnect(&c, &id, net.as_ref(), &info.name)
+        .map_err(|e| crate::container::hinted(e).context(what()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn create(root: &Path, a: CreateArgs) -> anyhow::Result<ExitCode> {

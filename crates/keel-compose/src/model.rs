@@ -34,6 +34,8 @@ pub struct Service {
     pub depends_on: BTreeMap<String, Dependency>,
     pub deploy: Option<Deploy>,
     pub dns: Vec<String>,
+    pub dns_opt: Vec<String>,
+    pub dns_search: Vec<String>,
     pub entrypoint: Option<Vec<String>>,
     pub environment: BTreeMap<String, Option<String>>,
     pub expose: Vec<String>,
@@ -109,6 +111,8 @@ pub struct Healthcheck {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ServiceNetwork {
+    /// Higher joins first; the first network is the container's primary.
+    pub priority: Option<i64>,
     pub aliases: Vec<String>,
     pub ipv4_address: Option<String>,
     pub ipv6_address: Option<String>,
@@ -153,6 +157,22 @@ pub struct Network {
     pub driver: Option<String>,
     pub external: bool,
     pub internal: bool,
+    pub ipam: Option<Ipam>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Ipam {
+    pub driver: Option<String>,
+    pub config: Vec<IpamConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct IpamConfig {
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -111,6 +111,14 @@ pub enum MountKind {
     Tmpfs,
 }
 
+/// One more network for a container: full name, aliases, static address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkReq {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountReq {
     pub kind: MountKind,
@@ -154,9 +162,19 @@ pub struct ContainerSpec {
     /// `KEY=VALUE`.
     pub env: Vec<String>,
     pub labels: BTreeMap<String, String>,
-    /// `host`, `none` or the full name of the network to join.
+    /// `host`, `none`, `container:NAME` or the full name of the first
+    /// (primary) network to join.
     pub network: String,
     pub aliases: Vec<String>,
+    /// A static address on the primary network.
+    pub ipv4_address: Option<String>,
+    /// The service's further networks, in docker compose's order.
+    pub extra_networks: Vec<NetworkReq>,
+    /// `NAME=IP` (compose's normalized form).
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_opt: Vec<String>,
     pub hostname: Option<String>,
     pub ports: Vec<PortReq>,
     pub mounts: Vec<MountReq>,
@@ -349,6 +367,7 @@ pub trait Engine {
     fn create_network(
         &self,
         name: &str,
+        subnet: Option<&str>,
         labels: &BTreeMap<String, String>,
     ) -> std::result::Result<(), String>;
     fn remove_network(&self, name: &str) -> std::result::Result<(), String>;
@@ -599,6 +618,14 @@ impl ProjectSpec {
             for dep in svc.depends_on.keys() {
                 self.visit(dep, seen, out);
             }
+            // `network_mode: service:X` needs X's container first.
+            if let Some(dep) = svc
+                .network_mode
+                .as_deref()
+                .and_then(|m| m.strip_prefix("service:"))
+            {
+                self.visit(dep, seen, out);
+            }
             out.push(name.to_string());
         }
     }
@@ -673,6 +700,30 @@ impl ProjectSpec {
         l
     }
 
+    /// A service's networks in docker compose's order: higher `priority`
+    /// first, then by name; `default` when it names none.
+    fn service_networks(svc: &Service) -> Vec<(&str, Option<&crate::model::ServiceNetwork>)> {
+        if svc.networks.is_empty() {
+            return vec![("default", None)];
+        }
+        let mut v: Vec<(&str, Option<&crate::model::ServiceNetwork>)> = svc
+            .networks
+            .iter()
+            .map(|(k, c)| (k.as_str(), c.as_ref()))
+            .collect();
+        // Stable: equal priorities keep the map's name order.
+        v.sort_by_key(|(_, c)| std::cmp::Reverse(c.and_then(|c| c.priority).unwrap_or(0)));
+        v
+    }
+
+    /// The engine's name of network `key`.
+    fn network_name(&self, key: &str) -> String {
+        self.model
+            .networks
+            .get(key)
+            .map_or_else(|| format!("{}_{key}", self.model.name), |n| n.name.clone())
+    }
+
     /// The create request for replica `number` of `service`.
     pub fn container_spec(
         &self,
@@ -686,30 +737,41 @@ impl ProjectSpec {
             service: service.to_string(),
             message,
         };
-        let (network, aliases) = match svc.network_mode.as_deref() {
-            Some(m @ ("host" | "none")) => (m.to_string(), Vec::new()),
-            Some("bridge") => ("bridge".to_string(), Vec::new()),
+        let (network, aliases, ipv4_address, extra_networks) = match svc.network_mode.as_deref() {
+            Some(m @ ("host" | "none")) => (m.to_string(), Vec::new(), None, Vec::new()),
+            Some("bridge") => ("bridge".to_string(), Vec::new(), None, Vec::new()),
+            Some(m) if m.starts_with("container:") => (m.to_string(), Vec::new(), None, Vec::new()),
+            Some(m) if m.starts_with("service:") => {
+                let dep = &m["service:".len()..];
+                (
+                    format!("container:{}", self.container_name(dep, 1)),
+                    Vec::new(),
+                    None,
+                    Vec::new(),
+                )
+            }
             Some(m) => {
                 return Err(invalid(format!(
-                    "network_mode {m:?} is not supported (use host, none, bridge or networks)"
+                    "network_mode {m:?} is not supported (use host, none, bridge, service:NAME, container:NAME or networks)"
                 )));
             }
             None => {
-                let (key, cfg) = svc
-                    .networks
-                    .iter()
-                    .next()
-                    .map_or(("default", None), |(k, v)| (k.as_str(), v.as_ref()));
-                let name = self
-                    .model
-                    .networks
-                    .get(key)
-                    .map_or_else(|| format!("{}_{key}", self.model.name), |n| n.name.clone());
-                let mut aliases = vec![service.to_string()];
-                if let Some(c) = cfg {
-                    aliases.extend(c.aliases.iter().cloned());
-                }
-                (name, aliases)
+                let mut reqs: Vec<NetworkReq> = Self::service_networks(svc)
+                    .into_iter()
+                    .map(|(key, cfg)| {
+                        let mut aliases = vec![service.to_string()];
+                        if let Some(c) = cfg {
+                            aliases.extend(c.aliases.iter().cloned());
+                        }
+                        NetworkReq {
+                            name: self.network_name(key),
+                            aliases,
+                            ipv4_address: cfg.and_then(|c| c.ipv4_address.clone()),
+                        }
+                    })
+                    .collect();
+                let first = reqs.remove(0);
+                (first.name, first.aliases, first.ipv4_address, reqs)
             }
         };
         let mut ports = Vec::new();
@@ -882,6 +944,12 @@ impl ProjectSpec {
             labels: self.labels(service, number, oneoff.is_some()),
             network,
             aliases,
+            ipv4_address,
+            extra_networks,
+            extra_hosts: svc.extra_hosts.clone(),
+            dns: svc.dns.clone(),
+            dns_search: svc.dns_search.clone(),
+            dns_opt: svc.dns_opt.clone(),
             hostname: svc.hostname.clone(),
             ports,
             mounts,
@@ -1079,26 +1147,28 @@ impl Reconciler<'_> {
         Ok(())
     }
 
-    /// Networks the given services join (full names) that compose manages.
-    fn networks_for(&self, services: &[String]) -> Result<Vec<(String, String, bool)>> {
-        let mut out: Vec<(String, String, bool)> = Vec::new();
+    /// Networks the given services join: (key, full name, external, subnet).
+    #[allow(clippy::type_complexity)]
+    fn networks_for(
+        &self,
+        services: &[String],
+    ) -> Result<Vec<(String, String, bool, Option<String>)>> {
+        let mut out: Vec<(String, String, bool, Option<String>)> = Vec::new();
         for s in services {
             let svc = self.project.service(s)?;
             if svc.network_mode.is_some() {
                 continue;
             }
-            let keys: Vec<&str> = if svc.networks.is_empty() {
-                vec!["default"]
-            } else {
-                svc.networks.keys().map(String::as_str).collect()
-            };
-            let key = keys[0];
-            let (name, external) = self.project.model.networks.get(key).map_or_else(
-                || (format!("{}_{key}", self.project.model.name), false),
-                |n| (n.name.clone(), n.external),
-            );
-            if !out.iter().any(|(_, n, _)| *n == name) {
-                out.push((key.to_string(), name, external));
+            for (key, _) in ProjectSpec::service_networks(svc) {
+                let name = self.project.network_name(key);
+                let def = self.project.model.networks.get(key);
+                let external = def.is_some_and(|n| n.external);
+                let subnet = def
+                    .and_then(|n| n.ipam.as_ref())
+                    .and_then(|i| i.config.iter().find_map(|c| c.subnet.clone()));
+                if !out.iter().any(|(_, n, _, _)| *n == name) {
+                    out.push((key.to_string(), name, external, subnet));
+                }
             }
         }
         Ok(out)
@@ -1112,18 +1182,7 @@ impl Reconciler<'_> {
     }
 
     fn ensure_networks(&mut self, services: &[String]) -> Result<()> {
-        for s in services {
-            let svc = self.project.service(s)?;
-            if svc.networks.len() > 1 {
-                let keys: Vec<&str> = svc.networks.keys().map(String::as_str).collect();
-                self.emit(Event::Warning(format!(
-                    "service {s} joins only its first network {} (keel attaches a container to one network; ignored: {})",
-                    keys[0],
-                    keys[1..].join(", ")
-                )));
-            }
-        }
-        for (key, name, external) in self.networks_for(services)? {
+        for (key, name, external, subnet) in self.networks_for(services)? {
             let exists = self
                 .engine
                 .network_exists(&name)
@@ -1140,7 +1199,7 @@ impl Reconciler<'_> {
                 (LABEL_NETWORK.to_string(), key),
             ]);
             self.engine
-                .create_network(&name, &labels)
+                .create_network(&name, subnet.as_deref(), &labels)
                 .map_err(engine_err(format!("creating network {name}")))?;
             self.emit(progress("Network", &name, "Created"));
         }
@@ -1461,9 +1520,16 @@ impl Reconciler<'_> {
             .depends_on
             .iter()
             .any(|(dep, d)| d.restart && changed.contains(dep));
+        // A recreated `network_mode: service:X` took its namespace with it.
+        let netns_gone = svc
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"))
+            .is_some_and(|dep| changed.contains(dep));
         for c in &existing {
-            let outdated =
-                c.config_hash != hash || image_id.as_ref().is_some_and(|id| *id != c.image_id);
+            let outdated = c.config_hash != hash
+                || netns_gone
+                || image_id.as_ref().is_some_and(|id| *id != c.image_id);
             if (o.force_recreate || outdated) && !o.no_recreate {
                 self.emit(progress("Container", &c.name, "Recreate"));
                 self.remove_container(c, o.stop_timeout, false)?;

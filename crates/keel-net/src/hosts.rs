@@ -5,6 +5,8 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::NetError;
 
 /// Docker's standard lines that every container's hosts file starts with.
@@ -17,10 +19,79 @@ pub struct HostEntry {
     pub names: Vec<String>,
 }
 
-/// Renders a hosts file: the base lines, the container itself, then its peers.
+/// `--add-host NAME:IP` (or `NAME=IP`, compose's form); the IP may be
+/// [`HOST_GATEWAY`], resolved when the container is connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    pub name: String,
+    pub ip: String,
+}
+
+/// Docker's special `--add-host` address: the host as seen from the container.
+pub const HOST_GATEWAY: &str = "host-gateway";
+
+/// Parses `NAME:IP`, `NAME=IP` or `NAME:host-gateway` (IPv6 addresses keep
+/// their colons: only the first `:` separates).
+pub fn parse_extra_host(spec: &str) -> Result<ExtraHost, NetError> {
+    let bad = |reason: &str| NetError::ExtraHost {
+        spec: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    let (name, ip) = spec
+        .split_once('=')
+        .or_else(|| spec.split_once(':'))
+        .ok_or_else(|| bad("expected NAME:IP"))?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(bad("invalid host name"));
+    }
+    if ip != HOST_GATEWAY && ip.parse::<IpAddr>().is_err() {
+        return Err(bad("invalid IP address"));
+    }
+    Ok(ExtraHost {
+        name: name.to_string(),
+        ip: ip.to_string(),
+    })
+}
+
+/// `--dns`, `--dns-search`, `--dns-option`: each, when given, replaces what
+/// the host's resolv.conf says (Docker's rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    #[serde(default)]
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub search: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+impl DnsConfig {
+    /// Refuses servers that are not IP addresses.
+    pub fn validate(&self) -> Result<(), NetError> {
+        for s in &self.servers {
+            if s.parse::<IpAddr>().is_err() {
+                return Err(NetError::InvalidDns(s.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renders a hosts file: the base lines, `--add-host` entries (`host-gateway`
+/// already resolved), the container itself, then its peers.
 pub fn render_hosts(own: &HostEntry, peers: &[HostEntry]) -> String {
+    render_hosts_with(&[], std::slice::from_ref(own), peers)
+}
+
+/// [`render_hosts`] for a container on several networks (one own line per
+/// address) and with extra entries.
+pub fn render_hosts_with(extra: &[ExtraHost], own: &[HostEntry], peers: &[HostEntry]) -> String {
     let mut out = String::from(BASE);
-    for e in std::iter::once(own).chain(peers) {
+    for x in extra {
+        let _ = writeln!(out, "{}\t{}", x.ip, x.name);
+    }
+    for e in own.iter().chain(peers) {
         let mut names: Vec<&str> = Vec::new();
         for n in &e.names {
             if !n.is_empty() && !names.contains(&n.as_str()) {
@@ -42,6 +113,11 @@ const FALLBACK_NAMESERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 /// loopback addresses (which would mean the container itself); search and
 /// options lines kept.
 pub fn render_resolv_conf(host: &str) -> String {
+    render_resolv_conf_with(host, &DnsConfig::default())
+}
+
+/// [`render_resolv_conf`] with the container's own DNS settings over the host's.
+pub fn render_resolv_conf_with(host: &str, dns: &DnsConfig) -> String {
     let mut servers = Vec::new();
     let mut rest = Vec::new();
     for line in host.lines() {
@@ -57,9 +133,19 @@ pub fn render_resolv_conf(host: &str) -> String {
                     servers.push(ip.to_string());
                 }
             }
-            Some("search" | "domain" | "options") => rest.push(l.to_string()),
+            Some("search" | "domain") if dns.search.is_empty() => rest.push(l.to_string()),
+            Some("options") if dns.options.is_empty() => rest.push(l.to_string()),
             _ => {}
         }
+    }
+    if !dns.servers.is_empty() {
+        servers.clone_from(&dns.servers);
+    }
+    if !dns.search.is_empty() {
+        rest.insert(0, format!("search {}", dns.search.join(" ")));
+    }
+    if !dns.options.is_empty() {
+        rest.push(format!("options {}", dns.options.join(" ")));
     }
     if servers.is_empty() {
         servers = FALLBACK_NAMESERVERS
@@ -126,5 +212,68 @@ mod tests {
         );
         let r = render_resolv_conf("nameserver 127.0.0.53\nnameserver ::1\n");
         assert_eq!(r, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+
+    #[test]
+    fn dns_settings_replace_the_hosts() {
+        let dns = DnsConfig {
+            servers: vec!["10.1.1.1".into()],
+            search: vec!["a.test".into(), "b.test".into()],
+            options: vec!["ndots:2".into()],
+        };
+        let r = render_resolv_conf_with(
+            "nameserver 10.0.0.2\nsearch example.org\noptions edns0\n",
+            &dns,
+        );
+        assert_eq!(
+            r,
+            "nameserver 10.1.1.1\nsearch a.test b.test\noptions ndots:2\n"
+        );
+        // Only what is given is replaced.
+        let r = render_resolv_conf_with(
+            "nameserver 10.0.0.2\nsearch example.org\n",
+            &DnsConfig {
+                options: vec!["timeout:1".into()],
+                ..DnsConfig::default()
+            },
+        );
+        assert_eq!(
+            r,
+            "nameserver 10.0.0.2\nsearch example.org\noptions timeout:1\n"
+        );
+        assert!(
+            DnsConfig {
+                servers: vec!["x".into()],
+                ..DnsConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn extra_hosts_parse_and_render_before_own_line() {
+        let a = parse_extra_host("db.local:10.0.0.5").unwrap();
+        let b = parse_extra_host("gw=host-gateway").unwrap();
+        let c = parse_extra_host("v6:[::1]").unwrap();
+        assert_eq!((a.name.as_str(), a.ip.as_str()), ("db.local", "10.0.0.5"));
+        assert_eq!(b.ip, HOST_GATEWAY);
+        assert_eq!(c.ip, "::1");
+        for bad in ["nocolon", ":1.2.3.4", "x:notanip", "x:"] {
+            assert!(parse_extra_host(bad).is_err(), "{bad}");
+        }
+        let own = HostEntry {
+            ip: Ipv4Addr::new(10, 1, 0, 2),
+            names: vec!["me".into()],
+        };
+        let h = render_hosts_with(&[a], &[own], &[]);
+        assert!(h.ends_with("10.0.0.5\tdb.local\n10.1.0.2\tme\n"), "{h}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn extra_host_parser_never_panics(s in ".{0,40}") {
+            let _ = parse_extra_host(&s);
+        }
     }
 }

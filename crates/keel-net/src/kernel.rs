@@ -3,6 +3,7 @@
 //! `iptables-save`/`iptables-restore --noflush` (whichever backend, nft or legacy,
 //! the host's `iptables` alternative selects, so rules land where its admin looks).
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
@@ -14,7 +15,7 @@ use ipnet::Ipv4Net;
 use crate::NetError;
 use crate::ports::Protocol;
 
-/// One veth pair to create: `host_if` on the bridge, `eth0` in the netns.
+/// One veth pair to create: `host_if` on the bridge, `ifname` in the netns.
 #[derive(Debug, Clone)]
 pub struct VethSpec {
     pub host_if: String,
@@ -24,6 +25,10 @@ pub struct VethSpec {
     pub ip: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
+    /// `eth0`, `eth1`, … inside the container.
+    pub ifname: String,
+    /// Only the container's first network carries its default route.
+    pub default_route: bool,
 }
 
 /// One iptables rule; `tag` goes into `-m comment` so removal can find it again.
@@ -55,7 +60,8 @@ pub trait Kernel: Send + Sync {
     }
     /// Deletes a link; absent is fine.
     fn delete_link(&self, name: &str) -> Result<(), NetError>;
-    /// Creates the veth pair, moves/renames the peer to `eth0` in the netns, sets address and default route.
+    /// Creates the veth pair with the peer as `ifname` in the netns, sets its
+    /// address and (with `default_route`) the default route.
     fn add_veth(&self, spec: &VethSpec) -> Result<(), NetError>;
     /// Creates keel's chains and the jumps into them, if missing.
     fn ensure_chains(&self) -> Result<(), NetError>;
@@ -298,10 +304,11 @@ impl Kernel for HostKernel {
             });
         }
         let host = format!(
-            "link add {h} type veth peer name eth0 address {mac} netns \"{ns}\"\n\
+            "link add {h} type veth peer name {ifname} address {mac} netns \"{ns}\"\n\
              link set dev {h} master {br} up\n\
              link set dev {h} type bridge_slave hairpin on\n",
             h = s.host_if,
+            ifname = s.ifname,
             mac = s.mac,
             br = s.bridge,
         );
@@ -309,12 +316,19 @@ impl Kernel for HostKernel {
             name: s.host_if.clone(),
             reason: e,
         })?;
-        let inside = format!(
-            "link set dev lo up\naddr add {ip}/{p} dev eth0\nlink set dev eth0 up\nroute add default via {gw} dev eth0\n",
+        let mut inside = format!(
+            "link set dev lo up\naddr add {ip}/{p} dev {i}\nlink set dev {i} up\n",
             ip = s.ip,
             p = s.prefix_len,
-            gw = s.gateway,
+            i = s.ifname,
         );
+        if s.default_route {
+            let _ = writeln!(
+                inside,
+                "route add default via {} dev {}",
+                s.gateway, s.ifname
+            );
+        }
         ip_batch_in(&s.netns, inside).map_err(|e| {
             let _ = self.delete_link(&s.host_if);
             NetError::ConfigureNetns {

@@ -3,8 +3,11 @@
 //! leases and container endpoints in `<root>/net/state.json` under an exclusive
 //! `flock`, and drives the kernel through the [`Kernel`] trait ([`HostKernel`]:
 //! Linux bridge, one veth pair per container, iptables NAT for outbound traffic
-//! and DNAT for published ports). It also maintains each container's
-//! `/etc/hosts` (peers by name and alias on user networks) and `/etc/resolv.conf`.
+//! and DNAT for published ports, isolation between networks). A container may
+//! be attached to several networks (`eth0` with the default route and the
+//! published ports, then `eth1`, …). It also maintains each container's
+//! `/etc/hosts` (peers by name and alias on every user network it is on,
+//! `--add-host` entries) and `/etc/resolv.conf` (with `--dns*` settings).
 //! [`parse_port_spec`] parses Docker's `-p` syntax into [`PortMapping`]s.
 //!
 //! For the runtime: create the container's network namespace and bind-mount
@@ -31,7 +34,10 @@ use ipnet::Ipv4Net;
 use rustix::fs::{FlockOperation, flock};
 use serde::{Deserialize, Serialize};
 
-pub use hosts::{render_hosts, render_resolv_conf};
+pub use hosts::{
+    DnsConfig, ExtraHost, HOST_GATEWAY, parse_extra_host, render_hosts, render_hosts_with,
+    render_resolv_conf, render_resolv_conf_with,
+};
 pub use kernel::{HostKernel, Kernel, Rule, VethSpec};
 pub use ports::{PortMapping, Protocol, parse_port_spec};
 
@@ -84,8 +90,24 @@ pub enum NetError {
     NotBridge(String),
     #[error("invalid container id {0:?}")]
     InvalidContainerId(String),
-    #[error("container {0} is already attached to a network")]
-    AlreadyAttached(String),
+    #[error("endpoint with name {container} already exists in network {network}")]
+    AlreadyAttached { container: String, network: String },
+    #[error("container {container} is not connected to network {network}")]
+    NotAttached { container: String, network: String },
+    #[error("user specified IP address is supported on user defined networks only")]
+    IpOnDefaultNetwork,
+    #[error(
+        "user specified IP address is supported only when connecting to networks with user configured subnets"
+    )]
+    IpWithoutUserSubnet,
+    #[error("invalid address {ip}: it does not belong to any of network {network}'s subnets")]
+    IpOutsideSubnet { ip: Ipv4Addr, network: String },
+    #[error("address {ip} is already in use on network {network}")]
+    IpInUse { ip: Ipv4Addr, network: String },
+    #[error("invalid --add-host {spec:?}: {reason}")]
+    ExtraHost { spec: String, reason: String },
+    #[error("{0} is not an ip address")]
+    InvalidDns(String),
     #[error("invalid port specification {spec:?}: {reason}")]
     PortSpec { spec: String, reason: String },
     #[error("bind for {addr}:{port}/{proto} failed: port is already allocated ({by})")]
@@ -117,7 +139,7 @@ pub enum NetError {
     CreateBridge { name: String, reason: String },
     #[error("cannot create veth {name}: {reason}")]
     CreateVeth { name: String, reason: String },
-    #[error("cannot configure eth0 in network namespace {netns}: {reason}")]
+    #[error("cannot configure the interface in network namespace {netns}: {reason}")]
     ConfigureNetns { netns: PathBuf, reason: String },
     #[error("cannot delete link {name}: {reason}")]
     DeleteLink { name: String, reason: String },
@@ -148,6 +170,12 @@ pub struct AttachRequest {
     pub network: String,
     pub aliases: Vec<String>,
     pub ports: Vec<PortMapping>,
+    /// A static address (`--ip`); only on user networks created with a subnet.
+    pub ip: Option<Ipv4Addr>,
+    /// `--add-host` entries, the same on every network of the container.
+    pub extra_hosts: Vec<ExtraHost>,
+    /// `--dns*` settings, the same on every network of the container.
+    pub dns: DnsConfig,
 }
 
 /// The result of [`Networks::attach`].
@@ -165,6 +193,11 @@ pub struct Attachment {
     pub resolv_conf: PathBuf,
     /// The network's name (useful for `inspect`).
     pub network: String,
+    pub network_id: String,
+    pub endpoint_id: String,
+    /// The interface inside the container: `eth0` for the first network, then `eth1`, ….
+    pub ifname: String,
+    pub aliases: Vec<String>,
 }
 
 /// A container's endpoint as shown by `network inspect`.
@@ -203,6 +236,9 @@ struct NetRecord {
     bridge: Option<String>,
     created: String,
     predefined: bool,
+    /// Created with `--subnet`: only then may containers ask for a static IP (Docker's rule).
+    #[serde(default)]
+    user_subnet: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +254,16 @@ struct Endpoint {
     mac: String,
     host_if: String,
     ports: Vec<PortMapping>,
+    #[serde(default = "eth0")]
+    ifname: String,
+    #[serde(default)]
+    extra_hosts: Vec<ExtraHost>,
+    #[serde(default)]
+    dns: DnsConfig,
+}
+
+fn eth0() -> String {
+    "eth0".to_string()
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -248,6 +294,18 @@ impl State {
         self.endpoints
             .iter()
             .filter(move |e| e.network_id == net_id)
+    }
+
+    /// A container's endpoints, in the order they were attached (the first is its primary).
+    fn endpoints_of_container<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.endpoints.iter().filter(move |e| e.container_id == id)
+    }
+
+    fn network_by_id(&self, id: &str) -> Option<&NetRecord> {
+        self.networks.iter().find(|n| n.id == id)
     }
 }
 
@@ -349,6 +407,20 @@ fn network_rules(net: &NetRecord) -> Vec<Rule> {
             "filter",
             "KEEL-FORWARD",
             format!("-o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        ),
+        // Networks are isolated from each other, as Docker's are: traffic
+        // from this bridge to another keel bridge is dropped unless it was
+        // DNAT-ed to a published port. Containers on both networks talk over
+        // their own interfaces on each bridge instead.
+        r(
+            "filter",
+            "KEEL-FORWARD",
+            format!("-i {br} -o {br} -j ACCEPT"),
+        ),
+        r(
+            "filter",
+            "KEEL-FORWARD",
+            format!("-i {br} -o keel+ -m conntrack ! --ctstate DNAT -j DROP"),
         ),
         r("filter", "KEEL-FORWARD", format!("-i {br} -j ACCEPT")),
     ]
@@ -523,6 +595,7 @@ impl Networks {
                 bridge: bridge.map(Into::into),
                 created: created.clone(),
                 predefined: true,
+                user_subnet: false,
             })
         };
         Ok(vec![
@@ -675,6 +748,7 @@ impl Networks {
             .collect();
         // Held until the bridge exists, so the routes read below stay true.
         let _host = self.kernel.lock_host()?;
+        let subnet_given = subnet.is_some();
         let subnet = if let Some(s) = subnet {
             let net = ipam::parse_subnet(s)?;
             if let Some((other, os)) = keel_nets.iter().find(|(_, os)| ipam::overlaps(net, *os)) {
@@ -699,6 +773,7 @@ impl Networks {
             subnet: Some(subnet),
             created: now(),
             predefined: false,
+            user_subnet: subnet_given,
         };
         self.ensure_network_kernel(&rec)?;
         st.networks.push(rec.clone());
@@ -876,47 +951,127 @@ impl Networks {
         self.dir.join("containers").join(id)
     }
 
-    /// Rewrites the hosts file of every container on `net_id` (peers see each
-    /// other only on user networks, as with Docker's default bridge).
+    /// Rewrites the hosts file of every container on `net` (peers see each
+    /// other only on user networks, as with Docker's default bridge). A
+    /// container on several networks sees its peers on all of them.
     fn refresh_hosts(&self, st: &State, net: &NetRecord) -> Result<(), NetError> {
-        let eps: Vec<&Endpoint> = st.endpoints_of(&net.id).collect();
-        for e in &eps {
-            let own = hosts::HostEntry {
+        let mut ids: Vec<&str> = st
+            .endpoints_of(&net.id)
+            .map(|e| e.container_id.as_str())
+            .collect();
+        ids.dedup();
+        for id in ids {
+            self.write_hosts(st, id)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one container's hosts file from all of its endpoints.
+    fn write_hosts(&self, st: &State, id: &str) -> Result<(), NetError> {
+        let mine: Vec<&Endpoint> = st.endpoints_of_container(id).collect();
+        let Some(first) = mine.first() else {
+            return Ok(());
+        };
+        // Docker's host-gateway is the host's address on the default bridge;
+        // here it is the gateway of the container's primary network, an
+        // address of the host the container reaches directly.
+        let gw = st
+            .network_by_id(&first.network_id)
+            .and_then(|n| n.subnet)
+            .map(ipam::gateway);
+        let extra: Vec<ExtraHost> = first
+            .extra_hosts
+            .iter()
+            .map(|x| ExtraHost {
+                name: x.name.clone(),
+                ip: match (x.ip.as_str(), gw) {
+                    (HOST_GATEWAY, Some(g)) => g.to_string(),
+                    _ => x.ip.clone(),
+                },
+            })
+            .collect();
+        let own: Vec<hosts::HostEntry> = mine
+            .iter()
+            .enumerate()
+            .map(|(i, e)| hosts::HostEntry {
                 ip: e.ip,
-                names: std::iter::once(e.hostname.clone())
+                names: (i == 0)
+                    .then(|| e.hostname.clone())
+                    .into_iter()
                     .chain(std::iter::once(e.name.clone()))
                     .chain(e.aliases.iter().cloned())
                     .collect(),
-            };
-            let peers: Vec<hosts::HostEntry> = if net.predefined {
-                Vec::new()
-            } else {
-                eps.iter()
-                    .filter(|p| p.container_id != e.container_id)
+            })
+            .collect();
+        let mut peers: Vec<hosts::HostEntry> = Vec::new();
+        for e in &mine {
+            if st.network_by_id(&e.network_id).is_none_or(|n| n.predefined) {
+                continue;
+            }
+            peers.extend(
+                st.endpoints_of(&e.network_id)
+                    .filter(|p| p.container_id != id)
                     .map(|p| hosts::HostEntry {
                         ip: p.ip,
                         names: std::iter::once(p.name.clone())
                             .chain(p.aliases.iter().cloned())
                             .collect(),
-                    })
-                    .collect()
-            };
-            let path = self.container_dir(&e.container_id).join("hosts");
-            hosts::write_in_place(&path, &hosts::render_hosts(&own, &peers))?;
+                    }),
+            );
         }
-        Ok(())
+        let path = self.container_dir(id).join("hosts");
+        hosts::write_in_place(&path, &hosts::render_hosts_with(&extra, &own, &peers))
     }
 
-    /// Connects a container's network namespace to a bridge network; see [`AttachRequest`].
+    /// The address for a new endpoint: the requested one after Docker's
+    /// checks, or the lowest free one.
+    fn pick_ip(
+        st: &State,
+        net: &NetRecord,
+        subnet: Ipv4Net,
+        want: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, NetError> {
+        let used: BTreeSet<Ipv4Addr> = st.endpoints_of(&net.id).map(|e| e.ip).collect();
+        let Some(ip) = want else {
+            return ipam::allocate(subnet, &used)
+                .ok_or_else(|| NetError::AddressesExhausted(net.name.clone()));
+        };
+        if net.predefined {
+            return Err(NetError::IpOnDefaultNetwork);
+        }
+        if !net.user_subnet {
+            return Err(NetError::IpWithoutUserSubnet);
+        }
+        if !subnet.contains(&ip)
+            || ip == subnet.network()
+            || ip == subnet.broadcast()
+            || ip == ipam::gateway(subnet)
+        {
+            return Err(NetError::IpOutsideSubnet {
+                ip,
+                network: net.name.clone(),
+            });
+        }
+        if used.contains(&ip) {
+            return Err(NetError::IpInUse {
+                ip,
+                network: net.name.clone(),
+            });
+        }
+        Ok(ip)
+    }
+
+    /// Connects a container's network namespace to a bridge network; see
+    /// [`AttachRequest`]. A container may be attached to several networks:
+    /// the first becomes `eth0` with the default route (and takes the
+    /// published ports), later ones `eth1`, `eth2`, ….
     pub fn attach(&self, req: &AttachRequest) -> Result<Attachment, NetError> {
         let id = &req.container_id;
         if !valid_name(id) || id.len() > 128 {
             return Err(NetError::InvalidContainerId(id.clone()));
         }
+        req.dns.validate()?;
         let mut l = self.lock()?;
-        if l.state.endpoints.iter().any(|e| &e.container_id == id) {
-            return Err(NetError::AlreadyAttached(id.clone()));
-        }
         let net = l
             .state
             .find(&req.network)
@@ -925,15 +1080,30 @@ impl Networks {
         if net.subnet.is_none() || net.bridge.is_none() {
             return Err(NetError::NotBridge(net.name));
         }
+        if l.state
+            .endpoints_of_container(id)
+            .any(|e| e.network_id == net.id)
+        {
+            return Err(NetError::AlreadyAttached {
+                container: req.name.clone(),
+                network: net.name,
+            });
+        }
+        let primary = l.state.endpoints_of_container(id).next().is_none();
         // Everything that can be refused is checked before any effect.
         let ports = self.resolve_ports(&l.state, &req.ports)?;
+        if let Some(subnet) = net.subnet {
+            Self::pick_ip(&l.state, &net, subnet, req.ip)?;
+        }
         let net = self.prepare_bridge(&mut l.state, net)?;
         let (Some(subnet), Some(bridge)) = (net.subnet, net.bridge.clone()) else {
             return Err(NetError::NotBridge(net.name));
         };
-        let used: BTreeSet<Ipv4Addr> = l.state.endpoints_of(&net.id).map(|e| e.ip).collect();
-        let ip = ipam::allocate(subnet, &used)
-            .ok_or_else(|| NetError::AddressesExhausted(net.name.clone()))?;
+        let ip = Self::pick_ip(&l.state, &net, subnet, req.ip)?;
+        let ifname = (0..4096u32)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !l.state.endpoints_of_container(id).any(|e| &e.ifname == n))
+            .unwrap_or_else(eth0);
         let ep = Endpoint {
             container_id: id.clone(),
             endpoint_id: random_hex(32)?,
@@ -945,35 +1115,52 @@ impl Networks {
             mac: ipam::mac_for(ip),
             host_if: format!("veth{}", &random_hex(6)?[..11]),
             ports,
+            ifname,
+            extra_hosts: req.extra_hosts.clone(),
+            dns: req.dns.clone(),
         };
         // The lease is recorded before the kernel work, so a crash in between
         // leaves something `detach` knows how to clean up.
         l.state.endpoints.push(ep.clone());
         self.save_endpoints(&l.state)?;
         let res = self
-            .attach_kernel(&bridge, subnet, &ep, &req.netns)
+            .attach_kernel(&bridge, subnet, &ep, &req.netns, primary)
             .and_then(|()| self.refresh_hosts(&l.state, &net));
         if let Err(e) = res {
             let _ = self.kernel.delete_link(&ep.host_if);
             if !ep.ports.is_empty() {
                 let _ = self.kernel.remove_rules(&tag_container(id));
             }
-            let _ = std::fs::remove_dir_all(self.container_dir(id));
-            l.state.endpoints.retain(|e| &e.container_id != id);
+            l.state
+                .endpoints
+                .retain(|e| e.endpoint_id != ep.endpoint_id);
+            if primary {
+                let _ = std::fs::remove_dir_all(self.container_dir(id));
+            }
             self.save_endpoints(&l.state)?;
             let _ = self.refresh_hosts(&l.state, &net);
+            let _ = self.write_hosts(&l.state, id);
             return Err(e);
         }
-        Ok(Attachment {
-            ip,
+        Ok(self.attachment_of(&ep, &net))
+    }
+
+    fn attachment_of(&self, ep: &Endpoint, net: &NetRecord) -> Attachment {
+        let subnet = net.subnet.unwrap_or_default();
+        Attachment {
+            ip: ep.ip,
             prefix_len: subnet.prefix_len(),
             gateway: ipam::gateway(subnet),
             mac: ep.mac.clone(),
             ports: ep.ports.clone(),
-            hosts_file: self.container_dir(id).join("hosts"),
-            resolv_conf: self.container_dir(id).join("resolv.conf"),
+            hosts_file: self.container_dir(&ep.container_id).join("hosts"),
+            resolv_conf: self.container_dir(&ep.container_id).join("resolv.conf"),
             network: net.name.clone(),
-        })
+            network_id: net.id.clone(),
+            endpoint_id: ep.endpoint_id.clone(),
+            ifname: ep.ifname.clone(),
+            aliases: ep.aliases.clone(),
+        }
     }
 
     fn attach_kernel(
@@ -982,17 +1169,20 @@ impl Networks {
         subnet: Ipv4Net,
         ep: &Endpoint,
         netns: &Path,
+        primary: bool,
     ) -> Result<(), NetError> {
         let dir = self.container_dir(&ep.container_id);
         std::fs::create_dir_all(&dir).map_err(|e| NetError::WriteHostsFile {
             path: dir.clone(),
             source: e,
         })?;
-        let host_resolv = std::fs::read_to_string(&self.host_resolv_conf).unwrap_or_default();
-        hosts::write_in_place(
-            &dir.join("resolv.conf"),
-            &hosts::render_resolv_conf(&host_resolv),
-        )?;
+        if primary {
+            let host_resolv = std::fs::read_to_string(&self.host_resolv_conf).unwrap_or_default();
+            hosts::write_in_place(
+                &dir.join("resolv.conf"),
+                &hosts::render_resolv_conf_with(&host_resolv, &ep.dns),
+            )?;
+        }
         let spec = VethSpec {
             host_if: ep.host_if.clone(),
             bridge: bridge.to_string(),
@@ -1001,6 +1191,8 @@ impl Networks {
             ip: ep.ip,
             prefix_len: subnet.prefix_len(),
             gateway: ipam::gateway(subnet),
+            ifname: ep.ifname.clone(),
+            default_route: primary,
         };
         if ep.ports.is_empty() {
             return self.kernel.add_veth(&spec);
@@ -1021,78 +1213,117 @@ impl Networks {
         veth.and(rules)
     }
 
-    /// Undoes [`Networks::attach`]: veth, published-port rules, lease, files,
-    /// and the container's line in its peers' hosts files. Idempotent.
+    /// Removes one endpoint's kernel side: its veth and published-port rules.
+    fn detach_kernel(&self, st: &State, ep: &Endpoint) -> Result<(), NetError> {
+        if ep.ports.is_empty() {
+            return self.kernel.delete_link(&ep.host_if);
+        }
+        let bridge = st
+            .network_by_id(&ep.network_id)
+            .and_then(|n| n.bridge.clone());
+        // Deleting a veth mostly waits for the kernel (RCU); remove the
+        // rules meanwhile.
+        let (link, rules) = std::thread::scope(|s| {
+            let r = s.spawn(|| match &bridge {
+                Some(br) => self.kernel.delete_rules(&port_rules(ep, br)),
+                None => self.kernel.remove_rules(&tag_container(&ep.container_id)),
+            });
+            let d = self.kernel.delete_link(&ep.host_if);
+            (
+                d,
+                r.join()
+                    .unwrap_or_else(|_| Err(NetError::Iptables("thread panicked".into()))),
+            )
+        });
+        link.and(rules)
+    }
+
+    /// Undoes every [`Networks::attach`] of a container: veths, published-port
+    /// rules, leases, files, and its lines in its peers' hosts files. Idempotent.
     pub fn detach(&self, container_id: &str) -> Result<(), NetError> {
         let mut l = self.lock()?;
-        let Some(ep) = l
+        let eps: Vec<Endpoint> = l
             .state
-            .endpoints
-            .iter()
-            .find(|e| e.container_id == container_id)
+            .endpoints_of_container(container_id)
             .cloned()
-        else {
+            .collect();
+        if eps.is_empty() {
+            // A container disconnected from its last network still has files.
+            let _ = std::fs::remove_dir_all(self.container_dir(container_id));
             return Ok(());
-        };
-        if ep.ports.is_empty() {
-            self.kernel.delete_link(&ep.host_if)?;
-        } else {
-            let bridge = l
-                .state
-                .networks
-                .iter()
-                .find(|n| n.id == ep.network_id)
-                .and_then(|n| n.bridge.clone());
-            // Deleting a veth mostly waits for the kernel (RCU); remove the
-            // rules meanwhile.
-            let (link, rules) = std::thread::scope(|s| {
-                let r = s.spawn(|| match &bridge {
-                    Some(br) => self.kernel.delete_rules(&port_rules(&ep, br)),
-                    None => self.kernel.remove_rules(&tag_container(container_id)),
-                });
-                let d = self.kernel.delete_link(&ep.host_if);
-                (
-                    d,
-                    r.join()
-                        .unwrap_or_else(|_| Err(NetError::Iptables("thread panicked".into()))),
-                )
-            });
-            link.and(rules)?;
+        }
+        for ep in &eps {
+            self.detach_kernel(&l.state, ep)?;
         }
         l.state.endpoints.retain(|e| e.container_id != container_id);
         self.save_endpoints(&l.state)?;
         let _ = std::fs::remove_dir_all(self.container_dir(container_id));
-        if let Some(net) = l.state.networks.iter().find(|n| n.id == ep.network_id) {
-            self.refresh_hosts(&l.state, net)?;
+        for ep in &eps {
+            if let Some(net) = l.state.network_by_id(&ep.network_id) {
+                self.refresh_hosts(&l.state, net)?;
+            }
         }
         Ok(())
     }
 
-    /// The current attachment of a container, if any (for `inspect` and `port`).
-    pub fn attachment(&self, container_id: &str) -> Result<Option<Attachment>, NetError> {
-        let l = self.lock()?;
+    /// Disconnects a container from one network (`keel network disconnect`);
+    /// its other networks stay. The container's hosts file is rewritten.
+    pub fn detach_network(&self, container_id: &str, network: &str) -> Result<(), NetError> {
+        let mut l = self.lock()?;
+        let net = l
+            .state
+            .find(network)
+            .ok_or_else(|| NetError::NotFound(network.to_string()))?
+            .clone();
         let Some(ep) = l
             .state
-            .endpoints
-            .iter()
-            .find(|e| e.container_id == container_id)
+            .endpoints_of_container(container_id)
+            .find(|e| e.network_id == net.id)
+            .cloned()
         else {
-            return Ok(None);
+            return Err(NetError::NotAttached {
+                container: container_id.to_string(),
+                network: net.name,
+            });
         };
-        let Some(net) = l.state.networks.iter().find(|n| n.id == ep.network_id) else {
-            return Ok(None);
-        };
-        let subnet = net.subnet.unwrap_or_default();
-        Ok(Some(Attachment {
-            ip: ep.ip,
-            prefix_len: subnet.prefix_len(),
-            gateway: ipam::gateway(subnet),
-            mac: ep.mac.clone(),
-            ports: ep.ports.clone(),
-            hosts_file: self.container_dir(container_id).join("hosts"),
-            resolv_conf: self.container_dir(container_id).join("resolv.conf"),
-            network: net.name.clone(),
-        }))
+        self.detach_kernel(&l.state, &ep)?;
+        l.state
+            .endpoints
+            .retain(|e| e.endpoint_id != ep.endpoint_id);
+        self.save_endpoints(&l.state)?;
+        if l.state
+            .endpoints_of_container(container_id)
+            .next()
+            .is_none()
+        {
+            // Keep the files: they are bind-mounted into the running
+            // container; a later connect rewrites them.
+            hosts::write_in_place(
+                &self.container_dir(container_id).join("hosts"),
+                &hosts::render_hosts_with(&[], &[], &[]),
+            )?;
+        } else {
+            self.write_hosts(&l.state, container_id)?;
+        }
+        self.refresh_hosts(&l.state, &net)
+    }
+
+    /// The primary attachment of a container, if any (for `inspect` and `port`).
+    pub fn attachment(&self, container_id: &str) -> Result<Option<Attachment>, NetError> {
+        Ok(self.attachments(container_id)?.into_iter().next())
+    }
+
+    /// Every attachment of a container, primary first.
+    pub fn attachments(&self, container_id: &str) -> Result<Vec<Attachment>, NetError> {
+        let l = self.lock()?;
+        Ok(l.state
+            .endpoints_of_container(container_id)
+            .filter_map(|ep| {
+                l.state
+                    .network_by_id(&ep.network_id)
+                    .map(|net| self.attachment_of(ep, net))
+            })
+            .collect())
     }
 }
 
@@ -1147,8 +1378,13 @@ mod tests {
                 });
             }
             self.0.log(format!(
-                "veth {} {}/{} via {}",
-                s.bridge, s.ip, s.prefix_len, s.gateway
+                "veth {} {}/{} via {} as {}{}",
+                s.bridge,
+                s.ip,
+                s.prefix_len,
+                s.gateway,
+                s.ifname,
+                if s.default_route { " default" } else { "" }
             ));
             Ok(())
         }
@@ -1215,6 +1451,7 @@ mod tests {
             } else {
                 parse_port_spec(ports).unwrap()
             },
+            ..AttachRequest::default()
         }
     }
 
@@ -1348,7 +1585,7 @@ mod tests {
         let a1 = nets.attach(&req("c1", "u", "")).unwrap();
         assert!(matches!(
             nets.attach(&req("c1", "u", "")),
-            Err(NetError::AlreadyAttached(_))
+            Err(NetError::AlreadyAttached { .. })
         ));
         nets.attach(&req("c2", "u", "")).unwrap();
         let h = std::fs::read_to_string(&a1.hosts_file).unwrap();
@@ -1372,6 +1609,160 @@ mod tests {
             nets.attach(&req("c3", "u", "")).unwrap().ip,
             Ipv4Addr::new(10, 6, 0, 3)
         );
+    }
+
+    #[test]
+    fn several_networks_per_container() {
+        let (_d, fake, nets) = setup(Fake {
+            free_ports: Mutex::new(vec![40000]),
+            ..Fake::default()
+        });
+        nets.create("front", Some("10.8.0.0/24")).unwrap();
+        nets.create("back", Some("10.9.0.0/24")).unwrap();
+        let web = nets.attach(&req("web", "front", "")).unwrap();
+        let app = nets.attach(&req("app", "back", "")).unwrap();
+        let p1 = nets.attach(&req("proxy", "front", "80")).unwrap();
+        let mut second = req("proxy", "back", "");
+        second.aliases = vec!["gateway".into()];
+        let p2 = nets.attach(&second).unwrap();
+        assert_eq!((p1.ifname.as_str(), p2.ifname.as_str()), ("eth0", "eth1"));
+        assert_eq!(p2.ip, Ipv4Addr::new(10, 9, 0, 3));
+        let calls = fake.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.ends_with("10.8.0.3/24 via 10.8.0.1 as eth0 default")),
+            "{calls:?}"
+        );
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.ends_with("10.9.0.3/24 via 10.9.0.1 as eth1")),
+            "{calls:?}"
+        );
+        // The proxy sees both sides; each side sees the proxy under that network's aliases.
+        let h = std::fs::read_to_string(&p1.hosts_file).unwrap();
+        assert!(
+            h.ends_with("10.8.0.3\tproxy n-proxy a-proxy\n10.9.0.3\tn-proxy gateway\n10.8.0.2\tn-web a-web\n10.9.0.2\tn-app a-app\n"),
+            "{h}"
+        );
+        let h = std::fs::read_to_string(&web.hosts_file).unwrap();
+        assert!(
+            h.contains("10.8.0.3\tn-proxy a-proxy\n") && !h.contains("app"),
+            "{h}"
+        );
+        let h = std::fs::read_to_string(&app.hosts_file).unwrap();
+        assert!(
+            h.contains("10.9.0.3\tn-proxy gateway\n") && !h.contains("web"),
+            "{h}"
+        );
+        // Twice on one network is refused, with Docker's message.
+        let e = nets.attach(&req("proxy", "back", "")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "endpoint with name n-proxy already exists in network back"
+        );
+        let all = nets.attachments("proxy").unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].network, "front");
+        assert_eq!(all[0].ports[0].host_port, 40000);
+        // Disconnecting one network leaves the other, and the peers forget it.
+        nets.detach_network("proxy", "back").unwrap();
+        assert!(matches!(
+            nets.detach_network("proxy", "back"),
+            Err(NetError::NotAttached { .. })
+        ));
+        let h = std::fs::read_to_string(&app.hosts_file).unwrap();
+        assert!(!h.contains("proxy"), "{h}");
+        let h = std::fs::read_to_string(&p1.hosts_file).unwrap();
+        assert!(!h.contains("app") && h.contains("web"), "{h}");
+        assert_eq!(nets.attachments("proxy").unwrap().len(), 1);
+        // A reconnect takes the free interface name again.
+        assert_eq!(nets.attach(&second).unwrap().ifname, "eth1");
+        nets.detach("proxy").unwrap();
+        assert!(nets.attachments("proxy").unwrap().is_empty());
+        assert!(nets.inspect("back").unwrap().containers.len() == 1);
+        assert!(calls.len() < fake.calls().len());
+    }
+
+    #[test]
+    fn static_addresses_follow_dockers_rules() {
+        let (_d, _fake, nets) = setup(Fake::default());
+        nets.create("sub", Some("10.10.0.0/24")).unwrap();
+        nets.create("auto", None).unwrap();
+        let with_ip = |id: &str, net: &str, ip: &str| {
+            let mut r = req(id, net, "");
+            r.ip = Some(ip.parse().unwrap());
+            nets.attach(&r)
+        };
+        assert_eq!(
+            with_ip("a", "sub", "10.10.0.50").unwrap().ip,
+            Ipv4Addr::new(10, 10, 0, 50)
+        );
+        let msg = |r: Result<Attachment, NetError>| r.unwrap_err().to_string();
+        assert_eq!(
+            msg(with_ip("b", "sub", "10.10.0.50")),
+            "address 10.10.0.50 is already in use on network sub"
+        );
+        assert!(msg(with_ip("b", "sub", "10.11.0.5")).contains("does not belong"));
+        assert!(msg(with_ip("b", "sub", "10.10.0.1")).contains("does not belong"));
+        assert_eq!(
+            msg(with_ip("b", "auto", "172.19.0.9")),
+            "user specified IP address is supported only when connecting to networks with user configured subnets"
+        );
+        assert_eq!(
+            msg(with_ip("b", "bridge", "172.18.0.9")),
+            "user specified IP address is supported on user defined networks only"
+        );
+        // Dynamic addresses step around the static one.
+        for _ in 0..2 {
+            nets.attach(&req("c", "sub", "")).unwrap();
+            nets.detach("c").unwrap();
+        }
+        assert_eq!(
+            nets.attach(&req("c", "sub", "")).unwrap().ip,
+            Ipv4Addr::new(10, 10, 0, 2)
+        );
+        assert!(nets.attachment("b").unwrap().is_none());
+    }
+
+    #[test]
+    fn extra_hosts_and_dns_land_in_the_files() {
+        let (d, _fake, nets) = setup(Fake::default());
+        std::fs::write(
+            d.path().join("no-resolv.conf"),
+            "nameserver 10.0.0.2\nsearch host.test\n",
+        )
+        .unwrap();
+        nets.create("u", Some("10.12.0.0/24")).unwrap();
+        let mut r = req("c1", "u", "");
+        r.extra_hosts = vec![
+            parse_extra_host("db:10.1.2.3").unwrap(),
+            parse_extra_host("host.keel.internal:host-gateway").unwrap(),
+        ];
+        r.dns = DnsConfig {
+            servers: vec!["10.0.0.53".into()],
+            search: vec!["svc.test".into()],
+            options: vec!["ndots:1".into()],
+        };
+        let a = nets.attach(&r).unwrap();
+        let h = std::fs::read_to_string(&a.hosts_file).unwrap();
+        assert!(
+            h.contains("10.1.2.3\tdb\n10.12.0.1\thost.keel.internal\n10.12.0.2\tc1 "),
+            "{h}"
+        );
+        // A peer joining rewrites the file and keeps the extra lines.
+        nets.attach(&req("c2", "u", "")).unwrap();
+        let h = std::fs::read_to_string(&a.hosts_file).unwrap();
+        assert!(h.contains("10.1.2.3\tdb\n") && h.contains("n-c2"), "{h}");
+        let rc = std::fs::read_to_string(&a.resolv_conf).unwrap();
+        assert_eq!(
+            rc,
+            "nameserver 10.0.0.53\nsearch svc.test\noptions ndots:1\n"
+        );
+        r.container_id = "c3".into();
+        r.dns.servers = vec!["bogus".into()];
+        assert!(matches!(nets.attach(&r), Err(NetError::InvalidDns(_))));
     }
 
     #[test]

@@ -18,8 +18,7 @@ fn req(id: &str, name: &str, ns: &NetNs, network: &str) -> AttachRequest {
         hostname: id[..6.min(id.len())].into(),
         netns: ns.path(),
         network: network.into(),
-        aliases: Vec::new(),
-        ports: Vec::new(),
+        ..AttachRequest::default()
     }
 }
 

@@ -14,8 +14,8 @@ use crate::error::{Result, RuntimeError};
 use crate::monitor::Frame;
 use crate::network::{Mode, NetworkAttacher};
 use crate::record::{
-    ContainerConfig, Containers, HealthConfig, MountKind, MountSpec, PortSpec, RestartPolicy,
-    Status, monitor_alive,
+    ContainerConfig, Containers, EndpointConfig, HealthConfig, MountKind, MountSpec, NetworkConfig,
+    PortSpec, RestartPolicy, Status, monitor_alive,
 };
 use crate::volume::Volumes;
 use crate::{ids, spec, user};
@@ -57,6 +57,8 @@ pub struct CreateOptions {
     pub interactive: bool,
     pub tty: bool,
     pub extra: crate::record::ExtraConfig,
+    /// Further networks, `--ip`, `--add-host`, `--dns*`.
+    pub networking: NetworkConfig,
 }
 
 /// Parses Docker's signal names (`TERM`, `SIGTERM`, `15`).
@@ -163,9 +165,13 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
     let ident = user::resolve_in_image(&user_spec, &lowerdirs)?;
     let id = ids::new_id();
     let mode = Mode::parse(&o.network);
+    let containers = Containers::open(root)?;
+    let network = check_network_options(&containers, o, &mode)?;
+    let mode = Mode::parse(&network);
     let hostname = match (&o.hostname, &mode) {
         (Some(h), _) => h.clone(),
         (None, Mode::Host) => crate::network::host_hostname(),
+        (None, Mode::Container(other)) => containers.config(other)?.hostname,
         (None, _) => ids::short(&id).to_string(),
     };
     let env = spec::merge_env(
@@ -219,11 +225,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         additional_gids: ident.additional_gids,
         hostname,
         labels: o.labels.clone(),
-        network: if o.network.is_empty() {
-            "bridge".to_string()
-        } else {
-            o.network.clone()
-        },
+        network,
         network_aliases: o.network_aliases.clone(),
         ports: o.ports.clone(),
         publish_all: o.publish_all,
@@ -247,6 +249,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         interactive: o.interactive,
         tty: o.tty,
         extra: o.extra.clone(),
+        networking: o.networking.clone(),
     };
     // -P publishes every exposed port on a free host port.
     if cfg.publish_all {
@@ -267,7 +270,6 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
             volumes: PathBuf::from("/"),
         },
     )?;
-    let containers = Containers::open(root)?;
     containers.create(&mut cfg)?;
     // The image's layers must outlive an `rmi -f` or prune while the container exists.
     if let Err(e) = store.pin(&cfg.id, &image.manifest_digest) {
@@ -314,6 +316,169 @@ fn validate_extra(o: &CreateOptions) -> Result<()> {
             Some(_) => {}
         }
     }
+    Ok(())
+}
+
+/// Docker's rules for the network options; returns the network mode to
+/// record (`container:` with the other container's full ID).
+fn check_network_options(
+    containers: &Containers,
+    o: &CreateOptions,
+    mode: &Mode,
+) -> Result<String> {
+    let n = &o.networking;
+    crate::network::extra_hosts(n)?;
+    crate::network::dns_config(n)
+        .validate()
+        .map_err(|e| RuntimeError::InvalidOption {
+            what: "--dns",
+            value: n.dns.join(","),
+            why: e.to_string(),
+        })?;
+    for ip in
+        n.ip.iter()
+            .chain(n.extra_networks.iter().filter_map(|e| e.ip.as_ref()))
+    {
+        ip.parse::<std::net::Ipv4Addr>()
+            .map_err(|_| RuntimeError::InvalidOption {
+                what: "IPv4 address",
+                value: ip.clone(),
+                why: "not an IPv4 address".to_string(),
+            })?;
+    }
+    match mode {
+        Mode::Container(other) => {
+            if o.hostname.is_some() {
+                return Err(RuntimeError::ConflictingOptions(
+                    "hostname and the network mode",
+                ));
+            }
+            if !o.ports.is_empty() || o.publish_all {
+                return Err(RuntimeError::ConflictingOptions(
+                    "port publishing and the container type network mode",
+                ));
+            }
+            if !n.dns.is_empty() || !n.dns_search.is_empty() || !n.dns_options.is_empty() {
+                return Err(RuntimeError::ConflictingOptions("dns and the network mode"));
+            }
+            if !n.extra_hosts.is_empty() {
+                return Err(RuntimeError::ConflictingOptions(
+                    "custom host-to-IP mapping and the network mode",
+                ));
+            }
+            if !o.network_aliases.is_empty() || n.ip.is_some() || !n.extra_networks.is_empty() {
+                return Err(RuntimeError::SharedNetns);
+            }
+            let oid = containers.resolve(other)?;
+            Ok(format!("container:{oid}"))
+        }
+        Mode::Host | Mode::None => {
+            if n.ip.is_some() {
+                return Err(RuntimeError::Network(
+                    "user specified IP address is supported on user defined networks only"
+                        .to_string(),
+                ));
+            }
+            if !n.extra_networks.is_empty() {
+                return Err(RuntimeError::SharedNetns);
+            }
+            Ok(o.network.clone())
+        }
+        Mode::Network(name) => Ok(name.clone()),
+    }
+}
+
+/// `keel network connect`: records the network in the container's config
+/// (so every later start joins it) and, when the container runs, connects
+/// it now. The CLI checks that the network exists.
+pub fn connect(
+    containers: &Containers,
+    id: &str,
+    net: &dyn NetworkAttacher,
+    ep: &EndpointConfig,
+) -> Result<()> {
+    let cfg = containers.config(id)?;
+    if !matches!(Mode::parse(&cfg.network), Mode::Network(_)) {
+        return Err(RuntimeError::SharedNetns);
+    }
+    let st = containers.state(id)?;
+    let running = st.status == Status::Running && monitor_alive(st.monitor_pid, id);
+    let primary = cfg.network == ep.network;
+    let known = primary
+        || cfg
+            .networking
+            .extra_networks
+            .iter()
+            .any(|e| e.network == ep.network);
+    if known && (!running || st.endpoints.iter().any(|e| e.network == ep.network)) {
+        return Err(RuntimeError::Network(format!(
+            "endpoint with name {} already exists in network {}",
+            cfg.name, ep.network
+        )));
+    }
+    if running {
+        let req = crate::monitor::attach_request(
+            &cfg,
+            &containers.netns_path(id),
+            &ep.network,
+            &ep.aliases,
+            ep.ip.as_deref(),
+        )?;
+        let a = net.attach(&req).map_err(RuntimeError::Network)?;
+        containers.update(id, |s| s.endpoints.push(crate::monitor::endpoint_state(&a)))?;
+    }
+    if !known {
+        containers.update_config(id, |c| c.networking.extra_networks.push(ep.clone()))?;
+    }
+    Ok(())
+}
+
+/// `keel network disconnect`: the reverse of [`connect`]. Disconnecting the
+/// primary network makes the next one primary (for later starts).
+pub fn disconnect(
+    containers: &Containers,
+    id: &str,
+    net: &dyn NetworkAttacher,
+    network: &str,
+) -> Result<()> {
+    let cfg = containers.config(id)?;
+    let st = containers.state(id)?;
+    let running = st.status == Status::Running && monitor_alive(st.monitor_pid, id);
+    let in_config = cfg.network == network
+        || cfg
+            .networking
+            .extra_networks
+            .iter()
+            .any(|e| e.network == network);
+    let live = st.endpoints.iter().any(|e| e.network == network);
+    if !in_config && !live {
+        return Err(RuntimeError::NotConnected {
+            container: cfg.name.clone(),
+            network: network.to_string(),
+        });
+    }
+    if running && live {
+        net.detach_network(id, network)
+            .map_err(RuntimeError::Network)?;
+        containers.update(id, |s| s.endpoints.retain(|e| e.network != network))?;
+    }
+    containers.update_config(id, |c| {
+        if c.network == network {
+            if c.networking.extra_networks.is_empty() {
+                // No network left: a later start has only loopback.
+                c.network = "none".to_string();
+                c.network_aliases.clear();
+                c.networking.ip = None;
+            } else {
+                let next = c.networking.extra_networks.remove(0);
+                c.network = next.network;
+                c.network_aliases = next.aliases;
+                c.networking.ip = next.ip;
+            }
+        } else {
+            c.networking.extra_networks.retain(|e| e.network != network);
+        }
+    })?;
     Ok(())
 }
 

@@ -58,7 +58,8 @@ pub enum RuntimeError {
     },
     #[error("creating the network namespace")]
     Netns(#[source] std::io::Error),
-    #[error("network {0}")]
+    /// keel-net's message, which names the network itself.
+    #[error("{0}")]
     Network(String),
     #[error("{0}")]
     Start(String),
@@ -70,6 +71,16 @@ pub enum RuntimeError {
     Signal(#[source] std::io::Error),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("cannot join network of a non running container: {0}")]
+    JoinNotRunning(String),
+    #[error("conflicting options: {0}")]
+    ConflictingOptions(&'static str),
+    #[error(
+        "container sharing network namespace with another container or host cannot be connected to any other network"
+    )]
+    SharedNetns,
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected { container: String, network: String },
     #[error("container {0} is running: stop it first or use force")]
     Running(String),
     #[error("spawning {what}")]

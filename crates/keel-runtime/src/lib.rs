@@ -32,7 +32,7 @@ pub mod volume;
 
 pub use error::{Result, RuntimeError, error_chain};
 pub use record::{
-    ContainerConfig, ContainerState, Containers, HealthConfig, HealthState, MountKind, MountSpec,
-    PortSpec, RestartPolicy, Status,
+    ContainerConfig, ContainerState, Containers, EndpointConfig, EndpointState, HealthConfig,
+    HealthState, MountKind, MountSpec, NetworkConfig, PortSpec, RestartPolicy, Status,
 };
 pub use volume::{Volume, Volumes};

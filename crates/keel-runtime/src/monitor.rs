@@ -26,7 +26,8 @@ use crate::error::{Result, RuntimeError};
 use crate::logs::{DEFAULT_MAX_SIZE, LogWriter};
 use crate::network::{AttachRequest, Mode, NetworkAttacher, PortMapping};
 use crate::record::{
-    ContainerConfig, Containers, HealthProbe, HealthState, NetworkState, PortSpec, Status,
+    ContainerConfig, Containers, EndpointState, HealthProbe, HealthState, NetworkState, PortSpec,
+    Status,
 };
 use crate::{rootfs, spec, stats};
 
@@ -122,7 +123,7 @@ fn prepare(
     let dir = containers.dir(&cfg.id);
     let merged = rootfs::mount_overlay(&dir, &cfg.lowerdirs, cfg.auto_remove)?;
     let mode = Mode::parse(&cfg.network);
-    crate::network::write_etc_files(&dir, &mode, &cfg.hostname)?;
+    crate::network::write_etc_files(&dir, &mode, &cfg.hostname, &cfg.networking)?;
     let mut paths = spec::SpecPaths {
         rootfs: merged,
         hosts: dir.join("hosts"),
@@ -131,59 +132,158 @@ fn prepare(
         netns: None,
         volumes: containers.root().join("volumes"),
     };
-    if mode != Mode::Host {
-        let ns = containers.netns_path(&cfg.id);
-        if !rootfs::is_mounted(&ns) {
-            crate::network::create_netns(&ns)?;
+    match &mode {
+        Mode::Host => {}
+        Mode::Container(other) => join_container(containers, other, &mut paths)?,
+        Mode::None | Mode::Network(_) => {
+            let ns = containers.netns_path(&cfg.id);
+            if !rootfs::is_mounted(&ns) {
+                crate::network::create_netns(&ns)?;
+            }
+            setup.netns = Some(ns.clone());
+            paths.netns = Some(ns.clone());
+            if let Mode::Network(name) = &mode {
+                attach_all(containers, cfg, net, name, &ns, setup, &mut paths)?;
+            }
         }
-        setup.netns = Some(ns.clone());
-        paths.netns = Some(ns.clone());
-        if let Mode::Network(name) = &mode {
-            let ports = cfg
+    }
+    containers.update(&cfg.id, |s| {
+        s.hosts_path = Some(paths.hosts.clone());
+        s.resolv_conf_path = Some(paths.resolv_conf.clone());
+    })?;
+    let s = spec::build(cfg, &paths)?;
+    spec::write(&s, &containers.bundle(&cfg.id))
+}
+
+/// `--network container:X`: X's namespace and its hosts, resolv.conf and
+/// hostname files, as Docker shares them. X must be running.
+fn join_container(containers: &Containers, other: &str, paths: &mut spec::SpecPaths) -> Result<()> {
+    let oid = containers.resolve(other)?;
+    let st = containers.state(&oid)?;
+    if st.status != Status::Running || !crate::record::monitor_alive(st.monitor_pid, &oid) {
+        return Err(RuntimeError::JoinNotRunning(oid));
+    }
+    let ocfg = containers.config(&oid)?;
+    // A host-mode container shares the host's stack: so does its follower.
+    paths.netns = match Mode::parse(&ocfg.network) {
+        Mode::Host => None,
+        _ => Some(containers.netns_path(&oid)),
+    };
+    paths.hostname = containers.dir(&oid).join("hostname");
+    paths.hosts = st
+        .hosts_path
+        .unwrap_or_else(|| containers.dir(&oid).join("hosts"));
+    paths.resolv_conf = st
+        .resolv_conf_path
+        .unwrap_or_else(|| containers.dir(&oid).join("resolv.conf"));
+    Ok(())
+}
+
+pub(crate) fn endpoint_state(a: &crate::network::Attachment) -> EndpointState {
+    EndpointState {
+        network: a.network.clone(),
+        network_id: a.network_id.clone(),
+        endpoint_id: a.endpoint_id.clone(),
+        ifname: a.ifname.clone(),
+        aliases: a.aliases.clone(),
+        ip: a.ip.to_string(),
+        prefix_len: a.prefix_len,
+        gateway: a.gateway.to_string(),
+        mac: a.mac.clone(),
+    }
+}
+
+/// The attach request for one of the container's networks.
+pub fn attach_request(
+    cfg: &ContainerConfig,
+    netns: &Path,
+    network: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<AttachRequest> {
+    let ip = ip
+        .map(|s| {
+            s.parse().map_err(|_| RuntimeError::InvalidOption {
+                what: "IPv4 address",
+                value: s.to_string(),
+                why: "not an IPv4 address".to_string(),
+            })
+        })
+        .transpose()?;
+    Ok(AttachRequest {
+        container_id: cfg.id.clone(),
+        name: cfg.name.clone(),
+        hostname: cfg.hostname.clone(),
+        netns: netns.to_path_buf(),
+        network: network.to_string(),
+        aliases: aliases.to_vec(),
+        ports: Vec::new(),
+        ip,
+        extra_hosts: crate::network::extra_hosts(&cfg.networking)?,
+        dns: crate::network::dns_config(&cfg.networking),
+    })
+}
+
+/// Connects the primary network (with the published ports) and then every
+/// further one, and records them all in the state.
+fn attach_all(
+    containers: &Containers,
+    cfg: &ContainerConfig,
+    net: &dyn NetworkAttacher,
+    primary: &str,
+    ns: &Path,
+    setup: &mut Setup,
+    paths: &mut spec::SpecPaths,
+) -> Result<()> {
+    let mut req = attach_request(
+        cfg,
+        ns,
+        primary,
+        &cfg.network_aliases,
+        cfg.networking.ip.as_deref(),
+    )?;
+    req.ports = cfg
+        .ports
+        .iter()
+        .map(|p| PortMapping {
+            host_ip: p.host_ip.as_ref().and_then(|i| i.parse().ok()),
+            host_port: p.host_port,
+            container_port: p.container_port,
+            protocol: p.protocol.clone(),
+        })
+        .collect();
+    let a = net.attach(&req).map_err(RuntimeError::Network)?;
+    setup.attached_network = true;
+    paths.hosts.clone_from(&a.hosts_file);
+    paths.resolv_conf.clone_from(&a.resolv_conf);
+    let mut endpoints = vec![endpoint_state(&a)];
+    for e in &cfg.networking.extra_networks {
+        let req = attach_request(cfg, ns, &e.network, &e.aliases, e.ip.as_deref())?;
+        let x = net
+            .attach(&req)
+            .map_err(|m| RuntimeError::Network(format!("connecting to {}: {m}", e.network)))?;
+        endpoints.push(endpoint_state(&x));
+    }
+    containers.update(&cfg.id, |s| {
+        s.network = Some(NetworkState {
+            ip: a.ip.to_string(),
+            prefix_len: a.prefix_len,
+            gateway: a.gateway.to_string(),
+            mac: a.mac.clone(),
+            ports: a
                 .ports
                 .iter()
-                .map(|p| PortMapping {
-                    host_ip: p.host_ip.as_ref().and_then(|i| i.parse().ok()),
+                .map(|p| PortSpec {
+                    host_ip: p.host_ip.map(|i| i.to_string()),
                     host_port: p.host_port,
                     container_port: p.container_port,
                     protocol: p.protocol.clone(),
                 })
-                .collect();
-            let req = AttachRequest {
-                container_id: cfg.id.clone(),
-                name: cfg.name.clone(),
-                hostname: cfg.hostname.clone(),
-                netns: ns,
-                network: name.clone(),
-                aliases: cfg.network_aliases.clone(),
-                ports,
-            };
-            let a = net.attach(&req).map_err(RuntimeError::Network)?;
-            setup.attached_network = true;
-            paths.hosts.clone_from(&a.hosts_file);
-            paths.resolv_conf.clone_from(&a.resolv_conf);
-            containers.update(&cfg.id, |s| {
-                s.network = Some(NetworkState {
-                    ip: a.ip.to_string(),
-                    prefix_len: a.prefix_len,
-                    gateway: a.gateway.to_string(),
-                    mac: a.mac.clone(),
-                    ports: a
-                        .ports
-                        .iter()
-                        .map(|p| PortSpec {
-                            host_ip: p.host_ip.map(|i| i.to_string()),
-                            host_port: p.host_port,
-                            container_port: p.container_port,
-                            protocol: p.protocol.clone(),
-                        })
-                        .collect(),
-                });
-            })?;
-        }
-    }
-    let s = spec::build(cfg, &paths)?;
-    spec::write(&s, &containers.bundle(&cfg.id))
+                .collect(),
+        });
+        s.endpoints = endpoints;
+    })?;
+    Ok(())
 }
 
 /// Undoes `prepare`: network, namespace, root mount. Idempotent.
@@ -193,8 +293,20 @@ pub fn teardown(
     net: &dyn NetworkAttacher,
     network: &str,
 ) -> Result<()> {
-    if matches!(Mode::parse(network), Mode::Network(_)) {
+    // A container disconnected from its last network runs on as `none`
+    // with keel-net's files still mounted.
+    let net_files = containers
+        .state(id)
+        .ok()
+        .and_then(|s| s.hosts_path)
+        .is_some_and(|p| !p.starts_with(containers.dir(id)));
+    if matches!(Mode::parse(network), Mode::Network(_))
+        || (net_files && Mode::parse(network) == Mode::None)
+    {
         net.detach(id).map_err(RuntimeError::Network)?;
+        if containers.dir(id).join("state.json").exists() {
+            containers.update(id, |s| s.endpoints.clear())?;
+        }
     }
     crate::network::remove_netns(&containers.netns_path(id))?;
     rootfs::unmount_if_mounted(&containers.rootfs(id))

@@ -1,8 +1,10 @@
 //! The seam to keel-net: the runtime creates a network namespace per container
 //! (a bind-mounted nsfs file under `<root>/run/netns/<id>`) and asks a
-//! [`NetworkAttacher`] to connect it. `none` (loopback only) and `host` (the
-//! host's stack, no namespace) are handled here.
+//! [`NetworkAttacher`] to connect it (to several networks: eth0, eth1, …).
+//! `none` (loopback only), `host` (the host's stack, no namespace) and
+//! `container:ID` (another container's namespace and etc files) are handled here.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,10 @@ pub struct AttachRequest {
     pub network: String,
     pub aliases: Vec<String>,
     pub ports: Vec<PortMapping>,
+    /// A static address (`--ip`).
+    pub ip: Option<Ipv4Addr>,
+    pub extra_hosts: Vec<keel_net::ExtraHost>,
+    pub dns: keel_net::DnsConfig,
 }
 
 /// What keel-net set up.
@@ -43,13 +49,24 @@ pub struct Attachment {
     /// /etc/hosts keel-net maintains for this container; bind-mounted.
     pub hosts_file: PathBuf,
     pub resolv_conf: PathBuf,
+    /// The network's name, ID and this endpoint's ID.
+    pub network: String,
+    pub network_id: String,
+    pub endpoint_id: String,
+    /// `eth0`, `eth1`, … inside the container.
+    pub ifname: String,
+    pub aliases: Vec<String>,
 }
 
 /// Connects network namespaces to named networks (implemented by keel-net).
 pub trait NetworkAttacher {
+    /// Connects to one more network; the first becomes the primary (eth0,
+    /// default route, published ports).
     fn attach(&self, req: &AttachRequest) -> std::result::Result<Attachment, String>;
-    /// Undoes `attach`; idempotent.
+    /// Undoes every `attach` of the container; idempotent.
     fn detach(&self, container_id: &str) -> std::result::Result<(), String>;
+    /// Disconnects the container from one network only.
+    fn detach_network(&self, container_id: &str, network: &str) -> std::result::Result<(), String>;
 }
 
 /// Used when no network driver is linked in: only `none` and `host` work.
@@ -66,6 +83,11 @@ impl NetworkAttacher for NoNetworks {
     fn detach(&self, _container_id: &str) -> std::result::Result<(), String> {
         Ok(())
     }
+    fn detach_network(&self, _id: &str, network: &str) -> std::result::Result<(), String> {
+        Err(format!(
+            "{network} not found: this keel has no network driver"
+        ))
+    }
 }
 
 /// How a container is networked.
@@ -74,6 +96,8 @@ pub enum Mode {
     None,
     Host,
     Network(String),
+    /// `container:NAME|ID`: another container's network namespace.
+    Container(String),
 }
 
 impl Mode {
@@ -82,9 +106,29 @@ impl Mode {
             "none" => Mode::None,
             "host" => Mode::Host,
             "" | "default" => Mode::Network("bridge".to_string()),
-            n => Mode::Network(n.to_string()),
+            n => match n.strip_prefix("container:") {
+                Some(c) => Mode::Container(c.to_string()),
+                None => Mode::Network(n.to_string()),
+            },
         }
     }
+}
+
+/// The container's `--dns*` settings as keel-net takes them.
+pub fn dns_config(n: &crate::record::NetworkConfig) -> keel_net::DnsConfig {
+    keel_net::DnsConfig {
+        servers: n.dns.clone(),
+        search: n.dns_search.clone(),
+        options: n.dns_options.clone(),
+    }
+}
+
+/// The container's `--add-host` entries, parsed.
+pub fn extra_hosts(n: &crate::record::NetworkConfig) -> Result<Vec<keel_net::ExtraHost>> {
+    n.extra_hosts
+        .iter()
+        .map(|h| keel_net::parse_extra_host(h).map_err(|e| RuntimeError::Network(e.to_string())))
+        .collect()
 }
 
 /// Creates a fresh network namespace with loopback up and pins it at `path`.
@@ -155,27 +199,39 @@ pub fn host_hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Writes /etc/hosts, /etc/hostname and /etc/resolv.conf for a container into `dir`.
-pub fn write_etc_files(dir: &Path, mode: &Mode, hostname: &str) -> Result<()> {
+/// Writes /etc/hosts, /etc/hostname and /etc/resolv.conf for a container into
+/// `dir`, with its `--add-host` entries (`host-gateway` is the host itself,
+/// 127.0.0.1, in host mode) and `--dns*` settings.
+pub fn write_etc_files(
+    dir: &Path,
+    mode: &Mode,
+    hostname: &str,
+    net: &crate::record::NetworkConfig,
+) -> Result<()> {
+    let extra: String = extra_hosts(net)?
+        .into_iter()
+        .fold(String::new(), |mut acc, x| {
+            let ip = if x.ip == keel_net::HOST_GATEWAY {
+                "127.0.0.1".to_string()
+            } else {
+                x.ip
+            };
+            let _ = writeln!(acc, "{ip}\t{}", x.name);
+            acc
+        });
     let hosts = match mode {
-        Mode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        Mode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default() + &extra,
         _ => format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n{extra}127.0.0.1\t{hostname}\n"
         ),
     };
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let dns = dns_config(net);
     // A resolver on the host's loopback is unreachable from a namespace; Docker drops it.
-    let resolv: String = if matches!(mode, Mode::Host) {
+    let resolv: String = if matches!(mode, Mode::Host) && dns == keel_net::DnsConfig::default() {
         resolv
     } else {
-        resolv
-            .lines()
-            .filter(|l| !(l.starts_with("nameserver 127.") || l.starts_with("nameserver ::1")))
-            .fold(String::new(), |mut acc, l| {
-                acc.push_str(l);
-                acc.push('\n');
-                acc
-            })
+        keel_net::render_resolv_conf_with(&resolv, &dns)
     };
     for (name, content) in [
         ("hosts", hosts),

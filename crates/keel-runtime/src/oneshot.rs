@@ -141,6 +141,7 @@ pub fn start(
         interactive: false,
         tty: false,
         extra: crate::record::ExtraConfig::default(),
+        networking: crate::record::NetworkConfig::default(),
     };
     containers.create(&mut cfg)?;
     let mut running = Running {

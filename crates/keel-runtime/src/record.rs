@@ -266,6 +266,36 @@ pub struct ContainerConfig {
     pub tty: bool,
     #[serde(default)]
     pub extra: ExtraConfig,
+    /// Further networks, static address, extra hosts, DNS (absent in older records).
+    #[serde(default)]
+    pub networking: NetworkConfig,
+}
+
+/// A network a container joins besides its primary one (`network connect`,
+/// compose services on several networks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointConfig {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// A static IPv4 address (`--ip`).
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+/// The networking options beyond the primary network's name and aliases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkConfig {
+    /// A static IPv4 address on the primary network (`--ip`).
+    pub ip: Option<String>,
+    /// Networks joined after the primary, in order (`eth1`, `eth2`, …).
+    pub extra_networks: Vec<EndpointConfig>,
+    /// `--add-host NAME:IP` entries.
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
 }
 
 /// Docker's container states.
@@ -321,6 +351,21 @@ pub struct NetworkState {
     pub ports: Vec<PortSpec>,
 }
 
+/// One network a running container is connected to, as `inspect` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointState {
+    pub network: String,
+    pub network_id: String,
+    pub endpoint_id: String,
+    /// `eth0`, `eth1`, … inside the container.
+    pub ifname: String,
+    pub aliases: Vec<String>,
+    pub ip: String,
+    pub prefix_len: u8,
+    pub gateway: String,
+    pub mac: String,
+}
+
 /// The live state, kept by the monitor (and stop/kill requests by the CLI).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ContainerState {
@@ -336,7 +381,17 @@ pub struct ContainerState {
     /// Set by `keel stop`/`kill` so restart policies leave the container alone.
     pub user_stopped: bool,
     pub health: Option<HealthState>,
+    /// The primary network (ports are published through it).
     pub network: Option<NetworkState>,
+    /// Every network the running container is connected to, primary first.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointState>,
+    /// The files bind-mounted over /etc/hosts and /etc/resolv.conf (a
+    /// `container:` network mode shares them).
+    #[serde(default)]
+    pub hosts_path: Option<PathBuf>,
+    #[serde(default)]
+    pub resolv_conf_path: Option<PathBuf>,
 }
 
 /// All containers under `<root>/containers`.
@@ -476,6 +531,21 @@ impl Containers {
         f(&mut st);
         self.write_state(id, &st)?;
         Ok(st)
+    }
+
+    /// Changes the config under the container's lock (`network connect` and
+    /// `disconnect` are the only changes after create); durable like create.
+    pub fn update_config(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerConfig),
+    ) -> Result<ContainerConfig> {
+        let _l = self.lock(id)?;
+        let mut cfg = self.config(id)?;
+        f(&mut cfg);
+        let bytes = serde_json::to_vec_pretty(&cfg).expect("config serializes");
+        write_atomic(&self.dir(id).join("config.json"), &bytes)?;
+        Ok(cfg)
     }
 
     pub fn write_state(&self, id: &str, st: &ContainerState) -> Result<()> {

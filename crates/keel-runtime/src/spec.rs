@@ -483,6 +483,7 @@ mod spec_tests {
             interactive: false,
             tty: false,
             extra: crate::record::ExtraConfig::default(),
+            networking: crate::record::NetworkConfig::default(),
         }
     }
 

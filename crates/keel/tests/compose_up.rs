@@ -1161,3 +1161,110 @@ fn run_takes_stdin_entrypoint_env_and_no_deps() {
     run(&["app", "true"], "");
     assert_eq!(p.ps().len(), 2);
 }
+
+/// A /24 other tests on this host are unlikely to use at the same time.
+fn scratch_subnet() -> String {
+    let n = std::process::id();
+    format!("10.{}.{}.0/24", 150 + n % 100, 250 - (n / 100) % 50)
+}
+
+#[test]
+fn services_on_several_networks_see_only_their_peers() {
+    let subnet = scratch_subnet();
+    let prefix = subnet.trim_end_matches("0/24").to_string();
+    let app_ip = format!("{prefix}40");
+    let mut p = Project::new("multi-network")
+        .var("BACKEND_SUBNET", &subnet)
+        .var("APP_IP", &app_ip);
+    p.ok(&["up", "-d"]);
+    let get =
+        |p: &Project, from: &str, url: &str| p.compose(&["exec", "-T", from, "wget", "-qO-", url]);
+    let body = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // The proxy is on both networks and reaches both sides by name and alias.
+    assert_eq!(
+        body(get(&p, "proxy", "http://app:8080/index.html")),
+        "app\n"
+    );
+    assert_eq!(
+        body(get(&p, "proxy", "http://app.internal:8080/index.html")),
+        "app\n"
+    );
+    assert_eq!(
+        body(get(&p, "proxy", "http://web:8080/index.html")),
+        "web\n"
+    );
+    // web is only on frontend: app neither resolves nor answers there.
+    // (No name lookup of app from web: a miss in /etc/hosts would ask the DNS server.)
+    let url = format!("http://{app_ip}:8080/index.html");
+    let o = p.compose(&["exec", "-T", "web", "timeout", "3", "wget", "-qO-", &url]);
+    assert!(!o.status.success());
+    assert!(!p.exec("web", &["cat", "/etc/hosts"]).contains("app"));
+    // app sees the proxy under its backend alias, at its static address.
+    assert!(p.exec("app", &["cat", "/etc/hosts"]).contains("gateway"));
+    let app = p.k.ok(&["inspect", &format!("{}-app-1", p.name)]);
+    let app: serde_json::Value = serde_json::from_str(&app).unwrap();
+    let backend = format!("{}_backend", p.name);
+    assert_eq!(
+        app[0]["NetworkSettings"]["Networks"][&backend]["IPAddress"],
+        app_ip.as_str()
+    );
+    // frontend has the higher priority: it is the proxy's eth0 and default route.
+    let proxy = p.k.ok(&["inspect", &format!("{}-proxy-1", p.name)]);
+    let proxy: serde_json::Value = serde_json::from_str(&proxy).unwrap();
+    let nets = &proxy[0]["NetworkSettings"]["Networks"];
+    let frontend = format!("{}_frontend", p.name);
+    assert_eq!(nets[&frontend]["InterfaceName"], "eth0", "{nets}");
+    assert_eq!(nets[&backend]["InterfaceName"], "eth1", "{nets}");
+    let gw = nets[&frontend]["Gateway"].as_str().unwrap();
+    assert!(
+        p.exec("proxy", &["ip", "route"])
+            .contains(&format!("default via {gw} dev eth0"))
+    );
+    // extra_hosts and dns settings.
+    assert!(
+        p.exec("proxy", &["cat", "/etc/hosts"])
+            .contains("10.1.2.3\textra.test\n")
+    );
+    assert_eq!(
+        p.exec("proxy", &["cat", "/etc/resolv.conf"]),
+        "nameserver 10.0.0.53\nsearch svc.test\noptions ndots:1\n"
+    );
+    // The sidecar lives in web's network namespace.
+    assert_eq!(
+        body(get(&p, "sidecar", "http://127.0.0.1:8080/index.html")),
+        "web\n"
+    );
+    // A change to the proxy's dns options recreates the proxy only.
+    let before = p.ids();
+    p.set("NDOTS", "3");
+    p.ok(&["up", "-d"]);
+    let after = p.ids();
+    for (name, id) in &before {
+        if name.ends_with("-proxy-1") {
+            assert_ne!(after[name], *id, "{name} was not recreated");
+        } else {
+            assert_eq!(after[name], *id, "{name} was recreated");
+        }
+    }
+    assert!(
+        p.exec("proxy", &["cat", "/etc/resolv.conf"])
+            .contains("options ndots:3\n")
+    );
+    // Recreating web takes the sidecar along (its namespace went with web),
+    // and nothing else.
+    let before = p.ids();
+    p.set("WEB_VERSION", "2");
+    p.ok(&["up", "-d"]);
+    let after = p.ids();
+    for (name, id) in &before {
+        let recreated = name.ends_with("-web-1") || name.ends_with("-sidecar-1");
+        assert_eq!(after[name] != *id, recreated, "{name}");
+    }
+    assert_eq!(
+        body(get(&p, "sidecar", "http://127.0.0.1:8080/index.html")),
+        "web\n"
+    );
+}

@@ -1078,6 +1078,7 @@ fn bridge_networks_resolve_names_and_publish_ports() {
     let bridges = vec![bridge_of(&e, "appnet"), bridge_of(&e, "bridge")];
     let links = links_of(&bridges);
     assert_eq!(links.len(), 4, "two bridges, two veths: {links:?}");
+    let ids = e.all_ids();
     e.k.ok(&["rm", "-f", "web", "web3"]);
     e.k.ok(&["network", "rm", "appnet"]);
     // prune gives back the idle default bridge.
@@ -1094,7 +1095,13 @@ fn bridge_networks_resolve_names_and_publish_ports() {
         .output()
         .unwrap();
     let rules = String::from_utf8_lossy(&rules.stdout);
-    assert!(!rules.contains("keel:"), "container rules left: {rules}");
+    // Only this test's containers: other keel roots on the host may publish meanwhile.
+    for id in &ids {
+        assert!(
+            !rules.contains(&format!("keel:{id}")),
+            "container rules left: {rules}"
+        );
+    }
 }
 
 /// Puts a no-op read limit on the disk holding `on` into the container's
@@ -1235,4 +1242,278 @@ fn cp_never_follows_container_symlinks_out_of_the_root() {
             });
         }
     }
+}
+
+/// A /24 for a `--subnet` network that other tests on this host are unlikely
+/// to pick at the same time (keel checks its own networks, not the host's
+/// routes, for a user-given subnet).
+fn scratch_subnet() -> String {
+    let n = std::process::id();
+    format!("10.{}.{}.0/24", 150 + n % 100, (n / 100) % 250)
+}
+
+/// One container on two networks (eth0 + eth1), connect before start and
+/// while running, disconnect, static addresses with Docker's errors,
+/// --add-host and --dns* in the etc files, `--network container:`, and no
+/// veth, rule or lease left after rm.
+#[test]
+fn multi_network_containers_connect_disconnect_and_cleanup() {
+    let e = Env::new();
+    let subnet = scratch_subnet();
+    let prefix = subnet.trim_end_matches("0/24");
+    let static_ip = format!("{prefix}50");
+    let www = tempfile::tempdir().unwrap();
+    for name in ["app", "web"] {
+        let d = www.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("index.html"), format!("{name}\n")).unwrap();
+    }
+    e.k.ok(&["network", "create", "front"]);
+    e.k.ok(&["network", "create", "--subnet", &subnet, "back"]);
+    let httpd = |name: &str, net: &str, extra: &[&str]| {
+        let vol = format!("{}:/www:ro", www.path().join(name).display());
+        let mut a = vec!["run", "-d", "--name", name, "--network", net, "-v", &vol];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]);
+        e.k.ok(&a);
+    };
+    httpd("app", "back", &["--ip", &static_ip]);
+    httpd("web", "front", &[]);
+    assert_eq!(
+        e.inspect("app")["NetworkSettings"]["Networks"]["back"]["IPAddress"],
+        static_ip.as_str()
+    );
+    // Docker's static address rules.
+    let err = e.k.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "--ip",
+        &static_ip,
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        err.contains(&format!("address {static_ip} is already in use")),
+        "{err}"
+    );
+    let err = e.k.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "--ip",
+        "172.31.9.9",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        err.contains("user specified IP address is supported only when connecting to networks with user configured subnets"),
+        "{err}"
+    );
+    let err =
+        e.k.fails(&["run", "--rm", "--ip", "172.31.9.9", "busybox", "true"]);
+    assert!(
+        err.contains("supported on user defined networks only"),
+        "{err}"
+    );
+    // Connected before its first start: joins both networks when started.
+    e.k.ok(&[
+        "create",
+        "--name",
+        "proxy",
+        "--network",
+        "front",
+        "--add-host",
+        "extra.test:10.1.2.3",
+        "--add-host",
+        "gw.test:host-gateway",
+        "--dns",
+        "10.0.0.53",
+        "--dns-search",
+        "svc.test",
+        "--dns-option",
+        "ndots:2",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    e.k.ok(&["network", "connect", "--alias", "gateway", "back", "proxy"]);
+    e.k.ok(&["start", "proxy"]);
+    let get = |from: &str, host: &str| {
+        e.run(&[
+            "exec",
+            from,
+            "wget",
+            "-qO-",
+            &format!("http://{host}:8080/"),
+        ])
+    };
+    assert_eq!(get("proxy", "app").1, "app\n");
+    assert_eq!(get("proxy", "web").1, "web\n");
+    // web is not on back: it can neither resolve nor reach app (no lookup
+    // by DNS here: that would leave the host).
+    let unreachable = |from: &str, ip: &str| {
+        let url = format!("http://{ip}:8080/");
+        e.run(&["exec", from, "timeout", "3", "wget", "-qO-", &url])
+            .0
+            != 0
+    };
+    assert!(unreachable("web", &static_ip));
+    let hosts = e.k.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("app"), "{hosts}");
+    // app sees the proxy under its back-network alias.
+    let hosts = e.k.ok(&["exec", "app", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("proxy gateway"), "{hosts}");
+    let net = &e.inspect("proxy")["NetworkSettings"]["Networks"];
+    let front_gw = net["front"]["Gateway"].as_str().unwrap().to_string();
+    assert_eq!(net["front"]["InterfaceName"], "eth0", "{net}");
+    assert_eq!(net["back"]["InterfaceName"], "eth1", "{net}");
+    assert_eq!(
+        net["back"]["Aliases"],
+        serde_json::json!(["gateway"]),
+        "{net}"
+    );
+    assert!(
+        net["back"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .starts_with(prefix),
+        "{net}"
+    );
+    // The default route goes through the first network.
+    let routes = e.k.ok(&["exec", "proxy", "ip", "route"]);
+    assert!(
+        routes.contains(&format!("default via {front_gw} dev eth0")),
+        "{routes}"
+    );
+    assert!(
+        !routes.contains("default via") || routes.matches("default").count() == 1,
+        "{routes}"
+    );
+    let hosts = e.k.ok(&["exec", "proxy", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("10.1.2.3\textra.test\n"), "{hosts}");
+    assert!(hosts.contains(&format!("{front_gw}\tgw.test\n")), "{hosts}");
+    let resolv = e.k.ok(&["exec", "proxy", "cat", "/etc/resolv.conf"]);
+    assert_eq!(
+        resolv,
+        "nameserver 10.0.0.53\nsearch svc.test\noptions ndots:2\n"
+    );
+    // Disconnect while running: app is gone from the proxy's view and reach.
+    e.k.ok(&["network", "disconnect", "back", "proxy"]);
+    assert!(unreachable("proxy", &static_ip));
+    let hosts = e.k.ok(&["exec", "proxy", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("app") && hosts.contains("web"), "{hosts}");
+    assert!(
+        e.inspect("proxy")["NetworkSettings"]["Networks"]
+            .get("back")
+            .is_none()
+    );
+    let err = e.k.fails(&["network", "disconnect", "back", "proxy"]);
+    assert!(err.contains("is not connected to network back"), "{err}");
+    // Connect while running, with a static address.
+    let ip2 = format!("{prefix}77");
+    e.k.ok(&["network", "connect", "--ip", &ip2, "back", "proxy"]);
+    assert_eq!(get("proxy", "app").1, "app\n");
+    assert_eq!(
+        e.inspect("proxy")["NetworkSettings"]["Networks"]["back"]["IPAddress"],
+        ip2.as_str()
+    );
+    let err = e.k.fails(&["network", "connect", "back", "proxy"]);
+    assert!(err.contains("already exists in network back"), "{err}");
+    let err = e.k.fails(&["network", "connect", "nosuchnet", "proxy"]);
+    assert!(err.contains("nosuchnet"), "{err}");
+    // --network container:web shares web's namespace and etc files.
+    let err = e.k.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "-p",
+        "8081:80",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        err.contains("conflicting options: port publishing and the container type network mode"),
+        "{err}"
+    );
+    let err = e.k.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "--hostname",
+        "x",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        err.contains("conflicting options: hostname and the network mode"),
+        "{err}"
+    );
+    let side = e.k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://127.0.0.1:8080/",
+    ]);
+    assert_eq!(side, "web\n");
+    let h = e.k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "hostname",
+    ]);
+    assert_eq!(h, e.k.ok(&["exec", "web", "hostname"]));
+    e.k.ok(&[
+        "create",
+        "--name",
+        "follower",
+        "--network",
+        "container:app",
+        "busybox",
+        "true",
+    ]);
+    e.k.ok(&["stop", "app"]);
+    let err = e.k.fails(&["start", "follower"]);
+    assert!(
+        err.contains("cannot join network of a non running container"),
+        "{err}"
+    );
+    // Nothing is left: no veth on either bridge, no rule, no lease.
+    let bridges = vec![bridge_of(&e, "front"), bridge_of(&e, "back")];
+    let ids = e.all_ids();
+    e.k.ok(&["rm", "-f", "proxy", "web", "app", "follower"]);
+    for id in &ids {
+        e.assert_nothing_left(id);
+    }
+    let links = links_of(&bridges);
+    assert_eq!(links.len(), 2, "only the two bridges: {links:?}");
+    for n in ["front", "back"] {
+        let info = e.json(&["network", "inspect", n]);
+        assert_eq!(info[0]["Containers"], serde_json::json!({}), "{info}");
+    }
+    assert_eq!(
+        std::fs::read_dir(e.root().join("net/containers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let rules = std::process::Command::new("iptables-save")
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    for id in &ids {
+        assert!(!rules.contains(&format!("keel:{id}")), "rule of {id} left");
+    }
+    e.k.ok(&["network", "rm", "front", "back"]);
+    assert!(links_of(&bridges).is_empty());
 }

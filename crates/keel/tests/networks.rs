@@ -14,7 +14,10 @@ struct NetNs(String);
 
 impl NetNs {
     fn new(tag: &str) -> NetNs {
-        let name = format!("kc{}-{tag}", std::process::id());
+        // Tests of this file run side by side: one namespace each.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("kc{}-{tag}{n}", std::process::id());
         let st = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -277,4 +280,118 @@ fn network_commands() {
     assert_eq!(keel.ok(&["network", "prune", "-f"]), "");
     assert_eq!(keel.leftovers(), "");
     assert_eq!(keel.ok(&["network", "ls", "-q"]).lines().count(), 3);
+}
+
+/// `network connect`/`disconnect` on containers that are not running change
+/// only the container's record (they join at their next start), with
+/// Docker's refusals; nothing touches the kernel here.
+#[test]
+fn connect_and_disconnect_created_containers() {
+    let keel = Keel::new();
+    keel.ok(&["image", "seed-busybox"]);
+    keel.ok(&["network", "create", "one"]);
+    keel.ok(&["network", "create", "--subnet", "10.78.0.0/24", "two"]);
+    keel.ok(&[
+        "create",
+        "--name",
+        "c",
+        "--network",
+        "one",
+        "busybox",
+        "true",
+    ]);
+    keel.ok(&[
+        "create",
+        "--name",
+        "hostc",
+        "--network",
+        "host",
+        "busybox",
+        "true",
+    ]);
+    let networks = |name: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&keel.ok(&["inspect", name])).unwrap();
+        v[0]["NetworkSettings"]["Networks"].clone()
+    };
+    keel.ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "db",
+        "--ip",
+        "10.78.0.9",
+        "two",
+        "c",
+    ]);
+    let n = networks("c");
+    assert_eq!(n["two"]["Aliases"], serde_json::json!(["db"]), "{n}");
+    assert_eq!(n["two"]["IPAMConfig"]["IPv4Address"], "10.78.0.9", "{n}");
+    // Not running: no address yet.
+    assert_eq!(n["one"]["IPAddress"], "", "{n}");
+    let e = keel.fails(&["network", "connect", "two", "c"]);
+    assert!(
+        e.contains("endpoint with name c already exists in network two"),
+        "{e}"
+    );
+    let e = keel.fails(&["network", "connect", "nosuch", "c"]);
+    assert!(e.contains("network nosuch not found"), "{e}");
+    let e = keel.fails(&["network", "connect", "two", "nosuch"]);
+    assert!(e.contains("nosuch"), "{e}");
+    let e = keel.fails(&["network", "connect", "one", "hostc"]);
+    assert!(
+        e.contains("cannot be connected to any other network"),
+        "{e}"
+    );
+    let e = keel.fails(&["network", "connect", "host", "c"]);
+    assert!(
+        e.contains("cannot be connected to any other network"),
+        "{e}"
+    );
+    // Disconnecting the primary makes the next network the primary.
+    keel.ok(&["network", "disconnect", "one", "c"]);
+    let n = networks("c");
+    assert!(n.get("one").is_none() && n.get("two").is_some(), "{n}");
+    let v: serde_json::Value = serde_json::from_str(&keel.ok(&["inspect", "c"])).unwrap();
+    assert_eq!(v[0]["HostConfig"]["NetworkMode"], "two");
+    let e = keel.fails(&["network", "disconnect", "one", "c"]);
+    assert!(
+        e.contains("container c is not connected to network one"),
+        "{e}"
+    );
+    // Bad option values are refused at create, nothing created.
+    let before = keel.ok(&["ps", "-a", "-q"]);
+    for bad in [
+        &["--add-host", "nocolon"][..],
+        &["--dns", "not-an-ip"],
+        &["--network", "two", "--ip", "300.1.1.1"],
+        &["--network", "none", "--ip", "10.78.0.5"],
+        &["--network", "container:nosuch"],
+    ] {
+        let mut a = vec!["create"];
+        a.extend_from_slice(bad);
+        a.extend_from_slice(&["busybox", "true"]);
+        keel.fails(&a);
+    }
+    assert_eq!(keel.ok(&["ps", "-a", "-q"]), before);
+    // Docker's long --network form, several networks with their own options.
+    keel.ok(&[
+        "create",
+        "--name",
+        "d",
+        "--network",
+        "one",
+        "--network",
+        "name=two,alias=x,alias=y,ip=10.78.0.20",
+        "busybox",
+        "true",
+    ]);
+    let n = networks("d");
+    assert_eq!(n["two"]["Aliases"], serde_json::json!(["x", "y"]), "{n}");
+    assert_eq!(n["two"]["IPAMConfig"]["IPv4Address"], "10.78.0.20", "{n}");
+    assert!(n.get("one").is_some(), "{n}");
+    let e = keel.fails(&["create", "--network", "name=two,mtu=1", "busybox", "true"]);
+    assert!(e.contains("unknown field \"mtu\""), "{e}");
+    keel.ok(&["rm", "c", "d", "hostc"]);
+    keel.ok(&["network", "rm", "one", "two"]);
+    assert_eq!(keel.leftovers(), "");
 }

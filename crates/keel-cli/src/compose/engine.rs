@@ -248,6 +248,22 @@ pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
         labels: spec.labels.clone(),
         network: spec.network.clone(),
         network_aliases: spec.aliases.clone(),
+        networking: keel_runtime::NetworkConfig {
+            ip: spec.ipv4_address.clone(),
+            extra_networks: spec
+                .extra_networks
+                .iter()
+                .map(|n| keel_runtime::EndpointConfig {
+                    network: n.name.clone(),
+                    aliases: n.aliases.clone(),
+                    ip: n.ipv4_address.clone(),
+                })
+                .collect(),
+            extra_hosts: spec.extra_hosts.clone(),
+            dns: spec.dns.clone(),
+            dns_search: spec.dns_search.clone(),
+            dns_options: spec.dns_opt.clone(),
+        },
         ports: spec
             .ports
             .iter()
@@ -364,9 +380,14 @@ impl Engine for KeelEngine {
         }
     }
 
-    fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
+    fn create_network(
+        &self,
+        name: &str,
+        subnet: Option<&str>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
         let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
-        nets.create(name, None)
+        nets.create(name, subnet)
             .map(|_| ())
             .map_err(|e| e.to_string())?;
         let dir = self.network_labels_dir();

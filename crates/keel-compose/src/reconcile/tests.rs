@@ -87,9 +87,13 @@ impl Engine for Fake {
     fn create_network(
         &self,
         name: &str,
+        subnet: Option<&str>,
         labels: &BTreeMap<String, String>,
     ) -> std::result::Result<(), String> {
-        self.log(format!("network create {name}"));
+        self.log(match subnet {
+            Some(s) => format!("network create {name} {s}"),
+            None => format!("network create {name}"),
+        });
         self.network_labels
             .borrow_mut()
             .insert(name.into(), labels.clone());
@@ -961,4 +965,59 @@ fn durations_parse_like_go() {
     assert_eq!(parse_duration_ms("x"), None);
     assert_eq!(parse_duration_ms(""), None);
     assert_eq!(parse_duration_ms("5 parsecs"), None);
+}
+
+#[test]
+fn services_join_all_networks_in_priority_order() {
+    let p = project(
+        "services:\n  proxy:\n    image: a\n    networks:\n      back: {aliases: [gw], ipv4_address: 10.5.0.9}\n      front: {priority: 10}\n      mid: {}\n    extra_hosts: ['x.test:10.1.1.1']\n    dns: 10.0.0.53\n    dns_search: s.test\n    dns_opt: [ndots:2]\n  side:\n    image: a\n    network_mode: service:proxy\n  c:\n    image: a\n    network_mode: container:other\nnetworks:\n  back: {ipam: {config: [{subnet: 10.5.0.0/24}]}}\n  front: {}\n  mid: {}\n",
+    );
+    let s = p
+        .container_spec(&Fake::default(), "proxy", 1, None)
+        .unwrap();
+    assert_eq!(s.network, "p_front");
+    assert_eq!(s.aliases, ["proxy"]);
+    let extra: Vec<(&str, &[String], Option<&str>)> = s
+        .extra_networks
+        .iter()
+        .map(|n| (n.name.as_str(), &n.aliases[..], n.ipv4_address.as_deref()))
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            (
+                "p_back",
+                &["proxy".to_string(), "gw".to_string()][..],
+                Some("10.5.0.9")
+            ),
+            ("p_mid", &["proxy".to_string()][..], None),
+        ]
+    );
+    assert_eq!(s.extra_hosts, ["x.test=10.1.1.1"]);
+    assert_eq!(
+        (s.dns, s.dns_search, s.dns_opt),
+        (
+            vec!["10.0.0.53".to_string()],
+            vec!["s.test".to_string()],
+            vec!["ndots:2".to_string()]
+        )
+    );
+    let side = p.container_spec(&Fake::default(), "side", 1, None).unwrap();
+    assert_eq!(side.network, "container:p-proxy-1");
+    assert!(side.extra_networks.is_empty());
+    let c = p.container_spec(&Fake::default(), "c", 1, None).unwrap();
+    assert_eq!(c.network, "container:other");
+    // The followed service comes first; every network is created, with its subnet.
+    let order = p.order(&["side".to_string()]).unwrap();
+    assert_eq!(order, ["proxy", "side"]);
+    let e = Fake::default();
+    up(&p, &e, &UpOptions::default()).0.unwrap();
+    let log = e.take();
+    for n in [
+        "network create p_back 10.5.0.0/24",
+        "network create p_front",
+        "network create p_mid",
+    ] {
+        assert!(log.iter().any(|l| l == n), "{n}: {log:?}");
+    }
 }
