@@ -555,16 +555,28 @@ pub fn spawn_monitor_sized(
             source,
         }
     })?;
+    // The monitor is its own process group (so Ctrl-C at the terminal does
+    // not reach it), which makes it a background job of the client's
+    // terminal: reading that terminal would stop it with SIGTTIN. So the
+    // client reads its stdin and relays it through a pipe, as docker's
+    // client relays it to the daemon.
+    let (stdin, relay) = if stdin_inherit {
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
+            RuntimeError::Spawn {
+                what: "the stdin pipe".to_string(),
+                source: e.into(),
+            }
+        })?;
+        (StdStdio::from(r), Some(w))
+    } else {
+        (StdStdio::null(), None)
+    };
     let mut c = Command::new(exe);
     c.arg("--root")
         .arg(root)
         .arg("__monitor")
         .arg(id)
-        .stdin(if stdin_inherit {
-            StdStdio::inherit()
-        } else {
-            StdStdio::null()
-        })
+        .stdin(stdin)
         .stdout(StdStdio::piped())
         .stderr(StdStdio::from(log))
         // Ctrl-C at the terminal must not reach the monitor.
@@ -572,10 +584,21 @@ pub fn spawn_monitor_sized(
     if let Some(w) = size {
         c.env(crate::monitor::TTY_SIZE_ENV, w.to_string());
     }
-    c.spawn().map_err(|source| RuntimeError::Spawn {
+    let child = c.spawn().map_err(|source| RuntimeError::Spawn {
         what: "the container monitor".to_string(),
         source,
-    })
+    })?;
+    drop(c);
+    if let Some(w) = relay {
+        // Ends at the client's EOF (the container's stdin closes, as with
+        // `docker run -i`) or when the monitor is gone (EPIPE); the thread
+        // does not keep the client alive.
+        std::thread::spawn(move || {
+            let mut w = std::fs::File::from(w);
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut w);
+        });
+    }
+    Ok(child)
 }
 
 /// Waits for the monitor to report the start; returns the init pid.

@@ -363,8 +363,9 @@ fn probe(rt: &dyn OciRuntime, id: &str, hc: &crate::record::HealthConfig) -> (i3
 
 /// Runs the container until it is done; returns the final exit code.
 pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
-    // Our own session: the terminal's signals and the starting command's exit do not reach us.
-    let _ = rustix::process::setsid();
+    // Our own process group (set at spawn) keeps the terminal's signals away;
+    // setsid would be refused to a group leader. So the client's terminal may
+    // still be ours: we never read it (a client relays stdin through a pipe).
     // Reparented container processes (runc's init once runc exits) become our children.
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     let mut attached = Attached(Some(File::from(

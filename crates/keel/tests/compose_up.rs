@@ -1151,12 +1151,9 @@ fn run_takes_stdin_entrypoint_env_and_no_deps() {
         ),
         "1 sh\n"
     );
-    // On a terminal the command gets a TTY, unless -T. (Without stdin:
-    // `keel run -it` waits for input after the container exits, see README.)
-    assert!(on_a_terminal(&p, "run --rm -i=false app tty").contains("/dev/pts/"));
-    assert!(
-        on_a_terminal(&p, "run --rm -i=false -T app sh -c 'tty || true'").contains("not a tty")
-    );
+    // On a terminal the command gets a TTY (stdin attached too), unless -T.
+    assert!(on_a_terminal(&p, "run --rm app tty").contains("/dev/pts/"));
+    assert!(on_a_terminal(&p, "run --rm -T app sh -c 'tty || true'").contains("not a tty"));
     // Without --rm the one-off container stays (and `down` removes it).
     run(&["app", "true"], "");
     assert_eq!(p.ps().len(), 2);

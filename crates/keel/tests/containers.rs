@@ -204,6 +204,36 @@ macro_rules! conformance {
                 // container: set before `run`'s process starts; for exec, as
                 // with docker, just after (hence the pause).
                 let keel = env!("CARGO_BIN_EXE_keel");
+                // Typed on a real terminal, input reaches an -it shell (the
+                // monitor, a background job of that terminal, must not read
+                // it itself: SIGTTIN would stop it and hang the client).
+                let cmd = format!("{keel} run --rm --network none --runtime {RT} -it busybox sh");
+                let mut child = std::process::Command::new("script")
+                    .args(["-qefc", &cmd, "/dev/null"])
+                    .env("KEEL_ROOT", e.root())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let mut typed = child.stdin.take().unwrap();
+                typed.write_all(b"echo typed-$((1+2))\nexit 3\n").unwrap();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                let status = loop {
+                    if let Some(s) = child.try_wait().unwrap() {
+                        break Some(s);
+                    }
+                    if std::time::Instant::now() > deadline {
+                        let _ = child.kill();
+                        break None;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                };
+                drop(typed);
+                let o = child.wait_with_output().unwrap();
+                let out = String::from_utf8_lossy(&o.stdout);
+                assert_eq!(status.and_then(|s| s.code()), Some(3), "{out:?}");
+                assert!(out.contains("typed-3"), "{out:?}");
                 for cmd in [
                     format!("stty rows 33 cols 77; {keel} run --rm --network none --runtime {RT} -t busybox stty size"),
                     format!("stty rows 33 cols 77; {keel} exec -t t sh -c 'sleep 0.5; stty size'"),
