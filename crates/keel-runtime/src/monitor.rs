@@ -116,6 +116,7 @@ struct Setup {
 fn prepare(
     containers: &Containers,
     cfg: &ContainerConfig,
+    rt: &dyn OciRuntime,
     net: &dyn NetworkAttacher,
     setup: &mut Setup,
 ) -> Result<()> {
@@ -183,7 +184,7 @@ fn prepare(
         }
     }
     let s = spec::build(cfg, &paths)?;
-    spec::write(&s, &containers.bundle(&cfg.id))
+    rt.write_bundle(s, &containers.bundle(&cfg.id))
 }
 
 /// Undoes `prepare`: network, namespace, root mount. Idempotent.
@@ -277,7 +278,7 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
         netns: None,
         attached_network: false,
     };
-    if let Err(e) = prepare(&containers, &cfg, net, &mut setup) {
+    if let Err(e) = prepare(&containers, &cfg, rt.as_ref(), net, &mut setup) {
         let msg = e.to_string();
         let full = crate::error_chain(&e);
         let _ = containers.update(id, |s| {
