@@ -5,7 +5,11 @@
 #   podman run --rm --network none busybox true (podman with runc, cgroupfs)
 #   runc run on an equivalent bundle            (the floor: no image, no bookkeeping)
 # and, when keel has a bridge network driver, the same with the default bridge.
-# Prints keel/podman and keel/runc ratios.
+# Prints keel/podman and keel/runc ratios, the machine's load, and two kernel
+# floors every runtime pays: new namespaces (`unshare`), and the first
+# cgroup migration after an idle spell (a cgroup.procs write waits for an RCU
+# grace period unless cgroupfs has favordynmods; see
+# crates/keel-runtime/src/cgroups.rs).
 # Usage: scripts/bench-containers.sh [RUNS]   (default 30)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +65,7 @@ RUNC="runc --root $WORK/runc-state run --bundle $WORK/bundle bench"
 $PODMAN run --rm --network none busybox true
 $RUNC
 
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 hyperfine --runs "$RUNS" --warmup 3 -N --export-json "$WORK/none.json" \
   -n "keel (libcontainer)" "$KEEL run --rm --network none busybox true" \
   -n "keel --runtime runc" "$KEEL run --rm --network none --runtime runc busybox true" \
@@ -77,6 +82,45 @@ else
   echo "keel has no bridge network driver in this build: bridge comparison skipped" >&2
 fi
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+# The kernel floors, measured the same way each time: medians of 7.
+hyperfine --runs 20 --warmup 3 -N --export-json "$WORK/unshare.json" \
+  -n "unshare" "unshare --fork --pid --mount --net --uts --ipc true" >&2
+python3 - "$WORK/unshare.json" > "$WORK/floors.txt" <<'PY'
+import json, os, statistics, sys, time
+ns = json.load(open(sys.argv[1]))["results"][0]["median"]
+# This process's own cgroup.procs in the first cgroup hierarchy found; moving
+# into the cgroup it is already in is a no-op migration that still takes the
+# kernel's cgroup_threadgroup_rwsem for writing.
+procs = None
+mounts = [l.split(" - ") for l in open("/proc/self/mountinfo").read().splitlines()]
+for l in open("/proc/self/cgroup").read().splitlines():
+    _, ctrls, path = l.split(":", 2)
+    for left, right in mounts:
+        f, r = left.split(), right.split()
+        ok = (r[0] == "cgroup2" and not ctrls) or (
+            r[0] == "cgroup" and ctrls and set(ctrls.split(",")) <= set(r[2].split(",")))
+        if ok and f[3] == "/":
+            procs = f[4] + path.rstrip("/") + "/cgroup.procs"
+            break
+    if procs:
+        break
+def move():
+    t = time.perf_counter()
+    with open(procs, "w") as fh:
+        fh.write(str(os.getpid()))
+    return time.perf_counter() - t
+cold, warm = [], []
+for _ in range(7):
+    time.sleep(0.3)  # idle: the lock falls back to its reader-friendly mode
+    cold.append(move())
+    warm.append(move())
+print(f"Kernel floors: new pid/mount/net/uts/ipc namespaces (unshare) {ns*1000:.1f} ms; "
+      f"first cgroup migration after idle {statistics.median(cold)*1000:.1f} ms, "
+      f"the next one {statistics.median(warm)*1000:.2f} ms ({procs}).")
+PY
+
 python3 - "$WORK/none.json" "$BRIDGE" <<'PY'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
@@ -89,3 +133,4 @@ if sys.argv[2]:
     b = {x["command"]: x["median"] for x in json.load(open(sys.argv[2]))["results"]}
     print(f"| keel bridge | {b['keel bridge']*1000:.1f} | {b['keel bridge']/b['podman bridge']:.3f}x (vs podman bridge {b['podman bridge']*1000:.1f} ms) | |")
 PY
+cat "$WORK/floors.txt"

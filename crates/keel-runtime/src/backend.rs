@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
 
 use crate::error::{Result, RuntimeError};
 use crate::tty::{ConsoleSocket, WinSize};
@@ -171,6 +172,11 @@ pub trait OciRuntime {
     ) -> Result<(i32, Option<OwnedFd>)>;
     /// Removes the runtime's state and cgroups of a stopped container; idempotent.
     fn delete(&self, id: &str) -> Result<()>;
+    /// Writes `spec` into `bundle` in the form this runtime starts from
+    /// (by default `config.json` as it is).
+    fn write_bundle(&self, spec: Spec, bundle: &Path) -> Result<()> {
+        crate::spec::write(&spec, bundle)
+    }
     /// Starts a process in the running container.
     fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle>;
 }
@@ -180,6 +186,7 @@ pub fn by_name(name: &str, state_root: &Path) -> Result<Box<dyn OciRuntime>> {
     match name {
         "" | "libcontainer" | "youki" => Ok(Box::new(Libcontainer {
             root: state_root.join("libcontainer"),
+            seccomp_cache: state_root.join("seccomp"),
         })),
         "runc" => Ok(Box::new(Runc {
             root: state_root.join("runc"),
@@ -214,6 +221,20 @@ fn chain(e: &dyn std::error::Error) -> String {
 #[derive(Debug)]
 pub struct Libcontainer {
     pub root: PathBuf,
+    /// Compiled seccomp filters, one file per profile.
+    pub seccomp_cache: PathBuf,
+}
+
+/// The compiled seccomp filter a libcontainer bundle carries in place of the
+/// spec's profile; see [`Libcontainer`]'s `write_bundle`.
+pub const SECCOMP_PROGRAM: &str = "seccomp.bpf";
+
+/// Names the filter in `config.json`, for whoever reads the bundle.
+const SECCOMP_ANNOTATION: &str = "org.keel.seccomp.program";
+
+/// The bundle's compiled seccomp filter, if it has one.
+fn bundle_program(bundle: &Path) -> Result<Option<crate::seccomp::Program>> {
+    crate::seccomp::read_program(&bundle.join(SECCOMP_PROGRAM))
 }
 
 impl OciRuntime for Libcontainer {
@@ -233,6 +254,40 @@ impl OciRuntime for Libcontainer {
 
     fn delete(&self, id: &str) -> Result<()> {
         self.delete_state(id)
+    }
+
+    /// libcontainer would compile the seccomp profile with libseccomp in every
+    /// container's init (milliseconds of CPU on the start path). Instead the
+    /// compiled program (cached per profile) goes into the bundle and keel's
+    /// executor loads it just before exec, for init and exec processes alike.
+    /// Only with no-new-privileges, where libcontainer too loads it that late.
+    fn write_bundle(&self, mut spec: Spec, bundle: &Path) -> Result<()> {
+        let program = bundle.join(SECCOMP_PROGRAM);
+        let nnp = spec
+            .process()
+            .as_ref()
+            .and_then(oci_spec::runtime::Process::no_new_privileges)
+            == Some(true);
+        let profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        match profile {
+            Some(p) if nnp && crate::seccomp::precompilable(&p) => {
+                let bytes = crate::seccomp::compiled(&p, &self.seccomp_cache)?;
+                crate::record::write_replace(&program, &bytes, false)?;
+                if let Some(l) = spec.linux_mut() {
+                    l.set_seccomp(None);
+                }
+                let mut notes = spec.annotations().clone().unwrap_or_default();
+                notes.insert(SECCOMP_ANNOTATION.to_string(), SECCOMP_PROGRAM.to_string());
+                spec.set_annotations(Some(notes));
+            }
+            _ => match std::fs::remove_file(&program) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(crate::error::write_err(&program)(e));
+                }
+                _ => {}
+            },
+        }
+        crate::spec::write(&spec, bundle)
     }
 
     fn exec(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
@@ -278,6 +333,7 @@ impl Libcontainer {
         std::fs::create_dir_all(&self.root).map_err(|e| RuntimeError::Start(e.to_string()))?;
         // A leftover state dir from a crashed run would make create fail.
         let _ = self.delete(id);
+        let seccomp = bundle_program(bundle)?;
         let mut c = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .map_err(|e| RuntimeError::Start(chain(&e)))?
@@ -285,7 +341,7 @@ impl Libcontainer {
             .with_stdin(stdio.stdin)
             .with_stdout(stdio.stdout)
             .with_stderr(stdio.stderr)
-            .with_executor(crate::sigreset::SignalResetExecutor::new())
+            .with_executor(crate::sigreset::SignalResetExecutor::new(seccomp))
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
@@ -325,12 +381,20 @@ impl Libcontainer {
         }
     }
 
+    /// The compiled seccomp filter of running container `id`, if its bundle has one.
+    fn container_program(&self, id: &str) -> Result<Option<crate::seccomp::Program>> {
+        let c = libcontainer::container::Container::load(self.root.join(id))
+            .map_err(|e| RuntimeError::Exec(chain(&e)))?;
+        bundle_program(c.bundle())
+    }
+
     fn exec_with(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
         use libcontainer::container::builder::ContainerBuilder;
         use libcontainer::syscall::syscall::SyscallType;
         if let Some(console) = &spec.console_socket {
             return self.exec_console(id, spec, console);
         }
+        let seccomp = self.container_program(id)?;
         let env: HashMap<String, String> = spec
             .env
             .iter()
@@ -345,7 +409,7 @@ impl Libcontainer {
             .with_stdin(stdio.stdin)
             .with_stdout(stdio.stdout)
             .with_stderr(stdio.stderr)
-            .with_executor(crate::sigreset::SignalResetExecutor::new())
+            .with_executor(crate::sigreset::SignalResetExecutor::new(seccomp))
             .as_tenant()
             .with_container_args(spec.args.clone())
             .with_env(env)
@@ -367,6 +431,7 @@ impl Libcontainer {
         use libcontainer::syscall::syscall::SyscallType;
         let e = |m: String| RuntimeError::Exec(m);
         let c = Container::load(self.root.join(id)).map_err(|x| e(chain(&x)))?;
+        let seccomp = bundle_program(c.bundle())?;
         let config = c.bundle().join("config.json");
         let text = std::fs::read(&config).map_err(|x| e(format!("{}: {x}", config.display())))?;
         let full: serde_json::Value =
@@ -382,7 +447,7 @@ impl Libcontainer {
             .with_stdin(null.stdin)
             .with_stdout(null.stdout)
             .with_stderr(null.stderr)
-            .with_executor(crate::sigreset::SignalResetExecutor::new())
+            .with_executor(crate::sigreset::SignalResetExecutor::new(seccomp))
             .as_tenant()
             .with_process(Some(file.path()))
             .with_detach(true)

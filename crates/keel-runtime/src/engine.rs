@@ -603,6 +603,8 @@ pub fn spawn_monitor_sized(
 
 /// Waits for the monitor to report the start; returns the init pid.
 pub fn await_start(child: &mut Child) -> Result<i32> {
+    // The runtime moves the container into its cgroups in the meantime.
+    let _warm = crate::cgroups::MigrationWarmer::start();
     let out = child
         .stdout
         .as_mut()

@@ -113,6 +113,8 @@ pub enum RuntimeError {
     Tty(String),
     #[error("monitor: {0}")]
     Monitor(String),
+    #[error("compiling the seccomp filter: {0}")]
+    SeccompCompile(String),
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -12,6 +12,7 @@
 //! [`oneshot`] runs one command on prepared layers and waits (build steps).
 
 pub mod backend;
+pub mod cgroups;
 pub mod copy;
 pub mod engine;
 mod error;

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, waitid, waitpid};
 use nix::unistd::Pid;
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{PidfdFlags, pidfd_open};
@@ -117,6 +117,7 @@ struct Setup {
 fn prepare(
     containers: &Containers,
     cfg: &ContainerConfig,
+    rt: &dyn OciRuntime,
     net: &dyn NetworkAttacher,
     setup: &mut Setup,
 ) -> Result<()> {
@@ -152,7 +153,7 @@ fn prepare(
         s.resolv_conf_path = Some(paths.resolv_conf.clone());
     })?;
     let s = spec::build(cfg, &paths)?;
-    spec::write(&s, &containers.bundle(&cfg.id))
+    rt.write_bundle(s, &containers.bundle(&cfg.id))
 }
 
 /// `--network container:X`: X's namespace and its hosts, resolv.conf and
@@ -390,7 +391,7 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
         netns: None,
         attached_network: false,
     };
-    if let Err(e) = prepare(&containers, &cfg, net, &mut setup) {
+    if let Err(e) = prepare(&containers, &cfg, rt.as_ref(), net, &mut setup) {
         let msg = e.to_string();
         let full = crate::error_chain(&e);
         let _ = containers.update(id, |s| {
@@ -549,6 +550,23 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
     Ok(code)
 }
 
+/// Reaps exited children other than the container's `init` (a health probe
+/// whose exec failed halfway leaves its processes to us). A zombie of the
+/// container's pid namespace keeps that namespace's init from finishing its
+/// exit, and we would wait for that init forever.
+fn reap_others(init: i32) {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    while let Ok(ws) = waitid(Id::All, flags) {
+        match ws.pid() {
+            Some(p) if p.as_raw() != init => {
+                let _ = waitpid(p, Some(WaitPidFlag::WNOHANG));
+            }
+            // Nothing exited, or init did: supervise's exit path takes over.
+            _ => break,
+        }
+    }
+}
+
 fn reap_orphans() {
     while let Ok(ws) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
         if ws == nix::sys::wait::WaitStatus::StillAlive {
@@ -594,6 +612,7 @@ fn supervise(
     let mut exited: Option<i32> = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        reap_others(pid);
         if exited.is_some() && streams.iter().all(Option::is_none) {
             return Ok(exited.unwrap_or(-1));
         }

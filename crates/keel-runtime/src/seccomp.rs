@@ -2,13 +2,22 @@
 //! (everything else fails with EPERM), `personality` and `clone` restricted by
 //! argument, `clone3` answering ENOSYS so libcs fall back to `clone`, and the
 //! syscalls that need a capability allowed only when the container has it.
+//!
+//! Compiling that profile with libseccomp takes several milliseconds (three
+//! architectures, hundreds of rules), which libcontainer would spend in every
+//! container's init. [`compiled`] does it once per profile and keeps the BPF
+//! program on disk; [`apply`] loads such a program.
+
+use std::io::{Read, Seek};
+use std::path::Path;
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
     LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
 };
+use seccompiler::sock_filter;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError, read_err, write_err};
 
 /// Allowed for every container (moby's profiles/seccomp/default.json).
 pub const ALLOWED: &[&str] = &[
@@ -443,6 +452,214 @@ pub fn default_profile(caps: &[String]) -> Result<LinuxSeccomp> {
         .build()?)
 }
 
+/// A compiled filter: the BPF program the kernel runs on every syscall.
+pub type Program = Vec<sock_filter>;
+
+/// Bumped whenever [`compile`] changes what it emits, to retire old cache files.
+const CACHE_FORMAT: &str = "keel-seccomp-bpf-1";
+
+/// Whether [`compile`] translates `profile` exactly as libcontainer's own
+/// loader would; filter flags and user notification stay with libcontainer.
+pub fn precompilable(profile: &LinuxSeccomp) -> bool {
+    profile.flags().as_ref().is_none_or(Vec::is_empty)
+        && profile.default_action() != LinuxSeccompAction::ScmpActNotify
+        && profile
+            .syscalls()
+            .iter()
+            .flatten()
+            .all(|s| s.action() != LinuxSeccompAction::ScmpActNotify)
+}
+
+fn compile_err(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::SeccompCompile(e.to_string())
+}
+
+/// The same translation as libcontainer's `initialize_seccomp`, so that a
+/// cached program behaves exactly like the filter libcontainer would load.
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<libseccomp::ScmpAction> {
+    use libseccomp::ScmpAction;
+    // EPERM, as libcontainer defaults it.
+    let errno = errno.map_or(1, |e| e as i32);
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(u16::try_from(errno).map_err(compile_err)?)
+        }
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+    })
+}
+
+fn compare_op(op: LinuxSeccompOperator, datum_b: Option<u64>) -> libseccomp::ScmpCompareOp {
+    use libseccomp::ScmpCompareOp as Op;
+    match op {
+        LinuxSeccompOperator::ScmpCmpNe => Op::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => Op::Less,
+        LinuxSeccompOperator::ScmpCmpLe => Op::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => Op::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => Op::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => Op::Greater,
+        LinuxSeccompOperator::ScmpCmpMaskedEq => Op::MaskedEqual(datum_b.unwrap_or(0)),
+    }
+}
+
+/// Builds the libseccomp filter for `profile` (see [`action`]).
+fn filter(profile: &LinuxSeccomp) -> Result<libseccomp::ScmpFilterContext> {
+    use libseccomp::{ScmpArch, ScmpArgCompare, ScmpFilterContext, ScmpSyscall};
+    let default = action(profile.default_action(), profile.default_errno_ret())?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(compile_err)?;
+    for arch in profile.architectures().iter().flatten() {
+        // oci-spec and libseccomp share the SCMP_ARCH_* names.
+        let name = serde_json::to_value(arch).map_err(compile_err)?;
+        let a: ScmpArch = name
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(compile_err)?;
+        ctx.add_arch(a).map_err(compile_err)?;
+    }
+    ctx.set_ctl_nnp(false).map_err(compile_err)?;
+    for sc in profile.syscalls().iter().flatten() {
+        let act = action(sc.action(), sc.errno_ret())?;
+        if act == default {
+            continue;
+        }
+        for name in sc.names() {
+            // A syscall this libseccomp does not know is skipped, as libcontainer does.
+            let Ok(nr) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            let Some(args) = sc.args() else {
+                ctx.add_rule(act, nr).map_err(compile_err)?;
+                continue;
+            };
+            let cmps: Vec<ScmpArgCompare> = args
+                .iter()
+                .map(|a| {
+                    ScmpArgCompare::new(
+                        a.index() as u32,
+                        compare_op(a.op(), a.value_two()),
+                        a.value(),
+                    )
+                })
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            if args.iter().all(|a| seen.insert(a.index())) {
+                ctx.add_rule_conditional(act, nr, &cmps)
+                    .map_err(compile_err)?;
+            } else {
+                // Two conditions on one argument: libseccomp wants one rule each.
+                for c in &cmps {
+                    ctx.add_rule_conditional(act, nr, std::slice::from_ref(c))
+                        .map_err(compile_err)?;
+                }
+            }
+        }
+    }
+    Ok(ctx)
+}
+
+/// Parses a BPF program as the kernel takes it (8 bytes per instruction,
+/// native endian); `None` unless it is a whole, non-empty program.
+fn parse_program(bytes: &[u8]) -> Option<Program> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(8) || bytes.len() / 8 > usize::from(u16::MAX)
+    {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|c| sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect(),
+    )
+}
+
+/// The cache key: the profile and the libseccomp that compiles it.
+fn cache_key(profile: &LinuxSeccomp) -> Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(CACHE_FORMAT);
+    if let Ok(v) = libseccomp::ScmpVersion::current() {
+        h.update(format!("libseccomp {}.{}.{}", v.major, v.minor, v.micro));
+    }
+    h.update(serde_json::to_vec(profile).map_err(compile_err)?);
+    Ok(h.finalize().iter().fold(String::new(), |mut s, b| {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// The compiled program for `profile` (as bytes, see [`read_program`]), from
+/// `cache_dir` or compiled and stored there (atomically: concurrent starts
+/// never read half a file).
+pub fn compiled(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Vec<u8>> {
+    let path = cache_dir.join(format!("{}.bpf", cache_key(profile)?));
+    if let Ok(b) = std::fs::read(&path)
+        && parse_program(&b).is_some()
+    {
+        return Ok(b);
+    }
+    let ctx = filter(profile)?;
+    std::fs::create_dir_all(cache_dir).map_err(write_err(cache_dir))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(write_err(&tmp))?;
+    let exported = ctx.export_bpf(&f).map_err(compile_err).and_then(|()| {
+        let mut bytes = Vec::new();
+        f.rewind()
+            .and_then(|()| f.read_to_end(&mut bytes))
+            .map_err(read_err(&tmp))?;
+        match parse_program(&bytes) {
+            Some(_) => Ok(bytes),
+            None => Err(compile_err("libseccomp exported no whole program")),
+        }
+    });
+    match exported {
+        Ok(bytes) => {
+            std::fs::rename(&tmp, &path).map_err(write_err(&path))?;
+            Ok(bytes)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Reads a program stored by [`compiled`] (or a copy); `None` if there is none.
+pub fn read_program(path: &Path) -> Result<Option<Program>> {
+    match std::fs::read(path) {
+        Ok(b) => parse_program(&b)
+            .map(Some)
+            .ok_or_else(|| compile_err(format!("{}: not a seccomp program", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(read_err(path)(e)),
+    }
+}
+
+/// Installs `program` on the calling thread (and sets no-new-privileges,
+/// which an unprivileged filter needs).
+pub fn apply(program: &[sock_filter]) -> std::result::Result<(), String> {
+    seccompiler::apply_filter(program).map_err(|e| format!("loading the seccomp filter: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,6 +668,86 @@ mod tests {
         p.syscalls().as_ref().unwrap().iter().any(|s| {
             s.names().iter().any(|n| n == name) && s.action() == LinuxSeccompAction::ScmpActAllow
         })
+    }
+
+    fn docker_caps() -> Vec<String> {
+        ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn compiled_programs_are_cached_per_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = default_profile(&docker_caps()).unwrap();
+        assert!(precompilable(&p));
+        let first = compiled(&p, dir.path()).unwrap();
+        let prog = parse_program(&first).unwrap();
+        // Three architectures' worth of rules.
+        assert!(prog.len() > 300, "{}", prog.len());
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(compiled(&p, dir.path()).unwrap(), first);
+        // A damaged cache file is compiled again, not loaded.
+        std::fs::write(files[0].path(), b"12345").unwrap();
+        assert_eq!(compiled(&p, dir.path()).unwrap(), first);
+        // Another profile, another file.
+        let admin = default_profile(&["CAP_SYS_ADMIN".to_string()]).unwrap();
+        assert_ne!(compiled(&admin, dir.path()).unwrap(), first);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert!(read_program(&dir.path().join("none")).unwrap().is_none());
+        assert!(read_program(&files[0].path()).unwrap().is_some());
+        std::fs::write(dir.path().join("bad"), b"123").unwrap();
+        assert!(read_program(&dir.path().join("bad")).is_err());
+    }
+
+    #[test]
+    fn notify_and_flags_stay_with_libcontainer() {
+        let mut p = default_profile(&docker_caps()).unwrap();
+        p.set_flags(Some(vec![
+            oci_spec::runtime::LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+        ]));
+        assert!(!precompilable(&p));
+        let mut p = default_profile(&docker_caps()).unwrap();
+        p.set_default_action(LinuxSeccompAction::ScmpActNotify);
+        assert!(!precompilable(&p));
+    }
+
+    #[test]
+    fn a_loaded_program_enforces_the_profile() {
+        // In a child process: a filter cannot be taken off again.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "seccomp::tests::child_probe", "--nocapture"])
+            .env("KEEL_SECCOMP_PROBE", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("probe: ok"), "{text}");
+    }
+
+    #[test]
+    fn child_probe() {
+        if std::env::var_os("KEEL_SECCOMP_PROBE").is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = compiled(&default_profile(&docker_caps()).unwrap(), dir.path()).unwrap();
+        apply(&parse_program(&bytes).unwrap()).unwrap();
+        // Not on the allowlist: EPERM, the profile's default.
+        assert_eq!(
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS),
+            Err(nix::errno::Errno::EPERM)
+        );
+        // clone3 answers ENOSYS, so libcs fall back to clone.
+        assert_eq!(
+            std::process::Command::new("/bin/true")
+                .status()
+                .map(|s| s.success())
+                .ok(),
+            Some(true)
+        );
+        println!("probe: ok");
     }
 
     #[test]

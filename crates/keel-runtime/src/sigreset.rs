@@ -7,6 +7,10 @@
 //! keel with `nohup` or `&` may have ignored SIGINT/SIGQUIT/SIGHUP; without
 //! this reset those dispositions leaked into every container (`yes | head`
 //! then never saw SIGPIPE). runc gets this for free from Go's runtime.
+//!
+//! It also installs the container's precompiled seccomp filter (see
+//! [`crate::seccomp::compiled`]) when the bundle carries one instead of a
+//! profile: last thing before exec, where libcontainer would load its own.
 
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
@@ -16,12 +20,14 @@ use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
 #[derive(Clone)]
 pub(crate) struct SignalResetExecutor {
     inner: Box<dyn Executor>,
+    seccomp: Option<crate::seccomp::Program>,
 }
 
 impl SignalResetExecutor {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(seccomp: Option<crate::seccomp::Program>) -> Self {
         Self {
             inner: libcontainer::workload::default::get_executor(),
+            seccomp,
         }
     }
 }
@@ -44,6 +50,9 @@ fn reset_signals() {
 impl Executor for SignalResetExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         reset_signals();
+        if let Some(p) = &self.seccomp {
+            crate::seccomp::apply(p).map_err(ExecutorError::Other)?;
+        }
         self.inner.exec(spec)
     }
 

@@ -194,6 +194,9 @@ macro_rules! conformance {
                 assert!(is_pts(&out), "{out:?}");
                 let (code, out, _) = e.run(&["exec", "t", "tty"]);
                 assert_eq!((code, out.as_str()), (1, "not a tty\n"));
+                let (code, out, err) = e.run(&["exec", "-t", "t", "grep", "Seccomp:", "/proc/self/status"]);
+                assert_eq!(code, 0, "{err}");
+                assert!(out.contains('2'), "{out:?}");
                 let (code, out, err) = e.run(&["exec", "-t", "-u", "nobody", "-w", "/tmp", "t", "sh", "-c", "id -u; pwd; exit 4"]);
                 assert_eq!(code, 4, "{err}");
                 assert_eq!(out, "65534\r\n/tmp\r\n");
@@ -314,6 +317,9 @@ macro_rules! conformance {
                 let (code, out, err) = e.run(&["exec", "-e", "X=1", "-w", "/etc", "svc", "sh", "-c", "echo $X $(pwd) $(id -u); exit 3"]);
                 assert_eq!((code, out.as_str()), (3, "1 /etc 0\n"), "{err}");
                 assert_eq!(e.k.ok(&["exec", "-u", "nobody", "svc", "id", "-un"]), "nobody\n");
+                // exec'd processes get the container's seccomp filter too.
+                assert!(e.k.ok(&["exec", "svc", "grep", "Seccomp:", "/proc/self/status"]).contains('2'));
+                assert_ne!(e.run(&["exec", "svc", "unshare", "-n", "true"]).0, 0);
                 e.k.ok(&["exec", "-d", "svc", "touch", "/tmp/from-exec"]);
                 e.wait_until("exec -d", 5, || e.run(&["exec", "svc", "test", "-f", "/tmp/from-exec"]).0 == 0);
                 // stop: the stop signal, caught by the trap.
