@@ -6,7 +6,7 @@
 //! What the diff leaves out is removed here: sockets, overlayfs bookkeeping
 //! xattrs (`origin`, `impure`, `uuid`, …; only the opaque marker is a layer
 //! fact, and it is stored as `trusted.overlay.opaque` the way unpacking
-//! stores it), SELinux labels and xattrs whose names are not UTF-8. Times
+//! stores it), `SELinux` labels and xattrs whose names are not UTF-8. Times
 //! become what the tar keeps: whole-second mtimes (negative ones 0), with
 //! atime = mtime. None of this changes the layer's bytes: the diff skips or
 //! rounds the same things.

@@ -328,9 +328,8 @@ impl Snapshots {
             &final_path,
             rustix::fs::RenameFlags::NOREPLACE,
         ) {
-            Ok(()) => {}
-            // A writer that does not take the lock (an older keel) won.
-            Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => {}
+            // Or a writer that does not take the lock (an older keel) won.
+            Ok(()) | Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => {}
             Err(rustix::io::Errno::XDEV) => {
                 let _ = fs::remove_file(self.marker(hex));
                 return Ok(None);
