@@ -1,9 +1,10 @@
 //! The build cache under `<root>/build/cache`: one JSON entry per step key
 //! (`entries/<key>.json`: the layer the step made, its history entry and the
-//! inputs it was computed from), written atomically (temp, fsync, rename).
-//! An entry is only used after its layer blob is checked: present, and its
-//! content hashing to its digest (re-hashed whenever the blob file's stat
-//! differs from the last verification). A bad entry is deleted, never used.
+//! inputs it was computed from), written atomically (temp, rename). An entry
+//! is written only once its layer blob is durable, and only used after that
+//! blob is checked: present, and its content hashing to its digest
+//! (re-hashed whenever the blob file's stat differs from the last
+//! verification). A bad entry is deleted, never used.
 //! `positions/<hash>.json` remembers the inputs last seen at each Dockerfile
 //! position, so a miss can say which input changed (`--explain-cache`).
 
@@ -80,15 +81,17 @@ fn blob_stat(md: &fs::Metadata) -> (u64, u64, i64, i64) {
     (md.ino(), md.size(), md.mtime(), md.mtime_nsec())
 }
 
-/// Writes `bytes` to `path` atomically and durably.
+/// Writes `bytes` to `path` atomically: readers see the old file or the
+/// new one, never a torn one. Not synced: after a crash a file may be
+/// missing or empty, which every reader here treats as absent (an entry is
+/// also checked against its key and its blob), so a sync would buy nothing.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    fs::File::open(dir)?.sync_all()
+    Ok(())
 }
 
 pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {

@@ -13,7 +13,7 @@ use keel_dockerfile::shell::{self, Options};
 use keel_dockerfile::{
     Command, Dockerfile, Healthcheck, Ignore, Instruction, Location, MountType, Span, Spanned,
 };
-use keel_oci::layer::{Snapshots, diff_to_layer};
+use keel_oci::layer::Snapshots;
 use keel_oci::{Digest, ImageStore, OciError};
 use keel_runtime::oneshot::{self, OneShot, Stream};
 use keel_runtime::{MountKind, MountSpec};
@@ -169,6 +169,14 @@ struct Engine<'a> {
     used_args: Mutex<BTreeSet<String>>,
     position_base: String,
     started: Instant,
+    /// Layer blobs being committed in the background.
+    commits: Mutex<Vec<std::thread::JoinHandle<Result<()>>>>,
+}
+
+/// A layer a step made: its reference, and its blob still to be committed.
+struct NewLayer {
+    layer: LayerRef,
+    blob: keel_oci::blobs::FinishedBlob,
 }
 
 fn loc(file: &str, span: Span) -> Location {
@@ -297,13 +305,16 @@ pub fn build(
         used_args: Mutex::new(BTreeSet::new()),
         position_base: format!("{ctx_name}\n{}", opts.dockerfile_name),
         started: Instant::now(),
+        commits: Mutex::new(Vec::new()),
     };
     // Blobs written from here on are not garbage until the image is committed.
     let _guard = engine.store.write_guard()?;
     let needed = engine.needed(target)?;
     let result = engine.run_stages(&needed, target);
+    let committed = engine.wait_commits();
     engine.memo.save();
     let state = result?;
+    committed?;
     let unused: Vec<String> = {
         let used = engine.used_args.lock().expect("lock");
         opts.build_args
@@ -660,7 +671,7 @@ impl Engine<'_> {
         }: At<'_>,
         inputs: Inputs,
         created_by: &str,
-        make: impl FnOnce(&mut State) -> Result<Option<LayerRef>>,
+        make: impl FnOnce(&mut State) -> Result<Option<NewLayer>>,
     ) -> Result<()> {
         let key = inputs.key();
         if self.hit(st, label, step, &key) {
@@ -675,27 +686,61 @@ impl Engine<'_> {
                 reason: cache::explain(old.as_ref(), &inputs),
             });
         }
-        let layer = make(st)?;
+        let made = make(st)?;
         let mut history = json!({"created": now(), "created_by": created_by});
         if let Some(a) = st.author() {
             history["author"] = json!(a);
         }
-        if layer.is_none() {
+        if made.is_none() {
             history["empty_layer"] = json!(true);
         }
-        let entry = Entry {
+        self.cache.remember_position(&pos, &inputs);
+        let layer = made.as_ref().map(|m| m.layer.clone());
+        let mut entry = Entry {
             layer: layer.clone(),
             history: history.clone(),
             inputs,
-            verified: layer
-                .as_ref()
-                .and_then(|l| cache::fresh_stat(self.store.blobs(), l)),
+            verified: None,
         };
-        self.cache.put(&key, &entry)?;
-        self.cache.remember_position(&pos, &entry.inputs);
+        match made {
+            None => self.cache.put(&key, &entry)?,
+            Some(NewLayer { layer, blob }) => {
+                // The next steps run on the layer's snapshot, not its blob:
+                // the blob's fsync and the cache entry, which must wait for
+                // it, go on in the background ([`Engine::wait_commits`]).
+                let (cache, blobs, key) =
+                    (self.cache.clone(), self.store.blobs().clone(), key.clone());
+                let handle = std::thread::spawn(move || -> Result<()> {
+                    blob.commit_checked()?;
+                    entry.verified = cache::fresh_stat(&blobs, &layer);
+                    cache.put(&key, &entry)
+                });
+                self.commits.lock().expect("lock").push(handle);
+            }
+        }
         st.push(layer, history);
         st.key = key;
         Ok(())
+    }
+
+    /// Waits for the layer blobs (and cache entries) being committed in the
+    /// background; the first error is the build's.
+    fn wait_commits(&self) -> Result<()> {
+        let handles = std::mem::take(&mut *self.commits.lock().expect("lock"));
+        let mut first = Ok(());
+        for h in handles {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(BuildError::Io {
+                    what: "commit layer blob to",
+                    path: self.store.blobs().tmp_dir().to_path_buf(),
+                    source: std::io::Error::other("the commit thread panicked"),
+                })
+            });
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 
     fn inputs(st: &State, instruction: String) -> Inputs {
@@ -1168,38 +1213,19 @@ impl Engine<'_> {
         r
     }
 
-    /// Writes `dir` (an overlay upper dir) as a layer blob; `None` when empty.
-    fn layer_from(&self, dir: &Path) -> Result<Option<LayerRef>> {
-        let empty = fs::read_dir(dir)
-            .map_err(io_err("read", dir))?
-            .next()
-            .is_none();
-        if empty {
-            return Ok(None);
-        }
-        let write = || -> Result<keel_oci::blobs::PutResult> {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, self.store.blobs().writer()?);
-            diff_to_layer(dir, &mut w)?;
-            let w = w
-                .into_inner()
-                .map_err(|e| io_err("write layer", dir)(e.into_error()))?;
-            Ok(w.commit(None)?)
-        };
-        let mut put = write()?;
-        // An existing blob of that digest is kept by the store as is: make
-        // sure it is not a damaged one before the image relies on it.
-        if !put.created {
-            let path = self.store.blobs().path(&put.digest);
-            if cache::sha256_file(&path).ok().as_deref() != Some(put.digest.as_str()) {
-                fs::remove_file(&path).map_err(io_err("remove", &path))?;
-                put = write()?;
-            }
-        }
-        Ok(Some(LayerRef {
-            digest: put.digest.to_string(),
-            diff_id: put.digest.to_string(),
-            size: put.size,
-            media_type: String::new(),
+    /// Writes `dir` (an unmounted overlay upper dir) as a layer blob on top
+    /// of `parent`; `None` when empty. `dir` itself becomes the new chain's
+    /// snapshot, so the next step needs no unpacking.
+    fn layer_from(&self, dir: &Path, parent: &[LayerRef]) -> Result<Option<NewLayer>> {
+        let parent: Vec<String> = parent.iter().map(|l| l.diff_id.clone()).collect();
+        Ok(self.store.layer_from_dir(dir, &parent)?.map(|l| NewLayer {
+            layer: LayerRef {
+                digest: l.blob.digest().to_string(),
+                diff_id: l.blob.digest().to_string(),
+                size: l.blob.size(),
+                media_type: String::new(),
+            },
+            blob: l.blob,
         }))
     }
 
@@ -1224,7 +1250,7 @@ impl Engine<'_> {
         argv: Vec<String>,
         label: &str,
         span: Span,
-    ) -> Result<Option<LayerRef>> {
+    ) -> Result<Option<NewLayer>> {
         let location = loc(self.file(), span);
         let command = argv.last().cloned().unwrap_or_default();
         let tmp = self.tmp_dir()?;
@@ -1489,7 +1515,7 @@ impl Engine<'_> {
                 let _ = fs::remove_dir(&p);
             }
         }
-        let layer = self.layer_from(&upper)?;
+        let layer = self.layer_from(&upper, &st.layers)?;
         running.remove()?;
         Ok(layer)
     }
@@ -1821,7 +1847,7 @@ impl Engine<'_> {
                 }
                 Ok(())
             })?;
-            self.layer_from(&layer_dir)
+            self.layer_from(&layer_dir, &st.layers)
         })?;
         drop(src_unmount);
         st.pending.clear();

@@ -98,6 +98,7 @@ impl BlobStore {
         digest: Digest,
         size: u64,
         expected: Option<&Digest>,
+        check_existing: bool,
     ) -> Result<PutResult> {
         if let Some(exp) = expected
             && *exp != digest
@@ -109,7 +110,9 @@ impl BlobStore {
             });
         }
         let dest = self.path(&digest);
-        if dest.is_file() {
+        // A blob already there is kept as is, unless asked to check it: a
+        // damaged one is then replaced (atomically) by ours.
+        if dest.is_file() && (!check_existing || self.intact(&digest)) {
             return Ok(PutResult {
                 digest,
                 size,
@@ -126,6 +129,13 @@ impl BlobStore {
             size,
             created: true,
         })
+    }
+
+    /// Whether the stored blob `d` is present and hashes to `d`.
+    pub fn intact(&self, d: &Digest) -> bool {
+        self.open(d)
+            .and_then(|mut r| copy_large(&mut r, &mut io::sink()).io("read", self.path(d)))
+            .is_ok()
     }
 
     /// Opens a blob for reading; the reader fails at EOF if the content was corrupted.
@@ -202,12 +212,56 @@ pub struct BlobWriter {
 impl BlobWriter {
     /// Makes the blob visible (fsync + rename), checking `expected` if given.
     pub fn commit(self, expected: Option<&Digest>) -> Result<PutResult> {
+        self.finish()?.commit(expected)
+    }
+
+    /// Ends the write: the content is complete and hashed, not yet visible.
+    pub fn finish(self) -> Result<FinishedBlob> {
         let (buf, digest, size) = self.w.finish();
         let tmp = buf
             .into_inner()
             .map_err(io::IntoInnerError::into_error)
             .io("write blob to", &self.store.tmp)?;
-        self.store.commit_tmp(tmp, digest, size, expected)
+        Ok(FinishedBlob {
+            store: self.store,
+            tmp,
+            digest,
+            size,
+        })
+    }
+}
+
+/// A completely written blob whose digest is known, waiting to be made
+/// visible; dropped, it leaves nothing behind.
+#[derive(Debug)]
+pub struct FinishedBlob {
+    store: BlobStore,
+    tmp: tempfile::NamedTempFile,
+    digest: Digest,
+    size: u64,
+}
+
+impl FinishedBlob {
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the blob visible (fsync + rename), checking `expected` if given.
+    pub fn commit(self, expected: Option<&Digest>) -> Result<PutResult> {
+        self.store
+            .commit_tmp(self.tmp, self.digest, self.size, expected, false)
+    }
+
+    /// Like [`FinishedBlob::commit`], but a blob of that digest already in
+    /// the store is re-hashed and replaced when damaged, so the caller may
+    /// rely on its content.
+    pub fn commit_checked(self) -> Result<PutResult> {
+        self.store
+            .commit_tmp(self.tmp, self.digest, self.size, None, true)
     }
 }
 

@@ -22,4 +22,4 @@ pub use digest::Digest;
 pub use error::{OciError, Result};
 pub use image::Image;
 pub use reference::Reference;
-pub use store::{ImageStore, ImageSummary, PruneReport, RemoveEvent};
+pub use store::{DirLayer, ImageStore, ImageSummary, PruneReport, RemoveEvent};

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FlockOperation, flock};
 use serde::{Deserialize, Serialize};
 
-use crate::blobs::{BlobStore, sync_dir};
+use crate::blobs::{BlobStore, FinishedBlob, sync_dir};
 use crate::digest::Digest;
 use crate::error::{IoContext, OciError, Result};
 use crate::image::{Image, digest_of, parse_config, parse_manifest};
-use crate::layer::{Snapshots, decompressed};
+use crate::layer::{Snapshots, decompressed, diff_to_layer, prepare_snapshot};
 use crate::reference::Reference;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -77,6 +77,16 @@ pub struct NewImage {
     /// The repository it came from: recorded as is when it carries a digest,
     /// else as `repo@manifest-digest`.
     pub repo_digest: Option<Reference>,
+}
+
+/// What [`ImageStore::layer_from_dir`] made.
+#[derive(Debug)]
+pub struct DirLayer {
+    /// The layer blob, to be committed (its digest is also its diff id:
+    /// the layer is uncompressed).
+    pub blob: FinishedBlob,
+    /// The snapshot of the chain ending in this layer, if `dir` became it.
+    pub snapshot: Option<PathBuf>,
 }
 
 /// Holds the shared gc lock while an operation adds blobs.
@@ -139,6 +149,49 @@ impl ImageStore {
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             decompressed(r)
         })?)
+    }
+
+    /// Writes `dir` (an unmounted overlay upper dir, or a plain tree no one
+    /// else writes to) as an uncompressed layer blob on top of the layers
+    /// `parent_diff_ids`, and makes `dir` itself the snapshot of the new
+    /// chain instead of unpacking the blob again (it is moved, or deleted if
+    /// that chain is already cached; when neither is possible it stays, and
+    /// `snapshot` is `None`). Returns `None`, leaving `dir` alone, when `dir`
+    /// is empty: no layer.
+    ///
+    /// The blob is complete but not yet in the store: the caller commits it
+    /// (`FinishedBlob::commit_checked`, which also replaces a damaged blob of
+    /// the same digest), possibly on another thread while it goes on.
+    pub fn layer_from_dir(
+        &self,
+        dir: &Path,
+        parent_diff_ids: &[String],
+    ) -> Result<Option<DirLayer>> {
+        let empty = fs::read_dir(dir).io("read", dir)?.next().is_none();
+        if empty {
+            return Ok(None);
+        }
+        // Preparing never changes the layer's bytes; a tree that cannot be
+        // prepared is simply not adopted.
+        let adoptable = prepare_snapshot(dir).unwrap_or(false);
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, self.blobs.writer()?);
+        diff_to_layer(dir, &mut w)?;
+        let w = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .io("write layer blob to", self.blobs.tmp_dir())?;
+        let blob = w.finish()?;
+        let snapshot = if adoptable {
+            let mut ids = parent_diff_ids.to_vec();
+            ids.push(blob.digest().to_string());
+            let chain = Snapshots::chain_ids(&ids)
+                .pop()
+                .expect("one layer at least");
+            self.snapshots()?.adopt(&chain, dir)?
+        } else {
+            None
+        };
+        Ok(Some(DirLayer { blob, snapshot }))
     }
 
     /// Taken by any operation that writes blobs before naming them in the index.
@@ -551,6 +604,9 @@ impl ImageStore {
                 report.snapshots_deleted += 1;
             }
         }
+        // The snapshots kept become durable (one sync), so a crash does not
+        // send them back to be unpacked again.
+        snapshots.seal()?;
         for d in self.blobs.list()? {
             if !keep.contains(&d) {
                 report.bytes_freed += self.blobs.remove(&d)?;

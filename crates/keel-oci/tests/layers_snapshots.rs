@@ -154,12 +154,22 @@ fn concurrent_ensure_of_one_chain_yields_one_complete_snapshot() {
     });
     assert!(paths.iter().all(|p| *p == paths[0]));
     assert_eq!(listing(&paths[0]), want);
-    // Exactly one entry: the snapshot; no temporary dirs left over.
-    let names: Vec<_> = fs::read_dir(snaps.dir())
+    // Exactly one snapshot (with its unsynced marker and the lock file); no
+    // temporary dirs left over.
+    let mut names: Vec<_> = fs::read_dir(snaps.dir())
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 1, "{names:?}");
+    names.sort();
+    let hex = id.strip_prefix("sha256:").unwrap();
+    assert_eq!(
+        names,
+        [
+            ".lock".to_string(),
+            format!(".unsynced-{hex}"),
+            hex.to_string()
+        ]
+    );
 }
 
 #[test]
@@ -193,7 +203,12 @@ fn list_remove_and_stale_cleanup() {
     assert_eq!(freed, list[0].size);
     assert!(!p.exists());
     assert!(snaps.list().unwrap().is_empty());
-    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    // The marker went with it; only the lock file stays.
+    let left: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [".lock"]);
     assert!(matches!(
         snaps.remove(&id),
         Err(LayerError::NoSuchSnapshot(_))

@@ -784,3 +784,149 @@ COPY src/*.go /glob/
     assert!(out.join("parents/src/sub/b.go").exists());
     assert!(out.join("glob/a.go").exists() && !out.join("glob/skip.tmp").exists());
 }
+
+/// One line per entry of a tree (root excluded): path, type, mode, owner,
+/// whole-second mtime, content hash or link target or device, xattrs and
+/// hardlink group — everything a snapshot is made of.
+fn describe_tree(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, std::fs::Metadata, PathBuf)>) {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let p = dir.join(n);
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let is_dir = md.is_dir();
+            out.push((rel, md, p.clone()));
+            if is_dir {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    walk(root, root, &mut entries);
+    let mut first = std::collections::HashMap::new();
+    entries
+        .iter()
+        .map(|(rel, md, p)| {
+            let ft = md.file_type();
+            let what = if ft.is_dir() {
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!("-> {}", std::fs::read_link(p).unwrap().display())
+            } else if ft.is_file() {
+                let data = std::fs::read(p).unwrap();
+                format!("file {}", keel_oci::Digest::of(&data))
+            } else if ft.is_char_device() || ft.is_block_device() {
+                format!("dev {:x}", md.rdev())
+            } else {
+                format!("{ft:?}")
+            };
+            let mut buf = vec![0u8; 4096];
+            let n = rustix::fs::llistxattr(p, &mut buf[..]).unwrap_or(0);
+            let xattrs: Vec<String> = buf[..n]
+                .split(|b| *b == 0)
+                .filter(|x| !x.is_empty() && !x.starts_with(b"security."))
+                .map(|x| {
+                    let name = String::from_utf8_lossy(x).into_owned();
+                    let mut v = vec![0u8; 4096];
+                    let m = rustix::fs::lgetxattr(p, name.as_str(), &mut v[..]).unwrap();
+                    format!("{name}={:?}", String::from_utf8_lossy(&v[..m]))
+                })
+                .collect();
+            let link = if !ft.is_dir() && md.nlink() > 1 {
+                first
+                    .entry((md.dev(), md.ino()))
+                    .or_insert_with(|| rel.clone())
+                    .clone()
+            } else {
+                String::new()
+            };
+            format!(
+                "{rel} {what} {:o} {}:{} {} [{}] {link}",
+                md.mode() & 0o7777,
+                md.uid(),
+                md.gid(),
+                md.mtime(),
+                xattrs.join(",")
+            )
+        })
+        .collect()
+}
+
+/// Regression guard for snapshot adoption: the build moves each new layer's
+/// upper dir into the snapshot cache instead of unpacking the layer again;
+/// every such snapshot must equal what unpacking its layer blob gives (RUN
+/// whiteouts, an opaque dir, hardlinks, setuid, mount stubs stripped, COPY
+/// with WORKDIR).
+#[test]
+fn adopted_build_snapshots_equal_their_unpacked_layers() {
+    let e = Env::new();
+    e.write(
+        "Dockerfile",
+        "FROM busybox
+RUN mkdir -p /data/sub && echo one > /data/sub/f && ln /data/sub/f /data/hard \\
+ && ln -s sub/f /data/link && chmod 4755 /data/sub/f && mkfifo /data/fifo
+RUN rm -rf /data/sub && mkdir /data/sub && echo two > /data/sub/g && rm /bin/ls
+WORKDIR /work
+COPY files/ /work/
+RUN --mount=type=tmpfs,target=/scratch echo done > /work/done
+",
+    );
+    e.write("files/a.txt", "a\n");
+    e.write("files/dir/b.txt", "b\n");
+    e.build(&["-t", "adopt:1"]);
+    let store = keel_oci::ImageStore::open(e.k.root.path()).unwrap();
+    let img = store.resolve("adopt:1").unwrap();
+    let diff_ids: Vec<String> = img
+        .diff_ids()
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let digests = img.layer_digests().unwrap();
+    let chains = keel_oci::layer::Snapshots::chain_ids(&diff_ids);
+    let snaps = store.snapshots().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    // The busybox base (layer 0) was unpacked; every built layer adopted.
+    assert_eq!(diff_ids.len(), 5, "{diff_ids:?}");
+    for i in 1..diff_ids.len() {
+        let adopted = snaps
+            .get(&chains[i])
+            .unwrap()
+            .expect("snapshot of a built layer");
+        let marker = snaps.dir().join(format!(
+            ".unsynced-{}",
+            chains[i].strip_prefix("sha256:").unwrap()
+        ));
+        assert!(marker.is_symlink(), "written without a sync, so marked");
+        let unpacked = scratch.path().join(i.to_string());
+        std::fs::create_dir(&unpacked).unwrap();
+        let blob = store.blobs().open(&digests[i]).unwrap();
+        keel_oci::layer::apply_layer(blob, &unpacked, keel_oci::layer::WhiteoutMode::Overlay)
+            .unwrap();
+        let (got, want) = (describe_tree(&adopted), describe_tree(&unpacked));
+        assert_eq!(got, want, "layer {i}");
+        if i == 2 {
+            let text = want.join("\n");
+            assert!(text.contains("bin/ls dev 0 0 0:0"), "{text}");
+            assert!(text.contains("trusted.overlay.opaque=\"y\""), "{text}");
+        }
+    }
+    let out = e.k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "adopt:1",
+        "cat",
+        "/work/done",
+        "/work/dir/b.txt",
+        "/data/sub/g",
+    ]);
+    assert_eq!(out, "done\nb\ntwo\n");
+}

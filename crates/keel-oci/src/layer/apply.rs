@@ -678,7 +678,10 @@ impl Applier<'_> {
                 .map_err(|e| LayerError::Metadata {
                     entry: name.to_owned(),
                     source: e.into(),
-                })
+                })?;
+                // The entry's times, like every other entry: a snapshot is
+                // then the same whether unpacked or adopted.
+                Self::set_times(&target, meta, name)
             }
         }
     }

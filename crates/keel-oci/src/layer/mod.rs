@@ -5,8 +5,11 @@
 //! entry that would leave that directory. [`diff_to_layer`] is the reverse: a
 //! directory (an overlayfs upper dir or a plain tree) to a deterministic layer
 //! tar. [`Snapshots`] is the per-chain cache of unpacked layers used as
-//! overlayfs lowerdirs. [`decompressed`] sniffs gzip/zstd.
+//! overlayfs lowerdirs; [`prepare_snapshot`] readies a tree that is about to
+//! be diffed so that it can become that layer's snapshot as it is
+//! ([`Snapshots::adopt`]). [`decompressed`] sniffs gzip/zstd.
 
+mod adopt;
 mod apply;
 mod compression;
 mod diff;
@@ -16,6 +19,7 @@ mod snapshot;
 use std::io;
 use std::path::PathBuf;
 
+pub use adopt::prepare_snapshot;
 pub use apply::{ApplyStats, WhiteoutMode, apply_layer};
 pub use compression::{Compression, decompressed};
 pub use diff::{DiffStats, diff_to_layer};

@@ -1,17 +1,31 @@
 //! The snapshot cache: one unpacked directory per layer chain, usable as an
 //! overlayfs lowerdir and shared by every image with the same chain.
 //!
-//! Invariant: a directory named by a chain id is complete and verified. It is
-//! built under a temporary name in the same directory, synced, and renamed
-//! into place with `RENAME_NOREPLACE`, so neither a crash nor a concurrent
-//! keel process can expose a half-unpacked snapshot.
-
+//! Invariant: a directory named by a chain id is complete and identical to
+//! its layer chain. It is built under a temporary name in the same directory
+//! (unpacked from the layer, or adopted from the tree the layer was diffed
+//! from, see [`Snapshots::adopt`]) and renamed into place with
+//! `RENAME_NOREPLACE`, so neither a crash nor a concurrent keel process can
+//! expose a half-written snapshot.
+//!
+//! Durability without a sync per snapshot: before the rename, a marker
+//! `.unsynced-<hex>` (a symlink whose target is the kernel's boot id) is made
+//! durable. A process that dies leaves its written data in the page cache,
+//! where every later reader sees it; only a kernel crash or power loss can
+//! lose it, and that changes the boot id. So a snapshot whose marker names
+//! another boot is deleted, never used, and unpacked again from its blob;
+//! [`Snapshots::seal`] syncs the filesystem once and drops the markers.
+//! Publishing and removing hold `.lock`, so a stale snapshot is never
+//! mistaken for a fresh one of the same chain.
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{FlockOperation, flock};
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +36,10 @@ use super::{LayerError, WhiteoutMode, apply_layer, decompressed, hex, sha256_hex
 /// Prefix of in-progress (being unpacked) and in-removal snapshot dirs.
 const TMP_PREFIX: &str = ".tmp-";
 const RM_PREFIX: &str = ".rm-";
+/// Prefix of the not-yet-synced markers (see the module docs).
+const MARKER_PREFIX: &str = ".unsynced-";
+/// Serializes publishing, stale removal and sealing between processes.
+const LOCK_NAME: &str = ".lock";
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -78,6 +96,31 @@ fn disk_usage(path: &Path) -> io::Result<u64> {
 fn sync_dir(path: &Path) -> io::Result<()> {
     fs::File::open(path)?.sync_all()
 }
+
+/// The kernel's id of the running boot; `None` where it cannot be read
+/// (snapshots are then synced before they are published).
+fn boot_id() -> Option<&'static str> {
+    static ID: OnceLock<Option<String>> = OnceLock::new();
+    ID.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+    })
+    .as_deref()
+}
+
+/// Whether a snapshot may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Synced (no marker), or written during this boot.
+    Trusted,
+    /// Written during an earlier boot and never synced: may be incomplete.
+    Stale,
+}
+
+/// The exclusive `.lock` of a snapshot dir, released on drop.
+struct DirLock(#[allow(dead_code)] fs::File);
 
 impl Snapshots {
     /// Opens (creating if needed) the cache directory, and removes leftovers
@@ -152,11 +195,151 @@ impl Snapshots {
         Ok(self.dir.join(h))
     }
 
-    /// The snapshot dir for `chain_id` if it is cached.
+    fn marker(&self, hex: &str) -> PathBuf {
+        self.dir.join(format!("{MARKER_PREFIX}{hex}"))
+    }
+
+    fn lock(&self) -> Result<DirLock, LayerError> {
+        let path = self.dir.join(LOCK_NAME);
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .and_then(|f| {
+                flock(&f, FlockOperation::LockExclusive)
+                    .map(|()| f)
+                    .map_err(Into::into)
+            })
+            .map_err(|source| LayerError::CommitSnapshot { path, source })?;
+        Ok(DirLock(f))
+    }
+
+    fn durability(&self, hex: &str) -> Durability {
+        match fs::read_link(self.marker(hex)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Durability::Trusted,
+            Ok(target) if boot_id().is_some_and(|b| target.as_os_str() == b) => Durability::Trusted,
+            // Another boot's marker, or one we cannot read.
+            _ => Durability::Stale,
+        }
+    }
+
+    /// `Some(path)` if the snapshot exists and may be used. A stale one
+    /// (unsynced, from an earlier boot) is removed first.
+    fn existing(&self, chain_id: &str) -> Result<Option<PathBuf>, LayerError> {
+        let path = self.path(chain_id)?;
+        let hex = sha256_hex(chain_id).unwrap_or_default();
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(LayerError::CommitSnapshot {
+                    path,
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "exists and is not a directory",
+                    ),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(LayerError::CreateSnapshot { path, source }),
+        }
+        if self.durability(hex) == Durability::Trusted {
+            return Ok(Some(path));
+        }
+        let _lock = self.lock()?;
+        self.drop_if_stale(hex, &path)?;
+        Ok(path.is_dir().then_some(path))
+    }
+
+    /// Under the lock: removes the snapshot `hex` and its marker when the
+    /// marker says the content may not have reached the disk.
+    fn drop_if_stale(&self, hex: &str, path: &Path) -> Result<(), LayerError> {
+        if self.durability(hex) == Durability::Trusted {
+            return Ok(());
+        }
+        let doomed = self.dir.join(format!(
+            "{RM_PREFIX}{}-{}-{hex}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let rm_err = |source| LayerError::RemoveSnapshot {
+            path: path.to_path_buf(),
+            source,
+        };
+        match fs::rename(path, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(rm_err(e)),
+        }
+        match fs::remove_file(self.marker(hex)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(rm_err(e)),
+        }
+        if doomed.exists() {
+            fs::remove_dir_all(&doomed).map_err(rm_err)?;
+        }
+        Ok(())
+    }
+
+    /// The snapshot dir for `chain_id` if it is cached (and may be used).
     pub fn get(&self, chain_id: &str) -> Result<Option<PathBuf>, LayerError> {
-        let p = self.path(chain_id)?;
-        let is_dir = fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
-        Ok(is_dir.then_some(p))
+        self.existing(chain_id)
+    }
+
+    /// Renames the complete tree `src` to the snapshot of `chain_id` (see the
+    /// module docs for why no sync is needed). Returns the snapshot, which is
+    /// someone else's when they published the same chain first (then `src`
+    /// is left where it was), or `None` when `src` cannot be renamed there
+    /// (another filesystem).
+    fn publish(&self, chain_id: &str, src: &Path) -> Result<Option<PathBuf>, LayerError> {
+        let final_path = self.path(chain_id)?;
+        let hex = sha256_hex(chain_id).unwrap_or_default();
+        let commit_err = |source| LayerError::CommitSnapshot {
+            path: final_path.clone(),
+            source,
+        };
+        let _lock = self.lock()?;
+        if final_path.is_dir() {
+            self.drop_if_stale(hex, &final_path)?;
+            if final_path.is_dir() {
+                return Ok(Some(final_path));
+            }
+        }
+        if let Some(boot) = boot_id() {
+            // The marker must be durable before the name can be.
+            let marker = self.marker(hex);
+            match fs::remove_file(&marker) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(commit_err(e)),
+            }
+            std::os::unix::fs::symlink(boot, &marker).map_err(commit_err)?;
+            sync_dir(&self.dir).map_err(commit_err)?;
+        } else {
+            // No way to tell boots apart: content durable before the name.
+            let dirfd = fs::File::open(src).map_err(commit_err)?;
+            rustix::fs::syncfs(&dirfd).map_err(|e| commit_err(e.into()))?;
+        }
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            src,
+            rustix::fs::CWD,
+            &final_path,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            // Or a writer that does not take the lock (an older keel) won.
+            Ok(()) | Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => {}
+            Err(rustix::io::Errno::XDEV) => {
+                let _ = fs::remove_file(self.marker(hex));
+                return Ok(None);
+            }
+            Err(e) => return Err(commit_err(e.into())),
+        }
+        if boot_id().is_none() {
+            sync_dir(&self.dir).map_err(commit_err)?;
+        }
+        Ok(Some(final_path))
     }
 
     /// Returns the snapshot dir for `chain_id`, unpacking it with
@@ -171,35 +354,16 @@ impl Snapshots {
         diff_id: &str,
         open_layer: impl FnOnce() -> io::Result<Box<dyn Read>>,
     ) -> Result<PathBuf, LayerError> {
-        let final_path = self.path(chain_id)?;
-        let chain_hex = sha256_hex(chain_id).unwrap_or_default();
+        let chain_hex = sha256_hex(chain_id)
+            .ok_or_else(|| LayerError::InvalidDigest(chain_id.into()))?
+            .to_owned();
         if sha256_hex(diff_id).is_none() {
             return Err(LayerError::InvalidDigest(diff_id.into()));
         }
-        match fs::symlink_metadata(&final_path) {
-            Ok(m) if m.is_dir() => return Ok(final_path),
-            Ok(_) => {
-                return Err(LayerError::CommitSnapshot {
-                    path: final_path,
-                    source: io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "exists and is not a directory",
-                    ),
-                });
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(LayerError::CreateSnapshot {
-                    path: final_path,
-                    source,
-                });
-            }
+        if let Some(p) = self.existing(chain_id)? {
+            return Ok(p);
         }
-        let tmp = self.dir.join(format!(
-            "{TMP_PREFIX}{}-{}-{chain_hex}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = self.tmp_path(&chain_hex);
         let create_err = |source| LayerError::CreateSnapshot {
             path: tmp.clone(),
             source,
@@ -208,7 +372,7 @@ impl Snapshots {
             .mode(0o755)
             .create(&tmp)
             .map_err(create_err)?;
-        let mut guard = TmpGuard(Some(tmp.clone()));
+        let _guard = TmpGuard(Some(tmp.clone()));
         // The umask must not decide the lowerdir root's mode.
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(create_err)?;
 
@@ -229,31 +393,96 @@ impl Snapshots {
                 actual,
             });
         }
+        // Same filesystem by construction: publish never returns None here.
+        self.publish(chain_id, &tmp)?
+            .ok_or_else(|| LayerError::CommitSnapshot {
+                path: tmp.clone(),
+                source: io::Error::from(io::ErrorKind::CrossesDevices),
+            })
+    }
 
-        let commit_err = |source| LayerError::CommitSnapshot {
-            path: final_path.clone(),
+    fn tmp_path(&self, hex: &str) -> PathBuf {
+        self.dir.join(format!(
+            "{TMP_PREFIX}{}-{}-{hex}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Makes `dir`, a tree that [`super::diff_to_layer`] just turned into the
+    /// layer `diff_id`, the snapshot of `chain_id` (which ends in that layer)
+    /// without unpacking the layer again. `dir` must have been prepared with
+    /// [`super::prepare_snapshot`] before the diff and left untouched since:
+    /// then it is exactly what unpacking the layer would make. On success
+    /// `dir` is gone (moved, or deleted when the chain was already cached);
+    /// `None` means it stays (another filesystem) and nothing was published.
+    pub fn adopt(&self, chain_id: &str, dir: &Path) -> Result<Option<PathBuf>, LayerError> {
+        if let Some(p) = self.existing(chain_id)? {
+            fs::remove_dir_all(dir).map_err(|source| LayerError::RemoveSnapshot {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            return Ok(Some(p));
+        }
+        // The root of an unpacked snapshot: 0755, owned by us.
+        let meta_err = |source: io::Error| LayerError::CreateSnapshot {
+            path: dir.to_path_buf(),
             source,
         };
-        // Content must be durable before the name says "complete".
-        let dirfd = fs::File::open(&tmp).map_err(commit_err)?;
-        rustix::fs::syncfs(&dirfd).map_err(|e| commit_err(e.into()))?;
-        drop(dirfd);
-        match rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            &tmp,
-            rustix::fs::CWD,
-            &final_path,
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) => guard.0 = None,
-            // Someone else committed the same chain first: theirs is as good.
-            Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => {
-                return Ok(final_path);
-            }
-            Err(e) => return Err(commit_err(e.into())),
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(meta_err)?;
+        let published = self.publish(chain_id, dir)?;
+        if published.is_some() && dir.exists() {
+            // Lost a race to an identical snapshot.
+            let _ = fs::remove_dir_all(dir);
         }
-        sync_dir(&self.dir).map_err(commit_err)?;
-        Ok(final_path)
+        Ok(published)
+    }
+
+    /// Makes every snapshot of this boot durable (one `syncfs`) and drops
+    /// their markers; returns how many were sealed.
+    pub fn seal(&self) -> Result<usize, LayerError> {
+        let Some(boot) = boot_id() else {
+            return Ok(0);
+        };
+        let list_err = |source| LayerError::ListSnapshots {
+            path: self.dir.clone(),
+            source,
+        };
+        // Markers (and their inodes) that exist before the sync: their
+        // snapshots were complete before the marker was made.
+        let mut markers = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(list_err)? {
+            let e = e.map_err(list_err)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(MARKER_PREFIX) {
+                continue;
+            }
+            let path = e.path();
+            if fs::read_link(&path).is_ok_and(|t| t.as_os_str() == boot)
+                && let Ok(md) = fs::symlink_metadata(&path)
+            {
+                markers.push((path, md.ino()));
+            }
+        }
+        if markers.is_empty() {
+            return Ok(0);
+        }
+        let dirfd = fs::File::open(&self.dir).map_err(list_err)?;
+        rustix::fs::syncfs(&dirfd).map_err(|e| list_err(e.into()))?;
+        let _lock = self.lock()?;
+        let mut sealed = 0;
+        for (path, ino) in markers {
+            // A marker replaced since (a re-published chain) is not ours to drop.
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == ino) {
+                fs::remove_file(&path).map_err(|source| LayerError::RemoveSnapshot {
+                    path: path.clone(),
+                    source,
+                })?;
+                sealed += 1;
+            }
+        }
+        sync_dir(&self.dir).map_err(list_err)?;
+        Ok(sealed)
     }
 
     /// Unpacks a whole chain (bottom layer first) and returns its snapshot
@@ -312,12 +541,20 @@ impl Snapshots {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        match fs::rename(&path, &doomed) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(LayerError::NoSuchSnapshot(chain_id.to_owned()));
+        {
+            let _lock = self.lock()?;
+            match fs::rename(&path, &doomed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(LayerError::NoSuchSnapshot(chain_id.to_owned()));
+                }
+                Err(source) => return Err(LayerError::RemoveSnapshot { path, source }),
             }
-            Err(source) => return Err(LayerError::RemoveSnapshot { path, source }),
+            match fs::remove_file(self.marker(chain_hex)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(LayerError::RemoveSnapshot { path, source }),
+            }
         }
         let rm_err = |source| LayerError::RemoveSnapshot {
             path: path.clone(),
