@@ -36,7 +36,11 @@ keel_ensure_packages() {
 }
 
 # A target dir outside the clone: repeated CI runs on one machine share it.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/keel-target}"
+# One per clone path: cargo's freshness check ignores where a crate lives, so
+# a test binary built in another clone would run with that clone's
+# CARGO_MANIFEST_DIR (its fixtures, or none) baked in.
+KEEL_CLONE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/keel-target/$(printf %s "$KEEL_CLONE" | sha256sum | cut -c1-12)}"
 
 # Podman for side-by-side benchmarks, in its own throw-away store under DIR:
 # runc, cgroupfs, file events, ulimits within this machine's hard limits, and
