@@ -988,11 +988,7 @@ fn run_container(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let containers = open(root)?;
     let net = network_attacher(root);
     let attach_tty = a.flags.tty && !a.detach;
-    let size = if attach_tty {
-        WinSize::of(std::io::stdout()).or_else(|| WinSize::of(std::io::stdin()))
-    } else {
-        None
-    };
+    let size = if attach_tty { client_size() } else { None };
     let mut child = engine::spawn_monitor_sized(
         &exe()?,
         root,
@@ -1015,17 +1011,40 @@ fn run_container(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         println!("{}", cfg.id);
         return Ok(ExitCode::SUCCESS);
     }
-    // -it on a terminal: keys, Ctrl-C included, go to the container as typed.
-    let raw = (attach_tty && a.flags.interactive)
+    follow_until_exit(
+        &mut child,
+        pid,
+        &containers,
+        &cfg.id,
+        attach_tty && a.flags.interactive,
+    )
+}
+
+/// The client's terminal size: stdout's, or stdin's when output is redirected.
+fn client_size() -> Option<WinSize> {
+    WinSize::of(std::io::stdout()).or_else(|| WinSize::of(std::io::stdin()))
+}
+
+/// Follows a started container's frames until it exits; returns its exit
+/// code. With `raw_keys` (-it on a terminal) keys, Ctrl-C included, go to
+/// the container as typed.
+fn follow_until_exit(
+    child: &mut std::process::Child,
+    pid: i32,
+    c: &Containers,
+    id: &str,
+    raw_keys: bool,
+) -> anyhow::Result<ExitCode> {
+    let raw = raw_keys
         .then(|| RawMode::enable(std::io::stdin()))
         .flatten();
-    let code = follow_frames(&mut child, pid);
+    let code = follow_frames(child, pid);
     drop(raw);
     let code = code?;
     let _ = child.wait();
     let code = match code {
-        Some(c) => c,
-        None => containers.state(&cfg.id).map_or(-1, |s| s.exit_code),
+        Some(code) => code,
+        None => c.state(id).map_or(-1, |s| s.exit_code),
     };
     Ok(exit_code(code))
 }
@@ -1066,26 +1085,11 @@ pub(crate) fn start_attached(
     interactive: bool,
 ) -> anyhow::Result<ExitCode> {
     let tty = c.config(id).map_err(hinted)?.tty;
-    let size = if tty {
-        WinSize::of(std::io::stdout()).or_else(|| WinSize::of(std::io::stdin()))
-    } else {
-        None
-    };
+    let size = if tty { client_size() } else { None };
     let mut child =
         engine::spawn_monitor_sized(&exe()?, root, id, interactive, size).map_err(hinted)?;
     let pid = engine::await_start(&mut child).map_err(hinted)?;
-    let raw = (tty && interactive)
-        .then(|| RawMode::enable(std::io::stdin()))
-        .flatten();
-    let code = follow_frames(&mut child, pid);
-    drop(raw);
-    let code = code?;
-    let _ = child.wait();
-    let code = match code {
-        Some(code) => code,
-        None => c.state(id).map_or(-1, |s| s.exit_code),
-    };
-    Ok(exit_code(code))
+    follow_until_exit(&mut child, pid, c, id, tty && interactive)
 }
 
 pub(crate) fn start_one(root: &Path, c: &Containers, id: &str) -> anyhow::Result<()> {
@@ -1494,7 +1498,7 @@ fn exec_tty(
         .map_err(hinted)
         .context("exec")?;
     let master = console.receive().map_err(hinted).context("exec")?;
-    if let Some(w) = WinSize::of(std::io::stdout()).or_else(|| WinSize::of(std::io::stdin())) {
+    if let Some(w) = client_size() {
         w.apply(&master).map_err(hinted)?;
     }
     if a.detach {
