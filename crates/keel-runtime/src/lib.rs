@@ -31,6 +31,21 @@ pub mod tty;
 pub mod user;
 pub mod volume;
 
+/// Runs the unit test `test` of this crate's test binary in a child process
+/// with `env` set (for tests that change process-wide state such as signal
+/// dispositions or a seccomp filter, which cannot be undone); asserts that it
+/// printed `probe: ok`.
+#[cfg(test)]
+fn run_child_probe(test: &str, env: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("probe: ok"), "{text}");
+}
+
 pub use error::{Result, RuntimeError, error_chain};
 pub use record::{
     ContainerConfig, ContainerState, Containers, EndpointConfig, EndpointState, HealthConfig,

@@ -717,13 +717,7 @@ mod tests {
     #[test]
     fn a_loaded_program_enforces_the_profile() {
         // In a child process: a filter cannot be taken off again.
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "seccomp::tests::child_probe", "--nocapture"])
-            .env("KEEL_SECCOMP_PROBE", "1")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("probe: ok"), "{text}");
+        crate::run_child_probe("seccomp::tests::child_probe", "KEEL_SECCOMP_PROBE");
     }
 
     #[test]

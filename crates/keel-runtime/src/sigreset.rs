@@ -68,13 +68,7 @@ mod tests {
     #[test]
     fn reset_restores_default_dispositions_and_mask() {
         // A child process, so the test runner's own signal state is untouched.
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "sigreset::tests::child_probe", "--nocapture"])
-            .env("KEEL_SIGRESET_PROBE", "1")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("probe: ok"), "{text}");
+        crate::run_child_probe("sigreset::tests::child_probe", "KEEL_SIGRESET_PROBE");
     }
 
     #[test]

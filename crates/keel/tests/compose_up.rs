@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Keel, free_port, unmount_under, wait_for_port};
+use common::{Keel, free_port, http_get, unmount_under, wait_for_port};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -251,15 +250,6 @@ impl Drop for Project {
         }
         unmount_under(self.k.root.path());
     }
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
 }
 
 fn body(port: u16, path: &str) -> String {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Keel, free_port, unmount_under, wait_for_port};
+use common::{Keel, free_port, http_get, unmount_under, wait_for_port};
 
 /// A keel root with busybox seeded; on drop, every container is force-removed
 /// and anything still mounted under the root is unmounted.
@@ -957,15 +957,6 @@ fn a_container_keeps_its_image_layers_through_rmi_force_and_prune() {
             .unwrap()
             .any(|d| !d.unwrap().file_name().to_string_lossy().starts_with('.'))
     );
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
 }
 
 /// Names of the host's links that are, or are attached to, one of `bridges`

@@ -116,6 +116,17 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
     }
 }
 
+/// A plain HTTP/1.0 GET on 127.0.0.1:`port`; the whole response, headers included.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
