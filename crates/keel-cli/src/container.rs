@@ -852,7 +852,7 @@ fn exe() -> anyhow::Result<PathBuf> {
 /// Forwards the monitor's frames to our stdout/stderr until the exit frame.
 /// Like Docker's sig-proxy, INT, TERM, HUP, QUIT, USR1 and USR2 sent to us go
 /// to the container (`pid`) instead of ending keel.
-fn follow_frames(child: &mut std::process::Child, pid: i32) -> anyhow::Result<Option<i32>> {
+fn follow_frames(child: &mut engine::Monitor, pid: i32) -> anyhow::Result<Option<i32>> {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use rustix::event::{PollFd, PollFlags, poll};
@@ -995,6 +995,7 @@ fn run_container(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         &cfg.id,
         a.flags.interactive && !a.detach,
         size,
+        Some(&|win| monitor_in_process(root, &cfg.id, win)),
     )
     .map_err(hinted)?;
     let pid = match engine::await_start(&mut child) {
@@ -1029,7 +1030,7 @@ fn client_size() -> Option<WinSize> {
 /// code. With `raw_keys` (-it on a terminal) keys, Ctrl-C included, go to
 /// the container as typed.
 fn follow_until_exit(
-    child: &mut std::process::Child,
+    child: &mut engine::Monitor,
     pid: i32,
     c: &Containers,
     id: &str,
@@ -1086,8 +1087,15 @@ pub(crate) fn start_attached(
 ) -> anyhow::Result<ExitCode> {
     let tty = c.config(id).map_err(hinted)?.tty;
     let size = if tty { client_size() } else { None };
-    let mut child =
-        engine::spawn_monitor_sized(&exe()?, root, id, interactive, size).map_err(hinted)?;
+    let mut child = engine::spawn_monitor_sized(
+        &exe()?,
+        root,
+        id,
+        interactive,
+        size,
+        Some(&|win| monitor_in_process(root, id, win)),
+    )
+    .map_err(hinted)?;
     let pid = engine::await_start(&mut child).map_err(hinted)?;
     follow_until_exit(&mut child, pid, c, id, tty && interactive)
 }
@@ -1096,7 +1104,15 @@ pub(crate) fn start_one(root: &Path, c: &Containers, id: &str) -> anyhow::Result
     if engine::is_active(c, id) {
         return Ok(());
     }
-    let mut child = engine::spawn_monitor(&exe()?, root, id, false).map_err(hinted)?;
+    let mut child = engine::spawn_monitor_sized(
+        &exe()?,
+        root,
+        id,
+        false,
+        None,
+        Some(&|win| monitor_in_process(root, id, win)),
+    )
+    .map_err(hinted)?;
     let r = engine::await_start(&mut child);
     drop(child);
     r.map_err(|e| hinted(e).context("starting the container"))?;
@@ -1532,10 +1548,10 @@ pub fn wait(root: &Path, a: ContainersArgs) -> anyhow::Result<ExitCode> {
         let id = resolve(&c, n)?;
         loop {
             let st = c.state(&id).map_err(hinted)?;
-            if !keel_runtime::record::monitor_alive(st.monitor_pid, &id) {
+            if !keel_runtime::record::monitor_alive(&st, &id) {
                 break;
             }
-            engine::wait_monitor(&id, st.monitor_pid, None);
+            engine::wait_monitor(&id, &st, None);
         }
         // A --rm container is gone by now; its exit code went with it.
         let code = c.state(&id).map_or(0, |s| s.exit_code);
@@ -2005,6 +2021,19 @@ pub fn monitor(root: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let net = network_attacher(root);
     let code = keel_runtime::monitor::run(root, id, net.as_ref()).map_err(hinted)?;
     Ok(exit_code(code.max(0)))
+}
+
+/// The monitor in a forked client (`keel_runtime::launch`): what
+/// `__monitor` does, with the window size handed over directly.
+fn monitor_in_process(root: &Path, id: &str, win: Option<WinSize>) -> i32 {
+    let net = network_attacher(root);
+    match keel_runtime::monitor::run_sized(root, id, net.as_ref(), win) {
+        Ok(code) => code.max(0),
+        Err(e) => {
+            eprintln!("{}", crate::render_error(&hinted(e)));
+            1
+        }
+    }
 }
 
 #[cfg(test)]

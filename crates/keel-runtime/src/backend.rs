@@ -140,6 +140,13 @@ impl ExecHandle {
 /// An OCI runtime.
 pub trait OciRuntime {
     fn name(&self) -> &'static str;
+    /// Whether starting a container moves a process by writing its pid to
+    /// `cgroup.procs`, i.e. waits out an RCU grace period after an idle spell
+    /// (see [`crate::cgroups`]). keel's libcontainer moves its single-threaded
+    /// intermediate process through `tasks` and does not.
+    fn migrates_by_pid(&self) -> bool {
+        true
+    }
     /// Creates and starts container `id` from `bundle`. The returned init pid is
     /// a child of the caller (for runc: once runc exits, through the caller
     /// being a child subreaper).
@@ -240,6 +247,10 @@ fn bundle_program(bundle: &Path) -> Result<Option<crate::seccomp::Program>> {
 impl OciRuntime for Libcontainer {
     fn name(&self) -> &'static str {
         "libcontainer"
+    }
+
+    fn migrates_by_pid(&self) -> bool {
+        false
     }
 
     fn launch(

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio as StdStdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -14,8 +13,8 @@ use crate::error::{Result, RuntimeError};
 use crate::monitor::Frame;
 use crate::network::{Mode, NetworkAttacher};
 use crate::record::{
-    ContainerConfig, Containers, EndpointConfig, HealthConfig, MountKind, MountSpec, NetworkConfig,
-    PortSpec, RestartPolicy, Status, monitor_alive,
+    ContainerConfig, ContainerState, Containers, EndpointConfig, HealthConfig, MountKind,
+    MountSpec, NetworkConfig, PortSpec, RestartPolicy, Status, monitor_alive,
 };
 use crate::volume::Volumes;
 use crate::{ids, spec, user};
@@ -402,7 +401,7 @@ pub fn connect(
         return Err(RuntimeError::SharedNetns);
     }
     let st = containers.state(id)?;
-    let running = st.status == Status::Running && monitor_alive(st.monitor_pid, id);
+    let running = st.status == Status::Running && monitor_alive(&st, id);
     let primary = cfg.network == ep.network;
     let known = primary
         || cfg
@@ -443,7 +442,7 @@ pub fn disconnect(
 ) -> Result<()> {
     let cfg = containers.config(id)?;
     let st = containers.state(id)?;
-    let running = st.status == Status::Running && monitor_alive(st.monitor_pid, id);
+    let running = st.status == Status::Running && monitor_alive(&st, id);
     let in_config = cfg.network == network
         || cfg
             .networking
@@ -515,9 +514,7 @@ fn validate_mount(m: &MountSpec) -> Result<()> {
 
 /// Whether the container's monitor is alive.
 pub fn is_active(containers: &Containers, id: &str) -> bool {
-    containers
-        .state(id)
-        .is_ok_and(|s| monitor_alive(s.monitor_pid, id))
+    containers.state(id).is_ok_and(|s| monitor_alive(&s, id))
 }
 
 /// The status shown to users: a dead monitor means the container is not running,
@@ -527,84 +524,15 @@ pub fn effective_status(containers: &Containers, id: &str) -> Status {
         return Status::Exited;
     };
     match s.status {
-        Status::Running | Status::Restarting if !monitor_alive(s.monitor_pid, id) => Status::Exited,
+        Status::Running | Status::Restarting if !monitor_alive(&s, id) => Status::Exited,
         st => st,
     }
 }
 
-/// Spawns the monitor for `id`. `exe` is the keel binary; `stdin_inherit` hands
-/// the caller's stdin to the container (`-i`). The returned child's stdout
-/// carries [`Frame`]s.
-pub fn spawn_monitor(exe: &Path, root: &Path, id: &str, stdin_inherit: bool) -> Result<Child> {
-    spawn_monitor_sized(exe, root, id, stdin_inherit, None)
-}
-
-/// [`spawn_monitor`] for a `-t` container, with the client's window size.
-pub fn spawn_monitor_sized(
-    exe: &Path,
-    root: &Path,
-    id: &str,
-    stdin_inherit: bool,
-    size: Option<crate::tty::WinSize>,
-) -> Result<Child> {
-    use std::os::unix::process::CommandExt;
-    let containers = Containers::open(root)?;
-    let log = std::fs::File::create(containers.dir(id).join("monitor.log")).map_err(|source| {
-        RuntimeError::Spawn {
-            what: "the monitor log".to_string(),
-            source,
-        }
-    })?;
-    // The monitor is its own process group (so Ctrl-C at the terminal does
-    // not reach it), which makes it a background job of the client's
-    // terminal: reading that terminal would stop it with SIGTTIN. So the
-    // client reads its stdin and relays it through a pipe, as docker's
-    // client relays it to the daemon.
-    let (stdin, relay) = if stdin_inherit {
-        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
-            RuntimeError::Spawn {
-                what: "the stdin pipe".to_string(),
-                source: e.into(),
-            }
-        })?;
-        (StdStdio::from(r), Some(w))
-    } else {
-        (StdStdio::null(), None)
-    };
-    let mut c = Command::new(exe);
-    c.arg("--root")
-        .arg(root)
-        .arg("__monitor")
-        .arg(id)
-        .stdin(stdin)
-        .stdout(StdStdio::piped())
-        .stderr(StdStdio::from(log))
-        // Ctrl-C at the terminal must not reach the monitor.
-        .process_group(0);
-    if let Some(w) = size {
-        c.env(crate::monitor::TTY_SIZE_ENV, w.to_string());
-    }
-    let child = c.spawn().map_err(|source| RuntimeError::Spawn {
-        what: "the container monitor".to_string(),
-        source,
-    })?;
-    drop(c);
-    if let Some(w) = relay {
-        // Ends at the client's EOF (the container's stdin closes, as with
-        // `docker run -i`) or when the monitor is gone (EPIPE); the thread
-        // does not keep the client alive.
-        std::thread::spawn(move || {
-            let mut w = std::fs::File::from(w);
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut w);
-        });
-    }
-    Ok(child)
-}
+pub use crate::launch::{InProcess, Monitor, spawn_monitor, spawn_monitor_sized};
 
 /// Waits for the monitor to report the start; returns the init pid.
-pub fn await_start(child: &mut Child) -> Result<i32> {
-    // The runtime moves the container into its cgroups in the meantime.
-    let _warm = crate::cgroups::MigrationWarmer::start();
+pub fn await_start(child: &mut Monitor) -> Result<i32> {
     let out = child
         .stdout
         .as_mut()
@@ -624,13 +552,14 @@ pub fn await_start(child: &mut Child) -> Result<i32> {
 }
 
 /// Waits until the monitor of `id` (pid `monitor_pid`) is gone, up to `timeout`.
-pub fn wait_monitor(id: &str, monitor_pid: i32, timeout: Option<Duration>) -> bool {
+pub fn wait_monitor(id: &str, st: &ContainerState, timeout: Option<Duration>) -> bool {
+    let monitor_pid = st.monitor_pid;
     let deadline = timeout.map(|t| Instant::now() + t);
     // A pidfd wakes us the moment the monitor exits.
     let fd = rustix::process::Pid::from_raw(monitor_pid)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     loop {
-        if !monitor_alive(monitor_pid, id) {
+        if !monitor_alive(st, id) {
             return true;
         }
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -666,7 +595,7 @@ pub fn kill(
             s.user_stopped = true;
         }
     })?;
-    if st.pid <= 0 || !monitor_alive(st.monitor_pid, id) || st.status != Status::Running {
+    if st.pid <= 0 || !monitor_alive(&st, id) || st.status != Status::Running {
         return Err(RuntimeError::NotRunning(id.to_string()));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal)
@@ -682,7 +611,7 @@ pub fn stop(
 ) -> Result<()> {
     let cfg = containers.config(id)?;
     let st = containers.update(id, |s| s.user_stopped = true)?;
-    if !monitor_alive(st.monitor_pid, id) {
+    if !monitor_alive(&st, id) {
         return Ok(());
     }
     let sig = parse_signal(signal.unwrap_or(&cfg.stop_signal))?;
@@ -690,7 +619,7 @@ pub fn stop(
     if st.status == Status::Running && st.pid > 0 {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig);
     }
-    if !wait_monitor(id, st.monitor_pid, Some(t)) {
+    if !wait_monitor(id, &st, Some(t)) {
         let st = containers.state(id)?;
         if st.pid > 0 {
             let _ = nix::sys::signal::kill(
@@ -698,7 +627,7 @@ pub fn stop(
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        wait_monitor(id, st.monitor_pid, None);
+        wait_monitor(id, &st, None);
     }
     Ok(())
 }
@@ -743,7 +672,7 @@ pub fn remove(
     net: &dyn NetworkAttacher,
 ) -> Result<()> {
     let st = containers.state(id)?;
-    if monitor_alive(st.monitor_pid, id) {
+    if monitor_alive(&st, id) {
         if !force {
             return Err(RuntimeError::Running(ids::short(id).to_string()));
         }
@@ -754,7 +683,7 @@ pub fn remove(
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        wait_monitor(id, st.monitor_pid, Some(Duration::from_secs(30)));
+        wait_monitor(id, &st, Some(Duration::from_secs(30)));
         // --rm containers remove themselves; nothing left to do then.
         if !containers.dir(id).join("config.json").exists() {
             return Ok(());
@@ -772,7 +701,7 @@ pub fn exec(
 ) -> Result<ExecHandle> {
     let cfg = containers.config(id)?;
     let st = containers.state(id)?;
-    if st.status != Status::Running || !monitor_alive(st.monitor_pid, id) {
+    if st.status != Status::Running || !monitor_alive(&st, id) {
         return Err(RuntimeError::NotRunning(id.to_string()));
     }
     let rt = backend::by_name(&cfg.runtime, &containers.root().join("run"))?;

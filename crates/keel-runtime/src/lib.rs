@@ -17,6 +17,7 @@ pub mod copy;
 pub mod engine;
 mod error;
 pub mod ids;
+pub mod launch;
 pub mod logs;
 pub mod monitor;
 pub mod network;

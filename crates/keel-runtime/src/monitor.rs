@@ -1,4 +1,5 @@
 //! The per-container monitor: a re-exec of the keel binary (`keel __monitor <id>`)
+//! or a fork of a single-threaded client (see [`crate::launch`])
 //! that owns one container's life. It is single-threaded on purpose, since
 //! libcontainer forks and must never run inside a multi-threaded process. It
 //! mounts the root, sets up the network, starts the container, streams its
@@ -161,7 +162,7 @@ fn prepare(
 fn join_container(containers: &Containers, other: &str, paths: &mut spec::SpecPaths) -> Result<()> {
     let oid = containers.resolve(other)?;
     let st = containers.state(&oid)?;
-    if st.status != Status::Running || !crate::record::monitor_alive(st.monitor_pid, &oid) {
+    if st.status != Status::Running || !crate::record::monitor_alive(&st, &oid) {
         return Err(RuntimeError::JoinNotRunning(oid));
     }
     let ocfg = containers.config(&oid)?;
@@ -362,8 +363,22 @@ fn probe(rt: &dyn OciRuntime, id: &str, hc: &crate::record::HealthConfig) -> (i3
     }
 }
 
-/// Runs the container until it is done; returns the final exit code.
+/// Runs the container until it is done; returns the final exit code. A `-t`
+/// container's window size comes from [`TTY_SIZE_ENV`].
 pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
+    let win = std::env::var(TTY_SIZE_ENV)
+        .ok()
+        .and_then(|s| crate::tty::WinSize::parse(&s));
+    run_sized(root, id, net, win)
+}
+
+/// [`run`] with the window size given.
+pub fn run_sized(
+    root: &Path,
+    id: &str,
+    net: &dyn NetworkAttacher,
+    win: Option<crate::tty::WinSize>,
+) -> Result<i32> {
     // Our own process group (set at spawn) keeps the terminal's signals away;
     // setsid would be refused to a group leader. So the client's terminal may
     // still be ours: we never read it (a client relays stdin through a pipe).
@@ -384,6 +399,7 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
     let rt = backend::by_name(&cfg.runtime, &root.join("run"))?;
     containers.update(id, |s| {
         s.monitor_pid = rustix::process::getpid().as_raw_nonzero().get();
+        s.monitor_start = crate::record::process_start(s.monitor_pid).unwrap_or(0);
         s.user_stopped = false;
         s.error.clear();
     })?;
@@ -391,6 +407,12 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
         netns: None,
         attached_network: false,
     };
+    // A runtime that moves its init by pid pays a grace period unless the
+    // lock is warm: warm it while we prepare (runc is a separate binary,
+    // so threads here do not matter to it; libcontainer needs none).
+    let mut warm = rt
+        .migrates_by_pid()
+        .then(crate::cgroups::MigrationWarmer::start);
     if let Err(e) = prepare(&containers, &cfg, rt.as_ref(), net, &mut setup) {
         let msg = e.to_string();
         let full = crate::error_chain(&e);
@@ -412,9 +434,6 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
     } else {
         None
     };
-    let win = std::env::var(TTY_SIZE_ENV)
-        .ok()
-        .and_then(|s| crate::tty::WinSize::parse(&s));
     loop {
         let stdin: OwnedFd = if cfg.interactive {
             std::io::stdin()
@@ -493,6 +512,7 @@ pub fn run(root: &Path, id: &str, net: &dyn NetworkAttacher) -> Result<i32> {
                 });
             }
         })?;
+        drop(warm.take());
         if first {
             attached.send(&Frame::Started(pid));
             first = false;

@@ -9,11 +9,10 @@
 //! Records live under whatever root the caller passes, so build containers
 //! stay out of `keel ps` when that is not the user's root.
 
+use crate::launch::Monitor;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -50,7 +49,7 @@ pub struct OneShot {
 pub struct Running {
     containers: Containers,
     id: String,
-    child: Option<Child>,
+    child: Option<Monitor>,
 }
 
 /// Which stream output came from.
@@ -186,7 +185,7 @@ impl Running {
         let Some(out) = child.stdout.take() else {
             return Err(RuntimeError::Monitor("no pipe".into()));
         };
-        let mut out = File::from(std::os::fd::OwnedFd::from(out));
+        let mut out = out;
         let mut killed = false;
         let code = loop {
             if cancel.load(Ordering::Relaxed) && !killed {
@@ -239,7 +238,7 @@ impl Running {
             }
             // The monitor exits right after the command; bounded anyway.
             for _ in 0..100 {
-                if child.try_wait().ok().flatten().is_some() {
+                if child.try_wait().unwrap_or(true) {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -372,6 +372,10 @@ pub struct ContainerState {
     pub status: Status,
     pub pid: i32,
     pub monitor_pid: i32,
+    /// The monitor's start time (/proc/PID/stat field 22): with the pid, who
+    /// it is. 0 in records from before it was kept.
+    #[serde(default)]
+    pub monitor_start: u64,
     pub exit_code: i32,
     pub oom_killed: bool,
     pub error: String,
@@ -646,16 +650,55 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
-/// Whether the monitor of container `id` runs as `pid` (guards against pid reuse).
-pub fn monitor_alive(pid: i32, id: &str) -> bool {
-    pid_alive(pid)
-        && fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+/// Whether the monitor recorded in `st` (for container `id`) still runs.
+/// Guards against pid reuse: the process must have the recorded start time
+/// (a forked monitor keeps its client's command line, so that cannot tell);
+/// records without one fall back to a command line naming `id`.
+pub fn monitor_alive(st: &ContainerState, id: &str) -> bool {
+    let pid = st.monitor_pid;
+    if !pid_alive(pid) {
+        return false;
+    }
+    if st.monitor_start > 0 {
+        return process_start(pid) == Some(st.monitor_start);
+    }
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+}
+
+/// When process `pid` started, in clock ticks after boot (/proc/PID/stat
+/// field 22): unique for a pid until reboot.
+pub fn process_start(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command: state is field 3, start time 22.
+    s.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_monitor_is_known_by_pid_and_start_time() {
+        let me = std::process::id().cast_signed();
+        let start = process_start(me).unwrap();
+        assert!(start > 0);
+        let st = |pid, monitor_start| ContainerState {
+            monitor_pid: pid,
+            monitor_start,
+            ..ContainerState::default()
+        };
+        assert!(monitor_alive(&st(me, start), "any-id"));
+        // The same pid with another start time is another process.
+        assert!(!monitor_alive(&st(me, start + 1), "any-id"));
+        // Old records: the command line must name the container.
+        assert!(!monitor_alive(&st(me, 0), "no-such-container-id"));
+        assert!(!monitor_alive(&st(0, start), "any-id"));
+    }
 
     #[test]
     fn ulimits_parse_like_docker() {

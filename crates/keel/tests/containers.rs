@@ -81,6 +81,22 @@ impl Env {
                     p.file_name().display()
                 );
             }
+            // A monitor forked from its client keeps the client's command
+            // line; it is known by what it holds open (the container's log).
+            for fd in std::fs::read_dir(p.path().join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    assert!(
+                        !target.to_string_lossy().contains(id),
+                        "process {} holds {} open",
+                        p.file_name().display(),
+                        target.display()
+                    );
+                }
+            }
         }
         assert!(!self.root().join("containers").join(id).exists());
         assert!(!self.root().join("run/netns").join(id).exists());
@@ -347,6 +363,32 @@ macro_rules! conformance {
 }
 
 conformance!(libcontainer, runc);
+
+/// `keel run` forks its monitor (no second exec of keel): the monitor is
+/// named keel-monitor, keeps the client's command line, and is still known
+/// as the container's monitor by its pid and start time (ps, stop).
+#[test]
+fn run_forks_the_monitor_and_still_knows_it() {
+    let e = Env::new();
+    let id =
+        e.k.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "60"]);
+    let id = id.trim();
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(e.root().join("containers").join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let pid = state["monitor_pid"].as_i64().unwrap();
+    assert!(state["monitor_start"].as_u64().unwrap() > 0);
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "keel-monitor");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("__monitor"));
+    assert!(e.k.ok(&["ps", "-q"]).contains(&id[..12]));
+    e.k.ok(&["stop", "-t", "1", id]);
+    assert_eq!(e.inspect(id)["State"]["Status"], "exited");
+    e.k.ok(&["rm", id]);
+    e.assert_nothing_left(id);
+}
 
 #[test]
 fn volumes_survive_rm_and_anonymous_ones_go_with_rm_v() {
