@@ -282,8 +282,13 @@ impl OciRuntime for Libcontainer {
         let profile = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         match profile {
             Some(p) if nnp && crate::seccomp::precompilable(&p) => {
-                let bytes = crate::seccomp::compiled(&p, &self.seccomp_cache)?;
-                crate::record::write_replace(&program, &bytes, false)?;
+                let (cached, bytes) = crate::seccomp::compiled_file(&p, &self.seccomp_cache)?;
+                // A link to the cache file costs no new inode (on a restart
+                // the bundle has one already).
+                let _ = std::fs::remove_file(&program);
+                if std::fs::hard_link(&cached, &program).is_err() {
+                    crate::record::write_replace(&program, &bytes, false)?;
+                }
                 if let Some(l) = spec.linux_mut() {
                     l.set_seccomp(None);
                 }

@@ -645,6 +645,18 @@ pub fn remove_stopped(
     let rt = backend::by_name(&cfg.runtime, &containers.root().join("run"))?;
     rt.delete(id)?;
     crate::monitor::teardown(containers, id, net, &cfg.network)?;
+    remove_torn_down(containers, id, &cfg, volumes)
+}
+
+/// The rest of [`remove_stopped`] once runtime state, network and root mount
+/// are gone (an --rm container's own monitor has done those): stray mounts,
+/// the record, the image pin and (with `volumes`) anonymous volumes.
+pub fn remove_torn_down(
+    containers: &Containers,
+    id: &str,
+    cfg: &ContainerConfig,
+    volumes: bool,
+) -> Result<()> {
     for m in crate::rootfs::mounts_under(&containers.dir(id)) {
         crate::rootfs::unmount_if_mounted(&m)?;
     }

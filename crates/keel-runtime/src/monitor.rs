@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -121,7 +121,7 @@ fn prepare(
     rt: &dyn OciRuntime,
     net: &dyn NetworkAttacher,
     setup: &mut Setup,
-) -> Result<()> {
+) -> Result<(PathBuf, PathBuf)> {
     let dir = containers.dir(&cfg.id);
     let merged = rootfs::mount_overlay(&dir, &cfg.lowerdirs, cfg.auto_remove)?;
     let mode = Mode::parse(&cfg.network);
@@ -149,12 +149,10 @@ fn prepare(
             }
         }
     }
-    containers.update(&cfg.id, |s| {
-        s.hosts_path = Some(paths.hosts.clone());
-        s.resolv_conf_path = Some(paths.resolv_conf.clone());
-    })?;
     let s = spec::build(cfg, &paths)?;
-    rt.write_bundle(s, &containers.bundle(&cfg.id))
+    rt.write_bundle(s, &containers.bundle(&cfg.id))?;
+    // Recorded with the Running state, one write fewer per start.
+    Ok((paths.hosts, paths.resolv_conf))
 }
 
 /// `--network container:X`: X's namespace and its hosts, resolv.conf and
@@ -413,21 +411,27 @@ pub fn run_sized(
     let mut warm = rt
         .migrates_by_pid()
         .then(crate::cgroups::MigrationWarmer::start);
-    if let Err(e) = prepare(&containers, &cfg, rt.as_ref(), net, &mut setup) {
-        let msg = e.to_string();
-        let full = crate::error_chain(&e);
-        let _ = containers.update(id, |s| {
-            s.error.clone_from(&full);
-            s.monitor_pid = 0;
-        });
-        let _ = teardown(&containers, id, net, &cfg.network);
-        attached.send(&Frame::Error(if full.is_empty() { msg } else { full }));
-        return Ok(-1);
-    }
+    let (hosts_path, resolv_conf_path) =
+        match prepare(&containers, &cfg, rt.as_ref(), net, &mut setup) {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = e.to_string();
+                let full = crate::error_chain(&e);
+                let _ = containers.update(id, |s| {
+                    s.error.clone_from(&full);
+                    s.monitor_pid = 0;
+                });
+                let _ = teardown(&containers, id, net, &cfg.network);
+                attached.send(&Frame::Error(if full.is_empty() { msg } else { full }));
+                return Ok(-1);
+            }
+        };
     let _ = setup.attached_network;
     let mut log = LogWriter::open(&containers.log_path(id), DEFAULT_MAX_SIZE)?;
     let mut first = true;
     let mut code;
+    // Some(oom_killed) once an --rm container has exited for good.
+    let mut unrecorded_exit = None;
     // With -t the runtime makes the pty and sends us its master.
     let console = if cfg.tty {
         Some(crate::tty::ConsoleSocket::bind(&root.join("run"))?)
@@ -500,6 +504,8 @@ pub fn run_sized(
         let started_at = Utc::now();
         containers.update(id, |s| {
             s.status = Status::Running;
+            s.hosts_path = Some(hosts_path.clone());
+            s.resolv_conf_path = Some(resolv_conf_path.clone());
             s.pid = pid;
             s.started_at = Some(started_at);
             s.finished_at = None;
@@ -529,6 +535,15 @@ pub fn run_sized(
         log.flush()?;
         let oom = stats::oom_kills(id) > 0;
         let _ = rt.delete(id);
+        let restart = containers.state(id).is_ok_and(|st| {
+            cfg.restart
+                .should_restart(code, st.restart_count, st.user_stopped)
+        });
+        if cfg.auto_remove && !restart {
+            // Removed below: its exit is only recorded if that fails.
+            unrecorded_exit = Some(oom);
+            break;
+        }
         let st = containers.update(id, |s| {
             s.status = Status::Exited;
             s.exit_code = code;
@@ -536,10 +551,7 @@ pub fn run_sized(
             s.pid = 0;
             s.finished_at = Some(Utc::now());
         })?;
-        if !cfg
-            .restart
-            .should_restart(code, st.restart_count, st.user_stopped)
-        {
+        if !restart {
             break;
         }
         // Exponential backoff from 100 ms, like Docker; a user stop ends the wait.
@@ -562,9 +574,24 @@ pub fn run_sized(
     }
     reap_orphans();
     let _ = teardown(&containers, id, net, &cfg.network);
-    containers.update(id, |s| s.monitor_pid = 0)?;
-    if cfg.auto_remove {
-        let _ = crate::engine::remove_stopped(&containers, id, true, net);
+    // --rm: runtime state, network and mounts are gone already; what is
+    // left is the record (and anonymous volumes, as with `docker run --rm`).
+    let removed = unrecorded_exit.is_some()
+        && crate::engine::remove_torn_down(&containers, id, &cfg, true).is_ok();
+    if !removed {
+        containers.update(id, |s| {
+            if let Some(oom) = unrecorded_exit {
+                s.status = Status::Exited;
+                s.exit_code = code;
+                s.oom_killed = oom;
+                s.pid = 0;
+                s.finished_at = Some(Utc::now());
+            }
+            s.monitor_pid = 0;
+        })?;
+        if cfg.auto_remove {
+            let _ = crate::engine::remove_stopped(&containers, id, true, net);
+        }
     }
     attached.send(&Frame::Exit(code));
     Ok(code)

@@ -9,7 +9,7 @@
 //! program on disk; [`apply`] loads such a program.
 
 use std::io::{Read, Seek};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
@@ -605,11 +605,18 @@ fn cache_key(profile: &LinuxSeccomp) -> Result<String> {
 /// `cache_dir` or compiled and stored there (atomically: concurrent starts
 /// never read half a file).
 pub fn compiled(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Vec<u8>> {
+    compiled_file(profile, cache_dir).map(|(_, bytes)| bytes)
+}
+
+/// [`compiled`], with the cache file holding the program: it is only ever
+/// replaced by a rename, never rewritten in place, so a hard link to it
+/// keeps these bytes.
+pub fn compiled_file(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<(PathBuf, Vec<u8>)> {
     let path = cache_dir.join(format!("{}.bpf", cache_key(profile)?));
     if let Ok(b) = std::fs::read(&path)
         && parse_program(&b).is_some()
     {
-        return Ok(b);
+        return Ok((path, b));
     }
     let ctx = filter(profile)?;
     std::fs::create_dir_all(cache_dir).map_err(write_err(cache_dir))?;
@@ -634,7 +641,7 @@ pub fn compiled(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Vec<u8>> {
     match exported {
         Ok(bytes) => {
             std::fs::rename(&tmp, &path).map_err(write_err(&path))?;
-            Ok(bytes)
+            Ok((path, bytes))
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);

@@ -349,9 +349,11 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
 
 /// Writes the spec as `<bundle>/config.json`.
 pub fn write(spec: &Spec, bundle: &Path) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(spec).expect("spec serializes");
-    // Regenerated on every start: no need to make it durable.
-    crate::record::write_replace(&bundle.join("config.json"), &bytes, false)
+    let bytes = serde_json::to_vec(spec).expect("spec serializes");
+    // Regenerated before every start and read only after: written in place,
+    // neither durable nor atomic (a rename would cost a new inode each time).
+    let path = bundle.join("config.json");
+    std::fs::write(&path, bytes).map_err(|source| crate::RuntimeError::Write { path, source })
 }
 
 /// Merges image env and user env (user wins per key) and adds Docker's
