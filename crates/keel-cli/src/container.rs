@@ -1041,11 +1041,14 @@ fn follow_until_exit(
         .flatten();
     let code = follow_frames(child, pid);
     drop(raw);
-    let code = code?;
-    let _ = child.wait();
-    let code = match code {
-        Some(code) => code,
-        None => c.state(id).map_or(-1, |s| s.exit_code),
+    // With an exit frame the container is done (and with --rm, gone); the
+    // monitor may still be deleting its files and is reaped by whoever
+    // inherits it. Without one, the monitor died: its record tells.
+    let code = if let Some(code) = code? {
+        code
+    } else {
+        let _ = child.wait();
+        c.state(id).map_or(-1, |s| s.exit_code)
     };
     Ok(exit_code(code))
 }

@@ -645,22 +645,30 @@ pub fn remove_stopped(
     let rt = backend::by_name(&cfg.runtime, &containers.root().join("run"))?;
     rt.delete(id)?;
     crate::monitor::teardown(containers, id, net, &cfg.network)?;
-    remove_torn_down(containers, id, &cfg, volumes)
+    let trash = remove_torn_down(containers, id, &cfg, volumes)?;
+    if let Some(t) = trash {
+        crate::record::purge(&t)?;
+    }
+    // Records retired by monitors that died before deleting them.
+    containers.purge_retired();
+    Ok(())
 }
 
 /// The rest of [`remove_stopped`] once runtime state, network and root mount
 /// are gone (an --rm container's own monitor has done those): stray mounts,
-/// the record, the image pin and (with `volumes`) anonymous volumes.
+/// the record, the image pin and (with `volumes`) anonymous volumes. The
+/// record is only retired: the caller deletes the returned directory with
+/// [`crate::record::purge`].
 pub fn remove_torn_down(
     containers: &Containers,
     id: &str,
     cfg: &ContainerConfig,
     volumes: bool,
-) -> Result<()> {
+) -> Result<Option<PathBuf>> {
     for m in crate::rootfs::mounts_under(&containers.dir(id)) {
         crate::rootfs::unmount_if_mounted(&m)?;
     }
-    containers.remove_record(id)?;
+    let trash = containers.retire_record(id)?;
     ImageStore::open(containers.root())?.unpin(id)?;
     if volumes {
         let vols = Volumes::open(containers.root())?;
@@ -672,7 +680,7 @@ pub fn remove_torn_down(
             let _ = vols.remove(containers, &m.source, false);
         }
     }
-    Ok(())
+    Ok(trash)
 }
 
 /// `keel rm`: refuses a running container unless `force` (then kills it).

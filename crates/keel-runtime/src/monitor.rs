@@ -572,13 +572,17 @@ pub fn run_sized(
         }
         containers.update(id, |s| s.restart_count += 1)?;
     }
+    drop(log);
     reap_orphans();
     let _ = teardown(&containers, id, net, &cfg.network);
     // --rm: runtime state, network and mounts are gone already; what is
     // left is the record (and anonymous volumes, as with `docker run --rm`).
-    let removed = unrecorded_exit.is_some()
-        && crate::engine::remove_torn_down(&containers, id, &cfg, true).is_ok();
-    if !removed {
+    let removed = if unrecorded_exit.is_some() {
+        crate::engine::remove_torn_down(&containers, id, &cfg, true).ok()
+    } else {
+        None
+    };
+    if removed.is_none() {
         containers.update(id, |s| {
             if let Some(oom) = unrecorded_exit {
                 s.status = Status::Exited;
@@ -594,6 +598,12 @@ pub fn run_sized(
         }
     }
     attached.send(&Frame::Exit(code));
+    // The container is gone for every observer; its files are deleted after
+    // the client has its exit code (a --rm's removal is otherwise a good
+    // part of the wait).
+    if let Some(Some(trash)) = removed {
+        let _ = crate::record::purge(&trash);
+    }
     Ok(code)
 }
 

@@ -622,15 +622,55 @@ impl Containers {
 
     /// Removes the record directory (the caller has already released mounts).
     pub fn remove_record(&self, id: &str) -> Result<()> {
+        match self.retire_record(id)? {
+            Some(trash) => purge(&trash),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the record directory out of sight at once: renamed to a hidden
+    /// name without the id (no listing, lookup or name check sees it any
+    /// more); the caller deletes the returned directory with [`purge`], now
+    /// or once the user no longer waits. `None` if there is no record.
+    pub fn retire_record(&self, id: &str) -> Result<Option<PathBuf>> {
         let dir = self.dir(id);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        let trash = self
+            .dir
+            .join(format!(".removed-{}", &crate::ids::new_id()[..16]));
+        match fs::rename(&dir, &trash) {
+            Ok(()) => Ok(Some(trash)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(RuntimeError::Write {
                 path: dir,
                 source: e,
             }),
         }
+    }
+
+    /// Deletes retired records left behind by monitors that died before
+    /// purging them.
+    pub fn purge_retired(&self) {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".removed-") {
+                // Another process may be purging it right now: errors are fine.
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Deletes a directory returned by [`Containers::retire_record`].
+pub fn purge(trash: &Path) -> Result<()> {
+    match fs::remove_dir_all(trash) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RuntimeError::Write {
+            path: trash.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -681,6 +721,28 @@ pub fn process_start(pid: i32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retired_record_is_gone_at_once_and_purged_later() {
+        let root = tempfile::tempdir().unwrap();
+        let c = Containers::open(root.path()).unwrap();
+        let id = crate::ids::new_id();
+        std::fs::create_dir_all(c.dir(&id).join("upper/etc")).unwrap();
+        std::fs::write(c.dir(&id).join(format!("{id}-json.log")), "x").unwrap();
+        let trash = c.retire_record(&id).unwrap().unwrap();
+        assert!(!c.dir(&id).exists());
+        assert!(!trash.to_string_lossy().contains(&id));
+        assert!(trash.join("upper/etc").is_dir());
+        purge(&trash).unwrap();
+        assert!(!trash.exists());
+        assert!(c.retire_record(&id).unwrap().is_none());
+        // One whose monitor died before purging is swept up later.
+        std::fs::create_dir_all(c.dir(&id).join("work")).unwrap();
+        let left = c.retire_record(&id).unwrap().unwrap();
+        c.purge_retired();
+        assert!(!left.exists());
+        assert_eq!(std::fs::read_dir(&c.dir).unwrap().count(), 0);
+    }
 
     #[test]
     fn a_monitor_is_known_by_pid_and_start_time() {

@@ -388,6 +388,18 @@ fn run_forks_the_monitor_and_still_knows_it() {
     assert_eq!(e.inspect(id)["State"]["Status"], "exited");
     e.k.ok(&["rm", id]);
     e.assert_nothing_left(id);
+    // --rm: gone for ps as soon as run returns; the files follow right after.
+    let out =
+        e.k.ok(&["run", "--rm", "--network", "none", "busybox", "echo", "bye"]);
+    assert_eq!(out.trim(), "bye");
+    assert_eq!(e.k.ok(&["ps", "-aq"]).trim(), "");
+    let containers = e.root().join("containers");
+    e.wait_until("the retired record to be deleted", 10, || {
+        std::fs::read_dir(&containers)
+            .unwrap()
+            .flatten()
+            .all(|d| !d.file_name().to_string_lossy().starts_with(".removed-"))
+    });
 }
 
 #[test]
