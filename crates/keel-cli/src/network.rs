@@ -408,11 +408,38 @@ fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Removes network `name`. Endpoints of containers that have no record any
+/// more belong to `--rm` containers whose monitors release them right after
+/// `run` returned (a veth takes ~15 ms to delete): waited for, a few seconds
+/// at most, so that `run --rm --network N ...; network rm N` works.
+pub(crate) fn remove_network(root: &Path, nets: &Networks, name: &str) -> Result<(), NetError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match nets.remove(name) {
+            Err(NetError::ActiveEndpoints { .. }) if std::time::Instant::now() < deadline => {
+                let containers = keel_runtime::record::Containers::open(root);
+                let releasing = nets.inspect(name).is_ok_and(|n| {
+                    n.containers.iter().all(|e| {
+                        containers
+                            .as_ref()
+                            .is_ok_and(|c| !c.dir(&e.container_id).exists())
+                    })
+                });
+                if !releasing {
+                    return nets.remove(name);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn rm(root: &Path, a: RmArgs) -> anyhow::Result<ExitCode> {
     let nets = open(root)?;
     let mut errors = Vec::new();
     for name in &a.networks {
-        match nets.remove(name) {
+        match remove_network(root, &nets, name) {
             Ok(()) => println!("{name}"),
             Err(e) => errors.push(with_hint(e, format!("cannot remove network {name}"))),
         }

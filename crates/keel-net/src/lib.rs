@@ -1241,20 +1241,28 @@ impl Networks {
     /// Undoes every [`Networks::attach`] of a container: veths, published-port
     /// rules, leases, files, and its lines in its peers' hosts files. Idempotent.
     pub fn detach(&self, container_id: &str) -> Result<(), NetError> {
-        let mut l = self.lock()?;
-        let eps: Vec<Endpoint> = l
-            .state
-            .endpoints_of_container(container_id)
-            .cloned()
-            .collect();
+        let (eps, state) = {
+            let l = self.lock()?;
+            let eps: Vec<Endpoint> = l
+                .state
+                .endpoints_of_container(container_id)
+                .cloned()
+                .collect();
+            (eps, l.state)
+        };
         if eps.is_empty() {
             // A container disconnected from its last network still has files.
             let _ = std::fs::remove_dir_all(self.container_dir(container_id));
             return Ok(());
         }
+        // Deleting a veth waits ~15 ms for the kernel (RCU): done unlocked,
+        // so other containers attach meanwhile. The endpoints stay in the
+        // state, their addresses taken, until their links are gone; both
+        // steps are idempotent should two detaches race.
         for ep in &eps {
-            self.detach_kernel(&l.state, ep)?;
+            self.detach_kernel(&state, ep)?;
         }
+        let mut l = self.lock()?;
         l.state.endpoints.retain(|e| e.container_id != container_id);
         self.save_endpoints(&l.state)?;
         let _ = std::fs::remove_dir_all(self.container_dir(container_id));

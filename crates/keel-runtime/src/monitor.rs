@@ -293,6 +293,17 @@ pub fn teardown(
     net: &dyn NetworkAttacher,
     network: &str,
 ) -> Result<()> {
+    if needs_detach(containers, id, network) {
+        net.detach(id).map_err(RuntimeError::Network)?;
+        if containers.dir(id).join("state.json").exists() {
+            containers.update(id, |s| s.endpoints.clear())?;
+        }
+    }
+    teardown_local(containers, id)
+}
+
+/// Whether keel-net holds anything of the container.
+fn needs_detach(containers: &Containers, id: &str, network: &str) -> bool {
     // A container disconnected from its last network runs on as `none`
     // with keel-net's files still mounted.
     let net_files = containers
@@ -300,14 +311,12 @@ pub fn teardown(
         .ok()
         .and_then(|s| s.hosts_path)
         .is_some_and(|p| !p.starts_with(containers.dir(id)));
-    if matches!(Mode::parse(network), Mode::Network(_))
+    matches!(Mode::parse(network), Mode::Network(_))
         || (net_files && Mode::parse(network) == Mode::None)
-    {
-        net.detach(id).map_err(RuntimeError::Network)?;
-        if containers.dir(id).join("state.json").exists() {
-            containers.update(id, |s| s.endpoints.clear())?;
-        }
-    }
+}
+
+/// [`teardown`] but for the network: namespace and root mount.
+fn teardown_local(containers: &Containers, id: &str) -> Result<()> {
     crate::network::remove_netns(&containers.netns_path(id))?;
     rootfs::unmount_if_mounted(&containers.rootfs(id))
 }
@@ -574,9 +583,16 @@ pub fn run_sized(
     }
     drop(log);
     reap_orphans();
-    let _ = teardown(&containers, id, net, &cfg.network);
-    // --rm: runtime state, network and mounts are gone already; what is
-    // left is the record (and anonymous volumes, as with `docker run --rm`).
+    // An --rm container's veths go after its exit is reported (deleting one
+    // waits ~15 ms on the kernel); it is already gone for every observer.
+    let detach_late = unrecorded_exit.is_some() && needs_detach(&containers, id, &cfg.network);
+    let _ = if detach_late {
+        teardown_local(&containers, id)
+    } else {
+        teardown(&containers, id, net, &cfg.network)
+    };
+    // --rm: runtime state and mounts are gone already; what is left is the
+    // record (and anonymous volumes, as with `docker run --rm`).
     let removed = if unrecorded_exit.is_some() {
         crate::engine::remove_torn_down(&containers, id, &cfg, true).ok()
     } else {
@@ -593,14 +609,18 @@ pub fn run_sized(
             }
             s.monitor_pid = 0;
         })?;
+        // (remove_stopped detaches what detach_late left attached.)
         if cfg.auto_remove {
             let _ = crate::engine::remove_stopped(&containers, id, true, net);
         }
     }
     attached.send(&Frame::Exit(code));
-    // The container is gone for every observer; its files are deleted after
-    // the client has its exit code (a --rm's removal is otherwise a good
-    // part of the wait).
+    // The container is gone for every observer; its veths and files go
+    // after the client has its exit code (a --rm's removal is otherwise a
+    // good part of the wait).
+    if detach_late && removed.is_some() {
+        let _ = net.detach(id);
+    }
     if let Some(Some(trash)) = removed {
         let _ = crate::record::purge(&trash);
     }

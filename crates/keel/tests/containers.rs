@@ -364,6 +364,56 @@ macro_rules! conformance {
 
 conformance!(libcontainer, runc);
 
+/// A bridge `run --rm` returns once the container is gone for keel; its
+/// veth, published-port rules and address follow right after, by the
+/// monitor (deleting a veth waits on the kernel), and nothing stays.
+#[test]
+fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
+    let e = Env::new();
+    e.k.ok(&["network", "create", "rmnet"]);
+    let net = e.json(&["network", "inspect", "rmnet"]);
+    let bridge = net[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = free_port().to_string();
+    let publish = format!("127.0.0.1:{port}:80");
+    for _ in 0..3 {
+        let (code, out, err) = e.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "rmnet",
+            "-p",
+            &publish,
+            "busybox",
+            "hostname",
+            "-i",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.trim().starts_with("172."), "{out}");
+        assert_eq!(e.k.ok(&["ps", "-aq"]).trim(), "");
+        e.wait_until("the veth to leave the bridge", 10, || {
+            std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+                .unwrap()
+                .next()
+                .is_none()
+        });
+        e.wait_until("the port rules to go", 10, || {
+            let rules = std::process::Command::new("iptables-save")
+                .output()
+                .unwrap();
+            !String::from_utf8_lossy(&rules.stdout).contains(&format!("--dport {port}"))
+        });
+    }
+    e.wait_until("the address to be released", 10, || {
+        e.json(&["network", "inspect", "rmnet"])[0]["Containers"] == serde_json::json!({})
+    });
+    // A script that removes the network right away waits for the release.
+    e.k.ok(&["run", "--rm", "--network", "rmnet", "busybox", "true"]);
+    e.k.ok(&["network", "rm", "rmnet"]);
+}
+
 /// `keel run` forks its monitor (no second exec of keel): the monitor is
 /// named keel-monitor, keeps the client's command line, and is still known
 /// as the container's monitor by its pid and start time (ps, stop).

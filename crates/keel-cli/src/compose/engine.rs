@@ -399,7 +399,7 @@ impl Engine for KeelEngine {
 
     fn remove_network(&self, name: &str) -> Result<(), String> {
         let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
-        nets.remove(name).map_err(|e| e.to_string())?;
+        crate::network::remove_network(&self.root, &nets, name).map_err(|e| e.to_string())?;
         match std::fs::remove_file(self.network_labels_dir().join(format!("{name}.json"))) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
             _ => Ok(()),
