@@ -543,7 +543,6 @@ pub fn run_sized(
         )?;
         log.flush()?;
         let oom = stats::oom_kills(id) > 0;
-        let _ = rt.delete(id);
         let restart = containers.state(id).is_ok_and(|st| {
             cfg.restart
                 .should_restart(code, st.restart_count, st.user_stopped)
@@ -553,6 +552,7 @@ pub fn run_sized(
             unrecorded_exit = Some(oom);
             break;
         }
+        let _ = rt.delete(id);
         let st = containers.update(id, |s| {
             s.status = Status::Exited;
             s.exit_code = code;
@@ -609,15 +609,19 @@ pub fn run_sized(
             }
             s.monitor_pid = 0;
         })?;
-        // (remove_stopped detaches what detach_late left attached.)
+        // (remove_stopped deletes the runtime state and detaches what was
+        // left for after the exit frame.)
         if cfg.auto_remove {
             let _ = crate::engine::remove_stopped(&containers, id, true, net);
         }
     }
     attached.send(&Frame::Exit(code));
-    // The container is gone for every observer; its veths and files go
-    // after the client has its exit code (a --rm's removal is otherwise a
-    // good part of the wait).
+    // The container is gone for every observer, its processes are dead; its
+    // (empty) cgroups and runtime state, veths and files go after the client
+    // has its exit code (a --rm's removal is otherwise a good part of the wait).
+    if removed.is_some() {
+        let _ = rt.delete(id);
+    }
     if detach_late && removed.is_some() {
         let _ = net.detach(id);
     }

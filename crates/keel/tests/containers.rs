@@ -438,10 +438,12 @@ fn run_forks_the_monitor_and_still_knows_it() {
     assert_eq!(e.inspect(id)["State"]["Status"], "exited");
     e.k.ok(&["rm", id]);
     e.assert_nothing_left(id);
-    // --rm: gone for ps as soon as run returns; the files follow right after.
-    let out =
-        e.k.ok(&["run", "--rm", "--network", "none", "busybox", "echo", "bye"]);
-    assert_eq!(out.trim(), "bye");
+    // --rm: gone for ps as soon as run returns; its empty cgroups and its
+    // files follow right after. (Its hostname is its short id.)
+    let short =
+        e.k.ok(&["run", "--rm", "--network", "none", "busybox", "hostname"]);
+    let short = short.trim();
+    assert_eq!(short.len(), 12);
     assert_eq!(e.k.ok(&["ps", "-aq"]).trim(), "");
     let containers = e.root().join("containers");
     e.wait_until("the retired record to be deleted", 10, || {
@@ -449,6 +451,17 @@ fn run_forks_the_monitor_and_still_knows_it() {
             .unwrap()
             .flatten()
             .all(|d| !d.file_name().to_string_lossy().starts_with(".removed-"))
+    });
+    e.wait_until("its cgroups to be removed", 10, || {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .all(|c| {
+                std::fs::read_dir(c.path().join("keel")).map_or(true, |d| {
+                    d.flatten()
+                        .all(|g| !g.file_name().to_string_lossy().starts_with(short))
+                })
+            })
     });
 }
 
