@@ -645,7 +645,10 @@ pub fn remove_stopped(
     let rt = backend::by_name(&cfg.runtime, &containers.root().join("run"))?;
     rt.delete(id)?;
     crate::monitor::teardown(containers, id, net, &cfg.network)?;
-    let trash = remove_torn_down(containers, id, &cfg, volumes)?;
+    for m in crate::rootfs::mounts_under(&containers.dir(id)) {
+        crate::rootfs::unmount_if_mounted(&m)?;
+    }
+    let trash = retire(containers, id, &cfg, volumes)?;
     if let Some(t) = trash {
         crate::record::purge(&t)?;
     }
@@ -654,20 +657,17 @@ pub fn remove_stopped(
     Ok(())
 }
 
-/// The rest of [`remove_stopped`] once runtime state, network and root mount
-/// are gone (an --rm container's own monitor has done those): stray mounts,
-/// the record, the image pin and (with `volumes`) anonymous volumes. The
-/// record is only retired: the caller deletes the returned directory with
+/// Takes a stopped container out of sight: its record is retired (see
+/// [`Containers::retire_record`]), its image unpinned and (with `volumes`)
+/// its anonymous volumes removed. The caller releases what else is left
+/// (mounts, runtime state, network) and deletes the returned directory with
 /// [`crate::record::purge`].
-pub fn remove_torn_down(
+pub fn retire(
     containers: &Containers,
     id: &str,
     cfg: &ContainerConfig,
     volumes: bool,
 ) -> Result<Option<PathBuf>> {
-    for m in crate::rootfs::mounts_under(&containers.dir(id)) {
-        crate::rootfs::unmount_if_mounted(&m)?;
-    }
     let trash = containers.retire_record(id)?;
     ImageStore::open(containers.root())?.unpin(id)?;
     if volumes {

@@ -583,22 +583,20 @@ pub fn run_sized(
     }
     drop(log);
     reap_orphans();
-    // An --rm container's veths go after its exit is reported (deleting one
-    // waits ~15 ms on the kernel); it is already gone for every observer.
-    let detach_late = unrecorded_exit.is_some() && needs_detach(&containers, id, &cfg.network);
-    let _ = if detach_late {
-        teardown_local(&containers, id)
-    } else {
-        teardown(&containers, id, net, &cfg.network)
-    };
-    // --rm: runtime state and mounts are gone already; what is left is the
-    // record (and anonymous volumes, as with `docker run --rm`).
+    // --rm: out of sight first (record retired, image unpinned, anonymous
+    // volumes gone, as with `docker run --rm`), then the exit frame, then
+    // the rest (see release_retired).
+    let detach = needs_detach(&containers, id, &cfg.network);
     let removed = if unrecorded_exit.is_some() {
-        crate::engine::remove_torn_down(&containers, id, &cfg, true).ok()
+        crate::engine::retire(&containers, id, &cfg, true).ok()
     } else {
+        let _ = teardown(&containers, id, net, &cfg.network);
         None
     };
     if removed.is_none() {
+        if unrecorded_exit.is_some() {
+            let _ = teardown(&containers, id, net, &cfg.network);
+        }
         containers.update(id, |s| {
             if let Some(oom) = unrecorded_exit {
                 s.status = Status::Exited;
@@ -609,26 +607,45 @@ pub fn run_sized(
             }
             s.monitor_pid = 0;
         })?;
-        // (remove_stopped deletes the runtime state and detaches what was
-        // left for after the exit frame.)
+        // (remove_stopped also deletes the runtime state.)
         if cfg.auto_remove {
             let _ = crate::engine::remove_stopped(&containers, id, true, net);
         }
     }
     attached.send(&Frame::Exit(code));
-    // The container is gone for every observer, its processes are dead; its
-    // (empty) cgroups and runtime state, veths and files go after the client
-    // has its exit code (a --rm's removal is otherwise a good part of the wait).
-    if removed.is_some() {
-        let _ = rt.delete(id);
-    }
-    if detach_late && removed.is_some() {
-        let _ = net.detach(id);
-    }
-    if let Some(Some(trash)) = removed {
-        let _ = crate::record::purge(&trash);
+    if let Some(trash) = removed {
+        release_retired(&containers, id, trash.as_deref(), rt.as_ref(), net, detach);
     }
     Ok(code)
+}
+
+/// What an --rm container leaves once retired and reported: the container
+/// is gone for every observer and its processes are dead, so its mounts
+/// (root, netns), runtime state (empty cgroups), network (a veth takes
+/// ~15 ms of kernel time to delete) and files go after the client has its
+/// exit code; they are most of a removal's time. Best effort: a `keel rm`
+/// sweeps retired records left by a monitor killed meanwhile.
+fn release_retired(
+    containers: &Containers,
+    id: &str,
+    trash: Option<&Path>,
+    rt: &dyn OciRuntime,
+    net: &dyn NetworkAttacher,
+    detach: bool,
+) {
+    if let Some(t) = trash {
+        for m in rootfs::mounts_under(t) {
+            let _ = rootfs::unmount_if_mounted(&m);
+        }
+    }
+    let _ = crate::network::remove_netns(&containers.netns_path(id));
+    let _ = rt.delete(id);
+    if detach {
+        let _ = net.detach(id);
+    }
+    if let Some(t) = trash {
+        let _ = crate::record::purge(t);
+    }
 }
 
 /// Reaps exited children other than the container's `init` (a health probe

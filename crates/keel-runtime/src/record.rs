@@ -655,6 +655,10 @@ impl Containers {
         };
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().starts_with(".removed-") {
+                // Never delete through a root still mounted there.
+                for m in crate::rootfs::mounts_under(&e.path()) {
+                    let _ = crate::rootfs::unmount_if_mounted(&m);
+                }
                 // Another process may be purging it right now: errors are fine.
                 let _ = fs::remove_dir_all(e.path());
             }

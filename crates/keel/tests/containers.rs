@@ -446,11 +446,13 @@ fn run_forks_the_monitor_and_still_knows_it() {
     assert_eq!(short.len(), 12);
     assert_eq!(e.k.ok(&["ps", "-aq"]).trim(), "");
     let containers = e.root().join("containers");
-    e.wait_until("the retired record to be deleted", 10, || {
-        std::fs::read_dir(&containers)
-            .unwrap()
-            .flatten()
-            .all(|d| !d.file_name().to_string_lossy().starts_with(".removed-"))
+    e.wait_until("the retired record to be unmounted and deleted", 10, || {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        !info.contains(&format!("{}/.removed-", containers.display()))
+            && std::fs::read_dir(&containers)
+                .unwrap()
+                .flatten()
+                .all(|d| !d.file_name().to_string_lossy().starts_with(".removed-"))
     });
     e.wait_until("its cgroups to be removed", 10, || {
         std::fs::read_dir("/sys/fs/cgroup")
