@@ -445,6 +445,16 @@ pub(crate) fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<
     fs::rename(&tmp, path).map_err(write_err(path))
 }
 
+/// Writes a new file (in a directory nobody reads yet).
+fn write_new(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let mut f = File::create(path).map_err(write_err(path))?;
+    f.write_all(bytes).map_err(write_err(path))?;
+    if durable {
+        f.sync_all().map_err(write_err(path))?;
+    }
+    Ok(())
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = fs::read(path).map_err(read_err(path))?;
     serde_json::from_slice(&bytes).map_err(|source| RuntimeError::Parse {
@@ -610,14 +620,27 @@ impl Containers {
                 });
             }
         }
-        let dir = self.dir(&cfg.id);
-        fs::create_dir_all(dir.join("bundle")).map_err(write_err(&dir))?;
-        let bytes = serde_json::to_vec_pretty(cfg).expect("config serializes");
-        // A --rm container's record lives only as long as its process, which
-        // a crash ends anyway: no need to wait for the disk (an fsync costs
-        // from half a millisecond to tens on a busy disk).
-        write_replace(&dir.join("config.json"), &bytes, !cfg.auto_remove)?;
-        self.write_state(&cfg.id, &ContainerState::default())
+        // Built under a hidden name and published by one rename: nobody sees
+        // a half-written record, and no file needs a rename of its own.
+        let staging = self.dir.join(format!(".new-{}", &ids::new_id()[..16]));
+        let built = (|| {
+            fs::create_dir_all(staging.join("bundle")).map_err(write_err(&staging))?;
+            // A --rm container's record lives only as long as its process,
+            // which a crash ends anyway: no need to wait for the disk (an
+            // fsync costs from half a millisecond to tens on a busy disk).
+            let durable = !cfg.auto_remove;
+            let config = serde_json::to_vec_pretty(cfg).expect("config serializes");
+            write_new(&staging.join("config.json"), &config, durable)?;
+            let state =
+                serde_json::to_vec_pretty(&ContainerState::default()).expect("state serializes");
+            write_new(&staging.join("state.json"), &state, durable)?;
+            let dir = self.dir(&cfg.id);
+            fs::rename(&staging, &dir).map_err(write_err(&dir))
+        })();
+        if built.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        built
     }
 
     /// Removes the record directory (the caller has already released mounts).
@@ -654,7 +677,13 @@ impl Containers {
             return;
         };
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".removed-") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // A record being built is skipped unless a crash left it long ago.
+            let stale_new = name.starts_with(".new-")
+                && e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > 600));
+            if name.starts_with(".removed-") || stale_new {
                 // Never delete through a root still mounted there.
                 for m in crate::rootfs::mounts_under(&e.path()) {
                     let _ = crate::rootfs::unmount_if_mounted(&m);
