@@ -65,6 +65,9 @@ RUNC="runc --root $WORK/runc-state run --bundle $WORK/bundle bench"
 $PODMAN run --rm --network none busybox true
 $RUNC
 
+# Let the sanity runs' background work (podman's cleanup process, keel's
+# monitors releasing their containers, netns teardown) finish first.
+sleep 3
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 hyperfine --runs "$RUNS" --warmup 3 -N --export-json "$WORK/none.json" \
   -n "keel (libcontainer)" "$KEEL run --rm --network none busybox true" \

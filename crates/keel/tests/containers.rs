@@ -109,6 +109,9 @@ impl Drop for Env {
         for id in String::from_utf8_lossy(&ids.stdout).lines() {
             let _ = self.k.run(&["rm", "-f", "-v", id]);
         }
+        // A test that failed halfway leaves its networks: their bridges and
+        // NAT rules live in the host's namespace.
+        let _ = self.k.run(&["network", "prune", "-f"]);
         unmount_under(self.k.root.path());
     }
 }
