@@ -652,9 +652,29 @@ pub fn remove_stopped(
     if let Some(t) = trash {
         crate::record::purge(&t)?;
     }
-    // Records retired by monitors that died before deleting them.
-    containers.purge_retired();
+    sweep_leftovers(containers, net);
     Ok(())
+}
+
+/// Finishes what monitors killed between retiring an --rm container and
+/// releasing it left behind (see `monitor::release_retired`): mounts, netns,
+/// runtime state (cgroups), network, files. Best effort.
+pub fn sweep_leftovers(containers: &Containers, net: &dyn NetworkAttacher) {
+    for (dir, record) in containers.leftovers() {
+        // Never delete through a root still mounted there.
+        for m in crate::rootfs::mounts_under(&dir) {
+            let _ = crate::rootfs::unmount_if_mounted(&m);
+        }
+        if let Some((cfg, _)) = record {
+            let _ = crate::network::remove_netns(&containers.netns_path(&cfg.id));
+            if let Ok(rt) = backend::by_name(&cfg.runtime, &containers.root().join("run")) {
+                let _ = rt.delete(&cfg.id);
+            }
+            // Idempotent: a container with no endpoints only loses its files.
+            let _ = net.detach(&cfg.id);
+        }
+        let _ = crate::record::purge(&dir);
+    }
 }
 
 /// Takes a stopped container out of sight: its record is retired (see

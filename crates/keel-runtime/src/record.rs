@@ -670,28 +670,36 @@ impl Containers {
         }
     }
 
-    /// Deletes retired records left behind by monitors that died before
-    /// purging them.
-    pub fn purge_retired(&self) {
+    /// Records left behind half-way: retired ones whose monitor died before
+    /// releasing them (with their config and state, when readable), and
+    /// ones a crash left half-built long ago. A retired record whose monitor
+    /// still runs is that monitor's business and not listed.
+    pub fn leftovers(&self) -> Vec<(PathBuf, Option<(ContainerConfig, ContainerState)>)> {
         let Ok(rd) = fs::read_dir(&self.dir) else {
-            return;
+            return Vec::new();
         };
+        let mut out = Vec::new();
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            // A record being built is skipped unless a crash left it long ago.
-            let stale_new = name.starts_with(".new-")
+            if name.starts_with(".removed-") {
+                let cfg: Option<ContainerConfig> = read_json(&e.path().join("config.json")).ok();
+                let st: Option<ContainerState> = read_json(&e.path().join("state.json")).ok();
+                if let Some(s) = &st
+                    && s.monitor_start > 0
+                    && monitor_alive(s, cfg.as_ref().map_or("", |c| c.id.as_str()))
+                {
+                    continue;
+                }
+                out.push((e.path(), cfg.zip(st)));
+            } else if name.starts_with(".new-")
                 && e.metadata()
                     .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > 600));
-            if name.starts_with(".removed-") || stale_new {
-                // Never delete through a root still mounted there.
-                for m in crate::rootfs::mounts_under(&e.path()) {
-                    let _ = crate::rootfs::unmount_if_mounted(&m);
-                }
-                // Another process may be purging it right now: errors are fine.
-                let _ = fs::remove_dir_all(e.path());
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > 600))
+            {
+                out.push((e.path(), None));
             }
         }
+        out
     }
 }
 
@@ -769,11 +777,25 @@ mod tests {
         purge(&trash).unwrap();
         assert!(!trash.exists());
         assert!(c.retire_record(&id).unwrap().is_none());
-        // One whose monitor died before purging is swept up later.
+        // One whose monitor died before releasing it is a leftover...
         std::fs::create_dir_all(c.dir(&id).join("work")).unwrap();
         let left = c.retire_record(&id).unwrap().unwrap();
-        c.purge_retired();
-        assert!(!left.exists());
+        let found = c.leftovers();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, left);
+        purge(&left).unwrap();
+        // ...one whose monitor still runs (here: this process) is not.
+        std::fs::create_dir_all(c.dir(&id)).unwrap();
+        let me = std::process::id().cast_signed();
+        let st = ContainerState {
+            monitor_pid: me,
+            monitor_start: process_start(me).unwrap(),
+            ..ContainerState::default()
+        };
+        c.write_state(&id, &st).unwrap();
+        let busy = c.retire_record(&id).unwrap().unwrap();
+        assert!(c.leftovers().is_empty());
+        purge(&busy).unwrap();
         assert_eq!(std::fs::read_dir(&c.dir).unwrap().count(), 0);
     }
 

@@ -417,6 +417,75 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
     e.k.ok(&["network", "rm", "rmnet"]);
 }
 
+/// A monitor killed between retiring an --rm container and releasing it
+/// leaves a hidden record with mounts, cgroups and a veth: the next
+/// `keel rm` finishes the job.
+#[test]
+fn keel_rm_sweeps_what_a_killed_monitor_left() {
+    let e = Env::new();
+    e.k.ok(&["network", "create", "sweepnet"]);
+    let bridge =
+        e.json(&["network", "inspect", "sweepnet"])[0]["Options"]["com.docker.network.bridge.name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let id = e.k.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "sweepnet",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let id = id.trim().to_string();
+    let dir = e.root().join("containers").join(&id);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let (monitor, init) = (
+        state["monitor_pid"].as_i64().unwrap(),
+        state["pid"].as_i64().unwrap(),
+    );
+    // The monitor dies first, then the container: nobody releases anything.
+    for pid in [monitor, init] {
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    e.wait_until("both to be gone", 10, || {
+        !Path::new(&format!("/proc/{init}")).exists()
+    });
+    // As retire_record leaves it.
+    let trash = e.root().join("containers/.removed-0123456789abcdef");
+    std::fs::rename(&dir, &trash).unwrap();
+    assert!(
+        std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+            .unwrap()
+            .next()
+            .is_some()
+    );
+    e.k.ok(&[
+        "create",
+        "--name",
+        "other",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    e.k.ok(&["rm", "other"]);
+    assert!(!trash.exists());
+    assert!(
+        std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    e.assert_nothing_left(&id);
+    e.k.ok(&["network", "rm", "sweepnet"]);
+}
+
 /// `keel run` forks its monitor (no second exec of keel): the monitor is
 /// named keel-monitor, keeps the client's command line, and is still known
 /// as the container's monitor by its pid and start time (ps, stop).
