@@ -15,6 +15,11 @@
 //! migrations find the lock already in writer mode. Readers of that lock
 //! (fork, exit) are not held up by the wait, only for the instant of each
 //! no-op move. Best effort: where the write is refused, the thread just ends.
+//!
+//! Only runtimes that move their init by pid need it (runc; see
+//! `OciRuntime::migrates_by_pid`): keel's patched libcgroups moves
+//! libcontainer's single-threaded intermediate process through `tasks`,
+//! which the kernel does without that lock (vendor/README.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
