@@ -20,6 +20,7 @@ use std::path::Path;
 
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 
+use super::diff::{carries_xattr, xattr_names};
 use super::{LayerError, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 
 /// Prepares `dir` (an unmounted overlay upper dir or a plain tree that no
@@ -29,7 +30,7 @@ use super::{LayerError, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOU
 /// turn into a whiteout): then it must not be adopted. The tree's root
 /// loses its xattrs (the layer has no root entry).
 pub fn prepare_snapshot(dir: &Path) -> Result<bool, LayerError> {
-    for name in list_xattrs(dir)? {
+    for name in xattr_names(dir).map_err(meta_err(dir))? {
         remove_xattr(dir, &name)?;
     }
     walk(dir)
@@ -114,23 +115,6 @@ fn fresh_whiteout(path: &Path, md: &fs::Metadata) -> Result<(), LayerError> {
     rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(err)
 }
 
-fn list_xattrs(path: &Path) -> Result<Vec<Vec<u8>>, LayerError> {
-    let mut names = vec![0u8; 1024];
-    let len = loop {
-        match rustix::fs::llistxattr(path, &mut names[..]) {
-            Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
-            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(meta_err(path)(e.into())),
-        }
-    };
-    Ok(names[..len]
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect())
-}
-
 fn remove_xattr(path: &Path, name: &[u8]) -> Result<(), LayerError> {
     match rustix::fs::lremovexattr(path, OsStr::from_bytes(name)) {
         Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
@@ -149,21 +133,13 @@ fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 /// Keeps the xattrs the diff carries, and the opaque marker in the form
 /// unpacking writes it.
 fn fix_xattrs(path: &Path, is_dir: bool) -> Result<(), LayerError> {
-    for name in list_xattrs(path)? {
+    for name in xattr_names(path).map_err(meta_err(path))? {
         let Ok(text) = std::str::from_utf8(&name) else {
             remove_xattr(path, &name)?;
             continue;
         };
-        let overlay = text
-            .strip_prefix("trusted.overlay.")
-            .or_else(|| text.strip_prefix("user.overlay."));
-        if let Some(feature @ ("redirect" | "metacopy")) = overlay {
-            return Err(LayerError::OverlayFeature {
-                path: path.to_path_buf(),
-                feature: feature.to_owned(),
-            });
-        }
-        if overlay.is_none() && text != "security.selinux" {
+        // The diff's own rule: what it carries stays, the rest goes.
+        if carries_xattr(path, text)? {
             continue;
         }
         let opaque = is_dir

@@ -64,35 +64,49 @@ fn read_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
     }
 }
 
-/// xattrs worth carrying in a layer, sorted by name.
-fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
-    let rerr = read_err(path);
-    let mut out = BTreeMap::new();
+/// The names of `path`'s xattrs (none where the filesystem has none).
+pub(super) fn xattr_names(path: &Path) -> io::Result<Vec<Vec<u8>>> {
     let mut names = vec![0u8; 1024];
     let len = loop {
         match rustix::fs::llistxattr(path, &mut names[..]) {
             Ok(n) => break n,
             Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
-            Err(rustix::io::Errno::NOTSUP) => return Ok(out),
-            Err(e) => return Err(rerr(e.into())),
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
         }
     };
-    for name in names[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let Ok(name) = std::str::from_utf8(name) else {
+    Ok(names[..len]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// Whether a layer carries xattr `name` of `path`: not overlayfs's own nor
+/// `security.selinux`. A redirect or a metacopy is refused.
+pub(super) fn carries_xattr(path: &Path, name: &str) -> Result<bool, LayerError> {
+    let overlay = name
+        .strip_prefix("trusted.overlay.")
+        .or_else(|| name.strip_prefix("user.overlay."));
+    if let Some(feature @ ("redirect" | "metacopy")) = overlay {
+        // A renamed dir or a metadata-only copy-up: its content lives in
+        // a lower layer, so diffing the upper dir alone would be wrong.
+        return Err(LayerError::OverlayFeature {
+            path: path.to_path_buf(),
+            feature: feature.to_owned(),
+        });
+    }
+    Ok(overlay.is_none() && name != "security.selinux")
+}
+
+/// xattrs worth carrying in a layer, sorted by name.
+fn xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
+    let mut out = BTreeMap::new();
+    for name in xattr_names(path).map_err(read_err(path))? {
+        let Ok(name) = std::str::from_utf8(&name) else {
             continue;
         };
-        let overlay = name
-            .strip_prefix("trusted.overlay.")
-            .or_else(|| name.strip_prefix("user.overlay."));
-        if let Some(feature @ ("redirect" | "metacopy")) = overlay {
-            // A renamed dir or a metadata-only copy-up: its content lives in
-            // a lower layer, so diffing the upper dir alone would be wrong.
-            return Err(LayerError::OverlayFeature {
-                path: path.to_path_buf(),
-                feature: feature.to_owned(),
-            });
-        }
-        if overlay.is_some() || name == "security.selinux" {
+        if !carries_xattr(path, name)? {
             continue;
         }
         let mut value = vec![0u8; 256];
