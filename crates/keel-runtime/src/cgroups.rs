@@ -127,18 +127,11 @@ fn procs_file(cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
         else {
             continue;
         };
-        let dir = Path::new(&unescape(point)).join(rel.trim_start_matches('/'));
+        let dir =
+            Path::new(&crate::rootfs::unescape_mountinfo(point)).join(rel.trim_start_matches('/'));
         return Some(dir.join("cgroup.procs"));
     }
     None
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 #[cfg(test)]

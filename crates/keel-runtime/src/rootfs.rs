@@ -10,17 +10,22 @@ use crate::error::{Result, RuntimeError, write_err};
 
 /// Whether something is mounted exactly at `path`.
 pub fn is_mounted(path: &Path) -> bool {
+    mount_points().iter().any(|m| m == path)
+}
+
+/// Every mount point of this mount namespace (/proc/self/mountinfo).
+fn mount_points() -> Vec<PathBuf> {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
+        return Vec::new();
     };
-    let want = path.to_string_lossy();
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| unescape(m) == want)
+        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .collect()
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")
         .replace("\\012", "\n")
@@ -29,13 +34,8 @@ fn unescape(s: &str) -> String {
 
 /// Every mount point at or below `dir` (deepest first), for cleanup checks.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut v: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(unescape(m)))
+    let mut v: Vec<PathBuf> = mount_points()
+        .into_iter()
         .filter(|m| m.starts_with(dir))
         .collect();
     v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
