@@ -131,27 +131,19 @@ pub fn spawn_monitor_sized(
                 stdout: &frames_w,
                 stderr: &log,
             };
-            fork_monitor(&fds, exe, root, id, &|| main(size))?
+            fork_monitor(&fds, monitor_command(exe, root, id, size), &|| main(size))
         }
         _ => None,
     };
     let pid = if let Some(pid) = forked {
         pid
     } else {
-        let mut c = Command::new(exe);
-        c.arg("--root")
-            .arg(root)
-            .arg("__monitor")
-            .arg(id)
+        let child = monitor_command(exe, root, id, size)
             .stdin(StdStdio::from(stdin))
             .stdout(StdStdio::from(frames_w))
             .stderr(StdStdio::from(log))
             // Ctrl-C at the terminal must not reach the monitor.
-            .process_group(0);
-        if let Some(w) = size {
-            c.env(crate::monitor::TTY_SIZE_ENV, w.to_string());
-        }
-        let child = c
+            .process_group(0)
             .spawn()
             .map_err(|e| spawn_err("the container monitor", e))?;
         // Reaped through the Monitor handle (std's Child never reaps on drop).
@@ -173,6 +165,16 @@ pub fn spawn_monitor_sized(
     })
 }
 
+/// `keel --root ROOT __monitor ID`, with a `-t` container's window size.
+fn monitor_command(exe: &Path, root: &Path, id: &str, size: Option<WinSize>) -> Command {
+    let mut c = Command::new(exe);
+    c.arg("--root").arg(root).arg("__monitor").arg(id);
+    if let Some(w) = size {
+        c.env(crate::monitor::TTY_SIZE_ENV, w.to_string());
+    }
+    c
+}
+
 /// Whether this process has exactly one thread: only then is a fork that
 /// goes on running Rust code (allocating, taking std's locks) sound.
 fn single_threaded() -> bool {
@@ -186,34 +188,23 @@ struct ChildFds<'a> {
     stderr: &'a File,
 }
 
-/// Forks; the child becomes the monitor and never returns. `Ok(None)` when
-/// fork itself failed, so the caller execs instead.
+/// Forks; the child becomes the monitor and never returns (running `main`,
+/// or exec'ing `fallback` where it cannot be set up). `None` when fork
+/// itself failed, so the caller execs instead.
 #[allow(unsafe_code)]
-fn fork_monitor(
-    fds: &ChildFds<'_>,
-    exe: &Path,
-    root: &Path,
-    id: &str,
-    main: &dyn Fn() -> i32,
-) -> Result<Option<Pid>> {
+fn fork_monitor(fds: &ChildFds<'_>, mut fallback: Command, main: &dyn Fn() -> i32) -> Option<Pid> {
     // SAFETY: the caller checked that this process has a single thread, so
     // no lock (malloc's, std's) can be held by a thread missing in the child.
     match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Some(child)),
-        Err(_) => Ok(None),
+        Ok(nix::unistd::ForkResult::Parent { child }) => Some(child),
+        Err(_) => None,
         Ok(nix::unistd::ForkResult::Child) => {
             let code = match become_monitor(fds) {
                 Ok(()) => main(),
                 Err(e) => {
                     // Could not set the child up: be the monitor by exec.
-                    let err = std::os::unix::process::CommandExt::exec(
-                        Command::new(exe)
-                            .arg("--root")
-                            .arg(root)
-                            .arg("__monitor")
-                            .arg(id),
-                    );
-                    eprintln!("keel monitor: {e}; exec {}: {err}", exe.display());
+                    let err = std::os::unix::process::CommandExt::exec(&mut fallback);
+                    eprintln!("keel monitor: {e}; exec {fallback:?}: {err}");
                     -1
                 }
             };
