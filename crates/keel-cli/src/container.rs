@@ -1250,9 +1250,7 @@ fn matches_filter(cfg: &ContainerConfig, status: Status, f: &str) -> anyhow::Res
             Some((lk, lv)) => cfg.labels.get(lk).is_some_and(|x| x == lv),
             None => cfg.labels.contains_key(v),
         },
-        "network" => {
-            cfg.network == v || cfg.networking.extra_networks.iter().any(|e| e.network == v)
-        }
+        "network" => cfg.joins(v),
         _ => bail!("invalid filter {k:?}"),
     })
 }

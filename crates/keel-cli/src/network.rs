@@ -414,10 +414,10 @@ fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
 /// at most, so that `run --rm --network N ...; network rm N` works.
 pub(crate) fn remove_network(root: &Path, nets: &Networks, name: &str) -> Result<(), NetError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let containers = keel_runtime::record::Containers::open(root);
     loop {
         match nets.remove(name) {
             Err(NetError::ActiveEndpoints { .. }) if std::time::Instant::now() < deadline => {
-                let containers = keel_runtime::record::Containers::open(root);
                 let releasing = nets.inspect(name).is_ok_and(|n| {
                     n.containers.iter().all(|e| {
                         containers

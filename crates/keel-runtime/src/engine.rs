@@ -338,12 +338,7 @@ fn check_network_options(
         n.ip.iter()
             .chain(n.extra_networks.iter().filter_map(|e| e.ip.as_ref()))
     {
-        ip.parse::<std::net::Ipv4Addr>()
-            .map_err(|_| RuntimeError::InvalidOption {
-                what: "IPv4 address",
-                value: ip.clone(),
-                why: "not an IPv4 address".to_string(),
-            })?;
+        crate::network::parse_ip(ip)?;
     }
     match mode {
         Mode::Container(other) => {
@@ -402,13 +397,7 @@ pub fn connect(
     }
     let st = containers.state(id)?;
     let running = st.status == Status::Running && monitor_alive(&st, id);
-    let primary = cfg.network == ep.network;
-    let known = primary
-        || cfg
-            .networking
-            .extra_networks
-            .iter()
-            .any(|e| e.network == ep.network);
+    let known = cfg.joins(&ep.network);
     if known && (!running || st.endpoints.iter().any(|e| e.network == ep.network)) {
         return Err(RuntimeError::Network(format!(
             "endpoint with name {} already exists in network {}",
@@ -443,12 +432,7 @@ pub fn disconnect(
     let cfg = containers.config(id)?;
     let st = containers.state(id)?;
     let running = st.status == Status::Running && monitor_alive(&st, id);
-    let in_config = cfg.network == network
-        || cfg
-            .networking
-            .extra_networks
-            .iter()
-            .any(|e| e.network == network);
+    let in_config = cfg.joins(network);
     let live = st.endpoints.iter().any(|e| e.network == network);
     if !in_config && !live {
         return Err(RuntimeError::NotConnected {
@@ -657,23 +641,53 @@ pub fn remove_stopped(
 }
 
 /// Finishes what monitors killed between retiring an --rm container and
-/// releasing it left behind (see `monitor::release_retired`): mounts, netns,
-/// runtime state (cgroups), network, files. Best effort.
+/// releasing it left behind: see [`release_retired`]. Best effort.
 pub fn sweep_leftovers(containers: &Containers, net: &dyn NetworkAttacher) {
-    for (dir, record) in containers.leftovers() {
-        // Never delete through a root still mounted there.
-        for m in crate::rootfs::mounts_under(&dir) {
+    for (dir, cfg) in containers.leftovers() {
+        let rt = cfg
+            .as_ref()
+            .and_then(|c| backend::by_name(&c.runtime, &containers.root().join("run")).ok());
+        // Idempotent: a container with no endpoints only loses its files.
+        release_retired(
+            containers,
+            cfg.as_ref().map(|c| c.id.as_str()),
+            Some(&dir),
+            rt.as_deref(),
+            Some(net),
+        );
+    }
+}
+
+/// What a retired container (see [`retire`]) may still hold, released:
+/// mounts under its retired record `trash`, and for container `id` its
+/// netns, runtime state (the empty cgroups, with `rt`) and network (with
+/// `net`); then the record's files. An --rm container's monitor runs this
+/// after reporting the exit (a veth alone takes ~15 ms of kernel time to
+/// delete); `keel rm` for one whose monitor was killed first. Best effort.
+pub fn release_retired(
+    containers: &Containers,
+    id: Option<&str>,
+    trash: Option<&Path>,
+    rt: Option<&dyn backend::OciRuntime>,
+    net: Option<&dyn NetworkAttacher>,
+) {
+    // Never delete through a root still mounted there.
+    if let Some(t) = trash {
+        for m in crate::rootfs::mounts_under(t) {
             let _ = crate::rootfs::unmount_if_mounted(&m);
         }
-        if let Some((cfg, _)) = record {
-            let _ = crate::network::remove_netns(&containers.netns_path(&cfg.id));
-            if let Ok(rt) = backend::by_name(&cfg.runtime, &containers.root().join("run")) {
-                let _ = rt.delete(&cfg.id);
-            }
-            // Idempotent: a container with no endpoints only loses its files.
-            let _ = net.detach(&cfg.id);
+    }
+    if let Some(id) = id {
+        let _ = crate::network::remove_netns(&containers.netns_path(id));
+        if let Some(rt) = rt {
+            let _ = rt.delete(id);
         }
-        let _ = crate::record::purge(&dir);
+        if let Some(net) = net {
+            let _ = net.detach(id);
+        }
+    }
+    if let Some(t) = trash {
+        let _ = crate::record::purge(t);
     }
 }
 

@@ -109,18 +109,11 @@ fn exit_code_of(ws: nix::sys::wait::WaitStatus) -> Option<i32> {
     }
 }
 
-/// Everything the monitor set up that must be undone.
-struct Setup {
-    netns: Option<std::path::PathBuf>,
-    attached_network: bool,
-}
-
 fn prepare(
     containers: &Containers,
     cfg: &ContainerConfig,
     rt: &dyn OciRuntime,
     net: &dyn NetworkAttacher,
-    setup: &mut Setup,
 ) -> Result<(PathBuf, PathBuf)> {
     let dir = containers.dir(&cfg.id);
     let merged = rootfs::mount_overlay(&dir, &cfg.lowerdirs, cfg.auto_remove)?;
@@ -142,10 +135,9 @@ fn prepare(
             if !rootfs::is_mounted(&ns) {
                 crate::network::create_netns(&ns)?;
             }
-            setup.netns = Some(ns.clone());
             paths.netns = Some(ns.clone());
             if let Mode::Network(name) = &mode {
-                attach_all(containers, cfg, net, name, &ns, setup, &mut paths)?;
+                attach_all(containers, cfg, net, name, &ns, &mut paths)?;
             }
         }
     }
@@ -201,15 +193,7 @@ pub fn attach_request(
     aliases: &[String],
     ip: Option<&str>,
 ) -> Result<AttachRequest> {
-    let ip = ip
-        .map(|s| {
-            s.parse().map_err(|_| RuntimeError::InvalidOption {
-                what: "IPv4 address",
-                value: s.to_string(),
-                why: "not an IPv4 address".to_string(),
-            })
-        })
-        .transpose()?;
+    let ip = ip.map(crate::network::parse_ip).transpose()?;
     Ok(AttachRequest {
         container_id: cfg.id.clone(),
         name: cfg.name.clone(),
@@ -232,7 +216,6 @@ fn attach_all(
     net: &dyn NetworkAttacher,
     primary: &str,
     ns: &Path,
-    setup: &mut Setup,
     paths: &mut spec::SpecPaths,
 ) -> Result<()> {
     let mut req = attach_request(
@@ -253,7 +236,6 @@ fn attach_all(
         })
         .collect();
     let a = net.attach(&req).map_err(RuntimeError::Network)?;
-    setup.attached_network = true;
     paths.hosts.clone_from(&a.hosts_file);
     paths.resolv_conf.clone_from(&a.resolv_conf);
     let mut endpoints = vec![endpoint_state(&a)];
@@ -410,32 +392,26 @@ pub fn run_sized(
         s.user_stopped = false;
         s.error.clear();
     })?;
-    let mut setup = Setup {
-        netns: None,
-        attached_network: false,
-    };
     // A runtime that moves its init by pid pays a grace period unless the
     // lock is warm: warm it while we prepare (runc is a separate binary,
     // so threads here do not matter to it; libcontainer needs none).
     let mut warm = rt
         .migrates_by_pid()
         .then(crate::cgroups::MigrationWarmer::start);
-    let (hosts_path, resolv_conf_path) =
-        match prepare(&containers, &cfg, rt.as_ref(), net, &mut setup) {
-            Ok(p) => p,
-            Err(e) => {
-                let msg = e.to_string();
-                let full = crate::error_chain(&e);
-                let _ = containers.update(id, |s| {
-                    s.error.clone_from(&full);
-                    s.monitor_pid = 0;
-                });
-                let _ = teardown(&containers, id, net, &cfg.network);
-                attached.send(&Frame::Error(if full.is_empty() { msg } else { full }));
-                return Ok(-1);
-            }
-        };
-    let _ = setup.attached_network;
+    let (hosts_path, resolv_conf_path) = match prepare(&containers, &cfg, rt.as_ref(), net) {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = e.to_string();
+            let full = crate::error_chain(&e);
+            let _ = containers.update(id, |s| {
+                s.error.clone_from(&full);
+                s.monitor_pid = 0;
+            });
+            let _ = teardown(&containers, id, net, &cfg.network);
+            attached.send(&Frame::Error(if full.is_empty() { msg } else { full }));
+            return Ok(-1);
+        }
+    };
     let mut log = LogWriter::open(&containers.log_path(id), DEFAULT_MAX_SIZE)?;
     let mut first = true;
     let mut code;
@@ -585,18 +561,15 @@ pub fn run_sized(
     reap_orphans();
     // --rm: out of sight first (record retired, image unpinned, anonymous
     // volumes gone, as with `docker run --rm`), then the exit frame, then
-    // the rest (see release_retired).
-    let detach = needs_detach(&containers, id, &cfg.network);
-    let removed = if unrecorded_exit.is_some() {
-        crate::engine::retire(&containers, id, &cfg, true).ok()
-    } else {
+    // the rest (engine::release_retired). Whether keel-net holds anything
+    // is read from the record before it is retired.
+    let retired = unrecorded_exit.and_then(|_| {
+        let detach = needs_detach(&containers, id, &cfg.network);
+        let trash = crate::engine::retire(&containers, id, &cfg, true).ok()?;
+        Some((trash, detach))
+    });
+    if retired.is_none() {
         let _ = teardown(&containers, id, net, &cfg.network);
-        None
-    };
-    if removed.is_none() {
-        if unrecorded_exit.is_some() {
-            let _ = teardown(&containers, id, net, &cfg.network);
-        }
         containers.update(id, |s| {
             if let Some(oom) = unrecorded_exit {
                 s.status = Status::Exited;
@@ -613,39 +586,18 @@ pub fn run_sized(
         }
     }
     attached.send(&Frame::Exit(code));
-    if let Some(trash) = removed {
-        release_retired(&containers, id, trash.as_deref(), rt.as_ref(), net, detach);
+    // The container is gone for every observer and its processes are dead:
+    // the rest of a removal no longer keeps the client waiting.
+    if let Some((trash, detach)) = retired {
+        crate::engine::release_retired(
+            &containers,
+            Some(id),
+            trash.as_deref(),
+            Some(rt.as_ref()),
+            detach.then_some(net),
+        );
     }
     Ok(code)
-}
-
-/// What an --rm container leaves once retired and reported: the container
-/// is gone for every observer and its processes are dead, so its mounts
-/// (root, netns), runtime state (empty cgroups), network (a veth takes
-/// ~15 ms of kernel time to delete) and files go after the client has its
-/// exit code; they are most of a removal's time. Best effort: a `keel rm`
-/// sweeps retired records left by a monitor killed meanwhile.
-fn release_retired(
-    containers: &Containers,
-    id: &str,
-    trash: Option<&Path>,
-    rt: &dyn OciRuntime,
-    net: &dyn NetworkAttacher,
-    detach: bool,
-) {
-    if let Some(t) = trash {
-        for m in rootfs::mounts_under(t) {
-            let _ = rootfs::unmount_if_mounted(&m);
-        }
-    }
-    let _ = crate::network::remove_netns(&containers.netns_path(id));
-    let _ = rt.delete(id);
-    if detach {
-        let _ = net.detach(id);
-    }
-    if let Some(t) = trash {
-        let _ = crate::record::purge(t);
-    }
 }
 
 /// Reaps exited children other than the container's `init` (a health probe

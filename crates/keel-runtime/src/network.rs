@@ -114,6 +114,15 @@ impl Mode {
     }
 }
 
+/// A static address (`--ip`) as given.
+pub fn parse_ip(s: &str) -> Result<Ipv4Addr> {
+    s.parse().map_err(|_| RuntimeError::InvalidOption {
+        what: "IPv4 address",
+        value: s.to_string(),
+        why: "not an IPv4 address".to_string(),
+    })
+}
+
 /// The container's `--dns*` settings as keel-net takes them.
 pub fn dns_config(n: &crate::record::NetworkConfig) -> keel_net::DnsConfig {
     keel_net::DnsConfig {

@@ -271,6 +271,18 @@ pub struct ContainerConfig {
     pub networking: NetworkConfig,
 }
 
+impl ContainerConfig {
+    /// Whether starting the container joins `network` (primary or further).
+    pub fn joins(&self, network: &str) -> bool {
+        self.network == network
+            || self
+                .networking
+                .extra_networks
+                .iter()
+                .any(|e| e.network == network)
+    }
+}
+
 /// A network a container joins besides its primary one (`network connect`,
 /// compose services on several networks).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -437,15 +449,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// crash makes stale anyway (the processes it describes die with the host).
 pub(crate) fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(write_err(&tmp))?;
-    f.write_all(bytes).map_err(write_err(&tmp))?;
-    if durable {
-        f.sync_all().map_err(write_err(&tmp))?;
-    }
+    write_new(&tmp, bytes, durable)?;
     fs::rename(&tmp, path).map_err(write_err(path))
 }
 
-/// Writes a new file (in a directory nobody reads yet).
+/// Writes a file nobody reads yet (a temporary name, a directory not yet published).
 fn write_new(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let mut f = File::create(path).map_err(write_err(path))?;
     f.write_all(bytes).map_err(write_err(path))?;
@@ -622,7 +630,7 @@ impl Containers {
         }
         // Built under a hidden name and published by one rename: nobody sees
         // a half-written record, and no file needs a rename of its own.
-        let staging = self.dir.join(format!(".new-{}", &ids::new_id()[..16]));
+        let staging = self.hidden(".new-");
         let built = (|| {
             fs::create_dir_all(staging.join("bundle")).map_err(write_err(&staging))?;
             // A --rm container's record lives only as long as its process,
@@ -657,9 +665,7 @@ impl Containers {
     /// or once the user no longer waits. `None` if there is no record.
     pub fn retire_record(&self, id: &str) -> Result<Option<PathBuf>> {
         let dir = self.dir(id);
-        let trash = self
-            .dir
-            .join(format!(".removed-{}", &crate::ids::new_id()[..16]));
+        let trash = self.hidden(".removed-");
         match fs::rename(&dir, &trash) {
             Ok(()) => Ok(Some(trash)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -670,11 +676,17 @@ impl Containers {
         }
     }
 
+    /// A fresh hidden name beside the records, `prefix` and random hex: no
+    /// listing sees it (ids are 64 hex digits) and it names no container.
+    fn hidden(&self, prefix: &str) -> PathBuf {
+        self.dir.join(format!("{prefix}{}", &ids::new_id()[..16]))
+    }
+
     /// Records left behind half-way: retired ones whose monitor died before
-    /// releasing them (with their config and state, when readable), and
-    /// ones a crash left half-built long ago. A retired record whose monitor
-    /// still runs is that monitor's business and not listed.
-    pub fn leftovers(&self) -> Vec<(PathBuf, Option<(ContainerConfig, ContainerState)>)> {
+    /// releasing them (with their config, when readable), and ones a crash
+    /// left half-built long ago. A retired record whose monitor still runs
+    /// is that monitor's business and not listed.
+    pub fn leftovers(&self) -> Vec<(PathBuf, Option<ContainerConfig>)> {
         let Ok(rd) = fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -690,7 +702,7 @@ impl Containers {
                 {
                     continue;
                 }
-                out.push((e.path(), cfg.zip(st)));
+                out.push((e.path(), cfg));
             } else if name.starts_with(".new-")
                 && e.metadata()
                     .and_then(|m| m.modified())
@@ -717,18 +729,24 @@ pub fn purge(trash: &Path) -> Result<()> {
 
 /// Whether a process is still alive (and not a zombie).
 pub fn pid_alive(pid: i32) -> bool {
+    process_start(pid).is_some()
+}
+
+/// When process `pid` started, in clock ticks after boot (/proc/PID/stat
+/// field 22: unique for a pid until reboot), if it is alive (not a zombie):
+/// one read of the file answers both.
+pub fn process_start(pid: i32) -> Option<u64> {
     if pid <= 0 {
-        return false;
+        return None;
     }
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            // state is the field after the parenthesised command
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|st| st != "Z" && st != "X")
-        }
-        Err(_) => false,
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command: state is field 3, start time 22.
+    let mut fields = s.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
     }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Whether the monitor recorded in `st` (for container `id`) still runs.
@@ -737,26 +755,13 @@ pub fn pid_alive(pid: i32) -> bool {
 /// records without one fall back to a command line naming `id`.
 pub fn monitor_alive(st: &ContainerState, id: &str) -> bool {
     let pid = st.monitor_pid;
-    if !pid_alive(pid) {
+    let Some(start) = process_start(pid) else {
         return false;
-    }
+    };
     if st.monitor_start > 0 {
-        return process_start(pid) == Some(st.monitor_start);
+        return start == st.monitor_start;
     }
     fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
-}
-
-/// When process `pid` started, in clock ticks after boot (/proc/PID/stat
-/// field 22): unique for a pid until reboot.
-pub fn process_start(pid: i32) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command: state is field 3, start time 22.
-    s.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
 }
 
 #[cfg(test)]
