@@ -408,30 +408,41 @@ fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Removes network `name`. Endpoints of containers that have no record any
-/// more belong to `--rm` containers whose monitors release them right after
-/// `run` returned (a veth takes ~15 ms to delete): waited for, a few seconds
-/// at most, so that `run --rm --network N ...; network rm N` works.
+/// Removes network `name`, waiting first for endpoints that `--rm`
+/// containers' monitors are releasing (see [`wait_for_releases`]).
 pub(crate) fn remove_network(root: &Path, nets: &Networks, name: &str) -> Result<(), NetError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let containers = keel_runtime::record::Containers::open(root);
-    loop {
-        match nets.remove(name) {
-            Err(NetError::ActiveEndpoints { .. }) if std::time::Instant::now() < deadline => {
-                let releasing = nets.inspect(name).is_ok_and(|n| {
-                    n.containers.iter().all(|e| {
-                        containers
-                            .as_ref()
-                            .is_ok_and(|c| !c.dir(&e.container_id).exists())
-                    })
-                });
-                if !releasing {
-                    return nets.remove(name);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            r => return r,
+    match nets.remove(name) {
+        Err(NetError::ActiveEndpoints { .. }) => {
+            wait_for_releases(root, nets, Some(name));
+            nets.remove(name)
         }
+        r => r,
+    }
+}
+
+/// Waits, a few seconds at most, while an endpoint on network `network`
+/// (on any, with `None`) belongs to a container that has no record any
+/// more: an `--rm` container whose monitor releases it right after `run`
+/// returned (a veth takes ~15 ms to delete). So `run --rm --network N ...;
+/// network rm N` (or `network prune`) works.
+fn wait_for_releases(root: &Path, nets: &Networks, network: Option<&str>) {
+    let Ok(containers) = keel_runtime::record::Containers::open(root) else {
+        return;
+    };
+    let releasing = || {
+        let infos = match network {
+            Some(n) => nets.inspect(n).map(|i| vec![i]),
+            None => nets.list(),
+        };
+        infos.is_ok_and(|v| {
+            v.iter()
+                .flat_map(|n| &n.containers)
+                .any(|e| !containers.dir(&e.container_id).exists())
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while releasing() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -469,6 +480,7 @@ fn prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let nets = open(root)?;
+    wait_for_releases(root, &nets, None);
     let removed = nets.prune().context("cannot prune networks")?;
     // The predefined networks stay, but an idle default bridge gives back its
     // Linux bridge and iptables rules; the next container brings them back.

@@ -415,6 +415,15 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
     // A script that removes the network right away waits for the release.
     e.k.ok(&["run", "--rm", "--network", "rmnet", "busybox", "true"]);
     e.k.ok(&["network", "rm", "rmnet"]);
+    // So does a prune, which gives back the idle default bridge.
+    let default =
+        e.json(&["network", "inspect", "bridge"])[0]["Options"]["com.docker.network.bridge.name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    e.k.ok(&["run", "--rm", "busybox", "true"]);
+    e.k.ok(&["network", "prune", "-f"]);
+    assert!(!Path::new(&format!("/sys/class/net/{default}")).exists());
 }
 
 /// A monitor killed between retiring an --rm container and releasing it
