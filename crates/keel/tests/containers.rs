@@ -1471,6 +1471,65 @@ fn cp_never_follows_container_symlinks_out_of_the_root() {
     }
 }
 
+/// Mount destinations that are symlinks in the image, absolute or climbing
+/// out with `..`, to directories that exist both in the image and on the host:
+/// they resolve inside the container's root as in a chroot. The volume, the
+/// bind mount and the tmpfs land inside; the host's directories stay empty.
+#[test]
+fn mount_destinations_resolve_symlinks_inside_the_root() {
+    let e = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    let (abs, up) = (host.path().join("abs"), host.path().join("up"));
+    let src = host.path().join("src");
+    let ctx = host.path().join("ctx");
+    for d in [&abs, &up, &src, &ctx] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::write(src.join("file"), "bound\n").unwrap();
+    let (a, u) = (abs.display().to_string(), up.display().to_string());
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        // The targets exist inside the image too, under the host's names.
+        format!(
+            "FROM busybox\nRUN mkdir -p {a} {u} && ln -s {a} /vol && ln -s ../../../../../../../..{u} /up\n"
+        ),
+    )
+    .unwrap();
+    e.k.ok(&["build", "-q", "-t", "links", &ctx.display().to_string()]);
+    let bind = format!("{}:/up/bind:ro", src.display());
+    let script = format!(
+        "echo vol > /vol/f && cat /up/bind/file && echo tmp > /up/tmp/f && \
+         grep -c ' {u}/tmp ' /proc/self/mountinfo"
+    );
+    let out = e.k.ok(&args(
+        RUN,
+        &[
+            "--rm",
+            "-v",
+            "data:/vol",
+            "-v",
+            &bind,
+            "--tmpfs",
+            "/up/tmp",
+            "links",
+            "sh",
+            "-c",
+            &script,
+        ],
+    ));
+    assert_eq!(out, "bound\n1\n");
+    // The write to /vol went into the volume, so the volume was mounted there.
+    let out = e.k.ok(&args(
+        RUN,
+        &["--rm", "-v", "data:/d", "busybox", "cat", "/d/f"],
+    ));
+    assert_eq!(out, "vol\n");
+    for d in [&abs, &up] {
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 0, "{}", d.display());
+    }
+    assert_eq!(std::fs::read_dir(&src).unwrap().count(), 1);
+}
+
 /// A /24 for a `--subnet` network that other tests on this host are unlikely
 /// to pick at the same time (keel checks its own networks, not the host's
 /// routes, for a user-given subnet).
