@@ -10,6 +10,18 @@ use crate::error::{Result, RuntimeError, write_err};
 
 /// Whether something is mounted exactly at `path`.
 pub fn is_mounted(path: &Path) -> bool {
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
+    // One statx, not the whole mount table (~45 us, twice per start): the
+    // kernel says whether the path is the root of a mount (Linux 5.8+).
+    if let Ok(st) = statx(
+        CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    ) && st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+    {
+        return st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+    }
     mount_points().iter().any(|m| m == path)
 }
 
@@ -104,5 +116,39 @@ pub fn unmount_if_mounted(path: &Path) -> Result<()> {
             path: path.to_path_buf(),
             source: e.into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_mounted_agrees_with_the_mount_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dir_target, file_target) = (dir.path().join("d"), dir.path().join("f"));
+        fs::create_dir(&dir_target).unwrap();
+        fs::write(&file_target, "").unwrap();
+        assert!(is_mounted(Path::new("/proc")));
+        for p in [&dir_target, &file_target, &dir.path().join("missing")] {
+            assert!(!is_mounted(p), "{}", p.display());
+        }
+        // A directory and a file (as a network namespace's bind mount is).
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let bind = |src: &Path, dst: &Path| {
+            rustix::mount::mount_bind(src, dst).unwrap();
+        };
+        bind(Path::new("/proc"), &dir_target);
+        bind(Path::new("/proc/self/ns/net"), &file_target);
+        for p in [&dir_target, &file_target] {
+            assert!(is_mounted(p), "{}", p.display());
+            assert!(mount_points().iter().any(|m| m == p));
+        }
+        for p in [&dir_target, &file_target] {
+            unmount_if_mounted(p).unwrap();
+            assert!(!is_mounted(p), "{}", p.display());
+        }
     }
 }
