@@ -30,7 +30,7 @@ use crate::output::{Format, human_duration, human_size, print_structured, table}
 /// cannot be opened, only `none` and `host` work and the error says why.
 pub(crate) fn network_attacher(root: &Path) -> Box<dyn NetworkAttacher> {
     match keel_net::Networks::open(root) {
-        Ok(n) => Box::new(NetAttacher(n)),
+        Ok(n) => Box::new(NetAttacher(n, root.to_path_buf())),
         Err(e) => {
             eprintln!("warning: networks unavailable: {e}");
             Box::new(NoNetworks)
@@ -38,8 +38,8 @@ pub(crate) fn network_attacher(root: &Path) -> Box<dyn NetworkAttacher> {
     }
 }
 
-/// Adapts keel-net's `Networks` to the runtime's seam.
-struct NetAttacher(keel_net::Networks);
+/// Adapts keel-net's `Networks` (of the keel root in `.1`) to the runtime's seam.
+struct NetAttacher(keel_net::Networks, std::path::PathBuf);
 
 fn to_net_port(p: &keel_runtime::network::PortMapping) -> keel_net::PortMapping {
     keel_net::PortMapping {
@@ -72,21 +72,31 @@ impl NetworkAttacher for NetAttacher {
         &self,
         req: &keel_runtime::network::AttachRequest,
     ) -> std::result::Result<keel_runtime::network::Attachment, String> {
-        let a = self
-            .0
-            .attach(&keel_net::AttachRequest {
-                container_id: req.container_id.clone(),
-                name: req.name.clone(),
-                hostname: req.hostname.clone(),
-                netns: req.netns.clone(),
-                network: req.network.clone(),
-                aliases: req.aliases.clone(),
-                ports: req.ports.iter().map(to_net_port).collect(),
-                ip: req.ip,
-                extra_hosts: req.extra_hosts.clone(),
-                dns: req.dns.clone(),
-            })
-            .map_err(|e| e.to_string())?;
+        let req = keel_net::AttachRequest {
+            container_id: req.container_id.clone(),
+            name: req.name.clone(),
+            hostname: req.hostname.clone(),
+            netns: req.netns.clone(),
+            network: req.network.clone(),
+            aliases: req.aliases.clone(),
+            ports: req.ports.iter().map(to_net_port).collect(),
+            ip: req.ip,
+            extra_hosts: req.extra_hosts.clone(),
+            dns: req.dns.clone(),
+        };
+        let a = match self.0.attach(&req) {
+            // An --rm container that `run` reported gone may still hold the
+            // port while its monitor releases it: wait for that (docker
+            // finishes removing before `run` returns) and try once more.
+            Err(
+                keel_net::NetError::PortTaken { .. } | keel_net::NetError::PortRangeTaken { .. },
+            ) => {
+                crate::network::wait_for_releases(&self.1, &self.0, None);
+                self.0.attach(&req)
+            }
+            r => r,
+        }
+        .map_err(|e| e.to_string())?;
         Ok(keel_runtime::network::Attachment {
             ip: a.ip,
             prefix_len: a.prefix_len,

@@ -424,11 +424,14 @@ pub(crate) fn remove_network(root: &Path, nets: &Networks, name: &str) -> Result
 /// (on any, with `None`) belongs to a container that has no record any
 /// more: an `--rm` container whose monitor releases it right after `run`
 /// returned (a veth takes ~15 ms to delete). So `run --rm --network N ...;
-/// network rm N` (or `network prune`) works.
-fn wait_for_releases(root: &Path, nets: &Networks, network: Option<&str>) {
+/// network rm N` (or `network prune`, or another `run -p` of the same port)
+/// works. What monitors that are gone left unreleased is released first, as
+/// `keel rm` does.
+pub(crate) fn wait_for_releases(root: &Path, nets: &Networks, network: Option<&str>) {
     let Ok(containers) = keel_runtime::record::Containers::open(root) else {
         return;
     };
+    keel_runtime::engine::sweep_leftovers(&containers, &*crate::container::network_attacher(root));
     let releasing = || {
         let infos = match network {
             Some(n) => nets.inspect(n).map(|i| vec![i]),

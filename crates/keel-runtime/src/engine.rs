@@ -663,7 +663,10 @@ pub fn sweep_leftovers(containers: &Containers, net: &dyn NetworkAttacher) {
 /// netns, runtime state (the empty cgroups, with `rt`) and network (with
 /// `net`); then the record's files. An --rm container's monitor runs this
 /// after reporting the exit (a veth alone takes ~15 ms of kernel time to
-/// delete); `keel rm` for one whose monitor was killed first. Best effort.
+/// delete); `keel rm` for one whose monitor was killed first. Best effort,
+/// except that a record whose network could not be released is kept (the
+/// error on stderr, the monitor's log) for the next sweep to retry: its
+/// endpoints would otherwise hold their addresses and network for good.
 pub fn release_retired(
     containers: &Containers,
     id: Option<&str>,
@@ -682,8 +685,11 @@ pub fn release_retired(
         if let Some(rt) = rt {
             let _ = rt.delete(id);
         }
-        if let Some(net) = net {
-            let _ = net.detach(id);
+        if let Some(net) = net
+            && let Err(e) = net.detach(id)
+        {
+            eprintln!("releasing the network of {id}: {e}");
+            return;
         }
     }
     if let Some(t) = trash {

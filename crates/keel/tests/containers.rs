@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -381,6 +381,8 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
         .to_string();
     let port = free_port().to_string();
     let publish = format!("127.0.0.1:{port}:80");
+    // Back to back on one published port: the next run waits for the
+    // previous monitor to release it, as docker's would find it free.
     for _ in 0..3 {
         let (code, out, err) = e.run(&[
             "run",
@@ -396,19 +398,19 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
         assert_eq!(code, 0, "{err}");
         assert!(out.trim().starts_with("172."), "{out}");
         assert_eq!(e.k.ok(&["ps", "-aq"]).trim(), "");
-        e.wait_until("the veth to leave the bridge", 10, || {
-            std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
-                .unwrap()
-                .next()
-                .is_none()
-        });
-        e.wait_until("the port rules to go", 10, || {
-            let rules = std::process::Command::new("iptables-save")
-                .output()
-                .unwrap();
-            !String::from_utf8_lossy(&rules.stdout).contains(&format!("--dport {port}"))
-        });
     }
+    e.wait_until("the veth to leave the bridge", 10, || {
+        std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+            .unwrap()
+            .next()
+            .is_none()
+    });
+    e.wait_until("the port rules to go", 10, || {
+        let rules = std::process::Command::new("iptables-save")
+            .output()
+            .unwrap();
+        !String::from_utf8_lossy(&rules.stdout).contains(&format!("--dport {port}"))
+    });
     e.wait_until("the address to be released", 10, || {
         e.json(&["network", "inspect", "rmnet"])[0]["Containers"] == serde_json::json!({})
     });
@@ -424,6 +426,83 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
     e.k.ok(&["run", "--rm", "busybox", "true"]);
     e.k.ok(&["network", "prune", "-f"]);
     assert!(!Path::new(&format!("/sys/class/net/{default}")).exists());
+}
+
+/// Leaves running container `id` as a monitor killed right after retiring
+/// it would: monitor and container dead, the record renamed out of sight,
+/// nothing released. Returns the retired record.
+fn kill_between_retire_and_release(e: &Env, id: &str) -> PathBuf {
+    let dir = e.root().join("containers").join(id);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let (monitor, init) = (
+        state["monitor_pid"].as_i64().unwrap(),
+        state["pid"].as_i64().unwrap(),
+    );
+    // The monitor dies first, then the container: nobody releases anything.
+    for pid in [monitor, init] {
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    e.wait_until("both to be gone", 10, || {
+        !Path::new(&format!("/proc/{init}")).exists()
+    });
+    // As retire_record leaves it.
+    let trash = e.root().join("containers/.removed-0123456789abcdef");
+    std::fs::rename(&dir, &trash).unwrap();
+    trash
+}
+
+/// What such a monitor left holds a published port and a network: the next
+/// `run` of that port and `network rm` release it themselves, as `keel rm`
+/// does, instead of failing on a container nobody can see.
+#[test]
+fn a_killed_monitors_port_and_network_go_to_the_next_run_and_network_rm() {
+    let e = Env::new();
+    e.k.ok(&["network", "create", "portnet"]);
+    let publish = format!("127.0.0.1:{}:80", free_port());
+    let id = e.k.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "portnet",
+        "-p",
+        &publish,
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let trash = kill_between_retire_and_release(&e, id.trim());
+    let out = e.k.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "portnet",
+        "-p",
+        &publish,
+        "busybox",
+        "hostname",
+        "-i",
+    ]);
+    assert!(out.trim().starts_with("172."), "{out}");
+    assert!(!trash.exists());
+    e.assert_nothing_left(id.trim());
+
+    let id = e.k.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "portnet",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let trash = kill_between_retire_and_release(&e, id.trim());
+    e.k.ok(&["network", "rm", "portnet"]);
+    assert!(!trash.exists());
+    e.assert_nothing_left(id.trim());
 }
 
 /// A monitor killed between retiring an --rm container and releasing it
@@ -448,26 +527,7 @@ fn keel_rm_sweeps_what_a_killed_monitor_left() {
         "60",
     ]);
     let id = id.trim().to_string();
-    let dir = e.root().join("containers").join(&id);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
-    let (monitor, init) = (
-        state["monitor_pid"].as_i64().unwrap(),
-        state["pid"].as_i64().unwrap(),
-    );
-    // The monitor dies first, then the container: nobody releases anything.
-    for pid in [monitor, init] {
-        std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-    }
-    e.wait_until("both to be gone", 10, || {
-        !Path::new(&format!("/proc/{init}")).exists()
-    });
-    // As retire_record leaves it.
-    let trash = e.root().join("containers/.removed-0123456789abcdef");
-    std::fs::rename(&dir, &trash).unwrap();
+    let trash = kill_between_retire_and_release(&e, &id);
     assert!(
         std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
             .unwrap()
