@@ -86,10 +86,13 @@ impl NetworkAttacher for NetAttacher {
         };
         let a = match self.0.attach(&req) {
             // An --rm container that `run` reported gone may still hold the
-            // port while its monitor releases it: wait for that (docker
-            // finishes removing before `run` returns) and try once more.
+            // port or address while its monitor releases it: wait for that
+            // (docker finishes removing before `run` returns), try once more.
             Err(
-                keel_net::NetError::PortTaken { .. } | keel_net::NetError::PortRangeTaken { .. },
+                keel_net::NetError::PortTaken { .. }
+                | keel_net::NetError::PortRangeTaken { .. }
+                | keel_net::NetError::IpInUse { .. }
+                | keel_net::NetError::AddressesExhausted(_),
             ) => {
                 crate::network::wait_for_releases(&self.1, &self.0, None);
                 self.0.attach(&req)

@@ -455,41 +455,38 @@ fn kill_between_retire_and_release(e: &Env, id: &str) -> PathBuf {
     trash
 }
 
-/// What such a monitor left holds a published port and a network: the next
-/// `run` of that port and `network rm` release it themselves, as `keel rm`
-/// does, instead of failing on a container nobody can see.
+/// What such a monitor left holds a published port, an address and a
+/// network: the next `run` of that port or address and `network rm` release
+/// it themselves, as `keel rm` does, instead of failing on a container
+/// nobody can see.
 #[test]
-fn a_killed_monitors_port_and_network_go_to_the_next_run_and_network_rm() {
+fn a_killed_monitors_port_address_and_network_go_to_whoever_needs_them() {
     let e = Env::new();
-    e.k.ok(&["network", "create", "portnet"]);
+    e.k.ok(&["network", "create", "--subnet", "10.98.0.0/24", "portnet"]);
     let publish = format!("127.0.0.1:{}:80", free_port());
-    let id = e.k.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "portnet",
-        "-p",
-        &publish,
-        "busybox",
-        "sleep",
-        "60",
-    ]);
-    let trash = kill_between_retire_and_release(&e, id.trim());
-    let out = e.k.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "portnet",
-        "-p",
-        &publish,
-        "busybox",
-        "hostname",
-        "-i",
-    ]);
-    assert!(out.trim().starts_with("172."), "{out}");
-    assert!(!trash.exists());
-    e.assert_nothing_left(id.trim());
-
+    for wanted in [["-p", publish.as_str()], ["--ip", "10.98.0.9"]] {
+        let id = e.k.ok(&args(
+            &[
+                "run",
+                "-d",
+                "--network",
+                "portnet",
+                "-p",
+                &publish,
+                "--ip",
+                "10.98.0.9",
+            ],
+            &["busybox", "sleep", "60"],
+        ));
+        let trash = kill_between_retire_and_release(&e, id.trim());
+        let out = e.k.ok(&args(
+            &["run", "--rm", "--network", "portnet", wanted[0], wanted[1]],
+            &["busybox", "hostname", "-i"],
+        ));
+        assert!(out.trim().starts_with("10.98.0."), "{out}");
+        assert!(!trash.exists());
+        e.assert_nothing_left(id.trim());
+    }
     let id = e.k.ok(&[
         "run",
         "-d",
