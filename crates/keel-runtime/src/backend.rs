@@ -211,7 +211,11 @@ pub fn by_name(name: &str, state_root: &Path) -> Result<Box<dyn OciRuntime>> {
 pub const RUNTIMES: &[&str] = &["libcontainer", "runc"];
 
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    // libcontainer wraps an init's failure twice in words that say nothing.
+    let mut s = e.to_string().replace(
+        "exec process failed with error error in executing process : ",
+        "",
+    );
     let mut cur = e.source();
     while let Some(c) = cur {
         let t = c.to_string();

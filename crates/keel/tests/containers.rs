@@ -1585,6 +1585,22 @@ fn mount_destinations_resolve_symlinks_inside_the_root() {
         assert_eq!(std::fs::read_dir(d).unwrap().count(), 0, "{}", d.display());
     }
     assert_eq!(std::fs::read_dir(&src).unwrap().count(), 1);
+    // A link to nowhere is no place for a mount: one line that says why,
+    // and nothing left.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN ln -s /nowhere/at/all /dangling\n",
+    )
+    .unwrap();
+    e.k.ok(&["build", "-q", "-t", "dangling", &ctx.display().to_string()]);
+    let err = e.k.fails(&args(
+        RUN,
+        &["--rm", "--tmpfs", "/dangling/t", "dangling", "true"],
+    ));
+    assert!(err.contains("failed to prepare rootfs"), "{err}");
+    assert!(err.contains("Not a directory"), "{err}");
+    assert!(!err.contains("error in executing process"), "{err}");
+    assert!(e.all_ids().is_empty());
 }
 
 /// A /24 for a `--subnet` network that other tests on this host are unlikely

@@ -179,7 +179,17 @@ pub fn container_intermediate_process(
                 Ok(_) => 0,
                 Err(e) => {
                     tracing::error!("failed to initialize container process: {e}");
-                    if let Err(err) = init_main_sender.exec_failed(e.to_string()) {
+                    // keel patch: the whole chain of causes, not only the
+                    // outermost ("failed to prepare rootfs"), so the user
+                    // learns which mount failed and why.
+                    let mut msg = e.to_string();
+                    let mut cause = std::error::Error::source(&e);
+                    while let Some(c) = cause {
+                        msg.push_str(": ");
+                        msg.push_str(&c.to_string());
+                        cause = c.source();
+                    }
+                    if let Err(err) = init_main_sender.exec_failed(msg) {
                         tracing::error!(?err, "failed sending error to main sender");
                     }
                     if let ContainerType::TenantContainer { exec_notify_fd } = args.container_type {
