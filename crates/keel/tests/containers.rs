@@ -374,11 +374,7 @@ conformance!(libcontainer, runc);
 fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
     let e = Env::new();
     e.k.ok(&["network", "create", "rmnet"]);
-    let net = e.json(&["network", "inspect", "rmnet"]);
-    let bridge = net[0]["Options"]["com.docker.network.bridge.name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bridge = bridge_of(&e, "rmnet");
     let port = free_port().to_string();
     let publish = format!("127.0.0.1:{port}:80");
     // Back to back on one published port: the next run waits for the
@@ -399,12 +395,7 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
         assert!(out.trim().starts_with("172."), "{out}");
         assert_eq!(e.k.ok(&["ps", "-aq"]).trim(), "");
     }
-    e.wait_until("the veth to leave the bridge", 10, || {
-        std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
-            .unwrap()
-            .next()
-            .is_none()
-    });
+    e.wait_until("the veth to leave the bridge", 10, || !has_ports(&bridge));
     e.wait_until("the port rules to go", 10, || {
         let rules = std::process::Command::new("iptables-save")
             .output()
@@ -418,11 +409,7 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
     e.k.ok(&["run", "--rm", "--network", "rmnet", "busybox", "true"]);
     e.k.ok(&["network", "rm", "rmnet"]);
     // So does a prune, which gives back the idle default bridge.
-    let default =
-        e.json(&["network", "inspect", "bridge"])[0]["Options"]["com.docker.network.bridge.name"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let default = bridge_of(&e, "bridge");
     e.k.ok(&["run", "--rm", "busybox", "true"]);
     e.k.ok(&["network", "prune", "-f"]);
     assert!(!Path::new(&format!("/sys/class/net/{default}")).exists());
@@ -509,11 +496,7 @@ fn a_killed_monitors_port_address_and_network_go_to_whoever_needs_them() {
 fn keel_rm_sweeps_what_a_killed_monitor_left() {
     let e = Env::new();
     e.k.ok(&["network", "create", "sweepnet"]);
-    let bridge =
-        e.json(&["network", "inspect", "sweepnet"])[0]["Options"]["com.docker.network.bridge.name"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let bridge = bridge_of(&e, "sweepnet");
     let id = e.k.ok(&[
         "run",
         "-d",
@@ -525,12 +508,7 @@ fn keel_rm_sweeps_what_a_killed_monitor_left() {
     ]);
     let id = id.trim().to_string();
     let trash = kill_between_retire_and_release(&e, &id);
-    assert!(
-        std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
-            .unwrap()
-            .next()
-            .is_some()
-    );
+    assert!(has_ports(&bridge));
     e.k.ok(&[
         "create",
         "--name",
@@ -542,12 +520,7 @@ fn keel_rm_sweeps_what_a_killed_monitor_left() {
     ]);
     e.k.ok(&["rm", "other"]);
     assert!(!trash.exists());
-    assert!(
-        std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
-            .unwrap()
-            .next()
-            .is_none()
-    );
+    assert!(!has_ports(&bridge));
     e.assert_nothing_left(&id);
     e.k.ok(&["network", "rm", "sweepnet"]);
 }
@@ -1232,6 +1205,14 @@ fn links_of(bridges: &[String]) -> Vec<String> {
                 .then_some(name)
         })
         .collect()
+}
+
+/// Whether any interface (a container's veth) is a port of `bridge`.
+fn has_ports(bridge: &str) -> bool {
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .unwrap()
+        .next()
+        .is_some()
 }
 
 fn bridge_of(e: &Env, network: &str) -> String {
