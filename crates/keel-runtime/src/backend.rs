@@ -210,22 +210,13 @@ pub fn by_name(name: &str, state_root: &Path) -> Result<Box<dyn OciRuntime>> {
 /// Every runtime name `by_name` accepts.
 pub const RUNTIMES: &[&str] = &["libcontainer", "runc"];
 
+/// [`crate::error_chain`], less libcontainer's two wrappers of an init's
+/// failure, which say nothing.
 fn chain(e: &dyn std::error::Error) -> String {
-    // libcontainer wraps an init's failure twice in words that say nothing.
-    let mut s = e.to_string().replace(
+    crate::error_chain(e).replace(
         "exec process failed with error error in executing process : ",
         "",
-    );
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
+    )
 }
 
 /// youki's libcontainer, in process.

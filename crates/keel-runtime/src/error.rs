@@ -129,6 +129,14 @@ pub(crate) fn write_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -
     move |source| RuntimeError::Write { path, source }
 }
 
+/// `r` of removing `path`, where a missing `path` is already what was wanted.
+pub(crate) fn removed(r: std::io::Result<()>, path: &std::path::Path) -> Result<()> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.map_err(write_err(path)),
+    }
+}
+
 /// The error and its sources as one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

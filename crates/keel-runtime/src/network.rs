@@ -191,14 +191,7 @@ fn enter_new_netns(path: &Path) -> Result<()> {
 /// Unpins and removes a namespace file; missing is fine.
 pub fn remove_netns(path: &Path) -> Result<()> {
     crate::rootfs::unmount_if_mounted(path)?;
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RuntimeError::Write {
-            path: path.to_path_buf(),
-            source: e,
-        }),
-    }
+    crate::error::removed(fs::remove_file(path), path)
 }
 
 /// The host's name, for `--network host`.

@@ -717,14 +717,7 @@ impl Containers {
 
 /// Deletes a directory returned by [`Containers::retire_record`].
 pub fn purge(trash: &Path) -> Result<()> {
-    match fs::remove_dir_all(trash) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RuntimeError::Write {
-            path: trash.to_path_buf(),
-            source: e,
-        }),
-    }
+    crate::error::removed(fs::remove_dir_all(trash), trash)
 }
 
 /// Whether a process is still alive (and not a zombie).
