@@ -195,6 +195,13 @@ impl Server {
         )
     }
 
+    /// In-process API access for controllers running beside the server.
+    pub fn loopback(&self) -> crate::Loopback {
+        crate::Loopback {
+            state: self.state.clone(),
+        }
+    }
+
     /// Accepts connections until the process ends.
     pub async fn serve(self) -> Result<(), ApiError> {
         handlers::start_background(&self.state);

@@ -4,8 +4,12 @@
 //! verbs (get, list, watch, create, update, patch, delete, deletecollection,
 //! status and scale subresources) on the built-in kinds of [`resources`].
 //! Objects are JSON in the store; Secrets are sealed with `keel-secrets`.
+//! Deletion follows Kubernetes: propagation policies become finalizers that
+//! the garbage collector in keel-controllers acts on; those controllers reach
+//! the API in process through [`Loopback`].
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
+pub mod client;
 pub mod discovery;
 mod handlers;
 mod http;
@@ -22,6 +26,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use client::{ClientError, Loopback};
+pub use handlers::{DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 pub use http::Server;
 
 /// Everything starting or running the server can fail with.

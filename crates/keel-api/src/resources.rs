@@ -5,7 +5,7 @@
 /// One served resource type.
 // Flags of a static table, not a state machine.
 #[allow(clippy::struct_excessive_bools)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Resource {
     /// API group; "" for the core group.
     pub group: &'static str,
@@ -50,7 +50,7 @@ impl Resource {
         } else {
             self.group
         };
-        format!("/registry/{group}/{}/", self.plural)
+        format!("{REGISTRY}{group}/{}/", self.plural)
     }
 
     /// Store key prefix of one namespace's objects, or all when `ns` is None.
@@ -322,6 +322,21 @@ pub static RESOURCES: &[Resource] = &[
     ),
 ];
 
+/// Store key prefix under which every object lives.
+pub const REGISTRY: &str = "/registry/";
+
+/// The resource whose objects are stored under `key`
+/// (`/registry/{group or core}/{plural}/…`).
+pub fn from_key(key: &str) -> Option<&'static Resource> {
+    let mut parts = key.strip_prefix(REGISTRY)?.splitn(3, '/');
+    let group = parts.next()?;
+    let plural = parts.next()?;
+    let group = if group == "core" { "" } else { group };
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
+}
+
 /// The resource served at `group`/`version` under URL name `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES
@@ -366,5 +381,12 @@ mod tests {
             "deployments"
         );
         assert!(groups().contains(&("apps", "v1")));
+        assert_eq!(from_key("/registry/core/pods/a/p"), Some(pods));
+        assert_eq!(from_key("/registry/core/namespaces/x"), Some(ns));
+        assert_eq!(
+            from_key("/registry/apps/deployments/a/d").unwrap().kind,
+            "Deployment"
+        );
+        assert!(from_key("/registry/nope/x/y").is_none());
     }
 }
