@@ -206,23 +206,48 @@ impl Server {
     pub async fn serve(self) -> Result<(), ApiError> {
         handlers::start_background(&self.state);
         loop {
-            let Ok((tcp, _peer)) = self.listener.accept().await else {
-                // Out of file descriptors and the like: back off, keep serving.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             let tls = self.tls.clone();
             let state = self.state.clone();
             tokio::spawn(async move {
-                let Ok(stream) = tls.accept(tcp).await else {
-                    return;
+                let stream = match tls.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(route(state, req).await) }
+                    async move {
+                        // Only pay for the request line when it is logged.
+                        let line = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+                            let path = req.uri().path().to_string();
+                            (std::time::Instant::now(), req.method().clone(), path)
+                        });
+                        let resp = route(state, req).await;
+                        if let Some((started, method, path)) = line {
+                            tracing::debug!(
+                                %method,
+                                path,
+                                status = resp.status().as_u16(),
+                                micros = started.elapsed().as_micros() as u64,
+                                "request"
+                            );
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 // HTTP/2 when the client offered it in ALPN (kubectl and
                 // client-go do), HTTP/1.1 otherwise.
