@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
-use crate::pki::{self, Paths, Role};
+use crate::auth::{self, User};
+use crate::pki::{self, Paths};
 use crate::resources::{self, Resource};
-use crate::{ApiError, Config, State, Tokens, discovery, handlers};
+use crate::{ApiError, Config, State, Tokens, discovery, handlers, openapi};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
@@ -101,6 +102,14 @@ pub(crate) fn json_response(code: u16, v: &Value) -> Response<Body> {
 
 pub(crate) fn fail_response(f: &Fail) -> Response<Body> {
     json_response(f.code, &f.to_json())
+}
+
+fn bytes_response(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)).boxed())
+        .expect("static response parts are valid")
 }
 
 fn text(code: u16, s: &str) -> Response<Body> {
@@ -268,25 +277,33 @@ impl Server {
     }
 }
 
-fn authenticate(state: &State, req: &Request<Incoming>) -> Option<Role> {
+fn authenticate(state: &State, req: &Request<Incoming>) -> Option<User> {
     let header = req.headers().get("authorization")?.to_str().ok()?;
     let token = header.strip_prefix("Bearer ")?.trim();
-    let mut tokens = state.tokens.lock().ok()?;
-    // Re-read the tokens file when it changed (`keel server token create`).
-    let modified = std::fs::metadata(state.paths.tokens())
-        .and_then(|m| m.modified())
-        .ok();
-    if modified != tokens.modified {
-        if let Ok(list) = pki::read_tokens(&state.paths) {
-            tokens.list = list;
-        }
-        tokens.modified = modified;
+    auth::authenticate_token(state, token)
+}
+
+/// The RBAC verb of a request on a resource.
+fn resource_verb(method: &Method, target: &Target, query: &Query) -> &'static str {
+    match (method, target.name.is_some()) {
+        (&Method::GET | &Method::HEAD, false) if query.flag("watch") => "watch",
+        (&Method::GET | &Method::HEAD, false) => "list",
+        (&Method::GET | &Method::HEAD, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
     }
-    tokens
-        .list
-        .iter()
-        .find(|(t, _)| t.len() == token.len() && t == token)
-        .map(|(_, r)| *r)
+}
+
+fn forbidden(user: &User, attrs: &auth::Attributes, reason: &str) -> Response<Body> {
+    let mut f = Fail::new(403, "Forbidden", attrs.forbidden_message(user, reason));
+    if attrs.path.is_none() {
+        f.details = Some(json!({"name": attrs.name, "group": attrs.group, "kind": attrs.resource}));
+    }
+    fail_response(&f)
 }
 
 /// Decoded query parameters.
@@ -392,20 +409,10 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             Err(e) => text(500, &format!("[-]etcd failed: {e}")),
         };
     }
-    let Some(role) = authenticate(&state, &req) else {
+    let Some(user) = authenticate(&state, &req) else {
         return fail_response(&Fail::new(401, "Unauthorized", "Unauthorized"));
     };
-    if role == Role::ReadOnly && !matches!(method, Method::GET | Method::HEAD) {
-        let f = Fail::new(
-            403,
-            "Forbidden",
-            format!(
-                "{} {path} is forbidden: this token is read-only",
-                method.as_str().to_lowercase()
-            ),
-        );
-        return fail_response(&f);
-    }
+    let user = Arc::new(user);
     let query = Query::parse(req.uri().query());
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let get = method == Method::GET;
@@ -417,16 +424,53 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             "the server could not find the requested resource",
         )),
     };
+    let accept = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let is_resource = matches!(segs.as_slice(), ["api", _, _, ..] | ["apis", _, _, _, ..]);
+    if !is_resource {
+        let attrs = auth::Attributes {
+            verb: method.as_str().to_lowercase(),
+            path: Some(path.clone()),
+            ..auth::Attributes::default()
+        };
+        let (allowed, reason) = auth::authorize(&state, &user, &attrs);
+        if !allowed {
+            return forbidden(&user, &attrs, &reason);
+        }
+    }
     match segs.as_slice() {
         ["version"] if get => return json_response(200, &discovery::version()),
+        ["api" | "apis"] if get && discovery::wants_aggregated(&accept) => {
+            let doc = discovery::aggregated(segs[0] == "api");
+            return bytes_response(
+                200,
+                discovery::AGGREGATED,
+                serde_json::to_vec(&doc).unwrap_or_default(),
+            );
+        }
         ["api"] if get => return json_response(200, &discovery::api_versions()),
         ["apis"] if get => return json_response(200, &discovery::api_groups()),
         ["api", v] if get => return doc(discovery::resource_list("", v)),
         ["apis", g] if get => return doc(discovery::api_group(g)),
         ["apis", g, v] if get => return doc(discovery::resource_list(g, v)),
-        ["openapi", "v3"] if get => return json_response(200, &discovery::openapi_v3_root()),
+        ["openapi", "v3"] if get => return json_response(200, &openapi::v3_root()),
         ["openapi", "v3", rest @ ..] if get => {
-            return doc(discovery::openapi_v3_gv(&rest.join("/")));
+            return match openapi::v3_gv(&rest.join("/")) {
+                Some(b) => bytes_response(200, "application/json", b.to_vec()),
+                None => doc(None),
+            };
+        }
+        ["openapi", "v2"] if get => {
+            let first = accept.split(',').next().unwrap_or_default();
+            return if first.contains("protobuf") {
+                bytes_response(200, openapi::V2_PROTO_TYPE, openapi::V2_PROTO.clone())
+            } else {
+                bytes_response(200, "application/json", openapi::V2_JSON.clone())
+            };
         }
         _ => {}
     }
@@ -443,12 +487,26 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         Ok(t) => t,
         Err(f) => return fail_response(&f),
     };
-    let accept = req
-        .headers()
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let attrs = auth::Attributes {
+        verb: resource_verb(&method, &target, &query).to_string(),
+        group: target.resource.group.to_string(),
+        resource: target.resource.plural.to_string(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        namespace: match (&target.namespace, target.resource.kind) {
+            (Some(ns), _) => ns.clone(),
+            // A namespace is its own namespace for authorization.
+            (None, "Namespace") if target.resource.group.is_empty() => {
+                target.name.clone().unwrap_or_default()
+            }
+            (None, _) => String::new(),
+        },
+        name: target.name.clone().unwrap_or_default(),
+        path: None,
+    };
+    let (allowed, reason) = auth::authorize(&state, &user, &attrs);
+    if !allowed {
+        return forbidden(&user, &attrs, &reason);
+    }
     let user_agent = req
         .headers()
         .get("user-agent")
@@ -488,6 +546,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         accept,
         content_type,
         user_agent,
+        user,
         body,
     };
     match handlers::dispatch(ctx, &method).await {

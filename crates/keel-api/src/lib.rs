@@ -9,11 +9,13 @@
 //! the API in process through [`Loopback`].
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
+pub mod auth;
 pub mod client;
 pub mod discovery;
 mod handlers;
 mod http;
 pub mod managed;
+pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod proto;

@@ -6,6 +6,7 @@
 //! [`read`] (get, list, watch, Table output). This module holds what they
 //! share: the request context, bookkeeping helpers, errors and dispatch.
 
+mod computed;
 mod delete;
 mod object;
 mod patch;
@@ -42,6 +43,8 @@ pub(crate) struct Ctx {
     pub accept: String,
     pub content_type: String,
     pub user_agent: String,
+    /// Who is asking (authenticated).
+    pub user: Arc<crate::auth::User>,
     pub body: Bytes,
 }
 
@@ -230,6 +233,25 @@ fn set_meta(obj: &mut Value, field: &str, v: Value) {
 
 pub(crate) async fn dispatch(ctx: Ctx, method: &Method) -> Result<Response<Body>, Fail> {
     let t = &ctx.target;
+    if !t.resource.verbs.stored() {
+        return computed::dispatch(&ctx, method).await;
+    }
+    let pod_sub = |s: &str| {
+        t.resource.kind == "Pod"
+            && t.resource.group.is_empty()
+            && s == t.subresource.as_deref().unwrap_or_default()
+    };
+    if let Some(name) = &t.name
+        && method == Method::POST
+    {
+        if pod_sub("binding") {
+            let body = object::parse_body(&ctx)?;
+            return computed::bind(&ctx, name, &body).await;
+        }
+        if pod_sub("eviction") {
+            return computed::evict(&ctx, name).await;
+        }
+    }
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.resource.status
             || sub == "scale" && t.resource.scale

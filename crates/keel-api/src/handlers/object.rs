@@ -153,7 +153,7 @@ pub(super) fn check_object(ctx: &Ctx, obj: &mut Value) -> Result<(), Fail> {
     }
     validate::normalize_quantities(obj);
     let typed = validate::check_quantities(obj)
-        .and_then(|()| validate::typed_roundtrip(r.kind, obj))
+        .and_then(|()| (r.typed)(obj))
         .map_err(|e| {
             Fail::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",

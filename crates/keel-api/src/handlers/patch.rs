@@ -95,6 +95,7 @@ pub(super) async fn patch_request(ctx: &Ctx, name: &str) -> Result<Response<Body
             accept: String::new(),
             content_type: String::new(),
             user_agent: String::new(),
+            user: ctx.user.clone(),
             body: Bytes::new(),
         };
         check_object(&fake, &mut v)?;

@@ -98,6 +98,30 @@ pub(crate) async fn list_items(
     }
 }
 
+/// Every object of `r` in `ns` (or everywhere), as the caller may see them.
+pub(super) async fn list_in(
+    ctx: &Ctx,
+    r: &'static crate::resources::Resource,
+    ns: Option<&str>,
+) -> Result<(Vec<Value>, i64, Option<String>), Fail> {
+    let other = Ctx {
+        state: ctx.state.clone(),
+        target: crate::http::Target {
+            resource: r,
+            namespace: ns.map(String::from),
+            name: None,
+            subresource: None,
+        },
+        query: crate::http::Query::default(),
+        accept: String::new(),
+        content_type: String::new(),
+        user_agent: String::new(),
+        user: ctx.user.clone(),
+        body: bytes::Bytes::new(),
+    };
+    list_items(&other, 0, None).await
+}
+
 pub(super) async fn list(ctx: &Ctx) -> Result<Response<Body>, Fail> {
     let r = ctx.target.resource;
     let limit = ctx

@@ -99,7 +99,7 @@ pub(crate) async fn create(
     if let Some(t) = track {
         record_update(r, t, &json!({}), &mut obj);
     }
-    let causes = validate::validate(r.kind, &obj);
+    let causes = validate::validate_object(r, &obj);
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
@@ -184,6 +184,15 @@ pub(super) async fn write_update(
         Some("finalize") => {
             let mut m = cur.clone();
             m["spec"] = new.get("spec").cloned().unwrap_or(Value::Null);
+            m
+        }
+        // pods/binding: only the node changes, whatever else pod updates forbid.
+        Some("binding") => {
+            let mut m = cur.clone();
+            m["spec"]["nodeName"] = new
+                .pointer("/spec/nodeName")
+                .cloned()
+                .unwrap_or(Value::Null);
             m
         }
         _ => {
@@ -272,8 +281,10 @@ pub(super) async fn write_update(
         };
         set_meta(&mut merged, "generation", json!(gen_next));
     }
-    let mut causes = validate::validate(r.kind, &merged);
-    causes.extend(validate::validate_update(r.kind, cur, &merged));
+    let mut causes = validate::validate_object(r, &merged);
+    if sub != Some("binding") {
+        causes.extend(validate::validate_update(r.kind, cur, &merged));
+    }
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
@@ -373,6 +384,7 @@ pub(super) async fn scale_write(
         accept: String::new(),
         content_type: String::new(),
         user_agent: ctx.user_agent.clone(),
+        user: ctx.user.clone(),
         body: Bytes::new(),
     };
     let tr = track(ctx, Some("scale"));
@@ -428,6 +440,7 @@ pub(crate) async fn update_object(
         accept: String::new(),
         content_type: String::new(),
         user_agent: manager.to_string(),
+        user: Arc::new(crate::auth::User::controllers()),
         body: Bytes::new(),
     };
     // "Unchanged" travels out of the loop as a marker failure.
