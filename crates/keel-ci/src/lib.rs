@@ -4,6 +4,8 @@
 //!   evaluates them.
 //! - [`matrix`], [`filters`]: strategy expansion and `on` trigger filters.
 //! - [`mask`]: secret masking; [`commands`]: `::cmd::` lines and env files.
+//! - [`run`]: the executor (jobs on threads along the needs graph, steps on
+//!   the host or in job containers driven through the keel binary).
 //! - [`yaml`] → [`template`] (schema validation against [`schema`], GitHub's
 //!   messages) → [`workflow`] (the model: events, jobs, steps, needs graph).
 //!
@@ -17,6 +19,7 @@ pub mod expr;
 pub mod filters;
 pub mod mask;
 pub mod matrix;
+pub mod run;
 pub mod schema;
 pub mod template;
 pub mod workflow;

@@ -2,7 +2,8 @@
 //! definitions (mapping, sequence, string, boolean, number, null, one-of) with
 //! the contexts an expression may name there. The definitions reachable from
 //! `workflow-root-strict` in GitHub's workflow-v1.0 schema (MIT, GitHub),
-//! one line a definition in a compact notation, descriptions left out.
+//! one line a definition in a compact notation, descriptions left out;
+//! plus `action-root`, a permissive reading of `action.yml` files.
 //!
 //! Line syntax: `name: [ctx=a,b,f(0,MAX)] body` where body is
 //! `map{prop=type prop!=required-type} [loose=key:value]`, `seq[item]`,
@@ -13,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 const SCHEMA: &str = r"
+action-root: ctx=github,inputs,vars,needs,strategy,matrix,secrets,steps,job,runner,env,always(0,0),failure(0,0),cancelled(0,0),success(0,0),hashFiles(1,255) oneof(mapping)
 workflow-root-strict: map{on!=on-strict name=workflow-name description=workflow-description run-name=run-name defaults=workflow-defaults env=workflow-env permissions=permissions concurrency=workflow-concurrency jobs!=jobs}
 on-strict: oneof(on-string-strict on-sequence-strict on-mapping-strict)
 workflow-name: str

@@ -26,11 +26,21 @@ pub enum TKind {
 pub struct Token {
     pub kind: TKind,
     pub pos: Pos,
+    /// For expressions: the text as written (`echo ${{ x }}`), for display.
+    pub raw: Option<String>,
 }
 
 impl Token {
     pub fn new(kind: TKind, pos: Pos) -> Token {
-        Token { kind, pos }
+        Token {
+            kind,
+            pos,
+            raw: None,
+        }
+    }
+    /// The value as the user wrote it.
+    pub fn source(&self) -> String {
+        self.raw.clone().unwrap_or_else(|| self.display())
     }
     pub fn as_str(&self) -> Option<&str> {
         match &self.kind {
@@ -461,7 +471,9 @@ impl Reader<'_> {
             if let Some(lit) = literal_string(e) {
                 return Token::new(TKind::String(lit), pos);
             }
-            return Token::new(TKind::Expr(e.clone()), pos);
+            let mut t = Token::new(TKind::Expr(e.clone()), pos);
+            t.raw = Some(raw.clone());
+            return t;
         }
         if let [Seg::Insert] = segments.as_slice() {
             return Token::new(TKind::Insert, pos);
@@ -483,7 +495,9 @@ impl Reader<'_> {
                 Seg::Insert => {}
             }
         }
-        Token::new(TKind::Expr(format!("format('{fmt}'{args})")), pos)
+        let mut t = Token::new(TKind::Expr(format!("format('{fmt}'{args})")), pos);
+        t.raw = Some(raw.clone());
+        t
     }
 
     fn expression(inner: &str, ctx: &[String]) -> Result<Seg, String> {

@@ -570,7 +570,8 @@ fn check_uses(t: &Token, diags: &mut Vec<Diag>) {
     });
 }
 
-fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
+/// Steps from a `steps:` sequence token (a job's or a composite action's).
+pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
     let Some(items) = t.as_seq() else {
         diags.push(Diag {
             pos: t.pos,
