@@ -138,6 +138,9 @@ pub struct RunArgs {
     /// Remote actions `owner/repo@ref` are read from DIR/owner/repo@ref.
     #[arg(long = "action-cache-path", alias = "action-cache")]
     pub action_cache: Option<PathBuf>,
+    /// `github.actor` (default: git's user.name).
+    #[arg(short = 'a', long)]
+    pub actor: Option<String>,
     /// Map a `uses:` reference to a local directory (REF=DIR).
     #[arg(long = "local-repository")]
     pub local_repositories: Vec<String>,
@@ -805,6 +808,9 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
         None => default_event(&event_name, &git),
     };
     let mut git = git;
+    if let Some(a) = &a.actor {
+        git.actor.clone_from(a);
+    }
     if let Some(r) = event.get("ref").and_then(|r| r.as_str()) {
         git.git_ref = r.to_string();
     }
@@ -900,7 +906,11 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
     for v in &a.vars {
         vars.push(kv(v)?);
     }
-    let mut env = Vec::new();
+    // As act does, so that workflows can tell a local run (`if: ${{ !env.ACT }}`).
+    let mut env = vec![
+        ("ACT".to_string(), "true".to_string()),
+        ("KEEL".to_string(), "true".to_string()),
+    ];
     let env_file = a
         .env_file
         .clone()

@@ -151,12 +151,20 @@ pub fn eval_token(t: &Token, ctx: &Object, host: &Host) -> Result<Value, String>
         TKind::Number(n) => Value::Number(*n),
         TKind::String(s) => Value::String(s.clone()),
         TKind::Expr(e) => eval(e, ctx, host)?,
-        TKind::Seq(items) => Value::array(
-            items
-                .iter()
-                .map(|i| eval_token(i, ctx, host))
-                .collect::<Result<_, _>>()?,
-        ),
+        TKind::Seq(items) => {
+            // An expression item that yields an array is spliced in (act's
+            // evalmatrix-merge-array case: `[x, ${{ fromJSON('[..]') }}]`).
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                match (eval_token(i, ctx, host)?, &i.kind) {
+                    (Value::Array { items: a, .. }, TKind::Expr(_)) => {
+                        out.extend(a.iter().cloned());
+                    }
+                    (v, _) => out.push(v),
+                }
+            }
+            Value::array(out)
+        }
         TKind::Map(m) => {
             let mut o = Object::new();
             for (k, v) in m {
