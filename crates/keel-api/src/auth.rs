@@ -3,7 +3,7 @@
 //! namespace, name, or a non-resource path), the authorizer, and the review
 //! kinds that ask those questions through the API (`SelfSubjectReview` for
 //! `kubectl auth whoami`, `SelfSubjectAccessReview` for `kubectl auth
-//! can-i`, `SubjectAccessReview`, `LocalSubjectAccessReview`,
+//! can-i`, ``SubjectAccessReview``, ``LocalSubjectAccessReview``,
 //! `SelfSubjectRulesReview`, `TokenReview`).
 
 use std::sync::Arc;
@@ -108,20 +108,33 @@ impl Attributes {
     }
 }
 
-/// Whether `user` may do `attrs`, and why not.
-pub(crate) fn authorize(_state: &State, user: &User, attrs: &Attributes) -> (bool, String) {
-    if user.groups.iter().any(|g| g == MASTERS) {
-        return (true, String::new());
-    }
-    let read = matches!(attrs.verb.as_str(), "get" | "list" | "watch");
-    if user.name == READ_ONLY_USER && read {
-        return (true, String::new());
-    }
-    (false, String::new())
+/// Whether `user` may do `attrs`, and why (RBAC).
+pub(crate) async fn authorize(state: &State, user: &User, attrs: &Attributes) -> (bool, String) {
+    crate::rbac::authorize(state, user, attrs).await
 }
 
-/// The user a bearer token belongs to.
-pub(crate) fn authenticate_token(state: &State, token: &str) -> Option<User> {
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// The user a bearer token belongs to, for a token meant for `audiences`
+/// (empty: this API's own audience): keel's static tokens, `ServiceAccount`
+/// JWTs, bootstrap tokens.
+pub(crate) async fn authenticate_token(
+    state: &State,
+    token: &str,
+    audiences: &[String],
+) -> Option<User> {
+    if let Some(u) = static_token(state, token) {
+        return Some(u);
+    }
+    if token.matches('.').count() == 2 {
+        return service_account_token(state, token, audiences).await;
+    }
+    bootstrap_token(state, token).await
+}
+
+fn static_token(state: &State, token: &str) -> Option<User> {
     let mut tokens = state.tokens.lock().ok()?;
     // Re-read the tokens file when it changed (`keel server token create`).
     let modified = std::fs::metadata(state.paths.tokens())
@@ -141,6 +154,123 @@ pub(crate) fn authenticate_token(state: &State, token: &str) -> Option<User> {
     Some(match role {
         Role::Admin => User::new(ADMIN_USER, &[MASTERS, AUTHENTICATED]),
         Role::ReadOnly => User::new(READ_ONLY_USER, &[AUTHENTICATED]),
+    })
+}
+
+async fn stored(state: &State, plural: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+    let r = crate::resources::find("", "v1", plural)?;
+    let (_, v) = crate::handlers::get_current(state, r, ns, name)
+        .await
+        .ok()?;
+    Some(v)
+}
+
+fn uid_of(v: &Value) -> &str {
+    v.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+async fn service_account_token(state: &State, token: &str, audiences: &[String]) -> Option<User> {
+    let claims = state.sa_keys.verify(token)?;
+    if let Some(why) = crate::tokens::refuse(&claims, now(), audiences) {
+        tracing::debug!(reason = why, "service account token refused");
+        return None;
+    }
+    let k = claims.get("kubernetes.io")?;
+    let ns = k.get("namespace")?.as_str()?;
+    let sa_name = k.pointer("/serviceaccount/name")?.as_str()?;
+    let sa_uid = k.pointer("/serviceaccount/uid")?.as_str()?;
+    // The account (and what the token is bound to) must still be the same
+    // objects: a token outlives neither.
+    let sa = stored(state, "serviceaccounts", Some(ns), sa_name).await?;
+    if uid_of(&sa) != sa_uid || sa.pointer("/metadata/deletionTimestamp").is_some() {
+        return None;
+    }
+    for (kind, plural, namespaced) in [
+        ("pod", "pods", true),
+        ("secret", "secrets", true),
+        ("node", "nodes", false),
+    ] {
+        if let Some(b) = k.get(kind) {
+            let name = b.get("name")?.as_str()?;
+            let obj = stored(state, plural, namespaced.then_some(ns), name).await?;
+            if uid_of(&obj) != b.get("uid")?.as_str()?
+                || obj.pointer("/metadata/deletionTimestamp").is_some()
+            {
+                return None;
+            }
+        }
+    }
+    Some(User {
+        name: format!("system:serviceaccount:{ns}:{sa_name}"),
+        uid: sa_uid.to_string(),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+            AUTHENTICATED.into(),
+        ],
+    })
+}
+
+/// `abcdef.0123456789abcdef` against the `bootstrap-token-abcdef` Secret in
+/// kube-system (what nodes join with).
+async fn bootstrap_token(state: &State, token: &str) -> Option<User> {
+    let (id, secret) = token.split_once('.')?;
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if !ok(id, 6) || !ok(secret, 16) {
+        return None;
+    }
+    let sec = stored(
+        state,
+        "secrets",
+        Some("kube-system"),
+        &format!("bootstrap-token-{id}"),
+    )
+    .await?;
+    if sec.get("type").and_then(Value::as_str) != Some("bootstrap.kubernetes.io/token") {
+        return None;
+    }
+    let field = |k: &str| {
+        sec.pointer(&format!("/data/{k}"))
+            .and_then(Value::as_str)
+            .and_then(|b| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok()
+            })
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
+    };
+    if field("token-id") != id
+        || field("token-secret").as_bytes() != secret.as_bytes()
+        || field("usage-bootstrap-authentication") != "true"
+    {
+        return None;
+    }
+    let exp = field("expiration");
+    if !exp.is_empty()
+        && exp
+            .parse::<jiff::Timestamp>()
+            .map_or(true, |t| t.as_second() <= now())
+    {
+        return None;
+    }
+    let mut groups = vec!["system:bootstrappers".to_string()];
+    groups.extend(
+        field("auth-extra-groups")
+            .split(',')
+            .map(str::trim)
+            .filter(|g| g.starts_with("system:bootstrappers:"))
+            .map(String::from),
+    );
+    groups.push(AUTHENTICATED.into());
+    Some(User {
+        name: format!("system:bootstrap:{id}"),
+        uid: String::new(),
+        groups,
     })
 }
 
@@ -170,8 +300,8 @@ fn attributes_of(spec: &Value, namespace_override: Option<&str>) -> Attributes {
     }
 }
 
-fn access_status(state: &State, user: &User, attrs: &Attributes) -> Value {
-    let (allowed, reason) = authorize(state, user, attrs);
+async fn access_status(state: &State, user: &User, attrs: &Attributes) -> Value {
+    let (allowed, reason) = authorize(state, user, attrs).await;
     let mut st = json!({"allowed": allowed});
     if !reason.is_empty() {
         st["reason"] = json!(reason);
@@ -180,14 +310,14 @@ fn access_status(state: &State, user: &User, attrs: &Attributes) -> Value {
 }
 
 /// Answers a review object (already decoded and checked).
-pub(crate) fn review(ctx: &Ctx, mut obj: Value) -> Result<Value, Fail> {
+pub(crate) async fn review(ctx: &Ctx, mut obj: Value) -> Result<Value, Fail> {
     let state = &ctx.state;
     let me: Arc<User> = ctx.user.clone();
     let status = match ctx.target.resource.kind {
         "SelfSubjectReview" => json!({"userInfo": me.info()}),
         "SelfSubjectAccessReview" => {
             let attrs = attributes_of(obj.get("spec").unwrap_or(&Value::Null), None);
-            access_status(state, &me, &attrs)
+            access_status(state, &me, &attrs).await
         }
         "SubjectAccessReview" | "LocalSubjectAccessReview" => {
             let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
@@ -214,14 +344,31 @@ pub(crate) fn review(ctx: &Ctx, mut obj: Value) -> Result<Value, Fail> {
                     })
                     .unwrap_or_default(),
             };
-            access_status(state, &user, &attributes_of(&spec, ns))
+            access_status(state, &user, &attributes_of(&spec, ns)).await
         }
-        "SelfSubjectRulesReview" => rules_status(state, &me, str_at(&obj, "/spec/namespace")),
+        "SelfSubjectRulesReview" => {
+            crate::rbac::rules_review(state, &me, str_at(&obj, "/spec/namespace"))
+        }
         "TokenReview" => {
             let token = str_at(&obj, "/spec/token");
-            match authenticate_token(state, token) {
+            let audiences: Vec<String> = obj
+                .pointer("/spec/audiences")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            match authenticate_token(state, token, &audiences).await {
                 Some(u) => {
-                    json!({"authenticated": true, "user": u.info(), "audiences": obj.pointer("/spec/audiences").cloned().unwrap_or(json!([]))})
+                    let granted = if audiences.is_empty() {
+                        vec![crate::tokens::ISSUER.to_string()]
+                    } else {
+                        audiences
+                    };
+                    json!({"authenticated": true, "user": u.info(), "audiences": granted})
                 }
                 None => json!({"authenticated": false, "error": "invalid bearer token"}),
             }
@@ -236,23 +383,4 @@ pub(crate) fn review(ctx: &Ctx, mut obj: Value) -> Result<Value, Fail> {
         m.insert("creationTimestamp".into(), Value::Null);
     }
     Ok(obj)
-}
-
-fn rules_status(_state: &State, user: &User, _ns: &str) -> Value {
-    let all = json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]});
-    let read = json!({"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]});
-    let (res, nonres) = if user.groups.iter().any(|g| g == MASTERS) {
-        (
-            vec![all],
-            vec![json!({"verbs": ["*"], "nonResourceURLs": ["*"]})],
-        )
-    } else if user.name == READ_ONLY_USER {
-        (
-            vec![read],
-            vec![json!({"verbs": ["get"], "nonResourceURLs": ["*"]})],
-        )
-    } else {
-        (vec![], vec![])
-    };
-    json!({"resourceRules": res, "nonResourceRules": nonres, "incomplete": false})
 }

@@ -78,6 +78,11 @@ pub fn subresources(r: &Resource) -> Vec<Subresource> {
     }
     match r.kind {
         "Namespace" if r.group.is_empty() => out.push(("finalize", own, &["update"][..])),
+        "ServiceAccount" => out.push((
+            "token",
+            ("authentication.k8s.io", "v1", "TokenRequest"),
+            &["create"][..],
+        )),
         "Pod" => {
             out.push(("binding", ("", "v1", "Binding"), &["create"][..]));
             out.push(("eviction", ("policy", "v1", "Eviction"), &["create"][..]));

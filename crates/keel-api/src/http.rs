@@ -125,7 +125,6 @@ pub struct Server {
     state: Arc<State>,
     listener: tokio::net::TcpListener,
     tls: tokio_rustls::TlsAcceptor,
-    admin_token: String,
 }
 
 impl std::fmt::Debug for Server {
@@ -146,7 +145,10 @@ impl Server {
             sans.push(cfg.listen.ip().to_string());
         }
         pki::ensure_certificates(&paths, &sans)?;
-        let admin_token = pki::ensure_admin_token(&paths)?;
+        // The admin token stays for `keel server token` users and scripts.
+        pki::ensure_admin_token(&paths)?;
+        pki::ensure_admin_cert(&paths)?;
+        let sa_keys = crate::tokens::Keys::load_or_create(&paths.sa_key())?;
         let tls = pki::tls_config(&paths)?;
         let secrets = keel_secrets::SecretBox::load_or_create(&paths.secrets_key())
             .map_err(ApiError::SecretsKey)?;
@@ -166,10 +168,18 @@ impl Server {
                 list: Vec::new(),
             }),
             next_ip: AtomicU32::new(0),
+            rbac: crate::rbac::Cache::default(),
+            sa_keys,
         });
         handlers::bootstrap(&state)
             .await
             .map_err(ApiError::Bootstrap)?;
+        crate::rbac::bootstrap(&state).await.map_err(|f| {
+            ApiError::Bootstrap(keel_store::StoreError::InvalidUrl {
+                url: String::new(),
+                reason: f.message,
+            })
+        })?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ApiError::Listen {
@@ -180,7 +190,6 @@ impl Server {
             state,
             listener,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
-            admin_token,
         })
     }
 
@@ -190,18 +199,14 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// A kubeconfig for this server with the admin token (0.0.0.0 becomes
-    /// 127.0.0.1).
+    /// A kubeconfig for this server with the admin's client certificate
+    /// (0.0.0.0 becomes 127.0.0.1).
     pub fn kubeconfig(&self) -> Result<String, ApiError> {
         let mut addr = self.local_addr();
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        pki::kubeconfig(
-            &self.state.paths,
-            &format!("https://{addr}"),
-            &self.admin_token,
-        )
+        pki::kubeconfig(&self.state.paths, &format!("https://{addr}"))
     }
 
     /// In-process API access for controllers running beside the server.
@@ -214,6 +219,7 @@ impl Server {
     /// Accepts connections until the process ends.
     pub async fn serve(self) -> Result<(), ApiError> {
         handlers::start_background(&self.state);
+        crate::rbac::Cache::follow(self.state.clone());
         loop {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(c) => c,
@@ -236,16 +242,25 @@ impl Server {
                     }
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                // A client certificate rustls verified against the CA.
+                let cert_user = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| pki::certificate_user(c))
+                    .map(Arc::new);
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
+                    let cert_user = cert_user.clone();
                     async move {
                         // Only pay for the request line when it is logged.
                         let line = tracing::enabled!(tracing::Level::DEBUG).then(|| {
                             let path = req.uri().path().to_string();
                             (std::time::Instant::now(), req.method().clone(), path)
                         });
-                        let resp = route(state, req).await;
+                        let resp = route(state, cert_user, req).await;
                         if let Some((started, method, path)) = line {
                             tracing::debug!(
                                 %method,
@@ -277,10 +292,24 @@ impl Server {
     }
 }
 
-fn authenticate(state: &State, req: &Request<Incoming>) -> Option<User> {
-    let header = req.headers().get("authorization")?.to_str().ok()?;
-    let token = header.strip_prefix("Bearer ")?.trim();
-    auth::authenticate_token(state, token)
+/// The user of a request: a bearer token when one is sent (as kubectl's
+/// `--token` overrides a kubeconfig's certificate), else the connection's
+/// client certificate.
+async fn authenticate(
+    state: &State,
+    cert_user: Option<Arc<User>>,
+    req: &Request<Incoming>,
+) -> Option<Arc<User>> {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(t) => auth::authenticate_token(state, t, &[]).await.map(Arc::new),
+        None => cert_user,
+    }
 }
 
 /// The RBAC verb of a request on a resource.
@@ -399,7 +428,11 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, Fai
     })
 }
 
-async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    state: Arc<State>,
+    cert_user: Option<Arc<User>>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     // Health endpoints are public, as in Kubernetes.
@@ -409,10 +442,9 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             Err(e) => text(500, &format!("[-]etcd failed: {e}")),
         };
     }
-    let Some(user) = authenticate(&state, &req) else {
+    let Some(user) = authenticate(&state, cert_user, &req).await else {
         return fail_response(&Fail::new(401, "Unauthorized", "Unauthorized"));
     };
-    let user = Arc::new(user);
     let query = Query::parse(req.uri().query());
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let get = method == Method::GET;
@@ -437,12 +469,22 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             path: Some(path.clone()),
             ..auth::Attributes::default()
         };
-        let (allowed, reason) = auth::authorize(&state, &user, &attrs);
+        let (allowed, reason) = auth::authorize(&state, &user, &attrs).await;
         if !allowed {
             return forbidden(&user, &attrs, &reason);
         }
     }
     match segs.as_slice() {
+        [".well-known", "openid-configuration"] if get => {
+            return json_response(200, &crate::tokens::openid_configuration());
+        }
+        ["openid", "v1", "jwks"] if get => {
+            return bytes_response(
+                200,
+                "application/jwk-set+json",
+                serde_json::to_vec(&state.sa_keys.jwks()).unwrap_or_default(),
+            );
+        }
         ["version"] if get => return json_response(200, &discovery::version()),
         ["api" | "apis"] if get && discovery::wants_aggregated(&accept) => {
             let doc = discovery::aggregated(segs[0] == "api");
@@ -503,7 +545,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         name: target.name.clone().unwrap_or_default(),
         path: None,
     };
-    let (allowed, reason) = auth::authorize(&state, &user, &attrs);
+    let (allowed, reason) = auth::authorize(&state, &user, &attrs).await;
     if !allowed {
         return forbidden(&user, &attrs, &reason);
     }

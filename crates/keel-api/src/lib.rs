@@ -19,9 +19,11 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod proto;
+pub mod rbac;
 pub mod resources;
 pub mod selectors;
 pub mod table;
+pub mod tokens;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -79,6 +81,8 @@ pub(crate) struct State {
     pub paths: pki::Paths,
     pub tokens: std::sync::Mutex<Tokens>,
     pub next_ip: std::sync::atomic::AtomicU32,
+    pub rbac: rbac::Cache,
+    pub sa_keys: tokens::Keys,
 }
 
 pub(crate) struct Tokens {

@@ -64,6 +64,19 @@ pub(crate) static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
         }
     }
     let mut defs = g.take_definitions(true);
+    // k8s-openapi's structs always carry metadata, so their schemas list it
+    // as required; Kubernetes' own documents never do (kubectl's client-side
+    // validation would refuse objects without it).
+    for d in defs.values_mut() {
+        if let Some(req) = d.get_mut("required").and_then(Value::as_array_mut) {
+            req.retain(|f| f != "metadata");
+            if req.is_empty()
+                && let Some(o) = d.as_object_mut()
+            {
+                o.remove("required");
+            }
+        }
+    }
     for r in RESOURCES.iter() {
         let Some(d) = names
             .get(&(r.group, r.version, r.plural))

@@ -69,6 +69,20 @@ pub fn validate_name(kind: &str, name: &str) -> Option<Cause> {
             message: "Required value: name or generateName is required".into(),
         });
     }
+    if matches!(
+        kind,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+    ) {
+        // RBAC names are path segments (`ValidateRBACName`).
+        let why = match name {
+            "." => Some("may not be '.'"),
+            ".." => Some("may not be '..'"),
+            n if n.contains('/') => Some("may not contain '/'"),
+            n if n.contains('%') => Some("may not contain '%'"),
+            _ => None,
+        };
+        return why.map(|w| Cause::invalid("metadata.name", &json!(name), w));
+    }
     let (ok, msg) = if name_is_label(kind) {
         (is_dns_label(name), LABEL_MSG)
     } else {
@@ -322,6 +336,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
             default(obj_mut(obj, "spec"), "finalizers", json!(["kubernetes"]));
             default(obj_mut(obj, "status"), "phase", json!("Active"));
         }
+        "RoleBinding" | "ClusterRoleBinding" => crate::rbac::apply_defaults(obj),
         _ => {}
     }
 }
@@ -1072,6 +1087,9 @@ fn validate_service(obj: &Value, out: &mut Vec<Cause>) {
 /// from the types) where the kind's rules said nothing about that field.
 pub fn validate_object(r: &crate::resources::Resource, obj: &Value) -> Vec<Cause> {
     let mut out = validate(r.kind, obj);
+    if r.group == crate::rbac::GROUP {
+        out.extend(crate::rbac::validate(r.kind, obj));
+    }
     for c in required_fields(r, obj) {
         if !out.iter().any(|o| o.field == c.field) {
             out.push(c);
@@ -1244,7 +1262,7 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
 
 /// Changes an update may not make (immutable fields).
 pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
-    let mut out = Vec::new();
+    let mut out = crate::rbac::validate_update(kind, old, new);
     let same = |p: &str| old.pointer(p) == new.pointer(p);
     match kind {
         "ConfigMap" | "Secret" => {

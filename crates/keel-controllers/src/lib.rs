@@ -8,7 +8,10 @@
 //!   carried out (dependents deleted first, or their references removed).
 //! - [`namespace`]: a terminating namespace's contents are deleted, then its
 //!   `kubernetes` finalizer is removed so the API deletes it.
+//! - [`aggregation`]: `ClusterRoles` with an `aggregationRule` collect the
+//!   rules of the roles their selectors match.
 
+pub mod aggregation;
 pub mod gc;
 pub mod namespace;
 mod objects;
@@ -24,5 +27,6 @@ pub fn spawn(api: &Loopback) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(gc::GarbageCollector::new(api.clone()).run()),
         tokio::spawn(namespace::NamespaceController::new(api.clone()).run()),
+        tokio::spawn(aggregation::run(api.clone())),
     ]
 }

@@ -59,7 +59,7 @@ pub(super) async fn dispatch(ctx: &Ctx, method: &Method) -> Result<Response<Body
         (&Method::POST, _, None) if r.verbs == resources::Verbs::CreateOnly => {
             let mut body = parse_body(ctx)?;
             super::object::check_object(ctx, &mut body)?;
-            let answer = crate::auth::review(ctx, body)?;
+            let answer = crate::auth::review(ctx, body).await?;
             Ok(json_response(201, &answer))
         }
         _ => Err(Fail::new(
@@ -219,4 +219,122 @@ pub(super) async fn evict(ctx: &Ctx, pod: &str) -> Result<Response<Body>, Fail> 
 
 fn name_of(obj: &Value) -> String {
     meta_str(obj, "name")
+}
+
+/// `serviceaccounts/token` (`TokenRequest`, `kubectl create token`): a signed
+/// token for the account, for the audiences asked (else this API's), for
+/// `expirationSeconds` (at least 10 minutes; 1 hour by default), bound to a
+/// Pod, Secret or Node when asked.
+pub(super) async fn token_request(ctx: &Ctx, sa: &str) -> Result<Response<Body>, Fail> {
+    use crate::tokens::{Bound, DEFAULT_EXPIRATION, ISSUER, MIN_EXPIRATION};
+    let mut req = parse_body(ctx)?;
+    let ns = ctx.target.namespace.clone().unwrap_or_default();
+    let accounts = ctx.target.resource;
+    let (_, account) = super::get_current(&ctx.state, accounts, Some(&ns), sa).await?;
+    let invalid = |field: &str, msg: String| {
+        Fail::new(
+            422,
+            "Invalid",
+            format!("TokenRequest.authentication.k8s.io \"{sa}\" is invalid: {field}: {msg}"),
+        )
+    };
+    let expires = req
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_EXPIRATION);
+    if expires < MIN_EXPIRATION {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            format!("Invalid value: {expires}: may not specify a duration less than 10 minutes"),
+        ));
+    }
+    if expires > 1 << 32 {
+        return Err(invalid(
+            "spec.expirationSeconds",
+            format!(
+                "Invalid value: {expires}: may not specify a duration larger than 2^32 seconds"
+            ),
+        ));
+    }
+    let mut audiences: Vec<String> = req
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if audiences.is_empty() {
+        audiences.push(ISSUER.to_string());
+    }
+    let bound = match req.pointer("/spec/boundObjectRef").filter(|b| !b.is_null()) {
+        None => None,
+        Some(b) => {
+            let kind = b.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let name = b.get("name").and_then(Value::as_str).unwrap_or_default();
+            let (plural, key, namespaced) = match kind {
+                "Pod" => ("pods", "pod", true),
+                "Secret" => ("secrets", "secret", true),
+                "Node" => ("nodes", "node", false),
+                other => {
+                    return Err(Fail::bad_request(format!(
+                        "cannot bind token for serviceaccount \"{sa}\" to object of type {other}"
+                    )));
+                }
+            };
+            let r = resources::find("", "v1", plural).expect("served");
+            let (_, obj) =
+                super::get_current(&ctx.state, r, namespaced.then_some(ns.as_str()), name).await?;
+            let uid = meta_str(&obj, "uid");
+            if let Some(want) = b
+                .get("uid")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
+                && want != uid
+            {
+                return Err(Fail::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {plural} \"{name}\": the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+                    ),
+                ));
+            }
+            Some(Bound {
+                kind: key,
+                name: name.to_string(),
+                uid,
+            })
+        }
+    };
+    let now = jiff::Timestamp::now();
+    let claims = crate::tokens::claims(
+        &ns,
+        sa,
+        &meta_str(&account, "uid"),
+        &audiences,
+        now.as_second(),
+        expires,
+        bound.as_ref(),
+    );
+    let token = ctx.state.sa_keys.sign(&claims);
+    let expiry = jiff::Timestamp::from_second(now.as_second() + expires)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        namespace = ns,
+        serviceaccount = sa,
+        ?audiences,
+        expires,
+        "token issued"
+    );
+    req["apiVersion"] = json!("authentication.k8s.io/v1");
+    req["kind"] = json!("TokenRequest");
+    req["metadata"] = json!({"name": sa, "namespace": ns, "creationTimestamp": null});
+    req["spec"]["audiences"] = json!(audiences);
+    req["spec"]["expirationSeconds"] = json!(expires);
+    req["status"] = json!({"token": token, "expirationTimestamp": expiry});
+    Ok(json_response(201, &req))
 }

@@ -251,6 +251,9 @@ pub(crate) async fn dispatch(ctx: Ctx, method: &Method) -> Result<Response<Body>
         if pod_sub("eviction") {
             return computed::evict(&ctx, name).await;
         }
+        if t.resource.kind == "ServiceAccount" && t.subresource.as_deref() == Some("token") {
+            return computed::token_request(&ctx, name).await;
+        }
     }
     if let Some(sub) = &t.subresource
         && !(sub == "status" && t.resource.status
