@@ -29,6 +29,9 @@ pub struct Options {
     pub env: BTreeMap<String, String>,
     /// Services named on the command line (they are enabled whatever their profiles).
     pub services: Vec<String>,
+    /// `config --no-consistency`: skip the checks that references (services,
+    /// networks, volumes, secrets, configs) are defined.
+    pub no_consistency: bool,
 }
 
 /// A loaded, validated, normalized project.
@@ -712,7 +715,9 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         })
         .unwrap_or_default();
     let disabled = apply_profiles(&mut tree, opts, &env)?;
-    check(&tree)?;
+    if !opts.no_consistency {
+        check(&tree)?;
+    }
     finalize(&mut tree, &name, &env, cwd)?;
     Ok(Project {
         name,

@@ -196,3 +196,24 @@ fn env_file_may_be_any_readable_file() {
         "{err}"
     );
 }
+
+/// `config --no-consistency` (docker compose's flag) prints a model whose
+/// references do not resolve; without it that is an error.
+#[test]
+fn config_no_consistency_skips_reference_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: nginx\n    depends_on: [db]\n",
+    )
+    .unwrap();
+    let (code, _, err) = keel(dir.path(), &["compose", "config"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("undefined service \"db\""), "{err}");
+    let (code, out, err) = keel(dir.path(), &["compose", "config", "--no-consistency"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("      db:\n        condition: service_started"),
+        "{out}"
+    );
+}
