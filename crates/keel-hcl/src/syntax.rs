@@ -215,7 +215,7 @@ impl Expr {
                                 Step::Attr(a, _) => st.push(RefStep::Attr(a.clone())),
                                 Step::Index(Expr::Literal(v, _), _) => match &v.kind {
                                     crate::value::Kind::String(s) => {
-                                        st.push(RefStep::Key(s.clone()))
+                                        st.push(RefStep::Key(s.clone()));
                                     }
                                     crate::value::Kind::Number(n) => match n.to_i64() {
                                         Some(i) => st.push(RefStep::Index(i)),
@@ -242,7 +242,7 @@ impl Expr {
                 }
             }
             Expr::Wrap(e, _) | Expr::Paren(e, _) | Expr::Unary(_, e, _) => {
-                e.collect_refs(out, bound)
+                e.collect_refs(out, bound);
             }
             Expr::Splat(a, b, _) => {
                 a.collect_refs(out, bound);
@@ -655,7 +655,7 @@ impl Conv<'_> {
             let or = self.idx.span(&ops[i]);
             match op {
                 TraversalOperator::GetAttr(id) => {
-                    steps.push(Step::Attr(id.value().to_string(), or))
+                    steps.push(Step::Attr(id.value().to_string(), or));
                 }
                 TraversalOperator::Index(x) => steps.push(Step::Index(self.expr(x), or)),
                 TraversalOperator::LegacyIndex(n) => steps.push(Step::Index(
@@ -675,12 +675,12 @@ impl Conv<'_> {
                             TraversalOperator::Index(_) | TraversalOperator::LegacyIndex(_)
                                 if full =>
                             {
-                                j += 1
+                                j += 1;
                             }
                             TraversalOperator::AttrSplat(_) | TraversalOperator::FullSplat(_)
                                 if full =>
                             {
-                                j += 1
+                                j += 1;
                             }
                             _ => break,
                         }

@@ -179,7 +179,7 @@ fn act_host_environment_cases() {
             let o = c.stdin(Stdio::null()).output().unwrap();
             ran += 1;
             let ok = o.status.success();
-            if ok == !expected_error.is_empty() {
+            if ok != expected_error.is_empty() {
                 failures.push(format!(
                     "{workflow} {job:?}: act expects {}, keel {}\n{}{}",
                     if expected_error.is_empty() {

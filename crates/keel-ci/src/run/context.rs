@@ -158,7 +158,7 @@ pub fn eval_token(t: &Token, ctx: &Object, host: &Host) -> Result<Value, String>
             for i in items {
                 match (eval_token(i, ctx, host)?, &i.kind) {
                     (Value::Array { items: a, .. }, TKind::Expr(_)) => {
-                        out.extend(a.iter().cloned())
+                        out.extend(a.iter().cloned());
                     }
                     (v, _) => out.push(v),
                 }
