@@ -718,7 +718,7 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
     if !opts.no_consistency {
         check(&tree)?;
     }
-    finalize(&mut tree, &name, &env, cwd)?;
+    finalize(&mut tree, &name, &env, cwd, &working_dir)?;
     Ok(Project {
         name,
         working_dir,
@@ -1080,6 +1080,7 @@ fn finalize(
     name: &str,
     env: &BTreeMap<String, String>,
     cwd: &Path,
+    working_dir: &Path,
 ) -> Result<(), Error> {
     let root_pos = tree.pos.clone();
     let mut used_networks: BTreeSet<String> = BTreeSet::new();
@@ -1125,8 +1126,13 @@ fn finalize(
                         s.set("environment", Node::map(Vec::new(), pos.clone()));
                     }
                     let envn = s.get_mut("environment").unwrap();
+                    // Explicit entries win; among the files, later ones do.
+                    let explicit: BTreeSet<String> = envn
+                        .as_map()
+                        .map(|m| m.iter().map(|e| e.key.clone()).collect())
+                        .unwrap_or_default();
                     for (k, v) in fromfiles {
-                        if envn.get(&k).is_none() {
+                        if !explicit.contains(&k) {
                             envn.set(&k, Node::str(v, pos.clone()));
                         }
                     }
@@ -1179,6 +1185,12 @@ fn finalize(
             }
             if let Some(b) = s.get("build").cloned() {
                 let mut b = b;
+                // compose-go's Normalize: context `.` (the project
+                // directory) and `Dockerfile` unless it is inline.
+                if b.get("context").is_none() {
+                    let pos = b.pos.clone();
+                    b.set("context", Node::str(working_dir.display().to_string(), pos));
+                }
                 if b.get("dockerfile").is_none() && b.get("dockerfile_inline").is_none() {
                     let pos = b.pos.clone();
                     b.set("dockerfile", Node::str("Dockerfile", pos));

@@ -577,6 +577,32 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
                         b.set(k, nx);
                     }
                 }
+                // compose-go's absContextPath: local additional contexts are
+                // paths (not `service:`, `docker-image://` or remote ones).
+                if let Some(m) = b.get_mut("additional_contexts").and_then(Node::as_map_mut) {
+                    for e in m {
+                        if let Some(p) = e.value.as_str().map(str::to_string)
+                            && !p.starts_with("service:")
+                            && !is_remote_context(&p)
+                        {
+                            e.value = s_node(abs_path(&p, ctx.base, ctx.home), &e.value.pos);
+                        }
+                    }
+                }
+                // compose-go's SSHConfig: a list of `id` or `id=path`.
+                if let Some(m) = b.get("ssh").and_then(Node::as_map) {
+                    let list = m
+                        .iter()
+                        .map(|e| match e.value.scalar_text() {
+                            Some(p) if !e.value.is_null() => {
+                                s_node(format!("{}={p}", e.key), &e.key_pos)
+                            }
+                            _ => s_node(e.key.clone(), &e.key_pos),
+                        })
+                        .collect();
+                    let pos = b.get("ssh").map(|x| x.pos.clone()).unwrap_or(v.pos.clone());
+                    b.set("ssh", Node::new(Kind::Seq(list), pos));
+                }
                 cast_bool(&mut b, "no_cache");
                 cast_bool(&mut b, "pull");
                 cast_bool(&mut b, "privileged");
@@ -683,6 +709,18 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
                 if let Some(l) = d.get("labels") {
                     let nl = list_or_dict(l, '=');
                     d.set("labels", nl);
+                }
+                // compose-go's types.Duration: printed as Go prints durations.
+                for (section, keys) in [
+                    ("restart_policy", &["delay", "window"][..]),
+                    ("update_config", &["delay", "monitor"][..]),
+                    ("rollback_config", &["delay", "monitor"][..]),
+                ] {
+                    if let Some(x) = d.get_mut(section) {
+                        for k in keys {
+                            cast_duration(x, k);
+                        }
+                    }
                 }
                 d
             }

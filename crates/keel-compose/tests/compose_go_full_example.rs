@@ -311,14 +311,6 @@ fn leaves(v: &Value, path: &str, out: &mut BTreeMap<String, String>) {
 /// delete the line; never add one to make a change pass.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
-        "services.bar.build.context",
-        "keel leaves out the default context `.` when the Dockerfile is inline",
-    ),
-    (
-        "services.foo.build.additional_contexts.foo",
-        "keel does not resolve additional_contexts paths",
-    ),
-    (
         "services.foo.build.secrets[1].mode",
         "keel prints file modes as decimal numbers; compose-go as octal strings",
     ),
@@ -331,28 +323,8 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "keel prints file modes as decimal numbers; compose-go as octal strings",
     ),
     (
-        "services.foo.build.ssh",
-        "keel prints build.ssh as a mapping; compose-go as a list of id[=path]",
-    ),
-    (
         "services.foo.build.tags[2]",
         "keel does not set COMPOSE_PROJECT_NAME for interpolation",
-    ),
-    (
-        "services.foo.deploy.restart_policy.window",
-        "keel does not format deploy durations like Go",
-    ),
-    (
-        "services.foo.deploy.rollback_config.monitor",
-        "keel does not format deploy durations like Go",
-    ),
-    (
-        "services.foo.deploy.update_config.monitor",
-        "keel does not format deploy durations like Go",
-    ),
-    (
-        "services.foo.environment.BAR",
-        "keel does not read an env_file entry with `required: false` that exists",
     ),
     (
         "services.foo.label_file",
