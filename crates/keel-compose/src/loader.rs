@@ -233,7 +233,7 @@ fn load_file(
                 }
                 for k in ["labels", "driver_opts"] {
                     if let Some(l) = e.value.get(k) {
-                        let nl = normalize::list_or_dict(l, '=');
+                        let nl = normalize::string_map(l);
                         e.value.set(k, nl);
                     }
                 }

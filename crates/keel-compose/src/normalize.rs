@@ -221,6 +221,20 @@ pub fn list_or_dict(n: &Node, sep: char) -> Node {
     node
 }
 
+/// `list_or_dict` for compose-go's `map[string]string` fields (labels,
+/// annotations, sysctls, driver options): a key without a value is `""`.
+pub fn string_map(n: &Node) -> Node {
+    let mut m = list_or_dict(n, '=');
+    if let Some(es) = m.as_map_mut() {
+        for e in es {
+            if e.value.is_null() {
+                e.value = s_node("", &e.value.pos);
+            }
+        }
+    }
+    m
+}
+
 fn str_list(n: &Node) -> Node {
     let mut out = match &n.kind {
         Kind::Seq(_) => n.clone(),
@@ -573,7 +587,11 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
                 }
                 for k in ["args", "labels", "ssh", "additional_contexts"] {
                     if let Some(x) = b.get(k) {
-                        let nx = list_or_dict(x, '=');
+                        let nx = if k == "labels" {
+                            string_map(x)
+                        } else {
+                            list_or_dict(x, '=')
+                        };
                         b.set(k, nx);
                     }
                 }
@@ -608,7 +626,8 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
                 cast_bool(&mut b, "privileged");
                 b
             }
-            "environment" | "labels" | "annotations" | "sysctls" => list_or_dict(&v, '='),
+            "environment" => list_or_dict(&v, '='),
+            "labels" | "annotations" | "sysctls" => string_map(&v),
             "extra_hosts" => extra_hosts(&v),
             "depends_on" => depends_on(&v),
             "networks" => networks(&v),
@@ -707,7 +726,7 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
                     }
                 }
                 if let Some(l) = d.get("labels") {
-                    let nl = list_or_dict(l, '=');
+                    let nl = string_map(l);
                     d.set("labels", nl);
                 }
                 // compose-go's types.Duration: printed as Go prints durations.

@@ -312,15 +312,15 @@ fn leaves(v: &Value, path: &str, out: &mut BTreeMap<String, String>) {
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
         "services.foo.build.secrets[1].mode",
-        "keel prints file modes as decimal numbers; compose-go as octal strings",
+        "keel prints file modes as decimal numbers (its secrets-networks fixture expects 256); compose-go as octal strings",
     ),
     (
         "services.foo.configs[1].mode",
-        "keel prints file modes as decimal numbers; compose-go as octal strings",
+        "keel prints file modes as decimal numbers (its secrets-networks fixture expects 256); compose-go as octal strings",
     ),
     (
         "services.foo.secrets[1].mode",
-        "keel prints file modes as decimal numbers; compose-go as octal strings",
+        "keel prints file modes as decimal numbers (its secrets-networks fixture expects 256); compose-go as octal strings",
     ),
     (
         "services.foo.build.tags[2]",
@@ -355,10 +355,6 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "keel does not support label_file",
     ),
     (
-        "services.foo.labels.com.example.empty-label",
-        "keel prints a label without a value as null; compose-go as \"\"",
-    ),
-    (
         "services.foo.volumes[1].bind",
         "compose-go omits create_host_path when true (OptOut, `bind: {}`); keel prints `create_host_path: true` as older docker compose did and its own fixtures expect",
     ),
@@ -376,7 +372,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     ),
     (
         "services.foo.volumes[7].tmpfs.size",
-        "keel prints tmpfs.size as a number; compose-go's UnitBytes as a string",
+        "keel prints tmpfs.size as a number (its volumes fixture expects 65536); compose-go's UnitBytes as a string",
     ),
 ];
 
