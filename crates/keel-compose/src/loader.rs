@@ -1138,6 +1138,47 @@ fn finalize(
                     }
                 }
             }
+            // label_file contents go under labels, as compose-go's
+            // WithServicesLabelsResolved does: later files win over earlier
+            // ones (whose values they may use), explicit labels over all;
+            // docker compose config then leaves label_file out.
+            if let Some(files) = s.remove("label_file") {
+                let mut paths = Vec::new();
+                for (i, f) in files
+                    .as_seq()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                {
+                    let pb = PathBuf::from(f.as_str().unwrap_or_default());
+                    if is_missing(&pb) {
+                        return Err(invalid(
+                            &f.pos,
+                            format!("{p}.label_file[{i}]"),
+                            format!("label file {} not found", display(&pb, cwd)),
+                        ));
+                    }
+                    paths.push((pb, true));
+                }
+                let fromfiles = read_env_files(&paths, &BTreeMap::new(), cwd)?;
+                if !fromfiles.is_empty() {
+                    let pos = files.pos.clone();
+                    if s.get("labels").is_none() {
+                        s.set("labels", Node::map(Vec::new(), pos.clone()));
+                    }
+                    let labels = s.get_mut("labels").unwrap();
+                    let explicit: BTreeSet<String> = labels
+                        .as_map()
+                        .map(|m| m.iter().map(|e| e.key.clone()).collect())
+                        .unwrap_or_default();
+                    for (k, v) in fromfiles {
+                        if !explicit.contains(&k) {
+                            labels.set(&k, Node::str(v, pos.clone()));
+                        }
+                    }
+                }
+            }
             // `- KEY` entries take their value from the environment.
             if let Some(m) = s.get_mut("environment").and_then(Node::as_map_mut) {
                 for x in m.iter_mut() {

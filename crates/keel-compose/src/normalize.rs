@@ -634,7 +634,19 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
             "ports" => ports(&v)?,
             "volumes" => volumes(&v, ctx)?,
             "secrets" | "configs" => refs(&v),
-            "dns" | "dns_search" | "tmpfs" | "label_file" => str_list(&v),
+            "dns" | "dns_search" | "tmpfs" => str_list(&v),
+            // Paths from the file's directory, as compose-go resolves them.
+            "label_file" => {
+                let mut l = str_list(&v);
+                if let Kind::Seq(items) = &mut l.kind {
+                    for it in items {
+                        if let Some(p) = it.as_str().map(str::to_string) {
+                            *it = s_node(abs_path(&p, ctx.base, ctx.home), &it.pos);
+                        }
+                    }
+                }
+                l
+            }
             "command" | "entrypoint" => match v.as_str() {
                 Some(cmd) => {
                     let words = split_shell(cmd).map_err(|e| (v.pos.clone(), e))?;

@@ -327,34 +327,6 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "keel does not set COMPOSE_PROJECT_NAME for interpolation",
     ),
     (
-        "services.foo.label_file",
-        "keel does not support label_file",
-    ),
-    (
-        "services.foo.labels.BAR",
-        "keel does not support label_file",
-    ),
-    (
-        "services.foo.labels.BAZ",
-        "keel does not support label_file",
-    ),
-    (
-        "services.foo.labels.FOO",
-        "keel does not support label_file",
-    ),
-    (
-        "services.foo.labels.LABEL.WITH.DOT",
-        "keel does not support label_file",
-    ),
-    (
-        "services.foo.labels.LABEL_WITH_UNDERSCORE",
-        "keel does not support label_file",
-    ),
-    (
-        "services.foo.labels.QUX",
-        "keel does not support label_file",
-    ),
-    (
         "services.foo.volumes[1].bind",
         "compose-go omits create_host_path when true (OptOut, `bind: {}`); keel prints `create_host_path: true` as older docker compose did and its own fixtures expect",
     ),
