@@ -172,6 +172,9 @@ struct State<'a> {
     home: Option<String>,
     /// Files being loaded through include/extends, against cycles.
     stack: Vec<PathBuf>,
+    /// Top-level files already read (for the project name), each read
+    /// once: a FIFO such as `-f <(cmd)` cannot be read twice.
+    read_ahead: std::cell::RefCell<HashMap<PathBuf, String>>,
 }
 
 impl State<'_> {
@@ -190,7 +193,11 @@ fn load_file(
     env: &BTreeMap<String, String>,
     st: &State,
 ) -> Result<Node, Error> {
-    let src = read(path, &st.opts.cwd)?;
+    let ahead = st.read_ahead.borrow_mut().remove(path);
+    let src = match ahead {
+        Some(src) => src,
+        None => read(path, &st.opts.cwd)?,
+    };
     let file: Arc<str> = Arc::from(display(path, &st.opts.cwd));
     let mut root = yaml::parse(&src, &file).map_err(|e| Error::Syntax {
         pos: e.pos,
@@ -617,6 +624,29 @@ fn normalize_project_name(s: &str) -> String {
     lower.trim_start_matches(['-', '_']).to_string()
 }
 
+/// The last non-empty `name:` of the top-level files, interpolated; the
+/// files' text stays in `st` for the real load. Errors are left to that
+/// load, except that a file that cannot be read is one.
+fn name_ahead(
+    files: &[PathBuf],
+    env: &BTreeMap<String, String>,
+    st: &State,
+) -> Result<Option<String>, Error> {
+    let mut name = None;
+    for f in files {
+        let src = read(f, &st.opts.cwd)?;
+        if let Ok(root) = yaml::parse(&src, &Arc::from(display(f, &st.opts.cwd)))
+            && let Some(n) = root.get("name").and_then(Node::as_str)
+            && let Ok(n) = crate::interp::interpolate(n, &|k: &str| env.get(k).cloned())
+            && !n.is_empty()
+        {
+            name = Some(n);
+        }
+        st.read_ahead.borrow_mut().insert(f.clone(), src);
+    }
+    Ok(name)
+}
+
 /// Loads the project described by `opts`.
 pub fn load(opts: &Options) -> Result<Project, Error> {
     let mut warnings = Vec::new();
@@ -662,10 +692,29 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         opts,
         home: opts.env.get("HOME").cloned(),
         stack: Vec::new(),
+        read_ahead: std::cell::RefCell::default(),
     };
+    // As compose-go does, the files are interpolated with
+    // COMPOSE_PROJECT_NAME set to the project's name (`-p`, the variable
+    // itself, the files' `name:`, or the directory).
+    let mut file_env = env.clone();
+    if !file_env.contains_key("COMPOSE_PROJECT_NAME") || opts.project_name.is_some() {
+        let name = match &opts.project_name {
+            Some(p) => p.clone(),
+            None => name_ahead(&files, &env, &st)?.unwrap_or_else(|| {
+                normalize_project_name(
+                    &working_dir
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            }),
+        };
+        file_env.insert("COMPOSE_PROJECT_NAME".into(), name);
+    }
     let mut merged: Option<Node> = None;
     for f in &files {
-        let m = load_model_file(f, &working_dir, &env, &mut st)?;
+        let m = load_model_file(f, &working_dir, &file_env, &mut st)?;
         match &mut merged {
             None => merged = Some(m),
             Some(b) => merge_files(b, m),

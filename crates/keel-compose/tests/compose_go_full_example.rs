@@ -323,10 +323,6 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "keel prints file modes as decimal numbers (its secrets-networks fixture expects 256); compose-go as octal strings",
     ),
     (
-        "services.foo.build.tags[2]",
-        "keel does not set COMPOSE_PROJECT_NAME for interpolation",
-    ),
-    (
         "services.foo.volumes[1].bind",
         "compose-go omits create_host_path when true (OptOut, `bind: {}`); keel prints `create_host_path: true` as older docker compose did and its own fixtures expect",
     ),
