@@ -218,7 +218,7 @@ fn config_no_consistency_skips_reference_checks() {
     );
 }
 
-/// Regression: compose files are interpolated with COMPOSE_PROJECT_NAME set
+/// Regression: compose files are interpolated with `COMPOSE_PROJECT_NAME` set
 /// to the project's name, as compose-go does (it was unset: `:1.0`), and a
 /// compose file given as a FIFO is read once although the name is needed
 /// before the file is loaded.
