@@ -16,6 +16,8 @@ pub mod values;
 use std::path::{Path, PathBuf};
 
 pub use chart::{Chart, ChartFile, Metadata, load};
+/// Go strings are bytes: rendered text carries non-UTF-8 bytes as described there.
+pub use keel_gotmpl::go_bytes;
 pub use render::{Manifest, Rendered, TemplateOptions, render, template_text};
 pub use values::{SetKind, Table};
 
@@ -49,7 +51,7 @@ pub enum ChartError {
     #[error("{0} charts are not installable")]
     NotInstallable(String),
     #[error(
-        "invalid release name {0:?}: must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53"
+        "release name check failed: release name {0:?}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53"
     )]
     ReleaseName(String),
     #[error("{0}")]
@@ -79,20 +81,10 @@ pub fn user_values(opts: &ValueOptions) -> Result<Table, ChartError> {
             path: f.display().to_string(),
             source: e,
         })?;
-        let v = keel_gotmpl::yaml_to_value(&text).map_err(|e| ChartError::Values {
+        let t = keel_gotmpl::goyaml::load_values(&text).map_err(|e| ChartError::Values {
             path: f.display().to_string(),
             msg: format!("failed to parse {}: {e}", f.display()),
         })?;
-        let t = match v {
-            keel_gotmpl::Value::Map(_) => values::table(&v),
-            keel_gotmpl::Value::Nil => Table::new(),
-            _ => {
-                return Err(ChartError::Values {
-                    path: f.display().to_string(),
-                    msg: "values file must be a map".into(),
-                });
-            }
-        };
         base = values::merge_maps(&base, &t);
     }
     let no_file = |_: &str| -> Result<String, String> { Err("unexpected file".into()) };

@@ -537,14 +537,17 @@ pub fn parse_set(
             continue;
         }
         let Some((k, val)) = split_key_value(&item) else {
-            return Err(set_err(format!("key {:?} has no value", unescape(&item))));
+            // strvals reports the last key segment it was reading
+            let last = split_unescaped(&item, '.').pop().unwrap_or_default();
+            return Err(set_err(format!("key {:?} has no value", unescape(&last))));
         };
         let segs = parse_key(&k)?;
         let value = match kind {
             SetKind::Json => {
                 let j: serde_json::Value = serde_json::from_str(&val)
                     .map_err(|e| set_err(format!("failed parsing --set-json data {arg:?}: {e}")))?;
-                Value::from_json(&j, true)
+                // encoding/json: every number is a float64
+                Value::from_json(&j, false)
             }
             SetKind::File => Value::string(read_file(&unescape(&val)).map_err(set_err)?),
             SetKind::Typed | SetKind::String => {

@@ -769,14 +769,14 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         decrypt_aes(st(&a[0]), st(&a[1])).map(Value::string)
     });
     add("sha1sum", &[Str], None, |a| {
-        vstr(hex(&sha1(s(&a[0]).as_bytes())))
+        vstr(hex(&sha1(&crate::value::go_bytes(s(&a[0])))))
     });
     add("sha256sum", &[Str], None, |a| {
         use sha2::Digest;
-        vstr(hex(&sha2::Sha256::digest(s(&a[0]).as_bytes())))
+        vstr(hex(&sha2::Sha256::digest(crate::value::go_bytes(s(&a[0])))))
     });
     add("adler32sum", &[Str], None, |a| {
-        vstr(adler32(s(&a[0]).as_bytes()).to_string())
+        vstr(adler32(&crate::value::go_bytes(s(&a[0]))).to_string())
     });
     add("randBytes", &[Int], None, |a| {
         let n = int(&a[0]).max(0) as usize;

@@ -14,6 +14,10 @@ pub(crate) fn strval(v: &Value) -> String {
     match v {
         Value::Str(s) => s.to_string(),
         Value::Object(o) => o.display(),
+        Value::List(l) if l.elem == crate::value::Elem::Byte => {
+            let bytes: Vec<u8> = l.iter().map(|b| b.as_int().unwrap_or(0) as u8).collect();
+            crate::value::go_string(&bytes)
+        }
         v => gofmt::sprint_value(v),
     }
 }
@@ -573,20 +577,20 @@ pub(super) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         vstr(String::from_utf8_lossy(&abbreviate_full(x.as_bytes(), l, r)).into_owned())
     });
     add("b64enc", &[Str], None, |a| {
-        vstr(b64enc(s(&a[0]).as_bytes()))
+        vstr(b64enc(&crate::value::go_bytes(s(&a[0]))))
     });
     add("b64dec", &[Str], None, |a| {
         vstr(match b64dec(s(&a[0])) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(b) => crate::value::go_string(&b),
             Err(e) => e,
         })
     });
     add("b32enc", &[Str], None, |a| {
-        vstr(b32enc(s(&a[0]).as_bytes()))
+        vstr(b32enc(&crate::value::go_bytes(s(&a[0]))))
     });
     add("b32dec", &[Str], None, |a| {
         vstr(match b32dec(s(&a[0])) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(b) => crate::value::go_string(&b),
             Err(e) => e,
         })
     });
