@@ -10,6 +10,7 @@ KEEL_PACKAGES=(
   zstd                # zstd layers in interop tests
   curl                # an HTTP/2 client for keel server's ALPN test
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
+  golang-github-docker-go-units-dev              # docker's go-units: Go reference of keel-go's sizes
   etcd-server protobuf-compiler libprotobuf-dev  # etcd backend of keel-store (protoc + well-known .proto files)
   openssl                                        # checks sprig certificates in keel-gotmpl tests
   libseccomp-dev                                 # youki's libcontainer
