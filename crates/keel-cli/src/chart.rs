@@ -31,9 +31,12 @@ pub struct ValuesFlags {
     /// Set values from files: key=path.
     #[arg(long = "set-file")]
     pub set_file: Vec<String>,
-    /// Set JSON values: key=<json>.
+    /// Set JSON values: key=<json>[,key=<json>].
     #[arg(long = "set-json")]
     pub set_json: Vec<String>,
+    /// Set a literal string value: key=value (the whole rest of the argument).
+    #[arg(long = "set-literal")]
+    pub set_literal: Vec<String>,
 }
 
 impl ValuesFlags {
@@ -44,6 +47,7 @@ impl ValuesFlags {
             set: self.set.clone(),
             string: self.set_string.clone(),
             file: self.set_file.clone(),
+            literal: self.set_literal.clone(),
         }
     }
 }

@@ -292,6 +292,34 @@ h: {{ regexFindAll "[a-c-e]" "a-e" -1 }}
     },
 ];
 
+/// How keel's run differs from Helm's, if it does: exit code, then the error
+/// message for failures, else stdout byte for byte.
+fn differs(name: &str, h: &std::process::Output, k: &std::process::Output) -> Option<String> {
+    let (hout, kout) = (
+        String::from_utf8_lossy(&h.stdout),
+        String::from_utf8_lossy(&k.stdout),
+    );
+    let (herr, kerr) = (
+        String::from_utf8_lossy(&h.stderr),
+        String::from_utf8_lossy(&k.stderr),
+    );
+    if h.status.code() != k.status.code() {
+        return Some(format!(
+            "  {name}: exit code keel {:?}, helm {:?}\n      helm: {}\n      keel: {}",
+            k.status.code(),
+            h.status.code(),
+            herr.trim_end(),
+            kerr.trim_end()
+        ));
+    }
+    if !h.status.success() {
+        let (he, ke) = (helm_error(&herr), keel_error(&kerr));
+        return (he != ke)
+            .then(|| format!("  {name}: error differs\n      helm: {he}\n      keel: {ke}"));
+    }
+    (hout != kout).then(|| format!("  {name}: {}", first_difference(&hout, &kout)))
+}
+
 fn write_case(dir: &Path, c: &Case) {
     let chart = dir.join("chart");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
@@ -318,33 +346,7 @@ fn small_charts_render_as_helm_4_1_4_renders_them() {
         args.extend(c.args.iter().map(ToString::to_string));
         let h = helm_template(dir.path(), home.path(), &args);
         let k = keel_template(dir.path(), &args);
-        let (hout, kout) = (
-            String::from_utf8_lossy(&h.stdout),
-            String::from_utf8_lossy(&k.stdout),
-        );
-        let (herr, kerr) = (
-            String::from_utf8_lossy(&h.stderr),
-            String::from_utf8_lossy(&k.stderr),
-        );
-        let (hrc, krc) = (h.status.code(), k.status.code());
-        if hrc != krc {
-            bad.push(format!(
-                "  {}: exit code keel {krc:?}, helm {hrc:?}\n      helm: {}\n      keel: {}",
-                c.name,
-                herr.trim_end(),
-                kerr.trim_end()
-            ));
-        } else if hrc != Some(0) {
-            let (he, ke) = (helm_error(&herr), keel_error(&kerr));
-            if he != ke {
-                bad.push(format!(
-                    "  {}: error differs\n      helm: {he}\n      keel: {ke}",
-                    c.name
-                ));
-            }
-        } else if hout != kout {
-            bad.push(format!("  {}: {}", c.name, first_difference(&hout, &kout)));
-        }
+        bad.extend(differs(c.name, &h, &k));
     }
     assert!(
         bad.is_empty(),
@@ -485,39 +487,70 @@ fn keel_test_charts_render_as_helm_4_1_4_renders_them() {
     for args in &scenarios {
         let h = helm_template(dir.path(), home.path(), args);
         let k = keel_template(dir.path(), args);
-        let (hout, kout) = (
-            String::from_utf8_lossy(&h.stdout),
-            String::from_utf8_lossy(&k.stdout),
-        );
-        let (herr, kerr) = (
-            String::from_utf8_lossy(&h.stderr),
-            String::from_utf8_lossy(&k.stderr),
-        );
-        let name = args.join(" ");
-        if h.status.code() != k.status.code() {
-            bad.push(format!(
-                "  {name}: exit code keel {:?}, helm {:?}\n      helm: {}\n      keel: {}",
-                k.status.code(),
-                h.status.code(),
-                herr.trim_end(),
-                kerr.trim_end()
-            ));
-        } else if !h.status.success() {
-            let (he, ke) = (helm_error(&herr), keel_error(&kerr));
-            if he != ke {
-                bad.push(format!(
-                    "  {name}: error differs\n      helm: {he}\n      keel: {ke}"
-                ));
-            }
-        } else if hout != kout {
-            bad.push(format!("  {name}: {}", first_difference(&hout, &kout)));
-        }
+        bad.extend(differs(&args.join(" "), &h, &k));
     }
     assert!(
         bad.is_empty(),
         "{} of {} runs differ from Helm 4.1.4:\n{}",
         bad.len(),
         scenarios.len(),
+        bad.join("\n")
+    );
+}
+
+/// The values flags and their failures, on a chart that prints `.Values`.
+#[test]
+fn values_flags_read_and_fail_as_helm_4_1_4_does() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_case(
+        dir.path(),
+        &Case {
+            name: "flags",
+            chart_yaml: CHART,
+            values: "base: 1\n",
+            templates: &[("cm.yaml", "x: |\n  {{ toJson .Values }}\n")],
+            files: &[
+                ("n.txt", "12\n"),
+                ("multi.yaml", "a: 1\n---\nb: {c: 2}\n---\nb: {d: 3}\n"),
+            ],
+            args: &[],
+        },
+    );
+    let runs: &[&[&str]] = &[
+        &["--set-json", "a=1,b=[1,2]"],
+        &["--set-json", r#"a={"x":1},b=2"#],
+        &["--set-json", "a=1", "--set-json", "b=true"],
+        &["--set-literal", r"a=1,b=x\,y"],
+        &["--set", "a={}", "--set-string", "s={}"],
+        &["--set", "a[1]=x,a[0]=y", "--set", "b.c=1,b=2"],
+        &["-f", "multi.yaml"],
+        &["--set-file", "f=n.txt"],
+        &["--set-json", "a"],
+        &["--set-json", "a=[1"],
+        &["--set-json", "a=1,b"],
+        &["--set-file", "a=nope.txt"],
+        &["-f", "nope.yaml"],
+        &["-f", "chart"],
+        &["--set", "a.b"],
+        &["--set-string", "a"],
+        &["--set-literal", "a"],
+        &["--set-file", "a"],
+        &["--set", "a[x]=1"],
+    ];
+    let mut bad = Vec::new();
+    for extra in runs {
+        let mut args: Vec<String> = vec!["rel".into(), "chart/".into()];
+        args.extend(extra.iter().map(ToString::to_string));
+        let h = helm_template(dir.path(), home.path(), &args);
+        let k = keel_template(dir.path(), &args);
+        bad.extend(differs(&extra.join(" "), &h, &k));
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} runs differ from Helm 4.1.4:\n{}",
+        bad.len(),
+        runs.len(),
         bad.join("\n")
     );
 }
