@@ -55,4 +55,9 @@ ls -l "$REG_DIR/busybox.tar"
 "$KEEL" history busybox
 "$KEEL" rmi "127.0.0.1:$PORT/quickstart/busybox:1" >/dev/null  # that registry is gone after this script
 
+step "render a Helm chart as helm template does (values numbers are Helm's float64)"
+"$KEEL" chart create "$REG_DIR/mychart" >/dev/null 2>&1
+"$KEEL" chart template web "$REG_DIR/mychart" -n prod --set service.port=8080 \
+  --set-literal 'podAnnotations.note=a,b=c' --show-only templates/service.yaml
+
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"
