@@ -19,7 +19,7 @@ pub mod store;
 
 pub use blobs::BlobStore;
 pub use digest::Digest;
-pub use error::{OciError, Result};
+pub use error::{OciError, RegistryError, Result};
 pub use image::Image;
 pub use reference::Reference;
 pub use store::{DirLayer, ImageStore, ImageSummary, PruneReport, RemoveEvent};
