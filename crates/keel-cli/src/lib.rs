@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 pub mod chart;
+mod ci;
 mod compose;
 mod container;
 mod dockerfile;
@@ -128,6 +129,8 @@ pub enum Command {
     /// Manage the build cache.
     #[command(subcommand)]
     Builder(build::BuilderCommand),
+    /// Pipelines: run GitHub Actions workflows locally.
+    Ci(ci::CiArgs),
 }
 
 /// Something the user can do about an error; attach with
@@ -223,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compose(args) => compose::run(&cli.root, *args),
         Command::Build(a) => build::build(&cli.root, a),
         Command::Builder(c) => build::builder(&cli.root, c),
+        Command::Ci(a) => ci::run(&cli.root, a),
     }
 }
 
