@@ -223,6 +223,61 @@ fn registry_basic_auth_and_login() {
     keel.fails(&["push", &target]);
 }
 
+/// The README says Docker's and podman's auth files are read too: a pull
+/// from a registry with basic auth succeeds with credentials only in
+/// `$DOCKER_CONFIG/config.json` (Docker's format, written here: no docker CLI
+/// on this machine), or only in the file `podman login --authfile` wrote.
+#[test]
+fn docker_and_podman_auth_files_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start_with_auth(Some(("alice", "s3cret")));
+    let keel = Keel::new();
+    keel.seed_busybox();
+    let target = format!("{}/private:1", reg.host());
+    keel.ok(&["tag", "busybox", &target]);
+    keel.ok(&["push", "--creds", "alice:s3cret", &target]);
+    let pull = |k: &Keel, env: (&str, &Path)| {
+        k.cmd()
+            .env(env.0, env.1)
+            .args(["pull", "-q", &target])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Without credentials the pull is refused.
+    let fresh = Keel::new();
+    let o = pull(&fresh, ("DOCKER_CONFIG", &tmp.path().join("none")));
+    assert!(!o.status.success());
+    // Docker's config.json.
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:s3cret");
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {(reg.host()): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let o = pull(&fresh, ("DOCKER_CONFIG", &docker));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // podman's auth file, written by podman itself.
+    let podman = Podman::new();
+    let authfile = tmp.path().join("podman-auth.json");
+    podman.ok(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        authfile.to_str().unwrap(),
+        "-u",
+        "alice",
+        "-p",
+        "s3cret",
+        &reg.host(),
+    ]);
+    let other = Keel::new();
+    let o = pull(&other, ("REGISTRY_AUTH_FILE", &authfile));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Loads a mangled archive: a clean one-line failure and the store exactly as before.
 fn assert_load_fails(keel: &Keel, archive: &Path, expect: &str) {
     let before = keel.snapshot_store();
