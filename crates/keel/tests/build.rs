@@ -514,6 +514,46 @@ RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/a.txt && cat /ctx/a.tx
     assert!(cached(&p).is_empty(), "{p}");
 }
 
+/// The README says RUN takes `--network=none|host` and runs on the host's
+/// network by default: a RUN sees only `lo` with `none`, and the host's
+/// uplink with `host` and by default.
+#[test]
+fn run_network_none_and_default() {
+    let e = Env::new();
+    e.write(
+        "Dockerfile",
+        "FROM busybox
+RUN --network=none cat /proc/net/dev > /none
+RUN --network=host cat /proc/net/dev > /host
+RUN cat /proc/net/dev > /default
+",
+    );
+    let out = e.ctx().join("out");
+    e.build(&["-o", &format!("type=local,dest={}", out.display())]);
+    let ifaces = |f: &str| -> Vec<String> {
+        read(&out, f)
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    assert_eq!(ifaces("none"), ["lo"]);
+    // Other tests add and remove bridges on the host meanwhile: compare on
+    // the interface of the host's default route, which stays.
+    let route = std::fs::read_to_string("/proc/net/route").unwrap();
+    let uplink = route
+        .lines()
+        .skip(1)
+        .find(|l| l.split_whitespace().nth(1) == Some("00000000"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the host has a default route")
+        .to_string();
+    for f in ["host", "default"] {
+        assert!(ifaces(f).contains(&uplink), "{f}: {:?}", ifaces(f));
+    }
+}
+
 #[test]
 fn sigint_stops_the_build_cleanly() {
     let e = Env::new();
