@@ -5,9 +5,9 @@
 //! RUN runs in a one-shot container on an overlay of the stage's layers and
 //! its layer is the upper-dir diff. Mounts and containers go through a
 //! [`runner::Runner`] ([`runner::HostRunner`] for real, through keel-runtime;
-//! [`build_with`] takes another, which is how the engine is unit-tested). Every step has
-//! a key ([`cache::Inputs`]) and a verified [`cache::Cache`] entry, so a
-//! rebuild reuses what did not change. [`Built`] is the result; [`commit`]
+//! [`build_with`] takes another, which is how the engine is unit-tested).
+//! Every step has a key ([`cache::Inputs`]) and a verified [`cache::Cache`]
+//! entry, so a rebuild reuses what did not change. [`Built`] is the result; [`commit`]
 //! names it in the image store (tags only then, atomically), [`export_local`]
 //! writes its root filesystem to a directory. Progress is reported as
 //! [`Event`]s; the build stops when its cancel flag is set.
