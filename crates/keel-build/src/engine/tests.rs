@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use keel_runtime::MountKind;
 use serde_json::json;
@@ -100,9 +100,17 @@ impl Env {
 
     fn build_opts(&self, opts: &BuildOptions) -> Outcome {
         let runs = self.root.path().join("fake-runs");
-        let runner = FakeRunner::new(&runs, shell);
+        // `RUN interrupt` plays a Ctrl-C arriving while it runs.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cancel);
+        let runner = FakeRunner::new(&runs, move |c| {
+            if c.req.argv.last().is_some_and(|a| a == "interrupt") {
+                flag.store(true, Ordering::Relaxed);
+            }
+            shell(c)
+        });
         let events = Mutex::new(Vec::new());
-        let built = build_with(opts, &runner, &AtomicBool::new(false), &|e| {
+        let built = build_with(opts, &runner, &cancel, &|e| {
             events.lock().unwrap().push(e);
         });
         let mut cached = Vec::new();
@@ -432,4 +440,82 @@ fn the_context_is_hashed_not_timed() {
     let o = e.build(df, &[]);
     assert!(o.calls.is_empty(), "an mtime is not a change");
     assert_eq!(o.cached.len(), 2, "{:?}", o.cached);
+}
+
+#[test]
+fn meta_args_and_platform_args_reach_the_stage() {
+    let e = Env::new();
+    let o = e.build(
+        "ARG BASE=scratch\nFROM $BASE\nARG TARGETARCH\nARG BASE\nRUN go\n",
+        &[],
+    );
+    let r = &o.calls[0];
+    let arch = keel_oci::archive::host_arch();
+    assert_eq!(env_of(r, "TARGETARCH").as_deref(), Some(arch));
+    // A meta ARG re-declared in the stage takes the meta value.
+    assert_eq!(env_of(r, "BASE").as_deref(), Some("scratch"));
+    // An undeclared platform ARG is not in the environment.
+    assert_eq!(env_of(r, "BUILDARCH"), None);
+    let o = e.build("ARG BASE=nowhere:1\nFROM $BASE\n", &[]);
+    let err = o.built.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "Dockerfile:2:1: base image nowhere:1 is not in the image store"
+    );
+}
+
+#[test]
+fn metadata_instructions_shape_the_config_and_the_cache() {
+    let e = Env::new();
+    let df = |env: &str| {
+        format!(
+            "FROM scratch
+LABEL a=1 \"b c\"=\"d e\"
+EXPOSE 80 53/udp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=5s --retries=2 CMD [\"check\"]
+ENV {env}
+RUN go
+ENTRYPOINT [\"/bin/app\"]
+"
+        )
+    };
+    let o = e.build(&df("A=1"), &[]);
+    let cfg = &o.ok().config["config"];
+    assert_eq!(cfg["Labels"], json!({"a": "1", "b c": "d e"}));
+    assert_eq!(cfg["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}}));
+    assert_eq!(cfg["Volumes"], json!({"/data": {}}));
+    assert_eq!(cfg["StopSignal"], "SIGTERM");
+    assert_eq!(
+        cfg["Healthcheck"],
+        json!({"Test": ["CMD", "check"], "Interval": 5_000_000_000_u64, "Retries": 2})
+    );
+    assert_eq!(cfg["Entrypoint"], json!(["/bin/app"]));
+    // The VOLUME directory is created in the next layer, as buildah does.
+    assert!(e.files(o.ok()).contains_key("data/"));
+    // A changed ENV changes every later key: the RUN runs again.
+    assert!(e.build(&df("A=1"), &[]).calls.is_empty());
+    assert_eq!(e.build(&df("A=2"), &[]).calls.len(), 1);
+    // A bad STOPSIGNAL fails at its line.
+    let o = e.build("FROM scratch\nSTOPSIGNAL SIGNOPE\n", &[]);
+    assert_eq!(
+        o.built.err().unwrap().to_string(),
+        "Dockerfile:2:1: invalid STOPSIGNAL \"SIGNOPE\""
+    );
+}
+
+#[test]
+fn an_interrupted_build_stops_after_the_running_step() {
+    let e = Env::new();
+    let o = e.build("FROM scratch\nRUN first\nRUN interrupt\nRUN never\n", &[]);
+    assert!(
+        matches!(o.built, Err(BuildError::Cancelled)),
+        "{:?}",
+        o.built.map(|b| b.config)
+    );
+    assert_eq!(o.commands(), ["first", "interrupt"]);
+    // What finished before is cached; the interrupted step is not.
+    let o = e.build("FROM scratch\nRUN first\nRUN interrupt2\n", &[]);
+    assert_eq!(o.commands(), ["interrupt2"]);
 }
