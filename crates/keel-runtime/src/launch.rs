@@ -204,7 +204,12 @@ fn fork_monitor(fds: &ChildFds<'_>, mut fallback: Command, main: &dyn Fn() -> i3
                 Err(e) => {
                     // Could not set the child up: be the monitor by exec.
                     let err = std::os::unix::process::CommandExt::exec(&mut fallback);
-                    eprintln!("keel monitor: {e}; exec {fallback:?}: {err}");
+                    tracing::error!(
+                        setup_error = %e,
+                        exec_error = %err,
+                        command = ?fallback,
+                        "cannot become the monitor"
+                    );
                     -1
                 }
             };
