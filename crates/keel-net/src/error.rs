@@ -120,4 +120,7 @@ pub enum NetError {
     },
     #[error("cannot read random bytes: {0}")]
     Random(std::io::Error),
+    /// The runtime has no network driver (keel-net's state cannot be opened).
+    #[error("network {network} is unavailable: {reason}")]
+    Unavailable { network: String, reason: String },
 }

@@ -369,10 +369,7 @@ fn check_network_options(
         }
         Mode::Host | Mode::None => {
             if n.ip.is_some() {
-                return Err(RuntimeError::Network(
-                    "user specified IP address is supported on user defined networks only"
-                        .to_string(),
-                ));
+                return Err(keel_net::NetError::IpOnDefaultNetwork.into());
             }
             if !n.extra_networks.is_empty() {
                 return Err(RuntimeError::SharedNetns);
@@ -400,10 +397,11 @@ pub fn connect(
     let running = st.status == Status::Running && containers.monitor_alive(&st, id);
     let known = cfg.joins(&ep.network);
     if known && (!running || st.endpoints.iter().any(|e| e.network == ep.network)) {
-        return Err(RuntimeError::Network(format!(
-            "endpoint with name {} already exists in network {}",
-            cfg.name, ep.network
-        )));
+        return Err(keel_net::NetError::AlreadyAttached {
+            container: cfg.name.clone(),
+            network: ep.network.clone(),
+        }
+        .into());
     }
     if running {
         let req = crate::monitor::attach_request(
@@ -413,7 +411,7 @@ pub fn connect(
             &ep.aliases,
             ep.ip.as_deref(),
         )?;
-        let a = net.attach(&req).map_err(RuntimeError::Network)?;
+        let a = net.attach(&req)?;
         containers.update(id, |s| s.endpoints.push(crate::monitor::endpoint_state(&a)))?;
     }
     if !known {
@@ -442,8 +440,7 @@ pub fn disconnect(
         });
     }
     if running && live {
-        net.detach_network(id, network)
-            .map_err(RuntimeError::Network)?;
+        net.detach_network(id, network)?;
         containers.update(id, |s| s.endpoints.retain(|e| e.network != network))?;
     }
     containers.update_config(id, |c| {

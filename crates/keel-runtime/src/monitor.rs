@@ -22,7 +22,7 @@ use rustix::event::{PollFd, PollFlags, poll};
 use crate::backend::{ExecSpec, OciRuntime, Stdio};
 use crate::error::{Result, RuntimeError};
 use crate::logs::{DEFAULT_MAX_SIZE, LogWriter};
-use crate::network::{AttachRequest, Mode, NetworkAttacher, PortMapping};
+use crate::network::{AttachRequest, Mode, NetworkAttacher, PortMapping, Protocol};
 use crate::record::{
     ContainerConfig, Containers, EndpointState, HealthProbe, HealthState, NetworkState, PortSpec,
     Status,
@@ -222,18 +222,24 @@ fn attach_all(
             host_ip: p.host_ip.as_ref().and_then(|i| i.parse().ok()),
             host_port: p.host_port,
             container_port: p.container_port,
-            protocol: p.protocol.clone(),
+            protocol: if p.protocol.eq_ignore_ascii_case("udp") {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            },
+            ..PortMapping::default()
         })
         .collect();
-    let a = net.attach(&req).map_err(RuntimeError::Network)?;
+    let a = net.attach(&req)?;
     paths.hosts.clone_from(&a.hosts_file);
     paths.resolv_conf.clone_from(&a.resolv_conf);
     let mut endpoints = vec![endpoint_state(&a)];
     for e in &cfg.networking.extra_networks {
         let req = attach_request(cfg, ns, &e.network, &e.aliases, e.ip.as_deref())?;
-        let x = net
-            .attach(&req)
-            .map_err(|m| RuntimeError::Network(format!("connecting to {}: {m}", e.network)))?;
+        let x = net.attach(&req).map_err(|source| RuntimeError::Connect {
+            network: e.network.clone(),
+            source,
+        })?;
         endpoints.push(endpoint_state(&x));
     }
     containers.update(&cfg.id, |s| {
@@ -249,7 +255,7 @@ fn attach_all(
                     host_ip: p.host_ip.map(|i| i.to_string()),
                     host_port: p.host_port,
                     container_port: p.container_port,
-                    protocol: p.protocol.clone(),
+                    protocol: p.protocol.as_str().to_string(),
                 })
                 .collect(),
         });
@@ -266,7 +272,7 @@ pub fn teardown(
     network: &str,
 ) -> Result<()> {
     if needs_detach(containers, id, network) {
-        net.detach(id).map_err(RuntimeError::Network)?;
+        net.detach(id)?;
         if containers.dir(id).join("state.json").exists() {
             containers.update(id, |s| s.endpoints.clear())?;
         }

@@ -254,7 +254,7 @@ impl Running {
         {
             let _ = rt.delete(&self.id);
         }
-        crate::monitor::teardown(&self.containers, &self.id, &NoNetworks, "host")?;
+        crate::monitor::teardown(&self.containers, &self.id, &NoNetworks::default(), "host")?;
         let k = self.containers.kernel();
         k.remove_netns(&self.containers.netns_path(&self.id))?;
         for m in k.mounts_under(&self.containers.dir(&self.id)) {

@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 use crate::backend::{ExecHandle, ExecSpec, OciRuntime, Stdio};
 use crate::error::{Result, RuntimeError};
 use crate::kernel::Kernel;
-use crate::network::{AttachRequest, Attachment, NetworkAttacher};
+use crate::network::{AttachRequest, Attachment, NetError, NetworkAttacher};
 use crate::tty::{ConsoleSocket, WinSize};
 
 /// One scripted run of a container's init.
@@ -510,11 +510,14 @@ impl OciRuntime for FakeRuntime {
 pub struct FakeNet(FakeKernel);
 
 impl NetworkAttacher for FakeNet {
-    fn attach(&self, req: &AttachRequest) -> std::result::Result<Attachment, String> {
+    fn attach(&self, req: &AttachRequest) -> std::result::Result<Attachment, NetError> {
         let k = &self.0;
         if k.failing("attach") {
             k.record(format!("attach {} failed", req.network));
-            return Err("injected".into());
+            return Err(NetError::CreateVeth {
+                name: "veth0".into(),
+                reason: "injected".into(),
+            });
         }
         k.record(format!("attach {}", req.network));
         let dir = k.0.root.join("net").join(&req.container_id);
@@ -535,17 +538,20 @@ impl NetworkAttacher for FakeNet {
         })
     }
 
-    fn detach(&self, _container_id: &str) -> std::result::Result<(), String> {
+    fn detach(&self, _container_id: &str) -> std::result::Result<(), NetError> {
         let k = &self.0;
         if k.failing("detach") {
             k.record("detach failed".into());
-            return Err("injected".into());
+            return Err(NetError::DeleteLink {
+                name: "veth0".into(),
+                reason: "injected".into(),
+            });
         }
         k.record("detach".into());
         Ok(())
     }
 
-    fn detach_network(&self, _id: &str, network: &str) -> std::result::Result<(), String> {
+    fn detach_network(&self, _id: &str, network: &str) -> std::result::Result<(), NetError> {
         self.0.record(format!("detach {network}"));
         Ok(())
     }
