@@ -98,6 +98,7 @@ pub fn run_workflow(
         key_prefix: String::new(),
     };
     let (records, _) = run_jobs(&shared);
+    super::backend::wait_cleanup();
     let conclusion = overall(&records);
     RunRecord {
         id: opts.run_id.clone(),
@@ -956,7 +957,7 @@ fn run_instance(
             return fail(e);
         }
     };
-    let in_container = backend.describe() != "host";
+    let in_container = !backend.is_host();
     let base_path = if in_container {
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()
     } else {
@@ -1025,6 +1026,10 @@ fn run_instance(
     }
     let steps = std::mem::take(&mut runner.records);
     drop(runner);
+    if services.network.is_some() {
+        // The job container leaves the network before the network goes.
+        super::backend::wait_cleanup();
+    }
     services.stop();
     JobOutcome {
         result,
