@@ -20,6 +20,7 @@ KEEL_PACKAGES=(
   tini                                           # docker-init for `keel run --init` / compose `init: true` (tini-static)
   bsdutils                                       # script(1): compose logs colours through a pty in tests
   git                                            # keel ci: checkout from the local repository; test repositories
+  flake8 python3-pytest                          # keel ci's example pipeline (examples/pipeline): lint and unit tests
 )
 
 # Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.
