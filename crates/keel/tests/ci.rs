@@ -721,3 +721,28 @@ fn watch_runs_each_new_commit_and_a_revert_redeploys() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn job_concurrency_groups_serialize_jobs() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let wf = format!(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    concurrency:\n      group: staging\n    steps:\n      - run: echo start-a >> {0}; sleep 0.5; echo end-a >> {0}\n  b:\n    runs-on: ubuntu-latest\n    concurrency: staging\n    steps:\n      - run: echo start-b >> {0}; sleep 0.5; echo end-b >> {0}\n",
+        log.path().display()
+    );
+    let repo = Repo::new(&[(".github/workflows/c.yml", &wf)]);
+    let k = Keel::new();
+    let o = ci(&k, &repo, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let order: Vec<String> = std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(order.len(), 4, "{order:?}");
+    let first = order[0].trim_start_matches("start-").to_string();
+    assert_eq!(
+        order[1],
+        format!("end-{first}"),
+        "jobs of one group never overlap: {order:?}"
+    );
+}

@@ -188,6 +188,8 @@ pub struct ContainerBackend {
     pub root: PathBuf,
     pub name: String,
     pub image: String,
+    /// `--reuse`: the container stays after the job.
+    pub keep: bool,
     shells: std::sync::OnceLock<Vec<String>>,
 }
 
@@ -201,6 +203,7 @@ impl ContainerBackend {
         name: &str,
         image: &str,
         mounts: &[PathBuf],
+        repo: Option<&Path>,
         network: Option<&str>,
         env: &[(String, String)],
         options: &[String],
@@ -211,6 +214,11 @@ impl ContainerBackend {
             .args(["run", "-d", "--name", name]);
         for m in mounts {
             cmd.arg("-v").arg(format!("{0}:{0}", m.display()));
+        }
+        // The repository, read-only: local actions resolved from it (no
+        // checkout) find their files at the same path inside.
+        if let Some(r) = repo {
+            cmd.arg("-v").arg(format!("{0}:{0}:ro", r.display()));
         }
         if let Some(n) = network {
             cmd.args(["--network", n, "--network-alias", name]);
@@ -232,6 +240,7 @@ impl ContainerBackend {
             root: root.to_path_buf(),
             name: name.to_string(),
             image: image.to_string(),
+            keep: false,
             shells: std::sync::OnceLock::new(),
         })
     }
@@ -257,7 +266,9 @@ impl ContainerBackend {
 
 impl Drop for ContainerBackend {
     fn drop(&mut self) {
-        self.stop();
+        if !self.keep {
+            self.stop();
+        }
     }
 }
 
