@@ -60,4 +60,37 @@ step "render a Helm chart as helm template does (values numbers are Helm's float
 "$KEEL" chart template web "$REG_DIR/mychart" -n prod --set service.port=8080 \
   --set-literal 'podAnnotations.note=a,b=c' --show-only templates/service.yaml
 
+step "run a GitHub Actions workflow locally: keel ci (host job, busybox container job, masked secret)"
+CI_DIR="$(mktemp -d /tmp/keel-quickstart-ci.XXXXXX)"
+mkdir -p "$CI_DIR/.github/workflows"
+cat > "$CI_DIR/.github/workflows/ci.yml" <<'YAML'
+name: quickstart
+on: push
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        n: [1, 2]
+    outputs:
+      greeting: ${{ steps.hi.outputs.greeting }}
+    steps:
+      - id: hi
+        run: echo "greeting=hello from job ${{ matrix.n }}" >> "$GITHUB_OUTPUT"
+      - run: echo "the token is $TOKEN"
+        env:
+          TOKEN: ${{ secrets.TOKEN }}
+  in-container:
+    needs: test
+    runs-on: busybox-runner
+    steps:
+      - run: echo "${{ needs.test.outputs.greeting }}, now in $(cat /etc/hostname)"
+YAML
+git -C "$CI_DIR" init -q -b main
+git -C "$CI_DIR" -c user.name=quickstart -c user.email=q@example.com add -A
+git -C "$CI_DIR" -c user.name=quickstart -c user.email=q@example.com commit -qm ci
+"$KEEL" ci run -C "$CI_DIR" -P ubuntu-latest=-self-hosted -s TOKEN=s3cret
+"$KEEL" ci runs
+rm -rf "$CI_DIR"
+
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"
