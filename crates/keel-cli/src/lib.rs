@@ -17,6 +17,7 @@ mod compose;
 mod container;
 mod dockerfile;
 mod image;
+mod infra;
 mod network;
 mod output;
 mod progress;
@@ -128,6 +129,8 @@ pub enum Command {
     /// Manage the build cache.
     #[command(subcommand)]
     Builder(build::BuilderCommand),
+    /// Infrastructure as code: terraform's commands on Terraform configurations.
+    Infra(infra::InfraArgs),
 }
 
 /// Something the user can do about an error; attach with
@@ -223,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compose(args) => compose::run(&cli.root, *args),
         Command::Build(a) => build::build(&cli.root, a),
         Command::Builder(c) => build::builder(&cli.root, c),
+        Command::Infra(a) => infra::run(a),
     }
 }
 

@@ -273,7 +273,7 @@ fn query_escape(st: &str) -> String {
     for b in st.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
+                out.push(char::from(b));
             }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),

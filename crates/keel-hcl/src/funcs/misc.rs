@@ -255,7 +255,7 @@ pub(super) fn register(f: &mut Functions) {
             None,
             Type::String,
             imp,
-        )
+        );
     };
     file_fn(f, "file", |a, c| {
         let b = read(c, s(&a[0]))?;
