@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # keel's quickstart on embedded defaults (state under /var/lib/keel, or
 # $KEEL_ROOT). It grows with each capability; today: make the offline busybox
-# base image, push it through a local registry, pull it back.
+# base image, push it through a local registry, pull it back; plan and apply
+# a Terraform configuration with keel infra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -54,5 +55,20 @@ step "save it to an archive that docker and podman load"
 ls -l "$REG_DIR/busybox.tar"
 "$KEEL" history busybox
 "$KEEL" rmi "127.0.0.1:$PORT/quickstart/busybox:1" >/dev/null  # that registry is gone after this script
+
+step "infrastructure as code: keel infra on a Terraform configuration (built-in providers, offline)"
+INFRA_DIR="$(mktemp -d /tmp/keel-quickstart-infra.XXXXXX)"
+cat > "$INFRA_DIR/main.tf" <<'TF'
+resource "random_pet" "name" {}
+resource "terraform_data" "server" {
+  count = 2
+  input = "${random_pet.name.id}-${count.index}"
+}
+output "servers" {
+  value = terraform_data.server[*].output
+}
+TF
+(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null && "$KEEL" infra apply -auto-approve && "$KEEL" infra destroy -auto-approve)
+rm -rf "$INFRA_DIR"
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"
