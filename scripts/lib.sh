@@ -122,3 +122,13 @@ PY
   fi
   export KEEL_HELM="$bin"
 }
+
+# terraform 1.11 for keel infra's differential tests and benchmark. Not in
+# Debian or PyPI: the machine provides it (/usr/local/bin/terraform); a
+# missing one fails loudly rather than skipping tests.
+keel_ensure_terraform() {
+  if ! terraform version 2>/dev/null | grep -q '^Terraform v1\.11\.'; then
+    echo "terraform 1.11 is required for keel infra's tests (install it at /usr/local/bin/terraform)" >&2
+    return 1
+  fi
+}

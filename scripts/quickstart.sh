@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # keel's quickstart on embedded defaults (state under /var/lib/keel, or
 # $KEEL_ROOT). It grows with each capability; today: make the offline busybox
-# base image, push it through a local registry, pull it back.
+# base image, push it through a local registry, pull it back; plan and apply
+# a Terraform configuration with keel infra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -92,5 +93,20 @@ git -C "$CI_DIR" -c user.name=quickstart -c user.email=q@example.com commit -qm 
 "$KEEL" ci run -C "$CI_DIR" -P ubuntu-latest=-self-hosted -s TOKEN=s3cret
 "$KEEL" ci runs
 rm -rf "$CI_DIR"
+
+step "infrastructure as code: keel infra on a Terraform configuration (built-in providers, offline)"
+INFRA_DIR="$(mktemp -d /tmp/keel-quickstart-infra.XXXXXX)"
+cat > "$INFRA_DIR/main.tf" <<'TF'
+resource "random_pet" "name" {}
+resource "terraform_data" "server" {
+  count = 2
+  input = "${random_pet.name.id}-${count.index}"
+}
+output "servers" {
+  value = terraform_data.server[*].output
+}
+TF
+(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null && "$KEEL" infra apply -auto-approve && "$KEEL" infra destroy -auto-approve)
+rm -rf "$INFRA_DIR"
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

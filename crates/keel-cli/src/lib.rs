@@ -19,6 +19,7 @@ mod container;
 mod dockerfile;
 mod hints;
 mod image;
+mod infra;
 mod logging;
 mod network;
 mod output;
@@ -141,6 +142,8 @@ pub enum Command {
     Builder(build::BuilderCommand),
     /// Pipelines: run GitHub Actions workflows locally.
     Ci(ci::CiArgs),
+    /// Infrastructure as code: terraform's commands on Terraform configurations.
+    Infra(infra::InfraArgs),
 }
 
 /// Something the user can do about an error; attach with
@@ -234,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::build(&cli.root, a),
         Command::Builder(c) => build::builder(&cli.root, c),
         Command::Ci(a) => ci::run(&cli.root, a),
+        Command::Infra(a) => infra::run(a),
     }
 }
 

@@ -129,7 +129,10 @@ impl NamespaceController {
             ..DeleteOptions::default()
         };
         let mut left = 0;
-        for r in RESOURCES.iter().filter(|r| r.namespaced && r.verbs.stored()) {
+        for r in RESOURCES
+            .iter()
+            .filter(|r| r.namespaced && r.verbs.stored())
+        {
             let (items, _) = self.api.list(r, Some(ns)).await?;
             for obj in items {
                 left += 1;
