@@ -2,7 +2,7 @@
 # keel's quickstart on embedded defaults (state under /var/lib/keel, or
 # $KEEL_ROOT). It grows with each capability; today: make the offline busybox
 # base image, push it through a local registry, pull it back; plan and apply
-# a Terraform configuration with keel infra.
+# a Terraform configuration with keel infra; a keel server driven by kubectl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -108,5 +108,28 @@ output "servers" {
 TF
 (cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null && "$KEEL" infra apply -auto-approve && "$KEEL" infra destroy -auto-approve)
 rm -rf "$INFRA_DIR"
+
+step "Kubernetes API: keel server with kubectl (every built-in kind, RBAC, service account tokens)"
+if command -v kubectl >/dev/null; then
+  SRV_DIR="$(mktemp -d /tmp/keel-quickstart-server.XXXXXX)"
+  SRV_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  "$KEEL" --root "$SRV_DIR/root" server --listen "127.0.0.1:$SRV_PORT" --write-kubeconfig "$SRV_DIR/kubeconfig" >"$SRV_DIR/log" 2>&1 &
+  SRV_PID=$!
+  for _ in $(seq 300); do [ -s "$SRV_DIR/kubeconfig" ] && break; sleep 0.1; done
+  export KUBECONFIG="$SRV_DIR/kubeconfig"
+  kubectl auth whoami
+  kubectl api-resources --api-group=apps
+  kubectl create namespace team
+  kubectl -n team create serviceaccount bot
+  kubectl -n team create rolebinding bot-view --clusterrole=view --serviceaccount=team:bot
+  BOT="$(kubectl -n team create token bot)"
+  echo "bot may list pods: $(kubectl --token "$BOT" -n team auth can-i list pods), create them: $(kubectl --token "$BOT" -n team auth can-i create pods || true)"
+  kubectl explain deployment.spec.strategy | head -5
+  kill "$SRV_PID"
+  unset KUBECONFIG
+  rm -rf "$SRV_DIR"
+else
+  echo "kubectl is not installed: install it to drive keel server (the rest of this step needs it)"
+fi
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"
