@@ -242,6 +242,37 @@ arr: {{ fromYamlArray "[1, 2.5]" }} {{ fromJsonArray "[1000000]" }}
         args: &[],
     },
     Case {
+        name: "semver objects and comparisons of values numbers",
+        chart_yaml: CHART,
+        values: "num: 3\nf: 2.5\n",
+        templates: &[(
+            "cm.yaml",
+            r#"a: |
+  {{ semver "1.2.3" | toJson }} {{ semver "v1.2.3-rc.1+b5" }} {{ (semver "1.2").Minor }} {{ printf "%T" (semver "1.2.3") }} {{ (semver "1.2.3").Original }} {{ kindOf (semver "1") }}
+  {{ (semver "1.2.3").LessThan (semver "1.3.0") }} {{ (semver "2.0.0").Compare (semver "1.0.0") }} {{ semver "1.2.3" | toYaml }}
+  {{ eq .Values.num 3.0 }} {{ ne .Values.f 2.5 }} {{ lt .Values.num 4.5 }} {{ gt .Values.num 1.0 }}
+"#,
+        )],
+        files: &[],
+        args: &[],
+    },
+    Case {
+        name: "comparing a values number with an int literal fails as in Go 1.25",
+        chart_yaml: CHART,
+        values: "num: 3\n",
+        templates: &[("cm.yaml", "a: {{ lt .Values.num 4 }}\n")],
+        files: &[],
+        args: &[],
+    },
+    Case {
+        name: "a values number where an int parameter is wanted",
+        chart_yaml: CHART,
+        values: "num: 3\n",
+        templates: &[("cm.yaml", "a: {{ until .Values.num }}\n")],
+        files: &[],
+        args: &[],
+    },
+    Case {
         name: "regexMatch with Go's class syntax",
         chart_yaml: CHART,
         values: "",
