@@ -273,6 +273,14 @@ arr: {{ fromYamlArray "[1, 2.5]" }} {{ fromJsonArray "[1000000]" }}
         args: &[],
     },
     Case {
+        name: "coalescing warnings on stderr",
+        chart_yaml: CHART,
+        values: "ann: {a: 1}\nlist: [1]\nsub: {x: {y: 1}}\n",
+        templates: &[("cm.yaml", "a: |\n  {{ toJson .Values }}\n")],
+        files: &[("over.yaml", "ann: \"\"\nlist: {k: v}\nsub: {x: 3}\n")],
+        args: &["-f", "over.yaml"],
+    },
+    Case {
         name: "regexMatch with Go's class syntax",
         chart_yaml: CHART,
         values: "",
@@ -348,7 +356,17 @@ fn differs(name: &str, h: &std::process::Output, k: &std::process::Output) -> Op
         return (he != ke)
             .then(|| format!("  {name}: error differs\n      helm: {he}\n      keel: {ke}"));
     }
-    (hout != kout).then(|| format!("  {name}: {}", first_difference(&hout, &kout)))
+    if hout != kout {
+        return Some(format!("  {name}: {}", first_difference(&hout, &kout)));
+    }
+    // warnings, as sets (Helm's order is Go's map order)
+    let sorted = |s: &str| {
+        let mut l: Vec<&str> = s.lines().collect();
+        l.sort_unstable();
+        l.join("\n")
+    };
+    (sorted(&herr) != sorted(&kerr))
+        .then(|| format!("  {name}: stderr differs\n      helm: {herr:?}\n      keel: {kerr:?}"))
 }
 
 fn write_case(dir: &Path, c: &Case) {
