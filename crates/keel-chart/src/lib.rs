@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub use chart::{Chart, ChartFile, Metadata, load};
 /// Go strings are bytes: rendered text carries non-UTF-8 bytes as described there.
 pub use keel_gotmpl::go_bytes;
+/// Go's `strconv.Quote`.
+pub use keel_gotmpl::gofmt::quote as go_quote;
 pub use render::{Manifest, Rendered, TemplateOptions, render, template_text};
 pub use values::{SetKind, Table};
 
