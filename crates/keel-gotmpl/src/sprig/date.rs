@@ -80,6 +80,17 @@ fn is_leap(y: i64) -> bool {
     y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
 }
 
+/// Days in `month` (1-12) of `year`; 0 for a month out of range.
+pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
 struct Parts {
     year: i64,
     month: u32,
@@ -428,23 +439,9 @@ pub fn parse(layout: &str, value: &str) -> Option<Time> {
             hour = 0;
         }
     }
-    let mdays = [
-        31,
-        if is_leap(year) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
     if !(1..=12).contains(&month)
         || day < 1
-        || day > mdays[month as usize - 1]
+        || day > days_in_month(year, month)
         || hour > 23
         || min > 59
         || sec > 59
