@@ -920,16 +920,14 @@ fn print_outputs(m: &Module, outs: &BTreeMap<String, Value>) {
     print!("{}", keel_infra::render::outputs_text(&list));
 }
 
+/// `-lock-timeout`: Go's `time.ParseDuration` as terraform reads it (`30s`,
+/// `1m30s`, `500ms`), or keel's plain seconds.
 fn parse_duration(s: &str) -> Option<Duration> {
-    let (n, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    let n: f64 = n.parse().ok()?;
-    Some(Duration::from_secs_f64(match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    }))
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let ns = keel_go::parse_duration(s).ok()?;
+    Some(Duration::from_nanos(u64::try_from(ns).ok()?))
 }
 
 fn diag_json(d: &keel_hcl::Diagnostic) -> serde_json::Value {
@@ -1096,4 +1094,21 @@ fn walk_tf(dir: &Path, recursive: bool) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    /// Regression: `-lock-timeout=1m30s` (Go's syntax, as terraform reads
+    /// it) came out as no timeout, and a negative one panicked.
+    #[test]
+    fn lock_timeouts_like_terraform() {
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("-5"), None);
+    }
 }
