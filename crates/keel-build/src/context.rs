@@ -330,13 +330,13 @@ pub fn copy_into(
     dest: &str,
     o: Overrides,
 ) -> std::io::Result<()> {
-    let (uid, gid) = o.owner.unwrap_or((0, 0));
+    let owner = o.owner_ids();
     let mut dirs = Vec::new();
     for (rel, real, md) in entries {
         if rel.is_empty() && md.is_dir() {
             // A directory source copies its contents; the destination directory
             // keeps its own metadata, or is made 0755 (as buildah does).
-            fsops::mkdir_all(root, dest, 0o755, uid, gid)?;
+            fsops::mkdir_all(root, dest, 0o755, owner)?;
             continue;
         }
         let target = if rel.is_empty() {
@@ -346,7 +346,7 @@ pub fn copy_into(
         };
         let comps = fsops::components(&target);
         let parent = format!("/{}", comps[..comps.len().saturating_sub(1)].join("/"));
-        let parent_real = fsops::mkdir_all(root, &parent, 0o755, uid, gid)?;
+        let parent_real = fsops::mkdir_all(root, &parent, 0o755, owner)?;
         let Some(last) = comps.last() else {
             // The destination is the root itself: only its children are copied.
             continue;

@@ -32,6 +32,40 @@ pub enum BuildError {
         #[source]
         source: Box<keel_runtime::RuntimeError>,
     },
+    /// Reading, hashing or copying a COPY/ADD source failed.
+    #[error("{location}: {op} {path}")]
+    Source {
+        location: Location,
+        /// What was being done: `COPY reading`, `ADD hashing`, …
+        op: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `ADD` of a local archive: the archive would not unpack.
+    #[error("{location}: ADD {archive}")]
+    Unpack {
+        location: Location,
+        archive: String,
+        #[source]
+        source: keel_oci::layer::LayerError,
+    },
+    /// `ADD` of a URL: the download failed.
+    #[error("{location}: ADD {url}")]
+    Fetch {
+        location: Location,
+        url: String,
+        #[source]
+        source: FetchError,
+    },
+    /// `--chown` names a user or group the image does not have.
+    #[error("{location}: --chown={spec}")]
+    Owner {
+        location: Location,
+        spec: String,
+        #[source]
+        source: Box<keel_runtime::RuntimeError>,
+    },
     #[error("target stage {0:?} not found in the Dockerfile")]
     UnknownTarget(String),
     #[error("the Dockerfile has no FROM")]
@@ -55,6 +89,35 @@ pub enum BuildError {
     },
     #[error("invalid option {0}")]
     Option(String),
+}
+
+/// Why an `ADD http://…` download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("only http:// URLs are supported")]
+    Unsupported,
+    #[error("connecting to {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to {addr}")]
+    Transfer {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("malformed HTTP response")]
+    Malformed,
+    #[error("HTTP status {0}")]
+    Status(String),
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<keel_runtime::RuntimeError> for BuildError {

@@ -70,8 +70,14 @@ pub fn resolve(root: &Path, path: &str, follow_last: bool) -> io::Result<PathBuf
 }
 
 /// Creates the directory `path` (and missing parents) inside `root`; new
-/// directories get `mode` and owner `uid:gid`. Returns the real path.
-pub fn mkdir_all(root: &Path, path: &str, mode: u32, uid: u32, gid: u32) -> io::Result<PathBuf> {
+/// directories get `mode` and owner `uid:gid` (`None`: the process's).
+/// Returns the real path.
+pub fn mkdir_all(
+    root: &Path,
+    path: &str,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<PathBuf> {
     let mut cur = String::new();
     let mut real = root.to_path_buf();
     for c in components(path) {
@@ -89,7 +95,9 @@ pub fn mkdir_all(root: &Path, path: &str, mode: u32, uid: u32, gid: u32) -> io::
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&real)?;
                 fs::set_permissions(&real, fs::Permissions::from_mode(mode))?;
-                std::os::unix::fs::lchown(&real, Some(uid), Some(gid))?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::lchown(&real, Some(uid), Some(gid))?;
+                }
             }
             Err(e) => return Err(e),
         }
@@ -108,13 +116,31 @@ pub fn mkdir_all(root: &Path, path: &str, mode: u32, uid: u32, gid: u32) -> io::
 pub struct Overrides {
     pub owner: Option<(u32, u32)>,
     pub mode: Option<u32>,
+    /// Leave owners as the process makes them instead of `owner` or root
+    /// (no `lchown`: unit tests that run without root).
+    pub keep_owners: bool,
+}
+
+impl Overrides {
+    /// The owner to give what is copied: `--chown`'s, else root's; `None`
+    /// with `keep_owners`.
+    pub fn owner_ids(&self) -> Option<(u32, u32)> {
+        (!self.keep_owners).then(|| self.owner.unwrap_or((0, 0)))
+    }
+}
+
+fn lchown(p: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    match owner {
+        Some((uid, gid)) => std::os::unix::fs::lchown(p, Some(uid), Some(gid)),
+        None => Ok(()),
+    }
 }
 
 /// Copies one entry (file, symlink or directory itself, not its children)
 /// from `src` to the real path `dst`, replacing a non-directory there.
 pub fn copy_entry(src: &Path, md: &fs::Metadata, dst: &Path, o: Overrides) -> io::Result<()> {
     let ft = md.file_type();
-    let (uid, gid) = o.owner.unwrap_or((0, 0));
+    let owner = o.owner_ids();
     if let Ok(existing) = fs::symlink_metadata(dst)
         && !(existing.is_dir() && ft.is_dir())
     {
@@ -131,15 +157,15 @@ pub fn copy_entry(src: &Path, md: &fs::Metadata, dst: &Path, o: Overrides) -> io
         if !dst.exists() {
             fs::create_dir(dst)?;
         }
-        std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
+        lchown(dst, owner)?;
         fs::set_permissions(dst, fs::Permissions::from_mode(mode))?;
     } else if ft.is_symlink() {
         std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
-        std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
+        lchown(dst, owner)?;
         return Ok(());
     } else if ft.is_file() {
         fs::copy(src, dst)?;
-        std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
+        lchown(dst, owner)?;
         // After chown, which clears setuid bits.
         fs::set_permissions(dst, fs::Permissions::from_mode(mode))?;
     } else {
@@ -195,7 +221,7 @@ mod tests {
         assert_eq!(resolve(r, "/../../x", true).unwrap(), r.join("x"));
         assert_eq!(resolve(r, "abs", false).unwrap(), r.join("abs"));
         assert!(resolve(r, "loop/x", true).is_err());
-        let made = mkdir_all(r, "/abs/new/dir", 0o755, 0, 0).unwrap();
+        let made = mkdir_all(r, "/abs/new/dir", 0o755, None).unwrap();
         assert_eq!(made, r.join("etc/new/dir"));
         assert!(made.is_dir());
     }

@@ -2,10 +2,12 @@
 //! keel-dockerfile) and a context into an image: it builds only the stages the
 //! target needs, independent stages in parallel threads; metadata instructions
 //! change the image config, COPY/ADD write layers directly (no container),
-//! RUN runs in a one-shot container ([`keel_runtime::oneshot`]) on an overlay
-//! of the stage's layers and its layer is the upper-dir diff. Every step has
-//! a key ([`cache::Inputs`]) and a verified [`cache::Cache`] entry, so a
-//! rebuild reuses what did not change. [`Built`] is the result; [`commit`]
+//! RUN runs in a one-shot container on an overlay of the stage's layers and
+//! its layer is the upper-dir diff. Mounts and containers go through a
+//! [`runner::Runner`] ([`runner::HostRunner`] for real, through keel-runtime;
+//! [`build_with`] takes another, which is how the engine is unit-tested).
+//! Every step has a key ([`cache::Inputs`]) and a verified [`cache::Cache`]
+//! entry, so a rebuild reuses what did not change. [`Built`] is the result; [`commit`]
 //! names it in the image store (tags only then, atomically), [`export_local`]
 //! writes its root filesystem to a directory. Progress is reported as
 //! [`Event`]s; the build stops when its cancel flag is set.
@@ -15,12 +17,15 @@ pub mod context;
 mod engine;
 mod error;
 pub mod fsops;
+pub mod runner;
+#[cfg(test)]
+mod testing;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use engine::build;
-pub use error::{BuildError, Result};
+pub use engine::{build, build_with};
+pub use error::{BuildError, FetchError, Result};
 
 use keel_oci::layer::{Compression, WhiteoutMode, apply_layer};
 use keel_oci::{Digest, ImageStore, Reference};

@@ -235,18 +235,10 @@ fn hinted(e: OciError) -> anyhow::Error {
         OciError::InvalidReference { .. } => Some(
             "names look like NAME[:TAG], [REGISTRY/]REPO[:TAG] or NAME@sha256:DIGEST, all lowercase",
         ),
-        OciError::Registry { message, .. }
-            if message.contains("error sending request") || message.contains("onnect") =>
-        {
-            Some(
-                "is the registry running and reachable? registries without TLS need --insecure-registry HOST:PORT (loopback ones use HTTP already)",
-            )
-        }
-        OciError::Registry { message, .. }
-            if message.contains("401")
-                || message.contains("nauthorized")
-                || message.contains("uthentication") =>
-        {
+        OciError::Registry { source, .. } if source.is_unreachable() => Some(
+            "is the registry running and reachable? registries without TLS need --insecure-registry HOST:PORT (loopback ones use HTTP already)",
+        ),
+        OciError::Registry { source, .. } if source.is_unauthorized() => {
             Some("log in first: keel login REGISTRY")
         }
         OciError::AmbiguousImage { .. } => Some("use more digits of the ID, or the image name"),

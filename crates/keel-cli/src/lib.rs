@@ -13,11 +13,13 @@ use clap::{Parser, Subcommand};
 
 mod build;
 pub mod chart;
+mod ci;
 mod compose;
 mod container;
 mod dockerfile;
 mod hints;
 mod image;
+mod infra;
 mod logging;
 mod network;
 mod output;
@@ -138,6 +140,10 @@ pub enum Command {
     /// Manage the build cache.
     #[command(subcommand)]
     Builder(build::BuilderCommand),
+    /// Pipelines: run GitHub Actions workflows locally.
+    Ci(ci::CiArgs),
+    /// Infrastructure as code: terraform's commands on Terraform configurations.
+    Infra(infra::InfraArgs),
 }
 
 /// Something the user can do about an error; attach with
@@ -230,6 +236,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compose(args) => compose::run(&cli.root, *args),
         Command::Build(a) => build::build(&cli.root, a),
         Command::Builder(c) => build::builder(&cli.root, c),
+        Command::Ci(a) => ci::run(&cli.root, a),
+        Command::Infra(a) => infra::run(a),
     }
 }
 

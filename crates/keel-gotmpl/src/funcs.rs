@@ -40,7 +40,7 @@ impl Ty {
             Ty::List => "[]interface {}",
             Ty::Map => "map[string]interface {}",
             Ty::Uint32 => "uint32",
-            Ty::Cert => crate::crypto::CERT_TYPE,
+            Ty::Cert => crate::sprig::CERT_TYPE,
         }
     }
 }
@@ -174,8 +174,6 @@ pub(crate) fn builtins() -> HashMap<&'static str, FuncDef> {
 pub(crate) fn all() -> HashMap<&'static str, FuncDef> {
     let mut m = builtins();
     crate::sprig::register(&mut m);
-    crate::dates::register(&mut m);
-    crate::crypto::register(&mut m);
     crate::helm::register(&mut m);
     m
 }
@@ -196,6 +194,9 @@ fn length(a: &[Value]) -> Result<Value, String> {
         Value::Map(m) => Ok(Value::Int(m.borrow().len() as i64)),
         Value::Object(o) if o.entries().is_some() => {
             Ok(Value::Int(o.entries().map_or(0, |e| e.len()) as i64))
+        }
+        Value::Object(o) if o.items().is_some() => {
+            Ok(Value::Int(o.items().map_or(0, |e| e.len()) as i64))
         }
         v => Err(format!("len of type {}", v.type_name())),
     }

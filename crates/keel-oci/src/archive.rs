@@ -3,6 +3,7 @@
 //! oci-archive tarballs, plain or gzip/zstd compressed; `keel save` writes an
 //! archive both layouts can read (OCI layout plus Docker's `manifest.json`).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
@@ -10,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::blobs::copy_large;
+use crate::blobs::{Tee, copy_large};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{IoContext, OciError, Result};
 use crate::image::{
@@ -18,7 +19,7 @@ use crate::image::{
     config_diff_ids, digest_of, layer_compression, layer_media_type, manifest_kind, parse_config,
     parse_index, parse_manifest,
 };
-use crate::layer::{Compression, decompressed};
+use crate::layer::{CheckedLayer, Compression, LayerError, check_layer, decompressed};
 use crate::reference::Reference;
 use crate::store::{ImageStore, NewImage};
 
@@ -43,6 +44,9 @@ enum FileData {
 struct ArchiveFiles {
     files: HashMap<String, FileData>,
     links: HashMap<String, String>,
+    /// [`check_layer`]'s verdict on each big file, by digest, taken while
+    /// it was stored.
+    verdicts: RefCell<HashMap<Digest, std::result::Result<CheckedLayer, LayerError>>>,
 }
 
 fn norm_path(p: &Path) -> Option<String> {
@@ -70,6 +74,7 @@ impl ArchiveFiles {
         let mut ar = tar::Archive::new(r);
         let mut files = HashMap::new();
         let mut links = HashMap::new();
+        let mut verdicts = HashMap::new();
         let corrupt = |e: io::Error| OciError::CorruptArchive(e.to_string());
         for entry in ar.entries().map_err(corrupt)? {
             let mut entry = entry.map_err(corrupt)?;
@@ -100,7 +105,17 @@ impl ArchiveFiles {
                 } else {
                     let expected = blob_path_digest(&name);
                     let mut w = store.blobs().writer()?;
-                    let got = copy_large(&mut entry, &mut w).map_err(corrupt)?;
+                    // Big files are mostly layers, and which ones is only
+                    // known once the manifests are read: check each as a
+                    // layer while it is stored, and keep the verdict.
+                    let mut tee = Tee::new(&mut entry, &mut w);
+                    let verdict = check_layer(&mut tee);
+                    let rest = copy_large(&mut tee, &mut io::sink());
+                    if let Some(e) = tee.write_error.take() {
+                        return Err(e).io("write blob to", store.blobs().tmp_dir());
+                    }
+                    let got = tee.count;
+                    rest.map_err(corrupt)?;
                     if got != size {
                         return Err(truncated(got));
                     }
@@ -117,6 +132,7 @@ impl ArchiveFiles {
                     if put.created {
                         created.push(put.digest.clone());
                     }
+                    verdicts.insert(put.digest.clone(), verdict);
                     files.insert(name, FileData::Blob(put.digest));
                 }
             } else if kind.is_symlink() || kind.is_hard_link() {
@@ -134,7 +150,11 @@ impl ArchiveFiles {
                 }
             }
         }
-        Ok(ArchiveFiles { files, links })
+        Ok(ArchiveFiles {
+            files,
+            links,
+            verdicts: RefCell::new(verdicts),
+        })
     }
 
     fn get(&self, name: &str) -> Option<&FileData> {
@@ -193,6 +213,31 @@ impl ArchiveFiles {
     }
 }
 
+impl ArchiveFiles {
+    /// Checks archive file `name` as a layer with [`check_layer`]: small
+    /// files in memory, big ones by the verdict taken while they were read.
+    /// (A load that fails removes the blobs it stored.)
+    fn check_layer(&self, store: &ImageStore, name: &str) -> Result<CheckedLayer> {
+        let verdict = match self.get(name) {
+            Some(FileData::Mem(b)) => check_layer(&b[..]),
+            Some(FileData::Blob(d)) => {
+                let taken = self.verdicts.borrow_mut().remove(d);
+                let verdict = match taken {
+                    Some(v) => v,
+                    None => check_layer(store.blobs().open(d)?),
+                };
+                // A layer shared by several images is checked once.
+                if let Ok(c) = &verdict {
+                    self.verdicts.borrow_mut().insert(d.clone(), Ok(c.clone()));
+                }
+                verdict
+            }
+            None => return Err(missing(name)),
+        };
+        verdict.map_err(|e| OciError::from_check(name, e))
+    }
+}
+
 fn missing(name: &str) -> OciError {
     OciError::CorruptArchive(format!("missing file {name}"))
 }
@@ -206,49 +251,20 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// Reads the first bytes of a stored blob to learn its compression.
-fn blob_compression(store: &ImageStore, d: &Digest) -> Result<Compression> {
-    let mut f = std::fs::File::open(store.blobs().path(d)).io("open", store.blobs().path(d))?;
-    let mut magic = [0u8; 4];
-    let n = read_up_to(&mut f, &mut magic).io("read", store.blobs().path(d))?;
-    Ok(Compression::detect(&magic[..n]))
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-/// The uncompressed digest of a stored (compressed) layer blob.
-fn diff_id_of(store: &ImageStore, d: &Digest) -> Result<Digest> {
-    let path = store.blobs().path(d);
-    let f = std::fs::File::open(&path).io("open", &path)?;
-    let mut h = HashingReader::new(decompressed(f).io("decompress", &path)?);
-    io::copy(&mut h, &mut io::sink())
-        .map_err(|e| OciError::CorruptArchive(format!("layer {d}: {e}")))?;
-    Ok(h.finish().0)
-}
-
-/// Checks that a layer blob's uncompressed content is the `diff_id` the config names.
+/// Checks that a layer's uncompressed content is the `diff_id` the config
+/// names. A layer whose media type says uncompressed is taken as it is.
 fn check_diff_id(
-    store: &ImageStore,
     layer: &Digest,
-    c: Compression,
+    checked: &CheckedLayer,
+    declared: Option<Compression>,
     diff_id: &Digest,
     name: &str,
 ) -> Result<()> {
-    let actual = if c == Compression::None {
-        layer.clone()
-    } else {
-        diff_id_of(store, layer)?
+    let actual = match declared {
+        Some(Compression::None) => layer,
+        _ => checked.diff_id.as_ref().unwrap_or(layer),
     };
-    if actual != *diff_id {
+    if actual != diff_id {
         return Err(OciError::DigestMismatch {
             what: format!("layer {name} (config diff_id)"),
             expected: diff_id.to_string(),
@@ -334,8 +350,10 @@ fn load_inner(
                 let ld = digest_of(l)?;
                 let name = format!("blobs/sha256/{}", ld.hex());
                 files.store(store, &name, Some(&ld), created)?;
-                let c = layer_compression(l.media_type().as_ref()).unwrap_or(Compression::None);
-                check_diff_id(store, &ld, c, did, &name)?;
+                let checked = files.check_layer(store, &name)?;
+                let declared =
+                    layer_compression(l.media_type().as_ref()).unwrap_or(Compression::None);
+                check_diff_id(&ld, &checked, Some(declared), did, &name)?;
             }
             let mut tags = Vec::new();
             for key in [
@@ -387,9 +405,9 @@ fn load_inner(
             let mut layers = Vec::new();
             for (lp, did) in e.layers.iter().zip(&diff_ids) {
                 let (ld, lsize) = files.store(store, lp, None, created)?;
-                let c = blob_compression(store, &ld)?;
-                check_diff_id(store, &ld, c, did, lp)?;
-                layers.push((ld, lsize, c));
+                let checked = files.check_layer(store, lp)?;
+                check_diff_id(&ld, &checked, None, did, lp)?;
+                layers.push((ld, lsize, checked.compression));
             }
             let tags = e
                 .repo_tags

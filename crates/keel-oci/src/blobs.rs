@@ -290,6 +290,43 @@ pub(crate) fn copy_large(r: &mut impl Read, w: &mut impl Write) -> io::Result<u6
     }
 }
 
+/// A reader that writes everything read through it to `out` (a blob being
+/// stored while something else reads it). A failed write fails the read and
+/// is kept in `write_error`, so the caller can tell it from a bad input.
+pub(crate) struct Tee<'a, R, W> {
+    inner: R,
+    out: &'a mut W,
+    pub write_error: Option<io::Error>,
+    pub count: u64,
+}
+
+impl<'a, R: Read, W: Write> Tee<'a, R, W> {
+    pub fn new(inner: R, out: &'a mut W) -> Self {
+        Tee {
+            inner,
+            out,
+            write_error: None,
+            count: 0,
+        }
+    }
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.write_error.is_some() {
+            return Err(io::Error::other("writing the blob failed"));
+        }
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            let kind = e.kind();
+            self.write_error = Some(e);
+            return Err(io::Error::new(kind, "writing the blob failed"));
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
 /// fsync a directory so a rename in it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).io("fsync", dir)

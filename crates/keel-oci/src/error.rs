@@ -40,10 +40,77 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
-    #[error("registry {registry}: {message}")]
-    Registry { registry: String, message: String },
+    #[error("registry {registry}")]
+    Registry {
+        registry: String,
+        #[source]
+        source: RegistryError,
+    },
     #[error(transparent)]
     Layer(#[from] crate::layer::LayerError),
+    /// A layer that unpacking would refuse (an entry leading out of the
+    /// root, a malformed entry): it is never stored.
+    #[error("refusing layer {layer}")]
+    LayerRefused {
+        layer: String,
+        #[source]
+        source: crate::layer::LayerError,
+    },
+}
+
+impl OciError {
+    /// The error for a layer [`crate::layer::check_layer`] did not pass:
+    /// an unreadable tar is corrupt, anything else is refused.
+    pub(crate) fn from_check(layer: &str, e: crate::layer::LayerError) -> Self {
+        match e {
+            crate::layer::LayerError::Read(e) => {
+                OciError::CorruptArchive(format!("layer {layer}: {e}"))
+            }
+            source => OciError::LayerRefused {
+                layer: layer.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// How a registry request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Client(#[from] oci_client::errors::OciDistributionError),
+    #[error("reading a blob")]
+    Read(#[from] std::io::Error),
+    #[error("no manifest for linux/{0} in the index")]
+    NoPlatform(String),
+    #[error("bad media type {0}")]
+    BadMediaType(String),
+}
+
+impl RegistryError {
+    /// The registry could not be reached (nothing listening, no route, a
+    /// TLS-less registry spoken to over TLS).
+    pub fn is_unreachable(&self) -> bool {
+        use oci_client::errors::OciDistributionError as E;
+        matches!(self, RegistryError::Client(E::RequestError(e)) if e.is_connect() || e.is_request() || e.is_timeout())
+    }
+
+    /// The registry wants (other) credentials.
+    pub fn is_unauthorized(&self) -> bool {
+        use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+        match self {
+            RegistryError::Client(E::AuthenticationFailure(_) | E::UnauthorizedError { .. }) => {
+                true
+            }
+            RegistryError::Client(E::ServerError { code, .. }) => *code == 401,
+            RegistryError::Client(E::RequestError(e)) => e.status().is_some_and(|s| s == 401),
+            RegistryError::Client(E::RegistryError { envelope, .. }) => envelope
+                .errors
+                .iter()
+                .any(|e| e.code == OciErrorCode::Unauthorized),
+            _ => false,
+        }
+    }
 }
 
 /// Shorthand for results in this crate.

@@ -8,9 +8,10 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use crate::archive::{build_manifest, host_arch};
-use crate::digest::{Digest, HashingReader};
+use crate::blobs::Tee;
+use crate::digest::Digest;
 use crate::error::{IoContext, OciError, Result};
-use crate::layer::{Compression, decompressed};
+use crate::layer::{LayerError, check_layer};
 use crate::reference::Reference;
 use crate::store::{ImageStore, NewImage};
 
@@ -120,37 +121,29 @@ fn import_inner(
     for c in changes {
         apply_change(&mut cfg, c)?;
     }
-    let put = store.blobs().put_reader(reader, None)?;
+    // The layer is checked as it is stored (one read): a tar that is not
+    // readable, or hostile, fails here and is never stored.
+    let mut w = store.blobs().writer()?;
+    let mut tee = Tee::new(reader, &mut w);
+    let checked = check_layer(&mut tee);
+    let rest = std::io::copy(&mut tee, &mut std::io::sink());
+    if let Some(e) = tee.write_error.take() {
+        return Err(e).io("write blob to", store.blobs().tmp_dir());
+    }
+    let corrupt = |e| OciError::CorruptArchive(format!("{source}: {e}"));
+    rest.map_err(corrupt)?;
+    let blob = w.finish()?;
+    let checked = checked.map_err(|e| match e {
+        LayerError::Read(e) => corrupt(e),
+        e => OciError::from_check(blob.digest().as_str(), e),
+    })?;
+    let put = blob.commit(None)?;
     if put.created {
         created.push(put.digest.clone());
     }
     let layer = put.digest;
-    let path = store.blobs().path(&layer);
-    let mut magic = [0u8; 4];
-    let n = std::fs::File::open(&path)
-        .and_then(|mut f| f.read(&mut magic))
-        .io("read", &path)?;
-    let compression = Compression::detect(&magic[..n]);
-    // Check it is a readable tar while computing the diff_id, so a broken
-    // file fails here and not when a container starts.
-    let f = std::fs::File::open(&path).io("open", &path)?;
-    let mut h = HashingReader::new(
-        decompressed(f).map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?,
-    );
-    {
-        let mut ar = tar::Archive::new(&mut h);
-        let entries = ar
-            .entries()
-            .map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?;
-        for e in entries {
-            let mut e = e.map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?;
-            std::io::copy(&mut e, &mut std::io::sink())
-                .map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?;
-        }
-    }
-    std::io::copy(&mut h, &mut std::io::sink())
-        .map_err(|e| OciError::CorruptArchive(format!("{source}: {e}")))?;
-    let (diff_id, _) = h.finish();
+    let compression = checked.compression;
+    let diff_id = checked.diff_id.unwrap_or_else(|| layer.clone());
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let config = json!({
         "architecture": host_arch(),

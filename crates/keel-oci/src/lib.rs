@@ -2,8 +2,8 @@
 //! ([`BlobStore`]), images and tags ([`ImageStore`], [`Image`]), Docker-style
 //! references ([`Reference`]), archive load/save ([`archive`]), import of root
 //! filesystems ([`import`]), the registry client ([`registry`]), layer
-//! apply/diff and the snapshot cache ([`layer`]), and the offline busybox base
-//! image ([`busybox`]).
+//! apply/diff, the snapshot cache and the check every layer passes before it
+//! is stored ([`layer`]), and the offline busybox base image ([`busybox`]).
 
 pub mod archive;
 pub mod blobs;
@@ -19,7 +19,7 @@ pub mod store;
 
 pub use blobs::BlobStore;
 pub use digest::Digest;
-pub use error::{OciError, Result};
+pub use error::{OciError, RegistryError, Result};
 pub use image::Image;
 pub use reference::Reference;
 pub use store::{DirLayer, ImageStore, ImageSummary, PruneReport, RemoveEvent};

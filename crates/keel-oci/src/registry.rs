@@ -18,11 +18,12 @@ use oci_client::{Client, RegistryOperation};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::error::{IoContext, OciError, Result};
+use crate::error::{IoContext, OciError, RegistryError, Result};
 use crate::image::{
     INDEX_TYPES, MANIFEST_TYPES, MT_OCI_MANIFEST, ManifestKind, digest_of, manifest_kind,
     parse_index, parse_manifest,
 };
+use crate::layer::LayerChecker;
 use crate::reference::Reference;
 use crate::store::{ImageStore, NewImage};
 
@@ -86,10 +87,10 @@ struct AuthEntry {
     auth: Option<String>,
 }
 
-fn registry_err(r: &Reference, e: impl std::fmt::Display) -> OciError {
+fn registry_err(r: &Reference, e: impl Into<RegistryError>) -> OciError {
     OciError::Registry {
         registry: r.registry().to_string(),
-        message: e.to_string().replace('\n', " "),
+        source: e.into(),
     }
 }
 
@@ -318,7 +319,7 @@ async fn pull_inner(
                     p.os().to_string() == "linux" && p.architecture().to_string() == arch
                 })
             })
-            .ok_or_else(|| registry_err(r, format!("no manifest for linux/{arch} in the index")))?;
+            .ok_or_else(|| registry_err(r, RegistryError::NoPlatform(arch.to_string())))?;
         let md = digest_of(d)?;
         let pref = r.with_digest(md.clone());
         let (b, _) = client
@@ -337,7 +338,8 @@ async fn pull_inner(
     let manifest = parse_manifest(&manifest_bytes, &format!("manifest of {r}"))?;
     let mut descs = vec![manifest.config().clone()];
     descs.extend(manifest.layers().iter().cloned());
-    for desc in &descs {
+    // descs[0] is the config, the others are layers.
+    for (i, desc) in descs.iter().enumerate() {
         let d = digest_of(desc)?;
         if store.blobs().has(&d) {
             progress.event(ProgressEvent::Done {
@@ -361,16 +363,33 @@ async fn pull_inner(
             .await
             .map_err(|e| registry_err(r, e))?;
         let mut w = store.blobs().writer()?;
+        // Layers are checked as they arrive; a hostile one is never stored.
+        let mut check = (i > 0).then(LayerChecker::new);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| registry_err(r, e))?;
             w.write_all(&chunk)
                 .io("write blob to", store.blobs().tmp_dir())?;
+            if let Some(c) = &mut check {
+                c.feed(&chunk);
+            }
             progress.event(ProgressEvent::Advance {
                 digest: d.clone(),
                 bytes: chunk.len() as u64,
             });
         }
-        let put = w.commit(Some(&d))?;
+        let blob = w.finish()?;
+        if blob.digest() != &d {
+            return Err(OciError::DigestMismatch {
+                what: "blob".into(),
+                expected: d.to_string(),
+                actual: blob.digest().to_string(),
+            });
+        }
+        if let Some(c) = check {
+            c.finish()
+                .map_err(|e| OciError::from_check(d.as_str(), e))?;
+        }
+        let put = blob.commit(Some(&d))?;
         if put.created {
             created.push(d.clone());
         }
@@ -484,7 +503,7 @@ pub async fn push(
         .unwrap_or_else(|| MT_OCI_MANIFEST.to_string());
     let ct = mt
         .parse()
-        .map_err(|_| registry_err(target, format!("bad media type {mt}")))?;
+        .map_err(|_| registry_err(target, RegistryError::BadMediaType(mt.clone())))?;
     client
         .push_manifest_raw(&oref, img.manifest_bytes.clone(), ct)
         .await

@@ -1,13 +1,15 @@
 //! `apply_layer` never panics: not on arbitrary bytes, not on mutated valid
 //! tars (plain or behind a decompressor), and whatever it accepts stays
-//! inside the destination.
+//! inside the destination. `check_layer`, the gate before a layer is
+//! stored, never panics either and refuses exactly what unpacking a layer
+//! into a fresh snapshot refuses, with the same error.
 
 mod layers_util;
 
 use std::fs;
 use std::io::Cursor;
 
-use keel_oci::layer::{WhiteoutMode, apply_layer, decompressed};
+use keel_oci::layer::{WhiteoutMode, apply_layer, check_layer, decompressed};
 use layers_util::{E, TarBuilder, gzip, outside_state};
 use proptest::prelude::*;
 use tar::EntryType;
@@ -42,6 +44,7 @@ fn apply_sandboxed(bytes: Vec<u8>, mode: WhiteoutMode, compressed: bool) {
     fs::create_dir_all(&dest).unwrap();
     fs::write(t.path().join("sentinel"), "s").unwrap();
     let before = outside_state(t.path(), &dest);
+    let _ = check_layer(Cursor::new(&bytes));
     let _ = if compressed {
         match decompressed(Cursor::new(bytes)) {
             Ok(r) => apply_layer(r, &dest, mode).map(|_| ()),
@@ -91,6 +94,21 @@ enum Op {
     Dir(String),
     Symlink(String, String),
     Hardlink(String, String),
+    Whiteout(String),
+}
+
+fn layer_of(ops: &[Op]) -> Vec<u8> {
+    let mut t = TarBuilder::new();
+    for op in ops {
+        match op {
+            Op::File(n) => t.file(n, b"data", 1),
+            Op::Dir(n) => t.dir(n, 1),
+            Op::Symlink(n, l) => t.symlink(n, l, 1),
+            Op::Hardlink(n, l) => t.hardlink(n, l, 1),
+            Op::Whiteout(n) => t.whiteout(n, 1),
+        };
+    }
+    t.finish()
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,6 +117,7 @@ fn op() -> impl Strategy<Value = Op> {
         name().prop_map(Op::Dir),
         (name(), target()).prop_map(|(a, b)| Op::Symlink(a, b)),
         (name(), target()).prop_map(|(a, b)| Op::Hardlink(a, b)),
+        name().prop_map(Op::Whiteout),
     ]
 }
 
@@ -137,18 +156,27 @@ proptest! {
 
     #[test]
     fn generated_entries_stay_inside(ops in proptest::collection::vec(op(), 1..16), m in mode()) {
-        let mut t = TarBuilder::new();
-        for op in &ops {
-            match op {
-                Op::File(n) => t.file(n, b"data", 1),
-                Op::Dir(n) => t.dir(n, 1),
-                Op::Symlink(n, l) => t.symlink(n, l, 1),
-                Op::Hardlink(n, l) => t.hardlink(n, l, 1),
-            };
-        }
-        apply_sandboxed(t.finish(), m, false);
+        apply_sandboxed(layer_of(&ops), m, false);
         for host in ["/kfz_a", "/kfz_b", "/tmp/kfz_a", "/tmp/kfz_b"] {
             prop_assert!(!std::path::Path::new(host).exists(), "{host} written on the host");
+        }
+    }
+
+    /// The check replays entries on an in-memory tree; unpacking does it on
+    /// disk. Both must say the same of every layer: accepted by both, or
+    /// refused by both with the same message.
+    #[test]
+    fn check_agrees_with_unpacking_into_a_snapshot(ops in proptest::collection::vec(op(), 1..16)) {
+        let tar = layer_of(&ops);
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("inner/dest");
+        fs::create_dir_all(&dest).unwrap();
+        let applied = apply_layer(Cursor::new(&tar), &dest, WhiteoutMode::Overlay);
+        let checked = check_layer(Cursor::new(&tar));
+        match (&checked, &applied) {
+            (Ok(_), Ok(_)) => {}
+            (Err(c), Err(a)) => prop_assert_eq!(c.to_string(), a.to_string()),
+            _ => prop_assert!(false, "check: {:?}, unpack: {:?}", checked, applied),
         }
     }
 

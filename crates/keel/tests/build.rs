@@ -206,55 +206,123 @@ fn cache_follows_sources_args_and_ignores_mtime() {
     assert!(cached(&p).is_empty(), "{p}");
 }
 
-/// Layer blobs the cache entries name.
-fn cache_blobs(root: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(root.join("build/cache/entries")).unwrap() {
-        let entry: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
-        if let Some(d) = entry["layer"]["digest"].as_str() {
-            let hex = d.strip_prefix("sha256:").unwrap();
-            v.push(root.join("oci/blobs/sha256").join(hex));
-        }
-    }
-    v
-}
-
+/// Regression (issue 14, test audit): this test used to `rmi` the image
+/// first, which collected the very blobs it meant to damage, so every
+/// damage was skipped and `cached < 7` held on any miss. Now the blobs are
+/// damaged while the image still references them, and exactly the steps
+/// whose layer is damaged rebuild: a step's key does not depend on its
+/// parent's bytes, so the steps after a damaged one stay cached.
 #[test]
 fn corrupt_or_missing_cache_blobs_are_not_reused() {
     let e = cache_env();
     e.build(&["-t", "app:1"]);
-    let blobs = cache_blobs(e.k.root.path());
-    assert!(blobs.len() >= 5, "{blobs:?}");
-    // Remove the image so nothing else needs the blobs, then damage them.
-    e.k.ok(&["rmi", "app:1"]);
-    for (i, b) in blobs.iter().enumerate() {
-        if !b.exists() {
-            continue;
-        }
-        if i % 2 == 0 {
-            std::fs::remove_file(b).unwrap();
-        } else {
-            // Same size, other bytes.
-            let mut bytes = std::fs::read(b).unwrap();
-            for x in bytes.iter_mut().take(100) {
-                *x ^= 0xff;
-            }
-            std::fs::write(b, bytes).unwrap();
-        }
+    // Layers in order: busybox, then the layers of steps 2 (RUN), 3 (COPY),
+    // 5 (RUN), 6 (COPY) and 7 (RUN); keel's own layers are uncompressed, so
+    // each blob's digest is its diff id.
+    let layers: Vec<PathBuf> = e.inspect("app:1")["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let hex = d.as_str().unwrap().strip_prefix("sha256:").unwrap();
+            e.k.root.path().join("oci/blobs/sha256").join(hex)
+        })
+        .collect();
+    assert_eq!(layers.len(), 6, "{layers:?}");
+    assert!(layers.iter().all(|l| l.exists()), "{layers:?}");
+    // Step 3's blob: same size, other bytes. Step 6's blob: gone.
+    let mut bytes = std::fs::read(&layers[2]).unwrap();
+    for x in bytes.iter_mut().take(100) {
+        *x ^= 0xff;
     }
+    std::fs::write(&layers[2], bytes).unwrap();
+    std::fs::remove_file(&layers[4]).unwrap();
     let (_, p) = e.build(&["-t", "app:1"]);
-    assert!(
-        cached(&p).len() < 7,
-        "damaged entries must not be hits:\n{p}"
+    assert_eq!(
+        rebuilt(&p, "0", 8),
+        vec![3, 6],
+        "exactly the damaged steps rebuild:\n{p}"
     );
     assert_eq!(
         e.k.ok(&["run", "--rm", "--network", "none", "app:1"]),
         "package main\na1\nv=1\n"
     );
-    // And the rebuilt entries are good again.
+    // The rebuilt steps put good blobs back: the image's layers hash to
+    // their names, and the next build is all cached.
+    for d in e.inspect("app:1")["RootFS"]["Layers"].as_array().unwrap() {
+        let hex = d.as_str().unwrap().strip_prefix("sha256:").unwrap();
+        let bytes = std::fs::read(e.k.root.path().join("oci/blobs/sha256").join(hex)).unwrap();
+        assert_eq!(keel_oci::Digest::of(&bytes).hex(), hex);
+    }
     let (_, p) = e.build(&["-t", "app:1"]);
     assert_eq!(rebuilt(&p, "0", 8), Vec::<usize>::new(), "{p}");
+}
+
+/// A tar with entries written verbatim (the tar crate refuses `..`).
+fn raw_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(*kind);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Issue 14, defect 1, the build way in: `ADD` unpacks a local archive into
+/// the image, so a hostile one must be refused there, naming the entry, with
+/// nothing reaching the image store. (Layers a build writes are diffs of
+/// real trees, checked as they are written: no other build path can make a
+/// hostile layer.)
+#[test]
+fn add_of_a_hostile_archive_is_refused_naming_the_entry() {
+    use tar::EntryType::{Link, Regular, Symlink};
+    let e = Env::new();
+    // Unpack busybox once, so that a failing build has nothing to add.
+    e.write("Dockerfile", "FROM busybox\nRUN true\n");
+    e.build(&[]);
+    for (entry, entries) in [
+        ("../../tmp/x", vec![("../../tmp/x", Regular, "")]),
+        (
+            "a/etc/x",
+            vec![("a", Symlink, "/"), ("a/etc/x", Regular, "")],
+        ),
+        (
+            "b/etc/x",
+            vec![("b", Symlink, "../.."), ("b/etc/x", Regular, "")],
+        ),
+        ("h", vec![("h", Link, "../../etc/shadow")]),
+    ] {
+        std::fs::write(e.ctx().join("evil.tar"), raw_tar(&entries)).unwrap();
+        e.write("Dockerfile", "FROM busybox\nADD evil.tar /\n");
+        let before = e.k.snapshot_store();
+        let oci: Vec<(String, u64)> = before
+            .iter()
+            .filter(|(p, _)| p.starts_with("oci/"))
+            .cloned()
+            .collect();
+        let err = e.build_fails(&["-t", "evil:1"]);
+        let line = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+        assert!(
+            line.starts_with("error: Dockerfile:2:1: ADD evil.tar: ")
+                && line.contains(&format!("entry {entry:?}")),
+            "{err}"
+        );
+        let after: Vec<(String, u64)> =
+            e.k.snapshot_store()
+                .into_iter()
+                .filter(|(p, _)| p.starts_with("oci/"))
+                .collect();
+        assert_eq!(after, oci, "the image store changed");
+    }
 }
 
 /// Start and end times of each step from plain progress.
@@ -444,6 +512,46 @@ RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/a.txt && cat /ctx/a.tx
     assert!(pr.contains("Total reclaimed space"), "{pr}");
     let (_, p) = e.build(&["--secret", &sec]);
     assert!(cached(&p).is_empty(), "{p}");
+}
+
+/// The README says RUN takes `--network=none|host` and runs on the host's
+/// network by default: a RUN sees only `lo` with `none`, and the host's
+/// uplink with `host` and by default.
+#[test]
+fn run_network_none_and_default() {
+    let e = Env::new();
+    e.write(
+        "Dockerfile",
+        "FROM busybox
+RUN --network=none cat /proc/net/dev > /none
+RUN --network=host cat /proc/net/dev > /host
+RUN cat /proc/net/dev > /default
+",
+    );
+    let out = e.ctx().join("out");
+    e.build(&["-o", &format!("type=local,dest={}", out.display())]);
+    let ifaces = |f: &str| -> Vec<String> {
+        read(&out, f)
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|n| n.trim().to_string())
+            .collect()
+    };
+    assert_eq!(ifaces("none"), ["lo"]);
+    // Other tests add and remove bridges on the host meanwhile: compare on
+    // the interface of the host's default route, which stays.
+    let route = std::fs::read_to_string("/proc/net/route").unwrap();
+    let uplink = route
+        .lines()
+        .skip(1)
+        .find(|l| l.split_whitespace().nth(1) == Some("00000000"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the host has a default route")
+        .to_string();
+    for f in ["host", "default"] {
+        assert!(ifaces(f).contains(&uplink), "{f}: {:?}", ifaces(f));
+    }
 }
 
 #[test]

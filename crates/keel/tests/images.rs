@@ -223,6 +223,61 @@ fn registry_basic_auth_and_login() {
     keel.fails(&["push", &target]);
 }
 
+/// The README says Docker's and podman's auth files are read too: a pull
+/// from a registry with basic auth succeeds with credentials only in
+/// `$DOCKER_CONFIG/config.json` (Docker's format, written here: no docker CLI
+/// on this machine), or only in the file `podman login --authfile` wrote.
+#[test]
+fn docker_and_podman_auth_files_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start_with_auth(Some(("alice", "s3cret")));
+    let keel = Keel::new();
+    keel.seed_busybox();
+    let target = format!("{}/private:1", reg.host());
+    keel.ok(&["tag", "busybox", &target]);
+    keel.ok(&["push", "--creds", "alice:s3cret", &target]);
+    let pull = |k: &Keel, env: (&str, &Path)| {
+        k.cmd()
+            .env(env.0, env.1)
+            .args(["pull", "-q", &target])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Without credentials the pull is refused.
+    let fresh = Keel::new();
+    let o = pull(&fresh, ("DOCKER_CONFIG", &tmp.path().join("none")));
+    assert!(!o.status.success());
+    // Docker's config.json.
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:s3cret");
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {(reg.host()): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let o = pull(&fresh, ("DOCKER_CONFIG", &docker));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // podman's auth file, written by podman itself.
+    let podman = Podman::new();
+    let authfile = tmp.path().join("podman-auth.json");
+    podman.ok(&[
+        "login",
+        "--tls-verify=false",
+        "--authfile",
+        authfile.to_str().unwrap(),
+        "-u",
+        "alice",
+        "-p",
+        "s3cret",
+        &reg.host(),
+    ]);
+    let other = Keel::new();
+    let o = pull(&other, ("REGISTRY_AUTH_FILE", &authfile));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Loads a mangled archive: a clean one-line failure and the store exactly as before.
 fn assert_load_fails(keel: &Keel, archive: &Path, expect: &str) {
     let before = keel.snapshot_store();
@@ -589,4 +644,257 @@ fn registry_bearer_token_auth() {
     let fresh = Keel::new();
     fresh.ok(&["pull", "--creds", "alice:s3cret", &target]);
     assert_eq!(image_id(&fresh, &target), image_id(&keel, &target));
+}
+
+/// Everything under `<root>/oci`, byte for byte: (path, content digest or
+/// symlink target, or `dir`).
+fn oci_bytes(keel: &Keel) -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if md.is_dir() {
+                out.push((rel, "dir".into()));
+                walk(root, &p, out);
+            } else if md.file_type().is_symlink() {
+                out.push((rel, std::fs::read_link(&p).unwrap().display().to_string()));
+            } else {
+                out.push((rel, sha256_hex(&std::fs::read(&p).unwrap())));
+            }
+        }
+    }
+    let root = keel.root.path().join("oci");
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out.sort();
+    out
+}
+
+/// A tar entry: name, type, link target.
+type Entry = (&'static str, tar::EntryType, &'static str);
+
+/// A layer tar written entry by entry with names and link targets verbatim
+/// (the tar crate's setters refuse `..`).
+fn hostile_layer(entries: &[Entry], padding: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, kind: tar::EntryType, link: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_size(data.len() as u64);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    if padding > 0 {
+        // Incompressible, so the layer goes the way of big files.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let data: Vec<u8> = (0..padding)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        add("pad", tar::EntryType::Regular, "", &data);
+    }
+    add("ok", tar::EntryType::Regular, "", b"fine");
+    for (name, kind, link) in entries {
+        add(name, *kind, link, b"");
+    }
+    b.into_inner().unwrap()
+}
+
+/// The hostile layers docker refuses at import, each with the entry its
+/// refusal must name: `..` names, writes through symlinks leading out
+/// (absolute and relative), hardlinks leading out.
+fn hostile_layers() -> Vec<(&'static str, Vec<Entry>)> {
+    use tar::EntryType::{Link, Regular, Symlink};
+    vec![
+        ("../../tmp/x", vec![("../../tmp/x", Regular, "")]),
+        (
+            "a/etc/x",
+            vec![("a", Symlink, "/"), ("a/etc/x", Regular, "")],
+        ),
+        (
+            "b/etc/x",
+            vec![("b", Symlink, "../.."), ("b/etc/x", Regular, "")],
+        ),
+        ("h", vec![("h", Link, "../../etc/shadow")]),
+    ]
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut e, data).unwrap();
+    e.finish().unwrap()
+}
+
+fn image_config(diff_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": keel_oci::archive::host_arch(),
+        "os": "linux",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{diff_id}")]},
+    }))
+    .unwrap()
+}
+
+/// A docker-archive (`<id>/layer.tar` names, as `docker save` wrote them
+/// before Docker 25) with one image whose only layer is `layer`.
+fn docker_archive(path: &Path, layer: &[u8]) {
+    let diff_id = sha256_hex(layer);
+    let config = image_config(&diff_id);
+    let config_name = format!("{}.json", sha256_hex(&config));
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": ["evil:1"],
+        "Layers": [format!("{diff_id}/layer.tar")],
+    }]);
+    write_tar(
+        path,
+        &[
+            (config_name, config),
+            (format!("{diff_id}/layer.tar"), layer.to_vec()),
+            (
+                "manifest.json".into(),
+                serde_json::to_vec(&manifest).unwrap(),
+            ),
+        ],
+    );
+}
+
+/// An OCI archive (oci-layout, index.json, blobs) whose layer is gzipped.
+fn oci_archive(path: &Path, layer: &[u8]) {
+    let gz = gzip(layer);
+    let config = image_config(&sha256_hex(layer));
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{}", sha256_hex(&config)), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": format!("sha256:{}", sha256_hex(&gz)), "size": gz.len()}],
+    }))
+    .unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": format!("sha256:{}", sha256_hex(&manifest)),
+                       "size": manifest.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": "localhost/evil:1"}}],
+    });
+    let blob = |b: &[u8]| (format!("blobs/sha256/{}", sha256_hex(b)), b.to_vec());
+    write_tar(
+        path,
+        &[
+            (
+                "oci-layout".into(),
+                br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            ),
+            ("index.json".into(), serde_json::to_vec(&index).unwrap()),
+            blob(&manifest),
+            blob(&config),
+            blob(&gz),
+        ],
+    );
+}
+
+/// Runs `args`, expecting the one-line refusal naming `entry` (after
+/// progress lines, for a pull), with the store byte for byte as before.
+fn assert_refused(keel: &Keel, args: &[&str], entry: &str) {
+    let before = oci_bytes(keel);
+    let err = keel.fails(args);
+    if args[0] != "pull" {
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+    assert!(
+        line.contains(&format!("entry {entry:?}")) && line.contains("refusing layer "),
+        "{args:?}: the error must name {entry:?}: {err}"
+    );
+    assert_eq!(oci_bytes(keel), before, "{args:?} changed the store");
+}
+
+/// Regression (issue 14, defect 1): `keel import` stored a layer with an
+/// entry `../../tmp/x` and only refused it when a container was created;
+/// `keel save` then handed it on. Import and load (docker-archive and OCI
+/// archive, small layers and ones big enough to be streamed) refuse every
+/// hostile layer up front, naming the entry, and store nothing.
+#[test]
+fn hostile_layers_are_refused_at_import_and_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keel = Keel::new();
+    keel.seed_busybox();
+    for (i, (entry, entries)) in hostile_layers().into_iter().enumerate() {
+        for padding in [0, 3 << 20] {
+            let layer = hostile_layer(&entries, padding);
+            let plain = tmp.path().join(format!("{i}-{padding}.tar"));
+            std::fs::write(&plain, &layer).unwrap();
+            assert_refused(&keel, &["import", plain.to_str().unwrap(), "evil:1"], entry);
+            let gz = tmp.path().join(format!("{i}-{padding}.tar.gz"));
+            std::fs::write(&gz, gzip(&layer)).unwrap();
+            assert_refused(&keel, &["import", gz.to_str().unwrap()], entry);
+            let docker = tmp.path().join(format!("docker-{i}-{padding}.tar"));
+            docker_archive(&docker, &layer);
+            assert_refused(&keel, &["load", "-i", docker.to_str().unwrap()], entry);
+            let oci = tmp.path().join(format!("oci-{i}-{padding}.tar"));
+            oci_archive(&oci, &layer);
+            assert_refused(&keel, &["load", "-i", oci.to_str().unwrap()], entry);
+        }
+    }
+    // The same archives with the hostile entries left out load: the
+    // refusals are about those entries, not about the archives.
+    let layer = hostile_layer(&[], 0);
+    let docker = tmp.path().join("docker-fine.tar");
+    docker_archive(&docker, &layer);
+    keel.ok(&["load", "-i", docker.to_str().unwrap()]);
+    let oci = tmp.path().join("oci-fine.tar");
+    oci_archive(&oci, &layer);
+    keel.ok(&["load", "-i", oci.to_str().unwrap()]);
+    let plain = tmp.path().join("fine.tar");
+    std::fs::write(&plain, &layer).unwrap();
+    keel.ok(&["import", plain.to_str().unwrap(), "fine:1"]);
+    // An absolute symlink is fine as a symlink; only writing through it is not.
+    let layer = hostile_layer(&[("abs", tar::EntryType::Symlink, "/etc/passwd")], 0);
+    std::fs::write(&plain, &layer).unwrap();
+    keel.ok(&["import", plain.to_str().unwrap(), "fine:2"]);
+}
+
+/// Regression (issue 14, defect 1), the registry way in: a hostile image
+/// pushed to a real registry by skopeo is refused by `keel pull` naming the
+/// entry, and the store stays byte for byte as it was.
+#[test]
+fn hostile_layers_are_refused_at_pull() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start();
+    let keel = Keel::new();
+    keel.seed_busybox();
+    for (i, (entry, entries)) in hostile_layers().into_iter().enumerate() {
+        let archive = tmp.path().join(format!("evil-{i}.tar"));
+        docker_archive(&archive, &hostile_layer(&entries, 0));
+        let target = format!("{}/evil{i}:1", reg.host());
+        let st = skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("docker-archive:{}", archive.display()),
+            &format!("docker://{target}"),
+        ]);
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        assert_refused(&keel, &["pull", "-q", &target], entry);
+    }
 }

@@ -10,60 +10,29 @@ use keel_runtime::{HealthConfig, MountKind, MountSpec, PortSpec, RestartPolicy, 
 use super::flags::CreateFlags;
 use super::hinted;
 
-/// `512`, `64k`, `64m`, `1g` (binary units, like Docker).
+/// `512`, `64k`, `64m`, `1g`, `1GiB` (docker's `RAMInBytes`: binary units),
+/// surrounding blanks ignored.
 pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().with_context(|| {
-        format!("invalid size {s:?}: expected a number with an optional k, m, g suffix")
-    })?;
-    if n < 0.0 {
-        bail!("invalid size {s:?}: must not be negative");
+    let t = s.trim();
+    match keel_go::ram_in_bytes(t) {
+        Ok(n) if n >= 0 => Ok(n),
+        // go-units' overflow comes out negative.
+        Ok(_) => bail!("invalid size {s:?}: too large"),
+        Err(keel_go::SizeError::Invalid(_)) if t.starts_with('-') => {
+            bail!("invalid size {s:?}: must not be negative")
+        }
+        Err(_) => {
+            bail!("invalid size {s:?}: expected a number with an optional k, m, g suffix")
+        }
     }
-    #[allow(clippy::cast_precision_loss)]
-    let v = n * mul as f64;
-    Ok(v as i64)
 }
 
-/// `500ms`, `30s`, `1m30s`, `1h` → milliseconds.
+/// A Go duration (`500ms`, `30s`, `1m30s`, `1h`, `0`; docker reads the
+/// `--health-*` flags with `time.ParseDuration`) → whole milliseconds.
 pub fn parse_duration_ms(s: &str) -> anyhow::Result<u64> {
     let bad = || anyhow::anyhow!("invalid duration {s:?}: expected e.g. 500ms, 30s, 1m30s");
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.trim().chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let unit: String = std::iter::once(c)
-            .chain(std::iter::from_fn(|| {
-                chars.next_if(char::is_ascii_alphabetic)
-            }))
-            .collect();
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        total += n * match unit.as_str() {
-            "ms" => 1.0,
-            "s" => 1000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            _ => return Err(bad()),
-        };
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return Err(bad());
-    }
-    Ok(total as u64)
+    let ns = keel_go::parse_duration(s.trim()).map_err(|_| bad())?;
+    u64::try_from(ns / 1_000_000).map_err(|_| bad())
 }
 
 pub(super) fn kv(s: &str) -> (String, String) {
@@ -370,6 +339,20 @@ mod tests {
         assert_eq!(parse_duration_ms("1m30s").unwrap(), 90_000);
         assert!(parse_duration_ms("30").is_err());
         assert!(parse_duration_ms("3x").is_err());
+    }
+
+    /// Regression: `--health-*` refused `0`, `ns` and `us`, which docker
+    /// (time.ParseDuration) accepts, and sizes refused docker's `512MiB`.
+    #[test]
+    fn durations_and_sizes_like_docker() {
+        assert_eq!(parse_duration_ms("0").unwrap(), 0);
+        assert_eq!(parse_duration_ms("1000000ns").unwrap(), 1);
+        assert_eq!(parse_duration_ms("2500us").unwrap(), 2);
+        assert_eq!(parse_duration_ms("1.5s").unwrap(), 1500);
+        assert!(parse_duration_ms("-1s").is_err());
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1p").unwrap(), 1 << 50);
+        assert!(parse_bytes("1e30").is_err());
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! Applying a layer tar to a directory.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -9,12 +7,12 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use tar::EntryType;
 
-use super::safepath::{self, ResolveError};
+use super::entries::{self, Header};
+use super::safepath;
 use super::{LayerError, OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 
 /// How whiteout entries are materialised.
@@ -48,13 +46,6 @@ pub fn apply_layer<R: Read>(
     dest: &Path,
     mode: WhiteoutMode,
 ) -> Result<ApplyStats, LayerError> {
-    // Headers are read 512 bytes at a time: buffer them. Big reads of file
-    // data bypass the buffer.
-    let tap = Rc::new(RefCell::new(TapState::default()));
-    let mut archive = tar::Archive::new(Tap {
-        inner: io::BufReader::with_capacity(64 * 1024, tar),
-        state: Rc::clone(&tap),
-    });
     let mut ap = Applier {
         root: dest,
         mode,
@@ -64,23 +55,8 @@ pub fn apply_layer<R: Read>(
         buf: vec![0; 256 * 1024],
         parent_cache: None,
     };
-    let mut entries = archive.entries().map_err(LayerError::Read)?;
-    loop {
-        tap.borrow_mut().start_capture();
-        let next = entries.next();
-        tap.borrow_mut().capturing = false;
-        let Some(entry) = next else { break };
-        let mut entry = entry.map_err(LayerError::Read)?;
-        let pax = tap.borrow().pax_before(entry.raw_header_position());
-        ap.entry(&mut entry, pax.as_deref())?;
-        // Consume what the entry did not (data of links, dirs...), so the
-        // next capture starts right after this entry's data.
-        io::copy(&mut entry, &mut io::sink()).map_err(LayerError::Read)?;
-    }
+    entries::walk(tar, |entry, header| ap.entry(entry, header))?;
     ap.finish()?;
-    // The tar end marker may be followed by padding (and a compressed stream
-    // by its trailer): read it all so truncation and digests are noticed.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(LayerError::Read)?;
     Ok(ap.stats)
 }
 
@@ -100,12 +76,77 @@ struct Applier<'a> {
 }
 
 /// Metadata of one entry, collected before its data is read.
-struct Meta {
+pub(super) struct Meta {
     uid: u32,
     gid: u32,
     mode: u32,
     times: Timestamps,
     xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+/// An entry's owner, mode, times and xattrs (PAX records first), as
+/// unpacking sets them; [`super::check_layer`] parses them the same way.
+pub(super) fn entry_meta<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    pax: &[(Vec<u8>, Vec<u8>)],
+    name: &str,
+) -> Result<Meta, LayerError> {
+    let h = entry.header();
+    let bad = |source: io::Error| LayerError::Metadata {
+        entry: name.to_owned(),
+        source,
+    };
+    let mut uid = h.uid().map_err(bad)?;
+    let mut gid = h.gid().map_err(bad)?;
+    let mode = h.mode().map_err(bad)? & 0o7777;
+    let secs = h.mtime().map_err(bad)?;
+    let mut mtime = Timespec {
+        tv_sec: i64::try_from(secs).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    let mut atime = None;
+    let mut xattrs = Vec::new();
+    let num = |v: &[u8]| {
+        std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    for (key, value) in pax {
+        if let Some(xname) = key.strip_prefix(b"SCHILY.xattr.") {
+            // Overlay state of the layer's origin must not leak into ours.
+            if xname.starts_with(b"trusted.overlay.") || xname.is_empty() {
+                continue;
+            }
+            xattrs.push((OsStr::from_bytes(xname).to_owned(), value.clone()));
+        } else {
+            match key.as_slice() {
+                b"mtime" => mtime = pax_time(value).unwrap_or(mtime),
+                b"atime" => atime = pax_time(value),
+                b"uid" => uid = num(value).unwrap_or(uid),
+                b"gid" => gid = num(value).unwrap_or(gid),
+                _ => {}
+            }
+        }
+    }
+    u32::try_from(uid)
+        .ok()
+        .zip(u32::try_from(gid).ok())
+        .map(|(uid, gid)| Meta {
+            uid,
+            gid,
+            mode,
+            times: Timestamps {
+                last_access: atime.unwrap_or(mtime),
+                last_modification: mtime,
+            },
+            xattrs,
+        })
+        .ok_or_else(|| {
+            bad(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "uid or gid out of range",
+            ))
+        })
 }
 
 fn pax_time(v: &[u8]) -> Option<Timespec> {
@@ -131,119 +172,6 @@ fn pax_time(v: &[u8]) -> Option<Timespec> {
         tv_nsec = 0;
     }
     Some(Timespec { tv_sec, tv_nsec })
-}
-
-/// Reading the raw PAX records ourselves: the tar crate splits PAX records
-/// at `\n` instead of using their length prefix, which breaks binary xattr
-/// values (`security.capability`, user data) that contain a newline. The
-/// tap records what the crate reads while it looks for the next entry (its
-/// extended headers and the entry's header); `pax_before` then walks those
-/// 512-byte blocks to the `x` header's data.
-#[derive(Default)]
-struct TapState {
-    /// Bytes consumed so far (an archive offset).
-    pos: u64,
-    capturing: bool,
-    /// Archive offset of `buf[0]`.
-    start: u64,
-    buf: Vec<u8>,
-    /// Captured more than `TAP_LIMIT`: fall back to the crate's parse.
-    overflow: bool,
-}
-
-/// Extended headers beyond this are left to the tar crate.
-const TAP_LIMIT: usize = 16 << 20;
-
-impl TapState {
-    fn start_capture(&mut self) {
-        self.buf.clear();
-        self.start = self.pos;
-        self.overflow = false;
-        self.capturing = true;
-    }
-
-    /// The raw data of the PAX `x` header preceding the entry whose header
-    /// is at archive offset `header_pos`, if there is one and the captured
-    /// blocks add up.
-    fn pax_before(&self, header_pos: u64) -> Option<Vec<u8>> {
-        if self.overflow {
-            return None;
-        }
-        let mut at = self.start.div_ceil(512) * 512;
-        let mut pax = None;
-        while at < header_pos {
-            let off = usize::try_from(at - self.start).ok()?;
-            let h = self.buf.get(off..off + 512)?;
-            let size = tar_number(&h[124..136])?;
-            if h[156] == b'x' {
-                let len = usize::try_from(size).ok()?;
-                pax = Some(self.buf.get(off + 512..off + 512 + len)?.to_vec());
-            }
-            at = at.checked_add(512)?.checked_add(size.div_ceil(512) * 512)?;
-        }
-        if at == header_pos { pax } else { None }
-    }
-}
-
-struct Tap<R> {
-    inner: R,
-    state: Rc<RefCell<TapState>>,
-}
-
-impl<R: Read> Read for Tap<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut s = self.state.borrow_mut();
-        s.pos += n as u64;
-        if s.capturing && !s.overflow {
-            if s.buf.len() + n > TAP_LIMIT {
-                s.overflow = true;
-                s.buf = Vec::new();
-            } else {
-                s.buf.extend_from_slice(&buf[..n]);
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// A tar numeric field: octal (space/NUL padded) or GNU base-256.
-fn tar_number(field: &[u8]) -> Option<u64> {
-    if field.first().is_some_and(|b| b & 0x80 != 0) {
-        let mut v: u64 = u64::from(field[0] & 0x7f);
-        for &b in &field[1..] {
-            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
-        }
-        return Some(v);
-    }
-    let digits: Vec<u8> = field
-        .iter()
-        .copied()
-        .skip_while(|b| *b == b' ')
-        .take_while(u8::is_ascii_digit)
-        .collect();
-    if digits.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 8).ok()
-}
-
-/// PAX records (`"<len> <key>=<value>\n"`), using the length prefix so that
-/// values may hold any byte. `None` when malformed.
-fn parse_pax(mut data: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out = Vec::new();
-    while !data.is_empty() {
-        let sp = data.iter().position(|b| *b == b' ')?;
-        let len: usize = std::str::from_utf8(&data[..sp]).ok()?.parse().ok()?;
-        if len <= sp + 1 || len > data.len() {
-            return None;
-        }
-        let rec = data[sp + 1..len].strip_suffix(b"\n")?;
-        let eq = rec.iter().position(|b| *b == b'=')?;
-        out.push((rec[..eq].to_vec(), rec[eq + 1..].to_vec()));
-        data = &data[len..];
-    }
-    Some(out)
 }
 
 fn create_file(path: &Path) -> io::Result<fs::File> {
@@ -272,50 +200,23 @@ impl Applier<'_> {
     fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
-        raw_pax: Option<&[u8]>,
+        header: Header,
     ) -> Result<(), LayerError> {
         self.stats.entries += 1;
-        // Our own parse of the PAX records when we have them (see `Tap`);
-        // the tar crate's otherwise.
-        let pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = match raw_pax {
-            Some(raw) => Some(parse_pax(raw).ok_or_else(|| {
-                LayerError::Read(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "malformed pax extended header",
-                ))
-            })?),
-            None => match entry.pax_extensions().map_err(LayerError::Read)? {
-                Some(exts) => Some(
-                    exts.map(|e| e.map(|e| (e.key_bytes().to_vec(), e.value_bytes().to_vec())))
-                        .collect::<io::Result<_>>()
-                        .map_err(LayerError::Read)?,
-                ),
-                None => None,
-            },
-        };
-        let pax = pax.unwrap_or_default();
-        let pax_value = |key: &[u8]| {
-            pax.iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
-        let raw_name = pax_value(b"path").unwrap_or_else(|| entry.path_bytes().into_owned());
-        let link_name =
-            pax_value(b"linkpath").or_else(|| entry.link_name_bytes().map(Cow::into_owned));
-        let name = String::from_utf8_lossy(&raw_name).into_owned();
-        let mut kind = entry.header().entry_type();
+        let name = header.display_name();
+        let Header {
+            name: raw_name,
+            link: link_name,
+            kind,
+            pax,
+        } = header;
         if matches!(kind, EntryType::XGlobalHeader) {
             return Ok(());
-        }
-        // Pre-POSIX tars mark directories only by a trailing slash.
-        if kind == EntryType::Regular && raw_name.ends_with(b"/") {
-            kind = EntryType::Directory;
         }
         let comps = safepath::clean(&raw_name).ok_or_else(|| LayerError::EscapesRoot {
             entry: name.clone(),
         })?;
-        let meta = Self::meta(entry, &pax, &name)?;
+        let meta = entry_meta(entry, &pax, &name)?;
 
         let Some((base, parents)) = comps.split_last() else {
             // `./` or `/`: the root itself. Only its metadata can change.
@@ -419,23 +320,8 @@ impl Applier<'_> {
                 let Some((tbase, tparents)) = tcomps.split_last() else {
                     return Err(escape());
                 };
-                let tparent = match safepath::resolve_dir(self.root, tparents, false, &mut |_| {}) {
-                    Ok(p) => p,
-                    Err(ResolveError::Escape { .. }) => return Err(escape()),
-                    Err(ResolveError::Missing | ResolveError::NotDir { .. }) => {
-                        return Err(LayerError::HardlinkTargetMissing {
-                            entry: name,
-                            target: target_name,
-                        });
-                    }
-                    Err(ResolveError::Loop) => return Err(LayerError::SymlinkLoop { entry: name }),
-                    Err(ResolveError::Io(source)) => {
-                        return Err(LayerError::Resolve {
-                            entry: name,
-                            source,
-                        });
-                    }
-                };
+                let tparent = safepath::resolve_dir(self.root, tparents, false, &mut |_| {})
+                    .map_err(|e| safepath::link_target_error(e, &name, &target_name))?;
                 let tpath = tparent.join(tbase);
                 match fs::symlink_metadata(&tpath) {
                     Ok(m) if !m.is_dir() => {}
@@ -496,69 +382,6 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn meta<R: Read>(
-        entry: &tar::Entry<'_, R>,
-        pax: &[(Vec<u8>, Vec<u8>)],
-        name: &str,
-    ) -> Result<Meta, LayerError> {
-        let h = entry.header();
-        let bad = |source: io::Error| LayerError::Metadata {
-            entry: name.to_owned(),
-            source,
-        };
-        let mut uid = h.uid().map_err(bad)?;
-        let mut gid = h.gid().map_err(bad)?;
-        let mode = h.mode().map_err(bad)? & 0o7777;
-        let secs = h.mtime().map_err(bad)?;
-        let mut mtime = Timespec {
-            tv_sec: i64::try_from(secs).unwrap_or(i64::MAX),
-            tv_nsec: 0,
-        };
-        let mut atime = None;
-        let mut xattrs = Vec::new();
-        let num = |v: &[u8]| {
-            std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-        };
-        for (key, value) in pax {
-            if let Some(xname) = key.strip_prefix(b"SCHILY.xattr.") {
-                // Overlay state of the layer's origin must not leak into ours.
-                if xname.starts_with(b"trusted.overlay.") || xname.is_empty() {
-                    continue;
-                }
-                xattrs.push((OsStr::from_bytes(xname).to_owned(), value.clone()));
-            } else {
-                match key.as_slice() {
-                    b"mtime" => mtime = pax_time(value).unwrap_or(mtime),
-                    b"atime" => atime = pax_time(value),
-                    b"uid" => uid = num(value).unwrap_or(uid),
-                    b"gid" => gid = num(value).unwrap_or(gid),
-                    _ => {}
-                }
-            }
-        }
-        u32::try_from(uid)
-            .ok()
-            .zip(u32::try_from(gid).ok())
-            .map(|(uid, gid)| Meta {
-                uid,
-                gid,
-                mode,
-                times: Timestamps {
-                    last_access: atime.unwrap_or(mtime),
-                    last_modification: mtime,
-                },
-                xattrs,
-            })
-            .ok_or_else(|| {
-                bad(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "uid or gid out of range",
-                ))
-            })
-    }
-
     fn resolve_parent(&mut self, parents: &[OsString], name: &str) -> Result<PathBuf, LayerError> {
         if let Some((comps, path)) = &self.parent_cache
             && comps == parents
@@ -574,27 +397,9 @@ impl Applier<'_> {
         if let Ok((path, false)) = &resolved {
             self.parent_cache = Some((parents.to_vec(), path.clone()));
         }
-        resolved.map(|(p, _)| p).map_err(|e| match e {
-            ResolveError::Escape { link } => LayerError::SymlinkEscape {
-                entry: name.to_owned(),
-                link,
-            },
-            ResolveError::Loop => LayerError::SymlinkLoop {
-                entry: name.to_owned(),
-            },
-            ResolveError::NotDir { parent } => LayerError::NotADirectory {
-                entry: name.to_owned(),
-                parent,
-            },
-            ResolveError::Missing => LayerError::Resolve {
-                entry: name.to_owned(),
-                source: io::ErrorKind::NotFound.into(),
-            },
-            ResolveError::Io(source) => LayerError::Resolve {
-                entry: name.to_owned(),
-                source,
-            },
-        })
+        resolved
+            .map(|(p, _)| p)
+            .map_err(|e| safepath::parent_error(e, name))
     }
 
     /// Makes room for a new entry at `path`, like Docker: anything there is
@@ -781,42 +586,7 @@ impl Applier<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_pax, pax_time, tar_number};
-
-    #[test]
-    fn parses_pax_records_by_length() {
-        // A binary value with a newline inside, as security.capability can be.
-        let value = b"a\nb\0c";
-        let rec = format!("{} SCHILY.xattr.user.k=", 3 + 20 + value.len() + 1);
-        let mut data = rec.into_bytes();
-        data.extend_from_slice(value);
-        data.push(b'\n');
-        data.extend_from_slice(b"12 path=a/b\n");
-        let recs = parse_pax(&data).unwrap();
-        assert_eq!(recs[0].0, b"SCHILY.xattr.user.k");
-        assert_eq!(recs[0].1, value);
-        assert_eq!(recs[1], (b"path".to_vec(), b"a/b".to_vec()));
-        for bad in [&b"x"[..], b"99 a=b\n", b"3 a=b\n", b"6 ab\n", b"7 a=bc"] {
-            assert!(
-                parse_pax(bad).is_none(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        assert_eq!(parse_pax(b""), Some(vec![]));
-    }
-
-    #[test]
-    fn parses_tar_numbers() {
-        assert_eq!(tar_number(b"00000001750\0"), Some(0o1750));
-        assert_eq!(tar_number(b"     1750 \0"), Some(0o1750));
-        assert_eq!(tar_number(b"\0\0\0\0"), Some(0));
-        assert_eq!(
-            tar_number(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
-            Some(1 << 32)
-        );
-        assert_eq!(tar_number(&[0xff; 12]), None);
-    }
+    use super::pax_time;
     use rustix::fs::Timespec;
 
     #[test]

@@ -30,7 +30,12 @@ impl Compression {
 }
 
 /// Wraps a reader, sniffing gzip/zstd magic, yielding the uncompressed tar.
-pub fn decompressed<R: Read + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
+pub fn decompressed<'a, R: Read + 'a>(r: R) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(sniffed(r)?.1)
+}
+
+/// [`decompressed`], also telling what the magic said.
+pub(crate) fn sniffed<'a, R: Read + 'a>(mut r: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
     // Read the magic by hand (a BufReader may return fewer bytes than asked)
     // and put it back in front of the stream.
     let mut magic = [0u8; 4];
@@ -45,12 +50,16 @@ pub fn decompressed<R: Read + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
     }
     let head = io::Cursor::new(magic[..n].to_vec());
     let stream = head.chain(r);
-    Ok(match Compression::detect(&magic[..n]) {
-        Compression::None => Box::new(stream),
-        // Multi-member gzip is legal and some tools write it.
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(stream)?),
-    })
+    let kind = Compression::detect(&magic[..n]);
+    Ok((
+        kind,
+        match kind {
+            Compression::None => Box::new(stream),
+            // Multi-member gzip is legal and some tools write it.
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(stream)?),
+        },
+    ))
 }
 
 #[cfg(test)]

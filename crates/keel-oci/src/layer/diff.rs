@@ -11,6 +11,7 @@ use std::path::Path;
 
 use tar::{EntryType, Header};
 
+use super::check::LayerTree;
 use super::{
     LayerError, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
 };
@@ -32,13 +33,15 @@ pub struct DiffStats {
 /// empty user/group names, mtimes in whole seconds, no atime/ctime. Files
 /// sharing an inode become tar hardlinks to the first path; xattrs become PAX
 /// `SCHILY.xattr.*` records (overlay and `SELinux` ones excluded); sockets are
-/// skipped. The root directory itself is not an entry.
+/// skipped. The root directory itself is not an entry. Every entry passes
+/// [`super::check_layer`]'s rules as it is written.
 pub fn diff_to_layer<W: Write>(dir: &Path, out: W) -> Result<DiffStats, LayerError> {
     let mut d = Differ {
         builder: tar::Builder::new(out),
         links: HashMap::new(),
         stats: DiffStats::default(),
         buf: vec![0; 256 * 1024],
+        tree: LayerTree::default(),
     };
     d.walk(dir, b"")?;
     d.builder
@@ -55,6 +58,9 @@ struct Differ<W: Write> {
     stats: DiffStats,
     /// Copy buffer: `Builder::append` copies 8 KiB at a time.
     buf: Vec<u8>,
+    /// What the layer holds so far: every entry passes the check a layer
+    /// read from elsewhere passes (see [`super::check_layer`]).
+    tree: LayerTree,
 }
 
 fn read_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
@@ -290,6 +296,7 @@ impl<W: Write> Differ<W> {
         xattrs: &BTreeMap<String, Vec<u8>>,
         data: impl Read,
     ) -> Result<(), LayerError> {
+        self.tree.entry(name, h.entry_type(), link)?;
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         if !set_name(&mut h, name) {
             pax.push(("path".into(), name.to_vec()));

@@ -8,11 +8,18 @@
 //! overlayfs lowerdirs; [`prepare_snapshot`] readies a tree that is about to
 //! be diffed so that it can become that layer's snapshot as it is
 //! ([`Snapshots::adopt`]). [`decompressed`] sniffs gzip/zstd.
+//! [`check_layer`] (and [`LayerChecker`] for bytes arriving in pieces) is the
+//! gate every layer passes before it is stored: it refuses, without writing
+//! anything, every entry that unpacking would refuse, so a hostile layer
+//! never enters the store; [`diff_to_layer`] runs the same check on what it
+//! writes.
 
 mod adopt;
 mod apply;
+mod check;
 mod compression;
 mod diff;
+mod entries;
 mod safepath;
 mod snapshot;
 
@@ -21,6 +28,7 @@ use std::path::PathBuf;
 
 pub use adopt::prepare_snapshot;
 pub use apply::{ApplyStats, WhiteoutMode, apply_layer};
+pub use check::{CheckedLayer, LayerChecker, check_layer};
 pub use compression::{Compression, decompressed};
 pub use diff::{DiffStats, diff_to_layer};
 pub use snapshot::{SnapshotInfo, Snapshots};

@@ -11,6 +11,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use super::LayerError;
+
 /// Symlink hops allowed while resolving one name (Linux uses 40 too).
 const MAX_HOPS: usize = 40;
 
@@ -132,6 +134,52 @@ pub(crate) fn resolve_dir_traced(
         }
     }
     Ok((real, hops > 0))
+}
+
+/// The error for an entry whose parent directories did not resolve.
+pub(super) fn parent_error(e: ResolveError, name: &str) -> LayerError {
+    match e {
+        ResolveError::Escape { link } => LayerError::SymlinkEscape {
+            entry: name.to_owned(),
+            link,
+        },
+        ResolveError::Loop => LayerError::SymlinkLoop {
+            entry: name.to_owned(),
+        },
+        ResolveError::NotDir { parent } => LayerError::NotADirectory {
+            entry: name.to_owned(),
+            parent,
+        },
+        ResolveError::Missing => LayerError::Resolve {
+            entry: name.to_owned(),
+            source: io::ErrorKind::NotFound.into(),
+        },
+        ResolveError::Io(source) => LayerError::Resolve {
+            entry: name.to_owned(),
+            source,
+        },
+    }
+}
+
+/// The error for a hardlink whose target's directories did not resolve.
+pub(super) fn link_target_error(e: ResolveError, name: &str, target: &str) -> LayerError {
+    match e {
+        ResolveError::Escape { .. } => LayerError::HardlinkEscape {
+            entry: name.to_owned(),
+            target: target.to_owned(),
+        },
+        ResolveError::Missing | ResolveError::NotDir { .. } => LayerError::HardlinkTargetMissing {
+            entry: name.to_owned(),
+            target: target.to_owned(),
+        },
+        ResolveError::Loop => LayerError::SymlinkLoop {
+            entry: name.to_owned(),
+        },
+        ResolveError::Io(source) => LayerError::Resolve {
+            entry: name.to_owned(),
+            source,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,731 @@
+//! The workflow model and its converter from template tokens: events, jobs
+//! (ids, needs graph), steps (generated ids, `if` with an implied
+//! `success()`), reusable-workflow calls, with GitHub's messages.
+
+use std::collections::BTreeMap;
+
+use crate::template::{self, Diag, TKind, Token};
+use crate::yaml::{self, Pos};
+
+/// A parsed workflow file.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    /// The name errors use (`.github/workflows/ci.yml`).
+    pub file: String,
+    pub name: Option<String>,
+    pub run_name: Option<Token>,
+    pub on: BTreeMap<String, Event>,
+    pub env: Option<Token>,
+    pub defaults: Option<Token>,
+    pub concurrency: Option<Token>,
+    pub permissions: Option<Token>,
+    pub jobs: Vec<Job>,
+}
+
+/// One `on:` event's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    pub branches: Option<Vec<String>>,
+    pub branches_ignore: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub tags_ignore: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+    pub paths_ignore: Option<Vec<String>>,
+    pub types: Option<Vec<String>>,
+    /// `workflow_dispatch`/`workflow_call` inputs (name → definition).
+    pub inputs: Vec<(String, Token)>,
+    pub secrets: Vec<(String, Token)>,
+    pub outputs: Vec<(String, Token)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Secrets {
+    None,
+    Inherit,
+    Map(Token),
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub pos: Pos,
+    pub name: Option<Token>,
+    pub needs: Vec<String>,
+    pub needs_pos: Vec<Pos>,
+    /// The condition, always holding a status function.
+    pub if_: String,
+    pub runs_on: Option<Token>,
+    pub strategy: Option<Token>,
+    pub env: Option<Token>,
+    pub container: Option<Token>,
+    pub services: Option<Token>,
+    pub outputs: Option<Token>,
+    pub steps: Vec<Step>,
+    pub timeout_minutes: Option<Token>,
+    pub continue_on_error: Option<Token>,
+    pub environment: Option<Token>,
+    pub concurrency: Option<Token>,
+    pub defaults: Option<Token>,
+    /// A reusable workflow call (`uses:` on the job).
+    pub uses: Option<Token>,
+    pub with: Option<Token>,
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    /// False when keel generated `id` (`__run`, `__actions_checkout`, …).
+    pub explicit_id: bool,
+    pub pos: Pos,
+    pub name: Option<Token>,
+    pub if_: String,
+    pub run: Option<Token>,
+    pub uses: Option<Token>,
+    pub with: Option<Token>,
+    pub env: Option<Token>,
+    pub shell: Option<Token>,
+    pub working_directory: Option<Token>,
+    pub continue_on_error: Option<Token>,
+    pub timeout_minutes: Option<Token>,
+}
+
+/// All the problems of one file, printed GitHub's way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render(.file, .diags))]
+pub struct WorkflowError {
+    pub file: String,
+    pub diags: Vec<Diag>,
+}
+
+impl WorkflowError {
+    /// Each problem as `file (Line: L, Col: C): message`.
+    pub fn messages(&self) -> Vec<String> {
+        self.diags
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} (Line: {}, Col: {}): {}",
+                    self.file, d.pos.line, d.pos.col, d.message
+                )
+            })
+            .collect()
+    }
+}
+
+fn render(file: &str, diags: &[Diag]) -> String {
+    diags
+        .iter()
+        .map(|d| {
+            format!(
+                "{file} (Line: {}, Col: {}): {}",
+                d.pos.line, d.pos.col, d.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Parses and validates a workflow file's text.
+pub fn parse(file: &str, src: &str) -> Result<Workflow, WorkflowError> {
+    let fail = |diags| WorkflowError {
+        file: file.to_string(),
+        diags,
+    };
+    let root = match yaml::parse(src) {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            return Err(fail(vec![Diag {
+                pos: Pos { line: 1, col: 1 },
+                message: "Required property is missing: jobs".into(),
+            }]));
+        }
+        Err(e) => {
+            return Err(fail(vec![Diag {
+                pos: e.pos,
+                message: e.message,
+            }]));
+        }
+    };
+    let mut diags = Vec::new();
+    let token = template::read(&root, "workflow-root-strict", &mut diags);
+    if !diags.is_empty() {
+        return Err(fail(diags));
+    }
+    let wf = convert(file, &token, &mut diags);
+    if diags.is_empty() {
+        Ok(wf)
+    } else {
+        Err(fail(diags))
+    }
+}
+
+fn string_list(t: &Token) -> Vec<String> {
+    match &t.kind {
+        TKind::Seq(items) => items.iter().map(Token::display).collect(),
+        _ => vec![t.display()],
+    }
+}
+
+fn convert(file: &str, root: &Token, diags: &mut Vec<Diag>) -> Workflow {
+    let mut wf = Workflow {
+        file: file.to_string(),
+        name: None,
+        run_name: None,
+        on: BTreeMap::new(),
+        env: None,
+        defaults: None,
+        concurrency: None,
+        permissions: None,
+        jobs: Vec::new(),
+    };
+    for (k, v) in root.as_map().unwrap_or_default() {
+        match k.as_str().unwrap_or_default() {
+            "name" => wf.name = Some(v.display()),
+            "run-name" => wf.run_name = Some(v.clone()),
+            "on" => wf.on = convert_on(v),
+            "env" => wf.env = Some(v.clone()),
+            "defaults" => wf.defaults = Some(v.clone()),
+            "concurrency" => wf.concurrency = Some(v.clone()),
+            "permissions" => wf.permissions = Some(v.clone()),
+            "jobs" => wf.jobs = convert_jobs(v, diags),
+            _ => {}
+        }
+    }
+    wf
+}
+
+fn convert_on(t: &Token) -> BTreeMap<String, Event> {
+    let mut out = BTreeMap::new();
+    match &t.kind {
+        TKind::String(s) => {
+            out.insert(s.clone(), Event::default());
+        }
+        TKind::Seq(items) => {
+            for i in items {
+                out.insert(i.display(), Event::default());
+            }
+        }
+        TKind::Map(m) => {
+            for (k, v) in m {
+                let mut e = Event::default();
+                for (fk, fv) in v.as_map().unwrap_or_default() {
+                    let list = || Some(string_list(fv));
+                    let pairs = || {
+                        fv.as_map()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|(a, b)| (a.display(), b.clone()))
+                            .collect::<Vec<_>>()
+                    };
+                    match fk.as_str().unwrap_or_default() {
+                        "branches" => e.branches = list(),
+                        "branches-ignore" => e.branches_ignore = list(),
+                        "tags" => e.tags = list(),
+                        "tags-ignore" => e.tags_ignore = list(),
+                        "paths" => e.paths = list(),
+                        "paths-ignore" => e.paths_ignore = list(),
+                        "types" => e.types = list(),
+                        "inputs" => e.inputs = pairs(),
+                        "secrets" => e.secrets = pairs(),
+                        "outputs" => e.outputs = pairs(),
+                        _ => {}
+                    }
+                }
+                out.insert(k.display(), e);
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+const MAX_ID_LENGTH: usize = 100;
+
+/// GitHub's id rules (jobs and steps).
+pub fn check_id(id: &str) -> Option<String> {
+    let mut chars = id.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid || id.len() >= MAX_ID_LENGTH {
+        return Some(format!(
+            "The identifier '{id}' is invalid. IDs may only contain alphanumeric characters, '_', and '-'. IDs must start with a letter or '_' and and must be less than {MAX_ID_LENGTH} characters."
+        ));
+    }
+    if id.starts_with("__") {
+        return Some(format!(
+            "The identifier '{id}' is invalid. IDs starting with '__' are reserved."
+        ));
+    }
+    None
+}
+
+fn convert_jobs(t: &Token, diags: &mut Vec<Diag>) -> Vec<Job> {
+    let Some(m) = t.as_map() else {
+        diags.push(Diag {
+            pos: t.pos,
+            message: "Invalid format for jobs".into(),
+        });
+        return Vec::new();
+    };
+    let mut jobs = Vec::new();
+    for (k, v) in m {
+        let id = k.display();
+        if let Some(e) = check_id(&id) {
+            diags.push(Diag {
+                pos: k.pos,
+                message: e,
+            });
+        }
+        jobs.push(convert_job(id, k.pos, v, diags));
+    }
+    validate_needs(t.pos, &jobs, diags);
+    jobs
+}
+
+fn validate_needs(pos: Pos, jobs: &[Job], diags: &mut Vec<Diag>) {
+    let mut ready: Vec<&str> = jobs
+        .iter()
+        .filter(|j| j.needs.is_empty())
+        .map(|j| j.id.as_str())
+        .collect();
+    if ready.is_empty() {
+        diags.push(Diag {
+            pos,
+            message: "The workflow must contain at least one job with no dependencies.".into(),
+        });
+        return;
+    }
+    // Kahn's walk in GitHub's order, so the leftovers (and their messages)
+    // come out as GitHub reports them.
+    let mut waiting: Vec<(&Job, Vec<(String, Pos)>)> = jobs
+        .iter()
+        .filter(|j| !j.needs.is_empty())
+        .map(|j| {
+            (
+                j,
+                j.needs
+                    .iter()
+                    .cloned()
+                    .zip(j.needs_pos.iter().copied())
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut qi = 0;
+    while qi < ready.len() {
+        let current = ready[qi];
+        qi += 1;
+        let mut i = waiting.len();
+        while i > 0 {
+            i -= 1;
+            waiting[i].1.retain(|(n, _)| n != current);
+            if waiting[i].1.is_empty() {
+                let (j, _) = waiting.remove(i);
+                ready.push(&j.id);
+            }
+        }
+    }
+    for (j, needs) in waiting {
+        for (n, p) in needs {
+            let message = if jobs.iter().any(|x| x.id == n) {
+                format!(
+                    "Job '{}' depends on job '{n}' which creates a cycle in the dependency graph.",
+                    j.id
+                )
+            } else {
+                format!("Job '{}' depends on unknown job '{n}'.", j.id)
+            };
+            diags.push(Diag { pos: p, message });
+        }
+    }
+}
+
+fn convert_job(id: String, pos: Pos, t: &Token, diags: &mut Vec<Diag>) -> Job {
+    let mut job = Job {
+        id,
+        pos,
+        name: None,
+        needs: Vec::new(),
+        needs_pos: Vec::new(),
+        if_: "success()".into(),
+        runs_on: None,
+        strategy: None,
+        env: None,
+        container: None,
+        services: None,
+        outputs: None,
+        steps: Vec::new(),
+        timeout_minutes: None,
+        continue_on_error: None,
+        environment: None,
+        concurrency: None,
+        defaults: None,
+        uses: None,
+        with: None,
+        secrets: Secrets::None,
+    };
+    for (k, v) in t.as_map().unwrap_or_default() {
+        let some = || Some(v.clone());
+        match k.as_str().unwrap_or_default() {
+            "name" if !matches!(&v.kind, TKind::String(s) if s.is_empty()) => job.name = some(),
+            "needs" => {
+                let items = match &v.kind {
+                    TKind::Seq(s) => s.clone(),
+                    _ => vec![v.clone()],
+                };
+                for i in items {
+                    job.needs.push(i.display());
+                    job.needs_pos.push(i.pos);
+                }
+            }
+            "if" => {
+                if let Some(c) = if_condition(v, "job-if", diags) {
+                    job.if_ = c;
+                }
+            }
+            "runs-on" => job.runs_on = some(),
+            "strategy" => job.strategy = some(),
+            "env" => job.env = some(),
+            "container" => {
+                check_container(v, diags);
+                job.container = some();
+            }
+            "services" => {
+                for (_, s) in v.as_map().unwrap_or_default() {
+                    check_container(s, diags);
+                }
+                job.services = some();
+            }
+            "outputs" => job.outputs = some(),
+            "steps" => job.steps = convert_steps(v, diags),
+            "timeout-minutes" => job.timeout_minutes = some(),
+            "continue-on-error" => job.continue_on_error = some(),
+            "environment" => job.environment = some(),
+            "concurrency" => job.concurrency = some(),
+            "defaults" => job.defaults = some(),
+            "uses" => job.uses = some(),
+            "with" => job.with = some(),
+            "secrets" => {
+                job.secrets = if v.as_str() == Some("inherit") {
+                    Secrets::Inherit
+                } else {
+                    Secrets::Map(v.clone())
+                };
+            }
+            _ => {}
+        }
+    }
+    job
+}
+
+fn contains_expr(t: &Token) -> bool {
+    match &t.kind {
+        TKind::Expr(_) | TKind::Insert => true,
+        TKind::Seq(s) => s.iter().any(contains_expr),
+        TKind::Map(m) => m.iter().any(|(k, v)| contains_expr(k) || contains_expr(v)),
+        _ => false,
+    }
+}
+
+fn check_container(t: &Token, diags: &mut Vec<Diag>) {
+    if contains_expr(t) || matches!(t.kind, TKind::String(_)) {
+        return;
+    }
+    if t.get("image").is_none_or(|i| i.display().is_empty()) {
+        diags.push(Diag {
+            pos: t.pos,
+            message: "Container image cannot be empty".into(),
+        });
+    }
+}
+
+/// An `if:` as an expression that always holds a status function.
+fn if_condition(t: &Token, def: &str, diags: &mut Vec<Diag>) -> Option<String> {
+    let ctx = &crate::schema::Schema::workflow().get(def).context;
+    let cond = match &t.kind {
+        TKind::Expr(e) => e.clone(),
+        _ => t.display().trim().to_string(),
+    };
+    let cond = if cond.is_empty() {
+        "success()".to_string()
+    } else {
+        match template::validate_expression(&cond, ctx) {
+            Ok(e) if has_status_function(&e) => cond,
+            Ok(_) => format!("success() && ({cond})"),
+            Err(msg) => {
+                diags.push(Diag {
+                    pos: t.pos,
+                    message: msg,
+                });
+                return None;
+            }
+        }
+    };
+    Some(cond)
+}
+
+fn has_status_function(e: &crate::expr::Expr) -> bool {
+    use crate::expr::Expr;
+    match e {
+        Expr::Call(name, args) => {
+            matches!(
+                name.as_str(),
+                "success" | "failure" | "cancelled" | "always"
+            ) || args.iter().any(has_status_function)
+        }
+        Expr::Binary(l, _, r) => has_status_function(l) || has_status_function(r),
+        Expr::Not(x) | Expr::Group(x) => has_status_function(x),
+        Expr::And(a) | Expr::Or(a) => a.iter().any(has_status_function),
+        Expr::Index(o, i) => {
+            has_status_function(o) || i.as_deref().is_some_and(has_status_function)
+        }
+        Expr::Literal(_) | Expr::Context(_) => false,
+    }
+}
+
+/// The `__name` GitHub gives a step without an id.
+fn generated_id_base(step: &Step) -> String {
+    let Some(uses) = step.uses.as_ref().map(Token::display) else {
+        return "run".into();
+    };
+    if let Some(img) = uses.strip_prefix("docker://") {
+        return img.to_string();
+    }
+    if uses.starts_with("./") || uses.starts_with(".\\") || uses.starts_with("$/") {
+        return "self".into();
+    }
+    let parts: Vec<&str> = uses.split('@').collect();
+    if parts.len() != 2 || parts[1].is_empty() {
+        return "run".into();
+    }
+    let segs: Vec<&str> = parts[0]
+        .split(['/', '\\'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    if segs.len() >= 2 {
+        format!("{}/{}", segs[0], segs[1])
+    } else {
+        "run".into()
+    }
+}
+
+/// GitHub's id builder: illegal characters become `_`, collisions get `_2`, `_3`…
+fn build_id(base: &str, taken: &mut Vec<String>) -> String {
+    let mut name = String::new();
+    for c in base.chars() {
+        if name.is_empty() && (c.is_ascii_digit() || c == '-') {
+            name.push('_');
+        }
+        if name.is_empty() && !(c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            continue;
+        }
+        name.push(if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            c
+        } else {
+            '_'
+        });
+    }
+    if name.is_empty() {
+        name = "job".into();
+    }
+    for attempt in 1..1000 {
+        let suffix = if attempt == 1 {
+            String::new()
+        } else {
+            format!("_{attempt}")
+        };
+        let keep = name.len().min(MAX_ID_LENGTH - suffix.len());
+        let candidate = format!("{}{suffix}", &name[..keep]);
+        if !taken.contains(&candidate) {
+            taken.push(candidate.clone());
+            return candidate;
+        }
+    }
+    name
+}
+
+/// `{org}/{repo}[/path]@ref`, `./path`, `docker://image`.
+fn check_uses(t: &Token, diags: &mut Vec<Diag>) {
+    let Some(u) = t.as_str() else { return };
+    if u.starts_with("./") || u.starts_with(".\\") {
+        return;
+    }
+    if let Some(img) = u.strip_prefix("docker://") {
+        if !img.is_empty() {
+            return;
+        }
+    } else if let Some((path, r)) = u.split_once('@') {
+        let segs: Vec<&str> = path.split('/').collect();
+        if segs.len() >= 2 && !segs[0].is_empty() && !segs[1].is_empty() && !r.is_empty() {
+            return;
+        }
+    }
+    if u.starts_with("docker://") {
+        return;
+    }
+    diags.push(Diag {
+        pos: t.pos,
+        message: format!("Expected format {{org}}/{{repo}}[/path]@ref. Actual '{u}'"),
+    });
+}
+
+/// Steps from a `steps:` sequence token (a job's or a composite action's).
+pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
+    let Some(items) = t.as_seq() else {
+        diags.push(Diag {
+            pos: t.pos,
+            message: "Invalid format for steps".into(),
+        });
+        return Vec::new();
+    };
+    let mut taken: Vec<String> = Vec::new();
+    let mut steps = Vec::new();
+    for item in items {
+        let mut s = Step {
+            id: String::new(),
+            explicit_id: false,
+            pos: item.pos,
+            name: None,
+            if_: "success()".into(),
+            run: None,
+            uses: None,
+            with: None,
+            env: None,
+            shell: None,
+            working_directory: None,
+            continue_on_error: None,
+            timeout_minutes: None,
+        };
+        for (k, v) in item.as_map().unwrap_or_default() {
+            let some = || Some(v.clone());
+            match k.as_str().unwrap_or_default() {
+                "id" => {
+                    let id = v.display();
+                    if let Some(e) = check_id(&id) {
+                        diags.push(Diag {
+                            pos: v.pos,
+                            message: e,
+                        });
+                    } else if taken.contains(&id) {
+                        diags.push(Diag {
+                            pos: v.pos,
+                            message: format!(
+                                "The identifier '{id}' may not be used more than once within the same scope."
+                            ),
+                        });
+                    } else {
+                        taken.push(id.clone());
+                    }
+                    s.id = id;
+                    s.explicit_id = true;
+                }
+                "name" => s.name = some(),
+                "if" => {
+                    if let Some(c) = if_condition(v, "step-if", diags) {
+                        s.if_ = c;
+                    }
+                }
+                "run" => s.run = some(),
+                "uses" => {
+                    check_uses(v, diags);
+                    s.uses = some();
+                }
+                "with" => s.with = some(),
+                "env" => s.env = some(),
+                "shell" => s.shell = some(),
+                "working-directory" => s.working_directory = some(),
+                "continue-on-error" => s.continue_on_error = some(),
+                "timeout-minutes" => s.timeout_minutes = some(),
+                _ => {}
+            }
+        }
+        if s.run.is_none() && s.uses.is_none() {
+            diags.push(Diag {
+                pos: item.pos,
+                message: "Expected one of uses or run to be defined".into(),
+            });
+        }
+        steps.push(s);
+    }
+    for s in &mut steps {
+        if s.id.is_empty() {
+            let base = format!("__{}", generated_id_base(s));
+            s.id = build_id(&base, &mut taken);
+        }
+    }
+    steps
+}
+
+/// Checks a reusable-workflow call against the called file's `workflow_call`
+/// (inputs and secrets required/defined), as GitHub does before running.
+pub fn check_call(job: &Job, called: &Workflow, diags: &mut Vec<Diag>) {
+    let at = job.uses.as_ref().map_or(job.pos, |u| u.pos);
+    let Some(call) = called.on.get("workflow_call") else {
+        diags.push(Diag {
+            pos: at,
+            message: "workflow_call key is not defined in the referenced workflow.".into(),
+        });
+        return;
+    };
+    let pairs = |t: Option<&Token>| -> Vec<(String, Pos)> {
+        t.and_then(Token::as_map)
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| (k.display(), v.pos))
+            .collect()
+    };
+    check_given(
+        ("Input", "input"),
+        &call.inputs,
+        &pairs(job.with.as_ref()),
+        at,
+        true,
+        diags,
+    );
+    match &job.secrets {
+        Secrets::Map(m) => check_given(
+            ("Secret", "secret"),
+            &call.secrets,
+            &pairs(Some(m)),
+            at,
+            false,
+            diags,
+        ),
+        Secrets::None => check_given(("Secret", "secret"), &call.secrets, &[], at, false, diags),
+        Secrets::Inherit => {}
+    }
+}
+
+/// Required declarations must be given (a default excuses an input), and
+/// only declared names may be.
+fn check_given(
+    (what, lower): (&str, &str),
+    declared: &[(String, Token)],
+    given: &[(String, Pos)],
+    at: Pos,
+    default_excuses: bool,
+    diags: &mut Vec<Diag>,
+) {
+    for (name, def) in declared {
+        let required = matches!(
+            def.get("required").map(|r| &r.kind),
+            Some(TKind::Bool(true))
+        );
+        let excused = default_excuses && def.get("default").is_some();
+        if required && !excused && !given.iter().any(|(g, _)| g.eq_ignore_ascii_case(name)) {
+            diags.push(Diag {
+                pos: at,
+                message: format!("{what} {name} is required, but not provided while calling."),
+            });
+        }
+    }
+    for (g, p) in given {
+        if !declared.iter().any(|(n, _)| n.eq_ignore_ascii_case(g)) {
+            diags.push(Diag {
+                pos: *p,
+                message: format!("Invalid {lower}, {g} is not defined in the referenced workflow."),
+            });
+        }
+    }
+}

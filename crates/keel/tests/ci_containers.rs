@@ -1,0 +1,141 @@
+//! `keel ci` jobs in containers on keel's engine (as root): the default
+//! busybox image for `runs-on` labels without a platform, `container:` job
+//! containers, `services:` on a per-job network (by name from a container
+//! job, on a published 127.0.0.1 port from a host job), `docker://` steps;
+//! nothing is left behind.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{Keel, free_port};
+
+fn repo(workflow: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("keel-ci-c-")
+        .tempdir()
+        .unwrap();
+    let f = dir.path().join(".github/workflows/c.yml");
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(&f, workflow).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "add",
+            "-A",
+        ],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-qm",
+            "c",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    dir
+}
+
+/// One container test at a time: each takes a bridge subnet from the host's pools.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn container_jobs_services_and_docker_steps() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let port = free_port();
+    let wf = format!(
+        r#"on: push
+jobs:
+  in-busybox:
+    runs-on: ubuntu-latest
+    outputs:
+      kernel: ${{{{ steps.k.outputs.k }}}}
+    steps:
+      - run: test -x /bin/busybox && echo "in busybox as $(id -u)"
+      - id: k
+        run: echo "k=$(uname -s)" >> "$GITHUB_OUTPUT"; echo "X=1" >> "$GITHUB_ENV"
+      - run: test "$X" = 1 && echo "env file ok"
+      - run: sleep 30
+        timeout-minutes: 0.02
+        continue-on-error: true
+  with-service:
+    needs: in-busybox
+    runs-on: ubuntu-latest
+    container: busybox
+    services:
+      web:
+        image: busybox
+        command: httpd -f -p 8080 -h /etc
+    steps:
+      - run: echo "kernel ${{{{ needs.in-busybox.outputs.kernel }}}}"
+      - run: wget -qO- http://web:8080/group | head -1
+  host-to-service:
+    runs-on: self-hosted
+    services:
+      web:
+        image: busybox
+        command: httpd -f -p 8080 -h /etc
+        ports:
+          - {port}:8080
+    steps:
+      - run: |
+          for i in $(seq 1 50); do python3 -c 'import urllib.request,sys; print(urllib.request.urlopen("http://127.0.0.1:{port}/group").read().decode().splitlines()[0])' && exit 0; sleep 0.1; done; exit 1
+      - uses: docker://busybox
+        with:
+          args: echo from-docker-step
+"#
+    );
+    let dir = repo(&wf);
+    let k = Keel::new();
+    k.seed_busybox();
+    let o = k
+        .cmd()
+        .args(["ci", "run", "-C"])
+        .arg(dir.path())
+        .args(["-P", "self-hosted=-self-hosted"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    for want in [
+        "in busybox as 0",
+        "env file ok",
+        "The step has timed out",
+        "kernel Linux",
+        "root:x:0:",
+        "from-docker-step",
+        "(container busybox)",
+    ] {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    // Nothing left: no containers, no job networks.
+    let ps = k.ok(&["ps", "-a", "-q"]);
+    assert!(ps.trim().is_empty(), "containers left: {ps}");
+    let nets = k.ok(&["network", "ls"]);
+    assert!(!nets.contains("keel-ci-"), "networks left: {nets}");
+    // The root's default bridge and its NAT rules live in the host's
+    // namespace and would outlive the temporary root.
+    k.ok(&["network", "prune", "-f"]);
+}
