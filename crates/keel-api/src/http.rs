@@ -174,6 +174,7 @@ impl Server {
         handlers::bootstrap(&state)
             .await
             .map_err(ApiError::Bootstrap)?;
+        crate::crd::follow(state.clone());
         crate::rbac::bootstrap(&state).await.map_err(|f| {
             ApiError::Bootstrap(keel_store::StoreError::InvalidUrl {
                 url: String::new(),

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod crd;
 pub mod discovery;
 mod handlers;
 mod http;

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
-use crate::resources::{RESOURCES, Resource, groups};
+use crate::resources::{RESOURCES, Resource};
 
 const REF_V3: &str = "#/components/schemas/";
 
@@ -135,13 +135,16 @@ fn gv_key(group: &str, version: &str) -> String {
     }
 }
 
+/// The built-in group versions (documents are built once; custom
+/// resources are not in them).
 fn served_gvs() -> Vec<(String, String)> {
     let mut gvs = vec![(String::new(), "v1".to_string())];
-    gvs.extend(
-        groups()
-            .into_iter()
-            .map(|(g, v)| (g.to_string(), v.to_string())),
-    );
+    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        let gv = (r.group.to_string(), r.version.to_string());
+        if !gvs.contains(&gv) {
+            gvs.push(gv);
+        }
+    }
     gvs
 }
 
@@ -243,7 +246,10 @@ fn paths(rs: &[&Resource], v2: bool) -> Map<String, Value> {
 }
 
 fn build_v3_gv(group: &str, version: &str) -> Option<Value> {
-    let rs = crate::resources::in_group_version(group, version);
+    let rs: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }

@@ -436,6 +436,21 @@ pub static RESOURCES: LazyLock<Vec<Resource>> = LazyLock::new(|| {
 /// Store key prefix under which every object lives.
 pub const REGISTRY: &str = "/registry/";
 
+/// Every served resource: the built-in table, then the custom resources of
+/// established CRDs.
+pub fn all() -> Vec<&'static Resource> {
+    let mut v: Vec<&'static Resource> = RESOURCES.iter().collect();
+    v.extend(crate::crd::resources());
+    v
+}
+
+fn find_in(pred: impl Fn(&Resource) -> bool) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| pred(r))
+        .or_else(|| crate::crd::resources().into_iter().find(|r| pred(r)))
+}
+
 /// The resource whose objects are stored under `key`
 /// (`/registry/{group or core}/{plural}/…`).
 pub fn from_key(key: &str) -> Option<&'static Resource> {
@@ -443,37 +458,32 @@ pub fn from_key(key: &str) -> Option<&'static Resource> {
     let group = parts.next()?;
     let plural = parts.next()?;
     let group = if group == "core" { "" } else { group };
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.plural == plural)
+    find_in(|r| r.group == group && r.plural == plural)
 }
 
 /// The resource served at `group`/`version` under URL name `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    find_in(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resources of one group version, in table order.
 pub fn in_group_version(group: &str, version: &str) -> Vec<&'static Resource> {
-    RESOURCES
-        .iter()
+    all()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
         .collect()
 }
 
 /// The resource of an `apiVersion` + `kind` pair.
 pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.api_version() == api_version && r.kind == kind)
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    find_in(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 /// Served groups (without the core group), in a stable order, with versions.
 pub fn groups() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in RESOURCES.iter() {
+    for r in all() {
         if !r.group.is_empty() && !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }

@@ -38,9 +38,14 @@ pub fn human_age(secs: i64) -> String {
 }
 
 fn age(obj: &Value, field: &str) -> String {
-    let Some(ts) = at(obj, field).and_then(Value::as_str) else {
-        return "<unknown>".into();
-    };
+    match at(obj, field).and_then(Value::as_str) {
+        Some(ts) => age_of(ts),
+        None => "<unknown>".into(),
+    }
+}
+
+/// kubectl's age of a timestamp.
+pub fn age_of(ts: &str) -> String {
     match ts.parse::<jiff::Timestamp>() {
         Ok(t) => human_age(jiff::Timestamp::now().as_second() - t.as_second()),
         Err(_) => "<unknown>".into(),
@@ -524,7 +529,12 @@ pub enum Include {
 }
 
 fn row(kind: &str, o: &Value, include: Include) -> Value {
-    let mut r = json!({ "cells": cells(kind, o) });
+    row_with(cells(kind, o), o, include)
+}
+
+/// A Table row of `cells` carrying as much of `o` as `include` asks.
+pub fn row_with(cells: Vec<Value>, o: &Value, include: Include) -> Value {
+    let mut r = json!({ "cells": cells });
     match include {
         Include::None => {}
         Include::Metadata => {

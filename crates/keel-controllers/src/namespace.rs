@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keel_api::client::{ChangeKind, WatchEvent};
-use keel_api::resources::{self, RESOURCES, Resource};
+use keel_api::resources::{self, Resource};
 use keel_api::{ClientError, DeleteOptions, Loopback};
 use serde_json::Value;
 
@@ -129,8 +129,8 @@ impl NamespaceController {
             ..DeleteOptions::default()
         };
         let mut left = 0;
-        for r in RESOURCES
-            .iter()
+        for r in resources::all()
+            .into_iter()
             .filter(|r| r.namespaced && r.verbs.stored())
         {
             let (items, _) = self.api.list(r, Some(ns)).await?;

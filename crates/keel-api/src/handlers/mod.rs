@@ -343,18 +343,33 @@ fn include_mode(q: &Query) -> Include {
 }
 
 fn respond(ctx: &Ctx, code: u16, obj: &Value) -> Response<Body> {
-    if wants_table(&ctx.accept)
-        && obj.get("kind").and_then(Value::as_str) == Some(ctx.target.resource.kind)
-    {
-        let t = table::table(
-            ctx.target.resource.kind,
+    let r = ctx.target.resource;
+    if wants_table(&ctx.accept) && obj.get("kind").and_then(Value::as_str) == Some(r.kind) {
+        let t = make_table(
+            r,
             std::slice::from_ref(obj),
             json!({"resourceVersion": meta_str(obj, "resourceVersion")}),
             include_mode(&ctx.query),
         );
         return json_response(code, &t);
     }
+    if crate::crd::version_of(r).is_some()
+        && obj.get("apiVersion").and_then(Value::as_str) != Some(&r.api_version())
+    {
+        // Conversion strategy None: another version differs only in apiVersion.
+        let mut o = obj.clone();
+        o["apiVersion"] = json!(r.api_version());
+        return json_response(code, &o);
+    }
     json_response(code, obj)
+}
+
+/// The Table of `objects` of `r` (a custom resource's printer columns).
+fn make_table(r: &Resource, objects: &[Value], meta: Value, include: Include) -> Value {
+    match crate::crd::version_of(r) {
+        Some(v) => crate::crd::table(&v, objects, meta, include),
+        None => table::table(r.kind, objects, meta, include),
+    }
 }
 
 // ---------- startup ----------

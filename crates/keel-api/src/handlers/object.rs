@@ -151,15 +151,45 @@ pub(super) fn check_object(ctx: &Ctx, obj: &mut Value) -> Result<(), Fail> {
     } else if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("namespace");
     }
-    validate::normalize_quantities(obj);
-    let typed = validate::check_quantities(obj)
-        .and_then(|()| (r.typed)(obj))
-        .map_err(|e| {
-            Fail::bad_request(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {e}",
-                r.kind, r.version, r.kind
-            ))
-        })?;
+    if let Some(version) = crate::crd::version_of(r) {
+        // Custom objects: unknown fields are pruned (an error when strict),
+        // defaults come from the schema.
+        let strict = ctx.query.get("fieldValidation") == Some("Strict");
+        let before = obj.clone();
+        crate::crd::prune_and_default_object(&version, obj);
+        if strict {
+            let mut unknown = Vec::new();
+            validate::unknown_fields(&mut before.clone(), obj, "", false, &mut unknown);
+            if !unknown.is_empty() {
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|u| format!("unknown field \"{u}\""))
+                    .collect();
+                return Err(Fail::bad_request(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
+            }
+        }
+        return Ok(());
+    }
+    // A CRD's schema has keys such as `requests` that are not quantities.
+    let crd = r.group == crate::crd::GROUP;
+    if !crd {
+        validate::normalize_quantities(obj);
+    }
+    let typed = (if crd {
+        Ok(())
+    } else {
+        validate::check_quantities(obj)
+    })
+    .and_then(|()| (r.typed)(obj))
+    .map_err(|e| {
+        Fail::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            r.kind, r.version, r.kind
+        ))
+    })?;
     let mut unknown = Vec::new();
     let strict = ctx.query.get("fieldValidation") == Some("Strict");
     validate::unknown_fields(obj, &typed, "", !strict, &mut unknown);

@@ -17,7 +17,6 @@ use super::object::decode;
 use super::{Ctx, error_chain, include_mode, meta, meta_str, wants_table};
 use crate::http::{Body, Fail, json_response};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::table;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
@@ -137,7 +136,7 @@ pub(super) async fn list(ctx: &Ctx) -> Result<Response<Body>, Fail> {
     if wants_table(&ctx.accept) {
         return Ok(json_response(
             200,
-            &table::table(r.kind, &items, meta, include_mode(&ctx.query)),
+            &super::make_table(r, &items, meta, include_mode(&ctx.query)),
         ));
     }
     Ok(json_response(
@@ -192,8 +191,8 @@ pub(super) async fn watch(ctx: Ctx) -> Result<Response<Body>, Fail> {
 
     let render = move |obj: &Value| -> Value {
         if table_mode {
-            table::table(
-                r.kind,
+            super::make_table(
+                r,
                 std::slice::from_ref(obj),
                 json!({"resourceVersion": meta_str(obj, "resourceVersion")}),
                 include,

@@ -93,13 +93,18 @@ pub(crate) async fn create(
         m.remove("status");
     }
     validate::apply_defaults(r.kind, &mut obj, &mut || next_cluster_ip(state));
+    if is_crd(r) {
+        crate::crd::apply_defaults(&mut obj);
+        crate::crd::add_finalizer(&mut obj);
+    }
     if r.kind == "Secret" {
         merge_string_data(&mut obj);
     }
     if let Some(t) = track {
         record_update(r, t, &json!({}), &mut obj);
     }
-    let causes = validate::validate_object(r, &obj);
+    let mut causes = validate::validate_object(r, &obj);
+    extra_checks(r, &obj, &mut causes);
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
@@ -114,7 +119,24 @@ pub(crate) async fn create(
         .await
         .map_err(|e| store_fail(r, &name, e))?;
     set_meta(&mut obj, "resourceVersion", json!(rev.to_string()));
+    if is_crd(r) {
+        crate::crd::register(&obj);
+    }
     Ok(obj)
+}
+
+fn is_crd(r: &Resource) -> bool {
+    r.group == crate::crd::GROUP && r.kind == "CustomResourceDefinition"
+}
+
+/// Checks beyond a kind's own: CRDs as apiextensions validates them, and
+/// custom objects against their schema.
+fn extra_checks(r: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
+    if is_crd(r) {
+        causes.extend(crate::crd::validate(obj));
+    } else if let Some(v) = crate::crd::version_of(r) {
+        causes.extend(crate::crd::check_object(&v, obj));
+    }
 }
 
 // ---------- update ----------
@@ -282,6 +304,7 @@ pub(super) async fn write_update(
         set_meta(&mut merged, "generation", json!(gen_next));
     }
     let mut causes = validate::validate_object(r, &merged);
+    extra_checks(r, &merged, &mut causes);
     if sub != Some("binding") {
         causes.extend(validate::validate_update(r.kind, cur, &merged));
     }
@@ -323,6 +346,9 @@ pub(super) async fn write_update(
         .await
         .map_err(|e| retryable(r, &name, e))?;
     set_meta(&mut merged, "resourceVersion", json!(rev.to_string()));
+    if is_crd(r) {
+        crate::crd::register(&merged);
+    }
     Ok(merged)
 }
 
