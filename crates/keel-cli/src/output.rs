@@ -52,30 +52,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Decimal sizes with three significant digits, as `docker images` prints them (`4.26MB`).
+/// Decimal sizes with three significant digits, as `docker images` prints
+/// them (`4.26MB`): go-units' `HumanSizeWithPrecision(size, 3)`.
 #[allow(clippy::cast_precision_loss)] // for display only: three digits are shown
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < UNITS.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    // Go's %.3g: three significant digits, no trailing zeros.
-    let s = if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", UNITS[i])
+    keel_go::units::human_size_with_precision(bytes as f64, 3)
 }
 
 /// Docker's `HumanDuration`, used as "… ago".
@@ -137,6 +118,14 @@ mod tests {
         assert_eq!(human_size(1_000), "1kB");
         assert_eq!(human_size(12_345_678), "12.3MB");
         assert_eq!(human_size(523_000_000), "523MB");
+    }
+
+    /// Regression: Go's `%.3g` rounds 999.5 up to `1e+03`, and docker prints
+    /// `1e+03kB` for sizes from 999,500 to 999,999 bytes; keel printed `1000kB`.
+    #[test]
+    fn sizes_round_like_go() {
+        assert_eq!(human_size(999_999), "1e+03kB");
+        assert_eq!(human_size(999_499), "999kB");
     }
 
     #[test]

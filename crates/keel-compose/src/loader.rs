@@ -489,7 +489,7 @@ fn process_include(
         }
         let mut model: Option<Node> = None;
         for f in &files {
-            if !f.is_file() {
+            if is_missing(f) {
                 return Err(invalid(
                     &inc.pos,
                     ipath.clone(),
@@ -536,6 +536,13 @@ fn nodes_equal(a: &Node, b: &Node) -> bool {
     to_value(a) == to_value(b)
 }
 
+/// Only a file that is not there is missing: one that exists but is no
+/// regular file (`/dev/null`, a FIFO) or cannot be read is left to the
+/// reader, whose error then says what is wrong.
+fn is_missing(p: &Path) -> bool {
+    std::fs::metadata(p).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Reads env files in order (later ones win); `required` ones must exist.
 fn read_env_files(
     files: &[(PathBuf, bool)],
@@ -544,16 +551,33 @@ fn read_env_files(
 ) -> Result<Vec<(String, String)>, Error> {
     let mut vars: Vec<(String, String)> = Vec::new();
     for (f, required) in files {
-        if !f.is_file() {
-            if *required {
+        // Any readable file will do, as with docker compose: /dev/null, a
+        // FIFO such as `<(cmd)`; only a missing one is "not found". An
+        // optional one may also be a directory (then it is no env file).
+        let src = match std::fs::read_to_string(f) {
+            Ok(src) => src,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && *required => {
                 return Err(Error::Read {
                     path: display(f, cwd),
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
                 });
             }
-            continue;
-        }
-        let src = read(f, cwd)?;
+            Err(e)
+                if !*required
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+                    ) =>
+            {
+                continue;
+            }
+            Err(source) => {
+                return Err(Error::Read {
+                    path: display(f, cwd),
+                    source,
+                });
+            }
+        };
         let lookup = |k: &str| {
             vars.iter()
                 .rev()
@@ -1078,7 +1102,7 @@ fn finalize(
                         Some(Kind::Scalar(Scalar::Bool(false)))
                     );
                     let pb = PathBuf::from(path);
-                    if !pb.is_file() {
+                    if is_missing(&pb) {
                         if required {
                             return Err(invalid(
                                 &f.pos,

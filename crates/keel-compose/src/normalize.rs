@@ -5,7 +5,6 @@
 //! `canonical_service` runs per file before merging, so that merge rules can
 //! key sequences by target; `to_output` renders the final project.
 
-use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
@@ -15,98 +14,23 @@ use crate::yaml::{Entry, Kind, Node, Pos, Scalar};
 /// A short-syntax problem: message for the node at hand.
 pub type Problem = String;
 
-/// Parses a Go duration (`1m30s`, `500ms`, `1.5h`) or a plain number of
-/// seconds into nanoseconds.
-pub fn parse_duration(s: &str) -> Option<i128> {
+/// A Go duration (`1m30s`, `500ms`, `1.5h`: `time.ParseDuration`, as
+/// compose-go reads them) or a plain number of seconds, surrounding blanks
+/// ignored, in nanoseconds; like Go's `time.Duration`, within an `i64`.
+pub fn parse_duration(s: &str) -> Option<i64> {
     let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then_some((secs * 1e9) as i128);
+        let ns = secs * 1e9;
+        // 2^63 ns is the first value out of Go's range.
+        return (secs.is_finite() && secs >= 0.0 && ns < 9_223_372_036_854_775_808.0)
+            .then_some(ns as i64);
     }
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += n * mult;
-    }
-    if !total.is_finite() || total > 9.3e18 {
-        return None;
-    }
-    let v = total as i128;
-    Some(if neg { -v } else { v })
+    keel_go::parse_duration(s).ok()
 }
 
 /// Go's `time.Duration.String()`.
-pub fn format_duration(ns: i128) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    let neg = ns < 0;
-    let u = ns.unsigned_abs();
-    let mut out = String::new();
-    if u < 1_000_000_000 {
-        let (div, unit) = if u < 1_000 {
-            (1, "ns")
-        } else if u < 1_000_000 {
-            (1_000, "µs")
-        } else {
-            (1_000_000, "ms")
-        };
-        out.push_str(&frac(u, div));
-        out.push_str(unit);
-    } else {
-        let h = u / 3_600_000_000_000;
-        let rem = u % 3_600_000_000_000;
-        let m = rem / 60_000_000_000;
-        let s_ns = rem % 60_000_000_000;
-        if h > 0 {
-            let _ = write!(out, "{h}h{m}m");
-        } else if m > 0 {
-            let _ = write!(out, "{m}m");
-        }
-        out.push_str(&frac(s_ns, 1_000_000_000));
-        out.push('s');
-    }
-    if neg { format!("-{out}") } else { out }
-}
-
-fn frac(v: u128, div: u128) -> String {
-    let whole = v / div;
-    let rem = v % div;
-    if rem == 0 {
-        return whole.to_string();
-    }
-    let width = div.to_string().len() - 1;
-    let digits = format!("{rem:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
+pub fn format_duration(ns: i64) -> String {
+    keel_go::format_duration(ns)
 }
 
 /// One published port in long form.
@@ -581,23 +505,11 @@ fn cast_float(m: &mut Node, key: &str) {
     }
 }
 
-/// Docker's `RAMInBytes`: `512`, `64k`, `256M`, `1.5g` (binary units).
+/// Docker's `RAMInBytes` (`512`, `64k`, `256MiB`, `1.5g`: binary units),
+/// surrounding blanks ignored; `None` for what docker refuses and for
+/// negatives (go-units' overflow comes out negative).
 pub fn parse_bytes(s: &str) -> Option<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last()? {
-        'k' => (&t[..t.len() - 1], 1i64 << 10),
-        'm' => (&t[..t.len() - 1], 1 << 20),
-        'g' => (&t[..t.len() - 1], 1 << 30),
-        't' => (&t[..t.len() - 1], 1 << 40),
-        'p' => (&t[..t.len() - 1], 1 << 50),
-        _ => (t, 1),
-    };
-    let f: f64 = num.trim().parse().ok()?;
-    // Sizes are far below 2^52 in practice; precision loss is harmless.
-    #[allow(clippy::cast_precision_loss)]
-    let bytes = f * mult as f64;
-    (f.is_finite() && f >= 0.0 && bytes < 9.2e18).then_some(bytes as i64)
+    keel_go::ram_in_bytes(s.trim()).ok().filter(|b| *b >= 0)
 }
 
 /// Byte sizes print as a decimal string, as compose-go's `UnitBytes` does.
@@ -1132,6 +1044,31 @@ mod tests {
         }
         assert!(parse_duration("5x").is_none());
         assert!(parse_duration("s").is_none());
+    }
+
+    /// Regression: durations were summed in an f64 up to 9.3e18 ns, so
+    /// Go's largest duration printed one nanosecond off and values past
+    /// Go's range (which compose-go refuses) were accepted.
+    #[test]
+    fn durations_exact_and_in_go_range() {
+        let max = "2562047h47m16.854775807s";
+        assert_eq!(parse_duration(max), Some(i64::MAX));
+        assert_eq!(format_duration(parse_duration(max).unwrap()), max);
+        assert_eq!(parse_duration("2562048h"), None);
+        assert_eq!(parse_duration("9300000000"), None);
+    }
+
+    /// Regression: `512MiB` and `1p` (docker's `RAMInBytes` accepts both,
+    /// compose-go reads sizes with it) were refused.
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("1p"), Some(1 << 50));
+        assert_eq!(parse_bytes(" 64m "), Some(64 << 20));
+        assert_eq!(parse_bytes("1.5g"), Some(3 << 29));
+        assert_eq!(parse_bytes("-1m"), None);
+        assert_eq!(parse_bytes("1e30"), None);
+        assert_eq!(parse_bytes("5kbb"), None);
     }
 
     #[test]

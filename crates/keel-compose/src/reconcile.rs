@@ -1020,7 +1020,7 @@ pub fn config_hash(service: &serde_yaml_ng::Value) -> String {
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
     // The loader's Go-duration parser, in whole milliseconds (rounded).
     let ns = crate::normalize::parse_duration(s).filter(|ns| *ns >= 0)?;
-    Some(u64::try_from((ns + 500_000) / 1_000_000).unwrap_or(u64::MAX))
+    Some(u64::try_from((i128::from(ns) + 500_000) / 1_000_000).unwrap_or(u64::MAX))
 }
 
 /// When images are built.

@@ -853,57 +853,19 @@ fn split_csv(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// `--mount=type=tmpfs,size=…`: docker's `RAMInBytes`, as `BuildKit` reads it.
 fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let idx = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let n: u64 = v[..idx].parse().ok()?;
-    let mult: u64 = match v[idx..].to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    keel_go::ram_in_bytes(v.trim())
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
 }
 
 /// Go's `time.ParseDuration` for non-negative values (`1h2m3.5s`, `300ms`, `0`).
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("time: invalid duration {}", parser::go_quote(s));
-    if s == "0" {
-        return Ok(Duration::ZERO);
+    match keel_go::parse_duration(s) {
+        Ok(ns) if ns >= 0 => Ok(Duration::from_nanos(ns.unsigned_abs())),
+        _ => Err(format!("time: invalid duration {}", parser::go_quote(s))),
     }
-    let body = s.strip_prefix('+').unwrap_or(s);
-    if body.is_empty() || body.starts_with('-') {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    let mut rest = body;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if n == 0 {
-            return Err(bad());
-        }
-        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        rest = &rest[u..];
-        total += value * unit;
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -1217,5 +1179,23 @@ mod tests {
         assert!(parse_go_duration("5").is_err());
         assert!(parse_go_duration("-1s").is_err());
         assert!(parse_go_duration("").is_err());
+    }
+
+    /// Regression: durations and sizes were summed in an f64 (Go sums
+    /// integers exactly), and `size=` refused `BuildKit`'s `1.5m` and `1 GiB`.
+    #[test]
+    fn durations_and_sizes_like_buildkit() {
+        assert_eq!(
+            parse_go_duration("2562047h47m16.854775807s").unwrap(),
+            Duration::from_nanos(i64::MAX.unsigned_abs())
+        );
+        assert_eq!(
+            parse_go_duration("1.000000001s").unwrap(),
+            Duration::from_nanos(1_000_000_001)
+        );
+        assert_eq!(parse_size("1.5m"), Some(3 << 19));
+        assert_eq!(parse_size("1 GiB"), Some(1 << 30));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("-1"), None);
     }
 }

@@ -175,42 +175,8 @@ impl Ast {
     }
 }
 
-/// Go's `strconv.Quote`.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            // Go prints only U+0020 of the spaces and no control/format characters.
-            c if c.is_control() || (c.is_whitespace() && c != ' ') || is_format(c) => {
-                if (c as u32) < 0x10000 {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                } else {
-                    let _ = write!(out, "\\U{:08x}", c as u32);
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn is_format(c: char) -> bool {
-    matches!(c as u32, 0xad | 0x600..=0x605 | 0x200b..=0x200f | 0x202a..=0x202e | 0x2060..=0x2064 | 0xfeff | 0xfff9..=0xfffb)
-}
+/// Go's `strconv.Quote` (error texts quote words as `BuildKit` does).
+pub use keel_go::quote as go_quote;
 
 struct Lines<'a> {
     src: &'a str,
@@ -1056,5 +1022,12 @@ HEALTHCHECK --retries=2 CMD [\"h\"]\nSHELL [\"sh\", \"-c\"]\nMAINTAINER m n\n";
     #[test]
     fn go_quote_matches_go() {
         assert_eq!(go_quote("a\u{0}\u{7f}\u{a0}♥"), "\"a\\x00\\x7f\\u00a0♥\"");
+    }
+
+    /// Regression: unassigned and private-use code points were printed
+    /// as they are; Go's `IsPrint` says no and `Quote` escapes them.
+    #[test]
+    fn go_quote_escapes_what_go_does_not_print() {
+        assert_eq!(go_quote("\u{378}\u{e000}"), "\"\\u0378\\ue000\"");
     }
 }

@@ -711,7 +711,7 @@ impl<'t> State<'t> {
                 | (Ty::Bool, Value::Bool(_))
                 | (Ty::List, Value::List(_))
                 | (Ty::Map, Value::Map(_))
-        ) || matches!((t, &v), (Ty::Cert, Value::Object(o)) if o.type_name() == crate::crypto::CERT_TYPE);
+        ) || matches!((t, &v), (Ty::Cert, Value::Object(o)) if o.type_name() == crate::sprig::CERT_TYPE);
         if ok {
             return Ok(v);
         }

@@ -40,7 +40,7 @@ impl Ty {
             Ty::List => "[]interface {}",
             Ty::Map => "map[string]interface {}",
             Ty::Uint32 => "uint32",
-            Ty::Cert => crate::crypto::CERT_TYPE,
+            Ty::Cert => crate::sprig::CERT_TYPE,
         }
     }
 }
@@ -174,8 +174,6 @@ pub(crate) fn builtins() -> HashMap<&'static str, FuncDef> {
 pub(crate) fn all() -> HashMap<&'static str, FuncDef> {
     let mut m = builtins();
     crate::sprig::register(&mut m);
-    crate::dates::register(&mut m);
-    crate::crypto::register(&mut m);
     crate::helm::register(&mut m);
     m
 }

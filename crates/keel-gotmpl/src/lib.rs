@@ -21,8 +21,6 @@
     clippy::match_same_arms
 )]
 
-mod crypto;
-mod dates;
 mod exec;
 mod funcs;
 pub mod gofmt;

@@ -124,3 +124,75 @@ fn bad_input_is_one_line_and_fails() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: cannot read other.yaml"), "{err}");
 }
+
+/// Writes `text` into the FIFO at `path` once a reader has opened it, or
+/// gives up after 20 s (so that a keel that never reads cannot hang the test).
+fn feed_fifo(path: PathBuf, text: &'static str) -> std::thread::JoinHandle<bool> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            // Non-blocking: fails (ENXIO) until the reader is there.
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&path)
+            {
+                Ok(mut f) => return f.write_all(text.as_bytes()).is_ok(),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        false
+    })
+}
+
+/// Regression: `keel compose --env-file /dev/null` failed with "cannot read
+/// /dev/null: file not found" (the loader wanted a regular file); docker
+/// compose reads any readable file: character devices and FIFOs such as
+/// `<(cmd)`. A file that exists is never "not found".
+#[test]
+fn env_file_may_be_any_readable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: busybox:${TAG:-none}\n    env_file: ${WEB_ENV:-/dev/null}\n",
+    )
+    .unwrap();
+    let images = |env_file: &str| {
+        keel(
+            dir.path(),
+            &["compose", "--env-file", env_file, "config", "--images"],
+        )
+    };
+
+    let (code, out, err) = images("/dev/null");
+    assert_eq!((code, out.as_str()), (0, "busybox:none\n"), "{err}");
+
+    let fifo = dir.path().join("env.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let writer = feed_fifo(fifo.clone(), "TAG=fromfifo\n");
+    let (code, out, err) = images(fifo.to_str().unwrap());
+    assert!(writer.join().unwrap(), "keel never opened the FIFO");
+    assert_eq!((code, out.as_str()), (0, "busybox:fromfifo\n"), "{err}");
+
+    // A directory says what it is, not that it is missing.
+    let (code, _, err) = images(dir.path().to_str().unwrap());
+    assert_ne!(code, 0);
+    assert!(err.contains("Is a directory"), "{err}");
+    assert!(!err.contains("not found"), "{err}");
+    // A file that is really not there still says so.
+    let (code, _, err) = images("missing.env");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("missing.env") && err.contains("not found"),
+        "{err}"
+    );
+}

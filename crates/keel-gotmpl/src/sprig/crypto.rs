@@ -1,6 +1,7 @@
-//! sprig 3.2.3's crypto.go and network.go: private keys, certificates
-//! (`genCA`, `genSignedCert`, …), `derivePassword`, `encryptAES`/`decryptAES`
-//! and `getHostByName`, with sprig's output formats and error messages.
+//! sprig 3.2.3's crypto.go: hashes (`sha1sum`, `sha256sum`, `adler32sum`),
+//! `bcrypt`/`htpasswd`, `uuidv4`, `randBytes`, private keys, certificates
+//! (`genCA`, `genSignedCert`, …), `derivePassword` and
+//! `encryptAES`/`decryptAES`, with sprig's output formats and error messages.
 //!
 //! Keys and certificates come from aws-lc-rs and rcgen; their bytes differ
 //! from Go's (they are random anyway), but the PEM block types, key sizes,
@@ -40,9 +41,11 @@ fn ec_key(der: &[u8], pkcs8: bool) -> Result<EcdsaKeyPair, aws_lc_rs::error::Key
     Err(last.expect("at least one curve"))
 }
 
+use super::strings::rand_u64;
+use super::strings::{b64dec, b64enc};
+use super::{s, vstr};
 use crate::funcs::{FuncDef, Ty, def};
 use crate::gofmt;
-use crate::sprig::{b64dec, b64enc};
 use crate::value::{Object, Value};
 
 type Res = Result<Value, String>;
@@ -600,31 +603,108 @@ fn decrypt_aes(password: &str, crypt64: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&plain[..end as usize]).into_owned())
 }
 
-// ---- network
-
-/// sprig's `getHostByName`: one of the name's addresses, picked at random as
-/// Go does. Uses the system resolver (`getaddrinfo`: /etc/hosts, then DNS if
-/// configured), like Go's `net.LookupHost`; keel adds no network access of
-/// its own.
-fn get_host_by_name(name: &str) -> Res {
-    use std::net::ToSocketAddrs as _;
-    let mut addrs: Vec<String> = Vec::new();
-    if let Ok(it) = (name, 0u16).to_socket_addrs() {
-        for a in it {
-            let ip = a.ip().to_string();
-            if !addrs.contains(&ip) {
-                addrs.push(ip);
-            }
+/// SHA-1, for `sha1sum` (small and self-contained).
+pub(super) fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
+    let mut msg = data.to_vec();
+    let bitlen = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bitlen.to_be_bytes());
+    for chunk in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([
+                chunk[4 * i],
+                chunk[4 * i + 1],
+                chunk[4 * i + 2],
+                chunk[4 * i + 3],
+            ]);
         }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | ((!b) & d), 0x5A82_7999),
+                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        h[0] = h[0].wrapping_add(a);
+        h[1] = h[1].wrapping_add(b);
+        h[2] = h[2].wrapping_add(c);
+        h[3] = h[3].wrapping_add(d);
+        h[4] = h[4].wrapping_add(e);
     }
-    if addrs.is_empty() {
-        // Go's rand.Intn(0) panics; text/template reports the panic.
-        return Err("invalid argument to Intn".into());
+    let mut out = [0u8; 20];
+    for (i, x) in h.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
     }
-    let mut r = [0u8; 4];
-    aws_lc_rs::rand::fill(&mut r).map_err(|e| e.to_string())?;
-    let i = u32::from_be_bytes(r) as usize % addrs.len();
-    Ok(Value::string(addrs.swap_remove(i)))
+    out
+}
+
+pub(super) fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+pub(super) fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for x in data {
+        a = (a + u32::from(*x)) % 65521;
+        b = (b + a) % 65521;
+    }
+    (b << 16) | a
+}
+pub(super) fn uuidv4() -> String {
+    let mut b = [0u8; 16];
+    for x in &mut b {
+        *x = rand_u64() as u8;
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `bcrypt.GenerateFromPassword(pw, bcrypt.DefaultCost)` in Go's `$2a$` form.
+pub(super) fn bcrypt_2a(pw: &str) -> String {
+    bcrypt::hash_with_result(pw, 10).map_or_else(
+        |e| e.to_string(),
+        |h| h.format_for_version(bcrypt::Version::TwoA),
+    )
 }
 
 pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
@@ -688,8 +768,31 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     add("decryptAES", &[Str, Str], None, |a| {
         decrypt_aes(st(&a[0]), st(&a[1])).map(Value::string)
     });
-    add("getHostByName", &[Str], None, |a| {
-        get_host_by_name(st(&a[0]))
+    add("sha1sum", &[Str], None, |a| {
+        vstr(hex(&sha1(s(&a[0]).as_bytes())))
+    });
+    add("sha256sum", &[Str], None, |a| {
+        use sha2::Digest;
+        vstr(hex(&sha2::Sha256::digest(s(&a[0]).as_bytes())))
+    });
+    add("adler32sum", &[Str], None, |a| {
+        vstr(adler32(s(&a[0]).as_bytes()).to_string())
+    });
+    add("randBytes", &[Int], None, |a| {
+        let n = int(&a[0]).max(0) as usize;
+        let b: Vec<u8> = (0..n).map(|_| rand_u64() as u8).collect();
+        vstr(b64enc(&b))
+    });
+    // random and ids (not deterministic; excluded from differential tests)
+    add("uuidv4", &[], None, |_| vstr(uuidv4()));
+    // password hashes (random salt: not diff-tested; Go's x/crypto writes $2a$)
+    add("bcrypt", &[Str], None, |a| vstr(bcrypt_2a(s(&a[0]))));
+    add("htpasswd", &[Str, Str], None, |a| {
+        let user = s(&a[0]);
+        if user.contains(':') {
+            return vstr(format!("invalid username: {user}"));
+        }
+        vstr(format!("{user}:{}", bcrypt_2a(s(&a[1]))))
     });
 }
 
@@ -704,6 +807,14 @@ fn int(v: &Value) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn htpasswd_verifies() {
+        let h = bcrypt_2a("s3cret");
+        assert!(h.starts_with("$2a$10$"), "{h}");
+        assert!(bcrypt::verify("s3cret", &h).unwrap());
+        assert!(!bcrypt::verify("other", &h).unwrap());
+    }
 
     #[test]
     fn pem_round_trip() {

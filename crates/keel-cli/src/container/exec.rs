@@ -1,0 +1,151 @@
+//! `keel exec` and `keel wait`.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use keel_runtime::Containers;
+use keel_runtime::backend::{ExecSpec, Stdio};
+use keel_runtime::engine::{self};
+use keel_runtime::tty::{ConsoleSocket, RawMode};
+
+use super::flags::{ContainersArgs, ExecArgs};
+use super::parse::expand_env;
+use super::run::client_size;
+use super::{exit_code, hinted, open, resolve};
+
+fn own_stdio(interactive: bool) -> anyhow::Result<Stdio> {
+    let stdin: std::os::fd::OwnedFd = if interactive {
+        std::io::stdin().as_fd().try_clone_to_owned()?
+    } else {
+        std::fs::File::open("/dev/null")?.into()
+    };
+    Ok(Stdio {
+        stdin,
+        stdout: std::io::stdout().as_fd().try_clone_to_owned()?,
+        stderr: std::io::stderr().as_fd().try_clone_to_owned()?,
+    })
+}
+
+pub fn exec(root: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
+    let c = open(root)?;
+    let id = resolve(&c, &a.container)?;
+    let cfg = c.config(&id).map_err(hinted)?;
+    let (uid, gid, gids) = match &a.user {
+        Some(u) => {
+            let ident = engine::exec_identity(&cfg, u).map_err(hinted)?;
+            (ident.uid, ident.gid, ident.additional_gids)
+        }
+        None => (cfg.uid, cfg.gid, cfg.additional_gids.clone()),
+    };
+    let mut env = cfg.env.clone();
+    for e in a.env.iter().map(|e| expand_env(e)) {
+        let k = e.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(k.as_str()));
+        env.push(e);
+    }
+    let spec = ExecSpec {
+        args: a.command.clone(),
+        env,
+        cwd: Some(a.workdir.clone().unwrap_or_else(|| cfg.working_dir.clone())),
+        uid: Some(uid),
+        gid: Some(gid),
+        additional_gids: gids,
+        console_socket: None,
+    };
+    if a.tty {
+        return exec_tty(root, &c, &id, spec, &a);
+    }
+    let stdio = if a.detach {
+        let null = || -> anyhow::Result<std::os::fd::OwnedFd> {
+            Ok(std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?
+                .into())
+        };
+        Stdio {
+            stdin: null()?,
+            stdout: null()?,
+            stderr: null()?,
+        }
+    } else {
+        own_stdio(a.interactive || a.tty)?
+    };
+    let mut h = engine::exec(&c, &id, &spec, stdio)
+        .map_err(hinted)
+        .context("exec")?;
+    if a.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = h.wait(None).map_err(hinted)?.unwrap_or(-1);
+    Ok(exit_code(code))
+}
+
+/// `exec -t`: the process gets a pty made in the container; we relay it.
+fn exec_tty(
+    root: &Path,
+    c: &Containers,
+    id: &str,
+    mut spec: ExecSpec,
+    a: &ExecArgs,
+) -> anyhow::Result<ExitCode> {
+    let console = ConsoleSocket::bind(&root.join("run")).map_err(hinted)?;
+    spec.console_socket = Some(console.path().to_path_buf());
+    let null = std::fs::File::open("/dev/null")?;
+    let stdio = Stdio {
+        stdin: null.try_clone()?.into(),
+        stdout: null.try_clone()?.into(),
+        stderr: null.into(),
+    };
+    let mut h = engine::exec(c, id, &spec, stdio)
+        .map_err(hinted)
+        .context("exec")?;
+    let master = console.receive().map_err(hinted).context("exec")?;
+    if let Some(w) = client_size() {
+        w.apply(&master).map_err(hinted)?;
+    }
+    if a.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let done = h.pidfd().map_err(hinted)?;
+    let input = if a.interactive {
+        Some(std::io::stdin().as_fd().try_clone_to_owned()?)
+    } else {
+        None
+    };
+    let raw = input
+        .as_ref()
+        .and_then(|_| RawMode::enable(std::io::stdin()));
+    let relayed = keel_runtime::tty::relay(
+        &master,
+        input.as_ref(),
+        &mut std::io::stdout().lock(),
+        Some(&done),
+    );
+    drop(raw);
+    relayed.map_err(hinted)?;
+    let code = h.wait(None).map_err(hinted)?.unwrap_or(-1);
+    Ok(exit_code(code))
+}
+
+pub fn wait(root: &Path, a: ContainersArgs) -> anyhow::Result<ExitCode> {
+    let c = open(root)?;
+    let mut last = ExitCode::SUCCESS;
+    for n in &a.containers {
+        let id = resolve(&c, n)?;
+        loop {
+            let st = c.state(&id).map_err(hinted)?;
+            if !keel_runtime::record::monitor_alive(&st, &id) {
+                break;
+            }
+            engine::wait_monitor(&id, &st, None);
+        }
+        // A --rm container is gone by now; its exit code went with it.
+        let code = c.state(&id).map_or(0, |s| s.exit_code);
+        println!("{code}");
+        last = ExitCode::SUCCESS;
+    }
+    Ok(last)
+}

@@ -1,0 +1,110 @@
+//! `keel logs`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use keel_runtime::engine::{self};
+use keel_runtime::logs;
+
+use super::flags::LogsArgs;
+use super::parse::parse_duration_ms;
+use super::{open, resolve};
+
+pub(super) fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return DateTime::from_timestamp(secs, 0).context("timestamp out of range");
+    }
+    let ms = parse_duration_ms(s).with_context(|| {
+        format!("invalid --since {s:?}: expected RFC 3339, a unix time or 42s/5m")
+    })?;
+    Ok(Utc::now() - chrono::Duration::milliseconds(ms as i64))
+}
+
+fn print_entry(e: &logs::Entry, timestamps: bool) {
+    let line = if timestamps {
+        format!(
+            "{} {}",
+            e.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            e.log
+        )
+    } else {
+        e.log.clone()
+    };
+    if e.stream == "stderr" {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    } else {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(line.as_bytes());
+        let _ = o.flush();
+    }
+}
+
+pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
+    let c = open(root)?;
+    let id = resolve(&c, &a.container)?;
+    let path = c.log_path(&id);
+    let since = a.since.as_deref().map(parse_since).transpose()?;
+    let tail: Option<usize> = if a.tail == "all" {
+        None
+    } else {
+        Some(
+            a.tail
+                .parse()
+                .with_context(|| format!("invalid --tail {:?}", a.tail))?,
+        )
+    };
+    let mut entries: Vec<logs::Entry> = logs::read_all(&path)
+        .into_iter()
+        .filter(|e| since.is_none_or(|s| e.time >= s))
+        .collect();
+    if let Some(n) = tail {
+        let skip = entries.len().saturating_sub(n);
+        entries.drain(..skip);
+    }
+    for e in &entries {
+        print_entry(e, a.timestamps);
+    }
+    if !a.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Follow from the end of what we printed: the current file size.
+    let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let mut pending = String::new();
+    loop {
+        let active = engine::is_active(&c, &id);
+        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if len < offset {
+            // Rotated: the new file starts from scratch.
+            offset = 0;
+        }
+        if len > offset
+            && let Ok(mut f) = std::fs::File::open(&path)
+        {
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = String::new();
+            let n = f.read_to_string(&mut buf)?;
+            offset += n as u64;
+            pending.push_str(&buf);
+            while let Some(pos) = pending.find('\n') {
+                let line: String = pending.drain(..=pos).collect();
+                if let Some(e) = logs::parse_line(line.trim_end())
+                    && since.is_none_or(|s| e.time >= s)
+                {
+                    print_entry(&e, a.timestamps);
+                }
+            }
+            continue;
+        }
+        if !active {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,396 @@
+//! Parsers of container flag values (sizes, durations, volumes, mounts,
+//! networks) and the runtime's `CreateOptions` built from the flags.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use keel_runtime::engine::CreateOptions;
+use keel_runtime::{HealthConfig, MountKind, MountSpec, PortSpec, RestartPolicy, ids};
+
+use super::flags::CreateFlags;
+use super::hinted;
+
+/// `512`, `64k`, `64m`, `1g`, `1GiB` (docker's `RAMInBytes`: binary units),
+/// surrounding blanks ignored.
+pub fn parse_bytes(s: &str) -> anyhow::Result<i64> {
+    let t = s.trim();
+    match keel_go::ram_in_bytes(t) {
+        Ok(n) if n >= 0 => Ok(n),
+        // go-units' overflow comes out negative.
+        Ok(_) => bail!("invalid size {s:?}: too large"),
+        Err(keel_go::SizeError::Invalid(_)) if t.starts_with('-') => {
+            bail!("invalid size {s:?}: must not be negative")
+        }
+        Err(_) => {
+            bail!("invalid size {s:?}: expected a number with an optional k, m, g suffix")
+        }
+    }
+}
+
+/// A Go duration (`500ms`, `30s`, `1m30s`, `1h`, `0`; docker reads the
+/// `--health-*` flags with `time.ParseDuration`) → whole milliseconds.
+pub fn parse_duration_ms(s: &str) -> anyhow::Result<u64> {
+    let bad = || anyhow::anyhow!("invalid duration {s:?}: expected e.g. 500ms, 30s, 1m30s");
+    let ns = keel_go::parse_duration(s.trim()).map_err(|_| bad())?;
+    u64::try_from(ns / 1_000_000).map_err(|_| bad())
+}
+
+pub(super) fn kv(s: &str) -> (String, String) {
+    match s.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => (s.to_string(), String::new()),
+    }
+}
+
+/// `-v` forms: `/path` (anonymous volume), `NAME:/path[:opts]`, `/host:/path[:opts]`.
+pub fn parse_volume(s: &str) -> anyhow::Result<MountSpec> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = |why: &str| anyhow::anyhow!("invalid volume specification {s:?}: {why}");
+    let (src, dst, opts) = match parts.as_slice() {
+        [d] => ("", *d, ""),
+        [a, b] => (*a, *b, ""),
+        [a, b, o] => (*a, *b, *o),
+        _ => return Err(bad("expected [SOURCE:]TARGET[:OPTIONS]")),
+    };
+    if dst.is_empty() || !dst.starts_with('/') {
+        return Err(bad("the container path must be absolute"));
+    }
+    let mut read_only = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => read_only = true,
+            "rw" | "z" | "Z" | "rprivate" | "private" | "rshared" | "shared" | "rslave"
+            | "slave" | "nocopy" => {}
+            _ => return Err(bad(&format!("unknown option {o:?}"))),
+        }
+    }
+    if src.is_empty() {
+        if parts.len() > 1 {
+            return Err(bad("empty source"));
+        }
+        return Ok(MountSpec {
+            kind: MountKind::Volume,
+            source: ids::new_id(),
+            target: dst.to_string(),
+            read_only,
+            anonymous: true,
+            options: Vec::new(),
+        });
+    }
+    if src.starts_with('/') {
+        // Like Docker's -v, a missing host directory is created.
+        std::fs::create_dir_all(src).with_context(|| format!("creating host directory {src}"))?;
+        return Ok(MountSpec {
+            kind: MountKind::Bind,
+            source: src.to_string(),
+            target: dst.to_string(),
+            read_only,
+            anonymous: false,
+            options: Vec::new(),
+        });
+    }
+    if !ids::valid_name(src) {
+        return Err(bad(
+            "the source must be an absolute host path or a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)",
+        ));
+    }
+    Ok(MountSpec {
+        kind: MountKind::Volume,
+        source: src.to_string(),
+        target: dst.to_string(),
+        read_only,
+        anonymous: false,
+        options: Vec::new(),
+    })
+}
+
+/// `--mount type=…,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`.
+pub fn parse_mount(s: &str) -> anyhow::Result<MountSpec> {
+    let bad = |why: &str| anyhow::anyhow!("invalid mount specification {s:?}: {why}");
+    let mut kind = MountKind::Volume;
+    let (mut src, mut dst, mut ro, mut opts) = (String::new(), String::new(), false, Vec::new());
+    for field in s.split(',') {
+        let (k, v) = kv(field);
+        match k.as_str() {
+            "type" => {
+                kind = match v.as_str() {
+                    "bind" => MountKind::Bind,
+                    "volume" => MountKind::Volume,
+                    "tmpfs" => MountKind::Tmpfs,
+                    _ => return Err(bad("type must be bind, volume or tmpfs")),
+                };
+            }
+            "source" | "src" => src = v,
+            "target" | "destination" | "dst" => dst = v,
+            "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
+            "tmpfs-size" => opts.push(format!("size={}", parse_bytes(&v)?)),
+            "tmpfs-mode" => opts.push(format!("mode={v}")),
+            "bind-propagation" | "consistency" | "volume-nocopy" => {}
+            _ => return Err(bad(&format!("unknown field {k:?}"))),
+        }
+    }
+    if dst.is_empty() {
+        return Err(bad("target is required"));
+    }
+    let anonymous = kind == MountKind::Volume && src.is_empty();
+    if anonymous {
+        src = ids::new_id();
+    }
+    if kind == MountKind::Bind && src.is_empty() {
+        return Err(bad("source is required for bind mounts"));
+    }
+    Ok(MountSpec {
+        kind,
+        source: src,
+        target: dst,
+        read_only: ro,
+        anonymous,
+        options: opts,
+    })
+}
+
+fn parse_tmpfs(s: &str) -> anyhow::Result<MountSpec> {
+    let (dst, opts) = s.split_once(':').unwrap_or((s, ""));
+    Ok(MountSpec {
+        kind: MountKind::Tmpfs,
+        source: String::new(),
+        target: dst.to_string(),
+        read_only: false,
+        anonymous: false,
+        options: opts
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
+    let mut env = Vec::new();
+    for file in &f.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading env file {}", file.display()))?;
+        for line in text.lines() {
+            let l = line.trim_start();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            env.push(expand_env(l));
+        }
+    }
+    env.extend(f.env.iter().map(|e| expand_env(e)));
+    let mut mounts = Vec::new();
+    for v in &f.volume {
+        mounts.push(parse_volume(v)?);
+    }
+    for m in &f.mount {
+        mounts.push(parse_mount(m)?);
+    }
+    for t in &f.tmpfs {
+        mounts.push(parse_tmpfs(t)?);
+    }
+    let mut ports = Vec::new();
+    for p in &f.publish {
+        ports.extend(PortSpec::parse(p).map_err(hinted)?);
+    }
+    // Zero fields and an empty test inherit the image's HEALTHCHECK (engine::merge_healthcheck).
+    let healthcheck = if f.no_healthcheck {
+        Some(HealthConfig {
+            test: vec!["NONE".to_string()],
+            interval_ms: 0,
+            timeout_ms: 0,
+            retries: 0,
+            start_period_ms: 0,
+        })
+    } else {
+        let ms = |v: &Option<String>| v.as_deref().map_or(Ok(0), parse_duration_ms);
+        Some(HealthConfig {
+            test: f
+                .health_cmd
+                .as_ref()
+                .map(|c| vec!["CMD-SHELL".to_string(), c.clone()])
+                .unwrap_or_default(),
+            interval_ms: ms(&f.health_interval)?,
+            timeout_ms: ms(&f.health_timeout)?,
+            retries: f.health_retries.unwrap_or(0),
+            start_period_ms: ms(&f.health_start_period)?,
+        })
+    };
+    let mut networks = f
+        .network
+        .iter()
+        .map(|n| parse_network_flag(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut primary = if networks.is_empty() {
+        keel_runtime::EndpointConfig {
+            network: "bridge".to_string(),
+            ..keel_runtime::EndpointConfig::default()
+        }
+    } else {
+        networks.remove(0)
+    };
+    primary.aliases.extend(f.network_alias.iter().cloned());
+    if f.ip.is_some() {
+        primary.ip.clone_from(&f.ip);
+    }
+    let cpus = match f.cpus {
+        Some(c) if c <= 0.0 => bail!("invalid --cpus {c}: must be positive"),
+        Some(c) => Some((c * 1e9) as i64),
+        None => None,
+    };
+    Ok(CreateOptions {
+        image: f.image.clone(),
+        name: f.name.clone(),
+        command: f.command.clone(),
+        entrypoint: f.entrypoint.clone(),
+        env,
+        working_dir: f.workdir.clone(),
+        user: f.user.clone(),
+        hostname: f.hostname.clone(),
+        labels: f.label.iter().map(|l| kv(l)).collect::<BTreeMap<_, _>>(),
+        network: primary.network,
+        network_aliases: primary.aliases,
+        networking: keel_runtime::NetworkConfig {
+            ip: primary.ip,
+            extra_networks: networks,
+            extra_hosts: f.add_host.clone(),
+            dns: f.dns.clone(),
+            dns_search: f.dns_search.clone(),
+            dns_options: f.dns_option.clone(),
+        },
+        ports,
+        publish_all: f.publish_all,
+        mounts,
+        memory: f.memory.as_deref().map(parse_bytes).transpose()?,
+        nano_cpus: cpus,
+        pids_limit: f.pids_limit.filter(|p| *p > 0),
+        read_only: f.read_only,
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        restart: RestartPolicy::parse(&f.restart).map_err(hinted)?,
+        healthcheck,
+        stop_signal: f.stop_signal.clone(),
+        stop_timeout: f.stop_timeout,
+        runtime: f.runtime.clone().unwrap_or_default(),
+        auto_remove: f.rm,
+        interactive: f.interactive,
+        tty: f.tty,
+        extra: keel_runtime::record::ExtraConfig {
+            memory_swap: match f.memory_swap.as_deref() {
+                Some("-1") => Some(-1),
+                other => other.map(parse_bytes).transpose()?,
+            },
+            shm_size: f.shm_size.as_deref().map(parse_bytes).transpose()?,
+            ulimits: f.ulimit.clone(),
+            sysctls: f.sysctl.iter().map(|l| kv(l)).collect(),
+            init: f.init,
+        },
+    })
+}
+
+/// `--network NAME` or Docker's long form `name=NAME[,alias=A]...[,ip=IP]`.
+fn parse_network_flag(s: &str) -> anyhow::Result<keel_runtime::EndpointConfig> {
+    let mut ep = keel_runtime::EndpointConfig::default();
+    if !s.starts_with("name=") {
+        ep.network = s.to_string();
+        return Ok(ep);
+    }
+    for field in s.split(',') {
+        match kv(field) {
+            (k, v) if k == "name" => ep.network = v,
+            (k, v) if k == "alias" => ep.aliases.push(v),
+            (k, v) if k == "ip" => ep.ip = Some(v),
+            (k, _) => bail!(
+                "invalid --network {s:?}: unknown field {k:?} (keel takes name, alias and ip)"
+            ),
+        }
+    }
+    if ep.network.is_empty() {
+        bail!("invalid --network {s:?}: name is required");
+    }
+    Ok(ep)
+}
+
+/// `KEY` alone takes the value from keel's own environment, like Docker.
+pub(super) fn expand_env(e: &str) -> String {
+    if e.contains('=') {
+        e.to_string()
+    } else {
+        format!("{e}={}", std::env::var(e).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::cp::container_path;
+    use crate::container::logs::parse_since;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512").unwrap(), 512);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-1m").is_err());
+        assert_eq!(parse_duration_ms("200ms").unwrap(), 200);
+        assert_eq!(parse_duration_ms("1m30s").unwrap(), 90_000);
+        assert!(parse_duration_ms("30").is_err());
+        assert!(parse_duration_ms("3x").is_err());
+    }
+
+    /// Regression: `--health-*` refused `0`, `ns` and `us`, which docker
+    /// (time.ParseDuration) accepts, and sizes refused docker's `512MiB`.
+    #[test]
+    fn durations_and_sizes_like_docker() {
+        assert_eq!(parse_duration_ms("0").unwrap(), 0);
+        assert_eq!(parse_duration_ms("1000000ns").unwrap(), 1);
+        assert_eq!(parse_duration_ms("2500us").unwrap(), 2);
+        assert_eq!(parse_duration_ms("1.5s").unwrap(), 1500);
+        assert!(parse_duration_ms("-1s").is_err());
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1p").unwrap(), 1 << 50);
+        assert!(parse_bytes("1e30").is_err());
+    }
+
+    #[test]
+    fn volume_and_mount_specs() {
+        let v = parse_volume("data:/data:ro").unwrap();
+        assert_eq!(
+            (v.kind, v.source.as_str(), v.target.as_str(), v.read_only),
+            (MountKind::Volume, "data", "/data", true)
+        );
+        let a = parse_volume("/scratch").unwrap();
+        assert!(a.anonymous && a.source.len() == 64);
+        assert!(parse_volume("a:b:c:d").is_err());
+        assert!(parse_volume("data:relative").is_err());
+        assert!(parse_volume("data:/x:bogus").is_err());
+        assert!(parse_volume("bad name:/x").is_err());
+        let m = parse_mount("type=tmpfs,target=/t,tmpfs-size=1m").unwrap();
+        assert_eq!(m.kind, MountKind::Tmpfs);
+        assert_eq!(m.options, vec![format!("size={}", 1 << 20)]);
+        let b = parse_mount("type=bind,src=/tmp,dst=/h,readonly").unwrap();
+        assert!(b.read_only && b.source == "/tmp");
+        assert!(parse_mount("type=bind,target=/x").is_err());
+        assert!(parse_mount("type=nfs,target=/x").is_err());
+        assert!(parse_mount("source=x").is_err());
+        assert_eq!(
+            container_path("c1:/etc/passwd"),
+            Some(("c1", "/etc/passwd"))
+        );
+        assert_eq!(container_path("/tmp/a:b"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn flag_parsers_never_panic(s in ".{0,40}") {
+            let _ = parse_bytes(&s);
+            let _ = parse_duration_ms(&s);
+            let _ = parse_mount(&s);
+            let _ = parse_since(&s);
+            let _ = container_path(&s);
+        }
+    }
+}
