@@ -746,3 +746,97 @@ fn job_concurrency_groups_serialize_jobs() {
         "jobs of one group never overlap: {order:?}"
     );
 }
+
+#[test]
+fn node_actions_with_state_cached_remote_actions_setup_and_checkout_options() {
+    let cache = tempfile::tempdir().unwrap();
+    let remote = cache.path().join("acme/greet@v1");
+    std::fs::create_dir_all(&remote).unwrap();
+    std::fs::write(
+        remote.join("action.yml"),
+        "name: greet\ninputs:\n  who:\n    default: world\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      run: echo \"remote greets ${{ inputs.who }} from $GITHUB_ACTION_PATH\"\n",
+    )
+    .unwrap();
+    let repo = Repo::new(&[
+        (
+            ".github/workflows/a.yml",
+            r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: ./.github/actions/js
+        id: js
+        with:
+          who: keel
+      - run: echo "js said ${{ steps.js.outputs.said }}"
+      - uses: acme/greet@v1
+        with:
+          who: cache
+      - uses: actions/setup-python@v5
+        id: py
+        with:
+          python-version: "3"
+      - run: python --version && echo "setup-python ${{ steps.py.outputs.python-version }}"
+      - uses: actions/checkout@v4
+        with:
+          path: sub
+          ref: main
+      - run: test -f sub/README && test -d sub/.git && echo checkout-path-ok
+"#,
+        ),
+        (
+            ".github/actions/js/action.yml",
+            "name: js\ninputs:\n  who:\n    required: true\noutputs:\n  said:\n    description: what it said\nruns:\n  using: node20\n  pre: pre.js\n  main: main.js\n  post: post.js\n",
+        ),
+        (
+            ".github/actions/js/pre.js",
+            "const fs = require('fs');\nfs.appendFileSync(process.env.GITHUB_STATE, 'started=yes\\n');\nconsole.log('pre ran');\n",
+        ),
+        (
+            ".github/actions/js/main.js",
+            "const fs = require('fs');\nconsole.log(`main: hello ${process.env.INPUT_WHO}, state ${process.env.STATE_started}`);\nfs.appendFileSync(process.env.GITHUB_OUTPUT, `said=hi ${process.env.INPUT_WHO}\\n`);\nfs.appendFileSync(process.env.GITHUB_STATE, 'main=done\\n');\n",
+        ),
+        (
+            ".github/actions/js/post.js",
+            "console.log(`post: state ${process.env.STATE_started} ${process.env.STATE_main}`);\n",
+        ),
+        ("README", "readme\n"),
+    ]);
+    let k = Keel::new();
+    let o = ci(
+        &k,
+        &repo,
+        &["--action-cache-path", cache.path().to_str().unwrap()],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for want in [
+        "pre ran",
+        "main: hello keel, state yes",
+        "js said hi keel",
+        "remote greets cache from",
+        "setup-python 3.",
+        "checkout-path-ok",
+        "post: state yes done",
+    ] {
+        assert!(out.contains(want), "missing {want:?}: {out}");
+    }
+    // The post step ran last.
+    assert!(
+        out.rfind("post: state").unwrap() > out.find("checkout-path-ok").unwrap(),
+        "{out}"
+    );
+    // A remote action not in the cache fails clearly.
+    let repo = Repo::new(&[(
+        ".github/workflows/b.yml",
+        "on: push\njobs:\n  b:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: someone/missing@v9\n",
+    )]);
+    let o = ci(&k, &repo, &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("someone/missing@v9 is not available offline"),
+        "{}",
+        text(&o)
+    );
+}
