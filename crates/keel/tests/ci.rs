@@ -840,3 +840,54 @@ jobs:
         text(&o)
     );
 }
+
+#[test]
+fn ctrl_c_cancels_the_run_and_its_steps() {
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let wf = format!(
+        "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started; sleep 30; echo survived > {}\n",
+        marker.path().display()
+    );
+    let repo = Repo::new(&[(".github/workflows/s.yml", &wf)]);
+    let k = Keel::new();
+    let mut c = k.cmd();
+    c.args(["ci", "run", "-C"])
+        .arg(repo.path())
+        .args(["-P", "ubuntu-latest=-self-hosted"]);
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = run_dir(&k, 1).join("logs/slow.log");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("started")
+    {
+        assert!(t.elapsed() < Duration::from_secs(30), "never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = i32::try_from(child.id()).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "Ctrl-C did not stop the run"
+    );
+    assert!(!o.status.success());
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir(&k, 1).join("run.json")).unwrap()).unwrap();
+    assert_eq!(rec["conclusion"], "cancelled");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        std::fs::read_to_string(marker.path()).unwrap().is_empty(),
+        "the step outlived the run"
+    );
+}
