@@ -891,3 +891,26 @@ fn ctrl_c_cancels_the_run_and_its_steps() {
         "the step outlived the run"
     );
 }
+
+#[test]
+fn job_timeout_minutes_fails_the_job() {
+    let repo = Repo::new(&[(
+        ".github/workflows/t.yml",
+        "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    timeout-minutes: 0.03\n    steps:\n      - run: sleep 20\n      - if: always()\n        run: echo always-ran\n",
+    )]);
+    let k = Keel::new();
+    let t = Instant::now();
+    let o = ci(&k, &repo, &[]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "job timeout not enforced: {out}"
+    );
+    assert!(out.contains("exceeded the maximum execution time"), "{out}");
+    let logs = k.ok(&["ci", "logs", "1", "t", "Run sleep 20"]);
+    assert!(
+        logs.contains("Run sleep 20") && !logs.contains("always-ran"),
+        "step filter: {logs}"
+    );
+}
