@@ -83,6 +83,34 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `keel ci run` in the background (host mode).
+fn spawn_ci(k: &Keel, repo: &Repo) -> std::process::Child {
+    let mut c = k.cmd();
+    c.args(["ci", "run", "-C"])
+        .arg(repo.path())
+        .args(["-P", "ubuntu-latest=-self-hosted"]);
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `file` contains `text`.
+fn wait_for(file: &Path, text: &str) {
+    let t = Instant::now();
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{text:?} never showed in {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn run_dir(k: &Keel, n: u32) -> PathBuf {
     k.root.path().join("ci/runs").join(n.to_string())
 }
@@ -515,36 +543,10 @@ fn concurrency_cancel_in_progress() {
         "on: push\nconcurrency:\n  group: deploy-${{ github.ref }}\n  cancel-in-progress: true\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started; sleep 30; echo finished\n",
     )]);
     let k = Keel::new();
-    let mut c = k.cmd();
-    c.args(["ci", "run", "-C"])
-        .arg(repo.path())
-        .args(["-P", "ubuntu-latest=-self-hosted"]);
-    let first = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = run_dir(&k, 1).join("logs/slow.log");
+    let first = spawn_ci(&k, &repo);
     let t = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("started")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "first run never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut c = k.cmd();
-    c.args(["ci", "run", "-C"])
-        .arg(repo.path())
-        .args(["-P", "ubuntu-latest=-self-hosted"]);
-    let second = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    wait_for(&run_dir(&k, 1).join("logs/slow.log"), "started");
+    let second = spawn_ci(&k, &repo);
     let o1 = first.wait_with_output().unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(25),
@@ -554,15 +556,8 @@ fn concurrency_cancel_in_progress() {
     let rec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir(&k, 1).join("run.json")).unwrap()).unwrap();
     assert_eq!(rec["conclusion"], "cancelled");
-    // The second run then holds the group; cancel it too by a third one.
-    let log2 = run_dir(&k, 2).join("logs/slow.log");
-    while !std::fs::read_to_string(&log2)
-        .unwrap_or_default()
-        .contains("started")
-    {
-        assert!(t.elapsed() < Duration::from_secs(40));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The second run then holds the group; its cancel file stops it.
+    wait_for(&run_dir(&k, 2).join("logs/slow.log"), "started");
     std::fs::write(run_dir(&k, 2).join("cancel"), "test").unwrap();
     let o2 = second.wait_with_output().unwrap();
     assert!(!o2.status.success());
@@ -850,24 +845,9 @@ fn ctrl_c_cancels_the_run_and_its_steps() {
     );
     let repo = Repo::new(&[(".github/workflows/s.yml", &wf)]);
     let k = Keel::new();
-    let mut c = k.cmd();
-    c.args(["ci", "run", "-C"])
-        .arg(repo.path())
-        .args(["-P", "ubuntu-latest=-self-hosted"]);
-    let child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = run_dir(&k, 1).join("logs/slow.log");
+    let child = spawn_ci(&k, &repo);
     let t = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("started")
-    {
-        assert!(t.elapsed() < Duration::from_secs(30), "never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(&run_dir(&k, 1).join("logs/slow.log"), "started");
     let pid = i32::try_from(child.id()).unwrap();
     assert!(
         Command::new("kill")
