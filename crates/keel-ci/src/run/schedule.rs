@@ -1001,24 +1001,33 @@ fn run_instance(
             }
         });
     }
-    let services = match super::actions::start_services(opts, job, &ctx, &host, &spec.key) {
-        Ok(s) => s,
-        Err(e) => return fail(format!("services: {e}")),
+    // A dry run starts nothing: no services, no job container.
+    let services = if opts.dry_run {
+        super::actions::Services::default()
+    } else {
+        match super::actions::start_services(opts, job, &ctx, &host, &spec.key) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("services: {e}")),
+        }
     };
     let mounts = vec![dir.clone(), opts.run_dir.join("tool-cache")];
-    let backend = match backend_for(
-        opts,
-        job,
-        &ctx,
-        &host,
-        &spec.key,
-        &mounts,
-        services.network.as_deref(),
-    ) {
-        Ok(b) => b,
-        Err(e) => {
-            services.stop();
-            return fail(e);
+    let backend: Box<dyn Backend> = if opts.dry_run {
+        Box::new(HostBackend)
+    } else {
+        match backend_for(
+            opts,
+            job,
+            &ctx,
+            &host,
+            &spec.key,
+            &mounts,
+            services.network.as_deref(),
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                services.stop();
+                return fail(e);
+            }
         }
     };
     let in_container = !backend.is_host();
