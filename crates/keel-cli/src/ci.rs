@@ -106,6 +106,7 @@ pub struct RunArgs {
     /// Variable for the `vars` context (KEY=VALUE).
     #[arg(long = "var")]
     pub vars: Vec<String>,
+    /// File of variables (KEY=VALUE lines; default .vars when present).
     #[arg(long = "var-file")]
     pub var_file: Option<PathBuf>,
     /// Environment variable for every step (KEY=VALUE).
@@ -835,7 +836,11 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let mut vars = Vec::new();
-    if let Some(f) = &a.var_file {
+    let var_file = a
+        .var_file
+        .clone()
+        .or_else(|| Some(repo.join(".vars")).filter(|p| p.is_file()));
+    if let Some(f) = &var_file {
         vars.extend(dotenv(f)?);
     }
     for v in &a.vars {

@@ -104,6 +104,13 @@ jobs:
     steps:
       - run: echo "kernel ${{{{ needs.in-busybox.outputs.kernel }}}}"
       - run: wget -qO- http://web:8080/group | head -1
+  started-ahead:
+    needs: in-busybox
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "ahead sees ${{{{ needs.in-busybox.outputs.kernel }}}} and $(cat /etc/hostname)"
+      - run: echo "A=2" >> "$GITHUB_ENV"
+      - run: test "$A" = 2 && echo "ahead env ok"
   host-to-service:
     runs-on: self-hosted
     services:
@@ -152,6 +159,8 @@ jobs:
         "docker action arg built input built",
         "dock output built",
         "(container busybox)",
+        "ahead sees Linux and",
+        "ahead env ok",
     ] {
         assert!(out.contains(want), "missing {want:?}:\n{out}");
     }
