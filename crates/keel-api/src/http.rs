@@ -238,7 +238,19 @@ impl Server {
 
 fn authenticate(state: &State, req: &Request<Incoming>) -> Option<Role> {
     let header = req.headers().get("authorization")?.to_str().ok()?;
-    let token = header.strip_prefix("Bearer ")?.trim();
+    // HTTP Basic with the token as password: what terraform's http backend sends.
+    let basic = header.strip_prefix("Basic ").and_then(|b| {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        Some(s.split_once(':')?.1.to_string())
+    });
+    let token = match &basic {
+        Some(t) => t.as_str(),
+        None => header.strip_prefix("Bearer ")?.trim(),
+    };
     let mut tokens = state.tokens.lock().ok()?;
     // Re-read the tokens file when it changed (`keel server token create`).
     let modified = std::fs::metadata(state.paths.tokens())
@@ -373,6 +385,9 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             ),
         );
         return fail_response(&f);
+    }
+    if let Some(name) = path.strip_prefix("/infra/state/") {
+        return crate::infra_state::handle(&state, req, name).await;
     }
     let query = Query::parse(req.uri().query());
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();

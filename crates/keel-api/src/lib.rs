@@ -9,6 +9,7 @@
 pub mod discovery;
 mod handlers;
 mod http;
+mod infra_state;
 pub mod managed;
 pub mod patch;
 pub mod pki;

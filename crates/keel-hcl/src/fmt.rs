@@ -313,7 +313,7 @@ fn strip_inline_comments(s: &str) -> String {
     while let Some(i) = rest.find("/*") {
         out.push_str(&rest[..i]);
         if let Some(j) = rest[i..].find("*/") {
-            rest = &rest[i + j + 2..]
+            rest = &rest[i + j + 2..];
         } else {
             rest = "";
             break;

@@ -190,7 +190,7 @@ impl LocalBackend {
             ) {
                 Ok(()) => break,
                 Err(_) if start.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(100))
+                    std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(_) => {
                     let info = std::fs::read_to_string(Self::info_path(&path))

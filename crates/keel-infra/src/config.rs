@@ -853,7 +853,7 @@ fn decode_call(
                 depends_on = traversal_list(a).unwrap_or_else(|d| {
                     diags.extend(d);
                     Vec::new()
-                })
+                });
             }
             n => {
                 if !child.variables.contains_key(n) {

@@ -163,7 +163,9 @@ impl StateFile {
     pub fn to_json(&self) -> String {
         // Terraform's order: by module, mode, type, name.
         let mut sorted = self.clone();
-        sorted.resources.sort_by(|a, b| (&a.module, &a.mode, &a.ty, &a.name).cmp(&(&b.module, &b.mode, &b.ty, &b.name)));
+        sorted.resources.sort_by(|a, b| {
+            (&a.module, &a.mode, &a.ty, &a.name).cmp(&(&b.module, &b.mode, &b.ty, &b.name))
+        });
         let mut s = serde_json::to_string_pretty(&sorted).unwrap_or_default();
         s.push('\n');
         s
