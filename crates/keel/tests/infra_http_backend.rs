@@ -146,3 +146,89 @@ fn terraform_keeps_its_state_in_keel_server() {
     let st: serde_json::Value = serde_json::from_slice(&pull.stdout).unwrap();
     assert_eq!(st["outputs"]["o"]["value"], "two");
 }
+
+#[test]
+fn keel_infra_keeps_its_state_in_keel_server_beside_terraform() {
+    let server = KeelServer::start(None);
+    let token = server.admin_token();
+    let url = format!("https://127.0.0.1:{}/infra/state/shared", server.port);
+    let ca = std::fs::read_to_string(server.state_dir().join("tls/ca.crt")).unwrap();
+    let cfg: Vec<String> = vec![
+        format!("-backend-config=address={url}"),
+        format!("-backend-config=lock_address={url}"),
+        format!("-backend-config=unlock_address={url}"),
+        "-backend-config=username=keel".into(),
+        format!("-backend-config=password={token}"),
+        format!("-backend-config=client_ca_certificate_pem={ca}"),
+    ];
+    let main = "terraform {\n  backend \"http\" {}\n}\nresource \"terraform_data\" \"a\" {\n  input = \"k\"\n}\noutput \"o\" {\n  value = terraform_data.a.output\n}\n";
+    let (kd, td) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for d in [kd.path(), td.path()] {
+        std::fs::write(d.join("main.tf"), main).unwrap();
+    }
+    let keel = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("infra")
+            .args(args)
+            .current_dir(kd.path())
+            .output()
+            .unwrap()
+    };
+    let mut init_args = vec!["init", "-no-color"];
+    init_args.extend(cfg.iter().map(String::as_str));
+    let ki = keel(&init_args);
+    assert!(ki.status.success(), "{}", text(&ki));
+    let ka = keel(&["apply", "-auto-approve", "-no-color"]);
+    assert!(ka.status.success(), "{}", text(&ka));
+    assert!(
+        !kd.path().join("terraform.tfstate").exists(),
+        "the state went to the server"
+    );
+
+    // terraform on the same backend sees keel's state and has nothing to do.
+    let mut targs = vec!["init", "-no-color", "-reconfigure"];
+    targs.extend(cfg.iter().map(String::as_str));
+    assert!(terraform(td.path(), &targs).status.success());
+    let tp = terraform(td.path(), &["plan", "-no-color", "-detailed-exitcode"]);
+    assert!(tp.status.success(), "{}", text(&tp));
+    assert!(text(&tp).contains("No changes."), "{}", text(&tp));
+
+    // keel waiting at its prompt holds the server's lock: terraform is refused.
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["infra", "apply", "-no-color", "-replace=terraform_data.a"])
+        .current_dir(kd.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = holder.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Enter a value") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "keel apply ended before prompting: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let t = terraform(
+        td.path(),
+        &["apply", "-auto-approve", "-no-color", "-lock-timeout=0s"],
+    );
+    assert!(!t.status.success());
+    assert!(
+        text(&t).contains("Error acquiring the state lock"),
+        "{}",
+        text(&t)
+    );
+    std::io::Write::write_all(&mut holder.stdin.take().unwrap(), b"no\n").unwrap();
+    let _ = holder.wait();
+    // Released on exit: terraform can take it now.
+    let t = terraform(td.path(), &["apply", "-auto-approve", "-no-color"]);
+    assert!(t.status.success(), "{}", text(&t));
+    let ko = keel(&["output", "-raw", "o"]);
+    assert_eq!(String::from_utf8_lossy(&ko.stdout), "k");
+}
