@@ -1,16 +1,54 @@
 #!/usr/bin/env bash
-# Chart rendering benchmark: 200 templates over 100 values entries, rendered by
-# keel-gotmpl and by Go's text/template + sprig (tests/goref) doing the same
-# work (parse each template once, execute it REPEAT times), plus a full
-# `keel chart template` run of the same chart. Prints times and the ratio.
+# Chart rendering benchmark, keel beside the real Helm 4.1.4 in one run:
+#  1. `keel chart template` vs `helm template` on real charts from
+#     ../shared/charts (the corpus the parity test uses), same arguments, same
+#     working directory, hyperfine with warm-up; prints each mean and the ratio.
+#  2. The template engine alone: 200 templates over 100 values entries,
+#     rendered by keel-gotmpl and by Go's text/template + sprig (tests/goref)
+#     doing the same work (parse each template once, execute it REPEAT times).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 keel_ensure_packages
+keel_ensure_helm
+
+CHARTS_DIR="${KEEL_CHARTS:-$(cd .. && while [ "$PWD" != / ] && [ ! -d shared/charts ]; do cd ..; done; echo "$PWD/shared/charts")}"
+[ -f "$CHARTS_DIR/determinism.json" ] || { echo "chart corpus not found (set KEEL_CHARTS)" >&2; exit 1; }
+RUNS="${RUNS:-10}"
+export CARGO_TARGET_DIR
+cargo build --release -q -p keel
+KEEL="$CARGO_TARGET_DIR/release/keel"
+helm_home="$(mktemp -d)"
+trap 'rm -rf "$helm_home"' EXIT
+export HELM_CACHE_HOME="$helm_home/cache" HELM_CONFIG_HOME="$helm_home/config" HELM_DATA_HOME="$helm_home/data"
+
+echo "keel chart template vs helm template (Helm $("$KEEL_HELM" version --template '{{.Version}}')), mean of $RUNS runs after 2 warm-ups"
+printf '%-44s %10s %10s %8s\n' "chart/variant" "keel ms" "helm ms" "keel/helm"
+# chart, variant args (as in the corpus' variants.tsv)
+while read -r chart variant args; do
+  dir="$CHARTS_DIR/$chart"
+  common="rel chart/ --namespace ns1 --kube-version 1.32.0 $args"
+  json="$helm_home/$chart-$variant.json"
+  (cd "$dir" && hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$json" \
+     "$KEEL chart template $common" "$KEEL_HELM template $common" >/dev/null)
+  python3 - "$json" "$chart/$variant" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+k, h = r[0]["mean"] * 1000, r[1]["mean"] * 1000
+print(f"{sys.argv[2]:<44} {k:10.1f} {h:10.1f} {k/h:8.2f}x")
+PY
+done <<'LIST'
+cert-manager default
+ingress-nginx default
+argo-cd ha -f values-ha.yaml --api-versions monitoring.coreos.com/v1
+bitnami-wordpress cache-ingress -f values-cache-ingress.yaml
+kube-prometheus-stack full -f values-full.yaml
+LIST
+echo
 
 REPEAT="${REPEAT:-20}"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" "$helm_home"' EXIT
 
 # --- the workload: 200 Helm-style templates, 100 values entries
 python3 - "$work" "$REPEAT" <<'PY'
@@ -64,9 +102,7 @@ for n in range(200):
 PY
 
 # --- build both sides
-export CARGO_TARGET_DIR
 cargo build --release -q -p keel-gotmpl --example bench_render
-cargo build --release -q -p keel
 goref_dir="$CARGO_TARGET_DIR/goref"
 mkdir -p "$goref_dir"
 GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE="$goref_dir/cache" \
@@ -76,14 +112,15 @@ GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE="$goref_dir/cache" \
 best() { sort -n | head -1; }
 keel_ns=$(for _ in 1 2 3; do "$CARGO_TARGET_DIR/release/examples/bench_render" < "$work/cases.jsonl" | cut -d' ' -f1; done | best)
 go_ns=$(for _ in 1 2 3; do "$goref_dir/goref-bench" < "$work/cases.jsonl" | python3 -c 'import sys,json; print(sum(json.loads(l)["ns"] for l in sys.stdin))'; done | best)
-chart_ns=$(for _ in 1 2 3; do s=$(date +%s%N); "$CARGO_TARGET_DIR/release/keel" chart template bench "$work/benchchart" > /dev/null; e=$(date +%s%N); echo $((e - s)); done | best)
+chart_ns=$(for _ in 1 2 3; do s=$(date +%s%N); "$KEEL" chart template bench "$work/benchchart" > /dev/null; e=$(date +%s%N); echo $((e - s)); done | best)
+helm_ns=$(for _ in 1 2 3; do s=$(date +%s%N); "$KEEL_HELM" template bench "$work/benchchart" > /dev/null; e=$(date +%s%N); echo $((e - s)); done | best)
 
-python3 - "$keel_ns" "$go_ns" "$chart_ns" "$REPEAT" <<'PY'
+python3 - "$keel_ns" "$go_ns" "$chart_ns" "$REPEAT" "$helm_ns" <<'PY'
 import sys
-k, g, c, r = (int(x) for x in sys.argv[1:])
+k, g, c, r, h = (int(x) for x in sys.argv[1:])
 print(f"200 templates x 100 values entries, each parsed once and executed {r} times")
 print(f"  keel-gotmpl : {k/1e6:9.1f} ms")
 print(f"  Go + sprig  : {g/1e6:9.1f} ms")
 print(f"  ratio keel/Go: {k/g:.2f}x (goal <= 1.0x)")
-print(f"full 'keel chart template' of the same chart (load, values, render x1, sort, print): {c/1e6:.1f} ms wall")
+print(f"the same 200-template chart, whole command, best of 3: keel chart template {c/1e6:.1f} ms, helm template {h/1e6:.1f} ms, ratio {c/h:.2f}x")
 PY

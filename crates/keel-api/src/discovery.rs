@@ -1,16 +1,20 @@
-//! Discovery documents (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/G/V`,
-//! legacy format) and the `OpenAPI` v3 documents kubectl reads to learn that
-//! the server validates fields itself (`fieldValidation` on PATCH).
+//! Discovery documents: `/version`, the legacy format (`/api`, `/apis`,
+//! `/api/v1`, `/apis/G/V`) and the aggregated one (`apidiscovery.k8s.io/v2`
+//! `APIGroupDiscoveryList` for `/api` and `/apis`, which kubectl 1.30+ asks
+//! for first and which saves it one request per group version).
 
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, Resource, groups};
+use crate::resources::{Resource, groups};
+
+/// The Kubernetes version keel's API reports.
+pub const GIT_VERSION: &str = "v1.33.0+keel";
 
 pub fn version() -> Value {
     json!({
         "major": "1",
         "minor": "33",
-        "gitVersion": "v1.33.0+keel",
+        "gitVersion": GIT_VERSION,
         "gitCommit": "keel",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",
@@ -53,16 +57,41 @@ pub fn api_group(group: &str) -> Option<Value> {
     Some(doc)
 }
 
-const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+/// One subresource: name, kind of what it returns (group, version, kind)
+/// and verbs.
+pub type Subresource = (
+    &'static str,
+    (&'static str, &'static str, &'static str),
+    &'static [&'static str],
+);
+
+/// A resource's subresources.
+pub fn subresources(r: &Resource) -> Vec<Subresource> {
+    const RW: &[&str] = &["get", "patch", "update"];
+    let own = (r.group, r.version, r.kind);
+    let mut out = Vec::new();
+    if r.status {
+        out.push(("status", own, RW));
+    }
+    if r.scale {
+        out.push(("scale", ("autoscaling", "v1", "Scale"), RW));
+    }
+    match r.kind {
+        "Namespace" if r.group.is_empty() => out.push(("finalize", own, &["update"][..])),
+        "ServiceAccount" => out.push((
+            "token",
+            ("authentication.k8s.io", "v1", "TokenRequest"),
+            &["create"][..],
+        )),
+        "Pod" => {
+            out.push(("binding", ("", "v1", "Binding"), &["create"][..]));
+            out.push(("eviction", ("policy", "v1", "Eviction"), &["create"][..]));
+        }
+        _ => {}
+    }
+    out.sort_by_key(|s| s.0);
+    out
+}
 
 fn resource_entries(r: &Resource) -> Vec<Value> {
     let mut out = vec![json!({
@@ -70,43 +99,30 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": if r.kind == "Namespace" {
-            vec!["create", "delete", "get", "list", "patch", "update", "watch"]
-        } else {
-            VERBS.to_vec()
-        },
+        "verbs": r.verbs.names(),
         "shortNames": r.short_names,
-        "categories": if matches!(r.kind, "Pod" | "Service" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job") { vec!["all"] } else { vec![] },
+        "categories": r.categories,
     })];
-    if r.status {
-        out.push(json!({
-            "name": format!("{}/status", r.plural),
+    for (name, (g, v, k), verbs) in subresources(r) {
+        let mut e = json!({
+            "name": format!("{}/{name}", r.plural),
             "singularName": "",
             "namespaced": r.namespaced,
-            "kind": r.kind,
-            "verbs": ["get", "patch", "update"],
-        }));
-    }
-    if r.scale {
-        out.push(json!({
-            "name": format!("{}/scale", r.plural),
-            "singularName": "",
-            "namespaced": r.namespaced,
-            "group": "autoscaling",
-            "version": "v1",
-            "kind": "Scale",
-            "verbs": ["get", "patch", "update"],
-        }));
+            "kind": k,
+            "verbs": verbs,
+        });
+        if (g, v) != (r.group, r.version) {
+            e["group"] = json!(g);
+            e["version"] = json!(v);
+        }
+        out.push(e);
     }
     out
 }
 
 /// `APIResourceList` of one group version, if served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&Resource> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
+    let rs = crate::resources::in_group_version(group, version);
     if rs.is_empty() {
         return None;
     }
@@ -123,92 +139,87 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     }))
 }
 
-fn gv_key(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+/// The media type of an aggregated discovery answer.
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an Accept header asks for aggregated discovery (v2; kubectl also
+/// offers v2beta1 and plain JSON after it).
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').next().is_some_and(|first| {
+        first.contains("as=APIGroupDiscoveryList")
+            && first.contains("v=v2")
+            && !first.contains("v=v2beta1")
+    })
 }
 
-/// `/openapi/v3`: where each group version's document lives.
-pub fn openapi_v3_root() -> Value {
-    let mut paths = serde_json::Map::new();
-    let mut gvs = vec![(String::new(), "v1".to_string())];
-    gvs.extend(
-        groups()
-            .into_iter()
-            .map(|(g, v)| (g.to_string(), v.to_string())),
-    );
-    for (g, v) in gvs {
-        let key = gv_key(&g, &v);
-        paths.insert(
-            key.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash=keel1")}),
-        );
-    }
-    json!({ "paths": paths })
-}
-
-fn query_params() -> Vec<Value> {
-    [
-        "dryRun",
-        "fieldManager",
-        "fieldValidation",
-        "force",
-        "pretty",
-    ]
-    .iter()
-    .map(|n| json!({"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
-    .collect()
-}
-
-/// The `OpenAPI` v3 document of one group version (`api/v1`, `apis/apps/v1`).
-pub fn openapi_v3_gv(path: &str) -> Option<Value> {
-    let (group, version) = match path.split('/').collect::<Vec<_>>().as_slice() {
-        ["api", v] => (String::new(), (*v).to_string()),
-        ["apis", g, v] => ((*g).to_string(), (*v).to_string()),
-        _ => return None,
-    };
-    let rs: Vec<&Resource> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
+fn discovery_resource(r: &Resource) -> Value {
+    let subs: Vec<Value> = subresources(r)
+        .into_iter()
+        .map(|(name, (g, v, k), verbs)| {
+            json!({"subresource": name, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": verbs})
+        })
         .collect();
-    if rs.is_empty() {
-        return None;
+    let mut e = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs.names(),
+    });
+    if !r.short_names.is_empty() {
+        e["shortNames"] = json!(r.short_names);
     }
-    let mut paths = serde_json::Map::new();
-    for r in rs {
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let item = if r.namespaced {
-            format!(
-                "{}/namespaces/{{namespace}}/{}/{{name}}",
-                r.gv_path(),
-                r.plural
-            )
-        } else {
-            format!("{}/{}/{{name}}", r.gv_path(), r.plural)
-        };
-        let op = |verb: &str| {
-            json!({
-                "operationId": format!("{verb}{}", r.kind),
-                "x-kubernetes-action": verb,
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": query_params(),
-                "responses": {"200": {"description": "OK"}},
-            })
-        };
-        paths.insert(
-            item,
-            json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}),
-        );
+    if !r.categories.is_empty() {
+        e["categories"] = json!(r.categories);
     }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.33.0+keel"},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
+    if !subs.is_empty() {
+        e["subresources"] = json!(subs);
+    }
+    e
+}
+
+fn discovery_group(group: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let resources: Vec<Value> = crate::resources::in_group_version(group, v)
+                .into_iter()
+                .map(discovery_resource)
+                .collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    let mut meta = json!({"creationTimestamp": null});
+    if !group.is_empty() {
+        meta["name"] = json!(group);
+    }
+    json!({"metadata": meta, "versions": versions})
+}
+
+/// `APIGroupDiscoveryList` of the core group (`/api`) or of every other
+/// group (`/apis`).
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = if core {
+        vec![discovery_group("", &["v1"])]
+    } else {
+        let mut by_group: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (g, v) in groups() {
+            match by_group.iter_mut().find(|(x, _)| *x == g) {
+                Some((_, vs)) => vs.push(v),
+                None => by_group.push((g, vec![v])),
+            }
+        }
+        by_group
+            .iter()
+            .map(|(g, vs)| discovery_group(g, vs))
+            .collect()
+    };
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
 }
 
 #[cfg(test)]
@@ -227,9 +238,33 @@ mod tests {
         assert!(names.contains(&"deployments/scale"));
         assert!(names.contains(&"deployments/status"));
         assert!(resource_list("nope", "v1").is_none());
-        let doc = openapi_v3_gv("apis/apps/v1").unwrap();
-        let p = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(p["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(openapi_v3_root()["paths"].get("api/v1").is_some());
+        let core = aggregated(true);
+        let pods = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert_eq!(pods["scope"], "Namespaced");
+        let apps = aggregated(false)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .cloned()
+            .unwrap();
+        let deploy = &apps["versions"][0]["resources"][0];
+        assert!(
+            deploy["subresources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["subresource"] == "scale")
+        );
+        assert!(wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        ));
+        assert!(!wants_aggregated("application/json"));
     }
 }

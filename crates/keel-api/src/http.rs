@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
-use crate::pki::{self, Paths, Role};
+use crate::auth::{self, User};
+use crate::pki::{self, Paths};
 use crate::resources::{self, Resource};
-use crate::{ApiError, Config, State, Tokens, discovery, handlers};
+use crate::{ApiError, Config, State, Tokens, discovery, handlers, openapi};
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
@@ -103,6 +104,14 @@ pub(crate) fn fail_response(f: &Fail) -> Response<Body> {
     json_response(f.code, &f.to_json())
 }
 
+fn bytes_response(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)).boxed())
+        .expect("static response parts are valid")
+}
+
 fn text(code: u16, s: &str) -> Response<Body> {
     Response::builder()
         .status(code)
@@ -116,7 +125,6 @@ pub struct Server {
     state: Arc<State>,
     listener: tokio::net::TcpListener,
     tls: tokio_rustls::TlsAcceptor,
-    admin_token: String,
 }
 
 impl std::fmt::Debug for Server {
@@ -137,7 +145,10 @@ impl Server {
             sans.push(cfg.listen.ip().to_string());
         }
         pki::ensure_certificates(&paths, &sans)?;
-        let admin_token = pki::ensure_admin_token(&paths)?;
+        // The admin token stays for `keel server token` users and scripts.
+        pki::ensure_admin_token(&paths)?;
+        pki::ensure_admin_cert(&paths)?;
+        let sa_keys = crate::tokens::Keys::load_or_create(&paths.sa_key())?;
         let tls = pki::tls_config(&paths)?;
         let secrets = keel_secrets::SecretBox::load_or_create(&paths.secrets_key())
             .map_err(ApiError::SecretsKey)?;
@@ -157,10 +168,18 @@ impl Server {
                 list: Vec::new(),
             }),
             next_ip: AtomicU32::new(0),
+            rbac: crate::rbac::Cache::default(),
+            sa_keys,
         });
         handlers::bootstrap(&state)
             .await
             .map_err(ApiError::Bootstrap)?;
+        crate::rbac::bootstrap(&state).await.map_err(|f| {
+            ApiError::Bootstrap(keel_store::StoreError::InvalidUrl {
+                url: String::new(),
+                reason: f.message,
+            })
+        })?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ApiError::Listen {
@@ -171,7 +190,6 @@ impl Server {
             state,
             listener,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
-            admin_token,
         })
     }
 
@@ -181,41 +199,79 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// A kubeconfig for this server with the admin token (0.0.0.0 becomes
-    /// 127.0.0.1).
+    /// A kubeconfig for this server with the admin's client certificate
+    /// (0.0.0.0 becomes 127.0.0.1).
     pub fn kubeconfig(&self) -> Result<String, ApiError> {
         let mut addr = self.local_addr();
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        pki::kubeconfig(
-            &self.state.paths,
-            &format!("https://{addr}"),
-            &self.admin_token,
-        )
+        pki::kubeconfig(&self.state.paths, &format!("https://{addr}"))
+    }
+
+    /// In-process API access for controllers running beside the server.
+    pub fn loopback(&self) -> crate::Loopback {
+        crate::Loopback {
+            state: self.state.clone(),
+        }
     }
 
     /// Accepts connections until the process ends.
     pub async fn serve(self) -> Result<(), ApiError> {
         handlers::start_background(&self.state);
+        crate::rbac::Cache::follow(self.state.clone());
         loop {
-            let Ok((tcp, _peer)) = self.listener.accept().await else {
-                // Out of file descriptors and the like: back off, keep serving.
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             let tls = self.tls.clone();
             let state = self.state.clone();
             tokio::spawn(async move {
-                let Ok(stream) = tls.accept(tcp).await else {
-                    return;
+                let stream = match tls.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                // A client certificate rustls verified against the CA.
+                let cert_user = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| pki::certificate_user(c))
+                    .map(Arc::new);
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(route(state, req).await) }
+                    let cert_user = cert_user.clone();
+                    async move {
+                        // Only pay for the request line when it is logged.
+                        let line = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+                            let path = req.uri().path().to_string();
+                            (std::time::Instant::now(), req.method().clone(), path)
+                        });
+                        let resp = route(state, cert_user, req).await;
+                        if let Some((started, method, path)) = line {
+                            tracing::debug!(
+                                %method,
+                                path,
+                                status = resp.status().as_u16(),
+                                micros = started.elapsed().as_micros() as u64,
+                                "request"
+                            );
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 // HTTP/2 when the client offered it in ALPN (kubectl and
                 // client-go do), HTTP/1.1 otherwise.
@@ -236,25 +292,47 @@ impl Server {
     }
 }
 
-fn authenticate(state: &State, req: &Request<Incoming>) -> Option<Role> {
-    let header = req.headers().get("authorization")?.to_str().ok()?;
-    let token = header.strip_prefix("Bearer ")?.trim();
-    let mut tokens = state.tokens.lock().ok()?;
-    // Re-read the tokens file when it changed (`keel server token create`).
-    let modified = std::fs::metadata(state.paths.tokens())
-        .and_then(|m| m.modified())
-        .ok();
-    if modified != tokens.modified {
-        if let Ok(list) = pki::read_tokens(&state.paths) {
-            tokens.list = list;
-        }
-        tokens.modified = modified;
+/// The user of a request: a bearer token when one is sent (as kubectl's
+/// `--token` overrides a kubeconfig's certificate), else the connection's
+/// client certificate.
+async fn authenticate(
+    state: &State,
+    cert_user: Option<Arc<User>>,
+    req: &Request<Incoming>,
+) -> Option<Arc<User>> {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(t) => auth::authenticate_token(state, t, &[]).await.map(Arc::new),
+        None => cert_user,
     }
-    tokens
-        .list
-        .iter()
-        .find(|(t, _)| t.len() == token.len() && t == token)
-        .map(|(_, r)| *r)
+}
+
+/// The RBAC verb of a request on a resource.
+fn resource_verb(method: &Method, target: &Target, query: &Query) -> &'static str {
+    match (method, target.name.is_some()) {
+        (&Method::GET | &Method::HEAD, false) if query.flag("watch") => "watch",
+        (&Method::GET | &Method::HEAD, false) => "list",
+        (&Method::GET | &Method::HEAD, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+fn forbidden(user: &User, attrs: &auth::Attributes, reason: &str) -> Response<Body> {
+    let mut f = Fail::new(403, "Forbidden", attrs.forbidden_message(user, reason));
+    if attrs.path.is_none() {
+        f.details = Some(json!({"name": attrs.name, "group": attrs.group, "kind": attrs.resource}));
+    }
+    fail_response(&f)
 }
 
 /// Decoded query parameters.
@@ -350,7 +428,11 @@ fn parse_target(group: &str, version: &str, rest: &[&str]) -> Result<Target, Fai
     })
 }
 
-async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    state: Arc<State>,
+    cert_user: Option<Arc<User>>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     // Health endpoints are public, as in Kubernetes.
@@ -360,20 +442,9 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             Err(e) => text(500, &format!("[-]etcd failed: {e}")),
         };
     }
-    let Some(role) = authenticate(&state, &req) else {
+    let Some(user) = authenticate(&state, cert_user, &req).await else {
         return fail_response(&Fail::new(401, "Unauthorized", "Unauthorized"));
     };
-    if role == Role::ReadOnly && !matches!(method, Method::GET | Method::HEAD) {
-        let f = Fail::new(
-            403,
-            "Forbidden",
-            format!(
-                "{} {path} is forbidden: this token is read-only",
-                method.as_str().to_lowercase()
-            ),
-        );
-        return fail_response(&f);
-    }
     let query = Query::parse(req.uri().query());
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let get = method == Method::GET;
@@ -385,16 +456,63 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             "the server could not find the requested resource",
         )),
     };
+    let accept = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let is_resource = matches!(segs.as_slice(), ["api", _, _, ..] | ["apis", _, _, _, ..]);
+    if !is_resource {
+        let attrs = auth::Attributes {
+            verb: method.as_str().to_lowercase(),
+            path: Some(path.clone()),
+            ..auth::Attributes::default()
+        };
+        let (allowed, reason) = auth::authorize(&state, &user, &attrs).await;
+        if !allowed {
+            return forbidden(&user, &attrs, &reason);
+        }
+    }
     match segs.as_slice() {
+        [".well-known", "openid-configuration"] if get => {
+            return json_response(200, &crate::tokens::openid_configuration());
+        }
+        ["openid", "v1", "jwks"] if get => {
+            return bytes_response(
+                200,
+                "application/jwk-set+json",
+                serde_json::to_vec(&state.sa_keys.jwks()).unwrap_or_default(),
+            );
+        }
         ["version"] if get => return json_response(200, &discovery::version()),
+        ["api" | "apis"] if get && discovery::wants_aggregated(&accept) => {
+            let doc = discovery::aggregated(segs[0] == "api");
+            return bytes_response(
+                200,
+                discovery::AGGREGATED,
+                serde_json::to_vec(&doc).unwrap_or_default(),
+            );
+        }
         ["api"] if get => return json_response(200, &discovery::api_versions()),
         ["apis"] if get => return json_response(200, &discovery::api_groups()),
         ["api", v] if get => return doc(discovery::resource_list("", v)),
         ["apis", g] if get => return doc(discovery::api_group(g)),
         ["apis", g, v] if get => return doc(discovery::resource_list(g, v)),
-        ["openapi", "v3"] if get => return json_response(200, &discovery::openapi_v3_root()),
+        ["openapi", "v3"] if get => return json_response(200, &openapi::v3_root()),
         ["openapi", "v3", rest @ ..] if get => {
-            return doc(discovery::openapi_v3_gv(&rest.join("/")));
+            return match openapi::v3_gv(&rest.join("/")) {
+                Some(b) => bytes_response(200, "application/json", b.to_vec()),
+                None => doc(None),
+            };
+        }
+        ["openapi", "v2"] if get => {
+            let first = accept.split(',').next().unwrap_or_default();
+            return if first.contains("protobuf") {
+                bytes_response(200, openapi::V2_PROTO_TYPE, openapi::V2_PROTO.clone())
+            } else {
+                bytes_response(200, "application/json", openapi::V2_JSON.clone())
+            };
         }
         _ => {}
     }
@@ -411,12 +529,26 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         Ok(t) => t,
         Err(f) => return fail_response(&f),
     };
-    let accept = req
-        .headers()
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let attrs = auth::Attributes {
+        verb: resource_verb(&method, &target, &query).to_string(),
+        group: target.resource.group.to_string(),
+        resource: target.resource.plural.to_string(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        namespace: match (&target.namespace, target.resource.kind) {
+            (Some(ns), _) => ns.clone(),
+            // A namespace is its own namespace for authorization.
+            (None, "Namespace") if target.resource.group.is_empty() => {
+                target.name.clone().unwrap_or_default()
+            }
+            (None, _) => String::new(),
+        },
+        name: target.name.clone().unwrap_or_default(),
+        path: None,
+    };
+    let (allowed, reason) = auth::authorize(&state, &user, &attrs).await;
+    if !allowed {
+        return forbidden(&user, &attrs, &reason);
+    }
     let user_agent = req
         .headers()
         .get("user-agent")
@@ -456,6 +588,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         accept,
         content_type,
         user_agent,
+        user,
         body,
     };
     match handlers::dispatch(ctx, &method).await {

@@ -4,24 +4,34 @@
 //! verbs (get, list, watch, create, update, patch, delete, deletecollection,
 //! status and scale subresources) on the built-in kinds of [`resources`].
 //! Objects are JSON in the store; Secrets are sealed with `keel-secrets`.
+//! Deletion follows Kubernetes: propagation policies become finalizers that
+//! the garbage collector in keel-controllers acts on; those controllers reach
+//! the API in process through [`Loopback`].
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
+pub mod auth;
+pub mod client;
 pub mod discovery;
 mod handlers;
 mod http;
 pub mod managed;
+pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod proto;
+pub mod rbac;
 pub mod resources;
 pub mod selectors;
 pub mod table;
+pub mod tokens;
 pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use client::{ClientError, Loopback};
+pub use handlers::{DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 pub use http::Server;
 
 /// Everything starting or running the server can fail with.
@@ -71,6 +81,8 @@ pub(crate) struct State {
     pub paths: pki::Paths,
     pub tokens: std::sync::Mutex<Tokens>,
     pub next_ip: std::sync::atomic::AtomicU32,
+    pub rbac: rbac::Cache,
+    pub sa_keys: tokens::Keys,
 }
 
 pub(crate) struct Tokens {

@@ -39,6 +39,16 @@ impl Paths {
     pub fn server_key(&self) -> PathBuf {
         self.dir.join("tls/server.key")
     }
+    pub fn admin_cert(&self) -> PathBuf {
+        self.dir.join("tls/admin.crt")
+    }
+    pub fn admin_key(&self) -> PathBuf {
+        self.dir.join("tls/admin.key")
+    }
+    /// The key service account tokens are signed with.
+    pub fn sa_key(&self) -> PathBuf {
+        self.dir.join("tls/sa.key")
+    }
     pub fn tokens(&self) -> PathBuf {
         self.dir.join("tokens")
     }
@@ -79,13 +89,9 @@ fn cert_err(e: rcgen::Error) -> ApiError {
     ApiError::Certificate(e.to_string())
 }
 
-/// Creates the CA and serving certificate unless they exist. The serving
-/// certificate names localhost, 127.0.0.1, `::1`, this host and `extra_sans`.
-pub fn ensure_certificates(paths: &Paths, extra_sans: &[String]) -> Result<(), ApiError> {
-    if paths.server_cert().exists() && paths.server_key().exists() && paths.ca_cert().exists() {
-        return Ok(());
-    }
-    let ca_key = KeyPair::generate().map_err(cert_err)?;
+/// The CA's parameters; the same on every start, so a CA key read back from
+/// disk issues certificates that chain to the CA certificate written first.
+fn ca_params() -> Result<CertificateParams, ApiError> {
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -95,6 +101,65 @@ pub fn ensure_certificates(paths: &Paths, extra_sans: &[String]) -> Result<(), A
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    Ok(ca)
+}
+
+/// The admin's client certificate (CN `keel:admin`, O `system:masters`),
+/// signed by the CA, unless it exists.
+pub fn ensure_admin_cert(paths: &Paths) -> Result<(), ApiError> {
+    if paths.admin_cert().exists() && paths.admin_key().exists() {
+        return Ok(());
+    }
+    let ca_pem = std::fs::read_to_string(paths.ca_key()).map_err(io(&paths.ca_key()))?;
+    let ca_key = KeyPair::from_pem(&ca_pem).map_err(cert_err)?;
+    let issuer = Issuer::new(ca_params()?, &ca_key);
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
+    p.distinguished_name
+        .push(DnType::CommonName, crate::auth::ADMIN_USER);
+    p.distinguished_name
+        .push(DnType::OrganizationName, crate::auth::MASTERS);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let key = KeyPair::generate().map_err(cert_err)?;
+    let cert = p.signed_by(&key, &issuer).map_err(cert_err)?;
+    write_private(&paths.admin_key(), key.serialize_pem().as_bytes(), 0o600)?;
+    write_private(&paths.admin_cert(), cert.pem().as_bytes(), 0o644)
+}
+
+/// The user a verified client certificate names: CN is the user, each O a
+/// group (as the apiserver's x509 authenticator reads them).
+pub fn certificate_user(der: &[u8]) -> Option<crate::auth::User> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    groups.push(crate::auth::AUTHENTICATED.into());
+    Some(crate::auth::User {
+        name,
+        uid: String::new(),
+        groups,
+    })
+}
+
+/// Creates the CA and serving certificate unless they exist. The serving
+/// certificate names localhost, 127.0.0.1, `::1`, this host and `extra_sans`.
+pub fn ensure_certificates(paths: &Paths, extra_sans: &[String]) -> Result<(), ApiError> {
+    if paths.server_cert().exists() && paths.server_key().exists() && paths.ca_cert().exists() {
+        return Ok(());
+    }
+    let ca_key = KeyPair::generate().map_err(cert_err)?;
+    let ca = ca_params()?;
     let ca_cert = ca.self_signed(&ca_key).map_err(cert_err)?;
     let issuer = Issuer::new(ca, &ca_key);
     let mut sans = vec![
@@ -150,10 +215,27 @@ pub fn tls_config(paths: &Paths) -> Result<rustls::ServerConfig, ApiError> {
     let key = PrivateKeyDer::from_pem_file(paths.server_key())
         .map_err(|e| ApiError::Certificate(e.to_string()))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    // Client certificates are optional (tokens are the other way in); one
+    // that is presented must chain to the CA.
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(paths.ca_cert())
+        .map_err(|e| ApiError::Certificate(e.to_string()))?
+    {
+        roots
+            .add(ca.map_err(|e| ApiError::Certificate(e.to_string()))?)
+            .map_err(|e| ApiError::Certificate(e.to_string()))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| ApiError::Certificate(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ApiError::Certificate(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(|e| ApiError::Certificate(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -227,10 +309,16 @@ pub fn ensure_admin_token(paths: &Paths) -> Result<String, ApiError> {
     create_token(paths, Role::Admin)
 }
 
-/// A kubeconfig for `server` (an https URL) authenticating with `token`.
-pub fn kubeconfig(paths: &Paths, server: &str, token: &str) -> Result<String, ApiError> {
-    let ca = std::fs::read(paths.ca_cert()).map_err(io(&paths.ca_cert()))?;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+/// A kubeconfig for `server` (an https URL) authenticating with the admin's
+/// client certificate.
+pub fn kubeconfig(paths: &Paths, server: &str) -> Result<String, ApiError> {
+    let file = |p: PathBuf| -> Result<String, ApiError> {
+        let b = std::fs::read(&p).map_err(io(&p))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(b))
+    };
+    let ca = file(paths.ca_cert())?;
+    let cert = file(paths.admin_cert())?;
+    let key = file(paths.admin_key())?;
     Ok(format!(
         "apiVersion: v1
 kind: Config
@@ -242,7 +330,8 @@ clusters:
 users:
 - name: keel-admin
   user:
-    token: {token}
+    client-certificate-data: {cert}
+    client-key-data: {key}
 contexts:
 - name: keel
   context:
@@ -258,6 +347,7 @@ preferences: {{}}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
 
     #[test]
     fn certificates_and_tokens() {
@@ -278,7 +368,13 @@ mod tests {
         let tokens = read_tokens(&p).unwrap();
         assert!(tokens.contains(&(admin.clone(), Role::Admin)));
         assert!(tokens.contains(&(ro, Role::ReadOnly)));
-        let kc = kubeconfig(&p, "https://127.0.0.1:6443", &admin).unwrap();
-        assert!(kc.contains("certificate-authority-data: "));
+        ensure_admin_cert(&p).unwrap();
+        let kc = kubeconfig(&p, "https://127.0.0.1:6443").unwrap();
+        assert!(kc.contains("certificate-authority-data: ") && kc.contains("client-key-data: "));
+        let pem = std::fs::read_to_string(p.admin_cert()).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let user = certificate_user(&der).unwrap();
+        assert_eq!(user.name, "keel:admin");
+        assert_eq!(user.groups, ["system:masters", "system:authenticated"]);
     }
 }

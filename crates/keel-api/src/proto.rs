@@ -281,7 +281,24 @@ fn package(api_version: &str) -> Option<String> {
     };
     if !matches!(
         short,
-        "core" | "apps" | "batch" | "networking" | "autoscaling" | "coordination" | "discovery"
+        "core"
+            | "apps"
+            | "batch"
+            | "networking"
+            | "autoscaling"
+            | "coordination"
+            | "discovery"
+            | "admissionregistration"
+            | "authentication"
+            | "authorization"
+            | "certificates"
+            | "events"
+            | "flowcontrol"
+            | "node"
+            | "policy"
+            | "rbac"
+            | "scheduling"
+            | "storage"
     ) {
         return None;
     }

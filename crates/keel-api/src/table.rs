@@ -204,6 +204,12 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Object", "string", 0),
             ("Message", "string", 0),
         ],
+        "ComponentStatus" => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Message", "string", 0),
+            ("Error", "string", 0),
+        ],
         _ => vec![("Name", "string", 0), ("Age", "string", 0)],
     }
 }
@@ -487,6 +493,22 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                     s(at(o, "involvedObject.name"))
                 )),
                 json!(s(at(o, "message"))),
+            ]
+        }
+        "ComponentStatus" => {
+            let healthy = o
+                .get("conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c["type"] == "Healthy"));
+            let status = match healthy.map(|c| c["status"].as_str().unwrap_or_default()) {
+                Some("True") => "Healthy",
+                _ => "Unhealthy",
+            };
+            vec![
+                json!(name),
+                json!(status),
+                json!(healthy.map(|c| s(c.get("message"))).unwrap_or_default()),
+                json!(healthy.map(|c| s(c.get("error"))).unwrap_or_default()),
             ]
         }
         _ => vec![json!(name), json!(a)],

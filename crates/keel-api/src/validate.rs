@@ -2,8 +2,6 @@
 //! decode into the `k8s-openapi` structs; fields the struct does not know are
 //! unknown fields (an error with `fieldValidation=Strict`, pruned otherwise).
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 /// One invalid field (a `StatusCause`).
@@ -71,6 +69,20 @@ pub fn validate_name(kind: &str, name: &str) -> Option<Cause> {
             message: "Required value: name or generateName is required".into(),
         });
     }
+    if matches!(
+        kind,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+    ) {
+        // RBAC names are path segments (`ValidateRBACName`).
+        let why = match name {
+            "." => Some("may not be '.'"),
+            ".." => Some("may not be '..'"),
+            n if n.contains('/') => Some("may not contain '/'"),
+            n if n.contains('%') => Some("may not contain '%'"),
+            _ => None,
+        };
+        return why.map(|w| Cause::invalid("metadata.name", &json!(name), w));
+    }
     let (ok, msg) = if name_is_label(kind) {
         (is_dns_label(name), LABEL_MSG)
     } else {
@@ -79,39 +91,13 @@ pub fn validate_name(kind: &str, name: &str) -> Option<Cause> {
     (!ok).then(|| Cause::invalid("metadata.name", &json!(name), msg))
 }
 
-fn roundtrip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
-    let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-    serde_json::to_value(&t).map_err(|e| e.to_string())
-}
-
 /// Decodes `obj` as its kind's typed struct and re-encodes it; `Err` is a
-/// decoding error (wrong type of a field).
+/// decoding error (wrong type of a field). Kinds the server does not serve
+/// pass unchanged.
 pub fn typed_roundtrip(kind: &str, obj: &Value) -> Result<Value, String> {
-    use k8s_openapi::api::{
-        apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
-        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-        networking::v1 as networking,
-    };
-    match kind {
-        "Namespace" => roundtrip::<core::Namespace>(obj),
-        "Pod" => roundtrip::<core::Pod>(obj),
-        "Service" => roundtrip::<core::Service>(obj),
-        "Endpoints" => roundtrip::<core::Endpoints>(obj),
-        "ConfigMap" => roundtrip::<core::ConfigMap>(obj),
-        "Secret" => roundtrip::<core::Secret>(obj),
-        "ServiceAccount" => roundtrip::<core::ServiceAccount>(obj),
-        "Event" => roundtrip::<core::Event>(obj),
-        "Node" => roundtrip::<core::Node>(obj),
-        "Deployment" => roundtrip::<apps::Deployment>(obj),
-        "ReplicaSet" => roundtrip::<apps::ReplicaSet>(obj),
-        "StatefulSet" => roundtrip::<apps::StatefulSet>(obj),
-        "DaemonSet" => roundtrip::<apps::DaemonSet>(obj),
-        "Job" => roundtrip::<batch::Job>(obj),
-        "Ingress" => roundtrip::<networking::Ingress>(obj),
-        "HorizontalPodAutoscaler" => roundtrip::<autoscaling::HorizontalPodAutoscaler>(obj),
-        "Lease" => roundtrip::<coordination::Lease>(obj),
-        "EndpointSlice" => roundtrip::<discovery::EndpointSlice>(obj),
-        _ => Ok(obj.clone()),
+    match crate::resources::RESOURCES.iter().find(|r| r.kind == kind) {
+        Some(r) => (r.typed)(obj),
+        None => Ok(obj.clone()),
     }
 }
 
@@ -350,6 +336,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
             default(obj_mut(obj, "spec"), "finalizers", json!(["kubernetes"]));
             default(obj_mut(obj, "status"), "phase", json!("Active"));
         }
+        "RoleBinding" | "ClusterRoleBinding" => crate::rbac::apply_defaults(obj),
         _ => {}
     }
 }
@@ -1095,6 +1082,83 @@ fn validate_service(obj: &Value, out: &mut Vec<Cause>) {
     );
 }
 
+/// Validation of a whole object of resource `r` (create or update): the
+/// kind's own rules, then the fields its `OpenAPI` schema requires (generated
+/// from the types) where the kind's rules said nothing about that field.
+pub fn validate_object(r: &crate::resources::Resource, obj: &Value) -> Vec<Cause> {
+    let mut out = validate(r.kind, obj);
+    if r.group == crate::rbac::GROUP {
+        out.extend(crate::rbac::validate(r.kind, obj));
+    }
+    for c in required_fields(r, obj) {
+        if !out.iter().any(|o| o.field == c.field) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Fields the kind's schema marks required that `obj` lacks (status is the
+/// controllers' and is not checked).
+pub fn required_fields(r: &crate::resources::Resource, obj: &Value) -> Vec<Cause> {
+    fn walk(schema: &Value, v: &Value, path: &str, out: &mut Vec<Cause>) {
+        let schemas = &*crate::openapi::SCHEMAS;
+        let s = schemas.resolve(schema);
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match v {
+            Value::Object(m) => {
+                for f in s
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                {
+                    if path.is_empty() && f == "metadata" {
+                        continue;
+                    }
+                    if m.get(f).is_none_or(Value::is_null) {
+                        out.push(Cause::required(&join(f)));
+                    }
+                }
+                if let Some(props) = s.get("properties").and_then(Value::as_object) {
+                    for (k, x) in m {
+                        if path.is_empty() && (k == "status" || k == "metadata") {
+                            continue;
+                        }
+                        if let Some(ps) = props.get(k) {
+                            walk(ps, x, &join(k), out);
+                        }
+                    }
+                } else if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                    for (k, x) in m {
+                        walk(ap, x, &format!("{path}[{k}]"), out);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                if let Some(items) = s.get("items") {
+                    for (i, x) in a.iter().enumerate() {
+                        walk(items, x, &format!("{path}[{i}]"), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(root) = crate::openapi::SCHEMAS.of(r) {
+        walk(root, obj, "", &mut out);
+    }
+    out
+}
+
 /// Validation of a whole object (create or update).
 pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
@@ -1198,7 +1262,7 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
 
 /// Changes an update may not make (immutable fields).
 pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
-    let mut out = Vec::new();
+    let mut out = crate::rbac::validate_update(kind, old, new);
     let same = |p: &str| old.pointer(p) == new.pointer(p);
     match kind {
         "ConfigMap" | "Secret" => {

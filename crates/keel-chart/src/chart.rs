@@ -85,6 +85,45 @@ pub struct Dependency {
     pub alias: String,
 }
 
+/// Chart.yaml as Helm reads it (sigs.k8s.io/yaml into the Metadata struct):
+/// go-yaml v2 resolves the scalars, and a number that lands in a string field
+/// becomes the text Go prints for it (`appVersion: 1.10` is "1.1").
+fn parse_metadata(data: &[u8]) -> Result<Metadata, String> {
+    use keel_gotmpl::goyaml::{GoYaml, float32_string};
+    fn to_json(y: &GoYaml) -> serde_json::Value {
+        use serde_json::Value as J;
+        match y {
+            GoYaml::Null => J::Null,
+            GoYaml::Bool(b) => J::Bool(*b),
+            GoYaml::Int(i) => J::String(i.to_string()),
+            GoYaml::Uint(u) => J::String(u.to_string()),
+            GoYaml::Float(f) => J::String(float32_string(*f)),
+            GoYaml::Str(s) => J::String(s.clone()),
+            GoYaml::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+            GoYaml::Map(pairs) => J::Object(
+                pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match to_json(k) {
+                            J::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (key, to_json(v))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let y = keel_gotmpl::goyaml::parse(&text)
+        .map_err(|e| format!("error converting YAML to JSON: {e}"))?;
+    let j = match to_json(&y) {
+        serde_json::Value::Null => serde_json::Value::Object(serde_json::Map::new()),
+        j => j,
+    };
+    serde_json::from_value(j).map_err(|e| format!("error unmarshaling JSON: {e}"))
+}
+
 /// One file of a chart, by its path relative to the chart root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChartFile {
@@ -246,11 +285,10 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
             path: origin.to_string(),
             msg: "Chart.yaml file is missing".into(),
         })?;
-    let mut metadata: Metadata =
-        serde_yaml_ng::from_slice(&chart_yaml.data).map_err(|e| ChartError::ChartYaml {
-            path: format!("{origin}/Chart.yaml"),
-            msg: e.to_string(),
-        })?;
+    let mut metadata = parse_metadata(&chart_yaml.data).map_err(|msg| ChartError::ChartYaml {
+        path: format!("{origin}/Chart.yaml"),
+        msg,
+    })?;
     if metadata.api_version.is_empty() {
         // Helm treats a missing apiVersion as v1
         metadata.api_version = "v1".into();
@@ -273,19 +311,12 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
         }
         if n == "values.yaml" {
             let text = String::from_utf8_lossy(&f.data);
-            values = match keel_gotmpl::yaml_to_value(&text) {
-                Ok(v @ Value::Map(_)) => v,
-                Ok(Value::Nil) => Value::map(BTreeMap::new()),
-                Ok(_) => {
-                    return Err(ChartError::Values {
-                        path: format!("{origin}/values.yaml"),
-                        msg: "values must be a map".into(),
-                    });
-                }
+            values = match keel_gotmpl::goyaml::load_values(&text) {
+                Ok(m) => Value::map(m),
                 Err(e) => {
                     return Err(ChartError::Values {
                         path: format!("{origin}/values.yaml"),
-                        msg: e,
+                        msg: format!("cannot load values.yaml: {e}"),
                     });
                 }
             };

@@ -16,6 +16,8 @@ pub mod values;
 use std::path::{Path, PathBuf};
 
 pub use chart::{Chart, ChartFile, Metadata, load};
+/// Go strings are bytes: rendered text carries non-UTF-8 bytes as described there.
+pub use keel_gotmpl::go_bytes;
 pub use render::{Manifest, Rendered, TemplateOptions, render, template_text};
 pub use values::{SetKind, Table};
 
@@ -34,8 +36,9 @@ pub enum ChartError {
     Values { path: String, msg: String },
     #[error("{path}: {msg}")]
     Archive { path: String, msg: String },
-    #[error("failed parsing --set data: {0}")]
-    SetValue(String),
+    /// `-f` and `--set*` problems, worded as Helm words them.
+    #[error("{0}")]
+    UserValues(String),
     #[error("{0}")]
     Schema(String),
     #[error("{0}")]
@@ -49,7 +52,7 @@ pub enum ChartError {
     #[error("{0} charts are not installable")]
     NotInstallable(String),
     #[error(
-        "invalid release name {0:?}: must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53"
+        "release name check failed: release name {0:?}: invalid release name, must match regex ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ and the length must not be longer than 53"
     )]
     ReleaseName(String),
     #[error("{0}")]
@@ -61,7 +64,7 @@ pub enum ChartError {
 }
 
 /// User-supplied values: `-f` files in order, then `--set-json`, `--set`,
-/// `--set-string`, `--set-file` (Helm's order).
+/// `--set-string`, `--set-file`, `--set-literal` (Helm's order).
 #[derive(Debug, Clone, Default)]
 pub struct ValueOptions {
     pub files: Vec<PathBuf>,
@@ -69,30 +72,38 @@ pub struct ValueOptions {
     pub set: Vec<String>,
     pub string: Vec<String>,
     pub file: Vec<String>,
+    pub literal: Vec<String>,
+}
+
+/// An I/O error as Go's `os` package words it (`open x: no such file or directory`).
+fn go_io_error(op: &str, path: &str, e: &std::io::Error) -> String {
+    let msg = match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::IsADirectory => "is a directory".to_string(),
+        _ => {
+            let s = e.to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+            let mut c = s.chars();
+            c.next()
+                .map_or(s.clone(), |f| f.to_lowercase().chain(c).collect())
+        }
+    };
+    format!("{op} {path}: {msg}")
 }
 
 /// Merges the user's values like Helm's `MergeValues`.
 pub fn user_values(opts: &ValueOptions) -> Result<Table, ChartError> {
     let mut base = Table::new();
     for f in &opts.files {
-        let text = std::fs::read_to_string(f).map_err(|e| ChartError::Read {
-            path: f.display().to_string(),
-            source: e,
+        let p = f.display().to_string();
+        // Go reads the bytes; a directory fails at read, as with os.ReadFile
+        let text = std::fs::read(f).map_err(|e| {
+            let op = if f.is_dir() { "read" } else { "open" };
+            ChartError::UserValues(go_io_error(op, &p, &e))
         })?;
-        let v = keel_gotmpl::yaml_to_value(&text).map_err(|e| ChartError::Values {
-            path: f.display().to_string(),
-            msg: format!("failed to parse {}: {e}", f.display()),
-        })?;
-        let t = match v {
-            keel_gotmpl::Value::Map(_) => values::table(&v),
-            keel_gotmpl::Value::Nil => Table::new(),
-            _ => {
-                return Err(ChartError::Values {
-                    path: f.display().to_string(),
-                    msg: "values file must be a map".into(),
-                });
-            }
-        };
+        let t = keel_gotmpl::goyaml::load_values(&String::from_utf8_lossy(&text))
+            .map_err(|e| ChartError::UserValues(format!("failed to parse {p}: {e}")))?;
         base = values::merge_maps(&base, &t);
     }
     let no_file = |_: &str| -> Result<String, String> { Err("unexpected file".into()) };
@@ -105,9 +116,16 @@ pub fn user_values(opts: &ValueOptions) -> Result<Table, ChartError> {
     for s in &opts.string {
         values::parse_set(s, SetKind::String, &mut base, &no_file)?;
     }
-    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("open {p}: {e}"));
+    let read = |p: &str| {
+        std::fs::read(p)
+            .map(|b| keel_gotmpl::go_string(&b))
+            .map_err(|e| go_io_error("open", p, &e))
+    };
     for s in &opts.file {
         values::parse_set(s, SetKind::File, &mut base, &read)?;
+    }
+    for s in &opts.literal {
+        values::parse_set(s, SetKind::Literal, &mut base, &no_file)?;
     }
     Ok(base)
 }

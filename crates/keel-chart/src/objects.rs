@@ -59,23 +59,18 @@ impl Object for Files {
                 Value::string(
                     self.files
                         .get(p)
-                        .map(|d| String::from_utf8_lossy(d).into_owned())
+                        .map(|d| keel_gotmpl::go_string(d))
                         .unwrap_or_default(),
                 )
             }),
-            "GetBytes" => str_arg(args, 0).map(|p| {
-                Value::list(
-                    self.files
-                        .get(p)
-                        .map(|d| d.iter().map(|b| Value::Int(i64::from(*b))).collect())
-                        .unwrap_or_default(),
-                )
-            }),
+            "GetBytes" => {
+                str_arg(args, 0).map(|p| bytes(self.files.get(p).map_or(&[][..], |d| &d[..])))
+            }
             "Lines" => str_arg(args, 0).map(|p| {
                 let Some(d) = self.files.get(p) else {
                     return Value::list(Vec::new());
                 };
-                let mut s = String::from_utf8_lossy(d).into_owned();
+                let mut s = keel_gotmpl::go_string(d);
                 if s.ends_with('\n') {
                     s.pop();
                 }
@@ -100,7 +95,7 @@ impl Object for Files {
                     .map(|(k, v)| {
                         (
                             base(k).to_string(),
-                            Value::string(String::from_utf8_lossy(v).into_owned()),
+                            Value::string(keel_gotmpl::go_string(v)),
                         )
                     })
                     .collect();
@@ -135,12 +130,7 @@ impl Object for Files {
         Some(
             self.files
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        Value::list(v.iter().map(|b| Value::Int(i64::from(*b))).collect()),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), bytes(v)))
                 .collect(),
         )
     }
@@ -159,6 +149,14 @@ impl Object for Files {
             .collect();
         format!("map[{}]", inner.join(" "))
     }
+}
+
+/// A Go `[]byte`.
+fn bytes(d: &[u8]) -> Value {
+    Value::typed_list(
+        d.iter().map(|b| Value::Int(i64::from(*b))).collect(),
+        keel_gotmpl::Elem::Byte,
+    )
 }
 
 /// `.Capabilities.APIVersions`, a list with a `Has` method.
@@ -184,19 +182,29 @@ impl Object for VersionSet {
     fn display(&self) -> String {
         format!("[{}]", self.0.join(" "))
     }
+    fn items(&self) -> Option<Vec<Value>> {
+        Some(self.0.iter().map(|s| Value::str(s)).collect())
+    }
+    fn kind(&self) -> &'static str {
+        "slice"
+    }
 }
 
 /// `.Capabilities.KubeVersion`: fields plus `String()` as its display.
 #[derive(Debug, Clone)]
 pub struct KubeVersion {
+    /// As given, with a `v` prefix (`v1.33.4-gke.1245000`): `.Version`, `.GitVersion`.
     pub version: String,
+    /// `v` + the numeric components (`v1.33.4`): what `String()` prints and
+    /// what `kubeVersion` constraints are checked against.
+    pub normalized: String,
     pub major: String,
     pub minor: String,
 }
 
 impl Object for KubeVersion {
     fn type_name(&self) -> String {
-        "*chartutil.KubeVersion".into()
+        "common.KubeVersion".into()
     }
     fn field(&self, name: &str) -> Option<Value> {
         Some(Value::str(match name {
@@ -210,10 +218,10 @@ impl Object for KubeVersion {
         (name == "String").then_some(0)
     }
     fn method(&self, name: &str, _args: &[Value]) -> Option<Result<Value, String>> {
-        (name == "String").then(|| Ok(Value::str(&self.version)))
+        (name == "String").then(|| Ok(Value::str(&self.normalized)))
     }
     fn display(&self) -> String {
-        self.version.clone()
+        self.normalized.clone()
     }
 }
 
@@ -222,12 +230,51 @@ impl Object for KubeVersion {
 pub struct Capabilities {
     pub kube: KubeVersion,
     pub api_versions: Vec<String>,
-    pub helm_version: String,
+}
+
+/// `.Capabilities.HelmVersion`: the build of Helm whose rendering keel
+/// reproduces (Helm 4.1.4), so charts that print or compare it see Helm's.
+#[derive(Debug, Clone)]
+pub struct HelmVersion;
+
+impl HelmVersion {
+    const FIELDS: [(&'static str, &'static str); 5] = [
+        ("Version", "v4.1.4"),
+        ("GitCommit", "05fa37973dc9e42b76e1d2883494c87174b6074f"),
+        ("GitTreeState", "clean"),
+        ("GoVersion", "go1.25.9"),
+        ("KubeClientVersion", "v1.35"),
+    ];
+}
+
+impl Object for HelmVersion {
+    fn type_name(&self) -> String {
+        "version.BuildInfo".into()
+    }
+    fn field(&self, name: &str) -> Option<Value> {
+        Self::FIELDS
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| Value::str(v))
+    }
+    fn method_arity(&self, _name: &str) -> Option<usize> {
+        None
+    }
+    fn method(&self, _name: &str, _args: &[Value]) -> Option<Result<Value, String>> {
+        None
+    }
+    fn display(&self) -> String {
+        let v: Vec<&str> = Self::FIELDS.iter().map(|(_, v)| *v).collect();
+        format!("{{{}}}", v.join(" "))
+    }
+    fn kind(&self) -> &'static str {
+        "struct"
+    }
 }
 
 impl Object for Capabilities {
     fn type_name(&self) -> String {
-        "*chartutil.Capabilities".into()
+        "*common.Capabilities".into()
     }
     fn field(&self, name: &str) -> Option<Value> {
         match name {
@@ -235,14 +282,7 @@ impl Object for Capabilities {
             "APIVersions" => Some(Value::Object(Rc::new(VersionSet(
                 self.api_versions.clone(),
             )))),
-            "HelmVersion" => {
-                let mut m = BTreeMap::new();
-                m.insert("Version".to_string(), Value::str(&self.helm_version));
-                m.insert("GitCommit".to_string(), Value::str(""));
-                m.insert("GitTreeState".to_string(), Value::str("clean"));
-                m.insert("GoVersion".to_string(), Value::str("go1.22"));
-                Some(Value::map(m))
-            }
+            "HelmVersion" => Some(Value::Object(Rc::new(HelmVersion))),
             _ => None,
         }
     }
@@ -255,112 +295,77 @@ impl Object for Capabilities {
     fn display(&self) -> String {
         format!(
             "&{{{} {} {}}}",
-            self.kube.version,
+            self.kube.normalized,
             VersionSet(self.api_versions.clone()).display(),
-            self.helm_version
+            HelmVersion.display()
         )
     }
 }
 
-/// The API versions a stock cluster serves, as group/version and
-/// group/version/Kind (Helm's `DefaultVersionSet` lists both forms).
+/// Helm 4.1.4's `DefaultVersionSet`: the group/versions of client-go's
+/// scheme, in its order, without kinds (so `Has "policy/v1/PodDisruptionBudget"`
+/// is false unless `--api-versions` adds it, as with Helm).
 pub fn default_api_versions() -> Vec<String> {
-    const KINDS: &[(&str, &[&str])] = &[
-        (
-            "v1",
-            &[
-                "Binding",
-                "ComponentStatus",
-                "ConfigMap",
-                "Endpoints",
-                "Event",
-                "LimitRange",
-                "Namespace",
-                "Node",
-                "PersistentVolume",
-                "PersistentVolumeClaim",
-                "Pod",
-                "PodTemplate",
-                "ReplicationController",
-                "ResourceQuota",
-                "Secret",
-                "Service",
-                "ServiceAccount",
-            ],
-        ),
-        (
-            "admissionregistration.k8s.io/v1",
-            &[
-                "MutatingWebhookConfiguration",
-                "ValidatingAdmissionPolicy",
-                "ValidatingAdmissionPolicyBinding",
-                "ValidatingWebhookConfiguration",
-            ],
-        ),
-        ("apiextensions.k8s.io/v1", &["CustomResourceDefinition"]),
-        ("apiregistration.k8s.io/v1", &["APIService"]),
-        (
-            "apps/v1",
-            &[
-                "ControllerRevision",
-                "DaemonSet",
-                "Deployment",
-                "ReplicaSet",
-                "StatefulSet",
-            ],
-        ),
-        (
-            "authentication.k8s.io/v1",
-            &["SelfSubjectReview", "TokenReview"],
-        ),
-        (
-            "authorization.k8s.io/v1",
-            &[
-                "LocalSubjectAccessReview",
-                "SelfSubjectAccessReview",
-                "SelfSubjectRulesReview",
-                "SubjectAccessReview",
-            ],
-        ),
-        ("autoscaling/v1", &["HorizontalPodAutoscaler", "Scale"]),
-        ("autoscaling/v2", &["HorizontalPodAutoscaler"]),
-        ("batch/v1", &["CronJob", "Job"]),
-        ("certificates.k8s.io/v1", &["CertificateSigningRequest"]),
-        ("coordination.k8s.io/v1", &["Lease"]),
-        ("discovery.k8s.io/v1", &["EndpointSlice"]),
-        ("events.k8s.io/v1", &["Event"]),
-        (
-            "flowcontrol.apiserver.k8s.io/v1",
-            &["FlowSchema", "PriorityLevelConfiguration"],
-        ),
-        (
-            "networking.k8s.io/v1",
-            &["Ingress", "IngressClass", "NetworkPolicy"],
-        ),
-        ("node.k8s.io/v1", &["RuntimeClass"]),
-        ("policy/v1", &["Eviction", "PodDisruptionBudget"]),
-        (
-            "rbac.authorization.k8s.io/v1",
-            &["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"],
-        ),
-        ("scheduling.k8s.io/v1", &["PriorityClass"]),
-        (
-            "storage.k8s.io/v1",
-            &[
-                "CSIDriver",
-                "CSINode",
-                "CSIStorageCapacity",
-                "StorageClass",
-                "VolumeAttachment",
-            ],
-        ),
-    ];
-    let mut out = Vec::new();
-    for (gv, kinds) in KINDS {
-        out.push((*gv).to_string());
-        for k in *kinds {
-            out.push(format!("{gv}/{k}"));
-        }
-    }
-    out
+    [
+        "v1",
+        "admissionregistration.k8s.io/v1",
+        "admissionregistration.k8s.io/v1alpha1",
+        "admissionregistration.k8s.io/v1beta1",
+        "internal.apiserver.k8s.io/v1alpha1",
+        "apps/v1",
+        "apps/v1beta1",
+        "apps/v1beta2",
+        "authentication.k8s.io/v1",
+        "authentication.k8s.io/v1alpha1",
+        "authentication.k8s.io/v1beta1",
+        "authorization.k8s.io/v1",
+        "authorization.k8s.io/v1beta1",
+        "autoscaling/v1",
+        "autoscaling/v2",
+        "autoscaling/v2beta1",
+        "autoscaling/v2beta2",
+        "batch/v1",
+        "batch/v1beta1",
+        "certificates.k8s.io/v1",
+        "certificates.k8s.io/v1beta1",
+        "certificates.k8s.io/v1alpha1",
+        "coordination.k8s.io/v1alpha2",
+        "coordination.k8s.io/v1beta1",
+        "coordination.k8s.io/v1",
+        "discovery.k8s.io/v1",
+        "discovery.k8s.io/v1beta1",
+        "events.k8s.io/v1",
+        "events.k8s.io/v1beta1",
+        "extensions/v1beta1",
+        "flowcontrol.apiserver.k8s.io/v1",
+        "flowcontrol.apiserver.k8s.io/v1beta1",
+        "flowcontrol.apiserver.k8s.io/v1beta2",
+        "flowcontrol.apiserver.k8s.io/v1beta3",
+        "networking.k8s.io/v1",
+        "networking.k8s.io/v1beta1",
+        "node.k8s.io/v1",
+        "node.k8s.io/v1alpha1",
+        "node.k8s.io/v1beta1",
+        "policy/v1",
+        "policy/v1beta1",
+        "rbac.authorization.k8s.io/v1",
+        "rbac.authorization.k8s.io/v1beta1",
+        "rbac.authorization.k8s.io/v1alpha1",
+        "resource.k8s.io/v1",
+        "resource.k8s.io/v1beta2",
+        "resource.k8s.io/v1beta1",
+        "resource.k8s.io/v1alpha3",
+        "scheduling.k8s.io/v1alpha1",
+        "scheduling.k8s.io/v1beta1",
+        "scheduling.k8s.io/v1",
+        "storage.k8s.io/v1beta1",
+        "storage.k8s.io/v1",
+        "storage.k8s.io/v1alpha1",
+        "storagemigration.k8s.io/v1beta1",
+        "apiextensions.k8s.io/v1beta1",
+        "apiextensions.k8s.io/v1",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect()
 }

@@ -18,7 +18,7 @@ use crate::values::{self, Table};
 pub struct TemplateOptions {
     pub release_name: String,
     pub namespace: String,
-    /// e.g. `1.29` or `v1.29.3`; default v1.32.0.
+    /// e.g. `1.29` or `v1.29.3`; default [`DEFAULT_KUBE_VERSION`].
     pub kube_version: Option<String>,
     /// Extra API versions for `.Capabilities.APIVersions`.
     pub api_versions: Vec<String>,
@@ -42,6 +42,9 @@ impl Default for TemplateOptions {
         }
     }
 }
+
+/// `.Capabilities.KubeVersion` without `--kube-version`: Helm 4.1.4's (its client-go's).
+pub const DEFAULT_KUBE_VERSION: &str = "v1.35.0";
 
 /// Helm's `InstallOrder` of kinds.
 pub const INSTALL_ORDER: &[&str] = &[
@@ -81,6 +84,8 @@ pub const INSTALL_ORDER: &[&str] = &[
     "IngressClass",
     "Ingress",
     "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
 ];
 
 /// One rendered document.
@@ -105,22 +110,42 @@ pub struct Rendered {
     pub notes: Option<String>,
 }
 
+/// Helm's `ParseKubeVersion` (k8s `ParseGeneric`: at least two numeric
+/// components, anything after them ignored for comparisons).
 fn parse_kube_version(v: &str) -> Result<KubeVersion, ChartError> {
-    let t = v.trim().strip_prefix('v').unwrap_or(v.trim());
-    let core = t.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<&str> = core.split('.').collect();
-    let bad = || ChartError::KubeVersion(format!("invalid kube version {v:?}"));
-    if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.parse::<u64>().is_err()) {
-        return Err(bad());
+    let t = v.trim_start();
+    let t = t.strip_prefix('v').unwrap_or(t);
+    let end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let numbers = t[..end].trim_end_matches('.');
+    let parts: Vec<&str> = numbers.split('.').collect();
+    if numbers.is_empty() || parts.iter().any(|p| p.is_empty()) {
+        return Err(ChartError::KubeVersion(format!(
+            "could not parse {} as version",
+            keel_gotmpl::gofmt::quote(v)
+        )));
     }
-    let major = parts[0].to_string();
-    let minor = parts.get(1).copied().unwrap_or("0").to_string();
-    let patch = parts.get(2).copied().unwrap_or("0");
-    let rest = &t[core.len()..];
+    if parts.len() < 2 {
+        return Err(ChartError::KubeVersion(format!(
+            "illegal version string {}",
+            keel_gotmpl::gofmt::quote(v)
+        )));
+    }
+    let num = |p: &str| {
+        p.parse::<u64>()
+            .map_or_else(|_| p.to_string(), |n| n.to_string())
+    };
+    let normalized: Vec<String> = parts.iter().map(|p| num(p)).collect();
     Ok(KubeVersion {
-        version: format!("v{major}.{minor}.{patch}{rest}"),
-        major,
-        minor,
+        version: if v.starts_with('v') {
+            v.to_string()
+        } else {
+            format!("v{v}")
+        },
+        normalized: format!("v{}", normalized.join(".")),
+        major: num(parts[0]),
+        minor: num(parts[1]),
     })
 }
 
@@ -267,10 +292,10 @@ fn sort_templates(keys: &mut [String]) {
     });
 }
 
-fn cleanup_parse_error(msg: &str) -> String {
+fn cleanup_parse_error(filename: &str, msg: &str) -> String {
     let tokens: Vec<&str> = msg.split(": ").collect();
     if tokens.len() == 1 {
-        return format!("parse error: {msg}");
+        return format!("parse error in ({filename}): {msg}");
     }
     format!(
         "parse error at ({}): {}",
@@ -279,18 +304,113 @@ fn cleanup_parse_error(msg: &str) -> String {
     )
 }
 
+/// Helm 4's `reformatExecErrorMsg`: `required`/`fail` become `execution error
+/// at (…)`; a chain of template errors (an `include` inside an `include`)
+/// becomes one `location / executing … at <…>: / message` block per template;
+/// anything else (a function's own error) stays as Go wrote it.
 fn cleanup_exec_error(filename: &str, msg: &str) -> String {
     let tokens: Vec<&str> = msg.splitn(3, ": ").collect();
     if tokens.len() != 3 {
         return format!("execution error in ({filename}): {msg}");
     }
-    if let Some(s) = msg.rfind(keel_gotmpl::ERR_START) {
-        let after = &msg[s + keel_gotmpl::ERR_START.len()..];
-        if let Some(e) = after.find(keel_gotmpl::ERR_END) {
+    // warnRegex: HELM_ERR_START((?s).*)HELM_ERR_END, greedy
+    if let Some(s) = tokens[2].find(keel_gotmpl::ERR_START) {
+        let after = &tokens[2][s + keel_gotmpl::ERR_START.len()..];
+        if let Some(e) = after.rfind(keel_gotmpl::ERR_END) {
             return format!("execution error at ({}): {}", tokens[1], &after[..e]);
         }
     }
-    msg.to_string()
+    trace_exec_error(msg).unwrap_or_else(|| msg.to_string())
+}
+
+/// One level of Go's wrapped template errors, as Helm's `TraceableError`.
+struct Traced {
+    location: String,
+    function: String,
+    message: String,
+}
+
+/// Walks the error chain Go would unwrap. keel's errors are flat strings:
+/// a nested template error follows `error calling F: ` (Go's `%w`); any other
+/// error text there is a non-template error, where Helm gives up.
+fn trace_exec_error(msg: &str) -> Option<String> {
+    let mut levels: Vec<Traced> = Vec::new();
+    let mut cur = msg;
+    loop {
+        let rest = cur.strip_prefix("template: ")?;
+        if rest.starts_with("no template ") {
+            levels.push(Traced {
+                location: String::new(),
+                function: String::new(),
+                message: cur.to_string(),
+            });
+            break;
+        }
+        let (tr, tail) = if let Some(i) = rest.find(": executing ") {
+            let location = &rest[..i];
+            let after = &rest[i + ": executing ".len()..];
+            let inner = after.strip_prefix('"')?;
+            let q = inner.find('"')?;
+            let func = &inner[..q];
+            let after_at = inner[q + 1..].strip_prefix(" at <")?;
+            let e = after_at.find(">: ")?;
+            let at = &after_at[..e];
+            let err = &after_at[e + ">: ".len()..];
+            let (message, tail) = match err.find(" template:") {
+                Some(c) => (&err[..c], Some(&err[c + 1..])),
+                None => (err, None),
+            };
+            (
+                Traced {
+                    location: location.to_string(),
+                    function: format!("executing \"{func}\" at <{at}>:"),
+                    message: message.to_string(),
+                },
+                tail,
+            )
+        } else {
+            let sep = rest.rfind(": ")?;
+            let err = &rest[sep + 2..];
+            let (message, tail) = match err.find(" template:") {
+                Some(c) => (&err[..c], Some(&err[c + 1..])),
+                None => (err, None),
+            };
+            (
+                Traced {
+                    location: rest[..sep].to_string(),
+                    function: String::new(),
+                    message: message.to_string(),
+                },
+                tail,
+            )
+        };
+        let wraps_other = tail.is_none() && tr.message.starts_with("error calling ");
+        let wraps_template = tail.is_some()
+            && tr.message.starts_with("error calling ")
+            && tr.message.ends_with(':')
+            && !tr.message[..tr.message.len() - 1].contains(": ");
+        levels.push(tr);
+        match tail {
+            // `error calling F: <non-template error>`: Go's chain leaves the templates
+            None if wraps_other => return None,
+            None => break,
+            Some(t) if wraps_template => cur = t,
+            Some(_) => return None,
+        }
+    }
+    let mut out = String::new();
+    for l in &levels {
+        if !l.location.is_empty() {
+            let _ = write!(out, "{}\n  ", l.location);
+        }
+        if !l.function.is_empty() {
+            let _ = write!(out, "{}\n    ", l.function);
+        }
+        if !l.message.is_empty() {
+            let _ = writeln!(out, "{}", l.message);
+        }
+    }
+    Some(out.trim().to_string())
 }
 
 fn check_kube_version(c: &Chart, kube: &KubeVersion) -> Result<(), ChartError> {
@@ -302,7 +422,7 @@ fn check_kube_version(c: &Chart, kube: &KubeVersion) -> Result<(), ChartError> {
     let text = format!(
         "{{{{ semverCompare {} {} }}}}",
         keel_gotmpl::gofmt::quote(constraint),
-        keel_gotmpl::gofmt::quote(&kube.version)
+        keel_gotmpl::gofmt::quote(&kube.normalized)
     );
     t.parse("k", &text)
         .map_err(|e| ChartError::KubeVersion(e.to_string()))?;
@@ -318,22 +438,31 @@ fn check_kube_version(c: &Chart, kube: &KubeVersion) -> Result<(), ChartError> {
     Ok(())
 }
 
+/// Helm 4's `ValidateAgainstSchema`: the chart's schema, then each subchart
+/// whose values are present.
 fn validate_schemas(c: &Chart, vals: &Value, out: &mut String) {
-    if let Some(schema) = &c.schema {
-        let errs = crate::schema::validate(schema, &vals.to_json());
-        if !errs.is_empty() {
-            let _ = writeln!(out, "{}:", c.name());
-            for e in errs {
-                let _ = writeln!(out, "- {e}");
-            }
-        }
+    if let Some(schema) = &c.schema
+        && let Some(errs) = crate::schema::validate(schema, &vals.to_json())
+    {
+        let _ = write!(out, "{}:\n{errs}", c.name());
     }
     for d in &c.dependencies {
         let sub = match vals {
             Value::Map(m) => m.borrow().get(d.name()).cloned().unwrap_or(Value::Nil),
             _ => Value::Nil,
         };
-        validate_schemas(d, &sub, out);
+        match sub {
+            Value::Nil | Value::Invalid => {}
+            Value::Map(_) => validate_schemas(d, &sub, out),
+            other => {
+                let _ = write!(
+                    out,
+                    "{}:\ninvalid type for values: expected object (map), got {}\n",
+                    d.name(),
+                    other.type_name()
+                );
+            }
+        }
     }
 }
 
@@ -345,7 +474,7 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     if chart.is_library() {
         return Err(ChartError::NotInstallable("library".into()));
     }
-    let kube = parse_kube_version(opts.kube_version.as_deref().unwrap_or("v1.32.0"))?;
+    let kube = parse_kube_version(opts.kube_version.as_deref().unwrap_or(DEFAULT_KUBE_VERSION))?;
     check_kube_version(chart, &kube)?;
     let mut chart = chart.clone();
     values::process_dependencies(&mut chart, user)?;
@@ -370,7 +499,6 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     let caps = Value::Object(Rc::new(Capabilities {
         kube,
         api_versions: api,
-        helm_version: "v3.16.0".into(),
     }));
     let mut tpls = BTreeMap::new();
     rec_all_tpls(&chart, &mut tpls, &vals, &release, &caps, true);
@@ -381,7 +509,7 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     set.helm_error_markers = true;
     for k in &keys {
         set.parse(k, &tpls[k].text)
-            .map_err(|e| ChartError::Parse(cleanup_parse_error(&e.to_string())))?;
+            .map_err(|e| ChartError::Parse(cleanup_parse_error(k, &e.to_string())))?;
     }
     let mut rendered: BTreeMap<String, String> = BTreeMap::new();
     for k in &keys {
@@ -518,6 +646,40 @@ fn sort_by_kind(v: &mut [Manifest]) {
     });
 }
 
+/// libyaml's message as go-yaml (the same C parser, ported) words it:
+/// `yaml: line N: problem`, where N is 1-based for scanner errors and the
+/// 0-based mark for parser errors (go-yaml's `parser.fail`), and no context.
+fn go_yaml_error(msg: &str) -> String {
+    let Some((problem, rest)) = msg.split_once(" at line ") else {
+        return format!("yaml: {msg}");
+    };
+    let line: usize = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let scanner = !problem.starts_with("did not find expected")
+        || [
+            "alphabetic or numeric character",
+            "whitespace or line break",
+            "tag URI",
+            "comment or line break",
+        ]
+        .iter()
+        .any(|s| problem.ends_with(s));
+    // go-yaml reports no line when the problem is on the first (0-based 0)
+    let line = match line {
+        0 | 1 => 0,
+        l if scanner => l,
+        l => l - 1,
+    };
+    if line == 0 {
+        format!("yaml: {problem}")
+    } else {
+        format!("yaml: line {line}: {problem}")
+    }
+}
+
 /// Helm's `SortManifests`: (hooks, manifests), each in install order.
 fn sort_manifests(
     files: &BTreeMap<String, String>,
@@ -533,7 +695,8 @@ fn sort_manifests(
             let head: Head = serde_yaml_ng::from_str::<Option<Head>>(&doc)
                 .map_err(|e| {
                     ChartError::Manifest(format!(
-                        "YAML parse error on {path}: error converting YAML to JSON: yaml: {e}"
+                        "YAML parse error on {path}: error converting YAML to JSON: {}",
+                        go_yaml_error(&e.to_string())
                     ))
                 })?
                 .unwrap_or_default();
@@ -575,15 +738,18 @@ fn sort_manifests(
 
 /// The text `helm template` prints for a rendered chart.
 pub fn template_text(r: &Rendered, opts: &TemplateOptions) -> Result<String, ChartError> {
-    let mut out = String::new();
+    let mut main = String::new();
     if opts.include_crds {
         for (src, content) in &r.crds {
-            let _ = write!(out, "---\n# Source: {src}\n{content}\n");
+            let _ = write!(main, "---\n# Source: {src}\n{content}\n");
         }
     }
     for m in &r.manifests {
-        let _ = write!(out, "---\n# Source: {}\n{}\n", m.source, m.content);
+        let _ = write!(main, "---\n# Source: {}\n{}\n", m.source, m.content);
     }
+    // `helm template` prints `strings.TrimSpace(rel.Manifest)` and a newline
+    // (a lone newline when nothing rendered), then the hooks.
+    let mut out = format!("{}\n", main.trim_matches(|c: char| c.is_whitespace()));
     for h in &r.hooks {
         let is_test = h.hooks.iter().any(|e| e.starts_with("test"));
         if opts.skip_tests && is_test {
@@ -658,6 +824,10 @@ mod tests {
                 "c/templates/a.yaml"
             ]
         );
-        assert_eq!(parse_kube_version("1.28").unwrap().version, "v1.28.0");
+        assert_eq!(parse_kube_version("1.28").unwrap().version, "v1.28");
+        assert_eq!(
+            parse_kube_version("1.33.4-gke.1245000").unwrap().normalized,
+            "v1.33.4"
+        );
     }
 }

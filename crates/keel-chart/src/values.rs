@@ -345,10 +345,13 @@ pub enum SetKind {
     File,
     /// `--set-json`: the value is JSON
     Json,
+    /// `--set-literal`: the value is the rest of the argument, as is
+    Literal,
 }
 
+/// A strvals error; [`parse_set`] prefixes the flag (`failed parsing --set data: …`).
 fn set_err(msg: impl Into<String>) -> ChartError {
-    ChartError::SetValue(msg.into())
+    ChartError::UserValues(msg.into())
 }
 
 /// Helm's strvals `typedVal`.
@@ -410,9 +413,12 @@ fn parse_key(key: &str) -> Result<Vec<Seg>, ChartError> {
                     }
                     num.push(d);
                 }
-                let i: i64 = num
-                    .parse()
-                    .map_err(|_| set_err(format!("failed to parse index: {num:?}")))?;
+                let i: i64 = num.parse().map_err(|_| {
+                    set_err(format!(
+                        "error parsing index: strconv.Atoi: parsing {}: invalid syntax",
+                        keel_gotmpl::gofmt::quote(&num)
+                    ))
+                })?;
                 if i < 0 {
                     return Err(set_err(format!("negative {i} index not allowed")));
                 }
@@ -521,53 +527,115 @@ fn set_in_list(mut list: Vec<Value>, idx: &[usize], rest: &[Seg], v: Value) -> V
 }
 
 /// Parses one `--set`-style argument into `base`. `read_file` serves `--set-file`.
+/// Errors read as Helm's: `failed parsing --set data: key "b" has no value`.
 pub fn parse_set(
     arg: &str,
     kind: SetKind,
     base: &mut Table,
     read_file: &dyn Fn(&str) -> Result<String, String>,
 ) -> Result<(), ChartError> {
-    let items = if kind == SetKind::Json {
-        vec![arg.to_string()]
-    } else {
-        split_unescaped(arg, ',')
+    let flag = match kind {
+        SetKind::Typed => "--set",
+        SetKind::String => "--set-string",
+        SetKind::File => "--set-file",
+        SetKind::Json => "--set-json",
+        SetKind::Literal => "--set-literal",
     };
-    for item in items {
+    let r = match kind {
+        SetKind::Json => {
+            return parse_set_json(arg, base).map_err(|()| {
+                ChartError::UserValues(format!("failed parsing --set-json data {arg}"))
+            });
+        }
+        SetKind::Literal => parse_set_literal(arg, base),
+        _ => parse_set_items(arg, kind, base, read_file),
+    };
+    r.map_err(|e| ChartError::UserValues(format!("failed parsing {flag} data: {e}")))
+}
+
+fn no_value(item: &str) -> String {
+    // strvals reports the last key segment it was reading
+    let last = split_unescaped(item, '.').pop().unwrap_or_default();
+    format!("key {:?} has no value", unescape(&last))
+}
+
+fn inner(e: ChartError) -> String {
+    match e {
+        ChartError::UserValues(m) => m,
+        e => e.to_string(),
+    }
+}
+
+fn parse_set_items(
+    arg: &str,
+    kind: SetKind,
+    base: &mut Table,
+    read_file: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<(), String> {
+    for item in split_unescaped(arg, ',') {
         if item.is_empty() {
             continue;
         }
         let Some((k, val)) = split_key_value(&item) else {
-            return Err(set_err(format!("key {:?} has no value", unescape(&item))));
+            return Err(no_value(&item));
         };
-        let segs = parse_key(&k)?;
-        let value = match kind {
-            SetKind::Json => {
-                let j: serde_json::Value = serde_json::from_str(&val)
-                    .map_err(|e| set_err(format!("failed parsing --set-json data {arg:?}: {e}")))?;
-                Value::from_json(&j, true)
-            }
-            SetKind::File => Value::string(read_file(&unescape(&val)).map_err(set_err)?),
-            SetKind::Typed | SetKind::String => {
-                let string = kind == SetKind::String;
-                if val.starts_with('{') && val.ends_with('}') && val.len() >= 2 {
-                    let inner = &val[1..val.len() - 1];
-                    if inner.is_empty() {
-                        Value::list(Vec::new())
-                    } else {
-                        Value::list(
-                            split_unescaped(inner, ',')
-                                .iter()
-                                .map(|x| typed(&unescape(x), string))
-                                .collect(),
-                        )
-                    }
-                } else {
-                    typed(&unescape(&val), string)
-                }
+        let segs = parse_key(&k).map_err(inner)?;
+        let value = if kind == SetKind::File {
+            Value::string(read_file(&unescape(&val))?)
+        } else {
+            let string = kind == SetKind::String;
+            if val.starts_with('{') && val.ends_with('}') && val.len() >= 2 {
+                // `{a,b}` is a list; `{}` is a list of one empty string, as in strvals
+                let inner = &val[1..val.len() - 1];
+                Value::list(
+                    split_unescaped(inner, ',')
+                        .iter()
+                        .map(|x| typed(&unescape(x), string))
+                        .collect(),
+                )
+            } else {
+                typed(&unescape(&val), string)
             }
         };
         set_path(base, &segs, value);
     }
+    Ok(())
+}
+
+/// `--set-json a=<json>[,b=<json>…]`: each value is one JSON document, read
+/// as encoding/json reads it (every number a float64).
+fn parse_set_json(arg: &str, base: &mut Table) -> Result<(), ()> {
+    let mut rest = arg;
+    while !rest.is_empty() {
+        let (k, after) = split_key_value(rest).ok_or(())?;
+        let value_start = rest.len() - after.len();
+        let mut stream = serde_json::Deserializer::from_str(&rest[value_start..])
+            .into_iter::<serde_json::Value>();
+        let j = stream.next().ok_or(())?.map_err(|_| ())?;
+        let end = value_start + stream.byte_offset();
+        let segs = parse_key(&k).map_err(|_| ())?;
+        set_path(base, &segs, Value::from_json(&j, false));
+        rest = &rest[end..];
+        match rest.strip_prefix(',') {
+            Some(r) => rest = r,
+            None if rest.trim().is_empty() => break,
+            None => return Err(()),
+        }
+    }
+    Ok(())
+}
+
+/// `--set-literal key=value`: everything after the first `=` is the value.
+fn parse_set_literal(arg: &str, base: &mut Table) -> Result<(), String> {
+    let Some((k, val)) = split_key_value(arg) else {
+        return Err(no_value(arg));
+    };
+    let segs = parse_key(&k).map_err(inner)?;
+    set_path(
+        base,
+        &segs,
+        Value::string(arg[arg.len() - val.len()..].to_string()),
+    );
     Ok(())
 }
 

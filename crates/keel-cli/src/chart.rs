@@ -31,9 +31,12 @@ pub struct ValuesFlags {
     /// Set values from files: key=path.
     #[arg(long = "set-file")]
     pub set_file: Vec<String>,
-    /// Set JSON values: key=<json>.
+    /// Set JSON values: key=<json>[,key=<json>].
     #[arg(long = "set-json")]
     pub set_json: Vec<String>,
+    /// Set a literal string value: key=value (the whole rest of the argument).
+    #[arg(long = "set-literal")]
+    pub set_literal: Vec<String>,
 }
 
 impl ValuesFlags {
@@ -44,6 +47,7 @@ impl ValuesFlags {
             set: self.set.clone(),
             string: self.set_string.clone(),
             file: self.set_file.clone(),
+            literal: self.set_literal.clone(),
         }
     }
 }
@@ -69,7 +73,7 @@ pub enum ChartCommand {
         /// Leave out test hooks.
         #[arg(long = "skip-tests")]
         skip_tests: bool,
-        /// Kubernetes version for .Capabilities (default v1.32.0).
+        /// Kubernetes version for .Capabilities (default v1.35.0, as Helm 4.1.4).
         #[arg(long = "kube-version")]
         kube_version: Option<String>,
         /// Extra API versions for .Capabilities.APIVersions.
@@ -103,6 +107,18 @@ pub enum ChartCommand {
     },
 }
 
+/// Helm's multi-line messages (a template error per line, indented) as the
+/// one line keel prints: each line trimmed, joined with a space.
+fn one_line(e: keel_chart::ChartError) -> anyhow::Error {
+    let text = e.to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    anyhow::anyhow!(lines.join(" "))
+}
+
 pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ChartCommand::Template {
@@ -130,7 +146,9 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                     .context(e.to_string())
                 })
                 .with_context(|| format!("load chart {chart_path}"))?;
-            let user = keel_chart::user_values(&values.options()).context("read values")?;
+            // Helm's own messages say what failed (`failed to parse FILE: …`,
+            // `execution error at (…)`); no context is added so they read as Helm's.
+            let user = keel_chart::user_values(&values.options())?;
             let opts = TemplateOptions {
                 release_name: release,
                 namespace,
@@ -141,9 +159,11 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                 show_only,
                 is_upgrade,
             };
-            let rendered = keel_chart::render(&chart, &user, &opts).context("render chart")?;
-            let text = keel_chart::template_text(&rendered, &opts).context("render chart")?;
-            print!("{text}");
+            let rendered = keel_chart::render(&chart, &user, &opts).map_err(one_line)?;
+            let text = keel_chart::template_text(&rendered, &opts).map_err(one_line)?;
+            // bytes, not text: a template may copy a binary file through
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &keel_chart::go_bytes(&text))
+                .context("write manifests")?;
             Ok(ExitCode::SUCCESS)
         }
         ChartCommand::Create { name } => {

@@ -699,71 +699,6 @@ fn default_event(name: &str, git: &GitInfo) -> serde_json::Value {
     }
 }
 
-/// Holds a concurrency group for the length of a run.
-struct GroupLock(Option<PathBuf>);
-
-impl Drop for GroupLock {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-fn pid_alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-}
-
-/// Waits for (or, with cancel-in-progress, cancels) the run holding `group`.
-fn acquire_group(
-    root: &Path,
-    group: &str,
-    cancel_in_progress: bool,
-    run_dir: &Path,
-) -> anyhow::Result<GroupLock> {
-    use sha2::Digest as _;
-    let dir = ci_dir(root).join("concurrency");
-    std::fs::create_dir_all(&dir)?;
-    let hex = keel_ci::run::context::hex(&sha2::Sha256::digest(group.as_bytes())[..12]);
-    let lock = dir.join(hex);
-    let mut told = false;
-    loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock)
-        {
-            Ok(mut f) => {
-                writeln!(f, "{}\n{}", std::process::id(), run_dir.display())?;
-                return Ok(GroupLock(Some(lock)));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let held = std::fs::read_to_string(&lock).unwrap_or_default();
-                let mut it = held.lines();
-                let pid: i32 = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-                let other = it.next().map(PathBuf::from);
-                if pid == 0 || !pid_alive(pid) {
-                    let _ = std::fs::remove_file(&lock);
-                    continue;
-                }
-                if !told {
-                    told = true;
-                    if cancel_in_progress {
-                        eprintln!("concurrency group {group}: cancelling the run in progress");
-                        if let Some(o) = &other {
-                            let _ = std::fs::write(o.join("cancel"), b"concurrency");
-                        }
-                    } else {
-                        eprintln!("concurrency group {group}: waiting for the run in progress");
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(e).context("taking the concurrency group"),
-        }
-    }
-}
-
 struct Loaded {
     path: PathBuf,
     rel: String,
@@ -990,10 +925,12 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
             action_cache: a.action_cache.clone(),
             local_repositories: local_repositories.clone(),
             dry_run: a.dry_run,
+            reuse: a.reuse,
             approvals: Arc::new(FileApprovals {
                 protected: protected_envs(root),
             }),
             cancel: cancel.clone(),
+            concurrency_dir: ci_dir(root).join("concurrency"),
         };
         let name = l.wf.name.clone().unwrap_or_else(|| l.rel.clone());
         eprintln!(
@@ -1002,7 +939,15 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
             git.sha.get(..12).unwrap_or(&git.sha)
         );
         let _lock = match workflow_concurrency(&l.wf, &opts) {
-            Some((group, cip)) => Some(acquire_group(root, &group, cip, &run_dir)?),
+            Some((group, cip)) => keel_ci::run::concurrency::acquire(
+                &ci_dir(root).join("concurrency"),
+                &group,
+                cip,
+                &run_dir.join("cancel"),
+                &AtomicBool::new(false),
+                |m| eprintln!("{m}"),
+            )
+            .context("taking the concurrency group")?,
             None => None,
         };
         // A `cancel` file in the run directory (concurrency) stops the run.

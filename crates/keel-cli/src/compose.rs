@@ -343,6 +343,10 @@ pub struct ConfigArgs {
     /// Only validate the configuration, don't print anything.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Don't check model consistency (references to undefined services,
+    /// networks, volumes, secrets, configs); may print an invalid model.
+    #[arg(long)]
+    pub no_consistency: bool,
     /// Services to enable (whatever their profiles).
     pub service: Vec<String>,
 }
@@ -378,6 +382,7 @@ fn options(args: &ComposeArgs, services: &[String]) -> anyhow::Result<keel_compo
         cwd,
         env,
         services: services.to_vec(),
+        no_consistency: false,
     })
 }
 
@@ -385,7 +390,10 @@ pub(crate) fn load(
     args: &ComposeArgs,
     services: &[String],
 ) -> anyhow::Result<keel_compose::Project> {
-    let opts = options(args, services)?;
+    load_with(options(args, services)?)
+}
+
+fn load_with(opts: keel_compose::Options) -> anyhow::Result<keel_compose::Project> {
     let project = keel_compose::load(&opts).map_err(|e| match e {
         keel_compose::Error::NoConfigFile { .. } => {
             anyhow::Error::new(e).context(Hint::new("create compose.yaml or name a file with -f"))
@@ -399,7 +407,10 @@ pub(crate) fn load(
 }
 
 fn config(args: &ComposeArgs, c: &ConfigArgs) -> anyhow::Result<ExitCode> {
-    let project = load(args, &c.service)?;
+    let project = load_with(keel_compose::Options {
+        no_consistency: c.no_consistency,
+        ..options(args, &c.service)?
+    })?;
     if c.quiet {
         return Ok(ExitCode::SUCCESS);
     }

@@ -5,15 +5,14 @@
 //! One file per job: [`flags`] (clap), [`parse`] (flag values → the
 //! runtime's `CreateOptions`), [`run`] (lifecycle: create/run/start/stop/
 //! kill/restart/rm and the monitor), [`ps`], [`logs`], [`exec`] (exec,
-//! wait), [`inspect`] (inspect, port), [`stats`], [`cp`], [`volume`], and
-//! [`net`], the adapter from keel-runtime's network seam to keel-net.
+//! wait), [`inspect`] (inspect, port), [`stats`], [`cp`], [`volume`]. The
+//! network driver is keel-runtime's own (`keel_runtime::network::attacher`).
 
 mod cp;
 mod exec;
 mod flags;
 mod inspect;
 mod logs;
-mod net;
 mod parse;
 mod ps;
 mod run;
@@ -24,6 +23,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use keel_runtime::network::{NetworkAttacher, NoNetworks};
 use keel_runtime::{Containers, RuntimeError, ids};
 
 use crate::Hint;
@@ -36,7 +36,6 @@ pub use flags::{
 };
 pub use inspect::{inspect_any, port};
 pub use logs::logs_cmd;
-pub(crate) use net::network_attacher;
 pub use ps::ps;
 pub(crate) use ps::{command_text, ports_text, status_text};
 pub use run::{create, kill, monitor, restart, rm, run, start, stop, usage_exit_code};
@@ -48,29 +47,20 @@ pub(crate) fn open(root: &Path) -> anyhow::Result<Containers> {
     Containers::open(root).with_context(|| format!("opening containers under {}", root.display()))
 }
 
-/// Adds hints to runtime errors the user can act on.
-pub(crate) fn hinted(e: RuntimeError) -> anyhow::Error {
-    let hint = match &e {
-        RuntimeError::Image(keel_oci::OciError::ImageNotFound(_)) => Some(
-            "`keel images` lists local images; `keel pull NAME`, `keel import` or `keel image seed-busybox` brings one in",
-        ),
-        RuntimeError::NotFound(_) => Some("`keel ps -a` lists containers"),
-        RuntimeError::NoCommand => Some("give a command after the image name"),
-        RuntimeError::UnknownUser(_) | RuntimeError::UnknownGroup(_) => {
-            Some("use a name from the image's /etc/passwd, or a numeric uid[:gid]")
-        }
-        RuntimeError::Running(_) => Some("stop it first, or use keel rm -f"),
-        RuntimeError::NameInUse { .. } => Some("remove that container or choose another --name"),
-        RuntimeError::Network(m) if m.contains("no network driver") => {
-            Some("run with --network none or --network host")
-        }
-        _ => None,
-    };
-    let msg = keel_runtime::error_chain(&e);
-    match hint {
-        Some(h) => anyhow::Error::new(Hint::new(h)).context(msg),
-        None => anyhow::anyhow!(msg),
+/// The network driver for the containers under `root`: keel-net's bridges
+/// (see `keel_runtime::network::attacher`), or none that says why.
+pub(crate) fn network_attacher(root: &Path) -> Box<dyn NetworkAttacher> {
+    match Containers::open(root) {
+        Ok(c) => keel_runtime::network::attacher(&c),
+        Err(e) => Box::new(NoNetworks {
+            reason: keel_runtime::error_chain(&e),
+        }),
     }
+}
+
+/// A runtime error for the user, with its hint (see [`crate::hints`]).
+pub(crate) fn hinted(e: RuntimeError) -> anyhow::Error {
+    crate::hints::runtime(e)
 }
 
 fn resolve(c: &Containers, name: &str) -> anyhow::Result<String> {

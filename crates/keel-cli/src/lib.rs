@@ -17,7 +17,10 @@ mod ci;
 mod compose;
 mod container;
 mod dockerfile;
+mod hints;
 mod image;
+mod infra;
+mod logging;
 mod network;
 mod output;
 mod progress;
@@ -39,6 +42,14 @@ pub struct Cli {
         default_value = "/var/lib/keel"
     )]
     pub root: PathBuf,
+    #[arg(
+        long,
+        global = true,
+        env = "KEEL_LOG",
+        value_name = "LEVEL",
+        help = "Diagnostics on stderr: error, warn (default), info, debug, trace, or filter directives such as warn,keel_runtime=debug"
+    )]
+    pub log_level: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -131,6 +142,8 @@ pub enum Command {
     Builder(build::BuilderCommand),
     /// Pipelines: run GitHub Actions workflows locally.
     Ci(ci::CiArgs),
+    /// Infrastructure as code: terraform's commands on Terraform configurations.
+    Infra(infra::InfraArgs),
 }
 
 /// Something the user can do about an error; attach with
@@ -154,20 +167,17 @@ impl fmt::Display for Hint {
 
 impl std::error::Error for Hint {}
 
-/// Turns an error chain into the user's one line (plus hint line).
+/// Turns an error chain into the user's one line (plus hint line). The
+/// chain is joined as everywhere in keel (`keel_runtime::error_chain`:
+/// parts a wrapper already said are dropped); hints come from
+/// [`hints`] or a [`Hint`] context anywhere in the chain.
 pub fn render_error(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
     // anyhow finds a context value of a given type anywhere in its stack.
     let hint = err.downcast_ref::<Hint>().map(|h| h.0.clone());
-    for cause in err.chain() {
-        let s = cause.to_string();
-        // anyhow's chain repeats a source's text when a wrapper formats it in;
-        // keep the line short by dropping parts already said.
-        if !s.is_empty() && !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    let mut out = format!("error: {}", parts.join(": ").replace('\n', " "));
+    let mut out = format!(
+        "error: {}",
+        keel_runtime::error_chain(err.as_ref()).replace('\n', " ")
+    );
     if let Some(h) = hint {
         out.push_str("\nhint: ");
         out.push_str(&h);
@@ -227,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::build(&cli.root, a),
         Command::Builder(c) => build::builder(&cli.root, c),
         Command::Ci(a) => ci::run(&cli.root, a),
+        Command::Infra(a) => infra::run(a),
     }
 }
 
@@ -264,6 +275,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(container::usage_exit_code(&e).unwrap_or(code));
         }
     };
+    // Long-running processes say what they do; commands only what went wrong.
+    let default = if matches!(cli.command, Command::Monitor { .. } | Command::Server(_)) {
+        logging::SERVICE_DEFAULT
+    } else {
+        logging::COMMAND_DEFAULT
+    };
+    if let Err(err) = logging::init(cli.log_level.as_deref(), default) {
+        eprintln!("{}", render_error(&err));
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

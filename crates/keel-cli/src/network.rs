@@ -109,20 +109,7 @@ fn open(root: &Path) -> anyhow::Result<Networks> {
 
 /// Adds the hint a user can act on for the errors that have one.
 fn with_hint(e: NetError, what: String) -> anyhow::Error {
-    let hint = match &e {
-        NetError::NotFound(_) => Some("run keel network ls to see the networks".to_string()),
-        NetError::ActiveEndpoints { name, .. } => Some(format!(
-            "stop and remove the containers on it first (keel network inspect {name})"
-        )),
-        NetError::SubnetOverlap { .. } | NetError::PoolExhausted => {
-            Some("pass a free --subnet, or remove unused networks with keel network prune".into())
-        }
-        _ => None,
-    };
-    match hint {
-        Some(h) => anyhow::Error::new(e).context(Hint::new(h)).context(what),
-        None => anyhow::Error::new(e).context(what),
-    }
+    crate::hints::net(e).context(what)
 }
 
 pub fn network_command(root: &Path, cmd: NetworkCommand) -> anyhow::Result<ExitCode> {
@@ -420,32 +407,10 @@ pub(crate) fn remove_network(root: &Path, nets: &Networks, name: &str) -> Result
     }
 }
 
-/// Waits, a few seconds at most, while an endpoint on network `network`
-/// (on any, with `None`) belongs to a container that has no record any
-/// more: an `--rm` container whose monitor releases it right after `run`
-/// returned (a veth takes ~15 ms to delete). So `run --rm --network N ...;
-/// network rm N` (or `network prune`, or another `run -p` of the same port)
-/// works. What monitors that are gone left unreleased is released first, as
-/// `keel rm` does.
+/// See `keel_runtime::network::wait_for_releases`.
 pub(crate) fn wait_for_releases(root: &Path, nets: &Networks, network: Option<&str>) {
-    let Ok(containers) = keel_runtime::record::Containers::open(root) else {
-        return;
-    };
-    keel_runtime::engine::sweep_leftovers(&containers, &*crate::container::network_attacher(root));
-    let releasing = || {
-        let infos = match network {
-            Some(n) => nets.inspect(n).map(|i| vec![i]),
-            None => nets.list(),
-        };
-        infos.is_ok_and(|v| {
-            v.iter()
-                .flat_map(|n| &n.containers)
-                .any(|e| !containers.dir(&e.container_id).exists())
-        })
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while releasing() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    if let Ok(containers) = keel_runtime::record::Containers::open(root) {
+        keel_runtime::network::wait_for_releases(&containers, nets, network);
     }
 }
 

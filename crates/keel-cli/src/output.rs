@@ -59,33 +59,9 @@ pub fn human_size(bytes: u64) -> String {
     keel_go::units::human_size_with_precision(bytes as f64, 3)
 }
 
-/// Docker's `HumanDuration`, used as "… ago".
+/// Docker's `HumanDuration` of whole seconds, used as "… ago".
 pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    let (m, h) = (s / 60, s / 3600);
-    if s < 1 {
-        "Less than a second".into()
-    } else if s == 1 {
-        "1 second".into()
-    } else if s < 60 {
-        format!("{s} seconds")
-    } else if m == 1 {
-        "About a minute".into()
-    } else if m < 60 {
-        format!("{m} minutes")
-    } else if h == 1 {
-        "About an hour".into()
-    } else if h < 48 {
-        format!("{h} hours")
-    } else if h < 24 * 7 * 2 {
-        format!("{} days", h / 24)
-    } else if h < 24 * 30 * 2 {
-        format!("{} weeks", h / 24 / 7)
-    } else if h < 24 * 365 * 2 {
-        format!("{} months", h / 24 / 30)
-    } else {
-        format!("{} years", h / 24 / 365)
-    }
+    keel_go::units::human_duration(secs.saturating_mul(1_000_000_000))
 }
 
 /// "2 weeks ago" for an RFC 3339 timestamp; "N/A" when unknown.
@@ -135,6 +111,15 @@ mod tests {
         assert_eq!(human_duration(90), "About a minute");
         assert_eq!(human_duration(3600 * 3), "3 hours");
         assert_eq!(human_duration(3600 * 24 * 15), "2 weeks");
+    }
+
+    /// Regression: go-units rounds hours to the nearest one (`Up 2 hours`
+    /// after 90 minutes); keel truncated them (`About an hour`).
+    #[test]
+    fn hours_round_like_docker() {
+        assert_eq!(human_duration(90 * 60), "2 hours");
+        assert_eq!(human_duration(89 * 60), "About an hour");
+        assert_eq!(human_duration(47 * 3600 + 1800), "2 days");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `keel server`: the Kubernetes-compatible API server, and
-//! `keel server token create` for extra (read-only) tokens.
+//! `keel server`: the Kubernetes-compatible API server with its controllers
+//! (keel-controllers, in the same process), and `keel server token create`
+//! for extra (read-only) tokens.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -96,10 +97,12 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
             keel_api::pki::write_private(path, kc.as_bytes(), 0o600)
                 .with_context(|| format!("write kubeconfig {}", path.display()))?;
         }
-        eprintln!(
-            "keel server listening on https://{addr} (state in {}, datastore {})",
-            state_dir.display(),
-            args.datastore.as_deref().unwrap_or("sqlite")
+        keel_controllers::spawn(&server.loopback());
+        tracing::info!(
+            %addr,
+            state = %state_dir.display(),
+            datastore = args.datastore.as_deref().unwrap_or("sqlite"),
+            "keel server listening"
         );
         server.serve().await.context("serve")?;
         Ok(ExitCode::SUCCESS)

@@ -29,6 +29,9 @@ pub struct Options {
     pub env: BTreeMap<String, String>,
     /// Services named on the command line (they are enabled whatever their profiles).
     pub services: Vec<String>,
+    /// `config --no-consistency`: skip the checks that references (services,
+    /// networks, volumes, secrets, configs) are defined.
+    pub no_consistency: bool,
 }
 
 /// A loaded, validated, normalized project.
@@ -169,6 +172,9 @@ struct State<'a> {
     home: Option<String>,
     /// Files being loaded through include/extends, against cycles.
     stack: Vec<PathBuf>,
+    /// Top-level files already read (for the project name), each read
+    /// once: a FIFO such as `-f <(cmd)` cannot be read twice.
+    read_ahead: std::cell::RefCell<HashMap<PathBuf, String>>,
 }
 
 impl State<'_> {
@@ -187,7 +193,11 @@ fn load_file(
     env: &BTreeMap<String, String>,
     st: &State,
 ) -> Result<Node, Error> {
-    let src = read(path, &st.opts.cwd)?;
+    let ahead = st.read_ahead.borrow_mut().remove(path);
+    let src = match ahead {
+        Some(src) => src,
+        None => read(path, &st.opts.cwd)?,
+    };
     let file: Arc<str> = Arc::from(display(path, &st.opts.cwd));
     let mut root = yaml::parse(&src, &file).map_err(|e| Error::Syntax {
         pos: e.pos,
@@ -230,7 +240,7 @@ fn load_file(
                 }
                 for k in ["labels", "driver_opts"] {
                     if let Some(l) = e.value.get(k) {
-                        let nl = normalize::list_or_dict(l, '=');
+                        let nl = normalize::string_map(l);
                         e.value.set(k, nl);
                     }
                 }
@@ -614,6 +624,29 @@ fn normalize_project_name(s: &str) -> String {
     lower.trim_start_matches(['-', '_']).to_string()
 }
 
+/// The last non-empty `name:` of the top-level files, interpolated; the
+/// files' text stays in `st` for the real load. Errors are left to that
+/// load, except that a file that cannot be read is one.
+fn name_ahead(
+    files: &[PathBuf],
+    env: &BTreeMap<String, String>,
+    st: &State,
+) -> Result<Option<String>, Error> {
+    let mut name = None;
+    for f in files {
+        let src = read(f, &st.opts.cwd)?;
+        if let Ok(root) = yaml::parse(&src, &Arc::from(display(f, &st.opts.cwd)))
+            && let Some(n) = root.get("name").and_then(Node::as_str)
+            && let Ok(n) = crate::interp::interpolate(n, &|k: &str| env.get(k).cloned())
+            && !n.is_empty()
+        {
+            name = Some(n);
+        }
+        st.read_ahead.borrow_mut().insert(f.clone(), src);
+    }
+    Ok(name)
+}
+
 /// Loads the project described by `opts`.
 pub fn load(opts: &Options) -> Result<Project, Error> {
     let mut warnings = Vec::new();
@@ -659,10 +692,29 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         opts,
         home: opts.env.get("HOME").cloned(),
         stack: Vec::new(),
+        read_ahead: std::cell::RefCell::default(),
     };
+    // As compose-go does, the files are interpolated with
+    // COMPOSE_PROJECT_NAME set to the project's name (`-p`, the variable
+    // itself, the files' `name:`, or the directory).
+    let mut file_env = env.clone();
+    if !file_env.contains_key("COMPOSE_PROJECT_NAME") || opts.project_name.is_some() {
+        let name = match &opts.project_name {
+            Some(p) => p.clone(),
+            None => name_ahead(&files, &env, &st)?.unwrap_or_else(|| {
+                normalize_project_name(
+                    &working_dir
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            }),
+        };
+        file_env.insert("COMPOSE_PROJECT_NAME".into(), name);
+    }
     let mut merged: Option<Node> = None;
     for f in &files {
-        let m = load_model_file(f, &working_dir, &env, &mut st)?;
+        let m = load_model_file(f, &working_dir, &file_env, &mut st)?;
         match &mut merged {
             None => merged = Some(m),
             Some(b) => merge_files(b, m),
@@ -712,8 +764,10 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         })
         .unwrap_or_default();
     let disabled = apply_profiles(&mut tree, opts, &env)?;
-    check(&tree)?;
-    finalize(&mut tree, &name, &env, cwd)?;
+    if !opts.no_consistency {
+        check(&tree)?;
+    }
+    finalize(&mut tree, &name, &env, cwd, &working_dir)?;
     Ok(Project {
         name,
         working_dir,
@@ -1075,6 +1129,7 @@ fn finalize(
     name: &str,
     env: &BTreeMap<String, String>,
     cwd: &Path,
+    working_dir: &Path,
 ) -> Result<(), Error> {
     let root_pos = tree.pos.clone();
     let mut used_networks: BTreeSet<String> = BTreeSet::new();
@@ -1120,9 +1175,55 @@ fn finalize(
                         s.set("environment", Node::map(Vec::new(), pos.clone()));
                     }
                     let envn = s.get_mut("environment").unwrap();
+                    // Explicit entries win; among the files, later ones do.
+                    let explicit: BTreeSet<String> = envn
+                        .as_map()
+                        .map(|m| m.iter().map(|e| e.key.clone()).collect())
+                        .unwrap_or_default();
                     for (k, v) in fromfiles {
-                        if envn.get(&k).is_none() {
+                        if !explicit.contains(&k) {
                             envn.set(&k, Node::str(v, pos.clone()));
+                        }
+                    }
+                }
+            }
+            // label_file contents go under labels, as compose-go's
+            // WithServicesLabelsResolved does: later files win over earlier
+            // ones (whose values they may use), explicit labels over all;
+            // docker compose config then leaves label_file out.
+            if let Some(files) = s.remove("label_file") {
+                let mut paths = Vec::new();
+                for (i, f) in files
+                    .as_seq()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                {
+                    let pb = PathBuf::from(f.as_str().unwrap_or_default());
+                    if is_missing(&pb) {
+                        return Err(invalid(
+                            &f.pos,
+                            format!("{p}.label_file[{i}]"),
+                            format!("label file {} not found", display(&pb, cwd)),
+                        ));
+                    }
+                    paths.push((pb, true));
+                }
+                let fromfiles = read_env_files(&paths, &BTreeMap::new(), cwd)?;
+                if !fromfiles.is_empty() {
+                    let pos = files.pos.clone();
+                    if s.get("labels").is_none() {
+                        s.set("labels", Node::map(Vec::new(), pos.clone()));
+                    }
+                    let labels = s.get_mut("labels").unwrap();
+                    let explicit: BTreeSet<String> = labels
+                        .as_map()
+                        .map(|m| m.iter().map(|e| e.key.clone()).collect())
+                        .unwrap_or_default();
+                    for (k, v) in fromfiles {
+                        if !explicit.contains(&k) {
+                            labels.set(&k, Node::str(v, pos.clone()));
                         }
                     }
                 }
@@ -1174,6 +1275,12 @@ fn finalize(
             }
             if let Some(b) = s.get("build").cloned() {
                 let mut b = b;
+                // compose-go's Normalize: context `.` (the project
+                // directory) and `Dockerfile` unless it is inline.
+                if b.get("context").is_none() {
+                    let pos = b.pos.clone();
+                    b.set("context", Node::str(working_dir.display().to_string(), pos));
+                }
                 if b.get("dockerfile").is_none() && b.get("dockerfile_inline").is_none() {
                     let pos = b.pos.clone();
                     b.set("dockerfile", Node::str("Dockerfile", pos));

@@ -221,6 +221,20 @@ pub fn list_or_dict(n: &Node, sep: char) -> Node {
     node
 }
 
+/// `list_or_dict` for compose-go's `map[string]string` fields (labels,
+/// annotations, sysctls, driver options): a key without a value is `""`.
+pub fn string_map(n: &Node) -> Node {
+    let mut m = list_or_dict(n, '=');
+    if let Some(es) = m.as_map_mut() {
+        for e in es {
+            if e.value.is_null() {
+                e.value = s_node("", &e.value.pos);
+            }
+        }
+    }
+    m
+}
+
 fn str_list(n: &Node) -> Node {
     let mut out = match &n.kind {
         Kind::Seq(_) => n.clone(),
@@ -573,23 +587,66 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
                 }
                 for k in ["args", "labels", "ssh", "additional_contexts"] {
                     if let Some(x) = b.get(k) {
-                        let nx = list_or_dict(x, '=');
+                        let nx = if k == "labels" {
+                            string_map(x)
+                        } else {
+                            list_or_dict(x, '=')
+                        };
                         b.set(k, nx);
                     }
+                }
+                // compose-go's absContextPath: local additional contexts are
+                // paths (not `service:`, `docker-image://` or remote ones).
+                if let Some(m) = b.get_mut("additional_contexts").and_then(Node::as_map_mut) {
+                    for e in m {
+                        if let Some(p) = e.value.as_str().map(str::to_string)
+                            && !p.starts_with("service:")
+                            && !is_remote_context(&p)
+                        {
+                            e.value = s_node(abs_path(&p, ctx.base, ctx.home), &e.value.pos);
+                        }
+                    }
+                }
+                // compose-go's SSHConfig: a list of `id` or `id=path`.
+                if let Some(m) = b.get("ssh").and_then(Node::as_map) {
+                    let list = m
+                        .iter()
+                        .map(|e| match e.value.scalar_text() {
+                            Some(p) if !e.value.is_null() => {
+                                s_node(format!("{}={p}", e.key), &e.key_pos)
+                            }
+                            _ => s_node(e.key.clone(), &e.key_pos),
+                        })
+                        .collect();
+                    let pos = b.get("ssh").map(|x| x.pos.clone()).unwrap_or(v.pos.clone());
+                    b.set("ssh", Node::new(Kind::Seq(list), pos));
                 }
                 cast_bool(&mut b, "no_cache");
                 cast_bool(&mut b, "pull");
                 cast_bool(&mut b, "privileged");
                 b
             }
-            "environment" | "labels" | "annotations" | "sysctls" => list_or_dict(&v, '='),
+            "environment" => list_or_dict(&v, '='),
+            "labels" | "annotations" | "sysctls" => string_map(&v),
             "extra_hosts" => extra_hosts(&v),
             "depends_on" => depends_on(&v),
             "networks" => networks(&v),
             "ports" => ports(&v)?,
             "volumes" => volumes(&v, ctx)?,
             "secrets" | "configs" => refs(&v),
-            "dns" | "dns_search" | "tmpfs" | "label_file" => str_list(&v),
+            "dns" | "dns_search" | "tmpfs" => str_list(&v),
+            // Paths from the file's directory, as compose-go resolves them.
+            "label_file" => {
+                let mut l = str_list(&v);
+                if let Kind::Seq(items) = &mut l.kind {
+                    for it in items {
+                        if let Some(p) = it.as_str().map(str::to_string) {
+                            *it = s_node(abs_path(&p, ctx.base, ctx.home), &it.pos);
+                        }
+                    }
+                }
+                l
+            }
             "command" | "entrypoint" => match v.as_str() {
                 Some(cmd) => {
                     let words = split_shell(cmd).map_err(|e| (v.pos.clone(), e))?;
@@ -681,8 +738,20 @@ pub fn canonical_service(svc: &Node, ctx: &Ctx) -> Result<Node, (Pos, Problem)> 
                     }
                 }
                 if let Some(l) = d.get("labels") {
-                    let nl = list_or_dict(l, '=');
+                    let nl = string_map(l);
                     d.set("labels", nl);
+                }
+                // compose-go's types.Duration: printed as Go prints durations.
+                for (section, keys) in [
+                    ("restart_policy", &["delay", "window"][..]),
+                    ("update_config", &["delay", "monitor"][..]),
+                    ("rollback_config", &["delay", "monitor"][..]),
+                ] {
+                    if let Some(x) = d.get_mut(section) {
+                        for k in keys {
+                            cast_duration(x, k);
+                        }
+                    }
                 }
                 d
             }

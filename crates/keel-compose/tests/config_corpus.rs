@@ -2,6 +2,11 @@
 //! is a project with `args` (command-line options, one per line), `env` (the
 //! process environment) and `expected.yaml` (the normalized output, with the
 //! fixture's directory written as `$DIR` and its parent as `$PARENT`).
+//!
+//! These expectations were written for keel (modelled on docker compose's
+//! output): they guard against regressions and are no evidence of
+//! compatibility. That evidence is `compose_go_full_example.rs`, against
+//! compose-go's own golden. They are compared only; nothing rewrites them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

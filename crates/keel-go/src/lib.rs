@@ -4,7 +4,7 @@
 //!
 //! - [`duration`][]: `time.ParseDuration` and `time.Duration.String`;
 //! - [`units`][]: docker's go-units sizes (`RAMInBytes`, `FromHumanSize`,
-//!   `HumanSize`, `BytesSize`);
+//!   `HumanSize`, `BytesSize`, `HumanDuration`);
 //! - [`path`][]: `path.Clean`;
 //! - [`strconv`][]: `strconv.Quote` and friends, `IsPrint`, `ParseFloat` and
 //!   `%.Ng`.

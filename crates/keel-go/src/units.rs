@@ -1,7 +1,7 @@
 //! Docker's `go-units` sizes, as docker, its CLI and compose-go use them
 //! (go-units v0.5.0): `RAMInBytes` (binary: `64m` = 64 MiB), `FromHumanSize`
 //! (decimal: `64MB` = 64,000,000), `HumanSize`/`HumanSizeWithPrecision`
-//! (`4.26MB`) and `BytesSize` (`1.5KiB`).
+//! (`4.26MB`), `BytesSize` (`1.5KiB`) and `HumanDuration` (`About an hour`).
 
 use crate::strconv::{FloatError, format_g, parse_float};
 
@@ -133,6 +133,47 @@ pub fn human_size(size: f64) -> String {
 pub fn bytes_size(size: f64) -> String {
     let (v, unit) = size_and_unit(size, 1024.0, &BINARY_ABBRS);
     format!("{}{unit}", format_g(v, 4))
+}
+
+/// Docker's `HumanDuration` of `ns` nanoseconds, as `docker ps` shows ages
+/// (`Up 2 hours`, `3 days ago`). Go's `Seconds`/`Minutes`/`Hours` are
+/// floats truncated by `int()`, hours rounded to the nearest one.
+#[allow(clippy::cast_precision_loss)] // as Go computes them
+pub fn human_duration(ns: i64) -> String {
+    const SECOND: i64 = 1_000_000_000;
+    let float = |unit: i64| (ns / unit) as f64 + (ns % unit) as f64 / unit as f64;
+    let seconds = float(SECOND) as i64;
+    if seconds < 1 {
+        return "Less than a second".into();
+    }
+    if seconds == 1 {
+        return "1 second".into();
+    }
+    if seconds < 60 {
+        return format!("{seconds} seconds");
+    }
+    let minutes = float(60 * SECOND) as i64;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    let hours_f = float(3600 * SECOND);
+    let hours = (hours_f + 0.5) as i64;
+    if hours == 1 {
+        "About an hour".into()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", hours_f as i64 / 24 / 365)
+    }
 }
 
 #[cfg(test)]

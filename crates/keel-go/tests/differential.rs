@@ -360,6 +360,39 @@ fn human_sizes_like_go_units() {
 }
 
 #[test]
+fn human_duration_like_go_units() {
+    const S: i64 = 1_000_000_000;
+    let mut values: Vec<i64> = vec![
+        -S,
+        0,
+        999_999_999,
+        S,
+        59 * S,
+        60 * S,
+        119 * S,
+        120 * S,
+        3599 * S,
+        5399 * S,
+        5400 * S,
+        5_400 * S - 1,
+        47 * 3600 * S,
+        48 * 3600 * S - 1,
+        14 * 24 * 3600 * S,
+        60 * 24 * 3600 * S,
+        730 * 24 * 3600 * S,
+        i64::MAX,
+        i64::MIN,
+    ];
+    values.extend(sample(0i64..200_000 * S, 1500));
+    values.extend(sample(0i64..800 * 24 * 3600 * S, 1000));
+    values.extend(sample(any::<i64>(), 500));
+    let reqs: Vec<Req> = values.iter().map(|v| req1("hdur", v.to_string())).collect();
+    compare(&reqs, |r| {
+        Ok(keel_go::units::human_duration(s(r, 0).parse().unwrap()))
+    });
+}
+
+#[test]
 fn path_clean_like_go() {
     let mut inputs: Vec<String> = [
         "",

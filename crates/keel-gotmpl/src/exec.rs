@@ -246,6 +246,13 @@ impl<'t> State<'t> {
                 }
                 return Ok(());
             }
+            Value::Object(o) if o.items().is_some_and(|i| !i.is_empty()) => {
+                for (i, e) in o.items().unwrap_or_default().into_iter().enumerate() {
+                    self.range_iter(c, Value::Int(i as i64), e)?;
+                }
+                return Ok(());
+            }
+            Value::Object(o) if o.items().is_some() => {}
             Value::Object(o) if o.entries().is_some() => {
                 let entries = o.entries().unwrap_or_default();
                 if !entries.is_empty() {
@@ -441,7 +448,9 @@ impl<'t> State<'t> {
         if matches!(node, Arg::Nil { .. }) {
             return Err(self.errorf(format!("indirection through explicit nil in {chain}")));
         }
-        let recv = self.eval_arg(dot, Ty::Any, node)?;
+        // Go evaluates the operand with no type (`evalArg(dot, nil, …)`), so a
+        // nil interface result stays invalid and `(nil).Field` is zero, not an error.
+        let recv = self.eval_arg(dot, Ty::Value, node)?;
         self.at = At::Arg(chain);
         self.eval_field_chain(dot, recv, chain, fields, args, fin)
     }

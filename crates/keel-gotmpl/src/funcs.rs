@@ -195,6 +195,9 @@ fn length(a: &[Value]) -> Result<Value, String> {
         Value::Object(o) if o.entries().is_some() => {
             Ok(Value::Int(o.entries().map_or(0, |e| e.len()) as i64))
         }
+        Value::Object(o) if o.items().is_some() => {
+            Ok(Value::Int(o.items().map_or(0, |e| e.len()) as i64))
+        }
         v => Err(format!("len of type {}", v.type_name())),
     }
 }

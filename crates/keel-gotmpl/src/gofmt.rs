@@ -781,75 +781,11 @@ fn fmt_f(out: &mut String, digs: &Digits, prec: i64) {
     }
 }
 
-/// Go's `unicode.IsPrint`, approximated with Rust's character classes.
-fn is_print(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    if c.is_control() || c.is_whitespace() {
-        return false;
-    }
-    let u = c as u32;
-    // Unassigned/format/private-use ranges that Go does not consider printable.
-    !matches!(u, 0xAD | 0x600..=0x605 | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0xE000..=0xF8FF | 0xF_0000..=0x10_FFFF | 0xFFFE | 0xFFFF)
-}
-
-fn push_escaped(out: &mut String, c: char, quote_char: char, ascii_only: bool) {
-    match c {
-        '\x07' => out.push_str("\\a"),
-        '\x08' => out.push_str("\\b"),
-        '\x0c' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\x0b' => out.push_str("\\v"),
-        '\\' => out.push_str("\\\\"),
-        c if c == quote_char => {
-            out.push('\\');
-            out.push(c);
-        }
-        c if is_print(c) && (!ascii_only || c.is_ascii()) => out.push(c),
-        c => {
-            let u = c as u32;
-            if u < 0x80 {
-                let _ = write!(out, "\\x{u:02x}");
-            } else if u < 0x10000 {
-                let _ = write!(out, "\\u{u:04x}");
-            } else {
-                let _ = write!(out, "\\U{u:08x}");
-            }
-        }
-    }
-}
-
 /// `strconv.Quote`.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        push_escaped(&mut out, c, '"', false);
-    }
-    out.push('"');
-    out
-}
-
+pub use keel_go::quote;
+use keel_go::strconv::quote_rune;
 /// `strconv.QuoteToASCII`.
-pub fn quote_ascii(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        push_escaped(&mut out, c, '"', true);
-    }
-    out.push('"');
-    out
-}
-
-fn quote_rune(c: char) -> String {
-    let mut out = String::from("'");
-    push_escaped(&mut out, c, '\'', false);
-    out.push('\'');
-    out
-}
+pub use keel_go::strconv::quote_to_ascii as quote_ascii;
 
 #[cfg(test)]
 mod tests {

@@ -6,48 +6,9 @@ use std::fmt::Write as _;
 
 use crate::exec::State;
 use crate::funcs::{FuncDef, Imp, Ty, def};
+use crate::goyaml::yaml_to_value;
 use crate::value::Value;
 use crate::{MissingKey, yaml};
-
-/// Converts YAML text to a [`Value`]; integers stay `int64` (keel does not
-/// reproduce Helm's float64 conversion, so large integers print exactly).
-pub fn yaml_to_value(text: &str) -> Result<Value, String> {
-    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
-        .map_err(|e| format!("error converting YAML to JSON: yaml: {e}"))?;
-    yaml_node(&v)
-}
-
-fn yaml_node(v: &serde_yaml_ng::Value) -> Result<Value, String> {
-    use serde_yaml_ng::Value as Y;
-    Ok(match v {
-        Y::Null => Value::Nil,
-        Y::Bool(b) => Value::Bool(*b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int64(i)
-            } else {
-                Value::Float(n.as_f64().unwrap_or(0.0))
-            }
-        }
-        Y::String(s) => Value::str(s),
-        Y::Sequence(s) => Value::list(s.iter().map(yaml_node).collect::<Result<_, _>>()?),
-        Y::Mapping(m) => {
-            let mut out = BTreeMap::new();
-            for (k, v) in m {
-                let key = match k {
-                    Y::String(s) => s.clone(),
-                    Y::Number(n) => n.to_string(),
-                    Y::Bool(b) => b.to_string(),
-                    Y::Null => "null".into(),
-                    _ => return Err("error converting YAML to JSON: unsupported map key".into()),
-                };
-                out.insert(key, yaml_node(v)?);
-            }
-            Value::map(out)
-        }
-        Y::Tagged(t) => yaml_node(&t.value)?,
-    })
-}
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")

@@ -24,6 +24,7 @@
 mod exec;
 mod funcs;
 pub mod gofmt;
+pub mod goyaml;
 mod helm;
 pub mod parse;
 mod sprig;
@@ -34,9 +35,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 pub use funcs::{FuncDef, Imp, Ty};
-pub use helm::yaml_to_value;
+pub use goyaml::yaml_to_value;
 pub use sprig::b64enc;
-pub use value::{Elem, List, MapRef, Object, Value};
+pub use value::{Elem, List, MapRef, Object, Value, go_bytes, go_string};
 
 /// What a missing map key evaluates to (Go's `missingkey` option).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

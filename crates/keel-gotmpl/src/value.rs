@@ -22,6 +22,11 @@ pub trait Object: fmt::Debug {
     fn entries(&self) -> Option<Vec<(String, Value)>> {
         None
     }
+    /// The elements when the object is a Go slice of a named type (Helm's
+    /// `chartutil.VersionSet`): `range`, `len` and sprig's list functions use them.
+    fn items(&self) -> Option<Vec<Value>> {
+        None
+    }
     /// Go's `reflect.Kind` name (`kindOf`); host objects are pointers unless
     /// they are Go struct values.
     fn kind(&self) -> &'static str {
@@ -43,6 +48,8 @@ pub enum Elem {
     Int,
     /// `[][]interface{}` (sprig's `chunk`)
     AnyList,
+    /// `[]byte` (Helm's `.Files` entries); items are `Int`s
+    Byte,
 }
 
 /// A slice value; dereferences to its items.
@@ -120,6 +127,7 @@ impl Value {
                 Elem::Str => "[]string".into(),
                 Elem::Int => "[]int".into(),
                 Elem::AnyList => "[][]interface {}".into(),
+                Elem::Byte => "[]uint8".into(),
             },
             Value::Map(_) => "map[string]interface {}".into(),
             Value::Object(o) => o.type_name(),
@@ -225,6 +233,44 @@ impl Value {
     }
 }
 
+/// First code point of the range that carries bytes which are not UTF-8.
+const RAW_BYTE_BASE: u32 = 0x10_FF00;
+
+/// A Go string (any bytes) as a Rust string: valid UTF-8 is kept, every other
+/// byte b becomes U+10FF00+b so that [`go_bytes`] gives the bytes back. Binary
+/// chart files (`.Files.Get` of a `.bz2`) then survive `b64enc` as in Go.
+pub fn go_string(bytes: &[u8]) -> String {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push(char::from_u32(RAW_BYTE_BASE + u32::from(*b)).unwrap_or('\u{fffd}'));
+        }
+    }
+    out
+}
+
+/// The bytes Go would hold for a string made by [`go_string`].
+pub fn go_bytes(s: &str) -> std::borrow::Cow<'_, [u8]> {
+    let raw = |c: char| (RAW_BYTE_BASE + 0x80..=RAW_BYTE_BASE + 0xFF).contains(&u32::from(c));
+    if !s.chars().any(raw) {
+        return std::borrow::Cow::Borrowed(s.as_bytes());
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut buf = [0u8; 4];
+    for c in s.chars() {
+        if raw(c) {
+            out.push((u32::from(c) - RAW_BYTE_BASE) as u8);
+        } else {
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
         Value::str(s)
@@ -245,5 +291,17 @@ impl fmt::Display for Value {
     /// `%v` formatting, as `fmt.Sprint` prints the value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&crate::gofmt::sprint_value(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn go_strings_carry_any_bytes() {
+        let b = [b'a', 0xff, 0xc3, 0xa9, 0x80, b'z'];
+        let s = super::go_string(&b);
+        assert_eq!(s.chars().count(), 5);
+        assert_eq!(&*super::go_bytes(&s), &b);
+        assert_eq!(&*super::go_bytes("plain é"), "plain é".as_bytes());
     }
 }

@@ -13,6 +13,8 @@ pub enum Node {
     Null,
     Bool(bool),
     Int(i64),
+    /// go-yaml reads integers between 2^63 and 2^64 as uint64.
+    Uint(u64),
     Float(f64),
     Str(String),
     Seq(Vec<Node>),
@@ -50,10 +52,15 @@ fn normalize(v: &Value) -> Node {
                 return Node::Null;
             }
             if f.fract() == 0.0 && f.abs() < 1e21 {
-                if f.abs() < 9.2e18 {
-                    return Node::Int(*f as i64);
+                // encoding/json writes the shortest digits ('f' format);
+                // go-yaml reads that text back as an int, a uint64 or a float
+                let text = crate::gofmt::format_float(*f, 'f', None);
+                if let Ok(i) = text.parse::<i64>() {
+                    return Node::Int(i);
                 }
-                // beyond int64: go-yaml reads it as a float again
+                if let Ok(u) = text.parse::<u64>() {
+                    return Node::Uint(u);
+                }
                 return Node::Float(*f);
             }
             Node::Float(*f)
@@ -373,21 +380,90 @@ fn is_yaml_float(s: &str) -> bool {
     i == b.len()
 }
 
+/// go-yaml v2's `parseTimestamp`: `2006-1-2`, `2006-1-2T15:4:5.999999999Z07:00`
+/// (also with `t`) and `2006-1-2 15:4:5.999999999`, as Go's `time.Parse`
+/// reads those layouts (one- or two-digit fields, ranges checked).
 fn is_timestamp(s: &str) -> bool {
+    fn num(s: &str, i: &mut usize, min: usize, max: usize) -> Option<u32> {
+        let b = s.as_bytes();
+        let st = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() && *i - st < max {
+            *i += 1;
+        }
+        if *i - st < min {
+            return None;
+        }
+        s[st..*i].parse().ok()
+    }
     let b = s.as_bytes();
-    if b.len() < 8 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
+    let mut i = 0;
+    let Some(year) = num(s, &mut i, 4, 4) else {
+        return false;
+    };
+    if b.get(i) != Some(&b'-') {
         return false;
     }
-    let date_end = s.find(['T', 't', ' ']).unwrap_or(s.len());
-    let parts: Vec<&str> = s[..date_end].split('-').collect();
-    if parts.len() != 3
-        || parts[1..]
-            .iter()
-            .any(|p| p.is_empty() || p.len() > 2 || !p.bytes().all(|c| c.is_ascii_digit()))
-    {
+    i += 1;
+    let Some(month) = num(s, &mut i, 1, 2) else {
+        return false;
+    };
+    if b.get(i) != Some(&b'-') {
         return false;
     }
-    date_end == s.len()
+    i += 1;
+    let Some(day) = num(s, &mut i, 1, 2) else {
+        return false;
+    };
+    if day < 1 || day > crate::sprig::days_in_month(i64::from(year), month) {
+        return false;
+    }
+    if i == b.len() {
+        return true;
+    }
+    let zoned = match b[i] {
+        b'T' | b't' => true,
+        b' ' => false,
+        _ => return false,
+    };
+    i += 1;
+    let (Some(h), true) = (num(s, &mut i, 1, 2), b.get(i) == Some(&b':')) else {
+        return false;
+    };
+    i += 1;
+    let (Some(m), true) = (num(s, &mut i, 1, 2), b.get(i) == Some(&b':')) else {
+        return false;
+    };
+    i += 1;
+    let Some(sec) = num(s, &mut i, 1, 2) else {
+        return false;
+    };
+    if h > 23 || m > 59 || sec > 59 {
+        return false;
+    }
+    if b.get(i) == Some(&b'.') {
+        let st = i + 1;
+        i = st;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == st {
+            return false;
+        }
+    }
+    if !zoned {
+        return i == b.len();
+    }
+    match b.get(i) {
+        Some(b'Z') => i + 1 == b.len(),
+        Some(b'+' | b'-') => {
+            let z = &s[i + 1..];
+            z.len() == 5
+                && z.as_bytes()[2] == b':'
+                && z[..2].parse::<u32>().is_ok_and(|h| h < 24)
+                && z[3..].parse::<u32>().is_ok_and(|m| m < 60)
+        }
+        _ => false,
+    }
 }
 
 fn is_base60_float(s: &str) -> bool {
@@ -518,6 +594,7 @@ impl Emitter {
             Node::Null => self.write("null"),
             Node::Bool(b) => self.write(if *b { "true" } else { "false" }),
             Node::Int(i) => self.write(&i.to_string()),
+            Node::Uint(u) => self.write(&u.to_string()),
             Node::Float(f) => {
                 let s = if f.is_nan() {
                     ".nan".to_string()

@@ -27,6 +27,7 @@ pub mod console;
 pub mod convert;
 pub mod diag;
 pub mod eval;
+pub mod fmt;
 pub mod funcs;
 pub mod json;
 pub mod num;

@@ -9,43 +9,7 @@ use crate::num::Number;
 use crate::value::{Kind, Type, Value};
 
 /// Go's `strconv.Quote`.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if is_go_printable(c) => out.push(c),
-            c if (c as u32) < 0x10000 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let _ = write!(out, "\\U{:08x}", c as u32);
-            }
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn is_go_printable(c: char) -> bool {
-    // Close to unicode.IsPrint: letters, marks, numbers, punctuation, symbols and ASCII space.
-    !(c.is_control()
-        || (c.is_whitespace() && c != ' ')
-        || ('\u{80}'..='\u{9f}').contains(&c)
-        || c == '\u{ad}')
-}
+pub use keel_go::quote as go_quote;
 
 /// terraform console's `FormatValue`.
 pub fn format_value(v: &Value, indent: usize) -> String {

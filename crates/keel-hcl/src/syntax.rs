@@ -477,6 +477,14 @@ fn parse_error(idx: &LineIndex, e: &hcl_edit::parser::Error) -> Diagnostics {
         },
     };
     let msg = e.message();
+    if let Some(open) = unclosed_brace(idx.text()) {
+        // Like terraform: point at the brace that is never closed.
+        return Diagnostics::error(
+            "Unclosed configuration block",
+            "There is no closing brace for this block before the end of the file. This may be caused by incorrect brace nesting elsewhere in this file.",
+            Some(idx.range(open..open + 1)),
+        );
+    }
     let (summary, detail) = if msg.contains("expected") && msg.contains("`}`") {
         (
             "Unclosed configuration block",
@@ -495,6 +503,84 @@ fn parse_error(idx: &LineIndex, e: &hcl_edit::parser::Error) -> Diagnostics {
         )
     };
     Diagnostics::error(summary, detail, Some(range))
+}
+
+/// The byte of the first `{` that is never closed (outside strings, comments, heredocs).
+fn unclosed_brace(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut stack: Vec<usize> = Vec::new();
+    let mut i = 0;
+    let mut in_str = false;
+    let mut interp = 0usize;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            match c {
+                b'\\' => i += 1,
+                b'$' | b'%' if b.get(i + 1) == Some(&b'{') => {
+                    interp += 1;
+                    stack.push(i + 1);
+                    in_str = false;
+                    i += 1;
+                }
+                b'"' if interp == 0 => in_str = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'<' if b.get(i + 1) == Some(&b'<') => {
+                // Heredoc: skip to the line holding only the marker.
+                let rest = &text[i + 2..];
+                let rest = rest.strip_prefix('-').unwrap_or(rest);
+                let id: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !id.is_empty() {
+                    let mut pos = text[i..].find('\n').map_or(b.len(), |n| i + n + 1);
+                    while pos < b.len() {
+                        let end = text[pos..].find('\n').map_or(b.len(), |n| pos + n);
+                        if text[pos..end].trim() == id {
+                            break;
+                        }
+                        pos = end + 1;
+                    }
+                    i = pos;
+                }
+            }
+            b'{' => stack.push(i),
+            b'}' => {
+                stack.pop();
+                if interp > 0 {
+                    interp -= 1;
+                    in_str = true;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    stack.first().copied().filter(|_| !stack.is_empty())
 }
 
 impl LineIndex {

@@ -465,3 +465,18 @@ proptest::proptest! {
         }
     }
 }
+
+// ---- terraform fmt goldens ---------------------------------------------------
+
+#[test]
+fn fmt_goldens() {
+    let dir = data_dir("opentofu/internal/command/testdata/fmt");
+    for case in ["variable_type", "general"] {
+        let src = std::fs::read_to_string(dir.join(format!("{case}_in.tf"))).expect("in");
+        let want = std::fs::read_to_string(dir.join(format!("{case}_out.tf"))).expect("out");
+        let got = keel_hcl::fmt::format(&src);
+        assert_eq!(got, want, "{case}");
+        // Formatting is idempotent.
+        assert_eq!(keel_hcl::fmt::format(&got), got, "{case} twice");
+    }
+}

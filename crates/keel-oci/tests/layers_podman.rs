@@ -15,33 +15,61 @@ use keel_oci::busybox;
 use keel_oci::layer::{Snapshots, WhiteoutMode, apply_layer, decompressed};
 use layers_util::{OverlayMount, listing};
 
-fn podman(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("podman")
-        .args(args)
-        .output()
-        .expect("running podman");
-    assert!(
-        out.status.success(),
-        "podman {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+/// Podman with a throw-away store of its own, never the host's (the same
+/// set-up as `keel_podman_setup` in scripts/lib.sh: runc, cgroupfs, file
+/// events, ulimits within this host's limits, its own tmpdir). Dropping it
+/// removes everything the test made.
+struct Podman {
+    dir: tempfile::TempDir,
 }
 
-/// Removes what the test made in podman's store, even on failure.
-struct Cleanup {
-    container: String,
-    images: Vec<String>,
+impl Podman {
+    fn new() -> Podman {
+        let dir = tempfile::Builder::new()
+            .prefix("keel-podman-")
+            .tempdir()
+            .unwrap();
+        fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        Podman { dir }
+    }
+
+    fn cmd(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args(["--storage-driver", "overlay"]);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.cmd().args(args).output().expect("running podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
 }
 
-impl Drop for Cleanup {
+impl Drop for Podman {
     fn drop(&mut self) {
-        let _ = Command::new("podman")
-            .args(["rm", "-f", &self.container])
+        // Overlay mounts of the store must go before the directory can.
+        let _ = self.cmd().args(["system", "reset", "-f"]).output();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.path().join("root"))
             .output();
-        for i in &self.images {
-            let _ = Command::new("podman").args(["rmi", "-f", i]).output();
-        }
     }
 }
 
@@ -56,14 +84,11 @@ fn json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn podman_committed_layers_apply_like_podman_export() {
-    let id = std::process::id();
-    let base = format!("localhost/keel-layers-test-{id}:base");
-    let changed = format!("localhost/keel-layers-test-{id}:changed");
-    let cname = format!("keel-layers-test-{id}");
-    let _cleanup = Cleanup {
-        container: cname.clone(),
-        images: vec![changed.clone(), base.clone()],
-    };
+    let store = Podman::new();
+    let podman = |args: &[&str]| store.run(args);
+    let base = "localhost/keel-layers-test:base".to_string();
+    let changed = "localhost/keel-layers-test:changed".to_string();
+    let cname = "keel-layers-test".to_string();
     let t = tempfile::tempdir().unwrap();
 
     let base_tar = t.path().join("busybox.tar");

@@ -3,18 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use keel_oci::ImageStore;
 
 use crate::backend::{self, ExecHandle, ExecSpec, Stdio};
 use crate::error::{Result, RuntimeError};
+use crate::kernel::Kernel;
 use crate::monitor::Frame;
 use crate::network::{Mode, NetworkAttacher};
 use crate::record::{
     ContainerConfig, ContainerState, Containers, EndpointConfig, HealthConfig, MountKind,
-    MountSpec, NetworkConfig, PortSpec, RestartPolicy, Status, monitor_alive,
+    MountSpec, NetworkConfig, PortSpec, RestartPolicy, Status, monitor_alive_on,
 };
 use crate::volume::Volumes;
 use crate::{ids, spec, user};
@@ -368,10 +369,7 @@ fn check_network_options(
         }
         Mode::Host | Mode::None => {
             if n.ip.is_some() {
-                return Err(RuntimeError::Network(
-                    "user specified IP address is supported on user defined networks only"
-                        .to_string(),
-                ));
+                return Err(keel_net::NetError::IpOnDefaultNetwork.into());
             }
             if !n.extra_networks.is_empty() {
                 return Err(RuntimeError::SharedNetns);
@@ -396,13 +394,14 @@ pub fn connect(
         return Err(RuntimeError::SharedNetns);
     }
     let st = containers.state(id)?;
-    let running = st.status == Status::Running && monitor_alive(&st, id);
+    let running = st.status == Status::Running && containers.monitor_alive(&st, id);
     let known = cfg.joins(&ep.network);
     if known && (!running || st.endpoints.iter().any(|e| e.network == ep.network)) {
-        return Err(RuntimeError::Network(format!(
-            "endpoint with name {} already exists in network {}",
-            cfg.name, ep.network
-        )));
+        return Err(keel_net::NetError::AlreadyAttached {
+            container: cfg.name.clone(),
+            network: ep.network.clone(),
+        }
+        .into());
     }
     if running {
         let req = crate::monitor::attach_request(
@@ -412,7 +411,7 @@ pub fn connect(
             &ep.aliases,
             ep.ip.as_deref(),
         )?;
-        let a = net.attach(&req).map_err(RuntimeError::Network)?;
+        let a = net.attach(&req)?;
         containers.update(id, |s| s.endpoints.push(crate::monitor::endpoint_state(&a)))?;
     }
     if !known {
@@ -431,7 +430,7 @@ pub fn disconnect(
 ) -> Result<()> {
     let cfg = containers.config(id)?;
     let st = containers.state(id)?;
-    let running = st.status == Status::Running && monitor_alive(&st, id);
+    let running = st.status == Status::Running && containers.monitor_alive(&st, id);
     let in_config = cfg.joins(network);
     let live = st.endpoints.iter().any(|e| e.network == network);
     if !in_config && !live {
@@ -441,8 +440,7 @@ pub fn disconnect(
         });
     }
     if running && live {
-        net.detach_network(id, network)
-            .map_err(RuntimeError::Network)?;
+        net.detach_network(id, network)?;
         containers.update(id, |s| s.endpoints.retain(|e| e.network != network))?;
     }
     containers.update_config(id, |c| {
@@ -498,7 +496,9 @@ fn validate_mount(m: &MountSpec) -> Result<()> {
 
 /// Whether the container's monitor is alive.
 pub fn is_active(containers: &Containers, id: &str) -> bool {
-    containers.state(id).is_ok_and(|s| monitor_alive(&s, id))
+    containers
+        .state(id)
+        .is_ok_and(|s| containers.monitor_alive(&s, id))
 }
 
 /// The status shown to users: a dead monitor means the container is not running,
@@ -508,7 +508,7 @@ pub fn effective_status(containers: &Containers, id: &str) -> Status {
         return Status::Exited;
     };
     match s.status {
-        Status::Running | Status::Restarting if !monitor_alive(&s, id) => Status::Exited,
+        Status::Running | Status::Restarting if !containers.monitor_alive(&s, id) => Status::Exited,
         st => st,
     }
 }
@@ -537,32 +537,29 @@ pub fn await_start(child: &mut Monitor) -> Result<i32> {
 
 /// Waits until the monitor of `id` (pid `monitor_pid`) is gone, up to `timeout`.
 pub fn wait_monitor(id: &str, st: &ContainerState, timeout: Option<Duration>) -> bool {
-    let monitor_pid = st.monitor_pid;
-    let deadline = timeout.map(|t| Instant::now() + t);
-    // A pidfd wakes us the moment the monitor exits.
-    let fd = rustix::process::Pid::from_raw(monitor_pid)
-        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    wait_monitor_on(&crate::kernel::HostKernel, id, st, timeout)
+}
+
+/// [`wait_monitor`] through `kernel`.
+pub fn wait_monitor_on(
+    kernel: &dyn Kernel,
+    id: &str,
+    st: &ContainerState,
+    timeout: Option<Duration>,
+) -> bool {
+    let deadline = timeout.map(|t| kernel.now() + t);
     loop {
-        if !monitor_alive(st, id) {
+        if !monitor_alive_on(kernel, st, id) {
             return true;
         }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let left = deadline.map(|d| d.saturating_duration_since(kernel.now()));
         if left == Some(Duration::ZERO) {
             return false;
         }
         let step = left.map_or(Duration::from_millis(200), |l| {
             l.min(Duration::from_millis(200))
         });
-        if let Some(fd) = &fd {
-            let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-            let ts = rustix::event::Timespec {
-                tv_sec: step.as_secs() as i64,
-                tv_nsec: i64::from(step.subsec_nanos()),
-            };
-            let _ = rustix::event::poll(&mut fds, Some(&ts));
-        } else {
-            std::thread::sleep(step.min(Duration::from_millis(10)));
-        }
+        kernel.wait_exit(st.monitor_pid, step);
     }
 }
 
@@ -579,11 +576,10 @@ pub fn kill(
             s.user_stopped = true;
         }
     })?;
-    if st.pid <= 0 || !monitor_alive(&st, id) || st.status != Status::Running {
+    if st.pid <= 0 || !containers.monitor_alive(&st, id) || st.status != Status::Running {
         return Err(RuntimeError::NotRunning(id.to_string()));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal)
-        .map_err(|e| RuntimeError::Signal(e.into()))
+    containers.kernel().signal(st.pid, signal)
 }
 
 /// `keel stop`: stop signal, then SIGKILL after `timeout`; waits for the monitor.
@@ -595,23 +591,21 @@ pub fn stop(
 ) -> Result<()> {
     let cfg = containers.config(id)?;
     let st = containers.update(id, |s| s.user_stopped = true)?;
-    if !monitor_alive(&st, id) {
+    let k = containers.kernel();
+    if !containers.monitor_alive(&st, id) {
         return Ok(());
     }
     let sig = parse_signal(signal.unwrap_or(&cfg.stop_signal))?;
     let t = Duration::from_secs(u64::from(timeout.unwrap_or(cfg.stop_timeout)));
     if st.status == Status::Running && st.pid > 0 {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig);
+        let _ = k.signal(st.pid, sig);
     }
-    if !wait_monitor(id, &st, Some(t)) {
+    if !wait_monitor_on(k, id, &st, Some(t)) {
         let st = containers.state(id)?;
         if st.pid > 0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(st.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = k.signal(st.pid, nix::sys::signal::Signal::SIGKILL);
         }
-        wait_monitor(id, &st, None);
+        wait_monitor_on(k, id, &st, None);
     }
     Ok(())
 }
@@ -626,11 +620,12 @@ pub fn remove_stopped(
 ) -> Result<()> {
     let cfg = containers.config(id)?;
     containers.update(id, |s| s.status = Status::Removing)?;
-    let rt = backend::by_name(&cfg.runtime, &containers.root().join("run"))?;
+    let rt = containers.runtime(&cfg.runtime)?;
     rt.delete(id)?;
     crate::monitor::teardown(containers, id, net, &cfg.network)?;
-    for m in crate::rootfs::mounts_under(&containers.dir(id)) {
-        crate::rootfs::unmount_if_mounted(&m)?;
+    let k = containers.kernel();
+    for m in k.mounts_under(&containers.dir(id)) {
+        k.unmount(&m)?;
     }
     let trash = retire(containers, id, &cfg, volumes)?;
     if let Some(t) = trash {
@@ -646,7 +641,7 @@ pub fn sweep_leftovers(containers: &Containers, net: &dyn NetworkAttacher) {
     for (dir, cfg) in containers.leftovers() {
         let rt = cfg
             .as_ref()
-            .and_then(|c| backend::by_name(&c.runtime, &containers.root().join("run")).ok());
+            .and_then(|c| containers.runtime(&c.runtime).ok());
         // Idempotent: a container with no endpoints only loses its files.
         release_retired(
             containers,
@@ -665,7 +660,7 @@ pub fn sweep_leftovers(containers: &Containers, net: &dyn NetworkAttacher) {
 /// after reporting the exit (a veth alone takes ~15 ms of kernel time to
 /// delete); `keel rm` for one whose monitor was killed first. Best effort,
 /// except that a record whose network could not be released is kept (the
-/// error on stderr, the monitor's log) for the next sweep to retry: its
+/// error logged: the monitor's log) for the next sweep to retry: its
 /// endpoints would otherwise hold their addresses and network for good.
 pub fn release_retired(
     containers: &Containers,
@@ -674,21 +669,26 @@ pub fn release_retired(
     rt: Option<&dyn backend::OciRuntime>,
     net: Option<&dyn NetworkAttacher>,
 ) {
+    let k = containers.kernel();
     // Never delete through a root still mounted there.
     if let Some(t) = trash {
-        for m in crate::rootfs::mounts_under(t) {
-            let _ = crate::rootfs::unmount_if_mounted(&m);
+        for m in k.mounts_under(t) {
+            let _ = k.unmount(&m);
         }
     }
     if let Some(id) = id {
-        let _ = crate::network::remove_netns(&containers.netns_path(id));
+        let _ = k.remove_netns(&containers.netns_path(id));
         if let Some(rt) = rt {
             let _ = rt.delete(id);
         }
         if let Some(net) = net
             && let Err(e) = net.detach(id)
         {
-            eprintln!("releasing the network of {id}: {e}");
+            tracing::warn!(
+                container = %ids::short(id),
+                error = %e,
+                "releasing the network failed; the record stays for the next sweep"
+            );
             return;
         }
     }
@@ -732,18 +732,16 @@ pub fn remove(
     net: &dyn NetworkAttacher,
 ) -> Result<()> {
     let st = containers.state(id)?;
-    if monitor_alive(&st, id) {
+    let k = containers.kernel();
+    if containers.monitor_alive(&st, id) {
         if !force {
             return Err(RuntimeError::Running(ids::short(id).to_string()));
         }
         containers.update(id, |s| s.user_stopped = true)?;
         if st.pid > 0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(st.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = k.signal(st.pid, nix::sys::signal::Signal::SIGKILL);
         }
-        wait_monitor(id, &st, Some(Duration::from_secs(30)));
+        wait_monitor_on(k, id, &st, Some(Duration::from_secs(30)));
         // --rm containers remove themselves; nothing left to do then.
         if !containers.dir(id).join("config.json").exists() {
             return Ok(());
@@ -761,11 +759,10 @@ pub fn exec(
 ) -> Result<ExecHandle> {
     let cfg = containers.config(id)?;
     let st = containers.state(id)?;
-    if st.status != Status::Running || !monitor_alive(&st, id) {
+    if st.status != Status::Running || !containers.monitor_alive(&st, id) {
         return Err(RuntimeError::NotRunning(id.to_string()));
     }
-    let rt = backend::by_name(&cfg.runtime, &containers.root().join("run"))?;
-    rt.exec(id, spec, stdio)
+    containers.runtime(&cfg.runtime)?.exec(id, spec, stdio)
 }
 
 /// Resolves an exec `-u` against the container's image.

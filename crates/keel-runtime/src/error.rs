@@ -58,9 +58,15 @@ pub enum RuntimeError {
     },
     #[error("creating the network namespace")]
     Netns(#[source] std::io::Error),
-    /// keel-net's message, which names the network itself.
-    #[error("{0}")]
-    Network(String),
+    /// keel-net's error, which names the network itself.
+    #[error(transparent)]
+    Network(#[from] keel_net::NetError),
+    #[error("connecting to {network}")]
+    Connect {
+        network: String,
+        #[source]
+        source: keel_net::NetError,
+    },
     #[error("{0}")]
     Start(String),
     #[error("executing in the container: {0}")]
@@ -137,14 +143,19 @@ pub(crate) fn removed(r: std::io::Result<()>, path: &std::path::Path) -> Result<
     }
 }
 
-/// The error and its sources as one line.
+/// The error and its sources as one line, `: `-joined; a part that a
+/// wrapper already said (or an empty one, like a hint's) is left out. The
+/// one way keel renders a cause chain: the monitor's recorded error and the
+/// CLI's `error:` line both come from it.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
+    let mut s = String::new();
+    let mut cur = Some(e);
     while let Some(c) = cur {
         let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
+        if !t.is_empty() && !s.contains(&t) {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
             s.push_str(&t);
         }
         cur = c.source();

@@ -169,6 +169,12 @@ pub fn spawn_monitor_sized(
 fn monitor_command(exe: &Path, root: &Path, id: &str, size: Option<WinSize>) -> Command {
     let mut c = Command::new(exe);
     c.arg("--root").arg(root).arg("__monitor").arg(id);
+    // A more verbose level the client runs with (`--log-level`) holds for
+    // its monitor too; `KEEL_LOG` is inherited anyway.
+    let level = tracing::level_filters::LevelFilter::current();
+    if std::env::var_os("KEEL_LOG").is_none() && level > tracing::level_filters::LevelFilter::WARN {
+        c.env("KEEL_LOG", level.to_string().to_ascii_lowercase());
+    }
     if let Some(w) = size {
         c.env(crate::monitor::TTY_SIZE_ENV, w.to_string());
     }
@@ -204,7 +210,12 @@ fn fork_monitor(fds: &ChildFds<'_>, mut fallback: Command, main: &dyn Fn() -> i3
                 Err(e) => {
                     // Could not set the child up: be the monitor by exec.
                     let err = std::os::unix::process::CommandExt::exec(&mut fallback);
-                    eprintln!("keel monitor: {e}; exec {fallback:?}: {err}");
+                    tracing::error!(
+                        setup_error = %e,
+                        exec_error = %err,
+                        command = ?fallback,
+                        "cannot become the monitor"
+                    );
                     -1
                 }
             };

@@ -1,15 +1,19 @@
 //! keel's container runtime for one host. [`Containers`] keeps container
 //! records on disk under `<root>/containers/<id>/` (the user's [`ContainerConfig`],
-//! the live [`ContainerState`], JSON-lines logs, the OCI bundle); [`spec`] turns a
-//! config and its image into an OCI runtime spec with Docker's safe defaults;
-//! [`rootfs`] mounts the overlay root over the image's layer snapshots; a
-//! per-container [`monitor`] process (a re-exec of the keel binary) starts the
-//! container through an [`backend::OciRuntime`] (youki's `libcontainer` in
-//! process, or the external `runc`), streams logs, records exit status and OOM
-//! kills, applies restart policies and runs health checks. [`copy`] is `keel cp`,
-//! confined to the container's root. [`Volumes`] manages
-//! named volumes; [`network::NetworkAttacher`] is the seam to keel-net;
-//! [`oneshot`] runs one command on prepared layers and waits (build steps).
+//! the live [`ContainerState`], JSON-lines logs, the OCI bundle); [`engine`]
+//! creates, starts, stops, kills, removes and execs; [`spec`] turns a config and
+//! its image into an OCI runtime spec with Docker's safe defaults; [`rootfs`]
+//! mounts the overlay root over the image's layer snapshots. A per-container
+//! [`monitor`] (forked from a single-threaded client, or `keel __monitor <id>`;
+//! see [`launch`]) starts the container through a [`backend::OciRuntime`]
+//! (youki's `libcontainer` in process, or the external `runc`), streams logs,
+//! records exit status and OOM kills, applies restart policies, runs health
+//! checks and tears down. Every kernel effect of that lifecycle goes through
+//! [`kernel::Kernel`] (a recording fake tests it without root). [`stats`]
+//! reads cgroup v1 and v2 usage; [`copy`] is `keel cp`, confined to the
+//! container's root; [`Volumes`] manages named volumes;
+//! [`network::NetworkAttacher`] is the seam to keel-net; [`oneshot`] runs one
+//! command on prepared layers and waits (build steps).
 
 pub mod backend;
 pub mod cgroups;
@@ -17,6 +21,7 @@ pub mod copy;
 pub mod engine;
 mod error;
 pub mod ids;
+pub mod kernel;
 pub mod launch;
 pub mod logs;
 pub mod monitor;
@@ -46,6 +51,9 @@ fn run_child_probe(test: &str, env: &str) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("probe: ok"), "{text}");
 }
+
+#[cfg(test)]
+mod lifecycle_tests;
 
 pub use error::{Result, RuntimeError, error_chain};
 pub use record::{

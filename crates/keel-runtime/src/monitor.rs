@@ -17,20 +17,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use nix::sys::wait::{Id, WaitPidFlag, waitid, waitpid};
-use nix::unistd::Pid;
 use rustix::event::{PollFd, PollFlags, poll};
-use rustix::process::{PidfdFlags, pidfd_open};
 
-use crate::backend::{self, ExecSpec, OciRuntime, Stdio};
+use crate::backend::{ExecSpec, OciRuntime, Stdio};
 use crate::error::{Result, RuntimeError};
 use crate::logs::{DEFAULT_MAX_SIZE, LogWriter};
-use crate::network::{AttachRequest, Mode, NetworkAttacher, PortMapping};
+use crate::network::{AttachRequest, Mode, NetworkAttacher, PortMapping, Protocol};
 use crate::record::{
     ContainerConfig, Containers, EndpointState, HealthProbe, HealthState, NetworkState, PortSpec,
     Status,
 };
-use crate::{rootfs, spec, stats};
+use crate::spec;
 
 /// A message from the monitor to its `keel` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,14 +98,6 @@ impl Attached {
     }
 }
 
-fn exit_code_of(ws: nix::sys::wait::WaitStatus) -> Option<i32> {
-    match ws {
-        nix::sys::wait::WaitStatus::Exited(_, c) => Some(c),
-        nix::sys::wait::WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
-        _ => None,
-    }
-}
-
 fn prepare(
     containers: &Containers,
     cfg: &ContainerConfig,
@@ -116,7 +105,8 @@ fn prepare(
     net: &dyn NetworkAttacher,
 ) -> Result<(PathBuf, PathBuf)> {
     let dir = containers.dir(&cfg.id);
-    let merged = rootfs::mount_overlay(&dir, &cfg.lowerdirs, cfg.auto_remove)?;
+    let k = containers.kernel();
+    let merged = k.mount_overlay(&dir, &cfg.lowerdirs, cfg.auto_remove)?;
     let mode = Mode::parse(&cfg.network);
     crate::network::write_etc_files(&dir, &mode, &cfg.hostname, &cfg.networking)?;
     let mut paths = spec::SpecPaths {
@@ -132,8 +122,8 @@ fn prepare(
         Mode::Container(other) => join_container(containers, other, &mut paths)?,
         Mode::None | Mode::Network(_) => {
             let ns = containers.netns_path(&cfg.id);
-            if !rootfs::is_mounted(&ns) {
-                crate::network::create_netns(&ns)?;
+            if !k.is_mounted(&ns) {
+                k.create_netns(&ns)?;
             }
             paths.netns = Some(ns.clone());
             if let Mode::Network(name) = &mode {
@@ -152,7 +142,7 @@ fn prepare(
 fn join_container(containers: &Containers, other: &str, paths: &mut spec::SpecPaths) -> Result<()> {
     let oid = containers.resolve(other)?;
     let st = containers.state(&oid)?;
-    if st.status != Status::Running || !crate::record::monitor_alive(&st, &oid) {
+    if st.status != Status::Running || !containers.monitor_alive(&st, &oid) {
         return Err(RuntimeError::JoinNotRunning(oid));
     }
     let ocfg = containers.config(&oid)?;
@@ -232,18 +222,24 @@ fn attach_all(
             host_ip: p.host_ip.as_ref().and_then(|i| i.parse().ok()),
             host_port: p.host_port,
             container_port: p.container_port,
-            protocol: p.protocol.clone(),
+            protocol: if p.protocol.eq_ignore_ascii_case("udp") {
+                Protocol::Udp
+            } else {
+                Protocol::Tcp
+            },
+            ..PortMapping::default()
         })
         .collect();
-    let a = net.attach(&req).map_err(RuntimeError::Network)?;
+    let a = net.attach(&req)?;
     paths.hosts.clone_from(&a.hosts_file);
     paths.resolv_conf.clone_from(&a.resolv_conf);
     let mut endpoints = vec![endpoint_state(&a)];
     for e in &cfg.networking.extra_networks {
         let req = attach_request(cfg, ns, &e.network, &e.aliases, e.ip.as_deref())?;
-        let x = net
-            .attach(&req)
-            .map_err(|m| RuntimeError::Network(format!("connecting to {}: {m}", e.network)))?;
+        let x = net.attach(&req).map_err(|source| RuntimeError::Connect {
+            network: e.network.clone(),
+            source,
+        })?;
         endpoints.push(endpoint_state(&x));
     }
     containers.update(&cfg.id, |s| {
@@ -259,7 +255,7 @@ fn attach_all(
                     host_ip: p.host_ip.map(|i| i.to_string()),
                     host_port: p.host_port,
                     container_port: p.container_port,
-                    protocol: p.protocol.clone(),
+                    protocol: p.protocol.as_str().to_string(),
                 })
                 .collect(),
         });
@@ -276,12 +272,19 @@ pub fn teardown(
     network: &str,
 ) -> Result<()> {
     if needs_detach(containers, id, network) {
-        net.detach(id).map_err(RuntimeError::Network)?;
+        net.detach(id)?;
         if containers.dir(id).join("state.json").exists() {
             containers.update(id, |s| s.endpoints.clear())?;
         }
     }
     teardown_local(containers, id)
+}
+
+/// [`teardown`], its failure logged (the monitor carries on to record the exit).
+fn logged_teardown(containers: &Containers, id: &str, net: &dyn NetworkAttacher, network: &str) {
+    if let Err(e) = teardown(containers, id, net, network) {
+        tracing::warn!(error = %crate::error_chain(&e), "teardown failed");
+    }
 }
 
 /// Whether keel-net holds anything of the container.
@@ -299,8 +302,9 @@ fn needs_detach(containers: &Containers, id: &str, network: &str) -> bool {
 
 /// [`teardown`] but for the network: namespace and root mount.
 fn teardown_local(containers: &Containers, id: &str) -> Result<()> {
-    crate::network::remove_netns(&containers.netns_path(id))?;
-    rootfs::unmount_if_mounted(&containers.rootfs(id))
+    let k = containers.kernel();
+    k.remove_netns(&containers.netns_path(id))?;
+    k.unmount(&containers.rootfs(id))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -373,22 +377,41 @@ pub fn run_sized(
     // still be ours: we never read it (a client relays stdin through a pipe).
     // Reparented container processes (runc's init once runc exits) become our children.
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
-    let mut attached = Attached(Some(File::from(
+    let frames = File::from(
         std::io::stdout()
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| RuntimeError::Monitor(e.to_string()))?,
-    )));
+    );
     // Nothing else may write into the frame pipe.
     if let Ok(null) = File::options().write(true).open("/dev/null") {
         let _ = rustix::stdio::dup2_stdout(&null);
     }
     let containers = Containers::open(root)?;
+    run_with(&containers, id, net, win, Some(frames))
+}
+
+/// The monitor's work for container `id`, its [`Frame`]s going to `frames`:
+/// everything but the process-wide set-up of [`run_sized`], on the kernel
+/// `containers` carries.
+pub fn run_with(
+    containers: &Containers,
+    id: &str,
+    net: &dyn NetworkAttacher,
+    win: Option<crate::tty::WinSize>,
+    frames: Option<File>,
+) -> Result<i32> {
+    let root = containers.root();
+    let k = containers.kernel();
+    let mut attached = Attached(frames);
     let cfg = containers.config(id)?;
-    let rt = backend::by_name(&cfg.runtime, &root.join("run"))?;
+    // Every event of this monitor names its container.
+    let _span = tracing::info_span!("monitor", container = %crate::ids::short(id)).entered();
+    let rt = containers.runtime(&cfg.runtime)?;
+    tracing::debug!(runtime = rt.name(), network = %cfg.network, "setting up");
     containers.update(id, |s| {
         s.monitor_pid = rustix::process::getpid().as_raw_nonzero().get();
-        s.monitor_start = crate::record::process_start(s.monitor_pid).unwrap_or(0);
+        s.monitor_start = k.process_start(s.monitor_pid).unwrap_or(0);
         s.user_stopped = false;
         s.error.clear();
     })?;
@@ -398,16 +421,17 @@ pub fn run_sized(
     let mut warm = rt
         .migrates_by_pid()
         .then(crate::cgroups::MigrationWarmer::start);
-    let (hosts_path, resolv_conf_path) = match prepare(&containers, &cfg, rt.as_ref(), net) {
+    let (hosts_path, resolv_conf_path) = match prepare(containers, &cfg, rt.as_ref(), net) {
         Ok(p) => p,
         Err(e) => {
             let msg = e.to_string();
             let full = crate::error_chain(&e);
+            tracing::error!(error = %full, "setting up failed");
             let _ = containers.update(id, |s| {
                 s.error.clone_from(&full);
                 s.monitor_pid = 0;
             });
-            let _ = teardown(&containers, id, net, &cfg.network);
+            logged_teardown(containers, id, net, &cfg.network);
             attached.send(&Frame::Error(if full.is_empty() { msg } else { full }));
             return Ok(-1);
         }
@@ -470,6 +494,7 @@ pub fn run_sized(
             Ok(p) => p,
             Err(e) => {
                 let full = crate::error_chain(&e);
+                tracing::error!(error = %full, "start failed");
                 let _ = containers.update(id, |s| {
                     s.error.clone_from(&full);
                     s.status = if first {
@@ -481,7 +506,7 @@ pub fn run_sized(
                     s.pid = 0;
                 });
                 let _ = rt.delete(id);
-                let _ = teardown(&containers, id, net, &cfg.network);
+                logged_teardown(containers, id, net, &cfg.network);
                 attached.send(&Frame::Error(full));
                 return Ok(-1);
             }
@@ -504,12 +529,13 @@ pub fn run_sized(
             }
         })?;
         drop(warm.take());
+        tracing::info!(pid, "started");
         if first {
             attached.send(&Frame::Started(pid));
             first = false;
         }
         code = supervise(
-            &containers,
+            containers,
             &cfg,
             rt.as_ref(),
             pid,
@@ -518,11 +544,12 @@ pub fn run_sized(
             &mut attached,
         )?;
         log.flush()?;
-        let oom = stats::oom_kills(id) > 0;
+        let oom = k.oom_kills(id) > 0;
         let restart = containers.state(id).is_ok_and(|st| {
             cfg.restart
                 .should_restart(code, st.restart_count, st.user_stopped)
         });
+        tracing::info!(exit_code = code, oom_killed = oom, restart, "exited");
         if cfg.auto_remove && !restart {
             // Removed below: its exit is only recorded if that fails.
             unrecorded_exit = Some(oom);
@@ -542,34 +569,40 @@ pub fn run_sized(
         // Exponential backoff from 100 ms, like Docker; a user stop ends the wait.
         containers.update(id, |s| s.status = Status::Restarting)?;
         let delay = Duration::from_millis(100u64 << st.restart_count.min(9));
-        let until = Instant::now() + delay;
+        tracing::info!(
+            delay_ms = delay.as_millis(),
+            restart_count = st.restart_count + 1,
+            "restarting"
+        );
+        let until = k.now() + delay;
         let mut stopped = false;
-        while Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
+        while k.now() < until {
+            k.sleep(Duration::from_millis(20));
             if containers.state(id).is_ok_and(|s| s.user_stopped) {
                 stopped = true;
                 break;
             }
         }
         if stopped {
+            tracing::info!("stopped during the backoff");
             containers.update(id, |s| s.status = Status::Exited)?;
             break;
         }
         containers.update(id, |s| s.restart_count += 1)?;
     }
     drop(log);
-    reap_orphans();
+    k.reap_orphans();
     // --rm: out of sight first (record retired, image unpinned, anonymous
     // volumes gone, as with `docker run --rm`), then the exit frame, then
     // the rest (engine::release_retired). Whether keel-net holds anything
     // is read from the record before it is retired.
     let retired = unrecorded_exit.and_then(|_| {
-        let detach = needs_detach(&containers, id, &cfg.network);
-        let trash = crate::engine::retire(&containers, id, &cfg, true).ok()?;
+        let detach = needs_detach(containers, id, &cfg.network);
+        let trash = crate::engine::retire(containers, id, &cfg, true).ok()?;
         Some((trash, detach))
     });
     if retired.is_none() {
-        let _ = teardown(&containers, id, net, &cfg.network);
+        logged_teardown(containers, id, net, &cfg.network);
         containers.update(id, |s| {
             if let Some(oom) = unrecorded_exit {
                 s.status = Status::Exited;
@@ -581,8 +614,10 @@ pub fn run_sized(
             s.monitor_pid = 0;
         })?;
         // (remove_stopped also deletes the runtime state.)
-        if cfg.auto_remove {
-            let _ = crate::engine::remove_stopped(&containers, id, true, net);
+        if cfg.auto_remove
+            && let Err(e) = crate::engine::remove_stopped(containers, id, true, net)
+        {
+            tracing::warn!(error = %crate::error_chain(&e), "removing failed");
         }
     }
     attached.send(&Frame::Exit(code));
@@ -590,7 +625,7 @@ pub fn run_sized(
     // the rest of a removal no longer keeps the client waiting.
     if let Some((trash, detach)) = retired {
         crate::engine::release_retired(
-            &containers,
+            containers,
             Some(id),
             trash.as_deref(),
             Some(rt.as_ref()),
@@ -598,31 +633,6 @@ pub fn run_sized(
         );
     }
     Ok(code)
-}
-
-/// Reaps exited children other than the container's `init` (a health probe
-/// whose exec failed halfway leaves its processes to us). A zombie of the
-/// container's pid namespace keeps that namespace's init from finishing its
-/// exit, and we would wait for that init forever.
-fn reap_others(init: i32) {
-    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    while let Ok(ws) = waitid(Id::All, flags) {
-        match ws.pid() {
-            Some(p) if p.as_raw() != init => {
-                let _ = waitpid(p, Some(WaitPidFlag::WNOHANG));
-            }
-            // Nothing exited, or init did: supervise's exit path takes over.
-            _ => break,
-        }
-    }
-}
-
-fn reap_orphans() {
-    while let Ok(ws) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-        if ws == nix::sys::wait::WaitStatus::StillAlive {
-            break;
-        }
-    }
 }
 
 /// Environment variable carrying the client's window size (`ROWSxCOLS`) to
@@ -647,11 +657,8 @@ fn supervise(
     log: &mut LogWriter,
     attached: &mut Attached,
 ) -> Result<i32> {
-    let pidfd = pidfd_open(
-        rustix::process::Pid::from_raw(pid).ok_or_else(|| RuntimeError::Monitor("pid 0".into()))?,
-        PidfdFlags::empty(),
-    )
-    .map_err(|e| RuntimeError::Monitor(format!("pidfd_open: {e}")))?;
+    let k = containers.kernel();
+    let pidfd = k.watch_init(pid)?;
     let mut streams: [Option<File>; 2] = [io.out.map(File::from), io.err.map(File::from)];
     let mut input: Option<(File, File)> = io.input.map(|(i, m)| (File::from(i), File::from(m)));
     let started = Instant::now();
@@ -662,7 +669,7 @@ fn supervise(
     let mut exited: Option<i32> = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        reap_others(pid);
+        k.reap_others(pid);
         if exited.is_some() && streams.iter().all(Option::is_none) {
             return Ok(exited.unwrap_or(-1));
         }
@@ -711,13 +718,7 @@ fn supervise(
                 continue;
             }
             if w == 2 {
-                match waitpid(Pid::from_raw(pid), None) {
-                    Ok(ws) => exited = exit_code_of(ws).or(exited),
-                    Err(_) => exited = Some(exited.unwrap_or(-1)),
-                }
-                if exited.is_none() {
-                    exited = Some(-1);
-                }
+                exited = Some(k.reap_init(pid).unwrap_or(-1));
                 continue;
             }
             let Some(f) = streams[w].as_mut() else {
@@ -744,7 +745,8 @@ fn supervise(
             let (c, output) = probe(rt, &cfg.id, h);
             let end = Utc::now();
             let in_start_period = started.elapsed() < Duration::from_millis(h.start_period_ms);
-            containers.update(&cfg.id, |s| {
+            let mut before = String::new();
+            let now = containers.update(&cfg.id, |s| {
                 let hs = s.health.get_or_insert_with(HealthState::default);
                 hs.log.push(HealthProbe {
                     start,
@@ -755,6 +757,7 @@ fn supervise(
                 if hs.log.len() > 5 {
                     hs.log.remove(0);
                 }
+                before.clone_from(&hs.status);
                 if c == 0 {
                     hs.status = "healthy".to_string();
                     hs.failing_streak = 0;
@@ -765,6 +768,10 @@ fn supervise(
                     }
                 }
             })?;
+            let now = now.health.map(|h| h.status).unwrap_or_default();
+            if now != before {
+                tracing::info!(status = %now, probe_exit_code = c, "health");
+            }
             next_probe = Some(Instant::now() + Duration::from_millis(h.interval_ms.max(1)));
         }
     }

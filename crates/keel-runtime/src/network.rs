@@ -1,92 +1,170 @@
 //! The seam to keel-net: the runtime creates a network namespace per container
 //! (a bind-mounted nsfs file under `<root>/run/netns/<id>`) and asks a
-//! [`NetworkAttacher`] to connect it (to several networks: eth0, eth1, …).
-//! `none` (loopback only), `host` (the host's stack, no namespace) and
-//! `container:ID` (another container's namespace and etc files) are handled here.
+//! [`NetworkAttacher`] to connect it (to several networks: eth0, eth1, …),
+//! in keel-net's own types ([`AttachRequest`], [`Attachment`], [`NetError`]).
+//! keel-net's [`Networks`] is one; [`Bridges`] is the one keel uses, which
+//! also waits out releases of `--rm` containers. `none` (loopback only),
+//! `host` (the host's stack, no namespace) and `container:ID` (another
+//! container's namespace and etc files) are handled here.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub use keel_net::{AttachRequest, Attachment, NetError, Networks, PortMapping, Protocol};
 
 use crate::error::{Result, RuntimeError, write_err};
+use crate::record::Containers;
 
-/// A port to publish, as keel-net takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortMapping {
-    pub host_ip: Option<IpAddr>,
-    /// 0: pick a free port.
-    pub host_port: u16,
-    pub container_port: u16,
-    /// `tcp` or `udp`.
-    pub protocol: String,
-}
-
-/// What to connect.
-#[derive(Debug, Clone)]
-pub struct AttachRequest {
-    pub container_id: String,
-    pub name: String,
-    pub hostname: String,
-    pub netns: PathBuf,
-    pub network: String,
-    pub aliases: Vec<String>,
-    pub ports: Vec<PortMapping>,
-    /// A static address (`--ip`).
-    pub ip: Option<Ipv4Addr>,
-    pub extra_hosts: Vec<keel_net::ExtraHost>,
-    pub dns: keel_net::DnsConfig,
-}
-
-/// What keel-net set up.
-#[derive(Debug, Clone)]
-pub struct Attachment {
-    pub ip: Ipv4Addr,
-    pub prefix_len: u8,
-    pub gateway: Ipv4Addr,
-    pub mac: String,
-    pub ports: Vec<PortMapping>,
-    /// /etc/hosts keel-net maintains for this container; bind-mounted.
-    pub hosts_file: PathBuf,
-    pub resolv_conf: PathBuf,
-    /// The network's name, ID and this endpoint's ID.
-    pub network: String,
-    pub network_id: String,
-    pub endpoint_id: String,
-    /// `eth0`, `eth1`, … inside the container.
-    pub ifname: String,
-    pub aliases: Vec<String>,
-}
-
-/// Connects network namespaces to named networks (implemented by keel-net).
+/// Connects network namespaces to named networks.
 pub trait NetworkAttacher {
     /// Connects to one more network; the first becomes the primary (eth0,
     /// default route, published ports).
-    fn attach(&self, req: &AttachRequest) -> std::result::Result<Attachment, String>;
+    fn attach(&self, req: &AttachRequest) -> Result<Attachment, NetError>;
     /// Undoes every `attach` of the container; idempotent.
-    fn detach(&self, container_id: &str) -> std::result::Result<(), String>;
+    fn detach(&self, container_id: &str) -> Result<(), NetError>;
     /// Disconnects the container from one network only.
-    fn detach_network(&self, container_id: &str, network: &str) -> std::result::Result<(), String>;
+    fn detach_network(&self, container_id: &str, network: &str) -> Result<(), NetError>;
 }
 
-/// Used when no network driver is linked in: only `none` and `host` work.
-#[derive(Debug, Default)]
-pub struct NoNetworks;
+impl NetworkAttacher for Networks {
+    fn attach(&self, req: &AttachRequest) -> Result<Attachment, NetError> {
+        Networks::attach(self, req)
+    }
+    fn detach(&self, container_id: &str) -> Result<(), NetError> {
+        Networks::detach(self, container_id)
+    }
+    fn detach_network(&self, container_id: &str, network: &str) -> Result<(), NetError> {
+        Networks::detach_network(self, container_id, network)
+    }
+}
+
+/// keel-net's bridges for the containers of one root. An attach refused for
+/// a port or an address that an `--rm` container still holds while its
+/// monitor releases it (`run` reported it gone already) waits for that
+/// release and tries once more, as docker finishes removing before `run`
+/// returns.
+#[derive(Debug)]
+pub struct Bridges {
+    nets: Networks,
+    containers: Containers,
+}
+
+impl Bridges {
+    /// keel-net's state of `containers`' root.
+    pub fn open(containers: &Containers) -> Result<Bridges, NetError> {
+        Ok(Bridges {
+            nets: Networks::open(containers.root())?,
+            containers: containers.clone(),
+        })
+    }
+
+    pub fn networks(&self) -> &Networks {
+        &self.nets
+    }
+
+    /// See [`wait_for_releases`].
+    pub fn wait_for_releases(&self, network: Option<&str>) {
+        wait_for_releases(&self.containers, &self.nets, network);
+    }
+}
+
+impl NetworkAttacher for Bridges {
+    fn attach(&self, req: &AttachRequest) -> Result<Attachment, NetError> {
+        match self.nets.attach(req) {
+            Err(
+                NetError::PortTaken { .. }
+                | NetError::PortRangeTaken { .. }
+                | NetError::IpInUse { .. }
+                | NetError::AddressesExhausted(_),
+            ) => {
+                self.wait_for_releases(None);
+                self.nets.attach(req)
+            }
+            r => r,
+        }
+    }
+    fn detach(&self, container_id: &str) -> Result<(), NetError> {
+        self.nets.detach(container_id)
+    }
+    fn detach_network(&self, container_id: &str, network: &str) -> Result<(), NetError> {
+        self.nets.detach_network(container_id, network)
+    }
+}
+
+/// Waits, a few seconds at most, while an endpoint on `network` (on any,
+/// with `None`) belongs to a container that has no record any more: an
+/// `--rm` container whose monitor releases it right after `run` returned (a
+/// veth takes ~15 ms to delete). So `run --rm --network N ...; network rm N`
+/// (or `network prune`, or another `run -p` of the same port) works. What
+/// monitors that are gone left unreleased is released first, as `keel rm`
+/// does.
+pub fn wait_for_releases(containers: &Containers, nets: &Networks, network: Option<&str>) {
+    crate::engine::sweep_leftovers(containers, nets);
+    let releasing = || {
+        let infos = match network {
+            Some(n) => nets.inspect(n).map(|i| vec![i]),
+            None => nets.list(),
+        };
+        infos.is_ok_and(|v| {
+            v.iter()
+                .flat_map(|n| &n.containers)
+                .any(|e| !containers.dir(&e.container_id).exists())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while releasing() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The attacher for `containers`: their root's [`Bridges`], or, when
+/// keel-net's state cannot be opened, [`NoNetworks`] saying why (only
+/// `none` and `host` work then; the reason is logged as a warning).
+pub fn attacher(containers: &Containers) -> Box<dyn NetworkAttacher> {
+    match Bridges::open(containers) {
+        Ok(b) => Box::new(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "networks unavailable");
+            Box::new(NoNetworks {
+                reason: e.to_string(),
+            })
+        }
+    }
+}
+
+/// Without a network driver only `none` and `host` work.
+#[derive(Debug)]
+pub struct NoNetworks {
+    /// Why there is none.
+    pub reason: String,
+}
+
+impl Default for NoNetworks {
+    fn default() -> Self {
+        NoNetworks {
+            reason: "this keel has no network driver".to_string(),
+        }
+    }
+}
 
 impl NetworkAttacher for NoNetworks {
-    fn attach(&self, req: &AttachRequest) -> std::result::Result<Attachment, String> {
-        Err(format!(
-            "{} not found: this keel has no network driver for it (use --network none or host)",
-            req.network
-        ))
+    fn attach(&self, req: &AttachRequest) -> Result<Attachment, NetError> {
+        Err(NetError::Unavailable {
+            network: req.network.clone(),
+            reason: self.reason.clone(),
+        })
     }
-    fn detach(&self, _container_id: &str) -> std::result::Result<(), String> {
+    fn detach(&self, _container_id: &str) -> Result<(), NetError> {
         Ok(())
     }
-    fn detach_network(&self, _id: &str, network: &str) -> std::result::Result<(), String> {
-        Err(format!(
-            "{network} not found: this keel has no network driver"
-        ))
+    fn detach_network(&self, _id: &str, network: &str) -> Result<(), NetError> {
+        Err(NetError::Unavailable {
+            network: network.to_string(),
+            reason: self.reason.clone(),
+        })
     }
 }
 
@@ -136,7 +214,7 @@ pub fn dns_config(n: &crate::record::NetworkConfig) -> keel_net::DnsConfig {
 pub fn extra_hosts(n: &crate::record::NetworkConfig) -> Result<Vec<keel_net::ExtraHost>> {
     n.extra_hosts
         .iter()
-        .map(|h| keel_net::parse_extra_host(h).map_err(|e| RuntimeError::Network(e.to_string())))
+        .map(|h| keel_net::parse_extra_host(h).map_err(RuntimeError::from))
         .collect()
 }
 

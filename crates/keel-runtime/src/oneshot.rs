@@ -23,7 +23,7 @@ use crate::error::{Result, RuntimeError};
 use crate::monitor::Frame;
 use crate::network::NoNetworks;
 use crate::record::{ContainerConfig, Containers, MountSpec, RestartPolicy};
-use crate::{engine, ids, rootfs, spec, user};
+use crate::{engine, ids, spec, user};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -193,10 +193,10 @@ impl Running {
                 if let Ok(st) = self.containers.state(&self.id)
                     && st.pid > 0
                 {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(st.pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    let _ = self
+                        .containers
+                        .kernel()
+                        .signal(st.pid, nix::sys::signal::Signal::SIGKILL);
                 }
             }
             let mut fds = [PollFd::from_borrowed_fd(out.as_fd(), PollFlags::IN)];
@@ -231,10 +231,10 @@ impl Running {
             if let Ok(st) = self.containers.state(&self.id)
                 && st.pid > 0
             {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(st.pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                let _ = self
+                    .containers
+                    .kernel()
+                    .signal(st.pid, nix::sys::signal::Signal::SIGKILL);
             }
             // The monitor exits right after the command; bounded anyway.
             for _ in 0..100 {
@@ -250,15 +250,15 @@ impl Running {
             return Ok(());
         }
         if let Ok(cfg) = self.containers.config(&self.id)
-            && let Ok(rt) =
-                crate::backend::by_name(&cfg.runtime, &self.containers.root().join("run"))
+            && let Ok(rt) = self.containers.runtime(&cfg.runtime)
         {
             let _ = rt.delete(&self.id);
         }
-        crate::monitor::teardown(&self.containers, &self.id, &NoNetworks, "host")?;
-        crate::network::remove_netns(&self.containers.netns_path(&self.id))?;
-        for m in rootfs::mounts_under(&self.containers.dir(&self.id)) {
-            rootfs::unmount_if_mounted(&m)?;
+        crate::monitor::teardown(&self.containers, &self.id, &NoNetworks::default(), "host")?;
+        let k = self.containers.kernel();
+        k.remove_netns(&self.containers.netns_path(&self.id))?;
+        for m in k.mounts_under(&self.containers.dir(&self.id)) {
+            k.unmount(&m)?;
         }
         self.containers.remove_record(&self.id)
     }

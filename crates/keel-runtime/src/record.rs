@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rustix::fs::{FlockOperation, flock};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RuntimeError, read_err, write_err};
 use crate::ids;
+use crate::kernel::{HostKernel, Kernel};
 
 /// Docker's restart policies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,7 +220,7 @@ pub struct ExtraConfig {
 }
 
 /// Everything `keel create`/`run` decided, fixed for the container's life.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ContainerConfig {
     pub id: String,
     pub name: String,
@@ -410,11 +412,13 @@ pub struct ContainerState {
     pub resolv_conf_path: Option<PathBuf>,
 }
 
-/// All containers under `<root>/containers`.
+/// All containers under `<root>/containers`, and the kernel their
+/// lifecycle operations use.
 #[derive(Debug, Clone)]
 pub struct Containers {
     root: PathBuf,
     dir: PathBuf,
+    kernel: Arc<dyn Kernel>,
 }
 
 /// An exclusive lock on one container's state (or the name table); unlocks on drop.
@@ -473,12 +477,34 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 
 impl Containers {
     pub fn open(root: &Path) -> Result<Self> {
+        Self::with_kernel(root, Arc::new(HostKernel))
+    }
+
+    /// Like [`Containers::open`] with another kernel (tests use a fake one).
+    pub fn with_kernel(root: &Path, kernel: Arc<dyn Kernel>) -> Result<Self> {
         let dir = root.join("containers");
         fs::create_dir_all(&dir).map_err(write_err(&dir))?;
         Ok(Containers {
             root: root.to_path_buf(),
             dir,
+            kernel,
         })
+    }
+
+    /// The kernel lifecycle operations on these containers go through.
+    pub fn kernel(&self) -> &dyn Kernel {
+        self.kernel.as_ref()
+    }
+
+    /// Whether the monitor recorded in `st` (for container `id`) still runs;
+    /// see [`monitor_alive`].
+    pub fn monitor_alive(&self, st: &ContainerState, id: &str) -> bool {
+        monitor_alive_on(self.kernel(), st, id)
+    }
+
+    /// OCI runtime `name`, with its state under `<root>/run`.
+    pub fn runtime(&self, name: &str) -> Result<Box<dyn crate::backend::OciRuntime>> {
+        self.kernel.runtime(name, &self.root.join("run"))
     }
 
     pub fn root(&self) -> &Path {
@@ -698,7 +724,7 @@ impl Containers {
                 let st: Option<ContainerState> = read_json(&e.path().join("state.json")).ok();
                 if let Some(s) = &st
                     && s.monitor_start > 0
-                    && monitor_alive(s, cfg.as_ref().map_or("", |c| c.id.as_str()))
+                    && self.monitor_alive(s, cfg.as_ref().map_or("", |c| c.id.as_str()))
                 {
                     continue;
                 }
@@ -747,14 +773,19 @@ pub fn process_start(pid: i32) -> Option<u64> {
 /// (a forked monitor keeps its client's command line, so that cannot tell);
 /// records without one fall back to a command line naming `id`.
 pub fn monitor_alive(st: &ContainerState, id: &str) -> bool {
+    monitor_alive_on(&HostKernel, st, id)
+}
+
+/// [`monitor_alive`] as `kernel` sees the processes.
+pub fn monitor_alive_on(kernel: &dyn Kernel, st: &ContainerState, id: &str) -> bool {
     let pid = st.monitor_pid;
-    let Some(start) = process_start(pid) else {
+    let Some(start) = kernel.process_start(pid) else {
         return false;
     };
     if st.monitor_start > 0 {
         return start == st.monitor_start;
     }
-    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+    kernel.cmdline(pid).is_some_and(|c| c.contains(id))
 }
 
 #[cfg(test)]

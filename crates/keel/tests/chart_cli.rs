@@ -112,7 +112,7 @@ fn values_flags_and_errors() {
     assert!(!out.status.success());
     assert_eq!(
         text(&out.stderr),
-        "error: render chart: values don't meet the specifications of the schema(s) in the following chart(s): webapp: - replicaCount: Must be greater than or equal to 1 \n"
+        "error: values don't meet the specifications of the schema(s) in the following chart(s): webapp: - at '/replicaCount': minimum: got 0, want 1\n"
     );
     // bad --set syntax
     let out = keel(
@@ -122,7 +122,7 @@ fn values_flags_and_errors() {
     assert!(!out.status.success());
     assert_eq!(
         text(&out.stderr),
-        "error: read values: failed parsing --set data: key \"a.b\" has no value\n"
+        "error: failed parsing --set data: key \"b\" has no value\n"
     );
     // missing chart: error plus hint
     let out = keel(dir.path(), &["chart", "template", "prod", "nope"]);
@@ -145,7 +145,7 @@ fn values_flags_and_errors() {
     assert!(!out.status.success());
     assert_eq!(
         text(&out.stderr),
-        "error: render chart: execution error at (libuser/templates/secret.yaml:8:19): database.url is required: set --set database.url=...\n"
+        "error: execution error at (libuser/templates/secret.yaml:8:19): database.url is required: set --set database.url=...\n"
     );
     // lint reports the failure and exits non-zero
     let out = keel(dir.path(), &["chart", "lint", lib.to_str().unwrap()]);

@@ -663,3 +663,86 @@ fn list_dry_run_secrets_store_and_triggers() {
     let runs = k.ok(&["ci", "runs"]);
     assert!(runs.contains("RUN") && runs.contains("success"), "{runs}");
 }
+
+#[test]
+fn watch_runs_each_new_commit_and_a_revert_redeploys() {
+    let repo = Repo::new(&[
+        (
+            ".github/workflows/deploy.yml",
+            "on:\n  push:\n    branches: [main]\njobs:\n  deploy:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - run: echo \"deployed version $(cat VERSION)\"\n",
+        ),
+        ("VERSION", "1\n"),
+    ]);
+    let k = Keel::new();
+    let mut c = k.cmd();
+    c.args(["ci", "watch", "-C"])
+        .arg(repo.path())
+        .args(["-P", "ubuntu-latest=-self-hosted"]);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let wait_run = |n: u32| -> String {
+        let t = Instant::now();
+        loop {
+            let f = run_dir(&k, n).join("run.json");
+            if f.exists() {
+                return std::fs::read_to_string(run_dir(&k, n).join("logs/deploy.log")).unwrap();
+            }
+            assert!(t.elapsed() < Duration::from_secs(30), "run {n} never came");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Give watch a moment to record the starting commit, then move the branch.
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::write(repo.path().join("VERSION"), "2\n").unwrap();
+    git(&["commit", "-qam", "v2"]);
+    assert!(wait_run(1).contains("deployed version 2"));
+    git(&["revert", "--no-edit", "HEAD"]);
+    assert!(
+        wait_run(2).contains("deployed version 1"),
+        "the revert redeploys version 1"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn job_concurrency_groups_serialize_jobs() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let wf = format!(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    concurrency:\n      group: staging\n    steps:\n      - run: echo start-a >> {0}; sleep 0.5; echo end-a >> {0}\n  b:\n    runs-on: ubuntu-latest\n    concurrency: staging\n    steps:\n      - run: echo start-b >> {0}; sleep 0.5; echo end-b >> {0}\n",
+        log.path().display()
+    );
+    let repo = Repo::new(&[(".github/workflows/c.yml", &wf)]);
+    let k = Keel::new();
+    let o = ci(&k, &repo, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let order: Vec<String> = std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(order.len(), 4, "{order:?}");
+    let first = order[0].trim_start_matches("start-").to_string();
+    assert_eq!(
+        order[1],
+        format!("end-{first}"),
+        "jobs of one group never overlap: {order:?}"
+    );
+}

@@ -135,4 +135,7 @@ jobs:
     assert!(ps.trim().is_empty(), "containers left: {ps}");
     let nets = k.ok(&["network", "ls"]);
     assert!(!nets.contains("keel-ci-"), "networks left: {nets}");
+    // The root's default bridge and its NAT rules live in the host's
+    // namespace and would outlive the temporary root.
+    k.ok(&["network", "prune", "-f"]);
 }

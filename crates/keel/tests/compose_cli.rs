@@ -196,3 +196,59 @@ fn env_file_may_be_any_readable_file() {
         "{err}"
     );
 }
+
+/// `config --no-consistency` (docker compose's flag) prints a model whose
+/// references do not resolve; without it that is an error.
+#[test]
+fn config_no_consistency_skips_reference_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: nginx\n    depends_on: [db]\n",
+    )
+    .unwrap();
+    let (code, _, err) = keel(dir.path(), &["compose", "config"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("undefined service \"db\""), "{err}");
+    let (code, out, err) = keel(dir.path(), &["compose", "config", "--no-consistency"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("      db:\n        condition: service_started"),
+        "{out}"
+    );
+}
+
+/// Regression: compose files are interpolated with `COMPOSE_PROJECT_NAME` set
+/// to the project's name, as compose-go does (it was unset: `:1.0`), and a
+/// compose file given as a FIFO is read once although the name is needed
+/// before the file is loaded.
+#[test]
+fn compose_project_name_is_interpolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "name: shop\nservices:\n  web:\n    image: ${COMPOSE_PROJECT_NAME}:1.0\n";
+    std::fs::write(dir.path().join("compose.yaml"), yaml).unwrap();
+    let images = |args: &[&str]| {
+        let mut a = vec!["compose"];
+        a.extend(args);
+        a.extend(["config", "--images"]);
+        keel(dir.path(), &a)
+    };
+    assert_eq!(images(&[]).1, "shop:1.0\n");
+    assert_eq!(images(&["-p", "other"]).1, "other:1.0\n");
+    let fifo = dir.path().join("compose.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let writer = feed_fifo(
+        fifo.clone(),
+        "name: shop\nservices:\n  web:\n    image: ${COMPOSE_PROJECT_NAME}:1.0\n",
+    );
+    let (code, out, err) = images(&["-f", fifo.to_str().unwrap()]);
+    assert!(writer.join().unwrap(), "keel never opened the FIFO");
+    assert_eq!((code, out.as_str()), (0, "shop:1.0\n"), "{err}");
+}

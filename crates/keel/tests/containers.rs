@@ -375,6 +375,10 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
     let e = Env::new();
     e.k.ok(&["network", "create", "rmnet"]);
     let bridge = bridge_of(&e, "rmnet");
+    let subnet = e.json(&["network", "inspect", "rmnet"])[0]["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let port = free_port().to_string();
     let publish = format!("127.0.0.1:{port}:80");
     // Back to back on one published port: the next run waits for the
@@ -392,7 +396,9 @@ fn rm_on_a_bridge_releases_veth_rules_and_address_after_returning() {
             "-i",
         ]);
         assert_eq!(code, 0, "{err}");
-        assert!(out.trim().starts_with("172."), "{out}");
+        // Docker's pools start at 172.17/16, but other networks on the host
+        // may have taken them: the address must be in rmnet's subnet.
+        assert!(in_subnet(out.trim(), &subnet), "{out} not in {subnet}");
         assert_eq!(e.k.ok(&["ps", "-aq"]).trim(), "");
     }
     e.wait_until("the veth to leave the bridge", 10, || !has_ports(&bridge));
@@ -449,9 +455,12 @@ fn kill_between_retire_and_release(e: &Env, id: &str) -> PathBuf {
 #[test]
 fn a_killed_monitors_port_address_and_network_go_to_whoever_needs_them() {
     let e = Env::new();
-    e.k.ok(&["network", "create", "--subnet", "10.98.0.0/24", "portnet"]);
+    let subnet = scratch_subnet();
+    let prefix = subnet.trim_end_matches("0/24");
+    let ip = format!("{prefix}9");
+    e.k.ok(&["network", "create", "--subnet", &subnet, "portnet"]);
     let publish = format!("127.0.0.1:{}:80", free_port());
-    for wanted in [["-p", publish.as_str()], ["--ip", "10.98.0.9"]] {
+    for wanted in [["-p", publish.as_str()], ["--ip", ip.as_str()]] {
         let id = e.k.ok(&args(
             &[
                 "run",
@@ -461,7 +470,7 @@ fn a_killed_monitors_port_address_and_network_go_to_whoever_needs_them() {
                 "-p",
                 &publish,
                 "--ip",
-                "10.98.0.9",
+                &ip,
             ],
             &["busybox", "sleep", "60"],
         ));
@@ -470,7 +479,7 @@ fn a_killed_monitors_port_address_and_network_go_to_whoever_needs_them() {
             &["run", "--rm", "--network", "portnet", wanted[0], wanted[1]],
             &["busybox", "hostname", "-i"],
         ));
-        assert!(out.trim().starts_with("10.98.0."), "{out}");
+        assert!(out.trim().starts_with(prefix), "{out}");
         assert!(!trash.exists());
         e.assert_nothing_left(id.trim());
     }
@@ -1215,6 +1224,18 @@ fn has_ports(bridge: &str) -> bool {
         .is_some()
 }
 
+fn in_subnet(addr: &str, cidr: &str) -> bool {
+    let (net, len) = cidr.split_once('/').unwrap();
+    let net: u32 = net.parse::<std::net::Ipv4Addr>().unwrap().into();
+    let Ok(addr) = addr.parse::<std::net::Ipv4Addr>() else {
+        return false;
+    };
+    let mask = u32::MAX
+        .checked_shl(32 - len.parse::<u32>().unwrap())
+        .unwrap_or(0);
+    u32::from(addr) & mask == net & mask
+}
+
 fn bridge_of(e: &Env, network: &str) -> String {
     e.json(&["network", "inspect", network])[0]["Options"]["com.docker.network.bridge.name"]
         .as_str()
@@ -1232,28 +1253,31 @@ fn bridge_networks_resolve_names_and_publish_ports() {
     std::fs::write(www.path().join("index.html"), "hello over the bridge\n").unwrap();
     let vol = format!("{}:/www:ro", www.path().display());
     e.k.ok(&["network", "create", "appnet"]);
-    let port = free_port();
-    e.k.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--network",
-        "appnet",
-        "--network-alias",
-        "frontend",
-        "-v",
-        &vol,
-        "-p",
-        &format!("127.0.0.1:{port}:8080"),
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "8080",
-        "-h",
-        "/www",
-    ]);
+    let (port, _) = e.k.ok_on_free_port(|port| {
+        [
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "appnet",
+            "--network-alias",
+            "frontend",
+            "-v",
+            vol.as_str(),
+            "-p",
+            format!("127.0.0.1:{port}:8080").as_str(),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/www",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    });
     wait_for_port(port);
     // A published port serves HTTP on 127.0.0.1.
     let body = http_get(port, "/index.html");
@@ -1319,24 +1343,27 @@ fn bridge_networks_resolve_names_and_publish_ports() {
     assert!(err.contains(&port.to_string()), "{err}");
     assert_eq!(e.k.ok(&["ps", "-a", "-q"]), before);
     // The default bridge publishes too.
-    let port2 = free_port();
-    e.k.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web3",
-        "-v",
-        &vol,
-        "-p",
-        &format!("{port2}:8080"),
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "8080",
-        "-h",
-        "/www",
-    ]);
+    let (port2, _) = e.k.ok_on_free_port(|port| {
+        [
+            "run",
+            "-d",
+            "--name",
+            "web3",
+            "-v",
+            vol.as_str(),
+            "-p",
+            format!("{port}:8080").as_str(),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/www",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    });
     wait_for_port(port2);
     assert!(http_get(port2, "/index.html").contains("hello over the bridge"));
     // Removing everything leaves no veth, bridge or rule behind.
@@ -1586,10 +1613,13 @@ fn mount_destinations_resolve_symlinks_inside_the_root() {
 
 /// A /24 for a `--subnet` network that other tests on this host are unlikely
 /// to pick at the same time (keel checks its own networks, not the host's
-/// routes, for a user-given subnet).
+/// routes, for a user-given subnet): from the process id, and a different one
+/// for each call, as tests of one process run side by side.
 fn scratch_subnet() -> String {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let k = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let n = std::process::id();
-    format!("10.{}.{}.0/24", 150 + n % 100, (n / 100) % 250)
+    format!("10.{}.{}.0/24", 150 + n % 100, ((n / 100) % 31) * 8 + k % 8)
 }
 
 /// One container on two networks (eth0 + eth1), connect before start and

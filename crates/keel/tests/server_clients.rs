@@ -552,12 +552,24 @@ async fn acknowledged_creates_survive_kill_9() {
             }
         }));
     }
-    // Let a good number of creates through, then crash the server.
+    // Let a good number of creates through, then crash the server. Bounded:
+    // a server that stops answering (or writers that all gave up) fails
+    // the test instead of hanging it.
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(2);
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if acked.lock().unwrap().len() >= kill_after {
+        let n = acked.lock().unwrap().len();
+        if n >= kill_after {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {n} of {kill_after} creates acknowledged in 2 minutes"
+        );
+        assert!(
+            !tasks.iter().all(tokio::task::JoinHandle::is_finished),
+            "every writer stopped after {n} acknowledged creates"
+        );
     }
     let mut s = tokio::task::spawn_blocking(move || {
         let mut s = s;

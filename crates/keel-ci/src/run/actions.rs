@@ -1070,7 +1070,7 @@ fn setup(r: &mut JobRunner, with: &[(String, String)], tool: &str, scope: &Scope
         }
     }
     // `python` as GitHub's setup-python provides it, when only python3 exists.
-    if program == "python3" && r.backend.describe() == "host" {
+    if program == "python3" && r.backend.is_host() {
         let shim = r.tool_cache.join("keel-python-shim");
         let _ = std::fs::create_dir_all(&shim);
         if let Some(p3) = super::backend::which("python3", &path) {

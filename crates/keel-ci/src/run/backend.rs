@@ -39,6 +39,26 @@ pub trait Backend: Send + Sync {
     fn has(&self, program: &str) -> bool;
     /// Human description (`host`, `container busybox`).
     fn describe(&self) -> String;
+    /// Whether processes run on this machine (not in a container).
+    fn is_host(&self) -> bool {
+        false
+    }
+}
+
+/// Container removals started when jobs ended, waited for when the run
+/// ends (a job does not wait for its container's removal).
+static PENDING: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
+
+/// Waits for the container removals still running.
+pub fn wait_cleanup() {
+    let pending = std::mem::take(
+        &mut *PENDING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for mut c in pending {
+        let _ = c.wait();
+    }
 }
 
 /// Spawns `cmd` in its own process group with merged output, streams lines,
@@ -119,24 +139,20 @@ pub struct HostBackend;
 
 impl Backend for HostBackend {
     fn exec(&self, e: &Exec, line: &mut dyn FnMut(&str)) -> std::io::Result<End> {
-        let mut cmd = Command::new(&e.argv[0]);
+        // The program is looked up on the step's PATH, not keel's. Steps
+        // inherit keel's environment under theirs, as on a self-hosted runner.
+        let path = e
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let program = path
+            .and_then(|p| which(&e.argv[0], p))
+            .unwrap_or_else(|| PathBuf::from(&e.argv[0]));
+        let mut cmd = Command::new(program);
         cmd.args(&e.argv[1..])
-            .env_clear()
             .envs(e.env.iter().map(|(k, v)| (k, v)))
             .current_dir(e.cwd);
-        // The program is looked up on the step's PATH, not keel's.
-        if let Some((_, path)) = e.env.iter().find(|(k, _)| k == "PATH")
-            && let Some(found) = which(&e.argv[0], path)
-        {
-            cmd = {
-                let mut c = Command::new(found);
-                c.args(&e.argv[1..])
-                    .env_clear()
-                    .envs(e.env.iter().map(|(k, v)| (k, v)))
-                    .current_dir(e.cwd);
-                c
-            };
-        }
         run_streaming(cmd, e.timeout, e.cancel, line)
     }
     fn has(&self, program: &str) -> bool {
@@ -144,6 +160,9 @@ impl Backend for HostBackend {
     }
     fn describe(&self) -> String {
         "host".into()
+    }
+    fn is_host(&self) -> bool {
+        true
     }
 }
 
@@ -169,7 +188,9 @@ pub struct ContainerBackend {
     pub root: PathBuf,
     pub name: String,
     pub image: String,
-    shells: Vec<String>,
+    /// `--reuse`: the container stays after the job.
+    pub keep: bool,
+    shells: std::sync::OnceLock<Vec<String>>,
 }
 
 impl ContainerBackend {
@@ -182,6 +203,7 @@ impl ContainerBackend {
         name: &str,
         image: &str,
         mounts: &[PathBuf],
+        repo: Option<&Path>,
         network: Option<&str>,
         env: &[(String, String)],
         options: &[String],
@@ -192,6 +214,11 @@ impl ContainerBackend {
             .args(["run", "-d", "--name", name]);
         for m in mounts {
             cmd.arg("-v").arg(format!("{0}:{0}", m.display()));
+        }
+        // The repository, read-only: local actions resolved from it (no
+        // checkout) find their files at the same path inside.
+        if let Some(r) = repo {
+            cmd.arg("-v").arg(format!("{0}:{0}:ro", r.display()));
         }
         if let Some(n) = network {
             cmd.args(["--network", n, "--network-alias", name]);
@@ -208,43 +235,40 @@ impl ContainerBackend {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        // One probe for the shells the image has, instead of one per step.
-        let probe = Command::new(keel)
-            .arg("--root")
-            .arg(root)
-            .args(["exec", name, "sh", "-c"])
-            .arg("for s in bash sh python3 python node; do command -v $s >/dev/null 2>&1 && echo $s; done")
-            .stdin(Stdio::null())
-            .output()?;
-        let shells = String::from_utf8_lossy(&probe.stdout)
-            .lines()
-            .map(String::from)
-            .collect();
         Ok(ContainerBackend {
             keel: keel.to_path_buf(),
             root: root.to_path_buf(),
             name: name.to_string(),
             image: image.to_string(),
-            shells,
+            keep: false,
+            shells: std::sync::OnceLock::new(),
         })
     }
 
-    /// Removes the container.
+    /// Starts removing the container ([`wait_cleanup`] waits for it).
     pub fn stop(&self) {
-        let _ = Command::new(&self.keel)
+        let child = Command::new(&self.keel)
             .arg("--root")
             .arg(&self.root)
             .args(["rm", "-f", &self.name])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .spawn();
+        if let Ok(c) = child {
+            PENDING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(c);
+        }
     }
 }
 
 impl Drop for ContainerBackend {
     fn drop(&mut self) {
-        self.stop();
+        if !self.keep {
+            self.stop();
+        }
     }
 }
 
@@ -263,7 +287,23 @@ impl Backend for ContainerBackend {
         run_streaming(cmd, e.timeout, e.cancel, line)
     }
     fn has(&self, program: &str) -> bool {
-        self.shells.iter().any(|s| s == program)
+        // Probed once, when first asked (the default shell needs no probe).
+        self.shells
+            .get_or_init(|| {
+                let probe = Command::new(&self.keel)
+                    .arg("--root")
+                    .arg(&self.root)
+                    .args(["exec", &self.name, "sh", "-c"])
+                    .arg("for s in bash sh python3 python node; do command -v $s >/dev/null 2>&1 && echo $s; done")
+                    .stdin(Stdio::null())
+                    .output();
+                probe.map_or_else(
+                    |_| Vec::new(),
+                    |o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect(),
+                )
+            })
+            .iter()
+            .any(|s| s == program)
     }
     fn describe(&self) -> String {
         format!("container {}", self.image)

@@ -639,6 +639,17 @@ impl JobRunner<'_> {
     pub fn shell_argv(&self, shell: Option<&str>, script: &Path) -> Vec<String> {
         let script = script.to_string_lossy();
         let template = match shell {
+            // GitHub: bash when there is one, else sh. In a container the
+            // choice is made inside, by the same process (no extra exec).
+            None if !self.backend.is_host() => {
+                return vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "if command -v bash >/dev/null 2>&1; then exec bash -e \"$1\"; else exec sh -e \"$1\"; fi".into(),
+                    "sh".into(),
+                    script.into_owned(),
+                ];
+            }
             None => {
                 if self.backend.has("bash") {
                     "bash -e {0}".to_string()

@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod backend;
+pub mod concurrency;
 pub mod context;
 pub mod job;
 pub mod schedule;
@@ -126,9 +127,13 @@ pub struct Options {
     /// Exact `uses:` refs mapped to local directories.
     pub local_repositories: Vec<(String, PathBuf)>,
     pub dry_run: bool,
+    /// Keep job containers after their jobs (`--reuse`).
+    pub reuse: bool,
     pub approvals: Arc<dyn Approver>,
     /// Set to stop the whole run (concurrency cancel-in-progress, Ctrl-C).
     pub cancel: Arc<AtomicBool>,
+    /// Where job-level concurrency groups keep their locks (shared by runs).
+    pub concurrency_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Options {

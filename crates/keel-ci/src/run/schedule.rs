@@ -98,6 +98,7 @@ pub fn run_workflow(
         key_prefix: String::new(),
     };
     let (records, _) = run_jobs(&shared);
+    super::backend::wait_cleanup();
     let conclusion = overall(&records);
     RunRecord {
         id: opts.run_id.clone(),
@@ -811,10 +812,19 @@ fn backend_for(
         .as_ref()
         .ok_or("container jobs need the keel binary")?;
     let name = format!("keel-ci-{}-{}", opts.run_id, key.replace(['/', ' '], "_"));
-    let b = ContainerBackend::start(
-        keel, &opts.root, &name, &image, dirs, network, &env, &options,
+    let mut b = ContainerBackend::start(
+        keel,
+        &opts.root,
+        &name,
+        &image,
+        dirs,
+        Some(&opts.repo),
+        network,
+        &env,
+        &options,
     )
     .map_err(|e| e.to_string())?;
+    b.keep = opts.reuse;
     Ok(Box::new(b))
 }
 
@@ -936,6 +946,61 @@ fn run_instance(
         .map(|v| v.number())
         .filter(|n| n.is_finite() && *n > 0.0)
         .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+    // Job-level concurrency: wait for (or cancel) the holder of the group;
+    // a `cancel` file in the job's directory cancels this job.
+    let job_lock = match job.concurrency.as_ref().map(|t| eval_token(t, &ctx, &host)) {
+        Some(Ok(v)) => {
+            let (group, cip) = match &v {
+                Value::Object(o) => (
+                    o.get("group").map(Value::coerce_string).unwrap_or_default(),
+                    o.get("cancel-in-progress").is_some_and(Value::is_truthy),
+                ),
+                v => (v.coerce_string(), false),
+            };
+            let cancel_file = dir.join("cancel");
+            let _ = std::fs::remove_file(&cancel_file);
+            let say = |m: &str| {
+                reporter.report(&Report::Line {
+                    job: &spec.display,
+                    text: m,
+                });
+            };
+            match super::concurrency::acquire(
+                &opts.concurrency_dir,
+                &group,
+                cip,
+                &cancel_file,
+                &cancel,
+                say,
+            ) {
+                Ok(Some(l)) => Some(l),
+                Ok(None) => {
+                    return JobOutcome {
+                        result: Conclusion::Cancelled,
+                        outputs: Vec::new(),
+                        steps: Vec::new(),
+                        environment,
+                    };
+                }
+                Err(e) => return fail(format!("concurrency group {group}: {e}")),
+            }
+        }
+        Some(Err(e)) => return fail(format!("concurrency: {e}")),
+        None => None,
+    };
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    if job_lock.is_some() {
+        let (flag, stop, f) = (cancel.clone(), watch_stop.clone(), dir.join("cancel"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if f.exists() {
+                    flag.store(true, Ordering::Relaxed);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+    }
     let services = match super::actions::start_services(opts, job, &ctx, &host, &spec.key) {
         Ok(s) => s,
         Err(e) => return fail(format!("services: {e}")),
@@ -956,7 +1021,7 @@ fn run_instance(
             return fail(e);
         }
     };
-    let in_container = backend.describe() != "host";
+    let in_container = !backend.is_host();
     let base_path = if in_container {
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()
     } else {
@@ -1025,7 +1090,13 @@ fn run_instance(
     }
     let steps = std::mem::take(&mut runner.records);
     drop(runner);
+    if services.network.is_some() {
+        // The job container leaves the network before the network goes.
+        super::backend::wait_cleanup();
+    }
     services.stop();
+    watch_stop.store(true, Ordering::Relaxed);
+    drop(job_lock);
     JobOutcome {
         result,
         outputs,

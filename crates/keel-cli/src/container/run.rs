@@ -12,7 +12,7 @@ use keel_runtime::tty::{RawMode, WinSize};
 use keel_runtime::{ContainerConfig, Containers};
 
 use super::flags::{CreateFlags, KillArgs, RmArgs, RunArgs, StartArgs, StopArgs};
-use super::net::network_attacher;
+use super::network_attacher;
 use super::parse::create_options;
 use super::{each, exit_code, hinted, open, resolve};
 
@@ -339,11 +339,12 @@ pub fn monitor(root: &Path, id: &str) -> anyhow::Result<ExitCode> {
 /// The monitor in a forked client (`keel_runtime::launch`): what
 /// `__monitor` does, with the window size handed over directly.
 fn monitor_in_process(root: &Path, id: &str, win: Option<WinSize>) -> i32 {
+    crate::logging::become_monitor();
     let net = network_attacher(root);
     match keel_runtime::monitor::run_sized(root, id, net.as_ref(), win) {
         Ok(code) => code.max(0),
         Err(e) => {
-            eprintln!("{}", crate::render_error(&hinted(e)));
+            tracing::error!(container = %keel_runtime::ids::short(id), "{}", crate::render_error(&hinted(e)));
             1
         }
     }

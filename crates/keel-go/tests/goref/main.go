@@ -54,6 +54,12 @@ func answer(op, a, b string) (string, error) {
 		return strconv.FormatInt(n, 10), err
 	case "hsp":
 		return units.HumanSizeWithPrecision(f64(a), atoi(b)), nil
+	case "hdur":
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			panic(err)
+		}
+		return units.HumanDuration(time.Duration(n)), nil
 	case "bytes":
 		return units.BytesSize(f64(a)), nil
 	case "clean":

@@ -407,15 +407,59 @@ pub(super) fn new_number(text: &str, typ: It) -> Result<Number, String> {
     Ok(n)
 }
 
+/// `strconv.ParseFloat(text, 64)`: decimal and hexadecimal (`0x1p60`) forms,
+/// with Go's underscores between digits.
 pub(super) fn parse_go_float(text: &str) -> Option<f64> {
     let lower = text.to_ascii_lowercase();
-    let body = lower.trim_start_matches(['+', '-']);
-    if body.starts_with("0x") || body.contains("inf") || body.contains("nan") {
-        // hex floats are rare in templates; treat as a syntax error
+    let (neg, body) = match lower.as_bytes().first() {
+        Some(b'-') => (true, &lower[1..]),
+        Some(b'+') => (false, &lower[1..]),
+        _ => (false, lower.as_str()),
+    };
+    if body.contains("inf") || body.contains("nan") {
         return None;
     }
-    if lower.contains('_') {
+    let f = if let Some(hex) = body.strip_prefix("0x") {
+        parse_hex_float(hex)?
+    } else {
+        if body.contains('_') {
+            // underscores only between digits of a base-prefixed literal
+            return None;
+        }
+        body.parse::<f64>().ok()?
+    };
+    Some(if neg { -f } else { f })
+}
+
+/// The part after `0x` of a Go hexadecimal float: mantissa digits with an
+/// optional point, then a mandatory binary exponent `p±N`.
+fn parse_hex_float(s: &str) -> Option<f64> {
+    let s: String = if s.contains('_') {
+        if s.starts_with('.')
+            || s.ends_with('_')
+            || s.contains("__")
+            || s.contains("_.")
+            || s.contains("._")
+            || s.contains("_p")
+        {
+            return None;
+        }
+        s.chars().filter(|c| *c != '_').collect()
+    } else {
+        s.to_string()
+    };
+    let (mant, exp) = s.split_once('p')?;
+    let exp: i32 = exp.parse().ok()?;
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int.is_empty() && frac.is_empty() {
         return None;
     }
-    lower.parse::<f64>().ok()
+    let digits = format!("{int}{frac}");
+    if digits.len() > 32 || !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let m = u128::from_str_radix(&digits, 16).ok()?;
+    let e = exp.checked_sub(4 * frac.len() as i32)?;
+    let f = m as f64 * 2f64.powi(e);
+    f.is_finite().then_some(f)
 }

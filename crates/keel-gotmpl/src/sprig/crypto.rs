@@ -41,7 +41,6 @@ fn ec_key(der: &[u8], pkcs8: bool) -> Result<EcdsaKeyPair, aws_lc_rs::error::Key
     Err(last.expect("at least one curve"))
 }
 
-use super::strings::rand_u64;
 use super::strings::{b64dec, b64enc};
 use super::{s, vstr};
 use crate::funcs::{FuncDef, Ty, def};
@@ -344,7 +343,7 @@ fn base_params(
     sans.extend(ip_sans);
 
     let mut serial = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut serial).map_err(|e| e.to_string())?;
+    os_random(&mut serial)?;
     // Go's serial is below 2^128 and positive; clearing the top bit keeps the
     // DER integer positive without a sign byte.
     serial[0] &= 0x7f;
@@ -553,7 +552,7 @@ fn encrypt_aes(password: &str, plaintext: &str) -> Result<String, String> {
     let pad = 16 - content.len() % 16;
     content.extend(std::iter::repeat_n(pad as u8, pad));
     let mut iv = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut iv).map_err(|e| e.to_string())?;
+    os_random(&mut iv)?;
     let key = EncryptingKey::cbc(aes_key(password)?).map_err(|e| e.to_string())?;
     key.less_safe_encrypt(
         &mut content,
@@ -681,22 +680,44 @@ pub(super) fn adler32(data: &[u8]) -> u32 {
     }
     (b << 16) | a
 }
-pub(super) fn uuidv4() -> String {
+pub(super) fn uuidv4() -> Result<String, String> {
     let mut b = [0u8; 16];
-    for x in &mut b {
-        *x = rand_u64() as u8;
-    }
+    os_random(&mut b)?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex(&b);
-    format!(
+    Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..32]
-    )
+    ))
+}
+
+/// Fills `buf` from the operating system's CSPRNG (`getrandom(2)`), which is
+/// what Go's crypto/rand reads: sprig's random strings, bytes and uuids are
+/// passwords and keys in charts.
+pub(super) fn os_random(buf: &mut [u8]) -> Result<(), String> {
+    getrandom::fill(buf).map_err(|e| format!("crypto/rand: {e}"))
+}
+
+/// A uniform integer in `0..n` from the OS CSPRNG (rejection sampling, as
+/// Go's `rand.Int`, so no value is more likely than another).
+pub(super) fn random_below(n: u64) -> Result<u64, String> {
+    if n == 0 {
+        return Err("invalid argument to Intn".into());
+    }
+    let zone = u64::MAX - (u64::MAX % n);
+    loop {
+        let mut b = [0u8; 8];
+        os_random(&mut b)?;
+        let x = u64::from_le_bytes(b);
+        if x < zone {
+            return Ok(x % n);
+        }
+    }
 }
 
 /// `bcrypt.GenerateFromPassword(pw, bcrypt.DefaultCost)` in Go's `$2a$` form.
@@ -769,22 +790,23 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         decrypt_aes(st(&a[0]), st(&a[1])).map(Value::string)
     });
     add("sha1sum", &[Str], None, |a| {
-        vstr(hex(&sha1(s(&a[0]).as_bytes())))
+        vstr(hex(&sha1(&crate::value::go_bytes(s(&a[0])))))
     });
     add("sha256sum", &[Str], None, |a| {
         use sha2::Digest;
-        vstr(hex(&sha2::Sha256::digest(s(&a[0]).as_bytes())))
+        vstr(hex(&sha2::Sha256::digest(crate::value::go_bytes(s(&a[0])))))
     });
     add("adler32sum", &[Str], None, |a| {
-        vstr(adler32(s(&a[0]).as_bytes()).to_string())
+        vstr(adler32(&crate::value::go_bytes(s(&a[0]))).to_string())
     });
     add("randBytes", &[Int], None, |a| {
         let n = int(&a[0]).max(0) as usize;
-        let b: Vec<u8> = (0..n).map(|_| rand_u64() as u8).collect();
+        let mut b = vec![0u8; n];
+        os_random(&mut b)?;
         vstr(b64enc(&b))
     });
     // random and ids (not deterministic; excluded from differential tests)
-    add("uuidv4", &[], None, |_| vstr(uuidv4()));
+    add("uuidv4", &[], None, |_| vstr(uuidv4()?));
     // password hashes (random salt: not diff-tested; Go's x/crypto writes $2a$)
     add("bcrypt", &[Str], None, |a| vstr(bcrypt_2a(s(&a[0]))));
     add("htpasswd", &[Str, Str], None, |a| {

@@ -80,6 +80,17 @@ fn is_leap(y: i64) -> bool {
     y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
 }
 
+/// Days in `month` (1-12) of `year`; 0 for a month out of range.
+pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
 struct Parts {
     year: i64,
     month: u32,
@@ -428,23 +439,9 @@ pub fn parse(layout: &str, value: &str) -> Option<Time> {
             hour = 0;
         }
     }
-    let mdays = [
-        31,
-        if is_leap(year) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
     if !(1..=12).contains(&month)
         || day < 1
-        || day > mdays[month as usize - 1]
+        || day > days_in_month(year, month)
         || hour > 23
         || min > 59
         || sec > 59
@@ -461,96 +458,12 @@ pub fn parse(layout: &str, value: &str) -> Option<Time> {
 
 /// Go's `time.ParseDuration`, in nanoseconds.
 pub fn parse_duration(s: &str) -> Option<i128> {
-    let (neg, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let n = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
-        if n == 0 {
-            return None;
-        }
-        let num: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .bytes()
-            .take_while(|b| !b.is_ascii_digit() && *b != b'.')
-            .count();
-        let unit = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += num * unit;
-    }
-    let v = total.round() as i128;
-    Some(if neg { -v } else { v })
+    keel_go::parse_duration(s).ok().map(i128::from)
 }
 
 /// Go's `time.Duration.String`.
-pub fn duration_string(d: i128) -> String {
-    if d == 0 {
-        return "0s".into();
-    }
-    let neg = d < 0;
-    let u = d.unsigned_abs();
-    let mut out = String::new();
-    if u < 1_000_000_000 {
-        let (val, unit) = if u < 1_000 {
-            (u.to_string(), "ns")
-        } else if u < 1_000_000 {
-            (frac(u, 1_000), "µs")
-        } else {
-            (frac(u, 1_000_000), "ms")
-        };
-        out.push_str(&val);
-        out.push_str(unit);
-    } else {
-        let secs_total = u / 1_000_000_000;
-        let h = secs_total / 3600;
-        let m = (secs_total % 3600) / 60;
-        let s_ns = u % 60_000_000_000;
-        if h > 0 {
-            {
-                let _ = write!(out, "{h}h");
-            };
-        }
-        if h > 0 || m > 0 {
-            {
-                let _ = write!(out, "{m}m");
-            };
-        }
-        out.push_str(&frac(s_ns, 1_000_000_000));
-        out.push('s');
-    }
-    if neg { format!("-{out}") } else { out }
-}
-
-fn frac(v: u128, unit: u128) -> String {
-    let whole = v / unit;
-    let rem = v % unit;
-    if rem == 0 {
-        return whole.to_string();
-    }
-    let width = unit.to_string().len() - 1;
-    let f = format!("{rem:0width$}");
-    format!("{whole}.{}", f.trim_end_matches('0'))
+pub fn duration_string(d: i64) -> String {
+    keel_go::format_duration(d)
 }
 
 impl Object for Time {
@@ -706,9 +619,9 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     let must_modify: crate::funcs::PlainFn = |a| {
         let t = time_arg(&a[1]).unwrap_or_else(Time::now);
         let s = a[0].as_str().unwrap_or("");
-        parse_duration(s)
-            .map(|d| tv(add(t, d)))
-            .ok_or_else(|| format!("time: invalid duration {}", crate::gofmt::quote(s)))
+        keel_go::parse_duration(s)
+            .map(|d| tv(add(t, i128::from(d))))
+            .map_err(|e| e.to_string())
     };
     m.insert("mustDateModify", def(&[Str, Any], None, must_modify));
     m.insert("must_date_modify", def(&[Str, Any], None, must_modify));
@@ -717,7 +630,9 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         def(&[Any], None, |a| {
             let t = time_arg(&a[0]).unwrap_or_else(Time::now);
             let now = Time::now();
+            // Go's time.Since saturates at the ends of a Duration.
             let d = (i128::from(now.secs) - i128::from(t.secs)) * 1_000_000_000;
+            let d = i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX });
             Ok(Value::string(duration_string(d)))
         }),
     );
@@ -729,8 +644,9 @@ pub(crate) fn register(m: &mut HashMap<&'static str, FuncDef>) {
                 Value::Int64(i) => *i,
                 _ => 0,
             };
+            // Go: time.Duration(n) * time.Second, which wraps around.
             Ok(Value::string(duration_string(
-                i128::from(n) * 1_000_000_000,
+                n.wrapping_mul(1_000_000_000),
             )))
         }),
     );
@@ -789,5 +705,32 @@ mod tests {
         assert_eq!(duration_string(95_000_000_000), "1m35s");
         assert_eq!(duration_string(1_500_000), "1.5ms");
         assert_eq!(parse_duration("1h30m"), Some(5_400_000_000_000));
+    }
+
+    /// Regression (outputs from Go 1.19 with sprig): `duration` overflowed
+    /// into an i128 where Go's `time.Duration(n) * time.Second` wraps, and
+    /// `mustDateModify` said "invalid duration" for every error.
+    #[test]
+    fn durations_like_go() {
+        let render = |t: &str| {
+            let mut s = crate::Templates::new();
+            s.parse("t", t).unwrap();
+            s.execute("t", &Value::Nil)
+        };
+        assert_eq!(
+            render(r#"{{ duration "9223372037" }}"#).unwrap(),
+            "-2562047h47m16.709551616s"
+        );
+        let e = render(r#"{{ mustDateModify "1x" now }}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with(r#"error calling mustDateModify: time: unknown unit "x" in duration "1x""#),
+            "{e}"
+        );
+        assert_eq!(
+            render(r#"{{ printf "%q" "\u0378" }}"#).unwrap(),
+            r#""\u0378""#
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::value::Value;
 pub(super) fn list_items(v: &Value, what: &str) -> Result<Vec<Value>, String> {
     match v {
         Value::List(l) => Ok(l.to_vec()),
+        Value::Object(o) if o.items().is_some() => Ok(o.items().unwrap_or_default()),
         // reflect.TypeOf(nil).Kind() dereferences a nil pointer in Go
         Value::Invalid | Value::Nil => {
             Err("runtime error: invalid memory address or nil pointer dereference".into())

@@ -23,6 +23,7 @@ mod strings;
 mod url;
 
 pub(crate) use crypto::CERT_TYPE;
+pub(crate) use date::days_in_month;
 pub(crate) use dict::deep_copy;
 pub use strings::b64enc;
 

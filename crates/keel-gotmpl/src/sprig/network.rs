@@ -25,9 +25,7 @@ fn get_host_by_name(name: &str) -> Res {
         // Go's rand.Intn(0) panics; text/template reports the panic.
         return Err("invalid argument to Intn".into());
     }
-    let mut r = [0u8; 4];
-    aws_lc_rs::rand::fill(&mut r).map_err(|e| e.to_string())?;
-    let i = u32::from_be_bytes(r) as usize % addrs.len();
+    let i = super::crypto::random_below(addrs.len() as u64)? as usize;
     Ok(Value::string(addrs.swap_remove(i)))
 }
 

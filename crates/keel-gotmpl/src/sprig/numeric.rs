@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::strings::rand_u64;
+use super::crypto::random_below;
 use super::{int, s, vstr};
 use crate::funcs::{FuncDef, Ty, def};
 use crate::gofmt;
@@ -336,6 +336,6 @@ pub(super) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         if hi <= lo {
             return Err("invalid argument to Intn".into());
         }
-        Ok(Value::Int(lo + (rand_u64() % (hi - lo) as u64) as i64))
+        Ok(Value::Int(lo + random_below((hi - lo) as u64)? as i64))
     });
 }

@@ -3,39 +3,11 @@
 
 use std::collections::HashMap;
 
+use keel_go::path::clean as path_clean;
+
 use super::{s, vstr};
 use crate::funcs::{FuncDef, Ty, def};
 use crate::value::Value;
-
-/// Go's `path.Clean`.
-pub(crate) fn path_clean(p: &str) -> String {
-    if p.is_empty() {
-        return ".".into();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let j = parts.join("/");
-    if rooted {
-        format!("/{j}")
-    } else if j.is_empty() {
-        ".".into()
-    } else {
-        j
-    }
-}
 
 pub(super) fn path_base(p: &str) -> String {
     if p.is_empty() {

@@ -190,12 +190,54 @@ pub(super) fn check_one(c: &str, v: &Ver) -> Result<bool, String> {
     })
 }
 
+/// Masterminds/semver's constraint grammar (its `cvRegex` and operators).
+const CV: &str = r"v?([0-9|x|X|\*]+)(\.[0-9|x|X|\*]+)?(\.[0-9|x|X|\*]+)?(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?";
+const OPS: &str = r"=||!=|>|<|>=|=>|<=|=<|~|~>|\^";
+
+struct Grammar {
+    find: regex::Regex,
+    valid: regex::Regex,
+    range: regex::Regex,
+}
+
+fn grammar() -> &'static Grammar {
+    static G: std::sync::OnceLock<Grammar> = std::sync::OnceLock::new();
+    G.get_or_init(|| {
+        let re = |s: String| regex::Regex::new(&s).expect("semver constraint grammar");
+        Grammar {
+            find: re(format!(r"({OPS})\s*({CV})")),
+            valid: re(format!(
+                r"^(\s*({OPS})\s*({CV})\s*)((?:\s+|,\s*)({OPS})\s*({CV})\s*)*$"
+            )),
+            range: re(format!(r"\s*({CV})\s+-\s+({CV})\s*")),
+        }
+    })
+}
+
+/// `NewConstraint(c).Check(NewVersion(v))`: hyphen ranges rewritten, `||`
+/// groups of comma- or space-separated constraints, errors as Masterminds'.
 pub(crate) fn semver_compare(constraint: &str, version: &str) -> Result<bool, String> {
+    let g = grammar();
+    // rewriteRange: "1.2 - 1.4" means ">= 1.2 <= 1.4"
+    let c = g.range.replace_all(constraint, |m: &regex::Captures<'_>| {
+        let (a, b) = (&m[1], &m[11]);
+        format!(">= {a} <= {b}")
+    });
+    let mut groups = Vec::new();
+    for group in c.split("||") {
+        if !g.valid.is_match(group) {
+            return Err(format!("improper constraint: {group}"));
+        }
+        let mut cs: Vec<&str> = g.find.find_iter(group).map(|m| m.as_str()).collect();
+        if cs.is_empty() {
+            cs.push(group);
+        }
+        groups.push(cs);
+    }
     let v = parse_ver(version).map_err(|_| "Invalid Semantic Version".to_string())?;
-    for group in constraint.split("||") {
+    for cs in groups {
         let mut ok = true;
-        // AND: comma or space separated (hyphen ranges unsupported)
-        for c in group.split([',', ' ']).filter(|x| !x.trim().is_empty()) {
+        for c in cs {
             if !check_one(c, &v)? {
                 ok = false;
                 break;

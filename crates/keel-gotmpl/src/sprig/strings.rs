@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::crypto::random_below;
 use super::{int, s, strs, vstr};
 use crate::funcs::{FuncDef, Ty, def};
 use crate::gofmt;
@@ -14,6 +15,10 @@ pub(crate) fn strval(v: &Value) -> String {
     match v {
         Value::Str(s) => s.to_string(),
         Value::Object(o) => o.display(),
+        Value::List(l) if l.elem == crate::value::Elem::Byte => {
+            let bytes: Vec<u8> = l.iter().map(|b| b.as_int().unwrap_or(0) as u8).collect();
+            crate::value::go_string(&bytes)
+        }
         v => gofmt::sprint_value(v),
     }
 }
@@ -166,26 +171,11 @@ pub(super) fn b32enc(data: &[u8]) -> String {
     out
 }
 
-/// A small PRNG for the random functions (not diff-tested; not for secrets).
-pub(super) fn rand_u64() -> u64 {
-    use std::cell::Cell;
-    thread_local!(static STATE: Cell<u64> = Cell::new({
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
-        t | 1
-    }));
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x
-    })
-}
-
-pub(super) fn rand_from(chars: &[u8], n: i64) -> String {
+/// `count` characters drawn uniformly from `chars` with the OS CSPRNG, as
+/// goutils' `CryptoRandom` does for sprig's `randAlphaNum` and friends.
+pub(super) fn rand_from(chars: &[u8], n: i64) -> Result<String, String> {
     (0..n.max(0))
-        .map(|_| chars[(rand_u64() % chars.len() as u64) as usize] as char)
+        .map(|_| Ok(chars[usize::try_from(random_below(chars.len() as u64)?).unwrap_or(0)] as char))
         .collect()
 }
 
@@ -557,7 +547,7 @@ pub(super) fn register(m: &mut HashMap<&'static str, FuncDef>) {
     add("shuffle", &[Str], None, |a| {
         let mut c: Vec<char> = s(&a[0]).chars().collect();
         for i in (1..c.len()).rev() {
-            let j = (rand_u64() % (i as u64 + 1)) as usize;
+            let j = random_below(i as u64 + 1)? as usize;
             c.swap(i, j);
         }
         vstr(c.into_iter().collect::<String>())
@@ -573,20 +563,20 @@ pub(super) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         vstr(String::from_utf8_lossy(&abbreviate_full(x.as_bytes(), l, r)).into_owned())
     });
     add("b64enc", &[Str], None, |a| {
-        vstr(b64enc(s(&a[0]).as_bytes()))
+        vstr(b64enc(&crate::value::go_bytes(s(&a[0]))))
     });
     add("b64dec", &[Str], None, |a| {
         vstr(match b64dec(s(&a[0])) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(b) => crate::value::go_string(&b),
             Err(e) => e,
         })
     });
     add("b32enc", &[Str], None, |a| {
-        vstr(b32enc(s(&a[0]).as_bytes()))
+        vstr(b32enc(&crate::value::go_bytes(s(&a[0]))))
     });
     add("b32dec", &[Str], None, |a| {
         vstr(match b32dec(s(&a[0])) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(b) => crate::value::go_string(&b),
             Err(e) => e,
         })
     });
@@ -594,18 +584,19 @@ pub(super) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         vstr(rand_from(
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
             int(&a[0]),
-        ))
+        )?)
     });
     add("randAlpha", &[Int], None, |a| {
         vstr(rand_from(
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
             int(&a[0]),
-        ))
+        )?)
     });
     add("randNumeric", &[Int], None, |a| {
-        vstr(rand_from(b"0123456789", int(&a[0])))
+        vstr(rand_from(b"0123456789", int(&a[0]))?)
     });
     add("randAscii", &[Int], None, |a| {
-        vstr(rand_from(b"!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", int(&a[0])))
+        // goutils' CryptoRandomAscii: code points 32 (space) to 126
+        vstr(rand_from(b" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~", int(&a[0]))?)
     });
 }

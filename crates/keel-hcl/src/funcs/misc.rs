@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
+use keel_go::path::clean;
 use sha2::Digest as _;
 
 use super::{
@@ -412,8 +413,8 @@ pub(super) fn register(f: &mut Functions) {
         Type::String,
         |a, _| {
             let t = parse_ts(s(&a[0]), 0)?;
-            let d = parse_duration(s(&a[1]))
-                .ok_or_else(|| FnError::Arg(1, format!("time: invalid duration {:?}", s(&a[1]))))?;
+            let d =
+                keel_go::parse_duration(s(&a[1])).map_err(|e| FnError::Arg(1, e.to_string()))?;
             let out = t + chrono::Duration::nanoseconds(d);
             Ok(Value::string(rfc3339(&out)))
         },
@@ -558,21 +559,6 @@ fn read(c: &CallCtx<'_>, p: &str) -> Result<Vec<u8>, FnError> {
     })
 }
 
-/// Go's path.Clean for absolute slash paths.
-fn clean(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 fn go_base(p: &str) -> String {
     if p.is_empty() {
         return ".".into();
@@ -619,46 +605,6 @@ fn parse_ts(s: &str, i: usize) -> Result<DateTime<FixedOffset>, FnError> {
             format!("not a valid RFC3339 timestamp: cannot use {s:?} as year"),
         )
     })
-}
-
-/// Go's time.ParseDuration, in nanoseconds.
-fn parse_duration(s: &str) -> Option<i64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if n_end == 0 {
-            return None;
-        }
-        let n: f64 = rest[..n_end].parse().ok()?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[u_end..];
-        total += n * unit;
-    }
-    Some(if neg { -total as i64 } else { total as i64 })
 }
 
 fn format_date(fmt: &str, t: &DateTime<FixedOffset>) -> Result<String, FnError> {

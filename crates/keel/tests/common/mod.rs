@@ -54,6 +54,24 @@ impl Keel {
         String::from_utf8(o.stdout).unwrap()
     }
 
+    /// Runs the command `args(port)` makes with a [`free_port`], and again
+    /// with another (up to 5 times) when the port was taken meanwhile;
+    /// asserts success; returns the port and stdout.
+    pub fn ok_on_free_port(&self, args: impl Fn(&str) -> Vec<String>) -> (u16, String) {
+        for _ in 0..5 {
+            let port = free_port();
+            let a = args(&port.to_string());
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            let o = self.run(&a);
+            let err = String::from_utf8_lossy(&o.stderr);
+            if o.status.success() {
+                return (port, String::from_utf8(o.stdout).unwrap());
+            }
+            assert!(port_clash(&err), "keel {a:?} failed: {err}");
+        }
+        panic!("five free ports in a row were taken before keel could publish them");
+    }
+
     /// Runs, asserts a clean failure (non-zero, one `error:` line, optional
     /// `hint:` line, nothing else) and returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
@@ -127,12 +145,34 @@ pub fn http_get(port: u16, path: &str) -> String {
     body
 }
 
+/// A port free for TCP and UDP on every address now. It comes from below
+/// the kernel's ephemeral range (so no outgoing connection is handed it
+/// before the test binds it) and never twice from one process. Another
+/// process may still bind it first: where keel publishes it, use
+/// [`Keel::ok_on_free_port`], which retries on such a clash.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(32768);
+    let base = 10_000u64;
+    let span = ephemeral.saturating_sub(base).max(1000);
+    let seed = u64::from(std::process::id()) * 7919;
+    loop {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(base + (seed + i * 1009) % span).unwrap();
+        if TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// Whether keel's (or a container's) error says a port was taken.
+pub fn port_clash(stderr: &str) -> bool {
+    stderr.contains("already allocated") || stderr.contains("ddress already in use")
 }
 
 pub fn wait_for_port(port: u16) {

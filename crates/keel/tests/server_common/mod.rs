@@ -167,10 +167,13 @@ impl KeelServer {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// The admin bearer token (the kubeconfig authenticates with the
+    /// admin's client certificate; the token is in the state directory).
     pub fn admin_token(&self) -> String {
-        let kc = std::fs::read_to_string(&self.kubeconfig).unwrap();
-        kc.lines()
-            .find_map(|l| l.trim().strip_prefix("token: "))
+        let tokens = std::fs::read_to_string(self.state_dir().join("tokens")).unwrap();
+        tokens
+            .lines()
+            .find_map(|l| l.strip_suffix(" admin"))
             .unwrap()
             .to_string()
     }

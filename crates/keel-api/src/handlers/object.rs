@@ -1,0 +1,200 @@
+//! Objects between the wire and the store: request bodies (JSON, YAML,
+//! protobuf) checked against the URL and decoded into the typed structs,
+//! and the storage encoding (no `resourceVersion`; Secrets sealed).
+
+use std::sync::atomic::Ordering;
+
+use base64::Engine;
+use keel_store::KeyValue;
+use serde_json::{Value, json};
+
+use super::{Ctx, MAX_OBJECT, error_chain, store_fail};
+use crate::State;
+use crate::http::Fail;
+use crate::resources::Resource;
+use crate::validate;
+
+pub(crate) fn encode(state: &State, r: &Resource, key: &str, obj: &Value) -> Result<Vec<u8>, Fail> {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    let bytes = serde_json::to_vec(&o).map_err(Fail::internal)?;
+    if bytes.len() > MAX_OBJECT {
+        return Err(Fail::new(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: object is {} bytes, limit is {MAX_OBJECT}",
+                bytes.len()
+            ),
+        ));
+    }
+    if r.kind == "Secret" {
+        return state
+            .secrets
+            .seal(&bytes, key.as_bytes())
+            .map_err(|e| Fail::internal(error_chain(&e)));
+    }
+    Ok(bytes)
+}
+
+pub(crate) fn decode(state: &State, kv: &KeyValue, rev: i64) -> Result<Value, Fail> {
+    let plain;
+    let bytes = if keel_secrets::is_sealed(&kv.value) {
+        plain = state
+            .secrets
+            .open(&kv.value, kv.key.as_bytes())
+            .map_err(|e| Fail::internal(error_chain(&e)))?;
+        &plain
+    } else {
+        &kv.value
+    };
+    let mut v: Value = serde_json::from_slice(bytes).map_err(Fail::internal)?;
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), json!(rev.to_string()));
+    }
+    Ok(v)
+}
+
+pub(crate) async fn get_current(
+    state: &State,
+    r: &Resource,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<(KeyValue, Value), Fail> {
+    let key = r.key(ns, name);
+    let kv = state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_fail(r, name, e))?
+        .ok_or_else(|| Fail::not_found(r, name))?;
+    let v = decode(state, &kv, kv.mod_revision)?;
+    Ok((kv, v))
+}
+
+// ---------- request parsing ----------
+
+pub(super) fn parse_body(ctx: &Ctx) -> Result<Value, Fail> {
+    if ctx
+        .content_type
+        .contains("application/vnd.kubernetes.protobuf")
+    {
+        return crate::proto::decode(&ctx.body)
+            .map_err(|e| Fail::bad_request(format!("error decoding protobuf: {e}")));
+    }
+    let yaml = ctx.content_type.contains("yaml");
+    let v: Value = if yaml {
+        serde_yaml_ng::from_slice(&ctx.body)
+            .map_err(|e| Fail::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&ctx.body).map_err(|e| {
+            Fail::bad_request(format!(
+                "error decoding JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?
+    };
+    Ok(v)
+}
+
+/// Checks an incoming object against the URL and strictness settings.
+pub(super) fn check_object(ctx: &Ctx, obj: &mut Value) -> Result<(), Fail> {
+    let r = ctx.target.resource;
+    if !obj.is_object() {
+        return Err(Fail::bad_request(
+            "the request body must be a JSON or YAML object",
+        ));
+    }
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if api_version.is_empty() && kind.is_empty() {
+        obj["apiVersion"] = json!(r.api_version());
+        obj["kind"] = json!(r.kind);
+    } else if api_version != r.api_version() || kind != r.kind {
+        return Err(Fail::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({}) or the kind ({kind}) does not match {}",
+            r.api_version(),
+            r.kind
+        )));
+    }
+    if !obj.get("metadata").is_none_or(Value::is_object) {
+        return Err(Fail::bad_request("metadata must be an object"));
+    }
+    if obj.get("metadata").is_none() {
+        obj["metadata"] = json!({});
+    }
+    if r.namespaced {
+        let url_ns = ctx
+            .target
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() && ns != url_ns => {
+                return Err(Fail::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => obj["metadata"]["namespace"] = json!(url_ns),
+        }
+    } else if let Some(m) = obj["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    validate::normalize_quantities(obj);
+    let typed = validate::check_quantities(obj)
+        .and_then(|()| (r.typed)(obj))
+        .map_err(|e| {
+            Fail::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {e}",
+                r.kind, r.version, r.kind
+            ))
+        })?;
+    let mut unknown = Vec::new();
+    let strict = ctx.query.get("fieldValidation") == Some("Strict");
+    validate::unknown_fields(obj, &typed, "", !strict, &mut unknown);
+    if strict && !unknown.is_empty() {
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|u| format!("unknown field \"{u}\""))
+            .collect();
+        return Err(Fail::bad_request(format!(
+            "strict decoding error: {}",
+            list.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn next_cluster_ip(state: &State) -> String {
+    let n = state.next_ip.fetch_add(1, Ordering::SeqCst);
+    // Random start so restarts rarely hand out a live address again.
+    let base = u32::from_be_bytes([0, 0, (std::process::id() % 200) as u8, 10]);
+    let x = (base + n) % 65_000 + 10;
+    format!("10.43.{}.{}", (x >> 8) & 0xff, x & 0xff)
+}
+
+/// `stringData` is write-only: merged into base64 `data`.
+pub(super) fn merge_string_data(obj: &mut Value) {
+    let Some(sd) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else {
+        return;
+    };
+    let Some(sd) = sd.as_object() else { return };
+    if !obj.get("data").is_some_and(Value::is_object) {
+        obj["data"] = json!({});
+    }
+    for (k, v) in sd {
+        let enc = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+        obj["data"][k] = json!(enc);
+    }
+}

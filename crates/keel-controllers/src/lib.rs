@@ -1,0 +1,32 @@
+//! keel's controllers: reconcile loops that `keel server` runs beside the
+//! API and that act only through it ([`keel_api::Loopback`]), as
+//! kube-controller-manager acts through client-go. Each keeps what it needs
+//! from a watch, queues work and retries failures with back-off.
+//!
+//! - [`gc`]: the garbage collector. Objects whose owners (ownerReferences)
+//!   are gone are deleted; `foregroundDeletion` and `orphan` finalizers are
+//!   carried out (dependents deleted first, or their references removed).
+//! - [`namespace`]: a terminating namespace's contents are deleted, then its
+//!   `kubernetes` finalizer is removed so the API deletes it.
+//! - [`aggregation`]: `ClusterRoles` with an `aggregationRule` collect the
+//!   rules of the roles their selectors match.
+
+pub mod aggregation;
+pub mod gc;
+pub mod namespace;
+mod objects;
+
+use keel_api::Loopback;
+
+/// The field manager and user name the controllers write as.
+pub const MANAGER: &str = "keel-controllers";
+
+/// Starts every controller on the current tokio runtime; they run until
+/// the runtime stops.
+pub fn spawn(api: &Loopback) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(gc::GarbageCollector::new(api.clone()).run()),
+        tokio::spawn(namespace::NamespaceController::new(api.clone()).run()),
+        tokio::spawn(aggregation::run(api.clone())),
+    ]
+}

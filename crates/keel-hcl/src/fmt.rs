@@ -1,0 +1,390 @@
+//! `terraform fmt`'s layout: two-space indentation by nesting, `=` of
+//! consecutive one-line attributes aligned, one space around `=`, quoted
+//! block labels, `"${x}"` unwrapped to `x`, legacy variable types
+//! (`"string"`, `list`) written in today's syntax. Comments and heredoc
+//! bodies are kept as they are.
+
+/// Formats HCL source text.
+pub fn format(src: &str) -> String {
+    let src = unwrap_multiline_interpolations(src);
+    let lines: Vec<&str> = src.split('\n').collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut depth: i64 = 0;
+    let mut heredoc: Option<String> = None;
+    for raw in &lines {
+        if let Some(end) = &heredoc {
+            if raw.trim() == end {
+                heredoc = None;
+                let t = raw.trim();
+                // `<<-` bodies may be indented; the closing marker keeps the body's indentation rule.
+                out.push(format!(
+                    "{}{t}",
+                    if raw.starts_with(' ') {
+                        "  ".repeat(depth.max(0) as usize)
+                    } else {
+                        String::new()
+                    }
+                ));
+            } else {
+                out.push((*raw).to_string());
+            }
+            continue;
+        }
+        let t = raw.trim();
+        if t.is_empty() {
+            out.push(String::new());
+            continue;
+        }
+        let (opens, closes, starts_closing) = brackets(t);
+        // A line that closes more than it opens is itself dedented.
+        let this_depth = if starts_closing || closes > opens {
+            depth - 1
+        } else {
+            depth
+        };
+        let line = normalize(t, depth == 0);
+        out.push(format!("{}{line}", "  ".repeat(this_depth.max(0) as usize)));
+        // hclwrite indents one level per line that opens brackets, however many.
+        depth += (opens - closes).signum();
+        if let Some(i) = t.find("<<") {
+            let rest = t[i + 2..].trim_start_matches('-');
+            let id: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !id.is_empty() && !in_string(t, i) {
+                heredoc = Some(id);
+            }
+        }
+    }
+    align(&mut out);
+    let mut s = out.join("\n");
+    while s.ends_with("\n\n") {
+        s.pop();
+    }
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// `= "${ a ?\n b }"` (a whole string that is one interpolation spanning
+/// lines) becomes `= (a ?\n b)`, as terraform 0.12's upgrade rules do.
+fn unwrap_multiline_interpolations(src: &str) -> String {
+    let b: Vec<char> = src.chars().collect();
+    let mut out = String::with_capacity(src.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == '='
+            && b.get(i + 1) == Some(&' ')
+            && b.get(i + 2) == Some(&'"')
+            && b.get(i + 3) == Some(&'$')
+            && b.get(i + 4) == Some(&'{')
+        {
+            // Find the matching `}` of this interpolation.
+            let mut j = i + 5;
+            let mut depth = 1;
+            let mut quoted = false;
+            let mut esc = false;
+            while j < b.len() && depth > 0 {
+                let c = b[j];
+                if quoted {
+                    match c {
+                        _ if esc => esc = false,
+                        '\\' => esc = true,
+                        '"' => quoted = false,
+                        _ => {}
+                    }
+                } else {
+                    match c {
+                        '"' => quoted = true,
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                }
+                j += 1;
+            }
+            if depth == 0 && b.get(j) == Some(&'"') {
+                let inner: String = b[i + 5..j - 1].iter().collect();
+                if inner.contains('\n') {
+                    let t = inner.trim();
+                    out.push_str("= ");
+                    if wrapped_in_parens(t) {
+                        out.push_str(t);
+                    } else {
+                        out.push('(');
+                        out.push_str(t);
+                        out.push(')');
+                    }
+                    i = j + 1;
+                    continue;
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Whether `t` is one parenthesized group: `(...)` with the first `(` closing at the end.
+fn wrapped_in_parens(t: &str) -> bool {
+    if !t.starts_with('(') || !t.ends_with(')') {
+        return false;
+    }
+    let mut depth = 0;
+    for (i, c) in t.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 && i + 1 != t.len() {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+fn in_string(t: &str, pos: usize) -> bool {
+    let mut quoted = false;
+    let mut esc = false;
+    for (i, c) in t.char_indices() {
+        if i >= pos {
+            break;
+        }
+        match c {
+            _ if esc => esc = false,
+            '\\' if quoted => esc = true,
+            '"' => quoted = !quoted,
+            _ => {}
+        }
+    }
+    quoted
+}
+
+/// (opening brackets, closing brackets, whether the line starts with a closer),
+/// outside strings and comments.
+fn brackets(t: &str) -> (i64, i64, bool) {
+    let (mut o, mut c) = (0, 0);
+    let mut quoted = false;
+    let mut esc = false;
+    let mut interp = 0;
+    let chars: Vec<char> = t.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let ch = chars[i];
+        if quoted {
+            match ch {
+                _ if esc => esc = false,
+                '\\' => esc = true,
+                '$' | '%' if chars.get(i + 1) == Some(&'{') => {
+                    interp += 1;
+                    i += 1;
+                }
+                '}' if interp > 0 => interp -= 1,
+                '"' if interp == 0 => quoted = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match ch {
+            '"' => quoted = true,
+            '#' => break,
+            '/' if chars.get(i + 1) == Some(&'/') => break,
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                    i += 1;
+                }
+            }
+            '{' | '[' | '(' => o += 1,
+            '}' | ']' | ')' => c += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    let starts = t.starts_with(['}', ']', ')']);
+    (o, c, starts)
+}
+
+/// One line: `key=value` → `key = value`, block labels quoted, `"${x}"` → `x`.
+fn normalize(t: &str, top: bool) -> String {
+    if t.starts_with(['#', '/']) {
+        return t.to_string();
+    }
+    let t = &no_space_after_open(t);
+    // Block header: `ident label label {`.
+    let is_header = |h: &str| {
+        let ident = |w: &str| {
+            w.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && w.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        };
+        let mut words = h.split_whitespace();
+        words.next().is_some_and(ident)
+            && words.all(|w| ident(w) || (w.len() >= 2 && w.starts_with('"') && w.ends_with('"')))
+    };
+    if let Some(h) = t.strip_suffix("{}")
+        && !t.contains('=')
+        && is_header(&strip_inline_comments(h.trim()))
+    {
+        return format!(
+            "{} {{}}",
+            normalize(&format!("{} {{", h.trim()), top).trim_end_matches(" {")
+        );
+    }
+    if t.ends_with('{')
+        && !t.contains('=')
+        && is_header(&strip_inline_comments(t.trim_end_matches('{').trim()))
+    {
+        let head = t.trim_end_matches('{').trim();
+        let head = strip_inline_comments(head);
+        let mut parts = head.split_whitespace();
+        if let Some(kind) = parts.next() {
+            let labels: Vec<String> = parts
+                .map(|p| {
+                    if p.starts_with('"') {
+                        p.to_string()
+                    } else {
+                        format!("\"{p}\"")
+                    }
+                })
+                .collect();
+            let _ = top;
+            if labels.is_empty() {
+                return format!("{kind} {{");
+            }
+            return format!("{kind} {} {{", labels.join(" "));
+        }
+    }
+    if let Some(eq) = assignment_eq(t) {
+        let key = t[..eq].trim_end();
+        let mut val = t[eq + 1..].trim_start().to_string();
+        if let Some(inner) = val.strip_prefix("\"${").and_then(|v| v.strip_suffix("}\""))
+            && !inner.contains("${")
+            && !inner.contains('"')
+            && !inner.contains('}')
+        {
+            val = inner.to_string();
+        }
+        if key == "type" {
+            val = match val.as_str() {
+                "\"string\"" => "string".into(),
+                "\"list\"" => "list(string)".into(),
+                "\"map\"" => "map(string)".into(),
+                "list" => "list(any)".into(),
+                "map" => "map(any)".into(),
+                "set" => "set(any)".into(),
+                v => v.to_string(),
+            };
+        }
+        return format!("{key} = {val}");
+    }
+    t.clone()
+}
+
+/// `( {` → `({`: no space after an opening bracket (outside strings).
+fn no_space_after_open(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    let mut quoted = false;
+    let mut prev_open = false;
+    for c in t.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if !quoted && prev_open && c == ' ' {
+            continue;
+        }
+        prev_open = !quoted && matches!(c, '(' | '[');
+        out.push(c);
+    }
+    out
+}
+
+fn strip_inline_comments(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("/*") {
+        out.push_str(&rest[..i]);
+        if let Some(j) = rest[i..].find("*/") {
+            rest = &rest[i + j + 2..]
+        } else {
+            rest = "";
+            break;
+        }
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The `=` of `ident = value` (not `==`, not inside a string).
+fn assignment_eq(t: &str) -> Option<usize> {
+    let key_end = t.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '"'))?;
+    let rest = &t[key_end..];
+    let off = rest.len() - rest.trim_start().len();
+    let i = key_end + off;
+    (t[i..].starts_with('=') && !t[i..].starts_with("==")).then_some(i)
+}
+
+/// Aligns `=` in runs of consecutive one-line attributes at the same indentation.
+fn align(lines: &mut [String]) {
+    let mut i = 0;
+    while i < lines.len() {
+        let Some((ind, _)) = attr_line(&lines[i]) else {
+            i += 1;
+            continue;
+        };
+        let mut j = i;
+        let mut width = 0;
+        while j < lines.len() {
+            match attr_line(&lines[j]) {
+                Some((d, k)) if d == ind => {
+                    width = width.max(k.len());
+                    j += 1;
+                }
+                _ => break,
+            }
+        }
+        for l in &mut lines[i..j] {
+            if let Some(eq) = assignment_eq(l.trim_start()) {
+                let t = l.trim_start().to_string();
+                let key = t[..eq].trim_end();
+                let val = t[eq + 1..].trim_start();
+                *l = format!("{}{key:width$} = {val}", " ".repeat(ind));
+            }
+        }
+        i = j.max(i + 1);
+    }
+}
+
+/// (indentation, key) of a complete one-line attribute.
+fn attr_line(l: &str) -> Option<(usize, String)> {
+    let t = l.trim_start();
+    let ind = l.len() - t.len();
+    let eq = assignment_eq(t)?;
+    let (o, c, _) = brackets(t);
+    if o != c || t.contains("<<") {
+        return None;
+    }
+    Some((ind, t[..eq].trim_end().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indents_and_aligns() {
+        let src = "resource foo bar {\nname=\"x\"\n  longer_name = 1\nnested {\na = 1\n}\n}\n";
+        assert_eq!(
+            format(src),
+            "resource \"foo\" \"bar\" {\n  name        = \"x\"\n  longer_name = 1\n  nested {\n    a = 1\n  }\n}\n"
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! Plans as terraform prints them (`+ create`, `~ update in-place`,
+//! `-/+ destroy and then create replacement`, `# forces replacement`,
+//! `(known after apply)`, `(sensitive value)`, the `Plan:` line) and the
+//! `Outputs:` block after apply. No colours here: the CLI adds none.
+
+use std::collections::BTreeSet;
+
+use keel_hcl::{Kind, Value};
+
+use crate::config::Mode;
+use crate::plan::{Action, Change, Plan};
+
+fn sym(a: Action) -> &'static str {
+    match a {
+        Action::Create => "  +",
+        Action::Update => "  ~",
+        Action::Delete => "  -",
+        Action::Replace(false) => "-/+",
+        Action::Replace(true) => "+/-",
+        Action::Read => " <=",
+        Action::NoOp | Action::Forget => "   ",
+    }
+}
+
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn prim(v: &Value) -> Option<String> {
+    if !v.is_known() {
+        return Some("(known after apply)".into());
+    }
+    if v.sensitive {
+        return Some("(sensitive value)".into());
+    }
+    Some(match &v.kind {
+        Kind::Null(_) => "null".into(),
+        Kind::String(s) if s.contains('\n') => {
+            let mut out = String::from("<<-EOT\n");
+            for l in s.trim_end_matches('\n').split('\n') {
+                out.push_str(l);
+                out.push('\n');
+            }
+            out.push_str("EOT");
+            out
+        }
+        Kind::String(s) => q(s),
+        Kind::Number(n) => n.to_string(),
+        Kind::Bool(b) => b.to_string(),
+        Kind::List(_, e) | Kind::Set(_, e) | Kind::Tuple(e) if e.is_empty() => "[]".into(),
+        Kind::Map(_, m) | Kind::Object(m) if m.is_empty() => "{}".into(),
+        _ => return None,
+    })
+}
+
+/// Renders `v` for a `+`/`-` line at indentation `ind` (column of the symbol).
+fn whole(v: &Value, s: char, ind: usize) -> String {
+    if let Some(p) = prim(v) {
+        return p;
+    }
+    let pad = " ".repeat(ind + 4);
+    let end = " ".repeat(ind + 2);
+    match &v.kind {
+        Kind::List(_, e) | Kind::Set(_, e) | Kind::Tuple(e) => {
+            let mut out = String::from("[\n");
+            for x in e {
+                out.push_str(&format!("{pad}{s} {},\n", whole(x, s, ind + 4)));
+            }
+            out.push_str(&format!("{end}]"));
+            out
+        }
+        Kind::Map(_, m) | Kind::Object(m) => {
+            let w = m
+                .keys()
+                .map(|k| key_label(k, matches!(v.kind, Kind::Map(..))).len())
+                .max()
+                .unwrap_or(0);
+            let mut out = String::from("{\n");
+            for (k, x) in m {
+                if x.is_null() && x.is_known() {
+                    continue;
+                }
+                out.push_str(&format!(
+                    "{pad}{s} {:w$} = {}\n",
+                    key_label(k, matches!(v.kind, Kind::Map(..))),
+                    whole(x, s, ind + 4)
+                ));
+            }
+            out.push_str(&format!("{end}}}"));
+            out
+        }
+        _ => String::new(),
+    }
+}
+
+fn key_label(k: &str, quoted: bool) -> String {
+    if quoted || !keel_hcl_ident(k) {
+        q(k)
+    } else {
+        k.to_string()
+    }
+}
+
+fn keel_hcl_ident(k: &str) -> bool {
+    let mut c = k.chars();
+    c.next().is_some_and(|f| f.is_alphabetic() || f == '_')
+        && c.all(|x| x.is_alphanumeric() || x == '_' || x == '-')
+}
+
+/// The attribute lines of one resource change.
+fn attrs(c: &Change, out: &mut String) {
+    let empty = Value::empty_object();
+    let before = c.before.as_ref().unwrap_or(&empty);
+    let after = c.after.as_ref().unwrap_or(&empty);
+    let bm = before.as_map().cloned().unwrap_or_default();
+    let am = after.as_map().cloned().unwrap_or_default();
+    let keys: BTreeSet<&String> = bm.keys().chain(am.keys()).collect();
+    let forced: BTreeSet<&str> = c.replace_paths.iter().map(String::as_str).collect();
+    let mut lines: Vec<(String, String, String)> = Vec::new();
+    let mut hidden = 0;
+    let null = Value::dyn_null();
+    for k in keys {
+        let b = bm.get(k).unwrap_or(&null);
+        let a = am.get(k).unwrap_or(&null);
+        let (s, text) = match c.action {
+            Action::Create | Action::Read => {
+                if a.is_null() && a.is_known() {
+                    continue;
+                }
+                ('+', whole(a, '+', 6))
+            }
+            Action::Delete | Action::Forget => {
+                if b.is_null() {
+                    continue;
+                }
+                ('-', format!("{} -> null", whole(b, '-', 6)))
+            }
+            _ => {
+                let same = a.raw_equals(b) && a.sensitive == b.sensitive;
+                if same && b.is_null() {
+                    continue;
+                }
+                if same {
+                    if matches!(k.as_str(), "id" | "name" | "tags") && !b.is_null() {
+                        (' ', whole(b, ' ', 6))
+                    } else {
+                        hidden += 1;
+                        continue;
+                    }
+                } else if b.is_null() && b.is_known() {
+                    ('+', whole(a, '+', 6))
+                } else if a.is_null() && a.is_known() {
+                    ('-', format!("{} -> null", whole(b, '-', 6)))
+                } else {
+                    ('~', format!("{} -> {}", whole(b, '-', 6), whole(a, '+', 6)))
+                }
+            }
+        };
+        let suffix = if forced.contains(k.as_str()) {
+            " # forces replacement".to_string()
+        } else {
+            String::new()
+        };
+        lines.push((s.to_string(), k.clone(), format!("{text}{suffix}")));
+    }
+    let w = lines.iter().map(|l| l.1.len()).max().unwrap_or(0);
+    for (s, k, t) in lines {
+        out.push_str(&format!("      {s} {k:w$} = {t}\n"));
+    }
+    if hidden > 0 {
+        out.push_str(&format!(
+            "        # ({hidden} unchanged attribute{} hidden)\n",
+            if hidden == 1 { "" } else { "s" }
+        ));
+    }
+}
+
+fn header(c: &Change) -> String {
+    let addr = c.addr();
+    let what = match c.action {
+        Action::Create => "will be created".to_string(),
+        Action::Update => "will be updated in-place".to_string(),
+        Action::Delete => "will be destroyed".to_string(),
+        Action::Replace(_) => "must be replaced".to_string(),
+        Action::Read => "will be read during apply".to_string(),
+        Action::Forget => "will no longer be managed by Terraform".to_string(),
+        Action::NoOp => match &c.moved_from {
+            Some(f) => return format!("  # {f} has moved to {addr}\n"),
+            None => String::new(),
+        },
+    };
+    let mut out = format!("  # {addr} {what}\n");
+    if let Some(r) = &c.reason {
+        out.push_str(&format!("  # ({r})\n"));
+    }
+    if let (Some(f), true) = (&c.moved_from, c.action != Action::NoOp) {
+        out.push_str(&format!("  # (moved from {f})\n"));
+    }
+    out
+}
+
+/// One resource change block.
+pub fn change_block(c: &Change) -> String {
+    let mut out = header(c);
+    if c.action == Action::NoOp {
+        return out;
+    }
+    let kw = if c.mode == Mode::Data {
+        "data"
+    } else {
+        "resource"
+    };
+    out.push_str(&format!(
+        "{} {kw} {} {} {{\n",
+        sym(c.action),
+        q(&c.ty),
+        q(&c.name)
+    ));
+    attrs(c, &mut out);
+    out.push_str("    }\n");
+    out
+}
+
+/// The whole `terraform plan` text (after refresh lines).
+pub fn plan_text(p: &Plan) -> String {
+    let mut out = String::new();
+    let shown: Vec<&Change> = p
+        .changes
+        .iter()
+        .filter(|c| {
+            !(c.action == Action::NoOp && c.moved_from.is_none()
+                || c.mode == Mode::Data && c.action != Action::Read)
+        })
+        .collect();
+    let outputs: Vec<(&String, &crate::plan::OutputChange)> = p
+        .outputs
+        .iter()
+        .filter(|(_, o)| match (&o.before, &o.after) {
+            (Some(a), Some(b)) => !(a.raw_equals(b) && a.sensitive == b.sensitive),
+            (None, None) => false,
+            _ => true,
+        })
+        .collect();
+    if shown.is_empty() && outputs.is_empty() {
+        out.push_str("\nNo changes. Your infrastructure matches the configuration.\n\nTerraform has compared your real infrastructure against your configuration\nand found no differences, so no changes are needed.\n");
+        return out;
+    }
+    if !shown.is_empty() {
+        let acts: BTreeSet<u8> = shown
+            .iter()
+            .map(|c| match c.action {
+                Action::Create => 0,
+                Action::Update => 1,
+                Action::Delete => 2,
+                Action::Replace(false) => 3,
+                Action::Replace(true) => 4,
+                Action::Read => 5,
+                _ => 6,
+            })
+            .collect();
+        out.push_str("\nTerraform used the selected providers to generate the following execution\nplan. Resource actions are indicated with the following symbols:\n");
+        for a in acts {
+            out.push_str(match a {
+                0 => "  + create\n",
+                1 => "  ~ update in-place\n",
+                2 => "  - destroy\n",
+                3 => "-/+ destroy and then create replacement\n",
+                4 => "+/- create replacement and then destroy\n",
+                5 => " <= read (data resources)\n",
+                _ => "",
+            });
+        }
+        out.push_str("\nTerraform will perform the following actions:\n");
+        for c in &shown {
+            out.push('\n');
+            out.push_str(&change_block(c));
+        }
+        let (add, change, destroy, import, forget) = p.counts();
+        out.push('\n');
+        if import > 0 {
+            out.push_str(&format!(
+                "Plan: {import} to import, {add} to add, {change} to change, {destroy} to destroy"
+            ));
+        } else {
+            out.push_str(&format!(
+                "Plan: {add} to add, {change} to change, {destroy} to destroy"
+            ));
+        }
+        if forget > 0 {
+            out.push_str(&format!(", {forget} to forget"));
+        }
+        out.push_str(".\n");
+    }
+    if !outputs.is_empty() {
+        out.push_str("\nChanges to Outputs:\n");
+        let w = outputs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, o) in &outputs {
+            let mark = |v: &Value| {
+                if o.sensitive {
+                    v.clone().with_sensitive()
+                } else {
+                    v.clone()
+                }
+            };
+            let line = match (&o.before, &o.after) {
+                (None, Some(a)) => format!("  + {k:w$} = {}", whole(&mark(a), '+', 2)),
+                (Some(b), None) => format!("  - {k:w$} = {} -> null", whole(&mark(b), '-', 2)),
+                (Some(b), Some(a)) => format!(
+                    "  ~ {k:w$} = {} -> {}",
+                    whole(&mark(b), '-', 2),
+                    whole(&mark(a), '+', 2)
+                ),
+                (None, None) => continue,
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        if shown.is_empty() {
+            out.push_str("\nYou can apply this plan to save these new output values to the Terraform\nstate, without changing any real infrastructure.\n");
+        }
+    }
+    out
+}
+
+/// `Outputs:` after apply and `terraform output`: `name = value`.
+pub fn outputs_text(outputs: &[(String, Value, bool)]) -> String {
+    let w = outputs.iter().map(|(k, _, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v, sensitive) in outputs {
+        let text = if *sensitive {
+            "<sensitive>".to_string()
+        } else {
+            keel_hcl::render::format_value(&v.unmark_deep(), 0)
+        };
+        out.push_str(&format!("{k:w$} = {text}\n"));
+    }
+    out
+}

@@ -1,0 +1,470 @@
+//! Unit tests of [`Networks`] on a recording fake [`Kernel`].
+
+use super::*;
+use std::sync::{Arc, Mutex};
+
+/// A kernel that records what it is asked and fails where told to.
+#[derive(Default)]
+struct Fake {
+    calls: Mutex<Vec<String>>,
+    busy_ports: Vec<u16>,
+    free_ports: Mutex<Vec<u16>>,
+    routes: Vec<Ipv4Net>,
+    fail_veth: bool,
+    bridges: Mutex<BTreeSet<String>>,
+}
+
+struct Shared(Arc<Fake>);
+
+impl Fake {
+    fn log(&self, s: String) {
+        self.calls.lock().unwrap().push(s);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Kernel for Shared {
+    fn ensure_bridge(&self, name: &str, gw: Ipv4Addr, p: u8) -> Result<bool, NetError> {
+        let new = self.0.bridges.lock().unwrap().insert(name.to_string());
+        if new {
+            self.0.log(format!("bridge {name} {gw}/{p}"));
+        }
+        Ok(new)
+    }
+    fn link_exists(&self, name: &str) -> bool {
+        self.0.bridges.lock().unwrap().contains(name)
+    }
+    fn delete_link(&self, name: &str) -> Result<(), NetError> {
+        self.0.bridges.lock().unwrap().remove(name);
+        self.0.log(format!("del {name}"));
+        Ok(())
+    }
+    fn add_veth(&self, s: &VethSpec) -> Result<(), NetError> {
+        if self.0.fail_veth {
+            return Err(NetError::CreateVeth {
+                name: s.host_if.clone(),
+                reason: "injected".into(),
+            });
+        }
+        self.0.log(format!(
+            "veth {} {}/{} via {} as {}{}",
+            s.bridge,
+            s.ip,
+            s.prefix_len,
+            s.gateway,
+            s.ifname,
+            if s.default_route { " default" } else { "" }
+        ));
+        Ok(())
+    }
+    fn ensure_chains(&self) -> Result<(), NetError> {
+        self.0.log("chains".into());
+        Ok(())
+    }
+    fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
+        for r in rules {
+            self.0
+                .log(format!("+{} {} {} [{}]", r.table, r.chain, r.spec, r.tag));
+        }
+        Ok(())
+    }
+    fn remove_rules(&self, tag: &str) -> Result<(), NetError> {
+        self.0.log(format!("-rules [{tag}]"));
+        Ok(())
+    }
+    fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
+        self.0.log(format!("sysctl {key}={value}"));
+        Ok(())
+    }
+    fn port_in_use(
+        &self,
+        _ip: Option<Ipv4Addr>,
+        port: u16,
+        _p: Protocol,
+    ) -> Result<bool, NetError> {
+        Ok(self.0.busy_ports.contains(&port))
+    }
+    fn free_port(&self, _ip: Option<Ipv4Addr>, _p: Protocol) -> Result<u16, NetError> {
+        Ok(self
+            .0
+            .free_ports
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("test offers enough ports"))
+    }
+    fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
+        Ok(self.0.routes.clone())
+    }
+}
+
+fn setup(fake: Fake) -> (tempfile::TempDir, Arc<Fake>, Networks) {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(fake);
+    let nets = Networks::with_kernel(dir.path(), Box::new(Shared(fake.clone())))
+        .unwrap()
+        .with_host_resolv_conf(dir.path().join("no-resolv.conf"));
+    (dir, fake, nets)
+}
+
+fn req(id: &str, net: &str, ports: &str) -> AttachRequest {
+    AttachRequest {
+        container_id: id.into(),
+        name: format!("n-{id}"),
+        hostname: id.into(),
+        netns: "/nonexistent".into(),
+        network: net.into(),
+        aliases: vec![format!("a-{id}")],
+        ports: if ports.is_empty() {
+            Vec::new()
+        } else {
+            parse_port_spec(ports).unwrap()
+        },
+        ..AttachRequest::default()
+    }
+}
+
+#[test]
+fn default_bridge_avoids_host_routes_and_is_set_up_once() {
+    let (_d, fake, nets) = setup(Fake {
+        routes: vec!["172.17.0.0/24".parse().unwrap()],
+        ..Fake::default()
+    });
+    let a = nets.attach(&req("c1", "bridge", "")).unwrap();
+    assert_eq!(a.ip, Ipv4Addr::new(172, 18, 0, 2));
+    assert_eq!(a.gateway, Ipv4Addr::new(172, 18, 0, 1));
+    let b = nets.attach(&req("c2", "bridge", "")).unwrap();
+    assert_eq!(b.ip, Ipv4Addr::new(172, 18, 0, 3));
+    let calls = fake.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("bridge keel0"))
+            .count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(calls.contains(&"sysctl net.ipv4.ip_forward=1".to_string()));
+    let br = nets.inspect("bridge").unwrap().bridge.unwrap();
+    assert!(br.starts_with("keel0-") && br.len() <= 15, "{br}");
+    assert!(calls.contains(&format!("sysctl net.ipv4.conf.{br}.route_localnet=1")));
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains(&format!("-s 172.18.0.0/16 ! -o {br} -j MASQUERADE")))
+    );
+    // A user network then skips both the host's route and the default bridge.
+    let n = nets.create("u", None).unwrap();
+    assert_eq!(n.subnet.as_deref(), Some("172.19.0.0/16"));
+    // resolv.conf falls back to public resolvers when the host has none usable.
+    let r = std::fs::read_to_string(a.resolv_conf).unwrap();
+    assert_eq!(r, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+}
+
+#[test]
+fn ports_conflicts_and_free_port_selection() {
+    let (_d, fake, nets) = setup(Fake {
+        busy_ports: vec![8999, 9000],
+        free_ports: Mutex::new(vec![40001, 40000, 8080]),
+        ..Fake::default()
+    });
+    nets.create("u", Some("10.5.0.0/24")).unwrap();
+    let a = nets.attach(&req("c1", "u", "8080:80")).unwrap();
+    assert_eq!(a.ports[0].host_port, 8080);
+    let rules: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains("[keel:c1]"))
+        .collect();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(
+        rules[0],
+        "+nat KEEL -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.5.0.2:80 [keel:c1]"
+    );
+    assert!(
+        rules[1].starts_with("+filter KEEL-FORWARD -d 10.5.0.2/32 ! -i keel-"),
+        "{rules:?}"
+    );
+    // Same port, any address: taken by c1. Another address-specific mapping too.
+    for spec in ["8080:81", "127.0.0.1:8080:81"] {
+        let e = nets.attach(&req("c2", "u", spec)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "bind for {}:8080/tcp failed: port is already allocated (published by container n-c1)",
+                if spec.starts_with("127") {
+                    "127.0.0.1"
+                } else {
+                    "0.0.0.0"
+                }
+            )
+        );
+    }
+    // UDP on the same number is a different port.
+    nets.attach(&req("c2", "u", "8080:81/udp")).unwrap();
+    let e = nets.attach(&req("c3", "u", "9000:80")).unwrap_err();
+    assert!(e.to_string().contains("in use on the host"), "{e}");
+    let e = nets.attach(&req("c3", "u", "[::1]:9001:80")).unwrap_err();
+    assert!(matches!(e, NetError::Ipv6Unsupported(_)));
+    // Refused attaches created nothing: no veth, no lease.
+    assert_eq!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.starts_with("veth"))
+            .count(),
+        2
+    );
+    assert!(nets.attachment("c3").unwrap().is_none());
+    // A host range: the first port neither published nor busy on the host.
+    let a = nets.attach(&req("r1", "u", "8079-9001:80")).unwrap();
+    assert_eq!(a.ports[0].host_port, 8079);
+    assert_eq!(a.ports[0].host_port_end, 0);
+    let a = nets.attach(&req("r2", "u", "8079-9001:80")).unwrap();
+    assert_eq!(a.ports[0].host_port, 8081, "8080 is published by c1");
+    let e = nets.attach(&req("r3", "u", "8999-9000:80")).unwrap_err();
+    assert!(matches!(e, NetError::PortRangeTaken { .. }), "{e}");
+    nets.detach("r1").unwrap();
+    nets.detach("r2").unwrap();
+    // Host port 0: the kernel's offer 8080 is already published, so the next one is taken.
+    let a = nets.attach(&req("c3", "u", "80")).unwrap();
+    assert_eq!(a.ports[0].host_port, 40000);
+    assert_eq!(a.ip, Ipv4Addr::new(10, 5, 0, 4));
+}
+
+#[test]
+fn failed_kernel_step_leaves_no_lease() {
+    let (d, fake, nets) = setup(Fake {
+        fail_veth: true,
+        ..Fake::default()
+    });
+    nets.create("u", None).unwrap();
+    let e = nets.attach(&req("c1", "u", "8080:80")).unwrap_err();
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert!(nets.attachment("c1").unwrap().is_none());
+    assert!(!d.path().join("net/containers/c1").exists());
+    assert!(nets.inspect("u").unwrap().containers.is_empty());
+    assert!(fake.calls().iter().any(|c| c.starts_with("del veth")));
+    nets.remove("u").unwrap();
+}
+
+#[test]
+fn hosts_files_follow_peers_and_detach_is_idempotent() {
+    let (_d, fake, nets) = setup(Fake::default());
+    nets.create("u", Some("10.6.0.0/24")).unwrap();
+    let a1 = nets.attach(&req("c1", "u", "")).unwrap();
+    assert!(matches!(
+        nets.attach(&req("c1", "u", "")),
+        Err(NetError::AlreadyAttached { .. })
+    ));
+    nets.attach(&req("c2", "u", "")).unwrap();
+    let h = std::fs::read_to_string(&a1.hosts_file).unwrap();
+    assert!(
+        h.ends_with("10.6.0.2\tc1 n-c1 a-c1\n10.6.0.3\tn-c2 a-c2\n"),
+        "{h}"
+    );
+    let e = nets.remove("u").unwrap_err().to_string();
+    assert!(
+        e.starts_with("network u id ") && e.ends_with(" has active endpoints"),
+        "{e}"
+    );
+    nets.detach("c2").unwrap();
+    nets.detach("c2").unwrap();
+    let h = std::fs::read_to_string(&a1.hosts_file).unwrap();
+    assert!(!h.contains("c2"), "{h}");
+    // No ports: detach does not touch iptables.
+    assert!(!fake.calls().iter().any(|c| c == "-rules [keel:c2]"));
+    // The freed address is handed out again.
+    assert_eq!(
+        nets.attach(&req("c3", "u", "")).unwrap().ip,
+        Ipv4Addr::new(10, 6, 0, 3)
+    );
+}
+
+#[test]
+fn several_networks_per_container() {
+    let (_d, fake, nets) = setup(Fake {
+        free_ports: Mutex::new(vec![40000]),
+        ..Fake::default()
+    });
+    nets.create("front", Some("10.8.0.0/24")).unwrap();
+    nets.create("back", Some("10.9.0.0/24")).unwrap();
+    let web = nets.attach(&req("web", "front", "")).unwrap();
+    let app = nets.attach(&req("app", "back", "")).unwrap();
+    let p1 = nets.attach(&req("proxy", "front", "80")).unwrap();
+    let mut second = req("proxy", "back", "");
+    second.aliases = vec!["gateway".into()];
+    let p2 = nets.attach(&second).unwrap();
+    assert_eq!((p1.ifname.as_str(), p2.ifname.as_str()), ("eth0", "eth1"));
+    assert_eq!(p2.ip, Ipv4Addr::new(10, 9, 0, 3));
+    let calls = fake.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.ends_with("10.8.0.3/24 via 10.8.0.1 as eth0 default")),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.ends_with("10.9.0.3/24 via 10.9.0.1 as eth1")),
+        "{calls:?}"
+    );
+    // The proxy sees both sides; each side sees the proxy under that network's aliases.
+    let h = std::fs::read_to_string(&p1.hosts_file).unwrap();
+    assert!(
+        h.ends_with("10.8.0.3\tproxy n-proxy a-proxy\n10.9.0.3\tn-proxy gateway\n10.8.0.2\tn-web a-web\n10.9.0.2\tn-app a-app\n"),
+        "{h}"
+    );
+    let h = std::fs::read_to_string(&web.hosts_file).unwrap();
+    assert!(
+        h.contains("10.8.0.3\tn-proxy a-proxy\n") && !h.contains("app"),
+        "{h}"
+    );
+    let h = std::fs::read_to_string(&app.hosts_file).unwrap();
+    assert!(
+        h.contains("10.9.0.3\tn-proxy gateway\n") && !h.contains("web"),
+        "{h}"
+    );
+    // Twice on one network is refused, with Docker's message.
+    let e = nets.attach(&req("proxy", "back", "")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "endpoint with name n-proxy already exists in network back"
+    );
+    let all = nets.attachments("proxy").unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].network, "front");
+    assert_eq!(all[0].ports[0].host_port, 40000);
+    // Disconnecting one network leaves the other, and the peers forget it.
+    nets.detach_network("proxy", "back").unwrap();
+    assert!(matches!(
+        nets.detach_network("proxy", "back"),
+        Err(NetError::NotAttached { .. })
+    ));
+    let h = std::fs::read_to_string(&app.hosts_file).unwrap();
+    assert!(!h.contains("proxy"), "{h}");
+    let h = std::fs::read_to_string(&p1.hosts_file).unwrap();
+    assert!(!h.contains("app") && h.contains("web"), "{h}");
+    assert_eq!(nets.attachments("proxy").unwrap().len(), 1);
+    // A reconnect takes the free interface name again.
+    assert_eq!(nets.attach(&second).unwrap().ifname, "eth1");
+    nets.detach("proxy").unwrap();
+    assert!(nets.attachments("proxy").unwrap().is_empty());
+    assert!(nets.inspect("back").unwrap().containers.len() == 1);
+    assert!(calls.len() < fake.calls().len());
+}
+
+#[test]
+fn static_addresses_follow_dockers_rules() {
+    let (_d, _fake, nets) = setup(Fake::default());
+    nets.create("sub", Some("10.10.0.0/24")).unwrap();
+    nets.create("auto", None).unwrap();
+    let with_ip = |id: &str, net: &str, ip: &str| {
+        let mut r = req(id, net, "");
+        r.ip = Some(ip.parse().unwrap());
+        nets.attach(&r)
+    };
+    assert_eq!(
+        with_ip("a", "sub", "10.10.0.50").unwrap().ip,
+        Ipv4Addr::new(10, 10, 0, 50)
+    );
+    let msg = |r: Result<Attachment, NetError>| r.unwrap_err().to_string();
+    assert_eq!(
+        msg(with_ip("b", "sub", "10.10.0.50")),
+        "address 10.10.0.50 is already in use on network sub"
+    );
+    assert!(msg(with_ip("b", "sub", "10.11.0.5")).contains("does not belong"));
+    assert!(msg(with_ip("b", "sub", "10.10.0.1")).contains("does not belong"));
+    assert_eq!(
+        msg(with_ip("b", "auto", "172.19.0.9")),
+        "user specified IP address is supported only when connecting to networks with user configured subnets"
+    );
+    assert_eq!(
+        msg(with_ip("b", "bridge", "172.18.0.9")),
+        "user specified IP address is supported on user defined networks only"
+    );
+    // Dynamic addresses step around the static one.
+    for _ in 0..2 {
+        nets.attach(&req("c", "sub", "")).unwrap();
+        nets.detach("c").unwrap();
+    }
+    assert_eq!(
+        nets.attach(&req("c", "sub", "")).unwrap().ip,
+        Ipv4Addr::new(10, 10, 0, 2)
+    );
+    assert!(nets.attachment("b").unwrap().is_none());
+}
+
+#[test]
+fn extra_hosts_and_dns_land_in_the_files() {
+    let (d, _fake, nets) = setup(Fake::default());
+    std::fs::write(
+        d.path().join("no-resolv.conf"),
+        "nameserver 10.0.0.2\nsearch host.test\n",
+    )
+    .unwrap();
+    nets.create("u", Some("10.12.0.0/24")).unwrap();
+    let mut r = req("c1", "u", "");
+    r.extra_hosts = vec![
+        parse_extra_host("db:10.1.2.3").unwrap(),
+        parse_extra_host("host.keel.internal:host-gateway").unwrap(),
+    ];
+    r.dns = DnsConfig {
+        servers: vec!["10.0.0.53".into()],
+        search: vec!["svc.test".into()],
+        options: vec!["ndots:1".into()],
+    };
+    let a = nets.attach(&r).unwrap();
+    let h = std::fs::read_to_string(&a.hosts_file).unwrap();
+    assert!(
+        h.contains("10.1.2.3\tdb\n10.12.0.1\thost.keel.internal\n10.12.0.2\tc1 "),
+        "{h}"
+    );
+    // A peer joining rewrites the file and keeps the extra lines.
+    nets.attach(&req("c2", "u", "")).unwrap();
+    let h = std::fs::read_to_string(&a.hosts_file).unwrap();
+    assert!(h.contains("10.1.2.3\tdb\n") && h.contains("n-c2"), "{h}");
+    let rc = std::fs::read_to_string(&a.resolv_conf).unwrap();
+    assert_eq!(
+        rc,
+        "nameserver 10.0.0.53\nsearch svc.test\noptions ndots:1\n"
+    );
+    r.container_id = "c3".into();
+    r.dns.servers = vec!["bogus".into()];
+    assert!(matches!(nets.attach(&r), Err(NetError::InvalidDns(_))));
+}
+
+#[test]
+fn create_validates_and_persists() {
+    let (d, _fake, nets) = setup(Fake::default());
+    assert!(matches!(
+        nets.create("bridge", None),
+        Err(NetError::NameExists(_))
+    ));
+    assert!(matches!(
+        nets.create("-x", None),
+        Err(NetError::InvalidName(_))
+    ));
+    nets.create("a", Some("10.7.0.0/16")).unwrap();
+    let e = nets
+        .create("b", Some("10.7.3.0/24"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "subnet 10.7.3.0/24 overlaps with network a (10.7.0.0/16)"
+    );
+    assert!(matches!(nets.remove("host"), Err(NetError::Predefined(_))));
+    // A second handle (another process) sees the same state.
+    let again = Networks::with_kernel(d.path(), Box::new(HostKernel)).unwrap();
+    let names: Vec<String> = again.list().unwrap().into_iter().map(|n| n.name).collect();
+    assert_eq!(names, ["bridge", "host", "none", "a"]);
+    let id = again.inspect("a").unwrap().id;
+    assert_eq!(again.inspect(&id[..5]).unwrap().name, "a");
+    assert!(matches!(
+        nets.attach(&req("bad/id", "a", "")),
+        Err(NetError::InvalidContainerId(_))
+    ));
+}

@@ -1,0 +1,499 @@
+//! `keel infra` against the real terraform 1.11 on this machine: the same
+//! configurations (`terraform_data` with modules, `count`/`for_each`, lifecycle,
+//! moved blocks) give the same plan summaries and outputs; each reads the
+//! other's state; each respects the other's state lock; bad HCL gives
+//! terraform's diagnostics.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn keel(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("infra")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run keel")
+}
+
+fn terraform(dir: &Path, args: &[&str]) -> Output {
+    Command::new("terraform")
+        .args(args)
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .expect("terraform 1.11 must be installed (scripts/test.sh installs it)")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output, what: &str) -> String {
+    assert!(o.status.success(), "{what} failed:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn line_with(s: &str, prefix: &str) -> String {
+    s.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{s}"))
+        .to_string()
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (name, body) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+}
+
+fn outputs(o: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(o).unwrap();
+    // Values and sensitivity must match; `type` spellings too.
+    if let Some(m) = v.as_object_mut() {
+        for x in m.values_mut() {
+            x.as_object_mut().unwrap().remove("type");
+        }
+    }
+    v
+}
+
+const MODULE: &str = r#"
+variable "prefix" {
+  type = string
+}
+variable "n" {
+  type    = number
+  default = 1
+}
+resource "terraform_data" "item" {
+  count = var.n
+  input = "${var.prefix}-${count.index}"
+}
+module "inner" {
+  source = "./inner"
+  tag    = var.prefix
+}
+output "items" {
+  value = terraform_data.item[*].output
+}
+output "inner" {
+  value = module.inner.tag
+}
+"#;
+
+const INNER: &str = r#"
+variable "tag" {
+  type = string
+}
+resource "terraform_data" "t" {
+  input = upper(var.tag)
+}
+output "tag" {
+  value = terraform_data.t.output
+}
+"#;
+
+const STEP1: &str = r#"
+variable "names" {
+  type    = list(string)
+  default = ["a", "b", "c"]
+}
+variable "settings" {
+  type = object({
+    size  = optional(number, 3)
+    label = optional(string)
+  })
+  default = {}
+}
+locals {
+  base = "keel"
+}
+resource "terraform_data" "root" {
+  input = { base = local.base, size = var.settings.size }
+}
+resource "terraform_data" "each" {
+  for_each = toset(var.names)
+  input    = "${each.key}-${terraform_data.root.output.base}"
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+resource "terraform_data" "counted" {
+  count = 2
+  input = count.index * var.settings.size
+  lifecycle {
+    ignore_changes = [input]
+  }
+}
+module "m" {
+  source   = "./mod"
+  for_each = { x = 2, y = 1 }
+  prefix   = each.key
+  n        = each.value
+}
+output "each" {
+  value = { for k, v in terraform_data.each : k => v.output }
+}
+output "counted" {
+  value = terraform_data.counted[*].output
+}
+output "mods" {
+  value = { for k, m in module.m : k => m.items }
+}
+output "inner" {
+  value = [for m in module.m : m.inner]
+}
+output "secret" {
+  value     = "s3cr3t"
+  sensitive = true
+}
+"#;
+
+/// Step 2: a changed input, a smaller `for_each`, counted inputs that `ignore_changes`
+/// keeps, a renamed resource with a moved block, a changed module instance count.
+const STEP2: &str = r#"
+variable "names" {
+  type    = list(string)
+  default = ["a", "c"]
+}
+variable "settings" {
+  type = object({
+    size  = optional(number, 3)
+    label = optional(string)
+  })
+  default = { size = 5 }
+}
+locals {
+  base = "keel2"
+}
+resource "terraform_data" "root" {
+  input = { base = local.base, size = var.settings.size }
+}
+moved {
+  from = terraform_data.each
+  to   = terraform_data.renamed
+}
+resource "terraform_data" "renamed" {
+  for_each = toset(var.names)
+  input    = "${each.key}-${terraform_data.root.output.base}"
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+resource "terraform_data" "counted" {
+  count = 2
+  input = count.index * var.settings.size
+  lifecycle {
+    ignore_changes = [input]
+  }
+}
+module "m" {
+  source   = "./mod"
+  for_each = { x = 1, y = 3 }
+  prefix   = each.key
+  n        = each.value
+}
+output "each" {
+  value = { for k, v in terraform_data.renamed : k => v.output }
+}
+output "counted" {
+  value = terraform_data.counted[*].output
+}
+output "mods" {
+  value = { for k, m in module.m : k => m.items }
+}
+output "inner" {
+  value = [for m in module.m : m.inner]
+}
+output "secret" {
+  value     = "s3cr3t"
+  sensitive = true
+}
+"#;
+
+#[test]
+fn same_plans_and_outputs_as_terraform() {
+    let base = tempfile::tempdir().unwrap();
+    let (k, t) = (base.path().join("keel"), base.path().join("tf"));
+    for d in [&k, &t] {
+        write(
+            d,
+            &[
+                ("main.tf", STEP1),
+                ("mod/main.tf", MODULE),
+                ("mod/inner/main.tf", INNER),
+            ],
+        );
+    }
+    ok(terraform(&t, &["init", "-no-color"]), "terraform init");
+    ok(keel(&k, &["init", "-no-color"]), "keel init");
+
+    let tp = ok(terraform(&t, &["plan", "-no-color"]), "terraform plan");
+    let kp = ok(keel(&k, &["plan", "-no-color"]), "keel plan");
+    assert_eq!(
+        line_with(&kp, "Plan:"),
+        line_with(&tp, "Plan:"),
+        "step 1 plan\nkeel:\n{kp}\nterraform:\n{tp}"
+    );
+
+    let ta = ok(
+        terraform(&t, &["apply", "-auto-approve", "-no-color"]),
+        "terraform apply",
+    );
+    let ka = ok(
+        keel(&k, &["apply", "-auto-approve", "-no-color"]),
+        "keel apply",
+    );
+    assert_eq!(
+        line_with(&ka, "Apply complete!"),
+        line_with(&ta, "Apply complete!")
+    );
+    let to = ok(terraform(&t, &["output", "-json"]), "terraform output");
+    let ko = ok(keel(&k, &["output", "-json"]), "keel output");
+    assert_eq!(outputs(&ko), outputs(&to), "step 1 outputs");
+
+    // No changes after apply, for both.
+    let kp = ok(
+        keel(&k, &["plan", "-no-color", "-detailed-exitcode"]),
+        "keel plan after apply",
+    );
+    assert!(kp.contains("No changes."), "{kp}");
+
+    for d in [&k, &t] {
+        write(d, &[("main.tf", STEP2)]);
+    }
+    let tp = ok(terraform(&t, &["plan", "-no-color"]), "terraform plan 2");
+    let kp = ok(keel(&k, &["plan", "-no-color"]), "keel plan 2");
+    assert_eq!(
+        line_with(&kp, "Plan:"),
+        line_with(&tp, "Plan:"),
+        "step 2 plan\nkeel:\n{kp}\nterraform:\n{tp}"
+    );
+    assert!(
+        kp.contains("has moved to terraform_data.renamed")
+            || kp.contains("(moved from terraform_data.each"),
+        "{kp}"
+    );
+    let ta = ok(
+        terraform(&t, &["apply", "-auto-approve", "-no-color"]),
+        "terraform apply 2",
+    );
+    let ka = ok(
+        keel(&k, &["apply", "-auto-approve", "-no-color"]),
+        "keel apply 2",
+    );
+    assert_eq!(
+        line_with(&ka, "Apply complete!"),
+        line_with(&ta, "Apply complete!")
+    );
+    let to = ok(terraform(&t, &["output", "-json"]), "terraform output 2");
+    let ko = ok(keel(&k, &["output", "-json"]), "keel output 2");
+    assert_eq!(outputs(&ko), outputs(&to), "step 2 outputs");
+
+    let td = ok(
+        terraform(&t, &["destroy", "-auto-approve", "-no-color"]),
+        "terraform destroy",
+    );
+    let kd = ok(
+        keel(&k, &["destroy", "-auto-approve", "-no-color"]),
+        "keel destroy",
+    );
+    assert_eq!(
+        line_with(&kd, "Destroy complete!"),
+        line_with(&td, "Destroy complete!")
+    );
+}
+
+#[test]
+fn each_reads_the_others_state() {
+    let base = tempfile::tempdir().unwrap();
+    let d = base.path();
+    write(
+        d,
+        &[
+            ("main.tf", STEP1),
+            ("mod/main.tf", MODULE),
+            ("mod/inner/main.tf", INNER),
+        ],
+    );
+    ok(terraform(d, &["init", "-no-color"]), "terraform init");
+    ok(
+        keel(d, &["apply", "-auto-approve", "-no-color"]),
+        "keel apply",
+    );
+    // terraform plans against keel's state: nothing to do.
+    let tp = ok(
+        terraform(d, &["plan", "-no-color", "-detailed-exitcode"]),
+        "terraform plan on keel's state",
+    );
+    assert!(tp.contains("No changes."), "{tp}");
+    // terraform changes things; keel plans against terraform's state: nothing to do.
+    write(d, &[("main.tf", STEP2)]);
+    ok(
+        terraform(d, &["apply", "-auto-approve", "-no-color"]),
+        "terraform apply",
+    );
+    let kp = ok(
+        keel(d, &["plan", "-no-color", "-detailed-exitcode"]),
+        "keel plan on terraform's state",
+    );
+    assert!(kp.contains("No changes."), "{kp}");
+    let ko = ok(keel(d, &["output", "-json"]), "keel output");
+    let to = ok(terraform(d, &["output", "-json"]), "terraform output");
+    assert_eq!(outputs(&ko), outputs(&to));
+    ok(
+        keel(d, &["destroy", "-auto-approve", "-no-color"]),
+        "keel destroy",
+    );
+    let tp = ok(
+        terraform(d, &["plan", "-no-color"]),
+        "terraform plan after keel destroy",
+    );
+    assert_eq!(
+        line_with(&tp, "Plan:"),
+        "Plan: 11 to add, 0 to change, 0 to destroy.",
+        "{tp}"
+    );
+}
+
+/// A process waiting at apply's confirmation prompt holds the state lock.
+fn hold_lock(cmd: &mut Command) -> std::process::Child {
+    let mut c = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the prompt: the lock is taken before planning.
+    let mut out = c.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Enter a value") {
+        let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+        assert!(
+            n > 0,
+            "apply ended before prompting: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    c
+}
+
+#[test]
+fn lock_is_shared_with_terraform() {
+    let base = tempfile::tempdir().unwrap();
+    let d = base.path();
+    write(
+        d,
+        &[(
+            "main.tf",
+            "resource \"terraform_data\" \"a\" {\n  input = 1\n}\n",
+        )],
+    );
+    ok(terraform(d, &["init", "-no-color"]), "terraform init");
+
+    // keel holds the lock: terraform fails naming keel's lock.
+    let mut k = hold_lock(
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["infra", "apply", "-no-color"])
+            .current_dir(d),
+    );
+    let t = terraform(
+        d,
+        &["apply", "-auto-approve", "-no-color", "-lock-timeout=0s"],
+    );
+    assert!(!t.status.success());
+    let tt = text(&t);
+    assert!(
+        tt.contains("Error acquiring the state lock")
+            && tt.contains("OperationTypeApply")
+            && tt.contains("Who:"),
+        "{tt}"
+    );
+    // A second keel fails the same way.
+    let k2 = keel(d, &["apply", "-auto-approve", "-no-color"]);
+    assert!(!k2.status.success());
+    let kt = text(&k2);
+    assert!(
+        kt.contains("Error acquiring the state lock") && kt.contains("ID:"),
+        "{kt}"
+    );
+    k.stdin.take().unwrap().write_all(b"no\n").unwrap();
+    assert!(!k.wait().unwrap().success(), "answering no cancels");
+
+    // terraform holds the lock: keel fails naming terraform's lock holder.
+    let mut t = hold_lock(
+        Command::new("terraform")
+            .args(["apply", "-no-color"])
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .current_dir(d),
+    );
+    let k3 = keel(d, &["apply", "-auto-approve", "-no-color"]);
+    assert!(!k3.status.success());
+    let kt = text(&k3);
+    assert!(
+        kt.contains("Error acquiring the state lock") && kt.contains("Version:   1.11"),
+        "{kt}"
+    );
+    t.stdin.take().unwrap().write_all(b"no\n").unwrap();
+    let _ = t.wait();
+    // With the lock free, keel applies.
+    ok(
+        keel(d, &["apply", "-auto-approve", "-no-color"]),
+        "keel apply after the lock is released",
+    );
+}
+
+#[test]
+fn bad_hcl_gives_terraform_diagnostics() {
+    for (name, src) in [
+        (
+            "unclosed",
+            "resource \"terraform_data\" \"a\" {\n  input = 1\n",
+        ),
+        (
+            "bad_arg",
+            "resource \"terraform_data\" \"a\" {\n  bogus = 1\n}\n",
+        ),
+        ("undeclared", "output \"o\" {\n  value = var.nope\n}\n"),
+        (
+            "bad_ref",
+            "output \"o\" {\n  value = terraform_data.missing.id\n}\n",
+        ),
+        ("dup", "variable \"a\" {}\nvariable \"a\" {}\n"),
+    ] {
+        let base = tempfile::tempdir().unwrap();
+        let d = base.path();
+        write(d, &[("main.tf", src)]);
+        let t = terraform(d, &["validate", "-no-color"]);
+        let k = keel(d, &["validate", "-no-color"]);
+        assert!(
+            !t.status.success() && !k.status.success(),
+            "{name}: both must fail"
+        );
+        let (tt, kt) = (
+            String::from_utf8_lossy(&t.stderr).into_owned(),
+            String::from_utf8_lossy(&k.stderr).into_owned(),
+        );
+        assert_eq!(
+            line_with(&kt, "Error:"),
+            line_with(&tt, "Error:"),
+            "{name}\nkeel:\n{kt}\nterraform:\n{tt}"
+        );
+        assert_eq!(
+            line_with(&kt, "  on main.tf line"),
+            line_with(&tt, "  on main.tf line"),
+            "{name}\nkeel:\n{kt}\nterraform:\n{tt}"
+        );
+    }
+}
