@@ -8,8 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 keel_ensure_packages
-cargo build --release --locked -p keel >&2
-KEEL="$CARGO_TARGET_DIR/release/keel"
+if [ -n "${KEEL_BIN:-}" ]; then
+  KEEL="$KEEL_BIN"  # a keel binary built already (skips the release build)
+else
+  cargo build --release --locked -p keel >&2
+  KEEL="$CARGO_TARGET_DIR/release/keel"
+fi
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
   step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 else
