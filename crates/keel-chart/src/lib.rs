@@ -3,7 +3,7 @@
 //! Helm's values coalescing ([`values`]: globals, conditions, tags,
 //! import-values, `--set` syntax), rendering with `keel-gotmpl` and the
 //! built-in objects ([`render`]), and the `create`/`lint`/`package` helpers.
-//! Releases stored in a cluster come later; this crate does no network I/O.
+//! Releases (install, upgrade, rollback) are not here: this crate renders and does no network I/O.
 
 pub mod chart;
 pub mod create;
@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub use chart::{Chart, ChartFile, Metadata, load};
 /// Go strings are bytes: rendered text carries non-UTF-8 bytes as described there.
 pub use keel_gotmpl::go_bytes;
+/// Go's `strconv.Quote`.
+pub use keel_gotmpl::gofmt::quote as go_quote;
 pub use render::{Manifest, Rendered, TemplateOptions, render, template_text};
 pub use values::{SetKind, Table};
 

@@ -108,6 +108,9 @@ pub struct Rendered {
     /// (source path, content) of CRDs from `crds/` directories.
     pub crds: Vec<(String, String)>,
     pub notes: Option<String>,
+    /// What Helm logs while coalescing values (`warning: cannot overwrite
+    /// table with non table for …`); the CLI prints them as Helm does.
+    pub warnings: Vec<String>,
 }
 
 /// Helm's `ParseKubeVersion` (k8s `ParseGeneric`: at least two numeric
@@ -477,8 +480,9 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     let kube = parse_kube_version(opts.kube_version.as_deref().unwrap_or(DEFAULT_KUBE_VERSION))?;
     check_kube_version(chart, &kube)?;
     let mut chart = chart.clone();
-    values::process_dependencies(&mut chart, user)?;
-    let vals = Value::map(values::coalesce_values_for(&chart, user)?);
+    let mut warnings = Vec::new();
+    values::process_dependencies(&mut chart, user, &mut warnings)?;
+    let vals = Value::map(values::coalesce_values_for(&chart, user, &mut warnings)?);
     let mut schema_errs = String::new();
     validate_schemas(&chart, &vals, &mut schema_errs);
     if !schema_errs.is_empty() {
@@ -541,6 +545,7 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
         hooks,
         crds,
         notes,
+        warnings,
     })
 }
 

@@ -48,9 +48,23 @@ pub fn merge_maps(a: &Table, b: &Table) -> Table {
     out
 }
 
+/// Helm's `concatPrefix`.
+fn concat_prefix(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}.{b}")
+    }
+}
+
+/// Warnings Helm prints while coalescing (`log.Printf`), in the order keel
+/// meets them (Helm's follows Go's random map order).
+pub type Warnings = Vec<String>;
+
 /// `coalesceTablesFullKey`: `dst` is authoritative; `merge` keeps nulls.
-fn coalesce_tables(dst: &mut Table, src: &Table, merge: bool) {
+fn coalesce_tables(dst: &mut Table, src: &Table, prefix: &str, merge: bool, w: &mut Warnings) {
     for (k, sv) in src {
+        let full = concat_prefix(prefix, k);
         match dst.get(k) {
             Some(dv) if !merge && is_nil(dv) => {
                 dst.remove(k);
@@ -58,30 +72,42 @@ fn coalesce_tables(dst: &mut Table, src: &Table, merge: bool) {
             None => {
                 dst.insert(k.clone(), sv.clone());
             }
-            Some(dv) => {
-                if let (Some(mut dt), Some(st)) = (as_table(dv), as_table(sv)) {
-                    coalesce_tables(&mut dt, &st, merge);
+            Some(dv) => match (as_table(dv), as_table(sv)) {
+                (Some(mut dt), Some(st)) => {
+                    coalesce_tables(&mut dt, &st, &full, merge, w);
                     dst.insert(k.clone(), Value::map(dt));
                 }
-            }
+                (None, Some(_)) if !is_nil(dv) => w.push(format!(
+                    "warning: cannot overwrite table with non table for {full} ({sv})"
+                )),
+                (Some(_), None) if !is_nil(sv) => w.push(format!(
+                    "warning: destination for {full} is a table. Ignoring non-table value ({sv})"
+                )),
+                _ => {}
+            },
         }
     }
 }
 
-fn coalesce_globals(dest: &mut Table, src: &Table) {
-    let mut dg = match dest.get("global") {
-        None => Table::new(),
-        Some(v) => match as_table(v) {
-            Some(t) => t,
-            None => return,
-        },
+fn coalesce_globals(dest: &mut Table, src: &Table, prefix: &str, w: &mut Warnings) {
+    // a `global` that is not a table stops the merge, with Helm's warning
+    let table_or_warn = |t: &Table, side: &str, w: &mut Warnings| -> Option<Table> {
+        let Some(v) = t.get("global") else {
+            return Some(Table::new());
+        };
+        let g = as_table(v);
+        if g.is_none() {
+            w.push(format!(
+                "warning: skipping globals because {side} global is not a table."
+            ));
+        }
+        g
     };
-    let sg = match src.get("global") {
-        None => Table::new(),
-        Some(v) => match as_table(v) {
-            Some(t) => t,
-            None => return,
-        },
+    let Some(mut dg) = table_or_warn(dest, "destination", w) else {
+        return;
+    };
+    let Some(sg) = table_or_warn(src, "source", w) else {
+        return;
     };
     for (k, v) in &sg {
         if let Some(vt) = as_table(v) {
@@ -92,13 +118,19 @@ fn coalesce_globals(dest: &mut Table, src: &Table) {
                 }
                 Some(destv) => {
                     if let Some(dt) = as_table(destv) {
-                        coalesce_tables(&mut vv, &dt, true);
+                        coalesce_tables(&mut vv, &dt, &concat_prefix(prefix, k), true, w);
                         dg.insert(k.clone(), Value::map(vv));
+                    } else {
+                        w.push(format!(
+                            "Conflict: cannot merge map onto non-map for {}. Skipping.",
+                            keel_gotmpl::gofmt::quote(k)
+                        ));
                     }
                 }
             }
         } else if dg.get(k).is_some_and(is_table) {
             // a table in the subchart's globals is not replaced by a scalar
+            w.push(format!("key {k} is table. Skipping"));
         } else {
             dg.insert(k.clone(), v.clone());
         }
@@ -106,20 +138,31 @@ fn coalesce_globals(dest: &mut Table, src: &Table) {
     dest.insert("global".into(), Value::map(dg));
 }
 
-fn coalesce_values(c: &Chart, v: &mut Table, merge: bool) {
+fn coalesce_values(c: &Chart, v: &mut Table, prefix: &str, merge: bool, w: &mut Warnings) {
+    let sub_prefix = concat_prefix(prefix, c.name());
     let defaults = table(&c.values);
     for (k, dv) in defaults {
         match v.get(&k) {
             Some(uv) => {
                 if is_nil(uv) && !merge {
                     v.remove(&k);
-                } else if let Some(mut ut) = as_table(uv)
-                    && let Some(dt) = as_table(&dv)
-                {
-                    // subchart sections always merge (nulls are handled when the subchart coalesces)
-                    let child_merge = merge || c.dependencies.iter().any(|d| d.name() == k);
-                    coalesce_tables(&mut ut, &dt, child_merge);
-                    v.insert(k, Value::map(ut));
+                } else if let Some(mut ut) = as_table(uv) {
+                    if let Some(dt) = as_table(&dv) {
+                        // subchart sections always merge (nulls are handled when the subchart coalesces)
+                        let child_merge = merge || c.dependencies.iter().any(|d| d.name() == k);
+                        coalesce_tables(
+                            &mut ut,
+                            &dt,
+                            &concat_prefix(&sub_prefix, &k),
+                            child_merge,
+                            w,
+                        );
+                        v.insert(k, Value::map(ut));
+                    } else if !is_nil(&dv) {
+                        w.push(format!(
+                            "warning: skipped value for {sub_prefix}.{k}: Not a table."
+                        ));
+                    }
                 }
             }
             None => {
@@ -129,8 +172,14 @@ fn coalesce_values(c: &Chart, v: &mut Table, merge: bool) {
     }
 }
 
-fn coalesce(c: &Chart, dest: &mut Table, merge: bool) -> Result<(), ChartError> {
-    coalesce_values(c, dest, merge);
+fn coalesce(
+    c: &Chart,
+    dest: &mut Table,
+    prefix: &str,
+    merge: bool,
+    w: &mut Warnings,
+) -> Result<(), ChartError> {
+    coalesce_values(c, dest, prefix, merge, w);
     for sub in &c.dependencies {
         let name = sub.name().to_string();
         let mut dv = match dest.get(&name) {
@@ -145,23 +194,24 @@ fn coalesce(c: &Chart, dest: &mut Table, merge: bool) -> Result<(), ChartError> 
                 }
             },
         };
-        coalesce_globals(&mut dv, dest);
-        coalesce(sub, &mut dv, merge)?;
+        let sub_prefix = concat_prefix(prefix, c.name());
+        coalesce_globals(&mut dv, dest, &sub_prefix, w);
+        coalesce(sub, &mut dv, &sub_prefix, merge, w)?;
         dest.insert(name, Value::map(dv));
     }
     Ok(())
 }
 
 /// Helm's `CoalesceValues`: user values over chart defaults, nulls delete.
-pub fn coalesce_values_for(c: &Chart, user: &Table) -> Result<Table, ChartError> {
+pub fn coalesce_values_for(c: &Chart, user: &Table, w: &mut Warnings) -> Result<Table, ChartError> {
     let mut v = table(&Value::map(user.clone()));
-    coalesce(c, &mut v, false)?;
+    coalesce(c, &mut v, "", false, w)?;
     Ok(v)
 }
 
-fn merge_values_for(c: &Chart, user: &Table) -> Result<Table, ChartError> {
+fn merge_values_for(c: &Chart, user: &Table, w: &mut Warnings) -> Result<Table, ChartError> {
     let mut v = table(&Value::map(user.clone()));
-    coalesce(c, &mut v, true)?;
+    coalesce(c, &mut v, "", true, w)?;
     Ok(v)
 }
 
@@ -188,12 +238,21 @@ fn table_at(t: &Table, path: &str) -> Option<Table> {
 }
 
 /// Helm's `ProcessDependencies`: aliases, conditions, tags and import-values.
-pub fn process_dependencies(c: &mut Chart, user: &Table) -> Result<(), ChartError> {
-    process_enabled(c, user, "")?;
-    process_imports(c)
+pub fn process_dependencies(
+    c: &mut Chart,
+    user: &Table,
+    w: &mut Warnings,
+) -> Result<(), ChartError> {
+    process_enabled(c, user, "", w)?;
+    process_imports(c, w)
 }
 
-fn process_enabled(c: &mut Chart, user: &Table, path: &str) -> Result<(), ChartError> {
+fn process_enabled(
+    c: &mut Chart,
+    user: &Table,
+    path: &str,
+    w: &mut Warnings,
+) -> Result<(), ChartError> {
     if c.metadata.dependencies.is_empty() {
         return Ok(());
     }
@@ -217,7 +276,7 @@ fn process_enabled(c: &mut Chart, user: &Table, path: &str) -> Result<(), ChartE
         req.enabled = Some(true);
     }
     c.dependencies = deps;
-    let cvals = coalesce_values_for(c, user)?;
+    let cvals = coalesce_values_for(c, user, w)?;
     // tags
     if let Some(tags) = cvals.get("tags").and_then(as_table) {
         for r in &mut c.metadata.dependencies {
@@ -265,7 +324,7 @@ fn process_enabled(c: &mut Chart, user: &Table, path: &str) -> Result<(), ChartE
         .retain(|r| !disabled.contains(&r.name));
     for d in &mut c.dependencies {
         let sub = format!("{path}{}.", d.name());
-        process_enabled(d, &cvals, &sub)?;
+        process_enabled(d, &cvals, &sub, w)?;
     }
     let fp = if c.full_path.contains("/charts/") {
         c.full_path
@@ -291,14 +350,14 @@ fn path_to_map(path: &str, data: Table) -> Table {
     cur
 }
 
-fn process_imports(c: &mut Chart) -> Result<(), ChartError> {
+fn process_imports(c: &mut Chart, w: &mut Warnings) -> Result<(), ChartError> {
     for d in &mut c.dependencies {
-        process_imports(d)?;
+        process_imports(d, w)?;
     }
     if c.metadata.dependencies.is_empty() {
         return Ok(());
     }
-    let cvals = merge_values_for(c, &Table::new())?;
+    let cvals = merge_values_for(c, &Table::new(), w)?;
     let mut b = Table::new();
     let mut any = false;
     for r in &c.metadata.dependencies {
@@ -318,7 +377,7 @@ fn process_imports(c: &mut Chart) -> Result<(), ChartError> {
             let add = path_to_map(&parent, vv);
             // later imports win over earlier ones (MergeTables with dst = new)
             let mut nb = add;
-            coalesce_tables(&mut nb, &b, true);
+            coalesce_tables(&mut nb, &b, "", true, w);
             b = nb;
         }
     }
@@ -327,7 +386,7 @@ fn process_imports(c: &mut Chart) -> Result<(), ChartError> {
     }
     // Helm 3.14+ merges (keeping nulls, so that they still delete subchart defaults)
     let mut merged = cvals;
-    coalesce_tables(&mut merged, &b, true);
+    coalesce_tables(&mut merged, &b, "", true, w);
     c.values = Value::map(merged);
     Ok(())
 }

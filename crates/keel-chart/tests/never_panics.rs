@@ -9,7 +9,7 @@ proptest! {
 
     #[test]
     fn set_strings(s in "[a-z0-9.,=\\[\\]{}\\\\ \"-]{0,40}") {
-        for kind in [SetKind::Typed, SetKind::String, SetKind::Json] {
+        for kind in [SetKind::Typed, SetKind::String, SetKind::Json, SetKind::Literal, SetKind::File] {
             let mut t = Table::new();
             let _ = keel_chart::values::parse_set(&s, kind, &mut t, &|_| Ok(String::new()));
         }

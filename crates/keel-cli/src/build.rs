@@ -86,7 +86,7 @@ fn options(s: &str, what: &str) -> anyhow::Result<BTreeMap<String, String>> {
 /// Blocks SIGINT/SIGTERM in this thread (inherited by the build threads) and
 /// sets `cancel` when one arrives, so the build can stop its containers and
 /// clean up instead of dying half-way.
-fn cancel_on_signals(cancel: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub(crate) fn cancel_on_signals(cancel: Arc<AtomicBool>) -> anyhow::Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGINT);

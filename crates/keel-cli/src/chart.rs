@@ -160,6 +160,11 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                 is_upgrade,
             };
             let rendered = keel_chart::render(&chart, &user, &opts).map_err(one_line)?;
+            // Helm 4 logs these through slog's text handler, which quotes
+            // a message with spaces as strconv.Quote does
+            for w in &rendered.warnings {
+                eprintln!("level=INFO msg={}", keel_chart::go_quote(w));
+            }
             let text = keel_chart::template_text(&rendered, &opts).map_err(one_line)?;
             // bytes, not text: a template may copy a binary file through
             std::io::Write::write_all(&mut std::io::stdout().lock(), &keel_chart::go_bytes(&text))

@@ -106,6 +106,7 @@ pub struct RunArgs {
     /// Variable for the `vars` context (KEY=VALUE).
     #[arg(long = "var")]
     pub vars: Vec<String>,
+    /// File of variables (KEY=VALUE lines; default .vars when present).
     #[arg(long = "var-file")]
     pub var_file: Option<PathBuf>,
     /// Environment variable for every step (KEY=VALUE).
@@ -835,7 +836,11 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let mut vars = Vec::new();
-    if let Some(f) = &a.var_file {
+    let var_file = a
+        .var_file
+        .clone()
+        .or_else(|| Some(repo.join(".vars")).filter(|p| p.is_file()));
+    if let Some(f) = &var_file {
         vars.extend(dotenv(f)?);
     }
     for v in &a.vars {
@@ -893,6 +898,11 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
         .map(|m| kv(m).map(|(k, v)| (k, PathBuf::from(v))))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let keel = std::env::current_exe().context("locating the keel binary")?;
+    // Ctrl-C or SIGTERM cancels the run: steps are killed, containers and
+    // networks removed, the record written (steps run in their own process
+    // groups, so the terminal's signal does not reach them directly).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    crate::build::cancel_on_signals(interrupted.clone())?;
     ensure_busybox(root, &keel, &selected, &platforms);
     let mut worst = Conclusion::Success;
     for l in selected {
@@ -944,7 +954,7 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
                 &group,
                 cip,
                 &run_dir.join("cancel"),
-                &AtomicBool::new(false),
+                &interrupted,
                 |m| eprintln!("{m}"),
             )
             .context("taking the concurrency group")?,
@@ -954,9 +964,10 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
         let watcher_stop = Arc::new(AtomicBool::new(false));
         let watcher = {
             let (cancel, stop, f) = (cancel.clone(), watcher_stop.clone(), run_dir.join("cancel"));
+            let interrupted = interrupted.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if f.exists() {
+                    if f.exists() || interrupted.load(Ordering::Relaxed) {
                         cancel.store(true, Ordering::Relaxed);
                         return;
                     }
@@ -981,6 +992,9 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
         );
         if rec.conclusion != Conclusion::Success {
             worst = rec.conclusion;
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            break;
         }
     }
     Ok(if worst == Conclusion::Success {

@@ -264,15 +264,8 @@ pub struct RunArgs {
     /// Run in the background and print the container ID.
     #[arg(short = 'd', long)]
     pub detach: bool,
-    /// Set environment variables.
-    #[arg(short = 'e', long = "env")]
-    pub env: Vec<String>,
-    /// Override the entrypoint of the image.
-    #[arg(long)]
-    pub entrypoint: Option<String>,
-    /// Assign a name to the container.
-    #[arg(long)]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub process: crate::container::ProcessFlags,
     /// Don't start linked services.
     #[arg(long)]
     pub no_deps: bool,
@@ -293,12 +286,6 @@ pub struct RunArgs {
         default_missing_value = "true"
     )]
     pub interactive: bool,
-    /// Run as this user.
-    #[arg(short = 'u', long)]
-    pub user: Option<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long = "workdir")]
-    pub workdir: Option<String>,
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

@@ -31,8 +31,8 @@ use crate::Hint;
 pub use cp::cp;
 pub use exec::{exec, wait};
 pub use flags::{
-    ContainersArgs, CpArgs, CreateFlags, ExecArgs, KillArgs, LogsArgs, PortArgs, PsArgs, RmArgs,
-    RunArgs, StartArgs, StatsArgs, StopArgs, VolumeCommand,
+    ContainersArgs, CpArgs, CreateFlags, ExecArgs, KillArgs, LogsArgs, PortArgs, ProcessFlags,
+    PsArgs, RmArgs, RunArgs, StartArgs, StatsArgs, StopArgs, VolumeCommand,
 };
 pub use inspect::{inspect_any, port};
 pub use logs::logs_cmd;

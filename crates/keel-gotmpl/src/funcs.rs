@@ -320,6 +320,16 @@ fn basic_kind(v: &Value) -> Kind {
     }
 }
 
+/// Go 1.21+'s wording (Helm 4 is built with Go 1.25); Go 1.19 said only
+/// "incompatible types for comparison".
+fn incompatible(a: &Value, b: &Value) -> String {
+    format!(
+        "incompatible types for comparison: {} and {}",
+        a.type_name(),
+        b.type_name()
+    )
+}
+
 pub(crate) fn eq(a1: &Value, rest: &[Value]) -> Result<bool, String> {
     let a1 = indirect_iface(a1);
     if rest.is_empty() {
@@ -359,7 +369,7 @@ pub(crate) fn eq(a1: &Value, rest: &[Value]) -> Result<bool, String> {
             }
         } else {
             if !matches!(a1, Value::Invalid) && !matches!(a, Value::Invalid) {
-                return Err("incompatible types for comparison".into());
+                return Err(incompatible(a1, a));
             }
             false
         };
@@ -382,7 +392,7 @@ fn lt(a1: &Value, a2: &Value) -> Result<bool, String> {
         return Err("invalid type for comparison".into());
     }
     if k1 != k2 {
-        return Err("incompatible types for comparison".into());
+        return Err(incompatible(a1, a2));
     }
     Ok(match (a1, a2) {
         (Value::Bool(_), _) => return Err("invalid type for comparison".into()),

@@ -42,17 +42,24 @@ enum Node {
     Map(Vec<(Node, Node)>),
 }
 
+/// An open collection: its anchor, its items, and how many nodes they hold.
 enum Open {
-    Seq(usize, Vec<Node>),
-    Map(usize, Vec<Node>),
+    Seq(usize, Vec<Node>, usize),
+    Map(usize, Vec<Node>, usize),
 }
+
+/// Nodes a document may expand to through aliases (a "billion laughs" file
+/// is refused instead of filling memory, as go-yaml refuses excessive aliasing).
+const MAX_NODES: usize = 1_000_000;
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: BTreeMap<usize, Node>,
+    /// anchored nodes and their sizes in nodes
+    anchors: BTreeMap<usize, (Node, usize)>,
     docs: Vec<Node>,
     err: Option<String>,
+    total: usize,
 }
 
 fn tag_name(t: Option<Tag>) -> Option<String> {
@@ -66,12 +73,20 @@ fn tag_name(t: Option<Tag>) -> Option<String> {
 }
 
 impl Builder {
-    fn push(&mut self, n: Node, anchor: usize) {
+    fn push(&mut self, n: Node, anchor: usize, size: usize) {
+        self.total += size;
+        if self.total > MAX_NODES {
+            self.err = Some("document contains excessive aliasing".into());
+            return;
+        }
         if anchor > 0 {
-            self.anchors.insert(anchor, n.clone());
+            self.anchors.insert(anchor, (n.clone(), size));
         }
         match self.stack.last_mut() {
-            Some(Open::Seq(_, v) | Open::Map(_, v)) => v.push(n),
+            Some(Open::Seq(_, v, s) | Open::Map(_, v, s)) => {
+                v.push(n);
+                *s += size;
+            }
             None => self.docs.push(n),
         }
     }
@@ -89,12 +104,16 @@ impl MarkedEventReceiver for Builder {
                     plain: style == TScalarStyle::Plain,
                     tag: tag_name(tag),
                 };
-                self.push(n, anchor);
+                self.push(n, anchor, 1);
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => {
-                    let n = n.clone();
-                    self.push(n, 0);
+                // refuse before copying: the copy is what would fill memory
+                Some((_, size)) if self.total + size > MAX_NODES => {
+                    self.err = Some("document contains excessive aliasing".into());
+                }
+                Some((n, size)) => {
+                    let (n, size) = (n.clone(), *size);
+                    self.push(n, 0, size);
                 }
                 None => self.err = Some("unknown anchor referenced".into()),
             },
@@ -103,28 +122,31 @@ impl MarkedEventReceiver for Builder {
                     self.err = Some(format!("exceeded max depth of {MAX_DEPTH}"));
                     return;
                 }
-                self.stack.push(Open::Seq(anchor, Vec::new()));
+                self.stack.push(Open::Seq(anchor, Vec::new(), 0));
             }
             Event::MappingStart(anchor, _) => {
                 if self.stack.len() >= MAX_DEPTH {
                     self.err = Some(format!("exceeded max depth of {MAX_DEPTH}"));
                     return;
                 }
-                self.stack.push(Open::Map(anchor, Vec::new()));
+                self.stack.push(Open::Map(anchor, Vec::new(), 0));
             }
             Event::SequenceEnd => {
-                if let Some(Open::Seq(anchor, items)) = self.stack.pop() {
-                    self.push(Node::Seq(items), anchor);
+                if let Some(Open::Seq(anchor, items, size)) = self.stack.pop() {
+                    // the items were counted as they came
+                    self.total -= size;
+                    self.push(Node::Seq(items), anchor, size + 1);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Open::Map(anchor, items)) = self.stack.pop() {
+                if let Some(Open::Map(anchor, items, size)) = self.stack.pop() {
                     let mut pairs = Vec::with_capacity(items.len() / 2);
                     let mut it = items.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
                         pairs.push((k, v));
                     }
-                    self.push(Node::Map(pairs), anchor);
+                    self.total -= size;
+                    self.push(Node::Map(pairs), anchor, size + 1);
                 }
             }
             _ => {}
@@ -616,6 +638,30 @@ mod tests {
     }
 
     #[test]
+    fn alias_bombs_are_refused() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            doc.push_str(
+                &[
+                    "a",
+                    &i.to_string(),
+                    ": &a",
+                    &i.to_string(),
+                    " [",
+                    &refs,
+                    "]\n",
+                ]
+                .concat(),
+            );
+        }
+        assert_eq!(
+            parse(&doc).unwrap_err(),
+            "yaml: document contains excessive aliasing"
+        );
+    }
+
+    #[test]
     fn float32_strings() {
         assert_eq!(float32_string(1.1), "1.1");
         assert_eq!(float32_string(1.0), "1");
@@ -631,6 +677,13 @@ mod tests {
         #[test]
         fn never_panics(s in "\\PC{0,200}") {
             let _ = yaml_to_value(&s);
+        }
+
+        /// YAML-shaped input: anchors, aliases, merges, tags, flow and block forms.
+        #[test]
+        fn never_panics_on_yaml_shapes(s in "(a: |- |  |b|1|1.5|yes|0x1F|017|&x |\\*x|<<: |\\{|\\}|\\[|\\]|, |\n|'|\"|~|!!str |!!int |---\n|\\? ){0,40}") {
+            let _ = load_values(&s);
+            let _ = parse(&s);
         }
     }
 }

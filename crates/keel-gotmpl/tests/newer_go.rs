@@ -30,3 +30,23 @@ fn else_if_stays_an_if_chain() {
     let e = s.parse("t", t).unwrap_err().to_string();
     assert_eq!(e, "template: t:1: unexpected <with> in input");
 }
+
+#[test]
+fn incompatible_comparisons_name_the_types() {
+    // Go 1.21+ (Helm 4 is built with Go 1.25); checked against helm 4.1.4 in
+    // crates/keel/tests/chart_helm_diff.rs
+    let mut s = Templates::new();
+    s.parse("t", "{{ eq .a 3 }}").unwrap();
+    let data = Value::from_json(&serde_json::json!({"a": 3.0}), false);
+    let e = s.execute("t", &data).unwrap_err().to_string();
+    assert!(
+        e.ends_with("error calling eq: incompatible types for comparison: float64 and int"),
+        "{e}"
+    );
+    s.parse("u", "{{ lt .a 4 }}").unwrap();
+    let e = s.execute("u", &data).unwrap_err().to_string();
+    assert!(
+        e.ends_with("error calling lt: incompatible types for comparison: float64 and int"),
+        "{e}"
+    );
+}

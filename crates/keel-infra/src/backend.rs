@@ -89,6 +89,8 @@ pub enum BackendError {
     WrongLockId { given: String, held: String },
     #[error("Failed to unlock state: no lock is held on {0}")]
     NotLocked(PathBuf),
+    #[error("{0}")]
+    Http(String),
     #[error("Workspace {0:?} doesn't exist.")]
     NoWorkspace(String),
     #[error("Workspace {0:?} already exists")]
@@ -207,11 +209,9 @@ impl LocalBackend {
             .display()
             .to_string();
         let info = LockInfo::new(operation, &rel);
-        write_atomic(
-            &info_path,
-            serde_json::to_string(&info).unwrap_or_default().as_bytes(),
-        )
-        .map_err(io("writing", &info_path))?;
+        // Informational only (the record lock is what excludes): no fsync.
+        std::fs::write(&info_path, serde_json::to_string(&info).unwrap_or_default())
+            .map_err(io("writing", &info_path))?;
         Ok(StateLock {
             file,
             info_path,
@@ -340,7 +340,8 @@ impl StateLock {
         }
         if self.first_write && !old.trim().is_empty() {
             let b = backup_path(&self.state_path);
-            write_atomic(&b, old.as_bytes()).map_err(io("writing", &b))?;
+            // The state itself is synced below; the backup need not be.
+            std::fs::write(&b, old.as_bytes()).map_err(io("writing", &b))?;
         }
         self.first_write = false;
         s.serial += 1;

@@ -21,6 +21,7 @@
 pub mod addr;
 pub mod apply;
 pub mod backend;
+pub mod backend_http;
 pub mod config;
 pub mod graph;
 pub mod plan;

@@ -1,11 +1,15 @@
-//! The per-container monitor: a re-exec of the keel binary (`keel __monitor <id>`)
-//! or a fork of a single-threaded client (see [`crate::launch`])
-//! that owns one container's life. It is single-threaded on purpose, since
-//! libcontainer forks and must never run inside a multi-threaded process. It
-//! mounts the root, sets up the network, starts the container, streams its
-//! output into the JSON-lines log (and, framed, to an attached `keel run`),
-//! waits for the exit, records exit code and OOM kill, applies the restart
-//! policy with exponential backoff, runs health checks, and cleans up.
+//! The per-container monitor: a fork of a single-threaded client (see
+//! [`crate::launch`]) or `keel __monitor <id>`, that owns one container's
+//! life. It is single-threaded on purpose, since libcontainer forks and must
+//! never run inside a multi-threaded process. It mounts the root, creates
+//! the network namespace and attaches the networks, starts the container,
+//! streams its output into the JSON-lines log (and, framed, to an attached
+//! `keel run`), runs health checks, records exit code and OOM kill, applies
+//! the restart policy with exponential backoff, and tears down; an `--rm`
+//! container is retired before its exit frame and released after it.
+//! [`run_with`] is all of that on the kernel its [`Containers`] carries
+//! (unit-tested on a fake); [`run_sized`] adds the process set-up. Its
+//! `tracing` events (its stderr: `monitor.log`) say what it did.
 //!
 //! Its stdout is a pipe to the `keel` command that started it, carrying
 //! [`Frame`]s; once that reader goes away the monitor carries on alone.

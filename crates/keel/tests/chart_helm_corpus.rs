@@ -1,6 +1,8 @@
 //! `keel chart template` against the real Helm 4.1.4's goldens of 30
 //! real-world charts (../shared/charts, 92 variants): stdout byte for byte,
-//! the same exit code, and for failing variants the same error message. Where
+//! the same exit code, for failing variants the same error message, and for
+//! the others the same warnings on stderr (as a set: Helm's order is Go's
+//! random map order). Where
 //! Helm's own output varies between runs (random passwords, generated
 //! certificates, `now`), exactly the templates and keys that determinism.json
 //! lists are masked on both sides before comparing.
@@ -181,7 +183,17 @@ fn check(root: &Path, v: &Variant) -> Option<String> {
         return (h != k).then(|| format!("{id}: error differs\n      helm: {h}\n      keel: {k}"));
     }
     let (w, g) = (mask(&want_out, &v.masked), mask(&got_out, &v.masked));
-    (w != g).then(|| format!("{id}: {}", first_difference(&w, &g)))
+    if w != g {
+        return Some(format!("{id}: {}", first_difference(&w, &g)));
+    }
+    // Helm's warnings (values coalescing) follow Go's map order: compare as sets
+    let sorted = |s: &str| {
+        let mut l: Vec<String> = s.lines().map(str::to_string).collect();
+        l.sort();
+        l.join("\n")
+    };
+    let (w, g) = (sorted(&want_err), sorted(&got_err));
+    (w != g).then(|| format!("{id}: stderr differs:\n      helm: {w:?}\n      keel: {g:?}"))
 }
 
 #[test]

@@ -83,6 +83,34 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `keel ci run` in the background (host mode).
+fn spawn_ci(k: &Keel, repo: &Repo) -> std::process::Child {
+    let mut c = k.cmd();
+    c.args(["ci", "run", "-C"])
+        .arg(repo.path())
+        .args(["-P", "ubuntu-latest=-self-hosted"]);
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `file` contains `text`.
+fn wait_for(file: &Path, text: &str) {
+    let t = Instant::now();
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{text:?} never showed in {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn run_dir(k: &Keel, n: u32) -> PathBuf {
     k.root.path().join("ci/runs").join(n.to_string())
 }
@@ -515,36 +543,10 @@ fn concurrency_cancel_in_progress() {
         "on: push\nconcurrency:\n  group: deploy-${{ github.ref }}\n  cancel-in-progress: true\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started; sleep 30; echo finished\n",
     )]);
     let k = Keel::new();
-    let mut c = k.cmd();
-    c.args(["ci", "run", "-C"])
-        .arg(repo.path())
-        .args(["-P", "ubuntu-latest=-self-hosted"]);
-    let first = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = run_dir(&k, 1).join("logs/slow.log");
+    let first = spawn_ci(&k, &repo);
     let t = Instant::now();
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("started")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "first run never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut c = k.cmd();
-    c.args(["ci", "run", "-C"])
-        .arg(repo.path())
-        .args(["-P", "ubuntu-latest=-self-hosted"]);
-    let second = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    wait_for(&run_dir(&k, 1).join("logs/slow.log"), "started");
+    let second = spawn_ci(&k, &repo);
     let o1 = first.wait_with_output().unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(25),
@@ -554,15 +556,8 @@ fn concurrency_cancel_in_progress() {
     let rec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir(&k, 1).join("run.json")).unwrap()).unwrap();
     assert_eq!(rec["conclusion"], "cancelled");
-    // The second run then holds the group; cancel it too by a third one.
-    let log2 = run_dir(&k, 2).join("logs/slow.log");
-    while !std::fs::read_to_string(&log2)
-        .unwrap_or_default()
-        .contains("started")
-    {
-        assert!(t.elapsed() < Duration::from_secs(40));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The second run then holds the group; its cancel file stops it.
+    wait_for(&run_dir(&k, 2).join("logs/slow.log"), "started");
     std::fs::write(run_dir(&k, 2).join("cancel"), "test").unwrap();
     let o2 = second.wait_with_output().unwrap();
     assert!(!o2.status.success());
@@ -744,5 +739,158 @@ fn job_concurrency_groups_serialize_jobs() {
         order[1],
         format!("end-{first}"),
         "jobs of one group never overlap: {order:?}"
+    );
+}
+
+#[test]
+fn node_actions_with_state_cached_remote_actions_setup_and_checkout_options() {
+    let cache = tempfile::tempdir().unwrap();
+    let remote = cache.path().join("acme/greet@v1");
+    std::fs::create_dir_all(&remote).unwrap();
+    std::fs::write(
+        remote.join("action.yml"),
+        "name: greet\ninputs:\n  who:\n    default: world\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      run: echo \"remote greets ${{ inputs.who }} from $GITHUB_ACTION_PATH\"\n",
+    )
+    .unwrap();
+    let repo = Repo::new(&[
+        (
+            ".github/workflows/a.yml",
+            r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: ./.github/actions/js
+        id: js
+        with:
+          who: keel
+      - run: echo "js said ${{ steps.js.outputs.said }}"
+      - uses: acme/greet@v1
+        with:
+          who: cache
+      - uses: actions/setup-python@v5
+        id: py
+        with:
+          python-version: "3"
+      - run: python --version && echo "setup-python ${{ steps.py.outputs.python-version }}"
+      - uses: actions/checkout@v4
+        with:
+          path: sub
+          ref: main
+      - run: test -f sub/README && test -d sub/.git && echo checkout-path-ok
+"#,
+        ),
+        (
+            ".github/actions/js/action.yml",
+            "name: js\ninputs:\n  who:\n    required: true\noutputs:\n  said:\n    description: what it said\nruns:\n  using: node20\n  pre: pre.js\n  main: main.js\n  post: post.js\n",
+        ),
+        (
+            ".github/actions/js/pre.js",
+            "const fs = require('fs');\nfs.appendFileSync(process.env.GITHUB_STATE, 'started=yes\\n');\nconsole.log('pre ran');\n",
+        ),
+        (
+            ".github/actions/js/main.js",
+            "const fs = require('fs');\nconsole.log(`main: hello ${process.env.INPUT_WHO}, state ${process.env.STATE_started}`);\nfs.appendFileSync(process.env.GITHUB_OUTPUT, `said=hi ${process.env.INPUT_WHO}\\n`);\nfs.appendFileSync(process.env.GITHUB_STATE, 'main=done\\n');\n",
+        ),
+        (
+            ".github/actions/js/post.js",
+            "console.log(`post: state ${process.env.STATE_started} ${process.env.STATE_main}`);\n",
+        ),
+        ("README", "readme\n"),
+    ]);
+    let k = Keel::new();
+    let o = ci(
+        &k,
+        &repo,
+        &["--action-cache-path", cache.path().to_str().unwrap()],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for want in [
+        "pre ran",
+        "main: hello keel, state yes",
+        "js said hi keel",
+        "remote greets cache from",
+        "setup-python 3.",
+        "checkout-path-ok",
+        "post: state yes done",
+    ] {
+        assert!(out.contains(want), "missing {want:?}: {out}");
+    }
+    // The post step ran last.
+    assert!(
+        out.rfind("post: state").unwrap() > out.find("checkout-path-ok").unwrap(),
+        "{out}"
+    );
+    // A remote action not in the cache fails clearly.
+    let repo = Repo::new(&[(
+        ".github/workflows/b.yml",
+        "on: push\njobs:\n  b:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: someone/missing@v9\n",
+    )]);
+    let o = ci(&k, &repo, &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("someone/missing@v9 is not available offline"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_its_steps() {
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let wf = format!(
+        "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo started; sleep 30; echo survived > {}\n",
+        marker.path().display()
+    );
+    let repo = Repo::new(&[(".github/workflows/s.yml", &wf)]);
+    let k = Keel::new();
+    let child = spawn_ci(&k, &repo);
+    let t = Instant::now();
+    wait_for(&run_dir(&k, 1).join("logs/slow.log"), "started");
+    let pid = i32::try_from(child.id()).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "Ctrl-C did not stop the run"
+    );
+    assert!(!o.status.success());
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir(&k, 1).join("run.json")).unwrap()).unwrap();
+    assert_eq!(rec["conclusion"], "cancelled");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        std::fs::read_to_string(marker.path()).unwrap().is_empty(),
+        "the step outlived the run"
+    );
+}
+
+#[test]
+fn job_timeout_minutes_fails_the_job() {
+    let repo = Repo::new(&[(
+        ".github/workflows/t.yml",
+        "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    timeout-minutes: 0.03\n    steps:\n      - run: sleep 20\n      - if: always()\n        run: echo always-ran\n",
+    )]);
+    let k = Keel::new();
+    let t = Instant::now();
+    let o = ci(&k, &repo, &[]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "job timeout not enforced: {out}"
+    );
+    assert!(out.contains("exceeded the maximum execution time"), "{out}");
+    let logs = k.ok(&["ci", "logs", "1", "t", "Run sleep 20"]);
+    assert!(
+        logs.contains("Run sleep 20") && !logs.contains("always-ran"),
+        "step filter: {logs}"
     );
 }

@@ -24,6 +24,9 @@
 //! And which run partly: `shells/{defaults,bash,python,sh}` without their
 //! `check-container` job, whose image (alpine, node:16-buster) would come
 //! from a registry.
+//!
+//! All 9 dry-run rows (`TestDryrunEvent`, `-n`) run too: nothing executes,
+//! so their images and remote actions are not needed.
 
 mod common;
 
@@ -194,8 +197,40 @@ fn act_host_environment_cases() {
             }
         }
     }
+    // act's dry-run rows (`TestDryrunEvent`): planned and walked, nothing
+    // runs, so no image or network is needed: all 9 run.
+    let mut dry = 0;
+    for line in cases.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.first() != Some(&"TestDryrunEvent") {
+            continue;
+        }
+        let (workflow, event, expected_error, platforms) = (f[2], f[3], f[4], f[5]);
+        let mut c = k.cmd();
+        c.args(["ci", "run", event, "-n", "-C"])
+            .arg(repo.path())
+            .args(["-W", workflow, "--actor", "nektos/act"]);
+        for p in platforms.split(';') {
+            c.args(["-P", p]);
+        }
+        let o = c.stdin(Stdio::null()).output().unwrap();
+        dry += 1;
+        if o.status.success() != expected_error.is_empty() {
+            failures.push(format!(
+                "dry run {workflow}: keel {}\n{}{}",
+                if o.status.success() {
+                    "succeeded"
+                } else {
+                    "failed"
+                },
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+    }
+    assert_eq!(dry, 9);
     eprintln!(
-        "act host cases: {ran} runs, {excluded} rows excluded (see the module docs), {windows} Windows rows"
+        "act host cases: {ran} runs, {excluded} rows excluded (see the module docs), {windows} Windows rows; {dry} dry-run rows"
     );
     assert_eq!(windows, 5);
     assert!(ran >= 35, "only {ran} runs");

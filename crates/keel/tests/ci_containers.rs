@@ -18,6 +18,24 @@ fn repo(workflow: &str) -> tempfile::TempDir {
     let f = dir.path().join(".github/workflows/c.yml");
     std::fs::create_dir_all(f.parent().unwrap()).unwrap();
     std::fs::write(&f, workflow).unwrap();
+    // A Docker action built from its Dockerfile with keel build.
+    let a = dir.path().join(".github/actions/dock");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(
+        a.join("action.yml"),
+        "name: dock\ninputs:\n  name:\n    required: true\noutputs:\n  echoed:\n    description: x\nruns:\n  using: docker\n  image: Dockerfile\n  args:\n    - ${{ inputs.name }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        a.join("Dockerfile"),
+        "FROM busybox\nCOPY entrypoint.sh /entrypoint.sh\nENTRYPOINT [\"/bin/sh\", \"/entrypoint.sh\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        a.join("entrypoint.sh"),
+        "echo \"docker action arg $1 input $INPUT_NAME\"\necho \"echoed=$1\" >> \"$GITHUB_OUTPUT\"\n",
+    )
+    .unwrap();
     for args in [
         &["init", "-q", "-b", "main"][..],
         &[
@@ -86,6 +104,13 @@ jobs:
     steps:
       - run: echo "kernel ${{{{ needs.in-busybox.outputs.kernel }}}}"
       - run: wget -qO- http://web:8080/group | head -1
+  started-ahead:
+    needs: in-busybox
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "ahead sees ${{{{ needs.in-busybox.outputs.kernel }}}} and $(cat /etc/hostname)"
+      - run: echo "A=2" >> "$GITHUB_ENV"
+      - run: test "$A" = 2 && echo "ahead env ok"
   host-to-service:
     runs-on: self-hosted
     services:
@@ -100,6 +125,11 @@ jobs:
       - uses: docker://busybox
         with:
           args: echo from-docker-step
+      - uses: ./.github/actions/dock
+        id: dock
+        with:
+          name: built
+      - run: echo "dock output ${{{{ steps.dock.outputs.echoed }}}}"
 "#
     );
     let dir = repo(&wf);
@@ -126,7 +156,11 @@ jobs:
         "kernel Linux",
         "root:x:0:",
         "from-docker-step",
+        "docker action arg built input built",
+        "dock output built",
         "(container busybox)",
+        "ahead sees Linux and",
+        "ahead env ok",
     ] {
         assert!(out.contains(want), "missing {want:?}:\n{out}");
     }

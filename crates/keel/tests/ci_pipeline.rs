@@ -183,13 +183,19 @@ fn example_pipeline_runs_offline_with_an_approval_for_production() {
         "jsonpath={.spec.template.spec.containers[0].image}",
     ]);
     assert_eq!(deployed, image);
-    // The kubeconfig (a secret) never shows, not even its token.
+    // The kubeconfig (a secret) never shows, not even its credential (the
+    // admin's client key, or a token where a kubeconfig holds one).
     let kc = std::fs::read_to_string(&server.kubeconfig).unwrap();
-    let token = kc
+    let credential = kc
         .lines()
-        .find_map(|l| l.trim().strip_prefix("token: "))
+        .find_map(|line| {
+            let line = line.trim();
+            line.strip_prefix("client-key-data: ")
+                .or_else(|| line.strip_prefix("token: "))
+        })
         .unwrap_or_default();
-    assert!(!token.is_empty() && !out.contains(token), "token leaked");
+    assert!(!credential.is_empty(), "no credential in {kc}");
+    assert!(!out.contains(credential), "credential leaked");
     let view = k.ok(&["ci", "view", "1"]);
     for job in [
         "lint",

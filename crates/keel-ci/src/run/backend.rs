@@ -5,7 +5,7 @@
 //! containers at the same paths, so paths in `GITHUB_*` variables hold on
 //! both sides.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,58 +79,81 @@ pub fn run_streaming(
     // The Command still owns the pipe's write ends; drop it so EOF arrives.
     drop(cmd);
     let pid = child.id();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let (why_tx, why_rx) = mpsc::channel::<End>();
-    let status = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let start = std::time::Instant::now();
-            loop {
-                match done_rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                }
-                let why = if cancel.load(Ordering::Relaxed) {
-                    Some(End::Cancelled)
-                } else if timeout.is_some_and(|t| start.elapsed() >= t) {
-                    Some(End::TimedOut)
-                } else {
-                    None
-                };
-                if let Some(w) = why {
-                    let _ = why_tx.send(w);
-                    if let Some(pg) = rustix::process::Pid::from_raw(pid as i32) {
-                        let _ =
-                            rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
-                    }
-                    return;
-                }
-            }
-        });
+    // Lines are read on a thread of their own: a process killed on timeout
+    // may leave a grandchild (the step inside a container, behind `keel
+    // exec`) holding the pipe, and the step must not wait for it.
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
         let mut r = BufReader::new(reader);
         let mut buf = Vec::new();
         loop {
             buf.clear();
             match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => return,
                 Ok(_) => {
                     let s = String::from_utf8_lossy(&buf);
-                    line(s.trim_end_matches(['\n', '\r']));
+                    if tx
+                        .send(s.trim_end_matches(['\n', '\r']).to_string())
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
         }
-        let mut rest = Vec::new();
-        let _ = r.read_to_end(&mut rest);
-        let status = child.wait();
-        let _ = done_tx.send(());
-        status
-    })?;
-    if let Ok(w) = why_rx.try_recv() {
+    });
+    let start = std::time::Instant::now();
+    let mut why = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) => line(&l),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // The step's process ended but something it started still
+                // holds the pipe (`daemon &`): take what is there and go on.
+                if child.try_wait()?.is_some() {
+                    drain(&rx, line);
+                    break;
+                }
+            }
+        }
+        if why.is_none() {
+            why = if cancel.load(Ordering::Relaxed) {
+                Some(End::Cancelled)
+            } else if timeout.is_some_and(|t| start.elapsed() >= t) {
+                Some(End::TimedOut)
+            } else {
+                None
+            };
+            if why.is_some() {
+                if let Some(pg) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
+                }
+                // What is already in the pipe still shows; then stop reading.
+                drain(&rx, line);
+                break;
+            }
+        }
+    }
+    let status = child.wait()?;
+    if let Some(w) = why {
         return Ok(w);
     }
     Ok(End::Exited(status.code().unwrap_or_else(|| {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
     })))
+}
+
+/// Hands on the lines already sent (up to half a second's worth).
+fn drain(rx: &mpsc::Receiver<String>, line: &mut dyn FnMut(&str)) {
+    let t = std::time::Instant::now();
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(50)) {
+        line(&l);
+        if t.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+    }
 }
 
 /// Processes on this machine.

@@ -84,9 +84,9 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `hashFiles`: SHA-256 over the SHA-256 of each matching file (sorted by
-/// path), hex; empty when nothing matches. `!pattern` excludes.
-pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, String> {
+/// The files `hashFiles` patterns select (relative to `workspace`, sorted,
+/// `.git` left out); `!pattern` excludes, later patterns win.
+pub fn matched_files(workspace: &Path, patterns: &[String]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     walk(workspace, workspace, &mut files);
     let compiled: Vec<(bool, Pattern)> = patterns
@@ -102,9 +102,7 @@ pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, Strin
             (neg, Pattern::new(body))
         })
         .collect();
-    let mut outer = Sha256::new();
-    let mut any = false;
-    for f in files {
+    files.retain(|f| {
         let rel = f.to_string_lossy();
         let mut hit = false;
         for (neg, p) in &compiled {
@@ -112,19 +110,26 @@ pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, Strin
                 hit = !neg;
             }
         }
-        if !hit {
-            continue;
-        }
-        let data =
-            std::fs::read(workspace.join(&f)).map_err(|e| format!("hashFiles: {rel}: {e}"))?;
-        outer.update(Sha256::digest(&data));
-        any = true;
+        hit
+    });
+    files
+}
+
+/// `hashFiles` as GitHub's runner computes it: SHA-256 over the SHA-256 of
+/// each matching file (sorted by path), hex; empty when nothing matches.
+/// (act hashes the files' concatenated contents instead.)
+pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, String> {
+    let files = matched_files(workspace, patterns);
+    if files.is_empty() {
+        return Ok(String::new());
     }
-    Ok(if any {
-        hex(&outer.finalize())
-    } else {
-        String::new()
-    })
+    let mut outer = Sha256::new();
+    for f in files {
+        let data = std::fs::read(workspace.join(&f))
+            .map_err(|e| format!("hashFiles: {}: {e}", f.display()))?;
+        outer.update(Sha256::digest(&data));
+    }
+    Ok(hex(&outer.finalize()))
 }
 
 /// Lowercase hex of bytes.

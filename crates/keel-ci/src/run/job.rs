@@ -431,7 +431,11 @@ impl JobRunner<'_> {
         scope.steps.set(step.id.clone(), Value::object(o));
         if !scope.nested {
             self.records.push(StepRecord {
-                name: display.to_string(),
+                name: self
+                    .masker
+                    .lock()
+                    .map(|m| m.mask(display))
+                    .unwrap_or_default(),
                 outcome,
                 conclusion,
             });

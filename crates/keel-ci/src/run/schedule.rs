@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::expr::value::{Object, Value};
 use crate::mask::Masker;
 use crate::matrix;
-use crate::template::Token;
+use crate::template::{TKind, Token};
 use crate::workflow::{self, Job, Secrets, Workflow};
 
 use super::backend::{Backend, ContainerBackend, HostBackend};
@@ -215,6 +215,11 @@ fn run_jobs(shared: &Shared) -> (Vec<JobRecord>, BTreeMap<String, Done>) {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let (tx, rx) = mpsc::channel::<Msg>();
     std::thread::scope(|scope| {
+        // Job containers started ahead, while the jobs they wait for still run.
+        let mut ahead: BTreeMap<
+            String,
+            std::thread::ScopedJoinHandle<'_, Option<ContainerBackend>>,
+        > = BTreeMap::new();
         loop {
             // Start what is ready.
             for job in &selected {
@@ -319,12 +324,19 @@ fn run_jobs(shared: &Shared) -> (Vec<JobRecord>, BTreeMap<String, Done>) {
                     let id = id.clone();
                     let reporter = shared.reporter;
                     let wf_path = shared.workflow_path.clone();
+                    let early = if g.total == 1 {
+                        ahead.remove(&id)
+                    } else {
+                        None
+                    };
                     scope.spawn(move || {
                         let t = Instant::now();
                         reporter.report(&Report::JobStart { job: &spec.display });
                         let mut spec = spec;
                         spec.workflow_path = wf_path;
-                        let outcome = run_instance(opts, wf, job, &spec, reporter, masker, cancel);
+                        let early = early.and_then(|h| h.join().ok().flatten());
+                        let outcome =
+                            run_instance(opts, wf, job, &spec, reporter, masker, cancel, early);
                         let duration = t.elapsed();
                         reporter.report(&Report::JobEnd {
                             job: &spec.display,
@@ -349,6 +361,30 @@ fn run_jobs(shared: &Shared) -> (Vec<JobRecord>, BTreeMap<String, Done>) {
                             record,
                         });
                     });
+                }
+            }
+            // The next jobs' containers start now, overlapping what runs.
+            for job in &selected {
+                if done.contains_key(&job.id)
+                    || groups.contains_key(&job.id)
+                    || ahead.contains_key(&job.id)
+                {
+                    continue;
+                }
+                let waits_on_running = job.needs.iter().any(|n| groups.contains_key(n));
+                let all_started = job
+                    .needs
+                    .iter()
+                    .all(|n| groups.contains_key(n) || done.contains_key(n));
+                if !(waits_on_running && all_started) {
+                    continue;
+                }
+                if let Some(image) = static_image(opts, job) {
+                    let key = format!("{}{}", shared.key_prefix, job.id).replace('/', ".");
+                    ahead.insert(
+                        job.id.clone(),
+                        scope.spawn(move || start_container(opts, &key, &image, None)),
+                    );
                 }
             }
             if groups.is_empty() {
@@ -429,6 +465,10 @@ fn run_jobs(shared: &Shared) -> (Vec<JobRecord>, BTreeMap<String, Done>) {
                     }
                 }
             }
+        }
+        // Containers started ahead for jobs that did not run go away.
+        for (_, h) in std::mem::take(&mut ahead) {
+            drop(h.join());
         }
     });
     (records, done)
@@ -739,6 +779,87 @@ fn call_outputs(inner: &Shared, done: &BTreeMap<String, Done>) -> Vec<(String, S
         .collect()
 }
 
+/// The image of a job that can start before the job is ready: one instance,
+/// no services, `runs-on`/`container` without expressions, a container
+/// platform. `None` otherwise.
+fn static_image(opts: &Options, job: &Job) -> Option<String> {
+    if opts.dry_run
+        || job.uses.is_some()
+        || job.services.is_some()
+        || job.strategy.is_some()
+        || opts.keel.is_none()
+    {
+        return None;
+    }
+    if let Some(c) = &job.container {
+        return c.as_str().filter(|s| !s.is_empty()).map(String::from);
+    }
+    let labels: Vec<String> = match &job.runs_on.as_ref()?.kind {
+        TKind::String(s) => vec![s.clone()],
+        TKind::Seq(items) if items.iter().all(|i| matches!(i.kind, TKind::String(_))) => {
+            items.iter().map(Token::display).collect()
+        }
+        _ => return None,
+    };
+    let platform = labels
+        .iter()
+        .find_map(|l| {
+            opts.platforms
+                .iter()
+                .find(|(p, _)| p.eq_ignore_ascii_case(l))
+                .map(|(_, p)| p.clone())
+        })
+        .unwrap_or_else(|| Platform::Image(opts.default_image.clone()));
+    match platform {
+        Platform::Host => None,
+        Platform::Image(i) => Some(i),
+    }
+}
+
+/// Starts a job container for job instance `key` (mounting its directory).
+fn start_container(
+    opts: &Options,
+    key: &str,
+    image: &str,
+    network: Option<&str>,
+) -> Option<ContainerBackend> {
+    start_container_with(opts, key, image, network, &[], &[]).ok()
+}
+
+fn start_container_with(
+    opts: &Options,
+    key: &str,
+    image: &str,
+    network: Option<&str>,
+    env: &[(String, String)],
+    options: &[String],
+) -> Result<ContainerBackend, String> {
+    let keel = opts
+        .keel
+        .as_ref()
+        .ok_or("container jobs need the keel binary")?;
+    let dir = opts.run_dir.join("jobs").join(key);
+    let tool_cache = opts.run_dir.join("tool-cache");
+    for d in [&dir, &tool_cache] {
+        std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    let name = format!("keel-ci-{}-{}", opts.run_id, key.replace(['/', ' '], "_"));
+    let mut b = ContainerBackend::start(
+        keel,
+        &opts.root,
+        &name,
+        image,
+        &[dir, tool_cache],
+        Some(&opts.repo),
+        network,
+        env,
+        options,
+    )
+    .map_err(|e| e.to_string())?;
+    b.keep = opts.reuse;
+    Ok(b)
+}
+
 /// Where a job instance runs.
 fn backend_for(
     opts: &Options,
@@ -746,7 +867,6 @@ fn backend_for(
     ctx: &Object,
     host: &Host,
     key: &str,
-    dirs: &[PathBuf],
     network: Option<&str>,
 ) -> Result<Box<dyn Backend>, String> {
     let container = match &job.container {
@@ -807,28 +927,13 @@ fn backend_for(
     let Some((image, env, options)) = image else {
         return Ok(Box::new(HostBackend));
     };
-    let keel = opts
-        .keel
-        .as_ref()
-        .ok_or("container jobs need the keel binary")?;
-    let name = format!("keel-ci-{}-{}", opts.run_id, key.replace(['/', ' '], "_"));
-    let mut b = ContainerBackend::start(
-        keel,
-        &opts.root,
-        &name,
-        &image,
-        dirs,
-        Some(&opts.repo),
-        network,
-        &env,
-        &options,
-    )
-    .map_err(|e| e.to_string())?;
-    b.keep = opts.reuse;
-    Ok(Box::new(b))
+    Ok(Box::new(start_container_with(
+        opts, key, &image, network, &env, &options,
+    )?))
 }
 
 /// Runs one job instance to the end.
+#[allow(clippy::too_many_arguments)]
 fn run_instance(
     opts: &Options,
     wf: &Workflow,
@@ -837,6 +942,7 @@ fn run_instance(
     reporter: &dyn Reporter,
     masker: Arc<Mutex<Masker>>,
     cancel: Arc<AtomicBool>,
+    early: Option<ContainerBackend>,
 ) -> JobOutcome {
     let fail = |msg: String| {
         reporter.report(&Report::Line {
@@ -1001,24 +1107,35 @@ fn run_instance(
             }
         });
     }
-    let services = match super::actions::start_services(opts, job, &ctx, &host, &spec.key) {
-        Ok(s) => s,
-        Err(e) => return fail(format!("services: {e}")),
+    // A dry run starts nothing: no services, no job container.
+    let services = if opts.dry_run {
+        super::actions::Services::default()
+    } else {
+        match super::actions::start_services(opts, job, &ctx, &host, &spec.key) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("services: {e}")),
+        }
     };
-    let mounts = vec![dir.clone(), opts.run_dir.join("tool-cache")];
-    let backend = match backend_for(
-        opts,
-        job,
-        &ctx,
-        &host,
-        &spec.key,
-        &mounts,
-        services.network.as_deref(),
-    ) {
-        Ok(b) => b,
-        Err(e) => {
-            services.stop();
-            return fail(e);
+    let backend: Box<dyn Backend> = if opts.dry_run {
+        Box::new(HostBackend)
+    } else if let Some(b) =
+        early.filter(|_| services.network.is_none() && static_image(opts, job).is_some())
+    {
+        Box::new(b)
+    } else {
+        match backend_for(
+            opts,
+            job,
+            &ctx,
+            &host,
+            &spec.key,
+            services.network.as_deref(),
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                services.stop();
+                return fail(e);
+            }
         }
     };
     let in_container = !backend.is_host();

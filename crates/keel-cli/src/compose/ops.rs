@@ -708,24 +708,24 @@ pub fn run(root: &Path, args: &ComposeArgs, a: &RunArgs) -> anyhow::Result<ExitC
     let mut cs = p
         .container_spec(&e, &a.service, 1, Some(&suffix))
         .map_err(reconcile_error)?;
-    if let Some(n) = &a.name {
+    if let Some(n) = &a.process.name {
         cs.name.clone_from(n);
     }
     if !a.command.is_empty() {
         cs.command = Some(a.command.clone());
     }
-    if let Some(ep) = &a.entrypoint {
+    if let Some(ep) = &a.process.entrypoint {
         // docker compose splits it into words like a shell would.
         cs.entrypoint =
             Some(shlex::split(ep).ok_or_else(|| {
                 anyhow::anyhow!("invalid --entrypoint {ep:?}: unbalanced quotes")
             })?);
     }
-    cs.env.extend(a.env.iter().cloned());
-    if let Some(u) = &a.user {
+    cs.env.extend(a.process.env.iter().cloned());
+    if let Some(u) = &a.process.user {
         cs.user = Some(u.clone());
     }
-    if let Some(w) = &a.workdir {
+    if let Some(w) = &a.process.workdir {
         cs.working_dir = Some(w.clone());
     }
     if !a.service_ports {

@@ -6,18 +6,16 @@ use clap::{Args, Subcommand};
 
 use crate::output::Format;
 
-/// Flags shared by `create` and `run`.
+/// The container's process, as `keel run`/`create` and `keel compose run`
+/// both take it (docker's names and short flags).
 #[derive(Debug, Args)]
-pub struct CreateFlags {
+pub struct ProcessFlags {
     /// Assign a name to the container.
     #[arg(long)]
     pub name: Option<String>,
     /// Set environment variables (KEY=VALUE, or KEY to take it from here).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
-    /// Read environment variables from a file.
-    #[arg(long)]
-    pub env_file: Vec<PathBuf>,
     /// Working directory inside the container.
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
@@ -27,6 +25,16 @@ pub struct CreateFlags {
     /// Overwrite the default ENTRYPOINT of the image.
     #[arg(long)]
     pub entrypoint: Option<String>,
+}
+
+/// Flags shared by `create` and `run`.
+#[derive(Debug, Args)]
+pub struct CreateFlags {
+    #[command(flatten)]
+    pub process: ProcessFlags,
+    /// Read environment variables from a file.
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,

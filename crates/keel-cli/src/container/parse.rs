@@ -178,7 +178,7 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
             env.push(expand_env(l));
         }
     }
-    env.extend(f.env.iter().map(|e| expand_env(e)));
+    env.extend(f.process.env.iter().map(|e| expand_env(e)));
     let mut mounts = Vec::new();
     for v in &f.volume {
         mounts.push(parse_volume(v)?);
@@ -240,12 +240,12 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
     };
     Ok(CreateOptions {
         image: f.image.clone(),
-        name: f.name.clone(),
+        name: f.process.name.clone(),
         command: f.command.clone(),
-        entrypoint: f.entrypoint.clone(),
+        entrypoint: f.process.entrypoint.clone(),
         env,
-        working_dir: f.workdir.clone(),
-        user: f.user.clone(),
+        working_dir: f.process.workdir.clone(),
+        user: f.process.user.clone(),
         hostname: f.hostname.clone(),
         labels: f.label.iter().map(|l| kv(l)).collect::<BTreeMap<_, _>>(),
         network: primary.network,

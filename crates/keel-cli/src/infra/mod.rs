@@ -9,6 +9,7 @@
     clippy::many_single_char_names
 )]
 
+mod backends;
 mod diag;
 mod flags;
 mod inputs;
@@ -21,9 +22,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use backends::{AnyBackend, AnyLock};
 use keel_hcl::{Diagnostics, Sources, Value};
 use keel_infra::apply::{Event, StateRecorder, set_outputs};
-use keel_infra::backend::{LocalBackend, StateLock};
 use keel_infra::config::{Module, load_module};
 use keel_infra::graph::Graph;
 use keel_infra::plan::{Action, Options, Plan};
@@ -136,6 +137,7 @@ pub(crate) struct Loaded {
     pub graph: Graph,
     pub providers: Providers,
     pub run: RunInfo,
+    pub backend: AnyBackend,
 }
 
 const PLAN_VALUES: &[&str] = &[
@@ -190,11 +192,19 @@ impl Ctx {
         if diags.has_errors() {
             return Err((sources, diags));
         }
-        let backend = self.backend_of(&module);
+        let backend = match AnyBackend::of(&self.dir, &module) {
+            Ok(b) => b,
+            Err(e) => {
+                return Err((
+                    sources,
+                    Diagnostics::error("Invalid backend configuration", e.to_string(), None),
+                ));
+            }
+        };
         let run = RunInfo {
             root_dir: self.dir.clone(),
             cwd: self.dir.clone(),
-            workspace: backend.workspace,
+            workspace: backend.workspace(),
             funcs: keel_hcl::Functions::terraform(),
         };
         Ok(Loaded {
@@ -203,26 +213,15 @@ impl Ctx {
             graph,
             providers,
             run,
+            backend,
         })
     }
 
-    pub(crate) fn backend_of(&self, m: &Module) -> LocalBackend {
-        let path = m
-            .backend
-            .as_ref()
-            .filter(|b| b.kind == "local")
-            .and_then(|b| b.config.get("path"))
-            .and_then(|v| v.as_str())
-            .map(PathBuf::from);
-        LocalBackend::new(&self.dir, path)
-    }
-
-    pub(crate) fn backend(&self) -> LocalBackend {
+    /// The backend, for commands that need no more of the configuration.
+    pub(crate) fn backend(&self) -> Result<AnyBackend> {
         let mut s = Sources::default();
-        match load_module(&self.dir, &mut s) {
-            Ok(m) => self.backend_of(&m),
-            Err(_) => LocalBackend::new(&self.dir, None),
-        }
+        let m = load_module(&self.dir, &mut s).unwrap_or_default();
+        Ok(AnyBackend::of(&self.dir, &m)?)
     }
 
     fn init(&self, rest: &[String]) -> Result<ExitCode> {
@@ -242,6 +241,10 @@ impl Ctx {
             ],
         )?;
         let no_color = f.flag("no-color", false);
+        let pairs = f.all("backend-config");
+        if !pairs.is_empty() {
+            backends::save_backend_config(&self.dir, &pairs)?;
+        }
         let l = match self.load() {
             Ok(l) => l,
             Err((s, d)) => return Ok(fail(&s, &d, no_color)),
@@ -332,7 +335,7 @@ impl Ctx {
         })
     }
 
-    fn lock(&self, f: &Flags, l: &Loaded, op: &str) -> Result<Option<StateLock>> {
+    fn lock(f: &Flags, l: &Loaded, op: &str) -> Result<Option<AnyLock>> {
         if !f.flag("lock", true) {
             return Ok(None);
         }
@@ -340,14 +343,14 @@ impl Ctx {
             .get("lock-timeout")
             .and_then(parse_duration)
             .unwrap_or(Duration::ZERO);
-        let b = self.backend_of(&l.module);
+        let b = &l.backend;
         Ok(Some(b.lock(op, timeout)?))
     }
 
-    fn read_state(&self, lock: &mut Option<StateLock>, l: &Loaded) -> Result<StateFile> {
+    fn read_state(lock: &mut Option<AnyLock>, l: &Loaded) -> Result<StateFile> {
         match lock {
             Some(k) => Ok(k.read()?),
-            None => Ok(self.backend_of(&l.module).read_unlocked()?),
+            None => Ok(l.backend.read_unlocked()?),
         }
     }
 
@@ -362,8 +365,8 @@ impl Ctx {
             Ok(o) => o,
             Err(d) => return Ok(fail(&l.sources, &d, no_color)),
         };
-        let mut lock = self.lock(&f, &l, "OperationTypePlan")?;
-        let prior = self.read_state(&mut lock, &l)?;
+        let mut lock = Self::lock(&f, &l, "OperationTypePlan")?;
+        let prior = Self::read_state(&mut lock, &l)?;
         print_refreshing(&prior, &l, &opts);
         let plan = match keel_infra::plan::plan(
             &l.module,
@@ -423,8 +426,8 @@ impl Ctx {
         if let Some(s) = &saved {
             restore_options(s, &mut opts);
         }
-        let mut lock = self.lock(&f, &l, "OperationTypeApply")?;
-        let prior = self.read_state(&mut lock, &l)?;
+        let mut lock = Self::lock(&f, &l, "OperationTypeApply")?;
+        let prior = Self::read_state(&mut lock, &l)?;
         if let Some(s) = &saved
             && (s["lineage"].as_str() != Some(prior.lineage.as_str())
                 && s["serial"].as_u64() != Some(0)
@@ -485,7 +488,7 @@ impl Ctx {
             }
         }
         let journal = match &lock {
-            Some(k) => Some(k.journal().context("opening the state journal")?),
+            Some(k) => k.journal().context("opening the state journal")?,
             None => None,
         };
         // Moves first, in state, so that a crash cannot lose them.
@@ -493,7 +496,7 @@ impl Ctx {
         if !moves.is_empty() {
             match &mut lock {
                 Some(k) => k.write(&mut moved)?,
-                None => moved.write_atomic(&self.backend_of(&l.module).state_path())?,
+                None => l.backend.write_unlocked(&mut moved)?,
             }
         }
         let rec = StateRecorder::new(moved, journal);
@@ -567,9 +570,7 @@ impl Ctx {
                 j.remove();
             }
         } else {
-            let path = self.backend_of(&l.module).state_path();
-            state.serial += 1;
-            state.write_atomic(&path)?;
+            l.backend.write_unlocked(&mut state)?;
         }
         match result {
             Ok(s) => {
@@ -611,7 +612,7 @@ impl Ctx {
             },
             Err(d) => return Ok(fail(&l.sources, &d, false)),
         };
-        let prior = self.backend_of(&l.module).read_unlocked()?;
+        let prior = l.backend.read_unlocked()?;
         let vars = match keel_infra::plan::root_scope(
             &l.module,
             &l.graph,
@@ -729,8 +730,8 @@ impl Ctx {
                 no_color,
             ));
         };
-        let mut lock = self.lock(&f, &l, "OperationTypeImport")?;
-        let mut state = self.read_state(&mut lock, &l)?;
+        let mut lock = Self::lock(&f, &l, "OperationTypeImport")?;
+        let mut state = Self::read_state(&mut lock, &l)?;
         let rt = l
             .providers
             .resource(&res.ty)
@@ -807,7 +808,7 @@ impl Ctx {
         keel_infra::state::apply_entry(&mut state, entry);
         match &mut lock {
             Some(k) => k.write(&mut state)?,
-            None => state.write_atomic(&self.backend_of(&l.module).state_path())?,
+            None => l.backend.write_unlocked(&mut state)?,
         }
         println!(
             "{full}: Refreshing state... [id={id}]\n\nImport successful!\n\nThe resources that were imported are shown above. These resources are now in\nyour Terraform state and will henceforth be managed by Terraform.\n"
@@ -920,16 +921,14 @@ fn print_outputs(m: &Module, outs: &BTreeMap<String, Value>) {
     print!("{}", keel_infra::render::outputs_text(&list));
 }
 
+/// `-lock-timeout`: Go's `time.ParseDuration` as terraform reads it (`30s`,
+/// `1m30s`, `500ms`), or keel's plain seconds.
 fn parse_duration(s: &str) -> Option<Duration> {
-    let (n, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    let n: f64 = n.parse().ok()?;
-    Some(Duration::from_secs_f64(match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    }))
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let ns = keel_go::parse_duration(s).ok()?;
+    Some(Duration::from_nanos(u64::try_from(ns).ok()?))
 }
 
 fn diag_json(d: &keel_hcl::Diagnostic) -> serde_json::Value {
@@ -1096,4 +1095,21 @@ fn walk_tf(dir: &Path, recursive: bool) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    /// Regression: `-lock-timeout=1m30s` (Go's syntax, as terraform reads
+    /// it) came out as no timeout, and a negative one panicked.
+    #[test]
+    fn lock_timeouts_like_terraform() {
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("-5"), None);
+    }
 }

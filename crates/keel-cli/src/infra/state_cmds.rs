@@ -28,7 +28,7 @@ fn outputs_of(s: &StateFile) -> Vec<(String, Value, bool)> {
 
 pub(super) fn output(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
     let f = Flags::parse(rest, &["state"], &["json", "raw", "no-color"])?;
-    let s = ctx.backend().read_unlocked()?;
+    let s = ctx.backend()?.read_unlocked()?;
     let outs = outputs_of(&s);
     if let Some(name) = f.args.first() {
         let Some((_, v, _)) = outs.iter().find(|(k, _, _)| k == name) else {
@@ -172,7 +172,7 @@ pub(super) fn show(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let s = ctx.backend().read_unlocked()?;
+    let s = ctx.backend()?.read_unlocked()?;
     show_state(&s, f.flag("json", false))
 }
 
@@ -270,7 +270,7 @@ pub(super) fn state(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
         &["state", "lock-timeout", "id"],
         &["lock", "dry-run", "force", "ignore-remote-version"],
     )?;
-    let backend = ctx.backend();
+    let backend = ctx.backend()?;
     match sub.as_str() {
         "list" => {
             let s = backend.read_unlocked()?;
@@ -447,7 +447,8 @@ fn state_mv(s: &mut StateFile, args: &[String]) -> Result<usize> {
 }
 
 pub(super) fn workspace(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
-    let b = ctx.backend();
+    let any = ctx.backend()?;
+    let b = any.local()?;
     let f = Flags::parse(
         rest.get(1..).unwrap_or_default(),
         &["lock-timeout", "state"],
@@ -486,7 +487,7 @@ pub(super) fn workspace(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
 pub(super) fn force_unlock(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
     let f = Flags::parse(rest, &[], &["force"])?;
     let id = f.args.first().context("force-unlock needs the lock ID")?;
-    ctx.backend().force_unlock(id)?;
+    ctx.backend()?.force_unlock(id)?;
     println!(
         "Terraform state has been successfully unlocked!\n\nThe state has been unlocked, and Terraform commands should now be able to\nobtain a new lock on the remote state."
     );

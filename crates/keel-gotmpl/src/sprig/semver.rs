@@ -1,7 +1,7 @@
 //! sprig's semver.go: `semver` and `semverCompare`, with Masterminds/semver
 //! v3's version parsing and constraint checking.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use super::s;
 use crate::funcs::{FuncDef, Ty, def};
@@ -17,6 +17,79 @@ pub(super) struct Ver {
     pre: String,
     meta: String,
     original: String,
+}
+
+impl Ver {
+    /// Masterminds' `Version.String()`: rebuilt, not the original text.
+    fn text(&self) -> String {
+        let mut s = format!("{}.{}.{}", self.major, self.minor, self.patch);
+        if !self.pre.is_empty() {
+            s.push('-');
+            s.push_str(&self.pre);
+        }
+        if !self.meta.is_empty() {
+            s.push('+');
+            s.push_str(&self.meta);
+        }
+        s
+    }
+}
+
+/// sprig's `semver` returns a `*semver.Version`: methods `Major`, `Minor`,
+/// `Patch`, `Prerelease`, `Metadata`, `Original`, `String` and the
+/// comparisons; it prints and marshals (`toJson`) as its string.
+impl crate::value::Object for Ver {
+    fn type_name(&self) -> String {
+        "*semver.Version".into()
+    }
+    fn field(&self, _name: &str) -> Option<Value> {
+        None
+    }
+    fn method_arity(&self, name: &str) -> Option<usize> {
+        match name {
+            "Major" | "Minor" | "Patch" | "Prerelease" | "Metadata" | "Original" | "String" => {
+                Some(0)
+            }
+            "LessThan" | "LessThanEqual" | "GreaterThan" | "GreaterThanEqual" | "Equal"
+            | "Compare" => Some(1),
+            _ => None,
+        }
+    }
+    fn method(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        let other = || -> Result<Ver, String> {
+            match args.first() {
+                Some(Value::Object(o)) if o.type_name() == "*semver.Version" => {
+                    parse_ver(&o.display())
+                }
+                Some(v) => Err(format!(
+                    "wrong type for value; expected *semver.Version; got {}",
+                    v.type_name()
+                )),
+                None => Err("missing argument".into()),
+            }
+        };
+        let cmp =
+            |f: fn(std::cmp::Ordering) -> bool| other().map(|o| Value::Bool(f(cmp_ver(self, &o))));
+        Some(match name {
+            "Major" => Ok(Value::Int64(self.major as i64)),
+            "Minor" => Ok(Value::Int64(self.minor as i64)),
+            "Patch" => Ok(Value::Int64(self.patch as i64)),
+            "Prerelease" => Ok(Value::str(&self.pre)),
+            "Metadata" => Ok(Value::str(&self.meta)),
+            "Original" => Ok(Value::str(&self.original)),
+            "String" => Ok(Value::string(self.text())),
+            "LessThan" => cmp(std::cmp::Ordering::is_lt),
+            "LessThanEqual" => cmp(std::cmp::Ordering::is_le),
+            "GreaterThan" => cmp(std::cmp::Ordering::is_gt),
+            "GreaterThanEqual" => cmp(std::cmp::Ordering::is_ge),
+            "Equal" => cmp(std::cmp::Ordering::is_eq),
+            "Compare" => other().map(|o| Value::Int(cmp_ver(self, &o) as i64)),
+            _ => return None,
+        })
+    }
+    fn display(&self) -> String {
+        self.text()
+    }
 }
 
 pub(super) fn parse_ver(v: &str) -> Result<Ver, String> {
@@ -259,14 +332,6 @@ pub(super) fn register(m: &mut HashMap<&'static str, FuncDef>) {
         semver_compare(s(&a[0]), s(&a[1])).map(Value::Bool)
     });
     add("semver", &[Str], None, |a| {
-        let v = parse_ver(s(&a[0]))?;
-        let mut m = BTreeMap::new();
-        m.insert("Major".to_string(), Value::Int64(v.major as i64));
-        m.insert("Minor".to_string(), Value::Int64(v.minor as i64));
-        m.insert("Patch".to_string(), Value::Int64(v.patch as i64));
-        m.insert("Prerelease".to_string(), Value::string(v.pre));
-        m.insert("Metadata".to_string(), Value::string(v.meta));
-        m.insert("Original".to_string(), Value::string(v.original));
-        Ok(Value::map(m))
+        Ok(Value::Object(std::rc::Rc::new(parse_ver(s(&a[0]))?)))
     });
 }

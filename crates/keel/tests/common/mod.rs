@@ -221,27 +221,50 @@ impl Registry {
     }
 
     /// Starts with extra YAML appended to the config; `dir` holds its data.
+    /// On a [`free_port`] that another process took meanwhile the registry
+    /// exits saying so: it starts again on another (up to 5 times).
     pub fn start_with_config(extra: &str, dir: tempfile::TempDir) -> Self {
-        let port = free_port();
-        let config = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n{extra}",
-            dir.path().join("data").display()
-        );
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .expect("docker-registry is installed");
-        wait_for_port(port);
-        Registry {
-            port,
-            child,
-            _dir: dir,
+        for _ in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nlog:\n  level: warn\n{extra}",
+                dir.path().join("data").display()
+            );
+            let cfg = dir.path().join("config.yml");
+            std::fs::write(&cfg, config).unwrap();
+            let log = dir.path().join("log");
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&cfg)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("docker-registry is installed");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    assert!(port_clash(&text), "docker-registry exited: {text}");
+                    break;
+                }
+                // Ours, not whoever else listens there: it is still running.
+                if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && child.try_wait().unwrap().is_none()
+                {
+                    return Registry {
+                        port,
+                        child,
+                        _dir: dir,
+                    };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "docker-registry did not listen on {port}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        panic!("five free ports in a row were taken before docker-registry could listen");
     }
 
     pub fn host(&self) -> String {
