@@ -46,14 +46,13 @@ fn name_of(v: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// Runs the plugins for an object of `r` about to be created in namespace
-/// `ns` (whose object is `ns_obj`).
+/// Runs the mutating plugins for an object of `r` about to be created in namespace
+/// `ns`.
 pub(crate) async fn admit(
     state: &State,
     r: &Resource,
     obj: &mut Value,
     ns: Option<&str>,
-    ns_obj: Option<&Value>,
 ) -> Result<(), Fail> {
     let name = name_of(obj).to_string();
     match (r.group, r.kind) {
@@ -61,12 +60,25 @@ pub(crate) async fn admit(
             default_toleration_seconds(obj);
             priority(state, r, &name, obj).await?;
             limit_ranger(state, r, &name, obj, ns).await?;
-            if let Some(nso) = ns_obj {
-                pod_security(r, &name, obj, nso)?;
-            }
         }
         ("", "PersistentVolumeClaim") => default_storage_class(state, obj).await,
         _ => {}
+    }
+    Ok(())
+}
+
+/// The validating plugins, run after the mutating webhooks so they judge
+/// what will be stored: `PodSecurity`.
+pub(crate) fn validate(
+    r: &Resource,
+    name: &str,
+    obj: &Value,
+    ns_obj: Option<&Value>,
+) -> Result<(), Fail> {
+    if (r.group, r.kind) == ("", "Pod")
+        && let Some(nso) = ns_obj
+    {
+        pod_security(r, name, obj, nso)?;
     }
     Ok(())
 }

@@ -171,6 +171,7 @@ impl Server {
             }),
             next_ip: AtomicU32::new(0),
             rbac: crate::rbac::Cache::default(),
+            webhooks: crate::webhook::Cache::default(),
             sa_keys,
         });
         handlers::bootstrap(&state)
@@ -223,6 +224,7 @@ impl Server {
     pub async fn serve(self) -> Result<(), ApiError> {
         handlers::start_background(&self.state);
         crate::rbac::Cache::follow(self.state.clone());
+        crate::webhook::Cache::follow(self.state.clone());
         loop {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(c) => c,
@@ -609,10 +611,14 @@ async fn route(
         accept,
         content_type,
         user_agent,
-        user,
+        user: user.clone(),
         body,
     };
-    match handlers::dispatch(ctx, &method).await {
+    // Admission webhooks tell the webhook who asked.
+    match crate::webhook::USER
+        .scope(user, handlers::dispatch(ctx, &method))
+        .await
+    {
         Ok(resp) => resp,
         Err(f) => fail_response(&f),
     }

@@ -13,7 +13,7 @@ pub struct Cause {
 }
 
 impl Cause {
-    fn invalid(field: &str, value: &Value, why: &str) -> Self {
+    pub(crate) fn invalid(field: &str, value: &Value, why: &str) -> Self {
         let shown = match value {
             Value::String(s) => format!("{s:?}"),
             v => v.to_string(),
@@ -24,14 +24,14 @@ impl Cause {
             message: format!("Invalid value: {shown}: {why}"),
         }
     }
-    fn required(field: &str) -> Self {
+    pub(crate) fn required(field: &str) -> Self {
         Cause {
             reason: "FieldValueRequired",
             field: field.into(),
             message: "Required value".into(),
         }
     }
-    fn forbidden(field: &str, why: &str) -> Self {
+    pub(crate) fn forbidden(field: &str, why: &str) -> Self {
         Cause {
             reason: "FieldValueForbidden",
             field: field.into(),
@@ -337,6 +337,9 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
             default(obj_mut(obj, "status"), "phase", json!("Active"));
         }
         "RoleBinding" | "ClusterRoleBinding" => crate::rbac::apply_defaults(obj),
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+            crate::webhook::apply_defaults(kind, obj);
+        }
         _ => {}
     }
 }
@@ -442,7 +445,7 @@ fn validate_annotations(annotations: Option<&Value>, out: &mut Vec<Cause>) {
     }
 }
 
-fn not_supported(field: &str, v: &str, supported: &[&str]) -> Cause {
+pub(crate) fn not_supported(field: &str, v: &str, supported: &[&str]) -> Cause {
     let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
     Cause {
         reason: "FieldValueNotSupported",
@@ -454,7 +457,7 @@ fn not_supported(field: &str, v: &str, supported: &[&str]) -> Cause {
     }
 }
 
-fn duplicate(field: &str, v: &str) -> Cause {
+pub(crate) fn duplicate(field: &str, v: &str) -> Cause {
     Cause {
         reason: "FieldValueDuplicate",
         field: field.into(),
@@ -1089,6 +1092,9 @@ pub fn validate_object(r: &crate::resources::Resource, obj: &Value) -> Vec<Cause
     let mut out = validate(r.kind, obj);
     if r.group == crate::rbac::GROUP {
         out.extend(crate::rbac::validate(r.kind, obj));
+    }
+    if r.group == crate::webhook::GROUP && r.plural.ends_with("webhookconfigurations") {
+        out.extend(crate::webhook::validate_config(obj));
     }
     for c in required_fields(r, obj) {
         if !out.iter().any(|o| o.field == c.field) {

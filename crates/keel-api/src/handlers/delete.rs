@@ -170,8 +170,21 @@ pub(crate) async fn delete(
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<Value, Fail> {
-    for _ in 0..16 {
+    for attempt in 0..16 {
         let (kv, mut obj) = get_current(state, r, ns, name).await?;
+        if attempt == 0 {
+            let hook = crate::webhook::Request {
+                r,
+                sub: None,
+                op: "DELETE",
+                name,
+                namespace: ns,
+                old: Some(&obj),
+                dry_run: opts.dry_run,
+            };
+            let ns_obj = crate::webhook::namespace_of(state, ns).await;
+            crate::webhook::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
+        }
         if opts
             .precondition_rv
             .as_ref()
