@@ -102,7 +102,10 @@ pub fn typed_roundtrip(kind: &str, obj: &Value) -> Result<Value, String> {
 }
 
 /// Paths (dotted) of fields in `orig` that `typed` (the typed re-encoding)
-/// lacks. With `prune`, those fields are removed from `orig`.
+/// lacks. With `prune`, those fields are removed from `orig`. Fields set to
+/// `null` that the typed form leaves out are removed always: decoding into
+/// Go structs drops them (`strategy: {type: Recreate, rollingUpdate: null}`
+/// is a Recreate strategy without rolling parameters).
 pub fn unknown_fields(
     orig: &mut Value,
     typed: &Value,
@@ -113,6 +116,7 @@ pub fn unknown_fields(
     match (orig, typed) {
         (Value::Object(o), Value::Object(t)) => {
             let mut drop = Vec::new();
+            let mut nulls = Vec::new();
             for (k, v) in o.iter_mut() {
                 let p = if path.is_empty() {
                     k.clone()
@@ -121,7 +125,7 @@ pub fn unknown_fields(
                 };
                 match t.get(k) {
                     Some(tv) => unknown_fields(v, tv, &p, prune, out),
-                    None if v.is_null() => {}
+                    None if v.is_null() => nulls.push(k.clone()),
                     None => {
                         out.push(p);
                         drop.push(k.clone());
@@ -132,6 +136,9 @@ pub fn unknown_fields(
                 for k in drop {
                     o.remove(&k);
                 }
+            }
+            for k in nulls {
+                o.remove(&k);
             }
         }
         (Value::Array(o), Value::Array(t)) => {
@@ -793,8 +800,19 @@ fn validate_containers(
 }
 
 fn validate_pod_spec(field: &str, spec: Option<&Value>, out: &mut Vec<Cause>) {
+    validate_pod_spec_with(field, spec, &[], out);
+}
+
+/// `claims`: names mounts may refer to besides the pod's volumes (a
+/// `StatefulSet`'s `volumeClaimTemplates`).
+fn validate_pod_spec_with(
+    field: &str,
+    spec: Option<&Value>,
+    claims: &[&str],
+    out: &mut Vec<Cause>,
+) {
     let spec = spec.unwrap_or(&Value::Null);
-    let mut volumes = Vec::new();
+    let mut volumes = claims.to_vec();
     for (i, v) in spec
         .get("volumes")
         .and_then(Value::as_array)
@@ -1175,9 +1193,17 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
         "Pod" => validate_pod_spec("spec", obj.get("spec"), &mut out),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
             validate_selector_matches(kind, obj, &mut out);
-            validate_pod_spec(
+            let claims: Vec<&str> = obj
+                .pointer("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+                .collect();
+            validate_pod_spec_with(
                 "spec.template.spec",
                 obj.pointer("/spec/template/spec"),
+                &claims,
                 &mut out,
             );
             non_negative(obj, "/spec/replicas", &mut out);
@@ -1355,6 +1381,35 @@ pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statefulset_mounts_may_name_claim_templates() {
+        // Regression: charts (vault, postgresql, redis, elasticsearch) mount
+        // their volumeClaimTemplates and were refused with "Not found".
+        let sts = json!({"metadata": {"name": "db"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "db",
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}, {"name": "gone", "mountPath": "/g"}]}]}}}});
+        let fields: Vec<String> = validate("StatefulSet", &sts)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["spec.template.spec.containers[0].volumeMounts[1].name"]
+        );
+    }
+
+    #[test]
+    fn null_fields_are_dropped_as_go_decoding_drops_them() {
+        // Regression: prometheus' `strategy: {type: Recreate, rollingUpdate: null}`
+        // was refused as "rollingUpdate may not be specified".
+        let mut d = json!({"spec": {"strategy": {"type": "Recreate", "rollingUpdate": null}}});
+        let typed = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        let mut unknown = Vec::new();
+        unknown_fields(&mut d, &typed, "", false, &mut unknown);
+        assert!(unknown.is_empty());
+        assert_eq!(d, typed);
+    }
 
     #[test]
     fn dns_names() {
