@@ -46,6 +46,12 @@ impl DeleteOptions {
     pub(crate) fn from_request(ctx: &Ctx) -> Result<Self, Fail> {
         let body = if ctx.body.is_empty() {
             json!({})
+        } else if ctx
+            .content_type
+            .contains("application/vnd.kubernetes.protobuf")
+        {
+            crate::proto::decode(&ctx.body)
+                .map_err(|e| Fail::bad_request(format!("invalid DeleteOptions: {e}")))?
         } else {
             serde_json::from_slice(&ctx.body)
                 .map_err(|e| Fail::bad_request(format!("invalid DeleteOptions: {e}")))?
