@@ -130,6 +130,43 @@ fn admission(s: &KeelServer, k: &Path) {
         "{err}"
     );
 
+    // ResourceQuota: object counts and compute, with kube-apiserver's messages.
+    s.ok(k, &["create", "namespace", "quota"]);
+    let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: small, namespace: quota}\nspec:\n  hard: {pods: \"2\", requests.cpu: \"1\", count/configmaps: \"1\"}\n";
+    s.ok_in(k, &["create", "-f", "-"], Some(quota));
+    let sized = |name: &str, cpu: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: quota}}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    resources: {{requests: {{cpu: \"{cpu}\"}}}}\n"
+        )
+    };
+    let err = s.fails(k, &["create", "-f", "-"], Some(&pod("quota", "bare", "")));
+    assert!(
+        err.contains(
+            "pods \"bare\" is forbidden: failed quota: small: must specify requests.cpu for: c"
+        ),
+        "{err}"
+    );
+    s.ok_in(k, &["create", "-f", "-"], Some(&sized("q1", "500m")));
+    let err = s.fails(k, &["create", "-f", "-"], Some(&sized("q2", "600m")));
+    assert!(
+        err.contains("pods \"q2\" is forbidden: exceeded quota: small, requested: requests.cpu=600m, used: requests.cpu=500m, limited: requests.cpu=1"),
+        "{err}"
+    );
+    s.ok_in(k, &["create", "-f", "-"], Some(&sized("q2", "500m")));
+    let err = s.fails(k, &["create", "-f", "-"], Some(&sized("q3", "0")));
+    assert!(
+        err.contains("exceeded quota: small, requested: pods=1, used: pods=2, limited: pods=2"),
+        "{err}"
+    );
+    s.ok(k, &["-n", "quota", "create", "configmap", "one"]);
+    let err = s.fails(k, &["-n", "quota", "create", "configmap", "two"], None);
+    assert!(
+        err.contains("exceeded quota: small, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1"),
+        "{err}"
+    );
+    s.ok(k, &["-n", "quota", "delete", "pod", "q1"]);
+    s.ok_in(k, &["create", "-f", "-"], Some(&sized("q3", "100m")));
+
     // DefaultStorageClass.
     let sc = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local\n  annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}\nprovisioner: example.com/local\n";
     s.ok_in(k, &["create", "-f", "-"], Some(sc));
