@@ -291,12 +291,10 @@ pub(crate) fn validate(
     obj: &Value,
     ns_obj: Option<&Value>,
 ) -> Result<(), Fail> {
-    if (r.group, r.kind) == ("", "Pod")
-        && let Some(nso) = ns_obj
-    {
-        pod_security(r, name, obj, nso)?;
+    match ns_obj {
+        Some(nso) => pod_security(r, name, obj, nso),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Pods tolerate `not-ready` and `unreachable` nodes for 300 s unless they
@@ -486,8 +484,6 @@ async fn limit_ranger(
 }
 
 // ---------- PodSecurity ----------
-
-const LABEL: &str = "pod-security.kubernetes.io/enforce";
 
 fn containers(pod: &Value) -> Vec<&Value> {
     ["initContainers", "containers", "ephemeralContainers"]
@@ -740,19 +736,52 @@ pub fn pod_security_violations(pod: &Value, level: &str) -> Vec<String> {
     out
 }
 
-fn pod_security(r: &Resource, name: &str, pod: &Value, ns: &Value) -> Result<(), Fail> {
-    let level = ns
-        .pointer(&format!("/metadata/labels/{}", LABEL.replace('/', "~1")))
-        .and_then(Value::as_str)
-        .unwrap_or("privileged");
-    if !matches!(level, "baseline" | "restricted") {
+/// The level a namespace sets for `mode` (enforce, warn), with its version.
+fn level_of<'a>(ns: &'a Value, mode: &str) -> Option<(&'a str, &'a str)> {
+    let label = |k: &str| {
+        ns.pointer(&format!("/metadata/labels/pod-security.kubernetes.io~1{k}"))
+            .and_then(Value::as_str)
+    };
+    let level = label(mode).filter(|l| matches!(*l, "baseline" | "restricted"))?;
+    Some((level, label(&format!("{mode}-version")).unwrap_or("latest")))
+}
+
+/// The pod (or pod template) of an object `PodSecurity` looks at.
+fn pod_of(r: &Resource, obj: &Value) -> Option<Value> {
+    let spec = match (r.group, r.kind) {
+        ("", "Pod") => obj.get("spec"),
+        ("", "PodTemplate") => obj.pointer("/template/spec"),
+        ("batch", "CronJob") => obj.pointer("/spec/jobTemplate/spec/template/spec"),
+        ("", "ReplicationController")
+        | ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("batch", "Job") => obj.pointer("/spec/template/spec"),
+        _ => None,
+    }?;
+    Some(json!({"spec": spec}))
+}
+
+/// `enforce` refuses pods; `warn` answers pods and workload templates with
+/// a warning, as pod-security-admission does.
+fn pod_security(r: &Resource, name: &str, obj: &Value, ns: &Value) -> Result<(), Fail> {
+    let Some(pod) = pod_of(r, obj) else {
+        return Ok(());
+    };
+    if let Some((level, version)) = level_of(ns, "warn") {
+        let reasons = pod_security_violations(&pod, level);
+        if !reasons.is_empty() {
+            crate::webhook::warn(format!(
+                "would violate PodSecurity \"{level}:{version}\": {}",
+                reasons.join(", ")
+            ));
+        }
+    }
+    if r.kind != "Pod" {
         return Ok(());
     }
-    let version = ns
-        .pointer("/metadata/labels/pod-security.kubernetes.io~1enforce-version")
-        .and_then(Value::as_str)
-        .unwrap_or("latest");
-    let reasons = pod_security_violations(pod, level);
+    let Some((level, version)) = level_of(ns, "enforce") else {
+        return Ok(());
+    };
+    let reasons = pod_security_violations(&pod, level);
     if reasons.is_empty() {
         return Ok(());
     }

@@ -614,14 +614,35 @@ async fn route(
         user: user.clone(),
         body,
     };
-    // Admission webhooks tell the webhook who asked.
-    match crate::webhook::USER
-        .scope(user, handlers::dispatch(ctx, &method))
-        .await
-    {
+    // Admission webhooks tell the webhook who asked; warnings become
+    // `Warning` headers as kube-apiserver sends them.
+    let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let result = crate::webhook::WARNINGS
+        .scope(
+            warnings.clone(),
+            crate::webhook::USER.scope(user, handlers::dispatch(ctx, &method)),
+        )
+        .await;
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(f) => fail_response(&f),
+    };
+    for w in warnings.lock().map(|w| w.clone()).unwrap_or_default() {
+        let text: String = w
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("299 - {text:?}")) {
+            resp.headers_mut().append(hyper::header::WARNING, v);
+        }
     }
+    resp
 }
 
 #[cfg(test)]

@@ -29,6 +29,18 @@ tokio::task_local! {
     /// Who sent the request being admitted (the HTTP layer sets it; in-process
     /// controllers run without one).
     pub(crate) static USER: Arc<User>;
+    /// Warnings for the client (`Warning` headers): from webhooks and
+    /// PodSecurity's `warn` mode.
+    pub(crate) static WARNINGS: Arc<std::sync::Mutex<Vec<String>>>;
+}
+
+/// Adds a warning to the current request's answer (none outside a request).
+pub(crate) fn warn(msg: String) {
+    let _ = WARNINGS.try_with(|w| {
+        if let Ok(mut w) = w.lock() {
+            w.push(msg);
+        }
+    });
 }
 
 #[derive(Default)]
@@ -455,6 +467,15 @@ async fn call_one(w: &Value, req: &Request<'_>, obj: &Value) -> Result<Option<Va
             return Ok(None);
         }
         return Err(call_failed(name, &why));
+    }
+    for w in resp
+        .get("warnings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        warn(w.to_string());
     }
     if resp.get("allowed") != Some(&json!(true)) {
         return Err(denied(name, resp.get("status")));

@@ -77,6 +77,53 @@ fn admission(s: &KeelServer, k: &Path) {
         "{err}"
     );
 
+    // PodSecurity warn: the object is stored, kubectl prints the warning;
+    // workload templates are judged too.
+    s.ok(k, &["create", "namespace", "warned"]);
+    s.ok(
+        k,
+        &[
+            "label",
+            "namespace",
+            "warned",
+            "pod-security.kubernetes.io/warn=baseline",
+            "pod-security.kubernetes.io/warn-version=v1.32",
+        ],
+    );
+    let out = s.kubectl_with(
+        k,
+        &["create", "-f", "-"],
+        Some(&pod("warned", "host", "  hostNetwork: true\n")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Warning: would violate PodSecurity \"baseline:v1.32\": host namespaces (hostNetwork=true)"),
+        "{err}"
+    );
+    let out = s.kubectl_with(
+        k,
+        &[
+            "-n",
+            "warned",
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("Warning"), "{err}");
+    let priv_deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: root, namespace: warned}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n        securityContext: {privileged: true}\n";
+    let out = s.kubectl_with(k, &["create", "-f", "-"], Some(priv_deploy));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("Warning: would violate PodSecurity \"baseline:v1.32\": privileged (container \"c\" must not set securityContext.privileged=true)"),
+        "{err}"
+    );
+
     // DefaultTolerationSeconds and Priority.
     s.ok(k, &["create", "namespace", "adm"]);
     s.ok_in(k, &["create", "-f", "-"], Some(&pod("adm", "p1", "")));
@@ -373,6 +420,12 @@ fn webhooks(s: &KeelServer, k: &Path) {
             ],
         ) == "webhook"
     });
+    let out = s.kubectl_with(k, &["create", "-f", "-"], Some(&cm("hooked", "warned", "")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("Warning: labelled by the test webhook"),
+        "{err}"
+    );
     s.ok_in(
         k,
         &["create", "-f", "-"],

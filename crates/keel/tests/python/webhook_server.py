@@ -1,7 +1,7 @@
 """An admission webhook for keel's tests, as a user would write one: HTTPS
 with its own certificate, AdmissionReview v1 in and out.
 
-  /mutate    adds the label mutated-by=webhook (a JSON patch)
+  /mutate    adds the label mutated-by=webhook (a JSON patch), with a warning
   /validate  refuses objects labelled deny=yes (403, with a message)
   /slow      answers after 3 s (for timeouts)
 
@@ -40,6 +40,7 @@ class Handler(BaseHTTPRequestHandler):
             if not (obj.get("metadata") or {}).get("labels"):
                 ops.append({"op": "add", "path": "/metadata/labels", "value": {}})
             ops.append({"op": "add", "path": "/metadata/labels/mutated-by", "value": "webhook"})
+            resp["warnings"] = ["labelled by the test webhook"]
             resp["patchType"] = "JSONPatch"
             resp["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
         elif path == "/validate" and labels.get("deny") == "yes":
