@@ -59,6 +59,7 @@ pub(crate) async fn admit(
     let name = name_of(obj).to_string();
     match (r.group, r.kind) {
         ("", "Pod") => {
+            service_account(state, r, &name, obj, ns.unwrap_or("default")).await?;
             default_toleration_seconds(obj);
             priority(state, r, &name, obj).await?;
             limit_ranger(state, r, &name, obj, ns).await?;
@@ -295,6 +296,92 @@ pub(crate) fn validate(
         Some(nso) => pod_security(r, name, obj, nso),
         None => Ok(()),
     }
+}
+
+const SA_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// `ServiceAccount`: a pod runs as `default` unless it names an account,
+/// which must exist; unless automounting is off (pod or account), its
+/// containers mount a projected token, the cluster CA and the namespace.
+async fn service_account(
+    state: &State,
+    r: &Resource,
+    name: &str,
+    pod: &mut Value,
+    ns: &str,
+) -> Result<(), Fail> {
+    let spec = &mut pod["spec"];
+    let sa = [spec.get("serviceAccountName"), spec.get("serviceAccount")]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    spec["serviceAccountName"] = json!(sa);
+    spec["serviceAccount"] = json!(sa);
+    let sar = resources::find("", "v1", "serviceaccounts").expect("served");
+    let account = match state.store.get(&sar.key(Some(ns), &sa)).await {
+        Ok(Some(kv)) => crate::handlers::decode(state, &kv, kv.mod_revision)?,
+        Ok(None) => {
+            return Err(forbidden(
+                r,
+                name,
+                &format!(
+                    "error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"
+                ),
+            ));
+        }
+        Err(e) => return Err(Fail::new(500, "InternalError", e.to_string())),
+    };
+    let off = |v: Option<&Value>| v == Some(&json!(false));
+    let automount = match spec.get("automountServiceAccountToken") {
+        Some(v) => !off(Some(v)),
+        None => !off(account.get("automountServiceAccountToken")),
+    };
+    let mounted = |c: &Value| {
+        c.get("volumeMounts")
+            .and_then(Value::as_array)
+            .is_some_and(|m| {
+                m.iter()
+                    .any(|m| m.get("mountPath") == Some(&json!(SA_MOUNT)))
+            })
+    };
+    if !automount {
+        return Ok(());
+    }
+    let volume = format!("kube-api-access-{}", crate::handlers::random_suffix());
+    let mut added = false;
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if mounted(c) {
+                continue;
+            }
+            let mount = json!({"name": volume, "readOnly": true, "mountPath": SA_MOUNT});
+            match c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                Some(m) => m.push(mount),
+                None => c["volumeMounts"] = json!([mount]),
+            }
+            added = true;
+        }
+    }
+    if added {
+        let v = json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+        ]}});
+        match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+            Some(vs) => vs.push(v),
+            None => spec["volumes"] = json!([v]),
+        }
+    }
+    Ok(())
 }
 
 /// Pods tolerate `not-ready` and `unreachable` nodes for 300 s unless they

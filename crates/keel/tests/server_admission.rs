@@ -126,6 +126,59 @@ fn admission(s: &KeelServer, k: &Path) {
 
     // DefaultTolerationSeconds and Priority.
     s.ok(k, &["create", "namespace", "adm"]);
+    // ServiceAccount: the namespace came with its account and CA; a pod runs
+    // as `default` with the token, CA and namespace mounted; a missing
+    // account refuses the pod.
+    let ca = s.ok(
+        k,
+        &[
+            "-n",
+            "adm",
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+    );
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    s.ok_in(k, &["create", "-f", "-"], Some(&pod("adm", "sa", "")));
+    let got = s.ok(k, &["-n", "adm", "get", "pod", "sa", "-o", "jsonpath={.spec.serviceAccountName} {.spec.containers[0].volumeMounts[0].mountPath} {.spec.volumes[0].projected.sources[0].serviceAccountToken.path}"]);
+    assert_eq!(
+        got,
+        "default /var/run/secrets/kubernetes.io/serviceaccount token"
+    );
+    let err = s.fails(
+        k,
+        &["create", "-f", "-"],
+        Some(&pod("adm", "ghost", "  serviceAccountName: ghost\n")),
+    );
+    assert!(
+        err.contains("pods \"ghost\" is forbidden: error looking up service account adm/ghost: serviceaccount \"ghost\" not found"),
+        "{err}"
+    );
+    s.ok_in(
+        k,
+        &["create", "-f", "-"],
+        Some(&pod(
+            "adm",
+            "nomount",
+            "  automountServiceAccountToken: false\n",
+        )),
+    );
+    let got = s.ok(
+        k,
+        &[
+            "-n",
+            "adm",
+            "get",
+            "pod",
+            "nomount",
+            "-o",
+            "jsonpath={.spec.volumes}",
+        ],
+    );
+    assert_eq!(got, "");
     s.ok_in(k, &["create", "-f", "-"], Some(&pod("adm", "p1", "")));
     let tols = s.ok(k, &["-n", "adm", "get", "pod", "p1", "-o", "jsonpath={.spec.tolerations[*].key} {.spec.tolerations[0].tolerationSeconds} {.spec.priority}"]);
     assert_eq!(
@@ -179,7 +232,7 @@ fn admission(s: &KeelServer, k: &Path) {
 
     // ResourceQuota: object counts and compute, with kube-apiserver's messages.
     s.ok(k, &["create", "namespace", "quota"]);
-    let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: small, namespace: quota}\nspec:\n  hard: {pods: \"2\", requests.cpu: \"1\", count/configmaps: \"1\"}\n";
+    let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: small, namespace: quota}\nspec:\n  hard: {pods: \"2\", requests.cpu: \"1\", count/configmaps: \"2\"}\n";
     s.ok_in(k, &["create", "-f", "-"], Some(quota));
     let sized = |name: &str, cpu: &str| {
         format!(
@@ -208,7 +261,7 @@ fn admission(s: &KeelServer, k: &Path) {
     s.ok(k, &["-n", "quota", "create", "configmap", "one"]);
     let err = s.fails(k, &["-n", "quota", "create", "configmap", "two"], None);
     assert!(
-        err.contains("exceeded quota: small, requested: count/configmaps=1, used: count/configmaps=1, limited: count/configmaps=1"),
+        err.contains("exceeded quota: small, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2"),
         "{err}"
     );
     s.ok(k, &["-n", "quota", "delete", "pod", "q1"]);

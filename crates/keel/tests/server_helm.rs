@@ -3,7 +3,7 @@
 //! (RBAC, CRDs, PDBs, webhook configurations, stateful sets with claim
 //! templates), `helm list` shows them deployed, and `helm uninstall` leaves
 //! nothing behind but what Helm keeps by design (CRDs from `crds/`, the
-//! namespaces `--create-namespace` made). Webhooks with a Service reference
+//! namespaces `--create-namespace` made, with their default account and CA). Webhooks with a Service reference
 //! fail as they fail on a Kubernetes cluster whose webhook pods do not run.
 
 #[path = "server_common/mod.rs"]
@@ -161,8 +161,12 @@ fn install_all(s: &KeelServer, only: Option<&[&str]>) {
         assert!(out.status.success(), "uninstall {c}: {}", text(&out));
     }
     // Dependents go through the garbage collector: give it a moment.
+    // Kept: CRDs, namespaces, and what every namespace holds from its creation.
     let kept = |line: &String| {
-        line.starts_with("CustomResourceDefinition ") || line.starts_with("Namespace ")
+        line.starts_with("CustomResourceDefinition ")
+            || line.starts_with("Namespace ")
+            || line.starts_with("ServiceAccount ") && line.ends_with(" default")
+            || line.starts_with("ConfigMap ") && line.ends_with(" kube-root-ca.crt")
     };
     let mut left: Vec<String> = Vec::new();
     for _ in 0..50 {

@@ -138,7 +138,7 @@ pub(crate) fn new_uid() -> String {
     )
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use ring::rand::SecureRandom;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut b = [0u8; 5];
@@ -390,6 +390,18 @@ pub(crate) async fn bootstrap(state: &Arc<State>) -> Result<(), StoreError> {
                     });
                 }
             }
+        }
+    }
+    // Stores written before namespaces had their defaults get them now.
+    let page = state
+        .store
+        .list(&r.list_prefix(None), keel_store::ListOptions::default())
+        .await?;
+    for kv in &page.items {
+        if let Ok(obj) = decode(state, kv, kv.mod_revision)
+            && meta(&obj, "deletionTimestamp").is_none()
+        {
+            write::namespace_defaults(state, &meta_str(&obj, "name")).await;
         }
     }
     Ok(())

@@ -137,7 +137,35 @@ pub(crate) async fn create(
     if is_crd(r) {
         crate::crd::register(&obj);
     }
+    if r.group.is_empty() && r.kind == "Namespace" {
+        Box::pin(namespace_defaults(state, &name)).await;
+    }
     Ok(obj)
+}
+
+/// What every namespace holds from its creation, as Kubernetes' controllers
+/// make it: the `default` service account and the `kube-root-ca.crt`
+/// config map (the CA pods trust the API with). Made here rather than by a
+/// controller so a pod created right after its namespace finds them.
+pub(crate) async fn namespace_defaults(state: &State, ns: &str) {
+    let find = |p| crate::resources::find("", "v1", p).expect("core kinds are served");
+    let mut objs = vec![(
+        find("serviceaccounts"),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}),
+    )];
+    if let Ok(ca) = std::fs::read_to_string(state.paths.ca_cert()) {
+        objs.push((
+            find("configmaps"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": ns}, "data": {"ca.crt": ca}}),
+        ));
+    }
+    for (r, obj) in objs {
+        match create(state, r, obj, false, None).await {
+            Ok(_) => {}
+            Err(f) if f.reason == "AlreadyExists" => {}
+            Err(f) => tracing::warn!(ns, kind = r.kind, error = f.message, "namespace defaults"),
+        }
+    }
 }
 
 fn is_crd(r: &Resource) -> bool {
