@@ -119,6 +119,13 @@ kubectl -n quickstart create deployment web --image=quickstart/web:1 --replicas=
   --dry-run=client -o yaml | kubectl apply --server-side -f -
 kubectl -n quickstart get deployment web -o wide
 kubectl -n quickstart delete deployment web
+kubectl -n quickstart create serviceaccount bot --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart create rolebinding bot-view --clusterrole=view --serviceaccount=quickstart:bot \
+  --dry-run=client -o yaml | kubectl apply -f -
+BOT="$(kubectl -n quickstart create token bot --duration 1h)"
+echo "bot may list pods: $(kubectl --token "$BOT" -n quickstart auth can-i list pods), create them: $(kubectl --token "$BOT" -n quickstart auth can-i create pods || true)"
+kubectl label --overwrite namespace quickstart pod-security.kubernetes.io/enforce=restricted
+kubectl -n quickstart run root-shell --image=quickstart/web:1 --privileged 2>&1 || true   # refused by PodSecurity
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 unset KUBECONFIG
 
