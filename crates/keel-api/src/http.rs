@@ -1,6 +1,8 @@
-//! The HTTPS front: TLS accept loop, HTTP/1.1 connections, bearer-token
-//! authentication, URL routing to discovery documents and resource handlers,
-//! and Kubernetes `Status` error responses.
+//! The HTTPS front: TLS accept loop, HTTP/2 (ALPN `h2`) or HTTP/1.1
+//! connections, authentication (client certificate, bearer token, or a token
+//! as HTTP Basic password) and RBAC, URL routing to discovery documents,
+//! resource handlers and terraform's state backend, and Kubernetes `Status`
+//! error responses.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -9,6 +9,7 @@
 //! the API in process through [`Loopback`].
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
+pub mod admission;
 pub mod auth;
 pub mod client;
 pub mod crd;

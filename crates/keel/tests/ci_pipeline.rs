@@ -188,10 +188,10 @@ fn example_pipeline_runs_offline_with_an_approval_for_production() {
     let kc = std::fs::read_to_string(&server.kubeconfig).unwrap();
     let credential = kc
         .lines()
-        .find_map(|l| {
-            let l = l.trim();
-            l.strip_prefix("client-key-data: ")
-                .or_else(|| l.strip_prefix("token: "))
+        .find_map(|line| {
+            let line = line.trim();
+            line.strip_prefix("client-key-data: ")
+                .or_else(|| line.strip_prefix("token: "))
         })
         .unwrap_or_default();
     assert!(!credential.is_empty(), "no credential in {kc}");

@@ -42,12 +42,14 @@ pub(crate) async fn create(
     let ns = meta(&obj, "namespace")
         .and_then(Value::as_str)
         .map(String::from);
+    let mut ns_obj = None;
     if r.namespaced {
         let ns = ns.as_deref().unwrap_or("default");
         let nsr = namespaces();
         match state.store.get(&nsr.key(None, ns)).await {
             Ok(Some(kv)) => {
                 let nso = decode(state, &kv, kv.mod_revision)?;
+                ns_obj = Some(nso.clone());
                 if meta(&nso, "deletionTimestamp").is_some() {
                     return Err(Fail::new(
                         403,
@@ -97,6 +99,7 @@ pub(crate) async fn create(
         crate::crd::apply_defaults(&mut obj);
         crate::crd::add_finalizer(&mut obj);
     }
+    crate::admission::admit(state, r, &mut obj, ns.as_deref(), ns_obj.as_ref()).await?;
     if r.kind == "Secret" {
         merge_string_data(&mut obj);
     }
