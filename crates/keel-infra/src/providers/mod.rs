@@ -1,4 +1,5 @@
-//! Built-in providers. Each resource type has a schema (attribute types,
+//! Built-in providers (`terraform_data`, null, random, local, time, http,
+//! external, archive, tls). Each resource type has a schema (attribute types,
 //! required/optional/computed, sensitive, forces replacement) and the CRUD
 //! operations; planning is shared ([`plan_generic`]) with per-type hooks, as
 //! terraform's plugin SDK does it for `HashiCorp`'s providers.
@@ -6,6 +7,7 @@
 pub mod builtin;
 mod misc;
 mod random;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -233,6 +235,7 @@ impl Providers {
             misc::http(),
             misc::external(),
             misc::archive(),
+            tls::tls(),
         ] {
             by_name.insert(local_name(p.address), p);
         }
