@@ -92,6 +92,24 @@ output "same_pub" {
 output "ssh_pub" {
   value = tls_private_key.ssh.public_key_openssh
 }
+output "ssh_key" {
+  value     = tls_private_key.ssh.private_key_openssh
+  sensitive = true
+}
+output "rsa_ssh_key" {
+  value     = tls_private_key.server.private_key_openssh
+  sensitive = true
+}
+output "rsa_ssh_pub" {
+  value = tls_private_key.server.public_key_openssh
+}
+output "ec_ssh_key" {
+  value     = tls_private_key.ca.private_key_openssh
+  sensitive = true
+}
+output "ec_ssh_pub" {
+  value = tls_private_key.ca.public_key_openssh
+}
 output "ssh_fp" {
   value = tls_private_key.ssh.public_key_fingerprint_sha256
 }
@@ -158,6 +176,19 @@ fn tls_provider_makes_what_openssl_accepts() {
     std::fs::write(d.join("id.pub"), &ssh).unwrap();
     let fp = tool(d, "ssh-keygen", &["-l", "-f", "id.pub"]);
     assert!(fp.contains(&out("ssh_fp")), "{fp} vs {}", out("ssh_fp"));
+    // The OpenSSH private keys are ones ssh-keygen reads back to their public halves.
+    for (key, public) in [
+        ("ssh_key", "ssh_pub"),
+        ("rsa_ssh_key", "rsa_ssh_pub"),
+        ("ec_ssh_key", "ec_ssh_pub"),
+    ] {
+        let path = d.join(key);
+        std::fs::write(&path, out(key)).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let derived = tool(d, "ssh-keygen", &["-y", "-f", key]);
+        assert_eq!(derived.trim(), out(public).trim(), "{key}");
+    }
 
     // Stable: a second plan has nothing to do; a changed validity replaces.
     let again = keel(d, &["plan", "-no-color", "-detailed-exitcode"]);

@@ -95,6 +95,8 @@ struct Key {
     /// The SSH public key blob.
     ssh_blob: Vec<u8>,
     ssh_type: String,
+    /// The key-specific fields of OpenSSH's private key section.
+    ssh_private: Vec<u8>,
 }
 
 impl Key {
@@ -157,12 +159,21 @@ impl Key {
             ssh_string(&mut blob, b"ssh-rsa");
             ssh_mpint(&mut blob, e);
             ssh_mpint(&mut blob, n);
+            // PKCS#1: version, n, e, d, p, q, dp, dq, qinv.
+            let pk = der_integers(pkcs1)
+                .filter(|v| v.len() >= 9)
+                .ok_or("malformed PKCS#1 key")?;
+            let mut private = Vec::new();
+            for i in [1, 2, 3, 8, 4, 5] {
+                ssh_mpint(&mut private, &pk[i]);
+            }
             return Ok(Key {
                 algorithm: "RSA",
                 pkcs8: der.to_vec(),
                 native_pem: pem("RSA PRIVATE KEY", pkcs1),
                 ssh_blob: blob,
                 ssh_type: "ssh-rsa".into(),
+                ssh_private: private,
             });
         }
         for (alg, name) in [
@@ -176,12 +187,25 @@ impl Key {
                 ssh_string(&mut blob, ty.as_bytes());
                 ssh_string(&mut blob, name.as_bytes());
                 ssh_string(&mut blob, k.public_key().as_ref());
+                // SEC 1: version, then the private scalar as an OCTET STRING.
+                let d = tlv(sec1.as_ref())
+                    .and_then(|(_, body, _)| tlv(body))
+                    .and_then(|(_, _, rest)| tlv(rest))
+                    .map(|(_, d, _)| d.to_vec())
+                    .ok_or("malformed EC private key")?;
+                let mut private = Vec::new();
+                ssh_string(&mut private, name.as_bytes());
+                ssh_string(&mut private, k.public_key().as_ref());
+                let mut scalar = vec![0u8];
+                scalar.extend_from_slice(&d);
+                ssh_mpint(&mut private, &scalar);
                 return Ok(Key {
                     algorithm: "ECDSA",
                     pkcs8: der.to_vec(),
                     native_pem: pem("EC PRIVATE KEY", sec1.as_ref()),
                     ssh_blob: blob,
                     ssh_type: ty,
+                    ssh_private: private,
                 });
             }
         }
@@ -189,12 +213,24 @@ impl Key {
             let mut blob = Vec::new();
             ssh_string(&mut blob, b"ssh-ed25519");
             ssh_string(&mut blob, k.public_key().as_ref());
+            // PKCS#8's privateKey holds the 32-byte seed as an OCTET STRING.
+            let seed = pkcs8_inner(der)
+                .and_then(tlv)
+                .map(|(_, seed, _)| seed.to_vec())
+                .filter(|s| s.len() == 32)
+                .ok_or("malformed ED25519 key")?;
+            let mut private = Vec::new();
+            ssh_string(&mut private, k.public_key().as_ref());
+            let mut both = seed;
+            both.extend_from_slice(k.public_key().as_ref());
+            ssh_string(&mut private, &both);
             return Ok(Key {
                 algorithm: "ED25519",
                 pkcs8: der.to_vec(),
                 native_pem: pem("PRIVATE KEY", der),
                 ssh_blob: blob,
                 ssh_type: "ssh-ed25519".into(),
+                ssh_private: private,
             });
         }
         Err("unsupported private key (RSA, ECDSA P256/P384 or ED25519 expected)".into())
@@ -245,6 +281,37 @@ impl Key {
 
     fn signing_key(&self) -> Result<rcgen::KeyPair, String> {
         rcgen::KeyPair::from_pem(&pem("PRIVATE KEY", &self.pkcs8)).map_err(|e| e.to_string())
+    }
+
+    /// OpenSSH's own private key format (`openssh-key-v1`, unencrypted).
+    fn private_key_openssh(&self) -> String {
+        let mut section = Vec::new();
+        let check: [u8; 4] = rand::random();
+        section.extend_from_slice(&check);
+        section.extend_from_slice(&check);
+        ssh_string(&mut section, self.ssh_type.as_bytes());
+        section.extend_from_slice(&self.ssh_private);
+        ssh_string(&mut section, b"");
+        let mut pad = 1u8;
+        while section.len() % 8 != 0 {
+            section.push(pad);
+            pad += 1;
+        }
+        let mut out = b"openssh-key-v1\0".to_vec();
+        ssh_string(&mut out, b"none");
+        ssh_string(&mut out, b"none");
+        ssh_string(&mut out, b"");
+        out.extend_from_slice(&1u32.to_be_bytes());
+        ssh_string(&mut out, &self.ssh_blob);
+        ssh_string(&mut out, &section);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(out);
+        let mut text = String::from("-----BEGIN OPENSSH PRIVATE KEY-----\n");
+        for chunk in b64.as_bytes().chunks(70) {
+            text.push_str(&String::from_utf8_lossy(chunk));
+            text.push('\n');
+        }
+        text.push_str("-----END OPENSSH PRIVATE KEY-----\n");
+        text
     }
 
     fn public_key_openssh(&self) -> String {
@@ -330,6 +397,10 @@ impl ResourceType for PrivateKey {
         )?;
         let mut attrs = k.public_attrs()?;
         attrs.insert("private_key_pem", Value::string(k.native_pem.clone()));
+        attrs.insert(
+            "private_key_openssh",
+            Value::string(k.private_key_openssh()),
+        );
         attrs.insert(
             "private_key_pem_pkcs8",
             Value::string(pem("PRIVATE KEY", &k.pkcs8)),
@@ -665,6 +736,10 @@ pub(super) fn tls() -> Provider {
         .attr("rsa_bits", Attr::opt_computed(Type::Number).force_new())
         .attr("ecdsa_curve", Attr::opt_computed(Type::String).force_new())
         .attr("private_key_pem", Attr::computed(Type::String).sensitive())
+        .attr(
+            "private_key_openssh",
+            Attr::computed(Type::String).sensitive(),
+        )
         .attr(
             "private_key_pem_pkcs8",
             Attr::computed(Type::String).sensitive(),
