@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Keel, Registry};
+use common::{Keel, PruneNetworks, Registry};
 use server_common::KeelServer;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -89,6 +89,7 @@ fn example_pipeline_runs_offline_with_an_approval_for_production() {
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     let k = Keel::new();
+    let _prune = PruneNetworks(&k);
     k.seed_busybox();
     k.ok(&["ci", "environment", "protect", "production"]);
     let keel_dir = Path::new(env!("CARGO_BIN_EXE_keel"))
@@ -188,10 +189,10 @@ fn example_pipeline_runs_offline_with_an_approval_for_production() {
     let kc = std::fs::read_to_string(&server.kubeconfig).unwrap();
     let credential = kc
         .lines()
-        .find_map(|l| {
-            let l = l.trim();
-            l.strip_prefix("client-key-data: ")
-                .or_else(|| l.strip_prefix("token: "))
+        .find_map(|line| {
+            let line = line.trim();
+            line.strip_prefix("client-key-data: ")
+                .or_else(|| line.strip_prefix("token: "))
         })
         .unwrap_or_default();
     assert!(!credential.is_empty(), "no credential in {kc}");
