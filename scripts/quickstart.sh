@@ -179,7 +179,10 @@ output "servers" {
   value = terraform_data.server[*].output
 }
 TF
-(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null && "$KEEL" infra apply -auto-approve && "$KEEL" infra destroy -auto-approve)
+(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null \
+  && "$KEEL" infra plan -out plan.bin >/dev/null \
+  && PLAN_JSON="$("$KEEL" infra show -json plan.bin)" && echo "${PLAN_JSON:0:160} … (terraform's JSON plan)" \
+  && "$KEEL" infra apply plan.bin && "$KEEL" infra destroy -auto-approve)
 rm -rf "$INFRA_DIR"
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"
