@@ -202,7 +202,7 @@ pub struct MountReq {
     pub read_only: bool,
     /// Create a missing bind source directory (compose's default for short syntax).
     pub create_host_path: bool,
-    /// tmpfs options (`size=65536k`, `mode=1777`).
+    /// tmpfs options (`size=65536k`, `mode=1777`); `nocopy` for volumes.
     pub options: Vec<String>,
 }
 

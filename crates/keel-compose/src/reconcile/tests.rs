@@ -19,6 +19,9 @@ struct Fake {
     effects: RefCell<Vec<String>>,
     next: RefCell<u32>,
     exits: BTreeMap<String, i32>,
+    /// Services whose containers start, then exit with a code as soon as
+    /// the reconciler sleeps (they crash a moment after starting).
+    exits_later: BTreeMap<String, i32>,
     unhealthy: BTreeSet<String>,
     /// Services whose healthcheck never finishes starting.
     starting: BTreeSet<String>,
@@ -212,7 +215,16 @@ impl Engine for Fake {
         self.log(format!("rm {}", c.name));
         Ok(())
     }
-    fn sleep(&self, _d: Duration) {}
+    fn sleep(&self, _d: Duration) {
+        for c in self.containers.borrow_mut().values_mut() {
+            if let Some(code) = self.exits_later.get(&c.service)
+                && c.status == "running"
+            {
+                c.status = "exited".into();
+                c.exit_code = *code;
+            }
+        }
+    }
 }
 
 fn project(yaml: &str) -> ProjectSpec {
@@ -474,6 +486,56 @@ fn profiles_disabled_services_are_not_orphans() {
     assert!(!events.iter().any(|ev| matches!(ev, Event::Warning(_))));
 }
 
+/// Issue 15.6: `up a` called `b` (defined in the file, not named) an
+/// orphan and `--remove-orphans` removed it; compose-go counts unselected
+/// services as defined, and exited one-off containers as orphans.
+#[test]
+fn unselected_services_are_not_orphans_but_exited_one_offs_are() {
+    let yaml = "services:\n  a:\n    image: a\n  b:\n    image: b\n";
+    let e = Fake::default();
+    up(&project(yaml), &e, &UpOptions::default()).0.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), yaml).unwrap();
+    let only_a = ProjectSpec::from_project(
+        &crate::load(&crate::Options {
+            project_name: Some("p".into()),
+            cwd: dir.path().to_path_buf(),
+            services: vec!["a".into()],
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    for (id, status) in [("run1", "exited"), ("run2", "running")] {
+        let mut c = e.containers.borrow()["c1"].clone();
+        c.id = id.into();
+        c.name = format!("p-a-{id}");
+        c.oneoff = true;
+        c.status = status.into();
+        e.containers.borrow_mut().insert(id.into(), c);
+    }
+    e.take();
+    let (r, events) = up(&only_a, &e, &UpOptions::default());
+    r.unwrap();
+    let warnings: Vec<&Event> = events
+        .iter()
+        .filter(|ev| matches!(ev, Event::Warning(_)))
+        .collect();
+    assert_eq!(
+        warnings,
+        [&Event::Warning("Found orphan containers ([p-a-run1]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.".into())]
+    );
+    let o = UpOptions {
+        services: vec!["a".into()],
+        remove_orphans: true,
+        ..Default::default()
+    };
+    up(&only_a, &e, &o).0.unwrap();
+    assert_eq!(e.take(), ["rm p-a-run1"]);
+    assert!(e.ids().contains_key("p-b-1"));
+    assert!(e.ids().contains_key("p-a-run2"));
+}
+
 #[test]
 fn failing_migration_stops_up_naming_it() {
     let p = project(STACK);
@@ -634,6 +696,20 @@ fn wait_refuses_an_exited_service_nobody_waits_for() {
     );
     // Without --wait the same project is fine.
     up(&p, &e, &UpOptions::default()).0.unwrap();
+}
+
+/// Issue 15.4: `up -d --wait` took a container that was still running at
+/// the first look as ready, and succeeded although it crashed a moment
+/// later. docker compose looks first after one 500 ms tick.
+#[test]
+fn wait_fails_on_a_service_that_exits_just_after_starting() {
+    let e = Fake {
+        exits_later: BTreeMap::from([("web".to_string(), 2)]),
+        ..Fake::default()
+    };
+    let p = project("services:\n  web:\n    image: w\n");
+    let err = up(&p, &e, &wait()).0.unwrap_err().to_string();
+    assert!(err.contains("container p-web-1 exited (2)"), "{err}");
 }
 
 #[test]
@@ -1039,4 +1115,29 @@ fn engine_errors_keep_their_typed_cause_and_hint() {
         .and_then(|c| c.downcast_ref::<std::io::Error>())
         .expect("the io::Error under the engine error");
     assert_eq!(typed.kind(), std::io::ErrorKind::PermissionDenied);
+}
+
+/// Issue 15: the short syntax's `cached`/`delegated`/`consistent` modes were
+/// refused ("invalid volume mode"); compose-go drops them. `nocopy`
+/// (short or long syntax) reaches the engine as the volume's `nocopy` option.
+#[test]
+fn consistency_modes_are_accepted_and_nocopy_reaches_the_engine() {
+    let p = project(
+        "services:\n  a:\n    image: a\n    volumes:\n      - data:/d:cached\n      - ./x:/x:delegated,ro\n      - other:/o:nocopy\n      - {type: volume, source: long, target: /l, volume: {nocopy: true}}\nvolumes: {data: {}, other: {}, long: {}}\n",
+    );
+    let spec = p.container_spec(&Fake::default(), "a", 1, None).unwrap();
+    let opts: Vec<(&str, &[String], bool)> = spec
+        .mounts
+        .iter()
+        .map(|m| (m.target.as_str(), m.options.as_slice(), m.read_only))
+        .collect();
+    assert_eq!(
+        opts,
+        [
+            ("/d", &[][..], false),
+            ("/x", &[][..], true),
+            ("/o", &["nocopy".to_string()][..], false),
+            ("/l", &["nocopy".to_string()][..], false),
+        ]
+    );
 }
