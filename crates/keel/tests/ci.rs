@@ -1184,3 +1184,37 @@ jobs:
         "{out}"
     );
 }
+
+#[test]
+fn pull_request_context_from_the_event_payload() {
+    let repo = Repo::new(&[(
+        ".github/workflows/pr.yml",
+        "on:\n  pull_request:\n    branches: [main]\njobs:\n  pr:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"pr $GITHUB_REF $GITHUB_REF_NAME head=$GITHUB_HEAD_REF base=${{ github.base_ref }}\"\n",
+    )]);
+    let payload = repo.path().join("event.json");
+    std::fs::write(
+        &payload,
+        r#"{"number": 7, "pull_request": {"head": {"ref": "feature"}, "base": {"ref": "main"}}}"#,
+    )
+    .unwrap();
+    let k = Keel::new();
+    // A regression: head_ref and base_ref were always empty.
+    let o = ci(
+        &k,
+        &repo,
+        &["pull_request", "-e", payload.to_str().unwrap()],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("pr refs/pull/7/merge 7/merge head=feature base=main"),
+        "{out}"
+    );
+    // Without a payload: the local branch is the head, main the base.
+    let o = ci(&k, &repo, &["pull_request"]);
+    let out = text(&o);
+    assert!(
+        o.status.success() && out.contains("pr refs/pull/1/merge 1/merge head=main base=main"),
+        "{out}"
+    );
+}
