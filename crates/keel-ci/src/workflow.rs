@@ -607,7 +607,8 @@ pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
                             pos: v.pos,
                             message: e,
                         });
-                    } else if taken.contains(&id) {
+                    } else if taken.iter().any(|t| t.eq_ignore_ascii_case(&id)) {
+                        // Step ids are case-insensitive, as contexts are.
                         diags.push(Diag {
                             pos: v.pos,
                             message: format!(

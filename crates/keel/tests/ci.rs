@@ -644,6 +644,19 @@ fn bad_workflows_say_file_line_col_with_githubs_message() {
         ),
         "{err}"
     );
+    // Step ids differ only in case: GitHub refuses the second (a regression:
+    // keel ran it, and steps.s1 named whichever came last).
+    let repo = Repo::new(&[(
+        ".github/workflows/ids.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - id: s1\n        run: echo\n      - id: S1\n        run: echo\n",
+    )]);
+    let err = k.fails(&["ci", "run", "-C", repo.path().to_str().unwrap()]);
+    assert!(
+        err.contains(
+            "ids.yml (Line: 8, Col: 13): The identifier 'S1' may not be used more than once within the same scope."
+        ),
+        "{err}"
+    );
     assert!(
         k.root
             .path()
