@@ -644,6 +644,17 @@ fn bad_workflows_say_file_line_col_with_githubs_message() {
         ),
         "{err}"
     );
+    // An empty matrix vector: refused at its place before anything runs (a
+    // regression: keel started the run and failed the job).
+    let repo = Repo::new(&[(
+        ".github/workflows/m.yml",
+        "on: push\njobs:\n  a:\n    strategy:\n      matrix:\n        os: []\n        v: [1]\n    runs-on: x\n    steps:\n      - run: echo\n",
+    )]);
+    let err = k.fails(&["ci", "run", "-C", repo.path().to_str().unwrap()]);
+    assert!(
+        err.contains("m.yml (Line: 6, Col: 13): Matrix vector 'os' does not contain any values"),
+        "{err}"
+    );
     // Step ids differ only in case: GitHub refuses the second (a regression:
     // keel ran it, and steps.s1 named whichever came last).
     let repo = Repo::new(&[(
