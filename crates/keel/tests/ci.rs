@@ -1242,3 +1242,42 @@ fn pull_request_context_from_the_event_payload() {
         "{out}"
     );
 }
+
+#[test]
+fn push_filters_on_paths_and_tags_use_the_local_repository() {
+    let repo = Repo::new(&[
+        (
+            ".github/workflows/src.yml",
+            "on:\n  push:\n    paths: ['src/**']\njobs:\n  src:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo src-workflow-ran\n",
+        ),
+        (
+            ".github/workflows/release.yml",
+            "on:\n  push:\n    tags: ['v*']\njobs:\n  rel:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"released ${{ github.ref_name }} $GITHUB_REF_TYPE\"\n",
+        ),
+        ("docs/a.md", "a\n"),
+        ("src/main.c", "int main;\n"),
+    ]);
+    let k = Keel::new();
+    // The last commit changed only docs: the src workflow does not run.
+    std::fs::write(repo.path().join("docs/a.md"), "b\n").unwrap();
+    repo.git(&["commit", "-qam", "docs"]);
+    let out = text(&ci(&k, &repo, &[]));
+    assert!(
+        !out.contains("src-workflow-ran") && !out.contains("released"),
+        "{out}"
+    );
+    std::fs::write(repo.path().join("src/main.c"), "int main2;\n").unwrap();
+    repo.git(&["commit", "-qam", "src"]);
+    let out = text(&ci(&k, &repo, &[]));
+    assert!(out.contains("src-workflow-ran"), "{out}");
+    // A detached HEAD at a tag is that tag's push (it used to be taken as
+    // refs/heads/main, so tag filters never matched).
+    repo.git(&["tag", "v1.2"]);
+    repo.git(&["checkout", "-q", "v1.2"]);
+    let o = ci(&k, &repo, &["-W", ".github/workflows/release.yml"]);
+    let out = text(&o);
+    assert!(
+        o.status.success() && out.contains("released v1.2 tag"),
+        "{out}"
+    );
+}
