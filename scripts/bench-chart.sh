@@ -16,8 +16,12 @@ CHARTS_DIR="${KEEL_CHARTS:-$(cd .. && while [ "$PWD" != / ] && [ ! -d shared/cha
 [ -f "$CHARTS_DIR/determinism.json" ] || { echo "chart corpus not found (set KEEL_CHARTS)" >&2; exit 1; }
 RUNS="${RUNS:-10}"
 export CARGO_TARGET_DIR
-cargo build --release -q -p keel
-KEEL="$CARGO_TARGET_DIR/release/keel"
+if [ -n "${KEEL_BIN:-}" ]; then
+  KEEL="$KEEL_BIN"  # a release build made already
+else
+  cargo build --release -q -p keel
+  KEEL="$CARGO_TARGET_DIR/release/keel"
+fi
 helm_home="$(mktemp -d)"
 trap 'rm -rf "$helm_home"' EXIT
 export HELM_CACHE_HOME="$helm_home/cache" HELM_CONFIG_HOME="$helm_home/config" HELM_DATA_HOME="$helm_home/data"

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # keel's quickstart on embedded defaults (state under /var/lib/keel, or
-# $KEEL_ROOT). It grows with each capability; today: make the offline busybox
-# base image, push it through a local registry, pull it back; plan and apply
-# a Terraform configuration with keel infra.
+# $KEEL_ROOT). It grows with each capability: the offline busybox base image
+# through a local registry and back; a Dockerfile built, run and composed; a
+# Deployment of it applied to keel server with kubectl; a chart rendered; a
+# GitHub Actions workflow run; a Terraform configuration applied.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 keel_ensure_packages
-cargo build --release --locked -p keel >&2
-KEEL="$CARGO_TARGET_DIR/release/keel"
+if [ -n "${KEEL_BIN:-}" ]; then
+  KEEL="$KEEL_BIN"  # a keel binary built already (skips the release build)
+else
+  cargo build --release --locked -p keel >&2
+  KEEL="$CARGO_TARGET_DIR/release/keel"
+fi
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
   step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 else
@@ -55,6 +60,74 @@ step "save it to an archive that docker and podman load"
 ls -l "$REG_DIR/busybox.tar"
 "$KEEL" history busybox
 "$KEEL" rmi "127.0.0.1:$PORT/quickstart/busybox:1" >/dev/null  # that registry is gone after this script
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+http_get() { python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())' "$1"; }
+
+step "build an image from a Dockerfile (keel build; the second build is all cache hits)"
+APP_DIR="$(mktemp -d /tmp/keel-quickstart-app.XXXXXX)"
+trap 'kill $REG_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
+cat > "$APP_DIR/Dockerfile" <<'DOCKERFILE'
+FROM busybox:latest
+ARG GREETING=hello
+RUN mkdir -p /www && echo "$GREETING from a keel-built image" > /www/index.html
+EXPOSE 80
+CMD ["httpd", "-f", "-p", "80", "-h", "/www"]
+DOCKERFILE
+"$KEEL" build -t quickstart/web:1 --progress plain "$APP_DIR"
+"$KEEL" build -t quickstart/web:1 --progress plain "$APP_DIR"
+
+step "run it with a published port, fetch its page, stop it"
+WEB_PORT="$(free_port)"
+"$KEEL" rm -f qs-web >/dev/null 2>&1 || true
+"$KEEL" run -d --rm --name qs-web -p "127.0.0.1:$WEB_PORT:80" quickstart/web:1
+for _ in $(seq 50); do http_get "http://127.0.0.1:$WEB_PORT/" 2>/dev/null && break; sleep 0.1; done
+"$KEEL" ps --filter name=qs-web
+"$KEEL" stop -t 1 qs-web >/dev/null
+
+step "compose: the web image and a client that reaches it by service name"
+cat > "$APP_DIR/compose.yaml" <<'YAML'
+services:
+  web:
+    image: quickstart/web:1
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1/"]
+      interval: 1s
+  client:
+    image: busybox:latest
+    depends_on:
+      web:
+        condition: service_healthy
+    command: ["wget", "-qO-", "http://web/"]
+YAML
+(cd "$APP_DIR" && "$KEEL" compose -p quickstart up -d --wait web \
+  && "$KEEL" compose -p quickstart run --rm -T client </dev/null \
+  && "$KEEL" compose -p quickstart ps \
+  && "$KEEL" compose -p quickstart down)
+
+step "keel server: a Kubernetes API on 127.0.0.1 that the real kubectl uses"
+command -v kubectl >/dev/null || { echo "error: kubectl not found" >&2; echo "hint: install kubectl (1.27 to 1.33) to try keel server with it" >&2; exit 1; }
+API_PORT="$(free_port)"
+"$KEEL" server --listen "127.0.0.1:$API_PORT" --write-kubeconfig "$APP_DIR/kubeconfig" >"$APP_DIR/server.log" 2>&1 &
+SERVER_PID=$!
+trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
+export KUBECONFIG="$APP_DIR/kubeconfig"
+for _ in $(seq 100); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 0.1; done
+kubectl auth whoami
+kubectl create namespace quickstart --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart create deployment web --image=quickstart/web:1 --replicas=2 \
+  --dry-run=client -o yaml | kubectl apply --server-side -f -
+kubectl -n quickstart get deployment web -o wide
+kubectl -n quickstart delete deployment web
+kubectl -n quickstart create serviceaccount bot --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart create rolebinding bot-view --clusterrole=view --serviceaccount=quickstart:bot \
+  --dry-run=client -o yaml | kubectl apply -f -
+BOT="$(kubectl -n quickstart create token bot --duration 1h)"
+echo "bot may list pods: $(kubectl --token "$BOT" -n quickstart auth can-i list pods), create them: $(kubectl --token "$BOT" -n quickstart auth can-i create pods || true)"
+kubectl label --overwrite namespace quickstart pod-security.kubernetes.io/enforce=restricted
+kubectl -n quickstart run root-shell --image=quickstart/web:1 --privileged 2>&1 || true   # refused by PodSecurity
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+unset KUBECONFIG
 
 step "render a Helm chart as helm template does (values numbers are Helm's float64)"
 "$KEEL" chart create "$REG_DIR/mychart" >/dev/null 2>&1
@@ -106,7 +179,10 @@ output "servers" {
   value = terraform_data.server[*].output
 }
 TF
-(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null && "$KEEL" infra apply -auto-approve && "$KEEL" infra destroy -auto-approve)
+(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null \
+  && "$KEEL" infra plan -out plan.bin >/dev/null \
+  && PLAN_JSON="$("$KEEL" infra show -json plan.bin)" && echo "${PLAN_JSON:0:160} … (terraform's JSON plan)" \
+  && "$KEEL" infra apply plan.bin && "$KEEL" infra destroy -auto-approve)
 rm -rf "$INFRA_DIR"
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

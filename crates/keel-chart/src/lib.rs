@@ -3,7 +3,7 @@
 //! Helm's values coalescing ([`values`]: globals, conditions, tags,
 //! import-values, `--set` syntax), rendering with `keel-gotmpl` and the
 //! built-in objects ([`render`]), and the `create`/`lint`/`package` helpers.
-//! Releases stored in a cluster come later; this crate does no network I/O.
+//! Releases (install, upgrade, rollback) are not here: this crate renders and does no network I/O.
 
 pub mod chart;
 pub mod create;

@@ -1,6 +1,14 @@
 //! The iptables rules of a network and of an endpoint's published ports,
 //! each tagged (`keel:<container id>`, `keel-net:<network id prefix>`) so
 //! that removal finds exactly them again.
+//!
+//! keel's chains (`KEEL`: DNAT, jumped to from PREROUTING and OUTPUT for
+//! local destinations; `KEEL-POSTROUTING`; `KEEL-FORWARD`, inserted first in
+//! FORWARD so a DROP policy below cannot shadow it) and the jumps into them
+//! stay once created, as Docker's do; every rule inside them belongs to one
+//! network or endpoint and goes with it. Networks are isolated: traffic from
+//! one `keel+` bridge to another is dropped unless conntrack says it was
+//! DNAT-ed (a published port).
 
 use crate::Rule;
 use crate::ports::PortMapping;

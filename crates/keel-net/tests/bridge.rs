@@ -489,7 +489,7 @@ fn concurrent_attaches_get_distinct_addresses() {
 }
 
 /// Twenty attach/detach cycles (with a published port) leave nothing behind;
-/// prints the median times, which the README records.
+/// prints the median times, which BENCHMARKS.md records.
 #[test]
 fn repeated_attach_detach_leaves_nothing_and_is_timed() {
     const N: usize = 20;

@@ -1,4 +1,4 @@
-//! Container operations shared by the CLI (and later compose and the agent):
+//! Container operations shared by the CLI, compose and (through them) the pipeline runner:
 //! create from an image, start (spawning the monitor), stop, kill, remove, exec.
 
 use std::collections::BTreeMap;

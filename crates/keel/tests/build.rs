@@ -514,7 +514,7 @@ RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/a.txt && cat /ctx/a.tx
     assert!(cached(&p).is_empty(), "{p}");
 }
 
-/// The README says RUN takes `--network=none|host` and runs on the host's
+/// docs/builds.md says RUN takes `--network=none|host` and runs on the host's
 /// network by default: a RUN sees only `lo` with `none`, and the host's
 /// uplink with `host` and by default.
 #[test]

@@ -223,7 +223,7 @@ fn registry_basic_auth_and_login() {
     keel.fails(&["push", &target]);
 }
 
-/// The README says Docker's and podman's auth files are read too: a pull
+/// docs/images.md says Docker's and podman's auth files are read too: a pull
 /// from a registry with basic auth succeeds with credentials only in
 /// `$DOCKER_CONFIG/config.json` (Docker's format, written here: no docker CLI
 /// on this machine), or only in the file `podman login --authfile` wrote.

@@ -336,6 +336,18 @@ impl Drop for Podman {
     }
 }
 
+/// A keel and a podman with the same busybox (keel's seed, saved into
+/// `tmp` and loaded into podman), for side-by-side tests.
+pub fn keel_and_podman_with_busybox(tmp: &Path) -> (Keel, Podman) {
+    let keel = Keel::new();
+    keel.seed_busybox();
+    let bb = tmp.join("busybox.tar");
+    keel.ok(&["save", "-o", bb.to_str().unwrap(), "busybox"]);
+    let podman = Podman::new();
+    podman.ok(&["load", "-q", "-i", bb.to_str().unwrap()]);
+    (keel, podman)
+}
+
 /// Unmounts everything mounted at or below `dir`, deepest first.
 pub fn unmount_under(dir: &Path) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
