@@ -5,7 +5,9 @@
 //! `LimitRanger` (container defaults and maxima from a namespace's
 //! `LimitRange`s) and `PodSecurity` (the `enforce` level of a namespace's
 //! `pod-security.kubernetes.io` labels: baseline and restricted checks with
-//! upstream's messages). `NamespaceLifecycle` is part of create itself.
+//! upstream's messages), `ResourceQuota` (object counts and pod compute
+//! requests/limits against the namespace's quotas, usage counted from the
+//! store at admission). `NamespaceLifecycle` is part of create itself.
 
 use serde_json::{Value, json};
 
@@ -46,14 +48,13 @@ fn name_of(v: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// Runs the plugins for an object of `r` about to be created in namespace
-/// `ns` (whose object is `ns_obj`).
+/// Runs the mutating plugins for an object of `r` about to be created in namespace
+/// `ns`.
 pub(crate) async fn admit(
     state: &State,
     r: &Resource,
     obj: &mut Value,
     ns: Option<&str>,
-    ns_obj: Option<&Value>,
 ) -> Result<(), Fail> {
     let name = name_of(obj).to_string();
     match (r.group, r.kind) {
@@ -61,14 +62,239 @@ pub(crate) async fn admit(
             default_toleration_seconds(obj);
             priority(state, r, &name, obj).await?;
             limit_ranger(state, r, &name, obj, ns).await?;
-            if let Some(nso) = ns_obj {
-                pod_security(r, &name, obj, nso)?;
-            }
         }
         ("", "PersistentVolumeClaim") => default_storage_class(state, obj).await,
         _ => {}
     }
+    if r.namespaced {
+        resource_quota(state, r, &name, obj, ns.unwrap_or("default")).await?;
+    }
     Ok(())
+}
+
+// ---------- ResourceQuota ----------
+
+/// The quota names an object of `r` counts against, besides compute.
+fn count_names(r: &Resource) -> Vec<String> {
+    let mut names = vec![if r.group.is_empty() {
+        format!("count/{}", r.plural)
+    } else {
+        format!("count/{}.{}", r.plural, r.group)
+    }];
+    if r.group.is_empty()
+        && matches!(
+            r.plural,
+            "pods"
+                | "services"
+                | "configmaps"
+                | "secrets"
+                | "persistentvolumeclaims"
+                | "replicationcontrollers"
+                | "resourcequotas"
+        )
+    {
+        names.push(r.plural.to_string());
+    }
+    names
+}
+
+/// What a pod asks for, by quota name (`requests.cpu`, `cpu`, `limits.memory`, …).
+fn pod_compute(pod: &Value) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    let mut add = |k: String, v: f64| match out.iter_mut().find(|(n, _)| *n == k) {
+        Some(e) => e.1 += v,
+        None => out.push((k, v)),
+    };
+    for c in pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for (kind, prefixes) in [
+            ("requests", &["requests.", ""][..]),
+            ("limits", &["limits."][..]),
+        ] {
+            for (res, q) in c
+                .pointer(&format!("/resources/{kind}"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                let Some(v) = q
+                    .as_str()
+                    .and_then(|s| crate::validate::parse_quantity(s).ok())
+                else {
+                    continue;
+                };
+                for p in prefixes {
+                    add(format!("{p}{res}"), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A quantity as Kubernetes prints small ones: integers plain, else milli.
+fn show(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{}m", (v * 1000.0).round() as i64)
+    }
+}
+
+/// One resource a quota would exceed.
+struct Exceeded {
+    name: String,
+    requested: f64,
+    used: f64,
+    hard: String,
+}
+
+async fn resource_quota(
+    state: &State,
+    r: &Resource,
+    name: &str,
+    obj: &Value,
+    ns: &str,
+) -> Result<(), Fail> {
+    let quotas = list(state, "", "resourcequotas", Some(ns)).await;
+    if quotas.is_empty() {
+        return Ok(());
+    }
+    let mut requested: Vec<(String, f64)> = count_names(r).into_iter().map(|n| (n, 1.0)).collect();
+    let is_pod = (r.group, r.kind) == ("", "Pod");
+    if is_pod {
+        requested.extend(pod_compute(obj));
+    }
+    // Quotas on cpu or memory require every container to state them.
+    if is_pod {
+        for q in &quotas {
+            let mut missing: Vec<String> = Vec::new();
+            for res in [
+                "cpu",
+                "limits.cpu",
+                "limits.memory",
+                "memory",
+                "requests.cpu",
+                "requests.memory",
+            ] {
+                if q.pointer(&format!("/spec/hard/{res}")).is_none() {
+                    continue;
+                }
+                let (kind, what) = res.split_once('.').unwrap_or(("requests", res));
+                let mut names: Vec<&str> = containers(obj)
+                    .into_iter()
+                    .filter(|c| c.pointer(&format!("/resources/{kind}/{what}")).is_none())
+                    .map(cname)
+                    .collect();
+                names.sort_unstable();
+                if !names.is_empty() {
+                    missing.push(format!("{res} for: {}", names.join(",")));
+                }
+            }
+            if !missing.is_empty() {
+                return Err(forbidden(
+                    r,
+                    name,
+                    &format!(
+                        "failed quota: {}: must specify {}",
+                        name_of(q),
+                        missing.join("; ")
+                    ),
+                ));
+            }
+        }
+    }
+    // Usage, counted only for what some quota limits.
+    let limited = |k: &str| {
+        quotas.iter().any(|q| {
+            q.pointer(&format!("/spec/hard/{}", k.replace('/', "~1")))
+                .is_some()
+        })
+    };
+    if !requested.iter().any(|(k, _)| limited(k)) {
+        return Ok(());
+    }
+    let existing = list(state, r.group, r.plural, Some(ns)).await;
+    let mut used: Vec<(String, f64)> = requested.iter().map(|(k, _)| (k.clone(), 0.0)).collect();
+    for o in &existing {
+        let terminal = is_pod
+            && matches!(
+                o.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            );
+        if terminal {
+            continue;
+        }
+        for (k, v) in count_names(r)
+            .into_iter()
+            .map(|n| (n, 1.0))
+            .chain(if is_pod { pod_compute(o) } else { Vec::new() })
+        {
+            if let Some(e) = used.iter_mut().find(|(n, _)| *n == k) {
+                e.1 += v;
+            }
+        }
+    }
+    for q in &quotas {
+        let mut exceeded: Vec<Exceeded> = Vec::new();
+        for (k, want) in &requested {
+            let Some(hard) = q.pointer(&format!("/spec/hard/{}", k.replace('/', "~1"))) else {
+                continue;
+            };
+            let hard_s = match hard {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let Ok(h) = crate::validate::parse_quantity(&hard_s) else {
+                continue;
+            };
+            let u = used.iter().find(|(n, _)| n == k).map_or(0.0, |e| e.1);
+            if u + want > h + 1e-9 {
+                exceeded.push(Exceeded {
+                    name: k.clone(),
+                    requested: *want,
+                    used: u,
+                    hard: hard_s,
+                });
+            }
+        }
+        if exceeded.is_empty() {
+            continue;
+        }
+        exceeded.sort_by(|a, b| a.name.cmp(&b.name));
+        let part =
+            |f: &dyn Fn(&Exceeded) -> String| exceeded.iter().map(f).collect::<Vec<_>>().join(",");
+        return Err(forbidden(
+            r,
+            name,
+            &format!(
+                "exceeded quota: {}, requested: {}, used: {}, limited: {}",
+                name_of(q),
+                part(&|e| format!("{}={}", e.name, show(e.requested))),
+                part(&|e| format!("{}={}", e.name, show(e.used))),
+                part(&|e| format!("{}={}", e.name, e.hard)),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The validating plugins, run after the mutating webhooks so they judge
+/// what will be stored: `PodSecurity`.
+pub(crate) fn validate(
+    r: &Resource,
+    name: &str,
+    obj: &Value,
+    ns_obj: Option<&Value>,
+) -> Result<(), Fail> {
+    match ns_obj {
+        Some(nso) => pod_security(r, name, obj, nso),
+        None => Ok(()),
+    }
 }
 
 /// Pods tolerate `not-ready` and `unreachable` nodes for 300 s unless they
@@ -258,8 +484,6 @@ async fn limit_ranger(
 }
 
 // ---------- PodSecurity ----------
-
-const LABEL: &str = "pod-security.kubernetes.io/enforce";
 
 fn containers(pod: &Value) -> Vec<&Value> {
     ["initContainers", "containers", "ephemeralContainers"]
@@ -512,19 +736,52 @@ pub fn pod_security_violations(pod: &Value, level: &str) -> Vec<String> {
     out
 }
 
-fn pod_security(r: &Resource, name: &str, pod: &Value, ns: &Value) -> Result<(), Fail> {
-    let level = ns
-        .pointer(&format!("/metadata/labels/{}", LABEL.replace('/', "~1")))
-        .and_then(Value::as_str)
-        .unwrap_or("privileged");
-    if !matches!(level, "baseline" | "restricted") {
+/// The level a namespace sets for `mode` (enforce, warn), with its version.
+fn level_of<'a>(ns: &'a Value, mode: &str) -> Option<(&'a str, &'a str)> {
+    let label = |k: &str| {
+        ns.pointer(&format!("/metadata/labels/pod-security.kubernetes.io~1{k}"))
+            .and_then(Value::as_str)
+    };
+    let level = label(mode).filter(|l| matches!(*l, "baseline" | "restricted"))?;
+    Some((level, label(&format!("{mode}-version")).unwrap_or("latest")))
+}
+
+/// The pod (or pod template) of an object `PodSecurity` looks at.
+fn pod_of(r: &Resource, obj: &Value) -> Option<Value> {
+    let spec = match (r.group, r.kind) {
+        ("", "Pod") => obj.get("spec"),
+        ("", "PodTemplate") => obj.pointer("/template/spec"),
+        ("batch", "CronJob") => obj.pointer("/spec/jobTemplate/spec/template/spec"),
+        ("", "ReplicationController")
+        | ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+        | ("batch", "Job") => obj.pointer("/spec/template/spec"),
+        _ => None,
+    }?;
+    Some(json!({"spec": spec}))
+}
+
+/// `enforce` refuses pods; `warn` answers pods and workload templates with
+/// a warning, as pod-security-admission does.
+fn pod_security(r: &Resource, name: &str, obj: &Value, ns: &Value) -> Result<(), Fail> {
+    let Some(pod) = pod_of(r, obj) else {
+        return Ok(());
+    };
+    if let Some((level, version)) = level_of(ns, "warn") {
+        let reasons = pod_security_violations(&pod, level);
+        if !reasons.is_empty() {
+            crate::webhook::warn(format!(
+                "would violate PodSecurity \"{level}:{version}\": {}",
+                reasons.join(", ")
+            ));
+        }
+    }
+    if r.kind != "Pod" {
         return Ok(());
     }
-    let version = ns
-        .pointer("/metadata/labels/pod-security.kubernetes.io~1enforce-version")
-        .and_then(Value::as_str)
-        .unwrap_or("latest");
-    let reasons = pod_security_violations(pod, level);
+    let Some((level, version)) = level_of(ns, "enforce") else {
+        return Ok(());
+    };
+    let reasons = pod_security_violations(&pod, level);
     if reasons.is_empty() {
         return Ok(());
     }

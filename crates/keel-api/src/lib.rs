@@ -28,6 +28,7 @@ pub mod selectors;
 pub mod table;
 pub mod tokens;
 pub mod validate;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -85,6 +86,7 @@ pub(crate) struct State {
     pub tokens: std::sync::Mutex<Tokens>,
     pub next_ip: std::sync::atomic::AtomicU32,
     pub rbac: rbac::Cache,
+    pub webhooks: webhook::Cache,
     pub sa_keys: tokens::Keys,
 }
 

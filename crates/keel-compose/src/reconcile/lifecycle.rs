@@ -1,6 +1,7 @@
 //! Finding the project's containers again, orphans, and tearing down:
 //! `down`, `start`, `stop`.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{Container, DownOptions, Event, Reconciler, Result, engine_err, progress};
@@ -16,13 +17,19 @@ impl Reconciler<'_> {
             .map_err(engine_err("listing containers"))
     }
 
-    /// Containers of services the project no longer has.
+    /// Orphans as compose-go's `isOrphaned` has them: containers of services
+    /// the file no longer defines (services left out by profiles or by naming
+    /// others on the command line are defined), and exited one-off (`run`)
+    /// containers of any service.
     pub fn orphans(&self, all: &[Container]) -> Vec<Container> {
         all.iter()
             .filter(|c| {
-                !c.oneoff
-                    && !self.project.model.services.contains_key(&c.service)
-                    && !self.project.disabled.contains(&c.service)
+                if c.oneoff {
+                    matches!(c.status.as_str(), "exited" | "dead")
+                } else {
+                    !self.project.model.services.contains_key(&c.service)
+                        && !self.project.disabled.contains(&c.service)
+                }
             })
             .cloned()
             .collect()
@@ -87,6 +94,9 @@ impl Reconciler<'_> {
         } else {
             self.report_orphans(&orphans);
         }
+        // An exited one-off of a service is both the service's and an orphan.
+        let mut seen = BTreeSet::new();
+        doomed.retain(|c| seen.insert(c.id.clone()));
         // Stopping mostly waits for processes to exit: all at once.
         let running: Vec<&Container> = doomed.iter().filter(|c| c.running()).collect();
         for c in &running {

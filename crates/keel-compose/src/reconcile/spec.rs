@@ -24,7 +24,7 @@ pub struct ProjectSpec {
     pub config_files: Vec<PathBuf>,
     /// Variables for `environment:`-sourced secrets and configs.
     pub environment: BTreeMap<String, String>,
-    /// Services left out by profiles: not orphans.
+    /// Services left out by profiles or by naming others: not orphans.
     pub disabled: Vec<String>,
     /// The keys each service sets (normalized), for warnings about the
     /// ones the typed model does not carry.
@@ -410,6 +410,10 @@ impl ProjectSpec {
                 }
             };
             let mut options = Vec::new();
+            if kind == MountKind::Volume && m.volume.as_ref().is_some_and(|v| v.nocopy) {
+                // keel-runtime's `volume::NOCOPY`.
+                options.push("nocopy".to_string());
+            }
             if let Some(t) = &m.tmpfs {
                 if let Some(size) = t.get("size").and_then(int_of) {
                     options.push(format!("size={size}"));

@@ -447,7 +447,12 @@ impl Reconciler<'_> {
             .filter(|c| !c.oneoff && set.contains(&c.service))
             .collect();
         let step = Duration::from_millis(100);
-        let mut waited = Duration::ZERO;
+        // docker compose first looks after one 500 ms tick: a container that
+        // crashes right after starting fails `--wait` instead of passing as
+        // running.
+        let first = Duration::from_millis(500);
+        self.engine.sleep(first);
+        let mut waited = first;
         for c in targets {
             let one_shot = self.project.model.services.values().any(|s| {
                 s.depends_on.iter().any(|(d, dep)| {
