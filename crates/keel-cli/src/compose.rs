@@ -115,6 +115,15 @@ pub struct UpArgs {
     /// Show timestamps.
     #[arg(long)]
     pub timestamps: bool,
+    /// Attach to the log output of the named services' dependencies too.
+    #[arg(long)]
+    pub attach_dependencies: bool,
+    /// Stop all containers if any container was stopped.
+    #[arg(long, conflicts_with = "detach")]
+    pub abort_on_container_exit: bool,
+    /// Return the exit code of the selected service container. Implies --abort-on-container-exit.
+    #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
+    pub exit_code_from: Option<String>,
     pub services: Vec<String>,
 }
 
@@ -239,6 +248,9 @@ pub struct ExecArgs {
     /// Disable pseudo-TTY allocation.
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
+    /// Keep STDIN open (the default, as in docker compose; accepted for scripts that pass it).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
     /// Set environment variables.
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,

@@ -38,7 +38,9 @@ pub use inspect::{inspect_any, port};
 pub use logs::logs_cmd;
 pub use ps::ps;
 pub(crate) use ps::{command_text, ports_text, status_text};
-pub use run::{create, kill, monitor, restart, rm, run, start, stop, usage_exit_code};
+pub use run::{
+    create, kill, monitor, prune_stopped, restart, rm, run, start, stop, usage_exit_code,
+};
 pub(crate) use run::{start_attached, start_one};
 pub use stats::stats_cmd;
 pub use volume::volume;
@@ -68,8 +70,28 @@ fn resolve(c: &Containers, name: &str) -> anyhow::Result<String> {
 }
 
 /// Runs `f` for each named container; like Docker, reports failures and goes on.
-fn each(
+fn each(names: &[String], f: impl FnMut(&str) -> anyhow::Result<()>) -> anyhow::Result<ExitCode> {
+    each_forced(names, false, f)
+}
+
+/// Whether `e` says the object is not there.
+pub(crate) fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::NotFound(_) | RuntimeError::NoSuchVolume(_))
+        ) || matches!(
+            c.downcast_ref::<keel_oci::OciError>(),
+            Some(keel_oci::OciError::ImageNotFound(_))
+        )
+    })
+}
+
+/// [`each`]; with `force` (`rm -f`, `volume rm -f`), a missing object is
+/// reported on stderr but, as with docker, is no failure.
+fn each_forced(
     names: &[String],
+    force: bool,
     mut f: impl FnMut(&str) -> anyhow::Result<()>,
 ) -> anyhow::Result<ExitCode> {
     let mut failed = false;
@@ -78,7 +100,7 @@ fn each(
             Ok(()) => println!("{n}"),
             Err(e) => {
                 eprintln!("{}", crate::render_error(&e));
-                failed = true;
+                failed |= !(force && is_not_found(&e));
             }
         }
     }
@@ -93,7 +115,9 @@ fn exit_code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c.clamp(0, 255)).unwrap_or(1))
 }
 
-/// `keel rmi` refuses images that containers use, with Docker's message.
+/// `keel rmi` refuses images that containers use, with Docker's message —
+/// unless the name is one of several tags of the image: like docker, that
+/// only untags it, which takes nothing from the container.
 pub fn check_image_unused(root: &Path, names: &[String], force: bool) -> anyhow::Result<()> {
     if force {
         return Ok(());
@@ -102,6 +126,16 @@ pub fn check_image_unused(root: &Path, names: &[String], force: bool) -> anyhow:
     let c = open(root)?;
     for n in names {
         let Ok(img) = store.resolve(n) else { continue };
+        let tags = store
+            .resolve_manifest(n)
+            .and_then(|md| store.tags_of(&md))
+            .unwrap_or_default();
+        let is_tag = keel_oci::Reference::parse(n).is_ok_and(|r| {
+            r.digest().is_none() && tags.iter().any(|t| t.to_string() == r.to_string())
+        });
+        if is_tag && tags.len() > 1 {
+            continue;
+        }
         let iid = img.id().to_string();
         for id in c.ids().map_err(hinted)? {
             if c.config(&id).is_ok_and(|cfg| cfg.image_id == iid) {

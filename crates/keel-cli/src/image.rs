@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use keel_oci::registry::{self, RegistryOptions};
-use keel_oci::{ImageStore, OciError, Reference, RemoveEvent};
+use keel_oci::{ImageStore, Reference, RemoveEvent};
 use serde_json::json;
 
 use crate::Hint;
+use crate::hints::oci as hinted;
 use crate::output::{Format, ago, human_size, print_structured, table};
 use crate::progress::CliProgress;
 
@@ -213,41 +214,13 @@ pub struct SeedArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Remove unused data (dangling images, unreferenced blobs and snapshots).
+    /// Remove unused data (stopped containers, unused networks, dangling images, unreferenced blobs and snapshots).
     Prune(PruneArgs),
 }
 
 fn open_store(root: &Path) -> anyhow::Result<ImageStore> {
     ImageStore::open(root)
         .with_context(|| format!("opening the image store under {}", root.display()))
-}
-
-/// Adds a hint to library errors where the user can act.
-fn hinted(e: OciError) -> anyhow::Error {
-    let hint = match &e {
-        OciError::ImageNotFound(_) => Some(
-            "`keel images` lists local images; `keel pull NAME` or `keel import` brings one in",
-        ),
-        OciError::MultipleTags { .. } => Some("remove the tags one by one, or pass -f"),
-        OciError::CorruptArchive(_) => Some(
-            "the file is damaged or not an image archive; re-create it with `keel save` or `docker save`",
-        ),
-        OciError::InvalidReference { .. } => Some(
-            "names look like NAME[:TAG], [REGISTRY/]REPO[:TAG] or NAME@sha256:DIGEST, all lowercase",
-        ),
-        OciError::Registry { source, .. } if source.is_unreachable() => Some(
-            "is the registry running and reachable? registries without TLS need --insecure-registry HOST:PORT (loopback ones use HTTP already)",
-        ),
-        OciError::Registry { source, .. } if source.is_unauthorized() => {
-            Some("log in first: keel login REGISTRY")
-        }
-        OciError::AmbiguousImage { .. } => Some("use more digits of the ID, or the image name"),
-        _ => None,
-    };
-    match hint {
-        Some(h) => anyhow::Error::new(e).context(Hint::new(h)),
-        None => anyhow::Error::new(e),
-    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -428,9 +401,11 @@ pub fn rmi(root: &Path, a: RmiArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Err(e) => {
-                // Like docker: report each failure and go on with the rest.
+                // Like docker: report each failure and go on with the rest;
+                // with -f a missing image is no failure.
+                let missing = matches!(e, keel_oci::OciError::ImageNotFound(_));
                 eprintln!("{}", crate::render_error(&hinted(e)));
-                failed = true;
+                failed |= !(a.force && missing);
             }
         }
     }
@@ -725,17 +700,18 @@ fn confirm(force: bool, warning: &str) -> anyhow::Result<()> {
     if force {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(anyhow::Error::new(Hint::new(
-            "pass -f to prune without a prompt",
-        )))
-        .context("refusing to prune without confirmation");
-    }
+    // Like docker (and `network prune`), the answer may come from a pipe.
     eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
     let mut s = String::new();
-    std::io::stdin().read_line(&mut s)?;
+    if std::io::stdin().read_line(&mut s)? == 0 {
+        // No answer (stdin at its end): the error gets its own line.
+        eprintln!();
+    }
     if !matches!(s.trim(), "y" | "Y" | "yes") {
-        bail!("prune cancelled");
+        return Err(anyhow::Error::new(Hint::new(
+            "answer y, or pass -f to prune without a prompt",
+        )))
+        .context("prune cancelled");
     }
     Ok(())
 }
@@ -749,8 +725,15 @@ pub fn image_prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
             "WARNING! This will remove all dangling images."
         },
     )?;
+    let bytes = prune_images(root, a.all)?;
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prunes images (printing docker's "Deleted Images:" section); returns the bytes freed.
+fn prune_images(root: &Path, all: bool) -> anyhow::Result<u64> {
     let store = open_store(root)?;
-    let r = store.prune(a.all).map_err(hinted)?;
+    let r = store.prune(all).map_err(hinted)?;
     if !r.images_deleted.is_empty() {
         println!("Deleted Images:");
         for d in &r.images_deleted {
@@ -758,22 +741,52 @@ pub fn image_prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(r.bytes_freed));
+    Ok(r.bytes_freed)
+}
+
+/// `keel container prune`: every container that is not running.
+pub fn container_prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
+    confirm(a.force, "WARNING! This will remove all stopped containers.")?;
+    let bytes = prune_containers(root)?;
+    println!("Total reclaimed space: {}", human_size(bytes));
     Ok(ExitCode::SUCCESS)
 }
 
+fn prune_containers(root: &Path) -> anyhow::Result<u64> {
+    let (ids, bytes) = crate::container::prune_stopped(root)?;
+    if !ids.is_empty() {
+        println!("Deleted Containers:");
+        for id in &ids {
+            println!("{id}");
+        }
+        println!();
+    }
+    Ok(bytes)
+}
+
+/// `keel system prune`: docker's order — stopped containers, then the
+/// networks they no longer hold, then images (with `-a` every unused one).
 pub fn system_prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
     confirm(
         a.force,
-        "WARNING! This will remove:\n  - all dangling images\n  - unreferenced blobs and snapshots",
-    )?;
-    image_prune(
-        root,
-        PruneArgs {
-            all: a.all,
-            force: true,
+        if a.all {
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - all images without at least one container associated to them\n  - unreferenced blobs and snapshots"
+        } else {
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - all dangling images\n  - unreferenced blobs and snapshots"
         },
-    )
+    )?;
+    let mut bytes = prune_containers(root)?;
+    let nets = crate::network::prune_unused(root)?;
+    if !nets.is_empty() {
+        println!("Deleted Networks:");
+        for n in &nets {
+            println!("{n}");
+        }
+        println!();
+    }
+    bytes += prune_images(root, a.all)?;
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn image_command(root: &Path, c: ImageCommand) -> anyhow::Result<ExitCode> {

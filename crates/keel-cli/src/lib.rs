@@ -127,6 +127,9 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(container::VolumeCommand),
+    /// Manage containers (docker's grouped form of the container commands).
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Supervises one container (started by keel itself).
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
@@ -144,6 +147,67 @@ pub enum Command {
     Ci(ci::CiArgs),
     /// Infrastructure as code: terraform's commands on Terraform configurations.
     Infra(infra::InfraArgs),
+}
+
+/// `keel container …`: the same commands as the top-level ones, as docker
+/// groups them, plus `prune`.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create and run a new container from an image.
+    Run(container::RunArgs),
+    /// Create a new container.
+    Create(container::CreateFlags),
+    /// Start one or more stopped containers.
+    Start(container::StartArgs),
+    /// Stop one or more running containers.
+    Stop(container::StopArgs),
+    /// Kill one or more running containers.
+    Kill(container::KillArgs),
+    /// Restart one or more containers.
+    Restart(container::StopArgs),
+    /// Remove one or more containers.
+    #[command(alias = "remove")]
+    Rm(container::RmArgs),
+    /// List containers.
+    #[command(aliases = ["ps", "list"])]
+    Ls(container::PsArgs),
+    /// Fetch the logs of a container.
+    Logs(container::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(container::ExecArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(container::ContainersArgs),
+    /// List port mappings of a container.
+    Port(container::PortArgs),
+    /// Display a live stream of container resource usage.
+    Stats(container::StatsArgs),
+    /// Copy files between a container and the host.
+    Cp(container::CpArgs),
+    /// Display detailed information on containers.
+    Inspect(image::InspectArgs),
+    /// Remove all stopped containers.
+    Prune(image::PruneArgs),
+}
+
+fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        ContainerCommand::Run(a) => container::run(root, a),
+        ContainerCommand::Create(a) => container::create(root, a),
+        ContainerCommand::Start(a) => container::start(root, a),
+        ContainerCommand::Stop(a) => container::stop(root, a),
+        ContainerCommand::Kill(a) => container::kill(root, a),
+        ContainerCommand::Restart(a) => container::restart(root, a),
+        ContainerCommand::Rm(a) => container::rm(root, a),
+        ContainerCommand::Ls(a) => container::ps(root, a),
+        ContainerCommand::Logs(a) => container::logs_cmd(root, a),
+        ContainerCommand::Exec(a) => container::exec(root, a),
+        ContainerCommand::Wait(a) => container::wait(root, a),
+        ContainerCommand::Port(a) => container::port(root, a),
+        ContainerCommand::Stats(a) => container::stats_cmd(root, a),
+        ContainerCommand::Cp(a) => container::cp(root, a),
+        ContainerCommand::Inspect(a) => container::inspect_any(root, a),
+        ContainerCommand::Prune(a) => image::container_prune(root, a),
+    }
 }
 
 /// Something the user can do about an error; attach with
@@ -231,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => container::stats_cmd(&cli.root, a),
         Command::Cp(a) => container::cp(&cli.root, a),
         Command::Volume(c) => container::volume(&cli.root, c),
+        Command::Container(c) => container_command(&cli.root, c),
         Command::Monitor { id } => container::monitor(&cli.root, &id),
         Command::Dockerfile(c) => dockerfile::run(c),
         Command::Compose(args) => compose::run(&cli.root, *args),

@@ -435,6 +435,19 @@ fn rm(root: &Path, a: RmArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Removes the user networks no container uses (`network prune`, `system
+/// prune`); returns their names.
+pub fn prune_unused(root: &Path) -> anyhow::Result<Vec<String>> {
+    let nets = open(root)?;
+    wait_for_releases(root, &nets, None);
+    let removed = nets.prune().context("cannot prune networks")?;
+    // The predefined networks stay, but an idle default bridge gives back its
+    // Linux bridge and iptables rules; the next container brings them back.
+    nets.release_idle()
+        .context("cannot release idle network bridges")?;
+    Ok(removed)
+}
+
 fn prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
     if !a.force {
         eprint!(
@@ -447,13 +460,7 @@ fn prune(root: &Path, a: PruneArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let nets = open(root)?;
-    wait_for_releases(root, &nets, None);
-    let removed = nets.prune().context("cannot prune networks")?;
-    // The predefined networks stay, but an idle default bridge gives back its
-    // Linux bridge and iptables rules; the next container brings them back.
-    nets.release_idle()
-        .context("cannot release idle network bridges")?;
+    let removed = prune_unused(root)?;
     if !removed.is_empty() {
         println!("Deleted Networks:");
         for n in removed {

@@ -34,10 +34,21 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// Substitutes every variable in `s`; `lookup` returns `None` for unset.
-#[allow(clippy::many_single_char_names)] // i/j/c/n/s index one scan; names would not help.
 pub fn interpolate(
     s: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, InterpError> {
+    interpolate_noting(s, lookup, &|_| {})
+}
+
+/// [`interpolate`], calling `unset` with each variable substituted plainly
+/// (`$V`, `${V}`: no default, no error) that `lookup` does not know, for
+/// docker compose's "variable is not set" warning.
+#[allow(clippy::many_single_char_names)] // i/j/c/n/s index one scan; names would not help.
+pub fn interpolate_noting(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    unset: &dyn Fn(&str),
 ) -> Result<String, InterpError> {
     if !s.contains('$') {
         return Ok(s.to_string());
@@ -63,7 +74,11 @@ pub fn interpolate(
                     j += 1;
                 }
                 let name: String = chars[i + 1..j].iter().collect();
-                out.push_str(&lookup(&name).unwrap_or_default());
+                let value = lookup(&name);
+                if value.is_none() {
+                    unset(&name);
+                }
+                out.push_str(&value.unwrap_or_default());
                 i = j;
             }
             Some('{') => {
@@ -88,7 +103,7 @@ pub fn interpolate(
                     return Err(InterpError::Invalid(s.to_string()));
                 }
                 let inner: String = chars[i + 2..j].iter().collect();
-                out.push_str(&braced(&inner, s, lookup)?);
+                out.push_str(&braced(&inner, s, lookup, unset)?);
                 i = j + 1;
             }
             _ => {
@@ -104,6 +119,7 @@ fn braced(
     inner: &str,
     whole: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    unset: &dyn Fn(&str),
 ) -> Result<String, InterpError> {
     let name_end = inner
         .char_indices()
@@ -122,6 +138,9 @@ fn braced(
     let rest = &inner[name_end..];
     let value = lookup(name);
     if rest.is_empty() {
+        if value.is_none() {
+            unset(name);
+        }
         return Ok(value.unwrap_or_default());
     }
     let (colon, rest) = match rest.strip_prefix(':') {
@@ -143,12 +162,12 @@ fn braced(
             if set {
                 Ok(value.unwrap_or_default())
             } else {
-                interpolate(arg, lookup)
+                interpolate_noting(arg, lookup, unset)
             }
         }
         '+' => {
             if set {
-                interpolate(arg, lookup)
+                interpolate_noting(arg, lookup, unset)
             } else {
                 Ok(String::new())
             }
@@ -159,7 +178,7 @@ fn braced(
             } else {
                 Err(InterpError::Required {
                     var: name.to_string(),
-                    message: interpolate(arg, lookup)?,
+                    message: interpolate_noting(arg, lookup, unset)?,
                 })
             }
         }
@@ -194,6 +213,19 @@ mod tests {
         assert_eq!(i("${U:-${N}}|${U:-${U2:-deep}}").unwrap(), "nested|deep");
         assert_eq!(i("$5 and ${A}b").unwrap(), "$5 and ab");
         assert_eq!(i("${A?x}").unwrap(), "a");
+    }
+
+    #[test]
+    fn unset_plain_variables_are_noted() {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let note = |k: &str| seen.borrow_mut().push(k.to_string());
+        interpolate_noting(
+            "$U1 ${U2} ${U3:-d} ${U4-d} ${A} ${U5:+x} ${U6:-$U7}",
+            &env,
+            &note,
+        )
+        .unwrap();
+        assert_eq!(*seen.borrow(), ["U1", "U2", "U7"]);
     }
 
     #[test]

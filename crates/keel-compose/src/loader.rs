@@ -44,7 +44,7 @@ pub struct Project {
     pub environment: BTreeMap<String, String>,
     /// Canonical tree of the enabled part of the project.
     pub tree: Node,
-    /// Services left out by profiles.
+    /// Services left out by profiles or by naming others on the command line.
     pub disabled: Vec<String>,
     /// Every profile named by any service (enabled or not), sorted.
     pub all_profiles: Vec<String>,
@@ -144,23 +144,32 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// Substitutes variables in every string value (keys stay as written).
-fn interpolate_tree(n: &mut Node, path: &str, env: &BTreeMap<String, String>) -> Result<(), Error> {
+/// Substitutes variables in every string value (keys stay as written);
+/// notes in `unset` the variables substituted plainly that are not set.
+fn interpolate_tree(
+    n: &mut Node,
+    path: &str,
+    env: &BTreeMap<String, String>,
+    unset: &std::cell::RefCell<BTreeSet<String>>,
+) -> Result<(), Error> {
     match &mut n.kind {
         Kind::Scalar(Scalar::Str(s)) => {
             let lookup = |k: &str| env.get(k).cloned();
-            *s = crate::interp::interpolate(s, &lookup)
+            let note = |k: &str| {
+                unset.borrow_mut().insert(k.to_string());
+            };
+            *s = crate::interp::interpolate_noting(s, &lookup, &note)
                 .map_err(|e| invalid(&n.pos, path, e.to_string()))?;
         }
         Kind::Scalar(_) => {}
         Kind::Seq(items) => {
             for (i, it) in items.iter_mut().enumerate() {
-                interpolate_tree(it, &format!("{path}[{i}]"), env)?;
+                interpolate_tree(it, &format!("{path}[{i}]"), env, unset)?;
             }
         }
         Kind::Map(m) => {
             for e in m.iter_mut() {
-                interpolate_tree(&mut e.value, &join(path, &e.key), env)?;
+                interpolate_tree(&mut e.value, &join(path, &e.key), env, unset)?;
             }
         }
     }
@@ -175,6 +184,10 @@ struct State<'a> {
     /// Top-level files already read (for the project name), each read
     /// once: a FIFO such as `-f <(cmd)` cannot be read twice.
     read_ahead: std::cell::RefCell<HashMap<PathBuf, String>>,
+    /// Variables substituted plainly but not set (docker compose warns).
+    unset: std::cell::RefCell<BTreeSet<String>>,
+    /// Warnings found while loading files (`version:`).
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl State<'_> {
@@ -206,7 +219,13 @@ fn load_file(
     if root.is_null() {
         root = Node::map(Vec::new(), root.pos.clone());
     }
-    interpolate_tree(&mut root, "", env)?;
+    interpolate_tree(&mut root, "", env, &st.unset)?;
+    if root.get("version").is_some() {
+        st.warnings.borrow_mut().push(format!(
+            "{}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
+            path.display()
+        ));
+    }
     crate::schema::check(&root, &crate::schema::FILE, "").map_err(|v| Error::Invalid {
         pos: v.node_pos,
         path: if v.path.is_empty() {
@@ -693,6 +712,8 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         home: opts.env.get("HOME").cloned(),
         stack: Vec::new(),
         read_ahead: std::cell::RefCell::default(),
+        unset: std::cell::RefCell::default(),
+        warnings: std::cell::RefCell::default(),
     };
     // As compose-go does, the files are interpolated with
     // COMPOSE_PROJECT_NAME set to the project's name (`-p`, the variable
@@ -721,6 +742,14 @@ pub fn load(opts: &Options) -> Result<Project, Error> {
         }
     }
     let mut tree = strip(merged.unwrap());
+    // docker compose's warnings, in its words.
+    warnings.extend(
+        st.unset
+            .borrow()
+            .iter()
+            .map(|v| format!("The {v:?} variable is not set. Defaulting to a blank string.")),
+    );
+    warnings.extend(st.warnings.borrow_mut().drain(..));
 
     let name = if let Some(p) = &opts.project_name {
         if !valid_project_name(p) {
@@ -853,7 +882,7 @@ fn apply_profiles(
             }
         }
     }
-    let disabled: Vec<String> = services
+    let mut disabled: Vec<String> = services
         .iter()
         .filter(|e| !enabled.contains(&e.key))
         .map(|e| e.key.clone())
@@ -901,19 +930,30 @@ fn apply_profiles(
         enabled = selected;
     }
     let svc_node = tree.get_mut("services").unwrap();
+    // Optional dependencies on services disabled by profiles are dropped;
+    // services only left out by the selection are not touched by this.
+    let by_profile = disabled.clone();
     svc_node
         .as_map_mut()
         .unwrap()
         .retain(|e| enabled.contains(&e.key));
-    // Optional dependencies on disabled services are dropped.
     for e in svc_node.as_map_mut().unwrap() {
         if let Some(d) = e.value.get_mut("depends_on").and_then(Node::as_map_mut) {
-            d.retain(|x| !disabled.contains(&x.key));
+            d.retain(|x| !by_profile.contains(&x.key));
             if d.is_empty() {
                 e.value.remove("depends_on");
             }
         }
     }
+    // Services the command line did not select are defined all the same
+    // (compose-go moves them to DisabledServices): never orphans.
+    disabled.extend(
+        services
+            .iter()
+            .filter(|e| !enabled.contains(&e.key) && !disabled.contains(&e.key))
+            .map(|e| e.key.clone())
+            .collect::<Vec<_>>(),
+    );
     Ok(disabled)
 }
 

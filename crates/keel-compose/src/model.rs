@@ -138,6 +138,15 @@ pub struct Mount {
     pub read_only: bool,
     /// `type: tmpfs` options (`size`, `mode`).
     pub tmpfs: Option<serde_yaml_ng::Value>,
+    /// `type: volume` options (`nocopy`).
+    pub volume: Option<MountVolume>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct MountVolume {
+    /// Keep an empty volume empty instead of filling it from the image.
+    pub nocopy: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -346,7 +346,8 @@ fn volume_short(spec: &str, pos: &Pos, ctx: &Ctx) -> Result<Node, Problem> {
     for opt in mode.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
         match opt {
             "ro" => read_only = true,
-            "rw" => {}
+            // compose-go drops the macOS-only consistency modes.
+            "rw" | "cached" | "delegated" | "consistent" => {}
             "z" | "Z" if is_bind => bind.push(entry("selinux", s_node(opt, pos))),
             "nocopy" if !is_bind => volume.push(entry(
                 "nocopy",

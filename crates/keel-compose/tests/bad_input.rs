@@ -245,3 +245,31 @@ proptest! {
         let _ = load(&Options { cwd: dir.path().to_path_buf(), ..Options::default() });
     }
 }
+
+/// Issue 15: compose said nothing about an unset `$V` or the obsolete
+/// `version:` key; docker compose warns for both (and loads the file).
+#[test]
+fn unset_variables_and_version_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "version: '3.8'\nservices:\n  a:\n    image: \"busybox:${TAG}\"\n    command: [\"${NOPE:-fine}\", \"$SET\"]\n",
+    )
+    .unwrap();
+    let p = load(&Options {
+        cwd: dir.path().to_path_buf(),
+        env: BTreeMap::from([("SET".to_string(), "1".to_string())]),
+        ..Options::default()
+    })
+    .unwrap();
+    assert_eq!(
+        p.warnings,
+        [
+            "The \"TAG\" variable is not set. Defaulting to a blank string.".to_string(),
+            format!(
+                "{}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
+                dir.path().join("compose.yaml").display()
+            ),
+        ]
+    );
+}

@@ -213,7 +213,12 @@ impl Networks {
     /// Docker's three predefined networks; the default bridge's subnet avoids the host's routes.
     pub(crate) fn initial_networks(&self) -> Result<Vec<NetRecord>, NetError> {
         let routes = self.kernel.routes()?;
-        let subnet = ipam::pick_subnet(&routes, false)?;
+        // With every pool subnet taken, the bridge still gets docker's first
+        // one on paper: `prepare_bridge` checks the routes again (and reports
+        // the exhaustion) when a container first needs it, and networks made
+        // with their own --subnet keep working meanwhile.
+        let subnet = ipam::pick_subnet(&routes, false)
+            .unwrap_or_else(|_| ipam::pool().next().expect("the pool is not empty"));
         let created = now();
         let mk = |name: &str,
                   driver: &str,

@@ -126,6 +126,32 @@ fn req(id: &str, net: &str, ports: &str) -> AttachRequest {
     }
 }
 
+/// Issue 15 (found by the parity suite): with every pool subnet taken on
+/// the host, even `network create --subnet` failed ("no free subnet left in
+/// the default address pools"), because the default bridge's subnet was
+/// picked eagerly. Only what needs a pool subnet fails now.
+#[test]
+fn exhausted_pools_fail_only_what_needs_them() {
+    let (_d, _fake, nets) = setup(Fake {
+        routes: vec![
+            "172.16.0.0/12".parse().unwrap(),
+            "192.168.0.0/16".parse().unwrap(),
+        ],
+        ..Fake::default()
+    });
+    let n = nets.create("own", Some("10.250.1.0/24")).unwrap();
+    assert_eq!(n.subnet.as_deref(), Some("10.250.1.0/24"));
+    assert!(matches!(
+        nets.create("pooled", None),
+        Err(NetError::PoolExhausted)
+    ));
+    assert!(matches!(
+        nets.attach(&req("c1", "bridge", "")),
+        Err(NetError::PoolExhausted)
+    ));
+    nets.attach(&req("c2", "own", "")).unwrap();
+}
+
 #[test]
 fn default_bridge_avoids_host_routes_and_is_set_up_once() {
     let (_d, fake, nets) = setup(Fake {

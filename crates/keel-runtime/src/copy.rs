@@ -181,12 +181,12 @@ pub fn copy(from: &Tree, src: &str, to: &Tree, dst: &str) -> Result<()> {
             Ok(_) if src_is_dir => return Err(RuntimeError::CopyDirOverFile(dst.to_string())),
             Ok(_) => {
                 let pd = reopen_dir(&pfd).map_err(|e| copy_err(dst, e))?;
-                return entry(&sdir, sname.as_deref(), &sstat, &pd, dname)
+                return entry(&sdir, sname.as_deref(), &sstat, &pd, dname, false)
                     .map_err(|e| copy_err(dst, e));
             }
             Err(Errno::NOENT) => {
                 let pd = reopen_dir(&pfd).map_err(|e| copy_err(dst, e))?;
-                return entry(&sdir, sname.as_deref(), &sstat, &pd, dname)
+                return entry(&sdir, sname.as_deref(), &sstat, &pd, dname, false)
                     .map_err(|e| copy_err(dst, e));
             }
             Err(e) => return Err(copy_err(dst, e)),
@@ -214,7 +214,7 @@ fn into_dir(
 ) -> Result<()> {
     match sname {
         Some(n) if !contents_only => {
-            entry(sdir, Some(n), sstat, d, n).map_err(|e| copy_err(&n.to_string_lossy(), e))
+            entry(sdir, Some(n), sstat, d, n, false).map_err(|e| copy_err(&n.to_string_lossy(), e))
         }
         _ => {
             let s = match sname {
@@ -227,19 +227,41 @@ fn into_dir(
                 None => reopen_dir(sdir),
             }
             .map_err(|e| copy_err(".", e))?;
-            contents(&s, d).map_err(|e| copy_err(".", e))
+            contents(&s, d, false).map_err(|e| copy_err(".", e))
         }
     }
 }
 
-/// Copies the entry `sname` of `sdir` (or `sdir` itself) to `name` in `dir`.
+/// Copies the entry `sname` of `sdir` (or `sdir` itself) to `name` in `dir`;
+/// with `owners`, the copy keeps the source's uid and gid (copy-up does,
+/// `docker cp` does not).
 fn entry(
     sdir: &OwnedFd,
     sname: Option<&OsStr>,
     st: &Stat,
     dir: &OwnedFd,
     name: &OsStr,
+    owners: bool,
 ) -> io::Result<()> {
+    // Before chmod: a chown clears set-id bits.
+    let chown_fd = |fd: &OwnedFd| -> io::Result<()> {
+        if owners {
+            rustix::fs::fchown(fd, Some(uid_of(st)), Some(gid_of(st)))?;
+        }
+        Ok(())
+    };
+    let chown_at = || -> io::Result<()> {
+        if owners {
+            rustix::fs::chownat(
+                dir,
+                name,
+                Some(uid_of(st)),
+                Some(gid_of(st)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        Ok(())
+    };
     let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
     let times = Timestamps {
         last_access: Timespec {
@@ -266,7 +288,8 @@ fn entry(
         FileType::Directory => {
             let s = open_src(OFlags::RDONLY | OFlags::DIRECTORY)?;
             let d = make_dir(dir, name, mode)?;
-            contents(&s, &d)?;
+            contents(&s, &d, owners)?;
+            chown_fd(&d)?;
             rustix::fs::fchmod(&d, mode)?;
             rustix::fs::futimens(&d, &times)?;
         }
@@ -284,6 +307,7 @@ fn entry(
                 mode,
             )?;
             io::copy(&mut File::from(s), &mut &File::from(d.try_clone()?))?;
+            chown_fd(&d)?;
             rustix::fs::fchmod(&d, mode)?;
             rustix::fs::futimens(&d, &times)?;
         }
@@ -294,11 +318,14 @@ fn entry(
             let target = readlinkat(sdir, n, Vec::new())?;
             clear(dir, name, false)?;
             symlinkat(target.as_c_str(), dir, name)?;
+            chown_at()?;
             utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
         }
         FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
             clear(dir, name, false)?;
             rustix::fs::mknodat(dir, name, kind(st), mode, st.st_rdev)?;
+            chown_at()?;
+            rustix::fs::chmodat(dir, name, mode, AtFlags::empty())?;
             utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
         }
         _ => {} // Sockets are not copied (as with tar).
@@ -343,8 +370,83 @@ fn make_dir(dir: &OwnedFd, name: &OsStr, mode: Mode) -> io::Result<OwnedFd> {
     )?)
 }
 
+fn uid_of(st: &Stat) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw_unchecked(st.st_uid)
+}
+
+fn gid_of(st: &Stat) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw_unchecked(st.st_gid)
+}
+
+/// Docker's copy-up: a volume directory `data` that is empty is filled with
+/// what the container root `root` has at `target` (resolved inside the
+/// root), owners, modes and times kept, and takes that directory's owner and
+/// mode. Returns whether anything was copied; a target the image does not
+/// have (or that is not a directory) leaves the volume as it is.
+pub fn copy_up(root: &Path, target: &str, data: &Path) -> Result<bool> {
+    let c = Tree::container(root)?;
+    let s = match c.open(target.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY) {
+        Ok(s) => s,
+        Err(e)
+            if [Errno::NOENT, Errno::NOTDIR]
+                .iter()
+                .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
+        {
+            return Ok(false);
+        }
+        Err(e) => return Err(copy_err(target, e)),
+    };
+    let shown = data.display().to_string();
+    let d = rustix::fs::open(
+        data,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| copy_err(&shown, e))?;
+    let empty = Dir::read_from(&d)
+        .map_err(|e| copy_err(&shown, e))?
+        .filter_map(std::result::Result::ok)
+        .all(|e| matches!(e.file_name().to_bytes(), b"." | b".."));
+    if !empty {
+        return Ok(false);
+    }
+    let st = fstat(&s).map_err(|e| copy_err(target, e))?;
+    contents(&s, &d, true).map_err(|e| copy_err(target, e))?;
+    rustix::fs::fchown(&d, Some(uid_of(&st)), Some(gid_of(&st)))
+        .and_then(|()| rustix::fs::fchmod(&d, Mode::from_raw_mode(st.st_mode & 0o7777)))
+        .map_err(|e| copy_err(&shown, e))?;
+    Ok(true)
+}
+
+/// `mkdir -p path` inside the container root `root` (every component
+/// resolved inside it, so a link the image has cannot lead out), new
+/// directories 0755 and owned by root, as docker makes a missing `-w`.
+pub fn mkdir_all_in_root(root: &Path, path: &str) -> Result<()> {
+    let c = Tree::container(root)?;
+    let mut prefix = String::new();
+    for name in path.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        let parent = if prefix.is_empty() { "/" } else { &prefix };
+        let here = format!("{prefix}/{name}");
+        match c.open(here.as_bytes(), OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                let pd = c
+                    .open(parent.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY)
+                    .map_err(|e| copy_err(path, e))?;
+                match rustix::fs::mkdirat(&pd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(copy_err(path, e)),
+                }
+            }
+            Err(e) => return Err(copy_err(path, e)),
+        }
+        prefix = here;
+    }
+    Ok(())
+}
+
 /// Every entry of directory `s` into directory `d`.
-fn contents(s: &OwnedFd, d: &OwnedFd) -> io::Result<()> {
+fn contents(s: &OwnedFd, d: &OwnedFd, owners: bool) -> io::Result<()> {
     let mut names = Vec::new();
     for e in Dir::read_from(s)? {
         let e = e?;
@@ -355,7 +457,7 @@ fn contents(s: &OwnedFd, d: &OwnedFd) -> io::Result<()> {
     }
     for n in names {
         let st = statat(s, &n, AtFlags::SYMLINK_NOFOLLOW)?;
-        entry(s, Some(&n), &st, d, &n)?;
+        entry(s, Some(&n), &st, d, &n, owners)?;
     }
     Ok(())
 }
@@ -432,6 +534,38 @@ mod tests {
             fs::read_to_string(outside.join("secret")).unwrap(),
             "host secret"
         );
+    }
+
+    /// Copy-up and the `-w` directory resolve inside the root: an image's
+    /// links cannot make keel read or write the host.
+    #[test]
+    fn copy_up_and_workdir_stay_inside_the_root() {
+        let (t, root, outside) = hostile();
+        let vol = t.path().join("vol");
+        fs::create_dir(&vol).unwrap();
+        // /abs -> the host's `outside`: inside the root it leads nowhere.
+        assert!(!copy_up(&root, "/abs", &vol).unwrap());
+        assert!(!copy_up(&root, "/up/abs", &vol).unwrap());
+        assert_eq!(fs::read_dir(&vol).unwrap().count(), 0);
+        // A real directory is copied, its links as links.
+        assert!(copy_up(&root, "/d", &vol).unwrap());
+        assert!(
+            fs::symlink_metadata(vol.join("sub/leak"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // Not again once the volume has content.
+        fs::remove_file(vol.join("sub/leak")).unwrap();
+        assert!(!copy_up(&root, "/d", &vol).unwrap());
+        assert!(!vol.join("sub/leak").exists());
+        // mkdir -p through links that point out stays inside: a link that
+        // leads nowhere inside the root is an error, `..` stops at the root.
+        mkdir_all_in_root(&root, "/abs/made/here").unwrap_err();
+        mkdir_all_in_root(&root, "/up/up/w").unwrap();
+        assert!(!outside.join("made").exists());
+        assert!(root.join("w").is_dir());
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
     }
 
     #[test]

@@ -111,6 +111,11 @@ fn prepare(
     let dir = containers.dir(&cfg.id);
     let k = containers.kernel();
     let merged = k.mount_overlay(&dir, &cfg.lowerdirs, cfg.auto_remove)?;
+    copy_up_volumes(containers, cfg, &merged)?;
+    if !cfg.working_dir.is_empty() {
+        // docker makes a missing working directory instead of failing the start.
+        crate::copy::mkdir_all_in_root(&merged, &cfg.working_dir)?;
+    }
     let mode = Mode::parse(&cfg.network);
     crate::network::write_etc_files(&dir, &mode, &cfg.hostname, &cfg.networking)?;
     let mut paths = spec::SpecPaths {
@@ -139,6 +144,23 @@ fn prepare(
     rt.write_bundle(s, &containers.bundle(&cfg.id))?;
     // Recorded with the Running state, one write fewer per start.
     Ok((paths.hosts, paths.resolv_conf))
+}
+
+/// Docker's copy-up, on every start as docker does it: each empty volume is
+/// filled with what the image has at its mount point, unless it is mounted
+/// `nocopy`. Done before the spec is written, so the container never sees
+/// the empty volume.
+fn copy_up_volumes(containers: &Containers, cfg: &ContainerConfig, merged: &Path) -> Result<()> {
+    let volumes = containers.root().join("volumes");
+    for m in &cfg.mounts {
+        if m.kind != crate::record::MountKind::Volume
+            || m.options.iter().any(|o| o == crate::volume::NOCOPY)
+        {
+            continue;
+        }
+        crate::copy::copy_up(merged, &m.target, &volumes.join(&m.source).join("_data"))?;
+    }
+    Ok(())
 }
 
 /// `--network container:X`: X's namespace and its hosts, resolv.conf and
@@ -311,6 +333,19 @@ fn teardown_local(containers: &Containers, id: &str) -> Result<()> {
     k.unmount(&containers.rootfs(id))
 }
 
+/// Whether the monitor's stdin is /dev/null (a detached `run`).
+fn stdin_is_dev_null() -> bool {
+    let same =
+        |a: &rustix::fs::Stat, b: &rustix::fs::Stat| a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    match (
+        rustix::fs::fstat(std::io::stdin()),
+        rustix::fs::stat("/dev/null"),
+    ) {
+        (Ok(a), Ok(b)) => same(&a, &b),
+        _ => false,
+    }
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| RuntimeError::Monitor(format!("pipe: {e}")))
@@ -452,11 +487,19 @@ pub fn run_with(
         None
     };
     loop {
-        let stdin: OwnedFd = if cfg.interactive {
+        // `run -d -i`: nobody relays stdin, but docker keeps the container's
+        // stdin open (a `cat` waits instead of reading EOF); the write end
+        // of this pipe lives as long as the container runs.
+        let mut _held_stdin: Option<OwnedFd> = None;
+        let stdin: OwnedFd = if cfg.interactive && !stdin_is_dev_null() {
             std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| RuntimeError::Monitor(e.to_string()))?
+        } else if cfg.interactive {
+            let (r, w) = pipe()?;
+            _held_stdin = Some(w);
+            r
         } else {
             File::open("/dev/null")
                 .map_err(|e| RuntimeError::Monitor(e.to_string()))?

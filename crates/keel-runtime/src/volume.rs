@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, RuntimeError, read_err, write_err};
 use crate::record::{Containers, MountKind};
 
+/// The mount option (`-v name:/dst:nocopy`, `--mount volume-nocopy`,
+/// compose's `volume.nocopy`) that keeps an empty volume empty instead of
+/// filling it from the image (docker's copy-up).
+pub const NOCOPY: &str = "nocopy";
+
 /// A volume's metadata.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Volume {

@@ -31,12 +31,7 @@ impl Builders {
             .prefix("keel-parity-")
             .tempdir()
             .unwrap();
-        let keel = Keel::new();
-        keel.seed_busybox();
-        let bb = tmp.path().join("busybox.tar");
-        keel.ok(&["save", "-o", bb.to_str().unwrap(), "busybox"]);
-        let podman = Podman::new();
-        podman.ok(&["load", "-q", "-i", bb.to_str().unwrap()]);
+        let (keel, podman) = common::keel_and_podman_with_busybox(tmp.path());
         Builders { keel, podman, tmp }
     }
 

@@ -610,6 +610,32 @@ fn external_network_must_exist() {
     p.k.ok(&["network", "rm", &ext]);
 }
 
+/// The engine's typed error reaches the user with its hint: the compose
+/// seam once flattened it to a string and the hint was lost.
+#[test]
+fn an_engine_failure_keeps_its_hint() {
+    let p = Project::new("profiles");
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        "services:\n  app:\n    image: busybox\n    user: ghost\n    command: [sleep, '3600']\n",
+    )
+    .unwrap();
+    let o = p.compose(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    let line = p.fails(&["up", "-d"]);
+    assert!(
+        line.starts_with(&format!("error: creating container {}-app-1: ", p.name))
+            && line.contains("ghost"),
+        "{line}"
+    );
+    assert!(
+        err.contains("\nhint: use a name from the image's /etc/passwd, or a numeric uid[:gid]"),
+        "{err}"
+    );
+    p.ok(&["down", "-t", "0"]);
+}
+
 #[test]
 fn bad_input_is_one_line_with_file_and_path_and_starts_nothing() {
     let p = Project::new("bad");
@@ -1256,4 +1282,142 @@ fn services_on_several_networks_see_only_their_peers() {
         body(get(&p, "sidecar", "http://127.0.0.1:8080/index.html")),
         "web\n"
     );
+}
+
+/// `keel compose ARGS` with `input` on stdin, killed (and the test failed)
+/// after `secs`: for commands that hung on the old code.
+fn compose_with_input(p: &Project, args: &[&str], input: &str, secs: u64) -> Output {
+    let mut c = p.k.cmd();
+    c.current_dir(p.dir.path())
+        .args(["compose", "-p", &p.name])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "keel compose {args:?} still running after {secs}s: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    p.note_bridges();
+    o
+}
+
+/// Issue 15.3: `echo x | keel compose exec -T web cat` printed nothing (stdin
+/// was only forwarded on a terminal) and `-i` was refused; docker compose
+/// exec always forwards stdin.
+#[test]
+fn compose_exec_forwards_stdin_and_accepts_i() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        "services:\n  web:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n",
+    );
+    p.ok(&["up", "-d"]);
+    for flags in [&["-T"][..], &["-i", "-T"], &[]] {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(flags);
+        args.extend(["web", "cat"]);
+        let o = compose_with_input(&p, &args, "x\n", 30);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "x\n", "{args:?}");
+    }
+    // The command's exit status is exec's.
+    let o = compose_with_input(&p, &["exec", "-T", "web", "sh", "-c", "exit 4"], "", 30);
+    assert_eq!(o.status.code(), Some(4));
+}
+
+/// Issue 15.4: `up -d --wait` reported success when a service's container
+/// exited with an error just after starting; docker compose fails naming it.
+#[test]
+fn up_wait_fails_naming_a_service_that_exited() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        "services:\n  ok:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n  crash:\n    image: busybox\n    command: [sh, -c, 'sleep 0.2; exit 3']\n",
+    );
+    let line = p.fails(&["up", "-d", "--wait"]);
+    assert_eq!(
+        line,
+        format!(
+            "error: service crash is not ready: container {}-crash-1 exited (3)",
+            p.name
+        )
+    );
+}
+
+/// Issue 15.5: `keel compose up a` (foreground, `a` depends on `b`) never
+/// returned after `a` exited: it followed `b` too. docker compose attaches
+/// to the named services only (unless --attach-dependencies) and returns
+/// when they exit; --exit-code-from returns that service's exit code.
+#[test]
+fn foreground_up_attaches_to_the_named_services_and_returns() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        "services:\n  b:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sh, -c, 'echo from-b; exec sleep 3600']\n  a:\n    image: busybox\n    command: [sh, -c, 'sleep 0.5; echo from-a']\n    depends_on: [b]\n",
+    );
+    let o = compose_with_input(&p, &["up", "a"], "", 60);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.lines().any(|l| l == "Attaching to a-1"), "{out}");
+    assert!(out.lines().any(|l| l == "a-1 | from-a"), "{out}");
+    assert!(!out.contains("from-b"), "{out}");
+    // b was started as a dependency and is left running, as compose does.
+    let ps = p.ps();
+    let b = ps.iter().find(|c| c["Service"] == "b").unwrap();
+    assert_eq!(b["State"], "running", "{ps:?}");
+
+    // --exit-code-from: abort when any attached container exits, exit with
+    // the named service's code.
+    write_compose(
+        &p,
+        "services:\n  b:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n  a:\n    image: busybox\n    command: [sh, -c, 'exit 3']\n    depends_on: [b]\n",
+    );
+    let o = compose_with_input(&p, &["up", "--exit-code-from", "a"], "", 60);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("Aborting on container exit..."), "{out}");
+}
+
+/// Issue 15.6: services defined in the file but not named on the command
+/// line were called orphans and `--remove-orphans` removed them.
+#[test]
+fn unselected_services_are_not_orphans() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        "services:\n  a:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n  b:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n",
+    );
+    p.ok(&["up", "-d"]);
+    let o = p.compose(&["up", "-d", "--remove-orphans", "a"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("orphan"), "{err}");
+    assert!(!err.contains("-b-1  Remov"), "{err}");
+    assert_eq!(p.ids().len(), 2, "{:?}", p.ids());
 }

@@ -88,12 +88,15 @@ fn reconcile_error(e: ReconcileError) -> anyhow::Error {
         ReconcileError::NoSuchService(_) => {
             Some("`keel compose config --services` lists the services".to_string())
         }
+        // The engine's own hint (crate::hints), e.g. for a missing image.
+        ReconcileError::Engine { source, .. } => source.hint().map(str::to_string),
         _ => None,
     };
-    let msg = e.to_string();
+    // The typed chain stays (the engine's cause under ReconcileError).
+    let e = anyhow::Error::new(e);
     match hint {
-        Some(h) => anyhow::Error::new(Hint::new(h)).context(msg),
-        None => anyhow::anyhow!(msg),
+        Some(h) => e.context(Hint::new(h)),
+        None => e,
     }
 }
 
@@ -114,7 +117,7 @@ fn with_reconciler<T>(
 pub fn up(root: &Path, args: &ComposeArgs, a: &UpArgs) -> anyhow::Result<ExitCode> {
     let p = spec(args, &a.services)?;
     let e = KeelEngine::open(root)?;
-    let o = UpOptions {
+    let opts = UpOptions {
         services: a.services.clone(),
         scale: a.scale.iter().cloned().collect(),
         force_recreate: a.force_recreate,
@@ -133,18 +136,24 @@ pub fn up(root: &Path, args: &ComposeArgs, a: &UpArgs) -> anyhow::Result<ExitCod
         stop_timeout: a.timeout,
         start: true,
     };
-    with_reconciler(&p, &e, |r| r.up(&o))?;
+    with_reconciler(&p, &e, |r| r.up(&opts))?;
     if a.detach || a.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    // Attached: stream the logs until every container stops or we are told to.
-    let order = p.order(&a.services).map_err(reconcile_error)?;
+    // Attached: like docker compose, to the named services only (all when
+    // none is named) unless --attach-dependencies, until they stop.
+    let attached = if a.services.is_empty() || a.attach_dependencies {
+        p.order(&a.services).map_err(reconcile_error)?
+    } else {
+        a.services.clone()
+    };
     let containers: Vec<Container> = e
         .containers(&p.model.name)
         .map_err(anyhow::Error::msg)?
         .into_iter()
-        .filter(|c| !c.oneoff && order.contains(&c.service))
+        .filter(|c| !c.oneoff && attached.contains(&c.service))
         .collect();
+    let abort = a.abort_on_container_exit || a.exit_code_from.is_some();
     let signals = Signals::new()?;
     let style = LogStyle {
         prefix: !a.no_log_prefix,
@@ -153,13 +162,34 @@ pub fn up(root: &Path, args: &ComposeArgs, a: &UpArgs) -> anyhow::Result<ExitCod
     let mut sources = sources(&e, &p.model.name, &containers, style);
     let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
     println!("Attaching to {}", names.join(", "));
-    let interrupted = follow(&e, &mut sources, a.timestamps, true, || signals.pending())?;
-    if interrupted {
-        eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
-        with_reconciler(&p, &e, |r| r.stop(&a.services, a.timeout))?;
-        return Ok(ExitCode::from(130));
+    let end = follow(&e, &mut sources, a.timestamps, true, abort, || {
+        signals.pending()
+    })?;
+    match end {
+        FollowEnd::AllExited => Ok(ExitCode::SUCCESS),
+        FollowEnd::Interrupted => {
+            eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+            with_reconciler(&p, &e, |r| r.stop(&a.services, a.timeout))?;
+            Ok(ExitCode::from(130))
+        }
+        FollowEnd::Exited(first) => {
+            println!("Aborting on container exit...");
+            with_reconciler(&p, &e, |r| r.stop(&a.services, a.timeout))?;
+            // The exit code of --exit-code-from's service, else of the
+            // container that exited first (docker compose's rule).
+            let id = match &a.exit_code_from {
+                Some(s) => containers
+                    .iter()
+                    .find(|c| &c.service == s)
+                    .map_or_else(|| sources[first].id.clone(), |c| c.id.clone()),
+                None => sources[first].id.clone(),
+            };
+            let code = e.store().state(&id).map_or(1, |st| st.exit_code);
+            Ok(ExitCode::from(
+                u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+            ))
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn down(root: &Path, args: &ComposeArgs, a: &DownArgs) -> anyhow::Result<ExitCode> {
@@ -377,13 +407,25 @@ fn print_entry(s: &Source, e: &logs::Entry, timestamps: bool) {
 /// Prints what is new in every source until no container is running any
 /// more (or `stop` says so: then returns true). `announce` prints docker
 /// compose's `web-1 exited with code N` as containers stop (attached `up`).
+/// Why following logs ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FollowEnd {
+    /// Every followed container stopped.
+    AllExited,
+    /// `stop` said so (a signal).
+    Interrupted,
+    /// With `abort_on_exit`: this source's container exited.
+    Exited(usize),
+}
+
 fn follow(
     e: &KeelEngine,
     sources: &mut [Source],
     timestamps: bool,
     announce: bool,
+    abort_on_exit: bool,
     mut stop: impl FnMut() -> bool,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<FollowEnd> {
     loop {
         let mut any = false;
         for s in sources.iter_mut() {
@@ -411,11 +453,12 @@ fn follow(
             }
         }
         if stop() {
-            return Ok(true);
+            return Ok(FollowEnd::Interrupted);
         }
         if !any {
             let mut active = false;
-            for s in sources.iter_mut() {
+            let mut first_exit = None;
+            for (i, s) in sources.iter_mut().enumerate() {
                 let running = rt::is_active(e.store(), &s.id);
                 active |= running;
                 if !announce || running != s.exited {
@@ -423,6 +466,7 @@ fn follow(
                     continue;
                 }
                 s.exited = true;
+                first_exit.get_or_insert(i);
                 let code = e.store().state(&s.id).map_or(0, |st| st.exit_code);
                 let mut o = std::io::stdout().lock();
                 let _ = writeln!(
@@ -432,8 +476,11 @@ fn follow(
                 );
                 let _ = o.flush();
             }
+            if let Some(i) = first_exit.filter(|_| abort_on_exit) {
+                return Ok(FollowEnd::Exited(i));
+            }
             if !active {
-                return Ok(false);
+                return Ok(FollowEnd::AllExited);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -500,7 +547,9 @@ pub fn logs(root: &Path, args: &ComposeArgs, a: &LogsArgs) -> anyhow::Result<Exi
     }
     if a.follow {
         let signals = Signals::new()?;
-        follow(&e, &mut srcs, a.timestamps, false, || signals.pending())?;
+        follow(&e, &mut srcs, a.timestamps, false, false, || {
+            signals.pending()
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -657,11 +706,13 @@ pub fn exec(root: &Path, args: &ComposeArgs, a: &ExecArgs) -> anyhow::Result<Exi
         })?;
     let mut cmd = Command::new(std::env::current_exe().context("locating the keel binary")?);
     cmd.arg("--root").arg(root).arg("exec");
+    // docker compose exec always forwards stdin (`-i` defaults to true) and
+    // allocates a TTY only when stdin is one, unless `-T`.
     if a.detach {
         cmd.arg("-d");
-    } else if std::io::stdin().is_terminal() {
+    } else {
         cmd.arg("-i");
-        if !a.no_tty {
+        if !a.no_tty && std::io::stdin().is_terminal() {
             cmd.arg("-t");
         }
     }

@@ -40,7 +40,8 @@ pub fn exec(root: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
         None => (cfg.uid, cfg.gid, cfg.additional_gids.clone()),
     };
     let mut env = cfg.env.clone();
-    for e in a.env.iter().map(|e| expand_env(e)) {
+    for e in &a.env {
+        let Some(e) = expand_env(e)? else { continue };
         let k = e.split('=').next().unwrap_or("").to_string();
         env.retain(|x| x.split('=').next() != Some(k.as_str()));
         env.push(e);

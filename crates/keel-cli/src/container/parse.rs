@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, bail};
 use keel_runtime::engine::CreateOptions;
+use keel_runtime::volume::NOCOPY;
 use keel_runtime::{HealthConfig, MountKind, MountSpec, PortSpec, RestartPolicy, ids};
 
 use super::flags::CreateFlags;
@@ -56,14 +57,22 @@ pub fn parse_volume(s: &str) -> anyhow::Result<MountSpec> {
         return Err(bad("the container path must be absolute"));
     }
     let mut read_only = false;
+    let mut nocopy = false;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => read_only = true,
+            "nocopy" => nocopy = true,
+            // `cached`/`delegated`/`consistent` are no-ops on Linux docker too.
             "rw" | "z" | "Z" | "rprivate" | "private" | "rshared" | "shared" | "rslave"
-            | "slave" | "nocopy" => {}
+            | "slave" | "cached" | "delegated" | "consistent" => {}
             _ => return Err(bad(&format!("unknown option {o:?}"))),
         }
     }
+    let options = if nocopy {
+        vec![NOCOPY.to_string()]
+    } else {
+        Vec::new()
+    };
     if src.is_empty() {
         if parts.len() > 1 {
             return Err(bad("empty source"));
@@ -74,15 +83,30 @@ pub fn parse_volume(s: &str) -> anyhow::Result<MountSpec> {
             target: dst.to_string(),
             read_only,
             anonymous: true,
-            options: Vec::new(),
+            options,
         });
     }
-    if src.starts_with('/') {
-        // Like Docker's -v, a missing host directory is created.
-        std::fs::create_dir_all(src).with_context(|| format!("creating host directory {src}"))?;
+    if src.starts_with('/') || src.starts_with('.') {
+        // docker ≥ 23 reads `.`, `./x` and `../x` as host paths relative to
+        // the current directory (a volume name cannot start with a dot).
+        let host = if src.starts_with('/') {
+            std::path::PathBuf::from(src)
+        } else {
+            std::env::current_dir()
+                .context("reading the current directory")?
+                .join(src)
+        };
+        let host = clean_path(&host);
+        // Like docker's -v, a missing source is created as a directory; an
+        // existing one (a file too: `-v ./nginx.conf:/etc/nginx/nginx.conf`)
+        // is bound as it is.
+        if std::fs::symlink_metadata(&host).is_err() {
+            std::fs::create_dir_all(&host)
+                .with_context(|| format!("creating host directory {}", host.display()))?;
+        }
         return Ok(MountSpec {
             kind: MountKind::Bind,
-            source: src.to_string(),
+            source: host.to_string_lossy().into_owned(),
             target: dst.to_string(),
             read_only,
             anonymous: false,
@@ -100,8 +124,24 @@ pub fn parse_volume(s: &str) -> anyhow::Result<MountSpec> {
         target: dst.to_string(),
         read_only,
         anonymous: false,
-        options: Vec::new(),
+        options,
     })
+}
+
+/// `a/./b/../c` → `a/c`, lexically, as docker's `filepath.Abs` cleans.
+fn clean_path(p: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `--mount type=…,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`.
@@ -125,6 +165,9 @@ pub fn parse_mount(s: &str) -> anyhow::Result<MountSpec> {
             "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
             "tmpfs-size" => opts.push(format!("size={}", parse_bytes(&v)?)),
             "tmpfs-mode" => opts.push(format!("mode={v}")),
+            "volume-nocopy" if v.is_empty() || v == "true" || v == "1" => {
+                opts.push(NOCOPY.to_string());
+            }
             "bind-propagation" | "consistency" | "volume-nocopy" => {}
             _ => return Err(bad(&format!("unknown field {k:?}"))),
         }
@@ -175,10 +218,16 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            env.push(expand_env(l));
+            env.extend(expand_env(l)?);
         }
     }
-    env.extend(f.process.env.iter().map(|e| expand_env(e)));
+    for e in &f.process.env {
+        env.extend(expand_env(e)?);
+    }
+    if f.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        // docker sets TERM for a terminal; the container's own env wins.
+        env.insert(0, "TERM=xterm".to_string());
+    }
     let mut mounts = Vec::new();
     for v in &f.volume {
         mounts.push(parse_volume(v)?);
@@ -267,7 +316,14 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         read_only: f.read_only,
         cap_add: f.cap_add.clone(),
         cap_drop: f.cap_drop.clone(),
-        restart: RestartPolicy::parse(&f.restart).map_err(hinted)?,
+        restart: {
+            let r = RestartPolicy::parse(&f.restart).map_err(hinted)?;
+            // docker refuses the pair: a removed container cannot restart.
+            if f.rm && r != RestartPolicy::No {
+                bail!("Conflicting options: --restart and --rm");
+            }
+            r
+        },
         healthcheck,
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
@@ -312,11 +368,16 @@ fn parse_network_flag(s: &str) -> anyhow::Result<keel_runtime::EndpointConfig> {
 }
 
 /// `KEY` alone takes the value from keel's own environment, like Docker.
-pub(super) fn expand_env(e: &str) -> String {
+/// `-e VAR=value` as is; `-e VAR` takes the host's value and, like docker,
+/// is left out when the host has none; `-e =x` is refused.
+pub(super) fn expand_env(e: &str) -> anyhow::Result<Option<String>> {
+    if e.starts_with('=') || e.is_empty() {
+        bail!("invalid environment variable: {e}");
+    }
     if e.contains('=') {
-        e.to_string()
+        Ok(Some(e.to_string()))
     } else {
-        format!("{e}={}", std::env::var(e).unwrap_or_default())
+        Ok(std::env::var(e).ok().map(|v| format!("{e}={v}")))
     }
 }
 

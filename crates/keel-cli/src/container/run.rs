@@ -14,7 +14,7 @@ use keel_runtime::{ContainerConfig, Containers};
 use super::flags::{CreateFlags, KillArgs, RmArgs, RunArgs, StartArgs, StopArgs};
 use super::network_attacher;
 use super::parse::create_options;
-use super::{each, exit_code, hinted, open, resolve};
+use super::{each, each_forced, exit_code, hinted, open, resolve};
 
 fn do_create(root: &Path, f: &CreateFlags) -> anyhow::Result<ContainerConfig> {
     let o = create_options(f)?;
@@ -113,6 +113,8 @@ pub fn usage_exit_code(e: &clap::Error) -> Option<u8> {
     while let Some(a) = args.next() {
         if a == "--root" {
             args.next();
+        } else if a == "container" {
+            // `keel container run …`
         } else if !a.starts_with('-') {
             return (a == "run").then_some(EXIT_KEEL_FAILED);
         }
@@ -323,10 +325,56 @@ pub fn restart(root: &Path, a: StopArgs) -> anyhow::Result<ExitCode> {
 pub fn rm(root: &Path, a: RmArgs) -> anyhow::Result<ExitCode> {
     let c = open(root)?;
     let net = network_attacher(root);
-    each(&a.containers, |n| {
+    each_forced(&a.containers, a.force, |n| {
         let id = resolve(&c, n)?;
         engine::remove(&c, &id, a.force, a.volumes, net.as_ref()).map_err(hinted)
     })
+}
+
+/// Removes every container that is not running (created, exited), as
+/// docker's `container prune` does; returns their IDs and the bytes their
+/// directories (writable layer, logs) held.
+pub fn prune_stopped(root: &Path) -> anyhow::Result<(Vec<String>, u64)> {
+    let c = open(root)?;
+    let net = network_attacher(root);
+    let mut removed = Vec::new();
+    let mut bytes = 0;
+    for id in c.ids().map_err(hinted)? {
+        if engine::is_active(&c, &id) {
+            continue;
+        }
+        let size = dir_size(&c.dir(&id));
+        engine::remove(&c, &id, false, false, net.as_ref()).map_err(hinted)?;
+        bytes += size;
+        removed.push(id);
+    }
+    Ok((removed, bytes))
+}
+
+/// Bytes of the files below `dir`, links not followed, mount points not crossed.
+fn dir_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                if m.dev() == top.dev() {
+                    todo.push(e.path());
+                }
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
 }
 
 /// The hidden `__monitor` command (see `keel_runtime::monitor`).

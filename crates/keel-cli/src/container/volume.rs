@@ -10,7 +10,7 @@ use crate::output::{Format, print_structured, table};
 
 use super::flags::VolumeCommand;
 use super::parse::kv;
-use super::{each, hinted, open};
+use super::{each_forced, hinted, open};
 
 pub fn volume(root: &Path, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
     let vols = Volumes::open(root).map_err(hinted)?;
@@ -50,7 +50,9 @@ pub fn volume(root: &Path, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             print_structured(&out, Format::Json)?;
         }
         VolumeCommand::Rm(a) => {
-            return each(&a.names, |n| vols.remove(&c, n, a.force).map_err(hinted));
+            return each_forced(&a.names, a.force, |n| {
+                vols.remove(&c, n, a.force).map_err(hinted)
+            });
         }
         VolumeCommand::Prune(a) => {
             let removed = vols.prune(&c, a.all).map_err(hinted)?;

@@ -19,6 +19,9 @@ struct Fake {
     effects: RefCell<Vec<String>>,
     next: RefCell<u32>,
     exits: BTreeMap<String, i32>,
+    /// Services whose containers start, then exit with a code as soon as
+    /// the reconciler sleeps (they crash a moment after starting).
+    exits_later: BTreeMap<String, i32>,
     unhealthy: BTreeSet<String>,
     /// Services whose healthcheck never finishes starting.
     starting: BTreeSet<String>,
@@ -44,7 +47,7 @@ impl Fake {
 }
 
 impl Engine for Fake {
-    fn containers(&self, project: &str) -> std::result::Result<Vec<Container>, String> {
+    fn containers(&self, project: &str) -> EngineResult<Vec<Container>> {
         Ok(self
             .containers
             .borrow()
@@ -53,17 +56,17 @@ impl Engine for Fake {
             .cloned()
             .collect())
     }
-    fn container(&self, id: &str) -> std::result::Result<Container, String> {
+    fn container(&self, id: &str) -> EngineResult<Container> {
         self.containers
             .borrow()
             .get(id)
             .cloned()
-            .ok_or_else(|| format!("no such container {id}"))
+            .ok_or_else(|| format!("no such container {id}").into())
     }
-    fn image_id(&self, image: &str) -> std::result::Result<Option<String>, String> {
+    fn image_id(&self, image: &str) -> EngineResult<Option<String>> {
         Ok(self.images.borrow().get(image).cloned())
     }
-    fn pull(&self, image: &str) -> std::result::Result<(), String> {
+    fn pull(&self, image: &str) -> EngineResult<()> {
         self.log(format!("pull {image}"));
         if self.unpullable.contains(image) {
             return Err("manifest unknown".into());
@@ -73,7 +76,7 @@ impl Engine for Fake {
             .insert(image.into(), format!("id-{image}"));
         Ok(())
     }
-    fn build(&self, image: &str, b: &Build) -> std::result::Result<(), String> {
+    fn build(&self, image: &str, b: &Build) -> EngineResult<()> {
         self.log(format!("build {image} {}", b.context));
         let n = self.images.borrow().len();
         self.images
@@ -81,7 +84,7 @@ impl Engine for Fake {
             .insert(image.into(), format!("built-{image}-{n}"));
         Ok(())
     }
-    fn network_exists(&self, name: &str) -> std::result::Result<bool, String> {
+    fn network_exists(&self, name: &str) -> EngineResult<bool> {
         Ok(self.networks.borrow().contains(name))
     }
     fn create_network(
@@ -89,7 +92,7 @@ impl Engine for Fake {
         name: &str,
         subnet: Option<&str>,
         labels: &BTreeMap<String, String>,
-    ) -> std::result::Result<(), String> {
+    ) -> EngineResult<()> {
         self.log(match subnet {
             Some(s) => format!("network create {name} {s}"),
             None => format!("network create {name}"),
@@ -100,24 +103,20 @@ impl Engine for Fake {
         self.networks.borrow_mut().insert(name.into());
         Ok(())
     }
-    fn remove_network(&self, name: &str) -> std::result::Result<(), String> {
+    fn remove_network(&self, name: &str) -> EngineResult<()> {
         self.log(format!("network rm {name}"));
         self.networks.borrow_mut().remove(name);
         Ok(())
     }
-    fn volume_exists(&self, name: &str) -> std::result::Result<bool, String> {
+    fn volume_exists(&self, name: &str) -> EngineResult<bool> {
         Ok(self.volumes.borrow().contains(name))
     }
-    fn create_volume(
-        &self,
-        name: &str,
-        _labels: &BTreeMap<String, String>,
-    ) -> std::result::Result<(), String> {
+    fn create_volume(&self, name: &str, _labels: &BTreeMap<String, String>) -> EngineResult<()> {
         self.log(format!("volume create {name}"));
         self.volumes.borrow_mut().insert(name.into());
         Ok(())
     }
-    fn remove_volume(&self, name: &str) -> std::result::Result<(), String> {
+    fn remove_volume(&self, name: &str) -> EngineResult<()> {
         self.log(format!("volume rm {name}"));
         self.volumes.borrow_mut().remove(name);
         Ok(())
@@ -127,24 +126,24 @@ impl Engine for Fake {
         project: &str,
         name: &str,
         content: &[u8],
-    ) -> std::result::Result<PathBuf, String> {
+    ) -> EngineResult<PathBuf> {
         self.log(format!(
             "file {project}/{name} {}",
             String::from_utf8_lossy(content)
         ));
         Ok(PathBuf::from(format!("/files/{project}/{name}")))
     }
-    fn remove_project_files(&self, _project: &str) -> std::result::Result<(), String> {
+    fn remove_project_files(&self, _project: &str) -> EngineResult<()> {
         Ok(())
     }
-    fn create(&self, spec: &ContainerSpec) -> std::result::Result<String, String> {
+    fn create(&self, spec: &ContainerSpec) -> EngineResult<String> {
         if self
             .containers
             .borrow()
             .values()
             .any(|c| c.name == spec.name)
         {
-            return Err(format!("name {} in use", spec.name));
+            return Err(format!("name {} in use", spec.name).into());
         }
         let mut n = self.next.borrow_mut();
         *n += 1;
@@ -178,7 +177,7 @@ impl Engine for Fake {
         );
         Ok(id)
     }
-    fn start(&self, id: &str) -> std::result::Result<(), String> {
+    fn start(&self, id: &str) -> EngineResult<()> {
         let mut cs = self.containers.borrow_mut();
         let c = cs.get_mut(id).ok_or("no such container")?;
         self.log(format!("start {}", c.name));
@@ -199,7 +198,7 @@ impl Engine for Fake {
         }
         Ok(())
     }
-    fn stop(&self, id: &str, _timeout: Option<u32>) -> std::result::Result<(), String> {
+    fn stop(&self, id: &str, _timeout: Option<u32>) -> EngineResult<()> {
         let mut cs = self.containers.borrow_mut();
         let c = cs.get_mut(id).ok_or("no such container")?;
         self.log(format!("stop {}", c.name));
@@ -207,7 +206,7 @@ impl Engine for Fake {
         c.health = None;
         Ok(())
     }
-    fn remove(&self, id: &str, _volumes: bool) -> std::result::Result<(), String> {
+    fn remove(&self, id: &str, _volumes: bool) -> EngineResult<()> {
         let c = self
             .containers
             .borrow_mut()
@@ -216,7 +215,16 @@ impl Engine for Fake {
         self.log(format!("rm {}", c.name));
         Ok(())
     }
-    fn sleep(&self, _d: Duration) {}
+    fn sleep(&self, _d: Duration) {
+        for c in self.containers.borrow_mut().values_mut() {
+            if let Some(code) = self.exits_later.get(&c.service)
+                && c.status == "running"
+            {
+                c.status = "exited".into();
+                c.exit_code = *code;
+            }
+        }
+    }
 }
 
 fn project(yaml: &str) -> ProjectSpec {
@@ -478,6 +486,56 @@ fn profiles_disabled_services_are_not_orphans() {
     assert!(!events.iter().any(|ev| matches!(ev, Event::Warning(_))));
 }
 
+/// Issue 15.6: `up a` called `b` (defined in the file, not named) an
+/// orphan and `--remove-orphans` removed it; compose-go counts unselected
+/// services as defined, and exited one-off containers as orphans.
+#[test]
+fn unselected_services_are_not_orphans_but_exited_one_offs_are() {
+    let yaml = "services:\n  a:\n    image: a\n  b:\n    image: b\n";
+    let e = Fake::default();
+    up(&project(yaml), &e, &UpOptions::default()).0.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), yaml).unwrap();
+    let only_a = ProjectSpec::from_project(
+        &crate::load(&crate::Options {
+            project_name: Some("p".into()),
+            cwd: dir.path().to_path_buf(),
+            services: vec!["a".into()],
+            ..Default::default()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    for (id, status) in [("run1", "exited"), ("run2", "running")] {
+        let mut c = e.containers.borrow()["c1"].clone();
+        c.id = id.into();
+        c.name = format!("p-a-{id}");
+        c.oneoff = true;
+        c.status = status.into();
+        e.containers.borrow_mut().insert(id.into(), c);
+    }
+    e.take();
+    let (r, events) = up(&only_a, &e, &UpOptions::default());
+    r.unwrap();
+    let warnings: Vec<&Event> = events
+        .iter()
+        .filter(|ev| matches!(ev, Event::Warning(_)))
+        .collect();
+    assert_eq!(
+        warnings,
+        [&Event::Warning("Found orphan containers ([p-a-run1]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.".into())]
+    );
+    let o = UpOptions {
+        services: vec!["a".into()],
+        remove_orphans: true,
+        ..Default::default()
+    };
+    up(&only_a, &e, &o).0.unwrap();
+    assert_eq!(e.take(), ["rm p-a-run1"]);
+    assert!(e.ids().contains_key("p-b-1"));
+    assert!(e.ids().contains_key("p-a-run2"));
+}
+
 #[test]
 fn failing_migration_stops_up_naming_it() {
     let p = project(STACK);
@@ -638,6 +696,20 @@ fn wait_refuses_an_exited_service_nobody_waits_for() {
     );
     // Without --wait the same project is fine.
     up(&p, &e, &UpOptions::default()).0.unwrap();
+}
+
+/// Issue 15.4: `up -d --wait` took a container that was still running at
+/// the first look as ready, and succeeded although it crashed a moment
+/// later. docker compose looks first after one 500 ms tick.
+#[test]
+fn wait_fails_on_a_service_that_exits_just_after_starting() {
+    let e = Fake {
+        exits_later: BTreeMap::from([("web".to_string(), 2)]),
+        ..Fake::default()
+    };
+    let p = project("services:\n  web:\n    image: w\n");
+    let err = up(&p, &e, &wait()).0.unwrap_err().to_string();
+    assert!(err.contains("container p-web-1 exited (2)"), "{err}");
 }
 
 #[test]
@@ -1020,4 +1092,52 @@ fn services_join_all_networks_in_priority_order() {
     ] {
         assert!(log.iter().any(|l| l == n), "{n}: {log:?}");
     }
+}
+
+#[test]
+fn engine_errors_keep_their_typed_cause_and_hint() {
+    let cause = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+    let e = engine_err("creating container p-web-1")(
+        EngineError::new("writing /x: denied")
+            .with_source(cause)
+            .with_hint(Some("run as root".into())),
+    );
+    assert_eq!(
+        e.to_string(),
+        "creating container p-web-1: writing /x: denied"
+    );
+    let ReconcileError::Engine { source, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(source.hint(), Some("run as root"));
+    let typed = std::error::Error::source(&e)
+        .and_then(std::error::Error::source)
+        .and_then(|c| c.downcast_ref::<std::io::Error>())
+        .expect("the io::Error under the engine error");
+    assert_eq!(typed.kind(), std::io::ErrorKind::PermissionDenied);
+}
+
+/// Issue 15: the short syntax's `cached`/`delegated`/`consistent` modes were
+/// refused ("invalid volume mode"); compose-go drops them. `nocopy`
+/// (short or long syntax) reaches the engine as the volume's `nocopy` option.
+#[test]
+fn consistency_modes_are_accepted_and_nocopy_reaches_the_engine() {
+    let p = project(
+        "services:\n  a:\n    image: a\n    volumes:\n      - data:/d:cached\n      - ./x:/x:delegated,ro\n      - other:/o:nocopy\n      - {type: volume, source: long, target: /l, volume: {nocopy: true}}\nvolumes: {data: {}, other: {}, long: {}}\n",
+    );
+    let spec = p.container_spec(&Fake::default(), "a", 1, None).unwrap();
+    let opts: Vec<(&str, &[String], bool)> = spec
+        .mounts
+        .iter()
+        .map(|m| (m.target.as_str(), m.options.as_slice(), m.read_only))
+        .collect();
+    assert_eq!(
+        opts,
+        [
+            ("/d", &[][..], false),
+            ("/x", &[][..], true),
+            ("/o", &["nocopy".to_string()][..], false),
+            ("/l", &["nocopy".to_string()][..], false),
+        ]
+    );
 }

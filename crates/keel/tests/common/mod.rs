@@ -336,6 +336,18 @@ impl Drop for Podman {
     }
 }
 
+/// A keel and a podman with the same busybox (keel's seed, saved into
+/// `tmp` and loaded into podman), for side-by-side tests.
+pub fn keel_and_podman_with_busybox(tmp: &Path) -> (Keel, Podman) {
+    let keel = Keel::new();
+    keel.seed_busybox();
+    let bb = tmp.join("busybox.tar");
+    keel.ok(&["save", "-o", bb.to_str().unwrap(), "busybox"]);
+    let podman = Podman::new();
+    podman.ok(&["load", "-q", "-i", bb.to_str().unwrap()]);
+    (keel, podman)
+}
+
 /// Unmounts everything mounted at or below `dir`, deepest first.
 pub fn unmount_under(dir: &Path) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -589,4 +601,19 @@ pub fn skopeo_digest(reference: &str) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["Digest"].as_str().unwrap().to_string()
+}
+
+/// Removes a test root's networks when dropped, even when the test fails:
+/// the root's default bridge and its NAT rules live in the host's namespace
+/// and would outlive the temporary root (and use up the address pools).
+pub struct PruneNetworks<'a>(pub &'a Keel);
+
+impl Drop for PruneNetworks<'_> {
+    fn drop(&mut self) {
+        let ps = self.0.run(&["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&ps.stdout).split_whitespace() {
+            let _ = self.0.run(&["rm", "-f", id]);
+        }
+        let _ = self.0.run(&["network", "prune", "-f"]);
+    }
 }
