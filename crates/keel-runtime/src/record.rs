@@ -619,7 +619,8 @@ impl Containers {
         let hits: Vec<&String> = ids.iter().filter(|i| i.starts_with(s)).collect();
         match hits.as_slice() {
             [one] => Ok((*one).clone()),
-            _ => Err(RuntimeError::NotFound(s.to_string())),
+            [] => Err(RuntimeError::NotFound(s.to_string())),
+            _ => Err(RuntimeError::AmbiguousId(s.to_string())),
         }
     }
 

@@ -559,3 +559,48 @@ fn prune_takes_stopped_containers_and_unused_networks() {
         assert!(o.status.success(), "{who}: {}", stderr(&o));
     }
 }
+
+/// Exit codes and messages that scripts read: `create` fails with 125 as
+/// `run` does, `exec` of a missing command 127 and of a directory 126, an
+/// ID prefix several containers share is "multiple IDs found".
+#[test]
+fn create_and_exec_failures_exit_as_docker() {
+    let p = Pair::new();
+    for o in [
+        p.keel(&["create", "--name", "c1", "busybox", "sleep", "60"]),
+        p.podman(&["create", "--name", "c1", "busybox", "sleep", "60"]),
+    ] {
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let k = p.same(&["create", "--name", "c1", "busybox", "true"]);
+    assert_eq!(k.status.code(), Some(125));
+    let k = p.same(&["create", "no-such-image-here:1"]);
+    assert_eq!(k.status.code(), Some(125));
+    p.same(&["start", "c1"]);
+    let k = p.same(&["exec", "c1", "no-such-command"]);
+    assert_eq!(k.status.code(), Some(127));
+    let k = p.same(&["exec", "c1", "/etc"]);
+    assert_eq!(k.status.code(), Some(126));
+    p.same(&["rm", "-f", "c1"]);
+    // Seventeen containers: some first hex digit is shared by two of them.
+    let mut ids = Vec::new();
+    for _ in 0..17 {
+        let o = p.keel(&["create", "busybox", "true"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        ids.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    }
+    let shared = ids
+        .iter()
+        .map(|i| &i[..1])
+        .find(|c| ids.iter().filter(|i| i.starts_with(c)).count() > 1)
+        .unwrap();
+    let k = p.keel(&["rm", shared]);
+    assert_eq!(k.status.code(), Some(1));
+    assert!(
+        stderr(&k).contains(&format!(
+            "multiple IDs found with provided prefix: {shared}"
+        )),
+        "{}",
+        stderr(&k)
+    );
+}
