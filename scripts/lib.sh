@@ -12,7 +12,7 @@ KEEL_PACKAGES=(
   golang-go golang-github-masterminds-sprig-dev  # Go reference renderer for keel-gotmpl
   golang-github-docker-go-units-dev              # docker's go-units: Go reference of keel-go's sizes
   etcd-server protobuf-compiler libprotobuf-dev  # etcd backend of keel-store (protoc + well-known .proto files)
-  openssl                                        # checks sprig certificates in keel-gotmpl tests
+  openssl                                        # sprig certificates in keel-gotmpl tests; a webhook CA in server_admission
   libseccomp-dev                                 # youki's libcontainer
   python3-kubernetes                             # official Python client in API tests
   hyperfine                                      # benchmarks

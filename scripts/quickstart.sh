@@ -119,6 +119,13 @@ kubectl -n quickstart create deployment web --image=quickstart/web:1 --replicas=
   --dry-run=client -o yaml | kubectl apply --server-side -f -
 kubectl -n quickstart get deployment web -o wide
 kubectl -n quickstart delete deployment web
+kubectl -n quickstart create serviceaccount bot --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart create rolebinding bot-view --clusterrole=view --serviceaccount=quickstart:bot \
+  --dry-run=client -o yaml | kubectl apply -f -
+BOT="$(kubectl -n quickstart create token bot --duration 1h)"
+echo "bot may list pods: $(kubectl --token "$BOT" -n quickstart auth can-i list pods), create them: $(kubectl --token "$BOT" -n quickstart auth can-i create pods || true)"
+kubectl label --overwrite namespace quickstart pod-security.kubernetes.io/enforce=restricted
+kubectl -n quickstart run root-shell --image=quickstart/web:1 --privileged 2>&1 || true   # refused by PodSecurity
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 unset KUBECONFIG
 
@@ -172,7 +179,10 @@ output "servers" {
   value = terraform_data.server[*].output
 }
 TF
-(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null && "$KEEL" infra apply -auto-approve && "$KEEL" infra destroy -auto-approve)
+(cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null \
+  && "$KEEL" infra plan -out plan.bin >/dev/null \
+  && PLAN_JSON="$("$KEEL" infra show -json plan.bin)" && echo "${PLAN_JSON:0:160} … (terraform's JSON plan)" \
+  && "$KEEL" infra apply plan.bin && "$KEEL" infra destroy -auto-approve)
 rm -rf "$INFRA_DIR"
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

@@ -22,7 +22,7 @@ case "${CI:-}" in
     ;;
 esac
 keel_ensure_packages
-keel_ensure_helm      # real Helm 4.1.4: chart conformance tests compare with it
+keel_ensure_helm      # real Helm 4.1.4: chart conformance tests compare with it; server_helm installs with it
 keel_ensure_terraform
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

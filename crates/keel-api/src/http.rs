@@ -171,6 +171,7 @@ impl Server {
             }),
             next_ip: AtomicU32::new(0),
             rbac: crate::rbac::Cache::default(),
+            webhooks: crate::webhook::Cache::default(),
             sa_keys,
         });
         handlers::bootstrap(&state)
@@ -223,6 +224,7 @@ impl Server {
     pub async fn serve(self) -> Result<(), ApiError> {
         handlers::start_background(&self.state);
         crate::rbac::Cache::follow(self.state.clone());
+        crate::webhook::Cache::follow(self.state.clone());
         loop {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(c) => c,
@@ -609,13 +611,38 @@ async fn route(
         accept,
         content_type,
         user_agent,
-        user,
+        user: user.clone(),
         body,
     };
-    match handlers::dispatch(ctx, &method).await {
+    // Admission webhooks tell the webhook who asked; warnings become
+    // `Warning` headers as kube-apiserver sends them.
+    let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let result = crate::webhook::WARNINGS
+        .scope(
+            warnings.clone(),
+            crate::webhook::USER.scope(user, handlers::dispatch(ctx, &method)),
+        )
+        .await;
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(f) => fail_response(&f),
+    };
+    for w in warnings.lock().map(|w| w.clone()).unwrap_or_default() {
+        let text: String = w
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("299 - {text:?}")) {
+            resp.headers_mut().append(hyper::header::WARNING, v);
+        }
     }
+    resp
 }
 
 #[cfg(test)]

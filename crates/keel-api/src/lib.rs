@@ -9,6 +9,7 @@
 //! the API in process through [`Loopback`].
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
+pub mod admission;
 pub mod auth;
 pub mod client;
 pub mod crd;
@@ -27,6 +28,7 @@ pub mod selectors;
 pub mod table;
 pub mod tokens;
 pub mod validate;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,6 +86,7 @@ pub(crate) struct State {
     pub tokens: std::sync::Mutex<Tokens>,
     pub next_ip: std::sync::atomic::AtomicU32,
     pub rbac: rbac::Cache,
+    pub webhooks: webhook::Cache,
     pub sa_keys: tokens::Keys,
 }
 

@@ -45,7 +45,9 @@ pub fn merge_key(parent: &str, field: &str) -> Option<&'static str> {
             | "env"
             | "volumes"
             | "imagePullSecrets"
-            | "resourceClaims",
+            | "resourceClaims"
+            // Mutating/ValidatingWebhookConfiguration.webhooks.
+            | "webhooks",
         ) => "name",
         (_, "volumeMounts") => "mountPath",
         (_, "volumeDevices") => "devicePath",
@@ -244,6 +246,22 @@ mod tests {
         strategic_merge(&mut t, &json!({"$deleteFromPrimitiveList/f": ["a"]})).unwrap();
         assert_eq!(t, json!({"f": ["b"]}));
         assert!(strategic_merge(&mut t, &json!({"$patch": "bogus"})).is_err());
+    }
+
+    #[test]
+    fn webhooks_merge_by_name() {
+        // Regression: kubectl apply of a changed webhook sent only the
+        // changed fields, and the list was replaced by them.
+        let mut cfg = json!({"webhooks": [{"name": "a.x.y", "sideEffects": "None", "failurePolicy": "Fail"}]});
+        strategic_merge(
+            &mut cfg,
+            &json!({"$setElementOrder/webhooks": [{"name": "a.x.y"}], "webhooks": [{"name": "a.x.y", "failurePolicy": "Ignore"}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg,
+            json!({"webhooks": [{"name": "a.x.y", "sideEffects": "None", "failurePolicy": "Ignore"}]})
+        );
     }
 
     #[test]

@@ -325,8 +325,13 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(raw)
         .map_err(|e| e.to_string())?;
-    let pkg =
-        package(&api_version).ok_or_else(|| format!("no protobuf schema for {api_version}"))?;
+    // Request options (Helm's Secret storage sends DeleteOptions as
+    // protobuf) are meta/v1 types under whatever group version they name.
+    let pkg = if kind.ends_with("Options") {
+        "k8s.io.apimachinery.pkg.apis.meta.v1".to_string()
+    } else {
+        package(&api_version).ok_or_else(|| format!("no protobuf schema for {api_version}"))?
+    };
     let mut obj = decode_message(&raw, &format!("{pkg}.{kind}"), 0)?;
     if let Value::Object(m) = &mut obj {
         m.insert("apiVersion".into(), json!(api_version));
@@ -375,6 +380,22 @@ mod tests {
             v,
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm1"}, "data": {"k": ""}})
         );
+    }
+
+    #[test]
+    fn decodes_delete_options() {
+        // Regression: `helm uninstall` deletes its release Secret with a
+        // protobuf DeleteOptions body, which was refused as invalid JSON.
+        let mut opts = Vec::new();
+        field(4, b"Background", &mut opts);
+        let mut tm = Vec::new();
+        field(1, b"v1", &mut tm);
+        field(2, b"DeleteOptions", &mut tm);
+        let mut env = b"k8s\x00".to_vec();
+        field(1, &tm, &mut env);
+        field(2, &opts, &mut env);
+        let v = decode(&env).unwrap();
+        assert_eq!(v["propagationPolicy"], "Background");
     }
 
     #[test]

@@ -672,7 +672,12 @@ fn default_bindings() -> Vec<Value> {
 /// Creates the default roles and bindings that are missing.
 pub(crate) async fn bootstrap(state: &std::sync::Arc<State>) -> Result<(), crate::http::Fail> {
     let [crs, crbs, _, _] = kinds();
-    for (r, objs) in [(crs, default_cluster_roles()), (crbs, default_bindings())] {
+    let pcs = resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
+    for (r, objs) in [
+        (crs, default_cluster_roles()),
+        (crbs, default_bindings()),
+        (pcs, crate::admission::system_priority_classes()),
+    ] {
         for obj in objs {
             let name = meta_name(&obj);
             if state

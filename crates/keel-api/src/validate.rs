@@ -13,7 +13,7 @@ pub struct Cause {
 }
 
 impl Cause {
-    fn invalid(field: &str, value: &Value, why: &str) -> Self {
+    pub(crate) fn invalid(field: &str, value: &Value, why: &str) -> Self {
         let shown = match value {
             Value::String(s) => format!("{s:?}"),
             v => v.to_string(),
@@ -24,14 +24,14 @@ impl Cause {
             message: format!("Invalid value: {shown}: {why}"),
         }
     }
-    fn required(field: &str) -> Self {
+    pub(crate) fn required(field: &str) -> Self {
         Cause {
             reason: "FieldValueRequired",
             field: field.into(),
             message: "Required value".into(),
         }
     }
-    fn forbidden(field: &str, why: &str) -> Self {
+    pub(crate) fn forbidden(field: &str, why: &str) -> Self {
         Cause {
             reason: "FieldValueForbidden",
             field: field.into(),
@@ -102,7 +102,10 @@ pub fn typed_roundtrip(kind: &str, obj: &Value) -> Result<Value, String> {
 }
 
 /// Paths (dotted) of fields in `orig` that `typed` (the typed re-encoding)
-/// lacks. With `prune`, those fields are removed from `orig`.
+/// lacks. With `prune`, those fields are removed from `orig`. Fields set to
+/// `null` that the typed form leaves out are removed always: decoding into
+/// Go structs drops them (`strategy: {type: Recreate, rollingUpdate: null}`
+/// is a Recreate strategy without rolling parameters).
 pub fn unknown_fields(
     orig: &mut Value,
     typed: &Value,
@@ -113,6 +116,7 @@ pub fn unknown_fields(
     match (orig, typed) {
         (Value::Object(o), Value::Object(t)) => {
             let mut drop = Vec::new();
+            let mut nulls = Vec::new();
             for (k, v) in o.iter_mut() {
                 let p = if path.is_empty() {
                     k.clone()
@@ -121,7 +125,7 @@ pub fn unknown_fields(
                 };
                 match t.get(k) {
                     Some(tv) => unknown_fields(v, tv, &p, prune, out),
-                    None if v.is_null() => {}
+                    None if v.is_null() => nulls.push(k.clone()),
                     None => {
                         out.push(p);
                         drop.push(k.clone());
@@ -132,6 +136,9 @@ pub fn unknown_fields(
                 for k in drop {
                     o.remove(&k);
                 }
+            }
+            for k in nulls {
+                o.remove(&k);
             }
         }
         (Value::Array(o), Value::Array(t)) => {
@@ -337,6 +344,9 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
             default(obj_mut(obj, "status"), "phase", json!("Active"));
         }
         "RoleBinding" | "ClusterRoleBinding" => crate::rbac::apply_defaults(obj),
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+            crate::webhook::apply_defaults(kind, obj);
+        }
         _ => {}
     }
 }
@@ -442,7 +452,7 @@ fn validate_annotations(annotations: Option<&Value>, out: &mut Vec<Cause>) {
     }
 }
 
-fn not_supported(field: &str, v: &str, supported: &[&str]) -> Cause {
+pub(crate) fn not_supported(field: &str, v: &str, supported: &[&str]) -> Cause {
     let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
     Cause {
         reason: "FieldValueNotSupported",
@@ -454,7 +464,7 @@ fn not_supported(field: &str, v: &str, supported: &[&str]) -> Cause {
     }
 }
 
-fn duplicate(field: &str, v: &str) -> Cause {
+pub(crate) fn duplicate(field: &str, v: &str) -> Cause {
     Cause {
         reason: "FieldValueDuplicate",
         field: field.into(),
@@ -790,8 +800,19 @@ fn validate_containers(
 }
 
 fn validate_pod_spec(field: &str, spec: Option<&Value>, out: &mut Vec<Cause>) {
+    validate_pod_spec_with(field, spec, &[], out);
+}
+
+/// `claims`: names mounts may refer to besides the pod's volumes (a
+/// `StatefulSet`'s `volumeClaimTemplates`).
+fn validate_pod_spec_with(
+    field: &str,
+    spec: Option<&Value>,
+    claims: &[&str],
+    out: &mut Vec<Cause>,
+) {
     let spec = spec.unwrap_or(&Value::Null);
-    let mut volumes = Vec::new();
+    let mut volumes = claims.to_vec();
     for (i, v) in spec
         .get("volumes")
         .and_then(Value::as_array)
@@ -1090,6 +1111,9 @@ pub fn validate_object(r: &crate::resources::Resource, obj: &Value) -> Vec<Cause
     if r.group == crate::rbac::GROUP {
         out.extend(crate::rbac::validate(r.kind, obj));
     }
+    if r.group == crate::webhook::GROUP && r.plural.ends_with("webhookconfigurations") {
+        out.extend(crate::webhook::validate_config(obj));
+    }
     for c in required_fields(r, obj) {
         if !out.iter().any(|o| o.field == c.field) {
             out.push(c);
@@ -1169,9 +1193,17 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
         "Pod" => validate_pod_spec("spec", obj.get("spec"), &mut out),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
             validate_selector_matches(kind, obj, &mut out);
-            validate_pod_spec(
+            let claims: Vec<&str> = obj
+                .pointer("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+                .collect();
+            validate_pod_spec_with(
                 "spec.template.spec",
                 obj.pointer("/spec/template/spec"),
+                &claims,
                 &mut out,
             );
             non_negative(obj, "/spec/replicas", &mut out);
@@ -1349,6 +1381,35 @@ pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statefulset_mounts_may_name_claim_templates() {
+        // Regression: charts (vault, postgresql, redis, elasticsearch) mount
+        // their volumeClaimTemplates and were refused with "Not found".
+        let sts = json!({"metadata": {"name": "db"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "db",
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}, {"name": "gone", "mountPath": "/g"}]}]}}}});
+        let fields: Vec<String> = validate("StatefulSet", &sts)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["spec.template.spec.containers[0].volumeMounts[1].name"]
+        );
+    }
+
+    #[test]
+    fn null_fields_are_dropped_as_go_decoding_drops_them() {
+        // Regression: prometheus' `strategy: {type: Recreate, rollingUpdate: null}`
+        // was refused as "rollingUpdate may not be specified".
+        let mut d = json!({"spec": {"strategy": {"type": "Recreate", "rollingUpdate": null}}});
+        let typed = json!({"spec": {"strategy": {"type": "Recreate"}}});
+        let mut unknown = Vec::new();
+        unknown_fields(&mut d, &typed, "", false, &mut unknown);
+        assert!(unknown.is_empty());
+        assert_eq!(d, typed);
+    }
 
     #[test]
     fn dns_names() {

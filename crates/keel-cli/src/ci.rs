@@ -700,6 +700,56 @@ fn default_event(name: &str, git: &GitInfo) -> serde_json::Value {
     }
 }
 
+/// A pull request's `github.head_ref`/`base_ref` from the event payload, and
+/// `github.ref` as GitHub sets it: `refs/pull/N/merge` for `pull_request`,
+/// the base branch for `pull_request_target`.
+fn pull_request_refs(event_name: &str, event: &serde_json::Value, git: &mut GitInfo) {
+    let field = |p: &str| event.pointer(p).and_then(|v| v.as_str()).map(String::from);
+    if let Some(h) = field("/pull_request/head/ref") {
+        git.head_ref = h;
+    }
+    if let Some(b) = field("/pull_request/base/ref") {
+        git.base_ref = b;
+    }
+    if event_name == "pull_request_target" {
+        if !git.base_ref.is_empty() {
+            git.git_ref = format!("refs/heads/{}", git.base_ref);
+        }
+    } else if let Some(n) = event.get("number").and_then(serde_json::Value::as_u64) {
+        git.git_ref = format!("refs/pull/{n}/merge");
+    }
+}
+
+/// `github.event.inputs` of a `workflow_dispatch` whose payload has none:
+/// the declared defaults and the `--input` values, as strings (GitHub keeps
+/// booleans as strings there), undeclared `--input`s too, as act does.
+fn dispatch_event(
+    event: &serde_json::Value,
+    wf: &Workflow,
+    inputs: &[(String, String)],
+) -> serde_json::Value {
+    let mut event = event.clone();
+    let Some(obj) = event.as_object_mut() else {
+        return event;
+    };
+    if obj.contains_key("inputs") {
+        return event;
+    }
+    let mut map = serde_json::Map::new();
+    if let Some(e) = wf.on.get("workflow_dispatch") {
+        for (name, def) in &e.inputs {
+            if let Some(d) = def.get("default") {
+                map.insert(name.clone(), serde_json::Value::String(d.display()));
+            }
+        }
+    }
+    for (k, v) in inputs {
+        map.insert(k.clone(), serde_json::Value::String(v.clone()));
+    }
+    obj.insert("inputs".into(), serde_json::Value::Object(map));
+    event
+}
+
 struct Loaded {
     path: PathBuf,
     rel: String,
@@ -749,6 +799,9 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(r) = event.get("ref").and_then(|r| r.as_str()) {
         git.git_ref = r.to_string();
+    }
+    if event_name.starts_with("pull_request") {
+        pull_request_refs(&event_name, &event, &mut git);
     }
     let trigger = Trigger {
         event: event_name.clone(),
@@ -919,7 +972,11 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
             platforms: platforms.clone(),
             default_image: "busybox".into(),
             event_name: event_name.clone(),
-            event: event.clone(),
+            event: if event_name == "workflow_dispatch" {
+                dispatch_event(&event, &l.wf, &inputs)
+            } else {
+                event.clone()
+            },
             git: git.clone(),
             secrets: secrets.clone(),
             vars: vars.clone(),

@@ -3,6 +3,7 @@
 //! [`crate::render_error`]) and attaches what the user can do about it.
 
 use keel_net::NetError;
+use keel_oci::OciError;
 use keel_runtime::RuntimeError;
 
 use crate::Hint;
@@ -58,8 +59,39 @@ pub(crate) fn runtime(e: RuntimeError) -> anyhow::Error {
         RuntimeError::Network(NetError::Unavailable { .. }) => {
             Some("run with --network none or --network host".into())
         }
+        RuntimeError::Image(o) => oci_hint(o).map(str::to_string),
         _ => None,
     };
+    with(e, hint)
+}
+
+/// What the user can do about an image-store or registry error.
+fn oci_hint(e: &OciError) -> Option<&'static str> {
+    match e {
+        OciError::ImageNotFound(_) => Some(
+            "`keel images` lists local images; `keel pull NAME` or `keel import` brings one in",
+        ),
+        OciError::MultipleTags { .. } => Some("remove the tags one by one, or pass -f"),
+        OciError::CorruptArchive(_) => Some(
+            "the file is damaged or not an image archive; re-create it with `keel save` or `docker save`",
+        ),
+        OciError::InvalidReference { .. } => Some(
+            "names look like NAME[:TAG], [REGISTRY/]REPO[:TAG] or NAME@sha256:DIGEST, all lowercase",
+        ),
+        OciError::Registry { source, .. } if source.is_unreachable() => Some(
+            "is the registry running and reachable? registries without TLS need --insecure-registry HOST:PORT (loopback ones use HTTP already)",
+        ),
+        OciError::Registry { source, .. } if source.is_unauthorized() => {
+            Some("log in first: keel login REGISTRY")
+        }
+        OciError::AmbiguousImage { .. } => Some("use more digits of the ID, or the image name"),
+        _ => None,
+    }
+}
+
+/// An image-store or registry error for the user.
+pub(crate) fn oci(e: OciError) -> anyhow::Error {
+    let hint = oci_hint(&e).map(str::to_string);
     with(e, hint)
 }
 
@@ -88,5 +120,23 @@ mod tests {
             crate::render_error(&e),
             "error: container abc is not running"
         );
+    }
+
+    /// Image-store errors get the same hint whether `keel rmi` or a
+    /// container's image lookup meets them (one table, `oci_hint`).
+    #[test]
+    fn image_errors_have_one_hint_table() {
+        let ambiguous = || OciError::AmbiguousImage {
+            reference: "ab".into(),
+            count: 2,
+        };
+        let direct = crate::render_error(&oci(ambiguous()));
+        let via_runtime = crate::render_error(&runtime(RuntimeError::Image(ambiguous())));
+        assert!(
+            direct.ends_with("\nhint: use more digits of the ID, or the image name"),
+            "{direct}"
+        );
+        let hint = |s: &str| s.lines().last().unwrap_or_default().to_string();
+        assert_eq!(hint(&direct), hint(&via_runtime), "{via_runtime}");
     }
 }

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use keel_oci::registry::{self, RegistryOptions};
-use keel_oci::{ImageStore, OciError, Reference, RemoveEvent};
+use keel_oci::{ImageStore, Reference, RemoveEvent};
 use serde_json::json;
 
 use crate::Hint;
+use crate::hints::oci as hinted;
 use crate::output::{Format, ago, human_size, print_structured, table};
 use crate::progress::CliProgress;
 
@@ -220,34 +221,6 @@ pub enum SystemCommand {
 fn open_store(root: &Path) -> anyhow::Result<ImageStore> {
     ImageStore::open(root)
         .with_context(|| format!("opening the image store under {}", root.display()))
-}
-
-/// Adds a hint to library errors where the user can act.
-fn hinted(e: OciError) -> anyhow::Error {
-    let hint = match &e {
-        OciError::ImageNotFound(_) => Some(
-            "`keel images` lists local images; `keel pull NAME` or `keel import` brings one in",
-        ),
-        OciError::MultipleTags { .. } => Some("remove the tags one by one, or pass -f"),
-        OciError::CorruptArchive(_) => Some(
-            "the file is damaged or not an image archive; re-create it with `keel save` or `docker save`",
-        ),
-        OciError::InvalidReference { .. } => Some(
-            "names look like NAME[:TAG], [REGISTRY/]REPO[:TAG] or NAME@sha256:DIGEST, all lowercase",
-        ),
-        OciError::Registry { source, .. } if source.is_unreachable() => Some(
-            "is the registry running and reachable? registries without TLS need --insecure-registry HOST:PORT (loopback ones use HTTP already)",
-        ),
-        OciError::Registry { source, .. } if source.is_unauthorized() => {
-            Some("log in first: keel login REGISTRY")
-        }
-        OciError::AmbiguousImage { .. } => Some("use more digits of the ID, or the image name"),
-        _ => None,
-    };
-    match hint {
-        Some(h) => anyhow::Error::new(e).context(Hint::new(h)),
-        None => anyhow::Error::new(e),
-    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -35,8 +35,12 @@ pub const LABEL_DEPENDS_ON: &str = "com.docker.compose.depends_on";
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// The engine refused an effect (`what` names it, e.g. `creating container p-web-1`).
-    #[error("{what}: {detail}")]
-    Engine { what: String, detail: String },
+    #[error("{what}: {source}")]
+    Engine {
+        what: String,
+        #[source]
+        source: EngineError,
+    },
     #[error("no such service: {0}")]
     NoSuchService(String),
     #[error("network {name} declared as external, but could not be found")]
@@ -66,10 +70,80 @@ pub enum ReconcileError {
 
 type Result<T> = std::result::Result<T, ReconcileError>;
 
-fn engine_err(what: impl Into<String>) -> impl FnOnce(String) -> ReconcileError {
+fn engine_err(what: impl Into<String>) -> impl FnOnce(EngineError) -> ReconcileError {
     let what = what.into();
-    move |detail| ReconcileError::Engine { what, detail }
+    move |source| ReconcileError::Engine { what, source }
 }
+
+/// An effect the [`Engine`] could not carry out: the engine's one-line
+/// message, its typed cause (reachable through `source()` for callers that
+/// match on it) and what the user can do about it, carried to the front-end
+/// that prints hints.
+#[derive(Debug)]
+pub struct EngineError {
+    message: String,
+    hint: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl EngineError {
+    pub fn new(message: impl Into<String>) -> Self {
+        EngineError {
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
+    }
+
+    /// Keeps the engine's own error as the cause.
+    #[must_use]
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    #[must_use]
+    pub fn with_hint(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for EngineError {
+    fn from(message: String) -> Self {
+        EngineError::new(message)
+    }
+}
+
+impl From<&str> for EngineError {
+    fn from(message: &str) -> Self {
+        EngineError::new(message)
+    }
+}
+
+/// What an [`Engine`] call returns.
+pub type EngineResult<T> = std::result::Result<T, EngineError>;
 
 /// A container's health as its healthcheck reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,30 +277,26 @@ mod up;
 pub use resources::{Resources, UNSUPPORTED_KEYS};
 pub use spec::ProjectSpec;
 
-/// The effects the reconciler needs; errors are one-line descriptions.
+/// The effects the reconciler needs; failures are [`EngineError`]s.
 pub trait Engine {
     /// Every container labelled with `project`, one-off ones included.
-    fn containers(&self, project: &str) -> std::result::Result<Vec<Container>, String>;
-    fn container(&self, id: &str) -> std::result::Result<Container, String>;
+    fn containers(&self, project: &str) -> EngineResult<Vec<Container>>;
+    fn container(&self, id: &str) -> EngineResult<Container>;
     /// The image's ID if it is present locally.
-    fn image_id(&self, image: &str) -> std::result::Result<Option<String>, String>;
-    fn pull(&self, image: &str) -> std::result::Result<(), String>;
-    fn build(&self, image: &str, build: &Build) -> std::result::Result<(), String>;
-    fn network_exists(&self, name: &str) -> std::result::Result<bool, String>;
+    fn image_id(&self, image: &str) -> EngineResult<Option<String>>;
+    fn pull(&self, image: &str) -> EngineResult<()>;
+    fn build(&self, image: &str, build: &Build) -> EngineResult<()>;
+    fn network_exists(&self, name: &str) -> EngineResult<bool>;
     fn create_network(
         &self,
         name: &str,
         subnet: Option<&str>,
         labels: &BTreeMap<String, String>,
-    ) -> std::result::Result<(), String>;
-    fn remove_network(&self, name: &str) -> std::result::Result<(), String>;
-    fn volume_exists(&self, name: &str) -> std::result::Result<bool, String>;
-    fn create_volume(
-        &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> std::result::Result<(), String>;
-    fn remove_volume(&self, name: &str) -> std::result::Result<(), String>;
+    ) -> EngineResult<()>;
+    fn remove_network(&self, name: &str) -> EngineResult<()>;
+    fn volume_exists(&self, name: &str) -> EngineResult<bool>;
+    fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> EngineResult<()>;
+    fn remove_volume(&self, name: &str) -> EngineResult<()>;
     /// Writes a secret or config that has no file of its own (`content`,
     /// `environment`) somewhere the container can bind-mount it from.
     fn write_project_file(
@@ -234,24 +304,20 @@ pub trait Engine {
         project: &str,
         name: &str,
         content: &[u8],
-    ) -> std::result::Result<PathBuf, String>;
+    ) -> EngineResult<PathBuf>;
     /// Removes what `write_project_file` wrote for `project`.
-    fn remove_project_files(&self, project: &str) -> std::result::Result<(), String>;
+    fn remove_project_files(&self, project: &str) -> EngineResult<()>;
     /// Creates the container (not started); returns its ID.
-    fn create(&self, spec: &ContainerSpec) -> std::result::Result<String, String>;
-    fn start(&self, id: &str) -> std::result::Result<(), String>;
-    fn stop(&self, id: &str, timeout: Option<u32>) -> std::result::Result<(), String>;
+    fn create(&self, spec: &ContainerSpec) -> EngineResult<String>;
+    fn start(&self, id: &str) -> EngineResult<()>;
+    fn stop(&self, id: &str, timeout: Option<u32>) -> EngineResult<()>;
     /// Stops several containers; engines that can wait for them side by side
     /// override this (the default stops one after the other).
-    fn stop_many(
-        &self,
-        ids: &[String],
-        timeout: Option<u32>,
-    ) -> Vec<std::result::Result<(), String>> {
+    fn stop_many(&self, ids: &[String], timeout: Option<u32>) -> Vec<EngineResult<()>> {
         ids.iter().map(|id| self.stop(id, timeout)).collect()
     }
     /// Removes a stopped container (`volumes`: its anonymous volumes too).
-    fn remove(&self, id: &str, volumes: bool) -> std::result::Result<(), String>;
+    fn remove(&self, id: &str, volumes: bool) -> EngineResult<()>;
     fn sleep(&self, d: Duration);
 }
 

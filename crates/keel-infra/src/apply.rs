@@ -207,10 +207,58 @@ fn collect_moves(
             }
         }
     }
+    implied_moves(m, &prefix, s, out);
     for (n, c) in &m.calls {
         let mut p = path.to_vec();
         p.push((n.clone(), Key::None));
         collect_moves(&c.module, &p, s, out);
+    }
+}
+
+/// Terraform's implied moves: a resource that gains `count` keeps its
+/// single instance as `[0]`; one that loses `count` keeps `[0]` as itself.
+fn implied_moves(m: &Module, prefix: &str, s: &mut StateFile, out: &mut Vec<(String, String)>) {
+    for r in m.resources.values() {
+        if r.mode != Mode::Managed || r.for_each.is_some() {
+            continue;
+        }
+        let (from, to) = if r.count.is_some() {
+            (Key::None, Key::Int(0))
+        } else {
+            (Key::Int(0), Key::None)
+        };
+        for st in &mut s.resources {
+            if st.mode != "managed"
+                || st.ty != r.ty
+                || st.name != r.name
+                || st.module.clone().unwrap_or_default() != prefix
+            {
+                continue;
+            }
+            let keys: Vec<Key> = st
+                .instances
+                .iter()
+                .filter(|i| i.deposed.is_none())
+                .map(|i| Key::from_json(i.index_key.as_ref()))
+                .collect();
+            if keys.contains(&to) || !keys.contains(&from) {
+                continue;
+            }
+            for i in &mut st.instances {
+                if Key::from_json(i.index_key.as_ref()) == from {
+                    i.index_key = to.to_json();
+                }
+            }
+            let addr = |k: &Key| {
+                let p = if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{prefix}.")
+                };
+                format!("{p}{}{k}", r.key())
+            };
+            out.push((addr(&from), addr(&to)));
+        }
     }
 }
 

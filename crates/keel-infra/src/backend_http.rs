@@ -64,121 +64,23 @@ impl HttpBackend {
         })
     }
 
-    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BackendError> {
-        use rustls::pki_types::pem::PemObject as _;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| http_err(e.to_string()))?;
-        if self.skip_verify {
-            return Ok(Arc::new(
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-                    .with_no_client_auth(),
-            ));
+    fn client(&self) -> HttpClient {
+        HttpClient {
+            basic: self.username.clone().zip(self.password.clone()),
+            bearer: None,
+            ca_pem: self.ca_pem.clone(),
+            client_cert: None,
+            skip_verify: self.skip_verify,
         }
-        let mut roots = rustls::RootCertStore::empty();
-        if let Some(pem) = &self.ca_pem {
-            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                roots
-                    .add(c.map_err(|e| http_err(format!("client_ca_certificate_pem: {e}")))?)
-                    .map_err(|e| http_err(e.to_string()))?;
-            }
-        }
-        if roots.is_empty() {
-            return Err(http_err(
-                "https needs client_ca_certificate_pem (keel has no system CA store offline), or skip_cert_verification = true",
-            ));
-        }
-        Ok(Arc::new(
-            builder.with_root_certificates(roots).with_no_client_auth(),
-        ))
     }
 
-    /// One request; returns status and body.
     fn request(
         &self,
         method: &str,
         url: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), BackendError> {
-        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-            (Some(r), _) => (true, r),
-            (_, Some(r)) => (false, r),
-            _ => return Err(http_err(format!("{url}: not an http(s) URL"))),
-        };
-        let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let path = if path.is_empty() { "/" } else { path };
-        let host = hostport
-            .rsplit_once(':')
-            .map_or(hostport, |(h, _)| h)
-            .trim_matches(['[', ']']);
-        let addr = if hostport.contains(':') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:{}", if tls { 443 } else { 80 })
-        };
-        let tcp =
-            TcpStream::connect(&addr).map_err(|e| http_err(format!("{method} {url}: {e}")))?;
-        let _ = tcp.set_read_timeout(Some(Duration::from_mins(1)));
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nUser-Agent: keel\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let (Some(u), Some(p)) = (&self.username, &self.password) {
-            req.push_str(&format!(
-                "Authorization: Basic {}\r\n",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            ));
-        }
-        req.push_str("\r\n");
-        let mut raw = Vec::new();
-        let io = |e: std::io::Error| http_err(format!("{method} {url}: {e}"));
-        if tls {
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|e| http_err(e.to_string()))?;
-            let conn = rustls::ClientConnection::new(self.tls_config()?, name)
-                .map_err(|e| http_err(e.to_string()))?;
-            let mut s = rustls::StreamOwned::new(conn, tcp);
-            s.write_all(req.as_bytes()).map_err(io)?;
-            s.write_all(body).map_err(io)?;
-            s.flush().map_err(io)?;
-            match s.read_to_end(&mut raw) {
-                Ok(_) => {}
-                // Servers that close without close_notify: keep what arrived.
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-                Err(e) => return Err(io(e)),
-            }
-        } else {
-            let mut s = tcp;
-            s.write_all(req.as_bytes()).map_err(io)?;
-            s.write_all(body).map_err(io)?;
-            s.read_to_end(&mut raw).map_err(io)?;
-        }
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| http_err(format!("{method} {url}: malformed response")))?;
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| http_err("malformed status line"))?;
-        let mut data = raw[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            data = dechunk(&data);
-        }
-        if status == 401 || status == 403 {
-            return Err(http_err(format!(
-                "HTTP remote state endpoint requires auth ({status} from {url})"
-            )));
-        }
-        Ok((status, data))
+        self.client().request(method, url, body, "application/json")
     }
 
     /// The state (empty when there is none).
@@ -268,6 +170,152 @@ impl HttpBackend {
             }),
             s => Err(http_err(format!("HTTP error {s} unlocking state at {url}"))),
         }
+    }
+}
+
+/// A small synchronous HTTP/1.1 client (one request a connection) with the
+/// credentials remote state servers take: Basic, Bearer, client certificates.
+#[derive(Clone, Debug, Default)]
+pub struct HttpClient {
+    pub basic: Option<(String, String)>,
+    pub bearer: Option<String>,
+    pub ca_pem: Option<String>,
+    /// PEM certificate chain and key.
+    pub client_cert: Option<(String, String)>,
+    pub skip_verify: bool,
+}
+
+impl HttpClient {
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BackendError> {
+        use rustls::pki_types::pem::PemObject as _;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| http_err(e.to_string()))?;
+        if self.skip_verify {
+            return Ok(Arc::new(
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+                    .with_no_client_auth(),
+            ));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(pem) = &self.ca_pem {
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                roots
+                    .add(c.map_err(|e| http_err(format!("client_ca_certificate_pem: {e}")))?)
+                    .map_err(|e| http_err(e.to_string()))?;
+            }
+        }
+        if roots.is_empty() {
+            return Err(http_err(
+                "https needs client_ca_certificate_pem (keel has no system CA store offline), or skip_cert_verification = true",
+            ));
+        }
+        let builder = builder.with_root_certificates(roots);
+        Ok(Arc::new(match &self.client_cert {
+            Some((cert, key)) => {
+                let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| http_err(format!("client certificate: {e}")))?;
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes())
+                    .map_err(|e| http_err(format!("client key: {e}")))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| http_err(format!("client certificate: {e}")))?
+            }
+            None => builder.with_no_client_auth(),
+        }))
+    }
+
+    /// One request; returns status and body.
+    pub fn request(
+        &self,
+        method: &str,
+        url: &str,
+        body: &[u8],
+        content_type: &str,
+    ) -> Result<(u16, Vec<u8>), BackendError> {
+        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(r), _) => (true, r),
+            (_, Some(r)) => (false, r),
+            _ => return Err(http_err(format!("{url}: not an http(s) URL"))),
+        };
+        let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let host = hostport
+            .rsplit_once(':')
+            .map_or(hostport, |(h, _)| h)
+            .trim_matches(['[', ']']);
+        let addr = if hostport.contains(':') {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:{}", if tls { 443 } else { 80 })
+        };
+        let tcp =
+            TcpStream::connect(&addr).map_err(|e| http_err(format!("{method} {url}: {e}")))?;
+        let _ = tcp.set_read_timeout(Some(Duration::from_mins(1)));
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nUser-Agent: keel\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some((u, p)) = &self.basic {
+            req.push_str(&format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            ));
+        }
+        if let Some(t) = &self.bearer {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut raw = Vec::new();
+        let io = |e: std::io::Error| http_err(format!("{method} {url}: {e}"));
+        if tls {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| http_err(e.to_string()))?;
+            let conn = rustls::ClientConnection::new(self.tls_config()?, name)
+                .map_err(|e| http_err(e.to_string()))?;
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            s.write_all(req.as_bytes()).map_err(io)?;
+            s.write_all(body).map_err(io)?;
+            s.flush().map_err(io)?;
+            match s.read_to_end(&mut raw) {
+                Ok(_) => {}
+                // Servers that close without close_notify: keep what arrived.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                Err(e) => return Err(io(e)),
+            }
+        } else {
+            let mut s = tcp;
+            s.write_all(req.as_bytes()).map_err(io)?;
+            s.write_all(body).map_err(io)?;
+            s.read_to_end(&mut raw).map_err(io)?;
+        }
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| http_err(format!("{method} {url}: malformed response")))?;
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| http_err("malformed status line"))?;
+        let mut data = raw[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            data = dechunk(&data);
+        }
+        if status == 401 || status == 403 {
+            return Err(http_err(format!(
+                "HTTP remote state endpoint requires auth ({status} from {url})"
+            )));
+        }
+        Ok((status, data))
     }
 }
 

@@ -103,6 +103,8 @@ pub struct ModuleCall {
     pub for_each: Option<Expr>,
     pub inputs: BTreeMap<String, Attribute>,
     pub depends_on: Vec<Reference>,
+    /// `providers = { test.second = test.backup }`: child key, parent key.
+    pub providers: Vec<(String, String)>,
     pub module: Box<Module>,
     pub range: Range,
 }
@@ -161,6 +163,8 @@ pub struct Module {
     pub calls: BTreeMap<String, ModuleCall>,
     pub providers: Vec<ProviderConfig>,
     pub required_providers: BTreeMap<String, String>,
+    /// `required_providers` version constraints by local name.
+    pub provider_versions: BTreeMap<String, String>,
     pub moved: Vec<Moved>,
     pub imports: Vec<Import>,
     pub removed: Vec<Removed>,
@@ -844,9 +848,25 @@ fn decode_call(
     let mut count = None;
     let mut for_each = None;
     let mut depends_on = Vec::new();
+    let mut providers = Vec::new();
     for a in &blk.body.attributes {
         match a.name.as_str() {
-            "source" | "version" | "providers" => {}
+            "source" | "version" => {}
+            "providers" => {
+                if let Expr::Object(items, _) = &a.expr {
+                    for (k, v) in items {
+                        let key = match k {
+                            keel_hcl::syntax::ObjKey::Name(n, _) => Some(n.clone()),
+                            keel_hcl::syntax::ObjKey::Expr(e) => {
+                                e.references().first().map(ToString::to_string)
+                            }
+                        };
+                        if let (Some(k), Some(v)) = (key, v.references().first()) {
+                            providers.push((k, v.to_string()));
+                        }
+                    }
+                }
+            }
             "count" => count = Some(a.expr.clone()),
             "for_each" => for_each = Some(a.expr.clone()),
             "depends_on" => {
@@ -885,6 +905,7 @@ fn decode_call(
             for_each,
             inputs,
             depends_on,
+            providers,
             module: Box::new(child),
             range: blk.range.clone(),
         },
@@ -938,6 +959,13 @@ fn decode_terraform(blk: &Block, m: &mut Module, diags: &mut Diagnostics) {
                             .or_else(|| v.as_str().map(|_| format!("hashicorp/{}", a.name))),
                         Err(_) => None,
                     };
+                    if let Some(v) = const_value(&a.expr).ok().and_then(|v| {
+                        v.as_map()
+                            .and_then(|o| o.get("version"))
+                            .and_then(|s| s.as_str().map(str::to_string))
+                    }) {
+                        m.provider_versions.insert(a.name.clone(), v);
+                    }
                     m.required_providers.insert(
                         a.name.clone(),
                         src.unwrap_or_else(|| format!("hashicorp/{}", a.name)),

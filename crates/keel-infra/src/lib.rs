@@ -5,7 +5,9 @@
 //! built-in [`providers`] (`terraform_data`, null, random, local, time, http,
 //! external, archive), [`state`] reads and writes state format v4 (atomic
 //! writes, a backup, a per-resource journal), [`backend`] holds the local
-//! backend with terraform's lock, [`render`] prints plans as terraform does.
+//! backend with terraform's lock, [`backend_http`] and [`backend_k8s`]
+//! terraform's http and kubernetes backends, [`render`] prints plans as
+//! terraform does and [`plan_json`] gives them in terraform's JSON format.
 
 // Renderers build text with format!; the walk's closures and results carry
 // whole diagnostics lists; short names in address arithmetic read best.
@@ -22,9 +24,11 @@ pub mod addr;
 pub mod apply;
 pub mod backend;
 pub mod backend_http;
+pub mod backend_k8s;
 pub mod config;
 pub mod graph;
 pub mod plan;
+pub mod plan_json;
 pub mod providers;
 pub mod render;
 pub mod scope;

@@ -1177,6 +1177,11 @@ pub fn plan(
     prior: &StateFile,
     opts: &Options,
 ) -> Result<Plan, Diagnostics> {
+    let pure = RunInfo {
+        funcs: run.funcs.pure_only(),
+        ..run.clone()
+    };
+    let run = &pure;
     let (state, moves) = crate::apply::apply_moves(root, prior);
     let idx = index_state(&state);
     let mut plan = Plan {
@@ -1241,6 +1246,14 @@ pub fn plan(
             d.extend(e);
         }
         return Err(d);
+    }
+    // The root module's variables as planned (defaults included), for `show -json`.
+    if let Some(mv) = walk.lock().mods.get(&Vec::new()) {
+        for k in root.variables.keys() {
+            if let Some(v) = mv.vars.get(k) {
+                plan.variables.insert(k.clone(), v.clone());
+            }
+        }
     }
     let mut changes = walk
         .changes

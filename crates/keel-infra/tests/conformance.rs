@@ -1,28 +1,12 @@
 //! State v4 round trips (`OpenTofu`'s fixtures) and the JSON state shapes of
 //! real terraform (terraform-json's fixtures). Data in ../shared/conformance.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+mod common;
+
+use common::data_dir;
 use keel_infra::state::StateFile;
-
-fn data_dir(sub: &str) -> PathBuf {
-    let dir = std::env::var_os("KEEL_CONFORMANCE").map_or_else(
-        || {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared/conformance").join(sub))
-                .find(|d| d.is_dir())
-                .unwrap_or_else(|| PathBuf::from("../shared/conformance").join(sub))
-        },
-        |c| PathBuf::from(c).join(sub),
-    );
-    assert!(
-        dir.is_dir(),
-        "conformance data missing at {} (set KEEL_CONFORMANCE)",
-        dir.display()
-    );
-    dir
-}
 
 fn normalize(mut v: serde_json::Value) -> serde_json::Value {
     let o = v.as_object_mut().unwrap();

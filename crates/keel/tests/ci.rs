@@ -28,41 +28,30 @@ impl Repo {
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(&f, c).unwrap();
         }
-        let git = |args: &[&str]| {
-            let o = Command::new("git")
-                .arg("-C")
-                .arg(dir.path())
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                o.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        };
-        git(&["init", "-q", "-b", "main"]);
-        git(&[
-            "-c",
-            "user.name=tester",
-            "-c",
-            "user.email=t@example.com",
-            "add",
-            "-A",
-        ]);
-        git(&[
-            "-c",
-            "user.name=tester",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-qm",
-            "init",
-        ]);
-        Repo { dir }
+        let repo = Repo { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-qm", "init"]);
+        repo
     }
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+    /// git in the repository, as a user (file:// submodules allowed).
+    fn git(&self, args: &[&str]) {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(["-c", "user.name=tester", "-c", "user.email=t@example.com"])
+            .args(["-c", "protocol.file.allow=always"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 
@@ -113,6 +102,11 @@ fn wait_for(file: &Path, text: &str) {
 
 fn run_dir(k: &Keel, n: u32) -> PathBuf {
     k.root.path().join("ci/runs").join(n.to_string())
+}
+
+/// Run `n`'s `run.json`.
+fn record(k: &Keel, n: u32) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run_dir(k, n).join("run.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -174,8 +168,7 @@ jobs:
         out.contains("[CI/build (a, 1)]"),
         "act-style job prefix: {out}"
     );
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir(&k, 1).join("run.json")).unwrap()).unwrap();
+    let rec = record(&k, 1);
     assert_eq!(rec["conclusion"], "success");
     let skipped = rec["jobs"]
         .as_array()
@@ -184,6 +177,23 @@ jobs:
         .find(|j| j["id"] == "skipped")
         .unwrap();
     assert_eq!(skipped["result"], "skipped");
+
+    // act's --matrix: two values for one key keep both (a regression: each
+    // filter had to match, so nothing ran and the run still succeeded).
+    let o = ci(
+        &k,
+        &repo,
+        &["-j", "build", "--matrix", "os:a", "--matrix", "os:c"],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for combo in ["a-1", "a-2", "c-9"] {
+        assert!(
+            out.contains(&format!("combo {combo}")),
+            "missing {combo}: {out}"
+        );
+    }
+    assert!(!out.contains("combo b-"), "{out}");
 
     // A failing step fails the job, skips what needs it, and the exit code says so.
     let repo = Repo::new(&[(
@@ -197,7 +207,7 @@ jobs:
         out.contains("| cleanup-ran") && !out.contains("| never") && !out.contains("b-ran"),
         "{out}"
     );
-    let view = k.ok(&["ci", "view", "2"]);
+    let view = k.ok(&["ci", "view", "3"]);
     assert!(
         view.contains("✗ a failure") && view.contains("- b skipped"),
         "{view}"
@@ -352,6 +362,13 @@ jobs:
         "second-line-secret".into(),
         "s3cr3t".into(),
     ];
+    // base64 at the other two alignments: the characters that depend on the
+    // secret's bytes alone (the first and last quantum also hold neighbours).
+    let mut forms = forms.to_vec();
+    for prefix in ["x", "xy"] {
+        let enc = b64.encode(format!("{prefix}{token}"));
+        forms.push(enc[4..enc.len() - 4].to_string());
+    }
     for f in &forms {
         assert!(
             !everything.contains(f.as_str()),
@@ -359,6 +376,7 @@ jobs:
         );
     }
     assert!(out.contains("plain ***"), "{out}");
+    assert!(out.contains(r#"{"t": "***"}"#), "JSON form: {out}");
     assert!(everything.contains("artifact ***"), "artifact masked");
     assert!(
         std::fs::read_to_string(dir.join("summaries/s.md"))
@@ -385,6 +403,7 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - run: test "${{ needs.call.outputs.greeting }}" = "hello keel" && echo "reusable-ok"
+      - run: test "${{ needs.call.outputs.deep }}" = "level 2 inherited" && echo "nested-ok"
   produce:
     runs-on: ubuntu-latest
     steps:
@@ -437,7 +456,14 @@ jobs:
     outputs:
       greeting:
         value: ${{ jobs.inner.outputs.g }}
+      deep:
+        value: ${{ jobs.deeper.outputs.level }}
 jobs:
+  deeper:
+    uses: ./.github/workflows/nested.yml
+    with:
+      n: 2
+    secrets: inherit
   inner:
     runs-on: ubuntu-latest
     outputs:
@@ -468,6 +494,28 @@ runs:
       run: echo "said=${{ inputs.greeting }} ${{ inputs.name }}" >> "$GITHUB_OUTPUT"
 "#,
         ),
+        (
+            ".github/workflows/nested.yml",
+            r#"on:
+  workflow_call:
+    inputs:
+      n:
+        type: number
+    outputs:
+      level:
+        value: ${{ jobs.leaf.outputs.l }}
+jobs:
+  leaf:
+    runs-on: ubuntu-latest
+    outputs:
+      l: ${{ steps.s.outputs.l }}
+    steps:
+      - id: s
+        run: |
+          test "${{ secrets.pass }}" = pw && seen=inherited
+          echo "l=level ${{ inputs.n }} $seen" >> "$GITHUB_OUTPUT"
+"#,
+        ),
         ("data.txt", "data\n"),
     ]);
     let k = Keel::new();
@@ -476,6 +524,7 @@ runs:
     assert!(o.status.success(), "{out}");
     for want in [
         "reusable-ok",
+        "nested-ok",
         "composite-ok",
         "artifacts-ok",
         "hit=false",
@@ -534,6 +583,16 @@ fn approvals_wait_then_approve_or_reject() {
     }
     let err = k.fails(&["ci", "approve", "1", "deploy"]);
     assert!(err.contains("not waiting"), "{err}");
+    // Unprotected, the environment needs no approval.
+    k.ok(&["ci", "environment", "unprotect", "production"]);
+    assert_eq!(k.ok(&["ci", "environment", "list"]).trim(), "");
+    let o = ci(&k, &repo, &[]);
+    assert!(
+        o.status.success() && text(&o).contains("deployed-"),
+        "{}",
+        text(&o)
+    );
+    assert!(!run_dir(&k, 3).join("approvals/deploy.waiting").exists());
 }
 
 #[test]
@@ -553,8 +612,7 @@ fn concurrency_cancel_in_progress() {
         "first run was not cancelled"
     );
     assert!(!o1.status.success(), "{}", text(&o1));
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir(&k, 1).join("run.json")).unwrap()).unwrap();
+    let rec = record(&k, 1);
     assert_eq!(rec["conclusion"], "cancelled");
     // The second run then holds the group; its cancel file stops it.
     wait_for(&run_dir(&k, 2).join("logs/slow.log"), "started");
@@ -678,20 +736,7 @@ fn watch_runs_each_new_commit_and_a_revert_redeploys() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .arg("-C")
-            .arg(repo.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
+    let git = |args: &[&str]| repo.git(args);
     let wait_run = |n: u32| -> String {
         let t = Instant::now();
         loop {
@@ -822,6 +867,21 @@ jobs:
         out.rfind("post: state").unwrap() > out.find("checkout-path-ok").unwrap(),
         "{out}"
     );
+    // setup-go and setup-node use the installed toolchains; a version that
+    // is not installed fails the step clearly.
+    let repo = Repo::new(&[(
+        ".github/workflows/s.yml",
+        "on: push\njobs:\n  s:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/setup-go@v5\n        id: go\n      - run: go version && echo \"setup-go ${{ steps.go.outputs.go-version }}\"\n      - uses: actions/setup-node@v4\n        with:\n          node-version: '8'\n      - run: echo never-here\n",
+    )]);
+    let o = ci(&k, &repo, &[]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("setup-go 1."), "{out}");
+    assert!(
+        out.contains("actions/setup-node: node-version 8 was asked for, the installed node is")
+            && !out.contains("| never-here"),
+        "{out}"
+    );
     // A remote action not in the cache fails clearly.
     let repo = Repo::new(&[(
         ".github/workflows/b.yml",
@@ -862,8 +922,7 @@ fn ctrl_c_cancels_the_run_and_its_steps() {
         "Ctrl-C did not stop the run"
     );
     assert!(!o.status.success());
-    let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run_dir(&k, 1).join("run.json")).unwrap()).unwrap();
+    let rec = record(&k, 1);
     assert_eq!(rec["conclusion"], "cancelled");
     std::thread::sleep(Duration::from_secs(1));
     assert!(
@@ -892,5 +951,236 @@ fn job_timeout_minutes_fails_the_job() {
     assert!(
         logs.contains("Run sleep 20") && !logs.contains("always-ran"),
         "step filter: {logs}"
+    );
+}
+
+#[test]
+fn strategy_max_parallel_fail_fast_and_job_continue_on_error() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let wf = format!(
+        r"on: push
+jobs:
+  serial:
+    runs-on: ubuntu-latest
+    strategy:
+      max-parallel: 1
+      matrix:
+        i: [1, 2, 3]
+    steps:
+      - run: echo start-${{{{ matrix.i }}}} >> {0}; sleep 0.3; echo end-${{{{ matrix.i }}}} >> {0}
+  fast:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        i: [fails, slow]
+    steps:
+      - run: if [ ${{{{ matrix.i }}}} = fails ]; then sleep 0.5; exit 1; fi; echo slow-started; sleep 30; echo slow-finished
+  patient:
+    runs-on: ubuntu-latest
+    strategy:
+      fail-fast: false
+      matrix:
+        i: [fails, slow]
+    steps:
+      - run: if [ ${{{{ matrix.i }}}} = fails ]; then exit 1; fi; sleep 1; echo patient-slow-finished
+",
+        log.path().display()
+    );
+    let repo = Repo::new(&[(".github/workflows/s.yml", &wf)]);
+    let k = Keel::new();
+    let t = Instant::now();
+    let o = ci(&k, &repo, &[]);
+    let out = text(&o);
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "fail-fast did not cancel the slow instance: {out}"
+    );
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    // max-parallel 1: each instance ends before the next starts.
+    let order: Vec<String> = std::fs::read_to_string(log.path())
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(order.len(), 6, "{order:?}");
+    for pair in order.chunks(2) {
+        assert_eq!(
+            pair[0].replace("start", "end"),
+            pair[1],
+            "instances overlapped: {order:?}"
+        );
+    }
+    assert!(
+        out.contains("slow-started") && !out.contains("| slow-finished"),
+        "{out}"
+    );
+    assert!(
+        out.contains("patient-slow-finished"),
+        "fail-fast: false: {out}"
+    );
+    let rec = record(&k, 1);
+    let results: Vec<(String, String)> = rec["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["name"].as_str().unwrap_or_default().to_string(),
+                j["result"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let result = |name: &str| {
+        results.iter().find(|(n, _)| n == name).map_or_else(
+            || panic!("no job {name} in {results:?}"),
+            |(_, r)| r.as_str(),
+        )
+    };
+    assert_eq!(result("fast (slow)"), "cancelled", "{results:?}");
+    assert_eq!(result("patient (slow)"), "success", "{results:?}");
+
+    // A job with continue-on-error fails without failing the workflow (a
+    // regression: the run concluded failure and exited 1); what needs it
+    // runs and sees success, as on GitHub.
+    let repo = Repo::new(&[(
+        ".github/workflows/c.yml",
+        "on: push\njobs:\n  allowed:\n    runs-on: ubuntu-latest\n    continue-on-error: true\n    steps:\n      - run: exit 1\n  after:\n    needs: allowed\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"after ran, allowed was ${{ needs.allowed.result }}\"\n",
+    )]);
+    let o = ci(&k, &repo, &[]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("after ran, allowed was success"), "{out}");
+    let view = k.ok(&["ci", "view", "2"]);
+    assert!(
+        view.contains("✗ allowed failure"),
+        "the job itself failed: {view}"
+    );
+}
+
+#[test]
+fn act_flags_secrets_from_env_and_files_vars_env_and_artifact_dir() {
+    let repo = Repo::new(&[(
+        ".github/workflows/f.yml",
+        r#"on: push
+jobs:
+  f:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          test "${{ secrets.FROM_ENV }}" = from-env-secret
+          test "${{ vars.LEVEL }}" = high && test "${{ vars.FILEVAR }}" = file
+          test "$EXTRA" = extra && test "$FILEENV" = fileenv
+          echo "secret ${{ secrets.FROM_FILE }} and $FROM_ENV_COPY"
+          echo data > a.txt
+        env:
+          FROM_ENV_COPY: ${{ secrets.FROM_ENV }}
+      - uses: actions/upload-artifact@v4
+        with:
+          name: art
+          path: a.txt
+"#,
+    )]);
+    let files = tempfile::tempdir().unwrap();
+    let f = |name: &str, body: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_string_lossy().to_string()
+    };
+    let (secret_file, var_file, env_file) = (
+        f(
+            "secrets",
+            "# act's .secrets format\nFROM_FILE=\"file-secret\"\n",
+        ),
+        f("vars", "FILEVAR=file\n"),
+        f("env", "export FILEENV=fileenv\n"),
+    );
+    let artifacts = files.path().join("artifacts");
+    let k = Keel::new();
+    let mut c = k.cmd();
+    let o = c
+        .args(["ci", "run", "-C"])
+        .arg(repo.path())
+        .args(["-P", "ubuntu-latest=-self-hosted", "-s", "FROM_ENV"])
+        .args(["--secret-file", &secret_file, "--var", "LEVEL=high"])
+        .args(["--var-file", &var_file, "--env", "EXTRA=extra"])
+        .args(["--env-file", &env_file, "--artifact-dir"])
+        .arg(&artifacts)
+        .env("FROM_ENV", "from-env-secret")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("secret *** and ***"), "{out}");
+    assert!(
+        !out.contains("file-secret") && !out.contains("from-env-secret"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("1/art/a.txt")).unwrap(),
+        "data\n"
+    );
+    // -s NAME with NAME unset: one clear line, nothing runs.
+    let err = k.fails(&[
+        "ci",
+        "run",
+        "-C",
+        repo.path().to_str().unwrap(),
+        "-s",
+        "KEEL_TEST_UNSET_SECRET",
+    ]);
+    assert!(
+        err.contains("secret KEEL_TEST_UNSET_SECRET: not set in the environment"),
+        "{err}"
+    );
+}
+
+#[test]
+fn checkout_fetch_depth_and_submodules_offline() {
+    // A submodule whose URL is on GitHub (unreachable offline): checkout
+    // takes it from the local repository's own checkout of it.
+    let sub = Repo::new(&[("sub.txt", "sub\n")]);
+    let repo = Repo::new(&[(
+        ".github/workflows/c.yml",
+        r#"on: push
+jobs:
+  c:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          path: full
+          fetch-depth: 0
+          submodules: true
+      - run: test "$(git -C full rev-list --count HEAD)" = 2 && test "$(cat full/lib/sub.txt)" = sub && echo full-ok
+      - uses: actions/checkout@v4
+        with:
+          path: shallow
+      - run: test "$(git -C shallow rev-list --count HEAD)" = 1 && test ! -e shallow/lib/sub.txt && echo shallow-ok
+"#,
+    )]);
+    repo.git(&[
+        "submodule",
+        "add",
+        "-q",
+        sub.path().to_str().unwrap(),
+        "lib",
+    ]);
+    repo.git(&[
+        "config",
+        "-f",
+        ".gitmodules",
+        "submodule.lib.url",
+        "https://github.com/example/sub.git",
+    ]);
+    repo.git(&["add", ".gitmodules"]);
+    repo.git(&["commit", "-qm", "submodule"]);
+    let k = Keel::new();
+    let o = ci(&k, &repo, &[]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("full-ok") && out.contains("shallow-ok"),
+        "{out}"
     );
 }

@@ -2,13 +2,13 @@
 //! busybox image for `runs-on` labels without a platform, `container:` job
 //! containers, `services:` on a per-job network (by name from a container
 //! job, on a published 127.0.0.1 port from a host job), `docker://` steps;
-//! nothing is left behind.
+//! images the root lacks are pulled; nothing is left behind.
 
 mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{Keel, free_port};
+use common::{Keel, PruneNetworks, Registry, free_port};
 
 fn repo(workflow: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
@@ -67,6 +67,23 @@ fn repo(workflow: &str) -> tempfile::TempDir {
         );
     }
     dir
+}
+
+/// `keel ci run` in `dir` with `-P` mappings; asserts success, returns the output.
+fn ci_run(k: &Keel, dir: &std::path::Path, platforms: &[&str]) -> String {
+    let mut c = k.cmd();
+    c.args(["ci", "run", "-C"]).arg(dir);
+    for p in platforms {
+        c.args(["-P", p]);
+    }
+    let o = c.stdin(Stdio::null()).output().unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    out
 }
 
 /// One container test at a time: each takes a bridge subnet from the host's pools.
@@ -134,21 +151,9 @@ jobs:
     );
     let dir = repo(&wf);
     let k = Keel::new();
+    let _prune = PruneNetworks(&k);
     k.seed_busybox();
-    let o = k
-        .cmd()
-        .args(["ci", "run", "-C"])
-        .arg(dir.path())
-        .args(["-P", "self-hosted=-self-hosted"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{out}");
+    let out = ci_run(&k, dir.path(), &["self-hosted=-self-hosted"]);
     for want in [
         "in busybox as 0",
         "env file ok",
@@ -169,7 +174,71 @@ jobs:
     assert!(ps.trim().is_empty(), "containers left: {ps}");
     let nets = k.ok(&["network", "ls"]);
     assert!(!nets.contains("keel-ci-"), "networks left: {nets}");
-    // The root's default bridge and its NAT rules live in the host's
-    // namespace and would outlive the temporary root.
-    k.ok(&["network", "prune", "-f"]);
+}
+
+#[test]
+fn images_missing_from_the_root_are_pulled() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Another root pushes busybox under three tags; the run's root has no
+    // image at all, so the job container, the service and the docker://
+    // step each pull theirs (one after the other: `needs`).
+    let registry = Registry::start();
+    let image = format!("{}/ci/busybox", registry.host());
+    let pusher = Keel::new();
+    let _prune_pusher = PruneNetworks(&pusher);
+    pusher.seed_busybox();
+    for t in ["job", "service", "step"] {
+        pusher.ok(&["tag", "busybox", &format!("{image}:{t}")]);
+        pusher.ok(&["push", &format!("{image}:{t}")]);
+    }
+    let wf = format!(
+        r#"on: push
+jobs:
+  job-container:
+    runs-on: from-registry
+    steps:
+      - run: echo "job container from the registry $(cat /etc/hostname)"
+  service:
+    needs: job-container
+    runs-on: self-hosted
+    services:
+      web:
+        image: {image}:service
+        command: httpd -f -p 8080 -h /etc
+    steps:
+      - run: echo service-started
+  step:
+    needs: service
+    runs-on: self-hosted
+    steps:
+      - uses: docker://{image}:step
+        with:
+          args: echo from-pulled-docker-step
+"#
+    );
+    let dir = repo(&wf);
+    let k = Keel::new();
+    let _prune = PruneNetworks(&k);
+    let out = ci_run(
+        &k,
+        dir.path(),
+        &[
+            &format!("from-registry={image}:job"),
+            "self-hosted=-self-hosted",
+        ],
+    );
+    for want in [
+        "job container from the registry",
+        "service-started",
+        "from-pulled-docker-step",
+    ] {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    let images = k.ok(&["images"]);
+    for t in ["job", "service", "step"] {
+        assert!(images.contains(t), "{t} not pulled: {images}");
+    }
+    assert!(k.ok(&["ps", "-a", "-q"]).trim().is_empty());
 }

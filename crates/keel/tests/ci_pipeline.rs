@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Keel, Registry};
+use common::{Keel, PruneNetworks, Registry};
 use server_common::KeelServer;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -89,6 +89,7 @@ fn example_pipeline_runs_offline_with_an_approval_for_production() {
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     let k = Keel::new();
+    let _prune = PruneNetworks(&k);
     k.seed_busybox();
     k.ok(&["ci", "environment", "protect", "production"]);
     let keel_dir = Path::new(env!("CARGO_BIN_EXE_keel"))

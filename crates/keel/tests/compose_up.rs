@@ -610,6 +610,32 @@ fn external_network_must_exist() {
     p.k.ok(&["network", "rm", &ext]);
 }
 
+/// The engine's typed error reaches the user with its hint: the compose
+/// seam once flattened it to a string and the hint was lost.
+#[test]
+fn an_engine_failure_keeps_its_hint() {
+    let p = Project::new("profiles");
+    std::fs::write(
+        p.dir.path().join("compose.yaml"),
+        "services:\n  app:\n    image: busybox\n    user: ghost\n    command: [sleep, '3600']\n",
+    )
+    .unwrap();
+    let o = p.compose(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    let line = p.fails(&["up", "-d"]);
+    assert!(
+        line.starts_with(&format!("error: creating container {}-app-1: ", p.name))
+            && line.contains("ghost"),
+        "{line}"
+    );
+    assert!(
+        err.contains("\nhint: use a name from the image's /etc/passwd, or a numeric uid[:gid]"),
+        "{err}"
+    );
+    p.ok(&["down", "-t", "0"]);
+}
+
 #[test]
 fn bad_input_is_one_line_with_file_and_path_and_starts_nothing() {
     let p = Project::new("bad");

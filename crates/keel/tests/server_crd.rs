@@ -9,9 +9,9 @@
 #[path = "server_common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{KeelServer, kubectls};
+use common::{KeelServer, conformance, kubectls};
 
 const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -54,25 +54,6 @@ spec:
                     type: {type: string}
                     status: {type: string}
 "#;
-
-fn conformance(sub: &str) -> PathBuf {
-    let dir = std::env::var_os("KEEL_CONFORMANCE").map_or_else(
-        || {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared/conformance").join(sub))
-                .find(|d| d.is_dir())
-                .unwrap_or_else(|| PathBuf::from("../shared/conformance").join(sub))
-        },
-        |c| PathBuf::from(c).join(sub),
-    );
-    assert!(
-        dir.is_dir(),
-        "conformance data missing at {} (set KEEL_CONFORMANCE)",
-        dir.display()
-    );
-    dir
-}
 
 fn widget(name: &str, spec: &str) -> String {
     format!(

@@ -46,6 +46,12 @@ impl DeleteOptions {
     pub(crate) fn from_request(ctx: &Ctx) -> Result<Self, Fail> {
         let body = if ctx.body.is_empty() {
             json!({})
+        } else if ctx
+            .content_type
+            .contains("application/vnd.kubernetes.protobuf")
+        {
+            crate::proto::decode(&ctx.body)
+                .map_err(|e| Fail::bad_request(format!("invalid DeleteOptions: {e}")))?
         } else {
             serde_json::from_slice(&ctx.body)
                 .map_err(|e| Fail::bad_request(format!("invalid DeleteOptions: {e}")))?
@@ -170,8 +176,21 @@ pub(crate) async fn delete(
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<Value, Fail> {
-    for _ in 0..16 {
+    for attempt in 0..16 {
         let (kv, mut obj) = get_current(state, r, ns, name).await?;
+        if attempt == 0 {
+            let hook = crate::webhook::Request {
+                r,
+                sub: None,
+                op: "DELETE",
+                name,
+                namespace: ns,
+                old: Some(&obj),
+                dry_run: opts.dry_run,
+            };
+            let ns_obj = crate::webhook::namespace_of(state, ns).await;
+            crate::webhook::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
+        }
         if opts
             .precondition_rv
             .as_ref()

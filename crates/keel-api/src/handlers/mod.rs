@@ -118,7 +118,7 @@ fn now() -> String {
         .to_string()
 }
 
-fn new_uid() -> String {
+pub(crate) fn new_uid() -> String {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);

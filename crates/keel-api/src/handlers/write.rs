@@ -42,12 +42,14 @@ pub(crate) async fn create(
     let ns = meta(&obj, "namespace")
         .and_then(Value::as_str)
         .map(String::from);
+    let mut ns_obj = None;
     if r.namespaced {
         let ns = ns.as_deref().unwrap_or("default");
         let nsr = namespaces();
         match state.store.get(&nsr.key(None, ns)).await {
             Ok(Some(kv)) => {
                 let nso = decode(state, &kv, kv.mod_revision)?;
+                ns_obj = Some(nso.clone());
                 if meta(&nso, "deletionTimestamp").is_some() {
                     return Err(Fail::new(
                         403,
@@ -97,6 +99,18 @@ pub(crate) async fn create(
         crate::crd::apply_defaults(&mut obj);
         crate::crd::add_finalizer(&mut obj);
     }
+    crate::admission::admit(state, r, &mut obj, ns.as_deref()).await?;
+    let hook = crate::webhook::Request {
+        r,
+        sub: None,
+        op: "CREATE",
+        name: &name,
+        namespace: ns.as_deref().filter(|_| r.namespaced),
+        old: None,
+        dry_run: dry,
+    };
+    crate::webhook::mutate(state, &hook, &mut obj, ns_obj.as_ref()).await?;
+    crate::admission::validate(r, &name, &obj, ns_obj.as_ref())?;
     if r.kind == "Secret" {
         merge_string_data(&mut obj);
     }
@@ -108,6 +122,7 @@ pub(crate) async fn create(
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
+    crate::webhook::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
     let key = r.key(ns.as_deref(), &name);
     let bytes = encode(state, r, &key, &obj)?;
     if dry {
@@ -279,6 +294,18 @@ pub(super) async fn write_update(
         }
     };
     validate::apply_defaults(r.kind, &mut merged, &mut || next_cluster_ip(state));
+    let ns = meta(cur, "namespace").and_then(Value::as_str);
+    let hook = crate::webhook::Request {
+        r,
+        sub,
+        op: "UPDATE",
+        name: &name,
+        namespace: ns,
+        old: Some(cur),
+        dry_run: dry,
+    };
+    let ns_obj = crate::webhook::namespace_of(state, ns).await;
+    crate::webhook::mutate(state, &hook, &mut merged, ns_obj.as_ref()).await?;
     if r.kind == "Secret" {
         merge_string_data(&mut merged);
     }
@@ -311,6 +338,7 @@ pub(super) async fn write_update(
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
+    crate::webhook::validate(state, &hook, &merged, ns_obj.as_ref()).await?;
     set_meta(
         &mut merged,
         "resourceVersion",

@@ -135,6 +135,10 @@ pub fn start_services(
             _ => continue,
         };
         let name = format!("{net}-{id}");
+        if let Some(keel) = &opts.keel {
+            super::backend::ensure_image(keel, &opts.root, &image)
+                .map_err(|e| format!("service {id}: {e}"))?;
+        }
         let mut c = keel_cmd(opts)?;
         c.args([
             "run",
@@ -428,6 +432,7 @@ fn docker_run(
         .keel
         .clone()
         .ok_or("docker actions need the keel binary")?;
+    super::backend::ensure_image(&keel, &r.opts.root, image).map_err(|e| e.to_string())?;
     let files = r.command_files().map_err(|e| e.to_string())?;
     let penv = r.process_env(env, &files, &step.id, scope);
     let mut argv = vec![
@@ -704,15 +709,62 @@ fn checkout(r: &mut JobRunner, with: &[(String, String)]) -> StepResult {
         }
     }
     match get(with, "submodules") {
-        Some("true") => drop(git(&dest, &["submodule", "update", "--init"])?),
-        Some("recursive") => drop(git(
-            &dest,
-            &["submodule", "update", "--init", "--recursive"],
-        )?),
+        Some("true") => submodules(&src, &dest, false)?,
+        Some("recursive") => submodules(&src, &dest, true)?,
         _ => {}
     }
     let sha = git(&dest, &["rev-parse", "HEAD"])?.trim().to_string();
     Ok((true, vec![("ref".into(), want), ("commit".into(), sha)]))
+}
+
+/// `submodules:` offline: a submodule the local repository has checked out
+/// is fetched from that checkout (its URL is usually a remote one), others
+/// from their URL; with `recursive`, the same one level down.
+fn submodules(src: &Path, dest: &Path, recursive: bool) -> Result<(), String> {
+    let paths = git(
+        dest,
+        &[
+            "config",
+            "-f",
+            ".gitmodules",
+            "--get-regexp",
+            r"^submodule\..*\.path$",
+        ],
+    )
+    .unwrap_or_default();
+    for line in paths.lines() {
+        let Some((key, path)) = line.split_once(' ') else {
+            continue;
+        };
+        let name = &key["submodule.".len()..key.len() - ".path".len()];
+        let local = src.join(path);
+        if local.join(".git").exists() {
+            git(
+                dest,
+                &[
+                    "config",
+                    &format!("submodule.{name}.url"),
+                    &local.to_string_lossy(),
+                ],
+            )?;
+        }
+        git(
+            dest,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "update",
+                "--init",
+                "--",
+                path,
+            ],
+        )?;
+        if recursive {
+            submodules(&local, &dest.join(path), true)?;
+        }
+    }
+    Ok(())
 }
 
 fn resolve_path(r: &JobRunner, p: &str) -> PathBuf {

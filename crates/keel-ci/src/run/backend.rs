@@ -204,6 +204,37 @@ pub fn which(program: &str, path: &str) -> Option<PathBuf> {
         })
 }
 
+/// Pulls `image` into the root when it is not there (as `docker run` and
+/// act do); an image already present is used as it is, offline.
+pub fn ensure_image(keel: &Path, root: &Path, image: &str) -> std::io::Result<()> {
+    let have = Command::new(keel)
+        .arg("--root")
+        .arg(root)
+        .args(["image", "inspect", image])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success();
+    if have {
+        return Ok(());
+    }
+    let out = Command::new(keel)
+        .arg("--root")
+        .arg(root)
+        .args(["pull", "-q", image])
+        .stdin(Stdio::null())
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "pulling {image}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 /// A job container started with `keel run -d`, steps run with `keel exec`.
 #[derive(Debug)]
 pub struct ContainerBackend {
@@ -251,7 +282,12 @@ impl ContainerBackend {
         }
         cmd.args(options);
         cmd.args(["--entrypoint", "", image, "tail", "-f", "/dev/null"]);
-        let out = cmd.stdin(Stdio::null()).output()?;
+        let mut out = cmd.stdin(Stdio::null()).output()?;
+        // Pulled only when missing: a job on a present image pays nothing.
+        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no such image") {
+            ensure_image(keel, root, image)?;
+            out = cmd.output()?;
+        }
         if !out.status.success() {
             return Err(std::io::Error::other(format!(
                 "starting job container {image}: {}",

@@ -208,6 +208,9 @@ pub struct JobRecord {
     pub outputs: Vec<(String, String)>,
     pub environment: Option<String>,
     pub steps: Vec<StepRecord>,
+    /// The job's `continue-on-error` held: its failure does not fail the run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continue_on_error: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -120,9 +120,13 @@ fn chrono_now() -> String {
     secs.to_string()
 }
 
-/// Failure if any job failed, else cancelled if any was, else success.
+/// Failure if any job failed (a job with `continue-on-error` may fail
+/// without failing the run), else cancelled if any was, else success.
 pub fn overall(records: &[JobRecord]) -> Conclusion {
-    if records.iter().any(|r| r.result == Conclusion::Failure) {
+    if records
+        .iter()
+        .any(|r| r.result == Conclusion::Failure && !r.continue_on_error)
+    {
         Conclusion::Failure
     } else if records.iter().any(|r| r.result == Conclusion::Cancelled) {
         Conclusion::Cancelled
@@ -353,6 +357,7 @@ fn run_jobs(shared: &Shared) -> (Vec<JobRecord>, BTreeMap<String, Done>) {
                             outputs: outcome.outputs.clone(),
                             environment: outcome.environment.clone(),
                             steps: outcome.steps.clone(),
+                            continue_on_error: false,
                         };
                         let _ = tx.send(Msg::Instance {
                             job: id,
@@ -414,6 +419,9 @@ fn run_jobs(shared: &Shared) -> (Vec<JobRecord>, BTreeMap<String, Done>) {
                     outcome,
                     record,
                 } => {
+                    let mut record = record;
+                    record.continue_on_error =
+                        groups.get(&job).is_some_and(|g| g.continue_on_error);
                     records.push(record);
                     let finished = {
                         let g = groups.get_mut(&job).expect("running group");
@@ -499,6 +507,7 @@ fn not_run(shared: &Shared, job: &Job, result: Conclusion, error: Option<&str>) 
         outputs: Vec::new(),
         environment: None,
         steps: Vec::new(),
+        continue_on_error: false,
     }
 }
 
@@ -589,12 +598,20 @@ fn prepare(shared: &Shared, job: &Job, needs: &Object, done: &BTreeMap<String, D
         Ok(c) => c,
         Err(e) => return Prepared::Fail(format!("job {}: matrix: {e}", job.id)),
     };
+    // act's --matrix: a combination stays when, for each filtered key it
+    // has, its value is one of the values given for that key (so
+    // `--matrix node:8 --matrix node:8.x` keeps both).
     let combos: Vec<Object> = combos
         .into_iter()
         .filter(|c| {
-            opts.matrix_filter
-                .iter()
-                .all(|(k, v)| c.get(k).is_none_or(|x| x.coerce_string() == *v))
+            c.iter().all(|(k, x)| {
+                let mut allowed = opts
+                    .matrix_filter
+                    .iter()
+                    .filter(|(fk, _)| fk == k)
+                    .peekable();
+                allowed.peek().is_none() || allowed.any(|(_, v)| x.coerce_string() == *v)
+            })
         })
         .collect();
     let fail_fast = strategy.get("fail-fast").is_none_or(Value::is_truthy);

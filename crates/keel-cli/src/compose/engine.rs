@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use keel_compose::model::Build;
 use keel_compose::reconcile::{
-    self, Container, ContainerSpec, Engine, Health, LABEL_HASH, LABEL_NETWORK, LABEL_NUMBER,
-    LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, LABEL_VOLUME,
+    self, Container, ContainerSpec, Engine, EngineError, EngineResult, Health, LABEL_HASH,
+    LABEL_NETWORK, LABEL_NUMBER, LABEL_ONEOFF, LABEL_PROJECT, LABEL_SERVICE, LABEL_VOLUME,
 };
 use keel_runtime::engine::{self, CreateOptions};
 use keel_runtime::network::NetworkAttacher;
@@ -19,7 +19,33 @@ use keel_runtime::{
     Containers, HealthConfig, MountKind, MountSpec, PortSpec, RestartPolicy, Volumes, ids,
 };
 
+use crate::Hint;
 use crate::container::{hinted, network_attacher, start_one};
+
+/// A failure for keel-compose: keel's one-line message (the CLI's own
+/// renderer), the typed cause kept as its source, and the hint `crate::hints`
+/// attached, which `compose up` prints as keel prints any hint.
+fn engine_error(e: anyhow::Error) -> EngineError {
+    let hint = e.downcast_ref::<Hint>().map(|h| h.0.clone());
+    EngineError::new(line(&e)).with_hint(hint).with_source(e)
+}
+
+fn typed(e: impl std::error::Error + Send + Sync + 'static) -> EngineError {
+    engine_error(anyhow::Error::new(e))
+}
+
+fn runtime(e: keel_runtime::RuntimeError) -> EngineError {
+    engine_error(hinted(e))
+}
+
+fn net(e: keel_net::NetError) -> EngineError {
+    engine_error(crate::hints::net(e))
+}
+
+/// An I/O failure on `path`.
+fn at(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |e| engine_error(anyhow::Error::new(e).context(path.display().to_string()))
+}
 
 /// An error chain as one line, without the `error: ` prefix or hint.
 pub fn line(e: &anyhow::Error) -> String {
@@ -78,9 +104,9 @@ impl KeelEngine {
             ))
     }
 
-    fn info(&self, id: &str) -> Result<Container, String> {
-        let cfg = self.containers.config(id).map_err(|e| line(&hinted(e)))?;
-        let st = self.containers.state(id).map_err(|e| line(&hinted(e)))?;
+    fn info(&self, id: &str) -> EngineResult<Container> {
+        let cfg = self.containers.config(id).map_err(runtime)?;
+        let st = self.containers.state(id).map_err(runtime)?;
         let status = engine::effective_status(&self.containers, id);
         let running = status == keel_runtime::Status::Running;
         let health = st
@@ -161,7 +187,7 @@ impl KeelEngine {
                 continue;
             };
             if labels.get(LABEL_PROJECT).is_some_and(|p| p == project)
-                && self.network_exists(&name)?
+                && self.network_exists(&name).map_err(|e| e.to_string())?
             {
                 let key = labels
                     .get(LABEL_NETWORK)
@@ -318,40 +344,41 @@ fn is_not_found(e: &keel_oci::OciError) -> bool {
 }
 
 impl Engine for KeelEngine {
-    fn containers(&self, project: &str) -> Result<Vec<Container>, String> {
+    fn containers(&self, project: &str) -> EngineResult<Vec<Container>> {
         Ok(self
-            .all_project_containers()?
+            .all_project_containers()
+            .map_err(EngineError::from)?
             .into_iter()
             .filter(|c| c.labels.get(LABEL_PROJECT).is_some_and(|p| p == project))
             .collect())
     }
 
-    fn container(&self, id: &str) -> Result<Container, String> {
+    fn container(&self, id: &str) -> EngineResult<Container> {
         self.info(id)
     }
 
-    fn image_id(&self, image: &str) -> Result<Option<String>, String> {
-        let store = keel_oci::ImageStore::open(&self.root).map_err(|e| e.to_string())?;
+    fn image_id(&self, image: &str) -> EngineResult<Option<String>> {
+        let store = keel_oci::ImageStore::open(&self.root).map_err(typed)?;
         match store.resolve(image) {
             Ok(i) => Ok(Some(i.id().to_string())),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(typed(e)),
         }
     }
 
-    fn pull(&self, image: &str) -> Result<(), String> {
-        self.keel(&["pull".into(), image.into()], "pull")
+    fn pull(&self, image: &str) -> EngineResult<()> {
+        Ok(self.keel(&["pull".into(), image.into()], "pull")?)
     }
 
-    fn build(&self, image: &str, b: &Build) -> Result<(), String> {
+    fn build(&self, image: &str, b: &Build) -> EngineResult<()> {
         let mut args: Vec<String> = vec!["build".into(), "-t".into(), image.into()];
         for t in &b.tags {
             args.extend(["-t".into(), t.clone()]);
         }
         let inline;
         if let Some(text) = &b.dockerfile_inline {
-            inline = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-            std::fs::write(inline.path(), text).map_err(|e| e.to_string())?;
+            inline = tempfile::NamedTempFile::new().map_err(typed)?;
+            std::fs::write(inline.path(), text).map_err(typed)?;
             args.extend(["-f".into(), inline.path().display().to_string()]);
         } else if let Some(f) = &b.dockerfile {
             let p = Path::new(&b.context).join(f);
@@ -368,15 +395,15 @@ impl Engine for KeelEngine {
             args.extend(["--build-arg".into(), arg]);
         }
         args.push(b.context.clone());
-        self.keel(&args, "build")
+        Ok(self.keel(&args, "build")?)
     }
 
-    fn network_exists(&self, name: &str) -> Result<bool, String> {
-        let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
+    fn network_exists(&self, name: &str) -> EngineResult<bool> {
+        let nets = keel_net::Networks::open(&self.root).map_err(net)?;
         match nets.inspect(name) {
             Ok(_) => Ok(true),
             Err(keel_net::NetError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(net(e)),
         }
     }
 
@@ -385,46 +412,41 @@ impl Engine for KeelEngine {
         name: &str,
         subnet: Option<&str>,
         labels: &BTreeMap<String, String>,
-    ) -> Result<(), String> {
-        let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
-        nets.create(name, subnet)
-            .map(|_| ())
-            .map_err(|e| e.to_string())?;
+    ) -> EngineResult<()> {
+        let nets = keel_net::Networks::open(&self.root).map_err(net)?;
+        nets.create(name, subnet).map(|_| ()).map_err(net)?;
         let dir = self.network_labels_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(at(&dir))?;
         let p = dir.join(format!("{name}.json"));
-        let json = serde_json::to_vec(labels).map_err(|e| e.to_string())?;
-        std::fs::write(&p, json).map_err(|e| format!("{}: {e}", p.display()))
+        let json = serde_json::to_vec(labels).map_err(typed)?;
+        std::fs::write(&p, json).map_err(at(&p))
     }
 
-    fn remove_network(&self, name: &str) -> Result<(), String> {
-        let nets = keel_net::Networks::open(&self.root).map_err(|e| e.to_string())?;
-        crate::network::remove_network(&self.root, &nets, name).map_err(|e| e.to_string())?;
-        match std::fs::remove_file(self.network_labels_dir().join(format!("{name}.json"))) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+    fn remove_network(&self, name: &str) -> EngineResult<()> {
+        let nets = keel_net::Networks::open(&self.root).map_err(net)?;
+        crate::network::remove_network(&self.root, &nets, name).map_err(net)?;
+        let p = self.network_labels_dir().join(format!("{name}.json"));
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(at(&p)(e)),
             _ => Ok(()),
         }
     }
 
-    fn volume_exists(&self, name: &str) -> Result<bool, String> {
-        let v = Volumes::open(&self.root).map_err(|e| e.to_string())?;
-        Ok(v.list()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .any(|x| x.name == name))
+    fn volume_exists(&self, name: &str) -> EngineResult<bool> {
+        let v = Volumes::open(&self.root).map_err(runtime)?;
+        Ok(v.list().map_err(runtime)?.iter().any(|x| x.name == name))
     }
 
-    fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
-        let v = Volumes::open(&self.root).map_err(|e| e.to_string())?;
+    fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> EngineResult<()> {
+        let v = Volumes::open(&self.root).map_err(runtime)?;
         v.create(name, labels.clone(), false)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(runtime)
     }
 
-    fn remove_volume(&self, name: &str) -> Result<(), String> {
-        let v = Volumes::open(&self.root).map_err(|e| e.to_string())?;
-        v.remove(&self.containers, name, false)
-            .map_err(|e| e.to_string())
+    fn remove_volume(&self, name: &str) -> EngineResult<()> {
+        let v = Volumes::open(&self.root).map_err(runtime)?;
+        v.remove(&self.containers, name, false).map_err(runtime)
     }
 
     fn write_project_file(
@@ -432,60 +454,58 @@ impl Engine for KeelEngine {
         project: &str,
         name: &str,
         content: &[u8],
-    ) -> Result<PathBuf, String> {
+    ) -> EngineResult<PathBuf> {
         let dir = self.project_dir(project);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(at(&dir))?;
         let p = dir.join(name);
-        std::fs::write(&p, content).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(&p, content).map_err(at(&p))?;
         Ok(p)
     }
 
-    fn remove_project_files(&self, project: &str) -> Result<(), String> {
-        match std::fs::remove_dir_all(self.project_dir(project)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+    fn remove_project_files(&self, project: &str) -> EngineResult<()> {
+        let dir = self.project_dir(project);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(at(&dir)(e)),
             _ => Ok(()),
         }
     }
 
-    fn create(&self, spec: &ContainerSpec) -> Result<String, String> {
+    fn create(&self, spec: &ContainerSpec) -> EngineResult<String> {
         let o = create_options(spec)?;
         engine::create(&self.root, &o)
             .map(|c| c.id)
-            .map_err(|e| line(&hinted(e)))
+            .map_err(runtime)
     }
 
-    fn start(&self, id: &str) -> Result<(), String> {
-        start_one(&self.root, &self.containers, id).map_err(|e| line(&e))
+    fn start(&self, id: &str) -> EngineResult<()> {
+        start_one(&self.root, &self.containers, id).map_err(engine_error)
     }
 
-    fn stop(&self, id: &str, timeout: Option<u32>) -> Result<(), String> {
-        engine::stop(&self.containers, id, timeout, None).map_err(|e| line(&hinted(e)))
+    fn stop(&self, id: &str, timeout: Option<u32>) -> EngineResult<()> {
+        engine::stop(&self.containers, id, timeout, None).map_err(runtime)
     }
 
-    fn stop_many(&self, ids: &[String], timeout: Option<u32>) -> Vec<Result<(), String>> {
+    fn stop_many(&self, ids: &[String], timeout: Option<u32>) -> Vec<EngineResult<()>> {
         let containers = &self.containers;
         std::thread::scope(|s| {
             let handles: Vec<_> = ids
                 .iter()
                 .map(|id| {
-                    s.spawn(move || {
-                        engine::stop(containers, id, timeout, None).map_err(|e| line(&hinted(e)))
-                    })
+                    s.spawn(move || engine::stop(containers, id, timeout, None).map_err(runtime))
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
                     h.join()
-                        .unwrap_or_else(|_| Err("stopping thread panicked".to_string()))
+                        .unwrap_or_else(|_| Err("stopping thread panicked".into()))
                 })
                 .collect()
         })
     }
 
-    fn remove(&self, id: &str, volumes: bool) -> Result<(), String> {
-        engine::remove(&self.containers, id, true, volumes, self.net.as_ref())
-            .map_err(|e| line(&hinted(e)))
+    fn remove(&self, id: &str, volumes: bool) -> EngineResult<()> {
+        engine::remove(&self.containers, id, true, volumes, self.net.as_ref()).map_err(runtime)
     }
 
     fn sleep(&self, d: Duration) {

@@ -88,12 +88,15 @@ fn reconcile_error(e: ReconcileError) -> anyhow::Error {
         ReconcileError::NoSuchService(_) => {
             Some("`keel compose config --services` lists the services".to_string())
         }
+        // The engine's own hint (crate::hints), e.g. for a missing image.
+        ReconcileError::Engine { source, .. } => source.hint().map(str::to_string),
         _ => None,
     };
-    let msg = e.to_string();
+    // The typed chain stays (the engine's cause under ReconcileError).
+    let e = anyhow::Error::new(e);
     match hint {
-        Some(h) => anyhow::Error::new(Hint::new(h)).context(msg),
-        None => anyhow::anyhow!(msg),
+        Some(h) => e.context(Hint::new(h)),
+        None => e,
     }
 }
 

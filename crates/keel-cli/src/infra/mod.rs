@@ -14,6 +14,7 @@ mod diag;
 mod flags;
 mod inputs;
 mod state_cmds;
+mod ui_json;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
@@ -367,7 +368,10 @@ impl Ctx {
         };
         let mut lock = Self::lock(&f, &l, "OperationTypePlan")?;
         let prior = Self::read_state(&mut lock, &l)?;
-        print_refreshing(&prior, &l, &opts);
+        let json = f.flag("json", false);
+        if !json {
+            print_refreshing(&prior, &l, &opts);
+        }
         let plan = match keel_infra::plan::plan(
             &l.module,
             &l.graph,
@@ -379,23 +383,30 @@ impl Ctx {
             Ok(p) => p,
             Err(d) => return Ok(fail(&l.sources, &d, no_color)),
         };
-        print!("{}", keel_infra::render::plan_text(&plan));
+        if json {
+            ui_json::plan(&plan, opts.refresh && !opts.destroy);
+        } else {
+            print!("{}", keel_infra::render::plan_text(&plan));
+        }
         if let Some(out) = f.get("out") {
-            let saved = saved_plan(&plan, &opts);
+            let mut saved = saved_plan(&plan, &opts);
+            // What `show -json PLANFILE` prints: terraform's JSON plan.
+            saved["plan_json"] =
+                keel_infra::plan_json::plan_json(&l.module, &plan, &prior, &l.providers);
             std::fs::write(self.dir.join(out), serde_json::to_vec_pretty(&saved)?)
                 .with_context(|| format!("writing plan {out}"))?;
+            if json {
+                return Ok(detailed(&f, &plan));
+            }
             println!(
                 "\n─────────────────────────────────────────────────────────────────────────────\n\nSaved the plan to: {out}\n\nTo perform exactly these actions, run the following command to apply:\n    keel infra apply {out:?}"
             );
-        } else if plan.has_changes() {
+        } else if plan.has_changes() && !json {
             println!(
                 "\n─────────────────────────────────────────────────────────────────────────────\n\nNote: You didn't use the -out option to save this plan, so Terraform can't\nguarantee to take exactly these actions if you run \"terraform apply\" now."
             );
         }
-        if f.flag("detailed-exitcode", false) && plan.has_changes() {
-            return Ok(ExitCode::from(2));
-        }
-        Ok(ExitCode::SUCCESS)
+        Ok(detailed(&f, &plan))
     }
 
     fn apply_cmd(&self, rest: &[String], destroy: bool) -> Result<ExitCode> {
@@ -943,6 +954,15 @@ fn diag_json(d: &keel_hcl::Diagnostic) -> serde_json::Value {
         j["range"] = serde_json::json!({"filename": r.filename.to_string(), "start": pos(&r.start), "end": pos(&r.end)});
     }
     j
+}
+
+/// Plan's exit code: 2 for pending changes under `-detailed-exitcode`.
+fn detailed(f: &Flags, plan: &Plan) -> ExitCode {
+    if f.flag("detailed-exitcode", false) && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// A saved plan: what `apply PLANFILE` needs to redo and check it.

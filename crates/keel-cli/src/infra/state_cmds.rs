@@ -164,7 +164,12 @@ pub(super) fn show(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
         let j: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{p} is neither a state nor a plan file"))?;
         if f.flag("json", false) {
-            println!("{}", serde_json::to_string(&j)?);
+            let Some(pj) = j.get("plan_json") else {
+                bail!(
+                    "{p} was saved by an older keel without terraform's JSON plan; run plan -out again"
+                );
+            };
+            println!("{}", serde_json::to_string(pj)?);
         } else {
             for c in j["changes"].as_array().into_iter().flatten() {
                 println!("{}", c.as_str().unwrap_or_default());
@@ -178,7 +183,13 @@ pub(super) fn show(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
 
 fn show_state(s: &StateFile, json: bool) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string(&state_json(s))?);
+        println!(
+            "{}",
+            serde_json::to_string(&keel_infra::plan_json::state_json(
+                s,
+                &keel_infra::providers::Providers::builtin()
+            ))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if s.resources.is_empty() && s.outputs.is_empty() {
@@ -194,71 +205,6 @@ fn show_state(s: &StateFile, json: bool) -> Result<ExitCode> {
         print!("{}", keel_infra::render::outputs_text(&outs));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `show -json` of a state: terraform's `values.root_module` shape.
-pub(super) fn state_json(s: &StateFile) -> serde_json::Value {
-    let providers = keel_infra::providers::Providers::builtin();
-    let mut modules: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
-        std::collections::BTreeMap::new();
-    for (addr, r, i) in instances(s) {
-        let mode = if r.mode == "data" {
-            Mode::Data
-        } else {
-            Mode::Managed
-        };
-        let v = keel_infra::apply::state_value(&providers, i, &r.ty, mode);
-        let values = v
-            .as_ref()
-            .map_or_else(|| i.attributes.clone(), keel_hcl::render::to_json);
-        let mut j = serde_json::json!({
-            "address": addr,
-            "mode": r.mode,
-            "type": r.ty,
-            "name": r.name,
-            "provider_name": r.provider.trim_start_matches("provider[\"").split('"').next().unwrap_or_default(),
-            "schema_version": i.schema_version,
-            "values": values,
-            "sensitive_values": {},
-        });
-        if let Some(k) = &i.index_key {
-            j["index"] = k.clone();
-        }
-        if !i.dependencies.is_empty() {
-            j["depends_on"] = serde_json::json!(i.dependencies);
-        }
-        modules
-            .entry(r.module.clone().unwrap_or_default())
-            .or_default()
-            .push(j);
-    }
-    let root = modules.remove("").unwrap_or_default();
-    let children: Vec<serde_json::Value> = modules
-        .into_iter()
-        .map(|(m, rs)| serde_json::json!({"resources": rs, "address": m}))
-        .collect();
-    let mut rm = serde_json::json!({});
-    if !root.is_empty() {
-        rm["resources"] = serde_json::json!(root);
-    }
-    if !children.is_empty() {
-        rm["child_modules"] = serde_json::json!(children);
-    }
-    let outputs: serde_json::Map<String, serde_json::Value> = s
-        .outputs
-        .iter()
-        .map(|(k, o)| {
-            (
-                k.clone(),
-                serde_json::json!({"sensitive": o.sensitive, "value": o.value, "type": o.ty}),
-            )
-        })
-        .collect();
-    let mut values = serde_json::json!({"root_module": rm});
-    if !outputs.is_empty() {
-        values["outputs"] = serde_json::Value::Object(outputs);
-    }
-    serde_json::json!({"format_version": "1.0", "terraform_version": s.terraform_version, "values": values})
 }
 
 pub(super) fn state(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
@@ -448,6 +394,9 @@ fn state_mv(s: &mut StateFile, args: &[String]) -> Result<usize> {
 
 pub(super) fn workspace(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
     let any = ctx.backend()?;
+    if let super::backends::AnyBackend::K8s(k) = &any {
+        return k8s_workspace(ctx, k, rest);
+    }
     let b = any.local()?;
     let f = Flags::parse(
         rest.get(1..).unwrap_or_default(),
@@ -478,6 +427,69 @@ pub(super) fn workspace(ctx: &Ctx, rest: &[String]) -> Result<ExitCode> {
             let name = f.args.first().context("workspace delete needs a name")?;
             b.delete_workspace(name, f.flag("force", false))?;
             println!("Deleted workspace {name:?}!");
+        }
+        _ => bail!("Usage: keel infra workspace <list|show|new|select|delete> [NAME]"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `workspace …` on the kubernetes backend: a workspace is a state Secret;
+/// the selection is `.terraform/environment`, as terraform keeps it.
+fn k8s_workspace(
+    ctx: &Ctx,
+    k: &keel_infra::backend_k8s::K8sBackend,
+    rest: &[String],
+) -> Result<ExitCode> {
+    let select = |name: &str| -> Result<()> {
+        let p = ctx.dir.join(".terraform/environment");
+        if name == "default" {
+            let _ = std::fs::remove_file(&p);
+        } else {
+            std::fs::create_dir_all(ctx.dir.join(".terraform"))?;
+            std::fs::write(&p, name)?;
+        }
+        Ok(())
+    };
+    let name = rest.get(1).map(String::as_str);
+    let all = k.workspaces()?;
+    match (rest.first().map(String::as_str), name) {
+        (Some("list"), _) => {
+            for w in &all {
+                println!("{} {w}", if *w == k.workspace { "*" } else { " " });
+            }
+            println!();
+        }
+        (Some("show"), _) => println!("{}", k.workspace),
+        (Some("new"), Some(n)) => {
+            if all.iter().any(|w| w == n) {
+                bail!("Workspace {n:?} already exists");
+            }
+            let other = keel_infra::backend_k8s::K8sBackend {
+                workspace: n.to_string(),
+                ..k.clone()
+            };
+            other.write(&StateFile::new())?;
+            select(n)?;
+            println!(
+                "Created and switched to workspace {n:?}!\n\nYou're now on a new, empty workspace. Workspaces isolate their state,\nso if you run \"terraform plan\" Terraform will not see any existing state\nfor this configuration."
+            );
+        }
+        (Some("select"), Some(n)) => {
+            if !all.iter().any(|w| w == n) {
+                bail!("Workspace {n:?} doesn't exist.");
+            }
+            select(n)?;
+            println!("Switched to workspace {n:?}.");
+        }
+        (Some("delete"), Some(n)) => {
+            if n == k.workspace {
+                bail!("Workspace {n:?} is your active workspace.");
+            }
+            if n == "default" || !all.iter().any(|w| w == n) {
+                bail!("Workspace {n:?} doesn't exist.");
+            }
+            k.delete_workspace(n)?;
+            println!("Deleted workspace {n:?}!");
         }
         _ => bail!("Usage: keel infra workspace <list|show|new|select|delete> [NAME]"),
     }

@@ -47,7 +47,7 @@ impl Fake {
 }
 
 impl Engine for Fake {
-    fn containers(&self, project: &str) -> std::result::Result<Vec<Container>, String> {
+    fn containers(&self, project: &str) -> EngineResult<Vec<Container>> {
         Ok(self
             .containers
             .borrow()
@@ -56,17 +56,17 @@ impl Engine for Fake {
             .cloned()
             .collect())
     }
-    fn container(&self, id: &str) -> std::result::Result<Container, String> {
+    fn container(&self, id: &str) -> EngineResult<Container> {
         self.containers
             .borrow()
             .get(id)
             .cloned()
-            .ok_or_else(|| format!("no such container {id}"))
+            .ok_or_else(|| format!("no such container {id}").into())
     }
-    fn image_id(&self, image: &str) -> std::result::Result<Option<String>, String> {
+    fn image_id(&self, image: &str) -> EngineResult<Option<String>> {
         Ok(self.images.borrow().get(image).cloned())
     }
-    fn pull(&self, image: &str) -> std::result::Result<(), String> {
+    fn pull(&self, image: &str) -> EngineResult<()> {
         self.log(format!("pull {image}"));
         if self.unpullable.contains(image) {
             return Err("manifest unknown".into());
@@ -76,7 +76,7 @@ impl Engine for Fake {
             .insert(image.into(), format!("id-{image}"));
         Ok(())
     }
-    fn build(&self, image: &str, b: &Build) -> std::result::Result<(), String> {
+    fn build(&self, image: &str, b: &Build) -> EngineResult<()> {
         self.log(format!("build {image} {}", b.context));
         let n = self.images.borrow().len();
         self.images
@@ -84,7 +84,7 @@ impl Engine for Fake {
             .insert(image.into(), format!("built-{image}-{n}"));
         Ok(())
     }
-    fn network_exists(&self, name: &str) -> std::result::Result<bool, String> {
+    fn network_exists(&self, name: &str) -> EngineResult<bool> {
         Ok(self.networks.borrow().contains(name))
     }
     fn create_network(
@@ -92,7 +92,7 @@ impl Engine for Fake {
         name: &str,
         subnet: Option<&str>,
         labels: &BTreeMap<String, String>,
-    ) -> std::result::Result<(), String> {
+    ) -> EngineResult<()> {
         self.log(match subnet {
             Some(s) => format!("network create {name} {s}"),
             None => format!("network create {name}"),
@@ -103,24 +103,20 @@ impl Engine for Fake {
         self.networks.borrow_mut().insert(name.into());
         Ok(())
     }
-    fn remove_network(&self, name: &str) -> std::result::Result<(), String> {
+    fn remove_network(&self, name: &str) -> EngineResult<()> {
         self.log(format!("network rm {name}"));
         self.networks.borrow_mut().remove(name);
         Ok(())
     }
-    fn volume_exists(&self, name: &str) -> std::result::Result<bool, String> {
+    fn volume_exists(&self, name: &str) -> EngineResult<bool> {
         Ok(self.volumes.borrow().contains(name))
     }
-    fn create_volume(
-        &self,
-        name: &str,
-        _labels: &BTreeMap<String, String>,
-    ) -> std::result::Result<(), String> {
+    fn create_volume(&self, name: &str, _labels: &BTreeMap<String, String>) -> EngineResult<()> {
         self.log(format!("volume create {name}"));
         self.volumes.borrow_mut().insert(name.into());
         Ok(())
     }
-    fn remove_volume(&self, name: &str) -> std::result::Result<(), String> {
+    fn remove_volume(&self, name: &str) -> EngineResult<()> {
         self.log(format!("volume rm {name}"));
         self.volumes.borrow_mut().remove(name);
         Ok(())
@@ -130,24 +126,24 @@ impl Engine for Fake {
         project: &str,
         name: &str,
         content: &[u8],
-    ) -> std::result::Result<PathBuf, String> {
+    ) -> EngineResult<PathBuf> {
         self.log(format!(
             "file {project}/{name} {}",
             String::from_utf8_lossy(content)
         ));
         Ok(PathBuf::from(format!("/files/{project}/{name}")))
     }
-    fn remove_project_files(&self, _project: &str) -> std::result::Result<(), String> {
+    fn remove_project_files(&self, _project: &str) -> EngineResult<()> {
         Ok(())
     }
-    fn create(&self, spec: &ContainerSpec) -> std::result::Result<String, String> {
+    fn create(&self, spec: &ContainerSpec) -> EngineResult<String> {
         if self
             .containers
             .borrow()
             .values()
             .any(|c| c.name == spec.name)
         {
-            return Err(format!("name {} in use", spec.name));
+            return Err(format!("name {} in use", spec.name).into());
         }
         let mut n = self.next.borrow_mut();
         *n += 1;
@@ -181,7 +177,7 @@ impl Engine for Fake {
         );
         Ok(id)
     }
-    fn start(&self, id: &str) -> std::result::Result<(), String> {
+    fn start(&self, id: &str) -> EngineResult<()> {
         let mut cs = self.containers.borrow_mut();
         let c = cs.get_mut(id).ok_or("no such container")?;
         self.log(format!("start {}", c.name));
@@ -202,7 +198,7 @@ impl Engine for Fake {
         }
         Ok(())
     }
-    fn stop(&self, id: &str, _timeout: Option<u32>) -> std::result::Result<(), String> {
+    fn stop(&self, id: &str, _timeout: Option<u32>) -> EngineResult<()> {
         let mut cs = self.containers.borrow_mut();
         let c = cs.get_mut(id).ok_or("no such container")?;
         self.log(format!("stop {}", c.name));
@@ -210,7 +206,7 @@ impl Engine for Fake {
         c.health = None;
         Ok(())
     }
-    fn remove(&self, id: &str, _volumes: bool) -> std::result::Result<(), String> {
+    fn remove(&self, id: &str, _volumes: bool) -> EngineResult<()> {
         let c = self
             .containers
             .borrow_mut()
@@ -1096,6 +1092,29 @@ fn services_join_all_networks_in_priority_order() {
     ] {
         assert!(log.iter().any(|l| l == n), "{n}: {log:?}");
     }
+}
+
+#[test]
+fn engine_errors_keep_their_typed_cause_and_hint() {
+    let cause = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+    let e = engine_err("creating container p-web-1")(
+        EngineError::new("writing /x: denied")
+            .with_source(cause)
+            .with_hint(Some("run as root".into())),
+    );
+    assert_eq!(
+        e.to_string(),
+        "creating container p-web-1: writing /x: denied"
+    );
+    let ReconcileError::Engine { source, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(source.hint(), Some("run as root"));
+    let typed = std::error::Error::source(&e)
+        .and_then(std::error::Error::source)
+        .and_then(|c| c.downcast_ref::<std::io::Error>())
+        .expect("the io::Error under the engine error");
+    assert_eq!(typed.kind(), std::io::ErrorKind::PermissionDenied);
 }
 
 /// Issue 15: the short syntax's `cached`/`delegated`/`consistent` modes were

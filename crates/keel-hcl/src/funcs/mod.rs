@@ -200,6 +200,19 @@ impl Functions {
         self.map.insert(name.to_string(), f);
     }
 
+    /// The functions as planning sees them: terraform's impure functions
+    /// (`bcrypt`, `timestamp`, `uuid`) return unknown values, to be decided
+    /// at apply (terraform's `PureOnly` scope).
+    pub fn pure_only(&self) -> Functions {
+        let mut f = self.clone();
+        for name in ["bcrypt", "timestamp", "uuid"] {
+            if let Some(x) = f.map.get_mut(name) {
+                x.imp = |_, _| Ok(Value::unknown(Type::String));
+            }
+        }
+        f
+    }
+
     /// Terraform 1.11's built-in functions.
     pub fn terraform() -> Functions {
         let mut f = Functions::default();

@@ -65,7 +65,7 @@ impl ResourceType for TerraformData {
                 super::set(&mut p.value, "id", Value::unknown(Type::String));
             }
             if replacing || old_in.equals(&input) != Some(true) {
-                super::set(&mut p.value, "output", Value::unknown(Type::Dynamic));
+                super::set(&mut p.value, "output", Value::unknown(input.ty()));
             } else {
                 super::set(
                     &mut p.value,
@@ -76,7 +76,7 @@ impl ResourceType for TerraformData {
                 );
             }
         } else {
-            super::set(&mut p.value, "output", Value::unknown(Type::Dynamic));
+            super::set(&mut p.value, "output", Value::unknown(input.ty()));
         }
         Ok(p)
     }

@@ -602,3 +602,18 @@ pub fn skopeo_digest(reference: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["Digest"].as_str().unwrap().to_string()
 }
+
+/// Removes a test root's networks when dropped, even when the test fails:
+/// the root's default bridge and its NAT rules live in the host's namespace
+/// and would outlive the temporary root (and use up the address pools).
+pub struct PruneNetworks<'a>(pub &'a Keel);
+
+impl Drop for PruneNetworks<'_> {
+    fn drop(&mut self) {
+        let ps = self.0.run(&["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&ps.stdout).split_whitespace() {
+            let _ = self.0.run(&["rm", "-f", id]);
+        }
+        let _ = self.0.run(&["network", "prune", "-f"]);
+    }
+}

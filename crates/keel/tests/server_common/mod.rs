@@ -194,3 +194,24 @@ impl Drop for KeelServer {
         self.kill();
     }
 }
+
+/// A folder of ../shared/conformance: `$KEEL_CONFORMANCE/SUB`, else the
+/// nearest ancestor of the repo holding it. Missing is a failure.
+pub fn conformance(sub: &str) -> PathBuf {
+    let dir = std::env::var_os("KEEL_CONFORMANCE").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared/conformance").join(sub))
+                .find(|d| d.is_dir())
+                .unwrap_or_else(|| PathBuf::from("../shared/conformance").join(sub))
+        },
+        |c| PathBuf::from(c).join(sub),
+    );
+    assert!(
+        dir.is_dir(),
+        "conformance data missing at {} (set KEEL_CONFORMANCE)",
+        dir.display()
+    );
+    dir
+}
