@@ -604,3 +604,102 @@ fn create_and_exec_failures_exit_as_docker() {
         stderr(&k)
     );
 }
+
+/// Issue 15.9: `keel cp CTR:/path -` and `keel cp - CTR:/dir` made or read a
+/// file named `-` instead of streaming a tar; `cp -L` was missing.
+#[test]
+fn cp_streams_tar_and_follows_links_on_request() {
+    let p = Pair::new();
+    for o in [
+        p.keel(&["run", "-d", "--name", "cpc", "busybox", "sleep", "60"]),
+        p.podman(&["run", "-d", "--name", "cpc", "busybox", "sleep", "60"]),
+    ] {
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // A tar on stdin lands in the directory.
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    archive
+        .append_data(&mut h, "in/hello.txt", &b"hi\n"[..])
+        .unwrap();
+    let archive = archive.into_inner().unwrap();
+    for (who, mut c) in [("keel", p.keel.cmd()), ("podman", p.podman.cmd())] {
+        c.args(["cp", "-", "cpc:/tmp"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &archive).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+    }
+    p.same(&["exec", "cpc", "cat", "/tmp/in/hello.txt"]);
+    // A path out as a tar on stdout: the same entries and contents.
+    let entries = |o: &Output| -> Vec<(String, Vec<u8>)> {
+        let mut a = tar::Archive::new(&o.stdout[..]);
+        let mut out: Vec<(String, Vec<u8>)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = e
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string();
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+                (name, body)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    for src in ["cpc:/tmp/in", "cpc:/tmp/in/hello.txt"] {
+        let (k, pm) = (p.keel(&["cp", src, "-"]), p.podman(&["cp", src, "-"]));
+        assert!(
+            k.status.success() && pm.status.success(),
+            "{}{}",
+            stderr(&k),
+            stderr(&pm)
+        );
+        assert_eq!(entries(&k), entries(&pm), "{src}");
+        assert!(!entries(&k).is_empty());
+    }
+    assert!(!p.dir().join("-").exists(), "no file named -");
+    // -L copies what a link points at, under the link's name.
+    std::fs::write(p.dir().join("real.conf"), "real\n").unwrap();
+    std::os::unix::fs::symlink(p.dir().join("real.conf"), p.dir().join("link.conf")).unwrap();
+    p.docker(
+        &["cp", "-L", "{tmp}/link.conf", "cpc:/tmp/"],
+        &out(0, ""),
+        "podman 4.3 has no cp -L",
+    );
+    let k = p.keel(&[
+        "exec",
+        "cpc",
+        "sh",
+        "-c",
+        "test -L /tmp/link.conf || cat /tmp/link.conf",
+    ]);
+    assert_eq!(outcome(&k), out(0, "real\n"), "{}", stderr(&k));
+    p.same(&["cp", "{tmp}/link.conf", "cpc:/tmp/plain.conf"]);
+    // Without -L docker copies the link itself ("like cp -a"); podman 4.3
+    // follows it.
+    p.docker(
+        &[
+            "exec",
+            "cpc",
+            "sh",
+            "-c",
+            "test -L /tmp/plain.conf && echo link",
+        ],
+        &out(0, "link\n"),
+        "podman 4.3's cp follows a linked source",
+    );
+    p.same(&["rm", "-f", "cpc"]);
+}

@@ -299,9 +299,12 @@ pub struct StatsArgs {
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// `CONTAINER:SRC_PATH` or a host path.
+    /// Always follow a symbolic link given as the source (a host source).
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// `CONTAINER:SRC_PATH`, a host path, or `-` (a tar archive on stdin).
     pub src: String,
-    /// `CONTAINER:DEST_PATH` or a host path.
+    /// `CONTAINER:DEST_PATH`, a host path, or `-` (a tar archive to stdout).
     pub dest: String,
 }
 
