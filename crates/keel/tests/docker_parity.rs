@@ -703,3 +703,48 @@ fn cp_streams_tar_and_follows_links_on_request() {
     );
     p.same(&["rm", "-f", "cpc"]);
 }
+
+/// Issue 15.11: logs were capped at 10 MiB plus one old file whatever was
+/// asked; docker's json-file keeps everything unless `--log-opt max-size`
+/// (with `max-file`). keel only: podman 4.3's json-file is its k8s-file.
+#[test]
+fn log_opts_choose_the_cap() {
+    let p = Pair::new();
+    let script = "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done";
+    let k = p.keel(&[
+        "run",
+        "--name",
+        "capped",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let logs = p.keel(&["logs", "capped"]);
+    let out = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(out.ends_with("line 299\n"), "{out}");
+    assert!(
+        out.lines().count() < 100,
+        "two files of 2 KiB keep the newest lines only"
+    );
+    let k = p.keel(&["run", "--name", "whole", "busybox", "sh", "-c", script]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let logs = p.keel(&["logs", "whole"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout).lines().count(), 300);
+    for bad in [
+        &["--log-opt", "bogus=1"][..],
+        &["--log-driver", "syslog"],
+        &["--log-opt", "max-file=3"],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(bad);
+        args.extend(["busybox", "true"]);
+        let k = p.keel(&args);
+        assert_eq!(k.status.code(), Some(125), "{bad:?}: {}", stderr(&k));
+    }
+}

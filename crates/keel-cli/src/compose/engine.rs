@@ -334,6 +334,7 @@ pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
                 .collect(),
             sysctls: spec.resources.sysctls.clone(),
             init: spec.init,
+            ..Default::default()
         },
         ..CreateOptions::default()
     })

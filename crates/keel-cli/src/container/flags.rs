@@ -100,6 +100,12 @@ pub struct CreateFlags {
     /// Sysctl options (NAME=VALUE).
     #[arg(long)]
     pub sysctl: Vec<String>,
+    /// Logging driver for the container (json-file).
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size=SIZE, max-file=N).
+    #[arg(long)]
+    pub log_opt: Vec<String>,
     /// Run an init (docker-init, i.e. tini) inside the container that
     /// forwards signals and reaps processes.
     #[arg(long)]
