@@ -224,7 +224,7 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
     for e in &f.process.env {
         env.extend(expand_env(e)?);
     }
-    let (log_max_size, log_max_file) = log_options(f)?;
+    let (log_max_size, log_max_file) = log_options(f.log_driver.as_deref(), &f.log_opt)?;
     if f.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         // docker sets TERM for a terminal; the container's own env wins.
         env.insert(0, "TERM=xterm".to_string());
@@ -373,12 +373,15 @@ fn parse_network_flag(s: &str) -> anyhow::Result<keel_runtime::EndpointConfig> {
 /// `KEY` alone takes the value from keel's own environment, like Docker.
 /// `--log-driver json-file` (the one keel writes) and its `--log-opt
 /// max-size=SIZE`, `max-file=N`; docker's default keeps every line.
-fn log_options(f: &CreateFlags) -> anyhow::Result<(Option<u64>, Option<u32>)> {
-    if let Some(d) = f.log_driver.as_deref().filter(|d| *d != "json-file") {
+pub(crate) fn log_options(
+    driver: Option<&str>,
+    opts: &[String],
+) -> anyhow::Result<(Option<u64>, Option<u32>)> {
+    if let Some(d) = driver.filter(|d| *d != "json-file") {
         bail!("log driver {d:?} is not supported: keel writes json-file logs");
     }
     let (mut size, mut files) = (None, None);
-    for o in &f.log_opt {
+    for o in opts {
         match kv(o) {
             (k, v) if k == "max-size" => {
                 size = Some(u64::try_from(parse_bytes(&v)?).unwrap_or(0)).filter(|n| *n > 0);
