@@ -133,6 +133,13 @@ BOT="$(kubectl -n quickstart create token bot --duration 1h)"
 echo "bot may list pods: $(kubectl --token "$BOT" -n quickstart auth can-i list pods), create them: $(kubectl --token "$BOT" -n quickstart auth can-i create pods || true)"
 kubectl label --overwrite namespace quickstart pod-security.kubernetes.io/enforce=restricted
 kubectl -n quickstart run root-shell --image=quickstart/web:1 --privileged 2>&1 || true   # refused by PodSecurity
+# terraform's kubernetes state backend, on keel server: keel infra keeps its state in a Secret.
+TFK8S_DIR="$(mktemp -d /tmp/keel-quickstart-tfk8s.XXXXXX)"
+printf 'terraform {\n  backend "kubernetes" {\n    secret_suffix = "quickstart"\n  }\n}\nresource "terraform_data" "x" {\n  input = "kept in keel server"\n}\n' >"$TFK8S_DIR/main.tf"
+(cd "$TFK8S_DIR" && export KUBE_CONFIG_PATH="$KUBECONFIG" && "$KEEL" infra init >/dev/null \
+  && "$KEEL" infra apply -auto-approve -no-color | tail -1 && "$KEEL" infra destroy -auto-approve -no-color | tail -1)
+kubectl get secret tfstate-default-quickstart
+rm -rf "$TFK8S_DIR"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 unset KUBECONFIG
 
@@ -178,12 +185,18 @@ step "infrastructure as code: keel infra on a Terraform configuration (built-in 
 INFRA_DIR="$(mktemp -d /tmp/keel-quickstart-infra.XXXXXX)"
 cat > "$INFRA_DIR/main.tf" <<'TF'
 resource "random_pet" "name" {}
+resource "tls_private_key" "deploy" {
+  algorithm = "ED25519"
+}
 resource "terraform_data" "server" {
   count = 2
   input = "${random_pet.name.id}-${count.index}"
 }
 output "servers" {
   value = terraform_data.server[*].output
+}
+output "deploy_key" {
+  value = tls_private_key.deploy.public_key_openssh
 }
 TF
 (cd "$INFRA_DIR" && "$KEEL" infra init >/dev/null \

@@ -201,7 +201,8 @@ watch-activity: oneof(watch-activity-type watch-activity-types)
 workflow-call-inputs: map{} loose=non-empty-string:workflow-call-input-definition
 workflow-call-secrets: map{} loose=workflow-call-secret-name:workflow-call-secret-definition
 workflow-call-outputs: map{} loose=workflow-call-output-name:workflow-call-output-definition
-workflow-dispatch-inputs: map{} loose=workflow-dispatch-input-name:workflow-dispatch-input
+workflow-dispatch-inputs: oneof(null workflow-dispatch-inputs-mapping)
+workflow-dispatch-inputs-mapping: map{} loose=workflow-dispatch-input-name:workflow-dispatch-input
 workflow-run-activity: oneof(workflow-run-activity-type workflow-run-activity-types)
 workflow-run-workflows: oneof(non-empty-string sequence-of-non-empty-string)
 matrix: map{include=matrix-filter exclude=matrix-filter} loose=non-empty-string:sequence
@@ -264,7 +265,8 @@ workflow-call-secret-definition: oneof(null workflow-call-secret-mapping-definit
 workflow-call-output-name: str!
 workflow-call-output-definition: map{description=string value!=workflow-output-context}
 workflow-dispatch-input-name: str!
-workflow-dispatch-input: map{description=string type=workflow-dispatch-input-type required=boolean default=workflow-dispatch-input-default options=sequence-of-string}
+workflow-dispatch-input: oneof(null workflow-dispatch-input-mapping)
+workflow-dispatch-input-mapping: map{description=string type=workflow-dispatch-input-type required=boolean default=workflow-dispatch-input-default options=sequence-of-string}
 workflow-run-activity-type: allowed=requested,completed,in_progress
 workflow-run-activity-types: seq[workflow-run-activity-type]
 matrix-filter: seq[matrix-filter-item]

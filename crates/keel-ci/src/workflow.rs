@@ -385,7 +385,27 @@ fn convert_job(id: String, pos: Pos, t: &Token, diags: &mut Vec<Diag>) -> Job {
                 }
             }
             "runs-on" => job.runs_on = some(),
-            "strategy" => job.strategy = some(),
+            "strategy" => {
+                // A literal empty vector is refused before anything runs,
+                // at its position, as GitHub refuses it.
+                if let Some(TKind::Map(m)) = v.get("matrix").map(|t| &t.kind) {
+                    for (key, vector) in m {
+                        let name = key.display();
+                        if matches!(&vector.kind, TKind::Seq(items) if items.is_empty())
+                            && name != "include"
+                            && name != "exclude"
+                        {
+                            diags.push(Diag {
+                                pos: vector.pos,
+                                message: format!(
+                                    "Matrix vector '{name}' does not contain any values"
+                                ),
+                            });
+                        }
+                    }
+                }
+                job.strategy = some();
+            }
             "env" => job.env = some(),
             "container" => {
                 check_container(v, diags);
@@ -607,7 +627,8 @@ pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
                             pos: v.pos,
                             message: e,
                         });
-                    } else if taken.contains(&id) {
+                    } else if taken.iter().any(|t| t.eq_ignore_ascii_case(&id)) {
+                        // Step ids are case-insensitive, as contexts are.
                         diags.push(Diag {
                             pos: v.pos,
                             message: format!(

@@ -432,3 +432,31 @@ fn regex_split(text: &str) -> Vec<String> {
     }
     docs
 }
+
+/// Two of the known-divergent cases (the TypeScript parser fails them,
+/// GitHub's service accepts them): `inputs:` left empty and an input without
+/// a definition. keel refused both as "Unexpected value ''"; GitHub runs such
+/// workflows, so keel must too. (Unknown keys under `workflow_dispatch` stay
+/// an error: `events-single-invalid.yml` wants one, the divergent
+/// `on-workflow_dispatch-unknown-keys-ignored.yml` none; a typo is likelier.)
+#[test]
+fn workflow_dispatch_read_as_githubs_service_reads_it() {
+    let dir = common::data_dir("gha-workflow-parser/workflow-parser/testdata/reader");
+    for (case, inputs) in [
+        ("on-workflow_dispatch-inputs-null.yml", vec![]),
+        (
+            "on-workflow_dispatch-inputs.yml",
+            vec!["input1", "input2", "input3", "input4", "input5-Env"],
+        ),
+    ] {
+        let docs = regex_split(&std::fs::read_to_string(dir.join(case)).unwrap());
+        let wf = workflow::parse(&format!(".github/workflows/{case}"), &docs[1])
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let names: Vec<&str> = wf.on["workflow_dispatch"]
+            .inputs
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, inputs, "{case}");
+    }
+}

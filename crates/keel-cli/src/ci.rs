@@ -202,8 +202,13 @@ fn git_out(dir: &Path, args: &[&str]) -> Option<String> {
 /// The local repository's commit, ref, actor and `owner/name`.
 fn git_info(repo: &Path) -> GitInfo {
     let sha = git_out(repo, &["rev-parse", "HEAD"]).unwrap_or_else(|| "0".repeat(40));
-    let git_ref =
-        git_out(repo, &["symbolic-ref", "-q", "HEAD"]).unwrap_or_else(|| "refs/heads/main".into());
+    // A detached HEAD at a tag is that tag's push, as GitHub sees it.
+    let git_ref = git_out(repo, &["symbolic-ref", "-q", "HEAD"])
+        .or_else(|| {
+            git_out(repo, &["describe", "--exact-match", "--tags", "HEAD"])
+                .map(|t| format!("refs/tags/{t}"))
+        })
+        .unwrap_or_else(|| "refs/heads/main".into());
     let actor = git_out(repo, &["config", "user.name"])
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "keel".into());

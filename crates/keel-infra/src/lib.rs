@@ -3,7 +3,7 @@
 //! variables, locals, outputs, resources and module calls and walks them in
 //! parallel, [`plan`] and [`apply`] compute and carry out changes through the
 //! built-in [`providers`] (`terraform_data`, null, random, local, time, http,
-//! external, archive), [`state`] reads and writes state format v4 (atomic
+//! external, archive, tls), [`state`] reads and writes state format v4 (atomic
 //! writes, a backup, a per-resource journal), [`backend`] holds the local
 //! backend with terraform's lock, [`backend_http`] and [`backend_k8s`]
 //! terraform's http and kubernetes backends, [`render`] prints plans as
@@ -27,6 +27,7 @@ pub mod backend_http;
 pub mod backend_k8s;
 pub mod config;
 pub mod graph;
+pub mod kubeconfig;
 pub mod plan;
 pub mod plan_json;
 pub mod providers;

@@ -27,11 +27,12 @@ fn q(s: &str) -> String {
 }
 
 fn prim(v: &Value) -> Option<String> {
-    if !v.is_known() {
-        return Some("(known after apply)".into());
-    }
+    // Sensitive first: terraform hides even an unknown sensitive value.
     if v.sensitive {
         return Some("(sensitive value)".into());
+    }
+    if !v.is_known() {
+        return Some("(known after apply)".into());
     }
     Some(match &v.kind {
         Kind::Null(_) => "null".into(),

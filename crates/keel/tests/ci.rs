@@ -644,6 +644,30 @@ fn bad_workflows_say_file_line_col_with_githubs_message() {
         ),
         "{err}"
     );
+    // An empty matrix vector: refused at its place before anything runs (a
+    // regression: keel started the run and failed the job).
+    let repo = Repo::new(&[(
+        ".github/workflows/m.yml",
+        "on: push\njobs:\n  a:\n    strategy:\n      matrix:\n        os: []\n        v: [1]\n    runs-on: x\n    steps:\n      - run: echo\n",
+    )]);
+    let err = k.fails(&["ci", "run", "-C", repo.path().to_str().unwrap()]);
+    assert!(
+        err.contains("m.yml (Line: 6, Col: 13): Matrix vector 'os' does not contain any values"),
+        "{err}"
+    );
+    // Step ids differ only in case: GitHub refuses the second (a regression:
+    // keel ran it, and steps.s1 named whichever came last).
+    let repo = Repo::new(&[(
+        ".github/workflows/ids.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - id: s1\n        run: echo\n      - id: S1\n        run: echo\n",
+    )]);
+    let err = k.fails(&["ci", "run", "-C", repo.path().to_str().unwrap()]);
+    assert!(
+        err.contains(
+            "ids.yml (Line: 8, Col: 13): The identifier 'S1' may not be used more than once within the same scope."
+        ),
+        "{err}"
+    );
     assert!(
         k.root
             .path()
@@ -1181,6 +1205,79 @@ jobs:
     assert!(o.status.success(), "{out}");
     assert!(
         out.contains("full-ok") && out.contains("shallow-ok"),
+        "{out}"
+    );
+}
+
+#[test]
+fn pull_request_context_from_the_event_payload() {
+    let repo = Repo::new(&[(
+        ".github/workflows/pr.yml",
+        "on:\n  pull_request:\n    branches: [main]\njobs:\n  pr:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"pr $GITHUB_REF $GITHUB_REF_NAME head=$GITHUB_HEAD_REF base=${{ github.base_ref }}\"\n",
+    )]);
+    let payload = repo.path().join("event.json");
+    std::fs::write(
+        &payload,
+        r#"{"number": 7, "pull_request": {"head": {"ref": "feature"}, "base": {"ref": "main"}}}"#,
+    )
+    .unwrap();
+    let k = Keel::new();
+    // A regression: head_ref and base_ref were always empty.
+    let o = ci(
+        &k,
+        &repo,
+        &["pull_request", "-e", payload.to_str().unwrap()],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("pr refs/pull/7/merge 7/merge head=feature base=main"),
+        "{out}"
+    );
+    // Without a payload: the local branch is the head, main the base.
+    let o = ci(&k, &repo, &["pull_request"]);
+    let out = text(&o);
+    assert!(
+        o.status.success() && out.contains("pr refs/pull/1/merge 1/merge head=main base=main"),
+        "{out}"
+    );
+}
+
+#[test]
+fn push_filters_on_paths_and_tags_use_the_local_repository() {
+    let repo = Repo::new(&[
+        (
+            ".github/workflows/src.yml",
+            "on:\n  push:\n    paths: ['src/**']\njobs:\n  src:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo src-workflow-ran\n",
+        ),
+        (
+            ".github/workflows/release.yml",
+            "on:\n  push:\n    tags: ['v*']\njobs:\n  rel:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"released ${{ github.ref_name }} $GITHUB_REF_TYPE\"\n",
+        ),
+        ("docs/a.md", "a\n"),
+        ("src/main.c", "int main;\n"),
+    ]);
+    let k = Keel::new();
+    // The last commit changed only docs: the src workflow does not run.
+    std::fs::write(repo.path().join("docs/a.md"), "b\n").unwrap();
+    repo.git(&["commit", "-qam", "docs"]);
+    let out = text(&ci(&k, &repo, &[]));
+    assert!(
+        !out.contains("src-workflow-ran") && !out.contains("released"),
+        "{out}"
+    );
+    std::fs::write(repo.path().join("src/main.c"), "int main2;\n").unwrap();
+    repo.git(&["commit", "-qam", "src"]);
+    let out = text(&ci(&k, &repo, &[]));
+    assert!(out.contains("src-workflow-ran"), "{out}");
+    // A detached HEAD at a tag is that tag's push (it used to be taken as
+    // refs/heads/main, so tag filters never matched).
+    repo.git(&["tag", "v1.2"]);
+    repo.git(&["checkout", "-q", "v1.2"]);
+    let o = ci(&k, &repo, &["-W", ".github/workflows/release.yml"]);
+    let out = text(&o);
+    assert!(
+        o.status.success() && out.contains("released v1.2 tag"),
         "{out}"
     );
 }

@@ -241,4 +241,18 @@ jobs:
         assert!(images.contains(t), "{t} not pulled: {images}");
     }
     assert!(k.ok(&["ps", "-a", "-q"]).trim().is_empty());
+    // --reuse keeps the job container after the run.
+    let o = k
+        .cmd()
+        .args(["ci", "run", "--reuse", "-j", "job-container", "-C"])
+        .arg(dir.path())
+        .args(["-P", &format!("from-registry={image}:job")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !k.ok(&["ps", "-a", "-q"]).trim().is_empty(),
+        "--reuse kept no container"
+    );
 }

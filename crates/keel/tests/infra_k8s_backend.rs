@@ -313,3 +313,97 @@ fn keel_infra_shares_kubernetes_state_and_lock_with_terraform() {
     let tp = tf(&["plan", "-no-color", "-detailed-exitcode"]);
     assert_eq!(tp.status.code(), Some(0), "{}", text(&tp));
 }
+
+/// hashicorp/kubernetes's `kubernetes_manifest` on keel server: a Namespace
+/// and a `ConfigMap` in it, updated in place, then destroyed with nothing left.
+#[test]
+fn kubernetes_manifest_applies_objects_to_keel_server() {
+    let server = KeelServer::start(None);
+    let kubectl = server_common::kubectls().pop().expect("a kubectl");
+    let d = tempfile::tempdir().unwrap();
+    let main = |greeting: &str| {
+        format!(
+            r#"
+resource "kubernetes_manifest" "ns" {{
+  manifest = {{
+    apiVersion = "v1"
+    kind       = "Namespace"
+    metadata   = {{ name = "tf" }}
+  }}
+}}
+resource "kubernetes_manifest" "cm" {{
+  manifest = {{
+    apiVersion = "v1"
+    kind       = "ConfigMap"
+    metadata   = {{ name = "app", namespace = kubernetes_manifest.ns.manifest.metadata.name }}
+    data       = {{ greeting = "{greeting}" }}
+  }}
+}}
+output "uid" {{
+  value = kubernetes_manifest.cm.object.metadata.uid
+}}
+"#
+        )
+    };
+    let keel = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("infra")
+            .args(args)
+            .current_dir(d.path())
+            .env("KUBE_CONFIG_PATH", &server.kubeconfig)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(d.path().join("main.tf"), main("hello")).unwrap();
+    ok(&keel(&["init", "-no-color"]), "init");
+    ok(&keel(&["apply", "-auto-approve", "-no-color"]), "apply");
+    let got = server.ok(
+        &kubectl,
+        &[
+            "-n",
+            "tf",
+            "get",
+            "configmap",
+            "app",
+            "-o",
+            "jsonpath={.data.greeting} {.metadata.uid}",
+        ],
+    );
+    let uid = ok(&keel(&["output", "-raw", "uid"]), "output");
+    assert_eq!(got.trim(), format!("hello {uid}"));
+    let p = keel(&["plan", "-no-color", "-detailed-exitcode"]);
+    assert_eq!(p.status.code(), Some(0), "{}", text(&p));
+
+    std::fs::write(d.path().join("main.tf"), main("bonjour")).unwrap();
+    let plan = ok(&keel(&["plan", "-no-color"]), "plan 2");
+    assert!(
+        plan.contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{plan}"
+    );
+    ok(&keel(&["apply", "-auto-approve", "-no-color"]), "apply 2");
+    let got = server.ok(
+        &kubectl,
+        &[
+            "-n",
+            "tf",
+            "get",
+            "configmap",
+            "app",
+            "-o",
+            "jsonpath={.data.greeting} {.metadata.uid}",
+        ],
+    );
+    assert_eq!(got.trim(), format!("bonjour {uid}"), "updated in place");
+
+    ok(&keel(&["destroy", "-auto-approve", "-no-color"]), "destroy");
+    let gone = server.fails(&kubectl, &["-n", "tf", "get", "configmap", "app"], None);
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
+    let gone = server.fails(&kubectl, &["get", "namespace", "tf"], None);
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
+}

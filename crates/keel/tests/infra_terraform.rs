@@ -500,6 +500,12 @@ fn bad_hcl_gives_terraform_diagnostics() {
 
 /// `show -json PLANFILE` with ids (random in both) and versions blanked.
 fn plan_json(dir: &Path, run: fn(&Path, &[&str]) -> Output) -> serde_json::Value {
+    ok(run(dir, &["plan", "-no-color", "-out=p.plan"]), "plan -out");
+    shown_json(dir, run, &["show", "-json", "p.plan"])
+}
+
+/// What `show -json …` prints, ids and versions blanked.
+fn shown_json(dir: &Path, run: fn(&Path, &[&str]) -> Output, args: &[&str]) -> serde_json::Value {
     fn blank(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
@@ -516,8 +522,7 @@ fn plan_json(dir: &Path, run: fn(&Path, &[&str]) -> Output) -> serde_json::Value
             _ => {}
         }
     }
-    ok(run(dir, &["plan", "-no-color", "-out=p.plan"]), "plan -out");
-    let shown = ok(run(dir, &["show", "-json", "p.plan"]), "show -json");
+    let shown = ok(run(dir, args), "show -json");
     let text = shown
         .lines()
         .find(|l| l.starts_with('{'))
@@ -635,6 +640,18 @@ fn same_json_plans_as_terraform() {
         keel(&k, &["apply", "-auto-approve", "p.plan"]),
         "keel apply",
     );
+    // The state both wrote, as show -json prints it.
+    let (ks, ts) = (
+        shown_json(&k, keel, &["show", "-json"]),
+        shown_json(&t, terraform, &["show", "-json"]),
+    );
+    assert!(
+        ts["values"]["root_module"]["resources"]
+            .as_array()
+            .is_some_and(|r| r.len() > 3),
+        "{ts}"
+    );
+    assert_eq!(ks["values"], ts["values"], "show -json of the state");
     for d in [&k, &t] {
         write(d, &[("main.tf", STEP2)]);
     }

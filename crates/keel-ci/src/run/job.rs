@@ -120,6 +120,8 @@ pub fn github_context(
         .git_ref
         .strip_prefix("refs/heads/")
         .or_else(|| g.git_ref.strip_prefix("refs/tags/"))
+        // A pull request's `N/merge`, as GitHub names it.
+        .or_else(|| g.git_ref.strip_prefix("refs/pull/"))
         .unwrap_or(&g.git_ref);
     let ref_type = if g.git_ref.starts_with("refs/tags/") {
         "tag"

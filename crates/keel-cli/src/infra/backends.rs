@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use keel_infra::backend::{BackendError, LocalBackend, StateLock};
-use keel_infra::backend_http::{HttpBackend, HttpClient, HttpLock};
+use keel_infra::backend_http::{HttpBackend, HttpLock};
 use keel_infra::backend_k8s::{K8sBackend, K8sLock};
 use keel_infra::config::Module;
 use keel_infra::state::{Journal, StateFile};
@@ -208,82 +208,23 @@ fn k8s_backend(
         .get("secret_suffix")
         .cloned()
         .ok_or_else(|| bad("the kubernetes backend needs \"secret_suffix\"".into()))?;
-    let path = get("config_path", "KUBE_CONFIG_PATH")
-        .or_else(|| std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty()))
-        .or_else(|| {
-            std::env::var("HOME")
-                .ok()
-                .map(|h| format!("{h}/.kube/config"))
-        })
+    let path = cfg
+        .get("config_path")
+        .cloned()
+        .or_else(keel_infra::kubeconfig::default_path)
         .ok_or_else(|| {
             bad("the kubernetes backend needs config_path (or KUBE_CONFIG_PATH)".into())
         })?;
-    let path = if let Some(rest) = path.strip_prefix("~/") {
-        format!("{}/{rest}", std::env::var("HOME").unwrap_or_default())
-    } else {
-        path
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| bad(format!("reading kubeconfig {path}: {e}")))?;
-    let kc: serde_json::Value =
-        serde_yaml_ng::from_str(&text).map_err(|e| bad(format!("kubeconfig {path}: {e}")))?;
-    let named = |list: &str, name: &str| {
-        kc[list]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| x["name"].as_str() == Some(name))
-            .cloned()
-            .unwrap_or(serde_json::Value::Null)
-    };
-    let ctx_name = get("config_context", "KUBE_CTX")
-        .or_else(|| kc["current-context"].as_str().map(str::to_string))
-        .ok_or_else(|| bad(format!("kubeconfig {path} has no current-context")))?;
-    let ctx = named("contexts", &ctx_name)["context"].clone();
-    let cluster = named("clusters", ctx["cluster"].as_str().unwrap_or_default())["cluster"].clone();
-    let user = named("users", ctx["user"].as_str().unwrap_or_default())["user"].clone();
-    let server = cluster["server"]
-        .as_str()
-        .ok_or_else(|| {
-            bad(format!(
-                "kubeconfig {path}: context {ctx_name:?} names no server"
-            ))
-        })?
-        .to_string();
-    let base = Path::new(&path).parent().unwrap_or(dir).to_path_buf();
-    // `*-data` holds base64 PEM; the plain key names a file.
-    let pem = |v: &serde_json::Value, key: &str| -> Result<Option<String>, BackendError> {
-        use base64::Engine as _;
-        if let Some(d) = v[format!("{key}-data")].as_str() {
-            let b = base64::engine::general_purpose::STANDARD
-                .decode(d)
-                .map_err(|e| bad(format!("kubeconfig {path}: {key}-data: {e}")))?;
-            return Ok(Some(String::from_utf8_lossy(&b).into_owned()));
-        }
-        match v[key].as_str() {
-            Some(f) => std::fs::read_to_string(base.join(f))
-                .map(Some)
-                .map_err(|e| bad(format!("kubeconfig {path}: {key} {f}: {e}"))),
-            None => Ok(None),
-        }
-    };
-    let client = HttpClient {
-        basic: user["username"]
-            .as_str()
-            .zip(user["password"].as_str())
-            .map(|(u, p)| (u.to_string(), p.to_string())),
-        bearer: user["token"].as_str().map(str::to_string),
-        ca_pem: pem(&cluster, "certificate-authority")?,
-        client_cert: pem(&user, "client-certificate")?.zip(pem(&user, "client-key")?),
-        skip_verify: cluster["insecure-skip-tls-verify"]
-            .as_bool()
-            .unwrap_or(false)
-            || cfg.get("insecure").is_some_and(|v| v == "true"),
-    };
+    let conn = keel_infra::kubeconfig::connect(
+        &path,
+        get("config_context", "KUBE_CTX").as_deref(),
+        cfg.get("insecure").is_some_and(|v| v == "true"),
+    )
+    .map_err(bad)?;
     let namespace = get("namespace", "KUBE_NAMESPACE").unwrap_or_else(|| "default".into());
     Ok(K8sBackend {
-        server,
-        client,
+        server: conn.server,
+        client: conn.client,
         namespace,
         suffix,
         workspace: LocalBackend::new(dir, None).workspace,

@@ -13,7 +13,7 @@ use super::{
     Attr, DataType, OpCtx, Provider, ResourceType, Schema, fill_unknown, get, get_i64, get_str,
 };
 
-fn hex(b: &[u8]) -> String {
+pub(super) fn hex(b: &[u8]) -> String {
     b.iter().fold(String::new(), |mut s, x| {
         let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{x:02x}"));
         s

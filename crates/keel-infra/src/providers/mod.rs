@@ -1,11 +1,14 @@
-//! Built-in providers. Each resource type has a schema (attribute types,
+//! Built-in providers (`terraform_data`, null, random, local, time, http,
+//! external, archive, tls, kubernetes' `kubernetes_manifest`). Each resource type has a schema (attribute types,
 //! required/optional/computed, sensitive, forces replacement) and the CRUD
 //! operations; planning is shared ([`plan_generic`]) with per-type hooks, as
 //! terraform's plugin SDK does it for `HashiCorp`'s providers.
 
 pub mod builtin;
+mod kubernetes;
 mod misc;
 mod random;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -233,6 +236,8 @@ impl Providers {
             misc::http(),
             misc::external(),
             misc::archive(),
+            tls::tls(),
+            kubernetes::kubernetes(),
         ] {
             by_name.insert(local_name(p.address), p);
         }

@@ -1,0 +1,225 @@
+//! `HashiCorp`'s `kubernetes` provider, its `kubernetes_manifest` resource:
+//! any object of any kind the API server knows, applied with server-side
+//! apply (field manager `Terraform`, as the provider's default), read back
+//! to notice deletion, deleted on destroy. The cluster comes from the
+//! kubeconfig the provider reads from the environment (`KUBE_CONFIG_PATH`,
+//! `KUBE_CTX`; else `KUBECONFIG`, `~/.kube/config`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use keel_hcl::{Type, Value};
+use serde_json::Value as J;
+
+use super::{Attr, OpCtx, Planned, Provider, ResourceType, Schema, get, set};
+use crate::kubeconfig::{Connection, connect, default_path};
+
+fn conn() -> Result<Connection, String> {
+    let path = default_path().ok_or("no kubeconfig: set KUBE_CONFIG_PATH")?;
+    connect(
+        &path,
+        std::env::var("KUBE_CTX")
+            .ok()
+            .as_deref()
+            .filter(|c| !c.is_empty()),
+        false,
+    )
+}
+
+/// The manifest as JSON, and the fields that name its object.
+struct Target {
+    body: J,
+    api_version: String,
+    kind: String,
+    name: String,
+    namespace: Option<String>,
+}
+
+fn target(manifest: &Value) -> Result<Target, String> {
+    let body = keel_hcl::render::to_json(&manifest.unmark_deep());
+    let s = |p: &[&str]| {
+        p.iter()
+            .try_fold(&body, |j, k| j.get(k))
+            .and_then(J::as_str)
+            .map(str::to_string)
+    };
+    Ok(Target {
+        api_version: s(&["apiVersion"]).ok_or("manifest needs apiVersion")?,
+        kind: s(&["kind"]).ok_or("manifest needs kind")?,
+        name: s(&["metadata", "name"]).ok_or("manifest needs metadata.name")?,
+        namespace: s(&["metadata", "namespace"]),
+        body,
+    })
+}
+
+fn call(
+    c: &Connection,
+    method: &str,
+    url: &str,
+    body: &[u8],
+    ct: &str,
+) -> Result<(u16, J), String> {
+    let (status, out) = c
+        .client
+        .request(method, url, body, ct)
+        .map_err(|e| e.to_string())?;
+    Ok((status, serde_json::from_slice(&out).unwrap_or(J::Null)))
+}
+
+/// The object's URL, from API discovery (kind to resource, namespaced or not).
+fn object_url(c: &Connection, t: &Target) -> Result<String, String> {
+    let base = c.server.trim_end_matches('/');
+    let group_path = if t.api_version.contains('/') {
+        format!("{base}/apis/{}", t.api_version)
+    } else {
+        format!("{base}/api/{}", t.api_version)
+    };
+    let (status, list) = call(c, "GET", &group_path, &[], "application/json")?;
+    if status != 200 {
+        return Err(format!(
+            "API group {} not served (HTTP {status})",
+            t.api_version
+        ));
+    }
+    let res = list["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| {
+            r["kind"].as_str() == Some(&t.kind) && !r["name"].as_str().unwrap_or("/").contains('/')
+        })
+        .ok_or_else(|| format!("{} has no kind {:?}", t.api_version, t.kind))?;
+    let plural = res["name"].as_str().unwrap_or_default();
+    Ok(if res["namespaced"].as_bool() == Some(true) {
+        let ns = t
+            .namespace
+            .clone()
+            .or_else(|| c.namespace.clone())
+            .unwrap_or_else(|| "default".into());
+        format!("{group_path}/namespaces/{ns}/{plural}/{}", t.name)
+    } else {
+        format!("{group_path}/{plural}/{}", t.name)
+    })
+}
+
+fn api_error(what: &str, status: u16, j: &J) -> String {
+    format!(
+        "{what}: HTTP {status}: {}",
+        j["message"].as_str().unwrap_or("no message")
+    )
+}
+
+struct Manifest {
+    schema: Schema,
+}
+
+impl ResourceType for Manifest {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn modify_plan(
+        &self,
+        prior: Option<&Value>,
+        config: &Value,
+        mut p: Planned,
+    ) -> Result<Planned, String> {
+        let Some(prior) = prior else {
+            return Ok(p);
+        };
+        let old = get(prior, "manifest")
+            .cloned()
+            .unwrap_or_else(Value::dyn_null);
+        let new = get(config, "manifest")
+            .cloned()
+            .unwrap_or_else(Value::dyn_null);
+        if old.equals(&new) == Some(true) {
+            return Ok(p);
+        }
+        // Another object (kind, name, namespace) is a replacement, as the provider plans it.
+        if let (Ok(a), Ok(b)) = (target(&old), target(&new))
+            && (a.api_version, a.kind, a.name, a.namespace)
+                != (b.api_version, b.kind, b.name, b.namespace)
+        {
+            p.requires_replace.push("manifest".into());
+        }
+        set(&mut p.value, "object", Value::unknown(Type::Dynamic));
+        Ok(p)
+    }
+
+    fn apply(&self, _prior: Option<&Value>, planned: &Value, _: &OpCtx) -> Result<Value, String> {
+        let manifest = get(planned, "manifest").ok_or("manifest is required")?;
+        let t = target(manifest)?;
+        let c = conn()?;
+        let url = format!("{}?fieldManager=Terraform&force=true", object_url(&c, &t)?);
+        let (status, obj) = call(
+            &c,
+            "PATCH",
+            &url,
+            t.body.to_string().as_bytes(),
+            "application/apply-patch+yaml",
+        )?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(
+                &format!("applying {} {}", t.kind, t.name),
+                status,
+                &obj,
+            ));
+        }
+        let mut v = planned.clone();
+        set(&mut v, "object", keel_hcl::json::json_to_value(&obj));
+        Ok(v)
+    }
+
+    fn read(&self, prior: &Value, _: &OpCtx) -> Result<Option<Value>, String> {
+        let Some(manifest) = get(prior, "manifest") else {
+            return Ok(Some(prior.clone()));
+        };
+        let t = target(manifest)?;
+        let c = conn()?;
+        let (status, obj) = call(&c, "GET", &object_url(&c, &t)?, &[], "application/json")?;
+        match status {
+            404 => Ok(None),
+            200 => Ok(Some(prior.clone())),
+            s => Err(api_error(
+                &format!("reading {} {}", t.kind, t.name),
+                s,
+                &obj,
+            )),
+        }
+    }
+
+    fn delete(&self, prior: &Value, _: &OpCtx) -> Result<(), String> {
+        let Some(manifest) = get(prior, "manifest") else {
+            return Ok(());
+        };
+        let t = target(manifest)?;
+        let c = conn()?;
+        let (status, obj) = call(&c, "DELETE", &object_url(&c, &t)?, &[], "application/json")?;
+        match status {
+            200 | 202 | 404 => Ok(()),
+            s => Err(api_error(
+                &format!("deleting {} {}", t.kind, t.name),
+                s,
+                &obj,
+            )),
+        }
+    }
+}
+
+pub(super) fn kubernetes() -> Provider {
+    let mut resources: BTreeMap<&'static str, Arc<dyn ResourceType>> = BTreeMap::new();
+    resources.insert(
+        "kubernetes_manifest",
+        Arc::new(Manifest {
+            schema: Schema::default()
+                .attr("manifest", Attr::required(Type::Dynamic))
+                .attr("object", Attr::computed(Type::Dynamic)),
+        }),
+    );
+    Provider {
+        address: "registry.terraform.io/hashicorp/kubernetes",
+        resources,
+        data: BTreeMap::new(),
+    }
+}
