@@ -726,16 +726,28 @@ fn log_opts_choose_the_cap() {
     ]);
     assert!(k.status.success(), "{}", stderr(&k));
     let logs = p.keel(&["logs", "capped"]);
-    let out = String::from_utf8_lossy(&logs.stdout).into_owned();
-    assert!(out.ends_with("line 299\n"), "{out}");
+    let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(text.ends_with("line 299\n"), "{text}");
     assert!(
-        out.lines().count() < 100,
+        text.lines().count() < 100,
         "two files of 2 KiB keep the newest lines only"
     );
     let k = p.keel(&["run", "--name", "whole", "busybox", "sh", "-c", script]);
     assert!(k.status.success(), "{}", stderr(&k));
     let logs = p.keel(&["logs", "whole"]);
     assert_eq!(String::from_utf8_lossy(&logs.stdout).lines().count(), 300);
+    // --until: what was logged up to a time (here the first line's).
+    let stamped = p.keel(&["logs", "-t", "whole"]);
+    let first = String::from_utf8_lossy(&stamped.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let k = p.keel(&["logs", "--until", &first, "whole"]);
+    assert_eq!(outcome(&k), out(0, "line 0\n"), "{}", stderr(&k));
     for bad in [
         &["--log-opt", "bogus=1"][..],
         &["--log-driver", "syslog"],

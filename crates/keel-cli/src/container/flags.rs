@@ -246,6 +246,9 @@ pub struct LogsArgs {
     /// Show logs since a timestamp (RFC 3339) or relative (e.g. 42s, 5m).
     #[arg(long)]
     pub since: Option<String>,
+    /// Show logs before a timestamp (RFC 3339) or relative (e.g. 42s, 5m).
+    #[arg(long)]
+    pub until: Option<String>,
     /// Show timestamps.
     #[arg(short = 't', long)]
     pub timestamps: bool,
