@@ -85,6 +85,13 @@ for _ in $(seq 50); do http_get "http://127.0.0.1:$WEB_PORT/" 2>/dev/null && bre
 "$KEEL" ps --filter name=qs-web
 "$KEEL" stop -t 1 qs-web >/dev/null
 
+step "volumes as docker's: a file bound as a file, an empty volume filled from the image"
+echo "bound from the host" > "$APP_DIR/motd"
+(cd "$APP_DIR" && "$KEEL" run --rm --network none -v ./motd:/etc/motd:ro busybox cat /etc/motd)
+"$KEEL" volume rm -f qs-www >/dev/null 2>&1
+"$KEEL" run --rm --network none -v qs-www:/www quickstart/web:1 cat /www/index.html
+"$KEEL" volume rm qs-www >/dev/null
+
 step "compose: the web image and a client that reaches it by service name"
 cat > "$APP_DIR/compose.yaml" <<'YAML'
 services:

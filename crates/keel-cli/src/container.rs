@@ -36,6 +36,7 @@ pub use flags::{
 };
 pub use inspect::{inspect_any, port};
 pub use logs::logs_cmd;
+pub(crate) use parse::log_options;
 pub use ps::ps;
 pub(crate) use ps::{command_text, ports_text, status_text};
 pub use run::{

@@ -45,6 +45,9 @@ pub(crate) fn runtime(e: RuntimeError) -> anyhow::Error {
                 .to_string(),
         ),
         RuntimeError::NotFound(_) => Some("`keel ps -a` lists containers".into()),
+        RuntimeError::AmbiguousId(_) => {
+            Some("give more characters of the ID, or the container's name".into())
+        }
         RuntimeError::NoCommand => Some("give a command after the image name".into()),
         RuntimeError::UnknownUser(_) | RuntimeError::UnknownGroup(_) => {
             Some("use a name from the image's /etc/passwd, or a numeric uid[:gid]".into())

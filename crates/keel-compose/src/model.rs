@@ -45,6 +45,7 @@ pub struct Service {
     pub image: Option<String>,
     pub init: Option<bool>,
     pub labels: BTreeMap<String, Option<String>>,
+    pub logging: Option<Logging>,
     pub mem_limit: Option<serde_yaml_ng::Value>,
     pub memswap_limit: Option<serde_yaml_ng::Value>,
     pub network_mode: Option<String>,
@@ -140,6 +141,14 @@ pub struct Mount {
     pub tmpfs: Option<serde_yaml_ng::Value>,
     /// `type: volume` options (`nocopy`).
     pub volume: Option<MountVolume>,
+}
+
+/// `logging:` (driver and its options, as `--log-driver`/`--log-opt`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Logging {
+    pub driver: Option<String>,
+    pub options: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -267,6 +267,10 @@ pub struct ContainerSpec {
     pub resources: Resources,
     /// `init: true`: docker-init as PID 1.
     pub init: bool,
+    /// `logging.driver`.
+    pub log_driver: Option<String>,
+    /// `logging.options` as `--log-opt` values (`max-size=10m`).
+    pub log_opts: Vec<String>,
 }
 
 mod lifecycle;

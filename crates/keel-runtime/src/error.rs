@@ -5,6 +5,9 @@ use std::path::PathBuf;
 pub enum RuntimeError {
     #[error("no such container: {0}")]
     NotFound(String),
+    /// docker's words for an ID prefix that several containers share.
+    #[error("multiple IDs found with provided prefix: {0}")]
+    AmbiguousId(String),
     #[error("container name \"/{name}\" is already in use by container \"{id}\"")]
     NameInUse { name: String, id: String },
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]

@@ -1,6 +1,7 @@
 //! Container logs in Docker's json-file format: one JSON object per line,
-//! `{"log":"...","stream":"stdout","time":"RFC3339Nano"}`, rotated when the
-//! file passes a size cap (one older file, `<name>.1`, is kept).
+//! `{"log":"...","stream":"stdout","time":"RFC3339Nano"}`. As docker's
+//! json-file driver: kept whole by default; with `max-size` rotated when the
+//! file passes it, `max-file` files kept (`<name>.1` the newest old one).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -10,9 +11,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, write_err};
-
-/// Default cap per log file.
-pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -27,13 +25,15 @@ pub struct LogWriter {
     path: PathBuf,
     file: File,
     size: u64,
-    max_size: u64,
+    max_size: Option<u64>,
+    /// Files kept, the current one included (at least 1).
+    max_file: u32,
     /// Partial line per stream (0 stdout, 1 stderr), flushed at newline or EOF.
     partial: [Vec<u8>; 2],
 }
 
 impl LogWriter {
-    pub fn open(path: &Path, max_size: u64) -> Result<Self> {
+    pub fn open(path: &Path, max_size: Option<u64>, max_file: u32) -> Result<Self> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -45,6 +45,7 @@ impl LogWriter {
             file,
             size,
             max_size,
+            max_file: max_file.max(1),
             partial: [Vec::new(), Vec::new()],
         })
     }
@@ -83,7 +84,10 @@ impl LogWriter {
         });
         let mut bytes = serde_json::to_vec(&e).expect("log entry serializes");
         bytes.push(b'\n');
-        if self.size > 0 && self.size + bytes.len() as u64 > self.max_size {
+        if self
+            .max_size
+            .is_some_and(|max| self.size > 0 && self.size + bytes.len() as u64 > max)
+        {
             self.rotate()?;
         }
         self.file.write_all(&bytes).map_err(write_err(&self.path))?;
@@ -92,11 +96,23 @@ impl LogWriter {
     }
 
     fn rotate(&mut self) -> Result<()> {
-        let old = rotated(&self.path);
-        fs::rename(&self.path, &old).map_err(write_err(&old))?;
+        // `.N-1` → `.N`, …, current → `.1`; with one file the current one
+        // starts over.
+        for n in (1..self.max_file).rev() {
+            let from = if n == 1 {
+                self.path.clone()
+            } else {
+                rotated(&self.path, n - 1)
+            };
+            if from.exists() {
+                let to = rotated(&self.path, n);
+                fs::rename(&from, &to).map_err(write_err(&to))?;
+            }
+        }
         self.file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(true)
             .open(&self.path)
             .map_err(write_err(&self.path))?;
         self.size = 0;
@@ -104,9 +120,9 @@ impl LogWriter {
     }
 }
 
-fn rotated(path: &Path) -> PathBuf {
+fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
-    s.push(".1");
+    s.push(format!(".{n}"));
     PathBuf::from(s)
 }
 
@@ -115,10 +131,19 @@ pub fn parse_line(line: &str) -> Option<Entry> {
     serde_json::from_str(line).ok()
 }
 
-/// Every entry, oldest first, including the rotated file.
+/// Every entry, oldest first, including the rotated files.
 pub fn read_all(path: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
-    for p in [rotated(path), path.to_path_buf()] {
+    // docker's max-file is small; a bound keeps a scan finite.
+    let old = (1..=u32::from(u16::MAX))
+        .take_while(|n| rotated(path, *n).exists())
+        .last()
+        .unwrap_or(0);
+    let files = (1..=old)
+        .rev()
+        .map(|n| rotated(path, n))
+        .chain(std::iter::once(path.to_path_buf()));
+    for p in files {
         if let Ok(f) = File::open(&p) {
             for line in BufReader::new(f).lines().map_while(std::result::Result::ok) {
                 if let Some(e) = parse_line(&line) {
@@ -138,7 +163,7 @@ mod tests {
     fn lines_streams_and_rotation() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c-json.log");
-        let mut w = LogWriter::open(&p, 300).unwrap();
+        let mut w = LogWriter::open(&p, Some(300), 2).unwrap();
         w.write(0, b"hello\nwor").unwrap();
         w.write(1, b"oops\n").unwrap();
         w.write(0, b"ld\n").unwrap();
@@ -162,9 +187,46 @@ mod tests {
         for i in 0..20 {
             w.write(0, format!("line {i}\n").as_bytes()).unwrap();
         }
-        assert!(rotated(&p).exists());
+        assert!(rotated(&p, 1).exists());
+        assert!(!rotated(&p, 2).exists());
         assert!(fs::metadata(&p).unwrap().len() <= 300);
         let all = read_all(&p);
         assert_eq!(all.last().unwrap().log, "line 19\n");
+    }
+
+    /// Issue 15.11: logs were capped at 10 MiB plus one old file whatever
+    /// the user asked; docker's json-file keeps everything unless max-size.
+    #[test]
+    fn unbounded_by_default_and_max_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let all_log = dir.path().join("all.log");
+        let mut w = LogWriter::open(&all_log, None, 1).unwrap();
+        for i in 0..2000 {
+            w.write(0, format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert!(!rotated(&all_log, 1).exists());
+        assert_eq!(read_all(&all_log).len(), 2000);
+        let q = dir.path().join("three.log");
+        let mut w = LogWriter::open(&q, Some(200), 3).unwrap();
+        for i in 0..100 {
+            w.write(0, format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert!(rotated(&q, 2).exists() && !rotated(&q, 3).exists());
+        let all = read_all(&q);
+        // Oldest first, contiguous, ending with the newest line.
+        let n: Vec<usize> = all
+            .iter()
+            .map(|e| e.log.trim().trim_start_matches("line ").parse().unwrap())
+            .collect();
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
+        assert_eq!(*n.last().unwrap(), 99);
+        // One file: the log starts over at the cap.
+        let r = dir.path().join("one.log");
+        let mut w = LogWriter::open(&r, Some(200), 1).unwrap();
+        for i in 0..100 {
+            w.write(0, format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert!(!rotated(&r, 1).exists());
+        assert!(fs::metadata(&r).unwrap().len() <= 200);
     }
 }

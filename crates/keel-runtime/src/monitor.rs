@@ -25,7 +25,7 @@ use rustix::event::{PollFd, PollFlags, poll};
 
 use crate::backend::{ExecSpec, OciRuntime, Stdio};
 use crate::error::{Result, RuntimeError};
-use crate::logs::{DEFAULT_MAX_SIZE, LogWriter};
+use crate::logs::LogWriter;
 use crate::network::{AttachRequest, Mode, NetworkAttacher, PortMapping, Protocol};
 use crate::record::{
     ContainerConfig, Containers, EndpointState, HealthProbe, HealthState, NetworkState, PortSpec,
@@ -475,7 +475,11 @@ pub fn run_with(
             return Ok(-1);
         }
     };
-    let mut log = LogWriter::open(&containers.log_path(id), DEFAULT_MAX_SIZE)?;
+    let mut log = LogWriter::open(
+        &containers.log_path(id),
+        cfg.extra.log_max_size,
+        cfg.extra.log_max_file.unwrap_or(1),
+    )?;
     let mut first = true;
     let mut code;
     // Some(oom_killed) once an --rm container has exited for good.

@@ -217,6 +217,11 @@ pub struct ExtraConfig {
     pub sysctls: BTreeMap<String, String>,
     /// `--init`: docker-init (tini) runs as PID 1 and the command under it.
     pub init: bool,
+    /// `--log-opt max-size`: rotate the json-file log past this many bytes;
+    /// none keeps everything, as docker's json-file default does.
+    pub log_max_size: Option<u64>,
+    /// `--log-opt max-file`: files kept with `log_max_size` (docker's default 1).
+    pub log_max_file: Option<u32>,
 }
 
 /// Everything `keel create`/`run` decided, fixed for the container's life.
@@ -619,7 +624,8 @@ impl Containers {
         let hits: Vec<&String> = ids.iter().filter(|i| i.starts_with(s)).collect();
         match hits.as_slice() {
             [one] => Ok((*one).clone()),
-            _ => Err(RuntimeError::NotFound(s.to_string())),
+            [] => Err(RuntimeError::NotFound(s.to_string())),
+            _ => Err(RuntimeError::AmbiguousId(s.to_string())),
         }
     }
 

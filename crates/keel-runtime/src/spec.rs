@@ -509,6 +509,7 @@ mod spec_tests {
             ],
             sysctls: [("net.core.somaxconn".to_string(), "7".to_string())].into(),
             init: true,
+            ..Default::default()
         };
         let paths = SpecPaths {
             rootfs: "/r".into(),

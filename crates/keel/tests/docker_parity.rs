@@ -559,3 +559,204 @@ fn prune_takes_stopped_containers_and_unused_networks() {
         assert!(o.status.success(), "{who}: {}", stderr(&o));
     }
 }
+
+/// Exit codes and messages that scripts read: `create` fails with 125 as
+/// `run` does, `exec` of a missing command 127 and of a directory 126, an
+/// ID prefix several containers share is "multiple IDs found".
+#[test]
+fn create_and_exec_failures_exit_as_docker() {
+    let p = Pair::new();
+    for o in [
+        p.keel(&["create", "--name", "c1", "busybox", "sleep", "60"]),
+        p.podman(&["create", "--name", "c1", "busybox", "sleep", "60"]),
+    ] {
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let k = p.same(&["create", "--name", "c1", "busybox", "true"]);
+    assert_eq!(k.status.code(), Some(125));
+    let k = p.same(&["create", "no-such-image-here:1"]);
+    assert_eq!(k.status.code(), Some(125));
+    p.same(&["start", "c1"]);
+    let k = p.same(&["exec", "c1", "no-such-command"]);
+    assert_eq!(k.status.code(), Some(127));
+    let k = p.same(&["exec", "c1", "/etc"]);
+    assert_eq!(k.status.code(), Some(126));
+    p.same(&["rm", "-f", "c1"]);
+    // Seventeen containers: some first hex digit is shared by two of them.
+    let mut ids = Vec::new();
+    for _ in 0..17 {
+        let o = p.keel(&["create", "busybox", "true"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        ids.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    }
+    let shared = ids
+        .iter()
+        .map(|i| &i[..1])
+        .find(|c| ids.iter().filter(|i| i.starts_with(c)).count() > 1)
+        .unwrap();
+    let k = p.keel(&["rm", shared]);
+    assert_eq!(k.status.code(), Some(1));
+    assert!(
+        stderr(&k).contains(&format!(
+            "multiple IDs found with provided prefix: {shared}"
+        )),
+        "{}",
+        stderr(&k)
+    );
+}
+
+/// Issue 15.9: `keel cp CTR:/path -` and `keel cp - CTR:/dir` made or read a
+/// file named `-` instead of streaming a tar; `cp -L` was missing.
+#[test]
+fn cp_streams_tar_and_follows_links_on_request() {
+    let p = Pair::new();
+    for o in [
+        p.keel(&["run", "-d", "--name", "cpc", "busybox", "sleep", "60"]),
+        p.podman(&["run", "-d", "--name", "cpc", "busybox", "sleep", "60"]),
+    ] {
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // A tar on stdin lands in the directory.
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    archive
+        .append_data(&mut h, "in/hello.txt", &b"hi\n"[..])
+        .unwrap();
+    let archive = archive.into_inner().unwrap();
+    for (who, mut c) in [("keel", p.keel.cmd()), ("podman", p.podman.cmd())] {
+        c.args(["cp", "-", "cpc:/tmp"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), &archive).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+    }
+    p.same(&["exec", "cpc", "cat", "/tmp/in/hello.txt"]);
+    // A path out as a tar on stdout: the same entries and contents.
+    let entries = |o: &Output| -> Vec<(String, Vec<u8>)> {
+        let mut a = tar::Archive::new(&o.stdout[..]);
+        let mut out: Vec<(String, Vec<u8>)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = e
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string();
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+                (name, body)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    for src in ["cpc:/tmp/in", "cpc:/tmp/in/hello.txt"] {
+        let (k, pm) = (p.keel(&["cp", src, "-"]), p.podman(&["cp", src, "-"]));
+        assert!(
+            k.status.success() && pm.status.success(),
+            "{}{}",
+            stderr(&k),
+            stderr(&pm)
+        );
+        assert_eq!(entries(&k), entries(&pm), "{src}");
+        assert!(!entries(&k).is_empty());
+    }
+    assert!(!p.dir().join("-").exists(), "no file named -");
+    // -L copies what a link points at, under the link's name.
+    std::fs::write(p.dir().join("real.conf"), "real\n").unwrap();
+    std::os::unix::fs::symlink(p.dir().join("real.conf"), p.dir().join("link.conf")).unwrap();
+    p.docker(
+        &["cp", "-L", "{tmp}/link.conf", "cpc:/tmp/"],
+        &out(0, ""),
+        "podman 4.3 has no cp -L",
+    );
+    let k = p.keel(&[
+        "exec",
+        "cpc",
+        "sh",
+        "-c",
+        "test -L /tmp/link.conf || cat /tmp/link.conf",
+    ]);
+    assert_eq!(outcome(&k), out(0, "real\n"), "{}", stderr(&k));
+    p.same(&["cp", "{tmp}/link.conf", "cpc:/tmp/plain.conf"]);
+    // Without -L docker copies the link itself ("like cp -a"); podman 4.3
+    // follows it.
+    p.docker(
+        &[
+            "exec",
+            "cpc",
+            "sh",
+            "-c",
+            "test -L /tmp/plain.conf && echo link",
+        ],
+        &out(0, "link\n"),
+        "podman 4.3's cp follows a linked source",
+    );
+    p.same(&["rm", "-f", "cpc"]);
+}
+
+/// Issue 15.11: logs were capped at 10 MiB plus one old file whatever was
+/// asked; docker's json-file keeps everything unless `--log-opt max-size`
+/// (with `max-file`). keel only: podman 4.3's json-file is its k8s-file.
+#[test]
+fn log_opts_choose_the_cap() {
+    let p = Pair::new();
+    let script = "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done";
+    let k = p.keel(&[
+        "run",
+        "--name",
+        "capped",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let logs = p.keel(&["logs", "capped"]);
+    let text = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(text.ends_with("line 299\n"), "{text}");
+    assert!(
+        text.lines().count() < 100,
+        "two files of 2 KiB keep the newest lines only"
+    );
+    let k = p.keel(&["run", "--name", "whole", "busybox", "sh", "-c", script]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let logs = p.keel(&["logs", "whole"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout).lines().count(), 300);
+    // --until: what was logged up to a time (here the first line's).
+    let stamped = p.keel(&["logs", "-t", "whole"]);
+    let first = String::from_utf8_lossy(&stamped.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let k = p.keel(&["logs", "--until", &first, "whole"]);
+    assert_eq!(outcome(&k), out(0, "line 0\n"), "{}", stderr(&k));
+    for bad in [
+        &["--log-opt", "bogus=1"][..],
+        &["--log-driver", "syslog"],
+        &["--log-opt", "max-file=3"],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(bad);
+        args.extend(["busybox", "true"]);
+        let k = p.keel(&args);
+        assert_eq!(k.status.code(), Some(125), "{bad:?}: {}", stderr(&k));
+    }
+}

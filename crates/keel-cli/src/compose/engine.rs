@@ -224,6 +224,10 @@ impl KeelEngine {
 
 /// The runtime's create options for a compose container.
 pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
+    // `logging:` as `--log-driver`/`--log-opt`.
+    let (log_max_size, log_max_file) =
+        crate::container::log_options(spec.log_driver.as_deref(), &spec.log_opts)
+            .map_err(|e| format!("{e:#}"))?;
     let mut command = spec.command.clone().unwrap_or_default();
     // keel-runtime takes one entrypoint word; the rest of a compose entrypoint
     // goes in front of the command, which is what the process sees either way.
@@ -334,6 +338,8 @@ pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
                 .collect(),
             sysctls: spec.resources.sysctls.clone(),
             init: spec.init,
+            log_max_size,
+            log_max_file,
         },
         ..CreateOptions::default()
     })

@@ -74,9 +74,20 @@ pub fn exec(root: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
     } else {
         own_stdio(a.interactive || a.tty)?
     };
-    let mut h = engine::exec(&c, &id, &spec, stdio)
-        .map_err(hinted)
-        .context("exec")?;
+    let mut h = match engine::exec(&c, &id, &spec, stdio) {
+        Ok(h) => h,
+        Err(e) => {
+            // docker's codes: 127 for a command that is not there, 126 for
+            // one that cannot be run.
+            let code = match super::run::start_failure_exit(&keel_runtime::error_chain(&e)) {
+                126 => 126,
+                127 => 127,
+                _ => 1,
+            };
+            eprintln!("{}", crate::render_error(&hinted(e).context("exec")));
+            return Ok(ExitCode::from(code));
+        }
+    };
     if a.detach {
         return Ok(ExitCode::SUCCESS);
     }

@@ -100,6 +100,12 @@ pub struct CreateFlags {
     /// Sysctl options (NAME=VALUE).
     #[arg(long)]
     pub sysctl: Vec<String>,
+    /// Logging driver for the container (json-file).
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size=SIZE, max-file=N).
+    #[arg(long)]
+    pub log_opt: Vec<String>,
     /// Run an init (docker-init, i.e. tini) inside the container that
     /// forwards signals and reaps processes.
     #[arg(long)]
@@ -240,6 +246,9 @@ pub struct LogsArgs {
     /// Show logs since a timestamp (RFC 3339) or relative (e.g. 42s, 5m).
     #[arg(long)]
     pub since: Option<String>,
+    /// Show logs before a timestamp (RFC 3339) or relative (e.g. 42s, 5m).
+    #[arg(long)]
+    pub until: Option<String>,
     /// Show timestamps.
     #[arg(short = 't', long)]
     pub timestamps: bool,
@@ -299,9 +308,12 @@ pub struct StatsArgs {
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// `CONTAINER:SRC_PATH` or a host path.
+    /// Always follow a symbolic link given as the source (a host source).
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// `CONTAINER:SRC_PATH`, a host path, or `-` (a tar archive on stdin).
     pub src: String,
-    /// `CONTAINER:DEST_PATH` or a host path.
+    /// `CONTAINER:DEST_PATH`, a host path, or `-` (a tar archive to stdout).
     pub dest: String,
 }
 

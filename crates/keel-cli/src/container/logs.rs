@@ -51,6 +51,14 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let id = resolve(&c, &a.container)?;
     let path = c.log_path(&id);
     let since = a.since.as_deref().map(parse_since).transpose()?;
+    // docker's --until: entries up to that time (same forms as --since).
+    let until = a
+        .until
+        .as_deref()
+        .map(|u| parse_since(u).with_context(|| format!("invalid --until {u:?}")))
+        .transpose()?;
+    let in_window =
+        |e: &logs::Entry| since.is_none_or(|s| e.time >= s) && until.is_none_or(|u| e.time <= u);
     let tail: Option<usize> = if a.tail == "all" {
         None
     } else {
@@ -62,7 +70,7 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
     };
     let mut entries: Vec<logs::Entry> = logs::read_all(&path)
         .into_iter()
-        .filter(|e| since.is_none_or(|s| e.time >= s))
+        .filter(|e| in_window(e))
         .collect();
     if let Some(n) = tail {
         let skip = entries.len().saturating_sub(n);
@@ -95,14 +103,14 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
             while let Some(pos) = pending.find('\n') {
                 let line: String = pending.drain(..=pos).collect();
                 if let Some(e) = logs::parse_line(line.trim_end())
-                    && since.is_none_or(|s| e.time >= s)
+                    && in_window(&e)
                 {
                     print_entry(&e, a.timestamps);
                 }
             }
             continue;
         }
-        if !active {
+        if !active || until.is_some_and(|u| Utc::now() > u) {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(50));

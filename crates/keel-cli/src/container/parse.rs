@@ -224,6 +224,7 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
     for e in &f.process.env {
         env.extend(expand_env(e)?);
     }
+    let (log_max_size, log_max_file) = log_options(f.log_driver.as_deref(), &f.log_opt)?;
     if f.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         // docker sets TERM for a terminal; the container's own env wins.
         env.insert(0, "TERM=xterm".to_string());
@@ -340,6 +341,8 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
             ulimits: f.ulimit.clone(),
             sysctls: f.sysctl.iter().map(|l| kv(l)).collect(),
             init: f.init,
+            log_max_size,
+            log_max_file,
         },
     })
 }
@@ -368,6 +371,35 @@ fn parse_network_flag(s: &str) -> anyhow::Result<keel_runtime::EndpointConfig> {
 }
 
 /// `KEY` alone takes the value from keel's own environment, like Docker.
+/// `--log-driver json-file` (the one keel writes) and its `--log-opt
+/// max-size=SIZE`, `max-file=N`; docker's default keeps every line.
+pub(crate) fn log_options(
+    driver: Option<&str>,
+    opts: &[String],
+) -> anyhow::Result<(Option<u64>, Option<u32>)> {
+    if let Some(d) = driver.filter(|d| *d != "json-file") {
+        bail!("log driver {d:?} is not supported: keel writes json-file logs");
+    }
+    let (mut size, mut files) = (None, None);
+    for o in opts {
+        match kv(o) {
+            (k, v) if k == "max-size" => {
+                size = Some(u64::try_from(parse_bytes(&v)?).unwrap_or(0)).filter(|n| *n > 0);
+            }
+            (k, v) if k == "max-file" => {
+                files = Some(v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    anyhow::anyhow!("invalid max-file {v:?}: expected a positive number")
+                })?);
+            }
+            (k, _) => bail!("unknown log opt {k:?} for the json-file driver (max-size, max-file)"),
+        }
+    }
+    if files.is_some_and(|n| n > 1) && size.is_none() {
+        bail!("max-file can only be used with max-size");
+    }
+    Ok((size, files))
+}
+
 /// `-e VAR=value` as is; `-e VAR` takes the host's value and, like docker,
 /// is left out when the host has none; `-e =x` is refused.
 pub(super) fn expand_env(e: &str) -> anyhow::Result<Option<String>> {

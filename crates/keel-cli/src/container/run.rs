@@ -23,10 +23,19 @@ fn do_create(root: &Path, f: &CreateFlags) -> anyhow::Result<ContainerConfig> {
         .context("creating the container")
 }
 
+/// `keel create`: like `run`, docker's 125 when keel itself fails (a name
+/// in use, a missing image, a bad flag).
 pub fn create(root: &Path, a: CreateFlags) -> anyhow::Result<ExitCode> {
-    let cfg = do_create(root, &a)?;
-    println!("{}", cfg.id);
-    Ok(ExitCode::SUCCESS)
+    match do_create(root, &a) {
+        Ok(cfg) => {
+            println!("{}", cfg.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}", crate::render_error(&e));
+            Ok(ExitCode::from(EXIT_KEEL_FAILED))
+        }
+    }
 }
 
 fn exe() -> anyhow::Result<PathBuf> {
@@ -116,7 +125,7 @@ pub fn usage_exit_code(e: &clap::Error) -> Option<u8> {
         } else if a == "container" {
             // `keel container run …`
         } else if !a.starts_with('-') {
-            return (a == "run").then_some(EXIT_KEEL_FAILED);
+            return (a == "run" || a == "create").then_some(EXIT_KEEL_FAILED);
         }
     }
     None
@@ -136,7 +145,7 @@ impl std::error::Error for RunExit {}
 
 /// 127 for a command that is not there, 126 for one that cannot be run,
 /// matched on the runtime's message the way dockerd does.
-fn start_failure_exit(msg: &str) -> u8 {
+pub(super) fn start_failure_exit(msg: &str) -> u8 {
     let m = msg.to_ascii_lowercase();
     if m.contains("not found in $path")
         || m.contains("executable file not found")

@@ -564,6 +564,12 @@ impl ProjectSpec {
             tty: false,
             resources: Resources::of(svc).map_err(invalid)?,
             init: svc.init.unwrap_or(false),
+            log_driver: svc.logging.as_ref().and_then(|l| l.driver.clone()),
+            log_opts: svc
+                .logging
+                .iter()
+                .flat_map(|l| l.options.iter().map(|(k, v)| format!("{k}={}", text_of(v))))
+                .collect(),
         })
     }
 

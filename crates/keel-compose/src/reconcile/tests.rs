@@ -1141,3 +1141,17 @@ fn consistency_modes_are_accepted_and_nocopy_reaches_the_engine() {
         ]
     );
 }
+
+/// Issue 15.11: compose's `logging:` was dropped silently; it reaches the
+/// engine as `--log-driver`/`--log-opt` would.
+#[test]
+fn logging_reaches_the_engine() {
+    let p = project(
+        "services:\n  a:\n    image: a\n    logging:\n      driver: json-file\n      options: {max-size: 10m, max-file: 3}\n  b:\n    image: b\n",
+    );
+    let a = p.container_spec(&Fake::default(), "a", 1, None).unwrap();
+    assert_eq!(a.log_driver.as_deref(), Some("json-file"));
+    assert_eq!(a.log_opts, ["max-file=3", "max-size=10m"]);
+    let b = p.container_spec(&Fake::default(), "b", 1, None).unwrap();
+    assert_eq!((b.log_driver, b.log_opts), (None, Vec::<String>::new()));
+}
