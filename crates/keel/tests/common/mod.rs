@@ -17,6 +17,28 @@ pub struct Keel {
     pub root: tempfile::TempDir,
 }
 
+/// A test root's containers and networks go with it, even when the test
+/// fails: the default bridge and its NAT rules live in the host's namespace
+/// and would outlive the temporary root (and use up the address pools).
+impl Drop for Keel {
+    fn drop(&mut self) {
+        if self.root.path().join("net").exists() {
+            prune_root(self);
+        }
+    }
+}
+
+/// Never panics: it runs in drops, also while a failed test unwinds.
+fn prune_root(k: &Keel) {
+    let run = |args: &[&str]| k.cmd().args(args).stdin(Stdio::null()).output().ok();
+    if let Some(ps) = run(&["ps", "-a", "-q"]) {
+        for id in String::from_utf8_lossy(&ps.stdout).split_whitespace() {
+            run(&["rm", "-f", id]);
+        }
+    }
+    run(&["network", "prune", "-f"]);
+}
+
 impl Keel {
     pub fn new() -> Self {
         Keel {
@@ -610,10 +632,6 @@ pub struct PruneNetworks<'a>(pub &'a Keel);
 
 impl Drop for PruneNetworks<'_> {
     fn drop(&mut self) {
-        let ps = self.0.run(&["ps", "-a", "-q"]);
-        for id in String::from_utf8_lossy(&ps.stdout).split_whitespace() {
-            let _ = self.0.run(&["rm", "-f", id]);
-        }
-        let _ = self.0.run(&["network", "prune", "-f"]);
+        prune_root(self.0);
     }
 }
