@@ -195,17 +195,56 @@ impl ResourceType for Manifest {
         };
         let t = target(manifest)?;
         let c = conn()?;
-        let (status, obj) = call(&c, "DELETE", &object_url(&c, &t)?, &[], "application/json")?;
+        let url = object_url(&c, &t)?;
+        let (status, obj) = call(&c, "DELETE", &url, &[], "application/json")?;
         match status {
-            200 | 202 | 404 => Ok(()),
-            s => Err(api_error(
-                &format!("deleting {} {}", t.kind, t.name),
-                s,
-                &obj,
-            )),
+            404 => return Ok(()),
+            200 | 202 => {}
+            s => {
+                return Err(api_error(
+                    &format!("deleting {} {}", t.kind, t.name),
+                    s,
+                    &obj,
+                ));
+            }
+        }
+        // As hashicorp's provider does, destroy returns once the object is
+        // gone, not when deletion began: a Namespace stays Terminating until
+        // its contents are deleted, and what depends on it must wait.
+        let deadline = std::time::Instant::now() + DELETE_TIMEOUT;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let (status, obj) = call(&c, "GET", &url, &[], "application/json")?;
+            match status {
+                404 => return Ok(()),
+                200 => {}
+                s => {
+                    return Err(api_error(
+                        &format!("waiting for {} {} to be deleted", t.kind, t.name),
+                        s,
+                        &obj,
+                    ));
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "deleting {} {}: still present after {} minutes (finalizers: {})",
+                    t.kind,
+                    t.name,
+                    DELETE_TIMEOUT.as_secs() / 60,
+                    obj.pointer("/metadata/finalizers")
+                        .map_or_else(|| "none".to_string(), ToString::to_string)
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
         }
     }
 }
+
+/// How long destroy waits for an object to be gone (the provider's default
+/// delete timeout).
+const DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(10);
 
 pub(super) fn kubernetes() -> Provider {
     let mut resources: BTreeMap<&'static str, Arc<dyn ResourceType>> = BTreeMap::new();
