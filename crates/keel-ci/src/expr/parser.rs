@@ -246,6 +246,10 @@ impl Parser<'_> {
         let mut args = Vec::new();
         while !self.matches(&[Tok::RParen]) {
             args.push(self.expression()?);
+            // An argument list the input ends in: GitHub names the last token.
+            if self.at_end() {
+                return Err(self.error("Unexpected end of expression", self.previous()));
+            }
             if !self.check(Tok::RParen) && !self.matches(&[Tok::Comma]) {
                 return Err(self.error("Unexpected symbol", self.peek()));
             }
