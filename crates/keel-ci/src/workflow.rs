@@ -677,8 +677,17 @@ fn generated_id_base(step: &Step) -> String {
     }
 }
 
-/// GitHub's id builder: illegal characters become `_`, collisions get `_2`, `_3`…
-fn build_id(base: &str, taken: &mut Vec<String>) -> String {
+/// Ids given so far, and per generated name the next suffix to try (so
+/// that a job of many unnamed steps stays linear).
+#[derive(Default)]
+struct Ids {
+    names: std::collections::HashSet<String>,
+    next: std::collections::HashMap<String, usize>,
+}
+
+/// GitHub's id builder: illegal characters become `_`, collisions get `_2`,
+/// `_3`… up to `_999` (`None` past it: GitHub gives up too).
+fn build_id(base: &str, ids: &mut Ids) -> Option<String> {
     let mut name = String::new();
     for c in base.chars() {
         if name.is_empty() && (c.is_ascii_digit() || c == '-') {
@@ -696,7 +705,8 @@ fn build_id(base: &str, taken: &mut Vec<String>) -> String {
     if name.is_empty() {
         name = "job".into();
     }
-    for attempt in 1..1000 {
+    let first = ids.next.get(&name).copied().unwrap_or(1);
+    for attempt in first..1000 {
         let suffix = if attempt == 1 {
             String::new()
         } else {
@@ -704,12 +714,12 @@ fn build_id(base: &str, taken: &mut Vec<String>) -> String {
         };
         let keep = name.len().min(MAX_ID_LENGTH - suffix.len());
         let candidate = format!("{}{suffix}", &name[..keep]);
-        if !taken.contains(&candidate) {
-            taken.push(candidate.clone());
-            return candidate;
+        if ids.names.insert(candidate.clone()) {
+            ids.next.insert(name, attempt + 1);
+            return Some(candidate);
         }
     }
-    name
+    None
 }
 
 /// `{org}/{repo}[/path]@ref`, `./path`, `docker://image`.
@@ -776,6 +786,8 @@ pub fn convert_steps_with(t: &Token, diags: &mut Vec<Diag>, background: bool) ->
         return Vec::new();
     };
     let mut taken: Vec<String> = Vec::new();
+    // `taken` lowercased: step ids are case-insensitive, as contexts are.
+    let mut taken_lower = std::collections::HashSet::new();
     let mut steps = Vec::new();
     for item in items {
         let mut s = Step {
@@ -807,8 +819,7 @@ pub fn convert_steps_with(t: &Token, diags: &mut Vec<Diag>, background: bool) ->
                             pos: v.pos,
                             message: e,
                         });
-                    } else if taken.iter().any(|t| t.eq_ignore_ascii_case(&id)) {
-                        // Step ids are case-insensitive, as contexts are.
+                    } else if !taken_lower.insert(id.to_lowercase()) {
                         diags.push(Diag {
                             pos: v.pos,
                             message: format!(
@@ -844,11 +855,10 @@ pub fn convert_steps_with(t: &Token, diags: &mut Vec<Diag>, background: bool) ->
                         TKind::Seq(items) => items.clone(),
                         _ => vec![v.clone()],
                     };
-                    let known = taken.clone();
                     s.control = Some(Control::Wait(
                         targets
                             .iter()
-                            .map(|t| check_target(t, own.as_deref(), &known, diags))
+                            .map(|t| check_target(t, own.as_deref(), &taken, diags))
                             .collect(),
                     ));
                 }
@@ -862,11 +872,10 @@ pub fn convert_steps_with(t: &Token, diags: &mut Vec<Diag>, background: bool) ->
                     s.control = Some(Control::WaitAll);
                 }
                 "cancel" if background => {
-                    let known = taken.clone();
                     s.control = Some(Control::Cancel(check_target(
                         v,
                         own.as_deref(),
-                        &known,
+                        &taken,
                         diags,
                     )));
                 }
@@ -895,10 +904,20 @@ pub fn convert_steps_with(t: &Token, diags: &mut Vec<Diag>, background: bool) ->
         }
         steps.push(s);
     }
+    let mut ids = Ids {
+        names: taken.into_iter().collect(),
+        next: std::collections::HashMap::new(),
+    };
     for s in &mut steps {
         if s.id.is_empty() {
             let base = format!("__{}", generated_id_base(s));
-            s.id = build_id(&base, &mut taken);
+            match build_id(&base, &mut ids) {
+                Some(id) => s.id = id,
+                None => diags.push(Diag {
+                    pos: s.pos,
+                    message: "Unable to create a unique name".into(),
+                }),
+            }
         }
     }
     steps

@@ -176,6 +176,10 @@ fn is_core_float(s: &str) -> bool {
 
 struct Builder<'s> {
     src: &'s str,
+    /// `src`'s length in characters (parser indices count characters).
+    src_chars: usize,
+    /// `src` split in lines, for positions GitHub reports differently.
+    lines: Vec<&'s str>,
     anchors: HashMap<usize, YNode>,
     nodes: usize,
     opts: Options,
@@ -348,12 +352,12 @@ impl Builder<'_> {
                 // GitHub's reader places a tagged scalar at its tag, a
                 // block scalar at its `|` or `>`.
                 let pos = if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
-                    block_header(self.src, pos)
+                    block_header(&self.lines, pos)
                 } else {
                     pos
                 };
                 let pos = if tag.is_some() {
-                    tag_start(self.src, pos)
+                    tag_start(&self.lines, pos)
                 } else {
                     pos
                 };
@@ -361,7 +365,7 @@ impl Builder<'_> {
                 // A block scalar that ends the input without a line break
                 // has none (clip), as in GitHub's reader.
                 if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
-                    && span.end.index() >= self.src.chars().count()
+                    && span.end.index() >= self.src_chars
                     && !self.src.ends_with('\n')
                     && text.ends_with('\n')
                     && !text.ends_with("\n\n")
@@ -452,42 +456,40 @@ impl Builder<'_> {
 }
 
 /// The `|` or `>` (with its chomping and indentation indicators) of the
-/// block scalar whose content starts at `pos`: the nearest line above
-/// ending with one, comments aside.
-fn block_header(src: &str, pos: Pos) -> Pos {
-    let lines: Vec<&str> = src.lines().take(pos.line).collect();
-    for (i, line) in lines.iter().enumerate().rev() {
-        let chars: Vec<char> = line.chars().collect();
-        for (j, &c) in chars.iter().enumerate().rev() {
-            if c != '|' && c != '>' {
-                continue;
-            }
-            let rest: String = chars[j + 1..].iter().collect();
-            let rest =
-                rest.trim_start_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
-            if rest.trim().is_empty()
-                || rest.starts_with([' ', '\t']) && rest.trim_start().starts_with('#')
-            {
-                let before_ok = j == 0 || chars[j - 1].is_whitespace();
-                if before_ok {
-                    return Pos {
-                        line: i + 1,
-                        col: j + 1,
-                    };
-                }
-            }
+/// block scalar whose content starts at `pos`: on the nearest non-blank
+/// line above, last on it but for a comment.
+fn block_header(lines: &[&str], pos: Pos) -> Pos {
+    let above = &lines[..pos.line.saturating_sub(1).min(lines.len())];
+    let Some((i, line)) = above
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| !l.trim().is_empty())
+    else {
+        return pos;
+    };
+    let chars: Vec<char> = line.chars().collect();
+    for (j, &c) in chars.iter().enumerate().rev() {
+        if (c != '|' && c != '>') || (j > 0 && !chars[j - 1].is_whitespace()) {
+            continue;
         }
-        if i + 1 < pos.line && !line.trim().is_empty() {
-            // A non-empty line without a header: not a block scalar here.
-            break;
+        let rest: String = chars[j + 1..].iter().collect();
+        let rest = rest.trim_start_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
+        if rest.trim().is_empty()
+            || (rest.starts_with([' ', '\t']) && rest.trim_start().starts_with('#'))
+        {
+            return Pos {
+                line: i + 1,
+                col: j + 1,
+            };
         }
     }
     pos
 }
 
 /// Where the tag written before the value at `pos` starts (`!!int 3`).
-fn tag_start(src: &str, pos: Pos) -> Pos {
-    let Some(line) = src.lines().nth(pos.line.saturating_sub(1)) else {
+fn tag_start(lines: &[&str], pos: Pos) -> Pos {
+    let Some(line) = lines.get(pos.line.saturating_sub(1)) else {
         return pos;
     };
     let before: Vec<char> = line.chars().take(pos.col.saturating_sub(1)).collect();
@@ -564,9 +566,11 @@ pub fn parse(src: &str) -> Result<Option<YNode>, YamlError> {
 /// collection's closing bracket (`[a]# note`) is read as a comment, as
 /// GitHub's reader does, though YAML wants a space before it.
 pub fn parse_with(src: &str, opts: Options) -> Result<Option<YNode>, YamlError> {
+    // Each retry fixes one place (and reparses: a bound keeps a file full
+    // of them from costing quadratic time; past it the error stands).
+    const MAX_FIXES: usize = 64;
     let mut text = std::borrow::Cow::Borrowed(src);
-    // Each retry fixes one place, so the number of `#` bounds the loop.
-    for _ in 0..=src.matches('#').count() {
+    for _ in 0..=src.matches('#').count().min(MAX_FIXES) {
         match parse_once(&text, opts) {
             Err(e) if e.message == "comments must be separated from other tokens by whitespace" => {
                 let Some(at) = e.pos.and_then(|p| offset_of(&text, p)) else {
@@ -608,6 +612,8 @@ fn parse_once(src: &str, opts: Options) -> Result<Option<YNode>, YamlError> {
     let mut parser = Parser::new_from_str(src);
     let mut b = Builder {
         src,
+        src_chars: src.chars().count(),
+        lines: src.lines().collect(),
         anchors: HashMap::new(),
         nodes: 0,
         opts,

@@ -552,3 +552,23 @@ fn reusable_nesting_and_file_limits() {
         ["The maximum file count of 3 has been exceeded"]
     );
 }
+
+/// Generated step ids go up to `__run_999`, as GitHub's id builder does,
+/// which gives up past it (keel handed out duplicates, slowly: each id
+/// rescanned every suffix tried before).
+#[test]
+fn generated_step_ids_stop_where_githubs_do() {
+    let job = |n: usize| {
+        format!(
+            "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n{}",
+            "      - run: echo\n".repeat(n)
+        )
+    };
+    let wf = workflow::parse("w.yml", &job(999)).unwrap();
+    assert_eq!(wf.jobs[0].steps[998].id, "__run_999");
+    let e = workflow::parse("w.yml", &job(1000)).unwrap_err();
+    assert_eq!(
+        e.messages(),
+        ["w.yml (Line: 1005, Col: 9): Unable to create a unique name"]
+    );
+}
