@@ -3,6 +3,8 @@
 //! GitHub's error messages (`Unexpected value 'x'`, `Required property is
 //! missing: y`, `There's not enough info to determine what you meant…`).
 
+use std::collections::HashSet;
+
 use crate::expr::{self, FuncSig};
 use crate::schema::{Body, Def, Schema};
 use crate::yaml::{Pos, Scalar, YKind, YNode};
@@ -282,7 +284,7 @@ impl Reader<'_> {
             Body::Mapping { loose, .. } => loose.clone(),
             _ => None,
         };
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut has_expr_key = false;
         let mut out = Vec::new();
         for (k, v) in entries {
@@ -383,7 +385,7 @@ impl Reader<'_> {
         };
         let kdef = self.schema.get(kt);
         let vdef = self.schema.get(vt);
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         for (k, v) in entries {
             let key = self.key_token(k, ctx);
@@ -411,16 +413,15 @@ impl Reader<'_> {
     }
 
     /// Reports a key seen before (ignoring case); GitHub skips its value.
-    fn duplicate(&mut self, name: &str, pos: Pos, seen: &mut Vec<String>) -> bool {
+    fn duplicate(&mut self, name: &str, pos: Pos, seen: &mut HashSet<String>) -> bool {
         if name.is_empty() {
             return false;
         }
         let upper = name.to_uppercase();
-        if seen.contains(&upper) {
+        if !seen.insert(upper) {
             self.error(pos, format!("'{name}' is already defined"));
             return true;
         }
-        seen.push(upper);
         false
     }
 

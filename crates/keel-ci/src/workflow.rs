@@ -402,51 +402,55 @@ fn convert_jobs(t: &Token, diags: &mut Vec<Diag>, opts: &ParseOptions) -> Vec<Jo
 }
 
 fn validate_needs(pos: Pos, jobs: &[Job], diags: &mut Vec<Diag>) {
-    let mut ready: Vec<&str> = jobs
-        .iter()
-        .filter(|j| j.needs.is_empty())
-        .map(|j| j.id.as_str())
-        .collect();
-    if ready.is_empty() {
+    use std::collections::{HashMap, HashSet};
+    if !jobs.iter().any(|j| j.needs.is_empty()) {
         diags.push(Diag {
             pos,
             message: "The workflow must contain at least one job with no dependencies.".into(),
         });
         return;
     }
-    // Kahn's walk in GitHub's order, so the leftovers (and their messages)
-    // come out as GitHub reports them.
-    let mut waiting: Vec<(&Job, Vec<(String, Pos)>)> = jobs
-        .iter()
-        .filter(|j| !j.needs.is_empty())
-        .map(|j| {
-            (
-                j,
-                j.needs
-                    .iter()
-                    .cloned()
-                    .zip(j.needs_pos.iter().copied())
-                    .collect(),
-            )
-        })
-        .collect();
-    let mut qi = 0;
-    while qi < ready.len() {
-        let current = ready[qi];
-        qi += 1;
-        let mut i = waiting.len();
-        while i > 0 {
-            i -= 1;
-            waiting[i].1.retain(|(n, _)| n != current);
-            if waiting[i].1.is_empty() {
-                let (j, _) = waiting.remove(i);
-                ready.push(&j.id);
+    // Kahn's walk: a job is done once every job it needs is. What is left
+    // (cycles, unknown jobs) does not depend on the walk's order, and is
+    // reported in file order, as GitHub reports it.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        index.entry(j.id.as_str()).or_insert(i);
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); jobs.len()];
+    let mut waiting_on: Vec<usize> = Vec::with_capacity(jobs.len());
+    for (i, j) in jobs.iter().enumerate() {
+        let distinct: HashSet<&str> = j.needs.iter().map(String::as_str).collect();
+        for n in &distinct {
+            if let Some(&k) = index.get(n) {
+                dependents[k].push(i);
+            }
+        }
+        waiting_on.push(distinct.len());
+    }
+    let mut done = vec![false; jobs.len()];
+    let mut queue: Vec<usize> = (0..jobs.len()).filter(|&i| waiting_on[i] == 0).collect();
+    while let Some(k) = queue.pop() {
+        if std::mem::replace(&mut done[k], true) {
+            continue;
+        }
+        for &d in &dependents[k] {
+            waiting_on[d] -= 1;
+            if waiting_on[d] == 0 {
+                queue.push(d);
             }
         }
     }
-    for (j, needs) in waiting {
-        for (n, p) in needs {
-            let message = if jobs.iter().any(|x| x.id == n) {
+    let is_done = |n: &str| index.get(n).is_some_and(|&k| done[k]);
+    for (i, j) in jobs.iter().enumerate() {
+        if done[i] {
+            continue;
+        }
+        for (n, p) in j.needs.iter().zip(&j.needs_pos) {
+            if is_done(n) {
+                continue;
+            }
+            let message = if index.contains_key(n.as_str()) {
                 format!(
                     "Job '{}' depends on job '{n}' which creates a cycle in the dependency graph.",
                     j.id
@@ -454,7 +458,7 @@ fn validate_needs(pos: Pos, jobs: &[Job], diags: &mut Vec<Diag>) {
             } else {
                 format!("Job '{}' depends on unknown job '{n}'.", j.id)
             };
-            diags.push(Diag { pos: p, message });
+            diags.push(Diag { pos: *p, message });
         }
     }
 }
