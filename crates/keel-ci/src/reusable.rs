@@ -86,9 +86,18 @@ fn permissions_of(t: &Token) -> Option<Permissions> {
     }
 }
 
-fn from_policy(policy: PermissionsPolicy) -> Permissions {
+/// What the policy grants a called workflow. An OIDC token (`id-token`)
+/// only goes to one in the caller's own repository (`./…`): GitHub gives it
+/// only inside the caller's trust boundary.
+fn from_policy(policy: PermissionsPolicy, trusted: bool) -> Permissions {
     match policy {
-        PermissionsPolicy::Write => [Level::Write; SCOPES.len()],
+        PermissionsPolicy::Write => {
+            let mut p = [Level::Write; SCOPES.len()];
+            if !trusted && let Some(i) = SCOPES.iter().position(|s| *s == "id-token") {
+                p[i] = Level::None;
+            }
+            p
+        }
         PermissionsPolicy::LimitedRead => {
             let mut p = [Level::None; SCOPES.len()];
             for scope in ["contents", "packages"] {
@@ -242,11 +251,17 @@ impl Loader<'_> {
     /// Checks what `called` requests against what the caller grants (or
     /// the policy); returns what its jobs without `permissions:` get.
     fn check_permissions(&mut self, call: &Call, called: &Workflow) -> Option<Token> {
+        let trusted = call
+            .job
+            .uses
+            .as_ref()
+            .and_then(Token::as_str)
+            .is_some_and(|u| u.starts_with("./"));
         let max = call
             .granted
             .as_ref()
             .and_then(permissions_of)
-            .unwrap_or_else(|| from_policy(self.opts.permissions_policy));
+            .unwrap_or_else(|| from_policy(self.opts.permissions_policy, trusted));
         let uses = call
             .job
             .uses

@@ -572,3 +572,29 @@ fn generated_step_ids_stop_where_githubs_do() {
         ["w.yml (Line: 1005, Col: 9): Unable to create a unique name"]
     );
 }
+
+/// With no `permissions:` from the caller, a called workflow gets the
+/// policy's, but an OIDC token only inside the caller's repository.
+#[test]
+fn id_token_only_for_the_callers_own_workflows() {
+    let called = "on: workflow_call\njobs:\n  a:\n    permissions:\n      id-token: write\n    runs-on: x\n    steps:\n      - run: echo\n";
+    let opts = workflow::ParseOptions::default();
+    for (uses, refused) in [
+        ("./.github/workflows/c.yml", false),
+        ("other/repo/.github/workflows/c.yml@v1", true),
+    ] {
+        let caller = format!("on: push\njobs:\n  call:\n    uses: {uses}\n");
+        let wf = workflow::parse_with("w.yml", &caller, &opts).unwrap();
+        let errors = reusable::load(&wf, &opts, &mut |_| Some(called.to_string()));
+        if refused {
+            assert_eq!(
+                errors,
+                [format!(
+                    "w.yml (Line: 3, Col: 3): Error calling workflow '{uses}'. The nested job 'a' is requesting 'id-token: write', but is only allowed 'id-token: none'."
+                )]
+            );
+        } else {
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+    }
+}
