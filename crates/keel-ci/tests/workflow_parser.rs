@@ -598,3 +598,25 @@ fn id_token_only_for_the_callers_own_workflows() {
         }
     }
 }
+
+/// Expression limits are reported as GitHub's parser reports them: the
+/// limit alone, no position within the expression.
+#[test]
+fn expression_limits_say_only_the_limit() {
+    let deep = format!("{}true", "!".repeat(51));
+    let src = format!(
+        "on: push\njobs:\n  a:\n    if: ${{{{ {deep} }}}}\n    runs-on: x\n    steps:\n      - run: echo\n"
+    );
+    let e = workflow::parse("w.yml", &src).unwrap_err();
+    assert_eq!(
+        e.messages(),
+        ["w.yml (Line: 4, Col: 9): Exceeded max expression depth 50"]
+    );
+    let long = format!("echo ${{{{ github.sha }}}} {}", "x".repeat(21_000));
+    let src = format!("on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: {long}\n");
+    let e = workflow::parse("w.yml", &src).unwrap_err();
+    assert_eq!(
+        e.messages(),
+        ["w.yml (Line: 6, Col: 14): Exceeded max expression length 21000"]
+    );
+}

@@ -109,10 +109,9 @@ impl Parser<'_> {
     fn incr(&mut self) -> Result<(), ExprError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.error(
-                &format!("Exceeded max expression depth {MAX_DEPTH}"),
-                self.peek(),
-            ));
+            return Err(ExprError::Limit(format!(
+                "Exceeded max expression depth {MAX_DEPTH}"
+            )));
         }
         Ok(())
     }
