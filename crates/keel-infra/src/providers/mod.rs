@@ -7,6 +7,7 @@
 pub mod builtin;
 pub mod docker;
 mod kubernetes;
+mod kubernetes_typed;
 mod misc;
 mod random;
 mod tls;
