@@ -139,11 +139,12 @@ impl Drop for Project {
     }
 }
 
-/// A `+ name = value` line of a plan (alignment aside).
-fn has_attr(plan: &str, name: &str, value: &str) -> bool {
+/// A `SYM name = value` line of a plan (alignment aside).
+fn has_attr(plan: &str, sym: &str, name: &str, value: &str) -> bool {
     plan.lines().any(|l| {
         l.trim_start()
-            .strip_prefix("+ ")
+            .strip_prefix(sym)
+            .and_then(|r| r.strip_prefix(' '))
             .and_then(|r| r.strip_prefix(name))
             .and_then(|r| r.trim_start().strip_prefix("= "))
             == Some(value)
@@ -194,8 +195,16 @@ fn docker_provider_network_volume_build_two_containers_change_replace_destroy() 
         ("image_id", "(known after apply)"),
         ("mountpoint", "(known after apply)"),
     ] {
-        assert!(has_attr(&plan, name, value), "{name} = {value}: {plan}");
+        assert!(
+            has_attr(&plan, "+", name, value),
+            "{name} = {value}: {plan}"
+        );
     }
+    // Nested blocks print as blocks, as terraform prints them.
+    assert!(
+        plan.contains("\n      + ports {\n          + external = (known after apply)\n          + internal = 80\n          + ip       = \"0.0.0.0\"\n          + protocol = \"tcp\"\n        }\n"),
+        "{plan}"
+    );
 
     let out = p.ok(&["apply", "-auto-approve"]);
     assert!(
@@ -253,7 +262,7 @@ fn docker_provider_network_volume_build_two_containers_change_replace_destroy() 
         "{plan}"
     );
     assert!(
-        plan.contains(r#"~ restart = "no" -> "unless-stopped""#),
+        has_attr(&plan, "~", "restart", r#""no" -> "unless-stopped""#),
         "{plan}"
     );
     assert!(
