@@ -228,4 +228,33 @@ TF
   && "$KEEL" infra apply plan.bin && "$KEEL" infra destroy -auto-approve)
 rm -rf "$INFRA_DIR"
 
+step "keel infra with the docker provider: a network and a container on keel's own engine"
+DOCKER_TF_DIR="$(mktemp -d /tmp/keel-quickstart-docker-tf.XXXXXX)"
+cat > "$DOCKER_TF_DIR/main.tf" <<'TF'
+resource "docker_network" "qs" {
+  name = "qs-tf"
+}
+resource "docker_container" "web" {
+  name    = "qs-tf-web"
+  image   = "busybox:latest"
+  command = ["httpd", "-f", "-p", "80", "-h", "/etc"]
+  ports {
+    internal = 80
+    ip       = "127.0.0.1"
+  }
+  networks_advanced {
+    name = docker_network.qs.name
+  }
+}
+output "port" {
+  value = docker_container.web.ports[0].external
+}
+TF
+(cd "$DOCKER_TF_DIR" && "$KEEL" infra init >/dev/null \
+  && "$KEEL" infra apply -auto-approve -no-color | tail -4 \
+  && TF_PORT="$("$KEEL" infra output -raw port)" \
+  && for _ in $(seq 50); do http_get "http://127.0.0.1:$TF_PORT/hostname" 2>/dev/null && break; sleep 0.1; done \
+  && "$KEEL" infra destroy -auto-approve -no-color | tail -1)
+rm -rf "$DOCKER_TF_DIR"
+
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"
