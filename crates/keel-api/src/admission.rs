@@ -92,7 +92,7 @@ async fn resource_quota(
     }
     // Quotas on cpu or memory require every container to state them.
     if is_pod {
-        for q in &quotas {
+        for q in quotas.iter().filter(|q| crate::quota::in_scope(q, r, obj)) {
             let mut missing: Vec<String> = Vec::new();
             for res in [
                 "cpu",

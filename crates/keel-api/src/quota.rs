@@ -8,7 +8,8 @@
 //! Tracked: `pods`, `count/<resource>[.<group>]` and the core object
 //! counts (`services`, `configmaps`, `secrets`, ...), pod compute
 //! (`requests.cpu`/`cpu`, `requests.memory`/`memory`, `limits.*`),
-//! `requests.storage` of claims and `services.nodeports`/`loadbalancers`.
+//! `requests.storage` of claims and `services.nodeports`/`loadbalancers`;
+//! scoped quotas (`scopes`, `scopeSelector`) track only the pods they match.
 
 use serde_json::{Map, Value, json};
 
@@ -136,6 +137,93 @@ pub(crate) fn show(name: &str, v: f64) -> String {
     n.to_string()
 }
 
+/// Whether quota `q` tracks `obj`: a quota with `scopes` or a
+/// `scopeSelector` tracks only the pods they match (`Terminating`,
+/// `NotTerminating`, `BestEffort`, `NotBestEffort`, `PriorityClass`), as
+/// upstream's pod evaluator decides.
+pub(crate) fn in_scope(q: &Value, r: &Resource, obj: &Value) -> bool {
+    let mut scopes: Vec<(String, String, Vec<String>)> = q
+        .pointer("/spec/scopes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|s| (s.to_string(), "Exists".to_string(), Vec::new()))
+        .collect();
+    for e in q
+        .pointer("/spec/scopeSelector/matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let f = |k: &str| {
+            e.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let values = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect();
+        scopes.push((f("scopeName"), f("operator"), values));
+    }
+    if scopes.is_empty() {
+        return true;
+    }
+    if (r.group, r.kind) != ("", "Pod") {
+        return false;
+    }
+    let terminating = obj
+        .pointer("/spec/activeDeadlineSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|d| d >= 0);
+    let best_effort = ["containers", "initContainers"].iter().all(|list| {
+        obj.pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .all(|c| {
+                ["requests", "limits"].iter().all(|k| {
+                    c.pointer(&format!("/resources/{k}"))
+                        .and_then(Value::as_object)
+                        .is_none_or(|m| !m.contains_key("cpu") && !m.contains_key("memory"))
+                })
+            })
+    });
+    let class = obj
+        .pointer("/spec/priorityClassName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    scopes.iter().all(|(name, op, values)| {
+        let holds = match name.as_str() {
+            "Terminating" => terminating,
+            "NotTerminating" => !terminating,
+            "BestEffort" => best_effort,
+            "NotBestEffort" => !best_effort,
+            "PriorityClass" => {
+                return match op.as_str() {
+                    "In" => values.iter().any(|v| v == class),
+                    "NotIn" => !values.iter().any(|v| v == class),
+                    "Exists" => !class.is_empty(),
+                    "DoesNotExist" => class.is_empty(),
+                    _ => false,
+                };
+            }
+            _ => false,
+        };
+        match op.as_str() {
+            "Exists" | "In" => holds,
+            "DoesNotExist" | "NotIn" => !holds,
+            _ => false,
+        }
+    })
+}
+
 fn quotas_resource() -> &'static Resource {
     resources::find("", "v1", "resourcequotas").expect("resourcequotas are served")
 }
@@ -196,6 +284,9 @@ pub(crate) async fn charge(
         let mut kv = kv;
         for attempt in 0.. {
             let q = decode(state, &kv, kv.mod_revision)?;
+            if !in_scope(&q, r, obj) {
+                break;
+            }
             let hard = hard_of(&q);
             let mine: Vec<&(String, f64)> = amounts
                 .iter()
@@ -207,7 +298,7 @@ pub(crate) async fn charge(
             let mut used = match q.pointer("/status/used").and_then(Value::as_object) {
                 Some(u) if hard.keys().all(|k| u.contains_key(k)) => u.clone(),
                 // Never counted yet: count now.
-                _ => count(state, ns, &hard).await?,
+                _ => count(state, ns, &q, &hard).await?,
             };
             let mut exceeded: Vec<Exceeded> = Vec::new();
             for (k, want) in &mine {
@@ -321,7 +412,7 @@ async fn rewrite(state: &State, ns: &str, refund: Option<&[(String, f64)]>) {
                     }
                     used
                 }
-                None => match count(state, ns, &hard).await {
+                None => match count(state, ns, &q, &hard).await {
                     Ok(used) => used,
                     Err(_) => break,
                 },
@@ -343,6 +434,7 @@ async fn rewrite(state: &State, ns: &str, refund: Option<&[(String, f64)]>) {
 async fn count(
     state: &State,
     ns: &str,
+    quota: &Value,
     hard: &Map<String, Value>,
 ) -> Result<Map<String, Value>, Fail> {
     let mut used: Vec<(String, f64)> = hard.keys().map(|k| (k.clone(), 0.0)).collect();
@@ -368,6 +460,9 @@ async fn count(
             let Ok(o) = decode(state, kv, kv.mod_revision) else {
                 continue;
             };
+            if !in_scope(quota, r, &o) {
+                continue;
+            }
             for (k, v) in usage(r, &o) {
                 if let Some(e) = used.iter_mut().find(|(n, _)| *n == k) {
                     e.1 += v;
@@ -402,4 +497,58 @@ pub(crate) async fn recount(state: &State, ns: &str) {
 /// Whether a write to `r` in a namespace can change quota usage.
 pub(crate) fn affects(r: &Resource) -> bool {
     r.namespaced && r.verbs.stored()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods() -> &'static Resource {
+        resources::find("", "v1", "pods").unwrap()
+    }
+
+    #[test]
+    fn usage_and_quantities() {
+        let pod = json!({"spec": {"containers": [
+            {"resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}},
+            {"resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}}
+        ]}});
+        let u = usage(pods(), &pod);
+        let get = |k: &str| u.iter().find(|(n, _)| n == k).map(|e| e.1);
+        assert_eq!(get("pods"), Some(1.0));
+        assert_eq!(get("count/pods"), Some(1.0));
+        assert_eq!(show("requests.cpu", get("requests.cpu").unwrap()), "500m");
+        assert_eq!(show("cpu", 2.0), "2");
+        assert_eq!(
+            show("requests.memory", get("requests.memory").unwrap()),
+            "128Mi"
+        );
+        assert_eq!(
+            show("limits.memory", get("limits.memory").unwrap()),
+            "128Mi"
+        );
+        assert_eq!(show("requests.memory", 1000.0), "1000");
+        // Finished pods use nothing.
+        let done = json!({"status": {"phase": "Succeeded"}});
+        assert!(usage(pods(), &done).is_empty());
+    }
+
+    #[test]
+    fn scopes_select_pods() {
+        let cm = resources::find("", "v1", "configmaps").unwrap();
+        let best = json!({"spec": {"containers": [{"name": "c"}]}});
+        let burst = json!({"spec": {"activeDeadlineSeconds": 5, "priorityClassName": "high",
+            "containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        let q = |spec: Value| json!({"spec": spec});
+        let plain = q(json!({"hard": {"pods": "1"}}));
+        assert!(in_scope(&plain, cm, &json!({})) && in_scope(&plain, pods(), &best));
+        let be = q(json!({"scopes": ["BestEffort"]}));
+        assert!(in_scope(&be, pods(), &best) && !in_scope(&be, pods(), &burst));
+        assert!(!in_scope(&be, cm, &json!({})));
+        let term = q(json!({"scopes": ["Terminating", "NotBestEffort"]}));
+        assert!(in_scope(&term, pods(), &burst) && !in_scope(&term, pods(), &best));
+        let prio = q(json!({"scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}));
+        assert!(in_scope(&prio, pods(), &burst) && !in_scope(&prio, pods(), &best));
+    }
 }

@@ -370,6 +370,45 @@ fn quota(s: &KeelServer, k: &Path) {
         ],
     );
     assert_eq!(hard.trim(), "2");
+    // A scoped quota tracks only the pods its scope matches.
+    s.ok(k, &["create", "namespace", "qs"]);
+    s.ok(
+        k,
+        &[
+            "-n",
+            "qs",
+            "create",
+            "quota",
+            "be",
+            "--hard=pods=1",
+            "--scopes=BestEffort",
+        ],
+    );
+    let plain = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    s.ok_in(k, &["-n", "qs", "create", "-f", "-"], Some(&plain("be1")));
+    let err = s.fails(k, &["-n", "qs", "create", "-f", "-"], Some(&plain("be2")));
+    assert!(
+        err.contains("exceeded quota: be, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{err}"
+    );
+    s.ok_in(k, &["-n", "qs", "create", "-f", "-"], Some(&pod("burst")));
+    let used = s.ok(
+        k,
+        &[
+            "-n",
+            "qs",
+            "get",
+            "quota",
+            "be",
+            "-o",
+            "jsonpath={.status.used.pods}",
+        ],
+    );
+    assert_eq!(used.trim(), "1");
 }
 
 fn audit(s: &KeelServer, k: &Path) {
