@@ -302,3 +302,67 @@ fn served_openapi_carries_the_metadata() {
     let v = &s.defs["io.k8s.api.core.v1.PodSpec"]["properties"]["volumes"];
     assert_eq!(v["x-kubernetes-patch-strategy"], "merge,retainKeys");
 }
+
+/// Random documents and patches (directives included) never panic the
+/// engine: it answers a result or an error. A small deterministic
+/// generator, so a failure reproduces.
+#[test]
+fn random_patches_never_panic() {
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+        fn value(&mut self, depth: u32) -> Value {
+            const KEYS: [&str; 14] = [
+                "name",
+                "value",
+                "mergingList",
+                "nonMergingList",
+                "mergingIntList",
+                "mergeItemPtr",
+                "simpleMap",
+                "replacingItem",
+                "retainKeysMap",
+                "retainKeysMergingList",
+                "$patch",
+                "$retainKeys",
+                "$setElementOrder/mergingList",
+                "$deleteFromPrimitiveList/mergingIntList",
+            ];
+            const WORDS: [&str; 5] = ["replace", "delete", "merge", "a", "name"];
+            match (self.next(if depth > 3 { 4 } else { 7 }), depth) {
+                (0, _) => Value::Null,
+                (1, _) => json!(self.next(4)),
+                (2, _) => json!(WORDS[self.next(5) as usize]),
+                (3, _) => json!(self.next(2) == 1),
+                (4 | 5, _) => {
+                    let n = self.next(4);
+                    let mut m = Map::new();
+                    for _ in 0..n {
+                        let k = KEYS[self.next(KEYS.len() as u64) as usize];
+                        m.insert(k.into(), self.value(depth + 1));
+                    }
+                    Value::Object(m)
+                }
+                _ => Value::Array((0..self.next(4)).map(|_| self.value(depth + 1)).collect()),
+            }
+        }
+    }
+    let defs = schema_defs();
+    let r = root();
+    let schema = Schema::new(&defs, Some(&r));
+    let mut g = Gen(16);
+    for _ in 0..20_000 {
+        let mut t = g.value(0);
+        if !t.is_object() {
+            t = json!({"mergingList": [t]});
+        }
+        let p = g.value(0);
+        let _ = apply(&mut t, &p, schema);
+    }
+}
