@@ -206,8 +206,8 @@ fn builtin_and_custom(s: &KeelServer, k: &Path) {
         ],
     );
     assert_eq!(out.trim(), "443 80");
-    // Client-side apply sends a three-way strategic patch computed from the
-    // served OpenAPI's metadata: removing a port removes only it.
+    // Client-side apply's three-way strategic patch: removing a port
+    // removes only it.
     s.ok_in(
         k,
         &["-n", "smp", "apply", "-f", "-"],
@@ -226,6 +226,34 @@ fn builtin_and_custom(s: &KeelServer, k: &Path) {
         ],
     );
     assert_eq!(out.trim(), "443");
+    // A Deployment applied without a strategy gets RollingUpdate defaults;
+    // applying `type: Recreate` then works because kubectl's patch carries
+    // `$retainKeys` for the strategy (its patch strategy is retainKeys) and
+    // the server drops the defaulted rollingUpdate.
+    let deploy = |strategy: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n{strategy}  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+        )
+    };
+    s.ok_in(k, &["-n", "smp", "apply", "-f", "-"], Some(&deploy("")));
+    s.ok_in(
+        k,
+        &["-n", "smp", "apply", "-f", "-"],
+        Some(&deploy("  strategy: {type: Recreate}\n")),
+    );
+    let out = s.ok(
+        k,
+        &[
+            "-n",
+            "smp",
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.strategy}",
+        ],
+    );
+    assert_eq!(out.trim(), r#"{"type":"Recreate"}"#);
     // Other custom resources take no strategic merge patch: upstream's 415,
     // which kubectl reports with the kind.
     s.ok_in(
