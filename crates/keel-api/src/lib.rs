@@ -12,6 +12,7 @@
 pub mod admission;
 mod audit;
 pub mod auth;
+mod cel;
 pub mod client;
 pub mod crd;
 pub mod discovery;
@@ -90,6 +91,7 @@ pub(crate) struct State {
     pub next_ip: std::sync::atomic::AtomicU32,
     pub rbac: rbac::Cache,
     pub webhooks: webhook::Cache,
+    pub policies: cel::policy::Cache,
     pub sa_keys: tokens::Keys,
 }
 
