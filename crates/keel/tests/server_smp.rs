@@ -494,3 +494,13 @@ async fn strategic_patch_quota_and_audit_with_kubectl_1_32() {
     quota(&s, &k);
     audit(&s, &k);
 }
+
+/// Quota charges are compare-and-swaps on etcd's revisions too.
+#[test]
+fn quota_and_audit_on_three_member_etcd_with_kubectl_1_33() {
+    let cluster = keel_store::testing::EtcdCluster::start(3);
+    let s = KeelServer::start(Some(cluster.datastore_url()));
+    let k = &kubectls()[1];
+    quota(&s, k);
+    audit(&s, k);
+}
