@@ -366,3 +366,28 @@ fn random_patches_never_panic() {
         let _ = apply(&mut t, &p, schema);
     }
 }
+
+#[test]
+fn merge_directive_is_refused_as_upstream_refuses_it() {
+    // apimachinery accepts `$patch: merge` nowhere in a patch it applies:
+    // maps take replace or delete, lists refuse merging elements.
+    let defs = schema_defs();
+    let r = root();
+    let schema = Schema::new(&defs, Some(&r));
+    let mut t = json!({"mergingList": [{"name": "a"}]});
+    let e = apply(&mut t, &json!({"$patch": "merge"}), schema).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown patch type: merge in map: map[$patch:merge]"
+    );
+    let e = apply(
+        &mut t,
+        &json!({"mergingList": [{"$patch": "merge"}]}),
+        schema,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "merging lists cannot yet be specified in the patch"
+    );
+}
