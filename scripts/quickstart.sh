@@ -133,6 +133,15 @@ BOT="$(kubectl -n quickstart create token bot --duration 1h)"
 echo "bot may list pods: $(kubectl --token "$BOT" -n quickstart auth can-i list pods), create them: $(kubectl --token "$BOT" -n quickstart auth can-i create pods || true)"
 kubectl label --overwrite namespace quickstart pod-security.kubernetes.io/enforce=restricted
 kubectl -n quickstart run root-shell --image=quickstart/web:1 --privileged 2>&1 || true   # refused by PodSecurity
+# ResourceQuota: usage kept in status, concurrent creates cannot overshoot it.
+kubectl -n quickstart create quota small --hard=count/configmaps=3 --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart create configmap one --from-literal=a=1 --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart describe quota small
+kubectl -n quickstart delete quota small
+# Strategic merge patch: Service ports merge by their port.
+kubectl -n quickstart create service clusterip web --tcp=80:8080 --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart patch service web -p '{"spec":{"ports":[{"name":"https","port":443}]}}'
+kubectl -n quickstart get service web -o jsonpath='{.spec.ports[*].port}{"\n"}'
 # CEL: a ValidatingAdmissionPolicy bound to this namespace refuses configmaps without an owner label.
 kubectl label --overwrite namespace quickstart policy=cel
 kubectl apply -f - <<'YAML'

@@ -10,6 +10,7 @@
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
 pub mod admission;
+mod audit;
 pub mod auth;
 mod cel;
 pub mod client;
@@ -23,9 +24,11 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod proto;
+mod quota;
 pub mod rbac;
 pub mod resources;
 pub mod selectors;
+pub mod strategic;
 pub mod table;
 pub mod tokens;
 pub mod validate;

@@ -127,15 +127,28 @@ pub(crate) async fn create(
     crate::webhook::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
     let key = r.key(ns.as_deref(), &name);
     let bytes = encode(state, r, &key, &obj)?;
+    let quota_ns = ns.as_deref().unwrap_or("default");
+    let charge = if crate::quota::affects(r) {
+        crate::quota::charge(state, r, &name, &obj, quota_ns, dry).await?
+    } else {
+        None
+    };
     if dry {
         return Ok(obj);
     }
-    let rev = state
-        .store
-        .create(&key, bytes, 0)
-        .await
-        .map_err(|e| store_fail(r, &name, e))?;
+    let rev = match state.store.create(&key, bytes, 0).await {
+        Ok(rev) => rev,
+        Err(e) => {
+            if let Some(c) = charge {
+                crate::quota::refund(state, c).await;
+            }
+            return Err(store_fail(r, &name, e));
+        }
+    };
     set_meta(&mut obj, "resourceVersion", json!(rev.to_string()));
+    if r.group.is_empty() && r.kind == "ResourceQuota" {
+        crate::quota::recount(state, quota_ns).await;
+    }
     if is_crd(r) {
         crate::crd::register(&obj);
     }
@@ -398,6 +411,9 @@ pub(super) async fn write_update(
             .delete(&kv.key, Some(kv.mod_revision))
             .await
             .map_err(|e| retryable(r, &name, e))?;
+        if crate::quota::affects(r) {
+            crate::quota::recount(state, ns.unwrap_or("default")).await;
+        }
         return Ok(merged);
     }
     let bytes = encode(state, r, &kv.key, &merged)?;
@@ -409,6 +425,13 @@ pub(super) async fn write_update(
     set_meta(&mut merged, "resourceVersion", json!(rev.to_string()));
     if is_crd(r) {
         crate::crd::register(&merged);
+    }
+    // A quota's new limits, or a pod that stopped counting, change usage.
+    let phase = |v: &Value| v.pointer("/status/phase").cloned();
+    let quota_changed = (r.group, r.kind) == ("", "ResourceQuota") && sub != Some("status");
+    let pod_finished = (r.group, r.kind) == ("", "Pod") && phase(cur) != phase(&merged);
+    if quota_changed || pod_finished {
+        crate::quota::recount(state, ns.unwrap_or("default")).await;
     }
     Ok(merged)
 }
