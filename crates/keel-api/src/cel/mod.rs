@@ -249,6 +249,51 @@ pub fn from_json(v: &Json) -> Value {
     }
 }
 
+/// A JSON value typed by its `OpenAPI` schema, as Kubernetes types CRD
+/// values for CEL: strings of format `duration` are durations, `date` and
+/// `date-time` timestamps (left strings when they do not parse).
+pub fn from_json_typed(v: &Json, s: Option<&Json>) -> Value {
+    let Some(s) = s else { return from_json(v) };
+    match v {
+        Json::String(x) => {
+            let format = s.get("format").and_then(Json::as_str).unwrap_or_default();
+            let typed = match format {
+                "duration" => keel_go::duration::parse_duration(x)
+                    .ok()
+                    .map(|n| Value::Duration(chrono::Duration::nanoseconds(n))),
+                "date-time" => chrono::DateTime::parse_from_rfc3339(x)
+                    .ok()
+                    .map(Value::Timestamp),
+                "date" => chrono::NaiveDate::parse_from_str(x, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| Value::Timestamp(t.and_utc().fixed_offset())),
+                _ => None,
+            };
+            typed.unwrap_or_else(|| from_json(v))
+        }
+        Json::Array(a) => {
+            let items = s.get("items");
+            Value::List(Arc::new(
+                a.iter().map(|x| from_json_typed(x, items)).collect(),
+            ))
+        }
+        Json::Object(o) => {
+            let props = s.get("properties");
+            let extra = s.get("additionalProperties").filter(|a| a.is_object());
+            let map: HashMap<Key, Value> = o
+                .iter()
+                .map(|(k, x)| {
+                    let sub = props.and_then(|p| p.get(k)).or(extra);
+                    (Key::String(Arc::new(k.clone())), from_json_typed(x, sub))
+                })
+                .collect();
+            Value::Map(Map { map: Arc::new(map) })
+        }
+        _ => from_json(v),
+    }
+}
+
 /// Evaluates a compiled expression with `vars` bound. Call it on a [`run`]
 /// thread: evaluation recurses.
 pub(crate) fn eval(program: &Program, vars: &[(&str, Value)]) -> Result<Value, String> {
@@ -274,8 +319,10 @@ fn describe(e: &ExecutionError) -> String {
 }
 
 /// Kubernetes' CEL libraries that cel-rust does not ship: lists
-/// (`isSorted`, `sum`, `min`, `max`) and regex (`find`, `findAll`).
+/// (`isSorted`, `sum`, `min`, `max`), regex (`find`, `findAll`) and url
+/// (`isURL`).
 fn library(ctx: &mut Context) {
+    let _ = ctx.add_function("isURL", |s: Arc<String>| is_url(&s));
     let _ = ctx.add_function("isSorted", |This(l): This<Arc<Vec<Value>>>| {
         l.windows(2).all(|w| {
             w[0].partial_cmp(&w[1])
@@ -354,6 +401,31 @@ fn library(ctx: &mut Context) {
             )))
         },
     );
+}
+
+/// Go's `url.ParseRequestURI` succeeding: an absolute URI or an absolute
+/// path, without spaces or control characters.
+fn is_url(s: &str) -> bool {
+    if s.is_empty() || s.chars().any(|c| c.is_control() || c == ' ') {
+        return false;
+    }
+    if s.starts_with('/') {
+        return true;
+    }
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let host_ok = rest.strip_prefix("//").is_none_or(|r| {
+        !r.split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .contains(['<', '>', '"', '{', '}', '|', '\\', '^', '`'])
+    });
+    scheme_ok && host_ok
 }
 
 fn regex(re: &str) -> Result<regex::Regex, ExecutionError> {

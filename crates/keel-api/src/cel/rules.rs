@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use super::{compile, eval, from_json};
+use super::{compile, eval, from_json_typed};
 use crate::validate::Cause;
 
 const REASONS: [&str; 4] = [
@@ -184,6 +184,7 @@ fn check_rule(r: &Value, at: &str, correlatable: bool, out: &mut Vec<Cause>) {
 /// One node to evaluate: where, its schema type, rules, new and old value.
 struct Job {
     path: String,
+    schema: Value,
     ty: String,
     rules: Vec<Value>,
     new: Value,
@@ -206,6 +207,7 @@ fn collect(s: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<
     if !rules.is_empty() {
         out.push(Job {
             path: path.to_string(),
+            schema: s.clone(),
             ty: s
                 .get("type")
                 .and_then(Value::as_str)
@@ -282,8 +284,11 @@ fn evaluate(job: &Job) -> Vec<Cause> {
     } else {
         job.path.clone()
     };
-    let this = from_json(&job.new);
-    let old = job.old.as_ref().map(from_json);
+    let this = from_json_typed(&job.new, Some(&job.schema));
+    let old = job
+        .old
+        .as_ref()
+        .map(|o| from_json_typed(o, Some(&job.schema)));
     for r in &job.rules {
         let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
         let c = match compile(rule, &["self", "oldSelf"]) {

@@ -192,3 +192,45 @@ fn crd_rules_that_do_not_compile_are_refused() {
         got[1]
     );
 }
+
+#[test]
+fn formats_type_values_and_is_url() {
+    // Rules from the traefik and Argo CRDs of the chart corpus.
+    let s = json!({"type": "object", "properties": {
+        "timeout": {"type": "string", "format": "duration",
+            "x-kubernetes-validations": [{"rule": "self >= duration('1s') && self <= duration('1h')"}]},
+        "since": {"type": "string", "format": "date-time",
+            "x-kubernetes-validations": [{"rule": "self > timestamp('2020-01-01T00:00:00Z')"}]},
+        "url": {"type": "string", "x-kubernetes-validations": [{"rule": "isURL(self) && self.startsWith('https://')"}]},
+    }});
+    let check = |v: Json| -> Vec<String> {
+        rt().block_on(rules::check(&s, &v, None))
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
+    };
+    assert!(
+        check(
+            json!({"timeout": "90s", "since": "2024-05-01T10:00:00Z", "url": "https://x.example/a"})
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        check(json!({"timeout": "2h", "since": "2019-05-01T10:00:00Z", "url": "not a url"})),
+        [
+            r#"since: Invalid value: "string": failed rule: self > timestamp('2020-01-01T00:00:00Z')"#,
+            r#"timeout: Invalid value: "string": failed rule: self >= duration('1s') && self <= duration('1h')"#,
+            r#"url: Invalid value: "string": failed rule: isURL(self) && self.startsWith('https://')"#,
+        ]
+    );
+    for (u, ok) in [
+        ("https://a.b/c?d#e", true),
+        ("/abs/path", true),
+        ("mailto:x@y", true),
+        ("rel/path", false),
+        ("http://a b", false),
+        ("", false),
+    ] {
+        assert_eq!(is_url(u), ok, "{u}");
+    }
+}
