@@ -153,17 +153,11 @@ impl Cache {
                 };
                 while let Some(item) = w.next().await {
                     match item {
-                        Ok(keel_store::WatchItem::Event(ev)) => {
-                            // A change can be announced a moment before a
-                            // read sees it: reload until the index holds it.
-                            for _ in 0..100 {
-                                if let Err(e) = reload(&state).await {
-                                    tracing::warn!(error = %e, "webhooks: reload failed");
-                                }
-                                if revision(&state) >= ev.revision() {
-                                    break;
-                                }
-                                tokio::time::sleep(Duration::from_millis(20)).await;
+                        // The store makes an event's write readable before
+                        // announcing it, so one reload holds it.
+                        Ok(keel_store::WatchItem::Event(_)) => {
+                            if let Err(e) = reload(&state).await {
+                                tracing::warn!(error = %e, "webhooks: reload failed");
                             }
                         }
                         Ok(keel_store::WatchItem::Progress(_)) => {}
