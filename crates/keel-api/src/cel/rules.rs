@@ -6,8 +6,10 @@
 //! kube-apiserver words them: `spec: Invalid value: "object": <message>`,
 //! with `message`, `messageExpression`, `reason` and `fieldPath`. Rules that
 //! do not compile are refused at CRD create/update with apiextensions'
-//! message. Not done: validation ratcheting and `optionalOldSelf` (a rule
-//! with it runs as a plain transition rule).
+//! message. Rules other than transition rules are ratcheted as in
+//! Kubernetes 1.30+: an update that leaves a value as it was is not held to
+//! them there. Not done: `optionalOldSelf` (a rule with it runs as a plain
+//! transition rule).
 
 use serde_json::{Value, json};
 
@@ -302,6 +304,10 @@ fn evaluate(job: &Job) -> Vec<Cause> {
         if c.variables.contains("oldSelf") {
             let Some(o) = &old else { continue };
             vars.push(("oldSelf", o.clone()));
+        } else if job.old.as_ref() == Some(&job.new) {
+            // Ratcheting (CRDValidationRatcheting, on since 1.30): a value
+            // an update leaves as it was is not held to rules added since.
+            continue;
         }
         let at = match r.get("fieldPath").and_then(Value::as_str) {
             Some(p) if !p.is_empty() => relative(&job.path, p),

@@ -161,6 +161,14 @@ fn crd_rules_at_every_level_with_transition_rules() {
             r#"spec.tags[1]: Invalid value: "string": failed rule: self.size() < 4"#,
         ]
     );
+    // Ratcheting: an update that keeps a failing value as it was passes.
+    let stored = json!({"spec": {"min": 3, "max": 2, "name": "a"}});
+    let touched = json!({"spec": {"min": 3, "max": 2, "name": "a", "tags": ["x"]}});
+    assert_eq!(causes(&stored, Some(&stored)), Vec::<String>::new());
+    assert_eq!(
+        causes(&touched, Some(&stored)),
+        [r#"spec: Invalid value: "object": min 3 over max"#]
+    );
     // An evaluation error names the rule, as kube-apiserver does.
     let e = causes(&json!({"spec": {"min": 1}}), None);
     assert_eq!(
