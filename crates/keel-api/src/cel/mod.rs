@@ -319,9 +319,10 @@ fn describe(e: &ExecutionError) -> String {
 }
 
 /// Kubernetes' CEL libraries that cel-rust does not ship: lists
-/// (`isSorted`, `sum`, `min`, `max`), regex (`find`, `findAll`) and url
-/// (`isURL`).
+/// (`isSorted`, `sum`, `min`, `max`), regex (`find`, `findAll`), url
+/// (`isURL`) and quantity.
 fn library(ctx: &mut Context) {
+    quantities(ctx);
     let _ = ctx.add_function("isURL", |s: Arc<String>| is_url(&s));
     let _ = ctx.add_function("isSorted", |This(l): This<Arc<Vec<Value>>>| {
         l.windows(2).all(|w| {
@@ -399,6 +400,87 @@ fn library(ctx: &mut Context) {
                     .map(|m| Value::String(Arc::new(m.as_str().to_string())))
                     .collect(),
             )))
+        },
+    );
+}
+
+/// A resource quantity (`quantity('1Gi')`), compared by value.
+#[derive(Debug)]
+struct Quantity(f64);
+
+impl PartialEq for Quantity {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+impl Eq for Quantity {}
+
+impl cel::objects::Opaque for Quantity {
+    fn runtime_type_name(&self) -> &'static str {
+        "kubernetes.Quantity"
+    }
+}
+
+fn quantity_of(v: &Value) -> Result<f64, ExecutionError> {
+    match v {
+        Value::Opaque(o) => o
+            .downcast_ref::<Quantity>()
+            .map(|q| q.0)
+            .ok_or_else(|| ExecutionError::function_error("quantity", "not a quantity")),
+        Value::Int(i) => Ok(i64_f64(*i)),
+        _ => Err(ExecutionError::function_error("quantity", "not a quantity")),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // quantities compare as Kubernetes' approximate floats
+fn i64_f64(i: i64) -> f64 {
+    i as f64
+}
+
+/// Kubernetes' quantity library: `quantity`, `isQuantity`, comparisons
+/// and conversions (values compared as floats).
+fn quantities(ctx: &mut Context) {
+    let _ = ctx.add_function(
+        "quantity",
+        |s: Arc<String>| -> Result<Value, ExecutionError> {
+            crate::validate::parse_quantity(&s)
+                .map(|q| Value::Opaque(Arc::new(Quantity(q))))
+                .map_err(|e| ExecutionError::function_error("quantity", e))
+        },
+    );
+    let _ = ctx.add_function("isQuantity", |s: Arc<String>| {
+        crate::validate::parse_quantity(&s).is_ok()
+    });
+    let cmp = |a: &Value, b: &Value| -> Result<std::cmp::Ordering, ExecutionError> {
+        let (a, b) = (quantity_of(a)?, quantity_of(b)?);
+        a.partial_cmp(&b)
+            .ok_or_else(|| ExecutionError::function_error("compareTo", "not comparable"))
+    };
+    let _ = ctx.add_function("isLessThan", move |This(a): This<Value>, b: Value| {
+        cmp(&a, &b).map(std::cmp::Ordering::is_lt)
+    });
+    let _ = ctx.add_function("isGreaterThan", move |This(a): This<Value>, b: Value| {
+        cmp(&a, &b).map(std::cmp::Ordering::is_gt)
+    });
+    let _ = ctx.add_function("compareTo", move |This(a): This<Value>, b: Value| {
+        cmp(&a, &b).map(|o| o as i64)
+    });
+    let _ = ctx.add_function("asApproximateFloat", |This(a): This<Value>| quantity_of(&a));
+    let _ = ctx.add_function("isInteger", |This(a): This<Value>| {
+        quantity_of(&a).map(|q| q.fract() == 0.0 && q.abs() < 9.2e18)
+    });
+    let _ = ctx.add_function(
+        "asInteger",
+        |This(a): This<Value>| -> Result<i64, ExecutionError> {
+            let q = quantity_of(&a)?;
+            if q.fract() != 0.0 || q.abs() >= 9.2e18 {
+                return Err(ExecutionError::function_error(
+                    "asInteger",
+                    "cannot convert value to integer",
+                ));
+            }
+            #[allow(clippy::cast_possible_truncation)] // integral and in range, checked above
+            Ok(q as i64)
         },
     );
 }

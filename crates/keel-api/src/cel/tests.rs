@@ -27,6 +27,13 @@ fn integers_stay_int_and_kubernetes_functions_work() {
         ("self.name.lowerAscii().startsWith('web')", true),
         ("has(self.missing)", false),
         ("self.items.all(x, x > 0)", true),
+        ("quantity('1Gi').isGreaterThan(quantity('1000Mi'))", true),
+        ("quantity('500m').compareTo(quantity('0.5')) == 0", true),
+        (
+            "quantity('2k').asInteger() == 2000 && isQuantity('1Ki') && !isQuantity('1KB')",
+            true,
+        ),
+        ("quantity('1.5').isInteger()", false),
     ] {
         assert_eq!(eval_src(src, &obj), Ok(Value::Bool(want)), "{src}");
     }
