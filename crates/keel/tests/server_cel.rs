@@ -1,4 +1,5 @@
-//! CEL through the real kubectl 1.32: CRD `x-kubernetes-validations`
+//! CEL through the real kubectl (1.32 on `SQLite`, 1.33 on a 3-member etcd
+//! cluster): CRD `x-kubernetes-validations`
 //! (a rule refusing a create, a transition rule refusing an update,
 //! `messageExpression`, `reason` and `fieldPath`, a rule that does not
 //! compile refused with the CRD), a webhook skipped by its
@@ -410,6 +411,17 @@ fn policy_params_and_warn(s: &KeelServer, k: &Path) {
 fn cel_with_kubectl_1_32() {
     let s = KeelServer::start(None);
     let k = &kubectls()[0];
+    crd_rules(&s, k);
+    webhook_match_conditions(&s, k);
+    admission_policy(&s, k);
+    policy_params_and_warn(&s, k);
+}
+
+#[test]
+fn cel_with_kubectl_1_33_on_three_member_etcd() {
+    let cluster = keel_store::testing::EtcdCluster::start(3);
+    let s = KeelServer::start(Some(cluster.datastore_url()));
+    let k = &kubectls()[1];
     crd_rules(&s, k);
     webhook_match_conditions(&s, k);
     admission_policy(&s, k);
