@@ -7,8 +7,11 @@
 //! conversion of JSON objects to CEL values (integers stay `int`, as
 //! Kubernetes types them), the compile-time check that an expression names
 //! only the variables its context binds (Kubernetes type-checks; cel-rust
-//! would only fail at run time), Kubernetes' list and regex library
-//! functions (`isSorted`, `sum`, `min`, `max`, `find`, `findAll`), and the
+//! would only fail at run time), the Kubernetes library functions real
+//! CRDs and policies use (lists: `isSorted`, `sum`, `min`, `max`; regex:
+//! `find`, `findAll`; url: `isURL`; quantity: `quantity`, `isQuantity`,
+//! comparisons, conversions), typing of CRD strings by `format` (durations
+//! and timestamps), and the
 //! limits that keep a hostile expression from taking the server down:
 //! cel-rust's recursive-descent parser and tree-walking interpreter use
 //! the stack in proportion to an expression's nesting, so every compile
