@@ -249,3 +249,42 @@ fn formats_type_values_and_is_url() {
         assert_eq!(is_url(u), ok, "{u}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Any object, old or new, checked against a schema full of rules gives
+    /// causes, never a panic.
+    #[test]
+    fn any_object_against_rules_never_panics(
+        new in json_value(3),
+        old in prop::option::of(json_value(3)),
+    ) {
+        let obj = json!({"spec": new});
+        let old = old.map(|o| json!({"spec": o}));
+        let _ = rt().block_on(rules::check(&schema(), &obj, old.as_ref()));
+    }
+}
+
+fn json_value(depth: u32) -> impl Strategy<Value = Json> {
+    let leaf = prop_oneof![
+        Just(Json::Null),
+        any::<bool>().prop_map(Json::from),
+        any::<i64>().prop_map(Json::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Json::from),
+        "[a-z0-9 ]{0,6}".prop_map(Json::from),
+    ];
+    leaf.prop_recursive(depth, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+            prop::collection::btree_map(
+                prop::sample::select(vec!["min", "max", "name", "ports", "tags", "port", "x"]),
+                inner,
+                0..5,
+            )
+            .prop_map(|m| Json::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
