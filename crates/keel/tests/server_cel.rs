@@ -1,4 +1,5 @@
-//! CEL through the real kubectl 1.32: CRD `x-kubernetes-validations`
+//! CEL through the real kubectl (1.32 on `SQLite`, 1.33 on a 3-member etcd
+//! cluster): CRD `x-kubernetes-validations`
 //! (a rule refusing a create, a transition rule refusing an update,
 //! `messageExpression`, `reason` and `fieldPath`, a rule that does not
 //! compile refused with the CRD), a webhook skipped by its
@@ -332,6 +333,80 @@ fn admission_policy(s: &KeelServer, k: &Path) {
     );
 }
 
+const PARAM_POLICY: &str = r"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: cm-keys}
+spec:
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - expression: '!has(object.data) || size(object.data) <= int(params.data.maxKeys)'
+    messageExpression: '''at most '' + params.data.maxKeys + '' keys'''
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: cm-keys-warn}
+spec:
+  policyName: cm-keys
+  validationActions: [Warn]
+  paramRef: {name: cm-limits, namespace: default, parameterNotFoundAction: Deny}
+  matchResources:
+    namespaceSelector:
+      matchLabels: {limited: 'yes'}
+";
+
+/// `paramRef` parameters and the `Warn` action: the request passes with
+/// kube-apiserver's warning; without the parameter object, `Deny` refuses.
+fn policy_params_and_warn(s: &KeelServer, k: &Path) {
+    s.ok_in(k, &["apply", "-f", "-"], Some(PARAM_POLICY));
+    let probe = |name: &str| {
+        s.kubectl_with(
+            k,
+            &[
+                "-n",
+                "limited",
+                "create",
+                "configmap",
+                name,
+                "--from-literal=a=1",
+                "--from-literal=b=2",
+                "--from-literal=c=3",
+            ],
+            None,
+        )
+    };
+    // No cm-limits yet: parameterNotFoundAction Deny fails the binding,
+    // which (validationActions: Warn) answers with a warning.
+    let mut n = 0;
+    eventually("the binding to fail without params", || {
+        n += 1;
+        let out = probe(&format!("early-{n}"));
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no params found for policy binding with `Deny` parameterNotFoundAction")
+    });
+    s.ok(
+        k,
+        &[
+            "-n",
+            "default",
+            "create",
+            "configmap",
+            "cm-limits",
+            "--from-literal=maxKeys=2",
+        ],
+    );
+    let out = probe("three-keys");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: Validation failed for ValidatingAdmissionPolicy 'cm-keys' with binding 'cm-keys-warn': at most 2 keys"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn cel_with_kubectl_1_32() {
     let s = KeelServer::start(None);
@@ -339,4 +414,16 @@ fn cel_with_kubectl_1_32() {
     crd_rules(&s, k);
     webhook_match_conditions(&s, k);
     admission_policy(&s, k);
+    policy_params_and_warn(&s, k);
+}
+
+#[test]
+fn cel_with_kubectl_1_33_on_three_member_etcd() {
+    let cluster = keel_store::testing::EtcdCluster::start(3);
+    let s = KeelServer::start(Some(cluster.datastore_url()));
+    let k = &kubectls()[1];
+    crd_rules(&s, k);
+    webhook_match_conditions(&s, k);
+    admission_policy(&s, k);
+    policy_params_and_warn(&s, k);
 }

@@ -7,8 +7,11 @@
 //! conversion of JSON objects to CEL values (integers stay `int`, as
 //! Kubernetes types them), the compile-time check that an expression names
 //! only the variables its context binds (Kubernetes type-checks; cel-rust
-//! would only fail at run time), Kubernetes' list and regex library
-//! functions (`isSorted`, `sum`, `min`, `max`, `find`, `findAll`), and the
+//! would only fail at run time), the Kubernetes library functions real
+//! CRDs and policies use (lists: `isSorted`, `sum`, `min`, `max`; regex:
+//! `find`, `findAll`; url: `isURL`; quantity: `quantity`, `isQuantity`,
+//! comparisons, conversions), typing of CRD strings by `format` (durations
+//! and timestamps), and the
 //! limits that keep a hostile expression from taking the server down:
 //! cel-rust's recursive-descent parser and tree-walking interpreter use
 //! the stack in proportion to an expression's nesting, so every compile
@@ -249,6 +252,51 @@ pub fn from_json(v: &Json) -> Value {
     }
 }
 
+/// A JSON value typed by its `OpenAPI` schema, as Kubernetes types CRD
+/// values for CEL: strings of format `duration` are durations, `date` and
+/// `date-time` timestamps (left strings when they do not parse).
+pub fn from_json_typed(v: &Json, s: Option<&Json>) -> Value {
+    let Some(s) = s else { return from_json(v) };
+    match v {
+        Json::String(x) => {
+            let format = s.get("format").and_then(Json::as_str).unwrap_or_default();
+            let typed = match format {
+                "duration" => keel_go::duration::parse_duration(x)
+                    .ok()
+                    .map(|n| Value::Duration(chrono::Duration::nanoseconds(n))),
+                "date-time" => chrono::DateTime::parse_from_rfc3339(x)
+                    .ok()
+                    .map(Value::Timestamp),
+                "date" => chrono::NaiveDate::parse_from_str(x, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| Value::Timestamp(t.and_utc().fixed_offset())),
+                _ => None,
+            };
+            typed.unwrap_or_else(|| from_json(v))
+        }
+        Json::Array(a) => {
+            let items = s.get("items");
+            Value::List(Arc::new(
+                a.iter().map(|x| from_json_typed(x, items)).collect(),
+            ))
+        }
+        Json::Object(o) => {
+            let props = s.get("properties");
+            let extra = s.get("additionalProperties").filter(|a| a.is_object());
+            let map: HashMap<Key, Value> = o
+                .iter()
+                .map(|(k, x)| {
+                    let sub = props.and_then(|p| p.get(k)).or(extra);
+                    (Key::String(Arc::new(k.clone())), from_json_typed(x, sub))
+                })
+                .collect();
+            Value::Map(Map { map: Arc::new(map) })
+        }
+        _ => from_json(v),
+    }
+}
+
 /// Evaluates a compiled expression with `vars` bound. Call it on a [`run`]
 /// thread: evaluation recurses.
 pub(crate) fn eval(program: &Program, vars: &[(&str, Value)]) -> Result<Value, String> {
@@ -274,8 +322,11 @@ fn describe(e: &ExecutionError) -> String {
 }
 
 /// Kubernetes' CEL libraries that cel-rust does not ship: lists
-/// (`isSorted`, `sum`, `min`, `max`) and regex (`find`, `findAll`).
+/// (`isSorted`, `sum`, `min`, `max`), regex (`find`, `findAll`), url
+/// (`isURL`) and quantity.
 fn library(ctx: &mut Context) {
+    quantities(ctx);
+    let _ = ctx.add_function("isURL", |s: Arc<String>| is_url(&s));
     let _ = ctx.add_function("isSorted", |This(l): This<Arc<Vec<Value>>>| {
         l.windows(2).all(|w| {
             w[0].partial_cmp(&w[1])
@@ -354,6 +405,112 @@ fn library(ctx: &mut Context) {
             )))
         },
     );
+}
+
+/// A resource quantity (`quantity('1Gi')`), compared by value.
+#[derive(Debug)]
+struct Quantity(f64);
+
+impl PartialEq for Quantity {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+impl Eq for Quantity {}
+
+impl cel::objects::Opaque for Quantity {
+    fn runtime_type_name(&self) -> &'static str {
+        "kubernetes.Quantity"
+    }
+}
+
+fn quantity_of(v: &Value) -> Result<f64, ExecutionError> {
+    match v {
+        Value::Opaque(o) => o
+            .downcast_ref::<Quantity>()
+            .map(|q| q.0)
+            .ok_or_else(|| ExecutionError::function_error("quantity", "not a quantity")),
+        Value::Int(i) => Ok(i64_f64(*i)),
+        _ => Err(ExecutionError::function_error("quantity", "not a quantity")),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // quantities compare as Kubernetes' approximate floats
+fn i64_f64(i: i64) -> f64 {
+    i as f64
+}
+
+/// Kubernetes' quantity library: `quantity`, `isQuantity`, comparisons
+/// and conversions (values compared as floats).
+fn quantities(ctx: &mut Context) {
+    let _ = ctx.add_function(
+        "quantity",
+        |s: Arc<String>| -> Result<Value, ExecutionError> {
+            crate::validate::parse_quantity(&s)
+                .map(|q| Value::Opaque(Arc::new(Quantity(q))))
+                .map_err(|e| ExecutionError::function_error("quantity", e))
+        },
+    );
+    let _ = ctx.add_function("isQuantity", |s: Arc<String>| {
+        crate::validate::parse_quantity(&s).is_ok()
+    });
+    let cmp = |a: &Value, b: &Value| -> Result<std::cmp::Ordering, ExecutionError> {
+        let (a, b) = (quantity_of(a)?, quantity_of(b)?);
+        a.partial_cmp(&b)
+            .ok_or_else(|| ExecutionError::function_error("compareTo", "not comparable"))
+    };
+    let _ = ctx.add_function("isLessThan", move |This(a): This<Value>, b: Value| {
+        cmp(&a, &b).map(std::cmp::Ordering::is_lt)
+    });
+    let _ = ctx.add_function("isGreaterThan", move |This(a): This<Value>, b: Value| {
+        cmp(&a, &b).map(std::cmp::Ordering::is_gt)
+    });
+    let _ = ctx.add_function("compareTo", move |This(a): This<Value>, b: Value| {
+        cmp(&a, &b).map(|o| o as i64)
+    });
+    let _ = ctx.add_function("asApproximateFloat", |This(a): This<Value>| quantity_of(&a));
+    let _ = ctx.add_function("isInteger", |This(a): This<Value>| {
+        quantity_of(&a).map(|q| q.fract() == 0.0 && q.abs() < 9.2e18)
+    });
+    let _ = ctx.add_function(
+        "asInteger",
+        |This(a): This<Value>| -> Result<i64, ExecutionError> {
+            let q = quantity_of(&a)?;
+            if q.fract() != 0.0 || q.abs() >= 9.2e18 {
+                return Err(ExecutionError::function_error(
+                    "asInteger",
+                    "cannot convert value to integer",
+                ));
+            }
+            #[allow(clippy::cast_possible_truncation)] // integral and in range, checked above
+            Ok(q as i64)
+        },
+    );
+}
+
+/// Go's `url.ParseRequestURI` succeeding: an absolute URI or an absolute
+/// path, without spaces or control characters.
+fn is_url(s: &str) -> bool {
+    if s.is_empty() || s.chars().any(|c| c.is_control() || c == ' ') {
+        return false;
+    }
+    if s.starts_with('/') {
+        return true;
+    }
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let host_ok = rest.strip_prefix("//").is_none_or(|r| {
+        !r.split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default()
+            .contains(['<', '>', '"', '{', '}', '|', '\\', '^', '`'])
+    });
+    scheme_ok && host_ok
 }
 
 fn regex(re: &str) -> Result<regex::Regex, ExecutionError> {

@@ -6,12 +6,14 @@
 //! kube-apiserver words them: `spec: Invalid value: "object": <message>`,
 //! with `message`, `messageExpression`, `reason` and `fieldPath`. Rules that
 //! do not compile are refused at CRD create/update with apiextensions'
-//! message. Not done: validation ratcheting and `optionalOldSelf` (a rule
-//! with it runs as a plain transition rule).
+//! message. Rules other than transition rules are ratcheted as in
+//! Kubernetes 1.30+: an update that leaves a value as it was is not held to
+//! them there. Not done: `optionalOldSelf` (a rule with it runs as a plain
+//! transition rule).
 
 use serde_json::{Value, json};
 
-use super::{compile, eval, from_json};
+use super::{compile, eval, from_json_typed};
 use crate::validate::Cause;
 
 const REASONS: [&str; 4] = [
@@ -184,6 +186,7 @@ fn check_rule(r: &Value, at: &str, correlatable: bool, out: &mut Vec<Cause>) {
 /// One node to evaluate: where, its schema type, rules, new and old value.
 struct Job {
     path: String,
+    schema: Value,
     ty: String,
     rules: Vec<Value>,
     new: Value,
@@ -206,6 +209,7 @@ fn collect(s: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<
     if !rules.is_empty() {
         out.push(Job {
             path: path.to_string(),
+            schema: s.clone(),
             ty: s
                 .get("type")
                 .and_then(Value::as_str)
@@ -282,8 +286,11 @@ fn evaluate(job: &Job) -> Vec<Cause> {
     } else {
         job.path.clone()
     };
-    let this = from_json(&job.new);
-    let old = job.old.as_ref().map(from_json);
+    let this = from_json_typed(&job.new, Some(&job.schema));
+    let old = job
+        .old
+        .as_ref()
+        .map(|o| from_json_typed(o, Some(&job.schema)));
     for r in &job.rules {
         let rule = r.get("rule").and_then(Value::as_str).unwrap_or_default();
         let c = match compile(rule, &["self", "oldSelf"]) {
@@ -297,6 +304,10 @@ fn evaluate(job: &Job) -> Vec<Cause> {
         if c.variables.contains("oldSelf") {
             let Some(o) = &old else { continue };
             vars.push(("oldSelf", o.clone()));
+        } else if job.old.as_ref() == Some(&job.new) {
+            // Ratcheting (CRDValidationRatcheting, on since 1.30): a value
+            // an update leaves as it was is not held to rules added since.
+            continue;
         }
         let at = match r.get("fieldPath").and_then(Value::as_str) {
             Some(p) if !p.is_empty() => relative(&job.path, p),

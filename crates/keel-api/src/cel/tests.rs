@@ -27,6 +27,13 @@ fn integers_stay_int_and_kubernetes_functions_work() {
         ("self.name.lowerAscii().startsWith('web')", true),
         ("has(self.missing)", false),
         ("self.items.all(x, x > 0)", true),
+        ("quantity('1Gi').isGreaterThan(quantity('1000Mi'))", true),
+        ("quantity('500m').compareTo(quantity('0.5')) == 0", true),
+        (
+            "quantity('2k').asInteger() == 2000 && isQuantity('1Ki') && !isQuantity('1KB')",
+            true,
+        ),
+        ("quantity('1.5').isInteger()", false),
     ] {
         assert_eq!(eval_src(src, &obj), Ok(Value::Bool(want)), "{src}");
     }
@@ -161,6 +168,14 @@ fn crd_rules_at_every_level_with_transition_rules() {
             r#"spec.tags[1]: Invalid value: "string": failed rule: self.size() < 4"#,
         ]
     );
+    // Ratcheting: an update that keeps a failing value as it was passes.
+    let stored = json!({"spec": {"min": 3, "max": 2, "name": "a"}});
+    let touched = json!({"spec": {"min": 3, "max": 2, "name": "a", "tags": ["x"]}});
+    assert_eq!(causes(&stored, Some(&stored)), Vec::<String>::new());
+    assert_eq!(
+        causes(&touched, Some(&stored)),
+        [r#"spec: Invalid value: "object": min 3 over max"#]
+    );
     // An evaluation error names the rule, as kube-apiserver does.
     let e = causes(&json!({"spec": {"min": 1}}), None);
     assert_eq!(
@@ -191,4 +206,85 @@ fn crd_rules_that_do_not_compile_are_refused() {
         "{}",
         got[1]
     );
+}
+
+#[test]
+fn formats_type_values_and_is_url() {
+    // Rules from the traefik and Argo CRDs of the chart corpus.
+    let s = json!({"type": "object", "properties": {
+        "timeout": {"type": "string", "format": "duration",
+            "x-kubernetes-validations": [{"rule": "self >= duration('1s') && self <= duration('1h')"}]},
+        "since": {"type": "string", "format": "date-time",
+            "x-kubernetes-validations": [{"rule": "self > timestamp('2020-01-01T00:00:00Z')"}]},
+        "url": {"type": "string", "x-kubernetes-validations": [{"rule": "isURL(self) && self.startsWith('https://')"}]},
+    }});
+    let check = |v: Json| -> Vec<String> {
+        rt().block_on(rules::check(&s, &v, None))
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
+    };
+    assert!(
+        check(
+            json!({"timeout": "90s", "since": "2024-05-01T10:00:00Z", "url": "https://x.example/a"})
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        check(json!({"timeout": "2h", "since": "2019-05-01T10:00:00Z", "url": "not a url"})),
+        [
+            r#"since: Invalid value: "string": failed rule: self > timestamp('2020-01-01T00:00:00Z')"#,
+            r#"timeout: Invalid value: "string": failed rule: self >= duration('1s') && self <= duration('1h')"#,
+            r#"url: Invalid value: "string": failed rule: isURL(self) && self.startsWith('https://')"#,
+        ]
+    );
+    for (u, ok) in [
+        ("https://a.b/c?d#e", true),
+        ("/abs/path", true),
+        ("mailto:x@y", true),
+        ("rel/path", false),
+        ("http://a b", false),
+        ("", false),
+    ] {
+        assert_eq!(is_url(u), ok, "{u}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Any object, old or new, checked against a schema full of rules gives
+    /// causes, never a panic.
+    #[test]
+    fn any_object_against_rules_never_panics(
+        new in json_value(3),
+        old in prop::option::of(json_value(3)),
+    ) {
+        let obj = json!({"spec": new});
+        let old = old.map(|o| json!({"spec": o}));
+        let _ = rt().block_on(rules::check(&schema(), &obj, old.as_ref()));
+    }
+}
+
+fn json_value(depth: u32) -> impl Strategy<Value = Json> {
+    let leaf = prop_oneof![
+        Just(Json::Null),
+        any::<bool>().prop_map(Json::from),
+        any::<i64>().prop_map(Json::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Json::from),
+        "[a-z0-9 ]{0,6}".prop_map(Json::from),
+    ];
+    leaf.prop_recursive(depth, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+            prop::collection::btree_map(
+                prop::sample::select(vec!["min", "max", "name", "ports", "tags", "port", "x"]),
+                inner,
+                0..5,
+            )
+            .prop_map(|m| Json::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
 }
