@@ -137,6 +137,29 @@ BOT="$(kubectl -n quickstart create token bot --duration 1h)"
 echo "bot may list pods: $(kubectl --token "$BOT" -n quickstart auth can-i list pods), create them: $(kubectl --token "$BOT" -n quickstart auth can-i create pods || true)"
 kubectl label --overwrite namespace quickstart pod-security.kubernetes.io/enforce=restricted
 kubectl -n quickstart run root-shell --image=quickstart/web:1 --privileged 2>&1 || true   # refused by PodSecurity
+# CEL: a ValidatingAdmissionPolicy bound to this namespace refuses configmaps without an owner label.
+kubectl label --overwrite namespace quickstart policy=cel
+kubectl apply -f - <<'YAML'
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: owner-label}
+spec:
+  matchConstraints:
+    resourceRules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}]
+  validations:
+  - expression: "has(object.metadata.labels) && 'owner' in object.metadata.labels"
+    messageExpression: "'configmap ' + object.metadata.name + ' needs an owner label'"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: owner-label-quickstart}
+spec:
+  policyName: owner-label
+  validationActions: [Deny]
+  matchResources: {namespaceSelector: {matchLabels: {policy: cel}}}
+YAML
+for _ in $(seq 100); do kubectl -n quickstart create configmap unowned --dry-run=server -o name >/dev/null 2>&1 || break; sleep 0.1; done
+kubectl -n quickstart create configmap unowned 2>&1 || true   # refused by the policy
 # terraform's kubernetes state backend, on keel server: keel infra keeps its state in a Secret.
 TFK8S_DIR="$(mktemp -d /tmp/keel-quickstart-tfk8s.XXXXXX)"
 printf 'terraform {\n  backend "kubernetes" {\n    secret_suffix = "quickstart"\n  }\n}\nresource "terraform_data" "x" {\n  input = "kept in keel server"\n}\n' >"$TFK8S_DIR/main.tf"

@@ -172,6 +172,7 @@ impl Server {
             next_ip: AtomicU32::new(0),
             rbac: crate::rbac::Cache::default(),
             webhooks: crate::webhook::Cache::default(),
+            policies: crate::cel::policy::Cache::default(),
             sa_keys,
         });
         handlers::bootstrap(&state)

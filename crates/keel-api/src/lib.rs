@@ -11,6 +11,7 @@
 
 pub mod admission;
 pub mod auth;
+mod cel;
 pub mod client;
 pub mod crd;
 pub mod discovery;
@@ -87,6 +88,7 @@ pub(crate) struct State {
     pub next_ip: std::sync::atomic::AtomicU32,
     pub rbac: rbac::Cache,
     pub webhooks: webhook::Cache,
+    pub policies: cel::policy::Cache,
     pub sa_keys: tokens::Keys,
 }
 

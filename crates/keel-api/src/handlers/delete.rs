@@ -189,6 +189,7 @@ pub(crate) async fn delete(
                 dry_run: opts.dry_run,
             };
             let ns_obj = crate::webhook::namespace_of(state, ns).await;
+            crate::cel::policy::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
             crate::webhook::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
         }
         if opts

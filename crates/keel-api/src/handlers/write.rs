@@ -119,9 +119,11 @@ pub(crate) async fn create(
     }
     let mut causes = validate::validate_object(r, &obj);
     extra_checks(r, &obj, &mut causes);
+    causes.extend(crate::cel::rules::check_custom(r, &obj, None, &causes).await);
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
+    crate::cel::policy::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
     crate::webhook::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
     let key = r.key(ns.as_deref(), &name);
     let bytes = encode(state, r, &key, &obj)?;
@@ -177,6 +179,7 @@ fn is_crd(r: &Resource) -> bool {
 fn extra_checks(r: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
     if is_crd(r) {
         causes.extend(crate::crd::validate(obj));
+        causes.extend(crate::cel::rules::check_crd(obj));
     } else if let Some(v) = crate::crd::version_of(r) {
         causes.extend(crate::crd::check_object(&v, obj));
     }
@@ -363,9 +366,11 @@ pub(super) async fn write_update(
     if sub != Some("binding") {
         causes.extend(validate::validate_update(r.kind, cur, &merged));
     }
+    causes.extend(crate::cel::rules::check_custom(r, &merged, Some(cur), &causes).await);
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
+    crate::cel::policy::validate(state, &hook, &merged, ns_obj.as_ref()).await?;
     crate::webhook::validate(state, &hook, &merged, ns_obj.as_ref()).await?;
     set_meta(
         &mut merged,
