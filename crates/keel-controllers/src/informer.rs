@@ -104,6 +104,11 @@ impl Cache {
             .map(|(_, e)| &e.1)
     }
 
+    /// Records an object this controller wrote itself.
+    pub fn remember(&mut self, r: &Resource, obj: Value) {
+        self.put(r, obj);
+    }
+
     pub async fn create(&mut self, r: &'static Resource, obj: Value) -> Result<Value, ClientError> {
         let made = self.api.create(r, obj, crate::MANAGER).await?;
         self.put(r, made.clone());

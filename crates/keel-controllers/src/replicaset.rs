@@ -2,7 +2,8 @@
 //!
 //! - pods are created from `spec.template` or deleted until as many active
 //!   pods (not deleting, not finished) as `spec.replicas` are owned, at most
-//!   500 per pass (as upstream's burst); the ones deleted first are the
+//!   500 per pass (as upstream's burst), created in concurrent batches of
+//!   1, 2, 4… (upstream's slow start); the ones deleted first are the
 //!   unscheduled, then pending, then not ready, then the most recently ready,
 //!   then the ones restarted most, then the newest (upstream's ranking);
 //! - pods matching the selector without a controller are adopted, owned
@@ -110,29 +111,49 @@ impl Reconciler for ReplicaSetController {
         let mut failure = None;
         if !deleting {
             if owned.len() < want {
-                let n = (want - owned.len()).min(BURST);
-                for _ in 0..n {
-                    match cache.create(pods(), pod_from_template(&rs)).await {
-                        Ok(pod) => {
-                            self.events.normal(
-                                replicasets(),
-                                &rs,
-                                "SuccessfulCreate",
-                                format!("Created pod: {}", meta_str(&pod, "name")),
-                            );
-                            owned.push(pod);
-                        }
-                        Err(e) => {
-                            self.events.warning(
-                                replicasets(),
-                                &rs,
-                                "FailedCreate",
-                                format!("Error creating: {}", e.message),
-                            );
-                            failure = Some(e);
-                            break;
+                // Upstream's slow start: batches of 1, 2, 4… created
+                // concurrently; a batch with an error ends the pass.
+                let mut left = (want - owned.len()).min(BURST);
+                let mut batch = 1;
+                while left > 0 && failure.is_none() {
+                    let size = batch.min(left);
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..size {
+                        let (api, pod) = (cache.api.clone(), pod_from_template(&rs));
+                        set.spawn(async move { api.create(pods(), pod, crate::MANAGER).await });
+                    }
+                    while let Some(joined) = set.join_next().await {
+                        let made = joined.unwrap_or_else(|e| {
+                            Err(ClientError {
+                                code: 500,
+                                reason: "InternalError".into(),
+                                message: e.to_string(),
+                            })
+                        });
+                        match made {
+                            Ok(pod) => {
+                                cache.remember(pods(), pod.clone());
+                                self.events.normal(
+                                    replicasets(),
+                                    &rs,
+                                    "SuccessfulCreate",
+                                    format!("Created pod: {}", meta_str(&pod, "name")),
+                                );
+                                owned.push(pod);
+                            }
+                            Err(e) => {
+                                self.events.warning(
+                                    replicasets(),
+                                    &rs,
+                                    "FailedCreate",
+                                    format!("Error creating: {}", e.message),
+                                );
+                                failure = Some(e);
+                            }
                         }
                     }
+                    left -= size;
+                    batch *= 2;
                 }
             } else if owned.len() > want {
                 let n = (owned.len() - want).min(BURST);
