@@ -125,6 +125,10 @@ kubectl create namespace quickstart --dry-run=client -o yaml | kubectl apply -f 
 kubectl -n quickstart create deployment web --image=quickstart/web:1 --replicas=2 \
   --dry-run=client -o yaml | kubectl apply --server-side -f -
 kubectl -n quickstart get deployment web -o wide
+# The controllers roll it out: a ReplicaSet and its 2 pods (Pending: no node agent yet).
+kubectl -n quickstart wait --for=jsonpath='{.status.replicas}'=2 deployment/web --timeout=30s
+kubectl -n quickstart get replicasets,pods -l app=web
+kubectl -n quickstart rollout history deployment/web
 kubectl -n quickstart delete deployment web
 kubectl -n quickstart create serviceaccount bot --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n quickstart create rolebinding bot-view --clusterrole=view --serviceaccount=quickstart:bot \

@@ -181,6 +181,13 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Endpoints", "string", 0),
             ("Age", "string", 0),
         ],
+        "EndpointSlice" => vec![
+            ("Name", "string", 0),
+            ("AddressType", "string", 0),
+            ("Ports", "string", 0),
+            ("Endpoints", "string", 0),
+            ("Age", "string", 0),
+        ],
         "Ingress" => vec![
             ("Name", "string", 0),
             ("Class", "string", 0),
@@ -441,6 +448,42 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 }
             }
             vec![json!(name), json!(or_none(eps.join(","))), json!(a)]
+        }
+        "EndpointSlice" => {
+            // As kubectl's printer: ports, then at most 3 addresses.
+            let ports = join_list(at(o, "ports"), |p| s(p.get("port")));
+            let addrs: Vec<String> = at(o, "endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|e| {
+                    e.get("addresses")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                })
+                .map(|a| s(Some(a)))
+                .collect();
+            let mut shown = addrs.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+            if addrs.len() > 3 {
+                use std::fmt::Write as _;
+                let _ = write!(shown, " + {} more...", addrs.len() - 3);
+            }
+            vec![
+                json!(name),
+                json!(s(at(o, "addressType"))),
+                json!(if ports.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    ports
+                }),
+                json!(if shown.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    shown
+                }),
+                json!(a),
+            ]
         }
         "Ingress" => {
             let hosts = join_list(at(o, "spec.rules"), |r| s(r.get("host")));

@@ -10,11 +10,25 @@
 //!   `kubernetes` finalizer is removed so the API deletes it.
 //! - [`aggregation`]: `ClusterRoles` with an `aggregationRule` collect the
 //!   rules of the roles their selectors match.
+//! - [`replicaset`]: pods created and deleted to match `replicas`, status.
+//! - [`deployment`]: rollouts (`RollingUpdate`, Recreate), revisions, pause,
+//!   progress conditions, through `ReplicaSets`.
+//! - [`endpoints`]: Endpoints and `EndpointSlices` of Services from the pods
+//!   they select.
+//!
+//! The workload controllers share `informer` (cache fed by one watch, work
+//! queue with back-off) and `events` (core/v1 Events as
+//! kube-controller-manager records them).
 
 pub mod aggregation;
+pub mod deployment;
+pub mod endpoints;
+mod events;
 pub mod gc;
+mod informer;
 pub mod namespace;
 mod objects;
+pub mod replicaset;
 
 use keel_api::Loopback;
 
@@ -28,5 +42,8 @@ pub fn spawn(api: &Loopback) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(gc::GarbageCollector::new(api.clone()).run()),
         tokio::spawn(namespace::NamespaceController::new(api.clone()).run()),
         tokio::spawn(aggregation::run(api.clone())),
+        tokio::spawn(replicaset::ReplicaSetController::new(api).run(api.clone())),
+        tokio::spawn(deployment::DeploymentController::new(api).run(api.clone())),
+        tokio::spawn(endpoints::EndpointsController.run(api.clone())),
     ]
 }

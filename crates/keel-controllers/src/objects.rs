@@ -161,6 +161,96 @@ pub(crate) fn without_owners(obj: &Value, uids: &[String]) -> Option<Value> {
     Some(v)
 }
 
+/// The owner reference with `controller: true`, if any.
+pub(crate) fn controller_ref(obj: &Value) -> Option<&Value> {
+    obj.pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+}
+
+/// The uid of the controller owning `obj` when it is a `kind`.
+pub(crate) fn controller_uid<'a>(obj: &'a Value, kind: &str) -> Option<&'a str> {
+    controller_ref(obj)
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some(kind))
+        .and_then(|o| o.get("uid")?.as_str())
+}
+
+/// An owner reference making `owner` (of resource `r`) the controller.
+pub(crate) fn controller_of(r: &Resource, owner: &Value) -> Value {
+    serde_json::json!({
+        "apiVersion": r.api_version(),
+        "kind": r.kind,
+        "name": meta_str(owner, "name"),
+        "uid": meta_str(owner, "uid"),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// An integer field (0 when absent).
+pub(crate) fn int(obj: &Value, pointer: &str) -> i64 {
+    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+pub(crate) fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+pub(crate) fn timestamp(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub(crate) fn parse_time(v: Option<&Value>) -> Option<jiff::Timestamp> {
+    v?.as_str()?.parse().ok()
+}
+
+/// A pod that counts towards its controller: not being deleted, not
+/// finished.
+pub(crate) fn pod_active(pod: &Value) -> bool {
+    !is_deleting(pod)
+        && !matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        )
+}
+
+/// The pod's `Ready` condition when it is `True`.
+fn ready_condition(pod: &Value) -> Option<&Value> {
+    pod.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+pub(crate) fn pod_ready(pod: &Value) -> bool {
+    ready_condition(pod).is_some()
+}
+
+/// Since when the pod is ready, when it is.
+pub(crate) fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
+    ready_condition(pod)
+        .map(|c| parse_time(c.get("lastTransitionTime")).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// How long until a pod is available (ready for `min_ready` seconds):
+/// `Some(ZERO)` when it is, `None` when it is not ready.
+pub(crate) fn until_available(
+    pod: &Value,
+    min_ready: i64,
+    now: jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    let since = ready_since(pod)?;
+    if min_ready <= 0 {
+        return Some(std::time::Duration::ZERO);
+    }
+    let at = since.as_second().saturating_add(min_ready);
+    let left = at - now.as_second();
+    Some(std::time::Duration::from_secs(
+        u64::try_from(left.max(0)).unwrap_or(0),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

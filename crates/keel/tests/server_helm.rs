@@ -161,9 +161,12 @@ fn install_all(s: &KeelServer, only: Option<&[&str]>) {
         assert!(out.status.success(), "uninstall {c}: {}", text(&out));
     }
     // Dependents go through the garbage collector: give it a moment.
-    // Kept: CRDs, namespaces, and what every namespace holds from its creation.
+    // Kept: CRDs, namespaces, what every namespace holds from its creation,
+    // and the controllers' Events (they stay until their TTL, as on
+    // Kubernetes).
     let kept = |line: &String| {
         line.starts_with("CustomResourceDefinition ")
+            || line.starts_with("Event ")
             || line.starts_with("Namespace ")
             || line.starts_with("ServiceAccount ") && line.ends_with(" default")
             || line.starts_with("ConfigMap ") && line.ends_with(" kube-root-ca.crt")

@@ -223,3 +223,109 @@ pub fn conformance(sub: &str) -> PathBuf {
     );
     dir
 }
+
+/// Pods with this label are never marked Ready by [`FakeKubelet`].
+pub const NEVER_READY: &str = "keel.test/never-ready";
+
+/// A stand-in for the kubelets of fake nodes (as kwok does): every pod that
+/// appears is marked Running and Ready through `pods/status` after
+/// `delay`, except pods labelled [`NEVER_READY`]. Stops on drop.
+pub struct FakeKubelet {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeKubelet {
+    pub fn start(s: &KeelServer, delay: Duration) -> Self {
+        let kubeconfig = s.kubeconfig.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                tokio::select! {
+                    () = mark_ready(kubeconfig, delay) => {}
+                    _ = rx => {}
+                }
+            });
+        });
+        FakeKubelet {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeKubelet {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub async fn kube_client_for(kubeconfig: &Path) -> kube::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+async fn mark_ready(kubeconfig: PathBuf, delay: Duration) {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, Patch, PatchParams};
+    let client = kube_client_for(&kubeconfig).await;
+    let pods: Api<Pod> = Api::all(client.clone());
+    let mut seen = std::collections::HashSet::new();
+    let stream = kube::runtime::watcher(pods, kube::runtime::watcher::Config::default());
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        use kube::runtime::watcher::Event;
+        let Ok(Event::Apply(pod) | Event::InitApply(pod)) = ev else {
+            continue;
+        };
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if running
+            || pod.metadata.deletion_timestamp.is_some()
+            || labels.contains_key(NEVER_READY)
+            || !seen.insert(uid)
+        {
+            continue;
+        }
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let ip = format!("10.0.{}.{}", seen.len() / 250, seen.len() % 250 + 1);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let now = jiff_now();
+            let patch = serde_json::json!({"status": {"phase": "Running", "podIP": ip, "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+            ]}});
+            let _ = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+        });
+    }
+}
+
+/// Now in RFC 3339 (UTC, seconds).
+fn jiff_now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
