@@ -511,3 +511,88 @@ pub async fn push(
     store.add_repo_digest(&img.manifest_digest, target)?;
     Ok(img.manifest_digest)
 }
+
+/// The digest of the manifest `target` names in its registry (a HEAD
+/// request), `None` when the registry has no such manifest or repository.
+pub async fn remote_digest(target: &Reference, opts: &RegistryOptions) -> Result<Option<Digest>> {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    let client = client_for(target, opts);
+    let auth = auth_for(target, opts);
+    let oref = oci_ref(target);
+    client
+        .auth(&oref, &auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| registry_err(target, e))?;
+    match client.fetch_manifest_digest(&oref, &auth).await {
+        Ok(d) => Ok(Some(Digest::parse(&d)?)),
+        Err(E::RegistryError { envelope, .. })
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)) =>
+        {
+            Ok(None)
+        }
+        Err(E::ServerError { code: 404, .. } | E::ImageManifestNotFoundError(_)) => Ok(None),
+        Err(e) => Err(registry_err(target, e)),
+    }
+}
+
+/// Deletes the manifest `digest` from `target`'s repository (`DELETE
+/// /v2/NAME/manifests/DIGEST`; oci-client has no call for it). A manifest
+/// already gone is no error. Registries refuse deletes unless configured to
+/// allow them (docker-registry: `storage.delete.enabled`).
+pub async fn delete_manifest(
+    target: &Reference,
+    digest: &Digest,
+    opts: &RegistryOptions,
+) -> Result<()> {
+    let client = client_for(target, opts);
+    let auth = auth_for(target, opts);
+    let oref = oci_ref(target);
+    // A bearer token for push rights, or none (then basic auth, or anonymous).
+    let token = client
+        .auth(&oref, &auth, RegistryOperation::Push)
+        .await
+        .map_err(|e| registry_err(target, e))?;
+    let plain = target.is_local_registry() || opts.insecure.iter().any(|i| i == target.registry());
+    let url = format!(
+        "{}://{}/v2/{}/manifests/{digest}",
+        if plain { "http" } else { "https" },
+        target.registry(),
+        target.repository()
+    );
+    let fail = |reason: String| {
+        registry_err(
+            target,
+            RegistryError::Delete {
+                what: format!("{}@{digest}", target.name()),
+                reason,
+            },
+        )
+    };
+    let mut req = reqwest::Client::new().delete(&url);
+    req = match (token, &auth) {
+        (Some(t), _) => req.bearer_auth(t),
+        (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+        _ => req,
+    };
+    let res = req.send().await.map_err(|e| fail(e.to_string()))?;
+    let status = res.status();
+    if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(());
+    }
+    let body = res.text().await.unwrap_or_default();
+    let mut reason = format!("the registry answered {status}");
+    if let Some(m) = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_string))
+    {
+        reason.push_str(": ");
+        reason.push_str(&m);
+    }
+    if status == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+        reason.push_str(" (the registry does not allow deletes)");
+    }
+    Err(fail(reason))
+}
