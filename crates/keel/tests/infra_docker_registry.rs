@@ -165,3 +165,46 @@ fn docker_registry_image_without_the_local_image_fails_naming_it() {
         "{err}"
     );
 }
+
+/// Regression: with Docker's token auth a DELETE needs a token for the
+/// `delete` action, which a push token does not carry.
+#[test]
+fn docker_registry_image_with_token_auth_pushes_and_deletes() {
+    let reg = common::TokenRegistry::start("alice", "s3cret");
+    let k = Keel::new();
+    k.seed_busybox();
+    let target = format!("{}/kid/tok:1", reg.registry.host());
+    k.ok(&["tag", "busybox", &target]);
+    k.ok(&["login", "-u", "alice", "-p", "s3cret", &reg.registry.host()]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("main.tf"),
+        format!(
+            "resource \"docker_registry_image\" \"r\" {{\n  name = \"{target}\"\n}}\noutput \"digest\" {{\n  value = docker_registry_image.r.sha256_digest\n}}\n"
+        ),
+    )
+    .unwrap();
+    ok(&k, d, &["apply", "-auto-approve"]);
+    let digest = ok(&k, d, &["output", "-raw", "digest"]);
+    let inspect = |creds: &str| {
+        skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            creds,
+            &format!("docker://{target}"),
+        ])
+    };
+    let o = inspect("alice:s3cret");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["Digest"].as_str(), Some(digest.as_str()));
+    ok(&k, d, &["destroy", "-auto-approve"]);
+    let o = inspect("alice:s3cret");
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("manifest unknown"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
