@@ -35,6 +35,8 @@ version: 0.1
 storage:
   filesystem:
     rootdirectory: $REG_DIR/data
+  delete:
+    enabled: true
 http:
   addr: 127.0.0.1:$PORT
 log:
@@ -269,5 +271,22 @@ TF
   && for _ in $(seq 50); do http_get "http://127.0.0.1:$TF_PORT/hostname" 2>/dev/null && break; sleep 0.1; done \
   && "$KEEL" infra destroy -auto-approve -no-color | tail -1)
 rm -rf "$DOCKER_TF_DIR"
+
+step "keel infra pushes an image to the local registry (docker_registry_image) and deletes it on destroy"
+REGTF_DIR="$(mktemp -d /tmp/keel-quickstart-registry-tf.XXXXXX)"
+"$KEEL" tag busybox "127.0.0.1:$PORT/quickstart/tf:1"
+cat > "$REGTF_DIR/main.tf" <<TF
+resource "docker_registry_image" "bb" {
+  name = "127.0.0.1:$PORT/quickstart/tf:1"
+}
+output "digest" {
+  value = docker_registry_image.bb.sha256_digest
+}
+TF
+(cd "$REGTF_DIR" && "$KEEL" infra init >/dev/null \
+  && "$KEEL" infra apply -auto-approve -no-color | tail -3 \
+  && "$KEEL" infra destroy -auto-approve -no-color | tail -1)
+"$KEEL" rmi "127.0.0.1:$PORT/quickstart/tf:1" >/dev/null
+rm -rf "$REGTF_DIR"
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

@@ -557,6 +557,10 @@ pub fn plan_json(root: &Module, plan: &Plan, prior: &StateFile, providers: &Prov
     }
     out.insert("prior_state".into(), pj);
     out.insert("configuration".into(), configuration(root, providers));
+    let relevant = relevant_attributes(root, plan);
+    if !relevant.is_empty() {
+        out.insert("relevant_attributes".into(), J::Array(relevant));
+    }
     out.insert(
         "timestamp".into(),
         json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
@@ -916,4 +920,113 @@ fn config_module(
         out.insert("variables".into(), J::Object(vars));
     }
     J::Object(out)
+}
+
+fn body_refs(b: &Body, out: &mut Vec<Reference>) {
+    for a in &b.attributes {
+        out.extend(a.expr.references());
+    }
+    for blk in &b.blocks {
+        body_refs(&blk.body, out);
+    }
+}
+
+/// terraform's `relevant_attributes`: the resource attributes that changed
+/// resources and outputs depend on, followed transitively through locals
+/// and through the arguments of the resources referenced (narrowed to the
+/// referenced argument, as terraform's globalref analyzer does; a computed
+/// attribute leads nowhere further). Root module only: references into or
+/// out of module calls are not followed.
+fn relevant_attributes(root: &Module, plan: &Plan) -> Vec<J> {
+    let mut pending: Vec<Reference> = Vec::new();
+    for c in &plan.changes {
+        if c.action == Action::NoOp || !c.module.is_empty() {
+            continue;
+        }
+        let key = match c.mode {
+            Mode::Managed => format!("{}.{}", c.ty, c.name),
+            Mode::Data => format!("data.{}.{}", c.ty, c.name),
+        };
+        if let Some(r) = root.resources.get(&key) {
+            resource_refs(r, &mut pending);
+        }
+    }
+    for (k, o) in &plan.outputs {
+        let same = match (&o.before, &o.after) {
+            (Some(b), Some(a)) => b.raw_equals(a) && b.sensitive == a.sensitive,
+            (None, None) => true,
+            _ => false,
+        };
+        if let (false, Some(out)) = (same, root.outputs.get(k)) {
+            pending.extend(out.expr.references());
+        }
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut found: Vec<(String, J)> = Vec::new();
+    while let Some(r) = pending.pop() {
+        let key = r.to_string();
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        if r.root == "local" {
+            if let Some(RefStep::Attr(n)) = r.steps.first()
+                && let Some(l) = root.locals.get(n)
+            {
+                pending.extend(l.expr.references());
+            }
+            continue;
+        }
+        let (key, rest) = match (r.root.as_str(), r.steps.as_slice()) {
+            ("data", [RefStep::Attr(t), RefStep::Attr(n), rest @ ..]) => {
+                (format!("data.{t}.{n}"), rest)
+            }
+            ("var" | "module" | "path" | "count" | "each" | "self" | "terraform", _) => continue,
+            (t, [RefStep::Attr(n), rest @ ..]) => (format!("{t}.{n}"), rest),
+            _ => continue,
+        };
+        let Some(res) = root.resources.get(&key) else {
+            continue;
+        };
+        let (addr, rest) = match rest {
+            [RefStep::Index(i), rest @ ..] => (format!("{key}[{i}]"), rest),
+            [RefStep::Key(k), rest @ ..] => (format!("{key}[{k:?}]"), rest),
+            _ => (key, rest),
+        };
+        let path: Vec<J> = rest
+            .iter()
+            .map(|s| match s {
+                RefStep::Attr(a) | RefStep::Key(a) => json!(a),
+                RefStep::Index(i) => json!(i),
+            })
+            .collect();
+        let entry = (addr, J::Array(path));
+        if !found.contains(&entry) {
+            found.push(entry);
+        }
+        match rest.first() {
+            Some(RefStep::Attr(a)) => {
+                if let Some(x) = res.body.attr(a) {
+                    pending.extend(x.expr.references());
+                } else {
+                    for blk in res.body.blocks.iter().filter(|b| &b.kind == a) {
+                        body_refs(&blk.body, &mut pending);
+                    }
+                }
+            }
+            _ => resource_refs(res, &mut pending),
+        }
+    }
+    found.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
+    found
+        .into_iter()
+        .map(|(resource, attribute)| json!({ "resource": resource, "attribute": attribute }))
+        .collect()
+}
+
+fn resource_refs(r: &crate::config::Resource, out: &mut Vec<Reference>) {
+    body_refs(&r.body, out);
+    for e in r.count.iter().chain(&r.for_each) {
+        out.extend(e.references());
+    }
 }

@@ -85,6 +85,8 @@ pub enum RegistryError {
     NoPlatform(String),
     #[error("bad media type {0}")]
     BadMediaType(String),
+    #[error("deleting {what}: {reason}")]
+    Delete { what: String, reason: String },
 }
 
 impl RegistryError {

@@ -511,3 +511,162 @@ pub async fn push(
     store.add_repo_digest(&img.manifest_digest, target)?;
     Ok(img.manifest_digest)
 }
+
+/// The digest of the manifest `target` names in its registry (a HEAD
+/// request), `None` when the registry has no such manifest or repository.
+pub async fn remote_digest(target: &Reference, opts: &RegistryOptions) -> Result<Option<Digest>> {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode as C};
+    let client = client_for(target, opts);
+    let auth = auth_for(target, opts);
+    let oref = oci_ref(target);
+    client
+        .auth(&oref, &auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| registry_err(target, e))?;
+    match client.fetch_manifest_digest(&oref, &auth).await {
+        Ok(d) => Ok(Some(Digest::parse(&d)?)),
+        Err(E::RegistryError { envelope, .. })
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, C::ManifestUnknown | C::NameUnknown)) =>
+        {
+            Ok(None)
+        }
+        Err(E::ServerError { code: 404, .. } | E::ImageManifestNotFoundError(_)) => Ok(None),
+        Err(e) => Err(registry_err(target, e)),
+    }
+}
+
+/// Deletes the manifest `digest` from `target`'s repository (`DELETE
+/// /v2/NAME/manifests/DIGEST`; oci-client has no call for it). A manifest
+/// already gone is no error. Registries refuse deletes unless configured to
+/// allow them (docker-registry: `storage.delete.enabled`).
+pub async fn delete_manifest(
+    target: &Reference,
+    digest: &Digest,
+    opts: &RegistryOptions,
+) -> Result<()> {
+    let auth = auth_for(target, opts);
+    let plain = target.is_local_registry() || opts.insecure.iter().any(|i| i == target.registry());
+    let url = format!(
+        "{}://{}/v2/{}/manifests/{digest}",
+        if plain { "http" } else { "https" },
+        target.registry(),
+        target.repository()
+    );
+    let fail = |reason: String| {
+        registry_err(
+            target,
+            RegistryError::Delete {
+                what: format!("{}@{digest}", target.name()),
+                reason,
+            },
+        )
+    };
+    let http = reqwest::Client::new();
+    let basic = |req: reqwest::RequestBuilder| match &auth {
+        RegistryAuth::Basic(u, p) => req.basic_auth(u, Some(p)),
+        _ => req,
+    };
+    let mut res = basic(http.delete(&url))
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    // Docker's token auth: the challenge names the scope a delete needs
+    // (`repository:NAME:delete`), which a push token lacks.
+    if res.status() == reqwest::StatusCode::UNAUTHORIZED
+        && let Some(ch) = res
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(challenge_params)
+        && let Some(realm) = ch.get("realm")
+    {
+        let params: Vec<(&str, &String)> = ["service", "scope"]
+            .into_iter()
+            .filter_map(|k| ch.get(k).map(|v| (k, v)))
+            .collect();
+        let token_url =
+            reqwest::Url::parse_with_params(realm, &params).map_err(|e| fail(e.to_string()))?;
+        let body = basic(http.get(token_url))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| fail(format!("getting a token: {e}")))?
+            .bytes()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let token = v["token"]
+            .as_str()
+            .or_else(|| v["access_token"].as_str())
+            .ok_or_else(|| fail("the token server sent no token".into()))?;
+        res = http
+            .delete(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let status = res.status();
+    if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(());
+    }
+    let body = res.text().await.unwrap_or_default();
+    let mut reason = format!("the registry answered {status}");
+    if let Some(m) = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_string))
+    {
+        reason.push_str(": ");
+        reason.push_str(&m);
+    }
+    if status == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+        reason.push_str(" (the registry does not allow deletes)");
+    }
+    Err(fail(reason))
+}
+
+/// `realm="…",service="…",scope="…"` of a `WWW-Authenticate: Bearer` header
+/// (values may hold commas: `scope="repository:x:pull,push"`).
+fn challenge_params(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s.trim();
+    while let Some((k, r)) = rest.split_once('=') {
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let (v, r) = match r.strip_prefix('"') {
+            Some(q) => match q.find('"') {
+                Some(end) => (&q[..end], &q[end + 1..]),
+                None => (q, ""),
+            },
+            None => r.split_once(',').unwrap_or((r, "")),
+        };
+        out.insert(k, v.to_string());
+        rest = r.trim_start_matches(',').trim();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::challenge_params;
+
+    #[test]
+    fn bearer_challenges_keep_commas_inside_quotes() {
+        let p = challenge_params(
+            r#"realm="http://127.0.0.1:5/token",service="reg",scope="repository:a/b:pull,push,delete",error="insufficient_scope""#,
+        );
+        assert_eq!(p["realm"], "http://127.0.0.1:5/token");
+        assert_eq!(p["service"], "reg");
+        assert_eq!(p["scope"], "repository:a/b:pull,push,delete");
+        assert_eq!(p["error"], "insufficient_scope");
+        // Unquoted values and junk do not panic.
+        let p = challenge_params("realm=x, service=y");
+        assert_eq!((p["realm"].as_str(), p["service"].as_str()), ("x", "y"));
+        for junk in ["", "=", "\"", "a=\"", ",,=,", "realm"] {
+            let _ = challenge_params(junk);
+        }
+    }
+}

@@ -583,12 +583,22 @@ const JSON_FIELDS: &[&str] = &[
     "output_changes",
     "prior_state",
     "configuration",
-    // Not compared: `relevant_attributes` (terraform follows references
-    // transitively through the configuration; keel leaves it out).
+    // Not compared here: `relevant_attributes` (keel follows references in
+    // the root module only; same_relevant_attributes_as_terraform compares
+    // that case).
     "applyable",
     "complete",
     "errored",
 ];
+
+/// Both apply the `p.plan` that [`plan_json`] saved.
+fn apply_saved_plans(k: &Path, t: &Path) {
+    ok(
+        terraform(t, &["apply", "-auto-approve", "p.plan"]),
+        "terraform apply",
+    );
+    ok(keel(k, &["apply", "-auto-approve", "p.plan"]), "keel apply");
+}
 
 fn same_json(k: &serde_json::Value, t: &serde_json::Value, step: &str) {
     let mut diffs = Vec::new();
@@ -632,14 +642,7 @@ fn same_json_plans_as_terraform() {
         &plan_json(&t, terraform),
         "step 1 (create)",
     );
-    ok(
-        terraform(&t, &["apply", "-auto-approve", "p.plan"]),
-        "terraform apply",
-    );
-    ok(
-        keel(&k, &["apply", "-auto-approve", "p.plan"]),
-        "keel apply",
-    );
+    apply_saved_plans(&k, &t);
     // The state both wrote, as show -json prints it.
     let (ks, ts) = (
         shown_json(&k, keel, &["show", "-json"]),
@@ -663,4 +666,76 @@ fn same_json_plans_as_terraform() {
         &plan_json(&t, terraform),
         "step 2 (update, replace, move, delete)",
     );
+}
+
+/// `relevant_attributes` in the root module: references from changed
+/// resources and outputs, through locals and the referenced arguments.
+const RELEVANT1: &str = r#"
+resource "terraform_data" "a" {
+  input = "a"
+}
+resource "terraform_data" "b" {
+  input = terraform_data.a.output
+}
+locals {
+  l = terraform_data.b.input
+}
+resource "terraform_data" "c" {
+  count = 2
+  input = "${local.l}-${count.index}"
+}
+resource "terraform_data" "d" {
+  input            = terraform_data.c[0].id
+  triggers_replace = [terraform_data.a]
+}
+resource "terraform_data" "quiet" {
+  input = "stays"
+}
+resource "terraform_data" "e" {
+  input = terraform_data.quiet.output
+}
+output "o" {
+  value = terraform_data.c[1].output
+}
+output "all" {
+  value = terraform_data.c[*].id
+}
+"#;
+
+fn relevant_set(v: &serde_json::Value) -> Vec<String> {
+    let mut s: Vec<String> = v["relevant_attributes"]
+        .as_array()
+        .map(|a| a.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    s.sort();
+    s
+}
+
+#[test]
+fn same_relevant_attributes_as_terraform() {
+    let base = tempfile::tempdir().unwrap();
+    let (k, t) = (base.path().join("keel"), base.path().join("tf"));
+    for d in [&k, &t] {
+        write(d, &[("main.tf", RELEVANT1)]);
+    }
+    ok(terraform(&t, &["init", "-no-color"]), "terraform init");
+    ok(keel(&k, &["init", "-no-color"]), "keel init");
+    let (kj, tj) = (plan_json(&k, keel), plan_json(&t, terraform));
+    assert!(!relevant_set(&tj).is_empty(), "{tj}");
+    assert_eq!(relevant_set(&kj), relevant_set(&tj), "create");
+    apply_saved_plans(&k, &t);
+    // Only `a` changes: what depends on it changes with it; `quiet` and
+    // `e` do not.
+    for d in [&k, &t] {
+        write(
+            d,
+            &[(
+                "main.tf",
+                &RELEVANT1.replacen("input = \"a\"", "input = \"a2\"", 1),
+            )],
+        );
+    }
+    let (kj, tj) = (plan_json(&k, keel), plan_json(&t, terraform));
+    assert!(!relevant_set(&tj).is_empty(), "{tj}");
+    assert_eq!(relevant_set(&kj), relevant_set(&tj), "update");
 }

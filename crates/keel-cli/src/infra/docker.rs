@@ -369,4 +369,76 @@ impl DockerEngine for Engine {
             .map(|_| ())
             .map_err(rt)
     }
+
+    fn push_image(&self, name: &str, insecure: bool) -> Result<String, String> {
+        let store = self.images()?;
+        let (target, opts) = self.remote(name, insecure)?;
+        let d = block_on(keel_oci::registry::push(
+            &store,
+            name,
+            &target,
+            &opts,
+            &keel_oci::registry::NoProgress,
+        ))
+        .map_err(|e| oci(e, &format!("pushing {name}")))?;
+        Ok(d.to_string())
+    }
+
+    fn remote_digest(&self, name: &str, insecure: bool) -> Result<Option<String>, String> {
+        let (target, opts) = self.remote(name, insecure)?;
+        let d = block_on(keel_oci::registry::remote_digest(&target, &opts))
+            .map_err(|e| oci(e, &format!("reading {name} from its registry")))?;
+        Ok(d.map(|d| d.to_string()))
+    }
+
+    fn delete_remote(&self, name: &str, digest: &str, insecure: bool) -> Result<(), String> {
+        let (target, opts) = self.remote(name, insecure)?;
+        let d = keel_oci::Digest::parse(digest).map_err(|e| e.to_string())?;
+        block_on(keel_oci::registry::delete_manifest(&target, &d, &opts))
+            .map_err(|e| oci(e, &format!("deleting {name} from its registry")))
+    }
+}
+
+fn oci(e: keel_oci::OciError, what: &str) -> String {
+    one(&crate::hints::oci(e).context(what.to_string()))
+}
+
+/// The provider runs resources on plain threads (keel-infra's walk), so each
+/// registry call gets its own small runtime, as `keel push` does.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread tokio runtime")
+        .block_on(f)
+}
+
+impl Engine {
+    /// `name` as a registry reference, with `keel push`'s options: stored
+    /// credentials, `KEEL_INSECURE_REGISTRIES`, and the registry itself when
+    /// the resource says `insecure_skip_verify`.
+    fn remote(
+        &self,
+        name: &str,
+        insecure: bool,
+    ) -> Result<(keel_oci::Reference, keel_oci::registry::RegistryOptions), String> {
+        let target = keel_oci::Reference::parse(name).map_err(|e| e.to_string())?;
+        let mut list: Vec<String> = std::env::var("KEEL_INSECURE_REGISTRIES")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect();
+        if insecure {
+            list.push(target.registry().to_string());
+        }
+        Ok((
+            target,
+            keel_oci::registry::RegistryOptions {
+                insecure: list,
+                credentials: None,
+                root: Some(self.root.clone()),
+            },
+        ))
+    }
 }

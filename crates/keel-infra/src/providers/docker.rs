@@ -1,5 +1,6 @@
 //! The `docker` provider with kreuzwerker/docker's schemas (`docker_image`,
-//! `docker_network`, `docker_volume`, `docker_container`): the attribute
+//! `docker_registry_image`, `docker_network`, `docker_volume`,
+//! `docker_container`): the attribute
 //! names, defaults, computed values and force-new rules users' files rely
 //! on, carried out on keel's own engine through [`DockerEngine`], which the
 //! CLI implements over keel-runtime, keel-net and the image store (keel has
@@ -165,6 +166,13 @@ pub trait DockerEngine: Send + Sync {
     fn remove_container(&self, id: &str, volumes: bool) -> Result<(), String>;
     /// `docker update --restart`.
     fn set_restart(&self, id: &str, policy: &str) -> Result<(), String>;
+    /// `keel push NAME`: returns the manifest digest. `insecure`: plain HTTP
+    /// for the registry even off loopback.
+    fn push_image(&self, name: &str, insecure: bool) -> Result<String, String>;
+    /// The manifest digest `name`'s registry serves, `None` when it has none.
+    fn remote_digest(&self, name: &str, insecure: bool) -> Result<Option<String>, String>;
+    /// Deletes manifest `digest` from `name`'s repository (gone already: fine).
+    fn delete_remote(&self, name: &str, digest: &str, insecure: bool) -> Result<(), String>;
 }
 
 /// Opens the engine a provider block's `host` names (`None`: the default root).
@@ -348,6 +356,76 @@ impl ResourceType for Image {
         }
         e.remove_image(name, get_bool(prior, "force_remove") == Some(true))
     }
+}
+
+// ---------------------------------------------------------------- docker_registry_image
+
+/// Pushes the local image `name` (the tag names the registry) and tracks
+/// its manifest there: `sha256_digest` is what the registry serves; destroy
+/// deletes that manifest unless `keep_remotely`.
+struct RegistryImage {
+    schema: Schema,
+    shared: Shared,
+}
+
+fn insecure(v: &Value) -> bool {
+    get_bool(v, "insecure_skip_verify") == Some(true)
+}
+
+impl ResourceType for RegistryImage {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    fn apply(&self, _prior: Option<&Value>, planned: &Value, ctx: &OpCtx) -> Result<Value, String> {
+        let e = self.shared.engine(ctx)?;
+        let name = get_str(planned, "name").ok_or("name is required")?;
+        let digest = e.push_image(name, insecure(planned))?;
+        let mut out = planned.clone();
+        set(&mut out, "sha256_digest", s(&digest));
+        set(&mut out, "id", s(&digest));
+        Ok(out)
+    }
+    fn read(&self, prior: &Value, ctx: &OpCtx) -> Result<Option<Value>, String> {
+        let e = self.shared.engine(ctx)?;
+        let name = get_str(prior, "name").unwrap_or_default();
+        // As the provider does: gone from the registry is gone from state;
+        // a new digest there is the resource's new value.
+        Ok(e.remote_digest(name, insecure(prior))?.map(|d| {
+            let mut out = prior.clone();
+            set(&mut out, "sha256_digest", s(&d));
+            out
+        }))
+    }
+    fn delete(&self, prior: &Value, ctx: &OpCtx) -> Result<(), String> {
+        if get_bool(prior, "keep_remotely") == Some(true) {
+            return Ok(());
+        }
+        let e = self.shared.engine(ctx)?;
+        let name = get_str(prior, "name").unwrap_or_default();
+        match get_str(prior, "sha256_digest") {
+            Some(d) if !d.is_empty() => e.delete_remote(name, d, insecure(prior)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn registry_image_schema() -> Schema {
+    Schema::default()
+        .attr("id", Attr::computed(Type::String))
+        .attr("name", Attr::required(Type::String).force_new())
+        .attr(
+            "keep_remotely",
+            Attr::optional(Type::Bool).with_default(Value::bool(false)),
+        )
+        .attr(
+            "insecure_skip_verify",
+            Attr::optional(Type::Bool).with_default(Value::bool(false)),
+        )
+        .attr(
+            "triggers",
+            Attr::optional(Type::map(Type::String)).force_new(),
+        )
+        .attr("sha256_digest", Attr::computed(Type::String))
 }
 
 // ---------------------------------------------------------------- docker_network
@@ -1023,6 +1101,13 @@ pub fn docker_with(factory: Option<EngineFactory>) -> Provider {
         "docker_image",
         Arc::new(Image {
             schema: image_schema(),
+            shared: shared.clone(),
+        }),
+    );
+    resources.insert(
+        "docker_registry_image",
+        Arc::new(RegistryImage {
+            schema: registry_image_schema(),
             shared: shared.clone(),
         }),
     );
