@@ -88,6 +88,9 @@ pub(crate) struct State {
     pub rbac: rbac::Cache,
     pub webhooks: webhook::Cache,
     pub sa_keys: tokens::Keys,
+    /// `tolerationSeconds` the `DefaultTolerationSeconds` admission gives pods
+    /// for `not-ready` and `unreachable` nodes (Kubernetes: 300).
+    pub default_toleration_seconds: std::sync::atomic::AtomicI64,
 }
 
 pub(crate) struct Tokens {
