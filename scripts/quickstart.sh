@@ -133,6 +133,38 @@ BOT="$(kubectl -n quickstart create token bot --duration 1h)"
 echo "bot may list pods: $(kubectl --token "$BOT" -n quickstart auth can-i list pods), create them: $(kubectl --token "$BOT" -n quickstart auth can-i create pods || true)"
 kubectl label --overwrite namespace quickstart pod-security.kubernetes.io/enforce=restricted
 kubectl -n quickstart run root-shell --image=quickstart/web:1 --privileged 2>&1 || true   # refused by PodSecurity
+# ResourceQuota: usage kept in status, concurrent creates cannot overshoot it.
+kubectl -n quickstart create quota small --hard=count/configmaps=3 --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart create configmap one --from-literal=a=1 --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart describe quota small
+kubectl -n quickstart delete quota small
+# Strategic merge patch: Service ports merge by their port.
+kubectl -n quickstart create service clusterip web --tcp=80:8080 --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n quickstart patch service web -p '{"spec":{"ports":[{"name":"https","port":443}]}}'
+kubectl -n quickstart get service web -o jsonpath='{.spec.ports[*].port}{"\n"}'
+# CEL: a ValidatingAdmissionPolicy bound to this namespace refuses configmaps without an owner label.
+kubectl label --overwrite namespace quickstart policy=cel
+kubectl apply -f - <<'YAML'
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: owner-label}
+spec:
+  matchConstraints:
+    resourceRules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}]
+  validations:
+  - expression: "has(object.metadata.labels) && 'owner' in object.metadata.labels"
+    messageExpression: "'configmap ' + object.metadata.name + ' needs an owner label'"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: owner-label-quickstart}
+spec:
+  policyName: owner-label
+  validationActions: [Deny]
+  matchResources: {namespaceSelector: {matchLabels: {policy: cel}}}
+YAML
+for _ in $(seq 100); do kubectl -n quickstart create configmap unowned --dry-run=server -o name >/dev/null 2>&1 || break; sleep 0.1; done
+kubectl -n quickstart create configmap unowned 2>&1 || true   # refused by the policy
 # terraform's kubernetes state backend, on keel server: keel infra keeps its state in a Secret.
 TFK8S_DIR="$(mktemp -d /tmp/keel-quickstart-tfk8s.XXXXXX)"
 printf 'terraform {\n  backend "kubernetes" {\n    secret_suffix = "quickstart"\n  }\n}\nresource "terraform_data" "x" {\n  input = "kept in keel server"\n}\n' >"$TFK8S_DIR/main.tf"
@@ -222,5 +254,34 @@ TF
   && PLAN_JSON="$("$KEEL" infra show -json plan.bin)" && echo "${PLAN_JSON:0:160} … (terraform's JSON plan)" \
   && "$KEEL" infra apply plan.bin && "$KEEL" infra destroy -auto-approve)
 rm -rf "$INFRA_DIR"
+
+step "keel infra with the docker provider: a network and a container on keel's own engine"
+DOCKER_TF_DIR="$(mktemp -d /tmp/keel-quickstart-docker-tf.XXXXXX)"
+cat > "$DOCKER_TF_DIR/main.tf" <<'TF'
+resource "docker_network" "qs" {
+  name = "qs-tf"
+}
+resource "docker_container" "web" {
+  name    = "qs-tf-web"
+  image   = "busybox:latest"
+  command = ["httpd", "-f", "-p", "80", "-h", "/etc"]
+  ports {
+    internal = 80
+    ip       = "127.0.0.1"
+  }
+  networks_advanced {
+    name = docker_network.qs.name
+  }
+}
+output "port" {
+  value = docker_container.web.ports[0].external
+}
+TF
+(cd "$DOCKER_TF_DIR" && "$KEEL" infra init >/dev/null \
+  && "$KEEL" infra apply -auto-approve -no-color | tail -4 \
+  && TF_PORT="$("$KEEL" infra output -raw port)" \
+  && for _ in $(seq 50); do http_get "http://127.0.0.1:$TF_PORT/hostname" 2>/dev/null && break; sleep 0.1; done \
+  && "$KEEL" infra destroy -auto-approve -no-color | tail -1)
+rm -rf "$DOCKER_TF_DIR"
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

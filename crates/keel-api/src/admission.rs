@@ -6,8 +6,8 @@
 //! `LimitRange`s) and `PodSecurity` (the `enforce` level of a namespace's
 //! `pod-security.kubernetes.io` labels: baseline and restricted checks with
 //! upstream's messages), `ResourceQuota` (object counts and pod compute
-//! requests/limits against the namespace's quotas, usage counted from the
-//! store at admission). `NamespaceLifecycle` is part of create itself.
+//! requests/limits against the namespace's quotas, charged on the quotas'
+//! status with compare-and-swap in [`crate::quota`]). `NamespaceLifecycle` is part of create itself.
 
 use serde_json::{Value, json};
 
@@ -15,7 +15,7 @@ use crate::State;
 use crate::http::Fail;
 use crate::resources::{self, Resource};
 
-fn forbidden(r: &Resource, name: &str, why: &str) -> Fail {
+pub(crate) fn forbidden(r: &Resource, name: &str, why: &str) -> Fail {
     let what = crate::http::qualified(r);
     Fail::new(
         403,
@@ -80,85 +80,6 @@ pub(crate) async fn admit(
 
 // ---------- ResourceQuota ----------
 
-/// The quota names an object of `r` counts against, besides compute.
-fn count_names(r: &Resource) -> Vec<String> {
-    let mut names = vec![if r.group.is_empty() {
-        format!("count/{}", r.plural)
-    } else {
-        format!("count/{}.{}", r.plural, r.group)
-    }];
-    if r.group.is_empty()
-        && matches!(
-            r.plural,
-            "pods"
-                | "services"
-                | "configmaps"
-                | "secrets"
-                | "persistentvolumeclaims"
-                | "replicationcontrollers"
-                | "resourcequotas"
-        )
-    {
-        names.push(r.plural.to_string());
-    }
-    names
-}
-
-/// What a pod asks for, by quota name (`requests.cpu`, `cpu`, `limits.memory`, …).
-fn pod_compute(pod: &Value) -> Vec<(String, f64)> {
-    let mut out: Vec<(String, f64)> = Vec::new();
-    let mut add = |k: String, v: f64| match out.iter_mut().find(|(n, _)| *n == k) {
-        Some(e) => e.1 += v,
-        None => out.push((k, v)),
-    };
-    for c in pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for (kind, prefixes) in [
-            ("requests", &["requests.", ""][..]),
-            ("limits", &["limits."][..]),
-        ] {
-            for (res, q) in c
-                .pointer(&format!("/resources/{kind}"))
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                let Some(v) = q
-                    .as_str()
-                    .and_then(|s| crate::validate::parse_quantity(s).ok())
-                else {
-                    continue;
-                };
-                for p in prefixes {
-                    add(format!("{p}{res}"), v);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// A quantity as Kubernetes prints small ones: integers plain, else milli.
-fn show(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{}", v.round() as i64)
-    } else {
-        format!("{}m", (v * 1000.0).round() as i64)
-    }
-}
-
-/// One resource a quota would exceed.
-struct Exceeded {
-    name: String,
-    requested: f64,
-    used: f64,
-    hard: String,
-}
-
 async fn resource_quota(
     state: &State,
     r: &Resource,
@@ -166,18 +87,17 @@ async fn resource_quota(
     obj: &Value,
     ns: &str,
 ) -> Result<(), Fail> {
+    let is_pod = (r.group, r.kind) == ("", "Pod");
+    if !is_pod {
+        return Ok(());
+    }
     let quotas = list(state, "", "resourcequotas", Some(ns)).await;
     if quotas.is_empty() {
         return Ok(());
     }
-    let mut requested: Vec<(String, f64)> = count_names(r).into_iter().map(|n| (n, 1.0)).collect();
-    let is_pod = (r.group, r.kind) == ("", "Pod");
-    if is_pod {
-        requested.extend(pod_compute(obj));
-    }
     // Quotas on cpu or memory require every container to state them.
     if is_pod {
-        for q in &quotas {
+        for q in quotas.iter().filter(|q| crate::quota::in_scope(q, r, obj)) {
             let mut missing: Vec<String> = Vec::new();
             for res in [
                 "cpu",
@@ -214,78 +134,8 @@ async fn resource_quota(
             }
         }
     }
-    // Usage, counted only for what some quota limits.
-    let limited = |k: &str| {
-        quotas.iter().any(|q| {
-            q.pointer(&format!("/spec/hard/{}", k.replace('/', "~1")))
-                .is_some()
-        })
-    };
-    if !requested.iter().any(|(k, _)| limited(k)) {
-        return Ok(());
-    }
-    let existing = list(state, r.group, r.plural, Some(ns)).await;
-    let mut used: Vec<(String, f64)> = requested.iter().map(|(k, _)| (k.clone(), 0.0)).collect();
-    for o in &existing {
-        let terminal = is_pod
-            && matches!(
-                o.pointer("/status/phase").and_then(Value::as_str),
-                Some("Succeeded" | "Failed")
-            );
-        if terminal {
-            continue;
-        }
-        for (k, v) in count_names(r)
-            .into_iter()
-            .map(|n| (n, 1.0))
-            .chain(if is_pod { pod_compute(o) } else { Vec::new() })
-        {
-            if let Some(e) = used.iter_mut().find(|(n, _)| *n == k) {
-                e.1 += v;
-            }
-        }
-    }
-    for q in &quotas {
-        let mut exceeded: Vec<Exceeded> = Vec::new();
-        for (k, want) in &requested {
-            let Some(hard) = q.pointer(&format!("/spec/hard/{}", k.replace('/', "~1"))) else {
-                continue;
-            };
-            let hard_s = match hard {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let Ok(h) = crate::validate::parse_quantity(&hard_s) else {
-                continue;
-            };
-            let u = used.iter().find(|(n, _)| n == k).map_or(0.0, |e| e.1);
-            if u + want > h + 1e-9 {
-                exceeded.push(Exceeded {
-                    name: k.clone(),
-                    requested: *want,
-                    used: u,
-                    hard: hard_s,
-                });
-            }
-        }
-        if exceeded.is_empty() {
-            continue;
-        }
-        exceeded.sort_by(|a, b| a.name.cmp(&b.name));
-        let part =
-            |f: &dyn Fn(&Exceeded) -> String| exceeded.iter().map(f).collect::<Vec<_>>().join(",");
-        return Err(forbidden(
-            r,
-            name,
-            &format!(
-                "exceeded quota: {}, requested: {}, used: {}, limited: {}",
-                name_of(q),
-                part(&|e| format!("{}={}", e.name, show(e.requested))),
-                part(&|e| format!("{}={}", e.name, show(e.used))),
-                part(&|e| format!("{}={}", e.name, e.hard)),
-            ),
-        ));
-    }
+    // Usage is charged on the quotas' status once the object has passed
+    // validation: see crate::quota.
     Ok(())
 }
 
@@ -865,6 +715,19 @@ fn pod_security(r: &Resource, name: &str, obj: &Value, ns: &Value) -> Result<(),
                 "would violate PodSecurity \"{level}:{version}\": {}",
                 reasons.join(", ")
             ));
+        }
+    }
+    if let Some((level, version)) = level_of(ns, "audit") {
+        let reasons = pod_security_violations(&pod, level);
+        if !reasons.is_empty() {
+            crate::audit::annotate(
+                name,
+                "pod-security.kubernetes.io/audit-violations",
+                format!(
+                    "would violate PodSecurity \"{level}:{version}\": {}",
+                    reasons.join(", ")
+                ),
+            );
         }
     }
     if r.kind != "Pod" {

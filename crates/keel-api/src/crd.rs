@@ -11,7 +11,7 @@
 //! field named. Deleting a CRD deletes its objects (the
 //! `customresourcecleanup.apiextensions.k8s.io` finalizer). Versions share
 //! one storage key; conversion is strategy `None` (only `apiVersion` changes).
-//! `x-kubernetes-validations` (CEL) rules are not evaluated yet.
+//! `x-kubernetes-validations` (CEL) rules are evaluated by `cel::rules`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, RwLock};

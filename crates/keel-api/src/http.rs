@@ -172,6 +172,7 @@ impl Server {
             next_ip: AtomicU32::new(0),
             rbac: crate::rbac::Cache::default(),
             webhooks: crate::webhook::Cache::default(),
+            policies: crate::cel::policy::Cache::default(),
             sa_keys,
             default_toleration_seconds: std::sync::atomic::AtomicI64::new(300),
         });
@@ -473,6 +474,7 @@ async fn route(
         return fail_response(&Fail::new(401, "Unauthorized", "Unauthorized"));
     };
     let query = Query::parse(req.uri().query());
+    let raw_query = req.uri().query().unwrap_or_default().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let get = method == Method::GET;
     let doc = |v: Option<Value>| match v {
@@ -613,6 +615,25 @@ async fn route(
     } else {
         Bytes::new()
     };
+    let audit = crate::audit::Request {
+        id: handlers::new_uid(),
+        uri: match &raw_query {
+            q if q.is_empty() => path.clone(),
+            q => format!("{path}?{q}"),
+        },
+        verb: attrs.verb.clone(),
+        user: user.clone(),
+        object_ref: json!({
+            "resource": target.resource.plural,
+            "namespace": target.namespace,
+            "name": target.name,
+            "apiGroup": target.resource.group,
+            "apiVersion": target.resource.version,
+            "subresource": target.subresource,
+        }),
+        received: jiff::Timestamp::now().to_string(),
+    };
+    let audit_dir = state.paths.dir.clone();
     let ctx = handlers::Ctx {
         state,
         target,
@@ -626,16 +647,19 @@ async fn route(
     // Admission webhooks tell the webhook who asked; warnings become
     // `Warning` headers as kube-apiserver sends them.
     let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let result = crate::webhook::WARNINGS
-        .scope(
-            warnings.clone(),
-            crate::webhook::USER.scope(user, handlers::dispatch(ctx, &method)),
-        )
-        .await;
-    let mut resp = match result {
-        Ok(resp) => resp,
-        Err(f) => fail_response(&f),
+    let serve = async {
+        let result = crate::webhook::WARNINGS
+            .scope(
+                warnings.clone(),
+                crate::webhook::USER.scope(user, handlers::dispatch(ctx, &method)),
+            )
+            .await;
+        match result {
+            Ok(resp) => resp,
+            Err(f) => fail_response(&f),
+        }
     };
+    let mut resp = crate::audit::scope(&audit_dir, audit, serve).await;
     for w in warnings.lock().map(|w| w.clone()).unwrap_or_default() {
         let text: String = w
             .chars()

@@ -10,7 +10,9 @@
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
 pub mod admission;
+mod audit;
 pub mod auth;
+mod cel;
 pub mod client;
 pub mod crd;
 pub mod discovery;
@@ -22,9 +24,11 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod proto;
+mod quota;
 pub mod rbac;
 pub mod resources;
 pub mod selectors;
+pub mod strategic;
 pub mod table;
 pub mod tokens;
 pub mod validate;
@@ -87,6 +91,7 @@ pub(crate) struct State {
     pub next_ip: std::sync::atomic::AtomicU32,
     pub rbac: rbac::Cache,
     pub webhooks: webhook::Cache,
+    pub policies: cel::policy::Cache,
     pub sa_keys: tokens::Keys,
     /// `tolerationSeconds` the `DefaultTolerationSeconds` admission gives pods
     /// for `not-ready` and `unreachable` nodes (Kubernetes: 300).

@@ -64,6 +64,7 @@ pub(crate) static SCHEMAS: LazyLock<Schemas> = LazyLock::new(|| {
         }
     }
     let mut defs = g.take_definitions(true);
+    crate::strategic::add_patch_meta(&mut defs);
     // k8s-openapi's structs always carry metadata, so their schemas list it
     // as required; Kubernetes' own documents never do (kubectl's client-side
     // validation would refuse objects without it).

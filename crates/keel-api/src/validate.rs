@@ -1114,6 +1114,9 @@ pub fn validate_object(r: &crate::resources::Resource, obj: &Value) -> Vec<Cause
     if r.group == crate::webhook::GROUP && r.plural.ends_with("webhookconfigurations") {
         out.extend(crate::webhook::validate_config(obj));
     }
+    if r.group == crate::webhook::GROUP && r.plural.starts_with("validatingadmissionpolic") {
+        out.extend(crate::cel::policy::check_object(r.kind, obj));
+    }
     for c in required_fields(r, obj) {
         if !out.iter().any(|o| o.field == c.field) {
             out.push(c);

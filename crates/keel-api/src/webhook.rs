@@ -4,7 +4,8 @@
 //! sent by POST over TLS checked against the webhook's `caBundle`, rules matched on
 //! operation, group, version, resource (with subresources) and scope,
 //! namespace and object selectors, `failurePolicy`, `timeoutSeconds`,
-//! `sideEffects` against dry run; mutating webhooks answer with a JSON
+//! `sideEffects` against dry run, `matchConditions` (CEL, in
+//! `cel::policy`); mutating webhooks answer with a JSON
 //! patch, applied in configuration-name order. Service references have no
 //! endpoints until keel routes Services, which Kubernetes reports as a call
 //! failure too. The configurations live in an index kept current from a
@@ -122,16 +123,29 @@ impl Cache {
             .map_or_else(|e| e.into_inner().clone(), |i| i.clone())
     }
 
-    /// Loads the configurations and keeps them current from a watch.
+    /// Loads the configurations and keeps them current from a watch; the
+    /// same watch feeds the admission policy index (`cel::policy`), whose
+    /// kinds share the group.
     pub(crate) fn follow(state: Arc<State>) {
+        async fn reload(state: &State) -> Result<(), keel_store::StoreError> {
+            state.webhooks.reload(state).await?;
+            state.policies.reload(state).await
+        }
+        let revision = |state: &State| {
+            state
+                .webhooks
+                .snapshot()
+                .revision
+                .min(state.policies.revision())
+        };
         tokio::spawn(async move {
             loop {
-                if let Err(e) = state.webhooks.reload(&state).await {
+                if let Err(e) = reload(&state).await {
                     tracing::warn!(error = %e, "webhooks: reload failed");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                let from = state.webhooks.snapshot().revision + 1;
+                let from = revision(&state) + 1;
                 let prefix = format!("{}{GROUP}/", resources::REGISTRY);
                 let Ok(mut w) = state.store.watch(&prefix, from).await else {
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -139,17 +153,11 @@ impl Cache {
                 };
                 while let Some(item) = w.next().await {
                     match item {
-                        Ok(keel_store::WatchItem::Event(ev)) => {
-                            // A change can be announced a moment before a
-                            // read sees it: reload until the index holds it.
-                            for _ in 0..100 {
-                                if let Err(e) = state.webhooks.reload(&state).await {
-                                    tracing::warn!(error = %e, "webhooks: reload failed");
-                                }
-                                if state.webhooks.snapshot().revision >= ev.revision() {
-                                    break;
-                                }
-                                tokio::time::sleep(Duration::from_millis(20)).await;
+                        // The store makes an event's write readable before
+                        // announcing it, so one reload holds it.
+                        Ok(keel_store::WatchItem::Event(_)) => {
+                            if let Err(e) = reload(&state).await {
+                                tracing::warn!(error = %e, "webhooks: reload failed");
                             }
                         }
                         Ok(keel_store::WatchItem::Progress(_)) => {}
@@ -216,7 +224,7 @@ fn labels(v: &Value) -> Option<&Value> {
 }
 
 /// Whether webhook `w` is called for `req` on `obj` in namespace `ns_obj`.
-fn applies(w: &Value, req: &Request, obj: &Value, ns_obj: Option<&Value>) -> bool {
+pub(crate) fn applies(w: &Value, req: &Request, obj: &Value, ns_obj: Option<&Value>) -> bool {
     let rules = w.get("rules").and_then(Value::as_array);
     if !rules
         .into_iter()
@@ -249,7 +257,7 @@ fn user_info() -> Value {
         .unwrap_or_else(|_| json!({"username": "system:apiserver", "groups": ["system:masters"]}))
 }
 
-fn review(req: &Request, obj: &Value, uid: &str) -> Value {
+pub(crate) fn review(req: &Request, obj: &Value, uid: &str) -> Value {
     let r = req.r;
     let options = match req.op {
         "CREATE" => "CreateOptions",
@@ -516,7 +524,9 @@ pub(crate) async fn mutate(
     }
     let idx = state.webhooks.snapshot();
     for (_, w) in &idx.mutating {
-        if !applies(w, req, obj, ns_obj) {
+        if !applies(w, req, obj, ns_obj)
+            || !crate::cel::policy::webhook_matches(w, req, obj).await?
+        {
             continue;
         }
         if let Some(patch) = call_one(w, req, obj).await? {
@@ -542,7 +552,7 @@ pub(crate) async fn validate(
     // One after the other (Kubernetes calls them in parallel; the outcome,
     // refused if any refuses, is the same).
     for (_, w) in &idx.validating {
-        if applies(w, req, obj, ns_obj) {
+        if applies(w, req, obj, ns_obj) && crate::cel::policy::webhook_matches(w, req, obj).await? {
             call_one(w, req, obj).await?;
         }
     }
@@ -554,6 +564,7 @@ pub(crate) async fn namespace_of(state: &State, ns: Option<&str>) -> Option<Valu
     let ns = ns?;
     if state.webhooks.snapshot().mutating.is_empty()
         && state.webhooks.snapshot().validating.is_empty()
+        && !state.policies.any()
     {
         return None;
     }
@@ -704,15 +715,10 @@ pub(crate) fn validate_config(obj: &Value) -> Vec<Cause> {
                 &["Fail", "Ignore"],
             ));
         }
-        if w.get("matchConditions")
-            .and_then(Value::as_array)
-            .is_some_and(|m| !m.is_empty())
-        {
-            out.push(Cause::forbidden(
-                &at("matchConditions"),
-                "keel does not evaluate CEL yet: matchConditions are refused rather than ignored",
-            ));
-        }
+        out.extend(crate::cel::policy::check_match_conditions(
+            w,
+            &at("matchConditions"),
+        ));
     }
     out
 }

@@ -7,7 +7,9 @@
 //! - [`run`]: the executor (jobs on threads along the needs graph, steps on
 //!   the host or in job containers driven through the keel binary).
 //! - [`yaml`] → [`template`] (schema validation against [`schema`], GitHub's
-//!   messages) → [`workflow`] (the model: events, jobs, steps, needs graph).
+//!   messages) → [`workflow`] (the model: events, jobs, steps, needs graph)
+//!   → [`reusable`] (called workflows loaded and checked: inputs, secrets,
+//!   permissions, nesting and job limits).
 //!
 //! Parsers here do no I/O beyond what they are handed and never panic on
 //! input; errors carry `file (Line: L, Col: C)` as GitHub prints them.
@@ -19,6 +21,7 @@ pub mod expr;
 pub mod filters;
 pub mod mask;
 pub mod matrix;
+pub mod reusable;
 pub mod run;
 pub mod schema;
 pub mod template;

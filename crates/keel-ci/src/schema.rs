@@ -1,7 +1,9 @@
 //! The workflow file's schema as GitHub's template reader uses it: named
 //! definitions (mapping, sequence, string, boolean, number, null, one-of) with
 //! the contexts an expression may name there. The definitions reachable from
-//! `workflow-root-strict` in GitHub's workflow-v1.0 schema (MIT, GitHub),
+//! `workflow-root-strict` (the editor's checks: every event's keys) and
+//! `workflow-root` (what GitHub's runtime reads: events loose) in GitHub's
+//! workflow-v1.0 schema (MIT, GitHub),
 //! one line a definition in a compact notation, descriptions left out;
 //! plus `action-root`, a permissive reading of `action.yml` files.
 //!
@@ -15,6 +17,9 @@ use std::sync::OnceLock;
 
 const SCHEMA: &str = r"
 action-root: ctx=github,inputs,vars,needs,strategy,matrix,secrets,steps,job,runner,env,always(0,0),failure(0,0),cancelled(0,0),success(0,0),hashFiles(1,255) oneof(mapping)
+workflow-root: map{on=on name=workflow-name description=workflow-description run-name=run-name defaults=workflow-defaults env=workflow-env permissions=permissions concurrency=workflow-concurrency jobs!=jobs}
+on: oneof(string sequence on-mapping)
+on-mapping: map{workflow_call=workflow-call} loose=non-empty-string:any
 workflow-root-strict: map{on!=on-strict name=workflow-name description=workflow-description run-name=run-name defaults=workflow-defaults env=workflow-env permissions=permissions concurrency=workflow-concurrency jobs!=jobs}
 on-strict: oneof(on-string-strict on-sequence-strict on-mapping-strict)
 workflow-name: str

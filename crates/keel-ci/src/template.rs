@@ -3,6 +3,8 @@
 //! GitHub's error messages (`Unexpected value 'x'`, `Required property is
 //! missing: y`, `There's not enough info to determine what you meant…`).
 
+use std::collections::HashSet;
+
 use crate::expr::{self, FuncSig};
 use crate::schema::{Body, Def, Schema};
 use crate::yaml::{Pos, Scalar, YKind, YNode};
@@ -74,7 +76,8 @@ impl Token {
         match &self.kind {
             TKind::Null => String::new(),
             TKind::Bool(b) => b.to_string(),
-            TKind::Number(n) => crate::expr::value::number_to_display(*n),
+            // GitHub's reader prints numbers the .NET way (`1.5E+18`).
+            TKind::Number(n) => crate::expr::value::dotnet_g15(*n),
             TKind::String(s) => s.clone(),
             TKind::Expr(e) => format!("${{{{ {e} }}}}"),
             TKind::Insert => "${{ insert }}".into(),
@@ -84,11 +87,34 @@ impl Token {
     }
 }
 
-/// One problem found while reading a file.
+/// One problem found while reading a file. A `pos` on line 0 marks a
+/// message that GitHub prints whole, without a position (limits, YAML
+/// reader errors: the message then names the file itself when it should).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diag {
     pub pos: Pos,
     pub message: String,
+}
+
+impl Diag {
+    /// A message printed as it is (see [`Diag`]).
+    pub fn whole(message: impl Into<String>) -> Diag {
+        Diag {
+            pos: Pos { line: 0, col: 0 },
+            message: message.into(),
+        }
+    }
+    /// `file (Line: L, Col: C): message`, or the whole message.
+    pub fn render(&self, file: &str) -> String {
+        if self.pos.line == 0 {
+            self.message.clone()
+        } else {
+            format!(
+                "{file} (Line: {}, Col: {}): {}",
+                self.pos.line, self.pos.col, self.message
+            )
+        }
+    }
 }
 
 /// Splits `a,b,f(0,MAX)` context lists into names and functions.
@@ -115,13 +141,46 @@ pub fn split_context(ctx: &[String]) -> (Vec<&str>, Vec<FuncSig>) {
     (names, funcs)
 }
 
+/// The longest expression GitHub parses (in UTF-16 units).
+pub const MAX_EXPRESSION_LENGTH: usize = 21_000;
+
+fn check_length(src: &str) -> Result<(), String> {
+    if src.encode_utf16().count() > MAX_EXPRESSION_LENGTH {
+        return Err(format!(
+            "Exceeded max expression length {MAX_EXPRESSION_LENGTH}"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that `src` parses with the contexts allowed at `ctx`.
 pub fn validate_expression(src: &str, ctx: &[String]) -> Result<expr::Expr, String> {
+    check_length(src)?;
     let (names, funcs) = split_context(ctx);
     match expr::compile(src, &names, &funcs) {
         Ok(Some(e)) => Ok(e),
         Ok(None) => Err("An expression was expected".into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The memory GitHub's reader accounts for a token tree, as its
+/// `TemplateMemory` does: 24 bytes an object, strings and expressions
+/// 26 more plus 2 a UTF-16 unit. `max-result-size` limits this sum.
+pub fn result_size(t: &Token) -> usize {
+    const MIN_OBJECT: usize = 24;
+    const STRING_OVERHEAD: usize = 26;
+    let text = |s: &str| MIN_OBJECT + STRING_OVERHEAD + 2 * s.encode_utf16().count();
+    match &t.kind {
+        TKind::Null | TKind::Bool(_) | TKind::Number(_) | TKind::Insert => MIN_OBJECT,
+        TKind::String(s) | TKind::Expr(s) => text(s),
+        TKind::Seq(items) => MIN_OBJECT + items.iter().map(result_size).sum::<usize>(),
+        TKind::Map(m) => {
+            MIN_OBJECT
+                + m.iter()
+                    .map(|(k, v)| result_size(k) + result_size(v))
+                    .sum::<usize>()
+        }
     }
 }
 
@@ -225,7 +284,7 @@ impl Reader<'_> {
             Body::Mapping { loose, .. } => loose.clone(),
             _ => None,
         };
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut has_expr_key = false;
         let mut out = Vec::new();
         for (k, v) in entries {
@@ -326,7 +385,7 @@ impl Reader<'_> {
         };
         let kdef = self.schema.get(kt);
         let vdef = self.schema.get(vt);
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         for (k, v) in entries {
             let key = self.key_token(k, ctx);
@@ -354,16 +413,15 @@ impl Reader<'_> {
     }
 
     /// Reports a key seen before (ignoring case); GitHub skips its value.
-    fn duplicate(&mut self, name: &str, pos: Pos, seen: &mut Vec<String>) -> bool {
+    fn duplicate(&mut self, name: &str, pos: Pos, seen: &mut HashSet<String>) -> bool {
         if name.is_empty() {
             return false;
         }
         let upper = name.to_uppercase();
-        if seen.contains(&upper) {
+        if !seen.insert(upper) {
             self.error(pos, format!("'{name}' is already defined"));
             return true;
         }
-        seen.push(upper);
         false
     }
 
@@ -495,7 +553,13 @@ impl Reader<'_> {
                 Seg::Insert => {}
             }
         }
-        let mut t = Token::new(TKind::Expr(format!("format('{fmt}'{args})")), pos);
+        // The pieces joined into one `format()` call must fit too.
+        let joined = format!("format('{fmt}'{args})");
+        if let Err(msg) = check_length(&joined) {
+            self.error(pos, msg);
+            return string();
+        }
+        let mut t = Token::new(TKind::Expr(joined), pos);
         t.raw = Some(raw.clone());
         t
     }

@@ -20,6 +20,9 @@ pub struct Workflow {
     pub concurrency: Option<Token>,
     pub permissions: Option<Token>,
     pub jobs: Vec<Job>,
+    /// The size GitHub's reader accounts for the file's tokens
+    /// ([`template::result_size`]), for limits across called files.
+    pub result_size: usize,
 }
 
 /// One `on:` event's configuration.
@@ -66,6 +69,7 @@ pub struct Job {
     pub environment: Option<Token>,
     pub concurrency: Option<Token>,
     pub defaults: Option<Token>,
+    pub permissions: Option<Token>,
     /// A reusable workflow call (`uses:` on the job).
     pub uses: Option<Token>,
     pub with: Option<Token>,
@@ -88,6 +92,19 @@ pub struct Step {
     pub working_directory: Option<Token>,
     pub continue_on_error: Option<Token>,
     pub timeout_minutes: Option<Token>,
+    /// `background: true` (GitHub's experimental background steps).
+    pub background: bool,
+    /// A step that waits for or cancels background steps instead of running.
+    pub control: Option<Control>,
+}
+
+/// Background-step control (behind GitHub's experimental
+/// `allowBackgroundSteps`; see [`ParseOptions::background_steps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    Wait(Vec<String>),
+    WaitAll,
+    Cancel(String),
 }
 
 /// All the problems of one file, printed GitHub's way.
@@ -101,38 +118,123 @@ pub struct WorkflowError {
 impl WorkflowError {
     /// Each problem as `file (Line: L, Col: C): message`.
     pub fn messages(&self) -> Vec<String> {
-        self.diags
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} (Line: {}, Col: {}): {}",
-                    self.file, d.pos.line, d.pos.col, d.message
-                )
-            })
-            .collect()
+        self.diags.iter().map(|d| d.render(&self.file)).collect()
+    }
+
+    /// GitHub keeps the first 10 errors of a file, each cut at 500
+    /// characters (`[...]` marks the cut).
+    pub fn new(file: &str, mut diags: Vec<Diag>) -> WorkflowError {
+        const MAX_ERRORS: usize = 10;
+        const MAX_MESSAGE: usize = 500;
+        diags.truncate(MAX_ERRORS);
+        for d in &mut diags {
+            let whole = d.render(file);
+            if whole.chars().count() > MAX_MESSAGE {
+                let cut: String = whole.chars().take(MAX_MESSAGE).collect();
+                *d = Diag::whole(format!("{cut}[...]"));
+            }
+        }
+        WorkflowError {
+            file: file.to_string(),
+            diags,
+        }
     }
 }
 
 fn render(file: &str, diags: &[Diag]) -> String {
     diags
         .iter()
-        .map(|d| {
-            format!(
-                "{file} (Line: {}, Col: {}): {}",
-                d.pos.line, d.pos.col, d.message
-            )
-        })
+        .map(|d| d.render(file))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
+/// GitHub's parser limits and policies (its `ParseOptions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Characters a file may hold (GitHub: 1 MiB).
+    pub max_file_size: usize,
+    /// Nested mappings and sequences (GitHub: 50).
+    pub max_depth: usize,
+    /// The size GitHub's reader accounts for the parsed tokens (GitHub: 10 MiB).
+    pub max_result_size: usize,
+    /// Jobs across the workflow and the workflows it calls (0: no limit).
+    pub max_job_limit: usize,
+    /// Levels of called workflows below the caller (github.com: nine,
+    /// "ten levels of workflows" with the caller).
+    pub max_nested_reusable_depth: usize,
+    /// Distinct files a run reads, the caller included (GitHub: 51).
+    pub max_files: usize,
+    /// YAML anchors and aliases allowed.
+    pub allow_anchors: bool,
+    /// What a called workflow may request when the caller says nothing.
+    pub permissions_policy: crate::reusable::PermissionsPolicy,
+    /// Called workflows are not loaded (nor checked) while parsing.
+    pub skip_reusable_workflows: bool,
+    /// `on:` checked key by key as GitHub's editor checks it
+    /// (`workflow-root-strict`); otherwise read as GitHub's runtime reads
+    /// it, unknown event keys ignored (`workflow-root`).
+    pub strict_events: bool,
+    /// GitHub's experimental background steps (`background:`, `wait:`,
+    /// `wait-all:`, `cancel:`) parsed, as its `allowBackgroundSteps` flag
+    /// does. Off in `keel ci`, which does not run them.
+    pub background_steps: bool,
+}
+
+impl ParseOptions {
+    /// The defaults of GitHub's parser itself (anchors refused, as its
+    /// `ParseOptions` has them).
+    pub fn github() -> ParseOptions {
+        ParseOptions {
+            max_file_size: 1024 * 1024,
+            max_depth: 50,
+            max_result_size: 10 * 1024 * 1024,
+            max_job_limit: 0,
+            max_nested_reusable_depth: 9,
+            max_files: 51,
+            allow_anchors: false,
+            permissions_policy: crate::reusable::PermissionsPolicy::Write,
+            skip_reusable_workflows: false,
+            strict_events: false,
+            background_steps: false,
+        }
+    }
+}
+
+impl Default for ParseOptions {
+    /// What `keel ci` uses: GitHub's limits, with anchors accepted as
+    /// github.com accepts them in workflow files since 2025, and events
+    /// checked strictly, as GitHub's editor checks them (a typo in a
+    /// filter key would otherwise silently never match).
+    fn default() -> Self {
+        ParseOptions {
+            allow_anchors: true,
+            strict_events: true,
+            ..ParseOptions::github()
+        }
+    }
+}
+
 /// Parses and validates a workflow file's text.
 pub fn parse(file: &str, src: &str) -> Result<Workflow, WorkflowError> {
-    let fail = |diags| WorkflowError {
-        file: file.to_string(),
-        diags,
+    parse_with(file, src, &ParseOptions::default())
+}
+
+/// [`parse`] with explicit limits and policies.
+pub fn parse_with(file: &str, src: &str, opts: &ParseOptions) -> Result<Workflow, WorkflowError> {
+    let fail = |diags| WorkflowError::new(file, diags);
+    // GitHub counts UTF-16 code units.
+    if src.encode_utf16().count() > opts.max_file_size {
+        return Err(fail(vec![Diag::whole(format!(
+            "{file}: The maximum file size of {} characters has been exceeded",
+            opts.max_file_size
+        ))]));
+    }
+    let yaml_opts = yaml::Options {
+        max_depth: opts.max_depth,
+        allow_anchors: opts.allow_anchors,
     };
-    let root = match yaml::parse(src) {
+    let root = match yaml::parse_with(src, yaml_opts) {
         Ok(Some(n)) => n,
         Ok(None) => {
             return Err(fail(vec![Diag {
@@ -141,18 +243,33 @@ pub fn parse(file: &str, src: &str) -> Result<Workflow, WorkflowError> {
             }]));
         }
         Err(e) => {
-            return Err(fail(vec![Diag {
-                pos: e.pos,
-                message: e.message,
+            return Err(fail(vec![match e.pos {
+                Some(pos) => Diag {
+                    pos,
+                    message: e.message,
+                },
+                None => Diag::whole(format!("{file}: {}", e.message)),
             }]));
         }
     };
     let mut diags = Vec::new();
-    let token = template::read(&root, "workflow-root-strict", &mut diags);
+    let root_def = if opts.strict_events {
+        "workflow-root-strict"
+    } else {
+        "workflow-root"
+    };
+    let token = template::read(&root, root_def, &mut diags);
+    // GitHub's reader also accounts the file's name (a string: 26 bytes
+    // plus 2 a UTF-16 unit).
+    let size = template::result_size(&token) + 26 + 2 * file.encode_utf16().count();
+    if diags.is_empty() && size > opts.max_result_size {
+        diags.push(Diag::whole(format!("{file}: Maximum object size exceeded")));
+    }
     if !diags.is_empty() {
         return Err(fail(diags));
     }
-    let wf = convert(file, &token, &mut diags);
+    let mut wf = convert(file, &token, &mut diags, opts);
+    wf.result_size = size;
     if diags.is_empty() {
         Ok(wf)
     } else {
@@ -167,7 +284,7 @@ fn string_list(t: &Token) -> Vec<String> {
     }
 }
 
-fn convert(file: &str, root: &Token, diags: &mut Vec<Diag>) -> Workflow {
+fn convert(file: &str, root: &Token, diags: &mut Vec<Diag>, opts: &ParseOptions) -> Workflow {
     let mut wf = Workflow {
         file: file.to_string(),
         name: None,
@@ -178,6 +295,7 @@ fn convert(file: &str, root: &Token, diags: &mut Vec<Diag>) -> Workflow {
         concurrency: None,
         permissions: None,
         jobs: Vec::new(),
+        result_size: 0,
     };
     for (k, v) in root.as_map().unwrap_or_default() {
         match k.as_str().unwrap_or_default() {
@@ -188,7 +306,7 @@ fn convert(file: &str, root: &Token, diags: &mut Vec<Diag>) -> Workflow {
             "defaults" => wf.defaults = Some(v.clone()),
             "concurrency" => wf.concurrency = Some(v.clone()),
             "permissions" => wf.permissions = Some(v.clone()),
-            "jobs" => wf.jobs = convert_jobs(v, diags),
+            "jobs" => wf.jobs = convert_jobs(v, diags, opts),
             _ => {}
         }
     }
@@ -260,7 +378,7 @@ pub fn check_id(id: &str) -> Option<String> {
     None
 }
 
-fn convert_jobs(t: &Token, diags: &mut Vec<Diag>) -> Vec<Job> {
+fn convert_jobs(t: &Token, diags: &mut Vec<Diag>, opts: &ParseOptions) -> Vec<Job> {
     let Some(m) = t.as_map() else {
         diags.push(Diag {
             pos: t.pos,
@@ -277,58 +395,62 @@ fn convert_jobs(t: &Token, diags: &mut Vec<Diag>) -> Vec<Job> {
                 message: e,
             });
         }
-        jobs.push(convert_job(id, k.pos, v, diags));
+        jobs.push(convert_job(id, k.pos, v, diags, opts));
     }
     validate_needs(t.pos, &jobs, diags);
     jobs
 }
 
 fn validate_needs(pos: Pos, jobs: &[Job], diags: &mut Vec<Diag>) {
-    let mut ready: Vec<&str> = jobs
-        .iter()
-        .filter(|j| j.needs.is_empty())
-        .map(|j| j.id.as_str())
-        .collect();
-    if ready.is_empty() {
+    use std::collections::{HashMap, HashSet};
+    if !jobs.iter().any(|j| j.needs.is_empty()) {
         diags.push(Diag {
             pos,
             message: "The workflow must contain at least one job with no dependencies.".into(),
         });
         return;
     }
-    // Kahn's walk in GitHub's order, so the leftovers (and their messages)
-    // come out as GitHub reports them.
-    let mut waiting: Vec<(&Job, Vec<(String, Pos)>)> = jobs
-        .iter()
-        .filter(|j| !j.needs.is_empty())
-        .map(|j| {
-            (
-                j,
-                j.needs
-                    .iter()
-                    .cloned()
-                    .zip(j.needs_pos.iter().copied())
-                    .collect(),
-            )
-        })
-        .collect();
-    let mut qi = 0;
-    while qi < ready.len() {
-        let current = ready[qi];
-        qi += 1;
-        let mut i = waiting.len();
-        while i > 0 {
-            i -= 1;
-            waiting[i].1.retain(|(n, _)| n != current);
-            if waiting[i].1.is_empty() {
-                let (j, _) = waiting.remove(i);
-                ready.push(&j.id);
+    // Kahn's walk: a job is done once every job it needs is. What is left
+    // (cycles, unknown jobs) does not depend on the walk's order, and is
+    // reported in file order, as GitHub reports it.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, j) in jobs.iter().enumerate() {
+        index.entry(j.id.as_str()).or_insert(i);
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); jobs.len()];
+    let mut waiting_on: Vec<usize> = Vec::with_capacity(jobs.len());
+    for (i, j) in jobs.iter().enumerate() {
+        let distinct: HashSet<&str> = j.needs.iter().map(String::as_str).collect();
+        for n in &distinct {
+            if let Some(&k) = index.get(n) {
+                dependents[k].push(i);
+            }
+        }
+        waiting_on.push(distinct.len());
+    }
+    let mut done = vec![false; jobs.len()];
+    let mut queue: Vec<usize> = (0..jobs.len()).filter(|&i| waiting_on[i] == 0).collect();
+    while let Some(k) = queue.pop() {
+        if std::mem::replace(&mut done[k], true) {
+            continue;
+        }
+        for &d in &dependents[k] {
+            waiting_on[d] -= 1;
+            if waiting_on[d] == 0 {
+                queue.push(d);
             }
         }
     }
-    for (j, needs) in waiting {
-        for (n, p) in needs {
-            let message = if jobs.iter().any(|x| x.id == n) {
+    let is_done = |n: &str| index.get(n).is_some_and(|&k| done[k]);
+    for (i, j) in jobs.iter().enumerate() {
+        if done[i] {
+            continue;
+        }
+        for (n, p) in j.needs.iter().zip(&j.needs_pos) {
+            if is_done(n) {
+                continue;
+            }
+            let message = if index.contains_key(n.as_str()) {
                 format!(
                     "Job '{}' depends on job '{n}' which creates a cycle in the dependency graph.",
                     j.id
@@ -336,12 +458,12 @@ fn validate_needs(pos: Pos, jobs: &[Job], diags: &mut Vec<Diag>) {
             } else {
                 format!("Job '{}' depends on unknown job '{n}'.", j.id)
             };
-            diags.push(Diag { pos: p, message });
+            diags.push(Diag { pos: *p, message });
         }
     }
 }
 
-fn convert_job(id: String, pos: Pos, t: &Token, diags: &mut Vec<Diag>) -> Job {
+fn convert_job(id: String, pos: Pos, t: &Token, diags: &mut Vec<Diag>, opts: &ParseOptions) -> Job {
     let mut job = Job {
         id,
         pos,
@@ -361,6 +483,7 @@ fn convert_job(id: String, pos: Pos, t: &Token, diags: &mut Vec<Diag>) -> Job {
         environment: None,
         concurrency: None,
         defaults: None,
+        permissions: None,
         uses: None,
         with: None,
         secrets: Secrets::None,
@@ -384,7 +507,10 @@ fn convert_job(id: String, pos: Pos, t: &Token, diags: &mut Vec<Diag>) -> Job {
                     job.if_ = c;
                 }
             }
-            "runs-on" => job.runs_on = some(),
+            "runs-on" => {
+                check_runner_group(v, diags);
+                job.runs_on = some();
+            }
             "strategy" => {
                 // A literal empty vector is refused before anything runs,
                 // at its position, as GitHub refuses it.
@@ -418,12 +544,13 @@ fn convert_job(id: String, pos: Pos, t: &Token, diags: &mut Vec<Diag>) -> Job {
                 job.services = some();
             }
             "outputs" => job.outputs = some(),
-            "steps" => job.steps = convert_steps(v, diags),
+            "steps" => job.steps = convert_steps_with(v, diags, opts.background_steps),
             "timeout-minutes" => job.timeout_minutes = some(),
             "continue-on-error" => job.continue_on_error = some(),
             "environment" => job.environment = some(),
             "concurrency" => job.concurrency = some(),
             "defaults" => job.defaults = some(),
+            "permissions" => job.permissions = some(),
             "uses" => job.uses = some(),
             "with" => job.with = some(),
             "secrets" => {
@@ -437,6 +564,24 @@ fn convert_job(id: String, pos: Pos, t: &Token, diags: &mut Vec<Diag>) -> Job {
         }
     }
     job
+}
+
+/// `runs-on: {group: …}`: a plain name, or `org|organization|ent|enterprise/name`.
+fn check_runner_group(t: &Token, diags: &mut Vec<Diag>) {
+    let Some(group) = t.get("group") else { return };
+    let Some(name) = group.as_str() else { return };
+    let parts: Vec<&str> = name.split('/').collect();
+    let message = match parts.as_slice() {
+        [_, ""] => format!("Invalid runs-on group name '{name}'."),
+        [_] | ["org" | "organization" | "ent" | "enterprise", _] => return,
+        _ => format!(
+            "Invalid runs-on group name '{name}'. Please use 'organization/' or 'enterprise/' prefix to target a single runner group."
+        ),
+    };
+    diags.push(Diag {
+        pos: group.pos,
+        message,
+    });
 }
 
 fn contains_expr(t: &Token) -> bool {
@@ -506,6 +651,12 @@ fn has_status_function(e: &crate::expr::Expr) -> bool {
 
 /// The `__name` GitHub gives a step without an id.
 fn generated_id_base(step: &Step) -> String {
+    match &step.control {
+        Some(Control::Wait(_)) => return "wait".into(),
+        Some(Control::WaitAll) => return "wait-all".into(),
+        Some(Control::Cancel(_)) => return "cancel".into(),
+        None => {}
+    }
     let Some(uses) = step.uses.as_ref().map(Token::display) else {
         return "run".into();
     };
@@ -530,8 +681,17 @@ fn generated_id_base(step: &Step) -> String {
     }
 }
 
-/// GitHub's id builder: illegal characters become `_`, collisions get `_2`, `_3`…
-fn build_id(base: &str, taken: &mut Vec<String>) -> String {
+/// Ids given so far, and per generated name the next suffix to try (so
+/// that a job of many unnamed steps stays linear).
+#[derive(Default)]
+struct Ids {
+    names: std::collections::HashSet<String>,
+    next: std::collections::HashMap<String, usize>,
+}
+
+/// GitHub's id builder: illegal characters become `_`, collisions get `_2`,
+/// `_3`… up to `_999` (`None` past it: GitHub gives up too).
+fn build_id(base: &str, ids: &mut Ids) -> Option<String> {
     let mut name = String::new();
     for c in base.chars() {
         if name.is_empty() && (c.is_ascii_digit() || c == '-') {
@@ -549,7 +709,8 @@ fn build_id(base: &str, taken: &mut Vec<String>) -> String {
     if name.is_empty() {
         name = "job".into();
     }
-    for attempt in 1..1000 {
+    let first = ids.next.get(&name).copied().unwrap_or(1);
+    for attempt in first..1000 {
         let suffix = if attempt == 1 {
             String::new()
         } else {
@@ -557,12 +718,12 @@ fn build_id(base: &str, taken: &mut Vec<String>) -> String {
         };
         let keep = name.len().min(MAX_ID_LENGTH - suffix.len());
         let candidate = format!("{}{suffix}", &name[..keep]);
-        if !taken.contains(&candidate) {
-            taken.push(candidate.clone());
-            return candidate;
+        if ids.names.insert(candidate.clone()) {
+            ids.next.insert(name, attempt + 1);
+            return Some(candidate);
         }
     }
-    name
+    None
 }
 
 /// `{org}/{repo}[/path]@ref`, `./path`, `docker://image`.
@@ -592,6 +753,35 @@ fn check_uses(t: &Token, diags: &mut Vec<Diag>) {
 
 /// Steps from a `steps:` sequence token (a job's or a composite action's).
 pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
+    convert_steps_with(t, diags, false)
+}
+
+/// A `wait:`/`cancel:` target: an earlier step's id, not the step itself.
+fn check_target(
+    target: &Token,
+    own: Option<&str>,
+    known: &[String],
+    diags: &mut Vec<Diag>,
+) -> String {
+    let name = target.display();
+    let message = if name.starts_with("__") {
+        format!("The identifier '{name}' is invalid. IDs starting with '__' are reserved.")
+    } else if own.is_some_and(|o| o.eq_ignore_ascii_case(&name)) {
+        format!("Step '{}' cannot reference itself", own.unwrap_or_default())
+    } else if !known.contains(&name) {
+        format!("Step references unknown step ID '{name}'")
+    } else {
+        return name;
+    };
+    diags.push(Diag {
+        pos: target.pos,
+        message,
+    });
+    name
+}
+
+/// [`convert_steps`], with GitHub's experimental background steps or not.
+pub fn convert_steps_with(t: &Token, diags: &mut Vec<Diag>, background: bool) -> Vec<Step> {
     let Some(items) = t.as_seq() else {
         diags.push(Diag {
             pos: t.pos,
@@ -600,6 +790,8 @@ pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
         return Vec::new();
     };
     let mut taken: Vec<String> = Vec::new();
+    // `taken` lowercased: step ids are case-insensitive, as contexts are.
+    let mut taken_lower = std::collections::HashSet::new();
     let mut steps = Vec::new();
     for item in items {
         let mut s = Step {
@@ -616,7 +808,11 @@ pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
             working_directory: None,
             continue_on_error: None,
             timeout_minutes: None,
+            background: false,
+            control: None,
         };
+        // The step's own id, for `wait:`/`cancel:` targets.
+        let own = item.get("id").map(Token::display);
         for (k, v) in item.as_map().unwrap_or_default() {
             let some = || Some(v.clone());
             match k.as_str().unwrap_or_default() {
@@ -627,8 +823,7 @@ pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
                             pos: v.pos,
                             message: e,
                         });
-                    } else if taken.iter().any(|t| t.eq_ignore_ascii_case(&id)) {
-                        // Step ids are case-insensitive, as contexts are.
+                    } else if !taken_lower.insert(id.to_lowercase()) {
                         diags.push(Diag {
                             pos: v.pos,
                             message: format!(
@@ -658,21 +853,75 @@ pub fn convert_steps(t: &Token, diags: &mut Vec<Diag>) -> Vec<Step> {
                 "working-directory" => s.working_directory = some(),
                 "continue-on-error" => s.continue_on_error = some(),
                 "timeout-minutes" => s.timeout_minutes = some(),
+                "background" if background => s.background = matches!(v.kind, TKind::Bool(true)),
+                "wait" if background => {
+                    let targets = match &v.kind {
+                        TKind::Seq(items) => items.clone(),
+                        _ => vec![v.clone()],
+                    };
+                    s.control = Some(Control::Wait(
+                        targets
+                            .iter()
+                            .map(|t| check_target(t, own.as_deref(), &taken, diags))
+                            .collect(),
+                    ));
+                }
+                "wait-all" if background => {
+                    if matches!(v.kind, TKind::Bool(false)) {
+                        diags.push(Diag {
+                            pos: v.pos,
+                            message: "The value of 'wait-all' must be true or omitted".into(),
+                        });
+                    }
+                    s.control = Some(Control::WaitAll);
+                }
+                "cancel" if background => {
+                    s.control = Some(Control::Cancel(check_target(
+                        v,
+                        own.as_deref(),
+                        &taken,
+                        diags,
+                    )));
+                }
                 _ => {}
             }
         }
-        if s.run.is_none() && s.uses.is_none() {
+        if let Some(c) = &s.control {
+            if s.name.is_none() {
+                let name = match c {
+                    Control::Wait(_) => "Wait",
+                    Control::WaitAll => "Wait for all",
+                    Control::Cancel(_) => "Cancel",
+                };
+                s.name = Some(Token::new(TKind::String(name.into()), item.pos));
+            }
+        } else if s.run.is_none() && s.uses.is_none() {
             diags.push(Diag {
                 pos: item.pos,
-                message: "Expected one of uses or run to be defined".into(),
+                message: if background {
+                    "Expected one of uses, run, wait, wait-all, cancel, or parallel to be defined"
+                } else {
+                    "Expected one of uses or run to be defined"
+                }
+                .into(),
             });
         }
         steps.push(s);
     }
+    let mut ids = Ids {
+        names: taken.into_iter().collect(),
+        next: std::collections::HashMap::new(),
+    };
     for s in &mut steps {
         if s.id.is_empty() {
             let base = format!("__{}", generated_id_base(s));
-            s.id = build_id(&base, &mut taken);
+            match build_id(&base, &mut ids) {
+                Some(id) => s.id = id,
+                None => diags.push(Diag {
+                    pos: s.pos,
+                    message: "Unable to create a unique name".into(),
+                }),
+            }
         }
     }
     steps
@@ -689,6 +938,33 @@ pub fn check_call(job: &Job, called: &Workflow, diags: &mut Vec<Diag>) {
         });
         return;
     };
+    // A literal given for a boolean or number input must be one (GitHub
+    // checks this before running; expressions wait for run time).
+    for (k, v) in job
+        .with
+        .as_ref()
+        .and_then(Token::as_map)
+        .unwrap_or_default()
+    {
+        let Some((_, def)) = call
+            .inputs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&k.display()))
+        else {
+            continue;
+        };
+        let fits = match def.get("type").and_then(Token::as_str) {
+            Some("boolean") => matches!(v.kind, TKind::Bool(_)),
+            Some("number") => matches!(v.kind, TKind::Number(_)),
+            _ => true,
+        };
+        if !fits && !v.is_expr() {
+            diags.push(Diag {
+                pos: v.pos,
+                message: format!("Unexpected value '{}'", v.display()),
+            });
+        }
+    }
     let pairs = |t: Option<&Token>| -> Vec<(String, Pos)> {
         t.and_then(Token::as_map)
             .unwrap_or_default()

@@ -63,7 +63,7 @@ fn github_expression_corpus() {
                         let want_kind = err.kind.as_str();
                         let kind = match e {
                             ExprError::Lex(_) => "lexing",
-                            ExprError::Parse { .. } => "parsing",
+                            ExprError::Parse { .. } | ExprError::Limit(_) => "parsing",
                             ExprError::Eval(_) => "evaluation",
                         };
                         let want = err.value.as_str();

@@ -11,19 +11,20 @@
 //!   shell, working-directory, timeout, continue-on-error) serialized the way
 //!   GitHub's TypeScript does, must equal the expected JSON.
 //!
-//! Known divergent (GitHub marks them so for its own TypeScript parser:
-//! `skipped-tests.txt`, or `skip: [TypeScript]` in the case) are still run;
-//! the test prints how many of them keel passes and requires that none of
-//! them panics, but does not fail on their differences. So are the cases
-//! that switch on `experimental-features` (background steps), which keel
-//! does not implement. A reusable-workflow job's `outputs` come from the
-//! called file at run time in keel, so they are not compared here.
+//! Every case must pass, including those GitHub's own TypeScript parser is
+//! known to fail (`skipped-tests.txt`: there GitHub's C# parser, the one
+//! that runs workflows, is the reference). Each case's options (limits,
+//! permissions policy) are passed as GitHub's harness passes them, and the
+//! reusable workflows it carries are loaded through [`reusable::load`].
+//! A reusable-workflow job's `outputs` come from the called file at run
+//! time in keel, so they are not compared here.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use keel_ci::template::{TKind, Token};
+use keel_ci::reusable::{self, PermissionsPolicy};
+use keel_ci::template::{Diag, TKind, Token};
 use keel_ci::workflow::{self, Job, Secrets, Step};
 use serde_json::{Value as J, json};
 
@@ -84,13 +85,13 @@ fn tok(t: &Token, src: bool) -> J {
         TKind::Insert => {
             if src {
                 with_src(
-                    [("expr".to_string(), json!("insert"))]
+                    [("directive".to_string(), json!("insert"))]
                         .into_iter()
                         .collect(),
                     4,
                 )
             } else {
-                json!({"type": 4, "expr": "insert"})
+                json!({"type": 4, "directive": "insert"})
             }
         }
         TKind::Seq(items) => {
@@ -134,7 +135,10 @@ fn step_json(s: &Step, src: bool) -> serde_json::Map<String, J> {
         }
     };
     put(&mut o, "name", &s.name);
-    o.insert("if".into(), expr(&s.if_));
+    // A wait/cancel step has no condition.
+    if s.control.is_none() {
+        o.insert("if".into(), expr(&s.if_));
+    }
     if let Some(c) = &s.continue_on_error {
         o.insert(
             "continue-on-error".into(),
@@ -203,7 +207,8 @@ fn job_json(j: &Job, src: bool) -> serde_json::Map<String, J> {
         }
         Secrets::None => {}
     }
-    if j.uses.is_none() {
+    // GitHub leaves `steps` out of a job that has none.
+    if j.uses.is_none() && !j.steps.is_empty() {
         o.insert(
             "steps".into(),
             J::Array(
@@ -286,38 +291,67 @@ const STEP_KEYS: &[&str] = &[
     "shell",
 ];
 
+/// The case's parser options (its first document), over GitHub's defaults.
+fn case_options(doc: &str) -> workflow::ParseOptions {
+    use keel_ci::yaml::{self, Scalar, YKind};
+    let mut opts = workflow::ParseOptions::github();
+    let Ok(Some(root)) = yaml::parse(doc) else {
+        return opts;
+    };
+    let YKind::Map(entries) = root.kind else {
+        return opts;
+    };
+    for (key, value) in entries {
+        let (YKind::Scalar(Scalar::String(key)), YKind::Scalar(value)) = (key.kind, value.kind)
+        else {
+            continue;
+        };
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let num = || match value {
+            Scalar::Number(n) => n as usize,
+            _ => panic!("{key}: a number"),
+        };
+        match key.as_str() {
+            "max-file-size" => opts.max_file_size = num(),
+            "max-depth" => opts.max_depth = num(),
+            "max-result-size" => opts.max_result_size = num(),
+            "max-job-limit" => opts.max_job_limit = num(),
+            "max-nested-reusable-workflows-depth" => opts.max_nested_reusable_depth = num(),
+            "skip-reusable-workflows" => opts.skip_reusable_workflows = value == Scalar::Bool(true),
+            "permissions-policy" => {
+                opts.permissions_policy = match value {
+                    Scalar::String(p) if p == "LimitedRead" => PermissionsPolicy::LimitedRead,
+                    Scalar::String(p) if p == "Write" => PermissionsPolicy::Write,
+                    p => panic!("permissions-policy {p:?}"),
+                };
+            }
+            _ => {}
+        }
+    }
+    opts
+}
+
 #[test]
 fn github_workflow_reader_corpus() {
     let dir = common::data_dir("gha-workflow-parser/workflow-parser/testdata");
-    let skipped: BTreeSet<String> = std::fs::read_to_string(dir.join("skipped-tests.txt"))
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
     let mut files: Vec<_> = std::fs::read_dir(dir.join("reader"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    let split = regex_split;
-    let (mut total, mut divergent, mut divergent_pass) = (0, 0, 0);
+    let mut total = 0;
     let mut failures = Vec::new();
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
-        let docs = split(&text);
+        let docs = regex_split(&text);
         total += 1;
-        let options = &docs[0];
-        // `experimental-features` (background steps) are GitHub features
-        // behind a flag that keel does not implement.
-        let known_divergent = skipped.contains(&name)
-            || options.contains("experimental-features:")
-            || options
-                .lines()
-                .skip_while(|l| !l.starts_with("skip:"))
-                .any(|l| l.trim() == "- TypeScript");
-        let include_source = options.contains("include-source: true");
+        let mut options = case_options(&docs[0]);
+        options.background_steps = docs[0].contains("allowBackgroundSteps: true");
+        // A case GitHub runs against its TypeScript parser only (`skip:`
+        // both Go and C#) checks the editor's strict reading of `on:`.
+        options.strict_events = docs[0].contains("- Go") && docs[0].contains("- C#");
+        let include_source = docs[0].contains("include-source: true");
         let file = format!(".github/workflows/{name}");
         let want: J = serde_json::from_str(docs.last().unwrap()).unwrap();
         // Reusable workflows: pairs of (ref, content) between the workflow and the result.
@@ -326,26 +360,20 @@ fn github_workflow_reader_corpus() {
             .filter(|c| c.len() == 2)
             .map(|c| (c[0].trim().to_string(), c[1].clone()))
             .collect();
-        let result = workflow::parse(&file, &docs[1]).and_then(|wf| {
-            let mut diags = Vec::new();
-            for job in &wf.jobs {
-                let Some(uses) = job.uses.as_ref().and_then(Token::as_str) else {
-                    continue;
-                };
-                if let Some((r, content)) = called.iter().find(|(r, _)| r == uses) {
-                    match workflow::parse(r, content) {
-                        Ok(c) => workflow::check_call(job, &c, &mut diags),
-                        Err(e) => diags.extend(e.diags),
-                    }
-                }
-            }
-            if diags.is_empty() {
+        let result = workflow::parse_with(&file, &docs[1], &options).and_then(|wf| {
+            let errors = reusable::load(&wf, &options, &mut |uses| {
+                called
+                    .iter()
+                    .find(|(r, _)| r == uses)
+                    .map(|(_, c)| c.clone())
+            });
+            if errors.is_empty() {
                 Ok(wf)
             } else {
-                Err(workflow::WorkflowError {
-                    file: file.clone(),
-                    diags,
-                })
+                Err(workflow::WorkflowError::new(
+                    &file,
+                    errors.into_iter().map(Diag::whole).collect(),
+                ))
             }
         });
         let verdict: Result<(), String> = match (want.get("errors"), result) {
@@ -396,49 +424,34 @@ fn github_workflow_reader_corpus() {
                 }
             }
         };
-        if known_divergent {
-            divergent += 1;
-            if verdict.is_ok() {
-                divergent_pass += 1;
-            }
-        } else if let Err(e) = verdict {
+        if let Err(e) = verdict {
             failures.push(format!("{name}: {e}"));
         }
     }
-    eprintln!(
-        "workflow reader: {total} cases, {} must pass; {divergent_pass} of {divergent} known-divergent pass as well",
-        total - divergent
-    );
     assert_eq!(total, 195, "the corpus has 195 cases");
     assert!(
         failures.is_empty(),
-        "{} failed:\n{}",
+        "{} of {total} failed:\n{}",
         failures.len(),
         failures.join("\n\n")
     );
 }
 
-/// Splits a case file on lines that are exactly `---`.
+/// Splits a case file as GitHub's harness does (`/\r?\n---\r?\n/`): the
+/// line breaks around a separator belong to it, so a document's last line
+/// has none (a block scalar there ends without one).
 fn regex_split(text: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in text.split('\n') {
-        if line.trim_end_matches('\r') == "---" {
-            docs.push(String::new());
-        } else {
-            let d = docs.last_mut().unwrap();
-            d.push_str(line);
-            d.push('\n');
-        }
-    }
-    docs
+    let re = regex::Regex::new(r"\r?\n---\r?\n").unwrap();
+    re.split(text).map(str::to_string).collect()
 }
 
-/// Two of the known-divergent cases (the TypeScript parser fails them,
-/// GitHub's service accepts them): `inputs:` left empty and an input without
-/// a definition. keel refused both as "Unexpected value ''"; GitHub runs such
-/// workflows, so keel must too. (Unknown keys under `workflow_dispatch` stay
-/// an error: `events-single-invalid.yml` wants one, the divergent
-/// `on-workflow_dispatch-unknown-keys-ignored.yml` none; a typo is likelier.)
+/// Two cases GitHub's TypeScript parser fails and its service accepts:
+/// `inputs:` left empty and an input without a definition. keel refused both
+/// as "Unexpected value ''"; GitHub runs such workflows, so keel must too.
+/// (Unknown keys under `workflow_dispatch` are an error in `keel ci`, as in
+/// GitHub's editor, `events-single-invalid.yml`; GitHub's runtime reading,
+/// `ParseOptions::github()`, ignores them,
+/// `on-workflow_dispatch-unknown-keys-ignored.yml`.)
 #[test]
 fn workflow_dispatch_read_as_githubs_service_reads_it() {
     let dir = common::data_dir("gha-workflow-parser/workflow-parser/testdata/reader");
@@ -459,4 +472,151 @@ fn workflow_dispatch_read_as_githubs_service_reads_it() {
             .collect();
         assert_eq!(names, inputs, "{case}");
     }
+}
+
+/// `keel ci` reads real workflows as before: anchors expanded (github.com
+/// accepts them), `on:` keys checked strictly; GitHub's parser defaults
+/// (the corpus's) refuse anchors with its message.
+#[test]
+fn keel_defaults_differ_from_githubs_parser_only_where_chosen() {
+    let src = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: &cmd echo hi\n      - run: *cmd\n";
+    let wf = workflow::parse("w.yml", src).unwrap();
+    assert_eq!(
+        wf.jobs[0].steps[1].run.as_ref().unwrap().display(),
+        "echo hi"
+    );
+    let e = workflow::parse_with("w.yml", src, &workflow::ParseOptions::github()).unwrap_err();
+    assert_eq!(
+        e.messages(),
+        ["w.yml: Anchors are not currently supported. Remove the anchor 'cmd'"]
+    );
+    let typo = "on:\n  push:\n    branchs: [main]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo\n";
+    assert!(workflow::parse("w.yml", typo).is_err());
+    assert!(workflow::parse_with("w.yml", typo, &workflow::ParseOptions::github()).is_ok());
+}
+
+/// A called workflow asking for more than the caller grants is refused
+/// before anything runs, and the job count covers called files.
+#[test]
+fn reusable_permissions_and_job_limit() {
+    let caller = "permissions:\n  contents: read\non: push\njobs:\n  call:\n    uses: o/r/.github/workflows/c.yml@v1\n";
+    let called = "on: workflow_call\njobs:\n  a:\n    permissions:\n      contents: write\n    runs-on: x\n    steps:\n      - run: echo\n  b:\n    runs-on: x\n    steps:\n      - run: echo\n";
+    let opts = workflow::ParseOptions::default();
+    let wf = workflow::parse_with("w.yml", caller, &opts).unwrap();
+    let errors = reusable::load(&wf, &opts, &mut |_| Some(called.to_string()));
+    assert_eq!(
+        errors,
+        [
+            "w.yml (Line: 5, Col: 3): Error calling workflow 'o/r/.github/workflows/c.yml@v1'. The nested job 'a' is requesting 'contents: write', but is only allowed 'contents: read'."
+        ]
+    );
+    let fine = called.replace("contents: write", "contents: read");
+    let limited = workflow::ParseOptions {
+        max_job_limit: 2,
+        ..opts
+    };
+    let errors = reusable::load(&wf, &limited, &mut |_| Some(fine.clone()));
+    assert_eq!(errors, ["The workflow may not contain more than 2 jobs"]);
+    assert!(reusable::load(&wf, &opts, &mut |_| Some(fine.clone())).is_empty());
+}
+
+/// A chain of calls stops at GitHub's depth (the caller and nine called
+/// levels), and at its count of distinct files.
+#[test]
+fn reusable_nesting_and_file_limits() {
+    let caller = "on: push\njobs:\n  call:\n    uses: o/r/.github/workflows/w1.yml@v1\n";
+    // Each called file calls the next one.
+    let mut next = |uses: &str| {
+        let n: u32 = uses
+            .trim_start_matches("o/r/.github/workflows/w")
+            .trim_end_matches(".yml@v1")
+            .parse()
+            .ok()?;
+        Some(format!(
+            "on: workflow_call\njobs:\n  call:\n    uses: o/r/.github/workflows/w{}.yml@v1\n",
+            n + 1
+        ))
+    };
+    let opts = workflow::ParseOptions::default();
+    let wf = workflow::parse_with("w.yml", caller, &opts).unwrap();
+    assert_eq!(
+        reusable::load(&wf, &opts, &mut next),
+        ["Nested reusable workflow depth exceeded 9."]
+    );
+    let few_files = workflow::ParseOptions {
+        max_files: 3,
+        ..opts
+    };
+    assert_eq!(
+        reusable::load(&wf, &few_files, &mut next),
+        ["The maximum file count of 3 has been exceeded"]
+    );
+}
+
+/// Generated step ids go up to `__run_999`, as GitHub's id builder does,
+/// which gives up past it (keel handed out duplicates, slowly: each id
+/// rescanned every suffix tried before).
+#[test]
+fn generated_step_ids_stop_where_githubs_do() {
+    let job = |n: usize| {
+        format!(
+            "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n{}",
+            "      - run: echo\n".repeat(n)
+        )
+    };
+    let wf = workflow::parse("w.yml", &job(999)).unwrap();
+    assert_eq!(wf.jobs[0].steps[998].id, "__run_999");
+    let e = workflow::parse("w.yml", &job(1000)).unwrap_err();
+    assert_eq!(
+        e.messages(),
+        ["w.yml (Line: 1005, Col: 9): Unable to create a unique name"]
+    );
+}
+
+/// With no `permissions:` from the caller, a called workflow gets the
+/// policy's, but an OIDC token only inside the caller's repository.
+#[test]
+fn id_token_only_for_the_callers_own_workflows() {
+    let called = "on: workflow_call\njobs:\n  a:\n    permissions:\n      id-token: write\n    runs-on: x\n    steps:\n      - run: echo\n";
+    let opts = workflow::ParseOptions::default();
+    for (uses, refused) in [
+        ("./.github/workflows/c.yml", false),
+        ("other/repo/.github/workflows/c.yml@v1", true),
+    ] {
+        let caller = format!("on: push\njobs:\n  call:\n    uses: {uses}\n");
+        let wf = workflow::parse_with("w.yml", &caller, &opts).unwrap();
+        let errors = reusable::load(&wf, &opts, &mut |_| Some(called.to_string()));
+        if refused {
+            assert_eq!(
+                errors,
+                [format!(
+                    "w.yml (Line: 3, Col: 3): Error calling workflow '{uses}'. The nested job 'a' is requesting 'id-token: write', but is only allowed 'id-token: none'."
+                )]
+            );
+        } else {
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+    }
+}
+
+/// Expression limits are reported as GitHub's parser reports them: the
+/// limit alone, no position within the expression.
+#[test]
+fn expression_limits_say_only_the_limit() {
+    let deep = format!("{}true", "!".repeat(51));
+    let src = format!(
+        "on: push\njobs:\n  a:\n    if: ${{{{ {deep} }}}}\n    runs-on: x\n    steps:\n      - run: echo\n"
+    );
+    let e = workflow::parse("w.yml", &src).unwrap_err();
+    assert_eq!(
+        e.messages(),
+        ["w.yml (Line: 4, Col: 9): Exceeded max expression depth 50"]
+    );
+    let long = format!("echo ${{{{ github.sha }}}} {}", "x".repeat(21_000));
+    let src = format!("on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: {long}\n");
+    let e = workflow::parse("w.yml", &src).unwrap_err();
+    assert_eq!(
+        e.messages(),
+        ["w.yml (Line: 6, Col: 14): Exceeded max expression length 21000"]
+    );
 }

@@ -955,6 +955,26 @@ fn run_cmd(root: &Path, a: &RunArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|m| kv(m).map(|(k, v)| (k, PathBuf::from(v))))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The reusable workflows a run calls are read and checked before
+    // anything runs, as GitHub does (inputs, secrets, the permissions a
+    // called workflow requests against what its caller grants, nesting).
+    for l in &selected {
+        let errors = keel_ci::reusable::load(
+            &l.wf,
+            &keel_ci::workflow::ParseOptions::default(),
+            &mut |uses| {
+                keel_ci::run::actions::called_workflow_source(
+                    &repo,
+                    &local_repositories,
+                    a.action_cache.as_deref(),
+                    uses,
+                )
+            },
+        );
+        if !errors.is_empty() {
+            anyhow::bail!("{}", errors.join("\n"));
+        }
+    }
     let keel = std::env::current_exe().context("locating the keel binary")?;
     // Ctrl-C or SIGTERM cancels the run: steps are killed, containers and
     // networks removed, the record written (steps run in their own process

@@ -3,7 +3,7 @@
 //! and the commands that run the project through keel-compose's reconciler
 //! ([`ops`]) on keel's runtime ([`engine`]).
 
-mod engine;
+pub(crate) mod engine;
 mod ops;
 
 use std::collections::BTreeMap;

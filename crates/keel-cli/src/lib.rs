@@ -302,14 +302,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::build(&cli.root, a),
         Command::Builder(c) => build::builder(&cli.root, c),
         Command::Ci(a) => ci::run(&cli.root, a),
-        Command::Infra(a) => infra::run(a),
+        Command::Infra(a) => infra::run(&cli.root, a),
     }
 }
 
-/// A closed stdout (`keel images | head -1`) ends the process quietly, as it
-/// would for docker; everything else panics as usual. SIGPIPE itself stays
-/// ignored so that a registry dropping a connection is an error, not a kill.
+/// Set once a print to stdout failed because the reader went away.
+static BROKEN_PIPE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Commands that hold something to give back (`keel infra`'s state lock)
+/// unwind on a closed stdout instead of exiting on the spot.
+static UNWIND_ON_BROKEN_PIPE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Makes a closed stdout unwind (running drops: a remote state lock is
+/// released) and end the process with 141 from [`main`].
+pub(crate) fn unwind_on_broken_pipe() {
+    UNWIND_ON_BROKEN_PIPE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A closed stdout (`keel images | head -1`) ends the process quietly with
+/// 141, as it would for docker; everything else panics as usual. SIGPIPE
+/// itself stays ignored so that a registry dropping a connection is an
+/// error, not a kill. Most commands exit at once (threads that print, such
+/// as `logs -f` pumps, then cannot outlive the reader); those that called
+/// [`unwind_on_broken_pipe`] unwind quietly and [`main`] exits after the drops.
 fn quiet_broken_pipe() {
+    use std::sync::atomic::Ordering;
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let msg = info
@@ -319,6 +336,10 @@ fn quiet_broken_pipe() {
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            BROKEN_PIPE.store(true, Ordering::SeqCst);
+            if UNWIND_ON_BROKEN_PIPE.load(Ordering::SeqCst) {
+                return;
+            }
             std::process::exit(141);
         }
         default(info);
@@ -350,11 +371,14 @@ pub fn main() -> ExitCode {
         eprintln!("{}", render_error(&err));
         return ExitCode::from(2);
     }
-    match run(cli) {
-        Ok(code) => code,
-        Err(err) => {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
+    match result {
+        Ok(Ok(code)) => code,
+        Ok(Err(err)) => {
             eprintln!("{}", render_error(&err));
             ExitCode::FAILURE
         }
+        Err(_) if BROKEN_PIPE.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::from(141),
+        Err(payload) => std::panic::resume_unwind(payload),
     }
 }

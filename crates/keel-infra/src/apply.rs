@@ -367,9 +367,17 @@ pub fn apply(
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<Summary, Diagnostics> {
     let summary = Mutex::new(Summary::default());
-    let op = OpCtx {
-        cwd: run.cwd.clone(),
+    let configured;
+    let run = if run.provider_configs.is_empty() && !root.providers.is_empty() {
+        configured = RunInfo {
+            provider_configs: crate::provider_config::evaluate(root, run, &plan.variables)?,
+            ..run.clone()
+        };
+        &configured
+    } else {
+        run
     };
+    let op = |c: &Change| OpCtx::for_change(run, &c.ty, &c.provider);
     // Phase 1: deletions, dependents first.
     let dels: Vec<&Change> = plan
         .changes
@@ -405,7 +413,7 @@ pub fn apply(
                 action: Action::Delete,
                 id: id_of(c.before.as_ref()),
             });
-            if let Err(e) = rt.delete(c.before.as_ref().unwrap_or(&Value::dyn_null()), &op) {
+            if let Err(e) = rt.delete(c.before.as_ref().unwrap_or(&Value::dyn_null()), &op(c)) {
                 events(Event::Failed {
                     addr: c.addr(),
                     action: Action::Delete,
@@ -460,7 +468,6 @@ pub fn apply(
         plan.changes.iter().map(|c| (c.addr(), c.action)).collect();
     let mut walk = Walk::new(root, graph, providers, run, opts, idx);
     let summ = &summary;
-    let op2 = op.clone();
     walk.applier = Some(Arc::new(
         move |c: &Change, rt: &dyn ResourceType, schema: &Schema| -> Result<Value, Diagnostics> {
             let addr = c.addr();
@@ -495,7 +502,7 @@ pub fn apply(
                     } else {
                         None
                     };
-                    let v = rt.apply(prior, &after, &op2).map_err(|e| {
+                    let v = rt.apply(prior, &after, &op(c)).map_err(|e| {
                         events(Event::Failed {
                             addr: addr.clone(),
                             action,
@@ -540,7 +547,7 @@ pub fn apply(
                             action: Action::Delete,
                             id: id_of(c.before.as_ref()),
                         });
-                        rt.delete(c.before.as_ref().unwrap_or(&Value::dyn_null()), &op2)
+                        rt.delete(c.before.as_ref().unwrap_or(&Value::dyn_null()), &op(c))
                             .map_err(|e| {
                                 Diagnostics::error(
                                     "Error deleting resource",
@@ -560,7 +567,7 @@ pub fn apply(
                         action: Action::Create,
                         id: None,
                     });
-                    let v = rt.apply(None, &after, &op2).map_err(|e| {
+                    let v = rt.apply(None, &after, &op(c)).map_err(|e| {
                         Diagnostics::error("Error creating resource", format!("{addr}: {e}"), None)
                     })?;
                     let v = crate::plan::mark_schema(v, schema);
@@ -572,7 +579,7 @@ pub fn apply(
                         secs: start.elapsed().as_secs(),
                     });
                     if cbd {
-                        rt.delete(c.before.as_ref().unwrap_or(&Value::dyn_null()), &op2)
+                        rt.delete(c.before.as_ref().unwrap_or(&Value::dyn_null()), &op(c))
                             .map_err(|e| {
                                 Diagnostics::error(
                                     "Error deleting resource",

@@ -436,6 +436,7 @@ pub fn run_dag<E: Send>(
     });
     let cv = Condvar::new();
     let errors = Mutex::new(Vec::new());
+    let panicked: Mutex<Option<Box<dyn std::any::Any + Send>>> = Mutex::new(None);
     let workers = parallel.max(1).min(n.max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -466,13 +467,22 @@ pub fn run_dag<E: Send>(
                             .failed[j]
                     };
                     let ok = if include[j] && !skip {
-                        match f(j) {
-                            Ok(()) => true,
-                            Err(e) => {
+                        // A panicking node must not leave the others waiting
+                        // for it: it fails, and the panic goes on after the walk.
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(j))) {
+                            Ok(Ok(())) => true,
+                            Ok(Err(e)) => {
                                 errors
                                     .lock()
                                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                                     .push(e);
+                                false
+                            }
+                            Err(p) => {
+                                panicked
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .get_or_insert(p);
                                 false
                             }
                         }
@@ -497,6 +507,12 @@ pub fn run_dag<E: Send>(
             });
         }
     });
+    if let Some(p) = panicked
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        std::panic::resume_unwind(p);
+    }
     errors
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -506,6 +522,25 @@ pub fn run_dag<E: Send>(
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A panicking node used to leave the other workers waiting for it
+    /// forever (its `running` count never went down): the walk hung instead
+    /// of unwinding, so `keel infra apply | head -1` never released its lock.
+    #[test]
+    fn a_panicking_node_does_not_hang_the_walk() {
+        let deps = vec![vec![], vec![0], vec![]];
+        let ran = AtomicUsize::new(0);
+        let r = std::panic::catch_unwind(|| {
+            run_dag::<()>(&deps, &[true; 3], 2, &|i| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                assert!(i != 0, "node 0 panics");
+                Ok(())
+            })
+        });
+        assert!(r.is_err(), "the panic goes on after the walk");
+        // Node 2 ran; node 1 (after the panicked node 0) did not.
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn dag_runs_in_order_and_stops_below_failures() {

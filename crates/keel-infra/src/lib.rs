@@ -30,6 +30,7 @@ pub mod graph;
 pub mod kubeconfig;
 pub mod plan;
 pub mod plan_json;
+pub mod provider_config;
 pub mod providers;
 pub mod render;
 pub mod scope;

@@ -271,6 +271,14 @@ impl<'a> Walk<'a> {
             .unwrap_or_default()
     }
 
+    fn op_ctx(&self, r: &Resource) -> crate::providers::OpCtx {
+        let (name, alias) = match &r.provider {
+            Some((n, a)) => (Some(n.as_str()), a.as_deref()),
+            None => (None, None),
+        };
+        crate::providers::OpCtx::for_resource(self.run, &r.ty, name, alias)
+    }
+
     fn vars_for(
         &self,
         mi: &ModInst,
@@ -878,9 +886,7 @@ impl<'a> Walk<'a> {
                 ));
                 return Ok(after);
             }
-            let ctx = crate::providers::OpCtx {
-                cwd: self.run.cwd.clone(),
-            };
+            let ctx = self.op_ctx(r);
             let v = dt.read(&config, &ctx).map_err(|e| {
                 Diagnostics::error(format!("Error reading {}", r.ty), e, Some(r.range.clone()))
             })?;
@@ -892,9 +898,7 @@ impl<'a> Walk<'a> {
             .ok_or_else(|| no_provider(&r.ty))?;
         let schema = rt.schema().clone();
         let mut config = eval_body(&r.body, &schema, &vars, self.run, &m.dir)?;
-        let op = crate::providers::OpCtx {
-            cwd: self.run.cwd.clone(),
-        };
+        let op = self.op_ctx(r);
         let mut before = match prior {
             Some(p) => Some(self.decode_prior(&r.ty, r.mode, p)?),
             None => None,
@@ -1179,6 +1183,11 @@ pub fn plan(
 ) -> Result<Plan, Diagnostics> {
     let pure = RunInfo {
         funcs: run.funcs.pure_only(),
+        provider_configs: if run.provider_configs.is_empty() {
+            crate::provider_config::evaluate(root, run, &opts.inputs)?
+        } else {
+            run.provider_configs.clone()
+        },
         ..run.clone()
     };
     let run = &pure;

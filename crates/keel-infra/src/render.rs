@@ -9,6 +9,7 @@ use keel_hcl::{Kind, Value};
 
 use crate::config::Mode;
 use crate::plan::{Action, Change, Plan};
+use crate::providers::Schema;
 
 fn sym(a: Action) -> &'static str {
     match a {
@@ -108,33 +109,58 @@ fn keel_hcl_ident(k: &str) -> bool {
         && c.all(|x| x.is_alphanumeric() || x == '_' || x == '-')
 }
 
-/// The attribute lines of one resource change.
-fn attrs(c: &Change, out: &mut String) {
+/// The attribute lines of one resource change, then its nested blocks as
+/// terraform prints them (`+ ports {`, `# (1 unchanged block hidden)`).
+fn attrs(c: &Change, schema: Option<&Schema>, out: &mut String) {
     let empty = Value::empty_object();
     let before = c.before.as_ref().unwrap_or(&empty);
     let after = c.after.as_ref().unwrap_or(&empty);
+    let forced: BTreeSet<&str> = c.replace_paths.iter().map(String::as_str).collect();
+    let action = match c.action {
+        Action::Read => Action::Create,
+        Action::Forget => Action::Delete,
+        a => a,
+    };
+    body(before, after, schema, action, 6, &forced, out);
+}
+
+/// One object's lines at symbol column `ind`: attributes (aligned, the
+/// unchanged ones counted), then each block type's blocks.
+fn body(
+    before: &Value,
+    after: &Value,
+    schema: Option<&Schema>,
+    action: Action,
+    ind: usize,
+    forced: &BTreeSet<&str>,
+    out: &mut String,
+) {
     let bm = before.as_map().cloned().unwrap_or_default();
     let am = after.as_map().cloned().unwrap_or_default();
-    let keys: BTreeSet<&String> = bm.keys().chain(am.keys()).collect();
-    let forced: BTreeSet<&str> = c.replace_paths.iter().map(String::as_str).collect();
+    let is_block = |k: &str| schema.is_some_and(|s| s.blocks.contains_key(k));
+    let keys: BTreeSet<&String> = bm
+        .keys()
+        .chain(am.keys())
+        .filter(|k| !is_block(k))
+        .collect();
     let mut lines: Vec<(String, String, String)> = Vec::new();
     let mut hidden = 0;
     let null = Value::dyn_null();
     for k in keys {
         let b = bm.get(k).unwrap_or(&null);
         let a = am.get(k).unwrap_or(&null);
-        let (s, text) = match c.action {
+        let (s, text) = match action {
             Action::Create | Action::Read => {
                 if a.is_null() && a.is_known() {
                     continue;
                 }
-                ('+', whole(a, '+', 6))
+                ('+', whole(a, '+', ind))
             }
             Action::Delete | Action::Forget => {
                 if b.is_null() {
                     continue;
                 }
-                ('-', format!("{} -> null", whole(b, '-', 6)))
+                ('-', format!("{} -> null", whole(b, '-', ind)))
             }
             _ => {
                 let same = a.raw_equals(b) && a.sensitive == b.sensitive;
@@ -143,17 +169,20 @@ fn attrs(c: &Change, out: &mut String) {
                 }
                 if same {
                     if matches!(k.as_str(), "id" | "name" | "tags") && !b.is_null() {
-                        (' ', whole(b, ' ', 6))
+                        (' ', whole(b, ' ', ind))
                     } else {
                         hidden += 1;
                         continue;
                     }
                 } else if b.is_null() && b.is_known() {
-                    ('+', whole(a, '+', 6))
+                    ('+', whole(a, '+', ind))
                 } else if a.is_null() && a.is_known() {
-                    ('-', format!("{} -> null", whole(b, '-', 6)))
+                    ('-', format!("{} -> null", whole(b, '-', ind)))
                 } else {
-                    ('~', format!("{} -> {}", whole(b, '-', 6), whole(a, '+', 6)))
+                    (
+                        '~',
+                        format!("{} -> {}", whole(b, '-', ind), whole(a, '+', ind)),
+                    )
                 }
             }
         };
@@ -164,14 +193,108 @@ fn attrs(c: &Change, out: &mut String) {
         };
         lines.push((s.to_string(), k.clone(), format!("{text}{suffix}")));
     }
-    let w = lines.iter().map(|l| l.1.len()).max().unwrap_or(0);
+    let pad = " ".repeat(ind);
+    // As terraform: aligned over every attribute not null on both sides,
+    // the hidden unchanged ones included.
+    let both_null = |k: &String| {
+        [bm.get(k), am.get(k)]
+            .iter()
+            .all(|v| v.is_none_or(|v| v.is_null() && v.is_known()))
+    };
+    let w = bm
+        .keys()
+        .chain(am.keys())
+        .filter(|k| !is_block(k) && !both_null(k))
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
     for (s, k, t) in lines {
-        out.push_str(&format!("      {s} {k:w$} = {t}\n"));
+        out.push_str(&format!("{pad}{s} {k:w$} = {t}\n"));
     }
     if hidden > 0 {
         out.push_str(&format!(
-            "        # ({hidden} unchanged attribute{} hidden)\n",
+            "{pad}  # ({hidden} unchanged attribute{} hidden)\n",
             if hidden == 1 { "" } else { "s" }
+        ));
+    }
+    let Some(schema) = schema else {
+        return;
+    };
+    let mut unchanged = 0;
+    for (k, nb) in &schema.blocks {
+        let items = |m: &std::collections::BTreeMap<String, Value>| -> Vec<Value> {
+            match m.get(k) {
+                Some(v) if v.is_known() => match &v.kind {
+                    Kind::List(_, e) | Kind::Set(_, e) | Kind::Tuple(e) => e.clone(),
+                    Kind::Object(_) => vec![v.clone()],
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            }
+        };
+        let (olds, news) = (items(&bm), items(&am));
+        // (before, after) pairs: lists by position, sets and single blocks by equality.
+        let mut pairs: Vec<(Option<Value>, Option<Value>)> = Vec::new();
+        match action {
+            Action::Create => pairs.extend(news.into_iter().map(|a| (None, Some(a)))),
+            Action::Delete | Action::Forget => {
+                pairs.extend(olds.into_iter().map(|b| (Some(b), None)));
+            }
+            _ if nb.nesting == crate::providers::Nesting::Set => {
+                let mut rest = news.clone();
+                for b in olds {
+                    if let Some(i) = rest.iter().position(|a| a.raw_equals(&b)) {
+                        pairs.push((Some(b), Some(rest.remove(i))));
+                    } else {
+                        pairs.push((Some(b), None));
+                    }
+                }
+                pairs.extend(rest.into_iter().map(|a| (None, Some(a))));
+            }
+            _ => {
+                for i in 0..olds.len().max(news.len()) {
+                    pairs.push((olds.get(i).cloned(), news.get(i).cloned()));
+                }
+            }
+        }
+        let mut first = true;
+        for (b, a) in pairs {
+            let (sym, inner) = match (&b, &a) {
+                (Some(b), Some(a)) if a.raw_equals(b) => {
+                    unchanged += 1;
+                    continue;
+                }
+                (Some(_), Some(_)) => ('~', Action::Update),
+                (None, Some(_)) => ('+', Action::Create),
+                (Some(_), None) => ('-', Action::Delete),
+                (None, None) => continue,
+            };
+            if first {
+                out.push('\n');
+                first = false;
+            }
+            let suffix = if forced.contains(k.as_str()) {
+                " # forces replacement"
+            } else {
+                ""
+            };
+            out.push_str(&format!("{pad}{sym} {k} {{{suffix}\n"));
+            body(
+                b.as_ref().unwrap_or(&Value::empty_object()),
+                a.as_ref().unwrap_or(&Value::empty_object()),
+                Some(&nb.block),
+                inner,
+                ind + 4,
+                &BTreeSet::new(),
+                out,
+            );
+            out.push_str(&format!("{pad}  }}\n"));
+        }
+    }
+    if unchanged > 0 {
+        out.push_str(&format!(
+            "\n{pad}  # ({unchanged} unchanged block{} hidden)\n",
+            if unchanged == 1 { "" } else { "s" }
         ));
     }
 }
@@ -200,8 +323,8 @@ fn header(c: &Change) -> String {
     out
 }
 
-/// One resource change block.
-pub fn change_block(c: &Change) -> String {
+/// One resource change block (nested blocks as blocks when `schema` says which).
+pub fn change_block(c: &Change, schema: Option<&Schema>) -> String {
     let mut out = header(c);
     if c.action == Action::NoOp {
         return out;
@@ -217,7 +340,7 @@ pub fn change_block(c: &Change) -> String {
         q(&c.ty),
         q(&c.name)
     ));
-    attrs(c, &mut out);
+    attrs(c, schema, &mut out);
     out.push_str("    }\n");
     out
 }
@@ -272,9 +395,14 @@ pub fn plan_text(p: &Plan) -> String {
             });
         }
         out.push_str("\nTerraform will perform the following actions:\n");
+        let providers = crate::providers::Providers::builtin();
         for c in &shown {
             out.push('\n');
-            out.push_str(&change_block(c));
+            let schema = match c.mode {
+                Mode::Managed => providers.resource(&c.ty).map(|r| r.schema().clone()),
+                Mode::Data => providers.data(&c.ty).map(|d| d.schema().clone()),
+            };
+            out.push_str(&change_block(c, schema.as_ref()));
         }
         let (add, change, destroy, import, forget) = p.counts();
         out.push('\n');
@@ -336,4 +464,119 @@ pub fn outputs_text(outputs: &[(String, Value, bool)]) -> String {
         out.push_str(&format!("{k:w$} = {text}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::Key;
+    use crate::providers::{Attr, Nesting};
+    use crate::scope::Expansion;
+    use keel_hcl::Type;
+
+    fn schema() -> Schema {
+        Schema::default()
+            .attr("id", Attr::computed(Type::String))
+            .attr("image", Attr::required(Type::String))
+            .block(
+                "ports",
+                Nesting::List,
+                Schema::default()
+                    .attr("internal", Attr::required(Type::Number))
+                    .attr("protocol", Attr::optional(Type::String)),
+            )
+    }
+
+    fn obj(id: Option<&str>, image: &str, ports: &[(i64, &str)]) -> Value {
+        let pt = schema().blocks["ports"].block.implied_type();
+        Value::object(std::collections::BTreeMap::from([
+            (
+                "id".to_string(),
+                id.map_or_else(|| Value::unknown(Type::String), Value::string),
+            ),
+            ("image".to_string(), Value::string(image)),
+            (
+                "ports".to_string(),
+                Value::list(
+                    pt,
+                    ports
+                        .iter()
+                        .map(|(i, p)| {
+                            Value::object(std::collections::BTreeMap::from([
+                                ("internal".to_string(), Value::int(*i)),
+                                ("protocol".to_string(), Value::string(*p)),
+                            ]))
+                        })
+                        .collect(),
+                ),
+            ),
+        ]))
+    }
+
+    fn change(action: Action, before: Option<Value>, after: Option<Value>) -> Change {
+        Change {
+            module: Vec::new(),
+            mode: Mode::Managed,
+            ty: "docker_container".into(),
+            name: "web".into(),
+            key: Key::None,
+            action,
+            before,
+            after,
+            replace_paths: Vec::new(),
+            reason: None,
+            provider: String::new(),
+            expansion: Expansion::Single,
+            deps: Vec::new(),
+            moved_from: None,
+            importing: None,
+        }
+    }
+
+    /// Nested blocks used to print as list attributes (`ports = [ { … } ]`);
+    /// terraform prints them as blocks after the attributes.
+    #[test]
+    fn nested_blocks_print_as_terraform_prints_them() {
+        let s = schema();
+        let create = change(
+            Action::Create,
+            None,
+            Some(obj(None, "busybox", &[(80, "tcp")])),
+        );
+        assert_eq!(
+            change_block(&create, Some(&s)),
+            r#"  # docker_container.web will be created
+  + resource "docker_container" "web" {
+      + id    = (known after apply)
+      + image = "busybox"
+
+      + ports {
+          + internal = 80
+          + protocol = "tcp"
+        }
+    }
+"#
+        );
+        let update = change(
+            Action::Update,
+            Some(obj(Some("c1"), "busybox", &[(80, "tcp"), (53, "tcp")])),
+            Some(obj(Some("c1"), "busybox", &[(80, "tcp"), (53, "udp")])),
+        );
+        assert_eq!(
+            change_block(&update, Some(&s)),
+            r#"  # docker_container.web will be updated in-place
+  ~ resource "docker_container" "web" {
+        id    = "c1"
+        # (1 unchanged attribute hidden)
+
+      ~ ports {
+          ~ protocol = "tcp" -> "udp"
+            # (1 unchanged attribute hidden)
+        }
+
+        # (1 unchanged block hidden)
+    }
+"#
+        );
+    }
 }

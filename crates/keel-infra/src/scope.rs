@@ -100,6 +100,8 @@ pub struct RunInfo {
     pub cwd: PathBuf,
     pub workspace: String,
     pub funcs: Functions,
+    /// The root module's `provider` blocks, evaluated (see [`crate::provider_config`]).
+    pub provider_configs: BTreeMap<String, Value>,
 }
 
 fn ins(obj: &mut BTreeMap<String, Value>, path: &[&str], v: Value) {

@@ -109,6 +109,7 @@ fn keel_plan(
         cwd: dir.to_path_buf(),
         workspace: "default".into(),
         funcs: keel_hcl::Functions::terraform(),
+        provider_configs: std::collections::BTreeMap::new(),
     };
     let opts = Options {
         refresh_only,

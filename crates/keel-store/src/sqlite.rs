@@ -77,7 +77,7 @@ enum Output {
 type Reply = oneshot::Sender<Result<Output>>;
 
 struct Shared {
-    /// Latest committed revision (updated after events are broadcast).
+    /// Latest committed revision (advanced before its events are broadcast).
     revision: AtomicI64,
     /// Held while events are broadcast and `revision` advanced, so a watcher
     /// sees a consistent (subscription, revision) pair.
@@ -465,13 +465,13 @@ impl Writer {
         }
         {
             let _guard = self.shared.publish.lock();
-            let mut last = None;
-            for ev in events {
-                last = Some(ev.revision());
-                let _ = self.shared.events.send(Arc::new(ev));
-            }
-            if let Some(rev) = last {
+            // The revision advances before the events go out: a watcher that
+            // reads (list, get, current_revision) on an event must see it.
+            if let Some(rev) = events.last().map(Event::revision) {
                 self.shared.revision.fetch_max(rev, Ordering::SeqCst);
+            }
+            for ev in events {
+                let _ = self.shared.events.send(Arc::new(ev));
             }
         }
         for ((_, reply), r) in batch.into_iter().zip(results) {

@@ -18,7 +18,7 @@ async fn make() -> (Arc<dyn Store>, EtcdCluster) {
 
 conformance_suite!(make();
     create_get, update_cas, delete_cas, list_pagination, concurrent_writers,
-    cas_counter, watch_ordering, watch_resume, compaction, leases);
+    cas_counter, watch_ordering, watch_then_read, watch_resume, compaction, leases);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_survive_losing_one() {

@@ -668,6 +668,26 @@ fn bad_workflows_say_file_line_col_with_githubs_message() {
         ),
         "{err}"
     );
+    // A called workflow asking for more than its caller grants: GitHub
+    // refuses the run before it starts (keel ran it: the check was missing).
+    let repo = Repo::new(&[
+        (
+            ".github/workflows/main.yml",
+            "on: push\npermissions:\n  contents: read\njobs:\n  call:\n    uses: ./.github/workflows/called.yml\n",
+        ),
+        (
+            ".github/workflows/called.yml",
+            "on: workflow_call\njobs:\n  deploy:\n    permissions:\n      contents: write\n    runs-on: x\n    steps:\n      - run: echo deployed > deployed\n",
+        ),
+    ]);
+    let err = k.fails(&["ci", "run", "-C", repo.path().to_str().unwrap()]);
+    assert!(
+        err.contains(
+            "main.yml (Line: 5, Col: 3): Error calling workflow './.github/workflows/called.yml'. The nested job 'deploy' is requesting 'contents: write', but is only allowed 'contents: read'."
+        ),
+        "{err}"
+    );
+    assert!(!repo.path().join("deployed").exists());
     assert!(
         k.root
             .path()

@@ -29,6 +29,22 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Reads keel's stdout up to apply's `Enter a value` prompt (the lock is held then).
+fn read_to_prompt(mut out: std::process::ChildStdout) -> std::process::ChildStdout {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Enter a value") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "keel apply ended before prompting: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
 fn init(dir: &Path, server: &KeelServer, password: &str) -> Output {
     let url = format!("https://127.0.0.1:{}/infra/state/demo", server.port);
     let ca = std::fs::read_to_string(server.state_dir().join("tls/ca.crt")).unwrap();
@@ -202,18 +218,8 @@ fn keel_infra_keeps_its_state_in_keel_server_beside_terraform() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = holder.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("Enter a value") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(
-            n > 0,
-            "keel apply ended before prompting: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let out = holder.stdout.take().unwrap();
+    let _out = read_to_prompt(out);
     let t = terraform(
         td.path(),
         &["apply", "-auto-approve", "-no-color", "-lock-timeout=0s"],
@@ -231,4 +237,69 @@ fn keel_infra_keeps_its_state_in_keel_server_beside_terraform() {
     assert!(t.status.success(), "{}", text(&t));
     let ko = keel(&["output", "-raw", "o"]);
     assert_eq!(String::from_utf8_lossy(&ko.stdout), "k");
+}
+
+/// `keel infra apply | head`: the reader goes away while keel holds the
+/// server's lock. The CLI's broken-pipe hook used to `exit(141)` on the
+/// spot, skipping the drop that UNLOCKs, so the lock stayed held and the
+/// next apply was refused. Now the apply unwinds, gives the lock back and
+/// still ends with 141.
+#[test]
+fn keel_infra_apply_whose_stdout_closes_releases_the_servers_lock() {
+    let server = KeelServer::start(None);
+    let token = server.admin_token();
+    let url = format!("https://127.0.0.1:{}/infra/state/pipe", server.port);
+    let ca = std::fs::read_to_string(server.state_dir().join("tls/ca.crt")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.tf"),
+        "terraform {\n  backend \"http\" {}\n}\nresource \"terraform_data\" \"a\" {\n  input = \"x\"\n}\n",
+    )
+    .unwrap();
+    let keel = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("infra")
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let args = [
+        "init".to_string(),
+        "-no-color".into(),
+        format!("-backend-config=address={url}"),
+        format!("-backend-config=lock_address={url}"),
+        format!("-backend-config=unlock_address={url}"),
+        "-backend-config=username=keel".into(),
+        format!("-backend-config=password={token}"),
+        format!("-backend-config=client_ca_certificate_pem={ca}"),
+    ];
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = keel(&refs);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let mut apply = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["infra", "apply", "-no-color"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = read_to_prompt(apply.stdout.take().unwrap());
+    // The lock is held at the prompt; the reader leaves, then the user says yes.
+    drop(out);
+    std::io::Write::write_all(&mut apply.stdin.take().unwrap(), b"yes\n").unwrap();
+    let o = apply.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(141), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+
+    let again = keel(&["apply", "-auto-approve", "-no-color", "-lock-timeout=0s"]);
+    assert!(
+        again.status.success(),
+        "the lock was left held: {}",
+        text(&again)
+    );
 }

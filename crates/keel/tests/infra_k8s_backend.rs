@@ -407,3 +407,214 @@ output "uid" {{
         "{gone}"
     );
 }
+
+/// hashicorp/kubernetes's typed resources (`kubernetes_namespace_v1`,
+/// `kubernetes_config_map`, `kubernetes_secret`, `kubernetes_deployment`,
+/// `kubernetes_service_v1`) applied to keel server, with the cluster named
+/// only in `provider "kubernetes"` blocks: one by `config_path`, an alias by
+/// `host`/`token`/`cluster_ca_certificate` (nothing in the environment).
+#[test]
+fn typed_kubernetes_resources_through_provider_blocks() {
+    let server = KeelServer::start(None);
+    let kubectl = server_common::kubectls().pop().expect("a kubectl");
+    let d = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let main = |greeting: &str| {
+        format!(
+            r#"
+variable "kubeconfig" {{ type = string }}
+variable "host" {{ type = string }}
+variable "token" {{
+  type      = string
+  sensitive = true
+}}
+variable "ca" {{ type = string }}
+
+provider "kubernetes" {{
+  config_path = var.kubeconfig
+}}
+provider "kubernetes" {{
+  alias                  = "direct"
+  host                   = var.host
+  token                  = var.token
+  cluster_ca_certificate = var.ca
+}}
+
+resource "kubernetes_namespace_v1" "ns" {{
+  metadata {{
+    name = "typed"
+  }}
+}}
+resource "kubernetes_config_map" "cm" {{
+  metadata {{
+    name      = "app"
+    namespace = kubernetes_namespace_v1.ns.metadata[0].name
+    labels    = {{ app = "web" }}
+  }}
+  data = {{
+    greeting = "{greeting}"
+  }}
+}}
+resource "kubernetes_secret" "creds" {{
+  provider = kubernetes.direct
+  metadata {{
+    name      = "creds"
+    namespace = kubernetes_namespace_v1.ns.metadata[0].name
+  }}
+  data = {{
+    password = "s3cret"
+  }}
+}}
+resource "kubernetes_deployment" "web" {{
+  metadata {{
+    name      = "web"
+    namespace = kubernetes_namespace_v1.ns.metadata[0].name
+  }}
+  spec {{
+    replicas = 2
+    selector {{
+      match_labels = {{ app = "web" }}
+    }}
+    template {{
+      metadata {{
+        labels = {{ app = "web" }}
+      }}
+      spec {{
+        container {{
+          name    = "web"
+          image   = "busybox:latest"
+          command = ["httpd", "-f", "-p", "80"]
+          port {{
+            container_port = 80
+          }}
+          env {{
+            name  = "GREETING"
+            value = "{greeting}"
+          }}
+        }}
+      }}
+    }}
+  }}
+  wait_for_rollout = false
+}}
+resource "kubernetes_service_v1" "web" {{
+  metadata {{
+    name      = "web"
+    namespace = kubernetes_namespace_v1.ns.metadata[0].name
+  }}
+  spec {{
+    selector = {{ app = "web" }}
+    port {{
+      port        = 8080
+      target_port = 80
+    }}
+  }}
+}}
+output "cluster_ip" {{
+  value = kubernetes_service_v1.web.spec[0].cluster_ip
+}}
+output "cm_uid" {{
+  value = kubernetes_config_map.cm.metadata[0].uid
+}}
+"#
+        )
+    };
+    let ca = std::fs::read_to_string(server.state_dir().join("tls/ca.crt")).unwrap();
+    let token = server.admin_token();
+    let keel = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("infra")
+            .args(args)
+            .current_dir(d.path())
+            .env_remove("KUBE_CONFIG_PATH")
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBE_CTX")
+            .env("HOME", home.path())
+            .env("TF_VAR_kubeconfig", &server.kubeconfig)
+            .env("TF_VAR_host", format!("https://127.0.0.1:{}", server.port))
+            .env("TF_VAR_token", &token)
+            .env("TF_VAR_ca", &ca)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(d.path().join("main.tf"), main("hello")).unwrap();
+    ok(&keel(&["init", "-no-color"]), "init");
+    let plan = ok(&keel(&["plan", "-no-color"]), "plan");
+    assert!(
+        plan.contains("Plan: 5 to add, 0 to change, 0 to destroy."),
+        "{plan}"
+    );
+    ok(&keel(&["apply", "-auto-approve", "-no-color"]), "apply");
+    let get = |args: &[&str]| {
+        let mut a = vec!["-n", "typed", "get"];
+        a.extend_from_slice(args);
+        server.ok(&kubectl, &a).trim().to_string()
+    };
+    let uid = ok(&keel(&["output", "-raw", "cm_uid"]), "output")
+        .trim()
+        .to_string();
+    assert_eq!(
+        get(&[
+            "configmap",
+            "app",
+            "-o",
+            "jsonpath={.data.greeting} {.metadata.labels.app} {.metadata.uid}"
+        ]),
+        format!("hello web {uid}")
+    );
+    assert_eq!(
+        get(&["secret", "creds", "-o", "jsonpath={.data.password}"]),
+        "czNjcmV0",
+        "data is base64-encoded for the API, as the provider does"
+    );
+    assert_eq!(
+        get(&[
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.spec.selector.matchLabels.app}"
+        ]),
+        "2 busybox:latest 80 web"
+    );
+    let ip = ok(&keel(&["output", "-raw", "cluster_ip"]), "output")
+        .trim()
+        .to_string();
+    assert!(!ip.is_empty());
+    assert_eq!(
+        get(&[
+            "service",
+            "web",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.ports[0].port} {.spec.ports[0].targetPort}"
+        ]),
+        format!("{ip} 8080 80")
+    );
+    // What the server filled in round-trips: nothing to do.
+    let p = keel(&["plan", "-no-color", "-detailed-exitcode"]);
+    assert_eq!(p.status.code(), Some(0), "{}", text(&p));
+
+    // A data change is an update in place (same object, same uid).
+    std::fs::write(d.path().join("main.tf"), main("bonjour")).unwrap();
+    let plan = ok(&keel(&["plan", "-no-color"]), "plan 2");
+    assert!(
+        plan.contains("Plan: 0 to add, 2 to change, 0 to destroy."),
+        "{plan}"
+    );
+    ok(&keel(&["apply", "-auto-approve", "-no-color"]), "apply 2");
+    assert_eq!(
+        get(&[
+            "configmap",
+            "app",
+            "-o",
+            "jsonpath={.data.greeting} {.metadata.uid}"
+        ]),
+        format!("bonjour {uid}")
+    );
+
+    ok(&keel(&["destroy", "-auto-approve", "-no-color"]), "destroy");
+    let gone = server.fails(&kubectl, &["get", "namespace", "typed"], None);
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
+}

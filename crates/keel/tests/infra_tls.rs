@@ -209,3 +209,73 @@ fn tls_provider_makes_what_openssl_accepts() {
         "destroy",
     );
 }
+
+/// hashicorp/tls's default curve: `algorithm = "ECDSA"` without
+/// `ecdsa_curve` is P224 (keel used to refuse it). openssl reads the key as
+/// secp224r1, in SEC 1 and PKCS#8, with the public half keel gives; the
+/// OpenSSH encodings are empty (OpenSSH has no P224), as the provider's are;
+/// `tls_public_key` reads it back; signing a certificate with it is one
+/// clear error.
+#[test]
+fn ecdsa_p224_the_default_curve() {
+    let base = tempfile::tempdir().unwrap();
+    let d = base.path();
+    let main = r#"
+resource "tls_private_key" "k" {
+  algorithm = "ECDSA"
+}
+data "tls_public_key" "k" {
+  private_key_pem = tls_private_key.k.private_key_pem
+}
+output "curve" {
+  value = tls_private_key.k.ecdsa_curve
+}
+output "key" {
+  value     = tls_private_key.k.private_key_pem
+  sensitive = true
+}
+output "pkcs8" {
+  value     = tls_private_key.k.private_key_pem_pkcs8
+  sensitive = true
+}
+output "pub" {
+  value = tls_private_key.k.public_key_pem
+}
+output "ssh" {
+  value = "[${tls_private_key.k.public_key_openssh}]"
+}
+output "same" {
+  value = data.tls_public_key.k.public_key_pem == tls_private_key.k.public_key_pem
+}
+"#;
+    std::fs::write(d.join("main.tf"), main).unwrap();
+    ok(&keel(d, &["init", "-no-color"]), "init");
+    ok(&keel(d, &["apply", "-auto-approve", "-no-color"]), "apply");
+    let out = |name: &str| ok(&keel(d, &["output", "-raw", name]), name);
+    assert_eq!(out("curve"), "P224");
+    assert!(out("key").starts_with("-----BEGIN EC PRIVATE KEY-----"));
+    std::fs::write(d.join("k.pem"), out("key")).unwrap();
+    std::fs::write(d.join("k8.pem"), out("pkcs8")).unwrap();
+    let text = tool(d, "openssl", &["ec", "-in", "k.pem", "-noout", "-text"]);
+    assert!(text.contains("secp224r1"), "{text}");
+    for f in ["k.pem", "k8.pem"] {
+        let public = tool(d, "openssl", &["pkey", "-in", f, "-pubout"]);
+        assert_eq!(public, out("pub"), "{f}");
+    }
+    assert_eq!(out("ssh"), "[]");
+    assert_eq!(out("same"), "true");
+    let again = keel(d, &["plan", "-no-color", "-detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", ok(&again, "plan 2"));
+
+    std::fs::write(
+        d.join("main.tf"),
+        format!(
+            "{main}\nresource \"tls_self_signed_cert\" \"c\" {{\n  private_key_pem = tls_private_key.k.private_key_pem\n  validity_period_hours = 1\n  allowed_uses = [\"digital_signature\"]\n}}\n"
+        ),
+    )
+    .unwrap();
+    let o = keel(d, &["apply", "-auto-approve", "-no-color"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("P224") && err.contains("P256"), "{err}");
+}

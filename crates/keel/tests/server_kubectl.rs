@@ -355,7 +355,9 @@ fn kubectl_suite(s: &KeelServer, k: &Path) {
             "deploy/web",
             "{.spec.template.spec.containers[0].env[*].name}"
         ),
-        "A B"
+        // Kubernetes puts a patch's new items before the server's own
+        // (apimachinery's merge order; the strategic-merge-patch cases pin it).
+        "B A"
     );
     assert_eq!(
         jsonpath(

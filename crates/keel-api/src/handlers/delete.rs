@@ -189,6 +189,7 @@ pub(crate) async fn delete(
                 dry_run: opts.dry_run,
             };
             let ns_obj = crate::webhook::namespace_of(state, ns).await;
+            crate::cel::policy::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
             crate::webhook::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
         }
         if opts
@@ -256,7 +257,12 @@ pub(crate) async fn delete(
             return Ok(obj);
         }
         match state.store.delete(&kv.key, Some(kv.mod_revision)).await {
-            Ok(_) => return Ok(obj),
+            Ok(_) => {
+                if crate::quota::affects(r) {
+                    crate::quota::recount(state, ns.unwrap_or("default")).await;
+                }
+                return Ok(obj);
+            }
             Err(e) if e.is_conflict() => {}
             Err(e) => return Err(store_fail(r, name, e)),
         }

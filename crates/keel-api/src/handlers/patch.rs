@@ -36,8 +36,17 @@ pub(super) async fn patch_request(ctx: &Ctx, name: &str) -> Result<Response<Body
     let kind = match ct.as_str() {
         "application/merge-patch+json" => 0,
         "application/json-patch+json" => 1,
-        "application/strategic-merge-patch+json" => 2,
+        "application/strategic-merge-patch+json" if crate::strategic::schema_of(r).is_some() => 2,
         other => {
+            if crate::crd::version_of(r).is_some() {
+                // Custom resources take no strategic merge patch: kubectl
+                // then says the type does not support it.
+                return Err(Fail::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                ));
+            }
             return Err(Fail::new(
                 415,
                 "UnsupportedMediaType",
@@ -58,7 +67,16 @@ pub(super) async fn patch_request(ctx: &Ctx, name: &str) -> Result<Response<Body
                     format!("the server rejected our request due to an error in our request: {e}"),
                 )
             })?,
-            _ => patch::strategic_merge(&mut v, &patch_doc).map_err(Fail::bad_request)?,
+            _ => {
+                let schema = if ctx.target.subresource.as_deref() == Some("scale") {
+                    None
+                } else {
+                    crate::strategic::schema_of(r)
+                };
+                let defs = serde_json::Map::new();
+                let schema = schema.unwrap_or_else(|| crate::strategic::Schema::new(&defs, None));
+                crate::strategic::apply(&mut v, &patch_doc, schema).map_err(smp_fail)?;
+            }
         }
         Ok(v)
     };
@@ -103,6 +121,16 @@ pub(super) async fn patch_request(ctx: &Ctx, name: &str) -> Result<Response<Body
     })
     .await?;
     Ok(respond(ctx, 200, &obj))
+}
+
+/// kube-apiserver's answers to a strategic merge patch it cannot apply.
+fn smp_fail(e: crate::strategic::SmpError) -> Fail {
+    use crate::strategic::SmpError;
+    match e {
+        SmpError::BadRequest(m) => Fail::bad_request(m),
+        SmpError::Invalid(m) => Fail::new(422, "", m),
+        SmpError::Other(m) => Fail::new(500, "", m),
+    }
 }
 
 async fn apply(ctx: &Ctx, name: &str) -> Result<Response<Body>, Fail> {

@@ -119,21 +119,36 @@ pub(crate) async fn create(
     }
     let mut causes = validate::validate_object(r, &obj);
     extra_checks(r, &obj, &mut causes);
+    causes.extend(crate::cel::rules::check_custom(r, &obj, None, &causes).await);
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
+    crate::cel::policy::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
     crate::webhook::validate(state, &hook, &obj, ns_obj.as_ref()).await?;
     let key = r.key(ns.as_deref(), &name);
     let bytes = encode(state, r, &key, &obj)?;
+    let quota_ns = ns.as_deref().unwrap_or("default");
+    let charge = if crate::quota::affects(r) {
+        crate::quota::charge(state, r, &name, &obj, quota_ns, dry).await?
+    } else {
+        None
+    };
     if dry {
         return Ok(obj);
     }
-    let rev = state
-        .store
-        .create(&key, bytes, 0)
-        .await
-        .map_err(|e| store_fail(r, &name, e))?;
+    let rev = match state.store.create(&key, bytes, 0).await {
+        Ok(rev) => rev,
+        Err(e) => {
+            if let Some(c) = charge {
+                crate::quota::refund(state, c).await;
+            }
+            return Err(store_fail(r, &name, e));
+        }
+    };
     set_meta(&mut obj, "resourceVersion", json!(rev.to_string()));
+    if r.group.is_empty() && r.kind == "ResourceQuota" {
+        crate::quota::recount(state, quota_ns).await;
+    }
     if is_crd(r) {
         crate::crd::register(&obj);
     }
@@ -177,6 +192,7 @@ fn is_crd(r: &Resource) -> bool {
 fn extra_checks(r: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
     if is_crd(r) {
         causes.extend(crate::crd::validate(obj));
+        causes.extend(crate::cel::rules::check_crd(obj));
     } else if let Some(v) = crate::crd::version_of(r) {
         causes.extend(crate::crd::check_object(&v, obj));
     }
@@ -385,9 +401,11 @@ pub(super) async fn write_update(
     if sub != Some("binding") {
         causes.extend(validate::validate_update(r.kind, cur, &merged));
     }
+    causes.extend(crate::cel::rules::check_custom(r, &merged, Some(cur), &causes).await);
     if !causes.is_empty() {
         return Err(invalid(r, &name, &causes));
     }
+    crate::cel::policy::validate(state, &hook, &merged, ns_obj.as_ref()).await?;
     crate::webhook::validate(state, &hook, &merged, ns_obj.as_ref()).await?;
     set_meta(
         &mut merged,
@@ -415,6 +433,9 @@ pub(super) async fn write_update(
             .delete(&kv.key, Some(kv.mod_revision))
             .await
             .map_err(|e| retryable(r, &name, e))?;
+        if crate::quota::affects(r) {
+            crate::quota::recount(state, ns.unwrap_or("default")).await;
+        }
         return Ok(merged);
     }
     let bytes = encode(state, r, &kv.key, &merged)?;
@@ -426,6 +447,13 @@ pub(super) async fn write_update(
     set_meta(&mut merged, "resourceVersion", json!(rev.to_string()));
     if is_crd(r) {
         crate::crd::register(&merged);
+    }
+    // A quota's new limits, or a pod that stopped counting, change usage.
+    let phase = |v: &Value| v.pointer("/status/phase").cloned();
+    let quota_changed = (r.group, r.kind) == ("", "ResourceQuota") && sub != Some("status");
+    let pod_finished = (r.group, r.kind) == ("", "Pod") && phase(cur) != phase(&merged);
+    if quota_changed || pod_finished {
+        crate::quota::recount(state, ns.unwrap_or("default")).await;
     }
     Ok(merged)
 }

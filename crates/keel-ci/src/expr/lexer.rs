@@ -48,11 +48,7 @@ impl Token {
     pub fn display(&self) -> String {
         match self.kind {
             Tok::Eof => "EOF".into(),
-            Tok::String => self
-                .value
-                .as_ref()
-                .map(Value::coerce_string)
-                .unwrap_or_default(),
+            // As written, quotes included (GitHub's C# parser: `''b''`).
             _ => self.lexeme.clone(),
         }
     }

@@ -24,6 +24,10 @@ pub enum ExprError {
         position: usize,
         expr: String,
     },
+    /// A limit of the whole expression (depth), which GitHub reports
+    /// without a position.
+    #[error("{0}")]
+    Limit(String),
     #[error("{0}")]
     Eval(String),
 }

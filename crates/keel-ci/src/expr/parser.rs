@@ -109,10 +109,9 @@ impl Parser<'_> {
     fn incr(&mut self) -> Result<(), ExprError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.error(
-                &format!("Exceeded max expression depth {MAX_DEPTH}"),
-                self.peek(),
-            ));
+            return Err(ExprError::Limit(format!(
+                "Exceeded max expression depth {MAX_DEPTH}"
+            )));
         }
         Ok(())
     }
@@ -246,6 +245,10 @@ impl Parser<'_> {
         let mut args = Vec::new();
         while !self.matches(&[Tok::RParen]) {
             args.push(self.expression()?);
+            // An argument list the input ends in: GitHub names the last token.
+            if self.at_end() {
+                return Err(self.error("Unexpected end of expression", self.previous()));
+            }
             if !self.check(Tok::RParen) && !self.matches(&[Tok::Comma]) {
                 return Err(self.error("Unexpected symbol", self.peek()));
             }

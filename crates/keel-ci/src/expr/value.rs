@@ -366,6 +366,52 @@ pub fn js_number_to_string(n: f64) -> String {
     format!("{sign}{body}")
 }
 
+/// A number as GitHub's C# parser prints it (`double.ToString("G15")`,
+/// invariant culture): 15 significant digits, plain notation for
+/// exponents from -4 to 14, else `1.5E+18` / `1E-07` (two exponent digits
+/// at least); `-0`, `NaN`, `Infinity`, `-Infinity`.
+pub fn dotnet_g15(n: f64) -> String {
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if n == 0.0 {
+        return if n.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // d.dddddddddddddde±x, correctly rounded to 15 significant digits.
+    let sci = format!("{:.14e}", n.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let digits = digits.trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let sign = if n < 0.0 { "-" } else { "" };
+    let body = if (-4..15).contains(&exp) {
+        let len = i32::try_from(digits.len()).unwrap_or(15);
+        if exp < 0 {
+            let zeros = usize::try_from(-exp - 1).unwrap_or(0);
+            format!("0.{}{digits}", "0".repeat(zeros))
+        } else if exp + 1 >= len {
+            let zeros = usize::try_from(exp + 1 - len).unwrap_or(0);
+            format!("{digits}{}", "0".repeat(zeros))
+        } else {
+            let point = usize::try_from(exp + 1).unwrap_or(1);
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    } else {
+        let frac = if digits.len() > 1 {
+            format!(".{}", &digits[1..])
+        } else {
+            String::new()
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{}{frac}E{esign}{:02}", &digits[..1], exp.abs())
+    };
+    format!("{sign}{body}")
+}
+
 /// GitHub's number-to-string: at most 15 decimals, trailing zeros dropped
 /// (`(+n.toFixed(15)).toString()`).
 pub fn number_to_display(n: f64) -> String {
@@ -542,6 +588,26 @@ mod tests {
             assert_eq!(js_number_to_string(n), s);
         }
         assert_eq!(number_to_display(0.1 + 0.2), "0.3");
+        for (n, want) in [
+            (1e15, "1E+15"),
+            (1.5, "1.5"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (123_456.123_456, "123456.123456"),
+            (1_587_106_672_383_762_400.0, "1.58710667238376E+18"),
+            (f64::MAX, "1.79769313486232E+308"),
+            (1.5e-7, "1.5E-07"),
+            (0.0001, "0.0001"),
+            (0.000_012_5, "1.25E-05"),
+            (123_456_789_012_345.0, "123456789012345"),
+            (-2.5, "-2.5"),
+            (0.1 + 0.2, "0.3"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+            (5e-324, "4.94065645841247E-324"),
+        ] {
+            assert_eq!(dotnet_g15(n), want, "{n:e}");
+        }
         assert_eq!(parse_js_number(" 0x1F "), 31.0);
         assert!(parse_js_number("1_0").is_nan());
         assert!(parse_js_number("inf").is_nan());

@@ -23,7 +23,16 @@ type StepResult = Result<(bool, Vec<(String, String)>), String>;
 /// A remote `owner/repo[/path]@ref` in the local repositories or the
 /// action cache (`<cache>/owner/repo@ref[/path]` or `<cache>/owner-repo@ref[/path]`).
 pub fn resolve_remote(opts: &Options, uses: &str) -> Option<PathBuf> {
-    if let Some((_, dir)) = opts.local_repositories.iter().find(|(r, _)| r == uses) {
+    resolve_remote_in(&opts.local_repositories, opts.action_cache.as_deref(), uses)
+}
+
+/// [`resolve_remote`] with the two places it looks given apart.
+pub fn resolve_remote_in(
+    local_repositories: &[(String, PathBuf)],
+    action_cache: Option<&Path>,
+    uses: &str,
+) -> Option<PathBuf> {
+    if let Some((_, dir)) = local_repositories.iter().find(|(r, _)| r == uses) {
         return Some(dir.clone());
     }
     let (path, r) = uses.split_once('@')?;
@@ -32,10 +41,10 @@ pub fn resolve_remote(opts: &Options, uses: &str) -> Option<PathBuf> {
     let sub = segs.next().unwrap_or("");
     // Repository-level mapping, then the sub path inside it.
     let repo_ref = format!("{owner}/{repo}@{r}");
-    if let Some((_, dir)) = opts.local_repositories.iter().find(|(x, _)| *x == repo_ref) {
+    if let Some((_, dir)) = local_repositories.iter().find(|(x, _)| *x == repo_ref) {
         return Some(dir.join(sub));
     }
-    let cache = opts.action_cache.as_ref()?;
+    let cache = action_cache?;
     [
         cache.join(owner).join(format!("{repo}@{r}")),
         cache.join(format!("{owner}-{repo}@{r}")),
@@ -43,6 +52,22 @@ pub fn resolve_remote(opts: &Options, uses: &str) -> Option<PathBuf> {
     .into_iter()
     .find(|d| d.is_dir())
     .map(|d| d.join(sub))
+}
+
+/// The text of the workflow a job's `uses:` calls: `./path` in `repo`,
+/// `owner/repo/path@ref` from the local repositories or the action cache
+/// (`None` when keel cannot find it here; the run then says so).
+pub fn called_workflow_source(
+    repo: &Path,
+    local_repositories: &[(String, PathBuf)],
+    action_cache: Option<&Path>,
+    uses: &str,
+) -> Option<String> {
+    let path = match uses.strip_prefix("./") {
+        Some(p) => repo.join(p.split('@').next().unwrap_or(p)),
+        None => resolve_remote_in(local_repositories, action_cache, uses)?,
+    };
+    std::fs::read_to_string(path).ok()
 }
 
 /// Service containers of a job and their network.
@@ -194,15 +219,7 @@ fn action_meta(dir: &Path) -> Result<Token, String> {
         .ok_or_else(|| format!("no action.yml in {}", dir.display()))?;
     let src = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let node = crate::yaml::parse(&src)
-        .map_err(|e| {
-            format!(
-                "{} (Line: {}, Col: {}): {}",
-                file.display(),
-                e.pos.line,
-                e.pos.col,
-                e.message
-            )
-        })?
+        .map_err(|e| e.render(&file.display().to_string()))?
         .ok_or_else(|| format!("{} is empty", file.display()))?;
     let mut diags = Vec::new();
     let t = template::read(&node, "action-root", &mut diags);
@@ -213,13 +230,7 @@ fn action_meta(dir: &Path) -> Result<Token, String> {
 }
 
 fn located(file: &Path, d: &template::Diag) -> String {
-    format!(
-        "{} (Line: {}, Col: {}): {}",
-        file.display(),
-        d.pos.line,
-        d.pos.col,
-        d.message
-    )
+    d.render(&file.display().to_string())
 }
 
 fn input_env_name(name: &str) -> String {

@@ -222,25 +222,34 @@ impl KeelEngine {
     }
 }
 
+/// keel-runtime takes one entrypoint word; the rest of a Docker-style
+/// entrypoint list goes in front of the command, which is what the process
+/// sees either way. `Some([])` clears the image's entrypoint.
+pub fn split_entrypoint(
+    entrypoint: Option<&[String]>,
+    mut command: Vec<String>,
+) -> (Option<String>, Vec<String>) {
+    match entrypoint {
+        None => (None, command),
+        Some([]) => (Some(String::new()), command),
+        Some([first, rest @ ..]) => {
+            let mut words = rest.to_vec();
+            words.append(&mut command);
+            (Some(first.clone()), words)
+        }
+    }
+}
+
 /// The runtime's create options for a compose container.
 pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
     // `logging:` as `--log-driver`/`--log-opt`.
     let (log_max_size, log_max_file) =
         crate::container::log_options(spec.log_driver.as_deref(), &spec.log_opts)
             .map_err(|e| format!("{e:#}"))?;
-    let mut command = spec.command.clone().unwrap_or_default();
-    // keel-runtime takes one entrypoint word; the rest of a compose entrypoint
-    // goes in front of the command, which is what the process sees either way.
-    let entrypoint = match &spec.entrypoint {
-        None => None,
-        Some(ep) if ep.is_empty() => Some(String::new()),
-        Some(ep) => {
-            let mut rest = ep[1..].to_vec();
-            rest.append(&mut command);
-            command = rest;
-            Some(ep[0].clone())
-        }
-    };
+    let (entrypoint, command) = split_entrypoint(
+        spec.entrypoint.as_deref(),
+        spec.command.clone().unwrap_or_default(),
+    );
     let mut mounts = Vec::new();
     for m in &spec.mounts {
         let (kind, source, anonymous) = match m.kind {

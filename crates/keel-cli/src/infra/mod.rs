@@ -11,6 +11,7 @@
 
 mod backends;
 mod diag;
+mod docker;
 mod flags;
 mod inputs;
 mod state_cmds;
@@ -69,7 +70,9 @@ All other commands:
 ";
 
 /// Runs `keel infra ARGS`.
-pub fn run(a: InfraArgs) -> Result<ExitCode> {
+pub fn run(root: &Path, a: InfraArgs) -> Result<ExitCode> {
+    // An apply whose stdout closes must still give its state lock back.
+    crate::unwind_on_broken_pipe();
     let mut args = a.args;
     let mut dir = std::env::current_dir().context("working directory")?;
     while let Some(first) = args.first() {
@@ -88,7 +91,10 @@ pub fn run(a: InfraArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(127));
     };
     let rest = &args[1..];
-    let ctx = Ctx { dir };
+    let ctx = Ctx {
+        dir,
+        root: root.to_path_buf(),
+    };
     match cmd.as_str() {
         "init" => ctx.init(rest),
         "validate" => ctx.validate(rest),
@@ -130,6 +136,8 @@ pub fn run(a: InfraArgs) -> Result<ExitCode> {
 /// A loaded working directory.
 pub(crate) struct Ctx {
     pub dir: PathBuf,
+    /// keel's root (`--root`/`KEEL_ROOT`): where the docker provider's engine lives.
+    pub root: PathBuf,
 }
 
 pub(crate) struct Loaded {
@@ -185,7 +193,7 @@ impl Ctx {
             Ok(g) => g,
             Err(d) => return Err((sources, d)),
         };
-        let providers = Providers::builtin();
+        let providers = Providers::builtin().with_docker_engine(docker::factory(&self.root));
         // Every resource type needs a built-in provider.
         let mut diags = Diagnostics::new();
         check_types(&module, &providers, &mut diags);
@@ -207,6 +215,7 @@ impl Ctx {
             cwd: self.dir.clone(),
             workspace: backend.workspace(),
             funcs: keel_hcl::Functions::terraform(),
+            provider_configs: BTreeMap::new(),
         };
         Ok(Loaded {
             module,
@@ -771,12 +780,17 @@ impl Ctx {
             ));
         }
         println!("{full}: Importing from ID {id:?}...");
-        let v = match rt.import(
-            id,
-            &keel_infra::providers::OpCtx {
-                cwd: self.dir.clone(),
-            },
-        ) {
+        let configs =
+            match keel_infra::provider_config::evaluate(&l.module, &l.run, &BTreeMap::new()) {
+                Ok(c) => c,
+                Err(d) => return Ok(fail(&l.sources, &d, no_color)),
+            };
+        let run = RunInfo {
+            provider_configs: configs,
+            ..l.run.clone()
+        };
+        let op = keel_infra::providers::OpCtx::for_resource(&run, &res.ty, None, None);
+        let v = match rt.import(id, &op) {
             Ok(v) => v,
             Err(e) => {
                 return Ok(fail(

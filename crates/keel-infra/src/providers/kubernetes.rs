@@ -2,8 +2,7 @@
 //! any object of any kind the API server knows, applied with server-side
 //! apply (field manager `Terraform`, as the provider's default), read back
 //! to notice deletion, deleted on destroy. The cluster comes from the
-//! kubeconfig the provider reads from the environment (`KUBE_CONFIG_PATH`,
-//! `KUBE_CTX`; else `KUBECONFIG`, `~/.kube/config`).
+//! `provider "kubernetes"` block or the environment (see [`conn`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,16 +13,75 @@ use serde_json::Value as J;
 use super::{Attr, OpCtx, Planned, Provider, ResourceType, Schema, get, set};
 use crate::kubeconfig::{Connection, connect, default_path};
 
-fn conn() -> Result<Connection, String> {
-    let path = default_path().ok_or("no kubeconfig: set KUBE_CONFIG_PATH")?;
-    connect(
-        &path,
-        std::env::var("KUBE_CTX")
-            .ok()
-            .as_deref()
-            .filter(|c| !c.is_empty()),
-        false,
-    )
+/// The cluster, as hashicorp's provider finds it: the `provider
+/// "kubernetes"` block's `config_path` (or first of `config_paths`) and
+/// `config_context`, else `KUBE_CONFIG_PATH`/`KUBE_CTX` (and, as keel always
+/// did, `KUBECONFIG` or `~/.kube/config` when nothing else is set); then
+/// `host`, `token`, `username`/`password`, `cluster_ca_certificate`,
+/// `client_certificate`, `client_key` and `insecure` (or their `KUBE_*`
+/// variables) set or override what the kubeconfig gave.
+pub(super) fn conn(ctx: &OpCtx) -> Result<Connection, String> {
+    let p = ctx.provider.as_ref();
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let setting = |k: &str, var: &str| {
+        p.and_then(|v| super::get_str(v, k))
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .or_else(|| env(var))
+    };
+    let insecure = p
+        .and_then(|v| super::get_bool(v, "insecure"))
+        .or_else(|| env("KUBE_INSECURE").map(|x| x == "true" || x == "1"))
+        .unwrap_or(false);
+    let paths = p
+        .and_then(|v| get(v, "config_paths"))
+        .and_then(Value::as_seq)
+        .and_then(|s| s.first())
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let path = setting("config_path", "KUBE_CONFIG_PATH").or(paths);
+    let context = setting("config_context", "KUBE_CTX");
+    let host = setting("host", "KUBE_HOST");
+    let mut c = match (path, &host) {
+        (Some(path), _) => connect(&path, context.as_deref(), insecure)?,
+        (None, Some(h)) => Connection {
+            server: h.clone(),
+            client: crate::backend_http::HttpClient {
+                skip_verify: insecure,
+                ..Default::default()
+            },
+            namespace: None,
+        },
+        (None, None) => {
+            let path = default_path().ok_or(
+                "no cluster configured: set config_path or host in the provider \"kubernetes\" block (or KUBE_CONFIG_PATH)",
+            )?;
+            connect(&path, context.as_deref(), insecure)?
+        }
+    };
+    if let Some(h) = host {
+        c.server = h;
+    }
+    if let Some(t) = setting("token", "KUBE_TOKEN") {
+        c.client.bearer = Some(t);
+    }
+    if let (Some(u), Some(pw)) = (
+        setting("username", "KUBE_USER"),
+        setting("password", "KUBE_PASSWORD"),
+    ) {
+        c.client.basic = Some((u, pw));
+    }
+    if let Some(ca) = setting("cluster_ca_certificate", "KUBE_CLUSTER_CA_CERT_DATA") {
+        c.client.ca_pem = Some(ca);
+    }
+    if let (Some(cert), Some(key)) = (
+        setting("client_certificate", "KUBE_CLIENT_CERT_DATA"),
+        setting("client_key", "KUBE_CLIENT_KEY_DATA"),
+    ) {
+        c.client.client_cert = Some((cert, key));
+    }
+    c.client.skip_verify |= insecure;
+    Ok(c)
 }
 
 /// The manifest as JSON, and the fields that name its object.
@@ -109,8 +167,35 @@ fn api_error(what: &str, status: u16, j: &J) -> String {
     )
 }
 
-struct Manifest {
-    schema: Schema,
+pub(super) struct Manifest {
+    pub(super) schema: Schema,
+}
+
+impl Manifest {
+    /// The object a `kubernetes_manifest` value names, as the server has it now.
+    pub(super) fn object(v: &Value, ctx: &OpCtx) -> Result<J, String> {
+        let manifest = get(v, "manifest").ok_or("manifest is required")?;
+        let t = target(manifest)?;
+        let c = conn(ctx)?;
+        let (status, obj) = call(&c, "GET", &object_url(&c, &t)?, &[], "application/json")?;
+        if status == 200 {
+            Ok(obj)
+        } else {
+            Err(api_error(
+                &format!("reading {} {}", t.kind, t.name),
+                status,
+                &obj,
+            ))
+        }
+    }
+
+    pub(super) fn new() -> Manifest {
+        Manifest {
+            schema: Schema::default()
+                .attr("manifest", Attr::required(Type::Dynamic))
+                .attr("object", Attr::computed(Type::Dynamic)),
+        }
+    }
 }
 
 impl ResourceType for Manifest {
@@ -147,10 +232,10 @@ impl ResourceType for Manifest {
         Ok(p)
     }
 
-    fn apply(&self, _prior: Option<&Value>, planned: &Value, _: &OpCtx) -> Result<Value, String> {
+    fn apply(&self, _prior: Option<&Value>, planned: &Value, ctx: &OpCtx) -> Result<Value, String> {
         let manifest = get(planned, "manifest").ok_or("manifest is required")?;
         let t = target(manifest)?;
-        let c = conn()?;
+        let c = conn(ctx)?;
         let url = format!("{}?fieldManager=Terraform&force=true", object_url(&c, &t)?);
         let (status, obj) = call(
             &c,
@@ -171,12 +256,12 @@ impl ResourceType for Manifest {
         Ok(v)
     }
 
-    fn read(&self, prior: &Value, _: &OpCtx) -> Result<Option<Value>, String> {
+    fn read(&self, prior: &Value, ctx: &OpCtx) -> Result<Option<Value>, String> {
         let Some(manifest) = get(prior, "manifest") else {
             return Ok(Some(prior.clone()));
         };
         let t = target(manifest)?;
-        let c = conn()?;
+        let c = conn(ctx)?;
         let (status, obj) = call(&c, "GET", &object_url(&c, &t)?, &[], "application/json")?;
         match status {
             404 => Ok(None),
@@ -189,12 +274,12 @@ impl ResourceType for Manifest {
         }
     }
 
-    fn delete(&self, prior: &Value, _: &OpCtx) -> Result<(), String> {
+    fn delete(&self, prior: &Value, ctx: &OpCtx) -> Result<(), String> {
         let Some(manifest) = get(prior, "manifest") else {
             return Ok(());
         };
         let t = target(manifest)?;
-        let c = conn()?;
+        let c = conn(ctx)?;
         let url = object_url(&c, &t)?;
         let (status, obj) = call(&c, "DELETE", &url, &[], "application/json")?;
         match status {
@@ -248,14 +333,8 @@ const DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(10);
 
 pub(super) fn kubernetes() -> Provider {
     let mut resources: BTreeMap<&'static str, Arc<dyn ResourceType>> = BTreeMap::new();
-    resources.insert(
-        "kubernetes_manifest",
-        Arc::new(Manifest {
-            schema: Schema::default()
-                .attr("manifest", Attr::required(Type::Dynamic))
-                .attr("object", Attr::computed(Type::Dynamic)),
-        }),
-    );
+    resources.insert("kubernetes_manifest", Arc::new(Manifest::new()));
+    super::kubernetes_typed::register(&mut resources);
     Provider {
         address: "registry.terraform.io/hashicorp/kubernetes",
         resources,

@@ -5,7 +5,9 @@
 //! terraform's plugin SDK does it for `HashiCorp`'s providers.
 
 pub mod builtin;
+pub mod docker;
 mod kubernetes;
+mod kubernetes_typed;
 mod misc;
 mod random;
 mod tls;
@@ -26,6 +28,8 @@ pub struct Attr {
     pub computed: bool,
     pub sensitive: bool,
     pub force_new: bool,
+    /// The plugin SDK's `Default`: the value planned when the configuration leaves it unset.
+    pub default: Option<Value>,
 }
 
 impl Default for Attr {
@@ -37,6 +41,7 @@ impl Default for Attr {
             computed: false,
             sensitive: false,
             force_new: false,
+            default: None,
         }
     }
 }
@@ -79,6 +84,12 @@ impl Attr {
         self.sensitive = true;
         self
     }
+    /// An optional attribute with the SDK's `Default`.
+    pub fn with_default(mut self, v: Value) -> Attr {
+        self.optional = true;
+        self.default = Some(v);
+        self
+    }
 }
 
 /// How a nested block type repeats.
@@ -95,6 +106,9 @@ pub struct NestedBlock {
     pub nesting: Nesting,
     pub block: Schema,
     pub force_new: bool,
+    /// Optional+computed (the SDK's `Computed` blocks): left out of the
+    /// configuration, the prior value stays.
+    pub computed: bool,
 }
 
 /// A resource or data source schema.
@@ -117,6 +131,27 @@ impl Schema {
                 nesting,
                 block,
                 force_new: false,
+                computed: false,
+            },
+        );
+        self
+    }
+
+    /// A nested block whose change forces replacement (`computed`: see [`NestedBlock`]).
+    pub fn block_new(
+        mut self,
+        name: &str,
+        nesting: Nesting,
+        block: Schema,
+        computed: bool,
+    ) -> Schema {
+        self.blocks.insert(
+            name.to_string(),
+            NestedBlock {
+                nesting,
+                block,
+                force_new: true,
+                computed,
             },
         );
         self
@@ -166,6 +201,41 @@ pub struct Planned {
 pub struct OpCtx {
     /// The module's directory (`local_file` paths are relative to the working directory, as terraform's are).
     pub cwd: std::path::PathBuf,
+    /// The evaluated `provider` block of the resource's provider, if there is one.
+    pub provider: Option<Value>,
+}
+
+impl OpCtx {
+    /// The context for a resource of type `ty` (its provider's local name
+    /// unless `name` says otherwise) with provider alias `alias`.
+    pub fn for_resource(
+        run: &crate::scope::RunInfo,
+        ty: &str,
+        name: Option<&str>,
+        alias: Option<&str>,
+    ) -> OpCtx {
+        let local = name.unwrap_or_else(|| {
+            if ty == "terraform_data" {
+                "terraform"
+            } else {
+                ty.split('_').next().unwrap_or(ty)
+            }
+        });
+        OpCtx {
+            cwd: run.cwd.clone(),
+            provider: run
+                .provider_configs
+                .get(&crate::provider_config::key(local, alias))
+                .cloned(),
+        }
+    }
+
+    /// The context for a change whose provider address is `addr`
+    /// (`provider["registry.terraform.io/hashicorp/kubernetes"].west`).
+    pub fn for_change(run: &crate::scope::RunInfo, ty: &str, addr: &str) -> OpCtx {
+        let alias = addr.rsplit_once("\"].").map(|(_, a)| a);
+        OpCtx::for_resource(run, ty, None, alias)
+    }
 }
 
 /// A managed resource type.
@@ -238,10 +308,18 @@ impl Providers {
             misc::archive(),
             tls::tls(),
             kubernetes::kubernetes(),
+            docker::docker_with(None),
         ] {
             by_name.insert(local_name(p.address), p);
         }
         Providers { by_name }
+    }
+
+    /// The docker provider on the engine `factory` opens.
+    pub fn with_docker_engine(mut self, factory: docker::EngineFactory) -> Providers {
+        let p = docker::docker_with(Some(factory));
+        self.by_name.insert(local_name(p.address), p);
+        self
     }
 
     /// The provider of a resource type: its prefix before `_` (`random_id` → random).
@@ -266,54 +344,68 @@ fn local_name(address: &'static str) -> &'static str {
     address.rsplit('/').next().unwrap_or(address)
 }
 
-/// The generic plan of the plugin SDK: configured values win; computed
-/// attributes left unset keep their prior value (or become unknown on create
-/// or replacement); a changed force-new attribute means replacement.
+/// The generic plan of the plugin SDK: configured values win, then the
+/// schema's defaults; computed attributes left unset keep their prior value
+/// (or become unknown on create or replacement), in nested blocks too; a
+/// changed force-new attribute or block means replacement.
 pub fn plan_generic(schema: &Schema, prior: Option<&Value>, config: &Value) -> Planned {
-    let attrs = |v: Option<&Value>| v.and_then(Value::as_map).cloned().unwrap_or_default();
-    let cfg = attrs(Some(config));
-    let old = attrs(prior);
+    let value = plan_object(schema, prior, config);
+    let Some(prior) = prior else {
+        return Planned {
+            value,
+            requires_replace: Vec::new(),
+        };
+    };
     let mut replace = Vec::new();
-    if prior.is_some() {
-        for (k, a) in &schema.attrs {
-            if !a.force_new {
-                continue;
-            }
-            let c = cfg
-                .get(k)
-                .cloned()
-                .unwrap_or_else(|| Value::null(a.ty.clone()));
-            if a.computed && c.is_null() {
-                continue;
-            }
-            let p = old
-                .get(k)
-                .cloned()
-                .unwrap_or_else(|| Value::null(a.ty.clone()));
-            if c.equals(&p) != Some(true) {
-                replace.push(k.clone());
-            }
-        }
-        for (k, b) in &schema.blocks {
-            if b.force_new {
-                let c = cfg.get(k).cloned().unwrap_or_else(Value::dyn_null);
-                let p = old.get(k).cloned().unwrap_or_else(Value::dyn_null);
-                if c.equals(&p) != Some(true) {
-                    replace.push(k.clone());
-                }
-            }
+    let old = prior.as_map().cloned().unwrap_or_default();
+    let new = value.as_map().cloned().unwrap_or_default();
+    let differs = |k: &str| {
+        let n = new.get(k).cloned().unwrap_or_else(Value::dyn_null);
+        let p = old.get(k).cloned().unwrap_or_else(Value::dyn_null);
+        let empty = |v: &Value| v.is_null() || v.len() == Some(0);
+        !(empty(&n) && empty(&p)) && n.equals(&p) != Some(true)
+    };
+    for (k, a) in &schema.attrs {
+        if a.force_new && differs(k) {
+            replace.push(k.clone());
         }
     }
-    let keep_prior = prior.is_some() && replace.is_empty();
+    for (k, b) in &schema.blocks {
+        if b.force_new && differs(k) {
+            replace.push(k.clone());
+        }
+    }
+    if replace.is_empty() {
+        Planned {
+            value,
+            requires_replace: replace,
+        }
+    } else {
+        Planned {
+            value: plan_object(schema, None, config),
+            requires_replace: replace,
+        }
+    }
+}
+
+/// One object of `schema`: configured values, defaults, computed values
+/// from `prior` (unknown without one).
+fn plan_object(schema: &Schema, prior: Option<&Value>, config: &Value) -> Value {
+    let cfg = config.as_map().cloned().unwrap_or_default();
+    let old = prior.and_then(Value::as_map).cloned().unwrap_or_default();
     let mut out = BTreeMap::new();
     for (k, a) in &schema.attrs {
         let c = cfg
             .get(k)
             .cloned()
             .unwrap_or_else(|| Value::null(a.ty.clone()));
-        let v = if !c.is_null() || !a.computed {
+        let v = if !c.is_null() {
             c
-        } else if keep_prior {
+        } else if let Some(d) = &a.default {
+            d.clone()
+        } else if !a.computed {
+            c
+        } else if prior.is_some() {
             old.get(k)
                 .cloned()
                 .unwrap_or_else(|| Value::unknown(a.ty.clone()))
@@ -322,15 +414,50 @@ pub fn plan_generic(schema: &Schema, prior: Option<&Value>, config: &Value) -> P
         };
         out.insert(k.clone(), v.mark(a.sensitive));
     }
-    for k in schema.blocks.keys() {
-        out.insert(
-            k.clone(),
-            cfg.get(k).cloned().unwrap_or_else(Value::dyn_null),
-        );
+    for (k, b) in &schema.blocks {
+        let c = cfg.get(k).cloned().unwrap_or_else(Value::dyn_null);
+        let p = old.get(k);
+        let unset = c.is_null() || c.len() == Some(0);
+        let v = if unset && b.computed && p.is_some() {
+            p.cloned().unwrap_or_else(Value::dyn_null)
+        } else {
+            plan_block(b, p, &c)
+        };
+        out.insert(k.clone(), v);
     }
-    Planned {
-        value: Value::object(out),
-        requires_replace: replace,
+    Value::object(out)
+}
+
+fn plan_block(b: &NestedBlock, prior: Option<&Value>, config: &Value) -> Value {
+    let plain = b
+        .block
+        .attrs
+        .values()
+        .all(|a| a.default.is_none() && !a.computed)
+        && b.block.blocks.is_empty();
+    if plain || config.is_null() || !config.is_known() {
+        return config.clone();
+    }
+    let t = b.block.implied_type();
+    match (&config.kind, b.nesting) {
+        (Kind::Object(_), _) => plan_object(&b.block, prior, config),
+        (Kind::List(_, items), _) => {
+            let olds = prior.and_then(Value::as_seq).unwrap_or_default();
+            let items = items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| plan_object(&b.block, olds.get(i), x))
+                .collect();
+            Value::list(t, items)
+        }
+        (Kind::Set(_, items), _) => {
+            let items = items
+                .iter()
+                .map(|x| plan_object(&b.block, None, x))
+                .collect();
+            Value::set(t, items)
+        }
+        _ => config.clone(),
     }
 }
 

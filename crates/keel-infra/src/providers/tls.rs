@@ -1,4 +1,4 @@
-//! `HashiCorp`'s `tls` provider: `tls_private_key` (RSA, ECDSA P256/P384,
+//! `HashiCorp`'s `tls` provider: `tls_private_key` (RSA, ECDSA P224/P256/P384,
 //! ED25519), `tls_self_signed_cert`, `tls_cert_request`,
 //! `tls_locally_signed_cert` and the `tls_public_key` data source, with
 //! hashicorp/tls's attribute names and PEM/OpenSSH formats. Keys come from
@@ -85,6 +85,25 @@ fn ssh_mpint(out: &mut Vec<u8>, b: &[u8]) {
     ssh_string(out, b);
 }
 
+/// SEC 1 `ECPrivateKey` with the curve named, as Go's
+/// `x509.MarshalECPrivateKey` writes it (the p224 crate leaves the
+/// parameters out, and openssl then cannot tell the curve).
+fn p224_sec1(sk: &p224::SecretKey) -> Vec<u8> {
+    use p224::elliptic_curve::sec1::ToEncodedPoint as _;
+    let d = sk.to_bytes();
+    let point = sk.public_key().to_encoded_point(false);
+    let mut body = vec![0x02, 0x01, 0x01, 0x04, 28];
+    body.extend_from_slice(&d);
+    // [0] { OID 1.3.132.0.33 (secp224r1) }
+    body.extend_from_slice(&[0xa0, 0x07, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x21]);
+    // [1] { BIT STRING 0 unused bits || 04 X Y }
+    body.extend_from_slice(&[0xa1, 0x3c, 0x03, 0x3a, 0x00]);
+    body.extend_from_slice(point.as_bytes());
+    let mut out = vec![0x30, u8::try_from(body.len()).unwrap_or(0)];
+    out.extend_from_slice(&body);
+    out
+}
+
 /// A generated or parsed private key and its encodings.
 struct Key {
     algorithm: &'static str,
@@ -97,6 +116,10 @@ struct Key {
     ssh_type: String,
     /// The key-specific fields of OpenSSH's private key section.
     ssh_private: Vec<u8>,
+    /// ECDSA P224 (hashicorp/tls's default curve): OpenSSH has no P224, so
+    /// its SSH encodings are empty, as the provider leaves them; no
+    /// certificate is signed with it (rcgen and aws-lc-rs lack the curve).
+    p224: bool,
 }
 
 impl Key {
@@ -124,11 +147,19 @@ impl Key {
             }
             "ECDSA" => {
                 let alg = match curve {
+                    "P224" => loop {
+                        // A uniformly random scalar: 28 random bytes, retried
+                        // in the rare case they are zero or not below n.
+                        let bytes: [u8; 28] = rand::random();
+                        if let Ok(sk) = p224::SecretKey::from_slice(&bytes) {
+                            return Key::p224(&sk);
+                        }
+                    },
                     "P256" => &ECDSA_P256_SHA256_ASN1_SIGNING,
                     "P384" => &ECDSA_P384_SHA384_ASN1_SIGNING,
                     c => {
                         return Err(format!(
-                            "ecdsa_curve = {c:?}: keel generates P256 and P384 keys (P224 and P521 are not supported)"
+                            "ecdsa_curve = {c:?}: keel generates P224, P256 and P384 keys (P521 is not supported)"
                         ));
                     }
                 };
@@ -145,12 +176,30 @@ impl Key {
         }
     }
 
+    fn p224(sk: &p224::SecretKey) -> Result<Key, String> {
+        use p224::pkcs8::EncodePrivateKey as _;
+        let pkcs8 = sk.to_pkcs8_der().map_err(|e| e.to_string())?;
+        Ok(Key {
+            algorithm: "ECDSA",
+            pkcs8: pkcs8.as_bytes().to_vec(),
+            native_pem: pem("EC PRIVATE KEY", &p224_sec1(sk)),
+            ssh_blob: Vec::new(),
+            ssh_type: String::new(),
+            ssh_private: Vec::new(),
+            p224: true,
+        })
+    }
+
     /// From PKCS#8 DER of any of the three algorithms.
     fn from_pkcs8(der: &[u8]) -> Result<Key, String> {
         use aws_lc_rs::signature::{
             ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
             Ed25519KeyPair,
         };
+        use p224::pkcs8::DecodePrivateKey as _;
+        if let Ok(sk) = p224::SecretKey::from_pkcs8_der(der) {
+            return Key::p224(&sk);
+        }
         if let Ok(k) = aws_lc_rs::rsa::KeyPair::from_pkcs8(der) {
             let pkcs1 = pkcs8_inner(der).ok_or("malformed PKCS#8 RSA key")?;
             let ints = der_integers(k.public_key().as_ref()).ok_or("malformed RSA public key")?;
@@ -174,6 +223,7 @@ impl Key {
                 ssh_blob: blob,
                 ssh_type: "ssh-rsa".into(),
                 ssh_private: private,
+                p224: false,
             });
         }
         for (alg, name) in [
@@ -206,6 +256,7 @@ impl Key {
                     ssh_blob: blob,
                     ssh_type: ty,
                     ssh_private: private,
+                    p224: false,
                 });
             }
         }
@@ -231,6 +282,7 @@ impl Key {
                 ssh_blob: blob,
                 ssh_type: "ssh-ed25519".into(),
                 ssh_private: private,
+                p224: false,
             });
         }
         Err("unsupported private key (RSA, ECDSA P256/P384 or ED25519 expected)".into())
@@ -273,18 +325,27 @@ impl Key {
                         return Key::from_pkcs8(k.to_pkcs8v1().map_err(|e| bad(&e))?.as_ref());
                     }
                 }
-                Err(bad(&"EC key on a curve other than P256 or P384"))
+                if let Ok(sk) = p224::SecretKey::from_sec1_der(&der) {
+                    return Key::p224(&sk);
+                }
+                Err(bad(&"EC key on a curve other than P224, P256 or P384"))
             }
             other => Err(bad(&format!("unexpected PEM block {other:?}"))),
         }
     }
 
     fn signing_key(&self) -> Result<rcgen::KeyPair, String> {
+        if self.p224 {
+            return Err("keel cannot sign with an ECDSA P224 key (neither rcgen nor aws-lc-rs has the curve): use ecdsa_curve = \"P256\" or \"P384\" for keys that sign certificates or requests".into());
+        }
         rcgen::KeyPair::from_pem(&pem("PRIVATE KEY", &self.pkcs8)).map_err(|e| e.to_string())
     }
 
     /// OpenSSH's own private key format (`openssh-key-v1`, unencrypted).
     fn private_key_openssh(&self) -> String {
+        if self.p224 {
+            return String::new();
+        }
         let mut section = Vec::new();
         let check: [u8; 4] = rand::random();
         section.extend_from_slice(&check);
@@ -315,6 +376,9 @@ impl Key {
     }
 
     fn public_key_openssh(&self) -> String {
+        if self.p224 {
+            return String::new();
+        }
         format!(
             "{} {}\n",
             self.ssh_type,
@@ -324,6 +388,28 @@ impl Key {
 
     /// The public attributes `tls_private_key` and `tls_public_key` share.
     fn public_attrs(&self) -> Result<BTreeMap<&'static str, Value>, String> {
+        if self.p224 {
+            use p224::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+            let sk = p224::SecretKey::from_pkcs8_der(&self.pkcs8).map_err(|e| e.to_string())?;
+            let spki = sk
+                .public_key()
+                .to_public_key_der()
+                .map_err(|e| e.to_string())?;
+            return Ok(BTreeMap::from([
+                ("algorithm", Value::string(self.algorithm)),
+                (
+                    "public_key_pem",
+                    Value::string(pem("PUBLIC KEY", spki.as_bytes())),
+                ),
+                ("public_key_openssh", Value::string("")),
+                ("public_key_fingerprint_md5", Value::string("")),
+                ("public_key_fingerprint_sha256", Value::string("")),
+                (
+                    "id",
+                    Value::string(hex(&sha1::Sha1::digest(spki.as_bytes()))),
+                ),
+            ]));
+        }
         let kp = self.signing_key()?;
         let md5 = md5::Md5::digest(&self.ssh_blob);
         let fp_md5: Vec<String> = md5.iter().map(|b| format!("{b:02x}")).collect();

@@ -342,3 +342,75 @@ pub async fn leases(s: Arc<dyn Store>) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A watcher that reads on every event sees that event's write: the store's
+/// revision, a list and a get all reflect it (caches that reload on an event
+/// depend on this).
+pub async fn watch_then_read(s: Arc<dyn Store>) {
+    let mut w = s.watch("/seen/", 0).await.unwrap();
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                let key = format!("/seen/{}", i % 7);
+                match s.get(&key).await.unwrap() {
+                    Some(kv) if i % 3 == 0 => {
+                        let _ = s.delete(&key, Some(kv.mod_revision)).await;
+                    }
+                    Some(kv) => {
+                        let _ = s
+                            .update(&key, i.to_string().into_bytes(), kv.mod_revision, 0)
+                            .await;
+                    }
+                    None => {
+                        let _ = s.create(&key, i.to_string().into_bytes(), 0).await;
+                    }
+                }
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() || seen < 50 {
+        let Ok(Some(Ok(item))) = tokio::time::timeout(Duration::from_secs(2), w.next()).await
+        else {
+            break;
+        };
+        let WatchItem::Event(ev) = item else { continue };
+        seen += 1;
+        let rev = ev.revision();
+        let current = s.current_revision().await.unwrap();
+        assert!(
+            current >= rev,
+            "current revision {current} behind event {rev}"
+        );
+        let list = s.list("/seen/", ListOptions::default()).await.unwrap();
+        assert!(
+            list.revision >= rev,
+            "list at {} behind event {rev}",
+            list.revision
+        );
+        let now = s.get(&ev.kv.key).await.unwrap();
+        match ev.kind {
+            EventKind::Put => {
+                if let Some(kv) = now {
+                    assert!(kv.mod_revision >= rev, "get behind event {rev}");
+                }
+                // Read at the event's revision, the put is there as announced.
+                let opts = ListOptions {
+                    revision: Some(rev),
+                    ..ListOptions::default()
+                };
+                let at = s.list("/seen/", opts).await.unwrap();
+                let kv = at.items.iter().find(|kv| kv.key == ev.kv.key);
+                assert_eq!(kv.map(|kv| &kv.value), Some(&ev.kv.value), "read at {rev}");
+            }
+            EventKind::Delete => {
+                if let Some(kv) = now {
+                    assert!(kv.mod_revision > rev, "deleted key read back at {rev}");
+                }
+            }
+        }
+    }
+    writer.await.unwrap();
+    assert!(seen >= 50, "only {seen} events");
+}

@@ -37,10 +37,16 @@ pub struct KeelServer {
     pub kubeconfig: PathBuf,
     /// HOME for kubectl, so its discovery cache is per test.
     pub home: tempfile::TempDir,
+    /// Extra environment of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl KeelServer {
     pub fn start(datastore: Option<String>) -> Self {
+        Self::start_with_env(datastore, Vec::new())
+    }
+
+    pub fn start_with_env(datastore: Option<String>, env: Vec<(String, String)>) -> Self {
         // Test-side clients (kube-rs) need rustls' process default named: the
         // workspace compiles in more than one crypto backend.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -54,6 +60,7 @@ impl KeelServer {
             datastore,
             kubeconfig,
             home,
+            env,
         };
         s.spawn();
         s
@@ -76,6 +83,7 @@ impl KeelServer {
         if let Some(d) = &self.datastore {
             cmd.arg("--datastore").arg(d);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().expect("start keel server"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.kubeconfig.exists()
