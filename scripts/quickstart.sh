@@ -178,6 +178,24 @@ printf 'terraform {\n  backend "kubernetes" {\n    secret_suffix = "quickstart"\
   && "$KEEL" infra apply -auto-approve -no-color | tail -1 && "$KEEL" infra destroy -auto-approve -no-color | tail -1)
 kubectl get secret tfstate-default-quickstart
 rm -rf "$TFK8S_DIR"
+# The scheduler: a (fake) node registers, a pod lands on it, a pod too big for it is explained.
+kubectl apply -f - <<'YAML'
+apiVersion: v1
+kind: Node
+metadata: {name: quickstart-node, labels: {kubernetes.io/hostname: quickstart-node}}
+YAML
+kubectl patch node quickstart-node --subresource=status --type=merge \
+  -p '{"status":{"allocatable":{"cpu":"2","memory":"4Gi","pods":"10"},"conditions":[{"type":"Ready","status":"True"}]}}'
+for size in small:100m big:8; do
+  printf 'apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  containers: [{name: c, image: quickstart/web:1, resources: {requests: {cpu: "%s"}}}]\n' \
+    "${size%%:*}" "${size#*:}" | kubectl apply -f -
+done
+kubectl wait --for=condition=PodScheduled pod/small --timeout=20s
+kubectl get pod small -o wide
+kubectl wait --for=condition=PodScheduled=false pod/big --timeout=20s
+kubectl get pod big -o jsonpath='{.status.conditions[0].message}{"\n"}'   # 0/1 nodes are available: 1 Insufficient cpu. ...
+kubectl delete pod small big --wait=false
+kubectl delete node quickstart-node
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 unset KUBECONFIG
 

@@ -60,7 +60,12 @@ pub(crate) async fn admit(
     match (r.group, r.kind) {
         ("", "Pod") => {
             service_account(state, r, &name, obj, ns.unwrap_or("default")).await?;
-            default_toleration_seconds(obj);
+            default_toleration_seconds(
+                obj,
+                state
+                    .default_toleration_seconds
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
             priority(state, r, &name, obj).await?;
             limit_ranger(state, r, &name, obj, ns).await?;
         }
@@ -234,9 +239,9 @@ async fn service_account(
     Ok(())
 }
 
-/// Pods tolerate `not-ready` and `unreachable` nodes for 300 s unless they
-/// say otherwise.
-fn default_toleration_seconds(pod: &mut Value) {
+/// Pods tolerate `not-ready` and `unreachable` nodes for `seconds` (300 in
+/// Kubernetes, a flag of `keel server`) unless they say otherwise.
+fn default_toleration_seconds(pod: &mut Value, seconds: i64) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
@@ -257,7 +262,7 @@ fn default_toleration_seconds(pod: &mut Value) {
                     .is_none_or(|e| e == "NoExecute")
         });
         if !has {
-            tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
     }
 }
@@ -772,7 +777,7 @@ mod tests {
     #[test]
     fn tolerations_added_once() {
         let mut pod = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}]}});
-        default_toleration_seconds(&mut pod);
+        default_toleration_seconds(&mut pod, 300);
         let tols = pod["spec"]["tolerations"].as_array().unwrap();
         assert_eq!(tols.len(), 2);
         assert_eq!(tols[0]["tolerationSeconds"], 10);

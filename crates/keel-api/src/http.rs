@@ -174,6 +174,7 @@ impl Server {
             webhooks: crate::webhook::Cache::default(),
             policies: crate::cel::policy::Cache::default(),
             sa_keys,
+            default_toleration_seconds: std::sync::atomic::AtomicI64::new(300),
         });
         handlers::bootstrap(&state)
             .await
@@ -212,6 +213,14 @@ impl Server {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         pki::kubeconfig(&self.state.paths, &format!("https://{addr}"))
+    }
+
+    /// Sets the `tolerationSeconds` admission gives new pods for the
+    /// `not-ready` and `unreachable` taints (Kubernetes' default is 300).
+    pub fn set_default_toleration_seconds(&self, seconds: i64) {
+        self.state
+            .default_toleration_seconds
+            .store(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// In-process API access for controllers running beside the server.

@@ -93,6 +93,9 @@ pub(crate) struct State {
     pub webhooks: webhook::Cache,
     pub policies: cel::policy::Cache,
     pub sa_keys: tokens::Keys,
+    /// `tolerationSeconds` the `DefaultTolerationSeconds` admission gives pods
+    /// for `not-ready` and `unreachable` nodes (Kubernetes: 300).
+    pub default_toleration_seconds: std::sync::atomic::AtomicI64,
 }
 
 pub(crate) struct Tokens {

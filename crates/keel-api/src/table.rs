@@ -176,6 +176,13 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Secrets", "integer", 0),
             ("Age", "string", 0),
         ],
+        "PodDisruptionBudget" => vec![
+            ("Name", "string", 0),
+            ("Min Available", "string", 0),
+            ("Max Unavailable", "string", 0),
+            ("Allowed Disruptions", "integer", 0),
+            ("Age", "string", 0),
+        ],
         "Endpoints" => vec![
             ("Name", "string", 0),
             ("Endpoints", "string", 0),
@@ -384,10 +391,14 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().find(|c| c.get("type") == Some(&json!("Ready"))))
                 .map(|c| s(c.get("status")));
-            let status = match ready.as_deref() {
+            let mut status = match ready.as_deref() {
                 Some("True") => "Ready",
                 _ => "NotReady",
-            };
+            }
+            .to_string();
+            if at(o, "spec.unschedulable") == Some(&json!(true)) {
+                status.push_str(",SchedulingDisabled");
+            }
             let roles: Vec<String> = at(o, "metadata.labels")
                 .and_then(Value::as_object)
                 .map(|l| {
@@ -413,6 +424,23 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 json!(a),
                 json!(s(at(o, "status.nodeInfo.kubeletVersion"))),
                 json!(or_none(ip)),
+            ]
+        }
+        "PodDisruptionBudget" => {
+            let n_a = |v: Option<&Value>| {
+                let x = s(v);
+                if x.is_empty() { "N/A".to_string() } else { x }
+            };
+            vec![
+                json!(name),
+                json!(n_a(at(o, "spec.minAvailable"))),
+                json!(n_a(at(o, "spec.maxUnavailable"))),
+                json!(
+                    at(o, "status.disruptionsAllowed")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                ),
+                json!(a),
             ]
         }
         "ServiceAccount" => vec![

@@ -27,6 +27,20 @@ pub struct ServerArgs {
     /// Write a kubeconfig for this server (admin token) to PATH.
     #[arg(long, value_name = "PATH")]
     pub write_kubeconfig: Option<PathBuf>,
+    /// How long a node's Lease may go unrenewed before the node is marked
+    /// Unknown and tainted unreachable (Kubernetes: 40s).
+    #[arg(long, value_name = "DURATION", default_value = "8s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// tolerationSeconds new pods get for the not-ready and unreachable
+    /// taints: how long they stay on a lost node (Kubernetes: 300).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub default_toleration_seconds: u32,
+    /// Pod CIDRs for nodes are cut from this range ("" to not allocate).
+    #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, value_name = "BITS", default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -61,6 +75,26 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         println!("{token}");
         return Ok(ExitCode::SUCCESS);
     }
+    let cluster_cidr = if args.cluster_cidr.is_empty() {
+        None
+    } else {
+        Some(
+            keel_controllers::node_ipam::CidrPlan::parse(
+                &args.cluster_cidr,
+                args.node_cidr_mask_size,
+            )
+            .map_err(|e| {
+                anyhow::Error::new(Hint::new(
+                    "pass --cluster-cidr as an IPv4 range like 10.42.0.0/16 and --node-cidr-mask-size between its prefix and 30",
+                ))
+                .context(format!("--cluster-cidr: {e}"))
+            })?,
+        )
+    };
+    let controller_opts = keel_controllers::Options {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        cluster_cidr,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,7 +131,8 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
             keel_api::pki::write_private(path, kc.as_bytes(), 0o600)
                 .with_context(|| format!("write kubeconfig {}", path.display()))?;
         }
-        keel_controllers::spawn(&server.loopback());
+        server.set_default_toleration_seconds(i64::from(args.default_toleration_seconds));
+        keel_controllers::spawn_with(&server.loopback(), &controller_opts);
         tracing::info!(
             %addr,
             state = %state_dir.display(),
@@ -107,4 +142,20 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         server.serve().await.context("serve")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `500ms`, `8s`, `2m` or a number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, ""), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s}: expected a duration like 8s, 500ms or 2m"))?;
+    match unit {
+        "" | "s" => Ok(std::time::Duration::from_secs(n)),
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(format!("{s}: unknown unit {unit:?} (use ms, s or m)")),
+    }
 }

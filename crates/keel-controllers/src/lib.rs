@@ -15,6 +15,11 @@
 //!   progress conditions, through `ReplicaSets`.
 //! - [`endpoints`]: Endpoints and `EndpointSlices` of Services from the pods
 //!   they select.
+//! - [`scheduler`]: kube-scheduler's queue, filters, scores, binding,
+//!   preemption and `FailedScheduling` explanations.
+//! - [`node_lifecycle`]: Lease heartbeats → `Ready=Unknown`, condition
+//!   taints, eviction of pods after their `tolerationSeconds`;
+//!   [`node_ipam`]: pod CIDRs; [`disruption`]: `PodDisruptionBudget` status.
 //!
 //! The workload controllers share `informer` (cache fed by one watch, work
 //! queue with back-off) and `events` (core/v1 Events as
@@ -22,28 +27,75 @@
 
 pub mod aggregation;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 mod events;
 pub mod gc;
 mod informer;
 pub mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
 mod objects;
 pub mod replicaset;
+pub mod scheduler;
 
 use keel_api::Loopback;
 
 /// The field manager and user name the controllers write as.
 pub const MANAGER: &str = "keel-controllers";
 
+/// Settings of the node controllers (flags of `keel server`).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a node's Lease may go unrenewed before it is `Unknown`
+    /// (Kubernetes: 40 s; keel aims at eviction within 30 s).
+    pub node_monitor_grace_period: std::time::Duration,
+    /// Pod CIDRs for nodes; `None` leaves `spec.podCIDR` alone.
+    pub cluster_cidr: Option<node_ipam::CidrPlan>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            node_monitor_grace_period: std::time::Duration::from_secs(8),
+            cluster_cidr: node_ipam::CidrPlan::parse("10.42.0.0/16", 24).ok(),
+        }
+    }
+}
+
 /// Starts every controller on the current tokio runtime; they run until
 /// the runtime stops.
 pub fn spawn(api: &Loopback) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
+    spawn_with(api, &Options::default())
+}
+
+/// [`spawn`] with node settings.
+pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![
         tokio::spawn(gc::GarbageCollector::new(api.clone()).run()),
         tokio::spawn(namespace::NamespaceController::new(api.clone()).run()),
         tokio::spawn(aggregation::run(api.clone())),
         tokio::spawn(replicaset::ReplicaSetController::new(api).run(api.clone())),
         tokio::spawn(deployment::DeploymentController::new(api).run(api.clone())),
         tokio::spawn(endpoints::EndpointsController.run(api.clone())),
-    ]
+    ];
+    tasks.extend(spawn_scheduling(api, opts));
+    tasks
+}
+
+/// The scheduler and the node controllers.
+fn spawn_scheduling(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(scheduler::Scheduler::new(api.clone()).run()),
+        tokio::spawn(
+            node_lifecycle::NodeLifecycle::new(api.clone(), opts.node_monitor_grace_period).run(),
+        ),
+        tokio::spawn(disruption::Disruption::new(api.clone()).run()),
+    ];
+    if let Some(plan) = opts.cluster_cidr {
+        tasks.push(tokio::spawn(
+            node_ipam::NodeIpam::new(api.clone(), plan).run(),
+        ));
+    }
+    tasks
 }

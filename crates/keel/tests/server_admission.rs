@@ -181,9 +181,10 @@ fn admission(s: &KeelServer, k: &Path) {
     assert_eq!(got, "");
     s.ok_in(k, &["create", "-f", "-"], Some(&pod("adm", "p1", "")));
     let tols = s.ok(k, &["-n", "adm", "get", "pod", "p1", "-o", "jsonpath={.spec.tolerations[*].key} {.spec.tolerations[0].tolerationSeconds} {.spec.priority}"]);
+    // keel server's --default-toleration-seconds is 10 (Kubernetes: 300).
     assert_eq!(
         tols,
-        "node.kubernetes.io/not-ready node.kubernetes.io/unreachable 300 0"
+        "node.kubernetes.io/not-ready node.kubernetes.io/unreachable 10 0"
     );
     s.ok_in(
         k,

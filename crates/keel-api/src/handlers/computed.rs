@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::object::parse_body;
 use super::write::update;
-use super::{Ctx, DeleteOptions, conflict, delete, meta, meta_str, respond};
+use super::{Ctx, DeleteOptions, delete, meta, meta_str, respond};
 use crate::http::{Body, Fail, json_response, qualified};
 use crate::resources::{self, Resource};
 use crate::selectors::LabelSelector;
@@ -160,24 +160,7 @@ pub(super) async fn evict(ctx: &Ctx, pod: &str) -> Result<Response<Body>, Fail> 
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             if allowed < 1 {
-                let name = meta_str(&pdb, "name");
-                let want = pdb
-                    .pointer("/status/desiredHealthy")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                let have = pdb
-                    .pointer("/status/currentHealthy")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                return Err(Fail::new(
-                    429,
-                    "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                )
-                .with_details(json!({"causes": [{
-                    "reason": "DisruptionBudget",
-                    "message": format!("The disruption budget {name} needs {want} healthy pods and has {have} currently"),
-                }]})));
+                return Err(budget_exhausted(&pdb));
             }
             // The disruption is spent until the budget's controller recounts.
             let pdb_ctx = Ctx {
@@ -196,10 +179,20 @@ pub(super) async fn evict(ctx: &Ctx, pod: &str) -> Result<Response<Body>, Fail> 
                     .pointer("/status/disruptionsAllowed")
                     .and_then(Value::as_i64)
                     .unwrap_or(0);
+                // Another eviction spent it since the read.
                 if n < 1 {
-                    return Err(conflict(pdbs, &name_of(p)));
+                    return Err(budget_exhausted(p));
                 }
                 v["status"]["disruptionsAllowed"] = json!(n - 1);
+                // Until the disruption controller sees the pod go, it does
+                // not count as healthy (Kubernetes' disruptedPods).
+                if !v["status"]
+                    .get("disruptedPods")
+                    .is_some_and(Value::is_object)
+                {
+                    v["status"]["disruptedPods"] = json!({});
+                }
+                v["status"]["disruptedPods"][pod] = json!(super::now());
                 Ok(v)
             })
             .await?;
@@ -215,6 +208,28 @@ pub(super) async fn evict(ctx: &Ctx, pod: &str) -> Result<Response<Body>, Fail> 
     };
     delete(&ctx.state, pods(), Some(&ns), pod, &opts).await?;
     Ok(json_response(201, &success(201)))
+}
+
+/// The 429 an eviction gets when `pdb` allows no disruption.
+fn budget_exhausted(pdb: &Value) -> Fail {
+    let name = meta_str(pdb, "name");
+    let want = pdb
+        .pointer("/status/desiredHealthy")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let have = pdb
+        .pointer("/status/currentHealthy")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    Fail::new(
+        429,
+        "TooManyRequests",
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+    )
+    .with_details(json!({"causes": [{
+        "reason": "DisruptionBudget",
+        "message": format!("The disruption budget {name} needs {want} healthy pods and has {have} currently"),
+    }]}))
 }
 
 fn name_of(obj: &Value) -> String {

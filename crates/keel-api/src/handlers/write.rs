@@ -243,6 +243,25 @@ pub(super) async fn update(
     Err(conflict(r, name))
 }
 
+/// Sets the `PodScheduled` condition of a pod to `True` (a `False` one left
+/// by the scheduler is replaced).
+fn set_pod_scheduled(pod: &mut Value) {
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()});
+    match pod["status"]
+        .get_mut("conditions")
+        .and_then(Value::as_array_mut)
+    {
+        Some(conds) => {
+            conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+            conds.insert(0, cond);
+        }
+        None => pod["status"]["conditions"] = json!([cond]),
+    }
+}
+
 /// Applies the bookkeeping rules of an update and writes it with CAS.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn write_update(
@@ -267,13 +286,16 @@ pub(super) async fn write_update(
             m["spec"] = new.get("spec").cloned().unwrap_or(Value::Null);
             m
         }
-        // pods/binding: only the node changes, whatever else pod updates forbid.
+        // pods/binding: only the node changes, whatever else pod updates
+        // forbid, and the pod is marked scheduled (PodScheduled=True), as
+        // kube-apiserver's binding storage does.
         Some("binding") => {
             let mut m = cur.clone();
             m["spec"]["nodeName"] = new
                 .pointer("/spec/nodeName")
                 .cloned()
                 .unwrap_or(Value::Null);
+            set_pod_scheduled(&mut m);
             m
         }
         _ => {
