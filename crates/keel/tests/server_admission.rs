@@ -418,15 +418,8 @@ fn start_webhook(dir: &Path) -> Webhook {
 
 /// Runs `f` until it returns true: configurations reach the server through
 /// a watch, a moment after they are created (as in Kubernetes).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "never happened: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    common::eventually(what, Duration::from_secs(15), f);
 }
 
 fn cm(ns: &str, name: &str, labels: &str) -> String {

@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{KeelServer, free_port, kubectls};
 
@@ -63,15 +63,8 @@ fn gadget(name: &str, spec: &str) -> String {
 }
 
 /// Retries `f` until it returns true (indexes are watch-fed).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    common::eventually(what, Duration::from_secs(20), f);
 }
 
 fn crd_rules(s: &KeelServer, k: &Path) {

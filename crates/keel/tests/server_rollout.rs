@@ -196,15 +196,8 @@ fn images(s: &KeelServer, k: &Path, ns: &str, app: &str) -> Vec<String> {
     v
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_mins(1);
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::eventually(what, Duration::from_mins(1), f);
 }
 
 fn rollouts(s: &KeelServer, k: &Path, ns: &str) {

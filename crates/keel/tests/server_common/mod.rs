@@ -8,6 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs `f` every 200 ms until it returns true, failing the test naming
+/// `what` after `limit`: what a write causes (indexes, controllers, the
+/// scheduler) reaches the server's watchers a moment after it.
+pub fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn free_port() -> u16 {
     keel_store::testing::free_port()
 }
