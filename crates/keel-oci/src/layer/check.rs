@@ -173,7 +173,7 @@ impl Read for ChannelReader {
 enum Node {
     Dir,
     Symlink(Vec<u8>),
-    /// A file, device, fifo, hardlink or whiteout device.
+    /// A file, device, fifo, whiteout device, or hardlink to one of them.
     Other,
 }
 
@@ -275,18 +275,33 @@ impl LayerTree {
                     .resolve_dir(tparents, false)
                     .map_err(|e| safepath::link_target_error(e, &shown(), &target_name))?;
                 let tpath = join(&tparent, tbase);
-                match self.nodes.get(&tpath) {
-                    Some(Node::Symlink(_) | Node::Other) => {}
+                // A hardlink to a symlink is that symlink (link(2) does not
+                // follow it), and is followed as one by later entries.
+                let linked = match self.nodes.get(&tpath) {
+                    Some(n @ (Node::Symlink(_) | Node::Other)) => n.clone(),
                     Some(Node::Dir) | None => {
                         return Err(LayerError::HardlinkTargetMissing {
                             entry: shown(),
                             target: target_name,
                         });
                     }
-                }
+                };
                 if tpath != path {
+                    // Making room removes a directory at `path` with all
+                    // below it, the target too: unpacking's link(2) then
+                    // finds nothing.
+                    if tpath.len() > path.len()
+                        && tpath.starts_with(&path)
+                        && tpath[path.len()] == b'/'
+                        && self.nodes.get(&path) == Some(&Node::Dir)
+                    {
+                        return Err(LayerError::Write {
+                            entry: shown(),
+                            source: rustix::io::Errno::NOENT.into(),
+                        });
+                    }
                     self.remove(&path);
-                    self.nodes.insert(path, Node::Other);
+                    self.nodes.insert(path, linked);
                 }
             }
             other => {
@@ -462,6 +477,18 @@ mod tests {
             matches!(err, LayerError::HardlinkTargetMissing { .. }),
             "{err}"
         );
+        // A hardlink replacing the directory its target is in: the target
+        // goes first, so the link has nothing to point at.
+        let err = tree(&[("d/x", F, None), ("d", H, Some("d/x"))]).unwrap_err();
+        assert!(matches!(err, LayerError::Write { .. }), "{err}");
+        // A hardlink to a symlink is a symlink: here one pointing at itself.
+        let err = tree(&[
+            ("d/l", S, Some("l")),
+            ("l", H, Some("d/l")),
+            ("l/x", F, None),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("too many levels"), "{err}");
         // A whiteout removes what it hides.
         let err = tree(&[
             ("d/x/y", F, None),
