@@ -85,6 +85,9 @@ WEB_PORT="$(free_port)"
 "$KEEL" run -d --rm --name qs-web -p "127.0.0.1:$WEB_PORT:80" quickstart/web:1
 for _ in $(seq 50); do http_get "http://127.0.0.1:$WEB_PORT/" 2>/dev/null && break; sleep 0.1; done
 "$KEEL" ps --filter name=qs-web
+"$KEEL" ps --filter 'name=^qs-' --format 'table {{.Names}}\t{{.Image}}\t{{.State}}'
+"$KEEL" inspect -f '{{.State.Status}} {{json .Config.Cmd}}' qs-web
+"$KEEL" top qs-web
 "$KEEL" stop -t 1 qs-web >/dev/null
 
 step "volumes as docker's: a file bound as a file, an empty volume filled from the image"

@@ -263,6 +263,9 @@ pub struct ExecArgs {
     /// Index of the container if the service has several replicas.
     #[arg(long, default_value_t = 1)]
     pub index: u32,
+    /// Give the command every capability.
+    #[arg(long)]
+    pub privileged: bool,
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,

@@ -13,6 +13,7 @@ mod exec;
 mod flags;
 mod inspect;
 mod logs;
+mod manage;
 mod parse;
 mod ps;
 mod run;
@@ -36,7 +37,8 @@ pub use flags::{
 };
 pub use inspect::{inspect_any, port};
 pub use logs::logs_cmd;
-pub(crate) use parse::log_options;
+pub use manage::{RenameArgs, TopArgs, rename, top};
+pub(crate) use parse::{log_attrs, log_options};
 pub use ps::ps;
 pub(crate) use ps::{command_text, ports_text, status_text};
 pub use run::{

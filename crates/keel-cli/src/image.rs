@@ -33,7 +33,14 @@ pub struct ImagesArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: Format,
-    /// Only images of this repository (`busybox`, `localhost:5000/app:1`).
+    /// Go template, `table TEMPLATE` or `json` (docker's --format).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Filter: `dangling=true|false`, `reference=PATTERN`, `label=KEY[=VALUE]`.
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Only images of this repository (`busybox`, `localhost:5000/app:1`,
+    /// or a pattern such as `'repo/*'`).
     pub repository: Option<String>,
 }
 
@@ -42,6 +49,12 @@ pub struct InspectArgs {
     /// Output format (inspect prints JSON by default, like docker).
     #[arg(short, long, value_enum, default_value = "json")]
     pub output: Format,
+    /// Go template run on each object (docker's -f/--format).
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
+    /// Only objects of this type: container or image.
+    #[arg(long = "type", value_parser = ["container", "image"])]
+    pub kind: Option<String>,
     #[arg(required = true)]
     pub images: Vec<String>,
 }
@@ -216,6 +229,8 @@ pub struct SeedArgs {
 pub enum SystemCommand {
     /// Remove unused data (stopped containers, unused networks, dangling images, unreferenced blobs and snapshots).
     Prune(PruneArgs),
+    /// Display system-wide information.
+    Info(crate::system::FormatArgs),
 }
 
 fn open_store(root: &Path) -> anyhow::Result<ImageStore> {
@@ -253,9 +268,94 @@ struct Row {
     s: keel_oci::ImageSummary,
 }
 
+/// docker's `reference` filter and `images PATTERN`: Go's `path.Match` of
+/// the pattern against the familiar name, or name:tag when it has a tag.
+fn reference_matches(pattern: &str, repo: &str, tag: &str) -> anyhow::Result<bool> {
+    let p = glob::Pattern::new(pattern)
+        .with_context(|| format!("invalid reference pattern {pattern:?}"))?;
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let subject = if pattern.contains(':') {
+        format!("{repo}:{tag}")
+    } else {
+        repo.to_string()
+    };
+    Ok(p.matches_with(&subject, opts))
+}
+
+/// The image filters of `images -f`, checked before anything is listed.
+struct ImageFilters {
+    dangling: Option<bool>,
+    references: Vec<String>,
+    labels: Vec<String>,
+}
+
+impl ImageFilters {
+    fn parse(filters: &[String]) -> anyhow::Result<Self> {
+        let mut out = ImageFilters {
+            dangling: None,
+            references: Vec::new(),
+            labels: Vec::new(),
+        };
+        for f in filters {
+            let (k, v) = f
+                .split_once('=')
+                .with_context(|| format!("bad format of filter (expected name=value): {f}"))?;
+            match k {
+                "dangling" => {
+                    out.dangling = Some(match v.to_ascii_lowercase().as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => bail!("invalid filter 'dangling={v}'"),
+                    });
+                }
+                "reference" => out.references.push(v.to_string()),
+                "label" => out.labels.push(v.to_string()),
+                _ => bail!("invalid filter '{k}'"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn keep(&self, repo: &str, tag: &str, labels: &serde_json::Value) -> anyhow::Result<bool> {
+        let dangling = repo == "<none>";
+        if self.dangling.is_some_and(|d| d != dangling) {
+            return Ok(false);
+        }
+        for r in &self.references {
+            if dangling || !reference_matches(r, repo, tag)? {
+                return Ok(false);
+            }
+        }
+        for l in &self.labels {
+            let ok = match l.split_once('=') {
+                Some((k, v)) => labels.get(k).and_then(serde_json::Value::as_str) == Some(v),
+                None => labels.get(l).is_some(),
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
 pub fn images(root: &Path, a: ImagesArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
-    let filter = match &a.repository {
+    let template = crate::template::Template::from_flag(a.format.as_deref())?
+        .map(|t| t.headers(&[("ID", "IMAGE ID")]));
+    let mut filters = ImageFilters::parse(&a.filter)?;
+    let pattern = a
+        .repository
+        .as_deref()
+        .filter(|r| r.contains(['*', '?', '[']));
+    if let Some(p) = pattern {
+        filters.references.push(p.to_string());
+    }
+    let filter = match a.repository.as_deref().filter(|_| pattern.is_none()) {
         Some(r) => Some(Reference::parse_named(r).map_err(hinted)?),
         None => None,
     };
@@ -297,6 +397,46 @@ pub fn images(root: &Path, a: ImagesArgs) -> anyhow::Result<ExitCode> {
                 s: s.clone(),
             });
         }
+    }
+    if !a.filter.is_empty() || pattern.is_some() {
+        let mut kept = Vec::new();
+        for r in rows {
+            let labels = if filters.labels.is_empty() {
+                serde_json::Value::Null
+            } else {
+                store
+                    .resolve(&r.s.id.to_string())
+                    .ok()
+                    .and_then(|i| i.config_json().pointer("/config/Labels").cloned())
+                    .unwrap_or_default()
+            };
+            if filters.keep(&r.repo, &r.tag, &labels)? {
+                kept.push(r);
+            }
+        }
+        rows = kept;
+    }
+    if let Some(t) = template {
+        // The fields of docker's image formatter (`images --format json`).
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let id = if a.no_trunc {
+                    r.s.id.to_string()
+                } else {
+                    r.s.id.short().to_string()
+                };
+                let size = human_size(r.s.size);
+                json!({
+                    "Containers": "N/A", "CreatedAt": r.s.created.clone().unwrap_or_default(),
+                    "CreatedSince": ago(r.s.created.as_deref()), "Digest": r.digest, "ID": id,
+                    "Repository": r.repo, "SharedSize": "N/A", "Size": size, "Tag": r.tag,
+                    "UniqueSize": "N/A", "VirtualSize": size,
+                })
+            })
+            .collect();
+        t.print(&v)?;
+        return Ok(ExitCode::SUCCESS);
     }
     if a.output != Format::Table {
         let v: Vec<_> = rows
@@ -350,9 +490,20 @@ pub fn images(root: &Path, a: ImagesArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let template = crate::template::Template::from_flag(a.format.as_deref())?;
+    let out = inspect_objects(root, &a.images)?;
+    match template {
+        Some(t) => t.print(&out)?,
+        None => print_structured(&out, a.output)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// docker-shaped inspect objects of images.
+pub fn inspect_objects(root: &Path, names: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
     let store = open_store(root)?;
     let mut out = Vec::new();
-    for name in &a.images {
+    for name in names {
         let img = store.resolve(name).map_err(hinted)?;
         let tags = store.tags_of(&img.manifest_digest).map_err(hinted)?;
         let digests = store
@@ -376,8 +527,7 @@ pub fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
             "History": cfg.get("history").cloned().unwrap_or(json!([])),
         }));
     }
-    print_structured(&out, a.output)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
 }
 
 pub fn tag(root: &Path, a: TagArgs) -> anyhow::Result<ExitCode> {
@@ -601,6 +751,29 @@ pub fn import(root: &Path, a: ImportArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("importing {}", a.source))?;
     println!("{}", imported.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `run/create --pull`: `always` pulls, `missing` pulls an image the store
+/// lacks, `never` (and no flag, keel's default) uses the store only.
+pub(crate) fn pull_for_run(root: &Path, image: &str, policy: &str) -> anyhow::Result<()> {
+    let store = open_store(root)?;
+    if policy == "never" || (policy == "missing" && store.resolve(image).is_ok()) {
+        return Ok(());
+    }
+    let r = Reference::parse(image).map_err(hinted)?;
+    let opts = RegistryOptions {
+        insecure: std::env::var("KEEL_INSECURE_REGISTRIES")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        credentials: None,
+        root: Some(root.to_path_buf()),
+    };
+    let progress = CliProgress::new("Pulling");
+    runtime()?
+        .block_on(registry::pull(&store, &r, &opts, &progress))
+        .map_err(hinted)
+        .with_context(|| format!("pulling {}", r.familiar()))?;
+    Ok(())
 }
 
 pub fn pull(root: &Path, a: PullArgs) -> anyhow::Result<ExitCode> {

@@ -25,6 +25,8 @@ mod network;
 mod output;
 mod progress;
 pub mod server;
+mod system;
+mod template;
 
 /// Top-level arguments.
 #[derive(Debug, Parser)]
@@ -58,7 +60,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show version information.
-    Version,
+    Version(system::FormatArgs),
+    /// Display system-wide information.
+    Info(system::FormatArgs),
     /// List images.
     Images(image::ImagesArgs),
     /// Manage images.
@@ -124,6 +128,12 @@ pub enum Command {
     Stats(container::StatsArgs),
     /// Copy files between a container and the host.
     Cp(container::CpArgs),
+    /// Rename a container.
+    Rename(container::RenameArgs),
+    /// Display the running processes of a container.
+    Top(container::TopArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish, powershell.
+    Completion { shell: clap_complete::Shell },
     /// Manage volumes.
     #[command(subcommand)]
     Volume(container::VolumeCommand),
@@ -187,6 +197,10 @@ pub enum ContainerCommand {
     Inspect(image::InspectArgs),
     /// Remove all stopped containers.
     Prune(image::PruneArgs),
+    /// Rename a container.
+    Rename(container::RenameArgs),
+    /// Display the running processes of a container.
+    Top(container::TopArgs),
 }
 
 fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Result<ExitCode> {
@@ -207,6 +221,8 @@ fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Res
         ContainerCommand::Cp(a) => container::cp(root, a),
         ContainerCommand::Inspect(a) => container::inspect_any(root, a),
         ContainerCommand::Prune(a) => image::container_prune(root, a),
+        ContainerCommand::Rename(a) => container::rename(root, &a),
+        ContainerCommand::Top(a) => container::top(root, &a),
     }
 }
 
@@ -251,10 +267,9 @@ pub fn render_error(err: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Version => {
-            println!("keel {}", env!("CARGO_PKG_VERSION"));
-            println!("root: {}", cli.root.display());
-            Ok(ExitCode::SUCCESS)
+        Command::Version(a) => system::version(&cli.root, &a),
+        Command::Info(a) | Command::System(image::SystemCommand::Info(a)) => {
+            system::info(&cli.root, &a)
         }
         Command::Images(a) => image::images(&cli.root, a),
         Command::Image(image::ImageCommand::Rm(a)) => {
@@ -294,6 +309,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Port(a) => container::port(&cli.root, a),
         Command::Stats(a) => container::stats_cmd(&cli.root, a),
         Command::Cp(a) => container::cp(&cli.root, a),
+        Command::Rename(a) => container::rename(&cli.root, &a),
+        Command::Top(a) => container::top(&cli.root, &a),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            // Into a buffer first: clap_complete panics on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "keel", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::from(141)),
+                r => r.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+            }
+        }
         Command::Volume(c) => container::volume(&cli.root, c),
         Command::Container(c) => container_command(&cli.root, c),
         Command::Monitor { id } => container::monitor(&cli.root, &id),

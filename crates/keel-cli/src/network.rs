@@ -79,6 +79,9 @@ pub struct LsArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    /// Go template, `table TEMPLATE` or `json` (docker's --format).
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +91,9 @@ pub struct InspectArgs {
     /// Output format (JSON like docker's unless yaml is asked for).
     #[arg(short, long, value_enum, default_value_t = Format::Json)]
     pub output: Format,
+    /// Go template run on each network (docker's -f/--format).
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +253,23 @@ fn ls(root: &Path, a: LsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(t) = crate::template::Template::from_flag(a.format.as_deref())?
+        .map(|t| t.headers(&[("ID", "NETWORK ID")]))
+    {
+        // The fields of docker's network formatter.
+        let v: Vec<serde_json::Value> = nets
+            .iter()
+            .map(|n| {
+                let d = serde_json::to_value(DockerNetwork::from(n)).unwrap_or_default();
+                serde_json::json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": n.scope,
+                    "IPv6": d["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
+                    "Internal": d["Internal"].as_bool().unwrap_or(false).to_string(),
+                    "Labels": "", "CreatedAt": d["Created"]})
+            })
+            .collect();
+        t.print(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.output != Format::Table {
         let v: Vec<DockerNetwork> = nets.iter().map(DockerNetwork::from).collect();
         print_structured(&v, a.output)?;
@@ -374,6 +397,7 @@ impl From<&NetworkInfo> for DockerNetwork {
 }
 
 fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let template = crate::template::Template::from_flag(a.format.as_deref())?;
     let nets = open(root)?;
     let mut found = Vec::new();
     let mut err = None;
@@ -386,7 +410,13 @@ fn inspect(root: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // Like docker: what was found is printed, a missing one still fails the command.
-    if !found.is_empty() || err.is_none() {
+    if let Some(t) = template {
+        let v: Vec<serde_json::Value> = found
+            .iter()
+            .map(|n| serde_json::to_value(n).unwrap_or_default())
+            .collect();
+        t.print(&v)?;
+    } else if !found.is_empty() || err.is_none() {
         print_structured(&found, a.output)?;
     }
     match err {

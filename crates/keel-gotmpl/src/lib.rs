@@ -118,6 +118,18 @@ impl Templates {
         }
     }
 
+    /// A set with Go's builtins plus an embedder's function map (docker's CLI
+    /// adds `json`, `join`, `split`, … to plain `text/template`); a name in
+    /// `extra` replaces the builtin of that name.
+    pub fn go_with(extra: impl IntoIterator<Item = (&'static str, FuncDef)>) -> Self {
+        let mut funcs = funcs::builtins();
+        funcs.extend(extra);
+        Templates {
+            funcs: Rc::new(funcs),
+            ..Self::go_only()
+        }
+    }
+
     /// Parses `text` as template `name`, adding it and its `define`s to the set.
     /// Like Go, a later non-empty definition replaces an earlier one.
     pub fn parse(&mut self, name: &str, text: &str) -> Result<(), Error> {

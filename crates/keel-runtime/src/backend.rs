@@ -48,6 +48,9 @@ pub struct ExecSpec {
     /// (see [`crate::tty`]); the stdio passed along is then unused. The
     /// caller becomes a child subreaper so it can wait for the process.
     pub console_socket: Option<PathBuf>,
+    /// Every capability (docker's `exec --privileged`); the container's
+    /// seccomp filter still applies.
+    pub privileged: bool,
 }
 
 /// A started exec process.
@@ -402,8 +405,8 @@ impl Libcontainer {
     fn exec_with(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
         use libcontainer::container::builder::ContainerBuilder;
         use libcontainer::syscall::syscall::SyscallType;
-        if let Some(console) = &spec.console_socket {
-            return self.exec_console(id, spec, console);
+        if spec.console_socket.is_some() || spec.privileged {
+            return self.exec_full(id, spec, stdio);
         }
         let seccomp = self.container_program(id)?;
         let env: HashMap<String, String> = spec
@@ -434,9 +437,10 @@ impl Libcontainer {
         Ok(ExecHandle::Pid(pid.as_raw()))
     }
 
-    /// An exec on a pty: libcontainer takes `terminal` only from a full
-    /// process description, so one is derived from the container's own.
-    fn exec_console(&self, id: &str, spec: &ExecSpec, console: &Path) -> Result<ExecHandle> {
+    /// An exec on a pty or with every capability: libcontainer takes
+    /// `terminal` and capabilities only from a full process description, so
+    /// one is derived from the container's own.
+    fn exec_full(&self, id: &str, spec: &ExecSpec, stdio: Stdio) -> Result<ExecHandle> {
         use libcontainer::container::Container;
         use libcontainer::container::builder::ContainerBuilder;
         use libcontainer::syscall::syscall::SyscallType;
@@ -449,15 +453,20 @@ impl Libcontainer {
             serde_json::from_slice(&text).map_err(|x| e(format!("{}: {x}", config.display())))?;
         let process = exec_process(&full["process"], spec);
         let file = tempfile_in(&self.root.join(id), &process).map_err(|x| e(x.to_string()))?;
-        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
-        let null = null_stdio().map_err(|x| e(x.to_string()))?;
+        let console = spec.console_socket.as_deref();
+        let stdio = if console.is_some() {
+            let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+            null_stdio().map_err(|x| e(x.to_string()))?
+        } else {
+            stdio
+        };
         let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_root_path(&self.root)
             .map_err(|x| e(chain(&x)))?
-            .with_console_socket(Some(console))
-            .with_stdin(null.stdin)
-            .with_stdout(null.stdout)
-            .with_stderr(null.stderr)
+            .with_console_socket(console)
+            .with_stdin(stdio.stdin)
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr)
             .with_executor(crate::sigreset::SignalResetExecutor::new(seccomp))
             .as_tenant()
             .with_process(Some(file.path()))
@@ -473,7 +482,13 @@ impl Libcontainer {
 /// environment, directory and user, on a terminal.
 fn exec_process(base: &serde_json::Value, spec: &ExecSpec) -> serde_json::Value {
     let mut p = base.clone();
-    p["terminal"] = true.into();
+    p["terminal"] = spec.console_socket.is_some().into();
+    if spec.privileged {
+        let all = serde_json::json!(crate::spec::grantable_caps());
+        for set in ["bounding", "effective", "permitted"] {
+            p["capabilities"][set] = all.clone();
+        }
+    }
     p["args"] = serde_json::json!(spec.args);
     let mut env = crate::spec::json_strings(&p["env"]);
     for kv in &spec.env {
@@ -669,6 +684,11 @@ impl Runc {
         }
         for g in &spec.additional_gids {
             c.arg("--additional-gids").arg(g.to_string());
+        }
+        if spec.privileged {
+            for cap in crate::spec::grantable_caps() {
+                c.arg("--cap").arg(cap);
+            }
         }
         c.arg(id).args(&spec.args);
         c.stdin(StdStdio::from(stdio.stdin))

@@ -59,6 +59,37 @@ pub struct CreateOptions {
     pub extra: crate::record::ExtraConfig,
     /// Further networks, `--ip`, `--add-host`, `--dns*`.
     pub networking: NetworkConfig,
+    /// `--expose PORT[-LAST][/PROTO]`, added to the image's exposed ports.
+    pub expose: Vec<String>,
+    /// `--group-add`: group names (of the image's /etc/group) or GIDs.
+    pub group_add: Vec<String>,
+}
+
+/// `--expose` values as `PORT/PROTO` entries.
+fn exposed(spec: &str) -> Result<Vec<String>> {
+    Ok(PortSpec::parse(spec)?
+        .into_iter()
+        .map(|p| format!("{}/{}", p.container_port, p.protocol))
+        .collect())
+}
+
+/// A `--group-add` value: a GID, or a name from the image's /etc/group.
+fn group_id(g: &str, lowerdirs: &[std::path::PathBuf]) -> Result<u32> {
+    if let Ok(n) = g.parse() {
+        return Ok(n);
+    }
+    user::read_image_file(lowerdirs, "etc/group")
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.first() == Some(&g)).then(|| f.get(2).and_then(|x| x.parse().ok()))?
+            })
+        })
+        .ok_or_else(|| RuntimeError::InvalidOption {
+            what: "group",
+            value: g.to_string(),
+            why: "no such group in the image's /etc/group".to_string(),
+        })
 }
 
 /// Parses Docker's signal names (`TERM`, `SIGTERM`, `15`).
@@ -162,7 +193,21 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         .clone()
         .or_else(|| icfg.user().clone())
         .unwrap_or_default();
-    let ident = user::resolve_in_image(&user_spec, &lowerdirs)?;
+    let mut ident = user::resolve_in_image(&user_spec, &lowerdirs)?;
+    for g in &o.group_add {
+        let gid = group_id(g, &lowerdirs)?;
+        if !ident.additional_gids.contains(&gid) {
+            ident.additional_gids.push(gid);
+        }
+    }
+    let mut exposed_ports = icfg.exposed_ports().clone().unwrap_or_default();
+    for e in &o.expose {
+        for p in exposed(e)? {
+            if !exposed_ports.contains(&p) {
+                exposed_ports.push(p);
+            }
+        }
+    }
     let id = ids::new_id();
     let mode = Mode::parse(&o.network);
     let containers = Containers::open(root)?;
@@ -229,7 +274,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         network_aliases: o.network_aliases.clone(),
         ports: o.ports.clone(),
         publish_all: o.publish_all,
-        exposed_ports: icfg.exposed_ports().clone().unwrap_or_default(),
+        exposed_ports,
         mounts: o.mounts.clone(),
         memory: o.memory,
         nano_cpus: o.nano_cpus,

@@ -112,30 +112,52 @@ impl PortSpec {
             p.parse::<u16>()
                 .map_err(|_| bad(&format!("{p:?} is not a port number")))
         };
+        // A port or docker's range `FIRST-LAST`.
+        let range = |p: &str| -> Result<(u16, u16)> {
+            match p.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (port(a)?, port(b)?);
+                    if b < a {
+                        return Err(bad(&format!("invalid range {p:?}")));
+                    }
+                    Ok((a, b))
+                }
+                None => port(p).map(|x| (x, x)),
+            }
+        };
+        let none = (0, 0);
         let (ip, host, ctr) = match parts.as_slice() {
-            [c] => (None, 0, port(c)?),
-            [h, c] => (None, if h.is_empty() { 0 } else { port(h)? }, port(c)?),
+            [c] => (None, none, range(c)?),
+            [h, c] => (None, if h.is_empty() { none } else { range(h)? }, range(c)?),
             [ip, h, c] => {
                 let ip: std::net::IpAddr = ip
                     .parse()
                     .map_err(|_| bad(&format!("{ip:?} is not an IP address")))?;
                 (
                     Some(ip.to_string()),
-                    if h.is_empty() { 0 } else { port(h)? },
-                    port(c)?,
+                    if h.is_empty() { none } else { range(h)? },
+                    range(c)?,
                 )
             }
             _ => return Err(bad("expected [IP:]HOST:CONTAINER[/PROTO]")),
         };
-        if ctr == 0 {
+        if ctr.0 == 0 {
             return Err(bad("the container port must not be 0"));
         }
-        Ok(vec![PortSpec {
-            host_ip: ip,
-            host_port: host,
-            container_port: ctr,
-            protocol,
-        }])
+        let count = ctr.1 - ctr.0;
+        if host != none && host.1 - host.0 != count {
+            return Err(bad(
+                "the host and container port ranges must be the same size",
+            ));
+        }
+        Ok((0..=count)
+            .map(|i| PortSpec {
+                host_ip: ip.clone(),
+                host_port: if host == none { 0 } else { host.0 + i },
+                container_port: ctr.0 + i,
+                protocol: protocol.clone(),
+            })
+            .collect())
     }
 }
 
@@ -222,6 +244,9 @@ pub struct ExtraConfig {
     pub log_max_size: Option<u64>,
     /// `--log-opt max-file`: files kept with `log_max_size` (docker's default 1).
     pub log_max_file: Option<u32>,
+    /// `--log-opt labels=…`/`env=…`: the labels and variables named there,
+    /// which `logs --details` prints before each line as docker does.
+    pub log_attrs: BTreeMap<String, String>,
 }
 
 /// Everything `keel create`/`run` decided, fixed for the container's life.
@@ -683,6 +708,25 @@ impl Containers {
         built
     }
 
+    /// Gives container `id` the name `name` (docker's `rename`), under the
+    /// name-table lock as [`Containers::create`] takes names.
+    pub fn rename(&self, id: &str, name: &str) -> Result<()> {
+        let _l = lock(&self.dir.join(".names.lock"))?;
+        if !ids::valid_name(name) {
+            return Err(RuntimeError::InvalidName(name.to_string()));
+        }
+        for other in self.ids()? {
+            if other != id && self.config(&other).is_ok_and(|c| c.name == name) {
+                return Err(RuntimeError::NameInUse {
+                    name: name.to_string(),
+                    id: other,
+                });
+            }
+        }
+        self.update_config(id, |c| c.name = name.to_string())?;
+        Ok(())
+    }
+
     /// Removes the record directory (the caller has already released mounts).
     pub fn remove_record(&self, id: &str) -> Result<()> {
         match self.retire_record(id)? {
@@ -904,6 +948,13 @@ mod tests {
         assert!(PortSpec::parse("1:2:3:4").is_err());
         assert!(PortSpec::parse("80/sctp").is_err());
         assert!(PortSpec::parse("8080:0").is_err());
+        // docker's ranges map pairwise (issue 15).
+        let r = PortSpec::parse("127.0.0.1:18300-18302:80-82").unwrap();
+        let pairs: Vec<(u16, u16)> = r.iter().map(|p| (p.host_port, p.container_port)).collect();
+        assert_eq!(pairs, [(18300, 80), (18301, 81), (18302, 82)]);
+        assert_eq!(PortSpec::parse("80-81").unwrap().len(), 2);
+        assert!(PortSpec::parse("8000-8002:80-81").is_err());
+        assert!(PortSpec::parse("82-80").is_err());
     }
 }
 

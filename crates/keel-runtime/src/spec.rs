@@ -74,6 +74,71 @@ pub const ALL_CAPS: &[&str] = &[
     "CAP_WAKE_ALARM",
 ];
 
+/// Capability names by their kernel number (linux/capability.h).
+const CAP_BY_NUMBER: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Every capability keel can grant (`--cap-add ALL`, `exec --privileged`):
+/// [`ALL_CAPS`] within this process's bounding set. capset(2) refuses a
+/// capability outside it, and keel inside a container (CI) may lack some;
+/// podman trims the set the same way.
+pub fn grantable_caps() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        });
+    CAP_BY_NUMBER
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bounding.is_none_or(|b| (b >> i) & 1 == 1))
+        .map(|(_, n)| (*n).to_string())
+        .collect()
+}
+
 /// Docker's masked /proc and /sys paths.
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
@@ -114,7 +179,7 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>> {
     let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| (*s).to_string()).collect();
     for c in add.iter().map(|c| cap_name(c)) {
         if c == "ALL" {
-            caps = ALL_CAPS.iter().map(|s| (*s).to_string()).collect();
+            caps = grantable_caps();
         } else if !known(&c) {
             return Err(RuntimeError::InvalidOption {
                 what: "capability",
@@ -404,9 +469,24 @@ mod tests {
         assert!(c.contains(&"CAP_KILL".to_string()));
         assert!(capabilities(&[], &["ALL".into()]).unwrap().is_empty());
         assert!(capabilities(&["bogus".into()], &[]).is_err());
-        assert_eq!(
-            capabilities(&["ALL".into()], &[]).unwrap().len(),
-            ALL_CAPS.len()
+        let mut all = capabilities(&["ALL".into()], &[]).unwrap();
+        let mut grantable = grantable_caps();
+        all.sort();
+        grantable.sort();
+        assert_eq!(all, grantable);
+    }
+
+    #[test]
+    fn grantable_caps_are_known_names() {
+        let mut by_number = CAP_BY_NUMBER.to_vec();
+        by_number.sort_unstable();
+        let mut all = ALL_CAPS.to_vec();
+        all.sort_unstable();
+        assert_eq!(by_number, all);
+        assert!(
+            grantable_caps()
+                .iter()
+                .all(|c| ALL_CAPS.contains(&c.as_str()))
         );
     }
 

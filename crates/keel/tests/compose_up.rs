@@ -563,6 +563,22 @@ fn restart_policy_env_file_container_name_and_run() {
     // exec propagates the exit code.
     let o = p.compose(&["exec", "-T", "flaky", "sh", "-c", "exit 6"]);
     assert_eq!(o.status.code(), Some(6));
+    // exec --privileged (issue 15): every capability the host can give.
+    let caps = |extra: &[&str]| {
+        let mut a = vec!["exec", "-T"];
+        a.extend(extra);
+        a.extend(["flaky", "sh", "-c", "grep CapEff /proc/self/status"]);
+        p.ok(&a)
+    };
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = host
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(caps(&["--privileged"]), format!("CapEff:\t{bounding}\n"));
+    assert_ne!(caps(&[]), format!("CapEff:\t{bounding}\n"));
 }
 
 #[test]

@@ -69,11 +69,12 @@ impl Pair {
 
     /// `{tmp}` in an argument is this pair's scratch directory. `run` and
     /// `create` get `--network none`: the suite is about volumes, flags and
-    /// exit codes, and must not depend on free bridge subnets of the host.
+    /// exit codes, and must not depend on free bridge subnets of the host
+    /// (a step that names its own `--network` keeps it).
     fn args(&self, args: &[&str]) -> Vec<String> {
         let t = self.dir().to_str().unwrap();
         let mut out: Vec<String> = args.iter().map(|a| a.replace("{tmp}", t)).collect();
-        if matches!(args.first(), Some(&("run" | "create"))) {
+        if matches!(args.first(), Some(&("run" | "create"))) && !args.contains(&"--network") {
             out.splice(1..1, ["--network".to_string(), "none".to_string()]);
         }
         out
@@ -759,4 +760,651 @@ fn log_opts_choose_the_cap() {
         let k = p.keel(&args);
         assert_eq!(k.status.code(), Some(125), "{bad:?}: {}", stderr(&k));
     }
+}
+
+/// Runs `args` on keel and podman, asserting both succeed (for setup steps
+/// whose output differs, such as IDs).
+fn both_ok(p: &Pair, args: &[&str]) {
+    for (who, o) in [("keel", p.keel(args)), ("podman", p.podman(args))] {
+        assert!(o.status.success(), "{who} {args:?}: {}", stderr(&o));
+    }
+}
+
+/// Issue 15, missing surface: docker's `--format` Go templates with its
+/// functions (json, join, split, title, upper, lower, pad, truncate,
+/// println), `table`, and `inspect --type`, checked against podman's
+/// output for the same objects.
+#[test]
+fn format_templates_as_docker_and_podman_render_them() {
+    let p = Pair::new();
+    both_ok(
+        &p,
+        &["run", "-d", "--name", "f1", "busybox", "sleep", "120"],
+    );
+    for args in [
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Running}} {{json .Args}} {{join .Args \",\"}} {{upper .State.Status}} {{.Path}} {{len .Args}}",
+            "f1",
+        ][..],
+        &[
+            "inspect",
+            "--format",
+            "{{title \"hello world\"}} {{lower \"ABC\"}} {{range split \"a:b\" \":\"}}[{{.}}]{{end}} {{pad \"x\" 1 1}}|{{truncate \"abcdef\" 3}}",
+            "f1",
+        ],
+        &[
+            "inspect",
+            "--type",
+            "container",
+            "-f",
+            "{{.State.Status}}",
+            "f1",
+        ],
+        &[
+            "inspect",
+            "--type",
+            "image",
+            "-f",
+            "{{.Os}}/{{.Architecture}}",
+            "busybox",
+        ],
+        &["ps", "--format", "{{.Names}}"],
+        &["ps", "--format", "table {{.Names}}"],
+        &["stats", "--no-stream", "--format", "{{.Name}}", "f1"],
+        &["version", "--format", "{{.Client.Os}}"],
+    ] {
+        p.same(args);
+    }
+    // A container is not an image: --type image refuses it.
+    let (k, pm) = (
+        p.keel(&["inspect", "--type", "image", "-f", "{{.Id}}", "f1"]),
+        p.podman(&["inspect", "--type", "image", "-f", "{{.Id}}", "f1"]),
+    );
+    assert!(!k.status.success() && !pm.status.success());
+    // docker names containers with a leading slash; podman 4.3 does not.
+    p.docker(
+        &["inspect", "-f", "{{.Name}}", "f1"],
+        &out(0, "/f1\n"),
+        "podman 4.3's .Name has no leading /",
+    );
+    // docker's .State in ps is the bare state; podman 4.3 prints the status text.
+    p.docker(
+        &["ps", "--format", "{{.Names}} {{.State}}"],
+        &out(0, "f1 running\n"),
+        "podman 4.3's ps .State is \"Up … ago\"",
+    );
+    // docker's images keep the familiar name; podman qualifies it.
+    p.docker(
+        &["images", "--format", "{{.Repository}}:{{.Tag}}", "busybox"],
+        &out(0, "busybox:latest\n"),
+        "podman 4.3 prints docker.io/library/busybox",
+    );
+    // `table`: a header from docker's column titles, then tabwriter columns.
+    let k = p.keel(&[
+        "images",
+        "--format",
+        "table {{.Repository}}\\t{{.Tag}}",
+        "pimg",
+    ]);
+    assert_eq!(
+        outcome(&k),
+        out(0, "REPOSITORY   TAG\npimg         latest\n"),
+        "{}",
+        stderr(&k)
+    );
+    let k = p.keel(&["ps", "--format", "table {{.ID}}\\t{{.Names}}"]);
+    assert!(
+        String::from_utf8_lossy(&k.stdout).starts_with("CONTAINER ID   NAMES\n"),
+        "{}",
+        String::from_utf8_lossy(&k.stdout)
+    );
+    // `json`: one object per line.
+    let k = p.keel(&["ps", "--format", "json"]);
+    let line: serde_json::Value = serde_json::from_slice(&k.stdout).unwrap();
+    assert_eq!(line["Names"], "f1");
+    let k = p.keel(&["info", "--format", "{{.OSType}} {{.ContainersRunning}}"]);
+    assert_eq!(outcome(&k), out(0, "linux 1\n"), "{}", stderr(&k));
+    // Volumes.
+    both_ok(&p, &["volume", "create", "--label", "app=x", "fvol"]);
+    for args in [
+        &["volume", "ls", "--format", "{{.Name}} {{.Driver}}"][..],
+        &[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}} {{.Scope}} {{json .Labels}}",
+            "fvol",
+        ],
+        &["volume", "ls", "-q", "-f", "name=fv"],
+        &["volume", "ls", "-q", "-f", "label=app=x"],
+        &["volume", "ls", "-q", "-f", "label=app=y"],
+        &["volume", "ls", "-q", "-f", "dangling=true"],
+    ] {
+        p.same(args);
+    }
+    // A template that does not parse: one line, exit 125 on podman, 1 on docker and keel.
+    let k = p.keel(&["ps", "--format", "{{.Names"]);
+    assert_eq!(k.status.code(), Some(1));
+    assert!(
+        stderr(&k).starts_with("error: template parsing error"),
+        "{}",
+        stderr(&k)
+    );
+    p.same(&["rm", "-f", "f1"]);
+}
+
+/// Issue 15, `ps` filters as docker has them, `-n`/`-l`; `images -f
+/// dangling=`, `images PATTERN`.
+#[test]
+fn ps_and_images_filter_as_docker() {
+    let p = Pair::new();
+    let k = p.same(&["run", "--name", "ex3", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(k.status.code(), Some(3));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    both_ok(&p, &["run", "--name", "ex0", "busybox", "true"]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    both_ok(
+        &p,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "up1",
+            "-l",
+            "tier=web",
+            "-v",
+            "pvol:/data",
+            "busybox",
+            "sleep",
+            "120",
+        ],
+    );
+    let names = |filters: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "-a", "--format", "{{.Names}}"];
+        for f in filters {
+            a.extend(["-f", f]);
+        }
+        a.iter().map(ToString::to_string).collect()
+    };
+    for f in [
+        &["exited=3"][..],
+        &["exited=0"],
+        &["name=^ex"],
+        &["name=x[03]$"],
+        &["volume=pvol"],
+        &["label=tier=web"],
+        &["status=exited"],
+        &["status=running"],
+        &["before=up1"],
+        &["since=ex3"],
+        &["status=exited", "status=running"],
+        &["status=exited", "name=0"],
+    ] {
+        // podman 4.3 lists oldest first, docker newest first: compare sets.
+        let a = names(f);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let sorted = |o: &Output| {
+            let mut l: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            l.sort();
+            (o.status.code(), l)
+        };
+        let (k, pm) = (p.keel(&a), p.podman(&a));
+        assert_eq!(sorted(&k), sorted(&pm), "{a:?}: {}", stderr(&k));
+    }
+    let k = p.keel(
+        &names(&["name=^ex"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(String::from_utf8_lossy(&k.stdout), "ex0\nex3\n");
+    p.docker(
+        &["ps", "-n", "2", "--format", "{{.Names}}"],
+        &out(0, "up1\nex0\n"),
+        "podman 4.3 lists the last two oldest first",
+    );
+    p.same(&["ps", "-l", "--format", "{{.Names}}"]);
+    // docker: containers without a health check are health=none.
+    let k = p.keel(
+        &names(&["health=none", "status=running"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(outcome(&k), out(0, "up1\n"), "{}", stderr(&k));
+    let k = p.keel(
+        &names(&["ancestor=busybox", "exited=3"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(outcome(&k), out(0, "ex3\n"), "{}", stderr(&k));
+    // An unknown status is refused (docker exits 1, podman 125).
+    let k = p.docker(
+        &["ps", "-f", "status=bogus"],
+        &out(1, ""),
+        "podman exits 125 for a bad filter",
+    );
+    assert!(
+        stderr(&k).contains("invalid filter 'status=bogus'"),
+        "{}",
+        stderr(&k)
+    );
+    for c in ["up1", "ex0", "ex3"] {
+        p.same(&["rm", "-f", c]);
+    }
+    // A rebuilt tag leaves the old image dangling.
+    let ctx = p.dir().join("dang");
+    std::fs::create_dir_all(&ctx).unwrap();
+    for n in ["1", "2"] {
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM busybox\nRUN echo {n} > /n\n"),
+        )
+        .unwrap();
+        let c = ctx.to_str().unwrap();
+        assert!(p.keel(&["build", "-q", "-t", "dang", c]).status.success());
+        assert!(
+            p.podman(&[
+                "build",
+                "-q",
+                "--pull=never",
+                "--network=none",
+                "-t",
+                "dang",
+                c
+            ])
+            .status
+            .success()
+        );
+    }
+    for (who, o) in [
+        ("keel", p.keel(&["images", "-q", "-f", "dangling=true"])),
+        ("podman", p.podman(&["images", "-q", "-f", "dangling=true"])),
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).lines().count(),
+            1,
+            "{who}: {}",
+            stderr(&o)
+        );
+    }
+    p.same(&[
+        "images",
+        "-f",
+        "dangling=true",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    p.docker(
+        &[
+            "images",
+            "--format",
+            "{{.Repository}}",
+            "-f",
+            "reference=da*",
+        ],
+        &out(0, "dang\n"),
+        "podman matches the qualified localhost/dang",
+    );
+    p.docker(
+        &["images", "--format", "{{.Repository}}", "pi*"],
+        &out(0, "pimg\n"),
+        "podman 4.3 takes no pattern as the repository argument",
+    );
+}
+
+/// Issue 15, commands: `rename`, `top`, `container rename/top`, `info`.
+#[test]
+fn rename_top_and_info() {
+    let p = Pair::new();
+    both_ok(
+        &p,
+        &["run", "-d", "--name", "r1", "busybox", "sleep", "120"],
+    );
+    p.same(&["rename", "r1", "r2"]);
+    p.same(&["ps", "--format", "{{.Names}}"]);
+    p.same(&["container", "rename", "r2", "r3"]);
+    p.same(&["exec", "r3", "true"]);
+    both_ok(
+        &p,
+        &["run", "-d", "--name", "other", "busybox", "sleep", "120"],
+    );
+    let k = p.keel(&["rename", "r3", "other"]);
+    assert_eq!(k.status.code(), Some(1));
+    assert!(stderr(&k).contains("already in use"), "{}", stderr(&k));
+    // docker's top is the host's `ps -ef` for the container's processes;
+    // podman 4.3 has its own columns.
+    let k = p.keel(&["top", "r3"]);
+    let text = String::from_utf8_lossy(&k.stdout).into_owned();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines
+            .next()
+            .map(|h| h.split_whitespace().collect::<Vec<_>>()),
+        Some(vec![
+            "UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"
+        ]),
+        "{text}{}",
+        stderr(&k)
+    );
+    assert!(
+        lines.clone().count() == 1 && text.contains("sleep 120"),
+        "{text}"
+    );
+    let pm = p.podman(&["top", "r3"]);
+    assert!(String::from_utf8_lossy(&pm.stdout).starts_with("USER"));
+    let k = p.keel(&["container", "top", "r3", "-o", "pid,comm"]);
+    assert!(
+        String::from_utf8_lossy(&k.stdout).ends_with(" sleep\n"),
+        "{}",
+        stderr(&k)
+    );
+    p.same(&["rm", "-f", "r3"]);
+    p.same(&["rm", "-f", "other"]);
+    let k = p.keel(&["top", "r3"]);
+    assert_eq!(k.status.code(), Some(1));
+    let k = p.keel(&["info"]);
+    let text = String::from_utf8_lossy(&k.stdout).into_owned();
+    assert!(
+        text.contains(" Containers: 0\n") && text.contains(" Storage Driver: overlay2\n"),
+        "{text}"
+    );
+}
+
+/// Issue 15: `exec --privileged` gives the command every capability (that
+/// the host can give), as podman does; `run --cap-add ALL` the same.
+#[test]
+fn exec_privileged_and_cap_add_all() {
+    let p = Pair::new();
+    both_ok(
+        &p,
+        &["run", "-d", "--name", "pe", "busybox", "sleep", "120"],
+    );
+    let caps = "grep CapEff /proc/self/status";
+    let plain = p.same(&["exec", "pe", "sh", "-c", caps]);
+    let full = p.same(&["exec", "--privileged", "pe", "sh", "-c", caps]);
+    assert_ne!(plain.stdout, full.stdout);
+    p.same(&[
+        "run",
+        "--rm",
+        "--cap-add",
+        "ALL",
+        "busybox",
+        "sh",
+        "-c",
+        caps,
+    ]);
+    p.same(&["rm", "-f", "pe"]);
+}
+
+/// Issue 15: a 1 MB variable made `run` exit 255 with no message; docker
+/// reports execve's E2BIG (exit 125). podman 4.3 refuses the env file
+/// itself (also 125).
+#[test]
+fn oversized_environment_is_a_clear_e2big() {
+    let p = Pair::new();
+    std::fs::write(
+        p.dir().join("big.env"),
+        format!("BIG={}\n", "a".repeat(1_000_000)),
+    )
+    .unwrap();
+    let mut many = String::new();
+    for i in 0..25 {
+        many.push_str(&["V", &i.to_string(), "=", &"a".repeat(120_000), "\n"].concat());
+    }
+    std::fs::write(p.dir().join("many.env"), many).unwrap();
+    for f in ["big.env", "many.env"] {
+        let k = p.same(&["run", "--rm", "--env-file", f, "busybox", "true"]);
+        assert_eq!(k.status.code(), Some(125));
+        assert!(
+            stderr(&k).contains("argument list too long (E2BIG)"),
+            "{f}: {}",
+            stderr(&k)
+        );
+    }
+    p.same(&["ps", "-a", "-q"]);
+}
+
+/// Issue 15.11: `logs --details` prints the attributes of `--log-opt
+/// labels=/env=` before each line (docker's sorted, URL-escaped `k=v`
+/// pairs and a space, only the space when there are none). podman 4.3
+/// accepts --details and prints the bare line.
+#[test]
+fn logs_details_as_docker() {
+    let p = Pair::new();
+    both_ok(
+        &p,
+        &[
+            "run",
+            "--name",
+            "ld",
+            "-l",
+            "tier=web",
+            "--log-opt",
+            "labels=tier",
+            "-e",
+            "APP=a b",
+            "--log-opt",
+            "env=APP",
+            "busybox",
+            "echo",
+            "hello",
+        ],
+    );
+    both_ok(&p, &["run", "--name", "ld2", "busybox", "echo", "hi"]);
+    p.docker(
+        &["logs", "--details", "ld"],
+        &out(0, "APP=a+b,tier=web hello\n"),
+        "podman 4.3 prints no attributes",
+    );
+    p.docker(
+        &["logs", "--details", "ld2"],
+        &out(0, " hi\n"),
+        "podman 4.3 prints no leading space",
+    );
+    p.same(&["logs", "ld2"]);
+}
+
+/// Issue 15: a `run --rm` whose start fails leaves nothing behind: no
+/// record, no mount under the root.
+#[test]
+fn failed_rm_start_leaves_nothing() {
+    let p = Pair::new();
+    for args in [
+        &["run", "--rm", "busybox", "/etc/passwd"][..],
+        &["run", "--rm", "busybox", "/no/such/command"],
+        &["run", "--rm", "-w", "/etc/passwd", "busybox", "true"],
+    ] {
+        let (k, pm) = (p.keel(args), p.podman(args));
+        assert!(
+            k.status.code().is_some_and(|c| c >= 125),
+            "{args:?}: {}",
+            stderr(&k)
+        );
+        assert!(
+            pm.status.code().is_some_and(|c| c >= 125),
+            "{args:?}: {}",
+            stderr(&pm)
+        );
+    }
+    p.same(&["ps", "-a", "-q"]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = p.keel.root.path().to_str().unwrap().to_string();
+    assert!(!mounts.contains(&root), "a mount under {root} is left");
+}
+
+/// `keel completion bash|zsh|fish` prints a script for that shell.
+#[test]
+fn shell_completions() {
+    let k = Keel::new();
+    for (shell, want) in [
+        ("bash", "complete -F _keel"),
+        ("zsh", "#compdef keel"),
+        ("fish", "complete -c keel"),
+    ] {
+        let o = k.cmd().args(["completion", shell]).output().unwrap();
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains(want), "{shell}");
+        assert!(text.contains("inspect"), "{shell}: commands are listed");
+    }
+    let o = k.cmd().args(["completion", "tcsh"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Issue 15, run/create flags: port ranges, `--expose`, `--group-add`,
+/// `--label-file`, `--cidfile`, `--platform` (foreign refused), `--userns`
+/// (host only), `--pull never`.
+#[test]
+fn run_flags_as_docker() {
+    let p = Pair::new();
+    // -p with ranges maps pairwise (create only: nothing is bound).
+    both_ok(
+        &p,
+        &[
+            "create",
+            "--network",
+            "bridge",
+            "--name",
+            "pr",
+            "-p",
+            "127.0.0.1:18300-18302:80-82",
+            "busybox",
+            "true",
+        ],
+    );
+    p.same(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", "pr"]);
+    // podman 4.3 has no ExposedPorts in its inspect's Config.
+    let k = p.keel(&[
+        "create",
+        "--name",
+        "pe",
+        "--expose",
+        "9000-9001/udp",
+        "busybox",
+        "true",
+    ]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let k = p.keel(&["inspect", "-f", "{{json .Config.ExposedPorts}}", "pe"]);
+    assert_eq!(
+        outcome(&k),
+        out(0, "{\"9000/udp\":{},\"9001/udp\":{}}\n"),
+        "{}",
+        stderr(&k)
+    );
+    for args in [
+        &["run", "--rm", "-p", "8000-8002:80-81", "busybox", "true"][..],
+        &[
+            "run",
+            "--rm",
+            "--platform",
+            "linux/s390x",
+            "busybox",
+            "true",
+        ],
+    ] {
+        let k = p.same(args);
+        assert_eq!(k.status.code(), Some(125), "{args:?}");
+    }
+    // keel has no user namespaces of its own: only host is taken (podman's
+    // keep-id is rootless-only and refused here too).
+    let k = p.same(&["run", "--rm", "--userns", "keep-id", "busybox", "true"]);
+    assert_eq!(k.status.code(), Some(125));
+    p.same(&["run", "--rm", "--userns", "host", "busybox", "true"]);
+    p.same(&[
+        "run",
+        "--rm",
+        "--platform",
+        &host_platform(),
+        "busybox",
+        "true",
+    ]);
+    p.same(&[
+        "run",
+        "--rm",
+        "--group-add",
+        "1234",
+        "busybox",
+        "sh",
+        "-c",
+        "id -G | tr ' ' '\\n' | grep -x 1234",
+    ]);
+    std::fs::write(p.dir().join("labels"), "# team labels\na=1\nb=two words\n").unwrap();
+    both_ok(
+        &p,
+        &[
+            "create",
+            "--name",
+            "lf",
+            "--label-file",
+            "labels",
+            "-l",
+            "a=2",
+            "busybox",
+            "true",
+        ],
+    );
+    p.same(&[
+        "inspect",
+        "-f",
+        "{{.Config.Labels.a}}|{{.Config.Labels.b}}",
+        "lf",
+    ]);
+    // --cidfile: the ID is written; an existing file is refused.
+    for (who, o) in [
+        (
+            "keel",
+            p.keel(&[
+                "run",
+                "--rm",
+                "--cidfile",
+                "{tmp}/cid-keel",
+                "busybox",
+                "true",
+            ]),
+        ),
+        (
+            "podman",
+            p.podman(&[
+                "run",
+                "--rm",
+                "--cidfile",
+                "{tmp}/cid-podman",
+                "busybox",
+                "true",
+            ]),
+        ),
+    ] {
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+        let id = std::fs::read_to_string(p.dir().join(format!("cid-{who}"))).unwrap();
+        assert_eq!(id.len(), 64, "{who}: {id}");
+    }
+    std::fs::copy(p.dir().join("cid-keel"), p.dir().join("cid-taken")).unwrap();
+    let k = p.same(&[
+        "run",
+        "--rm",
+        "--cidfile",
+        "{tmp}/cid-taken",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(k.status.code(), Some(125));
+    p.same(&["run", "--rm", "--pull", "never", "busybox", "true"]);
+    p.same(&["rm", "pr"]);
+    p.same(&["rm", "lf"]);
+}
+
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    format!("linux/{arch}")
 }

@@ -349,6 +349,15 @@ pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
             init: spec.init,
             log_max_size,
             log_max_file,
+            log_attrs: crate::container::log_attrs(
+                &spec.log_opts,
+                &spec
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>(),
+                &spec.env,
+            ),
         },
         ..CreateOptions::default()
     })

@@ -725,6 +725,9 @@ pub fn exec(root: &Path, args: &ComposeArgs, a: &ExecArgs) -> anyhow::Result<Exi
     if let Some(w) = &a.workdir {
         cmd.args(["-w", w]);
     }
+    if a.privileged {
+        cmd.arg("--privileged");
+    }
     cmd.arg(&c.id).args(&a.command);
     let st = cmd.status().context("running keel exec")?;
     Ok(exit_status(st))

@@ -54,6 +54,7 @@ pub fn exec(root: &Path, a: ExecArgs) -> anyhow::Result<ExitCode> {
         gid: Some(gid),
         additional_gids: gids,
         console_socket: None,
+        privileged: a.privileged,
     };
     if a.tty {
         return exec_tty(root, &c, &id, spec, &a);

@@ -149,6 +149,27 @@ pub struct CreateFlags {
     /// Runtime to use: libcontainer (default, in process) or runc.
     #[arg(long)]
     pub runtime: Option<String>,
+    /// Expose a port or a range of ports (PORT[-LAST][/PROTO]).
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Additional groups to join (names of the image's /etc/group or GIDs).
+    #[arg(long)]
+    pub group_add: Vec<String>,
+    /// Write the container ID to this file (which must not exist).
+    #[arg(long)]
+    pub cidfile: Option<PathBuf>,
+    /// Read labels from a file of KEY=VALUE lines.
+    #[arg(long)]
+    pub label_file: Vec<PathBuf>,
+    /// Platform of the image: only this host's (linux/ARCH).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// User namespace: `host` (keel runs containers in the host's user namespace).
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// Pull the image: missing (default), always or never.
+    #[arg(long, value_parser = ["missing", "always", "never"])]
+    pub pull: Option<String>,
     /// Automatically remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -225,12 +246,25 @@ pub struct PsArgs {
     /// Only display container IDs.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Filter output (name=, id=, status=, label=, ancestor=).
+    /// Filter output: name= (a regular expression), id=, status=, exited=,
+    /// health=, label=, ancestor=, network=, volume=, before=, since=.
     #[arg(short = 'f', long)]
     pub filter: Vec<String>,
     /// Don't truncate output.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Show the N last created containers (all states).
+    #[arg(short = 'n', long)]
+    pub last: Option<i64>,
+    /// Show the latest created container (all states).
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Show the size of each container's writable layer.
+    #[arg(short = 's', long)]
+    pub size: bool,
+    /// Go template, `table TEMPLATE` or `json` (docker's --format).
+    #[arg(long)]
+    pub format: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Format,
 }
@@ -252,6 +286,9 @@ pub struct LogsArgs {
     /// Show timestamps.
     #[arg(short = 't', long)]
     pub timestamps: bool,
+    /// Show the extra attributes given with --log-opt labels=/env=.
+    #[arg(long)]
+    pub details: bool,
     pub container: String,
 }
 
@@ -275,6 +312,9 @@ pub struct ExecArgs {
     /// Username or UID (format: <name|uid>[:<group|gid>]).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
+    /// Give the command every capability.
+    #[arg(long)]
+    pub privileged: bool,
     pub container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
@@ -303,6 +343,9 @@ pub struct StatsArgs {
     pub all: bool,
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Format,
+    /// Go template, `table TEMPLATE` or `json` (docker's --format).
+    #[arg(long)]
+    pub format: Option<String>,
     pub containers: Vec<String>,
 }
 
@@ -347,12 +390,21 @@ pub struct VolumeLsArgs {
     pub quiet: bool,
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Format,
+    /// Filter: name=, label=KEY[=VALUE], driver=, dangling=true|false.
+    #[arg(short = 'f', long)]
+    pub filter: Vec<String>,
+    /// Go template, `table TEMPLATE` or `json` (docker's --format).
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct VolumeNamesArgs {
     #[arg(required = true)]
     pub names: Vec<String>,
+    /// Go template run on each volume (docker's -f/--format).
+    #[arg(short = 'f', long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]

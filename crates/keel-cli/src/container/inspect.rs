@@ -14,6 +14,21 @@ use crate::output::{Format, print_structured};
 use super::flags::PortArgs;
 use super::{hinted, open, resolve};
 
+/// docker's `HostConfig.PortBindings`: what was asked for, by container port.
+fn port_bindings(ports: &[keel_runtime::PortSpec]) -> Value {
+    let mut out = serde_json::Map::new();
+    for p in ports {
+        let e = out
+            .entry(format!("{}/{}", p.container_port, p.protocol))
+            .or_insert_with(|| json!([]));
+        if let Some(a) = e.as_array_mut() {
+            a.push(json!({"HostIp": p.host_ip.clone().unwrap_or_default(),
+                "HostPort": if p.host_port == 0 { String::new() } else { p.host_port.to_string() }}));
+        }
+    }
+    Value::Object(out)
+}
+
 /// Docker-shaped inspect object.
 fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
     let cfg = c.config(id).map_err(hinted)?;
@@ -90,6 +105,8 @@ fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
         "Platform": "linux",
         "HostConfig": {
             "NetworkMode": cfg.network,
+            "PortBindings": port_bindings(&cfg.ports),
+            "GroupAdd": cfg.additional_gids,
             "RestartPolicy": {"Name": cfg.restart.name(), "MaximumRetryCount": match cfg.restart { RestartPolicy::OnFailure { max } => max, _ => 0 }},
             "AutoRemove": cfg.auto_remove,
             "Runtime": cfg.runtime,
@@ -114,6 +131,7 @@ fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
             "Hostname": cfg.hostname, "User": cfg.user, "Env": cfg.env,
             "Cmd": cfg.cmd, "Entrypoint": if cfg.entrypoint.is_empty() { Value::Null } else { json!(cfg.entrypoint) },
             "Image": cfg.image, "WorkingDir": cfg.working_dir, "Labels": cfg.labels,
+            "ExposedPorts": cfg.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
             "StopSignal": cfg.stop_signal, "StopTimeout": cfg.stop_timeout,
             "OpenStdin": cfg.interactive, "Tty": cfg.tty,
             "Healthcheck": cfg.healthcheck.as_ref().map(|h| json!({"Test": h.test, "Interval": h.interval_ms * 1_000_000, "Timeout": h.timeout_ms * 1_000_000, "Retries": h.retries, "StartPeriod": h.start_period_ms * 1_000_000})),
@@ -176,32 +194,34 @@ fn inspect_networks(cfg: &ContainerConfig, st: &ContainerState) -> Value {
 
 /// `keel inspect`: containers by name or ID first, then images.
 pub fn inspect_any(root: &Path, a: crate::image::InspectArgs) -> anyhow::Result<ExitCode> {
+    let template = crate::template::Template::from_flag(a.format.as_deref())?;
     let c = open(root)?;
     let mut found = Vec::new();
     let mut images = Vec::new();
     for n in &a.images {
+        if a.kind.as_deref() == Some("image") {
+            images.push(n.clone());
+            continue;
+        }
         match c.resolve(n) {
             Ok(id) => found.push(inspect_json(&c, &id)?),
+            Err(e) if a.kind.is_some() => return Err(hinted(e)),
             Err(_) => images.push(n.clone()),
         }
     }
-    if found.is_empty() {
-        return crate::image::inspect(root, a);
-    }
-    let f = if a.output == Format::Table {
-        Format::Json
-    } else {
-        a.output
-    };
-    print_structured(&found, f)?;
     if !images.is_empty() {
-        return crate::image::inspect(
-            root,
-            crate::image::InspectArgs {
-                output: a.output,
-                images,
+        found.extend(crate::image::inspect_objects(root, &images)?);
+    }
+    match template {
+        Some(t) => t.print(&found)?,
+        None => print_structured(
+            &found,
+            if a.output == Format::Table {
+                Format::Json
+            } else {
+                a.output
             },
-        );
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

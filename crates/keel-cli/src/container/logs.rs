@@ -27,16 +27,33 @@ pub(super) fn parse_since(s: &str) -> anyhow::Result<DateTime<Utc>> {
     Ok(Utc::now() - chrono::Duration::milliseconds(ms as i64))
 }
 
-fn print_entry(e: &logs::Entry, timestamps: bool) {
-    let line = if timestamps {
-        format!(
-            "{} {}",
-            e.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            e.log
-        )
-    } else {
-        e.log.clone()
-    };
+/// docker's `logs --details` prefix: the container's log attributes
+/// (`--log-opt labels=`/`env=`) as sorted, escaped `k=v` pairs joined by
+/// commas, and a space; only the space when there are none.
+fn details_prefix(attrs: &std::collections::BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = attrs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                keel_hcl::funcs::query_escape(k),
+                keel_hcl::funcs::query_escape(v)
+            )
+        })
+        .collect();
+    format!("{} ", pairs.join(","))
+}
+
+fn print_entry(e: &logs::Entry, timestamps: bool, details: Option<&str>) {
+    let mut line = String::new();
+    if timestamps {
+        line.push_str(&e.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+        line.push(' ');
+    }
+    if let Some(d) = details {
+        line.push_str(d);
+    }
+    line.push_str(&e.log);
     if e.stream == "stderr" {
         let _ = std::io::stderr().write_all(line.as_bytes());
     } else {
@@ -50,6 +67,14 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let c = open(root)?;
     let id = resolve(&c, &a.container)?;
     let path = c.log_path(&id);
+    let details = if a.details {
+        Some(details_prefix(
+            &c.config(&id).map_err(super::hinted)?.extra.log_attrs,
+        ))
+    } else {
+        None
+    };
+    let details = details.as_deref();
     let since = a.since.as_deref().map(parse_since).transpose()?;
     // docker's --until: entries up to that time (same forms as --since).
     let until = a
@@ -77,7 +102,7 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
         entries.drain(..skip);
     }
     for e in &entries {
-        print_entry(e, a.timestamps);
+        print_entry(e, a.timestamps, details);
     }
     if !a.follow {
         return Ok(ExitCode::SUCCESS);
@@ -105,7 +130,7 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
                 if let Some(e) = logs::parse_line(line.trim_end())
                     && in_window(&e)
                 {
-                    print_entry(&e, a.timestamps);
+                    print_entry(&e, a.timestamps, details);
                 }
             }
             continue;
@@ -114,5 +139,21 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_prefix_is_dockers() {
+        assert_eq!(details_prefix(&std::collections::BTreeMap::new()), " ");
+        let attrs = [
+            ("tier".to_string(), "web app".to_string()),
+            ("a".to_string(), "x=1&y".to_string()),
+        ]
+        .into();
+        assert_eq!(details_prefix(&attrs), "a=x%3D1%26y,tier=web+app ");
     }
 }

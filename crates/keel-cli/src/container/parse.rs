@@ -208,7 +208,55 @@ fn parse_tmpfs(s: &str) -> anyhow::Result<MountSpec> {
     })
 }
 
+/// `--label-file` lines (blank and `#` lines skipped) then `-l`, later wins.
+fn labels(f: &CreateFlags) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for file in &f.label_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading label file {}", file.display()))?;
+        for line in text.lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                out.insert(kv(line).0, kv(line).1);
+            }
+        }
+    }
+    out.extend(f.label.iter().map(|l| kv(l)));
+    Ok(out)
+}
+
+/// `--platform` and `--userns`: keel runs this host's platform in the
+/// host's user namespace, and says so instead of ignoring the flag.
+fn check_platform_and_userns(f: &CreateFlags) -> anyhow::Result<()> {
+    if let Some(p) = &f.platform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            a => a,
+        };
+        let mut parts = p.split('/');
+        let (os, a) = (parts.next().unwrap_or(""), parts.next().unwrap_or(arch));
+        if os != "linux" || a != arch {
+            return Err(anyhow::Error::new(crate::Hint::new(format!(
+                "keel runs linux/{arch} images only (no emulation); drop --platform or use linux/{arch}"
+            )))
+            .context(format!("platform {p:?} is not this host's")));
+        }
+    }
+    if let Some(u) = f
+        .userns
+        .as_deref()
+        .filter(|u| !u.is_empty() && *u != "host")
+    {
+        return Err(anyhow::Error::new(crate::Hint::new(
+            "keel runs containers in the host's user namespace: use --userns host or leave it out",
+        ))
+        .context(format!("--userns {u:?} is not supported")));
+    }
+    Ok(())
+}
+
 pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
+    check_platform_and_userns(f)?;
     let mut env = Vec::new();
     for file in &f.env_file {
         let text = std::fs::read_to_string(file)
@@ -224,6 +272,8 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
     for e in &f.process.env {
         env.extend(expand_env(e)?);
     }
+    check_arg_lengths(&env, &f.command, &f.ulimit)?;
+    let log_attrs = log_attrs(&f.log_opt, &f.label, &env);
     let (log_max_size, log_max_file) = log_options(f.log_driver.as_deref(), &f.log_opt)?;
     if f.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         // docker sets TERM for a terminal; the container's own env wins.
@@ -297,7 +347,7 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         working_dir: f.process.workdir.clone(),
         user: f.process.user.clone(),
         hostname: f.hostname.clone(),
-        labels: f.label.iter().map(|l| kv(l)).collect::<BTreeMap<_, _>>(),
+        labels: labels(f)?,
         network: primary.network,
         network_aliases: primary.aliases,
         networking: keel_runtime::NetworkConfig {
@@ -310,6 +360,8 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         },
         ports,
         publish_all: f.publish_all,
+        expose: f.expose.clone(),
+        group_add: f.group_add.clone(),
         mounts,
         memory: f.memory.as_deref().map(parse_bytes).transpose()?,
         nano_cpus: cpus,
@@ -343,6 +395,7 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
             init: f.init,
             log_max_size,
             log_max_file,
+            log_attrs,
         },
     })
 }
@@ -370,6 +423,34 @@ fn parse_network_flag(s: &str) -> anyhow::Result<keel_runtime::EndpointConfig> {
     Ok(ep)
 }
 
+/// docker's json-file `--log-opt labels=A,B` and `env=X,Y`: those labels
+/// and variables of the container (the ones it has), which `logs --details`
+/// shows before each line.
+pub(crate) fn log_attrs(
+    opts: &[String],
+    labels: &[String],
+    env: &[String],
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for o in opts {
+        let (k, v) = kv(o);
+        let source = match k.as_str() {
+            "labels" => labels,
+            "env" => env,
+            _ => continue,
+        };
+        for want in v.split(',').filter(|w| !w.is_empty()) {
+            for item in source {
+                let (ik, iv) = kv(item);
+                if ik == want {
+                    out.insert(ik, iv);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `KEY` alone takes the value from keel's own environment, like Docker.
 /// `--log-driver json-file` (the one keel writes) and its `--log-opt
 /// max-size=SIZE`, `max-file=N`; docker's default keeps every line.
@@ -391,13 +472,91 @@ pub(crate) fn log_options(
                     anyhow::anyhow!("invalid max-file {v:?}: expected a positive number")
                 })?);
             }
-            (k, _) => bail!("unknown log opt {k:?} for the json-file driver (max-size, max-file)"),
+            // The attributes of `logs --details`, see [`log_attrs`].
+            (k, _) if k == "labels" || k == "env" => {}
+            (k, _) => bail!(
+                "unknown log opt {k:?} for the json-file driver (max-size, max-file, labels, env)"
+            ),
         }
     }
     if files.is_some_and(|n| n > 1) && size.is_none() {
         bail!("max-file can only be used with max-size");
     }
     Ok((size, files))
+}
+
+/// Linux's `MAX_ARG_STRLEN` (32 pages of 4 KiB): execve(2) fails with E2BIG
+/// for a longer variable or argument, inside the container where nobody
+/// would see why; caught here with the name of the culprit.
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// What execve(2) takes in all, arguments and environment together: a
+/// quarter of the stack limit (the container's `--ulimit stack`, else
+/// keel's own), at most 6 MiB (3/4 of the kernel's `_STK_LIM`), at least 128 KiB.
+fn arg_max(ulimits: &[keel_runtime::record::Ulimit]) -> u64 {
+    let stack = ulimits
+        .iter()
+        .find(|u| u.name == "stack")
+        .and_then(|u| u64::try_from(u.soft).ok())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/self/limits")
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find(|l| l.starts_with("Max stack size"))
+                        .and_then(|l| l.split_whitespace().nth(3))
+                        .and_then(|v| v.parse().ok())
+                })
+        });
+    stack
+        .map_or(6 << 20, |s| (s / 4).min(6 << 20))
+        .max(128 << 10)
+}
+
+fn check_arg_lengths(
+    env: &[String],
+    command: &[String],
+    ulimits: &[keel_runtime::record::Ulimit],
+) -> anyhow::Result<()> {
+    // Strings with their NUL, and a pointer each (the kernel counts both).
+    let total: u64 = env
+        .iter()
+        .chain(command)
+        .map(|s| s.len() as u64 + 1 + 8)
+        .sum();
+    let max = arg_max(ulimits);
+    if total > max {
+        return Err(anyhow::Error::new(crate::Hint::new(
+            "pass large data in a file (-v or keel cp) instead of the environment",
+        ))
+        .context(format!(
+            "the environment and command add up to {total} bytes: argument list too long (E2BIG); execve takes at most {max} here (a quarter of the stack limit)"
+        )));
+    }
+    for e in env {
+        if e.len() + 1 > MAX_ARG_STRLEN {
+            let name = e.split('=').next().unwrap_or("");
+            return Err(anyhow::Error::new(crate::Hint::new(
+                "pass large data in a file (-v or keel cp) instead of the environment",
+            ))
+            .context(format!(
+                "environment variable {name} is {} bytes: argument list too long (E2BIG); Linux takes at most {} bytes per variable",
+                e.len(),
+                MAX_ARG_STRLEN - 1
+            )));
+        }
+    }
+    for (i, a) in command.iter().enumerate() {
+        if a.len() + 1 > MAX_ARG_STRLEN {
+            bail!(
+                "argument {} of the command is {} bytes: argument list too long (E2BIG); Linux takes at most {} bytes per argument",
+                i + 1,
+                a.len(),
+                MAX_ARG_STRLEN - 1
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `-e VAR=value` as is; `-e VAR` takes the host's value and, like docker,

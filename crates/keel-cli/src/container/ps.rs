@@ -76,44 +76,164 @@ pub(crate) fn command_text(cfg: &ContainerConfig) -> String {
         .join(" ")
 }
 
-fn matches_filter(cfg: &ContainerConfig, status: Status, f: &str) -> anyhow::Result<bool> {
-    let (k, v) = f
-        .split_once('=')
-        .with_context(|| format!("bad filter {f:?}: expected KEY=VALUE"))?;
-    Ok(match k {
-        "name" => cfg.name.contains(v),
-        "id" => cfg.id.starts_with(v),
-        "status" => status.as_str() == v,
-        "ancestor" => cfg.image == v || cfg.image_id.contains(v),
-        "label" => match v.split_once('=') {
-            Some((lk, lv)) => cfg.labels.get(lk).is_some_and(|x| x == lv),
-            None => cfg.labels.contains_key(v),
-        },
-        "network" => cfg.joins(v),
-        _ => bail!("invalid filter {k:?}"),
-    })
+/// The statuses `ps -f status=` accepts (docker's list).
+const STATUSES: [&str; 7] = [
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+/// `ps -f KEY=VALUE`, checked for every container; `created` maps a
+/// container name or ID of `before`/`since` to its creation time.
+struct Filter {
+    key: String,
+    value: String,
+    name: Option<regex::Regex>,
+    created: Option<DateTime<Utc>>,
+}
+
+impl Filter {
+    fn parse(c: &keel_runtime::Containers, f: &str) -> anyhow::Result<Self> {
+        let (k, v) = f
+            .split_once('=')
+            .with_context(|| format!("bad format of filter (expected name=value): {f}"))?;
+        let mut out = Filter {
+            key: k.to_string(),
+            value: v.to_string(),
+            name: None,
+            created: None,
+        };
+        match k {
+            "name" => {
+                out.name = Some(
+                    regex::Regex::new(v).with_context(|| format!("invalid filter 'name={v}'"))?,
+                );
+            }
+            "status" if !STATUSES.contains(&v) => {
+                bail!(
+                    "invalid filter 'status={v}': want one of {}",
+                    STATUSES.join(", ")
+                )
+            }
+            "exited" if v.parse::<i32>().is_err() => bail!("invalid filter 'exited={v}'"),
+            "health" if !["starting", "healthy", "unhealthy", "none"].contains(&v) => {
+                bail!("invalid filter 'health={v}': want starting, healthy, unhealthy or none")
+            }
+            "before" | "since" => {
+                let id = c.resolve(v).map_err(super::hinted)?;
+                out.created = Some(c.config(&id).map_err(super::hinted)?.created);
+            }
+            "id" | "status" | "exited" | "health" | "ancestor" | "label" | "network" | "volume" => {
+            }
+            _ => bail!("invalid filter '{k}'"),
+        }
+        Ok(out)
+    }
+
+    fn matches(&self, cfg: &ContainerConfig, st: &ContainerState, status: Status) -> bool {
+        let v = self.value.as_str();
+        match self.key.as_str() {
+            "name" => self.name.as_ref().is_some_and(|r| r.is_match(&cfg.name)),
+            "id" => cfg.id.starts_with(v),
+            "status" => status.as_str() == v,
+            "exited" => {
+                status == Status::Exited
+                    && st.finished_at.is_some()
+                    && v.parse::<i32>().is_ok_and(|n| n == st.exit_code)
+            }
+            "health" => match &st.health {
+                Some(h) => h.status == v,
+                None => v == "none",
+            },
+            "ancestor" => {
+                cfg.image == v
+                    || cfg.image.strip_suffix(":latest") == Some(v)
+                    || (v.len() >= 4
+                        && cfg
+                            .image_id
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.trim_start_matches("sha256:")))
+            }
+            "label" => match v.split_once('=') {
+                Some((lk, lv)) => cfg.labels.get(lk).is_some_and(|x| x == lv),
+                None => cfg.labels.contains_key(v),
+            },
+            "network" => cfg.joins(v),
+            "volume" => cfg.mounts.iter().any(|m| m.source == v || m.target == v),
+            "before" => self.created.is_some_and(|t| cfg.created < t),
+            "since" => self.created.is_some_and(|t| cfg.created > t),
+            _ => false,
+        }
+    }
+}
+
+/// Bytes under `dir` (the container's writable layer), not following links.
+fn du(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => du(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
     let c = open(root)?;
+    let template = crate::template::Template::from_flag(a.format.as_deref())?
+        .map(|t| t.headers(&[("ID", "CONTAINER ID")]));
+    let filters = a
+        .filter
+        .iter()
+        .map(|f| Filter::parse(&c, f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // -n N / -l: the newest N created containers, whatever their state.
+    let last = if a.latest {
+        Some(1)
+    } else {
+        a.last.filter(|n| *n >= 0)
+    };
+    let all = a.all || last.is_some();
     let mut rows = Vec::new();
     let mut objs = Vec::new();
     let mut ids_out = Vec::new();
+    let mut listed = Vec::new();
+    for id in c.ids().map_err(hinted)? {
+        if let (Ok(cfg), Ok(st)) = (c.config(&id), c.state(&id)) {
+            listed.push((id, cfg, st));
+        }
+    }
     // Newest first, like docker.
-    for id in c.ids().map_err(hinted)?.into_iter().rev() {
-        let (Ok(cfg), Ok(st)) = (c.config(&id), c.state(&id)) else {
-            continue;
-        };
+    listed.sort_by(|x, y| y.1.created.cmp(&x.1.created).then(y.0.cmp(&x.0)));
+    if let Some(n) = last {
+        listed.truncate(usize::try_from(n).unwrap_or(0));
+    }
+    let has_status_filter = a
+        .filter
+        .iter()
+        .any(|f| f.starts_with("status=") || f.starts_with("exited="));
+    for (id, cfg, st) in listed {
         let status = engine::effective_status(&c, &id);
-        let has_status_filter = a.filter.iter().any(|f| f.starts_with("status="));
-        if !a.all && !has_status_filter && status != Status::Running && status != Status::Restarting
-        {
+        if !all && !has_status_filter && status != Status::Running && status != Status::Restarting {
             continue;
         }
-        let mut keep = true;
-        for f in &a.filter {
-            keep &= matches_filter(&cfg, status, f)?;
-        }
+        // Filters of one key are alternatives, of different keys all apply.
+        let mut keys: Vec<&str> = filters.iter().map(|f| f.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let keep = keys.iter().all(|k| {
+            filters
+                .iter()
+                .filter(|f| f.key == *k)
+                .any(|f| f.matches(&cfg, &st, status))
+        });
         if !keep {
             continue;
         }
@@ -129,13 +249,24 @@ pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
         let created = crate::output::ago(Some(&cfg.created.to_rfc3339()));
         let st_text = status_text(&st, status);
         let ports = ports_text(&cfg, &st);
+        let size = a.size.then(|| {
+            let rw = du(&c.dir(&id).join("upper"));
+            let image: u64 = cfg.lowerdirs.iter().map(|d| du(d)).sum();
+            format!(
+                "{} (virtual {})",
+                crate::output::human_size(rw),
+                crate::output::human_size(rw + image)
+            )
+        });
         ids_out.push(shown_id.clone());
         objs.push(json!({
             "ID": shown_id, "Image": cfg.image, "Command": cmd, "CreatedAt": cfg.created.to_rfc3339(),
             "RunningFor": created, "State": status.as_str(), "Status": st_text, "Ports": ports,
             "Names": cfg.name, "Labels": cfg.labels, "Networks": std::iter::once(cfg.network.clone()).chain(cfg.networking.extra_networks.iter().map(|e| e.network.clone())).collect::<Vec<_>>().join(","),
+            "Mounts": cfg.mounts.iter().map(|m| m.source.clone()).collect::<Vec<_>>().join(","),
+            "Size": size.clone().unwrap_or_default(),
         }));
-        rows.push(vec![
+        let mut row = vec![
             shown_id,
             cfg.image.clone(),
             cmd,
@@ -143,9 +274,13 @@ pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
             st_text,
             ports,
             cfg.name.clone(),
-        ]);
+        ];
+        row.extend(size);
+        rows.push(row);
     }
-    if a.quiet {
+    if let Some(t) = template.filter(|_| !a.quiet) {
+        t.print(&objs)?;
+    } else if a.quiet {
         for i in ids_out {
             println!("{i}");
         }
@@ -160,8 +295,9 @@ pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
                     "CREATED",
                     "STATUS",
                     "PORTS",
-                    "NAMES"
-                ],
+                    "NAMES",
+                    "SIZE",
+                ][..if a.size { 8 } else { 7 }],
                 &rows
             )
         );

@@ -18,9 +18,23 @@ use super::{each, each_forced, exit_code, hinted, open, resolve};
 
 fn do_create(root: &Path, f: &CreateFlags) -> anyhow::Result<ContainerConfig> {
     let o = create_options(f)?;
-    engine::create(root, &o)
+    // docker refuses to overwrite a --cidfile: another container may own it.
+    if let Some(p) = f.cidfile.as_ref().filter(|p| p.exists()) {
+        anyhow::bail!(
+            "Container ID file found, make sure the other container isn't running or delete {}",
+            p.display()
+        );
+    }
+    if let Some(policy) = &f.pull {
+        crate::image::pull_for_run(root, &f.image, policy)?;
+    }
+    let cfg = engine::create(root, &o)
         .map_err(hinted)
-        .context("creating the container")
+        .context("creating the container")?;
+    if let Some(p) = &f.cidfile {
+        std::fs::write(p, &cfg.id).with_context(|| format!("writing --cidfile {}", p.display()))?;
+    }
+    Ok(cfg)
 }
 
 /// `keel create`: like `run`, docker's 125 when keel itself fails (a name

@@ -29,6 +29,8 @@ pub fn stats_cmd(root: &Path, a: StatsArgs) -> anyhow::Result<ExitCode> {
             .map(|n| resolve(&c, n))
             .collect::<anyhow::Result<_>>()?
     };
+    let template = crate::template::Template::from_flag(a.format.as_deref())?
+        .map(|t| t.headers(&[("ID", "CONTAINER ID"), ("Container", "CONTAINER")]));
     loop {
         let first: Vec<Option<stats::Sample>> = ids.iter().map(|id| stats::sample(id)).collect();
         let t0 = std::time::Instant::now();
@@ -58,7 +60,7 @@ pub fn stats_cmd(root: &Path, a: StatsArgs) -> anyhow::Result<ExitCode> {
             } else {
                 0.0
             };
-            objs.push(json!({"ID": ids::short(id), "Name": name, "CPUPerc": format!("{cpu:.2}%"),
+            objs.push(json!({"ID": ids::short(id), "Container": ids::short(id), "Name": name, "CPUPerc": format!("{cpu:.2}%"),
                 "MemUsage": format!("{} / {}", human_size(mem), human_size(lim)), "MemPerc": format!("{mem_pct:.2}%"),
                 "MemUsageBytes": mem, "MemLimitBytes": lim, "CPUPercent": cpu, "PIDs": pids,
                 "NetIO": net_io, "BlockIO": block_io, "NetRxBytes": s1.net_rx, "NetTxBytes": s1.net_tx,
@@ -74,7 +76,9 @@ pub fn stats_cmd(root: &Path, a: StatsArgs) -> anyhow::Result<ExitCode> {
                 pids.to_string(),
             ]);
         }
-        if a.output == Format::Table {
+        if let Some(t) = &template {
+            t.print(&objs)?;
+        } else if a.output == Format::Table {
             if !a.no_stream && std::io::stdout().is_terminal() {
                 print!("\x1b[2J\x1b[H");
             }

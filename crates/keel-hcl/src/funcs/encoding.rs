@@ -267,8 +267,9 @@ pub(super) fn register(f: &mut Functions) {
     );
 }
 
-/// Go's url.QueryEscape.
-fn query_escape(st: &str) -> String {
+/// Go's `url.QueryEscape` (also what docker's `logs --details` applies
+/// to log attributes).
+pub fn query_escape(st: &str) -> String {
     let mut out = String::new();
     for b in st.bytes() {
         match b {

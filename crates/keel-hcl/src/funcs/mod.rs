@@ -9,6 +9,8 @@ mod encoding;
 mod misc;
 mod strings;
 
+pub use encoding::query_escape;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
