@@ -4,6 +4,7 @@
 //! ([`ops`]) on keel's runtime ([`engine`]).
 
 pub(crate) mod engine;
+mod more;
 mod ops;
 
 use std::collections::BTreeMap;
@@ -69,6 +70,14 @@ pub enum ComposeCommand {
     Restart(StopArgs),
     /// List running compose projects.
     Ls(LsArgs),
+    /// Show keel's compose version.
+    Version(more::VersionArgs),
+    /// Print the public address of a service's port.
+    Port(more::PortArgs),
+    /// Display the running processes of the services' containers.
+    Top(more::TopArgs),
+    /// Send a signal (SIGKILL by default) to the services' containers.
+    Kill(more::KillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -369,6 +378,10 @@ pub fn run(root: &Path, args: ComposeArgs) -> anyhow::Result<ExitCode> {
         ComposeCommand::Stop(a) => ops::stop(root, &args, a, false),
         ComposeCommand::Restart(a) => ops::stop(root, &args, a, true),
         ComposeCommand::Ls(a) => ops::ls(root, a),
+        ComposeCommand::Version(a) => Ok(more::version(a)),
+        ComposeCommand::Port(a) => more::port(root, &args, a),
+        ComposeCommand::Top(a) => more::top(root, &args, a),
+        ComposeCommand::Kill(a) => more::kill(root, &args, a),
     }
 }
 

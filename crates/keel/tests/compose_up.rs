@@ -280,6 +280,17 @@ fn web_and_db_with_healthcheck_recreate_only_what_changed() {
         p.exec("web", &["wget", "-qO-", "http://db:8080/data.txt"]),
         "rows=3\n"
     );
+    // docker compose's port, top and version (issue 15).
+    assert_eq!(
+        p.ok(&["port", "web", "8080"]),
+        format!("127.0.0.1:{port}\n")
+    );
+    let top = p.ok(&["top", "db"]);
+    assert!(top.starts_with(&format!("{}-db-1\nUID ", p.name)), "{top}");
+    assert_eq!(
+        p.ok(&["version", "--short"]),
+        format!("{}\n", env!("CARGO_PKG_VERSION"))
+    );
     let ps = p.ps();
     assert_eq!(ps.len(), 2);
     let web = ps.iter().find(|c| c["Service"] == "web").unwrap();
@@ -360,6 +371,12 @@ fn web_and_db_with_healthcheck_recreate_only_what_changed() {
     // ls lists the running project.
     let ls = p.k.ok(&["compose", "ls"]);
     assert!(ls.contains(&p.name) && ls.contains("running(2)"), "{ls}");
+
+    // kill: SIGKILL to the service's containers (issue 15).
+    p.ok(&["kill", "web"]);
+    let web = p.ps().into_iter().find(|c| c["Service"] == "web").unwrap();
+    assert_eq!(web["State"], "exited", "{web}");
+    assert_eq!(web["ExitCode"], 137, "{web}");
 
     // down keeps the named volume; up reuses it.
     p.ok(&["down", "-t", "1"]);

@@ -33,7 +33,7 @@ fn spec(args: &ComposeArgs, services: &[String]) -> anyhow::Result<ProjectSpec> 
 /// The project from its files or, when there are none and `-p` names it,
 /// from what carries its labels: docker compose runs `down`, `ps`, `logs`,
 /// `stop`, `start` and `restart` on a project name alone.
-fn spec_or_labels(
+pub(super) fn spec_or_labels(
     args: &ComposeArgs,
     services: &[String],
     e: &KeelEngine,
@@ -226,7 +226,7 @@ pub fn down(root: &Path, args: &ComposeArgs, a: &DownArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-fn selected(
+pub(super) fn selected(
     e: &KeelEngine,
     p: &ProjectSpec,
     services: &[String],
