@@ -37,7 +37,8 @@ pub use flags::{
 };
 pub use inspect::{inspect_any, port};
 pub use logs::logs_cmd;
-pub use manage::{RenameArgs, TopArgs, rename, top};
+pub use manage::{PauseArgs, RenameArgs, TopArgs, pause, rename, top};
+pub(crate) use manage::{is_paused, thaw};
 pub(crate) use parse::{log_attrs, log_options};
 pub use ps::ps;
 pub(crate) use ps::{command_text, ports_text, status_text};

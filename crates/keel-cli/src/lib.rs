@@ -132,6 +132,10 @@ pub enum Command {
     Rename(container::RenameArgs),
     /// Display the running processes of a container.
     Top(container::TopArgs),
+    /// Pause all processes within one or more containers.
+    Pause(container::PauseArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(container::PauseArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish, powershell.
     Completion { shell: clap_complete::Shell },
     /// Manage volumes.
@@ -201,6 +205,10 @@ pub enum ContainerCommand {
     Rename(container::RenameArgs),
     /// Display the running processes of a container.
     Top(container::TopArgs),
+    /// Pause all processes within one or more containers.
+    Pause(container::PauseArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(container::PauseArgs),
 }
 
 fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Result<ExitCode> {
@@ -223,6 +231,8 @@ fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Res
         ContainerCommand::Prune(a) => image::container_prune(root, a),
         ContainerCommand::Rename(a) => container::rename(root, &a),
         ContainerCommand::Top(a) => container::top(root, &a),
+        ContainerCommand::Pause(a) => container::pause(root, &a, true),
+        ContainerCommand::Unpause(a) => container::pause(root, &a, false),
     }
 }
 
@@ -311,6 +321,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cp(a) => container::cp(&cli.root, a),
         Command::Rename(a) => container::rename(&cli.root, &a),
         Command::Top(a) => container::top(&cli.root, &a),
+        Command::Pause(a) => container::pause(&cli.root, &a, true),
+        Command::Unpause(a) => container::pause(&cli.root, &a, false),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             // Into a buffer first: clap_complete panics on a closed pipe.

@@ -1408,3 +1408,53 @@ fn host_platform() -> String {
     };
     format!("linux/{arch}")
 }
+
+/// Issue 15, `pause`/`unpause` (and their `container` forms): the cgroup
+/// freezer stops every process; state and filters say `paused`.
+#[test]
+fn pause_and_unpause() {
+    let p = Pair::new();
+    both_ok(
+        &p,
+        &["run", "-d", "--name", "pz", "busybox", "sleep", "120"],
+    );
+    p.same(&["pause", "pz"]);
+    p.docker(
+        &[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}} {{.State.Running}}",
+            "pz",
+        ],
+        &out(0, "paused true true\n"),
+        "docker keeps State.Running true for a paused container; podman 4.3 says false",
+    );
+    p.same(&["ps", "-f", "status=paused", "--format", "{{.Names}}"]);
+    p.same(&["ps", "-f", "status=running", "--format", "{{.Names}}"]);
+    let k = p.keel(&["pause", "pz"]);
+    assert_eq!(k.status.code(), Some(1), "already paused");
+    let k = p.keel(&["rm", "pz"]);
+    assert_eq!(
+        k.status.code(),
+        Some(1),
+        "a paused container is not removed without -f"
+    );
+    p.same(&["container", "unpause", "pz"]);
+    p.same(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "pz"]);
+    p.same(&["exec", "pz", "true"]);
+    let k = p.keel(&["unpause", "pz"]);
+    assert_eq!(k.status.code(), Some(1), "not paused");
+    p.same(&["container", "pause", "pz"]);
+    // A paused container still stops (docker thaws it after the signal);
+    // podman 4.3 refuses with 125.
+    p.docker(
+        &["stop", "-t", "1", "pz"],
+        &out(0, "pz\n"),
+        "podman 4.3 refuses to stop a paused container",
+    );
+    let k = p.keel(&["inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "pz"]);
+    assert_eq!(outcome(&k), out(0, "exited false\n"));
+    let k = p.keel(&["pause", "pz"]);
+    assert_eq!(k.status.code(), Some(1), "not running");
+    p.same(&["rm", "-f", "pz"]);
+}

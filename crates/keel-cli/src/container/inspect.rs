@@ -79,7 +79,7 @@ fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
                "Log": h.log.iter().map(|p| json!({"Start": p.start, "End": p.end, "ExitCode": p.exit_code, "Output": p.output})).collect::<Vec<_>>()})
     });
     let mut state = json!({
-        "Status": status.as_str(), "Running": running, "Paused": false,
+        "Status": super::ps::shown_state(id, status), "Running": running, "Paused": running && super::is_paused(id),
         "Restarting": status == Status::Restarting, "OOMKilled": st.oom_killed, "Dead": false,
         "Pid": if running { st.pid } else { 0 }, "ExitCode": st.exit_code, "Error": st.error,
         "StartedAt": ts(st.started_at), "FinishedAt": ts(st.finished_at),

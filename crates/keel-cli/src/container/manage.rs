@@ -86,3 +86,59 @@ pub fn top(root: &Path, a: &TopArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// The cgroup file that freezes container `id` and the values that mean
+/// frozen and thawed (cgroup v2's `cgroup.freeze`, v1's freezer).
+fn freezer(id: &str) -> (std::path::PathBuf, &'static str, &'static str) {
+    let cg = keel_runtime::stats::Cgroup::of_container(id);
+    let v2 = cg.dir("freezer").join("cgroup.freeze");
+    if v2.exists() {
+        (v2, "1", "0")
+    } else {
+        (cg.dir("freezer").join("freezer.state"), "FROZEN", "THAWED")
+    }
+}
+
+/// Whether container `id`'s processes are frozen (`keel pause`).
+pub(crate) fn is_paused(id: &str) -> bool {
+    let (file, frozen, _) = freezer(id);
+    std::fs::read_to_string(file).is_ok_and(|s| s.trim() == frozen)
+}
+
+/// Thaws a paused container so that a signal reaches it (docker's stop,
+/// kill and rm -f work on paused containers).
+pub(crate) fn thaw(id: &str) {
+    if is_paused(id) {
+        let (file, _, thawed) = freezer(id);
+        let _ = std::fs::write(file, thawed);
+    }
+}
+
+/// docker's `pause` (`unpause` with `freeze` false): freezes every process
+/// of running containers through the cgroup freezer.
+pub fn pause(root: &Path, a: &PauseArgs, freeze: bool) -> anyhow::Result<ExitCode> {
+    let c = open(root)?;
+    super::each(&a.containers, |n| {
+        let id = resolve(&c, n)?;
+        if !engine::is_active(&c, &id) {
+            bail!("container {n} is not running");
+        }
+        let paused = is_paused(&id);
+        if freeze && paused {
+            bail!("container {n} is already paused");
+        }
+        if !freeze && !paused {
+            bail!("container {n} is not paused");
+        }
+        let (file, frozen, thawed) = freezer(&id);
+        std::fs::write(&file, if freeze { frozen } else { thawed })
+            .with_context(|| format!("writing {}", file.display()))?;
+        Ok(())
+    })
+}

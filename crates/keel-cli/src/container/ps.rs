@@ -139,7 +139,7 @@ impl Filter {
         match self.key.as_str() {
             "name" => self.name.as_ref().is_some_and(|r| r.is_match(&cfg.name)),
             "id" => cfg.id.starts_with(v),
-            "status" => status.as_str() == v,
+            "status" => shown_state(&cfg.id, status) == v,
             "exited" => {
                 status == Status::Exited
                     && st.finished_at.is_some()
@@ -168,6 +168,15 @@ impl Filter {
             "since" => self.created.is_some_and(|t| cfg.created > t),
             _ => false,
         }
+    }
+}
+
+/// docker's state word: `paused` for a running container `keel pause` froze.
+pub(crate) fn shown_state(id: &str, status: Status) -> &'static str {
+    if status == Status::Running && super::is_paused(id) {
+        "paused"
+    } else {
+        status.as_str()
     }
 }
 
@@ -247,7 +256,11 @@ pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
             cmd = format!("{}…\"", cmd.chars().take(20).collect::<String>());
         }
         let created = crate::output::ago(Some(&cfg.created.to_rfc3339()));
-        let st_text = status_text(&st, status);
+        let state = shown_state(&id, status);
+        let mut st_text = status_text(&st, status);
+        if state == "paused" {
+            st_text.push_str(" (Paused)");
+        }
         let ports = ports_text(&cfg, &st);
         let size = a.size.then(|| {
             let rw = du(&c.dir(&id).join("upper"));
@@ -261,7 +274,7 @@ pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
         ids_out.push(shown_id.clone());
         objs.push(json!({
             "ID": shown_id, "Image": cfg.image, "Command": cmd, "CreatedAt": cfg.created.to_rfc3339(),
-            "RunningFor": created, "State": status.as_str(), "Status": st_text, "Ports": ports,
+            "RunningFor": created, "State": state, "Status": st_text, "Ports": ports,
             "Names": cfg.name, "Labels": cfg.labels, "Networks": std::iter::once(cfg.network.clone()).chain(cfg.networking.extra_networks.iter().map(|e| e.network.clone())).collect::<Vec<_>>().join(","),
             "Mounts": cfg.mounts.iter().map(|m| m.source.clone()).collect::<Vec<_>>().join(","),
             "Size": size.clone().unwrap_or_default(),

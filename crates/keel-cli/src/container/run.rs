@@ -323,6 +323,7 @@ pub fn stop(root: &Path, a: StopArgs) -> anyhow::Result<ExitCode> {
         if let Some(s) = &a.signal {
             engine::parse_signal(s).map_err(hinted)?;
         }
+        super::thaw(&id);
         engine::stop(&c, &id, a.time, a.signal.as_deref()).map_err(hinted)
     })
 }
@@ -332,6 +333,7 @@ pub fn kill(root: &Path, a: KillArgs) -> anyhow::Result<ExitCode> {
     let sig = engine::parse_signal(&a.signal).map_err(hinted)?;
     each(&a.containers, |n| {
         let id = resolve(&c, n)?;
+        super::thaw(&id);
         engine::kill(&c, &id, sig, true).map_err(hinted)
     })
 }
@@ -340,6 +342,7 @@ pub fn restart(root: &Path, a: StopArgs) -> anyhow::Result<ExitCode> {
     let c = open(root)?;
     each(&a.containers, |n| {
         let id = resolve(&c, n)?;
+        super::thaw(&id);
         engine::stop(&c, &id, a.time, a.signal.as_deref()).map_err(hinted)?;
         start_one(root, &c, &id)
     })
@@ -350,6 +353,12 @@ pub fn rm(root: &Path, a: RmArgs) -> anyhow::Result<ExitCode> {
     let net = network_attacher(root);
     each_forced(&a.containers, a.force, |n| {
         let id = resolve(&c, n)?;
+        if super::is_paused(&id) {
+            if !a.force {
+                bail!("cannot remove container {n}: it is paused; unpause it first or use -f");
+            }
+            super::thaw(&id);
+        }
         engine::remove(&c, &id, a.force, a.volumes, net.as_ref()).map_err(hinted)
     })
 }
