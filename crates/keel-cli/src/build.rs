@@ -51,6 +51,9 @@ pub struct BuildArgs {
     /// Target platform (only the host's is supported).
     #[arg(long)]
     pub platform: Option<String>,
+    /// Write the image ID to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
     /// The build context directory, or `-` for a Dockerfile on stdin.
     pub context: String,
 }
@@ -304,6 +307,10 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+    if let Some(f) = &a.iidfile {
+        std::fs::write(f, id.to_string())
+            .with_context(|| format!("writing --iidfile {}", f.display()))?;
     }
     println!("{id}");
     Ok(ExitCode::SUCCESS)

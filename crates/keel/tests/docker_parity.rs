@@ -1458,3 +1458,47 @@ fn pause_and_unpause() {
     assert_eq!(k.status.code(), Some(1), "not running");
     p.same(&["rm", "-f", "pz"]);
 }
+
+/// Issue 15: `build --iidfile` writes the image ID that inspect reports.
+#[test]
+fn build_iidfile() {
+    let p = Pair::new();
+    let c = p.dir().join("pimg");
+    let c = c.to_str().unwrap();
+    for (who, o) in [
+        (
+            "keel",
+            p.keel(&["build", "-q", "--iidfile", "{tmp}/iid-keel", "-t", "iid", c]),
+        ),
+        (
+            "podman",
+            p.podman(&[
+                "build",
+                "-q",
+                "--pull=never",
+                "--network=none",
+                "--iidfile",
+                "{tmp}/iid-podman",
+                "-t",
+                "iid",
+                c,
+            ]),
+        ),
+    ] {
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+        let iid = std::fs::read_to_string(p.dir().join(format!("iid-{who}"))).unwrap();
+        let inspect = match who {
+            "keel" => p.keel(&["inspect", "-f", "{{.Id}}", "iid"]),
+            _ => p.podman(&["inspect", "-f", "{{.Id}}", "iid"]),
+        };
+        let id = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+        assert!(
+            iid.starts_with("sha256:") && iid.len() == 71,
+            "{who}: {iid}"
+        );
+        assert!(
+            iid.ends_with(id.trim_start_matches("sha256:")),
+            "{who}: {iid} vs {id}"
+        );
+    }
+}
