@@ -309,8 +309,7 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(f) = &a.iidfile {
-        std::fs::write(f, id.to_string())
-            .with_context(|| format!("writing --iidfile {}", f.display()))?;
+        std::fs::write(f, &id).with_context(|| format!("writing --iidfile {}", f.display()))?;
     }
     println!("{id}");
     Ok(ExitCode::SUCCESS)
