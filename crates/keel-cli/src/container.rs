@@ -41,7 +41,7 @@ pub use manage::{PauseArgs, RenameArgs, TopArgs, pause, rename, top};
 pub(crate) use manage::{is_paused, thaw};
 pub(crate) use parse::{log_attrs, log_options};
 pub use ps::ps;
-pub(crate) use ps::{command_text, ports_text, status_text};
+pub(crate) use ps::{command_text, du, ports_text, status_text};
 pub use run::{
     create, kill, monitor, prune_stopped, restart, rm, run, start, stop, usage_exit_code,
 };

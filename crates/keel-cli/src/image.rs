@@ -231,6 +231,8 @@ pub enum SystemCommand {
     Prune(PruneArgs),
     /// Display system-wide information.
     Info(crate::system::FormatArgs),
+    /// Show disk usage: images, containers, local volumes.
+    Df(crate::system::FormatArgs),
 }
 
 fn open_store(root: &Path) -> anyhow::Result<ImageStore> {

@@ -278,6 +278,7 @@ pub fn render_error(err: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version(a) => system::version(&cli.root, &a),
+        Command::System(image::SystemCommand::Df(a)) => system::df(&cli.root, &a),
         Command::Info(a) | Command::System(image::SystemCommand::Info(a)) => {
             system::info(&cli.root, &a)
         }

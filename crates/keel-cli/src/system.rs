@@ -146,3 +146,93 @@ pub fn info(root: &Path, a: &FormatArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+fn size_pct(reclaimable: u64, total: u64) -> String {
+    let pct = (reclaimable * 100).checked_div(total).unwrap_or(0);
+    format!("{} ({pct}%)", crate::output::human_size(reclaimable))
+}
+
+/// docker's `system df`: images, containers and local volumes with what a
+/// prune would free. (docker's build-cache row is left out: keel's cache
+/// is sized by `keel builder prune`.)
+pub fn df(root: &Path, a: &FormatArgs) -> anyhow::Result<ExitCode> {
+    use std::collections::BTreeSet;
+    let c = crate::container::open(root)?;
+    let (mut used_images, mut used_volumes) = (BTreeSet::new(), BTreeSet::new());
+    let (mut ctotal, mut crunning, mut csize, mut creclaim) = (0u64, 0u64, 0u64, 0u64);
+    for id in c.ids().map_err(crate::container::hinted)? {
+        let Ok(cfg) = c.config(&id) else { continue };
+        used_images.insert(cfg.image_id.clone());
+        for m in &cfg.mounts {
+            if m.kind == keel_runtime::MountKind::Volume {
+                used_volumes.insert(m.source.clone());
+            }
+        }
+        let size = crate::container::du(&c.dir(&id).join("upper"));
+        ctotal += 1;
+        csize += size;
+        if keel_runtime::engine::effective_status(&c, &id) == Status::Running {
+            crunning += 1;
+        } else {
+            creclaim += size;
+        }
+    }
+    let images = keel_oci::ImageStore::open(root)
+        .and_then(|s| s.list())
+        .unwrap_or_default();
+    let (mut isize, mut ireclaim, mut iactive) = (0u64, 0u64, 0u64);
+    for i in &images {
+        isize += i.size;
+        if used_images.contains(&i.id.to_string()) {
+            iactive += 1;
+        } else {
+            ireclaim += i.size;
+        }
+    }
+    let vols = keel_runtime::Volumes::open(root)
+        .and_then(|v| v.list())
+        .unwrap_or_default();
+    let (mut vsize, mut vreclaim, mut vactive) = (0u64, 0u64, 0u64);
+    for v in &vols {
+        let size = crate::container::du(&v.mountpoint);
+        vsize += size;
+        if used_volumes.contains(&v.name) {
+            vactive += 1;
+        } else {
+            vreclaim += size;
+        }
+    }
+    let rows = [
+        ("Images", images.len() as u64, iactive, isize, ireclaim),
+        ("Containers", ctotal, crunning, csize, creclaim),
+        ("Local Volumes", vols.len() as u64, vactive, vsize, vreclaim),
+    ];
+    let objs: Vec<Value> = rows
+        .iter()
+        .map(|(t, total, active, size, reclaim)| {
+            json!({"Type": t, "TotalCount": total, "Active": active,
+                   "Size": crate::output::human_size(*size), "Reclaimable": size_pct(*reclaim, *size)})
+        })
+        .collect();
+    if let Some(t) = crate::template::Template::from_flag(a.format.as_deref())? {
+        t.print(&objs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(t, total, active, size, reclaim)| {
+            vec![
+                (*t).to_string(),
+                total.to_string(),
+                active.to_string(),
+                crate::output::human_size(*size),
+                size_pct(*reclaim, *size),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        crate::output::table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &cells)
+    );
+    Ok(ExitCode::SUCCESS)
+}

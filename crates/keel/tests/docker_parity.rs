@@ -1502,3 +1502,47 @@ fn build_iidfile() {
         );
     }
 }
+
+/// Issue 15: `system df` counts images, containers and local volumes and
+/// what is in use, as podman counts them.
+#[test]
+fn system_df_counts_what_is_used() {
+    let p = Pair::new();
+    both_ok(&p, &["create", "--name", "idle", "busybox", "true"]);
+    both_ok(
+        &p,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "-v",
+            "dfvol:/data",
+            "busybox",
+            "sleep",
+            "120",
+        ],
+    );
+    both_ok(&p, &["volume", "create", "spare"]);
+    let k = p.same(&["system", "df", "--format", "{{.Type}}|{{.Active}}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&k.stdout),
+        "Images|1\nContainers|1\nLocal Volumes|1\n"
+    );
+    // docker's total column is TotalCount (podman 4.3 calls it Total).
+    let k = p.keel(&["system", "df", "--format", "{{.Type}}|{{.TotalCount}}"]);
+    assert_eq!(
+        outcome(&k),
+        out(0, "Images|2\nContainers|2\nLocal Volumes|2\n"),
+        "{}",
+        stderr(&k)
+    );
+    let k = p.keel(&["system", "df"]);
+    assert!(
+        String::from_utf8_lossy(&k.stdout).starts_with("TYPE "),
+        "{}",
+        stderr(&k)
+    );
+    p.same(&["rm", "-f", "busy"]);
+    p.same(&["rm", "idle"]);
+}

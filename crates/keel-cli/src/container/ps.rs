@@ -181,7 +181,7 @@ pub(crate) fn shown_state(id: &str, status: Status) -> &'static str {
 }
 
 /// Bytes under `dir` (the container's writable layer), not following links.
-fn du(dir: &Path) -> u64 {
+pub(crate) fn du(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
