@@ -480,3 +480,72 @@ fn fmt_goldens() {
         assert_eq!(keel_hcl::fmt::format(&got), got, "{case} twice");
     }
 }
+
+// ---- terraform's function signatures -------------------------------------
+
+/// `terraform metadata functions -json` (terraform-json's fixture, 113
+/// functions): keel has each, with the same parameter names, types,
+/// nullability, variadic parameter and return type.
+#[test]
+fn function_signatures_match_terraform() {
+    let path = data_dir("terraform-json").join("testdata/basic/functions.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("functions.json")).unwrap();
+    let sigs = doc["function_signatures"].as_object().expect("signatures");
+    assert_eq!(sigs.len(), 113);
+    let f = funcs();
+    let param = |p: &keel_hcl::funcs::Param| {
+        let mut j = serde_json::json!({ "name": p.name, "type": p.ty.to_json() });
+        if p.nullable {
+            j["is_nullable"] = serde_json::Value::Bool(true);
+        }
+        j
+    };
+    let strip = |p: &serde_json::Value| {
+        let mut p = p.clone();
+        p.as_object_mut().unwrap().remove("description");
+        p
+    };
+    let mut failed = Vec::new();
+    for (name, want) in sigs {
+        let Some(got) = f.get(name) else {
+            failed.push(format!("{name}: missing"));
+            continue;
+        };
+        let want_params: Vec<_> = want["parameters"]
+            .as_array()
+            .map(|a| a.iter().map(strip).collect())
+            .unwrap_or_default();
+        let got_params: Vec<_> = got.params.iter().map(param).collect();
+        if got_params != want_params {
+            failed.push(format!(
+                "{name}: parameters\n  keel: {got_params:?}\n  want: {want_params:?}"
+            ));
+        }
+        let want_var = want.get("variadic_parameter").map(strip);
+        let got_var = got.variadic.as_ref().map(param);
+        if got_var != want_var {
+            failed.push(format!(
+                "{name}: variadic\n  keel: {got_var:?}\n  want: {want_var:?}"
+            ));
+        }
+        // terraform prints `dynamic` where cty derives the result type from
+        // the arguments' (format, formatlist, contains); keel's table holds
+        // the type it derives for known argument types there.
+        let derived = want["return_type"] == "dynamic"
+            && ["format", "formatlist", "contains"].contains(&name.as_str());
+        if got.ret.to_json() != want["return_type"] && !derived {
+            failed.push(format!(
+                "{name}: returns {} want {}",
+                got.ret.to_json(),
+                want["return_type"]
+            ));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 113 differ:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}

@@ -339,3 +339,79 @@ fn same_values_as_terraform_console() {
         failures.join("\n")
     );
 }
+
+/// `rsadecrypt` against terraform on keys openssl makes (PKCS#1 and
+/// PKCS#8 PEM) and ciphertexts openssl encrypts with PKCS#1 v1.5 padding.
+#[test]
+fn rsadecrypt_as_terraform_console() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl");
+        assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    };
+    openssl(&["genrsa", "-traditional", "-out", "k1.pem", "2048"]);
+    openssl(&["genpkey", "-algorithm", "RSA", "-out", "k8.pem"]);
+    std::fs::write(d.join("msg"), "hello ✓").expect("msg");
+    for k in ["k1", "k8"] {
+        openssl(&[
+            "pkey",
+            "-in",
+            &format!("{k}.pem"),
+            "-pubout",
+            "-out",
+            &format!("{k}.pub"),
+        ]);
+        openssl(&[
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-inkey",
+            &format!("{k}.pub"),
+            "-in",
+            "msg",
+            "-out",
+            &format!("{k}.ct"),
+        ]);
+    }
+    let p = |f: &str| d.join(f).display().to_string();
+    let exprs = [
+        format!(
+            "rsadecrypt(filebase64({:?}), file({:?}))",
+            p("k1.ct"),
+            p("k1.pem")
+        ),
+        format!(
+            "rsadecrypt(filebase64({:?}), file({:?}))",
+            p("k8.ct"),
+            p("k8.pem")
+        ),
+        // The other key: PKCS#1 v1.5 unpadding fails.
+        format!(
+            "rsadecrypt(filebase64({:?}), file({:?}))",
+            p("k8.ct"),
+            p("k1.pem")
+        ),
+        format!("rsadecrypt(\"not base64!\", file({:?}))", p("k1.pem")),
+        format!("rsadecrypt(filebase64({:?}), \"no key here\")", p("k1.ct")),
+    ];
+    let funcs = Functions::terraform();
+    let mut failures = Vec::new();
+    for e in &exprs {
+        let (ok, want) = terraform(d, e);
+        let got = console_line(e, &BTreeMap::new(), &funcs, d);
+        let same = match (&got, ok) {
+            (Ok(v), true) => *v == want,
+            (Err(x), false) => x.0.first().is_some_and(|x| x.summary == want),
+            _ => false,
+        };
+        if !same {
+            failures.push(format!("{e}\n  terraform: {ok} {want}\n  keel: {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
