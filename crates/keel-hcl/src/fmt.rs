@@ -325,7 +325,18 @@ fn strip_inline_comments(s: &str) -> String {
 
 /// The `=` of `ident = value` (not `==`, not inside a string).
 fn assignment_eq(t: &str) -> Option<usize> {
-    let key_end = t.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '"'))?;
+    let key_end = if let Some(q) = t.strip_prefix('"') {
+        // A quoted key (an object's `"q r" = 1`) may hold anything.
+        let mut esc = false;
+        let close = q.char_indices().find_map(|(i, c)| {
+            let end = !esc && c == '"';
+            esc = !esc && c == '\\';
+            end.then_some(i)
+        })?;
+        close + 2
+    } else {
+        t.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '"'))?
+    };
     let rest = &t[key_end..];
     let off = rest.len() - rest.trim_start().len();
     let i = key_end + off;
@@ -385,6 +396,15 @@ mod tests {
         assert_eq!(
             format(src),
             "resource \"foo\" \"bar\" {\n  name        = \"x\"\n  longer_name = 1\n  nested {\n    a = 1\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn quoted_keys_align_too() {
+        let src = "x = [1, {\n\"q r\" = 3\nz = 2\n\"a\\\"b\" = 1\n}]\n";
+        assert_eq!(
+            format(src),
+            "x = [1, {\n  \"q r\"  = 3\n  z      = 2\n  \"a\\\"b\" = 1\n}]\n"
         );
     }
 }

@@ -8,6 +8,7 @@ mod collections;
 mod encoding;
 mod misc;
 mod strings;
+pub mod tfprovider;
 
 use std::collections::BTreeMap;
 use std::path::Path;
