@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use keel_hcl::convert::convert;
 use keel_hcl::eval::{Scope, eval};
@@ -547,5 +548,106 @@ fn function_signatures_match_terraform() {
         "{} of 113 differ:\n{}",
         failed.len(),
         failed.join("\n")
+    );
+}
+
+// ---- terraform fmt, differentially ---------------------------------------
+
+fn tf_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            tf_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "tf")
+            && e.metadata().is_ok_and(|m| m.len() < 40_000)
+        {
+            out.push(p);
+        }
+    }
+}
+
+/// Every `.tf` file of the conformance data (`OpenTofu`'s and
+/// terraform-json's test configurations) formatted by the real `terraform
+/// fmt` (terraform 1.11 on this machine) and by keel's `fmt::format` must
+/// come out byte for byte the same, and formatting keel's output again must
+/// not change it. Files terraform refuses (syntax errors on purpose) are
+/// left out.
+#[test]
+fn same_output_as_terraform_fmt() {
+    let mut files = Vec::new();
+    tf_files(&data_dir(""), &mut files);
+    files.sort();
+    assert!(files.len() > 300, "only {} .tf files found", files.len());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let results: Vec<(PathBuf, Option<String>, String)> = std::thread::scope(|s| {
+        let chunks: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(2)).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .enumerate()
+            .map(|(n, c)| {
+                let dir = tmp.path().join(n.to_string());
+                s.spawn(move || {
+                    std::fs::create_dir_all(&dir).expect("dir");
+                    c.iter()
+                        .map(|f| {
+                            let src = std::fs::read_to_string(f).unwrap_or_default();
+                            let copy = dir.join("x.tf");
+                            std::fs::write(&copy, &src).expect("copy");
+                            let ok = Command::new("terraform")
+                                .args(["fmt", "-no-color", "x.tf"])
+                                .current_dir(&dir)
+                                .env("TF_CLI_CONFIG_FILE", "/dev/null")
+                                .output()
+                                .expect("terraform 1.11 must be installed (scripts/test.sh installs it)")
+                                .status
+                                .success();
+                            let want = ok.then(|| std::fs::read_to_string(&copy).expect("read"));
+                            (f.clone(), want, src)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for (f, want, src) in &results {
+        let Some(want) = want else { continue };
+        compared += 1;
+        let got = keel_hcl::fmt::format(src);
+        if keel_hcl::fmt::format(&got) != got {
+            failures.push(format!("{}: formatting twice changes it", f.display()));
+        }
+        if &got != want {
+            let line = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| got.lines().count().min(want.lines().count()));
+            failures.push(format!(
+                "{} (line {}):\n  keel:      {:?}\n  terraform: {:?}",
+                f.display(),
+                line + 1,
+                got.lines().nth(line).unwrap_or("<end>"),
+                want.lines().nth(line).unwrap_or("<end>")
+            ));
+        }
+    }
+    assert!(
+        compared > 300,
+        "only {compared} files formatted by terraform"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }
