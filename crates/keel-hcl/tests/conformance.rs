@@ -454,11 +454,13 @@ proptest::proptest! {
         let _ = parse_expr("p", &s);
         let _ = keel_hcl::syntax::parse_template("p", &s);
         let _ = keel_hcl::json::parse_json_body("p.json", &s, &keel_hcl::json::JsonSchema::default());
+        let _ = keel_hcl::fmt::format(&s);
     }
 
     #[test]
     fn hcl_shaped_input_never_panics(s in "[a-z{}\\[\\]()=\"$%~<>!?:.,*+/ \\n0-9-]{0,80}") {
         let _ = parse_body("p.tf", &s);
+        let _ = keel_hcl::fmt::format(&s);
         if let Ok(e) = parse_expr("p", &s) {
             let f = Functions::terraform();
             let vars = BTreeMap::new();
