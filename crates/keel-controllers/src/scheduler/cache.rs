@@ -189,7 +189,7 @@ pub(crate) struct NodeTerm {
 }
 
 impl NodeTerm {
-    fn from_json(t: &Value) -> Self {
+    pub(crate) fn from_json(t: &Value) -> Self {
         let reqs = |k: &str| -> Vec<NodeReq> {
             t.get(k)
                 .and_then(Value::as_array)

@@ -1,0 +1,431 @@
+//! `StatefulSets`, `DaemonSets` and volumes in `keel server`, driven by the
+//! real kubectl 1.33 with fake nodes (a [`FakeKubelet`] marks pods Running
+//! and Ready through `pods/status`): a `StatefulSet`'s pod N+1 is created
+//! only once pod N is Running and Ready (seen from a watch), its claims are
+//! made from `volumeClaimTemplates`, it scales down from the highest
+//! ordinal, and a partitioned rolling update touches only the pods at or
+//! above the partition; `kubectl rollout status|history|undo sts/x`.
+
+#[path = "server_common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{FakeKubelet, KeelServer, kubectls};
+
+fn kubectl() -> PathBuf {
+    kubectls()[1].clone()
+}
+
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::eventually(what, Duration::from_mins(1), f);
+}
+
+/// One change of a pod as a watch saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    name: String,
+    deleted: bool,
+    /// Running and Ready.
+    ready: bool,
+    terminating: bool,
+}
+
+/// Every pod change in a namespace, in order, from a kube-rs watch.
+struct PodLog {
+    log: Arc<Mutex<Vec<Seen>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PodLog {
+    fn start(s: &KeelServer, ns: &str) -> Self {
+        use futures::StreamExt;
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::runtime::watcher::{self, Event};
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (kubeconfig, ns, out) = (s.kubeconfig.clone(), ns.to_string(), log.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = common::kube_client_for(&kubeconfig).await;
+                let api: kube::Api<Pod> = kube::Api::namespaced(client, &ns);
+                let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
+                loop {
+                    let ev = tokio::select! {
+                        ev = stream.next() => ev,
+                        _ = &mut rx => return,
+                    };
+                    let Some(Ok(ev)) = ev else { continue };
+                    let (p, deleted) = match ev {
+                        Event::Apply(p) | Event::InitApply(p) => (p, false),
+                        Event::Delete(p) => (p, true),
+                        Event::InitDone => {
+                            let _ = ready_tx.send(());
+                            continue;
+                        }
+                        Event::Init => continue,
+                    };
+                    let st = p.status.as_ref();
+                    let ready = st.and_then(|s| s.phase.as_deref()) == Some("Running")
+                        && st.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
+                    out.lock().unwrap().push(Seen {
+                        name: p.metadata.name.unwrap_or_default(),
+                        deleted,
+                        ready,
+                        terminating: p.metadata.deletion_timestamp.is_some(),
+                    });
+                }
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("pod watch started");
+        PodLog {
+            log,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for PodLog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Pods `<set>-N` that appeared while an `<set>-M`, M < N, was missing or
+/// not Running and Ready (what `OrderedReady` forbids).
+fn out_of_order(log: &[Seen], set: &str) -> Vec<String> {
+    let mut state: std::collections::BTreeMap<u32, bool> = std::collections::BTreeMap::new();
+    let mut bad = Vec::new();
+    for e in log {
+        let Some(ord) = e
+            .name
+            .strip_prefix(&format!("{set}-"))
+            .and_then(|o| o.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if e.deleted {
+            state.remove(&ord);
+            continue;
+        }
+        if !state.contains_key(&ord) && (0..ord).any(|m| state.get(&m) != Some(&true)) {
+            bad.push(format!("{} created while {state:?}", e.name));
+        }
+        state.insert(ord, e.ready && !e.terminating);
+    }
+    bad
+}
+
+fn get(s: &KeelServer, k: &Path, ns: &str, what: &str, path: &str) -> String {
+    s.ok(
+        k,
+        &["-n", ns, "get", what, "-o", &format!("jsonpath={path}")],
+    )
+}
+
+fn statefulset(ns: &str, image: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec: {{clusterIP: None, selector: {{app: web}}, ports: [{{port: 80}}]}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  serviceName: web
+  replicas: 3
+  podManagementPolicy: {policy}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: c, image: \"{image}\"}}]}}
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}
+"
+    )
+}
+
+fn rollout_status(s: &KeelServer, k: &Path, ns: &str) -> String {
+    let out = s.kubectl_with(
+        k,
+        &["-n", ns, "rollout", "status", "sts/web", "--timeout=60s"],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        let state = s.kubectl_with(
+            k,
+            &[
+                "-n",
+                ns,
+                "get",
+                "sts,pods,controllerrevisions",
+                "-o",
+                "yaml",
+            ],
+            None,
+        );
+        panic!(
+            "rollout status: {text}{}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&state.stdout),
+            s.log()
+        );
+    }
+    text
+}
+
+/// `kubectl rollout history sts/web` and the revision numbers it lists.
+fn history(s: &KeelServer, k: &Path, ns: &str) -> (String, Vec<String>) {
+    let hist = s.ok(k, &["-n", ns, "rollout", "history", "sts/web"]);
+    let revs = hist
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .map(String::from)
+        .collect();
+    (hist, revs)
+}
+
+/// `pod → (image, controller-revision-hash)` of the set's pods.
+fn pod_versions(s: &KeelServer, k: &Path, ns: &str) -> Vec<(String, String, String)> {
+    let out = get(
+        s,
+        k,
+        ns,
+        "pods",
+        r#"{range .items[*]}{.metadata.name} {.spec.containers[0].image} {.metadata.labels.controller-revision-hash}{"\n"}{end}"#,
+    );
+    let mut v: Vec<(String, String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((
+                w.next()?.into(),
+                w.next()?.into(),
+                w.next().unwrap_or("").into(),
+            ))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn statefulset_orders_pods_makes_claims_scales_down_in_reverse_and_rolls_a_partition() {
+    let s = KeelServer::start(None);
+    let k = kubectl();
+    let _kubelet = FakeKubelet::start(&s, Duration::from_millis(300));
+    let ns = "sts";
+    s.ok_in(
+        &k,
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+        )),
+    );
+    let log = PodLog::start(&s, ns);
+    s.ok_in(
+        &k,
+        &["apply", "-f", "-"],
+        Some(&statefulset(ns, "nginx:1", "OrderedReady")),
+    );
+    let text = rollout_status(&s, &k, ns);
+    assert!(
+        text.contains("partitioned roll out complete: 3 new pods have been updated"),
+        "{text}"
+    );
+    let bad = out_of_order(&log.snapshot(), "web");
+    assert!(bad.is_empty(), "OrderedReady broken: {bad:?}");
+
+    // Stable identities and one claim per pod from the template.
+    assert_eq!(
+        get(
+            &s,
+            &k,
+            ns,
+            "pod/web-1",
+            "{.spec.hostname} {.spec.subdomain} {.metadata.labels.statefulset\\.kubernetes\\.io/pod-name} {.metadata.labels.apps\\.kubernetes\\.io/pod-index} {.spec.volumes[0].persistentVolumeClaim.claimName}"
+        ),
+        "web-1 web web-1 1 data-web-1"
+    );
+    assert_eq!(
+        s.ok(&k, &["-n", ns, "get", "pvc", "-o", "name"])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [
+            "persistentvolumeclaim/data-web-0",
+            "persistentvolumeclaim/data-web-1",
+            "persistentvolumeclaim/data-web-2"
+        ]
+    );
+    assert_eq!(
+        get(
+            &s,
+            &k,
+            ns,
+            "sts/web",
+            "{.status.replicas} {.status.readyReplicas} {.status.currentReplicas} {.status.updatedReplicas} {.status.availableReplicas}"
+        ),
+        "3 3 3 3 3"
+    );
+
+    // Scale down: web-2 goes before web-1; claims stay (Retain).
+    let before = log.snapshot().len();
+    s.ok(&k, &["-n", ns, "scale", "sts/web", "--replicas=1"]);
+    wait_until("scale down to 1", || {
+        get(&s, &k, ns, "pods", "{.items[*].metadata.name}") == "web-0"
+    });
+    let gone: Vec<String> = log.snapshot()[before..]
+        .iter()
+        .filter(|e| e.deleted)
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(gone, ["web-2", "web-1"], "scale-down order");
+    assert_eq!(
+        s.ok(&k, &["-n", ns, "get", "pvc", "-o", "name"])
+            .lines()
+            .count(),
+        3
+    );
+
+    // Back to 3, then a partitioned update: only web-2 changes.
+    s.ok(&k, &["-n", ns, "scale", "sts/web", "--replicas=3"]);
+    rollout_status(&s, &k, ns);
+    let bad = out_of_order(&log.snapshot(), "web");
+    assert!(bad.is_empty(), "OrderedReady broken on scale-up: {bad:?}");
+    let old_rev = get(&s, &k, ns, "sts/web", "{.status.currentRevision}");
+    s.ok(
+        &k,
+        &[
+            "-n",
+            ns,
+            "patch",
+            "sts/web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#,
+        ],
+    );
+    s.ok(&k, &["-n", ns, "set", "image", "sts/web", "c=nginx:2"]);
+    let text = rollout_status(&s, &k, ns);
+    assert!(
+        text.contains("partitioned roll out complete: 1 new pods have been updated"),
+        "{text}"
+    );
+    let new_rev = get(&s, &k, ns, "sts/web", "{.status.updateRevision}");
+    assert_ne!(old_rev, new_rev);
+    assert_eq!(
+        get(&s, &k, ns, "sts/web", "{.status.currentRevision}"),
+        old_rev
+    );
+    let v = pod_versions(&s, &k, ns);
+    assert_eq!(
+        v,
+        [
+            ("web-0".into(), "nginx:1".into(), old_rev.clone()),
+            ("web-1".into(), "nginx:1".into(), old_rev.clone()),
+            ("web-2".into(), "nginx:2".into(), new_rev.clone()),
+        ]
+    );
+
+    // Partition 0: the rest follows, highest ordinal first; then the
+    // update is complete and the revisions agree.
+    let before = log.snapshot().len();
+    s.ok(
+        &k,
+        &[
+            "-n",
+            ns,
+            "patch",
+            "sts/web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+        ],
+    );
+    rollout_status(&s, &k, ns);
+    wait_until("update complete", || {
+        get(&s, &k, ns, "sts/web", "{.status.currentRevision}") == new_rev
+    });
+    let gone: Vec<String> = log.snapshot()[before..]
+        .iter()
+        .filter(|e| e.deleted)
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(gone, ["web-1", "web-0"], "update order");
+    assert!(pod_versions(&s, &k, ns).iter().all(|p| p.1 == "nginx:2"));
+
+    // History and undo through ControllerRevisions.
+    let (hist, revs) = history(&s, &k, ns);
+    assert_eq!(revs, ["1", "2"], "{hist}");
+    s.ok(&k, &["-n", ns, "rollout", "undo", "sts/web"]);
+    rollout_status(&s, &k, ns);
+    wait_until("undo rolled back", || {
+        pod_versions(&s, &k, ns)
+            .iter()
+            .all(|p| p.1 == "nginx:1" && p.2 == old_rev)
+    });
+    let (hist, revs) = history(&s, &k, ns);
+    assert_eq!(revs, ["2", "3"], "undo renumbers the old revision: {hist}");
+}
+
+#[test]
+fn parallel_statefulset_creates_all_pods_at_once() {
+    let s = KeelServer::start(None);
+    let k = kubectl();
+    let ns = "par";
+    // No kubelet: no pod ever becomes Ready, and Parallel creates them all.
+    s.ok_in(
+        &k,
+        &["apply", "-f", "-"],
+        Some(&statefulset(ns, "nginx:1", "Parallel")),
+    );
+    wait_until("3 pods", || {
+        get(&s, &k, ns, "pods", "{.items[*].metadata.name}") == "web-0 web-1 web-2"
+    });
+    // OrderedReady stops at the first pod that is not Ready.
+    let ns = "ord";
+    s.ok_in(
+        &k,
+        &["apply", "-f", "-"],
+        Some(&statefulset(ns, "nginx:1", "OrderedReady")),
+    );
+    wait_until("web-0", || {
+        get(&s, &k, ns, "pods", "{.items[*].metadata.name}") == "web-0"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        get(&s, &k, ns, "pods", "{.items[*].metadata.name}"),
+        "web-0"
+    );
+}
