@@ -100,7 +100,7 @@ impl Reconciler for DaemonSetController {
         let hash = history
             .iter()
             .find(|r| meta_str(r, "name") == update)
-            .and_then(|r| r.pointer(&format!("/metadata/labels/{HASH_LABEL}")))
+            .and_then(|r| r.pointer("/metadata/labels")?.get(HASH_LABEL))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
@@ -129,7 +129,8 @@ impl Reconciler for DaemonSetController {
         let mut live: Vec<&str> = history
             .iter()
             .filter(|r| {
-                r.pointer(&format!("/metadata/labels/{HASH_LABEL}"))
+                r.pointer("/metadata/labels")
+                    .and_then(|l| l.get(HASH_LABEL))
                     .and_then(Value::as_str)
                     .is_some_and(|h| hashes.contains(&h))
             })

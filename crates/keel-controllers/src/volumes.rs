@@ -224,6 +224,26 @@ impl VolumeController {
         if !bound_to.is_empty() && bound(pvc) {
             return Ok(None);
         }
+        if str_at(pvc, "/status/phase").is_empty() {
+            // New claims are Pending until bound.
+            let uid = meta_str(pvc, "uid");
+            cache
+                .modify(
+                    claims(),
+                    meta_str(pvc, "namespace"),
+                    meta_str(pvc, "name"),
+                    Some("status"),
+                    |cur| {
+                        (meta_str(cur, "uid") == uid && str_at(cur, "/status/phase").is_empty())
+                            .then(|| {
+                                let mut v = cur.clone();
+                                v["status"]["phase"] = json!("Pending");
+                                v
+                            })
+                    },
+                )
+                .await?;
+        }
         let class_name = str_at(pvc, "/spec/storageClassName").to_string();
         let class = cache.get(classes(), "", &class_name).cloned();
         let wait = class

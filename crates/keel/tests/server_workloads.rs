@@ -23,6 +23,22 @@ fn wait_until(what: &str, f: impl FnMut() -> bool) {
     common::eventually(what, Duration::from_mins(1), f);
 }
 
+/// Waits until `f` gives `want`; the failure shows what it gave last.
+fn wait_for<T: PartialEq + std::fmt::Debug>(what: &str, want: &T, mut f: impl FnMut() -> T) {
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    loop {
+        let got = f();
+        if got == *want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// One change of a pod as a watch saw it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -428,4 +444,320 @@ fn parallel_statefulset_creates_all_pods_at_once() {
         get(&s, &k, ns, "pods", "{.items[*].metadata.name}"),
         "web-0"
     );
+}
+
+/// Fake nodes: created Ready with capacity, their Leases renewed every
+/// second (one `kubectl apply` of all of them) until dropped.
+struct Nodes {
+    names: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn leases(names: &[String]) -> String {
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    names
+        .iter()
+        .map(|n| {
+            format!(
+                "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {n}, namespace: kube-node-lease}}\nspec: {{holderIdentity: {n}, leaseDurationSeconds: 40, renewTime: \"{now}\"}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+impl Nodes {
+    fn start(s: &KeelServer) -> Self {
+        let names: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (n2, stop2) = (names.clone(), stop.clone());
+        let (kubeconfig, home) = (s.kubeconfig.clone(), s.home.path().to_path_buf());
+        let k = kubectl();
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let list = n2.lock().unwrap().clone();
+                if !list.is_empty() {
+                    let mut child = std::process::Command::new(&k)
+                        .args(["apply", "-f", "-"])
+                        .env("KUBECONFIG", &kubeconfig)
+                        .env("HOME", &home)
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap();
+                    let mut stdin = child.stdin.take().unwrap();
+                    let _ = std::io::Write::write_all(&mut stdin, leases(&list).as_bytes());
+                    drop(stdin);
+                    let _ = child.wait();
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        Nodes {
+            names,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Adds a Ready node with `taints` (a YAML flow list).
+    fn add(&self, s: &KeelServer, name: &str, taints: &str) {
+        let k = kubectl();
+        s.ok_in(
+            &k,
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/hostname: {name}}}\nspec:\n  taints: {taints}\n"
+            )),
+        );
+        let status = r#"{"status":{"capacity":{"cpu":"4","memory":"8Gi","pods":"110"},"allocatable":{"cpu":"4","memory":"8Gi","pods":"110"},"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"fake kubelet is ready"}]}}"#;
+        s.ok(
+            &k,
+            &[
+                "patch",
+                "node",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                status,
+            ],
+        );
+        self.names.lock().unwrap().push(name.to_string());
+    }
+
+    fn remove(&self, s: &KeelServer, name: &str) {
+        self.names.lock().unwrap().retain(|n| n != name);
+        s.ok(&kubectl(), &["delete", "node", name]);
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `node → pod names` of the pods labelled `app`, with their images.
+fn placement(s: &KeelServer, k: &Path, ns: &str, app: &str) -> Vec<(String, String)> {
+    let out = s.ok(
+        k,
+        &[
+            "-n",
+            ns,
+            "get",
+            "pods",
+            "-l",
+            &format!("app={app}"),
+            "-o",
+            r#"jsonpath={range .items[*]}{.spec.nodeName}|{.spec.containers[0].image}{"\n"}{end}"#,
+        ],
+    );
+    let mut v: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(n, i)| (n.to_string(), i.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn daemonset_follows_nodes_skips_tainted_ones_and_rolls() {
+    let s = KeelServer::start(None);
+    let k = kubectl();
+    let _kubelet = FakeKubelet::start(&s, Duration::from_millis(200));
+    let nodes = Nodes::start(&s);
+    nodes.add(&s, "n1", "[]");
+    nodes.add(
+        &s,
+        "n2",
+        "[{key: dedicated, value: db, effect: NoSchedule}]",
+    );
+    let ds = |image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: ds}}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: agent, namespace: ds}}\nspec:\n  selector: {{matchLabels: {{app: agent}}}}\n  template:\n    metadata: {{labels: {{app: agent}}}}\n    spec: {{containers: [{{name: c, image: \"{image}\"}}]}}\n"
+        )
+    };
+    s.ok_in(&k, &["apply", "-f", "-"], Some(&ds("agent:1")));
+    let out = s.ok(
+        &k,
+        &["-n", "ds", "rollout", "status", "ds/agent", "--timeout=60s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    // The tainted node gets none.
+    assert_eq!(
+        placement(&s, &k, "ds", "agent"),
+        [("n1".into(), "agent:1".into())]
+    );
+    // A node added later gets one; a node removed loses it.
+    nodes.add(&s, "n3", "[]");
+    wait_until("a pod on n3", || {
+        placement(&s, &k, "ds", "agent").iter().any(|p| p.0 == "n3")
+    });
+    wait_until("status counts n3", || {
+        get(
+            &s,
+            &k,
+            "ds",
+            "ds/agent",
+            "{.status.desiredNumberScheduled} {.status.currentNumberScheduled} {.status.numberReady} {.status.numberMisscheduled}",
+        ) == "2 2 2 0"
+    });
+    nodes.remove(&s, "n3");
+    wait_until("n3's pod deleted", || {
+        placement(&s, &k, "ds", "agent") == [("n1".to_string(), "agent:1".to_string())]
+    });
+    // Daemon pods tolerate what Kubernetes adds for them: a cordoned node
+    // keeps its pod.
+    s.ok(&k, &["cordon", "n1"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(placement(&s, &k, "ds", "agent").len(), 1);
+    let tolerations = get(&s, &k, "ds", "pods", "{.items[0].spec.tolerations[*].key}");
+    assert!(
+        tolerations.contains("node.kubernetes.io/unschedulable"),
+        "{tolerations}"
+    );
+    s.ok(&k, &["uncordon", "n1"]);
+    // A rolling update replaces it; the history has both templates.
+    nodes.add(&s, "n4", "[]");
+    s.ok_in(&k, &["apply", "-f", "-"], Some(&ds("agent:2")));
+    let out = s.ok(
+        &k,
+        &["-n", "ds", "rollout", "status", "ds/agent", "--timeout=60s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    wait_for(
+        "old pods gone",
+        &vec![
+            ("n1".to_string(), "agent:2".to_string()),
+            ("n4".to_string(), "agent:2".to_string()),
+        ],
+        || placement(&s, &k, "ds", "agent"),
+    );
+    let hist = s.ok(&k, &["-n", "ds", "rollout", "history", "ds/agent"]);
+    assert!(hist.contains("\n1 ") && hist.contains("\n2 "), "{hist}");
+    assert_eq!(
+        get(
+            &s,
+            &k,
+            "ds",
+            "ds/agent",
+            "{.status.updatedNumberScheduled} {.status.numberAvailable}"
+        ),
+        "2 2"
+    );
+}
+
+#[test]
+fn local_path_claims_bind_on_the_consumers_node_and_keep_it_there() {
+    let s = KeelServer::start(None);
+    let k = kubectl();
+    let _kubelet = FakeKubelet::start(&s, Duration::from_millis(200));
+    let nodes = Nodes::start(&s);
+    nodes.add(&s, "n1", "[]");
+    nodes.add(&s, "n2", "[]");
+    wait_until("the default class", || {
+        s.ok(&k, &["get", "sc"]).contains("local-path (default)")
+    });
+    let claim = "apiVersion: v1\nkind: Namespace\nmetadata: {name: vol}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: vol}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n";
+    s.ok_in(&k, &["apply", "-f", "-"], Some(claim));
+    std::thread::sleep(Duration::from_secs(1));
+    // WaitForFirstConsumer: nothing yet.
+    assert_eq!(get(&s, &k, "vol", "pvc/data", "{.status.phase}"), "Pending");
+    assert_eq!(s.ok(&k, &["get", "pv", "-o", "name"]), "");
+    let pod = |name: &str, prefer: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: vol, labels: {{app: consumer}}}}\nspec:\n  affinity: {{nodeAffinity: {{preferredDuringSchedulingIgnoredDuringExecution: [{{weight: 100, preference: {{matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{prefer}]}}]}}}}]}}}}\n  containers: [{{name: c, image: busybox}}]\n  volumes: [{{name: d, persistentVolumeClaim: {{claimName: data}}}}]\n"
+        )
+    };
+    s.ok_in(&k, &["apply", "-f", "-"], Some(&pod("first", "n1")));
+    wait_until("claim bound", || {
+        get(&s, &k, "vol", "pvc/data", "{.status.phase}") == "Bound"
+    });
+    let node = get(&s, &k, "vol", "pod/first", "{.spec.nodeName}");
+    assert_eq!(node, "n1");
+    assert_eq!(
+        get(
+            &s,
+            &k,
+            "vol",
+            "pvc/data",
+            "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"
+        ),
+        "n1"
+    );
+    let pv = get(&s, &k, "vol", "pvc/data", "{.spec.volumeName}");
+    assert_eq!(
+        s.ok(&k, &["get", "pv", &pv, "-o", "jsonpath={.status.phase} {.spec.storageClassName} {.spec.claimRef.name} {.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]} {.spec.persistentVolumeReclaimPolicy}"]),
+        "Bound local-path data n1 Delete"
+    );
+    // A second consumer prefers n2 but the volume lives on n1.
+    s.ok_in(&k, &["apply", "-f", "-"], Some(&pod("second", "n2")));
+    wait_until("second scheduled", || {
+        !get(&s, &k, "vol", "pod/second", "{.spec.nodeName}").is_empty()
+    });
+    assert_eq!(get(&s, &k, "vol", "pod/second", "{.spec.nodeName}"), "n1");
+
+    // A StatefulSet's claims are made and bound, each beside its pod.
+    s.ok_in(
+        &k,
+        &["apply", "-f", "-"],
+        Some(&statefulset("vol", "db:1", "Parallel")),
+    );
+    wait_until("sts claims bound", || {
+        get(&s, &k, "vol", "pvc", "{.items[*].status.phase}") == "Bound Bound Bound Bound"
+    });
+    for i in 0..3 {
+        let pv = get(
+            &s,
+            &k,
+            "vol",
+            &format!("pvc/data-web-{i}"),
+            "{.spec.volumeName}",
+        );
+        let pinned = s.ok(&k, &["get", "pv", &pv, "-o", "jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"]);
+        assert_eq!(
+            get(&s, &k, "vol", &format!("pod/web-{i}"), "{.spec.nodeName}"),
+            pinned
+        );
+    }
+
+    // A static volume binds by class, size and modes; Retain keeps it
+    // Released when its claim goes, Delete removes it.
+    let static_pv = "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: manual-1, labels: {tier: gold}}\nspec:\n  storageClassName: manual\n  capacity: {storage: 5Gi}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {path: /srv/manual-1}\n";
+    s.ok_in(&k, &["apply", "-f", "-"], Some(static_pv));
+    let too_big = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: big, namespace: vol}\nspec:\n  storageClassName: manual\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 10Gi}}\n";
+    s.ok_in(&k, &["apply", "-f", "-"], Some(too_big));
+    let fits = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: small, namespace: vol}\nspec:\n  storageClassName: manual\n  selector: {matchLabels: {tier: gold}}\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 2Gi}}\n";
+    s.ok_in(&k, &["apply", "-f", "-"], Some(fits));
+    wait_until("static claim bound", || {
+        get(
+            &s,
+            &k,
+            "vol",
+            "pvc/small",
+            "{.status.phase} {.spec.volumeName} {.status.capacity.storage}",
+        ) == "Bound manual-1 5Gi"
+    });
+    assert_eq!(get(&s, &k, "vol", "pvc/big", "{.status.phase}"), "Pending");
+    s.ok(&k, &["-n", "vol", "delete", "pvc", "small"]);
+    wait_until("retained volume released", || {
+        s.ok(
+            &k,
+            &["get", "pv", "manual-1", "-o", "jsonpath={.status.phase}"],
+        ) == "Released"
+    });
+    s.ok(&k, &["-n", "vol", "delete", "pod", "first", "second"]);
+    s.ok(&k, &["-n", "vol", "delete", "pvc", "data"]);
+    wait_until("provisioned volume deleted", || {
+        !s.ok(&k, &["get", "pv", "-o", "name"]).contains(&pv)
+    });
 }

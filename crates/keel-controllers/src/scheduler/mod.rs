@@ -18,6 +18,7 @@ pub(crate) mod events;
 pub(crate) mod plugins;
 mod preempt;
 mod queue;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,6 +244,11 @@ impl Scheduler {
             self.unschedulable(&pod, "no nodes available to schedule pods".into(), None);
             return;
         }
+        let vols = if pod.claims.is_empty() {
+            Ok(volumes::Plan::default())
+        } else {
+            volumes::plan(&self.api, &pod).await
+        };
         let st = CycleState::new(&pod, &self.cache);
         let want = feasible_to_find(all);
         let mut diag = Diagnosis {
@@ -257,7 +263,18 @@ impl Scheduler {
                 continue;
             };
             processed += 1;
-            match st.filter(&pod, node) {
+            let checked = match &vols {
+                Err(why) => Err(plugins::Failure {
+                    reasons: vec![why.clone()],
+                    unresolvable: true,
+                }),
+                Ok(v) if !v.allows(node) => Err(plugins::Failure {
+                    reasons: vec![volumes::ERR_CONFLICT.into()],
+                    unresolvable: true,
+                }),
+                Ok(_) => st.filter(&pod, node),
+            };
+            match checked {
                 Ok(()) => {
                     feasible.push(node);
                     if feasible.len() >= want {
@@ -293,10 +310,11 @@ impl Scheduler {
         let mut assumed = pod.clone();
         assumed.node.clone_from(&chosen);
         self.cache.place(assumed, true);
-        self.bind(pod, chosen).await;
+        let select = vols.map(|v| v.select).unwrap_or_default();
+        self.bind(pod, chosen, select).await;
     }
 
-    async fn bind(&self, pod: PodInfo, node: String) {
+    async fn bind(&self, pod: PodInfo, node: String, select: Vec<String>) {
         let Ok(permit) = self.binders.clone().acquire_owned().await else {
             return;
         };
@@ -306,6 +324,10 @@ impl Scheduler {
         tokio::spawn(async move {
             let _permit = permit;
             let key = pod.key();
+            if let Err(e) = volumes::select_node(&api, &pod.ns, &select, &node).await {
+                let _ = tx.send(Bound::Failed(key, e));
+                return;
+            }
             let r = api
                 .modify(
                     pods(),
