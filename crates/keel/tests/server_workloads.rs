@@ -416,7 +416,7 @@ fn statefulset_orders_pods_makes_claims_scales_down_in_reverse_and_rolls_a_parti
 }
 
 #[test]
-fn parallel_statefulset_creates_all_pods_at_once() {
+fn parallel_statefulset_creates_all_pods_at_once_and_scaled_claims_go() {
     let s = KeelServer::start(None);
     let k = kubectl();
     let ns = "par";
@@ -429,6 +429,30 @@ fn parallel_statefulset_creates_all_pods_at_once() {
     wait_until("3 pods", || {
         get(&s, &k, ns, "pods", "{.items[*].metadata.name}") == "web-0 web-1 web-2"
     });
+    // whenScaled: Delete — the claims of pods removed by a scale-down go
+    // with them (the garbage collector follows the pod owner reference).
+    s.ok(
+        &k,
+        &[
+            "-n",
+            ns,
+            "patch",
+            "sts/web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete"}}}"#,
+        ],
+    );
+    s.ok(&k, &["-n", ns, "scale", "sts/web", "--replicas=1"]);
+    wait_for(
+        "claims of removed pods deleted",
+        &"data-web-0".to_string(),
+        || get(&s, &k, ns, "pvc", "{.items[*].metadata.name}"),
+    );
+    assert_eq!(
+        get(&s, &k, ns, "pods", "{.items[*].metadata.name}"),
+        "web-0"
+    );
     // OrderedReady stops at the first pod that is not Ready.
     let ns = "ord";
     s.ok_in(
