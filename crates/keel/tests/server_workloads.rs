@@ -678,6 +678,60 @@ fn daemonset_follows_nodes_skips_tainted_ones_and_rolls() {
         ),
         "2 2"
     );
+    // maxSurge: the new pod starts beside the old one, which goes once the
+    // new is available, so no node is ever without a Ready pod.
+    let log = PodLog::start(&s, "ds");
+    let before = log.snapshot().len();
+    s.ok(
+        &k,
+        &[
+            "-n",
+            "ds",
+            "patch",
+            "ds/agent",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+        ],
+    );
+    s.ok(&k, &["-n", "ds", "set", "image", "ds/agent", "c=agent:3"]);
+    let out = s.ok(
+        &k,
+        &["-n", "ds", "rollout", "status", "ds/agent", "--timeout=60s"],
+    );
+    assert!(out.contains("successfully rolled out"), "{out}");
+    wait_for(
+        "surge update done",
+        &vec![
+            ("n1".to_string(), "agent:3".to_string()),
+            ("n4".to_string(), "agent:3".to_string()),
+        ],
+        || placement(&s, &k, "ds", "agent"),
+    );
+    let snap = log.snapshot();
+    assert!(
+        snap[before..].iter().any(|e| e.deleted),
+        "old pods replaced: {snap:?}"
+    );
+    assert_eq!(fewest_ready(&snap, before), 2, "{snap:?}");
+}
+
+/// The fewest pods Running, Ready and not terminating at once in `log`
+/// from entry `from` on.
+fn fewest_ready(log: &[Seen], from: usize) -> usize {
+    let mut ready: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+    let mut fewest = usize::MAX;
+    for (i, e) in log.iter().enumerate() {
+        if e.deleted {
+            ready.remove(e.name.as_str());
+        } else {
+            ready.insert(&e.name, e.ready && !e.terminating);
+        }
+        if i >= from {
+            fewest = fewest.min(ready.values().filter(|r| **r).count());
+        }
+    }
+    fewest
 }
 
 #[test]
