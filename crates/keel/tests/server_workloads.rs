@@ -784,6 +784,31 @@ fn local_path_claims_bind_on_the_consumers_node_and_keep_it_there() {
     });
     assert_eq!(get(&s, &k, "vol", "pod/second", "{.spec.nodeName}"), "n1");
 
+    // A pod whose claim does not exist yet waits, explained as
+    // kube-scheduler does, and is scheduled as soon as the claim appears
+    // (not at the next periodic retry, a minute later).
+    let third = "apiVersion: v1\nkind: Pod\nmetadata: {name: third, namespace: vol}\nspec:\n  containers: [{name: c, image: busybox}]\n  volumes: [{name: d, persistentVolumeClaim: {claimName: later}}]\n";
+    s.ok_in(&k, &["apply", "-f", "-"], Some(third));
+    // (From its Event: the fake kubelet overwrites every pod's conditions.)
+    wait_until("third explained", || {
+        get(
+            &s,
+            &k,
+            "vol",
+            "events",
+            r#"{range .items[?(@.involvedObject.name=="third")]}{.message}{"\n"}{end}"#,
+        )
+        .contains(r#"0/2 nodes are available: 2 persistentvolumeclaim "later" not found."#)
+    });
+    let later = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: later, namespace: vol}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n";
+    s.ok_in(&k, &["apply", "-f", "-"], Some(later));
+    common::eventually("third scheduled", Duration::from_secs(15), || {
+        !get(&s, &k, "vol", "pod/third", "{.spec.nodeName}").is_empty()
+    });
+    wait_until("later bound", || {
+        get(&s, &k, "vol", "pvc/later", "{.status.phase}") == "Bound"
+    });
+
     // A StatefulSet's claims are made and bound, each beside its pod.
     s.ok_in(
         &k,
@@ -791,7 +816,7 @@ fn local_path_claims_bind_on_the_consumers_node_and_keep_it_there() {
         Some(&statefulset("vol", "db:1", "Parallel")),
     );
     wait_until("sts claims bound", || {
-        get(&s, &k, "vol", "pvc", "{.items[*].status.phase}") == "Bound Bound Bound Bound"
+        get(&s, &k, "vol", "pvc", "{.items[*].status.phase}") == "Bound Bound Bound Bound Bound"
     });
     for i in 0..3 {
         let pv = get(

@@ -96,12 +96,14 @@ impl Scheduler {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             };
-            let (mut node_watch, mut pod_watch) = match (
+            let (mut node_watch, mut pod_watch, mut claim_watch) = match (
                 self.api.watch(nodes(), node_rev + 1).await,
                 self.api.watch(pods(), pod_rev + 1).await,
+                // A claim made or bound may be what a pending pod waits for.
+                self.api.watch(crate::volumes::claims(), 0).await,
             ) {
-                (Ok(n), Ok(p)) => (n, p),
-                (Err(e), _) | (_, Err(e)) => {
+                (Ok(n), Ok(p), Ok(c)) => (n, p, c),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                     tracing::warn!(error = %e, "scheduler: watch failed, listing again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -143,6 +145,13 @@ impl Scheduler {
                             break;
                         }
                         None => break,
+                    },
+                    ev = claim_watch.next() => match ev {
+                        Some(Ok(WatchEvent::Change(c))) => if c.kind == ChangeKind::Put {
+                            self.queue.move_all_unschedulable();
+                        },
+                        Some(Ok(WatchEvent::Progress(_))) => {}
+                        Some(Err(_)) | None => break,
                     },
                     Some(b) = self.bound_rx.recv() => self.binding_done(b),
                     () = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)),
