@@ -223,6 +223,38 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Object", "string", 0),
             ("Message", "string", 0),
         ],
+        "StorageClass" => vec![
+            ("Name", "string", 0),
+            ("Provisioner", "string", 0),
+            ("ReclaimPolicy", "string", 0),
+            ("VolumeBindingMode", "string", 0),
+            ("AllowVolumeExpansion", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "PersistentVolume" => vec![
+            ("Name", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("Reclaim Policy", "string", 0),
+            ("Status", "string", 0),
+            ("Claim", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            ("Reason", "string", 0),
+            ("Age", "string", 0),
+            ("VolumeMode", "string", 1),
+        ],
+        "PersistentVolumeClaim" => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Volume", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            ("Age", "string", 0),
+            ("VolumeMode", "string", 1),
+        ],
         "ComponentStatus" => vec![
             ("Name", "string", 0),
             ("Status", "string", 0),
@@ -587,6 +619,9 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 json!(healthy.map(|c| s(c.get("error"))).unwrap_or_default()),
             ]
         }
+        "StorageClass" | "PersistentVolume" | "PersistentVolumeClaim" => {
+            storage_cells(kind, o, name, a)
+        }
         _ => vec![json!(name), json!(a)],
     }
 }
@@ -641,6 +676,108 @@ pub fn table(kind: &str, objects: &[Value], meta: Value, include: Include) -> Va
         "columnDefinitions": defs,
         "rows": objects.iter().map(|o| row(kind, o, include)).collect::<Vec<_>>(),
     })
+}
+
+/// `kubectl get sc|pv|pvc` rows: the default class marked, access modes
+/// abbreviated (RWO, ROX, RWX, RWOP), `<unset>` for what is not set.
+fn storage_cells(kind: &str, o: &Value, name: String, a: String) -> Vec<Value> {
+    let modes = |path: &str| {
+        at(o, path)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|m| match m {
+                "ReadWriteOnce" => "RWO",
+                "ReadOnlyMany" => "ROX",
+                "ReadWriteMany" => "RWX",
+                "ReadWriteOncePod" => "RWOP",
+                other => other,
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let unset = |x: String| if x.is_empty() { "<unset>".into() } else { x };
+    let mode = || {
+        let m = s(at(o, "spec.volumeMode"));
+        if m.is_empty() { "Filesystem".into() } else { m }
+    };
+    match kind {
+        "StorageClass" => {
+            let default = o
+                .pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                .and_then(Value::as_str)
+                == Some("true");
+            let binding = s(at(o, "volumeBindingMode"));
+            let reclaim = s(at(o, "reclaimPolicy"));
+            vec![
+                json!(if default {
+                    format!("{name} (default)")
+                } else {
+                    name
+                }),
+                json!(s(at(o, "provisioner"))),
+                json!(if reclaim.is_empty() {
+                    "Delete".into()
+                } else {
+                    reclaim
+                }),
+                json!(if binding.is_empty() {
+                    "Immediate".into()
+                } else {
+                    binding
+                }),
+                json!(
+                    at(o, "allowVolumeExpansion")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string()
+                ),
+                json!(a),
+            ]
+        }
+        "PersistentVolume" => {
+            let claim = match (
+                s(at(o, "spec.claimRef.namespace")),
+                s(at(o, "spec.claimRef.name")),
+            ) {
+                (_, c) if c.is_empty() => String::new(),
+                (ns, c) => format!("{ns}/{c}"),
+            };
+            vec![
+                json!(name),
+                json!(s(at(o, "spec.capacity.storage"))),
+                json!(modes("spec.accessModes")),
+                json!(s(at(o, "spec.persistentVolumeReclaimPolicy"))),
+                json!(s(at(o, "status.phase"))),
+                json!(claim),
+                json!(s(at(o, "spec.storageClassName"))),
+                json!(unset(s(at(o, "spec.volumeAttributesClassName")))),
+                json!(s(at(o, "status.reason"))),
+                json!(a),
+                json!(mode()),
+            ]
+        }
+        _ => {
+            let phase = s(at(o, "status.phase"));
+            let status = if at(o, "metadata.deletionTimestamp").is_some() {
+                "Terminating".into()
+            } else {
+                phase
+            };
+            vec![
+                json!(name),
+                json!(status),
+                json!(s(at(o, "spec.volumeName"))),
+                json!(s(at(o, "status.capacity.storage"))),
+                json!(modes("status.accessModes")),
+                json!(s(at(o, "spec.storageClassName"))),
+                json!(unset(s(at(o, "spec.volumeAttributesClassName")))),
+                json!(a),
+                json!(mode()),
+            ]
+        }
+    }
 }
 
 #[cfg(test)]

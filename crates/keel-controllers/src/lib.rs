@@ -17,6 +17,10 @@
 //!   they select.
 //! - [`scheduler`]: kube-scheduler's queue, filters, scores, binding,
 //!   preemption and `FailedScheduling` explanations.
+//! - [`statefulset`]: ordered pods with stable names and claims, partitioned
+//!   rolling updates, `ControllerRevisions`; [`daemonset`]: a pod per
+//!   eligible node, rolling updates with surge; [`volumes`]: claims bound
+//!   to volumes, the `local-path` provisioner.
 //! - [`node_lifecycle`]: Lease heartbeats → `Ready=Unknown`, condition
 //!   taints, eviction of pods after their `tolerationSeconds`;
 //!   [`node_ipam`]: pod CIDRs; [`disruption`]: `PodDisruptionBudget` status.
@@ -26,6 +30,7 @@
 //! kube-controller-manager records them).
 
 pub mod aggregation;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
@@ -37,7 +42,11 @@ pub mod node_ipam;
 pub mod node_lifecycle;
 mod objects;
 pub mod replicaset;
+mod revisions;
 pub mod scheduler;
+pub mod statefulset;
+pub mod volumes;
+mod workloads;
 
 use keel_api::Loopback;
 
@@ -79,6 +88,7 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(deployment::DeploymentController::new(api).run(api.clone())),
         tokio::spawn(endpoints::EndpointsController.run(api.clone())),
     ];
+    tasks.extend(workloads::spawn(api));
     tasks.extend(spawn_scheduling(api, opts));
     tasks
 }
