@@ -233,6 +233,93 @@ fn template_spec(obj: &mut Value) -> Option<&mut Map<String, Value>> {
         .as_object_mut()
 }
 
+/// A Job's defaults. Completions default to 1 only when parallelism is
+/// unset too (a work-queue Job has neither). Unless `manualSelector`, the
+/// selector is generated from the uid and the template gets its labels, as
+/// the Job registry strategy does (`batch.kubernetes.io/controller-uid`,
+/// `batch.kubernetes.io/job-name` and their legacy short forms).
+fn default_job(obj: &mut Value) {
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let spec = obj_mut(obj, "spec");
+    if !spec.contains_key("completions") && !spec.contains_key("parallelism") {
+        spec.insert("completions".into(), json!(1));
+    }
+    default(spec, "parallelism", json!(1));
+    let per_index = spec.contains_key("backoffLimitPerIndex");
+    default(
+        spec,
+        "backoffLimit",
+        json!(if per_index { i32::MAX } else { 6 }),
+    );
+    default(spec, "completionMode", json!("NonIndexed"));
+    default(spec, "suspend", json!(false));
+    let replacement = if spec.contains_key("podFailurePolicy") {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    default(spec, "podReplacementPolicy", json!(replacement));
+    // `onPodConditions` patterns default to `status: "True"`.
+    for rule in spec
+        .get_mut("podFailurePolicy")
+        .and_then(|p| p.get_mut("rules"))
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        for pat in rule
+            .get_mut("onPodConditions")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            default(pat, "status", json!("True"));
+        }
+    }
+    let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
+    if !manual && !uid.is_empty() && !spec.contains_key("selector") {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+        let labels = obj_mut(obj_mut_at(obj, &["spec", "template"]), "metadata");
+        let labels = labels.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            for (k, v) in [
+                ("batch.kubernetes.io/controller-uid", &uid),
+                ("batch.kubernetes.io/job-name", &name),
+                ("controller-uid", &uid),
+                ("job-name", &name),
+            ] {
+                l.entry(k).or_insert_with(|| json!(v));
+            }
+        }
+    }
+    if let Some(s) = template_spec(obj) {
+        default_pod_spec(s);
+    }
+}
+
+/// The object at `path` (made when missing).
+fn obj_mut_at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Value {
+    let mut cur = v;
+    for k in path {
+        obj_mut(cur, k);
+        cur = cur.get_mut(*k).expect("just made");
+    }
+    cur
+}
+
 /// Fills the defaults Kubernetes fills for built-in kinds. `next_ip` yields
 /// a cluster IP for a new Service.
 pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> String) {
@@ -290,13 +377,18 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
             }
         }
         "Job" => {
+            default_job(obj);
+        }
+        "CronJob" => {
             let spec = obj_mut(obj, "spec");
-            default(spec, "backoffLimit", json!(6));
-            default(spec, "completions", json!(1));
-            default(spec, "parallelism", json!(1));
-            default(spec, "completionMode", json!("NonIndexed"));
+            default(spec, "concurrencyPolicy", json!("Allow"));
             default(spec, "suspend", json!(false));
-            if let Some(s) = template_spec(obj) {
+            default(spec, "successfulJobsHistoryLimit", json!(3));
+            default(spec, "failedJobsHistoryLimit", json!(1));
+            if let Some(s) = obj
+                .pointer_mut("/spec/jobTemplate/spec/template/spec")
+                .and_then(Value::as_object_mut)
+            {
                 default_pod_spec(s);
             }
         }
