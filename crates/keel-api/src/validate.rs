@@ -320,6 +320,35 @@ fn obj_mut_at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Value {
     cur
 }
 
+/// A `CronJob`'s schedule and time zone, with the apiserver's messages.
+fn validate_cronjob(obj: &Value, out: &mut Vec<Cause>) {
+    match obj.pointer("/spec/schedule") {
+        None | Some(Value::Null) => out.push(Cause::required("spec.schedule")),
+        Some(v) => {
+            let s = v.as_str().unwrap_or_default();
+            if s.contains("TZ") {
+                out.push(Cause::invalid(
+                    "spec.schedule",
+                    v,
+                    "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+                ));
+            } else if let Err(e) = s.parse::<crate::cron::Schedule>() {
+                out.push(Cause::invalid("spec.schedule", v, &e));
+            }
+        }
+    }
+    if let Some(v) = obj.pointer("/spec/timeZone").filter(|v| !v.is_null()) {
+        let tz = v.as_str().unwrap_or_default();
+        if tz.parse::<chrono_tz::Tz>().is_err() || tz == "Local" {
+            out.push(Cause::invalid(
+                "spec.timeZone",
+                v,
+                &format!("unknown time zone {tz}"),
+            ));
+        }
+    }
+}
+
 /// Fills the defaults Kubernetes fills for built-in kinds. `next_ip` yields
 /// a cluster IP for a new Service.
 pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> String) {
@@ -1362,6 +1391,7 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
                 )),
             }
         }
+        "CronJob" => validate_cronjob(obj, &mut out),
         "Service" => validate_service(obj, &mut out),
         "ConfigMap" | "Secret" => {
             for field in ["data", "binaryData", "stringData"] {

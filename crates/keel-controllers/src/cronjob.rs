@@ -24,13 +24,13 @@ use keel_api::{ClientError, DeleteOptions};
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
-use crate::cron::Schedule;
 use crate::events::Recorder;
 use crate::informer::{Cache, Queue, Reconciler, key_of, split_key};
 use crate::job::jobs;
 use crate::objects::{
     controller_of, controller_ref, controller_uid, is_deleting, meta_str, parse_time, timestamp,
 };
+use keel_api::cron::Schedule;
 
 /// More missed start times than this are reported.
 const MISSED_LIMIT: u32 = 100;

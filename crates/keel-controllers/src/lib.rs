@@ -30,7 +30,6 @@
 
 pub mod aggregation;
 pub mod clock;
-mod cron;
 pub mod cronjob;
 pub mod deployment;
 pub mod disruption;

@@ -245,6 +245,15 @@ fn time_zone_starting_deadline_and_suspend() {
         "30 9 * * *",
         "  timeZone: Asia/Kolkata\n  startingDeadlineSeconds: 120\n",
     );
+    // A bad zone or schedule is refused at create, as the apiserver does.
+    let bad = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: bad, namespace: default}\nspec:\n  schedule: \"61 * * * *\"\n  timeZone: Mars/Olympus\n  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}}\n";
+    let err = e.s.fails(&e.k, &["create", "-f", "-"], Some(bad));
+    assert!(
+        err.contains(
+            "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"
+        ) && err.contains("spec.schedule: Invalid value: \"61 * * * *\""),
+        "{err}"
+    );
     e.set_clock(b + 4 * HOUR - 60);
     std::thread::sleep(Duration::from_secs(1));
     assert!(e.jobs_of("tz").is_empty());

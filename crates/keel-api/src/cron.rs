@@ -7,7 +7,8 @@
 //!
 //! Written here because the cron crates parse other dialects (seconds
 //! first, Quartz's `L`/`W`, different day rules); times are in an IANA zone
-//! through chrono-tz.
+//! through chrono-tz. Used by `CronJob` validation and the `CronJob`
+//! controller.
 
 use chrono::{Datelike, NaiveDate, TimeZone};
 use chrono_tz::Tz;
