@@ -305,6 +305,18 @@ fn default_job(obj: &mut Value) {
             }
         }
     }
+    // An unlabelled Job takes its template's labels (SetDefaults_Job).
+    let template_labels = obj.pointer("/spec/template/metadata/labels").cloned();
+    if let Some(l) = template_labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+        let meta = obj_mut(obj, "metadata");
+        if meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
+        {
+            meta.insert("labels".into(), l);
+        }
+    }
     if let Some(s) = template_spec(obj) {
         default_pod_spec(s);
     }

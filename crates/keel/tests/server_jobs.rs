@@ -116,6 +116,10 @@ fn completions_never_exceed_parallelism_and_kubectl_sees_complete() {
         j["spec"]["template"]["metadata"]["labels"]["job-name"],
         "work"
     );
+    assert_eq!(
+        j["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+        "work"
+    );
     let mut done = 0;
     let deadline = Instant::now() + Duration::from_secs(90);
     while done < 5 {
@@ -275,6 +279,43 @@ fn indexed_jobs_run_each_index_once() {
     assert_eq!(j["status"]["completedIndexes"], "0-2", "{j}");
     assert_eq!(j["status"]["succeeded"], 3, "{j}");
     assert_eq!(j["status"]["failed"], 1, "{j}");
+
+    // backoffLimitPerIndex: 0: a failed index is not retried; the Job
+    // fails with FailedIndexes once every index is settled.
+    s.ok_in(
+        &k,
+        &["create", "-f", "-"],
+        Some(&job(
+            "per",
+            "  completions: 2\n  parallelism: 2\n  completionMode: Indexed\n  backoffLimitPerIndex: 0",
+        )),
+    );
+    eventually("two pods of per", LIMIT, || {
+        pods_of(&s, &k, "per").len() == 2
+    });
+    let pods = pods_of(&s, &k, "per");
+    let index = |p: &Value| {
+        p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let zero = pods.iter().find(|p| index(p) == "0").map(name).unwrap();
+    let one = pods.iter().find(|p| index(p) == "1").map(name).unwrap();
+    finish(&s, &k, &zero, "Failed", 1, None);
+    eventually("failedIndexes 0", LIMIT, || {
+        get(&s, &k, "job/per")["status"]["failedIndexes"] == "0"
+    });
+    finish(&s, &k, &one, "Succeeded", 0, None);
+    wait_for(&s, &k, "failed", "per");
+    let j = get(&s, &k, "job/per");
+    assert_eq!(
+        condition(&j, "Failed").unwrap()["reason"],
+        "FailedIndexes",
+        "{j}"
+    );
+    assert_eq!(j["status"]["completedIndexes"], "1", "{j}");
+    assert_eq!(pods_of(&s, &k, "per").len(), 2, "index 0 was retried");
 }
 
 #[test]
