@@ -453,6 +453,33 @@ fn parallel_statefulset_creates_all_pods_at_once_and_scaled_claims_go() {
         get(&s, &k, ns, "pods", "{.items[*].metadata.name}"),
         "web-0"
     );
+    // whenDeleted: Delete, set after the claims were made: deleting the set
+    // takes its remaining claim too.
+    s.ok(
+        &k,
+        &[
+            "-n",
+            ns,
+            "patch",
+            "sts/web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete"}}}"#,
+        ],
+    );
+    wait_until("the set owns its claim", || {
+        get(
+            &s,
+            &k,
+            ns,
+            "pvc/data-web-0",
+            "{.metadata.ownerReferences[*].kind}",
+        ) == "StatefulSet"
+    });
+    s.ok(&k, &["-n", ns, "delete", "sts/web"]);
+    wait_for("claims deleted with the set", &String::new(), || {
+        get(&s, &k, ns, "pvc", "{.items[*].metadata.name}")
+    });
     // OrderedReady stops at the first pod that is not Ready.
     let ns = "ord";
     s.ok_in(
@@ -714,6 +741,16 @@ fn daemonset_follows_nodes_skips_tainted_ones_and_rolls() {
         "old pods replaced: {snap:?}"
     );
     assert_eq!(fewest_ready(&snap, before), 2, "{snap:?}");
+    // Undo goes back to the previous template through its revision.
+    s.ok(&k, &["-n", "ds", "rollout", "undo", "ds/agent"]);
+    wait_for(
+        "undo rolled back",
+        &vec![
+            ("n1".to_string(), "agent:2".to_string()),
+            ("n4".to_string(), "agent:2".to_string()),
+        ],
+        || placement(&s, &k, "ds", "agent"),
+    );
 }
 
 /// The fewest pods Running, Ready and not terminating at once in `log`
