@@ -52,6 +52,57 @@ pub fn age_of(ts: &str) -> String {
     }
 }
 
+/// kubectl's Job row: the status from the conditions (in printJob's
+/// order), `succeeded/completions` (`n/1 of p` for a work queue) and the
+/// run time.
+fn job_row(o: &Value, name: &str, a: String) -> Vec<Value> {
+    let succeeded = n(o, "status.succeeded");
+    let completions = match at(o, "spec.completions").and_then(Value::as_i64) {
+        Some(c) => format!("{succeeded}/{c}"),
+        None => match n(o, "spec.parallelism") {
+            p if p > 1 => format!("{succeeded}/1 of {p}"),
+            _ => format!("{succeeded}/1"),
+        },
+    };
+    let has = |t: &str| {
+        at(o, "status.conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"))
+    };
+    let status = if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if at(o, "metadata.deletionTimestamp").is_some() {
+        "Terminating"
+    } else if has("Suspended") {
+        "Suspended"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else if has("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    };
+    let time = |f: &str| {
+        at(o, f)
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    };
+    let duration = match (time("status.startTime"), time("status.completionTime")) {
+        (None, _) => String::new(),
+        (Some(st), None) => human_age(jiff::Timestamp::now().as_second() - st.as_second()),
+        (Some(st), Some(done)) => human_age(done.as_second() - st.as_second()),
+    };
+    vec![
+        json!(name),
+        json!(status),
+        json!(completions),
+        json!(duration),
+        json!(a),
+    ]
+}
+
 fn join_list(v: Option<&Value>, f: impl Fn(&Value) -> String) -> String {
     v.and_then(Value::as_array)
         .map(|a| a.iter().map(f).collect::<Vec<_>>().join(","))
@@ -136,6 +187,16 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Name", "string", 0),
             ("Status", "string", 0),
             ("Completions", "string", 0),
+            ("Duration", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "CronJob" => vec![
+            ("Name", "string", 0),
+            ("Schedule", "string", 0),
+            ("Timezone", "string", 0),
+            ("Suspend", "boolean", 0),
+            ("Active", "integer", 0),
+            ("Last Schedule", "string", 0),
             ("Age", "string", 0),
         ],
         "Service" => vec![
@@ -356,23 +417,27 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             )))),
             json!(a),
         ],
-        "Job" => {
-            let succeeded = n(o, "status.succeeded");
-            let completions = at(o, "spec.completions")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            let status = if succeeded >= completions {
-                "Complete"
-            } else {
-                "Running"
-            };
-            vec![
-                json!(name),
-                json!(status),
-                json!(format!("{succeeded}/{completions}")),
-                json!(a),
-            ]
-        }
+        "Job" => job_row(o, &name, a),
+        "CronJob" => vec![
+            json!(name),
+            json!(s(at(o, "spec.schedule"))),
+            json!(or_none(s(at(o, "spec.timeZone")))),
+            json!(match at(o, "spec.suspend").and_then(Value::as_bool) {
+                Some(true) => "True",
+                Some(false) => "False",
+                None => "<unset>",
+            }),
+            json!(
+                at(o, "status.active")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            json!(match at(o, "status.lastScheduleTime") {
+                Some(_) => age(o, "status.lastScheduleTime"),
+                None => "<none>".into(),
+            }),
+            json!(a),
+        ],
         "Service" => {
             let ty = s(at(o, "spec.type"));
             let ports = join_list(at(o, "spec.ports"), |p| {

@@ -24,12 +24,17 @@
 //! - [`node_lifecycle`]: Lease heartbeats → `Ready=Unknown`, condition
 //!   taints, eviction of pods after their `tolerationSeconds`;
 //!   [`node_ipam`]: pod CIDRs; [`disruption`]: `PodDisruptionBudget` status.
+//! - [`job`]: Jobs (completions, parallelism, back-off, deadlines, indexes,
+//!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
+//!   makes time testable).
 //!
 //! The workload controllers share `informer` (cache fed by one watch, work
 //! queue with back-off) and `events` (core/v1 Events as
 //! kube-controller-manager records them).
 
 pub mod aggregation;
+pub mod clock;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -37,6 +42,7 @@ pub mod endpoints;
 mod events;
 pub mod gc;
 mod informer;
+pub mod job;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -87,6 +93,8 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(replicaset::ReplicaSetController::new(api).run(api.clone())),
         tokio::spawn(deployment::DeploymentController::new(api).run(api.clone())),
         tokio::spawn(endpoints::EndpointsController.run(api.clone())),
+        tokio::spawn(job::JobController::new(api).run(api.clone())),
+        tokio::spawn(cronjob::CronJobController::new(api, clock::from_env()).run(api.clone())),
     ];
     tasks.extend(workloads::spawn(api));
     tasks.extend(spawn_scheduling(api, opts));
