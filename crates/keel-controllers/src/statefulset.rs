@@ -305,6 +305,7 @@ impl Sync<'_> {
             }
         }
         condemned.sort_by_key(|p| std::cmp::Reverse(ordinal(self.set, p)));
+        self.claim_owners(cache, want).await?;
         let done = self.scale(cache, &mut replicas, &mut condemned).await?;
         if done && self.rolling() {
             self.roll(cache, &replicas).await?;
@@ -443,6 +444,59 @@ impl Sync<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// `whenDeleted` on existing claims of ordinals in range: the set is
+    /// their owner under `Delete`, not under `Retain` (the policy may change
+    /// after the claims were made).
+    async fn claim_owners(&self, cache: &mut Cache, want: i64) -> Result<(), ClientError> {
+        let set = self.set;
+        let (ns, uid) = (meta_str(set, "namespace"), meta_str(set, "uid"));
+        let delete = policy_is(set, "whenDeleted", "Delete");
+        let mut owner = controller_of(statefulsets(), set);
+        owner["controller"] = json!(false);
+        for ord in start(set)..start(set) + want {
+            for t in claim_templates(set) {
+                let name = claim_name(&t, set, ord);
+                let Some(c) = cache.get(claims(), ns, &name) else {
+                    continue;
+                };
+                let refs: Vec<Value> = c
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if refs.iter().any(|r| r["uid"] == uid) == delete {
+                    continue;
+                }
+                let r = cache
+                    .modify(claims(), ns, &name, None, |cur| {
+                        let mut refs: Vec<Value> = cur
+                            .pointer("/metadata/ownerReferences")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        let had = refs.iter().any(|r| r["uid"] == uid);
+                        if had == delete {
+                            return None;
+                        }
+                        refs.retain(|r| r["uid"] != uid);
+                        if delete {
+                            refs.push(owner.clone());
+                        }
+                        let mut v = cur.clone();
+                        v["metadata"]["ownerReferences"] = json!(refs);
+                        Some(v)
+                    })
+                    .await;
+                if let Err(e) = r
+                    && !e.is_not_found()
+                {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn create_claims(

@@ -220,6 +220,11 @@ fn rollout_status(s: &KeelServer, k: &Path, ns: &str) -> String {
     text
 }
 
+/// `kubectl patch --type=merge`.
+fn merge_patch(s: &KeelServer, k: &Path, ns: &str, what: &str, patch: &str) {
+    s.ok(k, &["-n", ns, "patch", what, "--type=merge", "-p", patch]);
+}
+
 /// `kubectl rollout history sts/web` and the revision numbers it lists.
 fn history(s: &KeelServer, k: &Path, ns: &str) -> (String, Vec<String>) {
     let hist = s.ok(k, &["-n", ns, "rollout", "history", "sts/web"]);
@@ -340,17 +345,12 @@ fn statefulset_orders_pods_makes_claims_scales_down_in_reverse_and_rolls_a_parti
     let bad = out_of_order(&log.snapshot(), "web");
     assert!(bad.is_empty(), "OrderedReady broken on scale-up: {bad:?}");
     let old_rev = get(&s, &k, ns, "sts/web", "{.status.currentRevision}");
-    s.ok(
+    merge_patch(
+        &s,
         &k,
-        &[
-            "-n",
-            ns,
-            "patch",
-            "sts/web",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#,
-        ],
+        ns,
+        "sts/web",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#,
     );
     s.ok(&k, &["-n", ns, "set", "image", "sts/web", "c=nginx:2"]);
     let text = rollout_status(&s, &k, ns);
@@ -377,17 +377,12 @@ fn statefulset_orders_pods_makes_claims_scales_down_in_reverse_and_rolls_a_parti
     // Partition 0: the rest follows, highest ordinal first; then the
     // update is complete and the revisions agree.
     let before = log.snapshot().len();
-    s.ok(
+    merge_patch(
+        &s,
         &k,
-        &[
-            "-n",
-            ns,
-            "patch",
-            "sts/web",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
-        ],
+        ns,
+        "sts/web",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
     );
     rollout_status(&s, &k, ns);
     wait_until("update complete", || {
@@ -431,17 +426,12 @@ fn parallel_statefulset_creates_all_pods_at_once_and_scaled_claims_go() {
     });
     // whenScaled: Delete — the claims of pods removed by a scale-down go
     // with them (the garbage collector follows the pod owner reference).
-    s.ok(
+    merge_patch(
+        &s,
         &k,
-        &[
-            "-n",
-            ns,
-            "patch",
-            "sts/web",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete"}}}"#,
-        ],
+        ns,
+        "sts/web",
+        r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete"}}}"#,
     );
     s.ok(&k, &["-n", ns, "scale", "sts/web", "--replicas=1"]);
     wait_for(
@@ -453,6 +443,28 @@ fn parallel_statefulset_creates_all_pods_at_once_and_scaled_claims_go() {
         get(&s, &k, ns, "pods", "{.items[*].metadata.name}"),
         "web-0"
     );
+    // whenDeleted: Delete, set after the claims were made: deleting the set
+    // takes its remaining claim too.
+    merge_patch(
+        &s,
+        &k,
+        ns,
+        "sts/web",
+        r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete"}}}"#,
+    );
+    wait_until("the set owns its claim", || {
+        get(
+            &s,
+            &k,
+            ns,
+            "pvc/data-web-0",
+            "{.metadata.ownerReferences[*].kind}",
+        ) == "StatefulSet"
+    });
+    s.ok(&k, &["-n", ns, "delete", "sts/web"]);
+    wait_for("claims deleted with the set", &String::new(), || {
+        get(&s, &k, ns, "pvc", "{.items[*].metadata.name}")
+    });
     // OrderedReady stops at the first pod that is not Ready.
     let ns = "ord";
     s.ok_in(
@@ -682,17 +694,12 @@ fn daemonset_follows_nodes_skips_tainted_ones_and_rolls() {
     // new is available, so no node is ever without a Ready pod.
     let log = PodLog::start(&s, "ds");
     let before = log.snapshot().len();
-    s.ok(
+    merge_patch(
+        &s,
         &k,
-        &[
-            "-n",
-            "ds",
-            "patch",
-            "ds/agent",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
-        ],
+        "ds",
+        "ds/agent",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
     );
     s.ok(&k, &["-n", "ds", "set", "image", "ds/agent", "c=agent:3"]);
     let out = s.ok(
@@ -714,6 +721,16 @@ fn daemonset_follows_nodes_skips_tainted_ones_and_rolls() {
         "old pods replaced: {snap:?}"
     );
     assert_eq!(fewest_ready(&snap, before), 2, "{snap:?}");
+    // Undo goes back to the previous template through its revision.
+    s.ok(&k, &["-n", "ds", "rollout", "undo", "ds/agent"]);
+    wait_for(
+        "undo rolled back",
+        &vec![
+            ("n1".to_string(), "agent:2".to_string()),
+            ("n4".to_string(), "agent:2".to_string()),
+        ],
+        || placement(&s, &k, "ds", "agent"),
+    );
 }
 
 /// The fewest pods Running, Ready and not terminating at once in `log`
