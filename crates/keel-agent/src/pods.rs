@@ -1131,29 +1131,28 @@ impl PodRun {
                     )?
                 } else if let Some(r) = &vf.resource_field_ref {
                     resources::resource_field(&self.pod, c, r)
-                } else if let Some(r) = &vf.config_map_key_ref {
-                    let optional = r.optional == Some(true);
-                    let data = resources::config_map(ctx, &self.ns, &r.name, optional).await?;
-                    match data.get(&r.key) {
+                } else if let Some((kind, name, key, optional)) = vf
+                    .config_map_key_ref
+                    .as_ref()
+                    .map(|r| ("ConfigMap", &r.name, &r.key, r.optional == Some(true)))
+                    .or_else(|| {
+                        vf.secret_key_ref
+                            .as_ref()
+                            .map(|r| ("Secret", &r.name, &r.key, r.optional == Some(true)))
+                    })
+                {
+                    let data = if kind == "Secret" {
+                        resources::secret(ctx, &self.ns, name, optional).await?
+                    } else {
+                        resources::config_map(ctx, &self.ns, name, optional).await?
+                    };
+                    match data.get(key) {
                         Some(v) => String::from_utf8_lossy(v).into_owned(),
                         None if optional => continue,
                         None => {
                             return Err(format!(
-                                "couldn't find key {} in ConfigMap {}/{}",
-                                r.key, self.ns, r.name
-                            ));
-                        }
-                    }
-                } else if let Some(r) = &vf.secret_key_ref {
-                    let optional = r.optional == Some(true);
-                    let data = resources::secret(ctx, &self.ns, &r.name, optional).await?;
-                    match data.get(&r.key) {
-                        Some(v) => String::from_utf8_lossy(v).into_owned(),
-                        None if optional => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in Secret {}/{}",
-                                r.key, self.ns, r.name
+                                "couldn't find key {key} in {kind} {}/{name}",
+                                self.ns
                             ));
                         }
                     }

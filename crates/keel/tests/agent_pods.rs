@@ -340,6 +340,7 @@ fn agent_joins_and_runs_a_deployment_with_probes_and_graceful_deletion() {
     assert_eq!(get("index.html"), "hello-from-configmap");
     assert_eq!(get("ip.txt"), ip);
     assert_eq!(get("file.txt"), "hello-from-configmap");
+    assert_eq!(get("secret.txt"), "s3cr3t");
     assert_eq!(
         get("hostname.txt"),
         pod["metadata"]["name"].as_str().unwrap()
@@ -460,6 +461,11 @@ kind: ConfigMap
 metadata: {name: web-config}
 data: {greeting: hello-from-configmap}
 ---
+apiVersion: v1
+kind: Secret
+metadata: {name: web-secret}
+stringData: {token: s3cr3t}
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
@@ -477,12 +483,15 @@ spec:
         args:
         - mkdir -p /www && echo $GREETING > /www/index.html && echo $POD_IP > /www/ip.txt
           && cat /etc/web/greeting > /www/file.txt && hostname > /www/hostname.txt
+          && echo $TOKEN > /www/secret.txt
           && exec httpd -f -p 8080 -h /www
         env:
         - name: GREETING
           valueFrom: {configMapKeyRef: {name: web-config, key: greeting}}
         - name: POD_IP
           valueFrom: {fieldRef: {fieldPath: status.podIP}}
+        - name: TOKEN
+          valueFrom: {secretKeyRef: {name: web-secret, key: token}}
         ports: [{containerPort: 8080, name: http}]
         resources: {limits: {memory: 64Mi}}
         readinessProbe:
