@@ -341,6 +341,10 @@ fn agent_joins_and_runs_a_deployment_with_probes_and_graceful_deletion() {
     assert_eq!(get("ip.txt"), ip);
     assert_eq!(get("file.txt"), "hello-from-configmap");
     assert_eq!(get("secret.txt"), "s3cr3t");
+    // The init container ran first, into the pod's emptyDir.
+    assert_eq!(get("init.txt"), "from-init");
+    let init = &st["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed", "{init}");
     assert_eq!(
         get("hostname.txt"),
         pod["metadata"]["name"].as_str().unwrap()
@@ -364,7 +368,7 @@ fn agent_joins_and_runs_a_deployment_with_probes_and_graceful_deletion() {
         .filter(|(_, l, _)| l["io.kubernetes.pod.uid"] == uid.as_str())
         .map(|(id, _, pid)| (id, pid))
         .collect();
-    assert_eq!(mine.len(), 2, "sandbox and httpd: {mine:?}");
+    assert_eq!(mine.len(), 3, "sandbox, init and httpd: {mine:?}");
     let netns: Vec<PathBuf> = mine
         .iter()
         .map(|(id, _)| node.root().join("run/netns").join(id))
@@ -379,10 +383,13 @@ fn agent_joins_and_runs_a_deployment_with_probes_and_graceful_deletion() {
             .filter(|p| p.exists())
             .collect()
     };
-    assert!(mine.iter().all(|(id, _)| !cgroups(id).is_empty()));
-    for (_, pid) in &mine {
-        assert!(Path::new(&format!("/proc/{pid}")).exists());
-    }
+    // The sandbox and httpd run (the init container is done).
+    let running: Vec<&(String, i64)> = mine
+        .iter()
+        .filter(|(_, pid)| *pid > 0 && Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    assert_eq!(running.len(), 2, "{mine:?}");
+    assert!(running.iter().all(|(id, _)| !cgroups(id).is_empty()));
     s.ok(&k, &["delete", "pod", &name, "--timeout=60s"]);
     let out = s.kubectl_with(&k, &["get", "pod", &name], None);
     assert!(!out.status.success(), "the pod object is gone");
@@ -476,6 +483,11 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       terminationGracePeriodSeconds: 2
+      initContainers:
+      - name: prepare
+        image: busybox:latest
+        command: ["sh", "-c", "echo from-init > /work/init.txt"]
+        volumeMounts: [{name: work, mountPath: /work}]
       containers:
       - name: httpd
         image: busybox:latest
@@ -483,7 +495,7 @@ spec:
         args:
         - mkdir -p /www && echo $GREETING > /www/index.html && echo $POD_IP > /www/ip.txt
           && cat /etc/web/greeting > /www/file.txt && hostname > /www/hostname.txt
-          && echo $TOKEN > /www/secret.txt
+          && echo $TOKEN > /www/secret.txt && cp /work/init.txt /www/init.txt
           && exec httpd -f -p 8080 -h /www
         env:
         - name: GREETING
@@ -497,8 +509,8 @@ spec:
         readinessProbe:
           httpGet: {path: /index.html, port: http}
           periodSeconds: 1
-        volumeMounts: [{name: cfg, mountPath: /etc/web}]
-      volumes: [{name: cfg, configMap: {name: web-config}}]
+        volumeMounts: [{name: cfg, mountPath: /etc/web}, {name: work, mountPath: /work}]
+      volumes: [{name: cfg, configMap: {name: web-config}}, {name: work, emptyDir: {}}]
 "#;
 
 const LIVENESS: &str = r#"
