@@ -177,8 +177,8 @@ pub(crate) fn namespace_finalizers_pending(obj: &Value) -> bool {
 }
 
 /// The grace period a pod gets when deleted with `opts`, when it gets one:
-/// it is bound to a node a keel agent runs (annotation [`AGENT_NODE`]) and
-/// not finished. Pods elsewhere (unscheduled, on nodes without a kubelet)
+/// it is bound to a Ready node a keel agent runs (annotation
+/// [`AGENT_NODE`]) and not finished. Pods elsewhere (unscheduled, on nodes without a kubelet)
 /// are deleted at once.
 async fn pod_grace(state: &Arc<State>, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
     let grace = opts
@@ -195,12 +195,20 @@ async fn pod_grace(state: &Arc<State>, pod: &Value, opts: &DeleteOptions) -> Opt
     }
     let nodes = crate::resources::find("", "v1", "nodes")?;
     let (_, n) = get_current(state, nodes, None, node).await.ok()?;
-    n.pointer(&format!(
-        "/metadata/annotations/{}",
-        AGENT_NODE.replace('/', "~1")
-    ))
-    .is_some()
-    .then_some(grace)
+    // A node that is not Ready has no kubelet to finish the deletion (pod GC
+    // force-deletes such pods in Kubernetes).
+    let ready = n
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .is_some_and(|c| c["status"] == "True");
+    let agent = n
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            AGENT_NODE.replace('/', "~1")
+        ))
+        .is_some();
+    (ready && agent).then_some(grace)
 }
 
 /// The annotation a keel agent puts on its Node: deleting a pod there is
