@@ -120,7 +120,7 @@ YAML
 step "keel server: a Kubernetes API on 127.0.0.1 that the real kubectl uses"
 command -v kubectl >/dev/null || { echo "error: kubectl not found" >&2; echo "hint: install kubectl (1.27 to 1.33) to try keel server with it" >&2; exit 1; }
 API_PORT="$(free_port)"
-"$KEEL" server --listen "127.0.0.1:$API_PORT" --write-kubeconfig "$APP_DIR/kubeconfig" >"$APP_DIR/server.log" 2>&1 &
+"$KEEL" server --disable-agent --listen "127.0.0.1:$API_PORT" --write-kubeconfig "$APP_DIR/kubeconfig" >"$APP_DIR/server.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 export KUBECONFIG="$APP_DIR/kubeconfig"
@@ -330,5 +330,33 @@ TF
   && "$KEEL" infra destroy -auto-approve -no-color | tail -1)
 "$KEEL" rmi "127.0.0.1:$PORT/quickstart/tf:1" >/dev/null
 rm -rf "$REGTF_DIR"
+
+step "keel agent: keel server's own node runs a Deployment; its pod answers on the node's bridge"
+NODE_ROOT="$(mktemp -d /tmp/keel-quickstart-node.XXXXXX)"
+NODE_API="$(free_port)"
+node_down() {
+  KUBECONFIG="$NODE_ROOT/kubeconfig" kubectl delete deployment hello --ignore-not-found >/dev/null 2>&1 || true
+  KUBECONFIG="$NODE_ROOT/kubeconfig" kubectl wait --for=delete pod -l app=hello --timeout=60s >/dev/null 2>&1 || true
+  kill "$NODE_SERVER" 2>/dev/null || true
+  wait "$NODE_SERVER" 2>/dev/null || true
+  for c in $("$KEEL" --root "$NODE_ROOT" ps -aq 2>/dev/null); do "$KEEL" --root "$NODE_ROOT" rm -f "$c" >/dev/null 2>&1 || true; done
+  "$KEEL" --root "$NODE_ROOT" network rm keel-pods >/dev/null 2>&1 || true
+  rm -rf "$NODE_ROOT"
+}
+"$KEEL" --root "$NODE_ROOT" image seed-busybox >/dev/null   # the node's image store
+"$KEEL" --root "$NODE_ROOT" server --node-name quickstart --listen "127.0.0.1:$NODE_API" \
+  --write-kubeconfig "$NODE_ROOT/kubeconfig" >"$NODE_ROOT/server.log" 2>&1 &
+NODE_SERVER=$!
+trap 'node_down; kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
+export KUBECONFIG="$NODE_ROOT/kubeconfig"
+for _ in $(seq 100); do kubectl get node quickstart >/dev/null 2>&1 && break; sleep 0.2; done
+kubectl wait --for=condition=Ready node/quickstart --timeout=60s
+kubectl create deployment hello --image=busybox:latest --port=8080 \
+  -- sh -c 'echo hello from a keel pod >/tmp/index.html && exec httpd -f -p 8080 -h /tmp'
+kubectl rollout status deployment/hello --timeout=120s
+kubectl get pods -l app=hello -o wide
+http_get "http://$(kubectl get pods -l app=hello -o jsonpath='{.items[0].status.podIP}'):8080/"
+node_down
+trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

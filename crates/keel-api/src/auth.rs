@@ -154,6 +154,13 @@ fn static_token(state: &State, token: &str) -> Option<User> {
     Some(match role {
         Role::Admin => User::new(ADMIN_USER, &[MASTERS, AUTHENTICATED]),
         Role::ReadOnly => User::new(READ_ONLY_USER, &[AUTHENTICATED]),
+        Role::Join => User::new(
+            &format!(
+                "system:bootstrap:{}",
+                token.split_once('.').map_or("", |(id, _)| id)
+            ),
+            &["system:bootstrappers", AUTHENTICATED],
+        ),
     })
 }
 

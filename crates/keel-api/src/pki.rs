@@ -152,6 +152,14 @@ pub fn certificate_user(der: &[u8]) -> Option<crate::auth::User> {
     })
 }
 
+/// [`certificate_user`] of the first certificate in `pem`.
+pub fn pem_user(pem: &str) -> Option<crate::auth::User> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+    certificate_user(&der)
+}
+
 /// Creates the CA and serving certificate unless they exist. The serving
 /// certificate names localhost, 127.0.0.1, `::1`, this host and `extra_sans`.
 pub fn ensure_certificates(paths: &Paths, extra_sans: &[String]) -> Result<(), ApiError> {
@@ -247,6 +255,10 @@ pub fn tls_config(paths: &Paths) -> Result<rustls::ServerConfig, ApiError> {
 pub enum Role {
     Admin,
     ReadOnly,
+    /// A node's join token (`<id>.<secret>`): authenticates as
+    /// `system:bootstrap:<id>` in `system:bootstrappers`, which may only ask
+    /// for node credentials (a CSR), as kubeadm's bootstrap tokens.
+    Join,
 }
 
 fn random_token() -> Result<String, ApiError> {
@@ -274,6 +286,7 @@ pub fn read_tokens(paths: &Paths) -> Result<Vec<(String, Role)>, ApiError> {
             let role = match r.trim() {
                 "admin" => Role::Admin,
                 "read-only" => Role::ReadOnly,
+                "join" => Role::Join,
                 _ => return None,
             };
             Some((t.to_string(), role))
@@ -284,18 +297,103 @@ pub fn read_tokens(paths: &Paths) -> Result<Vec<(String, Role)>, ApiError> {
 /// Adds a new token with `role`; returns it.
 pub fn create_token(paths: &Paths, role: Role) -> Result<String, ApiError> {
     let mut tokens = read_tokens(paths)?;
-    let t = random_token()?;
+    let t = if role == Role::Join {
+        // Bootstrap token shape: 6 and 16 characters of [a-z0-9].
+        let r = random_token()?;
+        format!("{}.{}", &r[..6], &r[6..22])
+    } else {
+        random_token()?
+    };
     tokens.push((t.clone(), role));
     let mut text = String::new();
     for (t, r) in &tokens {
         let role = match r {
             Role::Admin => "admin",
             Role::ReadOnly => "read-only",
+            Role::Join => "join",
         };
         let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{t} {role}\n"));
     }
     write_private(&paths.tokens(), text.as_bytes(), 0o600)?;
     Ok(t)
+}
+
+/// The sha256 (hex) of the CA certificate's DER: what a join token pins.
+pub fn ca_hash(paths: &Paths) -> Result<String, ApiError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_file(paths.ca_cert())
+        .map_err(|e| ApiError::Certificate(e.to_string()))?;
+    Ok(hex(
+        ring::digest::digest(&ring::digest::SHA256, &der).as_ref()
+    ))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().fold(String::new(), |mut acc, x| {
+        let _ = std::fmt::Write::write_fmt(&mut acc, format_args!("{x:02x}"));
+        acc
+    })
+}
+
+/// A new join token for `keel agent --token`: `K10<CA sha256>::<id>.<secret>`
+/// (k3s's format: the agent trusts the server whose CA has that hash).
+pub fn create_join_token(paths: &Paths) -> Result<String, ApiError> {
+    let hash = ca_hash(paths)?;
+    let t = create_token(paths, Role::Join)?;
+    Ok(format!("K10{hash}::{t}"))
+}
+
+/// Signs a node's client certificate request (PEM): the subject must be
+/// `CN=system:node:<name>, O=system:nodes`; the certificate is valid for a
+/// year and for client authentication only. Returns the certificate (PEM).
+pub fn sign_node_csr(paths: &Paths, csr_pem: &str) -> Result<String, ApiError> {
+    let mut req = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(cert_err)?;
+    let dn = &req.params.distinguished_name;
+    let text = |t: &DnType| match dn.get(t) {
+        Some(rcgen::DnValue::Utf8String(s)) => s.clone(),
+        Some(rcgen::DnValue::PrintableString(s)) => s.as_str().to_string(),
+        _ => String::new(),
+    };
+    let cn = text(&DnType::CommonName);
+    let org = text(&DnType::OrganizationName);
+    let name = cn.strip_prefix("system:node:").unwrap_or_default();
+    if name.is_empty() || org != "system:nodes" {
+        return Err(ApiError::Certificate(format!(
+            "a node CSR names CN=system:node:<name>, O=system:nodes, not CN={cn:?} O={org:?}"
+        )));
+    }
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
+    p.distinguished_name.push(DnType::CommonName, cn.as_str());
+    p.distinguished_name
+        .push(DnType::OrganizationName, "system:nodes");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let now = std::time::SystemTime::now();
+    p.not_before = (now - std::time::Duration::from_mins(5)).into();
+    p.not_after = (now + std::time::Duration::from_hours(365 * 24)).into();
+    req.params = p;
+    let ca_pem = std::fs::read_to_string(paths.ca_key()).map_err(io(&paths.ca_key()))?;
+    let ca_key = KeyPair::from_pem(&ca_pem).map_err(cert_err)?;
+    let issuer = Issuer::new(ca_params()?, &ca_key);
+    Ok(req.signed_by(&issuer).map_err(cert_err)?.pem())
+}
+
+/// A client certificate and key for node `name` (the server's own agent,
+/// which needs no CSR: the server holds the CA). Returns (cert, key) PEM.
+pub fn issue_node_cert(paths: &Paths, name: &str) -> Result<(String, String), ApiError> {
+    let key = KeyPair::generate().map_err(cert_err)?;
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
+    p.distinguished_name
+        .push(DnType::CommonName, format!("system:node:{name}"));
+    p.distinguished_name
+        .push(DnType::OrganizationName, "system:nodes");
+    let csr = p.serialize_request(&key).map_err(cert_err)?;
+    let pem = csr.pem().map_err(cert_err)?;
+    Ok((sign_node_csr(paths, &pem)?, key.serialize_pem()))
 }
 
 /// The admin token, created on first start.
@@ -376,5 +474,33 @@ mod tests {
         let user = certificate_user(&der).unwrap();
         assert_eq!(user.name, "keel:admin");
         assert_eq!(user.groups, ["system:masters", "system:authenticated"]);
+    }
+
+    #[test]
+    fn node_certificates_and_join_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Paths::new(dir.path());
+        ensure_certificates(&p, &[]).unwrap();
+        let (cert, _key) = issue_node_cert(&p, "n1").unwrap();
+        let user = pem_user(&cert).unwrap();
+        assert_eq!(user.name, "system:node:n1");
+        assert_eq!(user.groups, ["system:nodes", "system:authenticated"]);
+        // Only node identities are signed.
+        let key = KeyPair::generate().unwrap();
+        let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+        cp.distinguished_name.push(DnType::CommonName, "keel:admin");
+        cp.distinguished_name
+            .push(DnType::OrganizationName, crate::auth::MASTERS);
+        let csr = cp.serialize_request(&key).unwrap().pem().unwrap();
+        assert!(sign_node_csr(&p, &csr).is_err());
+        let join = create_join_token(&p).unwrap();
+        let (hash, token) = join.strip_prefix("K10").unwrap().split_once("::").unwrap();
+        assert_eq!(hash, ca_hash(&p).unwrap());
+        assert_eq!(token.len(), 23);
+        assert!(
+            read_tokens(&p)
+                .unwrap()
+                .contains(&(token.to_string(), Role::Join))
+        );
     }
 }

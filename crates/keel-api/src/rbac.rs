@@ -592,6 +592,21 @@ fn default_cluster_roles() -> Vec<Value> {
         json!({"metadata": {"name": "system:public-info-viewer"}, "rules": [url_rule(&["/healthz", "/livez", "/readyz", "/version", "/version/"], &["get"])]}),
         json!({"metadata": {"name": "system:service-account-issuer-discovery"}, "rules": [url_rule(&["/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"], &["get"])]}),
         json!({"metadata": {"name": "system:node-bootstrapper"}, "rules": [rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])]}),
+        // What a kubelet needs (Kubernetes' system:node role; keel binds it
+        // to the system:nodes group instead of running the Node authorizer).
+        json!({"metadata": {"name": "system:node"}, "rules": [
+            rule(&[""], &["nodes"], &["create", "get", "list", "watch", "patch", "update"]),
+            rule(&[""], &["nodes/status"], &["patch", "update"]),
+            rule(&[""], &["pods"], &["get", "list", "watch", "create", "delete"]),
+            rule(&[""], &["pods/status"], &["patch", "update"]),
+            rule(&[""], &["pods/eviction"], &["create"]),
+            rule(&[""], &["configmaps", "secrets", "services", "endpoints", "persistentvolumeclaims", "persistentvolumes"], &["get", "list", "watch"]),
+            rule(&[""], &["serviceaccounts/token"], &["create"]),
+            rule(&["", "events.k8s.io"], &["events"], &["create", "patch", "update"]),
+            rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update", "patch", "delete"]),
+            rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"]),
+            rule(&["discovery.k8s.io"], &["endpointslices"], &["get", "list", "watch"]),
+        ]}),
         json!({"metadata": {"name": "system:auth-delegator"}, "rules": [rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]), rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"])]}),
     ];
     let snapshot = roles.clone();
@@ -660,6 +675,7 @@ fn default_bindings() -> Vec<Value> {
             "system:node-bootstrapper",
             json!([group("system:bootstrappers")]),
         ),
+        b("system:node", "system:node", json!([group("system:nodes")])),
         // keel's read-only tokens.
         b(
             "keel:read-only",

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod build;
 pub mod chart;
 mod ci;
@@ -100,6 +101,8 @@ pub enum Command {
     Network(network::NetworkCommand),
     /// Run the Kubernetes-compatible API server.
     Server(server::ServerArgs),
+    /// Join a keel server as a node and run the pods bound to it.
+    Agent(agent::AgentArgs),
     /// Create and run a new container from an image.
     Run(container::RunArgs),
     /// Create a new container.
@@ -306,6 +309,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chart(args) => chart::run(*args),
         Command::Network(c) => network::network_command(&cli.root, c),
         Command::Server(args) => server::run(&cli.root, args),
+        Command::Agent(args) => agent::run(&cli.root, args),
         Command::Run(a) => container::run(&cli.root, a),
         Command::Create(a) => container::create(&cli.root, a),
         Command::Start(a) => container::start(&cli.root, a),
@@ -402,7 +406,10 @@ pub fn main() -> ExitCode {
         }
     };
     // Long-running processes say what they do; commands only what went wrong.
-    let default = if matches!(cli.command, Command::Monitor { .. } | Command::Server(_)) {
+    let default = if matches!(
+        cli.command,
+        Command::Monitor { .. } | Command::Server(_) | Command::Agent(_)
+    ) {
         logging::SERVICE_DEFAULT
     } else {
         logging::COMMAND_DEFAULT

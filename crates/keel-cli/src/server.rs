@@ -1,6 +1,7 @@
 //! `keel server`: the Kubernetes-compatible API server with its controllers
-//! (keel-controllers, in the same process), and `keel server token create`
-//! for extra (read-only) tokens.
+//! (keel-controllers, in the same process) and, unless `--disable-agent`, a
+//! node agent for this machine (keel-agent); `keel server token create`
+//! for extra (read-only) tokens and `--join` tokens for `keel agent`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,12 @@ pub struct ServerArgs {
     /// Prefix length of each node's pod CIDR.
     #[arg(long, value_name = "BITS", default_value_t = 24)]
     pub node_cidr_mask_size: u8,
+    /// Do not run a node agent (kubelet) for this machine.
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Name of this machine's node (default: its hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -57,15 +64,28 @@ pub enum TokenCommand {
     /// Create a new token and print it.
     Create {
         /// The token may only read (get, list, watch).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "join")]
         read_only: bool,
+        /// A join token for `keel agent --token` (it pins this server's CA).
+        #[arg(long)]
+        join: bool,
     },
 }
 
 pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
     let state_dir = root.join("server");
-    if let Some(ServerCommand::Token(TokenCommand::Create { read_only })) = args.command {
+    if let Some(ServerCommand::Token(TokenCommand::Create { read_only, join })) = args.command {
         let paths = keel_api::pki::Paths::new(&state_dir);
+        if join {
+            let token = keel_api::pki::create_join_token(&paths).map_err(|e| {
+                anyhow::Error::new(Hint::new(
+                    "start `keel server` with this --root once first: it creates the CA the token pins",
+                ))
+                .context(format!("create join token: {e}"))
+            })?;
+            println!("{token}");
+            return Ok(ExitCode::SUCCESS);
+        }
         let role = if read_only {
             keel_api::pki::Role::ReadOnly
         } else {
@@ -94,6 +114,7 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
     let controller_opts = keel_controllers::Options {
         node_monitor_grace_period: args.node_monitor_grace_period,
         cluster_cidr,
+        state_dir: Some(state_dir.clone()),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -133,6 +154,18 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         server.set_default_toleration_seconds(i64::from(args.default_toleration_seconds));
         keel_controllers::spawn_with(&server.loopback(), &controller_opts);
+        if !args.disable_agent {
+            let name = args
+                .node_name
+                .clone()
+                .unwrap_or_else(crate::agent::hostname);
+            let cfg = own_agent(root, &state_dir, addr, name)?;
+            tokio::spawn(async move {
+                if let Err(e) = keel_agent::run(cfg).await {
+                    tracing::error!(error = %e, "the node agent stopped");
+                }
+            });
+        }
         tracing::info!(
             %addr,
             state = %state_dir.display(),
@@ -141,6 +174,36 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         );
         server.serve().await.context("serve")?;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The agent for this machine: credentials straight from the CA (no join
+/// token needed), talking to the server over loopback.
+fn own_agent(
+    root: &Path,
+    state_dir: &Path,
+    addr: SocketAddr,
+    name: String,
+) -> anyhow::Result<keel_agent::Config> {
+    let paths = keel_api::pki::Paths::new(state_dir);
+    let (cert_pem, key_pem) =
+        keel_api::pki::issue_node_cert(&paths, &name).context("issue the node's certificate")?;
+    let ca_pem = std::fs::read_to_string(paths.ca_cert()).context("read the CA")?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    Ok(keel_agent::Config {
+        server: format!("https://{host}:{}", addr.port()),
+        credentials: keel_agent::Credentials::Issued {
+            ca_pem,
+            cert_pem,
+            key_pem,
+        },
+        root: root.to_path_buf(),
+        name,
+        exe: crate::agent::exe()?,
     })
 }
 

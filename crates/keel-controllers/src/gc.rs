@@ -412,6 +412,7 @@ impl GarbageCollector {
         };
         tracing::info!(object = %at, policy, "deleting an object whose owners are gone");
         let opts = DeleteOptions {
+            grace_period: None,
             propagation: Some(policy.into()),
             precondition_uid: Some(uid),
             ..DeleteOptions::default()

@@ -151,6 +151,7 @@ impl Cache {
         uid: &str,
     ) -> Result<(), ClientError> {
         let opts = DeleteOptions {
+            grace_period: None,
             propagation: Some("Background".into()),
             precondition_uid: Some(uid.to_string()),
             ..DeleteOptions::default()

@@ -23,7 +23,8 @@
 //!   to volumes, the `local-path` provisioner.
 //! - [`node_lifecycle`]: Lease heartbeats → `Ready=Unknown`, condition
 //!   taints, eviction of pods after their `tolerationSeconds`;
-//!   [`node_ipam`]: pod CIDRs; [`disruption`]: `PodDisruptionBudget` status.
+//!   [`node_ipam`]: pod CIDRs; [`disruption`]: `PodDisruptionBudget` status;
+//!   [`csr`]: node client certificates for joining agents.
 //! - [`job`]: Jobs (completions, parallelism, back-off, deadlines, indexes,
 //!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
 //!   makes time testable).
@@ -35,6 +36,7 @@
 pub mod aggregation;
 pub mod clock;
 pub mod cronjob;
+pub mod csr;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -67,6 +69,9 @@ pub struct Options {
     pub node_monitor_grace_period: std::time::Duration,
     /// Pod CIDRs for nodes; `None` leaves `spec.podCIDR` alone.
     pub cluster_cidr: Option<node_ipam::CidrPlan>,
+    /// The server's state directory: its CA signs node CSRs ([`csr`]);
+    /// `None` signs none.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -74,6 +79,7 @@ impl Default for Options {
         Options {
             node_monitor_grace_period: std::time::Duration::from_secs(8),
             cluster_cidr: node_ipam::CidrPlan::parse("10.42.0.0/16", 24).ok(),
+            state_dir: None,
         }
     }
 }
@@ -110,6 +116,11 @@ fn spawn_scheduling(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHand
         ),
         tokio::spawn(disruption::Disruption::new(api.clone()).run()),
     ];
+    if let Some(dir) = &opts.state_dir {
+        tasks.push(tokio::spawn(
+            csr::CsrSigner::new(api.clone(), dir.clone()).run(),
+        ));
+    }
     if let Some(plan) = opts.cluster_cidr {
         tasks.push(tokio::spawn(
             node_ipam::NodeIpam::new(api.clone(), plan).run(),

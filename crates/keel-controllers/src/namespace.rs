@@ -125,6 +125,7 @@ impl NamespaceController {
     /// Deletes what is left in `ns`; returns how many objects remain.
     async fn sweep(&self, ns: &str) -> Result<usize, ClientError> {
         let opts = DeleteOptions {
+            grace_period: None,
             propagation: Some("Background".into()),
             ..DeleteOptions::default()
         };

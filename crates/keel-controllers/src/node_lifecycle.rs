@@ -372,6 +372,7 @@ impl NodeLifecycle {
                 format!("Marking for deletion Pod {key}"),
             );
             let opts = DeleteOptions {
+                grace_period: None,
                 precondition_uid: Some(p.uid.clone()),
                 ..DeleteOptions::default()
             };

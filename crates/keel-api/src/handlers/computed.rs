@@ -199,6 +199,7 @@ pub(super) async fn evict(ctx: &Ctx, pod: &str) -> Result<Response<Body>, Fail> 
         }
     }
     let opts = DeleteOptions {
+        grace_period: None,
         precondition_uid: eviction
             .pointer("/deleteOptions/preconditions/uid")
             .and_then(Value::as_str)

@@ -38,6 +38,9 @@ pub struct DeleteOptions {
     pub precondition_rv: Option<String>,
     pub precondition_uid: Option<String>,
     pub dry_run: bool,
+    /// `gracePeriodSeconds`: how long a pod on a node gets to stop (`None`:
+    /// its `terminationGracePeriodSeconds`).
+    pub grace_period: Option<i64>,
 }
 
 impl DeleteOptions {
@@ -69,6 +72,11 @@ impl DeleteOptions {
             },
             precondition_rv: s("/preconditions/resourceVersion"),
             precondition_uid: s("/preconditions/uid"),
+            grace_period: ctx
+                .query
+                .get("gracePeriodSeconds")
+                .and_then(|g| g.parse().ok())
+                .or_else(|| body.get("gracePeriodSeconds").and_then(Value::as_i64)),
             dry_run: super::dry_run(&ctx.query)
                 || body
                     .get("dryRun")
@@ -168,6 +176,45 @@ pub(crate) fn namespace_finalizers_pending(obj: &Value) -> bool {
         .is_some_and(|f| !f.is_empty())
 }
 
+/// The grace period a pod gets when deleted with `opts`, when it gets one:
+/// it is bound to a Ready node a keel agent runs (annotation
+/// [`AGENT_NODE`]) and not finished. Pods elsewhere (unscheduled, on nodes without a kubelet)
+/// are deleted at once.
+async fn pod_grace(state: &Arc<State>, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
+    let grace = opts
+        .grace_period
+        .or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30);
+    let node = pod.pointer("/spec/nodeName").and_then(Value::as_str)?;
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    if grace <= 0 || node.is_empty() || matches!(phase, Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let nodes = crate::resources::find("", "v1", "nodes")?;
+    let (_, n) = get_current(state, nodes, None, node).await.ok()?;
+    // A node that is not Ready has no kubelet to finish the deletion (pod GC
+    // force-deletes such pods in Kubernetes).
+    let ready = n
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .is_some_and(|c| c["status"] == "True");
+    let agent = n
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            AGENT_NODE.replace('/', "~1")
+        ))
+        .is_some();
+    (ready && agent).then_some(grace)
+}
+
+/// The annotation a keel agent puts on its Node: deleting a pod there is
+/// graceful.
+pub const AGENT_NODE: &str = "node.keel.dev/agent";
+
 /// Deletes one object, or marks it for deletion when finalizers hold it.
 pub(crate) async fn delete(
     state: &Arc<State>,
@@ -210,12 +257,41 @@ pub(crate) async fn delete(
                 ),
             ));
         }
+        let deleting = meta(&obj, "deletionTimestamp").is_some();
+        if r.kind == "Pod"
+            && let Some(grace) = pod_grace(state, &obj, opts).await
+        {
+            let shorter = meta(&obj, "deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_some_and(|g| grace < g);
+            if deleting && !shorter || opts.dry_run {
+                return Ok(obj);
+            }
+            // A running pod is only marked: its kubelet stops it within the
+            // grace period and deletes it with grace 0 (as the apiserver).
+            let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+            set_meta(
+                &mut obj,
+                "deletionTimestamp",
+                json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            );
+            set_meta(&mut obj, "deletionGracePeriodSeconds", json!(grace));
+            let bytes = encode(state, r, &kv.key, &obj)?;
+            match state.store.update(&kv.key, bytes, kv.mod_revision, 0).await {
+                Ok(rev) => {
+                    set_meta(&mut obj, "resourceVersion", json!(rev.to_string()));
+                    return Ok(obj);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(store_fail(r, name, e)),
+            }
+        }
         let current = string_list(meta(&obj, "finalizers"));
         let finalizers = opts.finalizers(&current);
-        let deleting = meta(&obj, "deletionTimestamp").is_some();
+        let pod_now = r.kind == "Pod" && opts.grace_period == Some(0);
         let held =
             !finalizers.is_empty() || r.kind == "Namespace" && namespace_finalizers_pending(&obj);
-        if deleting && finalizers == current {
+        if deleting && finalizers == current && !pod_now {
             return Ok(obj);
         }
         if held {
@@ -303,6 +379,7 @@ mod tests {
 
     fn opts(p: Option<&str>, o: Option<bool>) -> DeleteOptions {
         DeleteOptions {
+            grace_period: None,
             propagation: p.map(String::from),
             orphan_dependents: o,
             ..DeleteOptions::default()

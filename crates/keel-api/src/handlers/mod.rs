@@ -29,7 +29,7 @@ use crate::table::{self, Include};
 use crate::validate::Cause;
 
 pub(crate) use delete::delete;
-pub use delete::{DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+pub use delete::{AGENT_NODE, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 pub(crate) use object::{decode, encode, get_current};
 pub(crate) use write::{create, update_object};
 
@@ -280,6 +280,13 @@ pub(crate) async fn dispatch(ctx: Ctx, method: &Method) -> Result<Response<Body>
         (&Method::POST, None) => {
             let mut obj = object::parse_body(&ctx)?;
             object::check_object(&ctx, &mut obj)?;
+            if t.resource.kind == "CertificateSigningRequest" {
+                // The requester is who asked, never what the body claims
+                // (signers and approvers decide on it).
+                obj["spec"]["username"] = json!(ctx.user.name);
+                obj["spec"]["uid"] = json!(ctx.user.uid);
+                obj["spec"]["groups"] = json!(ctx.user.groups);
+            }
             let tr = track(&ctx, None);
             let obj = create(&ctx.state, t.resource, obj, dry_run(&ctx.query), Some(&tr)).await?;
             Ok(respond(&ctx, 201, &obj))

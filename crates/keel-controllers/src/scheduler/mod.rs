@@ -414,6 +414,7 @@ impl Scheduler {
             );
             tokio::spawn(async move {
                 let opts = DeleteOptions {
+                    grace_period: None,
                     precondition_uid: Some(v.uid.clone()),
                     ..DeleteOptions::default()
                 };

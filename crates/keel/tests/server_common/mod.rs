@@ -50,6 +50,9 @@ pub struct KeelServer {
     pub home: tempfile::TempDir,
     /// Extra environment of the server process.
     pub env: Vec<(String, String)>,
+    /// The address it listens on (127.0.0.1 unless started with
+    /// [`KeelServer::start_on`]).
+    pub ip: String,
 }
 
 impl KeelServer {
@@ -72,6 +75,28 @@ impl KeelServer {
             kubeconfig,
             home,
             env,
+            ip: "127.0.0.1".into(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server listening on `ip` (an address of this host that node
+    /// network namespaces reach).
+    pub fn start_on(ip: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let kubeconfig = root.path().join("kubeconfig");
+        let mut s = KeelServer {
+            child: None,
+            root,
+            port: free_port(),
+            datastore: None,
+            kubeconfig,
+            home,
+            env: Vec::new(),
+            ip: ip.to_string(),
         };
         s.spawn();
         s
@@ -84,9 +109,11 @@ impl KeelServer {
             .arg(self.root.path())
             .arg("server")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("{}:{}", self.ip, self.port))
             .arg("--write-kubeconfig")
             .arg(&self.kubeconfig)
+            // These suites use fake nodes; agent_pods.rs runs real agents.
+            .arg("--disable-agent")
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(self.root.path().join("server.log")).unwrap(),
@@ -98,7 +125,7 @@ impl KeelServer {
         self.child = Some(cmd.spawn().expect("start keel server"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.kubeconfig.exists()
-            || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+            || std::net::TcpStream::connect((self.ip.as_str(), self.port)).is_err()
         {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("keel server exited with {st}: {}", self.log());

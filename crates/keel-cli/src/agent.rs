@@ -1,0 +1,63 @@
+//! `keel agent`: this machine joins a keel server as a node and runs the
+//! pods bound to it (keel-agent, the kubelet).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::Hint;
+
+/// Arguments of `keel agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The API server, https://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// Join token from `keel server token create --join` on the server's machine.
+    #[arg(long, value_name = "TOKEN", env = "KEEL_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The node's name (default: this machine's hostname).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// This machine's hostname, lowercased (a node name).
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "keel-node".into())
+}
+
+pub(crate) fn exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("find the keel binary")
+}
+
+pub fn run(root: &Path, a: AgentArgs) -> anyhow::Result<ExitCode> {
+    keel_agent::join::parse_token(&a.token).map_err(|e| {
+        anyhow::Error::new(Hint::new(
+            "run `keel server token create --join` on the server's machine and pass what it prints",
+        ))
+        .context(format!("--token: {e}"))
+    })?;
+    keel_agent::join::host_port(&a.server).map_err(|e| {
+        anyhow::Error::new(Hint::new("pass the server's address as https://HOST:PORT"))
+            .context(e.to_string())
+    })?;
+    let cfg = keel_agent::Config {
+        server: a.server,
+        credentials: keel_agent::Credentials::JoinToken(a.token),
+        root: root.to_path_buf(),
+        name: a.name.unwrap_or_else(hostname),
+        exe: exe()?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(keel_agent::run(cfg)).context("keel agent")?;
+    Ok(ExitCode::SUCCESS)
+}
