@@ -1,4 +1,5 @@
-//! `keel chart …`: Helm charts (template, create, lint, package).
+//! `keel chart …`: Helm charts (template, create, lint, package) and
+//! releases (install, upgrade, rollback, uninstall, list, history, status, get).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,7 +41,7 @@ pub struct ValuesFlags {
 }
 
 impl ValuesFlags {
-    fn options(&self) -> ValueOptions {
+    pub fn options(&self) -> ValueOptions {
         ValueOptions {
             files: self.values.clone(),
             json: self.set_json.clone(),
@@ -96,6 +97,26 @@ pub enum ChartCommand {
         #[command(flatten)]
         values: ValuesFlags,
     },
+    /// Install a chart as a release (stored as Helm stores it).
+    Install(Box<crate::chart_release::InstallArgs>),
+    /// Upgrade a release to a new chart or values.
+    Upgrade(Box<crate::chart_release::UpgradeArgs>),
+    /// Roll a release back to an earlier revision.
+    Rollback(Box<crate::chart_release::RollbackArgs>),
+    /// Uninstall releases.
+    #[command(aliases = ["un", "delete", "del"])]
+    Uninstall(Box<crate::chart_release::UninstallArgs>),
+    /// List releases.
+    #[command(alias = "ls")]
+    List(Box<crate::chart_show::ListArgs>),
+    /// The revisions of a release.
+    #[command(alias = "hist")]
+    History(Box<crate::chart_show::HistoryArgs>),
+    /// The status of a release.
+    Status(Box<crate::chart_show::StatusArgs>),
+    /// Details of a release: values, manifest, notes, hooks, all.
+    #[command(subcommand)]
+    Get(Box<crate::chart_show::GetCommand>),
     /// Package a chart directory into NAME-VERSION.tgz.
     Package {
         /// Chart directories.
@@ -158,6 +179,7 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                 skip_tests,
                 show_only,
                 is_upgrade,
+                revision: 1,
             };
             let rendered = keel_chart::render(&chart, &user, &opts).map_err(one_line)?;
             // Helm 4 logs these through slog's text handler, which quotes
@@ -205,6 +227,16 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
+        ChartCommand::Install(a) => crate::chart_release::install(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Upgrade(a) => crate::chart_release::upgrade(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Rollback(a) => crate::chart_release::rollback(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Uninstall(a) => {
+            crate::chart_release::uninstall(&a).map(|()| ExitCode::SUCCESS)
+        }
+        ChartCommand::List(a) => crate::chart_show::list(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::History(a) => crate::chart_show::history(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Status(a) => crate::chart_show::status_cmd(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Get(c) => crate::chart_show::get(&c).map(|()| ExitCode::SUCCESS),
         ChartCommand::Package { paths, destination } => {
             for p in &paths {
                 let out = keel_chart::package(p, &destination)
