@@ -198,7 +198,8 @@ kubectl delete pod small big --wait=false
 kubectl delete node quickstart-node
 # A chart installed as a release, stored as Helm stores it (helm sees it too): upgrade, roll back, uninstall.
 "$KEEL" chart create "$REG_DIR/relchart" >/dev/null 2>&1
-"$KEEL" chart install demo "$REG_DIR/relchart" -n quickstart --set replicaCount=0 | head -6
+"$KEEL" chart install demo "$REG_DIR/relchart" -n quickstart --set replicaCount=0 >/dev/null
+"$KEEL" chart list -n quickstart
 "$KEEL" chart upgrade demo "$REG_DIR/relchart" -n quickstart --reuse-values --set service.port=8080 >/dev/null
 "$KEEL" chart rollback demo 1 -n quickstart
 "$KEEL" chart history demo -n quickstart

@@ -626,6 +626,52 @@ pub fn run_hooks(
     Ok(())
 }
 
+/// Helm's sequence once the pending record is stored: `pre-EVENT` hooks,
+/// apply `target` (deleting what `current` had and `target` dropped), wait,
+/// `post-EVENT` hooks; errors worded as Helm words them for each action.
+fn perform(
+    ctx: &Ctx,
+    rel: &mut Release,
+    current: &[J],
+    target: &[J],
+    f: &ApplyFlags,
+    event: &str,
+) -> anyhow::Result<()> {
+    let timeout = parse_duration(&f.timeout)?;
+    let hooks = |rel: &mut Release, phase: &str| -> anyhow::Result<()> {
+        if f.no_hooks {
+            return Ok(());
+        }
+        run_hooks(ctx, rel, &format!("{phase}-{event}"), timeout).map_err(|e| match event {
+            "install" => anyhow::anyhow!("failed {phase}-install: {e:#}"),
+            "upgrade" => anyhow::anyhow!("{phase}-upgrade hooks failed: {e:#}"),
+            _ => e,
+        })
+    };
+    hooks(rel, "pre")?;
+    let op = if event == "install" {
+        "install"
+    } else {
+        "update"
+    };
+    let name = rel.name.clone();
+    update_objects(ctx, &name, current, target, op, f.force_conflicts)?;
+    if f.wait.is_some() {
+        crate::chart_wait::wait(ctx, target, timeout, f.wait_for_jobs)?;
+    }
+    hooks(rel, "post")
+}
+
+/// Marks every deployed record of `history` superseded.
+fn supersede(ctx: &Ctx, history: &[Release]) -> anyhow::Result<()> {
+    for r in history.iter().filter(|r| r.info.status == status::DEPLOYED) {
+        let mut r = r.clone();
+        r.info.status = status::SUPERSEDED.into();
+        ctx.update(&r)?;
+    }
+    Ok(())
+}
+
 /// Renders `chart` for a release and fills the release's chart, manifest,
 /// hooks and notes.
 fn render_into(
@@ -727,7 +773,8 @@ fn do_install(
     skip_crds: bool,
     rollback_on_failure: bool,
 ) -> anyhow::Result<Release> {
-    let timeout = parse_duration(&f.timeout)?;
+    // a bad --timeout is refused before anything is recorded
+    parse_duration(&f.timeout)?;
     let dry = is_dry(f.dry_run.as_ref());
     let history = if dry && f.dry_run.as_deref() != Some("server") {
         Vec::new()
@@ -785,22 +832,8 @@ fn do_install(
         check_ownership(&ctx.kube, &path, &obj, name, &ctx.ns, "install")?;
     }
     ctx.create(&rel)?;
-    let res = (|| -> anyhow::Result<()> {
-        if !f.no_hooks {
-            run_hooks(ctx, &mut rel, "pre-install", timeout)
-                .map_err(|e| anyhow::anyhow!("failed pre-install: {e:#}"))?;
-        }
-        // ownership was checked above, before anything was recorded
-        update_objects(ctx, name, &target, &target, "install", f.force_conflicts)?;
-        if f.wait.is_some() {
-            crate::chart_wait::wait(ctx, &target, timeout, f.wait_for_jobs)?;
-        }
-        if !f.no_hooks {
-            run_hooks(ctx, &mut rel, "post-install", timeout)
-                .map_err(|e| anyhow::anyhow!("failed post-install: {e:#}"))?;
-        }
-        Ok(())
-    })();
+    // ownership was checked above, before anything was recorded
+    let res = perform(ctx, &mut rel, &target, &target, f, "install");
     if let Err(e) = res {
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Release \"{name}\" failed: {e:#}");
@@ -907,7 +940,8 @@ fn do_upgrade(
     history: &[Release],
 ) -> anyhow::Result<Release> {
     let f = &a.apply;
-    let timeout = parse_duration(&f.timeout)?;
+    // a bad --timeout is refused before anything is recorded
+    parse_duration(&f.timeout)?;
     let last = history.last().context("no releases")?;
     if last.info.status.starts_with("pending-") {
         bail!("another operation (install/upgrade/rollback) is in progress");
@@ -941,21 +975,7 @@ fn do_upgrade(
     let cur_objs = objects(&current.manifest)?;
     let target = objects(&rel.manifest)?;
     ctx.create(&rel)?;
-    let res = (|| -> anyhow::Result<()> {
-        if !f.no_hooks {
-            run_hooks(ctx, &mut rel, "pre-upgrade", timeout)
-                .map_err(|e| anyhow::anyhow!("pre-upgrade hooks failed: {e:#}"))?;
-        }
-        update_objects(ctx, name, &cur_objs, &target, "update", f.force_conflicts)?;
-        if f.wait.is_some() {
-            crate::chart_wait::wait(ctx, &target, timeout, f.wait_for_jobs)?;
-        }
-        if !f.no_hooks {
-            run_hooks(ctx, &mut rel, "post-upgrade", timeout)
-                .map_err(|e| anyhow::anyhow!("post-upgrade hooks failed: {e:#}"))?;
-        }
-        Ok(())
-    })();
+    let res = perform(ctx, &mut rel, &cur_objs, &target, f, "upgrade");
     if let Err(e) = res {
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Upgrade \"{name}\" failed: {e:#}");
@@ -981,11 +1001,7 @@ fn do_upgrade(
         }
         return Err(e);
     }
-    for r in history.iter().filter(|r| r.info.status == status::DEPLOYED) {
-        let mut r = r.clone();
-        r.info.status = status::SUPERSEDED.into();
-        ctx.update(&r)?;
-    }
+    supersede(ctx, history)?;
     rel.info.status = status::DEPLOYED.into();
     rel.info.description = f
         .description
@@ -1036,7 +1052,8 @@ fn do_rollback(
     f: &ApplyFlags,
     history_max: usize,
 ) -> anyhow::Result<Release> {
-    let timeout = parse_duration(&f.timeout)?;
+    // a bad --timeout is refused before anything is recorded
+    parse_duration(&f.timeout)?;
     let history = ctx.history(name)?;
     let current = history.last().context("release: not found")?.clone();
     let to = to.unwrap_or(current.version - 1);
@@ -1072,19 +1089,7 @@ fn do_rollback(
     let cur_objs = objects(&current.manifest)?;
     let objs = objects(&rel.manifest)?;
     ctx.create(&rel)?;
-    let res = (|| -> anyhow::Result<()> {
-        if !f.no_hooks {
-            run_hooks(ctx, &mut rel, "pre-rollback", timeout)?;
-        }
-        update_objects(ctx, name, &cur_objs, &objs, "update", f.force_conflicts)?;
-        if f.wait.is_some() {
-            crate::chart_wait::wait(ctx, &objs, timeout, f.wait_for_jobs)?;
-        }
-        if !f.no_hooks {
-            run_hooks(ctx, &mut rel, "post-rollback", timeout)?;
-        }
-        Ok(())
-    })();
+    let res = perform(ctx, &mut rel, &cur_objs, &objs, f, "rollback");
     if let Err(e) = res {
         let mut cur = current.clone();
         cur.info.status = status::SUPERSEDED.into();
@@ -1094,11 +1099,7 @@ fn do_rollback(
         ctx.update(&rel)?;
         return Err(e);
     }
-    for r in history.iter().filter(|r| r.info.status == status::DEPLOYED) {
-        let mut r = r.clone();
-        r.info.status = status::SUPERSEDED.into();
-        ctx.update(&r)?;
-    }
+    supersede(ctx, &history)?;
     rel.info.status = status::DEPLOYED.into();
     ctx.update(&rel)?;
     prune_history(ctx, name, history_max)?;

@@ -25,17 +25,7 @@ fn text(o: &Output) -> String {
 }
 
 fn helm(s: &KeelServer, args: &[&str]) -> Output {
-    Command::new(helm_peer::helm())
-        .args(args)
-        .env("KUBECONFIG", &s.kubeconfig)
-        .env("HOME", s.home.path())
-        .env("HELM_CACHE_HOME", s.home.path().join("cache"))
-        .env("HELM_CONFIG_HOME", s.home.path().join("config"))
-        .env("HELM_DATA_HOME", s.home.path().join("data"))
-        .env("TZ", "UTC")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run helm")
+    helm_peer::helm_on(&s.kubeconfig, s.home.path(), args)
 }
 
 fn keel(s: &KeelServer, args: &[&str]) -> Output {

@@ -12,21 +12,12 @@ mod helm_peer;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::KeelServer;
 
 fn helm(s: &KeelServer, args: &[&str]) -> Output {
-    Command::new(helm_peer::helm())
-        .args(args)
-        .env("KUBECONFIG", &s.kubeconfig)
-        .env("HOME", s.home.path())
-        .env("HELM_CACHE_HOME", s.home.path().join("cache"))
-        .env("HELM_CONFIG_HOME", s.home.path().join("config"))
-        .env("HELM_DATA_HOME", s.home.path().join("data"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run helm")
+    helm_peer::helm_on(&s.kubeconfig, s.home.path(), args)
 }
 
 fn text(o: &Output) -> String {
