@@ -1,5 +1,6 @@
 //! `keel chart …`: Helm charts (template, create, lint, package) and
-//! releases (install, upgrade, rollback, uninstall, list, history, status, get).
+//! releases (install, upgrade, rollback, uninstall, list, history, status,
+//! get, test) and `show`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -112,11 +113,21 @@ pub enum ChartCommand {
     /// The revisions of a release.
     #[command(alias = "hist")]
     History(Box<crate::chart_show::HistoryArgs>),
+    /// Run the tests of a release (its `helm.sh/hook: test` hooks).
+    Test(Box<crate::chart_release::TestArgs>),
     /// The status of a release.
     Status(Box<crate::chart_show::StatusArgs>),
     /// Details of a release: values, manifest, notes, hooks, all.
     #[command(subcommand)]
     Get(Box<crate::chart_show::GetCommand>),
+    /// Show a chart's information: chart, values, readme, crds, all.
+    Show {
+        /// What to show.
+        #[arg(value_parser = ["chart", "values", "readme", "crds", "all"])]
+        what: String,
+        /// Chart directory or archive.
+        chart: PathBuf,
+    },
     /// Package a chart directory into NAME-VERSION.tgz.
     Package {
         /// Chart directories.
@@ -235,8 +246,16 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
         }
         ChartCommand::List(a) => crate::chart_show::list(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::History(a) => crate::chart_show::history(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Test(a) => crate::chart_release::test(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::Status(a) => crate::chart_show::status_cmd(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::Get(c) => crate::chart_show::get(&c).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Show { what, chart } => {
+            let c = keel_chart::load(&chart).map_err(one_line)?;
+            let text = show(&c, &what)?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &text)
+                .context("write chart information")?;
+            Ok(ExitCode::SUCCESS)
+        }
         ChartCommand::Package { paths, destination } => {
             for p in &paths {
                 let out = keel_chart::package(p, &destination)
@@ -249,4 +268,57 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `helm show WHAT`: Chart.yaml as Helm marshals its metadata, values.yaml
+/// verbatim, the README, the CRDs of the chart and its subcharts.
+fn show(c: &keel_chart::Chart, what: &str) -> anyhow::Result<Vec<u8>> {
+    let all = what == "all";
+    let mut out = Vec::new();
+    if what == "chart" || all {
+        let meta = serde_json::to_value(&c.metadata)?;
+        out.extend(keel_chart::json_to_yaml(&meta).into_bytes());
+        out.push(b'\n');
+    }
+    if what == "values" || all {
+        if all {
+            out.extend(b"---\n");
+        }
+        if let Some(v) = &c.raw_values {
+            out.extend(v);
+            out.push(b'\n');
+        }
+    }
+    if what == "readme" || all {
+        let names = ["readme.md", "readme.txt", "readme"];
+        if let Some(f) = c
+            .files
+            .iter()
+            .find(|f| names.iter().any(|n| f.name.eq_ignore_ascii_case(n)))
+        {
+            if all {
+                out.extend(b"---\n");
+            }
+            out.extend(&f.data);
+            out.push(b'\n');
+        }
+    }
+    if what == "crds" || all {
+        fn crds<'a>(c: &'a keel_chart::Chart, acc: &mut Vec<&'a keel_chart::ChartFile>) {
+            acc.extend(c.crds.iter());
+            for d in &c.dependencies {
+                crds(d, acc);
+            }
+        }
+        let mut list = Vec::new();
+        crds(c, &mut list);
+        for f in list {
+            if !f.data.starts_with(b"---") {
+                out.extend(b"---\n");
+            }
+            out.extend(&f.data);
+            out.push(b'\n');
+        }
+    }
+    Ok(out)
 }

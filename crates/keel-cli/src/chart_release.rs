@@ -1167,6 +1167,61 @@ pub fn uninstall(a: &UninstallArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `keel chart test NAME`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    /// Time to wait for any individual Kubernetes operation (like the test pods).
+    #[arg(long = "timeout", default_value = "5m0s")]
+    pub timeout: String,
+    /// Run only tests `name=NAME`, or all but `!name=NAME` (may repeat).
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
+    /// Output format: table, json or yaml.
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+}
+
+/// `keel chart test`: the release's `test` hooks run as Helm's
+/// `ReleaseTesting` runs them; the record keeps their last run; the status
+/// (without notes) is printed even when a test fails.
+pub fn test(a: &TestArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(&a.kube)?;
+    let timeout = parse_duration(&a.timeout)?;
+    let mut rel = ctx.history(&a.name)?.pop().context("release: not found")?;
+    let include: Vec<&str> = a
+        .filter
+        .iter()
+        .filter_map(|f| f.strip_prefix("name="))
+        .collect();
+    let exclude: Vec<&str> = a
+        .filter
+        .iter()
+        .filter_map(|f| {
+            f.strip_prefix('!')
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix("name="))
+        })
+        .collect();
+    let skip = |h: &Hook| {
+        exclude.contains(&h.name.as_str())
+            || (!include.is_empty() && !include.contains(&h.name.as_str()))
+    };
+    let (skipped, run): (Vec<Hook>, Vec<Hook>) = rel.hooks.drain(..).partition(|h| skip(h));
+    rel.hooks = run;
+    let res = run_hooks(&ctx, &mut rel, "test", timeout);
+    let mut hooks = skipped;
+    hooks.append(&mut rel.hooks);
+    rel.hooks = hooks;
+    ctx.update(&rel)?;
+    let mut shown = rel.clone();
+    shown.info.notes.clear();
+    print_release(&shown, &a.output)?;
+    res
+}
+
 /// Prints a release as install/upgrade/status do: the status text, or the
 /// record as JSON/YAML.
 pub fn print_release(rel: &Release, output: &str) -> anyhow::Result<()> {

@@ -457,3 +457,110 @@ fn wait_returns_when_pods_are_ready_and_names_what_is_not() {
     let h = history_json(&s, "helm", "stuck", "default");
     assert_eq!(h[0].1, "failed");
 }
+
+#[test]
+fn chart_test_runs_test_hooks_and_records_them_where_helm_reads_them() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    write(
+        chart.path(),
+        "templates/tests/ping.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-ping\n  annotations:\n    helm.sh/hook: test\nspec:\n  restartPolicy: Never\n  containers:\n  - name: ping\n    image: busybox\n",
+    );
+    let c = chart.path().to_str().unwrap();
+    keel_ok(&s, &["install", "t", c]);
+    // no kubelet here: the test plays it and finishes the pod
+    let kubeconfig = s.kubeconfig.clone();
+    let finisher = std::thread::spawn(move || {
+        let k = &common::kubectls()[1];
+        for _ in 0..200 {
+            let out = Command::new(k)
+                .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+                .args([
+                    "patch",
+                    "pod",
+                    "t-ping",
+                    "--subresource=status",
+                    "--type=merge",
+                ])
+                .args(["-p", r#"{"status":{"phase":"Succeeded"}}"#])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    let out = keel_ok(&s, &["test", "t", "--timeout", "60s"]);
+    assert!(finisher.join().unwrap());
+    assert!(
+        out.contains("TEST SUITE:     t-ping\nLast Started:   "),
+        "{out}"
+    );
+    assert!(out.contains("\nPhase:          Succeeded\n"), "{out}");
+    assert!(!out.contains("NOTES:"), "helm test hides notes: {out}");
+    // the run is in the record: helm's status shows it as keel's does
+    let st = same(&s, &["status", "t"]);
+    assert!(st.contains("Phase:          Succeeded"), "{st}");
+}
+
+#[test]
+fn chart_show_prints_what_helm_show_prints_for_every_corpus_chart() {
+    let home = tempfile::tempdir().unwrap();
+    let kc = home.path().join("no-kubeconfig");
+    let mut differ = Vec::new();
+    let mut charts: Vec<_> = std::fs::read_dir(helm_peer::corpus())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("chart"))
+        .filter(|p| p.join("Chart.yaml").is_file())
+        .collect();
+    charts.sort();
+    assert!(charts.len() >= 10, "corpus too small: {}", charts.len());
+    for c in &charts {
+        for what in ["chart", "values", "readme", "crds", "all"] {
+            let args = ["show", what, c.to_str().unwrap()];
+            let h = helm_peer::helm_on(&kc, home.path(), &args);
+            let k = Command::new(env!("CARGO_BIN_EXE_keel"))
+                .arg("chart")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(h.status.success(), "helm {args:?}: {}", text(&h));
+            // Helm orders subcharts' CRDs as its loader meets the subcharts,
+            // which varies from run to run (tempo-distributed): for `crds`
+            // and `all` the documents are compared as a multiset.
+            let docs = |o: &Output| {
+                let mut d: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                    .split("\n---")
+                    .map(str::to_string)
+                    .collect();
+                d.sort();
+                d
+            };
+            let alike =
+                k.stdout == h.stdout || (matches!(what, "crds" | "all") && docs(&k) == docs(&h));
+            if !alike || !k.status.success() {
+                let (hs, ks) = (
+                    String::from_utf8_lossy(&h.stdout),
+                    String::from_utf8_lossy(&k.stdout),
+                );
+                let first = hs.lines().zip(ks.lines()).position(|(a, b)| a != b);
+                differ.push(format!(
+                    "{what} {}: {} ({} vs {} bytes), first differing line {first:?}",
+                    c.display(),
+                    text(&k).lines().last().unwrap_or_default(),
+                    hs.len(),
+                    ks.len()
+                ));
+            }
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "keel chart show differs from helm show: {differ:#?}"
+    );
+}
