@@ -13,9 +13,13 @@ ROUNDS=${1:-5}
 keel_ensure_helm
 HELM="$KEEL_HELM"
 
-# KEEL_BENCH_PREBUILT=1 reuses the last release build.
-[ -n "${KEEL_BENCH_PREBUILT:-}" ] || cargo build --release -q -p keel --bin keel
-KEEL="$CARGO_TARGET_DIR/release/keel"
+# KEEL_BENCH_PREBUILT=1 reuses the last build; KEEL_BENCH_PROFILE=debug
+# measures the debug build (only to compare with itself).
+PROFILE=${KEEL_BENCH_PROFILE:-release}
+if [ -z "${KEEL_BENCH_PREBUILT:-}" ]; then
+  if [ "$PROFILE" = release ]; then cargo build --release -q -p keel --bin keel; else cargo build -q -p keel --bin keel; fi
+fi
+KEEL="$CARGO_TARGET_DIR/$PROFILE/keel"
 
 WORK=$(mktemp -d)
 PID=
@@ -29,6 +33,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 P=$(port)
 "$KEEL" --root "$WORK/root" server --listen "127.0.0.1:$P" --write-kubeconfig "$WORK/kc" >"$WORK/server.log" 2>&1 &
 PID=$!
+disown
 for _ in $(seq 300); do [ -s "$WORK/kc" ] && break; sleep 0.1; done
 export KUBECONFIG="$WORK/kc" HOME="$WORK/home" HELM_CACHE_HOME="$WORK/home/cache" \
   HELM_CONFIG_HOME="$WORK/home/config" HELM_DATA_HOME="$WORK/home/data"
@@ -60,7 +65,7 @@ for r in $(seq 1 "$ROUNDS"); do
     "${cmd[@]}" uninstall rel -n "$ns" >/dev/null
   done
 done
-echo "chart release benchmark: 40 templates, median of $ROUNDS rounds, same keel server"
+echo "chart release benchmark: 40 templates, median of $ROUNDS rounds, same keel server, keel $PROFILE build"
 printf '%-9s %8s %8s %7s\n' step keel_ms helm_ms ratio
 for step in install upgrade rollback; do
   k=$(echo "${T[keel.$step]}" | tr ' ' '\n' | grep . | median)
