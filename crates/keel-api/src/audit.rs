@@ -59,8 +59,17 @@ pub(crate) async fn scope<F: std::future::Future<Output = hyper::Response<crate:
         .map(|n| (n.list.clone(), n.name.clone()))
         .unwrap_or_default();
     if !notes.is_empty() {
-        let annotations: Map<String, Value> =
-            notes.into_iter().map(|(k, v)| (k, json!(v))).collect();
+        let mut annotations: Map<String, Value> = Map::new();
+        for (k, v) in notes {
+            // A key recorded twice with JSON lists (the validation_failure
+            // of several policies) holds both lists joined.
+            let joined = annotations.get(&k).and_then(|old| {
+                let old: Vec<Value> = serde_json::from_str(old.as_str()?).ok()?;
+                let new: Vec<Value> = serde_json::from_str(&v).ok()?;
+                Some(json!(Value::Array([old, new].concat()).to_string()))
+            });
+            annotations.insert(k, joined.unwrap_or_else(|| json!(v)));
+        }
         let mut object_ref = req.object_ref;
         if let Some(o) = object_ref.as_object_mut() {
             if let (Some(n), None | Some(Value::Null)) = (name, o.get("name")) {

@@ -560,6 +560,18 @@ impl Evaluator<'_, '_> {
             _ => {}
         }
         let Some(f) = self.scope.funcs.get(name) else {
+            if let Some((provider, func)) = name
+                .strip_prefix("provider::")
+                .and_then(|r| r.split_once("::"))
+            {
+                return Err(err(
+                    "Unknown provider function",
+                    format!(
+                        "There is no function named {name:?}. Ensure that provider name {provider:?} is declared in this module's required_providers block, and that this provider offers a function named {func:?}."
+                    ),
+                    name_range,
+                ));
+            }
             return Err(err(
                 "Call to unknown function",
                 format!("There is no function named {name:?}."),

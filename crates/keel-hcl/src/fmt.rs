@@ -1,8 +1,12 @@
-//! `terraform fmt`'s layout: two-space indentation by nesting, `=` of
-//! consecutive one-line attributes aligned, one space around `=`, quoted
-//! block labels, `"${x}"` unwrapped to `x`, legacy variable types
-//! (`"string"`, `list`) written in today's syntax. Comments and heredoc
-//! bodies are kept as they are.
+//! `terraform fmt`'s layout (hclwrite's formatter plus terraform's own
+//! rewrites): two-space indentation by nesting, `=` of consecutive one-line
+//! attributes and trailing comments aligned, one space around `=` and `:`,
+//! inside `{ … }`, none before `)`/`]`, quoted block labels; in block bodies
+//! only (not object constructors) `"${x}"` unwrapped to `x`, and a
+//! `variable`'s legacy type (`"string"`, `list`) written in today's syntax.
+//! Comments, heredoc bodies and the file's trailing newlines are kept.
+//! Line-based, not a port of hclwrite's token formatter: the differential
+//! test against terraform fmt (keel-hcl's conformance suite) keeps it honest.
 
 /// Formats HCL source text.
 pub fn format(src: &str) -> String {
@@ -11,6 +15,9 @@ pub fn format(src: &str) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut depth: i64 = 0;
     let mut heredoc: Option<String> = None;
+    // What each open bracket level is: a block body (with the block's type)
+    // or an expression; terraform rewrites attributes of block bodies only.
+    let mut bodies: Vec<Option<String>> = Vec::new();
     for raw in &lines {
         if let Some(end) = &heredoc {
             if raw.trim() == end {
@@ -42,10 +49,17 @@ pub fn format(src: &str) -> String {
         } else {
             depth
         };
-        let line = normalize(t, depth == 0);
+        let body = bodies.last().cloned().unwrap_or(Some(String::new()));
+        let line = normalize(t, body.as_deref());
         out.push(format!("{}{line}", "  ".repeat(this_depth.max(0) as usize)));
         // hclwrite indents one level per line that opens brackets, however many.
-        depth += (opens - closes).signum();
+        let net = (opens - closes).signum();
+        depth += net;
+        if net > 0 {
+            bodies.push(block_type(&line));
+        } else if net < 0 {
+            bodies.pop();
+        }
         if let Some(i) = t.find("<<") {
             let rest = t[i + 2..].trim_start_matches('-');
             let id: String = rest
@@ -58,14 +72,154 @@ pub fn format(src: &str) -> String {
         }
     }
     align(&mut out);
-    let mut s = out.join("\n");
-    while s.ends_with("\n\n") {
-        s.pop();
+    align_comments(&mut out);
+    // The file ends as it did: hclwrite keeps trailing newlines.
+    out.join("\n")
+}
+
+/// The type of the block a (normalized) line opens, if it opens one.
+fn block_type(line: &str) -> Option<String> {
+    let code = split_comment(line).0.trim_end();
+    if !code.ends_with('{') || assignment_eq(code).is_some() || code.contains('=') {
+        return None;
     }
-    if !s.ends_with('\n') {
-        s.push('\n');
+    let kind = code.split_whitespace().next()?;
+    kind.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        .then(|| kind.to_string())
+}
+
+/// (code, trailing comment) of a line: the comment starts at `#` or `//`
+/// outside strings (an empty comment part when there is none).
+fn split_comment(l: &str) -> (&str, &str) {
+    let mut quoted = false;
+    let mut esc = false;
+    let b = l.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if quoted {
+            match c {
+                _ if esc => esc = false,
+                b'\\' => esc = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => quoted = true,
+            b'#' => return (&l[..i], &l[i..]),
+            b'/' if b.get(i + 1) == Some(&b'/') => return (&l[..i], &l[i..]),
+            _ => {}
+        }
     }
-    s
+    (l, "")
+}
+
+/// hclwrite's spacing inside a line's code: a space inside `{ ... }` (not
+/// `{}`), around `:` (not `::`), none before `)` or `]`. Strings are left
+/// as they are.
+fn spacing(code: &str) -> String {
+    let cs: Vec<char> = code.chars().collect();
+    let mut out = String::with_capacity(code.len() + 8);
+    let mut quoted = false;
+    let mut esc = false;
+    let mut interp = 0;
+    let mut i = 0;
+    while i < cs.len() {
+        let c = cs[i];
+        if quoted {
+            match c {
+                _ if esc => esc = false,
+                '\\' => esc = true,
+                '$' | '%' if cs.get(i + 1) == Some(&'{') => {
+                    interp += 1;
+                    out.push(c);
+                    out.push('{');
+                    i += 2;
+                    continue;
+                }
+                '}' if interp > 0 => interp -= 1,
+                '"' if interp == 0 => quoted = false,
+                _ => {}
+            }
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        match c {
+            '"' => {
+                quoted = true;
+                out.push(c);
+            }
+            '{' => {
+                out.push(c);
+                let next = cs[i + 1..].iter().find(|x| **x != ' ');
+                if next.is_some_and(|n| *n != '}') {
+                    out.push(' ');
+                    while cs.get(i + 1) == Some(&' ') {
+                        i += 1;
+                    }
+                }
+            }
+            '}' | ')' | ']' => {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                if c == '}' && !out.is_empty() && !out.ends_with('{') {
+                    out.push(' ');
+                }
+                out.push(c);
+            }
+            ':' if cs.get(i + 1) == Some(&':') => {
+                out.push_str("::");
+                i += 1;
+            }
+            ':' if i > 0 && cs[i - 1] == ':' => out.push(c),
+            ':' => {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                out.push_str(" : ");
+                while cs.get(i + 1) == Some(&' ') {
+                    i += 1;
+                }
+            }
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// Aligns trailing comments of consecutive lines that have one, as
+/// hclwrite's formatter does (one space after the longest code).
+fn align_comments(lines: &mut [String]) {
+    let mut i = 0;
+    while i < lines.len() {
+        let has = |l: &str| {
+            let (code, comment) = split_comment(l);
+            !comment.is_empty() && !code.trim().is_empty()
+        };
+        if !has(&lines[i]) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        let mut width = 0;
+        while j < lines.len() && has(&lines[j]) {
+            width = width.max(split_comment(&lines[j]).0.trim_end().chars().count());
+            j += 1;
+        }
+        for l in &mut lines[i..j] {
+            let (code, comment) = split_comment(l);
+            let code = code.trim_end();
+            let pad = width - code.chars().count() + 1;
+            *l = format!("{code}{}{comment}", " ".repeat(pad));
+        }
+        i = j;
+    }
 }
 
 /// `= "${ a ?\n b }"` (a whole string that is one interpolation spanning
@@ -212,11 +366,15 @@ fn brackets(t: &str) -> (i64, i64, bool) {
 }
 
 /// One line: `key=value` → `key = value`, block labels quoted, `"${x}"` → `x`.
-fn normalize(t: &str, top: bool) -> String {
+fn normalize(t: &str, body: Option<&str>) -> String {
     if t.starts_with(['#', '/']) {
         return t.to_string();
     }
-    let t = &no_space_after_open(t);
+    let (code, comment) = split_comment(t);
+    if !comment.is_empty() && !code.trim().is_empty() {
+        return format!("{} {comment}", normalize(code.trim_end(), body));
+    }
+    let t = &spacing(&no_space_after_open(t));
     // Block header: `ident label label {`.
     let is_header = |h: &str| {
         let ident = |w: &str| {
@@ -236,7 +394,7 @@ fn normalize(t: &str, top: bool) -> String {
     {
         return format!(
             "{} {{}}",
-            normalize(&format!("{} {{", h.trim()), top).trim_end_matches(" {")
+            normalize(&format!("{} {{", h.trim()), body).trim_end_matches(" {")
         );
     }
     if t.ends_with('{')
@@ -256,7 +414,6 @@ fn normalize(t: &str, top: bool) -> String {
                     }
                 })
                 .collect();
-            let _ = top;
             if labels.is_empty() {
                 return format!("{kind} {{");
             }
@@ -266,6 +423,9 @@ fn normalize(t: &str, top: bool) -> String {
     if let Some(eq) = assignment_eq(t) {
         let key = t[..eq].trim_end();
         let mut val = t[eq + 1..].trim_start().to_string();
+        if body.is_none() {
+            return format!("{key} = {val}");
+        }
         if let Some(inner) = val.strip_prefix("\"${").and_then(|v| v.strip_suffix("}\""))
             && !inner.contains("${")
             && !inner.contains('"')
@@ -273,7 +433,7 @@ fn normalize(t: &str, top: bool) -> String {
         {
             val = inner.to_string();
         }
-        if key == "type" {
+        if key == "type" && body == Some("variable") {
             val = match val.as_str() {
                 "\"string\"" => "string".into(),
                 "\"list\"" => "list(string)".into(),
@@ -325,7 +485,19 @@ fn strip_inline_comments(s: &str) -> String {
 
 /// The `=` of `ident = value` (not `==`, not inside a string).
 fn assignment_eq(t: &str) -> Option<usize> {
-    let key_end = t.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '"'))?;
+    let key_end = if let Some(q) = t.strip_prefix('"') {
+        // A quoted key (an object's `"q r" = 1`) may hold anything.
+        let mut esc = false;
+        let close = q.char_indices().find_map(|(i, c)| {
+            let end = !esc && c == '"';
+            esc = !esc && c == '\\';
+            end.then_some(i)
+        })?;
+        close + 2
+    } else {
+        // `foo.bar = x`: provider references as keys of a `providers` map.
+        t.find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '"' | '.')))?
+    };
     let rest = &t[key_end..];
     let off = rest.len() - rest.trim_start().len();
     let i = key_end + off;
@@ -385,6 +557,15 @@ mod tests {
         assert_eq!(
             format(src),
             "resource \"foo\" \"bar\" {\n  name        = \"x\"\n  longer_name = 1\n  nested {\n    a = 1\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn quoted_keys_align_too() {
+        let src = "x = [1, {\n\"q r\" = 3\nz = 2\n\"a\\\"b\" = 1\n}]\n";
+        assert_eq!(
+            format(src),
+            "x = [1, {\n  \"q r\"  = 3\n  z      = 2\n  \"a\\\"b\" = 1\n}]\n"
         );
     }
 }

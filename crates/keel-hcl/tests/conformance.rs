@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use keel_hcl::convert::convert;
 use keel_hcl::eval::{Scope, eval};
@@ -453,11 +454,13 @@ proptest::proptest! {
         let _ = parse_expr("p", &s);
         let _ = keel_hcl::syntax::parse_template("p", &s);
         let _ = keel_hcl::json::parse_json_body("p.json", &s, &keel_hcl::json::JsonSchema::default());
+        let _ = keel_hcl::fmt::format(&s);
     }
 
     #[test]
     fn hcl_shaped_input_never_panics(s in "[a-z{}\\[\\]()=\"$%~<>!?:.,*+/ \\n0-9-]{0,80}") {
         let _ = parse_body("p.tf", &s);
+        let _ = keel_hcl::fmt::format(&s);
         if let Ok(e) = parse_expr("p", &s) {
             let f = Functions::terraform();
             let vars = BTreeMap::new();
@@ -479,4 +482,174 @@ fn fmt_goldens() {
         // Formatting is idempotent.
         assert_eq!(keel_hcl::fmt::format(&got), got, "{case} twice");
     }
+}
+
+// ---- terraform's function signatures -------------------------------------
+
+/// `terraform metadata functions -json` (terraform-json's fixture, 113
+/// functions): keel has each, with the same parameter names, types,
+/// nullability, variadic parameter and return type.
+#[test]
+fn function_signatures_match_terraform() {
+    let path = data_dir("terraform-json").join("testdata/basic/functions.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("functions.json")).unwrap();
+    let sigs = doc["function_signatures"].as_object().expect("signatures");
+    assert_eq!(sigs.len(), 113);
+    let f = funcs();
+    let param = |p: &keel_hcl::funcs::Param| {
+        let mut j = serde_json::json!({ "name": p.name, "type": p.ty.to_json() });
+        if p.nullable {
+            j["is_nullable"] = serde_json::Value::Bool(true);
+        }
+        j
+    };
+    let strip = |p: &serde_json::Value| {
+        let mut p = p.clone();
+        p.as_object_mut().unwrap().remove("description");
+        p
+    };
+    let mut failed = Vec::new();
+    for (name, want) in sigs {
+        let Some(got) = f.get(name) else {
+            failed.push(format!("{name}: missing"));
+            continue;
+        };
+        let want_params: Vec<_> = want["parameters"]
+            .as_array()
+            .map(|a| a.iter().map(strip).collect())
+            .unwrap_or_default();
+        let got_params: Vec<_> = got.params.iter().map(param).collect();
+        if got_params != want_params {
+            failed.push(format!(
+                "{name}: parameters\n  keel: {got_params:?}\n  want: {want_params:?}"
+            ));
+        }
+        let want_var = want.get("variadic_parameter").map(strip);
+        let got_var = got.variadic.as_ref().map(param);
+        if got_var != want_var {
+            failed.push(format!(
+                "{name}: variadic\n  keel: {got_var:?}\n  want: {want_var:?}"
+            ));
+        }
+        // terraform prints `dynamic` where cty derives the result type from
+        // the arguments' (format, formatlist, contains); keel's table holds
+        // the type it derives for known argument types there.
+        let derived = want["return_type"] == "dynamic"
+            && ["format", "formatlist", "contains"].contains(&name.as_str());
+        if got.ret.to_json() != want["return_type"] && !derived {
+            failed.push(format!(
+                "{name}: returns {} want {}",
+                got.ret.to_json(),
+                want["return_type"]
+            ));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 113 differ:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+// ---- terraform fmt, differentially ---------------------------------------
+
+fn tf_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            tf_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "tf")
+            && e.metadata().is_ok_and(|m| m.len() < 40_000)
+        {
+            out.push(p);
+        }
+    }
+}
+
+/// Every `.tf` file of the conformance data (`OpenTofu`'s and
+/// terraform-json's test configurations) formatted by the real `terraform
+/// fmt` (terraform 1.11 on this machine) and by keel's `fmt::format` must
+/// come out byte for byte the same, and formatting keel's output again must
+/// not change it. Files terraform refuses (syntax errors on purpose) are
+/// left out.
+#[test]
+fn same_output_as_terraform_fmt() {
+    let mut files = Vec::new();
+    tf_files(&data_dir(""), &mut files);
+    files.sort();
+    assert!(files.len() > 300, "only {} .tf files found", files.len());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let results: Vec<(PathBuf, Option<String>, String)> = std::thread::scope(|s| {
+        let chunks: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(2)).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .enumerate()
+            .map(|(n, c)| {
+                let dir = tmp.path().join(n.to_string());
+                s.spawn(move || {
+                    std::fs::create_dir_all(&dir).expect("dir");
+                    c.iter()
+                        .map(|f| {
+                            let src = std::fs::read_to_string(f).unwrap_or_default();
+                            let copy = dir.join("x.tf");
+                            std::fs::write(&copy, &src).expect("copy");
+                            let ok = Command::new("terraform")
+                                .args(["fmt", "-no-color", "x.tf"])
+                                .current_dir(&dir)
+                                .env("TF_CLI_CONFIG_FILE", "/dev/null")
+                                .output()
+                                .expect("terraform 1.11 must be installed (scripts/test.sh installs it)")
+                                .status
+                                .success();
+                            let want = ok.then(|| std::fs::read_to_string(&copy).expect("read"));
+                            (f.clone(), want, src)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for (f, want, src) in &results {
+        let Some(want) = want else { continue };
+        compared += 1;
+        let got = keel_hcl::fmt::format(src);
+        if keel_hcl::fmt::format(&got) != got {
+            failures.push(format!("{}: formatting twice changes it", f.display()));
+        }
+        if &got != want {
+            let line = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| got.lines().count().min(want.lines().count()));
+            failures.push(format!(
+                "{} (line {}):\n  keel:      {:?}\n  terraform: {:?}",
+                f.display(),
+                line + 1,
+                got.lines().nth(line).unwrap_or("<end>"),
+                want.lines().nth(line).unwrap_or("<end>")
+            ));
+        }
+    }
+    assert!(
+        compared > 300,
+        "only {compared} files formatted by terraform"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

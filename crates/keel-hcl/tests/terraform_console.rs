@@ -248,6 +248,12 @@ fn terraform(dir: &std::path::Path, expr: &str) -> (bool, String) {
     // console takes the state lock: one directory per thread.
     let dir = &dir.join(format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
     std::fs::create_dir_all(dir).expect("dir");
+    terraform_in(dir, expr)
+}
+
+/// `terraform console` in `dir` (its configuration, if any) on `expr`:
+/// success and the value printed, or failure and the error's summary.
+fn terraform_in(dir: &std::path::Path, expr: &str) -> (bool, String) {
     let mut child = Command::new("terraform")
         .arg("console")
         .current_dir(dir)
@@ -338,4 +344,134 @@ fn same_values_as_terraform_console() {
         results.len(),
         failures.join("\n")
     );
+}
+
+/// `rsadecrypt` against terraform on keys openssl makes (PKCS#1 and
+/// PKCS#8 PEM) and ciphertexts openssl encrypts with PKCS#1 v1.5 padding.
+#[test]
+fn rsadecrypt_as_terraform_console() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl");
+        assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    };
+    openssl(&["genrsa", "-traditional", "-out", "k1.pem", "2048"]);
+    openssl(&["genpkey", "-algorithm", "RSA", "-out", "k8.pem"]);
+    std::fs::write(d.join("msg"), "hello ✓").expect("msg");
+    for k in ["k1", "k8"] {
+        openssl(&[
+            "pkey",
+            "-in",
+            &format!("{k}.pem"),
+            "-pubout",
+            "-out",
+            &format!("{k}.pub"),
+        ]);
+        openssl(&[
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-inkey",
+            &format!("{k}.pub"),
+            "-in",
+            "msg",
+            "-out",
+            &format!("{k}.ct"),
+        ]);
+    }
+    let p = |f: &str| d.join(f).display().to_string();
+    let exprs = [
+        format!(
+            "rsadecrypt(filebase64({:?}), file({:?}))",
+            p("k1.ct"),
+            p("k1.pem")
+        ),
+        format!(
+            "rsadecrypt(filebase64({:?}), file({:?}))",
+            p("k8.ct"),
+            p("k8.pem")
+        ),
+        // The other key: PKCS#1 v1.5 unpadding fails.
+        format!(
+            "rsadecrypt(filebase64({:?}), file({:?}))",
+            p("k8.ct"),
+            p("k1.pem")
+        ),
+        format!("rsadecrypt(\"not base64!\", file({:?}))", p("k1.pem")),
+        format!("rsadecrypt(filebase64({:?}), \"no key here\")", p("k1.ct")),
+    ];
+    let failures = differences(d, &Functions::terraform(), &exprs, terraform);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The expressions `run` (terraform console) and keel's console evaluate
+/// differently: values must print the same, errors share their summary.
+fn differences(
+    d: &std::path::Path,
+    funcs: &Functions,
+    exprs: &[impl AsRef<str>],
+    run: fn(&std::path::Path, &str) -> (bool, String),
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for e in exprs {
+        let e = e.as_ref();
+        let (ok, want) = run(d, e);
+        let got = console_line(e, &BTreeMap::new(), funcs, d);
+        let same = match (&got, ok) {
+            (Ok(v), true) => *v == want,
+            (Err(x), false) => x.0.first().is_some_and(|x| x.summary == want),
+            _ => false,
+        };
+        if !same {
+            failures.push(format!("{e}\n  terraform: {ok} {want:?}\n  keel: {got:?}"));
+        }
+    }
+    failures
+}
+
+/// The built-in `terraform` provider's functions (declared under the local
+/// name `tf`) against terraform's, in a configuration that declares it.
+#[test]
+fn terraform_provider_functions_as_terraform_console() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("main.tf"),
+        "terraform {\n  required_providers {\n    tf = { source = \"terraform.io/builtin/terraform\" }\n  }\n}\n",
+    )
+    .expect("main.tf");
+    let init = Command::new("terraform")
+        .args(["init", "-no-color"])
+        .current_dir(d)
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .output()
+        .expect("terraform init");
+    assert!(init.status.success(), "{init:?}");
+    let mut funcs = Functions::terraform();
+    keel_hcl::funcs::tfprovider::register(&mut funcs, "tf");
+    let exprs = [
+        r#"provider::tf::encode_tfvars({a=1, bbb={x=1, yyy=[1,{z=2, "q r"=3}]}, c="$${x}%%{y}\t\u0001", d=[], e={}, f=1.5, g=true, h=null})"#,
+        r#"provider::tf::encode_tfvars(tomap({b="1", a="2"}))"#,
+        r"provider::tf::encode_tfvars({})",
+        r"provider::tf::encode_tfvars(1)",
+        r#"provider::tf::encode_tfvars({"a b"=1})"#,
+        r"provider::tf::encode_tfvars(null)",
+        r"provider::tf::encode_expr({a=1, bbb={x=1, yyy=[1,{z=2}]}, c=null, d=[], e={}, f=1e30, g=-0.25})",
+        r#"provider::tf::encode_expr(toset(["b","a"]))"#,
+        r#"provider::tf::encode_expr([[1,2],{}, "x\ny"])"#,
+        r#"provider::tf::encode_expr("plain")"#,
+        r#"provider::tf::decode_tfvars("a = 1\nb = [1, \"x\"]\nc = { d = true }")"#,
+        r#"provider::tf::decode_tfvars("a = x")"#,
+        r#"provider::tf::decode_tfvars("a = upper(\"x\")")"#,
+        r#"provider::tf::decode_tfvars("a = ")"#,
+        r#"provider::tf::decode_tfvars("b { }")"#,
+        r"provider::nope::encode_expr(1)",
+    ];
+    let failures = differences(d, &funcs, &exprs, terraform_in);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

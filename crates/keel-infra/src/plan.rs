@@ -76,6 +76,10 @@ pub struct OutputChange {
 pub struct Plan {
     pub changes: Vec<Change>,
     pub outputs: BTreeMap<String, OutputChange>,
+    /// Outputs of module instances below the root whose value is not null:
+    /// terraform keeps no prior value for them, so it plans each as created
+    /// (they feed `relevant_attributes`).
+    pub module_outputs: Vec<(ModInst, String)>,
     pub destroy: bool,
     pub refresh_only: bool,
     pub warnings: Diagnostics,
@@ -1261,6 +1265,16 @@ pub fn plan(
         for k in root.variables.keys() {
             if let Some(v) = mv.vars.get(k) {
                 plan.variables.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for (mi, mv) in &walk.lock().mods {
+        if mi.is_empty() {
+            continue;
+        }
+        for (k, v) in &mv.outputs {
+            if !v.is_null() {
+                plan.module_outputs.push((mi.clone(), k.clone()));
             }
         }
     }

@@ -12,7 +12,7 @@ use keel_hcl::syntax::{Body, Expr, RefStep, Reference};
 use keel_hcl::{Kind, Value};
 use serde_json::{Map, Value as J, json};
 
-use crate::addr::{Key, module_prefix};
+use crate::addr::{Key, ModInst, module_prefix};
 use crate::config::{Mode, Module, ModuleCall};
 use crate::plan::{Action, Change, Plan};
 use crate::providers::Providers;
@@ -932,23 +932,30 @@ fn body_refs(b: &Body, out: &mut Vec<Reference>) {
 }
 
 /// terraform's `relevant_attributes`: the resource attributes that changed
-/// resources and outputs depend on, followed transitively through locals
-/// and through the arguments of the resources referenced (narrowed to the
-/// referenced argument, as terraform's globalref analyzer does; a computed
-/// attribute leads nowhere further). Root module only: references into or
-/// out of module calls are not followed.
+/// resources and outputs depend on, followed transitively through locals,
+/// module calls (a variable leads to the caller's argument, `module.x.out`
+/// to that output of the callee, `module.x` alone to all its outputs) and
+/// the arguments of the resources referenced (narrowed to the referenced
+/// argument, as terraform's globalref analyzer does; a computed attribute
+/// leads nowhere further). Each reference is followed in the module
+/// instance it was written in.
 fn relevant_attributes(root: &Module, plan: &Plan) -> Vec<J> {
-    let mut pending: Vec<Reference> = Vec::new();
+    let mut pending: Vec<(ModInst, Reference)> = Vec::new();
+    let refs_in = |mi: &ModInst, refs: Vec<Reference>, pending: &mut Vec<(ModInst, Reference)>| {
+        pending.extend(refs.into_iter().map(|r| (mi.clone(), r)));
+    };
     for c in &plan.changes {
-        if c.action == Action::NoOp || !c.module.is_empty() {
+        if c.action == Action::NoOp {
             continue;
         }
         let key = match c.mode {
             Mode::Managed => format!("{}.{}", c.ty, c.name),
             Mode::Data => format!("data.{}.{}", c.ty, c.name),
         };
-        if let Some(r) = root.resources.get(&key) {
-            resource_refs(r, &mut pending);
+        if let Some(r) = module_at(root, &c.module).and_then(|m| m.resources.get(&key)) {
+            let mut refs = Vec::new();
+            resource_refs(r, &mut refs);
+            refs_in(&c.module, refs, &mut pending);
         }
     }
     for (k, o) in &plan.outputs {
@@ -958,40 +965,91 @@ fn relevant_attributes(root: &Module, plan: &Plan) -> Vec<J> {
             _ => false,
         };
         if let (false, Some(out)) = (same, root.outputs.get(k)) {
-            pending.extend(out.expr.references());
+            refs_in(&Vec::new(), out.expr.references(), &mut pending);
         }
     }
-    let mut seen: Vec<String> = Vec::new();
+    for (mi, k) in &plan.module_outputs {
+        if let Some(out) = module_at(root, mi).and_then(|m| m.outputs.get(k)) {
+            refs_in(mi, out.expr.references(), &mut pending);
+        }
+    }
+    let mut seen: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
     let mut found: Vec<(String, J)> = Vec::new();
-    while let Some(r) = pending.pop() {
-        let key = r.to_string();
-        if seen.contains(&key) {
+    while let Some((mi, r)) = pending.pop() {
+        if !seen.insert((module_prefix(&mi), r.to_string())) {
             continue;
         }
-        seen.push(key);
-        if r.root == "local" {
-            if let Some(RefStep::Attr(n)) = r.steps.first()
-                && let Some(l) = root.locals.get(n)
-            {
-                pending.extend(l.expr.references());
-            }
+        let Some(m) = module_at(root, &mi) else {
             continue;
+        };
+        match (r.root.as_str(), r.steps.first()) {
+            ("local", Some(RefStep::Attr(n))) => {
+                if let Some(l) = m.locals.get(n) {
+                    refs_in(&mi, l.expr.references(), &mut pending);
+                }
+                continue;
+            }
+            ("var", Some(RefStep::Attr(n))) => {
+                // The caller's argument, in the caller's instance.
+                if let Some(((call, _), parent)) = mi.split_last()
+                    && let Some(arg) = module_at(root, &parent.to_vec())
+                        .and_then(|p| p.calls.get(call))
+                        .and_then(|c| c.inputs.get(n))
+                {
+                    refs_in(&parent.to_vec(), arg.expr.references(), &mut pending);
+                }
+                continue;
+            }
+            ("module", Some(RefStep::Attr(n))) => {
+                let Some(call) = m.calls.get(n) else {
+                    continue;
+                };
+                let (key, rest) = match &r.steps[1..] {
+                    [RefStep::Index(i), rest @ ..] => (Key::Int(*i), rest),
+                    [RefStep::Key(k), rest @ ..] => (Key::Str(k.clone()), rest),
+                    rest => (Key::None, rest),
+                };
+                let mut callee = mi.clone();
+                callee.push((n.clone(), key));
+                match rest.first() {
+                    Some(RefStep::Attr(o)) => {
+                        if let Some(out) = call.module.outputs.get(o) {
+                            refs_in(&callee, out.expr.references(), &mut pending);
+                        }
+                    }
+                    _ => {
+                        for out in call.module.outputs.values() {
+                            refs_in(&callee, out.expr.references(), &mut pending);
+                        }
+                    }
+                }
+                continue;
+            }
+            _ => {}
         }
         let (key, rest) = match (r.root.as_str(), r.steps.as_slice()) {
             ("data", [RefStep::Attr(t), RefStep::Attr(n), rest @ ..]) => {
                 (format!("data.{t}.{n}"), rest)
             }
-            ("var" | "module" | "path" | "count" | "each" | "self" | "terraform", _) => continue,
+            ("var" | "local" | "module" | "path" | "count" | "each" | "self" | "terraform", _) => {
+                continue;
+            }
             (t, [RefStep::Attr(n), rest @ ..]) => (format!("{t}.{n}"), rest),
             _ => continue,
         };
-        let Some(res) = root.resources.get(&key) else {
+        let Some(res) = m.resources.get(&key) else {
             continue;
         };
+        let prefix = module_prefix(&mi);
+        let full = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
         let (addr, rest) = match rest {
-            [RefStep::Index(i), rest @ ..] => (format!("{key}[{i}]"), rest),
-            [RefStep::Key(k), rest @ ..] => (format!("{key}[{k:?}]"), rest),
-            _ => (key, rest),
+            [RefStep::Index(i), rest @ ..] => (format!("{full}[{i}]"), rest),
+            [RefStep::Key(k), rest @ ..] => (format!("{full}[{k:?}]"), rest),
+            _ => (full, rest),
         };
         let path: Vec<J> = rest
             .iter()
@@ -1004,24 +1062,35 @@ fn relevant_attributes(root: &Module, plan: &Plan) -> Vec<J> {
         if !found.contains(&entry) {
             found.push(entry);
         }
+        let mut more = Vec::new();
         match rest.first() {
             Some(RefStep::Attr(a)) => {
                 if let Some(x) = res.body.attr(a) {
-                    pending.extend(x.expr.references());
+                    more.extend(x.expr.references());
                 } else {
                     for blk in res.body.blocks.iter().filter(|b| &b.kind == a) {
-                        body_refs(&blk.body, &mut pending);
+                        body_refs(&blk.body, &mut more);
                     }
                 }
             }
-            _ => resource_refs(res, &mut pending),
+            _ => resource_refs(res, &mut more),
         }
+        refs_in(&mi, more, &mut pending);
     }
     found.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
     found
         .into_iter()
         .map(|(resource, attribute)| json!({ "resource": resource, "attribute": attribute }))
         .collect()
+}
+
+/// The configuration of a module instance (keys do not matter).
+fn module_at<'a>(root: &'a Module, mi: &ModInst) -> Option<&'a Module> {
+    let mut m = root;
+    for (name, _) in mi {
+        m = &m.calls.get(name)?.module;
+    }
+    Some(m)
 }
 
 fn resource_refs(r: &crate::config::Resource, out: &mut Vec<Reference>) {

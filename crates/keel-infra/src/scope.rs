@@ -104,6 +104,25 @@ pub struct RunInfo {
     pub provider_configs: BTreeMap<String, Value>,
 }
 
+/// terraform's functions, plus those of the built-in `terraform` provider
+/// (`provider::NAME::encode_tfvars` ...) under each local name a module of
+/// the configuration gives `terraform.io/builtin/terraform`.
+pub fn functions_for(root: &crate::config::Module) -> Functions {
+    fn walk(m: &crate::config::Module, f: &mut Functions) {
+        for (local, src) in &m.required_providers {
+            if src == keel_hcl::funcs::tfprovider::SOURCE {
+                keel_hcl::funcs::tfprovider::register(f, local);
+            }
+        }
+        for c in m.calls.values() {
+            walk(&c.module, f);
+        }
+    }
+    let mut f = Functions::terraform();
+    walk(root, &mut f);
+    f
+}
+
 fn ins(obj: &mut BTreeMap<String, Value>, path: &[&str], v: Value) {
     if path.len() == 1 {
         obj.insert(path[0].to_string(), v);

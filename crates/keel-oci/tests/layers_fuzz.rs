@@ -125,6 +125,50 @@ fn mode() -> impl Strategy<Value = WhiteoutMode> {
     prop_oneof![Just(WhiteoutMode::Flat), Just(WhiteoutMode::Overlay)]
 }
 
+/// Whether checking and unpacking `ops` agree (see
+/// `check_agrees_with_unpacking_into_a_snapshot`); describes how they differ.
+fn disagreement(ops: &[Op]) -> Option<String> {
+    let tar = layer_of(ops);
+    let t = tempfile::tempdir().unwrap();
+    let dest = t.path().join("inner/dest");
+    fs::create_dir_all(&dest).unwrap();
+    let applied = apply_layer(Cursor::new(&tar), &dest, WhiteoutMode::Overlay);
+    let checked = check_layer(Cursor::new(&tar));
+    match (&checked, &applied) {
+        (Ok(_), Ok(_)) => None,
+        (Err(c), Err(a)) if c.to_string() == a.to_string() => None,
+        _ => Some(format!("check: {checked:?}, unpack: {applied:?}")),
+    }
+}
+
+/// Layers on which the check and unpacking once disagreed (found by the
+/// property below), kept as fixed cases beside the saved seeds.
+#[test]
+fn former_disagreements_agree() {
+    let s = |a: &str| a.to_string();
+    let cases = [
+        // A hardlink replacing the directory its target is in.
+        vec![
+            Op::Symlink(s("kfz_b/kfz_a"), s("kfz_a")),
+            Op::Hardlink(s("kfz_b"), s("kfz_a/../kfz_b/kfz_a")),
+        ],
+        // A hardlink to a symlink, then written through.
+        vec![
+            Op::Symlink(s("kfz_b/kfz_a"), s("kfz_a")),
+            Op::Hardlink(s("kfz_a"), s("kfz_b/kfz_a")),
+            Op::Hardlink(s("kfz_a/kfz_a"), s("kfz_a")),
+        ],
+        // A `..` name below a self-referencing symlink.
+        vec![
+            Op::Symlink(s("kfz_a/kfz_a"), s("kfz_a")),
+            Op::Hardlink(s("kfz_a/kfz_a/.."), s("kfz_a/kfz_a/../kfz_a")),
+        ],
+    ];
+    for ops in &cases {
+        assert_eq!(disagreement(ops), None, "{ops:?}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -167,17 +211,8 @@ proptest! {
     /// refused by both with the same message.
     #[test]
     fn check_agrees_with_unpacking_into_a_snapshot(ops in proptest::collection::vec(op(), 1..16)) {
-        let tar = layer_of(&ops);
-        let t = tempfile::tempdir().unwrap();
-        let dest = t.path().join("inner/dest");
-        fs::create_dir_all(&dest).unwrap();
-        let applied = apply_layer(Cursor::new(&tar), &dest, WhiteoutMode::Overlay);
-        let checked = check_layer(Cursor::new(&tar));
-        match (&checked, &applied) {
-            (Ok(_), Ok(_)) => {}
-            (Err(c), Err(a)) => prop_assert_eq!(c.to_string(), a.to_string()),
-            _ => prop_assert!(false, "check: {:?}, unpack: {:?}", checked, applied),
-        }
+        let d = disagreement(&ops);
+        prop_assert!(d.is_none(), "{}", d.unwrap_or_default());
     }
 
     #[test]

@@ -596,10 +596,14 @@ pub fn run_with(
         )?;
         log.flush()?;
         let oom = k.oom_kills(id) > 0;
-        let restart = containers.state(id).is_ok_and(|st| {
-            cfg.restart
-                .should_restart(code, st.restart_count, st.user_stopped)
-        });
+        // The policy as recorded now: `keel update --restart` (and the
+        // docker provider's in-place update) change it while this runs.
+        let policy = containers
+            .config(id)
+            .map_or_else(|_| cfg.restart.clone(), |c| c.restart);
+        let restart = containers
+            .state(id)
+            .is_ok_and(|st| policy.should_restart(code, st.restart_count, st.user_stopped));
         tracing::info!(exit_code = code, oom_killed = oom, restart, "exited");
         if cfg.auto_remove && !restart {
             // Removed below: its exit is only recorded if that fails.

@@ -276,6 +276,30 @@ fn docker_provider_network_volume_build_two_containers_change_replace_destroy() 
         ins[0]["HostConfig"]["RestartPolicy"]["Name"],
         "unless-stopped"
     );
+    // ...and holds for the running container, as docker's does: killed
+    // from outside, it comes back.
+    let pid = ins[0]["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0, "{ins}");
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ins: serde_json::Value =
+            serde_json::from_str(&p.keel_ok(&["inspect", &client])).unwrap();
+        if ins[0]["RestartCount"].as_i64() >= Some(1) && ins[0]["State"]["Running"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not restarted under the updated policy: {ins}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // command forces replacement.
     p.write("unless-stopped", "3601");

@@ -351,26 +351,29 @@ spec:
       matchLabels: {limited: 'yes'}
 ";
 
+/// `kubectl create configmap NAME` with three keys in `ns`.
+fn three_keys(s: &KeelServer, k: &Path, ns: &str, name: &str) -> std::process::Output {
+    s.kubectl_with(
+        k,
+        &[
+            "-n",
+            ns,
+            "create",
+            "configmap",
+            name,
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+            "--from-literal=c=3",
+        ],
+        None,
+    )
+}
+
 /// `paramRef` parameters and the `Warn` action: the request passes with
 /// kube-apiserver's warning; without the parameter object, `Deny` refuses.
 fn policy_params_and_warn(s: &KeelServer, k: &Path) {
     s.ok_in(k, &["apply", "-f", "-"], Some(PARAM_POLICY));
-    let probe = |name: &str| {
-        s.kubectl_with(
-            k,
-            &[
-                "-n",
-                "limited",
-                "create",
-                "configmap",
-                name,
-                "--from-literal=a=1",
-                "--from-literal=b=2",
-                "--from-literal=c=3",
-            ],
-            None,
-        )
-    };
+    let probe = |name: &str| three_keys(s, k, "limited", name);
     // No cm-limits yet: parameterNotFoundAction Deny fails the binding,
     // which (validationActions: Warn) answers with a warning.
     let mut n = 0;
@@ -400,6 +403,111 @@ fn policy_params_and_warn(s: &KeelServer, k: &Path) {
     );
 }
 
+const SELECTOR_POLICY: &str = r"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: cm-keys-sel}
+spec:
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - expression: '!has(object.data) || size(object.data) <= int(params.data.maxKeys)'
+    messageExpression: '''at most '' + params.data.maxKeys + '' keys'''
+  auditAnnotations:
+  - key: keys
+    valueExpression: 'has(object.data) ? string(size(object.data)) : null'
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: cm-keys-sel-deny}
+spec:
+  policyName: cm-keys-sel
+  validationActions: [Deny, Audit]
+  paramRef:
+    namespace: default
+    selector: {matchLabels: {cm-limit: 'yes'}}
+    parameterNotFoundAction: Allow
+  matchResources:
+    namespaceSelector:
+      matchLabels: {selected: 'yes'}
+";
+
+/// `paramRef.selector` binds every matching parameter object (the policy
+/// runs once for each; none with `Allow` admits), `auditAnnotations` and
+/// the `Audit` action write kube-apiserver's annotations to the audit log.
+fn policy_param_selector_and_audit(s: &KeelServer, k: &Path) {
+    s.ok(k, &["create", "namespace", "selected"]);
+    s.ok(k, &["label", "namespace", "selected", "selected=yes"]);
+    s.ok_in(k, &["apply", "-f", "-"], Some(SELECTOR_POLICY));
+    let probe = |name: &str| three_keys(s, k, "selected", name);
+    let limit = |name: &str, max: &str| {
+        s.ok_in(
+            k,
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: default, labels: {{cm-limit: 'yes'}}}}\ndata: {{maxKeys: '{max}'}}\n"
+            )),
+        );
+    };
+    // No parameter matches: Allow admits (the binding is skipped).
+    assert!(probe("none-match").status.success());
+    limit("lim-a", "5");
+    eventually("lim-a to admit three keys with its annotation", || {
+        probe("admitted").status.success()
+    });
+    limit("lim-b", "2");
+    // lim-a admits three keys, lim-b does not: one failing param denies.
+    let mut n = 0;
+    eventually("the selected params to deny", || {
+        n += 1;
+        let out = probe(&format!("three-{n}"));
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains(
+                "ValidatingAdmissionPolicy 'cm-keys-sel' with binding 'cm-keys-sel-deny' denied request: at most 2 keys",
+            )
+    });
+    let denied = format!("three-{n}");
+    let log = std::fs::read_to_string(s.state_dir().join("audit.log")).unwrap_or_default();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // The admitted request carries the policy's annotation (a skipped
+    // binding records nothing)...
+    assert!(
+        events
+            .iter()
+            .any(|e| e["objectRef"]["name"] == "admitted"
+                && e["annotations"]["cm-keys-sel/keys"] == "3"),
+        "{log}"
+    );
+    assert!(!log.contains("\"none-match\""), "{log}");
+    // ...the denied one also the Audit action's failure list.
+    let e = events
+        .iter()
+        .find(|e| e["objectRef"]["name"] == denied.as_str())
+        .unwrap_or_else(|| panic!("no audit event for {denied}: {log}"));
+    let failures: serde_json::Value = serde_json::from_str(
+        e["annotations"]["validation.policy.admission.k8s.io/validation_failure"]
+            .as_str()
+            .unwrap_or("null"),
+    )
+    .unwrap();
+    assert_eq!(
+        failures,
+        serde_json::json!([{
+            "message": "at most 2 keys",
+            "policy": "cm-keys-sel",
+            "binding": "cm-keys-sel-deny",
+            "expressionIndex": 0,
+            "validationActions": ["Deny", "Audit"],
+        }]),
+        "{e}"
+    );
+}
+
 #[test]
 fn cel_with_kubectl_1_32() {
     let s = KeelServer::start(None);
@@ -408,6 +516,7 @@ fn cel_with_kubectl_1_32() {
     webhook_match_conditions(&s, k);
     admission_policy(&s, k);
     policy_params_and_warn(&s, k);
+    policy_param_selector_and_audit(&s, k);
 }
 
 #[test]
@@ -419,4 +528,5 @@ fn cel_with_kubectl_1_33_on_three_member_etcd() {
     webhook_match_conditions(&s, k);
     admission_policy(&s, k);
     policy_params_and_warn(&s, k);
+    policy_param_selector_and_audit(&s, k);
 }

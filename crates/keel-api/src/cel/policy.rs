@@ -4,12 +4,14 @@
 //! `matchConstraints` and the binding's `matchResources` match (rules,
 //! excluded rules, resource names, namespace and object selectors); the
 //! policy's `matchConditions` then decide, and its `validations` run with
-//! `object`, `oldObject`, `request`, `params` (from the binding's
-//! `paramRef` by name), `namespaceObject` and `variables` bound. A failed
-//! validation denies (`Deny`), warns (`Warn`) or is logged (`Audit`: keel
-//! has no audit log, so a tracing event), with kube-apiserver's messages;
-//! an evaluation error follows `failurePolicy`. Not done: the `authorizer`
-//! variable (expressions naming it do not compile) and `auditAnnotations`.
+//! `object`, `oldObject`, `request`, `params` (the binding's `paramRef` by
+//! name, or once for each object its selector matches), `namespaceObject`
+//! and `variables` bound. A failed validation denies (`Deny`), warns
+//! (`Warn`) or is written to the audit log (`Audit`, kube-apiserver's
+//! `validation_failure` annotation), with kube-apiserver's messages;
+//! `auditAnnotations` add `POLICY/KEY` annotations; an evaluation error
+//! follows `failurePolicy`. Not done: the `authorizer` variable
+//! (expressions naming it do not compile).
 //! The policies and bindings live in an index kept current by the watch
 //! that feeds the webhook configurations' (`webhook::Cache::follow`).
 
@@ -219,6 +221,17 @@ pub(crate) fn check_object(kind: &str, obj: &Value) -> Vec<Cause> {
                 ));
             }
         }
+        if let Some(pref) = spec.get("paramRef") {
+            match (pref.get("name"), pref.get("selector")) {
+                (Some(_), Some(_)) => out.push(Cause::invalid(
+                    "spec.paramRef.name",
+                    pref.get("name").unwrap_or(&Value::Null),
+                    "name and selector are mutually exclusive",
+                )),
+                (None, None) => out.push(Cause::required("spec.paramRef")),
+                _ => {}
+            }
+        }
         if actions.contains(&"Deny") && actions.contains(&"Warn") {
             out.push(Cause::invalid(
                 "spec.validationActions",
@@ -277,6 +290,13 @@ pub(crate) fn check_object(kind: &str, obj: &Value) -> Vec<Cause> {
             spec.get("variables"),
             "expression",
             "spec.variables",
+            &POLICY_VARS,
+            &mut out,
+        );
+        compile_all(
+            spec.get("auditAnnotations"),
+            "valueExpression",
+            "spec.auditAnnotations",
             &POLICY_VARS,
             &mut out,
         );
@@ -405,7 +425,17 @@ fn rules_match(
 /// What one binding decided.
 enum Outcome {
     Pass,
-    Failed { message: String, reason: String },
+    Failed {
+        message: String,
+        reason: String,
+        /// The failing validation's index (none for binding-level failures).
+        index: Option<usize>,
+    },
+    /// An `auditAnnotations` value, for the audit event as `POLICY/KEY`.
+    Annotation {
+        key: String,
+        value: String,
+    },
 }
 
 /// Runs the policies bound to `req`; a `Deny` failure refuses it.
@@ -449,19 +479,34 @@ pub(crate) async fn validate(
             // parameterNotFoundAction: Allow.
             Err(msg) if msg.is_empty() => continue,
             Err(msg) => {
-                deny_or_warn(req, pname, &bname, &actions, &msg, "Invalid")?;
+                deny_or_warn(req, pname, &bname, &actions, &msg, "Invalid", None)?;
                 continue;
             }
         };
-        let outcomes = evaluate(p.clone(), req, obj, ns_obj, params, fail_open).await;
-        for o in outcomes {
-            if let Outcome::Failed { message, reason } = o {
-                deny_or_warn(req, pname, &bname, &actions, &message, &reason)?;
+        // A `paramRef.selector` binds every matching object: the policy
+        // runs once for each.
+        for param in params {
+            let outcomes = evaluate(p.clone(), req, obj, ns_obj, param, fail_open).await;
+            for o in outcomes {
+                match o {
+                    Outcome::Failed {
+                        message,
+                        reason,
+                        index,
+                    } => deny_or_warn(req, pname, &bname, &actions, &message, &reason, index)?,
+                    Outcome::Annotation { key, value } => {
+                        crate::audit::annotate(req.name, &format!("{pname}/{key}"), value);
+                    }
+                    Outcome::Pass => {}
+                }
             }
         }
     }
     Ok(())
 }
+
+/// The audit annotation a failure under the `Audit` action records.
+pub(crate) const AUDIT_FAILURE_KEY: &str = "validation.policy.admission.k8s.io/validation_failure";
 
 fn exempt(r: &Resource) -> bool {
     // Policies never see their own kinds, so a bad one can be fixed.
@@ -475,6 +520,7 @@ fn deny_or_warn(
     actions: &[String],
     message: &str,
     reason: &str,
+    index: Option<usize>,
 ) -> Result<(), Fail> {
     if actions.iter().any(|a| a == "Warn") {
         crate::webhook::warn(format!(
@@ -482,7 +528,18 @@ fn deny_or_warn(
         ));
     }
     if actions.iter().any(|a| a == "Audit") {
-        tracing::info!(policy, binding, message, "validation failed (audit)");
+        // kube-apiserver's annotation: a JSON list, one entry per failure
+        // (audit.rs joins the lists of several failures).
+        let mut entry = json!({
+            "message": message,
+            "policy": policy,
+            "binding": binding,
+            "validationActions": actions,
+        });
+        if let Some(i) = index {
+            entry["expressionIndex"] = json!(i);
+        }
+        crate::audit::annotate(req.name, AUDIT_FAILURE_KEY, json!([entry]).to_string());
     }
     if !actions.iter().any(|a| a == "Deny") {
         return Ok(());
@@ -515,16 +572,17 @@ fn deny_or_warn(
     })))
 }
 
-/// The binding's parameter object (`paramRef` by name), `Null` without
-/// `paramKind`; `Err` is a denial message.
+/// The binding's parameter objects (`paramRef` by name: one; by
+/// selector: every match), `[Null]` without `paramKind`; `Err` is a denial
+/// message, empty for `parameterNotFoundAction: Allow`.
 async fn params(
     state: &State,
     policy: &Value,
     binding: &Value,
     req: &Request<'_>,
-) -> Result<Value, String> {
+) -> Result<Vec<Value>, String> {
     let Some(kind) = policy.pointer("/spec/paramKind") else {
-        return Ok(Value::Null);
+        return Ok(vec![Value::Null]);
     };
     let Some(pref) = binding.pointer("/spec/paramRef") else {
         return Err(
@@ -550,22 +608,38 @@ async fn params(
         .and_then(Value::as_str)
         .or(req.namespace)
         .filter(|_| r.namespaced);
-    let found = if name.is_empty() {
-        None
+    let found: Vec<Value> = if let Some(sel) = pref.get("selector") {
+        let sel = crate::selectors::LabelSelector::from_json(sel);
+        match state
+            .store
+            .list(&r.list_prefix(ns), keel_store::ListOptions::default())
+            .await
+        {
+            Ok(page) => page
+                .items
+                .iter()
+                .filter_map(|kv| crate::handlers::decode(state, kv, kv.mod_revision).ok())
+                .filter(|v| sel.matches(v.pointer("/metadata/labels")))
+                .collect(),
+            Err(e) => return Err(format!("failed to list params: {e}")),
+        }
+    } else if name.is_empty() {
+        Vec::new()
     } else {
         match state.store.get(&r.key(ns, name)).await {
-            Ok(Some(kv)) => crate::handlers::decode(state, &kv, kv.mod_revision).ok(),
-            _ => None,
+            Ok(Some(kv)) => crate::handlers::decode(state, &kv, kv.mod_revision)
+                .ok()
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
         }
     };
     match found {
-        Some(v) => Ok(v),
-        None if pref.get("parameterNotFoundAction").and_then(Value::as_str) == Some("Allow") => {
+        v if !v.is_empty() => Ok(v),
+        _ if pref.get("parameterNotFoundAction").and_then(Value::as_str) == Some("Allow") => {
             Err(String::new())
         }
-        None => {
-            Err("no params found for policy binding with `Deny` parameterNotFoundAction".into())
-        }
+        _ => Err("no params found for policy binding with `Deny` parameterNotFoundAction".into()),
     }
 }
 
@@ -632,7 +706,7 @@ async fn evaluate(
             }
         }
         let mut out = Vec::new();
-        for v in list("validations") {
+        for (index, v) in list("validations").into_iter().enumerate() {
             let src = v
                 .get("expression")
                 .and_then(Value::as_str)
@@ -663,7 +737,11 @@ async fn evaluate(
                                 .map(String::from)
                         })
                         .unwrap_or_else(|| format!("failed expression: {}", src.trim()));
-                    out.push(Outcome::Failed { message, reason });
+                    out.push(Outcome::Failed {
+                        message,
+                        reason,
+                        index: Some(index),
+                    });
                 }
                 Ok(x) => {
                     if !fail_open {
@@ -672,6 +750,7 @@ async fn evaluate(
                                 "expression '{src}' resulted in error: expected a bool, got {x:?}"
                             ),
                             reason: "Invalid".into(),
+                            index: Some(index),
                         });
                     }
                 }
@@ -680,9 +759,38 @@ async fn evaluate(
                         out.push(Outcome::Failed {
                             message: format!("expression '{src}' resulted in error: {e}"),
                             reason: "Invalid".into(),
+                            index: Some(index),
                         });
                     }
                 }
+            }
+        }
+        for a in list("auditAnnotations") {
+            let key = a.get("key").and_then(Value::as_str).unwrap_or_default();
+            let src = a
+                .get("valueExpression")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match compile(src, &POLICY_VARS).and_then(|c| eval(&c.program, &vars)) {
+                // A null value records nothing.
+                Ok(cel::Value::Null) => {}
+                Ok(cel::Value::String(v)) => out.push(Outcome::Annotation {
+                    key: key.to_string(),
+                    value: v.to_string(),
+                }),
+                Ok(x) if !fail_open => out.push(Outcome::Failed {
+                    message: format!(
+                        "valueExpression '{src}' resulted in error: value expression must evaluate to a string or null, got {x:?}"
+                    ),
+                    reason: "Invalid".into(),
+                    index: None,
+                }),
+                Err(e) if !fail_open => out.push(Outcome::Failed {
+                    message: format!("valueExpression '{src}' resulted in error: {e}"),
+                    reason: "Invalid".into(),
+                    index: None,
+                }),
+                _ => {}
             }
         }
         Ok(out)
@@ -695,6 +803,7 @@ async fn evaluate(
         Err(e) => vec![Outcome::Failed {
             message: e,
             reason: "Invalid".into(),
+            index: None,
         }],
     }
 }

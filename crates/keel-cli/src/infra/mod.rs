@@ -214,7 +214,7 @@ impl Ctx {
             root_dir: self.dir.clone(),
             cwd: self.dir.clone(),
             workspace: backend.workspace(),
-            funcs: keel_hcl::Functions::terraform(),
+            funcs: keel_infra::scope::functions_for(&module),
             provider_configs: BTreeMap::new(),
         };
         Ok(Loaded {

@@ -265,6 +265,107 @@ pub(super) fn register(f: &mut Functions) {
             Ok(Value::string(h.replacen("$2b$", "$2a$", 1)))
         },
     );
+    def(
+        f,
+        "rsadecrypt",
+        vec![p("ciphertext", Type::String), p("privatekey", Type::String)],
+        None,
+        Type::String,
+        |a, _| {
+            let ct = B64.decode(s(&a[0])).map_err(|_| {
+                FnError::Arg(
+                    0,
+                    format!(
+                        "failed to decode input {:?}: cipher text must be base64-encoded",
+                        s(&a[0])
+                    ),
+                )
+            })?;
+            let key = rsa_private_key(s(&a[1])).map_err(|e| FnError::Arg(1, e))?;
+            let mut out = vec![0u8; key.min_output_size()];
+            // Go's crypto/rsa says only this, whatever went wrong.
+            let plain = key.decrypt(&ct, &mut out).map_err(|_| {
+                FnError::Msg("failed to decrypt: crypto/rsa: decryption error".into())
+            })?;
+            let plain = String::from_utf8_lossy(plain).into_owned();
+            Ok(Value::string(plain))
+        },
+    );
+}
+
+/// An RSA private key in PEM, PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8
+/// (`PRIVATE KEY`), as terraform's `rsadecrypt` reads them; the error is
+/// terraform's wording.
+fn rsa_private_key(pem: &str) -> Result<aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey, String> {
+    use aws_lc_rs::rsa::{Pkcs1PrivateDecryptingKey, PrivateDecryptingKey};
+    let begin = pem
+        .find("-----BEGIN ")
+        .ok_or("invalid private key: ssh: no key found")?;
+    let rest = &pem[begin + 11..];
+    let label_end = rest
+        .find("-----")
+        .ok_or("invalid private key: ssh: no key found")?;
+    let label = &rest[..label_end];
+    let body_start = label_end + 5;
+    let end = rest
+        .find(&format!("-----END {label}-----"))
+        .ok_or("invalid private key: ssh: no key found")?;
+    let b64: String = rest[body_start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = B64
+        .decode(b64)
+        .map_err(|_| "invalid private key: ssh: no key found")?;
+    let pkcs8 = match label {
+        "RSA PRIVATE KEY" => pkcs1_to_pkcs8(&der),
+        "PRIVATE KEY" => der,
+        "OPENSSH PRIVATE KEY" => {
+            return Err(
+                "invalid private key: keel reads RSA keys in PEM (PKCS#1 or PKCS#8); convert with `ssh-keygen -p -m PEM -f KEY`"
+                    .into(),
+            );
+        }
+        other => {
+            return Err(format!(
+                "invalid private key: ssh: unsupported key type {other:?}"
+            ));
+        }
+    };
+    let key = PrivateDecryptingKey::from_pkcs8(&pkcs8)
+        .map_err(|e| format!("invalid private key: {e}"))?;
+    Pkcs1PrivateDecryptingKey::new(key).map_err(|e| format!("invalid private key: {e}"))
+}
+
+/// Wraps a PKCS#1 `RSAPrivateKey` in a PKCS#8 `PrivateKeyInfo` (version 0,
+/// rsaEncryption with NULL parameters).
+fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Vec<u8> {
+    fn der_len(n: usize, out: &mut Vec<u8>) {
+        if n < 0x80 {
+            out.push(u8::try_from(n).unwrap_or(0));
+        } else {
+            let bytes: Vec<u8> = n
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | u8::try_from(bytes.len()).unwrap_or(0));
+            out.extend(bytes);
+        }
+    }
+    const HEAD: [u8; 18] = [
+        0x02, 0x01, 0x00, // version 0
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+        0x00, // rsaEncryption, NULL
+    ];
+    let mut octets = vec![0x04];
+    der_len(pkcs1.len(), &mut octets);
+    octets.extend_from_slice(pkcs1);
+    let mut out = vec![0x30];
+    der_len(HEAD.len() + octets.len(), &mut out);
+    out.extend_from_slice(&HEAD);
+    out.extend(octets);
+    out
 }
 
 /// Go's url.QueryEscape.

@@ -10,7 +10,7 @@ use keel_go::path::clean;
 use sha2::Digest as _;
 
 use super::{
-    CallCtx, FnError, FnResult, Function, Functions, Param, def, int_arg, p, p_any, s, str_fn,
+    CallCtx, FnError, FnResult, Function, Functions, Param, def, int_arg, p, p_any, s, str_fn_named,
 };
 use crate::convert::convert;
 use crate::num::Number;
@@ -221,8 +221,12 @@ pub(super) fn register(f: &mut Functions) {
     );
 
     // Filesystem.
-    str_fn(f, "basename", |a, _| Ok(Value::string(go_base(s(&a[0])))));
-    str_fn(f, "dirname", |a, _| Ok(Value::string(go_dir(s(&a[0])))));
+    str_fn_named(f, "basename", "path", |a, _| {
+        Ok(Value::string(go_base(s(&a[0]))))
+    });
+    str_fn_named(f, "dirname", "path", |a, _| {
+        Ok(Value::string(go_dir(s(&a[0]))))
+    });
     def(
         f,
         "abspath",
@@ -239,7 +243,7 @@ pub(super) fn register(f: &mut Functions) {
             Ok(Value::string(clean(&abs.to_string_lossy())))
         },
     );
-    str_fn(f, "pathexpand", |a, _| {
+    str_fn_named(f, "pathexpand", "path", |a, _| {
         let st = s(&a[0]);
         Ok(Value::string(match st.strip_prefix('~') {
             Some(rest) if rest.is_empty() || rest.starts_with('/') => {
@@ -466,7 +470,7 @@ pub(super) fn register(f: &mut Functions) {
             Ok(Value::string(fmt_ip(mask(addr, plen, bits) | h, bits)))
         },
     );
-    str_fn(f, "cidrnetmask", |a, _| {
+    str_fn_named(f, "cidrnetmask", "prefix", |a, _| {
         let (_, plen, bits) = parse_cidr(s(&a[0]))?;
         if bits != 32 {
             return Err(FnError::Msg("only IPv4 networks can have a netmask".into()));

@@ -8,6 +8,7 @@ mod collections;
 mod encoding;
 mod misc;
 mod strings;
+pub mod tfprovider;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -305,10 +306,16 @@ pub(crate) fn int_arg(v: &Value, i: usize) -> Result<i64, FnError> {
 }
 
 pub(crate) fn str_fn(f: &mut Functions, name: &str, imp: Imp) {
+    str_fn_named(f, name, "str", imp);
+}
+
+/// A string-to-string function whose parameter terraform names `param`
+/// (the name shows in argument errors and `metadata functions`).
+pub(crate) fn str_fn_named(f: &mut Functions, name: &str, param: &'static str, imp: Imp) {
     def(
         f,
         name,
-        vec![p("str", Type::String)],
+        vec![p(param, Type::String)],
         None,
         Type::String,
         imp,
