@@ -374,6 +374,20 @@ mod tests {
         assert!(Release::decode("not base64!").is_err());
     }
 
+    proptest::proptest! {
+        /// Records come from the cluster: any text decodes or fails, never panics.
+        #[test]
+        fn decode_never_panics(text in ".{0,200}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Release::decode(&text);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let _ = Release::decode(&b64);
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let _ = gz.write_all(&bytes);
+            let _ = Release::decode(&base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap()));
+            let _ = Release::from_secret(&serde_json::json!({"data": {"release": text}}));
+        }
+    }
+
     #[test]
     fn hooks_read_their_annotations() {
         let m = Manifest {

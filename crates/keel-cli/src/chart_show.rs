@@ -800,6 +800,31 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Stored times come from any writer: formatting never panics.
+        #[test]
+        fn time_formats_never_panic(t in ".{0,40}") {
+            let _ = go_time_string(&t);
+            let _ = ansic(&t);
+        }
+
+        /// `--timeout` is user input: parsed or refused, never a panic.
+        #[test]
+        fn durations_never_panic(t in "[0-9.a-zµ]{0,12}") {
+            let _ = crate::chart_release::parse_duration(&t);
+        }
+    }
+
+    #[test]
+    fn durations_parse_as_go_does() {
+        use std::time::Duration;
+        let p = crate::chart_release::parse_duration;
+        assert_eq!(p("5m0s").unwrap(), Duration::from_mins(5));
+        assert_eq!(p("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(p("300ms").unwrap(), Duration::from_millis(300));
+        assert!(p("5").is_err() && p("").is_err() && p("m").is_err());
+    }
+
     #[test]
     fn tables_pad_every_cell_and_join_with_tabs() {
         let t = table(&[
