@@ -246,3 +246,8 @@ pub use keel_gotmpl::Value as GoValue;
 pub fn json_to_yaml(j: &serde_json::Value) -> String {
     keel_gotmpl::yaml::marshal(&keel_gotmpl::Value::from_json(j, true))
 }
+
+/// Whether `version` satisfies the semver `constraint` (Masterminds' rules, as Helm).
+pub fn semver_matches(constraint: &str, version: &str) -> Result<bool, String> {
+    keel_gotmpl::semver_compare(constraint, version)
+}

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::fmt::Write as _;
+
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use keel_chart::{TemplateOptions, ValueOptions};
@@ -120,6 +122,9 @@ pub enum ChartCommand {
     /// Details of a release: values, manifest, notes, hooks, all.
     #[command(subcommand)]
     Get(Box<crate::chart_show::GetCommand>),
+    /// A chart's dependencies.
+    #[command(subcommand, alias = "dep")]
+    Dependency(DependencyCommand),
     /// Show a chart's information: chart, values, readme, crds, all.
     Show {
         /// What to show.
@@ -136,6 +141,21 @@ pub enum ChartCommand {
         /// Where to write the archive.
         #[arg(short = 'd', long = "destination", default_value = ".")]
         destination: PathBuf,
+    },
+}
+
+/// `keel chart dependency …`.
+#[derive(Debug, Subcommand)]
+pub enum DependencyCommand {
+    /// List the dependencies of a chart and whether charts/ holds them.
+    #[command(alias = "ls")]
+    List {
+        /// Chart directory.
+        #[arg(default_value = ".")]
+        chart: PathBuf,
+        /// Maximum column width of the table.
+        #[arg(long = "max-col-width", default_value_t = 80)]
+        max_col_width: usize,
     },
 }
 
@@ -249,6 +269,13 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
         ChartCommand::Test(a) => crate::chart_release::test(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::Status(a) => crate::chart_show::status_cmd(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::Get(c) => crate::chart_show::get(&c).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Dependency(DependencyCommand::List {
+            chart,
+            max_col_width,
+        }) => {
+            print!("{}", dependency_list(&chart, max_col_width)?);
+            Ok(ExitCode::SUCCESS)
+        }
         ChartCommand::Show { what, chart } => {
             let c = keel_chart::load(&chart).map_err(one_line)?;
             let text = show(&c, &what)?;
@@ -318,6 +345,150 @@ fn show(c: &keel_chart::Chart, what: &str) -> anyhow::Result<Vec<u8>> {
             }
             out.extend(&f.data);
             out.push(b'\n');
+        }
+    }
+    Ok(out)
+}
+
+/// Helm's `dependencyStatus` for one Chart.yaml dependency.
+fn dependency_status(
+    dir: &Path,
+    dep: &keel_chart::chart::Dependency,
+    parent: &keel_chart::Chart,
+) -> String {
+    let version_ok = |v: &str| -> Option<&'static str> {
+        if v == dep.version {
+            return None;
+        }
+        match keel_chart::semver_matches(&dep.version, v) {
+            Err(_) => Some("invalid version"),
+            Ok(false) => Some("wrong version"),
+            Ok(true) => None,
+        }
+    };
+    let stat = |archive: &Path| -> &'static str {
+        match keel_chart::load(archive) {
+            Err(_) => "corrupt",
+            Ok(c) if c.metadata.name != dep.name => "misnamed",
+            Ok(c) => version_ok(&c.metadata.version).unwrap_or("ok"),
+        }
+    };
+    let prefix = format!("{}-", dep.name);
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(dir.join("charts"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.starts_with(&prefix) && p.extension().is_some_and(|x| x == "tgz")
+        })
+        .collect();
+    archives.sort();
+    let strict = regex::Regex::new(
+        r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$",
+    )
+    .expect("static regex");
+    if archives.len() > 1 {
+        let found: Vec<&PathBuf> = archives
+            .iter()
+            .filter(|a| {
+                let n = a
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                strict.is_match(n.trim_end_matches(".tgz").trim_start_matches(&prefix))
+            })
+            .collect();
+        match found.len() {
+            1 => return stat(found[0]).to_string(),
+            0 => {}
+            _ => return "too many matches".into(),
+        }
+    } else if let Some(a) = archives.first() {
+        return stat(a).to_string();
+    }
+    let Some(sub) = parent
+        .dependencies
+        .iter()
+        .rev()
+        .find(|c| c.metadata.name == dep.name)
+    else {
+        return "missing".into();
+    };
+    version_ok(&sub.metadata.version)
+        .unwrap_or("unpacked")
+        .to_string()
+}
+
+/// `helm dependency list`: the table, a blank line, then warnings for
+/// charts in charts/ that Chart.yaml does not name.
+fn dependency_list(dir: &Path, width: usize) -> anyhow::Result<String> {
+    let c = keel_chart::load(dir).map_err(one_line)?;
+    if c.metadata.dependencies.is_empty() {
+        return Ok(format!(
+            "WARNING: no dependencies at {}\n",
+            dir.join("charts").display()
+        ));
+    }
+    let cell = |s: &str| -> String {
+        if width > 0 && s.chars().count() > width {
+            let keep: String = s.chars().take(width.saturating_sub(3)).collect();
+            format!("{keep}...")
+        } else {
+            s.to_string()
+        }
+    };
+    let mut rows = vec![
+        ["NAME", "VERSION", "REPOSITORY", "STATUS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for d in &c.metadata.dependencies {
+        rows.push(vec![
+            cell(&d.name),
+            cell(&d.version),
+            cell(&d.repository),
+            cell(&dependency_status(dir, d, &c)),
+        ]);
+    }
+    // uitable's text, Fprintln's newline, then Fprintln's blank line
+    let mut out = crate::chart_show::table(&rows);
+    out.push('\n');
+    let mut extra: Vec<PathBuf> = std::fs::read_dir(dir.join("charts"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|x| x == "tgz"))
+        .collect();
+    extra.sort();
+    for f in extra {
+        match keel_chart::load(&f) {
+            Err(_) => {
+                let _ = writeln!(
+                    out,
+                    "WARNING: {:?} is not a chart.",
+                    f.display().to_string()
+                );
+            }
+            Ok(sub)
+                if !c
+                    .metadata
+                    .dependencies
+                    .iter()
+                    .any(|d| d.name == sub.metadata.name) =>
+            {
+                let _ = writeln!(
+                    out,
+                    "WARNING: {:?} is not in Chart.yaml.",
+                    f.display().to_string()
+                );
+            }
+            Ok(_) => {}
         }
     }
     Ok(out)

@@ -564,3 +564,66 @@ fn chart_show_prints_what_helm_show_prints_for_every_corpus_chart() {
         "keel chart show differs from helm show: {differ:#?}"
     );
 }
+
+#[test]
+fn chart_dependency_list_prints_what_helm_prints() {
+    let home = tempfile::tempdir().unwrap();
+    let kc = home.path().join("no-kubeconfig");
+    // a chart whose dependencies are missing, of the wrong version, and an
+    // unlisted one in charts/, beside every corpus chart (ok, unpacked)
+    let odd = tempfile::tempdir().unwrap();
+    write(
+        odd.path(),
+        "Chart.yaml",
+        "apiVersion: v2\nname: odd\nversion: 1.0.0\ndependencies:\n- name: gone\n  version: 1.x\n  repository: https://example.invalid/charts\n- name: old\n  version: '>=2.0.0'\n  repository: file://../old\n",
+    );
+    write(
+        odd.path(),
+        "charts/old/Chart.yaml",
+        "apiVersion: v2\nname: old\nversion: 1.0.0\n",
+    );
+    write(
+        odd.path(),
+        "charts/stray/Chart.yaml",
+        "apiVersion: v2\nname: stray\nversion: 0.1.0\n",
+    );
+    let mut charts: Vec<std::path::PathBuf> = std::fs::read_dir(helm_peer::corpus())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("chart"))
+        .filter(|p| p.join("Chart.yaml").is_file())
+        .collect();
+    charts.sort();
+    charts.push(odd.path().to_path_buf());
+    let mut differ = Vec::new();
+    for c in &charts {
+        let args = ["dependency", "list", c.to_str().unwrap()];
+        let h = helm_peer::helm_on(&kc, home.path(), &args);
+        let k = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("chart")
+            .args(args)
+            .output()
+            .unwrap();
+        if text(&h) != text(&k) {
+            differ.push(format!(
+                "{}:\nhelm:\n{}\nkeel:\n{}",
+                c.display(),
+                text(&h),
+                text(&k)
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    let odd_out = text(
+        &Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["chart", "dependency", "list", odd.path().to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        odd_out.contains("missing")
+            && odd_out.contains("wrong version")
+            && odd_out.contains("is not in Chart.yaml"),
+        "{odd_out}"
+    );
+}
