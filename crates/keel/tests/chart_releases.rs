@@ -507,11 +507,8 @@ fn chart_test_runs_test_hooks_and_records_them_where_helm_reads_them() {
     assert!(st.contains("Phase:          Succeeded"), "{st}");
 }
 
-#[test]
-fn chart_show_prints_what_helm_show_prints_for_every_corpus_chart() {
-    let home = tempfile::tempdir().unwrap();
-    let kc = home.path().join("no-kubeconfig");
-    let mut differ = Vec::new();
+/// Every chart directory of ../shared/charts, sorted.
+fn corpus_charts() -> Vec<std::path::PathBuf> {
     let mut charts: Vec<_> = std::fs::read_dir(helm_peer::corpus())
         .unwrap()
         .filter_map(Result::ok)
@@ -520,6 +517,15 @@ fn chart_show_prints_what_helm_show_prints_for_every_corpus_chart() {
         .collect();
     charts.sort();
     assert!(charts.len() >= 10, "corpus too small: {}", charts.len());
+    charts
+}
+
+#[test]
+fn chart_show_prints_what_helm_show_prints_for_every_corpus_chart() {
+    let home = tempfile::tempdir().unwrap();
+    let kc = home.path().join("no-kubeconfig");
+    let mut differ = Vec::new();
+    let charts = corpus_charts();
     for c in &charts {
         for what in ["chart", "values", "readme", "crds", "all"] {
             let args = ["show", what, c.to_str().unwrap()];
@@ -587,13 +593,7 @@ fn chart_dependency_list_prints_what_helm_prints() {
         "charts/stray/Chart.yaml",
         "apiVersion: v2\nname: stray\nversion: 0.1.0\n",
     );
-    let mut charts: Vec<std::path::PathBuf> = std::fs::read_dir(helm_peer::corpus())
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("chart"))
-        .filter(|p| p.join("Chart.yaml").is_file())
-        .collect();
-    charts.sort();
+    let mut charts = corpus_charts();
     charts.push(odd.path().to_path_buf());
     let mut differ = Vec::new();
     for c in &charts {
