@@ -785,7 +785,7 @@ fn do_install(
         && !(replace
             && (last.info.status == status::UNINSTALLED || last.info.status == status::FAILED))
     {
-        bail!("cannot reuse a name that is still in use");
+        bail!("release name check failed: cannot reuse a name that is still in use");
     }
     let t = now();
     let mut rel = Release {

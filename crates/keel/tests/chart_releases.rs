@@ -322,6 +322,28 @@ fn helm_and_keel_share_releases() {
     assert!(release_secrets(&s, ns).is_empty());
     assert_eq!(helm_ok(&s, &["list", "-n", ns, "-q"]), "");
 
+    // a name in use is refused by both, in Helm's words
+    let again = keel(&s, &["install", "web", c, "-n", ns]);
+    keel_ok(&s, &["install", "busy", c, "-n", ns]);
+    let (h, k) = (
+        helm(&s, &["install", "busy", c, "-n", ns]),
+        keel(&s, &["install", "busy", c, "-n", ns]),
+    );
+    let msg =
+        "INSTALLATION FAILED: release name check failed: cannot reuse a name that is still in use";
+    assert!(
+        again.status.success(),
+        "web was uninstalled: {}",
+        text(&again)
+    );
+    assert!(
+        text(&h).contains(msg) && text(&k).contains(msg),
+        "helm: {}\nkeel: {}",
+        text(&h),
+        text(&k)
+    );
+    keel_ok(&s, &["uninstall", "web", "busy", "-n", ns]);
+
     // keel installs; helm lists and uninstalls it (keeping history)
     let out = keel_ok(
         &s,
