@@ -49,7 +49,7 @@ pub struct ApplyFlags {
     #[arg(long = "no-hooks")]
     pub no_hooks: bool,
     /// Simulate: `client` (or no value) renders only, `server` also reads the cluster.
-    #[arg(long = "dry-run", num_args = 0..=1, default_missing_value = "client")]
+    #[arg(long = "dry-run", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub dry_run: Option<String>,
     /// Output format: table, json or yaml.
     #[arg(short = 'o', long = "output", default_value = "table")]
@@ -737,6 +737,12 @@ fn ensure_namespace(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 fn is_dry(d: Option<&String>) -> bool {
+    if d.is_some_and(|d| d == "true") {
+        // Helm 4 logs this through slog's text handler
+        eprintln!(
+            "level=WARN msg=\"--dry-run is deprecated and should be replaced with '--dry-run=client'\""
+        );
+    }
     matches!(d.map(String::as_str), Some("client" | "server" | "true"))
 }
 

@@ -649,3 +649,41 @@ fn chart_dependency_list_prints_what_helm_prints() {
         "{odd_out}"
     );
 }
+
+#[test]
+fn dry_run_prints_what_helm_prints_and_records_nothing() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let drop_time = |o: &Output| -> String {
+        text(o)
+            .lines()
+            .filter(|l| !l.starts_with("LAST DEPLOYED: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for args in [
+        &["install", "dry", c, "--dry-run"][..],
+        &[
+            "install",
+            "dry",
+            c,
+            "--dry-run=server",
+            "--set",
+            "extra=true",
+        ],
+    ] {
+        let (h, k) = (helm(&s, args), keel(&s, args));
+        assert!(
+            h.status.success() && k.status.success(),
+            "{}\n{}",
+            text(&h),
+            text(&k)
+        );
+        assert_eq!(drop_time(&k), drop_time(&h), "{args:?}");
+        assert!(text(&k).contains("MANIFEST:\n---\n# Source: demo/templates/cm.yaml\n"));
+    }
+    assert!(release_secrets(&s, "default").is_empty());
+    assert!(configmap(&s, "default", "dry-cm").is_none());
+}
