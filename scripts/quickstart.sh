@@ -132,6 +132,27 @@ kubectl -n quickstart wait --for=jsonpath='{.status.replicas}'=2 deployment/web 
 kubectl -n quickstart get replicasets,pods -l app=web
 kubectl -n quickstart rollout history deployment/web
 kubectl -n quickstart delete deployment web
+# A StatefulSet: stable names db-0, db-1 and a claim per pod from the default
+# local-path class (it binds once a node takes the pod: WaitForFirstConsumer).
+kubectl get storageclass
+kubectl apply -f - <<'YAML'
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: quickstart}
+spec:
+  replicas: 2
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: quickstart/web:1}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+YAML
+kubectl -n quickstart wait --for=jsonpath='{.status.replicas}'=2 statefulset/db --timeout=30s
+kubectl -n quickstart get statefulset db && kubectl -n quickstart get pods,pvc -l app=db
+kubectl -n quickstart delete statefulset db
 kubectl -n quickstart create serviceaccount bot --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n quickstart create rolebinding bot-view --clusterrole=view --serviceaccount=quickstart:bot \
   --dry-run=client -o yaml | kubectl apply -f -

@@ -15,6 +15,7 @@ pub mod auth;
 mod cel;
 pub mod client;
 pub mod crd;
+pub mod cron;
 pub mod discovery;
 mod handlers;
 mod http;

@@ -52,6 +52,57 @@ pub fn age_of(ts: &str) -> String {
     }
 }
 
+/// kubectl's Job row: the status from the conditions (in printJob's
+/// order), `succeeded/completions` (`n/1 of p` for a work queue) and the
+/// run time.
+fn job_row(o: &Value, name: &str, a: String) -> Vec<Value> {
+    let succeeded = n(o, "status.succeeded");
+    let completions = match at(o, "spec.completions").and_then(Value::as_i64) {
+        Some(c) => format!("{succeeded}/{c}"),
+        None => match n(o, "spec.parallelism") {
+            p if p > 1 => format!("{succeeded}/1 of {p}"),
+            _ => format!("{succeeded}/1"),
+        },
+    };
+    let has = |t: &str| {
+        at(o, "status.conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"))
+    };
+    let status = if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if at(o, "metadata.deletionTimestamp").is_some() {
+        "Terminating"
+    } else if has("Suspended") {
+        "Suspended"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else if has("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    };
+    let time = |f: &str| {
+        at(o, f)
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    };
+    let duration = match (time("status.startTime"), time("status.completionTime")) {
+        (None, _) => String::new(),
+        (Some(st), None) => human_age(jiff::Timestamp::now().as_second() - st.as_second()),
+        (Some(st), Some(done)) => human_age(done.as_second() - st.as_second()),
+    };
+    vec![
+        json!(name),
+        json!(status),
+        json!(completions),
+        json!(duration),
+        json!(a),
+    ]
+}
+
 fn join_list(v: Option<&Value>, f: impl Fn(&Value) -> String) -> String {
     v.and_then(Value::as_array)
         .map(|a| a.iter().map(f).collect::<Vec<_>>().join(","))
@@ -136,6 +187,16 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Name", "string", 0),
             ("Status", "string", 0),
             ("Completions", "string", 0),
+            ("Duration", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "CronJob" => vec![
+            ("Name", "string", 0),
+            ("Schedule", "string", 0),
+            ("Timezone", "string", 0),
+            ("Suspend", "boolean", 0),
+            ("Active", "integer", 0),
+            ("Last Schedule", "string", 0),
             ("Age", "string", 0),
         ],
         "Service" => vec![
@@ -222,6 +283,38 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Reason", "string", 0),
             ("Object", "string", 0),
             ("Message", "string", 0),
+        ],
+        "StorageClass" => vec![
+            ("Name", "string", 0),
+            ("Provisioner", "string", 0),
+            ("ReclaimPolicy", "string", 0),
+            ("VolumeBindingMode", "string", 0),
+            ("AllowVolumeExpansion", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "PersistentVolume" => vec![
+            ("Name", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("Reclaim Policy", "string", 0),
+            ("Status", "string", 0),
+            ("Claim", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            ("Reason", "string", 0),
+            ("Age", "string", 0),
+            ("VolumeMode", "string", 1),
+        ],
+        "PersistentVolumeClaim" => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Volume", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            ("Age", "string", 0),
+            ("VolumeMode", "string", 1),
         ],
         "ComponentStatus" => vec![
             ("Name", "string", 0),
@@ -324,23 +417,27 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             )))),
             json!(a),
         ],
-        "Job" => {
-            let succeeded = n(o, "status.succeeded");
-            let completions = at(o, "spec.completions")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            let status = if succeeded >= completions {
-                "Complete"
-            } else {
-                "Running"
-            };
-            vec![
-                json!(name),
-                json!(status),
-                json!(format!("{succeeded}/{completions}")),
-                json!(a),
-            ]
-        }
+        "Job" => job_row(o, &name, a),
+        "CronJob" => vec![
+            json!(name),
+            json!(s(at(o, "spec.schedule"))),
+            json!(or_none(s(at(o, "spec.timeZone")))),
+            json!(match at(o, "spec.suspend").and_then(Value::as_bool) {
+                Some(true) => "True",
+                Some(false) => "False",
+                None => "<unset>",
+            }),
+            json!(
+                at(o, "status.active")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            json!(match at(o, "status.lastScheduleTime") {
+                Some(_) => age(o, "status.lastScheduleTime"),
+                None => "<none>".into(),
+            }),
+            json!(a),
+        ],
         "Service" => {
             let ty = s(at(o, "spec.type"));
             let ports = join_list(at(o, "spec.ports"), |p| {
@@ -587,6 +684,9 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 json!(healthy.map(|c| s(c.get("error"))).unwrap_or_default()),
             ]
         }
+        "StorageClass" | "PersistentVolume" | "PersistentVolumeClaim" => {
+            storage_cells(kind, o, name, a)
+        }
         _ => vec![json!(name), json!(a)],
     }
 }
@@ -641,6 +741,108 @@ pub fn table(kind: &str, objects: &[Value], meta: Value, include: Include) -> Va
         "columnDefinitions": defs,
         "rows": objects.iter().map(|o| row(kind, o, include)).collect::<Vec<_>>(),
     })
+}
+
+/// `kubectl get sc|pv|pvc` rows: the default class marked, access modes
+/// abbreviated (RWO, ROX, RWX, RWOP), `<unset>` for what is not set.
+fn storage_cells(kind: &str, o: &Value, name: String, a: String) -> Vec<Value> {
+    let modes = |path: &str| {
+        at(o, path)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|m| match m {
+                "ReadWriteOnce" => "RWO",
+                "ReadOnlyMany" => "ROX",
+                "ReadWriteMany" => "RWX",
+                "ReadWriteOncePod" => "RWOP",
+                other => other,
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let unset = |x: String| if x.is_empty() { "<unset>".into() } else { x };
+    let mode = || {
+        let m = s(at(o, "spec.volumeMode"));
+        if m.is_empty() { "Filesystem".into() } else { m }
+    };
+    match kind {
+        "StorageClass" => {
+            let default = o
+                .pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                .and_then(Value::as_str)
+                == Some("true");
+            let binding = s(at(o, "volumeBindingMode"));
+            let reclaim = s(at(o, "reclaimPolicy"));
+            vec![
+                json!(if default {
+                    format!("{name} (default)")
+                } else {
+                    name
+                }),
+                json!(s(at(o, "provisioner"))),
+                json!(if reclaim.is_empty() {
+                    "Delete".into()
+                } else {
+                    reclaim
+                }),
+                json!(if binding.is_empty() {
+                    "Immediate".into()
+                } else {
+                    binding
+                }),
+                json!(
+                    at(o, "allowVolumeExpansion")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string()
+                ),
+                json!(a),
+            ]
+        }
+        "PersistentVolume" => {
+            let claim = match (
+                s(at(o, "spec.claimRef.namespace")),
+                s(at(o, "spec.claimRef.name")),
+            ) {
+                (_, c) if c.is_empty() => String::new(),
+                (ns, c) => format!("{ns}/{c}"),
+            };
+            vec![
+                json!(name),
+                json!(s(at(o, "spec.capacity.storage"))),
+                json!(modes("spec.accessModes")),
+                json!(s(at(o, "spec.persistentVolumeReclaimPolicy"))),
+                json!(s(at(o, "status.phase"))),
+                json!(claim),
+                json!(s(at(o, "spec.storageClassName"))),
+                json!(unset(s(at(o, "spec.volumeAttributesClassName")))),
+                json!(s(at(o, "status.reason"))),
+                json!(a),
+                json!(mode()),
+            ]
+        }
+        _ => {
+            let phase = s(at(o, "status.phase"));
+            let status = if at(o, "metadata.deletionTimestamp").is_some() {
+                "Terminating".into()
+            } else {
+                phase
+            };
+            vec![
+                json!(name),
+                json!(status),
+                json!(s(at(o, "spec.volumeName"))),
+                json!(s(at(o, "status.capacity.storage"))),
+                json!(modes("status.accessModes")),
+                json!(s(at(o, "spec.storageClassName"))),
+                json!(unset(s(at(o, "spec.volumeAttributesClassName")))),
+                json!(a),
+                json!(mode()),
+            ]
+        }
+    }
 }
 
 #[cfg(test)]

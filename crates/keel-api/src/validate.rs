@@ -233,6 +233,134 @@ fn template_spec(obj: &mut Value) -> Option<&mut Map<String, Value>> {
         .as_object_mut()
 }
 
+/// A Job's defaults. Completions default to 1 only when parallelism is
+/// unset too (a work-queue Job has neither). Unless `manualSelector`, the
+/// selector is generated from the uid and the template gets its labels, as
+/// the Job registry strategy does (`batch.kubernetes.io/controller-uid`,
+/// `batch.kubernetes.io/job-name` and their legacy short forms).
+fn default_job(obj: &mut Value) {
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let spec = obj_mut(obj, "spec");
+    if !spec.contains_key("completions") && !spec.contains_key("parallelism") {
+        spec.insert("completions".into(), json!(1));
+    }
+    default(spec, "parallelism", json!(1));
+    let per_index = spec.contains_key("backoffLimitPerIndex");
+    default(
+        spec,
+        "backoffLimit",
+        json!(if per_index { i32::MAX } else { 6 }),
+    );
+    default(spec, "completionMode", json!("NonIndexed"));
+    default(spec, "suspend", json!(false));
+    let replacement = if spec.contains_key("podFailurePolicy") {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    default(spec, "podReplacementPolicy", json!(replacement));
+    // `onPodConditions` patterns default to `status: "True"`.
+    for rule in spec
+        .get_mut("podFailurePolicy")
+        .and_then(|p| p.get_mut("rules"))
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        for pat in rule
+            .get_mut("onPodConditions")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            default(pat, "status", json!("True"));
+        }
+    }
+    let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
+    if !manual && !uid.is_empty() && !spec.contains_key("selector") {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+        let labels = obj_mut(obj_mut_at(obj, &["spec", "template"]), "metadata");
+        let labels = labels.entry("labels").or_insert_with(|| json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            for (k, v) in [
+                ("batch.kubernetes.io/controller-uid", &uid),
+                ("batch.kubernetes.io/job-name", &name),
+                ("controller-uid", &uid),
+                ("job-name", &name),
+            ] {
+                l.entry(k).or_insert_with(|| json!(v));
+            }
+        }
+    }
+    // An unlabelled Job takes its template's labels (SetDefaults_Job).
+    let template_labels = obj.pointer("/spec/template/metadata/labels").cloned();
+    if let Some(l) = template_labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+        let meta = obj_mut(obj, "metadata");
+        if meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
+        {
+            meta.insert("labels".into(), l);
+        }
+    }
+    if let Some(s) = template_spec(obj) {
+        default_pod_spec(s);
+    }
+}
+
+/// The object at `path` (made when missing).
+fn obj_mut_at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Value {
+    let mut cur = v;
+    for k in path {
+        obj_mut(cur, k);
+        cur = cur.get_mut(*k).expect("just made");
+    }
+    cur
+}
+
+/// A `CronJob`'s schedule and time zone, with the apiserver's messages.
+fn validate_cronjob(obj: &Value, out: &mut Vec<Cause>) {
+    match obj.pointer("/spec/schedule") {
+        None | Some(Value::Null) => out.push(Cause::required("spec.schedule")),
+        Some(v) => {
+            let s = v.as_str().unwrap_or_default();
+            if s.contains("TZ") {
+                out.push(Cause::invalid(
+                    "spec.schedule",
+                    v,
+                    "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+                ));
+            } else if let Err(e) = s.parse::<crate::cron::Schedule>() {
+                out.push(Cause::invalid("spec.schedule", v, &e));
+            }
+        }
+    }
+    if let Some(v) = obj.pointer("/spec/timeZone").filter(|v| !v.is_null()) {
+        let tz = v.as_str().unwrap_or_default();
+        if tz.parse::<chrono_tz::Tz>().is_err() || tz == "Local" {
+            out.push(Cause::invalid(
+                "spec.timeZone",
+                v,
+                &format!("unknown time zone {tz}"),
+            ));
+        }
+    }
+}
+
 /// Fills the defaults Kubernetes fills for built-in kinds. `next_ip` yields
 /// a cluster IP for a new Service.
 pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> String) {
@@ -290,13 +418,18 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
             }
         }
         "Job" => {
+            default_job(obj);
+        }
+        "CronJob" => {
             let spec = obj_mut(obj, "spec");
-            default(spec, "backoffLimit", json!(6));
-            default(spec, "completions", json!(1));
-            default(spec, "parallelism", json!(1));
-            default(spec, "completionMode", json!("NonIndexed"));
+            default(spec, "concurrencyPolicy", json!("Allow"));
             default(spec, "suspend", json!(false));
-            if let Some(s) = template_spec(obj) {
+            default(spec, "successfulJobsHistoryLimit", json!(3));
+            default(spec, "failedJobsHistoryLimit", json!(1));
+            if let Some(s) = obj
+                .pointer_mut("/spec/jobTemplate/spec/template/spec")
+                .and_then(Value::as_object_mut)
+            {
                 default_pod_spec(s);
             }
         }
@@ -1270,6 +1403,7 @@ pub fn validate(kind: &str, obj: &Value) -> Vec<Cause> {
                 )),
             }
         }
+        "CronJob" => validate_cronjob(obj, &mut out),
         "Service" => validate_service(obj, &mut out),
         "ConfigMap" | "Secret" => {
             for field in ["data", "binaryData", "stringData"] {

@@ -170,7 +170,7 @@ fn is_rolling(d: &Value) -> bool {
 }
 
 /// An int-or-percent of `total`, percentages rounded up or down.
-fn scaled(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
+pub(crate) fn scaled(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
     match v {
         Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
         Some(Value::String(s)) => {

@@ -104,6 +104,15 @@ impl Cache {
             .map(|(_, e)| &e.1)
     }
 
+    /// The objects of `r` in every namespace.
+    pub fn list_all<'a>(&'a self, r: &Resource) -> impl Iterator<Item = &'a Value> + 'a {
+        let prefix = r.key_prefix();
+        self.objects
+            .range(prefix.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .map(|(_, e)| &e.1)
+    }
+
     /// Records an object this controller wrote itself.
     pub fn remember(&mut self, r: &Resource, obj: Value) {
         self.put(r, obj);

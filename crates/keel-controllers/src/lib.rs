@@ -17,27 +17,42 @@
 //!   they select.
 //! - [`scheduler`]: kube-scheduler's queue, filters, scores, binding,
 //!   preemption and `FailedScheduling` explanations.
+//! - [`statefulset`]: ordered pods with stable names and claims, partitioned
+//!   rolling updates, `ControllerRevisions`; [`daemonset`]: a pod per
+//!   eligible node, rolling updates with surge; [`volumes`]: claims bound
+//!   to volumes, the `local-path` provisioner.
 //! - [`node_lifecycle`]: Lease heartbeats → `Ready=Unknown`, condition
 //!   taints, eviction of pods after their `tolerationSeconds`;
 //!   [`node_ipam`]: pod CIDRs; [`disruption`]: `PodDisruptionBudget` status.
+//! - [`job`]: Jobs (completions, parallelism, back-off, deadlines, indexes,
+//!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
+//!   makes time testable).
 //!
 //! The workload controllers share `informer` (cache fed by one watch, work
 //! queue with back-off) and `events` (core/v1 Events as
 //! kube-controller-manager records them).
 
 pub mod aggregation;
+pub mod clock;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 mod events;
 pub mod gc;
 mod informer;
+pub mod job;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
 mod objects;
 pub mod replicaset;
+mod revisions;
 pub mod scheduler;
+pub mod statefulset;
+pub mod volumes;
+mod workloads;
 
 use keel_api::Loopback;
 
@@ -78,7 +93,10 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(replicaset::ReplicaSetController::new(api).run(api.clone())),
         tokio::spawn(deployment::DeploymentController::new(api).run(api.clone())),
         tokio::spawn(endpoints::EndpointsController.run(api.clone())),
+        tokio::spawn(job::JobController::new(api).run(api.clone())),
+        tokio::spawn(cronjob::CronJobController::new(api, clock::from_env()).run(api.clone())),
     ];
+    tasks.extend(workloads::spawn(api));
     tasks.extend(spawn_scheduling(api, opts));
     tasks
 }

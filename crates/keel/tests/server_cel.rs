@@ -43,6 +43,9 @@ spec:
               messageExpression: '''owner '' + self.owner + '' must start with team-'''
               fieldPath: .owner
               reason: FieldValueForbidden
+            - rule: 'oldSelf.hasValue() || !has(self.owner) || self.owner != ''team-legacy'''
+              optionalOldSelf: true
+              message: team-legacy is kept, never given
             properties:
               replicas: {type: integer}
               minReplicas: {type: integer}
@@ -118,6 +121,28 @@ fn crd_rules(s: &KeelServer, k: &Path) {
         k,
         &["apply", "-f", "-"],
         Some(&gadget("g1", "{replicas: 2, minReplicas: 1, size: small}")),
+    );
+    // optionalOldSelf: that rule runs on a create too, oldSelf empty...
+    let err = s.fails(
+        k,
+        &["apply", "-f", "-"],
+        Some(&gadget(
+            "g2",
+            "{replicas: 2, minReplicas: 1, size: small, owner: team-legacy}",
+        )),
+    );
+    assert!(
+        err.contains(r#"spec: Invalid value: "object": team-legacy is kept, never given"#),
+        "{err}"
+    );
+    // ...and on an update with oldSelf holding the old value.
+    s.ok_in(
+        k,
+        &["apply", "-f", "-"],
+        Some(&gadget(
+            "g1",
+            "{replicas: 2, minReplicas: 1, size: small, owner: team-legacy}",
+        )),
     );
     // The transition rule refuses an update that changes size; others pass.
     let err = s.fails(

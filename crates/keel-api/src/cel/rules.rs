@@ -8,10 +8,12 @@
 //! do not compile are refused at CRD create/update with apiextensions'
 //! message. Rules other than transition rules are ratcheted as in
 //! Kubernetes 1.30+: an update that leaves a value as it was is not held to
-//! them there. Not done: `optionalOldSelf` (a rule with it runs as a plain
-//! transition rule).
+//! them there. A rule with `optionalOldSelf` also runs where there is no
+//! old value (a create, a new item), `oldSelf` then a CEL optional.
 
 use serde_json::{Value, json};
+
+use cel::objects::OptionalValue;
 
 use super::{compile, eval, from_json_typed};
 use crate::validate::Cause;
@@ -142,6 +144,15 @@ fn check_rule(r: &Value, at: &str, correlatable: bool, out: &mut Vec<Cause>) {
     match compile(rule, &["self", "oldSelf"]) {
         Err(e) => out.push(rule_invalid(&format!("{at}.rule"), r, &e)),
         Ok(c) => {
+            if r.get("optionalOldSelf").and_then(Value::as_bool) == Some(true)
+                && !c.variables.contains("oldSelf")
+            {
+                out.push(Cause::invalid(
+                    &format!("{at}.optionalOldSelf"),
+                    &json!(true),
+                    "may not be set if oldSelf is not used in rule",
+                ));
+            }
             if c.variables.contains("oldSelf") && !correlatable {
                 out.push(rule_invalid(
                     &format!("{at}.rule"),
@@ -301,7 +312,14 @@ fn evaluate(job: &Job) -> Vec<Cause> {
             }
         };
         let mut vars = vec![("self", this.clone())];
-        if c.variables.contains("oldSelf") {
+        let optional_old = r.get("optionalOldSelf").and_then(Value::as_bool) == Some(true);
+        if c.variables.contains("oldSelf") && optional_old {
+            // Runs with or without an old value: oldSelf is a CEL optional.
+            let o = old
+                .clone()
+                .map_or_else(OptionalValue::none, OptionalValue::of);
+            vars.push(("oldSelf", cel::Value::Opaque(std::sync::Arc::new(o))));
+        } else if c.variables.contains("oldSelf") {
             let Some(o) = &old else { continue };
             vars.push(("oldSelf", o.clone()));
         } else if job.old.as_ref() == Some(&job.new) {

@@ -209,6 +209,23 @@ fn crd_rules_that_do_not_compile_are_refused() {
 }
 
 #[test]
+fn optional_old_self_needs_a_rule_reading_old_self() {
+    let mut s = schema();
+    s["properties"]["spec"]["x-kubernetes-validations"][0]["optionalOldSelf"] = json!(true);
+    let crd = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": s}}]}});
+    let got: Vec<String> = rules::check_crd(&crd)
+        .into_iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].optionalOldSelf: Invalid value: true: may not be set if oldSelf is not used in rule"
+        ],
+    );
+}
+
+#[test]
 fn formats_type_values_and_is_url() {
     // Rules from the traefik and Argo CRDs of the chart corpus.
     let s = json!({"type": "object", "properties": {

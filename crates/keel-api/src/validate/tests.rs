@@ -269,3 +269,39 @@ fn quantities_parse_like_kubernetes() {
     let bad = json!({"spec": {"containers": [{"resources": {"limits": {"memory": "lots"}}}]}});
     assert_eq!(check_quantities(&bad).unwrap_err(), QUANTITY_MSG);
 }
+
+#[test]
+fn cronjob_schedules_and_time_zones_are_checked() {
+    let cj = |schedule: Value, tz: Option<&str>| {
+        let mut v = json!({"metadata": {"name": "c"}, "spec": {"schedule": schedule,
+            "jobTemplate": {"spec": {"template": {"spec": {}}}}}});
+        if let Some(tz) = tz {
+            v["spec"]["timeZone"] = json!(tz);
+        }
+        v
+    };
+    let fields = |v: &Value| -> Vec<String> {
+        validate("CronJob", v)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
+    };
+    assert!(fields(&cj(json!("*/5 * * * *"), Some("Europe/Berlin"))).is_empty());
+    assert!(fields(&cj(json!("@hourly"), None)).is_empty());
+    let bad = fields(&cj(json!("61 * * * *"), None));
+    assert_eq!(bad.len(), 1);
+    assert!(
+        bad[0].starts_with("spec.schedule: Invalid value: \"61 * * * *\": "),
+        "{bad:?}"
+    );
+    let tz = fields(&cj(json!("0 * * * *"), Some("Mars/Olympus")));
+    assert_eq!(
+        tz,
+        ["spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus"]
+    );
+    let with_tz = fields(&cj(json!("TZ=UTC 0 * * * *"), None));
+    assert!(
+        with_tz[0].contains("use timeZone field instead"),
+        "{with_tz:?}"
+    );
+}

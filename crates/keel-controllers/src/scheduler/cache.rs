@@ -189,7 +189,7 @@ pub(crate) struct NodeTerm {
 }
 
 impl NodeTerm {
-    fn from_json(t: &Value) -> Self {
+    pub(crate) fn from_json(t: &Value) -> Self {
         let reqs = |k: &str| -> Vec<NodeReq> {
             t.get(k)
                 .and_then(Value::as_array)
@@ -364,6 +364,8 @@ pub(crate) struct PodInfo {
     pub spread: Vec<Spread>,
     pub deleting: bool,
     pub terminal: bool,
+    /// Names of the claims its volumes use.
+    pub claims: Vec<String>,
 }
 
 impl PodInfo {
@@ -541,6 +543,7 @@ impl PodInfo {
             spread,
             deleting: crate::objects::is_deleting(pod),
             terminal: matches!(phase.as_str(), "Succeeded" | "Failed"),
+            claims: super::volumes::claim_names(pod),
             ns,
         }
     }

@@ -18,6 +18,7 @@ pub(crate) mod events;
 pub(crate) mod plugins;
 mod preempt;
 mod queue;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,12 +96,14 @@ impl Scheduler {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             };
-            let (mut node_watch, mut pod_watch) = match (
+            let (mut node_watch, mut pod_watch, mut claim_watch) = match (
                 self.api.watch(nodes(), node_rev + 1).await,
                 self.api.watch(pods(), pod_rev + 1).await,
+                // A claim made or bound may be what a pending pod waits for.
+                self.api.watch(crate::volumes::claims(), 0).await,
             ) {
-                (Ok(n), Ok(p)) => (n, p),
-                (Err(e), _) | (_, Err(e)) => {
+                (Ok(n), Ok(p), Ok(c)) => (n, p, c),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                     tracing::warn!(error = %e, "scheduler: watch failed, listing again");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -142,6 +145,13 @@ impl Scheduler {
                             break;
                         }
                         None => break,
+                    },
+                    ev = claim_watch.next() => match ev {
+                        Some(Ok(WatchEvent::Change(c))) => if c.kind == ChangeKind::Put {
+                            self.queue.move_all_unschedulable();
+                        },
+                        Some(Ok(WatchEvent::Progress(_))) => {}
+                        Some(Err(_)) | None => break,
                     },
                     Some(b) = self.bound_rx.recv() => self.binding_done(b),
                     () = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)),
@@ -243,6 +253,11 @@ impl Scheduler {
             self.unschedulable(&pod, "no nodes available to schedule pods".into(), None);
             return;
         }
+        let vols = if pod.claims.is_empty() {
+            Ok(volumes::Plan::default())
+        } else {
+            volumes::plan(&self.api, &pod).await
+        };
         let st = CycleState::new(&pod, &self.cache);
         let want = feasible_to_find(all);
         let mut diag = Diagnosis {
@@ -257,7 +272,18 @@ impl Scheduler {
                 continue;
             };
             processed += 1;
-            match st.filter(&pod, node) {
+            let checked = match &vols {
+                Err(why) => Err(plugins::Failure {
+                    reasons: vec![why.clone()],
+                    unresolvable: true,
+                }),
+                Ok(v) if !v.allows(node) => Err(plugins::Failure {
+                    reasons: vec![volumes::ERR_CONFLICT.into()],
+                    unresolvable: true,
+                }),
+                Ok(_) => st.filter(&pod, node),
+            };
+            match checked {
                 Ok(()) => {
                     feasible.push(node);
                     if feasible.len() >= want {
@@ -293,10 +319,11 @@ impl Scheduler {
         let mut assumed = pod.clone();
         assumed.node.clone_from(&chosen);
         self.cache.place(assumed, true);
-        self.bind(pod, chosen).await;
+        let select = vols.map(|v| v.select).unwrap_or_default();
+        self.bind(pod, chosen, select).await;
     }
 
-    async fn bind(&self, pod: PodInfo, node: String) {
+    async fn bind(&self, pod: PodInfo, node: String, select: Vec<String>) {
         let Ok(permit) = self.binders.clone().acquire_owned().await else {
             return;
         };
@@ -306,6 +333,10 @@ impl Scheduler {
         tokio::spawn(async move {
             let _permit = permit;
             let key = pod.key();
+            if let Err(e) = volumes::select_node(&api, &pod.ns, &select, &node).await {
+                let _ = tx.send(Bound::Failed(key, e));
+                return;
+            }
             let r = api
                 .modify(
                     pods(),

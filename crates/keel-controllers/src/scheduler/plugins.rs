@@ -74,7 +74,7 @@ pub(crate) fn untolerated<'a>(pod: &PodInfo, taints: &'a [Taint]) -> Option<&'a 
     })
 }
 
-fn node_affinity_ok(pod: &PodInfo, node: &NodeInfo) -> bool {
+pub(crate) fn node_affinity_ok(pod: &PodInfo, node: &NodeInfo) -> bool {
     pod.node_selector
         .iter()
         .all(|(k, v)| node.label(k) == Some(v.as_str()))

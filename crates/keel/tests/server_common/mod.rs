@@ -281,6 +281,47 @@ impl Drop for FakeKubelet {
     }
 }
 
+impl FakeKubelet {
+    /// Ends pod `ns/name` as its kubelet would: `phase` (`Succeeded` or
+    /// `Failed`), its first container terminated with `exit_code`, plus
+    /// the pod `condition` type given (e.g. `DisruptionTarget`), through
+    /// `kubectl patch --subresource=status`.
+    pub fn finish_pod(
+        s: &KeelServer,
+        k: &Path,
+        ns: &str,
+        name: &str,
+        phase: &str,
+        exit_code: i32,
+        condition: Option<&str>,
+    ) {
+        let now = jiff_now();
+        let mut status = serde_json::json!({"phase": phase, "containerStatuses": [{
+            "name": "main", "ready": false, "restartCount": 0, "image": "busybox", "imageID": "",
+            "state": {"terminated": {"exitCode": exit_code, "reason": if exit_code == 0 { "Completed" } else { "Error" },
+                "startedAt": now, "finishedAt": now}}}]});
+        if let Some(c) = condition {
+            status["conditions"] =
+                serde_json::json!([{"type": c, "status": "True", "lastTransitionTime": now}]);
+        }
+        let patch = serde_json::json!({"status": status}).to_string();
+        s.ok(
+            k,
+            &[
+                "-n",
+                ns,
+                "patch",
+                "pod",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &patch,
+            ],
+        );
+    }
+}
+
 pub async fn kube_client_for(kubeconfig: &Path) -> kube::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
