@@ -3,7 +3,8 @@
 //! (RBAC, CRDs, PDBs, webhook configurations, stateful sets with claim
 //! templates), `helm list` shows them deployed, and `helm uninstall` leaves
 //! nothing behind but what Helm keeps by design (CRDs from `crds/`, the
-//! namespaces `--create-namespace` made, with their default account and CA). Webhooks with a Service reference
+//! namespaces `--create-namespace` made, with their default account and CA,
+//! and StatefulSets' claims). Webhooks with a Service reference
 //! fail as they fail on a Kubernetes cluster whose webhook pods do not run.
 
 #[path = "server_common/mod.rs"]
@@ -161,6 +162,12 @@ fn install_all(s: &KeelServer, only: Option<&[&str]>) {
             || line.starts_with("Namespace ")
             || line.starts_with("ServiceAccount ") && line.ends_with(" default")
             || line.starts_with("ConfigMap ") && line.ends_with(" kube-root-ca.crt")
+            // a StatefulSet's claims (TEMPLATE-SET-ORDINAL) outlive it, as
+            // its default persistentVolumeClaimRetentionPolicy says
+            || line.starts_with("PersistentVolumeClaim ")
+                && line
+                    .rsplit_once('-')
+                    .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
     let mut left: Vec<String> = Vec::new();
     for _ in 0..50 {
