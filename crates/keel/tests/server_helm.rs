@@ -4,7 +4,7 @@
 //! templates), `helm list` shows them deployed, and `helm uninstall` leaves
 //! nothing behind but what Helm keeps by design (CRDs from `crds/`, the
 //! namespaces `--create-namespace` made, with their default account and CA,
-//! and StatefulSets' claims). Webhooks with a Service reference
+//! and stateful sets' claims). Webhooks with a Service reference
 //! fail as they fail on a Kubernetes cluster whose webhook pods do not run.
 
 #[path = "server_common/mod.rs"]
