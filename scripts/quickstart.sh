@@ -220,6 +220,15 @@ kubectl wait --for=condition=PodScheduled=false pod/big --timeout=20s
 kubectl get pod big -o jsonpath='{.status.conditions[0].message}{"\n"}'   # 0/1 nodes are available: 1 Insufficient cpu. ...
 kubectl delete pod small big --wait=false
 kubectl delete node quickstart-node
+# A chart installed as a release, stored as Helm stores it (helm sees it too): upgrade, roll back, uninstall.
+"$KEEL" chart create "$REG_DIR/relchart" >/dev/null 2>&1
+"$KEEL" chart install demo "$REG_DIR/relchart" -n quickstart --set replicaCount=0 >/dev/null
+"$KEEL" chart list -n quickstart
+"$KEEL" chart upgrade demo "$REG_DIR/relchart" -n quickstart --reuse-values --set service.port=8080 >/dev/null
+"$KEEL" chart rollback demo 1 -n quickstart
+"$KEEL" chart history demo -n quickstart
+kubectl -n quickstart get secrets -l owner=helm,name=demo
+"$KEEL" chart uninstall demo -n quickstart
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 unset KUBECONFIG
 

@@ -60,6 +60,11 @@ pub struct Maintainer {
     pub url: String,
 }
 
+#[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn not_true(b: &Option<bool>) -> bool {
+    *b != Some(true)
+}
+
 /// A `dependencies` entry of Chart.yaml (or requirements.yaml for v1).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -67,13 +72,15 @@ pub struct Dependency {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub version: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Always marshalled, as Helm's `json:"repository"` (no omitempty).
+    #[serde(default)]
     pub repository: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub condition: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Helm's `bool` with omitempty: only `true` is marshalled.
+    #[serde(default, skip_serializing_if = "not_true")]
     pub enabled: Option<bool>,
     #[serde(
         default,
@@ -139,6 +146,8 @@ pub struct Chart {
     pub values: Value,
     /// values.schema.json, if any.
     pub schema: Option<serde_json::Value>,
+    /// values.yaml as written (`helm show values` prints it verbatim).
+    pub raw_values: Option<Vec<u8>>,
     pub templates: Vec<ChartFile>,
     /// Everything that is not a template, Chart.yaml, values or a subchart (`.Files`).
     pub files: Vec<ChartFile>,
@@ -299,6 +308,7 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
     })?;
     let mut values = Value::map(BTreeMap::new());
     let mut schema = None;
+    let mut raw_values = None;
     let mut templates = Vec::new();
     let mut other = Vec::new();
     let mut crds = Vec::new();
@@ -310,6 +320,7 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
             continue;
         }
         if n == "values.yaml" {
+            raw_values = Some(f.data.clone());
             let text = String::from_utf8_lossy(&f.data);
             values = match keel_gotmpl::goyaml::load_values(&text) {
                 Ok(m) => Value::map(m),
@@ -381,6 +392,7 @@ pub fn from_files(origin: &str, files: Vec<ChartFile>) -> Result<Chart, ChartErr
         metadata,
         values,
         schema,
+        raw_values,
         templates,
         files: other,
         crds,

@@ -9,6 +9,7 @@ pub mod chart;
 pub mod create;
 mod glob;
 pub mod objects;
+pub mod release;
 pub mod render;
 mod schema;
 pub mod values;
@@ -235,4 +236,18 @@ pub fn package(path: &Path, dest: &Path) -> Result<PathBuf, ChartError> {
     f.sync_all()
         .map_err(|e| ChartError::Package(e.to_string()))?;
     Ok(out)
+}
+
+/// The template engine's value type (values tables hold it).
+pub use keel_gotmpl::Value as GoValue;
+
+/// JSON as Helm's `sigs.k8s.io/yaml` marshals it (keys sorted, Go's quoting).
+#[must_use]
+pub fn json_to_yaml(j: &serde_json::Value) -> String {
+    keel_gotmpl::yaml::marshal(&keel_gotmpl::Value::from_json(j, true))
+}
+
+/// Whether `version` satisfies the semver `constraint` (Masterminds' rules, as Helm).
+pub fn semver_matches(constraint: &str, version: &str) -> Result<bool, String> {
+    keel_gotmpl::semver_compare(constraint, version)
 }

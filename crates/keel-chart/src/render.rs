@@ -26,6 +26,8 @@ pub struct TemplateOptions {
     pub skip_tests: bool,
     pub show_only: Vec<String>,
     pub is_upgrade: bool,
+    /// `.Release.Revision` (1 for `template` and a first install).
+    pub revision: i64,
 }
 
 impl Default for TemplateOptions {
@@ -39,6 +41,7 @@ impl Default for TemplateOptions {
             skip_tests: false,
             show_only: Vec::new(),
             is_upgrade: false,
+            revision: 1,
         }
     }
 }
@@ -495,7 +498,7 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     release.insert("Namespace".to_string(), Value::str(&opts.namespace));
     release.insert("IsUpgrade".to_string(), Value::Bool(opts.is_upgrade));
     release.insert("IsInstall".to_string(), Value::Bool(!opts.is_upgrade));
-    release.insert("Revision".to_string(), Value::Int(1));
+    release.insert("Revision".to_string(), Value::Int(opts.revision));
     release.insert("Service".to_string(), Value::str("Helm"));
     let release = Value::map(release);
     let mut api = crate::objects::default_api_versions();

@@ -1,7 +1,11 @@
-//! `keel chart …`: Helm charts (template, create, lint, package).
+//! `keel chart …`: Helm charts (template, create, lint, package) and
+//! releases (install, upgrade, rollback, uninstall, list, history, status,
+//! get, test) and `show`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -40,7 +44,7 @@ pub struct ValuesFlags {
 }
 
 impl ValuesFlags {
-    fn options(&self) -> ValueOptions {
+    pub fn options(&self) -> ValueOptions {
         ValueOptions {
             files: self.values.clone(),
             json: self.set_json.clone(),
@@ -96,6 +100,39 @@ pub enum ChartCommand {
         #[command(flatten)]
         values: ValuesFlags,
     },
+    /// Install a chart as a release (stored as Helm stores it).
+    Install(Box<crate::chart_release::InstallArgs>),
+    /// Upgrade a release to a new chart or values.
+    Upgrade(Box<crate::chart_release::UpgradeArgs>),
+    /// Roll a release back to an earlier revision.
+    Rollback(Box<crate::chart_release::RollbackArgs>),
+    /// Uninstall releases.
+    #[command(aliases = ["un", "delete", "del"])]
+    Uninstall(Box<crate::chart_release::UninstallArgs>),
+    /// List releases.
+    #[command(alias = "ls")]
+    List(Box<crate::chart_show::ListArgs>),
+    /// The revisions of a release.
+    #[command(alias = "hist")]
+    History(Box<crate::chart_show::HistoryArgs>),
+    /// Run the tests of a release (its `helm.sh/hook: test` hooks).
+    Test(Box<crate::chart_release::TestArgs>),
+    /// The status of a release.
+    Status(Box<crate::chart_show::StatusArgs>),
+    /// Details of a release: values, manifest, notes, hooks, all.
+    #[command(subcommand)]
+    Get(Box<crate::chart_show::GetCommand>),
+    /// A chart's dependencies.
+    #[command(subcommand, alias = "dep")]
+    Dependency(DependencyCommand),
+    /// Show a chart's information: chart, values, readme, crds, all.
+    Show {
+        /// What to show.
+        #[arg(value_parser = ["chart", "values", "readme", "crds", "all"])]
+        what: String,
+        /// Chart directory or archive.
+        chart: PathBuf,
+    },
     /// Package a chart directory into NAME-VERSION.tgz.
     Package {
         /// Chart directories.
@@ -104,6 +141,21 @@ pub enum ChartCommand {
         /// Where to write the archive.
         #[arg(short = 'd', long = "destination", default_value = ".")]
         destination: PathBuf,
+    },
+}
+
+/// `keel chart dependency …`.
+#[derive(Debug, Subcommand)]
+pub enum DependencyCommand {
+    /// List the dependencies of a chart and whether charts/ holds them.
+    #[command(alias = "ls")]
+    List {
+        /// Chart directory.
+        #[arg(default_value = ".")]
+        chart: PathBuf,
+        /// Maximum column width of the table.
+        #[arg(long = "max-col-width", default_value_t = 80)]
+        max_col_width: usize,
     },
 }
 
@@ -158,6 +210,7 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                 skip_tests,
                 show_only,
                 is_upgrade,
+                revision: 1,
             };
             let rendered = keel_chart::render(&chart, &user, &opts).map_err(one_line)?;
             // Helm 4 logs these through slog's text handler, which quotes
@@ -205,6 +258,31 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
+        ChartCommand::Install(a) => crate::chart_release::install(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Upgrade(a) => crate::chart_release::upgrade(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Rollback(a) => crate::chart_release::rollback(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Uninstall(a) => {
+            crate::chart_release::uninstall(&a).map(|()| ExitCode::SUCCESS)
+        }
+        ChartCommand::List(a) => crate::chart_show::list(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::History(a) => crate::chart_show::history(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Test(a) => crate::chart_release::test(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Status(a) => crate::chart_show::status_cmd(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Get(c) => crate::chart_show::get(&c).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Dependency(DependencyCommand::List {
+            chart,
+            max_col_width,
+        }) => {
+            print!("{}", dependency_list(&chart, max_col_width)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ChartCommand::Show { what, chart } => {
+            let c = keel_chart::load(&chart).map_err(one_line)?;
+            let text = show(&c, &what)?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &text)
+                .context("write chart information")?;
+            Ok(ExitCode::SUCCESS)
+        }
         ChartCommand::Package { paths, destination } => {
             for p in &paths {
                 let out = keel_chart::package(p, &destination)
@@ -217,4 +295,201 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `helm show WHAT`: Chart.yaml as Helm marshals its metadata, values.yaml
+/// verbatim, the README, the CRDs of the chart and its subcharts.
+fn show(c: &keel_chart::Chart, what: &str) -> anyhow::Result<Vec<u8>> {
+    let all = what == "all";
+    let mut out = Vec::new();
+    if what == "chart" || all {
+        let meta = serde_json::to_value(&c.metadata)?;
+        out.extend(keel_chart::json_to_yaml(&meta).into_bytes());
+        out.push(b'\n');
+    }
+    if what == "values" || all {
+        if all {
+            out.extend(b"---\n");
+        }
+        if let Some(v) = &c.raw_values {
+            out.extend(v);
+            out.push(b'\n');
+        }
+    }
+    if what == "readme" || all {
+        let names = ["readme.md", "readme.txt", "readme"];
+        if let Some(f) = c
+            .files
+            .iter()
+            .find(|f| names.iter().any(|n| f.name.eq_ignore_ascii_case(n)))
+        {
+            if all {
+                out.extend(b"---\n");
+            }
+            out.extend(&f.data);
+            out.push(b'\n');
+        }
+    }
+    if what == "crds" || all {
+        fn crds<'a>(c: &'a keel_chart::Chart, acc: &mut Vec<&'a keel_chart::ChartFile>) {
+            acc.extend(c.crds.iter());
+            for d in &c.dependencies {
+                crds(d, acc);
+            }
+        }
+        let mut list = Vec::new();
+        crds(c, &mut list);
+        for f in list {
+            if !f.data.starts_with(b"---") {
+                out.extend(b"---\n");
+            }
+            out.extend(&f.data);
+            out.push(b'\n');
+        }
+    }
+    Ok(out)
+}
+
+/// Helm's `dependencyStatus` for one Chart.yaml dependency.
+fn dependency_status(
+    dir: &Path,
+    dep: &keel_chart::chart::Dependency,
+    parent: &keel_chart::Chart,
+) -> String {
+    let version_ok = |v: &str| -> Option<&'static str> {
+        if v == dep.version {
+            return None;
+        }
+        match keel_chart::semver_matches(&dep.version, v) {
+            Err(_) => Some("invalid version"),
+            Ok(false) => Some("wrong version"),
+            Ok(true) => None,
+        }
+    };
+    let stat = |archive: &Path| -> &'static str {
+        match keel_chart::load(archive) {
+            Err(_) => "corrupt",
+            Ok(c) if c.metadata.name != dep.name => "misnamed",
+            Ok(c) => version_ok(&c.metadata.version).unwrap_or("ok"),
+        }
+    };
+    let prefix = format!("{}-", dep.name);
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(dir.join("charts"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.starts_with(&prefix) && p.extension().is_some_and(|x| x == "tgz")
+        })
+        .collect();
+    archives.sort();
+    let strict = regex::Regex::new(
+        r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$",
+    )
+    .expect("static regex");
+    if archives.len() > 1 {
+        let found: Vec<&PathBuf> = archives
+            .iter()
+            .filter(|a| {
+                let n = a
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                strict.is_match(n.trim_end_matches(".tgz").trim_start_matches(&prefix))
+            })
+            .collect();
+        match found.len() {
+            1 => return stat(found[0]).to_string(),
+            0 => {}
+            _ => return "too many matches".into(),
+        }
+    } else if let Some(a) = archives.first() {
+        return stat(a).to_string();
+    }
+    let Some(sub) = parent
+        .dependencies
+        .iter()
+        .rev()
+        .find(|c| c.metadata.name == dep.name)
+    else {
+        return "missing".into();
+    };
+    version_ok(&sub.metadata.version)
+        .unwrap_or("unpacked")
+        .to_string()
+}
+
+/// `helm dependency list`: the table, a blank line, then warnings for
+/// charts in charts/ that Chart.yaml does not name.
+fn dependency_list(dir: &Path, width: usize) -> anyhow::Result<String> {
+    let c = keel_chart::load(dir).map_err(one_line)?;
+    if c.metadata.dependencies.is_empty() {
+        return Ok(format!(
+            "WARNING: no dependencies at {}\n",
+            dir.join("charts").display()
+        ));
+    }
+    let cell = |s: &str| -> String {
+        if width > 0 && s.chars().count() > width {
+            let keep: String = s.chars().take(width.saturating_sub(3)).collect();
+            format!("{keep}...")
+        } else {
+            s.to_string()
+        }
+    };
+    let mut rows = vec![
+        ["NAME", "VERSION", "REPOSITORY", "STATUS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for d in &c.metadata.dependencies {
+        rows.push(vec![
+            cell(&d.name),
+            cell(&d.version),
+            cell(&d.repository),
+            cell(&dependency_status(dir, d, &c)),
+        ]);
+    }
+    // uitable's text, Fprintln's newline, then Fprintln's blank line
+    let mut out = crate::chart_show::table(&rows);
+    out.push('\n');
+    let mut extra: Vec<PathBuf> = std::fs::read_dir(dir.join("charts"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|x| x == "tgz"))
+        .collect();
+    extra.sort();
+    for f in extra {
+        match keel_chart::load(&f) {
+            Err(_) => {
+                let _ = writeln!(
+                    out,
+                    "WARNING: {:?} is not a chart.",
+                    f.display().to_string()
+                );
+            }
+            Ok(sub)
+                if !c
+                    .metadata
+                    .dependencies
+                    .iter()
+                    .any(|d| d.name == sub.metadata.name) =>
+            {
+                let _ = writeln!(
+                    out,
+                    "WARNING: {:?} is not in Chart.yaml.",
+                    f.display().to_string()
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(out)
 }

@@ -14,6 +14,9 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod build;
 pub mod chart;
+mod chart_release;
+mod chart_show;
+mod chart_wait;
 mod ci;
 mod compose;
 mod container;
@@ -21,6 +24,7 @@ mod dockerfile;
 mod hints;
 mod image;
 mod infra;
+mod kube;
 mod logging;
 mod network;
 mod output;
@@ -94,7 +98,7 @@ pub enum Command {
     /// Manage keel's data.
     #[command(subcommand)]
     System(image::SystemCommand),
-    /// Helm charts: template, create, lint, package.
+    /// Helm charts and releases: template, install, upgrade, rollback, list…
     Chart(Box<chart::ChartArgs>),
     /// Manage networks.
     #[command(subcommand)]

@@ -37,6 +37,8 @@ use std::rc::Rc;
 pub use funcs::{FuncDef, Imp, Ty};
 pub use goyaml::yaml_to_value;
 pub use sprig::b64enc;
+/// Masterminds `NewConstraint(c).Check(NewVersion(v))` (Helm checks dependency versions with it).
+pub use sprig::semver_compare;
 pub use value::{Elem, List, MapRef, Object, Value, go_bytes, go_string};
 
 /// What a missing map key evaluates to (Go's `missingkey` option).

@@ -237,6 +237,18 @@ impl HttpClient {
         body: &[u8],
         content_type: &str,
     ) -> Result<(u16, Vec<u8>), BackendError> {
+        self.request_accepting(method, url, body, content_type, None)
+    }
+
+    /// [`HttpClient::request`] with an `Accept` header (Kubernetes' `as=Table`).
+    pub fn request_accepting(
+        &self,
+        method: &str,
+        url: &str,
+        body: &[u8],
+        content_type: &str,
+        accept: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), BackendError> {
         let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
             (Some(r), _) => (true, r),
             (_, Some(r)) => (false, r),
@@ -268,6 +280,9 @@ impl HttpClient {
         }
         if let Some(t) = &self.bearer {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if let Some(a) = accept {
+            req.push_str(&format!("Accept: {a}\r\n"));
         }
         req.push_str("\r\n");
         let mut raw = Vec::new();

@@ -3,7 +3,8 @@
 //! (RBAC, CRDs, PDBs, webhook configurations, stateful sets with claim
 //! templates), `helm list` shows them deployed, and `helm uninstall` leaves
 //! nothing behind but what Helm keeps by design (CRDs from `crds/`, the
-//! namespaces `--create-namespace` made, with their default account and CA). Webhooks with a Service reference
+//! namespaces `--create-namespace` made, with their default account and CA,
+//! and stateful sets' claims). Webhooks with a Service reference
 //! fail as they fail on a Kubernetes cluster whose webhook pods do not run.
 
 #[path = "server_common/mod.rs"]
@@ -12,21 +13,12 @@ mod helm_peer;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::KeelServer;
 
 fn helm(s: &KeelServer, args: &[&str]) -> Output {
-    Command::new(helm_peer::helm())
-        .args(args)
-        .env("KUBECONFIG", &s.kubeconfig)
-        .env("HOME", s.home.path())
-        .env("HELM_CACHE_HOME", s.home.path().join("cache"))
-        .env("HELM_CONFIG_HOME", s.home.path().join("config"))
-        .env("HELM_DATA_HOME", s.home.path().join("data"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run helm")
+    helm_peer::helm_on(&s.kubeconfig, s.home.path(), args)
 }
 
 fn text(o: &Output) -> String {
@@ -170,6 +162,12 @@ fn install_all(s: &KeelServer, only: Option<&[&str]>) {
             || line.starts_with("Namespace ")
             || line.starts_with("ServiceAccount ") && line.ends_with(" default")
             || line.starts_with("ConfigMap ") && line.ends_with(" kube-root-ca.crt")
+            // a StatefulSet's claims (TEMPLATE-SET-ORDINAL) outlive it, as
+            // its default persistentVolumeClaimRetentionPolicy says
+            || line.starts_with("PersistentVolumeClaim ")
+                && line
+                    .rsplit_once('-')
+                    .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
     let mut left: Vec<String> = Vec::new();
     for _ in 0..50 {

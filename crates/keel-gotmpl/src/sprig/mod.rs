@@ -19,6 +19,7 @@ mod path;
 mod reflect;
 mod regex;
 mod semver;
+pub use semver::semver_compare;
 mod strings;
 mod url;
 

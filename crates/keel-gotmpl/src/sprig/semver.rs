@@ -289,7 +289,7 @@ fn grammar() -> &'static Grammar {
 
 /// `NewConstraint(c).Check(NewVersion(v))`: hyphen ranges rewritten, `||`
 /// groups of comma- or space-separated constraints, errors as Masterminds'.
-pub(crate) fn semver_compare(constraint: &str, version: &str) -> Result<bool, String> {
+pub fn semver_compare(constraint: &str, version: &str) -> Result<bool, String> {
     let g = grammar();
     // rewriteRange: "1.2 - 1.4" means ">= 1.2 <= 1.4"
     let c = g.range.replace_all(constraint, |m: &regex::Captures<'_>| {

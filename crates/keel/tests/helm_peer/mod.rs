@@ -115,3 +115,19 @@ pub fn first_difference(want: &str, got: &str) -> String {
     }
     "identical".into()
 }
+
+/// Runs the real `helm ARGS` against the cluster of `kubeconfig`, with empty
+/// Helm homes under `home` (UTC, so times print as keel prints them).
+pub fn helm_on(kubeconfig: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new(helm())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run helm")
+}

@@ -1,0 +1,1235 @@
+//! `keel chart install|upgrade|rollback|uninstall`: releases as Helm 4
+//! makes them. Records are Helm's own Secrets (keel-chart's `release`
+//! module), so `helm` and `keel chart` see and roll back each other's
+//! releases. Objects go in with server-side apply, field manager `helm`
+//! (Helm 4's default), carrying Helm's ownership label and annotations; an
+//! upgrade or rollback deletes what the new manifest drops unless it says
+//! `helm.sh/resource-policy: keep`. Hooks run by weight with their delete
+//! policies, as Helm's `execHook`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use keel_chart::release::{self, Hook, Info, Release, status};
+use serde_json::{Map, Value as J};
+
+use crate::chart::ValuesFlags;
+use crate::kube::Kube;
+
+/// Flags every release command takes (Helm's global ones).
+#[derive(Debug, Args, Clone, Default)]
+pub struct KubeFlags {
+    /// Namespace of the release (default: the context's, else `default`).
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
+    /// Path to the kubeconfig file.
+    #[arg(long = "kubeconfig")]
+    pub kubeconfig: Option<String>,
+    /// Name of the kubeconfig context to use.
+    #[arg(long = "kube-context")]
+    pub kube_context: Option<String>,
+}
+
+/// Flags that install, upgrade and rollback share.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ApplyFlags {
+    /// Time to wait for any individual Kubernetes operation (like Jobs for hooks).
+    #[arg(long = "timeout", default_value = "5m0s")]
+    pub timeout: String,
+    /// Wait until all resources are ready (or the timeout passes).
+    #[arg(long = "wait", num_args = 0..=1, default_missing_value = "watcher")]
+    pub wait: Option<String>,
+    /// Also wait for Jobs to complete.
+    #[arg(long = "wait-for-jobs")]
+    pub wait_for_jobs: bool,
+    /// Prevent hooks from running.
+    #[arg(long = "no-hooks")]
+    pub no_hooks: bool,
+    /// Simulate: `client` (or no value) renders only, `server` also reads the cluster.
+    #[arg(long = "dry-run", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub dry_run: Option<String>,
+    /// Output format: table, json or yaml.
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+    /// Custom description of the release.
+    #[arg(long = "description")]
+    pub description: Option<String>,
+    /// Force resource updates: conflicts with other field managers are overwritten.
+    #[arg(long = "force-conflicts")]
+    pub force_conflicts: bool,
+}
+
+/// `keel chart install NAME CHART`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Release name, then chart (directory or .tgz).
+    #[arg(num_args = 2, required = true)]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    #[command(flatten)]
+    pub values: ValuesFlags,
+    #[command(flatten)]
+    pub apply: ApplyFlags,
+    /// Create the release namespace if it is missing.
+    #[arg(long = "create-namespace")]
+    pub create_namespace: bool,
+    /// Chart version constraint (checked against a local chart's version).
+    #[arg(long = "version")]
+    pub version: Option<String>,
+    /// On failure, uninstall the release.
+    #[arg(long = "rollback-on-failure", alias = "atomic")]
+    pub rollback_on_failure: bool,
+    /// Re-use the name of an uninstalled or failed release.
+    #[arg(long = "replace")]
+    pub replace: bool,
+    /// Leave out the CRDs in crds/.
+    #[arg(long = "skip-crds")]
+    pub skip_crds: bool,
+}
+
+/// `keel chart upgrade NAME CHART`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Release name, then chart (directory or .tgz).
+    #[arg(num_args = 2, required = true)]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    #[command(flatten)]
+    pub values: ValuesFlags,
+    #[command(flatten)]
+    pub apply: ApplyFlags,
+    /// Install the release if it does not exist.
+    #[arg(short = 'i', long = "install")]
+    pub install: bool,
+    /// With --install: create the release namespace if it is missing.
+    #[arg(long = "create-namespace")]
+    pub create_namespace: bool,
+    /// Chart version constraint.
+    #[arg(long = "version")]
+    pub version: Option<String>,
+    /// On failure, roll back to the last successful release.
+    #[arg(long = "rollback-on-failure", alias = "atomic")]
+    pub rollback_on_failure: bool,
+    /// Merge the last release's values with the new ones (chart values from the last release).
+    #[arg(long = "reuse-values")]
+    pub reuse_values: bool,
+    /// Reset values to the chart's built-ins.
+    #[arg(long = "reset-values")]
+    pub reset_values: bool,
+    /// Reset to the new chart's values, then merge the last release's values.
+    #[arg(long = "reset-then-reuse-values")]
+    pub reset_then_reuse_values: bool,
+    /// Limit the number of revisions kept (0: no limit).
+    #[arg(long = "history-max", default_value_t = 10)]
+    pub history_max: usize,
+    /// Leave out the CRDs in crds/ (only with --install).
+    #[arg(long = "skip-crds")]
+    pub skip_crds: bool,
+}
+
+/// `keel chart rollback NAME [REVISION]`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub name: String,
+    /// Revision to roll back to (default: the previous one).
+    pub revision: Option<i64>,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    #[command(flatten)]
+    pub apply: ApplyFlags,
+    /// Limit the number of revisions kept (0: no limit).
+    #[arg(long = "history-max", default_value_t = 10)]
+    pub history_max: usize,
+}
+
+/// `keel chart uninstall NAME...`.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    /// Mark the release uninstalled but keep its history.
+    #[arg(long = "keep-history")]
+    pub keep_history: bool,
+    /// Prevent hooks from running.
+    #[arg(long = "no-hooks")]
+    pub no_hooks: bool,
+    /// Simulate an uninstall.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Treat "release not found" as a success.
+    #[arg(long = "ignore-not-found")]
+    pub ignore_not_found: bool,
+    /// Custom description.
+    #[arg(long = "description")]
+    pub description: Option<String>,
+    /// Time to wait for any individual Kubernetes operation.
+    #[arg(long = "timeout", default_value = "5m0s")]
+    pub timeout: String,
+}
+
+/// Now, as Go's `time.Now()` marshals in UTC (RFC 3339, trailing zeros of
+/// the fraction dropped).
+pub fn now() -> String {
+    let t = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    match t.split_once('.') {
+        Some((head, frac)) => {
+            let digits = frac.trim_end_matches('Z').trim_end_matches('0');
+            if digits.is_empty() {
+                format!("{head}Z")
+            } else {
+                format!("{head}.{digits}Z")
+            }
+        }
+        None => t,
+    }
+}
+
+/// Go's `time.ParseDuration` for the forms Helm's `--timeout` takes.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let bad = || anyhow::anyhow!("time: invalid duration {s:?}");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * unit;
+        rest = &rest[u..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// The cluster and the release namespace.
+pub struct Ctx {
+    pub kube: Kube,
+    pub ns: String,
+}
+
+impl Ctx {
+    pub fn new(f: &KubeFlags) -> anyhow::Result<Ctx> {
+        let kube = Kube::connect(f.kubeconfig.as_deref(), f.kube_context.as_deref())?;
+        let ns = f
+            .namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("HELM_NAMESPACE")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+            })
+            .or_else(|| kube.context_namespace().map(str::to_string))
+            .unwrap_or_else(|| "default".into());
+        Ok(Ctx { kube, ns })
+    }
+
+    fn secrets(ns: &str) -> String {
+        format!("/api/v1/namespaces/{ns}/secrets")
+    }
+
+    /// Every record of `name`, oldest first.
+    pub fn history(&self, name: &str) -> anyhow::Result<Vec<Release>> {
+        let items = self
+            .kube
+            .list(&Self::secrets(&self.ns), &format!("owner=helm,name={name}"))?;
+        let mut out: Vec<Release> = items
+            .iter()
+            .filter(|s| s["type"] == release::SECRET_TYPE)
+            .filter_map(|s| Release::from_secret(s).ok())
+            .collect();
+        out.sort_by_key(|r| r.version);
+        Ok(out)
+    }
+
+    /// Every record in the namespace (`all`: in every namespace).
+    pub fn all(&self, all_namespaces: bool) -> anyhow::Result<Vec<Release>> {
+        let path = if all_namespaces {
+            "/api/v1/secrets".to_string()
+        } else {
+            Self::secrets(&self.ns)
+        };
+        let items = self.kube.list(&path, "owner=helm")?;
+        Ok(items
+            .iter()
+            .filter(|s| s["type"] == release::SECRET_TYPE)
+            .filter_map(|s| Release::from_secret(s).ok())
+            .collect())
+    }
+
+    /// Stores a new record (`createdAt` stamped, as Helm's driver does).
+    pub fn create(&self, rel: &Release) -> anyhow::Result<()> {
+        let secret = rel.secret(("createdAt", chrono::Utc::now().timestamp()));
+        match self.kube.create(&Self::secrets(&rel.namespace), &secret)? {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => bail!("release: already exists"),
+            Err(e) => bail!("create: failed to create: {e}"),
+        }
+    }
+
+    /// Rewrites a record (`modifiedAt` stamped; other labels kept).
+    pub fn update(&self, rel: &Release) -> anyhow::Result<()> {
+        let path = format!("{}/{}", Self::secrets(&rel.namespace), rel.key());
+        let mut secret = rel.secret(("modifiedAt", chrono::Utc::now().timestamp()));
+        if let Some(old) = self.kube.get(&path)? {
+            let mut labels = old["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for (k, v) in secret["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+            {
+                labels.insert(k, v);
+            }
+            secret["metadata"]["labels"] = J::Object(labels);
+            self.kube
+                .update(&path, &secret)
+                .context("update: failed to update")?;
+            Ok(())
+        } else {
+            self.create(rel)
+        }
+    }
+
+    fn delete_record(&self, rel: &Release) -> anyhow::Result<()> {
+        self.kube
+            .delete(&format!("{}/{}", Self::secrets(&rel.namespace), rel.key()))?;
+        Ok(())
+    }
+}
+
+/// The documents of a manifest, parsed (empty ones left out).
+pub fn objects(manifest: &str) -> anyhow::Result<Vec<J>> {
+    let mut out = Vec::new();
+    for d in keel_chart::render::split_manifests(manifest) {
+        let v: J = serde_yaml_ng::from_str(&d).context("unable to build kubernetes objects")?;
+        if v.is_object() && v["kind"].is_string() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// `Kind/namespace/name` as identity across manifests.
+fn identity(o: &J, ns: &str) -> String {
+    let group = o["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit_once('/')
+        .map_or("", |(g, _)| g);
+    format!(
+        "{group}/{}/{}/{}",
+        o["kind"].as_str().unwrap_or_default(),
+        o["metadata"]["namespace"].as_str().unwrap_or(ns),
+        o["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+/// `Kind "name"` and, for namespaced objects, ` in namespace "ns"`.
+fn describe(o: &J) -> String {
+    let kind = o["kind"].as_str().unwrap_or_default();
+    let name = o["metadata"]["name"].as_str().unwrap_or_default();
+    match o["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} \"{name}\" in namespace \"{ns}\""),
+        None => format!("{kind} \"{name}\""),
+    }
+}
+
+/// Helm's `setMetadataVisitor`: the managed-by label and the release
+/// annotations on every object; namespaced objects get the release namespace.
+fn owned(kube: &Kube, o: &J, name: &str, ns: &str) -> anyhow::Result<(String, J)> {
+    let mut o = o.clone();
+    let (path, namespaced) = kube.object_path(&o, ns)?;
+    let meta = o["metadata"]
+        .as_object_mut()
+        .context("object has no metadata")?;
+    if namespaced && !meta.contains_key("namespace") {
+        meta.insert("namespace".into(), J::String(ns.into()));
+    }
+    for (field, k, v) in [
+        ("labels", "app.kubernetes.io/managed-by", "Helm"),
+        ("annotations", "meta.helm.sh/release-name", name),
+        ("annotations", "meta.helm.sh/release-namespace", ns),
+    ] {
+        let m = meta.entry(field).or_insert_with(|| J::Object(Map::new()));
+        if !m.is_object() {
+            *m = J::Object(Map::new());
+        }
+        m[k] = J::String(v.into());
+    }
+    Ok((path, o))
+}
+
+/// Helm's ownership check for an object that exists but is not in the
+/// release: it must carry this release's annotations.
+fn check_ownership(
+    kube: &Kube,
+    path: &str,
+    o: &J,
+    name: &str,
+    ns: &str,
+    op: &str,
+) -> anyhow::Result<()> {
+    let Some(live) = kube.get(path)? else {
+        return Ok(());
+    };
+    let mut errs = Vec::new();
+    let labels = &live["metadata"]["labels"];
+    let ann = &live["metadata"]["annotations"];
+    match labels["app.kubernetes.io/managed-by"].as_str() {
+        None => errs.push("label validation error: missing key \"app.kubernetes.io/managed-by\": must be set to \"Helm\"".to_string()),
+        Some("Helm") => {}
+        Some(v) => errs.push(format!("label validation error: key \"app.kubernetes.io/managed-by\" must equal \"Helm\": current value is \"{v}\"")),
+    }
+    for (k, want) in [
+        ("meta.helm.sh/release-name", name),
+        ("meta.helm.sh/release-namespace", ns),
+    ] {
+        match ann[k].as_str() {
+            None => errs.push(format!("annotation validation error: missing key \"{k}\": must be set to \"{want}\"")),
+            Some(v) if v == want => {}
+            Some(v) => errs.push(format!("annotation validation error: key \"{k}\" must equal \"{want}\": current value is \"{v}\"")),
+        }
+    }
+    if errs.is_empty() {
+        return Ok(());
+    }
+    // Helm's resourceString: the namespace is named even when empty
+    bail!(
+        "unable to continue with {op}: {} \"{}\" in namespace \"{}\" exists and cannot be imported into the current release: invalid ownership metadata; {}",
+        o["kind"].as_str().unwrap_or_default(),
+        o["metadata"]["name"].as_str().unwrap_or_default(),
+        live["metadata"]["namespace"].as_str().unwrap_or_default(),
+        errs.join("; ")
+    )
+}
+
+fn keeps(o: &J) -> bool {
+    o["metadata"]["annotations"]["helm.sh/resource-policy"].as_str() == Some("keep")
+}
+
+/// Applies `target` (server-side, manager `helm`) after checking that what
+/// `current` does not hold is not another release's; then deletes what
+/// `current` has and `target` dropped (unless kept). Returns the kept ones.
+fn update_objects(
+    ctx: &Ctx,
+    name: &str,
+    current: &[J],
+    target: &[J],
+    op: &str,
+    force: bool,
+) -> anyhow::Result<()> {
+    let ns = &ctx.ns;
+    let had: BTreeSet<String> = current.iter().map(|o| identity(o, ns)).collect();
+    let mut prepared = Vec::new();
+    for o in target {
+        let (path, obj) = owned(&ctx.kube, o, name, ns)?;
+        if !had.contains(&identity(o, ns)) {
+            check_ownership(&ctx.kube, &path, &obj, name, ns, op)?;
+        }
+        prepared.push((path, obj));
+    }
+    for (path, obj) in &prepared {
+        ctx.kube
+            .apply(path, obj, "helm", force)
+            .with_context(|| format!("failed to apply {}", describe(obj)))?;
+    }
+    let want: BTreeSet<String> = target.iter().map(|o| identity(o, ns)).collect();
+    for o in current.iter().rev() {
+        if want.contains(&identity(o, ns)) || keeps(o) {
+            continue;
+        }
+        if let Ok((path, _)) = ctx.kube.object_path(o, ns) {
+            ctx.kube
+                .delete(&path)
+                .with_context(|| format!("failed to delete {}", describe(o)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a release's objects in reverse install order; returns those kept
+/// by `helm.sh/resource-policy: keep`.
+fn delete_objects(ctx: &Ctx, objs: &[J]) -> anyhow::Result<Vec<String>> {
+    let mut kept = Vec::new();
+    for o in objs.iter().rev() {
+        if keeps(o) {
+            kept.push(format!(
+                "[{}] {}",
+                o["kind"].as_str().unwrap_or_default(),
+                o["metadata"]["name"].as_str().unwrap_or_default()
+            ));
+            continue;
+        }
+        let Ok((path, _)) = ctx.kube.object_path(o, &ctx.ns) else {
+            continue;
+        };
+        ctx.kube.delete(&path)?;
+    }
+    Ok(kept)
+}
+
+/// Waits for a hook's resource: Jobs until complete or failed, Pods until
+/// they succeed or fail; other kinds are ready once created.
+fn wait_hook(ctx: &Ctx, path: &str, kind: &str, deadline: Instant) -> anyhow::Result<()> {
+    if kind != "Job" && kind != "Pod" {
+        return Ok(());
+    }
+    loop {
+        let live = ctx.kube.get(path)?.unwrap_or(J::Null);
+        let name = live["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if kind == "Job" {
+            for c in live["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if c["status"] != "True" {
+                    continue;
+                }
+                match c["type"].as_str() {
+                    Some("Complete") => return Ok(()),
+                    Some("Failed") => bail!(
+                        "job {name} failed: {}",
+                        c["reason"].as_str().unwrap_or_default()
+                    ),
+                    _ => {}
+                }
+            }
+        } else {
+            match live["status"]["phase"].as_str() {
+                Some("Succeeded") => return Ok(()),
+                Some("Failed") => bail!("pod {name} failed"),
+                _ => {}
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "resource not ready, name: {name}, kind: {kind}, status: InProgress\ncontext deadline exceeded"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn delete_and_wait(ctx: &Ctx, path: &str, deadline: Instant) -> anyhow::Result<()> {
+    if ctx.kube.delete(path)? {
+        while ctx.kube.get(path)?.is_some() {
+            if Instant::now() > deadline {
+                bail!("timed out waiting for the hook resource to be deleted");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Helm's `execHook`: the release's hooks for `event`, by weight then name;
+/// each created, waited for, deleted as its policies say.
+pub fn run_hooks(
+    ctx: &Ctx,
+    rel: &mut Release,
+    event: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut order: Vec<usize> = (0..rel.hooks.len())
+        .filter(|&i| rel.hooks[i].events.iter().any(|e| e == event))
+        .collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&rel.hooks[a], &rel.hooks[b]);
+        x.weight.cmp(&y.weight).then_with(|| x.name.cmp(&y.name))
+    });
+    let deadline = Instant::now() + timeout;
+    let mut done: Vec<(usize, String)> = Vec::new();
+    for i in order {
+        let h: &mut Hook = &mut rel.hooks[i];
+        if h.delete_policies.is_empty() {
+            h.delete_policies.push("before-hook-creation".into());
+        }
+        let obj = objects(&h.manifest)?.into_iter().next().with_context(|| {
+            format!(
+                "unable to build kubernetes object for {event} hook {}",
+                h.path
+            )
+        })?;
+        let (path, obj) = owned(&ctx.kube, &obj, &rel.name, &rel.namespace)?;
+        if h.delete_policies
+            .iter()
+            .any(|p| p == "before-hook-creation")
+        {
+            delete_and_wait(ctx, &path, deadline)?;
+        }
+        h.last_run.started_at = Some(now());
+        h.last_run.phase = "Running".into();
+        let res = ctx
+            .kube
+            .apply(&path, &obj, "helm", false)
+            .and_then(|_| wait_hook(ctx, &path, &h.kind, deadline));
+        h.last_run.completed_at = Some(now());
+        if let Err(e) = res {
+            h.last_run.phase = "Failed".into();
+            if h.delete_policies.iter().any(|p| p == "hook-failed") {
+                let _ = ctx.kube.delete(&path);
+            }
+            for (j, p) in &done {
+                if rel.hooks[*j]
+                    .delete_policies
+                    .iter()
+                    .any(|x| x == "hook-succeeded")
+                {
+                    let _ = ctx.kube.delete(p);
+                }
+            }
+            bail!("warning: Hook {event} {} failed: {e:#}", rel.hooks[i].path);
+        }
+        h.last_run.phase = "Succeeded".into();
+        done.push((i, path));
+    }
+    for (j, p) in done.iter().rev() {
+        if rel.hooks[*j]
+            .delete_policies
+            .iter()
+            .any(|x| x == "hook-succeeded")
+        {
+            ctx.kube.delete(p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Helm's sequence once the pending record is stored: `pre-EVENT` hooks,
+/// apply `target` (deleting what `current` had and `target` dropped), wait,
+/// `post-EVENT` hooks; errors worded as Helm words them for each action.
+fn perform(
+    ctx: &Ctx,
+    rel: &mut Release,
+    current: &[J],
+    target: &[J],
+    f: &ApplyFlags,
+    event: &str,
+) -> anyhow::Result<()> {
+    let timeout = parse_duration(&f.timeout)?;
+    let hooks = |rel: &mut Release, phase: &str| -> anyhow::Result<()> {
+        if f.no_hooks {
+            return Ok(());
+        }
+        run_hooks(ctx, rel, &format!("{phase}-{event}"), timeout).map_err(|e| match event {
+            "install" => anyhow::anyhow!("failed {phase}-install: {e:#}"),
+            "upgrade" => anyhow::anyhow!("{phase}-upgrade hooks failed: {e:#}"),
+            _ => e,
+        })
+    };
+    hooks(rel, "pre")?;
+    let op = if event == "install" {
+        "install"
+    } else {
+        "update"
+    };
+    let name = rel.name.clone();
+    update_objects(ctx, &name, current, target, op, f.force_conflicts)?;
+    if f.wait.is_some() {
+        crate::chart_wait::wait(ctx, target, timeout, f.wait_for_jobs)?;
+    }
+    hooks(rel, "post")
+}
+
+/// Marks every deployed record of `history` superseded.
+fn supersede(ctx: &Ctx, history: &[Release]) -> anyhow::Result<()> {
+    for r in history.iter().filter(|r| r.info.status == status::DEPLOYED) {
+        let mut r = r.clone();
+        r.info.status = status::SUPERSEDED.into();
+        ctx.update(&r)?;
+    }
+    Ok(())
+}
+
+/// Renders `chart` for a release and fills the release's chart, manifest,
+/// hooks and notes.
+fn render_into(
+    rel: &mut Release,
+    chart: &keel_chart::Chart,
+    user: &keel_chart::Table,
+    is_upgrade: bool,
+) -> anyhow::Result<keel_chart::Rendered> {
+    let opts = keel_chart::TemplateOptions {
+        release_name: rel.name.clone(),
+        namespace: rel.namespace.clone(),
+        is_upgrade,
+        revision: rel.version,
+        ..keel_chart::TemplateOptions::default()
+    };
+    let rendered = keel_chart::render(chart, user, &opts).map_err(|e| {
+        let t = e.to_string();
+        anyhow::anyhow!(
+            "{}",
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    })?;
+    rel.chart = release::chart_json(chart);
+    rel.manifest = release::manifest_text(&rendered);
+    rel.hooks = rendered.hooks.iter().map(release::hook_of).collect();
+    rel.info.notes = rendered.notes.clone().unwrap_or_default();
+    rel.config = user.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+    Ok(rendered)
+}
+
+fn load_chart(path: &str, version: Option<&str>) -> anyhow::Result<keel_chart::Chart> {
+    let chart = keel_chart::load(Path::new(path)).map_err(|e| {
+        anyhow::Error::new(crate::Hint::new(
+            "pass a chart directory or .tgz; `keel chart create NAME` makes one",
+        ))
+        .context(e.to_string())
+    })?;
+    if let Some(v) = version
+        && !v.is_empty()
+        && v != chart.metadata.version
+    {
+        bail!(
+            "chart \"{}\" version \"{}\" does not match --version {v}",
+            chart.metadata.name,
+            chart.metadata.version
+        );
+    }
+    Ok(chart)
+}
+
+fn ensure_namespace(ctx: &Ctx) -> anyhow::Result<()> {
+    let ns =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ctx.ns}});
+    match ctx.kube.create("/api/v1/namespaces", &ns)? {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_dry(d: Option<&String>) -> bool {
+    if d.is_some_and(|d| d == "true") {
+        // Helm 4 logs this through slog's text handler
+        eprintln!(
+            "level=WARN msg=\"--dry-run is deprecated and should be replaced with '--dry-run=client'\""
+        );
+    }
+    matches!(d.map(String::as_str), Some("client" | "server" | "true"))
+}
+
+/// `keel chart install`.
+pub fn install(a: &InstallArgs) -> anyhow::Result<()> {
+    let (name, chart_path) = (&a.args[0], &a.args[1]);
+    let ctx = Ctx::new(&a.kube)?;
+    let chart = load_chart(chart_path, a.version.as_deref())?;
+    let user = keel_chart::user_values(&a.values.options())?;
+    let rel = do_install(
+        &ctx,
+        name,
+        &chart,
+        &user,
+        &a.apply,
+        a.create_namespace,
+        a.replace,
+        a.skip_crds,
+        a.rollback_on_failure,
+    )
+    .map_err(|e| anyhow::anyhow!("INSTALLATION FAILED: {e:#}"))?;
+    print_release(&rel, &a.apply.output)
+}
+
+#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+fn do_install(
+    ctx: &Ctx,
+    name: &str,
+    chart: &keel_chart::Chart,
+    user: &keel_chart::Table,
+    f: &ApplyFlags,
+    create_namespace: bool,
+    replace: bool,
+    skip_crds: bool,
+    rollback_on_failure: bool,
+) -> anyhow::Result<Release> {
+    // a bad --timeout is refused before anything is recorded
+    parse_duration(&f.timeout)?;
+    let dry = is_dry(f.dry_run.as_ref());
+    let history = if dry && f.dry_run.as_deref() != Some("server") {
+        Vec::new()
+    } else {
+        ctx.history(name)?
+    };
+    if let Some(last) = history.last()
+        && !(replace
+            && (last.info.status == status::UNINSTALLED || last.info.status == status::FAILED))
+    {
+        bail!("release name check failed: cannot reuse a name that is still in use");
+    }
+    let t = now();
+    let mut rel = Release {
+        name: name.to_string(),
+        namespace: ctx.ns.clone(),
+        version: history.last().map_or(1, |r| r.version + 1),
+        info: Info {
+            first_deployed: Some(t.clone()),
+            last_deployed: Some(t),
+            status: status::PENDING_INSTALL.into(),
+            description: "Initial install underway".into(),
+            ..Info::default()
+        },
+        apply_method: "ssa".into(),
+        ..Release::default()
+    };
+    let rendered = render_into(&mut rel, chart, user, false)?;
+    if dry {
+        rel.info.description = "Dry run complete".into();
+        rel.info.status = status::PENDING_INSTALL.into();
+        return Ok(rel);
+    }
+    if create_namespace {
+        ensure_namespace(ctx)?;
+    }
+    if !skip_crds && !rendered.crds.is_empty() {
+        for (src, content) in &rendered.crds {
+            for o in objects(content).with_context(|| format!("failed to install CRD {src}"))? {
+                let (path, _) = ctx.kube.object_path(&o, &ctx.ns)?;
+                let col = path.rsplit_once('/').map_or(path.as_str(), |(c, _)| c);
+                match ctx.kube.create(col, &o)? {
+                    Ok(_) => {}
+                    Err(e) if e.code == 409 => {}
+                    Err(e) => bail!("failed to install CRD {src}: {e}"),
+                }
+            }
+        }
+        ctx.kube.rediscover();
+    }
+    let target = objects(&rel.manifest)?;
+    // Helm refuses before it records anything when another owner holds an object.
+    for o in &target {
+        let (path, obj) = owned(&ctx.kube, o, name, &ctx.ns)?;
+        check_ownership(&ctx.kube, &path, &obj, name, &ctx.ns, "install")?;
+    }
+    ctx.create(&rel)?;
+    // ownership was checked above, before anything was recorded
+    let res = perform(ctx, &mut rel, &target, &target, f, "install");
+    if let Err(e) = res {
+        rel.info.status = status::FAILED.into();
+        rel.info.description = format!("Release \"{name}\" failed: {e:#}");
+        ctx.update(&rel)?;
+        if rollback_on_failure {
+            let objs = objects(&rel.manifest).unwrap_or_default();
+            let _ = delete_objects(ctx, &objs);
+            for r in ctx.history(name)? {
+                let _ = ctx.delete_record(&r);
+            }
+            bail!(
+                "release {name} failed, and has been uninstalled due to rollback-on-failure being set: {e:#}"
+            );
+        }
+        return Err(e);
+    }
+    rel.info.status = status::DEPLOYED.into();
+    rel.info.description = f
+        .description
+        .clone()
+        .unwrap_or_else(|| "Install complete".into());
+    ctx.update(&rel)?;
+    Ok(rel)
+}
+
+/// The values an upgrade uses, as Helm's `reuseValues` decides.
+fn upgrade_values(
+    a: &UpgradeArgs,
+    new: keel_chart::Table,
+    current: &Release,
+    chart: &mut keel_chart::Chart,
+) -> keel_chart::Table {
+    let old: keel_chart::Table = current
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), keel_gotmpl_value(v)))
+        .collect();
+    if a.reset_values {
+        return new;
+    }
+    if a.reuse_values {
+        // the chart's own values are the last release's
+        if let Some(v) = current.chart.get("values").filter(|v| v.is_object()) {
+            chart.values = keel_gotmpl_value(v);
+        }
+        return keel_chart::values::merge_maps(&old, &new);
+    }
+    if a.reset_then_reuse_values {
+        return keel_chart::values::merge_maps(&old, &new);
+    }
+    if new.is_empty() && !old.is_empty() {
+        return old;
+    }
+    new
+}
+
+fn keel_gotmpl_value(v: &J) -> keel_chart::GoValue {
+    keel_chart::GoValue::from_json(v, true)
+}
+
+/// `keel chart upgrade`.
+pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
+    let (name, chart_path) = (&a.args[0], &a.args[1]);
+    let ctx = Ctx::new(&a.kube)?;
+    let mut chart = load_chart(chart_path, a.version.as_deref())?;
+    let user = keel_chart::user_values(&a.values.options())?;
+    let history = ctx.history(name)?;
+    let live = history.iter().any(|r| r.info.status != status::UNINSTALLED);
+    if !live {
+        if a.install {
+            let rel = do_install(
+                &ctx,
+                name,
+                &chart,
+                &user,
+                &a.apply,
+                a.create_namespace,
+                false,
+                a.skip_crds,
+                a.rollback_on_failure,
+            )
+            .map_err(|e| anyhow::anyhow!("INSTALLATION FAILED: {e:#}"))?;
+            if a.apply.output == "table" {
+                println!("Release {name:?} does not exist. Installing it now.");
+            }
+            return print_release(&rel, &a.apply.output);
+        }
+        bail!("UPGRADE FAILED: \"{name}\" has no deployed releases");
+    }
+    let rel = do_upgrade(&ctx, a, name, &mut chart, user, &history)
+        .map_err(|e| anyhow::anyhow!("UPGRADE FAILED: {e:#}"))?;
+    if a.apply.output == "table" {
+        println!("Release {name:?} has been upgraded. Happy Helming!");
+    }
+    print_release(&rel, &a.apply.output)
+}
+
+fn do_upgrade(
+    ctx: &Ctx,
+    a: &UpgradeArgs,
+    name: &str,
+    chart: &mut keel_chart::Chart,
+    user: keel_chart::Table,
+    history: &[Release],
+) -> anyhow::Result<Release> {
+    let f = &a.apply;
+    // a bad --timeout is refused before anything is recorded
+    parse_duration(&f.timeout)?;
+    let last = history.last().context("no releases")?;
+    if last.info.status.starts_with("pending-") {
+        bail!("another operation (install/upgrade/rollback) is in progress");
+    }
+    let current = history
+        .iter()
+        .rev()
+        .find(|r| r.info.status == status::DEPLOYED)
+        .unwrap_or(last)
+        .clone();
+    let values = upgrade_values(a, user, &current, chart);
+    let mut rel = Release {
+        name: name.to_string(),
+        namespace: ctx.ns.clone(),
+        version: last.version + 1,
+        info: Info {
+            first_deployed: current.info.first_deployed.clone(),
+            last_deployed: Some(now()),
+            status: status::PENDING_UPGRADE.into(),
+            description: "Preparing upgrade".into(),
+            ..Info::default()
+        },
+        apply_method: "ssa".into(),
+        ..Release::default()
+    };
+    render_into(&mut rel, chart, &values, true)?;
+    if is_dry(f.dry_run.as_ref()) {
+        rel.info.description = "Dry run complete".into();
+        return Ok(rel);
+    }
+    let cur_objs = objects(&current.manifest)?;
+    let target = objects(&rel.manifest)?;
+    ctx.create(&rel)?;
+    let res = perform(ctx, &mut rel, &cur_objs, &target, f, "upgrade");
+    if let Err(e) = res {
+        rel.info.status = status::FAILED.into();
+        rel.info.description = format!("Upgrade \"{name}\" failed: {e:#}");
+        ctx.update(&rel)?;
+        if a.rollback_on_failure {
+            let to = ctx
+                .history(name)?
+                .into_iter()
+                .rev()
+                .find(|r| r.info.status == status::DEPLOYED || r.info.status == status::SUPERSEDED)
+                .map(|r| r.version);
+            if let Some(to) = to {
+                let rb = ApplyFlags {
+                    description: None,
+                    ..f.clone()
+                };
+                do_rollback(ctx, name, Some(to), &rb, a.history_max)
+                    .map_err(|e2| anyhow::anyhow!("an error occurred while rolling back the release. original upgrade error: {e:#}: {e2:#}"))?;
+                bail!(
+                    "release {name} failed, and has been rolled back due to rollback-on-failure being set: {e:#}"
+                );
+            }
+        }
+        return Err(e);
+    }
+    supersede(ctx, history)?;
+    rel.info.status = status::DEPLOYED.into();
+    rel.info.description = f
+        .description
+        .clone()
+        .unwrap_or_else(|| "Upgrade complete".into());
+    ctx.update(&rel)?;
+    prune_history(ctx, name, a.history_max)?;
+    Ok(rel)
+}
+
+/// `--history-max`: the oldest superseded records go once there are more than `max`.
+fn prune_history(ctx: &Ctx, name: &str, max: usize) -> anyhow::Result<()> {
+    if max == 0 {
+        return Ok(());
+    }
+    let h = ctx.history(name)?;
+    let mut extra = h.len().saturating_sub(max);
+    for r in &h {
+        if extra == 0 {
+            break;
+        }
+        if r.info.status == status::SUPERSEDED {
+            ctx.delete_record(r)?;
+            extra -= 1;
+        }
+    }
+    Ok(())
+}
+
+/// `keel chart rollback`.
+pub fn rollback(a: &RollbackArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(&a.kube)?;
+    do_rollback(
+        &ctx,
+        &a.name,
+        a.revision.filter(|&r| r > 0),
+        &a.apply,
+        a.history_max,
+    )?;
+    println!("Rollback was a success! Happy Helming!");
+    Ok(())
+}
+
+fn do_rollback(
+    ctx: &Ctx,
+    name: &str,
+    to: Option<i64>,
+    f: &ApplyFlags,
+    history_max: usize,
+) -> anyhow::Result<Release> {
+    // a bad --timeout is refused before anything is recorded
+    parse_duration(&f.timeout)?;
+    let history = ctx.history(name)?;
+    let current = history.last().context("release: not found")?.clone();
+    let to = to.unwrap_or(current.version - 1);
+    if to < 1 {
+        bail!("release has no {to} version");
+    }
+    let target = history
+        .iter()
+        .find(|r| r.version == to)
+        .with_context(|| format!("release has no {to} version"))?
+        .clone();
+    let mut rel = Release {
+        name: name.to_string(),
+        namespace: current.namespace.clone(),
+        chart: target.chart.clone(),
+        config: target.config.clone(),
+        info: Info {
+            first_deployed: current.info.first_deployed.clone(),
+            last_deployed: Some(now()),
+            status: status::PENDING_ROLLBACK.into(),
+            notes: target.info.notes.clone(),
+            description: format!("Rollback to {to}"),
+            ..Info::default()
+        },
+        version: current.version + 1,
+        manifest: target.manifest.clone(),
+        hooks: target.hooks.clone(),
+        apply_method: "ssa".into(),
+    };
+    if is_dry(f.dry_run.as_ref()) {
+        return Ok(rel);
+    }
+    let cur_objs = objects(&current.manifest)?;
+    let objs = objects(&rel.manifest)?;
+    ctx.create(&rel)?;
+    let res = perform(ctx, &mut rel, &cur_objs, &objs, f, "rollback");
+    if let Err(e) = res {
+        let mut cur = current.clone();
+        cur.info.status = status::SUPERSEDED.into();
+        ctx.update(&cur)?;
+        rel.info.status = status::FAILED.into();
+        rel.info.description = format!("Rollback \"{name}\" failed: {e:#}");
+        ctx.update(&rel)?;
+        return Err(e);
+    }
+    supersede(ctx, &history)?;
+    rel.info.status = status::DEPLOYED.into();
+    ctx.update(&rel)?;
+    prune_history(ctx, name, history_max)?;
+    Ok(rel)
+}
+
+/// `keel chart uninstall`.
+pub fn uninstall(a: &UninstallArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(&a.kube)?;
+    let timeout = parse_duration(&a.timeout)?;
+    for name in &a.names {
+        let history = ctx.history(name)?;
+        let Some(last) = history.last() else {
+            if a.ignore_not_found {
+                continue;
+            }
+            bail!("uninstall: Release not loaded: {name}: release: not found");
+        };
+        let mut rel = last.clone();
+        if a.dry_run {
+            println!("release \"{name}\" uninstalled");
+            continue;
+        }
+        if rel.info.status == status::UNINSTALLED {
+            if !a.keep_history {
+                for r in &history {
+                    ctx.delete_record(r)?;
+                }
+                println!("release \"{name}\" uninstalled");
+                continue;
+            }
+            bail!("The release named \"{name}\" is already deleted");
+        }
+        rel.info.status = status::UNINSTALLING.into();
+        rel.info.deleted = Some(now());
+        rel.info.description = "Deletion in progress (or silently failed)".into();
+        ctx.update(&rel)?;
+        if !a.no_hooks {
+            run_hooks(&ctx, &mut rel, "pre-delete", timeout)?;
+        }
+        let kept = delete_objects(&ctx, &objects(&rel.manifest)?)?;
+        if !a.no_hooks {
+            run_hooks(&ctx, &mut rel, "post-delete", timeout)?;
+        }
+        rel.info.status = status::UNINSTALLED.into();
+        rel.info.description = a
+            .description
+            .clone()
+            .unwrap_or_else(|| "Uninstallation complete".into());
+        if a.keep_history {
+            ctx.update(&rel)?;
+        } else {
+            for r in ctx.history(name)? {
+                ctx.delete_record(&r)?;
+            }
+        }
+        if !kept.is_empty() {
+            println!(
+                "These resources were kept due to the resource policy:\n{}\n",
+                kept.join("\n")
+            );
+        }
+        println!("release \"{name}\" uninstalled");
+    }
+    Ok(())
+}
+
+/// `keel chart test NAME`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub kube: KubeFlags,
+    /// Time to wait for any individual Kubernetes operation (like the test pods).
+    #[arg(long = "timeout", default_value = "5m0s")]
+    pub timeout: String,
+    /// Run only tests `name=NAME`, or all but `!name=NAME` (may repeat).
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
+    /// Output format: table, json or yaml.
+    #[arg(short = 'o', long = "output", default_value = "table")]
+    pub output: String,
+}
+
+/// `keel chart test`: the release's `test` hooks run as Helm's
+/// `ReleaseTesting` runs them; the record keeps their last run; the status
+/// (without notes) is printed even when a test fails.
+pub fn test(a: &TestArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(&a.kube)?;
+    let timeout = parse_duration(&a.timeout)?;
+    let mut rel = ctx.history(&a.name)?.pop().context("release: not found")?;
+    let include: Vec<&str> = a
+        .filter
+        .iter()
+        .filter_map(|f| f.strip_prefix("name="))
+        .collect();
+    let exclude: Vec<&str> = a
+        .filter
+        .iter()
+        .filter_map(|f| {
+            f.strip_prefix('!')
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix("name="))
+        })
+        .collect();
+    let skip = |h: &Hook| {
+        exclude.contains(&h.name.as_str())
+            || (!include.is_empty() && !include.contains(&h.name.as_str()))
+    };
+    let (skipped, run): (Vec<Hook>, Vec<Hook>) = rel.hooks.drain(..).partition(|h| skip(h));
+    rel.hooks = run;
+    let res = run_hooks(&ctx, &mut rel, "test", timeout);
+    let mut hooks = skipped;
+    hooks.append(&mut rel.hooks);
+    rel.hooks = hooks;
+    ctx.update(&rel)?;
+    let mut shown = rel.clone();
+    shown.info.notes.clear();
+    print_release(&shown, &a.output)?;
+    res
+}
+
+/// Prints a release as install/upgrade/status do: the status text, or the
+/// record as JSON/YAML.
+pub fn print_release(rel: &Release, output: &str) -> anyhow::Result<()> {
+    crate::chart_show::print_status(rel, output, false)
+}

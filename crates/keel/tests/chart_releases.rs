@@ -1,0 +1,689 @@
+//! Releases shared with the real Helm 4.1.4 on one `keel server`: helm
+//! installs and keel lists, shows and upgrades it; helm rolls back keel's
+//! revision and keel rolls back helm's; either uninstalls. `list`,
+//! `history`, `status` and `get` print byte for byte what helm prints for the
+//! same records. Also: Helm's ownership refusal, a failing pre-upgrade hook
+//! with `--atomic`, `--wait` on a Deployment's pods, and uninstall leaving
+//! only what `helm.sh/resource-policy: keep` keeps.
+
+#[path = "server_common/mod.rs"]
+mod common;
+mod helm_peer;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::KeelServer;
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn helm(s: &KeelServer, args: &[&str]) -> Output {
+    helm_peer::helm_on(&s.kubeconfig, s.home.path(), args)
+}
+
+fn keel(s: &KeelServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("chart")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .env_remove("KUBECONFIG")
+        .env("HOME", s.home.path())
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run keel")
+}
+
+fn ok(o: Output, what: &str) -> String {
+    assert!(o.status.success(), "{what} failed: {}", text(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn helm_ok(s: &KeelServer, args: &[&str]) -> String {
+    ok(helm(s, args), &format!("helm {}", args.join(" ")))
+}
+
+fn keel_ok(s: &KeelServer, args: &[&str]) -> String {
+    ok(keel(s, args), &format!("keel chart {}", args.join(" ")))
+}
+
+/// Helm 4's `status` lists the live objects with their ages (and in Go's
+/// random map order): both tools' RESOURCES blocks are compared apart.
+fn split_resources(out: &str) -> (String, String) {
+    match (out.find("RESOURCES:\n"), out.find("TEST SUITE:")) {
+        (Some(a), Some(b)) if a < b => {
+            (format!("{}{}", &out[..a], &out[b..]), out[a..b].to_string())
+        }
+        _ => (out.to_string(), String::new()),
+    }
+}
+
+/// The same read-only command through both tools prints the same bytes.
+fn same(s: &KeelServer, args: &[&str]) -> String {
+    let (h, hres) = split_resources(&helm_ok(s, args));
+    let (k, kres) = split_resources(&keel_ok(s, args));
+    let kinds = |r: &str| -> Vec<String> {
+        let mut v: Vec<String> = r
+            .lines()
+            .filter(|l| l.starts_with("==> "))
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        kinds(&kres),
+        kinds(&hres),
+        "RESOURCES of keel chart {}",
+        args.join(" ")
+    );
+    assert_eq!(k, h, "keel chart {} differs from helm", args.join(" "));
+    k
+}
+
+fn write(dir: &Path, rel: &str, body: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+/// A chart with a plain `ConfigMap`, one that only `extra=true` renders, one
+/// kept by resource policy, a weighted pre-install/pre-upgrade hook, one
+/// pre-upgrade hook the server refuses when `badHook=true`, and notes.
+fn demo_chart(dir: &Path) {
+    write(
+        dir,
+        "Chart.yaml",
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\nappVersion: \"1.0\"\n",
+    );
+    write(
+        dir,
+        "values.yaml",
+        "greeting: hello\nextra: false\nbadHook: false\nreplicas: 0\n",
+    );
+    write(
+        dir,
+        "templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  greeting: {{ .Values.greeting | quote }}\n  revision: \"{{ .Release.Revision }}\"\n",
+    );
+    write(
+        dir,
+        "templates/extra.yaml",
+        "{{- if .Values.extra }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-extra\ndata:\n  a: b\n{{- end }}\n",
+    );
+    write(
+        dir,
+        "templates/kept.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-kept\n  annotations:\n    helm.sh/resource-policy: keep\ndata:\n  a: b\n",
+    );
+    write(
+        dir,
+        "templates/hook.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-hook\n  annotations:\n    helm.sh/hook: pre-install,pre-upgrade\n    helm.sh/hook-weight: \"-1\"\ndata:\n  revision: \"{{ .Release.Revision }}\"\n",
+    );
+    write(
+        dir,
+        "templates/bad-hook.yaml",
+        "{{- if .Values.badHook }}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Not_A_Valid_Name\n  annotations:\n    helm.sh/hook: pre-upgrade\n{{- end }}\n",
+    );
+    write(
+        dir,
+        "templates/deploy.yaml",
+        "{{- if .Values.replicas }}\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}-web\nspec:\n  replicas: {{ .Values.replicas }}\n  selector:\n    matchLabels: {app: {{ .Release.Name }}}\n  template:\n    metadata:\n      labels:\n        app: {{ .Release.Name }}\n        {{- if .Values.neverReady }}\n        keel.test/never-ready: \"true\"\n        {{- end }}\n    spec:\n      containers:\n      - name: web\n        image: nginx\n{{- end }}\n",
+    );
+    write(
+        dir,
+        "templates/NOTES.txt",
+        "Release {{ .Release.Name }} says {{ .Values.greeting }}.\n",
+    );
+}
+
+fn configmap(s: &KeelServer, ns: &str, name: &str) -> Option<serde_json::Value> {
+    let k = &common::kubectls()[1];
+    let out = s.kubectl_with(k, &["get", "configmap", name, "-n", ns, "-o", "json"], None);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn release_secrets(s: &KeelServer, ns: &str) -> Vec<String> {
+    let k = &common::kubectls()[1];
+    let out = s.ok(
+        k,
+        &["get", "secrets", "-n", ns, "-l", "owner=helm", "-o", "name"],
+    );
+    out.lines().map(str::to_string).collect()
+}
+
+fn history_json(s: &KeelServer, tool: &str, name: &str, ns: &str) -> Vec<(i64, String, String)> {
+    let args = ["history", name, "-n", ns, "-o", "json"];
+    let out = if tool == "helm" {
+        helm_ok(s, &args)
+    } else {
+        keel_ok(s, &args)
+    };
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+                r["description"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn helm_and_keel_share_releases() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let ns = "apps";
+
+    // helm installs; keel reads exactly what helm reads
+    helm_ok(
+        &s,
+        &[
+            "install",
+            "web",
+            c,
+            "-n",
+            ns,
+            "--create-namespace",
+            "--set",
+            "greeting=hi",
+        ],
+    );
+    let list = same(&s, &["list", "-n", ns]);
+    assert!(
+        list.contains("web ") && list.contains("deployed") && list.contains("demo-0.1.0"),
+        "{list}"
+    );
+    same(&s, &["list", "-A", "-o", "json"]);
+    same(&s, &["list", "-n", ns, "-o", "yaml"]);
+    same(&s, &["history", "web", "-n", ns]);
+    same(&s, &["history", "web", "-n", ns, "-o", "json"]);
+    same(&s, &["status", "web", "-n", ns]);
+    same(&s, &["status", "web", "-n", ns, "-o", "json"]);
+    same(&s, &["get", "values", "web", "-n", ns]);
+    same(&s, &["get", "values", "web", "-n", ns, "-o", "json"]);
+    same(&s, &["get", "manifest", "web", "-n", ns]);
+    same(&s, &["get", "notes", "web", "-n", ns]);
+    same(&s, &["get", "hooks", "web", "-n", ns]);
+
+    // keel upgrades; helm sees revision 2 and the new object
+    let up = keel_ok(
+        &s,
+        &[
+            "upgrade",
+            "web",
+            c,
+            "-n",
+            ns,
+            "--reuse-values",
+            "--set",
+            "extra=true",
+        ],
+    );
+    assert!(
+        up.starts_with("Release \"web\" has been upgraded. Happy Helming!\nNAME: web\n"),
+        "{up}"
+    );
+    assert_eq!(
+        history_json(&s, "helm", "web", ns),
+        [
+            (1, "superseded".into(), "Install complete".into()),
+            (2, "deployed".into(), "Upgrade complete".into()),
+        ]
+    );
+    let extra = configmap(&s, ns, "web-extra").expect("keel's upgrade created web-extra");
+    assert_eq!(
+        extra["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "Helm"
+    );
+    assert_eq!(
+        extra["metadata"]["annotations"]["meta.helm.sh/release-name"],
+        "web"
+    );
+    assert_eq!(
+        configmap(&s, ns, "web-cm").unwrap()["data"]["greeting"],
+        "hi",
+        "--reuse-values kept greeting=hi"
+    );
+    assert_eq!(
+        configmap(&s, ns, "web-hook").unwrap()["data"]["revision"],
+        "2",
+        "pre-upgrade hook ran"
+    );
+    same(&s, &["history", "web", "-n", ns]);
+    same(&s, &["status", "web", "-n", ns]);
+    same(&s, &["get", "values", "web", "-n", ns]);
+    same(&s, &["get", "all", "web", "-n", ns]);
+
+    // helm rolls back keel's revision: what rev 2 added goes away
+    helm_ok(&s, &["rollback", "web", "1", "-n", ns]);
+    assert!(
+        configmap(&s, ns, "web-extra").is_none(),
+        "rollback to 1 deletes web-extra"
+    );
+    same(&s, &["history", "web", "-n", ns]);
+
+    // helm upgrades, keel rolls back helm's upgrade
+    helm_ok(
+        &s,
+        &["upgrade", "web", c, "-n", ns, "--set", "greeting=bye"],
+    );
+    assert_eq!(
+        configmap(&s, ns, "web-cm").unwrap()["data"]["greeting"],
+        "bye"
+    );
+    let rb = keel_ok(&s, &["rollback", "web", "-n", ns]);
+    assert_eq!(rb, "Rollback was a success! Happy Helming!\n");
+    assert_eq!(
+        configmap(&s, ns, "web-cm").unwrap()["data"]["greeting"],
+        "hi"
+    );
+    assert_eq!(
+        history_json(&s, "helm", "web", ns),
+        [
+            (1, "superseded".into(), "Install complete".into()),
+            (2, "superseded".into(), "Upgrade complete".into()),
+            (3, "superseded".into(), "Rollback to 1".into()),
+            (4, "superseded".into(), "Upgrade complete".into()),
+            (5, "deployed".into(), "Rollback to 3".into()),
+        ]
+    );
+    same(&s, &["history", "web", "-n", ns]);
+    same(&s, &["list", "-n", ns, "--superseded"]);
+    helm_ok(&s, &["rollback", "web", "4", "-n", ns]);
+    assert_eq!(
+        configmap(&s, ns, "web-cm").unwrap()["data"]["greeting"],
+        "bye"
+    );
+
+    // keel uninstalls: only the kept ConfigMap stays, no records left
+    let un = keel_ok(&s, &["uninstall", "web", "-n", ns]);
+    assert!(un.ends_with("release \"web\" uninstalled\n"), "{un}");
+    assert!(un.contains("[ConfigMap] web-kept"), "{un}");
+    assert!(configmap(&s, ns, "web-cm").is_none());
+    assert!(configmap(&s, ns, "web-kept").is_some());
+    assert!(release_secrets(&s, ns).is_empty());
+    assert_eq!(helm_ok(&s, &["list", "-n", ns, "-q"]), "");
+
+    // a name in use is refused by both, in Helm's words
+    let again = keel(&s, &["install", "web", c, "-n", ns]);
+    keel_ok(&s, &["install", "busy", c, "-n", ns]);
+    let (h, k) = (
+        helm(&s, &["install", "busy", c, "-n", ns]),
+        keel(&s, &["install", "busy", c, "-n", ns]),
+    );
+    let msg =
+        "INSTALLATION FAILED: release name check failed: cannot reuse a name that is still in use";
+    assert!(
+        again.status.success(),
+        "web was uninstalled: {}",
+        text(&again)
+    );
+    assert!(
+        text(&h).contains(msg) && text(&k).contains(msg),
+        "helm: {}\nkeel: {}",
+        text(&h),
+        text(&k)
+    );
+    keel_ok(&s, &["uninstall", "web", "busy", "-n", ns]);
+
+    // keel installs; helm lists and uninstalls it (keeping history)
+    let out = keel_ok(
+        &s,
+        &["install", "api", c, "-n", "other", "--create-namespace"],
+    );
+    assert!(out.starts_with("NAME: api\nLAST DEPLOYED: "), "{out}");
+    assert!(
+        out.contains("STATUS: deployed\nREVISION: 1\nDESCRIPTION: Install complete\n"),
+        "{out}"
+    );
+    let hl: serde_json::Value =
+        serde_json::from_str(&helm_ok(&s, &["list", "-A", "-o", "json"])).unwrap();
+    assert_eq!(hl[0]["name"], "api");
+    assert_eq!(hl[0]["status"], "deployed");
+    assert_eq!(hl[0]["chart"], "demo-0.1.0");
+    same(&s, &["status", "api", "-n", "other"]);
+    same(&s, &["get", "all", "api", "-n", "other"]);
+    helm_ok(&s, &["uninstall", "api", "-n", "other", "--keep-history"]);
+    same(&s, &["list", "-n", "other", "--uninstalled"]);
+    same(&s, &["history", "api", "-n", "other"]);
+    assert!(configmap(&s, "other", "api-cm").is_none());
+}
+
+#[test]
+fn keel_refuses_objects_another_release_owns_as_helm_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let k = &common::kubectls()[1];
+    s.ok_in(
+        k,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: taken-cm, namespace: default}\n"),
+    );
+    let h = helm(&s, &["install", "taken", c, "--no-hooks"]);
+    let kk = keel(&s, &["install", "taken", c, "--no-hooks"]);
+    assert!(!h.status.success() && !kk.status.success());
+    let herr = String::from_utf8_lossy(&h.stderr).into_owned();
+    let kerr = String::from_utf8_lossy(&kk.stderr).into_owned();
+    let expect = "unable to continue with install: ConfigMap \"taken-cm\" in namespace \"default\" exists and cannot be imported into the current release: invalid ownership metadata; label validation error: missing key \"app.kubernetes.io/managed-by\": must be set to \"Helm\"; annotation validation error: missing key \"meta.helm.sh/release-name\": must be set to \"taken\"; annotation validation error: missing key \"meta.helm.sh/release-namespace\": must be set to \"default\"";
+    assert!(herr.contains(expect), "helm said: {herr}");
+    assert!(kerr.contains(expect), "keel said: {kerr}");
+    // nothing recorded by keel's refusal
+    assert!(release_secrets(&s, "default").is_empty());
+}
+
+#[test]
+fn failing_pre_upgrade_hook_with_atomic_leaves_the_previous_revision_deployed() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    keel_ok(&s, &["install", "h", c]);
+    let out = keel(
+        &s,
+        &["upgrade", "h", c, "--set", "badHook=true", "--atomic"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("UPGRADE FAILED: release h failed, and has been rolled back due to rollback-on-failure being set: pre-upgrade hooks failed: warning: Hook pre-upgrade demo/templates/bad-hook.yaml failed"),
+        "{err}"
+    );
+    let h = history_json(&s, "helm", "h", "default");
+    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!(h[1].1, "failed");
+    assert!(
+        h[1].2
+            .starts_with("Upgrade \"h\" failed: pre-upgrade hooks failed"),
+        "{h:?}"
+    );
+    assert_eq!(h[2], (3, "deployed".into(), "Rollback to 1".into()));
+    assert_eq!(h, history_json(&s, "keel", "h", "default"));
+    same(&s, &["history", "h"]);
+}
+
+#[test]
+fn wait_returns_when_pods_are_ready_and_names_what_is_not() {
+    let s = KeelServer::start(None);
+    let _kubelet = common::FakeKubelet::start(&s, Duration::from_millis(300));
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    keel_ok(
+        &s,
+        &[
+            "install",
+            "w",
+            c,
+            "--set",
+            "replicas=2",
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let k = &common::kubectls()[1];
+    let avail = s.ok(
+        k,
+        &[
+            "get",
+            "deployment",
+            "w-web",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+    );
+    assert_eq!(avail, "2", "--wait returned before the pods were ready");
+
+    let out = keel(
+        &s,
+        &[
+            "install",
+            "stuck",
+            c,
+            "--set",
+            "replicas=1",
+            "--set",
+            "neverReady=true",
+            "--wait",
+            "--timeout",
+            "3s",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("resource not ready, name: stuck-web, kind: Deployment, status: InProgress")
+            && err.contains("context deadline exceeded"),
+        "{err}"
+    );
+    let h = history_json(&s, "helm", "stuck", "default");
+    assert_eq!(h[0].1, "failed");
+}
+
+#[test]
+fn chart_test_runs_test_hooks_and_records_them_where_helm_reads_them() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    write(
+        chart.path(),
+        "templates/tests/ping.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-ping\n  annotations:\n    helm.sh/hook: test\nspec:\n  restartPolicy: Never\n  containers:\n  - name: ping\n    image: busybox\n",
+    );
+    let c = chart.path().to_str().unwrap();
+    keel_ok(&s, &["install", "t", c]);
+    // no kubelet here: the test plays it and finishes the pod
+    let kubeconfig = s.kubeconfig.clone();
+    let finisher = std::thread::spawn(move || {
+        let k = &common::kubectls()[1];
+        for _ in 0..200 {
+            let out = Command::new(k)
+                .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+                .args([
+                    "patch",
+                    "pod",
+                    "t-ping",
+                    "--subresource=status",
+                    "--type=merge",
+                ])
+                .args(["-p", r#"{"status":{"phase":"Succeeded"}}"#])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    let out = keel_ok(&s, &["test", "t", "--timeout", "60s"]);
+    assert!(finisher.join().unwrap());
+    assert!(
+        out.contains("TEST SUITE:     t-ping\nLast Started:   "),
+        "{out}"
+    );
+    assert!(out.contains("\nPhase:          Succeeded\n"), "{out}");
+    assert!(!out.contains("NOTES:"), "helm test hides notes: {out}");
+    // the run is in the record: helm's status shows it as keel's does
+    let st = same(&s, &["status", "t"]);
+    assert!(st.contains("Phase:          Succeeded"), "{st}");
+}
+
+/// Every chart directory of ../shared/charts, sorted.
+fn corpus_charts() -> Vec<std::path::PathBuf> {
+    let mut charts: Vec<_> = std::fs::read_dir(helm_peer::corpus())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("chart"))
+        .filter(|p| p.join("Chart.yaml").is_file())
+        .collect();
+    charts.sort();
+    assert!(charts.len() >= 10, "corpus too small: {}", charts.len());
+    charts
+}
+
+#[test]
+fn chart_show_prints_what_helm_show_prints_for_every_corpus_chart() {
+    let home = tempfile::tempdir().unwrap();
+    let kc = home.path().join("no-kubeconfig");
+    let mut differ = Vec::new();
+    let charts = corpus_charts();
+    for c in &charts {
+        for what in ["chart", "values", "readme", "crds", "all"] {
+            let args = ["show", what, c.to_str().unwrap()];
+            let h = helm_peer::helm_on(&kc, home.path(), &args);
+            let k = Command::new(env!("CARGO_BIN_EXE_keel"))
+                .arg("chart")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(h.status.success(), "helm {args:?}: {}", text(&h));
+            // Helm orders subcharts' CRDs as its loader meets the subcharts,
+            // which varies from run to run (tempo-distributed): for `crds`
+            // and `all` the documents are compared as a multiset.
+            let docs = |o: &Output| {
+                let mut d: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                    .split("\n---")
+                    .map(str::to_string)
+                    .collect();
+                d.sort();
+                d
+            };
+            let alike =
+                k.stdout == h.stdout || (matches!(what, "crds" | "all") && docs(&k) == docs(&h));
+            if !alike || !k.status.success() {
+                let (hs, ks) = (
+                    String::from_utf8_lossy(&h.stdout),
+                    String::from_utf8_lossy(&k.stdout),
+                );
+                let first = hs.lines().zip(ks.lines()).position(|(a, b)| a != b);
+                differ.push(format!(
+                    "{what} {}: {} ({} vs {} bytes), first differing line {first:?}",
+                    c.display(),
+                    text(&k).lines().last().unwrap_or_default(),
+                    hs.len(),
+                    ks.len()
+                ));
+            }
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "keel chart show differs from helm show: {differ:#?}"
+    );
+}
+
+#[test]
+fn chart_dependency_list_prints_what_helm_prints() {
+    let home = tempfile::tempdir().unwrap();
+    let kc = home.path().join("no-kubeconfig");
+    // a chart whose dependencies are missing, of the wrong version, and an
+    // unlisted one in charts/, beside every corpus chart (ok, unpacked)
+    let odd = tempfile::tempdir().unwrap();
+    write(
+        odd.path(),
+        "Chart.yaml",
+        "apiVersion: v2\nname: odd\nversion: 1.0.0\ndependencies:\n- name: gone\n  version: 1.x\n  repository: https://example.invalid/charts\n- name: old\n  version: '>=2.0.0'\n  repository: file://../old\n",
+    );
+    write(
+        odd.path(),
+        "charts/old/Chart.yaml",
+        "apiVersion: v2\nname: old\nversion: 1.0.0\n",
+    );
+    write(
+        odd.path(),
+        "charts/stray/Chart.yaml",
+        "apiVersion: v2\nname: stray\nversion: 0.1.0\n",
+    );
+    let mut charts = corpus_charts();
+    charts.push(odd.path().to_path_buf());
+    let mut differ = Vec::new();
+    for c in &charts {
+        let args = ["dependency", "list", c.to_str().unwrap()];
+        let h = helm_peer::helm_on(&kc, home.path(), &args);
+        let k = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .arg("chart")
+            .args(args)
+            .output()
+            .unwrap();
+        if text(&h) != text(&k) {
+            differ.push(format!(
+                "{}:\nhelm:\n{}\nkeel:\n{}",
+                c.display(),
+                text(&h),
+                text(&k)
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    let odd_out = text(
+        &Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["chart", "dependency", "list", odd.path().to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        odd_out.contains("missing")
+            && odd_out.contains("wrong version")
+            && odd_out.contains("is not in Chart.yaml"),
+        "{odd_out}"
+    );
+}
+
+#[test]
+fn dry_run_prints_what_helm_prints_and_records_nothing() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let drop_time = |o: &Output| -> String {
+        text(o)
+            .lines()
+            .filter(|l| !l.starts_with("LAST DEPLOYED: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for args in [
+        &["install", "dry", c, "--dry-run"][..],
+        &[
+            "install",
+            "dry",
+            c,
+            "--dry-run=server",
+            "--set",
+            "extra=true",
+        ],
+    ] {
+        let (h, k) = (helm(&s, args), keel(&s, args));
+        assert!(
+            h.status.success() && k.status.success(),
+            "{}\n{}",
+            text(&h),
+            text(&k)
+        );
+        assert_eq!(drop_time(&k), drop_time(&h), "{args:?}");
+        assert!(text(&k).contains("MANIFEST:\n---\n# Source: demo/templates/cm.yaml\n"));
+    }
+    assert!(release_secrets(&s, "default").is_empty());
+    assert!(configmap(&s, "default", "dry-cm").is_none());
+}
