@@ -561,10 +561,22 @@ fn chart_show_prints_what_helm_show_prints_for_every_corpus_chart() {
             // Helm orders subcharts' CRDs as its loader meets the subcharts,
             // which varies from run to run (tempo-distributed): for `crds`
             // and `all` the documents are compared as a multiset.
+            // Split at `---` lines, wherever a document lands (the first one
+            // has no newline before its separator).
             let docs = |o: &Output| {
-                let mut d: Vec<String> = String::from_utf8_lossy(&o.stdout)
-                    .split("\n---")
-                    .map(str::to_string)
+                let mut d: Vec<String> = vec![String::new()];
+                for l in String::from_utf8_lossy(&o.stdout).lines() {
+                    if l.trim_end() == "---" {
+                        d.push(String::new());
+                    } else if let Some(cur) = d.last_mut() {
+                        cur.push_str(l);
+                        cur.push('\n');
+                    }
+                }
+                let mut d: Vec<String> = d
+                    .into_iter()
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
                     .collect();
                 d.sort();
                 d
