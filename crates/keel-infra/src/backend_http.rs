@@ -185,8 +185,33 @@ pub struct HttpClient {
     pub skip_verify: bool,
 }
 
+/// TLS client configurations by the credentials they were built from: one
+/// per client identity for the life of the process, so its session cache
+/// lets later connections resume (a 1-RTT handshake, no certificate
+/// chains again) instead of a full handshake per request.
+type TlsKey = (Option<String>, Option<(String, String)>, bool);
+static TLS_CONFIGS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<TlsKey, Arc<rustls::ClientConfig>>>,
+> = std::sync::LazyLock::new(Default::default);
+
 impl HttpClient {
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BackendError> {
+        let key = (
+            self.ca_pem.clone(),
+            self.client_cert.clone(),
+            self.skip_verify,
+        );
+        if let Some(c) = TLS_CONFIGS.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(c);
+        }
+        let c = self.build_tls_config()?;
+        if let Ok(mut m) = TLS_CONFIGS.lock() {
+            m.insert(key, c.clone());
+        }
+        Ok(c)
+    }
+
+    fn build_tls_config(&self) -> Result<Arc<rustls::ClientConfig>, BackendError> {
         use rustls::pki_types::pem::PemObject as _;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
