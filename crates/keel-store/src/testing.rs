@@ -38,6 +38,20 @@ impl std::fmt::Debug for EtcdCluster {
 impl EtcdCluster {
     /// Starts `n` members and waits until every one answers.
     pub fn start(n: usize) -> Self {
+        // A port picked free may be taken by another test before etcd binds
+        // it: a cluster that does not come up is started again on new ports.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let cluster = Self::spawn(n);
+            match cluster.wait_ready() {
+                Ok(()) => return cluster,
+                Err(e) => last = e,
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn spawn(n: usize) -> Self {
         let dir = tempfile::tempdir().expect("create etcd temp dir");
         let mut members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -79,12 +93,11 @@ impl EtcdCluster {
                 .expect("start etcd (Debian package etcd-server)");
             m.child = Some(child);
         }
-        let cluster = EtcdCluster { members, dir };
-        cluster.wait_ready();
-        cluster
+        EtcdCluster { members, dir }
     }
 
-    fn wait_ready(&self) {
+    /// Waits until every member is healthy; `Err` quotes the laggard's log.
+    fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         for m in &self.members {
             loop {
@@ -94,15 +107,21 @@ impl EtcdCluster {
                 {
                     break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "etcd member {} did not become healthy; log in {}",
-                    m.name,
-                    self.dir.path().display()
-                );
+                if Instant::now() >= deadline {
+                    let log =
+                        std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name)))
+                            .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    return Err(format!(
+                        "etcd member {} did not become healthy; its log ends:\n{}",
+                        m.name,
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    ));
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        Ok(())
     }
 
     /// `host:port` of every member's client URL.
