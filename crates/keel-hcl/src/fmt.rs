@@ -93,27 +93,10 @@ fn block_type(line: &str) -> Option<String> {
 /// (code, trailing comment) of a line: the comment starts at `#` or `//`
 /// outside strings (an empty comment part when there is none).
 fn split_comment(l: &str) -> (&str, &str) {
-    let mut quoted = false;
-    let mut esc = false;
-    let b = l.as_bytes();
-    for (i, &c) in b.iter().enumerate() {
-        if quoted {
-            match c {
-                _ if esc => esc = false,
-                b'\\' => esc = true,
-                b'"' => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            b'"' => quoted = true,
-            b'#' => return (&l[..i], &l[i..]),
-            b'/' if b.get(i + 1) == Some(&b'/') => return (&l[..i], &l[i..]),
-            _ => {}
-        }
+    match scan(l).2 {
+        Some(at) => l.split_at(at),
+        None => (l, ""),
     }
-    (l, "")
 }
 
 /// hclwrite's spacing inside a line's code: a space inside `{ ... }` (not
@@ -323,19 +306,29 @@ fn in_string(t: &str, pos: usize) -> bool {
 /// (opening brackets, closing brackets, whether the line starts with a closer),
 /// outside strings and comments.
 fn brackets(t: &str) -> (i64, i64, bool) {
+    let (o, c, _) = scan(t);
+    let starts = t.starts_with(['}', ']', ')']);
+    (o, c, starts)
+}
+
+/// One pass over a line's code: (opening brackets, closing brackets, byte
+/// offset of a trailing `#` or `//` comment), strings and their `${ }`
+/// interpolations (whose own quotes do not end the string) skipped.
+fn scan(t: &str) -> (i64, i64, Option<usize>) {
     let (mut o, mut c) = (0, 0);
     let mut quoted = false;
     let mut esc = false;
     let mut interp = 0;
-    let chars: Vec<char> = t.chars().collect();
+    let chars: Vec<(usize, char)> = t.char_indices().collect();
+    let next = |i: usize| chars.get(i + 1).map(|x| x.1);
     let mut i = 0;
     while i < chars.len() {
-        let ch = chars[i];
+        let (at, ch) = chars[i];
         if quoted {
             match ch {
                 _ if esc => esc = false,
                 '\\' => esc = true,
-                '$' | '%' if chars.get(i + 1) == Some(&'{') => {
+                '$' | '%' if next(i) == Some('{') => {
                     interp += 1;
                     i += 1;
                 }
@@ -348,10 +341,10 @@ fn brackets(t: &str) -> (i64, i64, bool) {
         }
         match ch {
             '"' => quoted = true,
-            '#' => break,
-            '/' if chars.get(i + 1) == Some(&'/') => break,
-            '/' if chars.get(i + 1) == Some(&'*') => {
-                while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+            '#' => return (o, c, Some(at)),
+            '/' if next(i) == Some('/') => return (o, c, Some(at)),
+            '/' if next(i) == Some('*') => {
+                while i + 1 < chars.len() && !(chars[i].1 == '*' && chars[i + 1].1 == '/') {
                     i += 1;
                 }
             }
@@ -361,8 +354,7 @@ fn brackets(t: &str) -> (i64, i64, bool) {
         }
         i += 1;
     }
-    let starts = t.starts_with(['}', ']', ')']);
-    (o, c, starts)
+    (o, c, None)
 }
 
 /// One line: `key=value` → `key = value`, block labels quoted, `"${x}"` → `x`.
@@ -557,6 +549,16 @@ mod tests {
         assert_eq!(
             format(src),
             "resource \"foo\" \"bar\" {\n  name        = \"x\"\n  longer_name = 1\n  nested {\n    a = 1\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn a_hash_inside_an_interpolated_string_is_no_comment() {
+        // What terraform fmt prints for it.
+        let src = "a = \"x${b ? \"#\" : \"\"}\" # note\nlonger = 1 # n\n";
+        assert_eq!(
+            format(src),
+            "a      = \"x${b ? \"#\" : \"\"}\" # note\nlonger = 1                  # n\n"
         );
     }
 
