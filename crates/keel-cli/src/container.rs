@@ -5,12 +5,14 @@
 //! One file per job: [`flags`] (clap), [`parse`] (flag values → the
 //! runtime's `CreateOptions`), [`run`] (lifecycle: create/run/start/stop/
 //! kill/restart/rm and the monitor), [`ps`], [`logs`], [`exec`] (exec,
-//! wait), [`inspect`] (inspect, port), [`stats`], [`cp`], [`volume`]. The
+//! wait), [`inspect`] (inspect, port), [`stats`], [`cp`], [`fsops`] (diff,
+//! export, commit), [`manage`] (rename, top, pause), [`volume`]. The
 //! network driver is keel-runtime's own (`keel_runtime::network::attacher`).
 
 mod cp;
 mod exec;
 mod flags;
+mod fsops;
 mod inspect;
 mod logs;
 mod manage;
@@ -35,6 +37,7 @@ pub use flags::{
     ContainersArgs, CpArgs, CreateFlags, ExecArgs, KillArgs, LogsArgs, PortArgs, ProcessFlags,
     PsArgs, RmArgs, RunArgs, StartArgs, StatsArgs, StopArgs, VolumeCommand,
 };
+pub use fsops::{CommitArgs, DiffArgs, ExportArgs, commit, diff, export};
 pub use inspect::{inspect_any, port};
 pub use logs::logs_cmd;
 pub use manage::{PauseArgs, RenameArgs, TopArgs, pause, rename, top};

@@ -143,6 +143,12 @@ pub enum Command {
     Pause(container::PauseArgs),
     /// Unpause all processes within one or more containers.
     Unpause(container::PauseArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(container::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(container::ExportArgs),
+    /// Create a new image from a container's changes.
+    Commit(container::CommitArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish, powershell.
     Completion { shell: clap_complete::Shell },
     /// Manage volumes.
@@ -216,6 +222,12 @@ pub enum ContainerCommand {
     Pause(container::PauseArgs),
     /// Unpause all processes within one or more containers.
     Unpause(container::PauseArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(container::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(container::ExportArgs),
+    /// Create a new image from a container's changes.
+    Commit(container::CommitArgs),
 }
 
 fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Result<ExitCode> {
@@ -240,6 +252,9 @@ fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Res
         ContainerCommand::Top(a) => container::top(root, &a),
         ContainerCommand::Pause(a) => container::pause(root, &a, true),
         ContainerCommand::Unpause(a) => container::pause(root, &a, false),
+        ContainerCommand::Diff(a) => container::diff(root, &a),
+        ContainerCommand::Export(a) => container::export(root, &a),
+        ContainerCommand::Commit(a) => container::commit(root, &a),
     }
 }
 
@@ -332,6 +347,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(a) => container::top(&cli.root, &a),
         Command::Pause(a) => container::pause(&cli.root, &a, true),
         Command::Unpause(a) => container::pause(&cli.root, &a, false),
+        Command::Diff(a) => container::diff(&cli.root, &a),
+        Command::Export(a) => container::export(&cli.root, &a),
+        Command::Commit(a) => container::commit(&cli.root, &a),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             // Into a buffer first: clap_complete panics on a closed pipe.

@@ -1546,3 +1546,97 @@ fn system_df_counts_what_is_used() {
     p.same(&["rm", "-f", "busy"]);
     p.same(&["rm", "idle"]);
 }
+
+/// Issue 15: `diff`, `commit` and `export` (missing before): the changes
+/// podman lists, an image made of them that runs with `--change`s applied,
+/// and a tar of the root without what the runtime mounts over it.
+#[test]
+fn diff_commit_and_export() {
+    let p = Pair::new();
+    both_ok(
+        &p,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "fs",
+            "-e",
+            "A=1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi > /new; rm /bin/vi; mkdir -p /etc/x; echo y > /etc/x/y; sleep 300",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let d = p.same(&["diff", "fs"]);
+    assert_eq!(
+        String::from_utf8_lossy(&d.stdout),
+        "C /bin\nD /bin/vi\nC /etc\nA /etc/x\nA /etc/x/y\nA /new\n"
+    );
+    p.same(&["container", "diff", "fs"]);
+    let commit = ["commit", "-c", "ENV FOO=bar", "fs", "snap:1"];
+    for (tool, o) in [("keel", p.keel(&commit)), ("podman", p.podman(&commit))] {
+        assert!(o.status.success(), "{tool} commit: {}", stderr(&o));
+    }
+    // -m and -a (podman 4.3 takes -m only with `-f docker`).
+    let k = p.keel(&["commit", "-m", "the snap", "-a", "me", "fs", "snap:2"]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let k = p.keel(&["history", "--no-trunc", "snap:2"]);
+    assert!(
+        String::from_utf8_lossy(&k.stdout).contains("the snap"),
+        "{}",
+        String::from_utf8_lossy(&k.stdout)
+    );
+    // The committed image has the changes, the container's env and the change.
+    p.same(&[
+        "run",
+        "--rm",
+        "snap:1",
+        "sh",
+        "-c",
+        "cat /new /etc/x/y; test -e /bin/vi || echo gone; echo $A $FOO",
+    ]);
+    // What the runtime mounted over the root (hosts, hostname, resolv.conf)
+    // is not part of the image: a container of it, never started, has none.
+    both_ok(&p, &["create", "--name", "fromsnap", "snap:1"]);
+    let snap_tar = p.dir().join("fromsnap.tar");
+    let k = p.keel(&["export", "-o", snap_tar.to_str().unwrap(), "fromsnap"]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let t = Command::new("tar")
+        .args(["tf", snap_tar.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(t.stdout).unwrap();
+    assert!(listed.lines().any(|l| l == "etc/x/y"), "{listed}");
+    for gone in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        assert!(
+            !listed.lines().any(|l| l == gone),
+            "{gone} committed: {listed}"
+        );
+    }
+    p.same(&["rm", "fromsnap"]);
+    let k = p.keel(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "snap:1"]);
+    assert_eq!(outcome(&k), out(0, "2\n"), "{}", stderr(&k));
+    // export: the root as a tar, written whole or not at all.
+    let tar = p.dir().join("fs.tar");
+    let k = p.keel(&["export", "-o", tar.to_str().unwrap(), "fs"]);
+    assert!(k.status.success(), "{}", stderr(&k));
+    let list = Command::new("tar")
+        .args(["tf", tar.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout).into_owned();
+    for want in ["new", "etc/x/y", "bin/busybox"] {
+        assert!(names.lines().any(|l| l == want), "{want} missing: {names}");
+    }
+    assert!(!names.lines().any(|l| l == "bin/vi"), "{names}");
+    let missing = p.dir().join("missing.tar");
+    let k = p.keel(&["export", "-o", missing.to_str().unwrap(), "nosuch"]);
+    assert_eq!(k.status.code(), Some(1));
+    assert!(!missing.exists());
+    // diff of a stopped container still reads its changes.
+    p.same(&["stop", "-t", "0", "fs"]);
+    p.same(&["diff", "fs"]);
+    p.same(&["rm", "-f", "fs"]);
+}

@@ -1,4 +1,4 @@
-//! `keel rename` and `keel top`.
+//! `keel rename`, `keel top`, `keel pause` and `keel unpause`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -136,9 +136,13 @@ pub fn pause(root: &Path, a: &PauseArgs, freeze: bool) -> anyhow::Result<ExitCod
         if !freeze && !paused {
             bail!("container {n} is not paused");
         }
-        let (file, frozen, thawed) = freezer(&id);
-        std::fs::write(&file, if freeze { frozen } else { thawed })
-            .with_context(|| format!("writing {}", file.display()))?;
-        Ok(())
+        set_frozen(&id, freeze)
     })
+}
+
+/// Freezes (or thaws) container `id`'s processes.
+pub(crate) fn set_frozen(id: &str, freeze: bool) -> anyhow::Result<()> {
+    let (file, frozen, thawed) = freezer(id);
+    std::fs::write(&file, if freeze { frozen } else { thawed })
+        .with_context(|| format!("writing {}", file.display()))
 }

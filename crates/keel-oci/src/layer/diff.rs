@@ -36,7 +36,19 @@ pub struct DiffStats {
 /// skipped. The root directory itself is not an entry. Every entry passes
 /// [`super::check_layer`]'s rules as it is written.
 pub fn diff_to_layer<W: Write>(dir: &Path, out: W) -> Result<DiffStats, LayerError> {
+    diff_to_layer_except(dir, out, &[])
+}
+
+/// [`diff_to_layer`] leaving out the entries at `except` (paths relative to
+/// `dir`, e.g. `etc/hosts`: what a container runtime mounts over its root,
+/// which `commit` does not keep).
+pub fn diff_to_layer_except<W: Write>(
+    dir: &Path,
+    out: W,
+    except: &[&str],
+) -> Result<DiffStats, LayerError> {
     let mut d = Differ {
+        except: except.iter().map(|e| e.as_bytes().to_vec()).collect(),
         builder: tar::Builder::new(out),
         links: HashMap::new(),
         stats: DiffStats::default(),
@@ -52,6 +64,8 @@ pub fn diff_to_layer<W: Write>(dir: &Path, out: W) -> Result<DiffStats, LayerErr
 }
 
 struct Differ<W: Write> {
+    /// Entries left out (names relative to the root).
+    except: Vec<Vec<u8>>,
     builder: tar::Builder<W>,
     /// (dev, ino) of multiply-linked files already written → their tar name.
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -204,7 +218,7 @@ impl<W: Write> Differ<W> {
             let ft = md.file_type();
             let mut name = prefix.to_vec();
             name.extend_from_slice(file_name.as_bytes());
-            if ft.is_socket() {
+            if ft.is_socket() || self.except.contains(&name) {
                 continue;
             }
             if ft.is_char_device() && md.rdev() == 0 {

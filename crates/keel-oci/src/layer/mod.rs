@@ -30,7 +30,7 @@ pub use adopt::prepare_snapshot;
 pub use apply::{ApplyStats, WhiteoutMode, apply_layer};
 pub use check::{CheckedLayer, LayerChecker, check_layer};
 pub use compression::{Compression, decompressed};
-pub use diff::{DiffStats, diff_to_layer};
+pub use diff::{DiffStats, diff_to_layer, diff_to_layer_except};
 pub use snapshot::{SnapshotInfo, Snapshots};
 
 /// Prefix of a whiteout entry's base name (`.wh.name` hides `name`).
