@@ -68,7 +68,6 @@ pub(crate) async fn admit(
             );
             priority(state, r, &name, obj).await?;
             limit_ranger(state, r, &name, obj, ns).await?;
-            pod_quota_fields(state, r, &name, obj, ns.unwrap_or("default")).await?;
         }
         ("", "PersistentVolumeClaim") => default_storage_class(state, obj).await,
         _ => {}
@@ -78,53 +77,48 @@ pub(crate) async fn admit(
 
 // ---------- ResourceQuota ----------
 
-/// Quotas on cpu or memory require every container of a pod to state them.
-async fn pod_quota_fields(
-    state: &State,
+/// Quotas on cpu or memory require every container of a pod to state
+/// them (checked by [`crate::quota::charge`] on the quotas it reads anyway).
+pub(crate) fn pod_quota_fields(
     r: &Resource,
     name: &str,
     obj: &Value,
-    ns: &str,
+    q: &Value,
 ) -> Result<(), Fail> {
-    let quotas = list(state, "", "resourcequotas", Some(ns)).await;
-    for q in quotas.iter().filter(|q| crate::quota::in_scope(q, r, obj)) {
-        let mut missing: Vec<String> = Vec::new();
-        for res in [
-            "cpu",
-            "limits.cpu",
-            "limits.memory",
-            "memory",
-            "requests.cpu",
-            "requests.memory",
-        ] {
-            if q.pointer(&format!("/spec/hard/{res}")).is_none() {
-                continue;
-            }
-            let (kind, what) = res.split_once('.').unwrap_or(("requests", res));
-            let mut names: Vec<&str> = containers(obj)
-                .into_iter()
-                .filter(|c| c.pointer(&format!("/resources/{kind}/{what}")).is_none())
-                .map(cname)
-                .collect();
-            names.sort_unstable();
-            if !names.is_empty() {
-                missing.push(format!("{res} for: {}", names.join(",")));
-            }
+    let mut missing: Vec<String> = Vec::new();
+    for res in [
+        "cpu",
+        "limits.cpu",
+        "limits.memory",
+        "memory",
+        "requests.cpu",
+        "requests.memory",
+    ] {
+        if q.pointer(&format!("/spec/hard/{res}")).is_none() {
+            continue;
         }
-        if !missing.is_empty() {
-            return Err(forbidden(
-                r,
-                name,
-                &format!(
-                    "failed quota: {}: must specify {}",
-                    name_of(q),
-                    missing.join("; ")
-                ),
-            ));
+        let (kind, what) = res.split_once('.').unwrap_or(("requests", res));
+        let mut names: Vec<&str> = containers(obj)
+            .into_iter()
+            .filter(|c| c.pointer(&format!("/resources/{kind}/{what}")).is_none())
+            .map(cname)
+            .collect();
+        names.sort_unstable();
+        if !names.is_empty() {
+            missing.push(format!("{res} for: {}", names.join(",")));
         }
     }
-    // Usage is charged on the quotas' status once the object has passed
-    // validation: see crate::quota.
+    if !missing.is_empty() {
+        return Err(forbidden(
+            r,
+            name,
+            &format!(
+                "failed quota: {}: must specify {}",
+                name_of(q),
+                missing.join("; ")
+            ),
+        ));
+    }
     Ok(())
 }
 

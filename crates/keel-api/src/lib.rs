@@ -40,7 +40,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use client::{ClientError, Loopback};
-pub use handlers::{AGENT_NODE, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+pub use handlers::{AGENT_NODE, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, new_uid};
 pub use http::Server;
 
 /// Everything starting or running the server can fail with.

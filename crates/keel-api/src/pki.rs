@@ -166,10 +166,22 @@ pub fn ensure_certificates(paths: &Paths, extra_sans: &[String]) -> Result<(), A
     if paths.server_cert().exists() && paths.server_key().exists() && paths.ca_cert().exists() {
         return Ok(());
     }
-    let ca_key = KeyPair::generate().map_err(cert_err)?;
-    let ca = ca_params()?;
-    let ca_cert = ca.self_signed(&ca_key).map_err(cert_err)?;
-    let issuer = Issuer::new(ca, &ca_key);
+    // A CA already here (copied from the first server of several sharing
+    // one etcd) signs this server's certificate; only a missing one is made.
+    let (ca_key, ca_pem, new_ca) = if paths.ca_cert().exists() && paths.ca_key().exists() {
+        let key_pem = std::fs::read_to_string(paths.ca_key()).map_err(io(&paths.ca_key()))?;
+        let cert_pem = std::fs::read_to_string(paths.ca_cert()).map_err(io(&paths.ca_cert()))?;
+        (
+            KeyPair::from_pem(&key_pem).map_err(cert_err)?,
+            cert_pem,
+            false,
+        )
+    } else {
+        let key = KeyPair::generate().map_err(cert_err)?;
+        let pem = ca_params()?.self_signed(&key).map_err(cert_err)?.pem();
+        (key, pem, true)
+    };
+    let issuer = Issuer::new(ca_params()?, &ca_key);
     let mut sans = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -199,15 +211,17 @@ pub fn ensure_certificates(paths: &Paths, extra_sans: &[String]) -> Result<(), A
     ];
     let server_key = KeyPair::generate().map_err(cert_err)?;
     let server_cert = sp.signed_by(&server_key, &issuer).map_err(cert_err)?;
-    write_private(&paths.ca_key(), ca_key.serialize_pem().as_bytes(), 0o600)?;
-    write_private(&paths.ca_cert(), ca_cert.pem().as_bytes(), 0o644)?;
+    if new_ca {
+        write_private(&paths.ca_key(), ca_key.serialize_pem().as_bytes(), 0o600)?;
+        write_private(&paths.ca_cert(), ca_pem.as_bytes(), 0o644)?;
+    }
     write_private(
         &paths.server_key(),
         server_key.serialize_pem().as_bytes(),
         0o600,
     )?;
     // The chain carries the CA too, so clients that pin only the leaf work.
-    let chain = format!("{}{}", server_cert.pem(), ca_cert.pem());
+    let chain = format!("{}{}", server_cert.pem(), ca_pem);
     write_private(&paths.server_cert(), chain.as_bytes(), 0o644)?;
     Ok(())
 }
@@ -502,5 +516,50 @@ mod tests {
                 .unwrap()
                 .contains(&(token.to_string(), Role::Join))
         );
+    }
+
+    /// Regression: a second server given the first one's CA (several
+    /// servers on one etcd) made a CA of its own, so the first server's
+    /// kubeconfigs and node certificates were not trusted by it.
+    #[test]
+    fn a_copied_ca_signs_the_new_serving_certificate() {
+        let first = tempfile::tempdir().unwrap();
+        let a = Paths::new(first.path());
+        ensure_certificates(&a, &[]).unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let b = Paths::new(second.path());
+        std::fs::create_dir_all(b.dir.join("tls")).unwrap();
+        std::fs::copy(a.ca_cert(), b.ca_cert()).unwrap();
+        std::fs::copy(a.ca_key(), b.ca_key()).unwrap();
+        ensure_certificates(&b, &[]).unwrap();
+        assert_eq!(
+            std::fs::read(a.ca_cert()).unwrap(),
+            std::fs::read(b.ca_cert()).unwrap()
+        );
+        let chain = std::fs::read_to_string(b.server_cert()).unwrap();
+        let ca = std::fs::read_to_string(a.ca_cert()).unwrap();
+        assert!(chain.ends_with(&ca), "the chain ends with the shared CA");
+        // The serving certificate verifies against the shared CA.
+        let leaf = rustls::pki_types::CertificateDer::from_pem_slice(chain.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots.into(),
+            rustls::crypto::ring::default_provider().into(),
+        )
+        .build()
+        .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        rustls::client::danger::ServerCertVerifier::verify_server_cert(
+            verifier.as_ref(),
+            &leaf,
+            &[],
+            &name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .unwrap();
     }
 }

@@ -287,6 +287,9 @@ pub(crate) async fn charge(
             if !in_scope(&q, r, obj) {
                 break;
             }
+            if r.group.is_empty() && r.kind == "Pod" {
+                crate::admission::pod_quota_fields(r, name, obj, &q)?;
+            }
             let hard = hard_of(&q);
             let mine: Vec<&(String, f64)> = amounts
                 .iter()

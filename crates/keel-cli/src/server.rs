@@ -48,6 +48,20 @@ pub struct ServerArgs {
     /// Name of this machine's node (default: its hostname).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
+    /// Run the controllers and the scheduler only while holding the Lease
+    /// kube-system/keel-controllers, so that of several servers on one etcd
+    /// exactly one does (default: on with etcd, off with the embedded store).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: Option<bool>,
+    /// How long the others wait after the leader's last renewal.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader goes on without renewing before it stops.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: std::time::Duration,
+    /// How often candidates try and the leader renews.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: std::time::Duration,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -111,6 +125,15 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
             })?,
         )
     };
+    let election = args
+        .leader_elect
+        .unwrap_or_else(|| {
+            args.datastore
+                .as_deref()
+                .is_some_and(|d| d.starts_with("etcd://"))
+        })
+        .then(|| election(&args))
+        .transpose()?;
     let controller_opts = keel_controllers::Options {
         node_monitor_grace_period: args.node_monitor_grace_period,
         cluster_cidr,
@@ -153,7 +176,15 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("write kubeconfig {}", path.display()))?;
         }
         server.set_default_toleration_seconds(i64::from(args.default_toleration_seconds));
-        keel_controllers::spawn_with(&server.loopback(), &controller_opts);
+        match election {
+            Some(e) => {
+                tracing::info!(identity = e.identity, "leader election: campaigning");
+                keel_controllers::spawn_elected(&server.loopback(), &controller_opts, e);
+            }
+            None => {
+                keel_controllers::spawn_with(&server.loopback(), &controller_opts);
+            }
+        }
         if !args.disable_agent {
             let name = args
                 .node_name
@@ -205,6 +236,26 @@ fn own_agent(
         name,
         exe: crate::agent::exe()?,
     })
+}
+
+/// The election of this process: its identity is the host name and a
+/// random id, as client-go makes it.
+fn election(args: &ServerArgs) -> anyhow::Result<keel_controllers::leader::Election> {
+    let mut e = keel_controllers::leader::Election::new(format!(
+        "{}_{}",
+        crate::agent::hostname(),
+        keel_api::new_uid()
+    ));
+    e.lease_duration = args.leader_elect_lease_duration;
+    e.renew_deadline = args.leader_elect_renew_deadline;
+    e.retry_period = args.leader_elect_retry_period;
+    e.check().map_err(|m| {
+        anyhow::Error::new(Hint::new(
+            "keep --leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration (defaults 2s, 10s, 15s)",
+        ))
+        .context(format!("leader election: {m}"))
+    })?;
+    Ok(e)
 }
 
 /// `500ms`, `8s`, `2m` or a number of seconds.

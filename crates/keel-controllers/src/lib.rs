@@ -29,6 +29,9 @@
 //!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
 //!   makes time testable).
 //!
+//! - [`leader`]: leader election through a Lease, so that of several
+//!   servers on one etcd only one runs all of the above.
+//!
 //! The workload controllers share `informer` (cache fed by one watch, work
 //! queue with back-off) and `events` (core/v1 Events as
 //! kube-controller-manager records them).
@@ -45,6 +48,7 @@ mod events;
 pub mod gc;
 mod informer;
 pub mod job;
+pub mod leader;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -105,6 +109,22 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
     tasks.extend(workloads::spawn(api));
     tasks.extend(spawn_scheduling(api, opts));
     tasks
+}
+
+/// Campaigns for the Lease of `election` and runs every controller (on a
+/// runtime of their own) while this process holds it.
+pub fn spawn_elected(
+    api: &Loopback,
+    opts: &Options,
+    election: leader::Election,
+) -> tokio::task::JoinHandle<()> {
+    let (a, o) = (api.clone(), opts.clone());
+    let start = move || {
+        leader::Term::start(2, || {
+            spawn_with(&a, &o);
+        })
+    };
+    tokio::spawn(election.run(api.clone(), start, None))
 }
 
 /// The scheduler and the node controllers.

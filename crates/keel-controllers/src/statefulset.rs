@@ -20,8 +20,9 @@
 //!   status carries the replica counts, `currentRevision`/`updateRevision`
 //!   (equal once a rolling update is complete) and `observedGeneration`.
 //!
-//! `maxUnavailable` is not used: it is behind an alpha feature gate, off by
-//! default, in Kubernetes 1.33.
+//! `rollingUpdate.maxUnavailable` (behind an alpha feature gate in
+//! Kubernetes 1.33), when set, lets that many pods be unavailable at once:
+//! outdated pods are deleted in batches, as upstream does with the gate on.
 
 use std::time::Duration;
 
@@ -392,6 +393,9 @@ impl Sync<'_> {
         replicas: &[Option<Value>],
     ) -> Result<(), ClientError> {
         let min = usize::try_from(self.partition().max(0)).unwrap_or(0);
+        if let Some(max) = self.max_unavailable(replicas.len()) {
+            return self.roll_unavailable(cache, replicas, min, max).await;
+        }
         for target in (min..replicas.len()).rev() {
             let Some(p) = &replicas[target] else {
                 return Ok(());
@@ -401,6 +405,50 @@ impl Sync<'_> {
             }
             if !healthy(p) {
                 return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// `rollingUpdate.maxUnavailable` of `replicas` (at least 1), when set.
+    fn max_unavailable(&self, replicas: usize) -> Option<usize> {
+        let v = self
+            .set
+            .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
+            .filter(|v| !v.is_null())?;
+        let n = crate::deployment::scaled(Some(v), i64::try_from(replicas).unwrap_or(0), false);
+        Some(usize::try_from(n.max(1)).unwrap_or(1))
+    }
+
+    /// Rolling update with `maxUnavailable` (upstream's
+    /// `MaxUnavailableStatefulSet`): with `unavailable` pods counted over
+    /// all replicas, up to `max - unavailable` outdated pods are deleted at
+    /// once, highest ordinal first, down to the partition.
+    async fn roll_unavailable(
+        &mut self,
+        cache: &mut Cache,
+        replicas: &[Option<Value>],
+        min: usize,
+        max: usize,
+    ) -> Result<(), ClientError> {
+        let mut unavailable = 0;
+        for p in replicas {
+            match p {
+                Some(p) if healthy(p) && self.available(p) => {}
+                _ => unavailable += 1,
+            }
+        }
+        let mut budget = max.saturating_sub(unavailable);
+        for target in (min..replicas.len()).rev() {
+            if budget == 0 {
+                break;
+            }
+            if let Some(p) = &replicas[target]
+                && revision_of(p) != self.update.0
+                && !is_deleting(p)
+            {
+                self.delete_pod(cache, p).await?;
+                budget -= 1;
             }
         }
         Ok(())

@@ -526,3 +526,110 @@ async fn services_get_endpoints_and_slices_of_their_pods() {
     })
     .await;
 }
+
+/// `rollingUpdate.maxUnavailable` on a `StatefulSet` (upstream's
+/// `MaxUnavailableStatefulSet`): outdated pods are replaced two at a time,
+/// never more. Without it one pod at a time is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_rolls_with_max_unavailable() {
+    let k = start().await;
+    let api = &k.api;
+    let sr = res("apps", "statefulsets");
+    let set = |image: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"replicas": 5, "serviceName": "db", "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "40%"}},
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    };
+    let updated = |image: &'static str| async move {
+        let s = get(api, sr, "db").await;
+        let pods = pods_of(api, "db").await;
+        s["status"]["updatedReplicas"] == 5
+            && s["status"]["readyReplicas"] == 5
+            && pods.len() == 5
+            && pods
+                .iter()
+                .all(|p| p["spec"]["containers"][0]["image"] == image)
+    };
+    api.create(sr, set("img:1"), "test").await.unwrap();
+    wait_for("the set's pods", || updated("img:1")).await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_bounds(api.clone(), "db".into(), rx));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.modify(sr, Some("default"), "db", None, "test", |cur| {
+        let mut v = cur.clone();
+        v["spec"]["template"]["spec"]["containers"][0]["image"] = json!("img:2");
+        Some(v)
+    })
+    .await
+    .unwrap();
+    wait_for("the rolling update", || updated("img:2")).await;
+    tx.send(true).unwrap();
+    let (most, fewest_ready) = watcher.await.unwrap();
+    assert_eq!(most, 5, "a StatefulSet never surges");
+    // 40% of 5 rounds down to 2.
+    assert_eq!(fewest_ready, 3, "two pods at a time, never three");
+}
+
+/// A `StatefulSet`'s pod that fails or is deleted comes back under the
+/// same name (a new uid), as upstream's controller repairs its replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulset_recreates_failed_and_deleted_pods_with_their_identity() {
+    let k = start().await;
+    let api = &k.api;
+    let pods = res("", "pods");
+    let set = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "kv", "namespace": "default"},
+        "spec": {"replicas": 2, "serviceName": "kv",
+            "selector": {"matchLabels": {"app": "kv"}},
+            "template": {"metadata": {"labels": {"app": "kv"}},
+                "spec": {"containers": [{"name": "c", "image": "img"}]}}}});
+    api.create(res("apps", "statefulsets"), set, "test")
+        .await
+        .unwrap();
+    let running_uid = |name: &'static str| async move {
+        api.get(pods, Some("default"), name)
+            .await
+            .unwrap()
+            .filter(|p| p["status"]["phase"] == "Running")
+            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+    };
+    wait_for("both pods", || async {
+        running_uid("kv-0").await.is_some() && running_uid("kv-1").await.is_some()
+    })
+    .await;
+    let (uid0, uid1) = (
+        running_uid("kv-0").await.unwrap(),
+        running_uid("kv-1").await.unwrap(),
+    );
+    api.modify(
+        pods,
+        Some("default"),
+        "kv-1",
+        Some("status"),
+        "test",
+        |cur| {
+            let mut v = cur.clone();
+            v["status"]["phase"] = json!("Failed");
+            Some(v)
+        },
+    )
+    .await
+    .unwrap();
+    api.delete(
+        pods,
+        Some("default"),
+        "kv-0",
+        &keel_api::DeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+    wait_for("both pods back", || async {
+        running_uid("kv-0").await.is_some_and(|u| u != uid0)
+            && running_uid("kv-1").await.is_some_and(|u| u != uid1)
+    })
+    .await;
+}

@@ -118,7 +118,8 @@ fn now() -> String {
         .to_string()
 }
 
-pub(crate) fn new_uid() -> String {
+/// A random RFC 4122 version 4 UUID, as object uids are.
+pub fn new_uid() -> String {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 16];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
