@@ -80,12 +80,18 @@ pub enum ChartCommand {
         /// Kubernetes version for .Capabilities (default v1.35.0, as Helm 4.1.4).
         #[arg(long = "kube-version")]
         kube_version: Option<String>,
-        /// Extra API versions for .Capabilities.APIVersions.
-        #[arg(short = 'a', long = "api-versions")]
+        /// Extra API versions for .Capabilities.APIVersions (comma-separated or repeated).
+        #[arg(short = 'a', long = "api-versions", value_delimiter = ',')]
         api_versions: Vec<String>,
         /// Render as an upgrade (.Release.IsUpgrade).
         #[arg(long = "is-upgrade")]
         is_upgrade: bool,
+        /// Name the release with a Go template (sprig functions), when no NAME is given.
+        #[arg(long = "name-template")]
+        name_template: Option<String>,
+        /// Do not validate values against the chart's values.schema.json.
+        #[arg(long = "skip-schema-validation")]
+        skip_schema_validation: bool,
     },
     /// Create a new chart with the files `helm create` makes.
     Create {
@@ -183,21 +189,24 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             kube_version,
             api_versions,
             is_upgrade,
+            name_template,
+            skip_schema_validation,
         } => {
             let (release, chart_path) = match args.as_slice() {
-                [c] => ("release-name".to_string(), c.clone()),
+                [c] => match &name_template {
+                    Some(t) => (crate::chart_release::name_from_template(t)?, c.clone()),
+                    None => ("release-name".to_string(), c.clone()),
+                },
                 [r, c] => (r.clone(), c.clone()),
                 _ => anyhow::bail!("expected RELEASE CHART"),
             };
-            let chart = keel_chart::load(Path::new(&chart_path))
-                .map_err(|e| {
-                    // The hint is the root so that render_error finds it by downcasting.
-                    anyhow::Error::new(Hint::new(
-                        "pass a chart directory or .tgz; `keel chart create NAME` makes one",
-                    ))
-                    .context(e.to_string())
-                })
-                .with_context(|| format!("load chart {chart_path}"))?;
+            let chart = keel_chart::load(Path::new(&chart_path)).map_err(|e| {
+                // The hint is the root so that render_error finds it by downcasting.
+                anyhow::Error::new(Hint::new(
+                    "pass a chart directory or .tgz; `keel chart create NAME` makes one",
+                ))
+                .context(e.to_string())
+            })?;
             // Helm's own messages say what failed (`failed to parse FILE: …`,
             // `execution error at (…)`); no context is added so they read as Helm's.
             let user = keel_chart::user_values(&values.options())?;
@@ -211,6 +220,7 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                 show_only,
                 is_upgrade,
                 revision: 1,
+                skip_schema_validation,
             };
             let rendered = keel_chart::render(&chart, &user, &opts).map_err(one_line)?;
             // Helm 4 logs these through slog's text handler, which quotes
