@@ -139,6 +139,12 @@ pub enum ChartCommand {
         /// Chart directory or archive.
         chart: PathBuf,
     },
+    /// Chart repositories: add, list, update, remove, index (Helm's files).
+    #[command(subcommand)]
+    Repo(crate::chart_repo::RepoCommand),
+    /// Search the charts of the added repositories.
+    #[command(subcommand)]
+    Search(SearchCommand),
     /// Package a chart directory into NAME-VERSION.tgz.
     Package {
         /// Chart directories.
@@ -148,6 +154,13 @@ pub enum ChartCommand {
         #[arg(short = 'd', long = "destination", default_value = ".")]
         destination: PathBuf,
     },
+}
+
+/// `keel chart search …`.
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Search the added repositories' indexes (as `helm search repo`).
+    Repo(crate::chart_repo::SearchRepoArgs),
 }
 
 /// `keel chart dependency …`.
@@ -292,6 +305,10 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             std::io::Write::write_all(&mut std::io::stdout().lock(), &text)
                 .context("write chart information")?;
             Ok(ExitCode::SUCCESS)
+        }
+        ChartCommand::Repo(c) => crate::chart_repo::run(&c).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Search(SearchCommand::Repo(a)) => {
+            crate::chart_repo::search(&a).map(|()| ExitCode::SUCCESS)
         }
         ChartCommand::Package { paths, destination } => {
             for p in &paths {
@@ -444,14 +461,7 @@ fn dependency_list(dir: &Path, width: usize) -> anyhow::Result<String> {
             dir.join("charts").display()
         ));
     }
-    let cell = |s: &str| -> String {
-        if width > 0 && s.chars().count() > width {
-            let keep: String = s.chars().take(width.saturating_sub(3)).collect();
-            format!("{keep}...")
-        } else {
-            s.to_string()
-        }
-    };
+    let cell = |s: &str| crate::chart_show::truncate(s, width);
     let mut rows = vec![
         ["NAME", "VERSION", "REPOSITORY", "STATUS"]
             .map(String::from)

@@ -443,6 +443,17 @@ pub fn ansic(t: &str) -> String {
     )
 }
 
+/// A table cell at most `width` characters (0: any), cut with `...` as
+/// uitable's `MaxColWidth` does.
+pub fn truncate(s: &str, width: usize) -> String {
+    if width > 0 && s.chars().count() > width {
+        let keep: String = s.chars().take(width.saturating_sub(3)).collect();
+        format!("{keep}...")
+    } else {
+        s.to_string()
+    }
+}
+
 /// `gosuri/uitable` as Helm uses it: every cell padded to its column's
 /// width, cells joined by a tab; Helm's `EncodeTable` adds a newline.
 pub fn table(rows: &[Vec<String>]) -> String {
@@ -467,7 +478,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// `-o json` keeps the struct's field order (Go's); `-o yaml` sorts keys (sigs.k8s.io/yaml).
-fn encode<T: serde::Serialize>(v: &T, output: &str) -> anyhow::Result<String> {
+pub(crate) fn encode<T: serde::Serialize>(v: &T, output: &str) -> anyhow::Result<String> {
     match output {
         // Go's encoding/json escapes <, > and & (and U+2028/9) in strings
         "json" => Ok(format!(
