@@ -237,6 +237,20 @@ step "render a Helm chart as helm template does (values numbers are Helm's float
 "$KEEL" chart template web "$REG_DIR/mychart" -n prod --set service.port=8080 \
   --set-literal 'podAnnotations.note=a,b=c' --show-only templates/service.yaml
 
+step "a chart repository: package, index, serve over HTTP, add and search (Helm's repositories.yaml)"
+CR_DIR="$(mktemp -d /tmp/keel-quickstart-charts.XXXXXX)"
+mkdir -p "$CR_DIR/repo"
+"$KEEL" chart package "$REG_DIR/mychart" -d "$CR_DIR/repo"
+CR_PORT="$(free_port)"
+"$KEEL" chart repo index "$CR_DIR/repo" --url "http://127.0.0.1:$CR_PORT"
+(cd "$CR_DIR/repo" && exec python3 -m http.server "$CR_PORT" --bind 127.0.0.1 >/dev/null 2>&1) &
+CR_PID=$!
+for _ in $(seq 50); do http_get "http://127.0.0.1:$CR_PORT/index.yaml" >/dev/null 2>&1 && break; sleep 0.1; done
+HELM_CONFIG_HOME="$CR_DIR/config" HELM_CACHE_HOME="$CR_DIR/cache" "$KEEL" chart repo add local "http://127.0.0.1:$CR_PORT"
+HELM_CONFIG_HOME="$CR_DIR/config" HELM_CACHE_HOME="$CR_DIR/cache" "$KEEL" chart search repo mychart --versions
+kill "$CR_PID"; wait "$CR_PID" 2>/dev/null || true
+rm -rf "$CR_DIR"
+
 step "run a GitHub Actions workflow locally: keel ci (host job, busybox container job, masked secret)"
 CI_DIR="$(mktemp -d /tmp/keel-quickstart-ci.XXXXXX)"
 mkdir -p "$CI_DIR/.github/workflows"

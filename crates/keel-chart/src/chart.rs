@@ -168,6 +168,9 @@ impl Chart {
 
 /// Loads a chart from a directory or a `.tgz` archive.
 pub fn load(path: &Path) -> Result<Chart, ChartError> {
+    if !path.exists() {
+        return Err(ChartError::Missing(path.display().to_string()));
+    }
     if path.is_dir() {
         let files = read_dir_files(path)?;
         return from_files(&path.display().to_string(), files);

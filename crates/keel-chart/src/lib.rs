@@ -27,6 +27,9 @@ pub use values::{SetKind, Table};
 /// Errors of chart operations; messages follow Helm's where users know them.
 #[derive(Debug, thiserror::Error)]
 pub enum ChartError {
+    /// Go's `os.Stat` error text, as Helm reports a chart path that is not there.
+    #[error("stat {0}: no such file or directory")]
+    Missing(String),
     #[error("read {path}: {source}")]
     Read {
         path: String,

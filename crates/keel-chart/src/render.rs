@@ -28,6 +28,8 @@ pub struct TemplateOptions {
     pub is_upgrade: bool,
     /// `.Release.Revision` (1 for `template` and a first install).
     pub revision: i64,
+    /// Do not check values against values.schema.json (`--skip-schema-validation`).
+    pub skip_schema_validation: bool,
 }
 
 impl Default for TemplateOptions {
@@ -41,6 +43,7 @@ impl Default for TemplateOptions {
             skip_tests: false,
             show_only: Vec::new(),
             is_upgrade: false,
+            skip_schema_validation: false,
             revision: 1,
         }
     }
@@ -487,7 +490,9 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     values::process_dependencies(&mut chart, user, &mut warnings)?;
     let vals = Value::map(values::coalesce_values_for(&chart, user, &mut warnings)?);
     let mut schema_errs = String::new();
-    validate_schemas(&chart, &vals, &mut schema_errs);
+    if !opts.skip_schema_validation {
+        validate_schemas(&chart, &vals, &mut schema_errs);
+    }
     if !schema_errs.is_empty() {
         return Err(ChartError::Schema(format!(
             "values don't meet the specifications of the schema(s) in the following chart(s):\n{schema_errs}"

@@ -80,12 +80,18 @@ pub enum ChartCommand {
         /// Kubernetes version for .Capabilities (default v1.35.0, as Helm 4.1.4).
         #[arg(long = "kube-version")]
         kube_version: Option<String>,
-        /// Extra API versions for .Capabilities.APIVersions.
-        #[arg(short = 'a', long = "api-versions")]
+        /// Extra API versions for .Capabilities.APIVersions (comma-separated or repeated).
+        #[arg(short = 'a', long = "api-versions", value_delimiter = ',')]
         api_versions: Vec<String>,
         /// Render as an upgrade (.Release.IsUpgrade).
         #[arg(long = "is-upgrade")]
         is_upgrade: bool,
+        /// Name the release with a Go template (sprig functions), when no NAME is given.
+        #[arg(long = "name-template")]
+        name_template: Option<String>,
+        /// Do not validate values against the chart's values.schema.json.
+        #[arg(long = "skip-schema-validation")]
+        skip_schema_validation: bool,
     },
     /// Create a new chart with the files `helm create` makes.
     Create {
@@ -133,6 +139,12 @@ pub enum ChartCommand {
         /// Chart directory or archive.
         chart: PathBuf,
     },
+    /// Chart repositories: add, list, update, remove, index (Helm's files).
+    #[command(subcommand)]
+    Repo(crate::chart_repo::RepoCommand),
+    /// Search the charts of the added repositories.
+    #[command(subcommand)]
+    Search(SearchCommand),
     /// Package a chart directory into NAME-VERSION.tgz.
     Package {
         /// Chart directories.
@@ -142,6 +154,13 @@ pub enum ChartCommand {
         #[arg(short = 'd', long = "destination", default_value = ".")]
         destination: PathBuf,
     },
+}
+
+/// `keel chart search …`.
+#[derive(Debug, Subcommand)]
+pub enum SearchCommand {
+    /// Search the added repositories' indexes (as `helm search repo`).
+    Repo(crate::chart_repo::SearchRepoArgs),
 }
 
 /// `keel chart dependency …`.
@@ -183,21 +202,24 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             kube_version,
             api_versions,
             is_upgrade,
+            name_template,
+            skip_schema_validation,
         } => {
             let (release, chart_path) = match args.as_slice() {
-                [c] => ("release-name".to_string(), c.clone()),
+                [c] => match &name_template {
+                    Some(t) => (crate::chart_release::name_from_template(t)?, c.clone()),
+                    None => ("release-name".to_string(), c.clone()),
+                },
                 [r, c] => (r.clone(), c.clone()),
                 _ => anyhow::bail!("expected RELEASE CHART"),
             };
-            let chart = keel_chart::load(Path::new(&chart_path))
-                .map_err(|e| {
-                    // The hint is the root so that render_error finds it by downcasting.
-                    anyhow::Error::new(Hint::new(
-                        "pass a chart directory or .tgz; `keel chart create NAME` makes one",
-                    ))
-                    .context(e.to_string())
-                })
-                .with_context(|| format!("load chart {chart_path}"))?;
+            let chart = keel_chart::load(Path::new(&chart_path)).map_err(|e| {
+                // The hint is the root so that render_error finds it by downcasting.
+                anyhow::Error::new(Hint::new(
+                    "pass a chart directory or .tgz; `keel chart create NAME` makes one",
+                ))
+                .context(e.to_string())
+            })?;
             // Helm's own messages say what failed (`failed to parse FILE: …`,
             // `execution error at (…)`); no context is added so they read as Helm's.
             let user = keel_chart::user_values(&values.options())?;
@@ -211,6 +233,7 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
                 show_only,
                 is_upgrade,
                 revision: 1,
+                skip_schema_validation,
             };
             let rendered = keel_chart::render(&chart, &user, &opts).map_err(one_line)?;
             // Helm 4 logs these through slog's text handler, which quotes
@@ -282,6 +305,10 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             std::io::Write::write_all(&mut std::io::stdout().lock(), &text)
                 .context("write chart information")?;
             Ok(ExitCode::SUCCESS)
+        }
+        ChartCommand::Repo(c) => crate::chart_repo::run(&c).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Search(SearchCommand::Repo(a)) => {
+            crate::chart_repo::search(&a).map(|()| ExitCode::SUCCESS)
         }
         ChartCommand::Package { paths, destination } => {
             for p in &paths {
@@ -434,14 +461,7 @@ fn dependency_list(dir: &Path, width: usize) -> anyhow::Result<String> {
             dir.join("charts").display()
         ));
     }
-    let cell = |s: &str| -> String {
-        if width > 0 && s.chars().count() > width {
-            let keep: String = s.chars().take(width.saturating_sub(3)).collect();
-            format!("{keep}...")
-        } else {
-            s.to_string()
-        }
-    };
+    let cell = |s: &str| crate::chart_show::truncate(s, width);
     let mut rows = vec![
         ["NAME", "VERSION", "REPOSITORY", "STATUS"]
             .map(String::from)

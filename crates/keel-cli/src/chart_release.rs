@@ -40,7 +40,12 @@ pub struct ApplyFlags {
     #[arg(long = "timeout", default_value = "5m0s")]
     pub timeout: String,
     /// Wait until all resources are ready (or the timeout passes).
-    #[arg(long = "wait", num_args = 0..=1, default_missing_value = "watcher")]
+    #[arg(
+        long = "wait",
+        num_args = 0..=1,
+        default_missing_value = "watcher",
+        require_equals = true
+    )]
     pub wait: Option<String>,
     /// Also wait for Jobs to complete.
     #[arg(long = "wait-for-jobs")]
@@ -62,12 +67,33 @@ pub struct ApplyFlags {
     pub force_conflicts: bool,
 }
 
-/// `keel chart install NAME CHART`.
+/// `keel chart install [NAME] CHART`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// Release name, then chart (directory or .tgz).
-    #[arg(num_args = 2, required = true)]
-    pub args: Vec<String>,
+    /// Release name (leave it out with --generate-name or --name-template).
+    #[arg(value_name = "NAME", required = true)]
+    pub first: String,
+    /// Chart (directory or .tgz).
+    #[arg(value_name = "CHART")]
+    pub second: Option<String>,
+    /// Generate the release name: the chart's name and the time.
+    #[arg(short = 'g', long = "generate-name")]
+    pub generate_name: bool,
+    /// Name the release with a Go template (sprig functions, as Helm).
+    #[arg(long = "name-template")]
+    pub name_template: Option<String>,
+    /// Take over objects that exist without Helm's ownership marks (or another release's).
+    #[arg(long = "take-ownership")]
+    pub take_ownership: bool,
+    /// With --dry-run: print Secrets as a `# HIDDEN` line instead of their data.
+    #[arg(long = "hide-secret")]
+    pub hide_secret: bool,
+    /// Do not validate values against the chart's values.schema.json.
+    #[arg(long = "skip-schema-validation")]
+    pub skip_schema_validation: bool,
+    /// Check that the chart's dependencies are in charts/ before installing.
+    #[arg(long = "dependency-update")]
+    pub dependency_update: bool,
     #[command(flatten)]
     pub kube: KubeFlags,
     #[command(flatten)]
@@ -94,9 +120,19 @@ pub struct InstallArgs {
 /// `keel chart upgrade NAME CHART`.
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
-    /// Release name, then chart (directory or .tgz).
-    #[arg(num_args = 2, required = true)]
-    pub args: Vec<String>,
+    /// Release name.
+    pub name: String,
+    /// Chart (directory or .tgz).
+    pub chart: String,
+    /// Take over objects that exist without Helm's ownership marks (or another release's).
+    #[arg(long = "take-ownership")]
+    pub take_ownership: bool,
+    /// Do not validate values against the chart's values.schema.json.
+    #[arg(long = "skip-schema-validation")]
+    pub skip_schema_validation: bool,
+    /// Check that the chart's dependencies are in charts/ before upgrading.
+    #[arg(long = "dependency-update")]
+    pub dependency_update: bool,
     #[command(flatten)]
     pub kube: KubeFlags,
     #[command(flatten)]
@@ -172,12 +208,31 @@ pub struct UninstallArgs {
     /// Time to wait for any individual Kubernetes operation.
     #[arg(long = "timeout", default_value = "5m0s")]
     pub timeout: String,
+    /// Wait until the deleted objects are gone (or the timeout passes).
+    #[arg(
+        long = "wait",
+        num_args = 0..=1,
+        default_missing_value = "watcher",
+        require_equals = true
+    )]
+    pub wait: Option<String>,
 }
 
-/// Now, as Go's `time.Now()` marshals in UTC (RFC 3339, trailing zeros of
-/// the fraction dropped).
+/// The instant release records are stamped with: `SOURCE_DATE_EPOCH` (the
+/// reproducible-builds convention, seconds since 1970) when set, so that CI
+/// and Helm's own test table get the same records on every run; else now.
+fn clock() -> chrono::DateTime<chrono::Utc> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .unwrap_or_else(chrono::Utc::now)
+}
+
+/// Now ([`clock`]), as Go's `time.Now()` marshals in UTC (RFC 3339,
+/// trailing zeros of the fraction dropped).
 pub fn now() -> String {
-    let t = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let t = clock().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     match t.split_once('.') {
         Some((head, frac)) => {
             let digits = frac.trim_end_matches('Z').trim_end_matches('0');
@@ -226,10 +281,24 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// The cluster and the release namespace.
+/// The cluster and the release namespace, and the command's choices that
+/// reach deep into rendering and applying.
 pub struct Ctx {
     pub kube: Kube,
     pub ns: String,
+    pub opts: ReleaseOpts,
+}
+
+/// Install and upgrade options Helm passes down to rendering and applying.
+#[derive(Debug, Clone, Copy, Default)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct ReleaseOpts {
+    /// `--take-ownership`: adopt objects whatever their ownership marks say.
+    pub take_ownership: bool,
+    /// `--skip-schema-validation`.
+    pub skip_schema: bool,
+    /// `--hide-secret` (dry runs only): Secrets print as a `# HIDDEN` line.
+    pub hide_secret: bool,
 }
 
 impl Ctx {
@@ -245,7 +314,11 @@ impl Ctx {
             })
             .or_else(|| kube.context_namespace().map(str::to_string))
             .unwrap_or_else(|| "default".into());
-        Ok(Ctx { kube, ns })
+        Ok(Ctx {
+            kube,
+            ns,
+            opts: ReleaseOpts::default(),
+        })
     }
 
     fn secrets(ns: &str) -> String {
@@ -283,7 +356,7 @@ impl Ctx {
 
     /// Stores a new record (`createdAt` stamped, as Helm's driver does).
     pub fn create(&self, rel: &Release) -> anyhow::Result<()> {
-        let secret = rel.secret(("createdAt", chrono::Utc::now().timestamp()));
+        let secret = rel.secret(("createdAt", clock().timestamp()));
         match self.kube.create(&Self::secrets(&rel.namespace), &secret)? {
             Ok(_) => Ok(()),
             Err(e) if e.code == 409 => bail!("release: already exists"),
@@ -294,7 +367,7 @@ impl Ctx {
     /// Rewrites a record (`modifiedAt` stamped; other labels kept).
     pub fn update(&self, rel: &Release) -> anyhow::Result<()> {
         let path = format!("{}/{}", Self::secrets(&rel.namespace), rel.key());
-        let mut secret = rel.secret(("modifiedAt", chrono::Utc::now().timestamp()));
+        let mut secret = rel.secret(("modifiedAt", clock().timestamp()));
         if let Some(old) = self.kube.get(&path)? {
             let mut labels = old["metadata"]["labels"]
                 .as_object()
@@ -450,7 +523,7 @@ fn update_objects(
     let mut prepared = Vec::new();
     for o in target {
         let (path, obj) = owned(&ctx.kube, o, name, ns)?;
-        if !had.contains(&identity(o, ns)) {
+        if !had.contains(&identity(o, ns)) && !ctx.opts.take_ownership {
             check_ownership(&ctx.kube, &path, &obj, name, ns, op)?;
         }
         prepared.push((path, obj));
@@ -493,6 +566,22 @@ fn delete_objects(ctx: &Ctx, objs: &[J]) -> anyhow::Result<Vec<String>> {
         ctx.kube.delete(&path)?;
     }
     Ok(kept)
+}
+
+/// `uninstall --wait`: until every deleted (not kept) object is gone.
+fn wait_deleted(ctx: &Ctx, objs: &[J], deadline: Instant) -> anyhow::Result<()> {
+    for o in objs.iter().filter(|o| !keeps(o)) {
+        let Ok((path, _)) = ctx.kube.object_path(o, &ctx.ns) else {
+            continue;
+        };
+        while ctx.kube.get(&path)?.is_some() {
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {path} to be deleted");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
 
 /// Waits for a hook's resource: Jobs until complete or failed, Pods until
@@ -675,6 +764,7 @@ fn supersede(ctx: &Ctx, history: &[Release]) -> anyhow::Result<()> {
 /// Renders `chart` for a release and fills the release's chart, manifest,
 /// hooks and notes.
 fn render_into(
+    ctx: &Ctx,
     rel: &mut Release,
     chart: &keel_chart::Chart,
     user: &keel_chart::Table,
@@ -685,6 +775,7 @@ fn render_into(
         namespace: rel.namespace.clone(),
         is_upgrade,
         revision: rel.version,
+        skip_schema_validation: ctx.opts.skip_schema,
         ..keel_chart::TemplateOptions::default()
     };
     let rendered = keel_chart::render(chart, user, &opts).map_err(|e| {
@@ -699,11 +790,43 @@ fn render_into(
         )
     })?;
     rel.chart = release::chart_json(chart);
-    rel.manifest = release::manifest_text(&rendered);
+    rel.manifest = if ctx.opts.hide_secret {
+        // Helm hides them in the dry run's record, which is only printed
+        let mut shown = rendered.clone();
+        for m in &mut shown.manifests {
+            if m.kind == "Secret" {
+                m.content = "# HIDDEN: The Secret output has been suppressed".into();
+            }
+        }
+        release::manifest_text(&shown)
+    } else {
+        release::manifest_text(&rendered)
+    };
     rel.hooks = rendered.hooks.iter().map(release::hook_of).collect();
     rel.info.notes = rendered.notes.clone().unwrap_or_default();
     rel.config = user.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
     Ok(rendered)
+}
+
+/// Helm's `CheckDependencies`: every Chart.yaml dependency has a chart in charts/.
+fn check_dependencies(chart: &keel_chart::Chart) -> anyhow::Result<()> {
+    let missing: Vec<&str> = chart
+        .metadata
+        .dependencies
+        .iter()
+        .filter(|d| !chart.dependencies.iter().any(|c| c.metadata.name == d.name))
+        .map(|d| d.name.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow::Error::new(crate::Hint::new(
+        "`keel chart dependency build` (or helm's) fetches them into charts/",
+    ))
+    .context(format!(
+        "an error occurred while checking for chart dependencies. You may need to run 'helm dependency build' to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}",
+        missing.join(", ")
+    )))
 }
 
 fn load_chart(path: &str, version: Option<&str>) -> anyhow::Result<keel_chart::Chart> {
@@ -736,6 +859,11 @@ fn ensure_namespace(ctx: &Ctx) -> anyhow::Result<()> {
     }
 }
 
+/// [`is_dry`] without its deprecation warning.
+fn is_dry_quiet(d: Option<&String>) -> bool {
+    matches!(d.map(String::as_str), Some("client" | "server" | "true"))
+}
+
 fn is_dry(d: Option<&String>) -> bool {
     if d.is_some_and(|d| d == "true") {
         // Helm 4 logs this through slog's text handler
@@ -746,11 +874,61 @@ fn is_dry(d: Option<&String>) -> bool {
     matches!(d.map(String::as_str), Some("client" | "server" | "true"))
 }
 
+/// Helm's `NameAndChart`: `NAME CHART`, or `CHART` with a name from
+/// --name-template or --generate-name.
+fn install_name_and_chart(a: &InstallArgs) -> anyhow::Result<(String, String)> {
+    if let Some(chart) = &a.second {
+        if a.generate_name {
+            bail!("cannot set --generate-name and also specify a name");
+        }
+        if a.name_template.is_some() {
+            bail!("cannot set --name-template and also specify a name");
+        }
+        return Ok((a.first.clone(), chart.clone()));
+    }
+    if let Some(t) = &a.name_template {
+        return Ok((name_from_template(t)?, a.first.clone()));
+    }
+    if !a.generate_name {
+        return Err(
+            anyhow::Error::new(crate::Hint::new("pass NAME CHART, or --generate-name"))
+                .context("must either provide a name or specify --generate-name"),
+        );
+    }
+    // Helm: the chart's base name without .tgz, then the unix time
+    let base = Path::new(&a.first)
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".tgz").to_string())
+        .unwrap_or_default();
+    let base: String = base.chars().take(53 - 11).collect();
+    Ok((format!("{base}-{}", clock().timestamp()), a.first.clone()))
+}
+
+/// Helm's `TemplateName`: the template run with sprig's functions and no data.
+pub fn name_from_template(t: &str) -> anyhow::Result<String> {
+    let mut set = keel_gotmpl::Templates::new();
+    set.parse("name-template", t)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    set.execute("name-template", &keel_gotmpl::Value::Nil)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// `keel chart install`.
 pub fn install(a: &InstallArgs) -> anyhow::Result<()> {
-    let (name, chart_path) = (&a.args[0], &a.args[1]);
-    let ctx = Ctx::new(&a.kube)?;
-    let chart = load_chart(chart_path, a.version.as_deref())?;
+    let (name, chart_path) = install_name_and_chart(a)?;
+    let (name, chart_path) = (&name, &chart_path);
+    if a.hide_secret && !is_dry_quiet(a.apply.dry_run.as_ref()) {
+        bail!("INSTALLATION FAILED: hiding Kubernetes secrets requires a dry-run mode");
+    }
+    let mut ctx = Ctx::new(&a.kube)?;
+    ctx.opts = ReleaseOpts {
+        take_ownership: a.take_ownership,
+        skip_schema: a.skip_schema_validation,
+        hide_secret: a.hide_secret,
+    };
+    // context, not a new error, so that the load error's hint stays found
+    let chart = load_chart(chart_path, a.version.as_deref()).context("INSTALLATION FAILED")?;
+    check_dependencies(&chart)?;
     let user = keel_chart::user_values(&a.values.options())?;
     let rel = do_install(
         &ctx,
@@ -808,7 +986,7 @@ fn do_install(
         apply_method: "ssa".into(),
         ..Release::default()
     };
-    let rendered = render_into(&mut rel, chart, user, false)?;
+    let rendered = render_into(ctx, &mut rel, chart, user, false)?;
     if dry {
         rel.info.description = "Dry run complete".into();
         rel.info.status = status::PENDING_INSTALL.into();
@@ -835,7 +1013,9 @@ fn do_install(
     // Helm refuses before it records anything when another owner holds an object.
     for o in &target {
         let (path, obj) = owned(&ctx.kube, o, name, &ctx.ns)?;
-        check_ownership(&ctx.kube, &path, &obj, name, &ctx.ns, "install")?;
+        if !ctx.opts.take_ownership {
+            check_ownership(&ctx.kube, &path, &obj, name, &ctx.ns, "install")?;
+        }
     }
     ctx.create(&rel)?;
     // ownership was checked above, before anything was recorded
@@ -902,9 +1082,15 @@ fn keel_gotmpl_value(v: &J) -> keel_chart::GoValue {
 
 /// `keel chart upgrade`.
 pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
-    let (name, chart_path) = (&a.args[0], &a.args[1]);
-    let ctx = Ctx::new(&a.kube)?;
+    let (name, chart_path) = (&a.name, &a.chart);
+    let mut ctx = Ctx::new(&a.kube)?;
+    ctx.opts = ReleaseOpts {
+        take_ownership: a.take_ownership,
+        skip_schema: a.skip_schema_validation,
+        hide_secret: false,
+    };
     let mut chart = load_chart(chart_path, a.version.as_deref())?;
+    check_dependencies(&chart)?;
     let user = keel_chart::user_values(&a.values.options())?;
     let history = ctx.history(name)?;
     let live = history.iter().any(|r| r.info.status != status::UNINSTALLED);
@@ -917,7 +1103,10 @@ pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
                 &user,
                 &a.apply,
                 a.create_namespace,
-                false,
+                // Helm's isReleaseUninstalled: install over the kept history
+                history
+                    .last()
+                    .is_some_and(|r| r.info.status == status::UNINSTALLED),
                 a.skip_crds,
                 a.rollback_on_failure,
             )
@@ -973,7 +1162,7 @@ fn do_upgrade(
         apply_method: "ssa".into(),
         ..Release::default()
     };
-    render_into(&mut rel, chart, &values, true)?;
+    render_into(ctx, &mut rel, chart, &values, true)?;
     if is_dry(f.dry_run.as_ref()) {
         rel.info.description = "Dry run complete".into();
         return Ok(rel);
@@ -1146,7 +1335,11 @@ pub fn uninstall(a: &UninstallArgs) -> anyhow::Result<()> {
         if !a.no_hooks {
             run_hooks(&ctx, &mut rel, "pre-delete", timeout)?;
         }
-        let kept = delete_objects(&ctx, &objects(&rel.manifest)?)?;
+        let objs = objects(&rel.manifest)?;
+        let kept = delete_objects(&ctx, &objs)?;
+        if a.wait.is_some() {
+            wait_deleted(&ctx, &objs, Instant::now() + timeout)?;
+        }
         if !a.no_hooks {
             run_hooks(&ctx, &mut rel, "post-delete", timeout)?;
         }

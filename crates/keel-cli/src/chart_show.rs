@@ -2,11 +2,12 @@
 //! commands, printed as Helm prints them (its `uitable` tables, Go time
 //! formats, `-o json|yaml`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use keel_chart::release::{Release, status};
+use keel_chart::release::{self, Release, status};
 use serde_json::Value as J;
 
 use crate::chart_release::{Ctx, KubeFlags};
@@ -64,6 +65,9 @@ pub struct ListArgs {
     /// Sort by release date.
     #[arg(short = 'd', long = "date")]
     pub date: bool,
+    /// Format times with a Go layout, e.g. "2006-01-02 15:04:05Z0700".
+    #[arg(long = "time-format")]
+    pub time_format: Option<String>,
 }
 
 /// `keel chart history NAME`.
@@ -141,7 +145,203 @@ pub enum GetCommand {
         kube: KubeFlags,
         #[arg(long = "revision")]
         revision: Option<i64>,
+        /// A Go template over `.Release` (Helm's field names: `.Release.Chart.Metadata.Version`).
+        #[arg(long = "template")]
+        template: Option<String>,
     },
+    /// The metadata of a release: chart, labels, status, when and how deployed.
+    Metadata {
+        name: String,
+        #[command(flatten)]
+        kube: KubeFlags,
+        #[arg(long = "revision")]
+        revision: Option<i64>,
+        #[arg(short = 'o', long = "output", default_value = "table")]
+        output: String,
+    },
+}
+
+/// One chart dependency as Helm's `chart.Dependency` marshals it (its field order).
+#[derive(serde::Serialize)]
+struct DepJson {
+    name: J,
+    #[serde(skip_serializing_if = "is_empty_json")]
+    version: J,
+    repository: J,
+    #[serde(skip_serializing_if = "is_empty_json")]
+    condition: J,
+    #[serde(skip_serializing_if = "is_empty_json")]
+    tags: J,
+    #[serde(skip_serializing_if = "is_empty_json")]
+    enabled: J,
+    #[serde(rename = "import-values", skip_serializing_if = "is_empty_json")]
+    import_values: J,
+    #[serde(skip_serializing_if = "is_empty_json")]
+    alias: J,
+}
+
+fn is_empty_json(v: &J) -> bool {
+    match v {
+        J::Null => true,
+        J::Bool(b) => !b,
+        J::String(s) => s.is_empty(),
+        J::Array(a) => a.is_empty(),
+        J::Object(o) => o.is_empty(),
+        J::Number(_) => false,
+    }
+}
+
+/// Helm's `action.Metadata`, field for field.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataJson {
+    name: String,
+    chart: String,
+    version: String,
+    app_version: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dependencies: Vec<DepJson>,
+    namespace: String,
+    revision: i64,
+    status: String,
+    deployed_at: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    apply_method: String,
+}
+
+/// The labels a user gave the release record (Helm's own left out).
+fn record_labels(ctx: &Ctx, rel: &Release) -> anyhow::Result<BTreeMap<String, String>> {
+    let path = format!(
+        "/api/v1/namespaces/{}/secrets/{}",
+        ctx.ns,
+        release::key(&rel.name, rel.version)
+    );
+    let secret = ctx.kube.get(&path)?.unwrap_or(J::Null);
+    let system = [
+        "name",
+        "owner",
+        "status",
+        "version",
+        "createdAt",
+        "modifiedAt",
+    ];
+    Ok(secret["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !system.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect())
+}
+
+/// `helm get metadata`.
+fn metadata(ctx: &Ctx, rel: &Release, output: &str) -> anyhow::Result<String> {
+    let m = &rel.chart["metadata"];
+    let text = |v: &J| v.as_str().unwrap_or_default().to_string();
+    let annotations: BTreeMap<String, String> = m["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), text(v)))
+        .collect();
+    let dependencies: Vec<DepJson> = m["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| DepJson {
+            name: d["name"].clone(),
+            version: d["version"].clone(),
+            repository: d
+                .get("repository")
+                .cloned()
+                .unwrap_or(J::String(String::new())),
+            condition: d["condition"].clone(),
+            tags: d["tags"].clone(),
+            enabled: d["enabled"].clone(),
+            import_values: d["import-values"].clone(),
+            alias: d["alias"].clone(),
+        })
+        .collect();
+    // Helm formats the stored time in the local zone with RFC 3339
+    let deployed_at = rel.info.last_deployed.as_deref().map_or_else(
+        || "0001-01-01T00:00:00Z".to_string(),
+        |t| go_time_format(t, "2006-01-02T15:04:05Z07:00"),
+    );
+    let md = MetadataJson {
+        name: rel.name.clone(),
+        chart: text(&m["name"]),
+        version: text(&m["version"]),
+        app_version: text(&m["appVersion"]),
+        annotations,
+        labels: record_labels(ctx, rel)?,
+        dependencies,
+        namespace: rel.namespace.clone(),
+        revision: rel.version,
+        status: rel.info.status.clone(),
+        deployed_at,
+        apply_method: rel.apply_method.clone(),
+    };
+    if output != "table" {
+        return encode(&md, output);
+    }
+    let kv = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut deps: Vec<String> = md.dependencies.iter().map(|d| text(&d.name)).collect();
+    deps.sort();
+    let apply = match md.apply_method.as_str() {
+        "" => "client-side apply (defaulted)".to_string(),
+        "csa" => "client-side apply".to_string(),
+        "ssa" => "server-side apply".to_string(),
+        o => format!("unknown ({o:?})"),
+    };
+    Ok(format!(
+        "NAME: {}\nCHART: {}\nVERSION: {}\nAPP_VERSION: {}\nANNOTATIONS: {}\nLABELS: {}\nDEPENDENCIES: {}\nNAMESPACE: {}\nREVISION: {}\nSTATUS: {}\nDEPLOYED_AT: {}\nAPPLY_METHOD: {apply}\n",
+        md.name,
+        md.chart,
+        md.version,
+        md.app_version,
+        kv(&md.annotations),
+        kv(&md.labels),
+        deps.join(","),
+        md.namespace,
+        md.revision,
+        md.status,
+        md.deployed_at,
+    ))
+}
+
+/// A stored JSON key as the Go field it comes from (`first_deployed` ->
+/// `FirstDeployed`, `apiVersion` -> `APIVersion`), for `--template`.
+fn go_field(k: &str) -> String {
+    match k {
+        "apiVersion" => "APIVersion".into(),
+        "import-values" => "ImportValues".into(),
+        _ => k
+            .split(['_', '-'])
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    }
+}
+
+fn go_fields(v: &J) -> J {
+    match v {
+        J::Object(m) => J::Object(m.iter().map(|(k, v)| (go_field(k), go_fields(v))).collect()),
+        J::Array(a) => J::Array(a.iter().map(go_fields).collect()),
+        o => o.clone(),
+    }
 }
 
 /// Go's `Time.String()` of a stored time: `2006-01-02 15:04:05.999999999 -0700 MST`.
@@ -173,12 +373,85 @@ pub fn go_time_string(t: &str) -> String {
     format!("{out} {off} {zone}")
 }
 
+/// Go's `Time.Format(layout)` of a stored time, in the local zone (TZ) as
+/// Helm's `--time-format`: the reference time's elements (2006, 01, Jan,
+/// 02, _2, 15, 03, 04, 05, PM, MST, Z0700, -07:00, .000, …) are replaced.
+pub fn go_time_format(t: &str, layout: &str) -> String {
+    let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) else {
+        return t.to_string();
+    };
+    let d = d.with_timezone(&chrono::Local);
+    // longest elements first, as Go's nextStdChunk prefers them
+    let elems: &[(&str, &str)] = &[
+        ("January", "%B"),
+        ("Monday", "%A"),
+        ("Z07:00", "Z07:00"),
+        ("-07:00", "%:z"),
+        ("Z0700", "Z0700"),
+        ("-0700", "%z"),
+        ("2006", "%Y"),
+        ("Jan", "%b"),
+        ("Mon", "%a"),
+        ("MST", "%Z"),
+        (".000000000", "%.9f"),
+        (".000000", "%.6f"),
+        (".000", "%.3f"),
+        ("_2", "%e"),
+        ("01", "%m"),
+        ("02", "%d"),
+        ("03", "%I"),
+        ("04", "%M"),
+        ("05", "%S"),
+        ("06", "%y"),
+        ("15", "%H"),
+        ("PM", "%p"),
+        ("pm", "%P"),
+        ("1", "%-m"),
+        ("2", "%-d"),
+        ("3", "%-I"),
+        ("4", "%-M"),
+        ("5", "%-S"),
+    ];
+    let mut out = String::new();
+    let mut rest = layout;
+    'outer: while !rest.is_empty() {
+        for (go, fmt) in elems {
+            if let Some(r) = rest.strip_prefix(go) {
+                let piece = match *fmt {
+                    "Z07:00" | "Z0700" if d.offset().local_minus_utc() == 0 => "Z".to_string(),
+                    "Z07:00" => d.format("%:z").to_string(),
+                    "Z0700" => d.format("%z").to_string(),
+                    f => d.format(f).to_string(),
+                };
+                out.push_str(&piece);
+                rest = r;
+                continue 'outer;
+            }
+        }
+        let c = rest.chars().next().unwrap_or_default();
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 /// Go's `time.ANSIC` layout: `Mon Jan _2 15:04:05 2006`.
 pub fn ansic(t: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(t).map_or_else(
         |_| t.to_string(),
         |d| d.format("%a %b %e %H:%M:%S %Y").to_string(),
     )
+}
+
+/// A table cell at most `width` characters (0: any), cut with `...` as
+/// uitable's `MaxColWidth` does.
+pub fn truncate(s: &str, width: usize) -> String {
+    if width > 0 && s.chars().count() > width {
+        let keep: String = s.chars().take(width.saturating_sub(3)).collect();
+        format!("{keep}...")
+    } else {
+        s.to_string()
+    }
 }
 
 /// `gosuri/uitable` as Helm uses it: every cell padded to its column's
@@ -205,7 +478,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// `-o json` keeps the struct's field order (Go's); `-o yaml` sorts keys (sigs.k8s.io/yaml).
-fn encode<T: serde::Serialize>(v: &T, output: &str) -> anyhow::Result<String> {
+pub(crate) fn encode<T: serde::Serialize>(v: &T, output: &str) -> anyhow::Result<String> {
     match output {
         // Go's encoding/json escapes <, > and & (and U+2028/9) in strings
         "json" => Ok(format!(
@@ -307,8 +580,13 @@ pub fn list(a: &ListArgs) -> anyhow::Result<()> {
         .take(if a.max == 0 { usize::MAX } else { a.max })
         .collect();
     if a.short {
-        for r in &rels {
-            println!("{}", r.name);
+        let names: Vec<&str> = rels.iter().map(|r| r.name.as_str()).collect();
+        if a.output == "table" {
+            for n in names {
+                println!("{n}");
+            }
+        } else {
+            print!("{}", encode(&names, &a.output)?);
         }
         return Ok(());
     }
@@ -319,10 +597,13 @@ pub fn list(a: &ListArgs) -> anyhow::Result<()> {
                 r.name.clone(),
                 r.namespace.clone(),
                 r.version.to_string(),
-                r.info
-                    .last_deployed
-                    .as_deref()
-                    .map_or_else(|| "-".to_string(), go_time_string),
+                r.info.last_deployed.as_deref().map_or_else(
+                    || "-".to_string(),
+                    |t| match &a.time_format {
+                        Some(layout) if !layout.is_empty() => go_time_format(t, layout),
+                        _ => go_time_string(t),
+                    },
+                ),
                 r.info.status.clone(),
                 r.chart_name_version(),
                 r.app_version(),
@@ -772,9 +1053,31 @@ pub fn get(c: &GetCommand) -> anyhow::Result<()> {
             name,
             kube,
             revision,
+            template,
         } => {
             let rel = pick(&Ctx::new(kube)?, name, *revision)?;
-            print_status(&rel, "table", true)?;
+            if let Some(t) = template {
+                let mut set = keel_gotmpl::Templates::new();
+                set.parse("_", t).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let data =
+                    serde_json::json!({ "Release": go_fields(&serde_json::to_value(&rel)?) });
+                let out = set
+                    .execute("_", &keel_chart::GoValue::from_json(&data, false))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                print!("{out}");
+            } else {
+                print_status(&rel, "table", true)?;
+            }
+        }
+        GetCommand::Metadata {
+            name,
+            kube,
+            revision,
+            output,
+        } => {
+            let ctx = Ctx::new(kube)?;
+            let rel = pick(&ctx, name, *revision)?;
+            print!("{}", metadata(&ctx, &rel, output)?);
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ mod agent;
 mod build;
 pub mod chart;
 mod chart_release;
+mod chart_repo;
 mod chart_show;
 mod chart_wait;
 mod ci;

@@ -129,7 +129,7 @@ fn values_flags_and_errors() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
-        err.starts_with("error: load chart nope: read nope: "),
+        err.starts_with("error: stat nope: no such file or directory\n"),
         "{err}"
     );
     assert!(
