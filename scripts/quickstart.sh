@@ -97,6 +97,18 @@ echo "bound from the host" > "$APP_DIR/motd"
 "$KEEL" run --rm --network none -v qs-www:/www quickstart/web:1 cat /www/index.html
 "$KEEL" volume rm qs-www >/dev/null
 
+step "networks as docker's: an internal network (no route out) with a label; --volumes-from"
+"$KEEL" network rm qs-sealed >/dev/null 2>&1 || true
+"$KEEL" network create --internal --label app=quickstart qs-sealed >/dev/null
+"$KEEL" network ls --filter label=app=quickstart
+"$KEEL" run --rm --network qs-sealed busybox sh -c 'if ip route | grep -q default; then exit 1; fi; echo "no default route"'
+"$KEEL" rm -f qs-data >/dev/null 2>&1 || true
+"$KEEL" create --name qs-data -v /data busybox true >/dev/null
+"$KEEL" run --rm --network none --volumes-from qs-data busybox sh -c 'echo shared > /data/f'
+"$KEEL" run --rm --network none --volumes-from qs-data:ro busybox cat /data/f
+"$KEEL" rm -v qs-data >/dev/null
+"$KEEL" network rm qs-sealed >/dev/null
+
 step "compose: the web image and a client that reaches it by service name"
 cat > "$APP_DIR/compose.yaml" <<'YAML'
 services:

@@ -27,6 +27,15 @@ fn net_hint(e: &NetError) -> Option<String> {
             Some("pass a free --subnet, or remove unused networks with keel network prune".into())
         }
         NetError::Unavailable { .. } => Some("run with --network none or --network host".into()),
+        NetError::NoParent(_) => Some("`ip link` lists the host's interfaces".into()),
+        NetError::ParentInUse { network, .. } => Some(format!(
+            "attach containers to {network}, or remove it first"
+        )),
+        NetError::CreateSublink { kind, reason, .. } if reason.contains("Unknown device type") => {
+            Some(format!(
+                "this kernel has no {kind} driver (modprobe {kind})"
+            ))
+        }
         _ => None,
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use keel_net::{NetError, NetworkInfo, Networks};
+use keel_net::{NetError, NetworkInfo, NetworkOptions, Networks};
 use serde::Serialize;
 
 use crate::Hint;
@@ -56,12 +56,33 @@ pub struct DisconnectArgs {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Driver to manage the network (only `bridge`).
+    /// Driver to manage the network: bridge, macvlan or ipvlan (these two need -o parent=IFNAME).
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,
     /// Subnet in CIDR format, e.g. 172.30.0.0/16 (default: the next free one from Docker's pools).
     #[arg(long)]
     pub subnet: Option<String>,
+    /// IPv4 gateway for the subnet (default: its first address).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Allocate container addresses from this sub-range of the subnet (CIDR).
+    #[arg(long)]
+    pub ip_range: Option<String>,
+    /// Auxiliary addresses the network never hands out (NAME=IP).
+    #[arg(long = "aux-address", value_name = "NAME=IP")]
+    pub aux_address: Vec<String>,
+    /// Restrict external access: no route or NAT out of the network.
+    #[arg(long)]
+    pub internal: bool,
+    /// Enable IPv6 (not supported: keel's networks are IPv4).
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Set metadata on the network (KEY=VALUE or KEY).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Driver options: `parent`, `macvlan_mode`, `ipvlan_mode`, `com.docker.network.bridge.enable_ip_masquerade`.
+    #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+    pub opt: Vec<String>,
     pub name: String,
 }
 
@@ -187,15 +208,37 @@ fn disconnect(root: &Path, a: &DisconnectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn create(root: &Path, a: CreateArgs) -> anyhow::Result<ExitCode> {
-    if a.driver != "bridge" {
-        return Err(
-            anyhow::Error::new(Hint::new("keel networks use --driver bridge"))
-                .context(format!("network driver {:?} is not supported", a.driver)),
-        );
+/// `KEY=VALUE` pairs of a repeated flag (`KEY` alone is an empty value where `bare` allows).
+fn pairs(flag: &str, items: &[String], bare: bool) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for it in items {
+        let (k, v) = match it.split_once('=') {
+            Some((k, v)) => (k, v),
+            None if bare => (it.as_str(), ""),
+            None => anyhow::bail!("invalid {flag} {it:?}: expected KEY=VALUE"),
+        };
+        if k.is_empty() {
+            anyhow::bail!("invalid {flag} {it:?}: the key is empty");
+        }
+        out.insert(k.to_string(), v.to_string());
     }
+    Ok(out)
+}
+
+fn create(root: &Path, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let o = NetworkOptions {
+        driver: a.driver.clone(),
+        subnet: a.subnet.clone(),
+        gateway: a.gateway.clone(),
+        ip_range: a.ip_range.clone(),
+        aux_addresses: pairs("--aux-address", &a.aux_address, false)?,
+        internal: a.internal,
+        ipv6: a.ipv6,
+        labels: pairs("--label", &a.label, true)?,
+        options: pairs("--opt", &a.opt, false)?,
+    };
     let info = open(root)?
-        .create(&a.name, a.subnet.as_deref())
+        .create_with(&a.name, &o)
         .map_err(|e| with_hint(e, format!("cannot create network {}", a.name)))?;
     println!("{}", info.id);
     Ok(ExitCode::SUCCESS)
@@ -212,6 +255,11 @@ fn matches_filter(n: &NetworkInfo, filters: &[(String, String)]) -> bool {
             "name" => n.name.contains(v),
             "id" => n.id.starts_with(v),
             "driver" => n.driver == *v,
+            // `label=KEY` or `label=KEY=VALUE`, as docker matches them.
+            "label" => match v.split_once('=') {
+                Some((k, val)) => n.labels.get(k).is_some_and(|x| x == val),
+                None => n.labels.contains_key(*v),
+            },
             "scope" => n.scope == *v,
             "type" => match *v {
                 "builtin" => ["bridge", "host", "none"].contains(&n.name.as_str()),
@@ -229,11 +277,11 @@ fn ls(root: &Path, a: LsArgs) -> anyhow::Result<ExitCode> {
         let (k, v) = f
             .split_once('=')
             .with_context(|| format!("bad filter {f:?}: expected KEY=VALUE"))?;
-        if !["name", "id", "driver", "scope", "type"].contains(&k) {
-            return Err(
-                anyhow::Error::new(Hint::new("filters: name, id, driver, scope, type"))
-                    .context(format!("invalid filter {k:?}")),
-            );
+        if !["name", "id", "driver", "scope", "type", "label"].contains(&k) {
+            return Err(anyhow::Error::new(Hint::new(
+                "filters: name, id, driver, scope, type, label",
+            ))
+            .context(format!("invalid filter {k:?}")));
         }
         filters.push((k.to_string(), v.to_string()));
     }
@@ -264,7 +312,8 @@ fn ls(root: &Path, a: LsArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": n.scope,
                     "IPv6": d["EnableIPv6"].as_bool().unwrap_or(false).to_string(),
                     "Internal": d["Internal"].as_bool().unwrap_or(false).to_string(),
-                    "Labels": "", "CreatedAt": d["Created"]})
+                    "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                    "CreatedAt": d["Created"]})
             })
             .collect();
         t.print(&v)?;
@@ -321,7 +370,14 @@ struct Ipam {
 #[serde(rename_all = "PascalCase")]
 struct IpamConfig {
     subnet: String,
+    #[serde(rename = "IPRange", skip_serializing_if = "String::is_empty")]
+    ip_range: String,
     gateway: String,
+    #[serde(
+        rename = "AuxiliaryAddresses",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    aux_addresses: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -345,7 +401,7 @@ struct DockerEndpoint {
 
 impl From<&NetworkInfo> for DockerNetwork {
     fn from(n: &NetworkInfo) -> Self {
-        let mut options = BTreeMap::new();
+        let mut options = n.options.clone();
         if let Some(b) = &n.bridge {
             options.insert("com.docker.network.bridge.name".into(), b.clone());
         }
@@ -362,12 +418,14 @@ impl From<&NetworkInfo> for DockerNetwork {
                 config: match (&n.subnet, n.gateway) {
                     (Some(s), Some(g)) => vec![IpamConfig {
                         subnet: s.clone(),
+                        ip_range: n.ip_range.clone().unwrap_or_default(),
                         gateway: g.to_string(),
+                        aux_addresses: n.aux_addresses.clone(),
                     }],
                     _ => Vec::new(),
                 },
             },
-            internal: false,
+            internal: n.internal,
             attachable: false,
             ingress: false,
             config_from: ConfigFrom {
@@ -391,7 +449,7 @@ impl From<&NetworkInfo> for DockerNetwork {
                 })
                 .collect(),
             options,
-            labels: BTreeMap::new(),
+            labels: n.labels.clone(),
         }
     }
 }
@@ -512,6 +570,11 @@ mod tests {
             scope: "local".into(),
             subnet: None,
             gateway: None,
+            ip_range: None,
+            aux_addresses: BTreeMap::new(),
+            internal: false,
+            labels: BTreeMap::from([("team".into(), "blue".into())]),
+            options: BTreeMap::new(),
             bridge: None,
             created: String::new(),
             containers: Vec::new(),
@@ -541,5 +604,9 @@ mod tests {
             &net("host", "host"),
             &f(&[("type", "custom")])
         ));
+        assert!(matches_filter(&n, &f(&[("label", "team")])));
+        assert!(matches_filter(&n, &f(&[("label", "team=blue")])));
+        assert!(!matches_filter(&n, &f(&[("label", "team=red")])));
+        assert!(!matches_filter(&n, &f(&[("label", "owner")])));
     }
 }

@@ -120,6 +120,18 @@ pub enum NetError {
     },
     #[error("cannot read random bytes: {0}")]
     Random(std::io::Error),
+    #[error("invalid network configuration: {0}")]
+    InvalidConfig(String),
+    #[error("parent interface {0} not found on this host")]
+    NoParent(String),
+    #[error("network {network} already uses parent interface {parent}")]
+    ParentInUse { parent: String, network: String },
+    #[error("cannot create {kind} link on {parent}: {reason}")]
+    CreateSublink {
+        kind: String,
+        parent: String,
+        reason: String,
+    },
     /// The runtime has no network driver (keel-net's state cannot be opened).
     #[error("network {network} is unavailable: {reason}")]
     Unavailable { network: String, reason: String },

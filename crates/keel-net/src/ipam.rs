@@ -56,12 +56,54 @@ pub fn gateway(net: Ipv4Net) -> Ipv4Addr {
 }
 
 /// The lowest address in `net` that is neither network, broadcast, gateway nor in `used`.
+#[cfg(test)]
 pub fn allocate(net: Ipv4Net, used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-    let first = u32::from(net.network()) + 2;
-    let last = u32::from(net.broadcast()).checked_sub(1)?;
+    let mut used = used.clone();
+    used.insert(gateway(net));
+    allocate_in(net, None, &used)
+}
+
+/// The lowest address of `range` (default: all of `net`) that is a host
+/// address of `net` and not in `reserved` (which holds the gateway and the
+/// auxiliary addresses as well as the leases).
+pub fn allocate_in(
+    net: Ipv4Net,
+    range: Option<Ipv4Net>,
+    reserved: &BTreeSet<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let pool = range.unwrap_or(net);
+    let first = u32::from(pool.network()).max(u32::from(net.network()) + 1);
+    let last = u32::from(pool.broadcast()).min(u32::from(net.broadcast()).checked_sub(1)?);
     (first..=last)
         .map(Ipv4Addr::from)
-        .find(|ip| !used.contains(ip))
+        .find(|ip| !reserved.contains(ip))
+}
+
+/// Parses an IPv4 address given for `what` (`--gateway`, `--aux-address`, …).
+pub fn parse_addr(what: &str, s: &str) -> Result<Ipv4Addr, NetError> {
+    s.parse()
+        .map_err(|_| NetError::InvalidConfig(format!("{what} {s:?} is not an IPv4 address")))
+}
+
+/// Checks `--ip-range` against its subnet: a CIDR inside it.
+pub fn parse_range(s: &str, subnet: Ipv4Net) -> Result<Ipv4Net, NetError> {
+    let r: Ipv4Net = s.parse().map_err(|_| {
+        NetError::InvalidConfig(format!(
+            "ip-range {s:?} is not an IPv4 CIDR such as 172.30.5.0/24"
+        ))
+    })?;
+    if r.addr() != r.network() {
+        return Err(NetError::InvalidConfig(format!(
+            "ip-range {s}: it should be {}",
+            r.trunc()
+        )));
+    }
+    if !subnet.contains(&r) {
+        return Err(NetError::InvalidConfig(format!(
+            "ip-range {s} is not inside subnet {subnet}"
+        )));
+    }
+    Ok(r)
 }
 
 /// Docker's MAC scheme: 02:42 followed by the IPv4 address, so it is unique per network.
@@ -122,6 +164,39 @@ mod tests {
         assert_eq!(got, [2, 3, 4, 5, 6]);
         used.remove(&Ipv4Addr::new(10, 1, 0, 4));
         assert_eq!(allocate(net, &used), Some(Ipv4Addr::new(10, 1, 0, 4)));
+    }
+
+    #[test]
+    fn allocation_within_a_range_skips_reserved() {
+        let net = n("10.2.0.0/16");
+        let reserved: BTreeSet<Ipv4Addr> = [Ipv4Addr::new(10, 2, 0, 254)].into();
+        // A custom gateway frees .1 for containers, as docker's IPAM does.
+        assert_eq!(
+            allocate_in(net, None, &reserved),
+            Some(Ipv4Addr::new(10, 2, 0, 1))
+        );
+        let range = parse_range("10.2.5.0/30", net).unwrap();
+        let mut used = reserved.clone();
+        let mut got = Vec::new();
+        while let Some(ip) = allocate_in(net, Some(range), &used) {
+            used.insert(ip);
+            got.push(ip.to_string());
+        }
+        assert_eq!(got, ["10.2.5.0", "10.2.5.1", "10.2.5.2", "10.2.5.3"]);
+        // The subnet's own network and broadcast addresses are never handed out.
+        let edge = parse_range("10.2.255.252/30", net).unwrap();
+        assert_eq!(
+            allocate_in(net, Some(edge), &BTreeSet::new()),
+            Some(Ipv4Addr::new(10, 2, 255, 252))
+        );
+        let mut used = BTreeSet::new();
+        used.insert(Ipv4Addr::new(10, 2, 255, 252));
+        used.insert(Ipv4Addr::new(10, 2, 255, 253));
+        used.insert(Ipv4Addr::new(10, 2, 255, 254));
+        assert_eq!(allocate_in(net, Some(edge), &used), None);
+        assert!(parse_range("10.3.0.0/24", net).is_err());
+        assert!(parse_range("10.2.5.1/24", net).is_err());
+        assert!(parse_addr("gateway", "10.2.0.300").is_err());
     }
 
     #[test]

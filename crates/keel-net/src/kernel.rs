@@ -31,6 +31,25 @@ pub struct VethSpec {
     pub default_route: bool,
 }
 
+/// One macvlan or ipvlan link to create on `parent`, directly inside the
+/// netns as `ifname` (the container's only link on such a network).
+#[derive(Debug, Clone)]
+pub struct SublinkSpec {
+    /// `macvlan` or `ipvlan`.
+    pub kind: String,
+    /// `bridge`, `private`, `vepa`, `passthru` (macvlan); `l2`, `l3`, `l3s` (ipvlan).
+    pub mode: String,
+    pub parent: String,
+    pub netns: PathBuf,
+    pub ifname: String,
+    /// macvlan only: ipvlan links share their parent's address.
+    pub mac: Option<String>,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    /// `None`: no default route (not the primary network, or an internal one).
+    pub gateway: Option<Ipv4Addr>,
+}
+
 /// One iptables rule; `tag` goes into `-m comment` so removal can find it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -63,6 +82,12 @@ pub trait Kernel: Send + Sync {
     /// Creates the veth pair with the peer as `ifname` in the netns, sets its
     /// address and (with `default_route`) the default route.
     fn add_veth(&self, spec: &VethSpec) -> Result<(), NetError>;
+    /// Creates a macvlan/ipvlan link inside the netns with its address and
+    /// (with a gateway) the default route.
+    fn add_sublink(&self, spec: &SublinkSpec) -> Result<(), NetError>;
+    /// Deletes link `ifname` inside the namespace at `netns`; a namespace or
+    /// link that is gone already is fine.
+    fn delete_link_in(&self, netns: &Path, ifname: &str) -> Result<(), NetError>;
     /// Creates keel's chains and the jumps into them, if missing.
     fn ensure_chains(&self) -> Result<(), NetError>;
     fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError>;
@@ -338,6 +363,72 @@ impl Kernel for HostKernel {
                 reason: e,
             }
         })
+    }
+
+    fn add_sublink(&self, s: &SublinkSpec) -> Result<(), NetError> {
+        let ns = s.netns.display().to_string();
+        let err = |reason: String| NetError::CreateSublink {
+            kind: s.kind.clone(),
+            parent: s.parent.clone(),
+            reason,
+        };
+        if ns.contains(['"', '\n', '\\']) {
+            return Err(err(format!(
+                "unsupported character in namespace path {ns:?}"
+            )));
+        }
+        // Created straight in the container's namespace (the parent is looked
+        // up in ours), so its name never clashes with a host interface.
+        let mac = s
+            .mac
+            .as_ref()
+            .map(|m| format!(" address {m}"))
+            .unwrap_or_default();
+        let add = format!(
+            "link add link {p} name {i}{mac} netns \"{ns}\" type {k} mode {m}\n",
+            p = s.parent,
+            i = s.ifname,
+            k = s.kind,
+            m = s.mode,
+        );
+        run("ip", &["-batch", "-"], Some(&add)).map_err(err)?;
+        let mut inside = format!(
+            "link set dev lo up\naddr add {ip}/{p} dev {i}\nlink set dev {i} up\n",
+            ip = s.ip,
+            p = s.prefix_len,
+            i = s.ifname,
+        );
+        if let Some(gw) = s.gateway {
+            let _ = writeln!(inside, "route add default via {gw} dev {}", s.ifname);
+        }
+        ip_batch_in(&s.netns, inside).map_err(|e| {
+            let _ = self.delete_link_in(&s.netns, &s.ifname);
+            NetError::ConfigureNetns {
+                netns: s.netns.clone(),
+                reason: e,
+            }
+        })
+    }
+
+    fn delete_link_in(&self, netns: &Path, ifname: &str) -> Result<(), NetError> {
+        if !netns.exists() {
+            return Ok(());
+        }
+        match ip_batch_in(netns, format!("link del dev {ifname}\n")) {
+            Ok(()) => Ok(()),
+            // Gone with its namespace, or the namespace file is no nsfs mount any more.
+            Err(e)
+                if e.contains("Cannot find device")
+                    || e.contains("cannot open")
+                    || e.contains("cannot enter") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(NetError::DeleteLink {
+                name: ifname.to_string(),
+                reason: e,
+            }),
+        }
     }
 
     fn ensure_chains(&self) -> Result<(), NetError> {

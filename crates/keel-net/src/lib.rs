@@ -29,7 +29,7 @@ mod ports;
 mod rules;
 mod state;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
@@ -41,10 +41,44 @@ pub use hosts::{
     DnsConfig, ExtraHost, HOST_GATEWAY, parse_extra_host, render_hosts, render_hosts_with,
     render_resolv_conf, render_resolv_conf_with,
 };
-pub use kernel::{HostKernel, Kernel, Rule, VethSpec};
+pub use kernel::{HostKernel, Kernel, Rule, SublinkSpec, VethSpec};
 pub use ports::{PortMapping, Protocol, parse_port_spec};
 use rules::{network_rules, port_rules, ports_clash, tag_container, tag_network};
-use state::{Endpoint, NetRecord, State, eth0, now, random_hex, valid_name};
+use state::{Endpoint, NetRecord, OPT_MASQUERADE, State, eth0, now, random_hex, valid_name};
+
+/// What `keel network create` asks for, Docker's flags one for one; the
+/// default is a bridge on the next free subnet of Docker's pools.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOptions {
+    /// `bridge` (empty: bridge), `macvlan` or `ipvlan`.
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    /// `--aux-address NAME=IP`: addresses the network never hands out.
+    pub aux_addresses: BTreeMap<String, String>,
+    /// No route out: no NAT, nothing forwarded beyond the bridge.
+    pub internal: bool,
+    /// Refused: keel's networks are IPv4 only.
+    pub ipv6: bool,
+    pub labels: BTreeMap<String, String>,
+    /// `-o KEY=VALUE`: `parent`, `macvlan_mode`, `ipvlan_mode`,
+    /// `com.docker.network.bridge.enable_ip_masquerade`.
+    pub options: BTreeMap<String, String>,
+}
+
+/// The options each driver takes, as `(key, allowed values)`; empty: any value.
+const DRIVER_OPTIONS: &[(&str, &str, &[&str])] = &[
+    ("bridge", OPT_MASQUERADE, &["true", "false"]),
+    ("macvlan", "parent", &[]),
+    (
+        "macvlan",
+        "macvlan_mode",
+        &["bridge", "private", "vepa", "passthru"],
+    ),
+    ("ipvlan", "parent", &[]),
+    ("ipvlan", "ipvlan_mode", &["l2", "l3", "l3s"]),
+];
 
 /// What the runtime asks for when a container joins a bridge network.
 #[derive(Debug, Clone, Default)]
@@ -108,6 +142,14 @@ pub struct NetworkInfo {
     pub scope: String,
     pub subnet: Option<String>,
     pub gateway: Option<Ipv4Addr>,
+    /// `--ip-range`.
+    pub ip_range: Option<String>,
+    /// `--aux-address` entries.
+    pub aux_addresses: BTreeMap<String, String>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+    /// Driver options as given at creation.
+    pub options: BTreeMap<String, String>,
     /// The Linux bridge's name.
     pub bridge: Option<String>,
     /// RFC 3339.
@@ -187,7 +229,16 @@ impl Networks {
             driver: n.driver.clone(),
             scope: "local".into(),
             subnet: n.subnet.map(|s| s.to_string()),
-            gateway: n.subnet.map(ipam::gateway),
+            gateway: n.gateway_ip(),
+            ip_range: n.ip_range.map(|r| r.to_string()),
+            aux_addresses: n
+                .aux_addresses
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+            internal: n.internal,
+            labels: n.labels.clone(),
+            options: n.options.clone(),
             bridge: n.bridge.clone(),
             created: n.created.clone(),
             containers: st
@@ -205,13 +256,11 @@ impl Networks {
 
     /// Brings a bridge network's kernel side up if it is not (first use, or after a reboot).
     fn ensure_network_kernel(&self, net: &NetRecord) -> Result<(), NetError> {
-        let (Some(br), Some(subnet)) = (&net.bridge, &net.subnet) else {
+        let (Some(br), Some(subnet), Some(gw)) = (&net.bridge, &net.subnet, net.gateway_ip())
+        else {
             return Ok(());
         };
-        if !self
-            .kernel
-            .ensure_bridge(br, ipam::gateway(*subnet), subnet.prefix_len())?
-        {
+        if !self.kernel.ensure_bridge(br, gw, subnet.prefix_len())? {
             return Ok(());
         }
         let res = (|| {
@@ -273,6 +322,93 @@ impl Networks {
 
     /// Creates a user-defined bridge network (and its Linux bridge) and returns it.
     pub fn create(&self, name: &str, subnet: Option<&str>) -> Result<NetworkInfo, NetError> {
+        self.create_with(
+            name,
+            &NetworkOptions {
+                subnet: subnet.map(str::to_string),
+                ..NetworkOptions::default()
+            },
+        )
+    }
+
+    /// Checks `o`'s driver and options as Docker does, before anything is created.
+    fn check_options(&self, st: &State, o: &NetworkOptions) -> Result<String, NetError> {
+        let bad = |m: String| Err(NetError::InvalidConfig(m));
+        let driver = if o.driver.is_empty() {
+            "bridge"
+        } else {
+            o.driver.as_str()
+        };
+        if !matches!(driver, "bridge" | "macvlan" | "ipvlan") {
+            return bad(format!(
+                "driver {driver:?} is not supported: keel has bridge, macvlan and ipvlan networks"
+            ));
+        }
+        if o.ipv6 {
+            return bad("IPv6 networks are not supported: keel's networks are IPv4 only".into());
+        }
+        for (k, v) in &o.options {
+            let Some((_, _, allowed)) = DRIVER_OPTIONS
+                .iter()
+                .find(|(d, key, _)| *d == driver && key == k)
+            else {
+                let known: Vec<&str> = DRIVER_OPTIONS
+                    .iter()
+                    .filter(|(d, _, _)| *d == driver)
+                    .map(|(_, k, _)| *k)
+                    .collect();
+                return bad(format!(
+                    "option {k} is not supported on {driver} networks (supported: {})",
+                    known.join(", ")
+                ));
+            };
+            if !allowed.is_empty() && !allowed.contains(&v.as_str()) {
+                return bad(format!(
+                    "option {k}={v}: expected one of {}",
+                    allowed.join(", ")
+                ));
+            }
+        }
+        if o.subnet.is_none()
+            && (o.gateway.is_some() || o.ip_range.is_some() || !o.aux_addresses.is_empty())
+        {
+            return bad("every ip-range, gateway or aux-address must have a corresponding subnet (--subnet)".into());
+        }
+        if driver != "bridge" {
+            if o.internal {
+                return bad(format!(
+                    "--internal applies to bridge networks; a {driver} network is part of the parent's LAN"
+                ));
+            }
+            let Some(parent) = o.options.get("parent") else {
+                return bad(format!(
+                    "a {driver} network needs its host interface: -o parent=IFNAME"
+                ));
+            };
+            if !valid_name(parent) || parent.len() > 15 {
+                return bad(format!("parent {parent:?} is not an interface name"));
+            }
+            if let Some(other) = st
+                .networks
+                .iter()
+                .find(|n| n.is_sublink() && n.options.get("parent") == Some(parent))
+            {
+                return Err(NetError::ParentInUse {
+                    parent: parent.clone(),
+                    network: other.name.clone(),
+                });
+            }
+            if !self.kernel.link_exists(parent) {
+                return Err(NetError::NoParent(parent.clone()));
+            }
+        }
+        Ok(driver.to_string())
+    }
+
+    /// Creates a user-defined network as `keel network create` does: a bridge
+    /// (with its Linux bridge and rules) or a macvlan/ipvlan network on a host
+    /// interface (links are made per container).
+    pub fn create_with(&self, name: &str, o: &NetworkOptions) -> Result<NetworkInfo, NetError> {
         if !valid_name(name) {
             return Err(NetError::InvalidName(name.to_string()));
         }
@@ -281,6 +417,7 @@ impl Networks {
         if st.networks.iter().any(|n| n.name == name) {
             return Err(NetError::NameExists(name.to_string()));
         }
+        let driver = self.check_options(st, o)?;
         let keel_nets: Vec<(&NetRecord, Ipv4Net)> = st
             .networks
             .iter()
@@ -288,12 +425,12 @@ impl Networks {
             .collect();
         // Held until the bridge exists, so the routes read below stay true.
         let _host = self.kernel.lock_host()?;
-        let subnet_given = subnet.is_some();
-        let subnet = if let Some(s) = subnet {
+        let subnet_given = o.subnet.is_some();
+        let subnet = if let Some(s) = &o.subnet {
             let net = ipam::parse_subnet(s)?;
             if let Some((other, os)) = keel_nets.iter().find(|(_, os)| ipam::overlaps(net, *os)) {
                 return Err(NetError::SubnetOverlap {
-                    subnet: s.to_string(),
+                    subnet: s.clone(),
                     other: other.name.clone(),
                     other_subnet: os.to_string(),
                 });
@@ -304,16 +441,45 @@ impl Networks {
             taken.extend(self.kernel.routes()?);
             ipam::pick_subnet(&taken, true)?
         };
+        let host_addr = |what: &str, s: &str| -> Result<Ipv4Addr, NetError> {
+            let ip = ipam::parse_addr(what, s)?;
+            if !subnet.contains(&ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                return Err(NetError::InvalidConfig(format!(
+                    "{what} {ip} is not a host address of subnet {subnet}"
+                )));
+            }
+            Ok(ip)
+        };
+        let gateway = o
+            .gateway
+            .as_deref()
+            .map(|g| host_addr("gateway", g))
+            .transpose()?;
+        let ip_range = o
+            .ip_range
+            .as_deref()
+            .map(|r| ipam::parse_range(r, subnet))
+            .transpose()?;
+        let mut aux_addresses = BTreeMap::new();
+        for (k, v) in &o.aux_addresses {
+            aux_addresses.insert(k.clone(), host_addr(&format!("aux-address {k}"), v)?);
+        }
         let id = random_hex(32)?;
         let rec = NetRecord {
-            bridge: Some(format!("keel-{}", &id[..10])),
+            bridge: (driver == "bridge").then(|| format!("keel-{}", &id[..10])),
             id,
             name: name.to_string(),
-            driver: "bridge".into(),
+            driver,
             subnet: Some(subnet),
             created: now(),
             predefined: false,
             user_subnet: subnet_given,
+            gateway,
+            ip_range,
+            aux_addresses,
+            internal: o.internal,
+            labels: o.labels.clone(),
+            options: o.options.clone(),
         };
         self.ensure_network_kernel(&rec)?;
         st.networks.push(rec.clone());
@@ -517,8 +683,7 @@ impl Networks {
         // address of the host the container reaches directly.
         let gw = st
             .network_by_id(&first.network_id)
-            .and_then(|n| n.subnet)
-            .map(ipam::gateway);
+            .and_then(NetRecord::gateway_ip);
         let extra: Vec<ExtraHost> = first
             .extra_hosts
             .iter()
@@ -572,8 +737,12 @@ impl Networks {
         want: Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, NetError> {
         let used: BTreeSet<Ipv4Addr> = st.endpoints_of(&net.id).map(|e| e.ip).collect();
+        let gateway = net.gateway_ip().unwrap_or_else(|| ipam::gateway(subnet));
         let Some(ip) = want else {
-            return ipam::allocate(subnet, &used)
+            let mut reserved = used;
+            reserved.insert(gateway);
+            reserved.extend(net.aux_addresses.values());
+            return ipam::allocate_in(subnet, net.ip_range, &reserved)
                 .ok_or_else(|| NetError::AddressesExhausted(net.name.clone()));
         };
         if net.predefined {
@@ -585,14 +754,14 @@ impl Networks {
         if !subnet.contains(&ip)
             || ip == subnet.network()
             || ip == subnet.broadcast()
-            || ip == ipam::gateway(subnet)
+            || ip == gateway
         {
             return Err(NetError::IpOutsideSubnet {
                 ip,
                 network: net.name.clone(),
             });
         }
-        if used.contains(&ip) {
+        if used.contains(&ip) || net.aux_addresses.values().any(|a| *a == ip) {
             return Err(NetError::IpInUse {
                 ip,
                 network: net.name.clone(),
@@ -617,7 +786,7 @@ impl Networks {
             .find(&req.network)
             .ok_or_else(|| NetError::NotFound(req.network.clone()))?
             .clone();
-        if net.subnet.is_none() || net.bridge.is_none() {
+        if net.subnet.is_none() || (net.bridge.is_none() && !net.is_sublink()) {
             return Err(NetError::NotBridge(net.name));
         }
         if l.state
@@ -631,12 +800,17 @@ impl Networks {
         }
         let primary = l.state.endpoints_of_container(id).next().is_none();
         // Everything that can be refused is checked before any effect.
-        let ports = self.resolve_ports(&l.state, &req.ports)?;
+        // Docker publishes nothing from internal, macvlan and ipvlan networks.
+        let ports = if net.internal || net.is_sublink() {
+            Vec::new()
+        } else {
+            self.resolve_ports(&l.state, &req.ports)?
+        };
         if let Some(subnet) = net.subnet {
             Self::pick_ip(&l.state, &net, subnet, req.ip)?;
         }
         let net = self.prepare_bridge(&mut l.state, net)?;
-        let (Some(subnet), Some(bridge)) = (net.subnet, net.bridge.clone()) else {
+        let Some(subnet) = net.subnet else {
             return Err(NetError::NotBridge(net.name));
         };
         let ip = Self::pick_ip(&l.state, &net, subnet, req.ip)?;
@@ -653,21 +827,26 @@ impl Networks {
             network_id: net.id.clone(),
             ip,
             mac: ipam::mac_for(ip),
-            host_if: format!("veth{}", &random_hex(6)?[..11]),
+            host_if: if net.is_sublink() {
+                String::new()
+            } else {
+                format!("veth{}", &random_hex(6)?[..11])
+            },
             ports,
             ifname,
             extra_hosts: req.extra_hosts.clone(),
             dns: req.dns.clone(),
+            netns: Some(req.netns.clone()),
         };
         // The lease is recorded before the kernel work, so a crash in between
         // leaves something `detach` knows how to clean up.
         l.state.endpoints.push(ep.clone());
         self.save_endpoints(&l.state)?;
         let res = self
-            .attach_kernel(&bridge, subnet, &ep, &req.netns, primary)
+            .attach_kernel(&net, subnet, &ep, &req.netns, primary)
             .and_then(|()| self.refresh_hosts(&l.state, &net));
         if let Err(e) = res {
-            let _ = self.kernel.delete_link(&ep.host_if);
+            let _ = self.delete_endpoint_link(&ep);
             if !ep.ports.is_empty() {
                 let _ = self.kernel.remove_rules(&tag_container(id));
             }
@@ -690,7 +869,7 @@ impl Networks {
         Attachment {
             ip: ep.ip,
             prefix_len: subnet.prefix_len(),
-            gateway: ipam::gateway(subnet),
+            gateway: net.gateway_ip().unwrap_or_else(|| ipam::gateway(subnet)),
             mac: ep.mac.clone(),
             ports: ep.ports.clone(),
             hosts_file: self.container_dir(&ep.container_id).join("hosts"),
@@ -705,7 +884,7 @@ impl Networks {
 
     fn attach_kernel(
         &self,
-        bridge: &str,
+        net: &NetRecord,
         subnet: Ipv4Net,
         ep: &Endpoint,
         netns: &Path,
@@ -723,6 +902,30 @@ impl Networks {
                 &hosts::render_resolv_conf_with(&host_resolv, &ep.dns),
             )?;
         }
+        let gateway = net.gateway_ip().unwrap_or_else(|| ipam::gateway(subnet));
+        let Some(bridge) = net.bridge.as_deref() else {
+            let mode_key = format!("{}_mode", net.driver);
+            let default_mode = if net.driver == "macvlan" {
+                "bridge"
+            } else {
+                "l2"
+            };
+            return self.kernel.add_sublink(&SublinkSpec {
+                kind: net.driver.clone(),
+                mode: net
+                    .options
+                    .get(&mode_key)
+                    .map_or(default_mode, String::as_str)
+                    .to_string(),
+                parent: net.options.get("parent").cloned().unwrap_or_default(),
+                netns: netns.to_path_buf(),
+                ifname: ep.ifname.clone(),
+                mac: (net.driver == "macvlan").then(|| ep.mac.clone()),
+                ip: ep.ip,
+                prefix_len: subnet.prefix_len(),
+                gateway: primary.then_some(gateway),
+            });
+        };
         let spec = VethSpec {
             host_if: ep.host_if.clone(),
             bridge: bridge.to_string(),
@@ -730,9 +933,10 @@ impl Networks {
             mac: ep.mac.clone(),
             ip: ep.ip,
             prefix_len: subnet.prefix_len(),
-            gateway: ipam::gateway(subnet),
+            gateway,
             ifname: ep.ifname.clone(),
-            default_route: primary,
+            // Docker's internal networks give containers no way out, not even a route.
+            default_route: primary && !net.internal,
         };
         if ep.ports.is_empty() {
             return self.kernel.add_veth(&spec);
@@ -753,10 +957,22 @@ impl Networks {
         veth.and(rules)
     }
 
+    /// Deletes an endpoint's link: the host side of its veth, or its
+    /// macvlan/ipvlan link inside the container's namespace.
+    fn delete_endpoint_link(&self, ep: &Endpoint) -> Result<(), NetError> {
+        if !ep.host_if.is_empty() {
+            return self.kernel.delete_link(&ep.host_if);
+        }
+        match &ep.netns {
+            Some(ns) => self.kernel.delete_link_in(ns, &ep.ifname),
+            None => Ok(()),
+        }
+    }
+
     /// Removes one endpoint's kernel side: its veth and published-port rules.
     fn detach_kernel(&self, st: &State, ep: &Endpoint) -> Result<(), NetError> {
         if ep.ports.is_empty() {
-            return self.kernel.delete_link(&ep.host_if);
+            return self.delete_endpoint_link(ep);
         }
         let bridge = st
             .network_by_id(&ep.network_id)

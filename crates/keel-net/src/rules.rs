@@ -40,12 +40,36 @@ pub(crate) fn network_rules(net: &NetRecord) -> Vec<Rule> {
         spec,
         tag: tag.clone(),
     };
-    vec![
-        r(
+    if net.internal {
+        // Docker's internal network: traffic stays on the bridge; nothing is
+        // forwarded in or out (containers get no default route either).
+        return vec![
+            r(
+                "filter",
+                "KEEL-FORWARD",
+                format!("-i {br} -o {br} -j ACCEPT"),
+            ),
+            r(
+                "filter",
+                "KEEL-FORWARD",
+                format!("-i {br} ! -o {br} -j DROP"),
+            ),
+            r(
+                "filter",
+                "KEEL-FORWARD",
+                format!("! -i {br} -o {br} -j DROP"),
+            ),
+        ];
+    }
+    let mut v = Vec::new();
+    if net.masquerade() {
+        v.push(r(
             "nat",
             "KEEL-POSTROUTING",
             format!("-s {subnet} ! -o {br} -j MASQUERADE"),
-        ),
+        ));
+    }
+    v.extend([
         // DNAT of 127.0.0.1 traffic keeps a loopback source, which the
         // container could not answer; masquerade it to the bridge address.
         r(
@@ -81,7 +105,8 @@ pub(crate) fn network_rules(net: &NetRecord) -> Vec<Rule> {
             format!("-i {br} -o keel+ -m conntrack ! --ctstate DNAT -j DROP"),
         ),
         r("filter", "KEEL-FORWARD", format!("-i {br} -j ACCEPT")),
-    ]
+    ]);
+    v
 }
 
 /// DNAT and forward-accept rules for one endpoint's published ports.

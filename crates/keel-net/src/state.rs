@@ -7,6 +7,7 @@
 //! that a [`Locked`] holds. Per-container hosts and resolv.conf files live
 //! in `<root>/net/containers/<id>/`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
@@ -33,6 +34,47 @@ pub(crate) struct NetRecord {
     /// Created with `--subnet`: only then may containers ask for a static IP (Docker's rule).
     #[serde(default)]
     pub(crate) user_subnet: bool,
+    /// `--gateway`; unset, the subnet's first host address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<Ipv4Addr>,
+    /// `--ip-range`: where addresses are handed out from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ip_range: Option<Ipv4Net>,
+    /// `--aux-address NAME=IP`: addresses never handed out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// `--internal`: no route out of the network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) internal: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) labels: BTreeMap<String, String>,
+    /// `-o KEY=VALUE` driver options as given (`parent`, `macvlan_mode`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) options: BTreeMap<String, String>,
+}
+
+/// docker's option that turns outbound NAT off on a bridge network.
+pub(crate) const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+
+impl NetRecord {
+    /// The gateway containers route through: `--gateway` or the subnet's first host.
+    pub(crate) fn gateway_ip(&self) -> Option<Ipv4Addr> {
+        self.gateway.or_else(|| self.subnet.map(ipam::gateway))
+    }
+
+    /// macvlan and ipvlan networks hang containers directly off a host interface.
+    pub(crate) fn is_sublink(&self) -> bool {
+        matches!(self.driver.as_str(), "macvlan" | "ipvlan")
+    }
+
+    /// Outbound NAT: on for bridges unless internal or turned off by option.
+    pub(crate) fn masquerade(&self) -> bool {
+        !self.internal
+            && self
+                .options
+                .get(OPT_MASQUERADE)
+                .is_none_or(|v| v != "false")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +96,10 @@ pub(crate) struct Endpoint {
     pub(crate) extra_hosts: Vec<ExtraHost>,
     #[serde(default)]
     pub(crate) dns: DnsConfig,
+    /// The container's network namespace, where a macvlan/ipvlan endpoint's
+    /// only link lives (bridge endpoints are removed by their host side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) netns: Option<PathBuf>,
 }
 
 pub(crate) fn eth0() -> String {
@@ -234,6 +280,12 @@ impl Networks {
                 created: created.clone(),
                 predefined: true,
                 user_subnet: false,
+                gateway: None,
+                ip_range: None,
+                aux_addresses: BTreeMap::new(),
+                internal: false,
+                labels: BTreeMap::new(),
+                options: BTreeMap::new(),
             })
         };
         Ok(vec![

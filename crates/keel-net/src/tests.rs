@@ -59,6 +59,23 @@ impl Kernel for Shared {
         ));
         Ok(())
     }
+    fn add_sublink(&self, s: &SublinkSpec) -> Result<(), NetError> {
+        self.0.log(format!(
+            "{} {} on {} {}/{} as {}{}",
+            s.kind,
+            s.mode,
+            s.parent,
+            s.ip,
+            s.prefix_len,
+            s.ifname,
+            s.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+        ));
+        Ok(())
+    }
+    fn delete_link_in(&self, netns: &std::path::Path, ifname: &str) -> Result<(), NetError> {
+        self.0.log(format!("del {ifname} in {}", netns.display()));
+        Ok(())
+    }
     fn ensure_chains(&self) -> Result<(), NetError> {
         self.0.log("chains".into());
         Ok(())
@@ -493,4 +510,215 @@ fn create_validates_and_persists() {
         nets.attach(&req("bad/id", "a", "")),
         Err(NetError::InvalidContainerId(_))
     ));
+}
+
+fn opts(f: impl FnOnce(&mut NetworkOptions)) -> NetworkOptions {
+    let mut o = NetworkOptions::default();
+    f(&mut o);
+    o
+}
+
+#[test]
+fn internal_network_has_no_way_out() {
+    let (_d, fake, nets) = setup(Fake {
+        free_ports: Mutex::new(vec![40000]),
+        ..Fake::default()
+    });
+    let info = nets
+        .create_with("sealed", &opts(|o| o.internal = true))
+        .unwrap();
+    assert!(info.internal);
+    let br = info.bridge.unwrap();
+    let calls = fake.calls();
+    // No NAT at all, and forwarding in or out of the bridge dropped.
+    assert!(!calls.iter().any(|c| c.contains("MASQUERADE")), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains(&format!("-i {br} ! -o {br} -j DROP"))),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.contains(&format!("! -i {br} -o {br} -j DROP"))),
+        "{calls:?}"
+    );
+    // No default route in the container, and ports are not published (docker's behaviour).
+    let a = nets.attach(&req("c1", "sealed", "8080:80")).unwrap();
+    assert!(a.ports.is_empty());
+    let veth = fake
+        .calls()
+        .into_iter()
+        .rfind(|c| c.starts_with("veth"))
+        .unwrap();
+    assert!(!veth.ends_with(" default"), "{veth}");
+    assert!(!fake.calls().iter().any(|c| c.contains("DNAT")));
+    // A bridge with NAT switched off by option keeps the rest of its rules.
+    let calls_before = fake.calls().len();
+    nets.create_with(
+        "nonat",
+        &opts(|o| {
+            o.options
+                .insert(state::OPT_MASQUERADE.into(), "false".into());
+        }),
+    )
+    .unwrap();
+    let new: Vec<String> = fake.calls()[calls_before..].to_vec();
+    assert!(
+        !new.iter()
+            .any(|c| c.contains("! -o") && c.contains("MASQUERADE")),
+        "{new:?}"
+    );
+    assert!(new.iter().any(|c| c.contains("-j ACCEPT")), "{new:?}");
+}
+
+#[test]
+#[allow(clippy::many_single_char_names)]
+fn gateway_ip_range_aux_addresses_and_labels() {
+    let (d, fake, nets) = setup(Fake::default());
+    let o = opts(|o| {
+        o.subnet = Some("10.20.0.0/16".into());
+        o.gateway = Some("10.20.0.254".into());
+        o.ip_range = Some("10.20.5.0/30".into());
+        o.aux_addresses.insert("router".into(), "10.20.5.1".into());
+        o.labels.insert("team".into(), "blue".into());
+    });
+    let info = nets.create_with("lab", &o).unwrap();
+    assert_eq!(info.gateway, Some(Ipv4Addr::new(10, 20, 0, 254)));
+    assert_eq!(info.ip_range.as_deref(), Some("10.20.5.0/30"));
+    assert_eq!(info.aux_addresses["router"], "10.20.5.1");
+    assert_eq!(info.labels["team"], "blue");
+    // The bridge carries the chosen gateway.
+    assert!(
+        fake.calls()
+            .iter()
+            .any(|c| c.starts_with("bridge ") && c.ends_with(" 10.20.0.254/16")),
+        "{:?}",
+        fake.calls()
+    );
+    let ips: Vec<String> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|c| nets.attach(&req(c, "lab", "")).unwrap().ip.to_string())
+        .collect();
+    // From the range only, skipping the auxiliary address.
+    assert_eq!(ips, ["10.20.5.0", "10.20.5.2", "10.20.5.3"]);
+    let a = nets.attachment("c1").unwrap().unwrap();
+    assert_eq!(a.gateway.to_string(), "10.20.0.254");
+    assert!(matches!(
+        nets.attach(&req("c4", "lab", "")),
+        Err(NetError::AddressesExhausted(_))
+    ));
+    // A static address may lie outside the range, but not on the gateway or an aux address.
+    let mut r = req("c5", "lab", "");
+    r.ip = Some(Ipv4Addr::new(10, 20, 9, 9));
+    assert_eq!(nets.attach(&r).unwrap().ip.to_string(), "10.20.9.9");
+    r.container_id = "c6".into();
+    r.ip = Some(Ipv4Addr::new(10, 20, 0, 254));
+    assert!(matches!(
+        nets.attach(&r),
+        Err(NetError::IpOutsideSubnet { .. })
+    ));
+    r.ip = Some(Ipv4Addr::new(10, 20, 5, 1));
+    assert!(matches!(nets.attach(&r), Err(NetError::IpInUse { .. })));
+    // Persisted: another handle sees all of it.
+    let again = Networks::with_kernel(d.path(), Box::new(HostKernel)).unwrap();
+    let i = again.inspect("lab").unwrap();
+    assert_eq!(
+        (i.gateway, i.ip_range, i.labels, i.aux_addresses),
+        (info.gateway, info.ip_range, info.labels, info.aux_addresses)
+    );
+}
+
+#[test]
+fn create_refuses_what_docker_refuses() {
+    let (_d, _fake, nets) = setup(Fake::default());
+    let err = |o: NetworkOptions| nets.create_with("x", &o).unwrap_err().to_string();
+    assert!(err(opts(|o| o.gateway = Some("10.1.0.1".into()))).contains("corresponding subnet"),);
+    let e = err(opts(|o| {
+        o.subnet = Some("10.1.0.0/24".into());
+        o.gateway = Some("10.2.0.1".into());
+    }));
+    assert!(
+        e.contains("gateway 10.2.0.1 is not a host address of subnet 10.1.0.0/24"),
+        "{e}"
+    );
+    let e = err(opts(|o| {
+        o.subnet = Some("10.1.0.0/24".into());
+        o.ip_range = Some("10.1.1.0/28".into());
+    }));
+    assert!(e.contains("not inside subnet"), "{e}");
+    let e = err(opts(|o| o.driver = "overlay".into()));
+    assert!(e.contains("driver \"overlay\" is not supported"), "{e}");
+    let e = err(opts(|o| o.ipv6 = true));
+    assert!(e.contains("IPv6"), "{e}");
+    let e = err(opts(|o| {
+        o.options
+            .insert("com.docker.network.driver.mtu".into(), "1400".into());
+    }));
+    assert!(e.contains("not supported on bridge networks"), "{e}");
+    let e = err(opts(|o| o.driver = "macvlan".into()));
+    assert!(e.contains("-o parent=IFNAME"), "{e}");
+    let e = err(opts(|o| {
+        o.driver = "macvlan".into();
+        o.options.insert("parent".into(), "nosuch0".into());
+    }));
+    assert_eq!(e, "parent interface nosuch0 not found on this host");
+    let e = err(opts(|o| {
+        o.driver = "ipvlan".into();
+        o.options.insert("parent".into(), "x0".into());
+        o.options.insert("ipvlan_mode".into(), "l9".into());
+    }));
+    assert!(e.contains("expected one of l2, l3, l3s"), "{e}");
+    // Nothing was created by any of them.
+    assert_eq!(nets.list().unwrap().len(), 3);
+}
+
+#[test]
+fn macvlan_links_live_in_the_container() {
+    let (_d, fake, nets) = setup(Fake::default());
+    fake.bridges.lock().unwrap().insert("dm0".into());
+    let o = opts(|o| {
+        o.driver = "macvlan".into();
+        o.subnet = Some("192.168.77.0/24".into());
+        o.options.insert("parent".into(), "dm0".into());
+    });
+    let info = nets.create_with("lan", &o).unwrap();
+    assert_eq!((info.driver.as_str(), info.bridge), ("macvlan", None));
+    let e = nets.create_with("lan2", &o).unwrap_err().to_string();
+    assert_eq!(e, "network lan already uses parent interface dm0");
+    let mut r = req("c1", "lan", "8080:80");
+    r.netns = "/run/netns/c1".into();
+    let a = nets.attach(&r).unwrap();
+    assert_eq!(a.ip.to_string(), "192.168.77.2");
+    assert!(a.ports.is_empty());
+    let calls = fake.calls();
+    assert!(
+        calls.contains(&"macvlan bridge on dm0 192.168.77.2/24 as eth0 via 192.168.77.1".into()),
+        "{calls:?}"
+    );
+    // No bridge, no iptables rules for such a network.
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("bridge ") || c.starts_with('+')),
+        "{calls:?}"
+    );
+    nets.detach("c1").unwrap();
+    assert!(fake.calls().contains(&"del eth0 in /run/netns/c1".into()));
+    nets.remove("lan").unwrap();
+    let o = opts(|o| {
+        o.driver = "ipvlan".into();
+        o.options.insert("parent".into(), "dm0".into());
+        o.options.insert("ipvlan_mode".into(), "l3".into());
+    });
+    nets.create_with("ipv", &o).unwrap();
+    nets.attach(&req("c2", "ipv", "")).unwrap();
+    assert!(
+        fake.calls()
+            .iter()
+            .any(|c| c.starts_with("ipvlan l3 on dm0 ")),
+        "{:?}",
+        fake.calls()
+    );
 }

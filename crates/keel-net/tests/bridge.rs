@@ -62,6 +62,12 @@ impl keel_net::Kernel for Timed {
     fn add_veth(&self, s: &keel_net::VethSpec) -> Result<(), NetError> {
         self.time("add_veth", || HostKernel.add_veth(s))
     }
+    fn add_sublink(&self, s: &keel_net::SublinkSpec) -> Result<(), NetError> {
+        HostKernel.add_sublink(s)
+    }
+    fn delete_link_in(&self, ns: &std::path::Path, i: &str) -> Result<(), NetError> {
+        HostKernel.delete_link_in(ns, i)
+    }
     fn ensure_chains(&self) -> Result<(), NetError> {
         self.time("ensure_chains", || HostKernel.ensure_chains())
     }

@@ -63,6 +63,46 @@ pub struct CreateOptions {
     pub expose: Vec<String>,
     /// `--group-add`: group names (of the image's /etc/group) or GIDs.
     pub group_add: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
+}
+
+/// Docker's `--volumes-from`: every volume and bind mount of each named
+/// container at the same path, read-only or read-write as asked (default:
+/// as mounted there), followed by the container's own mounts, which win
+/// over an inherited one at the same path. Inherited volumes are never
+/// anonymous here, so `rm -v` of this container leaves them to their owner.
+pub fn mounts_with_volumes_from(
+    containers: &Containers,
+    o: &CreateOptions,
+) -> Result<Vec<MountSpec>> {
+    let mut out: Vec<MountSpec> = Vec::new();
+    for spec in &o.volumes_from {
+        let (name, mode) = match spec.split_once(':') {
+            Some((n, m @ ("ro" | "rw"))) => (n, Some(m == "ro")),
+            Some((_, m)) => {
+                return Err(RuntimeError::InvalidOption {
+                    what: "--volumes-from",
+                    value: spec.clone(),
+                    why: format!("invalid mode {m:?}: expected ro or rw"),
+                });
+            }
+            None => (spec.as_str(), None),
+        };
+        let cfg = containers.config(&containers.resolve(name)?)?;
+        for m in cfg.mounts.iter().filter(|m| m.kind != MountKind::Tmpfs) {
+            if o.mounts.iter().chain(&out).any(|x| x.target == m.target) {
+                continue;
+            }
+            out.push(MountSpec {
+                read_only: mode.unwrap_or(m.read_only),
+                anonymous: false,
+                ..m.clone()
+            });
+        }
+    }
+    out.extend(o.mounts.iter().cloned());
+    Ok(out)
 }
 
 /// `--expose` values as `PORT/PROTO` entries.
@@ -212,6 +252,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
     let mode = Mode::parse(&o.network);
     let containers = Containers::open(root)?;
     let network = check_network_options(&containers, o, &mode)?;
+    let mounts = mounts_with_volumes_from(&containers, o)?;
     let mode = Mode::parse(&network);
     let hostname = match (&o.hostname, &mode) {
         (Some(h), _) => h.clone(),
@@ -237,7 +278,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
             why: "must be an absolute path".to_string(),
         });
     }
-    for m in &o.mounts {
+    for m in &mounts {
         validate_mount(m)?;
     }
     if let Some(s) = &o.stop_signal {
@@ -275,7 +316,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
         ports: o.ports.clone(),
         publish_all: o.publish_all,
         exposed_ports,
-        mounts: o.mounts.clone(),
+        mounts,
         memory: o.memory,
         nano_cpus: o.nano_cpus,
         pids_limit: o.pids_limit,

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::RuntimeError;
 use crate::engine;
 use crate::kernel::Kernel;
 use crate::kernel::fake::{FakeKernel, FakeNet, Run};
 use crate::monitor::{Frame, run_with};
-use crate::record::{ContainerConfig, Containers, RestartPolicy, Status};
+use crate::record::{ContainerConfig, Containers, MountKind, MountSpec, RestartPolicy, Status};
 
 struct World {
     tmp: tempfile::TempDir,
@@ -604,4 +605,66 @@ fn create_records_a_container_and_refuses_bad_input_leaving_nothing() {
     );
     // Nothing of this touched the kernel.
     assert_eq!(w.k.effects(), Vec::<String>::new());
+
+    // --volumes-from: the source's volumes and binds at the same paths (not
+    // its tmpfs), in the mode asked for; the consumer's own mount wins.
+    let mount = |kind, source: &str, target: &str, read_only| MountSpec {
+        kind,
+        source: source.into(),
+        target: target.into(),
+        read_only,
+        anonymous: false,
+        options: Vec::new(),
+    };
+    let src = engine::create(
+        w.root(),
+        &opts(&|o| {
+            o.name = Some("src".into());
+            o.mounts = vec![
+                MountSpec {
+                    anonymous: true,
+                    ..mount(MountKind::Volume, "anon1", "/data", false)
+                },
+                mount(MountKind::Bind, "/etc", "/cfg", true),
+                mount(MountKind::Tmpfs, "", "/scratch", false),
+            ];
+        }),
+    )
+    .unwrap();
+    let got = |from: &[&str], own: Vec<MountSpec>| {
+        let o = opts(&|o| {
+            o.name = None;
+            o.volumes_from = from.iter().map(|s| (*s).to_string()).collect();
+            o.mounts = own.clone();
+        });
+        engine::create(w.root(), &o).map(|c| c.mounts)
+    };
+    assert_eq!(
+        got(&["src"], vec![]).unwrap(),
+        [
+            mount(MountKind::Volume, "anon1", "/data", false),
+            mount(MountKind::Bind, "/etc", "/cfg", true),
+        ]
+    );
+    assert_eq!(
+        got(
+            &[&src.id[..12]],
+            vec![mount(MountKind::Bind, "/tmp", "/cfg", false)]
+        )
+        .unwrap(),
+        [
+            mount(MountKind::Volume, "anon1", "/data", false),
+            mount(MountKind::Bind, "/tmp", "/cfg", false),
+        ]
+    );
+    let ro = got(&["src:ro"], vec![]).unwrap();
+    assert!(ro.iter().all(|m| m.read_only), "{ro:?}");
+    let rw = got(&["src:rw"], vec![]).unwrap();
+    assert!(rw.iter().all(|m| !m.read_only), "{rw:?}");
+    assert!(matches!(
+        got(&["nosuch"], vec![]),
+        Err(RuntimeError::NotFound(_))
+    ));
+    let e = got(&["src:rx"], vec![]).unwrap_err().to_string();
+    assert!(e.contains("expected ro or rw"), "{e}");
 }

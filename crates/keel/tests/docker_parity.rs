@@ -1639,4 +1639,131 @@ fn diff_commit_and_export() {
     p.same(&["stop", "-t", "0", "fs"]);
     p.same(&["diff", "fs"]);
     p.same(&["rm", "-f", "fs"]);
+
+/// `network create --internal --label --gateway --ip-range`, `network ls
+/// --filter label=`, and `--volumes-from C[:ro]`, keel beside podman.
+#[test]
+fn network_create_options_and_volumes_from() {
+    let p = Pair::new();
+    // Subnets of their own for each engine (both live on this host).
+    let third = std::process::id() % 125 * 2;
+    for (who, sub) in [("keel", third), ("podman", third + 1)] {
+        let args = [
+            "network".to_string(),
+            "create".into(),
+            "--internal".into(),
+            "--label".into(),
+            "team=blue".into(),
+            "--subnet".into(),
+            format!("10.251.{sub}.0/24"),
+            "--gateway".into(),
+            format!("10.251.{sub}.254"),
+            "--ip-range".into(),
+            format!("10.251.{sub}.64/26"),
+            "sealed".into(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = if who == "keel" {
+            p.keel(&args)
+        } else {
+            p.podman(&args)
+        };
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+    }
+    p.same(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Internal}} {{index .Labels \"team\"}}",
+        "sealed",
+    ]);
+    p.same(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=team=blue",
+        "--format",
+        "{{.Name}}",
+    ]);
+    p.same(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=team=red",
+        "--format",
+        "{{.Name}}",
+    ]);
+    // No way out of an internal network: not even a default route.
+    let o = p.same(&[
+        "run",
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "sh",
+        "-c",
+        "ip route | grep -c default; true",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "0\n");
+    // An address from the range.
+    let args = [
+        "run",
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0 | grep -o 'inet [0-9.]*' | cut -d' ' -f2",
+    ];
+    for (who, o) in [("keel", p.keel(&args)), ("podman", p.podman(&args))] {
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let ip: std::net::Ipv4Addr = out
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{who}: {out:?} {}", stderr(&o)));
+        assert!((64..128).contains(&ip.octets()[3]), "{who}: {ip}");
+    }
+
+    // --volumes-from: the other container's volumes at the same paths.
+    let args = ["create", "--name", "src", "-v", "/data", "busybox", "true"];
+    for (who, o) in [("keel", p.keel(&args)), ("podman", p.podman(&args))] {
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+    }
+    let o = p.same(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f && cat /data/f",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "kept\n");
+    p.same(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:ro",
+        "busybox",
+        "cat",
+        "/data/f",
+    ]);
+    let o = p.same(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "src:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /data/g",
+    ]);
+    assert!(!o.status.success());
+    for args in [&["rm", "-f", "src"][..], &["network", "rm", "sealed"][..]] {
+        for (who, o) in [("keel", p.keel(args)), ("podman", p.podman(args))] {
+            assert!(o.status.success(), "{who} {args:?}: {}", stderr(&o));
+        }
+    }
 }

@@ -201,6 +201,40 @@ fn network_commands() {
         keel.fails(&["network", "create", "-d", "overlay", "x"])
     );
     insta::assert_snapshot!(
+        "create_macvlan_no_parent",
+        keel.fails(&["network", "create", "-d", "macvlan", "x"])
+    );
+    insta::assert_snapshot!(
+        "create_macvlan_missing_parent",
+        keel.fails(&[
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "-o",
+            "parent=nosuch0",
+            "x"
+        ])
+    );
+    insta::assert_snapshot!(
+        "create_unknown_option",
+        keel.fails(&[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.driver.mtu=1400",
+            "x"
+        ])
+    );
+    insta::assert_snapshot!(
+        "create_gateway_without_subnet",
+        keel.fails(&["network", "create", "--gateway", "10.1.0.1", "x"])
+    );
+    insta::assert_snapshot!(
+        "create_bad_label",
+        keel.fails(&["network", "create", "--opt", "novalue", "x"])
+    );
+    insta::assert_snapshot!(
         "create_bad_name",
         keel.fails(&["network", "create", "_bad"])
     );

@@ -79,6 +79,9 @@ pub struct CreateFlags {
     /// Mount a tmpfs directory (/path[:options]).
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Mount the volumes of another container (CONTAINER[:ro|rw]).
+    #[arg(long, value_name = "CONTAINER[:ro|rw]")]
+    pub volumes_from: Vec<String>,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short = 'm', long)]
     pub memory: Option<String>,

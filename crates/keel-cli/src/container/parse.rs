@@ -362,6 +362,7 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
         publish_all: f.publish_all,
         expose: f.expose.clone(),
         group_add: f.group_add.clone(),
+        volumes_from: f.volumes_from.clone(),
         mounts,
         memory: f.memory.as_deref().map(parse_bytes).transpose()?,
         nano_cpus: cpus,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use keel_infra::providers::docker::{
     BuildSpec, ContainerInfo, ContainerSpec, DockerEngine, EngineFactory, ImageInfo, NetData,
-    NetworkInfo, PortSpec, VolumeInfo,
+    NetworkInfo, NetworkSpec, PortSpec, VolumeInfo,
 };
 use keel_runtime::engine::{self, CreateOptions};
 use keel_runtime::network::NetworkAttacher;
@@ -94,6 +94,11 @@ fn network_info(n: &keel_net::NetworkInfo) -> NetworkInfo {
         scope: n.scope.clone(),
         subnet: n.subnet.clone(),
         gateway: n.gateway.map(|g| g.to_string()),
+        ip_range: n.ip_range.clone(),
+        aux_addresses: n.aux_addresses.clone(),
+        internal: n.internal,
+        labels: n.labels.clone(),
+        options: n.options.clone(),
     }
 }
 
@@ -175,6 +180,7 @@ fn create_options(s: &ContainerSpec) -> Result<CreateOptions, String> {
             })
             .collect(),
         mounts,
+        volumes_from: s.volumes_from.clone(),
         read_only: s.read_only,
         restart: RestartPolicy::parse(&s.restart).map_err(|e| e.to_string())?,
         healthcheck: s.healthcheck.as_ref().map(|h| HealthConfig {
@@ -256,9 +262,20 @@ impl DockerEngine for Engine {
         }
     }
 
-    fn create_network(&self, name: &str, subnet: Option<&str>) -> Result<NetworkInfo, String> {
+    fn create_network(&self, n: &NetworkSpec) -> Result<NetworkInfo, String> {
+        let o = keel_net::NetworkOptions {
+            driver: n.driver.clone(),
+            subnet: n.subnet.clone(),
+            gateway: n.gateway.clone(),
+            ip_range: n.ip_range.clone(),
+            aux_addresses: n.aux_addresses.clone(),
+            internal: n.internal,
+            ipv6: n.ipv6,
+            labels: n.labels.clone(),
+            options: n.options.clone(),
+        };
         self.networks()?
-            .create(name, subnet)
+            .create_with(&n.name, &o)
             .map(|n| network_info(&n))
             .map_err(net)
     }

@@ -36,6 +36,28 @@ pub struct NetworkInfo {
     pub scope: String,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+    /// The driver options given at creation.
+    pub options: BTreeMap<String, String>,
+}
+
+/// What `docker_network` asks the engine to create (`docker network create`'s flags).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// Empty: the engine's default (bridge).
+    pub driver: String,
+    pub internal: bool,
+    pub ipv6: bool,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -91,6 +113,8 @@ pub struct ContainerSpec {
     pub env: Vec<String>,
     pub ports: Vec<PortSpec>,
     pub mounts: Vec<MountSpec>,
+    /// `volumes { from_container }`: docker's `--volumes-from C[:ro]`.
+    pub volumes_from: Vec<String>,
     /// `network_mode` (`bridge` by default) unless `networks` is set.
     pub network_mode: String,
     pub networks: Vec<NetAttach>,
@@ -149,7 +173,7 @@ pub trait DockerEngine: Send + Sync {
     fn build(&self, name: &str, b: &BuildSpec) -> Result<(), String>;
     fn remove_image(&self, name: &str, force: bool) -> Result<(), String>;
     fn network(&self, name: &str) -> Result<Option<NetworkInfo>, String>;
-    fn create_network(&self, name: &str, subnet: Option<&str>) -> Result<NetworkInfo, String>;
+    fn create_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo, String>;
     fn remove_network(&self, name: &str) -> Result<(), String>;
     fn volume(&self, name: &str) -> Result<Option<VolumeInfo>, String>;
     fn create_volume(
@@ -444,35 +468,9 @@ impl ResourceType for Network {
             // Every argument forces replacement; nothing to change in place.
             return Ok(planned.clone());
         }
-        let name = get_str(planned, "name").ok_or("name is required")?;
-        if let Some(d) = get_str(planned, "driver").filter(|d| *d != "bridge") {
-            return Err(format!(
-                "network {name:?}: driver {d:?} is not supported: keel's networks are bridges (leave driver unset or \"bridge\")"
-            ));
-        }
-        if get_bool(planned, "internal") == Some(true) {
-            return Err(format!(
-                "network {name:?}: internal networks are not supported by keel's engine yet"
-            ));
-        }
-        let ipam = items(planned, "ipam_config");
-        if ipam.len() > 1 {
-            return Err(format!(
-                "network {name:?}: keel's networks take one ipam_config"
-            ));
-        }
-        let subnet = ipam.first().and_then(|c| get_str(c, "subnet"));
+        let spec = network_spec(planned)?;
         let e = self.shared.engine(ctx)?;
-        let info = e.create_network(name, subnet)?;
-        if let Some(gw) = ipam.first().and_then(|c| get_str(c, "gateway"))
-            && info.gateway.as_deref() != Some(gw)
-        {
-            let _ = e.remove_network(name);
-            return Err(format!(
-                "network {name:?}: gateway {gw} is not the one keel assigns ({}): leave ipam_config.gateway unset",
-                info.gateway.as_deref().unwrap_or("none")
-            ));
-        }
+        let info = e.create_network(&spec)?;
         Ok(network_state(planned, &info))
     }
     fn read(&self, prior: &Value, ctx: &OpCtx) -> Result<Option<Value>, String> {
@@ -493,8 +491,63 @@ impl ResourceType for Network {
         let n = e.network(id)?.ok_or_else(|| format!("no network {id:?}"))?;
         let mut v = super::plan_generic(&self.schema, None, &Value::empty_object()).value;
         set(&mut v, "name", s(&n.name));
+        if !n.labels.is_empty() {
+            let t = label_schema().implied_type();
+            let ls = n
+                .labels
+                .iter()
+                .map(|(k, x)| {
+                    Value::object(BTreeMap::from([
+                        ("label".to_string(), s(k)),
+                        ("value".to_string(), s(x)),
+                    ]))
+                })
+                .collect();
+            set(&mut v, "labels", Value::set(t, ls));
+        }
         Ok(network_state(&v, &n))
     }
+}
+
+/// `docker_network`'s arguments as the engine takes them; what keel's engine
+/// has no counterpart for (swarm's ingress, other IPAM drivers) is refused.
+fn network_spec(planned: &Value) -> Result<NetworkSpec, String> {
+    let name = get_str(planned, "name").ok_or("name is required")?;
+    if get_bool(planned, "ingress") == Some(true) {
+        return Err(format!(
+            "network {name:?}: ingress networks belong to swarm, which keel's engine does not run"
+        ));
+    }
+    if let Some(d) = get_str(planned, "ipam_driver").filter(|d| *d != "default") {
+        return Err(format!(
+            "network {name:?}: ipam_driver {d:?} is not supported: keel has its default IPAM only"
+        ));
+    }
+    if get(planned, "ipam_options").is_some_and(|o| o.len().unwrap_or(0) != 0) {
+        return Err(format!(
+            "network {name:?}: ipam_options are not supported by keel's default IPAM"
+        ));
+    }
+    let ipam = items(planned, "ipam_config");
+    if ipam.len() > 1 {
+        return Err(format!(
+            "network {name:?}: keel's networks take one ipam_config (IPv4)"
+        ));
+    }
+    let cfg = ipam.first();
+    let cfg_str = |k: &str| cfg.and_then(|c| get_str(c, k)).map(str::to_string);
+    Ok(NetworkSpec {
+        name: name.to_string(),
+        driver: get_str(planned, "driver").unwrap_or_default().to_string(),
+        internal: get_bool(planned, "internal") == Some(true),
+        ipv6: get_bool(planned, "ipv6") == Some(true),
+        subnet: cfg_str("subnet"),
+        gateway: cfg_str("gateway"),
+        ip_range: cfg_str("ip_range"),
+        aux_addresses: cfg.map(|c| str_map(c, "aux_address")).unwrap_or_default(),
+        labels: labels(planned),
+        options: str_map(planned, "options"),
+    })
 }
 
 fn ipam_type() -> Type {
@@ -511,11 +564,14 @@ fn network_state(planned: &Value, n: &NetworkInfo) -> Value {
     set(&mut out, "id", s(&n.id));
     set(&mut out, "driver", s(&n.driver));
     set(&mut out, "scope", s(&n.scope));
-    set(&mut out, "internal", Value::bool(false));
+    set(&mut out, "internal", Value::bool(n.internal));
     set(
         &mut out,
         "options",
-        Value::map(Type::String, BTreeMap::new()),
+        Value::map(
+            Type::String,
+            n.options.iter().map(|(k, v)| (k.clone(), s(v))).collect(),
+        ),
     );
     let cfg = BTreeMap::from([
         (
@@ -524,7 +580,12 @@ fn network_state(planned: &Value, n: &NetworkInfo) -> Value {
                 .as_deref()
                 .map_or_else(|| Value::null(Type::String), s),
         ),
-        ("ip_range".to_string(), Value::null(Type::String)),
+        (
+            "ip_range".to_string(),
+            n.ip_range
+                .as_deref()
+                .map_or_else(|| Value::null(Type::String), s),
+        ),
         (
             "gateway".to_string(),
             n.gateway
@@ -533,7 +594,17 @@ fn network_state(planned: &Value, n: &NetworkInfo) -> Value {
         ),
         (
             "aux_address".to_string(),
-            Value::null(Type::map(Type::String)),
+            if n.aux_addresses.is_empty() {
+                Value::null(Type::map(Type::String))
+            } else {
+                Value::map(
+                    Type::String,
+                    n.aux_addresses
+                        .iter()
+                        .map(|(k, v)| (k.clone(), s(v)))
+                        .collect(),
+                )
+            },
         ),
     ]);
     set(
@@ -633,9 +704,25 @@ fn container_spec(v: &Value) -> Result<ContainerSpec, String> {
         });
     }
     let mut mounts = Vec::new();
+    let mut volumes_from = Vec::new();
     for m in items(v, "volumes") {
-        if get_str(m, "from_container").is_some() {
-            return Err("volumes.from_container is not supported by keel's engine".into());
+        if let Some(from) = get_str(m, "from_container") {
+            // docker's --volumes-from, as the provider passes it.
+            let ro = get_bool(m, "read_only") == Some(true);
+            if get_str(m, "container_path").is_some()
+                || get_str(m, "volume_name").is_some()
+                || get_str(m, "host_path").is_some()
+            {
+                return Err(format!(
+                    "volumes from_container {from:?}: takes the other container's paths; leave container_path, volume_name and host_path unset"
+                ));
+            }
+            volumes_from.push(if ro {
+                format!("{from}:ro")
+            } else {
+                from.to_string()
+            });
+            continue;
         }
         let container_path = get_str(m, "container_path")
             .ok_or("volumes: container_path is required")?
@@ -683,6 +770,7 @@ fn container_spec(v: &Value) -> Result<ContainerSpec, String> {
             .unwrap_or_default(),
         ports,
         mounts,
+        volumes_from,
         network_mode: get_str(v, "network_mode").unwrap_or("bridge").to_string(),
         networks,
         restart: restart_policy(v),
