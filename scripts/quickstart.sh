@@ -391,6 +391,13 @@ kubectl create deployment hello --image=busybox:latest --port=8080 \
 kubectl rollout status deployment/hello --timeout=120s
 kubectl get pods -l app=hello -o wide
 http_get "http://$(kubectl get pods -l app=hello -o jsonpath='{.items[0].status.podIP}'):8080/"
+
+step "cluster DNS: the Service's name answers on the pods' nameserver (the bridge's gateway)"
+kubectl expose deployment hello --port=80 --target-port=8080
+HELLO_IP="$(kubectl get svc hello -o jsonpath='{.spec.clusterIP}')"
+GW="$(kubectl get node quickstart -o jsonpath='{.spec.podCIDR}' | sed 's|0/24|1|')"
+for _ in $(seq 50); do busybox nslookup hello.default.svc.cluster.local "$GW" 2>/dev/null | grep -q "$HELLO_IP" && break; sleep 0.2; done
+busybox nslookup hello.default.svc.cluster.local "$GW"
 node_down
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 

@@ -25,6 +25,7 @@
 //! as child `keel` processes: libcontainer never runs in this (tokio,
 //! multi-threaded) process.
 
+pub mod dns;
 pub mod join;
 mod node;
 mod pods;
@@ -67,6 +68,12 @@ pub struct Config {
     pub name: String,
     /// The keel binary (monitors, stop, rm, exec).
     pub exe: PathBuf,
+    /// The nameserver of `ClusterFirst` pods; `None`: the pod network's
+    /// gateway on this node (where `keel server` serves its cluster DNS).
+    pub cluster_dns: Option<std::net::IpAddr>,
+    /// The cluster domain (`cluster.local`); empty: no cluster DNS, pods
+    /// get the node's resolver.
+    pub cluster_domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,12 +115,21 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     let cidr = node::await_pod_cidr(&client, &cfg.name).await?;
     let root = cfg.root.clone();
     let exe = cfg.exe.clone();
-    tokio::task::spawn_blocking(move || {
-        runtime::ensure_network(&root, &cidr)?;
-        runtime::ensure_image(&root, &exe, runtime::PAUSE_IMAGE)
+    let gateway = tokio::task::spawn_blocking(move || {
+        let gw = runtime::ensure_network(&root, &cidr)?;
+        runtime::ensure_image(&root, &exe, runtime::PAUSE_IMAGE)?;
+        Ok::<_, AgentError>(gw)
     })
     .await
     .map_err(|e| AgentError::Other(e.to_string()))??;
+    let dns = cfg
+        .cluster_dns
+        .or(gateway.map(std::net::IpAddr::V4))
+        .filter(|_| !cfg.cluster_domain.is_empty())
+        .map(|ip| dns::ClusterDns {
+            server: ip.to_string(),
+            domain: cfg.cluster_domain.clone(),
+        });
     tokio::spawn(async {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -126,6 +142,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         node_ip,
         root: cfg.root.clone(),
         exe: cfg.exe.clone(),
+        dns,
     });
     pods::run(ctx).await
 }

@@ -33,6 +33,8 @@ pub(crate) struct Ctx {
     pub node_ip: String,
     pub root: PathBuf,
     pub exe: PathBuf,
+    /// The cluster DNS `ClusterFirst` pods ask.
+    pub dns: Option<crate::dns::ClusterDns>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
@@ -451,6 +453,14 @@ impl PodRun {
             // In place: the containers see the file through a bind mount.
             let text = podspec::hosts_file(&ip, &hostname, fqdn.as_deref());
             std::fs::write(h, text).map_err(|e| format!("write {}: {e}", h.display()))?;
+            // Beside it, resolv.conf by the pod's dnsPolicy (the pod's
+            // containers share the sandbox's file).
+            let r = h.with_file_name("resolv.conf");
+            let node = keel_net::render_resolv_conf(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            );
+            let text = crate::dns::resolv_conf(&spec, &self.ns, ctx.dns.as_ref(), &node);
+            std::fs::write(&r, text).map_err(|e| format!("write {}: {e}", r.display()))?;
         }
         tracing::info!(pod = self.name, ns = self.ns, ip, "pod sandbox running");
         self.sandbox = Some(obs.image);

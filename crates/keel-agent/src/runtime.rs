@@ -17,11 +17,12 @@ pub const PAUSE_IMAGE: &str = "busybox:latest";
 
 /// The pod network bridge on `cidr`, created (or re-created when the node's
 /// podCIDR changed and no pod uses it).
-pub fn ensure_network(root: &Path, cidr: &str) -> Result<(), AgentError> {
+/// Returns the network's gateway (the node's address on it).
+pub fn ensure_network(root: &Path, cidr: &str) -> Result<Option<std::net::Ipv4Addr>, AgentError> {
     let nets = keel_net::Networks::open(root).map_err(|e| AgentError::Network(e.to_string()))?;
     if let Ok(n) = nets.inspect(crate::POD_NETWORK) {
         if n.subnet.as_deref() == Some(cidr) {
-            return Ok(());
+            return Ok(n.gateway);
         }
         nets.remove(crate::POD_NETWORK)
             .map_err(|e| AgentError::Network(e.to_string()))?;
@@ -29,7 +30,10 @@ pub fn ensure_network(root: &Path, cidr: &str) -> Result<(), AgentError> {
     nets.create(crate::POD_NETWORK, Some(cidr)).map_err(|e| {
         AgentError::Network(format!("create {} on {cidr}: {e}", crate::POD_NETWORK))
     })?;
-    Ok(())
+    Ok(nets
+        .inspect(crate::POD_NETWORK)
+        .ok()
+        .and_then(|n| n.gateway))
 }
 
 fn keel(root: &Path, exe: &Path) -> Command {

@@ -21,6 +21,13 @@ pub struct AgentArgs {
     /// The node's name (default: this machine's hostname).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Nameserver of the pods' resolv.conf (dnsPolicy `ClusterFirst`): the
+    /// kube-dns Service's cluster IP.
+    #[arg(long, value_name = "IP", default_value = "10.43.0.10")]
+    pub cluster_dns: std::net::IpAddr,
+    /// The cluster domain ("" for no cluster DNS: pods get this machine's resolver).
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
 }
 
 /// This machine's hostname, lowercased (a node name).
@@ -53,6 +60,8 @@ pub fn run(root: &Path, a: AgentArgs) -> anyhow::Result<ExitCode> {
         root: root.to_path_buf(),
         name: a.name.unwrap_or_else(hostname),
         exe: exe()?,
+        cluster_dns: Some(a.cluster_dns),
+        cluster_domain: a.cluster_domain,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

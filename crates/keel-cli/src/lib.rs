@@ -31,6 +31,7 @@ mod network;
 mod output;
 mod progress;
 pub mod server;
+mod server_dns;
 mod system;
 mod template;
 

@@ -62,6 +62,19 @@ pub struct ServerArgs {
     /// How often candidates try and the leader renews.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub leader_elect_retry_period: std::time::Duration,
+    /// The cluster domain of the cluster DNS.
+    #[arg(long, value_name = "DOMAIN", default_value = keel_dns::DEFAULT_ZONE)]
+    pub cluster_domain: String,
+    /// Cluster IP of the kube-dns Service (default: the 10th address of the
+    /// service range, 10.43.0.10).
+    #[arg(long, value_name = "IP")]
+    pub cluster_dns: Option<std::net::IpAddr>,
+    /// Also serve the cluster DNS on ADDR (UDP and TCP), e.g. 127.0.0.1:10053.
+    #[arg(long, value_name = "ADDR")]
+    pub dns_listen: Vec<SocketAddr>,
+    /// Do not serve cluster DNS (pods then get the node's resolver).
+    #[arg(long)]
+    pub disable_dns: bool,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -185,12 +198,37 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
                 keel_controllers::spawn_with(&server.loopback(), &controller_opts);
             }
         }
-        if !args.disable_agent {
-            let name = args
-                .node_name
+        let node = (!args.disable_agent).then(|| {
+            args.node_name
                 .clone()
-                .unwrap_or_else(crate::agent::hostname);
-            let cfg = own_agent(root, &state_dir, addr, name)?;
+                .unwrap_or_else(crate::agent::hostname)
+        });
+        if !args.disable_dns {
+            let opts = crate::server_dns::Options {
+                domain: args.cluster_domain.clone(),
+                service_ip: args
+                    .cluster_dns
+                    .unwrap_or_else(crate::server_dns::default_service_ip),
+                listen: args.dns_listen.clone(),
+                node: node.clone(),
+            };
+            crate::server_dns::start(server.loopback(), opts)
+                .await
+                .map_err(|e| {
+                    anyhow::Error::new(Hint::new(
+                        "pick a free address with --dns-listen 127.0.0.1:PORT, or --disable-dns",
+                    ))
+                    .context(format!("cluster DNS: {e:#}"))
+                })?;
+        }
+        if let Some(name) = node {
+            let mut cfg = own_agent(root, &state_dir, addr, name)?;
+            cfg.cluster_domain.clone_from(&args.cluster_domain);
+            if args.disable_dns {
+                // Pods fall back to the node's resolver.
+                cfg.cluster_dns = None;
+                cfg.cluster_domain.clear();
+            }
             tokio::spawn(async move {
                 if let Err(e) = keel_agent::run(cfg).await {
                     tracing::error!(error = %e, "the node agent stopped");
@@ -235,6 +273,9 @@ fn own_agent(
         root: root.to_path_buf(),
         name,
         exe: crate::agent::exe()?,
+        // The pod network's gateway: this server answers there.
+        cluster_dns: None,
+        cluster_domain: keel_dns::DEFAULT_ZONE.into(),
     })
 }
 

@@ -210,7 +210,8 @@ pub(super) fn next_cluster_ip(state: &State) -> String {
     let n = state.next_ip.fetch_add(1, Ordering::SeqCst);
     // Random start so restarts rarely hand out a live address again.
     let base = u32::from_be_bytes([0, 0, (std::process::id() % 200) as u8, 10]);
-    let x = (base + n) % 65_000 + 10;
+    // From .0.11 on: 10.43.0.10 is the kube-dns Service's (keel server).
+    let x = (base + n) % 65_000 + 11;
     format!("10.43.{}.{}", (x >> 8) & 0xff, x & 0xff)
 }
 

@@ -1,0 +1,192 @@
+//! `keel server`'s cluster DNS (keel-dns), fed from the API's watch of
+//! Services and `EndpointSlices`: the kube-dns Service in kube-system (its
+//! cluster IP the 10th address of the service range, as k3s has it),
+//! answers on the `--dns-listen` addresses and, once this machine's node
+//! has its pod network, on the network's gateway (port 53), the
+//! nameserver its pods get.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use keel_api::Loopback;
+use keel_api::client::{ChangeKind, WatchEvent};
+use keel_api::resources::{self, Resource};
+use keel_dns::{Dns, Event};
+use serde_json::{Value, json};
+
+/// What `keel server` was told about DNS.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub domain: String,
+    /// The kube-dns Service's cluster IP.
+    pub service_ip: IpAddr,
+    /// Addresses to answer on from the start (`127.0.0.1:PORT`).
+    pub listen: Vec<SocketAddr>,
+    /// This machine's node: its pod network's gateway gets port 53.
+    pub node: Option<String>,
+}
+
+fn services() -> &'static Resource {
+    resources::find("", "v1", "services").expect("services are served")
+}
+
+fn slices() -> &'static Resource {
+    resources::find("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices are served")
+}
+
+/// Starts serving; the sockets are bound when this returns.
+pub async fn start(api: Loopback, opts: Options) -> anyhow::Result<()> {
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let dns = Dns::new(&opts.domain, keel_dns::upstreams_from_resolv_conf(&resolv));
+    for addr in &opts.listen {
+        let bound = dns
+            .listen(*addr)
+            .await
+            .with_context(|| format!("--dns-listen {addr}"))?;
+        tracing::info!(%bound, "cluster DNS listening");
+    }
+    kube_dns_service(&api, opts.service_ip).await;
+    tokio::spawn(feed(api.clone(), dns.clone()));
+    if let Some(node) = opts.node {
+        tokio::spawn(on_pod_network(api, dns, node));
+    }
+    Ok(())
+}
+
+/// The kube-dns Service, as k3s's `CoreDNS` manifest has it.
+async fn kube_dns_service(api: &Loopback, ip: IpAddr) {
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
+        "spec": {"clusterIP": ip.to_string(), "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}});
+    match api.create(services(), svc, "keel-dns").await {
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {}
+        Err(e) => tracing::warn!(error = %e, "create the kube-dns Service"),
+    }
+}
+
+/// `(namespace, name)` of a storage key of `r`.
+fn deleted(r: &Resource, key: &str) -> Option<Value> {
+    let rest = key.strip_prefix(&r.key_prefix())?;
+    let (ns, name) = rest.split_once('/')?;
+    Some(json!({"kind": r.kind, "metadata": {"namespace": ns, "name": name}}))
+}
+
+/// Lists, then follows the watch; lists again when it breaks.
+async fn feed(api: Loopback, dns: Dns) {
+    let (svc, sl) = (services(), slices());
+    loop {
+        let listed = async {
+            let (mut a, r1) = api.list(svc, None).await?;
+            let (b, r2) = api.list(sl, None).await?;
+            a.extend(b);
+            Ok::<_, keel_api::ClientError>((a, r1.min(r2)))
+        };
+        let (objs, rev) = match listed.await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "dns: list services");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        dns.apply(Event::Reset(objs));
+        let mut watch = match api.watch_all(rev + 1).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "dns: watch");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(Ok(ev)) = watch.next().await {
+            let WatchEvent::Change(c) = ev else { continue };
+            if !std::ptr::eq(c.resource, svc) && !std::ptr::eq(c.resource, sl) {
+                continue;
+            }
+            let ev = match c.kind {
+                ChangeKind::Put => api.object(&c).map(Event::Put),
+                ChangeKind::Deleted => deleted(c.resource, &c.key).map(Event::Deleted),
+            };
+            if let Some(ev) = ev {
+                dns.apply(ev);
+            }
+        }
+    }
+}
+
+/// Waits for the node's pod CIDR and its bridge, then answers on the
+/// gateway address, port 53.
+async fn on_pod_network(api: Loopback, dns: Dns, node: String) {
+    let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(Some(n)) = api.get(nodes, None, &node).await else {
+            continue;
+        };
+        let Some(gw) = n
+            .pointer("/spec/podCIDR")
+            .and_then(Value::as_str)
+            .and_then(gateway)
+        else {
+            continue;
+        };
+        match dns.listen(SocketAddr::new(IpAddr::V4(gw), 53)).await {
+            Ok(bound) => {
+                tracing::info!(%bound, "cluster DNS listening for pods");
+                return;
+            }
+            // The agent has not made the bridge yet.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, address = %gw, "cluster DNS cannot listen for pods; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+/// The first host address of an IPv4 CIDR (keel-net's bridge gateway).
+fn gateway(cidr: &str) -> Option<Ipv4Addr> {
+    let (net, bits) = cidr.split_once('/')?;
+    let net: Ipv4Addr = net.parse().ok()?;
+    let bits: u32 = bits.parse().ok().filter(|b| *b <= 30)?;
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    Some(Ipv4Addr::from((u32::from(net) & mask) + 1))
+}
+
+/// The 10th address of the service range (k3s: 10.43.0.10 of 10.43.0.0/16).
+pub fn default_service_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 43, 0, 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_is_the_first_host() {
+        assert_eq!(gateway("10.42.3.0/24"), Some(Ipv4Addr::new(10, 42, 3, 1)));
+        assert_eq!(gateway("10.42.3.7/16"), Some(Ipv4Addr::new(10, 42, 0, 1)));
+        assert_eq!(gateway("fd00::/64"), None);
+        assert_eq!(gateway("10.42.0.0/31"), None);
+    }
+
+    #[test]
+    fn a_deleted_key_names_its_object() {
+        let r = services();
+        let key = r.key(Some("ns"), "web");
+        assert_eq!(
+            deleted(r, &key),
+            Some(json!({"kind": "Service", "metadata": {"namespace": "ns", "name": "web"}}))
+        );
+    }
+}
