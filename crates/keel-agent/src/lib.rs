@@ -25,6 +25,7 @@
 //! as child `keel` processes: libcontainer never runs in this (tokio,
 //! multi-threaded) process.
 
+mod events;
 pub mod join;
 mod node;
 mod pods;
@@ -121,6 +122,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         }
     });
     let ctx = Arc::new(pods::Ctx {
+        events: events::Recorder::new(client.clone(), cfg.name.clone()),
         client,
         node: cfg.name.clone(),
         node_ip,

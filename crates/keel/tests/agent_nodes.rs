@@ -305,3 +305,293 @@ fn three_nodes_spread_a_deployment_adopt_pods_and_replace_a_lost_node() {
         assert!(!links.contains(&format!(" {veth}@")), "{veth} left");
     }
 }
+
+const NODE_OBJECTS: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: used-0}
+stringData: {v: zero}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: used-1}
+stringData: {v: one}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: unrelated}
+stringData: {v: nobody}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-0}
+data: {v: zero}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p0}
+spec:
+  nodeName: node-0
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    env: [{name: V, valueFrom: {secretKeyRef: {name: used-0, key: v}}}]
+    volumeMounts: [{name: cm, mountPath: /cm}]
+  volumes: [{name: cm, configMap: {name: cm-0}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p1}
+spec:
+  nodeName: node-1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    env: [{name: V, valueFrom: {secretKeyRef: {name: used-1, key: v}}}]
+"#;
+
+#[test]
+fn a_node_credential_reaches_only_its_node_and_what_its_pods_use() {
+    let c = Cluster::start(2);
+    c.apply(NODE_OBJECTS);
+    // Each agent read its pod's secret and configMap with its own
+    // credential (the pods run).
+    for p in ["p0", "p1"] {
+        c.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{p}"),
+            "--timeout=60s",
+        ]);
+    }
+    let n0 = &c.nodes[0];
+    let allowed = |args: &[&str]| {
+        let out = n0.kubectl_as_node(args, None);
+        assert!(
+            out.status.success(),
+            "node-0 may {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = |args: &[&str], stdin: Option<&str>| {
+        let out = n0.kubectl_as_node(args, stdin);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && err.contains("forbidden"),
+            "node-0 may not {args:?}: {err}"
+        );
+        err
+    };
+    let who = allowed(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(who, "system:node:node-0");
+    assert!(allowed(&["get", "secret", "used-0", "-o", "jsonpath={.data.v}"]).contains("emVybw"));
+    allowed(&["get", "configmap", "cm-0"]);
+    allowed(&["get", "node", "node-1"]);
+    allowed(&["get", "pods", "-A"]);
+    allowed(&["label", "node", "node-0", "checked=yes"]);
+    allowed(&[
+        "patch",
+        "pod",
+        "p0",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"message":"from node-0"}}"#,
+    ]);
+
+    // What the Node authorizer refuses: another node's objects, secrets no
+    // pod of the node uses, listing secrets.
+    let err = refused(&["get", "secret", "unrelated"], None);
+    assert!(err.contains("no relationship found"), "{err}");
+    refused(&["get", "secret", "used-1"], None);
+    refused(&["get", "secrets"], None);
+    refused(&["label", "node", "node-1", "hijacked=yes"], None);
+    refused(
+        &[
+            "annotate",
+            "-n",
+            "kube-node-lease",
+            "lease",
+            "node-1",
+            "hijacked=yes",
+        ],
+        None,
+    );
+    refused(
+        &[
+            "patch",
+            "pod",
+            "p1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"message":"from node-0"}}"#,
+        ],
+        None,
+    );
+    refused(&["delete", "pod", "p1", "--wait=false"], None);
+    refused(&["create", "namespace", "mine"], None);
+    // NodeRestriction: no Node of another name, no pod bound elsewhere.
+    refused(
+        &["create", "-f", "-"],
+        Some("{apiVersion: v1, kind: Node, metadata: {name: node-9}}"),
+    );
+    refused(
+        &["create", "-f", "-"],
+        Some(
+            "{apiVersion: v1, kind: Pod, metadata: {name: x}, spec: {nodeName: node-1, containers: [{name: c, image: busybox}]}}",
+        ),
+    );
+    let n1 = c.get_json(&["node", "node-1"]);
+    assert!(n1["metadata"]["labels"]["hijacked"].is_null(), "{n1}");
+    assert_eq!(
+        c.get_json(&["node", "node-0"])["metadata"]["labels"]["checked"],
+        "yes"
+    );
+}
+
+const EVENTFUL: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: one}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:latest
+    command: ["sh", "-c", "sleep 3; touch /tmp/ready; exec sleep 3600"]
+    readinessProbe:
+      exec: {command: ["test", "-e", "/tmp/ready"]}
+      periodSeconds: 1
+    volumeMounts: [{name: cfg, mountPath: /etc/cfg}]
+  volumes: [{name: cfg, configMap: {name: settings}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:latest
+    command: ["sh", "-c", "exit 1"]
+"#;
+
+/// `kubectl get events` for one pod: (type, reason, message, count, fieldPath).
+fn events_of(c: &Cluster, pod: &str) -> Vec<(String, String, String, i64, String)> {
+    let sel = format!("involvedObject.name={pod}");
+    c.get_json(&["events", "--field-selector", &sel])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+                e["count"].as_i64().unwrap_or(0),
+                e["involvedObject"]["fieldPath"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_agent_writes_events_and_updates_configmap_volumes_in_place() {
+    let c = Cluster::start(1);
+    c.apply(EVENTFUL);
+    c.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/reader",
+        "--timeout=60s",
+    ]);
+
+    // The kubelet's events, as `kubectl describe` shows them.
+    let d = c.kubectl(&["describe", "pod", "reader"]);
+    for want in [
+        "Container image \"busybox:latest\" already present on machine",
+        "Created container: app",
+        "Started container app",
+        "Readiness probe failed:",
+        "kubelet",
+    ] {
+        assert!(d.contains(want), "describe lacks {want:?}:\n{d}");
+    }
+    let ev = events_of(&c, "reader");
+    let unhealthy = ev
+        .iter()
+        .find(|e| e.1 == "Unhealthy")
+        .unwrap_or_else(|| panic!("{ev:?}"));
+    assert_eq!(unhealthy.0, "Warning");
+    assert_eq!(unhealthy.4, "spec.containers{app}");
+    assert!(unhealthy.3 >= 2, "repeats are counted: {unhealthy:?}");
+    eventually("BackOff for crasher", Duration::from_secs(30), || {
+        events_of(&c, "crasher").iter().any(|e| {
+            e.0 == "Warning"
+                && e.1 == "BackOff"
+                && e.2
+                    .starts_with("Back-off restarting failed container app in pod crasher_default(")
+        })
+    });
+
+    // An updated ConfigMap reaches the running container's file, through
+    // the kubelet's ..data link.
+    let host = &c.nodes[0];
+    let uid = c.get_json(&["pod", "reader"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ctr = host.container_of(&uid, "app").unwrap();
+    let read = |path: &str| {
+        let out = host.exec_in(&ctr, &["cat", path]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(read("/etc/cfg/greeting"), "one");
+    let ls = host.exec_in(&ctr, &["ls", "-la", "/etc/cfg/"]);
+    let ls = String::from_utf8_lossy(&ls.stdout).to_string();
+    assert!(ls.contains("..data -> ..20"), "{ls}");
+    assert!(ls.contains("greeting -> ..data/greeting"), "{ls}");
+    c.kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"greeting":"two","added":"new"}}"#,
+    ]);
+    let t0 = Instant::now();
+    eventually(
+        "the new greeting in the file",
+        Duration::from_secs(30),
+        || read("/etc/cfg/greeting") == "two" && read("/etc/cfg/added") == "new",
+    );
+    eprintln!("configMap update reached the file after {:?}", t0.elapsed());
+
+    // Deleting the pod: the kubelet says it stops the container.
+    c.kubectl(&["delete", "pod", "reader", "--timeout=60s"]);
+    let ev = events_of(&c, "reader");
+    assert!(
+        ev.iter()
+            .any(|e| e.1 == "Killing" && e.2 == "Stopping container app"),
+        "{ev:?}"
+    );
+}

@@ -218,6 +218,18 @@ impl NodeHost {
             .collect()
     }
 
+    /// kubectl 1.33 with the node's own credentials (its kubeconfig under
+    /// `<root>/agent`, a `system:node:<name>` client certificate).
+    pub fn kubectl_as_node(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        server_common::kubectl_at(
+            &kubectl133(),
+            &self.root().join("agent/kubeconfig"),
+            &self.root().join("kubectl-home"),
+            args,
+            stdin,
+        )
+    }
+
     /// The id of container `name` of pod `uid` on this node.
     pub fn container_of(&self, uid: &str, name: &str) -> Option<String> {
         self.containers()
