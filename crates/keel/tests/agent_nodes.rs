@@ -483,6 +483,19 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: secure}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    readinessProbe:
+      httpGet: {scheme: HTTPS, path: /, port: 8443}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: crasher}
 spec:
   terminationGracePeriodSeconds: 1
@@ -585,6 +598,60 @@ fn the_agent_writes_events_and_updates_configmap_volumes_in_place() {
         || read("/etc/cfg/greeting") == "two" && read("/etc/cfg/added") == "new",
     );
     eprintln!("configMap update reached the file after {:?}", t0.elapsed());
+
+    // An HTTPS probe (the certificate is not checked, as the kubelet does):
+    // not Ready until a TLS server answers in the pod's network namespace.
+    let secure = c.get_json(&["pod", "secure"]);
+    assert_eq!(condition(&secure, "Ready"), Some("False"), "{secure}");
+    let uid = secure["metadata"]["uid"].as_str().unwrap().to_string();
+    let sandbox = host.container_of(&uid, "POD").unwrap();
+    let pod_ns = host.root().join("run/netns").join(&sandbox);
+    let tls = tempfile::tempdir().unwrap();
+    let (crt, key) = (tls.path().join("crt.pem"), tls.path().join("key.pem"));
+    node_hosts::must(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=secure",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+    ]);
+    let net = format!("--net={}", pod_ns.display());
+    let mut server = std::process::Command::new("nsenter")
+        .args([
+            &net, "openssl", "s_server", "-quiet", "-www", "-accept", "8443",
+        ])
+        .args([
+            "-cert",
+            crt.to_str().unwrap(),
+            "-key",
+            key.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "pod/secure",
+            "--timeout=30s",
+        ]);
+    }));
+    let _ = server.kill();
+    let _ = server.wait();
+    if let Err(e) = ready {
+        std::panic::resume_unwind(e);
+    }
 
     // Deleting the pod: the kubelet says it stops the container.
     c.kubectl(&["delete", "pod", "reader", "--timeout=60s"]);
