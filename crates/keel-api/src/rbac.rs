@@ -10,7 +10,7 @@
 //! admin, edit, view and the system roles keel uses) and their bindings.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use keel_store::ListOptions;
 use serde_json::{Value, json};
@@ -45,7 +45,27 @@ pub(crate) struct Index {
 
 /// The shared index (part of the server's state).
 #[derive(Debug, Default)]
-pub(crate) struct Cache(RwLock<Index>);
+pub(crate) struct Cache(Arc<RwLock<Index>>);
+
+/// A handle on the index for synchronous checks (CEL's `authorizer`, which
+/// runs on threads of its own).
+#[derive(Debug, Clone)]
+pub(crate) struct Checker(Arc<RwLock<Index>>);
+
+impl Checker {
+    /// What RBAC decides for `user` doing `a` with the index as it is:
+    /// the reason when allowed.
+    pub(crate) fn allows(&self, user: &User, a: &Attributes) -> Option<String> {
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return Some(String::new());
+        }
+        let idx = self.0.read().ok()?;
+        idx.rules_for(user, &a.namespace)
+            .into_iter()
+            .find(|(r, _)| rule_allows(r, a))
+            .map(|(_, why)| format!("RBAC: allowed by {why} to User {:?}", user.name))
+    }
+}
 
 fn strs(v: &Value, k: &str) -> Vec<String> {
     v.get(k)
@@ -239,12 +259,8 @@ impl Cache {
         Ok(())
     }
 
-    fn decide(&self, user: &User, a: &Attributes) -> Option<String> {
-        let idx = self.0.read().ok()?;
-        idx.rules_for(user, &a.namespace)
-            .into_iter()
-            .find(|(r, _)| rule_allows(r, a))
-            .map(|(_, why)| why)
+    pub(crate) fn checker(&self) -> Checker {
+        Checker(self.0.clone())
     }
 
     fn revision(&self) -> i64 {
@@ -285,25 +301,17 @@ impl Cache {
 
 /// Whether `user` may do `a`; the reason names what allowed it.
 pub(crate) async fn authorize(state: &State, user: &User, a: &Attributes) -> (bool, String) {
-    if user.groups.iter().any(|g| g == MASTERS) {
-        return (true, String::new());
-    }
-    if let Some(why) = state.rbac.decide(user, a) {
-        return (
-            true,
-            format!("RBAC: allowed by {why} to User {:?}", user.name),
-        );
+    let rbac = state.rbac.checker();
+    if let Some(why) = rbac.allows(user, a) {
+        return (true, why);
     }
     // A binding written a moment ago may not be in the index yet.
     if let Ok(now) = state.store.current_revision().await
         && now > state.rbac.revision()
         && state.rbac.reload(state).await.is_ok()
-        && let Some(why) = state.rbac.decide(user, a)
+        && let Some(why) = rbac.allows(user, a)
     {
-        return (
-            true,
-            format!("RBAC: allowed by {why} to User {:?}", user.name),
-        );
+        return (true, why);
     }
     (false, String::new())
 }

@@ -525,7 +525,7 @@ pub(crate) async fn mutate(
     let idx = state.webhooks.snapshot();
     for (_, w) in &idx.mutating {
         if !applies(w, req, obj, ns_obj)
-            || !crate::cel::policy::webhook_matches(w, req, obj).await?
+            || !crate::cel::policy::webhook_matches(state, w, req, obj).await?
         {
             continue;
         }
@@ -552,7 +552,9 @@ pub(crate) async fn validate(
     // One after the other (Kubernetes calls them in parallel; the outcome,
     // refused if any refuses, is the same).
     for (_, w) in &idx.validating {
-        if applies(w, req, obj, ns_obj) && crate::cel::policy::webhook_matches(w, req, obj).await? {
+        if applies(w, req, obj, ns_obj)
+            && crate::cel::policy::webhook_matches(state, w, req, obj).await?
+        {
             call_one(w, req, obj).await?;
         }
     }

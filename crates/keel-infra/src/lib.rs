@@ -27,6 +27,7 @@ pub mod backend_http;
 pub mod backend_k8s;
 pub mod config;
 pub mod graph;
+pub mod http;
 pub mod kubeconfig;
 pub mod plan;
 pub mod plan_json;

@@ -533,6 +533,133 @@ fn policy_param_selector_and_audit(s: &KeelServer, k: &Path) {
     );
 }
 
+const AUTHZ_POLICY: &str = r"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: deployers-only}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - expression: authorizer.group('apps').resource('deployments').namespace(object.metadata.namespace).check('delete').allowed()
+    messageExpression: '''only who may delete deployments, not '' + request.userInfo.username'
+  - expression: authorizer.requestResource.check('create').allowed() && authorizer.requestResource.check('create').reason() != 'x'
+  - expression: authorizer.serviceAccount('gated', 'editor').group('apps').resource('deployments').namespace('gated').check('create').allowed()
+    message: the editor account lost its rights
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: deployers-only}
+spec:
+  policyName: deployers-only
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {gated: 'yes'}
+";
+
+/// The `authorizer` variable: a policy admitting config maps only from who
+/// may delete Deployments, asked of RBAC for the requesting user, for a
+/// named service account, and for the request's own resource.
+fn policy_authorizer(s: &KeelServer, k: &Path) {
+    s.ok(k, &["create", "namespace", "gated"]);
+    s.ok(k, &["label", "namespace", "gated", "gated=yes"]);
+    for (sa, role) in [("viewer", "view"), ("editor", "edit")] {
+        s.ok(k, &["-n", "gated", "create", "serviceaccount", sa]);
+        s.ok(
+            k,
+            &[
+                "-n",
+                "gated",
+                "create",
+                "rolebinding",
+                sa,
+                &format!("--clusterrole={role}"),
+                &format!("--serviceaccount=gated:{sa}"),
+            ],
+        );
+    }
+    // The viewer may create ConfigMaps (a Role of its own) but not delete Deployments.
+    s.ok(
+        k,
+        &[
+            "-n",
+            "gated",
+            "create",
+            "role",
+            "cm-writer",
+            "--verb=create",
+            "--resource=configmaps",
+        ],
+    );
+    s.ok(
+        k,
+        &[
+            "-n",
+            "gated",
+            "create",
+            "rolebinding",
+            "viewer-cm",
+            "--role=cm-writer",
+            "--serviceaccount=gated:viewer",
+        ],
+    );
+    s.ok_in(k, &["apply", "-f", "-"], Some(AUTHZ_POLICY));
+    let token = |sa: &str| {
+        s.ok(k, &["-n", "gated", "create", "token", sa])
+            .trim()
+            .to_string()
+    };
+    let (viewer, editor) = (token("viewer"), token("editor"));
+    let create = |token: &str, name: &str| {
+        s.kubectl_with(
+            k,
+            &["--token", token, "-n", "gated", "create", "configmap", name],
+            None,
+        )
+    };
+    eventually("the policy to deny the viewer", || {
+        !create(&viewer, "probe").status.success()
+    });
+    let out = create(&viewer, "from-viewer");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ValidatingAdmissionPolicy 'deployers-only' with binding 'deployers-only' denied request: only who may delete deployments, not system:serviceaccount:gated:viewer"),
+        "{err}"
+    );
+    let out = create(&editor, "from-editor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The admin (system:masters) may do anything.
+    s.ok(k, &["-n", "gated", "create", "configmap", "from-admin"]);
+    // Taking the editor's rights away fails the serviceAccount check for everyone.
+    s.ok(k, &["-n", "gated", "delete", "rolebinding", "editor"]);
+    eventually("the editor's rights to be gone", || {
+        let out = s.kubectl_with(k, &["-n", "gated", "create", "configmap", "again"], None);
+        String::from_utf8_lossy(&out.stderr).contains("the editor account lost its rights")
+    });
+    // A function no library declares is refused when the policy is written.
+    let bad = AUTHZ_POLICY
+        .split("---")
+        .next()
+        .unwrap()
+        .replace("deployers-only}", "typo}")
+        .replace(
+            ".allowed()\n    messageExpression",
+            ".alowed()\n    messageExpression",
+        );
+    let err = s.fails(k, &["apply", "-f", "-"], Some(&bad));
+    assert!(
+        err.contains("spec.validations[0].expression: Invalid value:")
+            && err.contains("undeclared reference to 'alowed'"),
+        "{err}"
+    );
+}
+
 #[test]
 fn cel_with_kubectl_1_32() {
     let s = KeelServer::start(None);
@@ -542,6 +669,7 @@ fn cel_with_kubectl_1_32() {
     admission_policy(&s, k);
     policy_params_and_warn(&s, k);
     policy_param_selector_and_audit(&s, k);
+    policy_authorizer(&s, k);
 }
 
 #[test]
@@ -554,4 +682,5 @@ fn cel_with_kubectl_1_33_on_three_member_etcd() {
     admission_policy(&s, k);
     policy_params_and_warn(&s, k);
     policy_param_selector_and_audit(&s, k);
+    policy_authorizer(&s, k);
 }

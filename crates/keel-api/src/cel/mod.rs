@@ -6,11 +6,12 @@
 //! CEL implementation in Rust). What it lacks and is written here: the
 //! conversion of JSON objects to CEL values (integers stay `int`, as
 //! Kubernetes types them), the compile-time check that an expression names
-//! only the variables its context binds (Kubernetes type-checks; cel-rust
-//! would only fail at run time), the Kubernetes library functions real
+//! only the variables its context binds and functions that exist
+//! (Kubernetes type-checks; cel-rust would only fail at run time, and only
+//! on the branch taken), the Kubernetes library functions real
 //! CRDs and policies use (lists: `isSorted`, `sum`, `min`, `max`; regex:
 //! `find`, `findAll`; url: `isURL`; quantity: `quantity`, `isQuantity`,
-//! comparisons, conversions), typing of CRD strings by `format` (durations
+//! comparisons, conversions; the authorizer, [`authz`]), typing of CRD strings by `format` (durations
 //! and timestamps), and the
 //! limits that keep a hostile expression from taking the server down:
 //! cel-rust's recursive-descent parser and tree-walking interpreter use
@@ -23,6 +24,7 @@
 //! limit, and at most [`MAX_RUNAWAY`] such evaluations may run on before
 //! new ones are refused.
 
+pub(crate) mod authz;
 pub(crate) mod policy;
 pub(crate) mod rules;
 
@@ -154,10 +156,26 @@ pub(crate) fn compile(src: &str, vars: &[&str]) -> Result<Compiled, String> {
             walk.comprehensions
         ));
     }
-    if let Some(v) = walk.variables.iter().find(|v| !vars.contains(&v.as_str())) {
-        return Err(format!(
-            "compilation failed: ERROR: <input>:1:1: undeclared reference to '{v}' (in container '')"
-        ));
+    let undeclared = |name: &str, id: u64| {
+        format!(
+            "compilation failed: ERROR: {}: undeclared reference to '{name}' (in container ''){}",
+            position(&program, src, id).0,
+            position(&program, src, id).1
+        )
+    };
+    if let Some((v, id)) = walk
+        .first_use
+        .iter()
+        .find(|(v, _)| !vars.contains(&v.as_str()))
+    {
+        return Err(undeclared(v, *id));
+    }
+    if let Some((f, _, id)) = walk
+        .calls
+        .iter()
+        .find(|(f, member, _)| !known_function(f, *member))
+    {
+        return Err(undeclared(f, *id));
     }
     Ok(Compiled {
         program,
@@ -165,21 +183,101 @@ pub(crate) fn compile(src: &str, vars: &[&str]) -> Result<Compiled, String> {
     })
 }
 
+/// cel-go's location of node `id` and the snippet under it:
+/// (`<input>:LINE:COL`, `"\n | line\n | ...^"`).
+fn position(program: &Program, src: &str, id: u64) -> (String, String) {
+    let Some((start, _)) = program.source_info().offset_for(id) else {
+        return ("<input>:1:1".into(), String::new());
+    };
+    let start = usize::try_from(start).unwrap_or(0);
+    let mut line_start = 0;
+    for (n, line) in src.split_inclusive('\n').enumerate() {
+        if start < line_start + line.len() {
+            let col = src[line_start..start].chars().count();
+            let text = line.trim_end_matches(['\n', '\r']);
+            return (
+                format!("<input>:{}:{}", n + 1, col + 1),
+                format!("\n | {text}\n | {}^", ".".repeat(col)),
+            );
+        }
+        line_start += line.len();
+    }
+    ("<input>:1:1".into(), String::new())
+}
+
+/// Functions known, by name and call style: cel-rust has no list of what
+/// an environment declares, so a name is looked up once by calling it
+/// with no arguments (`name()`, or `null.name()` for a member call) and
+/// seeing whether the interpreter knows it (a wrong-argument error) or not.
+static KNOWN: LazyLock<Mutex<HashMap<(String, bool), bool>>> = LazyLock::new(Mutex::default);
+
+fn known_function(name: &str, member: bool) -> bool {
+    // Operators (`_+_`, `!_`, `@in`, ...) are the parser's own.
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return true;
+    }
+    let key = (name.to_string(), member);
+    if let Some(k) = KNOWN.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return k;
+    }
+    let probe = if member {
+        format!("null.{name}()")
+    } else {
+        format!("{name}()")
+    };
+    let known = match ENV.compile(&probe) {
+        // Not callable this way by the parser's rules (a macro): not ours to refuse.
+        Err(_) => true,
+        Ok(p) => {
+            let mut ctx = Context::with_env(ENV.clone());
+            library(&mut ctx);
+            !matches!(p.execute(&ctx), Err(ExecutionError::UndeclaredReference(n)) if n.as_str() == name)
+        }
+    };
+    if let Ok(mut m) = KNOWN.lock()
+        && m.len() < 4096
+    {
+        m.insert(key, known);
+    }
+    known
+}
+
+const TYPE_NAMES: [&str; 10] = [
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+];
+
 #[derive(Default)]
 struct Walk {
     variables: BTreeSet<String>,
+    /// Each free variable with the node of its first use.
+    first_use: Vec<(String, u64)>,
+    /// Functions called: name, whether as a member (`x.f()`), node.
+    calls: Vec<(String, bool, u64)>,
     comprehensions: usize,
 }
 
 impl Walk {
     fn expr(&mut self, e: &IdedExpr, bound: &mut Vec<String>, depth: usize) {
         match &e.expr {
+            // Type names are identifiers CEL declares (`type(x) == map`).
+            Expr::Ident(name) if TYPE_NAMES.contains(&name.as_str()) => {}
             Expr::Ident(name) => {
-                if !bound.iter().any(|b| b == name) {
-                    self.variables.insert(name.clone());
+                if !bound.iter().any(|b| b == name) && self.variables.insert(name.clone()) {
+                    self.first_use.push((name.clone(), e.id));
                 }
             }
             Expr::Call(c) => {
+                self.calls
+                    .push((c.func_name.clone(), c.target.is_some(), e.id));
                 if let Some(t) = &c.target {
                     self.expr(t, bound, depth);
                 }
@@ -326,6 +424,7 @@ fn describe(e: &ExecutionError) -> String {
 /// (`isURL`) and quantity.
 fn library(ctx: &mut Context) {
     quantities(ctx);
+    authz::library(ctx);
     let _ = ctx.add_function("isURL", |s: Arc<String>| is_url(&s));
     let _ = ctx.add_function("isSorted", |This(l): This<Arc<Vec<Value>>>| {
         l.windows(2).all(|w| {

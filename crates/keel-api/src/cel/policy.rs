@@ -5,13 +5,12 @@
 //! excluded rules, resource names, namespace and object selectors); the
 //! policy's `matchConditions` then decide, and its `validations` run with
 //! `object`, `oldObject`, `request`, `params` (the binding's `paramRef` by
-//! name, or once for each object its selector matches), `namespaceObject`
-//! and `variables` bound. A failed validation denies (`Deny`), warns
+//! name, or once for each object its selector matches), `namespaceObject`,
+//! `variables` and `authorizer` ([`super::authz`]) bound. A failed validation denies (`Deny`), warns
 //! (`Warn`) or is written to the audit log (`Audit`, kube-apiserver's
 //! `validation_failure` annotation), with kube-apiserver's messages;
 //! `auditAnnotations` add `POLICY/KEY` annotations; an evaluation error
-//! follows `failurePolicy`. Not done: the `authorizer` variable
-//! (expressions naming it do not compile).
+//! follows `failurePolicy`.
 //! The policies and bindings live in an index kept current by the watch
 //! that feeds the webhook configurations' (`webhook::Cache::follow`).
 
@@ -27,15 +26,16 @@ use crate::resources::{self, Resource};
 use crate::validate::Cause;
 use crate::webhook::{GROUP, Request};
 
-const POLICY_VARS: [&str; 6] = [
+const POLICY_VARS: [&str; 7] = [
     "object",
     "oldObject",
     "request",
     "params",
     "namespaceObject",
     "variables",
+    "authorizer",
 ];
-const WEBHOOK_VARS: [&str; 3] = ["object", "oldObject", "request"];
+const WEBHOOK_VARS: [&str; 4] = ["object", "oldObject", "request", "authorizer"];
 
 #[derive(Default)]
 struct Index {
@@ -118,6 +118,23 @@ fn request_var(req: &Request, obj: &Value) -> Value {
         .get("request")
         .cloned()
         .unwrap_or(Value::Null)
+}
+
+/// The `authorizer` variable: checks for the requesting user (in-process
+/// controllers, which send no request over HTTP, are the API server's own
+/// privileged identity), with `requestResource` the resource admitted.
+fn authorizer_var(state: &State, req: &Request) -> super::Value {
+    let user = crate::webhook::USER
+        .try_with(|u| (**u).clone())
+        .unwrap_or_else(|_| crate::auth::User::new("system:apiserver", &[crate::auth::MASTERS]));
+    let request = super::authz::RequestResource {
+        group: req.r.group.to_string(),
+        resource: req.r.plural.to_string(),
+        subresource: req.sub.unwrap_or_default().to_string(),
+        namespace: req.namespace.unwrap_or_default().to_string(),
+        name: req.name.to_string(),
+    };
+    super::authz::variable(state.rbac.checker(), user, Some(request))
 }
 
 /// `(object, oldObject)` of a request: DELETE has no new object.
@@ -308,6 +325,7 @@ pub(crate) fn check_object(kind: &str, obj: &Value) -> Vec<Cause> {
 /// Whether a webhook's `matchConditions` all hold; an error follows its
 /// `failurePolicy` (Ignore: the webhook is skipped).
 pub(crate) async fn webhook_matches(
+    state: &State,
     w: &Value,
     req: &Request<'_>,
     obj: &Value,
@@ -322,11 +340,13 @@ pub(crate) async fn webhook_matches(
     };
     let (object, old) = objects(req, obj);
     let request = request_var(req, obj);
+    let authorizer = authorizer_var(state, req);
     let outcome = super::run(move || {
         let vars = [
             ("object", from_json(&object)),
             ("oldObject", from_json(&old)),
             ("request", from_json(&request)),
+            ("authorizer", authorizer),
         ];
         let mut error = None;
         for c in &conds {
@@ -486,7 +506,7 @@ pub(crate) async fn validate(
         // A `paramRef.selector` binds every matching object: the policy
         // runs once for each.
         for param in params {
-            let outcomes = evaluate(p.clone(), req, obj, ns_obj, param, fail_open).await;
+            let outcomes = evaluate(state, p.clone(), req, obj, ns_obj, param, fail_open).await;
             for o in outcomes {
                 match o {
                     Outcome::Failed {
@@ -644,6 +664,7 @@ async fn params(
 }
 
 async fn evaluate(
+    state: &State,
     p: Value,
     req: &Request<'_>,
     obj: &Value,
@@ -654,6 +675,7 @@ async fn evaluate(
     let (object, old) = objects(req, obj);
     let request = request_var(req, obj);
     let ns = ns_obj.cloned().unwrap_or(Value::Null);
+    let authorizer = authorizer_var(state, req);
     let result = super::run(move || {
         let spec = p.get("spec").cloned().unwrap_or(Value::Null);
         let mut vars = vec![
@@ -662,6 +684,7 @@ async fn evaluate(
             ("request", from_json(&request)),
             ("params", from_json(&params)),
             ("namespaceObject", from_json(&ns)),
+            ("authorizer", authorizer),
         ];
         let list = |k: &str| {
             spec.get(k)

@@ -49,7 +49,7 @@ fn compile_refuses_undeclared_variables_and_bad_syntax() {
     assert_eq!(
         e.as_deref(),
         Some(
-            "compilation failed: ERROR: <input>:1:1: undeclared reference to 'other' (in container '')"
+            "compilation failed: ERROR: <input>:1:10: undeclared reference to 'other' (in container '')\n | self.x > other\n | .........^"
         )
     );
     // Comprehension variables are bound, not free.
@@ -61,6 +61,42 @@ fn compile_refuses_undeclared_variables_and_bad_syntax() {
         e.starts_with("compilation failed: ERROR: <input>:1:9: Syntax error"),
         "{e}"
     );
+}
+
+#[test]
+fn compile_refuses_unknown_functions_even_on_branches_not_taken() {
+    // cel-rust alone fails these only when evaluation reaches the call.
+    for (src, name) in [
+        ("false && nope(self)", "nope"),
+        ("self.x > 0 || self.y.notAFunction()", "notAFunction"),
+        ("self.all(x, x.sizeOf() > 0)", "sizeOf"),
+    ] {
+        let e = run_sync(|| compile(src, &["self"]).err()).unwrap();
+        let e = e.unwrap_or_else(|| panic!("{src} compiled"));
+        assert!(
+            e.contains(&format!(
+                "undeclared reference to '{name}' (in container '')"
+            )),
+            "{src}: {e}"
+        );
+    }
+    // What Kubernetes' libraries and cel-rust's standard and strings ones declare.
+    for src in [
+        "size(self.items) > 0 && self.items.size() > 0",
+        "self.name.startsWith('a') && self.name.endsWith('b') && self.name.contains('c')",
+        "self.name.matches('^a') && self.name.lowerAscii() == self.name.upperAscii()",
+        "self.name.split('-').size() == 2 && self.name.replace('a', 'b') != ''",
+        "int(self.n) + 1 == 2 && string(1) == '1' && double(1) == 1.0",
+        "has(self.x) && self.items.exists(i, i == 1) && self.items.map(i, i * 2) == [2]",
+        "timestamp('2024-01-01T00:00:00Z') < timestamp('2025-01-01T00:00:00Z')",
+        "duration('1h') > duration('1m') && self.items.isSorted() && self.items.sum() > 0",
+        "quantity('1Gi').isGreaterThan(quantity('1Mi')) && isQuantity('1') && isURL('/x')",
+        "self.name.find('a') == 'a' && self.name.findAll('a').size() > 0",
+        "type(self) == map && dyn(1) == 1",
+    ] {
+        let r = run_sync(|| compile(src, &["self"]).err()).unwrap();
+        assert_eq!(r, None, "{src}");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `HashiCorp`'s `local`, `time`, `http`, `external` and `archive` providers.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -394,10 +394,6 @@ fn http_request(
     } else {
         format!("{hostport}:80")
     };
-    let mut s =
-        std::net::TcpStream::connect(&addr).map_err(|e| format!("Error making request: {e}"))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nUser-Agent: keel\r\n"
     );
@@ -411,50 +407,15 @@ fn http_request(
     if let Some(b) = body {
         req.push_str(b);
     }
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("malformed HTTP response")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or("malformed status line")?;
-    let mut hdrs = BTreeMap::new();
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            hdrs.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    if hdrs
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Ok((status, hdrs, body))
-}
-
-fn dechunk(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(nl) = b[i..].windows(2).position(|w| w == b"\r\n") {
-        let n =
-            usize::from_str_radix(String::from_utf8_lossy(&b[i..i + nl]).trim(), 16).unwrap_or(0);
-        i += nl + 2;
-        if n == 0 || i + n > b.len() {
-            break;
-        }
-        out.extend_from_slice(&b[i..i + n]);
-        i += n + 2;
-    }
-    out
+    let resp = crate::http::plain_request(
+        &addr,
+        req.as_bytes(),
+        std::time::Duration::from_secs(30),
+        method.eq_ignore_ascii_case("HEAD"),
+    )
+    .map_err(|e| format!("Error making request: {e}"))?;
+    let hdrs = resp.headers.into_iter().collect();
+    Ok((resp.status, hdrs, resp.body))
 }
 
 impl DataType for HttpData {
