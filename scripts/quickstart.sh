@@ -391,6 +391,9 @@ kubectl create deployment hello --image=busybox:latest --port=8080 \
 kubectl rollout status deployment/hello --timeout=120s
 kubectl get pods -l app=hello -o wide
 http_get "http://$(kubectl get pods -l app=hello -o jsonpath='{.items[0].status.podIP}'):8080/"
+# The kubelet's events (Pulled, Created, Started), as kubectl describe shows them.
+for _ in $(seq 50); do kubectl describe pods -l app=hello | grep -q "Started container" && break; sleep 0.2; done
+kubectl describe pods -l app=hello | sed -n '/^Events:/,$p'
 
 step "cluster DNS: the Service's name answers on the pods' nameserver (the bridge's gateway)"
 kubectl expose deployment hello --port=80 --target-port=8080

@@ -263,6 +263,25 @@ impl ServerCertVerifier for Capture {
     }
 }
 
+/// A TLS client that accepts any server certificate: what the kubelet's
+/// HTTPS probes use (`InsecureSkipVerify`: a probe checks that the pod
+/// answers, not who it is).
+pub(crate) fn any_server_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Capture {
+        chain: Arc::new(Mutex::new(Vec::new())),
+        provider: provider.clone(),
+    });
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+    ))
+}
+
 /// `host:port` of an `https://` URL.
 pub fn host_port(server: &str) -> Result<(String, u16), AgentError> {
     let bad = || AgentError::Token(format!("--server {server}: expected https://HOST:PORT"));

@@ -26,6 +26,7 @@
 //! multi-threaded) process.
 
 pub mod dns;
+mod events;
 pub mod join;
 mod node;
 mod pods;
@@ -137,6 +138,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         }
     });
     let ctx = Arc::new(pods::Ctx {
+        events: events::Recorder::new(client.clone(), cfg.name.clone()),
         client,
         node: cfg.name.clone(),
         node_ip,

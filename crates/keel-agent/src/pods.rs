@@ -18,17 +18,24 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::events::field_path;
 use crate::node::now_rfc3339;
 use crate::runtime::{
     self, LABEL_CONTAINER, LABEL_POD_NAME, LABEL_POD_NS, LABEL_POD_UID, LABEL_RESTARTS,
 };
 use crate::{AgentError, podspec, probe};
 
+mod atomic;
 mod resources;
+
+/// How often configMap, secret, projected and downwardAPI volumes are
+/// brought up to date with the API (the kubelet: its sync period).
+const VOLUME_REFRESH: Duration = Duration::from_secs(5);
 
 /// What every pod worker shares.
 pub(crate) struct Ctx {
     pub client: kube::Client,
+    pub events: Arc<crate::events::Recorder>,
     pub node: String,
     pub node_ip: String,
     pub root: PathBuf,
@@ -137,6 +144,7 @@ async fn worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
             None => {
                 // Gone from the API (force-deleted): stop at once.
                 p.terminate(&ctx, 2).await;
+                ctx.events.forget(&p.uid);
                 return;
             }
             Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
@@ -144,11 +152,15 @@ async fn worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
                 p.pod = pod;
                 p.terminate(&ctx, grace).await;
                 p.finish_deletion(&ctx).await;
+                ctx.events.forget(&p.uid);
                 return;
             }
             Some(pod) => {
                 p.pod = pod;
                 p.sync(&ctx).await;
+                if p.volumes_ready {
+                    p.refresh_volumes(&ctx).await;
+                }
                 p.report(&ctx).await;
             }
         }
@@ -187,6 +199,8 @@ struct Ctr {
     run_since: Option<Instant>,
     not_before: Option<Instant>,
     backoff_level: u32,
+    /// The `BackOff` event of the current back-off was written.
+    backoff_told: bool,
     /// Containers created so far (names are unique per attempt).
     attempts: u32,
     image_id: String,
@@ -214,6 +228,8 @@ struct PodRun {
     pod_ip: Option<String>,
     volumes: HashMap<String, (PathBuf, bool)>,
     volumes_ready: bool,
+    /// When the volumes were last brought up to date.
+    volumes_at: Option<Instant>,
     sandbox_attempts: u32,
     error: Option<(String, String)>,
     retry_at: Option<Instant>,
@@ -251,6 +267,7 @@ impl PodRun {
             pod_ip: None,
             volumes: HashMap::new(),
             volumes_ready: false,
+            volumes_at: None,
             sandbox_attempts: 0,
             error: None,
             retry_at: None,
@@ -349,6 +366,12 @@ impl PodRun {
             && let Err(e) = self.start_sandbox(ctx).await
         {
             tracing::warn!(pod = self.name, error = %e, "pod sandbox failed");
+            ctx.events.warning(
+                &self.pod,
+                None,
+                "FailedCreatePodSandBox",
+                format!("Failed to create pod sandbox: {e}"),
+            );
             self.error = Some(("FailedCreatePodSandBox".into(), e));
             self.retry_at = Some(Instant::now() + Duration::from_secs(2));
             return;
@@ -356,6 +379,12 @@ impl PodRun {
         if !self.volumes_ready {
             if let Err(e) = self.prepare_volumes(ctx).await {
                 tracing::warn!(pod = self.name, error = %e, "pod volumes failed");
+                ctx.events.warning(
+                    &self.pod,
+                    None,
+                    "FailedMount",
+                    format!("MountVolume.SetUp failed: {e}"),
+                );
                 self.error = Some(("FailedMount".into(), e));
                 self.retry_at = Some(Instant::now() + Duration::from_secs(2));
                 return;
@@ -545,6 +574,18 @@ impl PodRun {
                 c.backoff_level += 1;
                 now + d
             });
+            if now < nb && !c.backoff_told {
+                c.backoff_told = true;
+                ctx.events.warning(
+                    &self.pod,
+                    Some(field_path(&c.spec, init)),
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}_{}({})",
+                        c.spec.name, self.name, self.ns, self.uid
+                    ),
+                );
+            }
             if now < nb {
                 return;
             }
@@ -558,8 +599,9 @@ impl PodRun {
         if c.not_before.is_some_and(|nb| now < nb) {
             return;
         }
-        match self.start_container(ctx, c).await {
+        match self.start_container(ctx, c, init).await {
             Ok(id) => {
+                c.backoff_told = false;
                 c.id = Some(id);
                 c.state = CState::Running(now_rfc3339());
                 c.run_since = Some(Instant::now());
@@ -607,6 +649,12 @@ impl PodRun {
                     reason,
                     error = msg,
                     "container not started"
+                );
+                ctx.events.warning(
+                    &self.pod,
+                    Some(field_path(&c.spec, init)),
+                    "Failed",
+                    format!("Error: {reason}"),
                 );
                 c.state = CState::Waiting(reason, msg);
                 let d = podspec::backoff(c.backoff_level.max(1));
@@ -669,6 +717,12 @@ impl PodRun {
                     st.succ = 0;
                     st.fails += 1;
                     let kind = ["Startup", "Liveness", "Readiness"][k];
+                    ctx.events.warning(
+                        &self.pod,
+                        Some(field_path(&c.spec, false)),
+                        "Unhealthy",
+                        format!("{kind} probe failed: {e}"),
+                    );
                     tracing::info!(
                         pod = self.name,
                         container = c.spec.name,
@@ -688,6 +742,16 @@ impl PodRun {
                         container = c.spec.name,
                         "probe failed {fails} times; restarting the container"
                     );
+                    ctx.events.normal(
+                        &self.pod,
+                        Some(field_path(&c.spec, false)),
+                        "Killing",
+                        format!(
+                            "Container {} failed {} probe, will be restarted",
+                            c.spec.name,
+                            ["startup", "liveness"][k]
+                        ),
+                    );
                     c.ready = false;
                     let _ = self.kill(ctx, c).await;
                     return;
@@ -702,17 +766,64 @@ impl PodRun {
         }
     }
 
-    async fn start_container(&self, ctx: &Ctx, c: &mut Ctr) -> Result<String, (String, String)> {
+    async fn start_container(
+        &self,
+        ctx: &Ctx,
+        c: &mut Ctr,
+        init: bool,
+    ) -> Result<String, (String, String)> {
         c.attempts += 1;
         let c = &*c;
         let spec = &c.spec;
+        let fp = Some(field_path(spec, init));
         let image = spec.image.clone().unwrap_or_default();
         let (root, exe) = (ctx.root.clone(), ctx.exe.clone());
         let img = image.clone();
-        blocking(move || runtime::ensure_image(&root, &exe, &img))
+        let present = {
+            let (root, img) = (root.clone(), img.clone());
+            blocking(move || runtime::image_present(&root, &img))
+                .await
+                .unwrap_or(false)
+        };
+        let t0 = Instant::now();
+        if present {
+            ctx.events.normal(
+                &self.pod,
+                fp.clone(),
+                "Pulled",
+                format!("Container image {image:?} already present on machine"),
+            );
+        } else {
+            ctx.events.normal(
+                &self.pod,
+                fp.clone(),
+                "Pulling",
+                format!("Pulling image {image:?}"),
+            );
+        }
+        let pulled = blocking(move || runtime::ensure_image(&root, &exe, &img))
             .await
-            .unwrap_or_else(|| Err(AgentError::Other("pull task failed".into())))
-            .map_err(|e| ("ErrImagePull".to_string(), e.to_string()))?;
+            .unwrap_or_else(|| Err(AgentError::Other("pull task failed".into())));
+        if let Err(e) = pulled {
+            ctx.events.warning(
+                &self.pod,
+                fp,
+                "Failed",
+                format!("Failed to pull image {image:?}: {e}"),
+            );
+            return Err(("ErrImagePull".to_string(), e.to_string()));
+        }
+        if !present {
+            let secs = t0.elapsed().as_secs_f64();
+            ctx.events.normal(
+                &self.pod,
+                fp.clone(),
+                "Pulled",
+                format!(
+                    "Successfully pulled image {image:?} in {secs:.3}s ({secs:.3}s including waiting)"
+                ),
+            );
+        }
         let env = self
             .env(ctx, spec)
             .await
@@ -806,9 +917,20 @@ impl PodRun {
             tty: spec.tty == Some(true),
             ..CreateOptions::default()
         };
+        let root = ctx.root.clone();
+        let name = spec.name.clone();
+        let id = blocking(move || -> Result<String, AgentError> { runtime::create(&root, &o) })
+            .await
+            .unwrap_or_else(|| Err(AgentError::Other("create task failed".into())))
+            .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        ctx.events.normal(
+            &self.pod,
+            fp.clone(),
+            "Created",
+            format!("Created container: {name}"),
+        );
         let (root, exe) = (ctx.root.clone(), ctx.exe.clone());
-        blocking(move || -> Result<String, AgentError> {
-            let id = runtime::create(&root, &o)?;
+        let started = blocking(move || -> Result<String, AgentError> {
             if let Err(e) = runtime::start(&root, &exe, &id) {
                 let _ = runtime::remove(&root, &exe, &id);
                 return Err(e);
@@ -817,7 +939,14 @@ impl PodRun {
         })
         .await
         .unwrap_or_else(|| Err(AgentError::Other("start task failed".into())))
-        .map_err(|e| ("RunContainerError".to_string(), e.to_string()))
+        .map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+        ctx.events.normal(
+            &self.pod,
+            fp,
+            "Started",
+            format!("Started container {name}"),
+        );
+        Ok(started)
     }
 
     /// Stops every container within `grace` seconds (preStop hooks first),
@@ -825,6 +954,21 @@ impl PodRun {
     /// pod's directory.
     async fn terminate(&mut self, ctx: &Ctx, grace: i64) {
         let pod_ip = self.pod_ip.clone().unwrap_or_default();
+        for (c, init) in self
+            .ctrs
+            .iter()
+            .map(|c| (c, false))
+            .chain(self.inits.iter().map(|c| (c, true)))
+        {
+            if c.id.is_some() && matches!(c.state, CState::Running(_)) {
+                ctx.events.normal(
+                    &self.pod,
+                    Some(field_path(&c.spec, init)),
+                    "Killing",
+                    format!("Stopping container {}", c.spec.name),
+                );
+            }
+        }
         let stops = self.ctrs.iter().chain(self.inits.iter()).filter_map(|c| {
             let id = c.id.clone()?;
             let hook = c.spec.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
@@ -1215,7 +1359,7 @@ impl PodRun {
                 || v.downward_api.is_some()
             {
                 mkdir(&d, 0o755)?;
-                resources::fill_volume(
+                let payload = resources::fill_volume(
                     ctx,
                     &self.pod,
                     v,
@@ -1223,6 +1367,7 @@ impl PodRun {
                     self.pod_ip.as_deref().unwrap_or_default(),
                 )
                 .await?;
+                atomic::write(&d, &payload)?;
                 (d, true)
             } else {
                 return Err(format!(
@@ -1232,7 +1377,49 @@ impl PodRun {
             };
             self.volumes.insert(v.name.clone(), (path, ro));
         }
+        self.volumes_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// Brings configMap, secret, projected and downwardAPI volumes up to
+    /// date (the kubelet's atomic `..data` swap: a running container sees
+    /// the new files); a failed read keeps what is there.
+    async fn refresh_volumes(&mut self, ctx: &Ctx) {
+        if self
+            .volumes_at
+            .is_some_and(|t| t.elapsed() < VOLUME_REFRESH)
+        {
+            return;
+        }
+        self.volumes_at = Some(Instant::now());
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        for v in spec.volumes.iter().flatten() {
+            if v.config_map.is_none()
+                && v.secret.is_none()
+                && v.projected.is_none()
+                && v.downward_api.is_none()
+            {
+                continue;
+            }
+            let d = self.dir.join("volumes").join(&v.name);
+            let ip = self.pod_ip.clone().unwrap_or_default();
+            let r = match resources::fill_volume(ctx, &self.pod, v, &d, &ip).await {
+                Ok(payload) => atomic::write(&d, &payload),
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(true) => tracing::info!(pod = self.name, volume = v.name, "volume updated"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        pod = self.name,
+                        volume = v.name,
+                        error = e,
+                        "volume not refreshed"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -113,22 +113,22 @@ async fn run_exec(e: &ExecAction, t: &Target<'_>) -> Result<(), String> {
 }
 
 async fn http_get(action: &HTTPGetAction, target: &Target<'_>) -> Result<(), String> {
-    if action
+    let https = action
         .scheme
         .as_deref()
-        .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
-    {
-        return Err("HTTPS probes are not supported by keel yet".into());
-    }
+        .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"));
+    let scheme = if https { "https" } else { "http" };
     let host = action
         .host
         .clone()
         .unwrap_or_else(|| target.pod_ip.to_string());
     let port = port(&action.port, target.ports)?;
     let path = action.path.clone().unwrap_or_else(|| "/".into());
-    let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| format!("Get \"http://{host}:{port}{path}\": dial tcp {host}:{port}: {e}"))?;
+        .map_err(|e| {
+            format!("Get \"{scheme}://{host}:{port}{path}\": dial tcp {host}:{port}: {e}")
+        })?;
     let mut req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
     );
@@ -136,6 +136,26 @@ async fn http_get(action: &HTTPGetAction, target: &Target<'_>) -> Result<(), Str
         let _ = write!(req, "{}: {}\r\n", hd.name, hd.value);
     }
     req.push_str("\r\n");
+    if https {
+        let tls = crate::join::any_server_tls()?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| format!("probe host {host:?}: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("Get \"https://{host}:{port}{path}\": {e}"))?;
+        return exchange(stream, &req, &host, port).await;
+    }
+    exchange(tcp, &req, &host, port).await
+}
+
+/// Sends the request, judges the status line (2xx and 3xx pass).
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    req: &str,
+    host: &str,
+    port: u16,
+) -> Result<(), String> {
     stream
         .write_all(req.as_bytes())
         .await

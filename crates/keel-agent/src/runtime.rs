@@ -59,12 +59,15 @@ fn run(mut c: Command, what: &str) -> Result<(), AgentError> {
     }
 }
 
+/// Whether `image` is in the node's store.
+pub fn image_present(root: &Path, image: &str) -> bool {
+    keel_oci::ImageStore::open(root).is_ok_and(|s| s.resolve(image).is_ok())
+}
+
 /// Makes `image` present in the node's store: the pause image is built
 /// offline (`keel image seed-busybox`), others are pulled (`keel pull`).
 pub fn ensure_image(root: &Path, exe: &Path, image: &str) -> Result<(), AgentError> {
-    if let Ok(store) = keel_oci::ImageStore::open(root)
-        && store.resolve(image).is_ok()
-    {
+    if image_present(root, image) {
         return Ok(());
     }
     let mut c = keel(root, exe);

@@ -108,9 +108,18 @@ impl Attributes {
     }
 }
 
-/// Whether `user` may do `attrs`, and why (RBAC).
+/// Whether `user` may do `attrs`, and why: the Node authorizer for node
+/// credentials, then RBAC (Kubernetes' `--authorization-mode=Node,RBAC`).
 pub(crate) async fn authorize(state: &State, user: &User, attrs: &Attributes) -> (bool, String) {
-    crate::rbac::authorize(state, user, attrs).await
+    let node = crate::node_authz::authorize(state, user, attrs).await;
+    if let Some((true, why)) = node {
+        return (true, why);
+    }
+    let (ok, why) = crate::rbac::authorize(state, user, attrs).await;
+    match node {
+        Some((false, node_why)) if !ok && !node_why.is_empty() => (false, node_why),
+        _ => (ok, why),
+    }
 }
 
 fn now() -> i64 {

@@ -600,8 +600,9 @@ fn default_cluster_roles() -> Vec<Value> {
         json!({"metadata": {"name": "system:public-info-viewer"}, "rules": [url_rule(&["/healthz", "/livez", "/readyz", "/version", "/version/"], &["get"])]}),
         json!({"metadata": {"name": "system:service-account-issuer-discovery"}, "rules": [url_rule(&["/.well-known/openid-configuration", "/.well-known/openid-configuration/", "/openid/v1/jwks", "/openid/v1/jwks/"], &["get"])]}),
         json!({"metadata": {"name": "system:node-bootstrapper"}, "rules": [rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])]}),
-        // What a kubelet needs (Kubernetes' system:node role; keel binds it
-        // to the system:nodes group instead of running the Node authorizer).
+        // What a kubelet needs (Kubernetes' system:node role). Bound to no
+        // one, as in Kubernetes: the Node authorizer (node_authz) decides
+        // for node credentials.
         json!({"metadata": {"name": "system:node"}, "rules": [
             rule(&[""], &["nodes"], &["create", "get", "list", "watch", "patch", "update"]),
             rule(&[""], &["nodes/status"], &["patch", "update"]),
@@ -683,7 +684,7 @@ fn default_bindings() -> Vec<Value> {
             "system:node-bootstrapper",
             json!([group("system:bootstrappers")]),
         ),
-        b("system:node", "system:node", json!([group("system:nodes")])),
+        b("system:node", "system:node", json!([])),
         // keel's read-only tokens.
         b(
             "keel:read-only",
@@ -721,6 +722,19 @@ pub(crate) async fn bootstrap(state: &std::sync::Arc<State>) -> Result<(), crate
             }
         }
     }
+    // Servers from before the Node authorizer bound system:node to every
+    // node; an unmodified (autoupdate) binding is brought to Kubernetes'.
+    crate::handlers::update_object(state, crbs, None, "system:node", None, "keel", |b| {
+        let auto = b.pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate")
+            == Some(&json!("true"));
+        let bound = b["subjects"].as_array().is_some_and(|s| !s.is_empty());
+        (auto && bound).then(|| {
+            let mut b = b.clone();
+            b["subjects"] = json!([]);
+            b
+        })
+    })
+    .await?;
     state
         .rbac
         .reload(state)
@@ -906,10 +920,17 @@ pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn attrs(verb: &str, group: &str, res: &str, sub: &str, ns: &str, name: &str) -> Attributes {
+    pub(crate) fn attrs(
+        verb: &str,
+        group: &str,
+        res: &str,
+        sub: &str,
+        ns: &str,
+        name: &str,
+    ) -> Attributes {
         Attributes {
             verb: verb.into(),
             group: group.into(),

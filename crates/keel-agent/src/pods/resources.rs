@@ -3,7 +3,6 @@
 //! resource and `QoS` views of its spec.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -15,6 +14,7 @@ use kube::Api;
 use kube::api::PostParams;
 
 use super::Ctx;
+use super::atomic::{self, Payload};
 use crate::podspec;
 
 type Data = BTreeMap<String, Vec<u8>>;
@@ -113,24 +113,8 @@ async fn token(
     Ok(out.status.map(|s| s.token).unwrap_or_default())
 }
 
-fn write_file(dir: &Path, rel: &str, data: &[u8], mode: i32) -> Result<(), String> {
-    if rel.is_empty() || rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
-        return Err(format!("volume path {rel:?} must be relative without .."));
-    }
-    let p = dir.join(rel);
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-    }
-    let tmp = p.with_extension("keel-tmp");
-    std::fs::write(&tmp, data).map_err(|e| format!("write {}: {e}", p.display()))?;
-    let mode = u32::try_from(mode).unwrap_or(0o644) & 0o7777;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &p).map_err(|e| format!("write {}: {e}", p.display()))
-}
-
 fn write_keys(
-    dir: &Path,
+    out: &mut Payload,
     data: &Data,
     items: Option<&Vec<KeyToPath>>,
     mode: i32,
@@ -142,12 +126,12 @@ fn write_keys(
                 let v = data
                     .get(&it.key)
                     .ok_or_else(|| format!("{what}: no key {:?}", it.key))?;
-                write_file(dir, &it.path, v, it.mode.unwrap_or(mode))?;
+                atomic::add(out, &it.path, v, it.mode.unwrap_or(mode))?;
             }
         }
         None => {
             for (k, v) in data {
-                write_file(dir, k, v, mode)?;
+                atomic::add(out, k, v, mode)?;
             }
         }
     }
@@ -157,7 +141,7 @@ fn write_keys(
 fn write_downward(
     ctx: &Ctx,
     pod: &Pod,
-    dir: &Path,
+    out: &mut Payload,
     items: &[DownwardAPIVolumeFile],
     mode: i32,
     pod_ip: &str,
@@ -179,71 +163,95 @@ fn write_downward(
         } else {
             String::new()
         };
-        write_file(dir, &it.path, v.as_bytes(), it.mode.unwrap_or(mode))?;
+        atomic::add(out, &it.path, v.as_bytes(), it.mode.unwrap_or(mode))?;
     }
     Ok(())
 }
 
-/// Writes a configMap, secret, projected or downwardAPI volume into `dir`.
+/// A token written less than 80 % of its lifetime ago (the kubelet
+/// rotates them then), read back from the volume in `dir`.
+fn fresh_token(dir: &Path, rel: &str, expiration: Option<i64>) -> Option<Vec<u8>> {
+    let p = dir.join("..data").join(rel);
+    let age = std::fs::metadata(&p)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok()?;
+    let ttl = u64::try_from(expiration.unwrap_or(3607)).unwrap_or(3607);
+    (age.as_secs() < ttl * 8 / 10).then(|| std::fs::read(&p).ok())?
+}
+
+/// What a configMap, secret, projected or downwardAPI volume holds now
+/// (`dir`: where it is, for tokens still fresh).
 pub(super) async fn fill_volume(
     ctx: &Ctx,
     pod: &Pod,
     v: &Volume,
     dir: &Path,
     pod_ip: &str,
-) -> Result<(), String> {
+) -> Result<Payload, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let mut out = Payload::new();
     if let Some(c) = &v.config_map {
         let data = config_map(ctx, &ns, &c.name, c.optional == Some(true)).await?;
-        return write_keys(
-            dir,
+        write_keys(
+            &mut out,
             &data,
             c.items.as_ref(),
             c.default_mode.unwrap_or(0o644),
             &c.name,
-        );
+        )?;
+        return Ok(out);
     }
     if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
         let data = secret(ctx, &ns, &name, s.optional == Some(true)).await?;
-        return write_keys(
-            dir,
+        write_keys(
+            &mut out,
             &data,
             s.items.as_ref(),
             s.default_mode.unwrap_or(0o644),
             &name,
-        );
+        )?;
+        return Ok(out);
     }
     if let Some(d) = &v.downward_api {
-        return write_downward(
+        write_downward(
             ctx,
             pod,
-            dir,
+            &mut out,
             d.items.as_deref().unwrap_or_default(),
             d.default_mode.unwrap_or(0o644),
             pod_ip,
-        );
+        )?;
+        return Ok(out);
     }
     if let Some(p) = &v.projected {
         let mode = p.default_mode.unwrap_or(0o644);
         for src in p.sources.iter().flatten() {
             if let Some(t) = &src.service_account_token {
-                let tok = token(ctx, pod, t.audience.as_deref(), t.expiration_seconds).await?;
-                write_file(dir, &t.path, tok.as_bytes(), mode)?;
+                let tok = match fresh_token(dir, &t.path, t.expiration_seconds) {
+                    Some(tok) => tok,
+                    None => token(ctx, pod, t.audience.as_deref(), t.expiration_seconds)
+                        .await?
+                        .into_bytes(),
+                };
+                atomic::add(&mut out, &t.path, &tok, mode)?;
             }
             if let Some(c) = &src.config_map {
                 let data = config_map(ctx, &ns, &c.name, c.optional == Some(true)).await?;
-                write_keys(dir, &data, c.items.as_ref(), mode, &c.name)?;
+                write_keys(&mut out, &data, c.items.as_ref(), mode, &c.name)?;
             }
             if let Some(s) = &src.secret {
                 let data = secret(ctx, &ns, &s.name, s.optional == Some(true)).await?;
-                write_keys(dir, &data, s.items.as_ref(), mode, &s.name)?;
+                write_keys(&mut out, &data, s.items.as_ref(), mode, &s.name)?;
             }
             if let Some(d) = &src.downward_api {
                 write_downward(
                     ctx,
                     pod,
-                    dir,
+                    &mut out,
                     d.items.as_deref().unwrap_or_default(),
                     mode,
                     pod_ip,
@@ -251,7 +259,7 @@ pub(super) async fn fill_volume(
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `resourceFieldRef`: a limit (or request) of the container in `divisor`

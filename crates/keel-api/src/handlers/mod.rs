@@ -288,6 +288,7 @@ pub(crate) async fn dispatch(ctx: Ctx, method: &Method) -> Result<Response<Body>
                 obj["spec"]["uid"] = json!(ctx.user.uid);
                 obj["spec"]["groups"] = json!(ctx.user.groups);
             }
+            crate::node_authz::restrict_create(&ctx.user, t.resource, &obj)?;
             let tr = track(&ctx, None);
             let obj = create(&ctx.state, t.resource, obj, dry_run(&ctx.query), Some(&tr)).await?;
             Ok(respond(&ctx, 201, &obj))

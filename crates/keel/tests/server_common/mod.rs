@@ -40,6 +40,38 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// Runs kubectl `bin` with `kubeconfig` and `home` (its discovery cache).
+pub fn kubectl_at(
+    bin: &Path,
+    kubeconfig: &Path,
+    home: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run kubectl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
 pub struct KeelServer {
     child: Option<Child>,
     pub root: tempfile::TempDir,
@@ -162,28 +194,7 @@ impl KeelServer {
 
     /// Runs kubectl `bin` with this server's kubeconfig.
     pub fn kubectl_with(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("run kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().unwrap()
+        kubectl_at(bin, &self.kubeconfig, self.home.path(), args, stdin)
     }
 
     /// Runs kubectl and asserts success; returns stdout.
