@@ -1639,6 +1639,7 @@ fn diff_commit_and_export() {
     p.same(&["stop", "-t", "0", "fs"]);
     p.same(&["diff", "fs"]);
     p.same(&["rm", "-f", "fs"]);
+}
 
 /// `network create --internal --label --gateway --ip-range`, `network ls
 /// --filter label=`, and `--volumes-from C[:ro]`, keel beside podman.
