@@ -21,6 +21,7 @@ mod handlers;
 mod http;
 mod infra_state;
 pub mod managed;
+mod node_proxy;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
