@@ -17,6 +17,8 @@
 //!   network mode); volumes, env, resources, restart back-off, probes
 //!   (`probe`), graceful termination, and status written as the kubelet
 //!   writes it.
+//! - [`streams`]: the node's HTTPS endpoint for the API server (the
+//!   kubelet's :10250): logs, exec, attach, port-forward.
 //! - [`podspec`]: the pure parts (quantities, commands, env expansion,
 //!   field paths, the hosts file).
 //!
@@ -33,6 +35,7 @@ mod pods;
 pub mod podspec;
 mod probe;
 mod runtime;
+pub mod streams;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,6 +116,11 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     node::register(&client, &cfg.name, &node_ip).await?;
     tracing::info!(node = cfg.name, ip = node_ip, "node registered");
     tokio::spawn(node::heartbeat(client.clone(), cfg.name.clone()));
+    let sctx = streams::Ctx {
+        root: cfg.root.clone(),
+        exe: cfg.exe.clone(),
+    };
+    streams::start(&client, &cfg.name, &node_ip, sctx).await?;
     let cidr = node::await_pod_cidr(&client, &cfg.name).await?;
     let root = cfg.root.clone();
     let exe = cfg.exe.clone();

@@ -593,7 +593,13 @@ impl PodRun {
                 c.last_term = Some(t.clone());
             }
             let (root, exe, old) = (ctx.root.clone(), ctx.exe.clone(), c.id.take());
-            blocking(move || old.map(|id| runtime::remove(&root, &exe, &id))).await;
+            blocking(move || {
+                old.map(|id| {
+                    crate::streams::logs::keep_previous(&root, &id);
+                    runtime::remove(&root, &exe, &id)
+                })
+            })
+            .await;
             c.restarts += 1;
         }
         if c.not_before.is_some_and(|nb| now < nb) {

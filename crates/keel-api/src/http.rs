@@ -150,6 +150,7 @@ impl Server {
         // The admin token stays for `keel server token` users and scripts.
         pki::ensure_admin_token(&paths)?;
         pki::ensure_admin_cert(&paths)?;
+        pki::ensure_kubelet_client_cert(&paths)?;
         let sa_keys = crate::tokens::Keys::load_or_create(&paths.sa_key())?;
         let tls = pki::tls_config(&paths)?;
         let secrets = keel_secrets::SecretBox::load_or_create(&paths.secrets_key())
@@ -297,9 +298,11 @@ impl Server {
                     .serve_connection(io, svc)
                     .await;
                 } else {
+                    // Upgrades: exec, attach and port-forward streams.
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
                         .serve_connection(io, svc)
+                        .with_upgrades()
                         .await;
                 }
             });
@@ -563,8 +566,15 @@ async fn route(
         Ok(t) => t,
         Err(f) => return fail_response(&f),
     };
+    let streamed = crate::node_proxy::subresource(&target);
     let attrs = auth::Attributes {
-        verb: resource_verb(&method, &target, &query).to_string(),
+        verb: match streamed {
+            // Connect subresources: `create` whatever the method (kubectl
+            // 1.30+ and the Python client open them with GET), as
+            // Kubernetes checks them.
+            Some(s) if s != "log" => "create".to_string(),
+            _ => resource_verb(&method, &target, &query).to_string(),
+        },
         group: target.resource.group.to_string(),
         resource: target.resource.plural.to_string(),
         subresource: target.subresource.clone().unwrap_or_default(),
@@ -582,6 +592,9 @@ async fn route(
     let (allowed, reason) = auth::authorize(&state, &user, &attrs).await;
     if !allowed {
         return forbidden(&user, &attrs, &reason);
+    }
+    if let (Some(sub), Some(name), Some(ns)) = (streamed, &target.name, &target.namespace) {
+        return crate::node_proxy::handle(&state, sub, ns, name, &query, req).await;
     }
     let user_agent = req
         .headers()

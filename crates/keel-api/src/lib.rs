@@ -22,6 +22,7 @@ mod http;
 mod infra_state;
 pub mod managed;
 mod node_authz;
+mod node_proxy;
 pub mod openapi;
 pub mod patch;
 pub mod pki;

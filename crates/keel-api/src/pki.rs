@@ -46,6 +46,14 @@ impl Paths {
         self.dir.join("tls/admin.key")
     }
     /// The key service account tokens are signed with.
+    /// The client certificate the server presents to agents (the
+    /// apiserver's `--kubelet-client-certificate`).
+    pub fn kubelet_client_cert(&self) -> PathBuf {
+        self.dir.join("tls/kubelet-client.crt")
+    }
+    pub fn kubelet_client_key(&self) -> PathBuf {
+        self.dir.join("tls/kubelet-client.key")
+    }
     pub fn sa_key(&self) -> PathBuf {
         self.dir.join("tls/sa.key")
     }
@@ -104,29 +112,63 @@ fn ca_params() -> Result<CertificateParams, ApiError> {
     Ok(ca)
 }
 
-/// The admin's client certificate (CN `keel:admin`, O `system:masters`),
-/// signed by the CA, unless it exists.
-pub fn ensure_admin_cert(paths: &Paths) -> Result<(), ApiError> {
-    if paths.admin_cert().exists() && paths.admin_key().exists() {
+/// A client certificate for `cn` (and group `org`) signed by the CA,
+/// written to `cert` and `key` unless both exist.
+fn ensure_client_cert(
+    paths: &Paths,
+    cn: &str,
+    org: Option<&str>,
+    cert: &Path,
+    key: &Path,
+) -> Result<(), ApiError> {
+    if cert.exists() && key.exists() {
         return Ok(());
     }
     let ca_pem = std::fs::read_to_string(paths.ca_key()).map_err(io(&paths.ca_key()))?;
     let ca_key = KeyPair::from_pem(&ca_pem).map_err(cert_err)?;
     let issuer = Issuer::new(ca_params()?, &ca_key);
     let mut p = CertificateParams::new(Vec::<String>::new()).map_err(cert_err)?;
-    p.distinguished_name
-        .push(DnType::CommonName, crate::auth::ADMIN_USER);
-    p.distinguished_name
-        .push(DnType::OrganizationName, crate::auth::MASTERS);
+    p.distinguished_name.push(DnType::CommonName, cn);
+    if let Some(o) = org {
+        p.distinguished_name.push(DnType::OrganizationName, o);
+    }
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    let key = KeyPair::generate().map_err(cert_err)?;
-    let cert = p.signed_by(&key, &issuer).map_err(cert_err)?;
-    write_private(&paths.admin_key(), key.serialize_pem().as_bytes(), 0o600)?;
-    write_private(&paths.admin_cert(), cert.pem().as_bytes(), 0o644)
+    let k = KeyPair::generate().map_err(cert_err)?;
+    let c = p.signed_by(&k, &issuer).map_err(cert_err)?;
+    write_private(key, k.serialize_pem().as_bytes(), 0o600)?;
+    write_private(cert, c.pem().as_bytes(), 0o644)
+}
+
+/// The admin's client certificate (CN `keel:admin`, O `system:masters`),
+/// signed by the CA, unless it exists.
+pub fn ensure_admin_cert(paths: &Paths) -> Result<(), ApiError> {
+    ensure_client_cert(
+        paths,
+        crate::auth::ADMIN_USER,
+        Some(crate::auth::MASTERS),
+        &paths.admin_cert(),
+        &paths.admin_key(),
+    )
+}
+
+/// The CN of the server's client certificate for agents; keel-agent's
+/// node endpoint serves only it (`keel_agent::streams::APISERVER_CLIENT`).
+pub const KUBELET_CLIENT_CN: &str = "keel:kube-apiserver-kubelet-client";
+
+/// The server's client certificate for agents (CN [`KUBELET_CLIENT_CN`],
+/// no group: it authenticates to agents only), unless it exists.
+pub fn ensure_kubelet_client_cert(paths: &Paths) -> Result<(), ApiError> {
+    ensure_client_cert(
+        paths,
+        KUBELET_CLIENT_CN,
+        None,
+        &paths.kubelet_client_cert(),
+        &paths.kubelet_client_key(),
+    )
 }
 
 /// The user a verified client certificate names: CN is the user, each O a

@@ -116,12 +116,14 @@ fn exec_tty(
         .map_err(hinted)
         .context("exec")?;
     let master = console.receive().map_err(hinted).context("exec")?;
-    if let Some(w) = client_size() {
+    let size = client_size();
+    if let Some(w) = size {
         w.apply(&master).map_err(hinted)?;
     }
     if a.detach {
         return Ok(ExitCode::SUCCESS);
     }
+    follow_size(&master, size)?;
     let done = h.pidfd().map_err(hinted)?;
     let input = if a.interactive {
         Some(std::io::stdin().as_fd().try_clone_to_owned()?)
@@ -141,6 +143,30 @@ fn exec_tty(
     relayed.map_err(hinted)?;
     let code = h.wait(None).map_err(hinted)?.unwrap_or(-1);
     Ok(exit_code(code))
+}
+
+/// Keeps the container's terminal the size of ours. Polled: a pty that
+/// `keel agent` gives us for `kubectl exec -t` is not our controlling
+/// terminal, so no SIGWINCH comes. The thread ends with the process (it is
+/// started once the exec'd process runs: nothing forks after it).
+fn follow_size(
+    master: &std::os::fd::OwnedFd,
+    mut last: Option<keel_runtime::tty::WinSize>,
+) -> anyhow::Result<()> {
+    let master = master.try_clone()?;
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let now = client_size();
+            if now != last
+                && let Some(w) = now
+            {
+                let _ = w.apply(&master);
+            }
+            last = now;
+        }
+    });
+    Ok(())
 }
 
 pub fn wait(root: &Path, a: ContainersArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,33 @@
+"""The official Python client's `stream` (WebSocket, v4.channel.k8s.io)
+against keel: exec with stdout, stderr, stdin and the exit code from the
+error channel. Usage: exec_stream.py NAMESPACE POD CONTAINER."""
+import sys
+
+from kubernetes import client, config
+from kubernetes.stream import stream
+
+ns, pod, container = sys.argv[1:4]
+config.load_kube_config()
+core = client.CoreV1Api()
+
+# One-shot: output collected, both streams.
+out = stream(core.connect_get_namespaced_pod_exec, pod, ns, container=container,
+             command=["sh", "-c", "echo py-out; echo py-err >&2"],
+             stderr=True, stdin=False, stdout=True, tty=False)
+assert "py-out" in out and "py-err" in out, repr(out)
+
+# Interactive: stdin in, separate streams out, exit code 7.
+resp = stream(core.connect_get_namespaced_pod_exec, pod, ns, container=container,
+              command=["sh", "-c", "read line; echo got-$line; echo oops >&2; exit 7"],
+              stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+resp.write_stdin("hello\n")
+stdout, stderr = "", ""
+while resp.is_open():
+    resp.update(timeout=5)
+    stdout += resp.read_stdout() if resp.peek_stdout() else ""
+    stderr += resp.read_stderr() if resp.peek_stderr() else ""
+resp.close()
+assert stdout.strip() == "got-hello", repr(stdout)
+assert stderr.strip() == "oops", repr(stderr)
+assert resp.returncode == 7, resp.returncode
+print("ok")
