@@ -93,6 +93,7 @@ fn logs_exec_and_cp_through_the_api_server() {
     c.apply(PODS);
     running(&c, "talker");
 
+    eprintln!("agent_streams: logs");
     // -c, both streams; --timestamps with nine fractional digits.
     eventually("b's output", Duration::from_secs(10), || {
         c.kubectl(&["logs", "talker", "-c", "b"]).lines().count() == 2
@@ -144,6 +145,7 @@ fn logs_exec_and_cp_through_the_api_server() {
         "{err}"
     );
 
+    eprintln!("agent_streams: logs -f");
     // -f follows until the container exits: the lines written after the
     // request come through.
     c.apply(FINITE);
@@ -156,6 +158,7 @@ fn logs_exec_and_cp_through_the_api_server() {
         "it waited for later lines"
     );
 
+    eprintln!("agent_streams: previous");
     // --previous: the log of the container before the last restart.
     eventually("crash restarted", Duration::from_mins(1), || {
         let p = c.get_json(&["pod", "crash"]);
@@ -174,6 +177,7 @@ fn logs_exec_and_cp_through_the_api_server() {
         "{err}"
     );
 
+    eprintln!("agent_streams: exec");
     // exec over WebSocket v5 (kubectl 1.32 on PATH, 1.33): stdout, stderr,
     // exit codes, stdin closed by the v5 close signal.
     // SPDY/3.1 with kubectl 1.27 and 1.29.
@@ -209,6 +213,7 @@ fn logs_exec_and_cp_through_the_api_server() {
         assert_eq!(wc.trim(), "5", "{}", kc.display());
     }
 
+    eprintln!("agent_streams: exec -t");
     // -t: the command sees a terminal of the client's size, and its
     // resizes (kubectl 1.33 over WebSocket, 1.27 over SPDY). The first
     // `stty` waits: `keel exec -t` sizes the terminal once the process
@@ -235,8 +240,9 @@ fn logs_exec_and_cp_through_the_api_server() {
         );
     }
 
+    eprintln!("agent_streams: python");
     // The Python client's stream (v4.channel.k8s.io).
-    let py = Command::new("/usr/bin/python3")
+    let mut py = Command::new("/usr/bin/python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/python/exec_stream.py"
@@ -245,10 +251,20 @@ fn logs_exec_and_cp_through_the_api_server() {
         .env("KUBECONFIG", &c.server.kubeconfig)
         .env("HOME", c.server.home.path())
         .current_dir(c.server.home.path())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // Bounded: a stream that never ends fails the test instead of hanging it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while py.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = py.kill();
+    let py = py.wait_with_output().unwrap();
     assert!(py.status.success(), "{py:?}");
 
+    eprintln!("agent_streams: cp");
     // kubectl cp both ways (tar over exec; into the pod needs stdin's end).
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
@@ -274,6 +290,7 @@ fn logs_exec_and_cp_through_the_api_server() {
         "cp round trip differs"
     );
 
+    eprintln!("agent_streams: rbac");
     // RBAC: exec needs `create` on pods/exec; logs need `get` on pods/log.
     c.apply(
         r"
@@ -313,6 +330,7 @@ subjects:
         "{err}"
     );
 
+    eprintln!("agent_streams: port-forward");
     // port-forward serves the pod's HTTP: kubectl 1.33 tunnels SPDY in a
     // WebSocket, 1.27 speaks SPDY.
     c.apply(WEB);

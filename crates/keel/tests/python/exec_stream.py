@@ -21,13 +21,24 @@ resp = stream(core.connect_get_namespaced_pod_exec, pod, ns, container=container
               command=["sh", "-c", "read line; echo got-$line; echo oops >&2; exit 7"],
               stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
 resp.write_stdin("hello\n")
-stdout, stderr = "", ""
-while resp.is_open():
-    resp.update(timeout=5)
+import json, time
+stdout, stderr, status = "", "", None
+deadline = time.time() + 60
+# Until the status arrives on the error channel (3): the client's
+# `returncode` waits for the socket's close instead.
+while status is None and time.time() < deadline:
+    resp.update(timeout=1)
     stdout += resp.read_stdout() if resp.peek_stdout() else ""
     stderr += resp.read_stderr() if resp.peek_stderr() else ""
+    if resp.peek_channel(3):
+        status = json.loads(resp.read_channel(3))
+stdout += resp.read_stdout() if resp.peek_stdout() else ""
+stderr += resp.read_stderr() if resp.peek_stderr() else ""
 resp.close()
+assert status is not None, "no status within 60 s"
 assert stdout.strip() == "got-hello", repr(stdout)
 assert stderr.strip() == "oops", repr(stderr)
-assert resp.returncode == 7, resp.returncode
+causes = status.get("details", {}).get("causes", [])
+code = [c["message"] for c in causes if c.get("reason") == "ExitCode"]
+assert status["status"] == "Failure" and code == ["7"], status
 print("ok")
