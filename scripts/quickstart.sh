@@ -88,6 +88,11 @@ for _ in $(seq 50); do http_get "http://127.0.0.1:$WEB_PORT/" 2>/dev/null && bre
 "$KEEL" ps --filter 'name=^qs-' --format 'table {{.Names}}\t{{.Image}}\t{{.State}}'
 "$KEEL" inspect -f '{{.State.Status}} {{json .Config.Cmd}}' qs-web
 "$KEEL" top qs-web
+# What the container changed, kept as an image of its own (docker diff/commit).
+"$KEEL" exec qs-web sh -c 'echo patched > /www/patch.txt'
+"$KEEL" diff qs-web
+"$KEEL" commit -m "patched by hand" qs-web quickstart/web:patched
+"$KEEL" run --rm --network none quickstart/web:patched cat /www/patch.txt
 "$KEEL" stop -t 1 qs-web >/dev/null
 
 step "volumes as docker's: a file bound as a file, an empty volume filled from the image"
