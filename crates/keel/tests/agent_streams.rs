@@ -2,7 +2,7 @@
 //! host of its own, see `node_hosts`): `kubectl logs` (-f, --previous,
 //! --tail, --since, --since-time, --timestamps, -c, --all-containers, -l),
 //! `kubectl exec` (WebSocket v5 with kubectl 1.32 and 1.33, SPDY with
-//! kubectl 1.27, v4 with the Python client; stdin, exit codes, -t with the
+//! kubectl 1.27 and 1.29; stdin, exit codes, -t with the
 //! terminal's size), `kubectl cp` both ways, and RBAC on the
 //! subresources.
 
