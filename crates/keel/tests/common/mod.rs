@@ -313,9 +313,15 @@ impl Podman {
             .prefix("keel-podman-")
             .tempdir()
             .unwrap();
+        // Networks in a directory of its own: podman keeps them host-wide
+        // (/etc/containers/networks) otherwise, and one test's `network
+        // prune` removed another's network.
         std::fs::write(
             dir.path().join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n[network]\nnetwork_config_dir = \"{}\"\n",
+                dir.path().join("networks").display()
+            ),
         )
         .unwrap();
         Podman { dir }
