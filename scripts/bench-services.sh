@@ -9,9 +9,9 @@
 #    Both in a throwaway network namespace; each hyperfine run applies the
 #    change and its reverse, so times are halved.
 # 2. Requests through a ClusterIP against the pod IP directly: a
-#    `keel server` with its own agent on this machine (temporary root,
-#    API on 127.0.0.1), a busybox httpd pod, wrk from the host for
-#    SECONDS each; requests/s and p99 side by side.
+#    `keel server` with its own agent in a network namespace made here
+#    (temporary root, API on 127.0.0.1 there), a busybox httpd pod, wrk
+#    from that namespace for SECONDS each; requests/s and p99 side by side.
 #
 # usage: scripts/bench-services.sh [SERVICES] [SECONDS]
 set -euo pipefail
@@ -31,14 +31,17 @@ KEEL="${KEEL_BIN:-$CARGO_TARGET_DIR/release/keel}"
 
 WORK=$(mktemp -d)
 SERVER=""
+NS="keel-bench-svc-$$"
+IN=(nsenter "--net=/run/netns/$NS")
 cleanup() {
   if [ -n "$SERVER" ]; then
-    KUBECONFIG="$WORK/kubeconfig" kubectl delete deployment bench-web --wait=true --timeout=60s >/dev/null 2>&1 || true
+    KUBECONFIG="$WORK/kubeconfig" "${IN[@]}" kubectl delete deployment bench-web --wait=true --timeout=60s >/dev/null 2>&1 || true
     kill -TERM "$SERVER" 2>/dev/null || true
     wait "$SERVER" 2>/dev/null || true
-    for c in $("$KEEL" --root "$WORK/root" ps -aq 2>/dev/null); do "$KEEL" --root "$WORK/root" rm -f "$c" >/dev/null 2>&1 || true; done
-    "$KEEL" --root "$WORK/root" network rm keel-pods >/dev/null 2>&1 || true
+    for c in $("$KEEL" --root "$WORK/root" ps -aq 2>/dev/null); do "${IN[@]}" "$KEEL" --root "$WORK/root" rm -f "$c" >/dev/null 2>&1 || true; done
+    "${IN[@]}" "$KEEL" --root "$WORK/root" network rm keel-pods >/dev/null 2>&1 || true
   fi
+  ip netns del "$NS" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -69,11 +72,22 @@ SH
 echo "== 2. ClusterIP vs pod IP (wrk, ${SECONDS_EACH}s each)"
 mkdir -p "$WORK/root"
 "$KEEL" --root "$WORK/root" image seed-busybox >/dev/null
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$KEEL" --root "$WORK/root" server --listen "127.0.0.1:$PORT" --write-kubeconfig "$WORK/kubeconfig" \
+ip netns add "$NS"
+"${IN[@]}" ip link set lo up
+# A default route (over a veth pair inside the namespace): cluster IPs need
+# a route before the proxy's DNAT picks the pod, as on any real node.
+"${IN[@]}" ip link add keel-bench0 type veth peer name keel-bench1
+"${IN[@]}" ip addr add 192.0.2.1/24 dev keel-bench0
+"${IN[@]}" ip link set keel-bench0 up
+"${IN[@]}" ip link set keel-bench1 up
+"${IN[@]}" ip route add default via 192.0.2.2
+PORT=6443
+"${IN[@]}" "$KEEL" --root "$WORK/root" server --listen "127.0.0.1:$PORT" --write-kubeconfig "$WORK/kubeconfig" \
   --disable-dns >"$WORK/server.log" 2>&1 &
 SERVER=$!
 export KUBECONFIG="$WORK/kubeconfig"
+KUBECTL_BIN=$(command -v kubectl)
+kubectl() { "${IN[@]}" "$KUBECTL_BIN" "$@"; }
 for _ in $(seq 100); do [ -s "$WORK/kubeconfig" ] && kubectl get nodes 2>/dev/null | grep -q ' Ready' && break; sleep 0.3; done
 kubectl apply -f - >/dev/null <<'YAML'
 apiVersion: apps/v1
@@ -100,11 +114,12 @@ spec:
   selector: {app: bench-web}
   ports: [{port: 80, targetPort: 8080}]
 YAML
-kubectl rollout status deployment/bench-web --timeout=120s >/dev/null
+kubectl rollout status deployment/bench-web --timeout=120s >/dev/null || {
+  kubectl get pods -o wide; tail -20 "$WORK/server.log"; exit 1; }
 POD_IP=$(kubectl get pods -l app=bench-web -o jsonpath='{.items[0].status.podIP}')
 SVC_IP=$(kubectl get service bench-web -o jsonpath='{.spec.clusterIP}')
-for _ in $(seq 50); do timeout 2 busybox wget -q -O- "http://$SVC_IP/" >/dev/null 2>&1 && break; sleep 0.2; done
-bench() { wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency "$1" | awk '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} END {print r, p}'; }
+for _ in $(seq 50); do "${IN[@]}" timeout 2 busybox wget -q -O- "http://$SVC_IP/" >/dev/null 2>&1 && break; sleep 0.2; done
+bench() { "${IN[@]}" wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency "$1" | awk '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} END {print r, p}'; }
 read -r d_rps d_p99 < <(bench "http://$POD_IP:8080/")
 read -r s_rps s_p99 < <(bench "http://$SVC_IP/")
 echo "pod IP:     $d_rps req/s, p99 $d_p99"
