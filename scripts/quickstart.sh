@@ -406,7 +406,16 @@ HELLO_IP="$(kubectl get svc hello -o jsonpath='{.spec.clusterIP}')"
 GW="$(kubectl get node quickstart -o jsonpath='{.spec.podCIDR}' | sed 's|0/24|1|')"
 for _ in $(seq 50); do busybox nslookup hello.default.svc.cluster.local "$GW" 2>/dev/null | grep -q "$HELLO_IP" && break; sleep 0.2; done
 busybox nslookup hello.default.svc.cluster.local "$GW"
-node_down
+
+step "Services: the ClusterIP and a NodePort on 127.0.0.1 reach the pod (the node's nftables table)"
+for _ in $(seq 50); do timeout 2 busybox wget -q -O- "http://$HELLO_IP/" >/dev/null 2>&1 && break; sleep 0.2; done
+http_get "http://$HELLO_IP/"
+kubectl patch svc hello -p '{"spec":{"type":"NodePort"}}'
+HELLO_NP="$(kubectl get svc hello -o jsonpath='{.spec.ports[0].nodePort}')"
+for _ in $(seq 50); do timeout 2 busybox wget -q -O- "http://127.0.0.1:$HELLO_NP/" >/dev/null 2>&1 && break; sleep 0.2; done
+http_get "http://127.0.0.1:$HELLO_NP/"
+nft list map ip keel-svc-quickstart services
+node_down   # SIGTERM: the agent removes its table
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

@@ -35,6 +35,7 @@ mod node;
 mod pods;
 pub mod podspec;
 mod probe;
+mod proxy;
 mod runtime;
 pub mod streams;
 
@@ -122,6 +123,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         exe: cfg.exe.clone(),
     };
     streams::start(&client, &cfg.name, &node_ip, sctx).await?;
+    proxy::start(&client, &cfg.name);
     let cidr = node::await_pod_cidr(&client, &cfg.name).await?;
     let root = cfg.root.clone();
     let exe = cfg.exe.clone();

@@ -453,7 +453,20 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 }
             });
             let external = match ty.as_str() {
-                "LoadBalancer" => "<pending>".to_string(),
+                // kubectl's: the ingress addresses, then the external IPs.
+                "LoadBalancer" => {
+                    let ing = join_list(at(o, "status.loadBalancer.ingress"), |i| {
+                        s(i.get("ip").or_else(|| i.get("hostname")))
+                    });
+                    let ext = join_list(at(o, "spec.externalIPs"), |v| s(Some(v)));
+                    let all: Vec<String> =
+                        [ing, ext].into_iter().filter(|x| !x.is_empty()).collect();
+                    if all.is_empty() {
+                        "<pending>".to_string()
+                    } else {
+                        all.join(",")
+                    }
+                }
                 "ExternalName" => s(at(o, "spec.externalName")),
                 _ => or_none(join_list(at(o, "spec.externalIPs"), |v| s(Some(v)))),
             };

@@ -466,6 +466,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value, next_ip: &mut dyn FnMut() -> 
                     }
                 }
             }
+            node_ports::apply_defaults(spec);
         }
         "Secret" => {
             if let Some(m) = obj.as_object_mut() {
@@ -1234,6 +1235,7 @@ fn validate_service(obj: &Value, out: &mut Vec<Cause>) {
         &["ClientIP", "None"],
         out,
     );
+    node_ports::validate(spec, out);
 }
 
 /// Validation of a whole object of resource `r` (create or update): the
@@ -1515,5 +1517,6 @@ pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
     out
 }
 
+mod node_ports;
 #[cfg(test)]
 mod tests;

@@ -211,6 +211,7 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(crate::server_dns::default_service_ip),
                 listen: args.dns_listen.clone(),
                 node: node.clone(),
+                endpoint: crate::server_dns::endpoint_for(args.listen.ip()),
             };
             crate::server_dns::start(server.loopback(), opts)
                 .await

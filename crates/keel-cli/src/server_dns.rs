@@ -25,6 +25,10 @@ pub struct Options {
     pub listen: Vec<SocketAddr>,
     /// This machine's node: its pod network's gateway gets port 53.
     pub node: Option<String>,
+    /// An address every node reaches this server at: DNS answers on its
+    /// port 53 and it becomes the kube-dns Service's endpoint, so the
+    /// nodes' service proxies send the cluster IP there.
+    pub endpoint: Option<IpAddr>,
 }
 
 fn services() -> &'static Resource {
@@ -47,6 +51,17 @@ pub async fn start(api: Loopback, opts: Options) -> anyhow::Result<()> {
         tracing::info!(%bound, "cluster DNS listening");
     }
     kube_dns_service(&api, opts.service_ip).await;
+    if let Some(ip) = opts.endpoint {
+        match dns.listen(SocketAddr::new(ip, 53)).await {
+            Ok(bound) => {
+                tracing::info!(%bound, "cluster DNS listening for the kube-dns Service");
+                kube_dns_endpoint(&api, ip).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, address = %ip, "cluster DNS not on the kube-dns Service: port 53 is taken");
+            }
+        }
+    }
     tokio::spawn(feed(api.clone(), dns.clone()));
     if let Some(node) = opts.node {
         tokio::spawn(on_pod_network(api, dns, node));
@@ -66,6 +81,42 @@ async fn kube_dns_service(api: &Loopback, ip: IpAddr) {
         Ok(_) => {}
         Err(e) if e.code == 409 => {}
         Err(e) => tracing::warn!(error = %e, "create the kube-dns Service"),
+    }
+}
+
+/// The kube-dns Service's `EndpointSlice`: this server's `ip`, port 53.
+async fn kube_dns_endpoint(api: &Loopback, ip: IpAddr) {
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kube-dns-keel", "namespace": "kube-system",
+            "labels": {"kubernetes.io/service-name": "kube-dns",
+                "endpointslice.kubernetes.io/managed-by": "keel-dns"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true, "serving": true, "terminating": false}}],
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                  {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]});
+    let r = match api.create(slices(), slice.clone(), "keel-dns").await {
+        Err(e) if e.code == 409 => api
+            .modify(
+                slices(),
+                Some("kube-system"),
+                "kube-dns-keel",
+                None,
+                "keel-dns",
+                |cur| {
+                    (cur["endpoints"] != slice["endpoints"]).then(|| {
+                        let mut v = cur.clone();
+                        v["endpoints"] = slice["endpoints"].clone();
+                        v["ports"] = slice["ports"].clone();
+                        v
+                    })
+                },
+            )
+            .await
+            .map(|_| Value::Null),
+        r => r,
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "write the kube-dns EndpointSlice");
     }
 }
 
@@ -161,6 +212,20 @@ fn gateway(cidr: &str) -> Option<Ipv4Addr> {
     let bits: u32 = bits.parse().ok().filter(|b| *b <= 30)?;
     let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
     Some(Ipv4Addr::from((u32::from(net) & mask) + 1))
+}
+
+/// The kube-dns endpoint of a server listening on `listen`: that address,
+/// or for a wildcard the machine's source address towards other hosts (no
+/// packet is sent); `None` for loopback or when there is no route.
+pub fn endpoint_for(listen: IpAddr) -> Option<IpAddr> {
+    let ip = if listen.is_unspecified() {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        s.connect("192.0.2.1:53").ok()?;
+        s.local_addr().ok()?.ip()
+    } else {
+        listen
+    };
+    (ip.is_ipv4() && !ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// The 10th address of the service range (k3s: 10.43.0.10 of 10.43.0.0/16).

@@ -14,7 +14,7 @@
 //! - [`deployment`]: rollouts (`RollingUpdate`, Recreate), revisions, pause,
 //!   progress conditions, through `ReplicaSets`.
 //! - [`endpoints`]: Endpoints and `EndpointSlices` of Services from the pods
-//!   they select.
+//!   they select; [`servicelb`]: `LoadBalancer` addresses (the nodes').
 //! - [`scheduler`]: kube-scheduler's queue, filters, scores, binding,
 //!   preemption and `FailedScheduling` explanations.
 //! - [`statefulset`]: ordered pods with stable names and claims, partitioned
@@ -56,6 +56,7 @@ mod objects;
 pub mod replicaset;
 mod revisions;
 pub mod scheduler;
+pub mod servicelb;
 pub mod statefulset;
 pub mod volumes;
 mod workloads;
@@ -103,6 +104,7 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(replicaset::ReplicaSetController::new(api).run(api.clone())),
         tokio::spawn(deployment::DeploymentController::new(api).run(api.clone())),
         tokio::spawn(endpoints::EndpointsController.run(api.clone())),
+        tokio::spawn(servicelb::ServiceLb.run(api.clone())),
         tokio::spawn(job::JobController::new(api).run(api.clone())),
         tokio::spawn(cronjob::CronJobController::new(api, clock::from_env()).run(api.clone())),
     ];

@@ -26,6 +26,7 @@ mod hosts;
 mod ipam;
 mod kernel;
 mod ports;
+pub mod proxy;
 mod rules;
 mod state;
 

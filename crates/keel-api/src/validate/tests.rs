@@ -305,3 +305,28 @@ fn cronjob_schedules_and_time_zones_are_checked() {
         "{with_tz:?}"
     );
 }
+
+#[test]
+fn node_ports_are_allocated_in_range_and_checked() {
+    let mut svc = json!({"spec": {"type": "NodePort", "ports": [
+        {"name": "a", "port": 80}, {"name": "b", "port": 81, "nodePort": 30500}]}});
+    apply_defaults("Service", &mut svc, &mut || "10.43.0.9".into());
+    let n = svc["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30_000..=32_767).contains(&n), "{n}");
+    assert_ne!(n, 30_500);
+    assert_eq!(svc["spec"]["ports"][1]["nodePort"], 30_500);
+    assert_eq!(svc["spec"]["externalTrafficPolicy"], "Cluster");
+    assert!(validate("Service", &svc).is_empty());
+    let mut lb = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
+    apply_defaults("Service", &mut lb, &mut || "10.43.0.9".into());
+    assert!(lb["spec"]["ports"][0]["nodePort"].is_i64());
+    let mut cip = json!({"spec": {"ports": [{"port": 80}]}});
+    apply_defaults("Service", &mut cip, &mut || "10.43.0.9".into());
+    assert!(cip["spec"]["ports"][0].get("nodePort").is_none());
+    svc["spec"]["ports"][1]["nodePort"] = json!(8080);
+    let causes = validate("Service", &svc);
+    assert_eq!(causes.len(), 1, "{causes:?}");
+    assert_eq!(causes[0].field, "spec.ports[1].nodePort");
+    cip["spec"]["ports"][0]["nodePort"] = json!(30_001);
+    assert_eq!(validate("Service", &cip)[0].field, "spec.ports[0].nodePort");
+}
