@@ -88,8 +88,9 @@ pub struct CreateFlags {
     /// Number of CPUs.
     #[arg(long)]
     pub cpus: Option<f64>,
-    /// CPU shares (relative weight).
-    #[arg(short = 'c', long)]
+    /// CPU shares (relative weight). No `-c` short form here: clap would
+    /// take a command's own `-c` after the image (`IMAGE -c 'script'`).
+    #[arg(long)]
     pub cpu_shares: Option<u64>,
     /// CPUs in which to allow execution (0-3, 0,1).
     #[arg(long)]

@@ -225,14 +225,18 @@ fn devices_namespaces_and_cpu_placement() {
         ],
         "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpuset/cpuset.mems",
     );
+    // A command's own -c after the image is the command's (clap took it
+    // for --cpu-shares while that had docker's -c short form).
     let k = p.keel(&[
         "run",
         "--rm",
-        "-c",
+        "--cpu-shares",
         "256",
+        "--entrypoint",
+        "sh",
         "busybox",
-        "cat",
-        "/sys/fs/cgroup/cpu/cpu.shares",
+        "-c",
+        "cat /sys/fs/cgroup/cpu/cpu.shares",
     ]);
     assert_eq!(outcome(&k), out(0, "256\n"), "{}", stderr(&k));
 }
