@@ -93,7 +93,13 @@ for _ in $(seq 50); do http_get "http://127.0.0.1:$WEB_PORT/" 2>/dev/null && bre
 "$KEEL" diff qs-web
 "$KEEL" commit -m "patched by hand" qs-web quickstart/web:patched
 "$KEEL" run --rm --network none quickstart/web:patched cat /www/patch.txt
+# New limits for the running container (its cgroup changes at once) and
+# what happened to it, as docker's update and events show them.
+QS_T0="$(date +%s)"
+"$KEEL" update --cpus 0.5 -m 64m --memory-swap 128m qs-web
+"$KEEL" exec qs-web cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "$KEEL" exec qs-web cat /sys/fs/cgroup/memory.max
 "$KEEL" stop -t 1 qs-web >/dev/null
+"$KEEL" events --since "$QS_T0" --until "$(date +%s.%N)" --filter container=qs-web --format '{{.Action}} {{.Actor.Attributes.name}}'
 
 step "volumes as docker's: a file bound as a file, an empty volume filled from the image"
 echo "bound from the host" > "$APP_DIR/motd"

@@ -97,6 +97,51 @@ pub fn commit(store: &ImageStore, built: &Built, tags: &[Reference]) -> Result<D
     Ok(store.commit(&built.manifest, tags, None)?)
 }
 
+/// `keel build --label`: the built image with `labels` added to its
+/// config's `Labels` (replacing the base image's of the same key), as a new
+/// config blob and manifest; the layers stay.
+pub fn relabel(
+    store: &ImageStore,
+    built: &Built,
+    labels: &BTreeMap<String, String>,
+) -> Result<Built> {
+    if labels.is_empty() {
+        return Ok(built.clone());
+    }
+    let mut config = built.config.clone();
+    let cfg = &mut config["config"];
+    if !cfg.is_object() {
+        *cfg = serde_json::json!({});
+    }
+    if !cfg["Labels"].is_object() {
+        cfg["Labels"] = serde_json::json!({});
+    }
+    for (k, v) in labels {
+        cfg["Labels"][k] = serde_json::json!(v);
+    }
+    let bytes = serde_json::to_vec(&config).expect("json");
+    let put = store.blobs().put_bytes(&bytes)?;
+    let layers = built
+        .layers
+        .iter()
+        .map(|l| {
+            Ok((
+                Digest::parse(&l.digest)?,
+                l.size,
+                compression_of(&l.media_type),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let manifest = keel_oci::archive::build_manifest((&put.digest, put.size), &layers);
+    store.blobs().put_bytes(&manifest)?;
+    Ok(Built {
+        config,
+        config_digest: put.digest,
+        manifest,
+        layers: built.layers.clone(),
+    })
+}
+
 /// Writes the image's root filesystem into `dest` (created if missing).
 pub fn export_local(store: &ImageStore, built: &Built, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).map_err(error::io_err("create", dest))?;

@@ -16,6 +16,60 @@ use keel_oci::{ImageStore, Reference};
 use crate::Hint;
 use crate::output::human_size;
 
+/// The images a Dockerfile's stages start FROM (not `scratch`, not an
+/// earlier stage), with `${ARG}`s of the global scope and `--build-arg`
+/// substituted; names still holding a `$` are left to the build to report.
+fn base_images(dockerfile: &str, build_args: &BTreeMap<String, String>) -> Vec<String> {
+    let mut args = BTreeMap::new();
+    let mut stages: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for line in dockerfile.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(first) = words.first() else { continue };
+        if first.eq_ignore_ascii_case("ARG") && stages.is_empty() {
+            for w in &words[1..] {
+                let (k, v) = w.split_once('=').unwrap_or((w, ""));
+                let v = build_args.get(k).map_or(v, String::as_str);
+                // An empty one leaves the `$` for the build to report.
+                if !v.is_empty() {
+                    args.insert(k.to_string(), v.trim_matches('"').to_string());
+                }
+            }
+        }
+        if !first.eq_ignore_ascii_case("FROM") {
+            continue;
+        }
+        let rest: Vec<&str> = words[1..]
+            .iter()
+            .copied()
+            .filter(|w| !w.starts_with("--"))
+            .collect();
+        let Some(image) = rest.first() else { continue };
+        let mut image = (*image).to_string();
+        for (k, v) in &args {
+            image = image
+                .replace(&format!("${{{k}}}"), v)
+                .replace(&format!("${k}"), v);
+        }
+        if let [_, as_kw, alias] = rest.as_slice()
+            && as_kw.eq_ignore_ascii_case("AS")
+        {
+            stages.push(alias.to_ascii_lowercase());
+        } else {
+            stages.push(String::new());
+        }
+        if image.eq_ignore_ascii_case("scratch")
+            || image.contains('$')
+            || stages[..stages.len() - 1].contains(&image.to_ascii_lowercase())
+            || out.contains(&image)
+        {
+            continue;
+        }
+        out.push(image);
+    }
+    out
+}
+
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Name and optionally a tag (`name:tag`); may be repeated.
@@ -54,6 +108,14 @@ pub struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
+    /// Set metadata for an image (`KEY=VALUE`); may be repeated.
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Pull base images: `always` (also `--pull` alone, `true`), `missing`
+    /// (the default, `false`: only those the store lacks), `never`.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "always",
+          value_parser = ["always", "missing", "never", "true", "false"])]
+    pub pull: Option<String>,
     /// The build context directory, or `-` for a Dockerfile on stdin.
     pub context: String,
 }
@@ -202,6 +264,23 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
         };
         (Some(ctx), text, name)
     };
+    let policy = match a.pull.as_deref() {
+        Some("always" | "true") => "always",
+        Some("never") => "never",
+        _ => "missing",
+    };
+    for base in base_images(&dockerfile, &build_args) {
+        crate::image::pull_for_run(root, &base, policy)
+            .with_context(|| format!("base image {base}"))?;
+    }
+    let labels: BTreeMap<String, String> = a
+        .label
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
     let cancel = Arc::new(AtomicBool::new(false));
     cancel_on_signals(Arc::clone(&cancel))?;
     let opts = BuildOptions {
@@ -275,6 +354,7 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let built = keel_build::build(&opts, &cancel, &progress).map_err(build_error)?;
     let store = ImageStore::open(root).context("opening the image store")?;
+    let built = keel_build::relabel(&store, &built, &labels).map_err(build_error)?;
     let id = built.config_digest.to_string();
     if out_type == "local" {
         {
@@ -332,5 +412,19 @@ pub fn builder(root: &Path, c: BuilderCommand) -> anyhow::Result<ExitCode> {
             println!("Total reclaimed space: {}", human_size(r.bytes_freed));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_images_skip_stages_scratch_and_unresolved_args() {
+        let df = "ARG TAG=1.36\nARG REG\nFROM --platform=linux/amd64 busybox:${TAG} AS build\nRUN true\nFROM build\nFROM scratch\nFROM $REG/app\nfrom alpine as Other\nFROM other\nFROM busybox:${TAG}\n";
+        let none = BTreeMap::new();
+        assert_eq!(base_images(df, &none), ["busybox:1.36", "alpine"]);
+        let args = [("TAG".to_string(), "2".to_string())].into();
+        assert_eq!(base_images(df, &args), ["busybox:2", "alpine"]);
     }
 }

@@ -6,9 +6,10 @@
 //! runtime's `CreateOptions`), [`run`] (lifecycle: create/run/start/stop/
 //! kill/restart/rm and the monitor), [`ps`], [`logs`], [`exec`] (exec,
 //! wait), [`inspect`] (inspect, port), [`stats`], [`cp`], [`fsops`] (diff,
-//! export, commit), [`manage`] (rename, top, pause), [`volume`]. The
+//! export, commit), [`manage`] (rename, top, pause), [`update`], [`volume`]. The
 //! network driver is keel-runtime's own (`keel_runtime::network::attacher`).
 
+mod attach;
 mod cp;
 mod exec;
 mod flags;
@@ -20,6 +21,7 @@ mod parse;
 mod ps;
 mod run;
 mod stats;
+mod update;
 mod volume;
 
 use std::path::Path;
@@ -31,6 +33,7 @@ use keel_runtime::{Containers, RuntimeError, ids};
 
 use crate::Hint;
 
+pub use attach::{AttachArgs, attach};
 pub use cp::cp;
 pub use exec::{exec, wait};
 pub use flags::{
@@ -50,6 +53,7 @@ pub use run::{
 };
 pub(crate) use run::{start_attached, start_one};
 pub use stats::stats_cmd;
+pub use update::{UpdateArgs, update};
 pub use volume::volume;
 
 pub(crate) fn open(root: &Path) -> anyhow::Result<Containers> {

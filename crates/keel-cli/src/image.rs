@@ -536,6 +536,9 @@ pub fn tag(root: &Path, a: TagArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let target = Reference::parse(&a.target).map_err(hinted)?;
     store.tag(&a.source, &target).map_err(hinted)?;
+    if let Ok(img) = store.resolve(&a.source) {
+        keel_runtime::events::image(root, "tag", &img.id().to_string(), &target.familiar());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -543,12 +546,26 @@ pub fn rmi(root: &Path, a: RmiArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(root)?;
     let mut failed = false;
     for name in &a.images {
+        let iid = store.resolve(name).map(|i| i.id().to_string()).ok();
         match store.remove(name, a.force) {
             Ok(events) => {
                 for e in events {
                     match e {
-                        RemoveEvent::Untagged(t) => println!("Untagged: {t}"),
-                        RemoveEvent::Deleted(d) => println!("Deleted: {d}"),
+                        RemoveEvent::Untagged(t) => {
+                            println!("Untagged: {t}");
+                            if let Some(id) = &iid {
+                                keel_runtime::events::image(root, "untag", id, &t);
+                            }
+                        }
+                        RemoveEvent::Deleted(d) => {
+                            println!("Deleted: {d}");
+                            keel_runtime::events::image(
+                                root,
+                                "delete",
+                                &d.to_string(),
+                                &d.to_string(),
+                            );
+                        }
                     }
                 }
             }
@@ -727,9 +744,11 @@ pub fn load(root: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
     for l in loaded {
         if l.tags.is_empty() {
             println!("Loaded image ID: {}", l.id);
+            keel_runtime::events::image(root, "load", &l.id.to_string(), &l.id.to_string());
         }
         for t in l.tags {
             println!("Loaded image: {}", t.familiar());
+            keel_runtime::events::image(root, "load", &l.id.to_string(), &t.familiar());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -755,14 +774,19 @@ pub fn import(root: &Path, a: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `run/create --pull`: `always` pulls, `missing` pulls an image the store
-/// lacks, `never` (and no flag, keel's default) uses the store only.
+/// `run/create --pull` and `build --pull`: `always` pulls, `missing`
+/// (docker's default) pulls an image the store lacks, `never` uses the
+/// store only.
 pub(crate) fn pull_for_run(root: &Path, image: &str, policy: &str) -> anyhow::Result<()> {
     let store = open_store(root)?;
-    if policy == "never" || (policy == "missing" && store.resolve(image).is_ok()) {
+    let present = store.resolve(image).is_ok();
+    if policy == "never" || (policy == "missing" && present) {
         return Ok(());
     }
     let r = Reference::parse(image).map_err(hinted)?;
+    if !present {
+        eprintln!("Unable to find image '{}' locally", r.familiar());
+    }
     let opts = RegistryOptions {
         insecure: std::env::var("KEEL_INSECURE_REGISTRIES")
             .map(|v| v.split(',').map(str::to_string).collect())
@@ -775,6 +799,7 @@ pub(crate) fn pull_for_run(root: &Path, image: &str, policy: &str) -> anyhow::Re
         .block_on(registry::pull(&store, &r, &opts, &progress))
         .map_err(hinted)
         .with_context(|| format!("pulling {}", r.familiar()))?;
+    keel_runtime::events::image(root, "pull", &r.familiar(), &r.familiar_name());
     Ok(())
 }
 
@@ -801,6 +826,7 @@ pub fn pull(root: &Path, a: PullArgs) -> anyhow::Result<ExitCode> {
         .block_on(registry::pull(&store, &r, &opts, &progress))
         .map_err(hinted)
         .with_context(|| format!("pulling {}", r.familiar()))?;
+    keel_runtime::events::image(root, "pull", &r.familiar(), &r.familiar_name());
     if !a.quiet {
         eprintln!("Digest: {}", res.repo_digest);
         eprintln!("Status: Downloaded image for {}", r.familiar());

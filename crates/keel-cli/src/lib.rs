@@ -22,6 +22,7 @@ mod ci;
 mod compose;
 mod container;
 mod dockerfile;
+mod events;
 mod hints;
 mod image;
 mod infra;
@@ -151,6 +152,12 @@ pub enum Command {
     Export(container::ExportArgs),
     /// Create a new image from a container's changes.
     Commit(container::CommitArgs),
+    /// Update configuration of one or more containers.
+    Update(container::UpdateArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(container::AttachArgs),
+    /// Get real time events from keel (containers, images).
+    Events(events::EventsArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish, powershell.
     Completion { shell: clap_complete::Shell },
     /// Manage volumes.
@@ -230,6 +237,10 @@ pub enum ContainerCommand {
     Export(container::ExportArgs),
     /// Create a new image from a container's changes.
     Commit(container::CommitArgs),
+    /// Update configuration of one or more containers.
+    Update(container::UpdateArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(container::AttachArgs),
 }
 
 fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Result<ExitCode> {
@@ -257,6 +268,8 @@ fn container_command(root: &std::path::Path, c: ContainerCommand) -> anyhow::Res
         ContainerCommand::Diff(a) => container::diff(root, &a),
         ContainerCommand::Export(a) => container::export(root, &a),
         ContainerCommand::Commit(a) => container::commit(root, &a),
+        ContainerCommand::Update(a) => container::update(root, &a),
+        ContainerCommand::Attach(a) => container::attach(root, &a),
     }
 }
 
@@ -352,6 +365,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(a) => container::diff(&cli.root, &a),
         Command::Export(a) => container::export(&cli.root, &a),
         Command::Commit(a) => container::commit(&cli.root, &a),
+        Command::Update(a) => container::update(&cli.root, &a),
+        Command::Attach(a) => container::attach(&cli.root, &a),
+        Command::Events(a) => events::events(&cli.root, &a),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             // Into a buffer first: clap_complete panics on a closed pipe.

@@ -354,6 +354,8 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
             resolv_conf: PathBuf::from("/"),
             netns: None,
             volumes: PathBuf::from("/"),
+            ipc_ns: None,
+            pid_ns: None,
         },
     )?;
     containers.create(&mut cfg)?;
@@ -370,6 +372,7 @@ pub fn create(root: &Path, o: &CreateOptions) -> Result<ContainerConfig> {
             return Err(e);
         }
     }
+    crate::events::container(root, &cfg, "create", &[]);
     Ok(cfg)
 }
 
@@ -665,7 +668,12 @@ pub fn kill(
     if st.pid <= 0 || !containers.monitor_alive(&st, id) || st.status != Status::Running {
         return Err(RuntimeError::NotRunning(id.to_string()));
     }
-    containers.kernel().signal(st.pid, signal)
+    containers.kernel().signal(st.pid, signal)?;
+    if let Ok(cfg) = containers.config(id) {
+        let n = (signal as i32).to_string();
+        crate::events::container(containers.root(), &cfg, "kill", &[("signal", n)]);
+    }
+    Ok(())
 }
 
 /// `keel stop`: stop signal, then SIGKILL after `timeout`; waits for the monitor.
@@ -683,16 +691,19 @@ pub fn stop(
     }
     let sig = parse_signal(signal.unwrap_or(&cfg.stop_signal))?;
     let t = Duration::from_secs(u64::from(timeout.unwrap_or(cfg.stop_timeout)));
-    if st.status == Status::Running && st.pid > 0 {
-        let _ = k.signal(st.pid, sig);
+    let root = containers.root();
+    if st.status == Status::Running && st.pid > 0 && k.signal(st.pid, sig).is_ok() {
+        crate::events::container(root, &cfg, "kill", &[("signal", (sig as i32).to_string())]);
     }
     if !wait_monitor_on(k, id, &st, Some(t)) {
         let st = containers.state(id)?;
-        if st.pid > 0 {
-            let _ = k.signal(st.pid, nix::sys::signal::Signal::SIGKILL);
+        if st.pid > 0 && k.signal(st.pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+            crate::events::container(root, &cfg, "kill", &[("signal", "9".to_string())]);
         }
         wait_monitor_on(k, id, &st, None);
     }
+    // docker's order: kill, die (the monitor's), stop.
+    crate::events::container(root, &cfg, "stop", &[]);
     Ok(())
 }
 
@@ -795,6 +806,7 @@ pub fn retire(
     volumes: bool,
 ) -> Result<Option<PathBuf>> {
     let trash = containers.retire_record(id)?;
+    crate::events::container(containers.root(), cfg, "destroy", &[]);
     ImageStore::open(containers.root())?.unpin(id)?;
     if volumes {
         let vols = Volumes::open(containers.root())?;

@@ -13,13 +13,15 @@
 //! reads cgroup v1 and v2 usage; [`copy`] is `keel cp`, confined to the
 //! container's root; [`Volumes`] manages named volumes;
 //! [`network::NetworkAttacher`] is the seam to keel-net; [`oneshot`] runs one
-//! command on prepared layers and waits (build steps).
+//! command on prepared layers and waits (build steps); [`update`] changes
+//! limits and the restart policy of a created or running container.
 
 pub mod backend;
 pub mod cgroups;
 pub mod copy;
 pub mod engine;
 mod error;
+pub mod events;
 pub mod ids;
 pub mod kernel;
 pub mod launch;
@@ -30,10 +32,12 @@ pub mod oneshot;
 pub mod record;
 pub mod rootfs;
 pub mod seccomp;
+pub mod security;
 mod sigreset;
 pub mod spec;
 pub mod stats;
 pub mod tty;
+pub mod update;
 pub mod user;
 pub mod volume;
 

@@ -125,6 +125,8 @@ fn prepare(
         resolv_conf: dir.join("resolv.conf"),
         netns: None,
         volumes: containers.root().join("volumes"),
+        ipc_ns: None,
+        pid_ns: None,
     };
     match &mode {
         Mode::Host => {}
@@ -140,6 +142,8 @@ fn prepare(
             }
         }
     }
+    paths.ipc_ns = shared_ns(containers, "ipc", &cfg.extra.ipc)?;
+    paths.pid_ns = shared_ns(containers, "pid", &cfg.extra.pid)?;
     let s = spec::build(cfg, &paths)?;
     rt.write_bundle(s, &containers.bundle(&cfg.id))?;
     // Recorded with the Running state, one write fewer per start.
@@ -161,6 +165,33 @@ fn copy_up_volumes(containers: &Containers, cfg: &ContainerConfig, merged: &Path
         crate::copy::copy_up(merged, &m.target, &volumes.join(&m.source).join("_data"))?;
     }
     Ok(())
+}
+
+/// `--ipc container:X`, `--pid container:X`: X's namespace of `kind`
+/// (X must run; docker joins another's IPC only if it is `shareable`).
+fn shared_ns(containers: &Containers, kind: &str, mode: &str) -> Result<Option<PathBuf>> {
+    let Some(other) = mode.strip_prefix("container:") else {
+        return Ok(None);
+    };
+    let oid = containers.resolve(other)?;
+    let st = containers.state(&oid)?;
+    if st.status != Status::Running || st.pid <= 0 || !containers.monitor_alive(&st, &oid) {
+        return Err(RuntimeError::Start(format!(
+            "cannot join {} of a non running container: {other}",
+            kind.to_ascii_uppercase()
+        )));
+    }
+    if kind == "ipc"
+        && !matches!(
+            containers.config(&oid)?.extra.ipc.as_str(),
+            "shareable" | "host"
+        )
+    {
+        return Err(RuntimeError::Start(
+            "non-shareable IPC (hint: use IpcMode:shareable for the donor container)".to_string(),
+        ));
+    }
+    Ok(Some(PathBuf::from(format!("/proc/{}/ns/{kind}", st.pid))))
 }
 
 /// `--network container:X`: X's namespace and its hosts, resolv.conf and
@@ -346,6 +377,22 @@ fn stdin_is_dev_null() -> bool {
     }
 }
 
+/// The FIFO in a container's directory that a detached `-i` container
+/// reads its stdin from; `keel attach` writes into it.
+pub const STDIN_FIFO: &str = "stdin";
+
+/// Makes `<dir>/stdin` a fresh FIFO and opens it read-write: the container
+/// never reads EOF when a writer goes, as docker keeps a detached `-i`
+/// container's stdin open.
+fn stdin_fifo(dir: &Path) -> Result<OwnedFd> {
+    use rustix::fs::{CWD, FileType, Mode, OFlags};
+    let path = dir.join(STDIN_FIFO);
+    let _ = std::fs::remove_file(&path);
+    let err = |e: rustix::io::Errno| RuntimeError::Monitor(format!("stdin fifo: {e}"));
+    rustix::fs::mknodat(CWD, &path, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).map_err(err)?;
+    rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(err)
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| RuntimeError::Monitor(format!("pipe: {e}")))
@@ -490,20 +537,23 @@ pub fn run_with(
     } else {
         None
     };
+    // `run -d -i`: nobody relays stdin, but docker keeps the container's
+    // stdin open (a `cat` waits instead of reading EOF) and `keel attach`
+    // writes into it: a FIFO the container holds open read-write.
+    let fifo = if cfg.interactive && stdin_is_dev_null() {
+        Some(stdin_fifo(&containers.dir(id))?)
+    } else {
+        None
+    };
     loop {
-        // `run -d -i`: nobody relays stdin, but docker keeps the container's
-        // stdin open (a `cat` waits instead of reading EOF); the write end
-        // of this pipe lives as long as the container runs.
-        let mut _held_stdin: Option<OwnedFd> = None;
-        let stdin: OwnedFd = if cfg.interactive && !stdin_is_dev_null() {
+        let stdin: OwnedFd = if cfg.interactive && fifo.is_none() {
             std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| RuntimeError::Monitor(e.to_string()))?
-        } else if cfg.interactive {
-            let (r, w) = pipe()?;
-            _held_stdin = Some(w);
-            r
+        } else if let Some(f) = &fifo {
+            f.try_clone()
+                .map_err(|e| RuntimeError::Monitor(e.to_string()))?
         } else {
             File::open("/dev/null")
                 .map_err(|e| RuntimeError::Monitor(e.to_string()))?
@@ -581,6 +631,7 @@ pub fn run_with(
         })?;
         drop(warm.take());
         tracing::info!(pid, "started");
+        crate::events::container(root, &cfg, "start", &[]);
         if first {
             attached.send(&Frame::Started(pid));
             first = false;
@@ -596,6 +647,10 @@ pub fn run_with(
         )?;
         log.flush()?;
         let oom = k.oom_kills(id) > 0;
+        if oom {
+            crate::events::container(root, &cfg, "oom", &[]);
+        }
+        crate::events::container(root, &cfg, "die", &[("exitCode", code.to_string())]);
         // The policy as recorded now: `keel update --restart` (and the
         // docker provider's in-place update) change it while this runs.
         let policy = containers

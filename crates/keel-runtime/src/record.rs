@@ -247,6 +247,62 @@ pub struct ExtraConfig {
     /// `--log-opt labels=…`/`env=…`: the labels and variables named there,
     /// which `logs --details` prints before each line as docker does.
     pub log_attrs: BTreeMap<String, String>,
+    /// `--cpu-shares`: the relative CPU weight (docker's default 1024).
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`, `--cpuset-mems`: the CPUs and memory nodes allowed.
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// `--privileged`: every capability and host device, no seccomp, no
+    /// masked paths, /sys and cgroups writable.
+    pub privileged: bool,
+    /// `--device HOST[:CONTAINER[:PERMS]]`.
+    pub devices: Vec<DeviceMapping>,
+    /// `--security-opt seccomp=`: `unconfined`, or a docker seccomp
+    /// profile (its JSON text, read at create as docker does).
+    pub seccomp: Option<String>,
+    /// `--security-opt no-new-privileges[:true|false]`; none: keel's
+    /// default (set).
+    pub no_new_privileges: Option<bool>,
+    /// `--security-opt` as given, for inspect.
+    pub security_opt: Vec<String>,
+    /// `--ipc`: `private` (default), `shareable`, `none`, `host`, `container:ID`.
+    pub ipc: String,
+    /// `--pid`: private (empty), `host`, `container:ID`.
+    pub pid: String,
+}
+
+/// One `--device`: a host device node made in the container with the
+/// cgroup permissions (`rwm`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMapping {
+    pub host: String,
+    pub container: String,
+    pub permissions: String,
+}
+
+impl DeviceMapping {
+    /// docker's `HOST[:CONTAINER][:PERMS]` (PERMS a combination of r, w, m).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let perms_ok = |p: &str| !p.is_empty() && p.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, container, permissions) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, p] if perms_ok(p) => (*h, *h, *p),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, p] if perms_ok(p) => (*h, *c, *p),
+            _ => return Err(format!("invalid device specification: {s}")),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            return Err(format!(
+                "invalid device specification: {s}: paths must be absolute"
+            ));
+        }
+        Ok(DeviceMapping {
+            host: host.to_string(),
+            container: container.to_string(),
+            permissions: permissions.to_string(),
+        })
+    }
 }
 
 /// Everything `keel create`/`run` decided, fixed for the container's life.

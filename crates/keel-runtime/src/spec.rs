@@ -266,6 +266,9 @@ pub struct SpecPaths {
     pub netns: Option<PathBuf>,
     /// `<root>/volumes`.
     pub volumes: PathBuf,
+    /// `--ipc container:X`, `--pid container:X`: X's namespaces.
+    pub ipc_ns: Option<PathBuf>,
+    pub pid_ns: Option<PathBuf>,
 }
 
 fn devices() -> Value {
@@ -290,13 +293,20 @@ fn devices() -> Value {
 
 /// Builds the runtime spec for `cfg`.
 pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
-    let caps = capabilities(&cfg.cap_add, &cfg.cap_drop)?;
+    let x = &cfg.extra;
+    let caps = if x.privileged {
+        capabilities(&["ALL".to_string()], &cfg.cap_drop)?
+    } else {
+        capabilities(&cfg.cap_add, &cfg.cap_drop)?
+    };
+    // --privileged: /sys and the cgroups writable, as docker mounts them.
+    let sys_ro = if x.privileged { "rw" } else { "ro" };
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", sys_ro]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", sys_ro]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", cfg.extra.shm_size.map_or_else(|| "size=65536k".to_string(), |b| format!("size={b}"))]}),
     ];
@@ -335,30 +345,65 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
             }
         });
     }
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
+    let mut namespaces = vec![json!({"type": "uts"}), json!({"type": "mount"})];
+    // --pid/--ipc host: the host's namespace (none of its own);
+    // container:X: X's, whose path the monitor found.
+    for (kind, mode, joined) in [
+        ("pid", &x.pid, &paths.pid_ns),
+        ("ipc", &x.ipc, &paths.ipc_ns),
+    ] {
+        match (mode.as_str(), joined) {
+            ("host", _) => {}
+            (_, Some(p)) => namespaces.push(json!({"type": kind, "path": p})),
+            _ => namespaces.push(json!({"type": kind})),
+        }
+    }
     if let Some(ns) = &paths.netns {
         namespaces.push(json!({"type": "network", "path": ns}));
     }
-    let mut resources = json!({ "devices": devices() });
+    let mut nodes = crate::security::mapped_devices(&x.devices)?;
+    let mut rules = devices();
+    if x.privileged {
+        nodes.extend(crate::security::host_devices(Path::new("/dev")));
+        // Every device allowed, as docker's privileged cgroup rule.
+        rules = json!([{"allow": true, "access": "rwm"}]);
+    } else if let Value::Array(r) = &mut rules {
+        r.extend(nodes.iter().map(|n| n.rule.clone()));
+    }
+    let linux_devices: Vec<Value> = nodes.into_iter().map(|n| n.device).collect();
+    let mut resources = json!({ "devices": rules });
     if let Some(m) = cfg.memory {
         // Docker sets swap to twice the memory; the limit on memory+swap keeps an OOM an OOM.
         let swap = cfg.extra.memory_swap.unwrap_or(m.saturating_mul(2));
         resources["memory"] = json!({"limit": m, "swap": swap});
     }
+    let mut cpu = serde_json::Map::new();
     if let Some(n) = cfg.nano_cpus {
         let period: i64 = 100_000;
-        resources["cpu"] = json!({"quota": n * period / 1_000_000_000, "period": period});
+        cpu.insert("quota".into(), json!(n * period / 1_000_000_000));
+        cpu.insert("period".into(), json!(period));
+    }
+    if let Some(s) = cfg.extra.cpu_shares {
+        cpu.insert("shares".into(), json!(s));
+    }
+    if let Some(c) = &cfg.extra.cpuset_cpus {
+        cpu.insert("cpus".into(), json!(c));
+    }
+    if let Some(m) = &cfg.extra.cpuset_mems {
+        cpu.insert("mems".into(), json!(m));
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
     }
     if let Some(p) = cfg.pids_limit {
         resources["pids"] = json!({"limit": p});
     }
-    let seccomp =
-        serde_json::to_value(seccomp::default_profile(&caps)?).expect("seccomp serializes");
+    let seccomp = match x.seccomp.as_deref() {
+        _ if x.privileged => Value::Null,
+        Some("unconfined") => Value::Null,
+        Some(profile) => crate::security::docker_profile(profile, &caps)?,
+        None => serde_json::to_value(seccomp::default_profile(&caps)?).expect("seccomp serializes"),
+    };
     let mut args = Vec::new();
     if cfg.extra.init {
         // Docker's `--init`: tini reaps zombies and forwards signals to the command.
@@ -394,7 +439,9 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
             "rlimits": rlimits,
-            "noNewPrivileges": true,
+            // Left out when off (the same to the OCI spec): libcontainer reads
+            // an explicit `false` as set and loads seccomp too late.
+            "noNewPrivileges": if x.no_new_privileges.unwrap_or(true) { json!(true) } else { Value::Null },
         },
         "root": {"path": paths.rootfs, "readonly": cfg.read_only},
         "hostname": cfg.hostname,
@@ -404,8 +451,9 @@ pub fn build(cfg: &ContainerConfig, paths: &SpecPaths) -> Result<Spec> {
             "namespaces": namespaces,
             "resources": resources,
             "seccomp": seccomp,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
+            "devices": linux_devices,
+            "maskedPaths": if x.privileged { &[][..] } else { MASKED_PATHS },
+            "readonlyPaths": if x.privileged { &[][..] } else { READONLY_PATHS },
             "sysctl": cfg.extra.sysctls,
         },
     });
@@ -598,6 +646,8 @@ mod spec_tests {
             resolv_conf: "/c/resolv.conf".into(),
             netns: None,
             volumes: "/v".into(),
+            ipc_ns: None,
+            pid_ns: None,
         };
         let v = serde_json::to_value(build(&cfg, &paths).unwrap()).unwrap();
         assert_eq!(
@@ -641,6 +691,8 @@ mod spec_tests {
             resolv_conf: "/c/resolv.conf".into(),
             netns: Some("/run/netns/x".into()),
             volumes: "/v".into(),
+            ipc_ns: None,
+            pid_ns: None,
         };
         let v = serde_json::to_value(build(&config(), &paths).unwrap()).unwrap();
         assert_eq!(v["process"]["args"], json!(["sh", "-c", "true"]));

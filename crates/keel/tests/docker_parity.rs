@@ -14,6 +14,15 @@ use std::process::{Command, Output, Stdio};
 
 use common::{Keel, Podman};
 
+#[path = "docker_parity/attach.rs"]
+mod attach;
+#[path = "docker_parity/pull_label.rs"]
+mod pull_label;
+#[path = "docker_parity/security.rs"]
+mod security;
+#[path = "docker_parity/update_events.rs"]
+mod update_events;
+
 /// keel and podman, each with its own store holding the same busybox, and
 /// `pimg`: busybox plus a /data tree built from the same Dockerfile by each.
 struct Pair {

@@ -358,6 +358,7 @@ pub fn create_options(spec: &ContainerSpec) -> Result<CreateOptions, String> {
                     .collect::<Vec<_>>(),
                 &spec.env,
             ),
+            ..Default::default()
         },
         ..CreateOptions::default()
     })

@@ -88,6 +88,32 @@ pub struct CreateFlags {
     /// Number of CPUs.
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// CPU shares (relative weight). No `-c` short form here: clap would
+    /// take a command's own `-c` after the image (`IMAGE -c 'script'`).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes in which to allow execution (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Give extended privileges to this container.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a host device to the container (HOST[:CONTAINER][:PERMS]).
+    #[arg(long, value_parser = keel_runtime::record::DeviceMapping::parse)]
+    pub device: Vec<keel_runtime::record::DeviceMapping>,
+    /// Security options: seccomp=unconfined|PROFILE.json,
+    /// no-new-privileges[:true|false], apparmor=unconfined, label=disable.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// IPC mode: private, shareable, none, host, container:NAME.
+    #[arg(long)]
+    pub ipc: Option<String>,
+    /// PID namespace: host or container:NAME.
+    #[arg(long)]
+    pub pid: Option<String>,
     /// Tune container pids limit (-1 for unlimited).
     #[arg(long)]
     pub pids_limit: Option<i64>,
@@ -192,6 +218,9 @@ pub struct RunArgs {
     /// Run the container in the background and print its ID.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Attach to STDIN, STDOUT or STDERR (repeatable; default: all).
+    #[arg(short = 'a', long, value_parser = ["stdin", "stdout", "stderr"], ignore_case = true)]
+    pub attach: Vec<String>,
     #[command(flatten)]
     pub flags: CreateFlags,
 }

@@ -88,7 +88,7 @@ fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
         state["Health"] = h;
     }
     let net = st.network.clone().unwrap_or_default();
-    Ok(json!({
+    let mut v = json!({
         "Id": cfg.id,
         "Created": cfg.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "Path": cfg.path,
@@ -142,7 +142,31 @@ fn inspect_json(c: &Containers, id: &str) -> anyhow::Result<Value> {
             "SandboxKey": if cfg.network == "host" { String::new() } else { c.netns_path(id).display().to_string() },
             "Networks": inspect_networks(&cfg, &st),
         },
-    }))
+    });
+    // Kept apart: one json! that size exceeds the macro recursion limit.
+    let x = &cfg.extra;
+    for (k, val) in [
+        ("CpuShares", json!(x.cpu_shares.unwrap_or(0))),
+        ("CpusetCpus", json!(x.cpuset_cpus.clone().unwrap_or_default())),
+        ("CpusetMems", json!(x.cpuset_mems.clone().unwrap_or_default())),
+        ("Privileged", json!(x.privileged)),
+        (
+            "Devices",
+            x.devices
+                .iter()
+                .map(|d| json!({"PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.permissions}))
+                .collect(),
+        ),
+        ("SecurityOpt", json!(x.security_opt)),
+        (
+            "IpcMode",
+            json!(if x.ipc.is_empty() { "private" } else { x.ipc.as_str() }),
+        ),
+        ("PidMode", json!(x.pid)),
+    ] {
+        v["HostConfig"][k] = val;
+    }
+    Ok(v)
 }
 
 /// `NetworkSettings.Networks` like Docker's: every network of the

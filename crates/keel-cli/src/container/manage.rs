@@ -26,9 +26,13 @@ pub struct TopArgs {
 pub fn rename(root: &Path, a: &RenameArgs) -> anyhow::Result<ExitCode> {
     let c = open(root)?;
     let id = resolve(&c, &a.container)?;
+    let old = c.config(&id).map(|cfg| cfg.name).unwrap_or_default();
     c.rename(&id, a.new_name.trim_start_matches('/'))
         .map_err(hinted)
         .with_context(|| format!("renaming {}", a.container))?;
+    if let Ok(cfg) = c.config(&id) {
+        keel_runtime::events::container(root, &cfg, "rename", &[("oldName", format!("/{old}"))]);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,7 +140,12 @@ pub fn pause(root: &Path, a: &PauseArgs, freeze: bool) -> anyhow::Result<ExitCod
         if !freeze && !paused {
             bail!("container {n} is not paused");
         }
-        set_frozen(&id, freeze)
+        set_frozen(&id, freeze)?;
+        if let Ok(cfg) = c.config(&id) {
+            let action = if freeze { "pause" } else { "unpause" };
+            keel_runtime::events::container(root, &cfg, action, &[]);
+        }
+        Ok(())
     })
 }
 

@@ -333,6 +333,7 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
     if f.ip.is_some() {
         primary.ip.clone_from(&f.ip);
     }
+    let security = security_opts(&f.security_opt)?;
     let cpus = match f.cpus {
         Some(c) if c <= 0.0 => bail!("invalid --cpus {c}: must be positive"),
         Some(c) => Some((c * 1e9) as i64),
@@ -397,8 +398,74 @@ pub(super) fn create_options(f: &CreateFlags) -> anyhow::Result<CreateOptions> {
             log_max_size,
             log_max_file,
             log_attrs,
+            cpu_shares: f.cpu_shares.filter(|s| *s > 0),
+            cpuset_cpus: f.cpuset_cpus.clone(),
+            cpuset_mems: f.cpuset_mems.clone(),
+            privileged: f.privileged,
+            devices: f.device.clone(),
+            seccomp: security.seccomp,
+            no_new_privileges: security.no_new_privileges,
+            security_opt: f.security_opt.clone(),
+            ipc: namespace_mode(
+                "--ipc",
+                f.ipc.as_deref(),
+                &["private", "shareable", "none", "host"],
+            )?,
+            pid: namespace_mode("--pid", f.pid.as_deref(), &["host"])?,
         },
     })
+}
+
+/// What `--security-opt` set.
+#[derive(Default)]
+struct SecurityOpts {
+    seccomp: Option<String>,
+    no_new_privileges: Option<bool>,
+}
+
+/// docker's `--security-opt` (`KEY=VALUE`, or the old `KEY:VALUE`). keel
+/// applies no `AppArmor` or `SELinux` policy, so of those only
+/// `apparmor=unconfined` and `label=disable` are accepted.
+fn security_opts(opts: &[String]) -> anyhow::Result<SecurityOpts> {
+    let mut out = SecurityOpts::default();
+    for o in opts {
+        let (k, v) = o
+            .split_once('=')
+            .or_else(|| o.split_once(':'))
+            .unwrap_or((o.as_str(), ""));
+        match (k, v) {
+            ("no-new-privileges", "" | "true") => out.no_new_privileges = Some(true),
+            ("no-new-privileges", "false") => out.no_new_privileges = Some(false),
+            ("seccomp", "unconfined") => out.seccomp = Some("unconfined".to_string()),
+            ("seccomp", path) if !path.is_empty() => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("opening seccomp profile ({path}) failed"))?;
+                out.seccomp = Some(text);
+            }
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            ("apparmor" | "label", _) => {
+                return Err(anyhow::Error::new(crate::Hint::new(
+                    "keel applies no AppArmor or SELinux policy: use apparmor=unconfined or label=disable",
+                )))
+                .context(format!("unsupported --security-opt {o:?}"));
+            }
+            _ => bail!("Invalid --security-opt: {o:?}"),
+        }
+    }
+    Ok(out)
+}
+
+/// `--ipc`/`--pid`: one of `plain`, or `container:NAME`.
+fn namespace_mode(flag: &str, v: Option<&str>, plain: &[&str]) -> anyhow::Result<String> {
+    match v {
+        None | Some("") => Ok(String::new()),
+        Some(m) if plain.contains(&m) => Ok(m.to_string()),
+        Some(m) if m.strip_prefix("container:").is_some_and(|c| !c.is_empty()) => Ok(m.to_string()),
+        Some(m) => bail!(
+            "invalid {flag} mode {m:?}: expected {} or container:NAME",
+            plain.join(", ")
+        ),
+    }
 }
 
 /// `--network NAME` or Docker's long form `name=NAME[,alias=A]...[,ip=IP]`.

@@ -25,8 +25,22 @@ fn do_create(root: &Path, f: &CreateFlags) -> anyhow::Result<ContainerConfig> {
             p.display()
         );
     }
-    if let Some(policy) = &f.pull {
-        crate::image::pull_for_run(root, &f.image, policy)?;
+    // docker's default: pull an image the store lacks.
+    let policy = f.pull.as_deref().unwrap_or("missing");
+    if let Err(e) = crate::image::pull_for_run(root, &f.image, policy) {
+        if f.pull.is_some() {
+            return Err(e);
+        }
+        // Not asked for: the missing image is the news, the pull's failure the detail.
+        return Err(anyhow::Error::new(crate::Hint::new(format!(
+            "check the name, or keel pull {} / keel load it first",
+            f.image
+        )))
+        .context(format!(
+            "no such image {} (pulling it failed: {})",
+            f.image,
+            keel_runtime::error_chain(e.as_ref())
+        )));
     }
     let cfg = engine::create(root, &o)
         .map_err(hinted)
@@ -59,7 +73,11 @@ fn exe() -> anyhow::Result<PathBuf> {
 /// Forwards the monitor's frames to our stdout/stderr until the exit frame.
 /// Like Docker's sig-proxy, INT, TERM, HUP, QUIT, USR1 and USR2 sent to us go
 /// to the container (`pid`) instead of ending keel.
-fn follow_frames(child: &mut engine::Monitor, pid: i32) -> anyhow::Result<Option<i32>> {
+fn follow_frames(
+    child: &mut engine::Monitor,
+    pid: i32,
+    streams: Streams,
+) -> anyhow::Result<Option<i32>> {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use rustix::event::{PollFd, PollFlags, poll};
@@ -105,17 +123,40 @@ fn follow_frames(child: &mut engine::Monitor, pid: i32) -> anyhow::Result<Option
             continue;
         }
         match Frame::read(&mut out).context("reading from the container monitor")? {
-            Some(Frame::Stdout(d)) => {
+            Some(Frame::Stdout(d)) if streams.stdout => {
                 let _ = stdout.write_all(&d);
                 let _ = stdout.flush();
             }
-            Some(Frame::Stderr(d)) => {
+            Some(Frame::Stderr(d)) if streams.stderr => {
                 let _ = stderr.write_all(&d);
             }
             Some(Frame::Exit(c)) => return Ok(Some(c)),
             Some(Frame::Error(m)) => bail!("{m}"),
-            Some(Frame::Started(_)) => {}
+            Some(Frame::Started(_) | Frame::Stdout(_) | Frame::Stderr(_)) => {}
             None => return Ok(None),
+        }
+    }
+}
+
+/// Which output streams a foreground container shows (`run -a`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Streams {
+    stdout: bool,
+    stderr: bool,
+}
+
+impl Streams {
+    const ALL: Streams = Streams {
+        stdout: true,
+        stderr: true,
+    };
+
+    /// docker's `-a`: none given attaches all.
+    fn of(attach: &[String]) -> Streams {
+        let has = |s: &str| attach.is_empty() || attach.iter().any(|a| a.eq_ignore_ascii_case(s));
+        Streams {
+            stdout: has("stdout"),
+            stderr: has("stderr"),
         }
     }
 }
@@ -189,6 +230,13 @@ pub fn run(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_container(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
+    if a.detach && !a.attach.is_empty() {
+        bail!("Conflicting options: -a and -d");
+    }
+    let streams = Streams::of(&a.attach);
+    // `-a` without stdin leaves stdin detached, as docker does.
+    let stdin = a.flags.interactive
+        && (a.attach.is_empty() || a.attach.iter().any(|s| s.eq_ignore_ascii_case("stdin")));
     let cfg = do_create(root, &a.flags)?;
     let containers = open(root)?;
     let net = network_attacher(root);
@@ -198,7 +246,7 @@ fn run_container(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         &exe()?,
         root,
         &cfg.id,
-        a.flags.interactive && !a.detach,
+        stdin && !a.detach,
         size,
         Some(&|win| monitor_in_process(root, &cfg.id, win)),
     )
@@ -222,7 +270,8 @@ fn run_container(root: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         pid,
         &containers,
         &cfg.id,
-        attach_tty && a.flags.interactive,
+        attach_tty && stdin,
+        streams,
     )
 }
 
@@ -240,11 +289,12 @@ fn follow_until_exit(
     c: &Containers,
     id: &str,
     raw_keys: bool,
+    streams: Streams,
 ) -> anyhow::Result<ExitCode> {
     let raw = raw_keys
         .then(|| RawMode::enable(std::io::stdin()))
         .flatten();
-    let code = follow_frames(child, pid);
+    let code = follow_frames(child, pid, streams);
     drop(raw);
     // With an exit frame the container is done (and with --rm, gone); the
     // monitor may still be deleting its files and is reaped by whoever
@@ -279,7 +329,7 @@ pub(crate) fn start_attached(
     )
     .map_err(hinted)?;
     let pid = engine::await_start(&mut child).map_err(hinted)?;
-    follow_until_exit(&mut child, pid, c, id, tty && interactive)
+    follow_until_exit(&mut child, pid, c, id, tty && interactive, Streams::ALL)
 }
 
 pub(crate) fn start_one(root: &Path, c: &Containers, id: &str) -> anyhow::Result<()> {
