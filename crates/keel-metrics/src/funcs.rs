@@ -151,6 +151,30 @@ fn instant_value(pts: &[(i64, f64)], is_rate: bool) -> Option<f64> {
 
 /// Functions of instant vectors and scalars.
 pub fn call(name: &str, args: Vec<Value>, t: i64) -> Result<Value, EvalError> {
+    const KNOWN: &[&str] = &[
+        "time",
+        "pi",
+        "vector",
+        "histogram_quantile",
+        "abs",
+        "ceil",
+        "floor",
+        "exp",
+        "ln",
+        "log2",
+        "log10",
+        "sqrt",
+        "round",
+        "clamp_min",
+        "clamp_max",
+        "clamp",
+        "scalar",
+        "sort",
+        "sort_desc",
+    ];
+    if !KNOWN.contains(&name) {
+        return Err(EvalError::Unsupported(format!("function {name}()")));
+    }
     let mut args = args.into_iter();
     let mut next_scalar = |what: &str| match args.next() {
         Some(Value::Scalar(v)) => Ok(v),

@@ -25,6 +25,7 @@ pub mod api;
 pub mod eval;
 pub mod exposition;
 pub mod funcs;
+pub mod http;
 pub mod labels;
 pub mod scrape;
 pub mod store;

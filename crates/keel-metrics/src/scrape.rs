@@ -90,6 +90,20 @@ impl Scraper {
             tick.tick().await;
             self.scrape_all().await;
             self.store.compact(now_ms());
+            self.own_metrics();
+        }
+    }
+
+    /// The store's own size, as Prometheus' `prometheus_tsdb_head_*`.
+    fn own_metrics(&self) {
+        let (series, samples) = self.store.stats();
+        let ts = now_ms();
+        for (name, v) in [
+            ("keel_metrics_series", series),
+            ("keel_metrics_samples", samples),
+        ] {
+            let l = Labels::new([("__name__", name), ("job", "keel-metrics")]);
+            let _ = self.store.append(&l, ts, v as f64);
         }
     }
 

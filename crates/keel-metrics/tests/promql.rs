@@ -441,6 +441,29 @@ fn http_api_json_and_errors() {
         "{}",
         r.body
     );
+    // Valid PromQL keel does not evaluate: a clear 400, not a wrong answer.
+    let r = api::handle(
+        &s,
+        "GET",
+        "/api/v1/query",
+        "query=label_replace(x,\"a\",\"$1\",\"job\",\"(.*)\")",
+        b"",
+        0,
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body
+            .contains("function label_replace() is not supported by keel"),
+        "{}",
+        r.body
+    );
+    let r = api::handle(&s, "GET", "/api/v1/query", "query=rate(x[5m:1m])", b"", 0).unwrap();
+    assert!(
+        r.body.contains("a subquery is not supported by keel"),
+        "{}",
+        r.body
+    );
     let r = api::handle(&s, "GET", "/api/v1/labels", "", b"", 0).unwrap();
     assert_eq!(r.body, r#"{"status":"success","data":["__name__","job"]}"#);
     let r = api::handle(&s, "GET", "/api/v1/label/job/values", "", b"", 0).unwrap();
