@@ -24,6 +24,7 @@ KEEL_PACKAGES=(
   flake8 python3-pytest                          # keel ci's example pipeline (examples/pipeline): lint and unit tests
   dnsmasq-base                                   # peer of keel's cluster DNS in scripts/bench-dns.sh
   nftables wrk                                   # keel's service proxy (nft); ClusterIP throughput in scripts/bench-services.sh
+  prometheus                                     # peer of keel-metrics: answers compared in tests, scripts/bench-promql.sh
 )
 
 # Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.

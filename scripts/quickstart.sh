@@ -424,4 +424,35 @@ nft list map ip keel-svc-quickstart services
 node_down   # SIGTERM: the agent removes its table
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 
+step "keel server's Prometheus API: PromQL over the counters it scrapes (here from a python target)"
+PROM_DIR="$(mktemp -d /tmp/keel-quickstart-prom.XXXXXX)"
+TARGET_PORT="$(free_port)"; PROM_API="$(free_port)"; PROM_PORT="$(free_port)"
+python3 - "$TARGET_PORT" <<'PY' &
+import http.server, sys, time
+start = time.time()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # a counter rising by 10 a second
+        body = f"demo_requests_total{{path=\"/\"}} {int((time.time() - start) * 10)}\n".encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+TARGET_PID=$!
+"$KEEL" --root "$PROM_DIR" server --disable-agent --disable-dns --listen "127.0.0.1:$PROM_API" \
+  --metrics-listen "127.0.0.1:$PROM_PORT" --metrics-target "demo=http://127.0.0.1:$TARGET_PORT/metrics" \
+  --metrics-scrape-interval 1s >"$PROM_DIR/server.log" 2>&1 &
+PROM_SERVER=$!
+trap 'kill $TARGET_PID $PROM_SERVER 2>/dev/null; rm -rf "$PROM_DIR"; kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
+for _ in $(seq 100); do [ -s "$PROM_DIR/server/tokens" ] && break; sleep 0.1; done
+promql() {
+  curl -sS --cacert "$PROM_DIR/server/tls/ca.crt" \
+    -H "Authorization: Bearer $(awk '$2 == "admin" {print $1}' "$PROM_DIR/server/tokens")" \
+    "https://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1"; echo
+}
+sleep 6   # a few scrapes
+promql 'up'
+promql 'rate(demo_requests_total[5s])'   # about 10 per second
+kill $TARGET_PID $PROM_SERVER 2>/dev/null; wait $PROM_SERVER 2>/dev/null || true; rm -rf "$PROM_DIR"
+trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
+
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

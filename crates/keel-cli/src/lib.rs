@@ -33,6 +33,7 @@ mod output;
 mod progress;
 pub mod server;
 mod server_dns;
+mod server_metrics;
 mod system;
 mod template;
 

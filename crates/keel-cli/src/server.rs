@@ -75,6 +75,8 @@ pub struct ServerArgs {
     /// Do not serve cluster DNS (pods then get the node's resolver).
     #[arg(long)]
     pub disable_dns: bool,
+    #[command(flatten)]
+    pub metrics: crate::server_metrics::MetricsArgs,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -222,6 +224,8 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
                     .context(format!("cluster DNS: {e:#}"))
                 })?;
         }
+        crate::server_metrics::start(server.loopback(), &state_dir, node.clone(), &args.metrics)
+            .await?;
         if let Some(name) = node {
             let mut cfg = own_agent(root, &state_dir, addr, name)?;
             cfg.cluster_domain.clone_from(&args.cluster_domain);
