@@ -7,8 +7,10 @@
 
 pub mod chart;
 pub mod create;
+pub mod deps;
 mod glob;
 pub mod objects;
+pub mod oci;
 pub mod release;
 pub mod render;
 mod schema;
@@ -16,7 +18,7 @@ pub mod values;
 
 use std::path::{Path, PathBuf};
 
-pub use chart::{Chart, ChartFile, Metadata, load};
+pub use chart::{Chart, ChartFile, Metadata, expand, load, load_archive};
 /// Go strings are bytes: rendered text carries non-UTF-8 bytes as described there.
 pub use keel_gotmpl::go_bytes;
 /// Go's `strconv.Quote`.

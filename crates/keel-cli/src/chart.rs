@@ -145,6 +145,13 @@ pub enum ChartCommand {
     /// Search the charts of the added repositories.
     #[command(subcommand)]
     Search(SearchCommand),
+    /// Download a chart from a repository or an OCI registry.
+    Pull(Box<crate::chart_oci::PullArgs>),
+    /// Upload a chart archive to an OCI registry.
+    Push(Box<crate::chart_oci::PushArgs>),
+    /// Log in to or out of OCI registries.
+    #[command(subcommand)]
+    Registry(crate::chart_oci::RegistryCommand),
     /// Package a chart directory into NAME-VERSION.tgz.
     Package {
         /// Chart directories.
@@ -166,6 +173,11 @@ pub enum SearchCommand {
 /// `keel chart dependency …`.
 #[derive(Debug, Subcommand)]
 pub enum DependencyCommand {
+    /// Resolve Chart.yaml's dependencies, download them into charts/ and write Chart.lock.
+    #[command(alias = "up")]
+    Update(crate::chart_deps::DepArgs),
+    /// Download the versions Chart.lock names into charts/.
+    Build(crate::chart_deps::DepArgs),
     /// List the dependencies of a chart and whether charts/ holds them.
     #[command(alias = "ls")]
     List {
@@ -292,6 +304,12 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
         ChartCommand::Test(a) => crate::chart_release::test(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::Status(a) => crate::chart_show::status_cmd(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::Get(c) => crate::chart_show::get(&c).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Dependency(DependencyCommand::Update(a)) => {
+            crate::chart_deps::update(&a).map(|()| ExitCode::SUCCESS)
+        }
+        ChartCommand::Dependency(DependencyCommand::Build(a)) => {
+            crate::chart_deps::build(&a).map(|()| ExitCode::SUCCESS)
+        }
         ChartCommand::Dependency(DependencyCommand::List {
             chart,
             max_col_width,
@@ -310,6 +328,9 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
         ChartCommand::Search(SearchCommand::Repo(a)) => {
             crate::chart_repo::search(&a).map(|()| ExitCode::SUCCESS)
         }
+        ChartCommand::Pull(a) => crate::chart_oci::pull(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Push(a) => crate::chart_oci::push(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Registry(c) => crate::chart_oci::registry(&c).map(|()| ExitCode::SUCCESS),
         ChartCommand::Package { paths, destination } => {
             for p in &paths {
                 let out = keel_chart::package(p, &destination)
