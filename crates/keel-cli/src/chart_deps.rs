@@ -303,6 +303,7 @@ fn download_all(
         .with_context(|| format!("create a temporary folder in {}", dir.display()))?;
     let _ = writeln!(out, "Saving {} charts", locked.len());
     let mut local = Vec::new();
+    let mut fetched = std::collections::BTreeSet::new();
     for d in locked {
         if d.repository.is_empty() {
             let _ = writeln!(
@@ -326,6 +327,15 @@ fn download_all(
         }
         if let Some(p) = d.repository.strip_prefix("file://") {
             keel_chart::package(&dir.join(p), tmp.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            continue;
+        }
+        // Helm keys downloads by chart URL: the same repository, name and version
+        if !fetched.insert((d.repository.clone(), d.name.clone(), d.version.clone())) {
+            let _ = writeln!(
+                out,
+                "Already downloaded {} from repo {}",
+                d.name, d.repository
+            );
             continue;
         }
         let _ = writeln!(out, "Downloading {} from repo {}", d.name, d.repository);

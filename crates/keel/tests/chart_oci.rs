@@ -74,12 +74,16 @@ fn err(o: &Output) -> String {
 /// A chart whose metadata exercises every annotation Helm derives (and Go's
 /// JSON escaping of `<`, `>` and `&`), packaged by the real helm.
 fn package(dir: &Path, home: &Path, version: &str) -> PathBuf {
-    let src = dir.join(format!("src-{version}/web"));
+    package_named(dir, home, "web", version)
+}
+
+fn package_named(dir: &Path, home: &Path, name: &str, version: &str) -> PathBuf {
+    let src = dir.join(format!("src-{version}/{name}"));
     std::fs::create_dir_all(src.join("templates")).unwrap();
     std::fs::write(
         src.join("Chart.yaml"),
         format!(
-            "apiVersion: v2\nname: web\nversion: {version}\nappVersion: \"1.2\"\n\
+            "apiVersion: v2\nname: {name}\nversion: {version}\nappVersion: \"1.2\"\n\
              description: Web <front> & back\nhome: https://example.test/web\n\
              sources: [https://example.test/src, https://example.test/other]\n\
              maintainers:\n- name: Ann\n  email: ann@example.test\n- name: Bo\n\
@@ -97,7 +101,7 @@ fn package(dir: &Path, home: &Path, version: &str) -> PathBuf {
         helm(home, dir, &["package", src.to_str().unwrap()]),
         "helm package",
     );
-    dir.join(format!("web-{version}.tgz"))
+    dir.join(format!("{name}-{version}.tgz"))
 }
 
 /// `Pushed: REF` / `Digest: D` lines, the digest returned.
@@ -528,6 +532,151 @@ fn install_and_upgrade_from_oci_and_repositories_beside_helm() {
     let none = keel(h, w, &["pull", "elsewhere/web"]);
     assert!(
         err(&none).contains("repo elsewhere not found"),
+        "{}",
+        err(&none)
+    );
+}
+
+/// Chart.lock with its `generated` time masked.
+fn lock_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("Chart.lock"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .lines()
+        .map(|l| {
+            if l.starts_with("generated: ") {
+                "generated: <time>"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn dependency_update_and_build_lock_and_fetch_as_helm_does() {
+    let reg = Registry::start();
+    let host = reg.host();
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (h, w) = (home.path(), work.path());
+    // an HTTP repository with three versions of lib, a registry with two of db
+    let repo = w.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for v in ["0.1.0", "0.1.5", "0.2.0"] {
+        let a = package_named(w, h, "lib", v);
+        std::fs::rename(&a, repo.join(a.file_name().unwrap())).unwrap();
+    }
+    for v in ["1.0.0", "1.1.0", "2.0.0"] {
+        let a = package_named(w, h, "db", v);
+        ok(
+            helm(
+                h,
+                w,
+                &[
+                    "push",
+                    a.to_str().unwrap(),
+                    &format!("oci://{host}/charts"),
+                    "--plain-http",
+                ],
+            ),
+            "helm push db",
+        );
+    }
+    let (_srv, url) = helm_peer::serve(&repo);
+    ok(
+        helm(
+            h,
+            w,
+            &["repo", "index", repo.to_str().unwrap(), "--url", &url],
+        ),
+        "helm repo index",
+    );
+    ok(keel(h, w, &["repo", "add", "shop", &url]), "keel repo add");
+    let app = |dir: &Path, lib: &str| {
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::fs::write(
+            dir.join("Chart.yaml"),
+            format!(
+                "apiVersion: v2\nname: app\nversion: 1.0.0\ndependencies:\n\
+                 - name: lib\n  version: \"{lib}\"\n  repository: \"{url}\"\n\
+                 - name: db\n  version: \"^1.0.0\"\n  repository: oci://{host}/charts\n\
+                 - name: lib\n  alias: lib2\n  version: \">=0.1.0 <0.2.0\"\n  repository: \"@shop\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    let (kd, hd) = (w.join("keel-app"), w.join("helm-app"));
+    app(&kd, "~0.1.0");
+    app(&hd, "~0.1.0");
+    let ko = ok(
+        keel(h, w, &["dependency", "update", kd.to_str().unwrap()]),
+        "keel dependency update",
+    );
+    let ho = ok(
+        helm(
+            h,
+            w,
+            &["dependency", "update", hd.to_str().unwrap(), "--plain-http"],
+        ),
+        "helm dependency update",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ko.stdout),
+        String::from_utf8_lossy(&ho.stdout),
+        "keel's progress lines are helm's"
+    );
+    // the same archives and the same lock (its digest included)
+    assert_eq!(tree(&kd.join("charts")), tree(&hd.join("charts")));
+    assert_eq!(lock_of(&kd), lock_of(&hd));
+    let lock = lock_of(&kd);
+    assert!(
+        lock.contains("version: 0.1.5") && lock.contains("version: 1.1.0"),
+        "{lock}"
+    );
+
+    // each builds from the other's lock
+    std::fs::remove_dir_all(kd.join("charts")).unwrap();
+    std::fs::remove_dir_all(hd.join("charts")).unwrap();
+    std::fs::copy(hd.join("Chart.lock"), w.join("helm.lock")).unwrap();
+    std::fs::copy(kd.join("Chart.lock"), hd.join("Chart.lock")).unwrap();
+    std::fs::copy(w.join("helm.lock"), kd.join("Chart.lock")).unwrap();
+    ok(
+        keel(h, w, &["dependency", "build", kd.to_str().unwrap()]),
+        "keel dependency build of helm's lock",
+    );
+    ok(
+        helm(
+            h,
+            w,
+            &["dependency", "build", hd.to_str().unwrap(), "--plain-http"],
+        ),
+        "helm dependency build of keel's lock",
+    );
+    assert_eq!(tree(&kd.join("charts")), tree(&hd.join("charts")));
+
+    // a lock out of date with Chart.yaml is refused with helm's words, nothing fetched
+    app(&kd, "~0.2.0");
+    app(&hd, "~0.2.0");
+    let before = tree(&kd.join("charts"));
+    let kb = keel(h, w, &["dependency", "build", kd.to_str().unwrap()]);
+    let hb = helm(
+        h,
+        w,
+        &["dependency", "build", hd.to_str().unwrap(), "--plain-http"],
+    );
+    assert!(!kb.status.success() && !hb.status.success());
+    let msg = "the lock file (Chart.lock) is out of sync with the dependencies file (Chart.yaml). Please update the dependencies";
+    assert!(err(&kb).contains(msg), "{}", err(&kb));
+    assert!(err(&hb).contains(msg), "{}", err(&hb));
+    assert_eq!(tree(&kd.join("charts")), before);
+
+    // no version satisfies: helm's message, nothing written
+    app(&kd, "~0.9.0");
+    let none = keel(h, w, &["dependency", "update", kd.to_str().unwrap()]);
+    assert!(!none.status.success());
+    assert!(
+        err(&none).contains("can't get a valid version for 1 subchart(s): \"lib\""),
         "{}",
         err(&none)
     );
