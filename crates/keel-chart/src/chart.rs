@@ -95,7 +95,7 @@ pub struct Dependency {
 /// Chart.yaml as Helm reads it (sigs.k8s.io/yaml into the Metadata struct):
 /// go-yaml v2 resolves the scalars, and a number that lands in a string field
 /// becomes the text Go prints for it (`appVersion: 1.10` is "1.1").
-fn parse_metadata(data: &[u8]) -> Result<Metadata, String> {
+pub(crate) fn parse_metadata(data: &[u8]) -> Result<Metadata, String> {
     use keel_gotmpl::goyaml::{GoYaml, float32_string};
     fn to_json(y: &GoYaml) -> serde_json::Value {
         use serde_json::Value as J;

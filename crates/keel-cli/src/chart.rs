@@ -105,6 +105,12 @@ pub enum ChartCommand {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         values: ValuesFlags,
+        /// Fail on warnings too.
+        #[arg(long = "strict")]
+        strict: bool,
+        /// Namespace the templates are rendered for.
+        #[arg(short = 'n', long = "namespace", default_value = "default")]
+        namespace: String,
     },
     /// Install a chart as a release (stored as Helm stores it).
     Install(Box<crate::chart_release::InstallArgs>),
@@ -272,20 +278,35 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             eprintln!("Creating {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        ChartCommand::Lint { paths, values } => {
+        ChartCommand::Lint {
+            paths,
+            values,
+            strict,
+            namespace,
+        } => {
             let user = keel_chart::user_values(&values.options()).context("read values")?;
             let mut failed = 0;
+            let mut out = String::new();
             for p in &paths {
-                println!("==> Linting {}", p.display());
-                let msgs = keel_chart::lint(p, &user);
-                for m in &msgs {
-                    println!("[{}] {}: {}", m.severity, m.path, m.text);
+                let report = keel_chart::lint(p, &user, &namespace);
+                // Helm logs these (stderr) while it renders, before it prints findings
+                for l in &report.log {
+                    eprintln!("{l}");
                 }
-                if msgs.iter().any(|m| m.severity == "ERROR") {
+                let _ = writeln!(out, "==> Linting {}", p.display());
+                for m in &report.messages {
+                    let _ = writeln!(out, "[{}] {}: {}", m.severity, m.path, m.text);
+                }
+                if report
+                    .messages
+                    .iter()
+                    .any(|m| m.severity == "ERROR" || (strict && m.severity == "WARNING"))
+                {
                     failed += 1;
                 }
-                println!();
+                out.push('\n');
             }
+            print!("{out}");
             let summary = format!("{} chart(s) linted, {failed} chart(s) failed", paths.len());
             if failed > 0 {
                 anyhow::bail!(summary);
