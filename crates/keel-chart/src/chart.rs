@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use keel_gotmpl::Value;
 use serde::{Deserialize, Serialize};
@@ -95,7 +95,7 @@ pub struct Dependency {
 /// Chart.yaml as Helm reads it (sigs.k8s.io/yaml into the Metadata struct):
 /// go-yaml v2 resolves the scalars, and a number that lands in a string field
 /// becomes the text Go prints for it (`appVersion: 1.10` is "1.1").
-fn parse_metadata(data: &[u8]) -> Result<Metadata, String> {
+pub(crate) fn parse_metadata(data: &[u8]) -> Result<Metadata, String> {
     use keel_gotmpl::goyaml::{GoYaml, float32_string};
     fn to_json(y: &GoYaml) -> serde_json::Value {
         use serde_json::Value as J;
@@ -184,6 +184,41 @@ pub fn load(path: &Path) -> Result<Chart, ChartError> {
         msg: m,
     })?;
     from_files(&path.display().to_string(), files)
+}
+
+/// Loads a chart from the bytes of a `.tgz` archive; `origin` names it in errors.
+pub fn load_archive(origin: &str, data: &[u8]) -> Result<Chart, ChartError> {
+    let files = untar(data).map_err(|m| ChartError::Archive {
+        path: origin.to_string(),
+        msg: m,
+    })?;
+    from_files(origin, files)
+}
+
+/// Helm's `chartutil.Expand`: writes an archive's files under
+/// `dest/NAME/` (NAME from its Chart.yaml). Entry paths with `..` are
+/// refused when reading, so nothing lands outside `dest`.
+pub fn expand(data: &[u8], dest: &Path) -> Result<PathBuf, ChartError> {
+    let files = untar(data).map_err(|m| ChartError::Archive {
+        path: dest.display().to_string(),
+        msg: m,
+    })?;
+    let chart = from_files(&dest.display().to_string(), files.clone())?;
+    let root = dest.join(&chart.metadata.name);
+    for f in files {
+        let p = root.join(&f.name);
+        let write = || -> std::io::Result<()> {
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&p, &f.data)
+        };
+        write().map_err(|e| ChartError::Read {
+            path: p.display().to_string(),
+            source: e,
+        })?;
+    }
+    Ok(root)
 }
 
 /// Every file of a chart directory that `.helmignore` keeps, sorted by path.

@@ -7,8 +7,11 @@
 
 pub mod chart;
 pub mod create;
+pub mod deps;
 mod glob;
+pub mod lint;
 pub mod objects;
+pub mod oci;
 pub mod release;
 pub mod render;
 mod schema;
@@ -16,12 +19,13 @@ pub mod values;
 
 use std::path::{Path, PathBuf};
 
-pub use chart::{Chart, ChartFile, Metadata, load};
+pub use chart::{Chart, ChartFile, Metadata, expand, load, load_archive};
 /// Go strings are bytes: rendered text carries non-UTF-8 bytes as described there.
 pub use keel_gotmpl::go_bytes;
 /// Go's `strconv.Quote`.
 pub use keel_gotmpl::gofmt::quote as go_quote;
-pub use render::{Manifest, Rendered, TemplateOptions, render, template_text};
+pub use lint::{LintMessage, LintReport, lint};
+pub use render::{Manifest, Rendered, TemplateOptions, render, render_lint, template_text};
 pub use values::{SetKind, Table};
 
 /// Errors of chart operations; messages follow Helm's where users know them.
@@ -82,7 +86,7 @@ pub struct ValueOptions {
 }
 
 /// An I/O error as Go's `os` package words it (`open x: no such file or directory`).
-fn go_io_error(op: &str, path: &str, e: &std::io::Error) -> String {
+pub(crate) fn go_io_error(op: &str, path: &str, e: &std::io::Error) -> String {
     let msg = match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
@@ -134,74 +138,6 @@ pub fn user_values(opts: &ValueOptions) -> Result<Table, ChartError> {
         values::parse_set(s, SetKind::Literal, &mut base, &no_file)?;
     }
     Ok(base)
-}
-
-/// One finding of `lint`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LintMessage {
-    /// `INFO`, `WARNING` or `ERROR`.
-    pub severity: &'static str,
-    pub path: String,
-    pub text: String,
-}
-
-/// Lints a chart like `helm lint`: metadata, values and a render with defaults.
-pub fn lint(path: &Path, user: &Table) -> Vec<LintMessage> {
-    let mut out = Vec::new();
-    let chart = match load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            out.push(LintMessage {
-                severity: "ERROR",
-                path: "Chart.yaml".into(),
-                text: e.to_string(),
-            });
-            return out;
-        }
-    };
-    if chart.metadata.icon.is_empty() {
-        out.push(LintMessage {
-            severity: "INFO",
-            path: "Chart.yaml".into(),
-            text: "icon is recommended".into(),
-        });
-    }
-    if chart.metadata.api_version == "v1" {
-        out.push(LintMessage {
-            severity: "WARNING",
-            path: "Chart.yaml".into(),
-            text: "apiVersion 'v1' is deprecated; use 'v2'".into(),
-        });
-    }
-    if chart.is_library() {
-        return out;
-    }
-    let opts = TemplateOptions {
-        release_name: "release-name".into(),
-        ..TemplateOptions::default()
-    };
-    match render(&chart, user, &opts) {
-        Ok(r) => {
-            for m in r.manifests.iter().chain(r.hooks.iter()) {
-                if m.kind.is_empty() {
-                    out.push(LintMessage {
-                        severity: "ERROR",
-                        path: m
-                            .source
-                            .split_once('/')
-                            .map_or(m.source.clone(), |(_, p)| p.to_string()),
-                        text: "object has no kind".into(),
-                    });
-                }
-            }
-        }
-        Err(e) => out.push(LintMessage {
-            severity: "ERROR",
-            path: "templates/".into(),
-            text: e.to_string(),
-        }),
-    }
-    out
 }
 
 /// Packages a chart directory into `dest/NAME-VERSION.tgz`.

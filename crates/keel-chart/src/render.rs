@@ -117,6 +117,10 @@ pub struct Rendered {
     /// What Helm logs while coalescing values (`warning: cannot overwrite
     /// table with non table for …`); the CLI prints them as Helm does.
     pub warnings: Vec<String>,
+    /// Lint mode's log lines (`level=WARN msg="missing required value" …`).
+    pub lint_log: Vec<String>,
+    /// Lint mode only: each template's output by its path (`chart/templates/x.yaml`).
+    pub files: BTreeMap<String, String>,
 }
 
 /// Helm's `ParseKubeVersion` (k8s `ParseGeneric`: at least two numeric
@@ -477,6 +481,25 @@ fn validate_schemas(c: &Chart, vals: &Value, out: &mut String) {
 
 /// Renders every template of a chart and sorts the documents like Helm.
 pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Rendered, ChartError> {
+    render_mode(chart, user, opts, false)
+}
+
+/// [`render`] in Helm's lint mode (`required` and `fail` log and go on,
+/// their lines in [`Rendered::lint_log`]).
+pub fn render_lint(
+    chart: &Chart,
+    user: &Table,
+    opts: &TemplateOptions,
+) -> Result<Rendered, ChartError> {
+    render_mode(chart, user, opts, true)
+}
+
+fn render_mode(
+    chart: &Chart,
+    user: &Table,
+    opts: &TemplateOptions,
+    lint: bool,
+) -> Result<Rendered, ChartError> {
     if !release_name_ok(&opts.release_name) {
         return Err(ChartError::ReleaseName(opts.release_name.clone()));
     }
@@ -519,6 +542,7 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     let mut set = Templates::new();
     set.missing_key = MissingKey::Zero;
     set.helm_error_markers = true;
+    set.lint_mode = lint;
     for k in &keys {
         set.parse(k, &tpls[k].text)
             .map_err(|e| ChartError::Parse(cleanup_parse_error(k, &e.to_string())))?;
@@ -545,15 +569,24 @@ pub fn render(chart: &Chart, user: &Table, opts: &TemplateOptions) -> Result<Ren
     }
     let notes_key = format!("{}/templates/NOTES.txt", chart.full_path);
     let notes = rendered.get(&notes_key).cloned();
-    let (hooks, manifests) = sort_manifests(&rendered)?;
+    // lint parses each file itself and reports YAML errors per file
+    let (hooks, manifests) = if lint {
+        sort_manifests(&rendered).unwrap_or_default()
+    } else {
+        sort_manifests(&rendered)?
+    };
     let mut crds = Vec::new();
     collect_crds(&chart, &mut crds);
+    let lint_log = set.lint_log.borrow().clone();
+    let files = if lint { rendered } else { BTreeMap::new() };
     Ok(Rendered {
         manifests,
         hooks,
         crds,
         notes,
         warnings,
+        lint_log,
+        files,
     })
 }
 

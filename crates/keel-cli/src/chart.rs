@@ -105,6 +105,12 @@ pub enum ChartCommand {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         values: ValuesFlags,
+        /// Fail on warnings too.
+        #[arg(long = "strict")]
+        strict: bool,
+        /// Namespace the templates are rendered for.
+        #[arg(short = 'n', long = "namespace", default_value = "default")]
+        namespace: String,
     },
     /// Install a chart as a release (stored as Helm stores it).
     Install(Box<crate::chart_release::InstallArgs>),
@@ -145,6 +151,13 @@ pub enum ChartCommand {
     /// Search the charts of the added repositories.
     #[command(subcommand)]
     Search(SearchCommand),
+    /// Download a chart from a repository or an OCI registry.
+    Pull(Box<crate::chart_oci::PullArgs>),
+    /// Upload a chart archive to an OCI registry.
+    Push(Box<crate::chart_oci::PushArgs>),
+    /// Log in to or out of OCI registries.
+    #[command(subcommand)]
+    Registry(crate::chart_oci::RegistryCommand),
     /// Package a chart directory into NAME-VERSION.tgz.
     Package {
         /// Chart directories.
@@ -166,6 +179,11 @@ pub enum SearchCommand {
 /// `keel chart dependency …`.
 #[derive(Debug, Subcommand)]
 pub enum DependencyCommand {
+    /// Resolve Chart.yaml's dependencies, download them into charts/ and write Chart.lock.
+    #[command(alias = "up")]
+    Update(crate::chart_deps::DepArgs),
+    /// Download the versions Chart.lock names into charts/.
+    Build(crate::chart_deps::DepArgs),
     /// List the dependencies of a chart and whether charts/ holds them.
     #[command(alias = "ls")]
     List {
@@ -260,20 +278,35 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             eprintln!("Creating {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        ChartCommand::Lint { paths, values } => {
+        ChartCommand::Lint {
+            paths,
+            values,
+            strict,
+            namespace,
+        } => {
             let user = keel_chart::user_values(&values.options()).context("read values")?;
             let mut failed = 0;
+            let mut out = String::new();
             for p in &paths {
-                println!("==> Linting {}", p.display());
-                let msgs = keel_chart::lint(p, &user);
-                for m in &msgs {
-                    println!("[{}] {}: {}", m.severity, m.path, m.text);
+                let report = keel_chart::lint(p, &user, &namespace);
+                // Helm logs these (stderr) while it renders, before it prints findings
+                for l in &report.log {
+                    eprintln!("{l}");
                 }
-                if msgs.iter().any(|m| m.severity == "ERROR") {
+                let _ = writeln!(out, "==> Linting {}", p.display());
+                for m in &report.messages {
+                    let _ = writeln!(out, "[{}] {}: {}", m.severity, m.path, m.text);
+                }
+                if report
+                    .messages
+                    .iter()
+                    .any(|m| m.severity == "ERROR" || (strict && m.severity == "WARNING"))
+                {
                     failed += 1;
                 }
-                println!();
+                out.push('\n');
             }
+            print!("{out}");
             let summary = format!("{} chart(s) linted, {failed} chart(s) failed", paths.len());
             if failed > 0 {
                 anyhow::bail!(summary);
@@ -292,6 +325,12 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
         ChartCommand::Test(a) => crate::chart_release::test(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::Status(a) => crate::chart_show::status_cmd(&a).map(|()| ExitCode::SUCCESS),
         ChartCommand::Get(c) => crate::chart_show::get(&c).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Dependency(DependencyCommand::Update(a)) => {
+            crate::chart_deps::update(&a).map(|()| ExitCode::SUCCESS)
+        }
+        ChartCommand::Dependency(DependencyCommand::Build(a)) => {
+            crate::chart_deps::build(&a).map(|()| ExitCode::SUCCESS)
+        }
         ChartCommand::Dependency(DependencyCommand::List {
             chart,
             max_col_width,
@@ -310,6 +349,9 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
         ChartCommand::Search(SearchCommand::Repo(a)) => {
             crate::chart_repo::search(&a).map(|()| ExitCode::SUCCESS)
         }
+        ChartCommand::Pull(a) => crate::chart_oci::pull(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Push(a) => crate::chart_oci::push(&a).map(|()| ExitCode::SUCCESS),
+        ChartCommand::Registry(c) => crate::chart_oci::registry(&c).map(|()| ExitCode::SUCCESS),
         ChartCommand::Package { paths, destination } => {
             for p in &paths {
                 let out = keel_chart::package(p, &destination)

@@ -106,6 +106,8 @@ pub struct InstallArgs {
     /// Chart version constraint (checked against a local chart's version).
     #[arg(long = "version")]
     pub version: Option<String>,
+    #[command(flatten)]
+    pub source: crate::chart_oci::SourceFlags,
     /// On failure, uninstall the release.
     #[arg(long = "rollback-on-failure", alias = "atomic")]
     pub rollback_on_failure: bool,
@@ -148,6 +150,8 @@ pub struct UpgradeArgs {
     /// Chart version constraint.
     #[arg(long = "version")]
     pub version: Option<String>,
+    #[command(flatten)]
+    pub source: crate::chart_oci::SourceFlags,
     /// On failure, roll back to the last successful release.
     #[arg(long = "rollback-on-failure", alias = "atomic")]
     pub rollback_on_failure: bool,
@@ -829,7 +833,16 @@ fn check_dependencies(chart: &keel_chart::Chart) -> anyhow::Result<()> {
     )))
 }
 
-fn load_chart(path: &str, version: Option<&str>) -> anyhow::Result<keel_chart::Chart> {
+fn load_chart(
+    path: &str,
+    version: Option<&str>,
+    source: &crate::chart_oci::SourceFlags,
+) -> anyhow::Result<keel_chart::Chart> {
+    if crate::chart_oci::is_remote(path, source) {
+        let got = crate::chart_oci::fetch(path, version, source)?;
+        return keel_chart::load_archive(&got.file_name, &got.data)
+            .map_err(|e| anyhow::anyhow!("{e}"));
+    }
     let chart = keel_chart::load(Path::new(path)).map_err(|e| {
         anyhow::Error::new(crate::Hint::new(
             "pass a chart directory or .tgz; `keel chart create NAME` makes one",
@@ -927,7 +940,8 @@ pub fn install(a: &InstallArgs) -> anyhow::Result<()> {
         hide_secret: a.hide_secret,
     };
     // context, not a new error, so that the load error's hint stays found
-    let chart = load_chart(chart_path, a.version.as_deref()).context("INSTALLATION FAILED")?;
+    let chart =
+        load_chart(chart_path, a.version.as_deref(), &a.source).context("INSTALLATION FAILED")?;
     check_dependencies(&chart)?;
     let user = keel_chart::user_values(&a.values.options())?;
     let rel = do_install(
@@ -1089,7 +1103,7 @@ pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
         skip_schema: a.skip_schema_validation,
         hide_secret: false,
     };
-    let mut chart = load_chart(chart_path, a.version.as_deref())?;
+    let mut chart = load_chart(chart_path, a.version.as_deref(), &a.source)?;
     check_dependencies(&chart)?;
     let user = keel_chart::user_values(&a.values.options())?;
     let history = ctx.history(name)?;

@@ -179,7 +179,7 @@ fn entry(name: &str, url: &str, user: &str, pass: &str, ca: &str, skip: bool, al
     })
 }
 
-fn read_file_list(path: &Path) -> anyhow::Result<J> {
+pub(crate) fn read_list(path: &Path) -> anyhow::Result<J> {
     match std::fs::read_to_string(path) {
         Ok(t) => {
             let v: J = serde_yaml_ng::from_str(&t)
@@ -221,7 +221,7 @@ fn repos(list: &J) -> Vec<J> {
 
 /// Fetches `URL/index.yaml` of a repository entry, checks it is an index,
 /// and caches it (with the chart names) as Helm does.
-fn download_index(e: &J, cache: &Path) -> anyhow::Result<()> {
+pub(crate) fn download_index(e: &J, cache: &Path) -> anyhow::Result<()> {
     let name = e["name"].as_str().unwrap_or_default();
     let url = e["url"].as_str().unwrap_or_default().trim_end_matches('/');
     let mut client = keel_infra::http::HttpClient {
@@ -293,7 +293,7 @@ pub fn run(c: &RepoCommand) -> anyhow::Result<()> {
                 );
             }
             let path = paths.config();
-            let mut list = read_file_list(&path)?;
+            let mut list = read_list(&path)?;
             let e = entry(
                 name,
                 url,
@@ -325,7 +325,7 @@ pub fn run(c: &RepoCommand) -> anyhow::Result<()> {
             output,
             no_headers,
         } => {
-            let all = repos(&read_file_list(&paths.config())?);
+            let all = repos(&read_list(&paths.config())?);
             if all.is_empty() && output == "table" {
                 eprintln!("no repositories to show");
                 return Ok(());
@@ -358,7 +358,7 @@ pub fn run(c: &RepoCommand) -> anyhow::Result<()> {
             }
         }
         RepoCommand::Update { names, paths } => {
-            let all = repos(&read_file_list(&paths.config())?);
+            let all = repos(&read_list(&paths.config())?);
             if all.is_empty() {
                 bail!("no repositories found. You must add one before updating");
             }
@@ -396,7 +396,7 @@ pub fn run(c: &RepoCommand) -> anyhow::Result<()> {
         }
         RepoCommand::Remove { names, paths } => {
             let path = paths.config();
-            let mut list = read_file_list(&path)?;
+            let mut list = read_list(&path)?;
             for n in names {
                 let mut all = repos(&list);
                 let before = all.len();
@@ -503,7 +503,7 @@ fn hex(b: &[u8]) -> String {
 /// `(is alphanumeric, number, text)` of one pre-release field.
 type PreField = (bool, u64, String);
 
-fn version_key(v: &str) -> Option<(Vec<u64>, Vec<PreField>)> {
+pub(crate) fn version_key(v: &str) -> Option<(Vec<u64>, Vec<PreField>)> {
     let v = v.trim().trim_start_matches('v');
     let v = v.split('+').next()?;
     let (core, pre) = v.split_once('-').map_or((v, None), |(c, p)| (c, Some(p)));
@@ -527,7 +527,7 @@ fn version_key(v: &str) -> Option<(Vec<u64>, Vec<PreField>)> {
 }
 
 /// Orders index entries by semantic version (invalid ones last, as Helm).
-fn cmp_versions(a: &J, b: &J) -> std::cmp::Ordering {
+pub(crate) fn cmp_versions(a: &J, b: &J) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     let k = |v: &J| version_key(v["version"].as_str().unwrap_or_default());
     match (k(a), k(b)) {
@@ -557,7 +557,7 @@ struct Found {
 
 /// `helm search repo`.
 pub fn search(a: &SearchRepoArgs) -> anyhow::Result<()> {
-    let list = read_file_list(&a.paths.config())?;
+    let list = read_list(&a.paths.config())?;
     if repos(&list).is_empty() {
         return Err(anyhow::Error::new(crate::Hint::new(
             "add one with `keel chart repo add NAME URL`",

@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod build;
 pub mod chart;
+mod chart_deps;
+mod chart_oci;
 mod chart_release;
 mod chart_repo;
 mod chart_show;

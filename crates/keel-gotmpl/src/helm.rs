@@ -71,7 +71,35 @@ fn wrap(st: &State<'_>, msg: &str) -> String {
     }
 }
 
+/// A line of Go's slog text handler: `level=L msg=M message=V`, quoting
+/// values as it does (empty, spaces, `=`, `"` or unprintable characters).
+fn slog_line(level: &str, msg: &str, message: &str) -> String {
+    let q = |v: &str| {
+        if v.is_empty()
+            || v.chars()
+                .any(|c| c.is_whitespace() || c == '=' || c == '"' || c.is_control())
+        {
+            crate::gofmt::quote(v)
+        } else {
+            v.to_string()
+        }
+    };
+    format!("level={level} msg={} message={}", q(msg), q(message))
+}
+
 fn required(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {
+    if st.set.lint_mode {
+        let what = match &a[1] {
+            Value::Nil | Value::Invalid => "missing required value",
+            Value::Str(x) if x.is_empty() => "missing required values",
+            v => return Ok(v.clone()),
+        };
+        st.set
+            .lint_log
+            .borrow_mut()
+            .push(slog_line("WARN", what, s(&a[0])));
+        return Ok(Value::string(String::new()));
+    }
     match &a[1] {
         Value::Nil | Value::Invalid => Err(wrap(st, s(&a[0]))),
         Value::Str(x) if x.is_empty() => Err(wrap(st, s(&a[0]))),
@@ -80,6 +108,13 @@ fn required(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {
 }
 
 fn fail(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {
+    if st.set.lint_mode {
+        st.set
+            .lint_log
+            .borrow_mut()
+            .push(slog_line("INFO", "funcMap fail", s(&a[0])));
+        return Ok(Value::string(String::new()));
+    }
     Err(wrap(st, s(&a[0])))
 }
 

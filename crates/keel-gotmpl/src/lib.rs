@@ -76,6 +76,12 @@ pub struct Templates {
     /// Helm wraps `required`/`fail` messages in markers so that it can report
     /// them as `execution error at (file:line:col): message`.
     pub helm_error_markers: bool,
+    /// Helm's lint mode: `required` and `fail` log (into [`Templates::lint_log`])
+    /// and yield "" instead of failing, so lint sees the rest of the chart.
+    pub lint_mode: bool,
+    /// What lint mode logged, as slog's text handler prints it; shared by
+    /// the clones `tpl` makes.
+    pub lint_log: Rc<std::cell::RefCell<Vec<String>>>,
 }
 
 /// Start and end markers of a `required`/`fail` message (Helm's warnWrap).
@@ -106,6 +112,8 @@ impl Templates {
             missing_key: MissingKey::Invalid,
             root_name: "gotpl".into(),
             helm_error_markers: false,
+            lint_mode: false,
+            lint_log: Rc::default(),
         }
     }
 
@@ -117,6 +125,8 @@ impl Templates {
             missing_key: MissingKey::Invalid,
             root_name: "gotpl".into(),
             helm_error_markers: false,
+            lint_mode: false,
+            lint_log: Rc::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! is stored ([`layer`]), and the offline busybox base image ([`busybox`]).
 
 pub mod archive;
+pub mod artifact;
 pub mod blobs;
 pub mod busybox;
 pub mod digest;

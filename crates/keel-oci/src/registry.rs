@@ -87,7 +87,7 @@ struct AuthEntry {
     auth: Option<String>,
 }
 
-fn registry_err(r: &Reference, e: impl Into<RegistryError>) -> OciError {
+pub(crate) fn registry_err(r: &Reference, e: impl Into<RegistryError>) -> OciError {
     OciError::Registry {
         registry: r.registry().to_string(),
         source: e.into(),
@@ -189,7 +189,7 @@ fn edit_auth_file(root: &Path, edit: impl FnOnce(&mut AuthFile) -> bool) -> Resu
     Ok(changed)
 }
 
-fn client_for(r: &Reference, opts: &RegistryOptions) -> Client {
+pub(crate) fn client_for(r: &Reference, opts: &RegistryOptions) -> Client {
     let plain = r.is_local_registry() || opts.insecure.iter().any(|i| i == r.registry());
     let config = ClientConfig {
         protocol: if plain {
@@ -207,7 +207,7 @@ fn client_for(r: &Reference, opts: &RegistryOptions) -> Client {
     Client::new(config)
 }
 
-fn auth_for(r: &Reference, opts: &RegistryOptions) -> RegistryAuth {
+pub(crate) fn auth_for(r: &Reference, opts: &RegistryOptions) -> RegistryAuth {
     match opts
         .credentials
         .clone()
@@ -218,7 +218,7 @@ fn auth_for(r: &Reference, opts: &RegistryOptions) -> RegistryAuth {
     }
 }
 
-fn oci_ref(r: &Reference) -> oci_client::Reference {
+pub(crate) fn oci_ref(r: &Reference) -> oci_client::Reference {
     match (r.tag(), r.digest()) {
         (_, Some(d)) => oci_client::Reference::with_digest(
             r.registry().to_string(),

@@ -147,16 +147,19 @@ fn values_flags_and_errors() {
         text(&out.stderr),
         "error: execution error at (libuser/templates/secret.yaml:8:19): database.url is required: set --set database.url=...\n"
     );
-    // lint reports the failure and exits non-zero
+    // lint renders in Helm's lint mode: the missing value is logged, and
+    // the Deployment without a selector is what fails it (as helm lint)
     let out = keel(dir.path(), &["chart", "lint", lib.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
         text(&out.stdout).contains(
-            "[ERROR] templates/: execution error at (libuser/templates/secret.yaml:8:19)"
-        )
+            "[ERROR] templates/deployment.yaml: a Deployment must contain matchLabels or matchExpressions, and \"test-release-libuser\" does not"
+        ),
+        "{}",
+        text(&out.stdout)
     );
     assert_eq!(
         text(&out.stderr),
-        "error: 1 chart(s) linted, 1 chart(s) failed\n"
+        "level=WARN msg=\"missing required values\" message=\"database.url is required: set --set database.url=...\"\nerror: 1 chart(s) linted, 1 chart(s) failed\n"
     );
 }

@@ -7,54 +7,7 @@
 mod helm_peer;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `python3 -m http.server` on a free 127.0.0.1 port (retried on a collision).
-fn serve(dir: &Path) -> (Server, String) {
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 for a plain HTTP server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (Server(child), format!("http://127.0.0.1:{port}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("no HTTP server came up");
-}
+use std::process::{Command, Output, Stdio};
 
 fn env(cmd: &mut Command, home: &Path) {
     cmd.env("HOME", home)
@@ -166,7 +119,7 @@ fn repositories_are_shared_with_helm() {
             "keel chart package",
         );
     }
-    let (_srv, url) = serve(&repo);
+    let (_srv, url) = helm_peer::serve(&repo);
 
     // the index: what helm writes for the same archives
     let helm_repo = tmp.path().join("helm-repo");
