@@ -406,6 +406,16 @@ HELLO_IP="$(kubectl get svc hello -o jsonpath='{.spec.clusterIP}')"
 GW="$(kubectl get node quickstart -o jsonpath='{.spec.podCIDR}' | sed 's|0/24|1|')"
 for _ in $(seq 50); do busybox nslookup hello.default.svc.cluster.local "$GW" 2>/dev/null | grep -q "$HELLO_IP" && break; sleep 0.2; done
 busybox nslookup hello.default.svc.cluster.local "$GW"
+
+step "resource metrics and autoscaling: kubectl top, kubectl autoscale, kubectl get hpa"
+kubectl set resources deployment hello --requests=cpu=50m
+kubectl rollout status deployment/hello --timeout=120s
+for _ in $(seq 100); do kubectl top pod -l app=hello >/dev/null 2>&1 && break; sleep 0.2; done
+kubectl top pod -l app=hello
+kubectl top node
+kubectl autoscale deployment hello --cpu-percent=50 --min=1 --max=3
+for _ in $(seq 150); do kubectl get hpa hello -o jsonpath='{.status.currentMetrics}' | grep -q cpu && break; sleep 0.2; done
+kubectl get hpa hello
 node_down
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 
