@@ -29,6 +29,7 @@
 
 pub mod dns;
 mod events;
+mod grpc_probe;
 pub mod join;
 mod node;
 mod pods;
@@ -126,7 +127,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     let exe = cfg.exe.clone();
     let gateway = tokio::task::spawn_blocking(move || {
         let gw = runtime::ensure_network(&root, &cidr)?;
-        runtime::ensure_image(&root, &exe, runtime::PAUSE_IMAGE)?;
+        runtime::ensure_image(&root, &exe, runtime::PAUSE_IMAGE, None)?;
         Ok::<_, AgentError>(gw)
     })
     .await

@@ -459,7 +459,7 @@ impl PodRun {
         self.sandbox_attempts += 1;
         let (root, exe) = (ctx.root.clone(), ctx.exe.clone());
         let obs = blocking(move || -> Result<runtime::Observed, AgentError> {
-            runtime::ensure_image(&root, &exe, runtime::PAUSE_IMAGE)?;
+            runtime::ensure_image(&root, &exe, runtime::PAUSE_IMAGE, None)?;
             let id = runtime::create(&root, &o)?;
             if let Err(e) = runtime::start(&root, &exe, &id) {
                 let _ = runtime::remove(&root, &exe, &id);
@@ -632,7 +632,7 @@ impl PodRun {
                         h.exec.as_ref(),
                         h.http_get.as_ref(),
                         h.tcp_socket.as_ref(),
-                        false,
+                        None,
                         Duration::from_secs(30),
                         &t,
                     )
@@ -807,7 +807,24 @@ impl PodRun {
                 format!("Pulling image {image:?}"),
             );
         }
-        let pulled = blocking(move || runtime::ensure_image(&root, &exe, &img))
+        let auth = if present {
+            None
+        } else {
+            let (cfg, bad) = resources::pull_config(ctx, &self.pod).await;
+            if !bad.is_empty() {
+                ctx.events.warning(
+                    &self.pod,
+                    None,
+                    "FailedToRetrieveImagePullSecret",
+                    format!(
+                        "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                        bad.join(", ")
+                    ),
+                );
+            }
+            cfg
+        };
+        let pulled = blocking(move || runtime::ensure_image(&root, &exe, &img, auth.as_ref()))
             .await
             .unwrap_or_else(|| Err(AgentError::Other("pull task failed".into())));
         if let Err(e) = pulled {
@@ -995,7 +1012,7 @@ impl PodRun {
                         h.exec.as_ref(),
                         h.http_get.as_ref(),
                         h.tcp_socket.as_ref(),
-                        false,
+                        None,
                         limit,
                         &t,
                     )

@@ -1,13 +1,14 @@
 //! Probes and lifecycle hooks as the kubelet runs them: `exec` in the
-//! container (a child `keel exec`), `httpGet` (HTTP/1.1, 200-399 passes)
-//! and `tcpSocket` against the pod IP, each within `timeoutSeconds`.
+//! container (a child `keel exec`), `httpGet` (HTTP/1.1, 200-399 passes),
+//! `tcpSocket` and `grpc` (the standard health service over cleartext
+//! HTTP/2) against the pod IP, each within `timeoutSeconds`.
 
 use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ContainerPort, ExecAction, HTTPGetAction, Probe, TCPSocketAction,
+    ContainerPort, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +30,7 @@ pub async fn run(probe: &Probe, t: &Target<'_>) -> Result<(), String> {
         probe.exec.as_ref(),
         probe.http_get.as_ref(),
         probe.tcp_socket.as_ref(),
-        probe.grpc.is_some(),
+        probe.grpc.as_ref(),
         timeout,
         t,
     )
@@ -41,7 +42,7 @@ pub async fn action(
     exec: Option<&ExecAction>,
     http: Option<&HTTPGetAction>,
     tcp: Option<&TCPSocketAction>,
-    grpc: bool,
+    grpc: Option<&GRPCAction>,
     timeout: Duration,
     t: &Target<'_>,
 ) -> Result<(), String> {
@@ -60,8 +61,10 @@ pub async fn action(
                 .map(|_| ())
                 .map_err(|e| format!("dial tcp {host}:{port}: {e}"));
         }
-        if grpc {
-            return Err("grpc probes are not supported by keel yet".into());
+        if let Some(g) = grpc {
+            let port = u16::try_from(g.port).map_err(|_| format!("bad port {}", g.port))?;
+            return crate::grpc_probe::check(t.pod_ip, port, g.service.as_deref().unwrap_or(""))
+                .await;
         }
         Err("the probe has no handler".into())
     };

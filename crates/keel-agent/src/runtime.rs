@@ -64,19 +64,55 @@ pub fn image_present(root: &Path, image: &str) -> bool {
     keel_oci::ImageStore::open(root).is_ok_and(|s| s.resolve(image).is_ok())
 }
 
+/// Pulls so far, naming each one's private directory.
+static PULLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Makes `image` present in the node's store: the pause image is built
-/// offline (`keel image seed-busybox`), others are pulled (`keel pull`).
-pub fn ensure_image(root: &Path, exe: &Path, image: &str) -> Result<(), AgentError> {
+/// offline (`keel image seed-busybox`), others are pulled (`keel pull`),
+/// with `auth` (a Docker `config.json` from the pod's pull secrets) in a
+/// private directory that is gone when the pull ends.
+pub fn ensure_image(
+    root: &Path,
+    exe: &Path,
+    image: &str,
+    auth: Option<&serde_json::Value>,
+) -> Result<(), AgentError> {
     if image_present(root, image) {
         return Ok(());
     }
     let mut c = keel(root, exe);
     if image == PAUSE_IMAGE {
         c.args(["image", "seed-busybox"]);
-    } else {
-        c.args(["pull", image]);
+        return run(c, &format!("pulling {image}"));
     }
-    run(c, &format!("pulling {image}"))
+    c.args(["pull", image]);
+    let Some(auth) = auth else {
+        return run(c, &format!("pulling {image}"));
+    };
+    let n = PULLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = root.join(format!("tmp/pull-{}-{n}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join("config.json"))?
+            .write_all(auth.to_string().as_bytes())
+    };
+    let r = write()
+        .map_err(crate::io_err("writing the pull secrets"))
+        .and_then(|()| {
+            c.env("DOCKER_CONFIG", &dir);
+            run(c, &format!("pulling {image}"))
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    r
 }
 
 /// Creates a container's record; returns its ID.

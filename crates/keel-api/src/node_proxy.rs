@@ -209,9 +209,11 @@ async fn proxy(
         }
         tokio::spawn(async move {
             if let (Ok(a), Ok(b)) = (client_up.await, agent_up.await) {
-                let mut a = hyper_util::rt::TokioIo::new(a);
-                let mut b = hyper_util::rt::TokioIo::new(b);
-                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                relay(
+                    hyper_util::rt::TokioIo::new(a),
+                    hyper_util::rt::TokioIo::new(b),
+                )
+                .await;
             }
         });
         return out.body(Empty::new().boxed()).map_err(Fail::internal);
@@ -234,6 +236,47 @@ async fn proxy(
         out = out.header("content-type", t);
     }
     out.body(ChannelBody(rx).boxed()).map_err(Fail::internal)
+}
+
+/// Relays an upgraded stream between the client and the agent. Each
+/// direction flushes what it read before it ends, and its end (EOF or an
+/// error: the agent drops TLS without `close_notify`) shuts the other side's
+/// writer, so the client sees the agent's last frames and then the close.
+/// `copy_bidirectional` returned on the first error and dropped bytes still
+/// in the client's TLS writer. Once the agent is done, the client gets a
+/// few seconds to close its side.
+async fn relay<A, B>(client: A, agent: B)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut ar, mut aw) = tokio::io::split(agent);
+    let up = pump(&mut cr, &mut aw);
+    let down = pump(&mut ar, &mut cw);
+    tokio::pin!(up, down);
+    tokio::select! {
+        () = &mut down => {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), up).await;
+        }
+        () = &mut up => down.await,
+    }
+}
+
+/// Copies until EOF or an error, flushing each write; then shuts `w` down.
+async fn pump<R, W>(r: &mut R, w: &mut W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 32 * 1024];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 || w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
 }
 
 /// A streamed response body fed by a channel.

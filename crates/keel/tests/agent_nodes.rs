@@ -496,6 +496,27 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: grpc}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    readinessProbe:
+      grpc: {port: 2379}
+      periodSeconds: 1
+      failureThreshold: 1
+  - name: side
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    readinessProbe:
+      grpc: {port: 2379, service: unknown}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: crasher}
 spec:
   terminationGracePeriodSeconds: 1
@@ -653,6 +674,68 @@ fn the_agent_writes_events_and_updates_configmap_volumes_in_place() {
         std::panic::resume_unwind(e);
     }
 
+    // grpc probes against a real grpc-go health service (etcd's) in the
+    // pod's network namespace: the server's status makes `app` Ready, the
+    // service it does not know keeps `side` unready with the kubelet's
+    // message, and the server gone makes `app` unready again.
+    let grpc = c.get_json(&["pod", "grpc"]);
+    let uid = grpc["metadata"]["uid"].as_str().unwrap().to_string();
+    let sandbox = host.container_of(&uid, "POD").unwrap();
+    let net = format!(
+        "--net={}",
+        host.root().join("run/netns").join(&sandbox).display()
+    );
+    let mut etcd = std::process::Command::new("nsenter")
+        .args([&net, "etcd", "--data-dir"])
+        .arg(tls.path().join("etcd"))
+        .args([
+            "--listen-client-urls",
+            "http://0.0.0.0:2379",
+            "--advertise-client-urls",
+            "http://127.0.0.1:2379",
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = |name: &str| {
+        c.get_json(&["pod", "grpc"])["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == name && s["ready"] == true)
+    };
+    let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually("app Ready through grpc", Duration::from_mins(1), || {
+            ready("app")
+        });
+        assert!(!ready("side"));
+        eventually(
+            "the kubelet's message for an unknown service",
+            Duration::from_secs(10),
+            || {
+                events_of(&c, "grpc").iter().any(|e| {
+                e.1 == "Unhealthy"
+                    && e.4 == "spec.containers{side}"
+                    && e.2 == "Readiness probe failed: error: health rpc probe failed: rpc error: code = NotFound desc = unknown service"
+            })
+            },
+        );
+    }));
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    if let Err(e) = probed {
+        std::panic::resume_unwind(e);
+    }
+    eventually(
+        "app unready without its server",
+        Duration::from_secs(30),
+        || !ready("app"),
+    );
+
     // Deleting the pod: the kubelet says it stops the container.
     c.kubectl(&["delete", "pod", "reader", "--timeout=60s"]);
     let ev = events_of(&c, "reader");
@@ -660,5 +743,145 @@ fn the_agent_writes_events_and_updates_configmap_volumes_in_place() {
         ev.iter()
             .any(|e| e.1 == "Killing" && e.2 == "Stopping container app"),
         "{ev:?}"
+    );
+}
+
+#[test]
+fn pull_secrets_let_the_agent_pull_from_a_private_registry() {
+    let mut c = Cluster::start(1);
+    // A registry with basic auth inside the node host, on its loopback
+    // (plain HTTP, as for any loopback registry).
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = node_hosts::must(&["htpasswd", "-Bbn", "alice", "s3cret"]);
+    std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
+    let cfg = dir.path().join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: 127.0.0.1:5000\nlog:\n  level: warn\nauth:\n  htpasswd:\n    realm: keel-test\n    path: {pw}\n",
+            data = dir.path().join("data").display(),
+            pw = dir.path().join("htpasswd").display()
+        ),
+    )
+    .unwrap();
+    c.nodes[0].spawn(&["docker-registry", "serve", cfg.to_str().unwrap()]);
+    let host = &c.nodes[0];
+    eventually("the registry", Duration::from_secs(20), || {
+        let out = host.exec(&[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://127.0.0.1:5000/v2/",
+        ]);
+        String::from_utf8_lossy(&out.stdout) == "401"
+    });
+    // Pushed from a root of its own: the node's root holds no credentials.
+    let pusher = dir.path().join("pusher");
+    let p = pusher.to_str().unwrap();
+    let k = node_hosts::keel();
+    for args in [
+        vec![k, "--root", p, "image", "seed-busybox"],
+        vec![
+            k,
+            "--root",
+            p,
+            "login",
+            "-u",
+            "alice",
+            "-p",
+            "s3cret",
+            "127.0.0.1:5000",
+        ],
+        vec![
+            k,
+            "--root",
+            p,
+            "tag",
+            "busybox:latest",
+            "127.0.0.1:5000/private/busybox:v1",
+        ],
+        vec![
+            k,
+            "--root",
+            p,
+            "tag",
+            "busybox:latest",
+            "127.0.0.1:5000/private/busybox:v2",
+        ],
+        vec![k, "--root", p, "push", "127.0.0.1:5000/private/busybox:v1"],
+        vec![k, "--root", p, "push", "127.0.0.1:5000/private/busybox:v2"],
+    ] {
+        let out = host.exec(&args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    c.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-server=127.0.0.1:5000",
+        "--docker-username=alice",
+        "--docker-password=s3cret",
+    ]);
+    c.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: private}
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{name: regcred}, {name: absent}]
+  containers:
+  - {name: app, image: "127.0.0.1:5000/private/busybox:v1", command: ["sleep", "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocred}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: app, image: "127.0.0.1:5000/private/busybox:v2", command: ["sleep", "3600"]}
+"#,
+    );
+    c.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/private",
+        "--timeout=60s",
+    ]);
+    let ev = events_of(&c, "private");
+    assert!(
+        ev.iter().any(|e| e.1 == "Pulled"
+            && e.2
+                .starts_with("Successfully pulled image \"127.0.0.1:5000/private/busybox:v1\"")),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e.1 == "FailedToRetrieveImagePullSecret" && e.2.contains("(absent)")),
+        "{ev:?}"
+    );
+    // Without the secret the registry refuses the node.
+    eventually("nocred fails to pull", Duration::from_mins(1), || {
+        let p = c.get_json(&["pod", "nocred"]);
+        let reason = p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
+    });
+    // The credentials lived only for the pull.
+    let tmp = host.root().join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("pull-")),
+        "{left:?}"
     );
 }

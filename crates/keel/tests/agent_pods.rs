@@ -1,199 +1,24 @@
 //! `keel agent`, the kubelet, against a real `keel server` and kubectl 1.33:
-//! the agent runs in a network namespace of its own ("node host", made
-//! here, joined to the host by a veth pair) with its own root, joins with a
+//! the agent runs in a node host of its own (`node_hosts`: a network
+//! namespace joined to the host by a veth pair, its own root), joins with a
 //! bootstrap token, and runs busybox pods. Everything (agent, containers,
 //! bridge, namespace, veth) is torn down on drop, failure included.
 
+mod node_hosts;
 mod server_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use node_hosts::{NodeHost, condition, keel, kubectl133, must, sh};
 use serde_json::Value;
 use server_common::{KeelServer, eventually};
-
-fn keel() -> &'static str {
-    env!("CARGO_BIN_EXE_keel")
-}
-
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn must(args: &[&str]) -> String {
-    let out = sh(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A node host: a network namespace with a veth to the host, a keel root,
-/// and (once started) a `keel agent` in it.
-struct NodeHost {
-    ns: String,
-    veth: String,
-    host_ip: String,
-    node_ip: String,
-    root: tempfile::TempDir,
-    agent: Option<Child>,
-}
-
-impl NodeHost {
-    fn create() -> Self {
-        let pid = std::process::id();
-        let ns = format!("keel-agent-t{pid}");
-        let veth = format!("ka{}", pid % 1_000_000);
-        let peer = format!("kn{}", pid % 1_000_000);
-        // A /30 out of 172.31.0.0/16 that depends on the pid, so parallel
-        // runs of this suite do not collide.
-        let slot = pid % 16_000;
-        let (third, fourth) = (slot / 64, (slot % 64) * 4);
-        let host_ip = format!("172.31.{third}.{}", fourth + 1);
-        let node_ip = format!("172.31.{third}.{}", fourth + 2);
-        let host = NodeHost {
-            ns: ns.clone(),
-            veth: veth.clone(),
-            host_ip: host_ip.clone(),
-            node_ip: node_ip.clone(),
-            root: tempfile::tempdir().unwrap(),
-            agent: None,
-        };
-        must(&["ip", "netns", "add", &ns]);
-        must(&[
-            "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,
-        ]);
-        must(&["ip", "link", "set", &peer, "netns", &ns]);
-        must(&["ip", "addr", "add", &format!("{host_ip}/30"), "dev", &veth]);
-        must(&["ip", "link", "set", &veth, "up"]);
-        let inside = |args: &[&str]| {
-            let mut v = vec!["ip", "netns", "exec", &ns];
-            v.extend_from_slice(args);
-            must(&v);
-        };
-        inside(&["ip", "link", "set", "lo", "up"]);
-        inside(&["ip", "addr", "add", &format!("{node_ip}/30"), "dev", &peer]);
-        inside(&["ip", "link", "set", &peer, "up"]);
-        inside(&["ip", "route", "add", "default", "via", &host_ip]);
-        host
-    }
-
-    fn root(&self) -> &Path {
-        self.root.path()
-    }
-
-    fn keel(&self, args: &[&str]) -> String {
-        let mut v = vec![keel(), "--root", self.root().to_str().unwrap()];
-        v.extend_from_slice(args);
-        must(&v)
-    }
-
-    /// Runs `args` inside the node's network namespace (only that: `ip
-    /// netns exec` would also hide the host's cgroup mounts under a fresh
-    /// /sys).
-    fn exec(&self, args: &[&str]) -> Output {
-        let net = format!("--net=/run/netns/{}", self.ns);
-        let mut v = vec!["nsenter", &net];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-
-    fn start_agent(&mut self, server: &str, token: &str, name: &str) {
-        let log = std::fs::File::create(self.root().join("agent.log")).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns))
-            .args([keel(), "--root"])
-            .arg(self.root())
-            .args([
-                "agent", "--server", server, "--token", token, "--name", name,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start keel agent");
-        self.agent = Some(child);
-    }
-
-    fn agent_pid(&self) -> u32 {
-        self.agent.as_ref().map(Child::id).unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root().join("agent.log")).unwrap_or_default()
-    }
-
-    /// Containers under this root: (id, labels, pid).
-    fn containers(&self) -> Vec<(String, Value, i64)> {
-        let Ok(rd) = std::fs::read_dir(self.root().join("containers")) else {
-            return Vec::new();
-        };
-        rd.flatten()
-            .filter_map(|e| {
-                let cfg: Value =
-                    serde_json::from_slice(&std::fs::read(e.path().join("config.json")).ok()?)
-                        .ok()?;
-                let st: Value =
-                    serde_json::from_slice(&std::fs::read(e.path().join("state.json")).ok()?)
-                        .unwrap_or_default();
-                Some((
-                    cfg["id"].as_str()?.to_string(),
-                    cfg["labels"].clone(),
-                    st["pid"].as_i64().unwrap_or(0),
-                ))
-            })
-            .collect()
-    }
-}
-
-impl Drop for NodeHost {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("--- agent log (last lines) ---");
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
-        let root = self.root().to_str().unwrap().to_string();
-        // Containers are removed in the node's namespace, where their veths
-        // and the bridge live.
-        for (id, _, _) in self.containers() {
-            let _ = self.exec(&[keel(), "--root", &root, "rm", "-f", &id]);
-        }
-        let _ = self.exec(&[keel(), "--root", &root, "network", "rm", "keel-pods"]);
-        let _ = sh(&["ip", "netns", "del", &self.ns]);
-        let _ = sh(&["ip", "link", "del", &self.veth]);
-    }
-}
-
-fn kubectl133() -> PathBuf {
-    server_common::kubectls().pop().unwrap()
-}
 
 fn get_json(s: &KeelServer, args: &[&str]) -> Value {
     let mut v = vec!["get"];
     v.extend_from_slice(args);
     v.extend_from_slice(&["-o", "json"]);
     serde_json::from_str(&s.ok(&kubectl133(), &v)).unwrap()
-}
-
-fn condition<'a>(obj: &'a Value, t: &str) -> Option<&'a str> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == t)?["status"]
-        .as_str()
 }
 
 /// A server on the host side of a node host's veth, an agent joined with a

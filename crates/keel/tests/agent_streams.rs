@@ -240,6 +240,30 @@ fn logs_exec_and_cp_through_the_api_server() {
         );
     }
 
+    eprintln!("agent_streams: python");
+    // The Python client's stream (v4.channel.k8s.io).
+    let mut py = Command::new("/usr/bin/python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/exec_stream.py"
+        ))
+        .args(["default", "talker", "b"])
+        .env("KUBECONFIG", &c.server.kubeconfig)
+        .env("HOME", c.server.home.path())
+        .current_dir(c.server.home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a stream that never ends fails the test instead of hanging it.
+    let deadline = Instant::now() + Duration::from_mins(2);
+    while py.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = py.kill();
+    let py = py.wait_with_output().unwrap();
+    assert!(py.status.success(), "{py:?}");
+
     eprintln!("agent_streams: cp");
     // kubectl cp both ways (tar over exec; into the pod needs stdin's end).
     let dir = tempfile::tempdir().unwrap();

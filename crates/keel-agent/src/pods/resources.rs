@@ -49,6 +49,54 @@ pub(super) async fn config_map(
     }
 }
 
+/// The pod's `imagePullSecrets` as one Docker `config.json` (`auths`
+/// merged, the first secret naming a registry winning; entries with only
+/// `username`/`password` get their `auth`), and the names of the secrets
+/// that could not be read or are not Docker configurations.
+pub(super) async fn pull_config(ctx: &Ctx, pod: &Pod) -> (Option<serde_json::Value>, Vec<String>) {
+    use base64::Engine;
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let refs = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.clone())
+        .unwrap_or_default();
+    let mut auths = serde_json::Map::new();
+    let mut bad = Vec::new();
+    for r in refs {
+        let name = r.name;
+        let entries = secret(ctx, ns, &name, false).await.ok().and_then(|d| {
+            if let Some(b) = d.get(".dockerconfigjson") {
+                serde_json::from_slice::<serde_json::Value>(b)
+                    .ok()?
+                    .get("auths")?
+                    .as_object()
+                    .cloned()
+            } else {
+                serde_json::from_slice::<serde_json::Value>(d.get(".dockercfg")?)
+                    .ok()?
+                    .as_object()
+                    .cloned()
+            }
+        });
+        let Some(entries) = entries else {
+            bad.push(name);
+            continue;
+        };
+        for (registry, mut e) in entries {
+            if e.get("auth").is_none()
+                && let (Some(u), Some(p)) = (e["username"].as_str(), e["password"].as_str())
+            {
+                let auth = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+                e["auth"] = auth.into();
+            }
+            auths.entry(registry).or_insert(e);
+        }
+    }
+    let cfg = (!auths.is_empty()).then(|| serde_json::json!({ "auths": auths }));
+    (cfg, bad)
+}
+
 /// A Secret's data; empty when `optional` and missing.
 pub(super) async fn secret(
     ctx: &Ctx,

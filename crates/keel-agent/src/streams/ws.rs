@@ -163,7 +163,13 @@ where
         reason: "".into(),
     };
     let _ = sink.send(Message::Close(Some(close))).await;
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await;
+    // The connection ends with the close frame, as the kubelet's does
+    // (x/net/websocket closes at once). Waiting for the client's reply kept
+    // it open: the Python client polls the raw socket, so a close frame
+    // that arrived in one TLS record with the status sat in its SSL buffer
+    // until the connection closed, and the exec never ended.
+    reader.abort();
+    let _ = reader.await;
 }
 
 #[cfg(test)]
