@@ -421,6 +421,16 @@ HELLO_NP="$(kubectl get svc hello -o jsonpath='{.spec.ports[0].nodePort}')"
 for _ in $(seq 50); do timeout 2 busybox wget -q -O- "http://127.0.0.1:$HELLO_NP/" >/dev/null 2>&1 && break; sleep 0.2; done
 http_get "http://127.0.0.1:$HELLO_NP/"
 nft list map ip keel-svc-quickstart services
+
+step "resource metrics and autoscaling: kubectl top, kubectl autoscale, kubectl get hpa"
+kubectl set resources deployment hello --requests=cpu=50m
+kubectl rollout status deployment/hello --timeout=120s
+for _ in $(seq 100); do kubectl top pod -l app=hello >/dev/null 2>&1 && break; sleep 0.2; done
+kubectl top pod -l app=hello
+kubectl top node
+kubectl autoscale deployment hello --cpu-percent=50 --min=1 --max=3
+for _ in $(seq 150); do kubectl get hpa hello -o jsonpath='{.status.currentMetrics}' | grep -q cpu && break; sleep 0.2; done
+kubectl get hpa hello
 node_down   # SIGTERM: the agent removes its table
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 

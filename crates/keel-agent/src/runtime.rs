@@ -203,23 +203,29 @@ pub fn observe(root: &Path, id: &str) -> Option<Observed> {
 /// Containers of this node's pods (label `io.kubernetes.pod.uid`):
 /// (id, pod uid, container name, restart count).
 pub fn pod_containers(root: &Path) -> Vec<(String, String, String, u32)> {
+    labelled(root)
+        .into_iter()
+        .filter_map(|(id, labels)| {
+            let uid = labels.get(LABEL_POD_UID)?.clone();
+            let name = labels.get(LABEL_CONTAINER)?.clone();
+            let restarts = labels
+                .get(LABEL_RESTARTS)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            Some((id, uid, name, restarts))
+        })
+        .collect()
+}
+
+/// Every container in the node's store with its labels.
+pub fn labelled(root: &Path) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
     let Ok(c) = Containers::open(root) else {
         return Vec::new();
     };
     c.ids()
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|id| {
-            let cfg = c.config(&id).ok()?;
-            let uid = cfg.labels.get(LABEL_POD_UID)?.clone();
-            let name = cfg.labels.get(LABEL_CONTAINER)?.clone();
-            let restarts = cfg
-                .labels
-                .get(LABEL_RESTARTS)
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(0);
-            Some((id, uid, name, restarts))
-        })
+        .filter_map(|id| Some((id.clone(), c.config(&id).ok()?.labels)))
         .collect()
 }
 

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::metrics;
 use crate::resources::{Resource, groups};
 
 /// The Kubernetes version keel's API reports.
@@ -45,12 +46,15 @@ pub fn api_groups() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": groups().into_iter().map(|(g, v)| group_doc(g, v)).collect::<Vec<_>>(),
+        "groups": groups().into_iter().chain([(metrics::GROUP, metrics::VERSION)]).map(|(g, v)| group_doc(g, v)).collect::<Vec<_>>(),
     })
 }
 
 pub fn api_group(group: &str) -> Option<Value> {
-    let (g, v) = groups().into_iter().find(|(g, _)| *g == group)?;
+    let (g, v) = groups()
+        .into_iter()
+        .chain([(metrics::GROUP, metrics::VERSION)])
+        .find(|(g, _)| *g == group)?;
     let mut doc = group_doc(g, v);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -122,6 +126,9 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
 
 /// `APIResourceList` of one group version, if served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (metrics::GROUP, metrics::VERSION) {
+        return Some(metrics::resource_list());
+    }
     let rs = crate::resources::in_group_version(group, version);
     if rs.is_empty() {
         return None;
@@ -212,6 +219,7 @@ pub fn aggregated(core: bool) -> Value {
         by_group
             .iter()
             .map(|(g, vs)| discovery_group(g, vs))
+            .chain([metrics::aggregated_group()])
             .collect()
     };
     json!({

@@ -479,6 +479,24 @@ async fn route(
     let query = Query::parse(req.uri().query());
     let raw_query = req.uri().query().unwrap_or_default().to_string();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // autoscaling/v1 HPAs are served from the v2 objects.
+    let v1_hpa = crate::hpa_v1::is_v1(&segs);
+    let segs: Vec<&str> = if v1_hpa {
+        segs.iter()
+            .enumerate()
+            .map(|(i, s)| if i == 2 { "v2" } else { *s })
+            .collect()
+    } else {
+        segs
+    };
+    if v1_hpa && (method == Method::PATCH || query.flag("watch")) {
+        let what = if method == Method::PATCH {
+            "patch"
+        } else {
+            "watch"
+        };
+        return crate::hpa_v1::unsupported(what);
+    }
     let get = method == Method::GET;
     let doc = |v: Option<Value>| match v {
         Some(v) => json_response(200, &v),
@@ -494,6 +512,11 @@ async fn route(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let accept = if v1_hpa {
+        "application/json".to_string()
+    } else {
+        accept
+    };
     let is_resource = matches!(segs.as_slice(), ["api", _, _, ..] | ["apis", _, _, _, ..]);
     if !is_resource {
         let attrs = auth::Attributes {
@@ -510,6 +533,17 @@ async fn route(
     // nonResourceURLs decide who may read, write or lock a state.
     if let Some(name) = path.strip_prefix("/infra/state/") {
         return crate::infra_state::handle(&state, req, name).await;
+    }
+    if let [
+        "apis",
+        crate::metrics::GROUP,
+        crate::metrics::VERSION,
+        rest @ ..,
+    ] = segs.as_slice()
+        && get
+        && !rest.is_empty()
+    {
+        return crate::metrics::handle(&state, &user, rest, &query).await;
     }
     match segs.as_slice() {
         [".well-known", "openid-configuration"] if get => {
@@ -628,6 +662,11 @@ async fn route(
     } else {
         Bytes::new()
     };
+    let body = if v1_hpa {
+        crate::hpa_v1::request(body)
+    } else {
+        body
+    };
     let audit = crate::audit::Request {
         id: handlers::new_uid(),
         uri: match &raw_query {
@@ -673,6 +712,9 @@ async fn route(
         }
     };
     let mut resp = crate::audit::scope(&audit_dir, audit, serve).await;
+    if v1_hpa {
+        resp = crate::hpa_v1::response(resp).await;
+    }
     for w in warnings.lock().map(|w| w.clone()).unwrap_or_default() {
         let text: String = w
             .chars()

@@ -116,7 +116,7 @@ pub(crate) fn container(pod: &Value, asked: Option<&str>) -> Result<String, Fail
 }
 
 /// Where a Node's agent listens, and its certificate's pin.
-fn endpoint(node: &Value) -> Option<(String, u16, String)> {
+pub(crate) fn endpoint(node: &Value) -> Option<(String, u16, String)> {
     let addrs = node.pointer("/status/addresses")?.as_array()?;
     let ip = addrs
         .iter()
@@ -295,7 +295,7 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-async fn connect(
+pub(crate) async fn connect(
     state: &State,
     ip: &str,
     port: u16,

@@ -20,6 +20,82 @@ fn n(v: &Value, path: &str) -> i64 {
     at(v, path).and_then(Value::as_i64).unwrap_or(0)
 }
 
+/// kubectl's TARGETS of an HPA (`cpu: 80%/50%`, `<unknown>` before the
+/// first reading; at most two, then `+ N more...`), as Kubernetes' printer
+/// writes them. Without metrics the default (CPU at 80%) is shown.
+fn hpa_targets(o: &Value) -> String {
+    let default = [
+        json!({"type": "Resource", "resource": {"name": "cpu", "target": {"averageUtilization": 80}}}),
+    ];
+    let specs = match at(o, "spec.metrics").and_then(Value::as_array) {
+        Some(m) if !m.is_empty() => m.as_slice(),
+        _ => &default,
+    };
+    let statuses = at(o, "status.currentMetrics").and_then(Value::as_array);
+    let unknown = || "<unknown>".to_string();
+    let list: Vec<String> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let kind = spec["type"].as_str().unwrap_or_default();
+            let field = match kind {
+                "Resource" => "resource",
+                "ContainerResource" => "containerResource",
+                "Pods" => "pods",
+                "Object" => "object",
+                "External" => "external",
+                _ => return "<unknown type>".to_string(),
+            };
+            let target = &spec[field]["target"];
+            let cur = statuses
+                .and_then(|st| st.get(i))
+                .map(|st| &st[field]["current"])
+                .filter(|c| c.is_object());
+            let q = |v: &Value, k: &str| v.get(k).map(|x| s(Some(x))).filter(|x| !x.is_empty());
+            match field {
+                "resource" | "containerResource" => {
+                    let name = s(spec[field].get("name"));
+                    if let Some(avg) = q(target, "averageValue") {
+                        let c = cur
+                            .and_then(|c| q(c, "averageValue"))
+                            .unwrap_or_else(unknown);
+                        format!("{name}: {c}/{avg}")
+                    } else {
+                        let c = cur
+                            .and_then(|c| c.get("averageUtilization"))
+                            .map_or_else(unknown, |u| format!("{}%", s(Some(u))));
+                        let t = q(target, "averageUtilization")
+                            .map_or_else(|| "<auto>".to_string(), |u| format!("{u}%"));
+                        format!("{name}: {c}/{t}")
+                    }
+                }
+                "pods" => {
+                    let c = cur
+                        .and_then(|c| q(c, "averageValue"))
+                        .unwrap_or_else(unknown);
+                    format!("{c}/{}", q(target, "averageValue").unwrap_or_default())
+                }
+                _ => {
+                    if let Some(avg) = q(target, "averageValue") {
+                        let c = cur
+                            .and_then(|c| q(c, "averageValue"))
+                            .unwrap_or_else(unknown);
+                        format!("{c}/{avg} (avg)")
+                    } else {
+                        let c = cur.and_then(|c| q(c, "value")).unwrap_or_else(unknown);
+                        format!("{c}/{}", q(target, "value").unwrap_or_default())
+                    }
+                }
+            }
+        })
+        .collect();
+    if list.len() > 2 {
+        format!("{} + {} more...", list[..2].join(", "), list.len() - 2)
+    } else {
+        list.join(", ")
+    }
+}
+
 fn or_none(x: String) -> String {
     if x.is_empty() { "<none>".into() } else { x }
 }
@@ -267,6 +343,7 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
         "HorizontalPodAutoscaler" => vec![
             ("Name", "string", 0),
             ("Reference", "string", 0),
+            ("Targets", "string", 0),
             ("MinPods", "string", 0),
             ("MaxPods", "string", 0),
             ("Replicas", "string", 0),
@@ -649,6 +726,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 s(at(o, "spec.scaleTargetRef.kind")),
                 s(at(o, "spec.scaleTargetRef.name"))
             )),
+            json!(hpa_targets(o)),
             json!(
                 s(at(o, "spec.minReplicas"))
                     .chars()
@@ -870,6 +948,25 @@ mod tests {
         assert_eq!(human_age(4000), "66m");
         assert_eq!(human_age(7200 * 3), "6h");
         assert_eq!(human_age(86_400 * 3), "3d");
+    }
+
+    #[test]
+    fn hpa_targets_like_kubectl() {
+        let cpu = json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}});
+        let mem = json!({"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}});
+        let pods = json!({"type": "Pods", "pods": {"metric": {"name": "rps"}, "target": {"type": "AverageValue", "averageValue": "10"}}});
+        let hpa = json!({"spec": {"metrics": [cpu, mem, pods]}, "status": {"currentMetrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 80, "averageValue": "400m"}}},
+            {"type": ""}]}});
+        assert_eq!(
+            hpa_targets(&hpa),
+            "cpu: 80%/50%, memory: <unknown>/100Mi + 1 more..."
+        );
+        assert_eq!(hpa_targets(&json!({"spec": {}})), "cpu: <unknown>/80%");
+        let obj = json!({"spec": {"metrics": [{"type": "Object", "object": {"target": {"type": "Value", "value": "2k"}}}, pods]},
+            "status": {"currentMetrics": [{"type": "Object", "object": {"current": {"value": "1500"}}},
+                {"type": "Pods", "pods": {"current": {"averageValue": "12"}}}]}});
+        assert_eq!(hpa_targets(&obj), "1500/2k, 12/10");
     }
 
     #[test]

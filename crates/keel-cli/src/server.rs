@@ -36,6 +36,13 @@ pub struct ServerArgs {
     /// taints: how long they stay on a lost node (Kubernetes: 300).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub default_toleration_seconds: u32,
+    /// How often the Horizontal Pod Autoscaler syncs (Kubernetes: 15s).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub hpa_sync_period: std::time::Duration,
+    /// How long the autoscaler keeps the highest recent recommendation
+    /// before scaling down (Kubernetes: 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub hpa_downscale_stabilization: std::time::Duration,
     /// Pod CIDRs for nodes are cut from this range ("" to not allocate).
     #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
@@ -153,6 +160,11 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         node_monitor_grace_period: args.node_monitor_grace_period,
         cluster_cidr,
         state_dir: Some(state_dir.clone()),
+        hpa: keel_controllers::hpa::Options {
+            sync_period: args.hpa_sync_period,
+            downscale_stabilization: args.hpa_downscale_stabilization,
+            ..keel_controllers::hpa::Options::default()
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

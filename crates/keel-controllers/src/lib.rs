@@ -25,6 +25,8 @@
 //!   taints, eviction of pods after their `tolerationSeconds`;
 //!   [`node_ipam`]: pod CIDRs; [`disruption`]: `PodDisruptionBudget` status;
 //!   [`csr`]: node client certificates for joining agents.
+//! - [`hpa`]: the Horizontal Pod Autoscaler (Kubernetes' replica
+//!   calculator, behaviors, conditions) on `metrics.k8s.io`.
 //! - [`job`]: Jobs (completions, parallelism, back-off, deadlines, indexes,
 //!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
 //!   makes time testable).
@@ -46,6 +48,7 @@ pub mod disruption;
 pub mod endpoints;
 mod events;
 pub mod gc;
+pub mod hpa;
 mod informer;
 pub mod job;
 pub mod leader;
@@ -77,6 +80,8 @@ pub struct Options {
     /// The server's state directory: its CA signs node CSRs ([`csr`]);
     /// `None` signs none.
     pub state_dir: Option<std::path::PathBuf>,
+    /// The autoscaler's sync period and windows.
+    pub hpa: hpa::Options,
 }
 
 impl Default for Options {
@@ -85,6 +90,7 @@ impl Default for Options {
             node_monitor_grace_period: std::time::Duration::from_secs(8),
             cluster_cidr: node_ipam::CidrPlan::parse("10.42.0.0/16", 24).ok(),
             state_dir: None,
+            hpa: hpa::Options::default(),
         }
     }
 }
@@ -109,6 +115,7 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(cronjob::CronJobController::new(api, clock::from_env()).run(api.clone())),
     ];
     tasks.extend(workloads::spawn(api));
+    tasks.push(tokio::spawn(hpa::spawn(api.clone(), opts.hpa)));
     tasks.extend(spawn_scheduling(api, opts));
     tasks
 }

@@ -2,7 +2,8 @@
 //! server uses it: `GET /containerLogs/{ns}/{pod}/{container}` ([`logs`]),
 //! `/exec/{ns}/{pod}/{container}` and `/attach/...` ([`exec`]) upgraded to
 //! WebSocket ([`ws`], `v5`/`v4.channel.k8s.io`) or SPDY/3.1 ([`spdy`]), and
-//! `/portForward/{ns}/{pod}` ([`portforward`]).
+//! `/portForward/{ns}/{pod}` ([`portforward`]), and `/stats/summary`
+//! ([`stats`]: CPU and memory of the node, its pods and containers).
 //!
 //! Only the API server talks to it: HTTPS where the client must present a
 //! certificate chaining to the cluster CA (`<root>/agent/ca.crt`) whose CN
@@ -16,6 +17,7 @@ pub(crate) mod exec;
 pub(crate) mod logs;
 pub(crate) mod portforward;
 pub(crate) mod spdy;
+pub(crate) mod stats;
 pub(crate) mod ws;
 
 use std::convert::Infallible;
@@ -67,6 +69,14 @@ pub(crate) fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
         "status": "Failure", "message": message, "reason": reason, "code": code});
     Response::builder()
         .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(v.to_string())).boxed())
+        .expect("static response parts are valid")
+}
+
+fn json_response(v: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(200)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(v.to_string())).boxed())
         .expect("static response parts are valid")
@@ -150,13 +160,9 @@ pub(crate) fn find_container(root: &Path, ns: &str, pod: &str, container: &str) 
     use crate::runtime::{
         LABEL_CONTAINER, LABEL_POD_NAME, LABEL_POD_NS, LABEL_POD_UID, LABEL_RESTARTS,
     };
-    let c = keel_runtime::Containers::open(root).ok()?;
-    c.ids()
-        .unwrap_or_default()
+    crate::runtime::labelled(root)
         .into_iter()
-        .filter_map(|id| {
-            let cfg = c.config(&id).ok()?;
-            let l = &cfg.labels;
+        .filter_map(|(id, l)| {
             (l.get(LABEL_POD_NS)? == ns
                 && l.get(LABEL_POD_NAME)? == pod
                 && l.get(LABEL_CONTAINER)? == container)
@@ -172,7 +178,11 @@ pub(crate) fn find_container(root: &Path, ns: &str, pod: &str, container: &str) 
         .max_by_key(|f| f.restarts)
 }
 
-async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    ctx: Arc<Ctx>,
+    stats: &(Arc<stats::Sampler>, String),
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -187,6 +197,7 @@ async fn route(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
             exec::serve(ctx, *kind == "attach", ns, pod, container, query, req).await
         }
         ["portForward", ns, pod] => portforward::serve(&ctx, ns, pod, req).await,
+        ["stats", "summary"] => json_response(&stats.0.summary(&stats.1)),
         ["healthz"] => text(200, "ok"),
         _ => text(404, "404 page not found"),
     }
@@ -295,6 +306,7 @@ pub(crate) async fn start(
         )
         .await?;
     tracing::info!(node, port, "node endpoint serving");
+    let stats = Arc::new((stats::Sampler::start(ctx.root.clone()), node.to_string()));
     let ctx = Arc::new(ctx);
     tokio::spawn(async move {
         loop {
@@ -303,7 +315,7 @@ pub(crate) async fn start(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let (tls, ctx) = (tls.clone(), ctx.clone());
+            let (tls, ctx, stats) = (tls.clone(), ctx.clone(), stats.clone());
             tokio::spawn(async move {
                 let Ok(stream) = tls.accept(tcp).await else {
                     tracing::debug!(%peer, "node endpoint: TLS handshake failed");
@@ -320,6 +332,7 @@ pub(crate) async fn start(
                 let svc = hyper::service::service_fn(move |req| {
                     let ctx = ctx.clone();
                     let cn = cn.clone();
+                    let stats = stats.clone();
                     async move {
                         if !allowed {
                             let who = cn.unwrap_or_default();
@@ -333,7 +346,7 @@ pub(crate) async fn start(
                                 ),
                             ));
                         }
-                        Ok(route(ctx, req).await)
+                        Ok(route(ctx, &stats, req).await)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
