@@ -20,6 +20,7 @@ pub mod discovery;
 mod handlers;
 mod http;
 mod infra_state;
+mod ingress_defaults;
 pub mod managed;
 mod node_authz;
 mod node_proxy;

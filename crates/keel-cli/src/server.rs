@@ -75,6 +75,8 @@ pub struct ServerArgs {
     /// Do not serve cluster DNS (pods then get the node's resolver).
     #[arg(long)]
     pub disable_dns: bool,
+    #[command(flatten)]
+    pub ingress: crate::agent::IngressArgs,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -224,6 +226,7 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         if let Some(name) = node {
             let mut cfg = own_agent(root, &state_dir, addr, name)?;
             cfg.cluster_domain.clone_from(&args.cluster_domain);
+            cfg.ingress = args.ingress.config();
             if args.disable_dns {
                 // Pods fall back to the node's resolver.
                 cfg.cluster_dns = None;
@@ -276,6 +279,7 @@ fn own_agent(
         // The pod network's gateway: this server answers there.
         cluster_dns: None,
         cluster_domain: keel_dns::DEFAULT_ZONE.into(),
+        ingress: None,
     })
 }
 
