@@ -195,6 +195,9 @@ kubectl -n quickstart delete quota small
 kubectl -n quickstart create service clusterip web --tcp=80:8080 --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n quickstart patch service web -p '{"spec":{"ports":[{"name":"https","port":443}]}}'
 kubectl -n quickstart get service web -o jsonpath='{.spec.ports[*].port}{"\n"}'
+# Ingress: `keel` is the default IngressClass; each node agent's gateway serves it on :80/:443.
+kubectl get ingressclass
+kubectl -n quickstart create ingress web --rule='web.example/*=web:80' --dry-run=client -o yaml | kubectl apply -f -
 # CEL: a ValidatingAdmissionPolicy bound to this namespace refuses configmaps without an owner label.
 kubectl label --overwrite namespace quickstart policy=cel
 kubectl apply -f - <<'YAML'

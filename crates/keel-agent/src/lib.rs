@@ -80,6 +80,8 @@ pub struct Config {
     /// The cluster domain (`cluster.local`); empty: no cluster DNS, pods
     /// get the node's resolver.
     pub cluster_domain: String,
+    /// The ingress gateway (keel-gateway) on the node's ports; `None`: off.
+    pub ingress: Option<keel_gateway::Config>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,19 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
     move |source| AgentError::Io { what, source }
 }
 
+/// The ingress gateway, when configured; a port in use is logged, not fatal.
+async fn start_gateway(
+    client: &kube::Client,
+    cfg: &Config,
+    node_ip: &str,
+) -> Option<keel_gateway::Handle> {
+    let g = cfg.ingress.clone()?;
+    keel_gateway::start(client.clone(), g, node_ip.to_string())
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "ingress gateway not started"))
+        .ok()
+}
+
 /// Joins the cluster and runs the node until the task is dropped or a
 /// fatal error; pods keep running when the agent stops.
 pub async fn run(cfg: Config) -> Result<(), AgentError> {
@@ -121,6 +136,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     let sctx = streams::Ctx {
         root: cfg.root.clone(),
         exe: cfg.exe.clone(),
+        gateway: start_gateway(&client, &cfg, &node_ip).await,
     };
     streams::start(&client, &cfg.name, &node_ip, sctx).await?;
     proxy::start(&client, &cfg.name);

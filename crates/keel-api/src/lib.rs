@@ -21,6 +21,7 @@ mod handlers;
 mod hpa_v1;
 mod http;
 mod infra_state;
+mod ingress_defaults;
 pub mod managed;
 pub mod metrics;
 mod node_authz;

@@ -11,7 +11,8 @@
 //!   when a pod bound to it references it (volumes, env, envFrom,
 //!   imagePullSecrets, `serviceAccountName`), a persistentVolume only when
 //!   such a claim is bound to it, and request tokens only for such service
-//!   accounts;
+//!   accounts; get a secret an Ingress or Gateway names for TLS (the
+//!   node's ingress gateway serves it);
 //! - create events and certificate signing requests.
 //!
 //! Anything else gets no opinion here and goes on to RBAC (which binds
@@ -253,6 +254,12 @@ async fn referenced(state: &State, node: &str, a: &Attributes) -> bool {
             }
         }
         return false;
+    }
+    // The node's ingress gateway serves the certificates Ingresses name.
+    if a.resource == "secrets"
+        && crate::ingress_defaults::names_tls_secret(state, &a.namespace, &a.name).await
+    {
+        return true;
     }
     node_pods(state, node, Some(&a.namespace))
         .await

@@ -702,7 +702,10 @@ pub(crate) async fn bootstrap(state: &std::sync::Arc<State>) -> Result<(), crate
         (crs, default_cluster_roles()),
         (crbs, default_bindings()),
         (pcs, crate::admission::system_priority_classes()),
-    ] {
+    ]
+    .into_iter()
+    .chain(crate::ingress_defaults::objects())
+    {
         for obj in objs {
             let name = meta_name(&obj);
             if state

@@ -28,6 +28,32 @@ pub struct AgentArgs {
     /// The cluster domain ("" for no cluster DNS: pods get this machine's resolver).
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+    #[command(flatten)]
+    pub ingress: IngressArgs,
+}
+
+/// The node's ingress gateway (`keel agent` and `keel server`'s own node).
+#[derive(Debug, Args)]
+pub struct IngressArgs {
+    /// Port of the ingress gateway's plain HTTP listener.
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    pub ingress_http_port: u16,
+    /// Port of the ingress gateway's HTTPS listener.
+    #[arg(long, value_name = "PORT", default_value_t = 443)]
+    pub ingress_https_port: u16,
+    /// Do not run the ingress gateway (Ingress, `HTTPRoute`) on this node.
+    #[arg(long)]
+    pub disable_ingress: bool,
+}
+
+impl IngressArgs {
+    pub(crate) fn config(&self) -> Option<keel_gateway::Config> {
+        (!self.disable_ingress).then(|| keel_gateway::Config {
+            http_port: self.ingress_http_port,
+            https_port: self.ingress_https_port,
+            ..keel_gateway::Config::default()
+        })
+    }
 }
 
 /// This machine's hostname, lowercased (a node name).
@@ -62,6 +88,7 @@ pub fn run(root: &Path, a: AgentArgs) -> anyhow::Result<ExitCode> {
         exe: exe()?,
         cluster_dns: Some(a.cluster_dns),
         cluster_domain: a.cluster_domain,
+        ingress: a.ingress.config(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -84,6 +84,8 @@ pub struct ServerArgs {
     pub disable_dns: bool,
     #[command(flatten)]
     pub metrics: crate::server_metrics::MetricsArgs,
+    #[command(flatten)]
+    pub ingress: crate::agent::IngressArgs,
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
 }
@@ -241,6 +243,7 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         if let Some(name) = node {
             let mut cfg = own_agent(root, &state_dir, addr, name)?;
             cfg.cluster_domain.clone_from(&args.cluster_domain);
+            cfg.ingress = args.ingress.config();
             if args.disable_dns {
                 // Pods fall back to the node's resolver.
                 cfg.cluster_dns = None;
@@ -293,6 +296,7 @@ fn own_agent(
         // The pod network's gateway: this server answers there.
         cluster_dns: None,
         cluster_domain: keel_dns::DEFAULT_ZONE.into(),
+        ingress: None,
     })
 }
 

@@ -187,6 +187,28 @@ const API_RESOURCES: &[(&str, &str, &str, bool, &str)] = &[
         "IngressClass",
     ),
     ("ingresses", "ing", "networking.k8s.io/v1", true, "Ingress"),
+    // Gateway API, served as CRDs for keel's ingress gateway (keel-gateway).
+    (
+        "gatewayclasses",
+        "gc",
+        "gateway.networking.k8s.io/v1",
+        false,
+        "GatewayClass",
+    ),
+    (
+        "gateways",
+        "gtw",
+        "gateway.networking.k8s.io/v1",
+        true,
+        "Gateway",
+    ),
+    (
+        "httproutes",
+        "",
+        "gateway.networking.k8s.io/v1",
+        true,
+        "HTTPRoute",
+    ),
     (
         "networkpolicies",
         "netpol",
@@ -358,7 +380,10 @@ fn every_kind(s: &KeelServer, k: &Path) {
     assert_eq!(created, got);
     // `kubectl get -o name` prints `kind[.group]/name`.
     for (plural, _, api_version, _, kind) in API_RESOURCES {
-        if matches!(*kind, "Binding" | "ComponentStatus" | "Namespace") || kind.ends_with("Review")
+        // Gateway API's CRDs get their objects in cluster_ingress.
+        if matches!(*kind, "Binding" | "ComponentStatus" | "Namespace")
+            || kind.ends_with("Review")
+            || api_version.starts_with("gateway.networking.k8s.io/")
         {
             continue;
         }

@@ -2,8 +2,9 @@
 //! server uses it: `GET /containerLogs/{ns}/{pod}/{container}` ([`logs`]),
 //! `/exec/{ns}/{pod}/{container}` and `/attach/...` ([`exec`]) upgraded to
 //! WebSocket ([`ws`], `v5`/`v4.channel.k8s.io`) or SPDY/3.1 ([`spdy`]), and
-//! `/portForward/{ns}/{pod}` ([`portforward`]), and `/stats/summary`
-//! ([`stats`]: CPU and memory of the node, its pods and containers).
+//! `/portForward/{ns}/{pod}` ([`portforward`]), `/stats/summary`
+//! ([`stats`]: CPU and memory of the node, its pods and containers) and
+//! `/metrics/gateway` (the ingress gateway's series, Prometheus text).
 //!
 //! Only the API server talks to it: HTTPS where the client must present a
 //! certificate chaining to the cluster CA (`<root>/agent/ca.crt`) whose CN
@@ -53,6 +54,8 @@ pub(crate) type Body = BoxBody<Bytes, Infallible>;
 pub(crate) struct Ctx {
     pub root: PathBuf,
     pub exe: PathBuf,
+    /// The ingress gateway's metrics (`/metrics/gateway`).
+    pub gateway: Option<keel_gateway::Handle>,
 }
 
 pub(crate) fn text(code: u16, s: impl Into<String>) -> Response<Body> {
@@ -199,6 +202,10 @@ async fn route(
         ["portForward", ns, pod] => portforward::serve(&ctx, ns, pod, req).await,
         ["stats", "summary"] => json_response(&stats.0.summary(&stats.1)),
         ["healthz"] => text(200, "ok"),
+        ["metrics", "gateway"] => match &ctx.gateway {
+            Some(m) => text(200, m.render()),
+            None => text(404, "the ingress gateway is not running on this node"),
+        },
         _ => text(404, "404 page not found"),
     }
 }
