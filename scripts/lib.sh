@@ -23,6 +23,7 @@ KEEL_PACKAGES=(
   git                                            # keel ci: checkout from the local repository; test repositories
   flake8 python3-pytest                          # keel ci's example pipeline (examples/pipeline): lint and unit tests
   dnsmasq-base                                   # peer of keel's cluster DNS in scripts/bench-dns.sh
+  wrk nginx                                      # pod network benchmark (scripts/bench-podnet.sh)
 )
 
 # Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.

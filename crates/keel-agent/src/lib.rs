@@ -30,7 +30,9 @@
 pub mod dns;
 mod events;
 pub mod join;
+mod netpol;
 mod node;
+mod overlay;
 mod pods;
 pub mod podspec;
 mod probe;
@@ -78,6 +80,8 @@ pub struct Config {
     /// The cluster domain (`cluster.local`); empty: no cluster DNS, pods
     /// get the node's resolver.
     pub cluster_domain: String,
+    /// How other nodes' podCIDRs are reached (flannel's `vxlan` or `host-gw`).
+    pub pod_network: keel_net::vxlan::Backend,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,10 +126,11 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     };
     streams::start(&client, &cfg.name, &node_ip, sctx).await?;
     let cidr = node::await_pod_cidr(&client, &cfg.name).await?;
+    let pod_mtu = overlay::start(&client, &cfg.name, &node_ip, &cidr, cfg.pod_network).await?;
     let root = cfg.root.clone();
     let exe = cfg.exe.clone();
     let gateway = tokio::task::spawn_blocking(move || {
-        let gw = runtime::ensure_network(&root, &cidr)?;
+        let gw = runtime::ensure_network(&root, &cidr, pod_mtu)?;
         runtime::ensure_image(&root, &exe, runtime::PAUSE_IMAGE)?;
         Ok::<_, AgentError>(gw)
     })
@@ -154,5 +159,6 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         exe: cfg.exe.clone(),
         dns,
     });
+    netpol::spawn(ctx.client.clone(), cfg.name.clone());
     pods::run(ctx).await
 }

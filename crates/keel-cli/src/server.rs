@@ -276,6 +276,7 @@ fn own_agent(
         // The pod network's gateway: this server answers there.
         cluster_dns: None,
         cluster_domain: keel_dns::DEFAULT_ZONE.into(),
+        pod_network: keel_net::vxlan::Backend::default(),
     })
 }
 
