@@ -25,7 +25,7 @@ KEEL_PACKAGES=(
   dnsmasq-base                                   # peer of keel's cluster DNS in scripts/bench-dns.sh
   nftables wrk                                   # keel's service proxy (nft); ClusterIP throughput in scripts/bench-services.sh
   prometheus                                     # peer of keel-metrics: answers compared in tests, scripts/bench-promql.sh
-  nginx                                          # peer of keel-gateway in scripts/bench-gateway.sh (wrk: above)
+  nginx                                          # peers: keel-gateway (bench-gateway.sh); wrk also drives bench-podnet.sh
 )
 
 # Install whatever of KEEL_PACKAGES is missing. Fails loudly if apt-get cannot.

@@ -31,12 +31,15 @@ pub mod dns;
 mod events;
 mod grpc_probe;
 pub mod join;
+mod netpol;
 mod node;
+mod overlay;
 mod pods;
 pub mod podspec;
 mod probe;
 mod proxy;
 mod runtime;
+mod shutdown;
 pub mod streams;
 
 use std::path::PathBuf;
@@ -82,6 +85,8 @@ pub struct Config {
     pub cluster_domain: String,
     /// The ingress gateway (keel-gateway) on the node's ports; `None`: off.
     pub ingress: Option<keel_gateway::Config>,
+    /// How other nodes' podCIDRs are reached (flannel's `vxlan` or `host-gw`).
+    pub pod_network: keel_net::vxlan::Backend,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,10 +146,11 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     streams::start(&client, &cfg.name, &node_ip, sctx).await?;
     proxy::start(&client, &cfg.name);
     let cidr = node::await_pod_cidr(&client, &cfg.name).await?;
+    let pod_mtu = overlay::start(&client, &cfg.name, &node_ip, &cidr, cfg.pod_network).await?;
     let root = cfg.root.clone();
     let exe = cfg.exe.clone();
     let gateway = tokio::task::spawn_blocking(move || {
-        let gw = runtime::ensure_network(&root, &cidr)?;
+        let gw = runtime::ensure_network(&root, &cidr, pod_mtu)?;
         runtime::ensure_image(&root, &exe, runtime::PAUSE_IMAGE, None)?;
         Ok::<_, AgentError>(gw)
     })
@@ -173,5 +179,6 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         exe: cfg.exe.clone(),
         dns,
     });
+    netpol::spawn(ctx.client.clone(), cfg.name.clone());
     pods::run(ctx).await
 }

@@ -193,25 +193,13 @@ pub fn start(client: &kube::Client, node: &str) {
             }
         }
     });
-    tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+    crate::shutdown::on_stop(move || async move {
         let (done_tx, done_rx) = mpsc::channel();
         if tx.send(Msg::Cleanup(done_tx)).is_ok() {
             let _ =
                 tokio::task::spawn_blocking(move || done_rx.recv_timeout(Duration::from_secs(5)))
                     .await;
         }
-        tracing::info!("stopped with cleanup");
-        std::process::exit(0);
     });
 }
 

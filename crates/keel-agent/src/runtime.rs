@@ -15,19 +15,34 @@ use crate::AgentError;
 /// running `sleep` as Kubernetes' pause container does nothing.
 pub const PAUSE_IMAGE: &str = "busybox:latest";
 
-/// The pod network bridge on `cidr`, created (or re-created when the node's
-/// podCIDR changed and no pod uses it).
+/// The pod network bridge on `cidr` with pods' interfaces at `mtu` (`None`:
+/// the kernel's default), created
+/// (or re-created when the node's podCIDR or the MTU changed and no pod uses it).
 /// Returns the network's gateway (the node's address on it).
-pub fn ensure_network(root: &Path, cidr: &str) -> Result<Option<std::net::Ipv4Addr>, AgentError> {
+pub fn ensure_network(
+    root: &Path,
+    cidr: &str,
+    mtu: Option<u32>,
+) -> Result<Option<std::net::Ipv4Addr>, AgentError> {
+    const OPT_MTU: &str = "com.docker.network.driver.mtu";
     let nets = keel_net::Networks::open(root).map_err(|e| AgentError::Network(e.to_string()))?;
+    let mtu = mtu.map(|m| m.to_string());
     if let Ok(n) = nets.inspect(crate::POD_NETWORK) {
-        if n.subnet.as_deref() == Some(cidr) {
+        // A pod still on it keeps it: its MTU changes with the next restart.
+        if n.subnet.as_deref() == Some(cidr)
+            && (n.options.get(OPT_MTU) == mtu.as_ref() || !n.containers.is_empty())
+        {
             return Ok(n.gateway);
         }
         nets.remove(crate::POD_NETWORK)
             .map_err(|e| AgentError::Network(e.to_string()))?;
     }
-    nets.create(crate::POD_NETWORK, Some(cidr)).map_err(|e| {
+    let opts = keel_net::NetworkOptions {
+        subnet: Some(cidr.to_string()),
+        options: mtu.map(|m| (OPT_MTU.to_string(), m)).into_iter().collect(),
+        ..keel_net::NetworkOptions::default()
+    };
+    nets.create_with(crate::POD_NETWORK, &opts).map_err(|e| {
         AgentError::Network(format!("create {} on {cidr}: {e}", crate::POD_NETWORK))
     })?;
     Ok(nets

@@ -2,7 +2,8 @@
 //! them for kubelets: a node credential (`system:node:<name>` in
 //! `system:nodes`) may
 //!
-//! - read nodes, pods, services, endpoints (the kubelet's `NodeRules`);
+//! - read nodes, pods, services, endpoints (the kubelet's `NodeRules`),
+//!   namespaces and networkpolicies (the agent enforces `NetworkPolicy`);
 //!   create its Node, update and patch only its own (and its status);
 //! - read and write only its own Lease in `kube-node-lease`;
 //! - write the status of, evict and delete only pods bound to it, and create
@@ -108,8 +109,12 @@ fn rule(node: &str, a: &Attributes) -> Rule {
         ("" | "events.k8s.io", "events", "") if any(v, &["create", "update", "patch"]) => {
             Rule::Allow
         }
-        ("", "services" | "endpoints", "")
+        // namespaces and networkpolicies: the agent's NetworkPolicy
+        // enforcement (what kube-router does in k3s's agents) needs every
+        // policy and the namespaces' labels.
+        ("", "services" | "endpoints" | "namespaces", "")
         | ("discovery.k8s.io", "endpointslices", "")
+        | ("networking.k8s.io", "networkpolicies", "")
         | ("node.k8s.io", "runtimeclasses", "")
         | ("storage.k8s.io", "csidrivers" | "storageclasses", "")
             if any(v, READ) =>
@@ -386,6 +391,20 @@ mod tests {
         ));
         assert!(matches!(
             r("get", "deployments", "", "default", "d"),
+            Rule::NoOpinion(_)
+        ));
+        // NetworkPolicy enforcement reads policies and namespaces, never writes.
+        let np = |v| {
+            rule(
+                "a",
+                &a(v, "networking.k8s.io", "networkpolicies", "", "", ""),
+            )
+        };
+        assert_eq!(np("watch"), Rule::Allow);
+        assert!(matches!(np("create"), Rule::NoOpinion(_)));
+        assert_eq!(r("list", "namespaces", "", "", ""), Rule::Allow);
+        assert!(matches!(
+            r("delete", "namespaces", "", "", "x"),
             Rule::NoOpinion(_)
         ));
     }

@@ -28,6 +28,11 @@ pub struct AgentArgs {
     /// The cluster domain ("" for no cluster DNS: pods get this machine's resolver).
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// How pods reach pods on other nodes: `vxlan` (an overlay, any
+    /// network between nodes) or `host-gw` (routes via the nodes'
+    /// addresses; the nodes must share a link). Every node must use the same.
+    #[arg(long, value_name = "BACKEND", default_value = "vxlan")]
+    pub flannel_backend: keel_net::vxlan::Backend,
     #[command(flatten)]
     pub ingress: IngressArgs,
 }
@@ -88,6 +93,7 @@ pub fn run(root: &Path, a: AgentArgs) -> anyhow::Result<ExitCode> {
         exe: exe()?,
         cluster_dns: Some(a.cluster_dns),
         cluster_domain: a.cluster_domain,
+        pod_network: a.flannel_backend,
         ingress: a.ingress.config(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -297,6 +297,7 @@ fn own_agent(
         cluster_dns: None,
         cluster_domain: keel_dns::DEFAULT_ZONE.into(),
         ingress: None,
+        pod_network: keel_net::vxlan::Backend::default(),
     })
 }
 

@@ -135,4 +135,7 @@ pub enum NetError {
     /// The runtime has no network driver (keel-net's state cannot be opened).
     #[error("network {network} is unavailable: {reason}")]
     Unavailable { network: String, reason: String },
+    /// The pod network across nodes (vxlan, routes, neighbours, FDB).
+    #[error("pod network: {0}")]
+    Overlay(String),
 }

@@ -29,6 +29,9 @@ pub struct VethSpec {
     pub ifname: String,
     /// Only the container's first network carries its default route.
     pub default_route: bool,
+    /// Both ends' MTU (`None`: the kernel's default); the pod network's is
+    /// the link's less the VXLAN overhead.
+    pub mtu: Option<u32>,
 }
 
 /// One macvlan or ipvlan link to create on `parent`, directly inside the
@@ -121,7 +124,7 @@ pub trait Kernel: Send + Sync {
 pub struct HostKernel;
 
 /// Runs `prog args` with `stdin`, returning stdout or the trimmed stderr.
-fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+pub(crate) fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -176,7 +179,7 @@ fn ip_batch_in(netns: &Path, batch: String) -> Result<(), String> {
 /// Whether a link exists in the calling thread's network namespace: one
 /// SIOCGIFINDEX ioctl instead of spawning `ip` (sysfs would show the namespace
 /// it was mounted in, not necessarily ours).
-fn link_exists(name: &str) -> bool {
+pub(crate) fn link_exists(name: &str) -> bool {
     use rustix::net::{AddressFamily, SocketType, netdevice, socket};
     socket(AddressFamily::INET, SocketType::DGRAM, None)
         .and_then(|s| netdevice::name_to_index(&s, name))
@@ -248,7 +251,7 @@ fn iptables_restore(script: &str) -> Result<(), NetError> {
         .map_err(NetError::Iptables)
 }
 
-fn iptables_save() -> Result<String, NetError> {
+pub(crate) fn iptables_save() -> Result<String, NetError> {
     run("iptables-save", &[], None).map_err(NetError::Iptables)
 }
 
@@ -330,8 +333,9 @@ impl Kernel for HostKernel {
                 reason: format!("unsupported character in namespace path {ns:?}"),
             });
         }
+        let mtu = s.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
         let host = format!(
-            "link add {h} type veth peer name {ifname} address {mac} netns \"{ns}\"\n\
+            "link add {h}{mtu} type veth peer name {ifname}{mtu} address {mac} netns \"{ns}\"\n\
              link set dev {h} master {br} up\n\
              link set dev {h} type bridge_slave hairpin on\n",
             h = s.host_if,

@@ -21,14 +21,17 @@
 //! removing the namespace). `host` and `none` never reach keel-net. Tests
 //! with a temporary root call [`Networks::release_idle`] before deleting it.
 
+mod chains;
 mod error;
 mod hosts;
 mod ipam;
 mod kernel;
+pub mod netpol;
 mod ports;
 pub mod proxy;
 mod rules;
 mod state;
+pub mod vxlan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -37,6 +40,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+pub use chains::{Chains, HostChains};
 pub use error::NetError;
 pub use hosts::{
     DnsConfig, ExtraHost, HOST_GATEWAY, parse_extra_host, render_hosts, render_hosts_with,
@@ -45,7 +49,9 @@ pub use hosts::{
 pub use kernel::{HostKernel, Kernel, Rule, SublinkSpec, VethSpec};
 pub use ports::{PortMapping, Protocol, parse_port_spec};
 use rules::{network_rules, port_rules, ports_clash, tag_container, tag_network};
-use state::{Endpoint, NetRecord, OPT_MASQUERADE, State, eth0, now, random_hex, valid_name};
+use state::{
+    Endpoint, NetRecord, OPT_MASQUERADE, OPT_MTU, State, eth0, now, random_hex, valid_name,
+};
 
 /// What `keel network create` asks for, Docker's flags one for one; the
 /// default is a bridge on the next free subnet of Docker's pools.
@@ -64,13 +70,15 @@ pub struct NetworkOptions {
     pub ipv6: bool,
     pub labels: BTreeMap<String, String>,
     /// `-o KEY=VALUE`: `parent`, `macvlan_mode`, `ipvlan_mode`,
-    /// `com.docker.network.bridge.enable_ip_masquerade`.
+    /// `com.docker.network.bridge.enable_ip_masquerade`,
+    /// `com.docker.network.driver.mtu`.
     pub options: BTreeMap<String, String>,
 }
 
 /// The options each driver takes, as `(key, allowed values)`; empty: any value.
 const DRIVER_OPTIONS: &[(&str, &str, &[&str])] = &[
     ("bridge", OPT_MASQUERADE, &["true", "false"]),
+    ("bridge", OPT_MTU, &[]),
     ("macvlan", "parent", &[]),
     (
         "macvlan",
@@ -368,6 +376,9 @@ impl Networks {
                     "option {k}={v}: expected one of {}",
                     allowed.join(", ")
                 ));
+            }
+            if k == OPT_MTU && !v.parse::<u32>().is_ok_and(|m| (68..=65535).contains(&m)) {
+                return bad(format!("option {k}={v}: expected an MTU from 68 to 65535"));
             }
         }
         if o.subnet.is_none()
@@ -938,6 +949,7 @@ impl Networks {
             ifname: ep.ifname.clone(),
             // Docker's internal networks give containers no way out, not even a route.
             default_route: primary && !net.internal,
+            mtu: net.options.get(OPT_MTU).and_then(|m| m.parse().ok()),
         };
         if ep.ports.is_empty() {
             return self.kernel.add_veth(&spec);

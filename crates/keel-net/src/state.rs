@@ -55,6 +55,8 @@ pub(crate) struct NetRecord {
 
 /// docker's option that turns outbound NAT off on a bridge network.
 pub(crate) const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+/// docker's option for the MTU of containers' interfaces on a network.
+pub(crate) const OPT_MTU: &str = "com.docker.network.driver.mtu";
 
 impl NetRecord {
     /// The gateway containers route through: `--gateway` or the subnet's first host.

@@ -654,7 +654,12 @@ fn create_refuses_what_docker_refuses() {
     assert!(e.contains("IPv6"), "{e}");
     let e = err(opts(|o| {
         o.options
-            .insert("com.docker.network.driver.mtu".into(), "1400".into());
+            .insert("com.docker.network.driver.mtu".into(), "9x".into());
+    }));
+    assert!(e.contains("expected an MTU from 68 to 65535"), "{e}");
+    let e = err(opts(|o| {
+        o.options
+            .insert("com.docker.network.bogus".into(), "1".into());
     }));
     assert!(e.contains("not supported on bridge networks"), "{e}");
     let e = err(opts(|o| o.driver = "macvlan".into()));
