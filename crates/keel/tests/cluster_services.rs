@@ -372,7 +372,6 @@ fn scaling_under_continuous_requests_loses_none() {
 /// Endpoints on another node: needs the VXLAN overlay between node hosts
 /// (issue 21's pod network), enabled once it is merged.
 #[test]
-#[ignore = "needs the cross-node pod network (VXLAN overlay)"]
 fn cross_node_endpoints_are_reached_through_cluster_ip_and_node_port() {
     let c = Cluster::start(2);
     // The pods on node-1, the client on node-0.
