@@ -270,8 +270,13 @@ pub fn build(root: &Path, a: BuildArgs) -> anyhow::Result<ExitCode> {
         _ => "missing",
     };
     for base in base_images(&dockerfile, &build_args) {
-        crate::image::pull_for_run(root, &base, policy)
-            .with_context(|| format!("base image {base}"))?;
+        let pulled = crate::image::pull_for_run(root, &base, policy, false);
+        if policy == "always" {
+            pulled.with_context(|| format!("base image {base}"))?;
+        }
+        // `missing`: a base that could not be pulled is reported by the
+        // build at its FROM line, with the hint to pull it (which shows
+        // the registry's answer).
     }
     let labels: BTreeMap<String, String> = a
         .label

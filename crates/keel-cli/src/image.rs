@@ -776,15 +776,21 @@ pub fn import(root: &Path, a: ImportArgs) -> anyhow::Result<ExitCode> {
 
 /// `run/create --pull` and `build --pull`: `always` pulls, `missing`
 /// (docker's default) pulls an image the store lacks, `never` uses the
-/// store only.
-pub(crate) fn pull_for_run(root: &Path, image: &str, policy: &str) -> anyhow::Result<()> {
+/// store only. `announce`: say so before pulling a missing image, as
+/// `docker run` does.
+pub(crate) fn pull_for_run(
+    root: &Path,
+    image: &str,
+    policy: &str,
+    announce: bool,
+) -> anyhow::Result<()> {
     let store = open_store(root)?;
     let present = store.resolve(image).is_ok();
     if policy == "never" || (policy == "missing" && present) {
         return Ok(());
     }
     let r = Reference::parse(image).map_err(hinted)?;
-    if !present {
+    if !present && announce {
         eprintln!("Unable to find image '{}' locally", r.familiar());
     }
     let opts = RegistryOptions {

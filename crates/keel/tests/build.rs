@@ -438,7 +438,9 @@ fn bad_input_fails_with_position_and_hint() {
         ("unknown_stage", "FROM busybox\nCOPY --from=nosuch /a /a\n"),
         ("missing_source", "FROM busybox\nCOPY missing.txt /m\n"),
         ("outside_context", "FROM busybox\nCOPY ../etc/passwd /p\n"),
-        ("missing_base", "FROM nosuchimage:1\nRUN true\n"),
+        // On a closed loopback port: the default `--pull missing` tries
+        // it, and the build still reports the base at its FROM line.
+        ("missing_base", "FROM 127.0.0.1:9/nosuchimage:1\nRUN true\n"),
         (
             "run_fails",
             "FROM busybox\nRUN echo first; echo boom >&2; exit 3\n",

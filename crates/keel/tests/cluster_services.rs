@@ -369,8 +369,8 @@ fn scaling_under_continuous_requests_loses_none() {
     });
 }
 
-/// Endpoints on another node: needs the VXLAN overlay between node hosts
-/// (issue 21's pod network), enabled once it is merged.
+/// Endpoints on another node, reached over the VXLAN overlay between node
+/// hosts (issue 21's pod network).
 #[test]
 fn cross_node_endpoints_are_reached_through_cluster_ip_and_node_port() {
     let c = Cluster::start(2);

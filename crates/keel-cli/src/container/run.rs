@@ -27,7 +27,7 @@ fn do_create(root: &Path, f: &CreateFlags) -> anyhow::Result<ContainerConfig> {
     }
     // docker's default: pull an image the store lacks.
     let policy = f.pull.as_deref().unwrap_or("missing");
-    if let Err(e) = crate::image::pull_for_run(root, &f.image, policy) {
+    if let Err(e) = crate::image::pull_for_run(root, &f.image, policy, true) {
         if f.pull.is_some() {
             return Err(e);
         }
