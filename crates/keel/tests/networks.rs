@@ -222,7 +222,7 @@ fn network_commands() {
             "network",
             "create",
             "-o",
-            "com.docker.network.driver.mtu=1400",
+            "com.docker.network.bridge.enable_icc=false",
             "x"
         ])
     );
