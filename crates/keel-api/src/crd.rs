@@ -817,7 +817,7 @@ async fn sync(state: &Arc<State>) -> Result<i64, crate::http::Fail> {
         )
         .await;
         match res {
-            Ok(_) => tracing::info!(crd = name, "established"),
+            Ok(_) => tracing::debug!(crd = name, "established"),
             Err(f) if f.code == 404 => {}
             Err(f) => return Err(f),
         }
