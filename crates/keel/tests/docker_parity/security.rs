@@ -210,7 +210,10 @@ fn devices_namespaces_and_cpu_placement() {
         &out(125, ""),
         "docker refuses a non-shareable IPC donor; podman 4.3 joins it",
     );
-    p.same(&["rm", "-f", "donor", "private"]);
+    // One at a time: podman removes several in parallel and prints them
+    // as they finish (docker, and keel, in the order given).
+    p.same(&["rm", "-f", "donor"]);
+    p.same(&["rm", "-f", "private"]);
 
     // CPU weight and placement.
     run_sh(
