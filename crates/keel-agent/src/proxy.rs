@@ -260,10 +260,10 @@ fn kernel_loop(
                 Err(e) => tracing::warn!(error = %e, "service rules not applied"),
             }
         }
-        for (k, r) in ones {
-            if let Err(e) = proxy.update(&k, r) {
-                tracing::warn!(service = k, error = %e, "service rules not applied");
-            }
+        // A burst is one transaction (one `nft` run), not one per Service.
+        let n = ones.len();
+        if let Err(e) = proxy.update_many(ones) {
+            tracing::warn!(services = n, error = %e, "service rules not applied");
         }
     }
 }

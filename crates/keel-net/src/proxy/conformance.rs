@@ -221,6 +221,20 @@ fn suite<B: Backend>(tag: &str, backend: B, leftovers: fn(&str) -> String) {
     // Endpoints come to the empty one.
     p.update("t/empty", Some(rules(&empty, &EPS[..1]))).unwrap();
     assert_eq!(answers("10.43.0.21:80", 5), set([EPS[0]]), "{tag}");
+    // A burst: several Services in one go.
+    let burst = BTreeMap::from([
+        ("t/web".to_string(), Some(rules(&web, &EPS[..1]))),
+        ("t/sticky".to_string(), Some(rules(&sticky, &EPS[2..]))),
+        ("t/empty".to_string(), Some(rules(&empty, &[]))),
+    ]);
+    p.update_many(burst).unwrap();
+    assert_eq!(answers("10.43.0.20:80", 10), set([EPS[0]]), "{tag}");
+    assert_eq!(answers("10.43.0.22:80", 10), set([EPS[2]]), "{tag}");
+    assert_eq!(
+        get("10.43.0.21:80"),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "{tag}"
+    );
     // Deleted: no longer sent anywhere.
     p.update("t/web", None).unwrap();
     assert!(get("10.43.0.20:80").is_err(), "{tag}");

@@ -285,9 +285,19 @@ pub trait Backend: Send {
         old: Option<&ServiceRules>,
         new: Option<&ServiceRules>,
     ) -> Result<(), ProxyError>;
+    /// Several Services at once (a burst of changes); backends that can
+    /// make it one transaction do.
+    fn update_many(&mut self, table: &str, changes: &[Change<'_>]) -> Result<(), ProxyError> {
+        changes
+            .iter()
+            .try_for_each(|(old, new)| self.update(table, *old, *new))
+    }
     /// Removes everything of `table` (absent is fine).
     fn cleanup(&mut self, table: &str) -> Result<(), ProxyError>;
 }
+
+/// One Service's rules before and after.
+pub type Change<'a> = (Option<&'a ServiceRules>, Option<&'a ServiceRules>);
 
 impl<B: Backend + ?Sized> Backend for Box<B> {
     fn name(&self) -> &'static str {
@@ -307,6 +317,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
         new: Option<&ServiceRules>,
     ) -> Result<(), ProxyError> {
         (**self).update(table, old, new)
+    }
+    fn update_many(&mut self, table: &str, changes: &[Change<'_>]) -> Result<(), ProxyError> {
+        (**self).update_many(table, changes)
     }
     fn cleanup(&mut self, table: &str) -> Result<(), ProxyError> {
         (**self).cleanup(table)
@@ -341,6 +354,18 @@ impl<N: Nft> Backend for Nftables<N> {
         new: Option<&ServiceRules>,
     ) -> Result<(), ProxyError> {
         self.0.apply(&update_script(table, old, new))
+    }
+    /// One `nft` run and one transaction for all of them: the cost of an
+    /// `nft` run is mostly reading the table into its cache, not the change.
+    fn update_many(&mut self, table: &str, changes: &[Change<'_>]) -> Result<(), ProxyError> {
+        let script: String = changes
+            .iter()
+            .map(|(old, new)| update_script(table, *old, *new))
+            .collect();
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.0.apply(&script)
     }
     fn cleanup(&mut self, table: &str) -> Result<(), ProxyError> {
         self.0.apply(&cleanup_script(table))
@@ -486,6 +511,44 @@ impl<B: Backend> Proxy<B> {
                 };
                 self.sync_all(all).map_err(|_| e)
             }
+        }
+    }
+
+    /// Brings several Services to their new rules (`None`: gone) at once,
+    /// skipping those that did not change; after a failure, rebuilds the
+    /// table.
+    pub fn update_many(
+        &mut self,
+        changes: BTreeMap<String, Option<ServiceRules>>,
+    ) -> Result<(), ProxyError> {
+        let changes: Vec<(String, Option<ServiceRules>)> = changes
+            .into_iter()
+            .filter(|(k, new)| !self.ready || self.applied.get(k) != new.as_ref())
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut all = self.applied.clone();
+        for (k, new) in &changes {
+            match new {
+                Some(n) => all.insert(k.clone(), n.clone()),
+                None => all.remove(k),
+            };
+        }
+        if !self.ready {
+            return self.sync_all(all);
+        }
+        let pairs: Vec<Change<'_>> = changes
+            .iter()
+            .map(|(k, new)| (self.applied.get(k), new.as_ref()))
+            .collect();
+        match self.backend.update_many(&self.table, &pairs) {
+            Ok(()) => {
+                self.applied = all;
+                Ok(())
+            }
+            // The kernel's state is unknown: rebuild it whole.
+            Err(e) => self.sync_all(all).map_err(|_| e),
         }
     }
 

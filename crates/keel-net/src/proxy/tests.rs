@@ -221,6 +221,51 @@ fn a_failed_update_rebuilds_the_table() {
 }
 
 #[test]
+fn a_burst_of_changes_is_one_transaction() {
+    let mut p = Proxy::new(Nftables(FakeNft::default()), "t".into());
+    let mut all = BTreeMap::new();
+    for i in 0..5 {
+        let r = rules(&format!("s{i}"), &format!("10.43.1.{i}"), &["10.42.0.9"]);
+        all.insert(r.key.clone(), r);
+    }
+    p.sync_all(all.clone()).unwrap();
+    let mut burst = BTreeMap::new();
+    burst.insert(
+        "default/s1".to_string(),
+        Some(rules("s1", "10.43.1.1", &["10.42.0.10"])),
+    );
+    burst.insert("default/s2".to_string(), None);
+    // Unchanged: left out.
+    burst.insert("default/s3".to_string(), all.get("default/s3").cloned());
+    p.update_many(burst).unwrap();
+    assert_eq!(p.backend().0.scripts.len(), 2);
+    let script = p.backend().0.scripts.last().unwrap();
+    assert!(script.contains("10.42.0.10:8080"), "{script}");
+    assert!(
+        script.contains("delete element ip t services { 10.43.1.2 . tcp . 80 }"),
+        "{script}"
+    );
+    assert!(!script.contains("10.43.1.3 "), "{script}");
+    // Nothing changed: nothing applied.
+    p.update_many(BTreeMap::new()).unwrap();
+    assert_eq!(p.backend().0.scripts.len(), 2);
+    // A refused burst rebuilds the table with the burst in it.
+    p.backend.0.fail = 1;
+    let mut burst = BTreeMap::new();
+    burst.insert("default/s4".to_string(), None);
+    p.update_many(burst).unwrap();
+    let last = p.backend().0.scripts.last().unwrap();
+    assert!(
+        last.starts_with("add table ip t\ndelete table ip t\n"),
+        "{last}"
+    );
+    assert!(
+        !last.contains("10.43.1.4 ") && last.contains("10.43.1.1 "),
+        "{last}"
+    );
+}
+
+#[test]
 fn table_names_are_nft_identifiers() {
     assert_eq!(table_name("node-1.example"), "keel-svc-node_1_example");
 }
