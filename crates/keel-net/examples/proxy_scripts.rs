@@ -104,10 +104,10 @@ fn main() {
     // A burst: 10 Services change at once, as one script (what the agent
     // applies for a coalesced burst) and its reverse.
     let (mut burst, mut burst_back) = (String::new(), String::new());
-    for j in k..(k + 10).min(n) {
+    for (j, old) in all.iter().enumerate().skip(k).take(10) {
         let c = service(j, &eps(j, 1));
-        burst.push_str(&update_script(table, Some(&all[j]), Some(&c)));
-        burst_back.push_str(&update_script(table, Some(&c), Some(&all[j])));
+        burst.push_str(&update_script(table, Some(old), Some(&c)));
+        burst_back.push_str(&update_script(table, Some(&c), Some(old)));
     }
     std::fs::write(dir.join("burst.nft"), burst).expect("write burst.nft");
     std::fs::write(dir.join("burst-back.nft"), burst_back).expect("write burst-back.nft");
