@@ -27,6 +27,12 @@ pub trait Chains: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HostChains;
 
+/// Kernels whose [`Chains`] are the host's iptables: they get
+/// [`HostChains`]' implementation (the pod network's `HostOverlay`).
+pub trait UsesHostChains: Send + Sync {}
+
+impl UsesHostChains for HostChains {}
+
 /// What `iptables-save -t table` says about `chain`: (exists, jump present,
 /// jump is the first rule of `hook`).
 fn inspect(saved: &str, hook: &str, chain: &str) -> (bool, bool, bool) {
@@ -78,7 +84,7 @@ fn save(table: &str) -> Result<String, NetError> {
     iptables_save(t).map_err(NetError::Iptables)
 }
 
-impl Chains for HostChains {
+impl<T: UsesHostChains> Chains for T {
     fn set_chain(
         &self,
         table: &str,
