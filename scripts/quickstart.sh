@@ -424,6 +424,12 @@ HELLO_NP="$(kubectl get svc hello -o jsonpath='{.spec.ports[0].nodePort}')"
 for _ in $(seq 50); do timeout 2 busybox wget -q -O- "http://127.0.0.1:$HELLO_NP/" >/dev/null 2>&1 && break; sleep 0.2; done
 http_get "http://127.0.0.1:$HELLO_NP/"
 nft list map ip keel-svc-quickstart services
+# Node ports are allocated against the Services that exist (also after a
+# server restart): another Service asking for this one is refused.
+if kubectl create service nodeport taken --tcp=80:8080 --node-port="$HELLO_NP" 2>"$APP_DIR/taken.err"; then
+  echo "node port $HELLO_NP handed out twice" >&2; exit 1
+fi
+cat "$APP_DIR/taken.err"
 
 step "resource metrics and autoscaling: kubectl top, kubectl autoscale, kubectl get hpa"
 kubectl set resources deployment hello --requests=cpu=50m

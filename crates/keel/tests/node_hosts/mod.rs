@@ -57,6 +57,8 @@ pub struct NodeHost {
     pub agent: Option<Child>,
     /// Other processes started in the namespace (killed on drop).
     pub extra: Vec<Child>,
+    /// Environment of the agent (say, `KEEL_PROXY_BACKEND`).
+    pub agent_env: Vec<(String, String)>,
 }
 
 /// A /30 of 172.31.0.0/16 no interface of this host has yet: `(host, node)`.
@@ -92,6 +94,7 @@ impl NodeHost {
             root: tempfile::tempdir().unwrap(),
             agent: None,
             extra: Vec::new(),
+            agent_env: Vec::new(),
         };
         must(&["ip", "netns", "add", &ns]);
         must(&[
@@ -173,6 +176,7 @@ impl NodeHost {
             .args([
                 "agent", "--server", server, "--token", token, "--name", name,
             ])
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -286,7 +290,18 @@ impl Cluster {
     /// The server listens on the host side of the first node's veth; the
     /// others reach it through their own veth (the host routes between).
     pub fn start(n: usize) -> Self {
-        let nodes: Vec<NodeHost> = (0..n).map(|_| NodeHost::create()).collect();
+        Self::start_with_agent_env(n, &[])
+    }
+
+    /// [`Cluster::start`] with `env` in every agent's environment.
+    pub fn start_with_agent_env(n: usize, env: &[(&str, &str)]) -> Self {
+        let mut nodes: Vec<NodeHost> = (0..n).map(|_| NodeHost::create()).collect();
+        for h in &mut nodes {
+            h.agent_env = env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect();
+        }
         let server = KeelServer::start_on(&nodes[0].host_ip);
         let token = must(&[
             keel(),
