@@ -440,6 +440,24 @@ kubectl top node
 kubectl autoscale deployment hello --cpu-percent=50 --min=1 --max=3
 for _ in $(seq 150); do kubectl get hpa hello -o jsonpath='{.status.currentMetrics}' | grep -q cpu && break; sleep 0.2; done
 kubectl get hpa hello
+# Requests per second from the gateways keel server scrapes (a Pods metric, no adapter to install).
+kubectl delete hpa hello
+kubectl apply -f - <<'YAML'
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hello}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: hello}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: keel_gateway_requests_per_second}
+      target: {type: AverageValue, averageValue: "10"}
+YAML
+for _ in $(seq 100); do kubectl get hpa hello -o jsonpath='{.status.conditions}' | grep -q ScalingActive && break; sleep 0.2; done
+kubectl get hpa hello -o jsonpath='{.status.conditions[?(@.type=="ScalingActive")].message}{"\n"}'
 node_down   # SIGTERM: the agent removes its table
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 

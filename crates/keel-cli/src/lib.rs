@@ -36,6 +36,7 @@ mod progress;
 pub mod server;
 mod server_dns;
 mod server_metrics;
+mod server_metrics_hpa;
 mod system;
 mod template;
 
