@@ -67,7 +67,7 @@ pub(super) fn spec_or_labels(
 }
 
 /// Prints reconciler events on stderr the way docker compose does without a terminal.
-fn print_event(e: Event) {
+pub(super) fn print_event(e: Event) {
     match e {
         Event::Progress { kind, name, status } => eprintln!(" {kind} {name}  {status}"),
         Event::Warning(w) => eprintln!("WARN[0000] {w}"),
@@ -100,7 +100,7 @@ fn reconcile_error(e: ReconcileError) -> anyhow::Error {
     }
 }
 
-fn with_reconciler<T>(
+pub(super) fn with_reconciler<T>(
     p: &ProjectSpec,
     e: &KeelEngine,
     f: impl FnOnce(&mut Reconciler<'_>) -> Result<T, ReconcileError>,
