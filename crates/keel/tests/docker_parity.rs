@@ -16,6 +16,8 @@ use common::{Keel, Podman};
 
 #[path = "docker_parity/attach.rs"]
 mod attach;
+#[path = "docker_parity/cp_follow.rs"]
+mod cp_follow;
 #[path = "docker_parity/ps_ports_labels.rs"]
 mod ps_ports_labels;
 #[path = "docker_parity/pull_label.rs"]
