@@ -14,6 +14,8 @@ use std::process::{Command, Output, Stdio};
 
 use common::{Keel, Podman};
 
+#[path = "docker_parity/argv_order.rs"]
+mod argv_order;
 #[path = "docker_parity/attach.rs"]
 mod attach;
 #[path = "docker_parity/cp_follow.rs"]
