@@ -363,12 +363,18 @@ impl Template {
 /// uses it: each tab-terminated cell padded to its column's widest cell plus
 /// three, at least ten; a line's last cell is not aligned.
 fn tabwriter(text: &str) -> String {
+    tabwriter_min(text, 10)
+}
+
+/// [`tabwriter`] with another minimum cell width (docker compose's tables
+/// use `tabwriter.NewWriter(w, 20, 1, 3, ' ', 0)`).
+pub(crate) fn tabwriter_min(text: &str, min: usize) -> String {
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<usize> = Vec::new();
     for cells in &lines {
         for (i, c) in cells.iter().enumerate().take(cells.len().saturating_sub(1)) {
             if widths.len() <= i {
-                widths.push(10);
+                widths.push(min);
             }
             widths[i] = widths[i].max(c.chars().count() + 3);
         }

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::ComposeArgs;
 use super::engine::KeelEngine;
 use super::ops::{print_event, selected, spec_or_labels, with_reconciler};
-use crate::output::{ago, human_size, table};
+use crate::output::{ago, human_size};
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
@@ -311,21 +311,22 @@ pub fn images(root: &Path, args: &ComposeArgs, a: &ImagesArgs) -> anyhow::Result
     } else if a.format == ImagesFormat::Json {
         println!("{}", serde_json::Value::Array(objs));
     } else {
-        print!(
-            "{}",
-            table(
-                &[
-                    "CONTAINER",
-                    "REPOSITORY",
-                    "TAG",
-                    "PLATFORM",
-                    "IMAGE ID",
-                    "SIZE",
-                    "CREATED"
-                ],
-                &rows
-            )
-        );
+        let mut text = [
+            "CONTAINER",
+            "REPOSITORY",
+            "TAG",
+            "PLATFORM",
+            "IMAGE ID",
+            "SIZE",
+            "CREATED",
+        ]
+        .join("\t");
+        text.push('\n');
+        for r in rows {
+            text.push_str(&r.join("\t"));
+            text.push('\n');
+        }
+        print!("{}", crate::template::tabwriter_min(&text, 20));
     }
     Ok(ExitCode::SUCCESS)
 }

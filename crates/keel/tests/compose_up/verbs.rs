@@ -56,6 +56,11 @@ fn images_wait_pause_cp_scale_and_rm_act_on_the_service_containers() {
         ],
         "{table}"
     );
+    // compose's tabwriter: cells at least 20 wide.
+    assert!(
+        table.contains("REPOSITORY          TAG                 PLATFORM"),
+        "{table}"
+    );
     assert_eq!(rows.len(), 3, "{table}");
     assert_eq!(rows[1][0], job1, "{table}");
     assert_eq!(
