@@ -142,6 +142,9 @@ pub struct UpArgs {
     /// Attach to the log output of the named services' dependencies too.
     #[arg(long)]
     pub attach_dependencies: bool,
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
     /// Stop all containers if any container was stopped.
     #[arg(long, conflicts_with = "detach")]
     pub abort_on_container_exit: bool,

@@ -135,6 +135,7 @@ pub fn up(root: &Path, args: &ComposeArgs, a: &UpArgs) -> anyhow::Result<ExitCod
         timeout: Duration::from_secs(a.wait_timeout),
         stop_timeout: a.timeout,
         start: true,
+        no_deps: a.no_deps,
     };
     with_reconciler(&p, &e, |r| r.up(&opts))?;
     if a.detach || a.wait {

@@ -74,6 +74,9 @@ pub struct ImagesArgs {
 
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
     /// SERVICE=REPLICAS.
     #[arg(required = true, value_parser = super::parse_scale)]
     pub scale: Vec<(String, u32)>,
@@ -341,6 +344,7 @@ pub fn scale(root: &Path, args: &ComposeArgs, a: &ScaleArgs) -> anyhow::Result<E
     let opts = UpOptions {
         services,
         scale: a.scale.iter().cloned().collect(),
+        no_deps: a.no_deps,
         ..UpOptions::default()
     };
     with_reconciler(&p, &e, |r| r.up(&opts))?;

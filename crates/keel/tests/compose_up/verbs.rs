@@ -178,3 +178,24 @@ fn images_wait_pause_cp_scale_and_rm_act_on_the_service_containers() {
     assert_eq!(o.status.code(), Some(4), "{o:?}");
     assert!(p.ids().is_empty(), "{:?}", p.ids());
 }
+
+/// `scale --no-deps` and `up --no-deps`: the named service only; its
+/// stopped dependency stays stopped (it was always started before).
+#[test]
+fn no_deps_leaves_dependencies_alone() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        "services:\n  b:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n  a:\n    image: busybox\n    stop_signal: SIGKILL\n    command: [sleep, '3600']\n    depends_on: [b]\n",
+    );
+    p.ok(&["up", "-d", "--no-deps", "a"]);
+    let names: Vec<String> = p.ids().into_keys().collect();
+    assert_eq!(names, [format!("{}-a-1", p.name)]);
+    p.ok(&["scale", "--no-deps", "a=2"]);
+    assert_eq!(p.ids().len(), 2, "{:?}", p.ids());
+    assert!(!p.ids().contains_key(&format!("{}-b-1", p.name)));
+    p.ok(&["scale", "a=1"]);
+    let ids = p.ids();
+    assert!(ids.contains_key(&format!("{}-b-1", p.name)), "{ids:?}");
+    assert!(!ids.contains_key(&format!("{}-a-2", p.name)), "{ids:?}");
+}
