@@ -138,6 +138,7 @@ YAML
 (cd "$APP_DIR" && "$KEEL" compose -p quickstart up -d --wait web \
   && "$KEEL" compose -p quickstart run --rm -T client </dev/null \
   && "$KEEL" compose -p quickstart ps \
+  && "$KEEL" compose -p quickstart images \
   && "$KEEL" compose -p quickstart down)
 
 step "keel server: a Kubernetes API on 127.0.0.1 that the real kubectl uses"
