@@ -116,6 +116,7 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(servicelb::ServiceLb.run(api.clone())),
         tokio::spawn(job::JobController::new(api).run(api.clone())),
         tokio::spawn(cronjob::CronJobController::new(api, clock::from_env()).run(api.clone())),
+        tokio::spawn(rollout::run(api.clone())),
     ];
     tasks.extend(workloads::spawn(api));
     tasks.push(tokio::spawn(hpa::spawn(api.clone(), opts.hpa)));

@@ -1,0 +1,347 @@
+//! The Rollout controller against a real API (keel-api in process, Argo's
+//! CRDs created at its bootstrap) with a fake kubelet marking pods Ready:
+//! a canary through its steps (counts per step, pause until promoted, a
+//! timed pause, Services' selectors, abort back to stable) and blue-green
+//! (preview before promotion, the active Service switched on promotion,
+//! abort).
+
+use std::time::{Duration, Instant};
+
+use keel_api::client::{ChangeKind, WatchEvent};
+use keel_api::resources::{self, Resource};
+use keel_api::{Loopback, Server};
+use serde_json::{Value, json};
+
+struct Running {
+    api: Loopback,
+    _server: Server,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::bind(keel_api::Config {
+        state_dir: dir.path().join("server"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        datastore: None,
+    })
+    .await
+    .unwrap();
+    let api = server.loopback();
+    keel_controllers::spawn(&api);
+    tokio::spawn(kubelet(api.clone()));
+    Running {
+        api,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+fn res(group: &str, version: &str, plural: &str) -> &'static Resource {
+    resources::find(group, version, plural).unwrap()
+}
+
+async fn rollouts() -> &'static Resource {
+    for _ in 0..200 {
+        if let Some(r) = resources::find("argoproj.io", "v1alpha1", "rollouts") {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the Rollout CRD is not served");
+}
+
+/// Marks every new pod Running and Ready.
+async fn kubelet(api: Loopback) {
+    let pods = res("", "v1", "pods");
+    let mut watch = api.watch(pods, 0).await.unwrap();
+    while let Some(Ok(ev)) = watch.next().await {
+        let WatchEvent::Change(c) = ev else { continue };
+        let Some(p) = api.object(&c) else { continue };
+        if c.kind != ChangeKind::Put || p["status"]["phase"] == "Running" {
+            continue;
+        }
+        let api = api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+            let name = p["metadata"]["name"].as_str().unwrap().to_string();
+            let _ = api
+                .modify(
+                    pods,
+                    Some("default"),
+                    &name,
+                    Some("status"),
+                    "kubelet",
+                    |cur| {
+                        let mut v = cur.clone();
+                        v["status"]["phase"] = json!("Running");
+                        v["status"]["conditions"] = json!([
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now}]);
+                        Some(v)
+                    },
+                )
+                .await;
+        });
+    }
+}
+
+async fn wait_for<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, f: F) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get(api: &Loopback, r: &'static Resource, name: &str) -> Value {
+    api.get(r, Some("default"), name).await.unwrap().unwrap()
+}
+
+async fn service(api: &Loopback, name: &str) {
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+    api.create(res("", "v1", "services"), svc, "test")
+        .await
+        .unwrap();
+}
+
+async fn selector_hash(api: &Loopback, svc: &str) -> String {
+    let s = get(api, res("", "v1", "services"), svc).await;
+    s["spec"]["selector"]["rollouts-pod-template-hash"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn rollout(name: &str, replicas: i64, strategy: Value) -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": replicas, "strategy": strategy,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "web:1"}]}}}})
+}
+
+async fn status(api: &Loopback, name: &str) -> Value {
+    get(api, rollouts().await, name).await["status"].clone()
+}
+
+async fn modify(api: &Loopback, name: &str, sub: Option<&str>, f: impl Fn(&mut Value)) {
+    api.modify(
+        rollouts().await,
+        Some("default"),
+        name,
+        sub,
+        "test",
+        |cur| {
+            let mut v = cur.clone();
+            f(&mut v);
+            Some(v)
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn set_image(api: &Loopback, name: &str, image: &str) {
+    modify(api, name, None, |v| {
+        v["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+    })
+    .await;
+}
+
+/// What `kubectl argo rollouts promote` sends: the pause conditions cleared.
+async fn promote(api: &Loopback, name: &str) {
+    modify(api, name, Some("status"), |v| {
+        v["status"]
+            .as_object_mut()
+            .unwrap()
+            .remove("pauseConditions");
+    })
+    .await;
+}
+
+/// (spec, available) of the Rollout's set with `hash`.
+async fn rs_counts(api: &Loopback, name: &str, hash: &str) -> (i64, i64) {
+    let rs = get(
+        api,
+        res("apps", "v1", "replicasets"),
+        &format!("{name}-{hash}"),
+    )
+    .await;
+    (
+        rs["spec"]["replicas"].as_i64().unwrap(),
+        rs["status"]["availableReplicas"].as_i64().unwrap_or(0),
+    )
+}
+
+async fn healthy(api: &Loopback, name: &str) -> bool {
+    let st = status(api, name).await;
+    st["phase"] == "Healthy" && st["stableRS"] == st["currentPodHash"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_steps_pause_promote_and_abort() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {"duration": "3s"}}]}});
+    api.create(rollouts().await, rollout("web", 4, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "web")).await;
+    let v1 = status(api, "web").await["stableRS"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rs_counts(api, "web", &v1).await, (4, 4));
+    assert_eq!(selector_hash(api, "web-stable").await, v1);
+
+    set_image(api, "web", "web:2").await;
+    wait_for("the first pause", || async {
+        let st = status(api, "web").await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == 1
+    })
+    .await;
+    let st = status(api, "web").await;
+    let v2 = st["currentPodHash"].as_str().unwrap().to_string();
+    assert_ne!(v1, v2);
+    assert_eq!(st["message"], "CanaryPauseStep");
+    assert_eq!(st["pauseConditions"][0]["reason"], "CanaryPauseStep");
+    assert_eq!(st["controllerPause"], true);
+    assert_eq!(st["stableRS"], v1.as_str());
+    // 25% of 4: one canary, three stable (Argo's arithmetic).
+    assert_eq!(rs_counts(api, "web", &v2).await, (1, 1));
+    assert_eq!(rs_counts(api, "web", &v1).await.0, 3);
+    assert_eq!(selector_hash(api, "web-canary").await, v2);
+    assert_eq!(selector_hash(api, "web-stable").await, v1);
+    // Still paused a while later: an indefinite pause waits for promotion.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(api, "web").await["currentStepIndex"], 1);
+
+    promote(api, "web").await;
+    wait_for("the timed pause at 75%", || async {
+        status(api, "web").await["currentStepIndex"] == 3
+    })
+    .await;
+    assert_eq!(rs_counts(api, "web", &v2).await, (3, 3));
+    assert_eq!(rs_counts(api, "web", &v1).await.0, 1);
+    wait_for("the canary promoted to stable", || healthy(api, "web")).await;
+    let st = status(api, "web").await;
+    assert_eq!(st["stableRS"], v2.as_str());
+    assert_eq!(st["currentStepIndex"], 4);
+    assert_eq!(rs_counts(api, "web", &v2).await, (4, 4));
+    assert_eq!(rs_counts(api, "web", &v1).await.0, 0);
+    assert_eq!(selector_hash(api, "web-stable").await, v2);
+
+    // A third revision, aborted at its first pause.
+    set_image(api, "web", "web:3").await;
+    wait_for("the third revision's pause", || async {
+        let st = status(api, "web").await;
+        st["phase"] == "Paused" && st["currentPodHash"] != v2.as_str()
+    })
+    .await;
+    let v3 = status(api, "web").await["currentPodHash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rs_counts(api, "web", &v3).await.0, 1);
+    modify(api, "web", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("the abort", || async {
+        let st = status(api, "web").await;
+        st["phase"] == "Degraded" && rs_counts(api, "web", &v3).await.0 == 0
+    })
+    .await;
+    let st = status(api, "web").await;
+    assert_eq!(
+        st["message"],
+        "RolloutAborted: Rollout aborted update to revision 3"
+    );
+    assert_eq!(st["stableRS"], v2.as_str());
+    wait_for("stable back to full", || async {
+        rs_counts(api, "web", &v2).await == (4, 4)
+    })
+    .await;
+    assert_eq!(selector_hash(api, "web-stable").await, v2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluegreen_preview_promote_and_abort() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-active").await;
+    service(api, "web-preview").await;
+    let strategy = json!({"blueGreen": {
+        "activeService": "web-active", "previewService": "web-preview",
+        "autoPromotionEnabled": false, "scaleDownDelaySeconds": 1}});
+    api.create(rollouts().await, rollout("bg", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "bg")).await;
+    let v1 = status(api, "bg").await["stableRS"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(selector_hash(api, "web-active").await, v1);
+    assert_eq!(
+        status(api, "bg").await["blueGreen"]["activeSelector"],
+        v1.as_str()
+    );
+
+    set_image(api, "bg", "web:2").await;
+    wait_for("the preview paused", || async {
+        status(api, "bg").await["phase"] == "Paused"
+    })
+    .await;
+    let st = status(api, "bg").await;
+    let v2 = st["currentPodHash"].as_str().unwrap().to_string();
+    assert_eq!(st["message"], "BlueGreenPause");
+    assert_eq!(rs_counts(api, "bg", &v2).await, (2, 2));
+    assert_eq!(selector_hash(api, "web-preview").await, v2);
+    assert_eq!(selector_hash(api, "web-active").await, v1);
+    assert_eq!(st["blueGreen"]["previewSelector"], v2.as_str());
+
+    promote(api, "bg").await;
+    wait_for("the promotion", || healthy(api, "bg")).await;
+    assert_eq!(selector_hash(api, "web-active").await, v2);
+    assert_eq!(
+        status(api, "bg").await["blueGreen"]["activeSelector"],
+        v2.as_str()
+    );
+    wait_for("the old set scaled down after its delay", || async {
+        rs_counts(api, "bg", &v1).await.0 == 0
+    })
+    .await;
+
+    set_image(api, "bg", "web:3").await;
+    wait_for("the third preview", || async {
+        let st = status(api, "bg").await;
+        st["phase"] == "Paused" && st["currentPodHash"] != v2.as_str()
+    })
+    .await;
+    let v3 = status(api, "bg").await["currentPodHash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(selector_hash(api, "web-preview").await, v3);
+    modify(api, "bg", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("the abort", || async {
+        status(api, "bg").await["phase"] == "Degraded" && rs_counts(api, "bg", &v3).await.0 == 0
+    })
+    .await;
+    assert_eq!(selector_hash(api, "web-preview").await, v2);
+    assert_eq!(selector_hash(api, "web-active").await, v2);
+}
