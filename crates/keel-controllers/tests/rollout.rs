@@ -345,3 +345,125 @@ async fn bluegreen_preview_promote_and_abort() {
     assert_eq!(selector_hash(api, "web-preview").await, v2);
     assert_eq!(selector_hash(api, "web-active").await, v2);
 }
+
+async fn served(group: &str, version: &str, plural: &str) -> &'static Resource {
+    for _ in 0..200 {
+        if let Some(r) = resources::find(group, version, plural) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{group}/{plural} is not served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_weights_through_nginx_ingress_and_gateway_api_route() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "default",
+            "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+        "spec": {"rules": [
+            {"host": "web.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}},
+            {"host": "other.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "other", "port": {"number": 80}}}}]}}]}});
+    let ingresses = res("networking.k8s.io", "v1", "ingresses");
+    api.create(ingresses, ing, "test").await.unwrap();
+    let routes = served("gateway.networking.k8s.io", "v1", "httproutes").await;
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "keel"}], "rules": [{"backendRefs": [
+            {"name": "web-stable", "port": 80, "weight": 100},
+            {"name": "web-canary", "port": 80, "weight": 0}]}]}});
+    api.create(routes, route, "test").await.unwrap();
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable", "scaleDownDelaySeconds": 1,
+        "trafficRouting": {"nginx": {"stableIngress": "web"},
+            "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
+        "steps": [{"setWeight": 25}, {"pause": {}}]}});
+    api.create(rollouts().await, rollout("tr", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "tr")).await;
+    let weights = || async {
+        let ing = get(api, ingresses, "tr-web-canary").await;
+        let a = &ing["metadata"]["annotations"];
+        let route = get(api, routes, "web").await;
+        let refs = &route["spec"]["rules"][0]["backendRefs"];
+        (
+            a["nginx.ingress.kubernetes.io/canary-weight"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            refs[0]["weight"].as_i64().unwrap_or(-1),
+            refs[1]["weight"].as_i64().unwrap_or(-1),
+        )
+    };
+    assert_eq!(weights().await, ("0".into(), 100, 0));
+
+    set_image(api, "tr", "web:2").await;
+    wait_for("the pause at 25%", || async {
+        status(api, "tr").await["phase"] == "Paused"
+    })
+    .await;
+    assert_eq!(weights().await, ("25".into(), 75, 25));
+    let st = status(api, "tr").await;
+    let v2 = st["currentPodHash"].as_str().unwrap().to_string();
+    assert_eq!(st["canary"]["weights"]["canary"]["weight"], 25);
+    assert_eq!(st["canary"]["weights"]["stable"]["weight"], 75);
+    assert_eq!(
+        st["canary"]["weights"]["canary"]["podTemplateHash"],
+        v2.as_str()
+    );
+    // Routed: stable stays full, the canary gets ceil(25% of 2).
+    assert_eq!(rs_counts(api, "tr", &v2).await, (1, 1));
+    let ing = get(api, ingresses, "tr-web-canary").await;
+    assert_eq!(
+        ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"],
+        "true"
+    );
+    assert_eq!(
+        ing["metadata"]["annotations"]["kubernetes.io/ingress.class"],
+        "nginx"
+    );
+    assert_eq!(
+        ing["spec"]["rules"].as_array().unwrap().len(),
+        1,
+        "only rules using the stable Service"
+    );
+    assert_eq!(
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "web-canary"
+    );
+
+    modify(api, "tr", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("all traffic back to stable", || async {
+        weights().await == ("0".into(), 100, 0)
+    })
+    .await;
+    wait_for("Degraded", || async {
+        status(api, "tr").await["phase"] == "Degraded"
+    })
+    .await;
+
+    // Retry (abort cleared), then promote: 100% canary, then it is stable.
+    modify(api, "tr", Some("status"), |v| {
+        v["status"]["abort"] = json!(false);
+    })
+    .await;
+    wait_for("paused again at 25%", || async {
+        status(api, "tr").await["phase"] == "Paused" && weights().await.0 == "25"
+    })
+    .await;
+    promote(api, "tr").await;
+    wait_for("promoted", || healthy(api, "tr")).await;
+    assert_eq!(weights().await, ("0".into(), 100, 0));
+    assert_eq!(selector_hash(api, "web-stable").await, v2);
+    assert_eq!(rs_counts(api, "tr", &v2).await, (2, 2));
+}

@@ -72,15 +72,27 @@ impl Run<'_> {
             &older,
             None,
         );
+        let routed = self.ro["spec"]["strategy"]["canary"]["trafficRouting"].is_object();
+        if routed && self.st["abort"] == true {
+            // Traffic leaves the canary before its pods do.
+            self.route(0).await?;
+        }
         let new = self.scale(new, want_new, "canary").await?;
         let stable = match &stable {
             Some(s) if hash_of(s) != hash => Some(self.scale(s, want_stable, "stable").await?),
             _ => None,
         };
+        // Behind a router, old sets keep their pods for
+        // scaleDownDelaySeconds so routers catch up first.
+        let delay = if routed {
+            self.ro["spec"]["strategy"]["canary"]["scaleDownDelaySeconds"]
+                .as_i64()
+                .unwrap_or(30)
+        } else {
+            0
+        };
         for rs in &others {
-            if spec_of(rs) > 0 {
-                self.scale(rs, 0, "old").await?;
-            }
+            self.scale_down_after(rs, delay).await?;
         }
         // Services follow the hashes at once (Argo patches their selectors).
         let canary_svc = self.ro["spec"]["strategy"]["canary"]["canaryService"]
@@ -98,11 +110,16 @@ impl Run<'_> {
             && stable.as_ref().is_none_or(|s| {
                 spec_of(s) == want_stable && int(s, "/status/replicas") == want_stable
             })
-            && self
-                .rss
-                .iter()
-                .filter(|rs| hash_of(rs) != hash && hash_of(rs) != stable_hash)
-                .all(|rs| int(rs, "/status/availableReplicas") == 0);
+            && (routed
+                || self
+                    .rss
+                    .iter()
+                    .filter(|rs| hash_of(rs) != hash && hash_of(rs) != stable_hash)
+                    .all(|rs| int(rs, "/status/availableReplicas") == 0));
+        if routed {
+            let w = self.desired_weight(at_counts);
+            self.route(w).await?;
+        }
         if self.st["abort"] == true || !at_counts {
             return Ok(());
         }

@@ -24,6 +24,7 @@ mod canary;
 pub mod replicas;
 #[cfg(test)]
 mod replicas_tests;
+mod traffic;
 
 use std::time::Duration;
 
