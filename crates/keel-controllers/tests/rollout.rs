@@ -467,3 +467,146 @@ async fn canary_weights_through_nginx_ingress_and_gateway_api_route() {
     assert_eq!(selector_hash(api, "web-stable").await, v2);
     assert_eq!(rs_counts(api, "tr", &v2).await, (2, 2));
 }
+
+/// Plays the analysis controller's part: sets a run's phase.
+async fn finish_run(api: &Loopback, name: &str, phase: &str, message: &str) {
+    let runs = served("argoproj.io", "v1alpha1", "analysisruns").await;
+    api.modify(runs, Some("default"), name, None, "test", |cur| {
+        let mut v = cur.clone();
+        v["status"] = json!({"phase": phase, "message": message});
+        Some(v)
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_analysis_step_continues_on_success_and_aborts_on_failure() {
+    let k = start().await;
+    let api = &k.api;
+    // initialDelay keeps a real analysis controller from measuring: the
+    // test decides each run's phase.
+    let metric = |name: &str| {
+        json!({"name": name, "initialDelay": "1h", "successCondition": "result == 1",
+            "provider": {"web": {"url": "http://127.0.0.1:9/{{args.svc}}"}}})
+    };
+    let tpl = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "checks", "namespace": "default"},
+        "spec": {"args": [{"name": "hash"}, {"name": "svc"}, {"name": "image"}, {"name": "limit", "value": "5"}],
+            "metrics": [metric("rate")]}});
+    let ctpl = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ClusterAnalysisTemplate",
+        "metadata": {"name": "global"},
+        "spec": {"args": [{"name": "svc"}], "metrics": [metric("latency")]}});
+    api.create(
+        served("argoproj.io", "v1alpha1", "analysistemplates").await,
+        tpl,
+        "test",
+    )
+    .await
+    .unwrap();
+    api.create(
+        served("argoproj.io", "v1alpha1", "clusteranalysistemplates").await,
+        ctpl,
+        "test",
+    )
+    .await
+    .unwrap();
+    let strategy = json!({"canary": {"steps": [
+        {"setWeight": 50},
+        {"analysis": {
+            "templates": [{"templateName": "checks"}, {"templateName": "global", "clusterScope": true}],
+            "args": [
+                {"name": "hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
+                {"name": "svc", "value": "web-canary"},
+                {"name": "image", "valueFrom": {"fieldRef": {"fieldPath": "spec.template.spec.containers[0].image"}}}]}},
+        {"setWeight": 75}]}});
+    api.create(rollouts().await, rollout("an", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "an")).await;
+
+    set_image(api, "an", "web:2").await;
+    let runs = served("argoproj.io", "v1alpha1", "analysisruns").await;
+    let v2 = || async {
+        status(api, "an").await["currentPodHash"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    wait_for("the step's AnalysisRun", || async {
+        let name = format!("an-{}-2-1", v2().await);
+        api.get(runs, Some("default"), &name)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let hash = v2().await;
+    let run = get(api, runs, &format!("an-{hash}-2-1")).await;
+    assert_eq!(run["metadata"]["labels"]["rollout-type"], "Step");
+    assert_eq!(run["metadata"]["labels"]["step-index"], "1");
+    assert_eq!(
+        run["metadata"]["labels"]["rollouts-pod-template-hash"],
+        hash.as_str()
+    );
+    assert_eq!(run["metadata"]["labels"]["app"], "web");
+    assert_eq!(
+        run["metadata"]["annotations"]["rollout.argoproj.io/revision"],
+        "2"
+    );
+    assert_eq!(run["metadata"]["ownerReferences"][0]["kind"], "Rollout");
+    assert_eq!(run["metadata"]["ownerReferences"][0]["controller"], true);
+    let metrics: Vec<&str> = run["spec"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(metrics, ["rate", "latency"]);
+    assert_eq!(
+        run["spec"]["args"],
+        json!([{"name": "hash", "value": hash}, {"name": "svc", "value": "web-canary"},
+            {"name": "image", "value": "web:2"}, {"name": "limit", "value": "5"}])
+    );
+    // Waiting on the run: the step does not advance.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = status(api, "an").await;
+    assert_eq!(st["currentStepIndex"], 1);
+    assert_eq!(
+        st["canary"]["currentStepAnalysisRunStatus"]["name"],
+        format!("an-{hash}-2-1")
+    );
+
+    finish_run(api, &format!("an-{hash}-2-1"), "Successful", "").await;
+    wait_for("the rollout past its analysis", || healthy(api, "an")).await;
+    assert_eq!(status(api, "an").await["stableRS"], hash.as_str());
+
+    set_image(api, "an", "web:3").await;
+    wait_for("the third revision's run", || async {
+        let h = v2().await;
+        h != hash
+            && api
+                .get(runs, Some("default"), &format!("an-{h}-3-1"))
+                .await
+                .unwrap()
+                .is_some()
+    })
+    .await;
+    let v3 = v2().await;
+    let failure = "Metric \"rate\" assessed Failed due to failed (1) > failureLimit (0)";
+    finish_run(api, &format!("an-{v3}-3-1"), "Failed", failure).await;
+    wait_for("the abort", || async {
+        status(api, "an").await["phase"] == "Degraded" && rs_counts(api, "an", &v3).await.0 == 0
+    })
+    .await;
+    let st = status(api, "an").await;
+    assert_eq!(
+        st["message"],
+        format!("RolloutAborted: Rollout aborted update to revision 3: {failure}")
+    );
+    assert_eq!(st["abort"], true);
+    wait_for("stable back to full", || async {
+        rs_counts(api, "an", &hash).await == (2, 2)
+    })
+    .await;
+}

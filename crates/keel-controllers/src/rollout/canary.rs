@@ -120,6 +120,7 @@ impl Run<'_> {
             let w = self.desired_weight(at_counts);
             self.route(w).await?;
         }
+        self.background_analysis().await?;
         if self.st["abort"] == true || !at_counts {
             return Ok(());
         }
@@ -137,15 +138,21 @@ impl Run<'_> {
         if self.ro["spec"]["paused"] == true {
             return Ok(());
         }
-        self.run_step(&steps[index], index, steps.len());
-        Ok(())
+        self.run_step(&steps[index], index, steps.len()).await
     }
 
     /// Runs step `index` (its counts are reached); advances past it when
     /// done.
-    fn run_step(&mut self, step: &Value, index: usize, total: usize) {
+    async fn run_step(
+        &mut self,
+        step: &Value,
+        index: usize,
+        total: usize,
+    ) -> Result<(), ClientError> {
         let done = if step.get("pause").is_some() {
             self.pause_step(&step["pause"])
+        } else if step.get("analysis").is_some() {
+            self.step_analysis(&step["analysis"], index).await?
         } else {
             // setWeight and setCanaryScale are done once their counts are.
             true
@@ -163,6 +170,7 @@ impl Run<'_> {
                 ),
             );
         }
+        Ok(())
     }
 
     /// A pause step: paused until promoted (the condition cleared while

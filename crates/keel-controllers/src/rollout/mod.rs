@@ -19,6 +19,7 @@
 //! `controllerPause`, `abort`), so a restarted server resumes at the same
 //! step.
 
+mod analysis;
 mod bluegreen;
 mod canary;
 pub mod replicas;
@@ -54,14 +55,15 @@ fn services() -> &'static Resource {
 /// Runs the controller once the Rollout CRD is served (keel-api creates
 /// it at bootstrap).
 pub async fn run(api: keel_api::Loopback) {
-    let r = loop {
-        if let Some(r) = rollouts() {
-            break r;
+    let (r, runs) = loop {
+        if let (Some(r), Some(runs)) = (rollouts(), analysis::analysis_runs()) {
+            break (r, runs);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let me = RolloutController {
         rollouts: r,
+        runs,
         events: Recorder::new(api.clone(), "rollouts-controller"),
     };
     crate::informer::run(api, me).await;
@@ -71,6 +73,7 @@ pub async fn run(api: keel_api::Loopback) {
 #[derive(Debug)]
 pub struct RolloutController {
     rollouts: &'static Resource,
+    runs: &'static Resource,
     events: Recorder,
 }
 
@@ -78,7 +81,7 @@ impl Reconciler for RolloutController {
     const NAME: &'static str = "rollout";
 
     fn resources(&self) -> Vec<&'static Resource> {
-        vec![self.rollouts, replicasets()]
+        vec![self.rollouts, replicasets(), self.runs]
     }
 
     fn keys_for(&self, cache: &Cache, r: &'static Resource, obj: &Value, queue: &mut Queue) {
@@ -453,13 +456,24 @@ impl Run<'_> {
     fn phase(&self, new: &Value) -> (&'static str, String) {
         let st = &self.st;
         if st["abort"] == true {
-            return (
-                "Degraded",
-                format!(
-                    "RolloutAborted: Rollout aborted update to revision {}",
-                    revision(new)
-                ),
+            let mut msg = format!(
+                "RolloutAborted: Rollout aborted update to revision {}",
+                revision(new)
             );
+            // An analysis that failed says why.
+            for run in [
+                "currentStepAnalysisRunStatus",
+                "currentBackgroundAnalysisRunStatus",
+            ] {
+                let run = &st["canary"][run];
+                if matches!(run["status"].as_str(), Some("Failed" | "Error"))
+                    && let Some(m) = run["message"].as_str().filter(|m| !m.is_empty())
+                {
+                    msg = format!("{msg}: {m}");
+                    break;
+                }
+            }
+            return ("Degraded", msg);
         }
         if self.ro["spec"]["paused"] == true {
             return ("Paused", "manually paused".into());
