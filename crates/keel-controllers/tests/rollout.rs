@@ -610,3 +610,47 @@ async fn canary_analysis_step_continues_on_success_and_aborts_on_failure() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_ref_takes_the_deployments_template_and_scales_it_down_on_success() {
+    let k = start().await;
+    let api = &k.api;
+    let deployments = res("apps", "v1", "deployments");
+    let dep = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "legacy", "namespace": "default"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "legacy"}},
+            "template": {"metadata": {"labels": {"app": "legacy"}},
+                "spec": {"containers": [{"name": "c", "image": "legacy:7"}]}}}});
+    api.create(deployments, dep, "test").await.unwrap();
+    wait_for("the Deployment up", || async {
+        get(api, deployments, "legacy").await["status"]["availableReplicas"] == 2
+    })
+    .await;
+    let ro = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "migrated", "namespace": "default"},
+        "spec": {"replicas": 2, "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "legacy",
+                "scaleDown": "onsuccess"}}});
+    api.create(rollouts().await, ro, "test").await.unwrap();
+    wait_for("the Rollout healthy", || healthy(api, "migrated")).await;
+    let hash = status(api, "migrated").await["stableRS"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rs = get(
+        api,
+        res("apps", "v1", "replicasets"),
+        &format!("migrated-{hash}"),
+    )
+    .await;
+    assert_eq!(
+        rs["spec"]["template"]["spec"]["containers"][0]["image"],
+        "legacy:7"
+    );
+    assert_eq!(rs["spec"]["selector"]["matchLabels"]["app"], "legacy");
+    assert_eq!(rs_counts(api, "migrated", &hash).await, (2, 2));
+    wait_for("the Deployment scaled to 0", || async {
+        get(api, deployments, "legacy").await["spec"]["replicas"] == 0
+    })
+    .await;
+}

@@ -12,7 +12,10 @@
 //! - `bluegreen`: the new set scaled up behind `previewService`,
 //!   `activeService` switched at once on promotion (automatic unless
 //!   `autoPromotionEnabled: false`), the old set kept for
-//!   `scaleDownDelaySeconds`; abort points preview back at stable.
+//!   `scaleDownDelaySeconds`; abort points preview back at stable;
+//! - `traffic`: weights through an nginx canary Ingress or a Gateway API
+//!   `HTTPRoute`; `analysis`: the `AnalysisRuns` of steps and background
+//!   analysis; `workload`: `workloadRef` to a Deployment.
 //!
 //! Every decision is read from and written to the Rollout's status
 //! (`currentPodHash`, `stableRS`, `currentStepIndex`, `pauseConditions`,
@@ -26,6 +29,7 @@ pub mod replicas;
 #[cfg(test)]
 mod replicas_tests;
 mod traffic;
+mod workload;
 
 use std::time::Duration;
 
@@ -81,12 +85,24 @@ impl Reconciler for RolloutController {
     const NAME: &'static str = "rollout";
 
     fn resources(&self) -> Vec<&'static Resource> {
-        vec![self.rollouts, replicasets(), self.runs]
+        vec![
+            self.rollouts,
+            replicasets(),
+            self.runs,
+            workload::deployments(),
+        ]
     }
 
     fn keys_for(&self, cache: &Cache, r: &'static Resource, obj: &Value, queue: &mut Queue) {
         if std::ptr::eq(r, self.rollouts) {
             queue.add(key_of(obj));
+        } else if std::ptr::eq(r, workload::deployments()) {
+            let name = meta_str(obj, "name");
+            for ro in cache.list(self.rollouts, meta_str(obj, "namespace")) {
+                if workload::references(ro, name) {
+                    queue.add(key_of(ro));
+                }
+            }
         } else {
             queue_controller(cache, self.rollouts, obj, queue);
         }
@@ -104,6 +120,10 @@ impl Reconciler for RolloutController {
         if crate::objects::is_deleting(&ro) {
             return Ok(None);
         }
+        let Some(ro) = workload::resolve(cache, &ro).await? else {
+            // The referenced Deployment is not there (yet).
+            return Ok(Some(Duration::from_secs(5)));
+        };
         let Some(sel) = selector(&ro) else {
             return Ok(None);
         };
@@ -122,6 +142,7 @@ impl Reconciler for RolloutController {
             requeue: None,
         };
         run.sync().await?;
+        workload::scale_down(run.cache, &run.ro, &run.st).await?;
         Ok(run.requeue)
     }
 }
