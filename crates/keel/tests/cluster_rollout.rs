@@ -3,7 +3,9 @@
 //! `trafficRouting.nginx` goes 25% → pause → 75% → pause → 100% with the
 //! share of canary responses within ±5 points of each weight; a kill -9 of
 //! `keel server` at the first pause resumes at the same step; an abort of
-//! the next canary sends all traffic back to stable.
+//! the next canary sends all traffic back to stable. Blue-green: the preview
+//! answers on its own host before promotion, promotion moves all traffic at
+//! once, an abort points the preview back.
 
 mod node_hosts;
 mod server_common;
@@ -82,8 +84,12 @@ spec:
 /// `n` requests over one connection through the gateway; the count of each
 /// body (anything but a version line is a failed request).
 fn split(ip: &str, n: usize) -> BTreeMap<String, usize> {
+    split_on(ip, "rollout.test", n)
+}
+
+fn split_on(ip: &str, host: &str, n: usize) -> BTreeMap<String, usize> {
     let out = Command::new("curl")
-        .args(["-s", "--max-time", "120", "-H", "Host: rollout.test"])
+        .args(["-s", "--max-time", "120", "-H", &format!("Host: {host}")])
         .arg(format!("http://{ip}/?n=[1-{n}]"))
         .output()
         .unwrap();
@@ -224,4 +230,120 @@ fn canary_weights_through_the_gateway_survive_a_server_crash_and_abort() {
         st["message"],
         "RolloutAborted: Rollout aborted update to revision 3"
     );
+}
+
+const BG_SETUP: &str = r"
+apiVersion: v1
+kind: Service
+metadata: {name: bg-active}
+spec:
+  selector: {app: bg}
+  ports: [{name: web, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: bg-preview}
+spec:
+  selector: {app: bg}
+  ports: [{name: web, port: 80, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bg}
+spec:
+  rules:
+  - host: bg.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: bg-active, port: {number: 80}}}}
+  - host: preview.bg.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: bg-preview, port: {number: 80}}}}
+";
+
+fn bluegreen(version: &str) -> String {
+    rollout(version)
+        .replace("name: web}", "name: bg}")
+        .replace("app: web", "app: bg")
+        .replace(
+            "    canary:\n      canaryService: web-canary\n      stableService: web-stable\n      scaleDownDelaySeconds: 5\n      trafficRouting:\n        nginx: {stableIngress: web}\n      steps:\n      - setWeight: 25\n      - pause: {}\n      - setWeight: 75\n      - pause: {}\n",
+            "    blueGreen: {activeService: bg-active, previewService: bg-preview, autoPromotionEnabled: false, scaleDownDelaySeconds: 5}\n",
+        )
+}
+
+/// All of `n` requests to `host` answered by `version`.
+fn all_from(ip: &str, host: &str, version: &str) -> bool {
+    split_on(ip, host, 200).get(version) == Some(&200)
+}
+
+#[test]
+fn bluegreen_preview_promotion_and_abort_through_the_gateway() {
+    let c = Cluster::start(1);
+    let ip = c.nodes[0].node_ip.clone();
+    c.apply(BG_SETUP);
+    let v1 = bluegreen("v1");
+    assert!(v1.contains("blueGreen"), "{v1}");
+    c.apply(&v1);
+    let phase = || c.get_json(&["rollout", "bg"])["status"]["phase"].clone();
+    eventually("v1 Healthy", Duration::from_mins(2), || {
+        phase() == "Healthy"
+    });
+    eventually("v1 active", Duration::from_mins(1), || {
+        all_from(&ip, "bg.test", "v1")
+    });
+
+    c.apply(&bluegreen("v2"));
+    eventually("v2 paused", Duration::from_mins(2), || phase() == "Paused");
+    eventually("v2 on the preview", Duration::from_secs(30), || {
+        all_from(&ip, "preview.bg.test", "v2")
+    });
+    assert!(
+        all_from(&ip, "bg.test", "v1"),
+        "the active host keeps v1 before promotion"
+    );
+
+    c.kubectl(&[
+        "patch",
+        "rollout",
+        "bg",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"pauseConditions":null}}"#,
+    ]);
+    eventually("v2 active", Duration::from_secs(30), || {
+        split_on(&ip, "bg.test", 1).contains_key("v2")
+    });
+    // Switched at once: from the first v2 answer on, no v1.
+    assert!(all_from(&ip, "bg.test", "v2"));
+    eventually("v2 Healthy", Duration::from_mins(1), || {
+        phase() == "Healthy"
+    });
+
+    c.apply(&bluegreen("v3"));
+    eventually("v3 paused", Duration::from_mins(2), || phase() == "Paused");
+    eventually("v3 on the preview", Duration::from_secs(30), || {
+        all_from(&ip, "preview.bg.test", "v3")
+    });
+    c.kubectl(&[
+        "patch",
+        "rollout",
+        "bg",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"abort":true}}"#,
+    ]);
+    eventually("the preview back on v2", Duration::from_secs(30), || {
+        all_from(&ip, "preview.bg.test", "v2")
+    });
+    assert!(all_from(&ip, "bg.test", "v2"));
+    eventually("Degraded", Duration::from_secs(30), || {
+        phase() == "Degraded"
+    });
 }
