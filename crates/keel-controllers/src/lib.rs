@@ -30,6 +30,8 @@
 //! - [`job`]: Jobs (completions, parallelism, back-off, deadlines, indexes,
 //!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
 //!   makes time testable).
+//! - [`rollout`]: Argo Rollouts (canary and blue-green) as Argo's
+//!   controller runs them.
 //!
 //! - [`leader`]: leader election through a Lease, so that of several
 //!   servers on one etcd only one runs all of the above.
@@ -58,6 +60,7 @@ pub mod node_lifecycle;
 mod objects;
 pub mod replicaset;
 mod revisions;
+pub mod rollout;
 pub mod scheduler;
 pub mod servicelb;
 pub mod statefulset;
@@ -116,6 +119,7 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(servicelb::ServiceLb.run(api.clone())),
         tokio::spawn(job::JobController::new(api).run(api.clone())),
         tokio::spawn(cronjob::CronJobController::new(api, clock::from_env()).run(api.clone())),
+        tokio::spawn(rollout::run(api.clone())),
     ];
     tasks.extend(workloads::spawn(api));
     tasks.push(tokio::spawn(hpa::spawn(

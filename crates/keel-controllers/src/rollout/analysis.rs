@@ -1,0 +1,371 @@
+//! `AnalysisRuns` a Rollout starts (Argo's rollout/analysis.go and
+//! utils/analysis/factory.go): built from the named `AnalysisTemplates` and
+//! `ClusterAnalysisTemplates` (metrics concatenated, arguments merged with
+//! the Rollout's, `valueFrom` resolved), named
+//! `<rollout>-<hash>-<revision>[-<step>]`, labelled
+//! `rollouts-pod-template-hash`, `rollout-type` (`Step`, `Background`) and
+//! `step-index`, owned by the Rollout. Their `status.phase` (set by the
+//! analysis controller) decides: Successful continues, Failed or Error
+//! aborts, Inconclusive pauses.
+
+use keel_api::ClientError;
+use keel_api::resources::{self, Resource};
+use serde_json::{Value, json};
+
+use super::{HASH_LABEL, Run, add_pause};
+use crate::objects::{controller_of, meta_str};
+
+pub(super) fn analysis_runs() -> Option<&'static Resource> {
+    resources::find("argoproj.io", "v1alpha1", "analysisruns")
+}
+
+/// What a run's phase means for the Rollout.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Running,
+    Passed,
+    Failed(String),
+    Inconclusive,
+}
+
+fn verdict(run: &Value) -> Verdict {
+    match run["status"]["phase"].as_str().unwrap_or("") {
+        "Successful" => Verdict::Passed,
+        "Failed" | "Error" => {
+            Verdict::Failed(run["status"]["message"].as_str().unwrap_or("").to_string())
+        }
+        "Inconclusive" => Verdict::Inconclusive,
+        _ => Verdict::Running,
+    }
+}
+
+/// A field of the Rollout by a `fieldRef.fieldPath`
+/// (`metadata.labels['k']`, `spec.template.spec.containers[0].image`).
+fn field(ro: &Value, path: &str) -> Option<String> {
+    let mut cur = ro;
+    let mut rest = path;
+    while !rest.is_empty() {
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        let (name, tail) = rest.split_at(end);
+        if !name.is_empty() {
+            cur = cur.get(name)?;
+        }
+        rest = tail;
+        if let Some(t) = rest.strip_prefix('[') {
+            let close = t.find(']')?;
+            let key = &t[..close];
+            let key = key.trim_matches(|c| c == '\'' || c == '"');
+            cur = match key.parse::<usize>() {
+                Ok(i) if cur.is_array() => cur.get(i)?,
+                _ => cur.get(key)?,
+            };
+            rest = &t[close + 1..];
+        }
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+    }
+    Some(match cur {
+        Value::String(s) => s.clone(),
+        Value::Null => return None,
+        v => v.to_string(),
+    })
+}
+
+impl Run<'_> {
+    async fn template(&self, t: &Value) -> Result<Option<Value>, ClientError> {
+        let name = t["templateName"].as_str().unwrap_or("");
+        let (plural, ns) = if t["clusterScope"] == true {
+            ("clusteranalysistemplates", None)
+        } else {
+            ("analysistemplates", Some(self.ns()))
+        };
+        let Some(r) = resources::find("argoproj.io", "v1alpha1", plural) else {
+            return Ok(None);
+        };
+        self.cache.api.get(r, ns.as_deref(), name).await
+    }
+
+    /// The run Argo would create for `analysis` (a step's or the
+    /// background one), or why it cannot be built.
+    async fn build_run(
+        &self,
+        analysis: &Value,
+        name: &str,
+        labels: Value,
+        new_hash: &str,
+    ) -> Result<Result<Value, String>, ClientError> {
+        let mut metrics = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        let (mut dry_run, mut retention) = (Vec::new(), Vec::new());
+        for t in analysis["templates"].as_array().into_iter().flatten() {
+            let Some(tpl) = self.template(t).await? else {
+                return Ok(Err(format!(
+                    "AnalysisTemplate \"{}\" not found",
+                    t["templateName"].as_str().unwrap_or("")
+                )));
+            };
+            let spec = &tpl["spec"];
+            metrics.extend(spec["metrics"].as_array().cloned().unwrap_or_default());
+            dry_run.extend(spec["dryRun"].as_array().cloned().unwrap_or_default());
+            retention.extend(
+                spec["measurementRetention"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            for a in spec["args"].as_array().into_iter().flatten() {
+                match args.iter_mut().find(|p| p["name"] == a["name"]) {
+                    Some(p) if p.get("value").is_none() => *p = a.clone(),
+                    Some(_) => {}
+                    None => args.push(a.clone()),
+                }
+            }
+        }
+        let stable = self.st["stableRS"].as_str().unwrap_or("").to_string();
+        for a in analysis["args"].as_array().into_iter().flatten() {
+            let value = if let Some(v) = a["value"].as_str() {
+                v.to_string()
+            } else if let Some(which) = a["valueFrom"]["podTemplateHashValue"].as_str() {
+                if which == "Stable" {
+                    stable.clone()
+                } else {
+                    new_hash.to_string()
+                }
+            } else if let Some(path) = a["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                let mut view = self.ro.clone();
+                view["status"] = self.st.clone();
+                field(&view, path).unwrap_or_default()
+            } else {
+                continue;
+            };
+            if let Some(p) = args.iter_mut().find(|p| p["name"] == a["name"]) {
+                *p = json!({"name": a["name"], "value": value});
+            }
+        }
+        if let Some(a) = args
+            .iter()
+            .find(|a| a.get("value").is_none() && a.get("valueFrom").is_none())
+        {
+            return Ok(Err(format!(
+                "args.{} was not resolved",
+                a["name"].as_str().unwrap_or("")
+            )));
+        }
+        let mut labels = labels;
+        for (k, v) in self.ro["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            labels[k] = v.clone();
+        }
+        for (k, v) in analysis["analysisRunMetadata"]["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            labels[k] = v.clone();
+        }
+        let mut annotations = json!({super::REVISION: self.revision_of_current().to_string()});
+        for (k, v) in analysis["analysisRunMetadata"]["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            annotations[k] = v.clone();
+        }
+        let mut spec = json!({"metrics": metrics, "args": args});
+        if !dry_run.is_empty() || analysis["dryRun"].is_array() {
+            dry_run.extend(analysis["dryRun"].as_array().cloned().unwrap_or_default());
+            spec["dryRun"] = json!(dry_run);
+        }
+        if !retention.is_empty() || analysis["measurementRetention"].is_array() {
+            retention.extend(
+                analysis["measurementRetention"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            spec["measurementRetention"] = json!(retention);
+        }
+        Ok(Ok(
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
+            "metadata": {"name": name, "namespace": self.ns(), "labels": labels,
+                "annotations": annotations, "ownerReferences": [controller_of(self.r, &self.ro)]},
+            "spec": spec}),
+        ))
+    }
+
+    /// The run named `name`, created when missing; `None` when it could not
+    /// be built (an event says why).
+    async fn ensure_run(
+        &mut self,
+        analysis: &Value,
+        name: &str,
+        labels: Value,
+    ) -> Result<Option<Value>, ClientError> {
+        let Some(r) = analysis_runs() else {
+            return Ok(None);
+        };
+        let ns = self.ns();
+        if let Some(run) = self.cache.get(r, &ns, name) {
+            return Ok(Some(run.clone()));
+        }
+        if let Some(run) = self.cache.api.get(r, Some(&ns), name).await? {
+            return Ok(Some(run));
+        }
+        let hash = self.st["currentPodHash"].as_str().unwrap_or("").to_string();
+        match self.build_run(analysis, name, labels, &hash).await? {
+            Ok(run) => {
+                let made = self.cache.create(r, run).await?;
+                self.events.normal(
+                    self.r,
+                    &self.ro,
+                    "AnalysisRunRunning",
+                    format!(
+                        "Analysis Run '{name}' Status New: 'Running' Previous: 'NoPreviousStatus'"
+                    ),
+                );
+                Ok(Some(made))
+            }
+            Err(why) => {
+                self.events
+                    .warning(self.r, &self.ro, "AnalysisRunError", why);
+                self.again_in(std::time::Duration::from_secs(5));
+                Ok(None)
+            }
+        }
+    }
+
+    fn run_name(&self, infix: Option<&str>) -> String {
+        let hash = self.st["currentPodHash"].as_str().unwrap_or("");
+        let mut name = format!("{}-{hash}-{}", self.name(), self.revision_of_current());
+        if let Some(i) = infix {
+            name.push('-');
+            name.push_str(i);
+        }
+        name
+    }
+
+    /// Acts on a run's verdict: abort on failure, pause when inconclusive;
+    /// true when it passed.
+    fn judge(&mut self, run: &Value, pause_reason: &str) -> bool {
+        match verdict(run) {
+            Verdict::Passed => true,
+            Verdict::Running => false,
+            Verdict::Inconclusive => {
+                if !super::has_pause(&self.st, pause_reason) && self.st["controllerPause"] != true {
+                    add_pause(&mut self.st, pause_reason);
+                }
+                // Promoted past an inconclusive run: go on.
+                self.st["controllerPause"] == true && !super::has_pause(&self.st, pause_reason) && {
+                    self.st["controllerPause"] = json!(false);
+                    true
+                }
+            }
+            Verdict::Failed(msg) => {
+                self.abort_for(meta_str(run, "name"), &msg);
+                false
+            }
+        }
+    }
+
+    fn abort_for(&mut self, run: &str, _msg: &str) {
+        if self.st["abort"] == true {
+            return;
+        }
+        self.st["abort"] = json!(true);
+        self.st["abortedAt"] = json!(crate::objects::timestamp(crate::objects::now()));
+        self.events.warning(
+            self.r,
+            &self.ro,
+            "AnalysisRunFailed",
+            format!(
+                "AnalysisRun '{run}' owned by the Rollout '{:?}' failed.",
+                self.name()
+            ),
+        );
+    }
+
+    /// A canary `analysis` step: true once its run succeeded.
+    pub(super) async fn step_analysis(
+        &mut self,
+        analysis: &Value,
+        index: usize,
+    ) -> Result<bool, ClientError> {
+        let hash = self.st["currentPodHash"].as_str().unwrap_or("").to_string();
+        let name = self.run_name(Some(&index.to_string()));
+        let labels =
+            json!({HASH_LABEL: hash, "rollout-type": "Step", "step-index": index.to_string()});
+        let Some(run) = self.ensure_run(analysis, &name, labels).await? else {
+            return Ok(false);
+        };
+        self.st["canary"]["currentStepAnalysisRunStatus"] = json!({
+            "name": name, "status": run["status"]["phase"].as_str().unwrap_or(""),
+            "message": run["status"]["message"].as_str().unwrap_or("")});
+        Ok(self.judge(&run, "InconclusiveAnalysisRun"))
+    }
+
+    /// `canary.analysis`: one run beside the steps (from `startingStep`);
+    /// a failure aborts; it is terminated when the rollout completes.
+    pub(super) async fn background_analysis(&mut self) -> Result<(), ClientError> {
+        let analysis = self.ro["spec"]["strategy"]["canary"]["analysis"].clone();
+        if !analysis.is_object() || self.st["abort"] == true {
+            return Ok(());
+        }
+        let index = crate::objects::int(&self.st, "/currentStepIndex");
+        if analysis["startingStep"].as_i64().is_some_and(|s| index < s) {
+            return Ok(());
+        }
+        let hash = self.st["currentPodHash"].as_str().unwrap_or("").to_string();
+        let name = self.run_name(None);
+        let Some(r) = analysis_runs() else {
+            return Ok(());
+        };
+        if self.st["stableRS"].as_str() == Some(hash.as_str()) {
+            // Done: a run still going is told to stop.
+            if let Some(run) = self.cache.get(r, &self.ns(), &name).cloned()
+                && verdict(&run) == Verdict::Running
+                && run["spec"]["terminate"] != true
+            {
+                let ns = self.ns();
+                self.cache
+                    .modify(r, &ns, &name, None, |cur| {
+                        let mut v = cur.clone();
+                        v["spec"]["terminate"] = json!(true);
+                        Some(v)
+                    })
+                    .await?;
+            }
+            return Ok(());
+        }
+        let labels = json!({HASH_LABEL: hash, "rollout-type": "Background"});
+        let Some(run) = self.ensure_run(&analysis, &name, labels).await? else {
+            return Ok(());
+        };
+        self.st["canary"]["currentBackgroundAnalysisRunStatus"] = json!({
+            "name": name, "status": run["status"]["phase"].as_str().unwrap_or(""),
+            "message": run["status"]["message"].as_str().unwrap_or("")});
+        self.judge(&run, "InconclusiveAnalysisRun");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field;
+    use serde_json::json;
+
+    #[test]
+    fn field_paths_as_argo_reads_them() {
+        let ro = json!({"metadata": {"name": "web", "labels": {"app": "w"}},
+            "spec": {"template": {"spec": {"containers": [{"image": "web:2"}]}}, "replicas": 3}});
+        assert_eq!(field(&ro, "metadata.name").as_deref(), Some("web"));
+        assert_eq!(field(&ro, "metadata.labels['app']").as_deref(), Some("w"));
+        assert_eq!(
+            field(&ro, "spec.template.spec.containers[0].image").as_deref(),
+            Some("web:2")
+        );
+        assert_eq!(field(&ro, "spec.replicas").as_deref(), Some("3"));
+        assert_eq!(field(&ro, "spec.nothing"), None);
+    }
+}

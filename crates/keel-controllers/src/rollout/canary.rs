@@ -1,0 +1,244 @@
+//! The canary strategy's steps (Argo's rollout/canary.go): scale the canary
+//! and stable sets to the current step's counts, and once they are there,
+//! run the step.
+
+use std::time::Duration;
+
+use keel_api::ClientError;
+use serde_json::{Value, json};
+
+use super::replicas::{self, RsCount};
+use super::{Run, count_of, has_pause, hash_of, pause_conditions, settled, spec_of};
+use crate::objects::{int, now, parse_time};
+
+const PAUSE_REASON: &str = "CanaryPauseStep";
+
+/// A pause duration: seconds as a number, or Go-style `30s`, `5m`, `1h`.
+pub(super) fn duration(v: &Value) -> Option<Duration> {
+    if let Some(n) = v.as_u64() {
+        return Some(Duration::from_secs(n));
+    }
+    let s = v.as_str()?;
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+impl Run<'_> {
+    fn steps(&self) -> Vec<Value> {
+        self.ro["spec"]["strategy"]["canary"]["steps"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The Rollout as the arithmetic should see it: this run's status.
+    fn view(&self) -> Value {
+        let mut v = self.ro.clone();
+        v["status"] = self.st.clone();
+        v
+    }
+
+    pub(super) async fn sync_canary(&mut self, new: &Value) -> Result<(), ClientError> {
+        let hash = hash_of(new).to_string();
+        let steps = self.steps();
+        let stable_is_new = self.st["stableRS"].as_str() == Some(hash.as_str());
+        if self.st["promoteFull"] == true || stable_is_new {
+            // Promoted in full, or nothing to roll out (the first template,
+            // or back to stable): no steps run, as Argo.
+            self.st["currentStepIndex"] = json!(steps.len());
+        }
+        let stable_hash = self.st["stableRS"].as_str().unwrap_or("").to_string();
+        let stable = self.find(&stable_hash);
+        let others: Vec<Value> = self
+            .rss
+            .iter()
+            .filter(|rs| hash_of(rs) != hash && hash_of(rs) != stable_hash)
+            .cloned()
+            .collect();
+        let older: Vec<RsCount> = others.iter().map(count_of).collect();
+        let view = self.view();
+        let stable_count = stable.as_ref().map(count_of);
+        let (want_new, want_stable) = replicas::canary_counts(
+            &view,
+            Some(&count_of(new)),
+            stable_count.as_ref(),
+            &older,
+            None,
+        );
+        let routed = self.ro["spec"]["strategy"]["canary"]["trafficRouting"].is_object();
+        if routed && self.st["abort"] == true {
+            // Traffic leaves the canary before its pods do.
+            self.route(0).await?;
+        }
+        let new = self.scale(new, want_new, "canary").await?;
+        let stable = match &stable {
+            Some(s) if hash_of(s) != hash => Some(self.scale(s, want_stable, "stable").await?),
+            _ => None,
+        };
+        // Behind a router, old sets keep their pods for
+        // scaleDownDelaySeconds so routers catch up first.
+        let delay = if routed {
+            self.ro["spec"]["strategy"]["canary"]["scaleDownDelaySeconds"]
+                .as_i64()
+                .unwrap_or(30)
+        } else {
+            0
+        };
+        for rs in &others {
+            self.scale_down_after(rs, delay).await?;
+        }
+        // Services follow the hashes at once (Argo patches their selectors).
+        let canary_svc = self.ro["spec"]["strategy"]["canary"]["canaryService"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let stable_svc = self.ro["spec"]["strategy"]["canary"]["stableService"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        self.point_service(&canary_svc, &hash).await?;
+        self.point_service(&stable_svc, &stable_hash).await?;
+
+        let at_counts = settled(&new, want_new)
+            && stable.as_ref().is_none_or(|s| {
+                spec_of(s) == want_stable && int(s, "/status/replicas") == want_stable
+            })
+            && (routed
+                || self
+                    .rss
+                    .iter()
+                    .filter(|rs| hash_of(rs) != hash && hash_of(rs) != stable_hash)
+                    .all(|rs| int(rs, "/status/availableReplicas") == 0));
+        if routed {
+            let w = self.desired_weight(at_counts);
+            self.route(w).await?;
+        }
+        self.background_analysis().await?;
+        if self.st["abort"] == true || !at_counts {
+            return Ok(());
+        }
+        let index = usize::try_from(int(&self.st, "/currentStepIndex")).unwrap_or(0);
+        if index >= steps.len() {
+            if stable_hash != hash && settled(&new, replicas::spec_replicas(&self.ro)) {
+                // Every step ran and the canary carries everything: it is
+                // the new stable.
+                self.st["stableRS"] = json!(hash);
+                self.st.as_object_mut().map(|m| m.remove("promoteFull"));
+                self.point_service(&stable_svc, &hash).await?;
+            }
+            return Ok(());
+        }
+        if self.ro["spec"]["paused"] == true {
+            return Ok(());
+        }
+        self.run_step(&steps[index], index, steps.len()).await
+    }
+
+    /// Runs step `index` (its counts are reached); advances past it when
+    /// done.
+    async fn run_step(
+        &mut self,
+        step: &Value,
+        index: usize,
+        total: usize,
+    ) -> Result<(), ClientError> {
+        let done = if step.get("pause").is_some() {
+            self.pause_step(&step["pause"])
+        } else if step.get("analysis").is_some() {
+            self.step_analysis(&step["analysis"], index).await?
+        } else {
+            // setWeight and setCanaryScale are done once their counts are.
+            true
+        };
+        if done {
+            self.st["currentStepIndex"] = json!(index + 1);
+            self.events.normal(
+                self.r,
+                &self.ro,
+                "RolloutStepCompleted",
+                format!(
+                    "Rollout step {}/{total} completed ({})",
+                    index + 1,
+                    describe(step)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// A pause step: paused until promoted (the condition cleared while
+    /// `controllerPause` stays set) or, with a duration, until it passes.
+    fn pause_step(&mut self, pause: &Value) -> bool {
+        let has = has_pause(&self.st, PAUSE_REASON);
+        if !has && self.st["controllerPause"] == true {
+            // Promoted (kubectl argo rollouts promote clears the conditions).
+            self.st["controllerPause"] = json!(false);
+            return true;
+        }
+        if !has {
+            super::add_pause(&mut self.st, PAUSE_REASON);
+        }
+        let Some(d) = duration(&pause["duration"]) else {
+            return false;
+        };
+        let started = pause_conditions(&self.st)
+            .iter()
+            .find(|p| p["reason"] == PAUSE_REASON)
+            .and_then(|p| parse_time(p.get("startTime")))
+            .unwrap_or_else(now);
+        let ends = started + jiff::SignedDuration::try_from(d).unwrap_or_default();
+        if ends <= now() {
+            let kept: Vec<Value> = pause_conditions(&self.st)
+                .iter()
+                .filter(|p| p["reason"] != PAUSE_REASON)
+                .cloned()
+                .collect();
+            if kept.is_empty() {
+                self.st.as_object_mut().map(|m| m.remove("pauseConditions"));
+            } else {
+                self.st["pauseConditions"] = Value::Array(kept);
+            }
+            self.st["controllerPause"] = json!(false);
+            return true;
+        }
+        let left = (ends - now()).get_seconds().max(0);
+        self.again_in(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1));
+        false
+    }
+}
+
+/// Argo's `CanaryStepString`.
+fn describe(step: &Value) -> String {
+    if let Some(w) = step["setWeight"].as_i64() {
+        return format!("setWeight: {w}");
+    }
+    if let Some(p) = step.get("pause") {
+        return match &p["duration"] {
+            Value::Null => "pause".into(),
+            Value::String(s) => format!("pause: {s}"),
+            d => format!("pause: {d}s"),
+        };
+    }
+    if step.get("analysis").is_some() {
+        return "analysis".into();
+    }
+    if let Some(s) = step.get("setCanaryScale") {
+        if let Some(w) = s["weight"].as_i64() {
+            return format!("setCanaryScale{{weight: {w}}}");
+        }
+        if s["matchTrafficWeight"] == true {
+            return "setCanaryScale{matchTrafficWeight: true}".into();
+        }
+        if let Some(r) = s["replicas"].as_i64() {
+            return format!("setCanaryScale{{replicas: {r}}}");
+        }
+    }
+    "invalid".into()
+}

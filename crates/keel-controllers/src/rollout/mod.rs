@@ -1,0 +1,721 @@
+//! The Argo Rollouts controller: `argoproj.io/v1alpha1` Rollouts reconciled
+//! as Argo's rollout controller does, through `ReplicaSets` named
+//! `<rollout>-<hash>` and labelled and selected by
+//! `rollouts-pod-template-hash` (the template's hash, as Deployments'):
+//!
+//! - [`replicas`]: Argo's canary replica arithmetic (pure);
+//! - `canary`: steps `setWeight`, `pause` (with a duration, or until
+//!   promoted), `setCanaryScale`; promote (`status.pauseConditions`
+//!   cleared, or `status.promoteFull`), abort (`status.abort`: canary
+//!   weight 0 at once, phase Degraded with Argo's message); `canaryService` and
+//!   `stableService` selectors carry the hashes;
+//! - `bluegreen`: the new set scaled up behind `previewService`,
+//!   `activeService` switched at once on promotion (automatic unless
+//!   `autoPromotionEnabled: false`), the old set kept for
+//!   `scaleDownDelaySeconds`; abort points preview back at stable;
+//! - `traffic`: weights through an nginx canary Ingress or a Gateway API
+//!   `HTTPRoute`; `analysis`: the `AnalysisRuns` of steps and background
+//!   analysis; `workload`: `workloadRef` to a Deployment.
+//!
+//! Every decision is read from and written to the Rollout's status
+//! (`currentPodHash`, `stableRS`, `currentStepIndex`, `pauseConditions`,
+//! `controllerPause`, `abort`), so a restarted server resumes at the same
+//! step.
+
+mod analysis;
+mod bluegreen;
+mod canary;
+pub mod replicas;
+#[cfg(test)]
+mod replicas_tests;
+mod traffic;
+mod workload;
+
+use std::time::Duration;
+
+use keel_api::ClientError;
+use keel_api::resources::{self, Resource};
+use serde_json::{Value, json};
+
+use crate::deployment::template_hash;
+use crate::events::Recorder;
+use crate::informer::{Cache, Queue, Reconciler, key_of, queue_controller, split_key};
+use crate::objects::{controller_of, int, meta_str, now, timestamp};
+use crate::replicaset::{replicasets, selector};
+
+/// The label and selector key Argo gives its `ReplicaSets` and Services.
+pub const HASH_LABEL: &str = "rollouts-pod-template-hash";
+const REVISION: &str = "rollout.argoproj.io/revision";
+const SCALE_DOWN_DEADLINE: &str = "scale-down-deadline";
+
+fn rollouts() -> Option<&'static Resource> {
+    resources::find("argoproj.io", "v1alpha1", "rollouts")
+}
+
+fn services() -> &'static Resource {
+    resources::find("", "v1", "services").expect("services are served")
+}
+
+/// Runs the controller once the Rollout CRD is served (keel-api creates
+/// it at bootstrap).
+pub async fn run(api: keel_api::Loopback) {
+    let (r, runs) = loop {
+        if let (Some(r), Some(runs)) = (rollouts(), analysis::analysis_runs()) {
+            break (r, runs);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let me = RolloutController {
+        rollouts: r,
+        runs,
+        events: Recorder::new(api.clone(), "rollouts-controller"),
+    };
+    crate::informer::run(api, me).await;
+}
+
+/// The Rollout controller (see the module docs).
+#[derive(Debug)]
+pub struct RolloutController {
+    rollouts: &'static Resource,
+    runs: &'static Resource,
+    events: Recorder,
+}
+
+impl Reconciler for RolloutController {
+    const NAME: &'static str = "rollout";
+
+    fn resources(&self) -> Vec<&'static Resource> {
+        vec![
+            self.rollouts,
+            replicasets(),
+            self.runs,
+            workload::deployments(),
+        ]
+    }
+
+    fn keys_for(&self, cache: &Cache, r: &'static Resource, obj: &Value, queue: &mut Queue) {
+        if std::ptr::eq(r, self.rollouts) {
+            queue.add(key_of(obj));
+        } else if std::ptr::eq(r, workload::deployments()) {
+            let name = meta_str(obj, "name");
+            for ro in cache.list(self.rollouts, meta_str(obj, "namespace")) {
+                if workload::references(ro, name) {
+                    queue.add(key_of(ro));
+                }
+            }
+        } else {
+            queue_controller(cache, self.rollouts, obj, queue);
+        }
+    }
+
+    async fn reconcile(
+        &mut self,
+        cache: &mut Cache,
+        key: &str,
+    ) -> Result<Option<Duration>, ClientError> {
+        let (ns, name) = split_key(key);
+        let Some(ro) = cache.get(self.rollouts, ns, name).cloned() else {
+            return Ok(None);
+        };
+        if crate::objects::is_deleting(&ro) {
+            return Ok(None);
+        }
+        let Some(ro) = workload::resolve(cache, &ro).await? else {
+            // The referenced Deployment is not there (yet).
+            return Ok(Some(Duration::from_secs(5)));
+        };
+        let Some(sel) = selector(&ro) else {
+            return Ok(None);
+        };
+        let all: Vec<Value> = cache.list(replicasets(), ns).cloned().collect();
+        let mut rss = cache
+            .claim(self.rollouts, &ro, replicasets(), &sel, all)
+            .await?;
+        rss.sort_by_key(revision);
+        let mut run = Run {
+            r: self.rollouts,
+            cache,
+            events: &self.events,
+            st: ro.get("status").cloned().unwrap_or_else(|| json!({})),
+            ro,
+            rss,
+            requeue: None,
+        };
+        run.sync().await?;
+        workload::scale_down(run.cache, &run.ro, &run.st).await?;
+        Ok(run.requeue)
+    }
+}
+
+fn revision(rs: &Value) -> i64 {
+    rs.pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn hash_of(rs: &Value) -> &str {
+    rs.pointer("/metadata/labels")
+        .and_then(|l| l.get(HASH_LABEL))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn spec_of(rs: &Value) -> i64 {
+    rs.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+/// The arithmetic's view of a `ReplicaSet`.
+fn count_of(rs: &Value) -> replicas::RsCount {
+    replicas::RsCount {
+        hash: hash_of(rs).to_string(),
+        spec: spec_of(rs),
+        available: int(rs, "/status/availableReplicas"),
+    }
+}
+
+/// A set has settled at `n`: its controller saw the spec and `n` pods are
+/// available.
+fn settled(rs: &Value, n: i64) -> bool {
+    spec_of(rs) == n
+        && int(rs, "/status/observedGeneration") >= int(rs, "/metadata/generation")
+        && int(rs, "/status/replicas") == n
+        && int(rs, "/status/availableReplicas") == n
+}
+
+fn pause_conditions(st: &Value) -> &[Value] {
+    st["pauseConditions"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn has_pause(st: &Value, reason: &str) -> bool {
+    pause_conditions(st).iter().any(|p| p["reason"] == reason)
+}
+
+fn add_pause(st: &mut Value, reason: &str) {
+    if has_pause(st, reason) {
+        return;
+    }
+    let mut list = pause_conditions(st).to_vec();
+    list.push(json!({"reason": reason, "startTime": timestamp(now())}));
+    st["pauseConditions"] = Value::Array(list);
+    st["controllerPause"] = json!(true);
+}
+
+/// One reconcile of one Rollout.
+struct Run<'a> {
+    r: &'static Resource,
+    cache: &'a mut Cache,
+    events: &'a Recorder,
+    ro: Value,
+    st: Value,
+    rss: Vec<Value>,
+    requeue: Option<Duration>,
+}
+
+impl Run<'_> {
+    fn name(&self) -> String {
+        meta_str(&self.ro, "name").to_string()
+    }
+
+    fn ns(&self) -> String {
+        meta_str(&self.ro, "namespace").to_string()
+    }
+
+    fn again_in(&mut self, d: Duration) {
+        self.requeue = Some(self.requeue.map_or(d, |r| r.min(d)));
+    }
+
+    fn find(&self, hash: &str) -> Option<Value> {
+        (!hash.is_empty())
+            .then(|| self.rss.iter().find(|rs| hash_of(rs) == hash).cloned())
+            .flatten()
+    }
+
+    fn revision_of_current(&self) -> i64 {
+        self.find(self.st["currentPodHash"].as_str().unwrap_or(""))
+            .map_or(0, |rs| revision(&rs))
+    }
+
+    async fn sync(&mut self) -> Result<(), ClientError> {
+        let template = self.ro["spec"]["template"].clone();
+        let hash = template_hash(&template, int(&self.st, "/collisionCount"));
+        let new = match self.find(&hash) {
+            Some(rs) => rs,
+            None => self.create_rs(&hash, &template).await?,
+        };
+        if self.st["currentPodHash"].as_str() != Some(&hash) {
+            self.new_revision(&hash);
+        }
+        if self.st["abort"] == true && self.ro["status"]["abort"] != true {
+            self.events.warning(
+                self.r,
+                &self.ro,
+                "RolloutAborted",
+                format!("Rollout aborted update to revision {}", revision(&new)),
+            );
+        }
+        if self.st["stableRS"].as_str().unwrap_or("").is_empty() {
+            // The first template is stable at once; no steps run.
+            self.st["stableRS"] = json!(hash);
+        }
+        if self.ro["spec"]["strategy"]["blueGreen"].is_object() {
+            self.sync_bluegreen(&new).await?;
+        } else {
+            self.sync_canary(&new).await?;
+        }
+        self.write_status(&new).await
+    }
+
+    /// A new template: the steps start over.
+    fn new_revision(&mut self, hash: &str) {
+        let st = &mut self.st;
+        st["currentPodHash"] = json!(hash);
+        for f in [
+            "pauseConditions",
+            "abortedAt",
+            "promoteFull",
+            "currentStepIndex",
+        ] {
+            st.as_object_mut().map(|m| m.remove(f));
+        }
+        st["abort"] = json!(false);
+        st["controllerPause"] = json!(false);
+        if self.ro["spec"]["strategy"]["canary"].is_object() {
+            st["currentStepIndex"] = json!(0);
+        }
+        if let Some(b) = st.get_mut("blueGreen").and_then(Value::as_object_mut) {
+            b.remove("previewSelector");
+        }
+    }
+
+    async fn create_rs(&mut self, hash: &str, template: &Value) -> Result<Value, ClientError> {
+        let mut template = template.clone();
+        template["metadata"]["labels"][HASH_LABEL] = json!(hash);
+        let mut sel = self.ro["spec"]["selector"].clone();
+        sel["matchLabels"][HASH_LABEL] = json!(hash);
+        let next = self.rss.iter().map(revision).max().unwrap_or(0) + 1;
+        let name = format!("{}-{hash}", self.name());
+        let mut spec = json!({"replicas": 0, "selector": sel, "template": template});
+        if let Some(m) = self.ro.pointer("/spec/minReadySeconds") {
+            spec["minReadySeconds"] = m.clone();
+        }
+        let rs = json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": self.ns(),
+                "labels": template["metadata"]["labels"],
+                "annotations": {REVISION: next.to_string()},
+                "ownerReferences": [controller_of(self.r, &self.ro)]},
+            "spec": spec,
+        });
+        let rs = match self.cache.create(replicasets(), rs).await {
+            Ok(rs) => rs,
+            Err(e) if e.code == 409 => {
+                let existing = self
+                    .cache
+                    .api
+                    .get(replicasets(), Some(&self.ns()), &name)
+                    .await?;
+                match existing {
+                    Some(rs)
+                        if crate::objects::controller_uid(&rs, "Rollout")
+                            == Some(meta_str(&self.ro, "uid")) =>
+                    {
+                        rs
+                    }
+                    _ => {
+                        self.st["collisionCount"] = json!(int(&self.st, "/collisionCount") + 1);
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        self.events.normal(
+            self.r,
+            &self.ro,
+            "NewReplicaSetCreated",
+            format!("Created ReplicaSet {name} (revision {next})"),
+        );
+        self.rss.push(rs.clone());
+        Ok(rs)
+    }
+
+    /// Scales a set (no-op when already at `n`); returns it as written.
+    async fn scale(&mut self, rs: &Value, n: i64, role: &str) -> Result<Value, ClientError> {
+        let old = spec_of(rs);
+        let has_deadline = rs
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(SCALE_DOWN_DEADLINE))
+            .is_some();
+        if old == n && !(has_deadline && n > 0) {
+            return Ok(rs.clone());
+        }
+        let (ns, name, uid) = (
+            self.ns(),
+            meta_str(rs, "name").to_string(),
+            meta_str(rs, "uid").to_string(),
+        );
+        let out = self
+            .cache
+            .modify(replicasets(), &ns, &name, None, |cur| {
+                if meta_str(cur, "uid") != uid {
+                    return None;
+                }
+                let mut v = cur.clone();
+                v["spec"]["replicas"] = json!(n);
+                if n > 0
+                    && let Some(a) = v["metadata"]["annotations"].as_object_mut()
+                {
+                    a.remove(SCALE_DOWN_DEADLINE);
+                }
+                (v != *cur).then_some(v)
+            })
+            .await?
+            .unwrap_or_else(|| rs.clone());
+        if old != n {
+            self.events.normal(
+                self.r,
+                &self.ro,
+                "ScalingReplicaSet",
+                format!(
+                    "Scaled {role} ReplicaSet {name} (revision {}) from {old} to {n}",
+                    revision(rs)
+                ),
+            );
+        }
+        if let Some(x) = self.rss.iter_mut().find(|x| meta_str(x, "uid") == uid) {
+            *x = out.clone();
+        }
+        Ok(out)
+    }
+
+    /// Scales a set to 0 once `delay` seconds have passed since it was
+    /// first asked (the deadline annotation Argo uses), at once when 0.
+    async fn scale_down_after(&mut self, rs: &Value, delay: i64) -> Result<(), ClientError> {
+        if spec_of(rs) == 0 {
+            return Ok(());
+        }
+        if delay <= 0 {
+            self.scale(rs, 0, "down").await?;
+            return Ok(());
+        }
+        let deadline = rs
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(SCALE_DOWN_DEADLINE))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<jiff::Timestamp>().ok());
+        match deadline {
+            Some(at) if at <= now() => {
+                self.scale(rs, 0, "down").await?;
+            }
+            Some(at) => {
+                let left = (at - now()).get_seconds().max(0);
+                self.again_in(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1));
+            }
+            None => {
+                let at = timestamp(now() + jiff::SignedDuration::from_secs(delay));
+                let (ns, name) = (self.ns(), meta_str(rs, "name").to_string());
+                self.cache
+                    .modify(replicasets(), &ns, &name, None, |cur| {
+                        let mut v = cur.clone();
+                        if !v["metadata"]["annotations"].is_object() {
+                            v["metadata"]["annotations"] = json!({});
+                        }
+                        v["metadata"]["annotations"][SCALE_DOWN_DEADLINE] = json!(at);
+                        Some(v)
+                    })
+                    .await?;
+                self.again_in(Duration::from_secs(u64::try_from(delay).unwrap_or(0)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Points a Service's selector at `hash` (Argo adds the
+    /// `rollouts-pod-template-hash` to the selector).
+    async fn point_service(&mut self, name: &str, hash: &str) -> Result<(), ClientError> {
+        if name.is_empty() || hash.is_empty() {
+            return Ok(());
+        }
+        let ns = self.ns();
+        let hash = hash.to_string();
+        let r = self
+            .cache
+            .modify(services(), &ns, name, None, |cur| {
+                if cur
+                    .pointer("/spec/selector")
+                    .and_then(|s| s.get(HASH_LABEL))
+                    == Some(&json!(hash))
+                {
+                    return None;
+                }
+                let mut v = cur.clone();
+                v["spec"]["selector"][HASH_LABEL] = json!(hash);
+                Some(v)
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                self.events.warning(
+                    self.r,
+                    &self.ro,
+                    "ServiceReferenceError",
+                    format!("Service \"{name}\" not found"),
+                );
+                self.again_in(Duration::from_secs(5));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Phase and message as Argo's controller computes them.
+    fn phase(&self, new: &Value) -> (&'static str, String) {
+        let st = &self.st;
+        if st["abort"] == true {
+            let mut msg = format!(
+                "RolloutAborted: Rollout aborted update to revision {}",
+                revision(new)
+            );
+            // An analysis that failed says why.
+            for run in [
+                "currentStepAnalysisRunStatus",
+                "currentBackgroundAnalysisRunStatus",
+            ] {
+                let run = &st["canary"][run];
+                if matches!(run["status"].as_str(), Some("Failed" | "Error"))
+                    && let Some(m) = run["message"].as_str().filter(|m| !m.is_empty())
+                {
+                    msg = format!("{msg}: {m}");
+                    break;
+                }
+            }
+            return ("Degraded", msg);
+        }
+        if self.ro["spec"]["paused"] == true {
+            return ("Paused", "manually paused".into());
+        }
+        if let Some(p) = pause_conditions(st).first() {
+            return ("Paused", p["reason"].as_str().unwrap_or("").to_string());
+        }
+        let want = replicas::spec_replicas(&self.ro);
+        if int(st, "/updatedReplicas") < want {
+            return ("Progressing", "more replicas need to be updated".into());
+        }
+        if int(st, "/availableReplicas") < int(st, "/updatedReplicas") {
+            return (
+                "Progressing",
+                "updated replicas are still becoming available".into(),
+            );
+        }
+        let hash = st["currentPodHash"].as_str().unwrap_or("");
+        if self.ro["spec"]["strategy"]["blueGreen"].is_object() {
+            if st["blueGreen"]["activeSelector"].as_str() != Some(hash) {
+                return ("Progressing", "active service cutover pending".into());
+            }
+        } else if !self.ro["spec"]["strategy"]["canary"]["trafficRouting"].is_object()
+            && int(st, "/replicas") > int(st, "/updatedReplicas")
+        {
+            return ("Progressing", "old replicas are pending termination".into());
+        }
+        if st["stableRS"].as_str() != Some(hash) {
+            return ("Progressing", "waiting for all steps to complete".into());
+        }
+        ("Healthy", String::new())
+    }
+
+    async fn write_status(&mut self, new: &Value) -> Result<(), ClientError> {
+        let sum = |f: &str| -> i64 { self.rss.iter().map(|rs| int(rs, f)).sum() };
+        let (replicas, ready, available) = (
+            sum("/status/replicas"),
+            sum("/status/readyReplicas"),
+            sum("/status/availableReplicas"),
+        );
+        let st = &mut self.st;
+        st["replicas"] = json!(replicas);
+        st["updatedReplicas"] = json!(int(new, "/status/replicas"));
+        st["readyReplicas"] = json!(ready);
+        st["availableReplicas"] = json!(available);
+        st["HPAReplicas"] = json!(replicas);
+        st["observedGeneration"] = json!(int(&self.ro, "/metadata/generation").to_string());
+        let mut sel = self.ro["spec"]["selector"].clone();
+        if self.ro["spec"]["strategy"]["blueGreen"].is_object()
+            && let Some(a) = st["blueGreen"]["activeSelector"].as_str()
+        {
+            sel["matchLabels"][HASH_LABEL] = json!(a);
+        }
+        st["selector"] = json!(label_selector_string(&sel));
+        let (phase, message) = self.phase(new);
+        self.set_conditions(phase);
+        self.st["phase"] = json!(phase);
+        self.st["message"] = json!(message);
+        if self.ro.get("status") == Some(&self.st) {
+            return Ok(());
+        }
+        let (ns, name, uid) = (
+            self.ns(),
+            self.name(),
+            meta_str(&self.ro, "uid").to_string(),
+        );
+        let seen = meta_str(&self.ro, "resourceVersion").to_string();
+        let st = self.st.clone();
+        // Written only over the version read: a concurrent promote or abort
+        // (a status patch) is never overwritten; its event reconciles again.
+        let r = self
+            .cache
+            .modify(self.r, &ns, &name, Some("status"), |cur| {
+                let same = meta_str(cur, "uid") == uid && meta_str(cur, "resourceVersion") == seen;
+                (same && cur.get("status") != Some(&st)).then(|| {
+                    let mut v = cur.clone();
+                    v["status"] = st.clone();
+                    v
+                })
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Argo's condition types with their reasons.
+    fn set_conditions(&mut self, phase: &str) {
+        let t = timestamp(now());
+        let healthy = phase == "Healthy";
+        let avail = int(&self.st, "/availableReplicas")
+            >= replicas::spec_replicas(&self.ro) - self.max_unavailable();
+        let paused = phase == "Paused";
+        let progressing = if self.st["abort"] == true {
+            (
+                "False",
+                "RolloutAborted",
+                format!(
+                    "Rollout aborted update to revision {}",
+                    self.revision_of_current()
+                ),
+            )
+        } else if paused {
+            ("Unknown", "RolloutPaused", "Rollout is paused".to_string())
+        } else if healthy {
+            (
+                "True",
+                "NewReplicaSetAvailable",
+                "Rollout has completed rollout".to_string(),
+            )
+        } else {
+            (
+                "True",
+                "ReplicaSetUpdated",
+                format!("Rollout \"{}\" is progressing.", self.name()),
+            )
+        };
+        let want: Vec<(&str, &str, &str, String)> = vec![
+            ("Progressing", progressing.0, progressing.1, progressing.2),
+            if avail {
+                (
+                    "Available",
+                    "True",
+                    "AvailableReason",
+                    "Rollout has minimum availability".into(),
+                )
+            } else {
+                (
+                    "Available",
+                    "False",
+                    "AvailableReason",
+                    "Rollout does not have minimum availability".into(),
+                )
+            },
+            if healthy {
+                (
+                    "Completed",
+                    "True",
+                    "RolloutCompleted",
+                    "Rollout completed update".into(),
+                )
+            } else {
+                (
+                    "Completed",
+                    "False",
+                    "RolloutCompleted",
+                    "Rollout not completed".into(),
+                )
+            },
+            if healthy {
+                (
+                    "Healthy",
+                    "True",
+                    "RolloutHealthy",
+                    "Rollout is healthy".into(),
+                )
+            } else {
+                (
+                    "Healthy",
+                    "False",
+                    "RolloutHealthy",
+                    "Rollout is not healthy".into(),
+                )
+            },
+            if paused {
+                (
+                    "Paused",
+                    "True",
+                    "RolloutPaused",
+                    "Rollout is paused".into(),
+                )
+            } else {
+                (
+                    "Paused",
+                    "False",
+                    "RolloutResumed",
+                    "Rollout is resumed".into(),
+                )
+            },
+        ];
+        let old = self.st["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let conds: Vec<Value> = want
+            .into_iter()
+            .map(|(kind, status, reason, message)| {
+                let prev = old.iter().find(|c| c["type"] == kind);
+                match prev {
+                    Some(p) if p["status"] == status && p["reason"] == reason => p.clone(),
+                    _ => {
+                        json!({"type": kind, "status": status, "reason": reason, "message": message,
+                        "lastUpdateTime": t, "lastTransitionTime": t})
+                    }
+                }
+            })
+            .collect();
+        self.st["conditions"] = Value::Array(conds);
+    }
+
+    fn max_unavailable(&self) -> i64 {
+        if self.ro["spec"]["strategy"]["canary"].is_object() {
+            replicas::surge_and_unavailable(&self.ro).1
+        } else {
+            0
+        }
+    }
+}
+
+/// A label selector's string form, as `status.selector` holds it.
+fn label_selector_string(sel: &Value) -> String {
+    let mut parts: Vec<String> = sel["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.sort();
+    parts.join(",")
+}

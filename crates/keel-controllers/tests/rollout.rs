@@ -1,0 +1,656 @@
+//! The Rollout controller against a real API (keel-api in process, Argo's
+//! CRDs created at its bootstrap) with a fake kubelet marking pods Ready:
+//! a canary through its steps (counts per step, pause until promoted, a
+//! timed pause, Services' selectors, abort back to stable) and blue-green
+//! (preview before promotion, the active Service switched on promotion,
+//! abort).
+
+use std::time::{Duration, Instant};
+
+use keel_api::client::{ChangeKind, WatchEvent};
+use keel_api::resources::{self, Resource};
+use keel_api::{Loopback, Server};
+use serde_json::{Value, json};
+
+struct Running {
+    api: Loopback,
+    _server: Server,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::bind(keel_api::Config {
+        state_dir: dir.path().join("server"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        datastore: None,
+    })
+    .await
+    .unwrap();
+    let api = server.loopback();
+    keel_controllers::spawn(&api);
+    tokio::spawn(kubelet(api.clone()));
+    Running {
+        api,
+        _server: server,
+        _dir: dir,
+    }
+}
+
+fn res(group: &str, version: &str, plural: &str) -> &'static Resource {
+    resources::find(group, version, plural).unwrap()
+}
+
+async fn rollouts() -> &'static Resource {
+    for _ in 0..200 {
+        if let Some(r) = resources::find("argoproj.io", "v1alpha1", "rollouts") {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the Rollout CRD is not served");
+}
+
+/// Marks every new pod Running and Ready.
+async fn kubelet(api: Loopback) {
+    let pods = res("", "v1", "pods");
+    let mut watch = api.watch(pods, 0).await.unwrap();
+    while let Some(Ok(ev)) = watch.next().await {
+        let WatchEvent::Change(c) = ev else { continue };
+        let Some(p) = api.object(&c) else { continue };
+        if c.kind != ChangeKind::Put || p["status"]["phase"] == "Running" {
+            continue;
+        }
+        let api = api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
+            let name = p["metadata"]["name"].as_str().unwrap().to_string();
+            let _ = api
+                .modify(
+                    pods,
+                    Some("default"),
+                    &name,
+                    Some("status"),
+                    "kubelet",
+                    |cur| {
+                        let mut v = cur.clone();
+                        v["status"]["phase"] = json!("Running");
+                        v["status"]["conditions"] = json!([
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now}]);
+                        Some(v)
+                    },
+                )
+                .await;
+        });
+    }
+}
+
+async fn wait_for<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, f: F) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get(api: &Loopback, r: &'static Resource, name: &str) -> Value {
+    api.get(r, Some("default"), name).await.unwrap().unwrap()
+}
+
+async fn service(api: &Loopback, name: &str) {
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+    api.create(res("", "v1", "services"), svc, "test")
+        .await
+        .unwrap();
+}
+
+async fn selector_hash(api: &Loopback, svc: &str) -> String {
+    let s = get(api, res("", "v1", "services"), svc).await;
+    s["spec"]["selector"]["rollouts-pod-template-hash"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn rollout(name: &str, replicas: i64, strategy: Value) -> Value {
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"replicas": replicas, "strategy": strategy,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "web:1"}]}}}})
+}
+
+async fn status(api: &Loopback, name: &str) -> Value {
+    get(api, rollouts().await, name).await["status"].clone()
+}
+
+async fn modify(api: &Loopback, name: &str, sub: Option<&str>, f: impl Fn(&mut Value)) {
+    api.modify(
+        rollouts().await,
+        Some("default"),
+        name,
+        sub,
+        "test",
+        |cur| {
+            let mut v = cur.clone();
+            f(&mut v);
+            Some(v)
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn set_image(api: &Loopback, name: &str, image: &str) {
+    modify(api, name, None, |v| {
+        v["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+    })
+    .await;
+}
+
+/// What `kubectl argo rollouts promote` sends: the pause conditions cleared.
+async fn promote(api: &Loopback, name: &str) {
+    modify(api, name, Some("status"), |v| {
+        v["status"]
+            .as_object_mut()
+            .unwrap()
+            .remove("pauseConditions");
+    })
+    .await;
+}
+
+/// (spec, available) of the Rollout's set with `hash`.
+async fn rs_counts(api: &Loopback, name: &str, hash: &str) -> (i64, i64) {
+    let rs = get(
+        api,
+        res("apps", "v1", "replicasets"),
+        &format!("{name}-{hash}"),
+    )
+    .await;
+    (
+        rs["spec"]["replicas"].as_i64().unwrap(),
+        rs["status"]["availableReplicas"].as_i64().unwrap_or(0),
+    )
+}
+
+async fn healthy(api: &Loopback, name: &str) -> bool {
+    let st = status(api, name).await;
+    st["phase"] == "Healthy" && st["stableRS"] == st["currentPodHash"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_steps_pause_promote_and_abort() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {"duration": "3s"}}]}});
+    api.create(rollouts().await, rollout("web", 4, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "web")).await;
+    let v1 = status(api, "web").await["stableRS"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rs_counts(api, "web", &v1).await, (4, 4));
+    assert_eq!(selector_hash(api, "web-stable").await, v1);
+
+    set_image(api, "web", "web:2").await;
+    wait_for("the first pause", || async {
+        let st = status(api, "web").await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == 1
+    })
+    .await;
+    let st = status(api, "web").await;
+    let v2 = st["currentPodHash"].as_str().unwrap().to_string();
+    assert_ne!(v1, v2);
+    assert_eq!(st["message"], "CanaryPauseStep");
+    assert_eq!(st["pauseConditions"][0]["reason"], "CanaryPauseStep");
+    assert_eq!(st["controllerPause"], true);
+    assert_eq!(st["stableRS"], v1.as_str());
+    // 25% of 4: one canary, three stable (Argo's arithmetic).
+    assert_eq!(rs_counts(api, "web", &v2).await, (1, 1));
+    assert_eq!(rs_counts(api, "web", &v1).await.0, 3);
+    assert_eq!(selector_hash(api, "web-canary").await, v2);
+    assert_eq!(selector_hash(api, "web-stable").await, v1);
+    // Still paused a while later: an indefinite pause waits for promotion.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(api, "web").await["currentStepIndex"], 1);
+
+    promote(api, "web").await;
+    wait_for("the timed pause at 75%", || async {
+        status(api, "web").await["currentStepIndex"] == 3
+    })
+    .await;
+    assert_eq!(rs_counts(api, "web", &v2).await, (3, 3));
+    assert_eq!(rs_counts(api, "web", &v1).await.0, 1);
+    wait_for("the canary promoted to stable", || healthy(api, "web")).await;
+    let st = status(api, "web").await;
+    assert_eq!(st["stableRS"], v2.as_str());
+    assert_eq!(st["currentStepIndex"], 4);
+    assert_eq!(rs_counts(api, "web", &v2).await, (4, 4));
+    assert_eq!(rs_counts(api, "web", &v1).await.0, 0);
+    assert_eq!(selector_hash(api, "web-stable").await, v2);
+
+    // A third revision, aborted at its first pause.
+    set_image(api, "web", "web:3").await;
+    wait_for("the third revision's pause", || async {
+        let st = status(api, "web").await;
+        st["phase"] == "Paused" && st["currentPodHash"] != v2.as_str()
+    })
+    .await;
+    let v3 = status(api, "web").await["currentPodHash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rs_counts(api, "web", &v3).await.0, 1);
+    modify(api, "web", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("the abort", || async {
+        let st = status(api, "web").await;
+        st["phase"] == "Degraded" && rs_counts(api, "web", &v3).await.0 == 0
+    })
+    .await;
+    let st = status(api, "web").await;
+    assert_eq!(
+        st["message"],
+        "RolloutAborted: Rollout aborted update to revision 3"
+    );
+    assert_eq!(st["stableRS"], v2.as_str());
+    wait_for("stable back to full", || async {
+        rs_counts(api, "web", &v2).await == (4, 4)
+    })
+    .await;
+    assert_eq!(selector_hash(api, "web-stable").await, v2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluegreen_preview_promote_and_abort() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-active").await;
+    service(api, "web-preview").await;
+    let strategy = json!({"blueGreen": {
+        "activeService": "web-active", "previewService": "web-preview",
+        "autoPromotionEnabled": false, "scaleDownDelaySeconds": 1}});
+    api.create(rollouts().await, rollout("bg", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "bg")).await;
+    let v1 = status(api, "bg").await["stableRS"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(selector_hash(api, "web-active").await, v1);
+    assert_eq!(
+        status(api, "bg").await["blueGreen"]["activeSelector"],
+        v1.as_str()
+    );
+
+    set_image(api, "bg", "web:2").await;
+    wait_for("the preview paused", || async {
+        status(api, "bg").await["phase"] == "Paused"
+    })
+    .await;
+    let st = status(api, "bg").await;
+    let v2 = st["currentPodHash"].as_str().unwrap().to_string();
+    assert_eq!(st["message"], "BlueGreenPause");
+    assert_eq!(rs_counts(api, "bg", &v2).await, (2, 2));
+    assert_eq!(selector_hash(api, "web-preview").await, v2);
+    assert_eq!(selector_hash(api, "web-active").await, v1);
+    assert_eq!(st["blueGreen"]["previewSelector"], v2.as_str());
+
+    promote(api, "bg").await;
+    wait_for("the promotion", || healthy(api, "bg")).await;
+    assert_eq!(selector_hash(api, "web-active").await, v2);
+    assert_eq!(
+        status(api, "bg").await["blueGreen"]["activeSelector"],
+        v2.as_str()
+    );
+    wait_for("the old set scaled down after its delay", || async {
+        rs_counts(api, "bg", &v1).await.0 == 0
+    })
+    .await;
+
+    set_image(api, "bg", "web:3").await;
+    wait_for("the third preview", || async {
+        let st = status(api, "bg").await;
+        st["phase"] == "Paused" && st["currentPodHash"] != v2.as_str()
+    })
+    .await;
+    let v3 = status(api, "bg").await["currentPodHash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(selector_hash(api, "web-preview").await, v3);
+    modify(api, "bg", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("the abort", || async {
+        status(api, "bg").await["phase"] == "Degraded" && rs_counts(api, "bg", &v3).await.0 == 0
+    })
+    .await;
+    assert_eq!(selector_hash(api, "web-preview").await, v2);
+    assert_eq!(selector_hash(api, "web-active").await, v2);
+}
+
+async fn served(group: &str, version: &str, plural: &str) -> &'static Resource {
+    for _ in 0..200 {
+        if let Some(r) = resources::find(group, version, plural) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{group}/{plural} is not served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_weights_through_nginx_ingress_and_gateway_api_route() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "default",
+            "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+        "spec": {"rules": [
+            {"host": "web.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}},
+            {"host": "other.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "other", "port": {"number": 80}}}}]}}]}});
+    let ingresses = res("networking.k8s.io", "v1", "ingresses");
+    api.create(ingresses, ing, "test").await.unwrap();
+    let routes = served("gateway.networking.k8s.io", "v1", "httproutes").await;
+    let route = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "keel"}], "rules": [{"backendRefs": [
+            {"name": "web-stable", "port": 80, "weight": 100},
+            {"name": "web-canary", "port": 80, "weight": 0}]}]}});
+    api.create(routes, route, "test").await.unwrap();
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable", "scaleDownDelaySeconds": 1,
+        "trafficRouting": {"nginx": {"stableIngress": "web"},
+            "plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "web"}}},
+        "steps": [{"setWeight": 25}, {"pause": {}}]}});
+    api.create(rollouts().await, rollout("tr", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "tr")).await;
+    let weights = || async {
+        let ing = get(api, ingresses, "tr-web-canary").await;
+        let a = &ing["metadata"]["annotations"];
+        let route = get(api, routes, "web").await;
+        let refs = &route["spec"]["rules"][0]["backendRefs"];
+        (
+            a["nginx.ingress.kubernetes.io/canary-weight"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            refs[0]["weight"].as_i64().unwrap_or(-1),
+            refs[1]["weight"].as_i64().unwrap_or(-1),
+        )
+    };
+    assert_eq!(weights().await, ("0".into(), 100, 0));
+
+    set_image(api, "tr", "web:2").await;
+    wait_for("the pause at 25%", || async {
+        status(api, "tr").await["phase"] == "Paused"
+    })
+    .await;
+    assert_eq!(weights().await, ("25".into(), 75, 25));
+    let st = status(api, "tr").await;
+    let v2 = st["currentPodHash"].as_str().unwrap().to_string();
+    assert_eq!(st["canary"]["weights"]["canary"]["weight"], 25);
+    assert_eq!(st["canary"]["weights"]["stable"]["weight"], 75);
+    assert_eq!(
+        st["canary"]["weights"]["canary"]["podTemplateHash"],
+        v2.as_str()
+    );
+    // Routed: stable stays full, the canary gets ceil(25% of 2).
+    assert_eq!(rs_counts(api, "tr", &v2).await, (1, 1));
+    let ing = get(api, ingresses, "tr-web-canary").await;
+    assert_eq!(
+        ing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"],
+        "true"
+    );
+    assert_eq!(
+        ing["metadata"]["annotations"]["kubernetes.io/ingress.class"],
+        "nginx"
+    );
+    assert_eq!(
+        ing["spec"]["rules"].as_array().unwrap().len(),
+        1,
+        "only rules using the stable Service"
+    );
+    assert_eq!(
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "web-canary"
+    );
+
+    modify(api, "tr", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("all traffic back to stable", || async {
+        weights().await == ("0".into(), 100, 0)
+    })
+    .await;
+    wait_for("Degraded", || async {
+        status(api, "tr").await["phase"] == "Degraded"
+    })
+    .await;
+
+    // Retry (abort cleared), then promote: 100% canary, then it is stable.
+    modify(api, "tr", Some("status"), |v| {
+        v["status"]["abort"] = json!(false);
+    })
+    .await;
+    wait_for("paused again at 25%", || async {
+        status(api, "tr").await["phase"] == "Paused" && weights().await.0 == "25"
+    })
+    .await;
+    promote(api, "tr").await;
+    wait_for("promoted", || healthy(api, "tr")).await;
+    assert_eq!(weights().await, ("0".into(), 100, 0));
+    assert_eq!(selector_hash(api, "web-stable").await, v2);
+    assert_eq!(rs_counts(api, "tr", &v2).await, (2, 2));
+}
+
+/// Plays the analysis controller's part: sets a run's phase.
+async fn finish_run(api: &Loopback, name: &str, phase: &str, message: &str) {
+    let runs = served("argoproj.io", "v1alpha1", "analysisruns").await;
+    api.modify(runs, Some("default"), name, None, "test", |cur| {
+        let mut v = cur.clone();
+        v["status"] = json!({"phase": phase, "message": message});
+        Some(v)
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_analysis_step_continues_on_success_and_aborts_on_failure() {
+    let k = start().await;
+    let api = &k.api;
+    // initialDelay keeps a real analysis controller from measuring: the
+    // test decides each run's phase.
+    let metric = |name: &str| {
+        json!({"name": name, "initialDelay": "1h", "successCondition": "result == 1",
+            "provider": {"web": {"url": "http://127.0.0.1:9/{{args.svc}}"}}})
+    };
+    let tpl = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "checks", "namespace": "default"},
+        "spec": {"args": [{"name": "hash"}, {"name": "svc"}, {"name": "image"}, {"name": "limit", "value": "5"}],
+            "metrics": [metric("rate")]}});
+    let ctpl = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ClusterAnalysisTemplate",
+        "metadata": {"name": "global"},
+        "spec": {"args": [{"name": "svc"}], "metrics": [metric("latency")]}});
+    api.create(
+        served("argoproj.io", "v1alpha1", "analysistemplates").await,
+        tpl,
+        "test",
+    )
+    .await
+    .unwrap();
+    api.create(
+        served("argoproj.io", "v1alpha1", "clusteranalysistemplates").await,
+        ctpl,
+        "test",
+    )
+    .await
+    .unwrap();
+    let strategy = json!({"canary": {"steps": [
+        {"setWeight": 50},
+        {"analysis": {
+            "templates": [{"templateName": "checks"}, {"templateName": "global", "clusterScope": true}],
+            "args": [
+                {"name": "hash", "valueFrom": {"podTemplateHashValue": "Latest"}},
+                {"name": "svc", "value": "web-canary"},
+                {"name": "image", "valueFrom": {"fieldRef": {"fieldPath": "spec.template.spec.containers[0].image"}}}]}},
+        {"setWeight": 75}]}});
+    api.create(rollouts().await, rollout("an", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "an")).await;
+
+    set_image(api, "an", "web:2").await;
+    let runs = served("argoproj.io", "v1alpha1", "analysisruns").await;
+    let v2 = || async {
+        status(api, "an").await["currentPodHash"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    wait_for("the step's AnalysisRun", || async {
+        let name = format!("an-{}-2-1", v2().await);
+        api.get(runs, Some("default"), &name)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let hash = v2().await;
+    let run = get(api, runs, &format!("an-{hash}-2-1")).await;
+    assert_eq!(run["metadata"]["labels"]["rollout-type"], "Step");
+    assert_eq!(run["metadata"]["labels"]["step-index"], "1");
+    assert_eq!(
+        run["metadata"]["labels"]["rollouts-pod-template-hash"],
+        hash.as_str()
+    );
+    assert_eq!(run["metadata"]["labels"]["app"], "web");
+    assert_eq!(
+        run["metadata"]["annotations"]["rollout.argoproj.io/revision"],
+        "2"
+    );
+    assert_eq!(run["metadata"]["ownerReferences"][0]["kind"], "Rollout");
+    assert_eq!(run["metadata"]["ownerReferences"][0]["controller"], true);
+    let metrics: Vec<&str> = run["spec"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(metrics, ["rate", "latency"]);
+    assert_eq!(
+        run["spec"]["args"],
+        json!([{"name": "hash", "value": hash}, {"name": "svc", "value": "web-canary"},
+            {"name": "image", "value": "web:2"}, {"name": "limit", "value": "5"}])
+    );
+    // Waiting on the run: the step does not advance.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = status(api, "an").await;
+    assert_eq!(st["currentStepIndex"], 1);
+    assert_eq!(
+        st["canary"]["currentStepAnalysisRunStatus"]["name"],
+        format!("an-{hash}-2-1")
+    );
+
+    finish_run(api, &format!("an-{hash}-2-1"), "Successful", "").await;
+    wait_for("the rollout past its analysis", || healthy(api, "an")).await;
+    assert_eq!(status(api, "an").await["stableRS"], hash.as_str());
+
+    set_image(api, "an", "web:3").await;
+    wait_for("the third revision's run", || async {
+        let h = v2().await;
+        h != hash
+            && api
+                .get(runs, Some("default"), &format!("an-{h}-3-1"))
+                .await
+                .unwrap()
+                .is_some()
+    })
+    .await;
+    let v3 = v2().await;
+    let failure = "Metric \"rate\" assessed Failed due to failed (1) > failureLimit (0)";
+    finish_run(api, &format!("an-{v3}-3-1"), "Failed", failure).await;
+    wait_for("the abort", || async {
+        status(api, "an").await["phase"] == "Degraded" && rs_counts(api, "an", &v3).await.0 == 0
+    })
+    .await;
+    let st = status(api, "an").await;
+    assert_eq!(
+        st["message"],
+        format!("RolloutAborted: Rollout aborted update to revision 3: {failure}")
+    );
+    assert_eq!(st["abort"], true);
+    wait_for("stable back to full", || async {
+        rs_counts(api, "an", &hash).await == (2, 2)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_ref_takes_the_deployments_template_and_scales_it_down_on_success() {
+    let k = start().await;
+    let api = &k.api;
+    let deployments = res("apps", "v1", "deployments");
+    let dep = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "legacy", "namespace": "default"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "legacy"}},
+            "template": {"metadata": {"labels": {"app": "legacy"}},
+                "spec": {"containers": [{"name": "c", "image": "legacy:7"}]}}}});
+    api.create(deployments, dep, "test").await.unwrap();
+    wait_for("the Deployment up", || async {
+        get(api, deployments, "legacy").await["status"]["availableReplicas"] == 2
+    })
+    .await;
+    let ro = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "migrated", "namespace": "default"},
+        "spec": {"replicas": 2, "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "legacy",
+                "scaleDown": "onsuccess"}}});
+    api.create(rollouts().await, ro, "test").await.unwrap();
+    wait_for("the Rollout healthy", || healthy(api, "migrated")).await;
+    let hash = status(api, "migrated").await["stableRS"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rs = get(
+        api,
+        res("apps", "v1", "replicasets"),
+        &format!("migrated-{hash}"),
+    )
+    .await;
+    assert_eq!(
+        rs["spec"]["template"]["spec"]["containers"][0]["image"],
+        "legacy:7"
+    );
+    assert_eq!(rs["spec"]["selector"]["matchLabels"]["app"], "legacy");
+    assert_eq!(rs_counts(api, "migrated", &hash).await, (2, 2));
+    wait_for("the Deployment scaled to 0", || async {
+        get(api, deployments, "legacy").await["spec"]["replicas"] == 0
+    })
+    .await;
+}
