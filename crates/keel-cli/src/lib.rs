@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod agent;
 mod build;
 pub mod chart;
+mod chart_csa;
 mod chart_deps;
 mod chart_oci;
 mod chart_release;

@@ -391,3 +391,13 @@ fn merge_directive_is_refused_as_upstream_refuses_it() {
         "merging lists cannot yet be specified in the patch"
     );
 }
+
+/// The upstream test schema's definitions and root (for the patch-creation tests).
+pub(crate) fn schema_for_cases() -> (Map<String, Value>, Value) {
+    (schema_defs(), root())
+}
+
+/// Upstream's normalisation before comparing the YAML cases.
+pub(crate) fn sorted_for_cases(value: &Value, schema: Schema<'_>) -> Value {
+    sorted(value, schema)
+}
