@@ -363,6 +363,10 @@ fn random_patches_never_panic() {
             t = json!({"mergingList": [t]});
         }
         let p = g.value(0);
+        // creating a three-way patch from random documents never panics either
+        let (o, m) = (g.value(0), g.value(0));
+        let _ = super::three_way(&o, &m, &t, schema);
+        let _ = super::merge_patch_diff(&o, &m);
         let _ = apply(&mut t, &p, schema);
     }
 }
