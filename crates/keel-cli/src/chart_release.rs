@@ -526,6 +526,7 @@ fn keeps(o: &J) -> bool {
 /// three-way patches from `current`) after checking that what `current`
 /// does not hold is not another release's; then deletes what `current` has
 /// and `target` dropped (unless kept).
+#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
 fn update_objects(
     ctx: &Ctx,
     name: &str,
@@ -534,6 +535,7 @@ fn update_objects(
     op: &str,
     force: bool,
     ssa: bool,
+    migrate: bool,
 ) -> anyhow::Result<()> {
     let ns = &ctx.ns;
     let had: BTreeSet<String> = current.iter().map(|o| identity(o, ns)).collect();
@@ -551,6 +553,9 @@ fn update_objects(
             let original = current.iter().find(|o| identity(o, ns) == id);
             crate::chart_csa::update(&ctx.kube, path, original, obj)?;
             continue;
+        }
+        if migrate {
+            crate::chart_csa::migrate(&ctx.kube, path)?;
         }
         ctx.kube
             .apply(path, obj, "helm", force)
@@ -758,6 +763,7 @@ fn perform(
     target: &[J],
     f: &ApplyFlags,
     event: &str,
+    from_csa: bool,
 ) -> anyhow::Result<()> {
     let timeout = parse_duration(&f.timeout)?;
     let hooks = |rel: &mut Release, phase: &str| -> anyhow::Result<()> {
@@ -778,7 +784,19 @@ fn perform(
     };
     let name = rel.name.clone();
     let ssa = rel.apply_method == "ssa";
-    update_objects(ctx, &name, current, target, op, f.force_conflicts, ssa)?;
+    // Helm moves helm's client-side field ownership to its apply entry when
+    // an upgrade leaves client-side apply, and on every server-side rollback
+    let migrate = ssa && (from_csa || event == "rollback");
+    update_objects(
+        ctx,
+        &name,
+        current,
+        target,
+        op,
+        f.force_conflicts,
+        ssa,
+        migrate,
+    )?;
     if f.wait.is_some() {
         crate::chart_wait::wait(ctx, target, timeout, f.wait_for_jobs)?;
     }
@@ -1064,7 +1082,7 @@ fn do_install(
     }
     ctx.create(&rel)?;
     // ownership was checked above, before anything was recorded
-    let res = perform(ctx, &mut rel, &target, &target, f, "install");
+    let res = perform(ctx, &mut rel, &target, &target, f, "install", false);
     if let Err(e) = res {
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Release \"{name}\" failed: {e:#}");
@@ -1219,7 +1237,15 @@ fn do_upgrade(
     let cur_objs = objects(&current.manifest)?;
     let target = objects(&rel.manifest)?;
     ctx.create(&rel)?;
-    let res = perform(ctx, &mut rel, &cur_objs, &target, f, "upgrade");
+    let res = perform(
+        ctx,
+        &mut rel,
+        &cur_objs,
+        &target,
+        f,
+        "upgrade",
+        current.apply_method != "ssa",
+    );
     if let Err(e) = res {
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Upgrade \"{name}\" failed: {e:#}");
@@ -1338,7 +1364,7 @@ fn do_rollback(
     let cur_objs = objects(&current.manifest)?;
     let objs = objects(&rel.manifest)?;
     ctx.create(&rel)?;
-    let res = perform(ctx, &mut rel, &cur_objs, &objs, f, "rollback");
+    let res = perform(ctx, &mut rel, &cur_objs, &objs, f, "rollback", true);
     if let Err(e) = res {
         let mut cur = current.clone();
         cur.info.status = status::SUPERSEDED.into();

@@ -889,7 +889,24 @@ fn releases_helm3_made_upgrade_with_a_three_way_merge_as_helm_does() {
         serde_json::json!({"a": "1", "b": "2", "extra": "mine"}),
         "helm's rollback"
     );
-    // an explicit --server-side=true moves the release to server-side apply
-    keel_ok(&s, &["upgrade", "bykeel", c, "--server-side=true"]);
-    assert_eq!(record(&s, ns, "bykeel", 4)["apply_method"], "ssa");
+    // --server-side=true moves a release to server-side apply: helm's
+    // client-side fields go to its apply entry first (csaupgrade), so the
+    // key the chart drops is removed, what kubectl set stays
+    let mut after = Vec::new();
+    for (tool, name) in [("helm", "byhelm"), ("keel", "bykeel")] {
+        let args = ["upgrade", name, c, "--server-side=true", "--set", "v2=true"];
+        if tool == "helm" {
+            helm_ok(&s, &args);
+        } else {
+            keel_ok(&s, &args);
+        }
+        assert_eq!(record(&s, ns, name, 4)["apply_method"], "ssa", "{tool}");
+        after.push(live_state(&s, ns, name)["data"].clone());
+    }
+    assert_eq!(
+        after[0],
+        serde_json::json!({"a": "1", "c": "3", "extra": "mine"}),
+        "helm's server-side upgrade"
+    );
+    assert_eq!(after[1], after[0], "keel (right) against helm (left)");
 }
