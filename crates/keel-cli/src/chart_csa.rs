@@ -6,7 +6,9 @@
 //! strategic merge patch (old manifest, new manifest, live object), built
 //! with keel-api's strategic-merge code; kinds the API has no strategic
 //! metadata for (custom resources) get a two-way JSON merge patch from the
-//! old manifest to the new, as Helm's `createPatch` sends them.
+//! old manifest to the new, as Helm's `createPatch` sends them. Leaving
+//! client-side apply, helm's field ownership moves to its apply entry first
+//! (client-go's `csaupgrade`), as Helm does.
 
 use anyhow::Context as _;
 use serde_json::Value as J;

@@ -364,9 +364,9 @@ fn random_patches_never_panic() {
         }
         let p = g.value(0);
         // creating a three-way patch from random documents never panics either
-        let (o, m) = (g.value(0), g.value(0));
-        let _ = super::three_way(&o, &m, &t, schema);
-        let _ = super::merge_patch_diff(&o, &m);
+        let (before, after) = (g.value(0), g.value(0));
+        let _ = super::three_way(&before, &after, &t, schema);
+        let _ = super::merge_patch_diff(&before, &after);
         let _ = apply(&mut t, &p, schema);
     }
 }
