@@ -10,6 +10,7 @@
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
 pub mod admission;
+mod argo_defaults;
 mod audit;
 pub mod auth;
 mod cel;
@@ -34,6 +35,7 @@ mod quota;
 pub mod rbac;
 pub mod resources;
 pub mod selectors;
+mod service_alloc;
 pub mod strategic;
 pub mod table;
 pub mod tokens;
@@ -95,6 +97,7 @@ pub(crate) struct State {
     pub paths: pki::Paths,
     pub tokens: std::sync::Mutex<Tokens>,
     pub next_ip: std::sync::atomic::AtomicU32,
+    pub reserved: service_alloc::Reserved,
     pub rbac: rbac::Cache,
     pub webhooks: webhook::Cache,
     pub policies: cel::policy::Cache,
@@ -107,4 +110,27 @@ pub(crate) struct State {
 pub(crate) struct Tokens {
     pub modified: Option<std::time::SystemTime>,
     pub list: Vec<(String, pki::Role)>,
+}
+
+/// `../shared/conformance/<sub>` (or `$KEEL_CONFORMANCE/<sub>`): peer
+/// projects' test data, never copied into the repo.
+#[cfg(test)]
+pub(crate) fn conformance(sub: &str) -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    let dir = std::env::var_os("KEEL_CONFORMANCE").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared/conformance").join(sub))
+                .find(|d| d.is_dir())
+                .unwrap_or_else(|| PathBuf::from("../shared/conformance").join(sub))
+        },
+        |c| PathBuf::from(c).join(sub),
+    );
+    assert!(
+        dir.is_dir(),
+        "conformance data missing at {} (set KEEL_CONFORMANCE)",
+        dir.display()
+    );
+    dir
 }

@@ -705,6 +705,7 @@ pub(crate) async fn bootstrap(state: &std::sync::Arc<State>) -> Result<(), crate
     ]
     .into_iter()
     .chain(crate::ingress_defaults::objects())
+    .chain(crate::argo_defaults::objects())
     {
         for obj in objs {
             let name = meta_name(&obj);

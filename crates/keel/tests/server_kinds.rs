@@ -209,6 +209,36 @@ const API_RESOURCES: &[(&str, &str, &str, bool, &str)] = &[
         true,
         "HTTPRoute",
     ),
+    // Argo Rollouts' kinds, served as CRDs for keel's rollout controllers.
+    ("rollouts", "ro", "argoproj.io/v1alpha1", true, "Rollout"),
+    (
+        "analysistemplates",
+        "at",
+        "argoproj.io/v1alpha1",
+        true,
+        "AnalysisTemplate",
+    ),
+    (
+        "clusteranalysistemplates",
+        "cat",
+        "argoproj.io/v1alpha1",
+        false,
+        "ClusterAnalysisTemplate",
+    ),
+    (
+        "analysisruns",
+        "ar",
+        "argoproj.io/v1alpha1",
+        true,
+        "AnalysisRun",
+    ),
+    (
+        "experiments",
+        "exp",
+        "argoproj.io/v1alpha1",
+        true,
+        "Experiment",
+    ),
     // Resource metrics (metrics-server's group), read-only: kubectl top.
     ("nodes", "", "metrics.k8s.io/v1beta1", false, "NodeMetrics"),
     ("pods", "", "metrics.k8s.io/v1beta1", true, "PodMetrics"),
@@ -383,11 +413,12 @@ fn every_kind(s: &KeelServer, k: &Path) {
     assert_eq!(created, got);
     // `kubectl get -o name` prints `kind[.group]/name`.
     for (plural, _, api_version, _, kind) in API_RESOURCES {
-        // Gateway API's CRDs get their objects in cluster_ingress;
-        // resource metrics are read-only (cluster_hpa).
+        // Gateway API's and Argo's CRDs get their objects in their own
+        // tests; resource metrics are read-only (cluster_hpa).
         if matches!(*kind, "Binding" | "ComponentStatus" | "Namespace")
             || kind.ends_with("Review")
             || api_version.starts_with("gateway.networking.k8s.io/")
+            || api_version.starts_with("argoproj.io/")
             || api_version.starts_with("metrics.k8s.io/")
         {
             continue;

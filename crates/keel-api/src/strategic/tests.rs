@@ -11,23 +11,7 @@ use serde_json::{Map, Value, json};
 use super::{Schema, apply, go_fmt, same};
 
 pub(crate) fn data_dir() -> PathBuf {
-    let sub = "k8s-strategic-merge-patch";
-    let dir = std::env::var_os("KEEL_CONFORMANCE").map_or_else(
-        || {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared/conformance").join(sub))
-                .find(|d| d.is_dir())
-                .unwrap_or_else(|| PathBuf::from("../shared/conformance").join(sub))
-        },
-        |c| PathBuf::from(c).join(sub),
-    );
-    assert!(
-        dir.is_dir(),
-        "conformance data missing at {} (set KEEL_CONFORMANCE)",
-        dir.display()
-    );
-    dir
+    crate::conformance("k8s-strategic-merge-patch")
 }
 
 fn schema_defs() -> Map<String, Value> {
