@@ -3,6 +3,8 @@
 # with 40 templates (ConfigMaps, Services, Deployments with 0 replicas),
 # `keel chart` vs the real Helm 4.1.4, both against the same `keel server`
 # on 127.0.0.1, in one run; each tool gets its own release and namespace.
+# `upgrade3` upgrades a release as Helm 3 left it (installed client-side by
+# helm --server-side=false): both tools then apply with the three-way merge.
 # Wall time per step is the median of ROUNDS rounds; the ratio is keel/helm.
 #
 # usage: scripts/bench-chart-release.sh [ROUNDS]
@@ -63,11 +65,14 @@ for r in $(seq 1 "$ROUNDS"); do
     T[$tool.upgrade]+="$(ms "${cmd[@]}" upgrade rel "$CHART" -n "$ns" --set tag=2) "
     T[$tool.rollback]+="$(ms "${cmd[@]}" rollback rel 1 -n "$ns") "
     "${cmd[@]}" uninstall rel -n "$ns" >/dev/null
+    "$HELM" install old "$CHART" -n "$ns" --server-side=false >/dev/null
+    T[$tool.upgrade3]+="$(ms "${cmd[@]}" upgrade old "$CHART" -n "$ns" --set tag=2) "
+    "$HELM" uninstall old -n "$ns" >/dev/null
   done
 done
 echo "chart release benchmark: 40 templates, median of $ROUNDS rounds, same keel server, keel $PROFILE build"
 printf '%-9s %8s %8s %7s\n' step keel_ms helm_ms ratio
-for step in install upgrade rollback; do
+for step in install upgrade rollback upgrade3; do
   k=$(echo "${T[keel.$step]}" | tr ' ' '\n' | grep . | median)
   h=$(echo "${T[helm.$step]}" | tr ' ' '\n' | grep . | median)
   printf '%-9s %8s %8s %7s\n' "$step" "$k" "$h" "$(awk -v k="$k" -v h="$h" 'BEGIN {printf "%.2f", k / h}')"

@@ -256,6 +256,16 @@ kubectl delete node quickstart-node
 "$KEEL" chart history demo -n quickstart
 kubectl -n quickstart get secrets -l owner=helm,name=demo
 "$KEEL" chart uninstall demo -n quickstart
+
+step "a chart through an OCI registry: packaged, pushed to the registry above, installed from oci://"
+export HELM_CONFIG_HOME="$REG_DIR/helm-config" HELM_CACHE_HOME="$REG_DIR/helm-cache"
+"$KEEL" chart package "$REG_DIR/relchart" -d "$REG_DIR"
+"$KEEL" chart push "$REG_DIR/relchart-0.1.0.tgz" "oci://127.0.0.1:$PORT/charts"
+"$KEEL" chart install fromoci "oci://127.0.0.1:$PORT/charts/relchart" --version 0.1.0 \
+  -n quickstart --set replicaCount=0 >/dev/null
+"$KEEL" chart list -n quickstart
+"$KEEL" chart uninstall fromoci -n quickstart
+unset HELM_CONFIG_HOME HELM_CACHE_HOME
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
 unset KUBECONFIG
 

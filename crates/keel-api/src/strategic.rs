@@ -54,6 +54,8 @@ struct Meta<'a> {
     /// The strategy other than `retainKeys` (`merge`, `replace` or empty).
     strategy: &'a str,
     merge_key: &'a str,
+    /// `retainKeys` is among the strategies.
+    retain_keys: bool,
 }
 
 impl<'a> Schema<'a> {
@@ -122,6 +124,7 @@ impl<'a> Schema<'a> {
             Meta {
                 strategy,
                 merge_key: text("x-kubernetes-patch-merge-key"),
+                retain_keys: strategies.contains(&"retainKeys"),
             },
         ))
     }
@@ -174,6 +177,19 @@ pub(crate) fn schema_of(r: &crate::resources::Resource) -> Option<Schema<'static
             (g.as_str(), v.as_str(), k.as_str()) == (r.group, r.version, r.kind)
         })?;
         return Some(Schema::new(&t.defs, Some(&root.3)));
+    }
+    let s = &*crate::openapi::SCHEMAS;
+    Some(Schema::new(&s.defs, s.of(r)))
+}
+
+/// The schema of a built-in kind's objects (`apiVersion`, `kind`); `None`
+/// for kinds the API server does not build in (custom resources), which
+/// Kubernetes' clients patch with JSON merge patches instead.
+#[must_use]
+pub fn schema_for(api_version: &str, kind: &str) -> Option<Schema<'static>> {
+    let r = crate::resources::by_kind(api_version, kind)?;
+    if crate::crd::version_of(r).is_some() {
+        return None;
     }
     let s = &*crate::openapi::SCHEMAS;
     Some(Schema::new(&s.defs, s.of(r)))
@@ -917,6 +933,9 @@ fn go_fmt_into(v: &Value, s: &mut String) {
         }
     }
 }
+
+mod create;
+pub use create::{merge_patch_diff, three_way};
 
 #[cfg(test)]
 mod tests;

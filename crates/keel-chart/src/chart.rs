@@ -480,10 +480,33 @@ fn validate_metadata(m: &Metadata) -> Result<(), String> {
     if !m.chart_type.is_empty() && m.chart_type != "application" && m.chart_type != "library" {
         return Err("validation: chart.metadata.type must be application or library".into());
     }
+    let mut keys: Vec<&str> = Vec::new();
     for d in &m.dependencies {
         if d.name.is_empty() {
             return Err("validation: dependencies must have a name".into());
         }
+        if !d.alias.is_empty()
+            && !d
+                .alias
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "validation: dependency {:?} has disallowed characters in the alias",
+                d.name
+            ));
+        }
+        let key = if d.alias.is_empty() {
+            &d.name
+        } else {
+            &d.alias
+        };
+        if keys.contains(&key.as_str()) {
+            return Err(format!(
+                "validation: more than one dependency with name or alias {key:?}"
+            ));
+        }
+        keys.push(key);
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod create;
 pub mod deps;
 mod glob;
 pub mod lint;
+mod lint_rules;
 pub mod objects;
 pub mod oci;
 pub mod release;

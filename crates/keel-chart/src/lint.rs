@@ -2,7 +2,8 @@
 //! (name, `apiVersion`, version as `SemVer` and strict `SemVer` 2, maintainers,
 //! icon, v1 restrictions), values.yaml (present, parseable), templates
 //! (directory, a render in Helm's lint mode where `required` and
-//! `fail` only log, then each YAML file parsed with its line numbers).
+//! `fail` only log, then each YAML file parsed with its line numbers);
+//! the object, CRD and dependency rules are in `lint_rules`.
 
 use std::path::Path;
 
@@ -27,7 +28,7 @@ pub struct LintReport {
 }
 
 impl LintReport {
-    fn add(&mut self, severity: &'static str, path: &str, text: impl Into<String>) {
+    pub(crate) fn add(&mut self, severity: &'static str, path: &str, text: impl Into<String>) {
         self.messages.push(LintMessage {
             severity,
             path: path.to_string(),
@@ -155,7 +156,30 @@ fn values_file(dir: &Path, r: &mut LintReport) {
     }
 }
 
-fn templates(dir: &Path, user: &Table, namespace: &str, r: &mut LintReport) {
+/// The kube version linted against: `--kube-version`, else Helm's default.
+fn kube_version(v: Option<&str>) -> (u64, u64) {
+    let k = crate::render::parse_kube_version(v.unwrap_or(crate::render::DEFAULT_KUBE_VERSION))
+        .or_else(|_| crate::render::parse_kube_version(crate::render::DEFAULT_KUBE_VERSION));
+    k.map_or((1, 35), |k| {
+        (k.major.parse().unwrap_or(1), k.minor.parse().unwrap_or(35))
+    })
+}
+
+/// go-yaml's words for a document that does not parse (`serde_yaml_ng` as a
+/// second opinion, so that a gap in keel's go-yaml port is no finding).
+pub(crate) fn yaml_error(doc: &str) -> Option<String> {
+    if let Err(e) = keel_gotmpl::goyaml::parse(doc)
+        && serde_yaml_ng::from_str::<serde_yaml_ng::Value>(doc).is_err()
+    {
+        return Some(format!(
+            "unable to parse YAML: error converting YAML to JSON: {e}"
+        ));
+    }
+    None
+}
+
+#[allow(clippy::too_many_lines)]
+fn templates(dir: &Path, user: &Table, namespace: &str, kube: Option<&str>, r: &mut LintReport) {
     const D: &str = "templates/";
     let tdir = dir.join("templates");
     if !tdir.exists() {
@@ -179,8 +203,10 @@ fn templates(dir: &Path, user: &Table, namespace: &str, r: &mut LintReport) {
     let opts = TemplateOptions {
         release_name: "test-release".into(),
         namespace: namespace.into(),
+        kube_version: kube.map(str::to_string),
         ..TemplateOptions::default()
     };
+    let (major, minor) = kube_version(kube);
     let rendered = match render_lint(&chart, user, &opts) {
         Ok(x) => x,
         Err(e) => {
@@ -195,17 +221,25 @@ fn templates(dir: &Path, user: &Table, namespace: &str, r: &mut LintReport) {
             .extension()
             .map(|e| format!(".{}", e.to_string_lossy()))
             .unwrap_or_default();
-        if ext != ".yaml" && ext != ".yml" {
+        if ![".yaml", ".yml", ".tpl", ".txt"].contains(&ext.as_str()) {
+            r.add(
+                "ERROR",
+                name,
+                format!("file extension '{ext}' not valid. Valid extensions are .yaml, .yml, .tpl, or .txt"),
+            );
+        }
+        let lower = ext.to_lowercase();
+        if lower != ".yaml" && lower != ".yml" {
             continue;
         }
         let key = format!("{}/{name}", chart.metadata.name);
-        let Some(content) = rendered.files.get(&key) else {
+        let Some(content) = rendered.files.get(&key).filter(|c| !c.trim().is_empty()) else {
             continue;
         };
         if let Some(line) = content
             .lines()
             .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            && line.starts_with(' ')
+            && (line.starts_with(' ') || line.starts_with('\t'))
         {
             r.add(
                 "WARNING",
@@ -219,23 +253,26 @@ fn templates(dir: &Path, user: &Table, namespace: &str, r: &mut LintReport) {
         // Helm's YAML reader cuts the file at `---` lines and decodes each
         // document alone (line numbers count from the document's top)
         for doc in documents(content) {
-            // go-yaml's words for the error; serde_yaml_ng as a second
-            // opinion so that a gap in keel's go-yaml port is no finding
-            if let Err(e) = keel_gotmpl::goyaml::parse(&doc)
-                && serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&doc).is_err()
-            {
-                r.add(
-                    "ERROR",
-                    name,
-                    format!("unable to parse YAML: error converting YAML to JSON: {e}"),
-                );
-                break;
+            // Helm stops linting templates at the first that does not parse
+            if let Some(e) = yaml_error(&doc) {
+                r.add("ERROR", name, e);
+                return;
             }
             let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&doc).unwrap_or_default();
-            let kind = v
-                .get("kind")
-                .and_then(serde_yaml_ng::Value::as_str)
-                .unwrap_or_default();
+            if v.is_null() {
+                continue;
+            }
+            if let Some(e) = crate::lint_rules::not_an_object(&v) {
+                r.add("ERROR", name, e);
+                return;
+            }
+            let (api_version, kind, obj_name) = crate::lint_rules::header(&v);
+            if let Some(w) = crate::lint_rules::metadata_name(kind, obj_name) {
+                r.add("WARNING", name, w);
+            }
+            if let Some(w) = crate::lint_rules::deprecation(api_version, kind, major, minor) {
+                r.add("WARNING", name, w);
+            }
             if ["Deployment", "ReplicaSet", "DaemonSet", "StatefulSet"].contains(&kind)
                 && !content.contains("matchLabels")
                 && !content.contains("matchExpressions")
@@ -251,12 +288,17 @@ fn templates(dir: &Path, user: &Table, namespace: &str, r: &mut LintReport) {
                     format!("a {kind} must contain matchLabels or matchExpressions, and {obj:?} does not"),
                 );
             }
+            if kind == "List"
+                && let Some(e) = crate::lint_rules::list_annotations(content)
+            {
+                r.add("ERROR", name, e);
+            }
         }
     }
 }
 
 /// k8s.io's `YAMLReader`: documents separated by `---` lines.
-fn documents(content: &str) -> Vec<String> {
+pub(crate) fn documents(content: &str) -> Vec<String> {
     let mut docs = vec![String::new()];
     for line in content.split_inclusive('\n') {
         let rest = line.get(3..).unwrap_or_default().trim();
@@ -291,7 +333,7 @@ fn type_error(raw: &serde_yaml_ng::Value, key: &str) -> Option<String> {
 }
 
 /// A load error as Helm's loader words it: without keel's file prefix.
-fn bare(e: &ChartError) -> String {
+pub(crate) fn bare(e: &ChartError) -> String {
     match e {
         ChartError::ChartYaml { msg, .. }
         | ChartError::Values { msg, .. }
@@ -300,22 +342,26 @@ fn bare(e: &ChartError) -> String {
     }
 }
 
-/// Helm's dependencies rule: the chart must load as a whole.
+/// Helm's dependencies rule: the chart must load as a whole, then its
+/// subcharts and Chart.yaml's list must agree.
 fn dependencies(dir: &Path, r: &mut LintReport) {
-    if let Err(e) = crate::load(dir) {
-        r.add("ERROR", "", format!("unable to load chart\n\t{}", bare(&e)));
+    match crate::load(dir) {
+        Err(e) => r.add("ERROR", "", format!("unable to load chart\n\t{}", bare(&e))),
+        Ok(c) => crate::lint_rules::dependencies(dir, &c, r),
     }
 }
 
-/// Lints a chart directory like `helm lint` (values from `user`, objects in `namespace`).
+/// Lints a chart directory like `helm lint` (values from `user`, objects in
+/// `namespace`, APIs checked against `kube_version`, default Helm's).
 #[must_use]
-pub fn lint(path: &Path, user: &Table, namespace: &str) -> LintReport {
+pub fn lint(path: &Path, user: &Table, namespace: &str, kube_version: Option<&str>) -> LintReport {
     let mut r = LintReport::default();
     if !chartfile(path, &mut r) {
         return r;
     }
     values_file(path, &mut r);
-    templates(path, user, namespace, &mut r);
+    templates(path, user, namespace, kube_version, &mut r);
     dependencies(path, &mut r);
+    crate::lint_rules::crds(path, &mut r);
     r
 }

@@ -125,7 +125,10 @@ pub struct Rendered {
 
 /// Helm's `ParseKubeVersion` (k8s `ParseGeneric`: at least two numeric
 /// components, anything after them ignored for comparisons).
-fn parse_kube_version(v: &str) -> Result<KubeVersion, ChartError> {
+///
+/// # Errors
+/// What Helm says of a version it cannot read.
+pub fn parse_kube_version(v: &str) -> Result<KubeVersion, ChartError> {
     let t = v.trim_start();
     let t = t.strip_prefix('v').unwrap_or(t);
     let end = t
@@ -507,7 +510,10 @@ fn render_mode(
         return Err(ChartError::NotInstallable("library".into()));
     }
     let kube = parse_kube_version(opts.kube_version.as_deref().unwrap_or(DEFAULT_KUBE_VERSION))?;
-    check_kube_version(chart, &kube)?;
+    // lint renders whatever the chart's kubeVersion says (Helm checks it on install)
+    if !lint {
+        check_kube_version(chart, &kube)?;
+    }
     let mut chart = chart.clone();
     let mut warnings = Vec::new();
     values::process_dependencies(&mut chart, user, &mut warnings)?;

@@ -111,6 +111,9 @@ pub enum ChartCommand {
         /// Namespace the templates are rendered for.
         #[arg(short = 'n', long = "namespace", default_value = "default")]
         namespace: String,
+        /// Kubernetes version for capabilities and deprecation checks.
+        #[arg(long = "kube-version")]
+        kube_version: Option<String>,
     },
     /// Install a chart as a release (stored as Helm stores it).
     Install(Box<crate::chart_release::InstallArgs>),
@@ -283,12 +286,18 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             values,
             strict,
             namespace,
+            kube_version,
         } => {
+            if let Some(v) = &kube_version
+                && let Err(e) = keel_chart::render::parse_kube_version(v)
+            {
+                anyhow::bail!("invalid kube version '{v}': {}", one_line(e));
+            }
             let user = keel_chart::user_values(&values.options()).context("read values")?;
             let mut failed = 0;
             let mut out = String::new();
             for p in &paths {
-                let report = keel_chart::lint(p, &user, &namespace);
+                let report = keel_chart::lint(p, &user, &namespace, kube_version.as_deref());
                 // Helm logs these (stderr) while it renders, before it prints findings
                 for l in &report.log {
                     eprintln!("{l}");

@@ -125,7 +125,7 @@ fn repo_names(
 
 fn fetch_index(url: &str, f: &SourceFlags) -> anyhow::Result<J> {
     let client = keel_infra::http::HttpClient {
-        skip_verify: f.insecure_skip_tls_verify,
+        skip_verify: f.reg.insecure_skip_tls_verify,
         ..Default::default()
     };
     let index_url = format!("{}/index.yaml", url.trim_end_matches('/'));

@@ -24,6 +24,16 @@ pub struct SourceFlags {
     /// Chart repository URL to look the chart up in.
     #[arg(long = "repo")]
     pub repo: Option<String>,
+    #[command(flatten)]
+    pub reg: RegistryFlags,
+    #[command(flatten)]
+    pub paths: RepoPaths,
+}
+
+/// How to reach a registry or repository: credentials, transport, Helm's
+/// registry config (what pull, install and push share).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryFlags {
     /// Chart repository or registry username.
     #[arg(long = "username")]
     pub username: Option<String>,
@@ -39,8 +49,20 @@ pub struct SourceFlags {
     /// Path to the registry config file.
     #[arg(long = "registry-config")]
     pub registry_config: Option<PathBuf>,
-    #[command(flatten)]
-    pub paths: RepoPaths,
+}
+
+impl RegistryFlags {
+    /// The options for `host`: credentials from the flags, Helm's registry
+    /// config, then Docker's and podman's files.
+    fn options(&self, host: &str) -> anyhow::Result<RegistryOptions> {
+        let creds = credentials(
+            host,
+            self.registry_config.as_deref(),
+            self.username.as_ref(),
+            self.password.as_ref(),
+        )?;
+        Ok(options(host, self.plain_http, creds))
+    }
 }
 
 /// `keel chart registry …`.
@@ -102,19 +124,8 @@ pub struct PullArgs {
 pub struct PushArgs {
     pub chart: PathBuf,
     pub remote: String,
-    /// Use plain HTTP (loopback registries always are).
-    #[arg(long = "plain-http")]
-    pub plain_http: bool,
-    /// Skip TLS certificate checks of the registry.
-    #[arg(long = "insecure-skip-tls-verify")]
-    pub insecure_skip_tls_verify: bool,
-    /// Path to the registry config file.
-    #[arg(long = "registry-config")]
-    pub registry_config: Option<PathBuf>,
-    #[arg(long = "username")]
-    pub username: Option<String>,
-    #[arg(long = "password")]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub reg: RegistryFlags,
 }
 
 /// A chart fetched from elsewhere: the archive and the file name Helm gives it.
@@ -160,26 +171,13 @@ fn read_config(path: &Path) -> anyhow::Result<J> {
 /// Writes the config as Go's `json.MarshalIndent(…, "", "\t")` (mode 0600:
 /// it holds passwords), through a temporary file so it is never half-written.
 fn write_config(path: &Path, v: &J) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).with_context(|| format!("create {}", p.display()))?;
-    }
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(
         &mut out,
         serde_json::ser::PrettyFormatter::with_indent(b"\t"),
     );
     serde::Serialize::serialize(v, &mut ser)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    std::io::Write::write_all(&mut f, &out)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
+    crate::chart_repo::write_private(path, &out)
 }
 
 /// Credentials for `host`: explicit flags, Helm's registry config, then
@@ -333,13 +331,7 @@ pub fn push(a: &PushArgs) -> anyhow::Result<()> {
         packed.tag
     );
     let target = keel_oci::Reference::parse(&shown).map_err(oci_err)?;
-    let creds = credentials(
-        target.registry(),
-        a.registry_config.as_deref(),
-        a.username.as_ref(),
-        a.password.as_ref(),
-    )?;
-    let opts = options(target.registry(), a.plain_http, creds);
+    let opts = a.reg.options(target.registry())?;
     let blobs: Vec<&[u8]> = packed.blobs.iter().map(Vec::as_slice).collect();
     let digest = runtime()?
         .block_on(keel_oci::artifact::push(
@@ -420,13 +412,7 @@ fn oci_tag(
 pub fn oci_tags(reference: &str, f: &SourceFlags) -> anyhow::Result<Vec<String>> {
     let base =
         keel_oci::Reference::parse(reference.trim_start_matches("oci://")).map_err(oci_err)?;
-    let creds = credentials(
-        base.registry(),
-        f.registry_config.as_deref(),
-        f.username.as_ref(),
-        f.password.as_ref(),
-    )?;
-    let opts = options(base.registry(), f.plain_http, creds);
+    let opts = f.reg.options(base.registry())?;
     let tags = runtime()?
         .block_on(keel_oci::artifact::tags(&base, &opts))
         .map_err(oci_err)
@@ -461,13 +447,7 @@ fn fetch_oci(reference: &str, version: Option<&str>, f: &SourceFlags) -> anyhow:
         _ => (raw, None),
     };
     let base = keel_oci::Reference::parse(name_part).map_err(oci_err)?;
-    let creds = credentials(
-        base.registry(),
-        f.registry_config.as_deref(),
-        f.username.as_ref(),
-        f.password.as_ref(),
-    )?;
-    let opts = options(base.registry(), f.plain_http, creds);
+    let opts = f.reg.options(base.registry())?;
     let rt = runtime()?;
     let target = match digest {
         Some(d) => base.with_digest(keel_oci::Digest::parse(d).map_err(oci_err)?),
@@ -582,7 +562,7 @@ pub fn fetch(chart: &str, version: Option<&str>, f: &SourceFlags) -> anyhow::Res
     if chart.starts_with("oci://") {
         return fetch_oci(chart, version, f);
     }
-    let auth = f.username.clone().zip(f.password.clone());
+    let auth = f.reg.username.clone().zip(f.reg.password.clone());
     if let Some(repo) = &f.repo {
         if repo.starts_with("oci://") {
             return fetch_oci(
@@ -591,7 +571,7 @@ pub fn fetch(chart: &str, version: Option<&str>, f: &SourceFlags) -> anyhow::Res
                 f,
             );
         }
-        let client = http_client(f.insecure_skip_tls_verify, auth.clone());
+        let client = http_client(f.reg.insecure_skip_tls_verify, auth.clone());
         let index_url = format!("{}/index.yaml", repo.trim_end_matches('/'));
         let body = http_get(&client, &index_url).map_err(|e| {
             anyhow::anyhow!(
@@ -619,7 +599,7 @@ pub fn fetch(chart: &str, version: Option<&str>, f: &SourceFlags) -> anyhow::Res
         });
     }
     if chart.starts_with("http://") || chart.starts_with("https://") {
-        let client = http_client(f.insecure_skip_tls_verify, auth);
+        let client = http_client(f.reg.insecure_skip_tls_verify, auth);
         let data = http_get(&client, chart)?;
         return Ok(Fetched {
             file_name: file_name_of(chart),
@@ -666,8 +646,8 @@ pub fn fetch(chart: &str, version: Option<&str>, f: &SourceFlags) -> anyhow::Res
     let auth = auth.or_else(|| {
         (!user.is_empty() && !pass.is_empty()).then(|| (user.to_string(), pass.to_string()))
     });
-    let skip =
-        f.insecure_skip_tls_verify || entry["insecure_skip_tls_verify"].as_bool().unwrap_or(false);
+    let skip = f.reg.insecure_skip_tls_verify
+        || entry["insecure_skip_tls_verify"].as_bool().unwrap_or(false);
     let data = http_get(&http_client(skip, auth), &url)?;
     Ok(Fetched {
         file_name: file_name_of(&url),

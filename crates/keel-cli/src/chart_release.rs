@@ -2,7 +2,8 @@
 //! makes them. Records are Helm's own Secrets (keel-chart's `release`
 //! module), so `helm` and `keel chart` see and roll back each other's
 //! releases. Objects go in with server-side apply, field manager `helm`
-//! (Helm 4's default), carrying Helm's ownership label and annotations; an
+//! (Helm 4's default; client-side for releases Helm 3 made: `chart_csa`),
+//! carrying Helm's ownership label and annotations; an
 //! upgrade or rollback deletes what the new manifest drops unless it says
 //! `helm.sh/resource-policy: keep`. Hooks run by weight with their delete
 //! policies, as Helm's `execHook`.
@@ -65,6 +66,16 @@ pub struct ApplyFlags {
     /// Force resource updates: conflicts with other field managers are overwritten.
     #[arg(long = "force-conflicts")]
     pub force_conflicts: bool,
+    /// `true`, `false` or `auto`: apply server-side; `auto` (upgrade, rollback)
+    /// follows the previous release, install takes `auto` as `true`.
+    #[arg(
+        long = "server-side",
+        default_value = "auto",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = ["true", "false", "auto"]
+    )]
+    pub server_side: String,
 }
 
 /// `keel chart install [NAME] CHART`.
@@ -511,9 +522,11 @@ fn keeps(o: &J) -> bool {
     o["metadata"]["annotations"]["helm.sh/resource-policy"].as_str() == Some("keep")
 }
 
-/// Applies `target` (server-side, manager `helm`) after checking that what
-/// `current` does not hold is not another release's; then deletes what
-/// `current` has and `target` dropped (unless kept). Returns the kept ones.
+/// Applies `target` (server-side, manager `helm`; else client-side, with
+/// three-way patches from `current`) after checking that what `current`
+/// does not hold is not another release's; then deletes what `current` has
+/// and `target` dropped (unless kept).
+#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
 fn update_objects(
     ctx: &Ctx,
     name: &str,
@@ -521,6 +534,8 @@ fn update_objects(
     target: &[J],
     op: &str,
     force: bool,
+    ssa: bool,
+    migrate: bool,
 ) -> anyhow::Result<()> {
     let ns = &ctx.ns;
     let had: BTreeSet<String> = current.iter().map(|o| identity(o, ns)).collect();
@@ -533,6 +548,15 @@ fn update_objects(
         prepared.push((path, obj));
     }
     for (path, obj) in &prepared {
+        if !ssa {
+            let id = identity(obj, ns);
+            let original = current.iter().find(|o| identity(o, ns) == id);
+            crate::chart_csa::update(&ctx.kube, path, original, obj)?;
+            continue;
+        }
+        if migrate {
+            crate::chart_csa::migrate(&ctx.kube, path)?;
+        }
         ctx.kube
             .apply(path, obj, "helm", force)
             .with_context(|| format!("failed to apply {}", describe(obj)))?;
@@ -662,6 +686,7 @@ pub fn run_hooks(
         x.weight.cmp(&y.weight).then_with(|| x.name.cmp(&y.name))
     });
     let deadline = Instant::now() + timeout;
+    let ssa = rel.apply_method == "ssa";
     let mut done: Vec<(usize, String)> = Vec::new();
     for i in order {
         let h: &mut Hook = &mut rel.hooks[i];
@@ -683,10 +708,19 @@ pub fn run_hooks(
         }
         h.last_run.started_at = Some(now());
         h.last_run.phase = "Running".into();
-        let res = ctx
-            .kube
-            .apply(&path, &obj, "helm", false)
-            .and_then(|_| wait_hook(ctx, &path, &h.kind, deadline));
+        // Helm 4 creates delete hooks server-side whatever the release's method
+        let res = if ssa || event.ends_with("-delete") {
+            ctx.kube.apply(&path, &obj, "helm", false).map(|_| ())
+        } else {
+            crate::chart_csa::create(&ctx.kube, &path, &obj).and_then(|made| {
+                if made {
+                    Ok(())
+                } else {
+                    bail!("{} already exists", describe(&obj))
+                }
+            })
+        }
+        .and_then(|()| wait_hook(ctx, &path, &h.kind, deadline));
         h.last_run.completed_at = Some(now());
         if let Err(e) = res {
             h.last_run.phase = "Failed".into();
@@ -729,6 +763,7 @@ fn perform(
     target: &[J],
     f: &ApplyFlags,
     event: &str,
+    from_csa: bool,
 ) -> anyhow::Result<()> {
     let timeout = parse_duration(&f.timeout)?;
     let hooks = |rel: &mut Release, phase: &str| -> anyhow::Result<()> {
@@ -748,7 +783,20 @@ fn perform(
         "update"
     };
     let name = rel.name.clone();
-    update_objects(ctx, &name, current, target, op, f.force_conflicts)?;
+    let ssa = rel.apply_method == "ssa";
+    // Helm moves helm's client-side field ownership to its apply entry when
+    // an upgrade leaves client-side apply, and on every server-side rollback
+    let migrate = ssa && (from_csa || event == "rollback");
+    update_objects(
+        ctx,
+        &name,
+        current,
+        target,
+        op,
+        f.force_conflicts,
+        ssa,
+        migrate,
+    )?;
     if f.wait.is_some() {
         crate::chart_wait::wait(ctx, target, timeout, f.wait_for_jobs)?;
     }
@@ -997,7 +1045,8 @@ fn do_install(
             description: "Initial install underway".into(),
             ..Info::default()
         },
-        apply_method: "ssa".into(),
+        // install's --server-side is a boolean, true unless said false
+        apply_method: crate::chart_csa::method(f.server_side != "false").into(),
         ..Release::default()
     };
     let rendered = render_into(ctx, &mut rel, chart, user, false)?;
@@ -1033,7 +1082,7 @@ fn do_install(
     }
     ctx.create(&rel)?;
     // ownership was checked above, before anything was recorded
-    let res = perform(ctx, &mut rel, &target, &target, f, "install");
+    let res = perform(ctx, &mut rel, &target, &target, f, "install", false);
     if let Err(e) = res {
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Release \"{name}\" failed: {e:#}");
@@ -1173,7 +1222,11 @@ fn do_upgrade(
             description: "Preparing upgrade".into(),
             ..Info::default()
         },
-        apply_method: "ssa".into(),
+        apply_method: crate::chart_csa::method(crate::chart_csa::server_side(
+            &f.server_side,
+            &last.apply_method,
+        )?)
+        .into(),
         ..Release::default()
     };
     render_into(ctx, &mut rel, chart, &values, true)?;
@@ -1184,7 +1237,15 @@ fn do_upgrade(
     let cur_objs = objects(&current.manifest)?;
     let target = objects(&rel.manifest)?;
     ctx.create(&rel)?;
-    let res = perform(ctx, &mut rel, &cur_objs, &target, f, "upgrade");
+    let res = perform(
+        ctx,
+        &mut rel,
+        &cur_objs,
+        &target,
+        f,
+        "upgrade",
+        current.apply_method != "ssa",
+    );
     if let Err(e) = res {
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Upgrade \"{name}\" failed: {e:#}");
@@ -1290,7 +1351,12 @@ fn do_rollback(
         version: current.version + 1,
         manifest: target.manifest.clone(),
         hooks: target.hooks.clone(),
-        apply_method: "ssa".into(),
+        // Helm's rollback follows the method of the revision it goes back to
+        apply_method: crate::chart_csa::method(crate::chart_csa::server_side(
+            &f.server_side,
+            &target.apply_method,
+        )?)
+        .into(),
     };
     if is_dry(f.dry_run.as_ref()) {
         return Ok(rel);
@@ -1298,7 +1364,7 @@ fn do_rollback(
     let cur_objs = objects(&current.manifest)?;
     let objs = objects(&rel.manifest)?;
     ctx.create(&rel)?;
-    let res = perform(ctx, &mut rel, &cur_objs, &objs, f, "rollback");
+    let res = perform(ctx, &mut rel, &cur_objs, &objs, f, "rollback", true);
     if let Err(e) = res {
         let mut cur = current.clone();
         cur.info.status = status::SUPERSEDED.into();

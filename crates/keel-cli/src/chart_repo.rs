@@ -199,11 +199,20 @@ pub(crate) fn read_list(path: &Path) -> anyhow::Result<J> {
 
 /// Writes repositories.yaml as Helm does (sorted keys, mode 0600: it holds passwords).
 fn write_file_list(path: &Path, v: &J) -> anyhow::Result<()> {
+    write_private(path, keel_chart::json_to_yaml(v).as_bytes())
+}
+
+/// Writes a file only its owner reads (mode 0600: repository lists and
+/// registry configs hold passwords), through a temporary file beside it so
+/// that it is never half-written.
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).with_context(|| format!("create {}", p.display()))?;
     }
-    let tmp = path.with_extension("yaml.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -211,7 +220,7 @@ fn write_file_list(path: &Path, v: &J) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("write {}", tmp.display()))?;
-    std::io::Write::write_all(&mut f, keel_chart::json_to_yaml(v).as_bytes())?;
+    std::io::Write::write_all(&mut f, data)?;
     std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))
 }
 

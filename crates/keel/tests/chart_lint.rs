@@ -156,3 +156,173 @@ fn lint_of_broken_charts_matches_helm() {
         "{out}"
     );
 }
+
+/// The object rules: names each kind's API validation refuses, deprecated
+/// APIs (for Helm's default Kubernetes and for `--kube-version`), a `List`
+/// with a resource policy, template files with other extensions, CRDs that
+/// are not CRDs, and Chart.yaml's dependencies against charts/.
+#[test]
+fn lint_object_crd_and_dependency_rules_match_helm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let chart = "apiVersion: v2\nname: NAME\nversion: 1.0.0\nicon: https://x.test/i.png\n";
+    write(
+        t,
+        &[
+            ("names/Chart.yaml", &chart.replace("NAME", "names")),
+            ("names/values.yaml", "{}\n"),
+            (
+                "names/templates/objs.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: 1svc\nspec:\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: a.b\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: a/b\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: \"system:ok\"\n---\n# only a comment\n",
+            ),
+            (
+                "names/templates/long.yaml",
+                &format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {}\n",
+                    "x".repeat(254)
+                ),
+            ),
+            (
+                "names/templates/list.yaml",
+                "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: in-list\n    annotations:\n      helm.sh/resource-policy: keep\n",
+            ),
+            ("names/templates/data.json", "{}\n"),
+            (
+                "names/templates/_helpers.tpl",
+                "{{- define \"x\" }}x{{ end }}\n",
+            ),
+            (
+                "deprecated/Chart.yaml",
+                &chart.replace("NAME", "deprecated"),
+            ),
+            (
+                "deprecated/templates/old.yaml",
+                "apiVersion: batch/v1beta1\nkind: CronJob\nmetadata:\n  name: old\nspec:\n  schedule: \"* * * * *\"\n---\napiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: pdb\n---\napiVersion: autoscaling/v2beta2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: hpa\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n",
+            ),
+            ("crds/Chart.yaml", &chart.replace("NAME", "crds")),
+            (
+                "crds/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n",
+            ),
+            (
+                "crds/crds/ok.yaml",
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\n",
+            ),
+            (
+                "crds/crds/wrong.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: not-a-crd\n",
+            ),
+            ("crds/crds/notes.md", "not a manifest\n"),
+            ("badcrd/Chart.yaml", &chart.replace("NAME", "badcrd")),
+            (
+                "badcrd/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n",
+            ),
+            ("badcrd/crds/broken.yaml", "a: b\n  c: d\n"),
+            ("crdfile/Chart.yaml", &chart.replace("NAME", "crdfile")),
+            ("crdfile/crds", "a file\n"),
+            (
+                "deps/Chart.yaml",
+                "apiVersion: v2\nname: deps\nversion: 1.0.0\nicon: https://x.test/i.png\ndependencies:\n- name: sub\n  version: 1.0.0\n- name: gone\n  version: 1.0.0\n",
+            ),
+            // a name twice: Helm's loader refuses the chart
+            (
+                "dupdeps/Chart.yaml",
+                "apiVersion: v2\nname: dupdeps\nversion: 1.0.0\ndependencies:\n- name: sub\n  version: 1.0.0\n- name: sub2\n  alias: sub\n  version: 1.0.0\n",
+            ),
+            (
+                "deps/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n",
+            ),
+            (
+                "deps/charts/sub/Chart.yaml",
+                "apiVersion: v2\nname: sub\nversion: 1.0.0\n",
+            ),
+            (
+                "deps/charts/extra/Chart.yaml",
+                "apiVersion: v2\nname: extra\nversion: 1.0.0\n",
+            ),
+        ],
+    );
+    let (out, _, ok) = compare(t, &["names"]);
+    assert!(!ok, "{out}");
+    for want in [
+        "[WARNING] templates/objs.yaml: object name does not conform to Kubernetes naming requirements: \"Bad_Name\"",
+        "[WARNING] templates/objs.yaml: object name does not conform to Kubernetes naming requirements: \"1svc\": metadata.name: Invalid value: \"1svc\": a DNS-1035 label",
+        "must not contain dots",
+        "may not contain '/'",
+        "[ERROR] templates/list.yaml: annotation 'helm.sh/resource-policy' within List objects are ignored",
+        "[ERROR] templates/data.json: file extension '.json' not valid.",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    let (out, _, ok) = compare(t, &["deprecated"]);
+    assert!(ok, "deprecations are warnings");
+    assert!(
+        out.contains("[WARNING] templates/old.yaml: batch/v1beta1 CronJob is deprecated in v1.21+, unavailable in v1.25+; use batch/v1 CronJob"),
+        "{out}"
+    );
+    // before 1.21 nothing of it was deprecated; only the HPA (1.23) with 1.22
+    let (out, _, _) = compare(t, &["deprecated", "--kube-version", "1.20.0"]);
+    assert!(!out.contains("deprecated in"), "{out}");
+    compare(t, &["deprecated", "--kube-version", "v1.22"]);
+    let (_, _, ok) = compare(t, &["deprecated", "--strict"]);
+    assert!(!ok);
+    let (out, _, ok) = compare(t, &["crds"]);
+    assert!(!ok);
+    assert!(
+        out.contains("[ERROR] crds/wrong.yaml: apiVersion is not in 'apiextensions.k8s.io'"),
+        "{out}"
+    );
+    compare(t, &["badcrd"]);
+    compare(t, &["crdfile"]);
+    let (out, _, ok) = compare(t, &["deps"]);
+    assert!(!ok);
+    assert!(
+        out.contains("chart metadata is missing these dependencies: extra"),
+        "{out}"
+    );
+    assert!(
+        out.contains("chart directory is missing these dependencies: gone"),
+        "{out}"
+    );
+    let (out, _, _) = compare(t, &["dupdeps"]);
+    assert!(
+        out.contains("more than one dependency with name or alias \"sub\""),
+        "{out}"
+    );
+    compare(t, &["names", "deprecated", "crds", "deps"]);
+}
+
+#[test]
+fn lint_refuses_a_kube_version_it_cannot_read_as_helm_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let home = tempfile::tempdir().unwrap();
+    write(
+        t,
+        &[("c/Chart.yaml", "apiVersion: v2\nname: c\nversion: 1.0.0\n")],
+    );
+    let k = run(
+        Path::new(env!("CARGO_BIN_EXE_keel")),
+        t,
+        home.path(),
+        &["chart", "lint", "c", "--kube-version", "banana"],
+    );
+    let h = run(
+        &helm_peer::helm(),
+        t,
+        home.path(),
+        &["lint", "c", "--kube-version", "banana"],
+    );
+    assert!(!k.status.success() && !h.status.success());
+    let herr = String::from_utf8_lossy(&h.stderr);
+    let kerr = String::from_utf8_lossy(&k.stderr);
+    assert!(herr.contains("invalid kube version 'banana': "), "{herr}");
+    let want = herr
+        .lines()
+        .find(|l| l.contains("invalid kube version"))
+        .unwrap();
+    let want = want.trim_start_matches("Error: ");
+    assert!(kerr.contains(want), "keel: {kerr}\nhelm: {herr}");
+}

@@ -54,6 +54,36 @@ fn helm(home: &Path, dir: &Path, args: &[&str]) -> Output {
     run(&helm_peer::helm(), home, dir, args, None)
 }
 
+/// `helm push ARCHIVE REMOTE --plain-http` (helm takes plain HTTP only when told).
+fn helm_push(home: &Path, dir: &Path, archive: &Path, remote: &str) -> Output {
+    helm(
+        home,
+        dir,
+        &["push", archive.to_str().unwrap(), remote, "--plain-http"],
+    )
+}
+
+/// The same archive pushed by keel to `HOST/keel` and by helm to `HOST/helm`.
+fn push_both(home: &Path, dir: &Path, archive: &Path, host: &str) -> (Output, Output) {
+    let k = ok(
+        keel(
+            home,
+            dir,
+            &[
+                "push",
+                archive.to_str().unwrap(),
+                &format!("oci://{host}/keel"),
+            ],
+        ),
+        "keel push",
+    );
+    let h = ok(
+        helm_push(home, dir, archive, &format!("oci://{host}/helm")),
+        "helm push",
+    );
+    (k, h)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -140,20 +170,7 @@ fn keel_and_helm_push_the_same_artifact_and_pull_each_others() {
     let (h, w) = (home.path(), work.path());
     let v1 = package(w, h, "0.1.0");
     let v2 = package(w, h, "0.2.0+build.7");
-    let v1s = v1.to_str().unwrap();
-
-    let kpush = ok(
-        keel(h, w, &["push", v1s, &format!("oci://{host}/keel")]),
-        "keel push",
-    );
-    let hp = ok(
-        helm(
-            h,
-            w,
-            &["push", v1s, &format!("oci://{host}/helm"), "--plain-http"],
-        ),
-        "helm push",
-    );
+    let (kpush, hp) = push_both(h, w, &v1, &host);
     // the same lines, and the same manifest (so the same bytes) from the same archive
     assert_eq!(
         err(&kpush).replace("/keel/", "/helm/"),
@@ -164,19 +181,7 @@ fn keel_and_helm_push_the_same_artifact_and_pull_each_others() {
     assert!(err(&kpush).starts_with(&format!("Pushed: {host}/keel/web:0.1.0\n")));
 
     // a version with build metadata goes to an `_` tag, as helm puts it
-    let v2s = v2.to_str().unwrap();
-    let k2 = ok(
-        keel(h, w, &["push", v2s, &format!("oci://{host}/keel")]),
-        "keel push 0.2.0+build.7",
-    );
-    let h2 = ok(
-        helm(
-            h,
-            w,
-            &["push", v2s, &format!("oci://{host}/helm"), "--plain-http"],
-        ),
-        "helm push 0.2.0+build.7",
-    );
+    let (k2, h2) = push_both(h, w, &v2, &host);
     assert_eq!(err(&k2).replace("/keel/", "/helm/"), err(&h2));
     assert!(err(&k2).contains("web:0.2.0_build.7"), "{}", err(&k2));
 
@@ -292,7 +297,11 @@ fn keel_and_helm_push_the_same_artifact_and_pull_each_others() {
             "cannot push directory, must provide chart archive (.tgz)",
         ),
         (
-            vec!["push".to_string(), v1s.to_string(), format!("{host}/keel")],
+            vec![
+                "push".to_string(),
+                v1.display().to_string(),
+                format!("{host}/keel"),
+            ],
             "scheme prefix missing from remote (e.g. \"oci://\")",
         ),
     ] {
@@ -360,10 +369,7 @@ fn registry_login_is_shared_with_helm_against_an_htpasswd_registry() {
             "{{\n\t\"auths\": {{\n\t\t\"{host}\": {{\n\t\t\t\"auth\": \"YWxpY2U6czNjcmV0\"\n\t\t}}\n\t}}\n}}"
         )
     );
-    ok(
-        helm(h, w, &["push", v1s, &remote, "--plain-http"]),
-        "helm push with keel's login",
-    );
+    ok(helm_push(h, w, &v1, &remote), "helm push with keel's login");
     ok(keel(h, w, &["push", v1s, &remote]), "keel push after login");
     let pulled = w.join("pulled");
     std::fs::create_dir_all(&pulled).unwrap();
@@ -378,7 +384,7 @@ fn registry_login_is_shared_with_helm_against_an_htpasswd_registry() {
     assert!(pulled.join("web-0.1.0.tgz").is_file());
 
     ok(keel(h, w, &["registry", "logout", &host]), "keel logout");
-    let after = helm(h, w, &["push", v1s, &remote, "--plain-http"]);
+    let after = helm_push(h, w, &v1, &remote);
     assert!(
         !after.status.success(),
         "helm pushed after keel's logout: {}",
@@ -398,16 +404,7 @@ fn install_and_upgrade_from_oci_and_repositories_beside_helm() {
     let v2 = package(w, h, "0.2.0");
     for v in [&v1, &v2] {
         ok(
-            helm(
-                h,
-                w,
-                &[
-                    "push",
-                    v.to_str().unwrap(),
-                    &format!("oci://{host}/charts"),
-                    "--plain-http",
-                ],
-            ),
+            helm_push(h, w, v, &format!("oci://{host}/charts")),
             "helm push",
         );
     }
@@ -570,16 +567,7 @@ fn dependency_update_and_build_lock_and_fetch_as_helm_does() {
     for v in ["1.0.0", "1.1.0", "2.0.0"] {
         let a = package_named(w, h, "db", v);
         ok(
-            helm(
-                h,
-                w,
-                &[
-                    "push",
-                    a.to_str().unwrap(),
-                    &format!("oci://{host}/charts"),
-                    "--plain-http",
-                ],
-            ),
+            helm_push(h, w, &a, &format!("oci://{host}/charts")),
             "helm push db",
         );
     }

@@ -699,3 +699,214 @@ fn dry_run_prints_what_helm_prints_and_records_nothing() {
     assert!(release_secrets(&s, "default").is_empty());
     assert!(configmap(&s, "default", "dry-cm").is_none());
 }
+
+/// A release record's JSON (`sh.helm.release.v1.NAME.vREV`), decoded as Helm stores it.
+fn record(s: &KeelServer, ns: &str, name: &str, rev: i64) -> serde_json::Value {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let k = &common::kubectls()[1];
+    let secret = format!("sh.helm.release.v1.{name}.v{rev}");
+    let out = s.ok(
+        k,
+        &[
+            "get",
+            "secret",
+            &secret,
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.data.release}",
+        ],
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let once = b64.decode(out.trim()).unwrap();
+    let gz = b64.decode(once).unwrap();
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut json)
+        .unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+/// Rewrites a record as Helm 3 wrote it: Helm 3 knew no `apply_method`.
+fn as_helm3_record(s: &KeelServer, ns: &str, name: &str, rev: i64) {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let mut rel = record(s, ns, name, rev);
+    rel.as_object_mut().unwrap().remove("apply_method");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(serde_json::to_string(&rel).unwrap().as_bytes())
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data = b64.encode(b64.encode(gz.finish().unwrap()));
+    let k = &common::kubectls()[1];
+    let patch = format!("{{\"data\":{{\"release\":\"{data}\"}}}}");
+    s.ok(
+        k,
+        &[
+            "patch",
+            "secret",
+            &format!("sh.helm.release.v1.{name}.v{rev}"),
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            &patch,
+        ],
+    );
+    assert!(record(s, ns, name, rev).get("apply_method").is_none());
+}
+
+/// What an upgrade left live: the `ConfigMap`'s data and labels (without
+/// Helm's), the `Deployment`'s container names.
+fn live_state(s: &KeelServer, ns: &str, name: &str) -> serde_json::Value {
+    let k = &common::kubectls()[1];
+    let cm = configmap(s, ns, &format!("{name}-cfg")).unwrap();
+    let out = s.ok(
+        k,
+        &[
+            "get",
+            "deployment",
+            &format!("{name}-web"),
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ],
+    );
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let containers: Vec<String> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["name"].as_str().unwrap(),
+                c["image"].as_str().unwrap()
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "data": cm["data"],
+        "team": cm["metadata"]["labels"]["team"],
+        "containers": containers,
+    })
+}
+
+/// Regression (issue 22): keel upgraded every release server-side, so an
+/// upgrade of a release Helm 3 made failed on the field `kubectl` had
+/// changed (a conflict with its manager) and never deleted what the chart
+/// dropped. Helm 4 applies those client-side with a three-way merge and
+/// records `csa`: keel now does the same, checked against real helm
+/// upgrading a twin release on the same server.
+#[test]
+fn releases_helm3_made_upgrade_with_a_three_way_merge_as_helm_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    write(
+        chart.path(),
+        "Chart.yaml",
+        "apiVersion: v2\nname: three\nversion: 0.1.0\n",
+    );
+    write(chart.path(), "values.yaml", "v2: false\nimage: nginx:1\n");
+    write(
+        chart.path(),
+        "templates/cfg.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cfg\ndata:\n  a: \"1\"\n  {{- if .Values.v2 }}\n  c: \"3\"\n  {{- else }}\n  b: \"2\"\n  {{- end }}\n",
+    );
+    write(
+        chart.path(),
+        "templates/web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}-web\nspec:\n  replicas: 0\n  selector:\n    matchLabels: {app: {{ .Release.Name }}}\n  template:\n    metadata:\n      labels: {app: {{ .Release.Name }}}\n    spec:\n      containers:\n      - name: web\n        image: {{ .Values.image }}\n",
+    );
+    let c = chart.path().to_str().unwrap();
+    let ns = "default";
+    let k = &common::kubectls()[1];
+    let mut states = Vec::new();
+    for (tool, name) in [("helm", "byhelm"), ("keel", "bykeel")] {
+        // a release as Helm 3 leaves it: applied client-side, no apply_method
+        helm_ok(&s, &["install", name, c, "--server-side=false"]);
+        assert_eq!(record(&s, ns, name, 1)["apply_method"], "csa");
+        as_helm3_record(&s, ns, name, 1);
+        // changed live: a field the chart sets, one it never had, a label, a sidecar
+        s.ok(
+            k,
+            &[
+                "patch",
+                "configmap",
+                &format!("{name}-cfg"),
+                "--type",
+                "merge",
+                "-p",
+                r#"{"data":{"a":"live","extra":"mine"}}"#,
+            ],
+        );
+        s.ok(
+            k,
+            &["label", "configmap", &format!("{name}-cfg"), "team=ops"],
+        );
+        s.ok(
+            k,
+            &[
+                "patch", "deployment", &format!("{name}-web"), "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"}]}}}}"#,
+            ],
+        );
+        let args = ["upgrade", name, c, "--set", "v2=true,image=nginx:2"];
+        if tool == "helm" {
+            helm_ok(&s, &args);
+        } else {
+            keel_ok(&s, &args);
+        }
+        assert_eq!(record(&s, ns, name, 2)["apply_method"], "csa", "{tool}");
+        let up = live_state(&s, ns, name);
+        // rollback to the Helm 3 revision: client-side again
+        let args = ["rollback", name, "1"];
+        if tool == "helm" {
+            helm_ok(&s, &args);
+        } else {
+            keel_ok(&s, &args);
+        }
+        assert_eq!(record(&s, ns, name, 3)["apply_method"], "csa", "{tool}");
+        states.push((up, live_state(&s, ns, name)));
+    }
+    // what Helm 3's semantics say: the chart's field set back, what it
+    // dropped deleted, what it never had kept; the sidecar kept, web's image changed
+    assert_eq!(
+        states[0].0,
+        serde_json::json!({
+            "data": {"a": "1", "c": "3", "extra": "mine"},
+            "team": "ops",
+            "containers": ["sidecar=busybox", "web=nginx:2"],
+        }),
+        "helm's upgrade"
+    );
+    assert_eq!(states[1], states[0], "keel (right) against helm (left)");
+    assert_eq!(
+        states[0].1["data"],
+        serde_json::json!({"a": "1", "b": "2", "extra": "mine"}),
+        "helm's rollback"
+    );
+    // --server-side=true moves a release to server-side apply: helm's
+    // client-side fields go to its apply entry first (csaupgrade), so the
+    // key the chart drops is removed, what kubectl set stays
+    let mut after = Vec::new();
+    for (tool, name) in [("helm", "byhelm"), ("keel", "bykeel")] {
+        let args = ["upgrade", name, c, "--server-side=true", "--set", "v2=true"];
+        if tool == "helm" {
+            helm_ok(&s, &args);
+        } else {
+            keel_ok(&s, &args);
+        }
+        assert_eq!(record(&s, ns, name, 4)["apply_method"], "ssa", "{tool}");
+        after.push(live_state(&s, ns, name)["data"].clone());
+    }
+    assert_eq!(
+        after[0],
+        serde_json::json!({"a": "1", "c": "3", "extra": "mine"}),
+        "helm's server-side upgrade"
+    );
+    assert_eq!(after[1], after[0], "keel (right) against helm (left)");
+}

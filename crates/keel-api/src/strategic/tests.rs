@@ -347,6 +347,10 @@ fn random_patches_never_panic() {
             t = json!({"mergingList": [t]});
         }
         let p = g.value(0);
+        // creating a three-way patch from random documents never panics either
+        let (before, after) = (g.value(0), g.value(0));
+        let _ = super::three_way(&before, &after, &t, schema);
+        let _ = super::merge_patch_diff(&before, &after);
         let _ = apply(&mut t, &p, schema);
     }
 }
@@ -374,4 +378,14 @@ fn merge_directive_is_refused_as_upstream_refuses_it() {
         e.to_string(),
         "merging lists cannot yet be specified in the patch"
     );
+}
+
+/// The upstream test schema's definitions and root (for the patch-creation tests).
+pub(crate) fn schema_for_cases() -> (Map<String, Value>, Value) {
+    (schema_defs(), root())
+}
+
+/// Upstream's normalisation before comparing the YAML cases.
+pub(crate) fn sorted_for_cases(value: &Value, schema: Schema<'_>) -> Value {
+    sorted(value, schema)
 }
