@@ -31,6 +31,7 @@
 //!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
 //!   makes time testable).
 //!
+//! - [`rollout_validate`]: Argo's validation of Rollouts (lint, `InvalidSpec`).
 //! - [`leader`]: leader election through a Lease, so that of several
 //!   servers on one etcd only one runs all of the above.
 //!
@@ -58,6 +59,7 @@ pub mod node_lifecycle;
 mod objects;
 pub mod replicaset;
 mod revisions;
+pub mod rollout_validate;
 pub mod scheduler;
 pub mod servicelb;
 pub mod statefulset;
