@@ -132,9 +132,8 @@ fn commands_send_the_plugins_patches() {
     let status = r#"{"status":{"currentStepIndex":1,"stableRS":"6b5f7c4d9","currentPodHash":"7d8c9f6b5",
         "phase":"Paused","message":"CanaryPauseStep","controllerPause":true,
         "pauseConditions":[{"reason":"CanaryPauseStep","startTime":"2026-01-01T00:00:00Z"}]}}"#;
-    s.ok(
-        kubectl,
-        &[
+    let set_status = |patch: &str| {
+        let args = [
             "-n",
             "shop",
             "patch",
@@ -143,9 +142,11 @@ fn commands_send_the_plugins_patches() {
             "--subresource=status",
             "--type=merge",
             "-p",
-            status,
-        ],
-    );
+            patch,
+        ];
+        s.ok(kubectl, &args);
+    };
+    set_status(status);
     let kc = Some(s.kubeconfig.as_path());
     let run = |args: &[&str]| -> String {
         let mut all = vec!["rollout", "-n", "shop"];
@@ -253,20 +254,7 @@ fn commands_send_the_plugins_patches() {
 
     // status of a Degraded rollout fails with the plugin's message.
     let degraded = r#"{"status":{"controllerPause":false,"phase":"Degraded","message":"RolloutAborted: Rollout aborted update to revision 2"}}"#;
-    s.ok(
-        kubectl,
-        &[
-            "-n",
-            "shop",
-            "patch",
-            "rollout",
-            "web",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            degraded,
-        ],
-    );
+    set_status(degraded);
     let out = keel(
         kc,
         &["rollout", "-n", "shop", "status", "web", "--timeout", "5s"],
@@ -279,6 +267,53 @@ fn commands_send_the_plugins_patches() {
     assert!(
         text(&out.stderr)
             .contains("The rollout is in a degraded state with message: RolloutAborted")
+    );
+
+    // get --watch redraws the tree as the rollout changes; status (watching
+    // by default) prints each new state and ends at Healthy.
+    let progressing =
+        r#"{"status":{"phase":"Progressing","message":"more replicas need to be updated"}}"#;
+    set_status(progressing);
+    let watch = std::thread::scope(|sc| {
+        let get = sc.spawn(|| {
+            keel(
+                kc,
+                &[
+                    "rollout",
+                    "-n",
+                    "shop",
+                    "get",
+                    "rollout",
+                    "web",
+                    "-w",
+                    "--no-color",
+                    "--timeout-seconds",
+                    "4",
+                ],
+            )
+        });
+        let status = sc.spawn(|| {
+            keel(
+                kc,
+                &["rollout", "-n", "shop", "status", "web", "--timeout", "20s"],
+            )
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        set_status(r#"{"status":{"phase":"Healthy","message":""}}"#);
+        (get.join().unwrap(), status.join().unwrap())
+    });
+    let frames = text(&watch.0.stdout);
+    assert!(watch.0.status.success(), "{}", text(&watch.0.stderr));
+    let first = frames.find("◌ Progressing").expect(&frames);
+    let later = frames.rfind("✔ Healthy").expect(&frames);
+    assert!(
+        first < later && frames.matches("\x1b[H\x1b[2J").count() >= 2,
+        "{frames}"
+    );
+    assert!(watch.1.status.success(), "{}", text(&watch.1.stderr));
+    assert_eq!(
+        text(&watch.1.stdout),
+        "Progressing - more replicas need to be updated\nHealthy\n"
     );
 
     // Unknown rollouts: the API's not-found, one line.
