@@ -156,3 +156,79 @@ fn get_invalid() {
 fn get_aborted() {
     insta::assert_snapshot!(get("rollout-aborted", "rollout-background-analysis"));
 }
+
+/// Arbitrary JSON shaped like a Rollout's neighbourhood: Argo's keys at
+/// random depths with values of any type.
+fn arb_json() -> impl proptest::strategy::Strategy<Value = J> {
+    use proptest::prelude::*;
+    let key = prop::sample::select(vec![
+        "spec",
+        "status",
+        "strategy",
+        "canary",
+        "blueGreen",
+        "steps",
+        "setWeight",
+        "pause",
+        "selector",
+        "matchLabels",
+        "matchExpressions",
+        "template",
+        "metadata",
+        "labels",
+        "maxSurge",
+        "maxUnavailable",
+        "trafficRouting",
+        "pingPong",
+        "experiment",
+        "templates",
+        "weight",
+        "currentStepIndex",
+        "pauseConditions",
+        "uid",
+        "ownerReferences",
+        "replicas",
+        "containers",
+        "image",
+        "annotations",
+        "metricResults",
+        "measurements",
+        "phase",
+    ]);
+    let leaf = prop_oneof![
+        Just(J::Null),
+        any::<bool>().prop_map(J::from),
+        any::<i64>().prop_map(J::from),
+        "[a-z0-9%]{0,4}".prop_map(J::from),
+    ];
+    leaf.prop_recursive(5, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(J::Array),
+            prop::collection::vec((key.clone(), inner), 0..6).prop_map(|kv| {
+                J::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn lint_and_get_never_panic(spec in arb_json(), status in arb_json(), mut rs in arb_json()) {
+        // Owned by the Rollout, so the tree walks into it.
+        if rs.is_object() {
+            rs["metadata"] = serde_json::json!({"uid": "c", "ownerReferences": [{"uid": "u"}, {"uid": "c"}]});
+        }
+        let ro = serde_json::json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "r", "uid": "u"}, "spec": spec, "status": status});
+        let _ = lint::problems(&serde_json::to_string(&ro).unwrap());
+        let objs = tree::Objects {
+            rollout: ro,
+            replica_sets: vec![rs.clone()],
+            pods: vec![rs.clone()],
+            analysis_runs: vec![rs.clone()],
+            experiments: vec![rs],
+        };
+        let _ = tree::render(&objs, &tree::View { color: true, now: NOW });
+        let _ = super::promote_patches(&objs.rollout, false);
+    }
+}
