@@ -1,12 +1,12 @@
-//! Argo Rollouts' validation of a `Rollout` spec and of the Services it
-//! names, with Argo's field paths and messages (`kubectl argo rollouts
+//! Argo Rollouts' validation of a `Rollout` spec and of the Services and
+//! Ingresses it names, with Argo's field paths and messages (`kubectl argo rollouts
 //! lint` prints them; Argo's controller marks a Rollout that fails them
 //! `InvalidSpec` instead of refusing it at admission, and so should keel's).
 //! Pure functions over the object as JSON, so `keel rollout lint` and the
 //! rollout controller share them. Not covered: the full Kubernetes pod
 //! template validation Argo borrows from the API server (keel's API server
-//! validates pod templates where they become `ReplicaSets`), and Ingress,
-//! Istio and analysis-template references.
+//! validates pod templates where they become `ReplicaSets`), Istio
+//! `VirtualServices` and analysis-template references.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -592,6 +592,75 @@ pub fn validate_services(rollout: &J, services: &[J]) -> Vec<FieldError> {
     errs
 }
 
+/// Whether an Ingress (`networking.k8s.io/v1` or `extensions/v1beta1`) has
+/// a rule whose backend is Service `svc`.
+fn ingress_uses(ingress: &J, svc: &str) -> bool {
+    ingress["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["http"]["paths"].as_array().into_iter().flatten())
+        .any(|p| {
+            let b = &p["backend"];
+            b["service"]["name"].as_str() == Some(svc) || b["serviceName"].as_str() == Some(svc)
+        })
+}
+
+/// Argo's checks of the Ingresses a canary's nginx or ALB routing names
+/// (found among `ingresses` by name): each must route to the stable
+/// Service (ALB: its `rootService` when set). Argo's lint matches
+/// Ingresses to Rollouts by that same rule, so only the controller
+/// (`InvalidSpec`) ever reports these.
+#[must_use]
+pub fn validate_ingresses(rollout: &J, ingresses: &[J]) -> Vec<FieldError> {
+    let canary = &rollout["spec"]["strategy"]["canary"];
+    let routing = &canary["trafficRouting"];
+    let stable = canary["stableService"].as_str().unwrap_or_default();
+    let names = |v: &J| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut errs = Vec::new();
+    for ing in ingresses {
+        let name = ing["metadata"]["name"].as_str().unwrap_or_default();
+        let nginx = &routing["nginx"];
+        let alb = &routing["alb"];
+        let (field, svc) = if nginx.is_object()
+            && (nginx["stableIngress"].as_str() == Some(name)
+                || names(&nginx["stableIngresses"]).iter().any(|n| n == name))
+        {
+            if names(&nginx["stableIngresses"]).iter().any(|n| n == name) {
+                ("nginx.stableIngresses", stable)
+            } else {
+                ("nginx.stableIngress", stable)
+            }
+        } else if alb.is_object()
+            && (alb["ingress"].as_str() == Some(name)
+                || names(&alb["ingresses"]).iter().any(|n| n == name))
+        {
+            let svc = non_empty(&alb["rootService"]).unwrap_or(stable);
+            if names(&alb["ingresses"]).iter().any(|n| n == name) {
+                ("alb.ingresses", svc)
+            } else {
+                ("alb.ingress", svc)
+            }
+        } else {
+            continue;
+        };
+        if !ingress_uses(ing, svc) {
+            errs.push(FieldError::invalid(
+                format!("spec.strategy.canary.trafficRouting.{field}"),
+                &J::from(name),
+                format!("ingress `{name}` has no rules using service {svc} backend"),
+            ));
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,5 +697,20 @@ mod tests {
             "template": {"metadata": {"labels": {"a": "c"}}},
             "strategy": {"blueGreen": {"activeService": "x", "previewService": "y"}}}});
         assert_eq!(validate(&ro)[0].field, "spec.template.metadata.labels");
+    }
+
+    #[test]
+    fn nginx_stable_ingress_must_route_to_stable_service() {
+        let ro = json!({"spec": {"strategy": {"canary": {"stableService": "web-stable",
+            "canaryService": "web-canary", "trafficRouting": {"nginx": {"stableIngress": "web"}}}}}});
+        let ing = |svc: &str| {
+            json!({"metadata": {"name": "web"}, "spec": {"rules": [{"http": {"paths": [
+            {"path": "/", "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}]}})
+        };
+        assert!(validate_ingresses(&ro, &[ing("web-stable")]).is_empty());
+        assert_eq!(
+            validate_ingresses(&ro, &[ing("other")])[0].to_string(),
+            "spec.strategy.canary.trafficRouting.nginx.stableIngress: Invalid value: \"web\": ingress `web` has no rules using service web-stable backend"
+        );
     }
 }
