@@ -123,6 +123,35 @@ fn get(dir: &str, name: &str) -> String {
 }
 
 #[test]
+fn get_experiment() {
+    let all = scenario("experiment-analysis");
+    let of = |kind: &str| -> Vec<J> { all.iter().filter(|o| o["kind"] == kind).cloned().collect() };
+    let exp = of("Experiment").remove(0);
+    let objs = tree::Objects {
+        rollout: J::Null,
+        replica_sets: of("ReplicaSet"),
+        pods: of("Pod"),
+        analysis_runs: of("AnalysisRun"),
+        experiments: Vec::new(),
+    };
+    let out = tree::render_experiment(
+        &exp,
+        &objs,
+        &tree::View {
+            color: false,
+            now: NOW,
+        },
+    );
+    let out = out
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    insta::assert_snapshot!(out);
+}
+
+#[test]
 fn get_blue_green() {
     insta::assert_snapshot!(get("blue-green", "bluegreen-demo"));
 }

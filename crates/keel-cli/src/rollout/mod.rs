@@ -71,6 +71,9 @@ pub enum GetCommand {
     /// Get details about a rollout.
     #[command(visible_aliases = ["ro", "rollouts"])]
     Rollout(GetArgs),
+    /// Get details about an experiment.
+    #[command(visible_aliases = ["exp", "experiments"])]
+    Experiment(GetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -202,9 +205,13 @@ impl Ctx {
     }
 
     fn rollout(&self, name: &str) -> anyhow::Result<J> {
+        self.get_object("rollouts", name)
+    }
+
+    fn get_object(&self, plural: &str, name: &str) -> anyhow::Result<J> {
         Ok(self
             .kube
-            .call("GET", &self.path("rollouts", name), None, MERGE)??)
+            .call("GET", &self.path(plural, name), None, MERGE)??)
     }
 
     fn patch(&self, path: &str, body: &J, ct: &str) -> anyhow::Result<J> {
@@ -225,8 +232,12 @@ impl Ctx {
         }
     }
 
-    fn objects(&self, name: &str) -> anyhow::Result<tree::Objects> {
-        let rollout = self.rollout(name)?;
+    /// The Rollout `name` (if any) and what the tree shows beside it.
+    fn objects(&self, name: Option<&str>) -> anyhow::Result<tree::Objects> {
+        let rollout = match name {
+            Some(n) => self.rollout(n)?,
+            None => J::Null,
+        };
         let list = |p: &str| self.kube.list(&self.coll(p), "");
         Ok(tree::Objects {
             rollout,
@@ -248,7 +259,8 @@ pub fn run(a: RolloutArgs) -> anyhow::Result<ExitCode> {
     }
     let ctx = Ctx::new(&a)?;
     match a.command {
-        RolloutCommand::Get(GetCommand::Rollout(g)) => get(&ctx, &g)?,
+        RolloutCommand::Get(GetCommand::Rollout(g)) => get(&ctx, &g, false)?,
+        RolloutCommand::Get(GetCommand::Experiment(g)) => get(&ctx, &g, true)?,
         RolloutCommand::Status(s) => return status(&ctx, &s),
         RolloutCommand::List(ListCommand::Rollouts(l)) => list_rollouts(&ctx, &l)?,
         RolloutCommand::List(ListCommand::Experiments(l)) => list_experiments(&ctx, &l)?,
@@ -574,19 +586,27 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn get(ctx: &Ctx, g: &GetArgs) -> anyhow::Result<()> {
-    let view = |now| tree::View {
-        color: !g.no_color,
-        now,
+fn get(ctx: &Ctx, g: &GetArgs, experiment: bool) -> anyhow::Result<()> {
+    let render = || -> anyhow::Result<String> {
+        let view = tree::View {
+            color: !g.no_color,
+            now: now(),
+        };
+        if experiment {
+            let exp = ctx.get_object("experiments", &g.name)?;
+            let objs = ctx.objects(None)?;
+            return Ok(tree::render_experiment(&exp, &objs, &view));
+        }
+        Ok(tree::render(&ctx.objects(Some(&g.name))?, &view))
     };
     if !g.watch {
-        print!("{}", tree::render(&ctx.objects(&g.name)?, &view(now())));
+        print!("{}", render()?);
         return Ok(());
     }
     let start = Instant::now();
     let mut last = String::new();
     loop {
-        let out = tree::render(&ctx.objects(&g.name)?, &view(now()));
+        let out = render()?;
         // Redrawn each second (ages move) and on every change.
         if out != last || start.elapsed().as_secs() > 0 {
             print!("\x1b[H\x1b[2J\x1b[0;0H{out}");

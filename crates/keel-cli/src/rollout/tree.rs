@@ -292,7 +292,9 @@ struct ArInfo {
 
 struct ExpInfo {
     name: String,
+    namespace: String,
     status: String,
+    message: String,
     revision: i64,
     created: i64,
     replica_sets: Vec<RsInfo>,
@@ -600,17 +602,7 @@ pub fn render(objs: &Objects, view: &View) -> String {
         .experiments
         .iter()
         .filter(|e| owned_by(e, uid))
-        .map(|e| {
-            let euid = s(e, &["metadata", "uid"]);
-            ExpInfo {
-                name: s(e, &["metadata", "name"]).to_string(),
-                status: s(e, &["status", "phase"]).to_string(),
-                revision: revision(e),
-                created: created(e),
-                replica_sets: replica_sets(euid, None, objs),
-                analysis_runs: analysis_runs(euid, objs),
-            }
-        })
+        .map(|e| exp_info(e, objs))
         .collect();
     exps.sort_by(|a, b| {
         b.revision
@@ -670,17 +662,7 @@ pub fn render(objs: &Objects, view: &View) -> String {
         row(&mut out, "Strategy:", "");
     }
     // Images of the ReplicaSets that have pods, with their roles.
-    // Tags keep their order on an image seen once and are sorted when two
-    // ReplicaSets' tags merge, as the plugin's mergeImageAndTags does.
-    let mut images: Vec<(String, Vec<String>)> = Vec::new();
-    let mut add = |image: &str, tags: Vec<String>| {
-        if let Some(e) = images.iter_mut().find(|(i, _)| i == image) {
-            let merged: BTreeSet<String> = e.1.drain(..).chain(tags).collect();
-            e.1 = merged.into_iter().collect();
-        } else {
-            images.push((image.to_string(), tags));
-        }
-    };
+    let mut images = Images::default();
     for rs in rss.iter().filter(|r| r.replicas > 0) {
         let tags: Vec<String> = [
             (rs.canary, "canary"),
@@ -695,31 +677,13 @@ pub fn render(objs: &Objects, view: &View) -> String {
         .map(|(_, t)| t.to_string())
         .collect();
         for image in &rs.images {
-            add(image, tags.clone());
+            images.add(image, tags.clone());
         }
     }
     for exp in &exps {
-        for rs in exp.replica_sets.iter().filter(|r| r.replicas > 0) {
-            let tags: Vec<String> = if rs.template.is_empty() {
-                Vec::new()
-            } else {
-                vec![format!("Σ:{}", rs.template)]
-            };
-            for image in &rs.images {
-                add(image, tags.clone());
-            }
-        }
+        images.add_experiment(exp);
     }
-    images.sort_by(|a, b| a.0.cmp(&b.0));
-    for (n, (image, tags)) in images.iter().enumerate() {
-        let text = if tags.is_empty() {
-            image.clone()
-        } else {
-            let tags: Vec<String> = tags.iter().map(|t| view.paint(t, t)).collect();
-            format!("{image} ({})", tags.join(", "))
-        };
-        row(&mut out, if n == 0 { "Images:" } else { "" }, &text);
-    }
+    images.print(&mut out, view);
     out.push_str("Replicas:\n");
     let desired = ro["spec"]["replicas"].as_i64().unwrap_or(1);
     row(&mut out, "  Desired:", &desired.to_string());
@@ -772,26 +736,7 @@ pub fn render(objs: &Objects, view: &View) -> String {
         }
         for exp in these_exp {
             let (p, sp) = prefixes(curr + 1 == total, &sub);
-            let eicon = analysis_icon(&exp.status);
-            lines.push([
-                format!("{p}Σ {}", view.paint(&exp.name, &exp.status)),
-                "Experiment".into(),
-                format!("{} {}", view.paint(eicon, eicon), exp.status),
-                view.age(exp.created),
-                String::new(),
-            ]);
-            let etotal = exp.replica_sets.len() + exp.analysis_runs.len();
-            let mut ecurr = 0;
-            for rs in &exp.replica_sets {
-                let (cp, csp) = prefixes(ecurr + 1 == etotal, &sp);
-                rs_lines(&mut lines, rs, &cp, &csp, view);
-                ecurr += 1;
-            }
-            for ar in &exp.analysis_runs {
-                let (cp, csp) = prefixes(ecurr + 1 == etotal, &sp);
-                ar_lines(&mut lines, ar, &cp, &csp, view);
-                ecurr += 1;
-            }
+            exp_lines(&mut lines, exp, &p, &sp, view);
             curr += 1;
         }
         for ar in these_ar {
@@ -800,6 +745,116 @@ pub fn render(objs: &Objects, view: &View) -> String {
             curr += 1;
         }
     }
+    out.push_str(&tabwrite(&lines));
+    out
+}
+
+fn exp_info(e: &J, objs: &Objects) -> ExpInfo {
+    let euid = s(e, &["metadata", "uid"]);
+    ExpInfo {
+        name: s(e, &["metadata", "name"]).to_string(),
+        namespace: s(e, &["metadata", "namespace"]).to_string(),
+        status: s(e, &["status", "phase"]).to_string(),
+        message: s(e, &["status", "message"]).to_string(),
+        revision: revision(e),
+        created: created(e),
+        replica_sets: replica_sets(euid, None, objs),
+        analysis_runs: analysis_runs(euid, objs),
+    }
+}
+
+/// Images with their tags. Tags keep their order on an image seen once and
+/// are sorted when two `ReplicaSets`' tags merge, as the plugin's
+/// `mergeImageAndTags` does; images print sorted.
+#[derive(Default)]
+struct Images(Vec<(String, Vec<String>)>);
+
+impl Images {
+    fn add(&mut self, image: &str, tags: Vec<String>) {
+        if let Some(e) = self.0.iter_mut().find(|(i, _)| i == image) {
+            let merged: BTreeSet<String> = e.1.drain(..).chain(tags).collect();
+            e.1 = merged.into_iter().collect();
+        } else {
+            self.0.push((image.to_string(), tags));
+        }
+    }
+
+    /// An Experiment's images, tagged `Σ:template`.
+    fn add_experiment(&mut self, exp: &ExpInfo) {
+        for rs in exp.replica_sets.iter().filter(|r| r.replicas > 0) {
+            let tags: Vec<String> = if rs.template.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!("Σ:{}", rs.template)]
+            };
+            for image in &rs.images {
+                self.add(image, tags.clone());
+            }
+        }
+    }
+
+    fn print(mut self, out: &mut String, view: &View) {
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        for (n, (image, tags)) in self.0.iter().enumerate() {
+            let text = if tags.is_empty() {
+                image.clone()
+            } else {
+                let tags: Vec<String> = tags.iter().map(|t| view.paint(t, t)).collect();
+                format!("{image} ({})", tags.join(", "))
+            };
+            let _ = writeln!(out, "{:<17}{text}", if n == 0 { "Images:" } else { "" });
+        }
+    }
+}
+
+fn exp_lines(lines: &mut Vec<[String; 5]>, exp: &ExpInfo, prefix: &str, sub: &str, view: &View) {
+    let icon = analysis_icon(&exp.status);
+    lines.push([
+        format!("{prefix}Σ {}", view.paint(&exp.name, &exp.status)),
+        "Experiment".into(),
+        format!("{} {}", view.paint(icon, icon), exp.status),
+        view.age(exp.created),
+        String::new(),
+    ]);
+    let total = exp.replica_sets.len() + exp.analysis_runs.len();
+    let mut curr = 0;
+    for rs in &exp.replica_sets {
+        let (p, sp) = prefixes(curr + 1 == total, sub);
+        rs_lines(lines, rs, &p, &sp, view);
+        curr += 1;
+    }
+    for ar in &exp.analysis_runs {
+        let (p, sp) = prefixes(curr + 1 == total, sub);
+        ar_lines(lines, ar, &p, &sp, view);
+        curr += 1;
+    }
+}
+
+/// The plugin's `get experiment` output for `exp` (its `ReplicaSets`, pods
+/// and `AnalysisRuns` among `objs`).
+#[must_use]
+pub fn render_experiment(exp: &J, objs: &Objects, view: &View) -> String {
+    let info = exp_info(exp, objs);
+    let mut out = String::new();
+    let icon = analysis_icon(&info.status);
+    let _ = writeln!(out, "{:<17}{}", "Name:", info.name);
+    let _ = writeln!(out, "{:<17}{}", "Namespace:", info.namespace);
+    let _ = writeln!(
+        out,
+        "{:<17}{} {}",
+        "Status:",
+        view.paint(icon, icon),
+        info.status
+    );
+    if !info.message.is_empty() {
+        let _ = writeln!(out, "{:<17}{}", "Message:", info.message);
+    }
+    let mut images = Images::default();
+    images.add_experiment(&info);
+    images.print(&mut out, view);
+    out.push('\n');
+    let mut lines = vec![["NAME", "KIND", "STATUS", "AGE", "INFO"].map(str::to_string)];
+    exp_lines(&mut lines, &info, "", "", view);
     out.push_str(&tabwrite(&lines));
     out
 }
