@@ -55,17 +55,40 @@ t0=$(date +%s%N); nft -f "$W/full.nft"; t1=$(date +%s%N)
 iptables-restore <"$W/iptables.rules"; t2=$(date +%s%N)
 echo "initial load: keel nft $(( (t1 - t0) / 1000000 )) ms, iptables-restore $(( (t2 - t1) / 1000000 )) ms"
 echo "rules: keel $(nft list table ip keel-svc-bench | wc -l) lines, iptables $(iptables-save -t nat | wc -l) lines"
+echo "add table ip keel-svc-bench" >"$W/nocache.nft"
 hyperfine -N --warmup 3 --runs 40 --export-json "$W/change.json" \
   -n keel "sh -c 'nft -f $W/update.nft && nft -f $W/update-back.nft'" \
+  -n burst "sh -c 'nft -f $W/burst.nft && nft -f $W/burst-back.nft'" \
+  -n nocache "sh -c 'nft -f $W/nocache.nft && nft -f $W/nocache.nft'" \
   -n iptables "sh -c 'iptables-restore --noflush <$W/iptables-after.rules && iptables-restore --noflush <$W/iptables.rules'" >/dev/null
-python3 - "$W/change.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-k, i = r["keel"], r["iptables"]
+python3 - "$W" <<'PY'
+import json, resource, subprocess, sys
+w = sys.argv[1]
+r = {x["command"]: x for x in json.load(open(f"{w}/change.json"))["results"]}
 ms = lambda x: x * 1000 / 2
-print(f"one change: keel {ms(k['mean']):.1f} ms (max {ms(k['max']):.1f}), "
-      f"iptables full restore {ms(i['mean']):.1f} ms (max {ms(i['max']):.1f}); "
-      f"ratio {i['mean']/k['mean']:.1f}x")
+def cpu(cmd, runs=20):
+    """CPU (user+sys) of the programs per change, in ms: on a loaded
+    machine the wall time is mostly waiting for a core."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(runs):
+        subprocess.run(["sh", "-c", cmd], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return used * 1000 / runs / 2
+cmds = {
+    "keel": f"nft -f {w}/update.nft && nft -f {w}/update-back.nft",
+    "burst": f"nft -f {w}/burst.nft && nft -f {w}/burst-back.nft",
+    "nocache": f"nft -f {w}/nocache.nft && nft -f {w}/nocache.nft",
+    "iptables": f"iptables-restore --noflush <{w}/iptables-after.rules && iptables-restore --noflush <{w}/iptables.rules",
+}
+c = {k: cpu(v, 5 if k == "iptables" else 20) for k, v in cmds.items()}
+for k, what in [("keel", "one change (keel, nft)"),
+                ("burst", "10 Services, one transaction"),
+                ("nocache", "an nft run without cache"),
+                ("iptables", "one change (iptables full restore)")]:
+    print(f"{what}: {ms(r[k]['mean']):.1f} ms wall (max {ms(r[k]['max']):.1f}), {c[k]:.1f} ms CPU")
+k, i = r["keel"], r["iptables"]
+print(f"ratio iptables/keel: wall {i['mean']/k['mean']:.1f}x, CPU {c['iptables']/c['keel']:.1f}x")
 PY
 SH
 

@@ -138,6 +138,7 @@ YAML
 (cd "$APP_DIR" && "$KEEL" compose -p quickstart up -d --wait web \
   && "$KEEL" compose -p quickstart run --rm -T client </dev/null \
   && "$KEEL" compose -p quickstart ps \
+  && "$KEEL" compose -p quickstart images \
   && "$KEEL" compose -p quickstart down)
 
 step "keel server: a Kubernetes API on 127.0.0.1 that the real kubectl uses"
@@ -424,6 +425,12 @@ HELLO_NP="$(kubectl get svc hello -o jsonpath='{.spec.ports[0].nodePort}')"
 for _ in $(seq 50); do timeout 2 busybox wget -q -O- "http://127.0.0.1:$HELLO_NP/" >/dev/null 2>&1 && break; sleep 0.2; done
 http_get "http://127.0.0.1:$HELLO_NP/"
 nft list map ip keel-svc-quickstart services
+# Node ports are allocated against the Services that exist (also after a
+# server restart): another Service asking for this one is refused.
+if kubectl create service nodeport taken --tcp=80:8080 --node-port="$HELLO_NP" 2>"$APP_DIR/taken.err"; then
+  echo "node port $HELLO_NP handed out twice" >&2; exit 1
+fi
+cat "$APP_DIR/taken.err"
 
 step "resource metrics and autoscaling: kubectl top, kubectl autoscale, kubectl get hpa"
 kubectl set resources deployment hello --requests=cpu=50m
@@ -434,6 +441,24 @@ kubectl top node
 kubectl autoscale deployment hello --cpu-percent=50 --min=1 --max=3
 for _ in $(seq 150); do kubectl get hpa hello -o jsonpath='{.status.currentMetrics}' | grep -q cpu && break; sleep 0.2; done
 kubectl get hpa hello
+# Requests per second from the gateways keel server scrapes (a Pods metric, no adapter to install).
+kubectl delete hpa hello
+kubectl apply -f - <<'YAML'
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hello}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: hello}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: keel_gateway_requests_per_second}
+      target: {type: AverageValue, averageValue: "10"}
+YAML
+for _ in $(seq 100); do kubectl get hpa hello -o jsonpath='{.status.conditions}' | grep -q ScalingActive && break; sleep 0.2; done
+kubectl get hpa hello -o jsonpath='{.status.conditions[?(@.type=="ScalingActive")].message}{"\n"}'
 node_down   # SIGTERM: the agent removes its table
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 

@@ -456,6 +456,9 @@ impl PodRun {
             ..CreateOptions::default()
         };
         o.extra.init = false;
+        // The pod's IPC namespace (and, with shareProcessNamespace, its PID
+        // namespace) is the sandbox's, which its containers join.
+        o.extra.ipc = "shareable".into();
         self.sandbox_attempts += 1;
         let (root, exe) = (ctx.root.clone(), ctx.exe.clone());
         let obs = blocking(move || -> Result<runtime::Observed, AgentError> {
@@ -910,7 +913,13 @@ impl PodRun {
             _ => None,
         };
         let caps = sc.capabilities.clone().unwrap_or_default();
-        let o = CreateOptions {
+        let sandbox = self.sandbox.clone().unwrap_or_default();
+        let shared_pid = self
+            .pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.share_process_namespace == Some(true));
+        let mut o = CreateOptions {
             image,
             name: Some(podspec::container_name(
                 &spec.name,
@@ -925,7 +934,7 @@ impl PodRun {
             working_dir: spec.working_dir.clone().filter(|w| !w.is_empty()),
             user,
             labels: self.labels(&spec.name, c.restarts),
-            network: format!("container:{}", self.sandbox.as_deref().unwrap_or_default()),
+            network: format!("container:{sandbox}"),
             mounts,
             memory: limits
                 .get("memory")
@@ -940,12 +949,23 @@ impl PodRun {
             tty: spec.tty == Some(true),
             ..CreateOptions::default()
         };
+        o.extra.ipc = format!("container:{sandbox}");
+        if shared_pid {
+            o.extra.pid = format!("container:{sandbox}");
+        }
         let root = ctx.root.clone();
         let name = spec.name.clone();
-        let id = blocking(move || -> Result<String, AgentError> { runtime::create(&root, &o) })
-            .await
-            .unwrap_or_else(|| Err(AgentError::Other("create task failed".into())))
-            .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        let id = blocking(move || -> Result<String, AgentError> {
+            // A sandbox made before pods shared IPC (adopted after an
+            // upgrade) is not shareable: its containers keep their own.
+            if !runtime::ipc_shareable(&root, &sandbox) {
+                o.extra.ipc.clear();
+            }
+            runtime::create(&root, &o)
+        })
+        .await
+        .unwrap_or_else(|| Err(AgentError::Other("create task failed".into())))
+        .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
         ctx.events.normal(
             &self.pod,
             fp.clone(),

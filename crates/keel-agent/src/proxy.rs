@@ -1,7 +1,8 @@
 //! The node's service proxy (kube-proxy): watches Services and
-//! `EndpointSlices` and keeps this node's nftables table in step through
-//! keel-net's [`keel_net::proxy::Proxy`], one transaction per changed
-//! Service. The kernel work runs on a thread of its own, which coalesces
+//! `EndpointSlices` and keeps this node's rules (nftables, or iptables
+//! where `nft` is missing or `KEEL_PROXY_BACKEND=iptables`) in step
+//! through keel-net's [`keel_net::proxy::Proxy`], one transaction per
+//! changed Service. The kernel work runs on a thread of its own, which coalesces
 //! bursts (only a Service's newest rules are applied). On SIGTERM or SIGINT
 //! the table is deleted and the process exits: "stop with cleanup".
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use keel_net::proxy::{HostNft, Proxy, ServiceRules, table_name};
+use keel_net::proxy::{Backend, Proxy, ServiceRules, host_backend, table_name};
 use kube::Api;
 use kube::runtime::watcher;
 use serde_json::Value;
@@ -81,6 +82,14 @@ enum Ev {
 /// Starts the proxy of node `node`: it runs until the process ends.
 pub fn start(client: &kube::Client, node: &str) {
     let table = table_name(node);
+    let backend = match host_backend() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "no service proxy: Services will not be reachable on this node");
+            return;
+        }
+    };
+    tracing::info!(backend = backend.name(), "service proxy");
     // NodePorts on 127.0.0.1: loopback sources may be routed out (and are
     // masqueraded), as kube-proxy arranges it.
     let before = std::fs::read_to_string(LOCALNET).unwrap_or_default();
@@ -90,7 +99,7 @@ pub fn start(client: &kube::Client, node: &str) {
     let (tx, rx) = mpsc::channel::<Msg>();
     std::thread::Builder::new()
         .name("keel-proxy".into())
-        .spawn(move || kernel_loop(&rx, Proxy::new(HostNft, table), before.trim() == "0"))
+        .spawn(move || kernel_loop(&rx, Proxy::new(backend, table), before.trim() == "0"))
         .ok();
     let node = node.to_string();
     let svcs = watcher(
@@ -206,7 +215,11 @@ pub fn start(client: &kube::Client, node: &str) {
 /// Applies what arrives, newest per Service first drained from the queue.
 /// On cleanup the table goes and `route_localnet` is set back to 0 if
 /// it was off before.
-fn kernel_loop(rx: &mpsc::Receiver<Msg>, mut proxy: Proxy<HostNft>, localnet_was_off: bool) {
+fn kernel_loop(
+    rx: &mpsc::Receiver<Msg>,
+    mut proxy: Proxy<Box<dyn Backend>>,
+    localnet_was_off: bool,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
@@ -247,10 +260,10 @@ fn kernel_loop(rx: &mpsc::Receiver<Msg>, mut proxy: Proxy<HostNft>, localnet_was
                 Err(e) => tracing::warn!(error = %e, "service rules not applied"),
             }
         }
-        for (k, r) in ones {
-            if let Err(e) = proxy.update(&k, r) {
-                tracing::warn!(service = k, error = %e, "service rules not applied");
-            }
+        // A burst is one transaction (one `nft` run), not one per Service.
+        let n = ones.len();
+        if let Err(e) = proxy.update_many(ones) {
+            tracing::warn!(services = n, error = %e, "service rules not applied");
         }
     }
 }

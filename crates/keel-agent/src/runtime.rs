@@ -215,6 +215,13 @@ pub fn observe(root: &Path, id: &str) -> Option<Observed> {
     })
 }
 
+/// Whether other containers may join `id`'s IPC namespace.
+pub fn ipc_shareable(root: &Path, id: &str) -> bool {
+    Containers::open(root)
+        .and_then(|c| c.config(id))
+        .is_ok_and(|cfg| cfg.extra.ipc == "shareable")
+}
+
 /// Containers of this node's pods (label `io.kubernetes.pod.uid`):
 /// (id, pod uid, container name, restart count).
 pub fn pod_containers(root: &Path) -> Vec<(String, String, String, u32)> {

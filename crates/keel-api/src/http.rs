@@ -171,6 +171,7 @@ impl Server {
                 list: Vec::new(),
             }),
             next_ip: AtomicU32::new(0),
+            reserved: crate::service_alloc::Reserved::default(),
             rbac: crate::rbac::Cache::default(),
             webhooks: crate::webhook::Cache::default(),
             policies: crate::cel::policy::Cache::default(),

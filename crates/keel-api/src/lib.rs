@@ -35,6 +35,7 @@ mod quota;
 pub mod rbac;
 pub mod resources;
 pub mod selectors;
+mod service_alloc;
 pub mod strategic;
 pub mod table;
 pub mod tokens;
@@ -96,6 +97,7 @@ pub(crate) struct State {
     pub paths: pki::Paths,
     pub tokens: std::sync::Mutex<Tokens>,
     pub next_ip: std::sync::atomic::AtomicU32,
+    pub reserved: service_alloc::Reserved,
     pub rbac: rbac::Cache,
     pub webhooks: webhook::Cache,
     pub policies: cel::policy::Cache,

@@ -233,6 +233,12 @@ async fn summary(state: &Arc<State>, name: &str, node: &Value) -> Option<Value> 
 }
 
 async fn fetch(state: &Arc<State>, node: &Value) -> Result<Value, String> {
+    let body = node_get(state, node, "/stats/summary").await?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// GETs `path` from `node`'s agent as the API server reaches it.
+async fn node_get(state: &Arc<State>, node: &Value, path: &str) -> Result<Bytes, String> {
     let (ip, port, pin) =
         crate::node_proxy::endpoint(node).ok_or("its agent has not published an endpoint")?;
     let tls = crate::node_proxy::connect(state, &ip, port, &pin).await?;
@@ -241,21 +247,20 @@ async fn fetch(state: &Arc<State>, node: &Value) -> Result<Value, String> {
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let req = hyper::Request::get("/stats/summary")
+    let req = hyper::Request::get(path)
         .header("host", format!("{ip}:{port}"))
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
-        return Err(format!("GET /stats/summary: {}", resp.status()));
+        return Err(format!("GET {path}: {}", resp.status()));
     }
-    let body = resp
+    Ok(resp
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+        .to_bytes())
 }
 
 /// `123456789n`: nanocores as metrics-server writes them.
@@ -380,6 +385,18 @@ impl crate::Loopback {
     /// `PodMetrics` of the pods in `ns` (for the autoscaler).
     pub async fn pod_metrics(&self, ns: &str) -> Result<Vec<Value>, crate::ClientError> {
         Ok(pod_metrics(&self.state, Some(ns), None).await?)
+    }
+
+    /// GETs `path` (e.g. `/metrics/gateway`) from the agent of `node` (a
+    /// Node object) over HTTPS: the server's kubelet-client certificate,
+    /// the agent's serving certificate pinned by its Node, as `pods/log`.
+    pub async fn node_get(&self, node: &Value, path: &str) -> Result<Bytes, String> {
+        node_get(&self.state, node, path).await
+    }
+
+    /// `ip:port` of `node`'s agent, once it published its endpoint.
+    pub fn node_endpoint(node: &Value) -> Option<String> {
+        crate::node_proxy::endpoint(node).map(|(ip, port, _)| format!("{ip}:{port}"))
     }
 }
 

@@ -1517,6 +1517,6 @@ pub fn validate_update(kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
     out
 }
 
-mod node_ports;
+pub(crate) mod node_ports;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 pub(crate) mod engine;
 mod more;
 mod ops;
+mod verbs;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -78,6 +79,20 @@ pub enum ComposeCommand {
     Top(more::TopArgs),
     /// Send a signal (SIGKILL by default) to the services' containers.
     Kill(more::KillArgs),
+    /// Remove stopped service containers.
+    Rm(verbs::RmArgs),
+    /// Pause services.
+    Pause(verbs::PauseArgs),
+    /// Unpause services.
+    Unpause(verbs::PauseArgs),
+    /// Copy files between a service container and the local filesystem.
+    Cp(verbs::CpArgs),
+    /// List images used by the created containers.
+    Images(verbs::ImagesArgs),
+    /// Scale services (SERVICE=REPLICAS).
+    Scale(verbs::ScaleArgs),
+    /// Block until the services' containers stop; exit with the last one's code.
+    Wait(verbs::WaitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +142,9 @@ pub struct UpArgs {
     /// Attach to the log output of the named services' dependencies too.
     #[arg(long)]
     pub attach_dependencies: bool,
+    /// Don't start linked services.
+    #[arg(long)]
+    pub no_deps: bool,
     /// Stop all containers if any container was stopped.
     #[arg(long, conflicts_with = "detach")]
     pub abort_on_container_exit: bool,
@@ -382,6 +400,13 @@ pub fn run(root: &Path, args: ComposeArgs) -> anyhow::Result<ExitCode> {
         ComposeCommand::Port(a) => more::port(root, &args, a),
         ComposeCommand::Top(a) => more::top(root, &args, a),
         ComposeCommand::Kill(a) => more::kill(root, &args, a),
+        ComposeCommand::Rm(a) => verbs::rm(root, &args, a),
+        ComposeCommand::Pause(a) => verbs::pause(root, &args, a, true),
+        ComposeCommand::Unpause(a) => verbs::pause(root, &args, a, false),
+        ComposeCommand::Cp(a) => verbs::cp(root, &args, a),
+        ComposeCommand::Images(a) => verbs::images(root, &args, a),
+        ComposeCommand::Scale(a) => verbs::scale(root, &args, a),
+        ComposeCommand::Wait(a) => verbs::wait(root, &args, a),
     }
 }
 

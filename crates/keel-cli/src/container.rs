@@ -44,7 +44,7 @@ pub use fsops::{CommitArgs, DiffArgs, ExportArgs, commit, diff, export};
 pub use inspect::{inspect_any, port};
 pub use logs::logs_cmd;
 pub use manage::{PauseArgs, RenameArgs, TopArgs, pause, rename, top};
-pub(crate) use manage::{is_paused, thaw};
+pub(crate) use manage::{is_paused, pause_one, thaw};
 pub(crate) use parse::{log_attrs, log_options};
 pub use ps::ps;
 pub(crate) use ps::{command_text, du, ports_text, status_text};

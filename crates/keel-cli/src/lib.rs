@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod argv;
 mod build;
 pub mod chart;
 mod chart_deps;
@@ -37,6 +38,7 @@ mod rollout;
 pub mod server;
 mod server_dns;
 mod server_metrics;
+mod server_metrics_hpa;
 mod system;
 mod template;
 
@@ -444,7 +446,11 @@ pub fn main() -> ExitCode {
     // rustls; with more than one crypto backend compiled in, rustls needs the
     // process default named. keel uses ring everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = match Cli::try_parse() {
+    let argv = argv::docker_order(
+        &<Cli as clap::CommandFactory>::command(),
+        std::env::args_os().collect(),
+    );
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -158,7 +158,7 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         })
         .then(|| election(&args))
         .transpose()?;
-    let controller_opts = keel_controllers::Options {
+    let mut controller_opts = keel_controllers::Options {
         node_monitor_grace_period: args.node_monitor_grace_period,
         cluster_cidr,
         state_dir: Some(state_dir.clone()),
@@ -167,6 +167,7 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
             downscale_stabilization: args.hpa_downscale_stabilization,
             ..keel_controllers::hpa::Options::default()
         },
+        hpa_source: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -199,6 +200,12 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         })
         .context("start keel server")?;
         let addr = server.local_addr();
+        let metrics_store = crate::server_metrics::store(&args.metrics);
+        controller_opts.hpa_source = Some(crate::server_metrics_hpa::source(
+            server.loopback(),
+            metrics_store.clone(),
+            args.metrics.scrape_interval,
+        ));
         if let Some(path) = &args.write_kubeconfig {
             let kc = server.kubeconfig().context("build kubeconfig")?;
             keel_api::pki::write_private(path, kc.as_bytes(), 0o600)
@@ -238,8 +245,14 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
                     .context(format!("cluster DNS: {e:#}"))
                 })?;
         }
-        crate::server_metrics::start(server.loopback(), &state_dir, node.clone(), &args.metrics)
-            .await?;
+        crate::server_metrics::start(
+            server.loopback(),
+            &state_dir,
+            node.clone(),
+            &args.metrics,
+            metrics_store,
+        )
+        .await?;
         if let Some(name) = node {
             let mut cfg = own_agent(root, &state_dir, addr, name)?;
             cfg.cluster_domain.clone_from(&args.cluster_domain);

@@ -1,4 +1,7 @@
-//! `keel server`'s metrics (keel-metrics): scrapes the `--metrics-target`
+//! `keel server`'s metrics (keel-metrics): scrapes every Node's gateway
+//! (`/metrics/gateway` on its agent, as the API server reaches the agent
+//! for `pods/log`: job `keel-gateway`, labels `instance` and `node`; nodes
+//! joining and leaving are picked up each round) and the `--metrics-target`
 //! endpoints into an in-memory store and serves Prometheus' query API
 //! (`/api/v1/query`, `/api/v1/query_range`, `/api/v1/labels`,
 //! `/api/v1/series`) on `--metrics-listen` (port 9090) over HTTPS with the
@@ -15,6 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use keel_api::Loopback;
 use keel_api::resources::{self, Resource};
+use keel_metrics::scrape::{Discover, Fetch, Target};
 use serde_json::json;
 
 use crate::Hint;
@@ -59,15 +63,12 @@ fn duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn targets(args: &MetricsArgs) -> anyhow::Result<Vec<keel_metrics::scrape::Target>> {
+fn targets(args: &MetricsArgs) -> anyhow::Result<Vec<Target>> {
     args.targets
         .iter()
         .map(|t| match t.split_once('=') {
             Some((job, url)) if !job.is_empty() && url.starts_with("http://") => {
-                Ok(keel_metrics::scrape::Target {
-                    job: job.to_string(),
-                    url: url.to_string(),
-                })
+                Ok(Target::http(job, url))
             }
             _ => Err(anyhow::Error::new(Hint::new(
                 "write targets as JOB=http://host:port/path, e.g. --metrics-target web=http://127.0.0.1:8080/metrics",
@@ -77,19 +78,63 @@ fn targets(args: &MetricsArgs) -> anyhow::Result<Vec<keel_metrics::scrape::Targe
         .collect()
 }
 
+/// The store the scraper fills, the query API serves and the autoscaler reads.
+pub fn store(args: &MetricsArgs) -> Arc<keel_metrics::Store> {
+    Arc::new(keel_metrics::Store::new(keel_metrics::Options {
+        retention_ms: args.retention.as_millis() as i64,
+        ..keel_metrics::Options::default()
+    }))
+}
+
+/// The job of the gateways' series.
+pub const GATEWAY_JOB: &str = "keel-gateway";
+
+/// Every Node whose agent published its endpoint, as a target fetched
+/// through [`Loopback::node_get`].
+fn gateways(api: Loopback) -> Discover {
+    Arc::new(move || {
+        let api = api.clone();
+        Box::pin(async move {
+            let (nodes, _) = api
+                .list(find("", "v1", "nodes"), None)
+                .await
+                .inspect_err(|e| tracing::debug!(error = %e, "listing nodes to scrape"))
+                .ok()?;
+            Some(
+                nodes
+                    .into_iter()
+                    .filter_map(|node| {
+                        let endpoint = Loopback::node_endpoint(&node)?;
+                        let name = node.pointer("/metadata/name")?.as_str()?.to_string();
+                        let api = api.clone();
+                        let fetch: Fetch = Arc::new(move || {
+                            let (api, node) = (api.clone(), node.clone());
+                            Box::pin(async move { api.node_get(&node, "/metrics/gateway").await })
+                        });
+                        Some(Target {
+                            job: GATEWAY_JOB.into(),
+                            url: format!("https://{endpoint}/metrics/gateway"),
+                            labels: vec![("node".into(), name)],
+                            fetch: Some(fetch),
+                        })
+                    })
+                    .collect(),
+            )
+        })
+    })
+}
+
 /// Starts scraping and, unless "off", serving; the socket is bound when this returns.
 pub async fn start(
     api: Loopback,
     state_dir: &Path,
     node: Option<String>,
     args: &MetricsArgs,
+    store: Arc<keel_metrics::Store>,
 ) -> anyhow::Result<()> {
     let targets = targets(args)?;
-    let store = Arc::new(keel_metrics::Store::new(keel_metrics::Options {
-        retention_ms: args.retention.as_millis() as i64,
-        ..keel_metrics::Options::default()
-    }));
-    let scraper = keel_metrics::scrape::Scraper::new(store.clone(), targets, args.scrape_interval);
+    let scraper = keel_metrics::scrape::Scraper::new(store.clone(), targets, args.scrape_interval)
+        .with_discovery(gateways(api.clone()));
     tokio::spawn(scraper.run());
     let explicit = args.listen.as_deref();
     if explicit == Some("off") {
@@ -132,7 +177,14 @@ pub async fn start(
         store,
         authorize,
     ));
-    tokio::spawn(service(api, node, bound.port()));
+    // Pods reach the API at the node's address when it listens on all of
+    // them, else at the address it listens on (none for loopback).
+    let at = if bound.ip().is_unspecified() && node.is_some() {
+        Endpoint::Node(node.unwrap_or_default())
+    } else {
+        crate::server_dns::endpoint_for(bound.ip()).map_or(Endpoint::None, Endpoint::Ip)
+    };
+    tokio::spawn(service(api, at, bound.port()));
     Ok(())
 }
 
@@ -140,9 +192,18 @@ fn find(group: &str, version: &str, plural: &str) -> &'static Resource {
     resources::find(group, version, plural).expect("built-in resource is served")
 }
 
+/// Where the `prometheus` Service's endpoint is.
+enum Endpoint {
+    /// This node's `InternalIP`, once it reports it.
+    Node(String),
+    Ip(std::net::IpAddr),
+    /// Not reachable from pods (loopback).
+    None,
+}
+
 /// The keel-system namespace and the `prometheus` Service (no selector),
-/// and once this node reports its address, an `EndpointSlice` to it.
-async fn service(api: Loopback, node: Option<String>, port: u16) {
+/// and an `EndpointSlice` to the query API.
+async fn service(api: Loopback, at: Endpoint, port: u16) {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "keel-system", "labels": {"kubernetes.io/metadata.name": "keel-system"}}});
     let svc = json!({"apiVersion": "v1", "kind": "Service",
@@ -162,7 +223,19 @@ async fn service(api: Loopback, node: Option<String>, port: u16) {
             }
         }
     }
-    let Some(node) = node else { return };
+    let node = match at {
+        Endpoint::Node(n) => n,
+        Endpoint::Ip(ip) => {
+            slice(&api, &ip.to_string(), None, port).await;
+            return;
+        }
+        Endpoint::None => {
+            tracing::info!(
+                "the prometheus Service has no endpoint: the query API listens on loopback"
+            );
+            return;
+        }
+    };
     let nodes = find("", "v1", "nodes");
     for _ in 0..120 {
         let ip = api
@@ -180,21 +253,29 @@ async fn service(api: Loopback, node: Option<String>, port: u16) {
                     .map(String::from)
             });
         if let Some(ip) = ip {
-            let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "prometheus", "namespace": "keel-system",
-                    "labels": {"kubernetes.io/service-name": "prometheus",
-                        "endpointslice.kubernetes.io/managed-by": "keel-metrics"}},
-                "addressType": "IPv4",
-                "endpoints": [{"addresses": [ip], "conditions": {"ready": true}, "nodeName": node}],
-                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
-            let r = find("discovery.k8s.io", "v1", "endpointslices");
-            if let Err(e) = api.create(r, slice, "keel-metrics").await
-                && e.code != 409
-            {
-                tracing::warn!(error = %e, "create the prometheus EndpointSlice");
-            }
+            slice(&api, &ip, Some(&node), port).await;
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn slice(api: &Loopback, ip: &str, node: Option<&str>, port: u16) {
+    let mut endpoint = json!({"addresses": [ip], "conditions": {"ready": true}});
+    if let Some(n) = node {
+        endpoint["nodeName"] = json!(n);
+    }
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "prometheus", "namespace": "keel-system",
+            "labels": {"kubernetes.io/service-name": "prometheus",
+                "endpointslice.kubernetes.io/managed-by": "keel-metrics"}},
+        "addressType": "IPv4",
+        "endpoints": [endpoint],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+    let r = find("discovery.k8s.io", "v1", "endpointslices");
+    if let Err(e) = api.create(r, slice, "keel-metrics").await
+        && e.code != 409
+    {
+        tracing::warn!(error = %e, "create the prometheus EndpointSlice");
     }
 }

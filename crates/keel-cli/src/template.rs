@@ -19,6 +19,69 @@ pub struct Template {
     table: bool,
     json: bool,
     headers: &'static [(&'static str, &'static str)],
+    /// docker's container context: `.Labels` is `k=v,…`, `.Label "k"` one value.
+    label_context: bool,
+}
+
+/// A row of a command whose docker formatter context has a `Label` method
+/// (`ps`): its fields, plus the labels the method reads.
+#[derive(Debug)]
+struct Row {
+    fields: BTreeMap<String, Value>,
+    labels: BTreeMap<String, String>,
+}
+
+impl keel_gotmpl::Object for Row {
+    fn type_name(&self) -> String {
+        "*formatter.ContainerContext".into()
+    }
+    fn field(&self, name: &str) -> Option<Value> {
+        self.fields.get(name).cloned()
+    }
+    fn method(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        (name == "Label").then(|| {
+            let k = text_of(args.first().unwrap_or(&Value::Nil));
+            Ok(Value::string(
+                self.labels.get(&k).cloned().unwrap_or_default(),
+            ))
+        })
+    }
+    fn display(&self) -> String {
+        format!("{:?}", self.fields.keys().collect::<Vec<_>>())
+    }
+    fn method_arity(&self, name: &str) -> Option<usize> {
+        (name == "Label").then_some(1)
+    }
+    fn kind(&self) -> &'static str {
+        "struct"
+    }
+    fn struct_fields(&self) -> Option<Vec<(String, Value)>> {
+        Some(
+            self.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// docker's `Labels()` of a formatter context: `k=v` pairs joined by commas.
+fn joined_labels(o: &serde_json::Value) -> (serde_json::Value, BTreeMap<String, String>) {
+    let labels: BTreeMap<String, String> = o
+        .get("Labels")
+        .and_then(|l| l.as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut o = o.clone();
+    if let Some(m) = o.as_object_mut() {
+        let text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        m.insert("Labels".into(), serde_json::Value::String(text.join(",")));
+    }
+    (o, labels)
 }
 
 fn text_of(v: &Value) -> String {
@@ -194,6 +257,7 @@ impl Template {
             table,
             json,
             headers: &[],
+            label_context: false,
         })
     }
 
@@ -202,6 +266,14 @@ impl Template {
     #[must_use]
     pub fn headers(mut self, h: &'static [(&'static str, &'static str)]) -> Self {
         self.headers = h;
+        self
+    }
+
+    /// The objects are docker containers: `.Labels` prints `k=v,…` and
+    /// `.Label "k"` one label, as docker's `ps` formatter has them.
+    #[must_use]
+    pub fn label_context(mut self) -> Self {
+        self.label_context = true;
         self
     }
 
@@ -214,6 +286,28 @@ impl Template {
     /// gets a header row from `default_headers` fields' titles and aligned
     /// columns.
     pub fn render(&self, objects: &[serde_json::Value]) -> anyhow::Result<String> {
+        if self.label_context {
+            let rows: Vec<_> = objects.iter().map(joined_labels).collect();
+            let objs: Vec<_> = rows.iter().map(|(o, _)| o.clone()).collect();
+            // Only a template that calls `.Label` gets the context object
+            // (`json .` and the like keep seeing plain fields).
+            let method = self.fields.iter().any(|f| f == "Label");
+            return self.render_with(&objs, |i, v| match v {
+                Value::Map(m) if method => Value::Object(std::rc::Rc::new(Row {
+                    fields: m.borrow().clone(),
+                    labels: rows[i].1.clone(),
+                })),
+                v => v,
+            });
+        }
+        self.render_with(objects, |_, v| v)
+    }
+
+    fn render_with(
+        &self,
+        objects: &[serde_json::Value],
+        wrap: impl Fn(usize, Value) -> Value,
+    ) -> anyhow::Result<String> {
         if self.json {
             let mut out = String::new();
             for o in objects {
@@ -246,8 +340,8 @@ impl Template {
             out.push_str(&text.replace("<no value>", ""));
             out.push('\n');
         }
-        for o in objects {
-            let v = Value::from_json(o, true);
+        for (i, o) in objects.iter().enumerate() {
+            let v = wrap(i, Value::from_json(o, true));
             let text = self
                 .templates
                 .execute("format", &v)
@@ -269,12 +363,18 @@ impl Template {
 /// uses it: each tab-terminated cell padded to its column's widest cell plus
 /// three, at least ten; a line's last cell is not aligned.
 fn tabwriter(text: &str) -> String {
+    tabwriter_min(text, 10)
+}
+
+/// [`tabwriter`] with another minimum cell width (docker compose's tables
+/// use `tabwriter.NewWriter(w, 20, 1, 3, ' ', 0)`).
+pub(crate) fn tabwriter_min(text: &str, min: usize) -> String {
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<usize> = Vec::new();
     for cells in &lines {
         for (i, c) in cells.iter().enumerate().take(cells.len().saturating_sub(1)) {
             if widths.len() <= i {
-                widths.push(10);
+                widths.push(min);
             }
             widths[i] = widths[i].max(c.chars().count() + 3);
         }

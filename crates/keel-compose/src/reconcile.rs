@@ -402,6 +402,9 @@ pub struct UpOptions {
     pub stop_timeout: Option<u32>,
     /// Start the containers (false: `create` only).
     pub start: bool,
+    /// `--no-deps`: only `services`, without starting or waiting for what
+    /// they depend on (compose drops their `depends_on`).
+    pub no_deps: bool,
 }
 
 impl Default for UpOptions {
@@ -418,6 +421,7 @@ impl Default for UpOptions {
             timeout: Duration::from_mins(2),
             stop_timeout: None,
             start: true,
+            no_deps: false,
         }
     }
 }

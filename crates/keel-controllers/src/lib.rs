@@ -84,6 +84,8 @@ pub struct Options {
     pub state_dir: Option<std::path::PathBuf>,
     /// The autoscaler's sync period and windows.
     pub hpa: hpa::Options,
+    /// Where the autoscaler reads metrics; `None`: `metrics.k8s.io` only.
+    pub hpa_source: Option<std::sync::Arc<dyn hpa::source::MetricsSource>>,
 }
 
 impl Default for Options {
@@ -93,6 +95,7 @@ impl Default for Options {
             cluster_cidr: node_ipam::CidrPlan::parse("10.42.0.0/16", 24).ok(),
             state_dir: None,
             hpa: hpa::Options::default(),
+            hpa_source: None,
         }
     }
 }
@@ -117,7 +120,11 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(cronjob::CronJobController::new(api, clock::from_env()).run(api.clone())),
     ];
     tasks.extend(workloads::spawn(api));
-    tasks.push(tokio::spawn(hpa::spawn(api.clone(), opts.hpa)));
+    tasks.push(tokio::spawn(hpa::spawn(
+        api.clone(),
+        opts.hpa,
+        opts.hpa_source.clone(),
+    )));
     tasks.extend(spawn_scheduling(api, opts));
     tasks
 }

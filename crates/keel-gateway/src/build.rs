@@ -527,10 +527,14 @@ fn gateway_api(o: &Objects, eps: &Endpoints, out: &mut Built) {
             let Some(g) = gateways.get(&(pns.as_str(), str_at(p, "/name"))) else {
                 continue;
             };
-            attached = true;
+            // Attached through HTTP(S) listeners the sectionName names (as
+            // crate::status reports it).
             let section = str_at(p, "/sectionName");
             for l in g["spec"]["listeners"].as_array().into_iter().flatten() {
-                if section.is_empty() || str_at(l, "/name") == section {
+                if matches!(str_at(l, "/protocol"), "HTTP" | "HTTPS")
+                    && (section.is_empty() || str_at(l, "/name") == section)
+                {
+                    attached = true;
                     listener_hosts.push(opt(l, "/hostname"));
                 }
             }

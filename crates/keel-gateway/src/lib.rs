@@ -26,6 +26,7 @@ pub mod build;
 pub mod metrics;
 pub mod proxy;
 pub mod route;
+pub mod status;
 pub mod tls;
 pub mod watch;
 

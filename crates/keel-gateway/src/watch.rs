@@ -4,7 +4,9 @@
 //! change. TLS Secrets are read one by one, as named (the Node authorizer
 //! lets a node get those, not list Secrets), and read again every
 //! [`SECRET_REFRESH`] for renewals. Served Ingresses get the node's address
-//! in `status.loadBalancer.ingress`; served Gateways in `status.addresses`.
+//! in `status.loadBalancer.ingress`; served Gateways in `status.addresses`
+//! and their listeners' status, `HTTPRoute`s their `status.parents`
+//! ([`crate::status`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -170,42 +172,82 @@ pub async fn run(client: kube::Client, sh: Arc<Shared>, node_ip: String) {
                 }
             }
         }
+        let now = chrono_now();
+        let listeners = crate::status::gateway_listeners(&objects);
         for (ns, name) in &built.gateways {
-            let Some(g) = values(&gateways).into_iter().find(|g| {
+            let Some(g) = objects.gateways.iter().find(|g| {
                 g.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
                     && g.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
             }) else {
                 continue;
             };
-            let list = g
+            let current = g
                 .pointer("/status/addresses")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            if let Some(list) = with_address(list, "value", &node_ip) {
-                let list: Vec<Value> = list
-                    .into_iter()
-                    .map(|mut a| {
-                        a["type"] = json!("IPAddress");
-                        a
-                    })
-                    .collect();
-                let ar =
-                    ApiResource::from_gvk(&GroupVersionKind::gvk(GATEWAY_GROUP, "v1", "Gateway"));
-                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-                let generation = g
-                    .pointer("/metadata/generation")
+            let added = with_address(current.clone(), "value", &node_ip);
+            let mut ls = listeners
+                .get(&(ns.clone(), name.clone()))
+                .cloned()
+                .unwrap_or_default();
+            for l in &mut ls {
+                let cur = g["status"]["listeners"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|c| c["name"] == l["name"]))
                     .cloned()
-                    .unwrap_or(json!(1));
-                let now = chrono_now();
-                let cond = |t: &str| json!({"type": t, "status": "True", "reason": t, "message": "", "observedGeneration": generation, "lastTransitionTime": now});
-                let patch = json!({"status": {"addresses": list, "conditions": [cond("Accepted"), cond("Programmed")]}});
-                if let Err(e) = api
-                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    tracing::debug!(ns, name, error = %e, "gateway: Gateway status not written");
-                }
+                    .unwrap_or(Value::Null);
+                crate::status::stamp(l, &cur, &now);
+            }
+            let same_listeners = g.pointer("/status/listeners") == Some(&json!(ls));
+            if added.is_none() && same_listeners {
+                continue;
+            }
+            let list: Vec<Value> = added
+                .unwrap_or(current)
+                .into_iter()
+                .map(|mut a| {
+                    a["type"] = json!("IPAddress");
+                    a
+                })
+                .collect();
+            let generation = g
+                .pointer("/metadata/generation")
+                .cloned()
+                .unwrap_or(json!(1));
+            let cond = |t: &str| json!({"type": t, "status": "True", "reason": t, "message": "", "observedGeneration": generation});
+            let mut conds = json!({"conditions": [cond("Accepted"), cond("Programmed")]});
+            crate::status::stamp(&mut conds, &g["status"], &now);
+            let patch = json!({"status": {"addresses": list, "conditions": conds["conditions"], "listeners": ls}});
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(GATEWAY_GROUP, "v1", "Gateway"));
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+            if let Err(e) = api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(ns, name, error = %e, "gateway: Gateway status not written");
+            }
+        }
+        for ((ns, name), entries) in crate::status::route_parents(&objects) {
+            let Some(r) = objects.routes.iter().find(|r| {
+                r.pointer("/metadata/namespace").and_then(Value::as_str) == Some(&ns)
+                    && r.pointer("/metadata/name").and_then(Value::as_str) == Some(&name)
+            }) else {
+                continue;
+            };
+            let current = r.pointer("/status/parents").unwrap_or(&Value::Null);
+            let Some(parents) = crate::status::merged_parents(current, &entries, &now) else {
+                continue;
+            };
+            let ar =
+                ApiResource::from_gvk(&GroupVersionKind::gvk(GATEWAY_GROUP, "v1", "HTTPRoute"));
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+            let patch = json!({"status": {"parents": parents}});
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(ns, name, error = %e, "gateway: HTTPRoute status not written");
             }
         }
     }

@@ -6,26 +6,74 @@
 //! A series that vanished from its target, or every series of a target
 //! that failed, gets a staleness marker, so queries stop seeing it at once
 //! rather than after the 5 minute lookback.
+//!
+//! Besides fixed targets, a [`Discover`] function (keel server: every
+//! Node's gateway endpoint) is asked for targets before each round, as
+//! Prometheus' service discovery is; a target that left gets staleness
+//! markers for all its series. A target may bring its own [`Fetch`] (an
+//! authenticated client) and extra target labels (`node`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+
+pub use bytes::Bytes;
 
 use crate::labels::Labels;
 use crate::store::{Store, stale_nan};
 
+/// A future that resolves to a target's exposition body.
+pub type FetchFuture = Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>>;
+/// How a target's body is fetched when not by plain HTTP.
+pub type Fetch = Arc<dyn Fn() -> FetchFuture + Send + Sync>;
+/// Finds targets before each round; `None` keeps the last ones found
+/// (the discovery backend was unreachable).
+pub type Discover =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<Vec<Target>>> + Send>> + Send + Sync>;
+
 /// One scrape target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Target {
     pub job: String,
-    /// `http://host:port/path`.
+    /// `http://host:port/path` (with a [`Fetch`], any URL naming
+    /// `host:port`).
     pub url: String,
+    /// Target labels besides `job` and `instance` (e.g. `node`).
+    pub labels: Vec<(String, String)>,
+    /// Fetches the body; `None`: an HTTP GET of `url`.
+    pub fetch: Option<Fetch>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("job", &self.job)
+            .field("url", &self.url)
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Target {
+    /// A target scraped by plain HTTP.
+    pub fn http(job: &str, url: &str) -> Self {
+        Target {
+            job: job.to_string(),
+            url: url.to_string(),
+            labels: Vec::new(),
+            fetch: None,
+        }
+    }
+
+    /// `job` and `instance`: what tells targets apart.
+    fn key(&self) -> String {
+        format!("{}\n{}", self.job, self.url)
+    }
+
     /// `host:port` of the URL, the `instance` label.
     pub fn instance(&self) -> String {
         let rest = self
@@ -54,14 +102,27 @@ pub enum ScrapeError {
 }
 
 /// Scrapes targets into a store.
-#[derive(Debug)]
 pub struct Scraper {
     pub store: Arc<Store>,
+    /// Fixed targets.
     pub targets: Vec<Target>,
     pub interval: Duration,
     pub timeout: Duration,
+    discover: Option<Discover>,
+    /// Targets the last discovery found.
+    discovered: Vec<Target>,
     /// Series each target produced last time (for staleness markers).
-    last: Vec<HashSet<Labels>>,
+    last: HashMap<String, HashSet<Labels>>,
+}
+
+impl std::fmt::Debug for Scraper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scraper")
+            .field("targets", &self.targets)
+            .field("discovered", &self.discovered)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -72,14 +133,22 @@ fn now_ms() -> i64 {
 
 impl Scraper {
     pub fn new(store: Arc<Store>, targets: Vec<Target>, interval: Duration) -> Self {
-        let n = targets.len();
         Scraper {
             store,
             targets,
             interval,
             timeout: interval.min(Duration::from_secs(10)),
-            last: vec![HashSet::new(); n],
+            discover: None,
+            discovered: Vec::new(),
+            last: HashMap::new(),
         }
+    }
+
+    /// Also scrapes what `discover` finds before each round.
+    #[must_use]
+    pub fn with_discovery(mut self, discover: Discover) -> Self {
+        self.discover = Some(discover);
+        self
     }
 
     /// Scrapes every interval until the task is dropped.
@@ -109,48 +178,79 @@ impl Scraper {
 
     /// One round over all targets, concurrently.
     pub async fn scrape_all(&mut self) {
+        if let Some(d) = &self.discover
+            && let Some(found) = d().await
+        {
+            self.discovered = found;
+        }
+        let targets: Vec<Target> = self
+            .targets
+            .iter()
+            .chain(&self.discovered)
+            .cloned()
+            .collect();
         let timeout = self.timeout;
         let mut set = tokio::task::JoinSet::new();
-        for (i, t) in self.targets.iter().enumerate() {
-            let url = t.url.clone();
+        for (i, t) in targets.iter().enumerate() {
+            let (url, fetcher) = (t.url.clone(), t.fetch.clone());
             set.spawn(async move {
                 let started = Instant::now();
                 let ts = now_ms();
-                let r = tokio::time::timeout(timeout, fetch(&url))
+                let body = async {
+                    match fetcher {
+                        Some(f) => f().await.map_err(|e| ScrapeError::Http(url.clone(), e)),
+                        None => fetch(&url).await,
+                    }
+                };
+                let r = tokio::time::timeout(timeout, body)
                     .await
                     .unwrap_or_else(|_| Err(ScrapeError::Timeout(url.clone())));
                 (i, ts, started.elapsed(), r)
             });
         }
-        let mut done = Vec::with_capacity(self.targets.len());
+        let mut done = Vec::with_capacity(targets.len());
         while let Some(r) = set.join_next().await {
             if let Ok(r) = r {
                 done.push(r);
             }
         }
         done.sort_by_key(|r| r.0);
+        let ts = now_ms();
         for (i, ts, took, body) in done {
             let parsed = body.and_then(|b| {
                 crate::exposition::parse(&b)
-                    .map_err(|e| ScrapeError::Parse(self.targets[i].url.clone(), e))
+                    .map_err(|e| ScrapeError::Parse(targets[i].url.clone(), e))
             });
-            self.ingest(i, ts, took, parsed);
+            self.ingest(&targets[i], ts, took, parsed);
         }
+        // Targets that left: their series end now.
+        let live: HashSet<String> = targets.iter().map(Target::key).collect();
+        self.last.retain(|k, series| {
+            if live.contains(k) {
+                return true;
+            }
+            for gone in series.iter() {
+                let _ = self.store.append(gone, ts, stale_nan());
+            }
+            false
+        });
     }
 
     fn ingest(
         &mut self,
-        i: usize,
+        target: &Target,
         ts: i64,
         took: Duration,
         parsed: Result<Vec<crate::exposition::Sample>, ScrapeError>,
     ) {
-        let target = &self.targets[i];
         let instance = target.instance();
+        let own =
+            |k: &str| k == "job" || k == "instance" || target.labels.iter().any(|(n, _)| n == k);
         let with_target = |l: &Labels| {
-            let mut pairs: Vec<(String, String)> = Vec::with_capacity(l.len() + 2);
+            let mut pairs: Vec<(String, String)> =
+                Vec::with_capacity(l.len() + 2 + target.labels.len());
             for (k, v) in l.iter() {
-                let k = if k == "job" || k == "instance" {
+                let k = if own(k) {
                     format!("exported_{k}")
                 } else {
                     k.to_string()
@@ -159,6 +259,7 @@ impl Scraper {
             }
             pairs.push(("job".into(), target.job.clone()));
             pairs.push(("instance".into(), instance.clone()));
+            pairs.extend(target.labels.iter().cloned());
             Labels::new(pairs)
         };
         let mut seen = HashSet::new();
@@ -181,10 +282,6 @@ impl Scraper {
                 (0.0, 0)
             }
         };
-        for gone in self.last[i].difference(&seen) {
-            let _ = self.store.append(gone, ts, stale_nan());
-        }
-        self.last[i] = seen;
         for (name, v) in [
             ("up", up),
             ("scrape_duration_seconds", took.as_secs_f64()),
@@ -192,7 +289,13 @@ impl Scraper {
         ] {
             let l = with_target(&Labels::new([("__name__", name)]));
             let _ = self.store.append(&l, ts, v);
+            seen.insert(l);
         }
+        let last = self.last.entry(target.key()).or_default();
+        for gone in last.difference(&seen) {
+            let _ = self.store.append(gone, ts, stale_nan());
+        }
+        *last = seen;
     }
 }
 
@@ -234,4 +337,77 @@ pub async fn fetch(url: &str) -> Result<Bytes, ScrapeError> {
         .await
         .map_err(|e| ScrapeError::Http(url.to_string(), e.to_string()))?;
     Ok(body.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn node(name: &str, body: &'static str) -> Target {
+        let f: Fetch =
+            Arc::new(move || Box::pin(async move { Ok(Bytes::from_static(body.as_bytes())) }));
+        Target {
+            job: "keel-gateway".into(),
+            url: format!("https://{name}:10250/metrics/gateway"),
+            labels: vec![("node".into(), name.into())],
+            fetch: Some(f),
+        }
+    }
+
+    fn instant(store: &Store, q: &str) -> Vec<(String, f64)> {
+        match crate::eval::instant(store, q, now_ms()).unwrap() {
+            crate::eval::Value::Vector(v) => {
+                let mut out: Vec<(String, f64)> = v
+                    .into_iter()
+                    .map(|s| (s.labels.value("node").to_string(), s.v))
+                    .collect();
+                out.sort_by(|a, b| a.0.cmp(&b.0));
+                out
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn discovered_targets_are_labelled_and_end_when_they_leave() {
+        let store = Arc::new(Store::new(crate::Options::default()));
+        let nodes = Arc::new(Mutex::new(vec![
+            node(
+                "n1",
+                "keel_gateway_requests_total{pod=\"a\",node=\"x\"} 3\n",
+            ),
+            node("n2", "keel_gateway_requests_total{pod=\"b\"} 5\n"),
+        ]));
+        let found = nodes.clone();
+        let discover: Discover = Arc::new(move || {
+            let v = found.lock().unwrap().clone();
+            Box::pin(async move { Some(v) })
+        });
+        let mut s = Scraper::new(store.clone(), Vec::new(), Duration::from_secs(1))
+            .with_discovery(discover);
+        s.scrape_all().await;
+        assert_eq!(
+            instant(&store, "keel_gateway_requests_total"),
+            [("n1".into(), 3.0), ("n2".into(), 5.0)]
+        );
+        // The sample's own `node` label is kept as `exported_node`.
+        assert_eq!(
+            instant(&store, "keel_gateway_requests_total{exported_node=\"x\"}"),
+            [("n1".into(), 3.0)]
+        );
+        assert_eq!(
+            instant(&store, "up{job=\"keel-gateway\",instance=\"n2:10250\"}"),
+            [("n2".into(), 1.0)]
+        );
+        // n2 leaves the cluster: its series end at once, up included.
+        nodes.lock().unwrap().pop();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        s.scrape_all().await;
+        assert_eq!(
+            instant(&store, "keel_gateway_requests_total"),
+            [("n1".into(), 3.0)]
+        );
+        assert!(instant(&store, "up{node=\"n2\"}").is_empty());
+    }
 }

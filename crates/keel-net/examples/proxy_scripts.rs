@@ -1,7 +1,8 @@
 //! Writes the nftables scripts of `N` Services (3 endpoints each) for
 //! scripts/bench-services.sh: `full.nft` (the table with all of them),
-//! `update.nft` (one Service's endpoints change: what keel's proxy applies)
-//! and `iptables.rules` (the same Services as kube-proxy's iptables mode
+//! `update.nft` (one Service's endpoints change: what keel's proxy applies),
+//! `burst.nft` (10 Services' changes in one transaction), and
+//! `iptables.rules` (the same Services as kube-proxy's iptables mode
 //! writes them, which it restores whole on every change).
 //!
 //! Usage: `proxy_scripts N DIR`
@@ -100,6 +101,16 @@ fn main() {
     .expect("write update.nft");
     let back = update_script(table, Some(&changed), Some(&all[k]));
     std::fs::write(dir.join("update-back.nft"), back).expect("write update-back.nft");
+    // A burst: 10 Services change at once, as one script (what the agent
+    // applies for a coalesced burst) and its reverse.
+    let (mut burst, mut burst_back) = (String::new(), String::new());
+    for (j, old) in all.iter().enumerate().skip(k).take(10) {
+        let c = service(j, &eps(j, 1));
+        burst.push_str(&update_script(table, Some(old), Some(&c)));
+        burst_back.push_str(&update_script(table, Some(&c), Some(old)));
+    }
+    std::fs::write(dir.join("burst.nft"), burst).expect("write burst.nft");
+    std::fs::write(dir.join("burst-back.nft"), burst_back).expect("write burst-back.nft");
     let mut after = all.clone();
     after[k] = changed;
     std::fs::write(dir.join("iptables.rules"), iptables(&all)).expect("write iptables.rules");

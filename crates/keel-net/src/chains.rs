@@ -4,10 +4,8 @@
 //! writes its rules and, when missing, inserts the jump first in its
 //! built-in chain, so the kernel never sees a half-written chain.
 
-use std::fmt::Write as _;
-
 use crate::NetError;
-use crate::kernel::{iptables_save, run};
+use crate::restore::{Batch, save as iptables_save};
 
 /// keel-owned chains, each jumped to from one built-in chain.
 pub trait Chains: Send + Sync {
@@ -28,6 +26,12 @@ pub trait Chains: Send + Sync {
 /// The real kernel's iptables (nft or legacy, as the host's `iptables` is).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HostChains;
+
+/// Kernels whose [`Chains`] are the host's iptables: they get
+/// [`HostChains`]' implementation (the pod network's `HostOverlay`).
+pub trait UsesHostChains: Send + Sync {}
+
+impl UsesHostChains for HostChains {}
 
 /// What `iptables-save -t table` says about `chain`: (exists, jump present,
 /// jump is the first rule of `hook`).
@@ -58,38 +62,29 @@ pub(crate) fn set_script(
     hook: &str,
     chain: &str,
     rules: &[String],
-) -> String {
+) -> Batch {
     let (_, present, first) = inspect(saved, hook, chain);
-    let mut s = format!("*{table}\n:{chain} - [0:0]\n");
+    let mut b = Batch::default();
+    b.push(table, format!(":{chain} - [0:0]"));
     if present && !first {
         // Something was inserted ahead of us: move our jump back to the top.
-        let _ = writeln!(s, "-D {hook} -j {chain}");
+        b.push(table, format!("-D {hook} -j {chain}"));
     }
     if !first {
-        let _ = writeln!(s, "-I {hook} -j {chain}");
+        b.push(table, format!("-I {hook} -j {chain}"));
     }
     for r in rules {
-        let _ = writeln!(s, "-A {chain} {r}");
+        b.push(table, format!("-A {chain} {r}"));
     }
-    s.push_str("COMMIT\n");
-    s
-}
-
-fn restore(script: &str) -> Result<(), NetError> {
-    run("iptables-restore", &["--noflush", "--wait"], Some(script))
-        .map(|_| ())
-        .map_err(NetError::Iptables)
+    b
 }
 
 fn save(table: &str) -> Result<String, NetError> {
-    if table == "nat" || table == "filter" {
-        run("iptables-save", &["-t", table], None).map_err(NetError::Iptables)
-    } else {
-        iptables_save()
-    }
+    let t = (table == "nat" || table == "filter").then_some(table);
+    iptables_save(t).map_err(NetError::Iptables)
 }
 
-impl Chains for HostChains {
+impl<T: UsesHostChains> Chains for T {
     fn set_chain(
         &self,
         table: &str,
@@ -98,7 +93,9 @@ impl Chains for HostChains {
         rules: &[String],
     ) -> Result<(), NetError> {
         let saved = save(table)?;
-        restore(&set_script(&saved, table, hook, chain, rules))
+        set_script(&saved, table, hook, chain, rules)
+            .apply()
+            .map_err(NetError::Iptables)
     }
 
     fn delete_chain(&self, table: &str, hook: &str, chain: &str) -> Result<(), NetError> {
@@ -107,12 +104,13 @@ impl Chains for HostChains {
         if !exists {
             return Ok(());
         }
-        let mut s = format!("*{table}\n");
+        let mut b = Batch::default();
         if present {
-            let _ = writeln!(s, "-D {hook} -j {chain}");
+            b.push(table, format!("-D {hook} -j {chain}"));
         }
-        let _ = write!(s, "-F {chain}\n-X {chain}\nCOMMIT\n");
-        restore(&s)
+        b.push(table, format!("-F {chain}"));
+        b.push(table, format!("-X {chain}"));
+        b.apply().map_err(NetError::Iptables)
     }
 }
 
@@ -130,17 +128,18 @@ mod tests {
                 "POSTROUTING",
                 "K",
                 &["-s 10.0.0.0/8 -j ACCEPT".into()]
-            ),
+            )
+            .script(),
             "*nat\n:K - [0:0]\n-I POSTROUTING -j K\n-A K -s 10.0.0.0/8 -j ACCEPT\nCOMMIT\n"
         );
         let ours_first = ":K - [0:0]\n-A POSTROUTING -j K\n-A POSTROUTING -j OTHER\n";
         assert_eq!(
-            set_script(ours_first, "nat", "POSTROUTING", "K", &[]),
+            set_script(ours_first, "nat", "POSTROUTING", "K", &[]).script(),
             "*nat\n:K - [0:0]\nCOMMIT\n"
         );
         let shadowed = ":K - [0:0]\n-A POSTROUTING -j OTHER\n-A POSTROUTING -j K\n";
         assert_eq!(
-            set_script(shadowed, "nat", "POSTROUTING", "K", &[]),
+            set_script(shadowed, "nat", "POSTROUTING", "K", &[]).script(),
             "*nat\n:K - [0:0]\n-D POSTROUTING -j K\n-I POSTROUTING -j K\nCOMMIT\n"
         );
     }

@@ -218,41 +218,18 @@ fn has_tag(line: &str, tag: &str) -> bool {
         || line.contains(&format!("--comment {tag} "))
 }
 
-/// Builds an `iptables-restore --noflush` script from per-table lines.
-fn restore_script(lines: &[(&str, String)]) -> String {
-    let mut out = String::new();
-    for table in ["nat", "filter"] {
-        let ls: Vec<&String> = lines
-            .iter()
-            .filter(|(t, _)| *t == table)
-            .map(|(_, l)| l)
-            .collect();
-        if ls.is_empty() {
-            continue;
-        }
-        out.push('*');
-        out.push_str(table);
-        out.push('\n');
-        for l in ls {
-            out.push_str(l);
-            out.push('\n');
-        }
-        out.push_str("COMMIT\n");
+/// `iptables-restore --noflush` of `lines` (`(table, line)`), one section
+/// per table.
+fn iptables_restore(lines: &[(&str, String)]) -> Result<(), NetError> {
+    let mut b = crate::restore::Batch::default();
+    for (t, l) in lines {
+        b.push(t, l.as_str());
     }
-    out
-}
-
-fn iptables_restore(script: &str) -> Result<(), NetError> {
-    if script.is_empty() {
-        return Ok(());
-    }
-    run("iptables-restore", &["--noflush", "--wait"], Some(script))
-        .map(|_| ())
-        .map_err(NetError::Iptables)
+    b.apply().map_err(NetError::Iptables)
 }
 
 pub(crate) fn iptables_save() -> Result<String, NetError> {
-    run("iptables-save", &[], None).map_err(NetError::Iptables)
+    crate::restore::save(None).map_err(NetError::Iptables)
 }
 
 impl Kernel for HostKernel {
@@ -476,7 +453,7 @@ impl Kernel for HostKernel {
                 lines.push((t, format!("{op} {jump}")));
             }
         }
-        iptables_restore(&restore_script(&lines))
+        iptables_restore(&lines)
     }
 
     fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
@@ -484,7 +461,7 @@ impl Kernel for HostKernel {
             .iter()
             .map(|r| (r.table, rule_line("-A", r)))
             .collect();
-        iptables_restore(&restore_script(&lines))
+        iptables_restore(&lines)
     }
 
     fn delete_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
@@ -494,7 +471,7 @@ impl Kernel for HostKernel {
             .iter()
             .map(|r| (r.table, rule_line("-D", r)))
             .collect();
-        if iptables_restore(&restore_script(&lines)).is_ok() {
+        if iptables_restore(&lines).is_ok() {
             return Ok(());
         }
         let mut tags: Vec<&str> = rules.iter().map(|r| r.tag.as_str()).collect();
@@ -523,7 +500,7 @@ impl Kernel for HostKernel {
                 lines.push((table, format!("-D {r}")));
             }
         }
-        iptables_restore(&restore_script(&lines))
+        iptables_restore(&lines)
     }
 
     fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
@@ -594,16 +571,5 @@ mod tests {
         let l = "-A KEEL -p tcp -m tcp --dport 80 -m comment --comment \"keel:abc\" -j DNAT --to-destination 1.2.3.4:80";
         assert!(has_tag(l, "keel:abc"));
         assert!(!has_tag(l, "keel:ab"));
-    }
-
-    #[test]
-    fn script_groups_by_table() {
-        let s = restore_script(&[
-            ("filter", "-A X".into()),
-            ("nat", "-A Y".into()),
-            ("nat", "-A Z".into()),
-        ]);
-        assert_eq!(s, "*nat\n-A Y\n-A Z\nCOMMIT\n*filter\n-A X\nCOMMIT\n");
-        assert_eq!(restore_script(&[]), "");
     }
 }

@@ -29,6 +29,7 @@ mod kernel;
 pub mod netpol;
 mod ports;
 pub mod proxy;
+mod restore;
 mod rules;
 mod state;
 pub mod vxlan;

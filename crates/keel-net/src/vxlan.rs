@@ -29,7 +29,7 @@ use std::str::FromStr;
 use ipnet::Ipv4Net;
 
 use crate::NetError;
-use crate::chains::{Chains, HostChains};
+use crate::chains::{Chains, UsesHostChains};
 use crate::kernel::run;
 
 /// The VXLAN device (flannel's is `flannel.1`; `keel+` names are bridges
@@ -319,20 +319,7 @@ impl<K: OverlayKernel> Overlay<K> {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HostOverlay;
 
-impl Chains for HostOverlay {
-    fn set_chain(
-        &self,
-        table: &str,
-        hook: &str,
-        chain: &str,
-        rules: &[String],
-    ) -> Result<(), NetError> {
-        HostChains.set_chain(table, hook, chain, rules)
-    }
-    fn delete_chain(&self, table: &str, hook: &str, chain: &str) -> Result<(), NetError> {
-        HostChains.delete_chain(table, hook, chain)
-    }
-}
+impl UsesHostChains for HostOverlay {}
 
 fn overlay_err(what: &str) -> impl FnOnce(String) -> NetError + '_ {
     move |e| NetError::Overlay(format!("{what}: {e}"))

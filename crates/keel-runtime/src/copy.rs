@@ -109,6 +109,40 @@ fn kind(st: &Stat) -> FileType {
     FileType::from_raw_mode(st.st_mode)
 }
 
+/// What `path` of `tree` names once the symlinks of its last component are
+/// followed (`docker cp -L`), resolved in the tree like every other path:
+/// the returned path is then copied with [`copy`], never read through the link.
+pub fn resolve_link(tree: &Tree, path: &str) -> Result<String> {
+    let mut p = path.as_bytes().to_vec();
+    for _ in 0..MAX_HOPS {
+        let (parent, name) = split(&p);
+        let Some(name) = name else {
+            return Ok(String::from_utf8_lossy(&p).into_owned());
+        };
+        let pfd = tree
+            .open(parent, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| copy_err(path, e))?;
+        let name = OsStr::from_bytes(name);
+        let st = statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| copy_err(path, e))?;
+        if kind(&st) != FileType::Symlink {
+            return Ok(String::from_utf8_lossy(&p).into_owned());
+        }
+        let target = readlinkat(&pfd, name, Vec::new()).map_err(|e| copy_err(path, e))?;
+        let t = target.as_bytes();
+        p = if t.starts_with(b"/") {
+            t.to_vec()
+        } else {
+            let mut q = parent.to_vec();
+            if !q.is_empty() && !q.ends_with(b"/") {
+                q.push(b'/');
+            }
+            q.extend_from_slice(t);
+            q
+        };
+    }
+    Err(copy_err(path, Errno::LOOP))
+}
+
 /// Copies `src` of tree `from` to `dst` of tree `to` with `docker cp`'s rules.
 pub fn copy(from: &Tree, src: &str, to: &Tree, dst: &str) -> Result<()> {
     let contents_only = src.ends_with("/.") || src == ".";

@@ -3,8 +3,10 @@
 //! --tail, --since, --since-time, --timestamps, -c, --all-containers, -l),
 //! `kubectl exec` (WebSocket v5 with kubectl 1.32 and 1.33, SPDY with
 //! kubectl 1.27 and 1.29; stdin, exit codes, -t with the
-//! terminal's size), `kubectl cp` both ways, and RBAC on the
-//! subresources.
+//! terminal's size), `kubectl attach -i` (stdin into a `stdin: true`
+//! container), `kubectl cp` both ways, RBAC on the subresources, and the
+//! namespaces a pod's containers share (IPC always, PID with
+//! `shareProcessNamespace`).
 
 mod node_hosts;
 mod server_common;
@@ -70,11 +72,47 @@ spec:
     command: [sh, -c, 'for i in 1 2 3; do echo n$i; sleep 1; done']
 ";
 
+const SHARING: &str = r"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sharer
+spec:
+  terminationGracePeriodSeconds: 1
+  shareProcessNamespace: true
+  containers:
+  - name: one
+    image: busybox:latest
+    command: [sleep, '3601']
+  - name: two
+    image: busybox:latest
+    command: [sleep, '3602']
+";
+
+/// A pod whose container reads one line from its stdin, echoes it, exits.
+fn reader(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  \
+         containers:\n  - {{name: r, image: 'busybox:latest', stdin: true, command: [sh, -c, 'read l; echo got-$l']}}\n"
+    )
+}
+
 fn kubectl_at(version: &str) -> PathBuf {
     let real = std::fs::canonicalize(server_common::which("kubectl").unwrap()).unwrap();
     let k = real.parent().unwrap().join(format!("kubectl.{version}"));
     assert!(k.exists(), "{} missing", k.display());
     k
+}
+
+/// The child's output once it exits, or killed after `limit`: a stream
+/// that never ends fails the test instead of hanging it.
+fn bounded(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
 }
 
 fn running(c: &Cluster, pod: &str) {
@@ -91,6 +129,9 @@ fn logs_exec_and_cp_through_the_api_server() {
     let c = Cluster::start(1);
     let k = kubectl133();
     c.apply(PODS);
+    c.apply(SHARING);
+    c.apply(&reader("reader-ws"));
+    c.apply(&reader("reader-spdy"));
     running(&c, "talker");
 
     eprintln!("agent_streams: logs");
@@ -240,9 +281,69 @@ fn logs_exec_and_cp_through_the_api_server() {
         );
     }
 
+    eprintln!("agent_streams: attach and shared namespaces");
+    // A pod's containers share its IPC namespace (not another pod's); with
+    // shareProcessNamespace they see each other's processes.
+    let ns_of = |pod: &str, ctr: &str| {
+        c.kubectl(&[
+            "exec",
+            pod,
+            "-c",
+            ctr,
+            "--",
+            "readlink",
+            "/proc/self/ns/ipc",
+        ])
+    };
+    running(&c, "sharer");
+    let (a, b, other) = (
+        ns_of("talker", "a"),
+        ns_of("talker", "b"),
+        ns_of("sharer", "one"),
+    );
+    assert!(
+        a.starts_with("ipc:[") && a == b && a != other,
+        "{a} {b} {other}"
+    );
+    assert_eq!(ns_of("sharer", "two"), other);
+    let ps = c.kubectl(&["exec", "sharer", "-c", "one", "--", "ps"]);
+    assert!(ps.contains("sleep 3602"), "{ps}");
+    let ps = c.kubectl(&["exec", "talker", "-c", "b", "--", "ps"]);
+    assert!(!ps.contains("while true"), "{ps}");
+    // attach -i writes into the container's stdin (WebSocket with 1.33,
+    // SPDY with 1.27); the attach ends when the container does.
+    for (pod, kc) in [
+        ("reader-ws", k.clone()),
+        ("reader-spdy", kubectl_at("1.27")),
+    ] {
+        running(&c, pod);
+        // Bounded: without stdin the reader would wait forever.
+        let mut attach = Command::new(&kc)
+            .args(["attach", "-i", pod, "-c", "r"])
+            .env("KUBECONFIG", &c.server.kubeconfig)
+            .env("HOME", c.server.home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            attach.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+        }
+        let out = bounded(attach, Duration::from_mins(1));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("got-hi"),
+            "{pod}: {out:?}"
+        );
+        eventually("the reader to finish", Duration::from_secs(20), || {
+            c.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]) == "Succeeded"
+        });
+    }
+
     eprintln!("agent_streams: python");
     // The Python client's stream (v4.channel.k8s.io).
-    let mut py = Command::new("/usr/bin/python3")
+    let py = Command::new("/usr/bin/python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/python/exec_stream.py"
@@ -255,13 +356,7 @@ fn logs_exec_and_cp_through_the_api_server() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Bounded: a stream that never ends fails the test instead of hanging it.
-    let deadline = Instant::now() + Duration::from_mins(2);
-    while py.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = py.kill();
-    let py = py.wait_with_output().unwrap();
+    let py = bounded(py, Duration::from_mins(2));
     assert!(py.status.success(), "{py:?}");
 
     eprintln!("agent_streams: cp");

@@ -6,181 +6,41 @@
 //! a second. Everything (server, containers, bridge,
 //! namespace) is torn down on drop, failure included.
 
+mod node_hosts;
 mod server_common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use node_hosts::{Host, keel, sh};
 use serde_json::Value;
-use server_common::{eventually, free_port};
+use server_common::eventually;
 
-fn keel() -> &'static str {
-    env!("CARGO_BIN_EXE_keel")
-}
-
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-/// A namespace holding a `keel server` (with its agent) and its pods.
-struct Host {
-    ns: String,
-    root: tempfile::TempDir,
-    home: tempfile::TempDir,
-    port: u16,
-    dns_port: u16,
-    server: Option<Child>,
-}
-
-impl Host {
-    fn start() -> Self {
-        let ns = format!("keel-dns-t{}", std::process::id());
-        let h = Host {
-            ns: ns.clone(),
-            root: tempfile::tempdir().unwrap(),
-            home: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            dns_port: free_port(),
-            server: None,
+/// The output of the pod's container (read from the node's store:
+/// `kubectl logs` is not served yet).
+fn pod_output(h: &Host, pod: &str) -> String {
+    let root = h.root().to_str().unwrap();
+    let Ok(rd) = std::fs::read_dir(h.root().join("containers")) else {
+        return String::new();
+    };
+    for e in rd.flatten() {
+        let Ok(cfg) = std::fs::read(e.path().join("config.json")) else {
+            continue;
         };
-        assert!(sh(&["ip", "netns", "add", &ns]).status.success());
-        let mut h = h;
-        assert!(h.exec(&["ip", "link", "set", "lo", "up"]).status.success());
-        let root = h.root().to_str().unwrap().to_string();
-        let seed = sh(&[keel(), "--root", &root, "image", "seed-busybox"]);
-        assert!(
-            seed.status.success(),
-            "{}",
-            String::from_utf8_lossy(&seed.stderr)
-        );
-        let log = std::fs::File::create(h.root().join("server.log")).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{ns}"))
-            .args([keel(), "--root", &root, "server", "--listen"])
-            .arg(format!("127.0.0.1:{}", h.port))
-            .arg("--write-kubeconfig")
-            .arg(h.kubeconfig())
-            .args(["--node-name", "dns-node", "--dns-listen"])
-            .arg(format!("127.0.0.1:{}", h.dns_port))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start keel server");
-        h.server = Some(child);
-        eventually("the server's kubeconfig", Duration::from_secs(30), || {
-            h.kubeconfig().exists()
-        });
-        h
-    }
-
-    fn root(&self) -> &Path {
-        self.root.path()
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.root().join("kubeconfig")
-    }
-
-    /// `args` in the namespace's network (only that, so cgroups stay).
-    fn exec(&self, args: &[&str]) -> Output {
-        let net = format!("--net=/run/netns/{}", self.ns);
-        let mut v = vec!["nsenter", &net];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let k = server_common::kubectls().pop().unwrap();
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.ns))
-            .arg(k)
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .env("HOME", self.home.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(s) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The output of the pod's container (read from the node's store:
-    /// `kubectl logs` is not served yet).
-    fn pod_output(&self, pod: &str) -> String {
-        let root = self.root().to_str().unwrap();
-        let Ok(rd) = std::fs::read_dir(self.root().join("containers")) else {
-            return String::new();
-        };
-        for e in rd.flatten() {
-            let Ok(cfg) = std::fs::read(e.path().join("config.json")) else {
-                continue;
-            };
-            let cfg: Value = serde_json::from_slice(&cfg).unwrap_or_default();
-            let labels = &cfg["labels"];
-            if labels.to_string().contains(&format!("\"{pod}\""))
-                && !labels.to_string().contains("POD\"")
-                && let Some(id) = cfg["id"].as_str()
-            {
-                let out = sh(&[keel(), "--root", root, "logs", id]);
-                let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                    + &String::from_utf8_lossy(&out.stderr);
-                if text.contains("resolv.conf") {
-                    return text;
-                }
+        let cfg: Value = serde_json::from_slice(&cfg).unwrap_or_default();
+        let labels = &cfg["labels"];
+        if labels.to_string().contains(&format!("\"{pod}\""))
+            && !labels.to_string().contains("POD\"")
+            && let Some(id) = cfg["id"].as_str()
+        {
+            let out = sh(&[keel(), "--root", root, "logs", id]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            if text.contains("resolv.conf") {
+                return text;
             }
         }
-        String::new()
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root().join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("--- server log (last lines) ---");
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-        if let Some(mut s) = self.server.take() {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        let root = self.root().to_str().unwrap().to_string();
-        if let Ok(rd) = std::fs::read_dir(self.root().join("containers")) {
-            for e in rd.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                let _ = self.exec(&[keel(), "--root", &root, "rm", "-f", &id]);
-            }
-        }
-        let _ = self.exec(&[keel(), "--root", &root, "network", "rm", "keel-pods"]);
-        let _ = sh(&["ip", "netns", "del", &self.ns]);
-    }
+    String::new()
 }
 
 const MANIFESTS: &str = r"
@@ -204,7 +64,7 @@ spec:
 
 #[test]
 fn a_pod_resolves_a_service_name_through_the_cluster_dns() {
-    let h = Host::start();
+    let h = Host::start("dns", "dns-node", &[]);
     eventually("node dns-node Ready", Duration::from_mins(1), || {
         h.kubectl(&["get", "node", "dns-node"], None)
             .status
@@ -238,7 +98,7 @@ fn a_pod_resolves_a_service_name_through_the_cluster_dns() {
         );
         phase == "Succeeded" || phase == "Failed"
     });
-    let out = h.pod_output("client");
+    let out = pod_output(&h, "client");
     let cidr = h.ok(
         &["get", "node", "dns-node", "-o", "jsonpath={.spec.podCIDR}"],
         None,

@@ -5,15 +5,18 @@
 //! web --cpu-percent=50 --min=2 --max=5` scales them up to 5, shows
 //! `cpu: N%/50%` in `kubectl get hpa`, records `SuccessfulRescale`; once
 //! the pods go idle the Deployment returns to 2, not before the
-//! (test-shortened) downscale stabilization window. Everything is torn
+//! (test-shortened) downscale stabilization window. A Deployment behind an
+//! Ingress scales on its requests per second through the gateway (an HPA
+//! on a Pods metric, keel-metrics' `PromQL` over the scraped gateway), whose
+//! counted requests the `PromQL` API reports exactly. Everything is torn
 //! down on drop, failure included.
 
+mod node_hosts;
 mod server_common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use node_hosts::Host;
 use server_common::{eventually, free_port};
 
 /// `--hpa-downscale-stabilization` of the server under test.
@@ -22,152 +25,28 @@ const WINDOW: Duration = Duration::from_secs(20);
 /// and a reading's lag.
 const HELD: Duration = Duration::from_secs(15);
 
-fn keel() -> &'static str {
-    env!("CARGO_BIN_EXE_keel")
+/// `spec.replicas` of Deployment `web`.
+fn replicas(h: &Host) -> i64 {
+    h.ok(
+        &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+        None,
+    )
+    .trim()
+    .parse()
+    .unwrap_or(-1)
 }
 
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-struct Host {
-    ns: String,
-    root: tempfile::TempDir,
-    home: tempfile::TempDir,
-    server: Option<Child>,
-}
-
-impl Host {
-    fn start() -> Self {
-        let ns = format!("keel-hpa-t{}", std::process::id());
-        let mut h = Host {
-            ns: ns.clone(),
-            root: tempfile::tempdir().unwrap(),
-            home: tempfile::tempdir().unwrap(),
-            server: None,
-        };
-        assert!(sh(&["ip", "netns", "add", &ns]).status.success());
-        assert!(h.exec(&["ip", "link", "set", "lo", "up"]).status.success());
-        let root = h.root().to_str().unwrap().to_string();
-        let seed = sh(&[keel(), "--root", &root, "image", "seed-busybox"]);
-        assert!(
-            seed.status.success(),
-            "{}",
-            String::from_utf8_lossy(&seed.stderr)
-        );
-        let log = std::fs::File::create(h.root().join("server.log")).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{ns}"))
-            .args([keel(), "--root", &root, "server", "--listen"])
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .arg("--write-kubeconfig")
-            .arg(h.kubeconfig())
-            .args(["--node-name", "hpa-node", "--dns-listen"])
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .args(["--hpa-sync-period", "2s", "--hpa-downscale-stabilization"])
-            .arg(format!("{}s", WINDOW.as_secs()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start keel server");
-        h.server = Some(child);
-        eventually("the server's kubeconfig", Duration::from_secs(30), || {
-            h.kubeconfig().exists()
-        });
-        h
-    }
-
-    fn root(&self) -> &Path {
-        self.root.path()
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.root().join("kubeconfig")
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        let net = format!("--net=/run/netns/{}", self.ns);
-        let mut v = vec!["nsenter", &net];
-        v.extend_from_slice(args);
-        sh(&v)
-    }
-
-    fn kubectl_bin(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.ns))
-            .arg(bin)
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .env("HOME", self.home.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(s) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        self.kubectl_bin(&server_common::kubectls().pop().unwrap(), args, stdin)
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn replicas(&self) -> i64 {
-        self.ok(
-            &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
-            None,
-        )
-        .trim()
-        .parse()
-        .unwrap_or(-1)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root().join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            eprintln!("--- server log (last lines) ---");
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-        if let Some(mut s) = self.server.take() {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        let root = self.root().to_str().unwrap().to_string();
-        if let Ok(rd) = std::fs::read_dir(self.root().join("containers")) {
-            for e in rd.flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                let _ = self.exec(&[keel(), "--root", &root, "rm", "-f", &id]);
-            }
-        }
-        let _ = self.exec(&[keel(), "--root", &root, "network", "rm", "keel-pods"]);
-        let _ = sh(&["ip", "netns", "del", &self.ns]);
-    }
+/// A server whose autoscaler syncs every 2 s with a short window.
+fn start(tag: &str, extra: &[&str]) -> Host {
+    let window = format!("{}s", WINDOW.as_secs());
+    let mut args = vec![
+        "--hpa-sync-period",
+        "2s",
+        "--hpa-downscale-stabilization",
+        &window,
+    ];
+    args.extend_from_slice(extra);
+    Host::start(tag, &format!("{tag}-node"), &args)
 }
 
 /// Pods that spin until `/tmp/idle` exists, then sleep.
@@ -215,7 +94,7 @@ fn masked(out: &str) -> String {
 
 #[test]
 fn busy_pods_scale_up_and_back_down_after_the_window() {
-    let h = Host::start();
+    let h = start("hpa", &[]);
     eventually("node hpa-node Ready", Duration::from_mins(1), || {
         h.kubectl(&["get", "node", "hpa-node"], None)
             .status
@@ -277,7 +156,7 @@ fn busy_pods_scale_up_and_back_down_after_the_window() {
         None,
     );
     eventually("web scaled to 5", Duration::from_mins(3), || {
-        h.replicas() == 5
+        replicas(&h) == 5
     });
     let up = load.elapsed();
     eventually("5 pods Ready", Duration::from_mins(2), || {
@@ -374,7 +253,7 @@ fn busy_pods_scale_up_and_back_down_after_the_window() {
     }
     let idle = Instant::now();
     eventually("web back to 2", Duration::from_mins(3), || {
-        h.replicas() == 2
+        replicas(&h) == 2
     });
     let down = idle.elapsed();
     assert!(
@@ -509,4 +388,270 @@ fn kubectl_127_autoscale_v1_is_served_and_acted_on() {
         None,
     );
     assert!(err.contains("use autoscaling/v2"), "{err}");
+}
+
+/// busybox httpd behind a Service and an Ingress for `rps.test`, and an
+/// HPA on its requests per second per pod (and the Ingress's, as an
+/// Object metric with a target too high to matter).
+const RPS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox:latest
+        command: ["sh", "-c", "mkdir -p /www && echo web > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{containerPort: 8080, name: http}]
+        readinessProbe:
+          httpGet: {path: /index.html, port: http}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: web, port: 80, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules:
+  - host: rps.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"#;
+
+const RPS_HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: keel_gateway_requests_per_second}
+      target: {type: AverageValue, averageValue: "4"}
+  - type: Object
+    object:
+      describedObject: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: web}
+      metric: {name: requests-per-second}
+      target: {type: Value, value: "1k"}
+"#;
+
+/// `n` GETs of `rps.test` through the namespace's gateway (one
+/// connection, curl's URL globbing); the count of answers.
+fn through_gateway(h: &Host, n: usize) -> usize {
+    let url = format!("http://127.0.0.1/?n=[1-{n}]");
+    let out = h.exec(&[
+        "curl",
+        "-s",
+        "--max-time",
+        "60",
+        "-H",
+        "Host: rps.test",
+        &url,
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "web")
+        .count()
+}
+
+/// A Prometheus API query (GET, `-k`: the server's own CA signed the
+/// certificate; the kubelet-client certificate authenticates).
+fn promql(h: &Host, port: u16, query: &str, time: Option<&str>) -> serde_json::Value {
+    let tls = h.root().join("server/tls");
+    let (cert, key) = (
+        tls.join("kubelet-client.crt"),
+        tls.join("kubelet-client.key"),
+    );
+    let mut args = vec![
+        "curl".to_string(),
+        "-sk".into(),
+        "--cert".into(),
+        cert.to_string_lossy().into_owned(),
+        "--key".into(),
+        key.to_string_lossy().into_owned(),
+        "--data-urlencode".into(),
+        format!("query={query}"),
+    ];
+    if let Some(t) = time {
+        args.extend(["--data-urlencode".into(), format!("time={t}")]);
+    }
+    args.push(format!("https://127.0.0.1:{port}/api/v1/query"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = h.exec(&args);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{query}: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The single value of an instant vector's first sample.
+fn first_value(v: &serde_json::Value) -> Option<f64> {
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn a_deployment_scales_on_requests_per_second_through_the_gateway() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let h = start(
+        "rps",
+        &[
+            "--metrics-listen",
+            &listen,
+            "--metrics-scrape-interval",
+            "1s",
+        ],
+    );
+    eventually("node rps-node Ready", Duration::from_mins(1), || {
+        h.kubectl(&["get", "node", "rps-node"], None)
+            .status
+            .success()
+    });
+    h.ok(&["apply", "-f", "-"], Some(RPS));
+    eventually("the Ingress answers", Duration::from_mins(2), || {
+        through_gateway(&h, 1) == 1
+    });
+
+    // (a) The query API counts exactly what was sent: the gateway of the
+    // node, found through its Node, scraped every second.
+    let counter = "keel_gateway_requests_total{namespace=\"default\",ingress=\"web\",status=\"200\",job=\"keel-gateway\",node=\"rps-node\"}";
+    let sum = format!("sum({counter})");
+    eventually("the first request scraped", Duration::from_secs(30), || {
+        let got = promql(&h, port, &sum, None);
+        let ok = first_value(&got) == Some(1.0);
+        if !ok {
+            let up = promql(&h, port, "up", None);
+            eprintln!("{sum}: {got}\nup: {up}");
+        }
+        ok
+    });
+    assert_eq!(through_gateway(&h, 200), 200);
+    eventually("201 requests scraped", Duration::from_secs(30), || {
+        first_value(&promql(&h, port, &sum, None)) == Some(201.0)
+    });
+    // At the newest sample's time, so nothing is extrapolated past it;
+    // the series began inside the window, so increase() extrapolates to
+    // its zero, as Prometheus does: every request counts.
+    let raw = promql(&h, port, &format!("{counter}[3s]"), None);
+    let points = raw["data"]["result"][0]["values"].as_array().unwrap();
+    let last = points.last().unwrap()[0].as_f64().unwrap().to_string();
+    let increase = first_value(&promql(
+        &h,
+        port,
+        &format!("sum(increase({counter}[2m]))"),
+        Some(&last),
+    ))
+    .unwrap();
+    assert!(
+        (increase - 201.0).abs() < 0.01,
+        "increase {increase}: {raw}"
+    );
+    let rate = first_value(&promql(
+        &h,
+        port,
+        &format!("sum(rate({counter}[2m]))"),
+        Some(&last),
+    ))
+    .unwrap();
+    assert!((rate * 120.0 - 201.0).abs() < 0.01, "rate {rate}");
+
+    // (b) Load of ~20 requests/s against 4 per pod: up to the maximum, 3.
+    h.ok(&["apply", "-f", "-"], Some(RPS_HPA));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let ns = h.exec_prefix();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let _ = std::process::Command::new("nsenter")
+                    .args([
+                        ns.as_str(),
+                        "curl",
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "--max-time",
+                        "5",
+                    ])
+                    .args(["-H", "Host: rps.test", "http://127.0.0.1/?n=[1-10]"])
+                    .output();
+                std::thread::sleep(Duration::from_millis(500).saturating_sub(t.elapsed()));
+            }
+        })
+    };
+    let started = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(
+            "web scaled to 3 on requests",
+            Duration::from_mins(2),
+            || replicas(&h) == 3,
+        );
+        eprintln!("scaled to 3 in {:?}", started.elapsed());
+        let metrics = h.ok(
+            &[
+                "get",
+                "hpa",
+                "web",
+                "-o",
+                "jsonpath={.status.currentMetrics}",
+            ],
+            None,
+        );
+        assert!(
+            metrics.contains("keel_gateway_requests_per_second")
+                && metrics.contains("requests-per-second"),
+            "{metrics}"
+        );
+        let events = h.ok(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=SuccessfulRescale",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ],
+            None,
+        );
+        assert!(
+            events.contains("reason: pods metric keel_gateway_requests_per_second above target"),
+            "{events}"
+        );
+    }));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.join();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+
+    // Idle: back to 1 once the (20 s) window passed, not before.
+    let idle = Instant::now();
+    eventually("web back to 1", Duration::from_mins(2), || {
+        replicas(&h) == 1
+    });
+    assert!(
+        idle.elapsed() >= HELD,
+        "scaled down after {:?}, inside the window",
+        idle.elapsed()
+    );
 }

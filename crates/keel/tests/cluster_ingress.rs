@@ -147,6 +147,15 @@ spec:
     backendRefs:
     - {name: alpha, port: 80, weight: 80}
     - {name: beta, port: 80, weight: 20}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [broken.test]
+  rules:
+  - backendRefs: [{name: gone, port: 80}]
 ";
 
 /// `curl` from the host; returns (stdout, exit success).
@@ -358,6 +367,59 @@ fn ingress_gateway_routes_tls_canaries_httproutes_and_counts() {
     eventually("Gateway status", Duration::from_secs(30), || {
         c.get_json(&["gateway", "gw"])["status"]["addresses"][0]["value"] == ip.as_str()
     });
+    // Gateway API status: routes' parents, the listener's attached routes.
+    let cond = |obj: &serde_json::Value, t: &str| -> (String, String) {
+        let c = obj["status"]["parents"][0]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t).cloned())
+            .unwrap_or_default();
+        assert_eq!(
+            c["observedGeneration"], obj["metadata"]["generation"],
+            "{obj}"
+        );
+        (
+            c["status"].as_str().unwrap_or_default().into(),
+            c["reason"].as_str().unwrap_or_default().into(),
+        )
+    };
+    eventually("HTTPRoute status.parents", Duration::from_secs(30), || {
+        !c.get_json(&["httproute", "broken"])["status"]["parents"].is_null()
+    });
+    let split_route = c.get_json(&["httproute", "split"]);
+    let parent = &split_route["status"]["parents"][0];
+    assert_eq!(parent["controllerName"], "keel.dev/gateway-controller");
+    assert_eq!(parent["parentRef"]["name"], "gw");
+    assert_eq!(
+        cond(&split_route, "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        cond(&split_route, "ResolvedRefs"),
+        ("True".into(), "ResolvedRefs".into())
+    );
+    let broken = c.get_json(&["httproute", "broken"]);
+    assert_eq!(
+        cond(&broken, "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        cond(&broken, "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into())
+    );
+    eventually("listener attachedRoutes", Duration::from_secs(30), || {
+        c.get_json(&["gateway", "gw"])["status"]["listeners"][0]["attachedRoutes"] == 2
+    });
+    let gw = c.get_json(&["gateway", "gw"]);
+    let listener = &gw["status"]["listeners"][0];
+    assert_eq!(listener["supportedKinds"][0]["kind"], "HTTPRoute", "{gw}");
+    assert!(
+        listener["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Programmed" && c["status"] == "True"),
+        "{gw}"
+    );
 
     // The gateway's metrics count what was sent (the node endpoint, as the
     // API server reaches it: its client certificate).

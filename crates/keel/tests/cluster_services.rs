@@ -169,9 +169,49 @@ fn tables(host: &NodeHost) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What of the service proxy's rules a node holds: its nftables table or
+/// its iptables chains.
+fn proxy_rules(host: &NodeHost, iptables: bool) -> String {
+    if !iptables {
+        return tables(host);
+    }
+    let out = host.exec(&["iptables-save"]);
+    assert!(out.status.success(), "{out:?}");
+    // The proxy's chains: `KIND-<6 hex>-…` (keel-net's own KEEL-FORWARD
+    // and KEEL-POSTROUTING are the pod network's).
+    let proxy_chain = |c: &str| {
+        ["KEEL-", "SVC-", "SEP-", "EXT-"].iter().any(|k| {
+            c.strip_prefix(k).is_some_and(|r| {
+                r.len() > 7
+                    && r.as_bytes()[6] == b'-'
+                    && r[..6].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+        })
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.strip_prefix(':').is_some_and(proxy_chain))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn cluster_ip_node_port_load_balancer_affinity_hairpin_and_cleanup() {
-    let mut c = Cluster::start(2);
+    core_cases(false);
+}
+
+/// The same with the proxy's iptables backend (hosts without `nft`).
+#[test]
+fn the_iptables_fallback_serves_the_same_services() {
+    core_cases(true);
+}
+
+fn core_cases(iptables: bool) {
+    let mut c = if iptables {
+        Cluster::start_with_agent_env(2, &[("KEEL_PROXY_BACKEND", "iptables")])
+    } else {
+        Cluster::start(2)
+    };
     c.apply(&web_yaml("node-0"));
     c.apply(MORE);
     c.kubectl(&["rollout", "status", "deployment/web", "--timeout=120s"]);
@@ -321,17 +361,25 @@ fn cluster_ip_node_port_load_balancer_affinity_hairpin_and_cleanup() {
     let shown = c.kubectl(&["get", "service", "web-lb"]);
     assert!(shown.contains(&node0), "{shown}");
 
-    // The agent stopped with SIGTERM removes its table; the other keeps its.
-    let t0 = tables(host0);
-    assert!(t0.contains("keel-svc-node_0"), "{t0}");
+    // The agent stopped with SIGTERM removes its rules; the other keeps its.
+    let t0 = proxy_rules(host0, iptables);
+    if iptables {
+        assert!(t0.contains(":SVC-"), "{t0}");
+        assert!(!tables(host0).contains("keel-svc"), "nftables used");
+    } else {
+        assert!(t0.contains("keel-svc-node_0"), "{t0}");
+    }
     let pid = c.nodes[0].agent_pid().to_string();
     assert!(node_hosts::sh(&["kill", "-TERM", &pid]).status.success());
     let mut agent = c.nodes[0].agent.take().unwrap();
     let status = agent.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let t0 = tables(&c.nodes[0]);
-    assert!(!t0.contains("keel-svc"), "left behind: {t0}");
-    assert!(tables(&c.nodes[1]).contains("keel-svc-node_1"));
+    let t0 = proxy_rules(&c.nodes[0], iptables);
+    assert!(
+        !t0.contains("keel-svc") && !t0.contains(':'),
+        "left behind: {t0}"
+    );
+    assert!(!proxy_rules(&c.nodes[1], iptables).is_empty());
 }
 
 #[test]

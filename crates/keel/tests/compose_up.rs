@@ -1454,3 +1454,6 @@ fn unselected_services_are_not_orphans() {
     assert!(!err.contains("-b-1  Remov"), "{err}");
     assert_eq!(p.ids().len(), 2, "{:?}", p.ids());
 }
+
+#[path = "compose_up/verbs.rs"]
+mod verbs;

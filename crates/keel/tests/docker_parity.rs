@@ -14,8 +14,14 @@ use std::process::{Command, Output, Stdio};
 
 use common::{Keel, Podman};
 
+#[path = "docker_parity/argv_order.rs"]
+mod argv_order;
 #[path = "docker_parity/attach.rs"]
 mod attach;
+#[path = "docker_parity/cp_follow.rs"]
+mod cp_follow;
+#[path = "docker_parity/ps_ports_labels.rs"]
+mod ps_ports_labels;
 #[path = "docker_parity/pull_label.rs"]
 mod pull_label;
 #[path = "docker_parity/security.rs"]

@@ -682,3 +682,67 @@ async fn watch_from_compacted_revision_is_expired() {
         .await
         .unwrap();
 }
+
+/// Node ports and cluster IPs are allocated against the stored Services,
+/// also after a restart (regression: the allocator only remembered what
+/// this process had handed out, so a restarted server accepted a taken
+/// node port, gave a Service's port to another, and an update that left
+/// `nodePort` out moved the port).
+#[test]
+fn a_restarted_server_never_hands_out_a_node_port_twice() {
+    let mut s = KeelServer::start(None);
+    let k = common::kubectls().pop().expect("a kubectl");
+    let svc = |name: &str, node_port: Option<u16>, ip: Option<&str>| {
+        let np = node_port
+            .map(|p| format!(", \"nodePort\": {p}"))
+            .unwrap_or_default();
+        let ip = ip
+            .map(|i| format!("\"clusterIP\": \"{i}\", "))
+            .unwrap_or_default();
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "{name}"}},
+  "spec": {{"type": "NodePort", {ip}"selector": {{"app": "x"}}, "ports": [{{"port": 80{np}}}]}}}}"#
+        )
+    };
+    let jp = |s: &KeelServer, name: &str, path: &str| {
+        s.ok(&k, &["get", "svc", name, "-o", &format!("jsonpath={path}")])
+    };
+    s.ok_in(
+        &k,
+        &["create", "-f", "-"],
+        Some(&svc("a", Some(30_111), None)),
+    );
+    let a_ip = jp(&s, "a", "{.spec.clusterIP}");
+    s.restart();
+    let err = s.fails(
+        &k,
+        &["create", "-f", "-"],
+        Some(&svc("b", Some(30_111), None)),
+    );
+    assert!(
+        err.contains("spec.ports[0].nodePort")
+            && err.contains("provided port is already allocated"),
+        "{err}"
+    );
+    let err = s.fails(
+        &k,
+        &["create", "-f", "-"],
+        Some(&svc("c", None, Some(&a_ip))),
+    );
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    // A replace that leaves the node port out keeps it.
+    s.ok_in(
+        &k,
+        &["replace", "-f", "-"],
+        Some(&svc("a", None, Some(&a_ip))),
+    );
+    assert_eq!(jp(&s, "a", "{.spec.ports[0].nodePort}"), "30111");
+    // Fresh allocations avoid it and each other.
+    let mut seen = std::collections::BTreeSet::from(["30111".to_string()]);
+    for i in 0..10 {
+        let name = format!("d{i}");
+        s.ok_in(&k, &["create", "-f", "-"], Some(&svc(&name, None, None)));
+        let port = jp(&s, &name, "{.spec.ports[0].nodePort}");
+        assert!(seen.insert(port.clone()), "{name} got {port} twice");
+    }
+}

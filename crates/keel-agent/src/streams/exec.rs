@@ -7,8 +7,11 @@
 //! Exec runs `keel exec [-i] [-t] <id> <command>` as a child (no
 //! libcontainer in this process); with a terminal its stdio is a pty made
 //! here, whose size follows the client's resize messages. Attach follows
-//! the container's output from its log (its stdin is the monitor's, which
-//! the agent does not hold).
+//! the container's output from its log and, for a container with `stdin:
+//! true`, writes the client's stdin into the monitor's stdin FIFO (as
+//! `keel attach` does). The monitor holds that FIFO open, so the container
+//! never reads EOF: `stdinOnce` is not honoured, and a terminal's size
+//! stays the one it started with (the monitor holds the pty).
 
 use std::future::Future;
 use std::path::Path;
@@ -343,12 +346,16 @@ async fn attach_output(
     root: &Path,
     id: &str,
     opts: &Opts,
-    _input: mpsc::Receiver<In>,
+    input: mpsc::Receiver<In>,
     out: mpsc::Sender<Out>,
 ) -> Value {
     let Ok(records) = keel_runtime::Containers::open(root) else {
         return failure("container records unavailable");
     };
+    let fifo = records.dir(id).join(keel_runtime::monitor::STDIN_FIFO);
+    if opts.stdin && fifo.exists() {
+        feed_stdin(fifo, input);
+    }
     let path = records.log_path(id);
     let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
     loop {
@@ -379,6 +386,25 @@ async fn attach_output(
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Copies the client's stdin into a container's stdin FIFO on a blocking
+/// thread until the client closes stdin or goes (its channel closes).
+fn feed_stdin(fifo: std::path::PathBuf, mut input: mpsc::Receiver<In>) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        // The monitor holds the FIFO open for reading: this never blocks.
+        let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) else {
+            return;
+        };
+        while let Some(m) = input.blocking_recv() {
+            match m {
+                In::Stdin(b) if f.write_all(&b).is_ok() => {}
+                In::Resize { .. } => {}
+                In::Stdin(_) | In::StdinEof => return,
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -94,7 +94,8 @@ pub(crate) async fn create(
     {
         m.remove("status");
     }
-    validate::apply_defaults(r.kind, &mut obj, &mut || next_cluster_ip(state));
+    let alloc = service_alloc(state, r, &name, &mut obj, None).await?;
+    validate::apply_defaults(r.kind, &mut obj, &mut || alloc.cluster_ip(state));
     if is_crd(r) {
         crate::crd::apply_defaults(&mut obj);
         crate::crd::add_finalizer(&mut obj);
@@ -243,6 +244,45 @@ pub(super) async fn update(
     Err(conflict(r, name))
 }
 
+/// What other Services hold, for a core Service's create or update.
+struct Alloc(Option<crate::service_alloc::Taken>);
+
+impl Alloc {
+    fn cluster_ip(&self, state: &State) -> String {
+        match &self.0 {
+            Some(t) => state.reserved.cluster_ip(t, || next_cluster_ip(state)),
+            None => next_cluster_ip(state),
+        }
+    }
+}
+
+/// Node ports (and on create the requested cluster IP) of a core Service,
+/// checked and allocated against the stored Services; an update keeps the
+/// node ports it leaves out.
+async fn service_alloc(
+    state: &State,
+    r: &Resource,
+    name: &str,
+    obj: &mut Value,
+    cur: Option<&Value>,
+) -> Result<Alloc, Fail> {
+    use crate::service_alloc::{Reserved, keep_node_ports, taken};
+    if r.kind != "Service" || !r.group.is_empty() {
+        return Ok(Alloc(None));
+    }
+    let t = taken(state, obj).await?;
+    let mut causes = Vec::new();
+    match cur {
+        Some(c) => keep_node_ports(obj, c),
+        None => causes = Reserved::check_cluster_ip(obj, &t),
+    }
+    causes.extend(state.reserved.node_ports(obj, &t));
+    if !causes.is_empty() {
+        return Err(invalid(r, name, &causes));
+    }
+    Ok(Alloc(Some(t)))
+}
+
 /// Sets the `PodScheduled` condition of a pod to `True` (a `False` one left
 /// by the scheduler is replaced).
 fn set_pod_scheduled(pod: &mut Value) {
@@ -359,7 +399,12 @@ pub(super) async fn write_update(
             new
         }
     };
-    validate::apply_defaults(r.kind, &mut merged, &mut || next_cluster_ip(state));
+    let alloc = if sub.is_none() {
+        service_alloc(state, r, &name, &mut merged, Some(cur)).await?
+    } else {
+        Alloc(None)
+    };
+    validate::apply_defaults(r.kind, &mut merged, &mut || alloc.cluster_ip(state));
     let ns = meta(cur, "namespace").and_then(Value::as_str);
     let hook = crate::webhook::Request {
         r,

@@ -67,7 +67,7 @@ pub(super) fn spec_or_labels(
 }
 
 /// Prints reconciler events on stderr the way docker compose does without a terminal.
-fn print_event(e: Event) {
+pub(super) fn print_event(e: Event) {
     match e {
         Event::Progress { kind, name, status } => eprintln!(" {kind} {name}  {status}"),
         Event::Warning(w) => eprintln!("WARN[0000] {w}"),
@@ -100,7 +100,7 @@ fn reconcile_error(e: ReconcileError) -> anyhow::Error {
     }
 }
 
-fn with_reconciler<T>(
+pub(super) fn with_reconciler<T>(
     p: &ProjectSpec,
     e: &KeelEngine,
     f: impl FnOnce(&mut Reconciler<'_>) -> Result<T, ReconcileError>,
@@ -135,6 +135,7 @@ pub fn up(root: &Path, args: &ComposeArgs, a: &UpArgs) -> anyhow::Result<ExitCod
         timeout: Duration::from_secs(a.wait_timeout),
         stop_timeout: a.timeout,
         start: true,
+        no_deps: a.no_deps,
     };
     with_reconciler(&p, &e, |r| r.up(&opts))?;
     if a.detach || a.wait {

@@ -5,7 +5,7 @@
 //! and docker's detach keys (ctrl-p ctrl-q) in the input. Returns the
 //! container's exit code when it exits.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use keel_runtime::engine;
-use keel_runtime::logs;
 
 use super::{exit_code, hinted, open, resolve};
 
@@ -101,8 +100,7 @@ fn copy_input(mut input: impl Read, mut out: impl Write, keys: &[u8]) -> bool {
 }
 
 pub fn attach(root: &Path, a: &AttachArgs) -> anyhow::Result<ExitCode> {
-    use nix::sys::signal::{SigSet, Signal};
-    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use nix::sys::signal::Signal;
     let keys = parse_detach_keys(&a.detach_keys).context("--detach-keys")?;
     let c = open(root)?;
     let id = resolve(&c, &a.container)?;
@@ -114,7 +112,6 @@ pub fn attach(root: &Path, a: &AttachArgs) -> anyhow::Result<ExitCode> {
         bail!("You cannot attach to a paused container, unpause it first");
     }
     let path = c.log_path(&id);
-    let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
     let detached = Arc::new(AtomicBool::new(false));
     let fifo = c.dir(&id).join(keel_runtime::monitor::STDIN_FIFO);
     let raw = if !a.no_stdin && cfg.interactive && fifo.exists() {
@@ -135,30 +132,14 @@ pub fn attach(root: &Path, a: &AttachArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    // Like docker's sig-proxy: these signals go to the container (not for
-    // a TTY, whose keys go through as typed); without it they end attach.
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
-        mask.add(s);
-    }
-    let proxy = a.sig_proxy && !cfg.tty;
-    let sfd = if proxy {
-        mask.thread_block().context("blocking signals")?;
-        Some(
-            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-                .context("signalfd")?,
-        )
+    // Like docker's sig-proxy: signals go to the container (not for a TTY,
+    // whose keys go through as typed); without it they end attach.
+    let sfd = if a.sig_proxy && !cfg.tty {
+        Some(super::run::proxied_signals()?)
     } else {
         None
     };
-    let mut pending = String::new();
+    let mut follower = super::logs::LogFollower::from_end(path);
     let code = loop {
         if let Some(sfd) = &sfd {
             while let Ok(Some(info)) = sfd.read_signal() {
@@ -168,29 +149,7 @@ pub fn attach(root: &Path, a: &AttachArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let active = engine::is_active(&c, &id);
-        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
-        if len < offset {
-            offset = 0;
-        }
-        if len > offset
-            && let Ok(mut f) = std::fs::File::open(&path)
-        {
-            f.seek(SeekFrom::Start(offset))?;
-            let mut buf = String::new();
-            offset += f.read_to_string(&mut buf)? as u64;
-            pending.push_str(&buf);
-            while let Some(pos) = pending.find('\n') {
-                let line: String = pending.drain(..=pos).collect();
-                if let Some(e) = logs::parse_line(line.trim_end()) {
-                    if e.stream == "stderr" {
-                        let _ = std::io::stderr().write_all(e.log.as_bytes());
-                    } else {
-                        let mut o = std::io::stdout().lock();
-                        let _ = o.write_all(e.log.as_bytes());
-                        let _ = o.flush();
-                    }
-                }
-            }
+        if follower.poll(|e| super::logs::print_entry(&e, false, None))? {
             continue;
         }
         if detached.load(Ordering::SeqCst) {

@@ -51,6 +51,13 @@ pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
         use keel_runtime::copy::{Tree, copy};
         let inside = Tree::container(&root_dir).map_err(hinted)?;
         let host_tree = Tree::host().map_err(hinted)?;
+        // -L from the container: what a linked source points at, copied
+        // under the link's own name (docker's rule).
+        let followed = if a.follow_link && !to_container {
+            keel_runtime::copy::resolve_link(&inside, cpath).map_err(hinted)?
+        } else {
+            cpath.to_string()
+        };
         if host == "-" {
             // docker's tar streams go through a scratch directory, so the
             // container side is still copied by `keel_runtime::copy` alone.
@@ -66,8 +73,13 @@ pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
                 let name = Path::new(cpath.trim_end_matches('/'))
                     .file_name()
                     .map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned());
-                copy(&inside, cpath, &host_tree, &format!("{scratch_dir}/{name}"))
-                    .map_err(hinted)?;
+                copy(
+                    &inside,
+                    &followed,
+                    &host_tree,
+                    &format!("{scratch_dir}/{name}"),
+                )
+                .map_err(hinted)?;
                 let mut b = tar::Builder::new(std::io::stdout().lock());
                 b.follow_symlinks(false);
                 let p = scratch.path().join(&name);
@@ -110,6 +122,13 @@ pub fn cp(root: &Path, a: CpArgs) -> anyhow::Result<ExitCode> {
         };
         let r = if to_container {
             copy(&host_tree, &host, &inside, cpath)
+        } else if followed != cpath {
+            let name = Path::new(cpath.trim_end_matches('/'))
+                .file_name()
+                .context("the source names no file")?;
+            let staged = scratch.path().join(name).to_string_lossy().into_owned();
+            copy(&inside, &followed, &host_tree, &staged)
+                .and_then(|()| copy(&host_tree, &staged, &host_tree, &host))
         } else {
             copy(&inside, cpath, &host_tree, &host)
         };

@@ -383,7 +383,7 @@ pub struct StatsArgs {
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// Always follow a symbolic link given as the source (a host source).
+    /// Always follow a symbolic link given as the source (in the container or on the host).
     #[arg(short = 'L', long = "follow-link")]
     pub follow_link: bool,
     /// `CONTAINER:SRC_PATH`, a host path, or `-` (a tar archive on stdin).

@@ -44,7 +44,53 @@ fn details_prefix(attrs: &std::collections::BTreeMap<String, String>) -> String 
     format!("{} ", pairs.join(","))
 }
 
-fn print_entry(e: &logs::Entry, timestamps: bool, details: Option<&str>) {
+/// Follows a container's json log from where it ends now: what is appended
+/// is read in whole lines (a rotated file is read from its start).
+pub(super) struct LogFollower {
+    path: std::path::PathBuf,
+    offset: u64,
+    pending: String,
+}
+
+impl LogFollower {
+    pub(super) fn from_end(path: std::path::PathBuf) -> Self {
+        let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+        LogFollower {
+            path,
+            offset,
+            pending: String::new(),
+        }
+    }
+
+    /// Calls `f` with each entry appended since the last call; whether
+    /// anything was read (the caller sleeps only when nothing was).
+    pub(super) fn poll(&mut self, mut f: impl FnMut(logs::Entry)) -> anyhow::Result<bool> {
+        let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if len < self.offset {
+            self.offset = 0;
+        }
+        if len <= self.offset {
+            return Ok(false);
+        }
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return Ok(false);
+        };
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut buf = String::new();
+        self.offset += file.read_to_string(&mut buf)? as u64;
+        self.pending.push_str(&buf);
+        while let Some(pos) = self.pending.find('\n') {
+            let line: String = self.pending.drain(..=pos).collect();
+            if let Some(e) = logs::parse_line(line.trim_end()) {
+                f(e);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Writes an entry to our stdout or stderr, as it was written.
+pub(super) fn print_entry(e: &logs::Entry, timestamps: bool, details: Option<&str>) {
     let mut line = String::new();
     if timestamps {
         line.push_str(&e.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
@@ -108,31 +154,15 @@ pub fn logs_cmd(root: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Follow from the end of what we printed: the current file size.
-    let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
-    let mut pending = String::new();
+    let mut follower = LogFollower::from_end(path);
     loop {
         let active = engine::is_active(&c, &id);
-        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
-        if len < offset {
-            // Rotated: the new file starts from scratch.
-            offset = 0;
-        }
-        if len > offset
-            && let Ok(mut f) = std::fs::File::open(&path)
-        {
-            f.seek(SeekFrom::Start(offset))?;
-            let mut buf = String::new();
-            let n = f.read_to_string(&mut buf)?;
-            offset += n as u64;
-            pending.push_str(&buf);
-            while let Some(pos) = pending.find('\n') {
-                let line: String = pending.drain(..=pos).collect();
-                if let Some(e) = logs::parse_line(line.trim_end())
-                    && in_window(&e)
-                {
-                    print_entry(&e, a.timestamps, details);
-                }
+        let read = follower.poll(|e| {
+            if in_window(&e) {
+                print_entry(&e, a.timestamps, details);
             }
+        })?;
+        if read {
             continue;
         }
         if !active || until.is_some_and(|u| Utc::now() > u) {

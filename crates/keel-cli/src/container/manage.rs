@@ -130,23 +130,35 @@ pub fn pause(root: &Path, a: &PauseArgs, freeze: bool) -> anyhow::Result<ExitCod
     let c = open(root)?;
     super::each(&a.containers, |n| {
         let id = resolve(&c, n)?;
-        if !engine::is_active(&c, &id) {
-            bail!("container {n} is not running");
-        }
-        let paused = is_paused(&id);
-        if freeze && paused {
-            bail!("container {n} is already paused");
-        }
-        if !freeze && !paused {
-            bail!("container {n} is not paused");
-        }
-        set_frozen(&id, freeze)?;
-        if let Ok(cfg) = c.config(&id) {
-            let action = if freeze { "pause" } else { "unpause" };
-            keel_runtime::events::container(root, &cfg, action, &[]);
-        }
-        Ok(())
+        pause_one(root, &c, n, &id, freeze)
     })
+}
+
+/// Pauses (or unpauses) container `id`, called `n` in messages, with
+/// docker's refusals; `keel compose pause` shares it.
+pub(crate) fn pause_one(
+    root: &Path,
+    c: &keel_runtime::Containers,
+    n: &str,
+    id: &str,
+    freeze: bool,
+) -> anyhow::Result<()> {
+    if !engine::is_active(c, id) {
+        bail!("container {n} is not running");
+    }
+    let paused = is_paused(id);
+    if freeze && paused {
+        bail!("container {n} is already paused");
+    }
+    if !freeze && !paused {
+        bail!("container {n} is not paused");
+    }
+    set_frozen(id, freeze)?;
+    if let Ok(cfg) = c.config(id) {
+        let action = if freeze { "pause" } else { "unpause" };
+        keel_runtime::events::container(root, &cfg, action, &[]);
+    }
+    Ok(())
 }
 
 /// Freezes (or thaws) container `id`'s processes.

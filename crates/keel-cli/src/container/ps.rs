@@ -94,6 +94,27 @@ struct Filter {
     value: String,
     name: Option<regex::Regex>,
     created: Option<DateTime<Utc>>,
+    /// `publish`/`expose`: the container ports (first, last) and protocol.
+    ports: Option<(u16, u16, String)>,
+}
+
+/// `PORT[-PORT][/PROTO]` of docker's `publish`/`expose` filters (tcp by default).
+fn port_range(v: &str) -> Option<(u16, u16, String)> {
+    let (range, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+    if !["tcp", "udp", "sctp"].contains(&proto) {
+        return None;
+    }
+    let (a, b) = range.split_once('-').unwrap_or((range, range));
+    let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+    (a <= b).then(|| (a, b, proto.to_string()))
+}
+
+impl Filter {
+    fn port_matches(&self, port: u16, proto: &str) -> bool {
+        self.ports
+            .as_ref()
+            .is_some_and(|(a, b, p)| p == proto && (*a..=*b).contains(&port))
+    }
 }
 
 impl Filter {
@@ -106,6 +127,7 @@ impl Filter {
             value: v.to_string(),
             name: None,
             created: None,
+            ports: None,
         };
         match k {
             "name" => {
@@ -126,6 +148,11 @@ impl Filter {
             "before" | "since" => {
                 let id = c.resolve(v).map_err(super::hinted)?;
                 out.created = Some(c.config(&id).map_err(super::hinted)?.created);
+            }
+            "publish" | "expose" => {
+                out.ports = Some(port_range(v).with_context(|| {
+                    format!("invalid filter '{k}={v}': want PORT[-PORT][/PROTO]")
+                })?);
             }
             "id" | "status" | "exited" | "health" | "ancestor" | "label" | "network" | "volume" => {
             }
@@ -163,6 +190,21 @@ impl Filter {
                 None => cfg.labels.contains_key(v),
             },
             "network" => cfg.joins(v),
+            // The container side of a `-p` mapping; published ports are
+            // exposed too (docker adds them to the config's ExposedPorts).
+            "publish" => cfg
+                .ports
+                .iter()
+                .any(|p| self.port_matches(p.container_port, &p.protocol)),
+            "expose" => {
+                cfg.ports
+                    .iter()
+                    .any(|p| self.port_matches(p.container_port, &p.protocol))
+                    || cfg.exposed_ports.iter().any(|e| {
+                        let (n, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+                        n.parse().is_ok_and(|n| self.port_matches(n, proto))
+                    })
+            }
             "volume" => cfg.mounts.iter().any(|m| m.source == v || m.target == v),
             "before" => self.created.is_some_and(|t| cfg.created < t),
             "since" => self.created.is_some_and(|t| cfg.created > t),
@@ -197,7 +239,7 @@ pub(crate) fn du(dir: &Path) -> u64 {
 pub fn ps(root: &Path, a: PsArgs) -> anyhow::Result<ExitCode> {
     let c = open(root)?;
     let template = crate::template::Template::from_flag(a.format.as_deref())?
-        .map(|t| t.headers(&[("ID", "CONTAINER ID")]));
+        .map(|t| t.headers(&[("ID", "CONTAINER ID")]).label_context());
     let filters = a
         .filter
         .iter()

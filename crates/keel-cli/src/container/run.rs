@@ -70,18 +70,12 @@ fn exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("locating the keel binary")
 }
 
-/// Forwards the monitor's frames to our stdout/stderr until the exit frame.
-/// Like Docker's sig-proxy, INT, TERM, HUP, QUIT, USR1 and USR2 sent to us go
-/// to the container (`pid`) instead of ending keel.
-fn follow_frames(
-    child: &mut engine::Monitor,
-    pid: i32,
-    streams: Streams,
-) -> anyhow::Result<Option<i32>> {
+/// docker's sig-proxy: INT, TERM, HUP, QUIT, USR1 and USR2 are blocked in
+/// this thread and read from the returned signalfd, to be sent on to the
+/// container instead of ending keel (`run`, `start -a`, `attach`).
+pub(super) fn proxied_signals() -> anyhow::Result<nix::sys::signalfd::SignalFd> {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
-    use rustix::event::{PollFd, PollFlags, poll};
-    let mut out = child.stdout.take().context("monitor pipe")?;
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -93,11 +87,24 @@ fn follow_frames(
     ] {
         mask.add(s);
     }
+    mask.thread_block().context("blocking signals")?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")
+}
+
+/// Forwards the monitor's frames to our stdout/stderr until the exit frame.
+/// Like Docker's sig-proxy, INT, TERM, HUP, QUIT, USR1 and USR2 sent to us go
+/// to the container (`pid`) instead of ending keel.
+fn follow_frames(
+    child: &mut engine::Monitor,
+    pid: i32,
+    streams: Streams,
+) -> anyhow::Result<Option<i32>> {
+    use nix::sys::signal::Signal;
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut out = child.stdout.take().context("monitor pipe")?;
     // Blocked only now: the monitor and the container were spawned with the
     // default mask, which they would otherwise inherit.
-    mask.thread_block().context("blocking signals")?;
-    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .context("signalfd")?;
+    let sfd = proxied_signals()?;
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
     loop {

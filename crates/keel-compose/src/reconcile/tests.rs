@@ -1155,3 +1155,26 @@ fn logging_reaches_the_engine() {
     let b = p.container_spec(&Fake::default(), "b", 1, None).unwrap();
     assert_eq!((b.log_driver, b.log_opts), (None, Vec::<String>::new()));
 }
+
+/// Issue 15: `up --no-deps` / `scale --no-deps` bring up only the named
+/// services, without their dependencies (which were always started).
+#[test]
+fn no_deps_brings_up_only_the_named_services() {
+    let e = fake();
+    let o = UpOptions {
+        services: vec!["web".into()],
+        no_deps: true,
+        timeout: Duration::from_secs(3),
+        ..UpOptions::default()
+    };
+    up(&project(STACK), &e, &o).0.unwrap();
+    let names: Vec<String> = e.ids().into_keys().collect();
+    assert_eq!(names, ["p-web-1"]);
+    let o = UpOptions {
+        services: vec!["web".into()],
+        timeout: Duration::from_secs(3),
+        ..UpOptions::default()
+    };
+    up(&project(STACK), &e, &o).0.unwrap();
+    assert!(e.ids().contains_key("p-db-1"), "{:?}", e.ids());
+}

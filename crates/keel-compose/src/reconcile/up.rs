@@ -309,7 +309,10 @@ impl Reconciler<'_> {
         for s in o.scale.keys() {
             self.project.service(s)?;
         }
-        let order = self.project.order(&o.services)?;
+        let mut order = self.project.order(&o.services)?;
+        if o.no_deps && !o.services.is_empty() {
+            order.retain(|s| o.services.contains(s));
+        }
         let all = self.containers()?;
         let orphans = self.orphans(&all);
         if o.remove_orphans {
@@ -361,7 +364,7 @@ impl Reconciler<'_> {
                 ),
             });
         }
-        if o.start {
+        if o.start && !o.no_deps {
             for (dep, d) in &svc.depends_on {
                 if self.project.model.services.contains_key(dep) {
                     self.wait_dependency(s, dep, &d.condition, o.timeout)?;

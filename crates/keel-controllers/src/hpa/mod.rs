@@ -603,10 +603,9 @@ impl HpaController {
     }
 }
 
-/// Runs the controller on `metrics.k8s.io` (the seam for other sources is
-/// [`HpaController::new`]).
-pub async fn spawn(api: Loopback, opts: Options) {
-    let source = Arc::new(source::ResourceMetrics { api: api.clone() });
+/// Runs the controller on `source`, or `metrics.k8s.io` alone.
+pub async fn spawn(api: Loopback, opts: Options, source: Option<Arc<dyn MetricsSource>>) {
+    let source = source.unwrap_or_else(|| Arc::new(source::ResourceMetrics { api: api.clone() }));
     HpaController::new(api, source, opts).run().await;
 }
 

@@ -3,8 +3,9 @@
 //! agents' cgroups) in process. Pods and Object metrics (requests per
 //! second from the gateway, any `PromQL` series) are the seam for a metrics
 //! backend: a source that serves them overrides [`MetricsSource::pods`] and
-//! [`MetricsSource::object`]; until one is plugged in they fail with the
-//! message the HPA's `ScalingActive` condition then shows.
+//! [`MetricsSource::object`] (keel server plugs in keel-metrics' `PromQL`
+//! over the gateways' counters); without one they fail with the message
+//! the HPA's `ScalingActive` condition then shows.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +19,7 @@ use super::calc::{Reading, Readings};
 pub type MetricsFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
 /// Readings for the replica calculator, in milli-units.
-pub trait MetricsSource: Send + Sync {
+pub trait MetricsSource: Send + Sync + std::fmt::Debug {
     /// Usage of `resource` (`cpu`, `memory`) by the pods of `ns` that
     /// `selector` matches (only `container`'s, when given), by pod name.
     fn resource<'a>(

@@ -1,10 +1,13 @@
-//! Services in the kernel, as kube-proxy's nftables mode does it: the rule
-//! model ([`ServiceRules`], built from a Service and its `EndpointSlices` by
-//! [`ServiceRules::from_api`]), its nftables rendering (`nft.rs`) and
-//! [`Proxy`], which keeps one keel-owned table in step with the Services
-//! through an [`Nft`] (the real one feeds `nft -f -` transactions).
+//! Services in the kernel, as kube-proxy does it: the rule model
+//! ([`ServiceRules`], built from a Service and its `EndpointSlices` by
+//! [`ServiceRules::from_api`]), and [`Proxy`], which keeps one node's rules
+//! in step with the Services through a [`Backend`]: [`Nftables`] (kube-proxy's
+//! nftables mode; `nft.rs` renders `nft -f` transactions) or, where `nft`
+//! is missing, [`Iptables`] (its iptables mode, `iptables.rs`, through
+//! `iptables-restore`); [`host_backend`] picks one. Both pass one
+//! behavioural suite (`conformance.rs`) in a real network namespace.
 //!
-//! One table (`ip keel-svc-<node>`): a verdict map from `ip . proto . port`
+//! nftables: one table (`ip keel-svc-<node>`), a verdict map from `ip . proto . port`
 //! (cluster IPs and the load-balancer ingress addresses) and one from
 //! `proto . port` (node ports, on every local address, 127.0.0.1 included
 //! with `route_localnet`) send a packet to its service port's chain, which
@@ -23,6 +26,9 @@
 //! `externalTrafficPolicy: Cluster`, and connections from loopback. A port
 //! without endpoints rejects.
 
+#[cfg(test)]
+mod conformance;
+mod iptables;
 mod nft;
 #[cfg(test)]
 mod tests;
@@ -35,6 +41,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub use iptables::{HostIptables, Iptables, Restore};
 pub use nft::{cleanup_script, full_script, update_script};
 
 /// A transport protocol nftables knows by name.
@@ -253,16 +260,116 @@ impl ServiceRules {
 /// What failed applying rules.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot run nft: {0}")]
-    Spawn(std::io::Error),
-    #[error("nft refused the rules: {0}")]
-    Refused(String),
+    #[error("cannot run {0}")]
+    Spawn(String),
+    #[error("{0} refused the rules: {1}")]
+    Refused(&'static str, String),
 }
 
-/// The kernel side: nftables transactions.
+/// One way of putting [`ServiceRules`] into the kernel (nftables, or
+/// iptables where nftables is missing); [`Proxy`] keeps the bookkeeping.
+pub trait Backend: Send {
+    /// `nftables` or `iptables`.
+    fn name(&self) -> &'static str;
+    /// Makes `table` hold exactly `all`, whatever it held before.
+    fn sync_all(
+        &mut self,
+        table: &str,
+        all: &BTreeMap<String, ServiceRules>,
+    ) -> Result<(), ProxyError>;
+    /// Takes one Service from `old` to `new` in one transaction, touching
+    /// nothing else; `old` is what an earlier call put there.
+    fn update(
+        &mut self,
+        table: &str,
+        old: Option<&ServiceRules>,
+        new: Option<&ServiceRules>,
+    ) -> Result<(), ProxyError>;
+    /// Several Services at once (a burst of changes); backends that can
+    /// make it one transaction do.
+    fn update_many(&mut self, table: &str, changes: &[Change<'_>]) -> Result<(), ProxyError> {
+        changes
+            .iter()
+            .try_for_each(|(old, new)| self.update(table, *old, *new))
+    }
+    /// Removes everything of `table` (absent is fine).
+    fn cleanup(&mut self, table: &str) -> Result<(), ProxyError>;
+}
+
+/// One Service's rules before and after.
+pub type Change<'a> = (Option<&'a ServiceRules>, Option<&'a ServiceRules>);
+
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn sync_all(
+        &mut self,
+        table: &str,
+        all: &BTreeMap<String, ServiceRules>,
+    ) -> Result<(), ProxyError> {
+        (**self).sync_all(table, all)
+    }
+    fn update(
+        &mut self,
+        table: &str,
+        old: Option<&ServiceRules>,
+        new: Option<&ServiceRules>,
+    ) -> Result<(), ProxyError> {
+        (**self).update(table, old, new)
+    }
+    fn update_many(&mut self, table: &str, changes: &[Change<'_>]) -> Result<(), ProxyError> {
+        (**self).update_many(table, changes)
+    }
+    fn cleanup(&mut self, table: &str) -> Result<(), ProxyError> {
+        (**self).cleanup(table)
+    }
+}
+
+/// The nftables side: transactions in `nft -f` syntax.
 pub trait Nft: Send {
-    /// Applies `script` (`nft -f` syntax) as one transaction.
+    /// Applies `script` as one transaction.
     fn apply(&mut self, script: &str) -> Result<(), ProxyError>;
+}
+
+/// The nftables backend: renders `nft.rs`'s scripts for an [`Nft`].
+#[derive(Debug, Default)]
+pub struct Nftables<N: Nft = HostNft>(pub N);
+
+impl<N: Nft> Backend for Nftables<N> {
+    fn name(&self) -> &'static str {
+        "nftables"
+    }
+    fn sync_all(
+        &mut self,
+        table: &str,
+        all: &BTreeMap<String, ServiceRules>,
+    ) -> Result<(), ProxyError> {
+        self.0.apply(&full_script(table, all.values()))
+    }
+    fn update(
+        &mut self,
+        table: &str,
+        old: Option<&ServiceRules>,
+        new: Option<&ServiceRules>,
+    ) -> Result<(), ProxyError> {
+        self.0.apply(&update_script(table, old, new))
+    }
+    /// One `nft` run and one transaction for all of them: the cost of an
+    /// `nft` run is mostly reading the table into its cache, not the change.
+    fn update_many(&mut self, table: &str, changes: &[Change<'_>]) -> Result<(), ProxyError> {
+        let script: String = changes
+            .iter()
+            .map(|(old, new)| update_script(table, *old, *new))
+            .collect();
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.0.apply(&script)
+    }
+    fn cleanup(&mut self, table: &str) -> Result<(), ProxyError> {
+        self.0.apply(&cleanup_script(table))
+    }
 }
 
 /// `nft -f -` of this network namespace.
@@ -277,20 +384,51 @@ impl Nft for HostNft {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(ProxyError::Spawn)?;
+            .map_err(|e| ProxyError::Spawn(format!("nft: {e}")))?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
                 .write_all(script.as_bytes())
-                .map_err(ProxyError::Spawn)?;
+                .map_err(|e| ProxyError::Spawn(format!("nft: {e}")))?;
         }
-        let out = child.wait_with_output().map_err(ProxyError::Spawn)?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| ProxyError::Spawn(format!("nft: {e}")))?;
         if out.status.success() {
             Ok(())
         } else {
             Err(ProxyError::Refused(
+                "nft",
                 String::from_utf8_lossy(&out.stderr).trim().to_string(),
             ))
         }
+    }
+}
+
+/// Which backend this host gets: `KEEL_PROXY_BACKEND` (`nftables` or
+/// `iptables`) forces one; otherwise nftables when `nft` is on `PATH`,
+/// else iptables (`iptables-restore`, nft-based or legacy).
+pub fn host_backend() -> Result<Box<dyn Backend>, String> {
+    let forced = std::env::var("KEEL_PROXY_BACKEND").unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    match choose(&forced, |prog| {
+        std::env::split_paths(&path).any(|d| d.join(prog).is_file())
+    })? {
+        "iptables" => Ok(Box::new(Iptables(HostIptables))),
+        _ => Ok(Box::new(Nftables(HostNft))),
+    }
+}
+
+/// The backend's name given a forced one (`""`: none) and what is on `PATH`.
+fn choose(forced: &str, on_path: impl Fn(&str) -> bool) -> Result<&'static str, String> {
+    match forced {
+        "nftables" | "nft" => Ok("nftables"),
+        "iptables" => Ok("iptables"),
+        "" if on_path("nft") => Ok("nftables"),
+        "" if on_path("iptables-restore") => Ok("iptables"),
+        "" => Err("neither nft nor iptables-restore is on PATH".into()),
+        other => Err(format!(
+            "KEEL_PROXY_BACKEND={other}: want nftables or iptables"
+        )),
     }
 }
 
@@ -305,8 +443,8 @@ pub fn table_name(node: &str) -> String {
 }
 
 /// Keeps the kernel's table in step with the Services it is told about.
-pub struct Proxy<N: Nft> {
-    nft: N,
+pub struct Proxy<B: Backend> {
+    backend: B,
     table: String,
     /// What the kernel has now, by Service key.
     applied: BTreeMap<String, ServiceRules>,
@@ -314,10 +452,10 @@ pub struct Proxy<N: Nft> {
     ready: bool,
 }
 
-impl<N: Nft> Proxy<N> {
-    pub fn new(nft: N, table: String) -> Self {
+impl<B: Backend> Proxy<B> {
+    pub fn new(backend: B, table: String) -> Self {
         Self {
-            nft,
+            backend,
             table,
             applied: BTreeMap::new(),
             ready: false,
@@ -328,15 +466,14 @@ impl<N: Nft> Proxy<N> {
         &self.table
     }
 
-    pub fn nft(&self) -> &N {
-        &self.nft
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// Replaces everything: the table is made anew with these Services.
     pub fn sync_all(&mut self, all: BTreeMap<String, ServiceRules>) -> Result<(), ProxyError> {
-        let script = full_script(&self.table, all.values());
         self.ready = false;
-        self.nft.apply(&script)?;
+        self.backend.sync_all(&self.table, &all)?;
         self.applied = all;
         self.ready = true;
         Ok(())
@@ -357,8 +494,7 @@ impl<N: Nft> Proxy<N> {
             };
             return self.sync_all(all);
         }
-        let script = update_script(&self.table, old, new.as_ref());
-        match self.nft.apply(&script) {
+        match self.backend.update(&self.table, old, new.as_ref()) {
             Ok(()) => {
                 match new {
                     Some(n) => self.applied.insert(key.to_string(), n),
@@ -378,11 +514,49 @@ impl<N: Nft> Proxy<N> {
         }
     }
 
+    /// Brings several Services to their new rules (`None`: gone) at once,
+    /// skipping those that did not change; after a failure, rebuilds the
+    /// table.
+    pub fn update_many(
+        &mut self,
+        changes: BTreeMap<String, Option<ServiceRules>>,
+    ) -> Result<(), ProxyError> {
+        let changes: Vec<(String, Option<ServiceRules>)> = changes
+            .into_iter()
+            .filter(|(k, new)| !self.ready || self.applied.get(k) != new.as_ref())
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut all = self.applied.clone();
+        for (k, new) in &changes {
+            match new {
+                Some(n) => all.insert(k.clone(), n.clone()),
+                None => all.remove(k),
+            };
+        }
+        if !self.ready {
+            return self.sync_all(all);
+        }
+        let pairs: Vec<Change<'_>> = changes
+            .iter()
+            .map(|(k, new)| (self.applied.get(k), new.as_ref()))
+            .collect();
+        match self.backend.update_many(&self.table, &pairs) {
+            Ok(()) => {
+                self.applied = all;
+                Ok(())
+            }
+            // The kernel's state is unknown: rebuild it whole.
+            Err(e) => self.sync_all(all).map_err(|_| e),
+        }
+    }
+
     /// Removes the table and everything in it.
     pub fn cleanup(&mut self) -> Result<(), ProxyError> {
         self.ready = false;
         self.applied.clear();
-        self.nft.apply(&cleanup_script(&self.table))
+        self.backend.cleanup(&self.table)
     }
 }
 

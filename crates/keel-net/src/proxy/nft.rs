@@ -26,7 +26,7 @@ pub(super) fn port_id(s: &ServiceRules, p: &PortRules) -> String {
     id(&[&s.key, &p.name, p.proto.as_str(), &p.port.to_string()])
 }
 
-fn ep_id(s: &ServiceRules, p: &PortRules, e: &Endpoint) -> String {
+pub(super) fn ep_id(s: &ServiceRules, p: &PortRules, e: &Endpoint) -> String {
     let aff = s.affinity.map(|t| t.to_string()).unwrap_or_default();
     id(&[
         &s.key,

@@ -17,7 +17,7 @@ impl Nft for FakeNft {
         self.scripts.push(script.to_string());
         if self.fail > 0 {
             self.fail -= 1;
-            return Err(ProxyError::Refused("fake".into()));
+            return Err(ProxyError::Refused("nft", "fake".into()));
         }
         Ok(())
     }
@@ -174,17 +174,17 @@ fn rules(name: &str, ip: &str, eps: &[&str]) -> ServiceRules {
 
 #[test]
 fn an_update_touches_only_its_service() {
-    let mut p = Proxy::new(FakeNft::default(), "t".into());
+    let mut p = Proxy::new(Nftables(FakeNft::default()), "t".into());
     let mut all = BTreeMap::new();
     for i in 0..50 {
         let r = rules(&format!("s{i}"), &format!("10.43.1.{i}"), &["10.42.0.9"]);
         all.insert(r.key.clone(), r);
     }
     p.sync_all(all).unwrap();
-    assert_eq!(p.nft().scripts.len(), 1);
+    assert_eq!(p.backend().0.scripts.len(), 1);
     let new = rules("s7", "10.43.1.7", &["10.42.0.9", "10.42.0.10"]);
     p.update("default/s7", Some(new.clone())).unwrap();
-    let script = p.nft().scripts.last().unwrap().clone();
+    let script = p.backend().0.scripts.last().unwrap().clone();
     // Every chain it names is s7's; other Services' addresses are absent.
     let s7 = nft::port_id(&new, &new.ports[0]);
     assert!(script.contains(&format!("svc-{s7}")), "{script}");
@@ -195,9 +195,9 @@ fn an_update_touches_only_its_service() {
     assert!(!script.contains("delete table"), "{script}");
     // Nothing changed: nothing applied.
     p.update("default/s7", Some(new)).unwrap();
-    assert_eq!(p.nft().scripts.len(), 2);
+    assert_eq!(p.backend().0.scripts.len(), 2);
     p.update("default/s7", None).unwrap();
-    let gone = p.nft().scripts.last().unwrap();
+    let gone = p.backend().0.scripts.last().unwrap();
     assert!(
         gone.contains(&format!("delete chain ip t svc-{s7}")),
         "{gone}"
@@ -207,17 +207,62 @@ fn an_update_touches_only_its_service() {
 
 #[test]
 fn a_failed_update_rebuilds_the_table() {
-    let mut p = Proxy::new(FakeNft::default(), "t".into());
+    let mut p = Proxy::new(Nftables(FakeNft::default()), "t".into());
     p.sync_all(BTreeMap::new()).unwrap();
-    p.nft.fail = 1;
+    p.backend.0.fail = 1;
     let r = rules("a", "10.43.1.1", &["10.42.0.9"]);
     p.update("default/a", Some(r)).unwrap();
-    let last = p.nft().scripts.last().unwrap();
+    let last = p.backend().0.scripts.last().unwrap();
     assert!(
         last.starts_with("add table ip t\ndelete table ip t\n"),
         "{last}"
     );
     assert!(last.contains("10.43.1.1 . tcp . 80"), "{last}");
+}
+
+#[test]
+fn a_burst_of_changes_is_one_transaction() {
+    let mut p = Proxy::new(Nftables(FakeNft::default()), "t".into());
+    let mut all = BTreeMap::new();
+    for i in 0..5 {
+        let r = rules(&format!("s{i}"), &format!("10.43.1.{i}"), &["10.42.0.9"]);
+        all.insert(r.key.clone(), r);
+    }
+    p.sync_all(all.clone()).unwrap();
+    let mut burst = BTreeMap::new();
+    burst.insert(
+        "default/s1".to_string(),
+        Some(rules("s1", "10.43.1.1", &["10.42.0.10"])),
+    );
+    burst.insert("default/s2".to_string(), None);
+    // Unchanged: left out.
+    burst.insert("default/s3".to_string(), all.get("default/s3").cloned());
+    p.update_many(burst).unwrap();
+    assert_eq!(p.backend().0.scripts.len(), 2);
+    let script = p.backend().0.scripts.last().unwrap();
+    assert!(script.contains("10.42.0.10:8080"), "{script}");
+    assert!(
+        script.contains("delete element ip t services { 10.43.1.2 . tcp . 80 }"),
+        "{script}"
+    );
+    assert!(!script.contains("10.43.1.3 "), "{script}");
+    // Nothing changed: nothing applied.
+    p.update_many(BTreeMap::new()).unwrap();
+    assert_eq!(p.backend().0.scripts.len(), 2);
+    // A refused burst rebuilds the table with the burst in it.
+    p.backend.0.fail = 1;
+    let mut burst = BTreeMap::new();
+    burst.insert("default/s4".to_string(), None);
+    p.update_many(burst).unwrap();
+    let last = p.backend().0.scripts.last().unwrap();
+    assert!(
+        last.starts_with("add table ip t\ndelete table ip t\n"),
+        "{last}"
+    );
+    assert!(
+        !last.contains("10.43.1.4 ") && last.contains("10.43.1.1 "),
+        "{last}"
+    );
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub struct NodeHost {
     pub agent: Option<Child>,
     /// Other processes started in the namespace (killed on drop).
     pub extra: Vec<Child>,
+    /// Environment of the agent (say, `KEEL_PROXY_BACKEND`).
+    pub agent_env: Vec<(String, String)>,
 }
 
 /// A /30 of 172.31.0.0/16 no interface of this host has yet: `(host, node)`.
@@ -92,6 +94,7 @@ impl NodeHost {
             root: tempfile::tempdir().unwrap(),
             agent: None,
             extra: Vec::new(),
+            agent_env: Vec::new(),
         };
         must(&["ip", "netns", "add", &ns]);
         must(&[
@@ -173,6 +176,7 @@ impl NodeHost {
             .args([
                 "agent", "--server", server, "--token", token, "--name", name,
             ])
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -286,7 +290,18 @@ impl Cluster {
     /// The server listens on the host side of the first node's veth; the
     /// others reach it through their own veth (the host routes between).
     pub fn start(n: usize) -> Self {
-        let nodes: Vec<NodeHost> = (0..n).map(|_| NodeHost::create()).collect();
+        Self::start_with_agent_env(n, &[])
+    }
+
+    /// [`Cluster::start`] with `env` in every agent's environment.
+    pub fn start_with_agent_env(n: usize, env: &[(&str, &str)]) -> Self {
+        let mut nodes: Vec<NodeHost> = (0..n).map(|_| NodeHost::create()).collect();
+        for h in &mut nodes {
+            h.agent_env = env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect();
+        }
         let server = KeelServer::start_on(&nodes[0].host_ip);
         let token = must(&[
             keel(),
@@ -411,4 +426,145 @@ pub fn leftovers(root: &Path, ids: &[String]) -> Vec<String> {
     left.sort();
     left.dedup();
     left
+}
+
+/// A `keel server` with its own agent, alone in a network namespace made
+/// here (its pods on the namespace's `keel-pods` bridge): one node, no
+/// veth, for tests of what a single machine serves (DNS, metrics, the
+/// autoscaler). Torn down on drop, failure included.
+pub struct Host {
+    ns: String,
+    root: tempfile::TempDir,
+    home: tempfile::TempDir,
+    /// The API server's port (on 127.0.0.1 in the namespace).
+    pub port: u16,
+    /// The cluster DNS's port (on 127.0.0.1 in the namespace).
+    pub dns_port: u16,
+    server: Option<Child>,
+}
+
+impl Host {
+    /// Starts `keel server --node-name NODE` with `extra` flags; `tag`
+    /// names the namespace (`keel-TAG-t<pid>-<n>`).
+    pub fn start(tag: &str, node: &str, extra: &[&str]) -> Self {
+        let n = HOSTS.fetch_add(1, Ordering::SeqCst);
+        let ns = format!("keel-{tag}-t{}-{n}", std::process::id());
+        let mut h = Host {
+            ns: ns.clone(),
+            root: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+            port: server_common::free_port(),
+            dns_port: server_common::free_port(),
+            server: None,
+        };
+        assert!(sh(&["ip", "netns", "add", &ns]).status.success());
+        assert!(h.exec(&["ip", "link", "set", "lo", "up"]).status.success());
+        let root = h.root().to_str().unwrap().to_string();
+        must(&[keel(), "--root", &root, "image", "seed-busybox"]);
+        let log = std::fs::File::create(h.root().join("server.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args([keel(), "--root", &root, "server", "--listen"])
+            .arg(format!("127.0.0.1:{}", h.port))
+            .arg("--write-kubeconfig")
+            .arg(h.kubeconfig())
+            .args(["--node-name", node, "--dns-listen"])
+            .arg(format!("127.0.0.1:{}", h.dns_port))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start keel server");
+        h.server = Some(child);
+        eventually("the server's kubeconfig", Duration::from_secs(30), || {
+            h.kubeconfig().exists()
+        });
+        h
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root().join("kubeconfig")
+    }
+
+    /// `nsenter`'s argument entering the namespace's network.
+    pub fn exec_prefix(&self) -> String {
+        format!("--net=/run/netns/{}", self.ns)
+    }
+
+    /// Runs `args` in the namespace.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let net = format!("--net=/run/netns/{}", self.ns);
+        let mut v = vec!["nsenter", &net];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    pub fn kubectl_bin(&self, bin: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.ns))
+            .arg(bin)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .env("HOME", self.home.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(s) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// kubectl 1.33.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.kubectl_bin(&kubectl133(), args, stdin)
+    }
+
+    pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("--- server log (last lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let root = self.root().to_str().unwrap().to_string();
+        if let Ok(rd) = std::fs::read_dir(self.root().join("containers")) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = self.exec(&[keel(), "--root", &root, "rm", "-f", &id]);
+            }
+        }
+        let _ = self.exec(&[keel(), "--root", &root, "network", "rm", "keel-pods"]);
+        let _ = sh(&["ip", "netns", "del", &self.ns]);
+    }
 }
