@@ -503,4 +503,22 @@ promql 'rate(demo_requests_total[5s])'   # about 10 per second
 kill $TARGET_PID $PROM_SERVER 2>/dev/null; wait $PROM_SERVER 2>/dev/null || true; rm -rf "$PROM_DIR"
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 
+step "progressive delivery: keel rollout lint checks a Rollout as Argo's kubectl plugin does"
+cat > "$APP_DIR/rollout.yaml" <<'YAML'
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: registry.local/web:2}]}
+  strategy:
+    canary: {maxSurge: 0, maxUnavailable: 0, steps: [{setWeight: 25}, {pause: {}}]}
+YAML
+"$KEEL" rollout lint -f "$APP_DIR/rollout.yaml" || echo "(refused, as Argo's lint refuses it)"
+sed -i 's/maxSurge: 0/maxSurge: 1/' "$APP_DIR/rollout.yaml"
+"$KEEL" rollout lint -f "$APP_DIR/rollout.yaml" && echo "valid"
+
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

@@ -35,6 +35,7 @@ mod logging;
 mod network;
 mod output;
 mod progress;
+mod rollout;
 pub mod server;
 mod server_dns;
 mod server_metrics;
@@ -189,6 +190,8 @@ pub enum Command {
     Ci(ci::CiArgs),
     /// Infrastructure as code: terraform's commands on Terraform configurations.
     Infra(infra::InfraArgs),
+    /// Progressive delivery: `kubectl argo rollouts`' commands on Argo Rollouts.
+    Rollout(rollout::RolloutArgs),
 }
 
 /// `keel container …`: the same commands as the top-level ones, as docker
@@ -347,6 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => image::logout(&cli.root, a),
         Command::System(image::SystemCommand::Prune(a)) => image::system_prune(&cli.root, a),
         Command::Chart(args) => chart::run(*args),
+        Command::Rollout(args) => rollout::run(args),
         Command::Network(c) => network::network_command(&cli.root, c),
         Command::Server(args) => server::run(&cli.root, args),
         Command::Agent(args) => agent::run(&cli.root, args),

@@ -31,7 +31,8 @@
 //!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
 //!   makes time testable).
 //! - [`rollout`]: Argo Rollouts (canary and blue-green) as Argo's
-//!   controller runs them.
+//!   controller runs them; [`rollout_validate`]: Argo's validation of
+//!   Rollouts (lint, `InvalidSpec`).
 //!
 //! - [`leader`]: leader election through a Lease, so that of several
 //!   servers on one etcd only one runs all of the above.
@@ -61,6 +62,7 @@ mod objects;
 pub mod replicaset;
 mod revisions;
 pub mod rollout;
+pub mod rollout_validate;
 pub mod scheduler;
 pub mod servicelb;
 pub mod statefulset;
