@@ -30,6 +30,7 @@
 //! - [`job`]: Jobs (completions, parallelism, back-off, deadlines, indexes,
 //!   `podFailurePolicy`, TTL); [`cronjob`]: Jobs on a schedule ([`clock`]
 //!   makes time testable).
+//! - [`analysis`]: Argo's `AnalysisRuns` (metrics, providers, conditions).
 //!
 //! - [`leader`]: leader election through a Lease, so that of several
 //!   servers on one etcd only one runs all of the above.
@@ -39,6 +40,7 @@
 //! kube-controller-manager records them).
 
 pub mod aggregation;
+pub mod analysis;
 pub mod clock;
 pub mod cronjob;
 pub mod csr;
@@ -116,6 +118,10 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
     ];
     tasks.extend(workloads::spawn(api));
     tasks.push(tokio::spawn(hpa::spawn(api.clone(), opts.hpa)));
+    tasks.push(tokio::spawn(analysis::spawn(
+        api.clone(),
+        clock::from_env(),
+    )));
     tasks.extend(spawn_scheduling(api, opts));
     tasks
 }
