@@ -90,6 +90,7 @@ pub async fn start(
         ..keel_metrics::Options::default()
     }));
     let scraper = keel_metrics::scrape::Scraper::new(store.clone(), targets, args.scrape_interval);
+    analysis_queries(store.clone());
     tokio::spawn(scraper.run());
     let explicit = args.listen.as_deref();
     if explicit == Some("off") {
@@ -197,4 +198,14 @@ async fn service(api: Loopback, node: Option<String>, port: u16) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Analysis metrics addressed to `prometheus.keel-system.svc` are answered
+/// from this store in-process (see keel-controllers' analysis providers).
+fn analysis_queries(store: Arc<keel_metrics::Store>) {
+    keel_controllers::analysis::set_local_prometheus(Arc::new(move |query: &str| {
+        let now = chrono::Utc::now().timestamp_millis();
+        keel_metrics::api::handle(&store, "GET", "/api/v1/query", query, b"", now)
+            .map_or((404, String::new()), |r| (r.status, r.body))
+    }));
 }
