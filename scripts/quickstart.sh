@@ -488,7 +488,7 @@ PY
 TARGET_PID=$!
 "$KEEL" --root "$PROM_DIR" server --disable-agent --disable-dns --listen "127.0.0.1:$PROM_API" \
   --metrics-listen "127.0.0.1:$PROM_PORT" --metrics-target "demo=http://127.0.0.1:$TARGET_PORT/metrics" \
-  --metrics-scrape-interval 1s >"$PROM_DIR/server.log" 2>&1 &
+  --metrics-scrape-interval 1s --write-kubeconfig "$PROM_DIR/kubeconfig" >"$PROM_DIR/server.log" 2>&1 &
 PROM_SERVER=$!
 trap 'kill $TARGET_PID $PROM_SERVER 2>/dev/null; rm -rf "$PROM_DIR"; kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 for _ in $(seq 100); do [ -s "$PROM_DIR/server/tokens" ] && break; sleep 0.1; done
@@ -500,6 +500,26 @@ promql() {
 sleep 6   # a few scrapes
 promql 'up'
 promql 'rate(demo_requests_total[5s])'   # about 10 per second
+
+step "an Argo AnalysisRun judged by keel's own PromQL (keel runs Argo's analysis itself)"
+KUBECONFIG="$PROM_DIR/kubeconfig" kubectl apply -f - <<'YAML'
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisRun
+metadata: {name: demo-rate, namespace: default}
+spec:
+  metrics:
+  - name: rate
+    interval: 1s
+    count: 3
+    successCondition: len(result) == 1 && result[0] > 5
+    provider:
+      prometheus:
+        address: http://prometheus.keel-system.svc:9090
+        query: sum(rate(demo_requests_total[5s]))
+YAML
+KUBECONFIG="$PROM_DIR/kubeconfig" kubectl wait --for=jsonpath='{.status.phase}'=Successful analysisrun/demo-rate --timeout=30s
+KUBECONFIG="$PROM_DIR/kubeconfig" kubectl get analysisrun demo-rate \
+  -o jsonpath='{.status.phase}: {.status.metricResults[0].measurements[*].value}{"\n"}'
 kill $TARGET_PID $PROM_SERVER 2>/dev/null; wait $PROM_SERVER 2>/dev/null || true; rm -rf "$PROM_DIR"
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 

@@ -114,12 +114,19 @@ fn crd(k: &Kind) -> Value {
                 "name": "v1alpha1", "served": true, "storage": true,
                 "subresources": k.subresources,
                 "additionalPrinterColumns": k.columns,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                }}},
+                "schema": {"openAPIV3Schema": schema(k.name)},
             }],
         },
+    })
+}
+
+/// The kind's structural schema where keel has one, else open spec/status.
+fn schema(kind: &str) -> Value {
+    crate::argo_analysis_schema::schema(kind).unwrap_or_else(|| {
+        json!({"type": "object", "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        }})
     })
 }
 
@@ -162,5 +169,88 @@ mod tests {
                 assert_eq!(ov[f], tv[f], "{file}: {f}");
             }
         }
+    }
+
+    use serde::Deserialize as _;
+
+    fn version_of(kind: &str) -> crate::crd::Version {
+        let k = kinds().into_iter().find(|k| k.name == kind).unwrap();
+        let c = crd(&k);
+        crate::crd::Version {
+            resource: crate::resources::find("", "v1", "configmaps").unwrap(),
+            schema: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone(),
+            columns: Vec::new(),
+        }
+    }
+
+    /// Every analysis object of Argo's examples passes the schemas, and the
+    /// CRDs are structural.
+    #[test]
+    fn analysis_schemas_accept_argos_examples() {
+        for k in kinds() {
+            let mut c = crd(&k);
+            crate::crd::apply_defaults(&mut c);
+            assert!(
+                crate::crd::validate(&c).is_empty(),
+                "{}: {:?}",
+                k.name,
+                crate::crd::validate(&c)
+            );
+        }
+        let dir = crate::conformance("argo-rollouts/examples");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_none_or(|x| x != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let Ok(mut obj) = Value::deserialize(doc) else {
+                    continue;
+                };
+                let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+                if crate::argo_analysis_schema::schema(&kind).is_none() {
+                    continue;
+                }
+                let before = obj.clone();
+                let causes = crate::crd::admit(&version_of(&kind), &mut obj);
+                assert!(causes.is_empty(), "{}: {kind}: {causes:?}", path.display());
+                assert_eq!(obj["spec"], before["spec"], "{}: pruned", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "{seen} analysis objects in {}", dir.display());
+    }
+
+    #[test]
+    fn wrongly_typed_analysis_fields_are_refused() {
+        let mut bad = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
+            "metadata": {"name": "x"}, "spec": {"metrics": [{"name": "m", "count": 1.5,
+                "provider": {"web": {"url": "http://x", "timeoutSeconds": "ten"}}}],
+                "terminate": "yes"}});
+        let causes = crate::crd::admit(&version_of("AnalysisRun"), &mut bad);
+        let msg = |f: &str| {
+            let c = causes.iter().find(|c| c.field == f);
+            c.unwrap_or_else(|| panic!("{f} not refused: {causes:?}"))
+                .message
+                .clone()
+        };
+        assert_eq!(
+            msg("spec.metrics[0].provider.web.timeoutSeconds"),
+            "Invalid value: \"string\": spec.metrics[0].provider.web.timeoutSeconds in body must be of type integer: \"string\""
+        );
+        assert_eq!(
+            msg("spec.terminate"),
+            "Invalid value: \"string\": spec.terminate in body must be of type boolean: \"string\""
+        );
+        assert!(
+            causes.iter().any(|c| c.field == "spec.metrics[0].count"),
+            "{causes:?}"
+        );
+        let mut missing = json!({"spec": {"metrics": [{"name": "m"}]}});
+        let causes = crate::crd::admit(&version_of("AnalysisTemplate"), &mut missing);
+        assert_eq!(causes[0].field, "spec.metrics[0].provider");
+        assert_eq!(causes[0].message, "Required value");
     }
 }

@@ -10,6 +10,7 @@
 //! [`Server`] is the entry point: `Server::bind(config)` then `serve()`.
 
 pub mod admission;
+mod argo_analysis_schema;
 mod argo_defaults;
 mod audit;
 pub mod auth;

@@ -135,6 +135,7 @@ pub async fn start(
     let targets = targets(args)?;
     let scraper = keel_metrics::scrape::Scraper::new(store.clone(), targets, args.scrape_interval)
         .with_discovery(gateways(api.clone()));
+    analysis_queries(store.clone());
     tokio::spawn(scraper.run());
     let explicit = args.listen.as_deref();
     if explicit == Some("off") {
@@ -278,4 +279,14 @@ async fn slice(api: &Loopback, ip: &str, node: Option<&str>, port: u16) {
     {
         tracing::warn!(error = %e, "create the prometheus EndpointSlice");
     }
+}
+
+/// Analysis metrics addressed to `prometheus.keel-system.svc` are answered
+/// from this store in-process (see keel-controllers' analysis providers).
+fn analysis_queries(store: Arc<keel_metrics::Store>) {
+    keel_controllers::analysis::set_local_prometheus(Arc::new(move |query: &str| {
+        let now = chrono::Utc::now().timestamp_millis();
+        keel_metrics::api::handle(&store, "GET", "/api/v1/query", query, b"", now)
+            .map_or((404, String::new()), |r| (r.status, r.body))
+    }));
 }

@@ -33,6 +33,7 @@
 //! - [`rollout`]: Argo Rollouts (canary and blue-green) as Argo's
 //!   controller runs them; [`rollout_validate`]: Argo's validation of
 //!   Rollouts (lint, `InvalidSpec`).
+//! - [`analysis`]: Argo's `AnalysisRuns` (metrics, providers, conditions).
 //!
 //! - [`leader`]: leader election through a Lease, so that of several
 //!   servers on one etcd only one runs all of the above.
@@ -42,6 +43,7 @@
 //! kube-controller-manager records them).
 
 pub mod aggregation;
+pub mod analysis;
 pub mod clock;
 pub mod cronjob;
 pub mod csr;
@@ -128,6 +130,10 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         api.clone(),
         opts.hpa,
         opts.hpa_source.clone(),
+    )));
+    tasks.push(tokio::spawn(analysis::spawn(
+        api.clone(),
+        clock::from_env(),
     )));
     tasks.extend(spawn_scheduling(api, opts));
     tasks
