@@ -85,7 +85,9 @@ fn ps_size_and_network_filter() {
         "--format",
         "{{.Names}}",
     ]);
-    p.same(&["rm", "none1", "br1"]);
+    // One at a time: podman removes several in parallel, printing in any order.
+    p.same(&["rm", "none1"]);
+    p.same(&["rm", "br1"]);
 }
 
 /// `images 'repo/*'`: docker's path.Match, where `*` stops at a `/`.
@@ -162,4 +164,25 @@ fn exec_of_a_missing_command_gives_the_reason() {
         "{err}"
     );
     p.same(&["rm", "-f", "ex"]);
+}
+
+/// A binary garbage archive to `load` fails with a readable line: the tar
+/// reader's message quoted the archive's bytes (control characters and
+/// all) into the terminal.
+#[test]
+fn load_of_binary_garbage_is_a_readable_line() {
+    let p = Pair::new();
+    let junk: Vec<u8> = (0..8192u32)
+        .map(|i| u8::try_from(i * 7 % 256).unwrap())
+        .collect();
+    std::fs::write(p.dir().join("junk.tar"), junk).unwrap();
+    let k = p.keel(&["load", "-i", "{tmp}/junk.tar"]);
+    let err = stderr(&k);
+    assert_eq!(k.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("archive is truncated or corrupt")
+            && err.chars().all(|c| c == '\n' || !c.is_control()),
+        "control bytes in the message: {err:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&k.stdout), "");
 }
