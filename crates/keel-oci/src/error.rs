@@ -25,7 +25,7 @@ pub enum OciError {
     Malformed { what: String, reason: String },
     #[error("unsupported media type {media_type:?} for {what}")]
     UnsupportedMediaType { what: String, media_type: String },
-    #[error("archive is truncated or corrupt: {0}")]
+    #[error("archive is truncated or corrupt: {}", printable(.0))]
     CorruptArchive(String),
     #[error(
         "conflict: unable to delete {image} (must be forced): image is referenced in multiple repositories"
@@ -130,5 +130,35 @@ impl<T> IoContext<T> for std::io::Result<T> {
             path: path.into(),
             source,
         })
+    }
+}
+
+/// `s` with control characters escaped: a garbage archive's bytes reach the
+/// tar reader's message ("numeric field was not a number: ...") and must
+/// not go to the terminal raw (issue 15).
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OciError;
+
+    /// Issue 15: a garbage tar to `load` printed its bytes in the message.
+    #[test]
+    fn corrupt_archive_message_escapes_control_bytes() {
+        let e = OciError::CorruptArchive("not a number: \u{c}\u{1b}[2J\0 for \n".into());
+        assert_eq!(
+            e.to_string(),
+            "archive is truncated or corrupt: not a number: \\u{c}\\u{1b}[2J\\u{0} for \\n"
+        );
     }
 }

@@ -18,6 +18,8 @@ use common::{Keel, Podman};
 mod argv_order;
 #[path = "docker_parity/attach.rs"]
 mod attach;
+#[path = "docker_parity/audit.rs"]
+mod audit;
 #[path = "docker_parity/cp_follow.rs"]
 mod cp_follow;
 #[path = "docker_parity/ps_ports_labels.rs"]
