@@ -654,3 +654,51 @@ async fn workload_ref_takes_the_deployments_template_and_scales_it_down_on_succe
     })
     .await;
 }
+
+/// An invalid spec is reported as Argo does (condition `InvalidSpec`, phase
+/// Degraded) and nothing is created; fixing it lets the rollout proceed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_is_degraded_and_creates_nothing() {
+    let k = start().await;
+    let api = &k.api;
+    let strategy =
+        json!({"canary": {"maxSurge": 0, "maxUnavailable": 0, "steps": [{"setWeight": 50}]}});
+    api.create(rollouts().await, rollout("bad", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the InvalidSpec condition", || async {
+        status(api, "bad").await["phase"] == "Degraded"
+    })
+    .await;
+    let st = status(api, "bad").await;
+    let want = "The Rollout \"bad\" is invalid: spec.strategy.maxSurge: Invalid value: 0: \
+                MaxSurge and MaxUnavailable both can not be zero";
+    let cond = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "InvalidSpec")
+        .unwrap();
+    assert_eq!(cond["message"], want, "{st}");
+    assert_eq!(cond["reason"], "InvalidSpec");
+    assert_eq!(st["message"], format!("InvalidSpec: {want}"));
+    let (rss, _) = api
+        .list(res("apps", "v1", "replicasets"), Some("default"))
+        .await
+        .unwrap();
+    assert!(rss.is_empty(), "{rss:?}");
+    modify(api, "bad", None, |v| {
+        v["spec"]["strategy"]["canary"]["maxSurge"] = json!(1);
+    })
+    .await;
+    wait_for("the fixed rollout healthy", || healthy(api, "bad")).await;
+    let st = status(api, "bad").await;
+    assert!(
+        !st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "InvalidSpec"),
+        "{st}"
+    );
+}

@@ -222,6 +222,21 @@ fn chain(e: &dyn std::error::Error) -> String {
     )
 }
 
+/// [`chain`] for an exec: without libcontainer's "failed to create
+/// container" (nothing is created), and a missing command said as docker
+/// says it.
+fn exec_chain(e: &dyn std::error::Error) -> String {
+    let c = chain(e);
+    let c = c.strip_prefix("failed to create container: ").unwrap_or(&c);
+    match c
+        .strip_prefix("executable '")
+        .and_then(|r| r.strip_suffix("' not found in $PATH"))
+    {
+        Some(cmd) => format!("exec: \"{cmd}\": executable file not found in $PATH"),
+        None => c.to_string(),
+    }
+}
+
 /// youki's libcontainer, in process.
 #[derive(Debug)]
 pub struct Libcontainer {
@@ -433,7 +448,7 @@ impl Libcontainer {
             .with_additional_gids(spec.additional_gids.clone())
             .with_detach(true)
             .build()
-            .map_err(|e| RuntimeError::Exec(chain(&e)))?;
+            .map_err(|e| RuntimeError::Exec(exec_chain(&e)))?;
         Ok(ExecHandle::Pid(pid.as_raw()))
     }
 
@@ -472,7 +487,7 @@ impl Libcontainer {
             .with_process(Some(file.path()))
             .with_detach(true)
             .build()
-            .map_err(|x| e(chain(&x)))?;
+            .map_err(|x| e(exec_chain(&x)))?;
         Ok(ExecHandle::Pid(pid.as_raw()))
     }
 }
@@ -719,5 +734,30 @@ impl Runc {
             source,
         })?;
         Ok(ExecHandle::Child(child))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_chain;
+
+    #[derive(Debug)]
+    struct E(&'static str);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {}
+
+    #[test]
+    fn exec_errors_read_as_docker_s() {
+        let e = E("failed to create container: executable 'nope' not found in $PATH");
+        assert_eq!(
+            exec_chain(&e),
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+        let e = E("failed to create container: permission denied");
+        assert_eq!(exec_chain(&e), "permission denied");
     }
 }

@@ -1435,6 +1435,54 @@ fn foreground_up_attaches_to_the_named_services_and_returns() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("Aborting on container exit..."), "{out}");
+
+    // --abort-on-container-exit alone: the first exit stops the others.
+    let o = compose_with_input(&p, &["up", "--abort-on-container-exit"], "", 60);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("Aborting on container exit..."), "{out}");
+    let ps = p.ps();
+    let b = ps.iter().find(|c| c["Service"] == "b").unwrap();
+    assert_ne!(b["State"], "running", "{ps:?}");
+
+    // --attach-dependencies: the dependencies' output too, and `up` returns
+    // once every attached container has exited.
+    write_compose(
+        &p,
+        "services:\n  b:\n    image: busybox\n    command: [sh, -c, 'echo from-b; sleep 1']\n  a:\n    image: busybox\n    command: [sh, -c, 'sleep 0.5; echo from-a']\n    depends_on: [b]\n",
+    );
+    let o = compose_with_input(&p, &["up", "--attach-dependencies", "a"], "", 60);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.lines().any(|l| l == "b-1 | from-b"), "{out}");
+    assert!(out.lines().any(|l| l == "a-1 | from-a"), "{out}");
+}
+
+/// Issue 15: docker compose warns about an unset variable and the obsolete
+/// `version:` key; so does every keel compose command that loads the file.
+#[test]
+fn unset_variables_and_version_are_warned_about() {
+    let p = Project::new("profiles");
+    write_compose(
+        &p,
+        "version: '3.8'\nservices:\n  a:\n    image: busybox\n    command: [echo, \"${KEEL_TEST_UNSET_VAR}\"]\n",
+    );
+    let o = p.compose(&["config", "-q"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "The \"KEEL_TEST_UNSET_VAR\" variable is not set. Defaulting to a blank string."
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion"),
+        "{err}"
+    );
 }
 
 /// Issue 15.6: services defined in the file but not named on the command

@@ -69,7 +69,12 @@ metadata: {name: shop}
 ---
 apiVersion: argoproj.io/v1alpha1
 kind: Rollout
-metadata: {name: web, namespace: shop}
+metadata:
+  name: web
+  namespace: shop
+  # Another controller's (Argo's instance IDs): keel's leaves it alone, so
+  # the test can write the status Argo's controller would have.
+  labels: {argo-rollouts.argoproj.io/controller-instance-id: elsewhere}
 spec:
   replicas: 4
   selector: {matchLabels: {app: web}}

@@ -98,18 +98,23 @@ fn install_all(s: &KeelServer, only: Option<&[&str]>) {
     let mut failed = Vec::new();
     for c in &charts {
         let dir = corpus.join(c).join("chart");
-        let out = helm(
-            s,
-            &[
-                "install",
-                &format!("r-{c}"),
-                dir.to_str().unwrap(),
-                "-n",
-                &format!("ns-{c}"),
-                "--create-namespace",
-                "--no-hooks",
-            ],
-        );
+        let (release, ns) = (format!("r-{c}"), format!("ns-{c}"));
+        let mut args = vec![
+            "install",
+            &release,
+            dir.to_str().unwrap(),
+            "-n",
+            &ns,
+            "--create-namespace",
+            "--no-hooks",
+        ];
+        // keel serves Argo Rollouts' CRDs itself (Helm will not adopt
+        // objects it did not create): the chart goes in without its own,
+        // as on k3s with a built-in's CRDs.
+        if c == "argo-rollouts" {
+            args.extend(["--set", "installCRDs=false"]);
+        }
+        let out = helm(s, &args);
         if !out.status.success() {
             failed.push(format!("{c}: {}", text(&out)));
         }

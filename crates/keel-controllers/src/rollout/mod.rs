@@ -117,8 +117,26 @@ impl Reconciler for RolloutController {
         let Some(ro) = cache.get(self.rollouts, ns, name).cloned() else {
             return Ok(None);
         };
-        if crate::objects::is_deleting(&ro) {
+        // As an Argo controller without `--instance-id`: a Rollout labelled
+        // for another controller instance is that one's.
+        if crate::objects::is_deleting(&ro)
+            || ro
+                .pointer("/metadata/labels")
+                .and_then(|l| l.get(INSTANCE_ID))
+                .is_some()
+        {
             return Ok(None);
+        }
+        // The Rollout as written: a workloadRef's template comes after.
+        let errors = crate::rollout_validate::validate(&ro);
+        if let Some(e) = errors.first() {
+            // As Argo: an invalid spec is reported and nothing is touched.
+            let message = format!(
+                "The Rollout \"{name}\" is invalid: {}: {}",
+                e.field,
+                e.body()
+            );
+            return invalid_spec(cache, self.rollouts, &ro, &message).await;
         }
         let Some(ro) = workload::resolve(cache, &ro).await? else {
             // The referenced Deployment is not there (yet).
@@ -146,6 +164,61 @@ impl Reconciler for RolloutController {
         Ok(run.requeue)
     }
 }
+
+/// Argo's answer to an invalid spec: the `InvalidSpec` condition (the only
+/// status change), which makes the phase `Degraded`. A valid spec later
+/// drops the condition (`set_conditions` writes Argo's usual set).
+async fn invalid_spec(
+    cache: &mut Cache,
+    r: &'static Resource,
+    ro: &Value,
+    message: &str,
+) -> Result<Option<Duration>, ClientError> {
+    let mut st = ro.get("status").cloned().unwrap_or_else(|| json!({}));
+    let mut conds: Vec<Value> = st["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "InvalidSpec" || c["message"] == message)
+        .collect();
+    if !conds.iter().any(|c| c["type"] == "InvalidSpec") {
+        let t = timestamp(now());
+        conds.push(
+            json!({"type": "InvalidSpec", "status": "True", "reason": "InvalidSpec",
+            "message": message, "lastUpdateTime": t, "lastTransitionTime": t}),
+        );
+    }
+    st["conditions"] = Value::Array(conds);
+    st["phase"] = json!("Degraded");
+    st["message"] = json!(format!("InvalidSpec: {message}"));
+    st["observedGeneration"] = json!(int(ro, "/metadata/generation").to_string());
+    if ro.get("status") == Some(&st) {
+        return Ok(None);
+    }
+    let (ns, name, seen) = (
+        meta_str(ro, "namespace").to_string(),
+        meta_str(ro, "name").to_string(),
+        meta_str(ro, "resourceVersion").to_string(),
+    );
+    let r = cache
+        .modify(r, &ns, &name, Some("status"), |cur| {
+            (meta_str(cur, "resourceVersion") == seen).then(|| {
+                let mut v = cur.clone();
+                v["status"] = st.clone();
+                v
+            })
+        })
+        .await;
+    match r {
+        Ok(_) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Argo's label naming the controller instance a Rollout belongs to.
+const INSTANCE_ID: &str = "argo-rollouts.argoproj.io/controller-instance-id";
 
 fn revision(rs: &Value) -> i64 {
     rs.pointer("/metadata/annotations")
