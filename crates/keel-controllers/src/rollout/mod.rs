@@ -196,23 +196,38 @@ async fn invalid_spec(
     if ro.get("status") == Some(&st) {
         return Ok(None);
     }
-    let (ns, name, seen) = (
+    put_status(cache, r, ro, &st).await?;
+    Ok(None)
+}
+
+/// Writes `st` as `ro`'s status, only over the version `ro` was read at: a
+/// concurrent promote or abort (a status patch) is never overwritten; its
+/// event reconciles again. A Rollout deleted meanwhile is no error.
+async fn put_status(
+    cache: &mut Cache,
+    r: &'static Resource,
+    ro: &Value,
+    st: &Value,
+) -> Result<(), ClientError> {
+    let (ns, name, uid, seen) = (
         meta_str(ro, "namespace").to_string(),
         meta_str(ro, "name").to_string(),
+        meta_str(ro, "uid").to_string(),
         meta_str(ro, "resourceVersion").to_string(),
     );
-    let r = cache
+    let out = cache
         .modify(r, &ns, &name, Some("status"), |cur| {
-            (meta_str(cur, "resourceVersion") == seen).then(|| {
+            let same = meta_str(cur, "uid") == uid && meta_str(cur, "resourceVersion") == seen;
+            (same && cur.get("status") != Some(st)).then(|| {
                 let mut v = cur.clone();
                 v["status"] = st.clone();
                 v
             })
         })
         .await;
-    match r {
-        Ok(_) => Ok(None),
-        Err(e) if e.is_not_found() => Ok(None),
+    match out {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -629,31 +644,7 @@ impl Run<'_> {
         if self.ro.get("status") == Some(&self.st) {
             return Ok(());
         }
-        let (ns, name, uid) = (
-            self.ns(),
-            self.name(),
-            meta_str(&self.ro, "uid").to_string(),
-        );
-        let seen = meta_str(&self.ro, "resourceVersion").to_string();
-        let st = self.st.clone();
-        // Written only over the version read: a concurrent promote or abort
-        // (a status patch) is never overwritten; its event reconciles again.
-        let r = self
-            .cache
-            .modify(self.r, &ns, &name, Some("status"), |cur| {
-                let same = meta_str(cur, "uid") == uid && meta_str(cur, "resourceVersion") == seen;
-                (same && cur.get("status") != Some(&st)).then(|| {
-                    let mut v = cur.clone();
-                    v["status"] = st.clone();
-                    v
-                })
-            })
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        put_status(self.cache, self.r, &self.ro, &self.st).await
     }
 
     /// Argo's condition types with their reasons.
