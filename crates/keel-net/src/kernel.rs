@@ -211,6 +211,33 @@ const CHAINS: &[(&str, &str, &str)] = &[
     ("filter", "KEEL-FORWARD", "FORWARD -j KEEL-FORWARD"),
 ];
 
+/// Whether `target` is one of keel's filtering chains that must see
+/// forwarded packets before the pod network's accepts: `KEEL-NETPOL` and
+/// the service proxy's `KEEL-<6 hex>-FILTER`.
+fn is_keel_filter(target: &str) -> bool {
+    target == crate::netpol::CHAIN
+        || target
+            .strip_prefix("KEEL-")
+            .and_then(|r| r.strip_suffix("-FILTER"))
+            .is_some_and(|h| h.len() == 6 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The 1-based FORWARD position for the pod network's accept jump: just
+/// below the last of keel's filtering jumps, or first when there is none.
+fn forward_slot(have_rules: &[(String, String)]) -> usize {
+    have_rules
+        .iter()
+        .filter(|(t, r)| t == "filter" && r.starts_with("FORWARD "))
+        .enumerate()
+        .filter(|(_, (_, r))| {
+            r.strip_prefix("FORWARD -j ")
+                .is_some_and(|c| is_keel_filter(c.trim()))
+        })
+        .map(|(i, _)| i + 2)
+        .last()
+        .unwrap_or(1)
+}
+
 /// Whether an `iptables-save` line carries exactly comment `tag`.
 fn has_tag(line: &str, tag: &str) -> bool {
     line.contains(&format!("--comment \"{tag}\""))
@@ -444,11 +471,18 @@ impl Kernel for HostKernel {
             }
             if !have_rules.iter().any(|(ht, hr)| ht == t && hr == jump) {
                 // Insert (not append) into FORWARD so an admin's DROP policy rules
-                // further down do not shadow keel's accepts.
+                // further down do not shadow keel's accepts, yet below keel's
+                // own rejects (NetworkPolicy, the service proxy), which the
+                // accept would otherwise bypass.
                 let op = if jump.starts_with("FORWARD") {
-                    "-I"
+                    format!("-I FORWARD {}", forward_slot(&have_rules))
                 } else {
-                    "-A"
+                    "-A".to_string()
+                };
+                let jump = if jump.starts_with("FORWARD") {
+                    jump.trim_start_matches("FORWARD ")
+                } else {
+                    jump
                 };
                 lines.push((t, format!("{op} {jump}")));
             }
@@ -571,5 +605,35 @@ mod tests {
         let l = "-A KEEL -p tcp -m tcp --dport 80 -m comment --comment \"keel:abc\" -j DNAT --to-destination 1.2.3.4:80";
         assert!(has_tag(l, "keel:abc"));
         assert!(!has_tag(l, "keel:ab"));
+    }
+
+    #[test]
+    fn the_pod_accepts_go_below_keels_rejects_and_above_the_admins() {
+        let rules = |v: &[&str]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|r| ("filter".to_string(), (*r).to_string()))
+                .collect()
+        };
+        assert_eq!(forward_slot(&[]), 1);
+        assert_eq!(forward_slot(&rules(&["FORWARD -j DOCKER-USER"])), 1);
+        assert_eq!(
+            forward_slot(&rules(&[
+                "FORWARD -j KEEL-NETPOL",
+                "FORWARD -j KEEL-0a1b2c-FILTER",
+                "FORWARD -j DROP",
+            ])),
+            3
+        );
+        assert_eq!(
+            forward_slot(&rules(&[
+                "INPUT -j KEEL-0a1b2c-FILTER",
+                "FORWARD -j KEEL-0a1b2c-FILTER",
+                "FORWARD -s 10.0.0.0/8 -j DROP",
+            ])),
+            2
+        );
+        // Only keel's own filtering chains count.
+        assert!(!is_keel_filter("KEEL-FORWARD"));
+        assert!(!is_keel_filter("KEEL-zzzzzz-FILTER"));
     }
 }

@@ -275,15 +275,17 @@ fn core_cases(iptables: bool) {
     let out = host0.exec_in(&vctr, &["touch", "/tmp/ready"]);
     assert!(out.status.success(), "{out:?}");
 
-    // Hairpin: a pod reaches itself through its Service (masqueraded).
-    let mut hit_self = false;
-    for _ in 0..40 {
-        if get_in(host0, &vctr, &url).as_deref() == Some(victim.as_str()) {
-            hit_self = true;
-            break;
-        }
-    }
-    assert!(hit_self, "{victim} never reached itself through {url}");
+    eventually("the pod ready again", Duration::from_secs(20), || {
+        names(&ready_pods(&c)).contains(&victim)
+    });
+
+    // Hairpin: a pod reaches itself through its Service (masqueraded). Its
+    // endpoint comes back a moment after its Ready condition: ask until then.
+    eventually(
+        &format!("{victim} reaching itself through {url}"),
+        Duration::from_secs(20),
+        || get_in(host0, &vctr, &url).as_deref() == Some(victim.as_str()),
+    );
 
     // sessionAffinity ClientIP: one client, one pod.
     let sticky = format!("http://{}/", cluster_ip(&c, "web-sticky"));
