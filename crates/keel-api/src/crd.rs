@@ -38,6 +38,45 @@ pub struct Version {
 type Served = BTreeMap<(String, String, String), Arc<Version>>;
 static SERVED: LazyLock<RwLock<Served>> = LazyLock::new(RwLock::default);
 
+/// What each server in this process serves (tests run several at once):
+/// [`SERVED`] is their union, so one server's sync never hides another's
+/// resources (its watchers would skip their events as unknown keys).
+static BY_SERVER: LazyLock<RwLock<BTreeMap<usize, Served>>> = LazyLock::new(RwLock::default);
+
+fn server_id(state: &State) -> usize {
+    std::ptr::from_ref(state) as usize
+}
+
+/// Replaces `state`'s share of [`SERVED`] (or adds to it) and republishes
+/// the union.
+fn publish(state: &State, versions: Vec<Version>, replace: bool) {
+    let Ok(mut by) = BY_SERVER.write() else {
+        return;
+    };
+    let mine = by.entry(server_id(state)).or_default();
+    if replace {
+        mine.clear();
+    }
+    for v in versions {
+        let r = v.resource;
+        mine.insert(
+            (
+                r.group.to_string(),
+                r.version.to_string(),
+                r.plural.to_string(),
+            ),
+            Arc::new(v),
+        );
+    }
+    let union: Served = by
+        .values()
+        .flat_map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .collect();
+    if let Ok(mut w) = SERVED.write() {
+        *w = union;
+    }
+}
+
 /// Leaked resource entries, reused while their shape stays the same.
 static LEAKED: LazyLock<RwLock<Vec<&'static Resource>>> = LazyLock::new(RwLock::default);
 
@@ -174,42 +213,14 @@ fn entries(crd: &Value) -> Vec<Version> {
     out
 }
 
-/// Serves exactly the resources of `crds` (established ones).
-pub(crate) fn register_all(crds: &[Value]) {
-    let mut map = BTreeMap::new();
-    for crd in crds {
-        for v in entries(crd) {
-            let r = v.resource;
-            map.insert(
-                (
-                    r.group.to_string(),
-                    r.version.to_string(),
-                    r.plural.to_string(),
-                ),
-                Arc::new(v),
-            );
-        }
-    }
-    if let Ok(mut w) = SERVED.write() {
-        *w = map;
-    }
+/// Serves exactly the resources of `crds` (established ones) for `state`.
+pub(crate) fn register_all(state: &State, crds: &[Value]) {
+    publish(state, crds.iter().flat_map(entries).collect(), true);
 }
 
 /// Serves one CRD's resources now (a write just stored it).
-pub(crate) fn register(crd: &Value) {
-    if let Ok(mut w) = SERVED.write() {
-        for v in entries(crd) {
-            let r = v.resource;
-            w.insert(
-                (
-                    r.group.to_string(),
-                    r.version.to_string(),
-                    r.plural.to_string(),
-                ),
-                Arc::new(v),
-            );
-        }
-    }
+pub(crate) fn register(state: &State, crd: &Value) {
+    publish(state, entries(crd), false);
 }
 
 // ---------- CRD validation ----------
@@ -773,7 +784,7 @@ async fn sync(state: &Arc<State>) -> Result<i64, crate::http::Fail> {
         .filter(|c| c.pointer("/metadata/deletionTimestamp").is_none())
         .cloned()
         .collect();
-    register_all(&live);
+    register_all(state, &live);
     for crd in &all {
         let name = str_at(crd, "/metadata/name").to_string();
         if crd.pointer("/metadata/deletionTimestamp").is_some() {

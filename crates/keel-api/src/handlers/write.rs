@@ -151,7 +151,7 @@ pub(crate) async fn create(
         crate::quota::recount(state, quota_ns).await;
     }
     if is_crd(r) {
-        crate::crd::register(&obj);
+        crate::crd::register(state, &obj);
     }
     if r.group.is_empty() && r.kind == "Namespace" {
         Box::pin(namespace_defaults(state, &name)).await;
@@ -491,7 +491,7 @@ pub(super) async fn write_update(
         .map_err(|e| retryable(r, &name, e))?;
     set_meta(&mut merged, "resourceVersion", json!(rev.to_string()));
     if is_crd(r) {
-        crate::crd::register(&merged);
+        crate::crd::register(state, &merged);
     }
     // A quota's new limits, or a pod that stopped counting, change usage.
     let phase = |v: &Value| v.pointer("/status/phase").cloned();
