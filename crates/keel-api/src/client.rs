@@ -151,8 +151,14 @@ impl std::fmt::Debug for Loopback {
 impl Loopback {
     /// The object a change put (`None` for a deletion or an undecodable value).
     pub fn object(&self, c: &Change) -> Option<Value> {
+        self.shared_object(c).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Self::object`] without a copy: decoded once for every in-process
+    /// watcher of the change.
+    pub fn shared_object(&self, c: &Change) -> Option<Arc<Value>> {
         let kv = c.raw.as_ref()?;
-        handlers::decode(&self.state, kv, kv.mod_revision).ok()
+        self.state.decoded.get(&self.state, kv).ok()
     }
 
     /// The object as it was before the change, when the store kept it.

@@ -175,6 +175,7 @@ impl Server {
             rbac: crate::rbac::Cache::default(),
             webhooks: crate::webhook::Cache::default(),
             policies: crate::cel::policy::Cache::default(),
+            decoded: crate::handlers::Decoded::default(),
             sa_keys,
             default_toleration_seconds: std::sync::atomic::AtomicI64::new(300),
         });

@@ -102,6 +102,8 @@ pub(crate) struct State {
     pub rbac: rbac::Cache,
     pub webhooks: webhook::Cache,
     pub policies: cel::policy::Cache,
+    /// Watch events' objects, decoded once for all in-process watchers.
+    pub decoded: handlers::Decoded,
     pub sa_keys: tokens::Keys,
     /// `tolerationSeconds` the `DefaultTolerationSeconds` admission gives pods
     /// for `not-ready` and `unreachable` nodes (Kubernetes: 300).

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_api::client::{ChangeKind, WatchEvent};
@@ -45,8 +46,9 @@ fn revision_of(obj: &Value) -> i64 {
 pub(crate) struct Cache {
     pub api: Loopback,
     resources: Vec<&'static Resource>,
-    /// Storage key → (revision, object).
-    objects: BTreeMap<String, (i64, Value)>,
+    /// Storage key → (revision, object). Shared with the other watchers of
+    /// the same change (see `Loopback::shared_object`).
+    objects: BTreeMap<String, (i64, Arc<Value>)>,
     /// Keys this controller deleted whose deletion the watch has not shown.
     deleted: HashSet<String>,
 }
@@ -71,13 +73,13 @@ impl Cache {
             let (items, rev) = self.api.list(r, None).await?;
             from = from.min(rev);
             for obj in items {
-                self.put(r, obj);
+                self.put(r, Arc::new(obj));
             }
         }
         Ok(from)
     }
 
-    fn put(&mut self, r: &Resource, obj: Value) {
+    fn put(&mut self, r: &Resource, obj: Arc<Value>) {
         let key = r.key(
             Some(meta_str(&obj, "namespace")).filter(|n| !n.is_empty() && r.namespaced),
             meta_str(&obj, "name"),
@@ -92,7 +94,7 @@ impl Cache {
     pub fn get(&self, r: &Resource, ns: &str, name: &str) -> Option<&Value> {
         self.objects
             .get(&r.key(Some(ns).filter(|_| r.namespaced), name))
-            .map(|e| &e.1)
+            .map(|e| &*e.1)
     }
 
     /// The objects of `r` in `ns`.
@@ -101,7 +103,7 @@ impl Cache {
         self.objects
             .range(prefix.clone()..)
             .take_while(move |(k, _)| k.starts_with(&prefix))
-            .map(|(_, e)| &e.1)
+            .map(|(_, e)| &*e.1)
     }
 
     /// The objects of `r` in every namespace.
@@ -110,17 +112,17 @@ impl Cache {
         self.objects
             .range(prefix.clone()..)
             .take_while(move |(k, _)| k.starts_with(&prefix))
-            .map(|(_, e)| &e.1)
+            .map(|(_, e)| &*e.1)
     }
 
     /// Records an object this controller wrote itself.
     pub fn remember(&mut self, r: &Resource, obj: Value) {
-        self.put(r, obj);
+        self.put(r, Arc::new(obj));
     }
 
     pub async fn create(&mut self, r: &'static Resource, obj: Value) -> Result<Value, ClientError> {
         let made = self.api.create(r, obj, crate::MANAGER).await?;
-        self.put(r, made.clone());
+        self.put(r, Arc::new(made.clone()));
         Ok(made)
     }
 
@@ -136,7 +138,7 @@ impl Cache {
         let ns = Some(ns).filter(|_| r.namespaced);
         let out = self.api.modify(r, ns, name, sub, crate::MANAGER, f).await?;
         if let Some(v) = &out {
-            self.put(r, v.clone());
+            self.put(r, Arc::new(v.clone()));
         }
         Ok(out)
     }
@@ -158,7 +160,7 @@ impl Cache {
         };
         let nsr = Some(ns).filter(|_| r.namespaced);
         match self.api.delete(r, nsr, name, &opts).await {
-            Ok(v) if v.pointer("/metadata/deletionTimestamp").is_some() => self.put(r, v),
+            Ok(v) if v.pointer("/metadata/deletionTimestamp").is_some() => self.put(r, Arc::new(v)),
             Ok(_) => {
                 let key = r.key(nsr, name);
                 self.objects.remove(&key);
@@ -434,7 +436,7 @@ pub(crate) async fn run<R: Reconciler>(api: Loopback, mut rec: R) {
                                 // may have carried someone else's change).
                                 let newer = old.as_ref().is_some_and(|o| revision_of(o) >= c.revision);
                                 if !newer {
-                                    let Some(obj) = api.object(&c) else { continue };
+                                    let Some(obj) = api.shared_object(&c) else { continue };
                                     cache.put(c.resource, obj.clone());
                                     rec.keys_for(&cache, c.resource, &obj, &mut queue);
                                 }

@@ -30,7 +30,7 @@ use crate::validate::Cause;
 
 pub(crate) use delete::delete;
 pub use delete::{AGENT_NODE, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
-pub(crate) use object::{decode, encode, get_current};
+pub(crate) use object::{Decoded, decode, encode, get_current};
 pub(crate) use write::{create, update_object};
 
 /// Largest stored object (etcd's default request limit).

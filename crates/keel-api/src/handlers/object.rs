@@ -57,6 +57,62 @@ pub(crate) fn decode(state: &State, kv: &KeyValue, rev: i64) -> Result<Value, Fa
     Ok(v)
 }
 
+/// Objects decoded from watch events, shared by every in-process watcher:
+/// each controller sees every change, and decoding one JSON object once per
+/// watcher was most of their CPU and of the server's heap (a copy per
+/// controller cache). Keyed by revision and key; the newest [`Self::KEEP`]
+/// are kept, enough for watchers that run a little behind one another.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded(std::sync::Mutex<DecodedInner>);
+
+#[derive(Debug, Default)]
+struct DecodedInner {
+    by_rev: std::collections::HashMap<i64, Vec<(String, std::sync::Arc<Value>)>>,
+    order: std::collections::VecDeque<i64>,
+}
+
+impl Decoded {
+    const KEEP: usize = 1024;
+
+    /// `kv` decoded at its own revision, from the memo when another watcher
+    /// decoded it already.
+    pub(crate) fn get(&self, state: &State, kv: &KeyValue) -> Result<std::sync::Arc<Value>, Fail> {
+        let rev = kv.mod_revision;
+        let hit = |inner: &DecodedInner| {
+            inner
+                .by_rev
+                .get(&rev)?
+                .iter()
+                .find(|(k, _)| *k == kv.key)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(v) = self.0.lock().ok().and_then(|i| hit(&i)) {
+            return Ok(v);
+        }
+        // Decoded outside the lock: two watchers may both decode, never wait.
+        let v = std::sync::Arc::new(decode(state, kv, rev)?);
+        if let Ok(mut inner) = self.0.lock() {
+            if let Some(known) = hit(&inner) {
+                return Ok(known);
+            }
+            if !inner.by_rev.contains_key(&rev) {
+                inner.order.push_back(rev);
+            }
+            inner
+                .by_rev
+                .entry(rev)
+                .or_default()
+                .push((kv.key.clone(), v.clone()));
+            while inner.order.len() > Self::KEEP {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.by_rev.remove(&old);
+                }
+            }
+        }
+        Ok(v)
+    }
+}
+
 pub(crate) async fn get_current(
     state: &State,
     r: &Resource,
