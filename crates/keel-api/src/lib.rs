@@ -12,6 +12,7 @@
 pub mod admission;
 mod argo_analysis_schema;
 mod argo_defaults;
+mod argo_rollout_schema;
 mod audit;
 pub mod auth;
 mod cel;
