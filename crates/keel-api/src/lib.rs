@@ -50,7 +50,7 @@ use std::sync::Arc;
 
 pub use client::{ClientError, Loopback};
 pub use handlers::{AGENT_NODE, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, new_uid};
-pub use http::Server;
+pub use http::{Builtins, Server};
 
 /// Everything starting or running the server can fail with.
 #[derive(Debug, thiserror::Error)]
