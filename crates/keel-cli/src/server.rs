@@ -82,9 +82,9 @@ pub struct ServerArgs {
     /// Do not serve cluster DNS (pods then get the node's resolver).
     #[arg(long)]
     pub disable_dns: bool,
-    /// Leave Argo Rollouts to Argo: do not create its CRDs (argoproj.io
-    /// Rollout, AnalysisTemplate, ...) nor run keel's rollout and analysis
-    /// controllers, so that Argo's own chart installs with its CRDs.
+    /// Leave Argo Rollouts to Argo: do not create its CRDs (`argoproj.io`
+    /// `Rollout`, `AnalysisTemplate`, ...) nor run keel's rollout and
+    /// analysis controllers, so that Argo's own chart installs with its CRDs.
     #[arg(long)]
     pub disable_rollouts: bool,
     #[command(flatten)]

@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Deserialize as _;
@@ -28,7 +28,7 @@ fn normal(v: &Value) -> Value {
 }
 
 /// Every node below `s` as `path -> node without its children`.
-fn nodes(s: &Value, path: &str, out: &mut std::collections::BTreeMap<String, Value>) {
+fn nodes(s: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
     let mut own = s.clone();
     if let Some(o) = own.as_object_mut() {
         for k in ["properties", "items", "additionalProperties"] {
@@ -69,7 +69,7 @@ fn nodes(s: &Value, path: &str, out: &mut std::collections::BTreeMap<String, Val
 #[test]
 fn rollout_schema_is_argos() {
     let (ours, theirs) = (normal(&super::schema()), normal(&argos()));
-    let (mut o, mut t) = (Default::default(), Default::default());
+    let (mut o, mut t) = (BTreeMap::default(), BTreeMap::default());
     nodes(&ours, "", &mut o);
     nodes(&theirs, "", &mut t);
     let pod = ".spec.template.spec.";
@@ -89,8 +89,7 @@ fn rollout_schema_is_argos() {
     }
     assert!(differ.is_empty(), "{differ:#?}");
     // Top-level fields only one side has (their subtrees follow them).
-    let only = |a: &std::collections::BTreeMap<String, Value>,
-                b: &std::collections::BTreeMap<String, Value>| {
+    let only = |a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>| {
         let mut out: BTreeSet<String> = BTreeSet::new();
         for p in a
             .keys()
