@@ -2,8 +2,9 @@
 # keel's quickstart on embedded defaults (state under /var/lib/keel, or
 # $KEEL_ROOT). It grows with each capability: the offline busybox base image
 # through a local registry and back; a Dockerfile built, run and composed; a
-# Deployment of it applied to keel server with kubectl; a chart rendered; a
-# GitHub Actions workflow run; a Terraform configuration applied.
+# Deployment of it applied to keel server with kubectl; a canary Rollout of
+# it promoted with keel rollout; a chart rendered; a GitHub Actions workflow
+# run; a Terraform configuration applied.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -396,7 +397,8 @@ NODE_ROOT="$(mktemp -d /tmp/keel-quickstart-node.XXXXXX)"
 NODE_API="$(free_port)"
 node_down() {
   KUBECONFIG="$NODE_ROOT/kubeconfig" kubectl delete deployment hello --ignore-not-found >/dev/null 2>&1 || true
-  KUBECONFIG="$NODE_ROOT/kubeconfig" kubectl wait --for=delete pod -l app=hello --timeout=60s >/dev/null 2>&1 || true
+  KUBECONFIG="$NODE_ROOT/kubeconfig" kubectl delete rollout web --ignore-not-found >/dev/null 2>&1 || true
+  KUBECONFIG="$NODE_ROOT/kubeconfig" kubectl wait --for=delete pod -l 'app in (hello,web)' --timeout=60s >/dev/null 2>&1 || true
   kill "$NODE_SERVER" 2>/dev/null || true
   wait "$NODE_SERVER" 2>/dev/null || true
   for c in $("$KEEL" --root "$NODE_ROOT" ps -aq 2>/dev/null); do "$KEEL" --root "$NODE_ROOT" rm -f "$c" >/dev/null 2>&1 || true; done
@@ -469,6 +471,32 @@ spec:
 YAML
 for _ in $(seq 100); do kubectl get hpa hello -o jsonpath='{.status.conditions}' | grep -q ScalingActive && break; sleep 0.2; done
 kubectl get hpa hello -o jsonpath='{.status.conditions[?(@.type=="ScalingActive")].message}{"\n"}'
+
+step "progressive delivery: a canary Rollout of the web image (Argo's kinds, run by keel), promoted with keel rollout"
+"$KEEL" build -q -t quickstart/web:2 --build-arg GREETING=hi "$APP_DIR" >/dev/null
+"$KEEL" save -o "$APP_DIR/web.tar" quickstart/web:1 quickstart/web:2
+"$KEEL" --root "$NODE_ROOT" load -i "$APP_DIR/web.tar"   # into the node's image store
+kubectl apply -f - <<'YAML'
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: "quickstart/web:1", imagePullPolicy: IfNotPresent}]}
+  strategy:
+    canary: {steps: [{setWeight: 50}, {pause: {}}]}
+YAML
+"$KEEL" rollout status web --timeout 120s   # the first version goes straight to Healthy
+"$KEEL" rollout set image web web=quickstart/web:2
+kubectl wait --for=jsonpath='{.status.phase}'=Paused rollout/web --timeout=120s
+"$KEEL" rollout get rollout web   # step 1/2 done: 50% canary, paused until promoted
+"$KEEL" rollout promote web
+"$KEEL" rollout status web --timeout 120s
+STABLE="$(kubectl get rollout web -o jsonpath='{.status.stableRS}')"
+http_get "http://$(kubectl get pods -l "app=web,rollouts-pod-template-hash=$STABLE" -o jsonpath='{.items[0].status.podIP}'):80/"
 node_down   # SIGTERM: the agent removes its table
 trap 'kill $REG_PID $SERVER_PID 2>/dev/null; rm -rf "$REG_DIR" "$APP_DIR"' EXIT
 

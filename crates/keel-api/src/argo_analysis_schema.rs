@@ -8,27 +8,27 @@
 
 use serde_json::{Value, json};
 
-fn string() -> Value {
+pub(crate) fn string() -> Value {
     json!({"type": "string"})
 }
 
-fn int() -> Value {
+pub(crate) fn int() -> Value {
     json!({"type": "integer", "format": "int64"})
 }
 
-fn boolean() -> Value {
+pub(crate) fn boolean() -> Value {
     json!({"type": "boolean"})
 }
 
-fn int_or_string() -> Value {
+pub(crate) fn int_or_string() -> Value {
     json!({"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]})
 }
 
-fn open() -> Value {
+pub(crate) fn open() -> Value {
     json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
-fn object(props: &[(&str, Value)], required: &[&str]) -> Value {
+pub(crate) fn object(props: &[(&str, Value)], required: &[&str]) -> Value {
     let mut o = json!({"type": "object", "properties": props.iter().cloned().map(|(k, v)| (k.to_string(), v)).collect::<serde_json::Map<_, _>>()});
     if !required.is_empty() {
         o["required"] = json!(required);
@@ -36,7 +36,7 @@ fn object(props: &[(&str, Value)], required: &[&str]) -> Value {
     o
 }
 
-fn array(items: Value) -> Value {
+pub(crate) fn array(items: Value) -> Value {
     json!({"type": "array", "items": items})
 }
 
@@ -51,25 +51,23 @@ fn secret_key_ref() -> Value {
     object(&[("name", string()), ("key", string())], &["key", "name"])
 }
 
-fn args() -> Value {
+/// Analysis arguments; a Rollout's (`secrets` false) take no `secretKeyRef`.
+pub(crate) fn args(secrets: bool) -> Value {
+    let mut from = vec![
+        (
+            "fieldRef",
+            object(&[("fieldPath", string())], &["fieldPath"]),
+        ),
+        ("podTemplateHashValue", string()),
+    ];
+    if secrets {
+        from.push(("secretKeyRef", secret_key_ref()));
+    }
     array(object(
         &[
             ("name", string()),
             ("value", string()),
-            (
-                "valueFrom",
-                object(
-                    &[
-                        ("secretKeyRef", secret_key_ref()),
-                        (
-                            "fieldRef",
-                            object(&[("fieldPath", string())], &["fieldPath"]),
-                        ),
-                        ("podTemplateHashValue", string()),
-                    ],
-                    &[],
-                ),
-            ),
+            ("valueFrom", object(&from, &[])),
         ],
         &["name"],
     ))
@@ -143,7 +141,7 @@ fn metric() -> Value {
 fn template_spec(run: bool) -> Value {
     let mut props = vec![
         ("metrics", array(metric())),
-        ("args", args()),
+        ("args", args(true)),
         (
             "dryRun",
             array(object(&[("metricName", string())], &["metricName"])),

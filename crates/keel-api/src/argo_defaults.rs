@@ -122,6 +122,9 @@ fn crd(k: &Kind) -> Value {
 
 /// The kind's structural schema where keel has one, else open spec/status.
 fn schema(kind: &str) -> Value {
+    if kind == "Rollout" {
+        return crate::argo_rollout_schema::schema();
+    }
     crate::argo_analysis_schema::schema(kind).unwrap_or_else(|| {
         json!({"type": "object", "properties": {
             "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},

@@ -122,6 +122,23 @@ fn text(code: u16, s: &str) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
+/// Kinds keel provides itself, created at bootstrap when missing.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtins {
+    /// Argo Rollouts' CRDs (`argoproj.io`). Off, Argo's own chart can install
+    /// them; CRDs an earlier start created stay (deleting them would delete
+    /// every Rollout).
+    pub argo_rollouts: bool,
+}
+
+impl Default for Builtins {
+    fn default() -> Self {
+        Builtins {
+            argo_rollouts: true,
+        }
+    }
+}
+
 /// A running (bound) server.
 pub struct Server {
     state: Arc<State>,
@@ -141,6 +158,11 @@ impl Server {
     /// Prepares state (certificates, tokens, key, store, default namespaces)
     /// and binds the listening socket.
     pub async fn bind(cfg: Config) -> Result<Server, ApiError> {
+        Self::bind_with(cfg, Builtins::default()).await
+    }
+
+    /// [`Server::bind`], choosing which built-in kinds bootstrap creates.
+    pub async fn bind_with(cfg: Config, builtins: Builtins) -> Result<Server, ApiError> {
         let paths = Paths::new(&cfg.state_dir);
         let mut sans = Vec::new();
         if !cfg.listen.ip().is_unspecified() {
@@ -183,12 +205,14 @@ impl Server {
             .await
             .map_err(ApiError::Bootstrap)?;
         crate::crd::follow(state.clone());
-        crate::rbac::bootstrap(&state).await.map_err(|f| {
-            ApiError::Bootstrap(keel_store::StoreError::InvalidUrl {
-                url: String::new(),
-                reason: f.message,
-            })
-        })?;
+        crate::rbac::bootstrap(&state, builtins)
+            .await
+            .map_err(|f| {
+                ApiError::Bootstrap(keel_store::StoreError::InvalidUrl {
+                    url: String::new(),
+                    reason: f.message,
+                })
+            })?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ApiError::Listen {

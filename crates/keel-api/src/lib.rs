@@ -12,6 +12,7 @@
 pub mod admission;
 mod argo_analysis_schema;
 mod argo_defaults;
+mod argo_rollout_schema;
 mod audit;
 pub mod auth;
 mod cel;
@@ -49,7 +50,7 @@ use std::sync::Arc;
 
 pub use client::{ClientError, Loopback};
 pub use handlers::{AGENT_NODE, DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, new_uid};
-pub use http::Server;
+pub use http::{Builtins, Server};
 
 /// Everything starting or running the server can fail with.
 #[derive(Debug, thiserror::Error)]

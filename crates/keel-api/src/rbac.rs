@@ -695,7 +695,10 @@ fn default_bindings() -> Vec<Value> {
 }
 
 /// Creates the default roles and bindings that are missing.
-pub(crate) async fn bootstrap(state: &std::sync::Arc<State>) -> Result<(), crate::http::Fail> {
+pub(crate) async fn bootstrap(
+    state: &std::sync::Arc<State>,
+    builtins: crate::http::Builtins,
+) -> Result<(), crate::http::Fail> {
     let [crs, crbs, _, _] = kinds();
     let pcs = resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("served");
     for (r, objs) in [
@@ -705,8 +708,13 @@ pub(crate) async fn bootstrap(state: &std::sync::Arc<State>) -> Result<(), crate
     ]
     .into_iter()
     .chain(crate::ingress_defaults::objects())
-    .chain(crate::argo_defaults::objects())
-    {
+    .chain(
+        builtins
+            .argo_rollouts
+            .then(crate::argo_defaults::objects)
+            .into_iter()
+            .flatten(),
+    ) {
         for obj in objs {
             let name = meta_name(&obj);
             if state

@@ -82,6 +82,11 @@ pub struct ServerArgs {
     /// Do not serve cluster DNS (pods then get the node's resolver).
     #[arg(long)]
     pub disable_dns: bool,
+    /// Leave Argo Rollouts to Argo: do not create its CRDs (`argoproj.io`
+    /// `Rollout`, `AnalysisTemplate`, ...) nor run keel's rollout and
+    /// analysis controllers, so that Argo's own chart installs with its CRDs.
+    #[arg(long)]
+    pub disable_rollouts: bool,
     #[command(flatten)]
     pub metrics: crate::server_metrics::MetricsArgs,
     #[command(flatten)]
@@ -168,17 +173,24 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
             ..keel_controllers::hpa::Options::default()
         },
         hpa_source: None,
+        rollouts: !args.disable_rollouts,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
     rt.block_on(async move {
-        let server = keel_api::Server::bind(keel_api::Config {
-            state_dir: state_dir.clone(),
-            listen: args.listen,
-            datastore: args.datastore.clone(),
-        })
+        let builtins = keel_api::Builtins {
+            argo_rollouts: !args.disable_rollouts,
+        };
+        let server = keel_api::Server::bind_with(
+            keel_api::Config {
+                state_dir: state_dir.clone(),
+                listen: args.listen,
+                datastore: args.datastore.clone(),
+            },
+            builtins,
+        )
         .await
         .map_err(|e| {
             // The hint is the root error so render_error finds it; the

@@ -91,6 +91,9 @@ pub struct Options {
     pub hpa: hpa::Options,
     /// Where the autoscaler reads metrics; `None`: `metrics.k8s.io` only.
     pub hpa_source: Option<std::sync::Arc<dyn hpa::source::MetricsSource>>,
+    /// Run the rollout and analysis controllers (off when Argo Rollouts'
+    /// own controller runs against this server instead).
+    pub rollouts: bool,
 }
 
 impl Default for Options {
@@ -101,6 +104,7 @@ impl Default for Options {
             state_dir: None,
             hpa: hpa::Options::default(),
             hpa_source: None,
+            rollouts: true,
         }
     }
 }
@@ -123,17 +127,19 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
         tokio::spawn(servicelb::ServiceLb.run(api.clone())),
         tokio::spawn(job::JobController::new(api).run(api.clone())),
         tokio::spawn(cronjob::CronJobController::new(api, clock::from_env()).run(api.clone())),
-        tokio::spawn(rollout::run(api.clone())),
     ];
+    if opts.rollouts {
+        tasks.push(tokio::spawn(rollout::run(api.clone())));
+        tasks.push(tokio::spawn(analysis::spawn(
+            api.clone(),
+            clock::from_env(),
+        )));
+    }
     tasks.extend(workloads::spawn(api));
     tasks.push(tokio::spawn(hpa::spawn(
         api.clone(),
         opts.hpa,
         opts.hpa_source.clone(),
-    )));
-    tasks.push(tokio::spawn(analysis::spawn(
-        api.clone(),
-        clock::from_env(),
     )));
     tasks.extend(spawn_scheduling(api, opts));
     tasks

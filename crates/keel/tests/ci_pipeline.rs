@@ -2,7 +2,9 @@
 //! `keel ci run`: lint (flake8) → unit tests (pytest) → `keel build` → push
 //! to a real registry (docker-registry on 127.0.0.1) → `kubectl apply` to
 //! staging on a `keel server` → integration test against staging → the job
-//! for `production` waits until `keel ci approve` → deploy to production.
+//! for `production` waits until `keel ci approve` → deploy to production as
+//! an Argo Rollout (canary with an analysis step) that reaches Healthy; a
+//! second commit goes through the canary's steps and its analysis.
 
 mod common;
 mod server_common;
@@ -12,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Keel, PruneNetworks, Registry};
-use server_common::KeelServer;
+use server_common::{FakeKubelet, KeelServer};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -27,6 +29,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs git in `repo`, asserts success, returns stdout.
+fn git(repo: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=dev", "-c", "user.email=dev@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {o:?}");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Commits everything; returns the commit's sha.
+fn commit(repo: &Path, message: &str) -> String {
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-qm", message]);
+    git(repo, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
 #[test]
 fn example_pipeline_runs_offline_with_an_approval_for_production() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pipeline");
@@ -35,50 +57,12 @@ fn example_pipeline_runs_offline_with_an_approval_for_production() {
         .tempdir()
         .unwrap();
     copy_dir(&example, repo.path());
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &[
-            "-c",
-            "user.name=dev",
-            "-c",
-            "user.email=dev@example.com",
-            "add",
-            "-A",
-        ],
-        &[
-            "-c",
-            "user.name=dev",
-            "-c",
-            "user.email=dev@example.com",
-            "commit",
-            "-qm",
-            "example",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .arg("-C")
-                .arg(repo.path())
-                .args(args)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    let sha = String::from_utf8(
-        Command::new("git")
-            .arg("-C")
-            .arg(repo.path())
-            .args(["rev-parse", "HEAD"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_string();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    let sha = commit(repo.path(), "example");
     let registry = Registry::start();
     let server = KeelServer::start(None);
+    // The Rollout's pods turn Ready as on a node (the suite runs no agent).
+    let _kubelet = FakeKubelet::start(&server, Duration::from_millis(200));
     let kubectl = |args: &[&str]| {
         let o = Command::new("kubectl")
             .args(args)
@@ -101,89 +85,88 @@ fn example_pipeline_runs_offline_with_an_approval_for_production() {
         keel_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut c = k.cmd();
-    c.env("PATH", &path)
-        .args(["ci", "run", "-C"])
-        .arg(repo.path())
-        .args([
-            "-P",
-            "ubuntu-latest=-self-hosted",
-            "--var",
-            &format!("REGISTRY={}", registry.host()),
-        ])
-        .arg("--secret-file")
-        .arg(&{
-            let f = repo.path().join("../keel-pipeline-secrets");
-            let kc = std::fs::read_to_string(&server.kubeconfig).unwrap();
-            std::fs::write(
-                &f,
-                format!(
-                    "KUBECONFIG=\"{}\"\n",
-                    kc.replace('\n', "\\n").replace('"', "\\\"")
-                ),
-            )
+    let secrets = repo.path().join("../keel-pipeline-secrets");
+    let kc = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    std::fs::write(
+        &secrets,
+        format!(
+            "KUBECONFIG=\"{}\"\n",
+            kc.replace('\n', "\\n").replace('"', "\\\"")
+        ),
+    )
+    .unwrap();
+    // `keel ci run` of the repository as run `n`: returns its output once
+    // the production job waited for approval and was approved; `before`
+    // checks the cluster while it waits.
+    let run = |n: u32, before: &dyn Fn()| -> String {
+        let mut c = k.cmd();
+        c.env("PATH", &path)
+            .args(["ci", "run", "-C"])
+            .arg(repo.path())
+            .args([
+                "-P",
+                "ubuntu-latest=-self-hosted",
+                "--var",
+                &format!("REGISTRY={}", registry.host()),
+            ])
+            .arg("--secret-file")
+            .arg(&secrets);
+        let child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-            f
-        });
-    let child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let waiting = k
-        .root
-        .path()
-        .join("ci/runs/1/approvals/deploy-production.waiting");
-    let t = Instant::now();
-    while !waiting.exists() {
-        assert!(
-            t.elapsed() < Duration::from_mins(4),
-            "production never waited for approval"
+        let waiting = k
+            .root
+            .path()
+            .join(format!("ci/runs/{n}/approvals/deploy-production.waiting"));
+        let t = Instant::now();
+        while !waiting.exists() {
+            assert!(
+                t.elapsed() < Duration::from_mins(4),
+                "production never waited for approval"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        before();
+        k.ok(&["ci", "approve", &n.to_string(), "deploy-production"]);
+        let o = child.wait_with_output().unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        assert!(o.status.success(), "{out}");
+        out
+    };
     let image = format!("{}/example/site:{sha}", registry.host());
-    // Staging runs the pushed image; production has nothing yet.
-    let staged = kubectl(&[
-        "-n",
-        "staging",
-        "get",
-        "deployment",
-        "site",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
-    assert_eq!(staged, image);
-    assert!(
-        kubectl(&[
+    let out = run(1, &|| {
+        // Staging runs the pushed image; production has nothing yet.
+        let staged = kubectl(&[
             "-n",
-            "production",
+            "staging",
             "get",
             "deployment",
             "site",
             "-o",
-            "name"
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ]);
+        assert_eq!(staged, image);
+        assert!(kubectl(&["-n", "production", "get", "rollout", "site", "-o", "name"]).is_empty());
+    });
+    let rollout = |path: &str| {
+        kubectl(&[
+            "-n",
+            "production",
+            "get",
+            "rollout",
+            "site",
+            "-o",
+            &format!("jsonpath={{{path}}}"),
         ])
-        .is_empty()
-    );
-    k.ok(&["ci", "approve", "1", "deploy-production"]);
-    let o = child.wait_with_output().unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{out}");
-    let deployed = kubectl(&[
-        "-n",
-        "production",
-        "get",
-        "deployment",
-        "site",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image}",
-    ]);
-    assert_eq!(deployed, image);
+    };
+    assert_eq!(rollout(".spec.template.spec.containers[0].image"), image);
+    assert_eq!(rollout(".status.phase"), "Healthy");
     // The kubeconfig (a secret) never shows, not even its credential (the
     // admin's client key, or a token where a kubeconfig holds one).
     let kc = std::fs::read_to_string(&server.kubeconfig).unwrap();
@@ -219,5 +202,26 @@ fn example_pipeline_runs_offline_with_an_approval_for_production() {
         summary.contains(&format!("Deployed {image} to production")),
         "{summary}"
     );
-    let _ = std::fs::remove_file(repo.path().join("../keel-pipeline-secrets"));
+
+    // A second commit: production goes through the canary's steps, its
+    // analysis (keel's gateway metrics through keel's Prometheus API)
+    // passes and the new version becomes stable.
+    let first_stable = rollout(".status.stableRS");
+    std::fs::write(repo.path().join("CHANGES"), "second\n").unwrap();
+    let sha2 = commit(repo.path(), "second");
+    let image2 = format!("{}/example/site:{sha2}", registry.host());
+    run(2, &|| {});
+    assert_eq!(rollout(".spec.template.spec.containers[0].image"), image2);
+    assert_eq!(rollout(".status.phase"), "Healthy");
+    assert_ne!(rollout(".status.stableRS"), first_stable);
+    let runs = kubectl(&[
+        "-n",
+        "production",
+        "get",
+        "analysisruns",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.metrics[0].name}={.status.phase}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(runs.trim(), "error-rate=Successful", "{runs}");
+    let _ = std::fs::remove_file(&secrets);
 }

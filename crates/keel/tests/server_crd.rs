@@ -4,7 +4,8 @@
 //! validated against the schema with every failing field named; deleting
 //! the CRD deletes its objects; bad CRDs are refused and leave nothing. The
 //! Argo Rollouts CRDs from ../shared/conformance install, and Argo's example
-//! manifests are accepted as Kubernetes accepts them.
+//! manifests are accepted as Kubernetes accepts them, by keel's own typed
+//! Rollout schema first and then by Argo's CRDs.
 
 #[path = "server_common/mod.rs"]
 mod common;
@@ -213,11 +214,48 @@ fn crds(s: &KeelServer, k: &Path) {
     let out = s.ok(k, &["get", "widgets", "-A", "-o", "name"]);
     assert_eq!(out.trim(), "", "objects of the deleted CRD came back");
 
+    // keel's own Rollout schema (typed as Argo's CRD): Argo's example
+    // Rollouts are accepted, a mistyped one is refused with every field
+    // named in Kubernetes' words.
+    let dir = conformance("argo-rollouts");
+    s.ok(k, &["create", "namespace", "argo"]);
+    let mut examples = Vec::new();
+    for f in std::fs::read_dir(dir.join("examples")).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "yaml") {
+            examples.push(p);
+        }
+    }
+    examples.sort();
+    for p in &examples {
+        s.ok(
+            k,
+            &[
+                "-n",
+                "argo",
+                "create",
+                "--dry-run=server",
+                "-f",
+                p.to_str().unwrap(),
+            ],
+        );
+    }
+    let bad = "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata: {name: bad, namespace: argo}\nspec:\n  replicas: three\n  selector: {matchLabels: {app: x}}\n  template: {metadata: {labels: {app: x}}, spec: {containers: [{name: c, image: nginx, ports: [{containerPort: '80'}]}]}}\n  strategy: {canary: {steps: [{setWeight: '20'}, {pause: {duration: 1.5}}]}}\n";
+    let err = s.fails(k, &["create", "-f", "-"], Some(bad));
+    for line in [
+        "The Rollout \"bad\" is invalid: ",
+        "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
+        "spec.strategy.canary.steps[0].setWeight: Invalid value: \"string\": spec.strategy.canary.steps[0].setWeight in body must be of type integer: \"string\"",
+        "spec.strategy.canary.steps[1].pause.duration: Invalid value: \"number\": spec.strategy.canary.steps[1].pause.duration in body must be of type integer,string: \"number\"",
+        "spec.template.spec.containers[0].ports[0].containerPort: Invalid value: \"string\": spec.template.spec.containers[0].ports[0].containerPort in body must be of type integer: \"string\"",
+    ] {
+        assert!(err.contains(line), "{line}\nnot in: {err}");
+    }
+
     // Argo Rollouts: keel serves Argo's kinds itself; Argo's own CRDs still
     // install over them as Argo's docs say (server-side apply: they are too
     // big for apply's last-applied annotation); examples are accepted, a
     // mistyped Rollout is refused with its field named.
-    let dir = conformance("argo-rollouts");
     let mut args: Vec<String> = ["apply", "--server-side", "--force-conflicts"]
         .map(String::from)
         .into();
@@ -248,7 +286,6 @@ fn crds(s: &KeelServer, k: &Path) {
             "--timeout=60s",
         ],
     );
-    s.ok(k, &["create", "namespace", "argo"]);
     let mut accepted = 0;
     for f in std::fs::read_dir(dir.join("examples")).unwrap() {
         let p = f.unwrap().path();

@@ -198,6 +198,104 @@ fn helm_installs_every_chart_and_uninstall_leaves_nothing() {
     install_all(&s, None);
 }
 
+/// `keel server --disable-rollouts` leaves Argo Rollouts to Argo: Argo's
+/// own chart installs with its CRDs (`installCRDs=true`, the default),
+/// Rollouts are validated by Argo's schemas, and keel's controller does not
+/// run them (Argo's would, once its pods run).
+#[test]
+fn argo_rollouts_chart_installs_its_crds_on_a_server_without_rollouts() {
+    let s = KeelServer::start_with_args(&["--disable-rollouts"]);
+    let k = &common::kubectls()[1];
+    let crds = || s.ok(k, &["get", "crd", "-o", "name"]);
+    assert!(!crds().contains("argoproj.io"), "{}", crds());
+    let chart = helm_peer::corpus().join("argo-rollouts/chart");
+    let out = helm(
+        &s,
+        &[
+            "install",
+            "r-argo-rollouts",
+            chart.to_str().unwrap(),
+            "-n",
+            "argo-rollouts",
+            "--create-namespace",
+            "--no-hooks",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let managed = s.ok(
+        k,
+        &[
+            "get",
+            "crd",
+            "rollouts.argoproj.io",
+            "analysistemplates.argoproj.io",
+            "clusteranalysistemplates.argoproj.io",
+            "analysisruns.argoproj.io",
+            "experiments.argoproj.io",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.annotations.meta\\.helm\\.sh/release-name}{\"\\n\"}{end}",
+        ],
+    );
+    assert_eq!(managed.lines().collect::<Vec<_>>(), ["r-argo-rollouts"; 5]);
+
+    // Argo's example is accepted by Argo's schema; a mistyped one refused.
+    let example = std::fs::read_to_string(
+        common::conformance("argo-rollouts/examples").join("rollout-canary.yaml"),
+    )
+    .unwrap();
+    s.ok_in(k, &["apply", "-f", "-"], Some(&example));
+    let bad = example.replace("replicas: 5", "replicas: five");
+    assert_ne!(bad, example);
+    let err = s.fails(k, &["apply", "--dry-run=server", "-f", "-"], Some(&bad));
+    assert!(
+        err.contains("spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""),
+        "{err}"
+    );
+    // keel's controllers run a Deployment created after the Rollout, but
+    // not the Rollout.
+    s.ok(
+        k,
+        &[
+            "create",
+            "deployment",
+            "after",
+            "--image=busybox",
+            "--",
+            "true",
+        ],
+    );
+    common::eventually(
+        "the Deployment's ReplicaSet",
+        std::time::Duration::from_secs(30),
+        || {
+            !s.ok(k, &["get", "rs", "-l", "app=after", "-o", "name"])
+                .is_empty()
+        },
+    );
+    assert_eq!(
+        s.ok(k, &["get", "rs", "-l", "app=rollout-canary", "-o", "name"]),
+        ""
+    );
+    assert_eq!(
+        s.ok(
+            k,
+            &[
+                "get",
+                "rollout",
+                "rollout-canary",
+                "-o",
+                "jsonpath={.status}"
+            ]
+        ),
+        ""
+    );
+
+    let out = helm(&s, &["uninstall", "r-argo-rollouts", "-n", "argo-rollouts"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // keepCRDs: Argo's chart keeps them (and so the Rollout).
+    assert!(crds().contains("rollouts.argoproj.io"), "{}", crds());
+}
+
 #[test]
 fn helm_charts_on_three_member_etcd() {
     let cluster = keel_store::testing::EtcdCluster::start(3);

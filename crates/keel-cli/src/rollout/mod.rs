@@ -552,8 +552,11 @@ fn set_image(ctx: &Ctx, rollout: &str, spec: &str) -> anyhow::Result<()> {
         };
         let mut found = false;
         for list in ["initContainers", "containers", "ephemeralContainers"] {
-            for c in obj["spec"]["template"]["spec"][list]
-                .as_array_mut()
+            // `pointer_mut`, not indexing: `obj[..][list]` would insert a
+            // null for a missing list, which the Rollout's schema refuses.
+            for c in obj
+                .pointer_mut(&format!("/spec/template/spec/{list}"))
+                .and_then(J::as_array_mut)
                 .into_iter()
                 .flatten()
             {

@@ -82,6 +82,8 @@ pub struct KeelServer {
     pub home: tempfile::TempDir,
     /// Extra environment of the server process.
     pub env: Vec<(String, String)>,
+    /// Extra flags of `keel server`.
+    pub args: Vec<String>,
     /// The address it listens on (127.0.0.1 unless started with
     /// [`KeelServer::start_on`]).
     pub ip: String,
@@ -93,6 +95,14 @@ impl KeelServer {
     }
 
     pub fn start_with_env(datastore: Option<String>, env: Vec<(String, String)>) -> Self {
+        Self::start_full(datastore, env, Vec::new())
+    }
+
+    fn start_full(
+        datastore: Option<String>,
+        env: Vec<(String, String)>,
+        args: Vec<String>,
+    ) -> Self {
         // Test-side clients (kube-rs) need rustls' process default named: the
         // workspace compiles in more than one crypto backend.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -107,10 +117,20 @@ impl KeelServer {
             kubeconfig,
             home,
             env,
+            args,
             ip: "127.0.0.1".into(),
         };
         s.spawn();
         s
+    }
+
+    /// A server started with extra `keel server` flags.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_full(
+            None,
+            Vec::new(),
+            args.iter().map(|a| (*a).to_string()).collect(),
+        )
     }
 
     /// A server listening on `ip` (an address of this host that node
@@ -128,6 +148,7 @@ impl KeelServer {
             kubeconfig,
             home,
             env: Vec::new(),
+            args: Vec::new(),
             ip: ip.to_string(),
         };
         s.spawn();
@@ -153,6 +174,7 @@ impl KeelServer {
         if let Some(d) = &self.datastore {
             cmd.arg("--datastore").arg(d);
         }
+        cmd.args(&self.args);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().expect("start keel server"));
         let deadline = Instant::now() + Duration::from_secs(30);
