@@ -462,35 +462,13 @@ const INTERVAL: Duration = Duration::from_secs(3);
 /// A Rollout whose busybox httpd answers `/cgi-bin/v` with `status` and
 /// body `version` (a CGI script: busybox httpd passes its Status line on).
 fn failing(version: &str, status: &str) -> String {
-    format!(
-        r#"
-apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  strategy:
-    canary:
-      canaryService: web-canary
-      stableService: web-stable
-      scaleDownDelaySeconds: 5
-      trafficRouting:
-        nginx: {{stableIngress: web}}
-      steps:
-      - setWeight: 20
-      - analysis:
-          templates: [{{templateName: canary-errors}}]
-          args: [{{name: hash, valueFrom: {{podTemplateHashValue: Latest}}}}]
-      - setWeight: 100
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: httpd
-        image: busybox:latest
-        command:
+    let steps =
+        "      - setWeight: 25\n      - pause: {}\n      - setWeight: 75\n      - pause: {}\n";
+    let command = format!(
+        r#"command: ["sh", "-c", "mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p 8080 -h /www"]"#
+    );
+    let cgi = format!(
+        r#"command:
         - sh
         - -c
         - |
@@ -498,13 +476,19 @@ spec:
           echo ok > /www/index.html
           printf '#!/bin/sh\necho "Status: %s"\necho\necho %s\n' "{status}" "{version}" > /www/cgi-bin/v
           chmod +x /www/cgi-bin/v
-          exec httpd -f -p 8080 -h /www
-        ports: [{{containerPort: 8080, name: http}}]
-        readinessProbe:
-          httpGet: {{path: /index.html, port: http}}
-          periodSeconds: 1
-"#
-    )
+          exec httpd -f -p 8080 -h /www"#
+    );
+    let out = rollout(version)
+        .replace(
+            steps,
+            "      - setWeight: 20\n      - analysis:\n          templates: [{templateName: canary-errors}]\n          args: [{name: hash, valueFrom: {podTemplateHashValue: Latest}}]\n      - setWeight: 100\n",
+        )
+        .replace(&command, &cgi);
+    assert!(
+        out.contains("canary-errors") && out.contains("cgi-bin"),
+        "{out}"
+    );
+    out
 }
 
 /// A one-node cluster whose server scrapes the node's gateway twice a
