@@ -432,7 +432,7 @@ impl Drop for Traffic {
     }
 }
 
-/// An AnalysisTemplate over keel's gateway metrics, as the server's own
+/// An `AnalysisTemplate` over keel's gateway metrics, as the server's own
 /// Prometheus API answers them: any 5xx answered by a pod of the canary's
 /// template fails. `initialDelay` covers one scrape, so the first
 /// measurement already sees the canary's first answers.
@@ -558,7 +558,8 @@ fn a_canary_answering_500_is_aborted_by_its_prometheus_analysis() {
     // The 500s: no more than the weight (+5 points for sampling) of the
     // requests of one analysis interval, at the rate they were sent.
     let span = log.last().unwrap().at - log[0].at;
-    let per_interval = log.len() as f64 * INTERVAL.as_secs_f64() / span.as_secs_f64();
+    let count = |n: usize| f64::from(u32::try_from(n).unwrap());
+    let per_interval = count(log.len()) * INTERVAL.as_secs_f64() / span.as_secs_f64();
     let allowed = (WEIGHT + 0.05) * per_interval;
     let exposure = log[last].at - log[first].at;
     eprintln!(
@@ -567,7 +568,7 @@ fn a_canary_answering_500_is_aborted_by_its_prometheus_analysis() {
         errors.len()
     );
     assert!(
-        (errors.len() as f64) <= allowed,
+        count(errors.len()) <= allowed,
         "{} 500s, more than {allowed:.0} (the weight's share of one interval)",
         errors.len()
     );
@@ -712,7 +713,7 @@ fn promote_bg(c: &Cluster) {
 }
 
 /// Benchmark (scripts/bench-rollout.sh runs it): abort time, from the
-/// analysis' failing measurement (the AnalysisRun turning Failed, as a
+/// analysis' failing measurement (the `AnalysisRun` turning Failed, as a
 /// watch sees it) to the canary's last answer, over `KEEL_BENCH_RUNS`
 /// canaries answering 500 (default 5).
 #[test]
