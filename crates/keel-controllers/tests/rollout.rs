@@ -480,6 +480,24 @@ async fn finish_run(api: &Loopback, name: &str, phase: &str, message: &str) {
     .unwrap();
 }
 
+/// Fails the run `run` of revision 3 (`hash`) of Rollout `ro`; waits for
+/// the abort (Degraded, the set scaled to 0) and checks Argo's message.
+/// The status.
+async fn fail_run_and_abort(api: &Loopback, ro: &str, run: &str, hash: &str) -> Value {
+    let failure = "Metric \"rate\" assessed Failed due to failed (1) > failureLimit (0)";
+    finish_run(api, run, "Failed", failure).await;
+    wait_for("the abort", || async {
+        status(api, ro).await["phase"] == "Degraded" && rs_counts(api, ro, hash).await.0 == 0
+    })
+    .await;
+    let st = status(api, ro).await;
+    assert_eq!(
+        st["message"],
+        format!("RolloutAborted: Rollout aborted update to revision 3: {failure}")
+    );
+    st
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_analysis_step_continues_on_success_and_aborts_on_failure() {
     let k = start().await;
@@ -593,17 +611,7 @@ async fn canary_analysis_step_continues_on_success_and_aborts_on_failure() {
     })
     .await;
     let v3 = v2().await;
-    let failure = "Metric \"rate\" assessed Failed due to failed (1) > failureLimit (0)";
-    finish_run(api, &format!("an-{v3}-3-1"), "Failed", failure).await;
-    wait_for("the abort", || async {
-        status(api, "an").await["phase"] == "Degraded" && rs_counts(api, "an", &v3).await.0 == 0
-    })
-    .await;
-    let st = status(api, "an").await;
-    assert_eq!(
-        st["message"],
-        format!("RolloutAborted: Rollout aborted update to revision 3: {failure}")
-    );
+    let st = fail_run_and_abort(api, "an", &format!("an-{v3}-3-1"), &v3).await;
     assert_eq!(st["abort"], true);
     wait_for("stable back to full", || async {
         rs_counts(api, "an", &hash).await == (2, 2)
@@ -701,4 +709,344 @@ async fn an_invalid_spec_is_degraded_and_creates_nothing() {
             .any(|c| c["type"] == "InvalidSpec"),
         "{st}"
     );
+}
+
+/// An `AnalysisTemplate` `checks` whose only metric waits an hour before
+/// measuring: the test decides each run's phase (`finish_run`).
+async fn held_template(api: &Loopback) {
+    let tpl = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "checks", "namespace": "default"},
+        "spec": {"metrics": [{"name": "rate", "initialDelay": "1h", "successCondition": "result == 1",
+            "provider": {"web": {"url": "http://127.0.0.1:9/"}}}]}});
+    api.create(
+        served("argoproj.io", "v1alpha1", "analysistemplates").await,
+        tpl,
+        "test",
+    )
+    .await
+    .unwrap();
+}
+
+async fn run_exists(api: &Loopback, name: &str) -> bool {
+    let runs = served("argoproj.io", "v1alpha1", "analysisruns").await;
+    api.get(runs, Some("default"), name)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+async fn current_hash(api: &Loopback, name: &str) -> String {
+    status(api, name).await["currentPodHash"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Waits for the Rollout's next template (other than `prev`) and the run
+/// `<rollout>-<hash>-<revision>-<stage>`; returns the new hash.
+async fn next_run(api: &Loopback, ro: &str, prev: &str, revision: u32, stage: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let h = current_hash(api, ro).await;
+        if h != prev && run_exists(api, &format!("{ro}-{h}-{revision}-{stage}")).await {
+            return h;
+        }
+        if Instant::now() > deadline {
+            let runs = served("argoproj.io", "v1alpha1", "analysisruns").await;
+            let (all, _) = api.list(runs, Some("default")).await.unwrap();
+            let names: Vec<&Value> = all.iter().map(|r| &r["metadata"]["name"]).collect();
+            panic!(
+                "no {stage}-promotion run of revision {revision}: {}\nruns: {names:?}",
+                status(api, ro).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluegreen_pre_promotion_analysis_gates_the_switch_and_a_failure_aborts() {
+    let k = start().await;
+    let api = &k.api;
+    held_template(api).await;
+    service(api, "web-active").await;
+    service(api, "web-preview").await;
+    let strategy = json!({"blueGreen": {
+        "activeService": "web-active", "previewService": "web-preview",
+        "scaleDownDelaySeconds": 1,
+        "prePromotionAnalysis": {"templates": [{"templateName": "checks"}]}}});
+    api.create(rollouts().await, rollout("pre", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "pre")).await;
+    let v1 = current_hash(api, "pre").await;
+    // The first revision is active at once: no analysis.
+    assert!(!run_exists(api, &format!("pre-{v1}-1-pre")).await);
+
+    set_image(api, "pre", "web:2").await;
+    let v2 = next_run(api, "pre", &v1, 2, "pre").await;
+    let run = get(
+        api,
+        served("argoproj.io", "v1alpha1", "analysisruns").await,
+        &format!("pre-{v2}-2-pre"),
+    )
+    .await;
+    assert_eq!(run["metadata"]["labels"]["rollout-type"], "PrePromotion");
+    assert_eq!(
+        run["metadata"]["labels"]["rollouts-pod-template-hash"],
+        v2.as_str()
+    );
+    // autoPromotionEnabled (the default) waits for the analysis.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(selector_hash(api, "web-active").await, v1);
+    assert_eq!(selector_hash(api, "web-preview").await, v2);
+    let st = status(api, "pre").await;
+    assert_eq!(
+        st["blueGreen"]["prePromotionAnalysisRunStatus"]["name"],
+        format!("pre-{v2}-2-pre")
+    );
+    assert_eq!(st["stableRS"], v1.as_str());
+
+    finish_run(api, &format!("pre-{v2}-2-pre"), "Successful", "").await;
+    wait_for("the promotion after the analysis", || healthy(api, "pre")).await;
+    assert_eq!(selector_hash(api, "web-active").await, v2);
+    assert_eq!(status(api, "pre").await["stableRS"], v2.as_str());
+
+    set_image(api, "pre", "web:3").await;
+    let v3 = next_run(api, "pre", &v2, 3, "pre").await;
+    let st = fail_run_and_abort(api, "pre", &format!("pre-{v3}-3-pre"), &v3).await;
+    assert_eq!(st["stableRS"], v2.as_str());
+    assert_eq!(selector_hash(api, "web-active").await, v2);
+    assert_eq!(selector_hash(api, "web-preview").await, v2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bluegreen_post_promotion_analysis_keeps_the_old_set_and_a_failure_switches_back() {
+    let k = start().await;
+    let api = &k.api;
+    held_template(api).await;
+    service(api, "web-active").await;
+    let strategy = json!({"blueGreen": {
+        "activeService": "web-active", "scaleDownDelaySeconds": 1,
+        "postPromotionAnalysis": {"templates": [{"templateName": "checks"}]}}});
+    api.create(rollouts().await, rollout("post", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "post")).await;
+    let v1 = current_hash(api, "post").await;
+
+    set_image(api, "post", "web:2").await;
+    let v2 = next_run(api, "post", &v1, 2, "post").await;
+    // Switched first, then analysed: v1 stays stable and keeps its pods
+    // past scaleDownDelaySeconds while the analysis decides.
+    assert_eq!(selector_hash(api, "web-active").await, v2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let st = status(api, "post").await;
+    assert_eq!(st["stableRS"], v1.as_str());
+    assert_eq!(st["phase"], "Progressing");
+    assert_eq!(
+        st["blueGreen"]["postPromotionAnalysisRunStatus"]["name"],
+        format!("post-{v2}-2-post")
+    );
+    assert_eq!(rs_counts(api, "post", &v1).await, (2, 2));
+
+    finish_run(api, &format!("post-{v2}-2-post"), "Successful", "").await;
+    wait_for("v2 stable", || healthy(api, "post")).await;
+    wait_for("v1 scaled down after its delay", || async {
+        rs_counts(api, "post", &v1).await.0 == 0
+    })
+    .await;
+
+    set_image(api, "post", "web:3").await;
+    let v3 = next_run(api, "post", &v2, 3, "post").await;
+    assert_eq!(selector_hash(api, "web-active").await, v3);
+    let failure = "Metric \"rate\" assessed Failed due to failed (1) > failureLimit (0)";
+    finish_run(api, &format!("post-{v3}-3-post"), "Failed", failure).await;
+    wait_for("the active Service back on v2", || async {
+        selector_hash(api, "web-active").await == v2
+    })
+    .await;
+    wait_for("v3 scaled down", || async {
+        rs_counts(api, "post", &v3).await.0 == 0
+    })
+    .await;
+    let st = status(api, "post").await;
+    assert_eq!(st["phase"], "Degraded");
+    assert_eq!(
+        st["message"],
+        format!("RolloutAborted: Rollout aborted update to revision 3: {failure}")
+    );
+    assert_eq!(st["stableRS"], v2.as_str());
+    assert_eq!(st["blueGreen"]["activeSelector"], v2.as_str());
+    assert_eq!(rs_counts(api, "post", &v2).await, (2, 2));
+}
+
+/// What `keel rollout undo` (and `kubectl argo rollouts undo`) sends: the
+/// template of the set of `revision`, without its hash label.
+async fn undo_to(api: &Loopback, ro: &str, revision: &str) {
+    let (rss, _) = api
+        .list(res("apps", "v1", "replicasets"), Some("default"))
+        .await
+        .unwrap();
+    let rs = rss
+        .iter()
+        .find(|rs| {
+            rs["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{ro}-"))
+                && rs["metadata"]["annotations"]["rollout.argoproj.io/revision"] == revision
+        })
+        .unwrap_or_else(|| panic!("no revision {revision} in {rss:?}"));
+    let mut t = rs["spec"]["template"].clone();
+    t["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rollouts-pod-template-hash");
+    modify(api, ro, None, |v| v["spec"]["template"] = t.clone()).await;
+}
+
+async fn rs_annotation(api: &Loopback, ro: &str, hash: &str, key: &str) -> String {
+    let rs = get(
+        api,
+        res("apps", "v1", "replicasets"),
+        &format!("{ro}-{hash}"),
+    )
+    .await;
+    rs["metadata"]["annotations"][key]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_reuses_the_old_set_and_skips_steps_within_the_rollback_window() {
+    let k = start().await;
+    let api = &k.api;
+    let mut ro = rollout(
+        "undo",
+        2,
+        json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}),
+    );
+    ro["spec"]["rollbackWindow"] = json!({"revisions": 1});
+    api.create(rollouts().await, ro, "test").await.unwrap();
+    wait_for("the first revision healthy", || healthy(api, "undo")).await;
+    let v1 = current_hash(api, "undo").await;
+    set_image(api, "undo", "web:2").await;
+    wait_for("the pause", || async {
+        status(api, "undo").await["phase"] == "Paused"
+    })
+    .await;
+    let v2 = current_hash(api, "undo").await;
+    promote(api, "undo").await;
+    wait_for("v2 stable", || healthy(api, "undo")).await;
+    assert_eq!(status(api, "undo").await["stableRS"], v2.as_str());
+
+    // Back to revision 1: within the window (no set between it and the
+    // stable one), so no steps: straight to v1, on its own old set.
+    undo_to(api, "undo", "1").await;
+    wait_for("v1 stable again", || async {
+        healthy(api, "undo").await && current_hash(api, "undo").await == v1
+    })
+    .await;
+    let st = status(api, "undo").await;
+    assert_eq!(st["stableRS"], v1.as_str());
+    assert_eq!(st["currentStepIndex"], 2);
+    let rev = "rollout.argoproj.io/revision";
+    assert_eq!(rs_annotation(api, "undo", &v1, rev).await, "3");
+    assert_eq!(
+        rs_annotation(api, "undo", &v1, "rollout.argoproj.io/revision-history").await,
+        "1"
+    );
+    assert_eq!(rs_counts(api, "undo", &v1).await, (2, 2));
+    let (rss, _) = api
+        .list(res("apps", "v1", "replicasets"), Some("default"))
+        .await
+        .unwrap();
+    assert_eq!(rss.len(), 2, "no new set for an undo: {rss:?}");
+
+    // Undo again: revision 2 (v2) is newer than the stable v1, so this is
+    // no rollback and its steps run.
+    undo_to(api, "undo", "2").await;
+    wait_for("v2's first pause", || async {
+        let st = status(api, "undo").await;
+        st["phase"] == "Paused" && st["currentPodHash"] == v2.as_str()
+    })
+    .await;
+    assert_eq!(status(api, "undo").await["currentStepIndex"], 1);
+    assert_eq!(rs_annotation(api, "undo", &v2, rev).await, "4");
+    assert_eq!(rs_counts(api, "undo", &v2).await.0, 1);
+}
+
+async fn pods_of(api: &Loopback) -> Vec<Value> {
+    let (pods, _) = api
+        .list(res("", "v1", "pods"), Some("default"))
+        .await
+        .unwrap();
+    pods.into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_at_replaces_older_pods_one_at_a_time() {
+    let k = start().await;
+    let api = &k.api;
+    let strategy = json!({"canary": {"steps": [{"setWeight": 50}]}});
+    api.create(rollouts().await, rollout("rs", 3, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("healthy", || healthy(api, "rs")).await;
+    let hash = current_hash(api, "rs").await;
+    let before: Vec<String> = pods_of(api)
+        .await
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(before.len(), 3);
+    // Whole seconds, as the API has them: the next second but one is after
+    // every pod's creation.
+    let at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 2).unwrap();
+    let at_s = at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    modify(api, "rs", None, |v| v["spec"]["restartAt"] = json!(at_s)).await;
+    // Watch the pods while the restart runs: never fewer than two of the
+    // three Ready (one at a time).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (api, done) = (api.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut least = usize::MAX;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let ready = pods_of(&api)
+                    .await
+                    .iter()
+                    .filter(|p| p["status"]["conditions"][0]["status"] == "True")
+                    .count();
+                least = least.min(ready);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            least
+        })
+    };
+    wait_for("every pod replaced and restartedAt recorded", || async {
+        status(api, "rs").await["restartedAt"] == at_s.as_str()
+    })
+    .await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(watcher.await.unwrap(), 2, "one pod at a time");
+    let after = pods_of(api).await;
+    assert_eq!(after.len(), 3);
+    for p in &after {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        assert!(!before.iter().any(|b| b == name), "{name} not restarted");
+        let created: jiff::Timestamp = p["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(created >= at, "{name} created {created}, before {at}");
+    }
+    assert_eq!(current_hash(api, "rs").await, hash, "same template");
+    wait_for("healthy after the restart", || healthy(api, "rs")).await;
+    assert_eq!(rs_counts(api, "rs", &hash).await, (3, 3));
 }

@@ -286,6 +286,59 @@ impl Run<'_> {
         );
     }
 
+    /// Blue-green's `prePromotionAnalysis` (`stage` "pre", before the
+    /// active Service switches) or `postPromotionAnalysis` ("post", after):
+    /// true once its run succeeded or none is configured. A failure aborts;
+    /// an inconclusive run pauses until promoted past.
+    pub(super) async fn promotion_analysis(&mut self, stage: &str) -> Result<bool, ClientError> {
+        let (spec, field, kind) = if stage == "pre" {
+            (
+                "prePromotionAnalysis",
+                "prePromotionAnalysisRunStatus",
+                "PrePromotion",
+            )
+        } else {
+            (
+                "postPromotionAnalysis",
+                "postPromotionAnalysisRunStatus",
+                "PostPromotion",
+            )
+        };
+        let analysis = self.ro["spec"]["strategy"]["blueGreen"][spec].clone();
+        if !analysis.is_object() {
+            return Ok(true);
+        }
+        let hash = self.st["currentPodHash"].as_str().unwrap_or("").to_string();
+        let name = self.run_name(Some(stage));
+        let labels = json!({HASH_LABEL: hash, "rollout-type": kind});
+        let Some(run) = self.ensure_run(&analysis, &name, labels).await? else {
+            return Ok(false);
+        };
+        // What this run said when the Rollout was read: an inconclusive
+        // run whose pause is gone was promoted past.
+        let before = self.ro["status"]["blueGreen"][field]["status"].clone();
+        self.st["blueGreen"][field] = json!({
+            "name": name, "status": run["status"]["phase"].as_str().unwrap_or(""),
+            "message": run["status"]["message"].as_str().unwrap_or("")});
+        Ok(match verdict(&run) {
+            Verdict::Passed => true,
+            Verdict::Running => false,
+            Verdict::Failed(msg) => {
+                self.abort_for(&name, &msg);
+                false
+            }
+            Verdict::Inconclusive => {
+                let reason = "InconclusiveAnalysisRun";
+                if before == "Inconclusive" && !super::has_pause(&self.st, reason) {
+                    true
+                } else {
+                    add_pause(&mut self.st, reason);
+                    false
+                }
+            }
+        })
+    }
+
     /// A canary `analysis` step: true once its run succeeded.
     pub(super) async fn step_analysis(
         &mut self,

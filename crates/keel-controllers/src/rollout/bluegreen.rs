@@ -5,7 +5,7 @@
 use keel_api::ClientError;
 use serde_json::{Value, json};
 
-use super::{Run, has_pause, hash_of, settled};
+use super::{Run, has_deadline, has_pause, hash_of, settled, spec_of};
 
 const PAUSE_REASON: &str = "BlueGreenPause";
 
@@ -14,8 +14,10 @@ impl Run<'_> {
         let bg = self.ro["spec"]["strategy"]["blueGreen"].clone();
         let hash = hash_of(new).to_string();
         let replicas = super::replicas::spec_replicas(&self.ro);
+        let preview_count = bg["previewReplicaCount"].as_i64().unwrap_or(replicas);
         let active_svc = bg["activeService"].as_str().unwrap_or("").to_string();
         let preview_svc = bg["previewService"].as_str().unwrap_or("").to_string();
+        let stable = self.st["stableRS"].as_str().unwrap_or("").to_string();
         let mut active = self.st["blueGreen"]["activeSelector"]
             .as_str()
             .unwrap_or("")
@@ -24,15 +26,35 @@ impl Run<'_> {
             // First deployment: straight to active.
             active.clone_from(&hash);
         }
+        // Argo's fast rollback: back to a set still up within its
+        // scaleDownDelaySeconds skips the pause and the analyses.
+        let fast = active != hash && has_deadline(new) && spec_of(new) > 0;
+        // The analyses run first: a failure aborts in this same pass.
+        let (mut pre_done, mut post_done) = (true, true);
+        let window = self.rollback_within_window(new);
+        if self.st["abort"] != true && !fast && !window && stable != hash {
+            if active != hash && settled(new, preview_count) {
+                pre_done = self.promotion_analysis("pre").await?;
+            } else if active == hash && settled(new, replicas) {
+                post_done = self.promotion_analysis("post").await?;
+            } else if active == hash {
+                post_done = !bg["postPromotionAnalysis"].is_object();
+            }
+        }
         let aborted = self.st["abort"] == true;
+        if aborted && !stable.is_empty() && self.find(&stable).is_some() {
+            // As Argo: an abort (a failed post-promotion analysis too)
+            // points the active Service back at the stable set.
+            active.clone_from(&stable);
+        }
         let promoted = active == hash;
         // Before promotion the new set may run at previewReplicaCount.
         let want_new = if aborted && !promoted {
             0
-        } else if promoted {
+        } else if promoted || fast {
             replicas
         } else {
-            bg["previewReplicaCount"].as_i64().unwrap_or(replicas)
+            preview_count
         };
         let new = self.scale(new, want_new, "new").await?;
         let active_rs = self.find(&active);
@@ -51,7 +73,9 @@ impl Run<'_> {
         if !promoted && !aborted && settled(&new, want_new) && self.ro["spec"]["paused"] != true {
             let auto = bg["autoPromotionEnabled"].as_bool().unwrap_or(true);
             let resumed = self.st["controllerPause"] == true && !has_pause(&self.st, PAUSE_REASON);
-            let go = if auto {
+            let go = if fast {
+                true
+            } else if auto {
                 self.auto_promotion_due(&bg)
             } else if resumed {
                 true
@@ -59,11 +83,19 @@ impl Run<'_> {
                 super::add_pause(&mut self.st, PAUSE_REASON);
                 false
             };
-            if go && want_new == replicas {
+            // Promotion needs the pause over and the pre-promotion
+            // analysis passed (Argo's completedPrePromotionAnalysis).
+            if go && pre_done && want_new == replicas {
                 active.clone_from(&hash);
                 self.st["controllerPause"] = json!(false);
                 self.st.as_object_mut().map(|m| m.remove("pauseConditions"));
-            } else if go {
+                // The post-promotion analysis starts from the next pass:
+                // this status write alone brings none.
+                post_done = fast || !bg["postPromotionAnalysis"].is_object();
+                if !post_done {
+                    self.again_in(std::time::Duration::from_millis(100));
+                }
+            } else if go && pre_done {
                 // Promotion first scales the preview set to full size.
                 self.scale(&new, replicas, "new").await?;
                 return self
@@ -71,17 +103,19 @@ impl Run<'_> {
                     .await;
             }
         }
-        if promoted || active == hash {
+        if active == hash && !aborted && post_done {
             self.st["stableRS"] = json!(hash);
         }
         self.finish_bluegreen(&active, &active_svc, &preview_svc)
             .await?;
-        // Sets other than the active one go after scaleDownDelaySeconds.
+        // Sets other than the active one go after scaleDownDelaySeconds;
+        // the stable one stays while a post-promotion analysis decides.
         let delay = bg["scaleDownDelaySeconds"].as_i64().unwrap_or(30);
+        let stable = self.st["stableRS"].as_str().unwrap_or("").to_string();
         let others: Vec<Value> = self
             .rss
             .iter()
-            .filter(|rs| hash_of(rs) != active && hash_of(rs) != hash)
+            .filter(|rs| hash_of(rs) != active && hash_of(rs) != hash && hash_of(rs) != stable)
             .cloned()
             .collect();
         for rs in others {

@@ -49,9 +49,11 @@ impl Run<'_> {
         let hash = hash_of(new).to_string();
         let steps = self.steps();
         let stable_is_new = self.st["stableRS"].as_str() == Some(hash.as_str());
-        if self.st["promoteFull"] == true || stable_is_new {
+        let window = !stable_is_new && self.rollback_within_window(new);
+        if self.st["promoteFull"] == true || stable_is_new || window {
             // Promoted in full, or nothing to roll out (the first template,
-            // or back to stable): no steps run, as Argo.
+            // back to stable, or back within spec.rollbackWindow): no steps
+            // run, as Argo.
             self.st["currentStepIndex"] = json!(steps.len());
         }
         let stable_hash = self.st["stableRS"].as_str().unwrap_or("").to_string();
@@ -120,7 +122,9 @@ impl Run<'_> {
             let w = self.desired_weight(at_counts);
             self.route(w).await?;
         }
-        self.background_analysis().await?;
+        if !window {
+            self.background_analysis().await?;
+        }
         if self.st["abort"] == true || !at_counts {
             return Ok(());
         }
@@ -132,6 +136,11 @@ impl Run<'_> {
                 self.st["stableRS"] = json!(hash);
                 self.st.as_object_mut().map(|m| m.remove("promoteFull"));
                 self.point_service(&stable_svc, &hash).await?;
+                if routed {
+                    // The stable Service has the new pods now: the router
+                    // goes back to it in this same pass.
+                    self.route(0).await?;
+                }
             }
             return Ok(());
         }

@@ -13,6 +13,8 @@
 //!   `activeService` switched at once on promotion (automatic unless
 //!   `autoPromotionEnabled: false`), the old set kept for
 //!   `scaleDownDelaySeconds`; abort points preview back at stable;
+//! - `restart`: `spec.restartAt`, pods older than it replaced one at a
+//!   time;
 //! - `traffic`: weights through an nginx canary Ingress or a Gateway API
 //!   `HTTPRoute`; `analysis`: the `AnalysisRuns` of steps and background
 //!   analysis; `workload`: `workloadRef` to a Deployment.
@@ -28,6 +30,7 @@ mod canary;
 pub mod replicas;
 #[cfg(test)]
 mod replicas_tests;
+mod restart;
 mod traffic;
 mod workload;
 
@@ -46,6 +49,7 @@ use crate::replicaset::{replicasets, selector};
 /// The label and selector key Argo gives its `ReplicaSets` and Services.
 pub const HASH_LABEL: &str = "rollouts-pod-template-hash";
 const REVISION: &str = "rollout.argoproj.io/revision";
+const REVISION_HISTORY: &str = "rollout.argoproj.io/revision-history";
 const SCALE_DOWN_DEADLINE: &str = "scale-down-deadline";
 
 fn rollouts() -> Option<&'static Resource> {
@@ -243,6 +247,26 @@ fn revision(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// The revision a set was created at: its earliest, whatever `undo` made
+/// of it since (Argo orders by creation time; revisions are exact where
+/// timestamps are whole seconds).
+fn first_revision(rs: &Value) -> i64 {
+    rs.pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION_HISTORY))
+        .and_then(Value::as_str)
+        .and_then(|h| h.split(',').filter_map(|r| r.parse().ok()).min())
+        .map_or_else(|| revision(rs), |h: i64| h.min(revision(rs)))
+}
+
+/// A pod template without the hash label.
+fn without_hash(t: &Value) -> Value {
+    let mut t = t.clone();
+    if let Some(l) = t["metadata"]["labels"].as_object_mut() {
+        l.remove(HASH_LABEL);
+    }
+    t
+}
+
 fn hash_of(rs: &Value) -> &str {
     rs.pointer("/metadata/labels")
         .and_then(|l| l.get(HASH_LABEL))
@@ -272,6 +296,13 @@ fn settled(rs: &Value, n: i64) -> bool {
         && int(rs, "/status/observedGeneration") >= int(rs, "/metadata/generation")
         && int(rs, "/status/replicas") == n
         && int(rs, "/status/availableReplicas") == n
+}
+
+/// The set carries Argo's scale-down deadline: it is on its way out.
+fn has_deadline(rs: &Value) -> bool {
+    rs.pointer("/metadata/annotations")
+        .and_then(|a| a.get(SCALE_DOWN_DEADLINE))
+        .is_some()
 }
 
 fn pause_conditions(st: &Value) -> &[Value] {
@@ -330,10 +361,19 @@ impl Run<'_> {
     async fn sync(&mut self) -> Result<(), ClientError> {
         let template = self.ro["spec"]["template"].clone();
         let hash = template_hash(&template, int(&self.st, "/collisionCount"));
-        let new = match self.find(&hash) {
-            Some(rs) => rs,
+        // As Argo's FindNewReplicaSet: by hash, then a set whose template
+        // is the same but for the hash label (`undo` copies a set's
+        // template, defaults and all, back into the Rollout).
+        let same = self
+            .rss
+            .iter()
+            .find(|rs| without_hash(&rs["spec"]["template"]) == without_hash(&template))
+            .cloned();
+        let new = match self.find(&hash).or(same) {
+            Some(rs) => self.sync_revision(&rs).await?,
             None => self.create_rs(&hash, &template).await?,
         };
+        let hash = hash_of(&new).to_string();
         if self.st["currentPodHash"].as_str() != Some(&hash) {
             self.new_revision(&hash);
         }
@@ -354,7 +394,80 @@ impl Run<'_> {
         } else {
             self.sync_canary(&new).await?;
         }
+        self.restart_pods().await?;
         self.write_status(&new).await
+    }
+
+    /// Argo's syncReplicaSetRevision: a set taken up again (an `undo`)
+    /// becomes the newest revision, its earlier ones kept in
+    /// `revision-history`.
+    async fn sync_revision(&mut self, rs: &Value) -> Result<Value, ClientError> {
+        let uid = meta_str(rs, "uid").to_string();
+        let max = self
+            .rss
+            .iter()
+            .filter(|o| meta_str(o, "uid") != uid)
+            .map(revision)
+            .max()
+            .unwrap_or(0);
+        let old = revision(rs);
+        if old > max {
+            return Ok(rs.clone());
+        }
+        let history = match rs
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(REVISION_HISTORY))
+            .and_then(Value::as_str)
+        {
+            Some(h) if !h.is_empty() => format!("{h},{old}"),
+            _ => old.to_string(),
+        };
+        let (ns, name) = (self.ns(), meta_str(rs, "name").to_string());
+        let out = self
+            .cache
+            .modify(replicasets(), &ns, &name, None, |cur| {
+                if meta_str(cur, "uid") != uid || revision(cur) > max {
+                    return None;
+                }
+                let mut v = cur.clone();
+                if !v["metadata"]["annotations"].is_object() {
+                    v["metadata"]["annotations"] = json!({});
+                }
+                v["metadata"]["annotations"][REVISION] = json!((max + 1).to_string());
+                v["metadata"]["annotations"][REVISION_HISTORY] = json!(history);
+                Some(v)
+            })
+            .await?
+            .unwrap_or_else(|| rs.clone());
+        if let Some(x) = self.rss.iter_mut().find(|x| meta_str(x, "uid") == uid) {
+            *x = out.clone();
+        }
+        Ok(out)
+    }
+
+    /// Argo's isRollbackWithinWindow: the new set is older than the stable
+    /// one and fewer than `spec.rollbackWindow.revisions` sets came
+    /// between them. Steps and analyses are skipped then.
+    fn rollback_within_window(&self, new: &Value) -> bool {
+        let Some(limit) = self.ro["spec"]["rollbackWindow"]["revisions"]
+            .as_i64()
+            .filter(|n| *n > 0)
+        else {
+            return false;
+        };
+        let Some(stable) = self.find(self.st["stableRS"].as_str().unwrap_or("")) else {
+            return false;
+        };
+        let (n, s) = (first_revision(new), first_revision(&stable));
+        if n >= s {
+            return false;
+        }
+        let between = self
+            .rss
+            .iter()
+            .filter(|rs| (n + 1..s).contains(&first_revision(rs)))
+            .count();
+        i64::try_from(between).unwrap_or(i64::MAX) < limit
     }
 
     /// A new template: the steps start over.
@@ -371,11 +484,23 @@ impl Run<'_> {
         }
         st["abort"] = json!(false);
         st["controllerPause"] = json!(false);
+        // As Argo's resetRolloutStatus: a new template's pods are new, so
+        // a restartAt already passed is served.
+        let at = self.ro.pointer("/spec/restartAt");
+        if crate::objects::parse_time(at).is_some_and(|t| t <= now()) {
+            st["restartedAt"] = at.cloned().unwrap_or_default();
+        }
         if self.ro["spec"]["strategy"]["canary"].is_object() {
             st["currentStepIndex"] = json!(0);
         }
         if let Some(b) = st.get_mut("blueGreen").and_then(Value::as_object_mut) {
-            b.remove("previewSelector");
+            for f in [
+                "previewSelector",
+                "prePromotionAnalysisRunStatus",
+                "postPromotionAnalysisRunStatus",
+            ] {
+                b.remove(f);
+            }
         }
     }
 
@@ -434,11 +559,7 @@ impl Run<'_> {
     /// Scales a set (no-op when already at `n`); returns it as written.
     async fn scale(&mut self, rs: &Value, n: i64, role: &str) -> Result<Value, ClientError> {
         let old = spec_of(rs);
-        let has_deadline = rs
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(SCALE_DOWN_DEADLINE))
-            .is_some();
-        if old == n && !(has_deadline && n > 0) {
+        if old == n && !(has_deadline(rs) && n > 0) {
             return Ok(rs.clone());
         }
         let (ns, name, uid) = (
@@ -571,10 +692,12 @@ impl Run<'_> {
             );
             // An analysis that failed says why.
             for run in [
-                "currentStepAnalysisRunStatus",
-                "currentBackgroundAnalysisRunStatus",
+                "/canary/currentStepAnalysisRunStatus",
+                "/canary/currentBackgroundAnalysisRunStatus",
+                "/blueGreen/prePromotionAnalysisRunStatus",
+                "/blueGreen/postPromotionAnalysisRunStatus",
             ] {
-                let run = &st["canary"][run];
+                let run = st.pointer(run).unwrap_or(&Value::Null);
                 if matches!(run["status"].as_str(), Some("Failed" | "Error"))
                     && let Some(m) = run["message"].as_str().filter(|m| !m.is_empty())
                 {
