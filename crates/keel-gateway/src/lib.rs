@@ -106,8 +106,9 @@ pub async fn start(
         cfg.timeout,
         cfg.https_port,
     ));
-    tokio::spawn(proxy::serve(http, sh.clone(), None));
-    tokio::spawn(proxy::serve(https, sh.clone(), Some(acceptor)));
+    // One set of serving threads (and pools) for both ports.
+    let listeners = vec![(http, None), (https, Some(acceptor))];
+    tokio::spawn(proxy::serve_all(listeners, sh.clone()));
     tokio::spawn(watch::run(client, sh, node_ip));
     tracing::info!(
         http = cfg.http_port,
