@@ -6,14 +6,17 @@
 # X-Forwarded-* headers). Both proxy to the same two backends: nginx
 # instances serving a small static file on 127.0.0.1 (a backend fast enough
 # that the proxies, not it, are measured). wrk drives each proxy for
-# SECONDS with CONNS connections; requests/s and p99, side by side.
+# SECONDS with CONNS connections, in turn, ROUNDS times: on a machine shared
+# with other work only the ratios of one round compare, so each round's
+# ratios are printed and their medians are the result.
 #
-# usage: scripts/bench-gateway.sh [SECONDS] [CONNS]
+# usage: scripts/bench-gateway.sh [SECONDS] [CONNS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-SECONDS_EACH=${1:-10}
+SECONDS_EACH=${1:-5}
 CONNS=${2:-64}
+ROUNDS=${3:-7}
 
 keel_ensure_packages
 [ -n "${KEEL_BENCH_PREBUILT:-}" ] || cargo build --release -q -p keel-gateway --example gateway_bench
@@ -88,14 +91,26 @@ p99() { # wrk prints 99% latency as e.g. 1.23ms / 456.00us / 1.02s
     awk '{ u = $2; v = $1; if (u == "us") v /= 1000; else if (u == "s") v *= 1000; print v }'
 }
 
-echo "bench-gateway: wrk -t2 -c$CONNS ${SECONDS_EACH}s, 1 KiB file, 2 backends; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench-gateway: wrk -t2 -c$CONNS ${SECONDS_EACH}s x $ROUNDS rounds, 1 KiB file, 2 backends; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 run 2 "$KP" >/dev/null; run 2 "$NP" >/dev/null   # warm-up
-K=$(run "$SECONDS_EACH" "$KP")
-N=$(run "$SECONDS_EACH" "$NP")
-echo "keel-gateway: $(rps "$K") req/s, p99 $(p99 "$K") ms"
-echo "nginx:        $(rps "$N") req/s, p99 $(p99 "$N") ms"
-python3 - "$(rps "$K")" "$(rps "$N")" "$(p99 "$K")" "$(p99 "$N")" <<'PY'
-import sys
-kr, nr, kp, np_ = map(float, sys.argv[1:])
-print(f"ratio keel/nginx: req/s {kr / nr:.2f}x, p99 {kp / max(np_, 0.001):.2f}x")
+for r in $(seq "$ROUNDS"); do
+  # Turns alternate: a load change within a round favours neither.
+  if [ $((r % 2)) = 1 ]; then
+    K=$(run "$SECONDS_EACH" "$KP"); N=$(run "$SECONDS_EACH" "$NP")
+  else
+    N=$(run "$SECONDS_EACH" "$NP"); K=$(run "$SECONDS_EACH" "$KP")
+  fi
+  echo "round $r: keel-gateway $(rps "$K") req/s p99 $(p99 "$K") ms | nginx $(rps "$N") req/s p99 $(p99 "$N") ms"
+done | tee "$WORK/rounds"
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$WORK/rounds" <<'PY'
+import re, sys
+from statistics import median
+rows = [list(map(float, re.findall(r"([0-9.]+) (?:req/s|ms)", l))) for l in open(sys.argv[1])]
+col = lambda i: median(r[i] for r in rows)
+print(f"median keel-gateway: {col(0):.0f} req/s, p99 {col(1):.2f} ms")
+print(f"median nginx:        {col(2):.0f} req/s, p99 {col(3):.2f} ms")
+rps = median(r[0] / r[2] for r in rows)
+p99 = median(r[1] / max(r[3], 0.001) for r in rows)
+print(f"median ratio keel/nginx: req/s {rps:.2f}x, p99 {p99:.2f}x (p99 lower is better)")
 PY

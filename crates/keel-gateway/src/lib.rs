@@ -9,21 +9,24 @@
 //!   weights); pure, unit- and property-tested.
 //! - [`build`]: the table from the watched objects.
 //! - [`tls`]: certificates from Secrets by SNI (rustls `ResolvesServerCert`).
-//! - [`proxy`]: the hyper server and the pooled client to pods.
+//! - [`proxy`]: the hyper server, a thread per core as nginx's workers.
+//! - [`pool`]: each serving thread's keep-alive connections to pods.
 //! - [`metrics`]: `keel_gateway_*` series in Prometheus' text format, served
 //!   by the agent's node endpoint at `/metrics/gateway`.
 //! - [`watch`]: the objects from kube-rs reflectors; status written back.
 //!
-//! The protocol work is hyper's (HTTP/1.1, HTTP/2, upgrades), hyper-util's
-//! (connection pools) and rustls'. Written here by hand, because no crate
-//! does them as Kubernetes and ingress-nginx define them: the matching rules
-//! (Ingress' element-wise prefixes, Gateway API's precedence, nginx's canary
-//! order), the proxy's glue (forwarded headers, retries, draining) and a
-//! metrics family of four series kinds (a registry crate would add a
-//! dependency for a few atomics).
+//! The protocol work is hyper's (HTTP/1.1, HTTP/2, upgrades) and rustls'.
+//! Written here by hand, because no crate does them as Kubernetes and
+//! ingress-nginx define them: the matching rules (Ingress' element-wise
+//! prefixes, Gateway API's precedence, nginx's canary order), the proxy's
+//! glue (forwarded headers, retries, draining) and a metrics family of four
+//! series kinds (a registry crate would add a dependency for a few
+//! atomics). The pool too: hyper-util's pooled client spawns a task per
+//! request to watch its connection, a cost nginx does not pay.
 
 pub mod build;
 pub mod metrics;
+pub mod pool;
 pub mod proxy;
 pub mod route;
 pub mod status;
@@ -103,8 +106,9 @@ pub async fn start(
         cfg.timeout,
         cfg.https_port,
     ));
-    tokio::spawn(proxy::serve(http, sh.clone(), None));
-    tokio::spawn(proxy::serve(https, sh.clone(), Some(acceptor)));
+    // One set of serving threads (and pools) for both ports.
+    let listeners = vec![(http, None), (https, Some(acceptor))];
+    tokio::spawn(proxy::serve_all(listeners, sh.clone()));
     tokio::spawn(watch::run(client, sh, node_ip));
     tracing::info!(
         http = cfg.http_port,

@@ -285,7 +285,22 @@ fn decode(s: &str) -> String {
 
 /// The path a request is matched on: `.`/`..` segments resolved and `//`
 /// merged, as nginx matches `$uri` (the request goes upstream unchanged).
-pub fn normalize(path: &str) -> String {
+/// Most paths have nothing to resolve and are returned as they are.
+pub fn normalize(path: &str) -> std::borrow::Cow<'_, str> {
+    let plain = path.starts_with('/')
+        && !path.contains("//")
+        && !path.contains("/./")
+        && !path.contains("/../")
+        && !path.ends_with("/.")
+        && !path.ends_with("/..");
+    if plain {
+        std::borrow::Cow::Borrowed(path)
+    } else {
+        std::borrow::Cow::Owned(resolve(path))
+    }
+}
+
+fn resolve(path: &str) -> String {
     let mut segs: Vec<&str> = Vec::new();
     for s in path.split('/') {
         match s {

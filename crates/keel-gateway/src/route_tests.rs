@@ -411,6 +411,9 @@ mod props {
             }
             let norm = normalize(&path);
             prop_assert!(norm.starts_with('/'));
+            // The shortcut for paths with nothing to resolve changes nothing.
+            let resolved = resolve(&path);
+            prop_assert_eq!(&*norm, resolved.as_str());
             let h = host.to_ascii_lowercase();
             let r = Req { host: &h, path: &norm, query: query.as_deref(), method: "GET", headers: &headers, tls: false };
             let _ = t.decide(&r, &mut |n| n / 2);

@@ -1,10 +1,12 @@
 //! The proxy against backends on 127.0.0.1: forwarded headers, a retry
-//! when an endpoint refuses connections, 503 without ready endpoints, 404
-//! without a rule, a WebSocket-style upgrade relayed both ways, and the
-//! metrics of what went through.
+//! when an endpoint refuses connections (body included), connections to
+//! pods kept alive and reused, 503 without ready endpoints, 404 without a
+//! rule, a WebSocket-style upgrade relayed both ways, and the metrics of
+//! what went through.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_gateway::metrics::Metrics;
@@ -13,17 +15,25 @@ use keel_gateway::route::{Backend, Endpoint, PathMatch, PortRef, Route, Source, 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A backend: answers each request with its head (lowercased) as the
-/// body, keeps connections alive, and switches to echoing bytes after an
-/// `Upgrade` request.
+/// A backend: answers each request with its head (lowercased) and then
+/// its body as the body, keeps connections alive, and switches to echoing
+/// bytes after an `Upgrade` request.
 async fn backend() -> SocketAddr {
+    backend_counted().await.0
+}
+
+/// [`backend`], with the number of connections it accepted.
+async fn backend_counted() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
             };
+            count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -39,7 +49,22 @@ async fn backend() -> SocketAddr {
                         continue;
                     };
                     let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    buf.drain(..end + 4);
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |n| n.trim().parse().unwrap());
+                    while buf.len() < end + 4 + len {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                    buf.drain(..end + 4 + len);
+                    let head = head + &body;
                     if head.contains("\r\nupgrade: websocket") {
                         let _ = s
                             .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
@@ -59,7 +84,21 @@ async fn backend() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, accepted)
+}
+
+/// Endpoints `dead` (refusing connections) and `live` (`live`).
+async fn dead_and_live(live: SocketAddr) -> Vec<Endpoint> {
+    vec![
+        Endpoint {
+            addr: closed_port().await,
+            pod: "dead".into(),
+        },
+        Endpoint {
+            addr: live,
+            pod: "live".into(),
+        },
+    ]
 }
 
 /// A port nothing listens on.
@@ -139,18 +178,7 @@ async fn get(gw: SocketAddr, host: &str, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_retries_refusals_and_answers_503_and_404() {
-    let live = backend().await;
-    let dead = closed_port().await;
-    let eps = vec![
-        Endpoint {
-            addr: dead,
-            pod: "dead".into(),
-        },
-        Endpoint {
-            addr: live,
-            pod: "live".into(),
-        },
-    ];
+    let eps = dead_and_live(backend().await).await;
     let (gw, metrics) = gateway(vec![
         route("app.test", "app", eps),
         route("empty.test", "empty", Vec::new()),
@@ -234,4 +262,58 @@ async fn relays_upgraded_connections_both_ways() {
             .unwrap();
         assert_eq!(got, msg);
     }
+}
+
+/// Reads one response with a `Content-Length` body from `s`; (head, body).
+async fn response(s: &mut TcpStream) -> (String, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |n| n.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                return (head, body);
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert!(n > 0, "closed after {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuses_pod_connections_and_resends_bodies_past_refusing_endpoints() {
+    let (live, accepted) = backend_counted().await;
+    let eps = dead_and_live(live).await;
+    let (gw, _) = gateway(vec![route("app.test", "app", eps)]).await;
+    // One client connection stays on one serving thread, whose pool keeps
+    // the pod's connection: 30 requests, one connection to the pod.
+    let mut s = TcpStream::connect(gw).await.unwrap();
+    for i in 0..30 {
+        let body = format!("request {i}");
+        let req = format!(
+            "POST /p{i} HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (head, got) = response(&mut s).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}\n{got}");
+        assert!(
+            got.starts_with(&format!("post /p{i} http/1.1\r\n")),
+            "{got}"
+        );
+        assert!(
+            got.ends_with(&body),
+            "the body, also after a refusal: {got}"
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
