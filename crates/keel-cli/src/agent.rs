@@ -96,6 +96,7 @@ pub fn run(root: &Path, a: AgentArgs) -> anyhow::Result<ExitCode> {
         pod_network: a.flannel_backend,
         ingress: a.ingress.config(),
     };
+    crate::malloc::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -32,6 +32,7 @@ mod image;
 mod infra;
 mod kube;
 mod logging;
+mod malloc;
 mod network;
 mod output;
 mod progress;

@@ -175,6 +175,7 @@ pub fn run(root: &Path, args: ServerArgs) -> anyhow::Result<ExitCode> {
         hpa_source: None,
         rollouts: !args.disable_rollouts,
     };
+    crate::malloc::limit_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
