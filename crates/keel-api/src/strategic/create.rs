@@ -140,18 +140,14 @@ fn keep_nulls(patch: &Value, keep: bool) -> Map<String, Value> {
             Value::Null if keep => {
                 out.insert(k.clone(), Value::Null);
             }
-            Value::Null => {}
-            Value::Object(m) if m.is_empty() => {
-                if !keep {
-                    out.insert(k.clone(), v.clone());
-                }
-            }
-            Value::Object(_) => {
+            Value::Object(m) if !m.is_empty() => {
                 let sub = keep_nulls(v, keep);
                 if !sub.is_empty() {
                     out.insert(k.clone(), Value::Object(sub));
                 }
             }
+            Value::Null => {}
+            // values, lists and empty maps (an empty map given is a value)
             _ if !keep => {
                 out.insert(k.clone(), v.clone());
             }
