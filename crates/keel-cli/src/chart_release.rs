@@ -570,7 +570,7 @@ struct UpdateOpts {
 
 impl UpdateOpts {
     /// The combinations Helm's `Update` refuses, in its order and words.
-    fn check(&self) -> anyhow::Result<()> {
+    fn check(self) -> anyhow::Result<()> {
         if !self.ssa && self.force_conflicts {
             bail!(
                 "invalid client update option(s): forceConflicts enabled when serverSideApply disabled"
