@@ -935,7 +935,7 @@ fn go_fmt_into(v: &Value, s: &mut String) {
 }
 
 mod create;
-pub use create::{merge_patch_diff, three_way};
+pub use create::{merge_patch_diff, three_way, three_way_json};
 
 #[cfg(test)]
 mod tests;

@@ -6,9 +6,11 @@
 //! strategic merge patch (old manifest, new manifest, live object), built
 //! with keel-api's strategic-merge code; kinds the API has no strategic
 //! metadata for (custom resources) get a two-way JSON merge patch from the
-//! old manifest to the new, as Helm's `createPatch` sends them. Leaving
-//! client-side apply, helm's field ownership moves to its apply entry first
-//! (client-go's `csaupgrade`), as Helm does.
+//! old manifest to the new, as Helm's `createPatch` sends them, or a
+//! three-way JSON merge patch when an install takes ownership. With
+//! `--force-replace` existing objects are replaced whole (PUT), as Helm's
+//! `replaceResource`. Leaving client-side apply, helm's field ownership moves
+//! to its apply entry first (client-go's `csaupgrade`), as Helm does.
 
 use anyhow::Context as _;
 use serde_json::Value as J;
@@ -47,11 +49,27 @@ pub fn create(kube: &Kube, path: &str, obj: &J) -> anyhow::Result<bool> {
     }
 }
 
+/// How Helm's client-side `Update` changes an object that is live.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct How {
+    /// `--force-replace`: PUT the new object instead of patching.
+    pub replace: bool,
+    /// Custom resources get a three-way JSON merge patch (Helm 4's install
+    /// with `--take-ownership`), not the two-way one from the old manifest.
+    pub three_way_unstructured: bool,
+}
+
 /// Helm's client-side update of one object: created when it is not live,
-/// else patched from `original` (its object in the release being replaced)
-/// to `target` against the live object. Nothing is sent when the patch is
-/// empty.
-pub fn update(kube: &Kube, path: &str, original: Option<&J>, target: &J) -> anyhow::Result<()> {
+/// else replaced or patched from `original` (its object in the release being
+/// replaced) to `target` against the live object. Nothing is sent when the
+/// patch is empty.
+pub fn update(
+    kube: &Kube,
+    path: &str,
+    original: Option<&J>,
+    target: &J,
+    how: How,
+) -> anyhow::Result<()> {
     let kind = target["kind"].as_str().unwrap_or_default();
     let name = target["metadata"]["name"].as_str().unwrap_or_default();
     let Some(live) = kube.get(path)? else {
@@ -61,12 +79,20 @@ pub fn update(kube: &Kube, path: &str, original: Option<&J>, target: &J) -> anyh
     let Some(original) = original else {
         anyhow::bail!("original object {kind} with the name {name:?} not found");
     };
+    if how.replace {
+        return replace(kube, path, target, &live);
+    }
     let api_version = target["apiVersion"].as_str().unwrap_or_default();
     let (patch, ct) = match keel_api::strategic::schema_for(api_version, kind) {
         Some(schema) => (
             keel_api::strategic::three_way(original, target, &live, schema)
                 .map_err(|e| anyhow::anyhow!("failed to create patch: {e}"))?,
             "application/strategic-merge-patch+json",
+        ),
+        None if how.three_way_unstructured => (
+            keel_api::strategic::three_way_json(original, target, &live)
+                .map_err(|e| anyhow::anyhow!("failed to create patch: {e}"))?,
+            "application/merge-patch+json",
         ),
         None => (
             keel_api::strategic::merge_patch_diff(original, target),
@@ -83,6 +109,31 @@ pub fn update(kube: &Kube, path: &str, original: Option<&J>, target: &J) -> anyh
         ct,
     )?
     .map_err(|e| anyhow::anyhow!("cannot patch {name:?} with kind {kind}: {e}"))?;
+    Ok(())
+}
+
+/// cli-runtime's `Helper.Replace` with overwrite, as Helm's `replaceResource`
+/// calls it: the whole object PUT at the live `resourceVersion`, so what
+/// others added to the live object goes, and immutable fields stay refused.
+fn replace(kube: &Kube, path: &str, target: &J, live: &J) -> anyhow::Result<()> {
+    let mut obj = target.clone();
+    if obj["metadata"]["resourceVersion"]
+        .as_str()
+        .is_none_or(str::is_empty)
+        && let Some(meta) = obj["metadata"].as_object_mut()
+    {
+        meta.insert(
+            "resourceVersion".into(),
+            live["metadata"]["resourceVersion"].clone(),
+        );
+    }
+    kube.call(
+        "PUT",
+        &format!("{path}?fieldManager=helm&fieldValidation=Strict"),
+        Some(&obj),
+        "application/json",
+    )?
+    .map_err(|e| anyhow::anyhow!("failed to replace object: {e}"))?;
     Ok(())
 }
 

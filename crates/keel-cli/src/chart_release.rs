@@ -66,6 +66,12 @@ pub struct ApplyFlags {
     /// Force resource updates: conflicts with other field managers are overwritten.
     #[arg(long = "force-conflicts")]
     pub force_conflicts: bool,
+    /// Force resource updates by replacement (client-side apply only).
+    #[arg(long = "force-replace")]
+    pub force_replace: bool,
+    /// Deprecated: use --force-replace.
+    #[arg(long = "force", hide = true)]
+    pub force: bool,
     /// `true`, `false` or `auto`: apply server-side; `auto` (upgrade, rollback)
     /// follows the previous release, install takes `auto` as `true`.
     #[arg(
@@ -120,8 +126,11 @@ pub struct InstallArgs {
     #[command(flatten)]
     pub source: crate::chart_oci::SourceFlags,
     /// On failure, uninstall the release.
-    #[arg(long = "rollback-on-failure", alias = "atomic")]
+    #[arg(long = "rollback-on-failure")]
     pub rollback_on_failure: bool,
+    /// Deprecated: use --rollback-on-failure.
+    #[arg(long = "atomic", hide = true)]
+    pub atomic: bool,
     /// Re-use the name of an uninstalled or failed release.
     #[arg(long = "replace")]
     pub replace: bool,
@@ -164,8 +173,11 @@ pub struct UpgradeArgs {
     #[command(flatten)]
     pub source: crate::chart_oci::SourceFlags,
     /// On failure, roll back to the last successful release.
-    #[arg(long = "rollback-on-failure", alias = "atomic")]
+    #[arg(long = "rollback-on-failure")]
     pub rollback_on_failure: bool,
+    /// Deprecated: use --rollback-on-failure.
+    #[arg(long = "atomic", hide = true)]
+    pub atomic: bool,
     /// Merge the last release's values with the new ones (chart values from the last release).
     #[arg(long = "reuse-values")]
     pub reuse_values: bool,
@@ -176,7 +188,7 @@ pub struct UpgradeArgs {
     #[arg(long = "reset-then-reuse-values")]
     pub reset_then_reuse_values: bool,
     /// Limit the number of revisions kept (0: no limit).
-    #[arg(long = "history-max", default_value_t = 10)]
+    #[arg(long = "history-max", default_value_t = 10, env = "HELM_MAX_HISTORY")]
     pub history_max: usize,
     /// Leave out the CRDs in crds/ (only with --install).
     #[arg(long = "skip-crds")]
@@ -194,7 +206,7 @@ pub struct RollbackArgs {
     #[command(flatten)]
     pub apply: ApplyFlags,
     /// Limit the number of revisions kept (0: no limit).
-    #[arg(long = "history-max", default_value_t = 10)]
+    #[arg(long = "history-max", default_value_t = 10, env = "HELM_MAX_HISTORY")]
     pub history_max: usize,
 }
 
@@ -294,6 +306,37 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         rest = &rest[u..];
     }
     Ok(Duration::from_secs_f64(total))
+}
+
+/// What Helm's flag parsing does before a command runs: pflag's notice for
+/// each deprecated flag given (`--force`, `--atomic`, in the order given, on
+/// stderr), then cobra's mutually exclusive flag groups.
+fn check_flags(f: &ApplyFlags, atomic: bool) -> anyhow::Result<()> {
+    for arg in std::env::args().skip(1).take_while(|a| a != "--") {
+        let Some(name) = arg.strip_prefix("--") else {
+            continue;
+        };
+        match name.split('=').next() {
+            Some("force") if f.force => {
+                eprintln!("Flag --force has been deprecated, use --force-replace instead");
+            }
+            Some("atomic") if atomic => {
+                eprintln!("Flag --atomic has been deprecated, use --rollback-on-failure instead");
+            }
+            _ => {}
+        }
+    }
+    for (set, group) in [(f.force_replace, "force-replace"), (f.force, "force")] {
+        if set && f.force_conflicts {
+            let mut both = [group, "force-conflicts"];
+            both.sort_unstable();
+            bail!(
+                "if any flags in the group [{group} force-conflicts] are set none of the others can be; [{}] were all set",
+                both.join(" ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The cluster and the release namespace, and the command's choices that
@@ -474,19 +517,9 @@ fn owned(kube: &Kube, o: &J, name: &str, ns: &str) -> anyhow::Result<(String, J)
     Ok((path, o))
 }
 
-/// Helm's ownership check for an object that exists but is not in the
-/// release: it must carry this release's annotations.
-fn check_ownership(
-    kube: &Kube,
-    path: &str,
-    o: &J,
-    name: &str,
-    ns: &str,
-    op: &str,
-) -> anyhow::Result<()> {
-    let Some(live) = kube.get(path)? else {
-        return Ok(());
-    };
+/// Helm's ownership check for an object that exists (`live`) but is not in
+/// the release: it must carry this release's annotations.
+fn check_ownership(live: &J, o: &J, name: &str, ns: &str, op: &str) -> anyhow::Result<()> {
     let mut errs = Vec::new();
     let labels = &live["metadata"]["labels"];
     let ann = &live["metadata"]["annotations"];
@@ -522,44 +555,116 @@ fn keeps(o: &J) -> bool {
     o["metadata"]["annotations"]["helm.sh/resource-policy"].as_str() == Some("keep")
 }
 
-/// Applies `target` (server-side, manager `helm`; else client-side, with
-/// three-way patches from `current`) after checking that what `current`
-/// does not hold is not another release's; then deletes what `current` has
-/// and `target` dropped (unless kept).
-#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
-fn update_objects(
+/// How Helm's kube client `Update` applies a release's objects.
+#[derive(Debug, Clone, Copy)]
+#[allow(clippy::struct_excessive_bools)]
+struct UpdateOpts {
+    ssa: bool,
+    force_conflicts: bool,
+    force_replace: bool,
+    /// Custom resources get a three-way JSON merge patch (client-side only).
+    three_way_unstructured: bool,
+    /// Move helm's client-side field ownership to its apply entry first.
+    migrate: bool,
+}
+
+impl UpdateOpts {
+    /// The combinations Helm's `Update` refuses, in its order and words.
+    fn check(self) -> anyhow::Result<()> {
+        if !self.ssa && self.force_conflicts {
+            bail!(
+                "invalid client update option(s): forceConflicts enabled when serverSideApply disabled"
+            );
+        }
+        if self.three_way_unstructured && self.ssa {
+            bail!(
+                "invalid operation: cannot use three-way merge for unstructured and server-side apply together"
+            );
+        }
+        if self.force_conflicts && self.force_replace {
+            bail!("invalid operation: cannot use force conflicts and force replace together");
+        }
+        if self.ssa && self.force_replace {
+            bail!("invalid operation: cannot use server-side apply and force replace together");
+        }
+        Ok(())
+    }
+}
+
+/// Helm's check before an install or upgrade records anything: objects of
+/// `target` that `current` does not hold but that are live must carry this
+/// release's ownership marks (unless `--take-ownership`); they are returned
+/// (as rendered) to be adopted.
+fn adoptions(
     ctx: &Ctx,
     name: &str,
     current: &[J],
     target: &[J],
     op: &str,
-    force: bool,
-    ssa: bool,
-    migrate: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<J>> {
     let ns = &ctx.ns;
     let had: BTreeSet<String> = current.iter().map(|o| identity(o, ns)).collect();
-    let mut prepared = Vec::new();
+    let mut adopted = Vec::new();
+    for o in target.iter().filter(|o| !had.contains(&identity(o, ns))) {
+        let (path, obj) = owned(&ctx.kube, o, name, ns)?;
+        let Some(live) = ctx.kube.get(&path)? else {
+            continue;
+        };
+        if !ctx.opts.take_ownership {
+            check_ownership(&live, &obj, name, ns, op)?;
+        }
+        adopted.push(o.clone());
+    }
+    Ok(adopted)
+}
+
+/// Helm's kube client `Update`: applies `target` (server-side, manager
+/// `helm`; else client-side: replaced with `--force-replace`, else patched
+/// three-way from `current`), then deletes what `current` has and `target`
+/// dropped (unless kept). What an install or upgrade `adopted` is its own
+/// original, as in Helm; a live object a rollback's `current` lacks is
+/// refused, as Helm's `update` refuses it.
+fn update_objects(
+    ctx: &Ctx,
+    name: &str,
+    current: &[J],
+    adopted: &[J],
+    target: &[J],
+    event: &str,
+    how: UpdateOpts,
+) -> anyhow::Result<()> {
+    how.check()?;
+    let ns = &ctx.ns;
+    let adopted: BTreeSet<String> = adopted.iter().map(|o| identity(o, ns)).collect();
+    let csa = crate::chart_csa::How {
+        replace: how.force_replace,
+        three_way_unstructured: how.three_way_unstructured,
+    };
     for o in target {
         let (path, obj) = owned(&ctx.kube, o, name, ns)?;
-        if !had.contains(&identity(o, ns)) && !ctx.opts.take_ownership {
-            check_ownership(&ctx.kube, &path, &obj, name, ns, op)?;
-        }
-        prepared.push((path, obj));
-    }
-    for (path, obj) in &prepared {
-        if !ssa {
-            let id = identity(obj, ns);
-            let original = current.iter().find(|o| identity(o, ns) == id);
-            crate::chart_csa::update(&ctx.kube, path, original, obj)?;
+        let id = identity(&obj, ns);
+        let original = if adopted.contains(&id) {
+            Some(&obj)
+        } else {
+            current.iter().find(|o| identity(o, ns) == id)
+        };
+        if !how.ssa {
+            crate::chart_csa::update(&ctx.kube, &path, original, &obj, csa)?;
             continue;
         }
-        if migrate {
-            crate::chart_csa::migrate(&ctx.kube, path)?;
+        if original.is_none() && event == "rollback" && ctx.kube.get(&path)?.is_some() {
+            bail!(
+                "original object {} with the name {:?} not found",
+                obj["kind"].as_str().unwrap_or_default(),
+                obj["metadata"]["name"].as_str().unwrap_or_default()
+            );
+        }
+        if how.migrate {
+            crate::chart_csa::migrate(&ctx.kube, &path)?;
         }
         ctx.kube
-            .apply(path, obj, "helm", force)
-            .with_context(|| format!("failed to apply {}", describe(obj)))?;
+            .apply(&path, &obj, "helm", how.force_conflicts)
+            .with_context(|| format!("failed to apply {}", describe(&obj)))?;
     }
     let want: BTreeSet<String> = target.iter().map(|o| identity(o, ns)).collect();
     for o in current.iter().rev() {
@@ -754,12 +859,15 @@ pub fn run_hooks(
 }
 
 /// Helm's sequence once the pending record is stored: `pre-EVENT` hooks,
-/// apply `target` (deleting what `current` had and `target` dropped), wait,
-/// `post-EVENT` hooks; errors worded as Helm words them for each action.
+/// apply `target` (adopting `adopted`, deleting what `current` had and
+/// `target` dropped), wait, `post-EVENT` hooks; errors worded as Helm words
+/// them for each action.
+#[allow(clippy::too_many_arguments)]
 fn perform(
     ctx: &Ctx,
     rel: &mut Release,
     current: &[J],
+    adopted: &[J],
     target: &[J],
     f: &ApplyFlags,
     event: &str,
@@ -777,26 +885,30 @@ fn perform(
         })
     };
     hooks(rel, "pre")?;
-    let op = if event == "install" {
-        "install"
-    } else {
-        "update"
-    };
     let name = rel.name.clone();
     let ssa = rel.apply_method == "ssa";
-    // Helm moves helm's client-side field ownership to its apply entry when
-    // an upgrade leaves client-side apply, and on every server-side rollback
-    let migrate = ssa && (from_csa || event == "rollback");
-    update_objects(
-        ctx,
-        &name,
-        current,
-        target,
-        op,
-        f.force_conflicts,
+    let how = UpdateOpts {
         ssa,
-        migrate,
-    )?;
+        force_conflicts: f.force_conflicts,
+        force_replace: f.force_replace || f.force,
+        // Helm 4 adopts custom resources with a three-way merge client-side
+        three_way_unstructured: event == "install" && ctx.opts.take_ownership && !ssa,
+        // Helm moves helm's client-side field ownership to its apply entry
+        // when an upgrade leaves client-side apply, on every server-side
+        // rollback, and for what an install adopts
+        migrate: ssa && (from_csa || event != "upgrade"),
+    };
+    // an install with nothing to adopt creates, its update options unchecked
+    let how = if event == "install" && adopted.is_empty() {
+        UpdateOpts {
+            force_replace: false,
+            force_conflicts: false,
+            ..how
+        }
+    } else {
+        how
+    };
+    update_objects(ctx, &name, current, adopted, target, event, how)?;
     if f.wait.is_some() {
         crate::chart_wait::wait(ctx, target, timeout, f.wait_for_jobs)?;
     }
@@ -976,6 +1088,7 @@ pub fn name_from_template(t: &str) -> anyhow::Result<String> {
 
 /// `keel chart install`.
 pub fn install(a: &InstallArgs) -> anyhow::Result<()> {
+    check_flags(&a.apply, a.atomic)?;
     let (name, chart_path) = install_name_and_chart(a)?;
     let (name, chart_path) = (&name, &chart_path);
     if a.hide_secret && !is_dry_quiet(a.apply.dry_run.as_ref()) {
@@ -1001,7 +1114,7 @@ pub fn install(a: &InstallArgs) -> anyhow::Result<()> {
         a.create_namespace,
         a.replace,
         a.skip_crds,
-        a.rollback_on_failure,
+        a.rollback_on_failure || a.atomic,
     )
     .map_err(|e| anyhow::anyhow!("INSTALLATION FAILED: {e:#}"))?;
     print_release(&rel, &a.apply.output)
@@ -1073,16 +1186,10 @@ fn do_install(
         ctx.kube.rediscover();
     }
     let target = objects(&rel.manifest)?;
-    // Helm refuses before it records anything when another owner holds an object.
-    for o in &target {
-        let (path, obj) = owned(&ctx.kube, o, name, &ctx.ns)?;
-        if !ctx.opts.take_ownership {
-            check_ownership(&ctx.kube, &path, &obj, name, &ctx.ns, "install")?;
-        }
-    }
+    // what is live already is adopted (updated, not created)
+    let adopted = adoptions(ctx, name, &[], &target, "install")?;
     ctx.create(&rel)?;
-    // ownership was checked above, before anything was recorded
-    let res = perform(ctx, &mut rel, &target, &target, f, "install", false);
+    let res = perform(ctx, &mut rel, &[], &adopted, &target, f, "install", false);
     if let Err(e) = res {
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Release \"{name}\" failed: {e:#}");
@@ -1145,6 +1252,7 @@ fn keel_gotmpl_value(v: &J) -> keel_chart::GoValue {
 
 /// `keel chart upgrade`.
 pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
+    check_flags(&a.apply, a.atomic)?;
     let (name, chart_path) = (&a.name, &a.chart);
     let mut ctx = Ctx::new(&a.kube)?;
     ctx.opts = ReleaseOpts {
@@ -1171,7 +1279,7 @@ pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
                     .last()
                     .is_some_and(|r| r.info.status == status::UNINSTALLED),
                 a.skip_crds,
-                a.rollback_on_failure,
+                a.rollback_on_failure || a.atomic,
             )
             .map_err(|e| anyhow::anyhow!("INSTALLATION FAILED: {e:#}"))?;
             if a.apply.output == "table" {
@@ -1230,17 +1338,22 @@ fn do_upgrade(
         ..Release::default()
     };
     render_into(ctx, &mut rel, chart, &values, true)?;
+    let cur_objs = objects(&current.manifest)?;
+    let target = objects(&rel.manifest)?;
+    // as Helm, before the dry run returns and before anything is recorded
+    let adopted = adoptions(ctx, name, &cur_objs, &target, "update")?;
     if is_dry(f.dry_run.as_ref()) {
         rel.info.description = "Dry run complete".into();
         return Ok(rel);
     }
-    let cur_objs = objects(&current.manifest)?;
-    let target = objects(&rel.manifest)?;
+    let mut history = history.to_vec();
+    make_room(ctx, &mut history, a.history_max)?;
     ctx.create(&rel)?;
     let res = perform(
         ctx,
         &mut rel,
         &cur_objs,
+        &adopted,
         &target,
         f,
         "upgrade",
@@ -1250,7 +1363,7 @@ fn do_upgrade(
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Upgrade \"{name}\" failed: {e:#}");
         ctx.update(&rel)?;
-        if a.rollback_on_failure {
+        if a.rollback_on_failure || a.atomic {
             let to = ctx
                 .history(name)?
                 .into_iter()
@@ -1271,38 +1384,48 @@ fn do_upgrade(
         }
         return Err(e);
     }
-    supersede(ctx, history)?;
+    supersede(ctx, &history)?;
     rel.info.status = status::DEPLOYED.into();
     rel.info.description = f
         .description
         .clone()
         .unwrap_or_else(|| "Upgrade complete".into());
     ctx.update(&rel)?;
-    prune_history(ctx, name, a.history_max)?;
     Ok(rel)
 }
 
-/// `--history-max`: the oldest superseded records go once there are more than `max`.
-fn prune_history(ctx: &Ctx, name: &str, max: usize) -> anyhow::Result<()> {
-    if max == 0 {
+/// Helm's `removeLeastRecent` as its storage runs it before it records a
+/// new revision (`--history-max`, 0: no limit): the oldest records but the
+/// last deployed one go, whatever their status, until `max - 1` are left.
+/// `history` loses what went.
+fn make_room(ctx: &Ctx, history: &mut Vec<Release>, max: usize) -> anyhow::Result<()> {
+    if max == 0 || history.len() < max {
         return Ok(());
     }
-    let h = ctx.history(name)?;
-    let mut extra = h.len().saturating_sub(max);
-    for r in &h {
-        if extra == 0 {
+    let last_deployed = history
+        .iter()
+        .rev()
+        .find(|r| r.info.status == status::DEPLOYED)
+        .map(|r| r.version);
+    let mut gone = Vec::new();
+    for r in history.iter() {
+        if history.len() - gone.len() == max - 1 {
             break;
         }
-        if r.info.status == status::SUPERSEDED {
-            ctx.delete_record(r)?;
-            extra -= 1;
+        if Some(r.version) != last_deployed {
+            gone.push(r.version);
         }
     }
+    for r in history.iter().filter(|r| gone.contains(&r.version)) {
+        ctx.delete_record(r)?;
+    }
+    history.retain(|r| !gone.contains(&r.version));
     Ok(())
 }
 
 /// `keel chart rollback`.
 pub fn rollback(a: &RollbackArgs) -> anyhow::Result<()> {
+    check_flags(&a.apply, false)?;
     let ctx = Ctx::new(&a.kube)?;
     do_rollback(
         &ctx,
@@ -1363,12 +1486,17 @@ fn do_rollback(
     }
     let cur_objs = objects(&current.manifest)?;
     let objs = objects(&rel.manifest)?;
+    let mut history = history;
+    make_room(ctx, &mut history, history_max)?;
     ctx.create(&rel)?;
-    let res = perform(ctx, &mut rel, &cur_objs, &objs, f, "rollback", true);
+    let res = perform(ctx, &mut rel, &cur_objs, &[], &objs, f, "rollback", true);
     if let Err(e) = res {
-        let mut cur = current.clone();
-        cur.info.status = status::SUPERSEDED.into();
-        ctx.update(&cur)?;
+        // Helm's record of it fails quietly when the pruning took it
+        if history.iter().any(|r| r.version == current.version) {
+            let mut cur = current.clone();
+            cur.info.status = status::SUPERSEDED.into();
+            ctx.update(&cur)?;
+        }
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Rollback \"{name}\" failed: {e:#}");
         ctx.update(&rel)?;
@@ -1377,7 +1505,6 @@ fn do_rollback(
     supersede(ctx, &history)?;
     rel.info.status = status::DEPLOYED.into();
     ctx.update(&rel)?;
-    prune_history(ctx, name, history_max)?;
     Ok(rel)
 }
 

@@ -3,8 +3,10 @@
 //! revision and keel rolls back helm's; either uninstalls. `list`,
 //! `history`, `status` and `get` print byte for byte what helm prints for the
 //! same records. Also: Helm's ownership refusal, a failing pre-upgrade hook
-//! with `--atomic`, `--wait` on a Deployment's pods, and uninstall leaving
-//! only what `helm.sh/resource-policy: keep` keeps.
+//! with `--atomic`, `--wait` on a Deployment's pods, uninstall leaving
+//! only what `helm.sh/resource-policy: keep` keeps, `--force-replace`,
+//! `--history-max`, adoption (`--take-ownership`) client-side, and
+//! per-environment values files.
 
 #[path = "server_common/mod.rs"]
 mod common;
@@ -909,4 +911,468 @@ fn releases_helm3_made_upgrade_with_a_three_way_merge_as_helm_does() {
         "helm's server-side upgrade"
     );
     assert_eq!(after[1], after[0], "keel (right) against helm (left)");
+}
+
+/// Runs `args` through helm or keel.
+fn run(s: &KeelServer, tool: &str, args: &[&str]) -> Output {
+    if tool == "helm" {
+        helm(s, args)
+    } else {
+        keel(s, args)
+    }
+}
+
+/// The error line each tool printed, without its `Error: `/`error: ` prefix.
+fn error_of(tool: &str, o: &Output) -> String {
+    assert!(!o.status.success(), "{tool} succeeded: {}", text(o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    if tool == "helm" {
+        helm_peer::helm_error(&err)
+    } else {
+        helm_peer::keel_error(&err)
+    }
+}
+
+/// The stderr lines before the error: what flag parsing warned about.
+fn notices(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .take_while(|l| !l.starts_with("Error: ") && !l.starts_with("error: "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn cfg_chart(dir: &Path) {
+    write(
+        dir,
+        "Chart.yaml",
+        "apiVersion: v2\nname: fr\nversion: 0.1.0\n",
+    );
+    write(dir, "values.yaml", "a: \"1\"\n");
+    write(
+        dir,
+        "templates/cfg.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cfg\ndata:\n  a: {{ .Values.a | quote }}\n",
+    );
+}
+
+/// The live `ConfigMap`'s data and its `team` label.
+fn cfg_state(s: &KeelServer, name: &str) -> serde_json::Value {
+    let cm = configmap(s, "default", &format!("{name}-cfg")).unwrap();
+    serde_json::json!({"data": cm["data"], "team": cm["metadata"]["labels"]["team"]})
+}
+
+/// What someone else changes live: a key the chart never had, a label.
+fn drift(s: &KeelServer, name: &str) {
+    let k = &common::kubectls()[1];
+    let cm = format!("{name}-cfg");
+    s.ok(
+        k,
+        &[
+            "patch",
+            "configmap",
+            &cm,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"extra":"mine"}}"#,
+        ],
+    );
+    s.ok(k, &["label", "--overwrite", "configmap", &cm, "team=ops"]);
+}
+
+/// Helm 4.1.4's `--force-replace` (and `--force`, its deprecated spelling):
+/// client-side, existing objects are PUT whole instead of patched, so what
+/// others added live goes; with server-side apply Helm refuses it. keel and
+/// the real helm do the same to twin releases on one server, print the same
+/// deprecation notice and the same refusals, and leave the same histories.
+#[test]
+fn force_replace_puts_objects_whole_as_helm_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    cfg_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "byhelm"), ("keel", "bykeel")] {
+        helm_ok(&s, &["install", name, c, "--server-side=false"]);
+        // the patch keeps what it never had
+        drift(&s, name);
+        let out = run(&s, tool, &["upgrade", name, c, "--set", "a=2"]);
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        let patched = cfg_state(&s, name);
+        // --force (deprecated): replaced whole
+        drift(&s, name);
+        let out = run(&s, tool, &["upgrade", name, c, "--force", "--set", "a=3"]);
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        let forced = (notices(&out), cfg_state(&s, name));
+        // rollback --force-replace to the first revision
+        drift(&s, name);
+        let out = run(&s, tool, &["rollback", name, "1", "--force-replace"]);
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        let rolled = (notices(&out), cfg_state(&s, name));
+        // the flag groups Helm's command line refuses
+        let both = run(
+            &s,
+            tool,
+            &["upgrade", name, c, "--force", "--force-conflicts"],
+        );
+        let both = (notices(&both), error_of(tool, &both));
+        let both2 = run(
+            &s,
+            tool,
+            &["rollback", name, "--force-replace", "--force-conflicts"],
+        );
+        // conflicts are forced only server-side
+        let csa_force = run(&s, tool, &["upgrade", name, c, "--force-conflicts"]);
+        seen.push(serde_json::json!({
+            "patched": patched,
+            "forced": forced,
+            "rolled": rolled,
+            "groups": [both, error_of(tool, &both2)],
+            "csa_force_conflicts": error_of(tool, &csa_force),
+            "history": history_json(&s, "helm", name, "default")
+                .into_iter()
+                .map(|(r, st, d)| (r, st, d.replace(name, "NAME")))
+                .collect::<Vec<_>>(),
+        }));
+    }
+    assert_eq!(
+        seen[0]["patched"],
+        serde_json::json!({"data": {"a": "2", "extra": "mine"}, "team": "ops"})
+    );
+    assert_eq!(
+        seen[0]["forced"],
+        serde_json::json!([
+            ["Flag --force has been deprecated, use --force-replace instead"],
+            {"data": {"a": "3"}, "team": null}
+        ])
+    );
+    assert_eq!(
+        seen[0]["rolled"],
+        serde_json::json!([[], {"data": {"a": "1"}, "team": null}])
+    );
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+
+    // a server-side release: Helm refuses to replace, after the record is made
+    let mut refused = Vec::new();
+    for (tool, name) in [("helm", "ssahelm"), ("keel", "ssakeel")] {
+        helm_ok(&s, &["install", name, c]);
+        let out = run(
+            &s,
+            tool,
+            &["upgrade", name, c, "--force-replace", "--set", "a=2"],
+        );
+        let err = error_of(tool, &out).replace(name, "NAME");
+        // --server-side=false makes it client-side, and the replace goes through
+        drift(&s, name);
+        let args = [
+            "upgrade",
+            name,
+            c,
+            "--force-replace",
+            "--server-side=false",
+            "--set",
+            "a=4",
+        ];
+        let out = run(&s, tool, &args);
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        let history: Vec<_> = history_json(&s, "helm", name, "default")
+            .into_iter()
+            .map(|(r, st, d)| (r, st, d.replace(name, "NAME")))
+            .collect();
+        refused.push((err, history, cfg_state(&s, name)));
+    }
+    assert_eq!(
+        refused[0].0,
+        "UPGRADE FAILED: invalid operation: cannot use server-side apply and force replace together"
+    );
+    assert_eq!(refused[0].1[1].1, "failed");
+    assert_eq!(
+        refused[0].2,
+        serde_json::json!({"data": {"a": "4"}, "team": null})
+    );
+    assert_eq!(refused[1], refused[0], "keel (right) against helm (left)");
+}
+
+/// `helm upgrade --history-max N`: before each new record Helm's storage
+/// drops the oldest ones but the last deployed, failed ones too, until
+/// N - 1 are left. keel's histories match helm's revision for revision.
+#[test]
+fn history_max_prunes_as_helms_storage_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "hh"), ("keel", "hk")] {
+        helm_ok(&s, &["install", name, c]);
+        for (i, extra) in ["", "badHook=true", "", "badHook=true", ""]
+            .iter()
+            .enumerate()
+        {
+            let mut args = vec!["upgrade", name, c, "--history-max", "3"];
+            if !extra.is_empty() {
+                args.extend(["--set", extra]);
+            }
+            let out = run(&s, tool, &args);
+            assert_eq!(
+                out.status.success(),
+                extra.is_empty(),
+                "{tool} step {i}: {}",
+                text(&out)
+            );
+        }
+        let hist = |s: &KeelServer| -> Vec<(i64, String)> {
+            history_json(s, "helm", name, "default")
+                .into_iter()
+                .map(|(r, st, _)| (r, st))
+                .collect()
+        };
+        let upgraded = hist(&s);
+        // the revision rolled back to goes too: it was read before
+        let out = run(&s, tool, &["rollback", name, "4", "--history-max", "2"]);
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        seen.push((upgraded, hist(&s)));
+    }
+    let st = |v: &[(i64, &str)]| -> Vec<(i64, String)> {
+        v.iter().map(|(r, s)| (*r, (*s).to_string())).collect()
+    };
+    assert_eq!(
+        seen[0],
+        (
+            st(&[(4, "superseded"), (5, "failed"), (6, "deployed")]),
+            st(&[(6, "superseded"), (7, "deployed")])
+        )
+    );
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
+
+/// A namespaced kind whose spec takes anything (flow style: one document).
+const WIDGET_CRD: &str = "{apiVersion: apiextensions.k8s.io/v1, kind: CustomResourceDefinition, \
+    metadata: {name: widgets.keel.test}, spec: {group: keel.test, scope: Namespaced, \
+    names: {plural: widgets, singular: widget, kind: Widget}, versions: [{name: v1, \
+    served: true, storage: true, schema: {openAPIV3Schema: {type: object, properties: \
+    {spec: {type: object, x-kubernetes-preserve-unknown-fields: true}}}}}]}}";
+
+/// A Widget (custom resource) and a `ConfigMap`, named by `.Values.name`.
+fn adopt_chart(dir: &Path) {
+    write(
+        dir,
+        "Chart.yaml",
+        "apiVersion: v2\nname: adopt\nversion: 0.1.0\n",
+    );
+    write(dir, "values.yaml", "name: w\n");
+    write(
+        dir,
+        "templates/w.yaml",
+        "apiVersion: keel.test/v1\nkind: Widget\nmetadata:\n  name: {{ .Values.name }}\nspec:\n  size: 2\n  tags: [a]\n",
+    );
+    write(
+        dir,
+        "templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.name }}-cm\ndata:\n  a: \"1\"\n",
+    );
+}
+
+/// Objects made by hand before a release adopts them.
+fn pre_existing(s: &KeelServer, w: &str) {
+    let k = &common::kubectls()[1];
+    let objs = format!(
+        "apiVersion: keel.test/v1\nkind: Widget\nmetadata: {{name: {w}, namespace: default, labels: {{team: ops}}}}\nspec: {{size: 1, color: red, tags: [a, b]}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {w}-cm, namespace: default, labels: {{team: ops}}}}\ndata: {{a: live, extra: mine}}\n"
+    );
+    s.ok_in(k, &["apply", "-f", "-"], Some(&objs));
+}
+
+/// The adopted objects as they are live: the Widget's spec, both labels and
+/// release annotations, the `ConfigMap`'s data.
+fn adopted_state(s: &KeelServer, w: &str, release: &str) -> serde_json::Value {
+    let k = &common::kubectls()[1];
+    let out = s.ok(k, &["get", "widget", w, "-n", "default", "-o", "json"]);
+    let widget: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cm = configmap(s, "default", &format!("{w}-cm")).unwrap();
+    let marks = |o: &serde_json::Value| {
+        serde_json::json!([
+            o["metadata"]["labels"]["team"],
+            o["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            o["metadata"]["annotations"]["meta.helm.sh/release-name"] == release,
+        ])
+    };
+    serde_json::json!({
+        "spec": widget["spec"],
+        "widget": marks(&widget),
+        "data": cm["data"],
+        "cm": marks(&cm),
+    })
+}
+
+/// Helm 4.1.4's `install --take-ownership --server-side=false`: objects that
+/// exist are updated client-side with the chart's objects as their
+/// originals; a custom resource gets a three-way JSON merge patch (live
+/// fields the chart never had stay, its own fields and ownership marks are
+/// set), where a two-way patch between two equal objects sent nothing.
+/// With `--force-replace` both are PUT whole; server-side, Helm refuses to
+/// replace what it adopts. keel and the real helm side by side.
+#[test]
+fn install_taking_ownership_client_side_merges_custom_resources_three_way_as_helm_does() {
+    let s = KeelServer::start(None);
+    let k = &common::kubectls()[1];
+    s.ok_in(k, &["apply", "-f", "-"], Some(WIDGET_CRD));
+    common::eventually("the Widget kind served", Duration::from_secs(30), || {
+        s.kubectl_with(k, &["get", "widgets", "-n", "default"], None)
+            .status
+            .success()
+    });
+    let chart = tempfile::tempdir().unwrap();
+    adopt_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let mut seen = Vec::new();
+    for tool in ["helm", "keel"] {
+        let (merged, replaced, refused) = (
+            format!("m-{tool}"),
+            format!("r-{tool}"),
+            format!("x-{tool}"),
+        );
+        for w in [&merged, &replaced, &refused] {
+            pre_existing(&s, w);
+        }
+        let base = ["--take-ownership", "--server-side=false"];
+        let set = format!("name={merged}");
+        let mut args = vec!["install", &merged, c, "--set", &set];
+        args.extend(base);
+        let out = run(&s, tool, &args);
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        let set = format!("name={replaced}");
+        let mut args = vec!["install", &replaced, c, "--set", &set, "--force-replace"];
+        args.extend(base);
+        let out = run(&s, tool, &args);
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        let set = format!("name={refused}");
+        let args = [
+            "install",
+            &refused,
+            c,
+            "--set",
+            &set,
+            "--take-ownership",
+            "--force-replace",
+        ];
+        let out = run(&s, tool, &args);
+        let refusal = error_of(tool, &out).replace(&refused, "NAME");
+        seen.push(serde_json::json!({
+            "merged": adopted_state(&s, &merged, &merged),
+            "replaced": adopted_state(&s, &replaced, &replaced),
+            "refused": [refusal, history_json(&s, "helm", &refused, "default")[0].1],
+        }));
+    }
+    assert_eq!(
+        seen[0]["merged"],
+        serde_json::json!({
+            "spec": {"size": 2, "color": "red", "tags": ["a"]},
+            "widget": ["ops", "Helm", true],
+            "data": {"a": "1", "extra": "mine"},
+            "cm": ["ops", "Helm", true],
+        }),
+        "helm's adoption"
+    );
+    assert_eq!(
+        seen[0]["replaced"],
+        serde_json::json!({
+            "spec": {"size": 2, "tags": ["a"]},
+            "widget": [null, "Helm", true],
+            "data": {"a": "1"},
+            "cm": [null, "Helm", true],
+        }),
+        "helm's adoption with --force-replace"
+    );
+    assert_eq!(
+        seen[0]["refused"],
+        serde_json::json!([
+            "INSTALLATION FAILED: invalid operation: cannot use server-side apply and force replace together",
+            "failed"
+        ])
+    );
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
+
+/// Per-environment values files: keel installs one chart into staging and
+/// prod with each file; the objects differ as the files say, and helm reads
+/// back each release's values.
+#[test]
+fn prod_and_staging_values_files_give_different_objects() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    write(
+        chart.path(),
+        "values-staging.yaml",
+        "greeting: hi-staging\n",
+    );
+    write(
+        chart.path(),
+        "values-prod.yaml",
+        "greeting: hi-prod\nextra: true\n",
+    );
+    let c = chart.path().to_str().unwrap();
+    for env in ["staging", "prod"] {
+        let file = chart.path().join(format!("values-{env}.yaml"));
+        let args = [
+            "install",
+            "app",
+            c,
+            "-n",
+            env,
+            "--create-namespace",
+            "-f",
+            file.to_str().unwrap(),
+        ];
+        keel_ok(&s, &args);
+    }
+    let greeting = |ns: &str| configmap(&s, ns, "app-cm").unwrap()["data"]["greeting"].clone();
+    assert_eq!(greeting("staging"), "hi-staging");
+    assert_eq!(greeting("prod"), "hi-prod");
+    assert!(configmap(&s, "staging", "app-extra").is_none());
+    assert!(configmap(&s, "prod", "app-extra").is_some());
+    assert_eq!(
+        helm_ok(&s, &["get", "values", "app", "-n", "prod"]),
+        "USER-SUPPLIED VALUES:\nextra: true\ngreeting: hi-prod\n"
+    );
+    assert_eq!(
+        helm_ok(&s, &["get", "values", "app", "-n", "staging"]),
+        "USER-SUPPLIED VALUES:\ngreeting: hi-staging\n"
+    );
+}
+
+/// Regression (issue 22): keel checked who owns the objects an upgrade adds
+/// only after it had recorded the revision and run the pre-upgrade hooks,
+/// leaving a failed revision; Helm refuses first and records nothing.
+#[test]
+fn upgrade_refuses_foreign_objects_before_recording_as_helm_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    demo_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let k = &common::kubectls()[1];
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "uh"), ("keel", "uk")] {
+        helm_ok(&s, &["install", name, c]);
+        let cm = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}-extra, namespace: default}}\n"
+        );
+        s.ok_in(k, &["apply", "-f", "-"], Some(&cm));
+        let out = run(&s, tool, &["upgrade", name, c, "--set", "extra=true"]);
+        let err = error_of(tool, &out).replace(name, "NAME");
+        let hook = configmap(&s, "default", &format!("{name}-hook")).unwrap();
+        seen.push((
+            err,
+            history_json(&s, "helm", name, "default").len(),
+            hook["data"]["revision"].clone(),
+        ));
+    }
+    assert!(
+        seen[0].0.starts_with("UPGRADE FAILED: unable to continue with update: ConfigMap \"NAME-extra\" in namespace \"default\" exists and cannot be imported into the current release: invalid ownership metadata; "),
+        "{seen:?}"
+    );
+    // one revision, and the pre-upgrade hook did not run again
+    assert_eq!((seen[0].1, seen[0].2.clone()), (1, serde_json::json!("1")));
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
 }

@@ -1,6 +1,8 @@
 //! Creating patches, as apimachinery's `CreateThreeWayMergePatch` (with
-//! overwrite: what Helm 3's client-side updates send) and `CreateMergePatch`
-//! (the JSON merge patch Helm sends for custom resources) create them.
+//! overwrite: what Helm 3's client-side updates send), `CreateMergePatch`
+//! (the JSON merge patch Helm sends for custom resources) and
+//! `CreateThreeWayJSONMergePatch` (custom resources Helm 4 adopts
+//! client-side) create them.
 //!
 //! The three-way patch is the difference from the live object to the new
 //! configuration, without deletions, plus the deletions from the old
@@ -84,6 +86,87 @@ pub fn merge_patch_diff(original: &Value, modified: &Value) -> Value {
         }
     }
     Value::Object(patch)
+}
+
+/// apimachinery's `CreateThreeWayJSONMergePatch` with kubectl's
+/// preconditions (`apiVersion`, `kind` and `metadata.name` unchanged): the
+/// additions and changes from `current` to `modified` (its `null`s left
+/// out) joined with the deletions from `original` to `modified` (only its
+/// `null`s). The two never touch the same leaf, so upstream's conflict check
+/// cannot fire here and is left out.
+///
+/// # Errors
+/// The patch would change `apiVersion`, `kind` or the name (upstream's
+/// `precondition failed for: map[…]`).
+pub fn three_way_json(
+    original: &Value,
+    modified: &Value,
+    current: &Value,
+) -> Result<Value, SmpError> {
+    let empty = Value::Object(Map::new());
+    let or_empty = |v: &Value| {
+        if v.is_object() {
+            v.clone()
+        } else {
+            empty.clone()
+        }
+    };
+    let (original, modified, current) = (or_empty(original), or_empty(modified), or_empty(current));
+    let changes = keep_nulls(&merge_patch_diff(&current, &modified), false);
+    let mut patch = keep_nulls(&merge_patch_diff(&original, &modified), true);
+    merge_into(&mut patch, changes);
+    let changes_identity = patch.contains_key("apiVersion")
+        || patch.contains_key("kind")
+        || patch
+            .get("metadata")
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.contains_key("name"));
+    let patch = Value::Object(patch);
+    if changes_identity {
+        return Err(other(format!(
+            "precondition failed for: {}",
+            go_fmt(&patch)
+        )));
+    }
+    Ok(patch)
+}
+
+/// apimachinery's `keepOrDeleteNullInObj`: only the `null`s (`keep`), or
+/// everything but them; a map left empty goes, an empty map given as a value stays.
+fn keep_nulls(patch: &Value, keep: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (k, v) in patch.as_object().into_iter().flatten() {
+        match v {
+            Value::Null if keep => {
+                out.insert(k.clone(), Value::Null);
+            }
+            Value::Object(m) if !m.is_empty() => {
+                let sub = keep_nulls(v, keep);
+                if !sub.is_empty() {
+                    out.insert(k.clone(), Value::Object(sub));
+                }
+            }
+            Value::Null => {}
+            // values, lists and empty maps (an empty map given is a value)
+            _ if !keep => {
+                out.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// RFC 7386's merge of `patch` into `doc` for two patches that share no leaf.
+fn merge_into(doc: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (k, v) in patch {
+        match (doc.get_mut(&k), v) {
+            (Some(Value::Object(d)), Value::Object(p)) => merge_into(d, p),
+            (_, v) => {
+                doc.insert(k, v);
+            }
+        }
+    }
 }
 
 /// JSON kinds as Go's `reflect.TypeOf` tells decoded values apart.
@@ -500,6 +583,49 @@ mod tests {
         let current = json!({"data": {"a": "live", "b": "2", "extra": "mine"}});
         let p = three_way(&original, &modified, &current, none).unwrap();
         assert_eq!(p, json!({"data": {"a": "1", "b": null, "c": "3"}}));
+    }
+
+    #[test]
+    fn three_way_json_keeps_what_only_the_live_object_has() {
+        // Helm 4 adopting a custom resource: the chart's object is both the
+        // original and the modified configuration
+        let chart = json!({"apiVersion": "x.io/v1", "kind": "W", "metadata": {"name": "w",
+            "labels": {"app.kubernetes.io/managed-by": "Helm"}},
+            "spec": {"size": 2, "tags": ["a"], "opts": {}}});
+        let live = json!({"apiVersion": "x.io/v1", "kind": "W", "metadata": {"name": "w",
+            "resourceVersion": "7", "labels": {"team": "ops"}},
+            "spec": {"size": 1, "tags": ["a", "b"], "color": "red"}, "status": {"ok": true}});
+        let p = three_way_json(&chart, &chart, &live).unwrap();
+        assert_eq!(
+            p,
+            json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm"}},
+                "spec": {"size": 2, "tags": ["a"], "opts": {}}})
+        );
+        // a real original: what the chart dropped goes, nested deletions too
+        let original = json!({"spec": {"size": 1, "old": "x", "deep": {"gone": 1, "kept": 2}}});
+        let modified = json!({"spec": {"size": 1, "deep": {"kept": 2}}});
+        let live =
+            json!({"spec": {"size": 1, "old": "x", "deep": {"gone": 1, "kept": 3}, "mine": 1}});
+        let p = three_way_json(&original, &modified, &live).unwrap();
+        assert_eq!(
+            p,
+            json!({"spec": {"old": null, "deep": {"gone": null, "kept": 2}}})
+        );
+        // nothing to do is an empty patch
+        assert_eq!(three_way_json(&chart, &chart, &chart).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn three_way_json_refuses_to_rename() {
+        let original = json!({"kind": "W", "metadata": {"name": "w"}});
+        let modified = json!({"kind": "W", "metadata": {"name": "v"}});
+        let e = three_way_json(&original, &modified, &original).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "precondition failed for: map[metadata:map[name:v]]"
+        );
+        let modified = json!({"kind": "V", "metadata": {"name": "w"}});
+        assert!(three_way_json(&original, &modified, &original).is_err());
     }
 
     #[test]
