@@ -53,19 +53,6 @@ pub struct SublinkSpec {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// An overlay network's VXLAN device, a port of the network's bridge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VxlanPort {
-    pub name: String,
-    pub vni: u32,
-    /// This node's address (the device's source).
-    pub local: Ipv4Addr,
-    pub port: u16,
-    pub bridge: String,
-    /// `None`: the link's less VXLAN's overhead is the caller's to choose.
-    pub mtu: Option<u32>,
-}
-
 /// One iptables rule; `tag` goes into `-m comment` so removal can find it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -87,26 +74,6 @@ pub trait Kernel: Send + Sync {
     ) -> Result<bool, NetError>;
     /// Whether a network interface of that name exists.
     fn link_exists(&self, name: &str) -> bool;
-    /// Whether bridge `name` exists, is up and holds `gateway/prefix_len`
-    /// (a bridge an earlier root at the same path left may hold another
-    /// subnet). Default: it exists.
-    fn bridge_ready(&self, name: &str, gateway: Ipv4Addr, prefix_len: u8) -> bool {
-        let _ = (gateway, prefix_len);
-        self.link_exists(name)
-    }
-    /// Marks link `name` as `owner`'s (`<owner> <rule tag>`, its alias) for
-    /// [`Kernel::prune_owned`]. Default: no mark.
-    fn set_owner(&self, name: &str, owner: &str) -> Result<(), NetError> {
-        let _ = (name, owner);
-        Ok(())
-    }
-    /// Deletes the links marked as `owner`'s with the rules tagged in their
-    /// marks, and the links `also` with the keel rules naming them.
-    /// Default: nothing to prune.
-    fn prune_owned(&self, owner: &str, also: &[String]) -> Result<(), NetError> {
-        let _ = (owner, also);
-        Ok(())
-    }
     /// A host-wide lock (across keel roots) held while a subnet is chosen
     /// against the host's routes and its bridge created, so two roots never
     /// pick the same subnet. `None` where there is nothing to share.
@@ -135,28 +102,6 @@ pub trait Kernel: Send + Sync {
         let mut tags: Vec<&str> = rules.iter().map(|r| r.tag.as_str()).collect();
         tags.dedup();
         tags.into_iter().try_for_each(|t| self.remove_rules(t))
-    }
-    /// Creates VXLAN device `spec.name` (no learning; ARP for remote
-    /// containers answered from its neighbour entries, nothing flooded) as a
-    /// port of `spec.bridge`, and brings it up. An existing one is kept.
-    fn ensure_vxlan_port(&self, spec: &VxlanPort) -> Result<(), NetError> {
-        Err(NetError::Overlay(format!(
-            "{}: this kernel has no overlay networks",
-            spec.name
-        )))
-    }
-    /// Adds and removes overlay networks' FDB and neighbour entries.
-    fn vxlan_entries(
-        &self,
-        add: &[crate::vxlan::Entry],
-        del: &[crate::vxlan::Entry],
-    ) -> Result<(), NetError> {
-        if add.is_empty() && del.is_empty() {
-            return Ok(());
-        }
-        Err(NetError::Overlay(
-            "this kernel has no overlay networks".into(),
-        ))
     }
     /// Writes `/proc/sys/<key with . as />`.
     fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError>;
@@ -300,71 +245,6 @@ fn has_tag(line: &str, tag: &str) -> bool {
         || line.contains(&format!("--comment {tag} "))
 }
 
-/// The `-D` lines removing every nat and filter rule of `saved` (an
-/// `iptables-save`) that `pick` selects.
-fn matching_rules(saved: &str, pick: impl Fn(&str) -> bool) -> Vec<(&'static str, String)> {
-    let mut table = "";
-    let mut lines = Vec::new();
-    for line in saved.lines() {
-        if let Some(t) = line.strip_prefix('*') {
-            table = match t {
-                "nat" => "nat",
-                "filter" => "filter",
-                _ => "",
-            };
-        } else if let Some(r) = line.strip_prefix("-A ")
-            && !table.is_empty()
-            && pick(line)
-        {
-            // iptables-save prints rules in a form -D accepts verbatim.
-            lines.push((table, format!("-D {r}")));
-        }
-    }
-    lines
-}
-
-/// Whether an `iptables-save` line matches interface `name` (`-i`/`-o`).
-fn names_iface(line: &str, name: &str) -> bool {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    words
-        .windows(2)
-        .any(|w| matches!(w[0], "-i" | "-o") && w[1] == name)
-}
-
-/// `(name, alias)` of an `ip -o link show` line whose link has an alias.
-fn owned_link(line: &str) -> Option<(String, String)> {
-    let name = line.split(": ").nth(1)?.split('@').next()?.to_string();
-    let alias = line.split("\\    alias ").nth(1)?.trim().to_string();
-    Some((name, alias))
-}
-
-/// Whether `name` is up and holds exactly the address `gateway/prefix_len`,
-/// from the thread's routing table (`/proc/thread-self/net/route`: no
-/// process spawned): an up link with that address has its prefix route.
-fn bridge_holds(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> bool {
-    let Ok(net) = Ipv4Net::new(gateway, prefix_len).map(|n| n.trunc()) else {
-        return false;
-    };
-    let Ok(table) = std::fs::read_to_string("/proc/thread-self/net/route") else {
-        return false;
-    };
-    // Addresses are printed as the native-endian u32 of network-order bytes.
-    let addr = |h: &str| {
-        u32::from_str_radix(h, 16)
-            .ok()
-            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
-    };
-    let mut prefixes = table.lines().skip(1).filter_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() > 7 && f[0] == name && f[2] == "00000000")
-            .then(|| Some((addr(f[1])?, addr(f[7])?)))
-            .flatten()
-    });
-    let mask = net.netmask();
-    let found = prefixes.next();
-    found == Some((net.network(), mask)) && prefixes.next().is_none()
-}
-
 /// `iptables-restore --noflush` of `lines` (`(table, line)`), one section
 /// per table.
 fn iptables_restore(lines: &[(&str, String)]) -> Result<(), NetError> {
@@ -391,16 +271,7 @@ impl Kernel for HostKernel {
             reason: e,
         };
         if link_exists(name) {
-            // An earlier root at the same path may have left it with another
-            // subnet: re-address it (the caller then redoes its rules).
-            if bridge_holds(name, gateway, prefix_len) {
-                return Ok(false);
-            }
-            let batch = format!(
-                "addr flush dev {name}\naddr add {gateway}/{prefix_len} dev {name}\nlink set dev {name} up\n"
-            );
-            run("ip", &["-batch", "-"], Some(&batch)).map_err(create_err)?;
-            return Ok(true);
+            return Ok(false);
         }
         match run("ip", &["link", "add", "name", name, "type", "bridge"], None) {
             Ok(_) => {}
@@ -414,44 +285,6 @@ impl Kernel for HostKernel {
 
     fn link_exists(&self, name: &str) -> bool {
         link_exists(name)
-    }
-
-    fn bridge_ready(&self, name: &str, gateway: Ipv4Addr, prefix_len: u8) -> bool {
-        link_exists(name) && bridge_holds(name, gateway, prefix_len)
-    }
-
-    fn set_owner(&self, name: &str, owner: &str) -> Result<(), NetError> {
-        run("ip", &["link", "set", "dev", name, "alias", owner], None)
-            .map(|_| ())
-            .map_err(|e| NetError::CreateBridge {
-                name: name.to_string(),
-                reason: e,
-            })
-    }
-
-    fn prune_owned(&self, owner: &str, also: &[String]) -> Result<(), NetError> {
-        let links = run("ip", &["-o", "link", "show"], None).map_err(|e| NetError::DeleteLink {
-            name: owner.to_string(),
-            reason: e,
-        })?;
-        let mut tags = Vec::new();
-        let mut names: Vec<String> = also.iter().filter(|n| link_exists(n)).cloned().collect();
-        for (name, alias) in links.lines().filter_map(owned_link) {
-            if let Some(tag) = alias.strip_prefix(owner).and_then(|t| t.strip_prefix(' ')) {
-                tags.push(tag.to_string());
-                names.push(name);
-            }
-        }
-        for n in &names {
-            self.delete_link(n)?;
-        }
-        let saved = iptables_save()?;
-        let lines = matching_rules(&saved, |l| {
-            tags.iter().any(|t| has_tag(l, t))
-                || (l.contains("--comment keel-net:") || l.contains("--comment \"keel-net:"))
-                    && names.iter().any(|n| names_iface(l, n))
-        });
-        iptables_restore(&lines)
     }
 
     fn lock_host(&self) -> Result<Option<std::fs::File>, NetError> {
@@ -488,37 +321,6 @@ impl Kernel for HostKernel {
                 reason: e,
             }),
         }
-    }
-
-    fn ensure_vxlan_port(&self, s: &VxlanPort) -> Result<(), NetError> {
-        let err = |e: String| NetError::Overlay(format!("{}: {e}", s.name));
-        if !link_exists(&s.name) {
-            crate::vxlan::add_vxlan(&s.name, s.vni, s.local, None, s.port, true).map_err(err)?;
-        }
-        let mtu = s.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
-        let batch = format!(
-            "link set dev {n}{mtu} master {b}\nlink set dev {n} up\n",
-            n = s.name,
-            b = s.bridge
-        );
-        run("ip", &["-batch", "-"], Some(&batch))
-            .map(|_| ())
-            .map_err(err)
-    }
-
-    fn vxlan_entries(
-        &self,
-        add: &[crate::vxlan::Entry],
-        del: &[crate::vxlan::Entry],
-    ) -> Result<(), NetError> {
-        use crate::vxlan::{HostOverlay, OverlayKernel};
-        if !del.is_empty() {
-            HostOverlay.del_entries(del)?;
-        }
-        if !add.is_empty() {
-            HostOverlay.add_entries(add)?;
-        }
-        Ok(())
     }
 
     fn add_veth(&self, s: &VethSpec) -> Result<(), NetError> {
@@ -713,7 +515,26 @@ impl Kernel for HostKernel {
 
     fn remove_rules(&self, tag: &str) -> Result<(), NetError> {
         let saved = iptables_save()?;
-        iptables_restore(&matching_rules(&saved, |l| has_tag(l, tag)))
+        let mut table = "";
+        let mut lines: Vec<(&str, String)> = Vec::new();
+        for line in saved.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = if t == "nat" {
+                    "nat"
+                } else if t == "filter" {
+                    "filter"
+                } else {
+                    ""
+                };
+            } else if let Some(r) = line.strip_prefix("-A ")
+                && !table.is_empty()
+                && has_tag(line, tag)
+            {
+                // iptables-save prints rules in a form -D accepts verbatim.
+                lines.push((table, format!("-D {r}")));
+            }
+        }
+        iptables_restore(&lines)
     }
 
     fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {

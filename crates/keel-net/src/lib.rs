@@ -47,24 +47,19 @@ pub use hosts::{
     DnsConfig, ExtraHost, HOST_GATEWAY, parse_extra_host, render_hosts, render_hosts_with,
     render_resolv_conf, render_resolv_conf_with,
 };
-pub use kernel::{HostKernel, Kernel, Rule, SublinkSpec, VethSpec, VxlanPort};
+pub use kernel::{HostKernel, Kernel, Rule, SublinkSpec, VethSpec};
 pub use ports::{PortMapping, Protocol, parse_port_spec};
 use rules::{network_rules, port_rules, ports_clash, tag_container, tag_network};
 use state::{
     Endpoint, NetRecord, OPT_MASQUERADE, OPT_MTU, State, eth0, now, random_hex, valid_name,
 };
-pub use state::{OPT_VNI, OPT_VTEP, OVERLAY_PORT, RemotePeer};
 
 /// What `keel network create` asks for, Docker's flags one for one; the
 /// default is a bridge on the next free subnet of Docker's pools.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkOptions {
-    /// `bridge` (empty: bridge), `macvlan`, `ipvlan` or `overlay` (a node's
-    /// part of a cluster-wide network: see [`OPT_VNI`], [`OPT_VTEP`]).
+    /// `bridge` (empty: bridge), `macvlan` or `ipvlan`.
     pub driver: String,
-    /// The network's ID (64 hex digits): an overlay network has the same
-    /// on every node. `None`: a new random one.
-    pub id: Option<String>,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub ip_range: Option<String>,
@@ -93,10 +88,6 @@ const DRIVER_OPTIONS: &[(&str, &str, &[&str])] = &[
     ),
     ("ipvlan", "parent", &[]),
     ("ipvlan", "ipvlan_mode", &["l2", "l3", "l3s"]),
-    ("overlay", OPT_VNI, &[]),
-    ("overlay", OPT_VTEP, &[]),
-    ("overlay", OPT_MTU, &[]),
-    ("overlay", OPT_MASQUERADE, &["true", "false"]),
 ];
 
 /// What the runtime asks for when a container joins a bridge network.
@@ -215,45 +206,22 @@ impl Networks {
         })
     }
 
-    fn root(&self) -> &Path {
-        self.dir.parent().unwrap_or(&self.dir)
-    }
-
-    /// FNV-1a of the root's path: stable across builds, unlike std's hasher.
-    fn root_hash(&self) -> u64 {
-        self.root()
+    /// `keel0` for the default root; other roots (tests, a second keel) get
+    /// `keel0-<hash of root>` so they never share a bridge (and its addresses).
+    fn default_bridge_name(&self) -> String {
+        let root = self.dir.parent().unwrap_or(&self.dir);
+        if root == Path::new(DEFAULT_ROOT) {
+            return DEFAULT_BRIDGE.to_string();
+        }
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let h = root
             .as_os_str()
             .as_encoded_bytes()
             .iter()
             .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
                 (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-            })
-    }
-
-    /// `keel0` for the default root; other roots (tests, a second keel) get
-    /// `keel0-<hash of root>` so they never share a bridge (and its addresses).
-    fn default_bridge_name(&self) -> String {
-        if self.root() == Path::new(DEFAULT_ROOT) {
-            return DEFAULT_BRIDGE.to_string();
-        }
-        format!("{DEFAULT_BRIDGE}-{:08x}", self.root_hash() as u32)
-    }
-
-    /// The mark (link alias) on this root's bridges: a root deleted without
-    /// cleanup leaves them, and a new root at the same path finds them by it.
-    fn owner(&self) -> String {
-        format!("keel-root:{:016x}", self.root_hash())
-    }
-
-    /// A root starts afresh (no state on disk): whatever an earlier root at
-    /// this path left in the kernel goes first (its bridges, marked with
-    /// [`Networks::owner`], with their iptables rules; the default bridge
-    /// by name, as older keels made it without a mark), so the new state's
-    /// subnets are chosen against the host as it really is and no bridge
-    /// keeps an address the state does not know.
-    pub(crate) fn prune_earlier_life(&self) -> Result<(), NetError> {
-        self.kernel
-            .prune_owned(&self.owner(), &[self.default_bridge_name()])
+            });
+        format!("{DEFAULT_BRIDGE}-{:08x}", h as u32)
     }
 
     /// Where containers' resolv.conf is derived from (default `/etc/resolv.conf`).
@@ -269,12 +237,7 @@ impl Networks {
             id: n.id.clone(),
             name: n.name.clone(),
             driver: n.driver.clone(),
-            scope: if n.driver == "overlay" {
-                "swarm"
-            } else {
-                "local"
-            }
-            .into(),
+            scope: "local".into(),
             subnet: n.subnet.map(|s| s.to_string()),
             gateway: n.gateway_ip(),
             ip_range: n.ip_range.map(|r| r.to_string()),
@@ -310,35 +273,16 @@ impl Networks {
         if !self.kernel.ensure_bridge(br, gw, subnet.prefix_len())? {
             return Ok(());
         }
-        let mark = format!("{} {}", self.owner(), tag_network(&net.id));
         let res = (|| {
-            self.kernel.set_owner(br, &mark)?;
             self.kernel.sysctl("net.ipv4.ip_forward", "1")?;
             self.kernel
                 .sysctl(&format!("net.ipv4.conf.{br}.route_localnet"), "1")?;
             self.kernel.ensure_chains()?;
             // Stale rules of an earlier incarnation of this network would double up.
             self.kernel.remove_rules(&tag_network(&net.id))?;
-            self.kernel.add_rules(&network_rules(net))?;
-            if let (Some((vni, local)), Some(dev)) = (net.overlay(), net.vxlan_dev()) {
-                self.kernel.ensure_vxlan_port(&VxlanPort {
-                    name: dev.clone(),
-                    vni,
-                    local,
-                    port: OVERLAY_PORT,
-                    bridge: br.clone(),
-                    mtu: net.options.get(OPT_MTU).and_then(|m| m.parse().ok()),
-                })?;
-                self.kernel.set_owner(&dev, &mark)?;
-                self.kernel
-                    .vxlan_entries(&remote_entries(&dev, &net.remote), &[])?;
-            }
-            Ok(())
+            self.kernel.add_rules(&network_rules(net))
         })();
         if res.is_err() {
-            if let Some(dev) = net.vxlan_dev() {
-                let _ = self.kernel.delete_link(&dev);
-            }
             let _ = self.kernel.delete_link(br);
         }
         res
@@ -353,9 +297,7 @@ impl Networks {
         let (Some(br), Some(subnet)) = (net.bridge.clone(), net.subnet) else {
             return Ok(net);
         };
-        if let Some(gw) = net.gateway_ip()
-            && self.kernel.bridge_ready(&br, gw, subnet.prefix_len())
-        {
+        if self.kernel.link_exists(&br) {
             return Ok(net);
         }
         let _host = self.kernel.lock_host()?;
@@ -381,9 +323,6 @@ impl Networks {
     }
 
     fn teardown_network_kernel(&self, net: &NetRecord) -> Result<(), NetError> {
-        if let Some(dev) = net.vxlan_dev() {
-            self.kernel.delete_link(&dev)?;
-        }
         if let Some(br) = &net.bridge {
             self.kernel.delete_link(br)?;
             self.kernel.remove_rules(&tag_network(&net.id))?;
@@ -410,34 +349,10 @@ impl Networks {
         } else {
             o.driver.as_str()
         };
-        if !matches!(driver, "bridge" | "macvlan" | "ipvlan" | "overlay") {
+        if !matches!(driver, "bridge" | "macvlan" | "ipvlan") {
             return bad(format!(
-                "driver {driver:?} is not supported: keel has bridge, macvlan, ipvlan and overlay networks"
+                "driver {driver:?} is not supported: keel has bridge, macvlan and ipvlan networks"
             ));
-        }
-        if let Some(id) = &o.id
-            && (id.len() != 64
-                || !id.bytes().all(|b| b.is_ascii_hexdigit())
-                || st.network_by_id(id).is_some())
-        {
-            return bad(format!(
-                "network ID {id:?} is not 64 hex digits or is in use"
-            ));
-        }
-        if driver == "overlay" {
-            let vni = o.options.get(OPT_VNI).and_then(|v| v.parse::<u32>().ok());
-            let vtep = o
-                .options
-                .get(OPT_VTEP)
-                .and_then(|v| v.parse::<Ipv4Addr>().ok());
-            if !vni.is_some_and(|v| (1..1 << 24).contains(&v))
-                || vtep.is_none()
-                || o.subnet.is_none()
-            {
-                return bad(format!(
-                    "an overlay network is made by the cluster (`keel network create -d overlay` on a node of it): it needs --subnet, {OPT_VNI} (1 to 16777215) and {OPT_VTEP} (this node's address)"
-                ));
-            }
         }
         if o.ipv6 {
             return bad("IPv6 networks are not supported: keel's networks are IPv4 only".into());
@@ -472,7 +387,7 @@ impl Networks {
         {
             return bad("every ip-range, gateway or aux-address must have a corresponding subnet (--subnet)".into());
         }
-        if driver != "bridge" && driver != "overlay" {
+        if driver != "bridge" {
             if o.internal {
                 return bad(format!(
                     "--internal applies to bridge networks; a {driver} network is part of the parent's LAN"
@@ -562,13 +477,9 @@ impl Networks {
         for (k, v) in &o.aux_addresses {
             aux_addresses.insert(k.clone(), host_addr(&format!("aux-address {k}"), v)?);
         }
-        let id = match &o.id {
-            Some(id) => id.to_ascii_lowercase(),
-            None => random_hex(32)?,
-        };
+        let id = random_hex(32)?;
         let rec = NetRecord {
-            bridge: matches!(driver.as_str(), "bridge" | "overlay")
-                .then(|| format!("keel-{}", &id[..10])),
+            bridge: (driver == "bridge").then(|| format!("keel-{}", &id[..10])),
             id,
             name: name.to_string(),
             driver,
@@ -582,7 +493,6 @@ impl Networks {
             internal: o.internal,
             labels: o.labels.clone(),
             options: o.options.clone(),
-            remote: Vec::new(),
         };
         self.ensure_network_kernel(&rec)?;
         st.networks.push(rec.clone());
@@ -616,7 +526,11 @@ impl Networks {
     /// Removes a user network; refused for predefined networks and while containers are attached.
     pub fn remove(&self, name: &str) -> Result<(), NetError> {
         let mut l = self.lock()?;
-        let n = l.state.get(name)?;
+        let n = l
+            .state
+            .find(name)
+            .ok_or_else(|| NetError::NotFound(name.to_string()))?
+            .clone();
         if n.predefined {
             return Err(NetError::Predefined(n.name));
         }
@@ -822,16 +736,6 @@ impl Networks {
                             .collect(),
                     }),
             );
-            if let Some(net) = st.network_by_id(&e.network_id) {
-                peers.extend(net.remote.iter().map(|p| {
-                    hosts::HostEntry {
-                        ip: p.ip,
-                        names: std::iter::once(p.name.clone())
-                            .chain(p.aliases.iter().cloned())
-                            .collect(),
-                    }
-                }));
-            }
         }
         let path = self.container_dir(id).join("hosts");
         hosts::write_in_place(&path, &hosts::render_hosts_with(&extra, &own, &peers))
@@ -1182,45 +1086,6 @@ impl Networks {
         self.refresh_hosts(&l.state, &net)
     }
 
-    /// Sets the containers other nodes run on overlay network `network`:
-    /// its VXLAN device's FDB and neighbour entries change by the
-    /// difference, and local containers' hosts files name them.
-    pub fn set_remote_peers(&self, network: &str, peers: &[RemotePeer]) -> Result<(), NetError> {
-        let mut l = self.lock()?;
-        let net = l.state.get(network)?;
-        let Some(dev) = net.vxlan_dev() else {
-            return Err(NetError::InvalidConfig(format!(
-                "network {} is not an overlay network",
-                net.name
-            )));
-        };
-        let mut want = peers.to_vec();
-        want.sort();
-        want.dedup();
-        if want == net.remote {
-            return Ok(());
-        }
-        let have: BTreeSet<vxlan::Entry> = remote_entries(&dev, &net.remote).into_iter().collect();
-        let next: BTreeSet<vxlan::Entry> = remote_entries(&dev, &want).into_iter().collect();
-        // With the kernel side down (idle, released) the entries come back
-        // with it, from the record.
-        if net
-            .bridge
-            .as_ref()
-            .is_some_and(|b| self.kernel.link_exists(b))
-        {
-            let del: Vec<_> = have.difference(&next).cloned().collect();
-            let add: Vec<_> = next.difference(&have).cloned().collect();
-            self.kernel.vxlan_entries(&add, &del)?;
-        }
-        if let Some(rec) = l.state.networks.iter_mut().find(|n| n.id == net.id) {
-            rec.remote = want;
-        }
-        self.save_networks(&l.state)?;
-        let net = l.state.network_by_id(&net.id).cloned().unwrap_or(net);
-        self.refresh_hosts(&l.state, &net)
-    }
-
     /// The primary attachment of a container, if any (for `inspect` and `port`).
     pub fn attachment(&self, container_id: &str) -> Result<Option<Attachment>, NetError> {
         Ok(self.attachments(container_id)?.into_iter().next())
@@ -1238,27 +1103,6 @@ impl Networks {
             })
             .collect())
     }
-}
-
-/// The FDB and neighbour entries that reach `peers` through VXLAN device `dev`.
-fn remote_entries(dev: &str, peers: &[RemotePeer]) -> Vec<vxlan::Entry> {
-    peers
-        .iter()
-        .flat_map(|p| {
-            [
-                vxlan::Entry::Fdb {
-                    dev: dev.to_string(),
-                    mac: p.mac.clone(),
-                    dst: p.host,
-                },
-                vxlan::Entry::Neigh {
-                    dev: dev.to_string(),
-                    ip: p.ip,
-                    mac: p.mac.clone(),
-                },
-            ]
-        })
-        .collect()
 }
 
 #[cfg(test)]

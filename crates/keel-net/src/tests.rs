@@ -115,23 +115,6 @@ impl Kernel for Shared {
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
         Ok(self.0.routes.clone())
     }
-    fn ensure_vxlan_port(&self, s: &VxlanPort) -> Result<(), NetError> {
-        self.0.bridges.lock().unwrap().insert(s.name.clone());
-        self.0.log(format!(
-            "vxlan {} vni {} local {}:{} on {} mtu {:?}",
-            s.name, s.vni, s.local, s.port, s.bridge, s.mtu
-        ));
-        Ok(())
-    }
-    fn vxlan_entries(&self, add: &[vxlan::Entry], del: &[vxlan::Entry]) -> Result<(), NetError> {
-        for e in del {
-            self.0.log(format!("-{e:?}"));
-        }
-        for e in add {
-            self.0.log(format!("+{e:?}"));
-        }
-        Ok(())
-    }
 }
 
 fn setup(fake: Fake) -> (tempfile::TempDir, Arc<Fake>, Networks) {
@@ -665,11 +648,8 @@ fn create_refuses_what_docker_refuses() {
         o.ip_range = Some("10.1.1.0/28".into());
     }));
     assert!(e.contains("not inside subnet"), "{e}");
-    let e = err(opts(|o| o.driver = "weave".into()));
-    assert!(e.contains("driver \"weave\" is not supported"), "{e}");
-    // An overlay network comes from the cluster, never from a bare create.
     let e = err(opts(|o| o.driver = "overlay".into()));
-    assert!(e.contains("made by the cluster"), "{e}");
+    assert!(e.contains("driver \"overlay\" is not supported"), "{e}");
     let e = err(opts(|o| o.ipv6 = true));
     assert!(e.contains("IPv6"), "{e}");
     let e = err(opts(|o| {
@@ -746,91 +726,4 @@ fn macvlan_links_live_in_the_container() {
         "{:?}",
         fake.calls()
     );
-}
-
-/// An overlay network (what the agent makes on each node of a cluster):
-/// a bridge with the node's slice of the subnet, a VXLAN port with the
-/// network's VNI, and the other nodes' containers as FDB and neighbour
-/// entries and as names in the hosts files; all of it goes with the network.
-#[test]
-fn overlay_network_has_a_vxlan_port_and_remote_peers() {
-    let (_d, fake, nets) = setup(Fake::default());
-    let id = "ab".repeat(32);
-    let bad = nets
-        .create_with(
-            "ov",
-            &NetworkOptions {
-                driver: "overlay".into(),
-                ..NetworkOptions::default()
-            },
-        )
-        .unwrap_err();
-    assert!(bad.to_string().contains("made by the cluster"), "{bad}");
-    let info = nets
-        .create_with(
-            "ov",
-            &NetworkOptions {
-                driver: "overlay".into(),
-                id: Some(id.clone()),
-                subnet: Some("10.200.0.0/16".into()),
-                ip_range: Some("10.200.2.0/24".into()),
-                options: BTreeMap::from([
-                    (OPT_VNI.to_string(), "4097".to_string()),
-                    (OPT_VTEP.to_string(), "192.0.2.10".to_string()),
-                    (OPT_MTU.to_string(), "1450".to_string()),
-                ]),
-                ..NetworkOptions::default()
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        (info.id.as_str(), info.scope.as_str()),
-        (id.as_str(), "swarm")
-    );
-    assert!(
-        fake.calls().contains(&format!(
-            "vxlan kvx-4097 vni 4097 local 192.0.2.10:4789 on keel-{} mtu Some(1450)",
-            &id[..10]
-        )),
-        "{:?}",
-        fake.calls()
-    );
-    let a = nets.attach(&req("c1", "ov", "")).unwrap();
-    assert_eq!(a.ip, Ipv4Addr::new(10, 200, 2, 0));
-    assert_eq!(a.gateway, Ipv4Addr::new(10, 200, 0, 1));
-    let peer = RemotePeer {
-        name: "web".into(),
-        aliases: vec!["www".into()],
-        ip: Ipv4Addr::new(10, 200, 1, 1),
-        mac: "02:42:0a:c8:01:01".into(),
-        host: Ipv4Addr::new(192, 0, 2, 20),
-    };
-    nets.set_remote_peers("ov", std::slice::from_ref(&peer))
-        .unwrap();
-    let hosts = std::fs::read_to_string(&a.hosts_file).unwrap();
-    assert!(hosts.contains("10.200.1.1\tweb www\n"), "{hosts}");
-    let calls = fake.calls();
-    assert!(
-        calls
-            .iter()
-            .any(|c| c.starts_with("+Fdb") && c.contains("192.0.2.20"))
-            && calls
-                .iter()
-                .any(|c| c.starts_with("+Neigh") && c.contains("10.200.1.1")),
-        "{calls:?}"
-    );
-    // The same set again changes nothing; an empty one removes the entries.
-    let n = fake.calls().len();
-    nets.set_remote_peers("ov", &[peer]).unwrap();
-    assert_eq!(fake.calls().len(), n);
-    nets.set_remote_peers("ov", &[]).unwrap();
-    assert!(fake.calls()[n..].iter().any(|c| c.starts_with("-Fdb")));
-    assert!(
-        !std::fs::read_to_string(&a.hosts_file)
-            .unwrap()
-            .contains("web")
-    );
-    nets.detach("c1").unwrap();
-    nets.remove("ov").unwrap();
-    assert!(fake.calls().contains(&"del kvx-4097".to_string()));
 }

@@ -378,30 +378,6 @@ fn only_absent(err: &str) -> bool {
     })
 }
 
-/// `ip link add NAME type vxlan id VNI local IP [dev LINK] dstport PORT
-/// nolearning [proxy]` (`proxy`: ARP answered from the neighbour entries).
-pub(crate) fn add_vxlan(
-    name: &str,
-    vni: u32,
-    local: Ipv4Addr,
-    link: Option<&str>,
-    port: u16,
-    proxy: bool,
-) -> Result<(), String> {
-    let (vni, local, port) = (vni.to_string(), local.to_string(), port.to_string());
-    let mut args = vec![
-        "link", "add", name, "type", "vxlan", "id", &vni, "local", &local,
-    ];
-    if let Some(l) = link {
-        args.extend(["dev", l]);
-    }
-    args.extend(["dstport", port.as_str(), "nolearning"]);
-    if proxy {
-        args.push("proxy");
-    }
-    run("ip", &args, None).map(|_| ())
-}
-
 /// `ip -o link show dev NAME`'s `mtu N`.
 fn link_mtu(name: &str) -> Result<u32, NetError> {
     let out = run("ip", &["-o", "link", "show", "dev", name], None)
@@ -444,8 +420,32 @@ impl OverlayKernel for HostOverlay {
             self.delete_link(&s.name)?;
         }
         if !crate::kernel::link_exists(&s.name) {
-            add_vxlan(&s.name, s.vni, s.local_ip, Some(&s.link), s.port, false)
-                .map_err(overlay_err("creating the vxlan device"))?;
+            let (vni, port, local) = (
+                s.vni.to_string(),
+                s.port.to_string(),
+                s.local_ip.to_string(),
+            );
+            run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &s.name,
+                    "type",
+                    "vxlan",
+                    "id",
+                    &vni,
+                    "local",
+                    &local,
+                    "dev",
+                    &s.link,
+                    "dstport",
+                    &port,
+                    "nolearning",
+                ],
+                None,
+            )
+            .map_err(overlay_err("creating the vxlan device"))?;
         }
         let batch = format!(
             "link set dev {n} mtu {m}\naddr replace {a}/32 dev {n}\nlink set dev {n} up\n",

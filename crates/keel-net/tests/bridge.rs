@@ -53,15 +53,6 @@ impl keel_net::Kernel for Timed {
     fn link_exists(&self, n: &str) -> bool {
         self.time("link_exists", || HostKernel.link_exists(n))
     }
-    fn bridge_ready(&self, n: &str, g: std::net::Ipv4Addr, p: u8) -> bool {
-        self.time("link_exists", || HostKernel.bridge_ready(n, g, p))
-    }
-    fn set_owner(&self, n: &str, o: &str) -> Result<(), NetError> {
-        self.time("ensure_bridge", || HostKernel.set_owner(n, o))
-    }
-    fn prune_owned(&self, o: &str, also: &[String]) -> Result<(), NetError> {
-        HostKernel.prune_owned(o, also)
-    }
     fn lock_host(&self) -> Result<Option<std::fs::File>, NetError> {
         HostKernel.lock_host()
     }
@@ -694,59 +685,5 @@ fn two_roots_do_not_share_a_default_bridge() {
         assert!(sh("ip", &["-o", "addr", "show", "dev", &b2]).contains("172.18.0.1/16"));
         n1.detach("x1").unwrap();
         n2.detach("x2").unwrap();
-    });
-}
-
-/// A root deleted without cleanup (`rm -rf`) leaves its bridges and rules;
-/// a new root at the same path removes them before choosing subnets, and
-/// re-addresses a default bridge that holds another subnet (one an older
-/// keel made, or anyone else), so its containers are reachable.
-#[test]
-fn a_new_root_at_the_same_path_prunes_and_readdresses() {
-    let host = NetNs::new("host");
-    let c1 = NetNs::new("c1");
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    host.run(|| {
-        let nets = Networks::open(&root).unwrap();
-        let ubr = nets.create("appnet", None).unwrap().bridge.unwrap();
-        nets.attach(&req("o1", "o1", &c1, "bridge")).unwrap();
-        nets.attach(&req("o1", "o1", &c1, "appnet")).unwrap();
-        let dbr = nets.inspect("bridge").unwrap().bridge.unwrap();
-        nets.detach("o1").unwrap();
-        drop(nets);
-        std::fs::remove_dir_all(&root).unwrap();
-        let (links, rules) = leftovers();
-        assert!(
-            links.iter().any(|l| l.contains(&format!(" {dbr}: ")))
-                && links.iter().any(|l| l.contains(&format!(" {ubr}: "))),
-            "{links:?}"
-        );
-        assert!(rules.iter().any(|r| r.contains(&dbr)), "{rules:?}");
-
-        let nets = Networks::open(&root).unwrap();
-        // The first look at the fresh state prunes: the default bridge's
-        // subnet is free again, nothing of the old root is left.
-        assert_eq!(
-            nets.inspect("bridge").unwrap().subnet.as_deref(),
-            Some("172.17.0.0/16")
-        );
-        assert_eq!(leftovers(), (vec![], vec![]));
-        // A bridge of that name holding another subnet (what an older keel
-        // left, unmarked) is re-addressed by the next attach.
-        sh("ip", &["link", "add", "name", &dbr, "type", "bridge"]);
-        sh("ip", &["addr", "add", "10.99.0.1/24", "dev", &dbr]);
-        sh("ip", &["link", "set", &dbr, "up"]);
-        let a = nets.attach(&req("o2", "o2", &c1, "bridge")).unwrap();
-        assert_eq!(a.gateway.to_string(), "172.17.0.1");
-        let addrs = sh("ip", &["-o", "-4", "addr", "show", "dev", &dbr]);
-        assert!(
-            addrs.contains("172.17.0.1/16") && !addrs.contains("10.99.0.1"),
-            "{addrs}"
-        );
-        c1.exec(&["busybox", "ping", "-c", "1", "-W", "3", "172.17.0.1"]);
-        nets.detach("o2").unwrap();
-        nets.release_idle().unwrap();
-        assert_eq!(leftovers(), (vec![], vec![]));
     });
 }
