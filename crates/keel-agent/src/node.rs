@@ -184,7 +184,17 @@ pub async fn await_pod_cidr(client: &kube::Client, name: &str) -> Result<String,
     let api: Api<Node> = Api::all(client.clone());
     let mut warned = false;
     loop {
-        let n = api.get(name).await?;
+        let n = match api.get(name).await {
+            Ok(n) => n,
+            // The server restarting under a starting agent: wait for it, as
+            // the kubelet does, instead of exiting.
+            Err(e) if !matches!(e, kube::Error::Api(_)) => {
+                tracing::warn!(node = name, error = %e, "server unreachable; retrying");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Some(c) = n.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) {
             return Ok(c);
         }
