@@ -1267,6 +1267,10 @@ pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
     let live = history.iter().any(|r| r.info.status != status::UNINSTALLED);
     if !live {
         if a.install {
+            // Helm says so before it installs (the message precedes a failure's).
+            if a.apply.output == "table" {
+                println!("Release {name:?} does not exist. Installing it now.");
+            }
             let rel = do_install(
                 &ctx,
                 name,
@@ -1282,9 +1286,6 @@ pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
                 a.rollback_on_failure || a.atomic,
             )
             .map_err(|e| anyhow::anyhow!("INSTALLATION FAILED: {e:#}"))?;
-            if a.apply.output == "table" {
-                println!("Release {name:?} does not exist. Installing it now.");
-            }
             return print_release(&rel, &a.apply.output);
         }
         bail!("UPGRADE FAILED: \"{name}\" has no deployed releases");

@@ -391,6 +391,14 @@ fn keel_refuses_objects_another_release_owns_as_helm_does() {
     assert!(kerr.contains(expect), "keel said: {kerr}");
     // nothing recorded by keel's refusal
     assert!(release_secrets(&s, "default").is_empty());
+    // `upgrade --install` says it installs before it fails, as helm does.
+    let h = helm(&s, &["upgrade", "--install", "taken", c, "--no-hooks"]);
+    let kk = keel(&s, &["upgrade", "--install", "taken", c, "--no-hooks"]);
+    assert!(!h.status.success() && !kk.status.success());
+    let hout = String::from_utf8_lossy(&h.stdout).into_owned();
+    assert!(hout.contains("Installing it now."), "helm printed: {hout}");
+    assert_eq!(String::from_utf8_lossy(&kk.stdout), hout);
+    assert!(release_secrets(&s, "default").is_empty());
 }
 
 #[test]
