@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use keel_chart::release::{self, Hook, Info, Release, status};
-use serde_json::{Map, Value as J};
+use serde_json::Value as J;
 
 use crate::chart::ValuesFlags;
+use crate::chart_owner::{adoptions, owned};
 use crate::kube::Kube;
 
 /// Flags every release command takes (Helm's global ones).
@@ -468,7 +469,7 @@ pub fn objects(manifest: &str) -> anyhow::Result<Vec<J>> {
 }
 
 /// `Kind/namespace/name` as identity across manifests.
-fn identity(o: &J, ns: &str) -> String {
+pub(crate) fn identity(o: &J, ns: &str) -> String {
     let group = o["apiVersion"]
         .as_str()
         .unwrap_or_default()
@@ -490,65 +491,6 @@ fn describe(o: &J) -> String {
         Some(ns) => format!("{kind} \"{name}\" in namespace \"{ns}\""),
         None => format!("{kind} \"{name}\""),
     }
-}
-
-/// Helm's `setMetadataVisitor`: the managed-by label and the release
-/// annotations on every object; namespaced objects get the release namespace.
-fn owned(kube: &Kube, o: &J, name: &str, ns: &str) -> anyhow::Result<(String, J)> {
-    let mut o = o.clone();
-    let (path, namespaced) = kube.object_path(&o, ns)?;
-    let meta = o["metadata"]
-        .as_object_mut()
-        .context("object has no metadata")?;
-    if namespaced && !meta.contains_key("namespace") {
-        meta.insert("namespace".into(), J::String(ns.into()));
-    }
-    for (field, k, v) in [
-        ("labels", "app.kubernetes.io/managed-by", "Helm"),
-        ("annotations", "meta.helm.sh/release-name", name),
-        ("annotations", "meta.helm.sh/release-namespace", ns),
-    ] {
-        let m = meta.entry(field).or_insert_with(|| J::Object(Map::new()));
-        if !m.is_object() {
-            *m = J::Object(Map::new());
-        }
-        m[k] = J::String(v.into());
-    }
-    Ok((path, o))
-}
-
-/// Helm's ownership check for an object that exists (`live`) but is not in
-/// the release: it must carry this release's annotations.
-fn check_ownership(live: &J, o: &J, name: &str, ns: &str, op: &str) -> anyhow::Result<()> {
-    let mut errs = Vec::new();
-    let labels = &live["metadata"]["labels"];
-    let ann = &live["metadata"]["annotations"];
-    match labels["app.kubernetes.io/managed-by"].as_str() {
-        None => errs.push("label validation error: missing key \"app.kubernetes.io/managed-by\": must be set to \"Helm\"".to_string()),
-        Some("Helm") => {}
-        Some(v) => errs.push(format!("label validation error: key \"app.kubernetes.io/managed-by\" must equal \"Helm\": current value is \"{v}\"")),
-    }
-    for (k, want) in [
-        ("meta.helm.sh/release-name", name),
-        ("meta.helm.sh/release-namespace", ns),
-    ] {
-        match ann[k].as_str() {
-            None => errs.push(format!("annotation validation error: missing key \"{k}\": must be set to \"{want}\"")),
-            Some(v) if v == want => {}
-            Some(v) => errs.push(format!("annotation validation error: key \"{k}\" must equal \"{want}\": current value is \"{v}\"")),
-        }
-    }
-    if errs.is_empty() {
-        return Ok(());
-    }
-    // Helm's resourceString: the namespace is named even when empty
-    bail!(
-        "unable to continue with {op}: {} \"{}\" in namespace \"{}\" exists and cannot be imported into the current release: invalid ownership metadata; {}",
-        o["kind"].as_str().unwrap_or_default(),
-        o["metadata"]["name"].as_str().unwrap_or_default(),
-        live["metadata"]["namespace"].as_str().unwrap_or_default(),
-        errs.join("; ")
-    )
 }
 
 fn keeps(o: &J) -> bool {
@@ -589,33 +531,6 @@ impl UpdateOpts {
         }
         Ok(())
     }
-}
-
-/// Helm's check before an install or upgrade records anything: objects of
-/// `target` that `current` does not hold but that are live must carry this
-/// release's ownership marks (unless `--take-ownership`); they are returned
-/// (as rendered) to be adopted.
-fn adoptions(
-    ctx: &Ctx,
-    name: &str,
-    current: &[J],
-    target: &[J],
-    op: &str,
-) -> anyhow::Result<Vec<J>> {
-    let ns = &ctx.ns;
-    let had: BTreeSet<String> = current.iter().map(|o| identity(o, ns)).collect();
-    let mut adopted = Vec::new();
-    for o in target.iter().filter(|o| !had.contains(&identity(o, ns))) {
-        let (path, obj) = owned(&ctx.kube, o, name, ns)?;
-        let Some(live) = ctx.kube.get(&path)? else {
-            continue;
-        };
-        if !ctx.opts.take_ownership {
-            check_ownership(&live, &obj, name, ns, op)?;
-        }
-        adopted.push(o.clone());
-    }
-    Ok(adopted)
 }
 
 /// Helm's kube client `Update`: applies `target` (server-side, manager

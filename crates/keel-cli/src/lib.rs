@@ -18,6 +18,7 @@ pub mod chart;
 mod chart_csa;
 mod chart_deps;
 mod chart_oci;
+mod chart_owner;
 mod chart_release;
 mod chart_repo;
 mod chart_show;
