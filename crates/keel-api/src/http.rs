@@ -184,7 +184,8 @@ impl Server {
         let store = keel_store::open(&url)
             .await
             .map_err(|source| ApiError::Datastore { url, source })?;
-        let state = Arc::new(State {
+        let state = Arc::new_cyclic(|me| State {
+            me: me.clone(),
             store,
             secrets,
             paths,

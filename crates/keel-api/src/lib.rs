@@ -109,6 +109,9 @@ pub(crate) struct State {
     /// `tolerationSeconds` the `DefaultTolerationSeconds` admission gives pods
     /// for `not-ready` and `unreachable` nodes (Kubernetes: 300).
     pub default_toleration_seconds: std::sync::atomic::AtomicI64,
+    /// The server's own handle on this state, for work that outlives a
+    /// borrow (CEL's authorizer asking the Node authorizer).
+    pub me: std::sync::Weak<State>,
 }
 
 pub(crate) struct Tokens {

@@ -458,7 +458,71 @@ fn a_node_credential_reaches_only_its_node_and_what_its_pods_use() {
         c.get_json(&["node", "node-0"])["metadata"]["labels"]["checked"],
         "yes"
     );
+
+    // CEL's `authorizer` asks the Node authorizer for a node, as the API
+    // server's chain does: node-0 may get `used-0` (its pod uses it), which
+    // RBAC alone would refuse.
+    c.apply(NODE_CEL_POLICY);
+    let create = |name: &str, secret: &str| {
+        n0.kubectl_as_node(
+            &[
+                "create",
+                "configmap",
+                name,
+                &format!("--from-literal=secret={secret}"),
+            ],
+            None,
+        )
+    };
+    let mut tries = 0;
+    let refuses = "the policy to refuse a secret node-0 may not read";
+    eventually(refuses, Duration::from_secs(20), || {
+        tries += 1;
+        let out = create(&format!("probe-{tries}"), "unrelated");
+        String::from_utf8_lossy(&out.stderr)
+            .contains("denied request: node-0 may not read unrelated")
+    });
+    let out = create("named-used-0", "used-0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
+
+const NODE_CEL_POLICY: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: cm-maker}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [create]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: cm-maker}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm-maker}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:node:node-0"}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: names-readable-secrets}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - expression: >-
+      !has(object.data) || !('secret' in object.data) ||
+      authorizer.group('').resource('secrets').namespace(object.metadata.namespace).name(object.data.secret).check('get').allowed()
+    messageExpression: "'node-0 may not read ' + object.data.secret"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: names-readable-secrets}
+spec:
+  policyName: names-readable-secrets
+  validationActions: [Deny]
+"#;
 
 const EVENTFUL: &str = r#"
 apiVersion: v1

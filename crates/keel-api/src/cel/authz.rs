@@ -7,7 +7,8 @@
 //! `authorizer.serviceAccount('ns', 'sa')...`, and
 //! `authorizer.requestResource.check('approve')` for the resource of the
 //! request being admitted. Decisions answer `allowed()`, `reason()`,
-//! `errored()` and `error()`.
+//! `errored()` and `error()`. As in the API server's own chain, a node's
+//! credential is asked of the Node authorizer first, then of RBAC.
 //!
 //! cel-rust selects fields only on maps, so `authorizer` is a map holding
 //! `requestResource` and, under a key no identifier can spell, the
@@ -19,6 +20,7 @@ use cel::extractors::This;
 use cel::objects::{Key, Map};
 use cel::{Context, ExecutionError, Value};
 
+use crate::State;
 use crate::auth::{Attributes, User};
 use crate::rbac::Checker;
 
@@ -29,7 +31,43 @@ const WHO: &str = "\0authorizer";
 #[derive(Debug)]
 struct Who {
     user: User,
+    authorizers: Authorizers,
+}
+
+/// What decides a check: RBAC's index, and for node credentials the Node
+/// authorizer, which looks pods up in the store (async: the CEL thread
+/// blocks on the server's runtime for it).
+#[derive(Debug, Clone)]
+pub(crate) struct Authorizers {
     rbac: Checker,
+    node: Option<(tokio::runtime::Handle, std::sync::Weak<State>)>,
+}
+
+impl Authorizers {
+    pub(crate) fn of(state: &State) -> Self {
+        Authorizers {
+            rbac: state.rbac.checker(),
+            node: tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|rt| (rt, state.me.clone())),
+        }
+    }
+
+    /// Node authorizer, then RBAC: the reason when allowed.
+    fn allows(&self, user: &User, a: &Attributes) -> Option<String> {
+        if crate::node_authz::node_of(user).is_some()
+            // Blocking is only possible off the runtime's own threads (CEL
+            // evaluations run on threads of their own).
+            && tokio::runtime::Handle::try_current().is_err()
+            && let Some((rt, state)) = &self.node
+            && let Some(state) = state.upgrade()
+            && let Some((true, why)) =
+                rt.block_on(crate::node_authz::authorize(&state, user, a))
+        {
+            return Some(why);
+        }
+        self.rbac.allows(user, a)
+    }
 }
 
 /// A check being built: `authorizer.group(g)` (no resource yet),
@@ -109,8 +147,12 @@ pub(crate) struct RequestResource {
 }
 
 /// The `authorizer` variable for `user`.
-pub(crate) fn variable(rbac: Checker, user: User, request: Option<RequestResource>) -> Value {
-    let who = Arc::new(Who { user, rbac });
+pub(crate) fn variable(
+    authorizers: Authorizers,
+    user: User,
+    request: Option<RequestResource>,
+) -> Value {
+    let who = Arc::new(Who { user, authorizers });
     let mut map = std::collections::HashMap::new();
     if let Some(r) = request {
         let check = Check {
@@ -232,7 +274,7 @@ pub(crate) fn library(ctx: &mut Context) {
                     crate::auth::AUTHENTICATED,
                 ],
             );
-            Ok(variable(who.rbac.clone(), user, None))
+            Ok(variable(who.authorizers.clone(), user, None))
         },
     );
     let _ = ctx.add_function(
@@ -265,7 +307,7 @@ pub(crate) fn library(ctx: &mut Context) {
                 name: c.name,
                 path: c.path,
             };
-            let why = c.who.rbac.allows(&c.who.user, &a);
+            let why = c.who.authorizers.allows(&c.who.user, &a);
             Ok(Value::Opaque(Arc::new(Decision {
                 allowed: why.is_some(),
                 reason: why.unwrap_or_default(),

@@ -134,7 +134,7 @@ fn authorizer_var(state: &State, req: &Request) -> super::Value {
         namespace: req.namespace.unwrap_or_default().to_string(),
         name: req.name.to_string(),
     };
-    super::authz::variable(state.rbac.checker(), user, Some(request))
+    super::authz::variable(super::authz::Authorizers::of(state), user, Some(request))
 }
 
 /// `(object, oldObject)` of a request: DELETE has no new object.
