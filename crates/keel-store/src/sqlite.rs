@@ -7,6 +7,8 @@
 //! commit) with `synchronous=FULL`, and acknowledges only after COMMIT returned,
 //! so an acknowledged write survives a crash. Watchers get committed events
 //! through a broadcast channel and replay from the log when they fall behind.
+//! Reads use a small pool of connections; point reads and short lists run
+//! on the caller's thread, longer lists on tokio's blocking pool.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -39,6 +41,10 @@ CREATE TABLE IF NOT EXISTS leases (id INTEGER PRIMARY KEY AUTOINCREMENT, ttl INT
 
 /// Most writes one transaction takes; bounds the latency a batch adds.
 const MAX_BATCH: usize = 512;
+
+/// Rows a list reads on the caller's thread before it moves to the
+/// blocking pool.
+const INLINE_ROWS: usize = 64;
 
 fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sqlite { op, source }
@@ -567,6 +573,25 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
+    /// Runs `f` with a pooled read connection here, on the caller's thread:
+    /// for point lookups and bounded scans, which take microseconds in
+    /// WAL mode (readers never wait for the writer), less than the two
+    /// context switches of a hop to the blocking pool.
+    fn read_here<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.shared.readers.lock().ok().and_then(|mut v| v.pop());
+        let conn = match conn {
+            Some(c) => c,
+            None => open_conn(&self.shared.path)?,
+        };
+        let r = f(&conn);
+        if let Ok(mut v) = self.shared.readers.lock()
+            && v.len() < 8
+        {
+            v.push(conn);
+        }
+        r
+    }
+
     /// Runs `f` with a pooled read connection on the blocking pool.
     async fn read<T: Send + 'static>(
         &self,
@@ -648,11 +673,63 @@ fn history(conn: &Connection, prefix: &str, from: Revision, to: Revision) -> Res
     Ok(out)
 }
 
+/// Rows under `prefix` alive at `rev`, at most `opts.limit` (0: all) after
+/// `opts.start_after`.
+fn list_rows(
+    c: &Connection,
+    prefix: &str,
+    opts: &ListOptions,
+    rev: Revision,
+) -> Result<ListResult> {
+    let end = prefix_end(prefix).and_then(|e| String::from_utf8(e).ok());
+    let lower = match &opts.start_after {
+        Some(s) if s.as_str() >= prefix => s.clone(),
+        _ => String::new(),
+    };
+    let limit = if opts.limit == 0 {
+        -1
+    } else {
+        opts.limit as i64 + 1
+    };
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT kv.id, kv.name, kv.create_revision, kv.lease, kv.value FROM kv
+             JOIN (SELECT MAX(id) AS mid FROM kv WHERE name >= ?1 AND (?2 IS NULL OR name < ?2)
+                   AND name > ?3 AND id <= ?4 GROUP BY name) m ON kv.id = m.mid
+             WHERE kv.deleted = 0 ORDER BY kv.name LIMIT ?5",
+        )
+        .map_err(sql("list"))?;
+    let mut items: Vec<KeyValue> = stmt
+        .query_map(params![prefix, end, lower, rev, limit], |r| {
+            Ok(KeyValue {
+                mod_revision: r.get(0)?,
+                key: r.get(1)?,
+                create_revision: r.get(2)?,
+                lease: r.get(3)?,
+                value: r.get(4)?,
+            })
+        })
+        .map_err(sql("list"))?
+        .filter(|r| r.as_ref().map_or(true, |kv| kv.key.starts_with(prefix)))
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql("list"))?;
+    let more = opts.limit != 0 && items.len() > opts.limit;
+    items.truncate(if opts.limit == 0 {
+        items.len()
+    } else {
+        opts.limit
+    });
+    Ok(ListResult {
+        items,
+        revision: rev,
+        more,
+    })
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let key = key.to_string();
-        self.read(move |c| live(c, &key)).await
+        self.read_here(|c| live(c, key))
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
@@ -663,60 +740,34 @@ impl Store for SqliteStore {
             }
             _ => self.shared.revision.load(Ordering::SeqCst),
         };
+        // Most lists an API request makes on its way (quotas, limit ranges,
+        // priority classes of a namespace) are empty or tiny: try them here,
+        // and hop to the blocking pool only for a longer one.
+        if opts.limit == 0 || opts.limit > INLINE_ROWS {
+            let small = ListOptions {
+                limit: INLINE_ROWS,
+                ..opts.clone()
+            };
+            let first = self.read_here(|c| list_rows(c, prefix, &small, rev))?;
+            if !first.more {
+                return Ok(first);
+            }
+        } else {
+            return self.read_here(|c| list_rows(c, prefix, &opts, rev));
+        }
         let prefix = prefix.to_string();
-        self.read(move |c| {
-            let end = prefix_end(&prefix).and_then(|e| String::from_utf8(e).ok());
-            let lower = match &opts.start_after {
-                Some(s) if s.as_str() >= prefix.as_str() => s.clone(),
-                _ => String::new(),
-            };
-            let limit = if opts.limit == 0 {
-                -1
-            } else {
-                opts.limit as i64 + 1
-            };
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT kv.id, kv.name, kv.create_revision, kv.lease, kv.value FROM kv
-                     JOIN (SELECT MAX(id) AS mid FROM kv WHERE name >= ?1 AND (?2 IS NULL OR name < ?2)
-                           AND name > ?3 AND id <= ?4 GROUP BY name) m ON kv.id = m.mid
-                     WHERE kv.deleted = 0 ORDER BY kv.name LIMIT ?5",
-                )
-                .map_err(sql("list"))?;
-            let mut items: Vec<KeyValue> = stmt
-                .query_map(params![prefix, end, lower, rev, limit], |r| {
-                    Ok(KeyValue {
-                        mod_revision: r.get(0)?,
-                        key: r.get(1)?,
-                        create_revision: r.get(2)?,
-                        lease: r.get(3)?,
-                        value: r.get(4)?,
-                    })
-                })
-                .map_err(sql("list"))?
-                .filter(|r| r.as_ref().map_or(true, |kv| kv.key.starts_with(&prefix)))
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql("list"))?;
-            let more = opts.limit != 0 && items.len() > opts.limit;
-            items.truncate(if opts.limit == 0 { items.len() } else { opts.limit });
-            Ok(ListResult {
-                items,
-                revision: rev,
-                more,
-            })
-        })
-        .await
+        self.read(move |c| list_rows(c, &prefix, &opts, rev)).await
     }
 
     async fn count(&self, prefix: &str) -> Result<usize> {
         let prefix = prefix.to_string();
         self.read(move |c| {
             let end = prefix_end(&prefix).and_then(|e| String::from_utf8(e).ok());
-            c.query_row(
+            c.prepare_cached(
                 "SELECT COUNT(*) FROM kv JOIN (SELECT MAX(id) AS mid FROM kv WHERE name >= ?1 AND (?2 IS NULL OR name < ?2) GROUP BY name) m ON kv.id = m.mid WHERE kv.deleted = 0",
-                params![prefix, end],
-                |r| r.get::<_, i64>(0),
             )
+            .map_err(sql("count"))?
+            .query_row(params![prefix, end], |r| r.get::<_, i64>(0))
             .map(|n| n as usize)
             .map_err(sql("count"))
         })

@@ -17,7 +17,7 @@ async fn make() -> (Arc<dyn Store>, EtcdCluster) {
 }
 
 conformance_suite!(make();
-    create_get, update_cas, delete_cas, list_pagination, concurrent_writers,
+    create_get, update_cas, delete_cas, list_pagination, list_long, concurrent_writers,
     cas_counter, watch_ordering, watch_then_read, watch_resume, compaction, leases);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
