@@ -206,22 +206,59 @@ impl Networks {
         })
     }
 
-    /// `keel0` for the default root; other roots (tests, a second keel) get
-    /// `keel0-<hash of root>` so they never share a bridge (and its addresses).
-    fn default_bridge_name(&self) -> String {
-        let root = self.dir.parent().unwrap_or(&self.dir);
-        if root == Path::new(DEFAULT_ROOT) {
-            return DEFAULT_BRIDGE.to_string();
-        }
-        // FNV-1a: stable across builds, unlike std's hasher.
-        let h = root
+    fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
+    /// FNV-1a of the root's path: stable across builds, unlike std's hasher.
+    fn root_hash(&self) -> u64 {
+        self.root()
             .as_os_str()
             .as_encoded_bytes()
             .iter()
             .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
                 (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-            });
-        format!("{DEFAULT_BRIDGE}-{:08x}", h as u32)
+            })
+    }
+
+    /// `keel0` for the default root; other roots (tests, a second keel) get
+    /// `keel0-<hash of root>` so they never share a bridge (and its addresses).
+    fn default_bridge_name(&self) -> String {
+        if self.root() == Path::new(DEFAULT_ROOT) {
+            return DEFAULT_BRIDGE.to_string();
+        }
+        format!("{DEFAULT_BRIDGE}-{:08x}", self.root_hash() as u32)
+    }
+
+    /// The mark (link alias) on every bridge this root creates: `keel:<root
+    /// path>`, or `keel:#<hash>` for a path an alias cannot hold (over 255
+    /// bytes, not UTF-8, or with characters `ip -batch` cannot quote).
+    fn owner_mark(&self) -> String {
+        match self.root().to_str() {
+            Some(p) if p.len() <= 250 && !p.contains(['"', '\\', '\n']) => format!("keel:{p}"),
+            _ => format!("keel:#{:016x}", self.root_hash()),
+        }
+    }
+
+    /// A root starting without state (first use, or its directory was
+    /// deleted and made again) removes the bridges an earlier root at the
+    /// same path left (they carry its mark) and the rules naming them:
+    /// otherwise the new default network would pick its subnet around a
+    /// bridge of its own name and then find that bridge on the old subnet.
+    pub(crate) fn prune_forgotten(&self) -> Result<(), NetError> {
+        let mark = self.owner_mark();
+        for (name, owner) in self.kernel.owned_bridges()? {
+            if owner == mark {
+                self.purge_bridge(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a bridge keel no longer knows the network of, with its rules.
+    fn purge_bridge(&self, name: &str) -> Result<(), NetError> {
+        self.kernel.remove_link_rules(name)?;
+        self.kernel.delete_link(name)
     }
 
     /// Where containers' resolv.conf is derived from (default `/etc/resolv.conf`).
@@ -270,7 +307,10 @@ impl Networks {
         else {
             return Ok(());
         };
-        if !self.kernel.ensure_bridge(br, gw, subnet.prefix_len())? {
+        if !self
+            .kernel
+            .ensure_bridge(br, gw, subnet.prefix_len(), &self.owner_mark())?
+        {
             return Ok(());
         }
         let res = (|| {
@@ -297,11 +337,27 @@ impl Networks {
         let (Some(br), Some(subnet)) = (net.bridge.clone(), net.subnet) else {
             return Ok(net);
         };
+        let idle = st.endpoints_of(&net.id).next().is_none();
         if self.kernel.link_exists(&br) {
-            return Ok(net);
+            // The first container checks the bridge's address: a bridge of
+            // this name on another subnet (left by an earlier keel, or by
+            // hand) is re-addressed, i.e. made again with its rules.
+            let gw = net.gateway_ip().unwrap_or_else(|| ipam::gateway(subnet));
+            let want = Ipv4Net::new(gw, subnet.prefix_len()).ok();
+            if !idle
+                || want.is_none()
+                || self
+                    .kernel
+                    .link_addrs(&br)?
+                    .iter()
+                    .any(|a| Some(*a) == want)
+            {
+                return Ok(net);
+            }
+            self.purge_bridge(&br)?;
         }
         let _host = self.kernel.lock_host()?;
-        if net.predefined && st.endpoints_of(&net.id).next().is_none() {
+        if net.predefined && idle {
             let routes = self.kernel.routes()?;
             if routes.iter().any(|r| ipam::overlaps(*r, subnet)) {
                 let mut taken = routes;

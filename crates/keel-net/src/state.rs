@@ -204,6 +204,8 @@ impl Networks {
                 source: e,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Before the default subnet is picked against the routes.
+                self.prune_forgotten()?;
                 let n = self.initial_networks()?;
                 self.save_json(&path, &n, true)?;
                 n

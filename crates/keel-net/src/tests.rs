@@ -12,6 +12,10 @@ struct Fake {
     routes: Vec<Ipv4Net>,
     fail_veth: bool,
     bridges: Mutex<BTreeSet<String>>,
+    /// Bridges' address and owner mark (as `ip -j` shows them).
+    marks: Mutex<BTreeMap<String, (Ipv4Net, String)>>,
+    /// The rules in place.
+    rules: Mutex<Vec<Rule>>,
 }
 
 struct Shared(Arc<Fake>);
@@ -26,18 +30,68 @@ impl Fake {
 }
 
 impl Kernel for Shared {
-    fn ensure_bridge(&self, name: &str, gw: Ipv4Addr, p: u8) -> Result<bool, NetError> {
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        gw: Ipv4Addr,
+        p: u8,
+        owner: &str,
+    ) -> Result<bool, NetError> {
         let new = self.0.bridges.lock().unwrap().insert(name.to_string());
         if new {
             self.0.log(format!("bridge {name} {gw}/{p}"));
+            self.0.marks.lock().unwrap().insert(
+                name.to_string(),
+                (Ipv4Net::new(gw, p).unwrap(), owner.to_string()),
+            );
         }
         Ok(new)
+    }
+    fn owned_bridges(&self) -> Result<Vec<(String, String)>, NetError> {
+        Ok(self
+            .0
+            .marks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, (_, o))| !o.is_empty())
+            .map(|(n, (_, o))| (n.clone(), o.clone()))
+            .collect())
+    }
+    fn link_addrs(&self, name: &str) -> Result<Vec<Ipv4Net>, NetError> {
+        Ok(self
+            .0
+            .marks
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|(a, _)| *a)
+            .into_iter()
+            .collect())
+    }
+    fn remove_link_rules(&self, name: &str) -> Result<(), NetError> {
+        self.0.log(format!("-link-rules {name}"));
+        let mut rules = self.0.rules.lock().unwrap();
+        let tags: BTreeSet<String> = rules
+            .iter()
+            .filter(|r| {
+                r.spec
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| matches!(w[0], "-i" | "-o") && w[1] == name)
+            })
+            .map(|r| r.tag.clone())
+            .collect();
+        rules.retain(|r| !tags.contains(&r.tag));
+        Ok(())
     }
     fn link_exists(&self, name: &str) -> bool {
         self.0.bridges.lock().unwrap().contains(name)
     }
     fn delete_link(&self, name: &str) -> Result<(), NetError> {
         self.0.bridges.lock().unwrap().remove(name);
+        self.0.marks.lock().unwrap().remove(name);
         self.0.log(format!("del {name}"));
         Ok(())
     }
@@ -85,10 +139,12 @@ impl Kernel for Shared {
             self.0
                 .log(format!("+{} {} {} [{}]", r.table, r.chain, r.spec, r.tag));
         }
+        self.0.rules.lock().unwrap().extend_from_slice(rules);
         Ok(())
     }
     fn remove_rules(&self, tag: &str) -> Result<(), NetError> {
         self.0.log(format!("-rules [{tag}]"));
+        self.0.rules.lock().unwrap().retain(|r| r.tag != tag);
         Ok(())
     }
     fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
@@ -113,7 +169,17 @@ impl Kernel for Shared {
             .expect("test offers enough ports"))
     }
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
-        Ok(self.0.routes.clone())
+        // A bridge's address brings its subnet's route, as in the kernel.
+        let mut r = self.0.routes.clone();
+        r.extend(
+            self.0
+                .marks
+                .lock()
+                .unwrap()
+                .values()
+                .map(|(a, _)| a.trunc()),
+        );
+        Ok(r)
     }
 }
 
@@ -725,5 +791,108 @@ fn macvlan_links_live_in_the_container() {
             .any(|c| c.starts_with("ipvlan l3 on dm0 ")),
         "{:?}",
         fake.calls()
+    );
+}
+
+/// The quickstart's bug: a root's directory deleted while its default
+/// bridge (on 172.17.0.0/16) and rules stayed; a new root at that path
+/// picked 172.18.0.0/16 around the old bridge, then found a bridge of its
+/// own name on 172.17 and gave containers addresses no route served. Now
+/// the new root removes what carries its path's mark (bridge, network
+/// rules, a killed container's port rules) before it picks its subnet, and
+/// a bridge of its name on another subnet (no mark: an older keel) is
+/// re-addressed by the first container. Other roots' bridges stay.
+#[test]
+fn a_new_root_at_the_same_path_prunes_and_readdresses() {
+    let fake = Arc::new(Fake {
+        free_ports: Mutex::new(vec![40000]),
+        ..Fake::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let open = |p: &Path| {
+        Networks::with_kernel(p, Box::new(Shared(fake.clone())))
+            .unwrap()
+            .with_host_resolv_conf(tmp.path().join("no-resolv.conf"))
+    };
+    let (root, other) = (tmp.path().join("qs"), tmp.path().join("other"));
+    let old = open(&root);
+    old.attach(&req("c1", "bridge", "8080:80")).unwrap();
+    let br = old.inspect("bridge").unwrap().bridge.unwrap();
+    let old_id = old.inspect("bridge").unwrap().id;
+    let keep = open(&other);
+    keep.attach(&req("k1", "bridge", "")).unwrap();
+    let kept_br = keep.inspect("bridge").unwrap().bridge.unwrap();
+    assert_eq!(
+        fake.marks.lock().unwrap()[&br],
+        (
+            "172.17.0.1/16".parse().unwrap(),
+            format!("keel:{}", root.display())
+        )
+    );
+    assert!(
+        fake.rules
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.tag == "keel:c1")
+    );
+    drop(old);
+    std::fs::remove_dir_all(&root).unwrap();
+
+    let new = open(&root);
+    let info = new.inspect("bridge").unwrap();
+    assert_ne!(info.id, old_id);
+    assert_eq!(
+        info.subnet.as_deref(),
+        Some("172.17.0.0/16"),
+        "not around the old bridge"
+    );
+    assert!(!fake.bridges.lock().unwrap().contains(&br));
+    let rules = fake.rules.lock().unwrap().clone();
+    assert!(
+        rules
+            .iter()
+            .all(|r| r.tag != "keel:c1" && r.tag != tag_network(&old_id)),
+        "{rules:?}"
+    );
+    assert!(rules.iter().any(|r| r.spec.contains(&kept_br)), "{rules:?}");
+    assert!(fake.bridges.lock().unwrap().contains(&kept_br));
+    let a = new.attach(&req("c2", "bridge", "")).unwrap();
+    assert_eq!(a.gateway, Ipv4Addr::new(172, 17, 0, 1));
+    new.detach("c2").unwrap();
+    new.release_idle().unwrap();
+
+    // A bridge of this root's name on another subnet, without a mark.
+    let stale: Ipv4Net = "10.9.0.1/24".parse().unwrap();
+    fake.bridges.lock().unwrap().insert(br.clone());
+    fake.marks
+        .lock()
+        .unwrap()
+        .insert(br.clone(), (stale, String::new()));
+    fake.rules.lock().unwrap().push(Rule {
+        table: "filter",
+        chain: "KEEL-FORWARD",
+        spec: format!("-i {br} -j ACCEPT"),
+        tag: "keel-net:0123456789ab".into(),
+    });
+    let a = new.attach(&req("c3", "bridge", "")).unwrap();
+    assert_eq!(a.ip, Ipv4Addr::new(172, 17, 0, 2));
+    assert_eq!(
+        fake.marks.lock().unwrap()[&br],
+        (
+            "172.17.0.1/16".parse().unwrap(),
+            format!("keel:{}", root.display())
+        )
+    );
+    let rules = fake.rules.lock().unwrap().clone();
+    assert!(
+        rules.iter().all(|r| r.tag != "keel-net:0123456789ab"),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.spec == format!("-i {br} -j ACCEPT") && r.tag == tag_network(&info.id)),
+        "{rules:?}"
     );
 }
