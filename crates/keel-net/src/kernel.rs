@@ -106,6 +106,12 @@ pub trait Kernel: Send + Sync {
     fn delete_link_in(&self, netns: &Path, ifname: &str) -> Result<(), NetError>;
     /// Creates keel's chains and the jumps into them, if missing.
     fn ensure_chains(&self) -> Result<(), NetError>;
+    /// Removes keel's chains that hold no rule, with the jumps into them
+    /// (called under [`Kernel::lock_host`], which every bridge's creation
+    /// holds too). Default: nothing to remove.
+    fn remove_empty_chains(&self) -> Result<(), NetError> {
+        Ok(())
+    }
     fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError>;
     /// Removes every rule carrying `tag`; none present is fine.
     fn remove_rules(&self, tag: &str) -> Result<(), NetError>;
@@ -298,6 +304,51 @@ fn link_rule_deletions(saved: &str, name: &str) -> Vec<(&'static str, String)> {
         .filter(|(_, l)| keel_tag(l).is_some_and(|t| tags.contains(t)))
         .map(|(t, l)| (t, format!("-D {}", &l[3..])))
         .collect()
+}
+
+/// The lines removing keel's chains when `saved` shows them all empty: the
+/// jumps into them, then the chains. One with a rule keeps them all: a
+/// bridge's rules are in two of them, and a published port's DNAT goes
+/// into `KEEL` without making it again.
+fn empty_chain_removals(saved: &str) -> Vec<(&'static str, String)> {
+    let section = |t: &str| -> Vec<&str> {
+        saved
+            .lines()
+            .skip_while(|l| *l != format!("*{t}"))
+            .skip(1)
+            .take_while(|l| *l != "COMMIT")
+            .collect()
+    };
+    let mut jumps = Vec::new();
+    let mut chains: Vec<(&'static str, String)> = Vec::new();
+    for (t, chain, jump) in CHAINS {
+        let lines = section(t);
+        let declared = lines.iter().any(|l| {
+            l.strip_prefix(':')
+                .and_then(|c| c.split_whitespace().next())
+                == Some(*chain)
+        });
+        let used = lines.iter().any(|l| {
+            l.strip_prefix("-A ")
+                .and_then(|r| r.split_whitespace().next())
+                == Some(*chain)
+        });
+        if used {
+            return Vec::new();
+        }
+        if !declared {
+            continue;
+        }
+        if lines.iter().any(|l| l.strip_prefix("-A ") == Some(*jump)) {
+            jumps.push((*t, format!("-D {jump}")));
+        }
+        let drop = (*t, format!("-X {chain}"));
+        if !chains.contains(&drop) {
+            chains.push(drop);
+        }
+    }
+    jumps.extend(chains);
+    jumps
 }
 
 /// `iptables-restore --noflush` of `lines` (`(table, line)`), one section
@@ -595,6 +646,11 @@ impl Kernel for HostKernel {
         iptables_restore(&lines)
     }
 
+    fn remove_empty_chains(&self) -> Result<(), NetError> {
+        let saved = iptables_save()?;
+        iptables_restore(&empty_chain_removals(&saved))
+    }
+
     fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
         let lines: Vec<(&str, String)> = rules
             .iter()
@@ -710,6 +766,39 @@ mod tests {
         let l = "-A KEEL -p tcp -m tcp --dport 80 -m comment --comment \"keel:abc\" -j DNAT --to-destination 1.2.3.4:80";
         assert!(has_tag(l, "keel:abc"));
         assert!(!has_tag(l, "keel:ab"));
+    }
+
+    #[test]
+    fn only_empty_chains_go_with_their_jumps() {
+        let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:KEEL - [0:0]\n:KEEL-POSTROUTING - [0:0]\n\
+-A PREROUTING -m addrtype --dst-type LOCAL -j KEEL\n\
+-A OUTPUT -m addrtype --dst-type LOCAL -j KEEL\n\
+-A POSTROUTING -j KEEL-POSTROUTING\n\
+COMMIT\n\
+*filter\n:KEEL-FORWARD - [0:0]\n-A FORWARD -j KEEL-FORWARD\nCOMMIT\n";
+        let got: Vec<String> = empty_chain_removals(saved)
+            .into_iter()
+            .map(|(t, l)| format!("{t} {l}"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "nat -D PREROUTING -m addrtype --dst-type LOCAL -j KEEL",
+                "nat -D OUTPUT -m addrtype --dst-type LOCAL -j KEEL",
+                "nat -D POSTROUTING -j KEEL-POSTROUTING",
+                "filter -D FORWARD -j KEEL-FORWARD",
+                "nat -X KEEL",
+                "nat -X KEEL-POSTROUTING",
+                "filter -X KEEL-FORWARD",
+            ]
+        );
+        assert!(empty_chain_removals("*nat\nCOMMIT\n").is_empty());
+        // A rule in any of them keeps them all.
+        let busy = saved.replace(
+            "-A FORWARD -j KEEL-FORWARD\n",
+            "-A FORWARD -j KEEL-FORWARD\n-A KEEL-FORWARD -i keel0 -j ACCEPT\n",
+        );
+        assert!(empty_chain_removals(&busy).is_empty());
     }
 
     #[test]

@@ -611,7 +611,10 @@ impl Networks {
                 self.teardown_network_kernel(n)?;
             }
         }
-        Ok(())
+        // keel's chains are the host's, shared by every root: they go
+        // (with their jumps) only when no root has a rule left in them.
+        let _host = self.kernel.lock_host()?;
+        self.kernel.remove_empty_chains()
     }
 
     /// Removes every user network without containers; returns their names.

@@ -65,6 +65,9 @@ impl keel_net::Kernel for Timed {
     fn remove_link_rules(&self, n: &str) -> Result<(), NetError> {
         HostKernel.remove_link_rules(n)
     }
+    fn remove_empty_chains(&self) -> Result<(), NetError> {
+        HostKernel.remove_empty_chains()
+    }
     fn link_exists(&self, n: &str) -> bool {
         self.time("link_exists", || HostKernel.link_exists(n))
     }
@@ -766,5 +769,8 @@ fn a_new_root_at_the_same_path_prunes_and_readdresses() {
         new.detach("s2bbbb").unwrap();
         new.release_idle().unwrap();
         assert_eq!(leftovers(), (vec![], vec![]));
+        // With no bridge of any root left, keel's empty chains go too.
+        let all = sh("iptables-save", &[]);
+        assert!(!all.contains("KEEL"), "{all}");
     });
 }
