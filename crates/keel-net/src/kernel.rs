@@ -54,6 +54,21 @@ pub struct SublinkSpec {
     pub gateway: Option<Ipv4Addr>,
 }
 
+/// An overlay network's VXLAN device, a port of the network's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanPort {
+    pub name: String,
+    pub vni: u32,
+    /// This node's address (the device's source; other nodes send to it).
+    pub local: Ipv4Addr,
+    pub port: u16,
+    pub bridge: String,
+    /// The link's less VXLAN's 50 bytes (`None`: the kernel's choice).
+    pub mtu: Option<u32>,
+    /// Its owner mark, as the bridge's ([`Kernel::ensure_bridge`]).
+    pub owner: String,
+}
+
 /// One iptables rule; `tag` goes into `-m comment` so removal can find it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -66,7 +81,7 @@ pub struct Rule {
 /// Kernel operations keel-net needs. Implementations must be idempotent where noted.
 pub trait Kernel: Send + Sync {
     /// Creates bridge `name` with `gateway/prefix`, marks it with `owner`
-    /// (its alias: which keel root made it, see [`Kernel::owned_bridges`])
+    /// (its alias: which keel root made it, see [`Kernel::owned_links`])
     /// and brings it up. Returns false when it existed already (nothing
     /// changed then).
     fn ensure_bridge(
@@ -76,9 +91,10 @@ pub trait Kernel: Send + Sync {
         prefix_len: u8,
         owner: &str,
     ) -> Result<bool, NetError>;
-    /// Every bridge carrying an owner mark, as `(name, owner)`: what a root
-    /// whose state was deleted left behind is found by its mark.
-    fn owned_bridges(&self) -> Result<Vec<(String, String)>, NetError>;
+    /// Every link carrying an owner mark (bridges, overlay networks' VXLAN
+    /// devices), as `(name, owner)`: what a root whose state was deleted
+    /// left behind is found by its mark.
+    fn owned_links(&self) -> Result<Vec<(String, String)>, NetError>;
     /// The IPv4 addresses of link `name` (none when it is absent).
     fn link_addrs(&self, name: &str) -> Result<Vec<Ipv4Net>, NetError>;
     /// Removes every keel rule naming link `name` (`-i`/`-o`) and the rules
@@ -136,6 +152,28 @@ pub trait Kernel: Send + Sync {
     fn free_port(&self, ip: Option<Ipv4Addr>, proto: Protocol) -> Result<u16, NetError>;
     /// IPv4 routes of the host (to choose subnets that do not collide).
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError>;
+    /// Creates VXLAN device `spec.name` (learning nothing: its FDB entries
+    /// come from the cluster) as a port of `spec.bridge` and brings it up;
+    /// an existing one is kept.
+    fn ensure_vxlan_port(&self, spec: &VxlanPort) -> Result<(), NetError> {
+        Err(NetError::Overlay(format!(
+            "{}: this kernel has no overlay networks",
+            spec.name
+        )))
+    }
+    /// Adds and removes overlay networks' FDB entries.
+    fn vxlan_entries(
+        &self,
+        add: &[crate::vxlan::Entry],
+        del: &[crate::vxlan::Entry],
+    ) -> Result<(), NetError> {
+        if add.is_empty() && del.is_empty() {
+            return Ok(());
+        }
+        Err(NetError::Overlay(
+            "this kernel has no overlay networks".into(),
+        ))
+    }
 }
 
 /// The real kernel, through iproute2 and iptables in the caller's network namespace.
@@ -398,9 +436,8 @@ impl Kernel for HostKernel {
         link_exists(name)
     }
 
-    fn owned_bridges(&self) -> Result<Vec<(String, String)>, NetError> {
-        let out = run("ip", &["-j", "link", "show", "type", "bridge"], None)
-            .map_err(NetError::ListLinks)?;
+    fn owned_links(&self) -> Result<Vec<(String, String)>, NetError> {
+        let out = run("ip", &["-j", "link", "show"], None).map_err(NetError::ListLinks)?;
         let links: Vec<serde_json::Value> =
             serde_json::from_str(&out).map_err(|e| NetError::ListLinks(e.to_string()))?;
         Ok(links
@@ -734,6 +771,39 @@ impl Kernel for HostKernel {
             Protocol::Udp => UdpSocket::bind(addr).and_then(|l| l.local_addr()),
         };
         port.map(|a| a.port()).map_err(NetError::NoFreePort)
+    }
+
+    fn ensure_vxlan_port(&self, s: &VxlanPort) -> Result<(), NetError> {
+        let err = |e: String| NetError::Overlay(format!("{}: {e}", s.name));
+        if !link_exists(&s.name) {
+            // No `dev`: the underlay is whatever routes to the other nodes.
+            crate::vxlan::add_vxlan(&s.name, s.vni, s.local, None, s.port).map_err(err)?;
+        }
+        let mtu = s.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
+        let batch = format!(
+            "link set dev {n} alias \"{o}\"\nlink set dev {n}{mtu} master {b}\nlink set dev {n} up\n",
+            n = s.name,
+            o = s.owner,
+            b = s.bridge
+        );
+        run("ip", &["-batch", "-"], Some(&batch))
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn vxlan_entries(
+        &self,
+        add: &[crate::vxlan::Entry],
+        del: &[crate::vxlan::Entry],
+    ) -> Result<(), NetError> {
+        use crate::vxlan::{HostOverlay, OverlayKernel};
+        if !del.is_empty() {
+            HostOverlay.del_entries(del)?;
+        }
+        if !add.is_empty() {
+            HostOverlay.add_entries(add)?;
+        }
+        Ok(())
     }
 
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {

@@ -47,7 +47,7 @@ impl Kernel for Shared {
         }
         Ok(new)
     }
-    fn owned_bridges(&self) -> Result<Vec<(String, String)>, NetError> {
+    fn owned_links(&self) -> Result<Vec<(String, String)>, NetError> {
         Ok(self
             .0
             .marks
@@ -167,6 +167,26 @@ impl Kernel for Shared {
             .unwrap()
             .pop()
             .expect("test offers enough ports"))
+    }
+    fn ensure_vxlan_port(&self, s: &VxlanPort) -> Result<(), NetError> {
+        self.0.log(format!(
+            "vxlan {} vni {} local {} port {} on {} mtu {:?}",
+            s.name, s.vni, s.local, s.port, s.bridge, s.mtu
+        ));
+        self.0
+            .marks
+            .lock()
+            .unwrap()
+            .insert(s.name.clone(), (Ipv4Net::default(), s.owner.clone()));
+        Ok(())
+    }
+    fn vxlan_entries(&self, add: &[vxlan::Entry], del: &[vxlan::Entry]) -> Result<(), NetError> {
+        let (ai, ab) = vxlan::batch_lines(add, true);
+        let (di, db) = vxlan::batch_lines(del, false);
+        for l in [di, db, ai, ab].iter().flat_map(|b| b.lines()) {
+            self.0.log(l.to_string());
+        }
+        Ok(())
     }
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
         // A bridge's address brings its subnet's route, as in the kernel.
@@ -714,8 +734,11 @@ fn create_refuses_what_docker_refuses() {
         o.ip_range = Some("10.1.1.0/28".into());
     }));
     assert!(e.contains("not inside subnet"), "{e}");
+    let e = err(opts(|o| o.driver = "weave".into()));
+    assert!(e.contains("driver \"weave\" is not supported"), "{e}");
+    // An overlay network comes from the cluster, never from a bare create.
     let e = err(opts(|o| o.driver = "overlay".into()));
-    assert!(e.contains("driver \"overlay\" is not supported"), "{e}");
+    assert!(e.contains("made by the cluster"), "{e}");
     let e = err(opts(|o| o.ipv6 = true));
     assert!(e.contains("IPv6"), "{e}");
     let e = err(opts(|o| {
@@ -895,4 +918,133 @@ fn a_new_root_at_the_same_path_prunes_and_readdresses() {
             .any(|r| r.spec == format!("-i {br} -j ACCEPT") && r.tag == tag_network(&info.id)),
         "{rules:?}"
     );
+}
+
+/// An overlay network's part on one node: a bridge with the node's
+/// gateway, a VXLAN port with the network's VNI; other nodes' containers
+/// become one all-zeros FDB entry per node (ARP and other broadcasts reach
+/// every node) and one unicast entry per container, changed by difference,
+/// and names in local containers' hosts files; removal takes the port.
+#[test]
+fn overlay_network_with_remote_peers() {
+    let (_d, fake, nets) = setup(Fake::default());
+    let id = "ab".repeat(32);
+    let o = NetworkOptions {
+        driver: "overlay".into(),
+        id: Some(id.clone()),
+        subnet: Some("10.200.0.0/16".into()),
+        gateway: Some("10.200.1.1".into()),
+        ip_range: Some("10.200.1.0/24".into()),
+        aux_addresses: BTreeMap::from([("slice".into(), "10.200.1.0".into())]),
+        options: BTreeMap::from([
+            (OPT_VNI.to_string(), "4097".to_string()),
+            (OPT_VTEP.to_string(), "192.0.2.10".to_string()),
+            (OPT_MTU.to_string(), "1450".to_string()),
+        ]),
+        ..NetworkOptions::default()
+    };
+    let info = nets.create_with("ov", &o).unwrap();
+    assert_eq!(
+        (info.id.as_str(), info.scope.as_str()),
+        (id.as_str(), "swarm")
+    );
+    let br = info.bridge.unwrap();
+    let calls = fake.calls();
+    assert!(
+        calls.contains(&format!("bridge {br} 10.200.1.1/16")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&format!(
+            "vxlan kvx-4097 vni 4097 local 192.0.2.10 port 4789 on {br} mtu Some(1450)"
+        )),
+        "{calls:?}"
+    );
+    // Made by the cluster only; one ID per network.
+    for bad in [
+        NetworkOptions {
+            options: BTreeMap::new(),
+            ..o.clone()
+        },
+        NetworkOptions {
+            id: Some(id.clone()),
+            ..o.clone()
+        },
+    ] {
+        assert!(matches!(
+            nets.create_with("ov2", &bad),
+            Err(NetError::InvalidConfig(_))
+        ));
+    }
+    let a = nets.attach(&req("c1", "ov", "")).unwrap();
+    assert_eq!(
+        (a.ip, a.gateway),
+        (Ipv4Addr::new(10, 200, 1, 2), Ipv4Addr::new(10, 200, 1, 1))
+    );
+
+    let peer = |name: &str, ip: [u8; 4], host: [u8; 4]| RemotePeer {
+        name: name.into(),
+        aliases: Vec::new(),
+        ip: ip.into(),
+        mac: ipam::mac_for(ip.into()),
+        host: host.into(),
+    };
+    let (p1, p2) = (
+        peer("web", [10, 200, 2, 2], [192, 0, 2, 20]),
+        peer("db", [10, 200, 2, 3], [192, 0, 2, 20]),
+    );
+    let n = fake.calls().len();
+    nets.set_remote_peers("ov", &[p1.clone(), p2.clone()])
+        .unwrap();
+    let added: Vec<String> = fake.calls()[n..].to_vec();
+    assert_eq!(
+        added
+            .iter()
+            .filter(|c| c.contains("00:00:00:00:00:00"))
+            .count(),
+        1,
+        "one flood entry per node: {added:?}"
+    );
+    assert!(added.contains(
+        &"fdb append 00:00:00:00:00:00 dev kvx-4097 dst 192.0.2.20 self permanent".to_string()
+    ));
+    assert!(added.contains(&format!(
+        "fdb replace {} dev kvx-4097 dst 192.0.2.20 self permanent",
+        p1.mac
+    )));
+    let hosts = std::fs::read_to_string(&a.hosts_file).unwrap();
+    assert!(
+        hosts.contains("10.200.2.2\tweb\n") && hosts.contains("10.200.2.3\tdb\n"),
+        "{hosts}"
+    );
+
+    // db goes: only its entry; the node still has web, so its flood entry stays.
+    let n = fake.calls().len();
+    nets.set_remote_peers("ov", std::slice::from_ref(&p1))
+        .unwrap();
+    assert_eq!(
+        fake.calls()[n..].to_vec(),
+        vec![format!(
+            "fdb del {} dev kvx-4097 dst 192.0.2.20 self",
+            p2.mac
+        )]
+    );
+    assert!(
+        !std::fs::read_to_string(&a.hosts_file)
+            .unwrap()
+            .contains("db")
+    );
+    let n = fake.calls().len();
+    nets.set_remote_peers("ov", std::slice::from_ref(&p1))
+        .unwrap();
+    assert_eq!(fake.calls().len(), n, "nothing changed, nothing done");
+
+    assert!(matches!(
+        nets.remove("ov"),
+        Err(NetError::ActiveEndpoints { .. })
+    ));
+    nets.detach("c1").unwrap();
+    nets.remove("ov").unwrap();
+    let calls = fake.calls();
+    assert!(calls.contains(&"del kvx-4097".to_string()) && calls.contains(&format!("del {br}")));
 }

@@ -56,8 +56,8 @@ impl keel_net::Kernel for Timed {
     ) -> Result<bool, NetError> {
         self.time("ensure_bridge", || HostKernel.ensure_bridge(n, g, p, o))
     }
-    fn owned_bridges(&self) -> Result<Vec<(String, String)>, NetError> {
-        HostKernel.owned_bridges()
+    fn owned_links(&self) -> Result<Vec<(String, String)>, NetError> {
+        HostKernel.owned_links()
     }
     fn link_addrs(&self, n: &str) -> Result<Vec<ipnet::Ipv4Net>, NetError> {
         self.time("link_addrs", || HostKernel.link_addrs(n))
