@@ -569,4 +569,8 @@ YAML
 sed -i 's/maxSurge: 0/maxSurge: 1/' "$APP_DIR/rollout.yaml"
 "$KEEL" rollout lint -f "$APP_DIR/rollout.yaml" && echo "valid"
 
+step "clean up: idle networks give back their Linux bridges and iptables rules (the next container brings them back)"
+"$KEEL" network prune -f
+ip -br link show type bridge | grep keel || echo "no keel bridge left"
+
 printf '\nDone. State is under %s.\n' "${KEEL_ROOT:-/var/lib/keel}"

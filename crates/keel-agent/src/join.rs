@@ -137,7 +137,7 @@ fn kubeconfig(server: &str, ca_pem: &str, user: User<'_>) -> String {
     )
 }
 
-async fn client_from(kubeconfig: &str) -> Result<kube::Client, AgentError> {
+pub(crate) async fn client_from(kubeconfig: &str) -> Result<kube::Client, AgentError> {
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig)
         .map_err(|e| AgentError::Credentials(e.to_string()))?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())

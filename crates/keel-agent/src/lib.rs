@@ -19,6 +19,9 @@
 //!   writes it.
 //! - [`streams`]: the node's HTTPS endpoint for the API server (the
 //!   kubelet's :10250): logs, exec, attach, port-forward.
+//! - [`overlaynet`]: overlay networks for plain containers across the
+//!   nodes (`keel network create -d overlay`), recorded in namespace
+//!   `keel-overlay`.
 //! - [`podspec`]: the pure parts (quantities, commands, env expansion,
 //!   field paths, the hosts file).
 //!
@@ -34,6 +37,7 @@ pub mod join;
 mod netpol;
 mod node;
 mod overlay;
+pub mod overlaynet;
 mod pods;
 pub mod podspec;
 mod probe;
@@ -180,5 +184,11 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         dns,
     });
     netpol::spawn(ctx.client.clone(), cfg.name.clone());
+    overlaynet::spawn(
+        ctx.client.clone(),
+        cfg.name.clone(),
+        &ctx.node_ip,
+        cfg.root.clone(),
+    );
     pods::run(ctx).await
 }

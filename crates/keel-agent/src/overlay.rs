@@ -33,13 +33,13 @@ fn net_err(e: impl std::fmt::Display) -> AgentError {
     AgentError::Network(e.to_string())
 }
 
-/// A Node as a peer of the pod network (`None`: no podCIDR or address yet).
-pub(crate) fn peer_of(node: &Node) -> Option<Peer> {
-    let name = node.metadata.name.clone()?;
-    let ann = node.metadata.annotations.clone().unwrap_or_default();
-    let pod_cidr = node.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok()?;
-    let public_ip: Ipv4Addr = ann
-        .get(ANN_PUBLIC_IP)
+/// The address other nodes reach a Node at: its flannel public IP, else
+/// its `InternalIP`.
+pub(crate) fn node_address(node: &Node) -> Option<Ipv4Addr> {
+    node.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANN_PUBLIC_IP))
         .and_then(|ip| ip.parse().ok())
         .or_else(|| {
             node.status
@@ -51,7 +51,15 @@ pub(crate) fn peer_of(node: &Node) -> Option<Peer> {
                 .address
                 .parse()
                 .ok()
-        })?;
+        })
+}
+
+/// A Node as a peer of the pod network (`None`: no podCIDR or address yet).
+pub(crate) fn peer_of(node: &Node) -> Option<Peer> {
+    let name = node.metadata.name.clone()?;
+    let ann = node.metadata.annotations.clone().unwrap_or_default();
+    let pod_cidr = node.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok()?;
+    let public_ip = node_address(node)?;
     let vtep_mac = ann
         .get(ANN_BACKEND_DATA)
         .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())

@@ -14,7 +14,10 @@
 //!   such a claim is bound to it, and request tokens only for such service
 //!   accounts; get a secret an Ingress or Gateway names for TLS (the
 //!   node's ingress gateway serves it);
-//! - create events and certificate signing requests.
+//! - create events and certificate signing requests;
+//! - read and write configMaps in `keel-overlay`, where the agents record
+//!   the overlay networks of plain containers (what each node hands out
+//!   and runs on them: no pod is involved).
 //!
 //! Anything else gets no opinion here and goes on to RBAC (which binds
 //! nothing to `system:nodes` by default, as in Kubernetes). Kubernetes keeps
@@ -33,6 +36,8 @@ use crate::resources::{self, Resource};
 pub const NODES_GROUP: &str = "system:nodes";
 const NODE_PREFIX: &str = "system:node:";
 const LEASE_NS: &str = "kube-node-lease";
+/// The namespace of overlay networks (keel-agent's `overlaynet`).
+pub const OVERLAY_NS: &str = "keel-overlay";
 
 /// The node a credential speaks for, if it is a node's.
 pub fn node_of(user: &User) -> Option<&str> {
@@ -88,6 +93,17 @@ fn rule(node: &str, a: &Attributes) -> Rule {
         ("", "pods", "status") if any(v, &["update", "patch"]) => Rule::PodBound,
         ("", "pods", "eviction") if v == "create" => Rule::PodBound,
         ("", "pods", _) => Rule::NoOpinion("a node may only modify pods bound to it"),
+        ("", "configmaps", "")
+            if a.namespace == OVERLAY_NS
+                && any(
+                    v,
+                    &[
+                        "get", "list", "watch", "create", "update", "patch", "delete",
+                    ],
+                ) =>
+        {
+            Rule::Allow
+        }
         ("", "secrets" | "configmaps" | "persistentvolumeclaims" | "serviceaccounts", "")
             if v == "get" =>
         {
@@ -406,6 +422,17 @@ mod tests {
         assert!(matches!(
             r("delete", "namespaces", "", "", "x"),
             Rule::NoOpinion(_)
+        ));
+        // Overlay networks: configMaps of keel-overlay, and only there.
+        assert_eq!(r("update", "configmaps", "", OVERLAY_NS, "ov"), Rule::Allow);
+        assert_eq!(r("list", "configmaps", "", OVERLAY_NS, ""), Rule::Allow);
+        assert!(matches!(
+            r("list", "configmaps", "", "default", ""),
+            Rule::NoOpinion(_)
+        ));
+        assert!(matches!(
+            r("get", "secrets", "", OVERLAY_NS, "s"),
+            Rule::Referenced
         ));
     }
 

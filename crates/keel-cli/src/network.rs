@@ -56,7 +56,7 @@ pub struct DisconnectArgs {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Driver to manage the network: bridge, macvlan or ipvlan (these two need -o parent=IFNAME).
+    /// Driver to manage the network: bridge, macvlan or ipvlan (these two need -o parent=IFNAME), or overlay (across the nodes of the cluster this root's agent joined).
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,
     /// Subnet in CIDR format, e.g. 172.30.0.0/16 (default: the next free one from Docker's pools).
@@ -226,7 +226,11 @@ fn pairs(flag: &str, items: &[String], bare: bool) -> anyhow::Result<BTreeMap<St
 }
 
 fn create(root: &Path, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    if a.driver == "overlay" {
+        return create_overlay(root, &a);
+    }
     let o = NetworkOptions {
+        id: None,
         driver: a.driver.clone(),
         subnet: a.subnet.clone(),
         gateway: a.gateway.clone(),
@@ -242,6 +246,96 @@ fn create(root: &Path, a: CreateArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| with_hint(e, format!("cannot create network {}", a.name)))?;
     println!("{}", info.id);
     Ok(ExitCode::SUCCESS)
+}
+
+fn block_on<T>(
+    f: impl std::future::Future<Output = Result<T, keel_agent::AgentError>>,
+) -> anyhow::Result<T> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    Ok(rt.block_on(f)?)
+}
+
+/// How long the node's agent may take to set a new overlay network up here.
+const OVERLAY_SETUP: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `network create -d overlay`: recorded in the cluster this root's agent
+/// joined; every agent (this node's too) makes its part. Returns once
+/// this node has it, so a `run --network` can follow at once.
+fn create_overlay(root: &Path, a: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let what = || format!("cannot create network {}", a.name);
+    if a.gateway.is_some()
+        || a.ip_range.is_some()
+        || !a.aux_address.is_empty()
+        || a.internal
+        || a.ipv6
+        || !a.opt.is_empty()
+        || !a.label.is_empty()
+    {
+        return Err(anyhow::anyhow!(
+            "an overlay network takes --subnet only (its gateway is the subnet's first address; each node hands out its own slice)"
+        )
+        .context(what()));
+    }
+    if !root.join("agent/kubeconfig").exists() {
+        return Err(anyhow::anyhow!("this keel root is no node of a cluster")
+            .context(Hint::new(
+                "an overlay network spans the nodes of a keel cluster: join this host with `keel agent --server URL --token TOKEN` (same --root) first",
+            ))
+            .context(what()));
+    }
+    let net = block_on(async {
+        let client = keel_agent::overlaynet::node_client(root).await?;
+        keel_agent::overlaynet::create(&client, &a.name, a.subnet.as_deref()).await
+    })
+    .with_context(what)?;
+    let nets = open(root)?;
+    let deadline = std::time::Instant::now() + OVERLAY_SETUP;
+    loop {
+        if nets.inspect(&net.id).is_ok() {
+            println!("{}", net.id);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(anyhow::anyhow!(
+                "network {} is recorded in the cluster, but this node's agent has not set it up within {}s",
+                a.name,
+                OVERLAY_SETUP.as_secs()
+            )
+            .context(Hint::new("is `keel agent` running for this root?"))
+            .context(what()));
+        }
+        // The agent reconciles once a second.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `network rm` of an overlay network: removed from the cluster (refused
+/// while any node has containers on it), then from this node; the other
+/// agents remove theirs.
+fn remove_overlay(root: &Path, nets: &Networks, name: &str) -> anyhow::Result<()> {
+    let what = || format!("cannot remove network {name}");
+    let info = nets.inspect(name).map_err(|e| with_hint(e, what()))?;
+    if !info.containers.is_empty() {
+        return Err(with_hint(
+            NetError::ActiveEndpoints {
+                name: info.name.clone(),
+                id: info.id[..12].to_string(),
+            },
+            what(),
+        ));
+    }
+    block_on(async {
+        let client = keel_agent::overlaynet::node_client(root).await?;
+        keel_agent::overlaynet::remove(&client, &info.name).await
+    })
+    .with_context(what)?;
+    match nets.remove(&info.id) {
+        Ok(()) | Err(NetError::NotFound(_)) => Ok(()),
+        Err(e) => Err(with_hint(e, what())),
+    }
 }
 
 fn matches_filter(n: &NetworkInfo, filters: &[(String, String)]) -> bool {
@@ -506,9 +600,15 @@ fn rm(root: &Path, a: RmArgs) -> anyhow::Result<ExitCode> {
     let nets = open(root)?;
     let mut errors = Vec::new();
     for name in &a.networks {
-        match remove_network(root, &nets, name) {
+        let res = if nets.inspect(name).is_ok_and(|n| n.driver == "overlay") {
+            remove_overlay(root, &nets, name)
+        } else {
+            remove_network(root, &nets, name)
+                .map_err(|e| with_hint(e, format!("cannot remove network {name}")))
+        };
+        match res {
             Ok(()) => println!("{name}"),
-            Err(e) => errors.push(with_hint(e, format!("cannot remove network {name}"))),
+            Err(e) => errors.push(e),
         }
     }
     // Every name is tried; all but the last failure are reported here, the last

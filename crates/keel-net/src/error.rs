@@ -113,6 +113,8 @@ pub enum NetError {
     Sysctl { key: String, source: std::io::Error },
     #[error("cannot list the host's routes: {0}")]
     ListRoutes(String),
+    #[error("cannot list the host's links: {0}")]
+    ListLinks(String),
     #[error("cannot write {path}: {source}")]
     WriteHostsFile {
         path: PathBuf,

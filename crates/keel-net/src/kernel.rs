@@ -3,6 +3,7 @@
 //! `iptables-save`/`iptables-restore --noflush` (whichever backend, nft or legacy,
 //! the host's `iptables` alternative selects, so rules land where its admin looks).
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -53,6 +54,21 @@ pub struct SublinkSpec {
     pub gateway: Option<Ipv4Addr>,
 }
 
+/// An overlay network's VXLAN device, a port of the network's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanPort {
+    pub name: String,
+    pub vni: u32,
+    /// This node's address (the device's source; other nodes send to it).
+    pub local: Ipv4Addr,
+    pub port: u16,
+    pub bridge: String,
+    /// The link's less VXLAN's 50 bytes (`None`: the kernel's choice).
+    pub mtu: Option<u32>,
+    /// Its owner mark, as the bridge's ([`Kernel::ensure_bridge`]).
+    pub owner: String,
+}
+
 /// One iptables rule; `tag` goes into `-m comment` so removal can find it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -64,14 +80,27 @@ pub struct Rule {
 
 /// Kernel operations keel-net needs. Implementations must be idempotent where noted.
 pub trait Kernel: Send + Sync {
-    /// Creates bridge `name` with `gateway/prefix` and brings it up. Returns
-    /// false when it existed already (nothing changed then).
+    /// Creates bridge `name` with `gateway/prefix`, marks it with `owner`
+    /// (its alias: which keel root made it, see [`Kernel::owned_links`])
+    /// and brings it up. Returns false when it existed already (nothing
+    /// changed then).
     fn ensure_bridge(
         &self,
         name: &str,
         gateway: Ipv4Addr,
         prefix_len: u8,
+        owner: &str,
     ) -> Result<bool, NetError>;
+    /// Every link carrying an owner mark (bridges, overlay networks' VXLAN
+    /// devices), as `(name, owner)`: what a root whose state was deleted
+    /// left behind is found by its mark.
+    fn owned_links(&self) -> Result<Vec<(String, String)>, NetError>;
+    /// The IPv4 addresses of link `name` (none when it is absent).
+    fn link_addrs(&self, name: &str) -> Result<Vec<Ipv4Net>, NetError>;
+    /// Removes every keel rule naming link `name` (`-i`/`-o`) and the rules
+    /// sharing their tags (a published port's DNAT names no link): what a
+    /// bridge of a forgotten root left in iptables.
+    fn remove_link_rules(&self, name: &str) -> Result<(), NetError>;
     /// Whether a network interface of that name exists.
     fn link_exists(&self, name: &str) -> bool;
     /// A host-wide lock (across keel roots) held while a subnet is chosen
@@ -93,6 +122,12 @@ pub trait Kernel: Send + Sync {
     fn delete_link_in(&self, netns: &Path, ifname: &str) -> Result<(), NetError>;
     /// Creates keel's chains and the jumps into them, if missing.
     fn ensure_chains(&self) -> Result<(), NetError>;
+    /// Removes keel's chains that hold no rule, with the jumps into them
+    /// (called under [`Kernel::lock_host`], which every bridge's creation
+    /// holds too). Default: nothing to remove.
+    fn remove_empty_chains(&self) -> Result<(), NetError> {
+        Ok(())
+    }
     fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError>;
     /// Removes every rule carrying `tag`; none present is fine.
     fn remove_rules(&self, tag: &str) -> Result<(), NetError>;
@@ -117,6 +152,28 @@ pub trait Kernel: Send + Sync {
     fn free_port(&self, ip: Option<Ipv4Addr>, proto: Protocol) -> Result<u16, NetError>;
     /// IPv4 routes of the host (to choose subnets that do not collide).
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError>;
+    /// Creates VXLAN device `spec.name` (learning nothing: its FDB entries
+    /// come from the cluster) as a port of `spec.bridge` and brings it up;
+    /// an existing one is kept.
+    fn ensure_vxlan_port(&self, spec: &VxlanPort) -> Result<(), NetError> {
+        Err(NetError::Overlay(format!(
+            "{}: this kernel has no overlay networks",
+            spec.name
+        )))
+    }
+    /// Adds and removes overlay networks' FDB entries.
+    fn vxlan_entries(
+        &self,
+        add: &[crate::vxlan::Entry],
+        del: &[crate::vxlan::Entry],
+    ) -> Result<(), NetError> {
+        if add.is_empty() && del.is_empty() {
+            return Ok(());
+        }
+        Err(NetError::Overlay(
+            "this kernel has no overlay networks".into(),
+        ))
+    }
 }
 
 /// The real kernel, through iproute2 and iptables in the caller's network namespace.
@@ -245,6 +302,93 @@ fn has_tag(line: &str, tag: &str) -> bool {
         || line.contains(&format!("--comment {tag} "))
 }
 
+/// The keel tag (`keel:…`, `keel-net:…`) of an `iptables-save` line.
+fn keel_tag(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once("--comment ")?;
+    let tag = match rest.strip_prefix('"') {
+        Some(q) => q.split('"').next()?,
+        None => rest.split_whitespace().next()?,
+    };
+    (tag.starts_with("keel:") || tag.starts_with("keel-net:")).then_some(tag)
+}
+
+/// The `-D` lines (per table) removing every keel rule of `saved` that names
+/// link `name` with `-i`/`-o`, and every rule sharing a tag with one.
+fn link_rule_deletions(saved: &str, name: &str) -> Vec<(&'static str, String)> {
+    let tables = || {
+        let mut table = "";
+        saved.lines().filter_map(move |line| {
+            if let Some(t) = line.strip_prefix('*') {
+                table = match t {
+                    "nat" => "nat",
+                    "filter" => "filter",
+                    _ => "",
+                };
+                return None;
+            }
+            (!table.is_empty() && line.starts_with("-A ")).then_some((table, line))
+        })
+    };
+    let names_link = |line: &str| {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        w.windows(2)
+            .any(|p| matches!(p[0], "-i" | "-o") && p[1] == name)
+    };
+    let tags: BTreeSet<&str> = tables()
+        .filter(|(_, l)| names_link(l))
+        .filter_map(|(_, l)| keel_tag(l))
+        .collect();
+    tables()
+        .filter(|(_, l)| keel_tag(l).is_some_and(|t| tags.contains(t)))
+        .map(|(t, l)| (t, format!("-D {}", &l[3..])))
+        .collect()
+}
+
+/// The lines removing keel's chains when `saved` shows them all empty: the
+/// jumps into them, then the chains. One with a rule keeps them all: a
+/// bridge's rules are in two of them, and a published port's DNAT goes
+/// into `KEEL` without making it again.
+fn empty_chain_removals(saved: &str) -> Vec<(&'static str, String)> {
+    let section = |t: &str| -> Vec<&str> {
+        saved
+            .lines()
+            .skip_while(|l| *l != format!("*{t}"))
+            .skip(1)
+            .take_while(|l| *l != "COMMIT")
+            .collect()
+    };
+    let mut jumps = Vec::new();
+    let mut chains: Vec<(&'static str, String)> = Vec::new();
+    for (t, chain, jump) in CHAINS {
+        let lines = section(t);
+        let declared = lines.iter().any(|l| {
+            l.strip_prefix(':')
+                .and_then(|c| c.split_whitespace().next())
+                == Some(*chain)
+        });
+        let used = lines.iter().any(|l| {
+            l.strip_prefix("-A ")
+                .and_then(|r| r.split_whitespace().next())
+                == Some(*chain)
+        });
+        if used {
+            return Vec::new();
+        }
+        if !declared {
+            continue;
+        }
+        if lines.iter().any(|l| l.strip_prefix("-A ") == Some(*jump)) {
+            jumps.push((*t, format!("-D {jump}")));
+        }
+        let drop = (*t, format!("-X {chain}"));
+        if !chains.contains(&drop) {
+            chains.push(drop);
+        }
+    }
+    jumps.extend(chains);
+    jumps
+}
+
 /// `iptables-restore --noflush` of `lines` (`(table, line)`), one section
 /// per table.
 fn iptables_restore(lines: &[(&str, String)]) -> Result<(), NetError> {
@@ -265,6 +409,7 @@ impl Kernel for HostKernel {
         name: &str,
         gateway: Ipv4Addr,
         prefix_len: u8,
+        owner: &str,
     ) -> Result<bool, NetError> {
         let create_err = |e: String| NetError::CreateBridge {
             name: name.to_string(),
@@ -278,13 +423,61 @@ impl Kernel for HostKernel {
             Err(e) if e.contains("File exists") => return Ok(false),
             Err(e) => return Err(create_err(e)),
         }
-        let batch = format!("addr add {gateway}/{prefix_len} dev {name}\nlink set dev {name} up\n");
+        // The mark is a double-quoted batch word; `owner_mark` keeps quotes,
+        // backslashes and newlines out of it.
+        let batch = format!(
+            "link set dev {name} alias \"{owner}\"\naddr add {gateway}/{prefix_len} dev {name}\nlink set dev {name} up\n"
+        );
         run("ip", &["-batch", "-"], Some(&batch)).map_err(create_err)?;
         Ok(true)
     }
 
     fn link_exists(&self, name: &str) -> bool {
         link_exists(name)
+    }
+
+    fn owned_links(&self) -> Result<Vec<(String, String)>, NetError> {
+        let out = run("ip", &["-j", "link", "show"], None).map_err(NetError::ListLinks)?;
+        let links: Vec<serde_json::Value> =
+            serde_json::from_str(&out).map_err(|e| NetError::ListLinks(e.to_string()))?;
+        Ok(links
+            .iter()
+            .filter_map(|l| {
+                Some((
+                    l["ifname"].as_str()?.to_string(),
+                    l["ifalias"].as_str()?.to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    fn link_addrs(&self, name: &str) -> Result<Vec<Ipv4Net>, NetError> {
+        if !link_exists(name) {
+            return Ok(Vec::new());
+        }
+        let out = run("ip", &["-j", "-4", "addr", "show", "dev", name], None)
+            .map_err(NetError::ListLinks)?;
+        let links: Vec<serde_json::Value> =
+            serde_json::from_str(&out).map_err(|e| NetError::ListLinks(e.to_string()))?;
+        Ok(links
+            .iter()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| {
+                let ip: Ipv4Addr = a["local"].as_str()?.parse().ok()?;
+                Ipv4Net::new(ip, u8::try_from(a["prefixlen"].as_u64()?).ok()?).ok()
+            })
+            .collect())
+    }
+
+    fn remove_link_rules(&self, name: &str) -> Result<(), NetError> {
+        let saved = iptables_save()?;
+        let lines = link_rule_deletions(&saved, name);
+        iptables_restore(
+            &lines
+                .iter()
+                .map(|(t, l)| (*t, l.clone()))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn lock_host(&self) -> Result<Option<std::fs::File>, NetError> {
@@ -490,6 +683,11 @@ impl Kernel for HostKernel {
         iptables_restore(&lines)
     }
 
+    fn remove_empty_chains(&self) -> Result<(), NetError> {
+        let saved = iptables_save()?;
+        iptables_restore(&empty_chain_removals(&saved))
+    }
+
     fn add_rules(&self, rules: &[Rule]) -> Result<(), NetError> {
         let lines: Vec<(&str, String)> = rules
             .iter()
@@ -575,6 +773,39 @@ impl Kernel for HostKernel {
         port.map(|a| a.port()).map_err(NetError::NoFreePort)
     }
 
+    fn ensure_vxlan_port(&self, s: &VxlanPort) -> Result<(), NetError> {
+        let err = |e: String| NetError::Overlay(format!("{}: {e}", s.name));
+        if !link_exists(&s.name) {
+            // No `dev`: the underlay is whatever routes to the other nodes.
+            crate::vxlan::add_vxlan(&s.name, s.vni, s.local, None, s.port).map_err(err)?;
+        }
+        let mtu = s.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
+        let batch = format!(
+            "link set dev {n} alias \"{o}\"\nlink set dev {n}{mtu} master {b}\nlink set dev {n} up\n",
+            n = s.name,
+            o = s.owner,
+            b = s.bridge
+        );
+        run("ip", &["-batch", "-"], Some(&batch))
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn vxlan_entries(
+        &self,
+        add: &[crate::vxlan::Entry],
+        del: &[crate::vxlan::Entry],
+    ) -> Result<(), NetError> {
+        use crate::vxlan::{HostOverlay, OverlayKernel};
+        if !del.is_empty() {
+            HostOverlay.del_entries(del)?;
+        }
+        if !add.is_empty() {
+            HostOverlay.add_entries(add)?;
+        }
+        Ok(())
+    }
+
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
         let out = run("ip", &["-4", "route", "show", "table", "all"], None)
             .map_err(NetError::ListRoutes)?;
@@ -605,6 +836,66 @@ mod tests {
         let l = "-A KEEL -p tcp -m tcp --dport 80 -m comment --comment \"keel:abc\" -j DNAT --to-destination 1.2.3.4:80";
         assert!(has_tag(l, "keel:abc"));
         assert!(!has_tag(l, "keel:ab"));
+    }
+
+    #[test]
+    fn only_empty_chains_go_with_their_jumps() {
+        let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:KEEL - [0:0]\n:KEEL-POSTROUTING - [0:0]\n\
+-A PREROUTING -m addrtype --dst-type LOCAL -j KEEL\n\
+-A OUTPUT -m addrtype --dst-type LOCAL -j KEEL\n\
+-A POSTROUTING -j KEEL-POSTROUTING\n\
+COMMIT\n\
+*filter\n:KEEL-FORWARD - [0:0]\n-A FORWARD -j KEEL-FORWARD\nCOMMIT\n";
+        let got: Vec<String> = empty_chain_removals(saved)
+            .into_iter()
+            .map(|(t, l)| format!("{t} {l}"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "nat -D PREROUTING -m addrtype --dst-type LOCAL -j KEEL",
+                "nat -D OUTPUT -m addrtype --dst-type LOCAL -j KEEL",
+                "nat -D POSTROUTING -j KEEL-POSTROUTING",
+                "filter -D FORWARD -j KEEL-FORWARD",
+                "nat -X KEEL",
+                "nat -X KEEL-POSTROUTING",
+                "filter -X KEEL-FORWARD",
+            ]
+        );
+        assert!(empty_chain_removals("*nat\nCOMMIT\n").is_empty());
+        // A rule in any of them keeps them all.
+        let busy = saved.replace(
+            "-A FORWARD -j KEEL-FORWARD\n",
+            "-A FORWARD -j KEEL-FORWARD\n-A KEEL-FORWARD -i keel0 -j ACCEPT\n",
+        );
+        assert!(empty_chain_removals(&busy).is_empty());
+    }
+
+    #[test]
+    fn a_links_rules_go_with_their_tags_and_no_others() {
+        let saved = "*nat\n:KEEL - [0:0]\n\
+-A KEEL -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m comment --comment \"keel:c1\" -j DNAT --to-destination 172.17.0.2:80\n\
+-A KEEL-POSTROUTING -s 172.17.0.0/16 ! -o keel0-1a2b3c4d -m comment --comment keel-net:aaaaaaaaaaaa -j MASQUERADE\n\
+-A KEEL-POSTROUTING -s 172.18.0.0/16 ! -o keel0-1a2b3c4d5 -m comment --comment keel-net:bbbbbbbbbbbb -j MASQUERADE\n\
+COMMIT\n*filter\n\
+-A KEEL-FORWARD -d 172.17.0.2/32 ! -i keel0-1a2b3c4d -o keel0-1a2b3c4d -p tcp -m tcp --dport 80 -m comment --comment \"keel:c1\" -j ACCEPT\n\
+-A KEEL-FORWARD -i keel0-1a2b3c4d -o keel+ -m comment --comment keel-net:aaaaaaaaaaaa -j DROP\n\
+-A KEEL-FORWARD -i keel0-1a2b3c4d -j ACCEPT\n\
+-A FORWARD -i keel0-1a2b3c4d -m comment --comment admin -j ACCEPT\n\
+COMMIT\n";
+        let del = link_rule_deletions(saved, "keel0-1a2b3c4d");
+        let got: Vec<String> = del.iter().map(|(t, l)| format!("{t} {l}")).collect();
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert!(
+            got[0].starts_with("nat -D KEEL -d 127.0.0.1/32"),
+            "{got:#?}"
+        );
+        assert!(
+            got.iter()
+                .all(|l| !l.contains("bbbbbbbbbbbb") && !l.contains("admin"))
+        );
+        // Rules without a keel tag (the admin's, untagged ones) are never touched.
+        assert!(got.iter().all(|l| l.contains("--comment")));
     }
 
     #[test]

@@ -47,19 +47,24 @@ pub use hosts::{
     DnsConfig, ExtraHost, HOST_GATEWAY, parse_extra_host, render_hosts, render_hosts_with,
     render_resolv_conf, render_resolv_conf_with,
 };
-pub use kernel::{HostKernel, Kernel, Rule, SublinkSpec, VethSpec};
+pub use kernel::{HostKernel, Kernel, Rule, SublinkSpec, VethSpec, VxlanPort};
 pub use ports::{PortMapping, Protocol, parse_port_spec};
 use rules::{network_rules, port_rules, ports_clash, tag_container, tag_network};
 use state::{
     Endpoint, NetRecord, OPT_MASQUERADE, OPT_MTU, State, eth0, now, random_hex, valid_name,
 };
+pub use state::{OPT_VNI, OPT_VTEP, OVERLAY_PORT, RemotePeer};
 
 /// What `keel network create` asks for, Docker's flags one for one; the
 /// default is a bridge on the next free subnet of Docker's pools.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkOptions {
-    /// `bridge` (empty: bridge), `macvlan` or `ipvlan`.
+    /// `bridge` (empty: bridge), `macvlan`, `ipvlan` or `overlay` (a node's
+    /// part of a cluster-wide network: see [`OPT_VNI`], [`OPT_VTEP`]).
     pub driver: String,
+    /// The network's ID (64 hex digits): an overlay network has the same
+    /// on every node. `None`: a new random one.
+    pub id: Option<String>,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub ip_range: Option<String>,
@@ -88,6 +93,9 @@ const DRIVER_OPTIONS: &[(&str, &str, &[&str])] = &[
     ),
     ("ipvlan", "parent", &[]),
     ("ipvlan", "ipvlan_mode", &["l2", "l3", "l3s"]),
+    ("overlay", OPT_VNI, &[]),
+    ("overlay", OPT_VTEP, &[]),
+    ("overlay", OPT_MTU, &[]),
 ];
 
 /// What the runtime asks for when a container joins a bridge network.
@@ -206,22 +214,60 @@ impl Networks {
         })
     }
 
-    /// `keel0` for the default root; other roots (tests, a second keel) get
-    /// `keel0-<hash of root>` so they never share a bridge (and its addresses).
-    fn default_bridge_name(&self) -> String {
-        let root = self.dir.parent().unwrap_or(&self.dir);
-        if root == Path::new(DEFAULT_ROOT) {
-            return DEFAULT_BRIDGE.to_string();
-        }
-        // FNV-1a: stable across builds, unlike std's hasher.
-        let h = root
+    fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
+    /// FNV-1a of the root's path: stable across builds, unlike std's hasher.
+    fn root_hash(&self) -> u64 {
+        self.root()
             .as_os_str()
             .as_encoded_bytes()
             .iter()
             .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
                 (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-            });
-        format!("{DEFAULT_BRIDGE}-{:08x}", h as u32)
+            })
+    }
+
+    /// `keel0` for the default root; other roots (tests, a second keel) get
+    /// `keel0-<hash of root>` so they never share a bridge (and its addresses).
+    fn default_bridge_name(&self) -> String {
+        if self.root() == Path::new(DEFAULT_ROOT) {
+            return DEFAULT_BRIDGE.to_string();
+        }
+        format!("{DEFAULT_BRIDGE}-{:08x}", self.root_hash() as u32)
+    }
+
+    /// The mark (link alias) on every bridge this root creates: `keel:<root
+    /// path>`, or `keel:#<hash>` for a path an alias cannot hold (over 255
+    /// bytes, not UTF-8, or with characters `ip -batch` cannot quote).
+    fn owner_mark(&self) -> String {
+        match self.root().to_str() {
+            Some(p) if p.len() <= 250 && !p.contains(['"', '\\', '\n']) => format!("keel:{p}"),
+            _ => format!("keel:#{:016x}", self.root_hash()),
+        }
+    }
+
+    /// A root starting without state (first use, or its directory was
+    /// deleted and made again) removes the bridges (and overlay networks'
+    /// VXLAN devices) an earlier root at the same path left (they carry its
+    /// mark) and the rules naming them:
+    /// otherwise the new default network would pick its subnet around a
+    /// bridge of its own name and then find that bridge on the old subnet.
+    pub(crate) fn prune_forgotten(&self) -> Result<(), NetError> {
+        let mark = self.owner_mark();
+        for (name, owner) in self.kernel.owned_links()? {
+            if owner == mark {
+                self.purge_bridge(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a bridge keel no longer knows the network of, with its rules.
+    fn purge_bridge(&self, name: &str) -> Result<(), NetError> {
+        self.kernel.remove_link_rules(name)?;
+        self.kernel.delete_link(name)
     }
 
     /// Where containers' resolv.conf is derived from (default `/etc/resolv.conf`).
@@ -237,7 +283,12 @@ impl Networks {
             id: n.id.clone(),
             name: n.name.clone(),
             driver: n.driver.clone(),
-            scope: "local".into(),
+            scope: if n.driver == "overlay" {
+                "swarm"
+            } else {
+                "local"
+            }
+            .into(),
             subnet: n.subnet.map(|s| s.to_string()),
             gateway: n.gateway_ip(),
             ip_range: n.ip_range.map(|r| r.to_string()),
@@ -270,7 +321,10 @@ impl Networks {
         else {
             return Ok(());
         };
-        if !self.kernel.ensure_bridge(br, gw, subnet.prefix_len())? {
+        if !self
+            .kernel
+            .ensure_bridge(br, gw, subnet.prefix_len(), &self.owner_mark())?
+        {
             return Ok(());
         }
         let res = (|| {
@@ -280,9 +334,26 @@ impl Networks {
             self.kernel.ensure_chains()?;
             // Stale rules of an earlier incarnation of this network would double up.
             self.kernel.remove_rules(&tag_network(&net.id))?;
-            self.kernel.add_rules(&network_rules(net))
+            self.kernel.add_rules(&network_rules(net))?;
+            if let (Some((vni, local)), Some(dev)) = (net.overlay(), net.vxlan_dev()) {
+                self.kernel.ensure_vxlan_port(&VxlanPort {
+                    name: dev.clone(),
+                    vni,
+                    local,
+                    port: OVERLAY_PORT,
+                    bridge: br.clone(),
+                    mtu: net.options.get(OPT_MTU).and_then(|m| m.parse().ok()),
+                    owner: self.owner_mark(),
+                })?;
+                self.kernel
+                    .vxlan_entries(&remote_entries(&dev, &net.remote), &[])?;
+            }
+            Ok(())
         })();
         if res.is_err() {
+            if let Some(dev) = net.vxlan_dev() {
+                let _ = self.kernel.delete_link(&dev);
+            }
             let _ = self.kernel.delete_link(br);
         }
         res
@@ -297,11 +368,27 @@ impl Networks {
         let (Some(br), Some(subnet)) = (net.bridge.clone(), net.subnet) else {
             return Ok(net);
         };
+        let idle = st.endpoints_of(&net.id).next().is_none();
         if self.kernel.link_exists(&br) {
-            return Ok(net);
+            // The first container checks the bridge's address: a bridge of
+            // this name on another subnet (left by an earlier keel, or by
+            // hand) is re-addressed, i.e. made again with its rules.
+            let gw = net.gateway_ip().unwrap_or_else(|| ipam::gateway(subnet));
+            let want = Ipv4Net::new(gw, subnet.prefix_len()).ok();
+            if !idle
+                || want.is_none()
+                || self
+                    .kernel
+                    .link_addrs(&br)?
+                    .iter()
+                    .any(|a| Some(*a) == want)
+            {
+                return Ok(net);
+            }
+            self.purge_bridge(&br)?;
         }
         let _host = self.kernel.lock_host()?;
-        if net.predefined && st.endpoints_of(&net.id).next().is_none() {
+        if net.predefined && idle {
             let routes = self.kernel.routes()?;
             if routes.iter().any(|r| ipam::overlaps(*r, subnet)) {
                 let mut taken = routes;
@@ -323,6 +410,9 @@ impl Networks {
     }
 
     fn teardown_network_kernel(&self, net: &NetRecord) -> Result<(), NetError> {
+        if let Some(dev) = net.vxlan_dev() {
+            self.kernel.delete_link(&dev)?;
+        }
         if let Some(br) = &net.bridge {
             self.kernel.delete_link(br)?;
             self.kernel.remove_rules(&tag_network(&net.id))?;
@@ -349,10 +439,34 @@ impl Networks {
         } else {
             o.driver.as_str()
         };
-        if !matches!(driver, "bridge" | "macvlan" | "ipvlan") {
+        if !matches!(driver, "bridge" | "macvlan" | "ipvlan" | "overlay") {
             return bad(format!(
-                "driver {driver:?} is not supported: keel has bridge, macvlan and ipvlan networks"
+                "driver {driver:?} is not supported: keel has bridge, macvlan, ipvlan and overlay networks"
             ));
+        }
+        if let Some(id) = &o.id
+            && (id.len() != 64
+                || !id.bytes().all(|b| b.is_ascii_hexdigit())
+                || st.network_by_id(id).is_some())
+        {
+            return bad(format!(
+                "network ID {id:?} is not 64 hex digits or is in use"
+            ));
+        }
+        if driver == "overlay" {
+            let vni = o.options.get(OPT_VNI).and_then(|v| v.parse::<u32>().ok());
+            let vtep = o
+                .options
+                .get(OPT_VTEP)
+                .and_then(|v| v.parse::<Ipv4Addr>().ok());
+            if !vni.is_some_and(|v| (1..1 << 24).contains(&v))
+                || vtep.is_none()
+                || o.subnet.is_none()
+            {
+                return bad(format!(
+                    "an overlay network is made by the cluster (`keel network create -d overlay` on a node of it): it needs --subnet, {OPT_VNI} (1 to 16777215) and {OPT_VTEP} (this node's address)"
+                ));
+            }
         }
         if o.ipv6 {
             return bad("IPv6 networks are not supported: keel's networks are IPv4 only".into());
@@ -387,7 +501,7 @@ impl Networks {
         {
             return bad("every ip-range, gateway or aux-address must have a corresponding subnet (--subnet)".into());
         }
-        if driver != "bridge" {
+        if driver != "bridge" && driver != "overlay" {
             if o.internal {
                 return bad(format!(
                     "--internal applies to bridge networks; a {driver} network is part of the parent's LAN"
@@ -477,9 +591,13 @@ impl Networks {
         for (k, v) in &o.aux_addresses {
             aux_addresses.insert(k.clone(), host_addr(&format!("aux-address {k}"), v)?);
         }
-        let id = random_hex(32)?;
+        let id = match &o.id {
+            Some(id) => id.to_ascii_lowercase(),
+            None => random_hex(32)?,
+        };
         let rec = NetRecord {
-            bridge: (driver == "bridge").then(|| format!("keel-{}", &id[..10])),
+            bridge: matches!(driver.as_str(), "bridge" | "overlay")
+                .then(|| format!("keel-{}", &id[..10])),
             id,
             name: name.to_string(),
             driver,
@@ -493,6 +611,7 @@ impl Networks {
             internal: o.internal,
             labels: o.labels.clone(),
             options: o.options.clone(),
+            remote: Vec::new(),
         };
         self.ensure_network_kernel(&rec)?;
         st.networks.push(rec.clone());
@@ -555,7 +674,10 @@ impl Networks {
                 self.teardown_network_kernel(n)?;
             }
         }
-        Ok(())
+        // keel's chains are the host's, shared by every root: they go
+        // (with their jumps) only when no root has a rule left in them.
+        let _host = self.kernel.lock_host()?;
+        self.kernel.remove_empty_chains()
     }
 
     /// Removes every user network without containers; returns their names.
@@ -736,6 +858,19 @@ impl Networks {
                             .collect(),
                     }),
             );
+        }
+        // Overlay networks: the containers of other nodes too.
+        for e in &mine {
+            if let Some(net) = st.network_by_id(&e.network_id) {
+                peers.extend(net.remote.iter().map(|p| {
+                    hosts::HostEntry {
+                        ip: p.ip,
+                        names: std::iter::once(p.name.clone())
+                            .chain(p.aliases.iter().cloned())
+                            .collect(),
+                    }
+                }));
+            }
         }
         let path = self.container_dir(id).join("hosts");
         hosts::write_in_place(&path, &hosts::render_hosts_with(&extra, &own, &peers))
@@ -1086,6 +1221,50 @@ impl Networks {
         self.refresh_hosts(&l.state, &net)
     }
 
+    /// Sets the containers other nodes run on overlay network `network`:
+    /// its VXLAN device's FDB entries change by the difference, and local
+    /// containers' hosts files name them.
+    pub fn set_remote_peers(&self, network: &str, peers: &[RemotePeer]) -> Result<(), NetError> {
+        let mut l = self.lock()?;
+        let net = l
+            .state
+            .find(network)
+            .cloned()
+            .ok_or_else(|| NetError::NotFound(network.to_string()))?;
+        let Some(dev) = net.vxlan_dev() else {
+            return Err(NetError::InvalidConfig(format!(
+                "network {} is not an overlay network",
+                net.name
+            )));
+        };
+        let mut want = peers.to_vec();
+        want.sort();
+        want.dedup();
+        if want == net.remote {
+            return Ok(());
+        }
+        // With the kernel side down (idle, released) the entries come back
+        // with it, from the record.
+        if net
+            .bridge
+            .as_ref()
+            .is_some_and(|b| self.kernel.link_exists(b))
+        {
+            let have: BTreeSet<vxlan::Entry> =
+                remote_entries(&dev, &net.remote).into_iter().collect();
+            let next: BTreeSet<vxlan::Entry> = remote_entries(&dev, &want).into_iter().collect();
+            let del: Vec<_> = have.difference(&next).cloned().collect();
+            let add: Vec<_> = next.difference(&have).cloned().collect();
+            self.kernel.vxlan_entries(&add, &del)?;
+        }
+        if let Some(rec) = l.state.networks.iter_mut().find(|n| n.id == net.id) {
+            rec.remote = want;
+        }
+        self.save_networks(&l.state)?;
+        let net = l.state.network_by_id(&net.id).cloned().unwrap_or(net);
+        self.refresh_hosts(&l.state, &net)
+    }
+
     /// The primary attachment of a container, if any (for `inspect` and `port`).
     pub fn attachment(&self, container_id: &str) -> Result<Option<Attachment>, NetError> {
         Ok(self.attachments(container_id)?.into_iter().next())
@@ -1103,6 +1282,26 @@ impl Networks {
             })
             .collect())
     }
+}
+
+/// The FDB entries that reach `peers` through VXLAN device `dev`: one
+/// all-zeros entry per node they run on (broadcasts, ARP above all, are
+/// replicated to each: the containers answer ARP themselves) and one per
+/// container's MAC (unicast goes to its node only).
+fn remote_entries(dev: &str, peers: &[RemotePeer]) -> Vec<vxlan::Entry> {
+    let hosts: BTreeSet<Ipv4Addr> = peers.iter().map(|p| p.host).collect();
+    hosts
+        .into_iter()
+        .map(|dst| vxlan::Entry::Flood {
+            dev: dev.to_string(),
+            dst,
+        })
+        .chain(peers.iter().map(|p| vxlan::Entry::Fdb {
+            dev: dev.to_string(),
+            mac: p.mac.clone(),
+            dst: p.host,
+        }))
+        .collect()
 }
 
 #[cfg(test)]

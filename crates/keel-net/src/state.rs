@@ -51,17 +51,58 @@ pub(crate) struct NetRecord {
     /// `-o KEY=VALUE` driver options as given (`parent`, `macvlan_mode`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) options: BTreeMap<String, String>,
+    /// Overlay networks: the containers other nodes run on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) remote: Vec<RemotePeer>,
+}
+
+/// A container on another node of an overlay network: reached through the
+/// network's VXLAN device (an FDB entry towards `host`) and named in local
+/// containers' hosts files.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RemotePeer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    /// The address of the node it runs on (its VTEP).
+    pub host: Ipv4Addr,
 }
 
 /// docker's option that turns outbound NAT off on a bridge network.
 pub(crate) const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 /// docker's option for the MTU of containers' interfaces on a network.
 pub(crate) const OPT_MTU: &str = "com.docker.network.driver.mtu";
+/// docker's overlay option naming the network's VXLAN id.
+pub const OPT_VNI: &str = "com.docker.network.driver.overlay.vxlanid_list";
+/// keel's overlay option: this node's address, where its VXLAN device
+/// sends from and other nodes send to.
+pub const OPT_VTEP: &str = "keel.overlay.vtep";
+/// The UDP port of overlay networks' VXLAN (IANA's, as Docker's overlay;
+/// the pod network uses Linux's 8472).
+pub const OVERLAY_PORT: u16 = 4789;
 
 impl NetRecord {
     /// The gateway containers route through: `--gateway` or the subnet's first host.
     pub(crate) fn gateway_ip(&self) -> Option<Ipv4Addr> {
         self.gateway.or_else(|| self.subnet.map(ipam::gateway))
+    }
+
+    /// An overlay network's VNI and VTEP address, from its options.
+    pub(crate) fn overlay(&self) -> Option<(u32, Ipv4Addr)> {
+        if self.driver != "overlay" {
+            return None;
+        }
+        Some((
+            self.options.get(OPT_VNI)?.parse().ok()?,
+            self.options.get(OPT_VTEP)?.parse().ok()?,
+        ))
+    }
+
+    /// The VXLAN device of an overlay network (`kvx-<vni>`).
+    pub(crate) fn vxlan_dev(&self) -> Option<String> {
+        self.overlay().map(|(vni, _)| format!("kvx-{vni}"))
     }
 
     /// macvlan and ipvlan networks hang containers directly off a host interface.
@@ -204,6 +245,8 @@ impl Networks {
                 source: e,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Before the default subnet is picked against the routes.
+                self.prune_forgotten()?;
                 let n = self.initial_networks()?;
                 self.save_json(&path, &n, true)?;
                 n
@@ -288,6 +331,7 @@ impl Networks {
                 internal: false,
                 labels: BTreeMap::new(),
                 options: BTreeMap::new(),
+                remote: Vec::new(),
             })
         };
         Ok(vec![

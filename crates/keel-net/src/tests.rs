@@ -12,6 +12,10 @@ struct Fake {
     routes: Vec<Ipv4Net>,
     fail_veth: bool,
     bridges: Mutex<BTreeSet<String>>,
+    /// Bridges' address and owner mark (as `ip -j` shows them).
+    marks: Mutex<BTreeMap<String, (Ipv4Net, String)>>,
+    /// The rules in place.
+    rules: Mutex<Vec<Rule>>,
 }
 
 struct Shared(Arc<Fake>);
@@ -26,18 +30,68 @@ impl Fake {
 }
 
 impl Kernel for Shared {
-    fn ensure_bridge(&self, name: &str, gw: Ipv4Addr, p: u8) -> Result<bool, NetError> {
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        gw: Ipv4Addr,
+        p: u8,
+        owner: &str,
+    ) -> Result<bool, NetError> {
         let new = self.0.bridges.lock().unwrap().insert(name.to_string());
         if new {
             self.0.log(format!("bridge {name} {gw}/{p}"));
+            self.0.marks.lock().unwrap().insert(
+                name.to_string(),
+                (Ipv4Net::new(gw, p).unwrap(), owner.to_string()),
+            );
         }
         Ok(new)
+    }
+    fn owned_links(&self) -> Result<Vec<(String, String)>, NetError> {
+        Ok(self
+            .0
+            .marks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, (_, o))| !o.is_empty())
+            .map(|(n, (_, o))| (n.clone(), o.clone()))
+            .collect())
+    }
+    fn link_addrs(&self, name: &str) -> Result<Vec<Ipv4Net>, NetError> {
+        Ok(self
+            .0
+            .marks
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|(a, _)| *a)
+            .into_iter()
+            .collect())
+    }
+    fn remove_link_rules(&self, name: &str) -> Result<(), NetError> {
+        self.0.log(format!("-link-rules {name}"));
+        let mut rules = self.0.rules.lock().unwrap();
+        let tags: BTreeSet<String> = rules
+            .iter()
+            .filter(|r| {
+                r.spec
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| matches!(w[0], "-i" | "-o") && w[1] == name)
+            })
+            .map(|r| r.tag.clone())
+            .collect();
+        rules.retain(|r| !tags.contains(&r.tag));
+        Ok(())
     }
     fn link_exists(&self, name: &str) -> bool {
         self.0.bridges.lock().unwrap().contains(name)
     }
     fn delete_link(&self, name: &str) -> Result<(), NetError> {
         self.0.bridges.lock().unwrap().remove(name);
+        self.0.marks.lock().unwrap().remove(name);
         self.0.log(format!("del {name}"));
         Ok(())
     }
@@ -85,10 +139,12 @@ impl Kernel for Shared {
             self.0
                 .log(format!("+{} {} {} [{}]", r.table, r.chain, r.spec, r.tag));
         }
+        self.0.rules.lock().unwrap().extend_from_slice(rules);
         Ok(())
     }
     fn remove_rules(&self, tag: &str) -> Result<(), NetError> {
         self.0.log(format!("-rules [{tag}]"));
+        self.0.rules.lock().unwrap().retain(|r| r.tag != tag);
         Ok(())
     }
     fn sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {
@@ -112,8 +168,38 @@ impl Kernel for Shared {
             .pop()
             .expect("test offers enough ports"))
     }
+    fn ensure_vxlan_port(&self, s: &VxlanPort) -> Result<(), NetError> {
+        self.0.log(format!(
+            "vxlan {} vni {} local {} port {} on {} mtu {:?}",
+            s.name, s.vni, s.local, s.port, s.bridge, s.mtu
+        ));
+        self.0
+            .marks
+            .lock()
+            .unwrap()
+            .insert(s.name.clone(), (Ipv4Net::default(), s.owner.clone()));
+        Ok(())
+    }
+    fn vxlan_entries(&self, add: &[vxlan::Entry], del: &[vxlan::Entry]) -> Result<(), NetError> {
+        let (ai, ab) = vxlan::batch_lines(add, true);
+        let (di, db) = vxlan::batch_lines(del, false);
+        for l in [di, db, ai, ab].iter().flat_map(|b| b.lines()) {
+            self.0.log(l.to_string());
+        }
+        Ok(())
+    }
     fn routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
-        Ok(self.0.routes.clone())
+        // A bridge's address brings its subnet's route, as in the kernel.
+        let mut r = self.0.routes.clone();
+        r.extend(
+            self.0
+                .marks
+                .lock()
+                .unwrap()
+                .values()
+                .map(|(a, _)| a.trunc()),
+        );
+        Ok(r)
     }
 }
 
@@ -648,8 +734,11 @@ fn create_refuses_what_docker_refuses() {
         o.ip_range = Some("10.1.1.0/28".into());
     }));
     assert!(e.contains("not inside subnet"), "{e}");
+    let e = err(opts(|o| o.driver = "weave".into()));
+    assert!(e.contains("driver \"weave\" is not supported"), "{e}");
+    // An overlay network comes from the cluster, never from a bare create.
     let e = err(opts(|o| o.driver = "overlay".into()));
-    assert!(e.contains("driver \"overlay\" is not supported"), "{e}");
+    assert!(e.contains("made by the cluster"), "{e}");
     let e = err(opts(|o| o.ipv6 = true));
     assert!(e.contains("IPv6"), "{e}");
     let e = err(opts(|o| {
@@ -726,4 +815,236 @@ fn macvlan_links_live_in_the_container() {
         "{:?}",
         fake.calls()
     );
+}
+
+/// The quickstart's bug: a root's directory deleted while its default
+/// bridge (on 172.17.0.0/16) and rules stayed; a new root at that path
+/// picked 172.18.0.0/16 around the old bridge, then found a bridge of its
+/// own name on 172.17 and gave containers addresses no route served. Now
+/// the new root removes what carries its path's mark (bridge, network
+/// rules, a killed container's port rules) before it picks its subnet, and
+/// a bridge of its name on another subnet (no mark: an older keel) is
+/// re-addressed by the first container. Other roots' bridges stay.
+#[test]
+fn a_new_root_at_the_same_path_prunes_and_readdresses() {
+    let fake = Arc::new(Fake {
+        free_ports: Mutex::new(vec![40000]),
+        ..Fake::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let open = |p: &Path| {
+        Networks::with_kernel(p, Box::new(Shared(fake.clone())))
+            .unwrap()
+            .with_host_resolv_conf(tmp.path().join("no-resolv.conf"))
+    };
+    let (root, other) = (tmp.path().join("qs"), tmp.path().join("other"));
+    let old = open(&root);
+    old.attach(&req("c1", "bridge", "8080:80")).unwrap();
+    let br = old.inspect("bridge").unwrap().bridge.unwrap();
+    let old_id = old.inspect("bridge").unwrap().id;
+    let keep = open(&other);
+    keep.attach(&req("k1", "bridge", "")).unwrap();
+    let kept_br = keep.inspect("bridge").unwrap().bridge.unwrap();
+    assert_eq!(
+        fake.marks.lock().unwrap()[&br],
+        (
+            "172.17.0.1/16".parse().unwrap(),
+            format!("keel:{}", root.display())
+        )
+    );
+    assert!(
+        fake.rules
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.tag == "keel:c1")
+    );
+    drop(old);
+    std::fs::remove_dir_all(&root).unwrap();
+
+    let new = open(&root);
+    let info = new.inspect("bridge").unwrap();
+    assert_ne!(info.id, old_id);
+    assert_eq!(
+        info.subnet.as_deref(),
+        Some("172.17.0.0/16"),
+        "not around the old bridge"
+    );
+    assert!(!fake.bridges.lock().unwrap().contains(&br));
+    let rules = fake.rules.lock().unwrap().clone();
+    assert!(
+        rules
+            .iter()
+            .all(|r| r.tag != "keel:c1" && r.tag != tag_network(&old_id)),
+        "{rules:?}"
+    );
+    assert!(rules.iter().any(|r| r.spec.contains(&kept_br)), "{rules:?}");
+    assert!(fake.bridges.lock().unwrap().contains(&kept_br));
+    let a = new.attach(&req("c2", "bridge", "")).unwrap();
+    assert_eq!(a.gateway, Ipv4Addr::new(172, 17, 0, 1));
+    new.detach("c2").unwrap();
+    new.release_idle().unwrap();
+
+    // A bridge of this root's name on another subnet, without a mark.
+    let stale: Ipv4Net = "10.9.0.1/24".parse().unwrap();
+    fake.bridges.lock().unwrap().insert(br.clone());
+    fake.marks
+        .lock()
+        .unwrap()
+        .insert(br.clone(), (stale, String::new()));
+    fake.rules.lock().unwrap().push(Rule {
+        table: "filter",
+        chain: "KEEL-FORWARD",
+        spec: format!("-i {br} -j ACCEPT"),
+        tag: "keel-net:0123456789ab".into(),
+    });
+    let a = new.attach(&req("c3", "bridge", "")).unwrap();
+    assert_eq!(a.ip, Ipv4Addr::new(172, 17, 0, 2));
+    assert_eq!(
+        fake.marks.lock().unwrap()[&br],
+        (
+            "172.17.0.1/16".parse().unwrap(),
+            format!("keel:{}", root.display())
+        )
+    );
+    let rules = fake.rules.lock().unwrap().clone();
+    assert!(
+        rules.iter().all(|r| r.tag != "keel-net:0123456789ab"),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.spec == format!("-i {br} -j ACCEPT") && r.tag == tag_network(&info.id)),
+        "{rules:?}"
+    );
+}
+
+/// An overlay network's part on one node: a bridge with the node's
+/// gateway, a VXLAN port with the network's VNI; other nodes' containers
+/// become one all-zeros FDB entry per node (ARP and other broadcasts reach
+/// every node) and one unicast entry per container, changed by difference,
+/// and names in local containers' hosts files; removal takes the port.
+#[test]
+fn overlay_network_with_remote_peers() {
+    let (_d, fake, nets) = setup(Fake::default());
+    let id = "ab".repeat(32);
+    let o = NetworkOptions {
+        driver: "overlay".into(),
+        id: Some(id.clone()),
+        subnet: Some("10.200.0.0/16".into()),
+        gateway: Some("10.200.1.1".into()),
+        ip_range: Some("10.200.1.0/24".into()),
+        aux_addresses: BTreeMap::from([("slice".into(), "10.200.1.0".into())]),
+        options: BTreeMap::from([
+            (OPT_VNI.to_string(), "4097".to_string()),
+            (OPT_VTEP.to_string(), "192.0.2.10".to_string()),
+            (OPT_MTU.to_string(), "1450".to_string()),
+        ]),
+        ..NetworkOptions::default()
+    };
+    let info = nets.create_with("ov", &o).unwrap();
+    assert_eq!(
+        (info.id.as_str(), info.scope.as_str()),
+        (id.as_str(), "swarm")
+    );
+    let br = info.bridge.unwrap();
+    let calls = fake.calls();
+    assert!(
+        calls.contains(&format!("bridge {br} 10.200.1.1/16")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&format!(
+            "vxlan kvx-4097 vni 4097 local 192.0.2.10 port 4789 on {br} mtu Some(1450)"
+        )),
+        "{calls:?}"
+    );
+    // Made by the cluster only; one ID per network.
+    for bad in [
+        NetworkOptions {
+            options: BTreeMap::new(),
+            ..o.clone()
+        },
+        NetworkOptions {
+            id: Some(id.clone()),
+            ..o.clone()
+        },
+    ] {
+        assert!(matches!(
+            nets.create_with("ov2", &bad),
+            Err(NetError::InvalidConfig(_))
+        ));
+    }
+    let a = nets.attach(&req("c1", "ov", "")).unwrap();
+    assert_eq!(
+        (a.ip, a.gateway),
+        (Ipv4Addr::new(10, 200, 1, 2), Ipv4Addr::new(10, 200, 1, 1))
+    );
+
+    let peer = |name: &str, ip: [u8; 4], host: [u8; 4]| RemotePeer {
+        name: name.into(),
+        aliases: Vec::new(),
+        ip: ip.into(),
+        mac: ipam::mac_for(ip.into()),
+        host: host.into(),
+    };
+    let (p1, p2) = (
+        peer("web", [10, 200, 2, 2], [192, 0, 2, 20]),
+        peer("db", [10, 200, 2, 3], [192, 0, 2, 20]),
+    );
+    let n = fake.calls().len();
+    nets.set_remote_peers("ov", &[p1.clone(), p2.clone()])
+        .unwrap();
+    let added: Vec<String> = fake.calls()[n..].to_vec();
+    assert_eq!(
+        added
+            .iter()
+            .filter(|c| c.contains("00:00:00:00:00:00"))
+            .count(),
+        1,
+        "one flood entry per node: {added:?}"
+    );
+    assert!(added.contains(
+        &"fdb append 00:00:00:00:00:00 dev kvx-4097 dst 192.0.2.20 self permanent".to_string()
+    ));
+    assert!(added.contains(&format!(
+        "fdb replace {} dev kvx-4097 dst 192.0.2.20 self permanent",
+        p1.mac
+    )));
+    let hosts = std::fs::read_to_string(&a.hosts_file).unwrap();
+    assert!(
+        hosts.contains("10.200.2.2\tweb\n") && hosts.contains("10.200.2.3\tdb\n"),
+        "{hosts}"
+    );
+
+    // db goes: only its entry; the node still has web, so its flood entry stays.
+    let n = fake.calls().len();
+    nets.set_remote_peers("ov", std::slice::from_ref(&p1))
+        .unwrap();
+    assert_eq!(
+        fake.calls()[n..].to_vec(),
+        vec![format!(
+            "fdb del {} dev kvx-4097 dst 192.0.2.20 self",
+            p2.mac
+        )]
+    );
+    assert!(
+        !std::fs::read_to_string(&a.hosts_file)
+            .unwrap()
+            .contains("db")
+    );
+    let n = fake.calls().len();
+    nets.set_remote_peers("ov", std::slice::from_ref(&p1))
+        .unwrap();
+    assert_eq!(fake.calls().len(), n, "nothing changed, nothing done");
+
+    assert!(matches!(
+        nets.remove("ov"),
+        Err(NetError::ActiveEndpoints { .. })
+    ));
+    nets.detach("c1").unwrap();
+    nets.remove("ov").unwrap();
+    let calls = fake.calls();
+    assert!(calls.contains(&"del kvx-4097".to_string()) && calls.contains(&format!("del {br}")));
 }

@@ -115,6 +115,10 @@ pub enum Entry {
         mac: String,
         dst: Ipv4Addr,
     },
+    /// An all-zeros FDB entry: broadcasts and unknown unicast (ARP, above
+    /// all) are also sent to `dst` (head-end replication, one entry per
+    /// other node of an overlay network).
+    Flood { dev: String, dst: Ipv4Addr },
 }
 
 /// The VXLAN device to create.
@@ -363,6 +367,15 @@ pub(crate) fn batch_lines(entries: &[Entry], add: bool) -> (String, String) {
             (Entry::Fdb { dev, mac, dst }, false) => {
                 let _ = writeln!(bridge, "fdb del {mac} dev {dev} dst {dst} self");
             }
+            (Entry::Flood { dev, dst }, true) => {
+                let _ = writeln!(
+                    bridge,
+                    "fdb append 00:00:00:00:00:00 dev {dev} dst {dst} self permanent"
+                );
+            }
+            (Entry::Flood { dev, dst }, false) => {
+                let _ = writeln!(bridge, "fdb del 00:00:00:00:00:00 dev {dev} dst {dst} self");
+            }
         }
     }
     (ip, bridge)
@@ -376,6 +389,26 @@ fn only_absent(err: &str) -> bool {
             || l.contains("Cannot find device")
             || l.starts_with("Command failed")
     })
+}
+
+/// `ip link add NAME type vxlan id VNI local IP [dev LINK] dstport PORT
+/// nolearning`: FDB entries come from the cluster, nothing is learned.
+pub(crate) fn add_vxlan(
+    name: &str,
+    vni: u32,
+    local: Ipv4Addr,
+    link: Option<&str>,
+    port: u16,
+) -> Result<(), String> {
+    let (vni, local, port) = (vni.to_string(), local.to_string(), port.to_string());
+    let mut args = vec![
+        "link", "add", name, "type", "vxlan", "id", &vni, "local", &local,
+    ];
+    if let Some(l) = link {
+        args.extend(["dev", l]);
+    }
+    args.extend(["dstport", port.as_str(), "nolearning"]);
+    run("ip", &args, None).map(|_| ())
 }
 
 /// `ip -o link show dev NAME`'s `mtu N`.
@@ -420,32 +453,8 @@ impl OverlayKernel for HostOverlay {
             self.delete_link(&s.name)?;
         }
         if !crate::kernel::link_exists(&s.name) {
-            let (vni, port, local) = (
-                s.vni.to_string(),
-                s.port.to_string(),
-                s.local_ip.to_string(),
-            );
-            run(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    &s.name,
-                    "type",
-                    "vxlan",
-                    "id",
-                    &vni,
-                    "local",
-                    &local,
-                    "dev",
-                    &s.link,
-                    "dstport",
-                    &port,
-                    "nolearning",
-                ],
-                None,
-            )
-            .map_err(overlay_err("creating the vxlan device"))?;
+            add_vxlan(&s.name, s.vni, s.local_ip, Some(&s.link), s.port)
+                .map_err(overlay_err("creating the vxlan device"))?;
         }
         let batch = format!(
             "link set dev {n} mtu {m}\naddr replace {a}/32 dev {n}\nlink set dev {n} up\n",

@@ -173,6 +173,7 @@ fn sync_is_incremental_and_follows_removals() {
     assert!(k.entries.lock().unwrap().iter().all(|e| match e {
         Entry::Route { dst, .. } => *dst == a.pod_cidr,
         Entry::Neigh { mac, .. } | Entry::Fdb { mac, .. } => mac == "0a:00:00:00:01:01",
+        Entry::Flood { .. } => false,
     }));
 }
 

@@ -47,8 +47,26 @@ impl Timed {
 }
 
 impl keel_net::Kernel for Timed {
-    fn ensure_bridge(&self, n: &str, g: std::net::Ipv4Addr, p: u8) -> Result<bool, NetError> {
-        self.time("ensure_bridge", || HostKernel.ensure_bridge(n, g, p))
+    fn ensure_bridge(
+        &self,
+        n: &str,
+        g: std::net::Ipv4Addr,
+        p: u8,
+        o: &str,
+    ) -> Result<bool, NetError> {
+        self.time("ensure_bridge", || HostKernel.ensure_bridge(n, g, p, o))
+    }
+    fn owned_links(&self) -> Result<Vec<(String, String)>, NetError> {
+        HostKernel.owned_links()
+    }
+    fn link_addrs(&self, n: &str) -> Result<Vec<ipnet::Ipv4Net>, NetError> {
+        self.time("link_addrs", || HostKernel.link_addrs(n))
+    }
+    fn remove_link_rules(&self, n: &str) -> Result<(), NetError> {
+        HostKernel.remove_link_rules(n)
+    }
+    fn remove_empty_chains(&self) -> Result<(), NetError> {
+        HostKernel.remove_empty_chains()
     }
     fn link_exists(&self, n: &str) -> bool {
         self.time("link_exists", || HostKernel.link_exists(n))
@@ -685,5 +703,74 @@ fn two_roots_do_not_share_a_default_bridge() {
         assert!(sh("ip", &["-o", "addr", "show", "dev", &b2]).contains("172.18.0.1/16"));
         n1.detach("x1").unwrap();
         n2.detach("x2").unwrap();
+    });
+}
+
+/// The quickstart's stale bridge, with the real kernel: a root's directory
+/// is deleted while its default bridge, its rules and a published port's
+/// rules stay; a new root at the same path removes them (they carry its
+/// path's mark) and comes back on the same subnet. A bridge of its name on
+/// another subnet without a mark (an older keel's) is re-addressed by the
+/// first container. Another root's bridge stays.
+#[test]
+fn a_new_root_at_the_same_path_prunes_and_readdresses() {
+    let host = NetNs::new("host");
+    let (c1, c2, c3) = (NetNs::new("s1"), NetNs::new("s2"), NetNs::new("s3"));
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, other) = (tmp.path().join("qs root"), tmp.path().join("other"));
+    host.run(|| {
+        let old = Networks::open(&root).unwrap();
+        let mut r = req("s1aaaa", "web", &c1, "bridge");
+        r.ports = parse_port_spec("127.0.0.1::80").unwrap();
+        old.attach(&r).unwrap();
+        let br = old.inspect("bridge").unwrap().bridge.unwrap();
+        let old_id = old.inspect("bridge").unwrap().id;
+        let link = sh("ip", &["-d", "link", "show", "dev", &br]);
+        assert!(
+            link.contains(&format!("alias keel:{}", root.display())),
+            "{link}"
+        );
+        let keep = Networks::open(&other).unwrap();
+        keep.attach(&req("k1", "k1", &c2, "bridge")).unwrap();
+        let kept = keep.inspect("bridge").unwrap().bridge.unwrap();
+        // The container was killed (never detached, its namespace gone) and
+        // the root deleted.
+        sh("ip", &["netns", "del", &c1.name]);
+        drop(old);
+        std::fs::remove_dir_all(&root).unwrap();
+
+        let new = Networks::open(&root).unwrap();
+        let info = new.inspect("bridge").unwrap();
+        assert_eq!(info.subnet.as_deref(), Some("172.17.0.0/16"));
+        assert!(!sh("ip", &["-o", "link"]).contains(&format!("{br}:")));
+        let (_, rules) = leftovers();
+        assert!(
+            rules
+                .iter()
+                .all(|l| !l.contains("keel:s1aaaa") && !l.contains(&old_id[..12])),
+            "{rules:?}"
+        );
+        assert!(rules.iter().any(|l| l.contains(&kept)), "{rules:?}");
+        assert!(sh("ip", &["-o", "link"]).contains(&format!("{kept}:")));
+        keep.detach("k1").unwrap();
+        keep.release_idle().unwrap();
+
+        // An unmarked bridge of this root's name on another subnet.
+        sh("ip", &["link", "add", &br, "type", "bridge"]);
+        sh("ip", &["addr", "add", "10.9.0.1/24", "dev", &br]);
+        let a = new.attach(&req("s2bbbb", "two", &c3, "bridge")).unwrap();
+        assert_eq!(a.ip.to_string(), "172.17.0.2");
+        let addr = sh("ip", &["-o", "-4", "addr", "show", "dev", &br]);
+        assert!(
+            addr.contains("172.17.0.1/16") && !addr.contains("10.9.0.1"),
+            "{addr}"
+        );
+        c3.exec(&["busybox", "ping", "-c", "1", "-W", "3", "172.17.0.1"]);
+        new.detach("s2bbbb").unwrap();
+        new.release_idle().unwrap();
+        assert_eq!(leftovers(), (vec![], vec![]));
+        // With no bridge of any root left, keel's empty chains go too.
+        let all = sh("iptables-save", &[]);
+        assert!(!all.contains("KEEL"), "{all}");
     });
 }

@@ -198,6 +198,11 @@ fn network_commands() {
     );
     insta::assert_snapshot!(
         "create_driver",
+        keel.fails(&["network", "create", "-d", "weave", "x"])
+    );
+    // Overlay networks span a cluster: a root that joined none is told so.
+    insta::assert_snapshot!(
+        "create_overlay_unjoined",
         keel.fails(&["network", "create", "-d", "overlay", "x"])
     );
     insta::assert_snapshot!(

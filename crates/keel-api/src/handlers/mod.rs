@@ -383,10 +383,17 @@ fn make_table(r: &Resource, objects: &[Value], meta: Value, include: Include) ->
 
 // ---------- startup ----------
 
-/// Creates the default namespaces.
+/// Creates the default namespaces (and keel's `keel-overlay`, where nodes
+/// record the overlay networks of plain containers).
 pub(crate) async fn bootstrap(state: &Arc<State>) -> Result<(), StoreError> {
     let r = namespaces();
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+    for ns in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        crate::node_authz::OVERLAY_NS,
+    ] {
         if state.store.get(&r.key(None, ns)).await?.is_none() {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
             match create(state, r, obj, false, None).await {

@@ -264,6 +264,7 @@ impl DockerEngine for Engine {
 
     fn create_network(&self, n: &NetworkSpec) -> Result<NetworkInfo, String> {
         let o = keel_net::NetworkOptions {
+            id: None,
             driver: n.driver.clone(),
             subnet: n.subnet.clone(),
             gateway: n.gateway.clone(),
