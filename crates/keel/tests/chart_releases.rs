@@ -1571,3 +1571,81 @@ fn boolean_flags_take_explicit_values_as_helm_does() {
     );
     assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
 }
+
+/// Helm's CRDs: those in `crds/` go in before the templates (whose custom
+/// resource needs them), and an upgrade never changes them nor an
+/// uninstall deletes them. Each tool gets its own group; both leave the same.
+#[test]
+fn crds_go_in_first_and_are_never_upgraded_or_deleted_as_helm_does() {
+    let s = KeelServer::start(None);
+    let k = &common::kubectls()[1];
+    let mut seen = Vec::new();
+    for tool in ["helm", "keel"] {
+        let chart = tempfile::tempdir().unwrap();
+        let dir = chart.path();
+        let c = dir.to_str().unwrap();
+        let crd = |labels: &str| {
+            WIDGET_CRD
+                .replace("widgets.keel.test", &format!("widgets.{tool}.keel.test"))
+                .replace("group: keel.test", &format!("group: {tool}.keel.test"))
+                .replace(
+                    "metadata: {name:",
+                    &format!("metadata: {{labels: {{{labels}}}, name:"),
+                )
+        };
+        write(
+            dir,
+            "Chart.yaml",
+            "apiVersion: v2\nname: crdc\nversion: 0.1.0\n",
+        );
+        write(dir, "crds/widget.yaml", &crd("v: one"));
+        write(
+            dir,
+            "templates/w.yaml",
+            &format!(
+                "apiVersion: {tool}.keel.test/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: {{{{ .Release.Revision }}}}\n"
+            ),
+        );
+        let crd_label = || {
+            s.ok(
+                k,
+                &[
+                    "get",
+                    "crd",
+                    &format!("widgets.{tool}.keel.test"),
+                    "--ignore-not-found",
+                    "-o",
+                    "jsonpath={.metadata.labels.v}",
+                ],
+            )
+        };
+        let widget = || {
+            s.ok(
+                k,
+                &[
+                    "get",
+                    &format!("widgets.{tool}.keel.test"),
+                    "w",
+                    "-n",
+                    "default",
+                    "--ignore-not-found",
+                    "-o",
+                    "jsonpath={.spec.size}",
+                ],
+            )
+        };
+        let name = format!("crd-{tool}");
+        let mut got = Vec::new();
+        ok(run(&s, tool, &["install", &name, c]), "install");
+        got.push((crd_label(), widget()));
+        write(dir, "crds/widget.yaml", &crd("v: two"));
+        ok(run(&s, tool, &["upgrade", &name, c]), "upgrade");
+        got.push((crd_label(), widget()));
+        ok(run(&s, tool, &["uninstall", &name]), "uninstall");
+        got.push((crd_label(), widget()));
+        seen.push(got);
+    }
+    let one = |w: &str| ("one".to_string(), w.to_string());
+    assert_eq!(seen[0], [one("1"), one("2"), one("")], "helm");
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
