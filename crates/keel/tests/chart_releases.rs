@@ -1649,3 +1649,42 @@ fn crds_go_in_first_and_are_never_upgraded_or_deleted_as_helm_does() {
     assert_eq!(seen[0], [one("1"), one("2"), one("")], "helm");
     assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
 }
+
+/// Helm 4.1.4's rollback returns a failed pre-rollback hook's error as it
+/// is, records nothing more (the new revision stays `pending-rollback`) and
+/// logs nothing; keel leaves the same history.
+#[test]
+fn failing_pre_rollback_hook_leaves_the_rollback_pending_as_helm_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    let dir = chart.path();
+    write(
+        dir,
+        "Chart.yaml",
+        "apiVersion: v2\nname: rb\nversion: 0.1.0\n",
+    );
+    write(
+        dir,
+        "templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  rev: \"{{ .Release.Revision }}\"\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-hook\n  annotations:\n    helm.sh/hook: pre-rollback\ndata:\n  \"bad key!\": x\n",
+    );
+    let c = dir.to_str().unwrap();
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "rbh"), ("keel", "rbk")] {
+        helm_ok(&s, &["install", name, c]);
+        helm_ok(&s, &["upgrade", name, c]);
+        let o = run(&s, tool, &["rollback", name, "1"]);
+        let (logs, err) = failure(tool, &o, name);
+        let hist = history_json(&s, "helm", name, "default");
+        let cm = configmap(&s, "default", &format!("{name}-cm")).unwrap();
+        seen.push((logs, err, hist, cm["data"]["rev"].clone()));
+    }
+    assert!(seen[0].0.is_empty(), "{seen:?}");
+    assert!(
+        seen[0].1.starts_with("warning: Hook pre-rollback rb/templates/cm.yaml failed: ConfigMap \"NAME-hook\" is invalid"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[0].2[2].1, "pending-rollback", "{seen:?}");
+    assert_eq!(seen[0].3, serde_json::json!("2"));
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
