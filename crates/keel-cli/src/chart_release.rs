@@ -663,6 +663,26 @@ fn update_objects(
     let mut errors = Vec::new();
     for o in target {
         let (path, obj) = owned(&ctx.kube, o, name, ns)?;
+        let id = identity(&obj, ns);
+        let original = if adopted.contains(&id) {
+            Some(&obj)
+        } else {
+            current.iter().find(|o| identity(o, ns) == id)
+        };
+        // Server-side, what has an original is applied without Helm's GET
+        // first (apply creates what went missing), one request an object
+        if let (true, Some(_)) = (how.ssa, original) {
+            let res = if how.migrate {
+                crate::chart_csa::migrate(&ctx.kube, &path)
+            } else {
+                Ok(())
+            }
+            .and_then(|()| apply_ssa(ctx, &path, &obj, how.force_conflicts));
+            if let Err(e) = res {
+                errors.push(format!("{e:#}"));
+            }
+            continue;
+        }
         let live = ctx
             .kube
             .get(&path)
@@ -671,12 +691,6 @@ fn update_objects(
             create_one(ctx, &path, &obj, how).context("failed to create resource")?;
             continue;
         };
-        let id = identity(&obj, ns);
-        let original = if adopted.contains(&id) {
-            Some(&obj)
-        } else {
-            current.iter().find(|o| identity(o, ns) == id)
-        };
         let Some(original) = original else {
             bail!(
                 "original object {} with the name {:?} not found",
@@ -684,17 +698,7 @@ fn update_objects(
                 obj["metadata"]["name"].as_str().unwrap_or_default()
             );
         };
-        let res = if how.ssa {
-            if how.migrate {
-                crate::chart_csa::migrate(&ctx.kube, &path)
-            } else {
-                Ok(())
-            }
-            .and_then(|()| apply_ssa(ctx, &path, &obj, how.force_conflicts))
-        } else {
-            crate::chart_csa::change(&ctx.kube, &path, original, &obj, &live, csa)
-        };
-        if let Err(e) = res {
+        if let Err(e) = crate::chart_csa::change(&ctx.kube, &path, original, &obj, &live, csa) {
             errors.push(format!("{e:#}"));
         }
     }
