@@ -610,7 +610,7 @@ fn apply_ssa(ctx: &Ctx, path: &str, obj: &J, force: bool) -> anyhow::Result<()> 
 }
 
 /// Helm's create of one object that is not live: applied server-side, or
-/// POSTed client-side.
+/// created with a POST client-side.
 fn create_one(ctx: &Ctx, path: &str, obj: &J, how: UpdateOpts) -> anyhow::Result<()> {
     if how.ssa {
         return apply_ssa(ctx, path, obj, how.force_conflicts);

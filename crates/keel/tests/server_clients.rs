@@ -750,7 +750,7 @@ fn a_restarted_server_never_hands_out_a_node_port_twice() {
 /// A Service that leaves `NodePort` for `ClusterIP` drops the node ports
 /// and traffic policy the API server gave it, as Kubernetes >= 1.20 does
 /// (regression: keel refused the update, `nodePort: Forbidden`); one that
-/// names a new node port on a ClusterIP Service is still refused.
+/// names a new node port on a `ClusterIP` Service is still refused.
 #[test]
 fn a_service_leaving_node_port_drops_its_node_ports() {
     let s = KeelServer::start(None);
