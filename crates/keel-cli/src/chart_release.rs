@@ -762,52 +762,6 @@ fn wait_deleted(ctx: &Ctx, objs: &[J], deadline: Instant) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Waits for a hook's resource: Jobs until complete or failed, Pods until
-/// they succeed or fail; other kinds are ready once created.
-fn wait_hook(ctx: &Ctx, path: &str, kind: &str, deadline: Instant) -> anyhow::Result<()> {
-    if kind != "Job" && kind != "Pod" {
-        return Ok(());
-    }
-    loop {
-        let live = ctx.kube.get(path)?.unwrap_or(J::Null);
-        let name = live["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if kind == "Job" {
-            for c in live["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                if c["status"] != "True" {
-                    continue;
-                }
-                match c["type"].as_str() {
-                    Some("Complete") => return Ok(()),
-                    Some("Failed") => bail!(
-                        "job {name} failed: {}",
-                        c["reason"].as_str().unwrap_or_default()
-                    ),
-                    _ => {}
-                }
-            }
-        } else {
-            match live["status"]["phase"].as_str() {
-                Some("Succeeded") => return Ok(()),
-                Some("Failed") => bail!("pod {name} failed"),
-                _ => {}
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "resource not ready, name: {name}, kind: {kind}, status: InProgress\ncontext deadline exceeded"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn delete_and_wait(ctx: &Ctx, path: &str, deadline: Instant) -> anyhow::Result<()> {
     if ctx.kube.delete(path)? {
         while ctx.kube.get(path)?.is_some() {
@@ -859,7 +813,7 @@ pub fn run_hooks(
         h.last_run.started_at = Some(now());
         h.last_run.phase = "Running".into();
         // Helm 4 creates delete hooks server-side whatever the release's method
-        let res = if ssa || event.ends_with("-delete") {
+        let made = if ssa || event.ends_with("-delete") {
             ctx.kube.apply(&path, &obj, "helm", false).map(|_| ())
         } else {
             crate::chart_csa::create(&ctx.kube, &path, &obj).and_then(|made| {
@@ -869,8 +823,14 @@ pub fn run_hooks(
                     bail!("{} already exists", describe(&obj))
                 }
             })
+        };
+        if let Err(e) = made {
+            // Helm: named as the hook's, and nothing deleted by policy
+            h.last_run.completed_at = Some(now());
+            h.last_run.phase = "Failed".into();
+            bail!("warning: Hook {event} {} failed: {e:#}", h.path);
         }
-        .and_then(|()| wait_hook(ctx, &path, &h.kind, deadline));
+        let res = crate::chart_wait::wait_hook(ctx, &path, &obj, deadline);
         h.last_run.completed_at = Some(now());
         if let Err(e) = res {
             h.last_run.phase = "Failed".into();
@@ -886,7 +846,7 @@ pub fn run_hooks(
                     let _ = ctx.kube.delete(p);
                 }
             }
-            bail!("warning: Hook {event} {} failed: {e:#}", rel.hooks[i].path);
+            return Err(e);
         }
         h.last_run.phase = "Succeeded".into();
         done.push((i, path));
