@@ -15,6 +15,7 @@ mod agent;
 mod argv;
 mod build;
 pub mod chart;
+mod chart_apply;
 mod chart_csa;
 mod chart_deps;
 mod chart_oci;
