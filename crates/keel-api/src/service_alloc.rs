@@ -87,9 +87,81 @@ fn needs_node_ports(spec: &Value) -> bool {
     }
 }
 
+/// What an update that changes a Service's type leaves behind, dropped as
+/// the API server's `dropTypeDependentFields` drops it (Kubernetes >= 1.20):
+/// node ports when the new type needs none and the update adds none, the
+/// health-check node port, `allocateLoadBalancerNodePorts` and
+/// `externalTrafficPolicy` when the new type has no use for them and the
+/// update left them as they were. What the update did change is left for
+/// validation to refuse.
+pub(crate) fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
+    let (Some(o), Some(n)) = (old.get("spec"), new.get("spec")) else {
+        return;
+    };
+    let ty = |s: &Value| {
+        s.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string()
+    };
+    let (oty, nty) = (ty(o), ty(n));
+    let external = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    let node_ports = |s: &Value| -> Vec<i64> {
+        s.get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("nodePort")?.as_i64())
+            .filter(|n| *n != 0)
+            .collect()
+    };
+    let clear_ports = external(&oty)
+        && !external(&nty)
+        && node_ports(n).iter().all(|p| node_ports(o).contains(p));
+    let hc = |s: &Value| {
+        ty(s) == "LoadBalancer"
+            && s.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
+    };
+    let clear_hc = hc(o) && !hc(n) && o.get("healthCheckNodePort") == n.get("healthCheckNodePort");
+    let clear_alloc = oty == "LoadBalancer"
+        && nty != "LoadBalancer"
+        && o.get("allocateLoadBalancerNodePorts").is_some()
+        && o.get("allocateLoadBalancerNodePorts") == n.get("allocateLoadBalancerNodePorts");
+    let clear_etp = external(&oty)
+        && !external(&nty)
+        && o.get("externalTrafficPolicy") == n.get("externalTrafficPolicy");
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if clear_ports {
+        for p in spec
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object_mut)
+        {
+            p.remove("nodePort");
+        }
+    }
+    for (clear, field) in [
+        (clear_hc, "healthCheckNodePort"),
+        (clear_alloc, "allocateLoadBalancerNodePorts"),
+        (clear_etp, "externalTrafficPolicy"),
+    ] {
+        if clear {
+            spec.remove(field);
+        }
+    }
+}
+
 /// Keeps the node ports `old` had for ports an update leaves without one
-/// (matched by port and protocol, as Kubernetes does).
+/// (matched by port and protocol, as Kubernetes does), when the new type
+/// has node ports at all.
 pub(crate) fn keep_node_ports(new: &mut Value, old: &Value) {
+    if !new.get("spec").is_some_and(needs_node_ports) {
+        return;
+    }
     let proto = |p: &Value| {
         p.get("protocol")
             .and_then(Value::as_str)
@@ -337,10 +409,10 @@ mod tests {
 
     #[test]
     fn updates_keep_node_ports_by_port_and_protocol() {
-        let old = json!({"spec": {"ports": [
+        let old = json!({"spec": {"type": "NodePort", "ports": [
             {"port": 53, "protocol": "UDP", "nodePort": 30053},
             {"port": 80, "protocol": "TCP", "nodePort": 30080}]}});
-        let mut new = json!({"spec": {"ports": [
+        let mut new = json!({"spec": {"type": "NodePort", "ports": [
             {"port": 80}, {"port": 53, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}});
         keep_node_ports(&mut new, &old);
         assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);

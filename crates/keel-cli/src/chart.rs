@@ -199,9 +199,74 @@ pub enum DependencyCommand {
     },
 }
 
+/// pflag's boolean flags under `keel chart`: `--x` alone means true, and
+/// `--x=true|false` (any `strconv.ParseBool` spelling) is taken too; a
+/// value only ever follows `=`, so `--x NAME` leaves NAME a positional.
+/// Applied to every `SetTrue` flag of the `chart` tree, so new ones follow.
+pub fn go_bool_flags(cmd: clap::Command) -> clap::Command {
+    fn walk(mut c: clap::Command) -> clap::Command {
+        let ids: Vec<clap::Id> = c
+            .get_arguments()
+            .filter(|a| matches!(a.get_action(), clap::ArgAction::SetTrue))
+            .map(|a| a.get_id().clone())
+            .collect();
+        for id in ids {
+            let again = id.clone();
+            c = c.mut_arg(id, |a| {
+                // given again, the last value wins
+                a.overrides_with(again)
+                    .action(clap::ArgAction::Set)
+                    .num_args(0..=1)
+                    .require_equals(true)
+                    .default_missing_value("true")
+                    .default_value("false")
+                    .value_name("true|false")
+                    .hide_default_value(true)
+                    .value_parser(parse_go_bool)
+            });
+        }
+        let subs: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for s in subs {
+            c = c.mut_subcommand(s, walk);
+        }
+        c
+    }
+    cmd.mut_subcommand("chart", walk)
+}
+
+/// Go's `strconv.ParseBool`, as pflag parses a boolean flag's value.
+fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!(
+            "strconv.ParseBool: parsing {}: invalid syntax",
+            keel_go::quote(s)
+        )),
+    }
+}
+
+/// A line of Helm 4's log on stderr (Go's slog text handler, no time).
+pub fn slog(level: &str, msg: &str, attrs: &[(&str, &str)]) {
+    eprintln!("{}", keel_go::slog::text_line(level, msg, attrs));
+}
+
+/// Helm logs its release-name check's failure before returning it.
+pub fn log_name_check(e: &keel_chart::ChartError) {
+    if let keel_chart::ChartError::ReleaseName(_) = e {
+        let t = e.to_string();
+        let why = t.strip_prefix("release name check failed: ").unwrap_or(&t);
+        slog("ERROR", "release name check failed", &[("error", why)]);
+    }
+}
+
 /// Helm's multi-line messages (a template error per line, indented) as the
 /// one line keel prints: each line trimmed, joined with a space.
-fn one_line(e: keel_chart::ChartError) -> anyhow::Error {
+pub fn one_line(e: keel_chart::ChartError) -> anyhow::Error {
+    log_name_check(&e);
     let text = e.to_string();
     let lines: Vec<&str> = text
         .lines()
@@ -260,7 +325,7 @@ pub fn run(args: ChartArgs) -> anyhow::Result<ExitCode> {
             // Helm 4 logs these through slog's text handler, which quotes
             // a message with spaces as strconv.Quote does
             for w in &rendered.warnings {
-                eprintln!("level=INFO msg={}", keel_chart::go_quote(w));
+                slog("INFO", w, &[]);
             }
             let text = keel_chart::template_text(&rendered, &opts).map_err(one_line)?;
             // bytes, not text: a template may copy a binary file through
@@ -563,4 +628,63 @@ fn dependency_list(dir: &Path, width: usize) -> anyhow::Result<String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChartCommand;
+    use crate::Command;
+
+    fn chart(line: &str) -> Result<ChartCommand, clap::Error> {
+        let argv = line.split(' ').map(std::ffi::OsString::from).collect();
+        match crate::parse(argv)?.command {
+            Command::Chart(a) => Ok(a.command),
+            other => panic!("not a chart command: {other:?}"),
+        }
+    }
+
+    fn upgrade(line: &str) -> crate::chart_release::UpgradeArgs {
+        match chart(line).unwrap() {
+            ChartCommand::Upgrade(a) => *a,
+            other => panic!("not an upgrade: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bool_flags_take_an_explicit_value_as_pflag_does() {
+        let a = upgrade("keel chart upgrade r c --force=false --install --atomic=true");
+        assert!(!a.apply.force && a.install && a.atomic && !a.reuse_values);
+        let a = upgrade("keel chart upgrade r c --force=T --install=0 --wait-for-jobs=1");
+        assert!(a.apply.force && !a.install && a.apply.wait_for_jobs);
+        // a value only after `=`: the next word stays a positional
+        let a = upgrade("keel chart upgrade --force r c");
+        assert!(a.apply.force);
+        assert_eq!((a.name.as_str(), a.chart.as_str()), ("r", "c"));
+        // short flags still cluster
+        let a = upgrade("keel chart upgrade -i r c");
+        assert!(a.install);
+        match chart("keel chart list -aA").unwrap() {
+            ChartCommand::List(l) => assert!(l.all && l.all_namespaces),
+            other => panic!("not a list: {other:?}"),
+        }
+        match chart("keel chart template r c --include-crds=false --skip-tests").unwrap() {
+            ChartCommand::Template {
+                include_crds,
+                skip_tests,
+                ..
+            } => assert!(!include_crds && skip_tests),
+            other => panic!("not a template: {other:?}"),
+        }
+        // pflag: the last one given wins
+        let a = upgrade(
+            "keel chart upgrade r c --install -i=false --install=true --force=true --force=false",
+        );
+        assert!(a.install && !a.apply.force);
+        let e = chart("keel chart upgrade r c --install=x").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("strconv.ParseBool: parsing \"x\": invalid syntax"),
+            "{e}"
+        );
+    }
 }

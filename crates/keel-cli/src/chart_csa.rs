@@ -12,7 +12,6 @@
 //! `replaceResource`. Leaving client-side apply, helm's field ownership moves
 //! to its apply entry first (client-go's `csaupgrade`), as Helm does.
 
-use anyhow::Context as _;
 use serde_json::Value as J;
 
 use crate::kube::Kube;
@@ -33,16 +32,22 @@ pub fn method(server_side: bool) -> &'static str {
     if server_side { "ssa" } else { "csa" }
 }
 
-/// Creates `obj` at `path` with a POST (field manager `helm`); `Ok(false)`
-/// when it already exists.
-pub fn create(kube: &Kube, path: &str, obj: &J) -> anyhow::Result<bool> {
+/// POSTs `obj` into the collection of `path` (field manager `helm`);
+/// `Err` carries the API's refusal.
+pub fn post(kube: &Kube, path: &str, obj: &J) -> anyhow::Result<Result<J, crate::kube::ApiError>> {
     let col = path.rsplit_once('/').map_or(path, |(c, _)| c);
-    match kube.call(
+    kube.call(
         "POST",
         &format!("{col}?fieldManager=helm"),
         Some(obj),
         "application/json",
-    )? {
+    )
+}
+
+/// Creates `obj` at `path` with a POST (field manager `helm`); `Ok(false)`
+/// when it already exists.
+pub fn create(kube: &Kube, path: &str, obj: &J) -> anyhow::Result<bool> {
+    match post(kube, path, obj)? {
         Ok(_) => Ok(true),
         Err(e) if e.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
@@ -59,38 +64,31 @@ pub struct How {
     pub three_way_unstructured: bool,
 }
 
-/// Helm's client-side update of one object: created when it is not live,
-/// else replaced or patched from `original` (its object in the release being
-/// replaced) to `target` against the live object. Nothing is sent when the
-/// patch is empty.
-pub fn update(
+/// Helm's client-side update of an object that is `live`: replaced, or
+/// patched from `original` (its object in the release being replaced) to
+/// `target` against the live object. Nothing is sent when the patch is empty.
+pub fn change(
     kube: &Kube,
     path: &str,
-    original: Option<&J>,
+    original: &J,
     target: &J,
+    live: &J,
     how: How,
 ) -> anyhow::Result<()> {
     let kind = target["kind"].as_str().unwrap_or_default();
     let name = target["metadata"]["name"].as_str().unwrap_or_default();
-    let Some(live) = kube.get(path)? else {
-        create(kube, path, target).context("failed to create resource")?;
-        return Ok(());
-    };
-    let Some(original) = original else {
-        anyhow::bail!("original object {kind} with the name {name:?} not found");
-    };
     if how.replace {
-        return replace(kube, path, target, &live);
+        return replace(kube, path, target, live);
     }
     let api_version = target["apiVersion"].as_str().unwrap_or_default();
     let (patch, ct) = match keel_api::strategic::schema_for(api_version, kind) {
         Some(schema) => (
-            keel_api::strategic::three_way(original, target, &live, schema)
+            keel_api::strategic::three_way(original, target, live, schema)
                 .map_err(|e| anyhow::anyhow!("failed to create patch: {e}"))?,
             "application/strategic-merge-patch+json",
         ),
         None if how.three_way_unstructured => (
-            keel_api::strategic::three_way_json(original, target, &live)
+            keel_api::strategic::three_way_json(original, target, live)
                 .map_err(|e| anyhow::anyhow!("failed to create patch: {e}"))?,
             "application/merge-patch+json",
         ),

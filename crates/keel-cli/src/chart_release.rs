@@ -3,12 +3,11 @@
 //! module), so `helm` and `keel chart` see and roll back each other's
 //! releases. Objects go in with server-side apply, field manager `helm`
 //! (Helm 4's default; client-side for releases Helm 3 made: `chart_csa`),
-//! carrying Helm's ownership label and annotations; an
+//! carrying Helm's ownership label and annotations (`chart_apply`); an
 //! upgrade or rollback deletes what the new manifest drops unless it says
 //! `helm.sh/resource-policy: keep`. Hooks run by weight with their delete
-//! policies, as Helm's `execHook`.
+//! policies, as Helm's `execHook`; `--wait` is `chart_wait`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use keel_chart::release::{self, Hook, Info, Release, status};
 use serde_json::Value as J;
 
 use crate::chart::ValuesFlags;
+use crate::chart_apply::{UpdateOpts, create_objects, delete_objects, keeps, update_objects};
 use crate::chart_owner::{adoptions, owned};
 use crate::kube::Kube;
 
@@ -46,7 +46,8 @@ pub struct ApplyFlags {
         long = "wait",
         num_args = 0..=1,
         default_missing_value = "watcher",
-        require_equals = true
+        require_equals = true,
+        value_parser = parse_wait
     )]
     pub wait: Option<String>,
     /// Also wait for Jobs to complete.
@@ -241,9 +242,41 @@ pub struct UninstallArgs {
         long = "wait",
         num_args = 0..=1,
         default_missing_value = "watcher",
-        require_equals = true
+        require_equals = true,
+        value_parser = parse_wait
     )]
     pub wait: Option<String>,
+}
+
+/// Helm's `--wait` strategies (`watcher`, `legacy`, `hookOnly`), and the
+/// booleans it still takes.
+fn parse_wait(s: &str) -> Result<String, String> {
+    match s {
+        "watcher" | "legacy" | "hookOnly" => Ok(s.to_string()),
+        // [`check_flags`] warns, in the order of the flags given
+        "true" => Ok("watcher".into()),
+        "false" => Ok("hookOnly".into()),
+        _ => Err(format!(
+            "invalid wait input {}. Valid inputs are watcher, hookOnly, and legacy",
+            keel_go::quote(s)
+        )),
+    }
+}
+
+/// Whether a `--wait` strategy waits for readiness (`hookOnly`, the
+/// default, waits for hooks only).
+fn waits(strategy: Option<&str>) -> bool {
+    matches!(strategy, Some("watcher" | "legacy"))
+}
+
+/// Helm's install and upgrade: rolling back on failure waits for readiness
+/// (the watcher) unless `--wait` chose another way.
+fn rollback_waits(f: &ApplyFlags, rollback_on_failure: bool) -> ApplyFlags {
+    let mut f = f.clone();
+    if rollback_on_failure && !waits(f.wait.as_deref()) {
+        f.wait = Some("watcher".into());
+    }
+    f
 }
 
 /// The instant release records are stamped with: `SOURCE_DATE_EPOCH` (the
@@ -309,26 +342,47 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// What Helm's flag parsing does before a command runs: pflag's notice for
-/// each deprecated flag given (`--force`, `--atomic`, in the order given, on
-/// stderr), then cobra's mutually exclusive flag groups.
-fn check_flags(f: &ApplyFlags, atomic: bool) -> anyhow::Result<()> {
-    for arg in std::env::args().skip(1).take_while(|a| a != "--") {
-        let Some(name) = arg.strip_prefix("--") else {
-            continue;
+/// What Helm's flag parsing does before a command runs: its warning for
+/// `--wait=true|false`, pflag's notice for each deprecated flag given
+/// (`--force`, `--atomic`, in the order given, on stderr), then cobra's
+/// mutually exclusive flag groups. Both go by the
+/// flags given, whatever their value (`--force=false` too), as pflag's
+/// `Changed`.
+fn check_flags() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).take_while(|a| a != "--").collect();
+    let flags: Vec<(&str, &str)> = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--"))
+        .map(|f| f.split_once('=').unwrap_or((f, "")))
+        .collect();
+    // Helm's --wait logs as it parses, before pflag's notices come out
+    for (_, value) in flags.iter().filter(|(n, _)| *n == "wait") {
+        let instead = match *value {
+            "true" => "watcher",
+            "false" => "hookOnly",
+            _ => continue,
         };
-        match name.split('=').next() {
-            Some("force") if f.force => {
-                eprintln!("Flag --force has been deprecated, use --force-replace instead");
-            }
-            Some("atomic") if atomic => {
+        crate::chart::slog(
+            "WARN",
+            &format!(
+                "--wait={value} is deprecated (boolean value) and can be replaced with --wait={instead}"
+            ),
+            &[],
+        );
+    }
+    for (name, _) in &flags {
+        match *name {
+            "force" => eprintln!("Flag --force has been deprecated, use --force-replace instead"),
+            "atomic" => {
                 eprintln!("Flag --atomic has been deprecated, use --rollback-on-failure instead");
             }
             _ => {}
         }
     }
-    for (set, group) in [(f.force_replace, "force-replace"), (f.force, "force")] {
-        if set && f.force_conflicts {
+    let given: Vec<&str> = flags.iter().map(|(n, _)| *n).collect();
+    let has = |n: &str| given.contains(&n);
+    for group in ["force-replace", "force"] {
+        if has(group) && has("force-conflicts") {
             let mut both = [group, "force-conflicts"];
             both.sort_unstable();
             bail!(
@@ -493,129 +547,6 @@ fn describe(o: &J) -> String {
     }
 }
 
-fn keeps(o: &J) -> bool {
-    o["metadata"]["annotations"]["helm.sh/resource-policy"].as_str() == Some("keep")
-}
-
-/// How Helm's kube client `Update` applies a release's objects.
-#[derive(Debug, Clone, Copy)]
-#[allow(clippy::struct_excessive_bools)]
-struct UpdateOpts {
-    ssa: bool,
-    force_conflicts: bool,
-    force_replace: bool,
-    /// Custom resources get a three-way JSON merge patch (client-side only).
-    three_way_unstructured: bool,
-    /// Move helm's client-side field ownership to its apply entry first.
-    migrate: bool,
-}
-
-impl UpdateOpts {
-    /// The combinations Helm's `Update` refuses, in its order and words.
-    fn check(self) -> anyhow::Result<()> {
-        if !self.ssa && self.force_conflicts {
-            bail!(
-                "invalid client update option(s): forceConflicts enabled when serverSideApply disabled"
-            );
-        }
-        if self.three_way_unstructured && self.ssa {
-            bail!(
-                "invalid operation: cannot use three-way merge for unstructured and server-side apply together"
-            );
-        }
-        if self.force_conflicts && self.force_replace {
-            bail!("invalid operation: cannot use force conflicts and force replace together");
-        }
-        if self.ssa && self.force_replace {
-            bail!("invalid operation: cannot use server-side apply and force replace together");
-        }
-        Ok(())
-    }
-}
-
-/// Helm's kube client `Update`: applies `target` (server-side, manager
-/// `helm`; else client-side: replaced with `--force-replace`, else patched
-/// three-way from `current`), then deletes what `current` has and `target`
-/// dropped (unless kept). What an install or upgrade `adopted` is its own
-/// original, as in Helm; a live object a rollback's `current` lacks is
-/// refused, as Helm's `update` refuses it.
-fn update_objects(
-    ctx: &Ctx,
-    name: &str,
-    current: &[J],
-    adopted: &[J],
-    target: &[J],
-    event: &str,
-    how: UpdateOpts,
-) -> anyhow::Result<()> {
-    how.check()?;
-    let ns = &ctx.ns;
-    let adopted: BTreeSet<String> = adopted.iter().map(|o| identity(o, ns)).collect();
-    let csa = crate::chart_csa::How {
-        replace: how.force_replace,
-        three_way_unstructured: how.three_way_unstructured,
-    };
-    for o in target {
-        let (path, obj) = owned(&ctx.kube, o, name, ns)?;
-        let id = identity(&obj, ns);
-        let original = if adopted.contains(&id) {
-            Some(&obj)
-        } else {
-            current.iter().find(|o| identity(o, ns) == id)
-        };
-        if !how.ssa {
-            crate::chart_csa::update(&ctx.kube, &path, original, &obj, csa)?;
-            continue;
-        }
-        if original.is_none() && event == "rollback" && ctx.kube.get(&path)?.is_some() {
-            bail!(
-                "original object {} with the name {:?} not found",
-                obj["kind"].as_str().unwrap_or_default(),
-                obj["metadata"]["name"].as_str().unwrap_or_default()
-            );
-        }
-        if how.migrate {
-            crate::chart_csa::migrate(&ctx.kube, &path)?;
-        }
-        ctx.kube
-            .apply(&path, &obj, "helm", how.force_conflicts)
-            .with_context(|| format!("failed to apply {}", describe(&obj)))?;
-    }
-    let want: BTreeSet<String> = target.iter().map(|o| identity(o, ns)).collect();
-    for o in current.iter().rev() {
-        if want.contains(&identity(o, ns)) || keeps(o) {
-            continue;
-        }
-        if let Ok((path, _)) = ctx.kube.object_path(o, ns) {
-            ctx.kube
-                .delete(&path)
-                .with_context(|| format!("failed to delete {}", describe(o)))?;
-        }
-    }
-    Ok(())
-}
-
-/// Deletes a release's objects in reverse install order; returns those kept
-/// by `helm.sh/resource-policy: keep`.
-fn delete_objects(ctx: &Ctx, objs: &[J]) -> anyhow::Result<Vec<String>> {
-    let mut kept = Vec::new();
-    for o in objs.iter().rev() {
-        if keeps(o) {
-            kept.push(format!(
-                "[{}] {}",
-                o["kind"].as_str().unwrap_or_default(),
-                o["metadata"]["name"].as_str().unwrap_or_default()
-            ));
-            continue;
-        }
-        let Ok((path, _)) = ctx.kube.object_path(o, &ctx.ns) else {
-            continue;
-        };
-        ctx.kube.delete(&path)?;
-    }
-    Ok(kept)
-}
-
 /// `uninstall --wait`: until every deleted (not kept) object is gone.
 fn wait_deleted(ctx: &Ctx, objs: &[J], deadline: Instant) -> anyhow::Result<()> {
     for o in objs.iter().filter(|o| !keeps(o)) {
@@ -630,52 +561,6 @@ fn wait_deleted(ctx: &Ctx, objs: &[J], deadline: Instant) -> anyhow::Result<()> 
         }
     }
     Ok(())
-}
-
-/// Waits for a hook's resource: Jobs until complete or failed, Pods until
-/// they succeed or fail; other kinds are ready once created.
-fn wait_hook(ctx: &Ctx, path: &str, kind: &str, deadline: Instant) -> anyhow::Result<()> {
-    if kind != "Job" && kind != "Pod" {
-        return Ok(());
-    }
-    loop {
-        let live = ctx.kube.get(path)?.unwrap_or(J::Null);
-        let name = live["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if kind == "Job" {
-            for c in live["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                if c["status"] != "True" {
-                    continue;
-                }
-                match c["type"].as_str() {
-                    Some("Complete") => return Ok(()),
-                    Some("Failed") => bail!(
-                        "job {name} failed: {}",
-                        c["reason"].as_str().unwrap_or_default()
-                    ),
-                    _ => {}
-                }
-            }
-        } else {
-            match live["status"]["phase"].as_str() {
-                Some("Succeeded") => return Ok(()),
-                Some("Failed") => bail!("pod {name} failed"),
-                _ => {}
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "resource not ready, name: {name}, kind: {kind}, status: InProgress\ncontext deadline exceeded"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn delete_and_wait(ctx: &Ctx, path: &str, deadline: Instant) -> anyhow::Result<()> {
@@ -729,7 +614,7 @@ pub fn run_hooks(
         h.last_run.started_at = Some(now());
         h.last_run.phase = "Running".into();
         // Helm 4 creates delete hooks server-side whatever the release's method
-        let res = if ssa || event.ends_with("-delete") {
+        let made = if ssa || event.ends_with("-delete") {
             ctx.kube.apply(&path, &obj, "helm", false).map(|_| ())
         } else {
             crate::chart_csa::create(&ctx.kube, &path, &obj).and_then(|made| {
@@ -739,8 +624,14 @@ pub fn run_hooks(
                     bail!("{} already exists", describe(&obj))
                 }
             })
+        };
+        if let Err(e) = made {
+            // Helm: named as the hook's, and nothing deleted by policy
+            h.last_run.completed_at = Some(now());
+            h.last_run.phase = "Failed".into();
+            bail!("warning: Hook {event} {} failed: {e:#}", h.path);
         }
-        .and_then(|()| wait_hook(ctx, &path, &h.kind, deadline));
+        let res = crate::chart_wait::wait_hook(ctx, &path, &obj, deadline);
         h.last_run.completed_at = Some(now());
         if let Err(e) = res {
             h.last_run.phase = "Failed".into();
@@ -756,7 +647,7 @@ pub fn run_hooks(
                     let _ = ctx.kube.delete(p);
                 }
             }
-            bail!("warning: Hook {event} {} failed: {e:#}", rel.hooks[i].path);
+            return Err(e);
         }
         h.last_run.phase = "Succeeded".into();
         done.push((i, path));
@@ -773,10 +664,18 @@ pub fn run_hooks(
     Ok(())
 }
 
+/// Where [`perform`] failed: Helm's rollback records each differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Hooks,
+    Apply,
+    Wait,
+}
+
 /// Helm's sequence once the pending record is stored: `pre-EVENT` hooks,
 /// apply `target` (adopting `adopted`, deleting what `current` had and
 /// `target` dropped), wait, `post-EVENT` hooks; errors worded as Helm words
-/// them for each action.
+/// them for each action, with the stage that failed.
 #[allow(clippy::too_many_arguments)]
 fn perform(
     ctx: &Ctx,
@@ -787,16 +686,19 @@ fn perform(
     f: &ApplyFlags,
     event: &str,
     from_csa: bool,
-) -> anyhow::Result<()> {
-    let timeout = parse_duration(&f.timeout)?;
-    let hooks = |rel: &mut Release, phase: &str| -> anyhow::Result<()> {
+) -> Result<(), (Stage, anyhow::Error)> {
+    let timeout = parse_duration(&f.timeout).map_err(|e| (Stage::Hooks, e))?;
+    let hooks = |rel: &mut Release, phase: &str| -> Result<(), (Stage, anyhow::Error)> {
         if f.no_hooks {
             return Ok(());
         }
-        run_hooks(ctx, rel, &format!("{phase}-{event}"), timeout).map_err(|e| match event {
-            "install" => anyhow::anyhow!("failed {phase}-install: {e:#}"),
-            "upgrade" => anyhow::anyhow!("{phase}-upgrade hooks failed: {e:#}"),
-            _ => e,
+        run_hooks(ctx, rel, &format!("{phase}-{event}"), timeout).map_err(|e| {
+            let e = match event {
+                "install" => anyhow::anyhow!("failed {phase}-install: {e:#}"),
+                "upgrade" => anyhow::anyhow!("{phase}-upgrade hooks failed: {e:#}"),
+                _ => e,
+            };
+            (Stage::Hooks, e)
         })
     };
     hooks(rel, "pre")?;
@@ -813,19 +715,20 @@ fn perform(
         // rollback, and for what an install adopts
         migrate: ssa && (from_csa || event != "upgrade"),
     };
-    // an install with nothing to adopt creates, its update options unchecked
-    let how = if event == "install" && adopted.is_empty() {
-        UpdateOpts {
-            force_replace: false,
+    if event == "install" && adopted.is_empty() {
+        // Helm's `Create`: its options unchecked, conflicts never forced
+        let how = UpdateOpts {
             force_conflicts: false,
             ..how
-        }
+        };
+        create_objects(ctx, &name, target, how)
     } else {
-        how
-    };
-    update_objects(ctx, &name, current, adopted, target, event, how)?;
-    if f.wait.is_some() {
-        crate::chart_wait::wait(ctx, target, timeout, f.wait_for_jobs)?;
+        update_objects(ctx, &name, current, adopted, target, how)
+    }
+    .map_err(|e| (Stage::Apply, e))?;
+    if waits(f.wait.as_deref()) {
+        crate::chart_wait::wait(ctx, target, timeout, f.wait_for_jobs)
+            .map_err(|e| (Stage::Wait, e))?;
     }
     hooks(rel, "post")
 }
@@ -857,17 +760,7 @@ fn render_into(
         skip_schema_validation: ctx.opts.skip_schema,
         ..keel_chart::TemplateOptions::default()
     };
-    let rendered = keel_chart::render(chart, user, &opts).map_err(|e| {
-        let t = e.to_string();
-        anyhow::anyhow!(
-            "{}",
-            t.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
-    })?;
+    let rendered = keel_chart::render(chart, user, &opts).map_err(crate::chart::one_line)?;
     rel.chart = release::chart_json(chart);
     rel.manifest = if ctx.opts.hide_secret {
         // Helm hides them in the dry run's record, which is only printed
@@ -955,8 +848,10 @@ fn is_dry_quiet(d: Option<&String>) -> bool {
 fn is_dry(d: Option<&String>) -> bool {
     if d.is_some_and(|d| d == "true") {
         // Helm 4 logs this through slog's text handler
-        eprintln!(
-            "level=WARN msg=\"--dry-run is deprecated and should be replaced with '--dry-run=client'\""
+        crate::chart::slog(
+            "WARN",
+            "--dry-run is deprecated and should be replaced with '--dry-run=client'",
+            &[],
         );
     }
     matches!(d.map(String::as_str), Some("client" | "server" | "true"))
@@ -1003,11 +898,13 @@ pub fn name_from_template(t: &str) -> anyhow::Result<String> {
 
 /// `keel chart install`.
 pub fn install(a: &InstallArgs) -> anyhow::Result<()> {
-    check_flags(&a.apply, a.atomic)?;
+    check_flags()?;
     let (name, chart_path) = install_name_and_chart(a)?;
     let (name, chart_path) = (&name, &chart_path);
     if a.hide_secret && !is_dry_quiet(a.apply.dry_run.as_ref()) {
-        bail!("INSTALLATION FAILED: hiding Kubernetes secrets requires a dry-run mode");
+        let why = "hiding Kubernetes secrets requires a dry-run mode";
+        crate::chart::slog("ERROR", why, &[]);
+        bail!("INSTALLATION FAILED: {why}");
     }
     let mut ctx = Ctx::new(&a.kube)?;
     ctx.opts = ReleaseOpts {
@@ -1047,6 +944,7 @@ fn do_install(
     skip_crds: bool,
     rollback_on_failure: bool,
 ) -> anyhow::Result<Release> {
+    let f = &rollback_waits(f, rollback_on_failure);
     // a bad --timeout is refused before anything is recorded
     parse_duration(&f.timeout)?;
     let dry = is_dry(f.dry_run.as_ref());
@@ -1059,7 +957,9 @@ fn do_install(
         && !(replace
             && (last.info.status == status::UNINSTALLED || last.info.status == status::FAILED))
     {
-        bail!("release name check failed: cannot reuse a name that is still in use");
+        let why = "cannot reuse a name that is still in use";
+        crate::chart::slog("ERROR", "release name check failed", &[("error", why)]);
+        bail!("release name check failed: {why}");
     }
     let t = now();
     let mut rel = Release {
@@ -1079,6 +979,13 @@ fn do_install(
     };
     let rendered = render_into(ctx, &mut rel, chart, user, false)?;
     if dry {
+        if f.dry_run.as_deref() == Some("server") && !skip_crds && !rendered.crds.is_empty() {
+            crate::chart::slog(
+                "WARN",
+                "This chart or one of its subcharts contains CRDs. Rendering may fail or contain inaccuracies.",
+                &[],
+            );
+        }
         rel.info.description = "Dry run complete".into();
         rel.info.status = status::PENDING_INSTALL.into();
         return Ok(rel);
@@ -1104,7 +1011,8 @@ fn do_install(
     // what is live already is adopted (updated, not created)
     let adopted = adoptions(ctx, name, &[], &target, "install")?;
     ctx.create(&rel)?;
-    let res = perform(ctx, &mut rel, &[], &adopted, &target, f, "install", false);
+    let res =
+        perform(ctx, &mut rel, &[], &adopted, &target, f, "install", false).map_err(|(_, e)| e);
     if let Err(e) = res {
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Release \"{name}\" failed: {e:#}");
@@ -1167,7 +1075,7 @@ fn keel_gotmpl_value(v: &J) -> keel_chart::GoValue {
 
 /// `keel chart upgrade`.
 pub fn upgrade(a: &UpgradeArgs) -> anyhow::Result<()> {
-    check_flags(&a.apply, a.atomic)?;
+    check_flags()?;
     let (name, chart_path) = (&a.name, &a.chart);
     let mut ctx = Ctx::new(&a.kube)?;
     ctx.opts = ReleaseOpts {
@@ -1221,7 +1129,7 @@ fn do_upgrade(
     user: keel_chart::Table,
     history: &[Release],
 ) -> anyhow::Result<Release> {
-    let f = &a.apply;
+    let f = &rollback_waits(&a.apply, a.rollback_on_failure || a.atomic);
     // a bad --timeout is refused before anything is recorded
     parse_duration(&f.timeout)?;
     let last = history.last().context("no releases")?;
@@ -1275,7 +1183,12 @@ fn do_upgrade(
         "upgrade",
         current.apply_method != "ssa",
     );
-    if let Err(e) = res {
+    if let Err((_, e)) = res {
+        crate::chart::slog(
+            "WARN",
+            "upgrade failed",
+            &[("name", name), ("error", &format!("{e:#}"))],
+        );
         rel.info.status = status::FAILED.into();
         rel.info.description = format!("Upgrade \"{name}\" failed: {e:#}");
         ctx.update(&rel)?;
@@ -1341,7 +1254,7 @@ fn make_room(ctx: &Ctx, history: &mut Vec<Release>, max: usize) -> anyhow::Resul
 
 /// `keel chart rollback`.
 pub fn rollback(a: &RollbackArgs) -> anyhow::Result<()> {
-    check_flags(&a.apply, false)?;
+    check_flags()?;
     let ctx = Ctx::new(&a.kube)?;
     do_rollback(
         &ctx,
@@ -1406,17 +1319,34 @@ fn do_rollback(
     make_room(ctx, &mut history, history_max)?;
     ctx.create(&rel)?;
     let res = perform(ctx, &mut rel, &cur_objs, &[], &objs, f, "rollback", true);
-    if let Err(e) = res {
-        // Helm's record of it fails quietly when the pruning took it
-        if history.iter().any(|r| r.version == current.version) {
-            let mut cur = current.clone();
-            cur.info.status = status::SUPERSEDED.into();
-            ctx.update(&cur)?;
+    // Helm's record of the current revision fails quietly when the pruning took it
+    let kept = history.iter().any(|r| r.version == current.version);
+    match res {
+        Ok(()) => {}
+        // a failed hook leaves the records as they are (pending-rollback), as in Helm
+        Err((Stage::Hooks, e)) => return Err(e),
+        Err((Stage::Apply, e)) => {
+            let msg = format!("Rollback \"{name}\" failed: {e:#}");
+            crate::chart::slog("WARN", &msg, &[]);
+            if kept {
+                let mut cur = current.clone();
+                cur.info.status = status::SUPERSEDED.into();
+                ctx.update(&cur)?;
+            }
+            rel.info.status = status::FAILED.into();
+            rel.info.description = msg;
+            ctx.update(&rel)?;
+            return Err(e);
         }
-        rel.info.status = status::FAILED.into();
-        rel.info.description = format!("Rollback \"{name}\" failed: {e:#}");
-        ctx.update(&rel)?;
-        return Err(e);
+        Err((Stage::Wait, e)) => {
+            rel.info.status = status::FAILED.into();
+            rel.info.description = format!("Release \"{name}\" failed: {e:#}");
+            if kept {
+                ctx.update(&current)?;
+            }
+            ctx.update(&rel)?;
+            bail!("release {name} failed: {e:#}");
+        }
     }
     supersede(ctx, &history)?;
     rel.info.status = status::DEPLOYED.into();
@@ -1426,6 +1356,7 @@ fn do_rollback(
 
 /// `keel chart uninstall`.
 pub fn uninstall(a: &UninstallArgs) -> anyhow::Result<()> {
+    check_flags()?;
     let ctx = Ctx::new(&a.kube)?;
     let timeout = parse_duration(&a.timeout)?;
     for name in &a.names {
@@ -1460,7 +1391,7 @@ pub fn uninstall(a: &UninstallArgs) -> anyhow::Result<()> {
         }
         let objs = objects(&rel.manifest)?;
         let kept = delete_objects(&ctx, &objs)?;
-        if a.wait.is_some() {
+        if waits(a.wait.as_deref()) {
             wait_deleted(&ctx, &objs, Instant::now() + timeout)?;
         }
         if !a.no_hooks {

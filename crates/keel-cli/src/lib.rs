@@ -15,6 +15,7 @@ mod agent;
 mod argv;
 mod build;
 pub mod chart;
+mod chart_apply;
 mod chart_csa;
 mod chart_deps;
 mod chart_oci;
@@ -442,6 +443,16 @@ fn quiet_broken_pipe() {
     }));
 }
 
+/// The command line as keel reads it: clap's definitions with `keel
+/// chart`'s booleans taking `=true|false` as pflag's do, arguments put in
+/// docker's order.
+pub fn parse(argv: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    let cmd = chart::go_bool_flags(<Cli as clap::CommandFactory>::command());
+    let argv = argv::docker_order(&cmd, argv);
+    let mut m = cmd.try_get_matches_from(argv)?;
+    <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut m)
+}
+
 /// Entry point used by the `keel` binary.
 pub fn main() -> ExitCode {
     quiet_broken_pipe();
@@ -449,11 +460,7 @@ pub fn main() -> ExitCode {
     // rustls; with more than one crypto backend compiled in, rustls needs the
     // process default named. keel uses ring everywhere.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let argv = argv::docker_order(
-        &<Cli as clap::CommandFactory>::command(),
-        std::env::args_os().collect(),
-    );
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

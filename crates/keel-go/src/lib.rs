@@ -7,7 +7,8 @@
 //!   `HumanSize`, `BytesSize`, `HumanDuration`);
 //! - [`path`][]: `path.Clean`;
 //! - [`strconv`][]: `strconv.Quote` and friends, `IsPrint`, `ParseFloat` and
-//!   `%.Ng`.
+//!   `%.Ng`;
+//! - [`slog`][]: lines of `log/slog`'s text handler, as Helm 4 logs.
 //!
 //! Written by hand because no crate reproduces Go's exact grammars, error
 //! texts and formatting (Rust's own float parser is used for decimal
@@ -18,6 +19,7 @@
 pub mod duration;
 mod isprint;
 pub mod path;
+pub mod slog;
 pub mod strconv;
 pub mod units;
 

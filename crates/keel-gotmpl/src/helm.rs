@@ -71,20 +71,9 @@ fn wrap(st: &State<'_>, msg: &str) -> String {
     }
 }
 
-/// A line of Go's slog text handler: `level=L msg=M message=V`, quoting
-/// values as it does (empty, spaces, `=`, `"` or unprintable characters).
+/// A line of Go's slog text handler: `level=L msg=M message=V`.
 fn slog_line(level: &str, msg: &str, message: &str) -> String {
-    let q = |v: &str| {
-        if v.is_empty()
-            || v.chars()
-                .any(|c| c.is_whitespace() || c == '=' || c == '"' || c.is_control())
-        {
-            crate::gofmt::quote(v)
-        } else {
-            v.to_string()
-        }
-    };
-    format!("level={level} msg={} message={}", q(msg), q(message))
+    keel_go::slog::text_line(level, msg, &[("message", message)])
 }
 
 fn required(st: &mut State<'_>, a: &[Value]) -> Result<Value, String> {

@@ -464,30 +464,37 @@ fn wait_returns_when_pods_are_ready_and_names_what_is_not() {
     );
     assert_eq!(avail, "2", "--wait returned before the pods were ready");
 
-    let out = keel(
-        &s,
-        &[
-            "install",
-            "stuck",
-            c,
-            "--set",
-            "replicas=1",
-            "--set",
-            "neverReady=true",
-            "--wait",
-            "--timeout",
-            "3s",
-        ],
+    // Helm 4.1.4's status watcher names what is not ready, kstatus's words
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "stuckh"), ("keel", "stuckk")] {
+        let out = run(
+            &s,
+            tool,
+            &[
+                "install",
+                name,
+                c,
+                "--set",
+                "replicas=1",
+                "--set",
+                "neverReady=true",
+                "--wait",
+                "--timeout",
+                "3s",
+            ],
+        );
+        let err = error_of(tool, &out).replace(name, "NAME");
+        let h = history_json(&s, "helm", name, "default");
+        seen.push((err, h[0].1.clone()));
+    }
+    assert_eq!(
+        seen[0],
+        (
+            "INSTALLATION FAILED: resource Deployment/default/NAME-web not ready. status: InProgress, message: Available: 0/1 context deadline exceeded".to_string(),
+            "failed".to_string()
+        )
     );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("resource not ready, name: stuck-web, kind: Deployment, status: InProgress")
-            && err.contains("context deadline exceeded"),
-        "{err}"
-    );
-    let h = history_json(&s, "helm", "stuck", "default");
-    assert_eq!(h[0].1, "failed");
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
 }
 
 #[test]
@@ -1382,5 +1389,345 @@ fn upgrade_refuses_foreign_objects_before_recording_as_helm_does() {
     );
     // one revision, and the pre-upgrade hook did not run again
     assert_eq!((seen[0].1, seen[0].2.clone()), (1, serde_json::json!("1")));
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
+
+/// A chart whose `ConfigMap` and `Service` both turn invalid with `bad=true`.
+fn two_bad_chart(dir: &Path) {
+    write(
+        dir,
+        "Chart.yaml",
+        "apiVersion: v2\nname: two\nversion: 0.1.0\n",
+    );
+    write(dir, "values.yaml", "bad: false\n");
+    write(
+        dir,
+        "templates/objects.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-a\ndata:\n  {{ if .Values.bad }}\"bad key!\"{{ else }}good{{ end }}: \"1\"\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {{ .Release.Name }}-s\nspec:\n  ports:\n  - port: {{ if .Values.bad }}70000{{ else }}80{{ end }}\n",
+    );
+}
+
+/// What a failed command printed on stderr: its log lines and its error,
+/// the release's name made `NAME`.
+fn failure(tool: &str, o: &Output, name: &str) -> (Vec<String>, String) {
+    let logs = notices(o).iter().map(|l| l.replace(name, "NAME")).collect();
+    (logs, error_of(tool, o).replace(name, "NAME"))
+}
+
+/// Helm 4.1.4 applies every object and reports every failure: an install's
+/// `Create` joins them one a line, an upgrade's or rollback's `Update` with
+/// ` && `; a failed upgrade and a failed rollback log a `level=WARN` line,
+/// a refused name a `level=ERROR` one (slog's text format). keel prints the
+/// same, and leaves the same records.
+#[test]
+fn failures_of_several_objects_are_all_reported_as_helm_reports_them() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    two_bad_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "multih"), ("keel", "multik")] {
+        let mut steps = Vec::new();
+        let inst = format!("{name}-i");
+        let o = run(&s, tool, &["install", &inst, c, "--set", "bad=true"]);
+        steps.push(failure(tool, &o, &inst));
+        helm_ok(&s, &["install", name, c]);
+        let o = run(&s, tool, &["upgrade", name, c, "--set", "bad=true"]);
+        steps.push(failure(tool, &o, name));
+        let o = run(&s, tool, &["rollback", name, "2"]);
+        steps.push(failure(tool, &o, name));
+        let o = run(&s, tool, &["install", name, c]);
+        steps.push(failure(tool, &o, name));
+        let hist: Vec<(i64, String, String)> = history_json(&s, "helm", name, "default")
+            .into_iter()
+            .map(|(r, st, d)| (r, st, d.replace(name, "NAME")))
+            .collect();
+        seen.push((steps, hist));
+    }
+    let (steps, _) = &seen[0];
+    let cm = "ConfigMap \"NAME-a\" is invalid: data[bad key!]";
+    let svc = "Service \"NAME-s\" is invalid: [spec.ports[0].port: Invalid value: 70000";
+    // helm names both objects in one error, and logs what it says it logs
+    assert!(steps[0].0.is_empty(), "{steps:?}");
+    assert!(
+        steps[0]
+            .1
+            .starts_with(&format!("INSTALLATION FAILED: {cm}"))
+            && steps[0].1.contains(svc),
+        "{steps:?}"
+    );
+    assert!(
+        steps[1].1.starts_with(&format!("UPGRADE FAILED: {cm}")),
+        "{steps:?}"
+    );
+    assert!(steps[1].1.contains(&format!(" && {svc}")), "{steps:?}");
+    assert_eq!(steps[1].0.len(), 1, "{steps:?}");
+    assert!(
+        steps[1].0[0].starts_with(&format!(
+            "level=WARN msg=\"upgrade failed\" name=NAME error=\"{}",
+            cm.replace('"', "\\\"")
+        )),
+        "{steps:?}"
+    );
+    assert!(
+        steps[2].0[0].starts_with("level=WARN msg=\"Rollback \\\"NAME\\\" failed: "),
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps[3].0,
+        [
+            "level=ERROR msg=\"release name check failed\" error=\"cannot reuse a name that is still in use\""
+        ]
+    );
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
+
+/// pflag takes `--flag=true|false` for every boolean flag (and `--flag`
+/// alone as true, never the next word as its value); a deprecated flag
+/// given as false still says so, and cobra's exclusive groups go by the
+/// flags given, whatever their values. keel's chart commands do the same.
+#[test]
+fn boolean_flags_take_explicit_values_as_helm_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    two_bad_chart(chart.path());
+    let c = chart.path().to_str().unwrap();
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "flagh"), ("keel", "flagk")] {
+        let mut got = Vec::new();
+        // `--create-namespace` before NAME: the name is no flag value
+        let o = run(
+            &s,
+            tool,
+            &[
+                "install",
+                "--create-namespace",
+                name,
+                c,
+                "--atomic=false",
+                "--wait=false",
+                "--force=false",
+            ],
+        );
+        got.push((o.status.success(), notices(&o)));
+        let o = run(
+            &s,
+            tool,
+            &[
+                "upgrade",
+                name,
+                c,
+                "--force=false",
+                "--install=true",
+                "--reuse-values=false",
+            ],
+        );
+        got.push((o.status.success(), notices(&o)));
+        let o = run(
+            &s,
+            tool,
+            &[
+                "upgrade",
+                name,
+                c,
+                "--force-replace=false",
+                "--force-conflicts",
+            ],
+        );
+        got.push((o.status.success(), vec![error_of(tool, &o)]));
+        let o = run(
+            &s,
+            tool,
+            &["rollback", name, "1", "--no-hooks=true", "--force=f"],
+        );
+        got.push((o.status.success(), notices(&o)));
+        let o = run(
+            &s,
+            tool,
+            &["list", "--short=false", "-q", "--deployed=true"],
+        );
+        got.push((
+            o.status.success(),
+            vec![String::from_utf8_lossy(&o.stdout).into_owned()],
+        ));
+        let o = run(&s, tool, &["uninstall", name, "--keep-history=false"]);
+        got.push((o.status.success(), notices(&o)));
+        seen.push(
+            got.into_iter()
+                .map(|(ok, lines)| {
+                    (
+                        ok,
+                        lines
+                            .iter()
+                            .map(|l| l.replace(name, "NAME"))
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let h = &seen[0];
+    assert!(
+        h[0].0 && h[1].0 && !h[2].0 && h[3].0 && h[4].0 && h[5].0,
+        "{h:?}"
+    );
+    assert!(
+        h[1].1
+            .contains(&"Flag --force has been deprecated, use --force-replace instead".to_string()),
+        "{h:?}"
+    );
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
+
+/// Helm's CRDs: those in `crds/` go in before the templates (whose custom
+/// resource needs them), and an upgrade never changes them nor an
+/// uninstall deletes them. Each tool gets its own group; both leave the same.
+#[test]
+fn crds_go_in_first_and_are_never_upgraded_or_deleted_as_helm_does() {
+    let s = KeelServer::start(None);
+    let k = &common::kubectls()[1];
+    let mut seen = Vec::new();
+    for tool in ["helm", "keel"] {
+        let chart = tempfile::tempdir().unwrap();
+        let dir = chart.path();
+        let c = dir.to_str().unwrap();
+        let crd = |labels: &str| {
+            WIDGET_CRD
+                .replace("widgets.keel.test", &format!("widgets.{tool}.keel.test"))
+                .replace("group: keel.test", &format!("group: {tool}.keel.test"))
+                .replace(
+                    "metadata: {name:",
+                    &format!("metadata: {{labels: {{{labels}}}, name:"),
+                )
+        };
+        write(
+            dir,
+            "Chart.yaml",
+            "apiVersion: v2\nname: crdc\nversion: 0.1.0\n",
+        );
+        write(dir, "crds/widget.yaml", &crd("v: one"));
+        write(
+            dir,
+            "templates/w.yaml",
+            &format!(
+                "apiVersion: {tool}.keel.test/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: {{{{ .Release.Revision }}}}\n"
+            ),
+        );
+        let crd_label = || {
+            s.ok(
+                k,
+                &[
+                    "get",
+                    "crd",
+                    &format!("widgets.{tool}.keel.test"),
+                    "--ignore-not-found",
+                    "-o",
+                    "jsonpath={.metadata.labels.v}",
+                ],
+            )
+        };
+        let widget = || {
+            s.ok(
+                k,
+                &[
+                    "get",
+                    &format!("widgets.{tool}.keel.test"),
+                    "w",
+                    "-n",
+                    "default",
+                    "--ignore-not-found",
+                    "-o",
+                    "jsonpath={.spec.size}",
+                ],
+            )
+        };
+        let name = format!("crd-{tool}");
+        let mut got = Vec::new();
+        ok(run(&s, tool, &["install", &name, c]), "install");
+        got.push((crd_label(), widget()));
+        write(dir, "crds/widget.yaml", &crd("v: two"));
+        ok(run(&s, tool, &["upgrade", &name, c]), "upgrade");
+        got.push((crd_label(), widget()));
+        ok(run(&s, tool, &["uninstall", &name]), "uninstall");
+        got.push((crd_label(), widget()));
+        seen.push(got);
+    }
+    let one = |w: &str| ("one".to_string(), w.to_string());
+    assert_eq!(seen[0], [one("1"), one("2"), one("")], "helm");
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
+
+/// Helm 4.1.4's rollback returns a failed pre-rollback hook's error as it
+/// is, records nothing more (the new revision stays `pending-rollback`) and
+/// logs nothing; keel leaves the same history.
+#[test]
+fn failing_pre_rollback_hook_leaves_the_rollback_pending_as_helm_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    let dir = chart.path();
+    write(
+        dir,
+        "Chart.yaml",
+        "apiVersion: v2\nname: rb\nversion: 0.1.0\n",
+    );
+    write(
+        dir,
+        "templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  rev: \"{{ .Release.Revision }}\"\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-hook\n  annotations:\n    helm.sh/hook: pre-rollback\ndata:\n  \"bad key!\": x\n",
+    );
+    let c = dir.to_str().unwrap();
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "rbh"), ("keel", "rbk")] {
+        helm_ok(&s, &["install", name, c]);
+        helm_ok(&s, &["upgrade", name, c]);
+        let o = run(&s, tool, &["rollback", name, "1"]);
+        let (logs, err) = failure(tool, &o, name);
+        let hist = history_json(&s, "helm", name, "default");
+        let cm = configmap(&s, "default", &format!("{name}-cm")).unwrap();
+        seen.push((logs, err, hist, cm["data"]["rev"].clone()));
+    }
+    assert!(seen[0].0.is_empty(), "{seen:?}");
+    assert!(
+        seen[0].1.starts_with("warning: Hook pre-rollback rb/templates/cm.yaml failed: ConfigMap \"NAME-hook\" is invalid"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[0].2[2].1, "pending-rollback", "{seen:?}");
+    assert_eq!(seen[0].3, serde_json::json!("2"));
+    assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
+}
+
+/// A hook that never completes: Helm 4.1.4's `WatchUntilReady` names it in
+/// its status watcher's words at the deadline (no `warning: Hook` prefix:
+/// that is for a hook it could not create); keel says and records the same.
+#[test]
+fn hook_timeout_names_the_hook_as_helm_does() {
+    let s = KeelServer::start(None);
+    let chart = tempfile::tempdir().unwrap();
+    let dir = chart.path();
+    write(
+        dir,
+        "Chart.yaml",
+        "apiVersion: v2\nname: hk\nversion: 0.1.0\n",
+    );
+    write(
+        dir,
+        "templates/h.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-hook\n  annotations:\n    helm.sh/hook: pre-install\nspec:\n  containers: [{name: c, image: busybox}]\n",
+    );
+    let c = dir.to_str().unwrap();
+    let mut seen = Vec::new();
+    for (tool, name) in [("helm", "hkh"), ("keel", "hkk")] {
+        let o = run(&s, tool, &["install", name, c, "--timeout", "2s"]);
+        let (logs, err) = failure(tool, &o, name);
+        let hist: Vec<(i64, String, String)> = history_json(&s, "helm", name, "default")
+            .into_iter()
+            .map(|(r, st, d)| (r, st, d.replace(name, "NAME")))
+            .collect();
+        seen.push((logs, err, hist));
+    }
+    assert_eq!(
+        seen[0].1,
+        "INSTALLATION FAILED: failed pre-install: resource Pod/default/NAME-hook not ready. status: InProgress, message: Pod in progress context deadline exceeded"
+    );
     assert_eq!(seen[1], seen[0], "keel (right) against helm (left)");
 }

@@ -746,3 +746,70 @@ fn a_restarted_server_never_hands_out_a_node_port_twice() {
         assert!(seen.insert(port.clone()), "{name} got {port} twice");
     }
 }
+
+/// A Service that leaves `NodePort` for `ClusterIP` drops the node ports
+/// and traffic policy the API server gave it, as Kubernetes >= 1.20 does
+/// (regression: keel refused the update, `nodePort: Forbidden`); one that
+/// names a new node port on a `ClusterIP` Service is still refused.
+#[test]
+fn a_service_leaving_node_port_drops_its_node_ports() {
+    let s = KeelServer::start(None);
+    let k = common::kubectls().pop().expect("a kubectl");
+    let svc = |ty: &str| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "np"}},
+  "spec": {{"type": "{ty}", "selector": {{"app": "x"}}, "ports": [{{"port": 80}}]}}}}"#
+        )
+    };
+    let jp = |path: &str| s.ok(&k, &["get", "svc", "np", "-o", &format!("jsonpath={path}")]);
+    let helm_apply = [
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "helm",
+        "-f",
+        "-",
+    ];
+    s.ok_in(&k, &helm_apply, Some(&svc("NodePort")));
+    let port = jp("{.spec.ports[0].nodePort}");
+    assert!(!port.is_empty() && jp("{.spec.externalTrafficPolicy}") == "Cluster");
+    // server-side apply, as Helm 4 changes it
+    s.ok_in(&k, &helm_apply, Some(&svc("ClusterIP")));
+    assert_eq!(jp("{.spec.type}"), "ClusterIP");
+    assert_eq!(jp("{.spec.ports[0].nodePort}"), "");
+    assert_eq!(jp("{.spec.externalTrafficPolicy}"), "");
+    // back to NodePort: a fresh node port; a merge patch naming a new one
+    // on the way to ClusterIP is refused
+    s.ok(
+        &k,
+        &[
+            "patch",
+            "svc",
+            "np",
+            "-p",
+            r#"{"spec":{"type":"NodePort"}}"#,
+        ],
+    );
+    let again = jp("{.spec.ports[0].nodePort}");
+    assert!(
+        !again.is_empty(),
+        "no node port after going back to NodePort"
+    );
+    let err = s.fails(
+        &k,
+        &[
+            "patch",
+            "svc",
+            "np",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/type","value":"ClusterIP"},{"op":"replace","path":"/spec/ports/0/nodePort","value":30999}]"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("spec.ports[0].nodePort") && err.contains("Forbidden"),
+        "{err}"
+    );
+}

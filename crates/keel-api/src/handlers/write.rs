@@ -266,14 +266,17 @@ async fn service_alloc(
     obj: &mut Value,
     cur: Option<&Value>,
 ) -> Result<Alloc, Fail> {
-    use crate::service_alloc::{Reserved, keep_node_ports, taken};
+    use crate::service_alloc::{Reserved, drop_type_dependent_fields, keep_node_ports, taken};
     if r.kind != "Service" || !r.group.is_empty() {
         return Ok(Alloc(None));
     }
     let t = taken(state, obj).await?;
     let mut causes = Vec::new();
     match cur {
-        Some(c) => keep_node_ports(obj, c),
+        Some(c) => {
+            drop_type_dependent_fields(obj, c);
+            keep_node_ports(obj, c);
+        }
         None => causes = Reserved::check_cluster_ip(obj, &t),
     }
     causes.extend(state.reserved.node_ports(obj, &t));
