@@ -1050,3 +1050,214 @@ async fn restart_at_replaces_older_pods_one_at_a_time() {
     wait_for("healthy after the restart", || healthy(api, "rs")).await;
     assert_eq!(rs_counts(api, "rs", &hash).await, (3, 3));
 }
+
+/// One observed change, in the store's order: a set's spec and available
+/// pods, a Service's hash, the canary Ingress's weight.
+#[derive(Debug, Clone)]
+enum Seen {
+    Set {
+        hash: String,
+        spec: i64,
+        available: i64,
+    },
+    Service {
+        name: String,
+        hash: String,
+    },
+    Weight(i64),
+}
+
+/// Records every change of Rollout `ro`'s sets, Services and canary
+/// Ingress (`<ro>-web-canary`), in order.
+fn record(api: &Loopback, ro: &str) -> std::sync::Arc<std::sync::Mutex<Vec<Seen>>> {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (api, ro, out) = (api.clone(), ro.to_string(), log.clone());
+    tokio::spawn(async move {
+        let mut watch = api.watch_all(0).await.unwrap();
+        while let Some(Ok(ev)) = watch.next().await {
+            let WatchEvent::Change(c) = ev else { continue };
+            let Some(o) = api.object(&c) else { continue };
+            if c.kind != ChangeKind::Put {
+                continue;
+            }
+            let name = o["metadata"]["name"].as_str().unwrap_or("");
+            let hash = |v: &Value| v.as_str().unwrap_or("").to_string();
+            let seen = match o["kind"].as_str() {
+                Some("ReplicaSet") if name.starts_with(&format!("{ro}-")) => Seen::Set {
+                    hash: hash(&o["metadata"]["labels"]["rollouts-pod-template-hash"]),
+                    spec: o["spec"]["replicas"].as_i64().unwrap_or(0),
+                    available: o["status"]["availableReplicas"].as_i64().unwrap_or(0),
+                },
+                Some("Service") => Seen::Service {
+                    name: name.to_string(),
+                    hash: hash(&o["spec"]["selector"]["rollouts-pod-template-hash"]),
+                },
+                Some("Ingress") if name == format!("{ro}-web-canary") => Seen::Weight(
+                    o["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"]
+                        .as_str()
+                        .and_then(|w| w.parse().ok())
+                        .unwrap_or(-1),
+                ),
+                _ => continue,
+            };
+            out.lock().unwrap().push(seen);
+        }
+    });
+    log
+}
+
+/// The successive distinct values of `f` over the log.
+fn steps_of(log: &[Seen], f: impl Fn(&Seen) -> Option<i64>) -> Vec<i64> {
+    let mut out: Vec<i64> = Vec::new();
+    for v in log.iter().filter_map(f) {
+        if out.last() != Some(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn spec_of(hash: &str) -> impl Fn(&Seen) -> Option<i64> + '_ {
+    move |s| match s {
+        Seen::Set { hash: h, spec, .. } if h == hash => Some(*spec),
+        _ => None,
+    }
+}
+
+/// Through the whole log: at every moment each side of the router's
+/// split (the canary and stable Services' sets) had the pods available
+/// for its share of `replicas`.
+fn weights_always_backed(log: &[Seen], replicas: i64) {
+    let mut available = std::collections::HashMap::new();
+    let (mut canary, mut stable) = (String::new(), String::new());
+    let mut weight = None;
+    for (i, s) in log.iter().enumerate() {
+        match s {
+            Seen::Set {
+                hash, available: a, ..
+            } => {
+                available.insert(hash.clone(), *a);
+            }
+            Seen::Service { name, hash } if name == "web-canary" => canary.clone_from(hash),
+            Seen::Service { name, hash } if name == "web-stable" => stable.clone_from(hash),
+            Seen::Service { .. } => {}
+            Seen::Weight(w) => weight = Some(*w),
+        }
+        let Some(w) = weight else { continue };
+        for (hash, share) in [(&canary, w), (&stable, 100 - w)] {
+            if hash.is_empty() {
+                continue;
+            }
+            let have = available.get(hash).copied().unwrap_or(0);
+            assert!(
+                have * 100 >= share * replicas,
+                "{share}% on {hash} with {have} pods available at {i}: {:#?}",
+                &log[i.saturating_sub(8)..=i]
+            );
+        }
+    }
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_stable_scale_shrinks_stable_with_its_weight_and_grows_it_back_on_abort() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"rules": [{"host": "web.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}}]}});
+    api.create(res("networking.k8s.io", "v1", "ingresses"), ing, "test")
+        .await
+        .unwrap();
+    let log = record(api, "dss");
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]}});
+    api.create(rollouts().await, rollout("dss", 4, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "dss")).await;
+    let v1 = current_hash(api, "dss").await;
+    let paused_at = |step: i64| async move {
+        let st = status(api, "dss").await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == step
+    };
+    let weights = || async {
+        let st = status(api, "dss").await;
+        let w = &st["canary"]["weights"];
+        (
+            w["canary"]["weight"].as_i64().unwrap_or(-1),
+            w["stable"]["weight"].as_i64().unwrap_or(-1),
+        )
+    };
+
+    // 25%: stable gives up one of its four pods once traffic left it.
+    set_image(api, "dss", "web:2").await;
+    wait_for("the pause at 25%", || paused_at(1)).await;
+    let v2 = current_hash(api, "dss").await;
+    assert_eq!(weights().await, (25, 75));
+    wait_for("stable at 3", || async {
+        rs_counts(api, "dss", &v1).await.0 == 3
+    })
+    .await;
+    assert_eq!(rs_counts(api, "dss", &v2).await, (1, 1));
+    // 75%: three canary pods, one stable.
+    promote(api, "dss").await;
+    wait_for("the pause at 75%", || paused_at(3)).await;
+    assert_eq!(weights().await, (75, 25));
+    wait_for("stable at 1", || async {
+        rs_counts(api, "dss", &v1).await.0 == 1
+    })
+    .await;
+    assert_eq!(rs_counts(api, "dss", &v2).await, (3, 3));
+    // Promoted: the old stable goes at once (no scaleDownDelaySeconds).
+    promote(api, "dss").await;
+    wait_for("v2 healthy", || healthy(api, "dss")).await;
+    wait_for("v1 at 0", || async {
+        rs_counts(api, "dss", &v1).await.0 == 0
+    })
+    .await;
+    assert_eq!(rs_counts(api, "dss", &v2).await, (4, 4));
+    let at_v2 = log.lock().unwrap().len();
+
+    // v3 aborted at 75%: stable grows back before traffic returns to it,
+    // the canary shrinks only after its traffic left.
+    set_image(api, "dss", "web:3").await;
+    wait_for("v3's pause at 25%", || async {
+        paused_at(1).await && current_hash(api, "dss").await != v2
+    })
+    .await;
+    let v3 = current_hash(api, "dss").await;
+    promote(api, "dss").await;
+    wait_for("v3's pause at 75%", || paused_at(3)).await;
+    wait_for("v2 at 1", || async {
+        rs_counts(api, "dss", &v2).await.0 == 1
+    })
+    .await;
+    modify(api, "dss", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("all traffic back on a full stable", || async {
+        weights().await == (0, 100)
+            && rs_counts(api, "dss", &v2).await == (4, 4)
+            && rs_counts(api, "dss", &v3).await.0 == 0
+    })
+    .await;
+    let st = status(api, "dss").await;
+    assert_eq!(st["phase"], "Degraded", "{st}");
+    let log = log.lock().unwrap().clone();
+    let weight = |s: &Seen| match s {
+        Seen::Weight(w) => Some(*w),
+        _ => None,
+    };
+    // Each set's successive sizes, each weight the router got.
+    assert_eq!(steps_of(&log, spec_of(&v1)), [0, 4, 3, 1, 0]);
+    assert_eq!(steps_of(&log, spec_of(&v2)), [0, 1, 3, 4, 3, 1, 3, 4]);
+    assert_eq!(steps_of(&log, spec_of(&v3)), [0, 1, 3, 1, 0]);
+    assert_eq!(steps_of(&log[..at_v2], weight), [0, 25, 75, 100, 0]);
+    assert_eq!(steps_of(&log[at_v2..], weight), [25, 75, 25, 0]);
+    weights_always_backed(&log, 4);
+}

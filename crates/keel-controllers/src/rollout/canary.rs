@@ -67,27 +67,54 @@ impl Run<'_> {
         let older: Vec<RsCount> = others.iter().map(count_of).collect();
         let view = self.view();
         let stable_count = stable.as_ref().map(count_of);
-        let (want_new, want_stable) = replicas::canary_counts(
-            &view,
-            Some(&count_of(new)),
-            stable_count.as_ref(),
-            &older,
-            None,
-        );
-        let routed = self.ro["spec"]["strategy"]["canary"]["trafficRouting"].is_object();
-        if routed && self.st["abort"] == true {
-            // Traffic leaves the canary before its pods do.
-            self.route(0).await?;
+        let counts = |weights| {
+            replicas::canary_counts(
+                &view,
+                Some(&count_of(new)),
+                stable_count.as_ref(),
+                &older,
+                weights,
+            )
+        };
+        let routed = replicas::traffic_routed(&self.ro);
+        let dynamic = routed && self.canary_spec()["dynamicStableScale"] == true;
+        // As Argo: the router moves first, then the sets follow. Stable is
+        // sized by the weights applied before this pass (it only shrinks
+        // once traffic has left it), the canary by the ones applied now
+        // (on abort it only shrinks once traffic has left it).
+        let applied = replicas::Weights::of(&self.ro["status"]);
+        // Argo's AtDesiredReplicaCountsForCanary; dynamic stable scaling
+        // does not wait for stable's count.
+        let at_desired = |new: &Value, stable: Option<&Value>, (n, s): (i64, i64)| {
+            settled(new, n)
+                && (dynamic
+                    || stable.is_none_or(|x| spec_of(x) == s && int(x, "/status/replicas") == s))
+        };
+        if routed {
+            let w = if self.st["abort"] == true {
+                self.abort_weight(new, stable.as_ref())
+            } else {
+                self.desired_weight(at_desired(new, stable.as_ref(), counts(None)))
+            };
+            if !dynamic || self.stable_can_take(stable.as_ref(), w) {
+                self.route(w).await?;
+            }
         }
-        let new = self.scale(new, want_new, "canary").await?;
+        let now_applied = replicas::Weights::of(&self.st);
+        let (_, want_stable) = counts(applied);
+        let want = counts(now_applied);
+        let new = self.scale(new, want.0, "canary").await?;
         let stable = match &stable {
             Some(s) if hash_of(s) != hash => Some(self.scale(s, want_stable, "stable").await?),
             _ => None,
         };
         // Behind a router, old sets keep their pods for
-        // scaleDownDelaySeconds so routers catch up first.
-        let delay = if routed {
-            self.ro["spec"]["strategy"]["canary"]["scaleDownDelaySeconds"]
+        // scaleDownDelaySeconds so routers catch up first; with dynamic
+        // stable scaling the old stable has no traffic left and goes at once.
+        let delay = if dynamic {
+            0
+        } else if routed {
+            self.canary_spec()["scaleDownDelaySeconds"]
                 .as_i64()
                 .unwrap_or(30)
         } else {
@@ -108,20 +135,13 @@ impl Run<'_> {
         self.point_service(&canary_svc, &hash).await?;
         self.point_service(&stable_svc, &stable_hash).await?;
 
-        let at_counts = settled(&new, want_new)
-            && stable.as_ref().is_none_or(|s| {
-                spec_of(s) == want_stable && int(s, "/status/replicas") == want_stable
-            })
+        let at_counts = at_desired(&new, stable.as_ref(), want)
             && (routed
                 || self
                     .rss
                     .iter()
                     .filter(|rs| hash_of(rs) != hash && hash_of(rs) != stable_hash)
                     .all(|rs| int(rs, "/status/availableReplicas") == 0));
-        if routed {
-            let w = self.desired_weight(at_counts);
-            self.route(w).await?;
-        }
         if !window {
             self.background_analysis().await?;
         }

@@ -16,7 +16,9 @@
 //! - `restart`: `spec.restartAt`, pods older than it replaced one at a
 //!   time;
 //! - `traffic`: weights through an nginx canary Ingress or a Gateway API
-//!   `HTTPRoute`; `analysis`: the `AnalysisRuns` of steps and background
+//!   `HTTPRoute`, the router moved before the sets (with
+//!   `dynamicStableScale`, stable shrinks only once traffic left it and on
+//!   abort grows back before traffic returns); `analysis`: the `AnalysisRuns` of steps and background
 //!   analysis; `workload`: `workloadRef` to a Deployment.
 //!
 //! Every decision is read from and written to the Rollout's status

@@ -10,8 +10,10 @@ use keel_api::ClientError;
 use keel_api::resources::{self, Resource};
 use serde_json::{Map, Value, json};
 
-use super::Run;
-use super::replicas::{current_set_weight, max_weight};
+use super::replicas::{
+    Weights, current_set_weight, desired_canary_weight, max_weight, spec_replicas,
+};
+use super::{Run, count_of};
 use crate::objects::{controller_of, int};
 
 const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -26,7 +28,7 @@ fn httproutes() -> Option<&'static Resource> {
 }
 
 impl Run<'_> {
-    fn canary_spec(&self) -> &Value {
+    pub(super) fn canary_spec(&self) -> &Value {
         &self.ro["spec"]["strategy"]["canary"]
     }
 
@@ -56,6 +58,45 @@ impl Run<'_> {
         } else {
             max_weight(&self.ro)
         }
+    }
+
+    /// The canary's weight on abort (Argo's
+    /// calculateDesiredWeightOnAbortOrStableRollback): 0 at once, but with
+    /// `dynamicStableScale` stepped down through the setWeights as the
+    /// stable set's pods become available to take the traffic back.
+    pub(super) fn abort_weight(&self, new: &Value, stable: Option<&Value>) -> i64 {
+        let replicas = spec_replicas(&self.ro);
+        let Some(stable) = stable else { return 0 };
+        if self.canary_spec()["dynamicStableScale"] != true || replicas == 0 {
+            return 0;
+        }
+        let max = max_weight(&self.ro);
+        let mut view = self.ro.clone();
+        view["status"] = self.st.clone();
+        let desired = desired_canary_weight(&view, Some(&count_of(new)), Some(&count_of(stable)));
+        let stable_share = max * int(stable, "/status/availableReplicas") / replicas;
+        let expected = (max - stable_share).max(0);
+        let Some(applied) = Weights::of(&self.ro["status"]) else {
+            return expected.max(desired);
+        };
+        if desired <= 0 {
+            // Never back up because stable's availability flaps.
+            return expected.min(applied.canary);
+        }
+        if stable_share < max - desired {
+            // Stable is still scaling up: the canary keeps its traffic.
+            return applied.canary;
+        }
+        desired.min(applied.canary)
+    }
+
+    /// Argo's checkReplicasAvailable: stable's available pods can serve
+    /// its share once the canary has `canary_weight`.
+    pub(super) fn stable_can_take(&self, stable: Option<&Value>, canary_weight: i64) -> bool {
+        let Some(stable) = stable else { return true };
+        let max = max_weight(&self.ro);
+        let need = (max - canary_weight) * spec_replicas(&self.ro) / max;
+        int(stable, "/status/availableReplicas") >= need
     }
 
     /// Applies `weight` through every configured router and records it.
