@@ -1261,3 +1261,123 @@ async fn dynamic_stable_scale_shrinks_stable_with_its_weight_and_grows_it_back_o
     assert_eq!(steps_of(&log[at_v2..], weight), [25, 75, 25, 0]);
     weights_always_backed(&log, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_scale_down_delay_keeps_the_routed_canary_then_scales_it_down() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"rules": [{"host": "web.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}}]}});
+    let ingresses = res("networking.k8s.io", "v1", "ingresses");
+    api.create(ingresses, ing, "test").await.unwrap();
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "abortScaleDownDelaySeconds": 3,
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setCanaryScale": {"replicas": 1}}, {"setWeight": 50}, {"pause": {}}]}});
+    api.create(rollouts().await, rollout("asd", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "asd")).await;
+    let v1 = current_hash(api, "asd").await;
+    set_image(api, "asd", "web:2").await;
+    let paused = || async {
+        let st = status(api, "asd").await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == 2
+    };
+    wait_for("the pause at 50%", paused).await;
+    let v2 = current_hash(api, "asd").await;
+    assert_eq!(rs_counts(api, "asd", &v2).await, (1, 1));
+    let weight = || async {
+        get(api, ingresses, "asd-web-canary").await["metadata"]["annotations"]
+            ["nginx.ingress.kubernetes.io/canary-weight"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(weight().await, "50");
+    let abort = |on: bool| async move {
+        modify(api, "asd", Some("status"), |v| {
+            v["status"]["abort"] = json!(on);
+        })
+        .await;
+    };
+
+    // Aborted: traffic leaves the canary at once, its pods stay until the
+    // deadline (3 s, whole seconds as Argo writes it) and go then.
+    let t0 = jiff::Timestamp::now();
+    abort(true).await;
+    wait_for("Degraded with all traffic on stable", || async {
+        status(api, "asd").await["phase"] == "Degraded" && weight().await == "0"
+    })
+    .await;
+    wait_for("the deadline", || async {
+        !rs_annotation(api, "asd", &v2, "scale-down-deadline")
+            .await
+            .is_empty()
+    })
+    .await;
+    let deadline: jiff::Timestamp = rs_annotation(api, "asd", &v2, "scale-down-deadline")
+        .await
+        .parse()
+        .unwrap();
+    let ahead = (deadline - t0).get_seconds();
+    assert!(
+        (2..=4).contains(&ahead),
+        "deadline {deadline}, abort at {t0}"
+    );
+    assert_eq!(
+        rs_counts(api, "asd", &v2).await.0,
+        1,
+        "kept until the deadline"
+    );
+    assert_eq!(
+        selector_hash(api, "web-canary").await,
+        v1,
+        "canary Service on stable"
+    );
+    while jiff::Timestamp::now() < deadline - jiff::SignedDuration::from_millis(300) {
+        assert_eq!(rs_counts(api, "asd", &v2).await.0, 1, "scaled down early");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for("the canary scaled down after its deadline", || async {
+        rs_counts(api, "asd", &v2).await.0 == 0
+    })
+    .await;
+    assert!(jiff::Timestamp::now() >= deadline);
+    assert_eq!(rs_counts(api, "asd", &v1).await, (2, 2));
+
+    // Retried: the canary comes back without its deadline.
+    abort(false).await;
+    wait_for("paused again at 50%", || async {
+        paused().await && weight().await == "50" && rs_counts(api, "asd", &v2).await == (1, 1)
+    })
+    .await;
+    assert_eq!(
+        rs_annotation(api, "asd", &v2, "scale-down-deadline").await,
+        ""
+    );
+    assert_eq!(selector_hash(api, "web-canary").await, v2);
+
+    // abortScaleDownDelaySeconds: 0 leaves the canary up (its
+    // setCanaryScale stays in force).
+    modify(api, "asd", None, |v| {
+        v["spec"]["strategy"]["canary"]["abortScaleDownDelaySeconds"] = json!(0);
+    })
+    .await;
+    abort(true).await;
+    wait_for("Degraded again, no traffic to the canary", || async {
+        status(api, "asd").await["phase"] == "Degraded" && weight().await == "0"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rs_counts(api, "asd", &v2).await, (1, 1));
+    assert_eq!(
+        rs_annotation(api, "asd", &v2, "scale-down-deadline").await,
+        ""
+    );
+}

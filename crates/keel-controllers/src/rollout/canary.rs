@@ -8,7 +8,7 @@ use keel_api::ClientError;
 use serde_json::{Value, json};
 
 use super::replicas::{self, RsCount};
-use super::{Run, count_of, has_pause, hash_of, pause_conditions, settled, spec_of};
+use super::{Run, count_of, has_deadline, has_pause, hash_of, pause_conditions, settled, spec_of};
 use crate::objects::{int, now, parse_time};
 
 const PAUSE_REASON: &str = "CanaryPauseStep";
@@ -103,7 +103,11 @@ impl Run<'_> {
         let now_applied = replicas::Weights::of(&self.st);
         let (_, want_stable) = counts(applied);
         let want = counts(now_applied);
-        let new = self.scale(new, want.0, "canary").await?;
+        let new = if self.delay_abort_scale_down(stable.as_ref()) {
+            self.hold_aborted_canary(new, stable.as_ref()).await?
+        } else {
+            self.scale(new, want.0, "canary").await?
+        };
         let stable = match &stable {
             Some(s) if hash_of(s) != hash => Some(self.scale(s, want_stable, "stable").await?),
             _ => None,
@@ -132,7 +136,15 @@ impl Run<'_> {
             .as_str()
             .unwrap_or("")
             .to_string();
-        self.point_service(&canary_svc, &hash).await?;
+        // On abort the canary Service goes back to stable (Argo), with
+        // dynamic stable scaling once the canary has no traffic left.
+        let drained = replicas::Weights::of(&self.st).is_none_or(|w| w.canary == 0);
+        let canary_target = if self.st["abort"] == true && (!dynamic || drained) {
+            &stable_hash
+        } else {
+            &hash
+        };
+        self.point_service(&canary_svc, canary_target).await?;
         self.point_service(&stable_svc, &stable_hash).await?;
 
         let at_counts = at_desired(&new, stable.as_ref(), want)
@@ -168,6 +180,40 @@ impl Run<'_> {
             return Ok(());
         }
         self.run_step(&steps[index], index, steps.len()).await
+    }
+
+    /// Argo's shouldDelayScaleDownOnAbort: an aborted canary behind a
+    /// router keeps its pods for `abortScaleDownDelaySeconds` (30 unless
+    /// set; 0 leaves it to the counts), unless dynamic stable scaling
+    /// drains it and no delay was asked for.
+    fn delay_abort_scale_down(&self, stable: Option<&Value>) -> bool {
+        if self.st["abort"] != true || stable.is_none() || !replicas::traffic_routed(&self.ro) {
+            return false;
+        }
+        let (delay, explicit) = replicas::abort_scale_down_delay(&self.ro);
+        delay.is_some() && (explicit || self.canary_spec()["dynamicStableScale"] != true)
+    }
+
+    /// The aborted canary as it is until stable can take all the traffic,
+    /// then until the `scale-down-deadline` it gets then; 0 after it.
+    async fn hold_aborted_canary(
+        &mut self,
+        new: &Value,
+        stable: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        if has_deadline(new) {
+            if self.deadline_passed(new) {
+                return self.scale(new, 0, "canary").await;
+            }
+        } else if spec_of(new) > 0
+            && stable.is_some_and(|s| {
+                int(s, "/status/availableReplicas") >= replicas::spec_replicas(&self.ro)
+            })
+        {
+            let delay = replicas::abort_scale_down_delay(&self.ro).0.unwrap_or(0);
+            self.mark_deadline(new, delay).await?;
+        }
+        Ok(self.find(hash_of(new)).unwrap_or_else(|| new.clone()))
     }
 
     /// Runs step `index` (its counts are reached); advances past it when

@@ -613,35 +613,66 @@ impl Run<'_> {
             self.scale(rs, 0, "down").await?;
             return Ok(());
         }
+        if !self.deadline_passed(rs) {
+            if !has_deadline(rs) {
+                self.mark_deadline(rs, delay).await?;
+            }
+            return Ok(());
+        }
+        self.scale(rs, 0, "down").await?;
+        Ok(())
+    }
+
+    /// Whether `rs`'s scale-down deadline has passed; when it is still
+    /// ahead, asks to be run again then. False without a deadline.
+    fn deadline_passed(&mut self, rs: &Value) -> bool {
         let deadline = rs
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(SCALE_DOWN_DEADLINE))
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<jiff::Timestamp>().ok());
         match deadline {
-            Some(at) if at <= now() => {
-                self.scale(rs, 0, "down").await?;
-            }
+            Some(at) if at <= now() => true,
             Some(at) => {
-                let left = (at - now()).get_seconds().max(0);
-                self.again_in(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1));
+                let left = (at - now()).get_milliseconds().max(0);
+                self.again_in(Duration::from_millis(
+                    u64::try_from(left).unwrap_or(0) + 100,
+                ));
+                false
             }
-            None => {
-                let at = timestamp(now() + jiff::SignedDuration::from_secs(delay));
-                let (ns, name) = (self.ns(), meta_str(rs, "name").to_string());
-                self.cache
-                    .modify(replicasets(), &ns, &name, None, |cur| {
-                        let mut v = cur.clone();
-                        if !v["metadata"]["annotations"].is_object() {
-                            v["metadata"]["annotations"] = json!({});
-                        }
-                        v["metadata"]["annotations"][SCALE_DOWN_DEADLINE] = json!(at);
-                        Some(v)
-                    })
-                    .await?;
-                self.again_in(Duration::from_secs(u64::try_from(delay).unwrap_or(0)));
-            }
+            None => false,
         }
+    }
+
+    /// Gives `rs` Argo's `scale-down-deadline` annotation, `delay` seconds
+    /// from now (RFC 3339, as Argo writes it).
+    async fn mark_deadline(&mut self, rs: &Value, delay: i64) -> Result<(), ClientError> {
+        let at = timestamp(now() + jiff::SignedDuration::from_secs(delay));
+        let (ns, name, uid) = (
+            self.ns(),
+            meta_str(rs, "name").to_string(),
+            meta_str(rs, "uid").to_string(),
+        );
+        let out = self
+            .cache
+            .modify(replicasets(), &ns, &name, None, |cur| {
+                if meta_str(cur, "uid") != uid {
+                    return None;
+                }
+                let mut v = cur.clone();
+                if !v["metadata"]["annotations"].is_object() {
+                    v["metadata"]["annotations"] = json!({});
+                }
+                v["metadata"]["annotations"][SCALE_DOWN_DEADLINE] = json!(at);
+                Some(v)
+            })
+            .await?;
+        if let Some(out) = out
+            && let Some(x) = self.rss.iter_mut().find(|x| meta_str(x, "uid") == uid)
+        {
+            *x = out;
+        }
+        self.again_in(Duration::from_secs(u64::try_from(delay).unwrap_or(0)));
         Ok(())
     }
 
