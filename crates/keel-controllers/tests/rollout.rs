@@ -1381,3 +1381,213 @@ async fn abort_scale_down_delay_keeps_the_routed_canary_then_scales_it_down() {
         ""
     );
 }
+
+async fn experiment(api: &Loopback, name: &str) -> Option<Value> {
+    let r = served("argoproj.io", "v1alpha1", "experiments").await;
+    api.get(r, Some("default"), name).await.unwrap()
+}
+
+/// A template's set of Experiment `ex`: (spec, available).
+async fn template_set(api: &Loopback, ex: &str, template: &str) -> Option<(Value, i64, i64)> {
+    let rs = api
+        .get(
+            res("apps", "v1", "replicasets"),
+            Some("default"),
+            &format!("{ex}-{template}"),
+        )
+        .await
+        .unwrap()?;
+    let (spec, avail) = (
+        rs["spec"]["replicas"].as_i64().unwrap_or(-1),
+        rs["status"]["availableReplicas"].as_i64().unwrap_or(0),
+    );
+    Some((rs, spec, avail))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_step_runs_its_templates_and_analyses_and_a_failure_aborts() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    // initialDelay keeps the analysis controller from measuring: the test
+    // decides each run's phase.
+    let tpl = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "compare", "namespace": "default"},
+        "spec": {"args": [{"name": "canary-hash"}, {"name": "baseline"}, {"name": "image"}],
+            "metrics": [{"name": "diff", "initialDelay": "1h", "successCondition": "result == 1",
+                "provider": {"web": {"url": "http://127.0.0.1:9/{{args.canary-hash}}"}}}]}});
+    api.create(
+        served("argoproj.io", "v1alpha1", "analysistemplates").await,
+        tpl,
+        "test",
+    )
+    .await
+    .unwrap();
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "steps": [{"setWeight": 50}, {"experiment": {
+            "duration": "2s", "scaleDownDelaySeconds": 0,
+            "templates": [
+                {"name": "baseline", "specRef": "stable"},
+                {"name": "canary", "specRef": "canary", "replicas": 2,
+                    "metadata": {"labels": {"role": "exp"}}}],
+            "analyses": [{"name": "compare", "templateName": "compare", "args": [
+                {"name": "canary-hash", "value": "{{templates.canary.podTemplateHash}}"},
+                {"name": "baseline", "value": "{{templates.baseline.replicaset.name}}"},
+                {"name": "image", "valueFrom": {"fieldRef": {"fieldPath": "spec.template.spec.containers[0].image"}}}]}]}},
+            {"setWeight": 100}]}});
+    api.create(rollouts().await, rollout("ex", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "ex")).await;
+    let v1 = current_hash(api, "ex").await;
+
+    // Revision 2: the step creates its Experiment; the analysis passes
+    // and the duration ends it.
+    set_image(api, "ex", "web:2").await;
+    wait_for("the second revision", || async {
+        current_hash(api, "ex").await != v1
+    })
+    .await;
+    let v2 = current_hash(api, "ex").await;
+    let name = format!("ex-{v2}-2-1");
+    wait_for("the Experiment", || async {
+        experiment(api, &name).await.is_some()
+    })
+    .await;
+    let ex = experiment(api, &name).await.unwrap();
+    assert_eq!(
+        ex["metadata"]["labels"]["rollouts-pod-template-hash"],
+        v2.as_str()
+    );
+    assert_eq!(
+        ex["metadata"]["annotations"]["rollout.argoproj.io/revision"],
+        "2"
+    );
+    assert_eq!(ex["metadata"]["ownerReferences"][0]["kind"], "Rollout");
+    assert_eq!(ex["spec"]["duration"], "2s");
+    assert_eq!(
+        ex["spec"]["analyses"][0]["args"][2],
+        json!({"name": "image", "value": "web:2"}),
+        "the Rollout resolves its own args"
+    );
+    wait_for("both templates running", || async {
+        let e = experiment(api, &name).await.unwrap();
+        e["status"]["phase"] == "Running" && e["status"]["availableAt"].is_string()
+    })
+    .await;
+    let (baseline, spec, _) = template_set(api, &name, "baseline").await.unwrap();
+    assert_eq!(spec, 1, "replicas default to 1");
+    assert_eq!(
+        baseline["metadata"]["annotations"]["experiment.argoproj.io/name"],
+        name.as_str()
+    );
+    assert_eq!(
+        baseline["metadata"]["annotations"]["experiment.argoproj.io/template-name"],
+        "baseline"
+    );
+    assert_eq!(
+        baseline["metadata"]["ownerReferences"][0]["kind"],
+        "Experiment"
+    );
+    assert_eq!(
+        baseline["spec"]["template"]["spec"]["containers"][0]["image"], "web:1",
+        "specRef stable"
+    );
+    let (canary, spec, avail) = template_set(api, &name, "canary").await.unwrap();
+    assert_eq!((spec, avail), (2, 2));
+    assert_eq!(
+        canary["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:2"
+    );
+    assert_eq!(
+        canary["spec"]["template"]["metadata"]["labels"]["role"],
+        "exp"
+    );
+    assert_eq!(canary["spec"]["selector"]["matchLabels"]["role"], "exp");
+    let canary_hash = canary["metadata"]["labels"]["rollouts-pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The run, named after the Experiment, its template args resolved.
+    let run = format!("{name}-compare");
+    wait_for("the analysis run", || run_exists(api, &run)).await;
+    let runs = served("argoproj.io", "v1alpha1", "analysisruns").await;
+    let r = get(api, runs, &run).await;
+    assert_eq!(r["metadata"]["ownerReferences"][0]["kind"], "Experiment");
+    let args = r["spec"]["args"].as_array().unwrap();
+    let arg = |n: &str| {
+        args.iter().find(|a| a["name"] == n).unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(arg("canary-hash"), canary_hash);
+    assert_eq!(arg("baseline"), format!("{name}-baseline"));
+    assert_eq!(
+        status(api, "ex").await["canary"]["currentExperiment"],
+        name.as_str()
+    );
+    finish_run(api, &run, "Successful", "").await;
+    wait_for("the Experiment successful", || async {
+        experiment(api, &name).await.unwrap()["status"]["phase"] == "Successful"
+    })
+    .await;
+    let e = experiment(api, &name).await.unwrap();
+    let available_at: jiff::Timestamp = e["status"]["availableAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        jiff::Timestamp::now() >= available_at + jiff::SignedDuration::from_secs(2),
+        "ended before its duration"
+    );
+    for t in e["status"]["templateStatuses"].as_array().unwrap() {
+        assert_eq!(t["status"], "Successful", "{e}");
+    }
+    assert_eq!(e["status"]["analysisRuns"][0]["phase"], "Successful");
+    wait_for("v2 healthy", || healthy(api, "ex")).await;
+    wait_for("the Experiment's sets scaled down", || async {
+        template_set(api, &name, "baseline").await.unwrap().1 == 0
+            && template_set(api, &name, "canary").await.unwrap().1 == 0
+    })
+    .await;
+
+    // Revision 3: its analysis fails, so does the Experiment, the Rollout
+    // aborts with Argo's message and the Experiment's sets go.
+    set_image(api, "ex", "web:3").await;
+    wait_for("the third revision", || async {
+        current_hash(api, "ex").await != v2
+    })
+    .await;
+    let v3 = current_hash(api, "ex").await;
+    let name = format!("ex-{v3}-3-1");
+    let run = format!("{name}-compare");
+    wait_for("the third revision's run", || run_exists(api, &run)).await;
+    let failure = "Metric \"diff\" assessed Failed due to failed (1) > failureLimit (0)";
+    finish_run(api, &run, "Failed", failure).await;
+    wait_for("the abort", || async {
+        status(api, "ex").await["phase"] == "Degraded" && rs_counts(api, "ex", &v3).await.0 == 0
+    })
+    .await;
+    let e = experiment(api, &name).await.unwrap();
+    assert_eq!(e["status"]["phase"], "Failed", "{e}");
+    assert_eq!(e["status"]["message"], failure);
+    let st = status(api, "ex").await;
+    assert_eq!(
+        st["message"],
+        format!(
+            "RolloutAborted: Rollout aborted update to revision 3: Experiment analysis phase is error/failed: {failure}"
+        ),
+        "{st}"
+    );
+    assert_eq!(st["stableRS"], v2.as_str());
+    wait_for("the failed Experiment's sets scaled down", || async {
+        template_set(api, &name, "baseline").await.unwrap().1 == 0
+            && template_set(api, &name, "canary").await.unwrap().1 == 0
+    })
+    .await;
+    assert_eq!(rs_counts(api, "ex", &v2).await.0, 2);
+}

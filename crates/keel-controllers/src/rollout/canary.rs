@@ -157,6 +157,14 @@ impl Run<'_> {
         if !window {
             self.background_analysis().await?;
         }
+        // Argo's reconcileExperiments: an abort or a full promotion ends
+        // every Experiment; otherwise all but the current step's.
+        let keep = if self.st["abort"] == true || self.st["promoteFull"] == true {
+            None
+        } else {
+            self.current_experiment()
+        };
+        self.cancel_experiments(keep.as_deref()).await?;
         if self.st["abort"] == true || !at_counts {
             return Ok(());
         }
@@ -179,7 +187,7 @@ impl Run<'_> {
         if self.ro["spec"]["paused"] == true {
             return Ok(());
         }
-        self.run_step(&steps[index], index, steps.len()).await
+        self.run_step(&steps[index], index, steps.len(), &new).await
     }
 
     /// Argo's shouldDelayScaleDownOnAbort: an aborted canary behind a
@@ -223,11 +231,15 @@ impl Run<'_> {
         step: &Value,
         index: usize,
         total: usize,
+        new: &Value,
     ) -> Result<(), ClientError> {
         let done = if step.get("pause").is_some() {
             self.pause_step(&step["pause"])
         } else if step.get("analysis").is_some() {
             self.step_analysis(&step["analysis"], index).await?
+        } else if step.get("experiment").is_some() {
+            self.step_experiment(&step["experiment"], index, new)
+                .await?
         } else {
             // setWeight and setCanaryScale are done once their counts are.
             true
@@ -303,6 +315,9 @@ fn describe(step: &Value) -> String {
     }
     if step.get("analysis").is_some() {
         return "analysis".into();
+    }
+    if step.get("experiment").is_some() {
+        return "experiment".into();
     }
     if let Some(s) = step.get("setCanaryScale") {
         if let Some(w) = s["weight"].as_i64() {

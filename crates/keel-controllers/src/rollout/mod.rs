@@ -15,6 +15,8 @@
 //!   `scaleDownDelaySeconds`; abort points preview back at stable;
 //! - `restart`: `spec.restartAt`, pods older than it replaced one at a
 //!   time;
+//! - `experiment`: the Experiment controller; `experiment_step`: a canary
+//!   step that runs one;
 //! - `traffic`: weights through an nginx canary Ingress or a Gateway API
 //!   `HTTPRoute`, the router moved before the sets (with
 //!   `dynamicStableScale`, stable shrinks only once traffic left it and on
@@ -29,6 +31,8 @@
 mod analysis;
 mod bluegreen;
 mod canary;
+pub mod experiment;
+mod experiment_step;
 pub mod replicas;
 #[cfg(test)]
 mod replicas_tests;
@@ -52,7 +56,7 @@ use crate::replicaset::{replicasets, selector};
 pub const HASH_LABEL: &str = "rollouts-pod-template-hash";
 const REVISION: &str = "rollout.argoproj.io/revision";
 const REVISION_HISTORY: &str = "rollout.argoproj.io/revision-history";
-const SCALE_DOWN_DEADLINE: &str = "scale-down-deadline";
+pub(crate) const SCALE_DOWN_DEADLINE: &str = "scale-down-deadline";
 
 fn rollouts() -> Option<&'static Resource> {
     resources::find("argoproj.io", "v1alpha1", "rollouts")
@@ -65,15 +69,21 @@ fn services() -> &'static Resource {
 /// Runs the controller once the Rollout CRD is served (keel-api creates
 /// it at bootstrap).
 pub async fn run(api: keel_api::Loopback) {
-    let (r, runs) = loop {
-        if let (Some(r), Some(runs)) = (rollouts(), analysis::analysis_runs()) {
-            break (r, runs);
+    let (r, runs, exps) = loop {
+        if let (Some(r), Some(runs), Some(e)) = (
+            rollouts(),
+            analysis::analysis_runs(),
+            experiment::experiments(),
+        ) {
+            break (r, runs, e);
         }
+
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let me = RolloutController {
         rollouts: r,
         runs,
+        experiments: exps,
         events: Recorder::new(api.clone(), "rollouts-controller"),
     };
     crate::informer::run(api, me).await;
@@ -84,6 +94,7 @@ pub async fn run(api: keel_api::Loopback) {
 pub struct RolloutController {
     rollouts: &'static Resource,
     runs: &'static Resource,
+    experiments: &'static Resource,
     events: Recorder,
 }
 
@@ -95,6 +106,7 @@ impl Reconciler for RolloutController {
             self.rollouts,
             replicasets(),
             self.runs,
+            self.experiments,
             workload::deployments(),
         ]
     }
@@ -634,7 +646,7 @@ impl Run<'_> {
         match deadline {
             Some(at) if at <= now() => true,
             Some(at) => {
-                let left = (at - now()).get_milliseconds().max(0);
+                let left = at.duration_since(now()).as_millis();
                 self.again_in(Duration::from_millis(
                     u64::try_from(left).unwrap_or(0) + 100,
                 ));
@@ -715,6 +727,33 @@ impl Run<'_> {
         }
     }
 
+    /// The message of the failed Experiment the current step ran.
+    fn failed_experiment_message(&self) -> Option<String> {
+        let ex = self.cache.get(
+            experiment::experiments()?,
+            &self.ns(),
+            &self.current_experiment()?,
+        )?;
+        matches!(ex["status"]["phase"].as_str(), Some("Failed" | "Error")).then(|| {
+            let mut m = "Experiment analysis phase is error/failed".to_string();
+            if let Some(x) = ex["status"]["message"].as_str().filter(|x| !x.is_empty()) {
+                m = format!("{m}: {x}");
+            }
+            m
+        })
+    }
+
+    /// Aborts the update (Argo's AddAbort).
+    fn abort_with(&mut self, why: &str) {
+        if self.st["abort"] == true {
+            return;
+        }
+        self.st["abort"] = json!(true);
+        self.st["abortedAt"] = json!(timestamp(now()));
+        self.events
+            .warning(self.r, &self.ro, "RolloutAborted", why.to_string());
+    }
+
     /// Phase and message as Argo's controller computes them.
     fn phase(&self, new: &Value) -> (&'static str, String) {
         let st = &self.st;
@@ -723,7 +762,9 @@ impl Run<'_> {
                 "RolloutAborted: Rollout aborted update to revision {}",
                 revision(new)
             );
-            // An analysis that failed says why.
+            // An analysis that failed says why (a step's, or an
+            // Experiment's).
+            let mut told = false;
             for run in [
                 "/canary/currentStepAnalysisRunStatus",
                 "/canary/currentBackgroundAnalysisRunStatus",
@@ -735,8 +776,12 @@ impl Run<'_> {
                     && let Some(m) = run["message"].as_str().filter(|m| !m.is_empty())
                 {
                     msg = format!("{msg}: {m}");
+                    told = true;
                     break;
                 }
+            }
+            if !told && let Some(m) = self.failed_experiment_message() {
+                msg = format!("{msg}: {m}");
             }
             return ("Degraded", msg);
         }
