@@ -679,3 +679,112 @@ fn calculate_status(ex: &Value, st: &mut Value) {
         st["message"] = json!(m);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::calculate_status;
+    use serde_json::{Value, json};
+
+    /// An Experiment with templates `a` and `b` and analyses `x` (and `y`
+    /// required for completion when `required`).
+    fn ex(required: bool) -> Value {
+        let mut analyses = vec![json!({"name": "x", "templateName": "t"})];
+        if required {
+            analyses.push(json!({"name": "y", "templateName": "t", "requiredForCompletion": true}));
+        }
+        json!({"spec": {"templates": [{"name": "a"}, {"name": "b"}], "analyses": analyses}})
+    }
+
+    fn status(phase: &str, templates: [&str; 2], runs: &[(&str, &str, &str)]) -> Value {
+        json!({"phase": phase, "availableAt": "2026-12-07T00:00:00Z",
+            "templateStatuses": [{"name": "a", "status": templates[0], "message": "a says"},
+                {"name": "b", "status": templates[1]}],
+            "analysisRuns": runs.iter().map(|(n, p, m)| json!({"name": n, "phase": p, "message": m}))
+                .collect::<Vec<_>>()})
+    }
+
+    fn phase_of(ex: &Value, mut st: Value) -> (String, String) {
+        calculate_status(ex, &mut st);
+        (
+            st["phase"].as_str().unwrap_or("").to_string(),
+            st["message"].as_str().unwrap_or("").to_string(),
+        )
+    }
+
+    #[test]
+    fn phases_as_argo_calculates_them() {
+        let plain = ex(false);
+        let mut new = json!({});
+        calculate_status(&plain, &mut new);
+        assert_eq!(new["phase"], "Pending");
+        // A template still progressing keeps it Pending.
+        let st = status("Pending", ["Running", "Progressing"], &[("x", "", "")]);
+        assert_eq!(phase_of(&plain, st).0, "Pending");
+        // All running: Running, availableAt stamped once.
+        let mut st = status("Pending", ["Running", "Running"], &[("x", "Pending", "")]);
+        st.as_object_mut().unwrap().remove("availableAt");
+        calculate_status(&plain, &mut st);
+        assert_eq!(st["phase"], "Running");
+        assert!(st["availableAt"].is_string());
+        // A failed analysis ends it early, with the run's message.
+        let st = status(
+            "Running",
+            ["Running", "Running"],
+            &[("x", "Failed", "too slow")],
+        );
+        assert_eq!(phase_of(&plain, st), ("Failed".into(), "too slow".into()));
+        // A succeeded analysis alone does not (no duration is over).
+        let st = status(
+            "Running",
+            ["Running", "Running"],
+            &[("x", "Successful", "")],
+        );
+        assert_eq!(phase_of(&plain, st).0, "Running");
+        // Templates done after their duration: the analyses decide.
+        let st = status(
+            "Running",
+            ["Successful", "Successful"],
+            &[("x", "Successful", "")],
+        );
+        assert_eq!(phase_of(&plain, st).0, "Successful");
+        let st = status(
+            "Running",
+            ["Successful", "Successful"],
+            &[("x", "Inconclusive", "?")],
+        );
+        assert_eq!(phase_of(&plain, st), ("Inconclusive".into(), "?".into()));
+        // A template that failed fails it, with its message.
+        let st = status("Running", ["Failed", "Running"], &[("x", "Running", "")]);
+        assert_eq!(phase_of(&plain, st), ("Failed".into(), "a says".into()));
+        // Completed phases stay.
+        let st = status("Successful", ["Failed", "Running"], &[]);
+        assert_eq!(phase_of(&plain, st).0, "Successful");
+    }
+
+    #[test]
+    fn a_required_analysis_completes_it() {
+        let req = ex(true);
+        let st = status(
+            "Running",
+            ["Running", "Running"],
+            &[("x", "Successful", ""), ("y", "Successful", "")],
+        );
+        assert_eq!(
+            phase_of(&req, st),
+            (
+                "Successful".into(),
+                "Required AnalysisRuns completed".into()
+            )
+        );
+        // Another still running: Running this pass (the next one
+        // terminates, as the required one passed).
+        let st = status(
+            "Running",
+            ["Running", "Running"],
+            &[("x", "Running", ""), ("y", "Successful", "")],
+        );
+        assert_eq!(phase_of(&req, st).0, "Running");
+        assert!(super::terminating(&json!({"spec": req["spec"],
+            "status": status("Running", ["Running", "Running"], &[("y", "Successful", "")])})));
+    }
+}
