@@ -1157,10 +1157,9 @@ fn weights_always_backed(log: &[Seen], replicas: i64) {
         }
     }
 }
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamic_stable_scale_shrinks_stable_with_its_weight_and_grows_it_back_on_abort() {
-    let k = start().await;
-    let api = &k.api;
+/// The stable and canary Services and the stable Ingress `web` that
+/// `trafficRouting.nginx` copies.
+async fn routed_services(api: &Loopback) {
     service(api, "web-stable").await;
     service(api, "web-canary").await;
     let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
@@ -1170,6 +1169,13 @@ async fn dynamic_stable_scale_shrinks_stable_with_its_weight_and_grows_it_back_o
     api.create(res("networking.k8s.io", "v1", "ingresses"), ing, "test")
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_stable_scale_shrinks_stable_with_its_weight_and_grows_it_back_on_abort() {
+    let k = start().await;
+    let api = &k.api;
+    routed_services(api).await;
     let log = record(api, "dss");
     let strategy = json!({"canary": {
         "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
@@ -1266,14 +1272,8 @@ async fn dynamic_stable_scale_shrinks_stable_with_its_weight_and_grows_it_back_o
 async fn abort_scale_down_delay_keeps_the_routed_canary_then_scales_it_down() {
     let k = start().await;
     let api = &k.api;
-    service(api, "web-stable").await;
-    service(api, "web-canary").await;
-    let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {"rules": [{"host": "web.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-            "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}}]}});
+    routed_services(api).await;
     let ingresses = res("networking.k8s.io", "v1", "ingresses");
-    api.create(ingresses, ing, "test").await.unwrap();
     let strategy = json!({"canary": {
         "canaryService": "web-canary", "stableService": "web-stable",
         "abortScaleDownDelaySeconds": 3,

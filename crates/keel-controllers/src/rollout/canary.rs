@@ -83,6 +83,9 @@ impl Run<'_> {
         // once traffic has left it), the canary by the ones applied now
         // (on abort it only shrinks once traffic has left it).
         let applied = replicas::Weights::of(&self.ro["status"]);
+        // The stable set when it is not the new one (an abort after
+        // promotion has no canary to hold or drain).
+        let distinct = stable.as_ref().filter(|s| hash_of(s) != hash);
         // Argo's AtDesiredReplicaCountsForCanary; dynamic stable scaling
         // does not wait for stable's count.
         let at_desired = |new: &Value, stable: Option<&Value>, (n, s): (i64, i64)| {
@@ -92,9 +95,9 @@ impl Run<'_> {
         };
         if routed {
             let w = if self.st["abort"] == true {
-                self.abort_weight(new, stable.as_ref())
+                self.abort_weight(new, distinct)
             } else {
-                self.desired_weight(at_desired(new, stable.as_ref(), counts(None)))
+                self.desired_weight(at_desired(new, distinct, counts(None)))
             };
             if !dynamic || self.stable_can_take(stable.as_ref(), w) {
                 self.route(w).await?;
@@ -103,8 +106,8 @@ impl Run<'_> {
         let now_applied = replicas::Weights::of(&self.st);
         let (_, want_stable) = counts(applied);
         let want = counts(now_applied);
-        let new = if self.delay_abort_scale_down(stable.as_ref()) {
-            self.hold_aborted_canary(new, stable.as_ref()).await?
+        let new = if self.delay_abort_scale_down(distinct) {
+            self.hold_aborted_canary(new, distinct).await?
         } else {
             self.scale(new, want.0, "canary").await?
         };

@@ -250,6 +250,14 @@ async fn put_status(
     }
 }
 
+/// Sets annotation `k` of `obj`.
+fn annotate(obj: &mut Value, k: &str, v: String) {
+    if !obj["metadata"]["annotations"].is_object() {
+        obj["metadata"]["annotations"] = json!({});
+    }
+    obj["metadata"]["annotations"][k] = json!(v);
+}
+
 /// Argo's label naming the controller instance a Rollout belongs to.
 const INSTANCE_ID: &str = "argo-rollouts.argoproj.io/controller-instance-id";
 
@@ -436,20 +444,34 @@ impl Run<'_> {
             Some(h) if !h.is_empty() => format!("{h},{old}"),
             _ => old.to_string(),
         };
-        let (ns, name) = (self.ns(), meta_str(rs, "name").to_string());
+        self.modify_set(rs, |v| {
+            if revision(v) > max {
+                return false;
+            }
+            annotate(v, REVISION, (max + 1).to_string());
+            annotate(v, REVISION_HISTORY, history.clone());
+            true
+        })
+        .await
+    }
+
+    /// Changes the set `rs` (the same object, by uid) by `f` (false: no
+    /// change); returns it as written and keeps `rss` current.
+    async fn modify_set(
+        &mut self,
+        rs: &Value,
+        f: impl Fn(&mut Value) -> bool,
+    ) -> Result<Value, ClientError> {
+        let (ns, name, uid) = (
+            self.ns(),
+            meta_str(rs, "name").to_string(),
+            meta_str(rs, "uid").to_string(),
+        );
         let out = self
             .cache
             .modify(replicasets(), &ns, &name, None, |cur| {
-                if meta_str(cur, "uid") != uid || revision(cur) > max {
-                    return None;
-                }
                 let mut v = cur.clone();
-                if !v["metadata"]["annotations"].is_object() {
-                    v["metadata"]["annotations"] = json!({});
-                }
-                v["metadata"]["annotations"][REVISION] = json!((max + 1).to_string());
-                v["metadata"]["annotations"][REVISION_HISTORY] = json!(history);
-                Some(v)
+                (meta_str(cur, "uid") == uid && f(&mut v) && v != *cur).then_some(v)
             })
             .await?
             .unwrap_or_else(|| rs.clone());
@@ -576,28 +598,18 @@ impl Run<'_> {
         if old == n && !(has_deadline(rs) && n > 0) {
             return Ok(rs.clone());
         }
-        let (ns, name, uid) = (
-            self.ns(),
-            meta_str(rs, "name").to_string(),
-            meta_str(rs, "uid").to_string(),
-        );
         let out = self
-            .cache
-            .modify(replicasets(), &ns, &name, None, |cur| {
-                if meta_str(cur, "uid") != uid {
-                    return None;
-                }
-                let mut v = cur.clone();
+            .modify_set(rs, |v| {
                 v["spec"]["replicas"] = json!(n);
                 if n > 0
                     && let Some(a) = v["metadata"]["annotations"].as_object_mut()
                 {
                     a.remove(SCALE_DOWN_DEADLINE);
                 }
-                (v != *cur).then_some(v)
+                true
             })
-            .await?
-            .unwrap_or_else(|| rs.clone());
+            .await?;
+        let name = meta_str(rs, "name").to_string();
         if old != n {
             self.events.normal(
                 self.r,
@@ -608,9 +620,6 @@ impl Run<'_> {
                     revision(rs)
                 ),
             );
-        }
-        if let Some(x) = self.rss.iter_mut().find(|x| meta_str(x, "uid") == uid) {
-            *x = out.clone();
         }
         Ok(out)
     }
@@ -660,30 +669,11 @@ impl Run<'_> {
     /// from now (RFC 3339, as Argo writes it).
     async fn mark_deadline(&mut self, rs: &Value, delay: i64) -> Result<(), ClientError> {
         let at = timestamp(now() + jiff::SignedDuration::from_secs(delay));
-        let (ns, name, uid) = (
-            self.ns(),
-            meta_str(rs, "name").to_string(),
-            meta_str(rs, "uid").to_string(),
-        );
-        let out = self
-            .cache
-            .modify(replicasets(), &ns, &name, None, |cur| {
-                if meta_str(cur, "uid") != uid {
-                    return None;
-                }
-                let mut v = cur.clone();
-                if !v["metadata"]["annotations"].is_object() {
-                    v["metadata"]["annotations"] = json!({});
-                }
-                v["metadata"]["annotations"][SCALE_DOWN_DEADLINE] = json!(at);
-                Some(v)
-            })
-            .await?;
-        if let Some(out) = out
-            && let Some(x) = self.rss.iter_mut().find(|x| meta_str(x, "uid") == uid)
-        {
-            *x = out;
-        }
+        self.modify_set(rs, |v| {
+            annotate(v, SCALE_DOWN_DEADLINE, at.clone());
+            true
+        })
+        .await?;
         self.again_in(Duration::from_secs(u64::try_from(delay).unwrap_or(0)));
         Ok(())
     }
