@@ -200,22 +200,7 @@ impl Reconciler for ExperimentController {
             again = Some(again.map_or(left, |a| a.min(left)));
         }
         if ex.get("status") != Some(&st) {
-            let (uid, seen) = (meta_str(&ex, "uid"), meta_str(&ex, "resourceVersion"));
-            let out = cache
-                .modify(self.experiments, ns, name, None, |cur| {
-                    (meta_str(cur, "uid") == uid && meta_str(cur, "resourceVersion") == seen).then(
-                        || {
-                            let mut v = cur.clone();
-                            v["status"] = st.clone();
-                            v
-                        },
-                    )
-                })
-                .await;
-            match out {
-                Err(e) if !e.is_not_found() => return Err(e),
-                _ => {}
-            }
+            super::put_status(cache, self.experiments, &ex, &st).await?;
             if phase(&st["phase"]) != phase(&ex["status"]["phase"])
                 && completed(phase(&st["phase"]))
             {

@@ -218,10 +218,11 @@ async fn invalid_spec(
     Ok(None)
 }
 
-/// Writes `st` as `ro`'s status, only over the version `ro` was read at: a
-/// concurrent promote or abort (a status patch) is never overwritten; its
-/// event reconciles again. A Rollout deleted meanwhile is no error.
-async fn put_status(
+/// Writes `st` as `ro`'s status (through the status subresource where
+/// there is one), only over the version `ro` was read at: a concurrent
+/// promote or abort (a status patch) is never overwritten; its event
+/// reconciles again. An object deleted meanwhile is no error.
+pub(super) async fn put_status(
     cache: &mut Cache,
     r: &'static Resource,
     ro: &Value,
@@ -234,7 +235,7 @@ async fn put_status(
         meta_str(ro, "resourceVersion").to_string(),
     );
     let out = cache
-        .modify(r, &ns, &name, Some("status"), |cur| {
+        .modify(r, &ns, &name, r.status.then_some("status"), |cur| {
             let same = meta_str(cur, "uid") == uid && meta_str(cur, "resourceVersion") == seen;
             (same && cur.get("status") != Some(st)).then(|| {
                 let mut v = cur.clone();
