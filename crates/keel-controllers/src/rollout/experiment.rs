@@ -87,7 +87,7 @@ fn required_successful(ex: &Value, st: &Value) -> bool {
         })
 }
 
-/// Argo's IsTerminating, over the status as read.
+/// Argo's `IsTerminating`, over the status as read.
 fn terminating(ex: &Value) -> bool {
     let st = &ex["status"];
     let any = |f: &str, k: &str, bad: &[&str]| {

@@ -13,7 +13,7 @@ use super::{HASH_LABEL, Run};
 use crate::objects::{controller_of, controller_uid, int, meta_str};
 
 impl Run<'_> {
-    /// Argo's GetExperimentFromTemplate for step `index`.
+    /// Argo's `GetExperimentFromTemplate` for step `index`.
     fn experiment_for(
         &self,
         step: &Value,

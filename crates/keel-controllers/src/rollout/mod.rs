@@ -734,7 +734,7 @@ impl Run<'_> {
         })
     }
 
-    /// Aborts the update (Argo's AddAbort).
+    /// Aborts the update (Argo's `AddAbort`).
     fn abort_with(&mut self, why: &str) {
         if self.st["abort"] == true {
             return;

@@ -123,8 +123,8 @@ fn argo_approximate_weighted_counts() {
     }
 }
 
-/// Argo's dynamic stable scaling cases (canary_test.go's
-/// TestCalculateReplicaCountsForCanaryTrafficRoutingDynamicScale): one
+/// Argo's dynamic stable scaling cases (`canary_test.go`'s
+/// `TestCalculateReplicaCountsForCanaryTrafficRoutingDynamicScale`): one
 /// setWeight step of `set`, then `more`; (canary spec, stable spec and
 /// available) sets, the applied weights; the expected (canary, stable).
 #[test]
@@ -178,7 +178,7 @@ fn argo_dynamic_stable_scale_counts() {
     }
 }
 
-/// Argo's TestGetDesiredCanaryWeightOnAbortWithScaleDownDelay: an aborted
+/// Argo's `TestGetDesiredCanaryWeightOnAbortWithScaleDownDelay`: an aborted
 /// dynamic canary of 10 (5 available, steps 10% and 50%) steps its weight
 /// down with stable's availability; only an explicit, non-zero
 /// abortScaleDownDelaySeconds lets it drop below the canary's own size.
