@@ -1591,3 +1591,67 @@ async fn an_experiment_step_runs_its_templates_and_analyses_and_a_failure_aborts
     .await;
     assert_eq!(rs_counts(api, "ex", &v2).await.0, 2);
 }
+
+/// Argo's issue 4898: dynamic stable scaling with an explicit
+/// abortScaleDownDelaySeconds keeps the canary's pods while traffic steps
+/// back as stable grows, and only then starts the delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_stable_scale_with_an_abort_delay_drains_traffic_then_waits() {
+    let k = start().await;
+    let api = &k.api;
+    routed_services(api).await;
+    let log = record(api, "dsd");
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
+        "abortScaleDownDelaySeconds": 2,
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]}});
+    api.create(rollouts().await, rollout("dsd", 4, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "dsd")).await;
+    let v1 = current_hash(api, "dsd").await;
+    set_image(api, "dsd", "web:2").await;
+    let paused_at = |step: i64| async move {
+        let st = status(api, "dsd").await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == step
+    };
+    wait_for("the pause at 25%", || paused_at(1)).await;
+    let v2 = current_hash(api, "dsd").await;
+    promote(api, "dsd").await;
+    wait_for("the pause at 75% with stable at 1", || async {
+        paused_at(3).await && rs_counts(api, "dsd", &v1).await.0 == 1
+    })
+    .await;
+    modify(api, "dsd", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("all traffic back on a full stable", || async {
+        let st = status(api, "dsd").await;
+        st["canary"]["weights"]["canary"]["weight"] == 0
+            && rs_counts(api, "dsd", &v1).await == (4, 4)
+    })
+    .await;
+    // The canary kept its pods through the step-down; its delay starts now.
+    assert_eq!(rs_counts(api, "dsd", &v2).await.0, 3);
+    wait_for("the deadline", || async {
+        !rs_annotation(api, "dsd", &v2, "scale-down-deadline")
+            .await
+            .is_empty()
+    })
+    .await;
+    wait_for("the canary scaled down after it", || async {
+        rs_counts(api, "dsd", &v2).await.0 == 0
+    })
+    .await;
+    let log = log.lock().unwrap().clone();
+    let weight = |s: &Seen| match s {
+        Seen::Weight(w) => Some(*w),
+        _ => None,
+    };
+    assert_eq!(steps_of(&log, weight), [0, 25, 75, 25, 0]);
+    assert_eq!(steps_of(&log, spec_of(&v1)), [0, 4, 3, 1, 3, 4]);
+    assert_eq!(steps_of(&log, spec_of(&v2)), [0, 1, 3, 0]);
+    weights_always_backed(&log, 4);
+}

@@ -66,7 +66,17 @@ impl Run<'_> {
             .collect();
         let older: Vec<RsCount> = others.iter().map(count_of).collect();
         let view = self.view();
-        let stable_count = stable.as_ref().map(count_of);
+        let routed = replicas::traffic_routed(&self.ro);
+        let dynamic = routed && self.canary_spec()["dynamicStableScale"] == true;
+        // Stable's pods beyond its spec are on their way out: with dynamic
+        // scaling they must not count as able to take traffic back.
+        let stable_count = stable.as_ref().map(|s| {
+            let mut c = count_of(s);
+            if dynamic {
+                c.available = c.available.min(c.spec);
+            }
+            c
+        });
         let counts = |weights| {
             replicas::canary_counts(
                 &view,
@@ -76,8 +86,6 @@ impl Run<'_> {
                 weights,
             )
         };
-        let routed = replicas::traffic_routed(&self.ro);
-        let dynamic = routed && self.canary_spec()["dynamicStableScale"] == true;
         // As Argo: the router moves first, then the sets follow. Stable is
         // sized by the weights applied before this pass (it only shrinks
         // once traffic has left it), the canary by the ones applied now

@@ -27,6 +27,12 @@ fn httproutes() -> Option<&'static Resource> {
     resources::find("gateway.networking.k8s.io", "v1", "httproutes")
 }
 
+/// A set's available pods that stay: those beyond its spec are on their
+/// way out (its status lags a scale-down).
+fn ready_to_stay(rs: &Value) -> i64 {
+    int(rs, "/status/availableReplicas").min(super::spec_of(rs))
+}
+
 impl Run<'_> {
     pub(super) fn canary_spec(&self) -> &Value {
         &self.ro["spec"]["strategy"]["canary"]
@@ -73,8 +79,10 @@ impl Run<'_> {
         let max = max_weight(&self.ro);
         let mut view = self.ro.clone();
         view["status"] = self.st.clone();
-        let desired = desired_canary_weight(&view, Some(&count_of(new)), Some(&count_of(stable)));
-        let stable_share = max * int(stable, "/status/availableReplicas") / replicas;
+        let mut stable_count = count_of(stable);
+        stable_count.available = ready_to_stay(stable);
+        let desired = desired_canary_weight(&view, Some(&count_of(new)), Some(&stable_count));
+        let stable_share = max * stable_count.available / replicas;
         let expected = (max - stable_share).max(0);
         let Some(applied) = Weights::of(&self.ro["status"]) else {
             return expected.max(desired);
@@ -96,7 +104,7 @@ impl Run<'_> {
         let Some(stable) = stable else { return true };
         let max = max_weight(&self.ro);
         let need = (max - canary_weight) * spec_replicas(&self.ro) / max;
-        int(stable, "/status/availableReplicas") >= need
+        ready_to_stay(stable) >= need
     }
 
     /// Applies `weight` through every configured router and records it.
