@@ -313,16 +313,16 @@ impl ExperimentController {
                 } else if ending {
                     "Successful"
                 } else {
+                    // Looked at again when the deadline passes.
+                    let at = from + jiff::SignedDuration::from_secs(deadline);
+                    let left = Duration::from_millis(
+                        u64::try_from(at.duration_since(now()).as_millis()).unwrap_or(0),
+                    );
+                    *again = Some(again.map_or(left, |a| a.min(left)));
                     "Progressing"
                 }
             };
             ts["status"] = json!(status);
-        }
-        if let Some(rs) = &rs
-            && !ts["podTemplateHash"].is_string()
-            && t["service"].is_object()
-        {
-            ts["podTemplateHash"] = json!(super::hash_of(rs));
         }
         set_entry(st, "templateStatuses", ts);
         Ok(())
