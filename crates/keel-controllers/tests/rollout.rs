@@ -1430,16 +1430,17 @@ async fn an_experiment_step_runs_its_templates_and_analyses_and_a_failure_aborts
             "duration": "2s", "scaleDownDelaySeconds": 0,
             "templates": [
                 {"name": "baseline", "specRef": "stable"},
-                {"name": "canary", "specRef": "canary", "replicas": 2,
+                {"name": "canary", "specRef": "canary", "replicas": 2, "service": {},
                     "metadata": {"labels": {"role": "exp"}}}],
             "analyses": [{"name": "compare", "templateName": "compare", "args": [
                 {"name": "canary-hash", "value": "{{templates.canary.podTemplateHash}}"},
                 {"name": "baseline", "value": "{{templates.baseline.replicaset.name}}"},
                 {"name": "image", "valueFrom": {"fieldRef": {"fieldPath": "spec.template.spec.containers[0].image"}}}]}]}},
             {"setWeight": 100}]}});
-    api.create(rollouts().await, rollout("ex", 2, strategy), "test")
-        .await
-        .unwrap();
+    let mut ro = rollout("ex", 2, strategy);
+    ro["spec"]["template"]["spec"]["containers"][0]["ports"] =
+        json!([{"name": "http", "containerPort": 8080}]);
+    api.create(rollouts().await, ro, "test").await.unwrap();
     wait_for("the first revision healthy", || healthy(api, "ex")).await;
     let v1 = current_hash(api, "ex").await;
 
@@ -1510,6 +1511,33 @@ async fn an_experiment_step_runs_its_templates_and_analyses_and_a_failure_aborts
         .as_str()
         .unwrap()
         .to_string();
+    // The canary template's Service, on its pods' ports.
+    let services = res("", "v1", "services");
+    let svc_name = format!("{name}-canary");
+    wait_for("the template's Service", || async {
+        api.get(services, Some("default"), &svc_name)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let svc = get(api, services, &svc_name).await;
+    assert_eq!(
+        svc["spec"]["selector"]["rollouts-pod-template-hash"],
+        canary_hash.as_str()
+    );
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(svc["spec"]["ports"][0]["name"], "http");
+    assert_eq!(svc["metadata"]["ownerReferences"][0]["kind"], "Experiment");
+    wait_for("the Service in the template's status", || async {
+        let e = experiment(api, &name).await.unwrap();
+        e["status"]["templateStatuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "canary" && t["serviceName"] == svc_name.as_str())
+    })
+    .await;
     // The run, named after the Experiment, its template args resolved.
     let run = format!("{name}-compare");
     wait_for("the analysis run", || run_exists(api, &run)).await;
@@ -1552,6 +1580,13 @@ async fn an_experiment_step_runs_its_templates_and_analyses_and_a_failure_aborts
     wait_for("the Experiment's sets scaled down", || async {
         template_set(api, &name, "baseline").await.unwrap().1 == 0
             && template_set(api, &name, "canary").await.unwrap().1 == 0
+    })
+    .await;
+    wait_for("the template's Service gone with its pods", || async {
+        api.get(services, Some("default"), &svc_name)
+            .await
+            .unwrap()
+            .is_none()
     })
     .await;
 

@@ -1,7 +1,8 @@
 //! The Experiment controller (Argo's experiments/): it runs each template
 //! of an `Experiment` (`experiment_step` creates them) as a `ReplicaSet`
 //! `<experiment>-<template>` (annotated `experiment.argoproj.io/name` and
-//! `template-name`, labelled with its own `rollouts-pod-template-hash`),
+//! `template-name`, labelled with its own `rollouts-pod-template-hash`;
+//! with `service`, a Service for its pods' ports while it runs),
 //! marks `availableAt` once they are all available, then starts each
 //! analysis as an `AnalysisRun` `<experiment>-<analysis>`; it ends after
 //! `duration` (or when a `requiredForCompletion` analysis succeeds, or an
@@ -15,7 +16,7 @@ use keel_api::resources::{self, Resource};
 use serde_json::{Value, json};
 
 use super::analysis::{analysis_runs, merged_templates, template};
-use super::{HASH_LABEL, SCALE_DOWN_DEADLINE};
+use super::{HASH_LABEL, SCALE_DOWN_DEADLINE, services};
 use crate::deployment::template_hash;
 use crate::events::Recorder;
 use crate::informer::{Cache, Queue, Reconciler, key_of, queue_controller, split_key};
@@ -152,7 +153,7 @@ impl Reconciler for ExperimentController {
     const NAME: &'static str = "experiment";
 
     fn resources(&self) -> Vec<&'static Resource> {
-        vec![self.experiments, replicasets(), self.runs]
+        vec![self.experiments, replicasets(), self.runs, services()]
     }
 
     fn keys_for(&self, cache: &Cache, r: &'static Resource, obj: &Value, queue: &mut Queue) {
@@ -271,6 +272,8 @@ impl ExperimentController {
                 rs
             }
             Some(rs) => {
+                self.template_service(cache, ex, t, &rs, desired, &mut ts)
+                    .await?;
                 let sized = self.size_set(cache, ex, &rs, desired, again).await?;
                 if int(&sized, "/spec/replicas") != int(&rs, "/spec/replicas") {
                     ts["lastTransitionTime"] = json!(t_now);
@@ -325,6 +328,81 @@ impl ExperimentController {
             ts["status"] = json!(status);
         }
         set_entry(st, "templateStatuses", ts);
+        Ok(())
+    }
+
+    /// A template with `service` gets a Service `<experiment>-<template>`
+    /// (or its name) for its pods' ports while it runs, removed once its
+    /// pods are gone; its name and hash go into the template's status.
+    async fn template_service(
+        &self,
+        cache: &mut Cache,
+        ex: &Value,
+        t: &Value,
+        rs: &Value,
+        desired: i64,
+        ts: &mut Value,
+    ) -> Result<(), ClientError> {
+        let (ns, tname) = (
+            meta_str(ex, "namespace").to_string(),
+            t["name"].as_str().unwrap_or(""),
+        );
+        let existing = cache
+            .list(services(), &ns)
+            .find(|s| {
+                controller_uid(s, "Experiment") == Some(meta_str(ex, "uid"))
+                    && s.pointer("/metadata/annotations")
+                        .is_some_and(|a| a[TEMPLATE_ANNOTATION] == tname)
+            })
+            .cloned();
+        let wanted = t["service"].is_object() && desired != 0;
+        if let Some(svc) = &existing
+            && !wanted
+            && (!t["service"].is_object() || int(rs, "/status/availableReplicas") == 0)
+        {
+            cache
+                .delete(services(), &ns, meta_str(svc, "name"), meta_str(svc, "uid"))
+                .await?;
+            for f in ["serviceName", "podTemplateHash"] {
+                ts.as_object_mut().map(|m| m.remove(f));
+            }
+            return Ok(());
+        }
+        let ports: Vec<Value> = rs["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+            .map(|p| {
+                let mut sp = json!({"protocol": p["protocol"].as_str().unwrap_or("TCP"),
+                    "port": p["containerPort"], "targetPort": p["containerPort"]});
+                if let Some(n) = p["name"].as_str() {
+                    sp["name"] = json!(n);
+                }
+                sp
+            })
+            .collect();
+        if !wanted || existing.is_some() || ports.is_empty() {
+            return Ok(());
+        }
+        let name = t["service"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(meta_str(rs, "name"))
+            .to_string();
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns,
+                "annotations": {NAME_ANNOTATION: meta_str(ex, "name"), TEMPLATE_ANNOTATION: tname},
+                "ownerReferences": [controller_of(self.experiments, ex)]},
+            "spec": {"selector": rs["metadata"]["labels"], "ports": ports}});
+        match cache.create(services(), svc).await {
+            Ok(_) => {}
+            // Ours from an earlier pass (found next time), or taken.
+            Err(e) if e.code == 409 => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        ts["serviceName"] = json!(name);
+        ts["podTemplateHash"] = json!(super::hash_of(rs));
         Ok(())
     }
 

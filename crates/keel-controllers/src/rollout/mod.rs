@@ -62,7 +62,7 @@ fn rollouts() -> Option<&'static Resource> {
     resources::find("argoproj.io", "v1alpha1", "rollouts")
 }
 
-fn services() -> &'static Resource {
+pub(super) fn services() -> &'static Resource {
     resources::find("", "v1", "services").expect("services are served")
 }
 
