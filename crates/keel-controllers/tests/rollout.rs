@@ -1690,3 +1690,53 @@ async fn dynamic_stable_scale_with_an_abort_delay_drains_traffic_then_waits() {
     assert_eq!(steps_of(&log, spec_of(&v2)), [0, 1, 3, 0]);
     weights_always_backed(&log, 4);
 }
+
+/// Argo's dynamic rollback to stable: the template set back to stable's
+/// mid-update; the previous canary keeps its traffic and pods until stable
+/// is full again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_stable_scale_back_to_stable_keeps_the_canary_until_stable_is_full() {
+    let k = start().await;
+    let api = &k.api;
+    routed_services(api).await;
+    let log = record(api, "dsb");
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]}});
+    api.create(rollouts().await, rollout("dsb", 4, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "dsb")).await;
+    let v1 = current_hash(api, "dsb").await;
+    set_image(api, "dsb", "web:2").await;
+    let paused_at = |step: i64| async move {
+        let st = status(api, "dsb").await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == step
+    };
+    wait_for("the pause at 25%", || paused_at(1)).await;
+    let v2 = current_hash(api, "dsb").await;
+    promote(api, "dsb").await;
+    wait_for("the pause at 75% with stable at 1", || async {
+        paused_at(3).await && rs_counts(api, "dsb", &v1).await == (1, 1)
+    })
+    .await;
+    set_image(api, "dsb", "web:1").await;
+    wait_for("back on a full stable", || async {
+        healthy(api, "dsb").await
+            && rs_counts(api, "dsb", &v1).await == (4, 4)
+            && rs_counts(api, "dsb", &v2).await.0 == 0
+    })
+    .await;
+    assert_eq!(current_hash(api, "dsb").await, v1);
+    assert_eq!(selector_hash(api, "web-canary").await, v1);
+    let log = log.lock().unwrap().clone();
+    let weight = |s: &Seen| match s {
+        Seen::Weight(w) => Some(*w),
+        _ => None,
+    };
+    assert_eq!(steps_of(&log, weight), [0, 25, 75, 0]);
+    assert_eq!(steps_of(&log, spec_of(&v1)), [0, 4, 3, 1, 4]);
+    assert_eq!(steps_of(&log, spec_of(&v2)), [0, 1, 3, 0]);
+    weights_always_backed(&log, 4);
+}

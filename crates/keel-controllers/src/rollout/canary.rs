@@ -68,6 +68,21 @@ impl Run<'_> {
         let view = self.view();
         let routed = replicas::traffic_routed(&self.ro);
         let dynamic = routed && self.canary_spec()["dynamicStableScale"] == true;
+        // Argo's IsDynamicallyRollingBackToStable: back to the stable
+        // template mid-update, the previous canary keeps its traffic (and
+        // pods, and the canary Service) until stable is full again.
+        let applied = replicas::Weights::of(&self.ro["status"]);
+        let prev_canary = self.ro["status"]["canary"]["weights"]["canary"]["podTemplateHash"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let rolling_back = (dynamic
+            && stable_hash == hash
+            && applied.is_some_and(|w| w.canary > 0)
+            && !prev_canary.is_empty()
+            && prev_canary != hash
+            && int(new, "/status/availableReplicas") < replicas::spec_replicas(&self.ro))
+        .then_some(prev_canary);
         // Stable's pods beyond its spec are on their way out: with dynamic
         // scaling they must not count as able to take traffic back.
         let stable_count = stable.as_ref().map(|s| {
@@ -90,7 +105,6 @@ impl Run<'_> {
         // sized by the weights applied before this pass (it only shrinks
         // once traffic has left it), the canary by the ones applied now
         // (on abort it only shrinks once traffic has left it).
-        let applied = replicas::Weights::of(&self.ro["status"]);
         // The stable set when it is not the new one (an abort after
         // promotion has no canary to hold or drain).
         let distinct = stable.as_ref().filter(|s| hash_of(s) != hash);
@@ -101,7 +115,10 @@ impl Run<'_> {
                 && (dynamic
                     || stable.is_none_or(|x| spec_of(x) == s && int(x, "/status/replicas") == s))
         };
-        if routed {
+        if let Some(prev) = &rolling_back {
+            let w = applied.map_or(0, |w| w.canary);
+            self.route_to(w, prev).await?;
+        } else if routed {
             let w = if self.st["abort"] == true {
                 self.abort_weight(new, distinct)
             } else {
@@ -123,6 +140,28 @@ impl Run<'_> {
             Some(s) if hash_of(s) != hash => Some(self.scale(s, want_stable, "stable").await?),
             _ => None,
         };
+        // Services follow the hashes at once (Argo patches their
+        // selectors), before old sets go.
+        let canary_svc = self.ro["spec"]["strategy"]["canary"]["canaryService"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let stable_svc = self.ro["spec"]["strategy"]["canary"]["stableService"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        // On abort the canary Service goes back to stable (Argo), with
+        // dynamic stable scaling once the canary has no traffic left.
+        let drained = replicas::Weights::of(&self.st).is_none_or(|w| w.canary == 0);
+        let canary_target = if let Some(prev) = &rolling_back {
+            prev
+        } else if self.st["abort"] == true && (!dynamic || drained) {
+            &stable_hash
+        } else {
+            &hash
+        };
+        self.point_service(&canary_svc, canary_target).await?;
+        self.point_service(&stable_svc, &stable_hash).await?;
         // Behind a router, old sets keep their pods for
         // scaleDownDelaySeconds so routers catch up first; with dynamic
         // stable scaling the old stable has no traffic left and goes at once.
@@ -136,27 +175,11 @@ impl Run<'_> {
             0
         };
         for rs in &others {
+            if rolling_back.as_deref() == Some(hash_of(rs)) {
+                continue;
+            }
             self.scale_down_after(rs, delay).await?;
         }
-        // Services follow the hashes at once (Argo patches their selectors).
-        let canary_svc = self.ro["spec"]["strategy"]["canary"]["canaryService"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let stable_svc = self.ro["spec"]["strategy"]["canary"]["stableService"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        // On abort the canary Service goes back to stable (Argo), with
-        // dynamic stable scaling once the canary has no traffic left.
-        let drained = replicas::Weights::of(&self.st).is_none_or(|w| w.canary == 0);
-        let canary_target = if self.st["abort"] == true && (!dynamic || drained) {
-            &stable_hash
-        } else {
-            &hash
-        };
-        self.point_service(&canary_svc, canary_target).await?;
-        self.point_service(&stable_svc, &stable_hash).await?;
 
         let at_counts = at_desired(&new, stable.as_ref(), want)
             && (routed

@@ -109,6 +109,16 @@ impl Run<'_> {
 
     /// Applies `weight` through every configured router and records it.
     pub(super) async fn route(&mut self, weight: i64) -> Result<(), ClientError> {
+        let hash = self.st["currentPodHash"].as_str().unwrap_or("").to_string();
+        self.route_to(weight, &hash).await
+    }
+
+    /// [`Self::route`] recording `canary_hash` as the canary's set.
+    pub(super) async fn route_to(
+        &mut self,
+        weight: i64,
+        canary_hash: &str,
+    ) -> Result<(), ClientError> {
         let tr = self.canary_spec()["trafficRouting"].clone();
         let canary_svc = self.canary_spec()["canaryService"]
             .as_str()
@@ -145,7 +155,7 @@ impl Run<'_> {
         }
         let st = &mut self.st;
         st["canary"]["weights"] = json!({
-            "canary": {"weight": weight, "podTemplateHash": st["currentPodHash"], "serviceName": canary_svc},
+            "canary": {"weight": weight, "podTemplateHash": canary_hash, "serviceName": canary_svc},
             "stable": {"weight": max - weight, "podTemplateHash": st["stableRS"], "serviceName": stable_svc},
         });
         Ok(())
