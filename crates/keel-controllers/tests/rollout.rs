@@ -1067,9 +1067,11 @@ enum Seen {
     Weight(i64),
 }
 
+type Log = std::sync::Arc<std::sync::Mutex<Vec<Seen>>>;
+
 /// Records every change of Rollout `ro`'s sets, Services and canary
 /// Ingress (`<ro>-web-canary`), in order.
-fn record(api: &Loopback, ro: &str) -> std::sync::Arc<std::sync::Mutex<Vec<Seen>>> {
+fn record(api: &Loopback, ro: &str) -> Log {
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (api, ro, out) = (api.clone(), ro.to_string(), log.clone());
     tokio::spawn(async move {
@@ -1627,6 +1629,39 @@ async fn an_experiment_step_runs_its_templates_and_analyses_and_a_failure_aborts
     assert_eq!(rs_counts(api, "ex", &v2).await.0, 2);
 }
 
+/// A dynamicStableScale canary `ro` of 4 behind nginx (steps 25% and 75%,
+/// each paused) with `extra` in its strategy, taken to its 75% pause with
+/// stable settled at 1 pod: (stable hash, canary hash, the recording).
+async fn dynamic_canary_at_75(api: &Loopback, ro: &str, extra: Value) -> (String, String, Log) {
+    routed_services(api).await;
+    let log = record(api, ro);
+    let mut strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        strategy["canary"][k] = v.clone();
+    }
+    api.create(rollouts().await, rollout(ro, 4, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, ro)).await;
+    let v1 = current_hash(api, ro).await;
+    set_image(api, ro, "web:2").await;
+    let paused_at = |step: i64| async move {
+        let st = status(api, ro).await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == step
+    };
+    wait_for("the pause at 25%", || paused_at(1)).await;
+    let v2 = current_hash(api, ro).await;
+    promote(api, ro).await;
+    wait_for("the pause at 75% with stable at 1", || async {
+        paused_at(3).await && rs_counts(api, ro, &v1).await == (1, 1)
+    })
+    .await;
+    (v1, v2, log)
+}
+
 /// Argo's issue 4898: dynamic stable scaling with an explicit
 /// abortScaleDownDelaySeconds keeps the canary's pods while traffic steps
 /// back as stable grows, and only then starts the delay.
@@ -1634,30 +1669,8 @@ async fn an_experiment_step_runs_its_templates_and_analyses_and_a_failure_aborts
 async fn dynamic_stable_scale_with_an_abort_delay_drains_traffic_then_waits() {
     let k = start().await;
     let api = &k.api;
-    routed_services(api).await;
-    let log = record(api, "dsd");
-    let strategy = json!({"canary": {
-        "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
-        "abortScaleDownDelaySeconds": 2,
-        "trafficRouting": {"nginx": {"stableIngress": "web"}},
-        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]}});
-    api.create(rollouts().await, rollout("dsd", 4, strategy), "test")
-        .await
-        .unwrap();
-    wait_for("the first revision healthy", || healthy(api, "dsd")).await;
-    let v1 = current_hash(api, "dsd").await;
-    set_image(api, "dsd", "web:2").await;
-    let paused_at = |step: i64| async move {
-        let st = status(api, "dsd").await;
-        st["phase"] == "Paused" && st["currentStepIndex"] == step
-    };
-    wait_for("the pause at 25%", || paused_at(1)).await;
-    let v2 = current_hash(api, "dsd").await;
-    promote(api, "dsd").await;
-    wait_for("the pause at 75% with stable at 1", || async {
-        paused_at(3).await && rs_counts(api, "dsd", &v1).await.0 == 1
-    })
-    .await;
+    let (v1, v2, log) =
+        dynamic_canary_at_75(api, "dsd", json!({"abortScaleDownDelaySeconds": 2})).await;
     modify(api, "dsd", Some("status"), |v| {
         v["status"]["abort"] = json!(true);
     })
@@ -1698,29 +1711,7 @@ async fn dynamic_stable_scale_with_an_abort_delay_drains_traffic_then_waits() {
 async fn dynamic_stable_scale_back_to_stable_keeps_the_canary_until_stable_is_full() {
     let k = start().await;
     let api = &k.api;
-    routed_services(api).await;
-    let log = record(api, "dsb");
-    let strategy = json!({"canary": {
-        "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
-        "trafficRouting": {"nginx": {"stableIngress": "web"}},
-        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]}});
-    api.create(rollouts().await, rollout("dsb", 4, strategy), "test")
-        .await
-        .unwrap();
-    wait_for("the first revision healthy", || healthy(api, "dsb")).await;
-    let v1 = current_hash(api, "dsb").await;
-    set_image(api, "dsb", "web:2").await;
-    let paused_at = |step: i64| async move {
-        let st = status(api, "dsb").await;
-        st["phase"] == "Paused" && st["currentStepIndex"] == step
-    };
-    wait_for("the pause at 25%", || paused_at(1)).await;
-    let v2 = current_hash(api, "dsb").await;
-    promote(api, "dsb").await;
-    wait_for("the pause at 75% with stable at 1", || async {
-        paused_at(3).await && rs_counts(api, "dsb", &v1).await == (1, 1)
-    })
-    .await;
+    let (v1, v2, log) = dynamic_canary_at_75(api, "dsb", json!({})).await;
     set_image(api, "dsb", "web:1").await;
     wait_for("back on a full stable", || async {
         healthy(api, "dsb").await
