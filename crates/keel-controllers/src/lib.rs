@@ -130,6 +130,7 @@ pub fn spawn_with(api: &Loopback, opts: &Options) -> Vec<tokio::task::JoinHandle
     ];
     if opts.rollouts {
         tasks.push(tokio::spawn(rollout::run(api.clone())));
+        tasks.push(tokio::spawn(rollout::experiment::run(api.clone())));
         tasks.push(tokio::spawn(analysis::spawn(
             api.clone(),
             clock::from_env(),

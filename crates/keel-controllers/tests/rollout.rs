@@ -1050,3 +1050,684 @@ async fn restart_at_replaces_older_pods_one_at_a_time() {
     wait_for("healthy after the restart", || healthy(api, "rs")).await;
     assert_eq!(rs_counts(api, "rs", &hash).await, (3, 3));
 }
+
+/// One observed change, in the store's order: a set's spec and available
+/// pods, a Service's hash, the canary Ingress's weight.
+#[derive(Debug, Clone)]
+enum Seen {
+    Set {
+        hash: String,
+        spec: i64,
+        available: i64,
+    },
+    Service {
+        name: String,
+        hash: String,
+    },
+    Weight(i64),
+}
+
+type Log = std::sync::Arc<std::sync::Mutex<Vec<Seen>>>;
+
+/// Records every change of Rollout `ro`'s sets, Services and canary
+/// Ingress (`<ro>-web-canary`), in order.
+fn record(api: &Loopback, ro: &str) -> Log {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (api, ro, out) = (api.clone(), ro.to_string(), log.clone());
+    tokio::spawn(async move {
+        let mut watch = api.watch_all(0).await.unwrap();
+        while let Some(Ok(ev)) = watch.next().await {
+            let WatchEvent::Change(c) = ev else { continue };
+            let Some(o) = api.object(&c) else { continue };
+            if c.kind != ChangeKind::Put {
+                continue;
+            }
+            let name = o["metadata"]["name"].as_str().unwrap_or("");
+            let hash = |v: &Value| v.as_str().unwrap_or("").to_string();
+            let seen = match o["kind"].as_str() {
+                Some("ReplicaSet") if name.starts_with(&format!("{ro}-")) => Seen::Set {
+                    hash: hash(&o["metadata"]["labels"]["rollouts-pod-template-hash"]),
+                    spec: o["spec"]["replicas"].as_i64().unwrap_or(0),
+                    available: o["status"]["availableReplicas"].as_i64().unwrap_or(0),
+                },
+                Some("Service") => Seen::Service {
+                    name: name.to_string(),
+                    hash: hash(&o["spec"]["selector"]["rollouts-pod-template-hash"]),
+                },
+                Some("Ingress") if name == format!("{ro}-web-canary") => Seen::Weight(
+                    o["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"]
+                        .as_str()
+                        .and_then(|w| w.parse().ok())
+                        .unwrap_or(-1),
+                ),
+                _ => continue,
+            };
+            out.lock().unwrap().push(seen);
+        }
+    });
+    log
+}
+
+/// The successive distinct values of `f` over the log.
+fn steps_of(log: &[Seen], f: impl Fn(&Seen) -> Option<i64>) -> Vec<i64> {
+    let mut out: Vec<i64> = Vec::new();
+    for v in log.iter().filter_map(f) {
+        if out.last() != Some(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn spec_of(hash: &str) -> impl Fn(&Seen) -> Option<i64> + '_ {
+    move |s| match s {
+        Seen::Set { hash: h, spec, .. } if h == hash => Some(*spec),
+        _ => None,
+    }
+}
+
+/// Through the whole log: at every moment each side of the router's
+/// split (the canary and stable Services' sets) had the pods available
+/// for its share of `replicas`.
+fn weights_always_backed(log: &[Seen], replicas: i64) {
+    let mut available = std::collections::HashMap::new();
+    let (mut canary, mut stable) = (String::new(), String::new());
+    let mut weight = None;
+    for (i, s) in log.iter().enumerate() {
+        match s {
+            Seen::Set {
+                hash, available: a, ..
+            } => {
+                available.insert(hash.clone(), *a);
+            }
+            Seen::Service { name, hash } if name == "web-canary" => canary.clone_from(hash),
+            Seen::Service { name, hash } if name == "web-stable" => stable.clone_from(hash),
+            Seen::Service { .. } => {}
+            Seen::Weight(w) => weight = Some(*w),
+        }
+        let Some(w) = weight else { continue };
+        for (hash, share) in [(&canary, w), (&stable, 100 - w)] {
+            if hash.is_empty() {
+                continue;
+            }
+            let have = available.get(hash).copied().unwrap_or(0);
+            assert!(
+                have * 100 >= share * replicas,
+                "{share}% on {hash} with {have} pods available at {i}: {:#?}",
+                &log[i.saturating_sub(8)..=i]
+            );
+        }
+    }
+}
+/// The stable and canary Services and the stable Ingress `web` that
+/// `trafficRouting.nginx` copies.
+async fn routed_services(api: &Loopback) {
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"rules": [{"host": "web.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}}]}}]}});
+    api.create(res("networking.k8s.io", "v1", "ingresses"), ing, "test")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_stable_scale_shrinks_stable_with_its_weight_and_grows_it_back_on_abort() {
+    let k = start().await;
+    let api = &k.api;
+    routed_services(api).await;
+    let log = record(api, "dss");
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]}});
+    api.create(rollouts().await, rollout("dss", 4, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "dss")).await;
+    let v1 = current_hash(api, "dss").await;
+    let paused_at = |step: i64| async move {
+        let st = status(api, "dss").await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == step
+    };
+    let weights = || async {
+        let st = status(api, "dss").await;
+        let w = &st["canary"]["weights"];
+        (
+            w["canary"]["weight"].as_i64().unwrap_or(-1),
+            w["stable"]["weight"].as_i64().unwrap_or(-1),
+        )
+    };
+
+    // 25%: stable gives up one of its four pods once traffic left it.
+    set_image(api, "dss", "web:2").await;
+    wait_for("the pause at 25%", || paused_at(1)).await;
+    let v2 = current_hash(api, "dss").await;
+    assert_eq!(weights().await, (25, 75));
+    wait_for("stable at 3", || async {
+        rs_counts(api, "dss", &v1).await.0 == 3
+    })
+    .await;
+    assert_eq!(rs_counts(api, "dss", &v2).await, (1, 1));
+    // 75%: three canary pods, one stable.
+    promote(api, "dss").await;
+    wait_for("the pause at 75%", || paused_at(3)).await;
+    assert_eq!(weights().await, (75, 25));
+    wait_for("stable at 1", || async {
+        rs_counts(api, "dss", &v1).await.0 == 1
+    })
+    .await;
+    assert_eq!(rs_counts(api, "dss", &v2).await, (3, 3));
+    // Promoted: the old stable goes at once (no scaleDownDelaySeconds).
+    promote(api, "dss").await;
+    wait_for("v2 healthy", || healthy(api, "dss")).await;
+    wait_for("v1 at 0", || async {
+        rs_counts(api, "dss", &v1).await.0 == 0
+    })
+    .await;
+    assert_eq!(rs_counts(api, "dss", &v2).await, (4, 4));
+    let at_v2 = log.lock().unwrap().len();
+
+    // v3 aborted at 75%: stable grows back before traffic returns to it,
+    // the canary shrinks only after its traffic left.
+    set_image(api, "dss", "web:3").await;
+    wait_for("v3's pause at 25%", || async {
+        paused_at(1).await && current_hash(api, "dss").await != v2
+    })
+    .await;
+    let v3 = current_hash(api, "dss").await;
+    promote(api, "dss").await;
+    wait_for("v3's pause at 75%", || paused_at(3)).await;
+    wait_for("v2 at 1", || async {
+        rs_counts(api, "dss", &v2).await.0 == 1
+    })
+    .await;
+    modify(api, "dss", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("all traffic back on a full stable", || async {
+        weights().await == (0, 100)
+            && rs_counts(api, "dss", &v2).await == (4, 4)
+            && rs_counts(api, "dss", &v3).await.0 == 0
+    })
+    .await;
+    let st = status(api, "dss").await;
+    assert_eq!(st["phase"], "Degraded", "{st}");
+    let log = log.lock().unwrap().clone();
+    let weight = |s: &Seen| match s {
+        Seen::Weight(w) => Some(*w),
+        _ => None,
+    };
+    // Each set's successive sizes, each weight the router got.
+    assert_eq!(steps_of(&log, spec_of(&v1)), [0, 4, 3, 1, 0]);
+    assert_eq!(steps_of(&log, spec_of(&v2)), [0, 1, 3, 4, 3, 1, 3, 4]);
+    assert_eq!(steps_of(&log, spec_of(&v3)), [0, 1, 3, 1, 0]);
+    assert_eq!(steps_of(&log[..at_v2], weight), [0, 25, 75, 100, 0]);
+    assert_eq!(steps_of(&log[at_v2..], weight), [25, 75, 25, 0]);
+    weights_always_backed(&log, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_scale_down_delay_keeps_the_routed_canary_then_scales_it_down() {
+    let k = start().await;
+    let api = &k.api;
+    routed_services(api).await;
+    let ingresses = res("networking.k8s.io", "v1", "ingresses");
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "abortScaleDownDelaySeconds": 3,
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setCanaryScale": {"replicas": 1}}, {"setWeight": 50}, {"pause": {}}]}});
+    api.create(rollouts().await, rollout("asd", 2, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, "asd")).await;
+    let v1 = current_hash(api, "asd").await;
+    set_image(api, "asd", "web:2").await;
+    let paused = || async {
+        let st = status(api, "asd").await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == 2
+    };
+    wait_for("the pause at 50%", paused).await;
+    let v2 = current_hash(api, "asd").await;
+    assert_eq!(rs_counts(api, "asd", &v2).await, (1, 1));
+    let weight = || async {
+        get(api, ingresses, "asd-web-canary").await["metadata"]["annotations"]
+            ["nginx.ingress.kubernetes.io/canary-weight"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(weight().await, "50");
+    let abort = |on: bool| async move {
+        modify(api, "asd", Some("status"), |v| {
+            v["status"]["abort"] = json!(on);
+        })
+        .await;
+    };
+
+    // Aborted: traffic leaves the canary at once, its pods stay until the
+    // deadline (3 s, whole seconds as Argo writes it) and go then.
+    let t0 = jiff::Timestamp::now();
+    abort(true).await;
+    wait_for("Degraded with all traffic on stable", || async {
+        status(api, "asd").await["phase"] == "Degraded" && weight().await == "0"
+    })
+    .await;
+    wait_for("the deadline", || async {
+        !rs_annotation(api, "asd", &v2, "scale-down-deadline")
+            .await
+            .is_empty()
+    })
+    .await;
+    let deadline: jiff::Timestamp = rs_annotation(api, "asd", &v2, "scale-down-deadline")
+        .await
+        .parse()
+        .unwrap();
+    let ahead = (deadline - t0).get_seconds();
+    assert!(
+        (2..=4).contains(&ahead),
+        "deadline {deadline}, abort at {t0}"
+    );
+    assert_eq!(
+        rs_counts(api, "asd", &v2).await.0,
+        1,
+        "kept until the deadline"
+    );
+    assert_eq!(
+        selector_hash(api, "web-canary").await,
+        v1,
+        "canary Service on stable"
+    );
+    while jiff::Timestamp::now() < deadline - jiff::SignedDuration::from_millis(300) {
+        assert_eq!(rs_counts(api, "asd", &v2).await.0, 1, "scaled down early");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for("the canary scaled down after its deadline", || async {
+        rs_counts(api, "asd", &v2).await.0 == 0
+    })
+    .await;
+    assert!(jiff::Timestamp::now() >= deadline);
+    assert_eq!(rs_counts(api, "asd", &v1).await, (2, 2));
+
+    // Retried: the canary comes back without its deadline.
+    abort(false).await;
+    wait_for("paused again at 50%", || async {
+        paused().await && weight().await == "50" && rs_counts(api, "asd", &v2).await == (1, 1)
+    })
+    .await;
+    assert_eq!(
+        rs_annotation(api, "asd", &v2, "scale-down-deadline").await,
+        ""
+    );
+    assert_eq!(selector_hash(api, "web-canary").await, v2);
+
+    // abortScaleDownDelaySeconds: 0 leaves the canary up (its
+    // setCanaryScale stays in force).
+    modify(api, "asd", None, |v| {
+        v["spec"]["strategy"]["canary"]["abortScaleDownDelaySeconds"] = json!(0);
+    })
+    .await;
+    abort(true).await;
+    wait_for("Degraded again, no traffic to the canary", || async {
+        status(api, "asd").await["phase"] == "Degraded" && weight().await == "0"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rs_counts(api, "asd", &v2).await, (1, 1));
+    assert_eq!(
+        rs_annotation(api, "asd", &v2, "scale-down-deadline").await,
+        ""
+    );
+}
+
+async fn experiment(api: &Loopback, name: &str) -> Option<Value> {
+    let r = served("argoproj.io", "v1alpha1", "experiments").await;
+    api.get(r, Some("default"), name).await.unwrap()
+}
+
+/// A template's set of Experiment `ex`: (spec, available).
+async fn template_set(api: &Loopback, ex: &str, template: &str) -> Option<(Value, i64, i64)> {
+    let rs = api
+        .get(
+            res("apps", "v1", "replicasets"),
+            Some("default"),
+            &format!("{ex}-{template}"),
+        )
+        .await
+        .unwrap()?;
+    let (spec, avail) = (
+        rs["spec"]["replicas"].as_i64().unwrap_or(-1),
+        rs["status"]["availableReplicas"].as_i64().unwrap_or(0),
+    );
+    Some((rs, spec, avail))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_experiment_step_runs_its_templates_and_analyses_and_a_failure_aborts() {
+    let k = start().await;
+    let api = &k.api;
+    service(api, "web-stable").await;
+    service(api, "web-canary").await;
+    // initialDelay keeps the analysis controller from measuring: the test
+    // decides each run's phase.
+    let tpl = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "compare", "namespace": "default"},
+        "spec": {"args": [{"name": "canary-hash"}, {"name": "baseline"}, {"name": "image"}],
+            "metrics": [{"name": "diff", "initialDelay": "1h", "successCondition": "result == 1",
+                "provider": {"web": {"url": "http://127.0.0.1:9/{{args.canary-hash}}"}}}]}});
+    api.create(
+        served("argoproj.io", "v1alpha1", "analysistemplates").await,
+        tpl,
+        "test",
+    )
+    .await
+    .unwrap();
+    let strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable",
+        "steps": [{"setWeight": 50}, {"experiment": {
+            "duration": "2s", "scaleDownDelaySeconds": 0,
+            "templates": [
+                {"name": "baseline", "specRef": "stable"},
+                {"name": "canary", "specRef": "canary", "replicas": 2, "service": {},
+                    "metadata": {"labels": {"role": "exp"}}}],
+            "analyses": [{"name": "compare", "templateName": "compare", "args": [
+                {"name": "canary-hash", "value": "{{templates.canary.podTemplateHash}}"},
+                {"name": "baseline", "value": "{{templates.baseline.replicaset.name}}"},
+                {"name": "image", "valueFrom": {"fieldRef": {"fieldPath": "spec.template.spec.containers[0].image"}}}]}]}},
+            {"setWeight": 100}]}});
+    let mut ro = rollout("ex", 2, strategy);
+    ro["spec"]["template"]["spec"]["containers"][0]["ports"] =
+        json!([{"name": "http", "containerPort": 8080}]);
+    api.create(rollouts().await, ro, "test").await.unwrap();
+    wait_for("the first revision healthy", || healthy(api, "ex")).await;
+    let v1 = current_hash(api, "ex").await;
+
+    // Revision 2: the step creates its Experiment; the analysis passes
+    // and the duration ends it.
+    set_image(api, "ex", "web:2").await;
+    wait_for("the second revision", || async {
+        current_hash(api, "ex").await != v1
+    })
+    .await;
+    let v2 = current_hash(api, "ex").await;
+    let name = format!("ex-{v2}-2-1");
+    wait_for("the Experiment", || async {
+        experiment(api, &name).await.is_some()
+    })
+    .await;
+    let ex = experiment(api, &name).await.unwrap();
+    assert_eq!(
+        ex["metadata"]["labels"]["rollouts-pod-template-hash"],
+        v2.as_str()
+    );
+    assert_eq!(
+        ex["metadata"]["annotations"]["rollout.argoproj.io/revision"],
+        "2"
+    );
+    assert_eq!(ex["metadata"]["ownerReferences"][0]["kind"], "Rollout");
+    assert_eq!(ex["spec"]["duration"], "2s");
+    assert_eq!(
+        ex["spec"]["analyses"][0]["args"][2],
+        json!({"name": "image", "value": "web:2"}),
+        "the Rollout resolves its own args"
+    );
+    wait_for("both templates running", || async {
+        let e = experiment(api, &name).await.unwrap();
+        e["status"]["phase"] == "Running" && e["status"]["availableAt"].is_string()
+    })
+    .await;
+    let (baseline, spec, _) = template_set(api, &name, "baseline").await.unwrap();
+    assert_eq!(spec, 1, "replicas default to 1");
+    assert_eq!(
+        baseline["metadata"]["annotations"]["experiment.argoproj.io/name"],
+        name.as_str()
+    );
+    assert_eq!(
+        baseline["metadata"]["annotations"]["experiment.argoproj.io/template-name"],
+        "baseline"
+    );
+    assert_eq!(
+        baseline["metadata"]["ownerReferences"][0]["kind"],
+        "Experiment"
+    );
+    assert_eq!(
+        baseline["spec"]["template"]["spec"]["containers"][0]["image"], "web:1",
+        "specRef stable"
+    );
+    let (canary, spec, avail) = template_set(api, &name, "canary").await.unwrap();
+    assert_eq!((spec, avail), (2, 2));
+    assert_eq!(
+        canary["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:2"
+    );
+    assert_eq!(
+        canary["spec"]["template"]["metadata"]["labels"]["role"],
+        "exp"
+    );
+    assert_eq!(canary["spec"]["selector"]["matchLabels"]["role"], "exp");
+    let canary_hash = canary["metadata"]["labels"]["rollouts-pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The canary template's Service, on its pods' ports.
+    let services = res("", "v1", "services");
+    let svc_name = format!("{name}-canary");
+    wait_for("the template's Service", || async {
+        api.get(services, Some("default"), &svc_name)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let svc = get(api, services, &svc_name).await;
+    assert_eq!(
+        svc["spec"]["selector"]["rollouts-pod-template-hash"],
+        canary_hash.as_str()
+    );
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(svc["spec"]["ports"][0]["name"], "http");
+    assert_eq!(svc["metadata"]["ownerReferences"][0]["kind"], "Experiment");
+    wait_for("the Service in the template's status", || async {
+        let e = experiment(api, &name).await.unwrap();
+        e["status"]["templateStatuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "canary" && t["serviceName"] == svc_name.as_str())
+    })
+    .await;
+    // The run, named after the Experiment, its template args resolved.
+    let run = format!("{name}-compare");
+    wait_for("the analysis run", || run_exists(api, &run)).await;
+    let runs = served("argoproj.io", "v1alpha1", "analysisruns").await;
+    let r = get(api, runs, &run).await;
+    assert_eq!(r["metadata"]["ownerReferences"][0]["kind"], "Experiment");
+    let args = r["spec"]["args"].as_array().unwrap();
+    let arg = |n: &str| {
+        args.iter().find(|a| a["name"] == n).unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(arg("canary-hash"), canary_hash);
+    assert_eq!(arg("baseline"), format!("{name}-baseline"));
+    assert_eq!(
+        status(api, "ex").await["canary"]["currentExperiment"],
+        name.as_str()
+    );
+    finish_run(api, &run, "Successful", "").await;
+    wait_for("the Experiment successful", || async {
+        experiment(api, &name).await.unwrap()["status"]["phase"] == "Successful"
+    })
+    .await;
+    let e = experiment(api, &name).await.unwrap();
+    let available_at: jiff::Timestamp = e["status"]["availableAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        jiff::Timestamp::now() >= available_at + jiff::SignedDuration::from_secs(2),
+        "ended before its duration"
+    );
+    for t in e["status"]["templateStatuses"].as_array().unwrap() {
+        assert_eq!(t["status"], "Successful", "{e}");
+    }
+    assert_eq!(e["status"]["analysisRuns"][0]["phase"], "Successful");
+    wait_for("v2 healthy", || healthy(api, "ex")).await;
+    wait_for("the Experiment's sets scaled down", || async {
+        template_set(api, &name, "baseline").await.unwrap().1 == 0
+            && template_set(api, &name, "canary").await.unwrap().1 == 0
+    })
+    .await;
+    wait_for("the template's Service gone with its pods", || async {
+        api.get(services, Some("default"), &svc_name)
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+
+    // Revision 3: its analysis fails, so does the Experiment, the Rollout
+    // aborts with Argo's message and the Experiment's sets go.
+    set_image(api, "ex", "web:3").await;
+    wait_for("the third revision", || async {
+        current_hash(api, "ex").await != v2
+    })
+    .await;
+    let v3 = current_hash(api, "ex").await;
+    let name = format!("ex-{v3}-3-1");
+    let run = format!("{name}-compare");
+    wait_for("the third revision's run", || run_exists(api, &run)).await;
+    let failure = "Metric \"diff\" assessed Failed due to failed (1) > failureLimit (0)";
+    finish_run(api, &run, "Failed", failure).await;
+    wait_for("the abort", || async {
+        status(api, "ex").await["phase"] == "Degraded" && rs_counts(api, "ex", &v3).await.0 == 0
+    })
+    .await;
+    let e = experiment(api, &name).await.unwrap();
+    assert_eq!(e["status"]["phase"], "Failed", "{e}");
+    assert_eq!(e["status"]["message"], failure);
+    let st = status(api, "ex").await;
+    assert_eq!(
+        st["message"],
+        format!(
+            "RolloutAborted: Rollout aborted update to revision 3: Experiment analysis phase is error/failed: {failure}"
+        ),
+        "{st}"
+    );
+    assert_eq!(st["stableRS"], v2.as_str());
+    wait_for("the failed Experiment's sets scaled down", || async {
+        template_set(api, &name, "baseline").await.unwrap().1 == 0
+            && template_set(api, &name, "canary").await.unwrap().1 == 0
+    })
+    .await;
+    assert_eq!(rs_counts(api, "ex", &v2).await.0, 2);
+}
+
+/// A dynamicStableScale canary `ro` of 4 behind nginx (steps 25% and 75%,
+/// each paused) with `extra` in its strategy, taken to its 75% pause with
+/// stable settled at 1 pod: (stable hash, canary hash, the recording).
+async fn dynamic_canary_at_75(api: &Loopback, ro: &str, extra: Value) -> (String, String, Log) {
+    routed_services(api).await;
+    let log = record(api, ro);
+    let mut strategy = json!({"canary": {
+        "canaryService": "web-canary", "stableService": "web-stable", "dynamicStableScale": true,
+        "trafficRouting": {"nginx": {"stableIngress": "web"}},
+        "steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        strategy["canary"][k] = v.clone();
+    }
+    api.create(rollouts().await, rollout(ro, 4, strategy), "test")
+        .await
+        .unwrap();
+    wait_for("the first revision healthy", || healthy(api, ro)).await;
+    let v1 = current_hash(api, ro).await;
+    set_image(api, ro, "web:2").await;
+    let paused_at = |step: i64| async move {
+        let st = status(api, ro).await;
+        st["phase"] == "Paused" && st["currentStepIndex"] == step
+    };
+    wait_for("the pause at 25%", || paused_at(1)).await;
+    let v2 = current_hash(api, ro).await;
+    promote(api, ro).await;
+    wait_for("the pause at 75% with stable at 1", || async {
+        paused_at(3).await && rs_counts(api, ro, &v1).await == (1, 1)
+    })
+    .await;
+    (v1, v2, log)
+}
+
+/// Argo's issue 4898: dynamic stable scaling with an explicit
+/// abortScaleDownDelaySeconds keeps the canary's pods while traffic steps
+/// back as stable grows, and only then starts the delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_stable_scale_with_an_abort_delay_drains_traffic_then_waits() {
+    let k = start().await;
+    let api = &k.api;
+    let (v1, v2, log) =
+        dynamic_canary_at_75(api, "dsd", json!({"abortScaleDownDelaySeconds": 2})).await;
+    modify(api, "dsd", Some("status"), |v| {
+        v["status"]["abort"] = json!(true);
+    })
+    .await;
+    wait_for("all traffic back on a full stable", || async {
+        let st = status(api, "dsd").await;
+        st["canary"]["weights"]["canary"]["weight"] == 0
+            && rs_counts(api, "dsd", &v1).await == (4, 4)
+    })
+    .await;
+    // The canary kept its pods through the step-down; its delay starts now.
+    assert_eq!(rs_counts(api, "dsd", &v2).await.0, 3);
+    wait_for("the deadline", || async {
+        !rs_annotation(api, "dsd", &v2, "scale-down-deadline")
+            .await
+            .is_empty()
+    })
+    .await;
+    wait_for("the canary scaled down after it", || async {
+        rs_counts(api, "dsd", &v2).await.0 == 0
+    })
+    .await;
+    let log = log.lock().unwrap().clone();
+    let weight = |s: &Seen| match s {
+        Seen::Weight(w) => Some(*w),
+        _ => None,
+    };
+    assert_eq!(steps_of(&log, weight), [0, 25, 75, 25, 0]);
+    assert_eq!(steps_of(&log, spec_of(&v1)), [0, 4, 3, 1, 3, 4]);
+    assert_eq!(steps_of(&log, spec_of(&v2)), [0, 1, 3, 0]);
+    weights_always_backed(&log, 4);
+}
+
+/// Argo's dynamic rollback to stable: the template set back to stable's
+/// mid-update; the previous canary keeps its traffic and pods until stable
+/// is full again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_stable_scale_back_to_stable_keeps_the_canary_until_stable_is_full() {
+    let k = start().await;
+    let api = &k.api;
+    let (v1, v2, log) = dynamic_canary_at_75(api, "dsb", json!({})).await;
+    set_image(api, "dsb", "web:1").await;
+    wait_for("back on a full stable", || async {
+        healthy(api, "dsb").await
+            && rs_counts(api, "dsb", &v1).await == (4, 4)
+            && rs_counts(api, "dsb", &v2).await.0 == 0
+    })
+    .await;
+    assert_eq!(current_hash(api, "dsb").await, v1);
+    assert_eq!(selector_hash(api, "web-canary").await, v1);
+    let log = log.lock().unwrap().clone();
+    let weight = |s: &Seen| match s {
+        Seen::Weight(w) => Some(*w),
+        _ => None,
+    };
+    assert_eq!(steps_of(&log, weight), [0, 25, 75, 0]);
+    assert_eq!(steps_of(&log, spec_of(&v1)), [0, 4, 3, 1, 4]);
+    assert_eq!(steps_of(&log, spec_of(&v2)), [0, 1, 3, 0]);
+    weights_always_backed(&log, 4);
+}

@@ -70,58 +70,112 @@ fn field(ro: &Value, path: &str) -> Option<String> {
     })
 }
 
-impl Run<'_> {
-    async fn template(&self, t: &Value) -> Result<Option<Value>, ClientError> {
-        let name = t["templateName"].as_str().unwrap_or("");
-        let (plural, ns) = if t["clusterScope"] == true {
-            ("clusteranalysistemplates", None)
-        } else {
-            ("analysistemplates", Some(self.ns()))
+/// The `AnalysisTemplate` or `ClusterAnalysisTemplate` a reference names.
+pub(super) async fn template(
+    api: &keel_api::Loopback,
+    ns: &str,
+    t: &Value,
+) -> Result<Option<Value>, ClientError> {
+    let name = t["templateName"].as_str().unwrap_or("");
+    let (plural, ns) = if t["clusterScope"] == true {
+        ("clusteranalysistemplates", None)
+    } else {
+        ("analysistemplates", Some(ns))
+    };
+    let Some(r) = resources::find("argoproj.io", "v1alpha1", plural) else {
+        return Ok(None);
+    };
+    api.get(r, ns, name).await
+}
+
+/// What the templates `refs` name add up to (Argo's
+/// NewAnalysisRunFromTemplates): metrics, dryRun and measurementRetention
+/// concatenated, args merged (a value given wins); `Err` names a missing
+/// template.
+pub(super) async fn merged_templates(
+    api: &keel_api::Loopback,
+    ns: &str,
+    refs: &Value,
+) -> Result<Result<Merged, String>, ClientError> {
+    let mut m = Merged::default();
+    for t in refs.as_array().into_iter().flatten() {
+        let Some(tpl) = template(api, ns, t).await? else {
+            return Ok(Err(format!(
+                "AnalysisTemplate \"{}\" not found",
+                t["templateName"].as_str().unwrap_or("")
+            )));
         };
-        let Some(r) = resources::find("argoproj.io", "v1alpha1", plural) else {
-            return Ok(None);
-        };
-        self.cache.api.get(r, ns.as_deref(), name).await
+        let spec = &tpl["spec"];
+        let list = |f: &str| spec[f].as_array().cloned().unwrap_or_default();
+        m.metrics.extend(list("metrics"));
+        m.dry_run.extend(list("dryRun"));
+        m.retention.extend(list("measurementRetention"));
+        for a in spec["args"].as_array().into_iter().flatten() {
+            match m.args.iter_mut().find(|p| p["name"] == a["name"]) {
+                Some(p) if p.get("value").is_none() => *p = a.clone(),
+                Some(_) => {}
+                None => m.args.push(a.clone()),
+            }
+        }
+    }
+    Ok(Ok(m))
+}
+
+/// Templates merged into one run's parts.
+#[derive(Default)]
+pub(super) struct Merged {
+    pub metrics: Vec<Value>,
+    pub args: Vec<Value>,
+    pub dry_run: Vec<Value>,
+    pub retention: Vec<Value>,
+}
+
+impl Merged {
+    /// Sets `name`'s value where the templates declare it.
+    pub fn set_arg(&mut self, name: &Value, value: String) {
+        if let Some(p) = self.args.iter_mut().find(|p| p["name"] == *name) {
+            *p = json!({"name": name, "value": value});
+        }
     }
 
-    /// The run Argo would create for `analysis` (a step's or the
-    /// background one), or why it cannot be built.
-    async fn build_run(
-        &self,
-        analysis: &Value,
-        name: &str,
-        labels: Value,
-        new_hash: &str,
-    ) -> Result<Result<Value, String>, ClientError> {
-        let mut metrics = Vec::new();
-        let mut args: Vec<Value> = Vec::new();
-        let (mut dry_run, mut retention) = (Vec::new(), Vec::new());
-        for t in analysis["templates"].as_array().into_iter().flatten() {
-            let Some(tpl) = self.template(t).await? else {
-                return Ok(Err(format!(
-                    "AnalysisTemplate \"{}\" not found",
-                    t["templateName"].as_str().unwrap_or("")
-                )));
-            };
-            let spec = &tpl["spec"];
-            metrics.extend(spec["metrics"].as_array().cloned().unwrap_or_default());
-            dry_run.extend(spec["dryRun"].as_array().cloned().unwrap_or_default());
-            retention.extend(
-                spec["measurementRetention"]
+    /// An argument left without a value: Argo's error.
+    pub fn unresolved(&self) -> Option<String> {
+        self.args
+            .iter()
+            .find(|a| a.get("value").is_none() && a.get("valueFrom").is_none())
+            .map(|a| format!("args.{} was not resolved", a["name"].as_str().unwrap_or("")))
+    }
+
+    /// The run's spec, with the step's own dryRun and
+    /// measurementRetention added.
+    pub fn spec(mut self, extra: &Value) -> Value {
+        let mut spec = json!({"metrics": self.metrics, "args": self.args});
+        if !self.dry_run.is_empty() || extra["dryRun"].is_array() {
+            self.dry_run
+                .extend(extra["dryRun"].as_array().cloned().unwrap_or_default());
+            spec["dryRun"] = json!(self.dry_run);
+        }
+        if !self.retention.is_empty() || extra["measurementRetention"].is_array() {
+            self.retention.extend(
+                extra["measurementRetention"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default(),
             );
-            for a in spec["args"].as_array().into_iter().flatten() {
-                match args.iter_mut().find(|p| p["name"] == a["name"]) {
-                    Some(p) if p.get("value").is_none() => *p = a.clone(),
-                    Some(_) => {}
-                    None => args.push(a.clone()),
-                }
-            }
+            spec["measurementRetention"] = json!(self.retention);
         }
+        spec
+    }
+}
+
+impl Run<'_> {
+    /// An analysis' `args` resolved against this Rollout (`value`,
+    /// `valueFrom.podTemplateHashValue`, `valueFrom.fieldRef`) as
+    /// `(name, value)` pairs.
+    pub(super) fn resolved_args(&self, args: &Value, new_hash: &str) -> Vec<(Value, String)> {
         let stable = self.st["stableRS"].as_str().unwrap_or("").to_string();
-        for a in analysis["args"].as_array().into_iter().flatten() {
+        let mut out = Vec::new();
+        for a in args.as_array().into_iter().flatten() {
             let value = if let Some(v) = a["value"].as_str() {
                 v.to_string()
             } else if let Some(which) = a["valueFrom"]["podTemplateHashValue"].as_str() {
@@ -137,18 +191,30 @@ impl Run<'_> {
             } else {
                 continue;
             };
-            if let Some(p) = args.iter_mut().find(|p| p["name"] == a["name"]) {
-                *p = json!({"name": a["name"], "value": value});
-            }
+            out.push((a["name"].clone(), value));
         }
-        if let Some(a) = args
-            .iter()
-            .find(|a| a.get("value").is_none() && a.get("valueFrom").is_none())
-        {
-            return Ok(Err(format!(
-                "args.{} was not resolved",
-                a["name"].as_str().unwrap_or("")
-            )));
+        out
+    }
+
+    /// The run Argo would create for `analysis` (a step's or the
+    /// background one), or why it cannot be built.
+    async fn build_run(
+        &self,
+        analysis: &Value,
+        name: &str,
+        labels: Value,
+        new_hash: &str,
+    ) -> Result<Result<Value, String>, ClientError> {
+        let mut m =
+            match merged_templates(&self.cache.api, &self.ns(), &analysis["templates"]).await? {
+                Ok(m) => m,
+                Err(why) => return Ok(Err(why)),
+            };
+        for (name, value) in self.resolved_args(&analysis["args"], new_hash) {
+            m.set_arg(&name, value);
+        }
+        if let Some(why) = m.unresolved() {
+            return Ok(Err(why));
         }
         let mut labels = labels;
         for (k, v) in self.ro["spec"]["selector"]["matchLabels"]
@@ -173,20 +239,7 @@ impl Run<'_> {
         {
             annotations[k] = v.clone();
         }
-        let mut spec = json!({"metrics": metrics, "args": args});
-        if !dry_run.is_empty() || analysis["dryRun"].is_array() {
-            dry_run.extend(analysis["dryRun"].as_array().cloned().unwrap_or_default());
-            spec["dryRun"] = json!(dry_run);
-        }
-        if !retention.is_empty() || analysis["measurementRetention"].is_array() {
-            retention.extend(
-                analysis["measurementRetention"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            spec["measurementRetention"] = json!(retention);
-        }
+        let spec = m.spec(analysis);
         Ok(Ok(
             json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
             "metadata": {"name": name, "namespace": self.ns(), "labels": labels,

@@ -15,8 +15,12 @@
 //!   `scaleDownDelaySeconds`; abort points preview back at stable;
 //! - `restart`: `spec.restartAt`, pods older than it replaced one at a
 //!   time;
+//! - `experiment`: the Experiment controller; `experiment_step`: a canary
+//!   step that runs one;
 //! - `traffic`: weights through an nginx canary Ingress or a Gateway API
-//!   `HTTPRoute`; `analysis`: the `AnalysisRuns` of steps and background
+//!   `HTTPRoute`, the router moved before the sets (with
+//!   `dynamicStableScale`, stable shrinks only once traffic left it and on
+//!   abort grows back before traffic returns); `analysis`: the `AnalysisRuns` of steps and background
 //!   analysis; `workload`: `workloadRef` to a Deployment.
 //!
 //! Every decision is read from and written to the Rollout's status
@@ -27,6 +31,8 @@
 mod analysis;
 mod bluegreen;
 mod canary;
+pub mod experiment;
+mod experiment_step;
 pub mod replicas;
 #[cfg(test)]
 mod replicas_tests;
@@ -50,28 +56,34 @@ use crate::replicaset::{replicasets, selector};
 pub const HASH_LABEL: &str = "rollouts-pod-template-hash";
 const REVISION: &str = "rollout.argoproj.io/revision";
 const REVISION_HISTORY: &str = "rollout.argoproj.io/revision-history";
-const SCALE_DOWN_DEADLINE: &str = "scale-down-deadline";
+pub(crate) const SCALE_DOWN_DEADLINE: &str = "scale-down-deadline";
 
 fn rollouts() -> Option<&'static Resource> {
     resources::find("argoproj.io", "v1alpha1", "rollouts")
 }
 
-fn services() -> &'static Resource {
+pub(super) fn services() -> &'static Resource {
     resources::find("", "v1", "services").expect("services are served")
 }
 
 /// Runs the controller once the Rollout CRD is served (keel-api creates
 /// it at bootstrap).
 pub async fn run(api: keel_api::Loopback) {
-    let (r, runs) = loop {
-        if let (Some(r), Some(runs)) = (rollouts(), analysis::analysis_runs()) {
-            break (r, runs);
+    let (r, runs, exps) = loop {
+        if let (Some(r), Some(runs), Some(e)) = (
+            rollouts(),
+            analysis::analysis_runs(),
+            experiment::experiments(),
+        ) {
+            break (r, runs, e);
         }
+
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let me = RolloutController {
         rollouts: r,
         runs,
+        experiments: exps,
         events: Recorder::new(api.clone(), "rollouts-controller"),
     };
     crate::informer::run(api, me).await;
@@ -82,6 +94,7 @@ pub async fn run(api: keel_api::Loopback) {
 pub struct RolloutController {
     rollouts: &'static Resource,
     runs: &'static Resource,
+    experiments: &'static Resource,
     events: Recorder,
 }
 
@@ -93,6 +106,7 @@ impl Reconciler for RolloutController {
             self.rollouts,
             replicasets(),
             self.runs,
+            self.experiments,
             workload::deployments(),
         ]
     }
@@ -204,10 +218,11 @@ async fn invalid_spec(
     Ok(None)
 }
 
-/// Writes `st` as `ro`'s status, only over the version `ro` was read at: a
-/// concurrent promote or abort (a status patch) is never overwritten; its
-/// event reconciles again. A Rollout deleted meanwhile is no error.
-async fn put_status(
+/// Writes `st` as `ro`'s status (through the status subresource where
+/// there is one), only over the version `ro` was read at: a concurrent
+/// promote or abort (a status patch) is never overwritten; its event
+/// reconciles again. An object deleted meanwhile is no error.
+pub(super) async fn put_status(
     cache: &mut Cache,
     r: &'static Resource,
     ro: &Value,
@@ -220,7 +235,7 @@ async fn put_status(
         meta_str(ro, "resourceVersion").to_string(),
     );
     let out = cache
-        .modify(r, &ns, &name, Some("status"), |cur| {
+        .modify(r, &ns, &name, r.status.then_some("status"), |cur| {
             let same = meta_str(cur, "uid") == uid && meta_str(cur, "resourceVersion") == seen;
             (same && cur.get("status") != Some(st)).then(|| {
                 let mut v = cur.clone();
@@ -234,6 +249,14 @@ async fn put_status(
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Sets annotation `k` of `obj`.
+fn annotate(obj: &mut Value, k: &str, v: String) {
+    if !obj["metadata"]["annotations"].is_object() {
+        obj["metadata"]["annotations"] = json!({});
+    }
+    obj["metadata"]["annotations"][k] = json!(v);
 }
 
 /// Argo's label naming the controller instance a Rollout belongs to.
@@ -422,20 +445,34 @@ impl Run<'_> {
             Some(h) if !h.is_empty() => format!("{h},{old}"),
             _ => old.to_string(),
         };
-        let (ns, name) = (self.ns(), meta_str(rs, "name").to_string());
+        self.modify_set(rs, |v| {
+            if revision(v) > max {
+                return false;
+            }
+            annotate(v, REVISION, (max + 1).to_string());
+            annotate(v, REVISION_HISTORY, history.clone());
+            true
+        })
+        .await
+    }
+
+    /// Changes the set `rs` (the same object, by uid) by `f` (false: no
+    /// change); returns it as written and keeps `rss` current.
+    async fn modify_set(
+        &mut self,
+        rs: &Value,
+        f: impl Fn(&mut Value) -> bool,
+    ) -> Result<Value, ClientError> {
+        let (ns, name, uid) = (
+            self.ns(),
+            meta_str(rs, "name").to_string(),
+            meta_str(rs, "uid").to_string(),
+        );
         let out = self
             .cache
             .modify(replicasets(), &ns, &name, None, |cur| {
-                if meta_str(cur, "uid") != uid || revision(cur) > max {
-                    return None;
-                }
                 let mut v = cur.clone();
-                if !v["metadata"]["annotations"].is_object() {
-                    v["metadata"]["annotations"] = json!({});
-                }
-                v["metadata"]["annotations"][REVISION] = json!((max + 1).to_string());
-                v["metadata"]["annotations"][REVISION_HISTORY] = json!(history);
-                Some(v)
+                (meta_str(cur, "uid") == uid && f(&mut v) && v != *cur).then_some(v)
             })
             .await?
             .unwrap_or_else(|| rs.clone());
@@ -562,28 +599,18 @@ impl Run<'_> {
         if old == n && !(has_deadline(rs) && n > 0) {
             return Ok(rs.clone());
         }
-        let (ns, name, uid) = (
-            self.ns(),
-            meta_str(rs, "name").to_string(),
-            meta_str(rs, "uid").to_string(),
-        );
         let out = self
-            .cache
-            .modify(replicasets(), &ns, &name, None, |cur| {
-                if meta_str(cur, "uid") != uid {
-                    return None;
-                }
-                let mut v = cur.clone();
+            .modify_set(rs, |v| {
                 v["spec"]["replicas"] = json!(n);
                 if n > 0
                     && let Some(a) = v["metadata"]["annotations"].as_object_mut()
                 {
                     a.remove(SCALE_DOWN_DEADLINE);
                 }
-                (v != *cur).then_some(v)
+                true
             })
-            .await?
-            .unwrap_or_else(|| rs.clone());
+            .await?;
+        let name = meta_str(rs, "name").to_string();
         if old != n {
             self.events.normal(
                 self.r,
@@ -594,9 +621,6 @@ impl Run<'_> {
                     revision(rs)
                 ),
             );
-        }
-        if let Some(x) = self.rss.iter_mut().find(|x| meta_str(x, "uid") == uid) {
-            *x = out.clone();
         }
         Ok(out)
     }
@@ -611,35 +635,47 @@ impl Run<'_> {
             self.scale(rs, 0, "down").await?;
             return Ok(());
         }
+        if !self.deadline_passed(rs) {
+            if !has_deadline(rs) {
+                self.mark_deadline(rs, delay).await?;
+            }
+            return Ok(());
+        }
+        self.scale(rs, 0, "down").await?;
+        Ok(())
+    }
+
+    /// Whether `rs`'s scale-down deadline has passed; when it is still
+    /// ahead, asks to be run again then. False without a deadline.
+    fn deadline_passed(&mut self, rs: &Value) -> bool {
         let deadline = rs
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(SCALE_DOWN_DEADLINE))
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<jiff::Timestamp>().ok());
         match deadline {
-            Some(at) if at <= now() => {
-                self.scale(rs, 0, "down").await?;
-            }
+            Some(at) if at <= now() => true,
             Some(at) => {
-                let left = (at - now()).get_seconds().max(0);
-                self.again_in(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1));
+                let left = at.duration_since(now()).as_millis();
+                self.again_in(Duration::from_millis(
+                    u64::try_from(left).unwrap_or(0) + 100,
+                ));
+                false
             }
-            None => {
-                let at = timestamp(now() + jiff::SignedDuration::from_secs(delay));
-                let (ns, name) = (self.ns(), meta_str(rs, "name").to_string());
-                self.cache
-                    .modify(replicasets(), &ns, &name, None, |cur| {
-                        let mut v = cur.clone();
-                        if !v["metadata"]["annotations"].is_object() {
-                            v["metadata"]["annotations"] = json!({});
-                        }
-                        v["metadata"]["annotations"][SCALE_DOWN_DEADLINE] = json!(at);
-                        Some(v)
-                    })
-                    .await?;
-                self.again_in(Duration::from_secs(u64::try_from(delay).unwrap_or(0)));
-            }
+            None => false,
         }
+    }
+
+    /// Gives `rs` Argo's `scale-down-deadline` annotation, `delay` seconds
+    /// from now (RFC 3339, as Argo writes it).
+    async fn mark_deadline(&mut self, rs: &Value, delay: i64) -> Result<(), ClientError> {
+        let at = timestamp(now() + jiff::SignedDuration::from_secs(delay));
+        self.modify_set(rs, |v| {
+            annotate(v, SCALE_DOWN_DEADLINE, at.clone());
+            true
+        })
+        .await?;
+        self.again_in(Duration::from_secs(u64::try_from(delay).unwrap_or(0)));
         Ok(())
     }
 
@@ -682,6 +718,33 @@ impl Run<'_> {
         }
     }
 
+    /// The message of the failed Experiment the current step ran.
+    fn failed_experiment_message(&self) -> Option<String> {
+        let ex = self.cache.get(
+            experiment::experiments()?,
+            &self.ns(),
+            &self.current_experiment()?,
+        )?;
+        matches!(ex["status"]["phase"].as_str(), Some("Failed" | "Error")).then(|| {
+            let mut m = "Experiment analysis phase is error/failed".to_string();
+            if let Some(x) = ex["status"]["message"].as_str().filter(|x| !x.is_empty()) {
+                m = format!("{m}: {x}");
+            }
+            m
+        })
+    }
+
+    /// Aborts the update (Argo's `AddAbort`).
+    fn abort_with(&mut self, why: &str) {
+        if self.st["abort"] == true {
+            return;
+        }
+        self.st["abort"] = json!(true);
+        self.st["abortedAt"] = json!(timestamp(now()));
+        self.events
+            .warning(self.r, &self.ro, "RolloutAborted", why.to_string());
+    }
+
     /// Phase and message as Argo's controller computes them.
     fn phase(&self, new: &Value) -> (&'static str, String) {
         let st = &self.st;
@@ -690,7 +753,9 @@ impl Run<'_> {
                 "RolloutAborted: Rollout aborted update to revision {}",
                 revision(new)
             );
-            // An analysis that failed says why.
+            // An analysis that failed says why (a step's, or an
+            // Experiment's).
+            let mut told = false;
             for run in [
                 "/canary/currentStepAnalysisRunStatus",
                 "/canary/currentBackgroundAnalysisRunStatus",
@@ -702,8 +767,12 @@ impl Run<'_> {
                     && let Some(m) = run["message"].as_str().filter(|m| !m.is_empty())
                 {
                     msg = format!("{msg}: {m}");
+                    told = true;
                     break;
                 }
+            }
+            if !told && let Some(m) = self.failed_experiment_message() {
+                msg = format!("{msg}: {m}");
             }
             return ("Degraded", msg);
         }

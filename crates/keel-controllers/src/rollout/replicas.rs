@@ -24,6 +24,17 @@ pub struct Weights {
     pub stable: i64,
 }
 
+impl Weights {
+    /// The weights a Rollout status records, if any.
+    pub fn of(status: &Value) -> Option<Self> {
+        let w = &status["canary"]["weights"];
+        Some(Self {
+            canary: w["canary"]["weight"].as_i64()?,
+            stable: w["stable"]["weight"].as_i64()?,
+        })
+    }
+}
+
 fn canary(ro: &Value) -> &Value {
     &ro["spec"]["strategy"]["canary"]
 }
@@ -33,7 +44,8 @@ pub fn spec_replicas(ro: &Value) -> i64 {
     ro["spec"]["replicas"].as_i64().unwrap_or(1)
 }
 
-fn traffic_routed(ro: &Value) -> bool {
+/// `trafficRouting` is set: a router splits the traffic.
+pub fn traffic_routed(ro: &Value) -> bool {
     canary(ro)["trafficRouting"].is_object()
 }
 
@@ -180,12 +192,16 @@ pub fn current_set_weight(ro: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-fn trafficweight_to_replicas(replicas: i64, weight: i64, max_weight: i64) -> i64 {
+/// Pods for `weight` of `replicas`, rounded up.
+pub fn trafficweight_to_replicas(replicas: i64, weight: i64, max_weight: i64) -> i64 {
     // ceil(weight × replicas / max), as Argo's float ceiling.
     (weight * replicas + max_weight - 1).div_euclid(max_weight)
 }
 
-fn desired_canary_weight(ro: &Value, new: Option<&RsCount>, stable: Option<&RsCount>) -> i64 {
+/// Argo's `GetDesiredCanaryWeight`: the current setWeight, or on an
+/// aborted dynamic-stable-scale canary the next setWeight down that the
+/// canary's pods can shrink to.
+pub fn desired_canary_weight(ro: &Value, new: Option<&RsCount>, stable: Option<&RsCount>) -> i64 {
     let dynamic = canary(ro)["dynamicStableScale"].as_bool() == Some(true);
     if let (true, true, Some(new), Some(stable)) = (aborted(ro), dynamic, new, stable) {
         // Dynamic stable scale: step the canary down through the setWeights

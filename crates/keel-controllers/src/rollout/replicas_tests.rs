@@ -122,3 +122,88 @@ fn argo_approximate_weighted_counts() {
         assert_eq!(got, (int(c, "expCanary"), int(c, "expStable")), "{c}");
     }
 }
+
+/// Argo's dynamic stable scaling cases (`canary_test.go`'s
+/// `TestCalculateReplicaCountsForCanaryTrafficRoutingDynamicScale`): one
+/// setWeight step of `set`, then `more`; (canary spec, stable spec and
+/// available) sets, the applied weights; the expected (canary, stable).
+#[test]
+fn argo_dynamic_stable_scale_counts() {
+    use super::replicas::Weights;
+    #[allow(clippy::type_complexity)]
+    let cases: [(
+        i64,
+        i64,
+        bool,
+        &[i64],
+        (i64, i64),
+        i64,
+        (i64, i64),
+        (i64, i64),
+    ); 8] = [
+        (10, 20, true, &[60], (60, 40), 6, (4, 4), (6, 8)),
+        (10, 20, true, &[60], (60, 40), 1, (4, 4), (6, 8)),
+        (10, 20, true, &[60], (60, 40), 2, (8, 4), (6, 8)),
+        (10, 20, true, &[60], (60, 40), 0, (0, 0), (6, 10)),
+        (10, 10, false, &[], (10, 90), 0, (0, 0), (1, 9)),
+        (10, 20, false, &[], (10, 90), 0, (0, 0), (2, 9)),
+        (10, 20, true, &[], (20, 80), 0, (0, 0), (2, 10)),
+        (10, 20, true, &[], (10, 90), 0, (0, 0), (1, 10)),
+    ];
+    for (i, (replicas, set, abort, more, (wc, ws), canary, (stable, avail), want)) in
+        cases.into_iter().enumerate()
+    {
+        let mut steps = vec![json!({"setWeight": set})];
+        steps.extend(more.iter().map(|w| json!({"setWeight": w})));
+        let ro = json!({
+            "spec": {"replicas": replicas, "strategy": {"canary": {
+                "maxSurge": 0, "maxUnavailable": 1, "trafficRouting": {},
+                "dynamicStableScale": true, "steps": steps}}},
+            "status": {"stableRS": "stable", "currentPodHash": "canary", "abort": abort},
+        });
+        let rs = |hash: &str, spec: i64, available: i64| {
+            (spec > 0).then(|| RsCount {
+                hash: hash.into(),
+                spec,
+                available,
+            })
+        };
+        let (new, old) = (rs("canary", canary, canary), rs("stable", stable, avail));
+        let w = Weights {
+            canary: wc,
+            stable: ws,
+        };
+        let got = traffic_routed_canary(&ro, new.as_ref(), old.as_ref(), Some(w));
+        assert_eq!(got, want, "case {i}");
+    }
+}
+
+/// Argo's `TestGetDesiredCanaryWeightOnAbortWithScaleDownDelay`: an aborted
+/// dynamic canary of 10 (5 available, steps 10% and 50%) steps its weight
+/// down with stable's availability; only an explicit, non-zero
+/// abortScaleDownDelaySeconds lets it drop below the canary's own size.
+#[test]
+fn argo_abort_weight_with_scale_down_delay() {
+    use super::replicas::desired_canary_weight;
+    for (delay, stable, want) in [
+        (None, 9, 10),
+        (Some(30), 5, 10),
+        (Some(30), 9, 0),
+        (Some(0), 9, 10),
+    ] {
+        let mut canary = json!({"maxSurge": 1, "maxUnavailable": 0, "trafficRouting": {},
+            "dynamicStableScale": true, "steps": [{"setWeight": 10}, {"setWeight": 50}]});
+        if let Some(d) = delay {
+            canary["abortScaleDownDelaySeconds"] = json!(d);
+        }
+        let ro = json!({"spec": {"replicas": 10, "strategy": {"canary": canary}},
+            "status": {"stableRS": "stable", "currentPodHash": "canary", "abort": true}});
+        let rs = |hash: &str, n: i64| RsCount {
+            hash: hash.into(),
+            spec: n,
+            available: n,
+        };
+        let got = desired_canary_weight(&ro, Some(&rs("canary", 5)), Some(&rs("stable", stable)));
+        assert_eq!(got, want, "delay {delay:?}, stable {stable}");
+    }
+}

@@ -10,8 +10,10 @@ use keel_api::ClientError;
 use keel_api::resources::{self, Resource};
 use serde_json::{Map, Value, json};
 
-use super::Run;
-use super::replicas::{current_set_weight, max_weight};
+use super::replicas::{
+    Weights, current_set_weight, desired_canary_weight, max_weight, spec_replicas,
+};
+use super::{Run, count_of};
 use crate::objects::{controller_of, int};
 
 const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -25,8 +27,14 @@ fn httproutes() -> Option<&'static Resource> {
     resources::find("gateway.networking.k8s.io", "v1", "httproutes")
 }
 
+/// A set's available pods that stay: those beyond its spec are on their
+/// way out (its status lags a scale-down).
+fn ready_to_stay(rs: &Value) -> i64 {
+    int(rs, "/status/availableReplicas").min(super::spec_of(rs))
+}
+
 impl Run<'_> {
-    fn canary_spec(&self) -> &Value {
+    pub(super) fn canary_spec(&self) -> &Value {
         &self.ro["spec"]["strategy"]["canary"]
     }
 
@@ -58,8 +66,59 @@ impl Run<'_> {
         }
     }
 
+    /// The canary's weight on abort (Argo's
+    /// calculateDesiredWeightOnAbortOrStableRollback): 0 at once, but with
+    /// `dynamicStableScale` stepped down through the setWeights as the
+    /// stable set's pods become available to take the traffic back.
+    pub(super) fn abort_weight(&self, new: &Value, stable: Option<&Value>) -> i64 {
+        let replicas = spec_replicas(&self.ro);
+        let Some(stable) = stable else { return 0 };
+        if self.canary_spec()["dynamicStableScale"] != true || replicas == 0 {
+            return 0;
+        }
+        let max = max_weight(&self.ro);
+        let mut view = self.ro.clone();
+        view["status"] = self.st.clone();
+        let mut stable_count = count_of(stable);
+        stable_count.available = ready_to_stay(stable);
+        let desired = desired_canary_weight(&view, Some(&count_of(new)), Some(&stable_count));
+        let stable_share = max * stable_count.available / replicas;
+        let expected = (max - stable_share).max(0);
+        let Some(applied) = Weights::of(&self.ro["status"]) else {
+            return expected.max(desired);
+        };
+        if desired <= 0 {
+            // Never back up because stable's availability flaps.
+            return expected.min(applied.canary);
+        }
+        if stable_share < max - desired {
+            // Stable is still scaling up: the canary keeps its traffic.
+            return applied.canary;
+        }
+        desired.min(applied.canary)
+    }
+
+    /// Argo's checkReplicasAvailable: stable's available pods can serve
+    /// its share once the canary has `canary_weight`.
+    pub(super) fn stable_can_take(&self, stable: Option<&Value>, canary_weight: i64) -> bool {
+        let Some(stable) = stable else { return true };
+        let max = max_weight(&self.ro);
+        let need = (max - canary_weight) * spec_replicas(&self.ro) / max;
+        ready_to_stay(stable) >= need
+    }
+
     /// Applies `weight` through every configured router and records it.
     pub(super) async fn route(&mut self, weight: i64) -> Result<(), ClientError> {
+        let hash = self.st["currentPodHash"].as_str().unwrap_or("").to_string();
+        self.route_to(weight, &hash).await
+    }
+
+    /// [`Self::route`] recording `canary_hash` as the canary's set.
+    pub(super) async fn route_to(
+        &mut self,
+        weight: i64,
+        canary_hash: &str,
+    ) -> Result<(), ClientError> {
         let tr = self.canary_spec()["trafficRouting"].clone();
         let canary_svc = self.canary_spec()["canaryService"]
             .as_str()
@@ -96,7 +155,7 @@ impl Run<'_> {
         }
         let st = &mut self.st;
         st["canary"]["weights"] = json!({
-            "canary": {"weight": weight, "podTemplateHash": st["currentPodHash"], "serviceName": canary_svc},
+            "canary": {"weight": weight, "podTemplateHash": canary_hash, "serviceName": canary_svc},
             "stable": {"weight": max - weight, "podTemplateHash": st["stableRS"], "serviceName": stable_svc},
         });
         Ok(())
