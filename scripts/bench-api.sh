@@ -5,7 +5,7 @@
 # run it), side by side in one run; plus keel server's idle RSS.
 # Everything listens on 127.0.0.1 random ports and is removed on exit.
 #
-# usage: scripts/bench-api.sh [CREATES] [CLIENTS] [WATCHERS]
+# usage: [KEEL_BENCH_SERVER_ARGS=--disable-agent] [MALLOC_ARENA_MAX=N] scripts/bench-api.sh [CREATES] [CLIENTS] [WATCHERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -45,7 +45,8 @@ for _ in $(seq 100); do curl -s "http://127.0.0.1:$EC/health" 2>/dev/null | grep
 run() { # name datastore-args...
   local name=$1; shift
   local p; p=$(port)
-  "$KEEL" --root "$WORK/$name" server --listen "127.0.0.1:$p" --write-kubeconfig "$WORK/$name.kc" "$@" >"$WORK/$name.log" 2>&1 &
+  # shellcheck disable=SC2086 # KEEL_BENCH_SERVER_ARGS: extra flags, split on spaces (e.g. --disable-agent)
+  "$KEEL" --root "$WORK/$name" server --listen "127.0.0.1:$p" --write-kubeconfig "$WORK/$name.kc" ${KEEL_BENCH_SERVER_ARGS:-} "$@" >"$WORK/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   disown
