@@ -660,6 +660,12 @@ mod tests {
         let a = upgrade("keel chart upgrade --force r c");
         assert!(a.apply.force);
         assert_eq!((a.name.as_str(), a.chart.as_str()), ("r", "c"));
+        // --server-side takes a value only after `=` too (pflag's NoOptDefVal)
+        let a = upgrade("keel chart upgrade --server-side r c");
+        assert_eq!(a.apply.server_side, "true");
+        assert_eq!((a.name.as_str(), a.chart.as_str()), ("r", "c"));
+        let a = upgrade("keel chart upgrade r c --server-side=false");
+        assert_eq!(a.apply.server_side, "false");
         // short flags still cluster
         let a = upgrade("keel chart upgrade -i r c");
         assert!(a.install);

@@ -75,11 +75,13 @@ pub struct ApplyFlags {
     #[arg(long = "force", hide = true)]
     pub force: bool,
     /// `true`, `false` or `auto`: apply server-side; `auto` (upgrade, rollback)
-    /// follows the previous release, install takes `auto` as `true`.
+    /// follows the previous release, install takes `auto` as `true`. A value
+    /// only with `=`, as pflag takes it: `--server-side NAME` leaves NAME.
     #[arg(
         long = "server-side",
         default_value = "auto",
         num_args = 0..=1,
+        require_equals = true,
         default_missing_value = "true",
         value_parser = ["true", "false", "auto"]
     )]

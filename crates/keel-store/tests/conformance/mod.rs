@@ -129,7 +129,7 @@ pub async fn list_pagination(s: Arc<dyn Store>) {
     assert!(!now.items.iter().any(|kv| kv.key == "/p/020"));
 }
 
-/// Lists longer than a backend may read in one go (SQLite reads short
+/// Lists longer than a backend may read in one go (`SQLite` reads short
 /// ones on the caller's thread and moves on for longer ones): whole, in
 /// pages, and as of an older revision.
 pub async fn list_long(s: Arc<dyn Store>) {
