@@ -577,7 +577,15 @@ impl SqliteStore {
     /// for point lookups and bounded scans, which take microseconds in
     /// WAL mode (readers never wait for the writer), less than the two
     /// context switches of a hop to the blocking pool.
-    fn read_here<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    async fn read_here<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let r = self.read_now(f);
+        // Still a point where other tasks run, as the hop to the pool was:
+        // callers' loops (a controller polling the store) rely on it.
+        tokio::task::yield_now().await;
+        r
+    }
+
+    fn read_now<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.shared.readers.lock().ok().and_then(|mut v| v.pop());
         let conn = match conn {
             Some(c) => c,
@@ -729,7 +737,7 @@ fn list_rows(
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        self.read_here(|c| live(c, key))
+        self.read_here(|c| live(c, key)).await
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
@@ -748,12 +756,14 @@ impl Store for SqliteStore {
                 limit: INLINE_ROWS,
                 ..opts.clone()
             };
-            let first = self.read_here(|c| list_rows(c, prefix, &small, rev))?;
+            let first = self
+                .read_here(|c| list_rows(c, prefix, &small, rev))
+                .await?;
             if !first.more {
                 return Ok(first);
             }
         } else {
-            return self.read_here(|c| list_rows(c, prefix, &opts, rev));
+            return self.read_here(|c| list_rows(c, prefix, &opts, rev)).await;
         }
         let prefix = prefix.to_string();
         self.read(move |c| list_rows(c, &prefix, &opts, rev)).await
