@@ -825,8 +825,17 @@ impl HttpFile {
                 match l.accept() {
                     Ok((mut c, _)) => {
                         c.set_nonblocking(false).unwrap();
+                        // The whole request head before answering: a client
+                        // that writes it in pieces would otherwise meet a
+                        // closed socket (EPIPE) under load.
+                        let mut head = Vec::new();
                         let mut buf = [0u8; 4096];
-                        let _ = c.read(&mut buf);
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match c.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
                         let _ = write!(
                             c,
                             "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",

@@ -440,11 +440,13 @@ fn fetch(url: &str, dest: &Path) -> std::result::Result<(), FetchError> {
     };
     s.set_read_timeout(Some(std::time::Duration::from_mins(1)))
         .map_err(transfer)?;
-    write!(
-        s,
+    // One write: `write!` on the bare stream sends each formatted piece in a
+    // syscall of its own, and a server that answers after its first read
+    // closes on the rest (EPIPE).
+    let request = format!(
         "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: keel\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(transfer)?;
+    );
+    s.write_all(request.as_bytes()).map_err(transfer)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).map_err(transfer)?;
     let end = buf
