@@ -167,12 +167,19 @@ pub fn render_resolv_conf_with(host: &str, dns: &DnsConfig) -> String {
 /// Rewrites a file in place (same inode): containers see it through a bind
 /// mount, which a rename would silently detach.
 pub fn write_in_place(path: &Path, content: &str) -> Result<(), NetError> {
+    // Over the old bytes, then cut to length, never truncate first: a
+    // container reading its file meanwhile (`hostname -i` as it starts,
+    // while a peer leaves the network) must not find it empty. The
+    // unchanged head (localhost, its own names) reads the same throughout.
     let res = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .open(path)
-        .and_then(|mut f| f.write_all(content.as_bytes()));
+        .and_then(|mut f| {
+            f.write_all(content.as_bytes())?;
+            f.set_len(content.len() as u64)
+        });
     res.map_err(|e| NetError::WriteHostsFile {
         path: path.to_path_buf(),
         source: e,
@@ -182,6 +189,21 @@ pub fn write_in_place(path: &Path, content: &str) -> Result<(), NetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewriting_in_place_keeps_the_inode_and_cuts_the_old_tail() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hosts");
+        write_in_place(&p, "127.0.0.1 localhost\n10.0.0.2 a\n10.0.0.3 peer\n").unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        write_in_place(&p, "127.0.0.1 localhost\n10.0.0.2 a\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "127.0.0.1 localhost\n10.0.0.2 a\n"
+        );
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino);
+    }
 
     #[test]
     fn hosts_lists_self_then_peers_without_duplicates() {
