@@ -170,13 +170,15 @@ async fn feed(api: Loopback, dns: Dns) {
     }
 }
 
-/// Waits for the node's pod CIDR and its bridge, then answers on the
-/// gateway address, port 53.
+/// Waits for the node's pod CIDR, then answers on its gateway address,
+/// port 53 (bound before the agent's bridge holds it).
 async fn on_pod_network(api: Loopback, dns: Dns, node: String) {
     let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
     let mut warned = false;
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Often: the node gets its podCIDR and runs its first pod within a
+        // few hundred ms, and that pod's first query needs the port bound.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let Ok(Some(n)) = api.get(nodes, None, &node).await else {
             continue;
         };
@@ -187,7 +189,9 @@ async fn on_pod_network(api: Loopback, dns: Dns, node: String) {
         else {
             continue;
         };
-        match dns.listen(SocketAddr::new(IpAddr::V4(gw), 53)).await {
+        // Bound before the bridge has the address, so the node's first pod
+        // finds the port open.
+        match dns.listen_freebind(SocketAddr::new(IpAddr::V4(gw), 53)) {
             Ok(bound) => {
                 tracing::info!(%bound, "cluster DNS listening for pods");
                 return;

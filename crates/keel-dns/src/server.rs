@@ -272,6 +272,36 @@ impl Dns {
         }
         Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
     }
+
+    /// [`Dns::listen`] on a fixed `addr` that need not exist yet
+    /// (`IP_FREEBIND`): a node's pod-network gateway appears with its
+    /// bridge, when the first pod starts, and that pod's first query must
+    /// not meet a closed port while a poll waits for the address.
+    pub fn listen_freebind(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = |ty, proto| -> std::io::Result<Socket> {
+            let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+            if addr.is_ipv4() {
+                s.set_freebind_v4(true)?;
+            } else {
+                s.set_freebind_v6(true)?;
+            }
+            s.set_nonblocking(true)?;
+            Ok(s)
+        };
+        let u = socket(Type::DGRAM, Protocol::UDP)?;
+        u.bind(&addr.into())?;
+        let udp = UdpSocket::from_std(u.into())?;
+        let bound = udp.local_addr()?;
+        let t = socket(Type::STREAM, Protocol::TCP)?;
+        t.set_reuse_address(true)?;
+        t.bind(&bound.into())?;
+        t.listen(1024)?;
+        let tcp = TcpListener::from_std(t.into())?;
+        tokio::spawn(self.clone().serve_udp(udp));
+        tokio::spawn(self.clone().serve_tcp(tcp));
+        Ok(bound)
+    }
 }
 
 fn truncated(b: &[u8]) -> bool {

@@ -773,3 +773,18 @@ mod fuzz {
         }
     }
 }
+
+/// A node's pod-network gateway gets its port before the bridge has the
+/// address: `listen_freebind` binds an address no interface holds (where
+/// `listen` is refused), on UDP and TCP at one port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_port_is_bound_before_its_address_exists() {
+    let dns = Dns::new("cluster.local", Vec::new());
+    // TEST-NET-1: never a local address.
+    let addr: SocketAddr = "192.0.2.53:0".parse().unwrap();
+    let err = dns.listen(addr).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable, "{err}");
+    let bound = dns.listen_freebind(addr).unwrap();
+    assert_eq!(bound.ip(), addr.ip());
+    assert_ne!(bound.port(), 0);
+}
