@@ -268,6 +268,8 @@ async fn canary_steps_pause_promote_and_abort() {
         "RolloutAborted: Rollout aborted update to revision 3"
     );
     assert_eq!(st["stableRS"], v2.as_str());
+    // Back to the first step, as Argo (`Step: 0/N`; a retry starts over).
+    assert_eq!(st["currentStepIndex"], 0);
     wait_for("stable back to full", || async {
         rs_counts(api, "web", &v2).await == (4, 4)
     })
@@ -1378,6 +1380,7 @@ async fn abort_scale_down_delay_keeps_the_routed_canary_then_scales_it_down() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(rs_counts(api, "asd", &v2).await, (1, 1));
+    assert_eq!(status(api, "asd").await["currentStepIndex"], 0);
     assert_eq!(
         rs_annotation(api, "asd", &v2, "scale-down-deadline").await,
         ""

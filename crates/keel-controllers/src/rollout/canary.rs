@@ -199,7 +199,17 @@ impl Run<'_> {
             self.current_experiment()
         };
         self.cancel_experiments(keep.as_deref()).await?;
-        if self.st["abort"] == true || !at_counts {
+        if self.st["abort"] == true {
+            // As Argo's syncRolloutStatusCanary, once this pass's counts
+            // are made: an aborted update goes back to its first step (a
+            // retry starts over), an abort after promotion stays at the end.
+            if !steps.is_empty() {
+                let at = if stable_hash == hash { steps.len() } else { 0 };
+                self.st["currentStepIndex"] = json!(at);
+            }
+            return Ok(());
+        }
+        if !at_counts {
             return Ok(());
         }
         let index = usize::try_from(int(&self.st, "/currentStepIndex")).unwrap_or(0);

@@ -749,6 +749,19 @@ impl Run<'_> {
     fn phase(&self, new: &Value) -> (&'static str, String) {
         let st = &self.st;
         if st["abort"] == true {
+            // As Argo: the message is the Progressing condition's, set
+            // when the abort came and kept while it lasts (the step that
+            // failed is no longer current once the steps start over).
+            let kept = st["conditions"].as_array().and_then(|cs| {
+                cs.iter().find(|c| {
+                    c["type"] == "Progressing"
+                        && c["status"] == "False"
+                        && c["reason"] == "RolloutAborted"
+                })
+            });
+            if let Some(m) = kept.and_then(|c| c["message"].as_str()) {
+                return ("Degraded", format!("RolloutAborted: {m}"));
+            }
             let mut msg = format!(
                 "RolloutAborted: Rollout aborted update to revision {}",
                 revision(new)
@@ -830,7 +843,7 @@ impl Run<'_> {
         }
         st["selector"] = json!(label_selector_string(&sel));
         let (phase, message) = self.phase(new);
-        self.set_conditions(phase);
+        self.set_conditions(phase, &message);
         self.st["phase"] = json!(phase);
         self.st["message"] = json!(message);
         if self.ro.get("status") == Some(&self.st) {
@@ -840,21 +853,24 @@ impl Run<'_> {
     }
 
     /// Argo's condition types with their reasons.
-    fn set_conditions(&mut self, phase: &str) {
+    /// `message` is the phase's (on abort, the condition keeps its why).
+    fn set_conditions(&mut self, phase: &str, message: &str) {
         let t = timestamp(now());
         let healthy = phase == "Healthy";
         let avail = int(&self.st, "/availableReplicas")
             >= replicas::spec_replicas(&self.ro) - self.max_unavailable();
         let paused = phase == "Paused";
         let progressing = if self.st["abort"] == true {
-            (
-                "False",
-                "RolloutAborted",
-                format!(
-                    "Rollout aborted update to revision {}",
-                    self.revision_of_current()
-                ),
-            )
+            let why = message.strip_prefix("RolloutAborted: ").map_or_else(
+                || {
+                    format!(
+                        "Rollout aborted update to revision {}",
+                        self.revision_of_current()
+                    )
+                },
+                str::to_string,
+            );
+            ("False", "RolloutAborted", why)
         } else if paused {
             ("Unknown", "RolloutPaused", "Rollout is paused".to_string())
         } else if healthy {
