@@ -1734,3 +1734,59 @@ async fn dynamic_stable_scale_back_to_stable_keeps_the_canary_until_stable_is_fu
     assert_eq!(steps_of(&log, spec_of(&v2)), [0, 1, 3, 0]);
     weights_always_backed(&log, 4);
 }
+
+/// A hand-made Experiment its controller cannot run gets Argo's
+/// `InvalidExperimentSpec` condition and nothing else; mended, it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_experiment_gets_its_condition_and_runs_once_mended() {
+    let k = start().await;
+    let api = &k.api;
+    let r = served("argoproj.io", "v1alpha1", "experiments").await;
+    let template = |name: &str| {
+        json!({"name": name, "replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "web:1"}]}}})
+    };
+    let ex = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Experiment",
+        "metadata": {"name": "twice", "namespace": "default"},
+        "spec": {"templates": [template("a"), template("a")]}});
+    api.create(r, ex, "test").await.unwrap();
+    let condition = || async {
+        experiment(api, "twice").await.unwrap()["status"]["conditions"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["type"] == "InvalidExperimentSpec")
+                    .cloned()
+            })
+    };
+    wait_for("the InvalidExperimentSpec condition", || async {
+        condition().await.is_some()
+    })
+    .await;
+    let c = condition().await.unwrap();
+    assert_eq!(c["reason"], "InvalidSpec");
+    assert_eq!(
+        c["message"],
+        "Experiment twice has repeated template name 'a' in templates"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        template_set(api, "twice", "a").await.is_none(),
+        "nothing created"
+    );
+
+    api.modify(r, Some("default"), "twice", None, "test", |cur| {
+        let mut v = cur.clone();
+        v["spec"]["templates"][1] = template("b");
+        Some(v)
+    })
+    .await
+    .unwrap();
+    wait_for("both sets", || async {
+        template_set(api, "twice", "a").await.is_some()
+            && template_set(api, "twice", "b").await.is_some()
+    })
+    .await;
+    assert!(condition().await.is_none(), "the condition is dropped");
+}

@@ -125,6 +125,85 @@ fn duration_left(ex: &Value, st: &Value) -> Option<Result<(), Duration>> {
     })
 }
 
+/// Argo's `VerifyExperimentSpec`: the first problem of an Experiment's
+/// templates that its controller refuses to run (the CRD's schema has
+/// already refused what is mistyped or missing).
+fn invalid_spec(ex: &Value) -> Option<String> {
+    let deadline = ex["spec"]["progressDeadlineSeconds"]
+        .as_i64()
+        .unwrap_or(600);
+    let name = meta_str(ex, "name");
+    let mut seen = std::collections::HashSet::new();
+    let templates = ex["spec"]["templates"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for (i, t) in templates.iter().enumerate() {
+        let sel = &t["selector"];
+        if !sel.is_object() {
+            return Some(format!(
+                "Rollout has missing field '.Spec.Templates[{i}].Selector'"
+            ));
+        }
+        let empty = |f: &str| {
+            sel.get(f).is_none_or(|v| {
+                v.as_object().map_or(
+                    v.as_array().is_some_and(Vec::is_empty),
+                    serde_json::Map::is_empty,
+                )
+            })
+        };
+        if empty("matchLabels") && empty("matchExpressions") {
+            return Some(format!(
+                "This experiment is selecting all pods at index {i}. A non-empty selector is required."
+            ));
+        }
+        if int(t, "/minReadySeconds") > deadline {
+            return Some(format!(
+                "MinReadySeconds cannot be longer than ProgressDeadlineSeconds. Check template index {i}"
+            ));
+        }
+        let tname = t["name"].as_str().unwrap_or("");
+        if tname.is_empty() {
+            return Some(format!(
+                "Experiment {name} has empty template name at index {i}"
+            ));
+        }
+        if !seen.insert(tname) {
+            return Some(format!(
+                "Experiment {name} has repeated template name '{tname}' in templates"
+            ));
+        }
+    }
+    None
+}
+
+/// Sets (`Some`) or drops Argo's `InvalidExperimentSpec` condition; a new
+/// reason replaces the old condition, the same one is kept as it is.
+fn set_invalid_spec(st: &mut Value, message: Option<&str>) {
+    let mut conds: Vec<Value> = st["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "InvalidExperimentSpec" || message == c["message"].as_str())
+        .collect();
+    if let Some(m) = message {
+        // Argo also bumps lastUpdateTime on every pass; here each write
+        // would come back as an event and pass again.
+        if !conds.iter().any(|c| c["type"] == "InvalidExperimentSpec") {
+            let t = timestamp(now());
+            conds.push(json!({"type": "InvalidExperimentSpec", "status": "True",
+                "reason": "InvalidSpec", "message": m,
+                "lastUpdateTime": t, "lastTransitionTime": t}));
+        }
+    }
+    if conds.is_empty() {
+        st.as_object_mut().map(|m| m.remove("conditions"));
+    } else {
+        st["conditions"] = Value::Array(conds);
+    }
+}
+
 /// Runs the Experiment controller once the kinds are served.
 pub async fn run(api: keel_api::Loopback) {
     let (experiments, runs) = loop {
@@ -177,6 +256,15 @@ impl Reconciler for ExperimentController {
             return Ok(None);
         }
         let mut st = ex.get("status").cloned().unwrap_or_else(|| json!({}));
+        if let Some(message) = invalid_spec(&ex) {
+            // As Argo: the condition is the only change, nothing is created.
+            set_invalid_spec(&mut st, Some(&message));
+            if ex.get("status") != Some(&st) {
+                super::put_status(cache, self.experiments, &ex, &st).await?;
+            }
+            return Ok(None);
+        }
+        set_invalid_spec(&mut st, None);
         let mut again: Option<Duration> = None;
         let ending = terminating(&ex);
         for t in ex["spec"]["templates"]
@@ -745,8 +833,73 @@ fn calculate_status(ex: &Value, st: &mut Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::calculate_status;
+    use super::{calculate_status, invalid_spec, set_invalid_spec};
     use serde_json::{Value, json};
+
+    /// Argo's VerifyExperimentSpec cases, in its order and words.
+    #[test]
+    fn an_invalid_spec_is_named_as_argo_names_it() {
+        let t = |name: &str, sel: Value| json!({"name": name, "selector": sel, "template": {"spec": {"containers": []}}});
+        let sel = json!({"matchLabels": {"app": "a"}});
+        let spec = |templates: Vec<Value>| json!({"metadata": {"name": "ex"}, "spec": {"templates": templates}});
+        assert_eq!(
+            invalid_spec(&spec(vec![t("a", sel.clone()), t("b", sel.clone())])),
+            None
+        );
+        let mut no_selector = t("a", sel.clone());
+        no_selector.as_object_mut().unwrap().remove("selector");
+        let cases = [
+            (
+                spec(vec![t("a", sel.clone()), no_selector]),
+                "Rollout has missing field '.Spec.Templates[1].Selector'",
+            ),
+            (
+                spec(vec![t("a", json!({"matchLabels": {}}))]),
+                "This experiment is selecting all pods at index 0. A non-empty selector is required.",
+            ),
+            (
+                spec(vec![t("", sel.clone())]),
+                "Experiment ex has empty template name at index 0",
+            ),
+            (
+                spec(vec![t("a", sel.clone()), t("a", sel.clone())]),
+                "Experiment ex has repeated template name 'a' in templates",
+            ),
+        ];
+        for (ex, want) in cases {
+            assert_eq!(invalid_spec(&ex).as_deref(), Some(want), "{ex}");
+        }
+        let mut slow = spec(vec![t("a", sel.clone())]);
+        slow["spec"]["templates"][0]["minReadySeconds"] = json!(601);
+        assert_eq!(
+            invalid_spec(&slow).as_deref(),
+            Some(
+                "MinReadySeconds cannot be longer than ProgressDeadlineSeconds. Check template index 0"
+            )
+        );
+        slow["spec"]["progressDeadlineSeconds"] = json!(700);
+        assert_eq!(invalid_spec(&slow), None);
+        let exprs = json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]});
+        assert_eq!(invalid_spec(&spec(vec![t("a", exprs)])), None);
+    }
+
+    #[test]
+    fn the_invalid_spec_condition_is_kept_replaced_and_dropped() {
+        let mut st = json!({});
+        set_invalid_spec(&mut st, Some("one"));
+        let first = st["conditions"][0].clone();
+        assert_eq!(first["type"], "InvalidExperimentSpec");
+        assert_eq!(first["reason"], "InvalidSpec");
+        assert_eq!(first["status"], "True");
+        let again = st.clone();
+        set_invalid_spec(&mut st, Some("one"));
+        assert_eq!(st, again, "the same reason writes nothing");
+        set_invalid_spec(&mut st, Some("two"));
+        assert_eq!(st["conditions"].as_array().unwrap().len(), 1);
+        assert_eq!(st["conditions"][0]["message"], "two");
+        set_invalid_spec(&mut st, None);
+        assert_eq!(st, json!({}));
+    }
 
     /// An Experiment with templates `a` and `b` and analyses `x` (and `y`
     /// required for completion when `required`).
