@@ -51,17 +51,17 @@ fn secret_key_ref() -> Value {
     object(&[("name", string()), ("key", string())], &["key", "name"])
 }
 
-/// Analysis arguments; a Rollout's (`secrets` false) take no `secretKeyRef`.
+/// Analysis arguments: a Rollout's (`secrets` false) may take a pod
+/// template hash, the analysis kinds' and an Experiment's a `secretKeyRef`.
 pub(crate) fn args(secrets: bool) -> Value {
-    let mut from = vec![
-        (
-            "fieldRef",
-            object(&[("fieldPath", string())], &["fieldPath"]),
-        ),
-        ("podTemplateHashValue", string()),
-    ];
+    let mut from = vec![(
+        "fieldRef",
+        object(&[("fieldPath", string())], &["fieldPath"]),
+    )];
     if secrets {
         from.push(("secretKeyRef", secret_key_ref()));
+    } else {
+        from.push(("podTemplateHashValue", string()));
     }
     array(object(
         &[

@@ -120,17 +120,13 @@ fn crd(k: &Kind) -> Value {
     })
 }
 
-/// The kind's structural schema where keel has one, else open spec/status.
+/// The kind's structural schema.
 fn schema(kind: &str) -> Value {
-    if kind == "Rollout" {
-        return crate::argo_rollout_schema::schema();
+    match kind {
+        "Rollout" => crate::argo_rollout_schema::schema(),
+        "Experiment" => crate::argo_rollout_schema::experiment_schema(),
+        other => crate::argo_analysis_schema::schema(other).expect("an analysis kind"),
     }
-    crate::argo_analysis_schema::schema(kind).unwrap_or_else(|| {
-        json!({"type": "object", "properties": {
-            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-        }})
-    })
 }
 
 /// `(resource, objects)` created at bootstrap when missing.

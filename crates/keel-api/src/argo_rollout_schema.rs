@@ -71,19 +71,20 @@ fn dry_run() -> Value {
     array(object(&[("metricName", string())], &["metricName"]))
 }
 
+fn measurement_retention() -> Value {
+    array(object(
+        &[("limit", int32()), ("metricName", string())],
+        &["limit", "metricName"],
+    ))
+}
+
 /// `RolloutAnalysis`; the background analysis also has `startingStep`.
 fn analysis(background: bool) -> Value {
     let mut props = vec![
         ("analysisRunMetadata", labels_and_annotations()),
         ("args", args(false)),
         ("dryRun", dry_run()),
-        (
-            "measurementRetention",
-            array(object(
-                &[("limit", int32()), ("metricName", string())],
-                &["limit", "metricName"],
-            )),
-        ),
+        ("measurementRetention", measurement_retention()),
         (
             "templates",
             array(object(
@@ -750,6 +751,122 @@ pub(crate) fn schema() -> Value {
             ("metadata", json!({"type": "object"})),
             ("spec", spec()),
             ("status", status()),
+        ],
+        &["spec"],
+    )
+}
+
+/// The Experiment's `openAPIV3Schema` (Argo's `experiment_types.go`): its
+/// templates carry a whole pod template, as a Rollout's does.
+pub(crate) fn experiment_schema() -> Value {
+    let template = object(
+        &[
+            ("minReadySeconds", int32()),
+            ("name", string()),
+            ("replicas", int32()),
+            ("selector", label_selector()),
+            ("service", object(&[("name", string())], &[])),
+            (
+                "template",
+                object(
+                    &[("metadata", labels_and_annotations()), ("spec", pod_spec())],
+                    &[],
+                ),
+            ),
+        ],
+        &["name", "selector", "template"],
+    );
+    let analysis = object(
+        &[
+            ("args", args(true)),
+            ("clusterScope", boolean()),
+            ("name", string()),
+            ("requiredForCompletion", boolean()),
+            ("templateName", string()),
+        ],
+        &["name", "templateName"],
+    );
+    let spec = object(
+        &[
+            ("analyses", array(analysis)),
+            ("analysisRunMetadata", labels_and_annotations()),
+            ("dryRun", dry_run()),
+            ("duration", string()),
+            ("measurementRetention", measurement_retention()),
+            ("progressDeadlineSeconds", int32()),
+            ("scaleDownDelaySeconds", int32()),
+            ("templates", array(template)),
+            ("terminate", boolean()),
+        ],
+        &["templates"],
+    );
+    let condition = object(
+        &[
+            ("lastTransitionTime", time()),
+            ("lastUpdateTime", time()),
+            ("message", string()),
+            ("reason", string()),
+            ("status", string()),
+            ("type", string()),
+        ],
+        &[
+            "lastTransitionTime",
+            "lastUpdateTime",
+            "message",
+            "reason",
+            "status",
+            "type",
+        ],
+    );
+    let template_status = object(
+        &[
+            ("availableReplicas", int32()),
+            ("collisionCount", int32()),
+            ("lastTransitionTime", time()),
+            ("message", string()),
+            ("name", string()),
+            ("podTemplateHash", string()),
+            ("readyReplicas", int32()),
+            ("replicas", int32()),
+            ("serviceName", string()),
+            ("status", string()),
+            ("updatedReplicas", int32()),
+        ],
+        &[
+            "availableReplicas",
+            "name",
+            "readyReplicas",
+            "replicas",
+            "updatedReplicas",
+        ],
+    );
+    let run_status = object(
+        &[
+            ("analysisRun", string()),
+            ("message", string()),
+            ("name", string()),
+            ("phase", string()),
+        ],
+        &["analysisRun", "name", "phase"],
+    );
+    let status = object(
+        &[
+            ("analysisRuns", array(run_status)),
+            ("availableAt", time()),
+            ("conditions", array(condition)),
+            ("message", string()),
+            ("phase", string()),
+            ("templateStatuses", array(template_status)),
+        ],
+        &[],
+    );
+    object(
+        &[
+            ("apiVersion", string()),
+            ("kind", string()),
+            ("metadata", json!({"type": "object"})),
+            ("spec", spec),
+            ("status", status),
         ],
         &["spec"],
     )

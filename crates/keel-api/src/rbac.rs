@@ -694,6 +694,36 @@ fn default_bindings() -> Vec<Value> {
     ]
 }
 
+/// A CRD keel provides itself (annotated `keel.dev/provided-by`) whose
+/// stored schema leaves `spec` open, where this binary types it (a server
+/// from before the kind's schema was written), gets this binary's spec.
+/// Argo's own CRDs applied over keel's are typed and left alone.
+async fn type_open_crd(
+    state: &std::sync::Arc<State>,
+    r: &'static resources::Resource,
+    name: &str,
+    obj: &Value,
+) -> Result<(), crate::http::Fail> {
+    const BY: &str = "/metadata/annotations/keel.dev~1provided-by";
+    const OPEN: &str = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/x-kubernetes-preserve-unknown-fields";
+    if obj.pointer(BY).is_none() || obj.pointer(OPEN) == Some(&json!(true)) {
+        return Ok(());
+    }
+    let mut want = obj.clone();
+    crate::crd::apply_defaults(&mut want);
+    crate::handlers::update_object(state, r, None, name, None, "keel", |cur| {
+        (cur.pointer(BY) == want.pointer(BY) && cur.pointer(OPEN) == Some(&json!(true))).then(
+            || {
+                let mut v = cur.clone();
+                v["spec"] = want["spec"].clone();
+                v
+            },
+        )
+    })
+    .await?;
+    Ok(())
+}
+
 /// Creates the default roles and bindings that are missing.
 pub(crate) async fn bootstrap(
     state: &std::sync::Arc<State>,
@@ -725,6 +755,7 @@ pub(crate) async fn bootstrap(
                 .flatten()
                 .is_some()
             {
+                type_open_crd(state, r, &name, &obj).await?;
                 continue;
             }
             match crate::handlers::create(state, r, obj, false, None).await {

@@ -1684,8 +1684,9 @@ async fn dynamic_stable_scale_with_an_abort_delay_drains_traffic_then_waits() {
             && rs_counts(api, "dsd", &v1).await == (4, 4)
     })
     .await;
-    // The canary kept its pods through the step-down; its delay starts now.
-    assert_eq!(rs_counts(api, "dsd", &v2).await.0, 3);
+    // The canary kept its pods through the step-down (the recording below
+    // shows it went from 3 straight to 0); its delay starts now. (Read here
+    // it could already be 0 when this test runs slower than the 2 s delay.)
     wait_for("the deadline", || async {
         !rs_annotation(api, "dsd", &v2, "scale-down-deadline")
             .await
@@ -1788,5 +1789,8 @@ async fn an_invalid_experiment_gets_its_condition_and_runs_once_mended() {
             && template_set(api, "twice", "b").await.is_some()
     })
     .await;
-    assert!(condition().await.is_none(), "the condition is dropped");
+    wait_for("the condition dropped", || async {
+        condition().await.is_none()
+    })
+    .await;
 }

@@ -324,3 +324,28 @@ fn crds_with_kubectl_1_33_on_three_member_etcd() {
     let s = KeelServer::start(Some(cluster.datastore_url()));
     crds(&s, &kubectls()[1]);
 }
+
+/// A root from before keel typed the Experiment schema (its CRD stored with
+/// `spec` open) gets the typed schema when the server starts again; a
+/// mistyped Experiment is then refused with its field named.
+#[test]
+fn a_restarted_server_types_its_own_open_crd() {
+    let mut s = KeelServer::start(None);
+    let k = &kubectls()[1];
+    let crd = "experiments.argoproj.io";
+    let mut old: serde_json::Value =
+        serde_json::from_str(&s.ok(k, &["get", "crd", crd, "-o", "json"])).unwrap();
+    old["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = serde_json::json!({
+        "type": "object", "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}});
+    s.ok_in(k, &["replace", "-f", "-"], Some(&old.to_string()));
+    let bad = "apiVersion: argoproj.io/v1alpha1\nkind: Experiment\nmetadata: {name: bad}\nspec:\n  duration: 30\n  templates: [{name: a, selector: {matchLabels: {app: a}}, template: {spec: {containers: [{name: c, image: busybox}]}}}]\n";
+    s.ok_in(k, &["create", "--dry-run=server", "-f", "-"], Some(bad));
+    s.restart();
+    let err = s.fails(k, &["create", "-f", "-"], Some(bad));
+    assert!(
+        err.contains("spec.duration: Invalid value: \"integer\": spec.duration in body must be of type string: \"integer\""),
+        "{err}"
+    );
+}

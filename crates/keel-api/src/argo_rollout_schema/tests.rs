@@ -4,8 +4,8 @@ use std::path::Path;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 
-fn argos() -> Value {
-    let path = crate::conformance("argo-rollouts/manifests/crds").join("rollout-crd.yaml");
+fn argos(file: &str) -> Value {
+    let path = crate::conformance("argo-rollouts/manifests/crds").join(file);
     let crd: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
@@ -68,11 +68,24 @@ fn nodes(s: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
 /// Kubernetes versions' difference, listed here.
 #[test]
 fn rollout_schema_is_argos() {
-    let (ours, theirs) = (normal(&super::schema()), normal(&argos()));
+    is_argos(&super::schema(), "rollout-crd.yaml", ".spec.template.spec.");
+}
+
+#[test]
+fn experiment_schema_is_argos() {
+    is_argos(
+        &super::experiment_schema(),
+        "experiment-crd.yaml",
+        ".spec.templates[].template.spec.",
+    );
+}
+
+/// `ours` is the schema of Argo's CRD `file` but for the pod spec at `pod`.
+fn is_argos(ours: &Value, file: &str, pod: &str) {
+    let (ours, theirs) = (normal(ours), normal(&argos(file)));
     let (mut o, mut t) = (BTreeMap::default(), BTreeMap::default());
     nodes(&ours, "", &mut o);
     nodes(&theirs, "", &mut t);
-    let pod = ".spec.template.spec.";
     let mut differ = Vec::new();
     for (path, node) in &t {
         match o.get(path) {
@@ -128,17 +141,21 @@ fn rollout_schema_is_argos() {
 }
 
 fn version() -> crate::crd::Version {
+    version_with(super::schema())
+}
+
+fn version_with(schema: Value) -> crate::crd::Version {
     crate::crd::Version {
         resource: crate::resources::find("", "v1", "configmaps").unwrap(),
-        schema: super::schema(),
+        schema,
         columns: Vec::new(),
     }
 }
 
-/// Every Rollout of Argo's examples and end-to-end manifests (other than
-/// those Argo expects to fail) is accepted and nothing is pruned.
-#[test]
-fn argos_rollouts_are_accepted_unchanged() {
+/// Every object of `kind` in Argo's examples and end-to-end manifests,
+/// admitted by `schema`: each is accepted and nothing is pruned. Returns
+/// how many there were.
+fn argos_are_accepted_unchanged(kind: &str, schema: Value) -> usize {
     fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
@@ -152,7 +169,7 @@ fn argos_rollouts_are_accepted_unchanged() {
     let mut files = Vec::new();
     walk(&crate::conformance("argo-rollouts/examples"), &mut files);
     walk(&crate::conformance("argo-rollouts/test"), &mut files);
-    let v = version();
+    let v = version_with(schema);
     let mut seen = 0;
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
@@ -162,7 +179,7 @@ fn argos_rollouts_are_accepted_unchanged() {
             let Ok(mut obj) = Value::deserialize(doc) else {
                 break;
             };
-            if obj["kind"] != "Rollout" || obj["apiVersion"] != "argoproj.io/v1alpha1" {
+            if obj["kind"] != kind || obj["apiVersion"] != "argoproj.io/v1alpha1" {
                 continue;
             }
             let before = obj.clone();
@@ -172,8 +189,69 @@ fn argos_rollouts_are_accepted_unchanged() {
             seen += 1;
         }
     }
+    seen
+}
+
+/// Argo's Rollouts, including those it expects to fail later (in its
+/// controller, not at the API).
+#[test]
+fn argos_rollouts_are_accepted_unchanged() {
+    let seen = argos_are_accepted_unchanged("Rollout", super::schema());
     // All 84 of the corpus (helm templates and a broken YAML do not parse).
     assert!(seen >= 84, "{seen} Rollouts");
+}
+
+/// Argo's Experiments, the malformed ones too: Argo's CRD leaves a
+/// container's resources open and a template's pod spec optional, and its
+/// controller fails them.
+#[test]
+fn argos_experiments_are_accepted_unchanged() {
+    let seen = argos_are_accepted_unchanged("Experiment", super::experiment_schema());
+    assert!(seen >= 10, "{seen} Experiments");
+}
+
+/// Mistyped and missing fields of an Experiment are refused with
+/// Kubernetes' messages, unknown ones pruned.
+#[test]
+fn mistyped_experiments_are_refused_and_unknown_fields_pruned() {
+    let v = version_with(super::experiment_schema());
+    let mut obj = json!({"spec": {"duration": 30, "templates": [
+        {"name": "a", "replicas": "one", "template": {"spec": {"containers": [{"name": "c"}]}}}],
+        "analyses": [{"name": "x", "templateName": "t",
+            "args": [{"name": "n", "valueFrom": {"podTemplateHashValue": "Stable"}}]}]}});
+    let causes = crate::crd::admit(&v, &mut obj);
+    let fields: Vec<(&str, &str)> = causes
+        .iter()
+        .map(|c| (c.field.as_str(), c.message.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (
+                "spec.duration",
+                "Invalid value: \"integer\": spec.duration in body must be of type string: \"integer\""
+            ),
+            ("spec.templates[0].selector", "Required value"),
+            (
+                "spec.templates[0].replicas",
+                "Invalid value: \"string\": spec.templates[0].replicas in body must be of type integer: \"string\""
+            ),
+        ],
+        "{causes:?}"
+    );
+    let mut obj = json!({"spec": {"typo": true, "templates": [{"name": "a",
+        "selector": {"matchLabels": {"app": "a"}}, "specRef": "canary",
+        "template": {"spec": {"containers": [{"name": "c"}]}}}],
+        "analyses": [{"name": "x", "templateName": "t",
+            "args": [{"name": "n", "valueFrom": {"podTemplateHashValue": "Stable"}}]}]}});
+    assert!(crate::crd::admit(&v, &mut obj).is_empty());
+    assert_eq!(
+        obj,
+        json!({"spec": {"templates": [{"name": "a", "selector": {"matchLabels": {"app": "a"}},
+            "template": {"spec": {"containers": [{"name": "c"}]}}}],
+            "analyses": [{"name": "x", "templateName": "t",
+                "args": [{"name": "n", "valueFrom": {}}]}]}})
+    );
 }
 
 fn causes_of(obj: Value) -> Vec<crate::validate::Cause> {

@@ -322,11 +322,12 @@ impl Run<'_> {
         }
     }
 
-    fn abort_for(&mut self, run: &str, _msg: &str) {
+    fn abort_for(&mut self, run: &str, msg: &str) {
         if self.st["abort"] == true {
             return;
         }
         self.st["abort"] = json!(true);
+        self.abort_message = Some(msg.to_string());
         self.st["abortedAt"] = json!(crate::objects::timestamp(crate::objects::now()));
         self.events.warning(
             self.r,

@@ -176,6 +176,7 @@ impl Reconciler for RolloutController {
             ro,
             rss,
             requeue: None,
+            abort_message: None,
         };
         run.sync().await?;
         workload::scale_down(run.cache, &run.ro, &run.st).await?;
@@ -355,6 +356,9 @@ struct Run<'a> {
     st: Value,
     rss: Vec<Value>,
     requeue: Option<Duration>,
+    /// Why this pass aborted (Argo's `pauseContext.abortMessage`): kept in
+    /// the Progressing condition while the abort lasts.
+    abort_message: Option<String>,
 }
 
 impl Run<'_> {
@@ -741,6 +745,7 @@ impl Run<'_> {
         }
         self.st["abort"] = json!(true);
         self.st["abortedAt"] = json!(timestamp(now()));
+        self.abort_message = Some(why.to_string());
         self.events
             .warning(self.r, &self.ro, "RolloutAborted", why.to_string());
     }
@@ -766,6 +771,9 @@ impl Run<'_> {
                 "RolloutAborted: Rollout aborted update to revision {}",
                 revision(new)
             );
+            if let Some(why) = self.abort_message.as_deref().filter(|m| !m.is_empty()) {
+                return ("Degraded", format!("{msg}: {why}"));
+            }
             // An analysis that failed says why (a step's, or an
             // Experiment's).
             let mut told = false;
