@@ -312,23 +312,27 @@ fn keel_tag(line: &str) -> Option<&str> {
     (tag.starts_with("keel:") || tag.starts_with("keel-net:")).then_some(tag)
 }
 
+/// The lines of `iptables-save` output `saved` in keel's tables (`nat`,
+/// `filter`), each with its table.
+fn table_lines(saved: &str) -> impl Iterator<Item = (&'static str, &str)> {
+    let mut table = "";
+    saved.lines().filter_map(move |line| {
+        if let Some(t) = line.strip_prefix('*') {
+            table = match t {
+                "nat" => "nat",
+                "filter" => "filter",
+                _ => "",
+            };
+            return None;
+        }
+        (!table.is_empty()).then_some((table, line))
+    })
+}
+
 /// The `-D` lines (per table) removing every keel rule of `saved` that names
 /// link `name` with `-i`/`-o`, and every rule sharing a tag with one.
 fn link_rule_deletions(saved: &str, name: &str) -> Vec<(&'static str, String)> {
-    let tables = || {
-        let mut table = "";
-        saved.lines().filter_map(move |line| {
-            if let Some(t) = line.strip_prefix('*') {
-                table = match t {
-                    "nat" => "nat",
-                    "filter" => "filter",
-                    _ => "",
-                };
-                return None;
-            }
-            (!table.is_empty() && line.starts_with("-A ")).then_some((table, line))
-        })
-    };
+    let tables = || table_lines(saved).filter(|(_, l)| l.starts_with("-A "));
     let names_link = |line: &str| {
         let w: Vec<&str> = line.split_whitespace().collect();
         w.windows(2)
@@ -350,11 +354,9 @@ fn link_rule_deletions(saved: &str, name: &str) -> Vec<(&'static str, String)> {
 /// into `KEEL` without making it again.
 fn empty_chain_removals(saved: &str) -> Vec<(&'static str, String)> {
     let section = |t: &str| -> Vec<&str> {
-        saved
-            .lines()
-            .skip_while(|l| *l != format!("*{t}"))
-            .skip(1)
-            .take_while(|l| *l != "COMMIT")
+        table_lines(saved)
+            .filter(|(x, _)| *x == t)
+            .map(|(_, l)| l)
             .collect()
     };
     let mut jumps = Vec::new();
@@ -634,19 +636,10 @@ impl Kernel for HostKernel {
 
     fn ensure_chains(&self) -> Result<(), NetError> {
         let saved = iptables_save()?;
-        let mut table = "";
         let mut have_chains: Vec<(String, String)> = Vec::new();
         let mut have_rules: Vec<(String, String)> = Vec::new();
-        for line in saved.lines() {
-            if let Some(t) = line.strip_prefix('*') {
-                table = if t == "nat" {
-                    "nat"
-                } else if t == "filter" {
-                    "filter"
-                } else {
-                    ""
-                };
-            } else if let Some(c) = line.strip_prefix(':') {
+        for (table, line) in table_lines(&saved) {
+            if let Some(c) = line.strip_prefix(':') {
                 let name = c.split_whitespace().next().unwrap_or_default();
                 have_chains.push((table.to_string(), name.to_string()));
             } else if let Some(r) = line.strip_prefix("-A ") {
@@ -713,19 +706,9 @@ impl Kernel for HostKernel {
 
     fn remove_rules(&self, tag: &str) -> Result<(), NetError> {
         let saved = iptables_save()?;
-        let mut table = "";
         let mut lines: Vec<(&str, String)> = Vec::new();
-        for line in saved.lines() {
-            if let Some(t) = line.strip_prefix('*') {
-                table = if t == "nat" {
-                    "nat"
-                } else if t == "filter" {
-                    "filter"
-                } else {
-                    ""
-                };
-            } else if let Some(r) = line.strip_prefix("-A ")
-                && !table.is_empty()
+        for (table, line) in table_lines(&saved) {
+            if let Some(r) = line.strip_prefix("-A ")
                 && has_tag(line, tag)
             {
                 // iptables-save prints rules in a form -D accepts verbatim.
