@@ -424,10 +424,17 @@ impl Writer {
         }
     }
 
+    /// Runs one statement without parameters from the statement cache (a
+    /// batch runs a savepoint and its release per write: parsing them each
+    /// time showed in profiles).
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(drop)
+    }
+
     fn run_batch(&mut self, batch: Vec<(Op, Reply)>) {
         let mut events = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
-        let begin = self.conn.execute_batch("BEGIN IMMEDIATE");
+        let begin = self.exec("BEGIN IMMEDIATE");
         if let Err(e) = begin {
             let msg = e.to_string();
             for (_, reply) in batch {
@@ -443,18 +450,19 @@ impl Writer {
             // Each op runs in a savepoint so a failed op leaves no partial rows
             // while the batch's other ops still commit.
             let before = events.len();
-            if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
+            if let Err(e) = self.exec("SAVEPOINT op") {
                 fatal = Some(e);
                 break;
             }
             let r = self.apply(op, &mut events);
             let end = if r.is_ok() {
-                "RELEASE op"
+                self.exec("RELEASE op")
             } else {
                 events.truncate(before);
-                "ROLLBACK TO op; RELEASE op"
+                self.exec("ROLLBACK TO op")
+                    .and_then(|()| self.exec("RELEASE op"))
             };
-            if let Err(e) = self.conn.execute_batch(end) {
+            if let Err(e) = end {
                 fatal = Some(e);
                 break;
             }
@@ -462,7 +470,7 @@ impl Writer {
         }
         let commit = match fatal {
             Some(e) => Err(e),
-            None => self.conn.execute_batch("COMMIT"),
+            None => self.exec("COMMIT"),
         };
         if let Err(e) = commit {
             let _ = self.conn.execute_batch("ROLLBACK");
