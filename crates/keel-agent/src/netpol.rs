@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec, PodStatus};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use keel_net::netpol::{Cluster, PodInfo, Policy};
 use kube::Api;
@@ -25,9 +25,13 @@ pub(crate) fn cleanup() -> Result<(), keel_net::NetError> {
 /// Starts the reflectors and the enforcement loop in the background.
 pub(crate) fn spawn(client: kube::Client, node: String) {
     let changed = Arc::new(Notify::new());
-    let pods = reflect::<Pod>(Api::all(client.clone()), &changed);
-    let namespaces = reflect::<Namespace>(Api::all(client.clone()), &changed);
-    let policies = reflect::<NetworkPolicy>(Api::all(client), &changed);
+    let pods = reflect::<Pod>(Api::all(client.clone()), &changed, slim);
+    let namespaces = reflect::<Namespace>(Api::all(client.clone()), &changed, |n| {
+        n.metadata.managed_fields = None;
+    });
+    let policies = reflect::<NetworkPolicy>(Api::all(client), &changed, |p| {
+        p.metadata.managed_fields = None;
+    });
     tokio::spawn(async move {
         let mut last: Option<Vec<String>> = None;
         loop {
@@ -60,7 +64,40 @@ pub(crate) fn spawn(client: kube::Client, node: String) {
     });
 }
 
-fn reflect<K>(api: Api<K>, changed: &Arc<Notify>) -> Store<K>
+/// What [`pod_info`] and [`snapshot`] read of a pod, and nothing else: the
+/// reflector holds every pod of the cluster, on every node.
+fn slim(p: &mut Pod) {
+    let m = &mut p.metadata;
+    m.managed_fields = None;
+    m.annotations = None;
+    m.owner_references = None;
+    if let Some(spec) = &mut p.spec {
+        *spec = PodSpec {
+            node_name: spec.node_name.take(),
+            host_network: spec.host_network,
+            containers: std::mem::take(&mut spec.containers)
+                .into_iter()
+                .map(|c| Container {
+                    name: c.name,
+                    ports: c.ports,
+                    ..Container::default()
+                })
+                .collect(),
+            ..PodSpec::default()
+        };
+    }
+    if let Some(st) = &mut p.status {
+        *st = PodStatus {
+            phase: st.phase.take(),
+            pod_ip: st.pod_ip.take(),
+            ..PodStatus::default()
+        };
+    }
+}
+
+/// A reflector of every `K`, each object passed through `trim` before it is
+/// stored.
+fn reflect<K>(api: Api<K>, changed: &Arc<Notify>, trim: fn(&mut K)) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -72,9 +109,12 @@ where
 {
     let (reader, writer) = reflector::store();
     let changed = changed.clone();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(trim),
+    )
+    .default_backoff()
+    .touched_objects();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {

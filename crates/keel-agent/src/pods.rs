@@ -14,7 +14,7 @@ use keel_runtime::engine::CreateOptions;
 use keel_runtime::{MountKind, MountSpec, NetworkConfig, RestartPolicy};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -52,7 +52,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub(crate) async fn run(ctx: Arc<Ctx>) -> Result<(), AgentError> {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node));
-    let mut stream = std::pin::pin!(watcher(api, cfg));
+    // managedFields: read by no one here, and a good part of each copy.
+    let mut stream =
+        std::pin::pin!(watcher(api, cfg).modify(|p: &mut Pod| p.metadata.managed_fields = None));
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
     let mut swept = false;

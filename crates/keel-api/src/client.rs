@@ -149,7 +149,8 @@ impl std::fmt::Debug for Loopback {
 }
 
 impl Loopback {
-    /// The object a change put (`None` for a deletion or an undecodable value).
+    /// The object a change put (`None` for a deletion or an undecodable
+    /// value), without its `metadata.managedFields` (see `Decoded`).
     pub fn object(&self, c: &Change) -> Option<Value> {
         self.shared_object(c).map(Arc::unwrap_or_clone)
     }

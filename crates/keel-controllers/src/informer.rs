@@ -13,6 +13,11 @@
 //! queues its keys: the read-modify-write that got the cache ahead may have
 //! carried another writer's change (a status write lands on a spec someone
 //! just scaled). Puts of objects the controller deleted are ignored.
+//!
+//! Cached objects leave out `metadata.managedFields`, as kube-controller-manager's
+//! informers do: no controller reads them, and their `fieldsV1` trees are
+//! about half of a pod's decoded size. (Writes keep the stored ones: the API
+//! keeps an object's managedFields when a write leaves them out.)
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -79,7 +84,17 @@ impl Cache {
         Ok(from)
     }
 
-    fn put(&mut self, r: &Resource, obj: Arc<Value>) {
+    fn put(&mut self, r: &Resource, mut obj: Arc<Value>) {
+        // Watch events' objects come without them already (shared, see
+        // `Loopback::shared_object`); lists and our own writes' answers
+        // are this cache's alone, so this copies nothing.
+        if obj.pointer("/metadata/managedFields").is_some()
+            && let Some(m) = Arc::make_mut(&mut obj)
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+        {
+            m.remove("managedFields");
+        }
         let key = r.key(
             Some(meta_str(&obj, "namespace")).filter(|n| !n.is_empty() && r.namespaced),
             meta_str(&obj, "name"),
@@ -562,6 +577,104 @@ mod tests {
         }
     }
 
+    /// A server on 127.0.0.1 with `ConfigMap` default/c (`data.x` "1"),
+    /// and that object as created.
+    async fn server_with_c(dir: &std::path::Path) -> (keel_api::Server, Value) {
+        let server = keel_api::Server::bind(keel_api::Config {
+            state_dir: dir.join("server"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            datastore: None,
+        })
+        .await
+        .unwrap();
+        let made = server
+            .loopback()
+            .create(
+                cms(),
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "c", "namespace": "default"}, "data": {"x": "1"}}),
+                "test",
+            )
+            .await
+            .unwrap();
+        (server, made)
+    }
+
+    #[tokio::test]
+    async fn cached_objects_leave_out_managed_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, made) = server_with_c(dir.path()).await;
+        let api = server.loopback();
+        assert!(made["metadata"]["managedFields"].is_array(), "{made}");
+        let mut cache = Cache::new(api.clone(), vec![cms()]);
+        cache.fill().await.unwrap();
+        let cached = cache.get(cms(), "default", "c").unwrap();
+        assert_eq!(cached["data"]["x"], "1");
+        assert!(
+            cached["metadata"].get("managedFields").is_none(),
+            "{cached}"
+        );
+        cache.remember(cms(), made);
+        let cached = cache.get(cms(), "default", "c").unwrap();
+        assert!(
+            cached["metadata"].get("managedFields").is_none(),
+            "{cached}"
+        );
+        // What a watch shares with every in-process watcher.
+        let from = revision_of(cached);
+        let mut watch = api.watch(cms(), from + 1).await.unwrap();
+        let written = api
+            .modify(cms(), Some("default"), "c", None, "other", |cur| {
+                let mut v = cur.clone();
+                v["data"]["x"] = serde_json::json!("2");
+                Some(v)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(written["metadata"]["managedFields"].is_array(), "{written}");
+        let Some(Ok(WatchEvent::Change(c))) = watch.next().await else {
+            panic!("no change")
+        };
+        let shared = api.shared_object(&c).unwrap();
+        assert_eq!(shared["data"]["x"], "2");
+        assert!(
+            shared["metadata"].get("managedFields").is_none(),
+            "{shared}"
+        );
+    }
+
+    /// Cached copies have no managedFields, so a write built from one
+    /// leaves them out: the stored ones must survive it (the API keeps an
+    /// object's managedFields when an update leaves them out).
+    #[tokio::test]
+    async fn a_write_built_from_a_cached_copy_keeps_the_stored_managed_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, _) = server_with_c(dir.path()).await;
+        let api = server.loopback();
+        let mut cache = Cache::new(api.clone(), vec![cms()]);
+        cache.fill().await.unwrap();
+        let mut desired = cache.get(cms(), "default", "c").unwrap().clone();
+        desired["metadata"]["labels"] = serde_json::json!({"l": "1"});
+        cache
+            .modify(cms(), "default", "c", None, |_| Some(desired.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = api.get(cms(), Some("default"), "c").await.unwrap().unwrap();
+        assert_eq!(stored["metadata"]["labels"]["l"], "1");
+        let managers: Vec<&str> = stored["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["manager"].as_str())
+            .collect();
+        assert!(
+            managers.contains(&"test") && managers.contains(&crate::MANAGER),
+            "{stored}"
+        );
+    }
+
     /// Regression: a write through the cache that landed on another
     /// writer's newer change made the watch events of both look old, so the
     /// key was never queued again and the controller kept acting on the
@@ -570,22 +683,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_merged_with_someone_elses_change_is_reconciled_again() {
         let dir = tempfile::tempdir().unwrap();
-        let server = keel_api::Server::bind(keel_api::Config {
-            state_dir: dir.path().join("server"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            datastore: None,
-        })
-        .await
-        .unwrap();
+        let (server, _) = server_with_c(dir.path()).await;
         let api = server.loopback();
-        api.create(
-            cms(),
-            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "c", "namespace": "default"}, "data": {"x": "1"}}),
-            "test",
-        )
-        .await
-        .unwrap();
         tokio::spawn(run(api.clone(), CopyX { raced: false }));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {

@@ -62,6 +62,8 @@ pub(crate) fn decode(state: &State, kv: &KeyValue, rev: i64) -> Result<Value, Fa
 /// watcher was most of their CPU and of the server's heap (a copy per
 /// controller cache). Keyed by revision and key; the newest [`Self::KEEP`]
 /// are kept, enough for watchers that run a little behind one another.
+/// Without `metadata.managedFields`: no in-process watcher reads them, and
+/// they are about half of a pod's decoded values.
 #[derive(Debug, Default)]
 pub(crate) struct Decoded(std::sync::Mutex<DecodedInner>);
 
@@ -90,7 +92,11 @@ impl Decoded {
             return Ok(v);
         }
         // Decoded outside the lock: two watchers may both decode, never wait.
-        let v = std::sync::Arc::new(decode(state, kv, rev)?);
+        let mut v = decode(state, kv, rev)?;
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+        let v = std::sync::Arc::new(v);
         if let Ok(mut inner) = self.0.lock() {
             if let Some(known) = hit(&inner) {
                 return Ok(known);
