@@ -642,6 +642,11 @@ mod tests {
             shared["metadata"].get("managedFields").is_none(),
             "{shared}"
         );
+        // One copy for every watcher that holds it, and none held by the
+        // memo itself (a version no one keeps is freed).
+        let again = api.shared_object(&c).unwrap();
+        assert!(Arc::ptr_eq(&shared, &again));
+        assert_eq!(Arc::strong_count(&shared), 2);
     }
 
     /// Cached copies have no managedFields, so a write built from one
