@@ -116,12 +116,21 @@ print(f"pods={pods} rate={rate}/s startup_p50_s={statistics.median(lat):.3f} "
       f"startup_p99_s={q[98]:.3f} startup_max_s={lat[-1]:.3f}")
 EOF
 
-sleep 10  # steady state
+sleep "${KEEL_BENCH_SETTLE:-10}"  # steady state (seconds after the last pod is Ready)
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # PSS shares each page among the processes that map it: the monitors all
 # map the same keel binary, so their RSS summed would count it N times.
 pss() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
-echo "keel server (with its agent) rss_mb=$(( $(rss "$PID") / 1024 )) pss_mb=$(( $(pss "$PID") / 1024 ))"
+# Anonymous memory leaves out the mapped binary (large in a debug build).
+anon() { awk '/^Anonymous:/ {printf "%.1f", $2 / 1024}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+echo "keel server (with its agent) rss_mb=$(( $(rss "$PID") / 1024 )) pss_mb=$(( $(pss "$PID") / 1024 )) anon_mb=$(anon "$PID")"
+# KEEL_BENCH_MALLOC=1: glibc's own totals (held and in use, less noisy
+# than RSS), printed by the server to its log when gdb makes it call
+# malloc_stats().
+if [ -n "${KEEL_BENCH_MALLOC:-}" ]; then
+  gdb -p "$PID" -batch -ex 'call (void) malloc_stats()' >/dev/null 2>&1 || true
+  echo "glibc malloc totals: $(grep -A2 '^Total (incl. mmap)' "$WORK/server.log" | tail -2 | tr -s ' ' | tr '\n' ';')"
+fi
 MON=0; MON_RSS=0; N=0
 for p in $(pgrep -f -- "--root $WORK/root __monitor" || true); do
   MON=$(( MON + $(pss "$p") )); MON_RSS=$(( MON_RSS + $(rss "$p") )); N=$(( N + 1 ))
