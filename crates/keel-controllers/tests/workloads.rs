@@ -52,7 +52,12 @@ async fn fake_kubelet(api: Loopback, delay: Duration) {
             continue;
         }
         let Some(p) = api.object(&c) else { continue };
-        if p["status"]["phase"] == "Running" || p["metadata"]["deletionTimestamp"].is_string() {
+        // A kubelet never brings a finished pod back.
+        if matches!(
+            p["status"]["phase"].as_str(),
+            Some("Running" | "Failed" | "Succeeded")
+        ) || p["metadata"]["deletionTimestamp"].is_string()
+        {
             continue;
         }
         let api = api.clone();
@@ -67,6 +72,13 @@ async fn fake_kubelet(api: Loopback, delay: Duration) {
             let name = p["metadata"]["name"].as_str().unwrap().to_string();
             let _ = api
                 .modify(pods, Some(&ns), &name, Some("status"), "kubelet", |cur| {
+                    // Failed (as a test may mark it) while this waited.
+                    if matches!(
+                        cur["status"]["phase"].as_str(),
+                        Some("Failed" | "Succeeded")
+                    ) {
+                        return None;
+                    }
                     let mut v = cur.clone();
                     v["status"]["phase"] = json!("Running");
                     v["status"]["podIP"] = json!(ip);
