@@ -45,9 +45,21 @@ const MAX_BATCH: usize = 512;
 
 /// The live rows of keys in [?1, ?2) after ?3 at revision ?4, at most ?5.
 const LIST_SQL: &str = "SELECT kv.id, kv.name, kv.create_revision, kv.lease, kv.value FROM kv
-     JOIN (SELECT MAX(id) AS mid FROM kv WHERE name >= ?1 AND (?2 IS NULL OR name < ?2)
+     JOIN (SELECT MAX(id) AS mid FROM kv WHERE name >= ?1 AND name < ?2
            AND name > ?3 AND id <= ?4 GROUP BY name) m ON kv.id = m.mid
      WHERE kv.deleted = 0 ORDER BY kv.name LIMIT ?5";
+
+/// The end of `prefix`'s key range as a bound the index can use: the next
+/// prefix, or a BLOB (which sorts after every TEXT) when there is none.
+/// An optional bound (`?2 IS NULL OR name < ?2`) left the range open above
+/// under a plan made once (QPSG): a list then scanned every key after its
+/// prefix.
+fn upper_bound(prefix: &str) -> rusqlite::types::Value {
+    match prefix_end(prefix).and_then(|e| String::from_utf8(e).ok()) {
+        Some(end) => rusqlite::types::Value::Text(end),
+        None => rusqlite::types::Value::Blob(Vec::new()),
+    }
+}
 
 /// Rows a list reads on the caller's thread before it moves to the
 /// blocking pool.
@@ -661,11 +673,11 @@ impl SqliteStore {
 
 /// Events of keys under `prefix` with revision in `from..=to`, from the log.
 fn history(conn: &Connection, prefix: &str, from: Revision, to: Revision) -> Result<Vec<Event>> {
-    let end = prefix_end(prefix).and_then(|e| String::from_utf8(e).ok());
+    let end = upper_bound(prefix);
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, name, deleted, create_revision, prev_revision, lease, value FROM kv
-             WHERE id >= ?1 AND id <= ?2 AND name >= ?3 AND (?4 IS NULL OR name < ?4) ORDER BY id",
+             WHERE id >= ?1 AND id <= ?2 AND name >= ?3 AND name < ?4 ORDER BY id",
         )
         .map_err(sql("read history"))?;
     let rows: Vec<(Event, Revision)> = stmt
@@ -709,7 +721,7 @@ fn list_rows(
     opts: &ListOptions,
     rev: Revision,
 ) -> Result<ListResult> {
-    let end = prefix_end(prefix).and_then(|e| String::from_utf8(e).ok());
+    let end = upper_bound(prefix);
     let lower = match &opts.start_after {
         Some(s) if s.as_str() >= prefix => s.clone(),
         _ => String::new(),
@@ -785,9 +797,9 @@ impl Store for SqliteStore {
     async fn count(&self, prefix: &str) -> Result<usize> {
         let prefix = prefix.to_string();
         self.read(move |c| {
-            let end = prefix_end(&prefix).and_then(|e| String::from_utf8(e).ok());
+            let end = upper_bound(&prefix);
             c.prepare_cached(
-                "SELECT COUNT(*) FROM kv JOIN (SELECT MAX(id) AS mid FROM kv WHERE name >= ?1 AND (?2 IS NULL OR name < ?2) GROUP BY name) m ON kv.id = m.mid WHERE kv.deleted = 0",
+                "SELECT COUNT(*) FROM kv JOIN (SELECT MAX(id) AS mid FROM kv WHERE name >= ?1 AND name < ?2 GROUP BY name) m ON kv.id = m.mid WHERE kv.deleted = 0",
             )
             .map_err(sql("count"))?
             .query_row(params![prefix, end], |r| r.get::<_, i64>(0))
@@ -1024,5 +1036,47 @@ mod tests {
         let stmt = conn.prepare_cached(LIST_SQL).unwrap();
         assert_eq!(stmt.get_status(rusqlite::StatementStatus::Run), 4);
         assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
+    /// A list reads only its prefix's range of the index, bounded on both
+    /// sides, whatever the bindings.
+    #[test]
+    fn a_list_reads_only_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_conn(&dir.path().join("db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {LIST_SQL}"))
+            .unwrap()
+            .query_map(params!["/a/", "/a0", "", 1, 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("kv_name_id (name>? AND name<?)")),
+            "{plan:?}"
+        );
+        // Keys after the range are not listed; with no end every key is.
+        let insert = |name: &str, id: i64| {
+            conn.execute(
+                "INSERT INTO kv (id, name, deleted, create_revision, prev_revision, lease, value) VALUES (?1, ?2, 0, ?1, 0, 0, x'00')",
+                params![id, name],
+            )
+            .unwrap();
+        };
+        insert("/a/1", 1);
+        insert("/a0", 2);
+        insert("/b/\u{10ffff}", 3);
+        let names = |prefix: &str| -> Vec<String> {
+            list_rows(&conn, prefix, &ListOptions::default(), 10)
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|kv| kv.key)
+                .collect()
+        };
+        assert_eq!(names("/a/"), ["/a/1"]);
+        assert_eq!(names(""), ["/a/1", "/a0", "/b/\u{10ffff}"]);
     }
 }
