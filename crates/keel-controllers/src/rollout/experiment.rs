@@ -836,7 +836,7 @@ mod tests {
     use super::{calculate_status, invalid_spec, set_invalid_spec};
     use serde_json::{Value, json};
 
-    /// Argo's VerifyExperimentSpec cases, in its order and words.
+    /// Argo's `VerifyExperimentSpec` cases, in its order and words.
     #[test]
     fn an_invalid_spec_is_named_as_argo_names_it() {
         let t = |name: &str, sel: Value| json!({"name": name, "selector": sel, "template": {"spec": {"containers": []}}});
