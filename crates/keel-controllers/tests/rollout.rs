@@ -1697,6 +1697,11 @@ async fn dynamic_stable_scale_with_an_abort_delay_drains_traffic_then_waits() {
         rs_counts(api, "dsd", &v2).await.0 == 0
     })
     .await;
+    // The recording's watch may be a step behind the read above.
+    wait_for("the recording of the scale-down", || async {
+        steps_of(&log.lock().unwrap(), spec_of(&v2)).last() == Some(&0)
+    })
+    .await;
     let log = log.lock().unwrap().clone();
     let weight = |s: &Seen| match s {
         Seen::Weight(w) => Some(*w),
