@@ -137,22 +137,48 @@ fn blue_green() -> Value {
     )
 }
 
+/// An Experiment's analysis; one an `experiment` step declares takes a
+/// Rollout's arguments (`secrets` false), an Experiment's own the analysis
+/// kinds'.
+fn experiment_analysis(secrets: bool) -> Value {
+    object(
+        &[
+            ("args", args(secrets)),
+            ("clusterScope", boolean()),
+            ("name", string()),
+            ("requiredForCompletion", boolean()),
+            ("templateName", string()),
+        ],
+        &["name", "templateName"],
+    )
+}
+
+/// A status condition as Argo's types have them (Rollout and Experiment).
+fn condition() -> Value {
+    object(
+        &[
+            ("lastTransitionTime", time()),
+            ("lastUpdateTime", time()),
+            ("message", string()),
+            ("reason", string()),
+            ("status", string()),
+            ("type", string()),
+        ],
+        &[
+            "lastTransitionTime",
+            "lastUpdateTime",
+            "message",
+            "reason",
+            "status",
+            "type",
+        ],
+    )
+}
+
 fn experiment_step() -> Value {
     object(
         &[
-            (
-                "analyses",
-                array(object(
-                    &[
-                        ("args", args(false)),
-                        ("clusterScope", boolean()),
-                        ("name", string()),
-                        ("requiredForCompletion", boolean()),
-                        ("templateName", string()),
-                    ],
-                    &["name", "templateName"],
-                )),
-            ),
+            ("analyses", array(experiment_analysis(false))),
             ("analysisRunMetadata", labels_and_annotations()),
             ("dryRun", dry_run()),
             ("duration", string()),
@@ -578,27 +604,7 @@ fn status() -> Value {
             ("blueGreen", blue_green),
             ("canary", canary),
             ("collisionCount", int32()),
-            (
-                "conditions",
-                array(object(
-                    &[
-                        ("lastTransitionTime", time()),
-                        ("lastUpdateTime", time()),
-                        ("message", string()),
-                        ("reason", string()),
-                        ("status", string()),
-                        ("type", string()),
-                    ],
-                    &[
-                        "lastTransitionTime",
-                        "lastUpdateTime",
-                        "message",
-                        "reason",
-                        "status",
-                        "type",
-                    ],
-                )),
-            ),
+            ("conditions", array(condition())),
             ("controllerPause", boolean()),
             ("currentPodHash", string()),
             ("currentStepHash", string()),
@@ -776,19 +782,9 @@ pub(crate) fn experiment_schema() -> Value {
         ],
         &["name", "selector", "template"],
     );
-    let analysis = object(
-        &[
-            ("args", args(true)),
-            ("clusterScope", boolean()),
-            ("name", string()),
-            ("requiredForCompletion", boolean()),
-            ("templateName", string()),
-        ],
-        &["name", "templateName"],
-    );
     let spec = object(
         &[
-            ("analyses", array(analysis)),
+            ("analyses", array(experiment_analysis(true))),
             ("analysisRunMetadata", labels_and_annotations()),
             ("dryRun", dry_run()),
             ("duration", string()),
@@ -799,24 +795,6 @@ pub(crate) fn experiment_schema() -> Value {
             ("terminate", boolean()),
         ],
         &["templates"],
-    );
-    let condition = object(
-        &[
-            ("lastTransitionTime", time()),
-            ("lastUpdateTime", time()),
-            ("message", string()),
-            ("reason", string()),
-            ("status", string()),
-            ("type", string()),
-        ],
-        &[
-            "lastTransitionTime",
-            "lastUpdateTime",
-            "message",
-            "reason",
-            "status",
-            "type",
-        ],
     );
     let template_status = object(
         &[
@@ -853,7 +831,7 @@ pub(crate) fn experiment_schema() -> Value {
         &[
             ("analysisRuns", array(run_status)),
             ("availableAt", time()),
-            ("conditions", array(condition)),
+            ("conditions", array(condition())),
             ("message", string()),
             ("phase", string()),
             ("templateStatuses", array(template_status)),
