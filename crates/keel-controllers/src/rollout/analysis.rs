@@ -323,12 +323,9 @@ impl Run<'_> {
     }
 
     fn abort_for(&mut self, run: &str, msg: &str) {
-        if self.st["abort"] == true {
+        if !self.begin_abort(msg) {
             return;
         }
-        self.st["abort"] = json!(true);
-        self.abort_message = Some(msg.to_string());
-        self.st["abortedAt"] = json!(crate::objects::timestamp(crate::objects::now()));
         self.events.warning(
             self.r,
             &self.ro,

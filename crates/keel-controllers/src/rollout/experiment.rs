@@ -16,7 +16,7 @@ use keel_api::resources::{self, Resource};
 use serde_json::{Value, json};
 
 use super::analysis::{analysis_runs, merged_templates, template};
-use super::{HASH_LABEL, SCALE_DOWN_DEADLINE, services};
+use super::{HASH_LABEL, SCALE_DOWN_DEADLINE, services, set_invalid_spec};
 use crate::deployment::template_hash;
 use crate::events::Recorder;
 use crate::informer::{Cache, Queue, Reconciler, key_of, queue_controller, split_key};
@@ -25,6 +25,8 @@ use crate::replicaset::replicasets;
 
 const NAME_ANNOTATION: &str = "experiment.argoproj.io/name";
 const TEMPLATE_ANNOTATION: &str = "experiment.argoproj.io/template-name";
+/// Argo's condition for a spec its controller will not run.
+const INVALID: &str = "InvalidExperimentSpec";
 
 pub(super) fn experiments() -> Option<&'static Resource> {
     resources::find("argoproj.io", "v1alpha1", "experiments")
@@ -146,10 +148,8 @@ fn invalid_spec(ex: &Value) -> Option<String> {
         }
         let empty = |f: &str| {
             sel.get(f).is_none_or(|v| {
-                v.as_object().map_or(
-                    v.as_array().is_some_and(Vec::is_empty),
-                    serde_json::Map::is_empty,
-                )
+                v.as_object().is_some_and(serde_json::Map::is_empty)
+                    || v.as_array().is_some_and(Vec::is_empty)
             })
         };
         if empty("matchLabels") && empty("matchExpressions") {
@@ -175,33 +175,6 @@ fn invalid_spec(ex: &Value) -> Option<String> {
         }
     }
     None
-}
-
-/// Sets (`Some`) or drops Argo's `InvalidExperimentSpec` condition; a new
-/// reason replaces the old condition, the same one is kept as it is.
-fn set_invalid_spec(st: &mut Value, message: Option<&str>) {
-    let mut conds: Vec<Value> = st["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c["type"] != "InvalidExperimentSpec" || message == c["message"].as_str())
-        .collect();
-    if let Some(m) = message {
-        // Argo also bumps lastUpdateTime on every pass; here each write
-        // would come back as an event and pass again.
-        if !conds.iter().any(|c| c["type"] == "InvalidExperimentSpec") {
-            let t = timestamp(now());
-            conds.push(json!({"type": "InvalidExperimentSpec", "status": "True",
-                "reason": "InvalidSpec", "message": m,
-                "lastUpdateTime": t, "lastTransitionTime": t}));
-        }
-    }
-    if conds.is_empty() {
-        st.as_object_mut().map(|m| m.remove("conditions"));
-    } else {
-        st["conditions"] = Value::Array(conds);
-    }
 }
 
 /// Runs the Experiment controller once the kinds are served.
@@ -258,13 +231,13 @@ impl Reconciler for ExperimentController {
         let mut st = ex.get("status").cloned().unwrap_or_else(|| json!({}));
         if let Some(message) = invalid_spec(&ex) {
             // As Argo: the condition is the only change, nothing is created.
-            set_invalid_spec(&mut st, Some(&message));
+            set_invalid_spec(&mut st, INVALID, Some(&message));
             if ex.get("status") != Some(&st) {
                 super::put_status(cache, self.experiments, &ex, &st).await?;
             }
             return Ok(None);
         }
-        set_invalid_spec(&mut st, None);
+        set_invalid_spec(&mut st, INVALID, None);
         let mut again: Option<Duration> = None;
         let ending = terminating(&ex);
         for t in ex["spec"]["templates"]
@@ -833,7 +806,7 @@ fn calculate_status(ex: &Value, st: &mut Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::{calculate_status, invalid_spec, set_invalid_spec};
+    use super::{INVALID, calculate_status, invalid_spec, set_invalid_spec};
     use serde_json::{Value, json};
 
     /// Argo's `VerifyExperimentSpec` cases, in its order and words.
@@ -886,18 +859,18 @@ mod tests {
     #[test]
     fn the_invalid_spec_condition_is_kept_replaced_and_dropped() {
         let mut st = json!({});
-        set_invalid_spec(&mut st, Some("one"));
+        set_invalid_spec(&mut st, INVALID, Some("one"));
         let first = st["conditions"][0].clone();
         assert_eq!(first["type"], "InvalidExperimentSpec");
         assert_eq!(first["reason"], "InvalidSpec");
         assert_eq!(first["status"], "True");
         let again = st.clone();
-        set_invalid_spec(&mut st, Some("one"));
+        set_invalid_spec(&mut st, INVALID, Some("one"));
         assert_eq!(st, again, "the same reason writes nothing");
-        set_invalid_spec(&mut st, Some("two"));
+        set_invalid_spec(&mut st, INVALID, Some("two"));
         assert_eq!(st["conditions"].as_array().unwrap().len(), 1);
         assert_eq!(st["conditions"][0]["message"], "two");
-        set_invalid_spec(&mut st, None);
+        set_invalid_spec(&mut st, INVALID, None);
         assert_eq!(st, json!({}));
     }
 

@@ -194,21 +194,7 @@ async fn invalid_spec(
     message: &str,
 ) -> Result<Option<Duration>, ClientError> {
     let mut st = ro.get("status").cloned().unwrap_or_else(|| json!({}));
-    let mut conds: Vec<Value> = st["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c["type"] != "InvalidSpec" || c["message"] == message)
-        .collect();
-    if !conds.iter().any(|c| c["type"] == "InvalidSpec") {
-        let t = timestamp(now());
-        conds.push(
-            json!({"type": "InvalidSpec", "status": "True", "reason": "InvalidSpec",
-            "message": message, "lastUpdateTime": t, "lastTransitionTime": t}),
-        );
-    }
-    st["conditions"] = Value::Array(conds);
+    set_invalid_spec(&mut st, "InvalidSpec", Some(message));
     st["phase"] = json!("Degraded");
     st["message"] = json!(format!("InvalidSpec: {message}"));
     st["observedGeneration"] = json!(int(ro, "/metadata/generation").to_string());
@@ -217,6 +203,35 @@ async fn invalid_spec(
     }
     put_status(cache, r, ro, &st).await?;
     Ok(None)
+}
+
+/// Sets (`Some`) or drops the invalid-spec condition `kind` (Argo's
+/// `InvalidSpec` of a Rollout, `InvalidExperimentSpec` of an Experiment).
+/// A new message replaces the condition; the same one keeps it as it is
+/// (Argo also bumps `lastUpdateTime` every pass; here each write would
+/// come back as an event and pass again).
+pub(super) fn set_invalid_spec(st: &mut Value, kind: &str, message: Option<&str>) {
+    let mut conds: Vec<Value> = st["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != kind || message == c["message"].as_str())
+        .collect();
+    if let Some(m) = message
+        && !conds.iter().any(|c| c["type"] == kind)
+    {
+        let t = timestamp(now());
+        conds.push(
+            json!({"type": kind, "status": "True", "reason": "InvalidSpec",
+            "message": m, "lastUpdateTime": t, "lastTransitionTime": t}),
+        );
+    }
+    if conds.is_empty() {
+        st.as_object_mut().map(|m| m.remove("conditions"));
+    } else {
+        st["conditions"] = Value::Array(conds);
+    }
 }
 
 /// Writes `st` as `ro`'s status (through the status subresource where
@@ -740,14 +755,21 @@ impl Run<'_> {
 
     /// Aborts the update (Argo's `AddAbort`).
     fn abort_with(&mut self, why: &str) {
+        if self.begin_abort(why) {
+            self.events
+                .warning(self.r, &self.ro, "RolloutAborted", why.to_string());
+        }
+    }
+
+    /// Marks the update aborted for `why`; false when it already was.
+    fn begin_abort(&mut self, why: &str) -> bool {
         if self.st["abort"] == true {
-            return;
+            return false;
         }
         self.st["abort"] = json!(true);
         self.st["abortedAt"] = json!(timestamp(now()));
         self.abort_message = Some(why.to_string());
-        self.events
-            .warning(self.r, &self.ro, "RolloutAborted", why.to_string());
+        true
     }
 
     /// Phase and message as Argo's controller computes them.
@@ -869,16 +891,9 @@ impl Run<'_> {
             >= replicas::spec_replicas(&self.ro) - self.max_unavailable();
         let paused = phase == "Paused";
         let progressing = if self.st["abort"] == true {
-            let why = message.strip_prefix("RolloutAborted: ").map_or_else(
-                || {
-                    format!(
-                        "Rollout aborted update to revision {}",
-                        self.revision_of_current()
-                    )
-                },
-                str::to_string,
-            );
-            ("False", "RolloutAborted", why)
+            // `phase` says `RolloutAborted: <why>` on abort.
+            let why = message.strip_prefix("RolloutAborted: ").unwrap_or(message);
+            ("False", "RolloutAborted", why.to_string())
         } else if paused {
             ("Unknown", "RolloutPaused", "Rollout is paused".to_string())
         } else if healthy {
