@@ -41,6 +41,13 @@ fn res(group: &str, plural: &str) -> &'static Resource {
     resources::find(group, "v1", plural).unwrap()
 }
 
+fn finished(pod: &Value) -> bool {
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Failed" | "Succeeded")
+    )
+}
+
 /// Marks every pod Running and Ready `delay` after it appears.
 async fn fake_kubelet(api: Loopback, delay: Duration) {
     let pods = res("", "pods");
@@ -53,10 +60,9 @@ async fn fake_kubelet(api: Loopback, delay: Duration) {
         }
         let Some(p) = api.object(&c) else { continue };
         // A kubelet never brings a finished pod back.
-        if matches!(
-            p["status"]["phase"].as_str(),
-            Some("Running" | "Failed" | "Succeeded")
-        ) || p["metadata"]["deletionTimestamp"].is_string()
+        if p["status"]["phase"] == "Running"
+            || finished(&p)
+            || p["metadata"]["deletionTimestamp"].is_string()
         {
             continue;
         }
@@ -73,10 +79,7 @@ async fn fake_kubelet(api: Loopback, delay: Duration) {
             let _ = api
                 .modify(pods, Some(&ns), &name, Some("status"), "kubelet", |cur| {
                     // Failed (as a test may mark it) while this waited.
-                    if matches!(
-                        cur["status"]["phase"].as_str(),
-                        Some("Failed" | "Succeeded")
-                    ) {
+                    if finished(cur) {
                         return None;
                     }
                     let mut v = cur.clone();
@@ -449,14 +452,24 @@ async fn services_get_endpoints_and_slices_of_their_pods() {
         json!([{"name": "web", "port": 8080, "protocol": "TCP"}])
     );
     assert!(ep["subsets"][0].get("notReadyAddresses").is_none());
-    let (slices, _) = api
-        .list(res("discovery.k8s.io", "endpointslices"), Some("default"))
-        .await
-        .unwrap();
-    let slice = slices
-        .iter()
-        .find(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "ep")
-        .unwrap();
+    // The EndpointSlice controller runs beside the Endpoints one: its
+    // object may be a pod behind when the Endpoints show all three.
+    let slice = || async {
+        let (slices, _) = api
+            .list(res("discovery.k8s.io", "endpointslices"), Some("default"))
+            .await
+            .unwrap();
+        slices
+            .into_iter()
+            .find(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "ep")
+    };
+    wait_for("the slice with three endpoints", || async {
+        slice()
+            .await
+            .is_some_and(|s| s["endpoints"].as_array().is_some_and(|e| e.len() == 3))
+    })
+    .await;
+    let slice = slice().await.unwrap();
     assert_eq!(slice["endpoints"].as_array().unwrap().len(), 3);
     assert!(
         slice["endpoints"]
